@@ -1,0 +1,1 @@
+//! ipc-pubsub as calloop event sources. Filled by the "ipc-driver-calloop" issue.

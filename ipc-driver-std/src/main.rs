@@ -1,0 +1,6 @@
+//! The `ipc-pubsub` command line.
+
+fn main() {
+    eprintln!("ipc-pubsub: not built yet");
+    std::process::exit(2);
+}

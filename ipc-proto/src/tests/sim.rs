@@ -1,0 +1,902 @@
+//! A deterministic simulator of a group: N nodes, a virtual clock, links with seeded latency
+//! (ordered per link, reordered across links), crashes, freezes (SIGSTOP) and resumptions,
+//! graceful leaves, and the hub address modelled as one atomic resource.
+//!
+//! Each node runs a [`Spoke`] and, while it holds the hub address, a [`Hub`], exactly as a
+//! driver would: outputs are drained after every input, `ConnectRequested` and `BindRequested`
+//! become attempts evaluated when they are processed (so concurrent attempts race), and the
+//! winner of a bind starts a hub from its spoke's history.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::time::{Duration, Instant};
+
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::{Rng as _, SeedableRng};
+
+use crate::{
+    AccessPolicy, Credentials, Event, Hub, HubCmd, HubConfig, HubEvt, Input, NodeId, NodeInfo,
+    Output, OwnTopics, PeerId, Spoke, SpokeCmd, SpokeConfig, SpokeEvt, SpokeState, Summary, Term,
+    View,
+};
+
+pub(crate) const UID: u32 = 1000;
+
+/// A node's index in the simulation (stable: crashed nodes keep theirs).
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Debug, Hash)]
+pub(crate) struct NodeIx(pub(crate) usize);
+
+/// Knobs of a simulation.
+#[derive(Clone, Debug)]
+pub(crate) struct SimConfig {
+    pub(crate) latency: (Duration, Duration),
+    /// Cut transmits into random chunks (exercises the deframers).
+    pub(crate) chunking: bool,
+    pub(crate) grace: Duration,
+    pub(crate) keepalive: Duration,
+    pub(crate) max_tombstones: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            latency: (Duration::from_micros(20), Duration::from_millis(2)),
+            chunking: true,
+            grace: Duration::from_millis(200),
+            keepalive: Duration::from_secs(2),
+            max_tombstones: crate::DEFAULT_TOMBSTONES,
+        }
+    }
+}
+
+/// What one node did and saw.
+#[derive(Debug)]
+pub(crate) struct SimNode {
+    pub(crate) name: String,
+    pub(crate) spoke: Spoke,
+    pub(crate) hub: Option<Hub>,
+    pub(crate) alive: bool,
+    pub(crate) frozen: bool,
+    /// Left gracefully (its spoke is closed; its hub may still be closing).
+    pub(crate) leaving: bool,
+    pub(crate) started: Instant,
+    pub(crate) ended: Option<Instant>,
+    /// Topology events, with when they were emitted.
+    pub(crate) events: Vec<(Instant, Event)>,
+    /// Names of every spoke and hub event, in order.
+    pub(crate) transcript: Vec<&'static str>,
+    /// Inputs that arrived while frozen.
+    pending: VecDeque<(Target, SimInput)>,
+    /// When the node was frozen, and until when (for the truth of "continuously alive").
+    pub(crate) frozen_spans: Vec<(Instant, Instant)>,
+}
+
+impl SimNode {
+    pub(crate) fn id(&self) -> NodeId {
+        self.spoke.id()
+    }
+
+    pub(crate) fn is_member(&self) -> bool {
+        self.alive && !self.leaving
+    }
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Target {
+    Spoke,
+    Hub,
+}
+
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum SimInput {
+    Bytes(PeerId, Vec<u8>),
+    PeerUp(PeerId),
+    PeerDown(PeerId),
+    /// Evaluate a connection attempt now.
+    Connect,
+    /// Evaluate a bind attempt now.
+    Bind,
+}
+
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
+struct Delivery {
+    node: NodeIx,
+    target: Target,
+    input: SimInput,
+}
+
+/// One connection between a spoke and a hub. Each direction is a FIFO stream.
+#[derive(Debug)]
+struct Link {
+    spoke: NodeIx,
+    spoke_peer: PeerId,
+    hub: NodeIx,
+    hub_peer: PeerId,
+    /// Spoke to hub.
+    up_open: bool,
+    up_last: Instant,
+    /// Hub to spoke.
+    down_open: bool,
+    down_last: Instant,
+}
+
+/// The simulation.
+pub(crate) struct Sim {
+    rng: ChaCha8Rng,
+    pub(crate) config: SimConfig,
+    pub(crate) epoch: Instant,
+    now: Instant,
+    pub(crate) nodes: Vec<SimNode>,
+    /// Who holds the hub address.
+    bind: Option<NodeIx>,
+    links: BTreeMap<u64, Link>,
+    peer_link: BTreeMap<PeerId, u64>,
+    next_peer: u64,
+    queue: BinaryHeap<Reverse<(Instant, u64, Delivery)>>,
+    order: u64,
+    /// When a hub first declared each node gone (LEAVE minted).
+    pub(crate) gone_at: BTreeMap<NodeId, Instant>,
+    /// Nodes a hub purged after the grace period, with when.
+    pub(crate) purged: Vec<(Instant, NodeId)>,
+    /// Nodes a hub expelled by keepalive, with when.
+    pub(crate) expelled: Vec<(Instant, NodeId)>,
+    /// Every hub started, with its node and term.
+    pub(crate) hubs_started: Vec<(Instant, NodeIx, Term)>,
+    pub(crate) steps: usize,
+}
+
+impl Sim {
+    pub(crate) fn new(seed: u64, config: SimConfig) -> Self {
+        #[allow(clippy::disallowed_methods)] // the simulation's epoch; only durations are added
+        let epoch = Instant::now();
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            config,
+            epoch,
+            now: epoch,
+            nodes: Vec::new(),
+            bind: None,
+            links: BTreeMap::new(),
+            peer_link: BTreeMap::new(),
+            next_peer: 1,
+            queue: BinaryHeap::new(),
+            order: 0,
+            gone_at: BTreeMap::new(),
+            purged: Vec::new(),
+            expelled: Vec::new(),
+            hubs_started: Vec::new(),
+            steps: 0,
+        }
+    }
+
+    pub(crate) fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Milliseconds since the start, for messages.
+    pub(crate) fn ms(&self, t: Instant) -> f64 {
+        (t - self.epoch).as_secs_f64() * 1e3
+    }
+
+    // ---- the world ----
+
+    /// Starts a node that announces and subscribes `topics` before it joins.
+    pub(crate) fn spawn(&mut self, name: &str, own: &OwnTopics) -> NodeIx {
+        let ix = NodeIx(self.nodes.len());
+        let mut cfg = SpokeConfig::default();
+        cfg.rng_seed(self.rng.next_u64())
+            .name(name)
+            .data_addr(format!("@sim/{}", ix.0))
+            .keepalive(self.config.keepalive);
+        cfg.max_tombstones = self.config.max_tombstones;
+        let mut spoke = Spoke::new(cfg, self.now);
+        for (topic, mime) in &own.publishes {
+            let cmd = SpokeCmd::Announce {
+                topic: topic.clone(),
+                mime: mime.clone(),
+            };
+            spoke
+                .handle(self.now, Input::Cmd(cmd))
+                .expect("valid topic");
+        }
+        for topic in &own.subscribes {
+            let cmd = SpokeCmd::Subscribe {
+                topic: topic.clone(),
+            };
+            spoke
+                .handle(self.now, Input::Cmd(cmd))
+                .expect("valid topic");
+        }
+        spoke
+            .handle(self.now, Input::Cmd(SpokeCmd::Join))
+            .expect("first join");
+        self.nodes.push(SimNode {
+            name: name.into(),
+            spoke,
+            hub: None,
+            alive: true,
+            frozen: false,
+            leaving: false,
+            started: self.now,
+            ended: None,
+            events: Vec::new(),
+            transcript: Vec::new(),
+            pending: VecDeque::new(),
+            frozen_spans: Vec::new(),
+        });
+        self.drain(ix);
+        ix
+    }
+
+    /// Gives a node's application command.
+    pub(crate) fn cmd(&mut self, ix: NodeIx, cmd: SpokeCmd) {
+        let now = self.now;
+        let n = &mut self.nodes[ix.0];
+        if !n.is_member() || n.frozen {
+            return;
+        }
+        n.spoke.handle(now, Input::Cmd(cmd)).expect("valid command");
+        self.drain(ix);
+    }
+
+    /// Kills a node: its links hang up, the hub address is freed if it held it.
+    pub(crate) fn crash(&mut self, ix: NodeIx) {
+        let n = &mut self.nodes[ix.0];
+        if !n.alive {
+            return;
+        }
+        n.alive = false;
+        n.hub = None;
+        n.pending.clear();
+        n.ended.get_or_insert(self.now);
+        if n.frozen {
+            n.frozen = false;
+            if let Some(span) = n.frozen_spans.last_mut() {
+                span.1 = self.now;
+            }
+        }
+        if self.bind == Some(ix) {
+            self.bind = None;
+        }
+        let ids: Vec<u64> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.spoke == ix || l.hub == ix)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            self.hang_up(id, ix);
+        }
+    }
+
+    /// Stops a node (SIGSTOP): what arrives waits, timers do not fire.
+    pub(crate) fn freeze(&mut self, ix: NodeIx) {
+        let now = self.now;
+        let n = &mut self.nodes[ix.0];
+        if n.alive && !n.frozen && !n.leaving {
+            n.frozen = true;
+            n.frozen_spans.push((now, now));
+        }
+    }
+
+    /// Resumes a frozen node (SIGCONT): it handles what arrived, in order.
+    pub(crate) fn resume(&mut self, ix: NodeIx) {
+        let now = self.now;
+        let n = &mut self.nodes[ix.0];
+        if !n.alive || !n.frozen {
+            return;
+        }
+        n.frozen = false;
+        if let Some(span) = n.frozen_spans.last_mut() {
+            span.1 = now;
+        }
+        let pending = std::mem::take(&mut n.pending);
+        for (target, input) in pending {
+            self.feed(ix, target, input);
+        }
+        self.fire_timers(ix);
+    }
+
+    /// Leaves gracefully: goodbye to the hub, and if the node hosts the hub, the hub closes
+    /// once it has sequenced that goodbye.
+    pub(crate) fn leave(&mut self, ix: NodeIx) {
+        let now = self.now;
+        let n = &mut self.nodes[ix.0];
+        if !n.is_member() || n.frozen {
+            return;
+        }
+        n.leaving = true;
+        n.ended.get_or_insert(now);
+        let linked = n.spoke.hub_peer().is_some();
+        n.spoke
+            .handle(now, Input::Cmd(SpokeCmd::Leave))
+            .expect("leave once");
+        self.drain(ix);
+        if !linked {
+            self.close_hub(ix);
+        }
+        if self.nodes[ix.0].hub.is_none() {
+            self.nodes[ix.0].alive = false;
+        }
+    }
+
+    fn close_hub(&mut self, ix: NodeIx) {
+        let now = self.now;
+        if let Some(hub) = self.nodes[ix.0].hub.as_mut() {
+            hub.handle(now, Input::Cmd(HubCmd::Close))
+                .expect("close once");
+            self.drain(ix);
+            self.nodes[ix.0].hub = None;
+            if self.bind == Some(ix) {
+                self.bind = None;
+            }
+        }
+        self.nodes[ix.0].alive = false;
+    }
+
+    // ---- running ----
+
+    fn latency(&mut self) -> Duration {
+        let (lo, hi) = self.config.latency;
+        let span = (hi - lo).as_nanos() as u64;
+        lo + Duration::from_nanos(if span == 0 {
+            0
+        } else {
+            self.rng.next_u64() % span
+        })
+    }
+
+    fn schedule(&mut self, at: Instant, d: Delivery) {
+        self.order += 1;
+        self.queue.push(Reverse((at, self.order, d)));
+    }
+
+    /// When the next thing happens: a delivery or a timer of a running node.
+    fn next_time(&self) -> Option<Instant> {
+        let delivery = self.queue.peek().map(|Reverse((t, _, _))| *t);
+        let timer = self
+            .nodes
+            .iter()
+            .filter(|n| n.alive && !n.frozen)
+            .flat_map(|n| {
+                [
+                    n.spoke.poll_timeout(),
+                    n.hub.as_ref().and_then(Hub::poll_timeout),
+                ]
+            })
+            .flatten()
+            .min();
+        match (delivery, timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Processes the earliest delivery or timer; `false` if nothing is left to do.
+    pub(crate) fn step(&mut self) -> bool {
+        let Some(t) = self.next_time() else {
+            return false;
+        };
+        self.now = self.now.max(t);
+        self.steps += 1;
+        let due_delivery = self
+            .queue
+            .peek()
+            .is_some_and(|Reverse((at, _, _))| *at <= self.now);
+        if due_delivery {
+            let Reverse((_, _, d)) = self.queue.pop().expect("peeked");
+            self.deliver(d);
+        } else {
+            for ix in 0..self.nodes.len() {
+                self.fire_timers(NodeIx(ix));
+            }
+        }
+        true
+    }
+
+    /// Runs until `done` holds, or fails after `max_steps` steps.
+    pub(crate) fn run_until(
+        &mut self,
+        max_steps: usize,
+        mut done: impl FnMut(&Self) -> bool,
+    ) -> Result<usize, String> {
+        for taken in 0..max_steps {
+            if done(self) {
+                return Ok(taken);
+            }
+            if !self.step() {
+                return Err(format!("nothing left to do after {taken} steps"));
+            }
+        }
+        if done(self) {
+            return Ok(max_steps);
+        }
+        Err(format!(
+            "not done after {max_steps} steps at {:.1} ms",
+            self.ms(self.now)
+        ))
+    }
+
+    /// Runs every step up to `now + d`.
+    pub(crate) fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        while self.next_time().is_some_and(|t| t <= until) {
+            self.step();
+        }
+        self.now = self.now.max(until);
+    }
+
+    fn deliver(&mut self, d: Delivery) {
+        let n = &mut self.nodes[d.node.0];
+        if !n.alive {
+            return;
+        }
+        if n.frozen {
+            n.pending.push_back((d.target, d.input));
+            return;
+        }
+        self.feed(d.node, d.target, d.input);
+    }
+
+    fn feed(&mut self, ix: NodeIx, target: Target, input: SimInput) {
+        let now = self.now;
+        match input {
+            SimInput::Connect => return self.attempt_connect(ix),
+            SimInput::Bind => return self.attempt_bind(ix),
+            _ => {}
+        }
+        // Each side sees the credentials of the process at the other end.
+        let other = |peer: &PeerId| {
+            let l = self.peer_link.get(peer).and_then(|id| self.links.get(id));
+            let ix = l.map_or(ix, |l| {
+                if target == Target::Hub {
+                    l.spoke
+                } else {
+                    l.hub
+                }
+            });
+            Credentials {
+                pid: 10_000 + ix.0 as u32,
+                uid: UID,
+                gid: UID,
+            }
+        };
+        fn as_input<C>(i: &SimInput, cred: Option<Credentials>) -> Input<'_, C> {
+            match i {
+                SimInput::Bytes(peer, data) => Input::Bytes { peer: *peer, data },
+                SimInput::PeerUp(peer) => Input::PeerUp { peer: *peer, cred },
+                SimInput::PeerDown(peer) => Input::PeerDown(*peer),
+                SimInput::Connect | SimInput::Bind => unreachable!("handled by the caller"),
+            }
+        }
+        let cred = match &input {
+            SimInput::PeerUp(peer) => Some(other(peer)),
+            _ => None,
+        };
+        let n = &mut self.nodes[ix.0];
+        match target {
+            Target::Spoke => n
+                .spoke
+                .handle(now, as_input(&input, cred))
+                .expect("peer inputs never fail"),
+            Target::Hub => {
+                // Bytes for a hub that closed meanwhile are lost, as on a real socket.
+                let Some(hub) = n.hub.as_mut() else { return };
+                hub.handle(now, as_input(&input, cred))
+                    .expect("peer inputs never fail");
+            }
+        }
+        self.drain(ix);
+    }
+
+    fn fire_timers(&mut self, ix: NodeIx) {
+        let now = self.now;
+        let n = &mut self.nodes[ix.0];
+        if !n.alive || n.frozen {
+            return;
+        }
+        if n.spoke.poll_timeout().is_some_and(|t| t <= now) {
+            n.spoke.handle_timeout(now);
+        }
+        if let Some(hub) = n.hub.as_mut()
+            && hub.poll_timeout().is_some_and(|t| t <= now)
+        {
+            hub.handle_timeout(now);
+        }
+        self.drain(ix);
+    }
+
+    fn attempt_connect(&mut self, ix: NodeIx) {
+        if self.nodes[ix.0].spoke.state() != SpokeState::Connecting {
+            return;
+        }
+        let now = self.now;
+        // A listener accepts into its backlog even while its process is stopped.
+        match self
+            .bind
+            .filter(|h| self.nodes[h.0].alive && self.nodes[h.0].hub.is_some())
+        {
+            Some(hub) => {
+                let spoke_peer = PeerId(self.next_peer);
+                let hub_peer = PeerId(self.next_peer + 1);
+                self.next_peer += 2;
+                let id = spoke_peer.0;
+                self.links.insert(
+                    id,
+                    Link {
+                        spoke: ix,
+                        spoke_peer,
+                        hub,
+                        hub_peer,
+                        up_open: true,
+                        up_last: now,
+                        down_open: true,
+                        down_last: now,
+                    },
+                );
+                self.peer_link.insert(spoke_peer, id);
+                self.peer_link.insert(hub_peer, id);
+                // The hub accepts first; what the spoke sends queues behind the accept.
+                let at = now + self.latency();
+                self.links.get_mut(&id).expect("just inserted").up_last = at;
+                self.schedule(
+                    at,
+                    Delivery {
+                        node: hub,
+                        target: Target::Hub,
+                        input: SimInput::PeerUp(hub_peer),
+                    },
+                );
+                self.feed(ix, Target::Spoke, SimInput::PeerUp(spoke_peer));
+            }
+            None => {
+                let n = &mut self.nodes[ix.0];
+                n.spoke
+                    .handle(now, Input::ConnectFailed)
+                    .expect("driver reports never fail");
+                self.drain(ix);
+            }
+        }
+    }
+
+    fn attempt_bind(&mut self, ix: NodeIx) {
+        if self.nodes[ix.0].spoke.state() != SpokeState::Binding {
+            return;
+        }
+        let now = self.now;
+        let won = self.bind.is_none();
+        if won {
+            self.bind = Some(ix);
+            let seed = self.rng.next_u64();
+            let mut cfg = HubConfig::default();
+            cfg.rng_seed(seed)
+                .grace(self.config.grace)
+                .keepalive(self.config.keepalive)
+                .access(AccessPolicy::same_uid(UID));
+            cfg.max_tombstones = self.config.max_tombstones;
+            let n = &mut self.nodes[ix.0];
+            let hub = Hub::new(cfg, n.spoke.hub_seed(), now);
+            self.hubs_started.push((now, ix, hub.term()));
+            n.hub = Some(hub);
+        }
+        let n = &mut self.nodes[ix.0];
+        n.spoke
+            .handle(now, Input::BindOutcome { won })
+            .expect("driver reports never fail");
+        self.drain(ix);
+    }
+
+    /// Acts on everything a node's machines asked for.
+    fn drain(&mut self, ix: NodeIx) {
+        let now = self.now;
+        loop {
+            let Some(out) = self.nodes[ix.0].spoke.poll_output() else {
+                break;
+            };
+            match out {
+                Output::Transmit(t) => self.transmit(t.peer, t.bytes),
+                Output::Disconnect(peer) => self.disconnect(peer),
+                Output::Evt(evt) => {
+                    let n = &mut self.nodes[ix.0];
+                    n.transcript.push(evt.name());
+                    match evt {
+                        SpokeEvt::Topology(e) => n.events.push((now, e)),
+                        SpokeEvt::ConnectRequested => {
+                            let at = now + Duration::from_micros(10);
+                            self.schedule(
+                                at,
+                                Delivery {
+                                    node: ix,
+                                    target: Target::Spoke,
+                                    input: SimInput::Connect,
+                                },
+                            );
+                        }
+                        SpokeEvt::BindRequested => {
+                            let at = now + Duration::from_micros(10);
+                            self.schedule(
+                                at,
+                                Delivery {
+                                    node: ix,
+                                    target: Target::Spoke,
+                                    input: SimInput::Bind,
+                                },
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        loop {
+            let Some(hub) = self.nodes[ix.0].hub.as_mut() else {
+                break;
+            };
+            let Some(out) = hub.poll_output() else { break };
+            match out {
+                Output::Transmit(t) => self.transmit(t.peer, t.bytes),
+                Output::Disconnect(peer) => self.disconnect(peer),
+                Output::Evt(evt) => {
+                    let own = self.nodes[ix.0].id();
+                    self.nodes[ix.0].transcript.push(evt.name());
+                    match evt {
+                        HubEvt::PeerLeft {
+                            node: Some(node), ..
+                        } => {
+                            self.gone_at.entry(node).or_insert(now);
+                            if node == own && self.nodes[ix.0].leaving {
+                                self.close_hub(ix);
+                                return;
+                            }
+                        }
+                        HubEvt::PeerExpelled {
+                            node: Some(node), ..
+                        } => {
+                            self.gone_at.entry(node).or_insert(now);
+                            self.expelled.push((now, node));
+                        }
+                        HubEvt::NodePurged { node } => {
+                            self.gone_at.entry(node).or_insert(now);
+                            self.purged.push((now, node));
+                        }
+                        HubEvt::PeerMisbehaved { .. } => {
+                            panic!("a correct peer misbehaved: {evt:?}")
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn transmit(&mut self, peer: PeerId, bytes: Vec<u8>) {
+        let Some(&id) = self.peer_link.get(&peer) else {
+            return;
+        };
+        let lat = self.latency();
+        let chunks = self.chunks(bytes);
+        let l = self.links.get_mut(&id).expect("peer_link points at links");
+        let from_spoke = l.spoke_peer == peer;
+        let (open, last, node, target, to) = if from_spoke {
+            (l.up_open, &mut l.up_last, l.hub, Target::Hub, l.hub_peer)
+        } else {
+            (
+                l.down_open,
+                &mut l.down_last,
+                l.spoke,
+                Target::Spoke,
+                l.spoke_peer,
+            )
+        };
+        if !open {
+            return;
+        }
+        let at = (self.now + lat).max(*last);
+        *last = at;
+        for c in chunks {
+            self.schedule(
+                at,
+                Delivery {
+                    node,
+                    target,
+                    input: SimInput::Bytes(to, c),
+                },
+            );
+        }
+    }
+
+    fn chunks(&mut self, bytes: Vec<u8>) -> Vec<Vec<u8>> {
+        if !self.config.chunking || bytes.len() < 2 || self.rng.next_u64() % 4 != 0 {
+            return vec![bytes];
+        }
+        let cut = 1 + (self.rng.next_u64() as usize) % (bytes.len() - 1);
+        vec![bytes[..cut].to_vec(), bytes[cut..].to_vec()]
+    }
+
+    /// One end closes: the other end sees the hangup after what is in flight to it.
+    fn disconnect(&mut self, peer: PeerId) {
+        let Some(&id) = self.peer_link.get(&peer) else {
+            return;
+        };
+        let closer = {
+            let l = &self.links[&id];
+            if l.spoke_peer == peer { l.spoke } else { l.hub }
+        };
+        self.hang_up(id, closer);
+    }
+
+    fn hang_up(&mut self, id: u64, closer: NodeIx) {
+        let lat = self.latency();
+        let Some(l) = self.links.remove(&id) else {
+            return;
+        };
+        self.peer_link.remove(&l.spoke_peer);
+        self.peer_link.remove(&l.hub_peer);
+        let now = self.now;
+        if closer == l.spoke {
+            let at = (now + lat).max(l.up_last);
+            self.schedule(
+                at,
+                Delivery {
+                    node: l.hub,
+                    target: Target::Hub,
+                    input: SimInput::PeerDown(l.hub_peer),
+                },
+            );
+        } else {
+            let at = (now + lat).max(l.down_last);
+            self.schedule(
+                at,
+                Delivery {
+                    node: l.spoke,
+                    target: Target::Spoke,
+                    input: SimInput::PeerDown(l.spoke_peer),
+                },
+            );
+        }
+        // A node can be both ends (a hub and its own spoke): then both ends close.
+        if closer == l.spoke && closer == l.hub {
+            let at = (now + lat).max(l.down_last);
+            self.schedule(
+                at,
+                Delivery {
+                    node: l.spoke,
+                    target: Target::Spoke,
+                    input: SimInput::PeerDown(l.spoke_peer),
+                },
+            );
+        }
+    }
+
+    // ---- observations ----
+
+    /// The nodes holding a running hub.
+    pub(crate) fn hubs(&self) -> impl Iterator<Item = NodeIx> + '_ {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.alive && n.hub.is_some())
+            .map(|(i, _)| NodeIx(i))
+    }
+
+    /// The nodes that are members: alive, not leaving.
+    pub(crate) fn members(&self) -> impl Iterator<Item = NodeIx> + '_ {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.is_member())
+            .map(|(i, _)| NodeIx(i))
+    }
+
+    /// What every member's view should say: each member with its own topics.
+    pub(crate) fn truth(&self) -> Summary {
+        let mut s = Summary::default();
+        for ix in self.members() {
+            let n = &self.nodes[ix.0];
+            let info = NodeInfo {
+                id: n.id(),
+                name: n.name.clone(),
+                data_addr: format!("@sim/{}", ix.0),
+                pid: 10_000 + ix.0 as u32,
+                uid: UID,
+            };
+            s.nodes.insert(n.id(), (info, n.spoke.own_topics().clone()));
+        }
+        s
+    }
+
+    /// Why the group has not converged, or `None` if it has: one hub holds the address, every
+    /// member is running, synced with it, and sees exactly the truth.
+    pub(crate) fn divergence(&self) -> Option<String> {
+        let hubs: Vec<_> = self.hubs().collect();
+        let [hub] = hubs[..] else {
+            return Some(format!("{} hubs", hubs.len()));
+        };
+        if self.bind != Some(hub) {
+            return Some("the running hub does not hold the address".into());
+        }
+        let hub_node = &self.nodes[hub.0];
+        let want_hub = (
+            hub_node.id(),
+            hub_node.hub.as_ref().expect("hubs() have hubs").term(),
+        );
+        let truth = self.truth();
+        for ix in self.members() {
+            let n = &self.nodes[ix.0];
+            if n.frozen {
+                return Some(format!("{} is frozen", n.name));
+            }
+            if n.spoke.hub() != Some(want_hub) {
+                return Some(format!(
+                    "{} follows {:?}, not {:?}",
+                    n.name,
+                    n.spoke.hub(),
+                    want_hub
+                ));
+            }
+            if n.spoke.view().summary() != truth {
+                return Some(format!("{} sees another group than the truth", n.name));
+            }
+        }
+        None
+    }
+
+    pub(crate) fn converged(&self) -> bool {
+        self.divergence().is_none()
+    }
+
+    /// Replays a node's events onto an empty view.
+    pub(crate) fn replay(&self, ix: NodeIx) -> View {
+        let mut v = View::default();
+        for (_, e) in &self.nodes[ix.0].events {
+            v.apply(e);
+        }
+        v
+    }
+
+    /// Whether `ix` was running without interruption from `from` to `to`.
+    pub(crate) fn continuous(&self, ix: NodeIx, from: Instant, to: Instant) -> bool {
+        let n = &self.nodes[ix.0];
+        n.started <= from
+            && n.ended.is_none_or(|e| e > to)
+            && n.frozen_spans.iter().all(|&(a, b)| b < from || a > to)
+            && !self
+                .expelled
+                .iter()
+                .any(|&(t, id)| id == n.id() && t >= from && t <= to)
+    }
+
+    /// The node with this id.
+    pub(crate) fn ix_of(&self, id: NodeId) -> Option<NodeIx> {
+        self.nodes.iter().position(|n| n.id() == id).map(NodeIx)
+    }
+
+    /// Every node's name, for failure messages.
+    pub(crate) fn describe(&self) -> String {
+        let mut s = String::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            s.push_str(&format!(
+                "  [{i}] {} {} alive={} frozen={} leaving={} hub={} state={:?} follows={:?}\n",
+                n.name,
+                n.id(),
+                n.alive,
+                n.frozen,
+                n.leaving,
+                n.hub.as_ref().map(|h| h.term().0).unwrap_or(0),
+                n.spoke.state(),
+                n.spoke.hub(),
+            ));
+        }
+        s
+    }
+
+    /// The topic records of every node's history, for comparing histories.
+    pub(crate) fn history_of(&self, ix: NodeIx) -> BTreeSet<(u64, u64)> {
+        self.nodes[ix.0]
+            .spoke
+            .history()
+            .records()
+            .map(|r| (r.seq.get(), r.uid.get()))
+            .collect()
+    }
+}

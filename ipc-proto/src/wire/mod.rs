@@ -1,0 +1,75 @@
+//! The wire protocol between spokes and their hub.
+//!
+//! A stream of frames, each `[length: u32 LE][tag: u8][body]`, where `length` counts the tag and
+//! the body and is checked against [`Limits::max_frame`] before anything is buffered. Bodies
+//! are serde + bincode 2 (standard configuration: little-endian varints); only [`codec`] knows
+//! that, so the encoding can be swapped without touching the machines. Tags are explicit and
+//! stable ([`frame`] lists them), and the first frame a spoke sends, [`Frame::Hello`], starts
+//! with the protocol version so that a hub can refuse an incompatible peer cleanly.
+//!
+//! Frames may arrive in any chunking ([`Deframer`]); a driver over `SOCK_SEQPACKET` sends each
+//! [`Transmit`](crate::Transmit) as one record, and one transmit never exceeds
+//! [`Limits::max_frame`] plus the 4-byte length, so no record needs to hold a whole history:
+//! histories travel in chunks.
+
+mod codec;
+mod deframer;
+mod frame;
+
+pub use codec::{decode, encode, encode_into};
+pub use deframer::Deframer;
+pub use frame::{CloseReason, Frame, Hello, OwnChange, PROTOCOL_VERSION, Welcome};
+
+use crate::error::DecodeError;
+
+/// Bounds on what a peer may send; every length from the wire is checked against them before
+/// anything is allocated for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest frame (tag and body), in bytes. Default 64 KiB.
+    pub max_frame: usize,
+    /// Longest node name, topic name, type string or data address, in bytes. Default 255.
+    pub max_name: usize,
+    /// Most topic roles (publications plus subscriptions) one node may hold. Default 4,096.
+    pub max_topics_per_node: usize,
+    /// Most records one history may hold: a spoke's introduction, a hub's snapshot.
+    /// Default 1,048,576.
+    pub max_history: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame: 64 * 1024,
+            max_name: 255,
+            max_topics_per_node: 4096,
+            max_history: 1 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// The largest encoded size of one record under these limits, with room to spare: used to
+    /// cut histories into frames that fit [`max_frame`](Self::max_frame).
+    pub(crate) fn max_record(&self) -> usize {
+        // seq, uid (varints, <= 9 bytes each), tag, two ids, four strings with length prefixes,
+        // pid and uid: generously rounded.
+        64 + 4 * (self.max_name + 9)
+    }
+
+    /// How many records go into one frame.
+    pub(crate) fn records_per_frame(&self) -> usize {
+        (self.max_frame.saturating_sub(16) / self.max_record()).max(1)
+    }
+
+    fn check_name(&self, what: &'static str, s: &str) -> Result<(), DecodeError> {
+        if s.len() > self.max_name {
+            return Err(DecodeError::FieldTooLong {
+                what,
+                len: s.len(),
+                max: self.max_name,
+            });
+        }
+        Ok(())
+    }
+}

@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{NodeId, Seq};
+use crate::ids::{Epoch, NodeId, Seq};
 use crate::topology::{Change, NodeInfo, NodeView, OwnTopics, Record, Role, Slot, View};
 
 /// How many tombstones a history keeps by default.
@@ -47,8 +47,8 @@ pub const HORIZON_EPOCHS: usize = 64;
 /// records, never accept one it pruned.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct Horizon {
-    floor: u32,
-    tails: BTreeMap<u32, u32>,
+    floor: Epoch,
+    tails: BTreeMap<Epoch, u32>,
 }
 
 impl Horizon {
@@ -83,21 +83,21 @@ impl Horizon {
         self.trim();
     }
 
-    /// The highest epoch seen (0 when nothing was).
-    pub fn max_epoch(&self) -> u32 {
+    /// The highest epoch seen (the default epoch when nothing was).
+    pub fn max_epoch(&self) -> Epoch {
         self.tails
             .keys()
             .next_back()
             .copied()
-            .unwrap_or(0)
-            .max(self.floor.saturating_sub(1))
+            .unwrap_or_default()
+            .max(self.floor)
     }
 
     fn trim(&mut self) {
         self.tails.retain(|&e, _| e >= self.floor);
         while self.tails.len() > HORIZON_EPOCHS {
             let (&oldest, _) = self.tails.iter().next().expect("len > HORIZON_EPOCHS > 0");
-            self.floor = oldest + 1;
+            self.floor = oldest.successor();
             self.tails.remove(&oldest);
         }
     }
@@ -513,12 +513,16 @@ mod tests {
     use crate::ids::Uid;
     use crate::topology::tests::info;
 
-    fn rec(epoch: u32, counter: u32, uid: u64, change: Change) -> Record {
+    fn rec(term: u32, counter: u32, uid: u64, change: Change) -> Record {
         Record {
-            seq: Seq::new(epoch, counter),
+            seq: seq(term, counter),
             uid: Uid::new(uid).expect("non-zero"),
             change,
         }
+    }
+
+    fn seq(term: u32, counter: u32) -> Seq {
+        Seq::new(Epoch::new(term, 0), counter)
     }
 
     fn id(n: u64) -> NodeId {
@@ -584,7 +588,7 @@ mod tests {
         }
         assert_eq!(h.tombstones(), 2);
         let seqs: Vec<_> = h.records().map(|r| r.seq).collect();
-        assert_eq!(seqs, [Seq::new(1, 14), Seq::new(1, 15)]);
+        assert_eq!(seqs, [seq(1, 14), seq(1, 15)]);
     }
 
     #[test]
@@ -594,9 +598,9 @@ mod tests {
         h.apply(join.clone());
         h.observe(join.seq);
         h.apply(rec(3, 2, 12, sub(7, "t")));
-        h.observe(Seq::new(3, 2));
+        h.observe(seq(3, 2));
         h.apply(rec(3, 3, 13, unsub(7, "t")));
-        h.observe(Seq::new(3, 3));
+        h.observe(seq(3, 3));
 
         assert_eq!(h.integrate(join.clone()), Verdict::Duplicate);
         assert_eq!(
@@ -640,12 +644,12 @@ mod tests {
     fn horizon_is_bounded_and_folds_into_the_floor() {
         let mut hz = Horizon::default();
         for e in 1..=(HORIZON_EPOCHS as u32 + 10) {
-            hz.observe(Seq::new(e, 5));
+            hz.observe(seq(e, 5));
         }
         assert_eq!(hz.tails.len(), HORIZON_EPOCHS);
-        assert!(hz.covers(Seq::new(3, 1_000)), "folded epochs count as seen");
-        assert!(!hz.covers(Seq::new(HORIZON_EPOCHS as u32 + 10, 6)));
-        assert_eq!(hz.max_epoch(), HORIZON_EPOCHS as u32 + 10);
+        assert!(hz.covers(seq(3, 1_000)), "folded epochs count as seen");
+        assert!(!hz.covers(seq(HORIZON_EPOCHS as u32 + 10, 6)));
+        assert_eq!(hz.max_epoch(), Epoch::new(HORIZON_EPOCHS as u32 + 10, 0));
     }
 
     #[test]
@@ -711,6 +715,10 @@ mod tests {
         })
     }
 
+    /// A history that saw `prefix` records of the log in order, then some later records relayed
+    /// out of order. Relays respect causality as a hub's do: a hub relays a topic record only
+    /// while the node is joined in its history, so the record that opened the node's stay was
+    /// relayed (or seen) before it.
     fn seen(g: &Gen, prefix: usize, relayed: &[usize], cap: usize) -> History {
         let mut h = History::new(cap);
         let prefix = prefix.min(g.log.len());
@@ -718,10 +726,24 @@ mod tests {
             h.apply(r.clone());
             h.observe(r.seq);
         }
+        let rest = &g.log[prefix..];
+        let mut picked = BTreeSet::new();
         for &i in relayed {
-            if let Some(r) = g.log.get(prefix + i % (g.log.len() - prefix).max(1)) {
-                h.apply(r.clone());
+            if rest.is_empty() {
+                break;
             }
+            let i = i % rest.len();
+            picked.insert(i);
+            let node = rest[i].change.node();
+            if let Some(j) = rest[..i]
+                .iter()
+                .rposition(|r| r.change.node() == node && matches!(r.change.slot(), Slot::Node))
+            {
+                picked.insert(j);
+            }
+        }
+        for i in picked {
+            h.apply(rest[i].clone());
         }
         h
     }

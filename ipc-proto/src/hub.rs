@@ -7,7 +7,7 @@ use tracing::{debug, trace, warn};
 
 use crate::error::CmdError;
 use crate::history::{DEFAULT_TOMBSTONES, History, Horizon, Verdict};
-use crate::ids::{Credentials, NodeId, PeerId, Seq, Term};
+use crate::ids::{Credentials, Epoch, NodeId, PeerId, Seq, Term};
 use crate::machine::{AccessPolicy, Input, Output, Transmit};
 use crate::rng::Rng;
 use crate::timer::{Timer, TimerTable};
@@ -257,8 +257,9 @@ impl PeerState {
 /// - a spoke that disconnects or says goodbye leaves at once; one silent for longer than
 ///   [`HubConfig::keepalive`] is expelled; a node of the inherited history that has not
 ///   reconnected within [`HubConfig::grace`] is declared gone;
-/// - a node connected to this hub speaks for itself: records about it in other spokes'
-///   histories are ignored, and its introduction corrects whatever the history said.
+/// - a node connected to this hub speaks for itself: once its introduction is in, records about
+///   it in other spokes' histories are ignored, and its introduction corrected whatever the
+///   history said.
 #[derive(Debug)]
 pub struct Hub {
     config: HubConfig,
@@ -266,7 +267,7 @@ pub struct Hub {
     last_now: Instant,
     node: NodeId,
     term: Term,
-    mint_epoch: u32,
+    mint_epoch: Epoch,
     mint_counter: u32,
     history: History,
     peers: BTreeMap<PeerId, Peer>,
@@ -290,10 +291,15 @@ impl Hub {
             term,
             mut history,
         } = seed;
-        let known = history.records().map(|r| r.seq.epoch()).max().unwrap_or(0);
-        let base = u64::from(known.max(history.horizon().max_epoch())).max(term.0);
-        let term = Term(base + 1);
-        let mint_epoch = u32::try_from(term.0).unwrap_or(u32::MAX);
+        let known = history
+            .records()
+            .map(|r| r.seq.epoch())
+            .max()
+            .unwrap_or_default();
+        let known = u64::from(known.max(history.horizon().max_epoch()).term());
+        let term = Term(known.max(term.0) + 1);
+        let mut rng = Rng::new(config.rng_seed);
+        let mint_epoch = Epoch::new(u32::try_from(term.0).unwrap_or(u32::MAX), rng.salt());
         history.set_max_tombstones(config.max_tombstones);
         let deadline = now + config.grace;
         let orphans = history
@@ -307,7 +313,7 @@ impl Hub {
         timers.set(Timer::Heartbeat, now + config.heartbeat);
         debug!(%node, %term, records = history.len(), orphans = orphans.len(), "hub starts");
         Self {
-            rng: Rng::new(config.rng_seed),
+            rng,
             config,
             last_now: now,
             node,
@@ -424,7 +430,17 @@ impl Hub {
 
     // ---- internals ----
 
+    /// Moves the clock forward. A gap longer than half the keepalive means this hub did not
+    /// run (its process was stopped, the machine suspended): the hub cannot have heard anyone
+    /// in that time, so the gap is credited to every link rather than held against it.
     fn advance(&mut self, now: Instant) -> Instant {
+        let gap = now.saturating_duration_since(self.last_now);
+        if gap > self.config.keepalive / 2 {
+            debug!(?gap, "hub was not running: crediting every link");
+            for p in self.peers.values_mut() {
+                p.last_heard = (p.last_heard + gap).min(now);
+            }
+        }
         self.last_now = self.last_now.max(now);
         self.last_now
     }
@@ -605,8 +621,8 @@ impl Hub {
             self.orphans.remove(&info.id);
         }
         // Mint above anything the spoke may have seen, so that our records win their slots.
-        let seen = u64::from(horizon.max_epoch()).max(term.0);
-        self.bump_epoch(u32::try_from(seen).unwrap_or(u32::MAX));
+        let term = Epoch::new(u32::try_from(term.0).unwrap_or(u32::MAX), u32::MAX);
+        self.bump_epoch(horizon.max_epoch().max(term));
         debug!(%peer, node = ?member.as_ref().map(|m| m.id), "hello");
         let p = self.peers.get_mut(&peer).expect("caller checked the peer");
         p.state = PeerState::Introducing {
@@ -620,7 +636,7 @@ impl Hub {
 
     fn integrate(&mut self, now: Instant, peer: PeerId, record: Record) {
         let about = record.change.node();
-        let verdict = if self.members.contains_key(&about) {
+        let verdict = if self.speaks_for_itself(about) {
             Verdict::Superseded
         } else {
             self.bump_epoch(record.seq.epoch());
@@ -643,7 +659,9 @@ impl Hub {
             return;
         }
         self.broadcast(&Frame::Relayed(vec![record]));
-        if self.history.is_joined(about) {
+        if self.members.contains_key(&about) {
+            // Connected: its own introduction settles its state.
+        } else if self.history.is_joined(about) {
             let deadline = now + self.config.grace;
             let at = *self.orphans.entry(about).or_insert(deadline);
             if self.timers.get(Timer::Grace).is_none_or(|t| t > at) {
@@ -652,6 +670,16 @@ impl Hub {
         } else {
             self.orphans.remove(&about);
         }
+    }
+
+    /// Whether `node` has introduced itself to this hub: from then on its own word is the only
+    /// one about it. Until its introduction ends, what other spokes know of it still counts, so
+    /// that it never drops out of the snapshots others receive in the meantime.
+    fn speaks_for_itself(&self, node: NodeId) -> bool {
+        self.members
+            .get(&node)
+            .and_then(|p| self.peers.get(p))
+            .is_some_and(|p| matches!(p.state, PeerState::Synced { .. }))
     }
 
     fn on_intro_end(&mut self, peer: PeerId) {
@@ -804,15 +832,13 @@ impl Hub {
         self.broadcast(&Frame::Minted(vec![record]));
     }
 
-    /// Moves minting past `epoch` if it is not already.
-    fn bump_epoch(&mut self, epoch: u32) {
-        if epoch >= self.mint_epoch && self.mint_epoch < u32::MAX {
-            debug!(
-                from = self.mint_epoch,
-                to = epoch.saturating_add(1),
-                "mint epoch moves up"
-            );
-            self.mint_epoch = epoch.saturating_add(1);
+    /// Moves minting to the next term past `epoch` if it is not already past it.
+    fn bump_epoch(&mut self, epoch: Epoch) {
+        if epoch >= self.mint_epoch {
+            let term = epoch.term().saturating_add(1);
+            let next = Epoch::new(term, self.rng.salt()).max(epoch.successor());
+            debug!(from = ?self.mint_epoch, to = ?next, "mint epoch moves up");
+            self.mint_epoch = next;
             self.mint_counter = 0;
         }
     }

@@ -66,51 +66,93 @@ impl fmt::Display for Term {
     }
 }
 
-/// A history record's position: an epoch in the high 32 bits and a counter in the low 32.
+/// Which hub minted a record: its term, and a random salt that keeps two hubs of the same term
+/// (a node with no history winning the election while older histories survive) from minting
+/// the same positions.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+pub struct Epoch {
+    term: u32,
+    salt: u32,
+}
+
+impl Epoch {
+    /// The epoch of a hub of `term` that drew `salt`.
+    pub const fn new(term: u32, salt: u32) -> Self {
+        Self { term, salt }
+    }
+
+    /// The hub's term.
+    pub const fn term(self) -> u32 {
+        self.term
+    }
+
+    /// The hub's salt.
+    pub const fn salt(self) -> u32 {
+        self.salt
+    }
+
+    /// The next epoch in order, saturating at the last.
+    pub(crate) const fn successor(self) -> Self {
+        match (self.salt.checked_add(1), self.term.checked_add(1)) {
+            (Some(salt), _) => Self {
+                term: self.term,
+                salt,
+            },
+            (None, Some(term)) => Self { term, salt: 0 },
+            (None, None) => self,
+        }
+    }
+}
+
+impl fmt::Debug for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Epoch({}.{:08x})", self.term, self.salt)
+    }
+}
+
+/// A history record's position: the minting hub's epoch, then a counter within it.
 ///
-/// Every hub mints in an epoch higher than any it has seen, so positions never move backwards,
-/// also across hub changes, and records of different hubs never collide unless two hubs
-/// started from the same knowledge (a split), which the merge rules resolve the hub's way.
+/// Every hub mints in an epoch above any it has seen, so positions never move backwards, also
+/// across hub changes, and two hubs never mint the same position unless they drew the same
+/// salt for the same term (a 1 in 2^32 chance after a split), which the merge rules resolve the
+/// hub's way.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Seq(u64);
+pub struct Seq {
+    epoch: Epoch,
+    counter: u32,
+}
 
 impl Seq {
     /// The position `counter` in `epoch`.
-    pub const fn new(epoch: u32, counter: u32) -> Self {
-        Self(((epoch as u64) << 32) | counter as u64)
+    pub const fn new(epoch: Epoch, counter: u32) -> Self {
+        Self { epoch, counter }
     }
 
-    /// The position from its raw 64-bit form.
-    pub const fn from_raw(raw: u64) -> Self {
-        Self(raw)
-    }
-
-    /// The raw 64-bit form (what the CLI prints).
-    pub const fn get(self) -> u64 {
-        self.0
-    }
-
-    /// The epoch: which hub incarnation minted the record.
-    pub const fn epoch(self) -> u32 {
-        (self.0 >> 32) as u32
+    /// The epoch: which hub minted the record.
+    pub const fn epoch(self) -> Epoch {
+        self.epoch
     }
 
     /// The counter within the epoch.
     pub const fn counter(self) -> u32 {
-        self.0 as u32
+        self.counter
     }
 }
 
+/// `term.counter`, e.g. `3.17` (the salt is left out; [`Debug`](fmt::Debug) shows it).
 impl fmt::Display for Seq {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.epoch(), self.counter())
+        write!(f, "{}.{}", self.epoch.term, self.counter)
     }
 }
 
 impl fmt::Debug for Seq {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Seq({self})")
+        write!(
+            f,
+            "Seq({}.{:08x}.{})",
+            self.epoch.term, self.epoch.salt, self.counter
+        )
     }
 }
 
@@ -159,13 +201,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seq_orders_by_epoch_then_counter() {
-        assert!(Seq::new(1, u32::MAX) < Seq::new(2, 0));
-        assert!(Seq::new(2, 1) < Seq::new(2, 2));
-        let s = Seq::new(7, 9);
-        assert_eq!((s.epoch(), s.counter()), (7, 9));
-        assert_eq!(Seq::from_raw(s.get()), s);
+    fn seq_orders_by_term_then_salt_then_counter() {
+        let e = |t, s| Epoch::new(t, s);
+        assert!(Seq::new(e(1, u32::MAX), u32::MAX) < Seq::new(e(2, 0), 0));
+        assert!(Seq::new(e(2, 5), 9) < Seq::new(e(2, 6), 1));
+        assert!(Seq::new(e(2, 1), 1) < Seq::new(e(2, 1), 2));
+        let s = Seq::new(e(7, 3), 9);
+        assert_eq!((s.epoch().term(), s.epoch().salt(), s.counter()), (7, 3, 9));
         assert_eq!(s.to_string(), "7.9");
+        assert_eq!(e(1, u32::MAX).successor(), e(2, 0));
+        assert_eq!(e(1, 4).successor(), e(1, 5));
+        assert_eq!(e(u32::MAX, u32::MAX).successor(), e(u32::MAX, u32::MAX));
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub mod wire;
 pub use error::{CmdError, DecodeError};
 pub use history::{DEFAULT_TOMBSTONES, HORIZON_EPOCHS, History, Horizon, Verdict, merge};
 pub use hub::{Hub, HubCmd, HubConfig, HubEvt, HubSeed, MergeStats};
-pub use ids::{Credentials, NodeId, PeerId, Seq, Term, Uid};
+pub use ids::{Credentials, Epoch, NodeId, PeerId, Seq, Term, Uid};
 pub use machine::{AccessPolicy, Input, Output, Transmit};
 pub use spoke::{Spoke, SpokeCmd, SpokeConfig, SpokeEvt, SpokeState};
 pub use timer::Timer;

@@ -38,6 +38,11 @@ impl Rng {
         NodeId::new(self.non_zero()).expect("non_zero never returns 0")
     }
 
+    /// A salt for a hub's epoch.
+    pub(crate) fn salt(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+
     /// A uniformly distributed value in `0..=max`.
     pub(crate) fn below_or_eq(&mut self, max: u64) -> u64 {
         if max == u64::MAX {

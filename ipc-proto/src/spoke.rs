@@ -870,7 +870,15 @@ impl Spoke {
 
     // ---- plumbing ----
 
+    /// Moves the clock forward. A gap longer than half the keepalive means this spoke did not
+    /// run (its process was stopped): the hub's silence over that gap is not the hub's fault.
     fn advance(&mut self, now: Instant) -> Instant {
+        let gap = now.saturating_duration_since(self.last_now);
+        if gap > self.config.keepalive / 2
+            && let Some(link) = self.state.link()
+        {
+            link.last_heard = (link.last_heard + gap).min(now);
+        }
         self.last_now = self.last_now.max(now);
         self.last_now
     }

@@ -486,6 +486,7 @@ impl OwnTopics {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::ids::Epoch;
 
     pub(crate) fn info(id: u64, name: &str) -> NodeInfo {
         NodeInfo {
@@ -506,13 +507,14 @@ pub(crate) mod tests {
     }
 
     fn nv(id: u64, pubs: &[(&str, &str)], subs: &[&str]) -> NodeView {
-        let mut n = NodeView::new(info(id, "n"), Seq::new(1, id as u32));
+        let mut n = NodeView::new(info(id, "n"), Seq::new(Epoch::new(1, 0), id as u32));
         for (t, m) in pubs {
             n.publishes
-                .insert((*t).into(), ((*m).into(), Seq::new(1, 100)));
+                .insert((*t).into(), ((*m).into(), Seq::new(Epoch::new(1, 0), 100)));
         }
         for t in subs {
-            n.subscribes.insert((*t).into(), Seq::new(1, 200));
+            n.subscribes
+                .insert((*t).into(), Seq::new(Epoch::new(1, 0), 200));
         }
         n
     }
@@ -564,20 +566,20 @@ pub(crate) mod tests {
         let mut i = info(5, "old");
         assert!(v.apply(&Event::NodeJoined {
             info: i.clone(),
-            seq: Seq::new(1, 1)
+            seq: Seq::new(Epoch::new(1, 0), 1)
         }));
         assert!(!v.apply(&Event::NodeJoined {
             info: i.clone(),
-            seq: Seq::new(1, 2)
+            seq: Seq::new(Epoch::new(1, 0), 2)
         }));
         i.name = "new".into();
         assert!(v.apply(&Event::NodeJoined {
             info: i.clone(),
-            seq: Seq::new(1, 3)
+            seq: Seq::new(Epoch::new(1, 0), 3)
         }));
         assert!(!v.apply(&Event::NodeJoined {
             info: i.clone(),
-            seq: Seq::new(1, 4)
+            seq: Seq::new(Epoch::new(1, 0), 4)
         }));
         assert_eq!(v.node(i.id).map(|n| n.info.name.as_str()), Some("new"));
     }
@@ -589,7 +591,7 @@ pub(crate) mod tests {
         assert!(!v.apply(&Event::Subscribed {
             node,
             topic: "t".into(),
-            seq: Seq::new(1, 1)
+            seq: Seq::new(Epoch::new(1, 0), 1)
         }));
         assert_eq!(v, View::default());
     }

@@ -64,9 +64,16 @@ fn three_nodes_join_and_two_leave() {
     assert_eq!(count(&sim, a, "NodeLeft"), 2);
     assert!(!left_nodes(&sim, a).contains(&sim.nodes[a.0].id()));
     assert_eq!(
-        &sim.nodes[a.0].transcript[..4],
-        ["BindRequested", "Introduced", "HubChanged", "NodeJoined"],
-        "a becomes hub, introduces itself to it and sees its own join"
+        &sim.nodes[a.0].transcript[..7],
+        [
+            "ConnectRequested", // no hub answers,
+            "BindRequested",    // so a binds the address
+            "ConnectRequested", // and connects to its own hub,
+            "Introduced",       // which takes its introduction,
+            "HubChanged",       // a follows its first hub
+            "NodeJoined",       // and sees itself join.
+            "Synced",
+        ],
     );
 }
 
@@ -246,10 +253,13 @@ fn a_frozen_spoke_is_expelled_and_rejoins_as_a_new_arrival() {
     let b_id = sim.nodes[b.0].id();
     sim.run_until(STEPS, |s| !s.nodes[a.0].spoke.view().contains(b_id))
         .expect("expelled");
+    // The hub counts from the last frame it heard, at most one heartbeat (500 ms) before the
+    // freeze, and expels at the keepalive timeout (2 s).
     let waited = sim.now() - frozen_at;
+    let (lo, hi) = (Duration::from_millis(1_500), Duration::from_millis(2_050));
     assert!(
-        waited >= Duration::from_secs(2) && waited < Duration::from_millis(2_600),
-        "{waited:?}"
+        waited >= lo && waited <= hi,
+        "expelled {waited:?} after the freeze"
     );
     sim.resume(b);
     settle(&mut sim);
@@ -302,24 +312,13 @@ fn a_frozen_hub_that_resumes_carries_on() {
     sim.run_for(Duration::from_secs(3));
     sim.resume(a);
     settle(&mut sim);
-    assert!(sim.nodes[b.0].transcript.contains(&"HubResponsive"));
+    sim.run_until(STEPS, |s| {
+        s.nodes[b.0].transcript.contains(&"HubResponsive")
+    })
+    .expect("b hears from the hub again");
     assert_eq!(
         count(&sim, b, "NodeLeft"),
         0,
         "nobody left: the hub was only stopped"
     );
-}
-
-#[test]
-fn debug_single() {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_max_level(tracing::Level::TRACE)
-        .try_init();
-    let mut sim = Sim::new(1, SimConfig::default());
-    let a = sim.spawn("a", &OwnTopics::default());
-    for _ in 0..40 {
-        sim.step();
-    }
-    println!("{:?}", sim.nodes[a.0].transcript);
 }

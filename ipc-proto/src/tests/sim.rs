@@ -69,6 +69,8 @@ pub(crate) struct SimNode {
     pending: VecDeque<(Target, SimInput)>,
     /// When the node was frozen, and until when (for the truth of "continuously alive").
     pub(crate) frozen_spans: Vec<(Instant, Instant)>,
+    /// The node's own topics after each command, from its start.
+    pub(crate) own_log: Vec<(Instant, OwnTopics)>,
 }
 
 impl SimNode {
@@ -89,7 +91,8 @@ enum Target {
 
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum SimInput {
-    Bytes(PeerId, Vec<u8>),
+    /// Bytes, and whether they are more than a heartbeat.
+    Bytes(PeerId, Vec<u8>, bool),
     PeerUp(PeerId),
     PeerDown(PeerId),
     /// Evaluate a connection attempt now.
@@ -143,6 +146,8 @@ pub(crate) struct Sim {
     /// Every hub started, with its node and term.
     pub(crate) hubs_started: Vec<(Instant, NodeIx, Term)>,
     pub(crate) steps: usize,
+    /// Deliveries of protocol data (not heartbeats) not yet handled by their machine.
+    data_in_flight: usize,
 }
 
 impl Sim {
@@ -166,6 +171,7 @@ impl Sim {
             expelled: Vec::new(),
             hubs_started: Vec::new(),
             steps: 0,
+            data_in_flight: 0,
         }
     }
 
@@ -223,6 +229,7 @@ impl Sim {
             transcript: Vec::new(),
             pending: VecDeque::new(),
             frozen_spans: Vec::new(),
+            own_log: vec![(self.now, own.clone())],
         });
         self.drain(ix);
         ix
@@ -236,6 +243,8 @@ impl Sim {
             return;
         }
         n.spoke.handle(now, Input::Cmd(cmd)).expect("valid command");
+        let own = n.spoke.own_topics().clone();
+        n.own_log.push((now, own));
         self.drain(ix);
     }
 
@@ -247,6 +256,13 @@ impl Sim {
         }
         n.alive = false;
         n.hub = None;
+        let lost = n
+            .pending
+            .iter()
+            .filter(|(_, i)| matches!(i, SimInput::Bytes(_, _, true)))
+            .count();
+        self.data_in_flight -= lost;
+        let n = &mut self.nodes[ix.0];
         n.pending.clear();
         n.ended.get_or_insert(self.now);
         if n.frozen {
@@ -330,6 +346,16 @@ impl Sim {
             if self.bind == Some(ix) {
                 self.bind = None;
             }
+            // Connections the hub had not accepted yet are reset when its listener closes.
+            let pending: Vec<u64> = self
+                .links
+                .iter()
+                .filter(|(_, l)| l.hub == ix)
+                .map(|(&id, _)| id)
+                .collect();
+            for id in pending {
+                self.hang_up(id, ix);
+            }
         }
         self.nodes[ix.0].alive = false;
     }
@@ -347,6 +373,9 @@ impl Sim {
     }
 
     fn schedule(&mut self, at: Instant, d: Delivery) {
+        if matches!(d.input, SimInput::Bytes(_, _, true)) {
+            self.data_in_flight += 1;
+        }
         self.order += 1;
         self.queue.push(Reverse((at, self.order, d)));
     }
@@ -429,6 +458,9 @@ impl Sim {
     fn deliver(&mut self, d: Delivery) {
         let n = &mut self.nodes[d.node.0];
         if !n.alive {
+            if matches!(d.input, SimInput::Bytes(_, _, true)) {
+                self.data_in_flight -= 1;
+            }
             return;
         }
         if n.frozen {
@@ -440,6 +472,9 @@ impl Sim {
 
     fn feed(&mut self, ix: NodeIx, target: Target, input: SimInput) {
         let now = self.now;
+        if matches!(input, SimInput::Bytes(_, _, true)) {
+            self.data_in_flight -= 1;
+        }
         match input {
             SimInput::Connect => return self.attempt_connect(ix),
             SimInput::Bind => return self.attempt_bind(ix),
@@ -463,7 +498,7 @@ impl Sim {
         };
         fn as_input<C>(i: &SimInput, cred: Option<Credentials>) -> Input<'_, C> {
             match i {
-                SimInput::Bytes(peer, data) => Input::Bytes { peer: *peer, data },
+                SimInput::Bytes(peer, data, _) => Input::Bytes { peer: *peer, data },
                 SimInput::PeerUp(peer) => Input::PeerUp { peer: *peer, cred },
                 SimInput::PeerDown(peer) => Input::PeerDown(*peer),
                 SimInput::Connect | SimInput::Bind => unreachable!("handled by the caller"),
@@ -589,10 +624,7 @@ impl Sim {
     /// Acts on everything a node's machines asked for.
     fn drain(&mut self, ix: NodeIx) {
         let now = self.now;
-        loop {
-            let Some(out) = self.nodes[ix.0].spoke.poll_output() else {
-                break;
-            };
+        while let Some(out) = self.nodes[ix.0].spoke.poll_output() {
             match out {
                 Output::Transmit(t) => self.transmit(t.peer, t.bytes),
                 Output::Disconnect(peer) => self.disconnect(peer),
@@ -628,11 +660,7 @@ impl Sim {
                 }
             }
         }
-        loop {
-            let Some(hub) = self.nodes[ix.0].hub.as_mut() else {
-                break;
-            };
-            let Some(out) = hub.poll_output() else { break };
+        while let Some(out) = self.nodes[ix.0].hub.as_mut().and_then(Hub::poll_output) {
             match out {
                 Output::Transmit(t) => self.transmit(t.peer, t.bytes),
                 Output::Disconnect(peer) => self.disconnect(peer),
@@ -674,6 +702,7 @@ impl Sim {
             return;
         };
         let lat = self.latency();
+        let data = bytes != crate::wire::encode(&crate::wire::Frame::Heartbeat);
         let chunks = self.chunks(bytes);
         let l = self.links.get_mut(&id).expect("peer_link points at links");
         let from_spoke = l.spoke_peer == peer;
@@ -699,14 +728,14 @@ impl Sim {
                 Delivery {
                     node,
                     target,
-                    input: SimInput::Bytes(to, c),
+                    input: SimInput::Bytes(to, c, data),
                 },
             );
         }
     }
 
     fn chunks(&mut self, bytes: Vec<u8>) -> Vec<Vec<u8>> {
-        if !self.config.chunking || bytes.len() < 2 || self.rng.next_u64() % 4 != 0 {
+        if !self.config.chunking || bytes.len() < 2 || !self.rng.next_u64().is_multiple_of(4) {
             return vec![bytes];
         }
         let cut = 1 + (self.rng.next_u64() as usize) % (bytes.len() - 1);
@@ -805,9 +834,16 @@ impl Sim {
         s
     }
 
-    /// Why the group has not converged, or `None` if it has: one hub holds the address, every
-    /// member is running, synced with it, and sees exactly the truth.
+    /// Why the group has not converged, or `None` if it has: no protocol data is in flight, one
+    /// hub holds the address, every member is running, synced with it, and sees exactly the
+    /// truth.
     pub(crate) fn divergence(&self) -> Option<String> {
+        if self.data_in_flight > 0 {
+            return Some(format!(
+                "{} deliveries of data in flight",
+                self.data_in_flight
+            ));
+        }
         let hubs: Vec<_> = self.hubs().collect();
         let [hub] = hubs[..] else {
             return Some(format!("{} hubs", hubs.len()));
@@ -866,6 +902,14 @@ impl Sim {
                 .any(|&(t, id)| id == n.id() && t >= from && t <= to)
     }
 
+    /// The node's own topics as its application had set them at `t`, and when it last changed
+    /// them.
+    pub(crate) fn own_at(&self, ix: NodeIx, t: Instant) -> (Instant, &OwnTopics) {
+        let log = &self.nodes[ix.0].own_log;
+        let (at, own) = log.iter().rev().find(|(at, _)| *at <= t).unwrap_or(&log[0]);
+        (*at, own)
+    }
+
     /// The node with this id.
     pub(crate) fn ix_of(&self, id: NodeId) -> Option<NodeIx> {
         self.nodes.iter().position(|n| n.id() == id).map(NodeIx)
@@ -891,12 +935,12 @@ impl Sim {
     }
 
     /// The topic records of every node's history, for comparing histories.
-    pub(crate) fn history_of(&self, ix: NodeIx) -> BTreeSet<(u64, u64)> {
+    pub(crate) fn history_of(&self, ix: NodeIx) -> BTreeSet<(crate::Seq, u64)> {
         self.nodes[ix.0]
             .spoke
             .history()
             .records()
-            .map(|r| (r.seq.get(), r.uid.get()))
+            .map(|r| (r.seq, r.uid.get()))
             .collect()
     }
 }

@@ -190,7 +190,7 @@ fn check_record(r: &Record, limits: &Limits) -> Result<(), DecodeError> {
 mod tests {
     use super::*;
     use crate::history::Horizon;
-    use crate::ids::{NodeId, Seq, Term, Uid};
+    use crate::ids::{Epoch, NodeId, Seq, Term, Uid};
     use crate::topology::tests::info;
     use crate::wire::{CloseReason, Welcome};
 
@@ -204,9 +204,9 @@ mod tests {
     #[test]
     fn every_frame_round_trips() {
         let mut hz = Horizon::default();
-        hz.observe(Seq::new(3, 4));
+        hz.observe(Seq::new(Epoch::new(3, 9), 4));
         let rec = Record {
-            seq: Seq::new(1, 2),
+            seq: Seq::new(Epoch::new(1, 7), 2),
             uid: Uid::new(77).expect("non-zero"),
             change: Change::Join(info(5, "five")),
         };
@@ -321,7 +321,7 @@ mod tests {
         let l = Limits::default();
         let long = "x".repeat(l.max_name);
         let rec = Record {
-            seq: Seq::new(u32::MAX, u32::MAX),
+            seq: Seq::new(Epoch::new(u32::MAX, u32::MAX), u32::MAX),
             uid: Uid::new(u64::MAX).expect("non-zero"),
             change: Change::Join(crate::topology::NodeInfo {
                 id: NodeId::new(u64::MAX).expect("non-zero"),

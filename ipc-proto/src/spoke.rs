@@ -398,6 +398,13 @@ impl Spoke {
         self.timers.next().map(|(_, t)| t)
     }
 
+    /// Replaces the history and view, as if the spoke had followed another hub.
+    #[cfg(test)]
+    pub(crate) fn seed_history(&mut self, history: History) {
+        self.view = history.view();
+        self.history = history;
+    }
+
     // ---- inputs ----
 
     /// Feeds one input. `Err` only for a command invalid in the current state; anything the hub

@@ -2,5 +2,6 @@
 //! schedules.
 
 mod properties;
+mod regressions;
 mod scenarios;
 pub(crate) mod sim;

@@ -420,6 +420,12 @@ impl Sim {
                 self.fire_timers(NodeIx(ix));
             }
         }
+        // At most one hub runs at any time, and it holds the address.
+        let hubs: Vec<_> = self.hubs().collect();
+        assert!(
+            hubs.len() <= 1 && hubs.iter().all(|&h| self.bind == Some(h)),
+            "hubs {hubs:?}"
+        );
         true
     }
 

@@ -1,5 +1,54 @@
-//! ipc-pubsub over real Unix sockets and memfd segments.
+//! ipc-pubsub over real Unix sockets: groups of processes with no daemon.
 //!
-//! Filled by the "ipc-driver-std" issue; today it holds the OS layer ([`sys`]).
+//! A [`Node`] joins a named group. The first node to bind the group's hub address
+//! (`@ipc-pubsub/<group>/hub`, a Linux abstract-namespace `SOCK_SEQPACKET` socket: nothing to
+//! clean up after a crash) runs the group's hub; every node, the hub's own included, is a spoke
+//! connected to it. When the hub's process dies, its socket closes, every spoke notices at
+//! once, and exactly one survivor binds the address and takes over, seeded with its copy of
+//! the group's history ([`ipc_proto`] makes every protocol decision).
+//!
+//! Each node has one I/O thread, which multiplexes all its sockets with `epoll`; application
+//! threads talk to it through requests. Events reach the application through [`Events`]
+//! receivers or callbacks ([`Node::on_event`]), which run on a separate dispatch thread with
+//! no lock held.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use ipc_driver_std::{Node, NodeEvent};
+//! use ipc_proto::Event;
+//!
+//! # fn main() -> Result<(), ipc_driver_std::DriverError> {
+//! let mut builder = Node::builder("logger").group("robot");
+//! let events = builder.events();
+//! let node = builder.join()?;
+//! node.subscribe("logs")?;
+//! while let Some(event) = events.recv_timeout(Duration::from_secs(1)) {
+//!     if let NodeEvent::Topology(Event::NodeJoined { info, .. }) = event {
+//!         println!("{} joined (pid {})", info.name, info.pid);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Who may join
+//! Every accepted connection's peer credentials (`SO_PEERCRED`) are checked by the hub: by
+//! default only processes of the same uid may join; [`NodeBuilder::allow_uid`],
+//! [`NodeBuilder::allow_gid`] and [`NodeBuilder::allow_anyone`] open the group explicitly. The
+//! pid and uid that others see in a node's record come from those credentials.
+//!
+//! # A stopped hub
+//! If the hub's process is stopped (`SIGSTOP`) it still holds the address, so no other node
+//! can take over: spokes report [`NodeEvent::HubUnresponsive`] after the keepalive timeout and
+//! stay connected. If the process resumes they report [`NodeEvent::HubResponsive`] and nothing
+//! else changes; if it dies, its socket closes and a new hub is elected as after any crash.
 
+pub mod cli;
+mod error;
+mod events;
+mod node;
+mod reactor;
 pub mod sys;
+
+pub use error::DriverError;
+pub use events::{CallbackId, EVENT_QUEUE_CAPACITY, Events, NodeEvent};
+pub use node::{DEFAULT_GROUP, Node, NodeBuilder};

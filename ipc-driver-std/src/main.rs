@@ -1,6 +1,5 @@
-//! The `ipc-pubsub` command line.
+//! The `ipc-pubsub` command line; see [`ipc_driver_std::cli`].
 
-fn main() {
-    eprintln!("ipc-pubsub: not built yet");
-    std::process::exit(2);
+fn main() -> std::process::ExitCode {
+    ipc_driver_std::cli::main()
 }

@@ -45,6 +45,7 @@ pub const HORIZON_EPOCHS: usize = 64;
 /// Epochs below `floor` count as wholly seen. Bounded: at most [`HORIZON_EPOCHS`] epochs are
 /// tracked; older ones fold into the floor, which can only make a hub reject more stale
 /// records, never accept one it pruned.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct Horizon {
     floor: Epoch,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// A node's identity in its group: random, non-zero, chosen once per node instance.
 ///
 /// Printed as 16 lowercase hex digits, the form the CLI and logs use.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct NodeId(NonZeroU64);
@@ -54,6 +55,7 @@ impl fmt::Display for PeerId {
 }
 
 /// A hub's incarnation number: each hub takes one more than the highest term it knows of.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(
     Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, Serialize, Deserialize,
 )]
@@ -69,6 +71,7 @@ impl fmt::Display for Term {
 /// Which hub minted a record: its term, and a random salt that keeps two hubs of the same term
 /// (a node with no history winning the election while older histories survive) from minting
 /// the same positions.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
 pub struct Epoch {
     term: u32,
@@ -116,6 +119,7 @@ impl fmt::Debug for Epoch {
 /// across hub changes, and two hubs never mint the same position unless they drew the same
 /// salt for the same term (a 1 in 2^32 chance after a split), which the merge rules resolve the
 /// hub's way.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Seq {
     epoch: Epoch,
@@ -158,6 +162,7 @@ impl fmt::Debug for Seq {
 
 /// A record's random, non-zero tag: two records with the same [`Seq`] and different uids
 /// conflict.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Uid(NonZeroU64);
@@ -186,6 +191,7 @@ impl fmt::Debug for Uid {
 /// What the kernel says about the process at the other end of a link (`SO_PEERCRED`).
 ///
 /// Unforgeable: the driver reads it from the socket, never from the peer's bytes.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub struct Credentials {
     /// Process id.

@@ -78,6 +78,8 @@
 #![deny(missing_docs)]
 
 mod error;
+#[cfg(feature = "arbitrary")]
+pub mod fuzzing;
 mod history;
 mod hub;
 mod ids;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{NodeId, Seq, Term, Uid};
 
 /// What the group knows about a node.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub struct NodeInfo {
     /// The node's random id.
@@ -27,6 +28,7 @@ pub struct NodeInfo {
 }
 
 /// The two ways a node relates to a topic.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 pub enum Role {
     /// The node publishes the topic (it announced it).
@@ -36,6 +38,7 @@ pub enum Role {
 }
 
 /// One change of the topology; with a [`Seq`] and a [`Uid`] it is a history [`Record`].
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub enum Change {
     /// A node joined, or its name or address changed.
@@ -129,6 +132,7 @@ pub(crate) enum Slot<'a> {
 }
 
 /// A change the hub has sequenced: the unit of the group's history.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub struct Record {
     /// Position in the history, minted by the hub.

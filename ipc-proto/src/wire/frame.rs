@@ -15,6 +15,7 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// chunks and `IntroEnd`; afterwards `Change`s. Hub to spoke: `Welcome`, the hub's history in
 /// `Snapshot` chunks and `SnapshotEnd`; afterwards `Minted` and `Relayed` records and `Horizon`
 /// updates. Both ways: `Heartbeat` and `Goodbye`.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Frame {
     /// Tag 1. The first frame a spoke sends.
@@ -67,6 +68,7 @@ impl Frame {
 }
 
 /// A spoke introduces itself.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Hello {
     /// The spoke's node, or `None` for an observer that watches without joining.
@@ -80,6 +82,7 @@ pub struct Hello {
 }
 
 /// The hub accepts a spoke.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Welcome {
     /// The node hosting the hub.
@@ -89,6 +92,7 @@ pub struct Welcome {
 }
 
 /// A change a node makes to its own topics; the hub knows which node from the link.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub enum OwnChange {
     /// Publish `topic` with payload type `mime`.
@@ -128,6 +132,7 @@ impl OwnChange {
 }
 
 /// Why a link is closed; carried by [`Frame::Goodbye`] and reported in events.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize, thiserror::Error)]
 #[non_exhaustive]
 pub enum CloseReason {

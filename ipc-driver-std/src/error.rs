@@ -1,0 +1,29 @@
+//! The driver's error type.
+
+use std::io;
+use std::time::Duration;
+
+use ipc_proto::CmdError;
+
+use crate::sys::addr::AddrError;
+
+/// What can go wrong in the std driver.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// The group name cannot form a socket address.
+    #[error("invalid group name: {0}")]
+    Group(#[from] AddrError),
+    /// A system call failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// The node refused the command (invalid topic, too many topics, left already...).
+    #[error(transparent)]
+    Cmd(#[from] CmdError),
+    /// The node's I/O thread has stopped, and why.
+    #[error("the node has stopped: {0}")]
+    Stopped(String),
+    /// Waited too long.
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, &'static str),
+}

@@ -1,0 +1,438 @@
+//! The blocking API: a node of a group, and its builder.
+
+use std::fmt;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ipc_proto::{
+    AccessPolicy, HubConfig, Input, Limits, NodeId, Spoke, SpokeCmd, SpokeConfig, Term, View,
+};
+
+use crate::error::DriverError;
+use crate::events::{CallbackId, Dispatcher, Events, NodeEvent, Sink};
+use crate::reactor::{Reactor, Request, Setup, Shared, random_seed};
+use crate::sys::{self, poll::Waker};
+
+/// How long a call waits for the node's I/O thread before giving up; it answers in
+/// microseconds unless the process is starved.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The group used when none is given.
+pub const DEFAULT_GROUP: &str = "default";
+
+/// Configures and starts a [`Node`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use ipc_driver_std::Node;
+///
+/// # fn main() -> Result<(), ipc_driver_std::DriverError> {
+/// let node = Node::builder("camera")
+///     .group("robot")
+///     .keepalive(Duration::from_secs(1))
+///     .join()?;
+/// node.announce("frames", "image/x-raw")?;
+/// node.subscribe("exposure")?;
+/// println!("hub: {:?}, members: {}", node.hub(), node.view().nodes().len());
+/// # Ok(()) }
+/// ```
+#[must_use]
+pub struct NodeBuilder {
+    name: String,
+    group: String,
+    keepalive: Duration,
+    grace: Duration,
+    access: AccessPolicy,
+    limits: Limits,
+    join_timeout: Option<Duration>,
+    observer: bool,
+    max_outbox: usize,
+    sinks: Vec<Sink>,
+    dispatcher: Option<Arc<Dispatcher>>,
+}
+
+impl fmt::Debug for NodeBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeBuilder")
+            .field("name", &self.name)
+            .field("group", &self.group)
+            .field("keepalive", &self.keepalive)
+            .field("grace", &self.grace)
+            .field("access", &self.access)
+            .field("observer", &self.observer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeBuilder {
+    fn new(name: &str) -> Self {
+        let me = sys::current_credentials();
+        Self {
+            name: name.into(),
+            group: DEFAULT_GROUP.into(),
+            keepalive: Duration::from_secs(2),
+            grace: Duration::from_millis(200),
+            access: AccessPolicy::same_uid(me.uid),
+            limits: Limits::default(),
+            join_timeout: Some(Duration::from_secs(5)),
+            observer: false,
+            max_outbox: 8 << 20,
+            sinks: Vec::new(),
+            dispatcher: None,
+        }
+    }
+
+    /// The group to join. Default [`DEFAULT_GROUP`].
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = group.into();
+        self
+    }
+
+    /// A node (or hub) silent for this long is declared gone; heartbeats go out four times
+    /// per period. Default 2 s.
+    pub fn keepalive(mut self, timeout: Duration) -> Self {
+        self.keepalive = timeout;
+        self
+    }
+
+    /// How long a new hub waits for the nodes it inherited to reconnect before declaring them
+    /// gone. Default 200 ms.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Also let processes of `uid` join, should this node run the hub. By default only the
+    /// same uid may join.
+    pub fn allow_uid(mut self, uid: u32) -> Self {
+        self.access.allow_uid(uid);
+        self
+    }
+
+    /// Also let processes whose effective group is `gid` join, should this node run the hub.
+    pub fn allow_gid(mut self, gid: u32) -> Self {
+        self.access.allow_gid(gid);
+        self
+    }
+
+    /// Let anyone join, should this node run the hub (open the group explicitly).
+    pub fn allow_anyone(mut self) -> Self {
+        self.access.anyone = true;
+        self
+    }
+
+    /// Bounds on what peers may send.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// How long [`join`](Self::join) waits for the group's history; `None` returns at once.
+    /// Default 5 s.
+    pub fn join_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.join_timeout = timeout;
+        self
+    }
+
+    /// Most bytes queued for one peer before it is considered too slow and disconnected.
+    /// Default 8 MiB.
+    pub fn max_outbox(mut self, bytes: usize) -> Self {
+        self.max_outbox = bytes;
+        self
+    }
+
+    /// A receiver of every event from the very start, the node's own join included.
+    pub fn events(&mut self) -> Events {
+        let (events, sink) = Events::new();
+        self.sinks.push(sink);
+        events
+    }
+
+    /// Calls `f` for every event from the very start; see [`Node::on_event`].
+    pub fn on_event(mut self, f: impl FnMut(&NodeEvent) + Send + 'static) -> Self {
+        let dispatcher = self.dispatcher.get_or_insert_with(|| {
+            let (events, sink) = Events::new();
+            self.sinks.push(sink);
+            Arc::new(Dispatcher::new(events))
+        });
+        dispatcher.add(&self.name, f);
+        self
+    }
+
+    /// Joins the group: starts the node's I/O thread, which finds the group's hub or becomes
+    /// it, and waits (up to the join timeout) until the node holds the group's history.
+    pub fn join(self) -> Result<Node, DriverError> {
+        self.start(false)
+    }
+
+    /// Watches the group without joining it: no node record, no topics, never the hub. The
+    /// observer appears in nobody's events and in no node list. With a join timeout, fails
+    /// with [`DriverError::Timeout`] if no hub answers in time (no such group).
+    pub fn observe(self) -> Result<Node, DriverError> {
+        self.start(true)
+    }
+
+    fn start(mut self, observer: bool) -> Result<Node, DriverError> {
+        self.observer = observer;
+        let hub_addr = sys::addr::hub_addr(&self.group)?;
+        let id = NodeId::new(random_seed() | 1).expect("odd, hence non-zero");
+        let data_listener = if observer {
+            None
+        } else {
+            let addr = sys::addr::data_addr(&self.group, id.get())?;
+            Some((sys::socket::listen(&addr)?, addr))
+        };
+        #[allow(clippy::disallowed_methods)] // the driver reads the clock
+        let now = Instant::now();
+        let mut spoke_cfg = SpokeConfig::default();
+        spoke_cfg
+            .rng_seed(random_seed())
+            .node_id(id)
+            .name(self.name.clone())
+            .observer(observer)
+            .keepalive(self.keepalive);
+        spoke_cfg.limits = self.limits.clone();
+        if let Some((_, addr)) = &data_listener {
+            spoke_cfg.data_addr(addr.to_string());
+        }
+        let mut spoke = Spoke::new(spoke_cfg, now);
+        spoke.handle(now, Input::Cmd(SpokeCmd::Join))?;
+        let mut hub_config = HubConfig::default();
+        hub_config.grace(self.grace).keepalive(self.keepalive).access(self.access.clone());
+        hub_config.limits = self.limits.clone();
+
+        let waker = Arc::new(Waker::new()?);
+        let (requests, rx) = mpsc::channel();
+        let shared = Arc::new(Shared::default());
+        let setup = Setup {
+            hub_addr,
+            hub_config,
+            spoke,
+            data_listener: data_listener.map(|(fd, _)| fd),
+            max_outbox: self.max_outbox,
+            max_frame: self.limits.max_frame,
+        };
+        let reactor = Reactor::new(setup, Arc::clone(&waker), rx, Arc::clone(&shared), self.sinks)?;
+        let thread = std::thread::Builder::new()
+            .name(format!("ipc-pubsub-io:{}", self.name))
+            .spawn(move || reactor.run())?;
+        let node = Node {
+            id,
+            name: self.name,
+            group: self.group,
+            requests,
+            waker,
+            shared,
+            thread: Some(thread),
+            dispatcher: self.dispatcher.map(OnceLock::from).unwrap_or_default(),
+        };
+        if let Some(timeout) = self.join_timeout {
+            node.wait_synced(timeout)?;
+        }
+        Ok(node)
+    }
+}
+
+/// A member of a group (or an observer of one), with its own I/O thread.
+///
+/// Methods may be called from any thread, callbacks included. Commands take effect locally at
+/// once and reach the group through the hub; when no hub is reachable they are kept and
+/// carried by the node's next introduction, so nothing is lost across hub changes.
+///
+/// Dropping the node leaves the group gracefully: a goodbye to the hub (and, if this node
+/// runs the hub, a goodbye from the hub to every spoke, after it has sequenced this node's
+/// own leave), then its threads are joined. Nothing is left behind: no thread, fd or socket.
+pub struct Node {
+    id: NodeId,
+    name: String,
+    group: String,
+    requests: Sender<Request>,
+    waker: Arc<Waker>,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    dispatcher: OnceLock<Arc<Dispatcher>>,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Starts configuring a node called `name` (names need not be unique).
+    pub fn builder(name: &str) -> NodeBuilder {
+        NodeBuilder::new(name)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The group's name.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// The group as this node sees it now.
+    pub fn view(&self) -> View {
+        self.shared.lock().view.clone()
+    }
+
+    /// The hub this node follows (its node and term), while synced with one.
+    pub fn hub(&self) -> Option<(NodeId, Term)> {
+        self.shared.lock().hub
+    }
+
+    /// Whether this node runs the group's hub.
+    pub fn is_hub(&self) -> bool {
+        self.shared.lock().is_hub
+    }
+
+    /// Waits until the node holds a hub's history; returns that hub.
+    pub fn wait_synced(&self, timeout: Duration) -> Result<(NodeId, Term), DriverError> {
+        self.wait_until(timeout, "the group's history", |s| s.hub)
+    }
+
+    /// Waits until `pred` holds for the node's view; returns the view.
+    pub fn wait_view(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut(&View) -> bool,
+    ) -> Result<View, DriverError> {
+        self.wait_until(timeout, "a view", |s| pred(&s.view).then(|| s.view.clone()))
+    }
+
+    fn wait_until<T>(
+        &self,
+        timeout: Duration,
+        what: &'static str,
+        mut f: impl FnMut(&crate::reactor::State) -> Option<T>,
+    ) -> Result<T, DriverError> {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.shared.lock();
+        loop {
+            if let Some(t) = f(&s) {
+                return Ok(t);
+            }
+            if let Some(why) = &s.stopped {
+                return Err(DriverError::Stopped(why.clone()));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(DriverError::Timeout(timeout, what));
+            }
+            s = self.shared.changed.wait_timeout(s, left).unwrap_or_else(std::sync::PoisonError::into_inner).0;
+        }
+    }
+
+    /// Publishes `topic`, whose payloads have type `mime` (or changes its type).
+    pub fn announce(&self, topic: &str, mime: &str) -> Result<(), DriverError> {
+        self.cmd(SpokeCmd::Announce { topic: topic.into(), mime: mime.into() })
+    }
+
+    /// Stops publishing `topic`.
+    pub fn retract(&self, topic: &str) -> Result<(), DriverError> {
+        self.cmd(SpokeCmd::Retract { topic: topic.into() })
+    }
+
+    /// Subscribes to `topic`.
+    pub fn subscribe(&self, topic: &str) -> Result<(), DriverError> {
+        self.cmd(SpokeCmd::Subscribe { topic: topic.into() })
+    }
+
+    /// Unsubscribes from `topic`.
+    pub fn unsubscribe(&self, topic: &str) -> Result<(), DriverError> {
+        self.cmd(SpokeCmd::Unsubscribe { topic: topic.into() })
+    }
+
+    /// A receiver of this node's events from now on. The current state is in
+    /// [`view`](Self::view); for every event from the start use [`NodeBuilder::events`].
+    pub fn events(&self) -> Events {
+        let (events, sink) = Events::new();
+        if self.send(Request::Events(sink)).is_err() {
+            // The node has stopped: the receiver ends at once.
+        }
+        events
+    }
+
+    /// Calls `f` for every event from now on, on this node's dispatch thread (started with
+    /// the first callback): never on its I/O thread, and with no lock of the node held, so `f`
+    /// may call any method of the node (subscribe in a join callback, say) or block. A slow
+    /// callback delays the other callbacks, never the node's I/O.
+    pub fn on_event(&self, f: impl FnMut(&NodeEvent) + Send + 'static) -> CallbackId {
+        let dispatcher = self.dispatcher.get_or_init(|| {
+            let (events, sink) = Events::new();
+            let _ = self.send(Request::Events(sink));
+            Arc::new(Dispatcher::new(events))
+        });
+        dispatcher.add(&self.name, f)
+    }
+
+    /// Removes a callback; `false` if it was not registered.
+    pub fn remove_callback(&self, id: CallbackId) -> bool {
+        self.dispatcher.get().is_some_and(|d| d.remove(id))
+    }
+
+    /// Leaves the group gracefully and waits for the node's threads to finish. Dropping the
+    /// node does the same.
+    pub fn leave(mut self) -> Result<(), DriverError> {
+        self.shutdown()
+    }
+
+    fn cmd(&self, cmd: SpokeCmd) -> Result<(), DriverError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.send(Request::Cmd(cmd, reply))?;
+        match rx.recv_timeout(REPLY_TIMEOUT) {
+            Ok(r) => Ok(r?),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(DriverError::Timeout(REPLY_TIMEOUT, "the I/O thread")),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(self.stopped()),
+        }
+    }
+
+    fn send(&self, request: Request) -> Result<(), DriverError> {
+        self.requests.send(request).map_err(|_| self.stopped())?;
+        self.waker.wake()?;
+        Ok(())
+    }
+
+    fn stopped(&self) -> DriverError {
+        let why = self.shared.lock().stopped.clone();
+        DriverError::Stopped(why.unwrap_or_else(|| "the I/O thread is gone".into()))
+    }
+
+    fn shutdown(&mut self) -> Result<(), DriverError> {
+        let Some(thread) = self.thread.take() else { return Ok(()) };
+        let (reply, rx) = mpsc::sync_channel(1);
+        let sent = self.send(Request::Leave(reply));
+        if sent.is_ok() {
+            let _ = rx.recv_timeout(REPLY_TIMEOUT);
+        }
+        let joined = thread.join();
+        if let Some(d) = self.dispatcher.get() {
+            d.join();
+        }
+        if joined.is_err() {
+            return Err(DriverError::Stopped("the I/O thread panicked".into()));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}

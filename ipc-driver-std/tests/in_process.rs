@@ -1,0 +1,67 @@
+//! Nodes of one group inside one process: the driver end to end, without process management.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ipc_driver_std::{Node, NodeEvent};
+use ipc_proto::Event;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn group() -> String {
+    format!("t-{:016x}", getrandom::u64().expect("OS randomness"))
+}
+
+#[test]
+fn three_nodes_see_each_other_and_survive_the_hub_leaving() {
+    let g = group();
+    let a = Node::builder("a").group(&g).join().expect("a joins");
+    assert!(a.is_hub(), "the first node runs the hub");
+    let b = Node::builder("b").group(&g).join().expect("b joins");
+    let mut cb = Node::builder("c").group(&g);
+    let c_events = cb.events();
+    let c = cb.join().expect("c joins");
+    b.announce("news", "text/plain").expect("announce");
+    c.subscribe("news").expect("subscribe");
+    for n in [&a, &b, &c] {
+        n.wait_view(WAIT, |v| {
+            v.nodes().len() == 3 && v.subscribers_of("news").count() == 1 && v.publishers_of("news").count() == 1
+        })
+        .expect("everyone sees everyone");
+    }
+    assert_eq!(b.hub().map(|h| h.0), Some(a.id()));
+    let a_id = a.id();
+    a.leave().expect("a leaves");
+    for n in [&b, &c] {
+        n.wait_view(WAIT, |v| v.nodes().len() == 2 && !v.contains(a_id)).expect("a is gone");
+        n.wait_synced(WAIT).expect("a new hub");
+    }
+    assert!(b.is_hub() ^ c.is_hub(), "exactly one survivor runs the hub");
+    let seen: Vec<_> = std::iter::from_fn(|| c_events.try_recv()).collect();
+    let left: Vec<_> = seen.iter().filter(|e| matches!(e, NodeEvent::Topology(Event::NodeLeft { .. }))).collect();
+    assert_eq!(left, [&NodeEvent::Topology(Event::NodeLeft { node: a_id })], "{seen:?}");
+}
+
+#[test]
+fn a_callback_may_call_back_into_the_node() {
+    let g = group();
+    let _hub = Node::builder("hub").group(&g).join().expect("hub");
+    let node = Arc::new(Node::builder("n").group(&g).join().expect("n"));
+    let weak = Arc::downgrade(&node);
+    let done = Arc::new(Mutex::new(false));
+    let flag = Arc::clone(&done);
+    node.on_event(move |e| {
+        if let NodeEvent::Topology(Event::NodeJoined { info, .. }) = e
+            && info.name == "late"
+            && let Some(n) = weak.upgrade()
+        {
+            n.subscribe("greetings").expect("subscribe from inside a callback");
+            *flag.lock().expect("flag") = true;
+        }
+    });
+    let _late = Node::builder("late").group(&g).join().expect("late");
+    let id = node.id();
+    node.wait_view(WAIT, |v| v.node(id).is_some_and(|n| n.subscribes.contains_key("greetings")))
+        .expect("the subscription made in the callback reached the group");
+    assert!(*done.lock().expect("flag"));
+}

@@ -78,7 +78,9 @@ impl Sink {
     /// the lock is only ever held to move an event in or out. Returns `false` once the
     /// receiver is gone.
     pub(crate) fn push(&self, event: &NodeEvent) -> bool {
-        let Some(shared) = self.0.upgrade() else { return false };
+        let Some(shared) = self.0.upgrade() else {
+            return false;
+        };
         let mut q = lock(&shared.queue);
         if q.events.len() >= EVENT_QUEUE_CAPACITY {
             q.events.pop_front();
@@ -119,7 +121,11 @@ pub struct Events(Arc<Shared>);
 impl Events {
     pub(crate) fn new() -> (Self, Sink) {
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue { events: VecDeque::new(), missed: 0, closed: false }),
+            queue: Mutex::new(Queue {
+                events: VecDeque::new(),
+                missed: 0,
+                closed: false,
+            }),
             ready: Condvar::new(),
         });
         let sink = Sink(Arc::downgrade(&shared));
@@ -171,7 +177,12 @@ impl Events {
             if q.closed || left.is_zero() {
                 return None;
             }
-            q = self.0.ready.wait_timeout(q, left).unwrap_or_else(PoisonError::into_inner).0;
+            q = self
+                .0
+                .ready
+                .wait_timeout(q, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 
@@ -231,7 +242,9 @@ pub(crate) struct Dispatcher {
 impl fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = lock(&self.callbacks).len();
-        f.debug_struct("Dispatcher").field("callbacks", &n).finish_non_exhaustive()
+        f.debug_struct("Dispatcher")
+            .field("callbacks", &n)
+            .finish_non_exhaustive()
     }
 }
 
@@ -265,7 +278,9 @@ impl Dispatcher {
     }
 
     fn start(&self, name: &str) {
-        let Some(events) = lock(&self.events).take() else { return };
+        let Some(events) = lock(&self.events).take() else {
+            return;
+        };
         let callbacks = Arc::clone(&self.callbacks);
         let handle = thread::Builder::new()
             .name(format!("ipc-pubsub-cb:{name}"))
@@ -273,7 +288,10 @@ impl Dispatcher {
                 for event in &events {
                     // Snapshot, then run with the registry unlocked: callbacks may register
                     // or remove callbacks.
-                    let cbs: Vec<Callback> = lock(&callbacks).iter().map(|(_, c)| Arc::clone(c)).collect();
+                    let cbs: Vec<Callback> = lock(&callbacks)
+                        .iter()
+                        .map(|(_, c)| Arc::clone(c))
+                        .collect();
                     for cb in cbs {
                         let mut f = lock(&cb);
                         (*f)(&event);
@@ -311,7 +329,11 @@ mod tests {
             assert!(sink.push(&e));
         }
         assert_eq!(events.try_recv(), Some(NodeEvent::Lagged { missed: 3 }));
-        assert_eq!(events.try_recv(), Some(NodeEvent::Lagged { missed: 3 }), "the 4th event pushed");
+        assert_eq!(
+            events.try_recv(),
+            Some(NodeEvent::Lagged { missed: 3 }),
+            "the 4th event pushed"
+        );
         sink.close();
         assert_eq!(events.into_iter().count(), EVENT_QUEUE_CAPACITY - 1);
     }

@@ -200,7 +200,10 @@ impl NodeBuilder {
         let mut spoke = Spoke::new(spoke_cfg, now);
         spoke.handle(now, Input::Cmd(SpokeCmd::Join))?;
         let mut hub_config = HubConfig::default();
-        hub_config.grace(self.grace).keepalive(self.keepalive).access(self.access.clone());
+        hub_config
+            .grace(self.grace)
+            .keepalive(self.keepalive)
+            .access(self.access.clone());
         hub_config.limits = self.limits.clone();
 
         let waker = Arc::new(Waker::new()?);
@@ -214,7 +217,13 @@ impl NodeBuilder {
             max_outbox: self.max_outbox,
             max_frame: self.limits.max_frame,
         };
-        let reactor = Reactor::new(setup, Arc::clone(&waker), rx, Arc::clone(&shared), self.sinks)?;
+        let reactor = Reactor::new(
+            setup,
+            Arc::clone(&waker),
+            rx,
+            Arc::clone(&shared),
+            self.sinks,
+        )?;
         let thread = std::thread::Builder::new()
             .name(format!("ipc-pubsub-io:{}", self.name))
             .spawn(move || reactor.run())?;
@@ -334,28 +343,42 @@ impl Node {
             if left.is_zero() {
                 return Err(DriverError::Timeout(timeout, what));
             }
-            s = self.shared.changed.wait_timeout(s, left).unwrap_or_else(std::sync::PoisonError::into_inner).0;
+            s = self
+                .shared
+                .changed
+                .wait_timeout(s, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
         }
     }
 
     /// Publishes `topic`, whose payloads have type `mime` (or changes its type).
     pub fn announce(&self, topic: &str, mime: &str) -> Result<(), DriverError> {
-        self.cmd(SpokeCmd::Announce { topic: topic.into(), mime: mime.into() })
+        self.cmd(SpokeCmd::Announce {
+            topic: topic.into(),
+            mime: mime.into(),
+        })
     }
 
     /// Stops publishing `topic`.
     pub fn retract(&self, topic: &str) -> Result<(), DriverError> {
-        self.cmd(SpokeCmd::Retract { topic: topic.into() })
+        self.cmd(SpokeCmd::Retract {
+            topic: topic.into(),
+        })
     }
 
     /// Subscribes to `topic`.
     pub fn subscribe(&self, topic: &str) -> Result<(), DriverError> {
-        self.cmd(SpokeCmd::Subscribe { topic: topic.into() })
+        self.cmd(SpokeCmd::Subscribe {
+            topic: topic.into(),
+        })
     }
 
     /// Unsubscribes from `topic`.
     pub fn unsubscribe(&self, topic: &str) -> Result<(), DriverError> {
-        self.cmd(SpokeCmd::Unsubscribe { topic: topic.into() })
+        self.cmd(SpokeCmd::Unsubscribe {
+            topic: topic.into(),
+        })
     }
 
     /// A receiver of this node's events from now on. The current state is in
@@ -397,7 +420,9 @@ impl Node {
         self.send(Request::Cmd(cmd, reply))?;
         match rx.recv_timeout(REPLY_TIMEOUT) {
             Ok(r) => Ok(r?),
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(DriverError::Timeout(REPLY_TIMEOUT, "the I/O thread")),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                Err(DriverError::Timeout(REPLY_TIMEOUT, "the I/O thread"))
+            }
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(self.stopped()),
         }
     }
@@ -414,7 +439,9 @@ impl Node {
     }
 
     fn shutdown(&mut self) -> Result<(), DriverError> {
-        let Some(thread) = self.thread.take() else { return Ok(()) };
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
         let (reply, rx) = mpsc::sync_channel(1);
         let sent = self.send(Request::Leave(reply));
         if sent.is_ok() {

@@ -196,7 +196,9 @@ impl Reactor {
         // Start: the spoke was told to join before the thread started.
         self.pump(Instant::now())?;
         loop {
-            let timeout = self.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+            let timeout = self
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
             self.poller.wait(&mut ready, timeout)?;
             let now = Instant::now();
             for event in ready.iter() {
@@ -212,10 +214,21 @@ impl Reactor {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let machines = [self.spoke.poll_timeout(), self.hub.as_ref().and_then(Hub::poll_timeout)];
+        let machines = [
+            self.spoke.poll_timeout(),
+            self.hub.as_ref().and_then(Hub::poll_timeout),
+        ];
         let closing = self.links.iter().filter_map(|(_, l)| l.closing);
-        let leaving = self.leaving.iter().flat_map(|l| [l.hub_close_at, l.exit_at]);
-        machines.into_iter().flatten().chain(closing).chain(leaving).min()
+        let leaving = self
+            .leaving
+            .iter()
+            .flat_map(|l| [l.hub_close_at, l.exit_at]);
+        machines
+            .into_iter()
+            .flatten()
+            .chain(closing)
+            .chain(leaving)
+            .min()
     }
 
     fn on_ready(&mut self, now: Instant, event: Event) -> io::Result<()> {
@@ -393,7 +406,9 @@ impl Reactor {
             HubEvt::PeerExpelled { peer, node } => {
                 warn!(%peer, ?node, "expelled a silent peer");
             }
-            HubEvt::PeerLeft { node: Some(node), .. } if *node == self.spoke.id() => {
+            HubEvt::PeerLeft {
+                node: Some(node), ..
+            } if *node == self.spoke.id() => {
                 // Our own goodbye is sequenced: the hub may close now.
                 if let Some(l) = &mut self.leaving {
                     l.hub_close_at = l.hub_close_at.min(_now);
@@ -451,7 +466,8 @@ impl Reactor {
     fn bind(&mut self, now: Instant) -> io::Result<()> {
         let won = match socket::listen(&self.hub_addr) {
             Ok(listener) => {
-                self.poller.add(listener.as_fd(), HUB_LISTENER, Interest::READABLE)?;
+                self.poller
+                    .add(listener.as_fd(), HUB_LISTENER, Interest::READABLE)?;
                 self.hub_listener = Some(listener);
                 let mut cfg = self.hub_config.clone();
                 cfg.rng_seed(random_seed());
@@ -491,7 +507,8 @@ impl Reactor {
         let key = entry.key();
         self.generation = self.generation.wrapping_add(1);
         let peer = PeerId((u64::from(self.generation) << 32) | key as u64);
-        self.poller.add(fd.as_fd(), Token(key as u64), Interest::READABLE)?;
+        self.poller
+            .add(fd.as_fd(), Token(key as u64), Interest::READABLE)?;
         entry.insert(Link {
             fd,
             side,
@@ -530,7 +547,9 @@ impl Reactor {
 
     /// Sends what the socket accepts; watches for writability if it does not take it all.
     fn flush(&mut self, key: usize) {
-        let Some(link) = self.links.get_mut(key) else { return };
+        let Some(link) = self.links.get_mut(key) else {
+            return;
+        };
         while let Some(front) = link.outbox.front() {
             match socket::send_record(link.fd.as_fd(), front, &[]) {
                 Ok(Sent::Complete) => {
@@ -548,8 +567,14 @@ impl Reactor {
         let want = !link.outbox.is_empty();
         if want != link.writable {
             link.writable = want;
-            let interest = if want { Interest::BOTH } else { Interest::READABLE };
-            let _ = self.poller.modify(link.fd.as_fd(), Token(key as u64), interest);
+            let interest = if want {
+                Interest::BOTH
+            } else {
+                Interest::READABLE
+            };
+            let _ = self
+                .poller
+                .modify(link.fd.as_fd(), Token(key as u64), interest);
         }
         if link.closing.is_some() && link.outbox.is_empty() {
             self.remove(key);
@@ -558,14 +583,22 @@ impl Reactor {
 
     fn read(&mut self, now: Instant, key: usize) {
         for _ in 0..READ_BUDGET {
-            let Some(link) = self.links.get(key) else { return };
+            let Some(link) = self.links.get(key) else {
+                return;
+            };
             if link.closing.is_some() {
                 // Closing on our side: what the peer still says no longer matters.
                 return;
             }
             let mut fds = Vec::new();
             match socket::recv_record(link.fd.as_fd(), &mut self.buf, &mut fds, 0) {
-                Ok(Recv::Data { len, truncated, fds: n, fds_truncated, .. }) => {
+                Ok(Recv::Data {
+                    len,
+                    truncated,
+                    fds: n,
+                    fds_truncated,
+                    ..
+                }) => {
                     if truncated || n > 0 || fds_truncated {
                         warn!(peer = %link.peer, truncated, fds = n, "malformed record: closing");
                         self.drop_link(key);
@@ -607,7 +640,9 @@ impl Reactor {
 
     /// The link broke (or misbehaved at the socket level): close it and tell its machine.
     fn drop_link(&mut self, key: usize) {
-        let Some(link) = self.links.get(key) else { return };
+        let Some(link) = self.links.get(key) else {
+            return;
+        };
         let (peer, side, closing) = (link.peer, link.side, link.closing.is_some());
         self.remove(key);
         if closing {
@@ -658,7 +693,11 @@ impl Drop for Reactor {
 }
 
 fn convert_cred(c: crate::sys::Credentials) -> ipc_proto::Credentials {
-    ipc_proto::Credentials { pid: u32::try_from(c.pid).unwrap_or(0), uid: c.uid, gid: c.gid }
+    ipc_proto::Credentials {
+        pid: u32::try_from(c.pid).unwrap_or(0),
+        uid: c.uid,
+        gid: c.gid,
+    }
 }
 
 /// A seed for a machine's generator, from the OS.

@@ -25,7 +25,9 @@ fn three_nodes_see_each_other_and_survive_the_hub_leaving() {
     c.subscribe("news").expect("subscribe");
     for n in [&a, &b, &c] {
         n.wait_view(WAIT, |v| {
-            v.nodes().len() == 3 && v.subscribers_of("news").count() == 1 && v.publishers_of("news").count() == 1
+            v.nodes().len() == 3
+                && v.subscribers_of("news").count() == 1
+                && v.publishers_of("news").count() == 1
         })
         .expect("everyone sees everyone");
     }
@@ -33,13 +35,21 @@ fn three_nodes_see_each_other_and_survive_the_hub_leaving() {
     let a_id = a.id();
     a.leave().expect("a leaves");
     for n in [&b, &c] {
-        n.wait_view(WAIT, |v| v.nodes().len() == 2 && !v.contains(a_id)).expect("a is gone");
+        n.wait_view(WAIT, |v| v.nodes().len() == 2 && !v.contains(a_id))
+            .expect("a is gone");
         n.wait_synced(WAIT).expect("a new hub");
     }
     assert!(b.is_hub() ^ c.is_hub(), "exactly one survivor runs the hub");
     let seen: Vec<_> = std::iter::from_fn(|| c_events.try_recv()).collect();
-    let left: Vec<_> = seen.iter().filter(|e| matches!(e, NodeEvent::Topology(Event::NodeLeft { .. }))).collect();
-    assert_eq!(left, [&NodeEvent::Topology(Event::NodeLeft { node: a_id })], "{seen:?}");
+    let left: Vec<_> = seen
+        .iter()
+        .filter(|e| matches!(e, NodeEvent::Topology(Event::NodeLeft { .. })))
+        .collect();
+    assert_eq!(
+        left,
+        [&NodeEvent::Topology(Event::NodeLeft { node: a_id })],
+        "{seen:?}"
+    );
 }
 
 #[test]
@@ -55,13 +65,17 @@ fn a_callback_may_call_back_into_the_node() {
             && info.name == "late"
             && let Some(n) = weak.upgrade()
         {
-            n.subscribe("greetings").expect("subscribe from inside a callback");
+            n.subscribe("greetings")
+                .expect("subscribe from inside a callback");
             *flag.lock().expect("flag") = true;
         }
     });
     let _late = Node::builder("late").group(&g).join().expect("late");
     let id = node.id();
-    node.wait_view(WAIT, |v| v.node(id).is_some_and(|n| n.subscribes.contains_key("greetings")))
-        .expect("the subscription made in the callback reached the group");
+    node.wait_view(WAIT, |v| {
+        v.node(id)
+            .is_some_and(|n| n.subscribes.contains_key("greetings"))
+    })
+    .expect("the subscription made in the callback reached the group");
     assert!(*done.lock().expect("flag"));
 }

@@ -11,7 +11,9 @@ fn fds() -> usize {
 }
 
 fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").expect("procfs").count()
+    std::fs::read_dir("/proc/self/task")
+        .expect("procfs")
+        .count()
 }
 
 /// Abstract sockets this process holds, from /proc/net/unix (inode column matched against our
@@ -36,6 +38,10 @@ fn a_hundred_nodes_created_and_dropped_leave_nothing_behind() {
         while events.try_recv().is_some() {}
         assert!(events.is_finished(), "a dropped node ends its receivers");
     }
-    assert_eq!((fds(), threads()), before, "fds and threads are back where they started");
+    assert_eq!(
+        (fds(), threads()),
+        before,
+        "fds and threads are back where they started"
+    );
     assert_eq!(sockets_named(&group), 0, "no socket of the group remains");
 }

@@ -346,10 +346,20 @@ impl History {
     /// Applies a record the hub sent: it replaces what its slot holds if it is newer.
     ///
     /// Returns whether the history changed. A topic record for a node that is not joined is
-    /// ignored, as is a record older than what its slot holds.
+    /// ignored, as is a record older than what its slot holds, and a record at a position that
+    /// another slot's record already has.
     pub fn apply(&mut self, record: Record) -> bool {
         let node = record.change.node();
         let key = SlotKey::of(&record.change);
+        // A position names one record: another slot's record at the same position is a forgery
+        // (or a collision of two hubs' salts) and is ignored.
+        if self
+            .order
+            .get(&record.seq)
+            .is_some_and(|(n, k)| (*n, k) != (node, &key))
+        {
+            return false;
+        }
         match key {
             SlotKey::Node => {
                 if self

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use tracing::{debug, trace, warn};
+use tracing::{debug, error, trace, warn};
 
 use crate::error::CmdError;
 use crate::history::{DEFAULT_TOMBSTONES, History, Horizon, Verdict};
@@ -296,10 +296,12 @@ impl Hub {
             .map(|r| r.seq.epoch())
             .max()
             .unwrap_or_default();
-        let known = u64::from(known.max(history.horizon().max_epoch()).term());
-        let term = Term(known.max(term.0) + 1);
+        let known = known.max(history.horizon().max_epoch());
+        let term = Term(u64::from(known.term()).max(term.0).saturating_add(1));
         let mut rng = Rng::new(config.rng_seed);
-        let mint_epoch = Epoch::new(u32::try_from(term.0).unwrap_or(u32::MAX), rng.salt());
+        // Above every epoch the seed knows, even where terms saturate.
+        let mint_epoch = Epoch::new(u32::try_from(term.0).unwrap_or(u32::MAX), rng.salt())
+            .max(known.successor());
         history.set_max_tombstones(config.max_tombstones);
         let deadline = now + config.grace;
         let orphans = history
@@ -817,7 +819,15 @@ impl Hub {
         if self.mint_counter == u32::MAX {
             self.bump_epoch(self.mint_epoch);
         }
-        self.mint_counter += 1;
+        let Some(counter) = self.mint_counter.checked_add(1) else {
+            // Only reachable when peers claimed the very last term: positions are exhausted.
+            error!(
+                change = change.name(),
+                "no position left to mint: change dropped"
+            );
+            return;
+        };
+        self.mint_counter = counter;
         let seq = Seq::new(self.mint_epoch, self.mint_counter);
         let record = Record {
             seq,
@@ -825,21 +835,27 @@ impl Hub {
             change,
         };
         debug!(%seq, change = record.change.name(), node = %record.change.node(), "mint");
-        let applied = self.history.apply(record.clone());
-        // Minted above everything seen, about a joined node (or a join/leave): always applies.
-        assert!(applied, "a freshly minted record applies");
+        // Minted above everything seen, so it applies; only saturated epochs (peers claiming
+        // the last term) can leave a newer record in its slot.
+        if !self.history.apply(record.clone()) {
+            error!(%seq, "a minted record did not apply: change dropped");
+            return;
+        }
         self.history.observe(seq);
         self.broadcast(&Frame::Minted(vec![record]));
     }
 
-    /// Moves minting to the next term past `epoch` if it is not already past it.
+    /// Moves minting to the next term past `epoch` if it is not already past it. At the last
+    /// epoch it stays put and keeps counting: a position is never minted twice.
     fn bump_epoch(&mut self, epoch: Epoch) {
         if epoch >= self.mint_epoch {
             let term = epoch.term().saturating_add(1);
             let next = Epoch::new(term, self.rng.salt()).max(epoch.successor());
-            debug!(from = ?self.mint_epoch, to = ?next, "mint epoch moves up");
-            self.mint_epoch = next;
-            self.mint_counter = 0;
+            if next > self.mint_epoch {
+                debug!(from = ?self.mint_epoch, to = ?next, "mint epoch moves up");
+                self.mint_epoch = next;
+                self.mint_counter = 0;
+            }
         }
     }
 

@@ -158,7 +158,8 @@ pub enum SpokeEvt {
     /// [`Hub`](crate::Hub) from [`Spoke::hub_seed`]; then report [`Input::BindOutcome`].
     BindRequested,
     /// No hub answered and an observer does not become one; the spoke retries after a backoff
-    /// (edge). A one-shot observer such as `status` stops here.
+    /// (edge: once until it reaches a hub again). A one-shot observer such as `status` stops
+    /// here.
     HubAbsent,
     /// The spoke holds the hub's history and follows its changes (edge, once per link).
     Synced {
@@ -312,6 +313,8 @@ pub struct Spoke {
     history: History,
     view: View,
     known_term: Term,
+    /// An observer reported [`SpokeEvt::HubAbsent`] and has not reached a hub since.
+    absent: bool,
     timers: TimerTable,
     out: VecDeque<Output<SpokeEvt>>,
 }
@@ -331,6 +334,7 @@ impl Spoke {
             own: OwnTopics::default(),
             view: View::default(),
             known_term: Term(0),
+            absent: false,
             timers: TimerTable::default(),
             out: VecDeque::new(),
         }
@@ -586,7 +590,10 @@ impl Spoke {
             return;
         };
         if self.config.observer {
-            self.out.push_back(Output::Evt(SpokeEvt::HubAbsent));
+            if !self.absent {
+                self.absent = true;
+                self.out.push_back(Output::Evt(SpokeEvt::HubAbsent));
+            }
             self.backoff(now, attempt);
         } else {
             self.transition(State::Binding { attempt });
@@ -695,22 +702,31 @@ impl Spoke {
             trace!(%peer, "PeerDown for a link not ours: ignored");
             return;
         }
-        self.lose_link(now);
+        self.lose_link(now, false);
     }
 
-    /// The link is gone: reach for a hub again, at once if we were synced, after a backoff if
-    /// the link never got that far.
-    fn lose_link(&mut self, now: Instant) {
-        let attempt = match self.state {
+    /// The link is gone: reach for a hub again.
+    ///
+    /// Losing a hub we were synced with is reported once ([`SpokeEvt::HubLost`]) and retried at
+    /// once. A link that drops during the introduction (typically a connection that landed in
+    /// a dying hub's listen queue) is retried at once the first time and with a growing backoff
+    /// after that; a hub that refused us (`refused`) is not asked again before the longest
+    /// backoff.
+    fn lose_link(&mut self, now: Instant, refused: bool) {
+        let introducing = match self.state {
             State::Introducing { attempt, .. } => Some(attempt),
             _ => None,
         };
         self.timers.stop(Timer::Heartbeat);
         self.timers.stop(Timer::Keepalive);
-        self.out.push_back(Output::Evt(SpokeEvt::HubLost));
-        match attempt {
-            None => self.connect(0),
-            Some(a) => self.backoff(now, a.saturating_add(1)),
+        match introducing {
+            _ if refused => self.backoff(now, u32::MAX),
+            None => {
+                self.out.push_back(Output::Evt(SpokeEvt::HubLost));
+                self.connect(0);
+            }
+            Some(0) => self.connect(1),
+            Some(a) => self.backoff(now, a),
         }
     }
 
@@ -747,11 +763,18 @@ impl Spoke {
             (_, Frame::Heartbeat) => {}
             (_, Frame::Goodbye(reason)) => {
                 debug!(%reason, "hub closed the link");
+                let refused = matches!(
+                    reason,
+                    CloseReason::NotAllowed { .. }
+                        | CloseReason::VersionMismatch { .. }
+                        | CloseReason::DuplicateNode(_)
+                        | CloseReason::ProtocolViolation(_)
+                );
                 self.out.push_back(Output::Evt(SpokeEvt::HubClosed(reason)));
                 if let Some(peer) = self.hub_peer() {
                     self.out.push_back(Output::Disconnect(peer));
                 }
-                self.lose_link(now);
+                self.lose_link(now, refused);
             }
             (
                 State::Introducing {
@@ -872,7 +895,7 @@ impl Spoke {
         }
         self.out
             .push_back(Output::Evt(SpokeEvt::HubMisbehaved { reason }));
-        self.lose_link(now);
+        self.lose_link(now, false);
     }
 
     // ---- plumbing ----

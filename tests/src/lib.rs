@@ -1,1 +1,236 @@
-//! Helpers shared by the multi-process and cross-driver tests.
+//! Helpers for multi-process tests: children that are always killed, their JSON lines read with
+//! deadlines, and fresh group names.
+//!
+//! Every test gets its own random group name, waits on conditions with generous deadlines (never
+//! on fixed sleeps), and kills every child it starts, also when it fails: [`Child`] kills and
+//! reaps its process when dropped, which a panicking test does too.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub use serde_json::Value;
+
+/// A generous deadline for anything that should take milliseconds on an idle machine.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A group name no other test uses.
+pub fn group() -> String {
+    format!("t-{:016x}", getrandom::u64().expect("OS randomness"))
+}
+
+/// The test node executable (the `ipc-pubsub` command line plus test roles), which cargo
+/// builds next to the test binaries: `target/<profile>/ipc-test-node`, tests being in
+/// `target/<profile>/deps/`.
+pub fn exe() -> std::path::PathBuf {
+    let test = std::env::current_exe().expect("the test's own path");
+    let dir = test.parent().and_then(|d| {
+        if d.ends_with("deps") {
+            d.parent()
+        } else {
+            Some(d)
+        }
+    });
+    let exe = dir.expect("a target directory").join("ipc-test-node");
+    assert!(
+        exe.exists(),
+        "{} is missing: build it with `cargo test -p ipc-tests`",
+        exe.display()
+    );
+    exe
+}
+
+/// A child process of a test: killed and reaped when dropped; its stdout read as JSON lines.
+pub struct Child {
+    pub name: String,
+    proc: Option<std::process::Child>,
+    lines: Receiver<Value>,
+    /// Every line read so far, in order.
+    pub seen: Vec<Value>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Child {
+    /// Starts `ipc-test-node` with `args`, named `name` in messages.
+    pub fn spawn(name: &str, args: &[&str]) -> Self {
+        let mut proc = Command::new(exe())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the test node");
+        let (tx, lines) = mpsc::channel();
+        let stdout = proc.stdout.take().expect("piped");
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v = serde_json::from_str(&line).unwrap_or(Value::String(line));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = proc.stderr.take().expect("piped");
+        let sink = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut buf = [0; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .expect("stderr")
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Self {
+            name: name.into(),
+            proc: Some(proc),
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// Starts `ipc-test-node node --name <name>` in `group` with `extra` arguments, and waits
+    /// for its `started` line.
+    pub fn node(group: &str, name: &str, extra: &[&str]) -> Self {
+        let mut args = vec!["--group", group, "node", "--name", name];
+        args.extend_from_slice(extra);
+        let mut c = Self::spawn(name, &args);
+        c.wait_for(WAIT, |v| event(v) == "started");
+        c
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.as_ref().expect("running").id()
+    }
+
+    /// The node id this child printed in its `started` line.
+    pub fn node_id(&self) -> String {
+        self.seen
+            .iter()
+            .find(|v| event(v) == "started")
+            .and_then(|v| v["node"].as_str())
+            .expect("a started line")
+            .to_string()
+    }
+
+    /// Reads lines until one satisfies `pred`, and returns it; panics with everything seen at
+    /// the deadline.
+    pub fn wait_for(&mut self, timeout: Duration, mut pred: impl FnMut(&Value) -> bool) -> Value {
+        // Lines already seen count too.
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return v.clone();
+        }
+        self.next_matching(timeout, pred).unwrap_or_else(|| {
+            panic!(
+                "{}: nothing matched within {timeout:?}; saw {:#?}\nstderr: {}",
+                self.name,
+                self.seen,
+                self.stderr()
+            )
+        })
+    }
+
+    /// Reads lines until a new one satisfies `pred`; `None` at the deadline.
+    pub fn next_matching(
+        &mut self,
+        timeout: Duration,
+        mut pred: impl FnMut(&Value) -> bool,
+    ) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return Some(v);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Reads whatever lines arrive within `d` (to collect late events before asserting that
+    /// some did *not* happen; the wait is bounded and never what a test waits *for*).
+    pub fn drain_for(&mut self, d: Duration) {
+        let _ = self.next_matching(d, |_| false);
+    }
+
+    /// Lines seen with this `event` field.
+    pub fn events(&self, name: &str) -> Vec<&Value> {
+        self.seen.iter().filter(|v| event(v) == name).collect()
+    }
+
+    /// What the child wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("stderr").clone()
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
+        nix::sys::signal::kill(pid, sig).expect("signal the child");
+    }
+
+    /// Kills the child with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the child to exit; returns its exit code.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        self.wait_exit(timeout)
+    }
+
+    /// Waits for the child to exit on its own; `None` (and the child killed) at the deadline.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let mut p = self.proc.take()?;
+        loop {
+            if let Ok(Some(status)) = p.try_wait() {
+                // Collect what it printed before exiting.
+                while let Ok(v) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(v);
+                }
+                return status.code();
+            }
+            if Instant::now() >= deadline {
+                let _ = p.kill();
+                let _ = p.wait();
+                return None;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The `event` field of a line.
+pub fn event(v: &Value) -> &str {
+    v["event"].as_str().unwrap_or("")
+}
+
+/// Whether a line is `event` about `node`.
+pub fn is(v: &Value, name: &str, node: &str) -> bool {
+    event(v) == name && v["node"].as_str() == Some(node)
+}

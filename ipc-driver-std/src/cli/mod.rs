@@ -1,9 +1,306 @@
-//! The `ipc-pubsub` command line.
+//! The `ipc-pubsub` command line: run a node, watch a group, inspect it, take the tour, and
+//! measure.
+//!
+//! | command | what it does |
+//! |---|---|
+//! | `node --name NAME [--announce TOPIC[=MIME]]... [--subscribe TOPIC]...` | joins the group and prints its events as JSON lines until SIGINT or SIGTERM, then leaves gracefully |
+//! | `watch` | the same as an observer that does not join: the group's current state as events, then every change |
+//! | `status [--json]` | who is in the group, who runs the hub, who publishes and subscribes what; exit code 1 if no such group runs |
+//! | `demo` | a self-contained tour in a private group: starts nodes, shows their events, kills the hub and times the failover |
+//! | `bench topology [--json] [--trials N]` | failover time, convergence time and idle CPU, measured with real processes |
+//!
+//! Every command takes `--group NAME` (default `$IPC_PUBSUB_GROUP`, else `default`) and `-v`
+//! (debug logs; `-vv` trace). Logs go to stderr; `RUST_LOG`, when set, replaces the `-v`
+//! level. Output meant for programs (the JSON lines of `node` and `watch`, `--json`
+//! documents) goes to stdout, one line or document at a time, flushed at once.
+//!
+//! `CLI.md`, next to this crate's `Cargo.toml`, documents every command and every JSON line.
+//!
+//! Exit codes: 0 on success (also after SIGINT or SIGTERM for `node` and `watch`), 1 when the
+//! command failed (no such group for `status`, a node that stopped by itself, a tour or
+//! benchmark that went wrong), 2 for a usage error, 130 when `demo` or `bench` is interrupted.
+//!
+//! The modules: `json` maps events to lines (one function, `Line::from_event`); `stream` runs
+//! `node` and `watch`; `status` reads a group's state; `children` starts, reads and always
+//! reaps `node` processes, for `demo` and `bench`; `demo` and `bench` are built from steps
+//! and subcommands so that they can grow.
 
+mod bench;
+mod children;
+mod demo;
+mod json;
+mod status;
+mod stream;
+
+use std::ffi::OsString;
+use std::io::{self, IsTerminal};
 use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::{DEFAULT_GROUP, DriverError, NodeBuilder};
 
 /// Runs the command line with the process's arguments.
 pub fn main() -> ExitCode {
-    eprintln!("ipc-pubsub: not built yet");
-    ExitCode::from(2)
+    run(std::env::args_os())
+}
+
+/// Runs the command line with `args`, the program name first (as [`std::env::args_os`] gives
+/// them), and returns the exit code. A test helper binary can call it with its own arguments.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with code 0, usage errors to stderr with code 2.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    init_logs(cli.verbose);
+    let result = match cli.command {
+        Command::Node(args) => stream::node(&cli.group, &args),
+        Command::Watch(args) => stream::watch(&cli.group, &args),
+        Command::Status(args) => status::run(&cli.group, &args),
+        Command::Demo(args) => demo::run(&args, cli.verbose > 0),
+        Command::Bench(args) => bench::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ipc-pubsub: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Logs to stderr: `RUST_LOG` if set, else warnings, `-v` debug, `-vv` trace.
+fn init_logs(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // A second `run` in the same process keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Daemon-free publish/subscribe between processes on one Linux host.
+///
+/// Processes join a named group; the first one runs the group's hub, and when it dies a
+/// survivor takes over. Start with `ipc-pubsub demo`.
+#[derive(Debug, Parser)]
+#[command(name = "ipc-pubsub", version, propagate_version = true)]
+struct Cli {
+    /// The group to join, watch or inspect (ignored by `demo` and `bench`, which make their
+    /// own).
+    #[arg(
+        long,
+        global = true,
+        env = "IPC_PUBSUB_GROUP",
+        default_value = DEFAULT_GROUP,
+        value_name = "NAME",
+        value_parser = parse_group,
+    )]
+    group: String,
+
+    /// More logs on stderr: -v debug, -vv trace (RUST_LOG, when set, takes precedence).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Join the group as a node and print its events as JSON lines until SIGINT or SIGTERM.
+    ///
+    /// The first line is `started` (this node's id and pid); then come the node's own join,
+    /// the group as it finds it, and every change. On SIGINT or SIGTERM the node leaves
+    /// gracefully and the command exits 0.
+    Node(stream::NodeArgs),
+    /// Watch the group without joining it and print its events as JSON lines.
+    ///
+    /// Once a hub answers, the group's current state comes first, as events; then every
+    /// change, until SIGINT or SIGTERM. The watcher appears in nobody's events and never
+    /// becomes the hub; while no hub answers it keeps trying.
+    Watch(stream::WatchArgs),
+    /// Show who is in the group: the hub, every node, what each publishes and subscribes.
+    ///
+    /// Observes without joining. Exits 1 if no hub answers within 1.5 s.
+    Status(status::StatusArgs),
+    /// Take the tour: nodes in a private group, their events, a hub crash and the failover.
+    ///
+    /// Starts a few `ipc-pubsub node` processes, shows what they print, kills the hub with
+    /// SIGKILL, measures how long the survivors take to agree on a new one, then stops them.
+    /// Takes a few seconds and leaves nothing running.
+    Demo(demo::DemoArgs),
+    /// Measure with real processes (each benchmark starts `ipc-pubsub node` children).
+    Bench(bench::BenchArgs),
+}
+
+/// Protocol timings of the nodes a command starts; the builder's defaults when absent.
+#[derive(Debug, Clone, Default, Args)]
+struct Timing {
+    /// A node (or hub) silent for this long is declared gone; heartbeats go out four times
+    /// per period [default: 2000].
+    #[arg(long, value_name = "MS")]
+    keepalive_ms: Option<u64>,
+
+    /// How long a new hub waits for the nodes it inherited to reconnect before declaring the
+    /// others gone [default: 200].
+    #[arg(long, value_name = "MS")]
+    grace_ms: Option<u64>,
+}
+
+impl Timing {
+    fn apply(&self, mut builder: NodeBuilder) -> NodeBuilder {
+        if let Some(ms) = self.keepalive_ms {
+            builder = builder.keepalive(Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.grace_ms {
+            builder = builder.grace(Duration::from_millis(ms));
+        }
+        builder
+    }
+
+    /// The same options, for a child's command line.
+    fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(ms) = self.keepalive_ms {
+            args.extend(["--keepalive-ms".to_string(), ms.to_string()]);
+        }
+        if let Some(ms) = self.grace_ms {
+            args.extend(["--grace-ms".to_string(), ms.to_string()]);
+        }
+        args
+    }
+}
+
+/// A group name that can form the group's socket addresses.
+fn parse_group(s: &str) -> Result<String, String> {
+    crate::sys::addr::hub_addr(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
+/// What can make a command fail.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error("no group named {0:?} is running")]
+    NoGroup(String),
+    #[error("interrupted by {0}")]
+    Interrupted(&'static str),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Interrupted(_) => ExitCode::from(130),
+            _ => ExitCode::FAILURE,
+        }
+    }
+}
+
+type Result<T, E = CliError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ipc-pubsub").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn group_is_global_and_validated() {
+        let cli = parse(&["status", "--group", "robot"]).expect("valid");
+        assert_eq!(cli.group, "robot");
+        let cli = parse(&["--group", "robot", "status"]).expect("valid");
+        assert_eq!(cli.group, "robot");
+        assert!(parse(&["--group", "a/b", "status"]).is_err(), "a slash");
+        assert!(parse(&["--group", "", "status"]).is_err(), "empty");
+    }
+
+    #[test]
+    fn verbose_counts() {
+        assert_eq!(parse(&["status"]).expect("valid").verbose, 0);
+        assert_eq!(parse(&["-vv", "status"]).expect("valid").verbose, 2);
+        assert_eq!(parse(&["status", "-v"]).expect("valid").verbose, 1);
+    }
+
+    #[test]
+    fn node_takes_announcements_subscriptions_and_timings() {
+        let cli = parse(&[
+            "node",
+            "--name",
+            "cam",
+            "--announce",
+            "frames=image/x-raw",
+            "--announce",
+            "log",
+            "--subscribe",
+            "exposure",
+            "--keepalive-ms",
+            "1000",
+        ])
+        .expect("valid");
+        let Command::Node(args) = cli.command else {
+            panic!("parsed as {:?}", cli.command)
+        };
+        assert_eq!(args.name, "cam");
+        let announced: Vec<_> = args
+            .announce
+            .iter()
+            .map(|a| (a.topic.as_str(), a.mime.as_str()))
+            .collect();
+        assert_eq!(
+            announced,
+            [
+                ("frames", "image/x-raw"),
+                ("log", "application/octet-stream")
+            ]
+        );
+        assert_eq!(args.subscribe, ["exposure"]);
+        assert_eq!(args.timing.keepalive_ms, Some(1000));
+        assert_eq!(args.timing.grace_ms, None);
+        assert_eq!(args.timing.to_args(), ["--keepalive-ms", "1000"]);
+    }
+
+    #[test]
+    fn node_requires_a_name() {
+        assert!(parse(&["node"]).is_err());
+    }
+
+    #[test]
+    fn bench_has_a_topology_benchmark() {
+        let cli = parse(&["bench", "topology", "--json", "--trials", "3"]).expect("valid");
+        let Command::Bench(args) = cli.command else {
+            panic!("parsed as {:?}", cli.command)
+        };
+        let bench::Kind::Topology(t) = args.kind;
+        assert!(t.json);
+        assert_eq!(t.trials, 3);
+        assert!(parse(&["bench"]).is_err(), "which benchmark");
+        assert!(parse(&["bench", "topology", "--trials", "0"]).is_err());
+    }
 }

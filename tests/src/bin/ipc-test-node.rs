@@ -1,0 +1,34 @@
+//! The process the multi-process tests start: the real `ipc-pubsub` command line, plus roles
+//! only tests need.
+//!
+//! - `ipc-test-node <ipc-pubsub arguments>`: exactly `ipc-pubsub`.
+//! - `ipc-test-node as-uid <UID> <ipc-pubsub arguments>`: drops to `UID` (group too) first,
+//!   for tests of who may join; the tests run as root.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "as-uid") {
+        let Some(uid) = args
+            .get(2)
+            .and_then(|u| u.to_str())
+            .and_then(|u| u.parse::<u32>().ok())
+        else {
+            eprintln!("usage: ipc-test-node as-uid <UID> <ipc-pubsub arguments>");
+            return ExitCode::from(2);
+        };
+        let id = nix::unistd::Gid::from_raw(uid);
+        if let Err(e) = nix::unistd::setgroups(&[id]).and_then(|()| nix::unistd::setgid(id)) {
+            eprintln!("ipc-test-node: cannot drop to gid {uid}: {e}");
+            return ExitCode::from(2);
+        }
+        if let Err(e) = nix::unistd::setuid(nix::unistd::Uid::from_raw(uid)) {
+            eprintln!("ipc-test-node: cannot drop to uid {uid}: {e}");
+            return ExitCode::from(2);
+        }
+        args.drain(1..3);
+    }
+    ipc_driver_std::cli::run(args)
+}

@@ -77,6 +77,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod data;
 mod error;
 #[cfg(feature = "arbitrary")]
 pub mod fuzzing;

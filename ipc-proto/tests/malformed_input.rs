@@ -239,7 +239,7 @@ fn a_hub_that_sends_garbage_is_dropped_by_the_spoke() {
     assert_eq!(spoke.hub_peer(), None);
 }
 
-// ---- found by the fuzzers, not fixed yet ----
+// ---- found by the fuzzers ----
 
 /// The seed a spoke hands its driver after following a hub that sent it this welcome and
 /// snapshot.
@@ -284,13 +284,10 @@ fn seed_after(welcome: Welcome, snapshot: Vec<Record>, max_tombstones: usize) ->
 /// Found by `hub_ops` (its seed path) in its first seconds.
 ///
 /// A hub sends a spoke `Welcome { term: u64::MAX }`; the spoke adopts the term. When that
-/// spoke later wins the bind, `Hub::new` computes `Term(known.max(term.0) + 1)` unchecked
-/// (hub.rs, `Hub::new`): `attempt to add with overflow` in a debug build, a hub of term 0 in a
-/// release build. Terms above `u32::MAX` cannot be minted anyway (epochs hold a `u32` term),
-/// so either the spoke should treat such a term as a protocol violation, or `Hub::new` should
-/// saturate.
+/// spoke later won the bind, `Hub::new` computed `Term(known.max(term.0) + 1)` unchecked:
+/// `attempt to add with overflow` in a debug build, a hub of term 0 in a release build. Fixed:
+/// `Hub::new` saturates the term.
 #[test]
-
 fn a_welcome_with_the_last_term_does_not_break_the_next_hub() {
     let (spoke, seed) = seed_after(
         Welcome {
@@ -311,15 +308,13 @@ fn a_welcome_with_the_last_term_does_not_break_the_next_hub() {
 /// Found by `hub_ops` (its seed path) within two minutes.
 ///
 /// A history record of epoch term `u32::MAX` (any salt but the last few) reaches a spoke, which
-/// later starts a hub from its history. `Hub::new` takes `term = known + 1 = 2^32`, saturates
-/// the epoch's term to `u32::MAX` and draws a random salt, which is below the record's salt
-/// with high probability (hub.rs, `Hub::new`: `Epoch::new(u32::try_from(term.0)
-/// .unwrap_or(u32::MAX), rng.salt())`). Its first mint about that record's node (here: the
-/// LEAVE when node 6 does not come back within the grace period) sits below the node's JOIN,
-/// does not apply, and `Hub::mint` panics: `a freshly minted record applies`. `bump_epoch`
-/// avoids this with `.max(epoch.successor())`; `Hub::new` does not.
+/// later starts a hub from its history. `Hub::new` took `term = known + 1 = 2^32`, saturated
+/// the epoch's term to `u32::MAX` and drew a random salt, below the record's salt with high
+/// probability. Its first mint about that record's node (here: the LEAVE when node 6 does not
+/// come back within the grace period) sat below the node's JOIN, did not apply, and
+/// `Hub::mint` panicked: `a freshly minted record applies`. Fixed: `Hub::new` mints above
+/// `known.successor()`, as `bump_epoch` does.
 #[test]
-
 fn a_seed_record_of_the_last_epoch_term_does_not_break_the_next_hub() {
     let join = Record {
         seq: Seq::new(Epoch::new(u32::MAX, u32::MAX - 1), 5),
@@ -344,14 +339,13 @@ fn a_seed_record_of_the_last_epoch_term_does_not_break_the_next_hub() {
 /// A hello carries the spoke's known term; the hub moves its mint epoch above
 /// `Epoch::new(term as u32 (saturated), u32::MAX)` with `bump_epoch`. With a term of
 /// `u32::MAX` that is `(u32::MAX, u32::MAX)`, the last epoch: `successor` saturates, so the
-/// epoch does not move, but `bump_epoch` still resets `mint_counter` to 0. The hub then mints
+/// epoch did not move, but `bump_epoch` still reset `mint_counter` to 0. The hub then minted
 /// position `(u32::MAX, u32::MAX, 1)` a second time: here the LEAVE of node 2, at the position
-/// of its own JOIN, which does not apply, and `Hub::mint` panics with `a freshly minted record
-/// applies` (an `assert!`, so in release builds too). Fix: reset the counter only when the
-/// epoch moves, and decide what a hub does when the epoch space is exhausted (or refuse terms
-/// of `u32::MAX` and above as a protocol violation).
+/// of its own JOIN, which did not apply, and `Hub::mint` panicked with `a freshly minted record
+/// applies` (an `assert!`, so in release builds too). Fixed: `bump_epoch` resets the counter
+/// only when the epoch moves, and a hub whose positions are exhausted drops the change with an
+/// `error!` instead of panicking.
 #[test]
-
 fn hellos_with_the_last_term_do_not_panic_the_hub() {
     let now = t0();
     let mut hub = hub(now);
@@ -385,17 +379,16 @@ fn hellos_with_the_last_term_do_not_panic_the_hub() {
 /// Found by `hub_ops` (its seed path) within two minutes; `spoke_ops` reaches it through
 /// `Minted` and `Relayed` frames as well.
 ///
-/// `History::apply` indexes records by position only (`order: BTreeMap<Seq, (NodeId,
-/// SlotKey)>`), and nothing stops a hub from sending two records at the same position in
-/// different slots. The second overwrites the first one's index entry; the position is also
-/// in `tombstones` if the first was a removal. When that tombstone is evicted,
-/// `evict_tombstones` removes whatever slot the index names now: here node 2's JOIN, and with
-/// it node 2's entry, while node 2's SUBSCRIBE stays indexed. `History::records` then panics
-/// with `order indexes only records that are present`: in the spoke's next introduction, or
-/// in `Hub::new` from its seed. `apply` (used for snapshots, minted and relayed records)
-/// should refuse a record whose position another slot holds, as `integrate` does.
+/// `History::apply` indexes records by position (`order: BTreeMap<Seq, (NodeId, SlotKey)>`),
+/// and nothing stops a hub from sending two records at the same position in different slots.
+/// The second overwrote the first one's index entry; the position was also in `tombstones` if
+/// the first was a removal. When that tombstone was evicted, `evict_tombstones` removed
+/// whatever slot the index named then: here node 2's JOIN, and with it node 2's entry, while
+/// node 2's SUBSCRIBE stayed indexed. `History::records` then panicked with `order indexes
+/// only records that are present`: in the spoke's next introduction, or
+/// in `Hub::new` from its seed. Fixed: `apply` (used for snapshots, minted and relayed
+/// records) ignores a record whose position another slot holds, as `integrate` does.
 #[test]
-
 fn a_snapshot_reusing_a_position_does_not_corrupt_the_history() {
     let seq = |c| Seq::new(Epoch::new(1, 0), c);
     let rec = |c, uid, change| Record {

@@ -43,6 +43,29 @@ pub(super) fn random_group(prefix: &str) -> Result<String> {
     Ok(format!("{prefix}-{r:016x}"))
 }
 
+/// Makes the process that `cmd` starts get SIGKILL when the thread that starts it exits
+/// (`PR_SET_PDEATHSIG`), and fail to start if this process is already gone by then.
+///
+/// The kernel sends the signal when the *thread* that forked the child exits, so start
+/// children from a thread that outlives them (the main thread, for the CLI). The setting
+/// survives `exec`.
+pub(super) fn die_with_parent(cmd: &mut Command) {
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before `exec`, where only
+    // async-signal-safe calls are allowed. It makes two system calls, prctl(2) and
+    // getppid(2), and allocates nothing (an `io::Error` from an errno is not boxed).
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            // The parent may have died before the prctl: then nobody would reap us.
+            if nix::unistd::getppid() != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Lines of a child's stdout and stderr kept to explain a failure.
 const KEEP_LINES: usize = 8;
 
@@ -297,20 +320,7 @@ impl Fleet {
         if self.echo_stderr {
             cmd.arg("-v");
         }
-        let parent = nix::unistd::getpid();
-        // SAFETY: the closure runs in the forked child before `exec`, where only
-        // async-signal-safe calls are allowed. It makes two system calls, prctl(2) and
-        // getppid(2), and allocates nothing (an `io::Error` from an errno is not boxed).
-        unsafe {
-            cmd.pre_exec(move || {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-                // The parent may have died before the prctl: then nobody would reap us.
-                if nix::unistd::getppid() != parent {
-                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
-                }
-                Ok(())
-            });
-        }
+        die_with_parent(&mut cmd);
         let mut proc = cmd.spawn()?;
         let index = self.children.len();
         let stdout = proc.stdout.take().expect("stdout is piped");

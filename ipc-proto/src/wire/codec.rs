@@ -64,7 +64,7 @@ pub fn encode_into(frame: &Frame, out: &mut Vec<u8>) {
     out[start..start + HEADER].copy_from_slice(&len.to_le_bytes());
 }
 
-fn body<T: Serialize>(out: &mut Vec<u8>, tag: u8, value: &T) {
+pub(super) fn body<T: Serialize>(out: &mut Vec<u8>, tag: u8, value: &T) {
     out.push(tag);
     bincode::serde::encode_into_std_write(value, out, config())
         .expect("encoding into a Vec cannot fail");
@@ -108,12 +108,15 @@ fn unit(body: &[u8], frame: Frame) -> Result<Frame, DecodeError> {
     }
 }
 
-fn whole<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
+pub(super) fn whole<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
     Ok(value(body, false)?.0)
 }
 
 /// Decodes a value from the front of `body`; unless `prefix`, nothing may follow it.
-fn value<T: DeserializeOwned>(body: &[u8], prefix: bool) -> Result<(T, usize), DecodeError> {
+pub(super) fn value<T: DeserializeOwned>(
+    body: &[u8],
+    prefix: bool,
+) -> Result<(T, usize), DecodeError> {
     let (v, used) =
         bincode::serde::decode_from_slice::<T, _>(body, config()).map_err(|e| match e {
             BincodeError::UnexpectedEnd { .. } => DecodeError::UnexpectedEnd,

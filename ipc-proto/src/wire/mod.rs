@@ -13,10 +13,15 @@
 //! histories travel in chunks.
 
 mod codec;
+mod data;
 mod deframer;
 mod frame;
 
 pub use codec::{decode, encode, encode_into};
+pub use data::{
+    DATA_VERSION, DataFrame, DataStats, INLINE_OVERHEAD, MessageHeader, Policy, SlotRef,
+    TopicStats, decode_data, encode_data,
+};
 pub use deframer::Deframer;
 pub use frame::{CloseReason, Frame, Hello, OwnChange, PROTOCOL_VERSION, Welcome};
 

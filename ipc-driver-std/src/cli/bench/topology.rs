@@ -1,6 +1,6 @@
-//! `bench`: measurements with real processes, each a `node` child of this executable.
+//! `bench topology`: what the topology layer costs and how fast it heals, measured with
+//! `ipc-pubsub node` children of this executable.
 //!
-//! `bench topology` measures what the topology layer costs and how fast it heals:
 //! - **failover**: in a group of 16, the time from SIGKILL of the hub's process to the moment
 //!   the last survivor prints `node_left` for it (and, for comparison, `synced` with the new
 //!   hub), over `--trials` trials, each in a fresh group;
@@ -17,14 +17,15 @@
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
-use clap::{Args, Subcommand};
+use clap::Args;
 use ipc_proto::NodeId;
 use nix::sys::signal::Signal;
 use serde::Serialize;
 
-use super::children::{Fleet, SeenKind, random_group};
-use super::json::Line;
-use super::{CliError, Result, Timing};
+use super::{Machine, build, machine, progress};
+use crate::cli::children::{Fleet, SeenKind, random_group};
+use crate::cli::json::Line;
+use crate::cli::{CliError, Result, Timing};
 
 /// Nodes in the failover and idle groups.
 const GROUP: usize = 16;
@@ -35,40 +36,19 @@ const IDLE: Duration = Duration::from_secs(5);
 /// How long any one phase may take before the benchmark gives up.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// Options of `bench`.
-#[derive(Debug, Args)]
-pub(super) struct BenchArgs {
-    #[command(subcommand)]
-    pub(super) kind: Kind,
-}
-
-/// Which benchmark.
-#[derive(Debug, Subcommand)]
-pub(super) enum Kind {
-    /// Failover time (16 nodes, SIGKILL of the hub), convergence of 64 nodes started at once,
-    /// idle CPU of 16 nodes.
-    Topology(TopologyArgs),
-}
-
 /// Options of `bench topology`.
 #[derive(Debug, Args)]
-pub(super) struct TopologyArgs {
+pub(in crate::cli) struct TopologyArgs {
     /// Print one JSON document instead of a table.
     #[arg(long)]
-    pub(super) json: bool,
+    pub(in crate::cli) json: bool,
 
     /// Failover trials, each in a fresh group of 16.
     #[arg(long, default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub(super) trials: u32,
+    pub(in crate::cli) trials: u32,
 
     #[command(flatten)]
     timing: Timing,
-}
-
-pub(super) fn run(args: &BenchArgs) -> Result<()> {
-    match &args.kind {
-        Kind::Topology(t) => topology(t),
-    }
 }
 
 /// The `--json` document of `bench topology`.
@@ -81,13 +61,6 @@ struct Report {
     failover: Failover,
     convergence: Convergence,
     idle: Idle,
-}
-
-#[derive(Debug, Serialize)]
-struct Machine {
-    cpu: String,
-    cores: usize,
-    kernel: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -138,13 +111,10 @@ struct Idle {
     lines: usize,
 }
 
-fn topology(args: &TopologyArgs) -> Result<()> {
+/// Runs `bench topology`.
+pub(super) fn run(args: &TopologyArgs) -> Result<()> {
     let machine = machine();
-    let build = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
+    let build = build();
     progress(&format!(
         "bench topology on {} ({} cores), {}; {build} build",
         machine.cpu, machine.cores, machine.kernel
@@ -174,10 +144,6 @@ fn topology(args: &TopologyArgs) -> Result<()> {
     }
     out.flush()?;
     Ok(())
-}
-
-fn progress(text: &str) {
-    eprintln!("bench: {text}");
 }
 
 /// Starts `n` nodes at once in a fresh group and waits until each sees all `n` and follows
@@ -406,34 +372,6 @@ impl Stats {
             max: sorted[sorted.len() - 1],
             samples,
         }
-    }
-}
-
-/// The machine: CPU model from `/proc/cpuinfo`, usable cores, and the kernel as `uname -srm`
-/// prints it (read from `/proc/sys/kernel`, which holds the same strings).
-fn machine() -> Machine {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = cpuinfo
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            matches!(k.trim(), "model name" | "Hardware" | "cpu model")
-                .then(|| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let read = |f: &str| {
-        std::fs::read_to_string(format!("/proc/sys/kernel/{f}"))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default()
-    };
-    let arch = Some(read("arch"))
-        .filter(|a| !a.is_empty())
-        .unwrap_or_else(|| std::env::consts::ARCH.into());
-    Machine {
-        cpu,
-        cores,
-        kernel: format!("{} {} {arch}", read("ostype"), read("osrelease")),
     }
 }
 

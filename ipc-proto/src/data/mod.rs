@@ -1,0 +1,1499 @@
+//! The data plane: messages from publishers to subscribers, point to point, never through the
+//! hub.
+//!
+//! A node's [`DataPlane`] opens one data link to each node that subscribes to a topic this node
+//! publishes (at that node's data address, from the topology), and accepts the links of the
+//! publishers of the topics it subscribes to. Over a link the publisher binds topic ids, offers
+//! pool segments once, and sends messages whose payload is inline, in a fresh sealed memfd, or
+//! at a range of a pool segment ([`wire::DataFrame`](crate::wire::DataFrame)); the subscriber
+//! states its terms per topic (policy and queue depth) and gives pooled ranges back.
+//!
+//! Like the topology machines, this one touches no memory segment, fd or socket: the driver
+//! creates and maps segments and names them by [`SegmentId`]; the machine decides what to send
+//! where, what to drop, and what to deliver, and tells the driver when a segment is no longer
+//! referenced ([`DataOutput::Release`]).
+//!
+//! # Flow control
+//! Per subscriber and topic, a message is *in flight* from the moment it is published until the
+//! subscriber has it: for inline and fresh payloads, until it is handed to the driver's socket;
+//! for pooled payloads, until the subscriber releases the range. When `depth` messages are in
+//! flight the subscriber's [`Policy`] applies: `DropNewest` drops the new message for it,
+//! `DropOldest` drops its oldest message still queued here (or the new one when none is
+//! queued), and `Block` holds the publisher back: the machine reports the topic as blocked
+//! ([`DataEvt::Blocked`]) and the driver makes publishers wait, up to the subscriber's timeout,
+//! before publishing with `expired` set, which drops the message for the subscribers still full.
+//! The subscriber applies its policy again to its own queues; with `Block` it stops reading
+//! the link while the queue is full, which fills the socket, then the publisher's queue.
+
+mod pool;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, trace, warn};
+
+use crate::error::CmdError;
+use crate::ids::{Credentials, NodeId, PeerId};
+use crate::topology::View;
+use crate::wire::{
+    DataFrame, DataStats, MessageHeader, Policy, SlotRef, TopicStats, decode_data, encode_data,
+};
+
+pub use pool::{MIN_SEGMENT, Pool, PoolSlot};
+
+#[cfg(test)]
+mod tests;
+
+/// A memory segment as the driver knows it: a fresh memfd, a pool segment, or a segment
+/// received from a publisher.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct SegmentId(pub u64);
+
+/// Links this machine opens (to subscribers) carry ids with this bit set; the driver numbers
+/// the links it accepts (from publishers) below it.
+pub const OUTGOING: u64 = 1 << 63;
+
+/// The seals a received memfd carries, as the driver read them (`F_GET_SEALS`).
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Default)]
+pub struct Seals {
+    /// `F_SEAL_SHRINK`.
+    pub shrink: bool,
+    /// `F_SEAL_GROW`.
+    pub grow: bool,
+    /// `F_SEAL_WRITE`.
+    pub write: bool,
+    /// `F_SEAL_FUTURE_WRITE`.
+    pub future_write: bool,
+}
+
+/// A segment received with a record: verified by the driver to be a memfd that cannot shrink,
+/// so that mapping it is safe, and registered under `segment`.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub struct ReceivedSegment {
+    /// The driver's handle.
+    pub segment: SegmentId,
+    /// Its size (`fstat`).
+    pub size: u64,
+    /// Its seals.
+    pub seals: Seals,
+}
+
+/// A payload to publish.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Payload {
+    /// The bytes, sent in the frame.
+    Inline(Vec<u8>),
+    /// A fresh memfd holding the payload, sealed against writing, growing and shrinking.
+    Fresh {
+        /// The segment.
+        segment: SegmentId,
+        /// The payload's length.
+        len: u64,
+    },
+    /// A range of a pool segment (sealed against growing, shrinking and new writers).
+    Pooled {
+        /// The segment.
+        segment: SegmentId,
+        /// The segment's size.
+        size: u64,
+        /// Where the payload starts.
+        offset: u64,
+        /// The payload's length.
+        len: u64,
+    },
+}
+
+impl Payload {
+    /// The segment holding the payload, if any.
+    pub fn segment(&self) -> Option<SegmentId> {
+        match self {
+            Self::Inline(_) => None,
+            Self::Fresh { segment, .. } | Self::Pooled { segment, .. } => Some(*segment),
+        }
+    }
+
+    /// The payload's length.
+    pub fn len(&self) -> u64 {
+        match self {
+            Self::Inline(b) => b.len() as u64,
+            Self::Fresh { len, .. } | Self::Pooled { len, .. } => *len,
+        }
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The way the payload travels, for reports.
+    pub fn mode(&self) -> Mode {
+        match self {
+            Self::Inline(_) => Mode::Inline,
+            Self::Fresh { .. } => Mode::Fresh,
+            Self::Pooled { .. } => Mode::Pooled,
+        }
+    }
+}
+
+/// How a payload travels.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
+pub enum Mode {
+    /// In the frame.
+    Inline,
+    /// In a fresh memfd per message.
+    Fresh,
+    /// In a pool segment.
+    Pooled,
+}
+
+impl Mode {
+    /// `inline`, `fresh` or `pooled`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Inline => "inline",
+            Self::Fresh => "fresh",
+            Self::Pooled => "pooled",
+        }
+    }
+}
+
+/// A payload delivered to this node.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Delivered {
+    /// The bytes.
+    Inline(Vec<u8>),
+    /// The first `len` bytes of a fresh segment, now the driver's to map and close.
+    Fresh {
+        /// The segment.
+        segment: SegmentId,
+        /// The payload's length.
+        len: u64,
+    },
+    /// A range of a pool segment; give it back with [`DataCmd::Release`] once read.
+    Pooled {
+        /// The segment (the driver's handle, mapped once).
+        segment: SegmentId,
+        /// Where the payload starts.
+        offset: u64,
+        /// The payload's length.
+        len: u64,
+        /// What to give back.
+        slot: SlotRef,
+    },
+}
+
+/// A message for a local subscription.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Delivery {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The publishing node.
+    pub publisher: NodeId,
+    /// The publisher's sequence number for the topic.
+    pub seq: u64,
+    /// The link it came on ([`LOCAL`] for this node's own messages).
+    pub peer: PeerId,
+    /// The payload.
+    pub payload: Delivered,
+}
+
+/// The pseudo-link of messages this node delivers to itself.
+pub const LOCAL: PeerId = PeerId(u64::MAX);
+
+/// What a node subscribes to, and how its queue is to be treated.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub struct Terms {
+    /// What to do when the queue is full.
+    pub policy: Policy,
+    /// How many messages the queue holds.
+    pub depth: u32,
+}
+
+impl Default for Terms {
+    fn default() -> Self {
+        Self {
+            policy: Policy::DropOldest,
+            depth: 64,
+        }
+    }
+}
+
+impl Terms {
+    /// What a publisher assumes of a subscriber until it states its terms: hold back (1 s at
+    /// most) rather than drop, so that the first messages of a `Block` subscription are not
+    /// lost while its terms are on their way.
+    pub const UNKNOWN: Self = Self {
+        policy: Policy::Block { timeout_ms: 1000 },
+        depth: 64,
+    };
+}
+
+/// Who subscribes to what, and where: the part of a topology the data plane needs.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Routes {
+    subscribers: BTreeMap<String, BTreeSet<NodeId>>,
+    addrs: BTreeMap<NodeId, String>,
+}
+
+impl Routes {
+    /// The routes a view describes.
+    pub fn from_view(view: &View) -> Self {
+        let mut r = Self::default();
+        for n in view.nodes().values() {
+            if n.subscribes.is_empty() {
+                continue;
+            }
+            r.addrs.insert(n.info.id, n.info.data_addr.clone());
+            for topic in n.subscribes.keys() {
+                r.subscribers
+                    .entry(topic.clone())
+                    .or_default()
+                    .insert(n.info.id);
+            }
+        }
+        r
+    }
+
+    /// The nodes subscribed to `topic`.
+    pub fn subscribers(&self, topic: &str) -> impl Iterator<Item = NodeId> + '_ {
+        self.subscribers.get(topic).into_iter().flatten().copied()
+    }
+}
+
+/// Commands for the data plane.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum DataCmd {
+    /// The topology changed.
+    Routes(Routes),
+    /// This node publishes `topic`.
+    Advertise {
+        /// The topic.
+        topic: String,
+    },
+    /// This node no longer publishes `topic`.
+    Withdraw {
+        /// The topic.
+        topic: String,
+    },
+    /// This node takes messages of `topic` on these terms.
+    Take {
+        /// The topic.
+        topic: String,
+        /// How its queue is treated.
+        terms: Terms,
+    },
+    /// This node no longer takes messages of `topic`.
+    Leave {
+        /// The topic.
+        topic: String,
+    },
+    /// Publishes a message; with `expired`, the publisher waited for blocked subscribers as
+    /// long as their terms allow, and the message is dropped for those still full.
+    Publish {
+        /// The topic (advertised).
+        topic: String,
+        /// The payload.
+        payload: Payload,
+        /// Whether the wait for room ran out.
+        expired: bool,
+    },
+    /// The application is done with these pooled messages received on `peer`.
+    Release {
+        /// The link they came on.
+        peer: PeerId,
+        /// What to give back.
+        slots: Vec<SlotRef>,
+    },
+}
+
+/// An input to the data plane.
+#[derive(Debug)]
+pub enum DataInput<'a> {
+    /// A command from this node.
+    Cmd(DataCmd),
+    /// A link came up: one this machine asked for ([`DataOutput::Connect`]), or one the driver
+    /// accepted on the node's data address.
+    PeerUp {
+        /// The link.
+        peer: PeerId,
+        /// The process at the other end.
+        cred: Option<Credentials>,
+    },
+    /// A link went down, or a connection this machine asked for failed.
+    PeerDown(PeerId),
+    /// One record from a link, with the segments whose fds came with it.
+    Record {
+        /// The link.
+        peer: PeerId,
+        /// The record.
+        data: &'a [u8],
+        /// The attached segments, verified and registered by the driver.
+        segments: &'a [ReceivedSegment],
+    },
+    /// The link's socket is full: the driver keeps what it was given and reports
+    /// [`DataInput::Writable`] when it has drained.
+    Blocked(PeerId),
+    /// The link's socket has room again.
+    Writable(PeerId),
+}
+
+/// What the data plane asks of its driver.
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub enum DataOutput {
+    /// Open a link to a subscriber's data address, known as `peer`; report
+    /// [`DataInput::PeerUp`] or [`DataInput::PeerDown`].
+    Connect {
+        /// The link's id.
+        peer: PeerId,
+        /// The address.
+        addr: String,
+    },
+    /// Send one record, with the segment's fd attached if `attach` is set.
+    Transmit {
+        /// The link.
+        peer: PeerId,
+        /// The record.
+        bytes: Vec<u8>,
+        /// The segment whose fd goes with it.
+        attach: Option<SegmentId>,
+    },
+    /// Close the link once what is queued for it is sent.
+    Disconnect(PeerId),
+    /// Deliver a message to the local subscription of its topic.
+    Deliver(Delivery),
+    /// The machine refers to this segment no more: a pool slot is free again, a fresh memfd or a
+    /// received segment can be closed (once the application's messages are gone).
+    Release(SegmentId),
+    /// Something to report.
+    Evt(DataEvt),
+}
+
+/// What the data plane reports.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum DataEvt {
+    /// Whether publishing `topic` must wait (a `Block` subscriber is full) changed.
+    Blocked {
+        /// The topic.
+        topic: String,
+        /// Whether publishers must wait, and up to when (the longest timeout of the full
+        /// subscribers, from now).
+        until: Option<Duration>,
+    },
+    /// A link broke the protocol and was closed.
+    PeerMisbehaved {
+        /// The link.
+        peer: PeerId,
+        /// What it did.
+        reason: String,
+    },
+    /// A link to a subscriber came up or went down.
+    Subscriber {
+        /// The subscriber.
+        node: NodeId,
+        /// Whether the link is up.
+        up: bool,
+    },
+}
+
+/// Bounds on what the data plane holds for its peers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataLimits {
+    /// Longest topic name.
+    pub max_name: usize,
+    /// Most topics bound on one link.
+    pub max_topics: usize,
+    /// Most segments a publisher may offer on one link.
+    pub max_segments: usize,
+    /// Most ranges in one release.
+    pub max_release: usize,
+    /// Largest record on a data link.
+    pub max_record: usize,
+}
+
+impl Default for DataLimits {
+    fn default() -> Self {
+        Self {
+            max_name: 255,
+            max_topics: 4096,
+            max_segments: 4096,
+            max_release: 4096,
+            max_record: 256 << 10,
+        }
+    }
+}
+
+/// How a data plane behaves.
+#[derive(Clone, Debug)]
+pub struct DataConfig {
+    /// This node.
+    pub node: NodeId,
+    /// Whether this node's messages also reach its own subscriptions. Default no.
+    pub self_delivery: bool,
+    /// Terms assumed for a subscriber until it states its own.
+    pub default_terms: Terms,
+    /// Bounds.
+    pub limits: DataLimits,
+    /// Retry delay for a link to a subscriber that could not be opened (doubling up to 1 s).
+    pub retry: Duration,
+}
+
+impl DataConfig {
+    /// Defaults for `node`.
+    pub fn new(node: NodeId) -> Self {
+        Self {
+            node,
+            self_delivery: false,
+            default_terms: Terms::UNKNOWN,
+            limits: DataLimits::default(),
+            retry: Duration::from_millis(50),
+        }
+    }
+}
+
+/// A message waiting to be handed to a link's socket.
+#[derive(Debug)]
+struct Queued {
+    topic: Option<Arc<str>>,
+    bytes: Vec<u8>,
+    attach: Option<SegmentId>,
+    /// Pooled: the range the subscriber will hold once sent.
+    slot: Option<(SegmentId, u64)>,
+    /// Fresh: the segment whose reference goes once sent.
+    fresh: Option<SegmentId>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    messages: u64,
+    dropped: u64,
+    missed: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum OutState {
+    Connecting,
+    Up,
+    Blocked,
+    /// The link failed; retry at this time (while the subscriber is routed).
+    Retry(Instant),
+}
+
+/// A link to a subscriber.
+#[derive(Debug)]
+struct OutLink {
+    node: NodeId,
+    addr: String,
+    state: OutState,
+    attempts: u32,
+    topic_ids: BTreeMap<Arc<str>, u32>,
+    offered: BTreeSet<SegmentId>,
+    terms: BTreeMap<String, Terms>,
+    queue: VecDeque<Queued>,
+    /// Pooled ranges the subscriber holds: (our segment, offset) -> topic.
+    held: BTreeMap<(SegmentId, u64), Arc<str>>,
+    /// Messages in flight per topic: queued plus held.
+    in_flight: BTreeMap<Arc<str>, u32>,
+    counters: BTreeMap<Arc<str>, Counters>,
+}
+
+/// A link from a publisher (or a stats request).
+#[derive(Debug)]
+struct InLink {
+    publisher: Option<NodeId>,
+    topics: BTreeMap<u32, Arc<str>>,
+    /// Wire id -> (our handle, size).
+    segments: BTreeMap<u64, (SegmentId, u64)>,
+    last_seq: BTreeMap<Arc<str>, u64>,
+    counters: BTreeMap<Arc<str>, Counters>,
+}
+
+/// The data-plane machine (see the module docs).
+#[derive(Debug)]
+pub struct DataPlane {
+    config: DataConfig,
+    last_now: Instant,
+    routes: Routes,
+    advertised: BTreeSet<Arc<str>>,
+    taken: BTreeMap<Arc<str>, Terms>,
+    seq: BTreeMap<Arc<str>, u64>,
+    out_links: BTreeMap<PeerId, OutLink>,
+    by_node: BTreeMap<NodeId, PeerId>,
+    next_out: u64,
+    in_links: BTreeMap<PeerId, InLink>,
+    /// References to this node's segments: queued, held by subscribers, or delivered locally.
+    refs: BTreeMap<SegmentId, usize>,
+    /// Local deliveries of pooled payloads not released yet: (segment, offset) count.
+    local_held: BTreeMap<(SegmentId, u64), usize>,
+    blocked: BTreeMap<Arc<str>, Duration>,
+    out: VecDeque<DataOutput>,
+}
+
+impl DataPlane {
+    /// A data plane for `config.node`, with no links yet.
+    pub fn new(config: DataConfig, now: Instant) -> Self {
+        Self {
+            config,
+            last_now: now,
+            routes: Routes::default(),
+            advertised: BTreeSet::new(),
+            taken: BTreeMap::new(),
+            seq: BTreeMap::new(),
+            out_links: BTreeMap::new(),
+            by_node: BTreeMap::new(),
+            next_out: 0,
+            in_links: BTreeMap::new(),
+            refs: BTreeMap::new(),
+            local_held: BTreeMap::new(),
+            blocked: BTreeMap::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    // ---- getters ----
+
+    /// The counters, for `status`.
+    pub fn stats(&self) -> DataStats {
+        let mut s = DataStats::default();
+        for l in self.out_links.values() {
+            for (topic, c) in &l.counters {
+                s.published.push(TopicStats {
+                    topic: topic.to_string(),
+                    peer: Some(l.node),
+                    messages: c.messages,
+                    dropped: c.dropped,
+                    missed: 0,
+                    in_flight: u64::from(l.in_flight.get(topic).copied().unwrap_or(0)),
+                });
+            }
+        }
+        for l in self.in_links.values() {
+            for (topic, c) in &l.counters {
+                s.received.push(TopicStats {
+                    topic: topic.to_string(),
+                    peer: l.publisher,
+                    messages: c.messages,
+                    dropped: c.dropped,
+                    missed: c.missed,
+                    in_flight: 0,
+                });
+            }
+        }
+        s
+    }
+
+    /// The subscribers this node has a link to (or is opening one to).
+    pub fn subscribers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.by_node.keys().copied()
+    }
+
+    /// Whether publishing `topic` must wait, and for how long at most.
+    pub fn blocked(&self, topic: &str) -> Option<Duration> {
+        self.blocked.get(topic).copied()
+    }
+
+    /// How many segment references the machine holds (for leak checks).
+    pub fn segment_refs(&self) -> usize {
+        self.refs.values().sum()
+    }
+
+    // ---- inputs ----
+
+    /// Feeds one input. `Err` only for an invalid command; nothing a peer does is an error.
+    pub fn handle(&mut self, now: Instant, input: DataInput<'_>) -> Result<(), CmdError> {
+        let now = self.advance(now);
+        match input {
+            DataInput::Cmd(cmd) => return self.on_cmd(now, cmd),
+            DataInput::PeerUp { peer, .. } => self.on_peer_up(peer),
+            DataInput::PeerDown(peer) => self.on_peer_down(now, peer),
+            DataInput::Record {
+                peer,
+                data,
+                segments,
+            } => self.on_record(now, peer, data, segments),
+            DataInput::Blocked(peer) => {
+                if let Some(l) = self.out_links.get_mut(&peer)
+                    && l.state == OutState::Up
+                {
+                    l.state = OutState::Blocked;
+                }
+            }
+            DataInput::Writable(peer) => {
+                if let Some(l) = self.out_links.get_mut(&peer)
+                    && l.state == OutState::Blocked
+                {
+                    l.state = OutState::Up;
+                    self.flush(peer);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Retries links whose time has come; early calls do nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.advance(now);
+        let due: Vec<PeerId> = self
+            .out_links
+            .iter()
+            .filter(|(_, l)| matches!(l.state, OutState::Retry(at) if at <= now))
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            let l = self.out_links.get_mut(&peer).expect("listed above");
+            l.state = OutState::Connecting;
+            let addr = l.addr.clone();
+            self.out.push_back(DataOutput::Connect { peer, addr });
+        }
+    }
+
+    /// The next thing for the driver to do; drain until `None`.
+    pub fn poll_output(&mut self) -> Option<DataOutput> {
+        self.out.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.out_links
+            .values()
+            .filter_map(|l| match l.state {
+                OutState::Retry(at) => Some(at),
+                _ => None,
+            })
+            .min()
+    }
+
+    fn advance(&mut self, now: Instant) -> Instant {
+        self.last_now = self.last_now.max(now);
+        self.last_now
+    }
+
+    // ---- commands ----
+
+    fn on_cmd(&mut self, now: Instant, cmd: DataCmd) -> Result<(), CmdError> {
+        match cmd {
+            DataCmd::Routes(routes) => {
+                self.routes = routes;
+                self.reroute(now);
+            }
+            DataCmd::Advertise { topic } => {
+                self.check_topic(&topic)?;
+                self.advertised.insert(Arc::from(topic));
+                self.reroute(now);
+            }
+            DataCmd::Withdraw { topic } => {
+                self.advertised.remove(topic.as_str());
+                self.reroute(now);
+            }
+            DataCmd::Take { topic, terms } => {
+                self.check_topic(&topic)?;
+                let topic: Arc<str> = Arc::from(topic);
+                self.taken.insert(Arc::clone(&topic), terms);
+                // Tell the publishers we already hear from.
+                let frame = DataFrame::Terms {
+                    topic: topic.to_string(),
+                    policy: terms.policy,
+                    depth: terms.depth,
+                };
+                let bytes = encode_data(&frame, &[]);
+                let peers: Vec<PeerId> = self
+                    .in_links
+                    .iter()
+                    .filter(|(_, l)| l.publisher.is_some())
+                    .map(|(p, _)| *p)
+                    .collect();
+                for peer in peers {
+                    self.out.push_back(DataOutput::Transmit {
+                        peer,
+                        bytes: bytes.clone(),
+                        attach: None,
+                    });
+                }
+            }
+            DataCmd::Leave { topic } => {
+                self.taken.remove(topic.as_str());
+            }
+            DataCmd::Publish {
+                topic,
+                payload,
+                expired,
+            } => {
+                let Some(topic) = self.advertised.get(topic.as_str()).cloned() else {
+                    return Err(CmdError::Invalid {
+                        what: "topic",
+                        reason: format!("`{topic}` is not advertised"),
+                    });
+                };
+                self.publish(now, topic, payload, expired);
+            }
+            DataCmd::Release { peer, slots } => self.release_received(peer, slots),
+        }
+        Ok(())
+    }
+
+    fn check_topic(&self, topic: &str) -> Result<(), CmdError> {
+        if topic.is_empty() || topic.len() > self.config.limits.max_name {
+            let reason = format!(
+                "{} bytes (1 to {} allowed)",
+                topic.len(),
+                self.config.limits.max_name
+            );
+            return Err(CmdError::Invalid {
+                what: "topic name",
+                reason,
+            });
+        }
+        Ok(())
+    }
+
+    /// Opens links to subscribers of what this node publishes; closes links nobody needs.
+    fn reroute(&mut self, now: Instant) {
+        let me = self.config.node;
+        let wanted: BTreeSet<NodeId> = self
+            .advertised
+            .iter()
+            .flat_map(|t| self.routes.subscribers(t))
+            .filter(|n| *n != me)
+            .collect();
+        let gone: Vec<NodeId> = self
+            .by_node
+            .keys()
+            .filter(|n| !wanted.contains(n))
+            .copied()
+            .collect();
+        for node in gone {
+            let peer = self.by_node[&node];
+            debug!(%node, "no topic to send there any more: closing the data link");
+            let up = matches!(
+                self.out_links[&peer].state,
+                OutState::Up | OutState::Blocked
+            );
+            if up {
+                self.out.push_back(DataOutput::Transmit {
+                    peer,
+                    bytes: encode_data(&DataFrame::Goodbye, &[]),
+                    attach: None,
+                });
+            }
+            self.drop_out_link(peer);
+            self.out.push_back(DataOutput::Disconnect(peer));
+        }
+        for node in wanted {
+            if self.by_node.contains_key(&node) {
+                continue;
+            }
+            let Some(addr) = self.routes.addrs.get(&node).cloned() else {
+                continue;
+            };
+            self.next_out += 1;
+            let peer = PeerId(OUTGOING | self.next_out);
+            debug!(%node, %addr, %peer, "opening a data link");
+            self.by_node.insert(node, peer);
+            self.out_links.insert(
+                peer,
+                OutLink {
+                    node,
+                    addr: addr.clone(),
+                    state: OutState::Connecting,
+                    attempts: 0,
+                    topic_ids: BTreeMap::new(),
+                    offered: BTreeSet::new(),
+                    terms: BTreeMap::new(),
+                    queue: VecDeque::new(),
+                    held: BTreeMap::new(),
+                    in_flight: BTreeMap::new(),
+                    counters: BTreeMap::new(),
+                },
+            );
+            self.out.push_back(DataOutput::Connect { peer, addr });
+        }
+        self.update_blocked(now);
+    }
+
+    fn publish(&mut self, now: Instant, topic: Arc<str>, payload: Payload, expired: bool) {
+        let seq = {
+            let s = self.seq.entry(Arc::clone(&topic)).or_insert(0);
+            *s += 1;
+            *s
+        };
+        let header = MessageHeader { topic: 0, seq };
+        let segment = payload.segment();
+        // Publishing holds a reference across the fan-out: whoever takes the payload holds
+        // one too, and a payload nobody takes is released when this one goes.
+        if let Some(seg) = segment {
+            *self.refs.entry(seg).or_insert(0) += 1;
+        }
+        let targets: Vec<PeerId> = self
+            .routes
+            .subscribers(&topic)
+            .filter_map(|n| self.by_node.get(&n).copied())
+            .collect();
+        for peer in targets {
+            self.enqueue(peer, &topic, header, &payload, expired);
+        }
+        if self.config.self_delivery && self.taken.contains_key(&topic) {
+            let delivered = match &payload {
+                Payload::Inline(b) => Delivered::Inline(b.clone()),
+                // The driver keeps a fresh segment alive while any message maps it.
+                Payload::Fresh { segment, len } => Delivered::Fresh {
+                    segment: *segment,
+                    len: *len,
+                },
+                Payload::Pooled {
+                    segment,
+                    offset,
+                    len,
+                    ..
+                } => {
+                    *self.refs.entry(*segment).or_insert(0) += 1;
+                    *self.local_held.entry((*segment, *offset)).or_insert(0) += 1;
+                    let slot = SlotRef {
+                        segment: segment.0,
+                        offset: *offset,
+                    };
+                    Delivered::Pooled {
+                        segment: *segment,
+                        offset: *offset,
+                        len: *len,
+                        slot,
+                    }
+                }
+            };
+            let publisher = self.config.node;
+            self.out.push_back(DataOutput::Deliver(Delivery {
+                topic: Arc::clone(&topic),
+                publisher,
+                seq,
+                peer: LOCAL,
+                payload: delivered,
+            }));
+        }
+        if let Some(seg) = segment {
+            self.unref(seg);
+        }
+        self.update_blocked(now);
+    }
+
+    /// Queues a message for one subscriber, applying its terms; then sends what the socket takes.
+    fn enqueue(
+        &mut self,
+        peer: PeerId,
+        topic: &Arc<str>,
+        header: MessageHeader,
+        payload: &Payload,
+        expired: bool,
+    ) {
+        let default = self.config.default_terms;
+        let l = self.out_links.get_mut(&peer).expect("targets are links");
+        let terms = l.terms.get(&**topic).copied().unwrap_or(default);
+        let in_flight = l.in_flight.get(topic).copied().unwrap_or(0);
+        if in_flight >= terms.depth {
+            let drop_new = match terms.policy {
+                Policy::Block { .. } => expired,
+                Policy::DropNewest => true,
+                Policy::DropOldest => {
+                    // The oldest queued message of this topic makes room, if there is one.
+                    match l.queue.iter().position(|q| q.topic.as_ref() == Some(topic)) {
+                        Some(i) => {
+                            let q = l.queue.remove(i).expect("position is in range");
+                            *l.in_flight.get_mut(topic).expect("in flight") -= 1;
+                            l.counters.entry(Arc::clone(topic)).or_default().dropped += 1;
+                            let freed = q.slot.map(|(s, _)| s).or(q.fresh);
+                            if let Some(seg) = freed {
+                                self.unref(seg);
+                            }
+                            false
+                        }
+                        None => true,
+                    }
+                }
+            };
+            if drop_new {
+                let l = self.out_links.get_mut(&peer).expect("checked");
+                l.counters.entry(Arc::clone(topic)).or_default().dropped += 1;
+                trace!(%peer, %topic, seq = header.seq, "dropped for a full subscriber");
+                return;
+            }
+        }
+        let l = self.out_links.get_mut(&peer).expect("checked");
+        // Bind the topic on this link the first time.
+        let next_id = l.topic_ids.len() as u32 + 1;
+        let id = *l.topic_ids.entry(Arc::clone(topic)).or_insert_with(|| {
+            l.queue.push_back(Queued {
+                topic: None,
+                bytes: encode_data(
+                    &DataFrame::Topic {
+                        id: next_id,
+                        topic: topic.to_string(),
+                    },
+                    &[],
+                ),
+                attach: None,
+                slot: None,
+                fresh: None,
+            });
+            next_id
+        });
+        let header = MessageHeader {
+            topic: id,
+            ..header
+        };
+        let (frame, data, attach, slot, fresh) = match payload {
+            Payload::Inline(b) => (DataFrame::Inline(header), &b[..], None, None, None),
+            Payload::Fresh { segment, len } => (
+                DataFrame::Fresh { header, len: *len },
+                &[][..],
+                Some(*segment),
+                None,
+                Some(*segment),
+            ),
+            Payload::Pooled {
+                segment,
+                size,
+                offset,
+                len,
+            } => {
+                if l.offered.insert(*segment) {
+                    l.queue.push_back(Queued {
+                        topic: None,
+                        bytes: encode_data(
+                            &DataFrame::Segment {
+                                id: segment.0,
+                                size: *size,
+                            },
+                            &[],
+                        ),
+                        attach: Some(*segment),
+                        slot: None,
+                        fresh: None,
+                    });
+                }
+                let frame = DataFrame::Pooled {
+                    header,
+                    segment: segment.0,
+                    offset: *offset,
+                    len: *len,
+                };
+                (frame, &[][..], None, Some((*segment, *offset)), None)
+            }
+        };
+        l.queue.push_back(Queued {
+            topic: Some(Arc::clone(topic)),
+            bytes: encode_data(&frame, data),
+            attach,
+            slot,
+            fresh,
+        });
+        *l.in_flight.entry(Arc::clone(topic)).or_insert(0) += 1;
+        if let Some(seg) = payload.segment() {
+            *self.refs.entry(seg).or_insert(0) += 1;
+        }
+        self.flush(peer);
+    }
+
+    /// Hands queued records to the driver while the link is up and its socket has room.
+    fn flush(&mut self, peer: PeerId) {
+        let Some(l) = self.out_links.get_mut(&peer) else {
+            return;
+        };
+        if l.state != OutState::Up {
+            return;
+        }
+        let mut unref = Vec::new();
+        while let Some(q) = l.queue.pop_front() {
+            if let Some(topic) = &q.topic {
+                l.counters.entry(Arc::clone(topic)).or_default().messages += 1;
+                match q.slot {
+                    // The subscriber holds the range until it releases it.
+                    Some(slot) => {
+                        l.held.insert(slot, Arc::clone(topic));
+                    }
+                    None => {
+                        *l.in_flight
+                            .get_mut(topic)
+                            .expect("queued messages are in flight") -= 1;
+                    }
+                }
+            }
+            if let Some(seg) = q.fresh {
+                unref.push(seg);
+            }
+            self.out.push_back(DataOutput::Transmit {
+                peer,
+                bytes: q.bytes,
+                attach: q.attach,
+            });
+        }
+        // The fd of a fresh payload is in the kernel's hands once transmitted... but only after
+        // the driver has sent it: the driver keeps the segment open until its send completes,
+        // so releasing our reference here is safe.
+        for seg in unref {
+            self.unref(seg);
+        }
+    }
+
+    fn unref(&mut self, seg: SegmentId) {
+        if let Some(n) = self.refs.get_mut(&seg) {
+            *n -= 1;
+            if *n == 0 {
+                self.refs.remove(&seg);
+                self.out.push_back(DataOutput::Release(seg));
+            }
+        }
+    }
+
+    /// Recomputes which topics must wait, reporting changes.
+    fn update_blocked(&mut self, _now: Instant) {
+        let default = self.config.default_terms;
+        let mut blocked: BTreeMap<Arc<str>, Duration> = BTreeMap::new();
+        for l in self.out_links.values() {
+            for topic in self.advertised.iter() {
+                let subscribed = self
+                    .routes
+                    .subscribers
+                    .get(&**topic)
+                    .is_some_and(|s| s.contains(&l.node));
+                if !subscribed {
+                    continue;
+                }
+                let terms = l.terms.get(&**topic).copied().unwrap_or(default);
+                if let Policy::Block { timeout_ms } = terms.policy
+                    && l.in_flight.get(topic).copied().unwrap_or(0) >= terms.depth
+                {
+                    let t = Duration::from_millis(u64::from(timeout_ms));
+                    let e = blocked.entry(Arc::clone(topic)).or_insert(t);
+                    *e = (*e).max(t);
+                }
+            }
+        }
+        let changed: BTreeSet<Arc<str>> = blocked
+            .iter()
+            .filter(|(t, d)| self.blocked.get(*t) != Some(d))
+            .map(|(t, _)| Arc::clone(t))
+            .chain(
+                self.blocked
+                    .keys()
+                    .filter(|t| !blocked.contains_key(*t))
+                    .cloned(),
+            )
+            .collect();
+        for topic in changed {
+            let until = blocked.get(&topic).copied();
+            self.out.push_back(DataOutput::Evt(DataEvt::Blocked {
+                topic: topic.to_string(),
+                until,
+            }));
+        }
+        self.blocked = blocked;
+    }
+
+    // ---- links ----
+
+    fn on_peer_up(&mut self, peer: PeerId) {
+        if let Some(l) = self.out_links.get_mut(&peer) {
+            l.state = OutState::Up;
+            l.attempts = 0;
+            let node = l.node;
+            let hello = encode_data(
+                &DataFrame::Hello {
+                    publisher: self.config.node,
+                },
+                &[],
+            );
+            self.out.push_back(DataOutput::Transmit {
+                peer,
+                bytes: hello,
+                attach: None,
+            });
+            self.out
+                .push_back(DataOutput::Evt(DataEvt::Subscriber { node, up: true }));
+            self.flush(peer);
+        } else if peer.0 & OUTGOING == 0 {
+            self.in_links.insert(
+                peer,
+                InLink {
+                    publisher: None,
+                    topics: BTreeMap::new(),
+                    segments: BTreeMap::new(),
+                    last_seq: BTreeMap::new(),
+                    counters: BTreeMap::new(),
+                },
+            );
+        } else {
+            trace!(%peer, "PeerUp for a link this machine no longer wants");
+            self.out.push_back(DataOutput::Disconnect(peer));
+        }
+    }
+
+    fn on_peer_down(&mut self, now: Instant, peer: PeerId) {
+        if self.out_links.contains_key(&peer) {
+            let was_up = matches!(
+                self.out_links[&peer].state,
+                OutState::Up | OutState::Blocked
+            );
+            // Whatever was queued or held on the link is gone with it.
+            self.reset_out_link(peer);
+            let l = self.out_links.get_mut(&peer).expect("checked");
+            l.attempts = l.attempts.saturating_add(1);
+            let delay = self
+                .config
+                .retry
+                .saturating_mul(1 << l.attempts.min(5))
+                .min(Duration::from_secs(1));
+            l.state = OutState::Retry(now + delay);
+            debug!(%peer, node = %l.node, ?delay, "data link down: retrying");
+            if was_up {
+                let node = l.node;
+                self.out
+                    .push_back(DataOutput::Evt(DataEvt::Subscriber { node, up: false }));
+            }
+            self.update_blocked(now);
+        } else if let Some(l) = self.in_links.remove(&peer) {
+            for (seg, _) in l.segments.into_values() {
+                self.out.push_back(DataOutput::Release(seg));
+            }
+        }
+    }
+
+    /// Forgets what a link to a subscriber carried (it went down): queued and held payloads.
+    fn reset_out_link(&mut self, peer: PeerId) {
+        let l = self.out_links.get_mut(&peer).expect("caller checked");
+        let mut freed = Vec::new();
+        for q in l.queue.drain(..) {
+            freed.extend(q.slot.map(|(s, _)| s).or(q.fresh));
+        }
+        freed.extend(std::mem::take(&mut l.held).into_keys().map(|(s, _)| s));
+        l.in_flight.clear();
+        l.topic_ids.clear();
+        l.offered.clear();
+        l.terms.clear();
+        for seg in freed {
+            self.unref(seg);
+        }
+    }
+
+    fn drop_out_link(&mut self, peer: PeerId) {
+        self.reset_out_link(peer);
+        if let Some(l) = self.out_links.remove(&peer) {
+            self.by_node.remove(&l.node);
+        }
+    }
+
+    fn misbehaved(&mut self, peer: PeerId, reason: String, segments: &[ReceivedSegment]) {
+        warn!(%peer, %reason, "data link broke the protocol");
+        for s in segments {
+            self.out.push_back(DataOutput::Release(s.segment));
+        }
+        if self.out_links.contains_key(&peer) {
+            self.drop_out_link(peer);
+        } else if let Some(l) = self.in_links.remove(&peer) {
+            for (seg, _) in l.segments.into_values() {
+                self.out.push_back(DataOutput::Release(seg));
+            }
+        }
+        self.out.push_back(DataOutput::Disconnect(peer));
+        self.out
+            .push_back(DataOutput::Evt(DataEvt::PeerMisbehaved { peer, reason }));
+    }
+
+    fn on_record(&mut self, now: Instant, peer: PeerId, data: &[u8], segments: &[ReceivedSegment]) {
+        let limits = &self.config.limits;
+        let (frame, start) = match decode_data(data, limits.max_name, limits.max_release) {
+            Ok(f) => f,
+            Err(e) => return self.misbehaved(peer, e.to_string(), segments),
+        };
+        let wants_fd = matches!(frame, DataFrame::Fresh { .. } | DataFrame::Segment { .. });
+        if segments.len() != usize::from(wants_fd) {
+            let reason = format!("{} with {} file descriptors", frame.name(), segments.len());
+            return self.misbehaved(peer, reason, segments);
+        }
+        if self.out_links.contains_key(&peer) {
+            self.on_subscriber_frame(now, peer, frame, segments);
+        } else if self.in_links.contains_key(&peer) {
+            self.on_publisher_frame(peer, frame, &data[start..], segments);
+        } else {
+            for s in segments {
+                self.out.push_back(DataOutput::Release(s.segment));
+            }
+        }
+    }
+
+    /// A frame on a link to a subscriber.
+    fn on_subscriber_frame(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        frame: DataFrame,
+        segments: &[ReceivedSegment],
+    ) {
+        match frame {
+            DataFrame::Terms {
+                topic,
+                policy,
+                depth,
+            } => {
+                let l = self.out_links.get_mut(&peer).expect("caller checked");
+                if l.terms.len() >= self.config.limits.max_topics && !l.terms.contains_key(&topic) {
+                    return self.misbehaved(peer, "too many terms".into(), segments);
+                }
+                l.terms.insert(
+                    topic,
+                    Terms {
+                        policy,
+                        depth: depth.max(1),
+                    },
+                );
+                self.update_blocked(now);
+            }
+            DataFrame::Release(refs) => {
+                for r in refs {
+                    let key = (SegmentId(r.segment), r.offset);
+                    let l = self.out_links.get_mut(&peer).expect("caller checked");
+                    let Some(topic) = l.held.remove(&key) else {
+                        let reason = format!("release of a range it does not hold: {r:?}");
+                        return self.misbehaved(peer, reason, segments);
+                    };
+                    *l.in_flight
+                        .get_mut(&topic)
+                        .expect("held messages are in flight") -= 1;
+                    self.unref(key.0);
+                }
+                self.update_blocked(now);
+            }
+            DataFrame::Goodbye => {
+                self.reset_out_link(peer);
+                self.out.push_back(DataOutput::Disconnect(peer));
+                if let Some(l) = self.out_links.get_mut(&peer) {
+                    l.state = OutState::Retry(now + Duration::from_secs(1));
+                }
+            }
+            other => {
+                let reason = format!("{} from a subscriber", other.name());
+                self.misbehaved(peer, reason, segments);
+            }
+        }
+    }
+
+    /// A frame on a link from a publisher.
+    fn on_publisher_frame(
+        &mut self,
+        peer: PeerId,
+        frame: DataFrame,
+        payload: &[u8],
+        segments: &[ReceivedSegment],
+    ) {
+        let max_topics = self.config.limits.max_topics;
+        let max_segments = self.config.limits.max_segments;
+        let l = self.in_links.get_mut(&peer).expect("caller checked");
+        if l.publisher.is_none()
+            && !matches!(frame, DataFrame::Hello { .. } | DataFrame::StatsRequest)
+        {
+            let reason = format!("{} before Hello", frame.name());
+            return self.misbehaved(peer, reason, segments);
+        }
+        match frame {
+            DataFrame::Hello { publisher } => {
+                if l.publisher.is_some() {
+                    return self.misbehaved(peer, "second Hello".into(), segments);
+                }
+                l.publisher = Some(publisher);
+                for (topic, terms) in &self.taken {
+                    let frame = DataFrame::Terms {
+                        topic: topic.to_string(),
+                        policy: terms.policy,
+                        depth: terms.depth,
+                    };
+                    self.out.push_back(DataOutput::Transmit {
+                        peer,
+                        bytes: encode_data(&frame, &[]),
+                        attach: None,
+                    });
+                }
+            }
+            DataFrame::StatsRequest => {
+                let bytes = encode_data(&DataFrame::Stats(self.stats()), &[]);
+                self.out.push_back(DataOutput::Transmit {
+                    peer,
+                    bytes,
+                    attach: None,
+                });
+                self.out.push_back(DataOutput::Disconnect(peer));
+                self.in_links.remove(&peer);
+            }
+            DataFrame::Topic { id, topic } => {
+                if l.topics.len() >= max_topics || l.topics.contains_key(&id) {
+                    return self.misbehaved(
+                        peer,
+                        format!("topic id {id} bound twice or too many"),
+                        segments,
+                    );
+                }
+                l.topics.insert(id, Arc::from(topic));
+            }
+            DataFrame::Segment { id, size } => {
+                let s = segments[0];
+                let sealed =
+                    s.seals.shrink && s.seals.grow && (s.seals.future_write || s.seals.write);
+                if !sealed
+                    || s.size < size
+                    || l.segments.len() >= max_segments
+                    || l.segments.contains_key(&id)
+                {
+                    let reason = format!(
+                        "segment {id}: seals {:?}, size {} for {size}, or reused id",
+                        s.seals, s.size
+                    );
+                    return self.misbehaved(peer, reason, segments);
+                }
+                l.segments.insert(id, (s.segment, size));
+            }
+            DataFrame::Retire { id } => match l.segments.remove(&id) {
+                Some((seg, _)) => self.out.push_back(DataOutput::Release(seg)),
+                None => self.misbehaved(peer, format!("retire of unknown segment {id}"), segments),
+            },
+            DataFrame::Inline(header) => {
+                let payload = Delivered::Inline(payload.to_vec());
+                self.receive(peer, header, payload, segments);
+            }
+            DataFrame::Fresh { header, len } => {
+                let s = segments[0];
+                if !(s.seals.shrink && s.seals.grow && s.seals.write) || s.size < len {
+                    let reason = format!(
+                        "fresh payload of {len} bytes in a segment of {} with seals {:?}",
+                        s.size, s.seals
+                    );
+                    return self.misbehaved(peer, reason, segments);
+                }
+                self.receive(
+                    peer,
+                    header,
+                    Delivered::Fresh {
+                        segment: s.segment,
+                        len,
+                    },
+                    segments,
+                );
+            }
+            DataFrame::Pooled {
+                header,
+                segment,
+                offset,
+                len,
+            } => {
+                let Some(&(seg, size)) = l.segments.get(&segment) else {
+                    return self.misbehaved(
+                        peer,
+                        format!("message in unknown segment {segment}"),
+                        segments,
+                    );
+                };
+                if offset.checked_add(len).is_none_or(|end| end > size) {
+                    let reason =
+                        format!("range {offset}+{len} outside segment {segment} of {size} bytes");
+                    return self.misbehaved(peer, reason, segments);
+                }
+                let slot = SlotRef { segment, offset };
+                self.receive(
+                    peer,
+                    header,
+                    Delivered::Pooled {
+                        segment: seg,
+                        offset,
+                        len,
+                        slot,
+                    },
+                    segments,
+                );
+            }
+            other => {
+                let reason = format!("{} from a publisher", other.name());
+                self.misbehaved(peer, reason, segments);
+            }
+        }
+    }
+
+    /// Checks a message's topic and order, then delivers it (or gives it back).
+    fn receive(
+        &mut self,
+        peer: PeerId,
+        header: MessageHeader,
+        payload: Delivered,
+        segments: &[ReceivedSegment],
+    ) {
+        let l = self.in_links.get_mut(&peer).expect("caller checked");
+        let Some(topic) = l.topics.get(&header.topic).cloned() else {
+            let reason = format!("message of unbound topic {}", header.topic);
+            return self.misbehaved(peer, reason, segments);
+        };
+        let last = l.last_seq.get(&topic).copied().unwrap_or(0);
+        if header.seq <= last {
+            let reason = format!("{topic}: sequence {} after {last}", header.seq);
+            return self.misbehaved(peer, reason, segments);
+        }
+        l.last_seq.insert(Arc::clone(&topic), header.seq);
+        let c = l.counters.entry(Arc::clone(&topic)).or_default();
+        // Messages dropped at the publisher, for this subscriber or before it subscribed.
+        if last > 0 {
+            c.missed += header.seq - last - 1;
+        }
+        let publisher = l.publisher.expect("checked before any message");
+        if !self.taken.contains_key(&topic) {
+            // No longer subscribed: give it back at once.
+            c.dropped += 1;
+            match payload {
+                Delivered::Inline(_) => {}
+                Delivered::Fresh { segment, .. } => {
+                    self.out.push_back(DataOutput::Release(segment))
+                }
+                Delivered::Pooled { slot, .. } => {
+                    let bytes = encode_data(&DataFrame::Release(vec![slot]), &[]);
+                    self.out.push_back(DataOutput::Transmit {
+                        peer,
+                        bytes,
+                        attach: None,
+                    });
+                }
+            }
+            return;
+        }
+        c.messages += 1;
+        self.out.push_back(DataOutput::Deliver(Delivery {
+            topic,
+            publisher,
+            seq: header.seq,
+            peer,
+            payload,
+        }));
+    }
+
+    /// The application dropped received pooled messages: give the ranges back.
+    fn release_received(&mut self, peer: PeerId, slots: Vec<SlotRef>) {
+        if peer == LOCAL {
+            for s in slots {
+                let key = (SegmentId(s.segment), s.offset);
+                if let Some(n) = self.local_held.get_mut(&key) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.local_held.remove(&key);
+                    }
+                    self.unref(key.0);
+                }
+            }
+            return;
+        }
+        if !self.in_links.contains_key(&peer) || slots.is_empty() {
+            return;
+        }
+        for chunk in slots.chunks(self.config.limits.max_release.max(1)) {
+            let bytes = encode_data(&DataFrame::Release(chunk.to_vec()), &[]);
+            self.out.push_back(DataOutput::Transmit {
+                peer,
+                bytes,
+                attach: None,
+            });
+        }
+    }
+}

@@ -1,0 +1,682 @@
+//! A publisher and a subscriber data plane back to back; segments are handles with pretend
+//! seals, as a driver would report them.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::topology::{NodeInfo, NodeView};
+
+const P: u64 = 1;
+const S: u64 = 2;
+/// The id the subscriber's driver gives the accepted link.
+const IN: PeerId = PeerId(7);
+
+fn id(n: u64) -> NodeId {
+    NodeId::new(n).expect("non-zero")
+}
+
+/// A view where `subscribers` subscribe to `topic`.
+fn view(topic: &str, subscribers: &[u64]) -> View {
+    let mut v = View::default();
+    for &n in &[P, S] {
+        let info = NodeInfo {
+            id: id(n),
+            name: format!("n{n}"),
+            data_addr: format!("@d{n}"),
+            pid: 0,
+            uid: 0,
+        };
+        let mut nv = NodeView {
+            info,
+            joined: crate::Seq::new(crate::Epoch::new(1, 0), n as u32),
+            publishes: BTreeMap::new(),
+            subscribes: BTreeMap::new(),
+        };
+        if subscribers.contains(&n) {
+            nv.subscribes.insert(
+                topic.into(),
+                crate::Seq::new(crate::Epoch::new(1, 0), 10 + n as u32),
+            );
+        }
+        v.insert_node(nv);
+    }
+    v
+}
+
+struct Pair {
+    now: Instant,
+    p: DataPlane,
+    s: DataPlane,
+    /// The publisher's link id for the subscriber, once asked for.
+    out: Option<PeerId>,
+    /// Segments the publisher's driver created: handle -> (size, sealed for fresh?).
+    segs: BTreeMap<SegmentId, (u64, bool)>,
+    /// Received segment handles on the subscriber: its handle -> the publisher's handle.
+    recv: BTreeMap<SegmentId, SegmentId>,
+    next_recv: u64,
+    delivered: Vec<Delivery>,
+    released_p: Vec<SegmentId>,
+    released_s: Vec<SegmentId>,
+    blocked: BTreeMap<String, Option<Duration>>,
+    /// Records the subscriber's driver holds back (its socket is "full").
+    hold_s: bool,
+    held: Vec<(Vec<u8>, Option<SegmentId>)>,
+    misbehaved: Vec<String>,
+}
+
+impl Pair {
+    fn new(topic: &str, terms: Terms, self_delivery: bool) -> Self {
+        #[allow(clippy::disallowed_methods)] // the test's epoch
+        let now = Instant::now();
+        let mut pc = DataConfig::new(id(P));
+        pc.self_delivery = self_delivery;
+        let mut pair = Self {
+            now,
+            p: DataPlane::new(pc, now),
+            s: DataPlane::new(DataConfig::new(id(S)), now),
+            out: None,
+            segs: BTreeMap::new(),
+            recv: BTreeMap::new(),
+            next_recv: 1000,
+            delivered: Vec::new(),
+            released_p: Vec::new(),
+            released_s: Vec::new(),
+            blocked: BTreeMap::new(),
+            hold_s: false,
+            held: Vec::new(),
+            misbehaved: Vec::new(),
+        };
+        pair.s
+            .handle(
+                now,
+                DataInput::Cmd(DataCmd::Take {
+                    topic: topic.into(),
+                    terms,
+                }),
+            )
+            .expect("take");
+        let mut subs = vec![S];
+        if self_delivery {
+            subs.push(P);
+            pair.p
+                .handle(
+                    now,
+                    DataInput::Cmd(DataCmd::Take {
+                        topic: topic.into(),
+                        terms,
+                    }),
+                )
+                .expect("take");
+        }
+        pair.p
+            .handle(
+                now,
+                DataInput::Cmd(DataCmd::Routes(Routes::from_view(&view(topic, &subs)))),
+            )
+            .expect("routes");
+        pair.p
+            .handle(
+                now,
+                DataInput::Cmd(DataCmd::Advertise {
+                    topic: topic.into(),
+                }),
+            )
+            .expect("advertise");
+        pair.pump();
+        pair
+    }
+
+    /// Moves everything until both machines are quiet.
+    fn pump(&mut self) {
+        loop {
+            let mut quiet = true;
+            while let Some(o) = self.p.poll_output() {
+                quiet = false;
+                match o {
+                    DataOutput::Connect { peer, addr } => {
+                        assert_eq!(addr, format!("@d{S}"));
+                        self.out = Some(peer);
+                        self.p
+                            .handle(self.now, DataInput::PeerUp { peer, cred: None })
+                            .expect("up");
+                        self.s
+                            .handle(
+                                self.now,
+                                DataInput::PeerUp {
+                                    peer: IN,
+                                    cred: None,
+                                },
+                            )
+                            .expect("up");
+                    }
+                    DataOutput::Transmit { bytes, attach, .. } => {
+                        if self.hold_s {
+                            self.held.push((bytes, attach));
+                        } else {
+                            self.deliver_to_s(&bytes, attach);
+                        }
+                    }
+                    DataOutput::Release(seg) => self.released_p.push(seg),
+                    DataOutput::Deliver(d) => self.delivered.push(d),
+                    DataOutput::Evt(DataEvt::Blocked { topic, until }) => {
+                        self.blocked.insert(topic, until);
+                    }
+                    DataOutput::Evt(DataEvt::PeerMisbehaved { reason, .. }) => {
+                        self.misbehaved.push(reason)
+                    }
+                    DataOutput::Evt(_) | DataOutput::Disconnect(_) => {}
+                }
+            }
+            while let Some(o) = self.s.poll_output() {
+                quiet = false;
+                match o {
+                    DataOutput::Transmit { bytes, .. } => {
+                        let out = self.out.expect("linked");
+                        self.p
+                            .handle(
+                                self.now,
+                                DataInput::Record {
+                                    peer: out,
+                                    data: &bytes,
+                                    segments: &[],
+                                },
+                            )
+                            .expect("record");
+                    }
+                    DataOutput::Deliver(d) => self.delivered.push(d),
+                    DataOutput::Release(seg) => self.released_s.push(seg),
+                    DataOutput::Evt(DataEvt::PeerMisbehaved { reason, .. }) => {
+                        self.misbehaved.push(reason)
+                    }
+                    _ => {}
+                }
+            }
+            if quiet {
+                return;
+            }
+        }
+    }
+
+    fn deliver_to_s(&mut self, bytes: &[u8], attach: Option<SegmentId>) {
+        let segs: Vec<ReceivedSegment> = attach
+            .map(|seg| {
+                let (size, fresh) = self.segs[&seg];
+                let mine = SegmentId(self.next_recv);
+                self.next_recv += 1;
+                self.recv.insert(mine, seg);
+                let seals = Seals {
+                    shrink: true,
+                    grow: true,
+                    write: fresh,
+                    future_write: !fresh,
+                };
+                ReceivedSegment {
+                    segment: mine,
+                    size,
+                    seals,
+                }
+            })
+            .into_iter()
+            .collect();
+        self.s
+            .handle(
+                self.now,
+                DataInput::Record {
+                    peer: IN,
+                    data: bytes,
+                    segments: &segs,
+                },
+            )
+            .expect("record");
+    }
+
+    fn publish(&mut self, topic: &str, payload: Payload) {
+        self.publish_with(topic, payload, false);
+    }
+
+    fn publish_with(&mut self, topic: &str, payload: Payload, expired: bool) {
+        if let Payload::Fresh { segment, len } = &payload {
+            self.segs.insert(*segment, (*len, true));
+        }
+        if let Payload::Pooled { segment, size, .. } = &payload {
+            self.segs.insert(*segment, (*size, false));
+        }
+        self.p
+            .handle(
+                self.now,
+                DataInput::Cmd(DataCmd::Publish {
+                    topic: topic.into(),
+                    payload,
+                    expired,
+                }),
+            )
+            .expect("publish");
+        self.pump();
+    }
+
+    /// The application drops every pooled message delivered so far.
+    fn release_all(&mut self) {
+        let slots: Vec<SlotRef> = self
+            .delivered
+            .iter()
+            .filter_map(|d| {
+                if let Delivered::Pooled { slot, .. } = d.payload {
+                    Some(slot)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        self.delivered.clear();
+        self.s
+            .handle(
+                self.now,
+                DataInput::Cmd(DataCmd::Release { peer: IN, slots }),
+            )
+            .expect("release");
+        self.pump();
+    }
+
+    fn seqs(&self) -> Vec<u64> {
+        self.delivered.iter().map(|d| d.seq).collect()
+    }
+}
+
+fn pooled(segment: u64) -> Payload {
+    Payload::Pooled {
+        segment: SegmentId(segment),
+        size: 4096,
+        offset: 0,
+        len: 100,
+    }
+}
+
+#[test]
+fn inline_fresh_and_pooled_messages_arrive_in_order() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    t.publish("t", Payload::Inline(b"hello".to_vec()));
+    t.publish("t", Payload::Inline(Vec::new()));
+    t.publish(
+        "t",
+        Payload::Fresh {
+            segment: SegmentId(1),
+            len: 1 << 20,
+        },
+    );
+    t.publish("t", pooled(50));
+    assert_eq!(t.seqs(), [1, 2, 3, 4]);
+    assert_eq!(t.delivered[0].payload, Delivered::Inline(b"hello".to_vec()));
+    assert_eq!(
+        t.delivered[1].payload,
+        Delivered::Inline(Vec::new()),
+        "empty payloads are delivered"
+    );
+    assert!(matches!(t.delivered[2].payload, Delivered::Fresh { len, .. } if len == 1 << 20));
+    assert!(
+        t.delivered
+            .iter()
+            .all(|d| d.publisher == id(P) && &*d.topic == "t")
+    );
+    // The fresh segment is released as soon as it is sent; the pooled one once given back.
+    assert_eq!(t.released_p, [SegmentId(1)]);
+    t.release_all();
+    assert_eq!(t.released_p, [SegmentId(1), SegmentId(50)]);
+    assert_eq!(t.p.segment_refs(), 0);
+}
+
+#[test]
+fn a_pool_segment_is_offered_once_per_link() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    for _ in 0..3 {
+        t.publish("t", pooled(50));
+        t.release_all();
+    }
+    // One fd went over the link for three messages.
+    assert_eq!(t.recv.len(), 1);
+    assert_eq!(t.p.segment_refs(), 0);
+}
+
+#[test]
+fn drop_newest_and_drop_oldest_bound_what_is_in_flight() {
+    for (policy, kept) in [
+        (Policy::DropNewest, [1, 2, 3]),
+        (Policy::DropOldest, [1, 4, 5]),
+    ] {
+        let mut t = Pair::new("t", Terms { policy, depth: 2 }, false);
+        t.publish("t", Payload::Inline(vec![1]));
+        t.hold_s = true;
+        // The socket is full: the publisher's queue holds what it cannot send.
+        t.p.handle(t.now, DataInput::Blocked(t.out.expect("linked")))
+            .expect("blocked");
+        for n in 2..=5 {
+            t.publish("t", Payload::Inline(vec![n]));
+        }
+        t.hold_s = false;
+        let held = std::mem::take(&mut t.held);
+        for (b, a) in held {
+            t.deliver_to_s(&b, a);
+        }
+        t.p.handle(t.now, DataInput::Writable(t.out.expect("linked")))
+            .expect("writable");
+        t.pump();
+        assert_eq!(t.seqs(), kept, "{policy:?}");
+        let stats = t.p.stats();
+        assert_eq!(
+            (stats.published[0].messages, stats.published[0].dropped),
+            (3, 2),
+            "{policy:?}: sent, dropped"
+        );
+        let missed = if policy == Policy::DropOldest { 2 } else { 0 };
+        assert_eq!(
+            t.s.stats().received[0].missed,
+            missed,
+            "{policy:?}: the subscriber sees the gap"
+        );
+    }
+}
+
+#[test]
+fn block_holds_publishers_back_until_the_subscriber_releases() {
+    let mut t = Pair::new(
+        "t",
+        Terms {
+            policy: Policy::Block { timeout_ms: 250 },
+            depth: 2,
+        },
+        false,
+    );
+    t.publish("t", pooled(1));
+    assert_eq!(t.blocked.get("t"), None);
+    t.publish("t", pooled(2));
+    assert_eq!(
+        t.blocked.get("t"),
+        Some(&Some(Duration::from_millis(250))),
+        "two held: full"
+    );
+    assert_eq!(t.p.blocked("t"), Some(Duration::from_millis(250)));
+    // A publisher that waited its full timeout publishes with `expired`: dropped for the full
+    // subscriber, and the pool segment is free at once.
+    t.publish_with("t", pooled(3), true);
+    assert_eq!(t.seqs(), [1, 2]);
+    assert!(t.released_p.contains(&SegmentId(3)));
+    t.release_all();
+    assert_eq!(t.blocked.get("t"), Some(&None), "room again");
+    t.publish("t", pooled(4));
+    assert_eq!(t.seqs(), [4]);
+    assert_eq!(t.s.stats().received[0].missed, 1, "seq 3 never came");
+}
+
+#[test]
+fn self_delivery_is_an_option_off_by_default() {
+    let mut off = Pair::new("t", Terms::default(), false);
+    off.publish("t", Payload::Inline(b"x".to_vec()));
+    assert!(off.delivered.iter().all(|d| d.peer == IN));
+    let mut on = Pair::new("t", Terms::default(), true);
+    on.publish("t", pooled(9));
+    let local: Vec<_> = on.delivered.iter().filter(|d| d.peer == LOCAL).collect();
+    assert_eq!(local.len(), 1);
+    // The local reference keeps the segment until the application drops it too.
+    let slots: Vec<SlotRef> = on
+        .delivered
+        .iter()
+        .filter(|d| d.peer != LOCAL)
+        .filter_map(|d| {
+            if let Delivered::Pooled { slot, .. } = d.payload {
+                Some(slot)
+            } else {
+                None
+            }
+        })
+        .collect();
+    on.s.handle(on.now, DataInput::Cmd(DataCmd::Release { peer: IN, slots }))
+        .expect("release");
+    on.pump();
+    assert!(!on.released_p.contains(&SegmentId(9)));
+    let slot = SlotRef {
+        segment: 9,
+        offset: 0,
+    };
+    on.p.handle(
+        on.now,
+        DataInput::Cmd(DataCmd::Release {
+            peer: LOCAL,
+            slots: vec![slot],
+        }),
+    )
+    .expect("release");
+    on.pump();
+    assert!(on.released_p.contains(&SegmentId(9)));
+}
+
+#[test]
+fn an_unsubscribed_node_loses_its_link_and_every_reference_with_it() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    t.publish("t", pooled(5));
+    assert_eq!(t.p.segment_refs(), 1);
+    let routes = Routes::from_view(&view("t", &[]));
+    t.p.handle(t.now, DataInput::Cmd(DataCmd::Routes(routes)))
+        .expect("routes");
+    t.pump();
+    assert_eq!(
+        t.p.segment_refs(),
+        0,
+        "the held range is freed with the link"
+    );
+    assert!(t.released_p.contains(&SegmentId(5)));
+    assert_eq!(t.p.subscribers().count(), 0);
+}
+
+#[test]
+fn a_subscriber_that_is_gone_is_retried_while_routed() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    let out = t.out.expect("linked");
+    t.p.handle(t.now, DataInput::PeerDown(out)).expect("down");
+    let at = t.p.poll_timeout().expect("a retry");
+    assert!(at > t.now && at <= t.now + Duration::from_secs(1));
+    while t.p.poll_output().is_some() {}
+    t.p.handle_timeout(at);
+    assert_eq!(
+        t.p.poll_output(),
+        Some(DataOutput::Connect {
+            peer: out,
+            addr: format!("@d{S}")
+        })
+    );
+}
+
+#[test]
+fn bad_input_from_a_publisher_is_refused_and_its_fds_released() {
+    let seg = |n, seals| {
+        [ReceivedSegment {
+            segment: SegmentId(n),
+            size: 4096,
+            seals,
+        }]
+    };
+    let sealed_fresh = Seals {
+        shrink: true,
+        grow: true,
+        write: true,
+        future_write: false,
+    };
+    let unsealed = Seals {
+        shrink: true,
+        ..Seals::default()
+    };
+    let h = MessageHeader { topic: 1, seq: 1 };
+    let hello = encode_data(&DataFrame::Hello { publisher: id(P) }, &[]);
+    let bind = encode_data(
+        &DataFrame::Topic {
+            id: 1,
+            topic: "t".into(),
+        },
+        &[],
+    );
+    let cases: Vec<(&str, Vec<u8>, Vec<ReceivedSegment>)> = vec![
+        ("garbage", vec![1, 2, 3, 4, 5], vec![]),
+        (
+            "unsealed fresh",
+            encode_data(&DataFrame::Fresh { header: h, len: 10 }, &[]),
+            seg(1, unsealed).to_vec(),
+        ),
+        (
+            "too small",
+            encode_data(
+                &DataFrame::Fresh {
+                    header: h,
+                    len: 5000,
+                },
+                &[],
+            ),
+            seg(2, sealed_fresh).to_vec(),
+        ),
+        (
+            "fresh without fd",
+            encode_data(&DataFrame::Fresh { header: h, len: 1 }, &[]),
+            vec![],
+        ),
+        (
+            "two fds",
+            encode_data(&DataFrame::Inline(h), b"x"),
+            [seg(3, sealed_fresh), seg(4, sealed_fresh)].concat(),
+        ),
+        (
+            "unknown segment",
+            encode_data(
+                &DataFrame::Pooled {
+                    header: h,
+                    segment: 9,
+                    offset: 0,
+                    len: 1,
+                },
+                &[],
+            ),
+            vec![],
+        ),
+        (
+            "unbound topic",
+            encode_data(&DataFrame::Inline(MessageHeader { topic: 5, seq: 1 }), b""),
+            vec![],
+        ),
+    ];
+    for (name, record, segments) in cases {
+        #[allow(clippy::disallowed_methods)] // the test's epoch
+        let now = Instant::now();
+        let mut s = DataPlane::new(DataConfig::new(id(S)), now);
+        s.handle(
+            now,
+            DataInput::Cmd(DataCmd::Take {
+                topic: "t".into(),
+                terms: Terms::default(),
+            }),
+        )
+        .expect("take");
+        s.handle(
+            now,
+            DataInput::PeerUp {
+                peer: IN,
+                cred: None,
+            },
+        )
+        .expect("up");
+        for r in [&hello, &bind] {
+            s.handle(
+                now,
+                DataInput::Record {
+                    peer: IN,
+                    data: r,
+                    segments: &[],
+                },
+            )
+            .expect("ok");
+        }
+        s.handle(
+            now,
+            DataInput::Record {
+                peer: IN,
+                data: &record,
+                segments: &segments,
+            },
+        )
+        .expect("never an error");
+        let out: Vec<_> = std::iter::from_fn(|| s.poll_output()).collect();
+        assert!(
+            out.contains(&DataOutput::Disconnect(IN)),
+            "{name}: disconnected"
+        );
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, DataOutput::Evt(DataEvt::PeerMisbehaved { .. }))),
+            "{name}"
+        );
+        for r in &segments {
+            assert!(
+                out.contains(&DataOutput::Release(r.segment)),
+                "{name}: fd {r:?} released"
+            );
+        }
+        assert!(
+            !out.iter().any(|o| matches!(o, DataOutput::Deliver(_))),
+            "{name}: nothing delivered"
+        );
+    }
+}
+
+#[test]
+fn a_release_of_a_range_not_held_disconnects_the_subscriber() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    let out = t.out.expect("linked");
+    let forged = encode_data(
+        &DataFrame::Release(vec![SlotRef {
+            segment: 77,
+            offset: 0,
+        }]),
+        &[],
+    );
+    t.p.handle(
+        t.now,
+        DataInput::Record {
+            peer: out,
+            data: &forged,
+            segments: &[],
+        },
+    )
+    .expect("record");
+    t.pump();
+    assert_eq!(t.misbehaved.len(), 1);
+}
+
+#[test]
+fn stats_are_served_to_whoever_asks() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    t.publish("t", Payload::Inline(b"x".to_vec()));
+    let asker = PeerId(99);
+    t.s.handle(
+        t.now,
+        DataInput::PeerUp {
+            peer: asker,
+            cred: None,
+        },
+    )
+    .expect("up");
+    let req = encode_data(&DataFrame::StatsRequest, &[]);
+    t.s.handle(
+        t.now,
+        DataInput::Record {
+            peer: asker,
+            data: &req,
+            segments: &[],
+        },
+    )
+    .expect("record");
+    let out: Vec<_> = std::iter::from_fn(|| t.s.poll_output()).collect();
+    let DataOutput::Transmit { bytes, .. } = &out[0] else {
+        panic!("{out:?}")
+    };
+    let (DataFrame::Stats(stats), _) = decode_data(bytes, 255, 16).expect("stats") else {
+        panic!()
+    };
+    assert_eq!(stats.received[0].messages, 1);
+    assert_eq!(out[1], DataOutput::Disconnect(asker));
+}

@@ -1,0 +1,468 @@
+//! The frames of a data link: payloads from a publisher to one subscriber.
+//!
+//! A publisher node opens one data link to each subscriber node that takes at least one of its
+//! topics, at that node's data address. Every socket record holds exactly one frame (so that a
+//! file descriptor attached to the record belongs to that frame), laid out like topology frames:
+//! `[length: u32 LE][tag: u8][body]`. A message's payload travels one of three ways:
+//!
+//! - [`DataFrame::Inline`]: the bytes follow the header in the frame itself (small payloads);
+//! - [`DataFrame::Fresh`]: in a sealed memfd attached to the record, one per message;
+//! - [`DataFrame::Pooled`]: at a range of a pool segment the link was given once with
+//!   [`DataFrame::Segment`]; the subscriber gives the range back with [`DataFrame::Release`].
+
+use serde::{Deserialize, Serialize};
+
+use super::codec::{HEADER, body, value, whole};
+use crate::error::DecodeError;
+use crate::ids::NodeId;
+
+/// The data-link protocol version; a subscriber refuses a publisher that speaks another.
+pub const DATA_VERSION: u16 = 1;
+
+/// What a subscriber does when a subscription's queue is full.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum Policy {
+    /// Hold the publisher back, up to `timeout_ms` per message; after that the message is
+    /// dropped for this subscriber only. Nothing is lost while the subscriber keeps up within
+    /// the timeout.
+    Block {
+        /// How long a publisher may wait for room, in milliseconds.
+        timeout_ms: u32,
+    },
+    /// Drop the oldest message not yet handed to the application.
+    DropOldest,
+    /// Drop the new message.
+    DropNewest,
+}
+
+/// A message's place: its topic (an id bound on this link) and its number in the publisher's
+/// sequence for that topic.
+#[derive(Copy, Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct MessageHeader {
+    /// The topic, as bound by [`DataFrame::Topic`].
+    pub topic: u32,
+    /// The publisher's sequence number for this topic, from 1, increasing by 1 per message
+    /// published (a gap is a message dropped for this subscriber).
+    pub seq: u64,
+}
+
+/// A range of a pool segment given back by the subscriber.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct SlotRef {
+    /// The segment, as given by [`DataFrame::Segment`].
+    pub segment: u64,
+    /// The start of the range.
+    pub offset: u64,
+}
+
+/// A counter of one subscriber (or one subscription) of one topic.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct TopicStats {
+    /// The topic.
+    pub topic: String,
+    /// The other end: the subscriber (for a publisher) or the publisher (for a subscriber).
+    pub peer: Option<NodeId>,
+    /// Messages sent (by a publisher) or received (by a subscriber).
+    pub messages: u64,
+    /// Messages dropped by the policy.
+    pub dropped: u64,
+    /// Messages missing from the sequence a subscriber received (dropped at the publisher).
+    pub missed: u64,
+    /// Messages sent but not yet given back (publisher side), or queued (subscriber side).
+    pub in_flight: u64,
+}
+
+/// What a node reports about its data links, for `status`.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct DataStats {
+    /// Per subscriber and topic, what this node published.
+    pub published: Vec<TopicStats>,
+    /// Per publisher and topic, what this node received.
+    pub received: Vec<TopicStats>,
+}
+
+/// One data-link frame.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum DataFrame {
+    /// Tag 1, publisher to subscriber, first: who publishes on this link.
+    Hello {
+        /// The publishing node.
+        publisher: NodeId,
+    },
+    /// Tag 2, subscriber to publisher: how to treat the subscriber's queue of `topic`.
+    Terms {
+        /// The topic.
+        topic: String,
+        /// What to do when the queue is full.
+        policy: Policy,
+        /// How many messages the queue holds.
+        depth: u32,
+    },
+    /// Tag 3, publisher to subscriber: `id` stands for `topic` on this link from now on.
+    Topic {
+        /// The id.
+        id: u32,
+        /// The topic's name.
+        topic: String,
+    },
+    /// Tag 4: a message whose payload is the rest of the frame.
+    Inline(MessageHeader),
+    /// Tag 5: a message whose payload is the first `len` bytes of the memfd attached to this
+    /// record (sealed against writing, growing and shrinking).
+    Fresh {
+        /// Topic and sequence number.
+        header: MessageHeader,
+        /// The payload's length.
+        len: u64,
+    },
+    /// Tag 6: the pool segment attached to this record (sealed against growing, shrinking and
+    /// new writers), `size` bytes, known as `id` on this link.
+    Segment {
+        /// The segment's id.
+        id: u64,
+        /// Its size.
+        size: u64,
+    },
+    /// Tag 7: a message at `offset..offset + len` of segment `segment`.
+    Pooled {
+        /// Topic and sequence number.
+        header: MessageHeader,
+        /// The segment.
+        segment: u64,
+        /// Where the payload starts.
+        offset: u64,
+        /// The payload's length.
+        len: u64,
+    },
+    /// Tag 8, subscriber to publisher: these pooled payloads are no longer read.
+    Release(Vec<SlotRef>),
+    /// Tag 9, publisher to subscriber: segment `id` will not be used again.
+    Retire {
+        /// The segment.
+        id: u64,
+    },
+    /// Tag 10: the sender closes the link.
+    Goodbye,
+    /// Tag 11, anyone to a node's data address, first and only: report your counters.
+    StatsRequest,
+    /// Tag 12: the reply to [`DataFrame::StatsRequest`].
+    Stats(DataStats),
+}
+
+impl DataFrame {
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Hello { .. } => "Hello",
+            Self::Terms { .. } => "Terms",
+            Self::Topic { .. } => "Topic",
+            Self::Inline(_) => "Inline",
+            Self::Fresh { .. } => "Fresh",
+            Self::Segment { .. } => "Segment",
+            Self::Pooled { .. } => "Pooled",
+            Self::Release(_) => "Release",
+            Self::Retire { .. } => "Retire",
+            Self::Goodbye => "Goodbye",
+            Self::StatsRequest => "StatsRequest",
+            Self::Stats(_) => "Stats",
+        }
+    }
+}
+
+const TAG_HELLO: u8 = 1;
+const TAG_TERMS: u8 = 2;
+const TAG_TOPIC: u8 = 3;
+const TAG_INLINE: u8 = 4;
+const TAG_FRESH: u8 = 5;
+const TAG_SEGMENT: u8 = 6;
+const TAG_POOLED: u8 = 7;
+const TAG_RELEASE: u8 = 8;
+const TAG_RETIRE: u8 = 9;
+const TAG_GOODBYE: u8 = 10;
+const TAG_STATS_REQUEST: u8 = 11;
+const TAG_STATS: u8 = 12;
+
+/// Most bytes a header of an inline message takes (tag, two varints).
+pub const INLINE_OVERHEAD: usize = HEADER + 1 + 5 + 9;
+
+/// Encodes a frame; for [`DataFrame::Inline`], `payload` follows the header. One record.
+pub fn encode_data(frame: &DataFrame, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(INLINE_OVERHEAD + payload.len());
+    out.extend_from_slice(&[0; HEADER]);
+    match frame {
+        DataFrame::Hello { publisher } => body(&mut out, TAG_HELLO, &(DATA_VERSION, publisher)),
+        DataFrame::Terms {
+            topic,
+            policy,
+            depth,
+        } => body(&mut out, TAG_TERMS, &(topic, policy, depth)),
+        DataFrame::Topic { id, topic } => body(&mut out, TAG_TOPIC, &(id, topic)),
+        DataFrame::Inline(h) => {
+            body(&mut out, TAG_INLINE, h);
+            out.extend_from_slice(payload);
+        }
+        DataFrame::Fresh { header, len } => body(&mut out, TAG_FRESH, &(header, len)),
+        DataFrame::Segment { id, size } => body(&mut out, TAG_SEGMENT, &(id, size)),
+        DataFrame::Pooled {
+            header,
+            segment,
+            offset,
+            len,
+        } => {
+            body(&mut out, TAG_POOLED, &(header, segment, offset, len));
+        }
+        DataFrame::Release(refs) => body(&mut out, TAG_RELEASE, refs),
+        DataFrame::Retire { id } => body(&mut out, TAG_RETIRE, id),
+        DataFrame::Goodbye => out.push(TAG_GOODBYE),
+        DataFrame::StatsRequest => out.push(TAG_STATS_REQUEST),
+        DataFrame::Stats(s) => body(&mut out, TAG_STATS, s),
+    }
+    let len = u32::try_from(out.len() - HEADER).expect("data frames are far below 4 GiB");
+    out[..HEADER].copy_from_slice(&len.to_le_bytes());
+    out
+}
+
+/// Decodes one record holding one frame. For [`DataFrame::Inline`] the payload is
+/// `record[start..]` where `start` is returned; otherwise `start` is the record's length.
+///
+/// `max_name` bounds topic names, `max_release` the entries of a release.
+pub fn decode_data(
+    record: &[u8],
+    max_name: usize,
+    max_release: usize,
+) -> Result<(DataFrame, usize), DecodeError> {
+    if record.len() < HEADER {
+        return Err(DecodeError::UnexpectedEnd);
+    }
+    let len = u32::from_le_bytes(record[..HEADER].try_into().expect("HEADER bytes")) as usize;
+    if len != record.len() - HEADER {
+        return Err(DecodeError::Invalid(format!(
+            "frame says {len} bytes, the record holds {}",
+            record.len() - HEADER
+        )));
+    }
+    let (&tag, rest) = record[HEADER..].split_first().ok_or(DecodeError::Empty)?;
+    let end = record.len();
+    let check_name = |what: &'static str, s: &str| {
+        if s.is_empty() || s.len() > max_name {
+            Err(DecodeError::FieldTooLong {
+                what,
+                len: s.len(),
+                max: max_name,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    let frame = match tag {
+        TAG_HELLO => {
+            let (version, used) = value::<u16>(rest, true)?;
+            if version != DATA_VERSION {
+                return Err(DecodeError::UnsupportedVersion(version));
+            }
+            DataFrame::Hello {
+                publisher: whole(&rest[used..])?,
+            }
+        }
+        TAG_TERMS => {
+            let (topic, policy, depth): (String, Policy, u32) = whole(rest)?;
+            check_name("topic name", &topic)?;
+            DataFrame::Terms {
+                topic,
+                policy,
+                depth,
+            }
+        }
+        TAG_TOPIC => {
+            let (id, topic): (u32, String) = whole(rest)?;
+            check_name("topic name", &topic)?;
+            DataFrame::Topic { id, topic }
+        }
+        TAG_INLINE => {
+            let (h, used) = value::<MessageHeader>(rest, true)?;
+            return Ok((DataFrame::Inline(h), HEADER + 1 + used));
+        }
+        TAG_FRESH => {
+            let (header, len) = whole(rest)?;
+            DataFrame::Fresh { header, len }
+        }
+        TAG_SEGMENT => {
+            let (id, size) = whole(rest)?;
+            DataFrame::Segment { id, size }
+        }
+        TAG_POOLED => {
+            let (header, segment, offset, len) = whole(rest)?;
+            DataFrame::Pooled {
+                header,
+                segment,
+                offset,
+                len,
+            }
+        }
+        TAG_RELEASE => {
+            let refs: Vec<SlotRef> = whole(rest)?;
+            if refs.len() > max_release {
+                return Err(DecodeError::FieldTooLong {
+                    what: "release",
+                    len: refs.len(),
+                    max: max_release,
+                });
+            }
+            DataFrame::Release(refs)
+        }
+        TAG_RETIRE => DataFrame::Retire { id: whole(rest)? },
+        TAG_GOODBYE | TAG_STATS_REQUEST if !rest.is_empty() => {
+            return Err(DecodeError::TrailingBytes(rest.len()));
+        }
+        TAG_GOODBYE => DataFrame::Goodbye,
+        TAG_STATS_REQUEST => DataFrame::StatsRequest,
+        TAG_STATS => DataFrame::Stats(whole(rest)?),
+        other => return Err(DecodeError::UnknownTag(other)),
+    };
+    Ok((frame, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(f: DataFrame, payload: &[u8]) {
+        let bytes = encode_data(&f, payload);
+        let (back, start) = decode_data(&bytes, 255, 1024).expect("decodes");
+        assert_eq!(back, f);
+        assert_eq!(
+            &bytes[start..],
+            if matches!(f, DataFrame::Inline(_)) {
+                payload
+            } else {
+                &[]
+            }
+        );
+    }
+
+    #[test]
+    fn every_data_frame_round_trips() {
+        let h = MessageHeader {
+            topic: 3,
+            seq: u64::MAX,
+        };
+        let node = NodeId::new(9).expect("non-zero");
+        let stats = DataStats {
+            published: vec![TopicStats {
+                topic: "t".into(),
+                peer: Some(node),
+                messages: 4,
+                ..Default::default()
+            }],
+            received: vec![],
+        };
+        for (f, payload) in [
+            (DataFrame::Hello { publisher: node }, &b""[..]),
+            (
+                DataFrame::Terms {
+                    topic: "t".into(),
+                    policy: Policy::Block { timeout_ms: 5 },
+                    depth: 64,
+                },
+                b"",
+            ),
+            (
+                DataFrame::Topic {
+                    id: 1,
+                    topic: "frames".into(),
+                },
+                b"",
+            ),
+            (DataFrame::Inline(h), b"payload bytes"),
+            (DataFrame::Inline(h), b""),
+            (
+                DataFrame::Fresh {
+                    header: h,
+                    len: 1 << 40,
+                },
+                b"",
+            ),
+            (
+                DataFrame::Segment {
+                    id: 7,
+                    size: 1 << 20,
+                },
+                b"",
+            ),
+            (
+                DataFrame::Pooled {
+                    header: h,
+                    segment: 7,
+                    offset: 4096,
+                    len: 100,
+                },
+                b"",
+            ),
+            (
+                DataFrame::Release(vec![SlotRef {
+                    segment: 7,
+                    offset: 0,
+                }]),
+                b"",
+            ),
+            (DataFrame::Retire { id: 7 }, b""),
+            (DataFrame::Goodbye, b""),
+            (DataFrame::StatsRequest, b""),
+            (DataFrame::Stats(stats), b""),
+        ] {
+            roundtrip(f, payload);
+        }
+    }
+
+    #[test]
+    fn bad_records_are_typed_errors() {
+        assert_eq!(
+            decode_data(&[1, 0], 255, 8),
+            Err(DecodeError::UnexpectedEnd)
+        );
+        assert!(matches!(
+            decode_data(&[5, 0, 0, 0, 10], 255, 8),
+            Err(DecodeError::Invalid(_))
+        ));
+        assert_eq!(
+            decode_data(&[1, 0, 0, 0, 99], 255, 8),
+            Err(DecodeError::UnknownTag(99))
+        );
+        let node = NodeId::new(1).expect("non-zero");
+        let mut hello = encode_data(&DataFrame::Hello { publisher: node }, b"");
+        hello[5] = 2;
+        assert_eq!(
+            decode_data(&hello, 255, 8),
+            Err(DecodeError::UnsupportedVersion(2))
+        );
+        let long = encode_data(
+            &DataFrame::Topic {
+                id: 1,
+                topic: "x".repeat(300),
+            },
+            b"",
+        );
+        assert!(matches!(
+            decode_data(&long, 255, 8),
+            Err(DecodeError::FieldTooLong { .. })
+        ));
+        let refs = vec![
+            SlotRef {
+                segment: 1,
+                offset: 0
+            };
+            9
+        ];
+        let many = encode_data(&DataFrame::Release(refs), b"");
+        assert!(matches!(
+            decode_data(&many, 255, 8),
+            Err(DecodeError::FieldTooLong { .. })
+        ));
+    }
+}

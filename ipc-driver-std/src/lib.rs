@@ -43,12 +43,18 @@
 //! else changes; if it dies, its socket closes and a new hub is elected as after any crash.
 
 pub mod cli;
+mod data;
 mod error;
 mod events;
 mod node;
+mod pubsub;
 mod reactor;
 pub mod sys;
 
+pub use data::{
+    DEFAULT_INLINE_MAX, Loan, Message, PublisherOptions, SendMode, SubscriptionOptions,
+};
 pub use error::DriverError;
 pub use events::{CallbackId, EVENT_QUEUE_CAPACITY, Events, NodeEvent};
 pub use node::{DEFAULT_GROUP, Node, NodeBuilder};
+pub use pubsub::{Bus, Publisher, Subscription, bus_topic};

@@ -6,12 +6,16 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ipc_proto::data::{DataConfig, DataLimits, DataPlane};
+use ipc_proto::wire::DataStats;
 use ipc_proto::{
     AccessPolicy, HubConfig, Input, Limits, NodeId, Spoke, SpokeCmd, SpokeConfig, Term, View,
 };
 
+use crate::data::{Mailbox, Outgoing, PublisherOptions, SubQueue, SubscriptionOptions};
 use crate::error::DriverError;
 use crate::events::{CallbackId, Dispatcher, Events, NodeEvent, Sink};
+use crate::pubsub::{Bus, Handle, Publisher, Subscription, bus_topic};
 use crate::reactor::{Reactor, Request, Setup, Shared, random_seed};
 use crate::sys::{self, poll::Waker};
 
@@ -49,6 +53,8 @@ pub struct NodeBuilder {
     join_timeout: Option<Duration>,
     observer: bool,
     max_outbox: usize,
+    self_delivery: bool,
+    pool_bytes: u64,
     sinks: Vec<Sink>,
     dispatcher: Option<Arc<Dispatcher>>,
 }
@@ -79,6 +85,8 @@ impl NodeBuilder {
             join_timeout: Some(Duration::from_secs(5)),
             observer: false,
             max_outbox: 8 << 20,
+            self_delivery: false,
+            pool_bytes: 256 << 20,
             sinks: Vec::new(),
             dispatcher: None,
         }
@@ -140,6 +148,18 @@ impl NodeBuilder {
     /// Default 8 MiB.
     pub fn max_outbox(mut self, bytes: usize) -> Self {
         self.max_outbox = bytes;
+        self
+    }
+
+    /// Whether this node's messages also reach its own subscriptions. Default no.
+    pub fn self_delivery(mut self, on: bool) -> Self {
+        self.self_delivery = on;
+        self
+    }
+
+    /// Most bytes of pool segments this node's publishers may create. Default 256 MiB.
+    pub fn pool_bytes(mut self, bytes: u64) -> Self {
+        self.pool_bytes = bytes;
         self
     }
 
@@ -209,13 +229,36 @@ impl NodeBuilder {
         let waker = Arc::new(Waker::new()?);
         let (requests, rx) = mpsc::channel();
         let shared = Arc::new(Shared::default());
+        let mut data_cfg = DataConfig::new(id);
+        data_cfg.self_delivery = self.self_delivery;
+        data_cfg.limits = DataLimits {
+            max_name: self.limits.max_name,
+            ..DataLimits::default()
+        };
+        let max_record = data_cfg.limits.max_record;
+        let outgoing = Arc::new(Outgoing::new(self.pool_bytes));
+        let mailbox = Arc::new(Mailbox::new(Arc::clone(&waker)));
+        let me = sys::current_credentials().uid;
+        let private = !self.access.anyone
+            && self.access.gids.is_empty()
+            && self.access.uids.iter().all(|u| *u == me);
+        let handle = Handle {
+            requests: requests.clone(),
+            waker: Arc::clone(&waker),
+            outgoing: Arc::clone(&outgoing),
+            private,
+        };
         let setup = Setup {
             hub_addr,
             hub_config,
             spoke,
+            data: DataPlane::new(data_cfg, now),
             data_listener: data_listener.map(|(fd, _)| fd),
+            outgoing,
+            mailbox: Arc::clone(&mailbox),
             max_outbox: self.max_outbox,
             max_frame: self.limits.max_frame,
+            max_record,
         };
         let reactor = Reactor::new(
             setup,
@@ -236,6 +279,8 @@ impl NodeBuilder {
             shared,
             thread: Some(thread),
             dispatcher: self.dispatcher.map(OnceLock::from).unwrap_or_default(),
+            handle,
+            mailbox,
         };
         if let Some(timeout) = self.join_timeout {
             node.wait_synced(timeout)?;
@@ -262,6 +307,8 @@ pub struct Node {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     dispatcher: OnceLock<Arc<Dispatcher>>,
+    handle: Handle,
+    mailbox: Arc<Mailbox>,
 }
 
 impl fmt::Debug for Node {
@@ -407,6 +454,48 @@ impl Node {
     /// Removes a callback; `false` if it was not registered.
     pub fn remove_callback(&self, id: CallbackId) -> bool {
         self.dispatcher.get().is_some_and(|d| d.remove(id))
+    }
+
+    /// A publisher of `topic` (announced with payload type `mime`), with default options.
+    pub fn publisher(&self, topic: &str, mime: &str) -> Result<Publisher, DriverError> {
+        self.publisher_with(topic, mime, PublisherOptions::default())
+    }
+
+    /// A publisher of `topic` with `options`.
+    pub fn publisher_with(
+        &self,
+        topic: &str,
+        mime: &str,
+        options: PublisherOptions,
+    ) -> Result<Publisher, DriverError> {
+        Publisher::new(self.handle.clone(), topic, mime, options)
+    }
+
+    /// A subscription to `topic`'s messages, whose queue follows `options`.
+    pub fn subscription(
+        &self,
+        topic: &str,
+        options: SubscriptionOptions,
+    ) -> Result<Subscription, DriverError> {
+        let queue = SubQueue::new(options, Arc::clone(&self.mailbox));
+        Subscription::new(self.handle.clone(), topic, queue)
+    }
+
+    /// Joins bus channel `name`: every member's message reaches every other member, never the
+    /// sender (see [`Bus`]).
+    pub fn bus(&self, name: &str, options: SubscriptionOptions) -> Result<Bus, DriverError> {
+        let topic = bus_topic(name);
+        let subscription = self.subscription(&topic, options)?;
+        let publisher = self.publisher(&topic, "application/x-ipc-pubsub-bus")?;
+        Ok(Bus::new(publisher, subscription))
+    }
+
+    /// This node's data-link counters: per subscriber what it published, per publisher what it
+    /// received.
+    pub fn data_stats(&self) -> Result<DataStats, DriverError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.send(Request::Stats(reply))?;
+        rx.recv_timeout(REPLY_TIMEOUT).map_err(|_| self.stopped())
     }
 
     /// Leaves the group gracefully and waits for the node's threads to finish. Dropping the

@@ -1,0 +1,719 @@
+//! Payloads: publishers, loans, messages and subscriptions.
+//!
+//! What application threads share with the I/O thread for the data path: the publisher's pool
+//! of segments and its fresh segments (application threads fill them, the I/O thread sends their
+//! fds), the topics a `Block` subscriber holds back, the queues of subscriptions, and the
+//! mailbox through which dropped messages give their pool ranges back.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use ipc_proto::data::{Pool, SegmentId};
+use ipc_proto::wire::{Policy, SlotRef};
+use ipc_proto::{NodeId, PeerId};
+
+use crate::sys::memfd::{Mapping, MappingMut, SealSet, Segment};
+use crate::sys::poll::Waker;
+
+pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Ids of fresh segments start here; pool segments below.
+const FRESH_IDS: u64 = 1 << 48;
+
+/// How a publisher sends its payloads.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Default)]
+#[non_exhaustive]
+pub enum SendMode {
+    /// Inline up to the inline threshold; above it, pooled in a group open only to this uid,
+    /// fresh in a group opened to others.
+    #[default]
+    Auto,
+    /// Always in the frame (up to the inline threshold; larger payloads are refused).
+    Inline,
+    /// A fresh sealed memfd per message: immutability enforced by the kernel.
+    Fresh,
+    /// A reused pool segment per message: immutability by protocol (the publisher never
+    /// rewrites a segment a subscriber holds); far faster for large payloads.
+    Pooled,
+}
+
+/// How a publisher behaves.
+#[derive(Clone, Debug)]
+pub struct PublisherOptions {
+    /// How payloads travel. Default [`SendMode::Auto`].
+    pub mode: SendMode,
+    /// Largest inline payload. Default [`DEFAULT_INLINE_MAX`].
+    pub inline_max: usize,
+    /// How long a publisher waits for a pool segment to come back before sending the payload
+    /// in a fresh segment instead. Default 100 ms.
+    pub pool_wait: Duration,
+}
+
+/// The default largest inline payload: 8 KiB, where measurements put the crossover between
+/// copying through the socket and passing a segment (see the README's table).
+pub const DEFAULT_INLINE_MAX: usize = 8 << 10;
+
+impl Default for PublisherOptions {
+    fn default() -> Self {
+        Self {
+            mode: SendMode::Auto,
+            inline_max: DEFAULT_INLINE_MAX,
+            pool_wait: Duration::from_millis(100),
+        }
+    }
+}
+
+/// How a subscription's queue behaves.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub struct SubscriptionOptions {
+    /// What happens when the queue is full. Default: drop the oldest.
+    pub policy: Policy,
+    /// How many messages the queue holds. Default 64.
+    pub depth: u32,
+}
+
+impl Default for SubscriptionOptions {
+    fn default() -> Self {
+        Self {
+            policy: Policy::DropOldest,
+            depth: 64,
+        }
+    }
+}
+
+impl SubscriptionOptions {
+    /// Lossless: publishers wait up to `timeout` for room.
+    pub fn block(timeout: Duration) -> Self {
+        let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+        Self {
+            policy: Policy::Block { timeout_ms },
+            ..Self::default()
+        }
+    }
+
+    /// Keeps the newest `depth` messages.
+    pub fn drop_oldest(depth: u32) -> Self {
+        Self {
+            policy: Policy::DropOldest,
+            depth,
+        }
+    }
+
+    /// Keeps the oldest `depth` messages.
+    pub fn drop_newest(depth: u32) -> Self {
+        Self {
+            policy: Policy::DropNewest,
+            depth,
+        }
+    }
+}
+
+/// A pool segment: created and sealed once, written by one loan at a time.
+pub(crate) struct PoolSegment {
+    segment: Segment,
+    map: MappingMut,
+}
+
+impl fmt::Debug for PoolSegment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolSegment")
+            .field("len", &self.segment.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PoolSegment {
+    /// The segment's size.
+    pub(crate) fn len(&self) -> usize {
+        self.segment.len()
+    }
+}
+
+impl AsFd for PoolSegment {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.segment.as_fd()
+    }
+}
+
+/// A publisher's fd for a segment on its way out: the I/O thread attaches it to records.
+#[derive(Clone, Debug)]
+pub(crate) enum OutSegment {
+    Pool(Arc<PoolSegment>),
+    Fresh(Arc<OwnedFd>),
+}
+
+impl OutSegment {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Self::Pool(p) => p.as_fd(),
+            Self::Fresh(f) => f.as_fd(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PoolState {
+    pool: Pool,
+    segments: BTreeMap<SegmentId, Arc<PoolSegment>>,
+}
+
+/// What publishing threads share with the I/O thread.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pool: Mutex<PoolState>,
+    pool_freed: Condvar,
+    fresh: Mutex<BTreeMap<SegmentId, Arc<OwnedFd>>>,
+    next_fresh: AtomicU64,
+    /// Topics whose publishers must wait, and for how long at most.
+    blocked: Mutex<BTreeMap<String, Duration>>,
+    unblocked: Condvar,
+}
+
+impl Outgoing {
+    pub(crate) fn new(pool_bytes: u64) -> Self {
+        Self {
+            pool: Mutex::new(PoolState {
+                pool: Pool::new(pool_bytes, 1),
+                segments: BTreeMap::new(),
+            }),
+            pool_freed: Condvar::new(),
+            fresh: Mutex::new(BTreeMap::new()),
+            next_fresh: AtomicU64::new(FRESH_IDS),
+            blocked: Mutex::new(BTreeMap::new()),
+            unblocked: Condvar::new(),
+        }
+    }
+
+    /// The fd of a segment, for the I/O thread.
+    pub(crate) fn segment(&self, id: SegmentId) -> Option<OutSegment> {
+        if id.0 >= FRESH_IDS {
+            lock(&self.fresh).get(&id).cloned().map(OutSegment::Fresh)
+        } else {
+            lock(&self.pool)
+                .segments
+                .get(&id)
+                .cloned()
+                .map(OutSegment::Pool)
+        }
+    }
+
+    /// The data plane refers to `id` no more: a pool segment is free, a fresh one is closed once
+    /// the I/O thread's queues let go of it.
+    pub(crate) fn release(&self, id: SegmentId) -> bool {
+        if id.0 >= FRESH_IDS {
+            return lock(&self.fresh).remove(&id).is_some();
+        }
+        let freed = lock(&self.pool).pool.free(id);
+        if freed {
+            self.pool_freed.notify_all();
+        }
+        freed
+    }
+
+    /// Records which topics must wait (from the data plane's reports).
+    pub(crate) fn set_blocked(&self, topic: String, until: Option<Duration>) {
+        let mut b = lock(&self.blocked);
+        match until {
+            Some(d) => {
+                b.insert(topic, d);
+            }
+            None => {
+                b.remove(&topic);
+                self.unblocked.notify_all();
+            }
+        }
+    }
+
+    /// Waits while `topic` is held back by a `Block` subscriber; returns whether the wait ran
+    /// out (the message is then dropped for the subscribers still full).
+    pub(crate) fn admit(&self, topic: &str) -> bool {
+        let start = Instant::now();
+        let mut b = lock(&self.blocked);
+        loop {
+            let Some(&limit) = b.get(topic) else {
+                return false;
+            };
+            let left = limit.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return true;
+            }
+            b = self
+                .unblocked
+                .wait_timeout(b, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// A pool segment for `len` bytes, waiting up to `wait` for one to come back when the pool
+    /// is at its bound.
+    pub(crate) fn pool_slot(
+        &self,
+        len: usize,
+        wait: Duration,
+    ) -> std::io::Result<Option<(SegmentId, Arc<PoolSegment>)>> {
+        let deadline = Instant::now() + wait;
+        let mut st = lock(&self.pool);
+        loop {
+            if let Some(slot) = st.pool.alloc(len as u64) {
+                if !slot.new {
+                    let seg = Arc::clone(
+                        st.segments
+                            .get(&slot.segment)
+                            .expect("allocated segments exist"),
+                    );
+                    return Ok(Some((slot.segment, seg)));
+                }
+                // Create it outside the lock: page faults are slow.
+                drop(st);
+                let created = create_pool_segment(slot.size as usize);
+                let mut st = lock(&self.pool);
+                return match created {
+                    Ok(seg) => {
+                        let seg = Arc::new(seg);
+                        st.segments.insert(slot.segment, Arc::clone(&seg));
+                        Ok(Some((slot.segment, seg)))
+                    }
+                    Err(e) => {
+                        // Give the id back unused; the pool counts it as created, so the bound
+                        // stays conservative.
+                        st.pool.free(slot.segment);
+                        Err(e)
+                    }
+                };
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            st = self
+                .pool_freed
+                .wait_timeout(st, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Registers a sealed fresh segment; returns its id.
+    pub(crate) fn add_fresh(&self, fd: OwnedFd) -> SegmentId {
+        let id = SegmentId(self.next_fresh.fetch_add(1, Ordering::Relaxed));
+        lock(&self.fresh).insert(id, Arc::new(fd));
+        id
+    }
+}
+
+fn create_pool_segment(size: usize) -> std::io::Result<PoolSegment> {
+    let segment = Segment::create("ipc-pubsub-pool", size)?;
+    let map = segment.map_rw()?;
+    // The writer keeps its mapping; nobody else may write, grow or shrink it.
+    segment.seal(SealSet::POOLED)?;
+    Ok(PoolSegment { segment, map })
+}
+
+/// A writable buffer for one message, sent without a copy: see
+/// [`Publisher::loan`](crate::Publisher::loan).
+pub struct Loan {
+    pub(crate) kind: LoanKind,
+    pub(crate) len: usize,
+}
+
+pub(crate) enum LoanKind {
+    Inline(Vec<u8>),
+    Pooled {
+        segment: SegmentId,
+        seg: Arc<PoolSegment>,
+    },
+    Fresh {
+        segment: Segment,
+        map: MappingMut,
+    },
+}
+
+impl fmt::Debug for Loan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = match self.kind {
+            LoanKind::Inline(_) => "inline",
+            LoanKind::Pooled { .. } => "pooled",
+            LoanKind::Fresh { .. } => "fresh",
+        };
+        f.debug_struct("Loan")
+            .field("len", &self.len)
+            .field("mode", &mode)
+            .finish()
+    }
+}
+
+impl Deref for Loan {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.kind {
+            LoanKind::Inline(v) => v,
+            LoanKind::Pooled { seg, .. } => &seg.map[..self.len],
+            LoanKind::Fresh { map, .. } => &map[..self.len],
+        }
+    }
+}
+
+impl DerefMut for Loan {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match &mut self.kind {
+            LoanKind::Inline(v) => v,
+            LoanKind::Pooled { seg, .. } => {
+                let ptr = NonNull::from(&seg.map[..]).cast::<u8>();
+                // SAFETY: the pool hands a segment to one loan at a time, and takes it back only
+                // when the data plane releases it, after this loan was sent (consumed) or
+                // dropped. No other reference to these bytes exists in this process while the
+                // loan lives; subscribers only read the segment after the loan is sent. The
+                // mapping outlives the loan (the loan holds an `Arc` of the segment), and `len`
+                // is within the mapping (the pool's class is at least `len`).
+                unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), self.len) }
+            }
+            LoanKind::Fresh { map, .. } => &mut map[..self.len],
+        }
+    }
+}
+
+/// Gives received pooled ranges back to their publisher when the last message using them goes.
+pub(crate) struct ReleaseGuard {
+    peer: PeerId,
+    slot: SlotRef,
+    mailbox: Arc<Mailbox>,
+}
+
+impl Drop for ReleaseGuard {
+    fn drop(&mut self) {
+        self.mailbox.release(self.peer, self.slot);
+    }
+}
+
+/// Requests from any thread that the I/O thread picks up when woken: ranges to give back,
+/// links to resume reading.
+#[derive(Debug)]
+pub(crate) struct Mailbox {
+    waker: Arc<Waker>,
+    releases: Mutex<Vec<(PeerId, SlotRef)>>,
+    resume: Mutex<Vec<PeerId>>,
+}
+
+impl Mailbox {
+    pub(crate) fn new(waker: Arc<Waker>) -> Self {
+        Self {
+            waker,
+            releases: Mutex::new(Vec::new()),
+            resume: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn release(&self, peer: PeerId, slot: SlotRef) {
+        let first = {
+            let mut r = lock(&self.releases);
+            r.push((peer, slot));
+            r.len() == 1
+        };
+        // One wakeup per batch: the I/O thread takes them all.
+        if first {
+            let _ = self.waker.wake();
+        }
+    }
+
+    fn resume(&self, peer: PeerId) {
+        lock(&self.resume).push(peer);
+        let _ = self.waker.wake();
+    }
+
+    /// What to give back, grouped by link.
+    pub(crate) fn take_releases(&self) -> BTreeMap<PeerId, Vec<SlotRef>> {
+        let mut out: BTreeMap<PeerId, Vec<SlotRef>> = BTreeMap::new();
+        for (peer, slot) in lock(&self.releases).drain(..) {
+            out.entry(peer).or_default().push(slot);
+        }
+        out
+    }
+
+    pub(crate) fn take_resumes(&self) -> Vec<PeerId> {
+        std::mem::take(&mut *lock(&self.resume))
+    }
+}
+
+pub(crate) enum Payload {
+    Inline(Vec<u8>),
+    Mapped {
+        map: Arc<Mapping>,
+        start: usize,
+        len: usize,
+        _release: Option<Arc<ReleaseGuard>>,
+    },
+}
+
+/// A message received on a subscription.
+///
+/// It derefs to the payload's bytes. A payload that came in a memfd is mapped read-only and
+/// borrowed, not copied; the mapping is released when the last clone of the message is dropped
+/// (and a pooled range is given back to its publisher then).
+///
+/// A pooled payload is immutable by protocol, not by the kernel: a publisher never rewrites a
+/// range a subscriber holds, but a buggy or hostile publisher of the same uid could. Use
+/// [`SendMode::Fresh`] (kernel-sealed) where publishers are not trusted.
+#[derive(Clone)]
+pub struct Message {
+    pub(crate) topic: Arc<str>,
+    pub(crate) publisher: NodeId,
+    pub(crate) seq: u64,
+    pub(crate) mode: ipc_proto::data::Mode,
+    pub(crate) payload: Arc<Payload>,
+}
+
+impl Message {
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The publishing node.
+    pub fn publisher(&self) -> NodeId {
+        self.publisher
+    }
+
+    /// The publisher's sequence number for this topic (from 1; a gap is a dropped message).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The payload's length.
+    pub fn len(&self) -> usize {
+        self.as_ref().len()
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How the payload travelled: `inline`, `fresh` or `pooled`.
+    pub fn via(&self) -> &'static str {
+        self.mode.name()
+    }
+}
+
+impl AsRef<[u8]> for Message {
+    fn as_ref(&self) -> &[u8] {
+        match &*self.payload {
+            Payload::Inline(v) => v,
+            Payload::Mapped {
+                map, start, len, ..
+            } => &map[*start..*start + *len],
+        }
+    }
+}
+
+impl Deref for Message {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_ref()
+    }
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("topic", &self.topic)
+            .field("publisher", &self.publisher)
+            .field("seq", &self.seq)
+            .field("len", &self.len())
+            .field("via", &self.via())
+            .finish()
+    }
+}
+
+impl Message {
+    pub(crate) fn inline(topic: Arc<str>, publisher: NodeId, seq: u64, bytes: Vec<u8>) -> Self {
+        let mode = ipc_proto::data::Mode::Inline;
+        Self {
+            topic,
+            publisher,
+            seq,
+            mode,
+            payload: Arc::new(Payload::Inline(bytes)),
+        }
+    }
+
+    pub(crate) fn mapped(
+        topic: Arc<str>,
+        publisher: NodeId,
+        seq: u64,
+        mode: ipc_proto::data::Mode,
+        map: Arc<Mapping>,
+        (start, len): (usize, usize),
+        release: Option<(PeerId, SlotRef, Arc<Mailbox>)>,
+    ) -> Self {
+        let release = release.map(|(peer, slot, mailbox)| {
+            Arc::new(ReleaseGuard {
+                peer,
+                slot,
+                mailbox,
+            })
+        });
+        let payload = Arc::new(Payload::Mapped {
+            map,
+            start,
+            len,
+            _release: release,
+        });
+        Self {
+            topic,
+            publisher,
+            seq,
+            mode,
+            payload,
+        }
+    }
+}
+
+/// What happened to a message offered to a subscription's queue.
+pub(crate) enum Offered {
+    Queued,
+    /// Queued, and the queue is now full under `Block`: stop reading this link until it drains.
+    QueuedFull,
+    Dropped,
+}
+
+#[derive(Debug)]
+struct Queue {
+    messages: VecDeque<Message>,
+    received: u64,
+    dropped: u64,
+    closed: bool,
+    /// Links paused because this queue filled under `Block`.
+    paused: Vec<PeerId>,
+}
+
+/// A subscription's queue, shared by the I/O thread (which fills it) and the application.
+#[derive(Debug)]
+pub(crate) struct SubQueue {
+    pub(crate) options: SubscriptionOptions,
+    queue: Mutex<Queue>,
+    ready: Condvar,
+    mailbox: Arc<Mailbox>,
+}
+
+impl SubQueue {
+    pub(crate) fn new(options: SubscriptionOptions, mailbox: Arc<Mailbox>) -> Self {
+        let queue = Queue {
+            messages: VecDeque::new(),
+            received: 0,
+            dropped: 0,
+            closed: false,
+            paused: Vec::new(),
+        };
+        Self {
+            options,
+            queue: Mutex::new(queue),
+            ready: Condvar::new(),
+            mailbox,
+        }
+    }
+
+    /// The I/O thread offers a message that came on `peer`.
+    pub(crate) fn offer(&self, msg: Message, peer: PeerId) -> Offered {
+        let depth = self.options.depth.max(1) as usize;
+        let mut q = lock(&self.queue);
+        let result = if q.messages.len() < depth {
+            q.messages.push_back(msg);
+            if q.messages.len() >= depth && matches!(self.options.policy, Policy::Block { .. }) {
+                q.paused.push(peer);
+                Offered::QueuedFull
+            } else {
+                Offered::Queued
+            }
+        } else {
+            match self.options.policy {
+                // Only what came before the pause can be here: take it, and keep the link paused.
+                Policy::Block { .. } => {
+                    q.messages.push_back(msg);
+                    q.paused.push(peer);
+                    Offered::QueuedFull
+                }
+                Policy::DropOldest => {
+                    q.messages.pop_front();
+                    q.messages.push_back(msg);
+                    q.dropped += 1;
+                    Offered::Queued
+                }
+                Policy::DropNewest => {
+                    q.dropped += 1;
+                    Offered::Dropped
+                }
+            }
+        };
+        if !matches!(result, Offered::Dropped) {
+            q.received += 1;
+        }
+        drop(q);
+        self.ready.notify_one();
+        result
+    }
+
+    /// No more messages will come (the subscription or the node is closing).
+    pub(crate) fn close(&self) {
+        lock(&self.queue).closed = true;
+        self.ready.notify_all();
+    }
+
+    fn take(&self, q: &mut Queue) -> Option<Message> {
+        let m = q.messages.pop_front()?;
+        let depth = self.options.depth.max(1) as usize;
+        if q.messages.len() < depth && !q.paused.is_empty() {
+            for peer in q.paused.drain(..) {
+                self.mailbox.resume(peer);
+            }
+        }
+        Some(m)
+    }
+
+    pub(crate) fn try_recv(&self) -> Option<Message> {
+        let mut q = lock(&self.queue);
+        self.take(&mut q)
+    }
+
+    pub(crate) fn recv_deadline(&self, deadline: Option<Instant>) -> Option<Message> {
+        let mut q = lock(&self.queue);
+        loop {
+            if let Some(m) = self.take(&mut q) {
+                return Some(m);
+            }
+            if q.closed {
+                return None;
+            }
+            match deadline {
+                None => q = self.ready.wait(q).unwrap_or_else(PoisonError::into_inner),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    q = self
+                        .ready
+                        .wait_timeout(q, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+            }
+        }
+    }
+
+    /// (messages received, dropped by this queue's policy, queued now)
+    pub(crate) fn counters(&self) -> (u64, u64, usize) {
+        let q = lock(&self.queue);
+        (q.received, q.dropped, q.messages.len())
+    }
+}

@@ -1,0 +1,353 @@
+//! The payload API: publishers, subscriptions, bus channels.
+
+use std::fmt;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use ipc_proto::SpokeCmd;
+use ipc_proto::data::{DataCmd, Payload};
+
+use crate::data::{Loan, LoanKind, Message, Outgoing, PublisherOptions, SendMode, SubQueue};
+use crate::error::DriverError;
+use crate::reactor::Request;
+use crate::sys::memfd::{SealSet, Segment};
+use crate::sys::poll::Waker;
+
+/// What publishers and subscriptions need of their node: its request channel and wakeup.
+#[derive(Clone)]
+pub(crate) struct Handle {
+    pub(crate) requests: Sender<Request>,
+    pub(crate) waker: Arc<Waker>,
+    pub(crate) outgoing: Arc<Outgoing>,
+    /// Whether the group is open only to this uid (pooled payloads by default).
+    pub(crate) private: bool,
+}
+
+impl Handle {
+    pub(crate) fn send(&self, r: Request) -> Result<(), DriverError> {
+        self.requests
+            .send(r)
+            .map_err(|_| DriverError::Stopped("the node has stopped".into()))?;
+        self.waker.wake()?;
+        Ok(())
+    }
+
+    /// A topology command whose answer is not awaited (its errors were checked before).
+    fn cmd(&self, cmd: SpokeCmd) -> Result<(), DriverError> {
+        let (reply, rx) = std::sync::mpsc::sync_channel(1);
+        self.send(Request::Cmd(cmd, reply))?;
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(DriverError::Stopped("the node did not answer".into())),
+        }
+    }
+}
+
+/// Publishes messages on one topic: created by [`Node::publisher`](crate::Node::publisher),
+/// which announces the topic; dropping it retracts the topic.
+///
+/// Payloads go point to point to every node subscribed to the topic, never through the hub:
+/// inline in the socket record up to [`PublisherOptions::inline_max`], larger ones in a memfd
+/// whose fd is passed with `SCM_RIGHTS` ([`SendMode`]).
+///
+/// ```no_run
+/// # fn main() -> Result<(), ipc_driver_std::DriverError> {
+/// let node = ipc_driver_std::Node::builder("camera").group("robot").join()?;
+/// let frames = node.publisher("frames", "image/x-raw")?;
+/// frames.publish(b"small: inline")?;
+/// let mut loan = frames.loan(4 << 20)?;   // written in place, sent without a copy
+/// loan.fill(0x7f);
+/// frames.send(loan)?;
+/// # Ok(()) }
+/// ```
+pub struct Publisher {
+    handle: Handle,
+    topic: String,
+    options: PublisherOptions,
+}
+
+impl fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Publisher")
+            .field("topic", &self.topic)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl Publisher {
+    pub(crate) fn new(
+        handle: Handle,
+        topic: &str,
+        mime: &str,
+        options: PublisherOptions,
+    ) -> Result<Self, DriverError> {
+        handle.cmd(SpokeCmd::Announce {
+            topic: topic.into(),
+            mime: mime.into(),
+        })?;
+        handle.send(Request::Data(DataCmd::Advertise {
+            topic: topic.into(),
+        }))?;
+        Ok(Self {
+            handle,
+            topic: topic.into(),
+            options,
+        })
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// How a payload of `len` bytes travels.
+    pub fn mode_for(&self, len: usize) -> SendMode {
+        match self.options.mode {
+            SendMode::Auto if len <= self.options.inline_max => SendMode::Inline,
+            SendMode::Auto if self.handle.private => SendMode::Pooled,
+            SendMode::Auto => SendMode::Fresh,
+            other => other,
+        }
+    }
+
+    /// Publishes a copy of `data`.
+    ///
+    /// Returns once the message is handed to the node's I/O thread. If a subscriber with a
+    /// `Block` policy is full, waits for room up to that subscriber's timeout first; after it,
+    /// the message is dropped for that subscriber only.
+    pub fn publish(&self, data: &[u8]) -> Result<(), DriverError> {
+        let mut loan = self.loan(data.len())?;
+        loan.copy_from_slice(data);
+        self.send(loan)
+    }
+
+    /// A writable buffer of `len` bytes for the next message, sent without a copy by
+    /// [`send`](Self::send). Pooled: a pool segment; fresh: a new memfd; inline: a buffer.
+    pub fn loan(&self, len: usize) -> Result<Loan, DriverError> {
+        let kind = match self.mode_for(len) {
+            SendMode::Inline => {
+                if len > self.options.inline_max {
+                    return Err(too_large(len, self.options.inline_max));
+                }
+                LoanKind::Inline(vec![0; len])
+            }
+            SendMode::Pooled => match self
+                .handle
+                .outgoing
+                .pool_slot(len, self.options.pool_wait)?
+            {
+                Some((segment, seg)) => LoanKind::Pooled { segment, seg },
+                // The pool is at its bound and nothing came back in time: this one goes fresh.
+                None => fresh_loan(len)?,
+            },
+            _ => fresh_loan(len)?,
+        };
+        Ok(Loan { kind, len })
+    }
+
+    /// Sends a loan's buffer as the next message (see [`publish`](Self::publish)).
+    pub fn send(&self, loan: Loan) -> Result<(), DriverError> {
+        let expired = self.handle.outgoing.admit(&self.topic);
+        let len = loan.len;
+        let payload = match loan.kind {
+            LoanKind::Inline(bytes) => Payload::Inline(bytes),
+            LoanKind::Pooled { segment, seg } => {
+                let size = seg_size(&seg);
+                Payload::Pooled {
+                    segment,
+                    size,
+                    offset: 0,
+                    len: len as u64,
+                }
+            }
+            LoanKind::Fresh { segment, map } => {
+                drop(map);
+                segment.seal(SealSet::FRESH)?;
+                let id = self.handle.outgoing.add_fresh(segment.into_fd());
+                Payload::Fresh {
+                    segment: id,
+                    len: len as u64,
+                }
+            }
+        };
+        self.handle.send(Request::Data(DataCmd::Publish {
+            topic: self.topic.clone(),
+            payload,
+            expired,
+        }))
+    }
+}
+
+fn seg_size(seg: &crate::data::PoolSegment) -> u64 {
+    seg.len() as u64
+}
+
+fn fresh_loan(len: usize) -> Result<LoanKind, DriverError> {
+    let segment = Segment::create("ipc-pubsub-fresh", len)?;
+    let map = segment.map_rw()?;
+    Ok(LoanKind::Fresh { segment, map })
+}
+
+fn too_large(len: usize, max: usize) -> DriverError {
+    DriverError::Io(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("a payload of {len} bytes exceeds the inline maximum of {max}"),
+    ))
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let _ = self.handle.send(Request::Data(DataCmd::Withdraw {
+            topic: self.topic.clone(),
+        }));
+        let (reply, _rx) = std::sync::mpsc::sync_channel(1);
+        let _ = self.handle.send(Request::Cmd(
+            SpokeCmd::Retract {
+                topic: self.topic.clone(),
+            },
+            reply,
+        ));
+    }
+}
+
+/// Receives the messages of one topic: created by
+/// [`Node::subscription`](crate::Node::subscription), which subscribes to the topic; dropping
+/// it unsubscribes.
+///
+/// Messages from each publisher arrive in order. The queue holds
+/// [`SubscriptionOptions::depth`](crate::SubscriptionOptions::depth) messages and applies the
+/// subscription's policy when full: `Block` holds publishers back (lossless), `DropOldest` and
+/// `DropNewest` drop. Iterating blocks until the next message and ends when the node leaves.
+pub struct Subscription {
+    handle: Handle,
+    topic: Arc<str>,
+    queue: Arc<SubQueue>,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    pub(crate) fn new(handle: Handle, topic: &str, queue: SubQueue) -> Result<Self, DriverError> {
+        let topic: Arc<str> = Arc::from(topic);
+        let queue = Arc::new(queue);
+        handle.send(Request::Take(Arc::clone(&topic), Arc::clone(&queue)))?;
+        handle.cmd(SpokeCmd::Subscribe {
+            topic: topic.to_string(),
+        })?;
+        Ok(Self {
+            handle,
+            topic,
+            queue,
+        })
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The next message if one is queued.
+    pub fn try_recv(&self) -> Option<Message> {
+        self.queue.try_recv()
+    }
+
+    /// The next message, waiting for it; `None` once the node has left.
+    pub fn recv(&self) -> Option<Message> {
+        self.queue.recv_deadline(None)
+    }
+
+    /// The next message, waiting at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Message> {
+        self.queue.recv_deadline(Some(Instant::now() + timeout))
+    }
+
+    /// Messages received, messages this subscription's policy dropped, and messages queued.
+    pub fn counters(&self) -> (u64, u64, usize) {
+        self.queue.counters()
+    }
+}
+
+impl Iterator for &Subscription {
+    type Item = Message;
+
+    fn next(&mut self) -> Option<Message> {
+        self.recv()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.queue.close();
+        let weak: Weak<SubQueue> = Arc::downgrade(&self.queue);
+        let _ = self
+            .handle
+            .send(Request::Drop(Arc::clone(&self.topic), weak));
+        let (reply, _rx) = std::sync::mpsc::sync_channel(1);
+        let _ = self.handle.send(Request::Cmd(
+            SpokeCmd::Unsubscribe {
+                topic: self.topic.to_string(),
+            },
+            reply,
+        ));
+    }
+}
+
+/// A bus channel: every member's message reaches every other member, never the sender.
+///
+/// A channel `name` is the topic `bus:<name>`: every member publishes and subscribes to it, and a
+/// node never receives its own messages. Members come and go with the group's topology; a hung
+/// member leaves with the keepalive.
+pub struct Bus {
+    publisher: Publisher,
+    subscription: Subscription,
+}
+
+impl fmt::Debug for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bus")
+            .field("topic", &self.publisher.topic)
+            .finish()
+    }
+}
+
+/// The topic of bus channel `name`.
+pub fn bus_topic(name: &str) -> String {
+    format!("bus:{name}")
+}
+
+impl Bus {
+    pub(crate) fn new(publisher: Publisher, subscription: Subscription) -> Self {
+        Self {
+            publisher,
+            subscription,
+        }
+    }
+
+    /// Sends `data` to every other member.
+    pub fn send(&self, data: &[u8]) -> Result<(), DriverError> {
+        self.publisher.publish(data)
+    }
+
+    /// The next message from another member; `None` once the node has left.
+    pub fn recv(&self) -> Option<Message> {
+        self.subscription.recv()
+    }
+
+    /// The next message, waiting at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Message> {
+        self.subscription.recv_timeout(timeout)
+    }
+
+    /// The next message if one is queued.
+    pub fn try_recv(&self) -> Option<Message> {
+        self.subscription.try_recv()
+    }
+}

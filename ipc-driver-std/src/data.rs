@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use ipc_proto::data::{Pool, SegmentId};
+use ipc_proto::data::{Pool, Room, SegmentId};
 use ipc_proto::wire::{Policy, SlotRef};
 use ipc_proto::{NodeId, PeerId};
 
@@ -27,6 +27,22 @@ pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Ids of fresh segments start here; pool segments below.
 const FRESH_IDS: u64 = 1 << 48;
+
+/// Most messages of one topic a publisher may hand to the I/O thread ahead of it: what bounds
+/// the memory between a fast publisher and its own I/O thread, whatever the subscribers' terms.
+const WINDOW: u32 = 256;
+
+/// A pool segment free for this long is destroyed (its subscribers unmap it).
+pub(crate) const POOL_IDLE: Duration = Duration::from_secs(1);
+
+/// Publishing credit of one topic.
+#[derive(Debug, Default)]
+struct Credit {
+    /// What the `Block` subscribers can still take, as the data plane last said.
+    room: Option<Room>,
+    /// Messages handed to the I/O thread and not yet processed by it.
+    pending: u32,
+}
 
 /// How a publisher sends its payloads.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Default)]
@@ -172,9 +188,15 @@ pub(crate) struct Outgoing {
     pool_freed: Condvar,
     fresh: Mutex<BTreeMap<SegmentId, Arc<OwnedFd>>>,
     next_fresh: AtomicU64,
-    /// Topics whose publishers must wait, and for how long at most.
-    blocked: Mutex<BTreeMap<String, Duration>>,
-    unblocked: Condvar,
+    credits: Mutex<Credits>,
+    credit_changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Credits {
+    topics: BTreeMap<String, Credit>,
+    /// The I/O thread has stopped: nobody will hand out credit any more.
+    closed: bool,
 }
 
 impl Outgoing {
@@ -187,8 +209,8 @@ impl Outgoing {
             pool_freed: Condvar::new(),
             fresh: Mutex::new(BTreeMap::new()),
             next_fresh: AtomicU64::new(FRESH_IDS),
-            blocked: Mutex::new(BTreeMap::new()),
-            unblocked: Condvar::new(),
+            credits: Mutex::new(Credits::default()),
+            credit_changed: Condvar::new(),
         }
     }
 
@@ -211,46 +233,81 @@ impl Outgoing {
         if id.0 >= FRESH_IDS {
             return lock(&self.fresh).remove(&id).is_some();
         }
-        let freed = lock(&self.pool).pool.free(id);
+        let freed = lock(&self.pool).pool.free(id, Instant::now());
         if freed {
             self.pool_freed.notify_all();
         }
         freed
     }
 
-    /// Records which topics must wait (from the data plane's reports).
-    pub(crate) fn set_blocked(&self, topic: String, until: Option<Duration>) {
-        let mut b = lock(&self.blocked);
-        match until {
-            Some(d) => {
-                b.insert(topic, d);
-            }
-            None => {
-                b.remove(&topic);
-                self.unblocked.notify_all();
-            }
+    /// Destroys pool segments idle for [`POOL_IDLE`]; returns them, for the data plane to
+    /// retire on the links they were offered to.
+    pub(crate) fn trim(&self, now: Instant) -> Vec<SegmentId> {
+        let mut st = lock(&self.pool);
+        let gone = st.pool.trim(now, POOL_IDLE);
+        for id in &gone {
+            st.segments.remove(id);
         }
+        gone
     }
 
-    /// Waits while `topic` is held back by a `Block` subscriber; returns whether the wait ran
-    /// out (the message is then dropped for the subscribers still full).
+    /// When [`trim`](Self::trim) has work next.
+    pub(crate) fn next_trim(&self) -> Option<Instant> {
+        lock(&self.pool).pool.oldest_free().map(|t| t + POOL_IDLE)
+    }
+
+    /// Records what the `Block` subscribers of `topic` can still take.
+    pub(crate) fn set_room(&self, topic: String, room: Option<Room>) {
+        lock(&self.credits).topics.entry(topic).or_default().room = room;
+        self.credit_changed.notify_all();
+    }
+
+    /// The I/O thread processed one message of `topic`.
+    pub(crate) fn processed(&self, topic: &str) {
+        if let Some(c) = lock(&self.credits).topics.get_mut(topic) {
+            c.pending = c.pending.saturating_sub(1);
+        }
+        self.credit_changed.notify_all();
+    }
+
+    /// The I/O thread stopped: publishers stop waiting.
+    pub(crate) fn close(&self) {
+        lock(&self.credits).closed = true;
+        self.credit_changed.notify_all();
+    }
+
+    /// Takes one credit to publish on `topic`: waits while the I/O thread is a full window
+    /// behind, then while a `Block` subscriber has no room, up to its timeout. Returns whether
+    /// that wait ran out (the message is then dropped for the subscribers still full).
     pub(crate) fn admit(&self, topic: &str) -> bool {
+        let mut c = lock(&self.credits);
+        let entry = |c: &mut Credits| c.topics.entry(topic.to_string()).or_default().pending;
+        while !c.closed && entry(&mut c) >= WINDOW {
+            c = self
+                .credit_changed
+                .wait(c)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
         let start = Instant::now();
-        let mut b = lock(&self.blocked);
-        loop {
-            let Some(&limit) = b.get(topic) else {
-                return false;
-            };
-            let left = limit.saturating_sub(start.elapsed());
-            if left.is_zero() {
-                return true;
+        let expired = loop {
+            let closed = c.closed;
+            let credit = c.topics.entry(topic.to_string()).or_default();
+            let Some(room) = credit.room else { break false };
+            if closed || credit.pending < room.messages {
+                break false;
             }
-            b = self
-                .unblocked
-                .wait_timeout(b, left)
+            let left = room.timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                break true;
+            }
+            c = self
+                .credit_changed
+                .wait_timeout(c, left)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
-        }
+        };
+        c.topics.entry(topic.to_string()).or_default().pending += 1;
+        expired
     }
 
     /// A pool segment for `len` bytes, waiting up to `wait` for one to come back when the pool
@@ -285,7 +342,7 @@ impl Outgoing {
                     Err(e) => {
                         // Give the id back unused; the pool counts it as created, so the bound
                         // stays conservative.
-                        st.pool.free(slot.segment);
+                        st.pool.free(slot.segment, Instant::now());
                         Err(e)
                     }
                 };
@@ -300,6 +357,16 @@ impl Outgoing {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
+    }
+
+    /// Bytes of pool segments created.
+    pub(crate) fn pool_bytes(&self) -> u64 {
+        lock(&self.pool).pool.bytes()
+    }
+
+    /// Pool segments handed out and not back yet, and fresh segments not released yet.
+    pub(crate) fn in_use(&self) -> (usize, usize) {
+        (lock(&self.pool).pool.busy(), lock(&self.fresh).len())
     }
 
     /// Registers a sealed fresh segment; returns its id.

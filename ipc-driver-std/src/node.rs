@@ -498,6 +498,19 @@ impl Node {
         rx.recv_timeout(REPLY_TIMEOUT).map_err(|_| self.stopped())
     }
 
+    /// This node's publishing memory in use: pool segments lent to subscribers (or loans) and
+    /// not back yet, and fresh segments not sent yet. Both return to 0 once every subscriber
+    /// has dropped what it received, or has gone.
+    pub fn segments_in_use(&self) -> (usize, usize) {
+        self.handle.outgoing.in_use()
+    }
+
+    /// Bytes of pool segments this node has created (they are reused; the pool never shrinks
+    /// below what it reached, and never grows past [`NodeBuilder::pool_bytes`]).
+    pub fn pool_bytes(&self) -> u64 {
+        self.handle.outgoing.pool_bytes()
+    }
+
     /// Leaves the group gracefully and waits for the node's threads to finish. Dropping the
     /// node does the same.
     pub fn leave(mut self) -> Result<(), DriverError> {

@@ -233,6 +233,7 @@ impl Reactor {
         for queue in self.subs.values().flatten() {
             queue.close();
         }
+        self.outgoing.close();
         {
             let mut s = self.shared.lock();
             s.stopped = Some(why);
@@ -275,6 +276,7 @@ impl Reactor {
             self.spoke.poll_timeout(),
             self.hub.as_ref().and_then(Hub::poll_timeout),
             self.data.poll_timeout(),
+            self.outgoing.next_trim(),
         ];
         let closing = self.links.iter().filter_map(|(_, l)| l.closing);
         let leaving = self
@@ -324,7 +326,18 @@ impl Reactor {
                 }
                 Ok(Request::Events(sink)) => self.sinks.push(sink),
                 Ok(Request::Leave(reply)) => self.start_leaving(now, reply),
-                Ok(Request::Data(cmd)) => self.feed_data(now, DataInput::Cmd(cmd)),
+                Ok(Request::Data(cmd)) => {
+                    let published = match &cmd {
+                        DataCmd::Publish { topic, .. } => Some(topic.clone()),
+                        _ => None,
+                    };
+                    self.feed_data(now, DataInput::Cmd(cmd));
+                    if let Some(topic) = published {
+                        // Its room is accounted for now: the publisher's credit comes back.
+                        self.pump(now)?;
+                        self.outgoing.processed(&topic);
+                    }
+                }
                 Ok(Request::Take(topic, queue)) => {
                     let terms = Terms {
                         policy: queue.options.policy,
@@ -397,6 +410,11 @@ impl Reactor {
         }
         if self.data.poll_timeout().is_some_and(|t| t <= now) {
             self.data.handle_timeout(now);
+        }
+        if self.outgoing.next_trim().is_some_and(|t| t <= now) {
+            for segment in self.outgoing.trim(now) {
+                self.feed_data(now, DataInput::Cmd(DataCmd::Retire { segment }));
+            }
         }
         let overdue: Vec<usize> = self
             .links
@@ -554,9 +572,7 @@ impl Reactor {
                     self.received.remove(&seg);
                 }
             }
-            DataOutput::Evt(DataEvt::Blocked { topic, until }) => {
-                self.outgoing.set_blocked(topic, until)
-            }
+            DataOutput::Evt(DataEvt::Room { topic, room }) => self.outgoing.set_room(topic, room),
             DataOutput::Evt(DataEvt::PeerMisbehaved { peer, reason }) => {
                 warn!(%peer, %reason, "disconnected a data link that broke the protocol");
             }
@@ -940,13 +956,14 @@ impl Reactor {
         match socket::recv_record(link.fd.as_fd(), &mut self.data_buf, &mut fds, MAX_FDS) {
             Ok(Recv::Data {
                 len,
+                record_len,
                 truncated,
                 fds_truncated,
                 ..
             }) => {
                 if truncated || fds_truncated {
-                    warn!(%peer, truncated, fds_truncated, "malformed data record: closing");
-                    self.drop_link(now, key);
+                    let reason = format!("record of {record_len} bytes or more than {MAX_FDS} fds");
+                    self.reject(now, key, reason);
                     return false;
                 }
                 let mut segments = Vec::with_capacity(fds.len());
@@ -976,11 +993,14 @@ impl Reactor {
                             );
                         }
                         Err(e) => {
-                            warn!(%peer, error = %e, "received fd is not a usable memfd: closing");
                             for s in segments {
                                 self.received.remove(&s.segment);
                             }
-                            self.drop_link(now, key);
+                            self.reject(
+                                now,
+                                key,
+                                format!("a received fd is not a usable memfd: {e}"),
+                            );
                             return false;
                         }
                     }
@@ -1010,6 +1030,20 @@ impl Reactor {
                 self.drop_link(now, key);
                 false
             }
+        }
+    }
+
+    /// The driver refused what a data link sent: the data plane closes it as a violation.
+    fn reject(&mut self, now: Instant, key: usize, reason: String) {
+        let peer = self.links[key].peer;
+        self.feed_data(now, DataInput::Rejected { peer, reason });
+        // The data plane asked for a disconnect; nothing more is read from the link.
+        while let Some(out) = self.data.poll_output() {
+            self.on_data_output(now, out);
+        }
+        if let Some(link) = self.links.get_mut(key) {
+            link.paused = true;
+            self.update_interest(key);
         }
     }
 

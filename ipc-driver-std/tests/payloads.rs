@@ -294,3 +294,48 @@ fn drop_newest_keeps_the_first_and_counts_the_rest() {
         "the oldest eight are kept"
     );
 }
+
+#[test]
+fn a_subscriber_that_goes_away_holding_segments_gives_them_back() {
+    let g = group();
+    let p = Node::builder("pub").group(&g).join().expect("join");
+    let s = Node::builder("sub").group(&g).join().expect("join");
+    let subscription = s
+        .subscription("t", SubscriptionOptions::drop_oldest(1000))
+        .expect("subscribe");
+    let options = PublisherOptions {
+        mode: SendMode::Pooled,
+        ..PublisherOptions::default()
+    };
+    let publisher = p.publisher_with("t", "x", options).expect("publisher");
+    let sid = s.id();
+    p.wait_view(WAIT, |v| {
+        v.node(sid).is_some_and(|n| n.subscribes.contains_key("t"))
+    })
+    .expect("routed");
+    for _ in 0..20 {
+        publisher.publish(&[7; 100_000]).expect("publish");
+    }
+    let held: Vec<_> = (0..20)
+        .map(|_| subscription.recv_timeout(WAIT).expect("delivered"))
+        .collect();
+    assert_eq!(
+        p.segments_in_use().0,
+        20,
+        "every segment is held by the subscriber"
+    );
+    // The subscriber's node leaves while its application still holds the messages.
+    drop(subscription);
+    drop(s);
+    let deadline = std::time::Instant::now() + WAIT;
+    while p.segments_in_use().0 > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "segments came back: {:?}",
+            p.segments_in_use()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // What the application holds stays readable: the mappings are its own.
+    assert!(held.iter().all(|m| m.iter().all(|&b| b == 7)));
+}

@@ -19,9 +19,11 @@
 //! for pooled payloads, until the subscriber releases the range. When `depth` messages are in
 //! flight the subscriber's [`Policy`] applies: `DropNewest` drops the new message for it,
 //! `DropOldest` drops its oldest message still queued here (or the new one when none is
-//! queued), and `Block` holds the publisher back: the machine reports the topic as blocked
-//! ([`DataEvt::Blocked`]) and the driver makes publishers wait, up to the subscriber's timeout,
-//! before publishing with `expired` set, which drops the message for the subscribers still full.
+//! queued), and `Block` holds the publisher back: the machine reports each topic's room, the
+//! fewest messages any of its `Block` subscribers can still take ([`DataEvt::Room`]); the driver
+//! lets publishers take that many credits and makes them wait for more, up to the subscriber's
+//! timeout, before publishing with `expired` set, which drops the message for the subscribers
+//! still full.
 //! The subscriber applies its policy again to its own queues; with `Block` it stops reading
 //! the link while the queue is full, which fills the socket, then the publisher's queue.
 
@@ -299,6 +301,11 @@ pub enum DataCmd {
         /// Whether the wait for room ran out.
         expired: bool,
     },
+    /// A pool segment is being destroyed (it was idle): tell the subscribers it was offered to.
+    Retire {
+        /// The segment; no message refers to it any more.
+        segment: SegmentId,
+    },
     /// The application is done with these pooled messages received on `peer`.
     Release {
         /// The link they came on.
@@ -337,6 +344,14 @@ pub enum DataInput<'a> {
     Blocked(PeerId),
     /// The link's socket has room again.
     Writable(PeerId),
+    /// The driver refused what the link sent (a file descriptor that is not a usable memfd, a
+    /// record too large): the link is closed as a protocol violation.
+    Rejected {
+        /// The link.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// What the data plane asks of its driver.
@@ -375,13 +390,12 @@ pub enum DataOutput {
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum DataEvt {
-    /// Whether publishing `topic` must wait (a `Block` subscriber is full) changed.
-    Blocked {
+    /// How many more messages of `topic` its `Block` subscribers can take changed.
+    Room {
         /// The topic.
         topic: String,
-        /// Whether publishers must wait, and up to when (the longest timeout of the full
-        /// subscribers, from now).
-        until: Option<Duration>,
+        /// `None` when no `Block` subscriber takes the topic: no limit.
+        room: Option<Room>,
     },
     /// A link broke the protocol and was closed.
     PeerMisbehaved {
@@ -397,6 +411,16 @@ pub enum DataEvt {
         /// Whether the link is up.
         up: bool,
     },
+}
+
+/// How many more messages a topic's `Block` subscribers can take, and how long a publisher may
+/// wait for more room.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub struct Room {
+    /// Messages the fullest `Block` subscriber can still take.
+    pub messages: u32,
+    /// The longest timeout among the `Block` subscribers.
+    pub timeout: Duration,
 }
 
 /// Bounds on what the data plane holds for its peers.
@@ -528,7 +552,8 @@ pub struct DataPlane {
     refs: BTreeMap<SegmentId, usize>,
     /// Local deliveries of pooled payloads not released yet: (segment, offset) count.
     local_held: BTreeMap<(SegmentId, u64), usize>,
-    blocked: BTreeMap<Arc<str>, Duration>,
+    room: BTreeMap<Arc<str>, Room>,
+    rejected: u64,
     out: VecDeque<DataOutput>,
 }
 
@@ -548,7 +573,8 @@ impl DataPlane {
             in_links: BTreeMap::new(),
             refs: BTreeMap::new(),
             local_held: BTreeMap::new(),
-            blocked: BTreeMap::new(),
+            room: BTreeMap::new(),
+            rejected: 0,
             out: VecDeque::new(),
         }
     }
@@ -557,7 +583,10 @@ impl DataPlane {
 
     /// The counters, for `status`.
     pub fn stats(&self) -> DataStats {
-        let mut s = DataStats::default();
+        let mut s = DataStats {
+            rejected: self.rejected,
+            ..DataStats::default()
+        };
         for l in self.out_links.values() {
             for (topic, c) in &l.counters {
                 s.published.push(TopicStats {
@@ -590,9 +619,9 @@ impl DataPlane {
         self.by_node.keys().copied()
     }
 
-    /// Whether publishing `topic` must wait, and for how long at most.
-    pub fn blocked(&self, topic: &str) -> Option<Duration> {
-        self.blocked.get(topic).copied()
+    /// How many more messages of `topic` its `Block` subscribers can take (`None`: no limit).
+    pub fn room(&self, topic: &str) -> Option<Room> {
+        self.room.get(topic).copied()
     }
 
     /// How many segment references the machine holds (for leak checks).
@@ -621,6 +650,7 @@ impl DataPlane {
                     l.state = OutState::Blocked;
                 }
             }
+            DataInput::Rejected { peer, reason } => self.misbehaved(peer, reason, &[]),
             DataInput::Writable(peer) => {
                 if let Some(l) = self.out_links.get_mut(&peer)
                     && l.state == OutState::Blocked
@@ -730,6 +760,27 @@ impl DataPlane {
                 self.publish(now, topic, payload, expired);
             }
             DataCmd::Release { peer, slots } => self.release_received(peer, slots),
+            DataCmd::Retire { segment } => {
+                let bytes = encode_data(&DataFrame::Retire { id: segment.0 }, &[]);
+                let peers: Vec<PeerId> = self
+                    .out_links
+                    .iter()
+                    .filter(|(_, l)| l.offered.contains(&segment))
+                    .map(|(p, _)| *p)
+                    .collect();
+                for peer in peers {
+                    let l = self.out_links.get_mut(&peer).expect("listed above");
+                    l.offered.remove(&segment);
+                    l.queue.push_back(Queued {
+                        topic: None,
+                        bytes: bytes.clone(),
+                        attach: None,
+                        slot: None,
+                        fresh: None,
+                    });
+                    self.flush(peer);
+                }
+            }
         }
         Ok(())
     }
@@ -1045,12 +1096,12 @@ impl DataPlane {
         }
     }
 
-    /// Recomputes which topics must wait, reporting changes.
+    /// Recomputes each topic's room, reporting changes.
     fn update_blocked(&mut self, _now: Instant) {
         let default = self.config.default_terms;
-        let mut blocked: BTreeMap<Arc<str>, Duration> = BTreeMap::new();
+        let mut room: BTreeMap<Arc<str>, Room> = BTreeMap::new();
         for l in self.out_links.values() {
-            for topic in self.advertised.iter() {
+            for topic in &self.advertised {
                 let subscribed = self
                     .routes
                     .subscribers
@@ -1060,34 +1111,34 @@ impl DataPlane {
                     continue;
                 }
                 let terms = l.terms.get(&**topic).copied().unwrap_or(default);
-                if let Policy::Block { timeout_ms } = terms.policy
-                    && l.in_flight.get(topic).copied().unwrap_or(0) >= terms.depth
-                {
-                    let t = Duration::from_millis(u64::from(timeout_ms));
-                    let e = blocked.entry(Arc::clone(topic)).or_insert(t);
-                    *e = (*e).max(t);
+                if let Policy::Block { timeout_ms } = terms.policy {
+                    let left = terms
+                        .depth
+                        .saturating_sub(l.in_flight.get(topic).copied().unwrap_or(0));
+                    let timeout = Duration::from_millis(u64::from(timeout_ms));
+                    let r = room.entry(Arc::clone(topic)).or_insert(Room {
+                        messages: left,
+                        timeout,
+                    });
+                    r.messages = r.messages.min(left);
+                    r.timeout = r.timeout.max(timeout);
                 }
             }
         }
-        let changed: BTreeSet<Arc<str>> = blocked
+        let changed: BTreeSet<Arc<str>> = room
             .iter()
-            .filter(|(t, d)| self.blocked.get(*t) != Some(d))
+            .filter(|(t, r)| self.room.get(*t) != Some(r))
             .map(|(t, _)| Arc::clone(t))
-            .chain(
-                self.blocked
-                    .keys()
-                    .filter(|t| !blocked.contains_key(*t))
-                    .cloned(),
-            )
+            .chain(self.room.keys().filter(|t| !room.contains_key(*t)).cloned())
             .collect();
         for topic in changed {
-            let until = blocked.get(&topic).copied();
-            self.out.push_back(DataOutput::Evt(DataEvt::Blocked {
+            let r = room.get(&topic).copied();
+            self.out.push_back(DataOutput::Evt(DataEvt::Room {
                 topic: topic.to_string(),
-                until,
+                room: r,
             }));
         }
-        self.blocked = blocked;
+        self.room = room;
     }
 
     // ---- links ----
@@ -1184,6 +1235,7 @@ impl DataPlane {
 
     fn misbehaved(&mut self, peer: PeerId, reason: String, segments: &[ReceivedSegment]) {
         warn!(%peer, %reason, "data link broke the protocol");
+        self.rejected += 1;
         for s in segments {
             self.out.push_back(DataOutput::Release(s.segment));
         }

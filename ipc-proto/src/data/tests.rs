@@ -58,7 +58,7 @@ struct Pair {
     delivered: Vec<Delivery>,
     released_p: Vec<SegmentId>,
     released_s: Vec<SegmentId>,
-    blocked: BTreeMap<String, Option<Duration>>,
+    room: BTreeMap<String, Option<Room>>,
     /// Records the subscriber's driver holds back (its socket is "full").
     hold_s: bool,
     held: Vec<(Vec<u8>, Option<SegmentId>)>,
@@ -82,7 +82,7 @@ impl Pair {
             delivered: Vec::new(),
             released_p: Vec::new(),
             released_s: Vec::new(),
-            blocked: BTreeMap::new(),
+            room: BTreeMap::new(),
             hold_s: false,
             held: Vec::new(),
             misbehaved: Vec::new(),
@@ -159,8 +159,8 @@ impl Pair {
                     }
                     DataOutput::Release(seg) => self.released_p.push(seg),
                     DataOutput::Deliver(d) => self.delivered.push(d),
-                    DataOutput::Evt(DataEvt::Blocked { topic, until }) => {
-                        self.blocked.insert(topic, until);
+                    DataOutput::Evt(DataEvt::Room { topic, room }) => {
+                        self.room.insert(topic, room);
                     }
                     DataOutput::Evt(DataEvt::PeerMisbehaved { reason, .. }) => {
                         self.misbehaved.push(reason)
@@ -386,25 +386,56 @@ fn block_holds_publishers_back_until_the_subscriber_releases() {
         },
         false,
     );
-    t.publish("t", pooled(1));
-    assert_eq!(t.blocked.get("t"), None);
-    t.publish("t", pooled(2));
+    let room = |messages| {
+        Some(Some(Room {
+            messages,
+            timeout: Duration::from_millis(250),
+        }))
+    };
     assert_eq!(
-        t.blocked.get("t"),
-        Some(&Some(Duration::from_millis(250))),
-        "two held: full"
+        t.room.get("t").copied(),
+        room(2),
+        "terms stated: room for two"
     );
-    assert_eq!(t.p.blocked("t"), Some(Duration::from_millis(250)));
+    t.publish("t", pooled(1));
+    assert_eq!(t.room.get("t").copied(), room(1));
+    t.publish("t", pooled(2));
+    assert_eq!(t.room.get("t").copied(), room(0), "two held: full");
+    assert_eq!(t.p.room("t").map(|r| r.messages), Some(0));
     // A publisher that waited its full timeout publishes with `expired`: dropped for the full
     // subscriber, and the pool segment is free at once.
     t.publish_with("t", pooled(3), true);
     assert_eq!(t.seqs(), [1, 2]);
     assert!(t.released_p.contains(&SegmentId(3)));
     t.release_all();
-    assert_eq!(t.blocked.get("t"), Some(&None), "room again");
+    assert_eq!(t.room.get("t").copied(), room(2), "room again");
     t.publish("t", pooled(4));
     assert_eq!(t.seqs(), [4]);
     assert_eq!(t.s.stats().received[0].missed, 1, "seq 3 never came");
+}
+
+#[test]
+fn a_retired_segment_is_unmapped_by_the_subscribers_it_was_offered_to() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    t.publish("t", pooled(8));
+    t.release_all();
+    assert_eq!(t.released_p, [SegmentId(8)], "free again");
+    t.p.handle(
+        t.now,
+        DataInput::Cmd(DataCmd::Retire {
+            segment: SegmentId(8),
+        }),
+    )
+    .expect("retire");
+    t.pump();
+    let received: Vec<SegmentId> = t.recv.keys().copied().collect();
+    assert_eq!(
+        t.released_s, received,
+        "the subscriber lets go of its handle"
+    );
+    // Used again later, it is offered again.
+    t.publish("t", pooled(8));
+    assert_eq!(t.recv.len(), 2);
 }
 
 #[test]

@@ -84,6 +84,8 @@ pub struct DataStats {
     pub published: Vec<TopicStats>,
     /// Per publisher and topic, what this node received.
     pub received: Vec<TopicStats>,
+    /// Records refused as protocol violations (each closed its link).
+    pub rejected: u64,
 }
 
 /// One data-link frame.
@@ -361,6 +363,7 @@ mod tests {
                 ..Default::default()
             }],
             received: vec![],
+            rejected: 2,
         };
         for (f, payload) in [
             (DataFrame::Hello { publisher: node }, &b""[..]),

@@ -1,11 +1,13 @@
-//! The wire protocol between spokes and their hub.
+//! The wire protocols: topology frames between spokes and their hub, data frames on data links.
 //!
 //! A stream of frames, each `[length: u32 LE][tag: u8][body]`, where `length` counts the tag and
 //! the body and is checked against [`Limits::max_frame`] before anything is buffered. Bodies
-//! are serde + bincode 2 (standard configuration: little-endian varints); only [`codec`] knows
-//! that, so the encoding can be swapped without touching the machines. Tags are explicit and
-//! stable ([`frame`] lists them), and the first frame a spoke sends, [`Frame::Hello`], starts
-//! with the protocol version so that a hub can refuse an incompatible peer cleanly.
+//! are serde + bincode 2 (standard configuration: little-endian varints); only this module's
+//! codec knows that, so the encoding can be swapped without touching the machines. Tags are
+//! explicit and stable ([`Frame`] and [`DataFrame`] list them), and the first frame a spoke
+//! sends, [`Frame::Hello`], starts with the protocol version so that a hub can refuse an
+//! incompatible peer cleanly; data links start with [`DataFrame::Hello`], versioned the same
+//! way ([`DATA_VERSION`]).
 //!
 //! Frames may arrive in any chunking ([`Deframer`]); a driver over `SOCK_SEQPACKET` sends each
 //! [`Transmit`](crate::Transmit) as one record, and one transmit never exceeds

@@ -1,0 +1,154 @@
+//! A hand-built publisher sends bad records to a subscriber's data socket: each is dropped and
+//! counted, its fds closed, the link closed, and the subscriber carries on.
+//!
+//! Alone in its test binary: it counts the process's open fds.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use ipc_driver_std::sys::addr::AbstractAddr;
+use ipc_driver_std::sys::memfd::{SealSet, Segment};
+use ipc_driver_std::sys::poll::{Events, Interest, Poller, Token};
+use ipc_driver_std::sys::socket::{self, Recv, Sent};
+use ipc_driver_std::{Node, SubscriptionOptions};
+use ipc_proto::NodeId;
+use ipc_proto::wire::{DataFrame, MessageHeader, encode_data};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn group() -> String {
+    format!("t-{:016x}", getrandom::u64().expect("OS randomness"))
+}
+
+fn fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").expect("procfs").count()
+}
+
+fn send(fd: &OwnedFd, record: &[u8], with: &[std::os::fd::BorrowedFd<'_>]) {
+    assert_eq!(
+        socket::send_record(fd.as_fd(), record, with).expect("send"),
+        Sent::Complete
+    );
+}
+
+/// Waits until the other end closes the link.
+fn closed(fd: &OwnedFd) {
+    let poller = Poller::new().expect("epoll");
+    poller
+        .add(fd.as_fd(), Token(0), Interest::READABLE)
+        .expect("watch");
+    let mut events = Events::with_capacity(2);
+    let deadline = Instant::now() + WAIT;
+    let mut buf = vec![0; 1 << 16];
+    loop {
+        let mut got = Vec::new();
+        match socket::recv_record(fd.as_fd(), &mut buf, &mut got, 4) {
+            Ok(Recv::Closed) | Err(_) => return,
+            Ok(Recv::Data { .. }) => continue,
+            Ok(Recv::WouldBlock) => {}
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "the subscriber did not close the link");
+        poller.wait(&mut events, Some(left)).expect("wait");
+    }
+}
+
+#[test]
+fn bad_records_are_dropped_counted_and_leak_nothing() {
+    let g = group();
+    let sub = Node::builder("sub").group(&g).join().expect("join");
+    let subscription = sub
+        .subscription("t", SubscriptionOptions::default())
+        .expect("subscribe");
+    let addr = sub
+        .view()
+        .node(sub.id())
+        .expect("itself")
+        .info
+        .data_addr
+        .clone();
+    let addr = AbstractAddr::new(addr.trim_start_matches('@').as_bytes()).expect("address");
+    let header = MessageHeader { topic: 1, seq: 1 };
+    let fresh = |len| encode_data(&DataFrame::Fresh { header, len }, &[]);
+    let memfd = |len: usize, seals: SealSet| {
+        let s = Segment::create("bad", len).expect("memfd");
+        if !seals.is_empty() {
+            s.seal(seals).expect("seal");
+        }
+        s.into_fd()
+    };
+    let file = std::fs::File::open("/proc/self/exe").expect("a plain file");
+    let (pipe_r, _pipe_w) = nix::unistd::pipe().expect("pipe");
+    let unsealed = memfd(4096, SealSet::EMPTY);
+    let small = memfd(100, SealSet::FRESH);
+    let ok = memfd(4096, SealSet::FRESH);
+    let before = fds();
+    let cases: Vec<(&str, Vec<u8>, Vec<std::os::fd::BorrowedFd<'_>>)> = vec![
+        ("an unsealed memfd", fresh(10), vec![unsealed.as_fd()]),
+        ("a plain file", fresh(10), vec![file.as_fd()]),
+        ("a pipe", fresh(10), vec![pipe_r.as_fd()]),
+        (
+            "a memfd smaller than claimed",
+            fresh(4096),
+            vec![small.as_fd()],
+        ),
+        (
+            "too many fds",
+            fresh(10),
+            vec![ok.as_fd(), ok.as_fd(), ok.as_fd()],
+        ),
+        (
+            "a notice for an unknown segment",
+            encode_data(
+                &DataFrame::Pooled {
+                    header,
+                    segment: 9,
+                    offset: 0,
+                    len: 1,
+                },
+                &[],
+            ),
+            vec![],
+        ),
+        ("garbage", vec![0xff; 40], vec![]),
+    ];
+    let fake = NodeId::new(0xbad).expect("non-zero");
+    for (i, (what, record, with)) in cases.iter().enumerate() {
+        let link = socket::connect(&addr).expect("connect to the data address");
+        send(
+            &link,
+            &encode_data(&DataFrame::Hello { publisher: fake }, &[]),
+            &[],
+        );
+        send(
+            &link,
+            &encode_data(
+                &DataFrame::Topic {
+                    id: 1,
+                    topic: "t".into(),
+                },
+                &[],
+            ),
+            &[],
+        );
+        send(&link, record, with);
+        closed(&link);
+        let rejected = sub.data_stats().expect("stats").rejected;
+        assert_eq!(rejected, i as u64 + 1, "{what}: counted");
+    }
+    assert!(subscription.try_recv().is_none(), "nothing was delivered");
+    assert_eq!(fds(), before, "every received fd was closed");
+    // The subscriber carries on: a real publisher gets through.
+    let p = Node::builder("pub").group(&g).join().expect("join");
+    let publisher = p.publisher("t", "x").expect("publisher");
+    let sid = sub.id();
+    p.wait_view(WAIT, |v| {
+        v.node(sid).is_some_and(|n| n.subscribes.contains_key("t"))
+    })
+    .expect("routed");
+    publisher.publish(b"still here").expect("publish");
+    assert_eq!(
+        &*subscription.recv_timeout(WAIT).expect("delivered"),
+        b"still here"
+    );
+}

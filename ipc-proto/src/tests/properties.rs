@@ -265,7 +265,8 @@ fn run(schedule: &Schedule) -> Result<Outcome, String> {
             return Err(format!("{}'s history differs from the hub's", n.name));
         }
         let replayed = sim.replay(ix);
-        if replayed.summary() != n.spoke.view().summary() || replayed.hub() != n.spoke.view().hub()
+        if replayed.summary() != n.member.view().summary()
+            || replayed.hub() != n.member.view().hub()
         {
             return Err(format!("{}'s events do not replay to its view", n.name));
         }
@@ -328,8 +329,8 @@ fn run_to(sim: &mut Sim, until: Instant, resumes: &mut Vec<(Instant, NodeIx)>) {
 fn beyond_live(sim: &Sim) -> usize {
     let mut excess = 0;
     for n in sim.nodes.iter().filter(|n| n.alive) {
-        let mut histories = vec![n.spoke.history()];
-        histories.extend(n.hub.as_ref().map(|h| h.history()));
+        let mut histories = vec![n.member.spoke().history()];
+        histories.extend(n.member.hub_machine().map(|h| h.history()));
         for h in histories {
             let live: usize = h
                 .view()

@@ -64,14 +64,15 @@ fn three_nodes_join_and_two_leave() {
     assert_eq!(count(&sim, a, "NodeLeft"), 2);
     assert!(!left_nodes(&sim, a).contains(&sim.nodes[a.0].id()));
     assert_eq!(
-        &sim.nodes[a.0].transcript[..7],
+        &sim.nodes[a.0].transcript[..8],
         [
-            "ConnectRequested", // no hub answers,
-            "BindRequested",    // so a binds the address
-            "ConnectRequested", // and connects to its own hub,
-            "Introduced",       // which takes its introduction,
-            "HubChanged",       // a follows its first hub
-            "NodeJoined",       // and sees itself join.
+            "ConnectHub", // no hub answers,
+            "Bind",       // so a binds the address,
+            "BecameHub",  // runs the hub,
+            "ConnectHub", // connects to its own hub,
+            "Introduced", // which takes its introduction,
+            "HubChanged", // a follows its first hub
+            "NodeJoined", // and sees itself join.
             "Synced",
         ],
     );
@@ -93,7 +94,7 @@ fn the_middle_node_of_three_still_sees_all_nodes() {
     let hub = sim.hubs().next().expect("one hub");
     assert!(hub == b || hub == c);
     for ix in [b, c] {
-        let view = sim.nodes[ix.0].spoke.view();
+        let view = sim.nodes[ix.0].member.view();
         assert!(view.contains(sim.nodes[b.0].id()) && view.contains(sim.nodes[c.0].id()));
         assert!(!view.contains(sim.nodes[a.0].id()));
         assert_eq!(
@@ -103,7 +104,7 @@ fn the_middle_node_of_three_still_sees_all_nodes() {
         );
         assert_eq!(count(&sim, ix, "HubChanged"), 2);
     }
-    let view = sim.nodes[b.0].spoke.view();
+    let view = sim.nodes[b.0].member.view();
     assert_eq!(view.subscribers_of("b-out").count(), 1);
 }
 
@@ -159,7 +160,7 @@ fn hub_crash_during_a_join_storm() {
     assert_eq!(sim.hubs().count(), 1);
     let first_id = sim.nodes[first.0].id();
     for &ix in &storm {
-        let view = sim.nodes[ix.0].spoke.view();
+        let view = sim.nodes[ix.0].member.view();
         assert_eq!(view.nodes().len(), 12);
         assert!(!view.contains(first_id));
         let replayed = sim.replay(ix);
@@ -183,7 +184,7 @@ fn two_histories_that_conflict_after_a_split_merge_the_hubs_way() {
     // b freezes; a (the hub) carries on, c joins and subscribes; then a dies.
     sim.freeze(b);
     let c = sim.spawn("c", &own(&[], &["x"]));
-    sim.run_until(STEPS, |s| s.nodes[c.0].spoke.view().nodes().len() == 2)
+    sim.run_until(STEPS, |s| s.nodes[c.0].member.view().nodes().len() == 2)
         .expect("c synced");
     sim.crash(a);
     sim.run_for(Duration::from_millis(1));
@@ -192,7 +193,7 @@ fn two_histories_that_conflict_after_a_split_merge_the_hubs_way() {
     // but c's own records win where they differ.
     sim.resume(b);
     settle(&mut sim);
-    let view = sim.nodes[b.0].spoke.view();
+    let view = sim.nodes[b.0].member.view();
     assert!(view.contains(sim.nodes[c.0].id()));
     assert!(!view.contains(sim.nodes[a.0].id()));
     assert_eq!(sim.replay(b).summary(), view.summary());
@@ -235,7 +236,7 @@ fn commands_made_without_a_hub_are_replayed() {
     );
     let c = sim.spawn("c", &OwnTopics::default());
     settle(&mut sim);
-    let view = sim.nodes[c.0].spoke.view();
+    let view = sim.nodes[c.0].member.view();
     let n = view.node(sim.nodes[other.0].id()).expect("survivor");
     assert!(n.subscribes.contains_key("late") && n.publishes.contains_key("news"));
     assert!(!n.subscribes.contains_key("gone"));
@@ -251,7 +252,7 @@ fn a_frozen_spoke_is_expelled_and_rejoins_as_a_new_arrival() {
     sim.freeze(b);
     let frozen_at = sim.now();
     let b_id = sim.nodes[b.0].id();
-    sim.run_until(STEPS, |s| !s.nodes[a.0].spoke.view().contains(b_id))
+    sim.run_until(STEPS, |s| !s.nodes[a.0].member.view().contains(b_id))
         .expect("expelled");
     // The hub counts from the last frame it heard, at most one heartbeat (500 ms) before the
     // freeze, and expels at the keepalive timeout (2 s).
@@ -263,7 +264,7 @@ fn a_frozen_spoke_is_expelled_and_rejoins_as_a_new_arrival() {
     );
     sim.resume(b);
     settle(&mut sim);
-    let view = sim.nodes[a.0].spoke.view();
+    let view = sim.nodes[a.0].member.view();
     assert!(
         view.node(b_id)
             .is_some_and(|n| n.subscribes.contains_key("t"))

@@ -2,10 +2,10 @@
 //! (ordered per link, reordered across links), crashes, freezes (SIGSTOP) and resumptions,
 //! graceful leaves, and the hub address modelled as one atomic resource.
 //!
-//! Each node runs a [`Spoke`] and, while it holds the hub address, a [`Hub`], exactly as a
-//! driver would: outputs are drained after every input, `ConnectRequested` and `BindRequested`
-//! become attempts evaluated when they are processed (so concurrent attempts race), and the
-//! winner of a bind starts a hub from its spoke's history.
+//! Each node runs a [`Member`] exactly as a driver would: outputs are drained after every
+//! input, `ConnectHub` and `Bind` become attempts evaluated when they are processed (so
+//! concurrent attempts race), accepted links get ids the "driver" (the simulator) chooses, and
+//! what the member says goes over the simulated links.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
@@ -15,9 +15,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng as _, SeedableRng};
 
 use crate::{
-    AccessPolicy, Credentials, Event, Hub, HubCmd, HubConfig, HubEvt, Input, NodeId, NodeInfo,
-    Output, OwnTopics, PeerId, Spoke, SpokeCmd, SpokeConfig, SpokeEvt, SpokeState, Summary, Term,
-    View,
+    AccessPolicy, Credentials, Event, HubConfig, HubEvt, Listener, Member, MemberCmd, MemberConfig,
+    MemberEvt, MemberInput, MemberOutput, NodeId, NodeInfo, OwnTopics, PeerId, SpokeCmd,
+    SpokeConfig, Summary, Term, View,
 };
 
 pub(crate) const UID: u32 = 1000;
@@ -53,20 +53,21 @@ impl Default for SimConfig {
 #[derive(Debug)]
 pub(crate) struct SimNode {
     pub(crate) name: String,
-    pub(crate) spoke: Spoke,
-    pub(crate) hub: Option<Hub>,
+    pub(crate) member: Member,
     pub(crate) alive: bool,
     pub(crate) frozen: bool,
-    /// Left gracefully (its spoke is closed; its hub may still be closing).
+    /// Left gracefully (or is leaving: its hub may still be closing).
     pub(crate) leaving: bool,
+    /// Holds the hub address (a listener is open).
+    pub(crate) listening: bool,
     pub(crate) started: Instant,
     pub(crate) ended: Option<Instant>,
     /// Topology events, with when they were emitted.
     pub(crate) events: Vec<(Instant, Event)>,
-    /// Names of every spoke and hub event, in order.
+    /// Names of every request and event of the member, in order.
     pub(crate) transcript: Vec<&'static str>,
     /// Inputs that arrived while frozen.
-    pending: VecDeque<(Target, SimInput)>,
+    pending: VecDeque<SimInput>,
     /// When the node was frozen, and until when (for the truth of "continuously alive").
     pub(crate) frozen_spans: Vec<(Instant, Instant)>,
     /// The node's own topics after each command, from its start.
@@ -75,7 +76,7 @@ pub(crate) struct SimNode {
 
 impl SimNode {
     pub(crate) fn id(&self) -> NodeId {
-        self.spoke.id()
+        self.member.id()
     }
 
     pub(crate) fn is_member(&self) -> bool {
@@ -83,20 +84,15 @@ impl SimNode {
     }
 }
 
-#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Target {
-    Spoke,
-    Hub,
-}
-
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum SimInput {
-    /// Bytes, and whether they are more than a heartbeat.
-    Bytes(PeerId, Vec<u8>, bool),
-    PeerUp(PeerId),
+    /// A record, and whether it is more than a heartbeat.
+    Record(PeerId, Vec<u8>, bool),
+    /// A link this node's listener accepted.
+    Accepted(PeerId, u32),
     PeerDown(PeerId),
     /// Evaluate a connection attempt now.
-    Connect,
+    Connect(PeerId),
     /// Evaluate a bind attempt now.
     Bind,
 }
@@ -104,7 +100,6 @@ enum SimInput {
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
 struct Delivery {
     node: NodeIx,
-    target: Target,
     input: SimInput,
 }
 
@@ -115,11 +110,7 @@ struct Link {
     spoke_peer: PeerId,
     hub: NodeIx,
     hub_peer: PeerId,
-    /// Spoke to hub.
-    up_open: bool,
     up_last: Instant,
-    /// Hub to spoke.
-    down_open: bool,
     down_last: Instant,
 }
 
@@ -133,8 +124,9 @@ pub(crate) struct Sim {
     /// Who holds the hub address.
     bind: Option<NodeIx>,
     links: BTreeMap<u64, Link>,
-    peer_link: BTreeMap<PeerId, u64>,
-    next_peer: u64,
+    /// Each end's link: (node, peer id at that node) -> link.
+    ends: BTreeMap<(NodeIx, PeerId), u64>,
+    next_link: u64,
     queue: BinaryHeap<Reverse<(Instant, u64, Delivery)>>,
     order: u64,
     /// When a hub first declared each node gone (LEAVE minted).
@@ -150,6 +142,14 @@ pub(crate) struct Sim {
     data_in_flight: usize,
 }
 
+fn cred(ix: NodeIx) -> Credentials {
+    Credentials {
+        pid: 10_000 + ix.0 as u32,
+        uid: UID,
+        gid: UID,
+    }
+}
+
 impl Sim {
     pub(crate) fn new(seed: u64, config: SimConfig) -> Self {
         #[allow(clippy::disallowed_methods)] // the simulation's epoch; only durations are added
@@ -162,8 +162,8 @@ impl Sim {
             nodes: Vec::new(),
             bind: None,
             links: BTreeMap::new(),
-            peer_link: BTreeMap::new(),
-            next_peer: 1,
+            ends: BTreeMap::new(),
+            next_link: 1,
             queue: BinaryHeap::new(),
             order: 0,
             gone_at: BTreeMap::new(),
@@ -186,43 +186,54 @@ impl Sim {
 
     // ---- the world ----
 
-    /// Starts a node that announces and subscribes `topics` before it joins.
+    /// Starts a node that announces and subscribes `own` before it joins.
     pub(crate) fn spawn(&mut self, name: &str, own: &OwnTopics) -> NodeIx {
         let ix = NodeIx(self.nodes.len());
-        let mut cfg = SpokeConfig::default();
-        cfg.rng_seed(self.rng.next_u64())
+        let mut spoke = SpokeConfig::default();
+        spoke
+            .rng_seed(self.rng.next_u64())
             .name(name)
             .data_addr(format!("@sim/{}", ix.0))
             .keepalive(self.config.keepalive);
-        cfg.max_tombstones = self.config.max_tombstones;
-        let mut spoke = Spoke::new(cfg, self.now);
+        spoke.max_tombstones = self.config.max_tombstones;
+        let mut hub = HubConfig::default();
+        hub.grace(self.config.grace)
+            .keepalive(self.config.keepalive)
+            .access(AccessPolicy::same_uid(UID));
+        hub.max_tombstones = self.config.max_tombstones;
+        let mut member = Member::new(
+            MemberConfig {
+                spoke,
+                hub,
+                data: None,
+            },
+            self.now,
+        );
+        let now = self.now;
+        let mut cmd = |c: SpokeCmd| {
+            member
+                .handle(now, MemberInput::Cmd(MemberCmd::Spoke(c)))
+                .expect("valid")
+        };
         for (topic, mime) in &own.publishes {
-            let cmd = SpokeCmd::Announce {
+            cmd(SpokeCmd::Announce {
                 topic: topic.clone(),
                 mime: mime.clone(),
-            };
-            spoke
-                .handle(self.now, Input::Cmd(cmd))
-                .expect("valid topic");
+            });
         }
         for topic in &own.subscribes {
-            let cmd = SpokeCmd::Subscribe {
+            cmd(SpokeCmd::Subscribe {
                 topic: topic.clone(),
-            };
-            spoke
-                .handle(self.now, Input::Cmd(cmd))
-                .expect("valid topic");
+            });
         }
-        spoke
-            .handle(self.now, Input::Cmd(SpokeCmd::Join))
-            .expect("first join");
+        cmd(SpokeCmd::Join);
         self.nodes.push(SimNode {
             name: name.into(),
-            spoke,
-            hub: None,
+            member,
             alive: true,
             frozen: false,
             leaving: false,
+            listening: false,
             started: self.now,
             ended: None,
             events: Vec::new(),
@@ -242,8 +253,10 @@ impl Sim {
         if !n.is_member() || n.frozen {
             return;
         }
-        n.spoke.handle(now, Input::Cmd(cmd)).expect("valid command");
-        let own = n.spoke.own_topics().clone();
+        n.member
+            .handle(now, MemberInput::Cmd(MemberCmd::Spoke(cmd)))
+            .expect("valid command");
+        let own = n.member.spoke().own_topics().clone();
         n.own_log.push((now, own));
         self.drain(ix);
     }
@@ -255,11 +268,11 @@ impl Sim {
             return;
         }
         n.alive = false;
-        n.hub = None;
+        n.listening = false;
         let lost = n
             .pending
             .iter()
-            .filter(|(_, i)| matches!(i, SimInput::Bytes(_, _, true)))
+            .filter(|i| matches!(i, SimInput::Record(_, _, true)))
             .count();
         self.data_in_flight -= lost;
         let n = &mut self.nodes[ix.0];
@@ -307,8 +320,8 @@ impl Sim {
             span.1 = now;
         }
         let pending = std::mem::take(&mut n.pending);
-        for (target, input) in pending {
-            self.feed(ix, target, input);
+        for input in pending {
+            self.feed(ix, input);
         }
         self.fire_timers(ix);
     }
@@ -323,41 +336,10 @@ impl Sim {
         }
         n.leaving = true;
         n.ended.get_or_insert(now);
-        let linked = n.spoke.hub_peer().is_some();
-        n.spoke
-            .handle(now, Input::Cmd(SpokeCmd::Leave))
+        n.member
+            .handle(now, MemberInput::Cmd(MemberCmd::Spoke(SpokeCmd::Leave)))
             .expect("leave once");
         self.drain(ix);
-        if !linked {
-            self.close_hub(ix);
-        }
-        if self.nodes[ix.0].hub.is_none() {
-            self.nodes[ix.0].alive = false;
-        }
-    }
-
-    fn close_hub(&mut self, ix: NodeIx) {
-        let now = self.now;
-        if let Some(hub) = self.nodes[ix.0].hub.as_mut() {
-            hub.handle(now, Input::Cmd(HubCmd::Close))
-                .expect("close once");
-            self.drain(ix);
-            self.nodes[ix.0].hub = None;
-            if self.bind == Some(ix) {
-                self.bind = None;
-            }
-            // Connections the hub had not accepted yet are reset when its listener closes.
-            let pending: Vec<u64> = self
-                .links
-                .iter()
-                .filter(|(_, l)| l.hub == ix)
-                .map(|(&id, _)| id)
-                .collect();
-            for id in pending {
-                self.hang_up(id, ix);
-            }
-        }
-        self.nodes[ix.0].alive = false;
     }
 
     // ---- running ----
@@ -373,7 +355,7 @@ impl Sim {
     }
 
     fn schedule(&mut self, at: Instant, d: Delivery) {
-        if matches!(d.input, SimInput::Bytes(_, _, true)) {
+        if matches!(d.input, SimInput::Record(_, _, true)) {
             self.data_in_flight += 1;
         }
         self.order += 1;
@@ -387,13 +369,7 @@ impl Sim {
             .nodes
             .iter()
             .filter(|n| n.alive && !n.frozen)
-            .flat_map(|n| {
-                [
-                    n.spoke.poll_timeout(),
-                    n.hub.as_ref().and_then(Hub::poll_timeout),
-                ]
-            })
-            .flatten()
+            .filter_map(|n| n.member.poll_timeout())
             .min();
         match (delivery, timer) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -464,69 +440,55 @@ impl Sim {
     fn deliver(&mut self, d: Delivery) {
         let n = &mut self.nodes[d.node.0];
         if !n.alive {
-            if matches!(d.input, SimInput::Bytes(_, _, true)) {
+            if matches!(d.input, SimInput::Record(_, _, true)) {
                 self.data_in_flight -= 1;
             }
             return;
         }
         if n.frozen {
-            n.pending.push_back((d.target, d.input));
+            n.pending.push_back(d.input);
             return;
         }
-        self.feed(d.node, d.target, d.input);
+        self.feed(d.node, d.input);
     }
 
-    fn feed(&mut self, ix: NodeIx, target: Target, input: SimInput) {
+    fn feed(&mut self, ix: NodeIx, input: SimInput) {
         let now = self.now;
-        if matches!(input, SimInput::Bytes(_, _, true)) {
-            self.data_in_flight -= 1;
-        }
-        match input {
-            SimInput::Connect => return self.attempt_connect(ix),
+        let input = match input {
+            SimInput::Connect(peer) => return self.attempt_connect(ix, peer),
             SimInput::Bind => return self.attempt_bind(ix),
-            _ => {}
-        }
-        // Each side sees the credentials of the process at the other end.
-        let other = |peer: &PeerId| {
-            let l = self.peer_link.get(peer).and_then(|id| self.links.get(id));
-            let ix = l.map_or(ix, |l| {
-                if target == Target::Hub {
-                    l.spoke
-                } else {
-                    l.hub
+            SimInput::Record(peer, data, real) => {
+                if real {
+                    self.data_in_flight -= 1;
                 }
-            });
-            Credentials {
-                pid: 10_000 + ix.0 as u32,
-                uid: UID,
-                gid: UID,
+                let n = &mut self.nodes[ix.0];
+                let input = MemberInput::Record {
+                    peer,
+                    data: &data,
+                    segments: &[],
+                };
+                n.member.handle(now, input).expect("peer inputs never fail");
+                return self.drain(ix);
             }
-        };
-        fn as_input<C>(i: &SimInput, cred: Option<Credentials>) -> Input<'_, C> {
-            match i {
-                SimInput::Bytes(peer, data, _) => Input::Bytes { peer: *peer, data },
-                SimInput::PeerUp(peer) => Input::PeerUp { peer: *peer, cred },
-                SimInput::PeerDown(peer) => Input::PeerDown(*peer),
-                SimInput::Connect | SimInput::Bind => unreachable!("handled by the caller"),
+            SimInput::Accepted(peer, from) => {
+                // A listener that closed meanwhile took nothing: the connection is reset.
+                if !self.nodes[ix.0].listening {
+                    if let Some(&id) = self.ends.get(&(ix, peer)) {
+                        self.hang_up(id, ix);
+                    }
+                    return;
+                }
+                let cred = Some(cred(NodeIx(from as usize)));
+                MemberInput::Accepted {
+                    peer,
+                    listener: Listener::Hub,
+                    cred,
+                }
             }
-        }
-        let cred = match &input {
-            SimInput::PeerUp(peer) => Some(other(peer)),
-            _ => None,
+            SimInput::PeerDown(peer) => MemberInput::PeerDown(peer),
         };
         let n = &mut self.nodes[ix.0];
-        match target {
-            Target::Spoke => n
-                .spoke
-                .handle(now, as_input(&input, cred))
-                .expect("peer inputs never fail"),
-            Target::Hub => {
-                // Bytes for a hub that closed meanwhile are lost, as on a real socket.
-                let Some(hub) = n.hub.as_mut() else { return };
-                hub.handle(now, as_input(&input, cred))
-                    .expect("peer inputs never fail");
-            }
-        }
+        n.member.handle(now, input).expect("peer inputs never fail");
         self.drain(ix);
     }
 
@@ -536,164 +498,158 @@ impl Sim {
         if !n.alive || n.frozen {
             return;
         }
-        if n.spoke.poll_timeout().is_some_and(|t| t <= now) {
-            n.spoke.handle_timeout(now);
-        }
-        if let Some(hub) = n.hub.as_mut()
-            && hub.poll_timeout().is_some_and(|t| t <= now)
-        {
-            hub.handle_timeout(now);
+        if n.member.poll_timeout().is_some_and(|t| t <= now) {
+            n.member.handle_timeout(now);
         }
         self.drain(ix);
     }
 
-    fn attempt_connect(&mut self, ix: NodeIx) {
-        if self.nodes[ix.0].spoke.state() != SpokeState::Connecting {
-            return;
-        }
+    fn attempt_connect(&mut self, ix: NodeIx, spoke_peer: PeerId) {
         let now = self.now;
         // A listener accepts into its backlog even while its process is stopped.
-        match self
+        let holder = self
             .bind
-            .filter(|h| self.nodes[h.0].alive && self.nodes[h.0].hub.is_some())
-        {
-            Some(hub) => {
-                let spoke_peer = PeerId(self.next_peer);
-                let hub_peer = PeerId(self.next_peer + 1);
-                self.next_peer += 2;
-                let id = spoke_peer.0;
-                self.links.insert(
-                    id,
-                    Link {
-                        spoke: ix,
-                        spoke_peer,
-                        hub,
-                        hub_peer,
-                        up_open: true,
-                        up_last: now,
-                        down_open: true,
-                        down_last: now,
-                    },
-                );
-                self.peer_link.insert(spoke_peer, id);
-                self.peer_link.insert(hub_peer, id);
-                // The hub accepts first; what the spoke sends queues behind the accept.
-                let at = now + self.latency();
-                self.links.get_mut(&id).expect("just inserted").up_last = at;
-                self.schedule(
-                    at,
-                    Delivery {
-                        node: hub,
-                        target: Target::Hub,
-                        input: SimInput::PeerUp(hub_peer),
-                    },
-                );
-                self.feed(ix, Target::Spoke, SimInput::PeerUp(spoke_peer));
-            }
-            None => {
-                let n = &mut self.nodes[ix.0];
-                n.spoke
-                    .handle(now, Input::ConnectFailed)
-                    .expect("driver reports never fail");
-                self.drain(ix);
-            }
-        }
-    }
-
-    fn attempt_bind(&mut self, ix: NodeIx) {
-        if self.nodes[ix.0].spoke.state() != SpokeState::Binding {
-            return;
-        }
-        let now = self.now;
-        let won = self.bind.is_none();
-        if won {
-            self.bind = Some(ix);
-            let seed = self.rng.next_u64();
-            let mut cfg = HubConfig::default();
-            cfg.rng_seed(seed)
-                .grace(self.config.grace)
-                .keepalive(self.config.keepalive)
-                .access(AccessPolicy::same_uid(UID));
-            cfg.max_tombstones = self.config.max_tombstones;
+            .filter(|h| self.nodes[h.0].alive && self.nodes[h.0].listening);
+        let Some(hub) = holder else {
             let n = &mut self.nodes[ix.0];
-            let hub = Hub::new(cfg, n.spoke.hub_seed(), now);
-            self.hubs_started.push((now, ix, hub.term()));
-            n.hub = Some(hub);
-        }
+            n.member
+                .handle(now, MemberInput::ConnectFailed(spoke_peer))
+                .expect("driver reports never fail");
+            return self.drain(ix);
+        };
+        let id = self.next_link;
+        self.next_link += 1;
+        // The "driver" of the hub numbers the links it accepts (below the member's range).
+        let hub_peer = PeerId(id);
+        self.links.insert(
+            id,
+            Link {
+                spoke: ix,
+                spoke_peer,
+                hub,
+                hub_peer,
+                up_last: now,
+                down_last: now,
+            },
+        );
+        self.ends.insert((ix, spoke_peer), id);
+        self.ends.insert((hub, hub_peer), id);
+        // The hub accepts first; what the spoke sends queues behind the accept.
+        let at = now + self.latency();
+        self.links.get_mut(&id).expect("just inserted").up_last = at;
+        self.schedule(
+            at,
+            Delivery {
+                node: hub,
+                input: SimInput::Accepted(hub_peer, ix.0 as u32),
+            },
+        );
         let n = &mut self.nodes[ix.0];
-        n.spoke
-            .handle(now, Input::BindOutcome { won })
+        let input = MemberInput::Connected {
+            peer: spoke_peer,
+            cred: Some(cred(hub)),
+        };
+        n.member
+            .handle(now, input)
             .expect("driver reports never fail");
         self.drain(ix);
     }
 
-    /// Acts on everything a node's machines asked for.
+    fn attempt_bind(&mut self, ix: NodeIx) {
+        let now = self.now;
+        let won = self.bind.is_none() && self.nodes[ix.0].alive;
+        if won {
+            self.bind = Some(ix);
+            self.nodes[ix.0].listening = true;
+        }
+        let n = &mut self.nodes[ix.0];
+        n.member
+            .handle(now, MemberInput::Bound { won })
+            .expect("driver reports never fail");
+        self.drain(ix);
+    }
+
+    /// Acts on everything a node's member asked for.
     fn drain(&mut self, ix: NodeIx) {
         let now = self.now;
-        while let Some(out) = self.nodes[ix.0].spoke.poll_output() {
+        while let Some(out) = self.nodes[ix.0].member.poll_output() {
+            let n = &mut self.nodes[ix.0];
             match out {
-                Output::Transmit(t) => self.transmit(t.peer, t.bytes),
-                Output::Disconnect(peer) => self.disconnect(peer),
-                Output::Evt(evt) => {
-                    let n = &mut self.nodes[ix.0];
-                    n.transcript.push(evt.name());
-                    match evt {
-                        SpokeEvt::Topology(e) => n.events.push((now, e)),
-                        SpokeEvt::ConnectRequested => {
-                            let at = now + Duration::from_micros(10);
-                            self.schedule(
-                                at,
-                                Delivery {
-                                    node: ix,
-                                    target: Target::Spoke,
-                                    input: SimInput::Connect,
-                                },
-                            );
-                        }
-                        SpokeEvt::BindRequested => {
-                            let at = now + Duration::from_micros(10);
-                            self.schedule(
-                                at,
-                                Delivery {
-                                    node: ix,
-                                    target: Target::Spoke,
-                                    input: SimInput::Bind,
-                                },
-                            );
-                        }
-                        _ => {}
+                MemberOutput::ConnectHub { peer } => {
+                    n.transcript.push("ConnectHub");
+                    let at = now + Duration::from_micros(10);
+                    self.schedule(
+                        at,
+                        Delivery {
+                            node: ix,
+                            input: SimInput::Connect(peer),
+                        },
+                    );
+                }
+                MemberOutput::Bind => {
+                    n.transcript.push("Bind");
+                    let at = now + Duration::from_micros(10);
+                    self.schedule(
+                        at,
+                        Delivery {
+                            node: ix,
+                            input: SimInput::Bind,
+                        },
+                    );
+                }
+                MemberOutput::Unbind => {
+                    n.listening = false;
+                    if self.bind == Some(ix) {
+                        self.bind = None;
+                    }
+                    // Connections the hub had not accepted yet are reset with the listener.
+                    let pending: Vec<u64> = self
+                        .links
+                        .iter()
+                        .filter(|(_, l)| l.hub == ix)
+                        .map(|(&id, _)| id)
+                        .collect();
+                    for id in pending {
+                        self.hang_up(id, ix);
                     }
                 }
-            }
-        }
-        while let Some(out) = self.nodes[ix.0].hub.as_mut().and_then(Hub::poll_output) {
-            match out {
-                Output::Transmit(t) => self.transmit(t.peer, t.bytes),
-                Output::Disconnect(peer) => self.disconnect(peer),
-                Output::Evt(evt) => {
-                    let own = self.nodes[ix.0].id();
-                    self.nodes[ix.0].transcript.push(evt.name());
+                MemberOutput::Transmit { peer, bytes, .. } => self.transmit(ix, peer, bytes),
+                MemberOutput::Disconnect(peer) => {
+                    if let Some(&id) = self.ends.get(&(ix, peer)) {
+                        self.hang_up(id, ix);
+                    }
+                }
+                MemberOutput::ConnectData { .. }
+                | MemberOutput::Deliver(_)
+                | MemberOutput::Release(_) => {
+                    unreachable!("simulated nodes have no data plane")
+                }
+                MemberOutput::Evt(evt) => {
+                    n.transcript.push(evt.name());
                     match evt {
-                        HubEvt::PeerLeft {
-                            node: Some(node), ..
-                        } => {
-                            self.gone_at.entry(node).or_insert(now);
-                            if node == own && self.nodes[ix.0].leaving {
-                                self.close_hub(ix);
-                                return;
-                            }
+                        MemberEvt::Topology(e) => n.events.push((now, e)),
+                        MemberEvt::BecameHub => {
+                            let term = n.member.hub_machine().expect("became hub").term();
+                            self.hubs_started.push((now, ix, term));
                         }
-                        HubEvt::PeerExpelled {
+                        MemberEvt::Left => n.alive = false,
+                        MemberEvt::Hub(HubEvt::PeerLeft {
                             node: Some(node), ..
-                        } => {
+                        }) => {
+                            self.gone_at.entry(node).or_insert(now);
+                        }
+                        MemberEvt::Hub(HubEvt::PeerExpelled {
+                            node: Some(node), ..
+                        }) => {
                             self.gone_at.entry(node).or_insert(now);
                             self.expelled.push((now, node));
                         }
-                        HubEvt::NodePurged { node } => {
+                        MemberEvt::Hub(HubEvt::NodePurged { node }) => {
                             self.gone_at.entry(node).or_insert(now);
                             self.purged.push((now, node));
                         }
-                        HubEvt::PeerMisbehaved { .. } => {
+                        MemberEvt::PeerMisbehaved { .. }
+                        | MemberEvt::Hub(HubEvt::PeerMisbehaved { .. }) => {
                             panic!("a correct peer misbehaved: {evt:?}")
                         }
                         _ => {}
@@ -703,29 +659,20 @@ impl Sim {
         }
     }
 
-    fn transmit(&mut self, peer: PeerId, bytes: Vec<u8>) {
-        let Some(&id) = self.peer_link.get(&peer) else {
+    fn transmit(&mut self, from: NodeIx, peer: PeerId, bytes: Vec<u8>) {
+        let Some(&id) = self.ends.get(&(from, peer)) else {
             return;
         };
         let lat = self.latency();
         let data = bytes != crate::wire::encode(&crate::wire::Frame::Heartbeat);
         let chunks = self.chunks(bytes);
-        let l = self.links.get_mut(&id).expect("peer_link points at links");
-        let from_spoke = l.spoke_peer == peer;
-        let (open, last, node, target, to) = if from_spoke {
-            (l.up_open, &mut l.up_last, l.hub, Target::Hub, l.hub_peer)
+        let l = self.links.get_mut(&id).expect("ends point at links");
+        let from_spoke = l.spoke == from && l.spoke_peer == peer;
+        let (last, node, to) = if from_spoke {
+            (&mut l.up_last, l.hub, l.hub_peer)
         } else {
-            (
-                l.down_open,
-                &mut l.down_last,
-                l.spoke,
-                Target::Spoke,
-                l.spoke_peer,
-            )
+            (&mut l.down_last, l.spoke, l.spoke_peer)
         };
-        if !open {
-            return;
-        }
         let at = (self.now + lat).max(*last);
         *last = at;
         for c in chunks {
@@ -733,8 +680,7 @@ impl Sim {
                 at,
                 Delivery {
                     node,
-                    target,
-                    input: SimInput::Bytes(to, c, data),
+                    input: SimInput::Record(to, c, data),
                 },
             );
         }
@@ -748,25 +694,14 @@ impl Sim {
         vec![bytes[..cut].to_vec(), bytes[cut..].to_vec()]
     }
 
-    /// One end closes: the other end sees the hangup after what is in flight to it.
-    fn disconnect(&mut self, peer: PeerId) {
-        let Some(&id) = self.peer_link.get(&peer) else {
-            return;
-        };
-        let closer = {
-            let l = &self.links[&id];
-            if l.spoke_peer == peer { l.spoke } else { l.hub }
-        };
-        self.hang_up(id, closer);
-    }
-
+    /// One end closes (or dies): the other end sees the hangup after what is in flight to it.
     fn hang_up(&mut self, id: u64, closer: NodeIx) {
         let lat = self.latency();
         let Some(l) = self.links.remove(&id) else {
             return;
         };
-        self.peer_link.remove(&l.spoke_peer);
-        self.peer_link.remove(&l.hub_peer);
+        self.ends.remove(&(l.spoke, l.spoke_peer));
+        self.ends.remove(&(l.hub, l.hub_peer));
         let now = self.now;
         if closer == l.spoke {
             let at = (now + lat).max(l.up_last);
@@ -774,29 +709,16 @@ impl Sim {
                 at,
                 Delivery {
                     node: l.hub,
-                    target: Target::Hub,
                     input: SimInput::PeerDown(l.hub_peer),
                 },
             );
-        } else {
-            let at = (now + lat).max(l.down_last);
-            self.schedule(
-                at,
-                Delivery {
-                    node: l.spoke,
-                    target: Target::Spoke,
-                    input: SimInput::PeerDown(l.spoke_peer),
-                },
-            );
         }
-        // A node can be both ends (a hub and its own spoke): then both ends close.
-        if closer == l.spoke && closer == l.hub {
+        if closer == l.hub {
             let at = (now + lat).max(l.down_last);
             self.schedule(
                 at,
                 Delivery {
                     node: l.spoke,
-                    target: Target::Spoke,
                     input: SimInput::PeerDown(l.spoke_peer),
                 },
             );
@@ -805,12 +727,12 @@ impl Sim {
 
     // ---- observations ----
 
-    /// The nodes holding a running hub.
+    /// The nodes running a hub.
     pub(crate) fn hubs(&self) -> impl Iterator<Item = NodeIx> + '_ {
         self.nodes
             .iter()
             .enumerate()
-            .filter(|(_, n)| n.alive && n.hub.is_some())
+            .filter(|(_, n)| n.alive && n.member.is_hub())
             .map(|(i, _)| NodeIx(i))
     }
 
@@ -835,7 +757,8 @@ impl Sim {
                 pid: 10_000 + ix.0 as u32,
                 uid: UID,
             };
-            s.nodes.insert(n.id(), (info, n.spoke.own_topics().clone()));
+            s.nodes
+                .insert(n.id(), (info, n.member.spoke().own_topics().clone()));
         }
         s
     }
@@ -860,7 +783,11 @@ impl Sim {
         let hub_node = &self.nodes[hub.0];
         let want_hub = (
             hub_node.id(),
-            hub_node.hub.as_ref().expect("hubs() have hubs").term(),
+            hub_node
+                .member
+                .hub_machine()
+                .expect("hubs() have hubs")
+                .term(),
         );
         let truth = self.truth();
         for ix in self.members() {
@@ -868,15 +795,15 @@ impl Sim {
             if n.frozen {
                 return Some(format!("{} is frozen", n.name));
             }
-            if n.spoke.hub() != Some(want_hub) {
+            if n.member.hub() != Some(want_hub) {
                 return Some(format!(
                     "{} follows {:?}, not {:?}",
                     n.name,
-                    n.spoke.hub(),
+                    n.member.hub(),
                     want_hub
                 ));
             }
-            if n.spoke.view().summary() != truth {
+            if n.member.view().summary() != truth {
                 return Some(format!("{} sees another group than the truth", n.name));
             }
         }
@@ -921,7 +848,7 @@ impl Sim {
         self.nodes.iter().position(|n| n.id() == id).map(NodeIx)
     }
 
-    /// Every node's name, for failure messages.
+    /// Every node's state, for failure messages.
     pub(crate) fn describe(&self) -> String {
         let mut s = String::new();
         for (i, n) in self.nodes.iter().enumerate() {
@@ -932,18 +859,19 @@ impl Sim {
                 n.alive,
                 n.frozen,
                 n.leaving,
-                n.hub.as_ref().map(|h| h.term().0).unwrap_or(0),
-                n.spoke.state(),
-                n.spoke.hub(),
+                n.member.hub_machine().map_or(0, |h| h.term().0),
+                n.member.spoke().state(),
+                n.member.hub(),
             ));
         }
         s
     }
 
-    /// The topic records of every node's history, for comparing histories.
+    /// The records of a node's history, for comparing histories.
     pub(crate) fn history_of(&self, ix: NodeIx) -> BTreeSet<(crate::Seq, u64)> {
         self.nodes[ix.0]
-            .spoke
+            .member
+            .spoke()
             .history()
             .records()
             .map(|r| (r.seq, r.uid.get()))

@@ -1,0 +1,703 @@
+//! A member of a group: its spoke, the hub it runs when it holds the address, and its data
+//! plane, as one machine.
+//!
+//! Every driver needs the same orchestration around the three machines: route each link's
+//! input to the machine it belongs to, start a [`Hub`] from the spoke's history when the bind is
+//! won, feed topology changes to the [`DataPlane`], and leave in order (the hub closes once it
+//! has sequenced this node's own goodbye). [`Member`] does it once, so a driver only moves
+//! bytes, fds, memory and time: it opens the sockets the member asks for, reports what happens
+//! on them, and acts on [`MemberOutput`]s.
+//!
+//! # Link ids
+//! Links the member asks for ([`MemberOutput::ConnectHub`], [`MemberOutput::ConnectData`])
+//! carry ids it chose, with the [`OUTGOING`] bit set. Links the driver accepts on the hub
+//! address or the node's data address get ids the driver chooses, below that bit.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use tracing::{debug, trace, warn};
+
+use crate::data::{
+    DataCmd, DataConfig, DataEvt, DataInput, DataOutput, DataPlane, Delivery, OUTGOING,
+    ReceivedSegment, Room, Routes, SegmentId,
+};
+use crate::error::CmdError;
+use crate::hub::{Hub, HubCmd, HubConfig, HubEvt};
+use crate::ids::{Credentials, NodeId, PeerId, Term};
+use crate::machine::{Input, Output};
+use crate::rng::Rng;
+use crate::spoke::{Spoke, SpokeCmd, SpokeConfig, SpokeEvt};
+use crate::timer::Timer;
+use crate::topology::{Event, View};
+use crate::wire::CloseReason;
+
+/// How long a hub waits for its own node's goodbye before closing anyway.
+const HUB_GOODBYE: Duration = Duration::from_millis(500);
+
+/// How a member behaves.
+#[derive(Clone, Debug)]
+pub struct MemberConfig {
+    /// The spoke (its node id, name, data address, keepalive; `observer` for a watcher).
+    pub spoke: SpokeConfig,
+    /// The hub this node runs when it wins the address (its `rng_seed` is replaced by one
+    /// drawn for each hub).
+    pub hub: HubConfig,
+    /// The data plane; `None` for an observer.
+    pub data: Option<DataConfig>,
+}
+
+/// Which listener an accepted link came in on.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub enum Listener {
+    /// The group's hub address (this node runs the hub).
+    Hub,
+    /// This node's data address.
+    Data,
+}
+
+/// A command for a member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemberCmd {
+    /// A topology command (join, leave, announce...).
+    Spoke(SpokeCmd),
+    /// A data-plane command (publish, take...).
+    Data(DataCmd),
+}
+
+/// An input to a member.
+#[derive(Debug)]
+pub enum MemberInput<'a> {
+    /// A command from the application.
+    Cmd(MemberCmd),
+    /// A link the member asked for is connected.
+    Connected {
+        /// The link.
+        peer: PeerId,
+        /// The process at the other end.
+        cred: Option<Credentials>,
+    },
+    /// A link the member asked for could not be connected.
+    ConnectFailed(PeerId),
+    /// The outcome of [`MemberOutput::Bind`].
+    Bound {
+        /// Whether this process now holds the hub address.
+        won: bool,
+    },
+    /// The driver accepted a link on one of its listeners, with an id of its choosing (below
+    /// [`OUTGOING`]).
+    Accepted {
+        /// The link.
+        peer: PeerId,
+        /// Where it came in.
+        listener: Listener,
+        /// The process at the other end.
+        cred: Option<Credentials>,
+    },
+    /// One record from a link, with the segments whose fds came with it (data links only).
+    Record {
+        /// The link.
+        peer: PeerId,
+        /// The bytes.
+        data: &'a [u8],
+        /// Attached segments, verified and registered by the driver.
+        segments: &'a [ReceivedSegment],
+    },
+    /// A link went down.
+    PeerDown(PeerId),
+    /// A data link's socket is full (the driver keeps what it was given).
+    Blocked(PeerId),
+    /// A data link's socket has room again.
+    Writable(PeerId),
+    /// The driver refused what a link sent (an unusable fd, a record too large).
+    Rejected {
+        /// The link.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What a member asks of its driver.
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub enum MemberOutput {
+    /// Connect to the group's hub address; report [`MemberInput::Connected`] or
+    /// [`MemberInput::ConnectFailed`].
+    ConnectHub {
+        /// The link's id.
+        peer: PeerId,
+    },
+    /// Try to bind the group's hub address and listen; report [`MemberInput::Bound`].
+    Bind,
+    /// Close the hub listener: this node's hub has closed.
+    Unbind,
+    /// Connect to a subscriber's data address; report as for `ConnectHub`.
+    ConnectData {
+        /// The link's id.
+        peer: PeerId,
+        /// The address.
+        addr: String,
+    },
+    /// Send one record on a link, with the segment's fd attached if `attach` is set.
+    Transmit {
+        /// The link.
+        peer: PeerId,
+        /// The record.
+        bytes: Vec<u8>,
+        /// The segment whose fd goes with it.
+        attach: Option<SegmentId>,
+    },
+    /// Close a link once what is queued for it is sent.
+    Disconnect(PeerId),
+    /// A message for the local subscriptions of its topic.
+    Deliver(Delivery),
+    /// A segment is no longer referred to (see [`DataOutput::Release`]).
+    Release(SegmentId),
+    /// Something for the application.
+    Evt(MemberEvt),
+}
+
+/// What a member reports to its application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemberEvt {
+    /// A change of the group (see [`Event`]).
+    Topology(Event),
+    /// The node holds the hub's history (after joining, after every hub change).
+    Synced {
+        /// The node hosting the hub.
+        hub: NodeId,
+        /// Its term.
+        term: Term,
+    },
+    /// This node won the hub address and runs the group's hub.
+    BecameHub,
+    /// The link to the hub went down; the node is finding (or becoming) the next hub.
+    HubLost,
+    /// The hub has been silent past the keepalive timeout.
+    HubUnresponsive,
+    /// The hub spoke again.
+    HubResponsive,
+    /// The hub closed the link, and why.
+    HubClosed(CloseReason),
+    /// An observer found no hub.
+    HubAbsent,
+    /// How many more messages of a topic its `Block` subscribers can take changed.
+    Room {
+        /// The topic.
+        topic: String,
+        /// `None`: no limit.
+        room: Option<Room>,
+    },
+    /// What this node's hub reports (peers refused, expelled, purged...), for logs.
+    Hub(HubEvt),
+    /// A peer broke the protocol and was disconnected.
+    PeerMisbehaved {
+        /// The link.
+        peer: PeerId,
+        /// What it did.
+        reason: String,
+    },
+    /// The node has left: everything is said; the driver flushes and stops.
+    Left,
+}
+
+impl MemberEvt {
+    /// A short name for logs and transcripts.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Topology(e) => e.name(),
+            Self::Synced { .. } => "Synced",
+            Self::BecameHub => "BecameHub",
+            Self::HubLost => "HubLost",
+            Self::HubUnresponsive => "HubUnresponsive",
+            Self::HubResponsive => "HubResponsive",
+            Self::HubClosed(_) => "HubClosed",
+            Self::HubAbsent => "HubAbsent",
+            Self::Room { .. } => "Room",
+            Self::Hub(e) => e.name(),
+            Self::PeerMisbehaved { .. } => "PeerMisbehaved",
+            Self::Left => "Left",
+        }
+    }
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+enum Kind {
+    /// The spoke's link to the hub (pending until connected).
+    ToHub,
+    /// A spoke's link to this node's hub.
+    FromSpoke,
+    /// A data link, either way.
+    Data,
+}
+
+#[derive(Debug)]
+struct Leaving {
+    /// When the hub closes even if this node's goodbye has not reached it.
+    hub_close_at: Instant,
+    spoke_left: bool,
+}
+
+/// A member of a group (see the module docs).
+///
+/// Drive it like its parts: [`handle`](Self::handle), [`handle_timeout`](Self::handle_timeout),
+/// drain [`poll_output`](Self::poll_output) until `None`, sleep until
+/// [`poll_timeout`](Self::poll_timeout). Time never moves backwards.
+#[derive(Debug)]
+pub struct Member {
+    hub_config: HubConfig,
+    rng: Rng,
+    spoke: Spoke,
+    hub: Option<Hub>,
+    data: Option<DataPlane>,
+    links: BTreeMap<PeerId, Kind>,
+    next_peer: u64,
+    leaving: Option<Leaving>,
+    left: bool,
+    view_dirty: bool,
+    out: VecDeque<MemberOutput>,
+}
+
+impl Member {
+    /// A member that has not joined yet (send [`SpokeCmd::Join`]).
+    pub fn new(config: MemberConfig, now: Instant) -> Self {
+        let mut rng = Rng::new(config.spoke.rng_seed ^ 0x6d65_6d62_6572);
+        let _ = rng.next_u64();
+        Self {
+            hub_config: config.hub,
+            rng,
+            spoke: Spoke::new(config.spoke, now),
+            hub: None,
+            data: config.data.map(|d| DataPlane::new(d, now)),
+            links: BTreeMap::new(),
+            next_peer: 0,
+            leaving: None,
+            left: false,
+            view_dirty: false,
+            out: VecDeque::new(),
+        }
+    }
+
+    // ---- getters ----
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.spoke.id()
+    }
+
+    /// The group as this node sees it.
+    pub fn view(&self) -> &View {
+        self.spoke.view()
+    }
+
+    /// The hub this node follows, while synced.
+    pub fn hub(&self) -> Option<(NodeId, Term)> {
+        self.spoke.hub()
+    }
+
+    /// Whether this node runs the group's hub.
+    pub fn is_hub(&self) -> bool {
+        self.hub.is_some()
+    }
+
+    /// The spoke.
+    pub fn spoke(&self) -> &Spoke {
+        &self.spoke
+    }
+
+    /// The hub, while this node runs it.
+    pub fn hub_machine(&self) -> Option<&Hub> {
+        self.hub.as_ref()
+    }
+
+    /// The data plane (`None` for an observer).
+    pub fn data(&self) -> Option<&DataPlane> {
+        self.data.as_ref()
+    }
+
+    /// Whether the node has left (after [`MemberEvt::Left`]).
+    pub fn is_left(&self) -> bool {
+        self.left
+    }
+
+    /// Which timer [`poll_timeout`](Self::poll_timeout) reports, for logs and tests.
+    pub fn next_timer(&self) -> Option<Timer> {
+        self.spoke
+            .next_timer()
+            .or_else(|| self.hub.as_ref().and_then(Hub::next_timer))
+    }
+
+    // ---- inputs ----
+
+    /// Feeds one input. `Err` only for an invalid command.
+    pub fn handle(&mut self, now: Instant, input: MemberInput<'_>) -> Result<(), CmdError> {
+        match input {
+            MemberInput::Cmd(MemberCmd::Spoke(SpokeCmd::Leave)) => self.leave(now),
+            MemberInput::Cmd(MemberCmd::Spoke(cmd)) => self.spoke.handle(now, Input::Cmd(cmd))?,
+            MemberInput::Cmd(MemberCmd::Data(cmd)) => match &mut self.data {
+                Some(d) => d.handle(now, DataInput::Cmd(cmd))?,
+                None => return Err(CmdError::Observer),
+            },
+            MemberInput::Connected { peer, cred } => match self.links.get(&peer) {
+                Some(Kind::ToHub) => self.spoke.handle(now, Input::PeerUp { peer, cred })?,
+                Some(Kind::Data) => self.feed_data(now, DataInput::PeerUp { peer, cred }),
+                _ => {
+                    trace!(%peer, "connected a link nobody wants: closing it");
+                    self.out.push_back(MemberOutput::Disconnect(peer));
+                }
+            },
+            MemberInput::ConnectFailed(peer) => match self.links.remove(&peer) {
+                Some(Kind::ToHub) => self.spoke.handle(now, Input::ConnectFailed)?,
+                Some(Kind::Data) => self.feed_data(now, DataInput::PeerDown(peer)),
+                _ => {}
+            },
+            MemberInput::Bound { won } => self.on_bound(now, won)?,
+            MemberInput::Accepted {
+                peer,
+                listener,
+                cred,
+            } => {
+                debug_assert!(peer.0 & OUTGOING == 0, "accepted links have driver ids");
+                match listener {
+                    Listener::Hub => match &mut self.hub {
+                        Some(hub) => {
+                            self.links.insert(peer, Kind::FromSpoke);
+                            hub.handle(now, Input::PeerUp { peer, cred })?;
+                        }
+                        None => self.out.push_back(MemberOutput::Disconnect(peer)),
+                    },
+                    Listener::Data => match &self.data {
+                        Some(_) => {
+                            self.links.insert(peer, Kind::Data);
+                            self.feed_data(now, DataInput::PeerUp { peer, cred });
+                        }
+                        None => self.out.push_back(MemberOutput::Disconnect(peer)),
+                    },
+                }
+            }
+            MemberInput::Record {
+                peer,
+                data,
+                segments,
+            } => match self.links.get(&peer) {
+                Some(Kind::Data) => self.feed_data(
+                    now,
+                    DataInput::Record {
+                        peer,
+                        data,
+                        segments,
+                    },
+                ),
+                Some(kind) if !segments.is_empty() => {
+                    // Topology links carry no fds: the records are refused with their link.
+                    warn!(%peer, ?kind, "file descriptors on a topology link: closing it");
+                    for s in segments {
+                        self.out.push_back(MemberOutput::Release(s.segment));
+                    }
+                    self.close_topology_link(now, peer)?;
+                }
+                Some(Kind::ToHub) => self.spoke.handle(now, Input::Bytes { peer, data })?,
+                Some(Kind::FromSpoke) => {
+                    if let Some(hub) = &mut self.hub {
+                        hub.handle(now, Input::Bytes { peer, data })?;
+                    }
+                }
+                None => {
+                    for s in segments {
+                        self.out.push_back(MemberOutput::Release(s.segment));
+                    }
+                }
+            },
+            MemberInput::PeerDown(peer) => match self.links.remove(&peer) {
+                Some(Kind::ToHub) => self.spoke.handle(now, Input::PeerDown(peer))?,
+                Some(Kind::FromSpoke) => {
+                    if let Some(hub) = &mut self.hub {
+                        hub.handle(now, Input::PeerDown(peer))?;
+                    }
+                }
+                Some(Kind::Data) => self.feed_data(now, DataInput::PeerDown(peer)),
+                None => {}
+            },
+            MemberInput::Blocked(peer) => self.feed_data(now, DataInput::Blocked(peer)),
+            MemberInput::Writable(peer) => self.feed_data(now, DataInput::Writable(peer)),
+            MemberInput::Rejected { peer, reason } => match self.links.get(&peer) {
+                Some(Kind::Data) => self.feed_data(now, DataInput::Rejected { peer, reason }),
+                Some(_) => {
+                    warn!(%peer, %reason, "refused record on a topology link: closing it");
+                    self.close_topology_link(now, peer)?;
+                }
+                None => {}
+            },
+        }
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Runs the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.spoke.poll_timeout().is_some_and(|t| t <= now) {
+            self.spoke.handle_timeout(now);
+        }
+        if let Some(hub) = &mut self.hub
+            && hub.poll_timeout().is_some_and(|t| t <= now)
+        {
+            hub.handle_timeout(now);
+        }
+        if let Some(d) = &mut self.data
+            && d.poll_timeout().is_some_and(|t| t <= now)
+        {
+            d.handle_timeout(now);
+        }
+        if self.leaving.as_ref().is_some_and(|l| l.hub_close_at <= now) {
+            self.close_hub(now);
+        }
+        self.pump(now);
+    }
+
+    /// The next thing for the driver to do; drain until `None`.
+    pub fn poll_output(&mut self) -> Option<MemberOutput> {
+        self.out.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.spoke.poll_timeout(),
+            self.hub.as_ref().and_then(Hub::poll_timeout),
+            self.data.as_ref().and_then(DataPlane::poll_timeout),
+            self.leaving
+                .as_ref()
+                .filter(|_| self.hub.is_some())
+                .map(|l| l.hub_close_at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    // ---- internals ----
+
+    fn feed_data(&mut self, now: Instant, input: DataInput<'_>) {
+        if let Some(d) = &mut self.data
+            && let Err(e) = d.handle(now, input)
+        {
+            warn!(error = %e, "data plane refused an input");
+        }
+    }
+
+    fn new_peer(&mut self) -> PeerId {
+        self.next_peer += 1;
+        PeerId(OUTGOING | (1 << 62) | self.next_peer)
+    }
+
+    fn on_bound(&mut self, now: Instant, won: bool) -> Result<(), CmdError> {
+        if won {
+            let mut cfg = self.hub_config.clone();
+            cfg.rng_seed(self.rng.next_u64());
+            self.hub = Some(Hub::new(cfg, self.spoke.hub_seed(), now));
+            debug!(node = %self.spoke.id(), "this node runs the hub");
+            self.out.push_back(MemberOutput::Evt(MemberEvt::BecameHub));
+        }
+        self.spoke.handle(now, Input::BindOutcome { won })
+    }
+
+    fn leave(&mut self, now: Instant) {
+        if self.leaving.is_some() || self.left {
+            return;
+        }
+        debug!(node = %self.spoke.id(), "leaving");
+        let _ = self.spoke.handle(now, Input::Cmd(SpokeCmd::Leave));
+        self.leaving = Some(Leaving {
+            hub_close_at: now + HUB_GOODBYE,
+            spoke_left: false,
+        });
+    }
+
+    fn close_topology_link(&mut self, now: Instant, peer: PeerId) -> Result<(), CmdError> {
+        self.out.push_back(MemberOutput::Disconnect(peer));
+        match self.links.remove(&peer) {
+            Some(Kind::ToHub) => self.spoke.handle(now, Input::PeerDown(peer))?,
+            Some(Kind::FromSpoke) => {
+                if let Some(hub) = &mut self.hub {
+                    hub.handle(now, Input::PeerDown(peer))?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Closes this node's hub: goodbye to every spoke, the listener closes.
+    fn close_hub(&mut self, now: Instant) {
+        if let Some(mut hub) = self.hub.take() {
+            let _ = hub.handle(now, Input::Cmd(HubCmd::Close));
+            while let Some(out) = hub.poll_output() {
+                self.on_hub_output(now, out);
+            }
+            self.out.push_back(MemberOutput::Unbind);
+        }
+        self.check_left();
+    }
+
+    fn check_left(&mut self) {
+        if self.left || self.hub.is_some() {
+            return;
+        }
+        if self.leaving.as_ref().is_some_and(|l| l.spoke_left) {
+            self.left = true;
+            self.leaving = None;
+            self.out.push_back(MemberOutput::Evt(MemberEvt::Left));
+        }
+    }
+
+    /// Drains the machines until none has anything left to say.
+    fn pump(&mut self, now: Instant) {
+        loop {
+            let mut quiet = true;
+            while let Some(out) = self.spoke.poll_output() {
+                quiet = false;
+                self.on_spoke_output(now, out);
+            }
+            while let Some(out) = self.hub.as_mut().and_then(Hub::poll_output) {
+                quiet = false;
+                self.on_hub_output(now, out);
+            }
+            if std::mem::take(&mut self.view_dirty) {
+                let routes = Routes::from_view(self.spoke.view());
+                self.feed_data(now, DataInput::Cmd(DataCmd::Routes(routes)));
+            }
+            while let Some(out) = self.data.as_mut().and_then(DataPlane::poll_output) {
+                quiet = false;
+                self.on_data_output(out);
+            }
+            if quiet {
+                return;
+            }
+        }
+    }
+
+    fn on_spoke_output(&mut self, now: Instant, out: Output<SpokeEvt>) {
+        match out {
+            Output::Transmit(t) => {
+                self.out.push_back(MemberOutput::Transmit {
+                    peer: t.peer,
+                    bytes: t.bytes,
+                    attach: None,
+                });
+            }
+            Output::Disconnect(peer) => {
+                self.links.remove(&peer);
+                self.out.push_back(MemberOutput::Disconnect(peer));
+            }
+            Output::Evt(evt) => {
+                let e = match evt {
+                    SpokeEvt::ConnectRequested => {
+                        let peer = self.new_peer();
+                        self.links.insert(peer, Kind::ToHub);
+                        self.out.push_back(MemberOutput::ConnectHub { peer });
+                        return;
+                    }
+                    SpokeEvt::BindRequested => {
+                        self.out.push_back(MemberOutput::Bind);
+                        return;
+                    }
+                    SpokeEvt::Topology(e) => {
+                        self.view_dirty = true;
+                        MemberEvt::Topology(e)
+                    }
+                    SpokeEvt::Synced { hub, term } => {
+                        self.view_dirty = true;
+                        MemberEvt::Synced { hub, term }
+                    }
+                    SpokeEvt::HubLost => MemberEvt::HubLost,
+                    SpokeEvt::HubUnresponsive => MemberEvt::HubUnresponsive,
+                    SpokeEvt::HubResponsive => MemberEvt::HubResponsive,
+                    SpokeEvt::HubClosed(r) => MemberEvt::HubClosed(r),
+                    SpokeEvt::HubAbsent => MemberEvt::HubAbsent,
+                    SpokeEvt::HubMisbehaved { reason } => MemberEvt::PeerMisbehaved {
+                        peer: PeerId(0),
+                        reason,
+                    },
+                    SpokeEvt::Left => {
+                        if let Some(l) = &mut self.leaving {
+                            l.spoke_left = true;
+                            // Without a hub of our own, nothing else to wait for.
+                            if self.hub.is_none() {
+                                self.check_left();
+                            }
+                        }
+                        return;
+                    }
+                };
+                let _ = now;
+                self.out.push_back(MemberOutput::Evt(e));
+            }
+        }
+    }
+
+    fn on_hub_output(&mut self, now: Instant, out: Output<HubEvt>) {
+        match out {
+            Output::Transmit(t) => {
+                self.out.push_back(MemberOutput::Transmit {
+                    peer: t.peer,
+                    bytes: t.bytes,
+                    attach: None,
+                });
+            }
+            Output::Disconnect(peer) => {
+                self.links.remove(&peer);
+                self.out.push_back(MemberOutput::Disconnect(peer));
+            }
+            Output::Evt(evt) => {
+                if let HubEvt::PeerLeft {
+                    node: Some(node), ..
+                } = &evt
+                    && *node == self.spoke.id()
+                    && let Some(l) = &mut self.leaving
+                {
+                    // Our own goodbye is sequenced: the hub may close now.
+                    l.hub_close_at = l.hub_close_at.min(now);
+                }
+                self.out.push_back(MemberOutput::Evt(MemberEvt::Hub(evt)));
+            }
+        }
+    }
+
+    fn on_data_output(&mut self, out: DataOutput) {
+        let o = match out {
+            DataOutput::Connect { peer, addr } => {
+                self.links.insert(peer, Kind::Data);
+                MemberOutput::ConnectData { peer, addr }
+            }
+            DataOutput::Transmit {
+                peer,
+                bytes,
+                attach,
+            } => MemberOutput::Transmit {
+                peer,
+                bytes,
+                attach,
+            },
+            DataOutput::Disconnect(peer) => {
+                self.links.remove(&peer);
+                MemberOutput::Disconnect(peer)
+            }
+            DataOutput::Deliver(d) => MemberOutput::Deliver(d),
+            DataOutput::Release(s) => MemberOutput::Release(s),
+            DataOutput::Evt(DataEvt::Room { topic, room }) => {
+                MemberOutput::Evt(MemberEvt::Room { topic, room })
+            }
+            DataOutput::Evt(DataEvt::PeerMisbehaved { peer, reason }) => {
+                MemberOutput::Evt(MemberEvt::PeerMisbehaved { peer, reason })
+            }
+            DataOutput::Evt(other) => {
+                debug!(evt = ?other, "data event");
+                return;
+            }
+        };
+        self.out.push_back(o);
+    }
+}

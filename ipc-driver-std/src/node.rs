@@ -6,10 +6,11 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ipc_proto::data::{DataConfig, DataLimits, DataPlane};
+use ipc_proto::data::{DataConfig, DataLimits};
 use ipc_proto::wire::DataStats;
 use ipc_proto::{
-    AccessPolicy, HubConfig, Input, Limits, NodeId, Spoke, SpokeCmd, SpokeConfig, Term, View,
+    AccessPolicy, HubConfig, Limits, Member, MemberCmd, MemberConfig, MemberInput, NodeId,
+    SpokeCmd, SpokeConfig, Term, View,
 };
 
 use crate::data::{Mailbox, Outgoing, PublisherOptions, SubQueue, SubscriptionOptions};
@@ -217,15 +218,12 @@ impl NodeBuilder {
         if let Some((_, addr)) = &data_listener {
             spoke_cfg.data_addr(addr.to_string());
         }
-        let mut spoke = Spoke::new(spoke_cfg, now);
-        spoke.handle(now, Input::Cmd(SpokeCmd::Join))?;
-        let mut hub_config = HubConfig::default();
-        hub_config
+        let mut hub_cfg = HubConfig::default();
+        hub_cfg
             .grace(self.grace)
             .keepalive(self.keepalive)
             .access(self.access.clone());
-        hub_config.limits = self.limits.clone();
-
+        hub_cfg.limits = self.limits.clone();
         let waker = Arc::new(Waker::new()?);
         let (requests, rx) = mpsc::channel();
         let shared = Arc::new(Shared::default());
@@ -236,6 +234,15 @@ impl NodeBuilder {
             ..DataLimits::default()
         };
         let max_record = data_cfg.limits.max_record;
+        let mut member = Member::new(
+            MemberConfig {
+                spoke: spoke_cfg,
+                hub: hub_cfg,
+                data: (!observer).then_some(data_cfg),
+            },
+            now,
+        );
+        member.handle(now, MemberInput::Cmd(MemberCmd::Spoke(SpokeCmd::Join)))?;
         let outgoing = Arc::new(Outgoing::new(self.pool_bytes));
         let mailbox = Arc::new(Mailbox::new(Arc::clone(&waker)));
         let me = sys::current_credentials().uid;
@@ -250,9 +257,7 @@ impl NodeBuilder {
         };
         let setup = Setup {
             hub_addr,
-            hub_config,
-            spoke,
-            data: DataPlane::new(data_cfg, now),
+            member,
             data_listener: data_listener.map(|(fd, _)| fd),
             outgoing,
             mailbox: Arc::clone(&mailbox),

@@ -1,13 +1,11 @@
-//! The node's I/O thread: the only thread that touches the machines and the sockets.
+//! The node's I/O thread: the only thread that touches the node's [`Member`] and its sockets.
 //!
 //! One `epoll` set holds the eventfd waker (requests from application threads), the hub
-//! address's listener while this node runs the hub, the node's data listener, and every link:
-//! the spoke's link to the hub; while this node runs the hub, each spoke's link to it (this
-//! node's own spoke included, through the kernel like any other); and the data links, to the
-//! subscribers of what this node publishes and from the publishers of what it subscribes to.
-//! Each wakeup reads the clock once, feeds what is ready to the [`Spoke`], the [`Hub`] or the
-//! [`DataPlane`], drains their outputs, flushes what the sockets accept, and sleeps until the
-//! next readiness or deadline.
+//! address's listener while this node runs the hub, the node's data listener, and every link
+//! the member asked for or the listeners accepted. Each wakeup reads the clock once, feeds what
+//! is ready to the member, acts on what it asks (connect, bind, send, close, deliver, release),
+//! flushes what the sockets accept, and sleeps until the next readiness or deadline. Every
+//! protocol decision is the member's; this thread moves bytes, fds, memory and time.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
@@ -17,13 +15,12 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use ipc_proto::data::{
-    DataCmd, DataEvt, DataInput, DataOutput, DataPlane, Delivered, Mode, OUTGOING, ReceivedSegment,
-    Routes, Seals, SegmentId, Terms,
+    DataCmd, Delivered, Delivery, LOCAL, Mode, OUTGOING, ReceivedSegment, Seals, SegmentId, Terms,
 };
 use ipc_proto::wire::DataStats;
 use ipc_proto::{
-    CmdError, Hub, HubCmd, HubConfig, HubEvt, Input, NodeId, Output, PeerId, Spoke, SpokeCmd,
-    SpokeEvt, Term, View,
+    CmdError, HubEvt, Listener, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, NodeId,
+    PeerId, SpokeCmd, Term, View,
 };
 use slab::Slab;
 use tracing::{debug, info, trace, warn};
@@ -45,8 +42,8 @@ const READ_BUDGET: usize = 64;
 /// How long a link that is being closed may take to flush what is queued for it.
 const CLOSE_FLUSH: Duration = Duration::from_millis(500);
 
-/// How long a hub waits for its own node's goodbye before closing.
-const HUB_GOODBYE: Duration = Duration::from_millis(500);
+/// How long a leaving node may take in all (its hub's goodbyes, flushing its data links).
+const LEAVE_DEADLINE: Duration = Duration::from_millis(1500);
 
 /// Most file descriptors one data record may carry (one is the protocol's maximum; a second
 /// tells a violation from a truncation).
@@ -92,9 +89,7 @@ impl Shared {
 /// Everything the I/O thread needs to run a node.
 pub(crate) struct Setup {
     pub(crate) hub_addr: AbstractAddr,
-    pub(crate) hub_config: HubConfig,
-    pub(crate) spoke: Spoke,
-    pub(crate) data: DataPlane,
+    pub(crate) member: Member,
     pub(crate) data_listener: Option<OwnedFd>,
     pub(crate) outgoing: Arc<Outgoing>,
     pub(crate) mailbox: Arc<Mailbox>,
@@ -103,27 +98,18 @@ pub(crate) struct Setup {
     pub(crate) max_record: usize,
 }
 
-#[derive(Copy, Clone, PartialEq, Eq, Debug)]
-enum Side {
-    /// This node's spoke's link to the hub.
-    ToHub,
-    /// A spoke's link to this node's hub.
-    FromSpoke,
-    /// A data link, either way: to a subscriber (machine-numbered) or from a publisher.
-    Data,
-}
-
 #[derive(Debug)]
 struct Link {
     fd: OwnedFd,
-    side: Side,
+    /// A data link (records may carry fds; the member applies flow control).
+    data: bool,
     peer: PeerId,
     outbox: VecDeque<(Vec<u8>, Option<OutSegment>)>,
     outbox_bytes: usize,
     writable: bool,
     /// Reading paused: a subscription's queue is full under `Block`.
     paused: bool,
-    /// The data plane was told the socket is full.
+    /// The member was told the socket is full.
     told_blocked: bool,
     /// Closing: flush what is queued, then close, by this deadline.
     closing: Option<Instant>,
@@ -139,14 +125,11 @@ struct RecvSegment {
 /// The I/O thread's state.
 pub(crate) struct Reactor {
     hub_addr: AbstractAddr,
-    hub_config: HubConfig,
     max_outbox: usize,
     poller: Poller,
     waker: Arc<Waker>,
     requests: Receiver<Request>,
-    spoke: Spoke,
-    hub: Option<Hub>,
-    data: DataPlane,
+    member: Member,
     hub_listener: Option<OwnedFd>,
     data_listener: Option<OwnedFd>,
     links: Slab<Link>,
@@ -162,16 +145,8 @@ pub(crate) struct Reactor {
     view_dirty: bool,
     buf: Vec<u8>,
     data_buf: Vec<u8>,
-    leaving: Option<Leaving>,
-}
-
-#[derive(Debug)]
-struct Leaving {
-    reply: Option<SyncSender<()>>,
-    /// When to stop waiting for this node's goodbye to reach its own hub.
-    hub_close_at: Instant,
-    /// When to stop flushing and exit.
-    exit_at: Instant,
+    /// Leaving: who waits for the end, and when to give up flushing.
+    leaving: Option<(Option<SyncSender<()>>, Instant)>,
 }
 
 impl Reactor {
@@ -189,14 +164,11 @@ impl Reactor {
         }
         Ok(Self {
             hub_addr: setup.hub_addr,
-            hub_config: setup.hub_config,
             max_outbox: setup.max_outbox,
             poller,
             waker,
             requests,
-            spoke: setup.spoke,
-            hub: None,
-            data: setup.data,
+            member: setup.member,
             hub_listener: None,
             data_listener: setup.data_listener,
             links: Slab::new(),
@@ -241,16 +213,14 @@ impl Reactor {
             s.is_hub = false;
         }
         self.shared.changed.notify_all();
-        if let Some(mut l) = self.leaving.take()
-            && let Some(reply) = l.reply.take()
-        {
+        if let Some((Some(reply), _)) = self.leaving.take() {
             let _ = reply.send(());
         }
     }
 
     fn event_loop(&mut self) -> io::Result<()> {
         let mut ready = Events::with_capacity(64);
-        // Start: the spoke was told to join before the thread started.
+        // Start: the member was told to join before the thread started.
         self.pump(Instant::now())?;
         self.publish();
         loop {
@@ -262,7 +232,7 @@ impl Reactor {
             for event in ready.iter() {
                 self.on_ready(now, event)?;
             }
-            self.on_deadlines(now)?;
+            self.on_deadlines(now);
             self.pump(now)?;
             self.publish();
             if self.finished(now) {
@@ -272,30 +242,23 @@ impl Reactor {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let machines = [
-            self.spoke.poll_timeout(),
-            self.hub.as_ref().and_then(Hub::poll_timeout),
-            self.data.poll_timeout(),
-            self.outgoing.next_trim(),
-        ];
         let closing = self.links.iter().filter_map(|(_, l)| l.closing);
-        let leaving = self
-            .leaving
-            .iter()
-            .flat_map(|l| [l.hub_close_at, l.exit_at]);
-        machines
-            .into_iter()
-            .flatten()
-            .chain(closing)
-            .chain(leaving)
-            .min()
+        [
+            self.member.poll_timeout(),
+            self.outgoing.next_trim(),
+            self.leaving.as_ref().map(|l| l.1),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(closing)
+        .min()
     }
 
     fn on_ready(&mut self, now: Instant, event: Event) -> io::Result<()> {
         match event.token() {
             WAKER => self.on_requests(now),
-            HUB_LISTENER => self.accept(now, Side::FromSpoke),
-            DATA_LISTENER => self.accept(now, Side::Data),
+            HUB_LISTENER => self.accept(now, Listener::Hub),
+            DATA_LISTENER => self.accept(now, Listener::Data),
             Token(key) => {
                 let key = key as usize;
                 if event.is_writable() {
@@ -312,7 +275,10 @@ impl Reactor {
     fn on_requests(&mut self, now: Instant) -> io::Result<()> {
         self.waker.reset()?;
         for (peer, slots) in self.mailbox.take_releases() {
-            self.feed_data(now, DataInput::Cmd(DataCmd::Release { peer, slots }));
+            self.feed(
+                now,
+                MemberInput::Cmd(MemberCmd::Data(DataCmd::Release { peer, slots })),
+            );
         }
         for peer in self.mailbox.take_resumes() {
             self.set_paused(peer, false);
@@ -320,18 +286,20 @@ impl Reactor {
         loop {
             match self.requests.try_recv() {
                 Ok(Request::Cmd(cmd, reply)) => {
-                    let r = self.spoke.handle(now, Input::Cmd(cmd));
+                    let r = self
+                        .member
+                        .handle(now, MemberInput::Cmd(MemberCmd::Spoke(cmd)));
                     let _ = reply.send(r);
                     self.pump(now)?;
                 }
                 Ok(Request::Events(sink)) => self.sinks.push(sink),
-                Ok(Request::Leave(reply)) => self.start_leaving(now, reply),
+                Ok(Request::Leave(reply)) => self.start_leaving(now, Some(reply)),
                 Ok(Request::Data(cmd)) => {
                     let published = match &cmd {
                         DataCmd::Publish { topic, .. } => Some(topic.clone()),
                         _ => None,
                     };
-                    self.feed_data(now, DataInput::Cmd(cmd));
+                    self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
                     if let Some(topic) = published {
                         // Its room is accounted for now: the publisher's credit comes back.
                         self.pump(now)?;
@@ -344,25 +312,20 @@ impl Reactor {
                         depth: queue.options.depth.max(1),
                     };
                     self.subs.entry(Arc::clone(&topic)).or_default().push(queue);
-                    self.feed_data(
-                        now,
-                        DataInput::Cmd(DataCmd::Take {
-                            topic: topic.to_string(),
-                            terms,
-                        }),
-                    );
+                    let cmd = DataCmd::Take {
+                        topic: topic.to_string(),
+                        terms,
+                    };
+                    self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
                 }
                 Ok(Request::Drop(topic, queue)) => self.drop_subscription(now, &topic, &queue),
                 Ok(Request::Stats(reply)) => {
-                    let _ = reply.send(self.data.stats());
+                    let _ = reply.send(self.member.data().map(|d| d.stats()).unwrap_or_default());
                 }
                 Err(TryRecvError::Empty) => return Ok(()),
                 // The node's handle is gone without a goodbye (it always sends one): leave.
                 Err(TryRecvError::Disconnected) => {
-                    if self.leaving.is_none() {
-                        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
-                        self.start_leaving(now, tx);
-                    }
+                    self.start_leaving(now, None);
                     return Ok(());
                 }
             }
@@ -376,44 +339,35 @@ impl Reactor {
         list.retain(|q| !std::ptr::eq(Arc::as_ptr(q), queue.as_ptr()));
         if list.is_empty() {
             self.subs.remove(topic);
-            self.feed_data(
-                now,
-                DataInput::Cmd(DataCmd::Leave {
-                    topic: topic.to_string(),
-                }),
-            );
+            let cmd = DataCmd::Leave {
+                topic: topic.to_string(),
+            };
+            self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
         }
     }
 
-    fn start_leaving(&mut self, now: Instant, reply: SyncSender<()>) {
+    fn start_leaving(&mut self, now: Instant, reply: Option<SyncSender<()>>) {
         if self.leaving.is_some() {
-            let _ = reply.send(());
+            if let Some(r) = reply {
+                let _ = r.send(());
+            }
             return;
         }
         debug!("leaving the group");
-        let _ = self.spoke.handle(now, Input::Cmd(SpokeCmd::Leave));
-        self.leaving = Some(Leaving {
-            reply: Some(reply),
-            hub_close_at: now + HUB_GOODBYE,
-            exit_at: now + HUB_GOODBYE + CLOSE_FLUSH,
-        });
+        self.leaving = Some((reply, now + LEAVE_DEADLINE));
+        self.feed(now, MemberInput::Cmd(MemberCmd::Spoke(SpokeCmd::Leave)));
     }
 
-    fn on_deadlines(&mut self, now: Instant) -> io::Result<()> {
-        if self.spoke.poll_timeout().is_some_and(|t| t <= now) {
-            self.spoke.handle_timeout(now);
-        }
-        if let Some(hub) = &mut self.hub
-            && hub.poll_timeout().is_some_and(|t| t <= now)
-        {
-            hub.handle_timeout(now);
-        }
-        if self.data.poll_timeout().is_some_and(|t| t <= now) {
-            self.data.handle_timeout(now);
+    fn on_deadlines(&mut self, now: Instant) {
+        if self.member.poll_timeout().is_some_and(|t| t <= now) {
+            self.member.handle_timeout(now);
         }
         if self.outgoing.next_trim().is_some_and(|t| t <= now) {
             for segment in self.outgoing.trim(now) {
-                self.feed_data(now, DataInput::Cmd(DataCmd::Retire { segment }));
+                self.feed(
+                    now,
+                    MemberInput::Cmd(MemberCmd::Data(DataCmd::Retire { segment })),
+                );
             }
         }
         let overdue: Vec<usize> = self
@@ -426,162 +380,131 @@ impl Reactor {
             debug!(peer = %self.links[key].peer, "closing link with unsent data");
             self.remove(key);
         }
-        if self.leaving.as_ref().is_some_and(|l| l.hub_close_at <= now) {
-            self.close_hub(now)?;
+    }
+
+    /// Whether the node has left and what it published is flushed (or it is time to give up).
+    fn finished(&self, now: Instant) -> bool {
+        self.leaving.as_ref().is_some_and(|(_, deadline)| {
+            let flushed = self.member.is_left()
+                && self
+                    .links
+                    .iter()
+                    .all(|(_, l)| l.data && l.outbox.is_empty());
+            flushed || *deadline <= now
+        })
+    }
+
+    fn feed(&mut self, now: Instant, input: MemberInput<'_>) {
+        if let Err(e) = self.member.handle(now, input) {
+            warn!(error = %e, "the node refused a command");
+        }
+    }
+
+    // ---- the member's requests ----
+
+    /// Acts on everything the member asks; acting on one request (a connection attempt, a
+    /// bind) can make it ask more.
+    fn pump(&mut self, now: Instant) -> io::Result<()> {
+        while let Some(out) = self.member.poll_output() {
+            match out {
+                MemberOutput::ConnectHub { peer } => {
+                    let addr = self.hub_addr.clone();
+                    self.connect(now, peer, Ok(addr), false);
+                }
+                MemberOutput::ConnectData { peer, addr } => {
+                    let name = addr.strip_prefix('@').unwrap_or(&addr).as_bytes();
+                    let addr = AbstractAddr::new(name)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e));
+                    self.connect(now, peer, addr, true);
+                }
+                MemberOutput::Bind => self.bind(now)?,
+                MemberOutput::Unbind => {
+                    if let Some(listener) = self.hub_listener.take() {
+                        let _ = self.poller.delete(listener.as_fd());
+                        info!("this node's hub closed");
+                    }
+                }
+                MemberOutput::Transmit {
+                    peer,
+                    bytes,
+                    attach,
+                } => {
+                    let seg = attach.and_then(|s| self.outgoing.segment(s));
+                    if attach.is_some() && seg.is_none() {
+                        warn!(?attach, "a segment to send is gone: dropping the record");
+                        continue;
+                    }
+                    self.transmit(now, peer, bytes, seg);
+                }
+                MemberOutput::Disconnect(peer) => self.disconnect(now, peer),
+                MemberOutput::Deliver(d) => self.deliver(d),
+                MemberOutput::Release(seg) => {
+                    if !self.outgoing.release(seg) {
+                        self.received.remove(&seg);
+                    }
+                }
+                MemberOutput::Evt(evt) => self.on_evt(evt),
+            }
         }
         Ok(())
     }
 
-    /// Whether the node has left and everything is flushed (or it is time to give up): the
-    /// hub closed, the topology links gone, and what was published handed to the sockets.
-    fn finished(&self, now: Instant) -> bool {
-        self.leaving.as_ref().is_some_and(|l| {
-            let flushed = self.hub.is_none()
-                && self
-                    .links
-                    .iter()
-                    .all(|(_, link)| link.side == Side::Data && link.outbox.is_empty());
-            flushed || l.exit_at <= now
-        })
-    }
-
-    // ---- the machines' outputs ----
-
-    /// Drains the machines until none has anything left to say; acting on one output (a
-    /// connection attempt, a bind, a topology change) can make another speak.
-    fn pump(&mut self, now: Instant) -> io::Result<()> {
-        loop {
-            let mut quiet = true;
-            while let Some(out) = self.spoke.poll_output() {
-                quiet = false;
-                match out {
-                    Output::Transmit(t) => self.transmit(now, t.peer, t.bytes, None),
-                    Output::Disconnect(peer) => self.disconnect(now, peer),
-                    Output::Evt(evt) => self.on_spoke_evt(now, evt)?,
-                }
-            }
-            while let Some(out) = self.hub.as_mut().and_then(Hub::poll_output) {
-                quiet = false;
-                match out {
-                    Output::Transmit(t) => self.transmit(now, t.peer, t.bytes, None),
-                    Output::Disconnect(peer) => self.disconnect(now, peer),
-                    Output::Evt(evt) => self.on_hub_evt(now, evt),
-                }
-            }
-            if self.view_dirty {
-                // The topology changed: the data plane learns who subscribes what, where.
-                self.view_dirty = false;
-                self.shared.lock().view = self.spoke.view().clone();
-                let routes = Routes::from_view(self.spoke.view());
-                let _ = self
-                    .data
-                    .handle(now, DataInput::Cmd(DataCmd::Routes(routes)));
-                self.shared.changed.notify_all();
-            }
-            while let Some(out) = self.data.poll_output() {
-                quiet = false;
-                self.on_data_output(now, out);
-            }
-            if quiet {
-                return Ok(());
-            }
-        }
-    }
-
-    fn on_spoke_evt(&mut self, now: Instant, evt: SpokeEvt) -> io::Result<()> {
+    fn on_evt(&mut self, evt: MemberEvt) {
         let event = match evt {
-            SpokeEvt::ConnectRequested => {
-                self.connect_hub(now);
-                return Ok(());
-            }
-            SpokeEvt::BindRequested => return self.bind(now),
-            SpokeEvt::Topology(e) => {
+            MemberEvt::Topology(e) => {
                 self.view_dirty = true;
                 NodeEvent::Topology(e)
             }
-            SpokeEvt::Synced { hub, term } => {
+            MemberEvt::Synced { hub, term } => {
                 self.view_dirty = true;
                 info!(%hub, %term, "synced with the hub");
                 NodeEvent::Synced { hub, term }
             }
-            SpokeEvt::HubLost => {
+            MemberEvt::BecameHub => {
+                info!(addr = %self.hub_addr, "this node is now the hub");
+                NodeEvent::BecameHub
+            }
+            MemberEvt::HubLost => {
                 self.view_dirty = true;
                 NodeEvent::HubLost
             }
-            SpokeEvt::HubUnresponsive => {
+            MemberEvt::HubUnresponsive => {
                 warn!("the hub is unresponsive");
                 NodeEvent::HubUnresponsive
             }
-            SpokeEvt::HubResponsive => NodeEvent::HubResponsive,
-            SpokeEvt::HubClosed(reason) => NodeEvent::HubClosed(reason),
-            SpokeEvt::HubMisbehaved { reason } => {
-                warn!(%reason, "the hub broke the protocol");
-                return Ok(());
+            MemberEvt::HubResponsive => NodeEvent::HubResponsive,
+            MemberEvt::HubClosed(reason) => NodeEvent::HubClosed(reason),
+            MemberEvt::HubAbsent => NodeEvent::HubAbsent,
+            MemberEvt::Room { topic, room } => return self.outgoing.set_room(topic, room),
+            MemberEvt::Hub(e) => return log_hub(&e),
+            MemberEvt::PeerMisbehaved { peer, reason } => {
+                return warn!(%peer, %reason, "disconnected a peer that broke the protocol");
             }
-            SpokeEvt::HubAbsent => NodeEvent::HubAbsent,
-            SpokeEvt::Left => return Ok(()),
-            other => {
-                trace!(evt = other.name(), "spoke event");
-                return Ok(());
-            }
+            MemberEvt::Left => return debug!("left the group"),
+            other => return debug!(evt = other.name(), "member event"),
         };
-        self.emit(&event);
-        Ok(())
+        self.sinks.retain(|s| s.push(&event));
     }
 
-    fn on_hub_evt(&mut self, now: Instant, evt: HubEvt) {
-        match &evt {
-            HubEvt::PeerRefused { peer, reason } => warn!(%peer, %reason, "refused a peer"),
-            HubEvt::PeerMisbehaved { peer, reason } => {
-                warn!(%peer, %reason, "disconnected a peer that broke the protocol");
-            }
-            HubEvt::PeerExpelled { peer, node } => {
-                warn!(%peer, ?node, "expelled a silent peer");
-            }
-            HubEvt::PeerLeft {
-                node: Some(node), ..
-            } if *node == self.spoke.id() => {
-                // Our own goodbye is sequenced: the hub may close now.
-                if let Some(l) = &mut self.leaving {
-                    l.hub_close_at = l.hub_close_at.min(now);
-                }
-            }
-            other => debug!(evt = other.name(), "hub event"),
+    /// Publishes the node's state for application threads once per wakeup, if it changed.
+    fn publish(&mut self) {
+        let hub = self.member.hub();
+        let is_hub = self.member.is_hub();
+        let mut s = self.shared.lock();
+        let changed = self.view_dirty || s.hub != hub || s.is_hub != is_hub;
+        if std::mem::take(&mut self.view_dirty) {
+            s.view = self.member.view().clone();
         }
-    }
-
-    fn on_data_output(&mut self, now: Instant, out: DataOutput) {
-        match out {
-            DataOutput::Connect { peer, addr } => self.connect_data(now, peer, &addr),
-            DataOutput::Transmit {
-                peer,
-                bytes,
-                attach,
-            } => {
-                let seg = attach.and_then(|s| self.outgoing.segment(s));
-                if attach.is_some() && seg.is_none() {
-                    warn!(?attach, "a segment to send is gone: dropping the record");
-                    return;
-                }
-                self.transmit(now, peer, bytes, seg);
-            }
-            DataOutput::Disconnect(peer) => self.disconnect(now, peer),
-            DataOutput::Deliver(d) => self.deliver(now, d),
-            DataOutput::Release(seg) => {
-                if !self.outgoing.release(seg) {
-                    self.received.remove(&seg);
-                }
-            }
-            DataOutput::Evt(DataEvt::Room { topic, room }) => self.outgoing.set_room(topic, room),
-            DataOutput::Evt(DataEvt::PeerMisbehaved { peer, reason }) => {
-                warn!(%peer, %reason, "disconnected a data link that broke the protocol");
-            }
-            DataOutput::Evt(other) => debug!(evt = ?other, "data event"),
+        s.hub = hub;
+        s.is_hub = is_hub;
+        drop(s);
+        if changed {
+            self.shared.changed.notify_all();
         }
     }
 
     /// Hands a message to the local subscriptions of its topic.
-    fn deliver(&mut self, now: Instant, d: ipc_proto::data::Delivery) {
+    fn deliver(&mut self, d: Delivery) {
         let queues: Vec<Arc<SubQueue>> = self.subs.get(&d.topic).cloned().unwrap_or_default();
         let msg = match d.payload {
             Delivered::Inline(bytes) => Some(Message::inline(
@@ -630,11 +553,9 @@ impl Reactor {
                 pause = true;
             }
         }
-        drop(msg);
-        if pause && d.peer != ipc_proto::data::LOCAL {
+        if pause && d.peer != LOCAL {
             self.set_paused(d.peer, true);
         }
-        let _ = now;
     }
 
     fn map_fresh(&mut self, segment: SegmentId, len: u64) -> Option<Arc<Mapping>> {
@@ -667,70 +588,25 @@ impl Reactor {
         rs.map.clone()
     }
 
-    fn emit(&mut self, event: &NodeEvent) {
-        self.sinks.retain(|s| s.push(event));
-    }
-
-    /// Publishes the node's state for application threads once per wakeup, if it changed.
-    fn publish(&mut self) {
-        let hub = self.spoke.hub();
-        let is_hub = self.hub.is_some();
-        let mut s = self.shared.lock();
-        let changed = s.hub != hub || s.is_hub != is_hub;
-        s.hub = hub;
-        s.is_hub = is_hub;
-        drop(s);
-        if changed {
-            self.shared.changed.notify_all();
-        }
-    }
-
-    fn feed_data(&mut self, now: Instant, input: DataInput<'_>) {
-        if let Err(e) = self.data.handle(now, input) {
-            warn!(error = %e, "data plane refused a command");
-        }
-    }
-
     // ---- links ----
 
-    fn connect_hub(&mut self, now: Instant) {
-        let input = match socket::connect(&self.hub_addr) {
-            Ok(fd) => {
-                let cred = socket::peer_credentials(fd.as_fd()).ok().map(convert_cred);
-                let peer = self.new_peer();
-                match self.add_link(fd, Side::ToHub, peer) {
-                    Ok(()) => Input::PeerUp { peer, cred },
-                    Err(e) => {
-                        warn!(error = %e, "cannot watch the hub link");
-                        Input::ConnectFailed
-                    }
-                }
-            }
-            Err(e) => {
-                trace!(error = %e, "no hub answered");
-                Input::ConnectFailed
-            }
-        };
-        let _ = self.spoke.handle(now, input);
-    }
-
-    fn connect_data(&mut self, now: Instant, peer: PeerId, addr: &str) {
-        let name = addr.strip_prefix('@').unwrap_or(addr).as_bytes();
-        let result = AbstractAddr::new(name)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
-            .and_then(|a| socket::connect(&a))
-            .and_then(|fd| {
+    fn connect(&mut self, now: Instant, peer: PeerId, addr: io::Result<AbstractAddr>, data: bool) {
+        let linked = addr.and_then(|a| socket::connect(&a)).and_then(|fd| {
+            if data {
                 socket::set_send_buffer(fd.as_fd(), 1 << 20)?;
-                Ok(fd)
-            });
-        let input = match result.and_then(|fd| self.add_link(fd, Side::Data, peer)) {
-            Ok(()) => DataInput::PeerUp { peer, cred: None },
+            }
+            let cred = socket::peer_credentials(fd.as_fd()).ok().map(convert_cred);
+            self.add_link(fd, data, peer)?;
+            Ok(cred)
+        });
+        let input = match linked {
+            Ok(cred) => MemberInput::Connected { peer, cred },
             Err(e) => {
-                debug!(%addr, error = %e, "cannot open a data link");
-                DataInput::PeerDown(peer)
+                trace!(%peer, error = %e, "connection failed");
+                MemberInput::ConnectFailed(peer)
             }
         };
-        self.feed_data(now, input);
+        self.feed(now, input);
     }
 
     fn bind(&mut self, now: Instant) -> io::Result<()> {
@@ -739,11 +615,6 @@ impl Reactor {
                 self.poller
                     .add(listener.as_fd(), HUB_LISTENER, Interest::READABLE)?;
                 self.hub_listener = Some(listener);
-                let mut cfg = self.hub_config.clone();
-                cfg.rng_seed(random_seed());
-                self.hub = Some(Hub::new(cfg, self.spoke.hub_seed(), now));
-                info!(addr = %self.hub_addr, "this node is now the hub");
-                self.emit(&NodeEvent::BecameHub);
                 true
             }
             Err(e) => {
@@ -751,52 +622,46 @@ impl Reactor {
                 false
             }
         };
-        let _ = self.spoke.handle(now, Input::BindOutcome { won });
+        self.feed(now, MemberInput::Bound { won });
         Ok(())
     }
 
-    fn accept(&mut self, now: Instant, side: Side) -> io::Result<()> {
-        let listener = match side {
-            Side::FromSpoke => &self.hub_listener,
-            _ => &self.data_listener,
+    fn accept(&mut self, now: Instant, listener: Listener) -> io::Result<()> {
+        let fd = match listener {
+            Listener::Hub => &self.hub_listener,
+            Listener::Data => &self.data_listener,
         };
         let mut accepted = Vec::new();
-        if let Some(listener) = listener {
-            while let Some(conn) = socket::accept(listener.as_fd())? {
+        if let Some(fd) = fd {
+            while let Some(conn) = socket::accept(fd.as_fd())? {
                 accepted.push(conn);
             }
         }
         for (fd, cred) in accepted {
-            let peer = self.new_peer();
-            self.add_link(fd, side, peer)?;
-            let cred = Some(convert_cred(cred));
-            match side {
-                Side::FromSpoke => {
-                    if let Some(hub) = &mut self.hub {
-                        let _ = hub.handle(now, Input::PeerUp { peer, cred });
-                    }
-                }
-                _ => self.feed_data(now, DataInput::PeerUp { peer, cred }),
-            }
+            self.next_peer += 1;
+            debug_assert!(self.next_peer < OUTGOING);
+            let peer = PeerId(self.next_peer);
+            self.add_link(fd, listener == Listener::Data, peer)?;
+            self.feed(
+                now,
+                MemberInput::Accepted {
+                    peer,
+                    listener,
+                    cred: Some(convert_cred(cred)),
+                },
+            );
         }
         Ok(())
     }
 
-    /// A fresh id for a link this driver opens or accepts (below the data plane's range).
-    fn new_peer(&mut self) -> PeerId {
-        self.next_peer += 1;
-        debug_assert!(self.next_peer < OUTGOING);
-        PeerId(self.next_peer)
-    }
-
-    fn add_link(&mut self, fd: OwnedFd, side: Side, peer: PeerId) -> io::Result<()> {
+    fn add_link(&mut self, fd: OwnedFd, data: bool, peer: PeerId) -> io::Result<()> {
         let entry = self.links.vacant_entry();
         let key = entry.key();
         self.poller
             .add(fd.as_fd(), Token(key as u64), Interest::READABLE)?;
         entry.insert(Link {
             fd,
-            side,
+            data,
             peer,
             outbox: VecDeque::new(),
             outbox_bytes: 0,
@@ -820,8 +685,8 @@ impl Reactor {
         }
         link.outbox_bytes += bytes.len();
         link.outbox.push_back((bytes, seg));
-        // The data plane bounds its own links; topology links are bounded here.
-        if link.side != Side::Data && link.outbox_bytes > self.max_outbox {
+        // The member bounds its data links; topology links are bounded here.
+        if !link.data && link.outbox_bytes > self.max_outbox {
             warn!(%peer, bytes = link.outbox_bytes, "peer does not keep up: closing its link");
             self.drop_link(now, key);
             return;
@@ -855,15 +720,17 @@ impl Reactor {
             self.update_interest(key);
         }
         let link = &mut self.links[key];
-        if link.side == Side::Data && link.closing.is_none() && full != link.told_blocked {
+        if link.data && link.closing.is_none() && full != link.told_blocked {
             link.told_blocked = full;
             let peer = link.peer;
-            let input = if full {
-                DataInput::Blocked(peer)
-            } else {
-                DataInput::Writable(peer)
-            };
-            self.feed_data(now, input);
+            self.feed(
+                now,
+                if full {
+                    MemberInput::Blocked(peer)
+                } else {
+                    MemberInput::Writable(peer)
+                },
+            );
         }
         if self
             .links
@@ -906,54 +773,25 @@ impl Reactor {
             if link.closing.is_some() || link.paused {
                 return;
             }
-            if link.side == Side::Data {
-                if !self.read_data(now, key) {
-                    return;
-                }
-                continue;
-            }
-            let mut fds = Vec::new();
-            match socket::recv_record(link.fd.as_fd(), &mut self.buf, &mut fds, 0) {
-                Ok(Recv::Data {
-                    len,
-                    truncated,
-                    fds: n,
-                    fds_truncated,
-                    ..
-                }) => {
-                    if truncated || n > 0 || fds_truncated {
-                        warn!(peer = %link.peer, truncated, fds = n, "malformed record: closing");
-                        self.drop_link(now, key);
-                        return;
-                    }
-                    let (peer, side) = (link.peer, link.side);
-                    let data = &self.buf[..len];
-                    if side == Side::ToHub {
-                        let _ = self.spoke.handle(now, Input::Bytes { peer, data });
-                    } else if let Some(hub) = &mut self.hub {
-                        let _ = hub.handle(now, Input::Bytes { peer, data });
-                    }
-                }
-                Ok(Recv::Closed) => {
-                    self.drop_link(now, key);
-                    return;
-                }
-                Ok(Recv::WouldBlock) => return,
-                Err(e) => {
-                    debug!(error = %e, "receive failed: link is gone");
-                    self.drop_link(now, key);
-                    return;
-                }
+            if !self.read_record(now, key) {
+                return;
             }
         }
     }
 
-    /// Reads one record of a data link; `false` when there is nothing more to read now.
-    fn read_data(&mut self, now: Instant, key: usize) -> bool {
+    /// Reads one record of a link and hands it to the member; `false` when there is nothing
+    /// more to read now.
+    fn read_record(&mut self, now: Instant, key: usize) -> bool {
         let link = &self.links[key];
-        let peer = link.peer;
+        let (peer, data) = (link.peer, link.data);
+        let buf = if data {
+            &mut self.data_buf
+        } else {
+            &mut self.buf
+        };
         let mut fds = Vec::new();
-        match socket::recv_record(link.fd.as_fd(), &mut self.data_buf, &mut fds, MAX_FDS) {
+        let max_fds = if data { MAX_FDS } else { 0 };
+        match socket::recv_record(link.fd.as_fd(), buf, &mut fds, max_fds) {
             Ok(Recv::Data {
                 len,
                 record_len,
@@ -962,36 +800,14 @@ impl Reactor {
                 ..
             }) => {
                 if truncated || fds_truncated {
-                    let reason = format!("record of {record_len} bytes or more than {MAX_FDS} fds");
+                    let reason = format!("record of {record_len} bytes, or too many fds");
                     self.reject(now, key, reason);
                     return false;
                 }
                 let mut segments = Vec::with_capacity(fds.len());
                 for fd in fds {
                     match memfd::verify(fd, SealSet::EMPTY, 0, 0) {
-                        Ok(v) => {
-                            let segment = SegmentId(self.next_received);
-                            self.next_received += 1;
-                            let s = v.seals();
-                            let seals = Seals {
-                                shrink: s.contains(SealSet::SHRINK),
-                                grow: s.contains(SealSet::GROW),
-                                write: s.contains(SealSet::WRITE),
-                                future_write: s.contains(SealSet::FUTURE_WRITE),
-                            };
-                            segments.push(ReceivedSegment {
-                                segment,
-                                size: v.size(),
-                                seals,
-                            });
-                            self.received.insert(
-                                segment,
-                                RecvSegment {
-                                    verified: v,
-                                    map: None,
-                                },
-                            );
-                        }
+                        Ok(v) => segments.push(self.register(v)),
                         Err(e) => {
                             for s in segments {
                                 self.received.remove(&s.segment);
@@ -1005,18 +821,18 @@ impl Reactor {
                         }
                     }
                 }
-                let data = &self.data_buf[..len];
-                let _ = self.data.handle(
-                    now,
-                    DataInput::Record {
-                        peer,
-                        data,
-                        segments: &segments,
-                    },
-                );
-                // Drain now: deliveries map segments registered above.
-                while let Some(out) = self.data.poll_output() {
-                    self.on_data_output(now, out);
+                let buf = if data { &self.data_buf } else { &self.buf };
+                let input = MemberInput::Record {
+                    peer,
+                    data: &buf[..len],
+                    segments: &segments,
+                };
+                if let Err(e) = self.member.handle(now, input) {
+                    warn!(error = %e, "record refused");
+                }
+                // Deliveries map the segments registered above: act on them now.
+                if let Err(e) = self.pump(now) {
+                    warn!(error = %e, "I/O error while acting on a record");
                 }
                 true
             }
@@ -1026,28 +842,54 @@ impl Reactor {
             }
             Ok(Recv::WouldBlock) => false,
             Err(e) => {
-                debug!(error = %e, "receive failed: data link is gone");
+                debug!(%peer, error = %e, "receive failed: link is gone");
                 self.drop_link(now, key);
                 false
             }
         }
     }
 
-    /// The driver refused what a data link sent: the data plane closes it as a violation.
+    /// Registers a received segment under a fresh handle.
+    fn register(&mut self, v: VerifiedSegment) -> ReceivedSegment {
+        let segment = SegmentId(self.next_received);
+        self.next_received += 1;
+        let s = v.seals();
+        let seals = Seals {
+            shrink: s.contains(SealSet::SHRINK),
+            grow: s.contains(SealSet::GROW),
+            write: s.contains(SealSet::WRITE),
+            future_write: s.contains(SealSet::FUTURE_WRITE),
+        };
+        let r = ReceivedSegment {
+            segment,
+            size: v.size(),
+            seals,
+        };
+        self.received.insert(
+            segment,
+            RecvSegment {
+                verified: v,
+                map: None,
+            },
+        );
+        r
+    }
+
+    /// The driver refused what a link sent: the member closes it as a violation.
     fn reject(&mut self, now: Instant, key: usize, reason: String) {
         let peer = self.links[key].peer;
-        self.feed_data(now, DataInput::Rejected { peer, reason });
-        // The data plane asked for a disconnect; nothing more is read from the link.
-        while let Some(out) = self.data.poll_output() {
-            self.on_data_output(now, out);
+        self.feed(now, MemberInput::Rejected { peer, reason });
+        if let Err(e) = self.pump(now) {
+            warn!(error = %e, "I/O error while closing a link");
         }
+        // Whatever the member decided, nothing more is read from this link.
         if let Some(link) = self.links.get_mut(key) {
             link.paused = true;
             self.update_interest(key);
         }
     }
 
-    /// A machine asked to close a link: flush what is queued, then close.
+    /// The member asked to close a link: flush what is queued, then close.
     fn disconnect(&mut self, now: Instant, peer: PeerId) {
         let Some(&key) = self.peers.get(&peer) else {
             return;
@@ -1056,26 +898,15 @@ impl Reactor {
         self.flush(now, key);
     }
 
-    /// The link broke (or misbehaved at the socket level): close it and tell its machine.
+    /// The link broke (or misbehaved at the socket level): close it and tell the member.
     fn drop_link(&mut self, now: Instant, key: usize) {
         let Some(link) = self.links.get(key) else {
             return;
         };
-        let (peer, side, closing) = (link.peer, link.side, link.closing.is_some());
+        let (peer, closing) = (link.peer, link.closing.is_some());
         self.remove(key);
-        if closing {
-            return;
-        }
-        match side {
-            Side::ToHub => {
-                let _ = self.spoke.handle(now, Input::PeerDown(peer));
-            }
-            Side::FromSpoke => {
-                if let Some(hub) = &mut self.hub {
-                    let _ = hub.handle(now, Input::PeerDown(peer));
-                }
-            }
-            Side::Data => self.feed_data(now, DataInput::PeerDown(peer)),
+        if !closing {
+            self.feed(now, MemberInput::PeerDown(peer));
         }
     }
 
@@ -1086,21 +917,16 @@ impl Reactor {
             trace!(peer = %link.peer, "link closed");
         }
     }
+}
 
-    /// Closes this node's hub: goodbye to every spoke, then the address is free.
-    fn close_hub(&mut self, now: Instant) -> io::Result<()> {
-        if let Some(hub) = &mut self.hub {
-            let _ = hub.handle(now, Input::Cmd(HubCmd::Close));
+fn log_hub(e: &HubEvt) {
+    match e {
+        HubEvt::PeerRefused { peer, reason } => warn!(%peer, %reason, "refused a peer"),
+        HubEvt::PeerMisbehaved { peer, reason } => {
+            warn!(%peer, %reason, "disconnected a peer that broke the protocol")
         }
-        self.pump(now)?;
-        self.hub = None;
-        if let Some(listener) = self.hub_listener.take() {
-            let _ = self.poller.delete(listener.as_fd());
-        }
-        if let Some(l) = &mut self.leaving {
-            l.hub_close_at = l.exit_at;
-        }
-        Ok(())
+        HubEvt::PeerExpelled { peer, node } => warn!(%peer, ?node, "expelled a silent peer"),
+        other => debug!(evt = other.name(), "hub event"),
     }
 }
 

@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+pub use ipc_proto::data::{
+    DEFAULT_INLINE_MAX, PublisherOptions, SendMode, SubscriptionOptions,
+};
 use ipc_proto::data::{Pool, Room, SegmentId};
 use ipc_proto::wire::{Policy, SlotRef};
 use ipc_proto::{NodeId, PeerId};
@@ -42,94 +45,6 @@ struct Credit {
     room: Option<Room>,
     /// Messages handed to the I/O thread and not yet processed by it.
     pending: u32,
-}
-
-/// How a publisher sends its payloads.
-#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Default)]
-#[non_exhaustive]
-pub enum SendMode {
-    /// Inline up to the inline threshold; above it, pooled in a group open only to this uid,
-    /// fresh in a group opened to others.
-    #[default]
-    Auto,
-    /// Always in the frame (up to the inline threshold; larger payloads are refused).
-    Inline,
-    /// A fresh sealed memfd per message: immutability enforced by the kernel.
-    Fresh,
-    /// A reused pool segment per message: immutability by protocol (the publisher never
-    /// rewrites a segment a subscriber holds); far faster for large payloads.
-    Pooled,
-}
-
-/// How a publisher behaves.
-#[derive(Clone, Debug)]
-pub struct PublisherOptions {
-    /// How payloads travel. Default [`SendMode::Auto`].
-    pub mode: SendMode,
-    /// Largest inline payload. Default [`DEFAULT_INLINE_MAX`].
-    pub inline_max: usize,
-    /// How long a publisher waits for a pool segment to come back before sending the payload
-    /// in a fresh segment instead. Default 100 ms.
-    pub pool_wait: Duration,
-}
-
-/// The default largest inline payload: 8 KiB, where measurements put the crossover between
-/// copying through the socket and passing a segment (see the README's table).
-pub const DEFAULT_INLINE_MAX: usize = 8 << 10;
-
-impl Default for PublisherOptions {
-    fn default() -> Self {
-        Self {
-            mode: SendMode::Auto,
-            inline_max: DEFAULT_INLINE_MAX,
-            pool_wait: Duration::from_millis(100),
-        }
-    }
-}
-
-/// How a subscription's queue behaves.
-#[derive(Copy, Clone, PartialEq, Eq, Debug)]
-pub struct SubscriptionOptions {
-    /// What happens when the queue is full. Default: drop the oldest.
-    pub policy: Policy,
-    /// How many messages the queue holds. Default 64.
-    pub depth: u32,
-}
-
-impl Default for SubscriptionOptions {
-    fn default() -> Self {
-        Self {
-            policy: Policy::DropOldest,
-            depth: 64,
-        }
-    }
-}
-
-impl SubscriptionOptions {
-    /// Lossless: publishers wait up to `timeout` for room.
-    pub fn block(timeout: Duration) -> Self {
-        let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
-        Self {
-            policy: Policy::Block { timeout_ms },
-            ..Self::default()
-        }
-    }
-
-    /// Keeps the newest `depth` messages.
-    pub fn drop_oldest(depth: u32) -> Self {
-        Self {
-            policy: Policy::DropOldest,
-            depth,
-        }
-    }
-
-    /// Keeps the oldest `depth` messages.
-    pub fn drop_newest(depth: u32) -> Self {
-        Self {
-            policy: Policy::DropNewest,
-            depth,
-        }
-    }
 }
 
 /// A pool segment: created and sealed once, written by one loan at a time.

@@ -6,6 +6,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use ipc_proto::SpokeCmd;
+pub use ipc_proto::names::bus_topic;
 use ipc_proto::data::{DataCmd, Payload};
 
 use crate::data::{Loan, LoanKind, Message, Outgoing, PublisherOptions, SendMode, SubQueue};
@@ -104,12 +105,7 @@ impl Publisher {
 
     /// How a payload of `len` bytes travels.
     pub fn mode_for(&self, len: usize) -> SendMode {
-        match self.options.mode {
-            SendMode::Auto if len <= self.options.inline_max => SendMode::Inline,
-            SendMode::Auto if self.handle.private => SendMode::Pooled,
-            SendMode::Auto => SendMode::Fresh,
-            other => other,
-        }
+        self.options.mode_for(len, self.handle.private)
     }
 
     /// Publishes a copy of `data`.
@@ -316,11 +312,6 @@ impl fmt::Debug for Bus {
             .field("topic", &self.publisher.topic)
             .finish()
     }
-}
-
-/// The topic of bus channel `name`.
-pub fn bus_topic(name: &str) -> String {
-    format!("bus:{name}")
 }
 
 impl Bus {

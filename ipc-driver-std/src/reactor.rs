@@ -412,9 +412,11 @@ impl Reactor {
                     self.connect(now, peer, Ok(addr), false);
                 }
                 MemberOutput::ConnectData { peer, addr } => {
-                    let name = addr.strip_prefix('@').unwrap_or(&addr).as_bytes();
-                    let addr = AbstractAddr::new(name)
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e));
+                    let addr = ipc_proto::names::parse_abstract(&addr)
+                        .and_then(|name| AbstractAddr::new(name).ok())
+                        .ok_or_else(|| {
+                            io::Error::new(io::ErrorKind::InvalidInput, "not an abstract address")
+                        });
                     self.connect(now, peer, addr, true);
                 }
                 MemberOutput::Bind => self.bind(now)?,

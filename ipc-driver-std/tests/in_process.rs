@@ -1,7 +1,7 @@
 //! Nodes of one group inside one process: the driver end to end, without process management.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipc_driver_std::{Node, NodeEvent};
 use ipc_proto::Event;
@@ -77,5 +77,10 @@ fn a_callback_may_call_back_into_the_node() {
             .is_some_and(|n| n.subscribes.contains_key("greetings"))
     })
     .expect("the subscription made in the callback reached the group");
-    assert!(*done.lock().expect("flag"));
+    // The view can show the subscription before the callback has returned from `subscribe`.
+    let deadline = Instant::now() + WAIT;
+    while !*done.lock().expect("flag") {
+        assert!(Instant::now() < deadline, "subscribe returned in the callback");
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }

@@ -86,6 +86,7 @@ mod hub;
 mod ids;
 mod machine;
 mod member;
+pub mod names;
 mod rng;
 mod spoke;
 mod timer;

@@ -22,38 +22,15 @@ use std::fmt;
 
 use nix::sys::socket::UnixAddr;
 
-/// Prefix of every name this crate binds.
-pub const NAME_PREFIX: &str = "ipc-pubsub/";
-
-/// Longest abstract name: `sun_path` is 108 bytes and the first one is the NUL marker.
-pub const MAX_NAME_LEN: usize = 107;
-
-/// Longest group name, chosen so that both the hub and the data names fit [`MAX_NAME_LEN`].
-///
-/// 107 − `"ipc-pubsub/"` (11) − `"/data/"` (6) − 16 hex digits = 74 bytes.
-pub const MAX_GROUP_LEN: usize = MAX_NAME_LEN - NAME_PREFIX.len() - "/data/".len() - 16;
+pub use ipc_proto::names::{GroupError, MAX_GROUP_LEN, MAX_NAME_LEN, NAME_PREFIX};
 
 /// Why a group name or socket name was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AddrError {
-    /// The group name is empty.
-    #[error("group name is empty")]
-    EmptyGroup,
-    /// The group name is longer than [`MAX_GROUP_LEN`] bytes.
-    #[error("group name is {len} bytes long, the maximum is {max}")]
-    GroupTooLong {
-        /// Length of the rejected group name in bytes.
-        len: usize,
-        /// The maximum, [`MAX_GROUP_LEN`].
-        max: usize,
-    },
-    /// The group name contains a NUL byte.
-    #[error("group name contains a NUL byte")]
-    GroupHasNul,
-    /// The group name contains `/`, which separates the parts of our names.
-    #[error("group name contains '/'")]
-    GroupHasSlash,
+    /// The group name is not usable.
+    #[error(transparent)]
+    Group(#[from] GroupError),
     /// A raw abstract name is longer than [`MAX_NAME_LEN`] bytes.
     #[error("abstract socket name is {len} bytes long, the maximum is {max}")]
     NameTooLong {
@@ -129,34 +106,17 @@ impl fmt::Debug for AbstractAddr {
 
 /// Checks a group name: non-empty, at most [`MAX_GROUP_LEN`] bytes, no NUL, no `/`.
 pub fn validate_group(group: &str) -> Result<(), AddrError> {
-    if group.is_empty() {
-        return Err(AddrError::EmptyGroup);
-    }
-    if group.len() > MAX_GROUP_LEN {
-        return Err(AddrError::GroupTooLong {
-            len: group.len(),
-            max: MAX_GROUP_LEN,
-        });
-    }
-    if group.contains('\0') {
-        return Err(AddrError::GroupHasNul);
-    }
-    if group.contains('/') {
-        return Err(AddrError::GroupHasSlash);
-    }
-    Ok(())
+    Ok(ipc_proto::names::validate_group(group)?)
 }
 
 /// The group's hub socket: `@ipc-pubsub/<group>/hub`.
 pub fn hub_addr(group: &str) -> Result<AbstractAddr, AddrError> {
-    validate_group(group)?;
-    AbstractAddr::new(format!("{NAME_PREFIX}{group}/hub").as_bytes())
+    AbstractAddr::new(ipc_proto::names::hub_name(group)?.as_bytes())
 }
 
 /// A node's own data socket: `@ipc-pubsub/<group>/data/<token as 16 lowercase hex digits>`.
 pub fn data_addr(group: &str, token: u64) -> Result<AbstractAddr, AddrError> {
-    validate_group(group)?;
-    AbstractAddr::new(format!("{NAME_PREFIX}{group}/data/{token:016x}").as_bytes())
+    AbstractAddr::new(ipc_proto::names::data_name(group, token)?.as_bytes())
 }
 
 #[cfg(test)]
@@ -183,9 +143,9 @@ mod tests {
 
     #[test]
     fn group_validation() {
-        assert_eq!(hub_addr(""), Err(AddrError::EmptyGroup));
-        assert_eq!(data_addr("a/b", 1), Err(AddrError::GroupHasSlash));
-        assert_eq!(hub_addr("a\0b"), Err(AddrError::GroupHasNul));
+        assert_eq!(hub_addr(""), Err(GroupError::Empty.into()));
+        assert_eq!(data_addr("a/b", 1), Err(GroupError::HasSlash.into()));
+        assert_eq!(hub_addr("a\0b"), Err(GroupError::HasNul.into()));
         let longest = "g".repeat(MAX_GROUP_LEN);
         assert_eq!(MAX_GROUP_LEN, 74);
         let data = data_addr(&longest, 7).expect("longest group fits");
@@ -194,10 +154,11 @@ mod tests {
         let too_long = "g".repeat(MAX_GROUP_LEN + 1);
         assert_eq!(
             hub_addr(&too_long),
-            Err(AddrError::GroupTooLong {
+            Err(GroupError::TooLong {
                 len: MAX_GROUP_LEN + 1,
                 max: MAX_GROUP_LEN
-            })
+            }
+            .into())
         );
         // Unicode is fine and counted in bytes.
         let addr = hub_addr("über").expect("valid group");

@@ -27,6 +27,7 @@
 //! The subscriber applies its policy again to its own queues; with `Block` it stops reading
 //! the link while the queue is full, which fills the socket, then the publisher's queue.
 
+mod options;
 mod pool;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -42,6 +43,7 @@ use crate::wire::{
     DataFrame, DataStats, MessageHeader, Policy, SlotRef, TopicStats, decode_data, encode_data,
 };
 
+pub use options::{DEFAULT_INLINE_MAX, PublisherOptions, SendMode, SubscriptionOptions};
 pub use pool::{MIN_SEGMENT, Pool, PoolSlot};
 
 #[cfg(test)]

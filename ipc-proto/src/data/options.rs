@@ -1,0 +1,149 @@
+//! What publishers and subscriptions choose, the same in every driver.
+
+use std::time::Duration;
+
+use crate::wire::Policy;
+
+/// How a publisher sends its payloads.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Default)]
+#[non_exhaustive]
+pub enum SendMode {
+    /// Inline up to the inline threshold; above it, pooled in a group open only to this uid,
+    /// fresh in a group opened to others.
+    #[default]
+    Auto,
+    /// Always in the frame (up to the inline threshold; larger payloads are refused).
+    Inline,
+    /// A fresh sealed memfd per message: immutability enforced by the kernel.
+    Fresh,
+    /// A reused pool segment per message: immutability by protocol (the publisher never
+    /// rewrites a segment a subscriber holds); far faster for large payloads.
+    Pooled,
+}
+
+/// The default largest inline payload: 8 KiB, where measurements put the crossover between
+/// copying through the socket and passing a segment (see the README's table).
+pub const DEFAULT_INLINE_MAX: usize = 8 << 10;
+
+/// How a publisher behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublisherOptions {
+    /// How payloads travel. Default [`SendMode::Auto`].
+    pub mode: SendMode,
+    /// Largest inline payload. Default [`DEFAULT_INLINE_MAX`].
+    pub inline_max: usize,
+    /// How long a publisher waits for a pool segment to come back before sending the payload
+    /// in a fresh segment instead. Default 100 ms. (A driver that must not block, such as the
+    /// calloop one, does not wait.)
+    pub pool_wait: Duration,
+}
+
+impl Default for PublisherOptions {
+    fn default() -> Self {
+        Self {
+            mode: SendMode::Auto,
+            inline_max: DEFAULT_INLINE_MAX,
+            pool_wait: Duration::from_millis(100),
+        }
+    }
+}
+
+impl PublisherOptions {
+    /// How a payload of `len` bytes travels; `private` says whether the group is open only to
+    /// this node's uid (where pooled segments, whose immutability is by protocol, are the
+    /// default above the inline threshold).
+    pub fn mode_for(&self, len: usize, private: bool) -> SendMode {
+        match self.mode {
+            SendMode::Auto if len <= self.inline_max => SendMode::Inline,
+            SendMode::Auto if private => SendMode::Pooled,
+            SendMode::Auto => SendMode::Fresh,
+            other => other,
+        }
+    }
+}
+
+/// How a subscription's queue behaves.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub struct SubscriptionOptions {
+    /// What happens when the queue is full. Default: drop the oldest.
+    pub policy: Policy,
+    /// How many messages the queue holds. Default 64.
+    pub depth: u32,
+}
+
+impl Default for SubscriptionOptions {
+    fn default() -> Self {
+        Self {
+            policy: Policy::DropOldest,
+            depth: 64,
+        }
+    }
+}
+
+impl SubscriptionOptions {
+    /// Lossless: publishers wait up to `timeout` for room.
+    pub fn block(timeout: Duration) -> Self {
+        let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+        Self {
+            policy: Policy::Block { timeout_ms },
+            ..Self::default()
+        }
+    }
+
+    /// Keeps the newest `depth` messages.
+    pub fn drop_oldest(depth: u32) -> Self {
+        Self {
+            policy: Policy::DropOldest,
+            depth,
+        }
+    }
+
+    /// Keeps the oldest `depth` messages.
+    pub fn drop_newest(depth: u32) -> Self {
+        Self {
+            policy: Policy::DropNewest,
+            depth,
+        }
+    }
+
+    /// The terms a subscriber states to its publishers.
+    pub fn terms(&self) -> super::Terms {
+        super::Terms {
+            policy: self.policy,
+            depth: self.depth.max(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_mode_by_size_and_privacy() {
+        let o = PublisherOptions::default();
+        assert_eq!(o.mode_for(0, true), SendMode::Inline);
+        assert_eq!(o.mode_for(DEFAULT_INLINE_MAX, false), SendMode::Inline);
+        assert_eq!(o.mode_for(DEFAULT_INLINE_MAX + 1, true), SendMode::Pooled);
+        assert_eq!(o.mode_for(DEFAULT_INLINE_MAX + 1, false), SendMode::Fresh);
+        let fresh = PublisherOptions {
+            mode: SendMode::Fresh,
+            ..PublisherOptions::default()
+        };
+        assert_eq!(fresh.mode_for(1, true), SendMode::Fresh);
+    }
+
+    #[test]
+    fn terms_never_have_zero_depth() {
+        let t = SubscriptionOptions::drop_newest(0).terms();
+        assert_eq!(t.depth, 1);
+        assert_eq!(t.policy, Policy::DropNewest);
+        let b = SubscriptionOptions::block(Duration::from_secs(u64::MAX)).terms();
+        assert_eq!(
+            b.policy,
+            Policy::Block {
+                timeout_ms: u32::MAX
+            }
+        );
+    }
+}

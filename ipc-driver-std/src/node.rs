@@ -6,11 +6,9 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ipc_proto::data::{DataConfig, DataLimits};
 use ipc_proto::wire::DataStats;
 use ipc_proto::{
-    AccessPolicy, HubConfig, Limits, Member, MemberCmd, MemberConfig, MemberInput, NodeId,
-    SpokeCmd, SpokeConfig, Term, View,
+    Limits, Member, MemberCmd, MemberInput, NodeId, NodeOptions, SpokeCmd, Term, View,
 };
 
 use crate::data::{Mailbox, Outgoing, PublisherOptions, SubQueue, SubscriptionOptions};
@@ -45,16 +43,11 @@ pub const DEFAULT_GROUP: &str = "default";
 /// ```
 #[must_use]
 pub struct NodeBuilder {
-    name: String,
+    options: NodeOptions,
     group: String,
-    keepalive: Duration,
-    grace: Duration,
-    access: AccessPolicy,
-    limits: Limits,
     join_timeout: Option<Duration>,
     observer: bool,
     max_outbox: usize,
-    self_delivery: bool,
     pool_bytes: u64,
     sinks: Vec<Sink>,
     dispatcher: Option<Arc<Dispatcher>>,
@@ -63,11 +56,8 @@ pub struct NodeBuilder {
 impl fmt::Debug for NodeBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NodeBuilder")
-            .field("name", &self.name)
+            .field("options", &self.options)
             .field("group", &self.group)
-            .field("keepalive", &self.keepalive)
-            .field("grace", &self.grace)
-            .field("access", &self.access)
             .field("observer", &self.observer)
             .finish_non_exhaustive()
     }
@@ -77,16 +67,11 @@ impl NodeBuilder {
     fn new(name: &str) -> Self {
         let me = sys::current_credentials();
         Self {
-            name: name.into(),
+            options: NodeOptions::new(name, me.uid),
             group: DEFAULT_GROUP.into(),
-            keepalive: Duration::from_secs(2),
-            grace: Duration::from_millis(200),
-            access: AccessPolicy::same_uid(me.uid),
-            limits: Limits::default(),
             join_timeout: Some(Duration::from_secs(5)),
             observer: false,
             max_outbox: 8 << 20,
-            self_delivery: false,
             pool_bytes: 256 << 20,
             sinks: Vec::new(),
             dispatcher: None,
@@ -102,39 +87,39 @@ impl NodeBuilder {
     /// A node (or hub) silent for this long is declared gone; heartbeats go out four times
     /// per period. Default 2 s.
     pub fn keepalive(mut self, timeout: Duration) -> Self {
-        self.keepalive = timeout;
+        self.options.keepalive = timeout;
         self
     }
 
     /// How long a new hub waits for the nodes it inherited to reconnect before declaring them
     /// gone. Default 200 ms.
     pub fn grace(mut self, grace: Duration) -> Self {
-        self.grace = grace;
+        self.options.grace = grace;
         self
     }
 
     /// Also let processes of `uid` join, should this node run the hub. By default only the
     /// same uid may join.
     pub fn allow_uid(mut self, uid: u32) -> Self {
-        self.access.allow_uid(uid);
+        self.options.access.allow_uid(uid);
         self
     }
 
     /// Also let processes whose effective group is `gid` join, should this node run the hub.
     pub fn allow_gid(mut self, gid: u32) -> Self {
-        self.access.allow_gid(gid);
+        self.options.access.allow_gid(gid);
         self
     }
 
     /// Let anyone join, should this node run the hub (open the group explicitly).
     pub fn allow_anyone(mut self) -> Self {
-        self.access.anyone = true;
+        self.options.access.anyone = true;
         self
     }
 
     /// Bounds on what peers may send.
     pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
+        self.options.limits = limits;
         self
     }
 
@@ -154,7 +139,7 @@ impl NodeBuilder {
 
     /// Whether this node's messages also reach its own subscriptions. Default no.
     pub fn self_delivery(mut self, on: bool) -> Self {
-        self.self_delivery = on;
+        self.options.self_delivery = on;
         self
     }
 
@@ -178,7 +163,7 @@ impl NodeBuilder {
             self.sinks.push(sink);
             Arc::new(Dispatcher::new(events))
         });
-        dispatcher.add(&self.name, f);
+        dispatcher.add(&self.options.name, f);
         self
     }
 
@@ -207,48 +192,17 @@ impl NodeBuilder {
         };
         #[allow(clippy::disallowed_methods)] // the driver reads the clock
         let now = Instant::now();
-        let mut spoke_cfg = SpokeConfig::default();
-        spoke_cfg
-            .rng_seed(random_seed())
-            .node_id(id)
-            .name(self.name.clone())
-            .observer(observer)
-            .keepalive(self.keepalive);
-        spoke_cfg.limits = self.limits.clone();
-        if let Some((_, addr)) = &data_listener {
-            spoke_cfg.data_addr(addr.to_string());
-        }
-        let mut hub_cfg = HubConfig::default();
-        hub_cfg
-            .grace(self.grace)
-            .keepalive(self.keepalive)
-            .access(self.access.clone());
-        hub_cfg.limits = self.limits.clone();
+        let data_addr = data_listener.as_ref().map(|(_, addr)| addr.to_string());
+        let config = self.options.member_config(id, data_addr, random_seed());
+        let max_record = config.data.as_ref().map_or(0, |d| d.limits.max_record);
+        let mut member = Member::new(config, now);
+        member.handle(now, MemberInput::Cmd(MemberCmd::Spoke(SpokeCmd::Join)))?;
         let waker = Arc::new(Waker::new()?);
         let (requests, rx) = mpsc::channel();
         let shared = Arc::new(Shared::default());
-        let mut data_cfg = DataConfig::new(id);
-        data_cfg.self_delivery = self.self_delivery;
-        data_cfg.limits = DataLimits {
-            max_name: self.limits.max_name,
-            ..DataLimits::default()
-        };
-        let max_record = data_cfg.limits.max_record;
-        let mut member = Member::new(
-            MemberConfig {
-                spoke: spoke_cfg,
-                hub: hub_cfg,
-                data: (!observer).then_some(data_cfg),
-            },
-            now,
-        );
-        member.handle(now, MemberInput::Cmd(MemberCmd::Spoke(SpokeCmd::Join)))?;
         let outgoing = Arc::new(Outgoing::new(self.pool_bytes));
         let mailbox = Arc::new(Mailbox::new(Arc::clone(&waker)));
-        let me = sys::current_credentials().uid;
-        let private = !self.access.anyone
-            && self.access.gids.is_empty()
-            && self.access.uids.iter().all(|u| *u == me);
+        let private = self.options.is_private(sys::current_credentials().uid);
         let handle = Handle {
             requests: requests.clone(),
             waker: Arc::clone(&waker),
@@ -262,7 +216,7 @@ impl NodeBuilder {
             outgoing,
             mailbox: Arc::clone(&mailbox),
             max_outbox: self.max_outbox,
-            max_frame: self.limits.max_frame,
+            max_frame: self.options.limits.max_frame,
             max_record,
         };
         let reactor = Reactor::new(
@@ -273,11 +227,11 @@ impl NodeBuilder {
             self.sinks,
         )?;
         let thread = std::thread::Builder::new()
-            .name(format!("ipc-pubsub-io:{}", self.name))
+            .name(format!("ipc-pubsub-io:{}", self.options.name))
             .spawn(move || reactor.run())?;
         let node = Node {
             id,
-            name: self.name,
+            name: self.options.name,
             group: self.group,
             requests,
             waker,

@@ -98,7 +98,9 @@ pub use history::{DEFAULT_TOMBSTONES, HORIZON_EPOCHS, History, Horizon, Verdict,
 pub use hub::{Hub, HubCmd, HubConfig, HubEvt, HubSeed, MergeStats};
 pub use ids::{Credentials, Epoch, NodeId, PeerId, Seq, Term, Uid};
 pub use machine::{AccessPolicy, Input, Output, Transmit};
-pub use member::{Listener, Member, MemberCmd, MemberConfig, MemberEvt, MemberInput, MemberOutput};
+pub use member::{
+    Listener, Member, MemberCmd, MemberConfig, MemberEvt, MemberInput, MemberOutput, NodeOptions,
+};
 pub use spoke::{Spoke, SpokeCmd, SpokeConfig, SpokeEvt, SpokeState};
 pub use timer::Timer;
 pub use topology::{Change, Event, NodeInfo, NodeView, OwnTopics, Record, Role, Summary, View};

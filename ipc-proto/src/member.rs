@@ -25,12 +25,12 @@ use crate::data::{
 use crate::error::CmdError;
 use crate::hub::{Hub, HubCmd, HubConfig, HubEvt};
 use crate::ids::{Credentials, NodeId, PeerId, Term};
-use crate::machine::{Input, Output};
+use crate::machine::{AccessPolicy, Input, Output};
 use crate::rng::Rng;
 use crate::spoke::{Spoke, SpokeCmd, SpokeConfig, SpokeEvt};
 use crate::timer::Timer;
 use crate::topology::{Event, View};
-use crate::wire::CloseReason;
+use crate::wire::{CloseReason, Limits};
 
 /// How long a hub waits for its own node's goodbye before closing anyway.
 const HUB_GOODBYE: Duration = Duration::from_millis(500);
@@ -45,6 +45,79 @@ pub struct MemberConfig {
     pub hub: HubConfig,
     /// The data plane; `None` for an observer.
     pub data: Option<DataConfig>,
+}
+
+/// What an application chooses for a node, the same whatever the driver: drivers keep one
+/// of these in their builders and turn it into a [`MemberConfig`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeOptions {
+    /// The node's name, as others see it.
+    pub name: String,
+    /// A node (or hub) silent for this long is declared gone; heartbeats go out four times
+    /// per period. Default 2 s.
+    pub keepalive: Duration,
+    /// How long a new hub waits for the nodes it inherited to reconnect before declaring them
+    /// gone. Default 200 ms.
+    pub grace: Duration,
+    /// Who may join, should this node run the hub. Default: only this process's uid.
+    pub access: AccessPolicy,
+    /// Bounds on what peers may send.
+    pub limits: Limits,
+    /// Whether this node's messages also reach its own subscriptions. Default no.
+    pub self_delivery: bool,
+}
+
+impl NodeOptions {
+    /// Defaults for a node named `name` in a process running as `uid`.
+    pub fn new(name: impl Into<String>, uid: u32) -> Self {
+        Self {
+            name: name.into(),
+            keepalive: Duration::from_secs(2),
+            grace: Duration::from_millis(200),
+            access: AccessPolicy::same_uid(uid),
+            limits: Limits::default(),
+            self_delivery: false,
+        }
+    }
+
+    /// Whether only `uid` may join (then pooled payloads, whose immutability is by protocol,
+    /// are the default for large messages).
+    pub fn is_private(&self, uid: u32) -> bool {
+        !self.access.anyone
+            && self.access.gids.is_empty()
+            && self.access.uids.iter().all(|u| *u == uid)
+    }
+
+    /// The member's configuration: node `id`, its data address (`None` for an observer, which
+    /// has no data plane), seeded from `rng_seed`.
+    pub fn member_config(
+        &self,
+        id: NodeId,
+        data_addr: Option<String>,
+        rng_seed: u64,
+    ) -> MemberConfig {
+        let mut spoke = SpokeConfig::default();
+        spoke
+            .rng_seed(rng_seed)
+            .node_id(id)
+            .name(self.name.clone())
+            .observer(data_addr.is_none())
+            .keepalive(self.keepalive);
+        spoke.limits = self.limits.clone();
+        let data = data_addr.map(|addr| {
+            spoke.data_addr(addr);
+            let mut data = DataConfig::new(id);
+            data.self_delivery = self.self_delivery;
+            data.limits.max_name = self.limits.max_name;
+            data
+        });
+        let mut hub = HubConfig::default();
+        hub.grace(self.grace)
+            .keepalive(self.keepalive)
+            .access(self.access.clone());
+        hub.limits = self.limits.clone();
+        MemberConfig { spoke, hub, data }
+    }
 }
 
 /// Which listener an accepted link came in on.

@@ -1,1 +1,67 @@
-//! ipc-pubsub as calloop event sources. Filled by the "ipc-driver-calloop" issue.
+//! ipc-pubsub inside a [calloop] event loop, for GUI and Wayland applications.
+//!
+//! A [`NodeSource`] is one node of a group as a calloop event source: its hub connection, the
+//! hub it runs when it holds the group's address, its data links, its timers and its command
+//! channel, all driven by the application's own loop, with no thread of its own and nothing
+//! that blocks. Its callback receives [`NodeEvent`]s (topology changes, messages of the topics
+//! it subscribes to) and `&mut` [`Node`], through which it announces, subscribes, publishes
+//! and leaves. Other threads send the same commands through a [`NodeHandle`].
+//!
+//! Every protocol decision is made by [`ipc_proto`]'s machines, the same ones the std driver
+//! runs, so nodes of both drivers form one group and either may be its hub.
+//!
+//! ```no_run
+//! use calloop::EventLoop;
+//! use ipc_driver_calloop::{NodeEvent, NodeSource, PublisherOptions, SubscriptionOptions};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut event_loop: EventLoop<u64> = EventLoop::try_new()?;
+//! let mut source = NodeSource::builder("viewer").group("robot").join()?;
+//! source.node().open_subscription("frames", SubscriptionOptions::default())?;
+//! source.node().open_publisher("clicks", "text/plain", PublisherOptions::default())?;
+//! event_loop.handle().insert_source(source, |event, node, frames| match event {
+//!     NodeEvent::Message(msg) => {
+//!         *frames += 1;
+//!         let _ = node.publish("clicks", format!("got {} bytes", msg.len()).as_bytes());
+//!     }
+//!     NodeEvent::Topology(change) => println!("{change:?}"),
+//!     _ => {}
+//! })?;
+//! let mut frames = 0;
+//! event_loop.run(None, &mut frames, |_| {})?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Payloads
+//! Small payloads travel inline in the socket record; larger ones in a memfd passed with
+//! `SCM_RIGHTS` and mapped read-only by each subscriber: a pool segment reused per message in
+//! a group private to this uid, a fresh sealed segment otherwise ([`PublisherOptions`]). A
+//! received [`Message`] derefs to the mapped bytes; dropping it gives a pooled range back to
+//! its publisher.
+//!
+//! # Not blocking
+//! Nothing a `Node` does waits: connecting to a Unix socket completes or fails at once, sends
+//! queue in bounded per-peer outboxes flushed when the socket has room, and when a `Block`
+//! subscriber is full [`Node::publish`] holds the message in the node until the subscriber has
+//! room or its timeout passes (and fails with [`DriverError::Full`] beyond [`MAX_HELD`]).
+//!
+//! # Unsafe code
+//! Only the `sys` module's memory mappings (`mmap`, `munmap`, and the slices over them) are `unsafe`,
+//! each with its reason; sockets, fd passing, memfds, `epoll` and the timer use `rustix`'s
+//! safe API.
+//!
+//! [calloop]: https://docs.rs/calloop
+
+#![deny(missing_docs)]
+
+mod data;
+mod error;
+mod node;
+mod source;
+mod sys;
+
+pub use data::{Loan, Message};
+pub use error::DriverError;
+pub use ipc_proto::data::{DEFAULT_INLINE_MAX, PublisherOptions, SendMode, SubscriptionOptions};
+pub use node::{MAX_HELD, Node, NodeBuilder, NodeEvent, NodeHandle};
+pub use source::NodeSource;

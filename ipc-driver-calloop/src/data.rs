@@ -1,0 +1,435 @@
+//! Payload memory: what a node publishes from (its pool, fresh segments, loans) and what it
+//! receives (messages, which give pooled ranges back when dropped).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use calloop::ping::Ping;
+use ipc_proto::data::{Pool, SegmentId};
+use ipc_proto::wire::SlotRef;
+use ipc_proto::{NodeId, PeerId};
+
+use crate::sys::{self, Mapping, MappingMut};
+
+/// Ids of fresh segments start here; pool segments below.
+const FRESH_IDS: u64 = 1 << 48;
+
+/// A pool segment free for this long is destroyed (its subscribers unmap it).
+pub(crate) const POOL_IDLE: Duration = Duration::from_secs(1);
+
+/// A pool segment: created and sealed once, written by one loan at a time.
+#[derive(Debug)]
+pub(crate) struct PoolSegment {
+    fd: OwnedFd,
+    map: MappingMut,
+}
+
+impl PoolSegment {
+    pub(crate) fn size(&self) -> usize {
+        self.map.as_slice().len()
+    }
+}
+
+/// What this node publishes from.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pool: Pool,
+    /// Every pool segment; `None` while a loan holds it.
+    segments: HashMap<SegmentId, Option<Box<PoolSegment>>>,
+    /// Sealed fresh segments, until the data plane has sent them to everyone.
+    fresh: HashMap<SegmentId, OwnedFd>,
+    next_fresh: u64,
+}
+
+impl Outgoing {
+    pub(crate) fn new(pool_bytes: u64) -> Self {
+        Self {
+            pool: Pool::new(pool_bytes, 1),
+            segments: HashMap::new(),
+            fresh: HashMap::new(),
+            next_fresh: FRESH_IDS,
+        }
+    }
+
+    /// The fd of a segment to send, if it is still there (and not loaned).
+    pub(crate) fn fd(&self, id: SegmentId) -> Option<BorrowedFd<'_>> {
+        if id.0 >= FRESH_IDS {
+            self.fresh.get(&id).map(AsFd::as_fd)
+        } else {
+            self.segments.get(&id)?.as_ref().map(|s| s.fd.as_fd())
+        }
+    }
+
+    /// The data plane refers to `id` no more: a pool segment is free, a fresh one closes.
+    /// `false` if it is not one of ours.
+    pub(crate) fn release(&mut self, id: SegmentId, now: Instant) -> bool {
+        if id.0 >= FRESH_IDS {
+            return self.fresh.remove(&id).is_some();
+        }
+        self.pool.free(id, now)
+    }
+
+    /// Destroys pool segments idle for [`POOL_IDLE`]; returns them for the data plane to retire.
+    pub(crate) fn trim(&mut self, now: Instant) -> Vec<SegmentId> {
+        let gone = self.pool.trim(now, POOL_IDLE);
+        for id in &gone {
+            self.segments.remove(id);
+        }
+        gone
+    }
+
+    /// When [`trim`](Self::trim) has work next.
+    pub(crate) fn next_trim(&self) -> Option<Instant> {
+        self.pool.oldest_free().map(|t| t + POOL_IDLE)
+    }
+
+    /// A pool segment for `len` bytes, or `None` when the pool is at its bound with none free.
+    pub(crate) fn pool_loan(
+        &mut self,
+        len: usize,
+        now: Instant,
+    ) -> std::io::Result<Option<(SegmentId, Box<PoolSegment>)>> {
+        let Some(slot) = self.pool.alloc(len as u64) else {
+            return Ok(None);
+        };
+        if !slot.new {
+            let seg = self
+                .segments
+                .get_mut(&slot.segment)
+                .and_then(Option::take)
+                .expect("a free pool segment is in the map, not loaned");
+            return Ok(Some((slot.segment, seg)));
+        }
+        let created = (|| {
+            let size = usize::try_from(slot.size).map_err(std::io::Error::other)?;
+            let fd = sys::memfd("ipc-pubsub-pool", size)?;
+            let map = MappingMut::map(fd.as_fd(), size)?;
+            // The writer keeps its mapping; nobody else may write, grow or shrink it.
+            sys::seal_pooled(fd.as_fd())?;
+            Ok(Box::new(PoolSegment { fd, map }))
+        })();
+        match created {
+            Ok(seg) => {
+                self.segments.insert(slot.segment, None);
+                Ok(Some((slot.segment, seg)))
+            }
+            Err(e) => {
+                // The id goes back unused; the pool counts it as created, so the bound stays
+                // conservative.
+                self.pool.free(slot.segment, now);
+                Err(e)
+            }
+        }
+    }
+
+    /// A loaned segment comes back: sent (still in use) or dropped unsent (`free`).
+    pub(crate) fn give_back(
+        &mut self,
+        id: SegmentId,
+        seg: Box<PoolSegment>,
+        free: bool,
+        now: Instant,
+    ) {
+        if let Some(slot) = self.segments.get_mut(&id) {
+            *slot = Some(seg);
+        }
+        if free {
+            self.pool.free(id, now);
+        }
+    }
+
+    /// Registers a sealed fresh segment; returns its id.
+    pub(crate) fn add_fresh(&mut self, fd: OwnedFd) -> SegmentId {
+        let id = SegmentId(self.next_fresh);
+        self.next_fresh += 1;
+        self.fresh.insert(id, fd);
+        id
+    }
+
+    /// Whether `id` is one of this node's pool segments.
+    pub(crate) fn is_pool(&self, id: SegmentId) -> bool {
+        id.0 < FRESH_IDS && self.segments.contains_key(&id)
+    }
+
+    /// Pool segments lent out (to loans or subscribers) and fresh segments not released.
+    pub(crate) fn in_use(&self) -> (usize, usize) {
+        (self.pool.busy(), self.fresh.len())
+    }
+
+    /// Bytes of pool segments created.
+    pub(crate) fn pool_bytes(&self) -> u64 {
+        self.pool.bytes()
+    }
+}
+
+/// Things dropped anywhere (any thread) that the node must act on: pooled ranges received and
+/// read, pool segments loaned and not sent. Pings the node's loop on the first one.
+#[derive(Debug)]
+pub(crate) struct Mailbox {
+    ping: Ping,
+    inner: Mutex<Returns>,
+}
+
+/// What the mailbox holds.
+#[derive(Debug, Default)]
+pub(crate) struct Returns {
+    pub(crate) releases: Vec<(PeerId, SlotRef)>,
+    pub(crate) loans: Vec<(SegmentId, Box<PoolSegment>)>,
+}
+
+impl Mailbox {
+    pub(crate) fn new(ping: Ping) -> Self {
+        Self {
+            ping,
+            inner: Mutex::new(Returns::default()),
+        }
+    }
+
+    fn with(&self, f: impl FnOnce(&mut Returns)) {
+        let mut r = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let first = r.releases.is_empty() && r.loans.is_empty();
+        f(&mut r);
+        drop(r);
+        if first {
+            self.ping.ping();
+        }
+    }
+
+    pub(crate) fn take(&self) -> Returns {
+        std::mem::take(&mut *self.inner.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// A writable buffer for the next message of a topic, sent without a copy by
+/// [`Node::send`](crate::Node::send): a pool segment, a fresh memfd or (small payloads) a
+/// plain buffer, as the topic's [`PublisherOptions`](crate::PublisherOptions) choose. Dropping
+/// it unsent gives its memory back.
+pub struct Loan {
+    pub(crate) topic: String,
+    pub(crate) len: usize,
+    pub(crate) kind: LoanKind,
+}
+
+pub(crate) enum LoanKind {
+    Inline(Vec<u8>),
+    Pooled {
+        segment: SegmentId,
+        /// `None` once sent.
+        seg: Option<Box<PoolSegment>>,
+        mailbox: Arc<Mailbox>,
+    },
+    Fresh {
+        fd: OwnedFd,
+        map: MappingMut,
+    },
+}
+
+impl Loan {
+    /// The topic it will be published on.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// How it travels: `"inline"`, `"pooled"` or `"fresh"`.
+    pub fn via(&self) -> &'static str {
+        match self.kind {
+            LoanKind::Inline(_) => "inline",
+            LoanKind::Pooled { .. } => "pooled",
+            LoanKind::Fresh { .. } => "fresh",
+        }
+    }
+}
+
+impl fmt::Debug for Loan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Loan")
+            .field("topic", &self.topic)
+            .field("len", &self.len)
+            .field("via", &self.via())
+            .finish()
+    }
+}
+
+impl Deref for Loan {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.kind {
+            LoanKind::Inline(v) => v,
+            LoanKind::Pooled { seg, .. } => match seg {
+                Some(s) => &s.map.as_slice()[..self.len],
+                None => &[],
+            },
+            LoanKind::Fresh { map, .. } => &map.as_slice()[..self.len],
+        }
+    }
+}
+
+impl DerefMut for Loan {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let len = self.len;
+        match &mut self.kind {
+            LoanKind::Inline(v) => v,
+            LoanKind::Pooled { seg, .. } => match seg {
+                Some(s) => s.map.range_mut(0, len),
+                None => &mut [],
+            },
+            LoanKind::Fresh { map, .. } => map.range_mut(0, len),
+        }
+    }
+}
+
+impl Drop for Loan {
+    fn drop(&mut self) {
+        if let LoanKind::Pooled {
+            segment,
+            seg,
+            mailbox,
+        } = &mut self.kind
+            && let Some(seg) = seg.take()
+        {
+            let segment = *segment;
+            mailbox.with(|r| r.loans.push((segment, seg)));
+        }
+    }
+}
+
+/// Gives a received pooled range back to its publisher when the message goes.
+#[derive(Debug)]
+pub(crate) struct ReleaseGuard {
+    pub(crate) peer: PeerId,
+    pub(crate) slot: SlotRef,
+    pub(crate) mailbox: Arc<Mailbox>,
+}
+
+impl Drop for ReleaseGuard {
+    fn drop(&mut self) {
+        let (peer, slot) = (self.peer, self.slot);
+        self.mailbox.with(|r| r.releases.push((peer, slot)));
+    }
+}
+
+#[derive(Debug)]
+enum Body {
+    Inline(Vec<u8>),
+    Mapped {
+        map: Arc<Mapping>,
+        start: usize,
+        len: usize,
+        via: &'static str,
+        _release: Option<ReleaseGuard>,
+    },
+}
+
+/// A message received on a subscribed topic. Derefs to its payload, which for fresh and
+/// pooled payloads is the publisher's memory mapped read-only: no copy was made. A pooled
+/// payload's range goes back to its publisher when the message is dropped, so hold messages
+/// only as long as needed (a `Block` subscriber holding `depth` of them stops its publishers).
+pub struct Message {
+    topic: Arc<str>,
+    publisher: NodeId,
+    seq: u64,
+    body: Body,
+}
+
+impl Message {
+    pub(crate) fn inline(topic: Arc<str>, publisher: NodeId, seq: u64, bytes: Vec<u8>) -> Self {
+        Self {
+            topic,
+            publisher,
+            seq,
+            body: Body::Inline(bytes),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // one constructor for both mapped kinds
+    pub(crate) fn mapped(
+        topic: Arc<str>,
+        publisher: NodeId,
+        seq: u64,
+        map: Arc<Mapping>,
+        start: usize,
+        len: usize,
+        via: &'static str,
+        release: Option<ReleaseGuard>,
+    ) -> Self {
+        debug_assert!(start + len <= map.as_slice().len());
+        Self {
+            topic,
+            publisher,
+            seq,
+            body: Body::Mapped {
+                map,
+                start,
+                len,
+                via,
+                _release: release,
+            },
+        }
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The node that published it.
+    pub fn publisher(&self) -> NodeId {
+        self.publisher
+    }
+
+    /// The publisher's sequence number for the topic (from 1, per publisher and topic).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// How it travelled: `"inline"`, `"fresh"` or `"pooled"`.
+    pub fn via(&self) -> &'static str {
+        match &self.body {
+            Body::Inline(_) => "inline",
+            Body::Mapped { via, .. } => via,
+        }
+    }
+}
+
+impl Deref for Message {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.body {
+            Body::Inline(v) => v,
+            Body::Mapped {
+                map, start, len, ..
+            } => &map.as_slice()[*start..*start + *len],
+        }
+    }
+}
+
+impl AsRef<[u8]> for Message {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("topic", &self.topic)
+            .field("publisher", &self.publisher)
+            .field("seq", &self.seq)
+            .field("len", &self.len())
+            .field("via", &self.via())
+            .finish()
+    }
+}
+
+/// A fresh segment to write a payload into, then seal and send.
+pub(crate) fn fresh_loan(len: usize) -> std::io::Result<LoanKind> {
+    let fd = sys::memfd("ipc-pubsub-fresh", len)?;
+    let map = MappingMut::map(fd.as_fd(), len)?;
+    Ok(LoanKind::Fresh { fd, map })
+}

@@ -1,0 +1,826 @@
+//! The node as an application sees it from its callbacks: commands, state, and its builder.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use calloop::channel::Sender;
+use ipc_proto::data::{DataCmd, Payload, PublisherOptions, Room, SendMode, SubscriptionOptions};
+use ipc_proto::names::bus_topic;
+use ipc_proto::wire::{CloseReason, DataStats};
+use ipc_proto::{
+    Event, Limits, Member, MemberCmd, MemberInput, NodeId, NodeOptions, SpokeCmd, Term, View,
+};
+use tracing::{debug, warn};
+
+use crate::data::{self, Loan, LoanKind, Mailbox, Message, Outgoing};
+use crate::error::DriverError;
+use crate::source::NodeSource;
+
+/// Most messages of one topic a node holds back for full `Block` subscribers before
+/// [`Node::publish`] fails with [`DriverError::Full`].
+pub const MAX_HELD: usize = 1024;
+
+/// How long a leaving node may take to say goodbye and flush what it published.
+pub(crate) const LEAVE_DEADLINE: Duration = Duration::from_millis(1500);
+
+/// What a node reports to its callback.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NodeEvent {
+    /// A change of the group.
+    Topology(Event),
+    /// The node holds the hub's history: after joining, and after every hub change.
+    Synced {
+        /// The node hosting the hub.
+        hub: NodeId,
+        /// The hub's term.
+        term: Term,
+    },
+    /// This node won the hub address and now runs the group's hub.
+    BecameHub,
+    /// The link to the hub went down; the node is finding (or becoming) the next hub.
+    HubLost,
+    /// The hub has been silent for longer than the keepalive timeout.
+    HubUnresponsive,
+    /// The hub spoke again after [`NodeEvent::HubUnresponsive`].
+    HubResponsive,
+    /// The hub closed the link, and why.
+    HubClosed(CloseReason),
+    /// Observers only: no hub answered (no group of that name exists right now).
+    HubAbsent,
+    /// A message on a topic this node has a subscription to.
+    Message(Message),
+    /// Messages this node held back for full `Block` subscribers of `topic` have all gone out
+    /// (sent, or dropped for those still full after their timeout): publishing on it will not
+    /// fail with [`DriverError::Full`] now.
+    Room {
+        /// The topic.
+        topic: String,
+    },
+    /// A command sent through a [`NodeHandle`] failed.
+    Failed {
+        /// Which command (`"Announce"`, `"Publish"`...).
+        command: &'static str,
+        /// Why.
+        error: DriverError,
+    },
+    /// The node has left the group (after [`Node::leave`] or a handle's leave); the source
+    /// removes itself from the loop after this event.
+    Left,
+}
+
+/// A command sent from any thread through a [`NodeHandle`].
+#[derive(Debug)]
+pub(crate) enum Request {
+    Spoke(SpokeCmd),
+    OpenPublisher {
+        topic: String,
+        mime: String,
+        options: PublisherOptions,
+    },
+    ClosePublisher(String),
+    OpenSubscription {
+        topic: String,
+        options: SubscriptionOptions,
+    },
+    CloseSubscription(String),
+    Publish {
+        topic: String,
+        data: Vec<u8>,
+    },
+    Send(Loan),
+    Leave,
+}
+
+impl Request {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Spoke(c) => c.name(),
+            Self::OpenPublisher { .. } => "OpenPublisher",
+            Self::ClosePublisher(_) => "ClosePublisher",
+            Self::OpenSubscription { .. } => "OpenSubscription",
+            Self::CloseSubscription(_) => "CloseSubscription",
+            Self::Publish { .. } => "Publish",
+            Self::Send(_) => "Send",
+            Self::Leave => "Leave",
+        }
+    }
+}
+
+/// Sends commands to a node from any thread (or from code that has no `&mut Node`): they
+/// are carried out on the node's loop, in order; failures come back as
+/// [`NodeEvent::Failed`]. Cheap to clone.
+#[derive(Clone)]
+pub struct NodeHandle {
+    tx: Sender<Request>,
+}
+
+impl fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeHandle").finish_non_exhaustive()
+    }
+}
+
+impl NodeHandle {
+    fn push(&self, r: Request) -> Result<(), DriverError> {
+        self.tx.send(r).map_err(|_| DriverError::Left)
+    }
+
+    /// See [`Node::announce`].
+    pub fn announce(&self, topic: &str, mime: &str) -> Result<(), DriverError> {
+        self.push(Request::Spoke(SpokeCmd::Announce {
+            topic: topic.into(),
+            mime: mime.into(),
+        }))
+    }
+
+    /// See [`Node::retract`].
+    pub fn retract(&self, topic: &str) -> Result<(), DriverError> {
+        self.push(Request::Spoke(SpokeCmd::Retract {
+            topic: topic.into(),
+        }))
+    }
+
+    /// See [`Node::subscribe`].
+    pub fn subscribe(&self, topic: &str) -> Result<(), DriverError> {
+        self.push(Request::Spoke(SpokeCmd::Subscribe {
+            topic: topic.into(),
+        }))
+    }
+
+    /// See [`Node::unsubscribe`].
+    pub fn unsubscribe(&self, topic: &str) -> Result<(), DriverError> {
+        self.push(Request::Spoke(SpokeCmd::Unsubscribe {
+            topic: topic.into(),
+        }))
+    }
+
+    /// See [`Node::open_publisher`].
+    pub fn open_publisher(
+        &self,
+        topic: &str,
+        mime: &str,
+        options: PublisherOptions,
+    ) -> Result<(), DriverError> {
+        self.push(Request::OpenPublisher {
+            topic: topic.into(),
+            mime: mime.into(),
+            options,
+        })
+    }
+
+    /// See [`Node::close_publisher`].
+    pub fn close_publisher(&self, topic: &str) -> Result<(), DriverError> {
+        self.push(Request::ClosePublisher(topic.into()))
+    }
+
+    /// See [`Node::open_subscription`].
+    pub fn open_subscription(
+        &self,
+        topic: &str,
+        options: SubscriptionOptions,
+    ) -> Result<(), DriverError> {
+        self.push(Request::OpenSubscription {
+            topic: topic.into(),
+            options,
+        })
+    }
+
+    /// See [`Node::close_subscription`].
+    pub fn close_subscription(&self, topic: &str) -> Result<(), DriverError> {
+        self.push(Request::CloseSubscription(topic.into()))
+    }
+
+    /// Publishes a copy of `data` on `topic` (see [`Node::publish`]).
+    pub fn publish(&self, topic: &str, data: impl Into<Vec<u8>>) -> Result<(), DriverError> {
+        self.push(Request::Publish {
+            topic: topic.into(),
+            data: data.into(),
+        })
+    }
+
+    /// A writable buffer for a message of `len` bytes on `topic`, made on this thread: inline
+    /// up to [`DEFAULT_INLINE_MAX`](ipc_proto::data::DEFAULT_INLINE_MAX) bytes, a fresh
+    /// memfd above (the node's pool belongs to its loop; use [`Node::loan`] there).
+    pub fn loan(&self, topic: &str, len: usize) -> Result<Loan, DriverError> {
+        let kind = if len <= ipc_proto::data::DEFAULT_INLINE_MAX {
+            LoanKind::Inline(vec![0; len])
+        } else {
+            data::fresh_loan(len)?
+        };
+        Ok(Loan {
+            topic: topic.into(),
+            len,
+            kind,
+        })
+    }
+
+    /// Sends a loan as the next message of its topic.
+    pub fn send(&self, loan: Loan) -> Result<(), DriverError> {
+        self.push(Request::Send(loan))
+    }
+
+    /// Leaves the group (see [`Node::leave`]).
+    pub fn leave(&self) -> Result<(), DriverError> {
+        self.push(Request::Leave)
+    }
+}
+
+/// A message waiting for room at a `Block` subscriber.
+#[derive(Debug)]
+struct Held {
+    payload: Payload,
+    deadline: Instant,
+}
+
+/// One topic this node publishes.
+#[derive(Debug)]
+struct Publishing {
+    options: PublisherOptions,
+    /// What the `Block` subscribers can still take (`None`: no limit), counting down as this
+    /// node publishes and reset by the data plane's reports.
+    room: Option<Room>,
+    held: VecDeque<Held>,
+}
+
+/// A node as its callback sees it: the group's state and every command. Commands take effect
+/// at once locally and reach the sockets when the callback returns (or, from elsewhere,
+/// before the loop sleeps); none of them blocks.
+pub struct Node {
+    pub(crate) member: Member,
+    pub(crate) group: String,
+    pub(crate) name: String,
+    pub(crate) outgoing: Outgoing,
+    pub(crate) mailbox: Arc<Mailbox>,
+    publishing: HashMap<String, Publishing>,
+    /// Topics with held messages whose room event is owed once they are all out.
+    owed_room: Vec<String>,
+    private: bool,
+    pub(crate) tx: Sender<Request>,
+    /// Leaving, and when to give up flushing.
+    pub(crate) leaving: Option<Instant>,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id())
+            .field("name", &self.name)
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+#[allow(clippy::disallowed_methods)] // the driver reads the clock
+fn now() -> Instant {
+    Instant::now()
+}
+
+impl Node {
+    pub(crate) fn new(
+        member: Member,
+        group: String,
+        name: String,
+        pool_bytes: u64,
+        private: bool,
+        mailbox: Arc<Mailbox>,
+        tx: Sender<Request>,
+    ) -> Self {
+        Self {
+            member,
+            group,
+            name,
+            outgoing: Outgoing::new(pool_bytes),
+            mailbox,
+            publishing: HashMap::new(),
+            owed_room: Vec::new(),
+            private,
+            tx,
+            leaving: None,
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.member.id()
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its group.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// The group as this node knows it.
+    pub fn view(&self) -> &View {
+        self.member.view()
+    }
+
+    /// The hub this node is synced with, and its term.
+    pub fn hub(&self) -> Option<(NodeId, Term)> {
+        self.member.hub()
+    }
+
+    /// Whether this node runs the group's hub.
+    pub fn is_hub(&self) -> bool {
+        self.member.is_hub()
+    }
+
+    /// Whether the node is leaving or has left.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.is_some()
+    }
+
+    /// A handle for sending commands from other threads.
+    pub fn handle(&self) -> NodeHandle {
+        NodeHandle {
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// This node's data-link counters: per subscriber what it published, per publisher what it
+    /// received.
+    pub fn data_stats(&self) -> DataStats {
+        self.member.data().map(|d| d.stats()).unwrap_or_default()
+    }
+
+    /// Pool segments lent out (to loans or subscribers) and fresh segments not yet released:
+    /// both return to 0 once every subscriber has dropped what it received, or has gone.
+    pub fn segments_in_use(&self) -> (usize, usize) {
+        self.outgoing.in_use()
+    }
+
+    /// Bytes of pool segments this node has created.
+    pub fn pool_bytes(&self) -> u64 {
+        self.outgoing.pool_bytes()
+    }
+
+    fn spoke(&mut self, cmd: SpokeCmd) -> Result<(), DriverError> {
+        self.cmd(MemberCmd::Spoke(cmd))
+    }
+
+    fn cmd(&mut self, cmd: MemberCmd) -> Result<(), DriverError> {
+        if self.leaving.is_some() {
+            return Err(DriverError::Left);
+        }
+        Ok(self.member.handle(now(), MemberInput::Cmd(cmd))?)
+    }
+
+    /// Publishes `topic` in the group's topology, with payload type `mime` (or changes its
+    /// type). To send messages, use [`open_publisher`](Self::open_publisher).
+    pub fn announce(&mut self, topic: &str, mime: &str) -> Result<(), DriverError> {
+        self.spoke(SpokeCmd::Announce {
+            topic: topic.into(),
+            mime: mime.into(),
+        })
+    }
+
+    /// Stops publishing `topic` in the topology.
+    pub fn retract(&mut self, topic: &str) -> Result<(), DriverError> {
+        self.spoke(SpokeCmd::Retract {
+            topic: topic.into(),
+        })
+    }
+
+    /// Subscribes to `topic` in the topology. To receive its messages, use
+    /// [`open_subscription`](Self::open_subscription).
+    pub fn subscribe(&mut self, topic: &str) -> Result<(), DriverError> {
+        self.spoke(SpokeCmd::Subscribe {
+            topic: topic.into(),
+        })
+    }
+
+    /// Unsubscribes from `topic` in the topology.
+    pub fn unsubscribe(&mut self, topic: &str) -> Result<(), DriverError> {
+        self.spoke(SpokeCmd::Unsubscribe {
+            topic: topic.into(),
+        })
+    }
+
+    /// Starts publishing messages on `topic` (announced with payload type `mime`).
+    pub fn open_publisher(
+        &mut self,
+        topic: &str,
+        mime: &str,
+        options: PublisherOptions,
+    ) -> Result<(), DriverError> {
+        self.announce(topic, mime)?;
+        self.cmd(MemberCmd::Data(DataCmd::Advertise {
+            topic: topic.into(),
+        }))?;
+        self.publishing
+            .entry(topic.into())
+            .and_modify(|p| p.options = options.clone())
+            .or_insert(Publishing {
+                options,
+                room: None,
+                held: VecDeque::new(),
+            });
+        Ok(())
+    }
+
+    /// Stops publishing messages on `topic`: messages still held for full subscribers go out
+    /// now (dropped for those still full), then the topic is retracted.
+    pub fn close_publisher(&mut self, topic: &str) -> Result<(), DriverError> {
+        let Some(p) = self.publishing.remove(topic) else {
+            return Err(DriverError::NotPublishing(topic.into()));
+        };
+        for h in p.held {
+            self.feed_publish(topic, h.payload, true);
+        }
+        self.cmd(MemberCmd::Data(DataCmd::Withdraw {
+            topic: topic.into(),
+        }))?;
+        self.retract(topic)
+    }
+
+    /// Receives the messages of `topic` (as [`NodeEvent::Message`]) on `options`' terms:
+    /// its `depth` bounds the pooled messages this node holds at once, and with `Block` the
+    /// publishers wait for room (up to its timeout) instead of dropping.
+    pub fn open_subscription(
+        &mut self,
+        topic: &str,
+        options: SubscriptionOptions,
+    ) -> Result<(), DriverError> {
+        self.cmd(MemberCmd::Data(DataCmd::Take {
+            topic: topic.into(),
+            terms: options.terms(),
+        }))?;
+        self.subscribe(topic)
+    }
+
+    /// Stops receiving the messages of `topic`.
+    pub fn close_subscription(&mut self, topic: &str) -> Result<(), DriverError> {
+        self.cmd(MemberCmd::Data(DataCmd::Leave {
+            topic: topic.into(),
+        }))?;
+        self.unsubscribe(topic)
+    }
+
+    /// Joins bus channel `name`: every member's message reaches every other member, never the
+    /// sender. Messages arrive as [`NodeEvent::Message`] on topic
+    /// [`bus_topic(name)`](ipc_proto::names::bus_topic).
+    pub fn join_bus(
+        &mut self,
+        name: &str,
+        options: SubscriptionOptions,
+    ) -> Result<(), DriverError> {
+        let topic = bus_topic(name);
+        self.open_subscription(&topic, options)?;
+        self.open_publisher(
+            &topic,
+            "application/x-ipc-pubsub-bus",
+            PublisherOptions::default(),
+        )
+    }
+
+    /// Leaves bus channel `name`.
+    pub fn leave_bus(&mut self, name: &str) -> Result<(), DriverError> {
+        let topic = bus_topic(name);
+        self.close_publisher(&topic)?;
+        self.close_subscription(&topic)
+    }
+
+    /// Sends `data` to every other member of bus channel `name`.
+    pub fn bus_send(&mut self, name: &str, data: &[u8]) -> Result<(), DriverError> {
+        self.publish(&bus_topic(name), data)
+    }
+
+    /// Publishes a copy of `data` on `topic` (opened with [`open_publisher`]).
+    ///
+    /// Never blocks. When a `Block` subscriber is full, the message waits in this node until
+    /// it has room or its timeout passes (then it is dropped for that subscriber only); when
+    /// [`MAX_HELD`] messages of the topic wait already, this fails with
+    /// [`DriverError::Full`], and [`NodeEvent::Room`] says when to try again.
+    ///
+    /// [`open_publisher`]: Self::open_publisher
+    pub fn publish(&mut self, topic: &str, data: &[u8]) -> Result<(), DriverError> {
+        let mut loan = self.loan(topic, data.len())?;
+        loan.copy_from_slice(data);
+        self.send(loan)
+    }
+
+    /// A writable buffer of `len` bytes for the next message of `topic`, sent without a copy
+    /// by [`send`](Self::send): a pool segment (groups private to this uid), a fresh memfd
+    /// (groups opened to others, or a full pool), or a plain buffer for small payloads, as the
+    /// topic's [`PublisherOptions`] choose.
+    pub fn loan(&mut self, topic: &str, len: usize) -> Result<Loan, DriverError> {
+        let p = self
+            .publishing
+            .get(topic)
+            .ok_or_else(|| DriverError::NotPublishing(topic.into()))?;
+        let inline_max = p.options.inline_max;
+        let kind = match p.options.mode_for(len, self.private) {
+            SendMode::Inline => {
+                if len > inline_max {
+                    return Err(DriverError::TooLarge {
+                        len,
+                        max: inline_max,
+                    });
+                }
+                LoanKind::Inline(vec![0; len])
+            }
+            SendMode::Pooled => match self.outgoing.pool_loan(len, now())? {
+                Some((segment, seg)) => LoanKind::Pooled {
+                    segment,
+                    seg: Some(seg),
+                    mailbox: Arc::clone(&self.mailbox),
+                },
+                // The pool is at its bound with nothing free: this one goes fresh.
+                None => data::fresh_loan(len)?,
+            },
+            _ => data::fresh_loan(len)?,
+        };
+        Ok(Loan {
+            topic: topic.into(),
+            len,
+            kind,
+        })
+    }
+
+    /// Sends a loan as the next message of its topic (see [`publish`](Self::publish)).
+    pub fn send(&mut self, mut loan: Loan) -> Result<(), DriverError> {
+        if self.leaving.is_some() {
+            return Err(DriverError::Left);
+        }
+        let topic = std::mem::take(&mut loan.topic);
+        let Some(p) = self.publishing.get(&topic) else {
+            return Err(DriverError::NotPublishing(topic));
+        };
+        if p.held.len() >= MAX_HELD {
+            return Err(DriverError::Full(topic));
+        }
+        let len = loan.len as u64;
+        let payload = match std::mem::replace(&mut loan.kind, LoanKind::Inline(Vec::new())) {
+            LoanKind::Inline(bytes) => Payload::Inline(bytes),
+            LoanKind::Pooled {
+                segment, mut seg, ..
+            } => {
+                let seg = seg.take().expect("an unsent loan holds its segment");
+                let size = seg_size(&seg);
+                self.outgoing.give_back(segment, seg, false, now());
+                Payload::Pooled {
+                    segment,
+                    size,
+                    offset: 0,
+                    len,
+                }
+            }
+            LoanKind::Fresh { fd, map } => {
+                drop(map);
+                crate::sys::seal_fresh(std::os::fd::AsFd::as_fd(&fd))?;
+                Payload::Fresh {
+                    segment: self.outgoing.add_fresh(fd),
+                    len,
+                }
+            }
+        };
+        self.publish_payload(&topic, payload);
+        Ok(())
+    }
+
+    /// Publishes now if the topic's `Block` subscribers have room, else holds the message.
+    fn publish_payload(&mut self, topic: &str, payload: Payload) {
+        let p = self
+            .publishing
+            .get_mut(topic)
+            .expect("checked by the caller");
+        let room = match &mut p.room {
+            Some(r) if r.messages == 0 || !p.held.is_empty() => Some(r.timeout),
+            Some(r) => {
+                r.messages -= 1;
+                None
+            }
+            None => None,
+        };
+        match room {
+            None => self.feed_publish(topic, payload, false),
+            Some(timeout) => {
+                let deadline = now() + timeout;
+                p.held.push_back(Held { payload, deadline });
+            }
+        }
+    }
+
+    fn feed_publish(&mut self, topic: &str, payload: Payload, expired: bool) {
+        let cmd = MemberCmd::Data(DataCmd::Publish {
+            topic: topic.into(),
+            payload,
+            expired,
+        });
+        if let Err(e) = self.member.handle(now(), MemberInput::Cmd(cmd)) {
+            warn!(%topic, error = %e, "publish refused");
+        }
+    }
+
+    /// The data plane reported the room of `topic`'s `Block` subscribers.
+    pub(crate) fn set_room(&mut self, topic: &str, room: Option<Room>) {
+        if let Some(p) = self.publishing.get_mut(topic) {
+            p.room = room;
+        }
+    }
+
+    /// Sends held messages that have room, or whose wait ran out.
+    pub(crate) fn release_held(&mut self, now: Instant) {
+        let topics: Vec<String> = self
+            .publishing
+            .iter()
+            .filter(|(_, p)| !p.held.is_empty())
+            .map(|(t, _)| t.clone())
+            .collect();
+        for topic in topics {
+            while let Some(p) = self.publishing.get_mut(&topic) {
+                let Some(front) = p.held.front() else {
+                    self.owed_room.push(topic.clone());
+                    break;
+                };
+                let expired = front.deadline <= now;
+                let has_room = match &mut p.room {
+                    None => true,
+                    Some(r) if r.messages > 0 => {
+                        r.messages -= 1;
+                        true
+                    }
+                    Some(_) => false,
+                };
+                if !has_room && !expired {
+                    break;
+                }
+                let h = p.held.pop_front().expect("front exists");
+                self.feed_publish(&topic, h.payload, expired && !has_room);
+            }
+        }
+    }
+
+    /// Room events owed to the application.
+    pub(crate) fn take_owed_room(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.owed_room)
+    }
+
+    /// The earliest held message's deadline.
+    pub(crate) fn next_held(&self) -> Option<Instant> {
+        self.publishing
+            .values()
+            .filter_map(|p| p.held.front().map(|h| h.deadline))
+            .min()
+    }
+
+    /// Leaves the group gracefully: a goodbye to the hub (and, if this node runs the hub, from
+    /// the hub to everyone), then what it published is flushed; [`NodeEvent::Left`] follows
+    /// and the source removes itself from the loop.
+    pub fn leave(&mut self) {
+        if self.leaving.is_some() {
+            return;
+        }
+        debug!("leaving the group");
+        let now = now();
+        self.leaving = Some(now + LEAVE_DEADLINE);
+        let cmd = MemberInput::Cmd(MemberCmd::Spoke(SpokeCmd::Leave));
+        if let Err(e) = self.member.handle(now, cmd) {
+            warn!(error = %e, "leave refused");
+        }
+    }
+
+    /// Carries out a command from a handle.
+    pub(crate) fn request(&mut self, r: Request) -> Result<(), (&'static str, DriverError)> {
+        let name = r.name();
+        let result = match r {
+            Request::Spoke(c) => self.spoke(c),
+            Request::OpenPublisher {
+                topic,
+                mime,
+                options,
+            } => self.open_publisher(&topic, &mime, options),
+            Request::ClosePublisher(t) => self.close_publisher(&t),
+            Request::OpenSubscription { topic, options } => self.open_subscription(&topic, options),
+            Request::CloseSubscription(t) => self.close_subscription(&t),
+            Request::Publish { topic, data } => self.publish(&topic, &data),
+            Request::Send(loan) => self.send(loan),
+            Request::Leave => {
+                self.leave();
+                Ok(())
+            }
+        };
+        result.map_err(|e| (name, e))
+    }
+}
+
+fn seg_size(seg: &data::PoolSegment) -> u64 {
+    seg.size() as u64
+}
+
+/// Configures and starts a node as a calloop event source.
+///
+/// ```no_run
+/// use calloop::EventLoop;
+/// use ipc_driver_calloop::{NodeEvent, NodeSource};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut event_loop: EventLoop<()> = EventLoop::try_new()?;
+/// let source = NodeSource::builder("panel").group("desktop").join()?;
+/// event_loop.handle().insert_source(source, |event, node, _state| {
+///     if let NodeEvent::Synced { hub, .. } = event {
+///         println!("{} sees hub {hub}: {} nodes", node.name(), node.view().nodes().len());
+///     }
+/// })?;
+/// event_loop.run(None, &mut (), |_| {})?;
+/// # Ok(()) }
+/// ```
+#[must_use]
+#[derive(Debug)]
+pub struct NodeBuilder {
+    pub(crate) options: NodeOptions,
+    pub(crate) group: String,
+    pub(crate) max_outbox: usize,
+    pub(crate) pool_bytes: u64,
+}
+
+impl NodeBuilder {
+    pub(crate) fn new(name: &str) -> Self {
+        Self {
+            options: NodeOptions::new(name, rustix::process::getuid().as_raw()),
+            group: "default".into(),
+            max_outbox: 8 << 20,
+            pool_bytes: 256 << 20,
+        }
+    }
+
+    /// The group to join. Default `"default"`.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = group.into();
+        self
+    }
+
+    /// A node (or hub) silent for this long is declared gone. Default 2 s.
+    pub fn keepalive(mut self, timeout: Duration) -> Self {
+        self.options.keepalive = timeout;
+        self
+    }
+
+    /// How long a new hub waits for the nodes it inherited to reconnect. Default 200 ms.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.options.grace = grace;
+        self
+    }
+
+    /// Also let processes of `uid` join, should this node run the hub.
+    pub fn allow_uid(mut self, uid: u32) -> Self {
+        self.options.access.allow_uid(uid);
+        self
+    }
+
+    /// Also let processes whose effective group is `gid` join, should this node run the hub.
+    pub fn allow_gid(mut self, gid: u32) -> Self {
+        self.options.access.allow_gid(gid);
+        self
+    }
+
+    /// Let anyone join, should this node run the hub (open the group explicitly).
+    pub fn allow_anyone(mut self) -> Self {
+        self.options.access.anyone = true;
+        self
+    }
+
+    /// Bounds on what peers may send.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.options.limits = limits;
+        self
+    }
+
+    /// Most bytes queued for one peer before it is considered too slow and disconnected.
+    /// Default 8 MiB.
+    pub fn max_outbox(mut self, bytes: usize) -> Self {
+        self.max_outbox = bytes;
+        self
+    }
+
+    /// Whether this node's messages also reach its own subscriptions. Default no.
+    pub fn self_delivery(mut self, on: bool) -> Self {
+        self.options.self_delivery = on;
+        self
+    }
+
+    /// Most bytes of pool segments this node may create. Default 256 MiB.
+    pub fn pool_bytes(mut self, bytes: u64) -> Self {
+        self.pool_bytes = bytes;
+        self
+    }
+
+    /// Starts joining the group: the returned source, once inserted into an event loop, finds
+    /// the group's hub or becomes it, and reports [`NodeEvent::Synced`] when it holds the
+    /// group's history. Nothing here blocks.
+    pub fn join(self) -> Result<NodeSource, DriverError> {
+        NodeSource::start(self, false)
+    }
+
+    /// Watches the group without joining it: no node record, no topics, never the hub.
+    pub fn observe(self) -> Result<NodeSource, DriverError> {
+        NodeSource::start(self, true)
+    }
+}

@@ -239,9 +239,6 @@ struct Held {
 #[derive(Debug)]
 struct Publishing {
     options: PublisherOptions,
-    /// What the `Block` subscribers can still take (`None`: no limit), counting down as this
-    /// node publishes and reset by the data plane's reports.
-    room: Option<Room>,
     held: VecDeque<Held>,
 }
 
@@ -419,7 +416,6 @@ impl Node {
             .and_modify(|p| p.options = options.clone())
             .or_insert(Publishing {
                 options,
-                room: None,
                 held: VecDeque::new(),
             });
         Ok(())
@@ -585,26 +581,25 @@ impl Node {
         Ok(())
     }
 
+    /// What the topic's `Block` subscribers can still take (`None`: no limit), as the data
+    /// plane counts it now.
+    fn room(&self, topic: &str) -> Option<Room> {
+        self.member.data().and_then(|d| d.room(topic))
+    }
+
     /// Publishes now if the topic's `Block` subscribers have room, else holds the message.
     fn publish_payload(&mut self, topic: &str, payload: Payload) {
+        let room = self.room(topic);
         let p = self
             .publishing
             .get_mut(topic)
             .expect("checked by the caller");
-        let room = match &mut p.room {
-            Some(r) if r.messages == 0 || !p.held.is_empty() => Some(r.timeout),
-            Some(r) => {
-                r.messages -= 1;
-                None
-            }
-            None => None,
-        };
         match room {
-            None => self.feed_publish(topic, payload, false),
-            Some(timeout) => {
-                let deadline = now() + timeout;
+            Some(r) if r.messages == 0 || !p.held.is_empty() => {
+                let deadline = now() + r.timeout;
                 p.held.push_back(Held { payload, deadline });
             }
+            _ => self.feed_publish(topic, payload, false),
         }
     }
 
@@ -619,13 +614,6 @@ impl Node {
         }
     }
 
-    /// The data plane reported the room of `topic`'s `Block` subscribers.
-    pub(crate) fn set_room(&mut self, topic: &str, room: Option<Room>) {
-        if let Some(p) = self.publishing.get_mut(topic) {
-            p.room = room;
-        }
-    }
-
     /// Sends held messages that have room, or whose wait ran out.
     pub(crate) fn release_held(&mut self, now: Instant) {
         let topics: Vec<String> = self
@@ -635,25 +623,22 @@ impl Node {
             .map(|(t, _)| t.clone())
             .collect();
         for topic in topics {
-            while let Some(p) = self.publishing.get_mut(&topic) {
+            loop {
+                let room = self.room(&topic);
+                let Some(p) = self.publishing.get_mut(&topic) else {
+                    break;
+                };
                 let Some(front) = p.held.front() else {
                     self.owed_room.push(topic.clone());
                     break;
                 };
+                let has_room = room.is_none_or(|r| r.messages > 0);
                 let expired = front.deadline <= now;
-                let has_room = match &mut p.room {
-                    None => true,
-                    Some(r) if r.messages > 0 => {
-                        r.messages -= 1;
-                        true
-                    }
-                    Some(_) => false,
-                };
                 if !has_room && !expired {
                     break;
                 }
                 let h = p.held.pop_front().expect("front exists");
-                self.feed_publish(&topic, h.payload, expired && !has_room);
+                self.feed_publish(&topic, h.payload, !has_room);
             }
         }
     }

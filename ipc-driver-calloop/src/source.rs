@@ -107,6 +107,8 @@ pub struct NodeSource {
     io: Io,
     node: Node,
     events: VecDeque<NodeEvent>,
+    /// A topic's room changed: held messages may go out.
+    room_changed: bool,
     left: bool,
 }
 
@@ -195,6 +197,7 @@ impl NodeSource {
             },
             node,
             events: VecDeque::new(),
+            room_changed: false,
             left: false,
         })
     }
@@ -282,8 +285,20 @@ impl NodeSource {
         }
     }
 
-    /// Acts on everything the member asks.
+    /// Acts on everything the member asks, and sends held messages that gained room.
     fn pump(&mut self, now: Instant) -> io::Result<()> {
+        self.act(now)?;
+        while std::mem::take(&mut self.room_changed) {
+            self.node.release_held(now);
+            for topic in self.node.take_owed_room() {
+                self.events.push_back(NodeEvent::Room { topic });
+            }
+            self.act(now)?;
+        }
+        Ok(())
+    }
+
+    fn act(&mut self, now: Instant) -> io::Result<()> {
         while let Some(out) = self.node.member.poll_output() {
             match out {
                 MemberOutput::ConnectHub { peer } => {
@@ -346,7 +361,11 @@ impl NodeSource {
             MemberEvt::HubResponsive => NodeEvent::HubResponsive,
             MemberEvt::HubClosed(reason) => NodeEvent::HubClosed(reason),
             MemberEvt::HubAbsent => NodeEvent::HubAbsent,
-            MemberEvt::Room { topic, room } => return self.node.set_room(&topic, room),
+            // Held messages may go out now: see `pump`.
+            MemberEvt::Room { .. } => {
+                self.room_changed = true;
+                return;
+            }
             MemberEvt::Hub(e) => return log_hub(&e),
             MemberEvt::PeerMisbehaved { peer, reason } => {
                 return warn!(%peer, %reason, "disconnected a peer that broke the protocol");

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 pub use serde_json::Value;
 
+pub mod peer;
+
 /// A generous deadline for anything that should take milliseconds on an idle machine.
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -51,19 +53,35 @@ pub struct Child {
     /// Every line read so far, in order.
     pub seen: Vec<Value>,
     stderr: Arc<Mutex<String>>,
+    stdin: Option<std::process::ChildStdin>,
 }
 
 impl Child {
     /// Starts `ipc-test-node` with `args`, named `name` in messages.
     pub fn spawn(name: &str, args: &[&str]) -> Self {
-        let mut proc = Command::new(exe())
+        Self::spawn_program(name, &exe(), args, false)
+    }
+
+    /// Starts `program` with `args`; with `piped_stdin`, [`send`](Self::send) writes to it.
+    pub fn spawn_program(
+        name: &str,
+        program: &std::path::Path,
+        args: &[&str],
+        piped_stdin: bool,
+    ) -> Self {
+        let mut proc = Command::new(program)
             .args(args)
             .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
+            .stdin(if piped_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the test node");
+        let stdin = proc.stdin.take();
         let (tx, lines) = mpsc::channel();
         let stdout = proc.stdout.take().expect("piped");
         thread::spawn(move || {
@@ -95,7 +113,40 @@ impl Child {
             lines,
             seen: Vec::new(),
             stderr,
+            stdin,
         }
+    }
+
+    /// Starts `ipc-test-node peer` on `driver` in `group` with `extra` arguments, and waits
+    /// for its `started` line. Commands go in with [`send`](Self::send); closing its stdin
+    /// ([`close_stdin`](Self::close_stdin)) makes it leave.
+    pub fn peer(driver: peer::Driver, group: &str, name: &str, extra: &[&str]) -> Self {
+        let mut args = vec![
+            "peer",
+            "--driver",
+            driver.arg(),
+            "--group",
+            group,
+            "--name",
+            name,
+        ];
+        args.extend_from_slice(extra);
+        let mut c = Self::spawn_program(name, &exe(), &args, true);
+        c.wait_for(WAIT, |v| event(v) == "started");
+        c
+    }
+
+    /// Writes one command line to the child's stdin.
+    pub fn send(&mut self, command: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("a child with piped stdin");
+        writeln!(stdin, "{command}").expect("write to the child's stdin");
+        stdin.flush().expect("flush the child's stdin");
+    }
+
+    /// Closes the child's stdin: a peer leaves the group and exits.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
     }
 
     /// Starts `ipc-test-node node --name <name>` in `group` with `extra` arguments, and waits
@@ -138,6 +189,33 @@ impl Child {
                 self.stderr()
             )
         })
+    }
+
+    /// Reads lines until at least `n` lines seen (from the start) satisfy `pred`, and returns
+    /// all of those; panics with everything seen at the deadline.
+    pub fn wait_count(
+        &mut self,
+        timeout: Duration,
+        n: usize,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let matching: Vec<Value> = self.seen.iter().filter(|v| pred(v)).cloned().collect();
+            if matching.len() >= n {
+                return matching;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.next_matching(left, |_| true).is_none() {
+                panic!(
+                    "{}: {} of {n} lines within {timeout:?}; saw {:#?}\nstderr: {}",
+                    self.name,
+                    matching.len(),
+                    self.seen,
+                    self.stderr()
+                );
+            }
+        }
     }
 
     /// Reads lines until a new one satisfies `pred`; `None` at the deadline.
@@ -225,6 +303,50 @@ impl Drop for Child {
     }
 }
 
+/// The node ids a child's events say are in the group now.
+pub fn members(c: &Child) -> std::collections::BTreeSet<String> {
+    let mut set = std::collections::BTreeSet::new();
+    for v in &c.seen {
+        let node = v["node"].as_str().unwrap_or_default().to_string();
+        match event(v) {
+            "node_joined" => {
+                set.insert(node);
+            }
+            "node_left" => {
+                set.remove(&node);
+            }
+            _ => {}
+        }
+    }
+    set
+}
+
+/// Waits until every child sees exactly `ids` in the group.
+pub fn converge(children: &mut [&mut Child], ids: &std::collections::BTreeSet<String>) {
+    for c in children.iter_mut() {
+        if members(c) == *ids {
+            continue;
+        }
+        let deadline = Instant::now() + WAIT;
+        while members(c) != *ids {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                c.next_matching(left, |_| true).is_some(),
+                "{} sees {:?}, not {ids:?}; saw {:#?}\nstderr: {}",
+                c.name,
+                members(c),
+                c.seen,
+                c.stderr()
+            );
+        }
+    }
+}
+
+/// The node ids of `children`.
+pub fn ids(children: &[&Child]) -> std::collections::BTreeSet<String> {
+    children.iter().map(|c| c.node_id()).collect()
+}
+
 /// The `event` field of a line.
 pub fn event(v: &Value) -> &str {
     v["event"].as_str().unwrap_or("")
@@ -233,4 +355,57 @@ pub fn event(v: &Value) -> &str {
 /// Whether a line is `event` about `node`.
 pub fn is(v: &Value, name: &str, node: &str) -> bool {
     event(v) == name && v["node"].as_str() == Some(node)
+}
+
+/// Raw `SOCK_SEQPACKET` peers, for feeding a node bad input.
+pub mod raw {
+    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+    use std::time::{Duration, Instant};
+
+    use ipc_driver_std::sys::addr::AbstractAddr;
+    use ipc_driver_std::sys::poll::{Events, Interest, Poller, Token};
+    use ipc_driver_std::sys::socket::{self, Recv, Sent};
+
+    use crate::WAIT;
+
+    /// Connects to `addr`, with room to send records larger than any a node accepts.
+    pub fn connect(addr: &AbstractAddr) -> OwnedFd {
+        let fd = socket::connect(addr).expect("connect");
+        socket::set_send_buffer(fd.as_fd(), 1 << 20).expect("SO_SNDBUF");
+        fd
+    }
+
+    /// Sends one record, whole.
+    pub fn send(fd: &OwnedFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) {
+        assert_eq!(
+            socket::send_record(fd.as_fd(), bytes, fds).expect("send"),
+            Sent::Complete
+        );
+    }
+
+    /// Waits until the other end closes the link; returns what it sent before (a goodbye,
+    /// say) and how long it took.
+    pub fn closed(fd: &OwnedFd) -> (Vec<u8>, Duration) {
+        let start = Instant::now();
+        let poller = Poller::new().expect("epoll");
+        poller
+            .add(fd.as_fd(), Token(0), Interest::READABLE)
+            .expect("watch");
+        let mut events = Events::with_capacity(4);
+        let mut buf = vec![0; 1 << 17];
+        let mut got = Vec::new();
+        loop {
+            let left = WAIT.saturating_sub(start.elapsed());
+            assert!(!left.is_zero(), "the link was not closed within {WAIT:?}");
+            poller.wait(&mut events, Some(left)).expect("wait");
+            loop {
+                let mut fds = Vec::new();
+                match socket::recv_record(fd.as_fd(), &mut buf, &mut fds, 0) {
+                    Ok(Recv::Data { len, .. }) => got.extend_from_slice(&buf[..len]),
+                    Ok(Recv::Closed) | Err(_) => return (got, start.elapsed()),
+                    Ok(Recv::WouldBlock) => break,
+                }
+            }
+        }
+    }
 }

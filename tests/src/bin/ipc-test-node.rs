@@ -4,12 +4,21 @@
 //! - `ipc-test-node <ipc-pubsub arguments>`: exactly `ipc-pubsub`.
 //! - `ipc-test-node as-uid <UID> <ipc-pubsub arguments>`: drops to `UID` (group too) first,
 //!   for tests of who may join; the tests run as root.
+//! - `ipc-test-node peer --driver std|calloop ...`: one node on either driver, driven through
+//!   stdin, for the conformance suite (see `ipc_tests::peer`).
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let mut args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "peer") {
+        let rest: Vec<String> = args[2..]
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        return ipc_tests::peer::main(&rest);
+    }
     if args.get(1).is_some_and(|a| a == "as-uid") {
         let Some(uid) = args
             .get(2)

@@ -6,8 +6,8 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use ipc_proto::SpokeCmd;
-pub use ipc_proto::names::bus_topic;
 use ipc_proto::data::{DataCmd, Payload};
+pub use ipc_proto::names::bus_topic;
 
 use crate::data::{Loan, LoanKind, Message, Outgoing, PublisherOptions, SendMode, SubQueue};
 use crate::error::DriverError;

@@ -80,7 +80,10 @@ fn a_callback_may_call_back_into_the_node() {
     // The view can show the subscription before the callback has returned from `subscribe`.
     let deadline = Instant::now() + WAIT;
     while !*done.lock().expect("flag") {
-        assert!(Instant::now() < deadline, "subscribe returned in the callback");
+        assert!(
+            Instant::now() < deadline,
+            "subscribe returned in the callback"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
 }

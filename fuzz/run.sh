@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for a bounded time; exits non-zero if any of them crashes.
 #
-#   fuzz/run.sh [seconds per target]      (default 20)
+#   fuzz/run.sh [seconds per target] [target...]      (default 20 s, every target)
+#
+# Targets (`cargo fuzz list`): decode, hub_ops, spoke_ops (topology), data_decode, data_ops
+# (data plane).
 #
 # Installs cargo-fuzz if it is missing. cargo-fuzz needs nightly compiler flags; the stable
 # toolchain accepts them with RUSTC_BOOTSTRAP=1. Each target starts from its committed seeds
@@ -16,10 +19,13 @@ set -euo pipefail
 secs="${1:-20}"
 case "$secs" in
 '' | *[!0-9]*)
-    echo "usage: $0 [seconds per target]" >&2
+    echo "usage: $0 [seconds per target] [target...]" >&2
     exit 2
     ;;
 esac
+if (($# > 0)); then
+    shift
+fi
 
 cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP=1
@@ -46,8 +52,20 @@ if ! cargo fuzz build "${flags[@]}" >"$scratch/build.log" 2>&1; then
     exit 1
 fi
 
+all=$(cargo fuzz list)
+targets=("$@")
+if ((${#targets[@]} == 0)); then
+    mapfile -t targets <<<"$all"
+fi
+for target in "${targets[@]}"; do
+    if ! grep -qx -- "$target" <<<"$all"; then
+        echo "fuzz: no target $target; there are: $(tr '\n' ' ' <<<"$all")" >&2
+        exit 2
+    fi
+done
+
 failed=()
-for target in $(cargo fuzz list); do
+for target in "${targets[@]}"; do
     mkdir -p "$scratch/corpus/$target" "corpus/$target"
     log="$scratch/$target.log"
     # New inputs go to the scratch corpus (the first directory); the seeds are only read.

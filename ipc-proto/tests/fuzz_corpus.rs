@@ -2,7 +2,8 @@
 //! through the same code as the fuzz target (`ipc_proto::fuzzing`), so `cargo test` catches a
 //! regression on any input the fuzzers ever kept.
 //!
-//! The seed files of `hub_ops` and `spoke_ops` are written from the scripts below:
+//! The seed files of `hub_ops`, `spoke_ops` and `data_ops` (and some of `data_decode`) are
+//! written from the scripts below:
 //! [`ArbitraryEncoder`] produces the bytes that `arbitrary` reads back as exactly that script.
 //! `seeds_are_current` checks that the files match the scripts, that they decode to them and
 //! that they reach the states they are about; after changing a script or the op types, rewrite
@@ -16,11 +17,15 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use arbitrary::{Arbitrary, Unstructured};
+use ipc_proto::data::Seals;
 use ipc_proto::fuzzing::{
-    self, CmdOp, Cred, HubCase, HubOp, HubSetup, Inherited, SpokeCase, SpokeOp, SpokeSetup, Tick,
-    Topic,
+    self, CmdOp, Cred, DataCase, DataOp, DataSetup, HubCase, HubOp, HubSetup, Inherited, Link,
+    PayloadOp, RecordOp, Seg, SpokeCase, SpokeOp, SpokeSetup, TermsOp, Tick, Topic,
 };
-use ipc_proto::wire::{self, CloseReason, Frame, Hello, OwnChange, Welcome};
+use ipc_proto::wire::{
+    self, CloseReason, DataFrame, DataStats, Frame, Hello, MessageHeader, OwnChange, Policy,
+    SlotRef, TopicStats, Welcome, encode_data,
+};
 use ipc_proto::{Change, Credentials, Epoch, Horizon, NodeId, NodeInfo, Record, Seq, Term, Uid};
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -82,6 +87,26 @@ fn spoke_ops_corpus_replays() {
     }
 }
 
+#[test]
+fn data_decode_corpus_replays() {
+    let files = corpus("data_decode");
+    assert!(!files.is_empty());
+    for (path, data) in files {
+        eprintln!("{}", path.display());
+        fuzzing::data_decode(&data);
+    }
+}
+
+#[test]
+fn data_ops_corpus_replays() {
+    let files = corpus("data_ops");
+    assert!(!files.is_empty());
+    for (path, data) in files {
+        eprintln!("{}", path.display());
+        let _ = fuzzing::data_ops(&data, origin());
+    }
+}
+
 /// The seed files are the scripts below, decode to them, and get where they say.
 #[test]
 fn seeds_are_current() {
@@ -129,6 +154,41 @@ fn seeds_are_current() {
             );
         }
         check("spoke_ops", name, bytes);
+    }
+    for (name, bytes) in data_decode_seeds() {
+        check("data_decode", name, bytes);
+    }
+    for (name, frame, payload) in data_frame_seeds() {
+        let mut bytes = ArbitraryEncoder::encode(|e| e.data_frame(&frame));
+        bytes.extend_from_slice(payload);
+        let mut u = Unstructured::new(&bytes);
+        let decoded = DataFrame::arbitrary(&mut u);
+        assert_eq!(
+            decoded.as_ref(),
+            Ok(&frame),
+            "data frame seed {name} decodes to its script"
+        );
+        assert_eq!(
+            u.take_rest(),
+            payload,
+            "data frame seed {name}: the payload"
+        );
+        fuzzing::data_decode(&bytes);
+        check("data_decode", name, bytes);
+    }
+    for (name, case, expect) in data_seeds() {
+        let bytes = ArbitraryEncoder::encode(|e| e.data_case(&case));
+        let decoded = DataCase::arbitrary_take_rest(Unstructured::new(&bytes));
+        assert_eq!(
+            decoded.as_ref(),
+            Ok(&case),
+            "data seed {name} decodes to its script"
+        );
+        let events = fuzzing::data_ops(&bytes, origin());
+        for e in expect {
+            assert!(events.contains(e), "data seed {name}: no {e} in {events:?}");
+        }
+        check("data_ops", name, bytes);
     }
     assert!(
         stale.is_empty(),
@@ -688,6 +748,488 @@ fn spoke_seeds() -> Vec<Seed<SpokeCase>> {
     ]
 }
 
+// ---- the data plane's seeds ----
+
+fn header(topic: u32, seq: u64) -> MessageHeader {
+    MessageHeader { topic, seq }
+}
+
+/// Raw data-link records, valid and not.
+fn data_decode_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let stats = DataStats {
+        published: vec![TopicStats {
+            topic: "a".into(),
+            peer: Some(node(2)),
+            messages: 3,
+            dropped: 1,
+            missed: 0,
+            in_flight: 2,
+        }],
+        received: vec![],
+        rejected: 1,
+    };
+    let mut hello_v2 = encode_data(&DataFrame::Hello { publisher: node(2) }, &[]);
+    hello_v2[5] = 2;
+    vec![
+        (
+            "record_hello",
+            encode_data(&DataFrame::Hello { publisher: node(2) }, &[]),
+        ),
+        (
+            "record_terms",
+            encode_data(
+                &DataFrame::Terms {
+                    topic: "a".into(),
+                    policy: Policy::Block { timeout_ms: 250 },
+                    depth: 64,
+                },
+                &[],
+            ),
+        ),
+        (
+            "record_inline",
+            encode_data(&DataFrame::Inline(header(1, 1)), b"payload"),
+        ),
+        (
+            "record_pooled",
+            encode_data(
+                &DataFrame::Pooled {
+                    header: header(1, u64::MAX),
+                    segment: 3,
+                    offset: 4096,
+                    len: 100,
+                },
+                &[],
+            ),
+        ),
+        (
+            "record_release",
+            encode_data(
+                &DataFrame::Release(vec![
+                    SlotRef {
+                        segment: 1,
+                        offset: 0,
+                    },
+                    SlotRef {
+                        segment: 2,
+                        offset: 8,
+                    },
+                    SlotRef {
+                        segment: 3,
+                        offset: 16,
+                    },
+                ]),
+                &[],
+            ),
+        ),
+        ("record_stats", encode_data(&DataFrame::Stats(stats), &[])),
+        ("record_hello_version_2", hello_v2),
+        ("record_short", vec![1, 0]),
+        ("record_length_mismatch", vec![5, 0, 0, 0, 10]),
+        ("record_goodbye_trailing", vec![2, 0, 0, 0, 10, 0]),
+    ]
+}
+
+/// Arbitrary frames (for the round trip), with the payload that follows them.
+fn data_frame_seeds() -> Vec<(&'static str, DataFrame, &'static [u8])> {
+    vec![
+        (
+            "frame_inline",
+            DataFrame::Inline(header(2, 7)),
+            b"an inline payload",
+        ),
+        (
+            "frame_topic_too_long",
+            DataFrame::Topic {
+                id: 1,
+                topic: "abcd".into(),
+            },
+            b"",
+        ),
+        (
+            "frame_release_of_3",
+            DataFrame::Release(vec![
+                SlotRef {
+                    segment: 1,
+                    offset: 0,
+                };
+                3
+            ]),
+            b"",
+        ),
+    ]
+}
+
+fn data_setup() -> DataSetup {
+    DataSetup {
+        self_delivery: false,
+        default_terms: None,
+        tiny: false,
+        retry_ms: 50,
+        pool_pages: 16,
+    }
+}
+
+fn terms(policy: Policy, depth: u8) -> TermsOp {
+    TermsOp { policy, depth }
+}
+
+/// A frame arriving on a link, without fds.
+fn frame_on(link: Link, frame: DataFrame) -> DataOp {
+    DataOp::Record {
+        link,
+        record: RecordOp::Frame {
+            frame,
+            payload: vec![],
+        },
+        segments: vec![],
+    }
+}
+
+const FRESH_SEALS: Seals = Seals {
+    shrink: true,
+    grow: true,
+    write: true,
+    future_write: false,
+};
+
+const POOL_SEALS: Seals = Seals {
+    shrink: true,
+    grow: true,
+    write: false,
+    future_write: true,
+};
+
+fn publish(payload: PayloadOp) -> DataOp {
+    DataOp::Publish {
+        topic: Topic::Known(0),
+        payload,
+        expired: false,
+    }
+}
+
+fn pooled(len: u16, offset: u16) -> PayloadOp {
+    PayloadOp::Pooled { len, offset }
+}
+
+fn data_seeds() -> Vec<Seed<DataCase>> {
+    let a = Topic::Known(0);
+    let from = Link::In(0);
+    vec![
+        (
+            "publish_all_modes",
+            DataCase {
+                setup: data_setup(),
+                ops: vec![
+                    // Nodes 2 and 3 take "a".
+                    DataOp::Routes(vec![(1, 0), (2, 0)]),
+                    DataOp::Advertise(a.clone()),
+                    DataOp::Up(Link::Out(0)),
+                    frame_on(
+                        Link::Out(0),
+                        DataFrame::Terms {
+                            topic: "a".into(),
+                            policy: Policy::DropOldest,
+                            depth: 4,
+                        },
+                    ),
+                    publish(PayloadOp::Inline(b"hello".to_vec())),
+                    publish(PayloadOp::Fresh(100)),
+                    publish(pooled(100, 0)),
+                    DataOp::SubRelease {
+                        link: 0,
+                        picks: vec![0],
+                    },
+                    // The second link comes up late: its queue goes out.
+                    DataOp::Up(Link::Out(0)),
+                    DataOp::SubRelease {
+                        link: 1,
+                        picks: vec![0],
+                    },
+                    DataOp::Time(Tick::Advance(100)),
+                    DataOp::Retire { idle_ms: 50 },
+                    frame_on(Link::Out(0), DataFrame::Goodbye),
+                    DataOp::Time(Tick::Fire),
+                ],
+            },
+            &[
+                "Connect",
+                "Hello",
+                "Inline",
+                "Fresh",
+                "Segment",
+                "Pooled",
+                "Retire",
+                "Release",
+                "Subscriber",
+            ],
+        ),
+        (
+            "subscribe_receive",
+            DataCase {
+                setup: data_setup(),
+                ops: vec![
+                    DataOp::Take {
+                        topic: a.clone(),
+                        terms: terms(Policy::DropOldest, 7),
+                    },
+                    DataOp::Up(from),
+                    frame_on(from, DataFrame::Hello { publisher: node(2) }),
+                    frame_on(
+                        from,
+                        DataFrame::Topic {
+                            id: 1,
+                            topic: "a".into(),
+                        },
+                    ),
+                    DataOp::Record {
+                        link: from,
+                        record: RecordOp::Frame {
+                            frame: DataFrame::Inline(header(1, 1)),
+                            payload: b"hi".to_vec(),
+                        },
+                        segments: vec![],
+                    },
+                    DataOp::Record {
+                        link: from,
+                        record: RecordOp::Frame {
+                            frame: DataFrame::Fresh {
+                                header: header(1, 2),
+                                len: 10,
+                            },
+                            payload: vec![],
+                        },
+                        segments: vec![Seg {
+                            size: 4096,
+                            seals: FRESH_SEALS,
+                        }],
+                    },
+                    DataOp::Record {
+                        link: from,
+                        record: RecordOp::Frame {
+                            frame: DataFrame::Segment { id: 3, size: 4096 },
+                            payload: vec![],
+                        },
+                        segments: vec![Seg {
+                            size: 4096,
+                            seals: POOL_SEALS,
+                        }],
+                    },
+                    frame_on(
+                        from,
+                        DataFrame::Pooled {
+                            header: header(1, 4),
+                            segment: 3,
+                            offset: 0,
+                            len: 100,
+                        },
+                    ),
+                    DataOp::Release {
+                        link: Some(0),
+                        picks: vec![0],
+                        forged: None,
+                    },
+                    frame_on(from, DataFrame::Retire { id: 3 }),
+                    DataOp::Leave(a.clone()),
+                    frame_on(from, DataFrame::Inline(header(1, 5))),
+                    DataOp::Down(from),
+                ],
+            },
+            &["Terms", "Deliver", "Release"],
+        ),
+        (
+            "misbehaving_links",
+            DataCase {
+                setup: DataSetup {
+                    tiny: true,
+                    ..data_setup()
+                },
+                ops: vec![
+                    DataOp::Take {
+                        topic: a.clone(),
+                        terms: terms(Policy::DropNewest, 1),
+                    },
+                    DataOp::Up(Link::In(0)),
+                    DataOp::Record {
+                        link: Link::In(0),
+                        record: RecordOp::Raw(vec![1, 2, 3]),
+                        segments: vec![],
+                    },
+                    DataOp::Up(Link::In(1)),
+                    frame_on(Link::In(1), DataFrame::Inline(header(1, 1))),
+                    DataOp::Up(Link::In(2)),
+                    frame_on(Link::In(2), DataFrame::Hello { publisher: node(3) }),
+                    frame_on(
+                        Link::In(2),
+                        DataFrame::Fresh {
+                            header: header(1, 1),
+                            len: 1,
+                        },
+                    ),
+                    DataOp::Up(Link::In(3)),
+                    frame_on(Link::In(3), DataFrame::Hello { publisher: node(4) }),
+                    DataOp::Record {
+                        link: Link::In(3),
+                        record: RecordOp::Frame {
+                            frame: DataFrame::Segment { id: 1, size: 4096 },
+                            payload: vec![],
+                        },
+                        segments: vec![Seg {
+                            size: 10,
+                            seals: Seals::default(),
+                        }],
+                    },
+                    DataOp::Up(Link::In(4)),
+                    DataOp::Record {
+                        link: Link::In(4),
+                        record: RecordOp::Frame {
+                            frame: DataFrame::Hello { publisher: node(5) },
+                            payload: vec![],
+                        },
+                        segments: vec![
+                            Seg {
+                                size: 1,
+                                seals: FRESH_SEALS,
+                            },
+                            Seg {
+                                size: 2,
+                                seals: POOL_SEALS,
+                            },
+                        ],
+                    },
+                    DataOp::Record {
+                        link: Link::In(5),
+                        record: RecordOp::Raw(vec![]),
+                        segments: vec![Seg {
+                            size: 0,
+                            seals: FRESH_SEALS,
+                        }],
+                    },
+                    DataOp::Up(Link::Stale(3)),
+                    DataOp::Routes(vec![(1, 0)]),
+                    DataOp::Advertise(a.clone()),
+                    DataOp::Up(Link::Out(0)),
+                    frame_on(
+                        Link::Out(0),
+                        DataFrame::Release(vec![SlotRef {
+                            segment: 1,
+                            offset: 0,
+                        }]),
+                    ),
+                    DataOp::Rejected(Link::In(6)),
+                    // A new link to the subscriber that was thrown out.
+                    DataOp::Routes(vec![(1, 0)]),
+                    DataOp::Down(Link::Out(0)),
+                    DataOp::Time(Tick::Early(5)),
+                    DataOp::Time(Tick::Fire),
+                ],
+            },
+            &["PeerMisbehaved", "Disconnect", "Connect", "Release"],
+        ),
+        (
+            "self_delivery_blocked",
+            DataCase {
+                setup: DataSetup {
+                    self_delivery: true,
+                    pool_pages: 8,
+                    ..data_setup()
+                },
+                ops: vec![
+                    // This node (1) and node 2 take "a".
+                    DataOp::Routes(vec![(0, 0), (1, 0)]),
+                    DataOp::Take {
+                        topic: a.clone(),
+                        terms: terms(Policy::DropOldest, 4),
+                    },
+                    DataOp::Advertise(a.clone()),
+                    DataOp::Up(Link::Out(0)),
+                    frame_on(
+                        Link::Out(0),
+                        DataFrame::Terms {
+                            topic: "a".into(),
+                            policy: Policy::Block { timeout_ms: 100 },
+                            depth: 2,
+                        },
+                    ),
+                    DataOp::Blocked(Link::Out(0)),
+                    publish(pooled(10, 5)),
+                    publish(pooled(10, 5)),
+                    publish(pooled(5000, 0)),
+                    DataOp::Release {
+                        link: None,
+                        picks: vec![0, 0],
+                        forged: None,
+                    },
+                    DataOp::Writable(Link::Out(0)),
+                    DataOp::SubRelease {
+                        link: 0,
+                        picks: vec![0, 0, 0],
+                    },
+                    DataOp::Release {
+                        link: None,
+                        picks: vec![0],
+                        forged: Some(SlotRef {
+                            segment: 9,
+                            offset: 0,
+                        }),
+                    },
+                    DataOp::Publish {
+                        topic: a.clone(),
+                        payload: PayloadOp::Inline(vec![1]),
+                        expired: true,
+                    },
+                ],
+            },
+            &["Deliver", "Room", "Pooled", "Release"],
+        ),
+        (
+            "drop_oldest_while_connecting",
+            DataCase {
+                setup: DataSetup {
+                    default_terms: Some(terms(Policy::DropOldest, 1)),
+                    pool_pages: 4,
+                    ..data_setup()
+                },
+                ops: vec![
+                    DataOp::Routes(vec![(1, 0)]),
+                    DataOp::Advertise(a.clone()),
+                    // The second message drops the first, whose segment is free again.
+                    publish(pooled(100, 0)),
+                    publish(pooled(100, 0)),
+                    DataOp::Retire { idle_ms: 0 },
+                    DataOp::Up(Link::Out(0)),
+                    DataOp::SubRelease {
+                        link: 0,
+                        picks: vec![0],
+                    },
+                    DataOp::Time(Tick::Advance(10)),
+                    DataOp::Retire { idle_ms: 5 },
+                ],
+            },
+            &["Release", "Segment", "Pooled", "Retire"],
+        ),
+        (
+            "stats_and_refusals",
+            DataCase {
+                setup: data_setup(),
+                ops: vec![
+                    publish(PayloadOp::Fresh(1)),
+                    DataOp::Take {
+                        topic: Topic::Known(4),
+                        terms: terms(Policy::DropNewest, 0),
+                    },
+                    DataOp::Advertise(Topic::Known(5)),
+                    DataOp::Up(Link::In(0)),
+                    frame_on(Link::In(0), DataFrame::StatsRequest),
+                    DataOp::Up(Link::In(0)),
+                    frame_on(Link::In(0), DataFrame::Goodbye),
+                ],
+            },
+            &["Stats", "Disconnect", "PeerMisbehaved"],
+        ),
+    ]
+}
+
 // ---- writing inputs that `arbitrary` reads back ----
 
 /// Writes the bytes from which `arbitrary` 1.x builds a given value: the inverse of its
@@ -1124,6 +1666,258 @@ impl ArbitraryEncoder {
             }
             SpokeOp::Time(t) => {
                 self.variant(9, 10);
+                self.tick(t);
+            }
+        }
+    }
+
+    // ---- the data plane's types ----
+
+    fn policy(&mut self, p: &Policy) {
+        match p {
+            Policy::Block { timeout_ms } => {
+                self.variant(0, 3);
+                self.u32(*timeout_ms);
+            }
+            Policy::DropOldest => self.variant(1, 3),
+            Policy::DropNewest => self.variant(2, 3),
+        }
+    }
+    fn header(&mut self, h: &MessageHeader) {
+        self.u32(h.topic);
+        self.u64(h.seq);
+    }
+    fn slot(&mut self, s: &SlotRef) {
+        self.u64(s.segment);
+        self.u64(s.offset);
+    }
+    fn topic_stats(&mut self, t: &TopicStats) {
+        self.string(&t.topic);
+        self.option(t.peer.as_ref(), |e, n| e.node(*n));
+        self.u64(t.messages);
+        self.u64(t.dropped);
+        self.u64(t.missed);
+        self.u64(t.in_flight);
+    }
+    fn data_frame(&mut self, f: &DataFrame) {
+        match f {
+            DataFrame::Hello { publisher } => {
+                self.variant(0, 12);
+                self.node(*publisher);
+            }
+            DataFrame::Terms {
+                topic,
+                policy,
+                depth,
+            } => {
+                self.variant(1, 12);
+                self.string(topic);
+                self.policy(policy);
+                self.u32(*depth);
+            }
+            DataFrame::Topic { id, topic } => {
+                self.variant(2, 12);
+                self.u32(*id);
+                self.string(topic);
+            }
+            DataFrame::Inline(h) => {
+                self.variant(3, 12);
+                self.header(h);
+            }
+            DataFrame::Fresh { header, len } => {
+                self.variant(4, 12);
+                self.header(header);
+                self.u64(*len);
+            }
+            DataFrame::Segment { id, size } => {
+                self.variant(5, 12);
+                self.u64(*id);
+                self.u64(*size);
+            }
+            DataFrame::Pooled {
+                header,
+                segment,
+                offset,
+                len,
+            } => {
+                self.variant(6, 12);
+                self.header(header);
+                self.u64(*segment);
+                self.u64(*offset);
+                self.u64(*len);
+            }
+            DataFrame::Release(refs) => {
+                self.variant(7, 12);
+                self.seq_of(refs, Self::slot);
+            }
+            DataFrame::Retire { id } => {
+                self.variant(8, 12);
+                self.u64(*id);
+            }
+            DataFrame::Goodbye => self.variant(9, 12),
+            DataFrame::StatsRequest => self.variant(10, 12),
+            DataFrame::Stats(s) => {
+                self.variant(11, 12);
+                self.seq_of(&s.published, Self::topic_stats);
+                self.seq_of(&s.received, Self::topic_stats);
+                self.u64(s.rejected);
+            }
+        }
+    }
+    fn terms(&mut self, t: &TermsOp) {
+        self.policy(&t.policy);
+        self.u8(t.depth);
+    }
+    fn link(&mut self, l: &Link) {
+        match l {
+            Link::Out(n) => {
+                self.variant(0, 3);
+                self.u8(*n);
+            }
+            Link::In(n) => {
+                self.variant(1, 3);
+                self.u8(*n);
+            }
+            Link::Stale(n) => {
+                self.variant(2, 3);
+                self.u8(*n);
+            }
+        }
+    }
+    fn payload(&mut self, p: &PayloadOp) {
+        match p {
+            PayloadOp::Inline(bytes) => {
+                self.variant(0, 3);
+                self.bytes(bytes);
+            }
+            PayloadOp::Fresh(len) => {
+                self.variant(1, 3);
+                self.u16(*len);
+            }
+            PayloadOp::Pooled { len, offset } => {
+                self.variant(2, 3);
+                self.u16(*len);
+                self.u16(*offset);
+            }
+        }
+    }
+    fn seg(&mut self, s: &Seg) {
+        self.u64(s.size);
+        self.bool(s.seals.shrink);
+        self.bool(s.seals.grow);
+        self.bool(s.seals.write);
+        self.bool(s.seals.future_write);
+    }
+    fn data_case(&mut self, c: &DataCase) {
+        let s = &c.setup;
+        self.bool(s.self_delivery);
+        self.option(s.default_terms.as_ref(), Self::terms);
+        self.bool(s.tiny);
+        self.u8(s.retry_ms);
+        self.u8(s.pool_pages);
+        for op in &c.ops {
+            self.bool(true);
+            self.data_op(op);
+        }
+    }
+    fn data_op(&mut self, op: &DataOp) {
+        const N: u64 = 16;
+        match op {
+            DataOp::Routes(pairs) => {
+                self.variant(0, N);
+                self.seq_of(pairs, |e, &(n, t)| {
+                    e.u8(n);
+                    e.u8(t);
+                });
+            }
+            DataOp::Advertise(t) => {
+                self.variant(1, N);
+                self.topic(t);
+            }
+            DataOp::Withdraw(t) => {
+                self.variant(2, N);
+                self.topic(t);
+            }
+            DataOp::Take { topic, terms } => {
+                self.variant(3, N);
+                self.topic(topic);
+                self.terms(terms);
+            }
+            DataOp::Leave(t) => {
+                self.variant(4, N);
+                self.topic(t);
+            }
+            DataOp::Publish {
+                topic,
+                payload,
+                expired,
+            } => {
+                self.variant(5, N);
+                self.topic(topic);
+                self.payload(payload);
+                self.bool(*expired);
+            }
+            DataOp::Release {
+                link,
+                picks,
+                forged,
+            } => {
+                self.variant(6, N);
+                self.option(link.as_ref(), |e, n| e.u8(*n));
+                self.bytes(picks);
+                self.option(forged.as_ref(), Self::slot);
+            }
+            DataOp::Retire { idle_ms } => {
+                self.variant(7, N);
+                self.u16(*idle_ms);
+            }
+            DataOp::Up(l) => {
+                self.variant(8, N);
+                self.link(l);
+            }
+            DataOp::Down(l) => {
+                self.variant(9, N);
+                self.link(l);
+            }
+            DataOp::Record {
+                link,
+                record,
+                segments,
+            } => {
+                self.variant(10, N);
+                self.link(link);
+                match record {
+                    RecordOp::Raw(bytes) => {
+                        self.variant(0, 2);
+                        self.bytes(bytes);
+                    }
+                    RecordOp::Frame { frame, payload } => {
+                        self.variant(1, 2);
+                        self.data_frame(frame);
+                        self.bytes(payload);
+                    }
+                }
+                self.seq_of(segments, Self::seg);
+            }
+            DataOp::SubRelease { link, picks } => {
+                self.variant(11, N);
+                self.u8(*link);
+                self.bytes(picks);
+            }
+            DataOp::Blocked(l) => {
+                self.variant(12, N);
+                self.link(l);
+            }
+            DataOp::Writable(l) => {
+                self.variant(13, N);
+                self.link(l);
+            }
+            DataOp::Rejected(l) => {
+                self.variant(14, N);
+                self.link(l);
+            }
+            DataOp::Time(t) => {
+                self.variant(15, N);
                 self.tick(t);
             }
         }

@@ -60,6 +60,7 @@ pub const OUTGOING: u64 = 1 << 63;
 
 /// The seals a received memfd carries, as the driver read them (`F_GET_SEALS`).
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Default)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Seals {
     /// `F_SEAL_SHRINK`.
     pub shrink: bool,

@@ -78,6 +78,7 @@
 #![deny(missing_docs)]
 
 pub mod data;
+pub mod doc;
 mod error;
 #[cfg(feature = "arbitrary")]
 pub mod fuzzing;

@@ -17,6 +17,7 @@
 mod codec;
 mod data;
 mod deframer;
+pub(crate) mod doc;
 mod frame;
 
 pub use codec::{decode, encode, encode_into};
@@ -25,6 +26,7 @@ pub use data::{
     TopicStats, decode_data, encode_data,
 };
 pub use deframer::Deframer;
+pub use doc::{DocMsg, decode_doc, encode_doc};
 pub use frame::{CloseReason, Frame, Hello, OwnChange, PROTOCOL_VERSION, Welcome};
 
 use crate::error::DecodeError;

@@ -303,3 +303,42 @@ fn the_demo_succeeds_and_leaves_nothing_running() {
         "a socket of the demo's group is still bound"
     );
 }
+
+#[test]
+fn bench_payload_quick_prints_every_baseline_row() {
+    let mut bench = Proc::spawn(&["bench", "payload", "--quick"]);
+    // About 10 s in a release build; generous for a debug build on a busy machine.
+    let status = bench.wait_exit(Duration::from_secs(600));
+    let out = bench.stdout.join("\n");
+    assert!(
+        status.success(),
+        "{status}\n{out}\nstderr: {}",
+        bench.stderr
+    );
+    // A row is the series id, an optional `*` (the better stream copy), then a number.
+    let rows = |id: &str| {
+        out.lines()
+            .filter(|l| {
+                let mut words = l.split_whitespace().filter(|w| *w != "*");
+                words.next() == Some(id) && words.next().is_some_and(|w| w.parse::<f64>().is_ok())
+            })
+            .count()
+    };
+    assert_eq!(rows("seqpacket_pingpong"), 1, "{out}");
+    for id in [
+        "uds_stream_copy.default",
+        "uds_stream_copy.sndbuf_4m",
+        "memcpy",
+        "fresh_memfd",
+        "pooled_raw",
+        "fresh_memfd.4recv",
+        "pooled_raw.4recv",
+    ] {
+        assert_eq!(
+            rows(id),
+            4,
+            "{id}: one row per size (4 KiB to 16 MiB)\n{out}"
+        );
+    }
+    assert!(out.contains("pooled_raw / fresh_memfd"), "{out}");
+}

@@ -8,6 +8,7 @@
 //! | `status [--json]` | who is in the group, who runs the hub, who publishes and subscribes what; exit code 1 if no such group runs |
 //! | `demo` | a self-contained tour in a private group: starts nodes, shows their events, kills the hub and times the failover |
 //! | `bench topology [--json] [--trials N]` | failover time, convergence time and idle CPU, measured with real processes |
+//! | `bench payload [--json] [--reps N] [--quick] [--placement P] [--only ID]...` | the payload data path as ratios against raw baselines (SEQPACKET ping-pong, UDS copy, memcpy, fresh memfd, segment pool) measured in the same run |
 //!
 //! Every command takes `--group NAME` (default `$IPC_PUBSUB_GROUP`, else `default`) and `-v`
 //! (debug logs; `-vv` trace). Logs go to stderr; `RUST_LOG`, when set, replaces the `-v`
@@ -23,7 +24,8 @@
 //! The modules: `json` maps events to lines (one function, `Line::from_event`); `stream` runs
 //! `node` and `watch`; `status` reads a group's state; `children` starts, reads and always
 //! reaps `node` processes, for `demo` and `bench`; `demo` and `bench` are built from steps
-//! and subcommands so that they can grow.
+//! and subcommands so that they can grow. The hidden `bench-child` command is one process of
+//! a `bench payload` measurement, started by the benchmark itself.
 
 mod bench;
 mod children;
@@ -65,6 +67,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Status(args) => status::run(&cli.group, &args),
         Command::Demo(args) => demo::run(&args, cli.verbose > 0),
         Command::Bench(args) => bench::run(&args),
+        Command::BenchChild(args) => bench::child(&cli.group, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -142,8 +145,11 @@ enum Command {
     /// SIGKILL, measures how long the survivors take to agree on a new one, then stops them.
     /// Takes a few seconds and leaves nothing running.
     Demo(demo::DemoArgs),
-    /// Measure with real processes (each benchmark starts `ipc-pubsub node` children).
+    /// Measure with real processes (each benchmark starts children of this executable).
     Bench(bench::BenchArgs),
+    /// One process of a `bench payload` measurement (started by the benchmark).
+    #[command(name = "bench-child", hide = true)]
+    BenchChild(bench::ChildArgs),
 }
 
 /// Protocol timings of the nodes a command starts; the builder's defaults when absent.
@@ -297,10 +303,63 @@ mod tests {
         let Command::Bench(args) = cli.command else {
             panic!("parsed as {:?}", cli.command)
         };
-        let bench::Kind::Topology(t) = args.kind;
+        let bench::Kind::Topology(t) = args.kind else {
+            panic!("parsed as {:?}", args.kind)
+        };
         assert!(t.json);
         assert_eq!(t.trials, 3);
         assert!(parse(&["bench"]).is_err(), "which benchmark");
         assert!(parse(&["bench", "topology", "--trials", "0"]).is_err());
+    }
+
+    #[test]
+    fn bench_has_a_payload_benchmark() {
+        let cli = parse(&["bench", "payload"]).expect("valid");
+        let Command::Bench(args) = cli.command else {
+            panic!("parsed as {:?}", cli.command)
+        };
+        let bench::Kind::Payload(p) = args.kind else {
+            panic!("parsed as {:?}", args.kind)
+        };
+        assert!(!p.json && !p.quick && p.reps.is_none() && p.only.is_empty());
+        assert_eq!(p.wait_idle, 0);
+        assert_eq!(p.placement, bench::Placement::CrossCore);
+
+        let cli = parse(&[
+            "bench",
+            "payload",
+            "--json",
+            "--quick",
+            "--reps",
+            "2",
+            "--placement",
+            "same-core",
+            "--only",
+            "memfd",
+            "--wait-idle",
+            "30",
+        ])
+        .expect("valid");
+        let Command::Bench(args) = cli.command else {
+            panic!("parsed as {:?}", cli.command)
+        };
+        let bench::Kind::Payload(p) = args.kind else {
+            panic!("parsed as {:?}", args.kind)
+        };
+        assert!(p.json && p.quick);
+        assert_eq!((p.reps, p.placement), (Some(2), bench::Placement::SameCore));
+        assert_eq!(
+            (p.only.as_slice(), p.wait_idle),
+            (&["memfd".to_string()][..], 30)
+        );
+        assert!(parse(&["bench", "payload", "--reps", "0"]).is_err());
+        assert!(parse(&["bench", "payload", "--placement", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn bench_child_is_hidden() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(!help.contains("bench-child"), "{help}");
+        assert!(parse(&["bench-child", "memcpy", "--core", "0", "--fd", "3"]).is_ok());
     }
 }

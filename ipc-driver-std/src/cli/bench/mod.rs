@@ -28,6 +28,8 @@ use serde::Serialize;
 use super::Result;
 
 pub(super) use harness::ChildArgs;
+#[cfg(test)]
+pub(super) use harness::Placement;
 
 /// Options of `bench`.
 #[derive(Debug, Args)]

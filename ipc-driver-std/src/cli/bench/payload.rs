@@ -1,0 +1,987 @@
+//! `bench payload`: the pub/sub data path as ratios against raw baselines of the same run.
+//!
+//! Everything measured is a [`Series`]: an id, a [`Shape`] (round trip, or one-way to some
+//! receivers), message counts per size, and a function that runs one repetition through the
+//! [`Harness`]. The [baselines](super::baselines) are listed in `baselines::SERIES`; the
+//! pub/sub measurements go in [`OURS`] (with their child roles in [`OURS_ROLES`]) under the
+//! ids reserved below. [`RATIOS`] pairs series: each ratio is printed at every size where
+//! both of its series were measured, so the table shows only what exists.
+//!
+//! The run is interleaved: repetition 1 of every series and size, then repetition 2 of
+//! every one, and so on, so that a slow minute on the shared VM spreads over all series
+//! instead of skewing one ratio.
+//!
+//! # Adding a pub/sub measurement
+//! 1. Write its child roles: `fn(&mut ChildCtx) -> Result<ChildReport>`, one for the
+//!    publishing side and one for a subscriber, and list them in [`OURS_ROLES`] by name.
+//!    `ChildCtx` carries the [`Case`] (`size`, `msgs`, `warmup`, `window`, `receivers`), the
+//!    receiver `index`, a fresh `group` name (with `Team::group`), and any sockets the
+//!    [`Wiring`](super::harness::Wiring) asked for. A child is already pinned when its role
+//!    runs; it does its own warm-up, and reports `msgs`/`timed` and `secs` (throughput,
+//!    timed from "warm-up acknowledged" to "last message acknowledged") or `latency`
+//!    ([`LatencySummary::of_nanos`](super::harness::LatencySummary::of_nanos) over per-sample
+//!    [`Instant`] times), plus a `checksum` ([`Payload`](super::harness::Payload) and
+//!    [`checksum`](super::harness::checksum) make one) that the repetition compares.
+//! 2. Write its repetition, `fn(&Harness, &Case) -> Result<RepValue>`: `harness.run(&Team {
+//!    sender, receiver, wiring, group: true, case: *case, opts: &[] })` and turn the reports
+//!    into `RepValue::round_trip(&latency)` or `RepValue::throughput(case.size, timed,
+//!    secs)`.
+//! 3. Add a [`Series`] to [`OURS`] with the reserved id ([`PUBSUB_RTT`], [`PUBSUB_INLINE`],
+//!    ...), the shape and the sizes it supports (the baselines' counts are a guide). Its
+//!    ratios in [`RATIOS`] then appear in the table and the JSON.
+
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde::Serialize;
+
+use super::baselines::{
+    self, FRESH_MEMFD, FRESH_MEMFD_4, KIB64, MEMCPY, MIB1, MIB16, POOLED_RAW, POOLED_RAW_4,
+    SEQPACKET_PINGPONG, UDS_STREAM, UDS_STREAM_4M, UDS_STREAM_DEFAULT,
+};
+use super::harness::{
+    Case, Cores, CpuSample, Harness, IDLE_BUSY_PERCENT, IDLE_QUIET, Measurement, Placement,
+    RepValue, RoleFn, Unit,
+};
+use super::{Machine, build, machine, progress};
+use crate::cli::{CliError, Result};
+
+/// Options of `bench payload`.
+#[derive(Debug, Args)]
+pub(in crate::cli) struct PayloadArgs {
+    /// Print one JSON document with every figure instead of the table.
+    #[arg(long)]
+    pub(in crate::cli) json: bool,
+
+    /// Repetitions of every measurement, each with fresh processes [default: 5; 3 with
+    /// --quick].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(in crate::cli) reps: Option<u32>,
+
+    /// CI-sized message counts: about 10 s instead of 60-90 s, with noisier figures.
+    #[arg(long)]
+    pub(in crate::cli) quick: bool,
+
+    /// cross-core: the sender on the first CPU this process may use, receivers on the
+    /// second; same-core: all on the first.
+    #[arg(long, value_enum, default_value_t = Placement::CrossCore)]
+    pub(in crate::cli) placement: Placement,
+
+    /// Only the series whose id contains SUBSTRING (repeatable), e.g. `--only pooled`.
+    #[arg(long, value_name = "SUBSTRING")]
+    pub(in crate::cli) only: Vec<String>,
+
+    /// Before each round of repetitions, wait until the CPUs have been less than 4 % busy
+    /// for 3 s, but at most SECONDS (0: do not wait). For a machine that others share.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub(in crate::cli) wait_idle: u64,
+}
+
+/// What a series measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum Shape {
+    /// Round trips from the sender to one receiver and back; µs, lower is better.
+    RoundTrip,
+    /// Messages from the sender to `receivers` receivers; payload GB/s, higher is better.
+    OneWay { receivers: usize },
+}
+
+/// Messages per repetition at one size: for a full run, and for `--quick`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Counts {
+    pub(super) size: usize,
+    pub(super) full: u64,
+    pub(super) quick: u64,
+}
+
+impl Counts {
+    pub(super) const fn new(size: usize, full: u64, quick: u64) -> Self {
+        Self { size, full, quick }
+    }
+}
+
+/// Runs one repetition of a series at one size (see [`Harness::run`]).
+pub(super) type RepFn = fn(&Harness, &Case) -> Result<RepValue>;
+
+/// A measured series: a baseline or one of ours.
+#[derive(Debug)]
+pub(super) struct Series {
+    /// Stable id: table rows, ratios and JSON use it.
+    pub(super) id: &'static str,
+    /// One line for the legend.
+    pub(super) label: &'static str,
+    pub(super) shape: Shape,
+    /// The sizes it is measured at, with their message counts.
+    pub(super) counts: &'static [Counts],
+    pub(super) rep: RepFn,
+}
+
+/// The 64 B round trip through pub/sub (publish, a subscriber's reply), against
+/// [`SEQPACKET_PINGPONG`].
+pub(super) const PUBSUB_RTT: &str = "pubsub.rtt";
+/// One-way throughput with the payload inline in the socket records.
+pub(super) const PUBSUB_INLINE: &str = "pubsub.inline";
+/// One-way throughput with a fresh sealed memfd per message.
+pub(super) const PUBSUB_FRESH: &str = "pubsub.fresh";
+/// One-way throughput through the reused segment pool.
+pub(super) const PUBSUB_POOLED: &str = "pubsub.pooled";
+/// [`PUBSUB_FRESH`] to 4 subscribers.
+pub(super) const PUBSUB_FRESH_4: &str = "pubsub.fresh.4recv";
+/// [`PUBSUB_POOLED`] to 4 subscribers.
+pub(super) const PUBSUB_POOLED_4: &str = "pubsub.pooled.4recv";
+
+/// The ids reserved for [`OURS`].
+#[cfg(test)]
+const RESERVED: &[&str] = &[
+    PUBSUB_RTT,
+    PUBSUB_INLINE,
+    PUBSUB_FRESH,
+    PUBSUB_POOLED,
+    PUBSUB_FRESH_4,
+    PUBSUB_POOLED_4,
+];
+
+/// The pub/sub measurements, in table order after the baselines. None is registered yet:
+/// the data path is being built. See the [module docs](self) for how to add one.
+const OURS: &[Series] = &[];
+
+/// The child roles of [`OURS`], by name.
+const OURS_ROLES: &[(&str, RoleFn)] = &[];
+
+/// The function of child role `name` (for `bench-child`).
+pub(super) fn role(name: &str) -> Option<RoleFn> {
+    baselines::ROLES
+        .iter()
+        .chain(OURS_ROLES)
+        .find(|(n, _)| *n == name)
+        .map(|&(_, f)| f)
+}
+
+fn all_series() -> impl Iterator<Item = &'static Series> {
+    baselines::SERIES.iter().chain(OURS)
+}
+
+/// Which side of a bound a ratio should be on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Bound {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+/// A target for a ratio, at sizes `from..=to`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Goal {
+    pub(super) bound: Bound,
+    pub(super) from: usize,
+    pub(super) to: usize,
+    /// Where the target comes from.
+    pub(super) source: &'static str,
+}
+
+impl Goal {
+    const fn at_least(x: f64, from: usize, to: usize, source: &'static str) -> Self {
+        Self {
+            bound: Bound::AtLeast(x),
+            from,
+            to,
+            source,
+        }
+    }
+
+    const fn at_most(x: f64, source: &'static str) -> Self {
+        Self {
+            bound: Bound::AtMost(x),
+            from: 0,
+            to: usize::MAX,
+            source,
+        }
+    }
+
+    fn applies(&self, size: usize) -> bool {
+        (self.from..=self.to).contains(&size)
+    }
+
+    fn met(&self, ratio: f64) -> bool {
+        match self.bound {
+            Bound::AtLeast(x) => ratio >= x,
+            Bound::AtMost(x) => ratio <= x,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let bound = match self.bound {
+            Bound::AtLeast(x) => format!(">= {x}x"),
+            Bound::AtMost(x) => format!("<= {x}x"),
+        };
+        match (self.from, self.to) {
+            (0, usize::MAX) => bound,
+            (from, usize::MAX) => format!("{bound} from {}", size_name(from)),
+            (from, to) => format!("{bound} at {}-{}", size_name(from), size_name(to)),
+        }
+    }
+}
+
+/// A ratio of two series' medians, printed at every size where both were measured.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RatioSpec {
+    pub(super) num: &'static str,
+    pub(super) den: &'static str,
+    pub(super) goal: Option<Goal>,
+    /// What the ratio tells.
+    pub(super) note: &'static str,
+}
+
+const ISSUE: &str = "payload issue";
+const LIMITS: &str = "limits.md";
+const ALL: usize = usize::MAX;
+
+const fn ratio(
+    num: &'static str,
+    den: &'static str,
+    goal: Option<Goal>,
+    note: &'static str,
+) -> RatioSpec {
+    RatioSpec {
+        num,
+        den,
+        goal,
+        note,
+    }
+}
+
+/// Every ratio the table may print, in order: ours against the baselines (printed once
+/// [`OURS`] has the series), then the raw ceilings the goals need.
+pub(super) const RATIOS: &[RatioSpec] = &[
+    ratio(
+        PUBSUB_RTT,
+        SEQPACKET_PINGPONG,
+        Some(Goal::at_most(1.2, LIMITS)),
+        "",
+    ),
+    ratio(
+        PUBSUB_INLINE,
+        UDS_STREAM,
+        Some(Goal::at_least(0.5, 0, ALL, LIMITS)),
+        "",
+    ),
+    ratio(PUBSUB_INLINE, MEMCPY, None, ""),
+    ratio(
+        PUBSUB_FRESH,
+        FRESH_MEMFD,
+        Some(Goal::at_least(0.9, 0, ALL, ISSUE)),
+        "",
+    ),
+    ratio(PUBSUB_FRESH, UDS_STREAM, None, ""),
+    ratio(
+        PUBSUB_POOLED,
+        PUBSUB_FRESH,
+        Some(Goal::at_least(10.0, KIB64, ALL, ISSUE)),
+        "",
+    ),
+    ratio(
+        PUBSUB_POOLED,
+        MEMCPY,
+        Some(Goal::at_least(0.5, MIB1, MIB16, ISSUE)),
+        "",
+    ),
+    ratio(
+        PUBSUB_POOLED,
+        UDS_STREAM,
+        Some(Goal::at_least(2.0, MIB1, MIB16, ISSUE)),
+        "",
+    ),
+    ratio(PUBSUB_POOLED, POOLED_RAW, None, "share of the raw pool"),
+    ratio(PUBSUB_FRESH_4, FRESH_MEMFD_4, None, ""),
+    ratio(PUBSUB_POOLED_4, POOLED_RAW_4, None, "share of the raw pool"),
+    ratio(
+        POOLED_RAW,
+        FRESH_MEMFD,
+        Some(Goal::at_least(10.0, KIB64, ALL, ISSUE)),
+        "raw ceiling",
+    ),
+    ratio(
+        POOLED_RAW,
+        MEMCPY,
+        Some(Goal::at_least(0.5, MIB1, MIB16, ISSUE)),
+        "raw ceiling",
+    ),
+    ratio(
+        POOLED_RAW,
+        UDS_STREAM,
+        Some(Goal::at_least(2.0, MIB1, MIB16, ISSUE)),
+        "raw ceiling",
+    ),
+    ratio(POOLED_RAW_4, FRESH_MEMFD_4, None, "raw ceiling"),
+];
+
+/// One measured row of the report.
+#[derive(Debug, Clone, Serialize)]
+struct Row {
+    #[serde(flatten)]
+    m: Measurement,
+    label: &'static str,
+    shape: Shape,
+    /// Timed messages per repetition (0 for derived rows).
+    msgs: u64,
+    /// Untimed messages before them.
+    warmup: u64,
+    /// Throughput: messages per second at the median.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    msgs_per_s: Option<f64>,
+    /// A derived row: the series it copies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    derived_from: Option<&'static str>,
+}
+
+/// One computed ratio.
+#[derive(Debug, Clone, Serialize)]
+struct Ratio {
+    num: &'static str,
+    den: &'static str,
+    size: usize,
+    /// `num`'s median over `den`'s.
+    ratio: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    goal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    goal_source: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    met: Option<bool>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    note: &'static str,
+}
+
+/// The `--json` document of `bench payload`.
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: Machine,
+    build: &'static str,
+    placement: Placement,
+    cores: Cores,
+    reps: u32,
+    quick: bool,
+    /// Share of all CPUs busy (any process) in the half second before the run, in percent.
+    busy_percent_before: Option<f64>,
+    /// Per round of repetitions: the share of all CPUs' time that other processes (and
+    /// the host's steal) used meanwhile, in percent. High values mean noisy figures.
+    other_load_percent: Vec<Option<f64>>,
+    /// Wall time of the whole run.
+    seconds: f64,
+    measurements: Vec<Row>,
+    ratios: Vec<Ratio>,
+}
+
+/// One series at one size, as the run plans it.
+struct Planned {
+    series: &'static Series,
+    case: Case,
+}
+
+fn plan(quick: bool, only: &[String]) -> Vec<Planned> {
+    let wanted = |s: &Series| only.is_empty() || only.iter().any(|o| s.id.contains(o.as_str()));
+    all_series()
+        .filter(|s| wanted(s))
+        .flat_map(|series| {
+            series.counts.iter().map(move |c| {
+                let msgs = if quick { c.quick } else { c.full };
+                let min_warmup = if quick { 2 } else { 16 };
+                Planned {
+                    series,
+                    case: Case {
+                        size: c.size,
+                        msgs,
+                        warmup: (msgs / 10).max(min_warmup),
+                        window: 8,
+                        receivers: match series.shape {
+                            Shape::RoundTrip => 1,
+                            Shape::OneWay { receivers } => receivers,
+                        },
+                    },
+                }
+            })
+        })
+        .collect()
+}
+
+/// Runs `bench payload`.
+pub(super) fn run(args: &PayloadArgs) -> Result<()> {
+    let began = Instant::now();
+    let machine = machine();
+    let build = build();
+    let reps = args.reps.unwrap_or(if args.quick { 3 } else { 5 });
+    let harness = Harness::new(args.placement)?;
+    let cores = harness.cores();
+    progress(&format!(
+        "bench payload on {} ({} cores), {}; {build} build; sender on CPU {}, receivers on \
+         CPU {}; {reps} reps{}",
+        machine.cpu,
+        machine.cores,
+        machine.kernel,
+        cores.sender,
+        cores.receiver,
+        if args.quick { ", quick" } else { "" }
+    ));
+    if cfg!(debug_assertions) {
+        progress("warning: a debug build; use `cargo run --release` for numbers worth quoting");
+    }
+    let busy = CpuSample::now().and_then(|before| {
+        std::thread::sleep(Duration::from_millis(500));
+        before.busy_percent(&CpuSample::now()?)
+    });
+    if let Some(b) = busy.filter(|&b| b > 10.0) {
+        progress(&format!(
+            "warning: the machine was {b:.0} % busy before the run; figures will be noisy"
+        ));
+    }
+    let plan = plan(args.quick, &args.only);
+    if plan.is_empty() {
+        return Err(CliError::Failed(format!(
+            "--only {:?} matches no series",
+            args.only
+        )));
+    }
+    let mut values: Vec<Vec<RepValue>> = vec![Vec::new(); plan.len()];
+    let mut other_load = Vec::new();
+    for rep in 1..=reps {
+        if args.wait_idle > 0 && !harness.wait_idle(Duration::from_secs(args.wait_idle))? {
+            progress(&format!(
+                "warning: the CPUs were not below {IDLE_BUSY_PERCENT} % busy for {} s within \
+                 {} s; going on",
+                IDLE_QUIET.as_secs(),
+                args.wait_idle
+            ));
+        }
+        let t = Instant::now();
+        let before = CpuSample::now();
+        for (p, v) in plan.iter().zip(&mut values) {
+            let value = (p.series.rep)(&harness, &p.case).map_err(|e| match e {
+                CliError::Interrupted(_) => e,
+                e => CliError::Failed(format!(
+                    "{} at {}, rep {rep}: {e}",
+                    p.series.id,
+                    size_name(p.case.size)
+                )),
+            })?;
+            v.push(value);
+        }
+        let others = before
+            .zip(CpuSample::now())
+            .and_then(|(b, a)| b.others_percent(&a));
+        other_load.push(others.map(round3));
+        progress(&format!(
+            "rep {rep}/{reps}: {} measurements in {:.1} s; other processes used {} of the CPUs",
+            plan.len(),
+            t.elapsed().as_secs_f64(),
+            others.map_or_else(|| "an unknown share".into(), |o| format!("{o:.1} %"))
+        ));
+    }
+    let mut rows: Vec<Row> = plan
+        .iter()
+        .zip(values)
+        .filter_map(|(p, v)| {
+            let m = Measurement::of(p.series.id, p.case.size, v)?;
+            Some(Row {
+                msgs_per_s: m.msgs_per_s(),
+                m,
+                label: p.series.label,
+                shape: p.series.shape,
+                msgs: p.case.msgs,
+                warmup: p.case.warmup,
+                derived_from: None,
+            })
+        })
+        .collect();
+    rows.extend(derive_best_stream(&rows));
+    let ratios = ratios(&rows);
+    let report = Report {
+        machine,
+        build,
+        placement: args.placement,
+        cores,
+        reps,
+        quick: args.quick,
+        busy_percent_before: busy.map(round3),
+        other_load_percent: other_load,
+        seconds: round3(began.elapsed().as_secs_f64()),
+        measurements: rows,
+        ratios,
+    };
+    let mut out = io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report).map_err(io::Error::from)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(table(&report).as_bytes())?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// [`UDS_STREAM`] at each size: a copy of the better stream row.
+fn derive_best_stream(rows: &[Row]) -> Vec<Row> {
+    let mut best: Vec<Row> = Vec::new();
+    for r in rows.iter().filter(|r| {
+        r.derived_from.is_none() && [UDS_STREAM_DEFAULT, UDS_STREAM_4M].contains(&r.m.name.as_str())
+    }) {
+        match best.iter_mut().find(|b| b.m.size == r.m.size) {
+            Some(b) if b.m.median >= r.m.median => {}
+            Some(b) => *b = r.clone(),
+            None => best.push(r.clone()),
+        }
+    }
+    for b in &mut best {
+        b.derived_from = Some(if b.m.name == UDS_STREAM_4M {
+            UDS_STREAM_4M
+        } else {
+            UDS_STREAM_DEFAULT
+        });
+        b.m.name = UDS_STREAM.to_string();
+        b.label = "the better of the two stream copies";
+        b.msgs = 0;
+        b.warmup = 0;
+    }
+    best
+}
+
+fn ratios(rows: &[Row]) -> Vec<Ratio> {
+    let find = |id: &str, size: usize| rows.iter().find(|r| r.m.name == id && r.m.size == size);
+    let mut out = Vec::new();
+    for spec in RATIOS {
+        for num in rows.iter().filter(|r| r.m.name == spec.num) {
+            let Some(den) = find(spec.den, num.m.size) else {
+                continue;
+            };
+            let ratio = num.m.median / den.m.median;
+            let goal = spec.goal.filter(|g| g.applies(num.m.size));
+            out.push(Ratio {
+                num: spec.num,
+                den: spec.den,
+                size: num.m.size,
+                ratio: round3(ratio),
+                goal: goal.map(|g| g.describe()),
+                goal_source: goal.map(|g| g.source),
+                met: goal.map(|g| g.met(ratio)),
+                note: spec.note,
+            });
+        }
+    }
+    out
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// `64 B`, `4 KiB`, `16 MiB`.
+fn size_name(size: usize) -> String {
+    match size {
+        s if s >= 1 << 20 && s % (1 << 20) == 0 => format!("{} MiB", s >> 20),
+        s if s >= 1 << 10 && s % (1 << 10) == 0 => format!("{} KiB", s >> 10),
+        s => format!("{s} B"),
+    }
+}
+
+/// About four significant digits, without exponent.
+fn num(x: f64) -> String {
+    match x.abs() {
+        a if a >= 1000.0 => format!("{x:.0}"),
+        a if a >= 100.0 => format!("{x:.1}"),
+        a if a >= 10.0 => format!("{x:.2}"),
+        _ => format!("{x:.3}"),
+    }
+}
+
+/// Messages per second: `463 k`, `4.15 k`, `306`.
+fn rate(x: f64) -> String {
+    match x {
+        x if x >= 1e6 => format!("{:.2} M", x / 1e6),
+        x if x >= 1e5 => format!("{:.0} k", x / 1e3),
+        x if x >= 1e3 => format!("{:.1} k", x / 1e3),
+        x => format!("{x:.0}"),
+    }
+}
+
+fn group_title(shape: Shape, size: usize, reps: u32) -> String {
+    match shape {
+        Shape::RoundTrip => format!(
+            "round trip, {} each way: µs (median of {reps} per-rep medians, their range, median \
+             of the per-rep p99s)",
+            size_name(size)
+        ),
+        Shape::OneWay { receivers: 1 } => format!(
+            "one-way throughput, {} messages: payload GB/s (median of {reps} reps, range); \
+             msgs/s and µs/msg at the median",
+            size_name(size)
+        ),
+        Shape::OneWay { receivers } => format!(
+            "fan-out to {receivers} receivers, {} messages: payload GB/s (delivered: {receivers}x \
+             that), msgs/s and µs/msg at the median",
+            size_name(size)
+        ),
+    }
+}
+
+fn table(r: &Report) -> String {
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line("ipc-pubsub bench payload".into());
+    line(format!(
+        "  machine    {} ({} cores), {}",
+        r.machine.cpu, r.machine.cores, r.machine.kernel
+    ));
+    let placement = match r.placement {
+        Placement::CrossCore => "cross-core",
+        Placement::SameCore => "same-core",
+    };
+    line(format!(
+        "  build      {}; {placement}: sender on CPU {}, receivers on CPU {}; {} reps{}, each \
+         in fresh processes; {:.0} s",
+        r.build,
+        r.cores.sender,
+        r.cores.receiver,
+        r.reps,
+        if r.quick { " (quick counts)" } else { "" },
+        r.seconds
+    ));
+    let others: Vec<String> = r
+        .other_load_percent
+        .iter()
+        .map(|o| o.map_or_else(|| "?".into(), |o| format!("{o:.1}")))
+        .collect();
+    line(format!(
+        "  load       other processes used {} % of the CPUs during the reps; {} % were busy \
+         before the run",
+        others.join(" / "),
+        r.busy_percent_before
+            .map_or_else(|| "?".into(), |b| format!("{b:.1}"))
+    ));
+    let mut groups: Vec<(Shape, usize)> = Vec::new();
+    for row in &r.measurements {
+        let key = (row.shape, row.m.size);
+        if !groups.contains(&key) {
+            groups.push(key);
+        }
+    }
+    groups.sort();
+    for (shape, size) in groups {
+        line(String::new());
+        line(group_title(shape, size, r.reps));
+        let in_group = r
+            .measurements
+            .iter()
+            .filter(|row| row.shape == shape && row.m.size == size);
+        let best_stream = r
+            .measurements
+            .iter()
+            .find(|row| row.m.name == UDS_STREAM && row.m.size == size)
+            .and_then(|row| row.derived_from);
+        match shape {
+            Shape::RoundTrip => line(format!(
+                "  {:<28} {:>9} {:>19} {:>9}",
+                "series", "median", "range", "p99"
+            )),
+            Shape::OneWay { .. } => line(format!(
+                "  {:<28} {:>9} {:>19} {:>9} {:>9}",
+                "series", "GB/s", "range", "msgs/s", "µs/msg"
+            )),
+        }
+        for row in in_group.filter(|row| row.derived_from.is_none()) {
+            let m = &row.m;
+            let mark = if best_stream == Some(m.name.as_str()) {
+                " *"
+            } else {
+                ""
+            };
+            let name = format!("{}{mark}", m.name);
+            let range = format!("{} - {}", num(m.range[0]), num(m.range[1]));
+            match (m.unit, m.msgs_per_s()) {
+                (Unit::GigabytesPerSecond, Some(rps)) => line(format!(
+                    "  {name:<28} {:>9} {range:>19} {:>9} {:>9}",
+                    num(m.median),
+                    rate(rps),
+                    num(1e6 / rps)
+                )),
+                _ => line(format!(
+                    "  {name:<28} {:>9} {range:>19} {:>9}",
+                    num(m.median),
+                    m.p99.map_or_else(|| "-".into(), num)
+                )),
+            }
+        }
+        let here: Vec<&Ratio> = r
+            .ratios
+            .iter()
+            .filter(|q| {
+                q.size == size
+                    && r.measurements
+                        .iter()
+                        .any(|row| row.m.name == q.num && row.shape == shape && row.m.size == size)
+            })
+            .collect();
+        if !here.is_empty() {
+            line("  ratios of medians".into());
+        }
+        for q in here {
+            let pair = format!("{} / {}", q.num, q.den);
+            let goal = match (&q.goal, q.met) {
+                (Some(g), Some(met)) => format!(
+                    "goal {g} ({}): {}",
+                    q.goal_source.unwrap_or_default(),
+                    if met { "met" } else { "MISSED" }
+                ),
+                _ => String::new(),
+            };
+            let note = if q.note.is_empty() {
+                String::new()
+            } else {
+                format!("[{}] ", q.note)
+            };
+            let text = format!("    {pair:<42} {:>8}x  {note}{goal}", num(q.ratio));
+            line(text.trim_end().to_string());
+        }
+    }
+    line(String::new());
+    line("series".into());
+    let mut seen: Vec<&str> = Vec::new();
+    for row in &r.measurements {
+        if !seen.contains(&row.m.name.as_str()) {
+            seen.push(&row.m.name);
+            line(format!("  {:<28} {}", row.m.name, row.label));
+        }
+    }
+    if r.measurements.iter().any(|row| row.m.name == UDS_STREAM) {
+        line(format!(
+            "  (* marks the stream copy that ratios against {UDS_STREAM} use at that size)"
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::bench::harness::Unit;
+
+    fn row(name: &'static str, shape: Shape, size: usize, median: f64) -> Row {
+        let unit = match shape {
+            Shape::RoundTrip => Unit::Micros,
+            Shape::OneWay { .. } => Unit::GigabytesPerSecond,
+        };
+        let rep = RepValue {
+            value: median,
+            p99: (unit == Unit::Micros).then_some(median * 1.5),
+            unit,
+        };
+        let m = Measurement::of(name, size, vec![rep, rep]).expect("reps");
+        Row {
+            msgs_per_s: m.msgs_per_s(),
+            m,
+            label: "test",
+            shape,
+            msgs: 10,
+            warmup: 1,
+            derived_from: None,
+        }
+    }
+
+    const ONE: Shape = Shape::OneWay { receivers: 1 };
+
+    #[test]
+    fn ids_are_unique_and_ratios_name_known_series() {
+        let ids: Vec<&str> = all_series().map(|s| s.id).collect();
+        for (i, id) in ids.iter().enumerate() {
+            assert!(!ids[i + 1..].contains(id), "{id} twice");
+            assert!(!RESERVED.contains(id) || OURS.iter().any(|s| s.id == *id));
+        }
+        for spec in RATIOS {
+            for id in [spec.num, spec.den] {
+                assert!(
+                    ids.contains(&id) || RESERVED.contains(&id) || id == UDS_STREAM,
+                    "ratio names unknown series {id}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn roles_are_unique_and_found() {
+        let names: Vec<&str> = baselines::ROLES
+            .iter()
+            .chain(OURS_ROLES)
+            .map(|r| r.0)
+            .collect();
+        for (i, n) in names.iter().enumerate() {
+            assert!(!names[i + 1..].contains(n), "role {n} twice");
+            assert!(role(n).is_some());
+        }
+        assert!(role("no-such-role").is_none());
+    }
+
+    #[test]
+    fn the_plan_scales_counts_and_warmups() {
+        let full = plan(false, &[]);
+        let quick = plan(true, &[]);
+        assert_eq!(full.len(), quick.len());
+        for (f, q) in full.iter().zip(&quick) {
+            assert!(q.case.msgs <= f.case.msgs, "{}", f.series.id);
+            assert!(f.case.warmup >= 16 && f.case.warmup >= f.case.msgs / 10);
+            assert_eq!(f.case.window, 8);
+        }
+        let fan: Vec<_> = full
+            .iter()
+            .filter(|p| p.series.id == FRESH_MEMFD_4)
+            .collect();
+        assert_eq!(fan.len(), 4);
+        assert!(fan.iter().all(|p| p.case.receivers == 4));
+        let only = plan(false, &["pooled".into()]);
+        assert!(only.iter().all(|p| p.series.id.contains("pooled")));
+        assert_eq!(only.len(), 8);
+    }
+
+    #[test]
+    fn the_better_stream_copy_stands_for_uds() {
+        let rows = vec![
+            row(UDS_STREAM_DEFAULT, ONE, 4096, 2.0),
+            row(UDS_STREAM_4M, ONE, 4096, 1.5),
+            row(UDS_STREAM_DEFAULT, ONE, 1 << 20, 4.0),
+            row(UDS_STREAM_4M, ONE, 1 << 20, 13.0),
+        ];
+        let best = derive_best_stream(&rows);
+        let got: Vec<_> = best
+            .iter()
+            .map(|b| (b.m.name.as_str(), b.m.size, b.m.median, b.derived_from))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (UDS_STREAM, 4096, 2.0, Some(UDS_STREAM_DEFAULT)),
+                (UDS_STREAM, 1 << 20, 13.0, Some(UDS_STREAM_4M)),
+            ]
+        );
+    }
+
+    #[test]
+    fn ratios_need_both_series_and_check_goals_where_they_apply() {
+        let mut rows = vec![
+            row(FRESH_MEMFD, ONE, 4096, 0.2),
+            row(FRESH_MEMFD, ONE, 65536, 1.0),
+            row(POOLED_RAW, ONE, 4096, 1.7),
+            row(POOLED_RAW, ONE, 65536, 21.0),
+            row(MEMCPY, ONE, 4096, 80.0),
+            // Ours: only the fresh path, at one size.
+            row(PUBSUB_FRESH, ONE, 65536, 0.85),
+        ];
+        rows.extend(derive_best_stream(&rows));
+        let got = ratios(&rows);
+        let find = |num, den, size| {
+            got.iter()
+                .find(|q| q.num == num && q.den == den && q.size == size)
+        };
+        let raw = find(POOLED_RAW, FRESH_MEMFD, 4096).expect("both measured");
+        assert_eq!((raw.ratio, raw.met), (8.5, None), "no goal below 64 KiB");
+        let raw = find(POOLED_RAW, FRESH_MEMFD, 65536).expect("both measured");
+        assert_eq!((raw.ratio, raw.met), (21.0, Some(true)));
+        assert_eq!(raw.goal.as_deref(), Some(">= 10x from 64 KiB"));
+        assert!(
+            find(POOLED_RAW, MEMCPY, 65536).is_none(),
+            "no memcpy at 64 KiB"
+        );
+        let ours = find(PUBSUB_FRESH, FRESH_MEMFD, 65536).expect("ours and its baseline");
+        assert_eq!((ours.ratio, ours.met), (0.85, Some(false)));
+        assert!(
+            find(PUBSUB_FRESH, FRESH_MEMFD, 4096).is_none(),
+            "ours not at 4 KiB"
+        );
+        assert!(
+            find(PUBSUB_POOLED, PUBSUB_FRESH, 65536).is_none(),
+            "no pooled of ours"
+        );
+    }
+
+    #[test]
+    fn round_trip_goals_are_upper_bounds() {
+        let rows = vec![
+            row(SEQPACKET_PINGPONG, Shape::RoundTrip, 64, 60.0),
+            row(PUBSUB_RTT, Shape::RoundTrip, 64, 66.0),
+        ];
+        let got = ratios(&rows);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].ratio, got[0].met), (1.1, Some(true)));
+        assert_eq!(got[0].goal.as_deref(), Some("<= 1.2x"));
+    }
+
+    #[test]
+    fn the_table_groups_rows_and_prints_ratios_under_their_numerator() {
+        let mut rows = vec![
+            row(SEQPACKET_PINGPONG, Shape::RoundTrip, 64, 62.5),
+            row(PUBSUB_RTT, Shape::RoundTrip, 64, 70.0),
+            row(UDS_STREAM_DEFAULT, ONE, MIB1, 4.3),
+            row(UDS_STREAM_4M, ONE, MIB1, 13.0),
+            row(MEMCPY, ONE, MIB1, 50.0),
+            row(FRESH_MEMFD, ONE, MIB1, 1.38),
+            row(POOLED_RAW, ONE, MIB1, 37.0),
+            row(FRESH_MEMFD_4, Shape::OneWay { receivers: 4 }, MIB1, 1.0),
+            row(POOLED_RAW_4, Shape::OneWay { receivers: 4 }, MIB1, 16.1),
+        ];
+        rows.extend(derive_best_stream(&rows));
+        let report = Report {
+            machine: machine(),
+            build: "test",
+            placement: Placement::CrossCore,
+            cores: Cores {
+                sender: 0,
+                receiver: 1,
+            },
+            reps: 2,
+            quick: true,
+            busy_percent_before: Some(1.0),
+            other_load_percent: vec![Some(0.5), None],
+            seconds: 1.0,
+            ratios: ratios(&rows),
+            measurements: rows,
+        };
+        let t = table(&report);
+        for needle in [
+            "round trip, 64 B each way",
+            "one-way throughput, 1 MiB messages",
+            "fan-out to 4 receivers, 1 MiB messages",
+            "uds_stream_copy.sndbuf_4m *",
+            "pubsub.rtt / seqpacket_pingpong",
+            "pooled_raw / memcpy",
+            "goal >= 0.5x at 1 MiB-16 MiB (payload issue): met",
+            "pooled_raw.4recv / fresh_memfd.4recv",
+        ] {
+            assert!(t.contains(needle), "{needle:?} missing from\n{t}");
+        }
+        let rtt = t.find("round trip").expect("group");
+        let one = t.find("one-way throughput").expect("group");
+        let fan = t.find("fan-out").expect("group");
+        assert!(rtt < one && one < fan, "{t}");
+        let ratio_at = t.find("pubsub.rtt / seqpacket_pingpong").expect("ratio");
+        assert!(rtt < ratio_at && ratio_at < one, "under its group: {t}");
+        let json = serde_json::to_value(&report).expect("serializes");
+        assert_eq!(json["measurements"][0]["name"], SEQPACKET_PINGPONG);
+        assert_eq!(json["measurements"][0]["unit"], "us");
+        assert_eq!(json["measurements"][0]["shape"], "round_trip");
+        assert_eq!(json["ratios"][0]["num"], PUBSUB_RTT);
+    }
+
+    #[test]
+    fn sizes_and_numbers_print_compactly() {
+        assert_eq!(size_name(64), "64 B");
+        assert_eq!(size_name(4096), "4 KiB");
+        assert_eq!(size_name(16 << 20), "16 MiB");
+        assert_eq!(size_name(1000), "1000 B");
+        assert_eq!(num(62.612), "62.61");
+        assert_eq!(num(0.1894), "0.189");
+        assert_eq!(num(12_456.4), "12456");
+        assert_eq!(rate(463_000.0), "463 k");
+        assert_eq!(rate(4_147.0), "4.1 k");
+        assert_eq!(rate(80.4), "80");
+    }
+}

@@ -28,6 +28,11 @@ pub fn group() -> String {
 /// builds next to the test binaries: `target/<profile>/ipc-test-node`, tests being in
 /// `target/<profile>/deps/`.
 pub fn exe() -> std::path::PathBuf {
+    built("ipc-test-node")
+}
+
+/// An executable of this crate, next to the test binaries.
+fn built(name: &str) -> std::path::PathBuf {
     let test = std::env::current_exe().expect("the test's own path");
     let dir = test.parent().and_then(|d| {
         if d.ends_with("deps") {
@@ -36,7 +41,7 @@ pub fn exe() -> std::path::PathBuf {
             Some(d)
         }
     });
-    let exe = dir.expect("a target directory").join("ipc-test-node");
+    let exe = dir.expect("a target directory").join(name);
     assert!(
         exe.exists(),
         "{} is missing: build it with `cargo test -p ipc-tests`",
@@ -121,17 +126,15 @@ impl Child {
     /// for its `started` line. Commands go in with [`send`](Self::send); closing its stdin
     /// ([`close_stdin`](Self::close_stdin)) makes it leave.
     pub fn peer(driver: peer::Driver, group: &str, name: &str, extra: &[&str]) -> Self {
-        let mut args = vec![
-            "peer",
-            "--driver",
-            driver.arg(),
-            "--group",
-            group,
-            "--name",
-            name,
-        ];
+        let mut args = vec!["--group", group, "--name", name];
         args.extend_from_slice(extra);
-        let mut c = Self::spawn_program(name, &exe(), &args, true);
+        let program = if driver == peer::Driver::Poll {
+            built("ipc-poll-node")
+        } else {
+            args.splice(0..0, ["peer", "--driver", driver.arg()]);
+            exe()
+        };
+        let mut c = Self::spawn_program(name, &program, &args, true);
         c.wait_for(WAIT, |v| event(v) == "started");
         c
     }

@@ -36,6 +36,11 @@ pub enum Driver {
     Std,
     /// `ipc-driver-calloop`: the node inside a calloop loop, commands from another source.
     Calloop,
+    /// The guide's example driver, `ipc-proto/examples/poll_driver.rs`, built by this crate
+    /// as `ipc-poll-node`: a single-threaded `poll` loop, topology only. It takes the flags
+    /// `--group`, `--name`, `--keepalive-ms`, `--grace-ms`, `--announce`, `--subscribe`,
+    /// ignores the lines on its stdin and leaves at their end.
+    Poll,
 }
 
 impl Driver {
@@ -44,6 +49,7 @@ impl Driver {
         match self {
             Self::Std => "std",
             Self::Calloop => "calloop",
+            Self::Poll => "poll",
         }
     }
 }
@@ -245,6 +251,9 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                 a.driver = match value()?.as_str() {
                     "std" => Driver::Std,
                     "calloop" => Driver::Calloop,
+                    "poll" => {
+                        return Err("the poll driver is its own program, ipc-poll-node".into());
+                    }
                     d => return Err(format!("unknown driver {d}")),
                 }
             }
@@ -279,6 +288,7 @@ pub fn main(args: &[String]) -> ExitCode {
     let result = match a.driver {
         Driver::Std => std_peer::run(a),
         Driver::Calloop => calloop_peer::run(a),
+        Driver::Poll => unreachable!("refused by parse_args"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

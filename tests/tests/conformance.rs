@@ -1,7 +1,9 @@
 //! The conformance suite: every scenario written once against the test-side driver
 //! abstraction (`ipc-test-node peer`, see `ipc_tests::peer`) and run with std nodes only,
 //! calloop nodes only, and mixed groups where either driver runs the hub (the first node of a
-//! scenario starts the group, so it is the hub).
+//! scenario starts the group, so it is the hub). The topology scenarios also run against the
+//! minimal driver of the `ipc_proto::guide` (`ipc-proto/examples/poll_driver.rs`), alone and
+//! as the hub of a group of all three drivers.
 //!
 //! Scenarios: join and leave; the original design's three topology scenarios (a middle node
 //! keeps the others when the first leaves, a hub crash handed over to a survivor, a fresh node
@@ -18,12 +20,28 @@ use ipc_tests::peer::{Driver, fnv1a64, payload};
 use ipc_tests::{Child, WAIT, converge, event, group, ids, is, raw};
 use nix::sys::signal::Signal;
 
-use Driver::{Calloop, Std};
+use Driver::{Calloop, Poll, Std};
 
 /// Runs a scenario with four driver assignments: all std, all calloop, and two mixes with
-/// either driver first (and hence hub).
+/// either driver first (and hence hub). Topology scenarios (the first list) also run with the
+/// guide's `poll` driver, which has no data plane: all poll, and poll first (the hub) in a
+/// group of all three drivers.
 macro_rules! conformance {
-    ($($scenario:ident),* $(,)?) => {$(
+    (topology: $($topology:ident),* ; payload: $($payload:ident),* $(,)?) => {
+        $(conformance!(@mod $topology {
+            #[test]
+            fn poll() {
+                super::$topology([Poll, Poll, Poll, Poll]);
+            }
+
+            #[test]
+            fn mixed_poll_hub() {
+                super::$topology([Poll, Std, Calloop, Poll]);
+            }
+        });)*
+        $(conformance!(@mod $payload {});)*
+    };
+    (@mod $scenario:ident { $($more:item)* }) => {
         mod $scenario {
             use super::*;
 
@@ -46,20 +64,24 @@ macro_rules! conformance {
             fn mixed_calloop_hub() {
                 super::$scenario([Calloop, Std, Calloop, Std]);
             }
+
+            $($more)*
         }
-    )*};
+    };
 }
 
 conformance!(
-    join_and_leave,
-    middle_node_keeps_the_others,
-    hub_crash_hands_over_to_a_survivor,
-    fresh_node_races_the_survivors_for_the_hub,
-    payloads_arrive_intact_in_every_mode,
-    garbage_on_the_hub_socket,
-    garbage_on_a_data_socket,
-    a_frozen_spoke_is_expelled_and_rejoins,
-    a_frozen_hub_is_reported,
+    topology:
+        join_and_leave,
+        middle_node_keeps_the_others,
+        hub_crash_hands_over_to_a_survivor,
+        fresh_node_races_the_survivors_for_the_hub,
+        garbage_on_the_hub_socket,
+        a_frozen_spoke_is_expelled_and_rejoins,
+        a_frozen_hub_is_reported;
+    payload:
+        payloads_arrive_intact_in_every_mode,
+        garbage_on_a_data_socket,
 );
 
 const KEEPALIVE: [&str; 2] = ["--keepalive-ms", "1000"];

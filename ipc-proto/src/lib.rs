@@ -70,6 +70,9 @@
 //! - A command invalid in the current state returns [`CmdError`] and changes nothing.
 //! - A panic is a bug: it means an internal invariant broke.
 //!
+//! # Drivers
+//! [`guide`] shows how to write one, with a complete single-threaded driver on `poll(2)`.
+//!
 //! # Wire
 //! See [`wire`]: length-prefixed frames, bodies in bincode 2 behind one module, histories in
 //! chunks that never need a whole history in one socket record.
@@ -82,6 +85,7 @@ pub mod doc;
 mod error;
 #[cfg(feature = "arbitrary")]
 pub mod fuzzing;
+pub mod guide;
 mod history;
 mod hub;
 mod ids;

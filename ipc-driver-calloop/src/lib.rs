@@ -50,6 +50,12 @@
 //! each with its reason; sockets, fd passing, memfds, `epoll` and the timer use `rustix`'s
 //! safe API.
 //!
+//! # Example and bench
+//! `examples/live.rs` shows a group's live topology and the messages of a topic from one
+//! thread (`cargo run -p ipc-driver-calloop --example live -- --group demo --topic chat`).
+//! `benches/vs_std.rs` measures a 64 B round trip and 1 MiB pooled throughput with this
+//! driver and with `ipc-driver-std` in the same run (`cargo bench -p ipc-driver-calloop`).
+//!
 //! [calloop]: https://docs.rs/calloop
 
 #![deny(missing_docs)]

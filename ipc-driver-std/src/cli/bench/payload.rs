@@ -44,7 +44,7 @@ use super::harness::{
     Case, Cores, CpuSample, Harness, IDLE_BUSY_PERCENT, IDLE_QUIET, Measurement, Placement,
     RepValue, RoleFn, Unit,
 };
-use super::{Machine, build, machine, progress};
+use super::{Machine, build, machine, progress, pubsub};
 use crate::cli::{CliError, Result};
 
 /// Options of `bench payload`.
@@ -143,12 +143,12 @@ const RESERVED: &[&str] = &[
     PUBSUB_POOLED_4,
 ];
 
-/// The pub/sub measurements, in table order after the baselines. None is registered yet:
-/// the data path is being built. See the [module docs](self) for how to add one.
-const OURS: &[Series] = &[];
+/// The pub/sub measurements, in table order after the baselines (see [`pubsub`]); the
+/// [module docs](self) say how to add one.
+const OURS: &[Series] = pubsub::SERIES;
 
 /// The child roles of [`OURS`], by name.
-const OURS_ROLES: &[(&str, RoleFn)] = &[];
+const OURS_ROLES: &[(&str, RoleFn)] = pubsub::ROLES;
 
 /// The function of child role `name` (for `bench-child`).
 pub(super) fn role(name: &str) -> Option<RoleFn> {
@@ -267,6 +267,12 @@ pub(super) const RATIOS: &[RatioSpec] = &[
         "",
     ),
     ratio(PUBSUB_INLINE, MEMCPY, None, ""),
+    ratio(
+        PUBSUB_POOLED,
+        PUBSUB_INLINE,
+        None,
+        "above 1: pooled beats inline (the inline threshold)",
+    ),
     ratio(
         PUBSUB_FRESH,
         FRESH_MEMFD,
@@ -840,7 +846,12 @@ mod tests {
         assert!(fan.iter().all(|p| p.case.receivers == 4));
         let only = plan(false, &["pooled".into()]);
         assert!(only.iter().all(|p| p.series.id.contains("pooled")));
-        assert_eq!(only.len(), 8);
+        let pooled_sizes: usize = all_series()
+            .filter(|s| s.id.contains("pooled"))
+            .map(|s| s.counts.len())
+            .sum();
+        assert_eq!(only.len(), pooled_sizes);
+        assert!(only.len() > 8, "the raw pools and ours");
     }
 
     #[test]

@@ -33,6 +33,7 @@ use super::payload::{
     Counts, PUBSUB_FRESH, PUBSUB_FRESH_4, PUBSUB_INLINE, PUBSUB_POOLED, PUBSUB_POOLED_4,
     PUBSUB_RTT, Series, Shape,
 };
+use crate::cli::pubsub::wait_subscribers;
 use crate::cli::{CliError, Result};
 use crate::{
     DEFAULT_INLINE_MAX, Message, Node, Publisher, PublisherOptions, SendMode, Subscription,
@@ -186,17 +187,13 @@ fn join(ctx: &ChildCtx, name: &str) -> Result<Node> {
     Ok(Node::builder(name).group(&ctx.group).join()?)
 }
 
-/// Waits until `count` nodes other than `node` subscribe to `topic`.
-fn wait_subscribers(node: &Node, topic: &str, count: usize) -> Result<()> {
-    let me = node.id();
-    node.wait_view(WAIT, |v| {
-        v.nodes()
-            .values()
-            .filter(|n| n.info.id != me && n.subscribes.contains_key(topic))
-            .count()
-            >= count
-    })?;
-    Ok(())
+/// A publisher of `topic` that sends every payload inline (the round trip's 64 B).
+fn inline_publisher(node: &Node, topic: &str) -> Result<Publisher> {
+    let options = PublisherOptions {
+        mode: SendMode::Inline,
+        ..PublisherOptions::default()
+    };
+    Ok(node.publisher_with(topic, "application/octet-stream", options)?)
 }
 
 /// A lossless subscription: publishers wait for room (up to [`WAIT`]).
@@ -237,12 +234,8 @@ fn pubsub_ping(ctx: &mut ChildCtx) -> Result<ChildReport> {
     let c = ctx.case;
     let node = join(ctx, "bench-ping")?;
     let pong = block(&node, "pong", c.window)?;
-    let options = PublisherOptions {
-        mode: SendMode::Inline,
-        ..PublisherOptions::default()
-    };
-    let ping = node.publisher_with("ping", "application/octet-stream", options)?;
-    wait_subscribers(&node, "ping", 1)?;
+    let ping = inline_publisher(&node, "ping")?;
+    wait_subscribers(&node, "ping", 1, WAIT)?;
     let payload = Payload::new(c.size);
     let mut msg = vec![0u8; c.size];
     let mut sum = 0u64;
@@ -281,12 +274,8 @@ fn pubsub_echo(ctx: &mut ChildCtx) -> Result<ChildReport> {
     let c = ctx.case;
     let node = join(ctx, "bench-echo")?;
     let ping = block(&node, "ping", c.window)?;
-    let options = PublisherOptions {
-        mode: SendMode::Inline,
-        ..PublisherOptions::default()
-    };
-    let pong = node.publisher_with("pong", "application/octet-stream", options)?;
-    wait_subscribers(&node, "pong", 1)?;
+    let pong = inline_publisher(&node, "pong")?;
+    wait_subscribers(&node, "pong", 1, WAIT)?;
     let mut msgs = 0;
     while msgs < c.warmup + c.msgs {
         let m = next(&ping, "ping")?;
@@ -320,7 +309,7 @@ fn pubsub_send(ctx: &mut ChildCtx) -> Result<ChildReport> {
         ..PublisherOptions::default()
     };
     let publisher = node.publisher_with(TOPIC, "application/octet-stream", options)?;
-    wait_subscribers(&node, TOPIC, c.receivers)?;
+    wait_subscribers(&node, TOPIC, c.receivers, WAIT)?;
     let payload = Payload::new(c.size);
     let send = |publisher: &Publisher, seq: u64| -> Result<u64> {
         let mut loan = publisher.loan(c.size)?;

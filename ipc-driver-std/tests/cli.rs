@@ -390,8 +390,9 @@ fn bench_payload_quick_prints_every_row() {
         ("pubsub.inline", 4),
         ("pubsub.fresh", 4),
         ("pubsub.pooled", 6),
+        ("pubsub.inline.4recv", 4),
         ("pubsub.fresh.4recv", 4),
-        ("pubsub.pooled.4recv", 4),
+        ("pubsub.pooled.4recv", 6),
     ] {
         assert_eq!(rows(id), sizes, "{id}\n{out}");
     }

@@ -127,6 +127,8 @@ pub(super) const PUBSUB_INLINE: &str = "pubsub.inline";
 pub(super) const PUBSUB_FRESH: &str = "pubsub.fresh";
 /// One-way throughput through the reused segment pool.
 pub(super) const PUBSUB_POOLED: &str = "pubsub.pooled";
+/// [`PUBSUB_INLINE`] to 4 subscribers (for the inline threshold under fan-out).
+pub(super) const PUBSUB_INLINE_4: &str = "pubsub.inline.4recv";
 /// [`PUBSUB_FRESH`] to 4 subscribers.
 pub(super) const PUBSUB_FRESH_4: &str = "pubsub.fresh.4recv";
 /// [`PUBSUB_POOLED`] to 4 subscribers.
@@ -139,6 +141,7 @@ const RESERVED: &[&str] = &[
     PUBSUB_INLINE,
     PUBSUB_FRESH,
     PUBSUB_POOLED,
+    PUBSUB_INLINE_4,
     PUBSUB_FRESH_4,
     PUBSUB_POOLED_4,
 ];
@@ -299,6 +302,12 @@ pub(super) const RATIOS: &[RatioSpec] = &[
         "",
     ),
     ratio(PUBSUB_POOLED, POOLED_RAW, None, "share of the raw pool"),
+    ratio(
+        PUBSUB_POOLED_4,
+        PUBSUB_INLINE_4,
+        None,
+        "above 1: pooled beats inline (the inline threshold)",
+    ),
     ratio(PUBSUB_FRESH_4, FRESH_MEMFD_4, None, ""),
     ratio(PUBSUB_POOLED_4, POOLED_RAW_4, None, "share of the raw pool"),
     ratio(

@@ -9,7 +9,7 @@
 //! | series | sender | receiver |
 //! |---|---|---|
 //! | [`PUBSUB_RTT`] | publishes 64 B on topic `ping` ([`SendMode::Inline`]) and waits for the reply on `pong`; one sample per round trip | subscribes to `ping`, publishes each message's bytes back on `pong` |
-//! | [`PUBSUB_INLINE`], [`PUBSUB_FRESH`], [`PUBSUB_POOLED`] and the 4-receiver ones | per message: [`Publisher::loan`], the payload written into the loan in place, [`Publisher::send`]; timed from "warm-up received by every receiver" to "last message received by every receiver" | a `Block` subscription of depth `window` (8, the baselines' window); per message: checks its mode and length, [`checksum`] of every byte (in the mapping, no copy), drops it (which gives a pooled range back) |
+//! | [`PUBSUB_INLINE`], [`PUBSUB_FRESH`], [`PUBSUB_POOLED`] and their 4-receiver ones | per message: [`Publisher::loan`], the payload written into the loan in place, [`Publisher::send`]; timed from "warm-up received by every receiver" to "last message received by every receiver" | a `Block` subscription of depth `window` (8, the baselines' window); per message: checks its mode and length, [`checksum`] of every byte (in the mapping, no copy), drops it (which gives a pooled range back) |
 //!
 //! The loan is the realistic way to use each mode: for pooled it is the pool segment itself
 //! (zero-copy, one write of the payload, as [`POOLED_RAW`](super::baselines::POOLED_RAW)'s
@@ -30,8 +30,8 @@ use super::harness::{
     checksum,
 };
 use super::payload::{
-    Counts, PUBSUB_FRESH, PUBSUB_FRESH_4, PUBSUB_INLINE, PUBSUB_POOLED, PUBSUB_POOLED_4,
-    PUBSUB_RTT, Series, Shape,
+    Counts, PUBSUB_FRESH, PUBSUB_FRESH_4, PUBSUB_INLINE, PUBSUB_INLINE_4, PUBSUB_POOLED,
+    PUBSUB_POOLED_4, PUBSUB_RTT, Series, Shape,
 };
 use crate::cli::pubsub::wait_subscribers;
 use crate::cli::{CliError, Result};
@@ -67,8 +67,16 @@ const POOLED_COUNTS: &[Counts] = &[
     Counts::new(MIB1, 2_048, 32),
     Counts::new(MIB16, 128, 4),
 ];
+const INLINE_4_COUNTS: &[Counts] = &[
+    Counts::new(KIB4, 10_000, 500),
+    Counts::new(KIB16, 5_000, 250),
+    Counts::new(KIB32, 4_000, 250),
+    Counts::new(KIB64, 2_048, 125),
+];
 const POOLED_4_COUNTS: &[Counts] = &[
     Counts::new(KIB4, 10_000, 500),
+    Counts::new(KIB16, 5_000, 250),
+    Counts::new(KIB32, 4_000, 250),
     Counts::new(KIB64, 4_096, 250),
     Counts::new(MIB1, 1_024, 32),
     Counts::new(MIB16, 64, 4),
@@ -103,6 +111,13 @@ pub(super) const SERIES: &[Series] = &[
         shape: Shape::OneWay { receivers: 1 },
         counts: POOLED_COUNTS,
         rep: pooled,
+    },
+    Series {
+        id: PUBSUB_INLINE_4,
+        label: "pub/sub inline, 4 subscriber processes (a copy per subscriber)",
+        shape: Shape::OneWay { receivers: 4 },
+        counts: INLINE_4_COUNTS,
+        rep: inline,
     },
     Series {
         id: PUBSUB_FRESH_4,

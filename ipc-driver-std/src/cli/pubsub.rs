@@ -44,9 +44,9 @@ const MAX_LINE: usize = 1 << 20;
 /// `--mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(super) enum ModeArg {
-    /// Inline up to 8 KiB, then pooled (fresh in a group open to other uids).
+    /// Inline up to 16 KiB, then pooled (fresh in a group open to other uids).
     Auto,
-    /// In the socket record (up to 8 KiB).
+    /// In the socket record (up to 16 KiB).
     Inline,
     /// A fresh sealed memfd per message.
     Fresh,

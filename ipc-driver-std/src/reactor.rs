@@ -113,6 +113,9 @@ struct Link {
     told_blocked: bool,
     /// Closing: flush what is queued, then close, by this deadline.
     closing: Option<Instant>,
+    /// A send failed (the peer has closed its end): nothing more is written, but what the peer
+    /// sent before closing is still read, up to the end of the stream, which closes the link.
+    write_failed: bool,
 }
 
 /// A segment received from a publisher, mapped once on first use.
@@ -671,6 +674,7 @@ impl Reactor {
             paused: false,
             told_blocked: false,
             closing: None,
+            write_failed: false,
         });
         self.peers.insert(peer, key);
         Ok(())
@@ -682,7 +686,7 @@ impl Reactor {
             return;
         };
         let link = &mut self.links[key];
-        if link.closing.is_some() {
+        if link.closing.is_some() || link.write_failed {
             return;
         }
         link.outbox_bytes += bytes.len();
@@ -709,6 +713,15 @@ impl Reactor {
                     link.outbox.pop_front();
                 }
                 Ok(Sent::WouldBlock) => break,
+                Err(e) if link.closing.is_none() => {
+                    // The peer closed its end, maybe with records for us still queued (a
+                    // publisher that sent its last messages and left): read them all; the end
+                    // of the stream then closes the link.
+                    debug!(peer = %link.peer, error = %e, "send failed: reading what is left");
+                    link.write_failed = true;
+                    link.outbox.clear();
+                    link.outbox_bytes = 0;
+                }
                 Err(e) => {
                     debug!(peer = %link.peer, error = %e, "send failed: link is gone");
                     self.drop_link(now, key);

@@ -4,8 +4,8 @@
 //! deadlines, never fixed sleeps), and kills every process it starts, also when it fails:
 //! [`Proc`] kills and reaps its process when dropped.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, ExitStatus, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -31,6 +31,7 @@ enum Out {
 /// A process of `ipc-pubsub`, killed and reaped when dropped.
 struct Proc {
     child: std::process::Child,
+    stdin: Option<ChildStdin>,
     rx: Receiver<Out>,
     open_pipes: usize,
     stdout: Vec<String>,
@@ -49,11 +50,20 @@ fn forward(pipe: impl Read, tx: Sender<Out>, wrap: fn(String) -> Out) {
 
 impl Proc {
     fn spawn(args: &[&str]) -> Self {
+        Self::spawn_io(args, false)
+    }
+
+    /// [`spawn`](Self::spawn), with a pipe to its stdin ([`write_line`](Self::write_line)).
+    fn spawn_io(args: &[&str], piped_stdin: bool) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ipc-pubsub"))
             .args(args)
             .env_remove("IPC_PUBSUB_GROUP")
             .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
+            .stdin(if piped_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -65,6 +75,7 @@ impl Proc {
         thread::spawn(move || forward(out, tx, Out::Line));
         thread::spawn(move || forward(err, tx2, Out::Stderr));
         Self {
+            stdin: child.stdin.take(),
             child,
             rx,
             open_pipes: 2,
@@ -122,6 +133,38 @@ impl Proc {
                 self.open_pipes > 0 && self.pump(deadline),
                 "no {what} within {WAIT:?}; stdout: {:#?}\nstderr: {}",
                 self.stdout,
+                self.stderr
+            );
+        }
+    }
+
+    /// Writes `line` and a newline to its stdin.
+    fn write_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("started with spawn_io");
+        writeln!(stdin, "{line}").expect("write to stdin");
+        stdin.flush().expect("flush stdin");
+    }
+
+    /// Reads until a stdout line equals `line`.
+    fn wait_line(&mut self, line: &str) {
+        let deadline = Instant::now() + WAIT;
+        while !self.stdout.iter().any(|l| l == line) {
+            assert!(
+                self.open_pipes > 0 && self.pump(deadline),
+                "no line {line:?} within {WAIT:?}; stdout: {:#?}\nstderr: {}",
+                self.stdout,
+                self.stderr
+            );
+        }
+    }
+
+    /// Reads until stderr contains `needle`.
+    fn wait_stderr(&mut self, needle: &str) {
+        let deadline = Instant::now() + WAIT;
+        while !self.stderr.contains(needle) {
+            assert!(
+                self.open_pipes > 0 && self.pump(deadline),
+                "no {needle:?} on stderr within {WAIT:?}; stderr: {}",
                 self.stderr
             );
         }
@@ -305,7 +348,7 @@ fn the_demo_succeeds_and_leaves_nothing_running() {
 }
 
 #[test]
-fn bench_payload_quick_prints_every_baseline_row() {
+fn bench_payload_quick_prints_every_row() {
     let mut bench = Proc::spawn(&["bench", "payload", "--quick"]);
     // About 10 s in a release build; generous for a debug build on a busy machine.
     let status = bench.wait_exit(Duration::from_secs(600));
@@ -341,4 +384,234 @@ fn bench_payload_quick_prints_every_baseline_row() {
         );
     }
     assert!(out.contains("pooled_raw / fresh_memfd"), "{out}");
+    // Ours: the round trip, and every size each series supports.
+    for (id, sizes) in [
+        ("pubsub.rtt", 1),
+        ("pubsub.inline", 4),
+        ("pubsub.fresh", 4),
+        ("pubsub.pooled", 6),
+        ("pubsub.inline.4recv", 4),
+        ("pubsub.fresh.4recv", 4),
+        ("pubsub.pooled.4recv", 6),
+    ] {
+        assert_eq!(rows(id), sizes, "{id}\n{out}");
+    }
+    assert!(out.contains("pubsub.rtt / seqpacket_pingpong"), "{out}");
+    assert!(out.contains("pubsub.pooled / memcpy"), "{out}");
+}
+
+/// The payload of `pub --size N`, as its help documents it.
+fn generated(size: usize) -> Vec<u8> {
+    (0..size)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(7))
+        .collect()
+}
+
+fn fnv_hex(bytes: &[u8]) -> String {
+    format!("{:016x}", ipc_driver_std::cli::fnv1a64(bytes))
+}
+
+/// Checks `sub`'s lines: `payloads.len()` messages in order from one publisher, each with its
+/// length, FNV-1a and mode.
+fn check_messages(sub: &Proc, topic: &str, payloads: &[Vec<u8>], via: &str) {
+    let lines: Vec<Value> = sub
+        .stdout
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert_eq!(lines.len(), payloads.len(), "{:#?}", sub.stdout);
+    let publisher = lines[0]["node"].as_str().expect("a node id");
+    assert!(
+        publisher.len() == 16
+            && publisher
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+        "{publisher}"
+    );
+    for (i, (line, payload)) in lines.iter().zip(payloads).enumerate() {
+        assert_eq!(line["topic"], topic, "{line}");
+        assert_eq!(line["node"], publisher, "one publisher: {line}");
+        assert_eq!(line["seq"], i as u64 + 1, "in order: {line}");
+        assert_eq!(line["len"], payload.len(), "{line}");
+        assert_eq!(line["fnv1a64"], fnv_hex(payload).as_str(), "{line}");
+        assert_eq!(line["via"], via, "{line}");
+    }
+}
+
+#[test]
+fn pub_reaches_sub_intact_in_every_mode() {
+    let file = std::env::temp_dir().join(format!("ipc-pubsub-cli-{}", group()));
+    let from_file: Vec<u8> = (0..200_003u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &from_file).expect("write the payload file");
+    let file_arg = file.to_str().expect("a UTF-8 path").to_string();
+    let cases: Vec<(&str, Vec<&str>, Vec<u8>)> = vec![
+        ("inline", vec!["--size", "1000"], generated(1000)),
+        (
+            "inline",
+            vec!["--data", "hello, bus"],
+            b"hello, bus".to_vec(),
+        ),
+        ("fresh", vec!["--size", "100000"], generated(100_000)),
+        ("pooled", vec!["--size", "1048579"], generated(1_048_579)),
+        ("pooled", vec!["--file", &file_arg], from_file.clone()),
+    ];
+    for (mode, payload_args, payload) in &cases {
+        let g = group();
+        let mut sub = Proc::spawn(&["--group", &g, "sub", "t", "--count", "3"]);
+        let mut args = vec![
+            "--group",
+            &g,
+            "pub",
+            "t",
+            "--count",
+            "3",
+            "--mode",
+            mode,
+            "--wait-subscribers",
+            "1",
+        ];
+        args.extend(payload_args);
+        let mut publisher = Proc::spawn(&args);
+        let status = publisher.wait_exit(WAIT);
+        assert!(status.success(), "pub {args:?}: {}", publisher.stderr);
+        assert!(
+            publisher.stderr.contains("pub: sent 3 message(s)"),
+            "a final status line: {}",
+            publisher.stderr
+        );
+        let status = sub.wait_exit(WAIT);
+        assert!(status.success(), "sub: {}", sub.stderr);
+        check_messages(&sub, "t", &vec![payload.clone(); 3], mode);
+    }
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn bus_members_see_each_others_lines_never_their_own() {
+    let g = group();
+    let mut a = Proc::spawn_io(&["--group", &g, "bus", "chat"], true);
+    let mut b = Proc::spawn_io(&["--group", &g, "bus", "chat"], true);
+    a.wait_stderr("bus: 1 other member(s)");
+    b.wait_stderr("bus: 1 other member(s)");
+    a.write_line("from a");
+    b.wait_line("from a");
+    // a's own line, were it delivered to a, came before b's answer: it is delivered locally
+    // when published.
+    b.write_line("from b");
+    a.wait_line("from b");
+    assert_eq!(a.stdout, ["from b"], "a: only b's line");
+    assert_eq!(b.stdout, ["from a"], "b: only a's line");
+    for p in [&mut a, &mut b] {
+        p.signal(Signal::SIGTERM);
+        let status = p.wait_exit(WAIT);
+        assert!(status.success(), "{status}: {}", p.stderr);
+    }
+}
+
+/// `status --json`, once.
+fn status_json(g: &str) -> Value {
+    let mut status = Proc::spawn(&["--group", g, "status", "--json"]);
+    assert!(status.wait_exit(WAIT).success(), "{}", status.stderr);
+    serde_json::from_str(&status.stdout.join("\n")).expect("one JSON document")
+}
+
+#[test]
+fn status_shows_per_subscriber_counters() {
+    let g = group();
+    // A long keepalive: the stopped subscriber below must stay a member. The hub runs in a
+    // node of its own, started first, so that stopping a subscriber never stops the hub.
+    let slow = ["--keepalive-ms", "60000"];
+    let mut hub = Proc::node(&g, "hub", &slow);
+    hub.wait_json("the hub", |v| event(v) == "became_hub");
+    let mut fast = Proc::spawn(&[&["--group", &g, "sub", "t"][..], &slow].concat());
+    let mut stalled = Proc::spawn(
+        &[
+            &[
+                "--group",
+                &g,
+                "sub",
+                "t",
+                "--policy",
+                "drop-newest",
+                "--depth",
+                "1",
+            ][..],
+            &slow,
+        ]
+        .concat(),
+    );
+    let publisher = Proc::spawn(
+        &[
+            &[
+                "--group",
+                &g,
+                "pub",
+                "t",
+                "--count",
+                "0",
+                "--rate",
+                "50",
+                "--size",
+                "10000",
+                "--mode",
+                "pooled",
+                "--wait-subscribers",
+                "2",
+            ][..],
+            &slow,
+        ]
+        .concat(),
+    );
+    // The stalled subscriber is stopped after its first message and never gives another
+    // range back: pooled messages stay in flight until released, so with a depth of 1 the
+    // publisher drops the rest for it.
+    stalled.wait_json("a first message", |_| true);
+    stalled.signal(Signal::SIGSTOP);
+    fast.wait_json("a few messages", |v| v["seq"].as_u64() >= Some(5));
+    let deadline = Instant::now() + WAIT;
+    let doc = loop {
+        let doc = status_json(&g);
+        let links = doc["links"].as_array().cloned().unwrap_or_default();
+        let dropped = links.iter().any(|l| l["dropped"].as_u64() > Some(0));
+        let received = links.iter().any(|l| l["received"].as_u64() >= Some(5));
+        if links.len() == 2 && dropped && received {
+            break doc;
+        }
+        assert!(Instant::now() < deadline, "no such counters: {doc:#}");
+    };
+    let links = doc["links"].as_array().expect("links");
+    let (to_stalled, to_fast): (Vec<&Value>, Vec<&Value>) =
+        links.iter().partition(|l| l["dropped"].as_u64() > Some(0));
+    let (to_stalled, to_fast) = (to_stalled[0], to_fast[0]);
+    assert_eq!(to_stalled["publisher"], to_fast["publisher"], "{doc:#}");
+    assert_eq!(to_stalled["topic"], "t");
+    assert_eq!(
+        to_stalled["in_flight"], 1,
+        "the one range it holds: {doc:#}"
+    );
+    assert!(to_stalled["sent"].as_u64() >= Some(1), "{doc:#}");
+    assert!(
+        to_stalled["received"].is_null(),
+        "a stopped node cannot answer: {doc:#}"
+    );
+    assert_eq!(
+        doc["unanswered"].as_array().map(Vec::len),
+        Some(1),
+        "{doc:#}"
+    );
+    assert_eq!(to_fast["dropped"], 0, "{doc:#}");
+    // The two ends are asked one after the other, while messages flow: no order between them.
+    assert!(to_fast["sent"].as_u64() >= Some(5), "{doc:#}");
+    assert!(to_fast["received"].as_u64() >= Some(5), "{doc:#}");
+    assert_eq!(to_fast["missed"], 0, "{doc:#}");
+    // The human form has the same table.
+    let mut table = Proc::spawn(&["--group", &g, "status"]);
+    assert!(table.wait_exit(WAIT).success(), "{}", table.stderr);
+    let text = table.stdout.join("\n");
+    assert!(
+        text.contains("data links:") && text.contains("SENT  DROPPED  IN-FLIGHT"),
+        "{text}"
+    );
+    stalled.signal(Signal::SIGCONT);
+    drop(publisher);
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ipc_driver_std::{Node, PublisherOptions, SendMode, SubscriptionOptions};
+use ipc_driver_std::{DEFAULT_INLINE_MAX, Node, PublisherOptions, SendMode, SubscriptionOptions};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -59,7 +59,7 @@ fn every_mode_delivers_every_size_intact_and_in_order() {
         let g = group();
         let (_p, publisher, _s, sub) = pair(&g, "t", mode, SubscriptionOptions::block(WAIT));
         let sizes: &[usize] = if mode == SendMode::Inline {
-            &[0, 1, 100, 4096, 8192]
+            &[0, 1, 100, 4096, DEFAULT_INLINE_MAX]
         } else {
             &[0, 1, 100, 4096, 65_536, 1 << 20, (4 << 20) + 3]
         };
@@ -77,13 +77,44 @@ fn every_mode_delivers_every_size_intact_and_in_order() {
                 "{mode:?}: {len} bytes intact"
             );
             let expect = match mode {
-                SendMode::Auto if len <= 8192 => "inline",
+                SendMode::Auto if len <= DEFAULT_INLINE_MAX => "inline",
                 SendMode::Auto | SendMode::Pooled => "pooled",
                 SendMode::Inline => "inline",
                 _ => "fresh",
             };
             assert_eq!(m.via(), expect, "{mode:?}, {len} bytes");
         }
+    }
+}
+
+#[test]
+fn a_64_mib_payload_arrives_intact_fresh_and_pooled() {
+    const LEN: usize = 64 << 20;
+    for mode in [SendMode::Fresh, SendMode::Pooled] {
+        let g = group();
+        let (_p, publisher, _s, sub) = pair(&g, "t", mode, SubscriptionOptions::block(WAIT));
+        let mut loan = publisher.loan(LEN).expect("loan");
+        for (i, chunk) in loan.chunks_mut(4096).enumerate() {
+            chunk.fill(i as u8);
+        }
+        loan[LEN - 1] = 0xEE;
+        publisher.send(loan).expect("send");
+        let m = sub.recv_timeout(WAIT).expect("delivered");
+        assert_eq!(m.len(), LEN, "{mode:?}");
+        let mismatch = m[..LEN - 1]
+            .chunks(4096)
+            .enumerate()
+            .position(|(i, c)| c.iter().any(|&b| b != i as u8));
+        assert_eq!(mismatch, None, "{mode:?}: every page intact");
+        assert_eq!(m[LEN - 1], 0xEE, "{mode:?}: the last byte");
+        assert_eq!(
+            m.via(),
+            if mode == SendMode::Fresh {
+                "fresh"
+            } else {
+                "pooled"
+            }
+        );
     }
 }
 

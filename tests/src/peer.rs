@@ -73,12 +73,8 @@ pub fn index_of(bytes: &[u8]) -> u64 {
         .map_or(0, |h| u64::from_le_bytes(h.try_into().expect("8 bytes")))
 }
 
-/// FNV-1a, 64 bits.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
+/// FNV-1a, 64 bits: the one `ipc-pubsub sub` prints.
+pub use ipc_driver_std::cli::fnv1a64;
 
 /// The line of a topology event, named as `ipc-pubsub node` names it.
 pub fn topology_line(e: &Event) -> Value {

@@ -176,7 +176,7 @@ impl Line {
 
 /// Writes `line` and a newline to `out` and flushes at once, so a reader sees every event the
 /// moment it happens.
-pub(crate) fn write_line(out: &mut impl Write, line: &Line) -> io::Result<()> {
+pub(crate) fn write_line(out: &mut impl Write, line: &impl Serialize) -> io::Result<()> {
     serde_json::to_writer(&mut *out, line).map_err(io::Error::from)?;
     out.write_all(b"\n")?;
     out.flush()

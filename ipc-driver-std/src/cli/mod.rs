@@ -5,7 +5,10 @@
 //! |---|---|
 //! | `node --name NAME [--announce TOPIC[=MIME]]... [--subscribe TOPIC]...` | joins the group and prints its events as JSON lines until SIGINT or SIGTERM, then leaves gracefully |
 //! | `watch` | the same as an observer that does not join: the group's current state as events, then every change |
-//! | `status [--json]` | who is in the group, who runs the hub, who publishes and subscribes what; exit code 1 if no such group runs |
+//! | `status [--json]` | who is in the group, who runs the hub, who publishes and subscribes what, and per subscriber the messages sent, dropped and in flight; exit code 1 if no such group runs |
+//! | `pub TOPIC [--size N] [--count N] [--rate HZ] [--mode M] [--file PATH \| --data TEXT]` | publishes messages on TOPIC, a status line on stderr every second, and leaves once its subscribers have them |
+//! | `sub TOPIC [--count N]` | prints one JSON line per message: topic, publisher, seq, length, FNV-1a of the payload, how it came |
+//! | `bus NAME` | joins bus channel NAME: stdin lines out to the other members, their lines in on stdout |
 //! | `demo` | a self-contained tour in a private group: starts nodes, shows their events, kills the hub and times the failover |
 //! | `bench topology [--json] [--trials N]` | failover time, convergence time and idle CPU, measured with real processes |
 //! | `bench payload [--json] [--reps N] [--quick] [--placement P] [--only ID]...` | the payload data path as ratios against raw baselines (SEQPACKET ping-pong, UDS copy, memcpy, fresh memfd, segment pool) measured in the same run |
@@ -29,8 +32,10 @@
 
 mod bench;
 mod children;
+mod counters;
 mod demo;
 mod json;
+mod pubsub;
 mod status;
 mod stream;
 
@@ -43,6 +48,8 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::{DEFAULT_GROUP, DriverError, NodeBuilder};
+
+pub use pubsub::fnv1a64;
 
 /// Runs the command line with the process's arguments.
 pub fn main() -> ExitCode {
@@ -65,6 +72,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Node(args) => stream::node(&cli.group, &args),
         Command::Watch(args) => stream::watch(&cli.group, &args),
         Command::Status(args) => status::run(&cli.group, &args),
+        Command::Pub(args) => pubsub::publish(&cli.group, &args),
+        Command::Sub(args) => pubsub::subscribe(&cli.group, &args),
+        Command::Bus(args) => pubsub::bus(&cli.group, &args),
         Command::Demo(args) => demo::run(&args, cli.verbose > 0),
         Command::Bench(args) => bench::run(&args),
         Command::BenchChild(args) => bench::child(&cli.group, &args),
@@ -139,6 +149,23 @@ enum Command {
     ///
     /// Observes without joining. Exits 1 if no hub answers within 1.5 s.
     Status(status::StatusArgs),
+    /// Publish messages on a topic.
+    ///
+    /// Joins the group, publishes --count messages (a generated payload of --size bytes, a
+    /// file or a text), optionally paced with --rate, waits until every subscriber has them,
+    /// and leaves. A status line goes to stderr every second and at the end.
+    Pub(pubsub::PubArgs),
+    /// Print a topic's messages as JSON lines.
+    ///
+    /// One line per message, flushed at once: {"topic","node","seq","len","fnv1a64","via"},
+    /// with the publisher's node id and the payload's 64-bit FNV-1a in 16 hex digits. Runs
+    /// until --count messages or SIGINT/SIGTERM.
+    Sub(pubsub::SubArgs),
+    /// Join a bus channel: stdin lines go to every other member, theirs come out on stdout.
+    ///
+    /// A member never receives its own lines. Runs until SIGINT or SIGTERM (the end of stdin
+    /// does not stop it); the number of other members is reported on stderr as it changes.
+    Bus(pubsub::BusArgs),
     /// Take the tour: nodes in a private group, their events, a hub crash and the failover.
     ///
     /// Starts a few `ipc-pubsub node` processes, shows what they print, kills the hub with

@@ -8,6 +8,7 @@ use clap::Args;
 use ipc_proto::{NodeView, View};
 use serde::Serialize;
 
+use super::counters::{self, LinkRow, Unanswered};
 use super::json::Hex;
 use super::{CliError, Result};
 use crate::{DriverError, Node};
@@ -25,13 +26,19 @@ pub(super) struct StatusArgs {
 
 pub(super) fn run(group: &str, args: &StatusArgs) -> Result<()> {
     let view = observe(group)?;
+    let (links, unanswered) = counters::collect(&view);
     let mut out = io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &Status::new(group, &view))
-            .map_err(io::Error::from)?;
+        let status = Status {
+            links,
+            unanswered,
+            ..Status::new(group, &view)
+        };
+        serde_json::to_writer_pretty(&mut out, &status).map_err(io::Error::from)?;
         writeln!(out)?;
     } else {
         out.write_all(table(group, &view).as_bytes())?;
+        out.write_all(counters::table(&links, &unanswered).as_bytes())?;
     }
     out.flush()?;
     Ok(())
@@ -133,6 +140,11 @@ struct Status<'a> {
     group: &'a str,
     hub: Option<HubJson>,
     nodes: Vec<NodeJson<'a>>,
+    /// Per publisher, topic and subscriber: the counters of both ends.
+    links: Vec<LinkRow>,
+    /// Nodes whose counters could not be read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unanswered: Vec<Unanswered>,
 }
 
 #[derive(Debug, Serialize)]
@@ -185,7 +197,13 @@ impl<'a> Status<'a> {
                 subscribes: n.subscribes.keys().map(String::as_str).collect(),
             })
             .collect();
-        Self { group, hub, nodes }
+        Self {
+            group,
+            hub,
+            nodes,
+            links: Vec::new(),
+            unanswered: Vec::new(),
+        }
     }
 }
 
@@ -261,7 +279,7 @@ group robot: 2 node(s), hub 00000000000000c0 camera (pid 4242), term 1
                 r#"{"node":"00000000000000c0","name":"camera","pid":4242,"uid":1000,"joined":"1.1","hub":true,"#,
                 r#""announces":[{"topic":"frames","mime":"image/x-raw"}],"subscribes":[]},"#,
                 r#"{"node":"000000000000000d","name":"detector","pid":77,"uid":1000,"joined":"1.3","hub":false,"#,
-                r#""announces":[],"subscribes":["alerts","frames"]}]}"#
+                r#""announces":[],"subscribes":["alerts","frames"]}],"links":[]}"#
             )
         );
     }

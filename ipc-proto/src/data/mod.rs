@@ -660,6 +660,8 @@ impl DataPlane {
                 {
                     l.state = OutState::Up;
                     self.flush(peer);
+                    // What left the queue is no longer in flight: `Block` publishers may go on.
+                    self.update_blocked(now);
                 }
             }
         }

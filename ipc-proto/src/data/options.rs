@@ -21,9 +21,14 @@ pub enum SendMode {
     Pooled,
 }
 
-/// The default largest inline payload: 8 KiB, where measurements put the crossover between
-/// copying through the socket and passing a segment (see the README's table).
-pub const DEFAULT_INLINE_MAX: usize = 8 << 10;
+/// The default largest inline payload: 16 KiB.
+///
+/// Measured with `ipc-pubsub bench payload` (std driver, cross-core, see the README's table):
+/// inline beats pooled by 1.3-1.6x at 16 KiB (one subscriber and four alike), the two are even
+/// at 32 KiB (0.7-1.2x, within the noise), and pooled wins from 64 KiB (1.2-1.8x). Pooled
+/// messages pay a fixed cost per message (a notice, then a release back) that copying 16 KiB
+/// twice does not reach.
+pub const DEFAULT_INLINE_MAX: usize = 16 << 10;
 
 /// How a publisher behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -415,6 +415,39 @@ fn block_holds_publishers_back_until_the_subscriber_releases() {
 }
 
 #[test]
+fn block_room_comes_back_when_a_full_socket_drains() {
+    // Inline payloads are in flight until the socket takes them: a full socket fills the
+    // publisher's queue up to the depth, and its draining must give the room back, or `Block`
+    // publishers would wait out their whole timeout although nothing is queued.
+    let mut t = Pair::new(
+        "t",
+        Terms {
+            policy: Policy::Block { timeout_ms: 60_000 },
+            depth: 2,
+        },
+        false,
+    );
+    let messages = |t: &Pair| t.room.get("t").copied().flatten().map(|r| r.messages);
+    t.hold_s = true;
+    t.p.handle(t.now, DataInput::Blocked(t.out.expect("linked")))
+        .expect("blocked");
+    t.publish("t", Payload::Inline(vec![1]));
+    t.publish("t", Payload::Inline(vec![2]));
+    assert_eq!(messages(&t), Some(0), "two queued behind a full socket");
+    t.p.handle(t.now, DataInput::Writable(t.out.expect("linked")))
+        .expect("writable");
+    t.pump();
+    assert_eq!(messages(&t), Some(2), "the socket took both: room again");
+    assert_eq!(t.p.room("t").map(|r| r.messages), Some(2));
+    t.hold_s = false;
+    for (b, a) in std::mem::take(&mut t.held) {
+        t.deliver_to_s(&b, a);
+    }
+    t.pump();
+    assert_eq!(t.seqs(), [1, 2]);
+}
+
+#[test]
 fn a_retired_segment_is_unmapped_by_the_subscribers_it_was_offered_to() {
     let mut t = Pair::new("t", Terms::default(), false);
     t.publish("t", pooled(8));

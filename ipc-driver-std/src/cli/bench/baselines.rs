@@ -123,13 +123,13 @@ const MEMCPY_COUNTS: &[Counts] = &[
     Counts::new(MIB1, 1 << 12, 1 << 8),
     Counts::new(MIB16, 1 << 8, 1 << 4),
 ];
-const FRESH_COUNTS: &[Counts] = &[
+pub(super) const FRESH_COUNTS: &[Counts] = &[
     Counts::new(KIB4, 10_000, 500),
     Counts::new(KIB64, 4_096, 128),
     Counts::new(MIB1, 256, 16),
     Counts::new(MIB16, 24, 2),
 ];
-const FRESH_4_COUNTS: &[Counts] = &[
+pub(super) const FRESH_4_COUNTS: &[Counts] = &[
     Counts::new(KIB4, 5_000, 250),
     Counts::new(KIB64, 2_048, 64),
     Counts::new(MIB1, 256, 8),
@@ -300,17 +300,17 @@ fn pooled(h: &Harness, case: &Case) -> Result<RepValue> {
     throughput(&r, case)
 }
 
-fn missing(what: &str) -> CliError {
+pub(super) fn missing(what: &str) -> CliError {
     CliError::Failed(format!("the sender reported no {what}"))
 }
 
-fn throughput(r: &Reports, case: &Case) -> Result<RepValue> {
+pub(super) fn throughput(r: &Reports, case: &Case) -> Result<RepValue> {
     let secs = r.sender.secs.ok_or_else(|| missing("time"))?;
     Ok(RepValue::throughput(case.size, r.sender.timed, secs))
 }
 
 /// Every process handled every message.
-fn expect_counts(r: &Reports, case: &Case) -> Result<()> {
+pub(super) fn expect_counts(r: &Reports, case: &Case) -> Result<()> {
     let all = case.warmup + case.msgs;
     if r.sender.msgs != all || r.sender.timed != case.msgs {
         return Err(CliError::Failed(format!(
@@ -333,7 +333,7 @@ fn expect_counts(r: &Reports, case: &Case) -> Result<()> {
 }
 
 /// [`expect_counts`], and every receiver read exactly the bytes the sender sent.
-fn expect_delivery(r: &Reports, case: &Case) -> Result<()> {
+pub(super) fn expect_delivery(r: &Reports, case: &Case) -> Result<()> {
     expect_counts(r, case)?;
     let sent = r.sender.checksum.ok_or_else(|| missing("checksum"))?;
     match r.receivers.iter().position(|rr| rr.checksum != Some(sent)) {
@@ -413,7 +413,7 @@ fn parse_notice(bytes: &[u8]) -> Result<[u64; 3]> {
     Ok([word(0), word(1), word(2)])
 }
 
-fn to_usize(v: u64) -> Result<usize> {
+pub(super) fn to_usize(v: u64) -> Result<usize> {
     usize::try_from(v).map_err(|_| CliError::Failed(format!("{v} does not fit usize")))
 }
 
@@ -501,7 +501,7 @@ impl Window {
 // ---------------------------------------------------------------------------------------
 // Child roles
 
-fn read_exact_record(fd: &OwnedFd, buf: &mut [u8]) -> Result<bool> {
+pub(super) fn read_exact_record(fd: &OwnedFd, buf: &mut [u8]) -> Result<bool> {
     loop {
         match nix::unistd::read(fd, buf) {
             Ok(0) => return Ok(false),
@@ -518,7 +518,7 @@ fn read_exact_record(fd: &OwnedFd, buf: &mut [u8]) -> Result<bool> {
     }
 }
 
-fn write_record(fd: &OwnedFd, buf: &[u8]) -> Result<()> {
+pub(super) fn write_record(fd: &OwnedFd, buf: &[u8]) -> Result<()> {
     loop {
         match nix::unistd::write(fd, buf) {
             Ok(n) if n == buf.len() => return Ok(()),

@@ -646,7 +646,6 @@ pub(super) struct ChildCtx {
     /// The repetition's parameters.
     pub(super) case: Case,
     /// The group name the team got (`Team::group`), else the CLI's `--group` default.
-    #[expect(dead_code, reason = "for the pub/sub roles, which join a group")]
     pub(super) group: String,
     /// Inherited sockets, in order: one per receiver for a sender, one for a receiver.
     pub(super) fds: Vec<OwnedFd>,

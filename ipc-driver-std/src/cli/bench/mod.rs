@@ -12,14 +12,16 @@
 //!   what they report, kills and reaps them on every path; and the statistics.
 //! - [`baselines`]: the raw measurements (SEQPACKET ping-pong, UDS stream copy, memcpy, fresh
 //!   memfd per message, reused segment pool), following `shared/research/limits.md`.
-//! - [`payload`]: the registry of measured series (baselines now, pub/sub ones to come), the
-//!   ratios between them with their targets, the table and the JSON document.
+//! - [`pubsub`]: the pub/sub series, the std driver's data path between the same processes.
+//! - [`payload`]: the registry of measured series (baselines and pub/sub), the ratios between
+//!   them with their targets, the table and the JSON document.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod baselines;
 mod harness;
 mod payload;
+mod pubsub;
 mod topology;
 
 use clap::{Args, Subcommand};

@@ -44,7 +44,7 @@ use super::harness::{
     Case, Cores, CpuSample, Harness, IDLE_BUSY_PERCENT, IDLE_QUIET, Measurement, Placement,
     RepValue, RoleFn, Unit,
 };
-use super::{Machine, build, machine, progress};
+use super::{Machine, build, machine, progress, pubsub};
 use crate::cli::{CliError, Result};
 
 /// Options of `bench payload`.
@@ -127,6 +127,8 @@ pub(super) const PUBSUB_INLINE: &str = "pubsub.inline";
 pub(super) const PUBSUB_FRESH: &str = "pubsub.fresh";
 /// One-way throughput through the reused segment pool.
 pub(super) const PUBSUB_POOLED: &str = "pubsub.pooled";
+/// [`PUBSUB_INLINE`] to 4 subscribers (for the inline threshold under fan-out).
+pub(super) const PUBSUB_INLINE_4: &str = "pubsub.inline.4recv";
 /// [`PUBSUB_FRESH`] to 4 subscribers.
 pub(super) const PUBSUB_FRESH_4: &str = "pubsub.fresh.4recv";
 /// [`PUBSUB_POOLED`] to 4 subscribers.
@@ -139,16 +141,17 @@ const RESERVED: &[&str] = &[
     PUBSUB_INLINE,
     PUBSUB_FRESH,
     PUBSUB_POOLED,
+    PUBSUB_INLINE_4,
     PUBSUB_FRESH_4,
     PUBSUB_POOLED_4,
 ];
 
-/// The pub/sub measurements, in table order after the baselines. None is registered yet:
-/// the data path is being built. See the [module docs](self) for how to add one.
-const OURS: &[Series] = &[];
+/// The pub/sub measurements, in table order after the baselines (see [`pubsub`]); the
+/// [module docs](self) say how to add one.
+const OURS: &[Series] = pubsub::SERIES;
 
 /// The child roles of [`OURS`], by name.
-const OURS_ROLES: &[(&str, RoleFn)] = &[];
+const OURS_ROLES: &[(&str, RoleFn)] = pubsub::ROLES;
 
 /// The function of child role `name` (for `bench-child`).
 pub(super) fn role(name: &str) -> Option<RoleFn> {
@@ -268,6 +271,12 @@ pub(super) const RATIOS: &[RatioSpec] = &[
     ),
     ratio(PUBSUB_INLINE, MEMCPY, None, ""),
     ratio(
+        PUBSUB_POOLED,
+        PUBSUB_INLINE,
+        None,
+        "above 1: pooled beats inline (the inline threshold)",
+    ),
+    ratio(
         PUBSUB_FRESH,
         FRESH_MEMFD,
         Some(Goal::at_least(0.9, 0, ALL, ISSUE)),
@@ -293,6 +302,12 @@ pub(super) const RATIOS: &[RatioSpec] = &[
         "",
     ),
     ratio(PUBSUB_POOLED, POOLED_RAW, None, "share of the raw pool"),
+    ratio(
+        PUBSUB_POOLED_4,
+        PUBSUB_INLINE_4,
+        None,
+        "above 1: pooled beats inline (the inline threshold)",
+    ),
     ratio(PUBSUB_FRESH_4, FRESH_MEMFD_4, None, ""),
     ratio(PUBSUB_POOLED_4, POOLED_RAW_4, None, "share of the raw pool"),
     ratio(
@@ -840,7 +855,12 @@ mod tests {
         assert!(fan.iter().all(|p| p.case.receivers == 4));
         let only = plan(false, &["pooled".into()]);
         assert!(only.iter().all(|p| p.series.id.contains("pooled")));
-        assert_eq!(only.len(), 8);
+        let pooled_sizes: usize = all_series()
+            .filter(|s| s.id.contains("pooled"))
+            .map(|s| s.counts.len())
+            .sum();
+        assert_eq!(only.len(), pooled_sizes);
+        assert!(only.len() > 8, "the raw pools and ours");
     }
 
     #[test]

@@ -1,0 +1,393 @@
+//! The pub/sub series of `bench payload`: the std driver's data path between processes,
+//! measured with the same harness, placement and payloads as the [baselines](super::baselines).
+//!
+//! Every child joins the team's fresh group as a [`Node`]; payloads travel only through the
+//! pub/sub layer. The socketpair the harness wires between the sender and each receiver
+//! carries nothing but 1-byte acknowledgements (end of warm-up, end of run) and, by closing,
+//! the end of the repetition: it times the run the way the baselines' acks do.
+//!
+//! | series | sender | receiver |
+//! |---|---|---|
+//! | [`PUBSUB_RTT`] | publishes 64 B on topic `ping` ([`SendMode::Inline`]) and waits for the reply on `pong`; one sample per round trip | subscribes to `ping`, publishes each message's bytes back on `pong` |
+//! | [`PUBSUB_INLINE`], [`PUBSUB_FRESH`], [`PUBSUB_POOLED`] and their 4-receiver ones | per message: [`Publisher::loan`], the payload written into the loan in place, [`Publisher::send`]; timed from "warm-up received by every receiver" to "last message received by every receiver" | a `Block` subscription of depth `window` (8, the baselines' window); per message: checks its mode and length, [`checksum`] of every byte (in the mapping, no copy), drops it (which gives a pooled range back) |
+//!
+//! The loan is the realistic way to use each mode: for pooled it is the pool segment itself
+//! (zero-copy, one write of the payload, as [`POOLED_RAW`](super::baselines::POOLED_RAW)'s
+//! sender does), for fresh a new memfd mapped by the publisher (as
+//! [`FRESH_MEMFD`](super::baselines::FRESH_MEMFD)'s sender does), for inline a buffer that the
+//! I/O thread then copies into the socket. A message that arrives by another mode than the
+//! series says (say, a pooled one sent fresh because the pool ran dry) fails the repetition.
+
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use super::baselines::{
+    FRESH_4_COUNTS, FRESH_COUNTS, KIB4, KIB64, MIB1, MIB16, to_usize, write_record,
+};
+use super::baselines::{expect_counts, expect_delivery, missing, read_exact_record, throughput};
+use super::harness::{
+    Case, ChildCtx, ChildReport, Harness, LatencySummary, Payload, RepValue, RoleFn, Team, Wiring,
+    checksum,
+};
+use super::payload::{
+    Counts, PUBSUB_FRESH, PUBSUB_FRESH_4, PUBSUB_INLINE, PUBSUB_INLINE_4, PUBSUB_POOLED,
+    PUBSUB_POOLED_4, PUBSUB_RTT, Series, Shape,
+};
+use crate::cli::pubsub::wait_subscribers;
+use crate::cli::{CliError, Result};
+use crate::{
+    DEFAULT_INLINE_MAX, Message, Node, Publisher, PublisherOptions, SendMode, Subscription,
+    SubscriptionOptions,
+};
+
+/// 16 and 32 KiB: between the default inline threshold and 64 KiB, for the inline/pooled
+/// crossover.
+const KIB16: usize = 16 << 10;
+const KIB32: usize = 32 << 10;
+
+/// How long a child waits for a message, a peer in the view, or an acknowledgement before
+/// it fails the repetition (the harness gives the whole repetition 120 s).
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The topic of the throughput series.
+const TOPIC: &str = "bench";
+
+const RTT_COUNTS: &[Counts] = &[Counts::new(64, 10_000, 1_000)];
+const INLINE_COUNTS: &[Counts] = &[
+    Counts::new(KIB4, 50_000, 2_000),
+    Counts::new(KIB16, 20_000, 1_000),
+    Counts::new(KIB32, 12_000, 500),
+    Counts::new(KIB64, 8_192, 500),
+];
+const POOLED_COUNTS: &[Counts] = &[
+    Counts::new(KIB4, 50_000, 2_000),
+    Counts::new(KIB16, 20_000, 1_000),
+    Counts::new(KIB32, 12_000, 500),
+    Counts::new(KIB64, 16_384, 500),
+    Counts::new(MIB1, 2_048, 32),
+    Counts::new(MIB16, 128, 4),
+];
+const INLINE_4_COUNTS: &[Counts] = &[
+    Counts::new(KIB4, 10_000, 500),
+    Counts::new(KIB16, 5_000, 250),
+    Counts::new(KIB32, 4_000, 250),
+    Counts::new(KIB64, 2_048, 125),
+];
+const POOLED_4_COUNTS: &[Counts] = &[
+    Counts::new(KIB4, 10_000, 500),
+    Counts::new(KIB16, 5_000, 250),
+    Counts::new(KIB32, 4_000, 250),
+    Counts::new(KIB64, 4_096, 250),
+    Counts::new(MIB1, 1_024, 32),
+    Counts::new(MIB16, 64, 4),
+];
+
+/// The pub/sub series, in table order after the baselines.
+pub(super) const SERIES: &[Series] = &[
+    Series {
+        id: PUBSUB_RTT,
+        label: "pub/sub 64 B inline on `ping`, echoed on `pong` (std driver)",
+        shape: Shape::RoundTrip,
+        counts: RTT_COUNTS,
+        rep: rtt,
+    },
+    Series {
+        id: PUBSUB_INLINE,
+        label: "pub/sub inline (loan = buffer, copied into the record), Block depth 8",
+        shape: Shape::OneWay { receivers: 1 },
+        counts: INLINE_COUNTS,
+        rep: inline,
+    },
+    Series {
+        id: PUBSUB_FRESH,
+        label: "pub/sub fresh sealed memfd per message (loan = new memfd), Block depth 8",
+        shape: Shape::OneWay { receivers: 1 },
+        counts: FRESH_COUNTS,
+        rep: fresh,
+    },
+    Series {
+        id: PUBSUB_POOLED,
+        label: "pub/sub pooled (loan = pool segment, written in place), Block depth 8",
+        shape: Shape::OneWay { receivers: 1 },
+        counts: POOLED_COUNTS,
+        rep: pooled,
+    },
+    Series {
+        id: PUBSUB_INLINE_4,
+        label: "pub/sub inline, 4 subscriber processes (a copy per subscriber)",
+        shape: Shape::OneWay { receivers: 4 },
+        counts: INLINE_4_COUNTS,
+        rep: inline,
+    },
+    Series {
+        id: PUBSUB_FRESH_4,
+        label: "pub/sub fresh memfd per message, 4 subscriber processes",
+        shape: Shape::OneWay { receivers: 4 },
+        counts: FRESH_4_COUNTS,
+        rep: fresh,
+    },
+    Series {
+        id: PUBSUB_POOLED_4,
+        label: "pub/sub pooled loans, 4 subscriber processes",
+        shape: Shape::OneWay { receivers: 4 },
+        counts: POOLED_4_COUNTS,
+        rep: pooled,
+    },
+];
+
+/// The child roles of [`SERIES`].
+pub(super) const ROLES: &[(&str, RoleFn)] = &[
+    ("pubsub-ping", pubsub_ping),
+    ("pubsub-echo", pubsub_echo),
+    ("pubsub-send", pubsub_send),
+    ("pubsub-recv", pubsub_recv),
+];
+
+// ---------------------------------------------------------------------------------------
+// Repetitions (parent side)
+
+fn rtt(h: &Harness, case: &Case) -> Result<RepValue> {
+    let r = h.run(&Team {
+        sender: "pubsub-ping",
+        receiver: "pubsub-echo",
+        wiring: Wiring::SeqPacket,
+        group: true,
+        case: *case,
+        opts: &[],
+    })?;
+    expect_counts(&r, case)?;
+    let latency = r.sender.latency.ok_or_else(|| missing("latency"))?;
+    Ok(RepValue::round_trip(&latency))
+}
+
+fn inline(h: &Harness, case: &Case) -> Result<RepValue> {
+    one_way(h, case, "inline")
+}
+
+fn fresh(h: &Harness, case: &Case) -> Result<RepValue> {
+    one_way(h, case, "fresh")
+}
+
+fn pooled(h: &Harness, case: &Case) -> Result<RepValue> {
+    one_way(h, case, "pooled")
+}
+
+fn one_way(h: &Harness, case: &Case, mode: &str) -> Result<RepValue> {
+    let r = h.run(&Team {
+        sender: "pubsub-send",
+        receiver: "pubsub-recv",
+        wiring: Wiring::SeqPacket,
+        group: true,
+        case: *case,
+        opts: &[("mode", mode)],
+    })?;
+    expect_delivery(&r, case)?;
+    throughput(&r, case)
+}
+
+// ---------------------------------------------------------------------------------------
+// Child roles
+
+/// The send mode named by `--opt mode=...`, and its name as [`Message::via`] gives it.
+fn mode(ctx: &ChildCtx) -> Result<(SendMode, &'static str)> {
+    match ctx.opt::<String>("mode")?.as_deref() {
+        Some("inline") => Ok((SendMode::Inline, "inline")),
+        Some("fresh") => Ok((SendMode::Fresh, "fresh")),
+        Some("pooled") => Ok((SendMode::Pooled, "pooled")),
+        other => Err(CliError::Failed(format!("--opt mode={other:?}"))),
+    }
+}
+
+fn join(ctx: &ChildCtx, name: &str) -> Result<Node> {
+    Ok(Node::builder(name).group(&ctx.group).join()?)
+}
+
+/// A publisher of `topic` that sends every payload inline (the round trip's 64 B).
+fn inline_publisher(node: &Node, topic: &str) -> Result<Publisher> {
+    let options = PublisherOptions {
+        mode: SendMode::Inline,
+        ..PublisherOptions::default()
+    };
+    Ok(node.publisher_with(topic, "application/octet-stream", options)?)
+}
+
+/// A lossless subscription: publishers wait for room (up to [`WAIT`]).
+fn block(node: &Node, topic: &str, depth: u32) -> Result<Subscription> {
+    let options = SubscriptionOptions {
+        depth,
+        ..SubscriptionOptions::block(WAIT)
+    };
+    Ok(node.subscription(topic, options)?)
+}
+
+fn next(sub: &Subscription, what: &str) -> Result<Message> {
+    sub.recv_timeout(WAIT)
+        .ok_or_else(|| CliError::Failed(format!("no {what} within {WAIT:?}")))
+}
+
+/// Waits for the 1-byte acknowledgement of every receiver.
+fn acks(socks: &[OwnedFd]) -> Result<()> {
+    let mut ack = [0u8; 1];
+    for (i, s) in socks.iter().enumerate() {
+        if !read_exact_record(s, &mut ack)? {
+            return Err(CliError::Failed(format!("receiver {i} hung up")));
+        }
+    }
+    Ok(())
+}
+
+/// Blocks until the other end closes the socket (the repetition is over for it).
+fn until_closed(sock: &OwnedFd) -> Result<()> {
+    let mut byte = [0u8; 1];
+    while read_exact_record(sock, &mut byte)? {}
+    Ok(())
+}
+
+/// [`PUBSUB_RTT`], initiator: publishes on `ping`, waits for the reply on `pong`.
+fn pubsub_ping(ctx: &mut ChildCtx) -> Result<ChildReport> {
+    let sock = ctx.take_fd()?;
+    let c = ctx.case;
+    let node = join(ctx, "bench-ping")?;
+    let pong = block(&node, "pong", c.window)?;
+    let ping = inline_publisher(&node, "ping")?;
+    wait_subscribers(&node, "ping", 1, WAIT)?;
+    let payload = Payload::new(c.size);
+    let mut msg = vec![0u8; c.size];
+    let mut sum = 0u64;
+    let mut round_trip = |seq: u64| -> Result<()> {
+        payload.write_to(&mut msg, seq);
+        ping.publish(&msg)?;
+        let back = next(&pong, "reply")?;
+        if checksum(&back) != payload.sum(seq) {
+            return Err(CliError::Failed(format!("reply {seq} differs")));
+        }
+        sum = sum.wrapping_add(payload.sum(seq));
+        Ok(())
+    };
+    for seq in 0..c.warmup {
+        round_trip(seq)?;
+    }
+    let mut samples = Vec::with_capacity(to_usize(c.msgs)?);
+    for seq in c.warmup..c.warmup + c.msgs {
+        let t = Instant::now();
+        round_trip(seq)?;
+        samples.push(t.elapsed().as_nanos() as u64);
+    }
+    drop(sock);
+    Ok(ChildReport {
+        msgs: c.warmup + c.msgs,
+        timed: c.msgs,
+        latency: LatencySummary::of_nanos(&mut samples),
+        checksum: Some(sum),
+        ..ChildReport::default()
+    })
+}
+
+/// [`PUBSUB_RTT`], echo: every message on `ping` back on `pong`, until the initiator is done.
+fn pubsub_echo(ctx: &mut ChildCtx) -> Result<ChildReport> {
+    let sock = ctx.take_fd()?;
+    let c = ctx.case;
+    let node = join(ctx, "bench-echo")?;
+    let ping = block(&node, "ping", c.window)?;
+    let pong = inline_publisher(&node, "pong")?;
+    wait_subscribers(&node, "pong", 1, WAIT)?;
+    let mut msgs = 0;
+    while msgs < c.warmup + c.msgs {
+        let m = next(&ping, "ping")?;
+        pong.publish(&m)?;
+        msgs += 1;
+    }
+    // Leaving before the initiator has the last reply could lose it.
+    until_closed(&sock)?;
+    Ok(ChildReport {
+        msgs,
+        ..ChildReport::default()
+    })
+}
+
+/// One-way series, publisher: a loan per message, written in place.
+fn pubsub_send(ctx: &mut ChildCtx) -> Result<ChildReport> {
+    let socks = std::mem::take(&mut ctx.fds);
+    let c = ctx.case;
+    if socks.len() != c.receivers {
+        return Err(CliError::Failed(format!(
+            "{} sockets for {} receivers",
+            socks.len(),
+            c.receivers
+        )));
+    }
+    let (mode, _) = mode(ctx)?;
+    let node = join(ctx, "bench-pub")?;
+    let options = PublisherOptions {
+        mode,
+        inline_max: c.size.max(DEFAULT_INLINE_MAX),
+        ..PublisherOptions::default()
+    };
+    let publisher = node.publisher_with(TOPIC, "application/octet-stream", options)?;
+    wait_subscribers(&node, TOPIC, c.receivers, WAIT)?;
+    let payload = Payload::new(c.size);
+    let send = |publisher: &Publisher, seq: u64| -> Result<u64> {
+        let mut loan = publisher.loan(c.size)?;
+        payload.write_to(&mut loan, seq);
+        publisher.send(loan)?;
+        Ok(payload.sum(seq))
+    };
+    let mut sum = 0u64;
+    for seq in 0..c.warmup {
+        sum = sum.wrapping_add(send(&publisher, seq)?);
+    }
+    acks(&socks)?;
+    let started = Instant::now();
+    for seq in c.warmup..c.warmup + c.msgs {
+        sum = sum.wrapping_add(send(&publisher, seq)?);
+    }
+    acks(&socks)?;
+    let secs = started.elapsed().as_secs_f64();
+    Ok(ChildReport {
+        msgs: c.warmup + c.msgs,
+        timed: c.msgs,
+        secs: Some(secs),
+        checksum: Some(sum),
+        ..ChildReport::default()
+    })
+}
+
+/// One-way series, subscriber: checks and checksums every message in place, acknowledges the
+/// end of the warm-up and of the run.
+fn pubsub_recv(ctx: &mut ChildCtx) -> Result<ChildReport> {
+    let sock = ctx.take_fd()?;
+    let c = ctx.case;
+    let (_, via) = mode(ctx)?;
+    let node = join(ctx, &format!("bench-sub{}", ctx.index))?;
+    let sub = block(&node, TOPIC, c.window)?;
+    let all = c.warmup + c.msgs;
+    let (mut msgs, mut sum) = (0u64, 0u64);
+    if c.warmup == 0 {
+        write_record(&sock, &[1])?;
+    }
+    while msgs < all {
+        let m = next(&sub, "message")?;
+        if m.via() != via || m.len() != c.size {
+            return Err(CliError::Failed(format!(
+                "receiver {}: message {} came {} with {} B, expected {via} with {} B",
+                ctx.index,
+                m.seq(),
+                m.via(),
+                m.len(),
+                c.size
+            )));
+        }
+        sum = sum.wrapping_add(checksum(&m));
+        drop(m);
+        msgs += 1;
+        if msgs == c.warmup || msgs == all {
+            write_record(&sock, &[1])?;
+        }
+    }
+    until_closed(&sock)?;
+    Ok(ChildReport {
+        msgs,
+        checksum: Some(sum),
+        ..ChildReport::default()
+    })
+}

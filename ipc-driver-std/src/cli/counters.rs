@@ -1,0 +1,284 @@
+//! The data-link counters of `status`: asked of every node at its data address.
+//!
+//! An observer is on no data link, so it cannot see what publishers sent. It asks each node
+//! instead: it connects to the node's data address, sends the one frame a stranger may send,
+//! `StatsRequest`, and reads the `Stats` reply (bounded by the data plane's record limit),
+//! after which the node closes the link. A node that does not answer within [`TIMEOUT`] (it
+//! died, or is stopped) is reported as such; its rows are missing.
+//!
+//! Each row is one (publisher, topic, subscriber) link, joined from both ends: what the
+//! publisher sent, dropped by the subscriber's policy and has in flight, and what the
+//! subscriber received and found missing from the sequence.
+
+use std::fmt::Write as _;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use ipc_proto::data::DataLimits;
+use ipc_proto::wire::{DataFrame, DataStats, decode_data, encode_data};
+use ipc_proto::{NodeId, View};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use serde::Serialize;
+
+use super::json::Hex;
+use crate::sys::addr::AbstractAddr;
+use crate::sys::socket::{self, Recv, Sent};
+
+/// How long one node may take to answer.
+pub(super) const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One publisher-topic-subscriber link, as its two ends count it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(super) struct LinkRow {
+    pub(super) publisher: Hex,
+    pub(super) topic: String,
+    pub(super) subscriber: Hex,
+    /// Messages the publisher handed to this subscriber's link.
+    pub(super) sent: u64,
+    /// Messages the publisher dropped for it (its policy, its queue full).
+    pub(super) dropped: u64,
+    /// Sent and not yet taken (inline, fresh) or not yet given back (pooled).
+    pub(super) in_flight: u64,
+    /// Messages the subscriber received (`null`: it did not answer).
+    pub(super) received: Option<u64>,
+    /// Sequence numbers the subscriber never saw (`null`: it did not answer).
+    pub(super) missed: Option<u64>,
+}
+
+/// A node whose counters could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(super) struct Unanswered {
+    pub(super) node: Hex,
+    pub(super) error: String,
+}
+
+/// Asks every node of `view` for its counters.
+pub(super) fn collect(view: &View) -> (Vec<LinkRow>, Vec<Unanswered>) {
+    let mut answers = Vec::new();
+    let mut unanswered = Vec::new();
+    for n in view.nodes().values() {
+        match query(&n.info.data_addr, TIMEOUT) {
+            Ok(stats) => answers.push((n.info.id, stats)),
+            Err(e) => unanswered.push(Unanswered {
+                node: Hex(n.info.id),
+                error: e.to_string(),
+            }),
+        }
+    }
+    (rows(&answers), unanswered)
+}
+
+/// Joins the publishers' and the subscribers' counters into rows, sorted.
+pub(super) fn rows(answers: &[(NodeId, DataStats)]) -> Vec<LinkRow> {
+    let mut out: Vec<LinkRow> = Vec::new();
+    for (publisher, stats) in answers {
+        for p in &stats.published {
+            let Some(subscriber) = p.peer else { continue };
+            let received = answers
+                .iter()
+                .find(|(id, _)| *id == subscriber)
+                .map(|(_, s)| {
+                    s.received
+                        .iter()
+                        .filter(|r| r.topic == p.topic && r.peer == Some(*publisher))
+                        .fold((0, 0), |(m, x), r| (m + r.messages, x + r.missed))
+                });
+            out.push(LinkRow {
+                publisher: Hex(*publisher),
+                topic: p.topic.clone(),
+                subscriber: Hex(subscriber),
+                sent: p.messages,
+                dropped: p.dropped,
+                in_flight: p.in_flight,
+                received: received.map(|r| r.0),
+                missed: received.map(|r| r.1),
+            });
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.publisher.0, &a.topic, a.subscriber.0).cmp(&(b.publisher.0, &b.topic, b.subscriber.0))
+    });
+    out
+}
+
+/// The human form: an aligned table, then the nodes that did not answer.
+pub(super) fn table(rows: &[LinkRow], unanswered: &[Unanswered]) -> String {
+    let mut out = String::new();
+    if !rows.is_empty() {
+        let mut cells = vec![[
+            "PUBLISHER".to_string(),
+            "TOPIC".into(),
+            "SUBSCRIBER".into(),
+            "SENT".into(),
+            "DROPPED".into(),
+            "IN-FLIGHT".into(),
+            "RECEIVED".into(),
+            "MISSED".into(),
+        ]];
+        let opt = |v: Option<u64>| v.map_or_else(|| "?".into(), |v| v.to_string());
+        for r in rows {
+            cells.push([
+                r.publisher.to_string(),
+                r.topic.clone(),
+                r.subscriber.to_string(),
+                r.sent.to_string(),
+                r.dropped.to_string(),
+                r.in_flight.to_string(),
+                opt(r.received),
+                opt(r.missed),
+            ]);
+        }
+        let mut widths = [0; 8];
+        for row in &cells {
+            for (w, c) in widths.iter_mut().zip(row) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        out.push_str("data links:\n");
+        for row in &cells {
+            let mut line = String::new();
+            for (i, (c, w)) in row.iter().zip(widths).enumerate() {
+                // Names left-aligned, counters right-aligned.
+                let _ = if i < 3 {
+                    write!(line, "  {c:<w$}")
+                } else {
+                    write!(line, "  {c:>w$}")
+                };
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+    for u in unanswered {
+        let _ = writeln!(out, "counters of {} unavailable: {}", u.node, u.error);
+    }
+    out
+}
+
+/// Asks the node at data address `addr` for its counters.
+pub(super) fn query(addr: &str, timeout: Duration) -> io::Result<DataStats> {
+    let invalid = || io::Error::new(io::ErrorKind::InvalidInput, format!("bad address {addr:?}"));
+    let name = ipc_proto::names::parse_abstract(addr).ok_or_else(invalid)?;
+    let addr = AbstractAddr::new(name).map_err(|_| invalid())?;
+    let deadline = Instant::now() + timeout;
+    let link = socket::connect(&addr)?;
+    let request = encode_data(&DataFrame::StatsRequest, &[]);
+    while socket::send_record(link.as_fd(), &request, &[])? == Sent::WouldBlock {
+        wait(link.as_fd(), PollFlags::POLLOUT, deadline)?;
+    }
+    let limits = DataLimits::default();
+    let mut buf = vec![0u8; limits.max_record];
+    let mut fds = Vec::new();
+    loop {
+        match socket::recv_record(link.as_fd(), &mut buf, &mut fds, 0)? {
+            Recv::Data {
+                len,
+                truncated: false,
+                ..
+            } => {
+                let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+                return match decode_data(&buf[..len], limits.max_name, limits.max_release) {
+                    Ok((DataFrame::Stats(stats), _)) => Ok(stats),
+                    Ok((other, _)) => Err(bad(format!("{} instead of Stats", other.name()))),
+                    Err(e) => Err(bad(e.to_string())),
+                };
+            }
+            Recv::Data { record_len, .. } => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a reply of {record_len} bytes"),
+                ));
+            }
+            Recv::Closed => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed without an answer",
+                ));
+            }
+            Recv::WouldBlock => wait(link.as_fd(), PollFlags::POLLIN, deadline)?,
+        }
+    }
+}
+
+/// Waits until `fd` has `events` (or an error or hangup), failing at `deadline`.
+fn wait(fd: BorrowedFd<'_>, events: PollFlags, deadline: Instant) -> io::Result<()> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in time"));
+        }
+        let ms =
+            PollTimeout::try_from(left.max(Duration::from_millis(1))).unwrap_or(PollTimeout::MAX);
+        match poll(&mut [PollFd::new(fd, events)], ms) {
+            Ok(0) | Err(Errno::EINTR) => {}
+            Ok(_) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ipc_proto::wire::TopicStats;
+
+    use super::*;
+
+    fn id(n: u64) -> NodeId {
+        NodeId::new(n).expect("non-zero")
+    }
+
+    fn stats(topic: &str, peer: u64, messages: u64, dropped: u64, missed: u64) -> TopicStats {
+        TopicStats {
+            topic: topic.into(),
+            peer: Some(id(peer)),
+            messages,
+            dropped,
+            missed,
+            in_flight: 0,
+        }
+    }
+
+    #[test]
+    fn rows_join_both_ends_of_each_link() {
+        let publisher = DataStats {
+            published: vec![stats("t", 2, 10, 3, 0), stats("t", 3, 13, 0, 0)],
+            ..DataStats::default()
+        };
+        let sub = DataStats {
+            received: vec![stats("t", 1, 10, 0, 3)],
+            ..DataStats::default()
+        };
+        // Node 3 did not answer: its side is unknown.
+        let rows = rows(&[(id(2), sub), (id(1), publisher)]);
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.subscriber.0.get(),
+                    r.sent,
+                    r.dropped,
+                    r.received,
+                    r.missed,
+                )
+            })
+            .collect();
+        assert_eq!(got, [(2, 10, 3, Some(10), Some(3)), (3, 13, 0, None, None)]);
+        let text = table(
+            &rows,
+            &[Unanswered {
+                node: Hex(id(3)),
+                error: "no answer in time".into(),
+            }],
+        );
+        let want = "\
+data links:
+  PUBLISHER         TOPIC  SUBSCRIBER        SENT  DROPPED  IN-FLIGHT  RECEIVED  MISSED
+  0000000000000001  t      0000000000000002    10        3          0        10       3
+  0000000000000001  t      0000000000000003    13        0          0         ?       ?
+counters of 0000000000000003 unavailable: no answer in time
+";
+        assert_eq!(text, want, "\n{text}");
+    }
+}

@@ -1,0 +1,453 @@
+//! `pub`, `sub` and `bus`: payloads from the command line.
+//!
+//! - `pub TOPIC` joins the group as a node, publishes `--count` messages (a generated payload
+//!   of `--size` bytes, a file, or a text), waits until every subscriber has them, and
+//!   leaves. A status line goes to stderr every second and at the end.
+//! - `sub TOPIC` joins, subscribes, and prints one JSON line per message on stdout, flushed at
+//!   once: `{"topic":..,"node":"<16 hex>","seq":..,"len":..,"fnv1a64":"<16 hex>","via":..}`.
+//! - `bus NAME` joins bus channel NAME: every line on stdin goes to every other member, every
+//!   other member's line comes out on stdout; never its own.
+//!
+//! Each runs until it is done or SIGINT/SIGTERM arrives, then leaves the group gracefully.
+
+use std::io::{self, BufRead, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use ipc_proto::wire::Policy;
+use ipc_proto::{NodeId, View};
+use serde::Serialize;
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+use super::json::{self, Hex};
+use super::stream::DEFAULT_MIME;
+use super::{CliError, Result, Timing};
+use crate::{Message, Node, PublisherOptions, SendMode, SubscriptionOptions};
+
+/// How long `pub` waits for `--wait-subscribers`, and for its subscribers to have everything
+/// before it leaves.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// How often a blocked command looks at the signal flag.
+const TICK: Duration = Duration::from_millis(100);
+
+/// How long a `Block` subscriber of `sub` or `bus` lets a publisher wait for room.
+const BLOCK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Longest line `bus` reads from stdin; a longer one is cut there (the rest is the next line).
+const MAX_LINE: usize = 1 << 20;
+
+/// `--mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum ModeArg {
+    /// Inline up to 16 KiB, then pooled (fresh in a group open to other uids).
+    Auto,
+    /// In the socket record (up to 16 KiB).
+    Inline,
+    /// A fresh sealed memfd per message.
+    Fresh,
+    /// A reused pool segment.
+    Pooled,
+}
+
+impl From<ModeArg> for SendMode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Auto => Self::Auto,
+            ModeArg::Inline => Self::Inline,
+            ModeArg::Fresh => Self::Fresh,
+            ModeArg::Pooled => Self::Pooled,
+        }
+    }
+}
+
+/// Options of `pub`.
+#[derive(Debug, Args)]
+pub(super) struct PubArgs {
+    /// The topic.
+    pub(super) topic: String,
+
+    /// Bytes of the generated payload, whose byte i is (i * 31 + 7) mod 256 [default: 64].
+    #[arg(long, value_name = "N", conflicts_with_all = ["file", "data"])]
+    pub(super) size: Option<usize>,
+
+    /// Messages to publish; 0 publishes until SIGINT or SIGTERM.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub(super) count: u64,
+
+    /// Messages per second [default: as fast as the subscribers take them].
+    #[arg(long, value_name = "HZ", value_parser = parse_rate)]
+    pub(super) rate: Option<f64>,
+
+    /// How payloads travel.
+    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+    pub(super) mode: ModeArg,
+
+    /// The payload: this file's contents.
+    #[arg(long, value_name = "PATH", conflicts_with = "data")]
+    pub(super) file: Option<PathBuf>,
+
+    /// The payload: this text's UTF-8 bytes (no newline added).
+    #[arg(long, value_name = "TEXT")]
+    pub(super) data: Option<String>,
+
+    /// First wait (up to 10 s) until N other nodes subscribe to the topic.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(super) wait_subscribers: usize,
+
+    /// The payload type announced with the topic.
+    #[arg(long, value_name = "MIME", default_value = DEFAULT_MIME)]
+    pub(super) mime: String,
+
+    #[command(flatten)]
+    pub(super) timing: Timing,
+}
+
+/// `--policy` of `sub` and `bus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum PolicyArg {
+    /// Lossless: publishers wait for room (up to 2 s each time).
+    Block,
+    /// Keep the newest messages.
+    DropOldest,
+    /// Keep the oldest messages.
+    DropNewest,
+}
+
+/// The queue options of `sub` and `bus`.
+#[derive(Debug, Clone, Args)]
+pub(super) struct QueueArgs {
+    /// What happens when this subscriber's queue is full.
+    #[arg(long, value_enum, default_value_t = PolicyArg::Block)]
+    pub(super) policy: PolicyArg,
+
+    /// Messages the queue holds.
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub(super) depth: u32,
+}
+
+impl QueueArgs {
+    fn options(&self) -> SubscriptionOptions {
+        let policy = match self.policy {
+            PolicyArg::Block => SubscriptionOptions::block(BLOCK_TIMEOUT).policy,
+            PolicyArg::DropOldest => Policy::DropOldest,
+            PolicyArg::DropNewest => Policy::DropNewest,
+        };
+        SubscriptionOptions {
+            policy,
+            depth: self.depth,
+        }
+    }
+}
+
+/// Options of `sub`.
+#[derive(Debug, Args)]
+pub(super) struct SubArgs {
+    /// The topic.
+    pub(super) topic: String,
+
+    /// Exit after N messages [default: run until SIGINT or SIGTERM].
+    #[arg(long, value_name = "N")]
+    pub(super) count: Option<u64>,
+
+    #[command(flatten)]
+    pub(super) queue: QueueArgs,
+
+    #[command(flatten)]
+    pub(super) timing: Timing,
+}
+
+/// Options of `bus`.
+#[derive(Debug, Args)]
+pub(super) struct BusArgs {
+    /// The channel's name (the topic `bus:NAME`).
+    pub(super) name: String,
+
+    #[command(flatten)]
+    pub(super) queue: QueueArgs,
+
+    #[command(flatten)]
+    pub(super) timing: Timing,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("not a positive rate: {s:?}")),
+    }
+}
+
+/// 64-bit FNV-1a of `bytes`, as `sub` prints it.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The generated payload of `pub --size N`.
+pub(super) fn generated(size: usize) -> Vec<u8> {
+    (0..size)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(7))
+        .collect()
+}
+
+fn mode_name(mode: SendMode) -> &'static str {
+    match mode {
+        SendMode::Inline => "inline",
+        SendMode::Fresh => "fresh",
+        SendMode::Pooled => "pooled",
+        _ => "auto",
+    }
+}
+
+/// The next message, waiting at most [`TICK`]; an error once the subscription has closed
+/// (its node stopped), which ends the wait before the tick.
+fn next(recv: impl FnOnce(Duration) -> Option<Message>) -> Result<Option<Message>> {
+    let asked = Instant::now();
+    match recv(TICK) {
+        Some(m) => Ok(Some(m)),
+        None if asked.elapsed() < TICK => Err(CliError::Failed("the node stopped".into())),
+        None => Ok(None),
+    }
+}
+
+/// A flag raised by SIGINT or SIGTERM (from now on, they no longer end the process).
+fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&flag))?;
+    }
+    Ok(flag)
+}
+
+fn join(group: &str, name: &str, timing: &Timing) -> Result<Node> {
+    Ok(timing.apply(Node::builder(name).group(group)).join()?)
+}
+
+/// `pub`.
+pub(super) fn publish(group: &str, args: &PubArgs) -> Result<()> {
+    let stop = stop_flag()?;
+    let payload = match (&args.file, &args.data) {
+        (Some(path), _) => std::fs::read(path)
+            .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", path.display())))?,
+        (None, Some(text)) => text.as_bytes().to_vec(),
+        (None, None) => generated(args.size.unwrap_or(64)),
+    };
+    let node = join(group, "pub", &args.timing)?;
+    let options = PublisherOptions {
+        mode: args.mode.into(),
+        ..PublisherOptions::default()
+    };
+    let publisher = node.publisher_with(&args.topic, &args.mime, options)?;
+    if args.wait_subscribers > 0 {
+        wait_subscribers(&node, &args.topic, args.wait_subscribers, WAIT)?;
+    }
+    let started = Instant::now();
+    let mut shown = started;
+    let mut sent = 0u64;
+    let status = |sent: u64, done: bool| {
+        let secs = started.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 { sent as f64 / secs } else { 0.0 };
+        eprintln!(
+            "pub: {} {sent} message(s) of {} B on {:?} via {} in {secs:.3} s ({rate:.0}/s)",
+            if done { "sent" } else { "sending:" },
+            payload.len(),
+            args.topic,
+            mode_name(publisher.mode_for(payload.len())),
+        );
+    };
+    while (args.count == 0 || sent < args.count) && !stop.load(Ordering::Relaxed) {
+        if let Some(rate) = args.rate {
+            let due = started + Duration::from_secs_f64(sent as f64 / rate);
+            let left = due.saturating_duration_since(Instant::now());
+            if !left.is_zero() {
+                thread::sleep(left.min(TICK));
+                continue;
+            }
+        }
+        publisher.publish(&payload)?;
+        sent += 1;
+        if shown.elapsed() >= Duration::from_secs(1) {
+            shown = Instant::now();
+            status(sent, false);
+        }
+    }
+    drain(&node)?;
+    status(sent, true);
+    drop(publisher);
+    node.leave()?;
+    Ok(())
+}
+
+/// Waits until nothing this node published is in flight: every subscriber has its messages
+/// (for pooled ones: has dropped them), so leaving loses nothing.
+fn drain(node: &Node) -> Result<()> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let stats = node.data_stats()?;
+        if stats.published.iter().all(|t| t.in_flight == 0) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(CliError::Failed(format!(
+                "subscribers did not take every message within {WAIT:?}"
+            )));
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// One line of `sub`.
+#[derive(Debug, Serialize)]
+struct MessageLine<'a> {
+    topic: &'a str,
+    node: Hex,
+    seq: u64,
+    len: usize,
+    fnv1a64: String,
+    via: &'static str,
+}
+
+impl<'a> MessageLine<'a> {
+    fn of(m: &'a Message) -> Self {
+        Self {
+            topic: m.topic(),
+            node: Hex(m.publisher()),
+            seq: m.seq(),
+            len: m.len(),
+            fnv1a64: format!("{:016x}", fnv1a64(m)),
+            via: m.via(),
+        }
+    }
+}
+
+/// `sub`.
+pub(super) fn subscribe(group: &str, args: &SubArgs) -> Result<()> {
+    let stop = stop_flag()?;
+    let node = join(group, "sub", &args.timing)?;
+    let sub = node.subscription(&args.topic, args.queue.options())?;
+    let mut out = io::stdout().lock();
+    let mut got = 0u64;
+    while args.count.is_none_or(|n| got < n) && !stop.load(Ordering::Relaxed) {
+        let Some(m) = next(|t| sub.recv_timeout(t))? else {
+            continue;
+        };
+        got += 1;
+        if let Err(e) = json::write_line(&mut out, &MessageLine::of(&m)) {
+            // Whoever read our stdout is gone: nothing left to do.
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                break;
+            }
+            return Err(e.into());
+        }
+    }
+    drop(sub);
+    node.leave()?;
+    Ok(())
+}
+
+/// `bus`.
+pub(super) fn bus(group: &str, args: &BusArgs) -> Result<()> {
+    let stop = stop_flag()?;
+    let node = join(group, "bus", &args.timing)?;
+    let bus = Arc::new(node.bus(&args.name, args.queue.options())?);
+    let topic = crate::bus_topic(&args.name);
+    // Stdin is read on a thread of its own; its end does not end the command.
+    let sender = Arc::clone(&bus);
+    thread::Builder::new()
+        .name("bus-stdin".into())
+        .spawn(move || -> io::Result<()> {
+            let mut stdin = io::stdin().lock();
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let n = io::Read::take(&mut stdin, MAX_LINE as u64).read_until(b'\n', &mut line)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                sender.send(&line).map_err(io::Error::other)?;
+            }
+        })?;
+    let mut out = io::stdout().lock();
+    let mut members = usize::MAX;
+    while !stop.load(Ordering::Relaxed) {
+        let others = others_on(&node.view(), node.id(), &topic);
+        if others != members {
+            members = others;
+            eprintln!("bus: {others} other member(s) on {:?}", args.name);
+        }
+        let Some(m) = next(|t| bus.recv_timeout(t))? else {
+            continue;
+        };
+        out.write_all(&m)?;
+        out.write_all(b"\n")?;
+        out.flush()?;
+    }
+    drop(out);
+    // The stdin reader may be blocked in a read: it ends with the process.
+    drop(bus);
+    node.leave()?;
+    Ok(())
+}
+
+/// Nodes other than `me` subscribed to `topic`.
+fn others_on(view: &View, me: NodeId, topic: &str) -> usize {
+    view.nodes()
+        .values()
+        .filter(|n| n.info.id != me && n.subscribes.contains_key(topic))
+        .count()
+}
+
+/// Waits until `count` nodes other than `node` subscribe to `topic`.
+pub(super) fn wait_subscribers(
+    node: &Node,
+    topic: &str,
+    count: usize,
+    timeout: Duration,
+) -> Result<()> {
+    node.wait_view(timeout, |v| others_on(v, node.id(), topic) >= count)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a64_matches_the_reference_vectors() {
+        // From the FNV reference (Fowler, Noll, Vo): "" and "a".
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn the_generated_payload_is_the_documented_pattern() {
+        let p = generated(300);
+        assert_eq!(p.len(), 300);
+        assert_eq!(&p[..3], &[7, 38, 69]);
+        assert_eq!(p[256], p[0]);
+    }
+
+    #[test]
+    fn queue_options_follow_the_flags() {
+        let q = QueueArgs {
+            policy: PolicyArg::DropNewest,
+            depth: 3,
+        };
+        assert_eq!(q.options(), SubscriptionOptions::drop_newest(3));
+        let b = QueueArgs {
+            policy: PolicyArg::Block,
+            depth: 64,
+        };
+        assert_eq!(b.options(), SubscriptionOptions::block(BLOCK_TIMEOUT));
+    }
+}

@@ -256,7 +256,9 @@ fn within_limits(frame: &Frame, limits: &Limits) -> bool {
         | Frame::Goodbye(_)
         | Frame::Welcome(_)
         | Frame::SnapshotEnd(_)
-        | Frame::Horizon(_) => true,
+        | Frame::Horizon(_)
+        | Frame::DocReady => true,
+        Frame::Doc(d) => d.len() < limits.max_frame,
     }
 }
 
@@ -321,11 +323,13 @@ pub fn sanitize(frame: &mut Frame, limits: &Limits) {
         Frame::Own(cs) => cs.iter_mut().for_each(own),
         Frame::Change(c) => own(c),
         Frame::Welcome(w) => w.hub = fold(w.hub),
+        Frame::Doc(d) => d.truncate(limits.max_frame.saturating_sub(1)),
         Frame::IntroEnd
         | Frame::Heartbeat
         | Frame::Goodbye(_)
         | Frame::SnapshotEnd(_)
-        | Frame::Horizon(_) => {}
+        | Frame::Horizon(_)
+        | Frame::DocReady => {}
     }
 }
 

@@ -185,6 +185,10 @@ pub enum SpokeEvt {
     },
     /// `Leave` is done: the goodbye is queued and the link closed (edge, final).
     Left,
+    /// A shared-document message from the hub ([`Frame::Doc`]; edge, once per frame, only
+    /// while synced). [`Member`](crate::Member) feeds it to its
+    /// [`DocReplica`](crate::doc::DocReplica) and does not report it.
+    Doc(Vec<u8>),
 }
 
 impl SpokeEvt {
@@ -202,6 +206,7 @@ impl SpokeEvt {
             Self::HubClosed(_) => "HubClosed",
             Self::HubMisbehaved { .. } => "HubMisbehaved",
             Self::Left => "Left",
+            Self::Doc(_) => "Doc",
         }
     }
 }
@@ -341,6 +346,11 @@ impl Spoke {
     }
 
     // ---- getters ----
+
+    /// Whether this spoke watches without joining (it holds no topics and no documents).
+    pub fn is_observer(&self) -> bool {
+        self.config.observer
+    }
 
     /// This node's id.
     pub fn id(&self) -> NodeId {
@@ -823,6 +833,9 @@ impl Spoke {
                 self.apply_records(now, records, false);
             }
             (State::Synced { .. }, Frame::Horizon(h)) => self.history.merge_horizon(&h),
+            (State::Synced { .. }, Frame::Doc(data)) => {
+                self.out.push_back(Output::Evt(SpokeEvt::Doc(data)));
+            }
             (state, frame) => {
                 let msg = format!("unexpected {} while {:?}", frame.name(), state.public());
                 self.hub_misbehaved(now, &msg);
@@ -896,6 +909,36 @@ impl Spoke {
         self.out
             .push_back(Output::Evt(SpokeEvt::HubMisbehaved { reason }));
         self.lose_link(now, false);
+    }
+
+    // ---- shared documents (driven by the member) ----
+
+    /// Sends one encoded document message to the hub, if synced with one (else it is dropped:
+    /// the document replica resends what matters after the next sync).
+    pub(crate) fn send_doc(&mut self, data: Vec<u8>) {
+        self.send_synced(&Frame::Doc(data));
+    }
+
+    /// Tells the hub that every document opening is sent ([`Frame::DocReady`]).
+    pub(crate) fn send_doc_ready(&mut self) {
+        self.send_synced(&Frame::DocReady);
+    }
+
+    fn send_synced(&mut self, frame: &Frame) {
+        match &self.state {
+            State::Synced { link, .. } => {
+                let peer = link.peer;
+                self.send(peer, frame);
+            }
+            _ => trace!(frame = frame.name(), "not synced: document frame dropped"),
+        }
+    }
+
+    /// Closes the hub link for a protocol violation found in its document messages.
+    pub(crate) fn doc_violation(&mut self, now: Instant, reason: &str) {
+        if matches!(self.state, State::Synced { .. }) {
+            self.hub_misbehaved(now, &reason);
+        }
     }
 
     // ---- plumbing ----

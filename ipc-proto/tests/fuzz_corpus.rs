@@ -1456,53 +1456,58 @@ impl ArbitraryEncoder {
         let records = |e: &mut Self, rs: &Vec<Record>| e.seq_of(rs, Self::record);
         match f {
             Frame::Hello(h) => {
-                self.variant(0, 13);
+                self.variant(0, 15);
                 self.option(h.member.as_ref(), Self::info);
                 self.term(h.term);
                 self.horizon(&h.horizon);
             }
             Frame::History(rs) => {
-                self.variant(1, 13);
+                self.variant(1, 15);
                 records(self, rs);
             }
             Frame::Own(cs) => {
-                self.variant(2, 13);
+                self.variant(2, 15);
                 self.seq_of(cs, Self::own);
             }
             Frame::IntroEnd => self.variant(3, 13),
             Frame::Change(c) => {
-                self.variant(4, 13);
+                self.variant(4, 15);
                 self.own(c);
             }
             Frame::Heartbeat => self.variant(5, 13),
             Frame::Goodbye(r) => {
-                self.variant(6, 13);
+                self.variant(6, 15);
                 self.reason(r);
             }
             Frame::Welcome(w) => {
-                self.variant(7, 13);
+                self.variant(7, 15);
                 self.welcome(w);
             }
             Frame::Snapshot(rs) => {
-                self.variant(8, 13);
+                self.variant(8, 15);
                 records(self, rs);
             }
             Frame::SnapshotEnd(h) => {
-                self.variant(9, 13);
+                self.variant(9, 15);
                 self.horizon(h);
             }
             Frame::Minted(rs) => {
-                self.variant(10, 13);
+                self.variant(10, 15);
                 records(self, rs);
             }
             Frame::Relayed(rs) => {
-                self.variant(11, 13);
+                self.variant(11, 15);
                 records(self, rs);
             }
             Frame::Horizon(h) => {
-                self.variant(12, 13);
+                self.variant(12, 15);
                 self.horizon(h);
             }
+            Frame::Doc(d) => {
+                self.variant(13, 15);
+                self.seq_of(d, |e, b| e.u8(*b));
+            }
+            Frame::DocReady => self.variant(14, 15),
         }
     }
 

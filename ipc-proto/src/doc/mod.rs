@@ -407,6 +407,12 @@ pub enum DocError {
         /// The limit.
         max: usize,
     },
+    /// An observer watches the group without joining it: it has no documents.
+    #[error("an observer cannot open or patch documents")]
+    Observer,
+    /// The node has left (or is leaving) the group.
+    #[error("the node has left the group")]
+    Left,
 }
 
 /// Where a document's local value changed ([`DocEvt::Changed`]).

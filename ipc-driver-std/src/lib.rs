@@ -44,6 +44,7 @@
 
 pub mod cli;
 mod data;
+mod doc;
 mod error;
 mod events;
 mod node;
@@ -54,6 +55,7 @@ pub mod sys;
 pub use data::{
     DEFAULT_INLINE_MAX, Loan, Message, PublisherOptions, SendMode, SubscriptionOptions,
 };
+pub use doc::{Doc, DocEvent, PatchError, Ticket};
 pub use error::DriverError;
 pub use events::{CallbackId, EVENT_QUEUE_CAPACITY, Events, NodeEvent};
 pub use node::{DEFAULT_GROUP, Node, NodeBuilder};

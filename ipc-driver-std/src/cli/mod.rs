@@ -7,6 +7,7 @@
 //! | `watch` | the same as an observer that does not join: the group's current state as events, then every change |
 //! | `status [--json]` | who is in the group, who runs the hub, who publishes and subscribes what; exit code 1 if no such group runs |
 //! | `demo` | a self-contained tour in a private group: starts nodes, shows their events, kills the hub and times the failover |
+//! | `doc NAME get\|patch UPDATE\|watch [--default JSON]` | a shared document of the group: print its value as JSON; apply one patch (MongoDB update operators) and print the new version, or the error with exit code 1; print each accepted patch and the value after it as JSON lines until SIGINT or SIGTERM |
 //! | `bench topology [--json] [--trials N]` | failover time, convergence time and idle CPU, measured with real processes |
 //! | `bench payload [--json] [--reps N] [--quick] [--placement P] [--only ID]...` | the payload data path as ratios against raw baselines (SEQPACKET ping-pong, UDS copy, memcpy, fresh memfd, segment pool) measured in the same run |
 //!
@@ -30,6 +31,7 @@
 mod bench;
 mod children;
 mod demo;
+mod doc;
 mod json;
 mod status;
 mod stream;
@@ -66,6 +68,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Watch(args) => stream::watch(&cli.group, &args),
         Command::Status(args) => status::run(&cli.group, &args),
         Command::Demo(args) => demo::run(&args, cli.verbose > 0),
+        Command::Doc(args) => doc::run(&cli.group, &args),
         Command::Bench(args) => bench::run(&args),
         Command::BenchChild(args) => bench::child(&cli.group, &args),
     };
@@ -145,6 +148,14 @@ enum Command {
     /// SIGKILL, measures how long the survivors take to agree on a new one, then stops them.
     /// Takes a few seconds and leaves nothing running.
     Demo(demo::DemoArgs),
+    /// Read, patch or follow a shared document of the group.
+    ///
+    /// Joins the group as a node named `doc`, opens the document (created from `--default`
+    /// if the group does not have it), then: `get` prints its value as JSON; `patch UPDATE`
+    /// applies one patch and prints the new version, or the error with exit code 1; `watch`
+    /// prints a `doc_state` line, then a `doc_patched` line (the patch and the value after it)
+    /// per accepted patch, until SIGINT or SIGTERM.
+    Doc(doc::DocArgs),
     /// Measure with real processes (each benchmark starts children of this executable).
     Bench(bench::BenchArgs),
     /// One process of a `bench payload` measurement (started by the benchmark).

@@ -99,6 +99,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Whether this node may run the group's hub when none answers (default yes). A node
+    /// that may not waits for another to take over: a group needs at least one that may.
+    pub fn hub_eligible(mut self, eligible: bool) -> Self {
+        self.options.hub_eligible = eligible;
+        self
+    }
+
     /// Also let processes of `uid` join, should this node run the hub. By default only the
     /// same uid may join.
     pub fn allow_uid(mut self, uid: u32) -> Self {

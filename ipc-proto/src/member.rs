@@ -90,6 +90,9 @@ pub struct NodeOptions {
     pub limits: Limits,
     /// Whether this node's messages also reach its own subscriptions. Default no.
     pub self_delivery: bool,
+    /// Whether this node may run the group's hub (see [`SpokeConfig::hub_eligible`]).
+    /// Default yes.
+    pub hub_eligible: bool,
 }
 
 impl NodeOptions {
@@ -102,6 +105,7 @@ impl NodeOptions {
             access: AccessPolicy::same_uid(uid),
             limits: Limits::default(),
             self_delivery: false,
+            hub_eligible: true,
         }
     }
 
@@ -127,6 +131,7 @@ impl NodeOptions {
             .node_id(id)
             .name(self.name.clone())
             .observer(data_addr.is_none())
+            .hub_eligible(self.hub_eligible)
             .keepalive(self.keepalive);
         spoke.limits = self.limits.clone();
         let data = data_addr.map(|addr| {

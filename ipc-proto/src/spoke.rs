@@ -28,6 +28,10 @@ pub struct SpokeConfig {
     pub data_addr: String,
     /// Watch the group without joining it: no node record, no topics, never a hub.
     pub observer: bool,
+    /// Whether this node may run the hub when none answers. Default yes. A member that may
+    /// not waits (with backoff) for another to take the address: a group of such members
+    /// alone has no hub.
+    pub hub_eligible: bool,
     /// A hub silent for this long is reported unresponsive. Default 2 s.
     pub keepalive: Duration,
     /// How often the spoke sends a heartbeat. Default 500 ms.
@@ -50,6 +54,7 @@ impl Default for SpokeConfig {
             name: String::new(),
             data_addr: String::new(),
             observer: false,
+            hub_eligible: true,
             keepalive: Duration::from_secs(2),
             heartbeat: Duration::from_millis(500),
             backoff_min: Duration::from_millis(5),
@@ -82,6 +87,12 @@ impl SpokeConfig {
     /// Sets [`node_id`](Self::node_id).
     pub fn node_id(&mut self, id: NodeId) -> &mut Self {
         self.node_id = Some(id);
+        self
+    }
+
+    /// Sets [`hub_eligible`](Self::hub_eligible).
+    pub fn hub_eligible(&mut self, eligible: bool) -> &mut Self {
+        self.hub_eligible = eligible;
         self
     }
 
@@ -604,6 +615,9 @@ impl Spoke {
                 self.absent = true;
                 self.out.push_back(Output::Evt(SpokeEvt::HubAbsent));
             }
+            self.backoff(now, attempt);
+        } else if !self.config.hub_eligible {
+            trace!("no hub answered; this node may not run one: backoff");
             self.backoff(now, attempt);
         } else {
             self.transition(State::Binding { attempt });

@@ -299,3 +299,43 @@ fn replay_seed() {
     let outcome = run(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     report(&[outcome]);
 }
+
+/// A spoke that may not run the hub never asks to bind: it backs off and connects again.
+#[test]
+fn a_spoke_not_eligible_for_the_hub_never_binds() {
+    use crate::{Input, Output, Spoke, SpokeCmd, SpokeConfig, SpokeEvt};
+    #[allow(clippy::disallowed_methods)] // the test's epoch; only durations are added
+    let mut now = std::time::Instant::now();
+    for eligible in [true, false] {
+        let mut cfg = SpokeConfig::default();
+        cfg.hub_eligible(eligible);
+        let mut spoke = Spoke::new(cfg, now);
+        spoke
+            .handle(now, Input::Cmd(SpokeCmd::Join))
+            .expect("joins");
+        let mut names = Vec::new();
+        for _ in 0..3 {
+            while let Some(out) = spoke.poll_output() {
+                if let Output::Evt(e) = out {
+                    if e == SpokeEvt::ConnectRequested {
+                        spoke.handle(now, Input::ConnectFailed).expect("report");
+                    }
+                    if e == SpokeEvt::BindRequested {
+                        spoke
+                            .handle(now, Input::BindOutcome { won: false })
+                            .expect("report");
+                    }
+                    names.push(e.name());
+                }
+            }
+            now = spoke.poll_timeout().expect("a backoff");
+            spoke.handle_timeout(now);
+        }
+        assert_eq!(
+            names.contains(&"BindRequested"),
+            eligible,
+            "eligible {eligible}: {names:?}"
+        );
+        assert!(names.iter().filter(|n| **n == "ConnectRequested").count() >= 3);
+    }
+}

@@ -164,3 +164,46 @@ fn two_processes_patching_one_path_against_one_version_one_wins_one_is_told() {
     assert_eq!(wait_value(&mut b, |v| *v == value)["version"], 1);
     assert_eq!(late_get(&g), value);
 }
+
+#[test]
+fn the_doc_command_gets_patches_and_watches() {
+    let g = group();
+    let _hub = hub_candidate(&g, "hub");
+    let mut watch = Child::spawn(
+        "watch",
+        &[
+            "--group",
+            &g,
+            "doc",
+            DOC,
+            "watch",
+            "--default",
+            r#"{"n":0}"#,
+        ],
+    );
+    let first = watch.wait_for(WAIT, |v| event(v) == "doc_state");
+    assert_eq!(first["value"], serde_json::json!({"n": 0}), "{first}");
+    let patch = |update: &str| {
+        let mut c = Child::spawn("patch", &["--group", &g, "doc", DOC, "patch", update]);
+        let code = c.wait_exit(WAIT);
+        (code, c.seen.first().cloned(), c.stderr())
+    };
+    let (code, out, _) = patch(r#"{"$inc": {"n": 2}, "$set": {"s": "text"}}"#);
+    assert_eq!((code, out), (Some(0), Some(serde_json::json!(1))));
+    // A type error: the message names the operator and the path; exit code 1.
+    let (code, out, err) = patch(r#"{"$inc": {"s": 1}}"#);
+    assert_eq!((code, out), (Some(1), None));
+    assert!(err.contains("$inc") && err.contains("`s`"), "{err}");
+    let (code, _, err) = patch("not json");
+    assert_eq!(code, Some(2), "a usage error: {err}");
+    let line = watch.wait_for(WAIT, |v| event(v) == "doc_patched");
+    assert_eq!(line["version"], 1);
+    assert_eq!(
+        line["update"],
+        serde_json::json!({"$inc": {"n": 2}, "$set": {"s": "text"}})
+    );
+    assert_eq!(line["value"], serde_json::json!({"n": 2, "s": "text"}));
+    assert_eq!(late_get(&g), serde_json::json!({"n": 2, "s": "text"}));
+    assert_eq!(watch.terminate(WAIT), Some(0), "{}", watch.stderr());
+    assert_eq!(watch.events("doc_patched").len(), 1, "{:?}", watch.seen);
+}

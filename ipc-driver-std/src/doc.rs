@@ -312,8 +312,9 @@ impl DocRegistry {
                 let _ = reply.send(r);
             }
             DocRequest::Close(name) => {
-                if self.docs.remove(&name).is_some() {
+                if let Some(shared) = self.docs.remove(&name) {
                     let _ = member.close_doc(now, &name);
+                    close(&shared, "the document was closed");
                 }
                 self.dirty.remove(&name);
             }

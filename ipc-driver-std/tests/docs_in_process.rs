@@ -125,3 +125,24 @@ fn invalid_and_conflicting_patches_are_typed_errors() {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+#[test]
+fn a_ticket_of_a_closed_document_is_answered() {
+    let g = group();
+    let a = Node::builder("a").group(&g).join().expect("a joins");
+    let da = a.open_doc("d", json!({"n": 0})).expect("open");
+    da.wait_opened(WAIT).expect("opened");
+    assert_eq!(da.patch(&json!({"$inc": {"n": 1}})).expect("accepted"), 1);
+    // Answered or not by the time the document closes, the ticket never hangs.
+    let t = da.patch_nowait(&json!({"$inc": {"n": 1}})).expect("sent");
+    drop(da);
+    match t.wait_timeout(WAIT) {
+        Ok(v) => assert_eq!(v, 2),
+        Err(PatchError::Unanswered(why)) => assert!(why.contains("closed"), "{why}"),
+        Err(e) => panic!("{e:?}"),
+    }
+    // The node still works, and the document may be opened again.
+    let again = a.open_doc("d", json!({})).expect("reopen");
+    again.wait_opened(WAIT).expect("opened");
+    assert!(again.snapshot().1["n"].as_i64() >= Some(1));
+}

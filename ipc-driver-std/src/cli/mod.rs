@@ -8,6 +8,7 @@
 //! | `status [--json]` | who is in the group, who runs the hub, who publishes and subscribes what; exit code 1 if no such group runs |
 //! | `demo` | a self-contained tour in a private group: starts nodes, shows their events, kills the hub and times the failover |
 //! | `doc NAME get\|patch UPDATE\|watch [--default JSON]` | a shared document of the group: print its value as JSON; apply one patch (MongoDB update operators) and print the new version, or the error with exit code 1; print each accepted patch and the value after it as JSON lines until SIGINT or SIGTERM |
+//! | `bench doc [--json] [--seconds S]` | shared-document patches per second through the host with 1 and 4 writers, and patch-to-ack latency |
 //! | `bench topology [--json] [--trials N]` | failover time, convergence time and idle CPU, measured with real processes |
 //! | `bench payload [--json] [--reps N] [--quick] [--placement P] [--only ID]...` | the payload data path as ratios against raw baselines (SEQPACKET ping-pong, UDS copy, memcpy, fresh memfd, segment pool) measured in the same run |
 //!

@@ -20,14 +20,14 @@
 //! // Blocks until the host accepted (the new version) or rejected it (a typed error).
 //! let version = doc.patch(&json!({"$inc": {"retries": 1}}))?;
 //! let (at, value) = doc.snapshot();
-//! assert!(at >= version && value["retries"].is_i64());
+//! assert!(at >= Some(version) && value["retries"].is_i64());
 //! // Or without blocking: a ticket to wait on later.
 //! let ticket = doc.patch_nowait(&json!({"$set": {"motors.left": 40}}))?;
 //! match ticket.wait() {
 //!     Ok(version) => println!("accepted as version {version}"),
 //!     Err(e) => println!("rejected: {e}"),
 //! }
-//! for event in events.iter().take(3) {
+//! for event in (&events).take(3) {
 //!     if let NodeEvent::Doc(DocEvent::Patched { doc, version, update, .. }) = event {
 //!         println!("{doc} v{version}: {}", update.to_value());
 //!     }

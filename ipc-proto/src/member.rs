@@ -462,6 +462,14 @@ impl Member {
 
     /// Which timer [`poll_timeout`](Self::poll_timeout) reports, for logs and tests.
     pub fn next_timer(&self) -> Option<Timer> {
+        let at = self.poll_timeout();
+        let docs = [
+            self.host.as_ref().and_then(DocHost::poll_timeout),
+            self.doc_gather.as_ref().and_then(|(t, _)| *t),
+        ];
+        if at.is_some() && self.spoke.poll_timeout() != at && docs.contains(&at) {
+            return Some(Timer::DocGather);
+        }
         self.spoke
             .next_timer()
             .or_else(|| self.hub.as_ref().and_then(Hub::next_timer))

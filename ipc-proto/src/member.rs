@@ -54,6 +54,12 @@ use crate::timer::Timer;
 use crate::topology::{Event, View};
 use crate::wire::{CloseReason, Limits, encode_doc};
 
+/// Room for the topology frame around a document message ([`Frame::Doc`]'s tag), with some
+/// to spare.
+///
+/// [`Frame::Doc`]: crate::wire::Frame::Doc
+const DOC_FRAME_OVERHEAD: usize = 16;
+
 /// How long a hub waits for its own node's goodbye before closing anyway.
 const HUB_GOODBYE: Duration = Duration::from_millis(500);
 
@@ -68,7 +74,9 @@ pub struct MemberConfig {
     /// The data plane; `None` for an observer.
     pub data: Option<DataConfig>,
     /// Bounds on shared documents, for the replica and for the host this node may run (the
-    /// same in every node of a group).
+    /// same in every node of a group). `max_chunk` is lowered to fit the hub link's frames
+    /// ([`Limits::max_frame`]), but not below [`DocLimits::MIN_CHUNK`] and the longest name
+    /// and path: a `max_frame` below about 6 KiB leaves no room for documents.
     pub docs: DocLimits,
 }
 
@@ -387,9 +395,18 @@ impl Member {
     pub fn new(config: MemberConfig, now: Instant) -> Self {
         let mut rng = Rng::new(config.spoke.rng_seed ^ 0x6d65_6d62_6572);
         let _ = rng.next_u64();
+        // A document message and its frame (tag, length) must fit the hub link's frames.
+        let mut docs = config.docs;
+        docs.max_chunk = docs.max_chunk.min(
+            config
+                .spoke
+                .limits
+                .max_frame
+                .saturating_sub(DOC_FRAME_OVERHEAD),
+        );
         let spoke = Spoke::new(config.spoke, now);
         let mut replica = ReplicaConfig::new(spoke.id());
-        replica.limits(config.docs);
+        replica.limits(docs);
         Self {
             hub_config: config.hub,
             rng,

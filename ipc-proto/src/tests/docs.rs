@@ -339,3 +339,48 @@ fn a_spoke_not_eligible_for_the_hub_never_binds() {
         assert!(names.iter().filter(|n| **n == "ConnectRequested").count() >= 3);
     }
 }
+
+/// With hub-link frames of 8 KiB, a document of 40 KiB still travels (in chunks that fit) to
+/// a node that opens it late, and patches reach every node, through a hub crash too.
+#[test]
+fn documents_fit_small_frames() {
+    let config = SimConfig {
+        limits: crate::Limits {
+            max_frame: 8 * 1024,
+            ..crate::Limits::default()
+        },
+        ..SimConfig::default()
+    };
+    let mut sim = Sim::new(5, config);
+    let big = json!({"blob": "b".repeat(40 * 1024), "n": 0});
+    let a = sim.spawn("a", &OwnTopics::default());
+    let b = sim.spawn("b", &OwnTopics::default());
+    sim.open_doc(a, DOC, big.clone());
+    sim.open_doc(b, DOC, json!({}));
+    sim.run_until(MAX_STEPS, quiet).expect("quiet");
+    let id = sim
+        .patch_doc(b, DOC, &json!({"$inc": {"n": 1}}))
+        .expect("running")
+        .expect("valid");
+    let hub = sim.hubs().next().expect("a hub");
+    sim.crash(hub);
+    let c = sim.spawn("c", &OwnTopics::default());
+    sim.open_doc(c, DOC, json!({}));
+    sim.run_until(MAX_STEPS, quiet)
+        .expect("quiet after the crash");
+    let mut want = big;
+    want["n"] = json!(1);
+    for ix in sim.members() {
+        assert_eq!(sim.nodes[ix.0].member.docs().value(DOC), Some(&want));
+    }
+    let survivor = if hub == a { b } else { a };
+    if survivor == b {
+        assert!(
+            sim.nodes[b.0]
+                .doc_evts
+                .iter()
+                .any(|e| matches!(e, DocEvt::Accepted { id: i, .. } if *i == id)),
+            "b's patch answered"
+        );
+    }
+}

@@ -39,6 +39,8 @@ pub(crate) struct SimConfig {
     pub(crate) grace: Duration,
     pub(crate) keepalive: Duration,
     pub(crate) max_tombstones: usize,
+    /// Bounds of every spoke and hub.
+    pub(crate) limits: Limits,
 }
 
 impl Default for SimConfig {
@@ -49,6 +51,7 @@ impl Default for SimConfig {
             grace: Duration::from_millis(200),
             keepalive: Duration::from_secs(2),
             max_tombstones: crate::DEFAULT_TOMBSTONES,
+            limits: Limits::default(),
         }
     }
 }
@@ -206,11 +209,13 @@ impl Sim {
             .data_addr(format!("@sim/{}", ix.0))
             .keepalive(self.config.keepalive);
         spoke.max_tombstones = self.config.max_tombstones;
+        spoke.limits = self.config.limits.clone();
         let mut hub = HubConfig::default();
         hub.grace(self.config.grace)
             .keepalive(self.config.keepalive)
             .access(AccessPolicy::same_uid(UID));
         hub.max_tombstones = self.config.max_tombstones;
+        hub.limits = self.config.limits.clone();
         let mut member = Member::new(
             MemberConfig {
                 spoke,

@@ -30,6 +30,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Shared documents
+//! [`Node::open_doc`] opens a JSON document shared by the group, hosted by the hub and patched
+//! with MongoDB update operators: see [`Doc`].
+//!
 //! # Who may join
 //! Every accepted connection's peer credentials (`SO_PEERCRED`) are checked by the hub: by
 //! default only processes of the same uid may join; [`NodeBuilder::allow_uid`],

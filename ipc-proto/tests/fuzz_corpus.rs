@@ -1928,3 +1928,68 @@ impl ArbitraryEncoder {
         }
     }
 }
+
+/// `doc_bytes` on real document messages (each whole, cut short, and with a byte flipped) and on
+/// a few shapes of garbage: the host and the replica take them all without panicking.
+#[test]
+fn doc_bytes_takes_real_and_broken_messages() {
+    use ipc_proto::doc::{DocMsg, RejectReason, Update};
+    use ipc_proto::wire::encode_doc;
+    let update = Update::parse(&serde_json::json!({"$inc": {"n": 1}, "$set": {"a.1": "x"}}))
+        .expect("a valid update");
+    let node = NodeId::new(7).expect("non-zero");
+    let messages = [
+        DocMsg::Open {
+            name: "d".into(),
+            open: 1,
+            version: None,
+            len: 40,
+            chunk: b"{\"n\":1}".to_vec(),
+        },
+        DocMsg::Patch {
+            name: "d".into(),
+            seq: 1,
+            base: 0,
+            wall_ms: 5,
+            update: update.clone(),
+        },
+        DocMsg::Patched {
+            name: "d".into(),
+            version: 1,
+            origin: node,
+            seq: 1,
+            wall_ms: 5,
+            update,
+        },
+        DocMsg::Rejected {
+            name: "d".into(),
+            seq: 1,
+            version: 3,
+            reason: RejectReason::Earlier,
+        },
+        DocMsg::More(vec![1, 2, 3]),
+        DocMsg::Resync { name: "d".into() },
+        DocMsg::Close { name: "d".into() },
+    ];
+    let frame = |m: &[u8]| {
+        let mut out = vec![u8::try_from(m.len()).expect("seeds are short")];
+        out.extend_from_slice(m);
+        out
+    };
+    let mut all = Vec::new();
+    for m in &messages {
+        let bytes = encode_doc(m);
+        fuzzing::doc_bytes(&frame(&bytes), origin());
+        fuzzing::doc_bytes(&frame(&bytes[..bytes.len() / 2]), origin());
+        for i in 0..bytes.len() {
+            let mut flipped = bytes.clone();
+            flipped[i] ^= 0x5a;
+            fuzzing::doc_bytes(&frame(&flipped), origin());
+        }
+        all.extend(frame(&bytes));
+    }
+    fuzzing::doc_bytes(&all, origin());
+    fuzzing::doc_bytes(&[], origin());
+    fuzzing::doc_bytes(&[255; 600], origin());
+    fuzzing::doc_bytes(&[0; 64], origin());
+}

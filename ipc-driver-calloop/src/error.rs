@@ -3,6 +3,7 @@
 use std::io;
 
 use ipc_proto::CmdError;
+use ipc_proto::doc::DocError;
 use ipc_proto::names::GroupError;
 
 /// What can go wrong in the calloop driver.
@@ -18,6 +19,9 @@ pub enum DriverError {
     /// The node refused the command (invalid topic, too many topics, left already...).
     #[error(transparent)]
     Cmd(#[from] CmdError),
+    /// The node refused a document command (invalid name or update, not open...).
+    #[error(transparent)]
+    Doc(#[from] DocError),
     /// The node has left the group (or its loop is gone): it takes no more commands.
     #[error("the node has left the group")]
     Left,

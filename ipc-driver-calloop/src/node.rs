@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use calloop::channel::Sender;
 use ipc_proto::data::{DataCmd, Payload, PublisherOptions, Room, SendMode, SubscriptionOptions};
+use ipc_proto::doc::{DocEvt, PatchId};
 use ipc_proto::names::bus_topic;
 use ipc_proto::wire::{CloseReason, DataStats};
 use ipc_proto::{
@@ -66,6 +67,11 @@ pub enum NodeEvent {
         /// Why.
         error: DriverError,
     },
+    /// Something about a shared document this node has open (see [`Node::open_doc`]): opened,
+    /// changed (where: [`DocEvt::Changed`]'s scope; compare values with
+    /// [`differs_at`](ipc_proto::doc::differs_at) to observe a path), patched by any node,
+    /// this node's patch accepted or rejected, replaced by a new host's state (a host change).
+    Doc(DocEvt),
     /// The node has left the group (after [`Node::leave`] or a handle's leave); the source
     /// removes itself from the loop after this event.
     Left,
@@ -356,6 +362,51 @@ impl Node {
     /// Bytes of pool segments this node has created.
     pub fn pool_bytes(&self) -> u64 {
         self.outgoing.pool_bytes()
+    }
+
+    // ---- shared documents ----
+
+    /// Opens the shared document `name`: the group's value replaces `default` once the
+    /// hub's document host answers ([`DocEvt::Opened`]); a document the group does not have
+    /// is created from `default`. Until then [`doc`](Self::doc) shows `default`.
+    pub fn open_doc(&mut self, name: &str, default: serde_json::Value) -> Result<(), DriverError> {
+        self.check_doc_cmd()?;
+        Ok(self.member.open_doc(now(), name, default)?)
+    }
+
+    /// Applies `update` (MongoDB update operators) to the local value at once and sends it to
+    /// the host; never blocks. The answer comes as [`DocEvt::Accepted`] or
+    /// [`DocEvt::Rejected`] with the id returned. An invalid update is refused here, with an
+    /// error naming the operator and the path.
+    pub fn patch_doc(
+        &mut self,
+        name: &str,
+        update: &serde_json::Value,
+    ) -> Result<PatchId, DriverError> {
+        self.check_doc_cmd()?;
+        let wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Ok(self.member.patch_doc(now(), name, update, wall_ms)?)
+    }
+
+    /// Closes the document `name`; its unanswered patches get no answer.
+    pub fn close_doc(&mut self, name: &str) -> Result<(), DriverError> {
+        Ok(self.member.close_doc(now(), name)?)
+    }
+
+    /// A document's snapshot: the host's version it builds on (`None` until the host
+    /// answered) and the local value (with this node's unanswered patches applied).
+    pub fn doc(&self, name: &str) -> Option<(Option<u64>, &serde_json::Value)> {
+        let docs = self.member.docs();
+        Some((docs.version(name), docs.value(name)?))
+    }
+
+    fn check_doc_cmd(&self) -> Result<(), DriverError> {
+        if self.leaving.is_some() {
+            return Err(DriverError::Left);
+        }
+        Ok(())
     }
 
     fn spoke(&mut self, cmd: SpokeCmd) -> Result<(), DriverError> {

@@ -371,6 +371,7 @@ impl NodeSource {
                 return warn!(%peer, %reason, "disconnected a peer that broke the protocol");
             }
             MemberEvt::Left => return debug!("left the group"),
+            MemberEvt::Doc(e) => NodeEvent::Doc(e),
             other => return debug!(evt = other.name(), "member event"),
         };
         self.events.push_back(event);

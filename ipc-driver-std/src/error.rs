@@ -4,6 +4,7 @@ use std::io;
 use std::time::Duration;
 
 use ipc_proto::CmdError;
+use ipc_proto::doc::DocError;
 
 use crate::sys::addr::AddrError;
 
@@ -20,6 +21,9 @@ pub enum DriverError {
     /// The node refused the command (invalid topic, too many topics, left already...).
     #[error(transparent)]
     Cmd(#[from] CmdError),
+    /// The node refused a document command (invalid name, already open...).
+    #[error(transparent)]
+    Doc(#[from] DocError),
     /// The node's I/O thread has stopped, and why.
     #[error("the node has stopped: {0}")]
     Stopped(String),

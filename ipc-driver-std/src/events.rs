@@ -43,6 +43,8 @@ pub enum NodeEvent {
     /// Observers only: no hub answered (no group of that name exists right now). An observer
     /// never becomes the hub; it tries again after a backoff.
     HubAbsent,
+    /// Something about a shared document this node has open.
+    Doc(crate::doc::DocEvent),
     /// This receiver fell behind and the oldest events were dropped: `missed` of them. The
     /// current state is always available from [`Node::view`](crate::Node::view).
     Lagged {

@@ -30,6 +30,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Shared documents
+//! [`Node::open_doc`] opens a JSON document shared by the group, hosted by the hub and patched
+//! with MongoDB update operators: see [`Doc`].
+//!
 //! # Who may join
 //! Every accepted connection's peer credentials (`SO_PEERCRED`) are checked by the hub: by
 //! default only processes of the same uid may join; [`NodeBuilder::allow_uid`],
@@ -44,6 +48,7 @@
 
 pub mod cli;
 mod data;
+mod doc;
 mod error;
 mod events;
 mod node;
@@ -54,6 +59,7 @@ pub mod sys;
 pub use data::{
     DEFAULT_INLINE_MAX, Loan, Message, PublisherOptions, SendMode, SubscriptionOptions,
 };
+pub use doc::{Doc, DocEvent, PatchError, Ticket};
 pub use error::DriverError;
 pub use events::{CallbackId, EVENT_QUEUE_CAPACITY, Events, NodeEvent};
 pub use node::{DEFAULT_GROUP, Node, NodeBuilder};

@@ -12,6 +12,7 @@ use ipc_proto::{
 };
 
 use crate::data::{Mailbox, Outgoing, PublisherOptions, SubQueue, SubscriptionOptions};
+use crate::doc::{Doc, DocLink};
 use crate::error::DriverError;
 use crate::events::{CallbackId, Dispatcher, Events, NodeEvent, Sink};
 use crate::pubsub::{Bus, Handle, Publisher, Subscription, bus_topic};
@@ -20,7 +21,7 @@ use crate::sys::{self, poll::Waker};
 
 /// How long a call waits for the node's I/O thread before giving up; it answers in
 /// microseconds unless the process is starved.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The group used when none is given.
 pub const DEFAULT_GROUP: &str = "default";
@@ -95,6 +96,13 @@ impl NodeBuilder {
     /// gone. Default 200 ms.
     pub fn grace(mut self, grace: Duration) -> Self {
         self.options.grace = grace;
+        self
+    }
+
+    /// Whether this node may run the group's hub when none answers (default yes). A node
+    /// that may not waits for another to take over: a group needs at least one that may.
+    pub fn hub_eligible(mut self, eligible: bool) -> Self {
+        self.options.hub_eligible = eligible;
         self
     }
 
@@ -237,7 +245,7 @@ impl NodeBuilder {
             waker,
             shared,
             thread: Some(thread),
-            dispatcher: self.dispatcher.map(OnceLock::from).unwrap_or_default(),
+            dispatcher: Arc::new(self.dispatcher.map(OnceLock::from).unwrap_or_default()),
             handle,
             mailbox,
         };
@@ -265,7 +273,8 @@ pub struct Node {
     waker: Arc<Waker>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
-    dispatcher: OnceLock<Arc<Dispatcher>>,
+    /// Shared with the node's documents, whose observers it runs.
+    dispatcher: Arc<OnceLock<Arc<Dispatcher>>>,
     handle: Handle,
     mailbox: Arc<Mailbox>,
 }
@@ -468,6 +477,29 @@ impl Node {
     /// below what it reached, and never grows past [`NodeBuilder::pool_bytes`]).
     pub fn pool_bytes(&self) -> u64 {
         self.handle.outgoing.pool_bytes()
+    }
+
+    /// Opens the shared document `name` of the group (see [`Doc`]): if the group has it, its
+    /// value replaces `default` once the hub's document host answers
+    /// ([`Doc::wait_opened`]); if not, the host creates it from `default`. A node may open
+    /// several documents, each once at a time.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let node = ipc_driver_std::Node::builder("a").group("demo").join()?;
+    /// let doc = node.open_doc("settings", serde_json::json!({"speed": 1}))?;
+    /// doc.wait_opened(std::time::Duration::from_secs(5))?;
+    /// println!("{}", doc.snapshot().1);
+    /// # Ok(()) }
+    /// ```
+    pub fn open_doc(&self, name: &str, default: serde_json::Value) -> Result<Doc, DriverError> {
+        let link = DocLink {
+            node: self.name.clone(),
+            requests: self.requests.clone(),
+            waker: Arc::clone(&self.waker),
+            dispatcher: Arc::clone(&self.dispatcher),
+        };
+        Doc::open(link, name, default)
     }
 
     /// Leaves the group gracefully and waits for the node's threads to finish. Dropping the

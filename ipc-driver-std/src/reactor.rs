@@ -26,6 +26,7 @@ use slab::Slab;
 use tracing::{debug, info, trace, warn};
 
 use crate::data::{Mailbox, Message, Offered, OutSegment, Outgoing, SubQueue};
+use crate::doc::{DocRegistry, DocRequest, push_all};
 use crate::events::{NodeEvent, Sink};
 use crate::sys::addr::AbstractAddr;
 use crate::sys::memfd::{self, Mapping, SealSet, VerifiedSegment};
@@ -61,6 +62,8 @@ pub(crate) enum Request {
     /// A subscription is gone.
     Drop(Arc<str>, Weak<SubQueue>),
     Stats(SyncSender<DataStats>),
+    /// About a shared document.
+    Doc(DocRequest),
 }
 
 /// What application threads may read without asking the I/O thread.
@@ -150,6 +153,7 @@ pub(crate) struct Reactor {
     data_buf: Vec<u8>,
     /// Leaving: who waits for the end, and when to give up flushing.
     leaving: Option<(Option<SyncSender<()>>, Instant)>,
+    docs: DocRegistry,
 }
 
 impl Reactor {
@@ -189,6 +193,7 @@ impl Reactor {
             buf: vec![0; setup.max_frame + 5],
             data_buf: vec![0; setup.max_record + 1],
             leaving: None,
+            docs: DocRegistry::default(),
         })
     }
 
@@ -202,6 +207,7 @@ impl Reactor {
                 format!("I/O error: {e}")
             }
         };
+        self.docs.stop(&why);
         for sink in &self.sinks {
             sink.close();
         }
@@ -322,6 +328,10 @@ impl Reactor {
                     self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
                 }
                 Ok(Request::Drop(topic, queue)) => self.drop_subscription(now, &topic, &queue),
+                Ok(Request::Doc(r)) => {
+                    self.docs.handle(&mut self.member, now, r);
+                    self.pump(now)?;
+                }
                 Ok(Request::Stats(reply)) => {
                     let _ = reply.send(self.member.data().map(|d| d.stats()).unwrap_or_default());
                 }
@@ -486,6 +496,10 @@ impl Reactor {
                 return warn!(%peer, %reason, "disconnected a peer that broke the protocol");
             }
             MemberEvt::Left => return debug!("left the group"),
+            MemberEvt::Doc(e) => match self.docs.on_evt(e) {
+                Some(event) => event,
+                None => return,
+            },
             other => return debug!(evt = other.name(), "member event"),
         };
         self.sinks.retain(|s| s.push(&event));
@@ -493,6 +507,8 @@ impl Reactor {
 
     /// Publishes the node's state for application threads once per wakeup, if it changed.
     fn publish(&mut self) {
+        let changed = self.docs.publish(&self.member);
+        push_all(&mut self.sinks, &changed);
         let hub = self.member.hub();
         let is_hub = self.member.is_hub();
         let mut s = self.shared.lock();

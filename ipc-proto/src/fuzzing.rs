@@ -256,7 +256,9 @@ fn within_limits(frame: &Frame, limits: &Limits) -> bool {
         | Frame::Goodbye(_)
         | Frame::Welcome(_)
         | Frame::SnapshotEnd(_)
-        | Frame::Horizon(_) => true,
+        | Frame::Horizon(_)
+        | Frame::DocReady => true,
+        Frame::Doc(d) => d.len() < limits.max_frame,
     }
 }
 
@@ -321,11 +323,13 @@ pub fn sanitize(frame: &mut Frame, limits: &Limits) {
         Frame::Own(cs) => cs.iter_mut().for_each(own),
         Frame::Change(c) => own(c),
         Frame::Welcome(w) => w.hub = fold(w.hub),
+        Frame::Doc(d) => d.truncate(limits.max_frame.saturating_sub(1)),
         Frame::IntroEnd
         | Frame::Heartbeat
         | Frame::Goodbye(_)
         | Frame::SnapshotEnd(_)
-        | Frame::Horizon(_) => {}
+        | Frame::Horizon(_)
+        | Frame::DocReady => {}
     }
 }
 
@@ -2551,5 +2555,49 @@ impl DataWatch {
         );
         assert!(self.live.is_empty(), "never released: {:?}", self.live);
         assert_eq!(self.pool.busy(), 0, "pool segments never given back");
+    }
+}
+
+// ---- doc_bytes ----
+
+/// The `doc_bytes` target: `data` cut into document messages (each a length byte, then that
+/// many bytes), fed both as a replica's messages to a serving [`DocHost`](crate::doc::DocHost)
+/// and as a host's messages to a [`DocReplica`](crate::doc::DocReplica) with a document open
+/// and a patch pending. Neither panics, whatever the bytes; and a message that decodes
+/// re-encodes to bytes that decode to the same message.
+pub fn doc_bytes(data: &[u8], now: Instant) {
+    use crate::doc::{
+        DocHost, DocLimits, DocReplica, HostConfig, HostInput, ReplicaConfig, ReplicaInput,
+    };
+    use crate::wire::{decode_doc, encode_doc};
+    let limits = DocLimits::default();
+    let node = NodeId::new(7).expect("non-zero");
+    let mut host = DocHost::new(HostConfig::default(), now);
+    let _ = host.handle(now, HostInput::Settled);
+    let mut replica = DocReplica::new(ReplicaConfig::new(node), now);
+    let _ = replica.handle(now, ReplicaInput::HubUp);
+    let _ = replica.open(now, "d", serde_json::json!({"n": 0, "a": [1, 2]}));
+    let _ = replica.patch(now, "d", &serde_json::json!({"$inc": {"n": 1}}), 0);
+    let mut rest = data;
+    while let Some((&len, tail)) = rest.split_first() {
+        let (msg, tail) = tail.split_at(usize::from(len).min(tail.len()));
+        rest = tail;
+        if let Ok(m) = decode_doc(msg, &limits) {
+            let again = decode_doc(&encode_doc(&m), &limits);
+            assert_eq!(
+                again.as_ref(),
+                Ok(&m),
+                "a decoded message re-encodes to itself"
+            );
+        }
+        let input = HostInput::Bytes {
+            peer: PeerId(1),
+            node,
+            data: msg,
+        };
+        let _ = host.handle(now, input);
+        let _ = replica.handle(now, ReplicaInput::Bytes(msg));
+        while host.poll_output().is_some() {}
+        while replica.poll_output().is_some() {}
     }
 }

@@ -145,6 +145,25 @@ pub enum HubEvt {
         /// The node.
         node: NodeId,
     },
+    /// A synced member sent a shared-document message ([`Frame::Doc`]), for the document
+    /// host (edge, once per frame). [`Member`](crate::Member) feeds it to its
+    /// [`DocHost`](crate::doc::DocHost) and does not report it.
+    Doc {
+        /// The link.
+        peer: PeerId,
+        /// Its node: the origin of its patches.
+        node: NodeId,
+        /// One encoded document message, unchecked.
+        data: Vec<u8>,
+    },
+    /// A synced member has sent the opening of every document it has open
+    /// ([`Frame::DocReady`]; edge, once per link).
+    DocReady {
+        /// The link.
+        peer: PeerId,
+        /// Its node.
+        node: NodeId,
+    },
 }
 
 impl HubEvt {
@@ -157,6 +176,8 @@ impl HubEvt {
             Self::PeerExpelled { .. } => "PeerExpelled",
             Self::PeerLeft { .. } => "PeerLeft",
             Self::NodePurged { .. } => "NodePurged",
+            Self::Doc { .. } => "Doc",
+            Self::DocReady { .. } => "DocReady",
         }
     }
 }
@@ -277,6 +298,8 @@ pub struct Hub {
     orphans: BTreeMap<NodeId, Instant>,
     timers: TimerTable,
     out: VecDeque<Output<HubEvt>>,
+    /// Nodes this hub declared gone (a LEAVE minted), not yet taken by [`Self::take_gone`].
+    gone: Vec<NodeId>,
     closed: bool,
 }
 
@@ -328,6 +351,7 @@ impl Hub {
             orphans,
             timers,
             out: VecDeque::new(),
+            gone: Vec::new(),
             closed: false,
         }
     }
@@ -428,6 +452,35 @@ impl Hub {
             return None;
         }
         self.timers.next().map(|(at, _)| at)
+    }
+
+    // ---- shared documents (driven by the member) ----
+
+    /// Sends one encoded document message to `peer`, if it is a synced member: otherwise the
+    /// message is dropped (the link is gone or not ready, and the document host hears of it).
+    pub(crate) fn send_doc(&mut self, peer: PeerId, data: Vec<u8>) {
+        let synced = self
+            .peers
+            .get(&peer)
+            .is_some_and(|p| matches!(p.state, PeerState::Synced { member: Some(_) }));
+        if synced && !self.closed {
+            self.send_raw(peer, &Frame::Doc(data));
+        } else {
+            trace!(%peer, "document message for a link that is not a synced member: dropped");
+        }
+    }
+
+    /// Closes `peer` for a protocol violation found outside the hub (in its document
+    /// messages): goodbye, disconnect, its node declared gone.
+    pub(crate) fn expel_misbehaved(&mut self, peer: PeerId, reason: String) {
+        if self.peers.contains_key(&peer) && !self.closed {
+            self.misbehaved(peer, reason);
+        }
+    }
+
+    /// The nodes declared gone (LEAVE minted) since the last call.
+    pub(crate) fn take_gone(&mut self) -> Vec<NodeId> {
+        std::mem::take(&mut self.gone)
     }
 
     // ---- internals ----
@@ -582,6 +635,16 @@ impl Hub {
             (PeerState::Synced { member: Some(node) }, Frame::Change(change)) => {
                 let node = *node;
                 self.on_change(peer, node, change);
+            }
+            (PeerState::Synced { member: Some(node) }, Frame::Doc(data)) => {
+                let node = *node;
+                self.out
+                    .push_back(Output::Evt(HubEvt::Doc { peer, node, data }));
+            }
+            (PeerState::Synced { member: Some(node) }, Frame::DocReady) => {
+                let node = *node;
+                self.out
+                    .push_back(Output::Evt(HubEvt::DocReady { peer, node }));
             }
             (_, Frame::Goodbye(reason)) => {
                 let node = p.state.member();
@@ -812,6 +875,7 @@ impl Hub {
 
     fn mint_leave(&mut self, node: NodeId) {
         self.orphans.remove(&node);
+        self.gone.push(node);
         self.mint_if_new(Change::Leave(node));
     }
 

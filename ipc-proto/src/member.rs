@@ -8,12 +8,30 @@
 //! bytes, fds, memory and time: it opens the sockets the member asks for, reports what happens
 //! on them, and acts on [`MemberOutput`]s.
 //!
+//! # Shared documents
+//! The member owns a [`DocReplica`] always and a [`DocHost`] while it runs the hub, and wires
+//! them as the [`doc`](crate::doc) module's docs say: their messages travel in
+//! [`Frame::Doc`](crate::wire::Frame::Doc) frames on the spoke's hub link; the replica is told
+//! [`ReplicaInput::HubUp`] when the spoke is synced (and then the spoke sends
+//! [`Frame::DocReady`](crate::wire::Frame::DocReady) after the openings) and
+//! [`ReplicaInput::HubDown`] when it loses the hub; the host is told
+//! [`HostInput::NodeGone`] for every LEAVE its hub mints, [`HostInput::PeerDown`] when a
+//! spoke's link goes, and [`HostInput::Settled`] once the hub's reconnection grace
+//! ([`HubConfig::grace`]) has passed since it started and every node its history shows as
+//! joined has sent `DocReady` on its link (its documents' states are in); nodes that do not
+//! reconnect within the grace are declared gone and drop out of that set. Even a hub with no
+//! inherited history waits for the grace: a node that has just started can win the hub
+//! address from the survivors of a dead hub, and learns of them (and their documents) only
+//! from their introductions. Commands are methods
+//! ([`Member::open_doc`], [`Member::patch_doc`], [`Member::close_doc`]), as on the replica;
+//! what the replica reports comes out as [`MemberEvt::Doc`].
+//!
 //! # Link ids
 //! Links the member asks for ([`MemberOutput::ConnectHub`], [`MemberOutput::ConnectData`])
 //! carry ids it chose, with the [`OUTGOING`] bit set. Links the driver accepts on the hub
 //! address or the node's data address get ids the driver chooses, below that bit.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, trace, warn};
@@ -21,6 +39,10 @@ use tracing::{debug, trace, warn};
 use crate::data::{
     DataCmd, DataConfig, DataEvt, DataInput, DataOutput, DataPlane, Delivery, OUTGOING,
     ReceivedSegment, Room, Routes, SegmentId,
+};
+use crate::doc::{
+    DocError, DocEvt, DocHost, DocLimits, DocReplica, HostConfig, HostEvt, HostInput, HostOutput,
+    PatchId, ReplicaConfig, ReplicaInput, ReplicaOutput,
 };
 use crate::error::CmdError;
 use crate::hub::{Hub, HubCmd, HubConfig, HubEvt};
@@ -30,7 +52,13 @@ use crate::rng::Rng;
 use crate::spoke::{Spoke, SpokeCmd, SpokeConfig, SpokeEvt};
 use crate::timer::Timer;
 use crate::topology::{Event, View};
-use crate::wire::{CloseReason, Limits};
+use crate::wire::{CloseReason, Limits, encode_doc};
+
+/// Room for the topology frame around a document message ([`Frame::Doc`]'s tag), with some
+/// to spare.
+///
+/// [`Frame::Doc`]: crate::wire::Frame::Doc
+const DOC_FRAME_OVERHEAD: usize = 16;
 
 /// How long a hub waits for its own node's goodbye before closing anyway.
 const HUB_GOODBYE: Duration = Duration::from_millis(500);
@@ -45,6 +73,11 @@ pub struct MemberConfig {
     pub hub: HubConfig,
     /// The data plane; `None` for an observer.
     pub data: Option<DataConfig>,
+    /// Bounds on shared documents, for the replica and for the host this node may run (the
+    /// same in every node of a group). `max_chunk` is lowered to fit the hub link's frames
+    /// ([`Limits::max_frame`]), but not below [`DocLimits::MIN_CHUNK`] and the longest name
+    /// and path: a `max_frame` below about 6 KiB leaves no room for documents.
+    pub docs: DocLimits,
 }
 
 /// What an application chooses for a node, the same whatever the driver: drivers keep one
@@ -65,6 +98,9 @@ pub struct NodeOptions {
     pub limits: Limits,
     /// Whether this node's messages also reach its own subscriptions. Default no.
     pub self_delivery: bool,
+    /// Whether this node may run the group's hub (see [`SpokeConfig::hub_eligible`]).
+    /// Default yes.
+    pub hub_eligible: bool,
 }
 
 impl NodeOptions {
@@ -77,6 +113,7 @@ impl NodeOptions {
             access: AccessPolicy::same_uid(uid),
             limits: Limits::default(),
             self_delivery: false,
+            hub_eligible: true,
         }
     }
 
@@ -102,6 +139,7 @@ impl NodeOptions {
             .node_id(id)
             .name(self.name.clone())
             .observer(data_addr.is_none())
+            .hub_eligible(self.hub_eligible)
             .keepalive(self.keepalive);
         spoke.limits = self.limits.clone();
         let data = data_addr.map(|addr| {
@@ -116,7 +154,12 @@ impl NodeOptions {
             .keepalive(self.keepalive)
             .access(self.access.clone());
         hub.limits = self.limits.clone();
-        MemberConfig { spoke, hub, data }
+        MemberConfig {
+            spoke,
+            hub,
+            data,
+            docs: DocLimits::default(),
+        }
     }
 }
 
@@ -273,6 +316,11 @@ pub enum MemberEvt {
         /// What it did.
         reason: String,
     },
+    /// What the document replica reports: documents opened, changed, patched, patches of
+    /// this node accepted or rejected, states from a new host (see [`DocEvt`]).
+    Doc(DocEvt),
+    /// What this node's document host reports, for logs (see [`HostEvt`]).
+    DocHost(HostEvt),
     /// The node has left: everything is said; the driver flushes and stops.
     Left,
 }
@@ -292,6 +340,8 @@ impl MemberEvt {
             Self::Room { .. } => "Room",
             Self::Hub(e) => e.name(),
             Self::PeerMisbehaved { .. } => "PeerMisbehaved",
+            Self::Doc(e) => e.name(),
+            Self::DocHost(e) => e.name(),
             Self::Left => "Left",
         }
     }
@@ -326,6 +376,12 @@ pub struct Member {
     spoke: Spoke,
     hub: Option<Hub>,
     data: Option<DataPlane>,
+    replica: DocReplica,
+    /// The document host, while this node runs the hub.
+    host: Option<DocHost>,
+    /// While the document host gathers: when it may settle at the earliest (`None` once
+    /// passed), and the nodes whose documents' states are in (they sent `DocReady`).
+    doc_gather: Option<(Option<Instant>, BTreeSet<NodeId>)>,
     links: BTreeMap<PeerId, Kind>,
     next_peer: u64,
     leaving: Option<Leaving>,
@@ -339,12 +395,27 @@ impl Member {
     pub fn new(config: MemberConfig, now: Instant) -> Self {
         let mut rng = Rng::new(config.spoke.rng_seed ^ 0x6d65_6d62_6572);
         let _ = rng.next_u64();
+        // A document message and its frame (tag, length) must fit the hub link's frames.
+        let mut docs = config.docs;
+        docs.max_chunk = docs.max_chunk.min(
+            config
+                .spoke
+                .limits
+                .max_frame
+                .saturating_sub(DOC_FRAME_OVERHEAD),
+        );
+        let spoke = Spoke::new(config.spoke, now);
+        let mut replica = ReplicaConfig::new(spoke.id());
+        replica.limits(docs);
         Self {
             hub_config: config.hub,
             rng,
-            spoke: Spoke::new(config.spoke, now),
+            spoke,
             hub: None,
             data: config.data.map(|d| DataPlane::new(d, now)),
+            replica: DocReplica::new(replica, now),
+            host: None,
+            doc_gather: None,
             links: BTreeMap::new(),
             next_peer: 0,
             leaving: None,
@@ -391,6 +462,16 @@ impl Member {
         self.data.as_ref()
     }
 
+    /// The document replica: documents open on this node, their values and versions.
+    pub fn docs(&self) -> &DocReplica {
+        &self.replica
+    }
+
+    /// The document host, while this node runs the hub.
+    pub fn doc_host(&self) -> Option<&DocHost> {
+        self.host.as_ref()
+    }
+
     /// Whether the node has left (after [`MemberEvt::Left`]).
     pub fn is_left(&self) -> bool {
         self.left
@@ -398,6 +479,14 @@ impl Member {
 
     /// Which timer [`poll_timeout`](Self::poll_timeout) reports, for logs and tests.
     pub fn next_timer(&self) -> Option<Timer> {
+        let at = self.poll_timeout();
+        let docs = [
+            self.host.as_ref().and_then(DocHost::poll_timeout),
+            self.doc_gather.as_ref().and_then(|(t, _)| *t),
+        ];
+        if at.is_some() && self.spoke.poll_timeout() != at && docs.contains(&at) {
+            return Some(Timer::DocGather);
+        }
         self.spoke
             .next_timer()
             .or_else(|| self.hub.as_ref().and_then(Hub::next_timer))
@@ -490,6 +579,7 @@ impl Member {
                     if let Some(hub) = &mut self.hub {
                         hub.handle(now, Input::PeerDown(peer))?;
                     }
+                    self.feed_host(now, HostInput::PeerDown(peer));
                 }
                 Some(Kind::Data) => self.feed_data(now, DataInput::PeerDown(peer)),
                 None => {}
@@ -524,10 +614,65 @@ impl Member {
         {
             d.handle_timeout(now);
         }
+        if let Some(host) = &mut self.host
+            && host.poll_timeout().is_some_and(|t| t <= now)
+        {
+            host.handle_timeout(now);
+        }
         if self.leaving.as_ref().is_some_and(|l| l.hub_close_at <= now) {
             self.close_hub(now);
         }
         self.pump(now);
+    }
+
+    // ---- shared documents ----
+
+    /// Opens the document `name` (see [`DocReplica::open`]): the host's value replaces
+    /// `default` once it answers ([`DocEvt::Opened`]), or the host creates it from `default`.
+    pub fn open_doc(
+        &mut self,
+        now: Instant,
+        name: &str,
+        default: serde_json::Value,
+    ) -> Result<(), DocError> {
+        self.check_docs()?;
+        self.replica.open(now, name, default)?;
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Applies `update` to the local value of `name` and sends it to the host (see
+    /// [`DocReplica::patch`]); the answer comes as [`DocEvt::Accepted`] or
+    /// [`DocEvt::Rejected`] with the id returned. `wall_ms`: the wall clock, in milliseconds
+    /// since the Unix epoch (`$currentDate`).
+    pub fn patch_doc(
+        &mut self,
+        now: Instant,
+        name: &str,
+        update: &serde_json::Value,
+        wall_ms: u64,
+    ) -> Result<PatchId, DocError> {
+        self.check_docs()?;
+        let id = self.replica.patch(now, name, update, wall_ms)?;
+        self.pump(now);
+        Ok(id)
+    }
+
+    /// Closes the document `name` (see [`DocReplica::close`]).
+    pub fn close_doc(&mut self, now: Instant, name: &str) -> Result<(), DocError> {
+        self.replica.close(now, name)?;
+        self.pump(now);
+        Ok(())
+    }
+
+    fn check_docs(&self) -> Result<(), DocError> {
+        if self.spoke.is_observer() {
+            Err(DocError::Observer)
+        } else if self.left || self.leaving.is_some() {
+            Err(DocError::Left)
+        } else {
+            Ok(())
+        }
     }
 
     /// The next thing for the driver to do; drain until `None`.
@@ -541,6 +686,9 @@ impl Member {
             self.spoke.poll_timeout(),
             self.hub.as_ref().and_then(Hub::poll_timeout),
             self.data.as_ref().and_then(DataPlane::poll_timeout),
+            self.host.as_ref().and_then(DocHost::poll_timeout),
+            self.doc_gather.as_ref().and_then(|(at, _)| *at),
+            self.replica.poll_timeout(),
             self.leaving
                 .as_ref()
                 .filter(|_| self.hub.is_some())
@@ -570,7 +718,16 @@ impl Member {
         if won {
             let mut cfg = self.hub_config.clone();
             cfg.rng_seed(self.rng.next_u64());
-            self.hub = Some(Hub::new(cfg, self.spoke.hub_seed(), now));
+            let seed = self.spoke.hub_seed();
+            // The document host waits for every node's states (see the module docs), at most
+            // until the grace and a keepalive are over (a node that reconnected then stalled
+            // is expelled by then).
+            self.doc_gather = Some((Some(now + self.hub_config.grace), BTreeSet::new()));
+            let mut host = HostConfig::default();
+            host.limits(self.replica.limits().clone())
+                .gather_timeout(self.hub_config.grace + self.hub_config.keepalive);
+            self.host = Some(DocHost::new(host, now));
+            self.hub = Some(Hub::new(cfg, seed, now));
             debug!(node = %self.spoke.id(), "this node runs the hub");
             self.out.push_back(MemberOutput::Evt(MemberEvt::BecameHub));
         }
@@ -597,6 +754,7 @@ impl Member {
                 if let Some(hub) = &mut self.hub {
                     hub.handle(now, Input::PeerDown(peer))?;
                 }
+                self.feed_host(now, HostInput::PeerDown(peer));
             }
             _ => {}
         }
@@ -612,6 +770,8 @@ impl Member {
             }
             self.out.push_back(MemberOutput::Unbind);
         }
+        self.host = None;
+        self.doc_gather = None;
         self.check_left();
     }
 
@@ -637,6 +797,21 @@ impl Member {
             while let Some(out) = self.hub.as_mut().and_then(Hub::poll_output) {
                 quiet = false;
                 self.on_hub_output(now, out);
+            }
+            if let Some(hub) = &mut self.hub {
+                for node in hub.take_gone() {
+                    quiet = false;
+                    self.feed_host(now, HostInput::NodeGone(node));
+                }
+            }
+            self.settle_docs_if_ready(now);
+            while let Some(out) = self.replica.poll_output() {
+                quiet = false;
+                self.on_replica_output(now, out);
+            }
+            while let Some(out) = self.host.as_mut().and_then(DocHost::poll_output) {
+                quiet = false;
+                self.on_host_output(out);
             }
             if std::mem::take(&mut self.view_dirty) {
                 let routes = Routes::from_view(self.spoke.view());
@@ -683,17 +858,38 @@ impl Member {
                     }
                     SpokeEvt::Synced { hub, term } => {
                         self.view_dirty = true;
-                        MemberEvt::Synced { hub, term }
+                        self.out
+                            .push_back(MemberOutput::Evt(MemberEvt::Synced { hub, term }));
+                        // The openings first, then DocReady behind them on the link.
+                        if !self.spoke.is_observer() {
+                            self.feed_replica(now, ReplicaInput::HubUp);
+                            while let Some(out) = self.replica.poll_output() {
+                                self.on_replica_output(now, out);
+                            }
+                            self.spoke.send_doc_ready();
+                        }
+                        return;
                     }
-                    SpokeEvt::HubLost => MemberEvt::HubLost,
+                    SpokeEvt::Doc(data) => {
+                        self.feed_replica(now, ReplicaInput::Bytes(&data));
+                        return;
+                    }
+                    SpokeEvt::HubLost => {
+                        self.feed_replica(now, ReplicaInput::HubDown);
+                        MemberEvt::HubLost
+                    }
                     SpokeEvt::HubUnresponsive => MemberEvt::HubUnresponsive,
                     SpokeEvt::HubResponsive => MemberEvt::HubResponsive,
                     SpokeEvt::HubClosed(r) => MemberEvt::HubClosed(r),
                     SpokeEvt::HubAbsent => MemberEvt::HubAbsent,
-                    SpokeEvt::HubMisbehaved { reason } => MemberEvt::PeerMisbehaved {
-                        peer: PeerId(0),
-                        reason,
-                    },
+                    SpokeEvt::HubMisbehaved { reason } => {
+                        // HubLost follows only if the spoke was synced; HubDown is idempotent.
+                        self.feed_replica(now, ReplicaInput::HubDown);
+                        MemberEvt::PeerMisbehaved {
+                            peer: PeerId(0),
+                            reason,
+                        }
+                    }
                     SpokeEvt::Left => {
                         if let Some(l) = &mut self.leaving {
                             l.spoke_left = true;
@@ -723,6 +919,22 @@ impl Member {
             Output::Disconnect(peer) => {
                 self.links.remove(&peer);
                 self.out.push_back(MemberOutput::Disconnect(peer));
+                self.feed_host(now, HostInput::PeerDown(peer));
+            }
+            Output::Evt(HubEvt::Doc { peer, node, data }) => {
+                self.feed_host(
+                    now,
+                    HostInput::Bytes {
+                        peer,
+                        node,
+                        data: &data,
+                    },
+                );
+            }
+            Output::Evt(HubEvt::DocReady { node, .. }) => {
+                if let Some((_, ready)) = &mut self.doc_gather {
+                    ready.insert(node);
+                }
             }
             Output::Evt(evt) => {
                 if let HubEvt::PeerLeft {
@@ -736,6 +948,75 @@ impl Member {
                 }
                 self.out.push_back(MemberOutput::Evt(MemberEvt::Hub(evt)));
             }
+        }
+    }
+
+    fn feed_replica(&mut self, now: Instant, input: ReplicaInput<'_>) {
+        if let Err(e) = self.replica.handle(now, input) {
+            warn!(error = %e, "document replica refused an input");
+        }
+    }
+
+    fn feed_host(&mut self, now: Instant, input: HostInput<'_>) {
+        if let Some(host) = &mut self.host
+            && let Err(e) = host.handle(now, input)
+        {
+            warn!(error = %e, "document host refused an input");
+        }
+    }
+
+    /// Tells the host the reconnection grace is over once it has passed and every node the
+    /// hub's history shows as joined has sent its documents' states.
+    fn settle_docs_if_ready(&mut self, now: Instant) {
+        let Some((not_before, ready)) = &mut self.doc_gather else {
+            return;
+        };
+        let (Some(hub), Some(host)) = (&self.hub, &self.host) else {
+            return;
+        };
+        if !host.is_gathering() {
+            self.doc_gather = None;
+            return;
+        }
+        if not_before.is_some_and(|t| now < t) {
+            return;
+        }
+        *not_before = None;
+        if !hub.history().live_nodes().all(|n| ready.contains(&n.id)) {
+            return;
+        }
+        debug!(
+            nodes = ready.len(),
+            "every node's documents are in: the document host settles"
+        );
+        self.doc_gather = None;
+        self.feed_host(now, HostInput::Settled);
+    }
+
+    fn on_replica_output(&mut self, now: Instant, out: ReplicaOutput) {
+        match out {
+            ReplicaOutput::Send(msg) => self.spoke.send_doc(encode_doc(&msg)),
+            ReplicaOutput::Disconnect => {
+                self.spoke
+                    .doc_violation(now, "broke the shared-document protocol");
+            }
+            ReplicaOutput::Evt(e) => self.out.push_back(MemberOutput::Evt(MemberEvt::Doc(e))),
+        }
+    }
+
+    fn on_host_output(&mut self, out: HostOutput) {
+        match out {
+            HostOutput::Send { peer, msg } => {
+                if let Some(hub) = &mut self.hub {
+                    hub.send_doc(peer, encode_doc(&msg));
+                }
+            }
+            HostOutput::Disconnect(peer) => {
+                if let Some(hub) = &mut self.hub {
+                    hub.expel_misbehaved(peer, "broke the shared-document protocol".into());
+                }
+            }
+            HostOutput::Evt(e) => self.out.push_back(MemberOutput::Evt(MemberEvt::DocHost(e))),
         }
     }
 

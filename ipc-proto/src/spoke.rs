@@ -28,6 +28,10 @@ pub struct SpokeConfig {
     pub data_addr: String,
     /// Watch the group without joining it: no node record, no topics, never a hub.
     pub observer: bool,
+    /// Whether this node may run the hub when none answers. Default yes. A member that may
+    /// not waits (with backoff) for another to take the address: a group of such members
+    /// alone has no hub.
+    pub hub_eligible: bool,
     /// A hub silent for this long is reported unresponsive. Default 2 s.
     pub keepalive: Duration,
     /// How often the spoke sends a heartbeat. Default 500 ms.
@@ -50,6 +54,7 @@ impl Default for SpokeConfig {
             name: String::new(),
             data_addr: String::new(),
             observer: false,
+            hub_eligible: true,
             keepalive: Duration::from_secs(2),
             heartbeat: Duration::from_millis(500),
             backoff_min: Duration::from_millis(5),
@@ -82,6 +87,12 @@ impl SpokeConfig {
     /// Sets [`node_id`](Self::node_id).
     pub fn node_id(&mut self, id: NodeId) -> &mut Self {
         self.node_id = Some(id);
+        self
+    }
+
+    /// Sets [`hub_eligible`](Self::hub_eligible).
+    pub fn hub_eligible(&mut self, eligible: bool) -> &mut Self {
+        self.hub_eligible = eligible;
         self
     }
 
@@ -185,6 +196,10 @@ pub enum SpokeEvt {
     },
     /// `Leave` is done: the goodbye is queued and the link closed (edge, final).
     Left,
+    /// A shared-document message from the hub ([`Frame::Doc`]; edge, once per frame, only
+    /// while synced). [`Member`](crate::Member) feeds it to its
+    /// [`DocReplica`](crate::doc::DocReplica) and does not report it.
+    Doc(Vec<u8>),
 }
 
 impl SpokeEvt {
@@ -202,6 +217,7 @@ impl SpokeEvt {
             Self::HubClosed(_) => "HubClosed",
             Self::HubMisbehaved { .. } => "HubMisbehaved",
             Self::Left => "Left",
+            Self::Doc(_) => "Doc",
         }
     }
 }
@@ -341,6 +357,11 @@ impl Spoke {
     }
 
     // ---- getters ----
+
+    /// Whether this spoke watches without joining (it holds no topics and no documents).
+    pub fn is_observer(&self) -> bool {
+        self.config.observer
+    }
 
     /// This node's id.
     pub fn id(&self) -> NodeId {
@@ -595,6 +616,9 @@ impl Spoke {
                 self.out.push_back(Output::Evt(SpokeEvt::HubAbsent));
             }
             self.backoff(now, attempt);
+        } else if !self.config.hub_eligible {
+            trace!("no hub answered; this node may not run one: backoff");
+            self.backoff(now, attempt);
         } else {
             self.transition(State::Binding { attempt });
             self.out.push_back(Output::Evt(SpokeEvt::BindRequested));
@@ -823,6 +847,9 @@ impl Spoke {
                 self.apply_records(now, records, false);
             }
             (State::Synced { .. }, Frame::Horizon(h)) => self.history.merge_horizon(&h),
+            (State::Synced { .. }, Frame::Doc(data)) => {
+                self.out.push_back(Output::Evt(SpokeEvt::Doc(data)));
+            }
             (state, frame) => {
                 let msg = format!("unexpected {} while {:?}", frame.name(), state.public());
                 self.hub_misbehaved(now, &msg);
@@ -896,6 +923,36 @@ impl Spoke {
         self.out
             .push_back(Output::Evt(SpokeEvt::HubMisbehaved { reason }));
         self.lose_link(now, false);
+    }
+
+    // ---- shared documents (driven by the member) ----
+
+    /// Sends one encoded document message to the hub, if synced with one (else it is dropped:
+    /// the document replica resends what matters after the next sync).
+    pub(crate) fn send_doc(&mut self, data: Vec<u8>) {
+        self.send_synced(&Frame::Doc(data));
+    }
+
+    /// Tells the hub that every document opening is sent ([`Frame::DocReady`]).
+    pub(crate) fn send_doc_ready(&mut self) {
+        self.send_synced(&Frame::DocReady);
+    }
+
+    fn send_synced(&mut self, frame: &Frame) {
+        match &self.state {
+            State::Synced { link, .. } => {
+                let peer = link.peer;
+                self.send(peer, frame);
+            }
+            _ => trace!(frame = frame.name(), "not synced: document frame dropped"),
+        }
+    }
+
+    /// Closes the hub link for a protocol violation found in its document messages.
+    pub(crate) fn doc_violation(&mut self, now: Instant, reason: &str) {
+        if matches!(self.state, State::Synced { .. }) {
+            self.hub_misbehaved(now, &reason);
+        }
     }
 
     // ---- plumbing ----

@@ -15,10 +15,18 @@ pub enum Timer {
     Grace,
     /// Retry reaching the hub after a failed attempt.
     Backoff,
+    /// A new hub's document host may stop gathering the nodes' document states.
+    DocGather,
 }
 
 impl Timer {
-    const ALL: [Self; 4] = [Self::Heartbeat, Self::Keepalive, Self::Grace, Self::Backoff];
+    const ALL: [Self; 5] = [
+        Self::Heartbeat,
+        Self::Keepalive,
+        Self::Grace,
+        Self::Backoff,
+        Self::DocGather,
+    ];
 
     const fn index(self) -> usize {
         match self {
@@ -26,6 +34,7 @@ impl Timer {
             Self::Keepalive => 1,
             Self::Grace => 2,
             Self::Backoff => 3,
+            Self::DocGather => 4,
         }
     }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub use serde_json::Value;
 
+pub mod doc_peer;
 pub mod peer;
 
 /// A generous deadline for anything that should take milliseconds on an idle machine.

@@ -120,7 +120,7 @@ pub fn message_line(
 }
 
 /// Writes one line to stdout, whole, and flushes it.
-fn emit(v: &Value) {
+pub(crate) fn emit(v: &Value) {
     static OUT: Mutex<()> = Mutex::new(());
     let _guard = OUT
         .lock()

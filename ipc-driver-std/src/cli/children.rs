@@ -206,7 +206,10 @@ impl Mirror {
             | Line::HubResponsive
             | Line::HubClosed { .. }
             | Line::HubAbsent
-            | Line::Lagged { .. } => {}
+            | Line::Lagged { .. }
+            | Line::Doc { .. }
+            | Line::DocState { .. }
+            | Line::DocPatched { .. } => {}
         }
     }
 

@@ -446,5 +446,8 @@ fn describe(fleet: &Fleet, line: &Line) -> String {
         Line::HubClosed { reason } => format!("the hub closed the link: {reason}"),
         Line::HubAbsent => "no hub answered".into(),
         Line::Lagged { missed } => format!("missed {missed} events (too slow)"),
+        Line::Doc { doc, what, .. } => format!("document {doc}: {what}"),
+        Line::DocState { doc, version, .. } => format!("document {doc} at version {version}"),
+        Line::DocPatched { doc, version, .. } => format!("document {doc} patched: {version}"),
     }
 }

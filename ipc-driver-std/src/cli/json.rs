@@ -107,6 +107,28 @@ pub(crate) enum Line {
     Lagged {
         missed: u64,
     },
+    /// An event of a shared document (nodes that open documents only): its name in snake
+    /// case, and the version it is about.
+    Doc {
+        doc: String,
+        what: String,
+        version: Option<u64>,
+    },
+    /// `doc NAME watch`: the document's value at `version` (first line, and after a hub
+    /// change or a resync replaced it).
+    DocState {
+        doc: String,
+        version: u64,
+        value: serde_json::Value,
+    },
+    /// `doc NAME watch`: a patch the host accepted as `version`, and the value after it.
+    DocPatched {
+        doc: String,
+        version: u64,
+        origin: Hex,
+        update: serde_json::Value,
+        value: serde_json::Value,
+    },
 }
 
 impl Line {
@@ -165,6 +187,11 @@ impl Line {
             },
             NodeEvent::HubAbsent => Self::HubAbsent,
             NodeEvent::Lagged { missed } => Self::Lagged { missed: *missed },
+            NodeEvent::Doc(e) => Self::Doc {
+                doc: e.doc().to_owned(),
+                what: e.name().to_owned(),
+                version: e.version(),
+            },
         }
     }
 

@@ -10,6 +10,8 @@
 //! | `sub TOPIC [--count N]` | prints one JSON line per message: topic, publisher, seq, length, FNV-1a of the payload, how it came |
 //! | `bus NAME` | joins bus channel NAME: stdin lines out to the other members, their lines in on stdout |
 //! | `demo` | a self-contained tour in a private group: starts nodes, shows their events, kills the hub and times the failover |
+//! | `doc NAME get\|patch UPDATE\|watch [--default JSON]` | a shared document of the group: print its value as JSON; apply one patch (MongoDB update operators) and print the new version, or the error with exit code 1; print each accepted patch and the value after it as JSON lines until SIGINT or SIGTERM |
+//! | `bench doc [--json] [--seconds S]` | shared-document patches per second through the host with 1 and 4 writers, and patch-to-ack latency |
 //! | `bench topology [--json] [--trials N]` | failover time, convergence time and idle CPU, measured with real processes |
 //! | `bench payload [--json] [--reps N] [--quick] [--placement P] [--only ID]...` | the payload data path as ratios against raw baselines (SEQPACKET ping-pong, UDS copy, memcpy, fresh memfd, segment pool) measured in the same run |
 //!
@@ -34,6 +36,7 @@ mod bench;
 mod children;
 mod counters;
 mod demo;
+mod doc;
 mod json;
 mod pubsub;
 mod status;
@@ -76,6 +79,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Sub(args) => pubsub::subscribe(&cli.group, &args),
         Command::Bus(args) => pubsub::bus(&cli.group, &args),
         Command::Demo(args) => demo::run(&args, cli.verbose > 0),
+        Command::Doc(args) => doc::run(&cli.group, &args),
         Command::Bench(args) => bench::run(&args),
         Command::BenchChild(args) => bench::child(&cli.group, &args),
     };
@@ -172,6 +176,14 @@ enum Command {
     /// SIGKILL, measures how long the survivors take to agree on a new one, then stops them.
     /// Takes a few seconds and leaves nothing running.
     Demo(demo::DemoArgs),
+    /// Read, patch or follow a shared document of the group.
+    ///
+    /// Joins the group as a node named `doc`, opens the document (created from `--default`
+    /// if the group does not have it), then: `get` prints its value as JSON; `patch UPDATE`
+    /// applies one patch and prints the new version, or the error with exit code 1; `watch`
+    /// prints a `doc_state` line, then a `doc_patched` line (the patch and the value after it)
+    /// per accepted patch, until SIGINT or SIGTERM.
+    Doc(doc::DocArgs),
     /// Measure with real processes (each benchmark starts children of this executable).
     Bench(bench::BenchArgs),
     /// One process of a `bench payload` measurement (started by the benchmark).

@@ -93,6 +93,11 @@
 //! one message is refused locally ([`DocError::TooLarge`]).
 //!
 //! # Wiring
+//! [`Member`](crate::Member) does all of this (see its module docs); a driver of a member
+//! only calls [`Member::open_doc`](crate::Member::open_doc),
+//! [`Member::patch_doc`](crate::Member::patch_doc) and reads
+//! [`MemberEvt::Doc`](crate::MemberEvt::Doc). Without a member:
+//!
 //! - **Hub.** Start a [`DocHost`] with the hub. Feed each document message from a spoke's
 //!   link as [`HostInput::Bytes`] with the link and the spoke's node (its patches' origin),
 //!   [`HostInput::PeerDown`] when the link goes, [`HostInput::NodeGone`] when the hub declares
@@ -407,6 +412,12 @@ pub enum DocError {
         /// The limit.
         max: usize,
     },
+    /// An observer watches the group without joining it: it has no documents.
+    #[error("an observer cannot open or patch documents")]
+    Observer,
+    /// The node has left (or is leaving) the group.
+    #[error("the node has left the group")]
+    Left,
 }
 
 /// Where a document's local value changed ([`DocEvt::Changed`]).

@@ -117,6 +117,9 @@ pub enum DocEvt {
         version: u64,
         /// Its origin.
         origin: NodeId,
+        /// When it was made, in milliseconds since the Unix epoch: what `$currentDate`
+        /// wrote, so that the update applied to the previous version gives this one.
+        wall_ms: u64,
         /// The update.
         update: Update,
     },
@@ -780,6 +783,7 @@ impl DocReplica {
             name: name.into(),
             version,
             origin,
+            wall_ms,
             update,
         });
         self.cover(name);

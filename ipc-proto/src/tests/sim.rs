@@ -14,10 +14,14 @@ use std::time::{Duration, Instant};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng as _, SeedableRng};
 
+use serde_json::Value;
+
+use crate::doc::{DocError, DocEvt, DocLimits, HostEvt, PatchId, Update};
+use crate::wire::{DocMsg, Frame, decode, decode_doc};
 use crate::{
-    AccessPolicy, Credentials, Event, HubConfig, HubEvt, Listener, Member, MemberCmd, MemberConfig,
-    MemberEvt, MemberInput, MemberOutput, NodeId, NodeInfo, OwnTopics, PeerId, SpokeCmd,
-    SpokeConfig, Summary, Term, View,
+    AccessPolicy, Credentials, Event, HubConfig, HubEvt, Limits, Listener, Member, MemberCmd,
+    MemberConfig, MemberEvt, MemberInput, MemberOutput, NodeId, NodeInfo, OwnTopics, PeerId,
+    SpokeCmd, SpokeConfig, Summary, Term, View,
 };
 
 pub(crate) const UID: u32 = 1000;
@@ -35,6 +39,8 @@ pub(crate) struct SimConfig {
     pub(crate) grace: Duration,
     pub(crate) keepalive: Duration,
     pub(crate) max_tombstones: usize,
+    /// Bounds of every spoke and hub.
+    pub(crate) limits: Limits,
 }
 
 impl Default for SimConfig {
@@ -45,6 +51,7 @@ impl Default for SimConfig {
             grace: Duration::from_millis(200),
             keepalive: Duration::from_secs(2),
             max_tombstones: crate::DEFAULT_TOMBSTONES,
+            limits: Limits::default(),
         }
     }
 }
@@ -72,6 +79,8 @@ pub(crate) struct SimNode {
     pub(crate) frozen_spans: Vec<(Instant, Instant)>,
     /// The node's own topics after each command, from its start.
     pub(crate) own_log: Vec<(Instant, OwnTopics)>,
+    /// What its document replica reported, in order.
+    pub(crate) doc_evts: Vec<DocEvt>,
 }
 
 impl SimNode {
@@ -140,6 +149,9 @@ pub(crate) struct Sim {
     pub(crate) steps: usize,
     /// Deliveries of protocol data (not heartbeats) not yet handled by their machine.
     data_in_flight: usize,
+    /// Every patch a document host broadcast, by document and version; a later host's
+    /// overwrites an earlier one's (versions lost in a failover are given again).
+    pub(crate) doc_history: BTreeMap<(String, u64), (NodeId, Update)>,
 }
 
 fn cred(ix: NodeIx) -> Credentials {
@@ -172,6 +184,7 @@ impl Sim {
             hubs_started: Vec::new(),
             steps: 0,
             data_in_flight: 0,
+            doc_history: BTreeMap::new(),
         }
     }
 
@@ -196,16 +209,19 @@ impl Sim {
             .data_addr(format!("@sim/{}", ix.0))
             .keepalive(self.config.keepalive);
         spoke.max_tombstones = self.config.max_tombstones;
+        spoke.limits = self.config.limits.clone();
         let mut hub = HubConfig::default();
         hub.grace(self.config.grace)
             .keepalive(self.config.keepalive)
             .access(AccessPolicy::same_uid(UID));
         hub.max_tombstones = self.config.max_tombstones;
+        hub.limits = self.config.limits.clone();
         let mut member = Member::new(
             MemberConfig {
                 spoke,
                 hub,
                 data: None,
+                docs: crate::doc::DocLimits::default(),
             },
             self.now,
         );
@@ -241,6 +257,7 @@ impl Sim {
             pending: VecDeque::new(),
             frozen_spans: Vec::new(),
             own_log: vec![(self.now, own.clone())],
+            doc_evts: Vec::new(),
         });
         self.drain(ix);
         ix
@@ -340,6 +357,38 @@ impl Sim {
             .handle(now, MemberInput::Cmd(MemberCmd::Spoke(SpokeCmd::Leave)))
             .expect("leave once");
         self.drain(ix);
+    }
+
+    /// Opens a document on a node, as its application would.
+    pub(crate) fn open_doc(&mut self, ix: NodeIx, name: &str, default: Value) {
+        let now = self.now;
+        let n = &mut self.nodes[ix.0];
+        if !n.is_member() || n.frozen {
+            return;
+        }
+        n.member
+            .open_doc(now, name, default)
+            .expect("valid opening");
+        self.drain(ix);
+    }
+
+    /// Patches a document on a node, as its application would (`None`: the node is not
+    /// running). The wall clock is the simulated time.
+    pub(crate) fn patch_doc(
+        &mut self,
+        ix: NodeIx,
+        name: &str,
+        update: &Value,
+    ) -> Option<Result<PatchId, DocError>> {
+        let now = self.now;
+        let wall_ms = (now - self.epoch).as_millis() as u64;
+        let n = &mut self.nodes[ix.0];
+        if !n.is_member() || n.frozen {
+            return None;
+        }
+        let r = n.member.patch_doc(now, name, update, wall_ms);
+        self.drain(ix);
+        Some(r)
     }
 
     // ---- running ----
@@ -613,7 +662,10 @@ impl Sim {
                         self.hang_up(id, ix);
                     }
                 }
-                MemberOutput::Transmit { peer, bytes, .. } => self.transmit(ix, peer, bytes),
+                MemberOutput::Transmit { peer, bytes, .. } => {
+                    self.record_doc(&bytes);
+                    self.transmit(ix, peer, bytes);
+                }
                 MemberOutput::Disconnect(peer) => {
                     if let Some(&id) = self.ends.get(&(ix, peer)) {
                         self.hang_up(id, ix);
@@ -649,9 +701,12 @@ impl Sim {
                             self.purged.push((now, node));
                         }
                         MemberEvt::PeerMisbehaved { .. }
-                        | MemberEvt::Hub(HubEvt::PeerMisbehaved { .. }) => {
+                        | MemberEvt::Hub(HubEvt::PeerMisbehaved { .. })
+                        | MemberEvt::Doc(DocEvt::HubMisbehaved { .. })
+                        | MemberEvt::DocHost(HostEvt::PeerMisbehaved { .. }) => {
                             panic!("a correct peer misbehaved: {evt:?}")
                         }
+                        MemberEvt::Doc(e) => n.doc_evts.push(e),
                         _ => {}
                     }
                 }
@@ -683,6 +738,24 @@ impl Sim {
                     input: SimInput::Record(to, c, data),
                 },
             );
+        }
+    }
+
+    /// Records a host's broadcast of an accepted patch (the simulation's ground truth).
+    fn record_doc(&mut self, bytes: &[u8]) {
+        let Some(body) = bytes.get(4..) else {
+            return;
+        };
+        if let Ok(Frame::Doc(data)) = decode(body, &Limits::default())
+            && let Ok(DocMsg::Patched {
+                name,
+                version,
+                origin,
+                update,
+                ..
+            }) = decode_doc(&data, &DocLimits::default())
+        {
+            self.doc_history.insert((name, version), (origin, update));
         }
     }
 

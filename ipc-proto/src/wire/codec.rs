@@ -33,6 +33,8 @@ const TAG_SNAPSHOT_END: u8 = 10;
 const TAG_MINTED: u8 = 11;
 const TAG_RELAYED: u8 = 12;
 const TAG_HORIZON: u8 = 13;
+const TAG_DOC: u8 = 14;
+const TAG_DOC_READY: u8 = 15;
 
 /// Encodes one frame, with its length header.
 pub fn encode(frame: &Frame) -> Vec<u8> {
@@ -59,6 +61,12 @@ pub fn encode_into(frame: &Frame, out: &mut Vec<u8>) {
         Frame::Minted(r) => body(out, TAG_MINTED, r),
         Frame::Relayed(r) => body(out, TAG_RELAYED, r),
         Frame::Horizon(h) => body(out, TAG_HORIZON, h),
+        Frame::Doc(d) => {
+            // Raw: the document message is its own encoding.
+            out.push(TAG_DOC);
+            out.extend_from_slice(d);
+        }
+        Frame::DocReady => out.push(TAG_DOC_READY),
     }
     let len = u32::try_from(out.len() - start - HEADER).expect("frames are far below 4 GiB");
     out[start..start + HEADER].copy_from_slice(&len.to_le_bytes());
@@ -94,6 +102,9 @@ pub fn decode(frame: &[u8], limits: &Limits) -> Result<Frame, DecodeError> {
         TAG_MINTED => Frame::Minted(whole(body)?),
         TAG_RELAYED => Frame::Relayed(whole(body)?),
         TAG_HORIZON => Frame::Horizon(whole(body)?),
+        // The frame's length was checked against `max_frame` before it was buffered.
+        TAG_DOC => Frame::Doc(body.to_vec()),
+        TAG_DOC_READY => unit(body, Frame::DocReady)?,
         other => return Err(DecodeError::UnknownTag(other)),
     };
     check(&frame, limits)?;
@@ -153,7 +164,9 @@ fn check(frame: &Frame, limits: &Limits) -> Result<(), DecodeError> {
         | Frame::SnapshotEnd(_)
         | Frame::Horizon(_)
         | Frame::IntroEnd
-        | Frame::Heartbeat => Ok(()),
+        | Frame::Heartbeat
+        | Frame::Doc(_)
+        | Frame::DocReady => Ok(()),
     }
 }
 
@@ -247,6 +260,9 @@ mod tests {
             Frame::Minted(vec![rec.clone()]),
             Frame::Relayed(vec![]),
             Frame::Horizon(hz),
+            Frame::Doc(vec![]),
+            Frame::Doc(vec![7, 0, 255]),
+            Frame::DocReady,
         ] {
             roundtrip(f);
         }

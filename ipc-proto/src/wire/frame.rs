@@ -14,7 +14,8 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// Spoke to hub: `Hello`, then its history in `History` chunks, its own topics in `Own`
 /// chunks and `IntroEnd`; afterwards `Change`s. Hub to spoke: `Welcome`, the hub's history in
 /// `Snapshot` chunks and `SnapshotEnd`; afterwards `Minted` and `Relayed` records and `Horizon`
-/// updates. Both ways: `Heartbeat` and `Goodbye`.
+/// updates. Both ways: `Heartbeat`, `Goodbye`, and once synced, `Doc` (shared-document
+/// messages); spoke to hub, after every sync: `DocReady`.
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Frame {
@@ -44,6 +45,15 @@ pub enum Frame {
     Relayed(Vec<Record>),
     /// Tag 13. What the hub has now seen, after merging a spoke's history.
     Horizon(Horizon),
+    /// Tag 14, both ways once the spoke is synced: one encoded shared-document message
+    /// ([`DocMsg`](crate::wire::DocMsg)), raw after the tag. Bounded by the frame's length
+    /// ([`Limits::max_frame`](crate::wire::Limits::max_frame)); its contents are checked by the
+    /// document machines, with their own limits.
+    Doc(Vec<u8>),
+    /// Tag 15, spoke to hub, once after every sync: the spoke's node has sent the opening of
+    /// every document it has open (they precede this frame on the link), so that a new hub's
+    /// document host knows when every inherited node's state is in.
+    DocReady,
 }
 
 impl Frame {
@@ -63,6 +73,8 @@ impl Frame {
             Self::Minted(_) => "Minted",
             Self::Relayed(_) => "Relayed",
             Self::Horizon(_) => "Horizon",
+            Self::Doc(_) => "Doc",
+            Self::DocReady => "DocReady",
         }
     }
 }

@@ -6,6 +6,8 @@
 //!   for tests of who may join; the tests run as root.
 //! - `ipc-test-node peer --driver std|calloop ...`: one node on either driver, driven through
 //!   stdin, for the conformance suite (see `ipc_tests::peer`).
+//! - `ipc-test-node doc-peer ...`: one std node with one shared document, driven through
+//!   stdin, for the document tests (see `ipc_tests::doc_peer`).
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -18,6 +20,13 @@ fn main() -> ExitCode {
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         return ipc_tests::peer::main(&rest);
+    }
+    if args.get(1).is_some_and(|a| a == "doc-peer") {
+        let rest: Vec<String> = args[2..]
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        return ipc_tests::doc_peer::main(&rest);
     }
     if args.get(1).is_some_and(|a| a == "as-uid") {
         let Some(uid) = args

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `bench topology` | [`topology`] | `ipc-pubsub node` processes, through [`Fleet`](super::children::Fleet) |
 //! | `bench payload` | [`payload`] | `ipc-pubsub bench-child ROLE` processes, through [`harness`] |
+//! | `bench doc` | [`doc`] | none: nodes of this process, each with its own I/O thread |
 //!
 //! `bench payload` prints ratios of the pub/sub data path against raw baselines measured in
 //! the same run. Its pieces:
@@ -19,6 +20,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod baselines;
+mod doc;
 mod harness;
 mod payload;
 mod pubsub;
@@ -53,6 +55,9 @@ pub(super) enum Kind {
     /// CPU, receivers on the second), after a warm-up, over several repetitions, each with
     /// fresh processes and sockets. Takes about 60-90 s (`--quick`: about 10 s).
     Payload(payload::PayloadArgs),
+    /// Shared-document patches through the host: patches per second with 1 and 4 writers,
+    /// and patch-to-ack latency.
+    Doc(doc::DocBenchArgs),
 }
 
 /// Runs `bench`.
@@ -60,6 +65,7 @@ pub(super) fn run(args: &BenchArgs) -> Result<()> {
     match &args.kind {
         Kind::Topology(t) => topology::run(t),
         Kind::Payload(p) => payload::run(p),
+        Kind::Doc(d) => doc::run(d),
     }
 }
 

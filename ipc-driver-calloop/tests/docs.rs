@@ -1,0 +1,114 @@
+//! Shared documents between two nodes in one calloop loop: open, patch, follow, refuse.
+
+use std::time::{Duration, Instant};
+
+use calloop::EventLoop;
+use ipc_driver_calloop::{DriverError, Node, NodeEvent, NodeSource};
+use ipc_proto::doc::{DocError, DocEvt, PatchId};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn group() -> String {
+    format!("calloop-doc-{:016x}", getrandom::u64().expect("random"))
+}
+
+#[derive(Default)]
+struct State {
+    /// (node, event) in order.
+    docs: Vec<(String, DocEvt)>,
+    /// Patches of `a` to send once it has opened the document.
+    to_send: Vec<Value>,
+    sent: Vec<PatchId>,
+    /// (node, version, value) after each change.
+    values: Vec<(String, Option<u64>, Value)>,
+}
+
+fn run_until(
+    event_loop: &mut EventLoop<'static, State>,
+    state: &mut State,
+    what: &str,
+    done: impl Fn(&State) -> bool,
+) {
+    let deadline = Instant::now() + WAIT;
+    while !done(state) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        event_loop
+            .dispatch(Some(Duration::from_millis(10)), state)
+            .expect("dispatch");
+    }
+}
+
+#[test]
+fn two_nodes_in_one_loop_share_a_document() {
+    let g = group();
+    let mut event_loop: EventLoop<'static, State> = EventLoop::try_new().expect("loop");
+    let mut state = State::default();
+    let mut a = NodeSource::builder("a").group(&g).join().expect("a");
+    let mut b = NodeSource::builder("b").group(&g).join().expect("b");
+    a.node().open_doc("cfg", json!({"n": 0})).expect("a opens");
+    b.node()
+        .open_doc("cfg", json!({"other": 1}))
+        .expect("b opens");
+    assert!(matches!(
+        a.node().open_doc("cfg", json!({})),
+        Err(DriverError::Doc(DocError::AlreadyOpen { .. }))
+    ));
+    let bad = a.node().patch_doc("cfg", &json!({"$nope": {"x": 1}}));
+    let Err(DriverError::Doc(DocError::Update(e))) = bad else {
+        panic!("an unknown operator was taken: {bad:?}")
+    };
+    assert!(e.to_string().contains("$nope"), "{e}");
+    for source in [a, b] {
+        event_loop
+            .handle()
+            .insert_source(source, |event, node: &mut Node, state: &mut State| {
+                let me = node.name().to_string();
+                if let NodeEvent::Doc(e) = event {
+                    if matches!(e, DocEvt::Opened { .. }) && me == "a" {
+                        for u in std::mem::take(&mut state.to_send) {
+                            state.sent.push(node.patch_doc("cfg", &u).expect("valid"));
+                        }
+                    }
+                    if matches!(e, DocEvt::Changed { .. }) {
+                        let (v, value) = node.doc("cfg").expect("open");
+                        state.values.push((me.clone(), v, value.clone()));
+                    }
+                    state.docs.push((me, e));
+                }
+            })
+            .expect("insert");
+    }
+    state.to_send = vec![json!({"$inc": {"n": 2}}), json!({"$set": {"m.k": "v"}})];
+    run_until(&mut event_loop, &mut state, "both patches accepted", |s| {
+        s.docs
+            .iter()
+            .filter(|(n, e)| n == "a" && matches!(e, DocEvt::Accepted { .. }))
+            .count()
+            == 2
+    });
+    let want = json!({"n": 2, "m": {"k": "v"}});
+    run_until(&mut event_loop, &mut state, "b sees version 2", |s| {
+        s.values
+            .iter()
+            .any(|(n, v, value)| n == "b" && *v == Some(2) && *value == want)
+    });
+    // b's default never overwrote the document; b saw each version patched by a.
+    let patched: Vec<u64> = state
+        .docs
+        .iter()
+        .filter_map(|(n, e)| match e {
+            DocEvt::Patched { version, .. } if n == "b" => Some(*version),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(patched, [1, 2]);
+    assert!(
+        !state
+            .values
+            .iter()
+            .any(|(_, _, value)| value.get("other").is_some() && value.get("n").is_some()),
+        "a default merged into the group's value"
+    );
+    assert_eq!(state.sent.len(), 2);
+}

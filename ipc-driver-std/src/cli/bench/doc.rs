@@ -1,0 +1,145 @@
+//! `bench doc`: shared-document patches through the host, with 1 and 4 writers.
+//!
+//! One hub node and N writer nodes (that may not run the hub) of a fresh group, in this
+//! process: each node has its own I/O thread and sockets, as nodes in separate processes do.
+//! Each writer, on a thread of its own, issues `$inc` patches on a path of its own (disjoint
+//! paths never conflict, so every patch is accepted: this measures the host, not conflict
+//! retries), one at a time, waiting for each answer ([`Doc::patch`](crate::Doc::patch)),
+//! for `--seconds`. Reported: accepted patches per second (all writers together), and the
+//! patch-to-ack latency (the call's duration: local apply, to the host, its broadcast back),
+//! median and 99th percentile (nearest-rank).
+
+use std::io::{self, Write};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde::Serialize;
+use serde_json::json;
+
+use super::harness::nearest_rank;
+use super::{Machine, build, machine, progress};
+use crate::cli::children::random_group;
+use crate::cli::{CliError, Result};
+use crate::{DriverError, Node};
+
+/// How long the host may take to answer an opening.
+const OPEN: Duration = Duration::from_secs(10);
+
+/// Options of `bench doc`.
+#[derive(Debug, Args)]
+pub(in crate::cli) struct DocBenchArgs {
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    json: bool,
+
+    /// How long each series runs.
+    #[arg(long, default_value_t = 2, value_name = "S", value_parser = clap::value_parser!(u64).range(1..=600))]
+    seconds: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: Machine,
+    build: &'static str,
+    seconds: u64,
+    series: Vec<Series>,
+}
+
+#[derive(Debug, Serialize)]
+struct Series {
+    writers: usize,
+    patches: usize,
+    patches_per_s: f64,
+    ack_median_us: f64,
+    ack_p99_us: f64,
+}
+
+/// Runs `bench doc`.
+pub(in crate::cli) fn run(args: &DocBenchArgs) -> Result<()> {
+    let mut series = Vec::new();
+    for writers in [1, 4] {
+        progress(&format!("{writers} writer(s), {} s", args.seconds));
+        series.push(measure(writers, Duration::from_secs(args.seconds))?);
+    }
+    let report = Report {
+        machine: machine(),
+        build: build(),
+        seconds: args.seconds,
+        series,
+    };
+    let mut out = io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report).map_err(io::Error::from)?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "shared documents: {} ({} cores), {} build, {} s per series",
+            report.machine.cpu, report.machine.cores, report.build, report.seconds
+        )?;
+        writeln!(out, "| writers | patches/s | ack median | ack p99 |")?;
+        writeln!(out, "|---|---|---|---|")?;
+        for s in &report.series {
+            writeln!(
+                out,
+                "| {} | {:.0} | {:.0} µs | {:.0} µs |",
+                s.writers, s.patches_per_s, s.ack_median_us, s.ack_p99_us
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// One series: `writers` nodes patching for `span`.
+fn measure(writers: usize, span: Duration) -> Result<Series> {
+    let group = random_group("bench-doc")?;
+    let hub = Node::builder("bench-hub").group(&group).join()?;
+    let barrier = Arc::new(Barrier::new(writers));
+    let threads: Vec<_> = (0..writers)
+        .map(|i| {
+            let group = group.clone();
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || -> Result<Vec<u32>> {
+                let node = Node::builder(&format!("bench-w{i}"))
+                    .group(&group)
+                    .hub_eligible(false)
+                    .join()?;
+                let doc = node.open_doc("bench", json!({}))?;
+                doc.wait_opened(OPEN)?;
+                let update = json!({"$inc": {format!("w{i}"): 1}});
+                barrier.wait();
+                let start = Instant::now();
+                let mut acks = Vec::new();
+                while start.elapsed() < span {
+                    let t = Instant::now();
+                    doc.patch(&update)
+                        .map_err(|e| CliError::Failed(format!("writer {i}: {e}")))?;
+                    let us = t.elapsed().as_micros();
+                    acks.push(u32::try_from(us).unwrap_or(u32::MAX));
+                }
+                drop(doc);
+                node.leave()?;
+                Ok(acks)
+            })
+        })
+        .collect();
+    let mut acks = Vec::new();
+    for t in threads {
+        let r = t
+            .join()
+            .map_err(|_| CliError::Failed("a writer thread panicked".into()))?;
+        acks.extend(r?);
+    }
+    hub.leave().map_err(|e: DriverError| CliError::Driver(e))?;
+    acks.sort_unstable();
+    let patches = acks.len();
+    Ok(Series {
+        writers,
+        patches,
+        patches_per_s: patches as f64 / span.as_secs_f64(),
+        ack_median_us: nearest_rank(&acks, 50.0),
+        ack_p99_us: nearest_rank(&acks, 99.0),
+    })
+}

@@ -334,6 +334,10 @@ fn the_demo_succeeds_and_leaves_nothing_running() {
     assert!(status.success(), "{status}\n{out}\nstderr: {}", demo.stderr);
     assert!(out.contains("failover took"), "{out}");
     assert!(out.contains("every node exited with status 0"), "{out}");
+    assert!(
+        out.contains("9 messages, 24.8 MiB in all, every checksum right"),
+        "{out}"
+    );
     let group = out
         .split_whitespace()
         .find(|w| w.starts_with("demo-"))

@@ -2,13 +2,16 @@
 //!
 //! It runs in a private group with a random name, starts `ipc-pubsub node` children of this
 //! executable, shows what they print (shortened, prefixed by the child's name), shows
-//! `status`, kills the hub with SIGKILL and times the failover, then stops every child with
-//! SIGTERM. Every wait is on a condition (lines read from the children, with a deadline);
-//! the [`Fleet`] reaps every child whatever happens.
+//! `status`, kills the hub with SIGKILL and times the failover, sends payloads of three sizes
+//! (64 B inline, 256 KiB fresh, 8 MiB pooled) from `pub` children to a `sub` child and checks
+//! their checksums, then stops every child with SIGTERM. Every wait is on a condition (lines
+//! read from the children, with a deadline); the [`Fleet`] and the payload step's `Piped`
+//! guards reap every child whatever happens.
 //!
 //! The tour is a list of [`STEPS`], each a method of [`Tour`]: a later step (payloads, say)
 //! is one more entry and one more method.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -81,6 +84,10 @@ const STEPS: &[Step] = &[
         run: Tour::show_status_again,
     },
     Step {
+        title: "Payloads go point to point",
+        run: Tour::payloads,
+    },
+    Step {
         title: "Stopping",
         run: Tour::stop,
     },
@@ -108,6 +115,8 @@ struct Tour {
     hub: Option<usize>,
     /// What the failover step measured: the time, the old hub's name, the new hub's index.
     failover: Option<(Duration, String, usize)>,
+    /// What the payload step delivered: messages and bytes, all checked.
+    delivered: Option<(usize, usize)>,
     /// Width of the name column.
     width: usize,
 }
@@ -129,6 +138,7 @@ impl Tour {
             step_start: now,
             hub: None,
             failover: None,
+            delivered: None,
             width,
         })
     }
@@ -282,6 +292,121 @@ impl Tour {
         Ok(())
     }
 
+    fn payloads(&mut self) -> Result<()> {
+        say(
+            "Messages never pass through the hub: a publisher learns its subscribers from the \
+             topology and sends to each directly. Small payloads travel inline in the socket \
+             record; larger ones in a memfd whose fd is passed to the subscriber, which maps it \
+             read-only: a fresh sealed memfd per message, or a slot of a pool of segments \
+             shared once (zero-copy: a publisher can write in place). A subscriber prints one \
+             line per message with its length, how it travelled and its FNV-1a checksum, which \
+             the demo checks against the payload `pub` generates.",
+        );
+        const TOPIC: &str = "clips";
+        const PER_SIZE: usize = 3;
+        let legs: [(usize, &str); 3] = [(64, "inline"), (256 << 10, "fresh"), (8 << 20, "pooled")];
+        let total = legs.len() * PER_SIZE;
+        let sub_args = ["sub", TOPIC, "--count", &total.to_string()].map(String::from);
+        println!(
+            "  $ ipc-pubsub --group {} {}",
+            self.group,
+            sub_args.join(" ")
+        );
+        let mut sub = Piped::spawn(&self.group, &sub_args)?;
+        let mut pids = vec![sub.proc.id()];
+        let mut bytes = 0;
+        for (size, mode) in legs {
+            let pub_args = [
+                "pub",
+                TOPIC,
+                "--size",
+                &size.to_string(),
+                "--count",
+                &PER_SIZE.to_string(),
+                "--mode",
+                mode,
+                "--wait-subscribers",
+                "1",
+            ]
+            .map(String::from);
+            println!(
+                "  $ ipc-pubsub --group {} {}",
+                self.group,
+                pub_args.join(" ")
+            );
+            let started = Instant::now();
+            let mut publisher = Piped::spawn(&self.group, &pub_args)?;
+            pids.push(publisher.proc.id());
+            let expected = format!(
+                "{:016x}",
+                super::pubsub::fnv1a64(&super::pubsub::generated(size))
+            );
+            for _ in 0..PER_SIZE {
+                let line = sub.line(self.deadline(), "the subscriber's next message")?;
+                let v: serde_json::Value = serde_json::from_str(&line)
+                    .map_err(|e| CliError::Failed(format!("sub printed {line:?}: {e}")))?;
+                let (len, via, fnv) = (&v["len"], &v["via"], &v["fnv1a64"]);
+                if *len != size || *via != mode || *fnv != expected.as_str() {
+                    return Err(CliError::Failed(format!(
+                        "sub received {line}, expected {size} bytes via {mode} with FNV-1a {expected}"
+                    )));
+                }
+                println!(
+                    "  {:<w$}  +{:>4} ms  seq {} of {} bytes via {mode}, fnv1a64 {expected} (checked)",
+                    "sub",
+                    self.step_start.elapsed().as_millis(),
+                    v["seq"],
+                    len,
+                    w = self.width
+                );
+                bytes += size;
+            }
+            let status = publisher.wait(self.deadline())?;
+            if !status.success() {
+                return Err(CliError::Failed(format!("pub exited with {status}")));
+            }
+            println!(
+                "  -> {PER_SIZE} x {} via {mode}: delivered and checked, pub done in {} ms",
+                human(size),
+                started.elapsed().as_millis()
+            );
+        }
+        let status = sub.wait(self.deadline())?;
+        if !status.success() {
+            return Err(CliError::Failed(format!("sub exited with {status}")));
+        }
+        // The nodes saw `sub` and each `pub` join, announce or subscribe, and leave: counted
+        // here rather than shown, once every node has seen all of them leave.
+        let (mut lines, mut ids, mut left) = (0, BTreeSet::new(), BTreeMap::new());
+        let deadline = self.deadline();
+        let all_seen = |left: &BTreeMap<usize, usize>, f: &Fleet| {
+            (0..f.children().len())
+                .filter(|&i| f.child(i).is_running())
+                .all(|i| left.get(&i) == Some(&pids.len()))
+        };
+        while !all_seen(&left, &self.fleet) {
+            let seen = self
+                .fleet
+                .next(deadline, "the nodes to see pub and sub leave")?;
+            lines += 1;
+            match &seen.what {
+                SeenKind::Line(Line::NodeJoined { node, pid, .. }) if pids.contains(pid) => {
+                    ids.insert(node.0);
+                }
+                SeenKind::Line(Line::NodeLeft { node }) if ids.contains(&node.0) => {
+                    *left.entry(seen.child).or_insert(0) += 1;
+                }
+                _ => {}
+            }
+        }
+        println!(
+            "  -> meanwhile the nodes printed {lines} lines: sub and each pub joining, \
+             announcing or subscribing, and leaving"
+        );
+        self.delivered = Some((total, bytes));
+        Ok(())
+    }
+
     fn stop(&mut self) -> Result<()> {
         say(
             "SIGTERM makes a node leave gracefully: it says goodbye, so the others see it leave \
@@ -354,6 +479,13 @@ impl Tour {
                 }),
             ),
             (
+                "payloads",
+                self.delivered.map_or_else(String::new, |(n, bytes)| {
+                    let mib = bytes as f64 / f64::from(1 << 20);
+                    format!("{n} messages, {mib:.1} MiB in all, every checksum right")
+                }),
+            ),
+            (
                 "still running",
                 if self.fleet.children().iter().any(|c| c.is_running()) {
                     "some children (they are killed now)".into()
@@ -374,8 +506,84 @@ impl Tour {
             "Next: run `ipc-pubsub node --name a --announce news` and `ipc-pubsub node --name b \
              --subscribe news` in two terminals and `ipc-pubsub watch` or `ipc-pubsub status` in \
              a third; kill one and watch the others. CLI.md documents every command and every \
-             JSON line; `ipc-pubsub bench topology` measures failover, convergence and idle CPU.",
+             JSON line; `ipc-pubsub bench topology` measures failover, convergence and idle CPU, \
+             `ipc-pubsub bench payload` the data path against raw baselines.",
         );
+    }
+}
+
+/// `n` bytes for people.
+fn human(n: usize) -> String {
+    match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} B"),
+    }
+}
+
+/// A `pub` or `sub` child of the payload step, its stdout read line by line; killed and
+/// reaped when dropped, whatever happens.
+struct Piped {
+    proc: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Piped {
+    fn spawn(group: &str, args: &[String]) -> Result<Self> {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(std::env::current_exe()?);
+        cmd.args(["--group", group])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        super::children::die_with_parent(&mut cmd);
+        let mut proc = cmd.spawn()?;
+        let stdout = proc.stdout.take().expect("stdout is piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("ipc-pubsub-demo-out".into())
+            .spawn(move || {
+                for line in std::io::BufReader::new(stdout)
+                    .lines()
+                    .map_while(|l| l.ok())
+                {
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Self { proc, lines })
+    }
+
+    /// The next line, by `deadline`.
+    fn line(&mut self, deadline: Instant, what: &str) -> Result<String> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.lines
+            .recv_timeout(left)
+            .map_err(|_| CliError::Failed(format!("timed out waiting for {what}")))
+    }
+
+    /// Waits for the child to exit, by `deadline`.
+    fn wait(&mut self, deadline: Instant) -> Result<std::process::ExitStatus> {
+        loop {
+            if let Some(status) = self.proc.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                return Err(CliError::Failed(
+                    "a payload child did not exit in time".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Piped {
+    fn drop(&mut self) {
+        let _ = self.proc.kill();
+        let _ = self.proc.wait();
     }
 }
 

@@ -3,7 +3,7 @@
 use std::io;
 
 use ipc_proto::CmdError;
-use ipc_proto::doc::DocError;
+use ipc_proto::doc::{DocError, PathError};
 use ipc_proto::names::GroupError;
 
 /// What can go wrong in the calloop driver.
@@ -22,6 +22,9 @@ pub enum DriverError {
     /// The node refused a document command (invalid name or update, not open...).
     #[error(transparent)]
     Doc(#[from] DocError),
+    /// A document path that does not parse.
+    #[error(transparent)]
+    Path(#[from] PathError),
     /// The node has left the group (or its loop is gone): it takes no more commands.
     #[error("the node has left the group")]
     Left,

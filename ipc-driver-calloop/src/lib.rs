@@ -69,5 +69,5 @@ mod sys;
 pub use data::{Loan, Message};
 pub use error::DriverError;
 pub use ipc_proto::data::{DEFAULT_INLINE_MAX, PublisherOptions, SendMode, SubscriptionOptions};
-pub use node::{MAX_HELD, Node, NodeBuilder, NodeEvent, NodeHandle};
+pub use node::{MAX_HELD, Node, NodeBuilder, NodeEvent, NodeHandle, ObserverId};
 pub use source::NodeSource;

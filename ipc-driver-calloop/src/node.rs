@@ -1,13 +1,13 @@
 //! The node as an application sees it from its callbacks: commands, state, and its builder.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use calloop::channel::Sender;
 use ipc_proto::data::{DataCmd, Payload, PublisherOptions, Room, SendMode, SubscriptionOptions};
-use ipc_proto::doc::{DocEvt, PatchId};
+use ipc_proto::doc::{DocError, DocEvt, Observed, PatchId, Scope};
 use ipc_proto::names::bus_topic;
 use ipc_proto::wire::{CloseReason, DataStats};
 use ipc_proto::{
@@ -68,14 +68,27 @@ pub enum NodeEvent {
         error: DriverError,
     },
     /// Something about a shared document this node has open (see [`Node::open_doc`]): opened,
-    /// changed (where: [`DocEvt::Changed`]'s scope; compare values with
-    /// [`differs_at`](ipc_proto::doc::differs_at) to observe a path), patched by any node,
-    /// this node's patch accepted or rejected, replaced by a new host's state (a host change).
+    /// changed (where: [`DocEvt::Changed`]'s scope), patched by any node, this node's patch
+    /// accepted or rejected, replaced by a new host's state (a host change).
     Doc(DocEvt),
+    /// The value at an observed path changed ([`Node::observe_doc`]); it comes right after
+    /// the [`DocEvt::Changed`] that changed it.
+    DocObserved {
+        /// The document.
+        doc: String,
+        /// The observer.
+        observer: ObserverId,
+        /// The value at its path now (`None`: absent).
+        value: Option<serde_json::Value>,
+    },
     /// The node has left the group (after [`Node::leave`] or a handle's leave); the source
     /// removes itself from the loop after this event.
     Left,
 }
+
+/// An observer of a document path ([`Node::observe_doc`]).
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct ObserverId(u64);
 
 /// A command sent from any thread through a [`NodeHandle`].
 #[derive(Debug)]
@@ -260,6 +273,9 @@ pub struct Node {
     publishing: HashMap<String, Publishing>,
     /// Topics with held messages whose room event is owed once they are all out.
     owed_room: Vec<String>,
+    /// Document path observers, by id: the document and what the observer last saw.
+    observers: BTreeMap<ObserverId, (String, Observed)>,
+    next_observer: u64,
     private: bool,
     pub(crate) tx: Sender<Request>,
     /// Leaving, and when to give up flushing.
@@ -299,6 +315,8 @@ impl Node {
             mailbox,
             publishing: HashMap::new(),
             owed_room: Vec::new(),
+            observers: BTreeMap::new(),
+            next_observer: 0,
             private,
             tx,
             leaving: None,
@@ -400,6 +418,43 @@ impl Node {
     pub fn doc(&self, name: &str) -> Option<(Option<u64>, &serde_json::Value)> {
         let docs = self.member.docs();
         Some((docs.version(name), docs.value(name)?))
+    }
+
+    /// Observes `path` of the open document `name` (dotted, array indices included; `""` for
+    /// the whole document): [`NodeEvent::DocObserved`] comes each time the value there
+    /// changes, whether by a local patch, another node's, a rejection or a new host's state.
+    pub fn observe_doc(&mut self, name: &str, path: &str) -> Result<ObserverId, DriverError> {
+        let (_, value) = self.doc(name).ok_or_else(|| DocError::NotOpen {
+            name: name.to_string(),
+        })?;
+        let observed = Observed::new(path, value)?;
+        self.next_observer += 1;
+        let id = ObserverId(self.next_observer);
+        self.observers.insert(id, (name.to_string(), observed));
+        Ok(id)
+    }
+
+    /// Stops an observer; whether it was there.
+    pub fn unobserve_doc(&mut self, id: ObserverId) -> bool {
+        self.observers.remove(&id).is_some()
+    }
+
+    /// The observers of `name` that a change of `scope` fired, with their values now.
+    pub(crate) fn observed(&mut self, name: &str, scope: &Scope) -> Vec<NodeEvent> {
+        let Some(value) = self.member.docs().value(name) else {
+            return Vec::new();
+        };
+        (self.observers.iter_mut())
+            .filter(|(_, (doc, _))| doc == name)
+            .filter_map(|(&observer, (doc, o))| {
+                let value = o.update(scope, value)?.cloned();
+                Some(NodeEvent::DocObserved {
+                    doc: doc.clone(),
+                    observer,
+                    value,
+                })
+            })
+            .collect()
     }
 
     fn check_doc_cmd(&self) -> Result<(), DriverError> {

@@ -24,6 +24,7 @@ use calloop::generic::Generic;
 use calloop::ping::{self, PingSource};
 use calloop::{EventSource, Interest, Mode, Poll, PostAction, Readiness, Token, TokenFactory};
 use ipc_proto::data::{DataCmd, Delivered, Delivery, OUTGOING, ReceivedSegment, SegmentId};
+use ipc_proto::doc::DocEvt;
 use ipc_proto::names;
 use ipc_proto::{
     HubEvt, Listener, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, NodeId, PeerId,
@@ -371,7 +372,15 @@ impl NodeSource {
                 return warn!(%peer, %reason, "disconnected a peer that broke the protocol");
             }
             MemberEvt::Left => return debug!("left the group"),
-            MemberEvt::Doc(e) => NodeEvent::Doc(e),
+            MemberEvt::Doc(e) => {
+                let observed = match &e {
+                    DocEvt::Changed { name, scope, .. } => self.node.observed(name, scope),
+                    _ => Vec::new(),
+                };
+                self.events.push_back(NodeEvent::Doc(e));
+                self.events.extend(observed);
+                return;
+            }
             other => return debug!(evt = other.name(), "member event"),
         };
         self.events.push_back(event);

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use calloop::EventLoop;
-use ipc_driver_calloop::{DriverError, Node, NodeEvent, NodeSource};
+use ipc_driver_calloop::{DriverError, Node, NodeEvent, NodeSource, ObserverId};
 use ipc_proto::doc::{DocError, DocEvt, PatchId};
 use serde_json::{Value, json};
 
@@ -22,6 +22,8 @@ struct State {
     sent: Vec<PatchId>,
     /// (node, version, value) after each change.
     values: Vec<(String, Option<u64>, Value)>,
+    /// What b's path observers reported, in order.
+    observed: Vec<(ObserverId, Option<Value>)>,
 }
 
 fn run_until(
@@ -59,11 +61,35 @@ fn two_nodes_in_one_loop_share_a_document() {
         panic!("an unknown operator was taken: {bad:?}")
     };
     assert!(e.to_string().contains("$nope"), "{e}");
+    let on_n = b.node().observe_doc("cfg", "n").expect("observe n");
+    let on_mk = b.node().observe_doc("cfg", "m.k").expect("observe m.k");
+    let on_other = b.node().observe_doc("cfg", "zzz").expect("observe zzz");
+    let gone = b.node().observe_doc("cfg", "").expect("observe everything");
+    assert!(b.node().unobserve_doc(gone));
+    assert!(!b.node().unobserve_doc(gone));
+    assert!(matches!(
+        b.node().observe_doc("cfg", "a..b"),
+        Err(DriverError::Path(_))
+    ));
+    assert!(matches!(
+        b.node().observe_doc("nope", "n"),
+        Err(DriverError::Doc(DocError::NotOpen { .. }))
+    ));
     for source in [a, b] {
         event_loop
             .handle()
             .insert_source(source, |event, node: &mut Node, state: &mut State| {
                 let me = node.name().to_string();
+                if let NodeEvent::DocObserved {
+                    doc,
+                    observer,
+                    value,
+                } = event
+                {
+                    assert_eq!((me.as_str(), doc.as_str()), ("b", "cfg"));
+                    state.observed.push((observer, value));
+                    return;
+                }
                 if let NodeEvent::Doc(e) = event {
                     if matches!(e, DocEvt::Opened { .. }) && me == "a" {
                         for u in std::mem::take(&mut state.to_send) {
@@ -111,4 +137,20 @@ fn two_nodes_in_one_loop_share_a_document() {
         "a default merged into the group's value"
     );
     assert_eq!(state.sent.len(), 2);
+    // b's observers fired when their paths changed, and only then.
+    let seen = |id| -> Vec<Option<Value>> {
+        (state.observed.iter())
+            .filter(|(o, _)| *o == id)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    assert_eq!(seen(on_mk), [Some(json!("v"))]);
+    let n = seen(on_n);
+    assert_eq!(n.last(), Some(&Some(json!(2))), "{n:?}");
+    assert!(
+        n.windows(2).all(|w| w[0] != w[1]),
+        "fired without a change: {n:?}"
+    );
+    assert_eq!(seen(on_other), [], "a path nobody wrote");
+    assert_eq!(seen(gone), [], "a removed observer");
 }

@@ -42,7 +42,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ipc_proto::doc::{
-    DocError, DocEvt, PatchId, Path, PathError, Refusal, RejectReason, Scope, Update,
+    DocError, DocEvt, Observed, PatchId, PathError, Refusal, RejectReason, Scope, Update,
 };
 use ipc_proto::{Member, NodeId};
 use serde_json::Value;
@@ -612,36 +612,19 @@ impl Doc {
         path: &str,
         mut f: impl FnMut(Option<&Value>) + Send + 'static,
     ) -> Result<CallbackId, PathError> {
-        let path: Option<Path> = if path.is_empty() {
-            None
-        } else {
-            Some(path.parse()?)
-        };
-        let at = |v: &Value| -> Option<Value> {
-            match &path {
-                None => Some(v.clone()),
-                Some(p) => p.get(v).cloned(),
-            }
-        };
+        let mut observed = Observed::new(path, &self.snapshot().1)?;
         let shared = Arc::clone(&self.shared);
-        let mut last = at(&self.snapshot().1);
         let name = self.shared.name.clone();
-        let path2 = path.clone();
         Ok(self.link.dispatcher().add(&self.link.node, move |event| {
             let NodeEvent::Doc(DocEvent::Changed { doc, scope, .. }) = event else {
                 return;
             };
-            if *doc != name || path2.as_ref().is_some_and(|p| !scope.may_affect(p)) {
+            if *doc != name {
                 return;
             }
             let value = Arc::clone(&lock(&shared.state).value);
-            let now = match &path2 {
-                None => Some(Value::clone(&value)),
-                Some(p) => p.get(&value).cloned(),
-            };
-            if now != last {
-                f(now.as_ref());
-                last = now;
+            if let Some(now) = observed.update(scope, &value) {
+                f(now);
             }
         }))
     }

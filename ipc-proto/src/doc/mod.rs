@@ -442,6 +442,72 @@ impl Scope {
     }
 }
 
+/// One observer of a path of a document, as drivers keep them: it remembers the value at its
+/// path and, after each [`DocEvt::Changed`], says whether that value changed, so that an
+/// observer fires when its path or anything under it changes, and only then.
+///
+/// ```
+/// use ipc_proto::doc::{Observed, Scope};
+/// use serde_json::json;
+///
+/// let mut o = Observed::new("motors.left", &json!({"motors": {"left": 1}}))?;
+/// let after = json!({"motors": {"left": 2}, "lights": true});
+/// assert_eq!(o.update(&Scope::Root, &after), Some(Some(&json!(2))));
+/// assert_eq!(o.update(&Scope::Root, &after), None, "nothing new at motors.left");
+/// # Ok::<(), ipc_proto::doc::PathError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    /// `None`: the whole document.
+    path: Option<Path>,
+    last: Option<Value>,
+}
+
+impl Observed {
+    /// An observer of `path` (dotted, array indices included; `""` for the whole document)
+    /// of a document whose value is `value` now.
+    pub fn new(path: &str, value: &Value) -> Result<Self, PathError> {
+        let path = if path.is_empty() {
+            None
+        } else {
+            Some(path.parse::<Path>()?)
+        };
+        let last = Self::at(path.as_ref(), value).cloned();
+        Ok(Self { path, last })
+    }
+
+    /// The path observed; `None` for the whole document.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_ref()
+    }
+
+    /// The value at the path as last seen (`None`: absent).
+    pub fn value(&self) -> Option<&Value> {
+        self.last.as_ref()
+    }
+
+    /// After a change of `scope` that left the document at `value`: the new value at the path
+    /// (`Some(None)`: it is gone) if it differs from the last one seen, else `None`.
+    pub fn update(&mut self, scope: &Scope, value: &Value) -> Option<Option<&Value>> {
+        if self.path.as_ref().is_some_and(|p| !scope.may_affect(p)) {
+            return None;
+        }
+        let now = Self::at(self.path.as_ref(), value);
+        if now == self.last.as_ref() {
+            return None;
+        }
+        self.last = now.cloned();
+        Some(self.last.as_ref())
+    }
+
+    fn at<'v>(path: Option<&Path>, value: &'v Value) -> Option<&'v Value> {
+        match path {
+            None => Some(value),
+            Some(p) => p.get(value),
+        }
+    }
+}
+
 /// Whether the value at `path` (or its absence) differs between `before` and `after`:
 /// what a path observer needs to decide whether to fire. `None` means the root.
 pub fn differs_at(before: &Value, after: &Value, path: Option<&Path>) -> bool {

@@ -53,6 +53,9 @@ use nix::sys::statfs::{TMPFS_MAGIC, fstatfs};
 
 use super::retry_eintr;
 
+/// How often [`Segment::seal`] retries `EBUSY` (see there).
+pub const SEAL_RETRIES: u32 = 4;
+
 /// Longest memfd name Linux accepts (`NAME_MAX` minus the `"memfd:"` prefix).
 pub const MAX_NAME_LEN: usize = 249;
 
@@ -325,8 +328,23 @@ impl Segment {
     /// Fails with `EBUSY` (`ErrorKind::ResourceBusy`) when adding `F_SEAL_WRITE` while a
     /// writable mapping exists: drop every [`MappingMut`] first. Fails with `EPERM` once
     /// `F_SEAL_SEAL` is set.
+    ///
+    /// The kernel also refuses `F_SEAL_WRITE` with `EBUSY` while some page of the file has an
+    /// extra reference for a moment (it waits for such pins about 75 ms, then gives up): seen
+    /// on a busy VM after the last mapping was gone. So `EBUSY` is retried [`SEAL_RETRIES`]
+    /// times, after 1, 2, 4... ms, before it is returned.
     pub fn seal(&self, seals: SealSet) -> io::Result<()> {
         let flags = SealFlag::from_bits_retain(seals.0 as libc::c_int);
+        let mut pause = std::time::Duration::from_millis(1);
+        for _ in 0..SEAL_RETRIES {
+            match retry_eintr(|| fcntl(&self.fd, FcntlArg::F_ADD_SEALS(flags))) {
+                Err(Errno::EBUSY) => {
+                    std::thread::sleep(pause);
+                    pause *= 2;
+                }
+                other => return Ok(other.map(drop)?),
+            }
+        }
         retry_eintr(|| fcntl(&self.fd, FcntlArg::F_ADD_SEALS(flags)))?;
         Ok(())
     }

@@ -1465,6 +1465,20 @@ impl DataPlane {
                     segments,
                 );
             }
+            DataFrame::Goodbye => {
+                // The publisher closes the link (it left, or this node is no longer a
+                // subscriber): what came before was delivered; the link's segments go.
+                debug!(%peer, "a publisher closed its data link");
+                for s in segments {
+                    self.out.push_back(DataOutput::Release(s.segment));
+                }
+                if let Some(l) = self.in_links.remove(&peer) {
+                    for (seg, _) in l.segments.into_values() {
+                        self.out.push_back(DataOutput::Release(seg));
+                    }
+                }
+                self.out.push_back(DataOutput::Disconnect(peer));
+            }
             other => {
                 let reason = format!("{} from a publisher", other.name());
                 self.misbehaved(peer, reason, segments);

@@ -448,6 +448,19 @@ fn block_room_comes_back_when_a_full_socket_drains() {
 }
 
 #[test]
+fn a_publishers_goodbye_closes_its_link_without_a_complaint() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    t.publish("t", pooled(1));
+    assert_eq!(t.seqs(), [1]);
+    t.deliver_to_s(&encode_data(&DataFrame::Goodbye, &[]), None);
+    t.pump();
+    assert!(t.misbehaved.is_empty(), "{:?}", t.misbehaved);
+    assert_eq!(t.s.stats().rejected, 0);
+    assert!(t.s.stats().received.is_empty(), "the link is gone");
+    assert_eq!(t.released_s.len(), 1, "its segment is unmapped");
+}
+
+#[test]
 fn a_retired_segment_is_unmapped_by_the_subscribers_it_was_offered_to() {
     let mut t = Pair::new("t", Terms::default(), false);
     t.publish("t", pooled(8));

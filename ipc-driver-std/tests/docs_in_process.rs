@@ -114,16 +114,24 @@ fn invalid_and_conflicting_patches_are_typed_errors() {
         assert!(wins > round, "round {round}: both patches rejected");
     }
     assert_eq!(wins + conflicts, 40);
-    // Every node ends with the host's value.
-    let (va, xa) = da.snapshot();
+    // Every node ends with the host's value. Either may still be missing the other's last
+    // accepted patch when its own answer arrives: wait until both hold the same version and
+    // value (nothing is patched any more, so that is the host's).
     let deadline = std::time::Instant::now() + WAIT;
-    while db.snapshot() != (va, xa.clone()) {
+    while da.snapshot() != db.snapshot() {
         assert!(
             std::time::Instant::now() < deadline,
-            "b never reached a's value"
+            "a and b never agreed: {:?} vs {:?}",
+            da.snapshot(),
+            db.snapshot()
         );
         std::thread::sleep(Duration::from_millis(1));
     }
+    assert_eq!(
+        da.snapshot().0,
+        Some(wins as u64),
+        "one version per accepted patch"
+    );
 }
 
 #[test]

@@ -38,6 +38,12 @@ fn a_hundred_nodes_created_and_dropped_leave_nothing_behind() {
         while events.try_recv().is_some() {}
         assert!(events.is_finished(), "a dropped node ends its receivers");
     }
+    // A joined thread can linger in /proc/self/task for a moment while the kernel finishes
+    // its exit: wait for the count to come back, up to a generous deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while (fds(), threads()) != before && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(
         (fds(), threads()),
         before,

@@ -396,6 +396,28 @@ impl Clock {
 
 /// Checks that `bytes` (one transmit) is whole, valid frames under `limits`, and not more than
 /// one record of a `SOCK_SEQPACKET` link may carry.
+/// Checks a topology machine's link output against the links the harness knows open: a
+/// transmit only on an open link and within `max_frame`, a disconnect only of an open link
+/// (which closes it). Returns the event of an `Output::Evt`.
+fn link_output<E>(open: &mut BTreeSet<PeerId>, limits: &Limits, out: Output<E>) -> Option<E> {
+    match out {
+        Output::Transmit(t) => {
+            assert!(
+                open.contains(&t.peer),
+                "transmit to {} after its link closed",
+                t.peer
+            );
+            check_transmit(&t.bytes, limits);
+            None
+        }
+        Output::Disconnect(p) => {
+            assert!(open.remove(&p), "Disconnect({p}) of a link not open");
+            None
+        }
+        Output::Evt(e) => Some(e),
+    }
+}
+
 fn check_transmit(bytes: &[u8], limits: &Limits) {
     assert!(
         bytes.len() <= limits.max_frame + HEADER,
@@ -711,19 +733,8 @@ impl HubWatch {
 
     fn drain(&mut self) {
         while let Some(out) = self.hub.poll_output() {
-            match out {
-                Output::Transmit(t) => {
-                    assert!(
-                        self.open.contains(&t.peer),
-                        "transmit to {} after its link closed",
-                        t.peer
-                    );
-                    check_transmit(&t.bytes, &self.config.limits);
-                }
-                Output::Disconnect(p) => {
-                    assert!(self.open.remove(&p), "Disconnect({p}) of a link not open");
-                }
-                Output::Evt(e) => self.events.push(e.name()),
+            if let Some(e) = link_output(&mut self.open, &self.config.limits, out) {
+                self.events.push(e.name());
             }
         }
     }
@@ -989,28 +1000,16 @@ impl SpokeWatch {
 
     fn drain(&mut self) {
         while let Some(out) = self.spoke.poll_output() {
-            match out {
-                Output::Transmit(t) => {
-                    assert!(
-                        self.open.contains(&t.peer),
-                        "transmit to {} after its link closed",
-                        t.peer
-                    );
-                    check_transmit(&t.bytes, &self.config.limits);
-                }
-                Output::Disconnect(p) => {
-                    assert!(self.open.remove(&p), "Disconnect({p}) of a link not open");
-                }
-                Output::Evt(e) => {
-                    if let SpokeEvt::Topology(event) = &e {
-                        assert!(
-                            self.replayed.apply(event),
-                            "{event:?} changes nothing in the view replayed from the events"
-                        );
-                    }
-                    self.events.push(e.name());
-                }
+            let Some(e) = link_output(&mut self.open, &self.config.limits, out) else {
+                continue;
+            };
+            if let SpokeEvt::Topology(event) = &e {
+                assert!(
+                    self.replayed.apply(event),
+                    "{event:?} changes nothing in the view replayed from the events"
+                );
             }
+            self.events.push(e.name());
         }
     }
 

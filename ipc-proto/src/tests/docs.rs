@@ -251,26 +251,7 @@ fn report(outcomes: &[Outcome]) {
 
 #[test]
 fn member_doc_schedules() {
-    let outcomes = std::cell::RefCell::new(Vec::new());
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: schedules(),
-        source_file: Some(file!()),
-        failure_persistence: Some(Box::new(
-            proptest::test_runner::FileFailurePersistence::SourceParallel("proptest-regressions"),
-        )),
-        ..ProptestConfig::default()
-    });
-    let result = runner.run(&any::<u64>(), |seed| match run(seed) {
-        Ok(o) => {
-            outcomes.borrow_mut().push(o);
-            Ok(())
-        }
-        Err(e) => Err(TestCaseError::fail(format!("seed {seed}: {e}"))),
-    });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-    let outcomes = outcomes.into_inner();
+    let outcomes = super::run_seeds(file!(), schedules(), 0, run);
     // The schedules must exercise what they claim to.
     assert!(
         outcomes.iter().any(|o| o.crashes >= 2),
@@ -288,14 +269,7 @@ fn member_doc_schedules() {
 #[test]
 fn replay_seed() {
     const SEED: u64 = 1;
-    let seed = std::env::var("IPC_DOC_SIM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(SEED);
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .try_init();
+    let seed = super::seed_to_replay("IPC_DOC_SIM_SEED", SEED);
     let outcome = run(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     report(&[outcome]);
 }

@@ -499,34 +499,10 @@ fn schedules() -> u32 {
 /// Runs one shard of the schedules; returns what they measured.
 fn shard(shard: u32) -> Vec<Outcome> {
     let cases = schedules().div_ceil(SHARDS);
-    let outcomes = std::cell::RefCell::new(Vec::new());
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases,
-        source_file: Some(file!()),
-        failure_persistence: Some(Box::new(
-            proptest::test_runner::FileFailurePersistence::SourceParallel("proptest-regressions"),
-        )),
-        ..ProptestConfig::default()
-    });
-    let result = runner.run(
-        &any::<u64>().prop_map(move |s| s ^ u64::from(shard)),
-        |seed| {
-            let schedule = Schedule::from_seed(seed);
-            match run(&schedule) {
-                Ok(o) => {
-                    outcomes.borrow_mut().push(o);
-                    Ok(())
-                }
-                Err(e) => Err(TestCaseError::fail(format!(
-                    "seed {seed}: {e}\n{schedule:#?}"
-                ))),
-            }
-        },
-    );
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-    outcomes.into_inner()
+    super::run_seeds(file!(), cases, shard, |seed| {
+        let schedule = Schedule::from_seed(seed);
+        run(&schedule).map_err(|e| format!("{e}\n{schedule:#?}"))
+    })
 }
 
 fn report(outcomes: &[Outcome]) {
@@ -581,14 +557,7 @@ fn schedules_shard_3() {
 #[test]
 fn replay_seed() {
     const SEED: u64 = 13_113_493_696_621_984_838;
-    let seed = std::env::var("IPC_SIM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(SEED);
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .try_init();
+    let seed = super::seed_to_replay("IPC_SIM_SEED", SEED);
     let outcome = run(&Schedule::from_seed(seed)).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     report(&[outcome]);
 }

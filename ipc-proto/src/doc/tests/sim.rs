@@ -405,29 +405,7 @@ fn schedules() -> u32 {
 }
 
 fn shard(shard: u32) -> Vec<Outcome> {
-    let outcomes = std::cell::RefCell::new(Vec::new());
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: schedules().div_ceil(SHARDS),
-        source_file: Some(file!()),
-        failure_persistence: Some(Box::new(
-            proptest::test_runner::FileFailurePersistence::SourceParallel("proptest-regressions"),
-        )),
-        ..ProptestConfig::default()
-    });
-    let result = runner.run(
-        &any::<u64>().prop_map(move |s| s ^ u64::from(shard)),
-        |seed| match run(seed) {
-            Ok(o) => {
-                outcomes.borrow_mut().push(o);
-                Ok(())
-            }
-            Err(e) => Err(TestCaseError::fail(format!("seed {seed}: {e}"))),
-        },
-    );
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-    outcomes.into_inner()
+    crate::tests::run_seeds(file!(), schedules().div_ceil(SHARDS), shard, run)
 }
 
 fn report(outcomes: &[Outcome]) {
@@ -469,14 +447,7 @@ fn schedules_shard_1() {
 #[test]
 fn replay_seed() {
     const SEED: u64 = 1;
-    let seed = std::env::var("IPC_DOC_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(SEED);
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .try_init();
+    let seed = crate::tests::seed_to_replay("IPC_DOC_SEED", SEED);
     let outcome = run(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     report(&[outcome]);
 }

@@ -228,9 +228,8 @@ fn std_run(group: &str, case: Case) -> Duration {
 }
 
 /// What the sender's callback keeps.
-#[derive(Default)]
 struct Sender {
-    case: Option<Case>,
+    case: Case,
     /// When the first timed message went (the first probe answer arrived).
     start: Option<Instant>,
     elapsed: Option<Duration>,
@@ -240,7 +239,7 @@ struct Sender {
 
 impl Sender {
     fn fill_window(&mut self, node: &mut LoopNode) {
-        let case = self.case.expect("set");
+        let case = self.case;
         while self.sent < case.count && self.sent - self.answered < case.window {
             node.publish(DATA, &message(self.sent, case.size))
                 .expect("publish");
@@ -258,7 +257,7 @@ impl Sender {
         }
         assert_eq!(n, self.answered, "answers in order");
         self.answered += 1;
-        if self.answered == self.case.expect("set").count {
+        if self.answered == self.case.count {
             self.elapsed = self.start.map(|s| s.elapsed());
         } else {
             self.fill_window(node);
@@ -327,8 +326,11 @@ fn calloop_run(group: &str, case: Case) -> Duration {
         })
         .expect("insert");
     let mut state = Sender {
-        case: Some(case),
-        ..Sender::default()
+        case,
+        start: None,
+        elapsed: None,
+        sent: 0,
+        answered: 0,
     };
     // Warm up: probe (from outside the callback) until one comes back; the callback starts
     // the timed run at the first answer.

@@ -8,11 +8,16 @@
 //! other users cannot enter; a group opened to other users ([`GroupDir::shared`]) lives in a
 //! directory the application names, whose permissions decide who reaches it.
 
+use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fs::{self, DirBuilder};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use ipc_proto::Credentials;
 use ipc_proto::names::{self, DirProblem, DirStat, GroupError, GroupPaths};
@@ -150,6 +155,9 @@ impl GroupDir {
         let path = self.paths.hub_socket();
         remove_if_exists(&path)?;
         let listener = self.listen(&path)?;
+        // The one moment a process has both the right and a reason to tidy up: the data
+        // sockets of nodes killed without a chance to remove them.
+        let _ = self.sweep(STALE_AFTER);
         Ok(Some(HubSocket {
             listener,
             _lock: lock,
@@ -184,6 +192,36 @@ impl GroupDir {
             )
         })?;
         connect(&path)
+    }
+
+    /// Removes data sockets that nobody has bound for at least `min_age`: files a process
+    /// killed with `kill -9` left behind. A socket counts as bound while `/proc/net/unix`
+    /// lists its path; one younger than `min_age` is left alone, whatever its state, so a
+    /// node between `bind` and its first listing is never touched. Returns how many were
+    /// removed.
+    pub fn sweep(&self, min_age: Duration) -> io::Result<usize> {
+        let bound = bound_socket_paths()?;
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for entry in fs::read_dir(self.paths.dir())? {
+            let entry = entry?;
+            let path = entry.path();
+            let is_data = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| self.paths.resolve_data_addr(n).is_some());
+            let Ok(meta) = entry.metadata() else { continue };
+            let old = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age >= min_age);
+            let stale = is_data && meta.file_type().is_socket() && old && !bound.contains(&path);
+            if stale && fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     fn file_mode(&self) -> u32 {
@@ -258,6 +296,31 @@ impl Drop for DataSocket {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.path);
     }
+}
+
+/// How old an unbound data socket must be before a new hub removes it.
+const STALE_AFTER: Duration = Duration::from_secs(30);
+
+/// The paths of every Unix socket bound in this network namespace (`/proc/net/unix`: the
+/// path is everything after the seventh column).
+fn bound_socket_paths() -> io::Result<HashSet<PathBuf>> {
+    let table = fs::read("/proc/net/unix")?;
+    let mut paths = HashSet::new();
+    for line in table.split(|&b| b == b'\n').skip(1) {
+        let mut rest = line;
+        for _ in 0..7 {
+            let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+            rest = &rest[start..];
+            let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+            rest = &rest[end..];
+        }
+        if let Some(path) = rest.strip_prefix(b" ")
+            && path.first() == Some(&b'/')
+        {
+            paths.insert(PathBuf::from(OsStr::from_bytes(path)));
+        }
+    }
+    Ok(paths)
 }
 
 fn socket() -> io::Result<OwnedFd> {
@@ -376,6 +439,40 @@ mod tests {
         );
         let _hub = dir.claim_hub().expect("claim").expect("the lock is free");
         dir.connect_hub().expect("the new hub listens");
+    }
+
+    #[test]
+    fn a_sweep_removes_only_old_unbound_data_sockets() {
+        let dir = GroupDir::private(&unique_group("sweep")).expect("dir");
+        let live = dir.listen_data(1).expect("live");
+        // A node killed without removing its socket: the file stays, nothing is bound.
+        let dead = dir.paths().data_socket(2);
+        drop(listen(&dead).expect("listen"));
+        let young = dir.paths().data_socket(3);
+        drop(listen(&young).expect("listen"));
+        let not_data = dir.paths().dir().join("notes");
+        fs::write(&not_data, b"x").expect("write");
+        let old = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            },
+        };
+        for p in [live.path(), dead.as_path(), not_data.as_path()] {
+            rustix::fs::utimensat(rustix::fs::CWD, p, &old, rustix::fs::AtFlags::empty())
+                .expect("age the file");
+        }
+        assert_eq!(dir.sweep(Duration::from_secs(30)).expect("sweep"), 1);
+        assert!(!dead.exists(), "the dead node's socket is gone");
+        assert!(live.path().exists(), "a bound socket stays, however old");
+        assert!(young.exists(), "a young one stays, bound or not");
+        assert!(not_data.exists(), "only data sockets are swept");
+        dir.connect_data(live.addr())
+            .expect("the live one still answers");
     }
 
     #[test]

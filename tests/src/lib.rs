@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub use serde_json::Value;
 
+pub mod attack;
 pub mod doc_peer;
 pub mod peer;
 
@@ -75,7 +76,12 @@ impl Child {
         args: &[&str],
         piped_stdin: bool,
     ) -> Self {
-        let mut proc = Command::new(program)
+        let mut command = Command::new(program);
+        if args.first() == Some(&"as-uid") {
+            // Another user has a runtime directory of its own, not ours.
+            command.env_remove("XDG_RUNTIME_DIR");
+        }
+        let mut proc = command
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(if piped_stdin {

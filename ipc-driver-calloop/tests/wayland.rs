@@ -4,7 +4,10 @@
 //! between loop iterations and between frame callbacks during the failover is printed; no
 //! timing is asserted (the machines are shared and noisy), only that the loop kept turning.
 //!
-//! Skipped, saying so on stderr, when `weston` is not installed (`.ci/run` installs it).
+//! The group's other nodes are `live` examples: `hub`, started first so it runs the hub, then
+//! `peer`; every process shares one fresh runtime directory (the compositor's socket and the
+//! group's directory live there). Skipped, saying so on stderr, when `weston` is not installed
+//! (`.ci/run` installs it).
 
 use std::io::{Read, Write};
 use std::os::unix::fs::DirBuilderExt;

@@ -8,7 +8,7 @@ use clap::Args;
 use ipc_proto::{NodeView, View};
 use serde::Serialize;
 
-use super::counters::{self, LinkRow, Unanswered};
+use super::counters::{self, GuardRow, LinkRow, Unanswered};
 use super::json::Hex;
 use super::{CliError, Result};
 use crate::{DriverError, Node};
@@ -26,11 +26,12 @@ pub(super) struct StatusArgs {
 
 pub(super) fn run(group: &str, args: &StatusArgs) -> Result<()> {
     let view = observe(group)?;
-    let (links, unanswered) = counters::collect(&view);
+    let (links, guards, unanswered) = counters::collect(&view);
     let mut out = io::stdout().lock();
     if args.json {
         let status = Status {
             links,
+            guards,
             unanswered,
             ..Status::new(group, &view)
         };
@@ -39,6 +40,7 @@ pub(super) fn run(group: &str, args: &StatusArgs) -> Result<()> {
     } else {
         out.write_all(table(group, &view).as_bytes())?;
         out.write_all(counters::table(&links, &unanswered).as_bytes())?;
+        out.write_all(counters::guard_table(&guards).as_bytes())?;
     }
     out.flush()?;
     Ok(())
@@ -142,6 +144,9 @@ struct Status<'a> {
     nodes: Vec<NodeJson<'a>>,
     /// Per publisher, topic and subscriber: the counters of both ends.
     links: Vec<LinkRow>,
+    /// Nodes that refused peers or payloads to stay bounded (see `GuardStats`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    guards: Vec<GuardRow>,
     /// Nodes whose counters could not be read.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     unanswered: Vec<Unanswered>,
@@ -202,6 +207,7 @@ impl<'a> Status<'a> {
             hub,
             nodes,
             links: Vec::new(),
+            guards: Vec::new(),
             unanswered: Vec::new(),
         }
     }

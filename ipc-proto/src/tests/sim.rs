@@ -676,6 +676,10 @@ impl Sim {
                 | MemberOutput::Release(_) => {
                     unreachable!("simulated nodes have no data plane")
                 }
+                // The simulated listeners never run out of descriptors.
+                MemberOutput::PauseAccepting | MemberOutput::ResumeAccepting => {
+                    unreachable!("no accept fails in the simulation")
+                }
                 MemberOutput::Evt(evt) => {
                     n.transcript.push(evt.name());
                     match evt {

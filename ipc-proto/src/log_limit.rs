@@ -22,7 +22,10 @@
 
 use std::time::{Duration, Instant};
 
-/// The first lines of each interval, then a count (see the [module docs](self)).
+/// The first lines of each interval, then a count: rate-limited logging of what peers do.
+///
+/// A hostile peer decides how often a node refuses it. The first `burst` lines of an interval
+/// go through, the rest are counted; once the interval is over the driver logs one summary.
 #[derive(Clone, Debug)]
 pub struct LogLimit {
     burst: u32,

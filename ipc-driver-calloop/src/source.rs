@@ -839,7 +839,10 @@ impl Io {
         link.outbox.push_back((bytes, attach));
         // The member bounds its data links; topology links are bounded here.
         if !link.data && link.outbox_bytes > self.max_outbox {
-            warn!(%peer, bytes = link.outbox_bytes, "peer does not keep up: closing its link");
+            let bytes = link.outbox_bytes;
+            if self.peer_log(now) {
+                warn!(%peer, bytes, "peer does not keep up: closing its link");
+            }
             self.drop_link(node, now, key);
             return;
         }

@@ -677,12 +677,11 @@ impl Reactor {
         max: Option<u64>,
     ) -> Option<Arc<Mapping>> {
         let rs = self.received.remove(&segment)?;
-        if max.is_none_or(|max| rs.verified.size() > max) {
-            warn!(
-                size = rs.verified.size(),
-                ?max,
-                "a fresh payload too large: not mapped"
-            );
+        // No subscription left to take it: nothing to map.
+        let max = max?;
+        if rs.verified.size() > max {
+            let size = rs.verified.size();
+            warn!(size, max, "a fresh payload too large: not mapped");
             return None;
         }
         // The mapping keeps the pages; the fd closes here.
@@ -703,8 +702,9 @@ impl Reactor {
         let rs = self.received.get_mut(&segment)?;
         if rs.map.is_none() {
             let size = rs.verified.size();
-            if max.is_none_or(|max| size > Pool::class(max)) {
-                warn!(size, ?max, "a pool segment too large: not mapped");
+            let max = max?;
+            if size > Pool::class(max) {
+                warn!(size, max, "a pool segment too large: not mapped");
                 return None;
             }
             rs.map = Some(Arc::new(
@@ -848,7 +848,10 @@ impl Reactor {
         link.outbox.push_back((bytes, seg));
         // The member bounds its data links; topology links are bounded here.
         if !link.data && link.outbox_bytes > self.max_outbox {
-            warn!(%peer, bytes = link.outbox_bytes, "peer does not keep up: closing its link");
+            let bytes = link.outbox_bytes;
+            if self.peer_log(now) {
+                warn!(%peer, bytes, "peer does not keep up: closing its link");
+            }
             self.drop_link(now, key);
             return;
         }

@@ -63,11 +63,6 @@ impl Admission {
         true
     }
 
-    /// Whether `peer` is still waiting for its handshake.
-    pub(crate) fn is_pending(&self, peer: PeerId) -> bool {
-        self.pending.contains_key(&peer)
-    }
-
     /// `peer` completed its handshake, or its link is gone.
     pub(crate) fn forget(&mut self, peer: PeerId) {
         self.pending.remove(&peer);
@@ -83,13 +78,9 @@ impl Admission {
         self.handshake_timeout
     }
 
-    /// Forgets the pending links `gone` says are gone, and returns them.
-    pub(crate) fn take_expired_if(&mut self, mut gone: impl FnMut(PeerId) -> bool) -> Vec<PeerId> {
-        let due: Vec<PeerId> = self.pending.keys().copied().filter(|&p| gone(p)).collect();
-        for p in &due {
-            self.pending.remove(p);
-        }
-        due
+    /// The links that wait for their handshake.
+    pub(crate) fn pending_peers(&self) -> Vec<PeerId> {
+        self.pending.keys().copied().collect()
     }
 
     /// How many links wait for their handshake.
@@ -172,7 +163,7 @@ mod tests {
         assert!(a.take_expired(t0 + Duration::from_millis(1999)).is_empty());
         assert_eq!(a.take_expired(t0 + Duration::from_secs(2)), [PeerId(1)]);
         assert_eq!(a.pending(), 1);
-        assert!(a.is_pending(PeerId(3)));
+        assert_eq!(a.pending_peers(), [PeerId(3)]);
         assert_eq!(a.take_expired(t0 + Duration::from_secs(9)), [PeerId(3)]);
         assert_eq!(a.poll_timeout(), None);
     }

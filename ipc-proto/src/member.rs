@@ -820,21 +820,15 @@ impl Member {
         if self.admission.pending() == 0 {
             return;
         }
-        let done: Vec<PeerId> = self
-            .links
-            .keys()
-            .copied()
-            .filter(|&p| self.admission.is_pending(p) && self.is_greeted(p))
-            .collect();
-        for p in done {
-            self.admission.forget(p);
-        }
-        // Links closed meanwhile: forgotten at their deadline otherwise, holding a slot.
-        for p in self
-            .admission
-            .take_expired_if(|p| !self.links.contains_key(&p))
-        {
-            trace!(peer = %p, "a pending link is gone");
+        // At most `max_pending` of them, whatever the number of links.
+        for p in self.admission.pending_peers() {
+            if !self.links.contains_key(&p) {
+                // Closed meanwhile: it would hold a slot until its deadline otherwise.
+                trace!(peer = %p, "a pending link is gone");
+                self.admission.forget(p);
+            } else if self.is_greeted(p) {
+                self.admission.forget(p);
+            }
         }
     }
 

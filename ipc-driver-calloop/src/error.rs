@@ -2,17 +2,18 @@
 
 use std::io;
 
+use ipc_os::rendezvous::RendezvousError;
 use ipc_proto::CmdError;
 use ipc_proto::doc::{DocError, PathError};
-use ipc_proto::names::GroupError;
 
 /// What can go wrong in the calloop driver.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DriverError {
-    /// The group name cannot form a socket address.
-    #[error("invalid group name: {0}")]
-    Group(#[from] GroupError),
+    /// The group's directory cannot be used: an invalid group name, a socket path too long,
+    /// or an unsafe or unreachable directory.
+    #[error("the group's directory: {0}")]
+    Group(#[from] RendezvousError),
     /// A system call failed.
     #[error(transparent)]
     Io(#[from] io::Error),

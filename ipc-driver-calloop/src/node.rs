@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -828,6 +829,7 @@ fn seg_size(seg: &data::PoolSegment) -> u64 {
 pub struct NodeBuilder {
     pub(crate) options: NodeOptions,
     pub(crate) group: String,
+    pub(crate) dir: Option<PathBuf>,
     pub(crate) max_outbox: usize,
     pub(crate) pool_bytes: u64,
 }
@@ -837,6 +839,7 @@ impl NodeBuilder {
         Self {
             options: NodeOptions::new(name, rustix::process::getuid().as_raw()),
             group: "default".into(),
+            dir: None,
             max_outbox: 8 << 20,
             pool_bytes: 256 << 20,
         }
@@ -848,7 +851,20 @@ impl NodeBuilder {
         self
     }
 
-    /// A node (or hub) silent for this long is declared gone. Default 2 s.
+    /// Where the group's sockets live, for a group opened to other users
+    /// ([`allow_uid`](Self::allow_uid), [`allow_gid`](Self::allow_gid),
+    /// [`allow_anyone`](Self::allow_anyone)): the group's directory is `dir/<group>`, made
+    /// accessible to everyone, so `dir`'s own permissions decide who can reach the group and
+    /// the access policy decides whom its members accept. Every member must name the same
+    /// `dir`. By default a group lives in this user's private runtime directory, which no
+    /// other user can enter (see [`ipc_proto::names`]).
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// A node (or hub) silent for this long is declared gone; heartbeats go out four times
+    /// per period. Default 2 s.
     pub fn keepalive(mut self, timeout: Duration) -> Self {
         self.options.keepalive = timeout;
         self

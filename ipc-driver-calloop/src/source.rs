@@ -23,9 +23,9 @@ use calloop::channel::{self, Channel};
 use calloop::generic::Generic;
 use calloop::ping::{self, PingSource};
 use calloop::{EventSource, Interest, Mode, Poll, PostAction, Readiness, Token, TokenFactory};
+use ipc_os::rendezvous::{DataSocket, GroupDir, HubSocket};
 use ipc_proto::data::{DataCmd, Delivered, Delivery, OUTGOING, ReceivedSegment, SegmentId};
 use ipc_proto::doc::DocEvt;
-use ipc_proto::names;
 use ipc_proto::{
     HubEvt, Listener, LogLimit, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, NodeId,
     PeerId, SpokeCmd,
@@ -86,9 +86,9 @@ struct Received {
 struct Io {
     epoll: Epoll,
     timer: Timer,
-    hub_name: Vec<u8>,
-    hub_listener: Option<OwnedFd>,
-    data_listener: Option<OwnedFd>,
+    dir: GroupDir,
+    hub_listener: Option<HubSocket>,
+    data_listener: Option<DataSocket>,
     links: Slab<Link>,
     peers: HashMap<PeerId, usize>,
     next_peer: u64,
@@ -129,19 +129,33 @@ impl NodeSource {
     }
 
     pub(crate) fn start(b: NodeBuilder, observer: bool) -> Result<Self, DriverError> {
-        let hub_name = names::hub_name(&b.group)?.into_bytes();
+        let dir = match &b.dir {
+            Some(base) => GroupDir::shared(base, &b.group)?,
+            None => {
+                if !b.options.is_private(rustix::process::geteuid().as_raw()) {
+                    warn!(
+                        group = %b.group,
+                        "the group allows other users, but its sockets are in this user's \
+                         private directory, which they cannot enter: name a directory they can \
+                         reach with NodeBuilder::dir"
+                    );
+                }
+                GroupDir::private(&b.group)?
+            }
+        };
         let id = NodeId::new(random() | 1).expect("odd, hence non-zero");
         let data_listener = if observer {
             None
         } else {
-            let name = names::data_name(&b.group, id.get())?;
-            Some((sys::listen(name.as_bytes())?, format!("@{name}")))
+            Some(dir.listen_data(id.get())?)
         };
         #[allow(clippy::disallowed_methods)] // the driver reads the clock
         let now = Instant::now();
-        let config =
-            b.options
-                .member_config(id, data_listener.as_ref().map(|(_, a)| a.clone()), random());
+        let config = b.options.member_config(
+            id,
+            data_listener.as_ref().map(|l| l.addr().to_owned()),
+            random(),
+        );
         let max_record = config.data.as_ref().map_or(0, |d| d.limits.max_record);
         let mut member = Member::new(config, now);
         member.handle(now, MemberInput::Cmd(MemberCmd::Spoke(SpokeCmd::Join)))?;
@@ -156,7 +170,7 @@ impl NodeSource {
                 write: false,
             },
         )?;
-        if let Some((l, _)) = &data_listener {
+        if let Some(l) = &data_listener {
             epoll.add(
                 l.as_fd(),
                 DATA_LISTENER,
@@ -192,9 +206,9 @@ impl NodeSource {
             io: Io {
                 epoll,
                 timer,
-                hub_name,
+                dir,
                 hub_listener: None,
-                data_listener: data_listener.map(|(fd, _)| fd),
+                data_listener,
                 links: Slab::new(),
                 peers: HashMap::new(),
                 next_peer: 1,
@@ -323,14 +337,12 @@ impl NodeSource {
         while let Some(out) = self.node.member.poll_output() {
             match out {
                 MemberOutput::ConnectHub { peer } => {
-                    let name = self.io.hub_name.clone();
-                    self.io
-                        .connect(&mut self.node, now, peer, Some(&name), false);
+                    let linked = self.io.dir.connect_hub();
+                    self.io.connect(&mut self.node, now, peer, linked, false);
                 }
                 MemberOutput::ConnectData { peer, addr } => {
-                    let name = names::parse_abstract(&addr).map(<[u8]>::to_vec);
-                    self.io
-                        .connect(&mut self.node, now, peer, name.as_deref(), true);
+                    let linked = self.io.dir.connect_data(&addr);
+                    self.io.connect(&mut self.node, now, peer, linked, true);
                 }
                 MemberOutput::Bind => self.io.bind(&mut self.node, now)?,
                 MemberOutput::Unbind => {
@@ -662,20 +674,17 @@ impl Io {
         node: &mut Node,
         now: Instant,
         peer: PeerId,
-        name: Option<&[u8]>,
+        linked: io::Result<OwnedFd>,
         data: bool,
     ) {
-        let linked = name
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an abstract address"))
-            .and_then(sys::connect)
-            .and_then(|fd| {
-                if data {
-                    sys::set_send_buffer(fd.as_fd(), 1 << 20)?;
-                }
-                let cred = sys::peer_credentials(fd.as_fd()).ok();
-                self.add_link(fd, data, peer)?;
-                Ok(cred)
-            });
+        let linked = linked.and_then(|fd| {
+            if data {
+                sys::set_send_buffer(fd.as_fd(), 1 << 20)?;
+            }
+            let cred = sys::peer_credentials(fd.as_fd()).ok();
+            self.add_link(fd, data, peer)?;
+            Ok(cred)
+        });
         let input = match linked {
             Ok(cred) => MemberInput::Connected { peer, cred },
             Err(e) => {
@@ -687,8 +696,8 @@ impl Io {
     }
 
     fn bind(&mut self, node: &mut Node, now: Instant) -> io::Result<()> {
-        let won = match sys::listen(&self.hub_name) {
-            Ok(l) => {
+        let won = match self.dir.claim_hub() {
+            Ok(Some(l)) => {
                 // Bound during a pause: watched once the member accepts again.
                 self.epoll.add(
                     l.as_fd(),
@@ -701,8 +710,12 @@ impl Io {
                 self.hub_listener = Some(l);
                 true
             }
+            Ok(None) => {
+                trace!("another process holds the hub's lock");
+                false
+            }
             Err(e) => {
-                trace!(error = %e, "lost the hub address");
+                warn!(error = %e, "cannot claim the group's hub");
                 false
             }
         };
@@ -718,8 +731,8 @@ impl Io {
             return Ok(());
         }
         let fd = match listener {
-            Listener::Hub => &self.hub_listener,
-            Listener::Data => &self.data_listener,
+            Listener::Hub => self.hub_listener.as_ref().map(AsFd::as_fd),
+            Listener::Data => self.data_listener.as_ref().map(AsFd::as_fd),
         };
         let mut accepted = Vec::new();
         let mut failed = None;
@@ -769,11 +782,11 @@ impl Io {
             write: false,
         };
         for (l, key) in [
-            (&self.hub_listener, HUB_LISTENER),
-            (&self.data_listener, DATA_LISTENER),
+            (self.hub_listener.as_ref().map(AsFd::as_fd), HUB_LISTENER),
+            (self.data_listener.as_ref().map(AsFd::as_fd), DATA_LISTENER),
         ] {
             if let Some(l) = l
-                && let Err(e) = self.epoll.modify(l.as_fd(), key, want)
+                && let Err(e) = self.epoll.modify(l, key, want)
             {
                 warn!(error = %e, "could not change what a listener is watched for");
             }

@@ -3,8 +3,9 @@
 //! Everything is safe `rustix` except mapping memory: [`Mapping`] and [`MappingMut`] hold the
 //! crate's only `unsafe` blocks, each with its reason.
 //!
-//! Sockets are `SOCK_SEQPACKET` in Linux's abstract namespace, non-blocking and close-on-exec,
-//! like the std driver's, so nodes of both drivers meet in one group. Records are never empty
+//! Sockets are `SOCK_SEQPACKET`, non-blocking and close-on-exec, like the std driver's, so
+//! nodes of both drivers meet in one group; where they meet (listen, connect, the hub's lock)
+//! is `ipc_os::rendezvous`, shared with the std driver. Records are never empty
 //! (every frame has a length header), so a zero-length read without fds is the end of the
 //! stream.
 
@@ -21,13 +22,10 @@ use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
-    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, SocketFlags,
 };
 use rustix::time::{Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec};
-
-/// Connections the kernel queues on a listener before they are accepted.
-const BACKLOG: i32 = 128;
 
 /// Most fds one received record may carry; one is the protocol's maximum, a second tells a
 /// violation from a truncation.
@@ -35,36 +33,6 @@ pub(crate) const MAX_FDS: usize = 2;
 
 /// The `tmpfs` magic number `fstatfs` reports for a memfd.
 const TMPFS_MAGIC: i64 = 0x0102_1994;
-
-fn socket() -> io::Result<OwnedFd> {
-    Ok(rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        None,
-    )?)
-}
-
-fn addr(name: &[u8]) -> io::Result<SocketAddrUnix> {
-    Ok(SocketAddrUnix::new_abstract_name(name)?)
-}
-
-/// Binds and listens at abstract `name`; `AddrInUse` while someone else holds it.
-pub(crate) fn listen(name: &[u8]) -> io::Result<OwnedFd> {
-    let fd = socket()?;
-    rustix::net::bind(&fd, &addr(name)?)?;
-    rustix::net::listen(&fd, BACKLOG)?;
-    Ok(fd)
-}
-
-/// Connects to abstract `name`. A Unix `SOCK_SEQPACKET` connect never blocks: it completes at
-/// once or fails (`ConnectionRefused` when nobody listens, `WouldBlock` when the listener's
-/// backlog is full).
-pub(crate) fn connect(name: &[u8]) -> io::Result<OwnedFd> {
-    let fd = socket()?;
-    retry(|| rustix::net::connect(&fd, &addr(name)?).map_err(Into::into))?;
-    Ok(fd)
-}
 
 /// Accepts one pending connection with its peer's credentials; `None` when none is pending.
 pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<Option<(OwnedFd, Credentials)>> {
@@ -81,15 +49,7 @@ pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<Option<(OwnedFd, Cr
     }
 }
 
-/// The peer process of a connected socket (`SO_PEERCRED`).
-pub(crate) fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<Credentials> {
-    let c = rustix::net::sockopt::socket_peercred(fd)?;
-    Ok(Credentials {
-        pid: u32::try_from(c.pid.as_raw_nonzero().get()).unwrap_or(0),
-        uid: c.uid.as_raw(),
-        gid: c.gid.as_raw(),
-    })
-}
+pub(crate) use ipc_os::rendezvous::peer_credentials;
 
 /// Sets `SO_SNDBUF` (a data link's bytes in flight).
 pub(crate) fn set_send_buffer(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {

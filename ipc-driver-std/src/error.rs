@@ -6,15 +6,16 @@ use std::time::Duration;
 use ipc_proto::CmdError;
 use ipc_proto::doc::DocError;
 
-use crate::sys::addr::AddrError;
+use crate::sys::rendezvous::RendezvousError;
 
 /// What can go wrong in the std driver.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DriverError {
-    /// The group name cannot form a socket address.
-    #[error("invalid group name: {0}")]
-    Group(#[from] AddrError),
+    /// The group's directory cannot be used: an invalid group name, a socket path too long,
+    /// or an unsafe or unreachable directory.
+    #[error("the group's directory: {0}")]
+    Group(#[from] RendezvousError),
     /// A system call failed.
     #[error(transparent)]
     Io(#[from] io::Error),

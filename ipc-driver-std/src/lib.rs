@@ -1,11 +1,13 @@
 //! ipc-pubsub over real Unix sockets: groups of processes with no daemon.
 //!
-//! A [`Node`] joins a named group. The first node to bind the group's hub address
-//! (`@ipc-pubsub/<group>/hub`, a Linux abstract-namespace `SOCK_SEQPACKET` socket: nothing to
-//! clean up after a crash) runs the group's hub; every node, the hub's own included, is a spoke
-//! connected to it. When the hub's process dies, its socket closes, every spoke notices at
-//! once, and exactly one survivor binds the address and takes over, seeded with its copy of
-//! the group's history ([`ipc_proto`] makes every protocol decision).
+//! A [`Node`] joins a named group. The first node to take the group's hub lock
+//! (`flock` on `hub.lock` in the group's directory, by default this user's private
+//! `$XDG_RUNTIME_DIR/ipc-pubsub/<group>` or `/tmp/ipc-pubsub-<uid>/<group>`, mode 0700) runs
+//! the group's hub on the `SOCK_SEQPACKET` socket `hub` beside it; every node, the hub's own
+//! included, is a spoke connected to it. When the hub's process dies, its socket closes and
+//! its lock is released, every spoke notices at once, and exactly one survivor takes the lock
+//! and takes over, seeded with its copy of the group's history ([`ipc_proto`] makes every
+//! protocol decision). See [`ipc_proto::names`] for where a group's sockets live.
 //!
 //! Each node has one I/O thread, which multiplexes all its sockets with `epoll`; application
 //! threads talk to it through requests. Events reach the application through [`Events`]

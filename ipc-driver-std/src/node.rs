@@ -1,10 +1,13 @@
 //! The blocking API: a node of a group, and its builder.
 
 use std::fmt;
+
+use std::path::PathBuf;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use tracing::warn;
 
 use ipc_proto::wire::DataStats;
 use ipc_proto::{
@@ -17,6 +20,7 @@ use crate::error::DriverError;
 use crate::events::{CallbackId, Dispatcher, Events, NodeEvent, Sink};
 use crate::pubsub::{Bus, Handle, Publisher, Subscription, bus_topic};
 use crate::reactor::{Reactor, Request, Setup, Shared, random_seed};
+use crate::sys::rendezvous::GroupDir;
 use crate::sys::{self, poll::Waker};
 
 /// How long a call waits for the node's I/O thread before giving up; it answers in
@@ -46,6 +50,8 @@ pub const DEFAULT_GROUP: &str = "default";
 pub struct NodeBuilder {
     options: NodeOptions,
     group: String,
+    /// A directory for a group opened to other users; `None` for this user's private one.
+    dir: Option<PathBuf>,
     join_timeout: Option<Duration>,
     observer: bool,
     max_outbox: usize,
@@ -59,6 +65,7 @@ impl fmt::Debug for NodeBuilder {
         f.debug_struct("NodeBuilder")
             .field("options", &self.options)
             .field("group", &self.group)
+            .field("dir", &self.dir)
             .field("observer", &self.observer)
             .finish_non_exhaustive()
     }
@@ -70,6 +77,7 @@ impl NodeBuilder {
         Self {
             options: NodeOptions::new(name, me.uid),
             group: DEFAULT_GROUP.into(),
+            dir: None,
             join_timeout: Some(Duration::from_secs(5)),
             observer: false,
             max_outbox: 8 << 20,
@@ -82,6 +90,32 @@ impl NodeBuilder {
     /// The group to join. Default [`DEFAULT_GROUP`].
     pub fn group(mut self, group: impl Into<String>) -> Self {
         self.group = group.into();
+        self
+    }
+
+    /// Where the group's sockets live, for a group opened to other users
+    /// ([`allow_uid`](Self::allow_uid), [`allow_gid`](Self::allow_gid),
+    /// [`allow_anyone`](Self::allow_anyone)): the group's directory is `dir/<group>`, made
+    /// accessible to everyone, so `dir`'s own permissions decide who can reach the group and
+    /// the access policy decides whom its members accept. Every member must name the same
+    /// `dir`.
+    ///
+    /// By default a group lives in this user's private runtime directory
+    /// (`$XDG_RUNTIME_DIR/ipc-pubsub/<group>`, else `/tmp/ipc-pubsub-<uid>/<group>`, mode 0700),
+    /// which no other user can enter. See [`ipc_proto::names`].
+    ///
+    /// ```no_run
+    /// # use ipc_driver_std::Node;
+    /// // As root: `install -d -m 0750 -g video /run/robot`, then in every member:
+    /// let node = Node::builder("camera")
+    ///     .group("robot")
+    ///     .dir("/run/robot")
+    ///     .allow_gid(44) // video
+    ///     .join()?;
+    /// # Ok::<(), ipc_driver_std::DriverError>(())
+    /// ```
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
         self
     }
 
@@ -190,17 +224,30 @@ impl NodeBuilder {
 
     fn start(mut self, observer: bool) -> Result<Node, DriverError> {
         self.observer = observer;
-        let hub_addr = sys::addr::hub_addr(&self.group)?;
+        let me = sys::current_credentials();
+        let dir = match &self.dir {
+            Some(base) => GroupDir::shared(base, &self.group)?,
+            None => {
+                if !self.options.is_private(me.uid) {
+                    warn!(
+                        group = %self.group,
+                        "the group allows other users, but its sockets are in this user's \
+                         private directory, which they cannot enter: name a directory they can \
+                         reach with NodeBuilder::dir"
+                    );
+                }
+                GroupDir::private(&self.group)?
+            }
+        };
         let id = NodeId::new(random_seed() | 1).expect("odd, hence non-zero");
         let data_listener = if observer {
             None
         } else {
-            let addr = sys::addr::data_addr(&self.group, id.get())?;
-            Some((sys::socket::listen(&addr)?, addr))
+            Some(dir.listen_data(id.get())?)
         };
         #[allow(clippy::disallowed_methods)] // the driver reads the clock
         let now = Instant::now();
-        let data_addr = data_listener.as_ref().map(|(_, addr)| addr.to_string());
+        let data_addr = data_listener.as_ref().map(|l| l.addr().to_owned());
         let config = self.options.member_config(id, data_addr, random_seed());
         let max_record = config.data.as_ref().map_or(0, |d| d.limits.max_record);
         let mut member = Member::new(config, now);
@@ -210,7 +257,7 @@ impl NodeBuilder {
         let shared = Arc::new(Shared::default());
         let outgoing = Arc::new(Outgoing::new(self.pool_bytes));
         let mailbox = Arc::new(Mailbox::new(Arc::clone(&waker)));
-        let private = self.options.is_private(sys::current_credentials().uid);
+        let private = self.options.is_private(me.uid);
         let handle = Handle {
             requests: requests.clone(),
             waker: Arc::clone(&waker),
@@ -218,9 +265,9 @@ impl NodeBuilder {
             private,
         };
         let setup = Setup {
-            hub_addr,
+            dir,
             member,
-            data_listener: data_listener.map(|(fd, _)| fd),
+            data_listener,
             outgoing,
             mailbox: Arc::clone(&mailbox),
             max_outbox: self.max_outbox,

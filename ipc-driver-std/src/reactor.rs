@@ -28,9 +28,9 @@ use tracing::{debug, info, trace, warn};
 use crate::data::{Mailbox, Message, Offered, OutSegment, Outgoing, SubQueue};
 use crate::doc::{DocRegistry, DocRequest, push_all};
 use crate::events::{NodeEvent, Sink};
-use crate::sys::addr::AbstractAddr;
 use crate::sys::memfd::{self, Mapping, SealSet, VerifiedSegment};
 use crate::sys::poll::{Event, Events, Interest, Poller, Token, Waker};
+use crate::sys::rendezvous::{DataSocket, GroupDir, HubSocket};
 use crate::sys::socket::{self, Recv, Sent};
 
 const WAKER: Token = Token(u64::MAX);
@@ -98,9 +98,9 @@ impl Shared {
 
 /// Everything the I/O thread needs to run a node.
 pub(crate) struct Setup {
-    pub(crate) hub_addr: AbstractAddr,
+    pub(crate) dir: GroupDir,
     pub(crate) member: Member,
-    pub(crate) data_listener: Option<OwnedFd>,
+    pub(crate) data_listener: Option<DataSocket>,
     pub(crate) outgoing: Arc<Outgoing>,
     pub(crate) mailbox: Arc<Mailbox>,
     pub(crate) max_outbox: usize,
@@ -137,14 +137,14 @@ struct RecvSegment {
 
 /// The I/O thread's state.
 pub(crate) struct Reactor {
-    hub_addr: AbstractAddr,
+    dir: GroupDir,
     max_outbox: usize,
     poller: Poller,
     waker: Arc<Waker>,
     requests: Receiver<Request>,
     member: Member,
-    hub_listener: Option<OwnedFd>,
-    data_listener: Option<OwnedFd>,
+    hub_listener: Option<HubSocket>,
+    data_listener: Option<DataSocket>,
     links: Slab<Link>,
     peers: HashMap<PeerId, usize>,
     next_peer: u64,
@@ -179,7 +179,7 @@ impl Reactor {
             poller.add(l.as_fd(), DATA_LISTENER, Interest::READABLE)?;
         }
         Ok(Self {
-            hub_addr: setup.hub_addr,
+            dir: setup.dir,
             max_outbox: setup.max_outbox,
             poller,
             waker,
@@ -449,16 +449,12 @@ impl Reactor {
         while let Some(out) = self.member.poll_output() {
             match out {
                 MemberOutput::ConnectHub { peer } => {
-                    let addr = self.hub_addr.clone();
-                    self.connect(now, peer, Ok(addr), false);
+                    let linked = self.dir.connect_hub();
+                    self.connect(now, peer, linked, false);
                 }
                 MemberOutput::ConnectData { peer, addr } => {
-                    let addr = ipc_proto::names::parse_abstract(&addr)
-                        .and_then(|name| AbstractAddr::new(name).ok())
-                        .ok_or_else(|| {
-                            io::Error::new(io::ErrorKind::InvalidInput, "not an abstract address")
-                        });
-                    self.connect(now, peer, addr, true);
+                    let linked = self.dir.connect_data(&addr);
+                    self.connect(now, peer, linked, true);
                 }
                 MemberOutput::Bind => self.bind(now)?,
                 MemberOutput::Unbind => {
@@ -504,11 +500,11 @@ impl Reactor {
             Interest::NONE
         };
         for (l, token) in [
-            (&self.hub_listener, HUB_LISTENER),
-            (&self.data_listener, DATA_LISTENER),
+            (self.hub_listener.as_ref().map(AsFd::as_fd), HUB_LISTENER),
+            (self.data_listener.as_ref().map(AsFd::as_fd), DATA_LISTENER),
         ] {
             if let Some(l) = l
-                && let Err(e) = self.poller.modify(l.as_fd(), token, interest)
+                && let Err(e) = self.poller.modify(l, token, interest)
             {
                 warn!(error = %e, "could not change what a listener is watched for");
             }
@@ -540,7 +536,10 @@ impl Reactor {
                 NodeEvent::Synced { hub, term }
             }
             MemberEvt::BecameHub => {
-                info!(addr = %self.hub_addr, "this node is now the hub");
+                info!(
+                    socket = %self.dir.paths().hub_socket().display(),
+                    "this node is now the hub"
+                );
                 NodeEvent::BecameHub
             }
             MemberEvt::HubLost => {
@@ -719,8 +718,8 @@ impl Reactor {
 
     // ---- links ----
 
-    fn connect(&mut self, now: Instant, peer: PeerId, addr: io::Result<AbstractAddr>, data: bool) {
-        let linked = addr.and_then(|a| socket::connect(&a)).and_then(|fd| {
+    fn connect(&mut self, now: Instant, peer: PeerId, linked: io::Result<OwnedFd>, data: bool) {
+        let linked = linked.and_then(|fd| {
             if data {
                 socket::set_send_buffer(fd.as_fd(), 1 << 20)?;
             }
@@ -739,8 +738,8 @@ impl Reactor {
     }
 
     fn bind(&mut self, now: Instant) -> io::Result<()> {
-        let won = match socket::listen(&self.hub_addr) {
-            Ok(listener) => {
+        let won = match self.dir.claim_hub() {
+            Ok(Some(listener)) => {
                 // Bound during a pause: watched once the member accepts again.
                 let interest = if self.member.is_accepting() {
                     Interest::READABLE
@@ -751,8 +750,12 @@ impl Reactor {
                 self.hub_listener = Some(listener);
                 true
             }
+            Ok(None) => {
+                trace!("another process holds the hub's lock");
+                false
+            }
             Err(e) => {
-                trace!(error = %e, "lost the hub address");
+                warn!(error = %e, "cannot claim the group's hub");
                 false
             }
         };
@@ -768,8 +771,8 @@ impl Reactor {
             return Ok(());
         }
         let fd = match listener {
-            Listener::Hub => &self.hub_listener,
-            Listener::Data => &self.data_listener,
+            Listener::Hub => self.hub_listener.as_ref().map(AsFd::as_fd),
+            Listener::Data => self.data_listener.as_ref().map(AsFd::as_fd),
         };
         let mut accepted = Vec::new();
         let mut failed = None;

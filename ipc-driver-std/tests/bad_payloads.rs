@@ -6,9 +6,9 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use ipc_driver_std::sys::addr::AbstractAddr;
 use ipc_driver_std::sys::memfd::{SealSet, Segment};
 use ipc_driver_std::sys::poll::{Events, Interest, Poller, Token};
+use ipc_driver_std::sys::rendezvous::{self, GroupDir};
 use ipc_driver_std::sys::socket::{self, Recv, Sent};
 use ipc_driver_std::{Node, SubscriptionOptions};
 use ipc_proto::NodeId;
@@ -67,7 +67,11 @@ fn bad_records_are_dropped_counted_and_leak_nothing() {
         .info
         .data_addr
         .clone();
-    let addr = AbstractAddr::new(addr.trim_start_matches('@').as_bytes()).expect("address");
+    let addr = GroupDir::private(&g)
+        .expect("group directory")
+        .paths()
+        .resolve_data_addr(&addr)
+        .expect("a data address");
     let header = MessageHeader { topic: 1, seq: 1 };
     let fresh = |len| encode_data(&DataFrame::Fresh { header, len }, &[]);
     let memfd = |len: usize, seals: SealSet| {
@@ -114,7 +118,7 @@ fn bad_records_are_dropped_counted_and_leak_nothing() {
     ];
     let fake = NodeId::new(0xbad).expect("non-zero");
     for (i, (what, record, with)) in cases.iter().enumerate() {
-        let link = socket::connect(&addr).expect("connect to the data address");
+        let link = rendezvous::connect(&addr).expect("connect to the data address");
         send(
             &link,
             &encode_data(&DataFrame::Hello { publisher: fake }, &[]),

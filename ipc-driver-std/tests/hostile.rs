@@ -16,9 +16,9 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ipc_driver_std::sys::addr::AbstractAddr;
 use ipc_driver_std::sys::memfd::{SealSet, Segment};
 use ipc_driver_std::sys::poll::{Events, Interest, Poller, Token};
+use ipc_driver_std::sys::rendezvous::GroupDir;
 use ipc_driver_std::sys::socket::{self, Recv, Sent};
 use ipc_driver_std::{Node, SubscriptionOptions};
 use ipc_proto::wire::{DataFrame, MessageHeader, encode_data};
@@ -138,8 +138,23 @@ impl Drop for Proc {
     }
 }
 
+/// A node's data address in its group.
+#[derive(Clone)]
+struct Target {
+    group: String,
+    addr: String,
+}
+
+impl Target {
+    fn connect(&self) -> std::io::Result<OwnedFd> {
+        GroupDir::private(&self.group)
+            .expect("the group's directory")
+            .connect_data(&self.addr)
+    }
+}
+
 /// The data address of the node named `name` in `node`'s view, once it is there.
-fn data_addr(node: &Node, name: &str) -> AbstractAddr {
+fn data_addr(node: &Node, name: &str) -> Target {
     let view = node
         .wait_view(WAIT, |v| v.nodes().values().any(|n| n.info.name == name))
         .expect("the node joins");
@@ -148,17 +163,16 @@ fn data_addr(node: &Node, name: &str) -> AbstractAddr {
         .values()
         .find(|n| n.info.name == name)
         .expect("listed");
-    addr(&n.info.data_addr)
+    Target {
+        group: node.group().to_string(),
+        addr: n.info.data_addr.clone(),
+    }
 }
 
-fn addr(data_addr: &str) -> AbstractAddr {
-    AbstractAddr::new(data_addr.trim_start_matches('@').as_bytes()).expect("an address")
-}
-
-/// Connects to `addr`, waiting while its backlog is full.
-fn connect(addr: &AbstractAddr, deadline: Instant) -> OwnedFd {
+/// Connects to `target`, waiting while its backlog is full.
+fn connect(target: &Target, deadline: Instant) -> OwnedFd {
     loop {
-        match socket::connect(addr) {
+        match target.connect() {
             Ok(fd) => return fd,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 assert!(Instant::now() < deadline, "the backlog stayed full");
@@ -293,7 +307,7 @@ fn a_flood_of_idle_connections_past_the_fd_limit_leaves_the_node_serving() {
         thread::spawn(move || {
             let mut idle: Vec<OwnedFd> = Vec::new();
             while !stop.load(Ordering::Relaxed) && idle.len() < flood {
-                match socket::connect(&victim_addr) {
+                match victim_addr.connect() {
                     Ok(fd) => idle.push(fd),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         thread::sleep(Duration::from_millis(2));

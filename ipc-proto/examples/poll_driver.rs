@@ -18,13 +18,14 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use ipc_os::rendezvous::{GroupDir, HubSocket};
 use ipc_proto::{
     Credentials, Event, Listener, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, NodeId,
-    NodeOptions, PeerId, SpokeCmd, names,
+    NodeOptions, PeerId, SpokeCmd,
 };
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::io::Errno;
-use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
+use rustix::net::{RecvFlags, SendFlags, SocketFlags};
 use serde_json::{Value, json};
 
 /// Bytes queued for one link before the peer counts as not keeping up and the link is dropped.
@@ -57,9 +58,10 @@ enum Source {
 
 struct Driver {
     member: Member,
-    hub_name: String,
+    /// Where the group meets: its private directory, the hub's lock and socket in it.
+    dir: GroupDir,
     /// The hub address, while this node holds it.
-    listener: Option<OwnedFd>,
+    listener: Option<HubSocket>,
     links: Vec<Link>,
     /// Ids of accepted links: ours to choose, below `OUTGOING` (the member's own bit).
     next_peer: u64,
@@ -73,7 +75,9 @@ fn main() -> io::Result<()> {
         eprintln!("poll_driver: {e}\nusage: poll_driver --group G --name N [--keepalive-ms MS] [--grace-ms MS] [--announce T]... [--subscribe T]...");
         std::process::exit(2)
     });
-    let hub_name = names::hub_name(&group).map_err(io::Error::other)?;
+    // This user's private group directory, created 0700 and checked (`ipc_proto::names` has
+    // the rules, `ipc_os` the system calls both real drivers use).
+    let dir = GroupDir::private(&group).map_err(io::Error::other)?;
     // The machine never draws OS randomness: the driver hands it a node id and a seed.
     let mut random = [0u8; 16];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut random)?;
@@ -89,7 +93,7 @@ fn main() -> io::Result<()> {
     let mut now = Instant::now();
     let mut d = Driver {
         member: Member::new(config, now),
-        hub_name,
+        dir,
         listener: None,
         links: Vec::new(),
         next_peer: 0,
@@ -182,7 +186,7 @@ impl Driver {
             match out {
                 MemberOutput::ConnectHub { peer } => self.connect(now, peer),
                 MemberOutput::Bind => self.bind(now),
-                // Closing the listener releases the name at once: it is abstract.
+                // Dropping it removes the socket file, then releases the hub's lock.
                 MemberOutput::Unbind => self.listener = None,
                 // `attach` is only ever set on data links, and this node has none.
                 MemberOutput::Transmit { peer, bytes, .. } => self.transmit(now, peer, bytes),
@@ -259,16 +263,9 @@ impl Driver {
         });
     }
 
-    /// Connects to the hub address; a Unix connect completes at once or fails.
+    /// Connects to the hub's socket; a Unix connect completes at once or fails.
     fn connect(&mut self, now: Instant, peer: PeerId) {
-        let linked = socket().and_then(|fd| {
-            rustix::net::connect(
-                &fd,
-                &SocketAddrUnix::new_abstract_name(self.hub_name.as_bytes())?,
-            )?;
-            Ok(fd)
-        });
-        let input = match linked {
+        let input = match self.dir.connect_hub() {
             Ok(fd) => {
                 let cred = credentials(&fd);
                 self.add_link(peer, fd);
@@ -279,18 +276,15 @@ impl Driver {
         feed(&mut self.member, now, input);
     }
 
-    /// Tries to bind the hub address: whoever holds it runs the group's hub.
+    /// Tries to claim the hub: whoever holds the hub's lock runs the group's hub, and
+    /// replaces whatever socket a dead hub left behind.
     fn bind(&mut self, now: Instant) {
-        let listener = socket().and_then(|fd| {
-            rustix::net::bind(
-                &fd,
-                &SocketAddrUnix::new_abstract_name(self.hub_name.as_bytes())?,
-            )?;
-            rustix::net::listen(&fd, 128)?;
-            Ok(fd)
+        let claim = self.dir.claim_hub().unwrap_or_else(|e| {
+            eprintln!("poll_driver: cannot claim the hub: {e}");
+            None
         });
-        let won = listener.is_ok();
-        self.listener = listener.ok();
+        let won = claim.is_some();
+        self.listener = claim;
         feed(&mut self.member, now, MemberInput::Bound { won });
     }
 
@@ -406,20 +400,9 @@ impl Driver {
     }
 }
 
-fn socket() -> rustix::io::Result<OwnedFd> {
-    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
-    rustix::net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, flags, None)
-}
-
 /// `SO_PEERCRED`: who is at the other end, from the kernel, never from the peer's bytes.
 fn credentials(fd: &OwnedFd) -> Option<Credentials> {
-    let c = rustix::net::sockopt::socket_peercred(fd).ok()?;
-    let pid = u32::try_from(c.pid.as_raw_nonzero().get()).unwrap_or(0);
-    Some(Credentials {
-        pid,
-        uid: c.uid.as_raw(),
-        gid: c.gid.as_raw(),
-    })
+    ipc_os::rendezvous::peer_credentials(fd.as_fd()).ok()
 }
 
 /// Feeds one input; an `Err` means an invalid command, never something a peer did.

@@ -22,7 +22,7 @@
 //!
 //! | the driver | the member |
 //! |---|---|
-//! | sockets: the hub address ([`names::hub_name`]), connect, bind, accept, send, receive | which link to open, bind, close, and what each record means |
+//! | sockets: the group's directory and the hub's lock ([`names`]), connect, bind, accept, send, receive | which link to open, bind, close, and what each record means |
 //! | `SO_PEERCRED` of every link ([`Credentials`]) | who may join ([`AccessPolicy`]), and the pid/uid in the joined record |
 //! | the clock: `Instant::now()` once per wakeup, passed as `now` | every deadline (heartbeats, keepalive, grace, backoff) |
 //! | a node id and a seed from the OS ([`NodeOptions::member_config`]) | every other random number (record uids, jitter) |
@@ -53,14 +53,22 @@
 //!
 //! ## 3. Acting on outputs
 //!
-//! - [`MemberOutput::ConnectHub`]: connect a `SOCK_SEQPACKET` socket to the hub address. A Unix
+//! - Where: a group meets in its directory ([`names`] gives the layout and the rules: a private
+//!   group in this user's 0700 runtime directory, checked before use; a group opened to other
+//!   users in a directory the application names). The crate `ipc-os` does these system calls
+//!   for both real drivers and this example (`ipc_os::rendezvous::GroupDir`); a driver on
+//!   another loop can use it as it is, or must follow the same rules to meet the others.
+//! - [`MemberOutput::ConnectHub`]: connect a `SOCK_SEQPACKET` socket to the hub's socket. A Unix
 //!   connect completes or fails at once: report [`MemberInput::Connected`] with the peer's
 //!   credentials, or [`MemberInput::ConnectFailed`]. Never retry yourself: the member asks
 //!   again after its own backoff, or asks to bind.
-//! - [`MemberOutput::Bind`]: bind and listen on the hub address; report
-//!   [`MemberInput::Bound`] `{ won }`. Whoever wins runs the group's hub inside its member;
-//!   the loser is asked to connect. Abstract addresses vanish with the last fd, so a crashed
-//!   hub leaves nothing to clean up. [`MemberOutput::Unbind`]: close the listener.
+//! - [`MemberOutput::Bind`]: claim the hub: take the hub's lock file with
+//!   `flock(LOCK_EX | LOCK_NB)`; if another process holds it, report
+//!   [`MemberInput::Bound`] `{ won: false }`. Holding it, remove any hub socket left behind (a
+//!   dead hub's) and bind and listen on a new one; report `{ won: true }`. Whoever wins runs
+//!   the group's hub inside its member; the loser is asked to connect. The kernel drops the
+//!   lock when its holder dies, so a crashed hub leaves nothing that blocks the next.
+//!   [`MemberOutput::Unbind`]: remove the socket file, close the listener, release the lock.
 //! - Accepted links on the listener: report [`MemberInput::Accepted`] with
 //!   [`Listener::Hub`] and the credentials read from the kernel, never from the peer's bytes.
 //!   Accept a bounded number per wakeup. If `accept` fails (out of descriptors: `EMFILE`,
@@ -101,7 +109,8 @@
 //!
 //! The example has none: [`NodeOptions::member_config`] with no data address makes a member
 //! without one, and the driver refuses the data links it is never asked for. A complete
-//! driver also listens on the node's own data address ([`names::data_name`]), connects where
+//! driver also listens on the node's own data socket ([`names::GroupPaths::data_socket`],
+//! published as [`names::data_addr`]), connects where
 //! [`MemberOutput::ConnectData`] says, sends the segment fd named by `Transmit::attach` with
 //! `SCM_RIGHTS`, and, for every fd it receives, checks that it is a memfd with the seals its
 //! mode requires and a size covering the claimed range *before* mapping it read-only; it

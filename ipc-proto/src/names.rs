@@ -1,35 +1,67 @@
-//! Where a group meets: the names of its sockets, which every driver must agree on.
+//! Where a group meets: the directory of its sockets and the names in it, which every driver
+//! must agree on.
 //!
-//! A group of nodes meets at two kinds of names, both in Linux's abstract socket namespace (no
-//! file on disk, so nothing stale is left behind after a crash, and a name is released the
-//! moment the last fd bound to it is closed):
+//! A group's sockets are files in one directory, the **group directory**:
 //!
-//! - `ipc-pubsub/<group>/hub`: the group's hub socket ([`hub_name`]); whoever binds it is hub.
-//! - `ipc-pubsub/<group>/data/<token as 16 lowercase hex digits>`: a node's own socket for
-//!   data links ([`data_name`]); nodes publish it in their topology record, written `@name`.
+//! | file | what |
+//! |---|---|
+//! | `hub.lock` | whoever holds an exclusive `flock(2)` on it runs the group's hub ([`GroupPaths::hub_lock`]) |
+//! | `hub` | the hub's listening socket ([`GroupPaths::hub_socket`]) |
+//! | `<token as 16 lowercase hex digits>.data` | a node's own socket for data links ([`GroupPaths::data_socket`]); nodes publish its file name in their topology record ([`data_addr`]) |
 //!
-//! Names are written `@name`, the convention of `ss -x` and `/proc/net/unix`. The address
-//! length a driver passes to `bind`/`connect` must cover exactly the leading NUL plus the name:
-//! Linux treats every byte up to the length as part of an abstract name, so a name padded with
-//! NULs to `sizeof(sockaddr_un)` is a *different* socket.
+//! # Claiming the hub
+//! A node that wants to run the hub takes the lock without waiting (`LOCK_EX | LOCK_NB`). The
+//! winner removes whatever `hub` file is left (a crashed hub's socket: nothing listens on it)
+//! and binds a new one; the loser connects instead. The kernel drops the lock when its holder
+//! dies, however it dies, so nothing a crash leaves behind ever blocks a group, and the next
+//! winner can remove the stale socket without racing anybody. Wayland compositors claim
+//! `wayland-0` with `wayland-0.lock` the same way. Nobody removes `hub.lock`: a lock file
+//! removed while others may hold it open would let two holders coexist.
+//!
+//! # Which directory
+//! - A **private** group (only this user may join; the default) lives in this user's runtime
+//!   directory: `$XDG_RUNTIME_DIR/ipc-pubsub/<group>`, or `/tmp/ipc-pubsub-<uid>/<group>`
+//!   where `XDG_RUNTIME_DIR` is not set ([`private_base`]). Every directory of that path that
+//!   ipc-pubsub creates has mode 0700, and a driver checks the base it did not create
+//!   ([`check_private_dir`]): a directory of another owner, a group- or world-accessible one,
+//!   or a symlink is refused, never used. Other users cannot even connect to these sockets.
+//! - A group **opened** to other users lives in a directory the application names
+//!   (`<dir>/<group>`): the group directory and its files are made accessible to everyone
+//!   (0777, 0666), so the named directory's own permissions decide who can reach the group,
+//!   and the access policy ([`AccessPolicy`](crate::AccessPolicy)) decides whom its members
+//!   accept.
+//!
+//! Socket paths must fit `sun_path`: [`GroupPaths::new`] refuses a group whose longest path
+//! exceeds [`MAX_PATH_LEN`] bytes.
 
-/// Prefix of every name a group uses.
-pub const NAME_PREFIX: &str = "ipc-pubsub/";
+use std::path::{Path, PathBuf};
 
-/// Longest abstract name: `sun_path` is 108 bytes and the first one is the NUL marker.
-pub const MAX_NAME_LEN: usize = 107;
+/// Longest socket path: `sun_path` is 108 bytes, with room for the terminating NUL.
+pub const MAX_PATH_LEN: usize = 107;
 
-/// Longest group name, chosen so that both the hub and the data names fit [`MAX_NAME_LEN`].
-///
-/// 107 − `"ipc-pubsub/"` (11) − `"/data/"` (6) − 16 hex digits = 74 bytes.
-pub const MAX_GROUP_LEN: usize = MAX_NAME_LEN - NAME_PREFIX.len() - "/data/".len() - 16;
+/// Longest group name: with it, every socket path fits [`MAX_PATH_LEN`] in the private bases
+/// of any uid (`/tmp/ipc-pubsub-4294967295/`, 27 bytes; `/run/user/<uid>/ipc-pubsub/` up to
+/// uid 99999, 27 bytes): 107 − 27 − `"/"` − 21 bytes of data socket name = 58, rounded down.
+pub const MAX_GROUP_LEN: usize = 56;
+
+/// The hub's lock file in the group directory.
+pub const HUB_LOCK: &str = "hub.lock";
+
+/// The hub's socket in the group directory.
+pub const HUB_SOCKET: &str = "hub";
+
+/// How a data socket's file name ends.
+pub const DATA_SUFFIX: &str = ".data";
+
+/// Length of a data socket's file name: 16 hex digits and [`DATA_SUFFIX`].
+const DATA_NAME_LEN: usize = 16 + DATA_SUFFIX.len();
 
 /// The topic that carries bus channel `name`: every member publishes and subscribes to it.
 pub fn bus_topic(name: &str) -> String {
     format!("bus:{name}")
 }
 
-/// Why a group name was rejected.
+/// Why a group name, or the paths of its sockets, were rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GroupError {
@@ -47,12 +79,28 @@ pub enum GroupError {
     /// The group name contains a NUL byte.
     #[error("group name contains a NUL byte")]
     HasNul,
-    /// The group name contains `/`, which separates the parts of the names.
+    /// The group name contains `/`, which separates the parts of a path.
     #[error("group name contains '/'")]
     HasSlash,
+    /// The group name is `.` or `..`.
+    #[error("group name '{0}' names a directory itself")]
+    Dots(String),
+    /// A socket path of the group would not fit `sun_path`.
+    #[error(
+        "socket path {path} is {len} bytes long, the maximum is {max}: use a shorter group name or directory"
+    )]
+    PathTooLong {
+        /// The longest socket path of the group.
+        path: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The maximum, [`MAX_PATH_LEN`].
+        max: usize,
+    },
 }
 
-/// Checks a group name: non-empty, at most [`MAX_GROUP_LEN`] bytes, no NUL, no `/`.
+/// Checks a group name: non-empty, at most [`MAX_GROUP_LEN`] bytes, no NUL, no `/`, not `.`
+/// or `..`.
 pub fn validate_group(group: &str) -> Result<(), GroupError> {
     if group.is_empty() {
         return Err(GroupError::Empty);
@@ -69,27 +117,136 @@ pub fn validate_group(group: &str) -> Result<(), GroupError> {
     if group.contains('/') {
         return Err(GroupError::HasSlash);
     }
+    if group == "." || group == ".." {
+        return Err(GroupError::Dots(group.to_owned()));
+    }
     Ok(())
 }
 
-/// The group's hub socket name (without the `@`): `ipc-pubsub/<group>/hub`.
-pub fn hub_name(group: &str) -> Result<String, GroupError> {
-    validate_group(group)?;
-    Ok(format!("{NAME_PREFIX}{group}/hub"))
+/// The directory that holds this user's private groups: `$XDG_RUNTIME_DIR/ipc-pubsub` when
+/// `xdg_runtime_dir` (the variable's value) is an absolute path, else
+/// `/tmp/ipc-pubsub-<uid>`.
+pub fn private_base(xdg_runtime_dir: Option<&Path>, uid: u32) -> PathBuf {
+    match xdg_runtime_dir {
+        Some(dir) if dir.is_absolute() => dir.join("ipc-pubsub"),
+        _ => PathBuf::from(format!("/tmp/ipc-pubsub-{uid}")),
+    }
 }
 
-/// A node's data socket name (without the `@`):
-/// `ipc-pubsub/<group>/data/<token as 16 lowercase hex digits>`.
-pub fn data_name(group: &str, token: u64) -> Result<String, GroupError> {
-    validate_group(group)?;
-    Ok(format!("{NAME_PREFIX}{group}/data/{token:016x}"))
+/// What a driver read of a directory with `lstat(2)` (never following a symlink).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct DirStat {
+    /// It is a directory (not a symlink, not a file).
+    pub is_dir: bool,
+    /// Its owner.
+    pub uid: u32,
+    /// Its permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
 }
 
-/// The abstract name in a data address as nodes publish it (`@name`), or `None` when it is
-/// not an abstract name of at most [`MAX_NAME_LEN`] bytes.
-pub fn parse_abstract(addr: &str) -> Option<&[u8]> {
-    let name = addr.strip_prefix('@')?.as_bytes();
-    (name.len() <= MAX_NAME_LEN).then_some(name)
+/// Why a directory may not hold a private group.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DirProblem {
+    /// Not a directory: a file, or a symlink (which is never followed).
+    #[error("it is not a directory (a symlink is never followed)")]
+    NotADirectory,
+    /// Owned by another user.
+    #[error("it is owned by uid {owner}, not by uid {uid}")]
+    Owner {
+        /// The directory's owner.
+        owner: u32,
+        /// The user who would use it.
+        uid: u32,
+    },
+    /// Group or others may enter it.
+    #[error("its mode is {mode:04o}: group and others must have no access (0700)")]
+    Mode {
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
+/// Checks a directory that is to hold `uid`'s private groups: a real directory, owned by
+/// `uid`, with no access for group or others.
+pub fn check_private_dir(stat: DirStat, uid: u32) -> Result<(), DirProblem> {
+    if !stat.is_dir {
+        return Err(DirProblem::NotADirectory);
+    }
+    if stat.uid != uid {
+        return Err(DirProblem::Owner {
+            owner: stat.uid,
+            uid,
+        });
+    }
+    if stat.mode & 0o077 != 0 {
+        return Err(DirProblem::Mode { mode: stat.mode });
+    }
+    Ok(())
+}
+
+/// The file name a node publishes as its data address, for its data socket `token`.
+pub fn data_addr(token: u64) -> String {
+    format!("{token:016x}{DATA_SUFFIX}")
+}
+
+/// The paths of one group's sockets, all in its group directory (see the [module docs](self)).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct GroupPaths {
+    dir: PathBuf,
+}
+
+impl GroupPaths {
+    /// The paths of `group` in `base`: its group directory is `base/group`.
+    ///
+    /// Fails on an invalid group name, or when the longest socket path (a data socket's)
+    /// would not fit [`MAX_PATH_LEN`].
+    pub fn new(base: &Path, group: &str) -> Result<Self, GroupError> {
+        validate_group(group)?;
+        let paths = Self {
+            dir: base.join(group),
+        };
+        let longest = paths.data_socket(u64::MAX);
+        let len = longest.as_os_str().len();
+        if len > MAX_PATH_LEN {
+            return Err(GroupError::PathTooLong {
+                path: longest.display().to_string(),
+                len,
+                max: MAX_PATH_LEN,
+            });
+        }
+        Ok(paths)
+    }
+
+    /// The group directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The hub's lock file.
+    pub fn hub_lock(&self) -> PathBuf {
+        self.dir.join(HUB_LOCK)
+    }
+
+    /// The hub's socket.
+    pub fn hub_socket(&self) -> PathBuf {
+        self.dir.join(HUB_SOCKET)
+    }
+
+    /// The data socket of token `token` (its file name is [`data_addr`]).
+    pub fn data_socket(&self, token: u64) -> PathBuf {
+        self.dir.join(data_addr(token))
+    }
+
+    /// The socket path behind a data address a node published, or `None` when the address is
+    /// not a data socket's file name (16 lowercase hex digits and [`DATA_SUFFIX`]): a peer's
+    /// record never makes a driver connect outside the group directory.
+    pub fn resolve_data_addr(&self, addr: &str) -> Option<PathBuf> {
+        let hex = addr.strip_suffix(DATA_SUFFIX)?;
+        let valid = addr.len() == DATA_NAME_LEN
+            && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        valid.then(|| self.dir.join(addr))
+    }
 }
 
 #[cfg(test)]
@@ -97,44 +254,119 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_are_exact() {
-        assert_eq!(hub_name("cams").as_deref(), Ok("ipc-pubsub/cams/hub"));
+    fn paths_are_exact() {
+        let paths = GroupPaths::new(Path::new("/run/user/1000/ipc-pubsub"), "cams").expect("ok");
+        assert_eq!(paths.dir(), Path::new("/run/user/1000/ipc-pubsub/cams"));
         assert_eq!(
-            data_name("cams", 0xdead_beef).as_deref(),
-            Ok("ipc-pubsub/cams/data/00000000deadbeef")
+            paths.hub_lock(),
+            Path::new("/run/user/1000/ipc-pubsub/cams/hub.lock")
         );
         assert_eq!(
-            data_name("cams", u64::MAX).as_deref(),
-            Ok("ipc-pubsub/cams/data/ffffffffffffffff")
+            paths.hub_socket(),
+            Path::new("/run/user/1000/ipc-pubsub/cams/hub")
+        );
+        assert_eq!(data_addr(0xdead_beef), "00000000deadbeef.data");
+        assert_eq!(
+            paths.data_socket(u64::MAX),
+            Path::new("/run/user/1000/ipc-pubsub/cams/ffffffffffffffff.data")
         );
         assert_eq!(bus_topic("chat"), "bus:chat");
     }
 
     #[test]
+    fn data_addresses_stay_in_the_group_directory() {
+        let paths = GroupPaths::new(Path::new("/tmp/ipc-pubsub-0"), "g").expect("ok");
+        assert_eq!(
+            paths.resolve_data_addr("00000000000000ff.data"),
+            Some(PathBuf::from("/tmp/ipc-pubsub-0/g/00000000000000ff.data"))
+        );
+        for bad in [
+            "",
+            "hub",
+            "hub.lock",
+            "../x/00000000000000ff.data",
+            "/etc/00000000000000ff.data",
+            "00000000000000FF.data",
+            "0000000000000ff.data",
+            "000000000000000ff.data",
+            "@ipc-pubsub/g/data/00000000000000ff",
+            "0000000000000/ff.data",
+        ] {
+            assert_eq!(paths.resolve_data_addr(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn private_bases() {
+        assert_eq!(
+            private_base(Some(Path::new("/run/user/1000")), 1000),
+            Path::new("/run/user/1000/ipc-pubsub")
+        );
+        // A relative or missing XDG_RUNTIME_DIR is ignored, as the spec says.
+        assert_eq!(
+            private_base(Some(Path::new("run")), 7),
+            Path::new("/tmp/ipc-pubsub-7")
+        );
+        assert_eq!(private_base(None, 0), Path::new("/tmp/ipc-pubsub-0"));
+    }
+
+    #[test]
+    fn private_dir_checks() {
+        let good = DirStat {
+            is_dir: true,
+            uid: 5,
+            mode: 0o700,
+        };
+        assert_eq!(check_private_dir(good, 5), Ok(()));
+        assert_eq!(
+            check_private_dir(good, 6),
+            Err(DirProblem::Owner { owner: 5, uid: 6 })
+        );
+        for mode in [0o710, 0o701, 0o755, 0o777, 0o1777] {
+            let open = DirStat { mode, ..good };
+            assert_eq!(check_private_dir(open, 5), Err(DirProblem::Mode { mode }));
+        }
+        let link = DirStat {
+            is_dir: false,
+            ..good
+        };
+        assert_eq!(check_private_dir(link, 5), Err(DirProblem::NotADirectory));
+        assert_eq!(
+            DirProblem::Mode { mode: 0o755 }.to_string(),
+            "its mode is 0755: group and others must have no access (0700)"
+        );
+    }
+
+    #[test]
     fn group_validation() {
-        assert_eq!(hub_name(""), Err(GroupError::Empty));
-        assert_eq!(data_name("a/b", 1), Err(GroupError::HasSlash));
-        assert_eq!(hub_name("a\0b"), Err(GroupError::HasNul));
-        assert_eq!(MAX_GROUP_LEN, 74);
+        let base = Path::new("/tmp/ipc-pubsub-0");
+        assert_eq!(GroupPaths::new(base, ""), Err(GroupError::Empty));
+        assert_eq!(GroupPaths::new(base, "a/b"), Err(GroupError::HasSlash));
+        assert_eq!(GroupPaths::new(base, "a\0b"), Err(GroupError::HasNul));
+        assert_eq!(
+            GroupPaths::new(base, ".."),
+            Err(GroupError::Dots("..".into()))
+        );
         let longest = "g".repeat(MAX_GROUP_LEN);
-        assert_eq!(data_name(&longest, 7).map(|n| n.len()), Ok(MAX_NAME_LEN));
+        for base in ["/tmp/ipc-pubsub-4294967295", "/run/user/99999/ipc-pubsub"] {
+            GroupPaths::new(Path::new(base), &longest).expect("the longest group fits");
+        }
         let too_long = "g".repeat(MAX_GROUP_LEN + 1);
         assert_eq!(
-            hub_name(&too_long),
+            validate_group(&too_long),
             Err(GroupError::TooLong {
                 len: MAX_GROUP_LEN + 1,
                 max: MAX_GROUP_LEN
             })
         );
+        let deep = PathBuf::from(format!("/{}", "d".repeat(60)));
+        let err = GroupPaths::new(&deep, &longest).expect_err("too long");
+        assert!(
+            matches!(err, GroupError::PathTooLong { len, max: MAX_PATH_LEN, .. } if len > MAX_PATH_LEN),
+            "{err:?}"
+        );
         // Unicode is fine and counted in bytes.
-        assert_eq!(hub_name("über").as_deref(), Ok("ipc-pubsub/über/hub"));
-    }
-
-    #[test]
-    fn abstract_addresses() {
-        assert_eq!(parse_abstract("@a/b"), Some(&b"a/b"[..]));
-        assert_eq!(parse_abstract("a/b"), None);
-        let long = format!("@{}", "x".repeat(MAX_NAME_LEN + 1));
-        assert_eq!(parse_abstract(&long), None);
+        let paths = GroupPaths::new(base, "über").expect("valid group");
+        assert_eq!(paths.hub_socket(), Path::new("/tmp/ipc-pubsub-0/über/hub"));
     }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub use serde_json::Value;
 
+pub mod attack;
 pub mod doc_peer;
 pub mod peer;
 
@@ -75,7 +76,12 @@ impl Child {
         args: &[&str],
         piped_stdin: bool,
     ) -> Self {
-        let mut proc = Command::new(program)
+        let mut command = Command::new(program);
+        if args.first() == Some(&"as-uid") {
+            // Another user has a runtime directory of its own, not ours.
+            command.env_remove("XDG_RUNTIME_DIR");
+        }
+        let mut proc = command
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(if piped_stdin {
@@ -364,17 +370,31 @@ pub fn is(v: &Value, name: &str, node: &str) -> bool {
 /// Raw `SOCK_SEQPACKET` peers, for feeding a node bad input.
 pub mod raw {
     use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+    use std::path::{Path, PathBuf};
     use std::time::{Duration, Instant};
 
-    use ipc_driver_std::sys::addr::AbstractAddr;
     use ipc_driver_std::sys::poll::{Events, Interest, Poller, Token};
+    use ipc_driver_std::sys::rendezvous::{self, GroupDir};
     use ipc_driver_std::sys::socket::{self, Recv, Sent};
 
     use crate::WAIT;
 
-    /// Connects to `addr`, with room to send records larger than any a node accepts.
-    pub fn connect(addr: &AbstractAddr) -> OwnedFd {
-        let fd = socket::connect(addr).expect("connect");
+    /// The hub socket of private group `group`.
+    pub fn hub_socket(group: &str) -> PathBuf {
+        let dir = GroupDir::private(group).expect("group directory");
+        dir.paths().hub_socket()
+    }
+
+    /// The data socket a node of private group `group` published as `addr`.
+    pub fn data_socket(group: &str, addr: &str) -> PathBuf {
+        let dir = GroupDir::private(group).expect("group directory");
+        dir.paths().resolve_data_addr(addr).expect("a data address")
+    }
+
+    /// Connects to the socket at `path`, with room to send records larger than any a node
+    /// accepts.
+    pub fn connect(path: &Path) -> OwnedFd {
+        let fd = rendezvous::connect(path).expect("connect");
         socket::set_send_buffer(fd.as_fd(), 1 << 20).expect("SO_SNDBUF");
         fd
     }

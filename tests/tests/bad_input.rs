@@ -5,14 +5,13 @@
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use ipc_driver_std::sys::addr::hub_addr;
 use ipc_proto::wire::{Frame, Hello, encode};
 use ipc_proto::{NodeId, NodeInfo, Term};
 use ipc_tests::{Child, WAIT, event, group, raw};
 
 /// Connects to the group's hub as a raw peer.
 fn to_hub(group: &str) -> OwnedFd {
-    raw::connect(&hub_addr(group).expect("group name"))
+    raw::connect(&raw::hub_socket(group))
 }
 
 fn hello(version: u8) -> Vec<u8> {

@@ -11,8 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ipc_driver_std::Node;
-use ipc_driver_std::sys::addr::AbstractAddr;
-use ipc_driver_std::sys::socket;
+use ipc_driver_std::sys::rendezvous::GroupDir;
 use ipc_tests::{Child, WAIT, event, exe, group};
 
 /// Raises this process's soft limit of open files to its hard limit.
@@ -57,7 +56,6 @@ fn a_calloop_node_out_of_files_keeps_serving_its_members() {
         .find(|n| n.info.name == "victim")
         .map(|n| n.info.data_addr.clone())
         .expect("listed");
-    let addr = AbstractAddr::new(data_addr.trim_start_matches('@').as_bytes()).expect("address");
     let p = publisher.publisher("t", "text/plain").expect("publisher");
     let mut sent = 0u64;
     let mut delivered = |victim: &mut Child, what: &str| {
@@ -86,10 +84,11 @@ fn a_calloop_node_out_of_files_keeps_serving_its_members() {
     let stop = Arc::new(AtomicBool::new(false));
     let attacker = {
         let stop = Arc::clone(&stop);
+        let dir = GroupDir::private(&g).expect("the group's directory");
         thread::spawn(move || {
             let mut idle: Vec<OwnedFd> = Vec::new();
             while !stop.load(Ordering::Relaxed) && idle.len() < 5000 {
-                match socket::connect(&addr) {
+                match dir.connect_data(&data_addr) {
                     Ok(fd) => idle.push(fd),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         thread::sleep(Duration::from_millis(2));

@@ -14,7 +14,6 @@ use std::collections::BTreeSet;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use ipc_driver_std::sys::addr::{AbstractAddr, hub_addr};
 use ipc_driver_std::sys::socket;
 use ipc_tests::peer::{Driver, fnv1a64, payload};
 use ipc_tests::{Child, WAIT, converge, event, group, ids, is, raw};
@@ -342,7 +341,7 @@ fn garbage_on_the_hub_socket(d: [Driver; 4]) {
     hub.wait_for(WAIT, |v| event(v) == "became_hub");
     let mut member = peer(d[1], &g, "member");
     member.wait_for(WAIT, |v| event(v) == "synced");
-    let addr = hub_addr(&g).expect("group name");
+    let addr = raw::hub_socket(&g);
     // An unknown tag; an oversized length; a record larger than any frame; fds on a topology
     // link: each offender is disconnected.
     for bytes in [
@@ -375,8 +374,7 @@ fn garbage_on_a_data_socket(d: [Driver; 4]) {
     s.send("subscription t block 8");
     p.wait_for(WAIT, |v| is(v, "subscribed", &s.node_id()));
     // The subscriber's data socket, where publishers connect.
-    let data = format!("ipc-pubsub/{g}/data/{}", s.node_id());
-    let addr = AbstractAddr::new(data.as_bytes()).expect("name");
+    let addr = raw::data_socket(&g, &format!("{}.data", s.node_id()));
     // Garbage; a frame with a pipe where a memfd should be; an oversized record.
     let fd = raw::connect(&addr);
     raw::send(&fd, &[9, 0, 0, 0, 0xEE, 0, 0, 0, 0, 0, 0, 0, 0], &[]);

@@ -116,19 +116,54 @@ fn sixteen_nodes_started_at_once_end_with_one_hub() {
     assert_eq!(became, 1, "one bind won");
 }
 
+/// A directory that every user may enter and write, for groups opened explicitly; removed
+/// when dropped.
+struct OpenDir(std::path::PathBuf);
+
+impl OpenDir {
+    fn new(group: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("ipc-open-{group}"));
+        std::fs::create_dir(&path).expect("create the open directory");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        Self(path)
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temp dir")
+    }
+}
+
+impl Drop for OpenDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn a_peer_with_another_uid_is_refused_and_the_group_carries_on() {
     if !nix::unistd::Uid::effective().is_root() {
         eprintln!("skipped: needs root to start a peer with another uid");
         return;
     }
+    // The group is opened in a directory every user may enter, but its access policy is the
+    // default one: the same uid only.
     let g = group();
-    let mut hub = Child::node(&g, "hub", &[]);
+    let open = OpenDir::new(&g);
+    let mut hub = Child::node(&g, "hub", &["--dir", open.arg()]);
     hub.wait_for(WAIT, |v| event(v) == "became_hub");
     let mut foreign = Child::spawn(
         "foreign",
         &[
-            "as-uid", "65534", "--group", &g, "node", "--name", "foreign",
+            "as-uid",
+            "65534",
+            "--group",
+            &g,
+            "--dir",
+            open.arg(),
+            "node",
+            "--name",
+            "foreign",
         ],
     );
     let refused = foreign.wait_for(WAIT, |v| event(v) == "hub_closed");
@@ -147,11 +182,47 @@ fn a_peer_with_another_uid_is_refused_and_the_group_carries_on() {
         );
         hub.drain_for(Duration::from_millis(50));
     }
-    let mut later = Child::node(&g, "later", &[]);
+    let mut later = Child::node(&g, "later", &["--dir", open.arg()]);
     let both = ids(&[&hub, &later]);
     converge(&mut [&mut hub, &mut later], &both);
     assert!(
         hub.seen.iter().all(|v| v["name"] != "foreign"),
         "the refused peer never joined"
+    );
+}
+
+#[test]
+fn another_user_cannot_reach_a_private_group() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root to start a peer with another uid");
+        return;
+    }
+    let g = group();
+    let mut hub = Child::node(&g, "hub", &[]);
+    hub.wait_for(WAIT, |v| event(v) == "became_hub");
+    // The same group name as another user: that user's own private directory, its own group.
+    let mut foreign = Child::spawn(
+        "foreign",
+        &[
+            "as-uid", "65534", "--group", &g, "node", "--name", "foreign",
+        ],
+    );
+    foreign.wait_for(WAIT, |v| event(v) == "became_hub");
+    let mut later = Child::node(&g, "later", &[]);
+    let both = ids(&[&hub, &later]);
+    converge(&mut [&mut hub, &mut later], &both);
+    assert!(
+        hub.seen
+            .iter()
+            .chain(&later.seen)
+            .all(|v| v["name"] != "foreign"),
+        "the other user's node is in a group of its own"
+    );
+    assert!(
+        foreign
+            .seen
+            .iter()
+            .all(|v| v["name"] != "hub" && v["name"] != "later"),
+        "and sees nothing of this one"
     );
 }

@@ -23,7 +23,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::Serialize;
 
 use super::json::Hex;
-use crate::sys::addr::AbstractAddr;
+use crate::sys::rendezvous::GroupDir;
 use crate::sys::socket::{self, Recv, Sent};
 
 /// How long one node may take to answer.
@@ -127,11 +127,14 @@ pub(super) fn guard_table(rows: &[GuardRow]) -> String {
 
 /// Asks every node of `view` for its counters: the link rows, the nodes that refused
 /// anything, and the nodes that did not answer.
-pub(super) fn collect(view: &View) -> (Vec<LinkRow>, Vec<GuardRow>, Vec<Unanswered>) {
+pub(super) fn collect(
+    dir: &GroupDir,
+    view: &View,
+) -> (Vec<LinkRow>, Vec<GuardRow>, Vec<Unanswered>) {
     let mut answers = Vec::new();
     let mut unanswered = Vec::new();
     for n in view.nodes().values() {
-        match query(&n.info.data_addr, TIMEOUT) {
+        match query(dir, &n.info.data_addr, TIMEOUT) {
             Ok(stats) => answers.push((n.info.id, stats)),
             Err(e) => unanswered.push(Unanswered {
                 node: Hex(n.info.id),
@@ -229,13 +232,10 @@ pub(super) fn table(rows: &[LinkRow], unanswered: &[Unanswered]) -> String {
     out
 }
 
-/// Asks the node at data address `addr` for its counters.
-pub(super) fn query(addr: &str, timeout: Duration) -> io::Result<DataStats> {
-    let invalid = || io::Error::new(io::ErrorKind::InvalidInput, format!("bad address {addr:?}"));
-    let name = ipc_proto::names::parse_abstract(addr).ok_or_else(invalid)?;
-    let addr = AbstractAddr::new(name).map_err(|_| invalid())?;
+/// Asks the node at data address `addr` of the group in `dir` for its counters.
+pub(super) fn query(dir: &GroupDir, addr: &str, timeout: Duration) -> io::Result<DataStats> {
     let deadline = Instant::now() + timeout;
-    let link = socket::connect(&addr)?;
+    let link = dir.connect_data(addr)?;
     let request = encode_data(&DataFrame::StatsRequest, &[]);
     while socket::send_record(link.as_fd(), &request, &[])? == Sent::WouldBlock {
         wait(link.as_fd(), PollFlags::POLLOUT, deadline)?;

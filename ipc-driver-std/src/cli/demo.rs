@@ -20,6 +20,7 @@ use nix::sys::signal::Signal;
 use super::children::{Fleet, Seen, SeenKind, random_group};
 use super::json::Line;
 use super::{CliError, Result, status};
+use crate::cli::GroupArgs;
 
 /// How long any one step may wait for the children; it takes milliseconds.
 const STEP_DEADLINE: Duration = Duration::from_secs(10);
@@ -183,9 +184,9 @@ impl Tour {
 
     fn first_node(&mut self) -> Result<()> {
         say(
-            "There is no daemon. The first process to bind the group's hub address (an abstract \
-             Unix socket: no file, nothing stale after a crash) runs the group's hub, and joins \
-             it like any other node. The hub numbers every change (seq term.counter) so that \
+            "There is no daemon. The first process to lock the group's hub file (a flock in a \
+             directory only this user can enter; the kernel drops it when the holder dies) runs \
+             the group's hub, and joins it like any other node. The hub numbers every change (seq term.counter) so that \
              every node applies them in the same order.",
         );
         let camera = self.spawn(&FIRST)?;
@@ -238,7 +239,7 @@ impl Tour {
 
     fn status(&mut self) -> Result<()> {
         println!("  $ ipc-pubsub --group {} status", self.group);
-        let view = status::observe(&self.group)?;
+        let view = status::observe(&GroupArgs::private(&self.group))?;
         for line in status::table(&self.group, &view).lines() {
             println!("    {line}");
         }

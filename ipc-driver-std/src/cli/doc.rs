@@ -21,6 +21,7 @@ use signal_hook::iterator::Signals;
 
 use super::json::{self, Hex, Line};
 use super::{CliError, Result, Timing};
+use crate::cli::GroupArgs;
 use crate::{Doc, DocEvent, Events, Node, NodeEvent};
 
 /// How long the host may take to answer the opening.
@@ -66,13 +67,10 @@ fn parse_json(s: &str) -> Result<Value, String> {
 }
 
 /// Runs `doc`.
-pub(super) fn run(group: &str, args: &DocArgs) -> Result<()> {
+pub(super) fn run(group: &GroupArgs, args: &DocArgs) -> Result<()> {
     // Before anything else: a signal from now on is a request to leave.
     let signals = Signals::new([SIGINT, SIGTERM])?;
-    let node = args
-        .timing
-        .apply(Node::builder("doc").group(group))
-        .join()?;
+    let node = args.timing.apply(group.builder("doc")).join()?;
     let events = node.events();
     let doc = node.open_doc(&args.name, args.default.clone())?;
     doc.wait_opened(OPEN_TIMEOUT)?;

@@ -50,7 +50,8 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::{DEFAULT_GROUP, DriverError, NodeBuilder};
+use crate::sys::rendezvous::GroupDir;
+use crate::{DEFAULT_GROUP, DriverError, Node, NodeBuilder};
 
 pub use pubsub::fnv1a64;
 
@@ -115,17 +116,8 @@ fn init_logs(verbose: u8) {
 #[derive(Debug, Parser)]
 #[command(name = "ipc-pubsub", version, propagate_version = true)]
 struct Cli {
-    /// The group to join, watch or inspect (ignored by `demo` and `bench`, which make their
-    /// own).
-    #[arg(
-        long,
-        global = true,
-        env = "IPC_PUBSUB_GROUP",
-        default_value = DEFAULT_GROUP,
-        value_name = "NAME",
-        value_parser = parse_group,
-    )]
-    group: String,
+    #[command(flatten)]
+    group: GroupArgs,
 
     /// More logs on stderr: -v debug, -vv trace (RUST_LOG, when set, takes precedence).
     #[arg(short, long, global = true, action = ArgAction::Count)]
@@ -229,9 +221,72 @@ impl Timing {
     }
 }
 
-/// A group name that can form the group's socket addresses.
+/// Which group, and where it meets: the options every command shares.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct GroupArgs {
+    /// The group to join, watch or inspect (ignored by `demo` and `bench`, which make their
+    /// own).
+    #[arg(
+        id = "group",
+        long = "group",
+        global = true,
+        env = "IPC_PUBSUB_GROUP",
+        default_value = DEFAULT_GROUP,
+        value_name = "NAME",
+        value_parser = parse_group,
+    )]
+    name: String,
+
+    /// For a group opened to other users: the directory it meets in (every member names the
+    /// same one; its permissions decide who reaches the group). Default: this user's private
+    /// runtime directory, which no other user can enter.
+    #[arg(long, global = true, env = "IPC_PUBSUB_DIR", value_name = "DIR")]
+    dir: Option<std::path::PathBuf>,
+
+    /// Also accept processes of this uid in the group (repeatable; useful with --dir).
+    #[arg(long = "allow-uid", global = true, value_name = "UID")]
+    allow_uid: Vec<u32>,
+}
+
+impl GroupArgs {
+    /// Private group `name`.
+    pub(crate) fn private(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            dir: None,
+            allow_uid: Vec::new(),
+        }
+    }
+
+    /// The group's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A builder for a node of this group.
+    pub(crate) fn builder(&self, node: &str) -> crate::NodeBuilder {
+        let mut b = Node::builder(node).group(&self.name);
+        if let Some(dir) = &self.dir {
+            b = b.dir(dir);
+        }
+        for uid in &self.allow_uid {
+            b = b.allow_uid(*uid);
+        }
+        b
+    }
+
+    /// The group's directory.
+    pub(crate) fn dir(&self) -> std::result::Result<GroupDir, DriverError> {
+        Ok(match &self.dir {
+            Some(base) => GroupDir::shared(base, &self.name)?,
+            None => GroupDir::private(&self.name)?,
+        })
+    }
+}
+
+/// A group name that can form the group's socket paths.
 fn parse_group(s: &str) -> Result<String, String> {
-    crate::sys::addr::hub_addr(s).map_err(|e| e.to_string())?;
+    ipc_proto::names::validate_group(s).map_err(|e| e.to_string())?;
     Ok(s.to_string())
 }
 
@@ -279,11 +334,20 @@ mod tests {
     #[test]
     fn group_is_global_and_validated() {
         let cli = parse(&["status", "--group", "robot"]).expect("valid");
-        assert_eq!(cli.group, "robot");
+        assert_eq!(cli.group.name(), "robot");
         let cli = parse(&["--group", "robot", "status"]).expect("valid");
-        assert_eq!(cli.group, "robot");
+        assert_eq!(cli.group.name(), "robot");
         assert!(parse(&["--group", "a/b", "status"]).is_err(), "a slash");
         assert!(parse(&["--group", "", "status"]).is_err(), "empty");
+        // `node --name` is the node's, not the group's.
+        let cli = parse(&["--group", "g", "node", "--name", "n"]).expect("valid");
+        assert_eq!(cli.group.name(), "g");
+        let cli = parse(&["status", "--dir", "/run/robot", "--allow-uid", "7"]).expect("valid");
+        assert_eq!(
+            cli.group.dir.as_deref(),
+            Some(std::path::Path::new("/run/robot"))
+        );
+        assert_eq!(cli.group.allow_uid, [7]);
     }
 
     #[test]

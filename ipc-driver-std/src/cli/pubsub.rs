@@ -26,6 +26,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use super::json::{self, Hex};
 use super::stream::DEFAULT_MIME;
 use super::{CliError, Result, Timing};
+use crate::cli::GroupArgs;
 use crate::{DEFAULT_MAX_PAYLOAD, Message, Node, PublisherOptions, SendMode, SubscriptionOptions};
 
 /// How long `pub` waits for `--wait-subscribers`, and for its subscribers to have everything
@@ -231,12 +232,12 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
-fn join(group: &str, name: &str, timing: &Timing) -> Result<Node> {
-    Ok(timing.apply(Node::builder(name).group(group)).join()?)
+fn join(group: &GroupArgs, name: &str, timing: &Timing) -> Result<Node> {
+    Ok(timing.apply(group.builder(name)).join()?)
 }
 
 /// `pub`.
-pub(super) fn publish(group: &str, args: &PubArgs) -> Result<()> {
+pub(super) fn publish(group: &GroupArgs, args: &PubArgs) -> Result<()> {
     let stop = stop_flag()?;
     let payload = match (&args.file, &args.data) {
         (Some(path), _) => std::fs::read(path)
@@ -333,7 +334,7 @@ impl<'a> MessageLine<'a> {
 }
 
 /// `sub`.
-pub(super) fn subscribe(group: &str, args: &SubArgs) -> Result<()> {
+pub(super) fn subscribe(group: &GroupArgs, args: &SubArgs) -> Result<()> {
     let stop = stop_flag()?;
     let node = join(group, "sub", &args.timing)?;
     let sub = node.subscription(&args.topic, args.queue.options())?;
@@ -358,7 +359,7 @@ pub(super) fn subscribe(group: &str, args: &SubArgs) -> Result<()> {
 }
 
 /// `bus`.
-pub(super) fn bus(group: &str, args: &BusArgs) -> Result<()> {
+pub(super) fn bus(group: &GroupArgs, args: &BusArgs) -> Result<()> {
     let stop = stop_flag()?;
     let node = join(group, "bus", &args.timing)?;
     let bus = Arc::new(node.bus(&args.name, args.queue.options())?);

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use super::counters::{self, GuardRow, LinkRow, Unanswered};
 use super::json::Hex;
-use super::{CliError, Result};
-use crate::{DriverError, Node};
+use super::{CliError, GroupArgs, Result};
+use crate::DriverError;
 
 /// How long `status` waits for a hub before concluding that no such group runs.
 pub(super) const TIMEOUT: Duration = Duration::from_millis(1500);
@@ -24,9 +24,11 @@ pub(super) struct StatusArgs {
     json: bool,
 }
 
-pub(super) fn run(group: &str, args: &StatusArgs) -> Result<()> {
-    let view = observe(group)?;
-    let (links, guards, unanswered) = counters::collect(&view);
+pub(super) fn run(args_group: &GroupArgs, args: &StatusArgs) -> Result<()> {
+    let view = observe(args_group)?;
+    let dir = args_group.dir()?;
+    let group = args_group.name();
+    let (links, guards, unanswered) = counters::collect(&dir, &view);
     let mut out = io::stdout().lock();
     if args.json {
         let status = Status {
@@ -48,14 +50,14 @@ pub(super) fn run(group: &str, args: &StatusArgs) -> Result<()> {
 
 /// The group's view, from an observer that waits up to [`TIMEOUT`] for the hub's history and
 /// then leaves.
-pub(super) fn observe(group: &str) -> Result<View> {
-    let observer = Node::builder("status")
-        .group(group)
+pub(super) fn observe(group: &GroupArgs) -> Result<View> {
+    let observer = group
+        .builder("status")
         .join_timeout(Some(TIMEOUT))
         .observe();
     match observer {
         Ok(node) => Ok(node.view()),
-        Err(DriverError::Timeout(..)) => Err(CliError::NoGroup(group.into())),
+        Err(DriverError::Timeout(..)) => Err(CliError::NoGroup(group.name().into())),
         Err(e) => Err(e.into()),
     }
 }

@@ -15,6 +15,7 @@ use signal_hook::iterator::Signals;
 
 use super::json::{self, Hex, Line};
 use super::{CliError, Result, Timing};
+use crate::cli::GroupArgs;
 use crate::{DriverError, Events, Node, NodeEvent};
 
 /// The payload type of a topic announced without one.
@@ -78,7 +79,7 @@ fn parse_announce(s: &str) -> Result<Announce, String> {
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `node`: join, announce and subscribe, print events until a signal, leave.
-pub(super) fn node(group: &str, args: &NodeArgs) -> Result<()> {
+pub(super) fn node(group: &GroupArgs, args: &NodeArgs) -> Result<()> {
     // Before anything else: a signal from now on is a request to leave, never a sudden death.
     let signals = Signals::new([SIGINT, SIGTERM])?;
     // `join` returns at once: the id is known for the `started` line, and the events of the
@@ -86,7 +87,7 @@ pub(super) fn node(group: &str, args: &NodeArgs) -> Result<()> {
     // join timeout.
     let mut builder = args
         .timing
-        .apply(Node::builder(&args.name).group(group))
+        .apply(group.builder(&args.name))
         .join_timeout(None);
     let events = builder.events();
     let node = builder.join()?;
@@ -102,19 +103,16 @@ pub(super) fn node(group: &str, args: &NodeArgs) -> Result<()> {
         node: Hex(node.id()),
         name: args.name.clone(),
         pid: std::process::id(),
-        group: group.to_string(),
+        group: group.name().to_string(),
     };
     json::write_line(&mut io::stdout().lock(), &started)?;
     print_until_signal(node, events, signals, Some(sync_by), |_| true)
 }
 
 /// `watch`: observe, print events until a signal.
-pub(super) fn watch(group: &str, args: &WatchArgs) -> Result<()> {
+pub(super) fn watch(group: &GroupArgs, args: &WatchArgs) -> Result<()> {
     let signals = Signals::new([SIGINT, SIGTERM])?;
-    let mut builder = args
-        .timing
-        .apply(Node::builder("watch").group(group))
-        .join_timeout(None);
+    let mut builder = args.timing.apply(group.builder("watch")).join_timeout(None);
     let events = builder.events();
     let node = builder.observe()?;
     // An observer retries every half second or so while no hub answers: say so once.

@@ -5,7 +5,8 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`addr`] | abstract-namespace socket names: `@ipc-pubsub/<group>/hub`, `@ipc-pubsub/<group>/data/<token>` |
+//! | [`rendezvous`] | a group's directory (private 0700, or one the application opens), the hub's `flock`, its sockets |
+//! | [`addr`] | abstract-namespace socket names, for throwaway sockets in tests and tools |
 //! | [`socket`] | `SOCK_SEQPACKET` listen/connect/accept, one `sendmsg`/`recvmsg` per record, `SCM_RIGHTS` |
 //! | [`poll`] | level-triggered epoll with [`poll::Token`]s and an eventfd [`poll::Waker`] |
 //! | [`memfd`] | sealed memfd segments: create, seal, verify on receipt, map read-only or read-write |
@@ -22,7 +23,8 @@
 //!   exception is [`socket::connect`], whose `ErrorKind::WouldBlock` means "the listener's
 //!   backlog is full, try again later".
 //! - Errors are `io::Error` with the OS errno preserved (`raw_os_error()`), except where the
-//!   caller must tell cases apart without an errno: [`addr::AddrError`] and
+//!   caller must tell cases apart without an errno: [`rendezvous::RendezvousError`],
+//!   [`addr::AddrError`] and
 //!   [`memfd::SegmentError`].
 //! - Ownership: fds are [`OwnedFd`](std::os::fd::OwnedFd) the moment they exist, including fds
 //!   received over `SCM_RIGHTS`, so no error path can leak one.
@@ -73,6 +75,7 @@
 pub mod addr;
 pub mod memfd;
 pub mod poll;
+pub use ipc_os::rendezvous;
 pub mod socket;
 
 #[cfg(test)]

@@ -18,9 +18,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::libc::{self, c_int, c_uint};
-use nix::sys::socket::{self as nix_socket, AddressFamily, Backlog, SockFlag, SockType, sockopt};
+use nix::sys::socket::{
+    self as nix_socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr, sockopt,
+};
 
-use super::addr::AbstractAddr;
 use super::{Credentials, retry_eintr};
 
 /// Most fds the kernel accepts in one message (`SCM_MAX_FD`).
@@ -100,11 +101,11 @@ fn new_socket() -> io::Result<OwnedFd> {
 /// Binds a listening `SOCK_SEQPACKET` socket to `addr` (backlog [`LISTEN_BACKLOG`]).
 ///
 /// Fails with `ErrorKind::AddrInUse` while another socket holds the name. Abstract names are
-/// released when the last fd of the listening socket is closed, so dropping the returned fd
-/// frees the name at once.
-pub fn listen(addr: &AbstractAddr) -> io::Result<OwnedFd> {
+/// released when the last fd of the listening socket is closed; a path stays until it is
+/// removed (see [`rendezvous`](super::rendezvous) for who removes group sockets).
+pub fn listen(addr: &UnixAddr) -> io::Result<OwnedFd> {
     let fd = new_socket()?;
-    nix_socket::bind(fd.as_raw_fd(), addr.as_unix_addr())?;
+    nix_socket::bind(fd.as_raw_fd(), addr)?;
     let backlog = Backlog::new(LISTEN_BACKLOG).expect("LISTEN_BACKLOG is a small positive number");
     nix_socket::listen(&fd, backlog)?;
     Ok(fd)
@@ -114,11 +115,11 @@ pub fn listen(addr: &AbstractAddr) -> io::Result<OwnedFd> {
 ///
 /// Fails with `ErrorKind::ConnectionRefused` when nothing listens on `addr`, and with
 /// `ErrorKind::WouldBlock` when the listener's backlog is full (see the [module docs](self)).
-pub fn connect(addr: &AbstractAddr) -> io::Result<OwnedFd> {
+pub fn connect(addr: &UnixAddr) -> io::Result<OwnedFd> {
     let fd = new_socket()?;
     // A non-blocking AF_UNIX connect does not sleep, so EINTR is not expected; were it to
     // happen the socket would still be unconnected and a retry is correct.
-    retry_eintr(|| nix_socket::connect(fd.as_raw_fd(), addr.as_unix_addr()))?;
+    retry_eintr(|| nix_socket::connect(fd.as_raw_fd(), addr))?;
     Ok(fd)
 }
 
@@ -428,10 +429,16 @@ pub fn socketpair_seqpacket() -> io::Result<(OwnedFd, OwnedFd)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::addr::{AbstractAddr, data_addr, hub_addr};
+    use crate::sys::addr::AbstractAddr;
     use crate::sys::current_credentials;
     use crate::sys::testutil::{exclusive, open_fds, shared, unique_group};
     use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+
+    fn test_addr(name: &str) -> UnixAddr {
+        *AbstractAddr::new(name.as_bytes())
+            .expect("short name")
+            .as_unix_addr()
+    }
 
     fn data(len: usize) -> Recv {
         Recv::Data {
@@ -467,7 +474,7 @@ mod tests {
     #[test]
     fn listen_connect_accept_with_credentials() {
         let _g = shared();
-        let addr = hub_addr(&unique_group("rt")).expect("addr");
+        let addr = test_addr(&unique_group("rt"));
         let listener = listen(&addr).expect("listen");
         assert!(
             accept(&listener).expect("accept").is_none(),
@@ -505,8 +512,8 @@ mod tests {
     #[test]
     fn name_in_use_refused_and_released() {
         let _g = shared();
-        let group = unique_group("name");
-        let addr = data_addr(&group, 42).expect("addr");
+        let name = AbstractAddr::new(unique_group("name").as_bytes()).expect("addr");
+        let addr = *name.as_unix_addr();
         let refused = connect(&addr).expect_err("nobody listens");
         assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
 
@@ -514,10 +521,10 @@ mod tests {
         let taken = listen(&addr).expect_err("name is taken");
         assert_eq!(taken.kind(), io::ErrorKind::AddrInUse);
         // A padded name is a different socket (documented in addr).
-        let mut padded = addr.name().to_vec();
+        let mut padded = name.name().to_vec();
         padded.push(0);
         let padded = AbstractAddr::new(&padded).expect("short name");
-        let _other = listen(&padded).expect("padded name is distinct");
+        let _other = listen(padded.as_unix_addr()).expect("padded name is distinct");
 
         drop(first);
         let refused = connect(&addr).expect_err("listener gone");
@@ -528,7 +535,7 @@ mod tests {
     #[test]
     fn connect_with_full_backlog_would_block() {
         let _g = shared();
-        let addr = hub_addr(&unique_group("backlog")).expect("addr");
+        let addr = test_addr(&unique_group("backlog"));
         let listener = listen(&addr).expect("listen");
         let mut pending = Vec::new();
         let err = loop {

@@ -294,6 +294,19 @@ pub enum UpdateError {
         /// The source or target path that goes through an array.
         path: Path,
     },
+    /// A `$rename` source path runs through a value that has no fields: a scalar or null
+    /// (MongoDB's `PathNotViable`).
+    #[error("{op} at `{path}`: cannot use the part `{field}` to traverse {found}")]
+    PathNotViable {
+        /// The operator.
+        op: Operator,
+        /// The path.
+        path: Path,
+        /// The part that cannot be used.
+        field: String,
+        /// What it would have to traverse.
+        found: ValueKind,
+    },
 }
 
 /// A parsed, validated update document, e.g. `{"$inc": {"n": 1}, "$set": {"a.b": true}}`.
@@ -349,8 +362,15 @@ pub enum UpdateError {
 ///   (`"2026-11-22T04:42:00.123Z"`), and `{"$type": "timestamp"}` as integer
 ///   milliseconds since the Unix epoch. Like MongoDB, `false` also means "date".
 /// - An empty update `{}` and an empty operator such as `{"$set": {}}` are
-///   accepted as no-ops (MongoDB rejects them), so that every [`Update`],
-///   including the empty one, round-trips through [`Update::to_value`].
+///   accepted as no-ops (MongoDB 5.0 and later accept an empty operator too),
+///   so that every [`Update`], including the empty one, round-trips through
+///   [`Update::to_value`].
+/// - `$rename` follows MongoDB's order: a source path through a scalar or
+///   `null` is [`UpdateError::PathNotViable`]; a missing source, even under an
+///   array, changes nothing; an existing source or a target inside an array is
+///   [`UpdateError::RenameThroughArray`].
+/// - The all-positional `$[]` (and the filtered `$[<id>]`) are not supported:
+///   such a path is rejected as an invalid path.
 /// - `$pull` conditions support `$eq $ne $gt $gte $lt $lte $in $nin` and field
 ///   matches, and match a field's value as a whole: unlike a MongoDB query,
 ///   `{"tags": "x"}` does not match an element whose `tags` is an array
@@ -1315,8 +1335,20 @@ impl Applier {
     }
 
     fn rename(&mut self, root: &mut Value, from: &Path, to: &Path) -> Result<(), UpdateError> {
-        if through_array(root, from) {
-            return Err(UpdateError::RenameThroughArray { path: from.clone() });
+        // MongoDB's order: a source path that cannot be walked is an error, a missing source
+        // changes nothing, an existing one inside an array is an error.
+        match locate(root, from) {
+            Err((field, found)) => {
+                return Err(UpdateError::PathNotViable {
+                    op: Operator::Rename,
+                    path: from.clone(),
+                    field,
+                    found,
+                });
+            }
+            Ok(None) => return Ok(()),
+            Ok(Some(true)) => return Err(UpdateError::RenameThroughArray { path: from.clone() }),
+            Ok(Some(false)) => {}
         }
         let (parents, last) = from.split_last();
         // Not through an array, so the parent is an object or there is no source.
@@ -1351,6 +1383,33 @@ fn unset(root: &mut Value, path: &Path) {
 }
 
 /// True if an array lies on the way to `path` (its parent included, the value itself not).
+/// Walks `path` as MongoDB's `$rename` does: `Ok(None)` when nothing is there,
+/// `Ok(Some(through_an_array))` when something is or an array is indexed by a name (MongoDB:
+/// "the source field cannot be an array element"), and the part and what it met when a part
+/// cannot traverse the value before it (a scalar, null).
+fn locate(root: &Value, path: &Path) -> Result<Option<bool>, (String, ValueKind)> {
+    let mut current = root;
+    let mut through_array = false;
+    for segment in path.segments() {
+        let next = match current {
+            Value::Object(map) => map.get(segment),
+            Value::Array(items) => {
+                through_array = true;
+                let Some(i) = path::array_index(segment) else {
+                    return Ok(Some(true));
+                };
+                items.get(i)
+            }
+            other => return Err((segment.to_owned(), ValueKind::of(other))),
+        };
+        match next {
+            Some(child) => current = child,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(through_array))
+}
+
 fn through_array(root: &Value, path: &Path) -> bool {
     let mut current = root;
     for segment in path.segments() {
@@ -2365,11 +2424,67 @@ mod tests {
 
     #[test]
     fn rename_missing_source_is_a_noop() {
-        let doc = json!({"b": [1], "s": 5});
+        let doc = json!({"b": [1], "s": {"x": 5}});
         assert_eq!(
             apply(json!({"$rename": {"a": "b.0", "s.t": "u"}}), doc.clone()),
             doc
         );
+        // Missing under an array: MongoDB looks for the source first and changes nothing.
+        let doc = json!({"c": [1]});
+        assert_eq!(apply(json!({"$rename": {"c.5": "a"}}), doc.clone()), doc);
+        assert_eq!(apply(json!({"$rename": {"c.5.z": "a"}}), doc.clone()), doc);
+    }
+
+    #[test]
+    fn rename_through_a_scalar_is_not_viable() {
+        for (doc, from, field, found) in [
+            (json!({"c": null}), "c.z", "z", ValueKind::Null),
+            (json!({"s": 5}), "s.t", "t", ValueKind::Integer),
+            (
+                json!({"c": {"d": "str"}}),
+                "c.d.e.f",
+                "e",
+                ValueKind::String,
+            ),
+        ] {
+            let err = apply_err(json!({"$rename": {from: "a"}}), doc.clone());
+            assert_eq!(
+                err,
+                UpdateError::PathNotViable {
+                    op: Operator::Rename,
+                    path: from.parse().expect("path"),
+                    field: field.into(),
+                    found,
+                },
+                "{doc} {from}"
+            );
+        }
+        assert_eq!(
+            apply_err(json!({"$rename": {"c.z": "a"}}), json!({"c": null})).to_string(),
+            "$rename at `c.z`: cannot use the part `z` to traverse null"
+        );
+    }
+
+    #[test]
+    fn the_all_positional_operator_is_not_supported() {
+        for path in ["a.$[]", "a.$[i].b", "a.$"] {
+            let err = parse_err(json!({"$inc": {path: 1}}));
+            assert!(
+                matches!(err, UpdateError::InvalidPath { .. }),
+                "{path}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rename_of_an_existing_array_element_is_refused() {
+        for from in ["c.0.x", "c.x"] {
+            let err = apply_err(json!({"$rename": {from: "a"}}), json!({"c": [{"x": 1}]}));
+            assert!(
+                matches!(err, UpdateError::RenameThroughArray { .. }),
+                "{from}: {err:?}"
+            );
+        }
     }
 
     #[test]

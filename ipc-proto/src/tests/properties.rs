@@ -550,6 +550,18 @@ fn schedules_shard_3() {
     report(&shard(3));
 }
 
+/// A schedule found on 2026-12-03 by the random search (shard 3) that breaks the ghost
+/// property: a departed node brought back by stale history is not purged within one grace
+/// period of each hub that held it (2 such joins, 4 hub changes). Not yet understood; kept out
+/// of the regression file so that every CI run is not red, and here to be fixed (the failover
+/// issue reworks the grace period). `cargo test -p ipc-proto known_ghost_seed -- --ignored`.
+#[test]
+#[ignore = "known failure: a late ghost outlives a grace period (see the doc comment)"]
+fn known_ghost_seed() {
+    let seed = 14_191_001_027_486_424_432;
+    run(&Schedule::from_seed(seed)).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+}
+
 /// Replays one schedule: paste a failing seed into `SEED`, or set `IPC_SIM_SEED`. With
 /// `RUST_LOG=debug` the machines log every transition; with `IPC_SIM_EXPLAIN=1` the faults, the
 /// hubs started, the final state and every flap or ghost the audit finds are printed:

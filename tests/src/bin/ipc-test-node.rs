@@ -2,8 +2,9 @@
 //! only tests need.
 //!
 //! - `ipc-test-node <ipc-pubsub arguments>`: exactly `ipc-pubsub`.
-//! - `ipc-test-node as-uid <UID> <ipc-pubsub arguments>`: drops to `UID` (group too) first,
-//!   for tests of who may join; the tests run as root.
+//! - `ipc-test-node as-uid <UID> <any of these arguments>`: drops to `UID` (group too) first,
+//!   for tests of who may join and of what another user can do; the tests run as root.
+//! - `ipc-test-node attack ...`: a hostile local user's attempts (see `ipc_tests::attack`).
 //! - `ipc-test-node peer --driver std|calloop ...`: one node on either driver, driven through
 //!   stdin, for the conformance suite (see `ipc_tests::peer`).
 //! - `ipc-test-node doc-peer ...`: one std node with one shared document, driven through
@@ -14,27 +15,13 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let mut args: Vec<OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == "peer") {
-        let rest: Vec<String> = args[2..]
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        return ipc_tests::peer::main(&rest);
-    }
-    if args.get(1).is_some_and(|a| a == "doc-peer") {
-        let rest: Vec<String> = args[2..]
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        return ipc_tests::doc_peer::main(&rest);
-    }
     if args.get(1).is_some_and(|a| a == "as-uid") {
         let Some(uid) = args
             .get(2)
             .and_then(|u| u.to_str())
             .and_then(|u| u.parse::<u32>().ok())
         else {
-            eprintln!("usage: ipc-test-node as-uid <UID> <ipc-pubsub arguments>");
+            eprintln!("usage: ipc-test-node as-uid <UID> <ipc-test-node arguments>");
             return ExitCode::from(2);
         };
         let id = nix::unistd::Gid::from_raw(uid);
@@ -48,5 +35,16 @@ fn main() -> ExitCode {
         }
         args.drain(1..3);
     }
-    ipc_driver_std::cli::run(args)
+    let rest = || -> Vec<String> {
+        args[2..]
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    };
+    match args.get(1).and_then(|a| a.to_str()) {
+        Some("peer") => ipc_tests::peer::main(&rest()),
+        Some("doc-peer") => ipc_tests::doc_peer::main(&rest()),
+        Some("attack") => ipc_tests::attack::main(&rest()),
+        _ => ipc_driver_std::cli::run(args),
+    }
 }

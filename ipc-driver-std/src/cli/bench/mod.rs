@@ -30,6 +30,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::Result;
+use crate::cli::GroupArgs;
 
 pub(super) use harness::ChildArgs;
 #[cfg(test)]
@@ -70,8 +71,8 @@ pub(super) fn run(args: &BenchArgs) -> Result<()> {
 }
 
 /// Runs `bench-child`: one process of a `bench payload` measurement.
-pub(super) fn child(group: &str, args: &ChildArgs) -> Result<()> {
-    harness::child_main(group, args, payload::role)
+pub(super) fn child(group: &GroupArgs, args: &ChildArgs) -> Result<()> {
+    harness::child_main(group.name(), args, payload::role)
 }
 
 /// The machine a benchmark ran on.

@@ -1,0 +1,525 @@
+//! Where a group meets on this host: its directory, the hub's lock and the sockets in it.
+//!
+//! The layout and the rules are [`ipc_proto::names`]'s, so that every driver agrees; this
+//! module does the system calls: creating and checking the directories, `flock(2)` on the
+//! hub's lock, binding, connecting, and removing the socket files this process made.
+//!
+//! A private group ([`GroupDir::private`]) lives in this user's runtime directory, which
+//! other users cannot enter; a group opened to other users ([`GroupDir::shared`]) lives in a
+//! directory the application names, whose permissions decide who reaches it.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::{self, DirBuilder};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use ipc_proto::Credentials;
+use ipc_proto::names::{self, DirProblem, DirStat, GroupError, GroupPaths};
+use rustix::fs::{FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+
+/// Connections the kernel queues on a listener before they are accepted.
+pub const LISTEN_BACKLOG: i32 = 128;
+
+/// Why a group's directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RendezvousError {
+    /// The group name, or the socket paths it makes, are not usable.
+    #[error(transparent)]
+    Group(#[from] GroupError),
+    /// A directory that would hold a private group is not safe to use; it is left as it is.
+    #[error("refusing to use {path}: {problem}")]
+    Unsafe {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: DirProblem,
+    },
+    /// A directory could not be created or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+/// A group's directory, created and checked: the place of its lock and sockets.
+#[derive(Clone, Debug)]
+pub struct GroupDir {
+    paths: GroupPaths,
+    /// Opened to other users: files are made accessible to everyone, the directory's
+    /// permissions decide.
+    shared: bool,
+}
+
+impl GroupDir {
+    /// The directory of `group` among this user's private groups (see
+    /// [`names::private_base`]): created with mode 0700 where missing, and refused (never
+    /// changed) when it or its base is not a directory of this user's with no access for
+    /// others.
+    pub fn private(group: &str) -> Result<Self, RendezvousError> {
+        let uid = rustix::process::geteuid().as_raw();
+        let xdg = std::env::var_os("XDG_RUNTIME_DIR");
+        let base = names::private_base(xdg.as_deref().map(Path::new), uid);
+        let paths = GroupPaths::new(&base, group)?;
+        for dir in [base.as_path(), paths.dir()] {
+            make_dir(dir, 0o700)?;
+            let meta = fs::symlink_metadata(dir).map_err(|source| RendezvousError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+            let stat = DirStat {
+                is_dir: meta.file_type().is_dir(),
+                uid: meta.uid(),
+                mode: meta.mode() & 0o7777,
+            };
+            names::check_private_dir(stat, uid).map_err(|problem| RendezvousError::Unsafe {
+                path: dir.to_owned(),
+                problem,
+            })?;
+        }
+        Ok(Self {
+            paths,
+            shared: false,
+        })
+    }
+
+    /// The directory of `group` in `base`, a directory the application names for a group
+    /// opened to other users. `base` must exist; the group's directory is created in it with
+    /// mode 0777 (the umask notwithstanding), so `base`'s own permissions decide who reaches
+    /// the group.
+    pub fn shared(base: &Path, group: &str) -> Result<Self, RendezvousError> {
+        let paths = GroupPaths::new(base, group)?;
+        let io_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| RendezvousError::Io { path, source }
+        };
+        let meta = fs::metadata(base).map_err(io_err(base))?;
+        if !meta.is_dir() {
+            return Err(RendezvousError::Io {
+                path: base.to_owned(),
+                source: io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
+            });
+        }
+        if make_dir(paths.dir(), 0o777)? {
+            fs::set_permissions(paths.dir(), fs::Permissions::from_mode(0o777))
+                .map_err(io_err(paths.dir()))?;
+        }
+        Ok(Self {
+            paths,
+            shared: true,
+        })
+    }
+
+    /// The paths in it.
+    pub fn paths(&self) -> &GroupPaths {
+        &self.paths
+    }
+
+    /// Whether the group is opened to other users.
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Tries to become the group's hub: takes the hub's lock without waiting, removes a
+    /// stale hub socket and listens on a new one. `None` while another process holds the
+    /// lock.
+    pub fn claim_hub(&self) -> io::Result<Option<HubSocket>> {
+        // Read-only is enough for `flock`, and opens a shared lock file another user made.
+        let lock = rustix::fs::open(
+            self.paths.hub_lock(),
+            OFlags::RDONLY | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::from_raw_mode(self.file_mode()),
+        )?;
+        if self.shared {
+            // Best effort: the lock file is someone else's if they made it.
+            let _ = rustix::fs::fchmod(&lock, Mode::from_raw_mode(0o666));
+        }
+        match rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(Errno::WOULDBLOCK) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        // The lock is ours: whatever `hub` file exists was left by a hub that died (or planted
+        // by someone without the lock); nothing legitimate listens on it.
+        let path = self.paths.hub_socket();
+        remove_if_exists(&path)?;
+        let listener = self.listen(&path)?;
+        // The one moment a process has both the right and a reason to tidy up: the data
+        // sockets of nodes killed without a chance to remove them.
+        let _ = self.sweep(STALE_AFTER);
+        Ok(Some(HubSocket {
+            listener,
+            _lock: lock,
+            path,
+        }))
+    }
+
+    /// Listens on this node's data socket, of token `token`.
+    pub fn listen_data(&self, token: u64) -> io::Result<DataSocket> {
+        let path = self.paths.data_socket(token);
+        let listener = self.listen(&path)?;
+        Ok(DataSocket {
+            listener,
+            addr: names::data_addr(token),
+            path,
+        })
+    }
+
+    /// Connects to the group's hub socket (`NotFound` or `ConnectionRefused` when no hub
+    /// listens).
+    pub fn connect_hub(&self) -> io::Result<OwnedFd> {
+        connect(&self.paths.hub_socket())
+    }
+
+    /// Connects to the data socket a node published as `addr`; refuses an address that is not
+    /// a data socket of this group (see [`GroupPaths::resolve_data_addr`]).
+    pub fn connect_data(&self, addr: &str) -> io::Result<OwnedFd> {
+        let path = self.paths.resolve_data_addr(addr).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{addr:?} is not a data address"),
+            )
+        })?;
+        connect(&path)
+    }
+
+    /// Removes data sockets that nobody has bound for at least `min_age`: files a process
+    /// killed with `kill -9` left behind. A socket counts as bound while `/proc/net/unix`
+    /// lists its path; one younger than `min_age` is left alone, whatever its state, so a
+    /// node between `bind` and its first listing is never touched. Returns how many were
+    /// removed.
+    pub fn sweep(&self, min_age: Duration) -> io::Result<usize> {
+        let bound = bound_socket_paths()?;
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for entry in fs::read_dir(self.paths.dir())? {
+            let entry = entry?;
+            let path = entry.path();
+            let is_data = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| self.paths.resolve_data_addr(n).is_some());
+            let Ok(meta) = entry.metadata() else { continue };
+            let old = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age >= min_age);
+            let stale = is_data && meta.file_type().is_socket() && old && !bound.contains(&path);
+            if stale && fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn file_mode(&self) -> u32 {
+        if self.shared { 0o666 } else { 0o600 }
+    }
+
+    fn listen(&self, path: &Path) -> io::Result<OwnedFd> {
+        let listener = listen(path)?;
+        // Connecting needs write access to the socket file; in a private group the
+        // directory already keeps everyone else out.
+        fs::set_permissions(path, fs::Permissions::from_mode(self.file_mode()))?;
+        Ok(listener)
+    }
+}
+
+/// The group's hub socket while this process holds the hub's lock. Dropping it removes the
+/// socket file, closes the listener and releases the lock, in that order.
+#[derive(Debug)]
+pub struct HubSocket {
+    listener: OwnedFd,
+    /// Holds the `flock`; the kernel drops it when this fd closes or the process dies.
+    _lock: OwnedFd,
+    path: PathBuf,
+}
+
+impl AsFd for HubSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+}
+
+impl Drop for HubSocket {
+    fn drop(&mut self) {
+        // Still holding the lock, so the file is ours to remove.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// A node's listening data socket. Dropping it removes the socket file and closes it.
+#[derive(Debug)]
+pub struct DataSocket {
+    listener: OwnedFd,
+    addr: String,
+    path: PathBuf,
+}
+
+impl DataSocket {
+    /// The address to publish: the socket's file name in the group directory.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The socket file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsFd for DataSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+}
+
+impl AsRawFd for DataSocket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.listener.as_raw_fd()
+    }
+}
+
+impl Drop for DataSocket {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// How old an unbound data socket must be before a new hub removes it.
+const STALE_AFTER: Duration = Duration::from_secs(30);
+
+/// The paths of every Unix socket bound in this network namespace (`/proc/net/unix`: the
+/// path is everything after the seventh column).
+fn bound_socket_paths() -> io::Result<HashSet<PathBuf>> {
+    let table = fs::read("/proc/net/unix")?;
+    let mut paths = HashSet::new();
+    for line in table.split(|&b| b == b'\n').skip(1) {
+        let mut rest = line;
+        for _ in 0..7 {
+            let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+            rest = &rest[start..];
+            let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+            rest = &rest[end..];
+        }
+        if let Some(path) = rest.strip_prefix(b" ")
+            && path.first() == Some(&b'/')
+        {
+            paths.insert(PathBuf::from(OsStr::from_bytes(path)));
+        }
+    }
+    Ok(paths)
+}
+
+fn socket() -> io::Result<OwnedFd> {
+    Ok(rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// Binds a listening `SOCK_SEQPACKET` socket at `path` (backlog [`LISTEN_BACKLOG`]).
+pub fn listen(path: &Path) -> io::Result<OwnedFd> {
+    let fd = socket()?;
+    rustix::net::bind(&fd, &SocketAddrUnix::new(path)?)?;
+    rustix::net::listen(&fd, LISTEN_BACKLOG)?;
+    Ok(fd)
+}
+
+/// Connects a new `SOCK_SEQPACKET` socket to `path`. A Unix connect never blocks: it
+/// completes at once, or fails with `NotFound` / `ConnectionRefused` when nothing listens
+/// there, or with `WouldBlock` when the listener's backlog is full.
+pub fn connect(path: &Path) -> io::Result<OwnedFd> {
+    let fd = socket()?;
+    let addr = SocketAddrUnix::new(path)?;
+    loop {
+        match rustix::net::connect(&fd, &addr) {
+            Err(Errno::INTR) => {}
+            r => return Ok(r.map(|()| fd)?),
+        }
+    }
+}
+
+/// The kernel's credentials of the process at the other end of a connected socket
+/// (`SO_PEERCRED`).
+pub fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<Credentials> {
+    let c = rustix::net::sockopt::socket_peercred(fd)?;
+    Ok(Credentials {
+        pid: u32::try_from(c.pid.as_raw_nonzero().get()).unwrap_or(0),
+        uid: c.uid.as_raw(),
+        gid: c.gid.as_raw(),
+    })
+}
+
+/// Creates `dir` with `mode` (umask applies) unless it exists; whether it was created.
+fn make_dir(dir: &Path, mode: u32) -> Result<bool, RendezvousError> {
+    match DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(source) => Err(RendezvousError::Io {
+            path: dir.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unique_group(tag: &str) -> String {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        format!("os-{tag}-{}-{n}", std::process::id())
+    }
+
+    fn accept(listener: &impl AsFd) -> Credentials {
+        let fd = rustix::net::accept_with(listener.as_fd(), SocketFlags::CLOEXEC).expect("pending");
+        peer_credentials(fd.as_fd()).expect("credentials")
+    }
+
+    fn me() -> Credentials {
+        Credentials {
+            pid: rustix::process::getpid().as_raw_nonzero().get() as u32,
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+        }
+    }
+
+    #[test]
+    fn one_hub_at_a_time_and_the_lock_outlives_nothing() {
+        let dir = GroupDir::private(&unique_group("claim")).expect("dir");
+        let meta = fs::symlink_metadata(dir.paths().dir()).expect("stat");
+        assert_eq!(meta.mode() & 0o777, 0o700);
+        let hub = dir.claim_hub().expect("claim").expect("first claim wins");
+        assert!(dir.claim_hub().expect("claim").is_none(), "lock held");
+        let client = dir.connect_hub().expect("connect");
+        assert_eq!(accept(&hub), me());
+        drop(client);
+        drop(hub);
+        assert!(!dir.paths().hub_socket().exists(), "socket file removed");
+        assert_eq!(
+            dir.connect_hub().expect_err("no hub").kind(),
+            io::ErrorKind::NotFound
+        );
+        let _again = dir.claim_hub().expect("claim").expect("lock released");
+    }
+
+    #[test]
+    fn a_stale_socket_is_replaced_by_the_lock_holder() {
+        let dir = GroupDir::private(&unique_group("stale")).expect("dir");
+        // A crashed hub's socket: bound, then its process gone (the file stays).
+        let stale = listen(&dir.paths().hub_socket()).expect("listen");
+        drop(stale);
+        assert_eq!(
+            dir.connect_hub().expect_err("stale").kind(),
+            io::ErrorKind::ConnectionRefused
+        );
+        let _hub = dir.claim_hub().expect("claim").expect("the lock is free");
+        dir.connect_hub().expect("the new hub listens");
+    }
+
+    #[test]
+    fn a_sweep_removes_only_old_unbound_data_sockets() {
+        let dir = GroupDir::private(&unique_group("sweep")).expect("dir");
+        let live = dir.listen_data(1).expect("live");
+        // A node killed without removing its socket: the file stays, nothing is bound.
+        let dead = dir.paths().data_socket(2);
+        drop(listen(&dead).expect("listen"));
+        let young = dir.paths().data_socket(3);
+        drop(listen(&young).expect("listen"));
+        let not_data = dir.paths().dir().join("notes");
+        fs::write(&not_data, b"x").expect("write");
+        let old = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            },
+        };
+        for p in [live.path(), dead.as_path(), not_data.as_path()] {
+            rustix::fs::utimensat(rustix::fs::CWD, p, &old, rustix::fs::AtFlags::empty())
+                .expect("age the file");
+        }
+        assert_eq!(dir.sweep(Duration::from_secs(30)).expect("sweep"), 1);
+        assert!(!dead.exists(), "the dead node's socket is gone");
+        assert!(live.path().exists(), "a bound socket stays, however old");
+        assert!(young.exists(), "a young one stays, bound or not");
+        assert!(not_data.exists(), "only data sockets are swept");
+        dir.connect_data(live.addr())
+            .expect("the live one still answers");
+    }
+
+    #[test]
+    fn data_sockets_resolve_only_inside_the_group() {
+        let dir = GroupDir::private(&unique_group("data")).expect("dir");
+        let data = dir.listen_data(0xabc).expect("listen");
+        assert_eq!(data.addr(), "0000000000000abc.data");
+        dir.connect_data(data.addr()).expect("connect");
+        let err = dir.connect_data("../x.data").expect_err("outside");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let path = data.path().to_owned();
+        drop(data);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn an_unsafe_private_base_is_refused_not_changed() {
+        let group = unique_group("mode");
+        let dir = GroupDir::private(&group).expect("dir");
+        fs::set_permissions(dir.paths().dir(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let err = GroupDir::private(&group).expect_err("world-readable");
+        assert!(
+            matches!(
+                &err,
+                RendezvousError::Unsafe {
+                    problem: DirProblem::Mode { mode: 0o755 },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let meta = fs::symlink_metadata(dir.paths().dir()).expect("stat");
+        assert_eq!(meta.mode() & 0o777, 0o755, "left as it was");
+        fs::remove_dir(dir.paths().dir()).expect("clean up");
+    }
+
+    #[test]
+    fn shared_groups_are_open_to_the_directory() {
+        let base = std::env::temp_dir().join(unique_group("shared-base"));
+        fs::create_dir(&base).expect("base");
+        let dir = GroupDir::shared(&base, "g").expect("dir");
+        let mode = |p: &Path| fs::symlink_metadata(p).expect("stat").mode() & 0o777;
+        assert_eq!(mode(dir.paths().dir()), 0o777);
+        let hub = dir.claim_hub().expect("claim").expect("won");
+        assert_eq!(mode(&dir.paths().hub_socket()), 0o666);
+        assert_eq!(mode(&dir.paths().hub_lock()), 0o666);
+        drop(hub);
+        fs::remove_dir_all(&base).expect("clean up");
+    }
+}

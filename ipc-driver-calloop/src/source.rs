@@ -27,8 +27,8 @@ use ipc_os::rendezvous::{DataSocket, GroupDir, HubSocket};
 use ipc_proto::data::{DataCmd, Delivered, Delivery, OUTGOING, ReceivedSegment, SegmentId};
 use ipc_proto::doc::DocEvt;
 use ipc_proto::{
-    HubEvt, Listener, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, NodeId, PeerId,
-    SpokeCmd,
+    HubEvt, Listener, LogLimit, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, NodeId,
+    PeerId, SpokeCmd,
 };
 use slab::Slab;
 use tracing::{debug, info, trace, warn};
@@ -44,6 +44,13 @@ const DATA_LISTENER: u64 = u64::MAX - 2;
 
 /// Records read from one link per wakeup before the others get their turn.
 const READ_BUDGET: usize = 64;
+
+/// Connections accepted from one listener per wakeup before the links get their turn.
+const ACCEPT_BUDGET: usize = 64;
+
+/// Log lines about misbehaving or refused peers: this many per interval, then a summary.
+const PEER_LOG_BURST: u32 = 10;
+const PEER_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How long a link that is being closed may take to flush what is queued for it.
 const CLOSE_FLUSH: Duration = Duration::from_millis(500);
@@ -90,6 +97,8 @@ struct Io {
     buf: Vec<u8>,
     data_buf: Vec<u8>,
     max_outbox: usize,
+    /// What peers did wrong, logged rate-limited: a hostile peer chooses how often.
+    peer_log: LogLimit,
 }
 
 /// A node of a group, as a calloop event source: insert it into your loop, and its callback
@@ -209,6 +218,7 @@ impl NodeSource {
                 buf: vec![0; b.options.limits.max_frame + 5],
                 data_buf: vec![0; max_record + 1],
                 max_outbox: b.max_outbox,
+                peer_log: LogLimit::new(PEER_LOG_BURST, PEER_LOG_INTERVAL),
             },
             node,
             events: VecDeque::new(),
@@ -225,11 +235,12 @@ impl NodeSource {
 
     /// Everything that is ready and due, in one go; events are queued for the callback.
     fn turn(&mut self, now: Instant) -> io::Result<()> {
+        let mut listeners = [false; 2];
         for (key, readable, writable) in self.io.epoll.ready()? {
             match key {
                 TIMER => self.io.timer.clear(),
-                HUB_LISTENER => self.io.accept(&mut self.node, now, Listener::Hub)?,
-                DATA_LISTENER => self.io.accept(&mut self.node, now, Listener::Data)?,
+                HUB_LISTENER => listeners[0] = true,
+                DATA_LISTENER => listeners[1] = true,
                 key => {
                     let key = key as usize;
                     if writable {
@@ -240,6 +251,14 @@ impl NodeSource {
                     }
                 }
             }
+        }
+        // The links first, then the hub's listener before the data listener: a flood of
+        // connections to a node's data address must not keep new members from joining.
+        if listeners[0] {
+            self.io.accept(&mut self.node, now, Listener::Hub)?;
+        }
+        if listeners[1] {
+            self.io.accept(&mut self.node, now, Listener::Data)?;
         }
         while let Ok(r) = self.requests.try_recv() {
             if let Err(failed) = self.node.request(r) {
@@ -254,6 +273,7 @@ impl NodeSource {
     }
 
     fn returns_and_deadlines(&mut self, now: Instant) {
+        self.io.peer_log_summary(now);
         let returns = self.node.mailbox.take();
         for (segment, seg) in returns.loans {
             self.node.outgoing.give_back(segment, seg, true, now);
@@ -349,13 +369,16 @@ impl NodeSource {
                         self.io.received.remove(&seg);
                     }
                 }
-                MemberOutput::Evt(evt) => self.on_evt(evt),
+                MemberOutput::PauseAccepting | MemberOutput::ResumeAccepting => {
+                    self.io.watch_listeners(self.node.member.is_accepting());
+                }
+                MemberOutput::Evt(evt) => self.on_evt(now, evt),
             }
         }
         Ok(())
     }
 
-    fn on_evt(&mut self, evt: MemberEvt) {
+    fn on_evt(&mut self, now: Instant, evt: MemberEvt) {
         let event = match evt {
             MemberEvt::Topology(e) => NodeEvent::Topology(e),
             MemberEvt::Synced { hub, term } => {
@@ -379,9 +402,33 @@ impl NodeSource {
                 self.room_changed = true;
                 return;
             }
-            MemberEvt::Hub(e) => return log_hub(&e),
+            MemberEvt::Hub(e) => {
+                if is_refusal(&e) && !self.io.peer_log(now) {
+                    return;
+                }
+                return log_hub(&e);
+            }
             MemberEvt::PeerMisbehaved { peer, reason } => {
-                return warn!(%peer, %reason, "disconnected a peer that broke the protocol");
+                if self.io.peer_log(now) {
+                    warn!(%peer, %reason, "disconnected a peer that broke the protocol");
+                }
+                return;
+            }
+            MemberEvt::LinkRefused {
+                peer,
+                listener,
+                reason,
+            } => {
+                if self.io.peer_log(now) {
+                    warn!(%peer, ?listener, %reason, "closed a connection");
+                }
+                return;
+            }
+            MemberEvt::AcceptPaused => {
+                if self.io.peer_log(now) {
+                    warn!("accepting failed (out of file descriptors?): pausing the listeners");
+                }
+                return;
             }
             MemberEvt::Left => return debug!("left the group"),
             MemberEvt::Doc(e) => {
@@ -597,6 +644,7 @@ impl NodeSource {
             self.node.outgoing.next_trim(),
             self.node.next_held(),
             self.node.leaving,
+            self.io.peer_log.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -650,11 +698,12 @@ impl Io {
     fn bind(&mut self, node: &mut Node, now: Instant) -> io::Result<()> {
         let won = match self.dir.claim_hub() {
             Ok(Some(l)) => {
+                // Bound during a pause: watched once the member accepts again.
                 self.epoll.add(
                     l.as_fd(),
                     HUB_LISTENER,
                     Want {
-                        read: true,
+                        read: node.member.is_accepting(),
                         write: false,
                     },
                 )?;
@@ -674,22 +723,42 @@ impl Io {
         Ok(())
     }
 
+    /// Accepts what a listener has, up to [`ACCEPT_BUDGET`] (the listener stays readable for
+    /// the rest). A failure (out of descriptors: `EMFILE`, `ENFILE`) goes to the member, which
+    /// pauses the listeners for a while: the node goes on serving the links it has.
     fn accept(&mut self, node: &mut Node, now: Instant, listener: Listener) -> io::Result<()> {
+        if !node.member.is_accepting() {
+            return Ok(());
+        }
         let fd = match listener {
             Listener::Hub => self.hub_listener.as_ref().map(AsFd::as_fd),
             Listener::Data => self.data_listener.as_ref().map(AsFd::as_fd),
         };
         let mut accepted = Vec::new();
+        let mut failed = None;
         if let Some(fd) = fd {
-            while let Some(conn) = sys::accept(fd.as_fd())? {
-                accepted.push(conn);
+            while accepted.len() < ACCEPT_BUDGET {
+                match sys::accept(fd.as_fd()) {
+                    Ok(Some(conn)) => accepted.push(conn),
+                    Ok(None) => break,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
             }
         }
         for (fd, cred) in accepted {
             self.next_peer += 1;
             debug_assert!(self.next_peer < OUTGOING);
             let peer = PeerId(self.next_peer);
-            self.add_link(fd, listener == Listener::Data, peer)?;
+            if let Err(e) = self.add_link(fd, listener == Listener::Data, peer) {
+                // The connection closes with its fd; the member never heard of it.
+                if self.peer_log(now) {
+                    warn!(?listener, error = %e, "could not watch an accepted connection");
+                }
+                continue;
+            }
             let input = MemberInput::Accepted {
                 peer,
                 listener,
@@ -697,7 +766,44 @@ impl Io {
             };
             feed(node, now, input);
         }
+        if let Some(e) = failed {
+            debug!(?listener, error = %e, "accept failed");
+            // The member answers with PauseAccepting, acted on in this turn's `pump`.
+            feed(node, now, MemberInput::AcceptFailed(listener));
+        }
         Ok(())
+    }
+
+    /// Watches the listeners for connections, or stops (out of descriptors): the links are
+    /// served meanwhile.
+    fn watch_listeners(&self, accepting: bool) {
+        let want = Want {
+            read: accepting,
+            write: false,
+        };
+        for (l, key) in [
+            (self.hub_listener.as_ref().map(AsFd::as_fd), HUB_LISTENER),
+            (self.data_listener.as_ref().map(AsFd::as_fd), DATA_LISTENER),
+        ] {
+            if let Some(l) = l
+                && let Err(e) = self.epoll.modify(l, key, want)
+            {
+                warn!(error = %e, "could not change what a listener is watched for");
+            }
+        }
+    }
+
+    /// Whether to log one more line about a peer now (see [`LogLimit`]).
+    fn peer_log(&mut self, now: Instant) -> bool {
+        self.peer_log_summary(now);
+        self.peer_log.allow(now)
+    }
+
+    fn peer_log_summary(&mut self, now: Instant) {
+        if let Some(n) = self.peer_log.take_summary(now) {
+            let secs = self.peer_log.interval().as_secs();
+            warn!("... and {n} more peers refused or disconnected in the last {secs} s");
+        }
     }
 
     fn add_link(&mut self, fd: OwnedFd, data: bool, peer: PeerId) -> io::Result<()> {
@@ -746,7 +852,10 @@ impl Io {
         link.outbox.push_back((bytes, attach));
         // The member bounds its data links; topology links are bounded here.
         if !link.data && link.outbox_bytes > self.max_outbox {
-            warn!(%peer, bytes = link.outbox_bytes, "peer does not keep up: closing its link");
+            let bytes = link.outbox_bytes;
+            if self.peer_log(now) {
+                warn!(%peer, bytes, "peer does not keep up: closing its link");
+            }
             self.drop_link(node, now, key);
             return;
         }
@@ -860,6 +969,14 @@ fn feed(node: &mut Node, now: Instant, input: MemberInput<'_>) {
     if let Err(e) = node.member.handle(now, input) {
         warn!(error = %e, "the node refused an input");
     }
+}
+
+/// Whether a hub event is about a peer it refused or threw out (logged rate-limited).
+fn is_refusal(e: &HubEvt) -> bool {
+    matches!(
+        e,
+        HubEvt::PeerRefused { .. } | HubEvt::PeerMisbehaved { .. } | HubEvt::PeerExpelled { .. }
+    )
 }
 
 fn log_hub(e: &HubEvt) {

@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-pub use ipc_proto::data::{DEFAULT_INLINE_MAX, PublisherOptions, SendMode, SubscriptionOptions};
+pub use ipc_proto::data::{
+    DEFAULT_INLINE_MAX, DEFAULT_MAX_PAYLOAD, PublisherOptions, SendMode, SubscriptionOptions,
+};
 use ipc_proto::data::{Pool, Room, SegmentId};
 use ipc_proto::wire::{Policy, SlotRef};
 use ipc_proto::{NodeId, PeerId};

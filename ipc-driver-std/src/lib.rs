@@ -59,7 +59,8 @@ mod reactor;
 pub mod sys;
 
 pub use data::{
-    DEFAULT_INLINE_MAX, Loan, Message, PublisherOptions, SendMode, SubscriptionOptions,
+    DEFAULT_INLINE_MAX, DEFAULT_MAX_PAYLOAD, Loan, Message, PublisherOptions, SendMode,
+    SubscriptionOptions,
 };
 pub use doc::{Doc, DocEvent, PatchError, Ticket};
 pub use error::DriverError;

@@ -15,12 +15,12 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use ipc_proto::data::{
-    DataCmd, Delivered, Delivery, LOCAL, Mode, OUTGOING, ReceivedSegment, Seals, SegmentId, Terms,
+    DataCmd, Delivered, Delivery, LOCAL, Mode, OUTGOING, Pool, ReceivedSegment, Seals, SegmentId,
 };
 use ipc_proto::wire::DataStats;
 use ipc_proto::{
-    CmdError, HubEvt, Listener, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, NodeId,
-    PeerId, SpokeCmd, Term, View,
+    CmdError, HubEvt, Listener, LogLimit, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput,
+    NodeId, PeerId, SpokeCmd, Term, View,
 };
 use slab::Slab;
 use tracing::{debug, info, trace, warn};
@@ -39,6 +39,13 @@ const DATA_LISTENER: Token = Token(u64::MAX - 2);
 
 /// Records read from one link per wakeup before the others get their turn.
 const READ_BUDGET: usize = 64;
+
+/// Connections accepted from one listener per wakeup before the links get their turn.
+const ACCEPT_BUDGET: usize = 64;
+
+/// Log lines about misbehaving or refused peers: this many per interval, then a summary.
+const PEER_LOG_BURST: u32 = 10;
+const PEER_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How long a link that is being closed may take to flush what is queued for it.
 const CLOSE_FLUSH: Duration = Duration::from_millis(500);
@@ -154,6 +161,8 @@ pub(crate) struct Reactor {
     /// Leaving: who waits for the end, and when to give up flushing.
     leaving: Option<(Option<SyncSender<()>>, Instant)>,
     docs: DocRegistry,
+    /// What peers did wrong, logged rate-limited: a hostile peer chooses how often.
+    peer_log: LogLimit,
 }
 
 impl Reactor {
@@ -194,6 +203,7 @@ impl Reactor {
             data_buf: vec![0; setup.max_record + 1],
             leaving: None,
             docs: DocRegistry::default(),
+            peer_log: LogLimit::new(PEER_LOG_BURST, PEER_LOG_INTERVAL),
         })
     }
 
@@ -238,8 +248,21 @@ impl Reactor {
                 .map(|d| d.saturating_duration_since(Instant::now()));
             self.poller.wait(&mut ready, timeout)?;
             let now = Instant::now();
+            let mut listeners = [false; 2];
             for event in ready.iter() {
-                self.on_ready(now, event)?;
+                match event.token() {
+                    HUB_LISTENER => listeners[0] = true,
+                    DATA_LISTENER => listeners[1] = true,
+                    _ => self.on_ready(now, event)?,
+                }
+            }
+            // The links first, then the hub's listener before the data listener: a flood of
+            // connections to a node's data address must not keep new members from joining.
+            if listeners[0] {
+                self.accept(now, Listener::Hub)?;
+            }
+            if listeners[1] {
+                self.accept(now, Listener::Data)?;
             }
             self.on_deadlines(now);
             self.pump(now)?;
@@ -256,6 +279,7 @@ impl Reactor {
             self.member.poll_timeout(),
             self.outgoing.next_trim(),
             self.leaving.as_ref().map(|l| l.1),
+            self.peer_log.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -266,8 +290,8 @@ impl Reactor {
     fn on_ready(&mut self, now: Instant, event: Event) -> io::Result<()> {
         match event.token() {
             WAKER => self.on_requests(now),
-            HUB_LISTENER => self.accept(now, Listener::Hub),
-            DATA_LISTENER => self.accept(now, Listener::Data),
+            // Accepted after the links (see `event_loop`).
+            HUB_LISTENER | DATA_LISTENER => Ok(()),
             Token(key) => {
                 let key = key as usize;
                 if event.is_writable() {
@@ -316,11 +340,14 @@ impl Reactor {
                     }
                 }
                 Ok(Request::Take(topic, queue)) => {
-                    let terms = Terms {
-                        policy: queue.options.policy,
-                        depth: queue.options.depth.max(1),
-                    };
-                    self.subs.entry(Arc::clone(&topic)).or_default().push(queue);
+                    let mut terms = queue.options.terms();
+                    let list = self.subs.entry(Arc::clone(&topic)).or_default();
+                    // The topic's subscriptions take up to the largest of their maximums.
+                    terms.max_payload = list
+                        .iter()
+                        .map(|q| q.options.max_payload)
+                        .fold(terms.max_payload, u64::max);
+                    list.push(queue);
                     let cmd = DataCmd::Take {
                         topic: topic.to_string(),
                         terms,
@@ -372,6 +399,7 @@ impl Reactor {
     }
 
     fn on_deadlines(&mut self, now: Instant) {
+        self.peer_log_summary(now);
         if self.member.poll_timeout().is_some_and(|t| t <= now) {
             self.member.handle_timeout(now);
         }
@@ -454,13 +482,49 @@ impl Reactor {
                         self.received.remove(&seg);
                     }
                 }
-                MemberOutput::Evt(evt) => self.on_evt(evt),
+                MemberOutput::PauseAccepting | MemberOutput::ResumeAccepting => {
+                    self.watch_listeners();
+                }
+                MemberOutput::Evt(evt) => self.on_evt(now, evt),
             }
         }
         Ok(())
     }
 
-    fn on_evt(&mut self, evt: MemberEvt) {
+    /// Watches the listeners for connections while the member accepts them, and not while it
+    /// has paused (out of descriptors): the links are served meanwhile.
+    fn watch_listeners(&self) {
+        let interest = if self.member.is_accepting() {
+            Interest::READABLE
+        } else {
+            Interest::NONE
+        };
+        for (l, token) in [
+            (self.hub_listener.as_ref().map(AsFd::as_fd), HUB_LISTENER),
+            (self.data_listener.as_ref().map(AsFd::as_fd), DATA_LISTENER),
+        ] {
+            if let Some(l) = l
+                && let Err(e) = self.poller.modify(l, token, interest)
+            {
+                warn!(error = %e, "could not change what a listener is watched for");
+            }
+        }
+    }
+
+    /// Whether to log one more line about a peer now (see [`LogLimit`]).
+    fn peer_log(&mut self, now: Instant) -> bool {
+        self.peer_log_summary(now);
+        self.peer_log.allow(now)
+    }
+
+    fn peer_log_summary(&mut self, now: Instant) {
+        if let Some(n) = self.peer_log.take_summary(now) {
+            let secs = self.peer_log.interval().as_secs();
+            warn!("... and {n} more peers refused or disconnected in the last {secs} s");
+        }
+    }
+
+    fn on_evt(&mut self, now: Instant, evt: MemberEvt) {
         let event = match evt {
             MemberEvt::Topology(e) => {
                 self.view_dirty = true;
@@ -490,9 +554,33 @@ impl Reactor {
             MemberEvt::HubClosed(reason) => NodeEvent::HubClosed(reason),
             MemberEvt::HubAbsent => NodeEvent::HubAbsent,
             MemberEvt::Room { topic, room } => return self.outgoing.set_room(topic, room),
-            MemberEvt::Hub(e) => return log_hub(&e),
+            MemberEvt::Hub(e) => {
+                if is_refusal(&e) && !self.peer_log(now) {
+                    return;
+                }
+                return log_hub(&e);
+            }
             MemberEvt::PeerMisbehaved { peer, reason } => {
-                return warn!(%peer, %reason, "disconnected a peer that broke the protocol");
+                if self.peer_log(now) {
+                    warn!(%peer, %reason, "disconnected a peer that broke the protocol");
+                }
+                return;
+            }
+            MemberEvt::LinkRefused {
+                peer,
+                listener,
+                reason,
+            } => {
+                if self.peer_log(now) {
+                    warn!(%peer, ?listener, %reason, "closed a connection");
+                }
+                return;
+            }
+            MemberEvt::AcceptPaused => {
+                if self.peer_log(now) {
+                    warn!("accepting failed (out of file descriptors?): pausing the listeners");
+                }
+                return;
             }
             MemberEvt::Left => return debug!("left the group"),
             MemberEvt::Doc(e) => match self.docs.on_evt(e) {
@@ -526,6 +614,9 @@ impl Reactor {
     /// Hands a message to the local subscriptions of its topic.
     fn deliver(&mut self, d: Delivery) {
         let queues: Vec<Arc<SubQueue>> = self.subs.get(&d.topic).cloned().unwrap_or_default();
+        // The data plane refused larger payloads already; a second check costs nothing and
+        // stands between a peer and this process's memory.
+        let max = queues.iter().map(|q| q.options.max_payload).max();
         let msg = match d.payload {
             Delivered::Inline(bytes) => Some(Message::inline(
                 Arc::clone(&d.topic),
@@ -533,7 +624,7 @@ impl Reactor {
                 d.seq,
                 bytes,
             )),
-            Delivered::Fresh { segment, len } => self.map_fresh(segment, len).map(|map| {
+            Delivered::Fresh { segment, len } => self.map_fresh(segment, len, max).map(|map| {
                 Message::mapped(
                     Arc::clone(&d.topic),
                     d.publisher,
@@ -549,7 +640,7 @@ impl Reactor {
                 offset,
                 len,
                 slot,
-            } => self.map_pooled(segment).map(|map| {
+            } => self.map_pooled(segment, max).map(|map| {
                 let release = Some((d.peer, slot, Arc::clone(&self.mailbox)));
                 let range = (offset as usize, len as usize);
                 Message::mapped(
@@ -578,8 +669,20 @@ impl Reactor {
         }
     }
 
-    fn map_fresh(&mut self, segment: SegmentId, len: u64) -> Option<Arc<Mapping>> {
+    fn map_fresh(
+        &mut self,
+        segment: SegmentId,
+        len: u64,
+        max: Option<u64>,
+    ) -> Option<Arc<Mapping>> {
         let rs = self.received.remove(&segment)?;
+        // No subscription left to take it: nothing to map.
+        let max = max?;
+        if rs.verified.size() > max {
+            let size = rs.verified.size();
+            warn!(size, max, "a fresh payload too large: not mapped");
+            return None;
+        }
         // The mapping keeps the pages; the fd closes here.
         rs.verified
             .map_ro(0, len)
@@ -588,7 +691,7 @@ impl Reactor {
             .ok()
     }
 
-    fn map_pooled(&mut self, segment: SegmentId) -> Option<Arc<Mapping>> {
+    fn map_pooled(&mut self, segment: SegmentId, max: Option<u64>) -> Option<Arc<Mapping>> {
         if let Some(own) = self.outgoing.segment(segment) {
             // Our own pool segment, delivered to ourselves: map it read-only like anyone else.
             let fd = own.fd().try_clone_to_owned().ok()?;
@@ -598,6 +701,11 @@ impl Reactor {
         let rs = self.received.get_mut(&segment)?;
         if rs.map.is_none() {
             let size = rs.verified.size();
+            let max = max?;
+            if size > Pool::class(max) {
+                warn!(size, max, "a pool segment too large: not mapped");
+                return None;
+            }
             rs.map = Some(Arc::new(
                 rs.verified
                     .map_ro(0, size)
@@ -632,8 +740,13 @@ impl Reactor {
     fn bind(&mut self, now: Instant) -> io::Result<()> {
         let won = match self.dir.claim_hub() {
             Ok(Some(listener)) => {
-                self.poller
-                    .add(listener.as_fd(), HUB_LISTENER, Interest::READABLE)?;
+                // Bound during a pause: watched once the member accepts again.
+                let interest = if self.member.is_accepting() {
+                    Interest::READABLE
+                } else {
+                    Interest::NONE
+                };
+                self.poller.add(listener.as_fd(), HUB_LISTENER, interest)?;
                 self.hub_listener = Some(listener);
                 true
             }
@@ -650,22 +763,42 @@ impl Reactor {
         Ok(())
     }
 
+    /// Accepts what a listener has, up to [`ACCEPT_BUDGET`] (the listener stays readable for
+    /// the rest). A failure (out of descriptors: `EMFILE`, `ENFILE`) goes to the member, which
+    /// pauses the listeners for a while: the node goes on serving the links it has.
     fn accept(&mut self, now: Instant, listener: Listener) -> io::Result<()> {
+        if !self.member.is_accepting() {
+            return Ok(());
+        }
         let fd = match listener {
             Listener::Hub => self.hub_listener.as_ref().map(AsFd::as_fd),
             Listener::Data => self.data_listener.as_ref().map(AsFd::as_fd),
         };
         let mut accepted = Vec::new();
+        let mut failed = None;
         if let Some(fd) = fd {
-            while let Some(conn) = socket::accept(fd.as_fd())? {
-                accepted.push(conn);
+            while accepted.len() < ACCEPT_BUDGET {
+                match socket::accept(fd.as_fd()) {
+                    Ok(Some(conn)) => accepted.push(conn),
+                    Ok(None) => break,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
             }
         }
         for (fd, cred) in accepted {
             self.next_peer += 1;
             debug_assert!(self.next_peer < OUTGOING);
             let peer = PeerId(self.next_peer);
-            self.add_link(fd, listener == Listener::Data, peer)?;
+            if let Err(e) = self.add_link(fd, listener == Listener::Data, peer) {
+                // The connection closes with its fd; the member never heard of it.
+                if self.peer_log(now) {
+                    warn!(?listener, error = %e, "could not watch an accepted connection");
+                }
+                continue;
+            }
             self.feed(
                 now,
                 MemberInput::Accepted {
@@ -674,6 +807,12 @@ impl Reactor {
                     cred: Some(convert_cred(cred)),
                 },
             );
+        }
+        if let Some(e) = failed {
+            debug!(?listener, error = %e, "accept failed");
+            self.feed(now, MemberInput::AcceptFailed(listener));
+            // The pause is due in `pump`; act on it before the next wait.
+            self.pump(now)?;
         }
         Ok(())
     }
@@ -712,7 +851,10 @@ impl Reactor {
         link.outbox.push_back((bytes, seg));
         // The member bounds its data links; topology links are bounded here.
         if !link.data && link.outbox_bytes > self.max_outbox {
-            warn!(%peer, bytes = link.outbox_bytes, "peer does not keep up: closing its link");
+            let bytes = link.outbox_bytes;
+            if self.peer_log(now) {
+                warn!(%peer, bytes, "peer does not keep up: closing its link");
+            }
             self.drop_link(now, key);
             return;
         }
@@ -951,6 +1093,14 @@ impl Reactor {
             trace!(peer = %link.peer, "link closed");
         }
     }
+}
+
+/// Whether a hub event is about a peer it refused or threw out (logged rate-limited).
+fn is_refusal(e: &HubEvt) -> bool {
+    matches!(
+        e,
+        HubEvt::PeerRefused { .. } | HubEvt::PeerMisbehaved { .. } | HubEvt::PeerExpelled { .. }
+    )
 }
 
 fn log_hub(e: &HubEvt) {

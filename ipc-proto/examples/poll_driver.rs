@@ -202,6 +202,8 @@ impl Driver {
                     feed(&mut self.member, now, MemberInput::ConnectFailed(peer));
                 }
                 MemberOutput::Deliver(_) | MemberOutput::Release(_) => {}
+                // `wait` watches the listener only while `is_accepting`.
+                MemberOutput::PauseAccepting | MemberOutput::ResumeAccepting => {}
                 MemberOutput::Evt(e) => report(&e),
             }
         }
@@ -219,7 +221,11 @@ impl Driver {
             sources.push(Source::Stdin);
             fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN));
         }
-        if let Some(l) = &self.listener {
+        if let Some(l) = self
+            .listener
+            .as_ref()
+            .filter(|_| self.member.is_accepting())
+        {
             sources.push(Source::Listener);
             fds.push(PollFd::new(l, PollFlags::IN));
         }
@@ -298,7 +304,16 @@ impl Driver {
                     feed(&mut self.member, now, input);
                 }
                 Err(Errno::INTR | Errno::CONNABORTED) => {}
-                Err(_) => return, // AGAIN: none left
+                Err(Errno::AGAIN) => return, // none left
+                // Out of fds (EMFILE, ENFILE) or memory: the member pauses accepting a while.
+                Err(_) => {
+                    feed(
+                        &mut self.member,
+                        now,
+                        MemberInput::AcceptFailed(Listener::Hub),
+                    );
+                    return;
+                }
             }
         }
     }

@@ -188,6 +188,7 @@ fn tiny_limits() -> Limits {
         max_name: 3,
         max_topics_per_node: 4,
         max_history: 8,
+        ..Limits::default()
     }
 }
 
@@ -1240,9 +1241,11 @@ pub struct TermsOp {
 
 impl TermsOp {
     fn get(self) -> Terms {
+        // The default bound: fuzzed segment sizes (any u64) reach it.
         Terms {
             policy: self.policy,
             depth: u32::from(self.depth % 8),
+            max_payload: crate::data::DEFAULT_MAX_PAYLOAD,
         }
     }
 }
@@ -2504,6 +2507,10 @@ impl DataWatch {
         assert_eq!(
             stats.rejected, self.misbehaved,
             "rejected counts the PeerMisbehaved events"
+        );
+        assert!(
+            stats.guard.oversized <= stats.rejected,
+            "an oversized payload is a violation too"
         );
         let now = counters(&stats);
         if !self.closed_now {

@@ -71,6 +71,13 @@
 //!   [`MemberOutput::Unbind`]: remove the socket file, close the listener, release the lock.
 //! - Accepted links on the listener: report [`MemberInput::Accepted`] with
 //!   [`Listener::Hub`] and the credentials read from the kernel, never from the peer's bytes.
+//!   Accept a bounded number per wakeup. If `accept` fails (out of descriptors: `EMFILE`,
+//!   `ENFILE`), do not stop: report [`MemberInput::AcceptFailed`]; the member answers
+//!   [`MemberOutput::PauseAccepting`], and [`MemberOutput::ResumeAccepting`] after a short
+//!   backoff on its own timer. Watch the listeners only while [`Member::is_accepting`]. The
+//!   member closes accepted links that do not complete their handshake in time, and refuses
+//!   them beyond a bound ([`MemberEvt::LinkRefused`]): log those rate-limited
+//!   ([`LogLimit`](crate::LogLimit)), a hostile peer chooses how many there are.
 //! - [`MemberOutput::Transmit`]: one record for one link. Queue it and send it whole, one
 //!   record per `send`, without blocking; a socket that does not take it now gets it when it is
 //!   writable. Bound that queue: a peer that never reads is dropped (report

@@ -478,6 +478,13 @@ impl Hub {
         }
     }
 
+    /// Whether `peer` is past its `Hello` (or no longer a link of this hub).
+    pub(crate) fn is_greeted(&self, peer: PeerId) -> bool {
+        self.peers
+            .get(&peer)
+            .is_none_or(|p| !matches!(p.state, PeerState::AwaitingHello))
+    }
+
     /// The nodes declared gone (LEAVE minted) since the last call.
     pub(crate) fn take_gone(&mut self) -> Vec<NodeId> {
         std::mem::take(&mut self.gone)
@@ -522,7 +529,8 @@ impl Hub {
         if !self.config.access.allows(cred.as_ref()) {
             let (uid, gid) = cred.map_or((u32::MAX, u32::MAX), |c| (c.uid, c.gid));
             let reason = CloseReason::NotAllowed { uid, gid };
-            warn!(%peer, %reason, "refusing peer");
+            // The driver logs HubEvt::PeerRefused, rate-limited.
+            debug!(%peer, %reason, "refusing peer");
             self.refuse(peer, reason);
             return;
         }
@@ -933,7 +941,8 @@ impl Hub {
             .collect();
         for peer in silent {
             let node = self.peers.get(&peer).and_then(|p| p.state.member());
-            warn!(%peer, ?node, "expelling silent peer");
+            // The driver logs HubEvt::PeerExpelled, rate-limited.
+            debug!(%peer, ?node, "expelling silent peer");
             self.send(peer, &Frame::Goodbye(CloseReason::Expelled));
             self.drop_peer(peer);
             self.out.push_back(Output::Disconnect(peer));
@@ -974,7 +983,8 @@ impl Hub {
     }
 
     fn misbehaved(&mut self, peer: PeerId, reason: String) {
-        warn!(%peer, %reason, "peer misbehaved");
+        // The driver logs HubEvt::PeerMisbehaved, rate-limited.
+        debug!(%peer, %reason, "peer misbehaved");
         let node = self.peers.get(&peer).and_then(|p| p.state.member());
         self.send(
             peer,

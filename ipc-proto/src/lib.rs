@@ -80,6 +80,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod admission;
 pub mod data;
 pub mod doc;
 mod error;
@@ -89,6 +90,7 @@ pub mod guide;
 mod history;
 mod hub;
 mod ids;
+mod log_limit;
 mod machine;
 mod member;
 pub mod names;
@@ -102,9 +104,11 @@ pub use error::{CmdError, DecodeError};
 pub use history::{DEFAULT_TOMBSTONES, HORIZON_EPOCHS, History, Horizon, Verdict, merge};
 pub use hub::{Hub, HubCmd, HubConfig, HubEvt, HubSeed, MergeStats};
 pub use ids::{Credentials, Epoch, NodeId, PeerId, Seq, Term, Uid};
+pub use log_limit::LogLimit;
 pub use machine::{AccessPolicy, Input, Output, Transmit};
 pub use member::{
     Listener, Member, MemberCmd, MemberConfig, MemberEvt, MemberInput, MemberOutput, NodeOptions,
+    Refusal,
 };
 pub use spoke::{Spoke, SpokeCmd, SpokeConfig, SpokeEvt, SpokeState};
 pub use timer::Timer;

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, trace, warn};
 
+use crate::admission::Admission;
 use crate::data::{
     DataCmd, DataConfig, DataEvt, DataInput, DataOutput, DataPlane, Delivery, OUTGOING,
     ReceivedSegment, Room, Routes, SegmentId,
@@ -52,7 +53,7 @@ use crate::rng::Rng;
 use crate::spoke::{Spoke, SpokeCmd, SpokeConfig, SpokeEvt};
 use crate::timer::Timer;
 use crate::topology::{Event, View};
-use crate::wire::{CloseReason, Limits, encode_doc};
+use crate::wire::{CloseReason, GuardStats, Limits, encode_doc};
 
 /// Room for the topology frame around a document message ([`Frame::Doc`]'s tag), with some
 /// to spare.
@@ -233,6 +234,11 @@ pub enum MemberInput<'a> {
         /// Why.
         reason: String,
     },
+    /// Accepting a connection on a listener failed (out of file descriptors: `EMFILE`,
+    /// `ENFILE`, or out of memory). The member answers [`MemberOutput::PauseAccepting`]
+    /// (once per pause) and [`MemberOutput::ResumeAccepting`] after
+    /// [`Limits::accept_backoff`]; the connection waits in the listener's backlog.
+    AcceptFailed(Listener),
 }
 
 /// What a member asks of its driver.
@@ -271,6 +277,12 @@ pub enum MemberOutput {
     Deliver(Delivery),
     /// A segment is no longer referred to (see [`DataOutput::Release`]).
     Release(SegmentId),
+    /// Stop watching the listeners (the hub's, if bound later too) for connections until
+    /// [`MemberOutput::ResumeAccepting`]; keep serving every link. See
+    /// [`MemberInput::AcceptFailed`].
+    PauseAccepting,
+    /// Watch the listeners for connections again.
+    ResumeAccepting,
     /// Something for the application.
     Evt(MemberEvt),
 }
@@ -321,8 +333,47 @@ pub enum MemberEvt {
     Doc(DocEvt),
     /// What this node's document host reports, for logs (see [`HostEvt`]).
     DocHost(HostEvt),
+    /// An accepted link was closed before it completed its handshake (edge; see
+    /// [`Limits::max_pending`] and [`Limits::handshake_timeout`]). Counted in
+    /// [`GuardStats`]; drivers log it rate-limited.
+    LinkRefused {
+        /// The link.
+        peer: PeerId,
+        /// Where it came in.
+        listener: Listener,
+        /// Why it was closed.
+        reason: Refusal,
+    },
+    /// Accepting failed for lack of resources: the listeners rest for
+    /// [`Limits::accept_backoff`] (edge, once per pause). Counted in
+    /// [`GuardStats::accept_paused`].
+    AcceptPaused,
     /// The node has left: everything is said; the driver flushes and stops.
     Left,
+}
+
+/// Why an accepted link was closed before its handshake ([`MemberEvt::LinkRefused`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// Too many accepted links had not completed their handshake.
+    TooManyPending {
+        /// The bound ([`Limits::max_pending`]).
+        max: usize,
+    },
+    /// The link sent no `Hello` in time ([`Limits::handshake_timeout`]).
+    HandshakeTimeout(Duration),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooManyPending { max } => {
+                write!(f, "{max} connections already wait for their handshake")
+            }
+            Self::HandshakeTimeout(t) => write!(f, "no handshake within {t:?}"),
+        }
+    }
 }
 
 impl MemberEvt {
@@ -342,6 +393,8 @@ impl MemberEvt {
             Self::PeerMisbehaved { .. } => "PeerMisbehaved",
             Self::Doc(e) => e.name(),
             Self::DocHost(e) => e.name(),
+            Self::LinkRefused { .. } => "LinkRefused",
+            Self::AcceptPaused => "AcceptPaused",
             Self::Left => "Left",
         }
     }
@@ -383,6 +436,8 @@ pub struct Member {
     /// passed), and the nodes whose documents' states are in (they sent `DocReady`).
     doc_gather: Option<(Option<Instant>, BTreeSet<NodeId>)>,
     links: BTreeMap<PeerId, Kind>,
+    /// Accepted links before their handshake, and the accept pause.
+    admission: Admission,
     next_peer: u64,
     leaving: Option<Leaving>,
     left: bool,
@@ -404,6 +459,7 @@ impl Member {
                 .max_frame
                 .saturating_sub(DOC_FRAME_OVERHEAD),
         );
+        let admission = Admission::new(&config.spoke.limits);
         let spoke = Spoke::new(config.spoke, now);
         let mut replica = ReplicaConfig::new(spoke.id());
         replica.limits(docs);
@@ -417,6 +473,7 @@ impl Member {
             host: None,
             doc_gather: None,
             links: BTreeMap::new(),
+            admission,
             next_peer: 0,
             leaving: None,
             left: false,
@@ -472,6 +529,13 @@ impl Member {
         self.host.as_ref()
     }
 
+    /// Whether the driver should watch its listeners for connections: `false` between
+    /// [`MemberOutput::PauseAccepting`] and [`MemberOutput::ResumeAccepting`] (a listener
+    /// bound meanwhile is watched from the resumption on).
+    pub fn is_accepting(&self) -> bool {
+        !self.admission.is_paused()
+    }
+
     /// Whether the node has left (after [`MemberEvt::Left`]).
     pub fn is_left(&self) -> bool {
         self.left
@@ -523,6 +587,22 @@ impl Member {
                 cred,
             } => {
                 debug_assert!(peer.0 & OUTGOING == 0, "accepted links have driver ids");
+                let served = match listener {
+                    Listener::Hub => self.hub.is_some(),
+                    Listener::Data => self.data.is_some(),
+                };
+                if served && !self.admission.admit(now, peer) {
+                    self.count(|g| g.pending_refused += 1);
+                    self.out.push_back(MemberOutput::Disconnect(peer));
+                    let max = self.admission.max_pending();
+                    self.out
+                        .push_back(MemberOutput::Evt(MemberEvt::LinkRefused {
+                            peer,
+                            listener,
+                            reason: Refusal::TooManyPending { max },
+                        }));
+                    return Ok(());
+                }
                 match listener {
                     Listener::Hub => match &mut self.hub {
                         Some(hub) => {
@@ -555,11 +635,17 @@ impl Member {
                 ),
                 Some(kind) if !segments.is_empty() => {
                     // Topology links carry no fds: the records are refused with their link.
-                    warn!(%peer, ?kind, "file descriptors on a topology link: closing it");
+                    debug!(%peer, ?kind, "file descriptors on a topology link: closing it");
                     for s in segments {
                         self.out.push_back(MemberOutput::Release(s.segment));
                     }
                     self.close_topology_link(now, peer)?;
+                    let reason = "file descriptors on a topology link".to_string();
+                    self.out
+                        .push_back(MemberOutput::Evt(MemberEvt::PeerMisbehaved {
+                            peer,
+                            reason,
+                        }));
                 }
                 Some(Kind::ToHub) => self.spoke.handle(now, Input::Bytes { peer, data })?,
                 Some(Kind::FromSpoke) => {
@@ -589,13 +675,28 @@ impl Member {
             MemberInput::Rejected { peer, reason } => match self.links.get(&peer) {
                 Some(Kind::Data) => self.feed_data(now, DataInput::Rejected { peer, reason }),
                 Some(_) => {
-                    warn!(%peer, %reason, "refused record on a topology link: closing it");
+                    debug!(%peer, %reason, "refused record on a topology link: closing it");
                     self.close_topology_link(now, peer)?;
+                    self.out
+                        .push_back(MemberOutput::Evt(MemberEvt::PeerMisbehaved {
+                            peer,
+                            reason,
+                        }));
                 }
                 None => {}
             },
+            MemberInput::AcceptFailed(listener) => {
+                if self.admission.pause(now) {
+                    debug!(?listener, "accepting failed: pausing the listeners");
+                    self.count(|g| g.accept_paused += 1);
+                    self.out.push_back(MemberOutput::PauseAccepting);
+                    self.out
+                        .push_back(MemberOutput::Evt(MemberEvt::AcceptPaused));
+                }
+            }
         }
         self.pump(now);
+        self.sweep_pending();
         Ok(())
     }
 
@@ -622,7 +723,12 @@ impl Member {
         if self.leaving.as_ref().is_some_and(|l| l.hub_close_at <= now) {
             self.close_hub(now);
         }
+        // Links the machines closed just now (a hub expelling a silent peer) are not pending.
         self.pump(now);
+        self.sweep_pending();
+        self.admit_timeouts(now);
+        self.pump(now);
+        self.sweep_pending();
     }
 
     // ---- shared documents ----
@@ -689,6 +795,7 @@ impl Member {
             self.host.as_ref().and_then(DocHost::poll_timeout),
             self.doc_gather.as_ref().and_then(|(at, _)| *at),
             self.replica.poll_timeout(),
+            self.admission.poll_timeout(),
             self.leaving
                 .as_ref()
                 .filter(|_| self.hub.is_some())
@@ -700,6 +807,71 @@ impl Member {
     }
 
     // ---- internals ----
+
+    /// Counts something refused (in the data plane's counters, which `status` reads).
+    fn count(&mut self, f: impl FnOnce(&mut GuardStats)) {
+        if let Some(d) = &mut self.data {
+            f(&mut d.guard);
+        }
+    }
+
+    /// Forgets the pending links that completed their handshake or are gone.
+    fn sweep_pending(&mut self) {
+        if self.admission.pending() == 0 {
+            return;
+        }
+        // At most `max_pending` of them, whatever the number of links.
+        for p in self.admission.pending_peers() {
+            if !self.links.contains_key(&p) {
+                // Closed meanwhile: it would hold a slot until its deadline otherwise.
+                trace!(peer = %p, "a pending link is gone");
+                self.admission.forget(p);
+            } else if self.is_greeted(p) {
+                self.admission.forget(p);
+            }
+        }
+    }
+
+    /// Whether an accepted link is past its handshake.
+    fn is_greeted(&self, peer: PeerId) -> bool {
+        match self.links.get(&peer) {
+            Some(Kind::FromSpoke) => self.hub.as_ref().is_none_or(|h| h.is_greeted(peer)),
+            Some(Kind::Data) => self.data.as_ref().is_none_or(|d| d.is_greeted(peer)),
+            _ => true,
+        }
+    }
+
+    /// Closes the pending links whose time is up, and resumes accepting after a pause.
+    fn admit_timeouts(&mut self, now: Instant) {
+        if self.admission.take_resume(now) {
+            debug!("accepting again");
+            self.out.push_back(MemberOutput::ResumeAccepting);
+        }
+        for peer in self.admission.take_expired(now) {
+            let listener = match self.links.get(&peer) {
+                Some(Kind::FromSpoke) => Listener::Hub,
+                Some(Kind::Data) => Listener::Data,
+                _ => continue,
+            };
+            debug!(%peer, ?listener, "no handshake in time: closing the link");
+            if listener == Listener::Hub {
+                // Only the hub's own record of the link goes: no node joined on it.
+                let _ = self.close_topology_link(now, peer);
+            } else {
+                self.links.remove(&peer);
+                self.feed_data(now, DataInput::PeerDown(peer));
+                self.out.push_back(MemberOutput::Disconnect(peer));
+            }
+            self.count(|g| g.handshake_expired += 1);
+            let timeout = self.admission.handshake_timeout();
+            self.out
+                .push_back(MemberOutput::Evt(MemberEvt::LinkRefused {
+                    peer,
+                    listener,
+                    reason: Refusal::HandshakeTimeout(timeout),
+                }));
+        }
+    }
 
     fn feed_data(&mut self, now: Instant, input: DataInput<'_>) {
         if let Some(d) = &mut self.data

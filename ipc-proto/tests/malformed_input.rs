@@ -542,6 +542,7 @@ fn a_dropped_message_does_not_leave_its_retired_segment_offered() {
     config.default_terms = Terms {
         policy: Policy::DropOldest,
         depth: 1,
+        ..Terms::default()
     };
     let mut dp = DataPlane::new(config, now);
     // Node 2 subscribes to "a".

@@ -16,7 +16,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use ipc_proto::data::DataLimits;
-use ipc_proto::wire::{DataFrame, DataStats, decode_data, encode_data};
+use ipc_proto::wire::{DataFrame, DataStats, GuardStats, decode_data, encode_data};
 use ipc_proto::{NodeId, View};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -54,8 +54,83 @@ pub(super) struct Unanswered {
     pub(super) error: String,
 }
 
-/// Asks every node of `view` for its counters.
-pub(super) fn collect(dir: &GroupDir, view: &View) -> (Vec<LinkRow>, Vec<Unanswered>) {
+/// What one node refused to stay bounded against its peers (listed when any is non-zero).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(super) struct GuardRow {
+    pub(super) node: Hex,
+    /// Records refused as protocol violations (oversized payloads included).
+    pub(super) rejected: u64,
+    #[serde(flatten)]
+    pub(super) guard: GuardStats,
+}
+
+/// The nodes that refused anything, sorted.
+pub(super) fn guard_rows(answers: &[(NodeId, DataStats)]) -> Vec<GuardRow> {
+    let mut rows: Vec<GuardRow> = answers
+        .iter()
+        .filter(|(_, s)| s.rejected > 0 || !s.guard.is_empty())
+        .map(|(id, s)| GuardRow {
+            node: Hex(*id),
+            rejected: s.rejected,
+            guard: s.guard,
+        })
+        .collect();
+    rows.sort_by_key(|r| r.node.0);
+    rows
+}
+
+/// The human form of [`guard_rows`]: nothing when no node refused anything.
+pub(super) fn guard_table(rows: &[GuardRow]) -> String {
+    let mut out = String::new();
+    if rows.is_empty() {
+        return out;
+    }
+    let mut cells = vec![[
+        "NODE".to_string(),
+        "REJECTED".into(),
+        "OVERSIZED".into(),
+        "PENDING-REFUSED".into(),
+        "HANDSHAKE-EXPIRED".into(),
+        "ACCEPT-PAUSED".into(),
+    ]];
+    for r in rows {
+        cells.push([
+            r.node.to_string(),
+            r.rejected.to_string(),
+            r.guard.oversized.to_string(),
+            r.guard.pending_refused.to_string(),
+            r.guard.handshake_expired.to_string(),
+            r.guard.accept_paused.to_string(),
+        ]);
+    }
+    let mut widths = [0; 6];
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    out.push_str("refused by nodes:\n");
+    for row in &cells {
+        let mut line = String::new();
+        for (i, (c, w)) in row.iter().zip(widths).enumerate() {
+            let _ = if i == 0 {
+                write!(line, "  {c:<w$}")
+            } else {
+                write!(line, "  {c:>w$}")
+            };
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Asks every node of `view` for its counters: the link rows, the nodes that refused
+/// anything, and the nodes that did not answer.
+pub(super) fn collect(
+    dir: &GroupDir,
+    view: &View,
+) -> (Vec<LinkRow>, Vec<GuardRow>, Vec<Unanswered>) {
     let mut answers = Vec::new();
     let mut unanswered = Vec::new();
     for n in view.nodes().values() {
@@ -67,7 +142,7 @@ pub(super) fn collect(dir: &GroupDir, view: &View) -> (Vec<LinkRow>, Vec<Unanswe
             }),
         }
     }
-    (rows(&answers), unanswered)
+    (rows(&answers), guard_rows(&answers), unanswered)
 }
 
 /// Joins the publishers' and the subscribers' counters into rows, sorted.
@@ -277,5 +352,35 @@ data links:
 counters of 0000000000000003 unavailable: no answer in time
 ";
         assert_eq!(text, want, "\n{text}");
+    }
+
+    #[test]
+    fn nodes_that_refused_something_are_listed() {
+        let quiet = DataStats::default();
+        let busy = DataStats {
+            rejected: 3,
+            guard: GuardStats {
+                accept_paused: 4,
+                pending_refused: 1998,
+                handshake_expired: 64,
+                oversized: 1,
+            },
+            ..DataStats::default()
+        };
+        let rows = guard_rows(&[(id(2), quiet), (id(1), busy)]);
+        assert_eq!(rows.len(), 1);
+        let want = "\
+refused by nodes:
+  NODE              REJECTED  OVERSIZED  PENDING-REFUSED  HANDSHAKE-EXPIRED  ACCEPT-PAUSED
+  0000000000000001         3          1             1998                 64              4
+";
+        let text = guard_table(&rows);
+        assert_eq!(text, want, "\n{text}");
+        let json = serde_json::to_string(&rows[0]).expect("json");
+        assert_eq!(
+            json,
+            r#"{"node":"0000000000000001","rejected":3,"accept_paused":4,"pending_refused":1998,"handshake_expired":64,"oversized":1}"#
+        );
+        assert_eq!(guard_table(&[]), "");
     }
 }

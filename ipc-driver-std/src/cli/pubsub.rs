@@ -27,7 +27,7 @@ use super::json::{self, Hex};
 use super::stream::DEFAULT_MIME;
 use super::{CliError, Result, Timing};
 use crate::cli::GroupArgs;
-use crate::{Message, Node, PublisherOptions, SendMode, SubscriptionOptions};
+use crate::{DEFAULT_MAX_PAYLOAD, Message, Node, PublisherOptions, SendMode, SubscriptionOptions};
 
 /// How long `pub` waits for `--wait-subscribers`, and for its subscribers to have everything
 /// before it leaves.
@@ -130,6 +130,11 @@ pub(super) struct QueueArgs {
     #[arg(long, value_name = "N", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub(super) depth: u32,
+
+    /// The largest payload taken, in bytes: a larger one is refused before it is mapped,
+    /// and its publisher's link closed.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_PAYLOAD)]
+    pub(super) max_payload: u64,
 }
 
 impl QueueArgs {
@@ -142,6 +147,7 @@ impl QueueArgs {
         SubscriptionOptions {
             policy,
             depth: self.depth,
+            max_payload: self.max_payload,
         }
     }
 }
@@ -443,12 +449,17 @@ mod tests {
         let q = QueueArgs {
             policy: PolicyArg::DropNewest,
             depth: 3,
+            max_payload: DEFAULT_MAX_PAYLOAD,
         };
         assert_eq!(q.options(), SubscriptionOptions::drop_newest(3));
         let b = QueueArgs {
             policy: PolicyArg::Block,
             depth: 64,
+            max_payload: 1 << 20,
         };
-        assert_eq!(b.options(), SubscriptionOptions::block(BLOCK_TIMEOUT));
+        assert_eq!(
+            b.options(),
+            SubscriptionOptions::block(BLOCK_TIMEOUT).max_payload(1 << 20)
+        );
     }
 }

@@ -8,7 +8,7 @@ use clap::Args;
 use ipc_proto::{NodeView, View};
 use serde::Serialize;
 
-use super::counters::{self, LinkRow, Unanswered};
+use super::counters::{self, GuardRow, LinkRow, Unanswered};
 use super::json::Hex;
 use super::{CliError, GroupArgs, Result};
 use crate::DriverError;
@@ -28,11 +28,12 @@ pub(super) fn run(args_group: &GroupArgs, args: &StatusArgs) -> Result<()> {
     let view = observe(args_group)?;
     let dir = args_group.dir()?;
     let group = args_group.name();
-    let (links, unanswered) = counters::collect(&dir, &view);
+    let (links, guards, unanswered) = counters::collect(&dir, &view);
     let mut out = io::stdout().lock();
     if args.json {
         let status = Status {
             links,
+            guards,
             unanswered,
             ..Status::new(group, &view)
         };
@@ -41,6 +42,7 @@ pub(super) fn run(args_group: &GroupArgs, args: &StatusArgs) -> Result<()> {
     } else {
         out.write_all(table(group, &view).as_bytes())?;
         out.write_all(counters::table(&links, &unanswered).as_bytes())?;
+        out.write_all(counters::guard_table(&guards).as_bytes())?;
     }
     out.flush()?;
     Ok(())
@@ -144,6 +146,9 @@ struct Status<'a> {
     nodes: Vec<NodeJson<'a>>,
     /// Per publisher, topic and subscriber: the counters of both ends.
     links: Vec<LinkRow>,
+    /// Nodes that refused peers or payloads to stay bounded (see `GuardStats`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    guards: Vec<GuardRow>,
     /// Nodes whose counters could not be read.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     unanswered: Vec<Unanswered>,
@@ -204,6 +209,7 @@ impl<'a> Status<'a> {
             hub,
             nodes,
             links: Vec::new(),
+            guards: Vec::new(),
             unanswered: Vec::new(),
         }
     }

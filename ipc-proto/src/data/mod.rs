@@ -34,16 +34,19 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::{debug, trace, warn};
+use tracing::{debug, trace};
 
 use crate::error::CmdError;
 use crate::ids::{Credentials, NodeId, PeerId};
 use crate::topology::View;
 use crate::wire::{
-    DataFrame, DataStats, MessageHeader, Policy, SlotRef, TopicStats, decode_data, encode_data,
+    DataFrame, DataStats, GuardStats, MessageHeader, Policy, SlotRef, TopicStats, decode_data,
+    encode_data,
 };
 
-pub use options::{DEFAULT_INLINE_MAX, PublisherOptions, SendMode, SubscriptionOptions};
+pub use options::{
+    DEFAULT_INLINE_MAX, DEFAULT_MAX_PAYLOAD, PublisherOptions, SendMode, SubscriptionOptions,
+};
 pub use pool::{MIN_SEGMENT, Pool, PoolSlot};
 
 #[cfg(test)]
@@ -213,6 +216,9 @@ pub struct Terms {
     pub policy: Policy,
     /// How many messages the queue holds.
     pub depth: u32,
+    /// The largest payload the subscriber takes (checked by the subscriber, before mapping;
+    /// not sent to publishers). Default [`DEFAULT_MAX_PAYLOAD`].
+    pub max_payload: u64,
 }
 
 impl Default for Terms {
@@ -220,6 +226,7 @@ impl Default for Terms {
         Self {
             policy: Policy::DropOldest,
             depth: 64,
+            max_payload: DEFAULT_MAX_PAYLOAD,
         }
     }
 }
@@ -231,6 +238,7 @@ impl Terms {
     pub const UNKNOWN: Self = Self {
         policy: Policy::Block { timeout_ms: 1000 },
         depth: 64,
+        max_payload: DEFAULT_MAX_PAYLOAD,
     };
 }
 
@@ -557,6 +565,8 @@ pub struct DataPlane {
     local_held: BTreeMap<(SegmentId, u64), usize>,
     room: BTreeMap<Arc<str>, Room>,
     rejected: u64,
+    /// What this node refused to stay bounded (the member counts its links' part here too).
+    pub(crate) guard: GuardStats,
     out: VecDeque<DataOutput>,
 }
 
@@ -578,6 +588,7 @@ impl DataPlane {
             local_held: BTreeMap::new(),
             room: BTreeMap::new(),
             rejected: 0,
+            guard: GuardStats::default(),
             out: VecDeque::new(),
         }
     }
@@ -588,6 +599,7 @@ impl DataPlane {
     pub fn stats(&self) -> DataStats {
         let mut s = DataStats {
             rejected: self.rejected,
+            guard: self.guard,
             ..DataStats::default()
         };
         for l in self.out_links.values() {
@@ -625,6 +637,14 @@ impl DataPlane {
     /// How many more messages of `topic` its `Block` subscribers can take (`None`: no limit).
     pub fn room(&self, topic: &str) -> Option<Room> {
         self.room.get(topic).copied()
+    }
+
+    /// Whether `peer` is past its `Hello` (or is no link from a publisher any more: it asked
+    /// for the stats and was answered, or it is gone).
+    pub(crate) fn is_greeted(&self, peer: PeerId) -> bool {
+        self.in_links
+            .get(&peer)
+            .is_none_or(|l| l.publisher.is_some())
     }
 
     /// How many segment references the machine holds (for leak checks).
@@ -1239,7 +1259,8 @@ impl DataPlane {
     }
 
     fn misbehaved(&mut self, peer: PeerId, reason: String, segments: &[ReceivedSegment]) {
-        warn!(%peer, %reason, "data link broke the protocol");
+        // The driver logs the event (rate-limited): a hostile peer must not flood the log.
+        debug!(%peer, %reason, "data link broke the protocol");
         self.rejected += 1;
         for s in segments {
             self.out.push_back(DataOutput::Release(s.segment));
@@ -1301,6 +1322,8 @@ impl DataPlane {
                     Terms {
                         policy,
                         depth: depth.max(1),
+                        // The subscriber checks its own maximum.
+                        max_payload: u64::MAX,
                     },
                 );
                 self.update_blocked(now);
@@ -1394,6 +1417,16 @@ impl DataPlane {
                 let s = segments[0];
                 let sealed =
                     s.seals.shrink && s.seals.grow && (s.seals.future_write || s.seals.write);
+                let bound = self.max_segment();
+                if s.size > bound {
+                    let reason = format!(
+                        "segment {id} of {} bytes, larger than any payload taken here \
+                         ({bound} bytes at most)",
+                        s.size
+                    );
+                    return self.oversized(peer, reason, segments);
+                }
+                let l = self.in_links.get_mut(&peer).expect("caller checked");
                 if !sealed
                     || s.size < size
                     || l.segments.len() >= max_segments
@@ -1424,6 +1457,18 @@ impl DataPlane {
                     );
                     return self.misbehaved(peer, reason, segments);
                 }
+                // Checked before the driver maps anything: the segment's size, not just the
+                // length it claims (a legitimate publisher's fresh segment is its payload).
+                if let Some(max) = self.max_payload(peer, header.topic)
+                    && s.size > max
+                {
+                    let reason = format!(
+                        "fresh payload in a segment of {} bytes, larger than the \
+                         subscription's maximum of {max}",
+                        s.size
+                    );
+                    return self.oversized(peer, reason, segments);
+                }
                 self.receive(
                     peer,
                     header,
@@ -1451,6 +1496,15 @@ impl DataPlane {
                     let reason =
                         format!("range {offset}+{len} outside segment {segment} of {size} bytes");
                     return self.misbehaved(peer, reason, segments);
+                }
+                if let Some(max) = self.max_payload(peer, header.topic)
+                    && len > max
+                {
+                    let reason = format!(
+                        "pooled payload of {len} bytes, larger than the subscription's maximum \
+                         of {max}"
+                    );
+                    return self.oversized(peer, reason, segments);
                 }
                 let slot = SlotRef { segment, offset };
                 self.receive(
@@ -1484,6 +1538,33 @@ impl DataPlane {
                 self.misbehaved(peer, reason, segments);
             }
         }
+    }
+
+    /// The largest payload this node takes on `peer`'s topic `id`: `None` when the topic is
+    /// not bound or not taken (the message is then refused or given back unmapped).
+    fn max_payload(&self, peer: PeerId, id: u32) -> Option<u64> {
+        let topic = self.in_links.get(&peer)?.topics.get(&id)?;
+        self.taken.get(topic).map(|t| t.max_payload)
+    }
+
+    /// The largest pool segment a publisher may offer: the size class of the largest payload
+    /// any subscription here takes ([`DEFAULT_MAX_PAYLOAD`] with none).
+    fn max_segment(&self) -> u64 {
+        let max = self
+            .taken
+            .values()
+            .map(|t| t.max_payload)
+            .max()
+            .unwrap_or(DEFAULT_MAX_PAYLOAD);
+        max.max(MIN_SEGMENT)
+            .checked_next_power_of_two()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// A payload or segment too large for this node: refused unmapped, as a violation.
+    fn oversized(&mut self, peer: PeerId, reason: String, segments: &[ReceivedSegment]) {
+        self.guard.oversized += 1;
+        self.misbehaved(peer, reason, segments);
     }
 
     /// Checks a message's topic and order, then delivers it (or gives it back).

@@ -67,6 +67,14 @@ impl PublisherOptions {
     }
 }
 
+/// The default largest payload a subscription takes: 64 MiB.
+///
+/// A publisher's fresh payload (or pooled message) larger than its subscriber's maximum is
+/// refused before it is mapped, as a protocol violation: the subscriber closes the link and
+/// counts it ([`GuardStats::oversized`](crate::wire::GuardStats::oversized)). Without a bound,
+/// a sealed sparse memfd of any size costs its sender nothing and its reader that much memory.
+pub const DEFAULT_MAX_PAYLOAD: u64 = 64 << 20;
+
 /// How a subscription's queue behaves.
 #[derive(Copy, Clone, PartialEq, Eq, Debug)]
 pub struct SubscriptionOptions {
@@ -74,6 +82,10 @@ pub struct SubscriptionOptions {
     pub policy: Policy,
     /// How many messages the queue holds. Default 64.
     pub depth: u32,
+    /// The largest payload taken, in bytes; a larger one is refused before it is mapped (see
+    /// [`DEFAULT_MAX_PAYLOAD`]). A node's subscriptions to one topic take up to the largest of
+    /// their maximums. Default [`DEFAULT_MAX_PAYLOAD`].
+    pub max_payload: u64,
 }
 
 impl Default for SubscriptionOptions {
@@ -81,6 +93,7 @@ impl Default for SubscriptionOptions {
         Self {
             policy: Policy::DropOldest,
             depth: 64,
+            max_payload: DEFAULT_MAX_PAYLOAD,
         }
     }
 }
@@ -100,6 +113,7 @@ impl SubscriptionOptions {
         Self {
             policy: Policy::DropOldest,
             depth,
+            ..Self::default()
         }
     }
 
@@ -108,7 +122,14 @@ impl SubscriptionOptions {
         Self {
             policy: Policy::DropNewest,
             depth,
+            ..Self::default()
         }
+    }
+
+    /// Sets [`max_payload`](Self::max_payload).
+    pub fn max_payload(mut self, bytes: u64) -> Self {
+        self.max_payload = bytes;
+        self
     }
 
     /// The terms a subscriber states to its publishers.
@@ -116,6 +137,7 @@ impl SubscriptionOptions {
         super::Terms {
             policy: self.policy,
             depth: self.depth.max(1),
+            max_payload: self.max_payload,
         }
     }
 }

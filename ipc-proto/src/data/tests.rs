@@ -343,7 +343,15 @@ fn drop_newest_and_drop_oldest_bound_what_is_in_flight() {
         (Policy::DropNewest, [1, 2, 3]),
         (Policy::DropOldest, [1, 4, 5]),
     ] {
-        let mut t = Pair::new("t", Terms { policy, depth: 2 }, false);
+        let mut t = Pair::new(
+            "t",
+            Terms {
+                policy,
+                depth: 2,
+                ..Terms::default()
+            },
+            false,
+        );
         t.publish("t", Payload::Inline(vec![1]));
         t.hold_s = true;
         // The socket is full: the publisher's queue holds what it cannot send.
@@ -383,6 +391,7 @@ fn block_holds_publishers_back_until_the_subscriber_releases() {
         Terms {
             policy: Policy::Block { timeout_ms: 250 },
             depth: 2,
+            ..Terms::default()
         },
         false,
     );
@@ -424,6 +433,7 @@ fn block_room_comes_back_when_a_full_socket_drains() {
         Terms {
             policy: Policy::Block { timeout_ms: 60_000 },
             depth: 2,
+            ..Terms::default()
         },
         false,
     );
@@ -756,4 +766,151 @@ fn stats_are_served_to_whoever_asks() {
     };
     assert_eq!(stats.received[0].messages, 1);
     assert_eq!(out[1], DataOutput::Disconnect(asker));
+}
+
+#[test]
+fn payloads_and_segments_larger_than_the_subscription_takes_are_refused_unmapped() {
+    let sealed = |fresh: bool| Seals {
+        shrink: true,
+        grow: true,
+        write: fresh,
+        future_write: !fresh,
+    };
+    let h = MessageHeader { topic: 1, seq: 1 };
+    let hello = encode_data(&DataFrame::Hello { publisher: id(P) }, &[]);
+    let bind = encode_data(
+        &DataFrame::Topic {
+            id: 1,
+            topic: "t".into(),
+        },
+        &[],
+    );
+    let offer = |id, size| encode_data(&DataFrame::Segment { id, size }, &[]);
+    // Not a power of two: pool segments come in power-of-two classes.
+    let max = 3 << 19;
+    let class = Pool::class(max);
+    /// The case, the records after hello and bind, the last one's segment (size, fresh), and
+    /// whether it is refused.
+    type Case = (&'static str, Vec<Vec<u8>>, Option<(u64, bool)>, bool);
+    let cases: Vec<Case> = vec![
+        (
+            "a sparse 4 GiB fresh payload",
+            vec![encode_data(
+                &DataFrame::Fresh {
+                    header: h,
+                    len: 4 << 30,
+                },
+                &[],
+            )],
+            Some((4 << 30, true)),
+            true,
+        ),
+        (
+            "a small payload in a huge fresh segment",
+            vec![encode_data(&DataFrame::Fresh { header: h, len: 10 }, &[])],
+            Some((max + 1, true)),
+            true,
+        ),
+        (
+            "a fresh payload at the maximum",
+            vec![encode_data(
+                &DataFrame::Fresh {
+                    header: h,
+                    len: max,
+                },
+                &[],
+            )],
+            Some((max, true)),
+            false,
+        ),
+        (
+            "a pool segment larger than any payload taken",
+            vec![offer(3, 4 << 30)],
+            Some((4 << 30, false)),
+            true,
+        ),
+        (
+            "a pooled message larger than the maximum",
+            vec![
+                offer(3, class),
+                encode_data(
+                    &DataFrame::Pooled {
+                        header: h,
+                        segment: 3,
+                        offset: 0,
+                        len: max + 1,
+                    },
+                    &[],
+                ),
+            ],
+            None,
+            true,
+        ),
+    ];
+    for (name, records, seg, refused) in cases {
+        #[allow(clippy::disallowed_methods)] // the test's epoch
+        let now = Instant::now();
+        let mut s = DataPlane::new(DataConfig::new(id(S)), now);
+        let terms = SubscriptionOptions::default().max_payload(max).terms();
+        let take = DataCmd::Take {
+            topic: "t".into(),
+            terms,
+        };
+        s.handle(now, DataInput::Cmd(take)).expect("take");
+        let up = DataInput::PeerUp {
+            peer: IN,
+            cred: None,
+        };
+        s.handle(now, up).expect("up");
+        let n = records.len();
+        let mut out = Vec::new();
+        for (i, r) in [hello.clone(), bind.clone()]
+            .into_iter()
+            .chain(records)
+            .enumerate()
+        {
+            // Every offer, and the last record, come with their segment.
+            let (size, fresh) = match (seg, i == n + 1) {
+                (Some(s), true) => s,
+                _ if r[4] == 6 => (class, false),
+                _ => (0, false),
+            };
+            let segments: Vec<ReceivedSegment> = (size > 0)
+                .then(|| ReceivedSegment {
+                    segment: SegmentId(100 + i as u64),
+                    size,
+                    seals: sealed(fresh),
+                })
+                .into_iter()
+                .collect();
+            s.handle(
+                now,
+                DataInput::Record {
+                    peer: IN,
+                    data: &r,
+                    segments: &segments,
+                },
+            )
+            .expect("never an error");
+            out.extend(std::iter::from_fn(|| s.poll_output()));
+        }
+        let delivered = out.iter().any(|o| matches!(o, DataOutput::Deliver(_)));
+        assert_eq!(delivered, !refused, "{name}: {out:?}");
+        assert_eq!(
+            out.contains(&DataOutput::Disconnect(IN)),
+            refused,
+            "{name}: disconnected"
+        );
+        let stats = s.stats();
+        assert_eq!(stats.guard.oversized, u64::from(refused), "{name}");
+        assert_eq!(stats.rejected, u64::from(refused), "{name}");
+        if refused {
+            // Every segment of the link goes back to the driver, never mapped.
+            let released = out
+                .iter()
+                .filter(|o| matches!(o, DataOutput::Release(_)))
+                .count();
+            assert!(released >= 1, "{name}: segments released: {out:?}");
+        }
+    }
 }

@@ -813,7 +813,8 @@ impl DocHost {
     }
 
     fn misbehaved(&mut self, peer: PeerId, reason: String) {
-        warn!(%peer, %reason, "replica misbehaved");
+        // The hub expels the peer and the driver logs that, rate-limited.
+        debug!(%peer, %reason, "replica misbehaved");
         self.forget(peer);
         self.emit(HostEvt::PeerMisbehaved { peer, reason });
         self.out.push_back(HostOutput::Disconnect(peer));

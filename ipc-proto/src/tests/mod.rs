@@ -1,6 +1,7 @@
 //! Deterministic simulation of whole groups: named scenarios and properties over random fault
 //! schedules.
 
+mod admission;
 mod docs;
 mod properties;
 mod regressions;

@@ -323,3 +323,37 @@ fn a_frozen_hub_that_resumes_carries_on() {
         "nobody left: the hub was only stopped"
     );
 }
+
+#[test]
+fn silent_connections_to_the_hub_are_capped_and_closed_and_the_group_converges() {
+    let mut sim = Sim::new(19, SimConfig::default());
+    let a = sim.spawn("a", &OwnTopics::default());
+    settle(&mut sim);
+    // More silent connections than may wait for their handshake (64 by default).
+    assert_eq!(sim.silent_connections(100), 100);
+    let b = sim.spawn("b", &own(&[("t", "x")], &[]));
+    settle(&mut sim);
+    // Past the handshake deadline (2 s), every silent one is gone; the hub stayed.
+    sim.run_for(Duration::from_secs(3));
+    let c = sim.spawn("c", &own(&[], &["t"]));
+    settle(&mut sim);
+    assert_eq!(sim.hubs().collect::<Vec<_>>(), [a]);
+    let refused = sim.nodes[a.0]
+        .transcript
+        .iter()
+        .filter(|n| **n == "LinkRefused")
+        .count();
+    // 36 at once (too many pending), 64 at the deadline (or expelled by the hub's keepalive
+    // first, which is the same 2 s).
+    let expelled = sim.nodes[a.0]
+        .transcript
+        .iter()
+        .filter(|n| **n == "PeerExpelled")
+        .count();
+    assert_eq!(refused + expelled, 100, "{:?}", sim.nodes[a.0].transcript);
+    assert!(refused >= 36);
+    for ix in [b, c] {
+        assert!(sim.nodes[ix.0].is_member());
+    }
+    assert_eq!(count(&sim, a, "NodeJoined"), 3);
+}

@@ -343,6 +343,32 @@ impl Sim {
         self.fire_timers(ix);
     }
 
+    /// `count` connections to the hub address that never say a word (a hostile process of the
+    /// same uid): the hub's listener accepts them; they have no other end, so what the hub
+    /// sends them is lost and closing them is all it can do. Returns how many were aimed at a
+    /// listener (none without a hub).
+    pub(crate) fn silent_connections(&mut self, count: usize) -> usize {
+        let Some(hub) = self
+            .bind
+            .filter(|h| self.nodes[h.0].alive && self.nodes[h.0].listening)
+        else {
+            return 0;
+        };
+        let at = self.now + self.latency();
+        for _ in 0..count {
+            let id = self.next_link;
+            self.next_link += 1;
+            self.schedule(
+                at,
+                Delivery {
+                    node: hub,
+                    input: SimInput::Accepted(PeerId(id), hub.0 as u32),
+                },
+            );
+        }
+        count
+    }
+
     /// Leaves gracefully: goodbye to the hub, and if the node hosts the hub, the hub closes
     /// once it has sequenced that goodbye.
     pub(crate) fn leave(&mut self, ix: NodeIx) {
@@ -675,6 +701,10 @@ impl Sim {
                 | MemberOutput::Deliver(_)
                 | MemberOutput::Release(_) => {
                     unreachable!("simulated nodes have no data plane")
+                }
+                // The simulated listeners never run out of descriptors.
+                MemberOutput::PauseAccepting | MemberOutput::ResumeAccepting => {
+                    unreachable!("no accept fails in the simulation")
                 }
                 MemberOutput::Evt(evt) => {
                     n.transcript.push(evt.name());

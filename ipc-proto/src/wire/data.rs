@@ -86,6 +86,34 @@ pub struct DataStats {
     pub received: Vec<TopicStats>,
     /// Records refused as protocol violations (each closed its link).
     pub rejected: u64,
+    /// What the node refused to protect itself from its peers.
+    pub guard: GuardStats,
+}
+
+/// What a node refused to stay bounded against hostile or broken peers, for `status`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct GuardStats {
+    /// Times the node stopped accepting connections for a while because accepting failed
+    /// (out of file descriptors: `EMFILE`, `ENFILE`).
+    pub accept_paused: u64,
+    /// Connections closed as soon as accepted: too many others had not sent their `Hello`
+    /// yet ([`Limits::max_pending`](crate::Limits::max_pending)).
+    pub pending_refused: u64,
+    /// Connections closed because they sent no `Hello` within
+    /// [`Limits::handshake_timeout`](crate::Limits::handshake_timeout).
+    pub handshake_expired: u64,
+    /// Fresh payloads and pool segments refused, before being mapped, for being larger than
+    /// the subscription's [`max_payload`](crate::data::SubscriptionOptions::max_payload) (each
+    /// closed its link, and is counted in [`DataStats::rejected`] too).
+    pub oversized: u64,
+}
+
+impl GuardStats {
+    /// Whether nothing was refused.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// One data-link frame.
@@ -364,6 +392,12 @@ mod tests {
             }],
             received: vec![],
             rejected: 2,
+            guard: GuardStats {
+                accept_paused: 1,
+                pending_refused: 2,
+                handshake_expired: 3,
+                oversized: 4,
+            },
         };
         for (f, payload) in [
             (DataFrame::Hello { publisher: node }, &b""[..]),

@@ -22,12 +22,14 @@ mod frame;
 
 pub use codec::{decode, encode, encode_into};
 pub use data::{
-    DATA_VERSION, DataFrame, DataStats, INLINE_OVERHEAD, MessageHeader, Policy, SlotRef,
-    TopicStats, decode_data, encode_data,
+    DATA_VERSION, DataFrame, DataStats, GuardStats, INLINE_OVERHEAD, MessageHeader, Policy,
+    SlotRef, TopicStats, decode_data, encode_data,
 };
 pub use deframer::Deframer;
 pub use doc::{DocMsg, decode_doc, encode_doc};
 pub use frame::{CloseReason, Frame, Hello, OwnChange, PROTOCOL_VERSION, Welcome};
+
+use std::time::Duration;
 
 use crate::error::DecodeError;
 
@@ -44,6 +46,18 @@ pub struct Limits {
     /// Most records one history may hold: a spoke's introduction, a hub's snapshot.
     /// Default 1,048,576.
     pub max_history: usize,
+    /// Most accepted links (on the hub address and the node's data address together) that
+    /// have not completed their handshake (sent their `Hello`); a link accepted beyond it is
+    /// closed at once and counted ([`GuardStats::pending_refused`]). Default 64.
+    pub max_pending: usize,
+    /// How long an accepted link may take to send its `Hello`; it is closed and counted
+    /// ([`GuardStats::handshake_expired`]) when the time is up. Default 2 s.
+    pub handshake_timeout: Duration,
+    /// How long a node stops accepting connections after an accept failed for lack of
+    /// resources (`EMFILE`, `ENFILE`): the links it has are served meanwhile, and the pending
+    /// connections wait in the listeners' backlogs ([`GuardStats::accept_paused`]).
+    /// Default 100 ms.
+    pub accept_backoff: Duration,
 }
 
 impl Default for Limits {
@@ -53,6 +67,9 @@ impl Default for Limits {
             max_name: 255,
             max_topics_per_node: 4096,
             max_history: 1 << 20,
+            max_pending: 64,
+            handshake_timeout: Duration::from_secs(2),
+            accept_backoff: Duration::from_millis(100),
         }
     }
 }

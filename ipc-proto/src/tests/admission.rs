@@ -1,0 +1,191 @@
+//! A member bounds the links it accepted until they complete their handshake, and pauses
+//! accepting when the driver runs out of descriptors.
+
+use std::time::{Duration, Instant};
+
+use crate::data::OUTGOING;
+use crate::wire::{DataFrame, Frame, Hello, encode, encode_data};
+use crate::{
+    Credentials, Limits, Listener, Member, MemberEvt, MemberInput, MemberOutput, NodeId,
+    NodeOptions, PeerId, Refusal,
+};
+
+const UID: u32 = 1000;
+
+fn cred() -> Option<Credentials> {
+    Some(Credentials {
+        pid: 1,
+        uid: UID,
+        gid: UID,
+    })
+}
+
+/// A member that runs the hub (it won the bind), with a data plane.
+fn hub(limits: Limits, now: Instant) -> Member {
+    let mut options = NodeOptions::new("hub", UID);
+    options.limits = limits;
+    let id = NodeId::new(1).expect("non-zero");
+    let mut m = Member::new(options.member_config(id, Some("@d1".into()), 7), now);
+    m.handle(
+        now,
+        MemberInput::Cmd(crate::MemberCmd::Spoke(crate::SpokeCmd::Join)),
+    )
+    .expect("join");
+    let mut bind = false;
+    for _ in 0..4 {
+        for o in drain(&mut m) {
+            bind |= o == MemberOutput::Bind;
+            if let MemberOutput::ConnectHub { peer } = o {
+                m.handle(now, MemberInput::ConnectFailed(peer))
+                    .expect("no hub");
+            }
+        }
+    }
+    assert!(bind, "a member with no hub to reach binds");
+    m.handle(now, MemberInput::Bound { won: true })
+        .expect("bound");
+    drain(&mut m);
+    m
+}
+
+fn drain(m: &mut Member) -> Vec<MemberOutput> {
+    std::iter::from_fn(|| m.poll_output()).collect()
+}
+
+fn accept(m: &mut Member, now: Instant, peer: u64, listener: Listener) -> Vec<MemberOutput> {
+    assert_eq!(peer & OUTGOING, 0);
+    m.handle(
+        now,
+        MemberInput::Accepted {
+            peer: PeerId(peer),
+            listener,
+            cred: cred(),
+        },
+    )
+    .expect("accepted");
+    drain(m)
+}
+
+fn record(peer: u64, data: &[u8]) -> MemberInput<'_> {
+    MemberInput::Record {
+        peer: PeerId(peer),
+        data,
+        segments: &[],
+    }
+}
+
+fn refusals(out: &[MemberOutput]) -> Vec<(PeerId, Refusal)> {
+    out.iter()
+        .filter_map(|o| match o {
+            MemberOutput::Evt(MemberEvt::LinkRefused { peer, reason, .. }) => {
+                Some((*peer, reason.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn links_without_a_handshake_are_capped_and_expire() {
+    #[allow(clippy::disallowed_methods)] // the test's epoch
+    let t0 = Instant::now();
+    let limits = Limits {
+        max_pending: 4,
+        handshake_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let mut m = hub(limits, t0);
+    // Two silent links on each listener: all pending.
+    for (peer, listener) in [
+        (10, Listener::Data),
+        (11, Listener::Data),
+        (12, Listener::Hub),
+        (13, Listener::Hub),
+    ] {
+        let out = accept(&mut m, t0, peer, listener);
+        assert!(refusals(&out).is_empty(), "{peer}: {out:?}");
+    }
+    // The fifth is closed at once.
+    let out = accept(&mut m, t0, 14, Listener::Data);
+    assert!(
+        out.contains(&MemberOutput::Disconnect(PeerId(14))),
+        "{out:?}"
+    );
+    assert_eq!(
+        refusals(&out),
+        [(PeerId(14), Refusal::TooManyPending { max: 4 })]
+    );
+    // A publisher's Hello admits its link; a spoke's Hello admits its own: room for two.
+    let hello = encode_data(
+        &DataFrame::Hello {
+            publisher: NodeId::new(2).expect("non-zero"),
+        },
+        &[],
+    );
+    m.handle(t0, record(10, &hello)).expect("hello");
+    let spoke_hello = encode(&Frame::Hello(Hello {
+        member: None,
+        term: crate::Term(0),
+        horizon: crate::Horizon::default(),
+    }));
+    m.handle(t0, record(12, &spoke_hello)).expect("hello");
+    drain(&mut m);
+    for peer in [15, 16] {
+        let out = accept(&mut m, t0, peer, Listener::Data);
+        assert!(refusals(&out).is_empty(), "{peer}: {out:?}");
+    }
+    assert!(!refusals(&accept(&mut m, t0, 17, Listener::Data)).is_empty());
+    // One closes by itself before its time: it frees its slot.
+    m.handle(t0, MemberInput::PeerDown(PeerId(16)))
+        .expect("down");
+    drain(&mut m);
+    assert!(refusals(&accept(&mut m, t0, 18, Listener::Data)).is_empty());
+    // The silent ones are closed at their deadline; the admitted ones stay.
+    let due = m.poll_timeout().expect("deadlines");
+    assert!(due <= t0 + Duration::from_millis(500), "{due:?}");
+    m.handle_timeout(t0 + Duration::from_millis(500));
+    let out = drain(&mut m);
+    let mut expired: Vec<u64> = refusals(&out).iter().map(|(p, _)| p.0).collect();
+    expired.sort_unstable();
+    assert_eq!(expired, [11, 13, 15, 18], "{out:?}");
+    for p in [11, 13, 15, 18] {
+        assert!(out.contains(&MemberOutput::Disconnect(PeerId(p))), "{p}");
+    }
+    for p in [10, 12] {
+        assert!(!out.contains(&MemberOutput::Disconnect(PeerId(p))), "{p}");
+    }
+    let guard = m.data().expect("a data plane").stats().guard;
+    assert_eq!(guard.pending_refused, 2);
+    assert_eq!(guard.handshake_expired, 4);
+}
+
+#[test]
+fn a_failed_accept_pauses_the_listeners_for_the_backoff() {
+    #[allow(clippy::disallowed_methods)] // the test's epoch
+    let t0 = Instant::now();
+    let mut m = hub(Limits::default(), t0);
+    assert!(m.is_accepting());
+    m.handle(t0, MemberInput::AcceptFailed(Listener::Data))
+        .expect("input");
+    let out = drain(&mut m);
+    assert_eq!(
+        out,
+        [
+            MemberOutput::PauseAccepting,
+            MemberOutput::Evt(MemberEvt::AcceptPaused)
+        ]
+    );
+    assert!(!m.is_accepting());
+    // The other listener failing in the same turn does not stack a second pause.
+    m.handle(t0, MemberInput::AcceptFailed(Listener::Hub))
+        .expect("input");
+    assert!(drain(&mut m).is_empty());
+    let resume = t0 + Limits::default().accept_backoff;
+    assert!(m.poll_timeout().is_some_and(|t| t <= resume));
+    m.handle_timeout(resume - Duration::from_millis(1));
+    assert!(!drain(&mut m).contains(&MemberOutput::ResumeAccepting));
+    m.handle_timeout(resume);
+    assert!(drain(&mut m).contains(&MemberOutput::ResumeAccepting));
+    assert!(m.is_accepting());
+    assert_eq!(m.data().expect("data").stats().guard.accept_paused, 1);
+}

@@ -207,7 +207,8 @@ impl Sim {
             .rng_seed(self.rng.next_u64())
             .name(name)
             .data_addr(format!("@sim/{}", ix.0))
-            .keepalive(self.config.keepalive);
+            .keepalive(self.config.keepalive)
+            .access(AccessPolicy::same_uid(UID));
         spoke.max_tombstones = self.config.max_tombstones;
         spoke.limits = self.config.limits.clone();
         let mut hub = HubConfig::default();

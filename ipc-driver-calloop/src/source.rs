@@ -371,6 +371,21 @@ impl NodeSource {
             MemberEvt::PeerMisbehaved { peer, reason } => {
                 return warn!(%peer, %reason, "disconnected a peer that broke the protocol");
             }
+            MemberEvt::HubRefused { cred } => {
+                let holder = match cred {
+                    Some(c) => format!("uid {} (pid {})", c.uid, c.pid),
+                    None => "a process whose credentials cannot be read".into(),
+                };
+                return warn!(
+                    "the hub socket of group {} is held by {holder}, which the group does not \
+                     allow: nothing sent to it, trying again",
+                    self.node.group
+                );
+            }
+            MemberEvt::PeerRefused { peer, cred, reason } => {
+                let (uid, pid) = cred.map_or((None, None), |c| (Some(c.uid), Some(c.pid)));
+                return warn!(%peer, ?uid, ?pid, %reason, "refused a data link");
+            }
             MemberEvt::Left => return debug!("left the group"),
             MemberEvt::Doc(e) => {
                 let observed = match &e {

@@ -495,6 +495,21 @@ impl Reactor {
             MemberEvt::PeerMisbehaved { peer, reason } => {
                 return warn!(%peer, %reason, "disconnected a peer that broke the protocol");
             }
+            MemberEvt::HubRefused { cred } => {
+                let holder = match cred {
+                    Some(c) => format!("uid {} (pid {})", c.uid, c.pid),
+                    None => "a process whose credentials cannot be read".into(),
+                };
+                return warn!(
+                    "the hub socket {} is held by {holder}, which the group does not allow: \
+                     nothing sent to it, trying again",
+                    self.hub_addr
+                );
+            }
+            MemberEvt::PeerRefused { peer, cred, reason } => {
+                let (uid, pid) = cred.map_or((None, None), |c| (Some(c.uid), Some(c.pid)));
+                return warn!(%peer, ?uid, ?pid, %reason, "refused a data link");
+            }
             MemberEvt::Left => return debug!("left the group"),
             MemberEvt::Doc(e) => match self.docs.on_evt(e) {
                 Some(event) => event,

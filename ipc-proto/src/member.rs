@@ -764,6 +764,11 @@ impl Member {
             return;
         }
         debug!(node = %self.spoke.id(), "leaving");
+        // The announcements are on their way to the hub ahead of the goodbye: what waits for
+        // them goes now, while the driver still flushes the data links.
+        if let Some(d) = &mut self.data {
+            d.ungate(now);
+        }
         let _ = self.spoke.handle(now, Input::Cmd(SpokeCmd::Leave));
         self.leaving = Some(Leaving {
             hub_close_at: now + HUB_GOODBYE,

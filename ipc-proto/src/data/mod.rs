@@ -655,6 +655,12 @@ pub struct DataPlane {
     room: BTreeMap<Arc<str>, Room>,
     rejected: u64,
     refused: u64,
+    /// Every node the routes showed, and since when it is gone from them (kept for
+    /// [`DataConfig::verify_timeout`]): a publisher's records may arrive after the hub's word
+    /// that it left (it published, then left at once).
+    known: BTreeMap<NodeId, (Ident, Option<Instant>)>,
+    /// Topic bindings wait for this node's own announcement (until it leaves).
+    gated: bool,
     out: VecDeque<DataOutput>,
 }
 
@@ -677,6 +683,8 @@ impl DataPlane {
             room: BTreeMap::new(),
             rejected: 0,
             refused: 0,
+            known: BTreeMap::new(),
+            gated: true,
             out: VecDeque::new(),
         }
     }
@@ -841,6 +849,7 @@ impl DataPlane {
         match cmd {
             DataCmd::Routes(routes) => {
                 self.routes = routes;
+                self.remember(now);
                 self.reroute(now);
                 // Topic bindings whose announcement is now in may go out; records held from
                 // publishers may now check out.
@@ -1191,6 +1200,38 @@ impl DataPlane {
         self.flush(peer);
     }
 
+    /// Takes in who the routes show: a node's identity and the topics it announced are
+    /// remembered while it is shown and for [`DataConfig::verify_timeout`] after.
+    fn remember(&mut self, now: Instant) {
+        for (id, n) in &self.routes.nodes {
+            match self.known.get_mut(id) {
+                Some((k, gone)) if k.uid == n.uid && k.pid == n.pid => {
+                    k.publishes.extend(n.publishes.iter().cloned());
+                    *gone = None;
+                }
+                _ => {
+                    self.known.insert(*id, (n.clone(), None));
+                }
+            }
+        }
+        let timeout = self.config.verify_timeout;
+        let shown = &self.routes.nodes;
+        self.known.retain(|id, (_, gone)| {
+            if !shown.contains_key(id) {
+                gone.get_or_insert(now);
+            }
+            gone.is_none_or(|t| t + timeout > now)
+        });
+    }
+
+    /// This node is leaving: topic bindings go out without waiting for its announcements
+    /// (they were sent to the hub before its goodbye, so subscribers will see them), and
+    /// what is queued behind them with them.
+    pub(crate) fn ungate(&mut self, now: Instant) {
+        self.gated = false;
+        self.flush_all(now);
+    }
+
     /// Flushes every link (see [`Self::flush`]), then recomputes the rooms.
     fn flush_all(&mut self, now: Instant) {
         let peers: Vec<PeerId> = self.out_links.keys().copied().collect();
@@ -1213,7 +1254,8 @@ impl DataPlane {
         let me = self.config.node;
         let mut unref = Vec::new();
         while let Some(q) = l.queue.front() {
-            if let Some(t) = &q.bind
+            if self.gated
+                && let Some(t) = &q.bind
                 && !self.routes.announces(me, t)
             {
                 if self.advertised.contains(t) {
@@ -1341,10 +1383,9 @@ impl DataPlane {
         }
         if let Some(l) = self.out_links.get(&peer)
             && let Some(why) = self
-                .routes
-                .nodes
+                .known
                 .get(&l.node)
-                .and_then(|n| n.mismatch(cred.as_ref()))
+                .and_then(|(n, _)| n.mismatch(cred.as_ref()))
         {
             // The subscriber's address is held by another process than the node's.
             let reason = format!("the data address of node {} is held by {why}", l.node);
@@ -1531,11 +1572,11 @@ impl DataPlane {
                 if *publisher == self.config.node {
                     return Check::Invalid(format!("Hello claims this node's id {publisher}"));
                 }
-                match self.routes.nodes.get(publisher) {
+                match self.known.get(publisher) {
                     None => Check::Wait(format!(
                         "Hello from node {publisher}, which this node's view does not show"
                     )),
-                    Some(n) => match n.mismatch(l.cred.as_ref()) {
+                    Some((n, _)) => match n.mismatch(l.cred.as_ref()) {
                         Some(why) => Check::Invalid(format!(
                             "Hello claims node {publisher}, but the link is {why}"
                         )),
@@ -1544,10 +1585,17 @@ impl DataPlane {
                 }
             }
             DataFrame::Topic { topic, .. } => match l.publisher {
-                Some(node) if !self.routes.announces(node, topic) => Check::Wait(format!(
-                    "binds topic `{topic}`, which this node's view does not show node {node} \
+                Some(node)
+                    if !self
+                        .known
+                        .get(&node)
+                        .is_some_and(|(n, _)| n.publishes.contains(topic.as_str())) =>
+                {
+                    Check::Wait(format!(
+                        "binds topic `{topic}`, which this node's view does not show node {node} \
                      announcing"
-                )),
+                    ))
+                }
                 _ => Check::Valid,
             },
             _ => Check::Valid,

@@ -1320,3 +1320,55 @@ fn a_subscriber_address_held_by_another_process_is_refused_and_retried() {
         assert_eq!(t.p.stats().published.len(), 0, "{what}: nothing sent");
     }
 }
+
+#[test]
+fn a_leaving_publisher_sends_what_waited_for_its_announcement() {
+    // Published, then left at once: its announcement is on its way to the hub ahead of its
+    // goodbye, so the subscriber will see it; the binding does not wait for it any more.
+    let mut t = Pair::with(
+        "t",
+        Terms::default(),
+        false,
+        Setup {
+            p_announced: false,
+            ..Setup::default()
+        },
+    );
+    t.publish("t", Payload::Inline(b"last words".to_vec()));
+    assert!(t.delivered.is_empty());
+    let now = t.now;
+    t.p.ungate(now);
+    t.pump();
+    assert_eq!(t.seqs(), [1]);
+}
+
+#[test]
+fn records_of_a_publisher_that_just_left_the_view_are_still_checked_and_delivered() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    t.publish("t", Payload::Inline(b"one".to_vec()));
+    // The hub's word that the publisher left reaches the subscriber before the publisher's
+    // last records (it published, then left at once).
+    let gone = Routes::from_view(&view_with("t", &[S], false, false));
+    t.s.handle(t.now, DataInput::Cmd(DataCmd::Routes(gone.clone())))
+        .expect("routes");
+    // Its last records still check out against what the view showed of it.
+    t.publish("t", Payload::Inline(b"two".to_vec()));
+    assert_eq!(t.seqs(), [1, 2]);
+    assert!(t.misbehaved.is_empty(), "{:?}", t.misbehaved);
+    // Long after, it is forgotten: a link claiming it waits, then is closed.
+    let later = t.now + DataConfig::new(id(S)).verify_timeout + Duration::from_millis(1);
+    t.s.handle(later, DataInput::Cmd(DataCmd::Routes(gone)))
+        .expect("routes");
+    let link = PeerId(50);
+    t.s.handle(
+        later,
+        DataInput::PeerUp {
+            peer: link,
+            cred: Some(cred_of(P)),
+        },
+    )
+    .expect("up");
+    let out = feed_s(&mut t.s, later, link, &forged(id(P)), &[]);
+    assert_eq!(delivered(&out), 0, "{out:?}");
+    assert!(t.s.poll_timeout().is_some(), "waits for the view");
+}

@@ -617,6 +617,9 @@ struct InLink {
     unverified: Option<(Instant, String)>,
     held: VecDeque<(Vec<u8>, Vec<ReceivedSegment>)>,
     held_bytes: usize,
+    /// The link went down with records held: they still count (a publisher that published
+    /// and left at once), and the link is forgotten once they are checked.
+    down: bool,
     publisher: Option<NodeId>,
     topics: BTreeMap<u32, Arc<str>>,
     /// Wire id -> (our handle, size).
@@ -1410,6 +1413,9 @@ impl DataPlane {
                 .push_back(DataOutput::Evt(DataEvt::Subscriber { node, up: true }));
             self.flush(peer);
         } else if peer.0 & OUTGOING == 0 {
+            // A link that went down with records held, under an id the driver reuses: those
+            // records go.
+            self.forget_in_link(peer);
             self.in_links.insert(
                 peer,
                 InLink {
@@ -1417,6 +1423,7 @@ impl DataPlane {
                     unverified: None,
                     held: VecDeque::new(),
                     held_bytes: 0,
+                    down: false,
                     publisher: None,
                     topics: BTreeMap::new(),
                     segments: BTreeMap::new(),
@@ -1482,6 +1489,12 @@ impl DataPlane {
                     .push_back(DataOutput::Evt(DataEvt::Subscriber { node, up: false }));
             }
             self.update_blocked(now);
+        } else if let Some(l) = self.in_links.get_mut(&peer)
+            && l.unverified.is_some()
+        {
+            // What it sent before it went is checked when the view catches up.
+            debug!(%peer, "a publisher's link went down with records held");
+            l.down = true;
         } else {
             self.forget_in_link(peer);
         }
@@ -1658,6 +1671,13 @@ impl DataPlane {
                 && let (Some((t, _)), Some(since)) = (&mut l.unverified, since)
             {
                 *t = since;
+            }
+            if self
+                .in_links
+                .get(&peer)
+                .is_some_and(|l| l.down && l.unverified.is_none())
+            {
+                self.forget_in_link(peer);
             }
         }
     }

@@ -1372,3 +1372,41 @@ fn records_of_a_publisher_that_just_left_the_view_are_still_checked_and_delivere
     assert_eq!(delivered(&out), 0, "{out:?}");
     assert!(t.s.poll_timeout().is_some(), "waits for the view");
 }
+
+#[test]
+fn records_held_when_the_publisher_hangs_up_are_still_delivered() {
+    // Published, left, and its link closed before the subscriber's view showed its
+    // announcement: what it sent still counts once the view catches up.
+    #[allow(clippy::disallowed_methods)] // the test's epoch
+    let now = Instant::now();
+    let mut s = DataPlane::new(config(S), now);
+    let unannounced = Routes::from_view(&view_with("t", &[S], false, true));
+    for cmd in [
+        DataCmd::Take {
+            topic: "t".into(),
+            terms: Terms::default(),
+        },
+        DataCmd::Routes(unannounced),
+    ] {
+        s.handle(now, DataInput::Cmd(cmd)).expect("valid");
+    }
+    let link = PeerId(40);
+    s.handle(
+        now,
+        DataInput::PeerUp {
+            peer: link,
+            cred: Some(cred_of(P)),
+        },
+    )
+    .expect("up");
+    let out = feed_s(&mut s, now, link, &forged(id(P)), &[]);
+    assert_eq!(delivered(&out), 0);
+    s.handle(now, DataInput::PeerDown(link)).expect("down");
+    let routes = Routes::from_view(&view("t", &[S]));
+    s.handle(now, DataInput::Cmd(DataCmd::Routes(routes)))
+        .expect("routes");
+    let out: Vec<_> = std::iter::from_fn(|| s.poll_output()).collect();
+    assert_eq!(delivered(&out), 3, "{out:?}");
+    assert!(s.stats().received.is_empty(), "the link is forgotten after");
+    assert_eq!(s.poll_timeout(), None);
+}

@@ -976,6 +976,11 @@ impl DataPlane {
                 OutState::Up | OutState::Blocked
             );
             if up {
+                // What waited for this node's announcement goes ahead of the goodbye: the
+                // announcement reached the hub before the retraction.
+                let gated = std::mem::replace(&mut self.gated, false);
+                self.flush(peer);
+                self.gated = gated;
                 self.out.push_back(DataOutput::Transmit {
                     peer,
                     bytes: encode_data(&DataFrame::Goodbye, &[]),
@@ -1257,33 +1262,15 @@ impl DataPlane {
         let me = self.config.node;
         let mut unref = Vec::new();
         while let Some(q) = l.queue.front() {
+            // A topic withdrawn meanwhile goes too: its announcement is on its way to the hub
+            // ahead of the retraction (a publisher that published, then dropped its topic).
             if self.gated
                 && let Some(t) = &q.bind
+                && self.advertised.contains(t)
                 && !self.routes.announces(me, t)
             {
-                if self.advertised.contains(t) {
-                    trace!(%peer, topic = %t, "binding waits for this node's announcement");
-                    break;
-                }
-                // Withdrawn before its announcement was in: the binding and the topic's
-                // queued messages go (a later one binds it again).
-                let t = Arc::clone(t);
-                debug!(%peer, topic = %t, "withdrawn before announced: queued messages dropped");
-                l.topic_ids.remove(&t);
-                let before = l.queue.len();
-                l.queue.retain(|q| {
-                    let mine = q.bind.as_ref() == Some(&t) || q.topic.as_ref() == Some(&t);
-                    if mine {
-                        unref.extend(q.slot.map(|(s, _)| s).or(q.fresh));
-                    }
-                    !mine
-                });
-                let dropped = (before - l.queue.len()).saturating_sub(1);
-                if let Some(n) = l.in_flight.get_mut(&t) {
-                    *n = n.saturating_sub(dropped as u32);
-                }
-                l.counters.entry(t).or_default().dropped += dropped as u64;
-                continue;
+                trace!(%peer, topic = %t, "binding waits for this node's announcement");
+                break;
             }
             let q = l.queue.pop_front().expect("front is some");
             if let Some(topic) = &q.topic {

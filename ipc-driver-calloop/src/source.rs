@@ -430,6 +430,24 @@ impl NodeSource {
                 }
                 return;
             }
+            MemberEvt::HubRefused { cred } => {
+                let holder = match cred {
+                    Some(c) => format!("uid {} (pid {})", c.uid, c.pid),
+                    None => "a process whose credentials cannot be read".into(),
+                };
+                return warn!(
+                    "the hub socket of group {} is held by {holder}, which the group does not \
+                     allow: nothing sent to it, trying again",
+                    self.node.group
+                );
+            }
+            MemberEvt::PeerRefused { peer, cred, reason } => {
+                if self.io.peer_log(now) {
+                    let (uid, pid) = cred.map_or((None, None), |c| (Some(c.uid), Some(c.pid)));
+                    warn!(%peer, ?uid, ?pid, %reason, "refused a data link");
+                }
+                return;
+            }
             MemberEvt::Left => return debug!("left the group"),
             MemberEvt::Doc(e) => {
                 let observed = match &e {

@@ -582,6 +582,24 @@ impl Reactor {
                 }
                 return;
             }
+            MemberEvt::HubRefused { cred } => {
+                let holder = match cred {
+                    Some(c) => format!("uid {} (pid {})", c.uid, c.pid),
+                    None => "a process whose credentials cannot be read".into(),
+                };
+                return warn!(
+                    "the hub socket {} is held by {holder}, which the group does not allow: \
+                     nothing sent to it, trying again",
+                    self.dir.paths().hub_socket().display()
+                );
+            }
+            MemberEvt::PeerRefused { peer, cred, reason } => {
+                if self.peer_log(now) {
+                    let (uid, pid) = cred.map_or((None, None), |c| (Some(c.uid), Some(c.pid)));
+                    warn!(%peer, ?uid, ?pid, %reason, "refused a data link");
+                }
+                return;
+            }
             MemberEvt::Left => return debug!("left the group"),
             MemberEvt::Doc(e) => match self.docs.on_evt(e) {
                 Some(event) => event,

@@ -11,7 +11,6 @@ use ipc_driver_std::sys::poll::{Events, Interest, Poller, Token};
 use ipc_driver_std::sys::rendezvous::{self, GroupDir};
 use ipc_driver_std::sys::socket::{self, Recv, Sent};
 use ipc_driver_std::{Node, SubscriptionOptions};
-use ipc_proto::NodeId;
 use ipc_proto::wire::{DataFrame, MessageHeader, encode_data};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -86,7 +85,6 @@ fn bad_records_are_dropped_counted_and_leak_nothing() {
     let unsealed = memfd(4096, SealSet::EMPTY);
     let small = memfd(100, SealSet::FRESH);
     let ok = memfd(4096, SealSet::FRESH);
-    let before = fds();
     let cases: Vec<(&str, Vec<u8>, Vec<std::os::fd::BorrowedFd<'_>>)> = vec![
         ("an unsealed memfd", fresh(10), vec![unsealed.as_fd()]),
         ("a plain file", fresh(10), vec![file.as_fd()]),
@@ -116,12 +114,33 @@ fn bad_records_are_dropped_counted_and_leak_nothing() {
         ),
         ("garbage", vec![0xff; 40], vec![]),
     ];
-    let fake = NodeId::new(0xbad).expect("non-zero");
+    // The raw links speak for a real node of this process (same uid and pid, as the
+    // subscriber checks against its view), which announced the topic: only the records
+    // themselves are bad.
+    let p = Node::builder("pub").group(&g).join().expect("join");
+    let publisher = p.publisher("t", "x").expect("publisher");
+    let pid_ = p.id();
+    sub.wait_view(WAIT, |v| {
+        v.node(pid_).is_some_and(|n| n.publishes.contains_key("t"))
+    })
+    .expect("the subscriber sees the publisher's topic");
+    let sid = sub.id();
+    p.wait_view(WAIT, |v| {
+        v.node(sid).is_some_and(|n| n.subscribes.contains_key("t"))
+    })
+    .expect("routed");
+    // One real message first: the publisher's own data link is up before fds are counted.
+    publisher.publish(b"first").expect("publish");
+    assert_eq!(
+        &*subscription.recv_timeout(WAIT).expect("delivered"),
+        b"first"
+    );
+    let before = fds();
     for (i, (what, record, with)) in cases.iter().enumerate() {
         let link = rendezvous::connect(&addr).expect("connect to the data address");
         send(
             &link,
-            &encode_data(&DataFrame::Hello { publisher: fake }, &[]),
+            &encode_data(&DataFrame::Hello { publisher: pid_ }, &[]),
             &[],
         );
         send(
@@ -143,13 +162,6 @@ fn bad_records_are_dropped_counted_and_leak_nothing() {
     assert!(subscription.try_recv().is_none(), "nothing was delivered");
     assert_eq!(fds(), before, "every received fd was closed");
     // The subscriber carries on: a real publisher gets through.
-    let p = Node::builder("pub").group(&g).join().expect("join");
-    let publisher = p.publisher("t", "x").expect("publisher");
-    let sid = sub.id();
-    p.wait_view(WAIT, |v| {
-        v.node(sid).is_some_and(|n| n.subscribes.contains_key("t"))
-    })
-    .expect("routed");
     publisher.publish(b"still here").expect("publish");
     assert_eq!(
         &*subscription.recv_timeout(WAIT).expect("delivered"),

@@ -21,8 +21,8 @@ use ipc_driver_std::sys::poll::{Events, Interest, Poller, Token};
 use ipc_driver_std::sys::rendezvous::GroupDir;
 use ipc_driver_std::sys::socket::{self, Recv, Sent};
 use ipc_driver_std::{Node, SubscriptionOptions};
+use ipc_proto::Limits;
 use ipc_proto::wire::{DataFrame, MessageHeader, encode_data};
-use ipc_proto::{Limits, NodeId};
 use serde_json::Value;
 
 /// Generous: everything here takes milliseconds to seconds on an idle machine.
@@ -411,13 +411,13 @@ fn silent_connections_are_capped_and_closed_at_their_deadline() {
     let guard = node.data_stats().expect("stats").guard;
     assert_eq!(guard.pending_refused, 6, "{guard:?}");
     assert_eq!(guard.handshake_expired, 4, "{guard:?}");
-    // A link that says Hello in time stays.
-    let hello = encode_data(
-        &DataFrame::Hello {
-            publisher: NodeId::new(77).expect("non-zero"),
-        },
-        &[],
-    );
+    // A link that says Hello in time stays: it speaks for a real node of this process
+    // (the node checks the claim against its view: same uid and pid).
+    let other = Node::builder("other").group(&g).join().expect("join");
+    let oid = other.id();
+    node.wait_view(WAIT, |v| v.node(oid).is_some())
+        .expect("the node sees the other");
+    let hello = encode_data(&DataFrame::Hello { publisher: oid }, &[]);
     let greeted = connect(&target, deadline);
     send(&greeted, &hello, &[]);
     assert!(!closed_by(
@@ -457,14 +457,18 @@ fn a_sparse_fresh_payload_past_the_maximum_is_refused_before_mapping() {
         .subscription("t", SubscriptionOptions::default())
         .expect("subscribe");
     let target = data_addr(&sub, "sub");
+    // The link speaks for a real publisher of this process, which announced the topic (the
+    // subscriber checks both against its view); only the payload is hostile.
+    let p = Node::builder("pub").group(&g).join().expect("join");
+    let _publisher = p.publisher("t", "x").expect("publisher");
+    let pid_ = p.id();
+    sub.wait_view(WAIT, |v| {
+        v.node(pid_).is_some_and(|n| n.publishes.contains_key("t"))
+    })
+    .expect("the subscriber sees the publisher's topic");
     let deadline = Instant::now() + WAIT;
     let link = connect(&target, deadline);
-    let hello = encode_data(
-        &DataFrame::Hello {
-            publisher: NodeId::new(77).expect("non-zero"),
-        },
-        &[],
-    );
+    let hello = encode_data(&DataFrame::Hello { publisher: pid_ }, &[]);
     let bind = encode_data(
         &DataFrame::Topic {
             id: 1,

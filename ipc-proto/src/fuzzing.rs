@@ -56,8 +56,6 @@
 //! until fixed). While one is open, the harness may steer around it so that the fuzzers look
 //! for others; say so here and at the detour, and drop the detour with the fix. Open, in
 //! [`data_ops`]:
-//! - `a_stats_request_after_hello_releases_the_links_segments`: the harness does not feed a
-//!   `StatsRequest` to a link from a publisher that holds segments it offered;
 //! - `a_dropped_message_does_not_leave_its_retired_segment_offered`: the harness does not retire
 //!   pool segments while an offer of one may still be queued on a link that is not up.
 
@@ -631,6 +629,8 @@ fn inherit(inherited: &Inherited, max_tombstones: usize, now: Instant) -> HubSee
     let config = SpokeConfig {
         node_id: Some(LOCAL_NODE),
         max_tombstones,
+        // The harness plays a hub the spoke trusts (links come up without credentials).
+        access: AccessPolicy::anyone(),
         ..SpokeConfig::default()
     };
     let limits = config.limits.clone();
@@ -888,6 +888,8 @@ pub fn run_spoke(case: &SpokeCase, origin: Instant) -> Vec<&'static str> {
         data_addr: "@fuzz/data".into(),
         observer: case.setup.observer,
         max_tombstones: tombstone_cap(case.setup.tombstones),
+        // The harness plays a hub the spoke trusts (links come up without credentials).
+        access: AccessPolicy::anyone(),
         ..SpokeConfig::default()
     };
     let mut w = SpokeWatch {
@@ -1056,6 +1058,8 @@ pub fn tiny_data_limits() -> DataLimits {
         max_segments: 2,
         max_release: 2,
         max_record: 256,
+        max_unverified: 2,
+        max_unverified_bytes: 512,
     }
 }
 
@@ -1397,6 +1401,8 @@ pub fn data_ops(data: &[u8], origin: Instant) -> Vec<&'static str> {
 pub fn run_data(case: &DataCase, origin: Instant) -> Vec<&'static str> {
     let s = &case.setup;
     let mut config = DataConfig::new(LOCAL_NODE);
+    // Links come up without credentials; the routes show every node that way.
+    config.access = AccessPolicy::anyone();
     config.self_delivery = s.self_delivery;
     if let Some(terms) = s.default_terms {
         config.default_terms = terms.get();
@@ -1432,6 +1438,9 @@ pub fn run_data(case: &DataCase, origin: Instant) -> Vec<&'static str> {
         closed_now: false,
         events: Vec::new(),
     };
+    // Every node is in the view from the start (see `routes`).
+    let routed = w.command(DataCmd::Routes(routes(&[])));
+    assert_eq!(routed, Ok(()), "routes are never refused");
     w.check();
     for op in &case.ops {
         w.closed_now = false;
@@ -1455,24 +1464,34 @@ fn data_addr(node: NodeId) -> String {
     format!("@d{}", node.get())
 }
 
-/// Routes in which node `1 + n % 8` subscribes to [`TOPICS`]`[t % 6]` for each `(n, t)`.
+/// Routes in which node `1 + n % 8` subscribes to [`TOPICS`]`[t % 6]` for each `(n, t)`, and
+/// every node `1..=8` (this one too) announces every topic of [`TOPICS`], with unknown
+/// credentials: links come up without them, and a publisher's `Hello` and `Topic` check out
+/// (the checks that wait for the view are the unit tests' business).
 fn routes(pairs: &[(u8, u8)]) -> Routes {
     let mut view = View::default();
     let seq = Seq::new(Epoch::new(1, 0), 1);
-    for &(n, t) in pairs {
-        let id = NodeId::new(1 + u64::from(n) % NODES).expect("1 + x is non-zero");
-        let mut node = view.node(id).cloned().unwrap_or_else(|| NodeView {
+    for id in 1..=NODES {
+        let id = NodeId::new(id).expect("1.. is non-zero");
+        view.insert_node(NodeView {
             info: NodeInfo {
                 id,
                 name: format!("n{}", id.get()),
                 data_addr: data_addr(id),
                 pid: 0,
-                uid: 0,
+                uid: NodeInfo::UNKNOWN_UID,
             },
             joined: seq,
-            publishes: BTreeMap::new(),
+            publishes: TOPICS
+                .iter()
+                .map(|t| ((*t).to_owned(), ("mime".to_owned(), seq)))
+                .collect(),
             subscribes: BTreeMap::new(),
         });
+    }
+    for &(n, t) in pairs {
+        let id = NodeId::new(1 + u64::from(n) % NODES).expect("1 + x is non-zero");
+        let mut node = view.node(id).cloned().expect("every node is in");
         let topic = TOPICS[usize::from(t) % TOPICS.len()];
         node.subscribes.insert(topic.to_owned(), seq);
         view.insert_node(node);
@@ -2022,18 +2041,6 @@ impl DataWatch {
                 s.held.remove(&(SegmentId(r.segment), r.offset));
             }
         }
-        // Detour (open bug, see `a_stats_request_after_hello_releases_the_links_segments`): a
-        // `StatsRequest` drops a link from a publisher without releasing the segments it
-        // offered. Not fed while the link holds any.
-        if matches!(decoded, Some((DataFrame::StatsRequest, _)))
-            && segments.is_empty()
-            && self
-                .received
-                .values()
-                .any(|r| *r == Received::Pending(peer))
-        {
-            return;
-        }
         // A publisher's first hello names the publisher of its link.
         if let (Some(s), Some((DataFrame::Hello { publisher }, _))) =
             (self.ins.get_mut(&peer), &decoded)
@@ -2078,7 +2085,9 @@ impl DataWatch {
         assert_eq!(result, Ok(()), "a record is never an error");
         self.drain();
         let feeding = self.feeding.take().expect("set above");
-        if !offer {
+        // A record that waits for the view to show what its publisher claims is held (and
+        // released with its link at the latest).
+        if !offer && !self.dp.is_unverified(peer) {
             for seg in feeding.segments {
                 assert_ne!(
                     self.received[&seg],
@@ -2116,6 +2125,9 @@ impl DataWatch {
                     DataEvt::PeerMisbehaved { .. } => {
                         self.events.push("PeerMisbehaved");
                         self.misbehaved += 1;
+                    }
+                    DataEvt::PeerRefused { .. } => {
+                        panic!("a link refused, although the policy allows anyone: {e:?}")
                     }
                     DataEvt::Subscriber { node, up } => {
                         self.events.push("Subscriber");

@@ -23,7 +23,7 @@
 //! | the driver | the member |
 //! |---|---|
 //! | sockets: the group's directory and the hub's lock ([`names`]), connect, bind, accept, send, receive | which link to open, bind, close, and what each record means |
-//! | `SO_PEERCRED` of every link ([`Credentials`]) | who may join ([`AccessPolicy`]), and the pid/uid in the joined record |
+//! | `SO_PEERCRED` of every link, accepted and connected, hub and data ([`Credentials`]) | whether to talk to that process at all ([`AccessPolicy`]), whether a data peer is the node it claims, and the pid/uid in the joined record |
 //! | the clock: `Instant::now()` once per wakeup, passed as `now` | every deadline (heartbeats, keepalive, grace, backoff) |
 //! | a node id and a seed from the OS ([`NodeOptions::member_config`]) | every other random number (record uids, jitter) |
 //! | queues of bytes a socket has not taken yet, and their bound | nothing: it hands over whole records and forgets them |
@@ -33,6 +33,22 @@
 //! [`MemberOutput::ConnectData`]) come with an id it chose, with the [`OUTGOING`](data::OUTGOING)
 //! bit set; links the driver accepts get an id the driver chooses, below that bit (the example
 //! counts from 1).
+//!
+//! ### Credentials: every link's, and the member decides
+//!
+//! Pass the kernel's credentials of *every* link: [`MemberInput::Connected`] (the hub link and
+//! the data links the member asked for; for a connected socket `SO_PEERCRED` names the process
+//! that listens) and [`MemberInput::Accepted`] (hub and data listeners). Never read them from
+//! the peer's bytes, and never decide yourself: the member checks each link against the
+//! group's [`AccessPolicy`] ([`NodeOptions::access`]) before it sends a byte on it or believes
+//! one. A hub refuses joiners it does not allow; a spoke refuses a hub held by a process the
+//! group does not allow ([`MemberEvt::HubRefused`]: nothing is sent to it, not even the
+//! `Hello`, and the member retries as if no hub had answered); the data plane refuses data
+//! links and stats requests from such processes ([`MemberEvt::PeerRefused`]) and checks that a
+//! publisher is the node it claims (the uid, and pid where known, the hub recorded when that
+//! node joined). `None` means "the kernel could not tell": the member then refuses the link
+//! unless the policy allows anyone. Log these events plainly; they are how a user learns that
+//! another user holds the group's socket.
 //!
 //! ## 2. The loop
 //!
@@ -60,8 +76,10 @@
 //!   another loop can use it as it is, or must follow the same rules to meet the others.
 //! - [`MemberOutput::ConnectHub`]: connect a `SOCK_SEQPACKET` socket to the hub's socket. A Unix
 //!   connect completes or fails at once: report [`MemberInput::Connected`] with the peer's
-//!   credentials, or [`MemberInput::ConnectFailed`]. Never retry yourself: the member asks
-//!   again after its own backoff, or asks to bind.
+//!   credentials (`SO_PEERCRED` of the connected socket), or [`MemberInput::ConnectFailed`].
+//!   Never retry yourself: the member asks again after its own backoff, or asks to bind. If
+//!   the holder of the hub socket is not allowed, the member closes the link at once
+//!   ([`MemberOutput::Disconnect`]) and reports [`MemberEvt::HubRefused`].
 //! - [`MemberOutput::Bind`]: claim the hub: take the hub's lock file with
 //!   `flock(LOCK_EX | LOCK_NB)`; if another process holds it, report
 //!   [`MemberInput::Bound`] `{ won: false }`. Holding it, remove any hub socket left behind (a
@@ -112,7 +130,8 @@
 //! driver also listens on the node's own data socket ([`names::GroupPaths::data_socket`],
 //! published as [`names::data_addr`]), connects where
 //! [`MemberOutput::ConnectData`] says, sends the segment fd named by `Transmit::attach` with
-//! `SCM_RIGHTS`, and, for every fd it receives, checks that it is a memfd with the seals its
+//! `SCM_RIGHTS`, reports the credentials of every data link it connects or accepts (see
+//! section 1), and, for every fd it receives, checks that it is a memfd with the seals its
 //! mode requires and a size covering the claimed range *before* mapping it read-only; it
 //! reports each checked fd as a [`ReceivedSegment`](data::ReceivedSegment) with its record, and
 //! a failed check as [`MemberInput::Rejected`]. It reports [`MemberInput::Blocked`] and

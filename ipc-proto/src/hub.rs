@@ -679,11 +679,8 @@ impl Hub {
             horizon,
         } = hello;
         let member = member.map(|mut info| {
-            if let Some(c) = cred {
-                // The kernel's word, not the peer's.
-                info.pid = c.pid;
-                info.uid = c.uid;
-            }
+            // The kernel's word, never the peer's: unknown without credentials.
+            (info.pid, info.uid) = cred.map_or((0, NodeInfo::UNKNOWN_UID), |c| (c.pid, c.uid));
             info
         });
         if let Some(info) = &member {

@@ -27,17 +27,24 @@
 //!
 //! ```no_run
 //! use std::time::Instant;
-//! use ipc_proto::{Input, Output, PeerId, Spoke, SpokeCmd, SpokeConfig, SpokeEvt};
+//! use ipc_proto::{AccessPolicy, Credentials, Input, Output, PeerId, Spoke, SpokeCmd, SpokeConfig, SpokeEvt};
 //!
 //! let now = Instant::now();
-//! let mut spoke = Spoke::new(SpokeConfig::default().name("camera").rng_seed(42).clone(), now);
+//! let config = SpokeConfig::default()
+//!     .name("camera")
+//!     .rng_seed(42)
+//!     .access(AccessPolicy::same_uid(1000))
+//!     .clone();
+//! let mut spoke = Spoke::new(config, now);
 //! spoke.handle(now, Input::Cmd(SpokeCmd::Subscribe { topic: "frames".into() }))?;
 //! spoke.handle(now, Input::Cmd(SpokeCmd::Join))?;
 //! while let Some(out) = spoke.poll_output() {
 //!     match out {
 //!         Output::Evt(SpokeEvt::ConnectRequested) => {
-//!             // connect(hub_addr): on success report the link, else Input::ConnectFailed.
-//!             spoke.handle(now, Input::PeerUp { peer: PeerId(1), cred: None })?;
+//!             // connect(hub_addr): on success report the link with the kernel's credentials
+//!             // of the other end (SO_PEERCRED), else Input::ConnectFailed.
+//!             let cred = Some(Credentials { pid: 4242, uid: 1000, gid: 1000 });
+//!             spoke.handle(now, Input::PeerUp { peer: PeerId(1), cred })?;
 //!         }
 //!         Output::Evt(SpokeEvt::BindRequested) => { /* bind; on success start a Hub */ }
 //!         Output::Transmit(t) => { /* queue t.bytes on link t.peer */ }

@@ -20,8 +20,9 @@ pub enum Input<'a, C> {
         /// The link.
         peer: PeerId,
         /// The kernel's credentials of the process at the other end, where the driver can read
-        /// them. A hub refuses a link without credentials unless its access policy allows
-        /// anyone.
+        /// them. A hub refuses a joiner, and a spoke its hub, whose credentials its access
+        /// policy does not allow, or that come without credentials unless the policy allows
+        /// anyone; a spoke sends nothing to a hub it refuses.
         cred: Option<Credentials>,
     },
     /// A link went down (hangup, error, or the driver closed it).
@@ -76,7 +77,9 @@ impl std::fmt::Debug for Transmit {
     }
 }
 
-/// Who may join a group: checked by the hub against each link's kernel credentials.
+/// Who may take part in a group: checked against every link's kernel credentials, by the hub
+/// for its joiners, by each spoke for its hub, and by each data plane for its data links and
+/// stats requests, before a byte is sent on the link or believed.
 ///
 /// The default allows nobody; drivers start from [`AccessPolicy::same_uid`] with their own uid,
 /// which is what "only the same uid may join" means.

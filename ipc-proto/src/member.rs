@@ -93,7 +93,10 @@ pub struct NodeOptions {
     /// How long a new hub waits for the nodes it inherited to reconnect before declaring them
     /// gone. Default 200 ms.
     pub grace: Duration,
-    /// Who may join, should this node run the hub. Default: only this process's uid.
+    /// The group's access policy: who may join should this node run the hub, which hub this
+    /// node talks to, and which data peers it accepts (publishers, subscribers, stats
+    /// requests). Every link is checked against it, with the kernel's credentials, before a
+    /// byte is sent on it or believed. Default: only this process's uid.
     pub access: AccessPolicy,
     /// Bounds on what peers may send.
     pub limits: Limits,
@@ -141,12 +144,14 @@ impl NodeOptions {
             .name(self.name.clone())
             .observer(data_addr.is_none())
             .hub_eligible(self.hub_eligible)
-            .keepalive(self.keepalive);
+            .keepalive(self.keepalive)
+            .access(self.access.clone());
         spoke.limits = self.limits.clone();
         let data = data_addr.map(|addr| {
             spoke.data_addr(addr);
             let mut data = DataConfig::new(id);
             data.self_delivery = self.self_delivery;
+            data.access = self.access.clone();
             data.limits.max_name = self.limits.max_name;
             data
         });
@@ -312,6 +317,13 @@ pub enum MemberEvt {
     HubClosed(CloseReason),
     /// An observer found no hub.
     HubAbsent,
+    /// The hub address is held by a process the group's access policy does not allow: the
+    /// node sent it nothing and keeps trying (see [`SpokeEvt::HubRefused`]; edge, once per
+    /// holder until synced again).
+    HubRefused {
+        /// The holder's credentials, `None` where the driver could not read them.
+        cred: Option<Credentials>,
+    },
     /// How many more messages of a topic its `Block` subscribers can take changed.
     Room {
         /// The topic.
@@ -321,6 +333,17 @@ pub enum MemberEvt {
     },
     /// What this node's hub reports (peers refused, expelled, purged...), for logs.
     Hub(HubEvt),
+    /// A data link (a publisher's, a subscriber's or a stats request) came from a process the
+    /// group's access policy does not allow, or without credentials: it was closed before a
+    /// byte was sent on it or read from it (edge, once per link).
+    PeerRefused {
+        /// The link.
+        peer: PeerId,
+        /// The process at the other end, `None` where the driver could not read it.
+        cred: Option<Credentials>,
+        /// Why.
+        reason: String,
+    },
     /// A peer broke the protocol and was disconnected.
     PeerMisbehaved {
         /// The link.
@@ -388,6 +411,8 @@ impl MemberEvt {
             Self::HubResponsive => "HubResponsive",
             Self::HubClosed(_) => "HubClosed",
             Self::HubAbsent => "HubAbsent",
+            Self::HubRefused { .. } => "HubRefused",
+            Self::PeerRefused { .. } => "PeerRefused",
             Self::Room { .. } => "Room",
             Self::Hub(e) => e.name(),
             Self::PeerMisbehaved { .. } => "PeerMisbehaved",
@@ -911,6 +936,11 @@ impl Member {
             return;
         }
         debug!(node = %self.spoke.id(), "leaving");
+        // The announcements are on their way to the hub ahead of the goodbye: what waits for
+        // them goes now, while the driver still flushes the data links.
+        if let Some(d) = &mut self.data {
+            d.ungate(now);
+        }
         let _ = self.spoke.handle(now, Input::Cmd(SpokeCmd::Leave));
         self.leaving = Some(Leaving {
             hub_close_at: now + HUB_GOODBYE,
@@ -1054,6 +1084,7 @@ impl Member {
                     SpokeEvt::HubResponsive => MemberEvt::HubResponsive,
                     SpokeEvt::HubClosed(r) => MemberEvt::HubClosed(r),
                     SpokeEvt::HubAbsent => MemberEvt::HubAbsent,
+                    SpokeEvt::HubRefused { cred } => MemberEvt::HubRefused { cred },
                     SpokeEvt::HubMisbehaved { reason } => {
                         // HubLost follows only if the spoke was synced; HubDown is idempotent.
                         self.feed_replica(now, ReplicaInput::HubDown);
@@ -1218,6 +1249,9 @@ impl Member {
             }
             DataOutput::Evt(DataEvt::PeerMisbehaved { peer, reason }) => {
                 MemberOutput::Evt(MemberEvt::PeerMisbehaved { peer, reason })
+            }
+            DataOutput::Evt(DataEvt::PeerRefused { peer, cred, reason }) => {
+                MemberOutput::Evt(MemberEvt::PeerRefused { peer, cred, reason })
             }
             DataOutput::Evt(other) => {
                 debug!(evt = ?other, "data event");

@@ -8,8 +8,8 @@ use tracing::{debug, trace, warn};
 use crate::error::CmdError;
 use crate::history::{DEFAULT_TOMBSTONES, History};
 use crate::hub::HubSeed;
-use crate::ids::{NodeId, PeerId, Term};
-use crate::machine::{Input, Output, Transmit};
+use crate::ids::{Credentials, NodeId, PeerId, Term};
+use crate::machine::{AccessPolicy, Input, Output, Transmit};
 use crate::rng::Rng;
 use crate::timer::{Timer, TimerTable};
 use crate::topology::{Event, NodeInfo, OwnTopics, Record, View, diff_node};
@@ -40,6 +40,10 @@ pub struct SpokeConfig {
     pub backoff_min: Duration,
     /// Cap of the retry delay. Default 500 ms.
     pub backoff_max: Duration,
+    /// Which processes this spoke accepts as its hub: checked against the kernel's credentials
+    /// of the hub link before anything is sent on it. Default: nobody (drivers set
+    /// [`AccessPolicy::same_uid`], the group's policy).
+    pub access: AccessPolicy,
     /// Bounds on what the hub may send and on this node's own topics.
     pub limits: Limits,
     /// How many removal records the history keeps. Default [`DEFAULT_TOMBSTONES`].
@@ -59,6 +63,7 @@ impl Default for SpokeConfig {
             heartbeat: Duration::from_millis(500),
             backoff_min: Duration::from_millis(5),
             backoff_max: Duration::from_millis(500),
+            access: AccessPolicy::default(),
             limits: Limits::default(),
             max_tombstones: DEFAULT_TOMBSTONES,
         }
@@ -106,6 +111,12 @@ impl SpokeConfig {
     pub fn keepalive(&mut self, timeout: Duration) -> &mut Self {
         self.keepalive = timeout;
         self.heartbeat = timeout / 4;
+        self
+    }
+
+    /// Sets [`access`](Self::access).
+    pub fn access(&mut self, access: AccessPolicy) -> &mut Self {
+        self.access = access;
         self
     }
 }
@@ -189,6 +200,14 @@ pub enum SpokeEvt {
     HubResponsive,
     /// The hub closed the link for this reason (edge); the link-down follows.
     HubClosed(CloseReason),
+    /// The process holding the hub address is not one the group's access policy allows
+    /// ([`SpokeConfig::access`]), or its credentials are unknown: the spoke sent it nothing,
+    /// closed the link and tries again after a backoff, as after a failed connection. Edge:
+    /// once per holder (credentials), until the spoke is synced with a hub again.
+    HubRefused {
+        /// The kernel's credentials of the holder, `None` if the driver could not read them.
+        cred: Option<Credentials>,
+    },
     /// The hub broke the protocol; the spoke closed the link (edge).
     HubMisbehaved {
         /// What it did.
@@ -215,6 +234,7 @@ impl SpokeEvt {
             Self::HubUnresponsive => "HubUnresponsive",
             Self::HubResponsive => "HubResponsive",
             Self::HubClosed(_) => "HubClosed",
+            Self::HubRefused { .. } => "HubRefused",
             Self::HubMisbehaved { .. } => "HubMisbehaved",
             Self::Left => "Left",
             Self::Doc(_) => "Doc",
@@ -331,6 +351,8 @@ pub struct Spoke {
     known_term: Term,
     /// An observer reported [`SpokeEvt::HubAbsent`] and has not reached a hub since.
     absent: bool,
+    /// The holder last reported with [`SpokeEvt::HubRefused`], until the spoke syncs again.
+    refused: Option<Option<Credentials>>,
     timers: TimerTable,
     out: VecDeque<Output<SpokeEvt>>,
 }
@@ -351,6 +373,7 @@ impl Spoke {
             view: View::default(),
             known_term: Term(0),
             absent: false,
+            refused: None,
             timers: TimerTable::default(),
             out: VecDeque::new(),
         }
@@ -438,7 +461,7 @@ impl Spoke {
         let now = self.advance(now);
         match input {
             Input::Cmd(cmd) => return self.on_cmd(cmd),
-            Input::PeerUp { peer, .. } => self.on_peer_up(now, peer),
+            Input::PeerUp { peer, cred } => self.on_peer_up(now, peer, cred),
             Input::PeerDown(peer) => self.on_peer_down(now, peer),
             Input::Bytes { peer, data } => self.on_bytes(now, peer, data),
             Input::ConnectFailed => self.on_connect_failed(now),
@@ -654,12 +677,26 @@ impl Spoke {
         self.timers.set(Timer::Backoff, now + delay);
     }
 
-    fn on_peer_up(&mut self, now: Instant, peer: PeerId) {
+    fn on_peer_up(&mut self, now: Instant, peer: PeerId, cred: Option<Credentials>) {
         let State::Connecting { attempt } = self.state else {
             warn!(%peer, state = ?self.state(), "unexpected link: closing it");
             self.out.push_back(Output::Disconnect(peer));
             return;
         };
+        if !self.config.access.allows(cred.as_ref()) {
+            // Not a byte to it: our hello carries our node, our address and our topics.
+            self.out.push_back(Output::Disconnect(peer));
+            if self.refused != Some(cred) {
+                warn!(%peer, ?cred, "the hub address is held by a process the group does not allow");
+                self.refused = Some(cred);
+                self.out
+                    .push_back(Output::Evt(SpokeEvt::HubRefused { cred }));
+            } else {
+                debug!(%peer, ?cred, "the hub address is still held by a process not allowed");
+            }
+            // As if no hub had answered: bind (which fails while the holder listens) or back off.
+            return self.on_connect_failed(now);
+        }
         let link = Link {
             peer,
             deframer: Deframer::new(self.config.limits.clone()),
@@ -881,6 +918,7 @@ impl Spoke {
         );
         self.out
             .push_back(Output::Evt(SpokeEvt::Synced { hub, term }));
+        self.refused = None;
         self.transition(State::Synced { link, hub, term });
     }
 

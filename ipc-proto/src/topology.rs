@@ -21,10 +21,17 @@ pub struct NodeInfo {
     pub name: String,
     /// Where the node receives payloads (an address its driver understands).
     pub data_addr: String,
-    /// The process id, from the kernel's peer credentials (0 where unknown).
+    /// The process id, from the kernel's peer credentials as the hub read them when it
+    /// accepted the node (0 where unknown).
     pub pid: u32,
-    /// The user id, from the kernel's peer credentials.
+    /// The user id, from the kernel's peer credentials as the hub read them when it accepted
+    /// the node ([`NodeInfo::UNKNOWN_UID`] where unknown). Data links are checked against it.
     pub uid: u32,
+}
+
+impl NodeInfo {
+    /// The `uid` of a node whose hub had no credentials for it (`(uid_t)-1`, never a user).
+    pub const UNKNOWN_UID: u32 = u32::MAX;
 }
 
 /// The two ways a node relates to a topic.

@@ -99,6 +99,11 @@ fn a_runtime_directory_planted_by_another_user_is_refused() {
         &["as-uid", victim, "--group", &g, "node", "--name", "victim"],
     );
     let code = node.wait_exit(WAIT);
+    // The exit can be seen before the reader thread has taken the last of stderr.
+    let deadline = std::time::Instant::now() + WAIT;
+    while !node.stderr().contains("refusing") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let stderr = node.stderr();
     let _ = std::fs::remove_dir_all(&planted);
     assert_eq!(code, Some(1), "{stderr}");

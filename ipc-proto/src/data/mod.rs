@@ -38,7 +38,8 @@ use tracing::{debug, trace};
 
 use crate::error::CmdError;
 use crate::ids::{Credentials, NodeId, PeerId};
-use crate::topology::View;
+use crate::machine::AccessPolicy;
+use crate::topology::{NodeInfo, View};
 use crate::wire::{
     DataFrame, DataStats, GuardStats, MessageHeader, Policy, SlotRef, TopicStats, decode_data,
     encode_data,
@@ -243,10 +244,38 @@ impl Terms {
 }
 
 /// Who subscribes to what, and where: the part of a topology the data plane needs.
+///
+/// It also says who every node is, as the hub saw it (the uid and pid of the process that
+/// joined), and which topics each node announced: a data link is checked against it.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct Routes {
     subscribers: BTreeMap<String, BTreeSet<NodeId>>,
     addrs: BTreeMap<NodeId, String>,
+    nodes: BTreeMap<NodeId, Ident>,
+}
+
+/// A node as the hub saw it: its process, and the topics it announced.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+struct Ident {
+    uid: u32,
+    pid: u32,
+    publishes: BTreeSet<String>,
+}
+
+impl Ident {
+    /// Why a link with `cred` is not this node's process, if it is not: the uid must match,
+    /// and the pid too where both are known.
+    fn mismatch(&self, cred: Option<&Credentials>) -> Option<String> {
+        let (uid, pid) = cred.map_or((NodeInfo::UNKNOWN_UID, 0), |c| (c.uid, c.pid));
+        if uid != self.uid || (pid != 0 && self.pid != 0 && pid != self.pid) {
+            Some(format!(
+                "uid {uid} pid {pid}, where the hub saw uid {} pid {}",
+                self.uid, self.pid
+            ))
+        } else {
+            None
+        }
+    }
 }
 
 impl Routes {
@@ -254,6 +283,14 @@ impl Routes {
     pub fn from_view(view: &View) -> Self {
         let mut r = Self::default();
         for n in view.nodes().values() {
+            r.nodes.insert(
+                n.info.id,
+                Ident {
+                    uid: n.info.uid,
+                    pid: n.info.pid,
+                    publishes: n.publishes.keys().cloned().collect(),
+                },
+            );
             if n.subscribes.is_empty() {
                 continue;
             }
@@ -271,6 +308,13 @@ impl Routes {
     /// The nodes subscribed to `topic`.
     pub fn subscribers(&self, topic: &str) -> impl Iterator<Item = NodeId> + '_ {
         self.subscribers.get(topic).into_iter().flatten().copied()
+    }
+
+    /// Whether the view shows `node` publishing `topic` (its ANNOUNCE is in).
+    pub fn announces(&self, node: NodeId, topic: &str) -> bool {
+        self.nodes
+            .get(&node)
+            .is_some_and(|n| n.publishes.contains(topic))
     }
 }
 
@@ -408,11 +452,25 @@ pub enum DataEvt {
         /// `None` when no `Block` subscriber takes the topic: no limit.
         room: Option<Room>,
     },
-    /// A link broke the protocol and was closed.
+    /// A link broke the protocol and was closed. Also: a data peer that claimed a node the
+    /// view shows under other credentials, bound a topic its node never announced, or was not
+    /// shown to be who it claimed within [`DataConfig::verify_timeout`].
     PeerMisbehaved {
         /// The link.
         peer: PeerId,
         /// What it did.
+        reason: String,
+    },
+    /// A link came up from (or, for a link to a subscriber, went to) a process the access
+    /// policy does not allow, or one that is not the subscriber's: it was closed before a byte
+    /// was sent on it or read from it (edge, once per link). A link to a subscriber is tried
+    /// again later, as after a failed connection.
+    PeerRefused {
+        /// The link.
+        peer: PeerId,
+        /// The process at the other end, `None` where the driver could not read it.
+        cred: Option<Credentials>,
+        /// Why.
         reason: String,
     },
     /// A link to a subscriber came up or went down.
@@ -447,6 +505,11 @@ pub struct DataLimits {
     pub max_release: usize,
     /// Largest record on a data link.
     pub max_record: usize,
+    /// Most records held from a publisher while this node's view does not show yet who it is
+    /// or that it announced the topic it binds (see [`DataConfig::verify_timeout`]).
+    pub max_unverified: usize,
+    /// Most bytes of such records.
+    pub max_unverified_bytes: usize,
 }
 
 impl Default for DataLimits {
@@ -457,6 +520,8 @@ impl Default for DataLimits {
             max_segments: 4096,
             max_release: 4096,
             max_record: 256 << 10,
+            max_unverified: 1024,
+            max_unverified_bytes: 16 << 20,
         }
     }
 }
@@ -474,6 +539,15 @@ pub struct DataConfig {
     pub limits: DataLimits,
     /// Retry delay for a link to a subscriber that could not be opened (doubling up to 1 s).
     pub retry: Duration,
+    /// Which processes may open data links to this node, or be connected to as subscribers:
+    /// checked against each link's kernel credentials before anything else. Default: nobody
+    /// (drivers set the group's policy, [`NodeOptions::access`](crate::NodeOptions::access)).
+    pub access: AccessPolicy,
+    /// How long a publisher's records are held, undelivered, while this node's view does not
+    /// show its node (the `Hello`'s claim) or its announcement of a topic it binds: the
+    /// publisher learned of this node from the hub and its records can overtake the hub's.
+    /// After it, the link is closed as a protocol violation. Default 5 s.
+    pub verify_timeout: Duration,
 }
 
 impl DataConfig {
@@ -485,6 +559,8 @@ impl DataConfig {
             default_terms: Terms::UNKNOWN,
             limits: DataLimits::default(),
             retry: Duration::from_millis(50),
+            access: AccessPolicy::default(),
+            verify_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -492,6 +568,9 @@ impl DataConfig {
 /// A message waiting to be handed to a link's socket.
 #[derive(Debug)]
 struct Queued {
+    /// A topic binding: it waits until this node's view shows the topic announced (the
+    /// subscriber checks the binding against its own view).
+    bind: Option<Arc<str>>,
     topic: Option<Arc<str>>,
     bytes: Vec<u8>,
     attach: Option<SegmentId>,
@@ -525,6 +604,8 @@ struct OutLink {
     state: OutState,
     attempts: u32,
     topic_ids: BTreeMap<Arc<str>, u32>,
+    /// The last topic id bound on this link (ids are never reused on a link).
+    last_topic_id: u32,
     offered: BTreeSet<SegmentId>,
     terms: BTreeMap<String, Terms>,
     queue: VecDeque<Queued>,
@@ -538,12 +619,31 @@ struct OutLink {
 /// A link from a publisher (or a stats request).
 #[derive(Debug)]
 struct InLink {
+    cred: Option<Credentials>,
+    /// Records held until the view shows who the publisher is or what it announced: since
+    /// when, and why.
+    unverified: Option<(Instant, String)>,
+    held: VecDeque<(Vec<u8>, Vec<ReceivedSegment>)>,
+    held_bytes: usize,
+    /// The link went down with records held: they still count (a publisher that published
+    /// and left at once), and the link is forgotten once they are checked.
+    down: bool,
     publisher: Option<NodeId>,
     topics: BTreeMap<u32, Arc<str>>,
     /// Wire id -> (our handle, size).
     segments: BTreeMap<u64, (SegmentId, u64)>,
     last_seq: BTreeMap<Arc<str>, u64>,
     counters: BTreeMap<Arc<str>, Counters>,
+}
+
+/// What [`DataPlane::verify`] makes of a publisher's frame.
+#[derive(Debug)]
+enum Check {
+    Valid,
+    /// The view does not show it yet.
+    Wait(String),
+    /// A protocol violation.
+    Invalid(String),
 }
 
 /// The data-plane machine (see the module docs).
@@ -567,6 +667,13 @@ pub struct DataPlane {
     rejected: u64,
     /// What this node refused to stay bounded (the member counts its links' part here too).
     pub(crate) guard: GuardStats,
+    refused: u64,
+    /// Every node the routes showed, and since when it is gone from them (kept for
+    /// [`DataConfig::verify_timeout`]): a publisher's records may arrive after the hub's word
+    /// that it left (it published, then left at once).
+    known: BTreeMap<NodeId, (Ident, Option<Instant>)>,
+    /// Topic bindings wait for this node's own announcement (until it leaves).
+    gated: bool,
     out: VecDeque<DataOutput>,
 }
 
@@ -589,6 +696,9 @@ impl DataPlane {
             room: BTreeMap::new(),
             rejected: 0,
             guard: GuardStats::default(),
+            refused: 0,
+            known: BTreeMap::new(),
+            gated: true,
             out: VecDeque::new(),
         }
     }
@@ -647,6 +757,20 @@ impl DataPlane {
             .is_none_or(|l| l.publisher.is_some())
     }
 
+    /// Whether records from `peer` are held until the view shows who it is or what it
+    /// announced (for the fuzzing harness).
+    #[cfg(feature = "arbitrary")]
+    pub(crate) fn is_unverified(&self, peer: PeerId) -> bool {
+        self.in_links
+            .get(&peer)
+            .is_some_and(|l| l.unverified.is_some())
+    }
+
+    /// How many links were refused for their credentials ([`DataEvt::PeerRefused`]).
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
     /// How many segment references the machine holds (for leak checks).
     pub fn segment_refs(&self) -> usize {
         self.refs.values().sum()
@@ -659,7 +783,7 @@ impl DataPlane {
         let now = self.advance(now);
         match input {
             DataInput::Cmd(cmd) => return self.on_cmd(now, cmd),
-            DataInput::PeerUp { peer, .. } => self.on_peer_up(peer),
+            DataInput::PeerUp { peer, cred } => self.on_peer_up(now, peer, cred),
             DataInput::PeerDown(peer) => self.on_peer_down(now, peer),
             DataInput::Record {
                 peer,
@@ -691,6 +815,19 @@ impl DataPlane {
     /// Retries links whose time has come; early calls do nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.advance(now);
+        let timeout = self.config.verify_timeout;
+        let overdue: Vec<(PeerId, String)> = self
+            .in_links
+            .iter()
+            .filter_map(|(p, l)| match &l.unverified {
+                Some((since, why)) if *since + timeout <= now => Some((*p, why.clone())),
+                _ => None,
+            })
+            .collect();
+        for (peer, why) in overdue {
+            let reason = format!("{why}, still after {timeout:?}");
+            self.misbehaved(peer, reason, &[]);
+        }
         let due: Vec<PeerId> = self
             .out_links
             .iter()
@@ -712,13 +849,16 @@ impl DataPlane {
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.out_links
+        let timeout = self.config.verify_timeout;
+        let retries = self.out_links.values().filter_map(|l| match l.state {
+            OutState::Retry(at) => Some(at),
+            _ => None,
+        });
+        let verify = self
+            .in_links
             .values()
-            .filter_map(|l| match l.state {
-                OutState::Retry(at) => Some(at),
-                _ => None,
-            })
-            .min()
+            .filter_map(|l| l.unverified.as_ref().map(|(since, _)| *since + timeout));
+        retries.chain(verify).min()
     }
 
     fn advance(&mut self, now: Instant) -> Instant {
@@ -732,7 +872,12 @@ impl DataPlane {
         match cmd {
             DataCmd::Routes(routes) => {
                 self.routes = routes;
+                self.remember(now);
                 self.reroute(now);
+                // Topic bindings whose announcement is now in may go out; records held from
+                // publishers may now check out.
+                self.flush_all(now);
+                self.replay_held(now);
             }
             DataCmd::Advertise { topic } => {
                 self.check_topic(&topic)?;
@@ -742,6 +887,8 @@ impl DataPlane {
             DataCmd::Withdraw { topic } => {
                 self.advertised.remove(topic.as_str());
                 self.reroute(now);
+                // A binding still waiting for its announcement goes, with its messages.
+                self.flush_all(now);
             }
             DataCmd::Take { topic, terms } => {
                 self.check_topic(&topic)?;
@@ -797,6 +944,7 @@ impl DataPlane {
                     let l = self.out_links.get_mut(&peer).expect("listed above");
                     l.offered.remove(&segment);
                     l.queue.push_back(Queued {
+                        bind: None,
                         topic: None,
                         bytes: bytes.clone(),
                         attach: None,
@@ -848,6 +996,11 @@ impl DataPlane {
                 OutState::Up | OutState::Blocked
             );
             if up {
+                // What waited for this node's announcement goes ahead of the goodbye: the
+                // announcement reached the hub before the retraction.
+                let gated = std::mem::replace(&mut self.gated, false);
+                self.flush(peer);
+                self.gated = gated;
                 self.out.push_back(DataOutput::Transmit {
                     peer,
                     bytes: encode_data(&DataFrame::Goodbye, &[]),
@@ -876,6 +1029,7 @@ impl DataPlane {
                     state: OutState::Connecting,
                     attempts: 0,
                     topic_ids: BTreeMap::new(),
+                    last_topic_id: 0,
                     offered: BTreeSet::new(),
                     terms: BTreeMap::new(),
                     queue: VecDeque::new(),
@@ -996,9 +1150,11 @@ impl DataPlane {
         }
         let l = self.out_links.get_mut(&peer).expect("checked");
         // Bind the topic on this link the first time.
-        let next_id = l.topic_ids.len() as u32 + 1;
+        let next_id = l.last_topic_id + 1;
         let id = *l.topic_ids.entry(Arc::clone(topic)).or_insert_with(|| {
+            l.last_topic_id = next_id;
             l.queue.push_back(Queued {
+                bind: Some(Arc::clone(topic)),
                 topic: None,
                 bytes: encode_data(
                     &DataFrame::Topic {
@@ -1034,6 +1190,7 @@ impl DataPlane {
             } => {
                 if l.offered.insert(*segment) {
                     l.queue.push_back(Queued {
+                        bind: None,
                         topic: None,
                         bytes: encode_data(
                             &DataFrame::Segment {
@@ -1057,6 +1214,7 @@ impl DataPlane {
             }
         };
         l.queue.push_back(Queued {
+            bind: None,
             topic: Some(Arc::clone(topic)),
             bytes: encode_data(&frame, data),
             attach,
@@ -1070,7 +1228,50 @@ impl DataPlane {
         self.flush(peer);
     }
 
-    /// Hands queued records to the driver while the link is up and its socket has room.
+    /// Takes in who the routes show: a node's identity and the topics it announced are
+    /// remembered while it is shown and for [`DataConfig::verify_timeout`] after.
+    fn remember(&mut self, now: Instant) {
+        for (id, n) in &self.routes.nodes {
+            match self.known.get_mut(id) {
+                Some((k, gone)) if k.uid == n.uid && k.pid == n.pid => {
+                    k.publishes.extend(n.publishes.iter().cloned());
+                    *gone = None;
+                }
+                _ => {
+                    self.known.insert(*id, (n.clone(), None));
+                }
+            }
+        }
+        let timeout = self.config.verify_timeout;
+        let shown = &self.routes.nodes;
+        self.known.retain(|id, (_, gone)| {
+            if !shown.contains_key(id) {
+                gone.get_or_insert(now);
+            }
+            gone.is_none_or(|t| t + timeout > now)
+        });
+    }
+
+    /// This node is leaving: topic bindings go out without waiting for its announcements
+    /// (they were sent to the hub before its goodbye, so subscribers will see them), and
+    /// what is queued behind them with them.
+    pub(crate) fn ungate(&mut self, now: Instant) {
+        self.gated = false;
+        self.flush_all(now);
+    }
+
+    /// Flushes every link (see [`Self::flush`]), then recomputes the rooms.
+    fn flush_all(&mut self, now: Instant) {
+        let peers: Vec<PeerId> = self.out_links.keys().copied().collect();
+        for peer in peers {
+            self.flush(peer);
+        }
+        self.update_blocked(now);
+    }
+
+    /// Hands queued records to the driver while the link is up and its socket has room; a
+    /// topic binding waits until this node's view shows its announcement (subscribers check
+    /// bindings against their views).
     fn flush(&mut self, peer: PeerId) {
         let Some(l) = self.out_links.get_mut(&peer) else {
             return;
@@ -1078,8 +1279,20 @@ impl DataPlane {
         if l.state != OutState::Up {
             return;
         }
+        let me = self.config.node;
         let mut unref = Vec::new();
-        while let Some(q) = l.queue.pop_front() {
+        while let Some(q) = l.queue.front() {
+            // A topic withdrawn meanwhile goes too: its announcement is on its way to the hub
+            // ahead of the retraction (a publisher that published, then dropped its topic).
+            if self.gated
+                && let Some(t) = &q.bind
+                && self.advertised.contains(t)
+                && !self.routes.announces(me, t)
+            {
+                trace!(%peer, topic = %t, "binding waits for this node's announcement");
+                break;
+            }
+            let q = l.queue.pop_front().expect("front is some");
             if let Some(topic) = &q.topic {
                 l.counters.entry(Arc::clone(topic)).or_default().messages += 1;
                 match q.slot {
@@ -1168,7 +1381,26 @@ impl DataPlane {
 
     // ---- links ----
 
-    fn on_peer_up(&mut self, peer: PeerId) {
+    fn on_peer_up(&mut self, now: Instant, peer: PeerId, cred: Option<Credentials>) {
+        let known = self.out_links.contains_key(&peer) || peer.0 & OUTGOING == 0;
+        if known && !self.config.access.allows(cred.as_ref()) {
+            return self.refuse(
+                now,
+                peer,
+                cred,
+                "not allowed by the group's access policy".into(),
+            );
+        }
+        if let Some(l) = self.out_links.get(&peer)
+            && let Some(why) = self
+                .known
+                .get(&l.node)
+                .and_then(|(n, _)| n.mismatch(cred.as_ref()))
+        {
+            // The subscriber's address is held by another process than the node's.
+            let reason = format!("the data address of node {} is held by {why}", l.node);
+            return self.refuse(now, peer, cred, reason);
+        }
         if let Some(l) = self.out_links.get_mut(&peer) {
             l.state = OutState::Up;
             l.attempts = 0;
@@ -1188,9 +1420,17 @@ impl DataPlane {
                 .push_back(DataOutput::Evt(DataEvt::Subscriber { node, up: true }));
             self.flush(peer);
         } else if peer.0 & OUTGOING == 0 {
+            // A link that went down with records held, under an id the driver reuses: those
+            // records go.
+            self.forget_in_link(peer);
             self.in_links.insert(
                 peer,
                 InLink {
+                    cred,
+                    unverified: None,
+                    held: VecDeque::new(),
+                    held_bytes: 0,
+                    down: false,
                     publisher: None,
                     topics: BTreeMap::new(),
                     segments: BTreeMap::new(),
@@ -1201,6 +1441,35 @@ impl DataPlane {
         } else {
             trace!(%peer, "PeerUp for a link this machine no longer wants");
             self.out.push_back(DataOutput::Disconnect(peer));
+        }
+    }
+
+    /// Closes a link whose process is not one this node talks to, before a byte goes either
+    /// way. A link to a subscriber is retried later, as after a failed connection.
+    fn refuse(&mut self, now: Instant, peer: PeerId, cred: Option<Credentials>, reason: String) {
+        debug!(%peer, ?cred, %reason, "refusing a data link");
+        self.refused += 1;
+        self.out.push_back(DataOutput::Disconnect(peer));
+        self.out
+            .push_back(DataOutput::Evt(DataEvt::PeerRefused { peer, cred, reason }));
+        if self.out_links.contains_key(&peer) {
+            self.on_peer_down(now, peer);
+        } else {
+            self.forget_in_link(peer);
+        }
+    }
+
+    /// Forgets a link from a publisher, releasing every segment it holds.
+    fn forget_in_link(&mut self, peer: PeerId) {
+        if let Some(l) = self.in_links.remove(&peer) {
+            for (seg, _) in l.segments.into_values() {
+                self.out.push_back(DataOutput::Release(seg));
+            }
+            for (_, segments) in l.held {
+                for s in segments {
+                    self.out.push_back(DataOutput::Release(s.segment));
+                }
+            }
         }
     }
 
@@ -1227,10 +1496,14 @@ impl DataPlane {
                     .push_back(DataOutput::Evt(DataEvt::Subscriber { node, up: false }));
             }
             self.update_blocked(now);
-        } else if let Some(l) = self.in_links.remove(&peer) {
-            for (seg, _) in l.segments.into_values() {
-                self.out.push_back(DataOutput::Release(seg));
-            }
+        } else if let Some(l) = self.in_links.get_mut(&peer)
+            && l.unverified.is_some()
+        {
+            // What it sent before it went is checked when the view catches up.
+            debug!(%peer, "a publisher's link went down with records held");
+            l.down = true;
+        } else {
+            self.forget_in_link(peer);
         }
     }
 
@@ -1244,6 +1517,7 @@ impl DataPlane {
         freed.extend(std::mem::take(&mut l.held).into_keys().map(|(s, _)| s));
         l.in_flight.clear();
         l.topic_ids.clear();
+        l.last_topic_id = 0;
         l.offered.clear();
         l.terms.clear();
         for seg in freed {
@@ -1267,10 +1541,8 @@ impl DataPlane {
         }
         if self.out_links.contains_key(&peer) {
             self.drop_out_link(peer);
-        } else if let Some(l) = self.in_links.remove(&peer) {
-            for (seg, _) in l.segments.into_values() {
-                self.out.push_back(DataOutput::Release(seg));
-            }
+        } else {
+            self.forget_in_link(peer);
         }
         self.out.push_back(DataOutput::Disconnect(peer));
         self.out
@@ -1278,6 +1550,14 @@ impl DataPlane {
     }
 
     fn on_record(&mut self, now: Instant, peer: PeerId, data: &[u8], segments: &[ReceivedSegment]) {
+        if self
+            .in_links
+            .get(&peer)
+            .is_some_and(|l| l.unverified.is_some())
+        {
+            // Behind a record that waits for the view: in order, after it.
+            return self.hold(now, peer, data, segments, None);
+        }
         let limits = &self.config.limits;
         let (frame, start) = match decode_data(data, limits.max_name, limits.max_release) {
             Ok(f) => f,
@@ -1291,10 +1571,121 @@ impl DataPlane {
         if self.out_links.contains_key(&peer) {
             self.on_subscriber_frame(now, peer, frame, segments);
         } else if self.in_links.contains_key(&peer) {
-            self.on_publisher_frame(peer, frame, &data[start..], segments);
+            match self.verify(peer, &frame) {
+                Check::Valid => self.on_publisher_frame(peer, frame, &data[start..], segments),
+                Check::Wait(why) => self.hold(now, peer, data, segments, Some(why)),
+                Check::Invalid(reason) => self.misbehaved(peer, reason, segments),
+            }
         } else {
             for s in segments {
                 self.out.push_back(DataOutput::Release(s.segment));
+            }
+        }
+    }
+
+    /// Whether a publisher's frame agrees with this node's view: its `Hello` must name a node
+    /// the view shows with the link's credentials, its `Topic` a topic that node announced.
+    /// What the view does not show yet waits for it.
+    fn verify(&self, peer: PeerId, frame: &DataFrame) -> Check {
+        let l = &self.in_links[&peer];
+        match frame {
+            DataFrame::Hello { publisher } if l.publisher.is_none() => {
+                if *publisher == self.config.node {
+                    return Check::Invalid(format!("Hello claims this node's id {publisher}"));
+                }
+                match self.known.get(publisher) {
+                    None => Check::Wait(format!(
+                        "Hello from node {publisher}, which this node's view does not show"
+                    )),
+                    Some((n, _)) => match n.mismatch(l.cred.as_ref()) {
+                        Some(why) => Check::Invalid(format!(
+                            "Hello claims node {publisher}, but the link is {why}"
+                        )),
+                        None => Check::Valid,
+                    },
+                }
+            }
+            DataFrame::Topic { topic, .. } => match l.publisher {
+                Some(node)
+                    if !self
+                        .known
+                        .get(&node)
+                        .is_some_and(|(n, _)| n.publishes.contains(topic.as_str())) =>
+                {
+                    Check::Wait(format!(
+                        "binds topic `{topic}`, which this node's view does not show node {node} \
+                     announcing"
+                    ))
+                }
+                _ => Check::Valid,
+            },
+            _ => Check::Valid,
+        }
+    }
+
+    /// Holds a publisher's record, undelivered, until the view shows what it claims (`why`
+    /// starts the wait); bounded in records, bytes and time.
+    fn hold(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        data: &[u8],
+        segments: &[ReceivedSegment],
+        why: Option<String>,
+    ) {
+        let limits = &self.config.limits;
+        let (max, max_bytes) = (limits.max_unverified, limits.max_unverified_bytes);
+        let l = self.in_links.get_mut(&peer).expect("caller checked");
+        if l.held.len() >= max || l.held_bytes + data.len() > max_bytes {
+            let why = l.unverified.as_ref().map_or("", |(_, w)| w.as_str());
+            let reason =
+                format!("more than {max} records or {max_bytes} bytes while unverified: {why}");
+            return self.misbehaved(peer, reason, segments);
+        }
+        if let Some(why) = why {
+            trace!(%peer, %why, "holding a publisher's records until the view shows it");
+            l.unverified.get_or_insert((now, why));
+        }
+        l.held_bytes += data.len();
+        l.held.push_back((data.to_vec(), segments.to_vec()));
+    }
+
+    /// Runs the records held from publishers again, now that the view changed: what checks out
+    /// goes on, in order, and the rest waits for the next change (or its deadline).
+    fn replay_held(&mut self, now: Instant) {
+        let peers: Vec<PeerId> = self
+            .in_links
+            .iter()
+            .filter(|(_, l)| l.unverified.is_some())
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in peers {
+            let l = self.in_links.get_mut(&peer).expect("listed above");
+            let since = l.unverified.take().map(|(t, _)| t);
+            let held = std::mem::take(&mut l.held);
+            l.held_bytes = 0;
+            for (data, segments) in held {
+                if self.in_links.contains_key(&peer) {
+                    self.on_record(now, peer, &data, &segments);
+                } else {
+                    // Closed meanwhile: what it sent goes with it.
+                    for s in segments {
+                        self.out.push_back(DataOutput::Release(s.segment));
+                    }
+                }
+            }
+            // Still waiting: the deadline runs from the first wait.
+            if let Some(l) = self.in_links.get_mut(&peer)
+                && let (Some((t, _)), Some(since)) = (&mut l.unverified, since)
+            {
+                *t = since;
+            }
+            if self
+                .in_links
+                .get(&peer)
+                .is_some_and(|l| l.down && l.unverified.is_none())
+            {
+                self.forget_in_link(peer);
             }
         }
     }
@@ -1401,7 +1792,7 @@ impl DataPlane {
                     attach: None,
                 });
                 self.out.push_back(DataOutput::Disconnect(peer));
-                self.in_links.remove(&peer);
+                self.forget_in_link(peer);
             }
             DataFrame::Topic { id, topic } => {
                 if l.topics.len() >= max_topics || l.topics.contains_key(&id) {
@@ -1526,11 +1917,7 @@ impl DataPlane {
                 for s in segments {
                     self.out.push_back(DataOutput::Release(s.segment));
                 }
-                if let Some(l) = self.in_links.remove(&peer) {
-                    for (seg, _) in l.segments.into_values() {
-                        self.out.push_back(DataOutput::Release(seg));
-                    }
-                }
+                self.forget_in_link(peer);
                 self.out.push_back(DataOutput::Disconnect(peer));
             }
             other => {

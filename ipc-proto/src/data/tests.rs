@@ -11,28 +11,60 @@ const P: u64 = 1;
 const S: u64 = 2;
 /// The id the subscriber's driver gives the accepted link.
 const IN: PeerId = PeerId(7);
+/// The group's uid.
+const UID: u32 = 1000;
 
 fn id(n: u64) -> NodeId {
     NodeId::new(n).expect("non-zero")
 }
 
-/// A view where `subscribers` subscribe to `topic`.
+/// The kernel's credentials of node `n`'s process, as the hub saw them.
+fn cred_of(n: u64) -> Credentials {
+    Credentials {
+        pid: 100 + n as u32,
+        uid: UID,
+        gid: UID,
+    }
+}
+
+/// A data plane of node `n` in a group of [`UID`].
+fn config(n: u64) -> DataConfig {
+    let mut c = DataConfig::new(id(n));
+    c.access = AccessPolicy::same_uid(UID);
+    c
+}
+
+/// A view where `subscribers` subscribe to `topic`, which [`P`] announced.
 fn view(topic: &str, subscribers: &[u64]) -> View {
+    view_with(topic, subscribers, true, true)
+}
+
+/// The same, with [`P`]'s announcement of `topic` in or not, and [`P`] in or not.
+fn view_with(topic: &str, subscribers: &[u64], announced: bool, with_p: bool) -> View {
     let mut v = View::default();
     for &n in &[P, S] {
+        if n == P && !with_p {
+            continue;
+        }
+        let c = cred_of(n);
         let info = NodeInfo {
             id: id(n),
             name: format!("n{n}"),
             data_addr: format!("@d{n}"),
-            pid: 0,
-            uid: 0,
+            pid: c.pid,
+            uid: c.uid,
         };
+        let seq = |k: u64| crate::Seq::new(crate::Epoch::new(1, 0), k as u32);
         let mut nv = NodeView {
             info,
-            joined: crate::Seq::new(crate::Epoch::new(1, 0), n as u32),
+            joined: seq(n),
             publishes: BTreeMap::new(),
             subscribes: BTreeMap::new(),
         };
+        if n == P && announced {
+            nv.publishes
+                .insert(topic.into(), ("application/octet-stream".into(), seq(20)));
+        }
         if subscribers.contains(&n) {
             nv.subscribes.insert(
                 topic.into(),
@@ -63,18 +95,53 @@ struct Pair {
     hold_s: bool,
     held: Vec<(Vec<u8>, Option<SegmentId>)>,
     misbehaved: Vec<String>,
+    /// Links refused, by either side.
+    refused: Vec<String>,
+    /// Links either side closed.
+    disconnected: Vec<PeerId>,
+    /// The credentials each side reads from the link: the publisher's of the subscriber, the
+    /// subscriber's of the publisher.
+    p_sees: Option<Credentials>,
+    s_sees: Option<Credentials>,
+}
+
+/// How a [`Pair`] starts, where it differs from two nodes that agree.
+struct Setup {
+    /// The publisher's view shows its announcement.
+    p_announced: bool,
+    /// The subscriber's view shows the publisher's announcement, and the publisher.
+    s_announced: bool,
+    s_knows_p: bool,
+    p_sees: Option<Credentials>,
+    s_sees: Option<Credentials>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            p_announced: true,
+            s_announced: true,
+            s_knows_p: true,
+            p_sees: Some(cred_of(S)),
+            s_sees: Some(cred_of(P)),
+        }
+    }
 }
 
 impl Pair {
     fn new(topic: &str, terms: Terms, self_delivery: bool) -> Self {
+        Self::with(topic, terms, self_delivery, Setup::default())
+    }
+
+    fn with(topic: &str, terms: Terms, self_delivery: bool, setup: Setup) -> Self {
         #[allow(clippy::disallowed_methods)] // the test's epoch
         let now = Instant::now();
-        let mut pc = DataConfig::new(id(P));
+        let mut pc = config(P);
         pc.self_delivery = self_delivery;
         let mut pair = Self {
             now,
             p: DataPlane::new(pc, now),
-            s: DataPlane::new(DataConfig::new(id(S)), now),
+            s: DataPlane::new(config(S), now),
             out: None,
             segs: BTreeMap::new(),
             recv: BTreeMap::new(),
@@ -86,6 +153,10 @@ impl Pair {
             hold_s: false,
             held: Vec::new(),
             misbehaved: Vec::new(),
+            refused: Vec::new(),
+            disconnected: Vec::new(),
+            p_sees: setup.p_sees,
+            s_sees: setup.s_sees,
         };
         pair.s
             .handle(
@@ -109,12 +180,13 @@ impl Pair {
                 )
                 .expect("take");
         }
-        pair.p
-            .handle(
-                now,
-                DataInput::Cmd(DataCmd::Routes(Routes::from_view(&view(topic, &subs)))),
-            )
-            .expect("routes");
+        let p_routes = Routes::from_view(&view_with(topic, &subs, setup.p_announced, true));
+        let s_routes =
+            Routes::from_view(&view_with(topic, &subs, setup.s_announced, setup.s_knows_p));
+        for (dp, routes) in [(&mut pair.p, p_routes), (&mut pair.s, s_routes)] {
+            dp.handle(now, DataInput::Cmd(DataCmd::Routes(routes)))
+                .expect("routes");
+        }
         pair.p
             .handle(
                 now,
@@ -137,17 +209,13 @@ impl Pair {
                     DataOutput::Connect { peer, addr } => {
                         assert_eq!(addr, format!("@d{S}"));
                         self.out = Some(peer);
+                        let cred = self.p_sees;
                         self.p
-                            .handle(self.now, DataInput::PeerUp { peer, cred: None })
+                            .handle(self.now, DataInput::PeerUp { peer, cred })
                             .expect("up");
+                        let cred = self.s_sees;
                         self.s
-                            .handle(
-                                self.now,
-                                DataInput::PeerUp {
-                                    peer: IN,
-                                    cred: None,
-                                },
-                            )
+                            .handle(self.now, DataInput::PeerUp { peer: IN, cred })
                             .expect("up");
                     }
                     DataOutput::Transmit { bytes, attach, .. } => {
@@ -165,7 +233,11 @@ impl Pair {
                     DataOutput::Evt(DataEvt::PeerMisbehaved { reason, .. }) => {
                         self.misbehaved.push(reason)
                     }
-                    DataOutput::Evt(_) | DataOutput::Disconnect(_) => {}
+                    DataOutput::Evt(DataEvt::PeerRefused { reason, .. }) => {
+                        self.refused.push(reason)
+                    }
+                    DataOutput::Disconnect(peer) => self.disconnected.push(peer),
+                    DataOutput::Evt(_) => {}
                 }
             }
             while let Some(o) = self.s.poll_output() {
@@ -189,6 +261,10 @@ impl Pair {
                     DataOutput::Evt(DataEvt::PeerMisbehaved { reason, .. }) => {
                         self.misbehaved.push(reason)
                     }
+                    DataOutput::Evt(DataEvt::PeerRefused { reason, .. }) => {
+                        self.refused.push(reason)
+                    }
+                    DataOutput::Disconnect(peer) => self.disconnected.push(peer),
                     _ => {}
                 }
             }
@@ -650,7 +726,10 @@ fn bad_input_from_a_publisher_is_refused_and_its_fds_released() {
     for (name, record, segments) in cases {
         #[allow(clippy::disallowed_methods)] // the test's epoch
         let now = Instant::now();
-        let mut s = DataPlane::new(DataConfig::new(id(S)), now);
+        let mut s = DataPlane::new(config(S), now);
+        let routes = Routes::from_view(&view("t", &[S]));
+        s.handle(now, DataInput::Cmd(DataCmd::Routes(routes)))
+            .expect("routes");
         s.handle(
             now,
             DataInput::Cmd(DataCmd::Take {
@@ -663,7 +742,7 @@ fn bad_input_from_a_publisher_is_refused_and_its_fds_released() {
             now,
             DataInput::PeerUp {
                 peer: IN,
-                cred: None,
+                cred: Some(cred_of(P)),
             },
         )
         .expect("up");
@@ -735,18 +814,18 @@ fn a_release_of_a_range_not_held_disconnects_the_subscriber() {
 }
 
 #[test]
-fn stats_are_served_to_whoever_asks() {
+fn stats_are_served_to_any_process_of_the_group() {
     let mut t = Pair::new("t", Terms::default(), false);
     t.publish("t", Payload::Inline(b"x".to_vec()));
     let asker = PeerId(99);
-    t.s.handle(
-        t.now,
-        DataInput::PeerUp {
-            peer: asker,
-            cred: None,
-        },
-    )
-    .expect("up");
+    // `status`: an observer, in no view, of the group's uid.
+    let cred = Some(Credentials {
+        pid: 4242,
+        uid: UID,
+        gid: 5,
+    });
+    t.s.handle(t.now, DataInput::PeerUp { peer: asker, cred })
+        .expect("up");
     let req = encode_data(&DataFrame::StatsRequest, &[]);
     t.s.handle(
         t.now,
@@ -850,16 +929,19 @@ fn payloads_and_segments_larger_than_the_subscription_takes_are_refused_unmapped
     for (name, records, seg, refused) in cases {
         #[allow(clippy::disallowed_methods)] // the test's epoch
         let now = Instant::now();
-        let mut s = DataPlane::new(DataConfig::new(id(S)), now);
+        let mut s = DataPlane::new(config(S), now);
         let terms = SubscriptionOptions::default().max_payload(max).terms();
         let take = DataCmd::Take {
             topic: "t".into(),
             terms,
         };
         s.handle(now, DataInput::Cmd(take)).expect("take");
+        let routes = DataCmd::Routes(Routes::from_view(&view("t", &[S])));
+        s.handle(now, DataInput::Cmd(routes)).expect("routes");
+        while s.poll_output().is_some() {}
         let up = DataInput::PeerUp {
             peer: IN,
-            cred: None,
+            cred: Some(cred_of(P)),
         };
         s.handle(now, up).expect("up");
         let n = records.len();
@@ -913,4 +995,568 @@ fn payloads_and_segments_larger_than_the_subscription_takes_are_refused_unmapped
             assert!(released >= 1, "{name}: segments released: {out:?}");
         }
     }
+}
+// ---- credentials and identity (issue 19) ----
+
+/// A process of another uid.
+fn stranger() -> Credentials {
+    Credentials {
+        pid: 6666,
+        uid: 65534,
+        gid: 65534,
+    }
+}
+
+/// Feeds `frames` to `s` on link `peer`, with `segments` on the last; returns what came out.
+fn feed_s(
+    s: &mut DataPlane,
+    now: Instant,
+    peer: PeerId,
+    frames: &[(DataFrame, &[u8])],
+    segments: &[ReceivedSegment],
+) -> Vec<DataOutput> {
+    for (i, (f, payload)) in frames.iter().enumerate() {
+        let last = i + 1 == frames.len();
+        let bytes = encode_data(f, payload);
+        s.handle(
+            now,
+            DataInput::Record {
+                peer,
+                data: &bytes,
+                segments: if last { segments } else { &[] },
+            },
+        )
+        .expect("peer input is never an error");
+    }
+    std::iter::from_fn(|| s.poll_output()).collect()
+}
+
+/// A subscriber of "t" whose view shows [`P`] announcing it.
+fn subscriber(now: Instant) -> DataPlane {
+    let mut s = DataPlane::new(config(S), now);
+    for cmd in [
+        DataCmd::Take {
+            topic: "t".into(),
+            terms: Terms::default(),
+        },
+        DataCmd::Routes(Routes::from_view(&view("t", &[S]))),
+    ] {
+        s.handle(now, DataInput::Cmd(cmd)).expect("valid");
+    }
+    while s.poll_output().is_some() {}
+    s
+}
+
+/// What a forger sends: a Hello naming `publisher`, topic "t" bound, three messages.
+fn forged(publisher: NodeId) -> Vec<(DataFrame, &'static [u8])> {
+    let h = |seq| MessageHeader { topic: 1, seq };
+    vec![
+        (DataFrame::Hello { publisher }, b""),
+        (
+            DataFrame::Topic {
+                id: 1,
+                topic: "t".into(),
+            },
+            b"",
+        ),
+        (DataFrame::Inline(h(1)), b"root-only-password=hunter2"),
+        (DataFrame::Inline(h(2)), b"x"),
+        (DataFrame::Inline(h(3)), b"y"),
+    ]
+}
+
+fn delivered(out: &[DataOutput]) -> usize {
+    out.iter()
+        .filter(|o| matches!(o, DataOutput::Deliver(_)))
+        .count()
+}
+
+#[test]
+fn a_data_link_from_another_uid_is_refused_before_a_byte_is_read_or_sent() {
+    #[allow(clippy::disallowed_methods)] // the test's epoch
+    let now = Instant::now();
+    let mut s = subscriber(now);
+    let intruder = PeerId(40);
+    s.handle(
+        now,
+        DataInput::PeerUp {
+            peer: intruder,
+            cred: Some(stranger()),
+        },
+    )
+    .expect("up");
+    let out: Vec<_> = std::iter::from_fn(|| s.poll_output()).collect();
+    assert_eq!(out[0], DataOutput::Disconnect(intruder));
+    assert!(
+        matches!(&out[1], DataOutput::Evt(DataEvt::PeerRefused { peer, cred: Some(c), .. })
+            if *peer == intruder && c.uid == 65534),
+        "{out:?}"
+    );
+    assert_eq!(out.len(), 2, "nothing sent to it: {out:?}");
+    assert_eq!(s.refused(), 1);
+    // What it sends anyway (the driver may have read it already) is nobody's.
+    let fd = ReceivedSegment {
+        segment: SegmentId(5),
+        size: 64,
+        seals: Seals {
+            shrink: true,
+            grow: true,
+            write: true,
+            future_write: false,
+        },
+    };
+    let mut frames = forged(id(P));
+    frames.push((
+        DataFrame::Fresh {
+            header: MessageHeader { topic: 1, seq: 4 },
+            len: 10,
+        },
+        b"",
+    ));
+    let out = feed_s(&mut s, now, intruder, &frames, &[fd]);
+    assert_eq!(delivered(&out), 0, "{out:?}");
+    assert!(out.contains(&DataOutput::Release(SegmentId(5))), "{out:?}");
+    assert!(
+        !out.iter().any(|o| matches!(o, DataOutput::Transmit { .. })),
+        "{out:?}"
+    );
+    // Without credentials, refused too (the policy does not allow anyone).
+    s.handle(
+        now,
+        DataInput::PeerUp {
+            peer: PeerId(41),
+            cred: None,
+        },
+    )
+    .expect("up");
+    assert_eq!(s.refused(), 2);
+}
+
+#[test]
+fn a_stats_request_from_another_uid_gets_no_answer() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    t.publish("t", Payload::Inline(b"x".to_vec()));
+    let asker = PeerId(99);
+    t.s.handle(
+        t.now,
+        DataInput::PeerUp {
+            peer: asker,
+            cred: Some(stranger()),
+        },
+    )
+    .expect("up");
+    let out = feed_s(
+        &mut t.s,
+        t.now,
+        asker,
+        &[(DataFrame::StatsRequest, b"")],
+        &[],
+    );
+    assert!(
+        !out.iter().any(|o| matches!(o, DataOutput::Transmit { .. })),
+        "no stats for another uid: {out:?}"
+    );
+    assert!(out.contains(&DataOutput::Disconnect(asker)), "{out:?}");
+}
+
+#[test]
+fn a_hello_claiming_another_nodes_process_delivers_nothing_and_is_a_violation() {
+    #[allow(clippy::disallowed_methods)] // the test's epoch
+    let now = Instant::now();
+    // The same uid (the policy lets it in), another process than the one the hub saw join
+    // as node P; then a Hello claiming the subscriber's own id.
+    let impostor = Credentials {
+        pid: 7777,
+        ..cred_of(P)
+    };
+    for (claimed, what) in [(id(P), "another process"), (id(S), "this node's id")] {
+        let mut s = subscriber(now);
+        let link = PeerId(40);
+        s.handle(
+            now,
+            DataInput::PeerUp {
+                peer: link,
+                cred: Some(impostor),
+            },
+        )
+        .expect("up");
+        let out = feed_s(&mut s, now, link, &forged(claimed), &[]);
+        assert_eq!(delivered(&out), 0, "{what}: {out:?}");
+        assert!(
+            out.contains(&DataOutput::Disconnect(link)),
+            "{what}: {out:?}"
+        );
+        assert!(
+            out.iter().any(|o| matches!(
+                o,
+                DataOutput::Evt(DataEvt::PeerMisbehaved { peer, .. }) if *peer == link
+            )),
+            "{what}: {out:?}"
+        );
+        assert_eq!(s.stats().rejected, 1, "{what}");
+    }
+    // A uid that differs from the view's is refused at the Hello even where the policy
+    // allows it (a group opened to two uids).
+    let mut s = DataPlane::new(
+        {
+            let mut c = config(S);
+            c.access.allow_uid(65534);
+            c
+        },
+        now,
+    );
+    s.handle(
+        now,
+        DataInput::Cmd(DataCmd::Routes(Routes::from_view(&view("t", &[S])))),
+    )
+    .expect("routes");
+    s.handle(
+        now,
+        DataInput::PeerUp {
+            peer: PeerId(40),
+            cred: Some(stranger()),
+        },
+    )
+    .expect("up");
+    let out = feed_s(&mut s, now, PeerId(40), &forged(id(P)), &[]);
+    assert_eq!(delivered(&out), 0, "{out:?}");
+    assert!(out.contains(&DataOutput::Disconnect(PeerId(40))), "{out:?}");
+}
+
+#[test]
+fn a_topic_its_node_never_announced_delivers_nothing_and_the_link_is_closed() {
+    #[allow(clippy::disallowed_methods)] // the test's epoch
+    let now = Instant::now();
+    let mut s = subscriber(now);
+    s.handle(
+        now,
+        DataInput::Cmd(DataCmd::Take {
+            topic: "secret".into(),
+            terms: Terms::default(),
+        }),
+    )
+    .expect("take");
+    let link = PeerId(40);
+    s.handle(
+        now,
+        DataInput::PeerUp {
+            peer: link,
+            cred: Some(cred_of(P)),
+        },
+    )
+    .expect("up");
+    let fd = ReceivedSegment {
+        segment: SegmentId(9),
+        size: 64,
+        seals: Seals {
+            shrink: true,
+            grow: true,
+            write: true,
+            future_write: false,
+        },
+    };
+    let frames = [
+        (DataFrame::Hello { publisher: id(P) }, &b""[..]),
+        (
+            DataFrame::Topic {
+                id: 1,
+                topic: "secret".into(),
+            },
+            b"",
+        ),
+        (
+            DataFrame::Inline(MessageHeader { topic: 1, seq: 1 }),
+            b"forged",
+        ),
+        (
+            DataFrame::Fresh {
+                header: MessageHeader { topic: 1, seq: 2 },
+                len: 10,
+            },
+            b"",
+        ),
+    ];
+    let out = feed_s(&mut s, now, link, &frames, &[fd]);
+    assert_eq!(delivered(&out), 0, "{out:?}");
+    // Held (the announcement may be on its way), within bounds and a deadline.
+    let deadline = s.poll_timeout().expect("a verification deadline");
+    assert_eq!(deadline, now + DataConfig::new(id(S)).verify_timeout);
+    s.handle_timeout(deadline);
+    let out: Vec<_> = std::iter::from_fn(|| s.poll_output()).collect();
+    assert_eq!(delivered(&out), 0, "{out:?}");
+    assert!(out.contains(&DataOutput::Disconnect(link)), "{out:?}");
+    assert!(
+        out.contains(&DataOutput::Release(SegmentId(9))),
+        "the held fd is released: {out:?}"
+    );
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            DataOutput::Evt(DataEvt::PeerMisbehaved { reason, .. }) if reason.contains("secret")
+        )),
+        "{out:?}"
+    );
+    assert_eq!(s.poll_timeout(), None);
+}
+
+#[test]
+fn unverified_records_are_bounded() {
+    #[allow(clippy::disallowed_methods)] // the test's epoch
+    let now = Instant::now();
+    let mut c = config(S);
+    c.limits.max_unverified = 3;
+    let mut s = DataPlane::new(c, now);
+    s.handle(
+        now,
+        DataInput::Cmd(DataCmd::Routes(Routes::from_view(&view("t", &[S])))),
+    )
+    .expect("routes");
+    let link = PeerId(40);
+    s.handle(
+        now,
+        DataInput::PeerUp {
+            peer: link,
+            cred: Some(cred_of(P)),
+        },
+    )
+    .expect("up");
+    let mut frames = vec![
+        (DataFrame::Hello { publisher: id(P) }, &b""[..]),
+        (
+            DataFrame::Topic {
+                id: 1,
+                topic: "unannounced".into(),
+            },
+            b"",
+        ),
+    ];
+    for seq in 1..=3 {
+        frames.push((DataFrame::Inline(MessageHeader { topic: 1, seq }), b"m"));
+    }
+    let out = feed_s(&mut s, now, link, &frames, &[]);
+    assert!(out.contains(&DataOutput::Disconnect(link)), "{out:?}");
+    assert_eq!(s.stats().rejected, 1);
+}
+
+#[test]
+fn records_that_overtake_the_view_wait_for_it_and_are_delivered_in_order() {
+    // The subscriber's view shows neither the publisher nor its announcement yet: the
+    // publisher learned of the subscriber from the hub, and its records overtook the hub's.
+    let mut t = Pair::with(
+        "t",
+        Terms::default(),
+        false,
+        Setup {
+            s_knows_p: false,
+            s_announced: false,
+            ..Setup::default()
+        },
+    );
+    t.publish("t", Payload::Inline(b"one".to_vec()));
+    t.publish(
+        "t",
+        Payload::Fresh {
+            segment: SegmentId(3),
+            len: 4,
+        },
+    );
+    assert!(t.delivered.is_empty(), "held until the view shows it");
+    assert!(t.misbehaved.is_empty(), "{:?}", t.misbehaved);
+    // The publisher's join is in, not its announcement: still waiting.
+    let routes = Routes::from_view(&view_with("t", &[S], false, true));
+    t.s.handle(t.now, DataInput::Cmd(DataCmd::Routes(routes)))
+        .expect("routes");
+    t.pump();
+    assert!(t.delivered.is_empty());
+    let deadline = t.s.poll_timeout().expect("a deadline");
+    let routes = Routes::from_view(&view("t", &[S]));
+    t.s.handle(t.now, DataInput::Cmd(DataCmd::Routes(routes)))
+        .expect("routes");
+    t.pump();
+    assert_eq!(t.seqs(), [1, 2]);
+    assert!(t.misbehaved.is_empty(), "{:?}", t.misbehaved);
+    assert_eq!(t.s.poll_timeout(), None, "nothing waits any more");
+    // Later messages go straight through.
+    t.publish("t", Payload::Inline(b"three".to_vec()));
+    assert_eq!(t.seqs(), [1, 2, 3]);
+    t.s.handle_timeout(deadline);
+    t.pump();
+    assert!(t.misbehaved.is_empty());
+}
+
+#[test]
+fn a_binding_waits_for_the_publishers_own_announcement() {
+    // The publisher's view does not show its announcement yet (it is on its way to the hub):
+    // the link is up and the Hello out, the binding and the messages behind it wait.
+    let mut t = Pair::with(
+        "t",
+        Terms::default(),
+        false,
+        Setup {
+            p_announced: false,
+            s_announced: false,
+            ..Setup::default()
+        },
+    );
+    t.publish("t", Payload::Inline(b"one".to_vec()));
+    t.publish("t", Payload::Inline(b"two".to_vec()));
+    assert!(t.delivered.is_empty());
+    let routes = Routes::from_view(&view("t", &[S]));
+    for dp in [&mut t.p, &mut t.s] {
+        dp.handle(t.now, DataInput::Cmd(DataCmd::Routes(routes.clone())))
+            .expect("routes");
+    }
+    t.pump();
+    assert_eq!(t.seqs(), [1, 2]);
+    assert!(t.misbehaved.is_empty(), "{:?}", t.misbehaved);
+}
+
+#[test]
+fn a_topic_withdrawn_before_its_announcement_is_in_still_sends_what_was_published() {
+    // Published, then the publisher dropped (the CLI's `pub` does so before leaving): the
+    // announcement reached the hub ahead of the retraction, so the subscriber's view shows it
+    // and the messages are delivered; nothing waits on the link.
+    let mut t = Pair::with(
+        "t",
+        Terms::default(),
+        false,
+        Setup {
+            p_announced: false,
+            ..Setup::default()
+        },
+    );
+    t.publish("t", pooled(4));
+    assert!(t.delivered.is_empty(), "waits for the announcement");
+    t.p.handle(
+        t.now,
+        DataInput::Cmd(DataCmd::Withdraw { topic: "t".into() }),
+    )
+    .expect("withdraw");
+    t.pump();
+    assert_eq!(t.seqs(), [1]);
+    assert!(t.misbehaved.is_empty(), "{:?}", t.misbehaved);
+}
+
+#[test]
+fn a_subscriber_address_held_by_another_process_is_refused_and_retried() {
+    for (held_by, what) in [
+        (stranger(), "another uid"),
+        (
+            Credentials {
+                pid: 7777,
+                ..cred_of(S)
+            },
+            "another process of the uid",
+        ),
+    ] {
+        let t = Pair::with(
+            "t",
+            Terms::default(),
+            false,
+            Setup {
+                p_sees: Some(held_by),
+                ..Setup::default()
+            },
+        );
+        let mut t = t;
+        t.publish("t", Payload::Inline(b"secret".to_vec()));
+        assert!(t.delivered.is_empty(), "{what}");
+        assert_eq!(t.refused.len(), 1, "{what}: {:?}", t.refused);
+        let out = t.out.expect("asked for");
+        assert!(t.disconnected.contains(&out), "{what}");
+        assert_eq!(t.p.refused(), 1, "{what}");
+        // Tried again later, as after a failed connection.
+        assert!(t.p.poll_timeout().is_some(), "{what}: a retry");
+        assert_eq!(t.p.stats().published.len(), 0, "{what}: nothing sent");
+    }
+}
+
+#[test]
+fn a_leaving_publisher_sends_what_waited_for_its_announcement() {
+    // Published, then left at once: its announcement is on its way to the hub ahead of its
+    // goodbye, so the subscriber will see it; the binding does not wait for it any more.
+    let mut t = Pair::with(
+        "t",
+        Terms::default(),
+        false,
+        Setup {
+            p_announced: false,
+            ..Setup::default()
+        },
+    );
+    t.publish("t", Payload::Inline(b"last words".to_vec()));
+    assert!(t.delivered.is_empty());
+    let now = t.now;
+    t.p.ungate(now);
+    t.pump();
+    assert_eq!(t.seqs(), [1]);
+}
+
+#[test]
+fn records_of_a_publisher_that_just_left_the_view_are_still_checked_and_delivered() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    t.publish("t", Payload::Inline(b"one".to_vec()));
+    // The hub's word that the publisher left reaches the subscriber before the publisher's
+    // last records (it published, then left at once).
+    let gone = Routes::from_view(&view_with("t", &[S], false, false));
+    t.s.handle(t.now, DataInput::Cmd(DataCmd::Routes(gone.clone())))
+        .expect("routes");
+    // Its last records still check out against what the view showed of it.
+    t.publish("t", Payload::Inline(b"two".to_vec()));
+    assert_eq!(t.seqs(), [1, 2]);
+    assert!(t.misbehaved.is_empty(), "{:?}", t.misbehaved);
+    // Long after, it is forgotten: a link claiming it waits, then is closed.
+    let later = t.now + DataConfig::new(id(S)).verify_timeout + Duration::from_millis(1);
+    t.s.handle(later, DataInput::Cmd(DataCmd::Routes(gone)))
+        .expect("routes");
+    let link = PeerId(50);
+    t.s.handle(
+        later,
+        DataInput::PeerUp {
+            peer: link,
+            cred: Some(cred_of(P)),
+        },
+    )
+    .expect("up");
+    let out = feed_s(&mut t.s, later, link, &forged(id(P)), &[]);
+    assert_eq!(delivered(&out), 0, "{out:?}");
+    assert!(t.s.poll_timeout().is_some(), "waits for the view");
+}
+
+#[test]
+fn records_held_when_the_publisher_hangs_up_are_still_delivered() {
+    // Published, left, and its link closed before the subscriber's view showed its
+    // announcement: what it sent still counts once the view catches up.
+    #[allow(clippy::disallowed_methods)] // the test's epoch
+    let now = Instant::now();
+    let mut s = DataPlane::new(config(S), now);
+    let unannounced = Routes::from_view(&view_with("t", &[S], false, true));
+    for cmd in [
+        DataCmd::Take {
+            topic: "t".into(),
+            terms: Terms::default(),
+        },
+        DataCmd::Routes(unannounced),
+    ] {
+        s.handle(now, DataInput::Cmd(cmd)).expect("valid");
+    }
+    let link = PeerId(40);
+    s.handle(
+        now,
+        DataInput::PeerUp {
+            peer: link,
+            cred: Some(cred_of(P)),
+        },
+    )
+    .expect("up");
+    let out = feed_s(&mut s, now, link, &forged(id(P)), &[]);
+    assert_eq!(delivered(&out), 0);
+    s.handle(now, DataInput::PeerDown(link)).expect("down");
+    let routes = Routes::from_view(&view("t", &[S]));
+    s.handle(now, DataInput::Cmd(DataCmd::Routes(routes)))
+        .expect("routes");
+    let out: Vec<_> = std::iter::from_fn(|| s.poll_output()).collect();
+    assert_eq!(delivered(&out), 3, "{out:?}");
+    assert!(s.stats().received.is_empty(), "the link is forgotten after");
+    assert_eq!(s.poll_timeout(), None);
 }

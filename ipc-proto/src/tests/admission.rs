@@ -115,14 +115,10 @@ fn links_without_a_handshake_are_capped_and_expire() {
         refusals(&out),
         [(PeerId(14), Refusal::TooManyPending { max: 4 })]
     );
-    // A publisher's Hello admits its link; a spoke's Hello admits its own: room for two.
-    let hello = encode_data(
-        &DataFrame::Hello {
-            publisher: NodeId::new(2).expect("non-zero"),
-        },
-        &[],
-    );
-    m.handle(t0, record(10, &hello)).expect("hello");
+    // A stats request admits its data link (a publisher's Hello does too, once the view
+    // vouches for it); a spoke's Hello admits its own: room for two.
+    let stats = encode_data(&DataFrame::StatsRequest, &[]);
+    m.handle(t0, record(10, &stats)).expect("stats request");
     let spoke_hello = encode(&Frame::Hello(Hello {
         member: None,
         term: crate::Term(0),

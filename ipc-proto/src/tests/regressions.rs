@@ -345,7 +345,11 @@ fn a_conflicting_history_is_merged_the_hubs_way() {
     #[allow(clippy::disallowed_methods)] // the test's epoch
     let now = Instant::now();
     let mut spoke = Spoke::new(
-        SpokeConfig::default().node_id(id(4)).name("n4").clone(),
+        SpokeConfig::default()
+            .node_id(id(4))
+            .name("n4")
+            .access(AccessPolicy::anyone())
+            .clone(),
         now,
     );
     let mut own_history = History::default();
@@ -476,7 +480,13 @@ fn no_ghosts_of_departed_nodes_after_a_hub_change() {
 fn an_introduction_carries_exactly_the_nodes_own_topics() {
     #[allow(clippy::disallowed_methods)] // the test's epoch
     let now = Instant::now();
-    let mut spoke = Spoke::new(SpokeConfig::default().node_id(id(4)).clone(), now);
+    let mut spoke = Spoke::new(
+        SpokeConfig::default()
+            .node_id(id(4))
+            .access(AccessPolicy::anyone())
+            .clone(),
+        now,
+    );
     for cmd in [
         SpokeCmd::Announce {
             topic: "a".into(),

@@ -357,3 +357,80 @@ fn silent_connections_to_the_hub_are_capped_and_closed_and_the_group_converges()
     }
     assert_eq!(count(&sim, a, "NodeJoined"), 3);
 }
+
+fn transcript_count(sim: &Sim, ix: NodeIx, name: &str) -> usize {
+    sim.nodes[ix.0]
+        .transcript
+        .iter()
+        .filter(|n| **n == name)
+        .count()
+}
+
+#[test]
+fn an_impostor_holding_the_hub_address_gets_nothing_and_the_group_forms_without_it() {
+    // Another uid binds the hub address before the group starts (issue 19): every node
+    // connects to it, sends it nothing (no Hello: no name, id, address or topics), says so
+    // once, and keeps trying; once the address is free the group forms as usual.
+    let mut sim = Sim::new(19, SimConfig::default());
+    assert!(sim.squat());
+    let a = sim.spawn("a", &own(&[("secret", "text/plain")], &[]));
+    let b = sim.spawn("b", &own(&[], &["secret"]));
+    let c = sim.spawn("c", &OwnTopics::default());
+    sim.run_for(Duration::from_secs(3));
+    let squatter = sim.squatter.as_ref().expect("still there");
+    assert!(
+        squatter.accepted >= 6,
+        "the nodes kept trying: {}",
+        squatter.accepted
+    );
+    assert_eq!(squatter.received, 0, "not a byte to the impostor");
+    assert_eq!(sim.hubs().count(), 0);
+    for ix in [a, b, c] {
+        assert_eq!(
+            transcript_count(&sim, ix, "HubRefused"),
+            1,
+            "said once per holder: {:?}",
+            sim.nodes[ix.0].transcript
+        );
+        assert_eq!(sim.nodes[ix.0].member.hub(), None);
+        assert_eq!(transcript_count(&sim, ix, "Synced"), 0);
+    }
+    let squatter = sim.end_squat().expect("was there");
+    assert_eq!(squatter.received, 0);
+    settle(&mut sim);
+    assert_eq!(sim.hubs().count(), 1);
+}
+
+#[test]
+fn an_impostor_that_wins_the_failover_is_refused_and_the_survivors_carry_on() {
+    // The hub dies and another uid binds the address first (the attacker "won the failover
+    // 3 times out of 3"): the survivors send it nothing and elect one of theirs once it is
+    // gone; nothing of the group is lost.
+    let mut sim = Sim::new(20, SimConfig::default());
+    let a = sim.spawn("a", &OwnTopics::default());
+    settle(&mut sim);
+    let b = sim.spawn("b", &own(&[("secret", "text/plain")], &[]));
+    let c = sim.spawn("c", &own(&[], &["secret"]));
+    settle(&mut sim);
+    assert_eq!(sim.hubs().collect::<Vec<_>>(), [a]);
+    sim.crash(a);
+    assert!(sim.squat(), "the address is free when the hub dies");
+    sim.run_for(Duration::from_secs(2));
+    let squatter = sim.squatter.as_ref().expect("still there");
+    assert!(squatter.accepted >= 2, "{}", squatter.accepted);
+    assert_eq!(squatter.received, 0, "not a byte to the impostor");
+    for ix in [b, c] {
+        assert_eq!(transcript_count(&sim, ix, "HubRefused"), 1);
+    }
+    sim.end_squat();
+    settle(&mut sim);
+    let hub = sim.hubs().next().expect("a hub");
+    assert!(hub == b || hub == c, "a survivor runs the hub");
+    // The subscription survived the takeover attempt.
+    let view = sim.nodes[b.0].member.view();
+    let c_id = sim.nodes[c.0].id();
+    assert!(
+        view.node(c_id)
+            .is_some_and(|n| n.subscribes.contains_key("secret"))
+    );
+}

@@ -123,6 +123,25 @@ struct Link {
     down_last: Instant,
 }
 
+/// A process of another uid that holds the hub address: it accepts connections and keeps
+/// what it is sent.
+#[derive(Debug, Default)]
+pub(crate) struct Squatter {
+    /// The links it accepted that are still open: (node, the node's peer id).
+    links: BTreeSet<(NodeIx, PeerId)>,
+    /// Connections it accepted.
+    pub(crate) accepted: usize,
+    /// Bytes it was sent.
+    pub(crate) received: usize,
+}
+
+/// The squatter's credentials: another uid than the group's.
+pub(crate) const SQUATTER: Credentials = Credentials {
+    pid: 666,
+    uid: 65534,
+    gid: 65534,
+};
+
 /// The simulation.
 pub(crate) struct Sim {
     rng: ChaCha8Rng,
@@ -132,6 +151,8 @@ pub(crate) struct Sim {
     pub(crate) nodes: Vec<SimNode>,
     /// Who holds the hub address.
     bind: Option<NodeIx>,
+    /// A process of another uid holding the hub address (then `bind` is `None`).
+    pub(crate) squatter: Option<Squatter>,
     links: BTreeMap<u64, Link>,
     /// Each end's link: (node, peer id at that node) -> link.
     ends: BTreeMap<(NodeIx, PeerId), u64>,
@@ -173,6 +194,7 @@ impl Sim {
             now: epoch,
             nodes: Vec::new(),
             bind: None,
+            squatter: None,
             links: BTreeMap::new(),
             ends: BTreeMap::new(),
             next_link: 1,
@@ -207,7 +229,8 @@ impl Sim {
             .rng_seed(self.rng.next_u64())
             .name(name)
             .data_addr(format!("@sim/{}", ix.0))
-            .keepalive(self.config.keepalive);
+            .keepalive(self.config.keepalive)
+            .access(AccessPolicy::same_uid(UID));
         spoke.max_tombstones = self.config.max_tombstones;
         spoke.limits = self.config.limits.clone();
         let mut hub = HubConfig::default();
@@ -383,6 +406,32 @@ impl Sim {
             .handle(now, MemberInput::Cmd(MemberCmd::Spoke(SpokeCmd::Leave)))
             .expect("leave once");
         self.drain(ix);
+    }
+
+    /// A process of another uid binds the hub address, if it is free; `false` if a node holds
+    /// it.
+    pub(crate) fn squat(&mut self) -> bool {
+        if self.bind.is_some() {
+            return false;
+        }
+        self.squatter.get_or_insert_with(Squatter::default);
+        true
+    }
+
+    /// The squatter dies: the address is free, its links hang up.
+    pub(crate) fn end_squat(&mut self) -> Option<Squatter> {
+        let squatter = self.squatter.take()?;
+        for &(node, peer) in &squatter.links {
+            let at = self.now + self.latency();
+            self.schedule(
+                at,
+                Delivery {
+                    node,
+                    input: SimInput::PeerDown(peer),
+                },
+            );
+        }
+        Some(squatter)
     }
 
     /// Opens a document on a node, as its application would.
@@ -582,6 +631,19 @@ impl Sim {
     fn attempt_connect(&mut self, ix: NodeIx, spoke_peer: PeerId) {
         let now = self.now;
         // A listener accepts into its backlog even while its process is stopped.
+        if let Some(squatter) = &mut self.squatter {
+            squatter.accepted += 1;
+            squatter.links.insert((ix, spoke_peer));
+            let n = &mut self.nodes[ix.0];
+            let input = MemberInput::Connected {
+                peer: spoke_peer,
+                cred: Some(SQUATTER),
+            };
+            n.member
+                .handle(now, input)
+                .expect("driver reports never fail");
+            return self.drain(ix);
+        }
         let holder = self
             .bind
             .filter(|h| self.nodes[h.0].alive && self.nodes[h.0].listening);
@@ -632,7 +694,7 @@ impl Sim {
 
     fn attempt_bind(&mut self, ix: NodeIx) {
         let now = self.now;
-        let won = self.bind.is_none() && self.nodes[ix.0].alive;
+        let won = self.bind.is_none() && self.squatter.is_none() && self.nodes[ix.0].alive;
         if won {
             self.bind = Some(ix);
             self.nodes[ix.0].listening = true;
@@ -687,6 +749,26 @@ impl Sim {
                     for id in pending {
                         self.hang_up(id, ix);
                     }
+                }
+                MemberOutput::Transmit { peer, bytes, .. }
+                    if self
+                        .squatter
+                        .as_ref()
+                        .is_some_and(|s| s.links.contains(&(ix, peer))) =>
+                {
+                    self.squatter.as_mut().expect("checked").received += bytes.len();
+                }
+                MemberOutput::Disconnect(peer)
+                    if self
+                        .squatter
+                        .as_ref()
+                        .is_some_and(|s| s.links.contains(&(ix, peer))) =>
+                {
+                    self.squatter
+                        .as_mut()
+                        .expect("checked")
+                        .links
+                        .remove(&(ix, peer));
                 }
                 MemberOutput::Transmit { peer, bytes, .. } => {
                     self.record_doc(&bytes);

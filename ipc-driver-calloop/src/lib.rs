@@ -53,6 +53,10 @@
 //! # Example and bench
 //! `examples/live.rs` shows a group's live topology and the messages of a topic from one
 //! thread (`cargo run -p ipc-driver-calloop --example live -- --group demo --topic chat`).
+//! `examples/wayland.rs` is a real Wayland client (smithay-client-toolkit) whose one loop serves
+//! both its window and a group: it draws the group's nodes, hub and last message, and keeps
+//! drawing through a hub's death (`cargo run -p ipc-driver-calloop --example wayland -- --group
+//! demo --topic chat` on a Wayland desktop; `tests/wayland.rs` runs it under headless weston).
 //! `benches/vs_std.rs` measures a 64 B round trip and 1 MiB pooled throughput with this
 //! driver and with `ipc-driver-std` in the same run (`cargo bench -p ipc-driver-calloop`).
 //!

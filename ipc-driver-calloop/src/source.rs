@@ -129,20 +129,8 @@ impl NodeSource {
     }
 
     pub(crate) fn start(b: NodeBuilder, observer: bool) -> Result<Self, DriverError> {
-        let dir = match &b.dir {
-            Some(base) => GroupDir::shared(base, &b.group)?,
-            None => {
-                if !b.options.is_private(rustix::process::geteuid().as_raw()) {
-                    warn!(
-                        group = %b.group,
-                        "the group allows other users, but its sockets are in this user's \
-                         private directory, which they cannot enter: name a directory they can \
-                         reach with NodeBuilder::dir"
-                    );
-                }
-                GroupDir::private(&b.group)?
-            }
-        };
+        let private = b.options.is_private(rustix::process::geteuid().as_raw());
+        let dir = GroupDir::open(&b.group, b.dir.as_deref(), private)?;
         let id = NodeId::new(random() | 1).expect("odd, hence non-zero");
         let data_listener = if observer {
             None
@@ -188,7 +176,6 @@ impl NodeSource {
         );
         let (tx, requests) = channel::channel();
         let (ping, returns) = ping::make_ping()?;
-        let private = b.options.is_private(rustix::process::getuid().as_raw());
         let node = Node::new(
             member,
             b.group,

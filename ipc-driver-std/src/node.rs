@@ -1,13 +1,11 @@
 //! The blocking API: a node of a group, and its builder.
 
 use std::fmt;
-
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tracing::warn;
 
 use ipc_proto::wire::DataStats;
 use ipc_proto::{
@@ -225,20 +223,8 @@ impl NodeBuilder {
     fn start(mut self, observer: bool) -> Result<Node, DriverError> {
         self.observer = observer;
         let me = sys::current_credentials();
-        let dir = match &self.dir {
-            Some(base) => GroupDir::shared(base, &self.group)?,
-            None => {
-                if !self.options.is_private(me.uid) {
-                    warn!(
-                        group = %self.group,
-                        "the group allows other users, but its sockets are in this user's \
-                         private directory, which they cannot enter: name a directory they can \
-                         reach with NodeBuilder::dir"
-                    );
-                }
-                GroupDir::private(&self.group)?
-            }
-        };
+        let private = self.options.is_private(me.uid);
+        let dir = GroupDir::open(&self.group, self.dir.as_deref(), private)?;
         let id = NodeId::new(random_seed() | 1).expect("odd, hence non-zero");
         let data_listener = if observer {
             None
@@ -257,7 +243,6 @@ impl NodeBuilder {
         let shared = Arc::new(Shared::default());
         let outgoing = Arc::new(Outgoing::new(self.pool_bytes));
         let mailbox = Arc::new(Mailbox::new(Arc::clone(&waker)));
-        let private = self.options.is_private(me.uid);
         let handle = Handle {
             requests: requests.clone(),
             waker: Arc::clone(&waker),

@@ -63,6 +63,27 @@ pub struct GroupDir {
 }
 
 impl GroupDir {
+    /// The directory of `group` for a node: in `base` when the application named one (a group
+    /// opened to other users, see [`shared`](Self::shared)), else this user's private one (see
+    /// [`private`](Self::private)). `private` says whether only this user may join: a group
+    /// that lets others in without naming a directory they can reach is logged as a warning.
+    pub fn open(group: &str, base: Option<&Path>, private: bool) -> Result<Self, RendezvousError> {
+        match base {
+            Some(base) => Self::shared(base, group),
+            None => {
+                if !private {
+                    tracing::warn!(
+                        group,
+                        "the group allows other users, but its sockets are in this user's \
+                         private directory, which they cannot enter: name a directory they can \
+                         reach (NodeBuilder::dir, --dir)"
+                    );
+                }
+                Self::private(group)
+            }
+        }
+    }
+
     /// The directory of `group` among this user's private groups (see
     /// [`names::private_base`]): created with mode 0700 where missing, and refused (never
     /// changed) when it or its base is not a directory of this user's with no access for

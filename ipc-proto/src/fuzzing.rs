@@ -2479,8 +2479,10 @@ impl DataWatch {
         let _ = self.dp.poll_timeout();
         for (seg, r) in &self.received {
             if let Received::Pending(peer) = r {
+                // A publisher's link that went down while its records waited for the view
+                // keeps them until the view vouches for them or their deadline passes.
                 assert!(
-                    self.ins.contains_key(peer),
+                    self.ins.contains_key(peer) || self.dp.is_unverified(*peer),
                     "{seg:?}, handed in on {peer}, neither delivered nor released when the \
                      link went"
                 );
@@ -2555,6 +2557,19 @@ impl DataWatch {
         for peer in ins {
             self.down(peer);
         }
+        // Records held from links that went down wait for their deadline: let it pass.
+        let end = self.clock.now + self.config.verify_timeout + Duration::from_secs(1);
+        while self.dp.has_held() {
+            match self.dp.poll_timeout() {
+                Some(at) if at <= end => {
+                    self.clock.now = self.clock.now.max(at);
+                    self.dp.handle_timeout(self.clock.now);
+                    self.drain();
+                }
+                _ => break,
+            }
+        }
+        assert!(!self.dp.has_held(), "records held past their deadline");
         let slots: Vec<SlotRef> = self
             .local_holds
             .drain(..)

@@ -757,6 +757,13 @@ impl DataPlane {
             .is_none_or(|l| l.publisher.is_some())
     }
 
+    /// Whether any link's records are held until the view vouches for them (for the fuzzing
+    /// harness).
+    #[cfg(feature = "arbitrary")]
+    pub(crate) fn has_held(&self) -> bool {
+        self.in_links.values().any(|l| l.unverified.is_some())
+    }
+
     /// Whether records from `peer` are held until the view shows who it is or what it
     /// announced (for the fuzzing harness).
     #[cfg(feature = "arbitrary")]

@@ -90,24 +90,20 @@ impl GroupDir {
     /// others.
     pub fn private(group: &str) -> Result<Self, RendezvousError> {
         let uid = rustix::process::geteuid().as_raw();
-        let xdg = std::env::var_os("XDG_RUNTIME_DIR");
-        let base = names::private_base(xdg.as_deref().map(Path::new), uid);
+        // Without XDG_RUNTIME_DIR (cron, su, a service), the login session's directory still
+        // holds the session's groups.
+        let runtime = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| {
+                let login = names::login_runtime_dir(uid);
+                check_private(&login, uid).is_ok().then_some(login)
+            });
+        let base = names::private_base(runtime.as_deref(), uid);
         let paths = GroupPaths::new(&base, group)?;
         for dir in [base.as_path(), paths.dir()] {
             make_dir(dir, 0o700)?;
-            let meta = fs::symlink_metadata(dir).map_err(|source| RendezvousError::Io {
-                path: dir.to_owned(),
-                source,
-            })?;
-            let stat = DirStat {
-                is_dir: meta.file_type().is_dir(),
-                uid: meta.uid(),
-                mode: meta.mode() & 0o7777,
-            };
-            names::check_private_dir(stat, uid).map_err(|problem| RendezvousError::Unsafe {
-                path: dir.to_owned(),
-                problem,
-            })?;
+            check_private(dir, uid)?;
         }
         Ok(Self {
             paths,
@@ -383,6 +379,24 @@ pub fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<Credentials> {
         pid: u32::try_from(c.pid.as_raw_nonzero().get()).unwrap_or(0),
         uid: c.uid.as_raw(),
         gid: c.gid.as_raw(),
+    })
+}
+
+/// Checks with `lstat` that `dir` may hold `uid`'s private groups (see
+/// [`names::check_private_dir`]).
+fn check_private(dir: &Path, uid: u32) -> Result<(), RendezvousError> {
+    let meta = fs::symlink_metadata(dir).map_err(|source| RendezvousError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let stat = DirStat {
+        is_dir: meta.file_type().is_dir(),
+        uid: meta.uid(),
+        mode: meta.mode() & 0o7777,
+    };
+    names::check_private_dir(stat, uid).map_err(|problem| RendezvousError::Unsafe {
+        path: dir.to_owned(),
+        problem,
     })
 }
 

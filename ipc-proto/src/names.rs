@@ -20,8 +20,9 @@
 //!
 //! # Which directory
 //! - A **private** group (only this user may join; the default) lives in this user's runtime
-//!   directory: `$XDG_RUNTIME_DIR/ipc-pubsub/<group>`, or `/tmp/ipc-pubsub-<uid>/<group>`
-//!   where `XDG_RUNTIME_DIR` is not set ([`private_base`]). Every directory of that path that
+//!   directory: `$XDG_RUNTIME_DIR/ipc-pubsub/<group>` (where the variable is unset,
+//!   `/run/user/<uid>` if that is this user's private directory), else
+//!   `/tmp/ipc-pubsub-<uid>/<group>` ([`private_base`]). Every directory of that path that
 //!   ipc-pubsub creates has mode 0700, and a driver checks the base it did not create
 //!   ([`check_private_dir`]): a directory of another owner, a group- or world-accessible one,
 //!   or a symlink is refused, never used. Other users cannot even connect to these sockets.
@@ -123,14 +124,22 @@ pub fn validate_group(group: &str) -> Result<(), GroupError> {
     Ok(())
 }
 
-/// The directory that holds this user's private groups: `$XDG_RUNTIME_DIR/ipc-pubsub` when
-/// `xdg_runtime_dir` (the variable's value) is an absolute path, else
-/// `/tmp/ipc-pubsub-<uid>`.
-pub fn private_base(xdg_runtime_dir: Option<&Path>, uid: u32) -> PathBuf {
-    match xdg_runtime_dir {
+/// The directory that holds this user's private groups: `<runtime>/ipc-pubsub` when
+/// `runtime_dir` is an absolute path, else `/tmp/ipc-pubsub-<uid>`.
+///
+/// A driver passes `$XDG_RUNTIME_DIR`, or where it is unset (a cron job, `su`, a service
+/// without a login), [`login_runtime_dir`] if that exists as this user's private directory:
+/// so that a process started outside the login session still finds the session's groups.
+pub fn private_base(runtime_dir: Option<&Path>, uid: u32) -> PathBuf {
+    match runtime_dir {
         Some(dir) if dir.is_absolute() => dir.join("ipc-pubsub"),
         _ => PathBuf::from(format!("/tmp/ipc-pubsub-{uid}")),
     }
+}
+
+/// The runtime directory systemd-logind makes for `uid`'s sessions: `/run/user/<uid>`.
+pub fn login_runtime_dir(uid: u32) -> PathBuf {
+    PathBuf::from(format!("/run/user/{uid}"))
 }
 
 /// What a driver read of a directory with `lstat(2)` (never following a symlink).
@@ -308,6 +317,7 @@ mod tests {
             Path::new("/tmp/ipc-pubsub-7")
         );
         assert_eq!(private_base(None, 0), Path::new("/tmp/ipc-pubsub-0"));
+        assert_eq!(login_runtime_dir(1000), Path::new("/run/user/1000"));
     }
 
     #[test]

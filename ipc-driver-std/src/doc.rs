@@ -17,14 +17,15 @@
 //! doc.wait_opened(Duration::from_secs(5))?;
 //! // Fired on the node's dispatch thread when `motors` or anything under it changes.
 //! doc.observe("motors", |value| println!("motors now {value:?}"))?;
-//! // Blocks until the host accepted (the new version) or rejected it (a typed error).
-//! let version = doc.patch(&json!({"$inc": {"retries": 1}}))?;
+//! // Blocks until the host accepted it and a witness holds it, or rejected it (a typed
+//! // error).
+//! let version = doc.patch(&json!({"$inc": {"retries": 1}}))?.version;
 //! let (at, value) = doc.snapshot();
 //! assert!(at >= Some(version) && value["retries"].is_i64());
 //! // Or without blocking: a ticket to wait on later.
 //! let ticket = doc.patch_nowait(&json!({"$set": {"motors.left": 40}}))?;
 //! match ticket.wait() {
-//!     Ok(version) => println!("accepted as version {version}"),
+//!     Ok(c) => println!("accepted as version {}, {} witnesses", c.version, c.witnesses),
 //!     Err(e) => println!("rejected: {e}"),
 //! }
 //! for event in (&events).take(3) {
@@ -54,6 +55,24 @@ use crate::node::REPLY_TIMEOUT;
 use crate::reactor::Request;
 use crate::sys::poll::Waker;
 
+/// The host's acknowledgement of a patch: the version that applied it, and how many
+/// witnesses held it when the host answered.
+///
+/// The host answers once a **witness** (a member other than the host's and this node that
+/// keeps a copy of the group's documents, see [`NodeBuilder::witness`](crate::NodeBuilder::witness))
+/// holds the patch, or at once when the group has no witness for it. With `witnesses` at
+/// least 1, the patch survives the death of any one process, the hub's and this one's
+/// included, even if this process exits right away. With 0 (a group of the hub and this
+/// node alone, say), it is lost if the hub dies before another member holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Committed {
+    /// The version that applied the patch (or, after a hub change, the new host's version
+    /// that includes it).
+    pub version: u64,
+    /// How many members other than the host and this node held it.
+    pub witnesses: u32,
+}
+
 /// Something about a shared document ([`NodeEvent::Doc`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -81,7 +100,8 @@ pub enum DocEvent {
         /// The update.
         update: Update,
     },
-    /// The host accepted this node's patch `ticket` as `version`.
+    /// The host accepted this node's patch `ticket` as `version`, and a witness holds it
+    /// (see [`Committed`]).
     Accepted {
         /// The document.
         doc: String,
@@ -90,6 +110,9 @@ pub enum DocEvent {
         /// The version that applied it (or, after a hub change, the new host's version that
         /// includes it).
         version: u64,
+        /// How many members other than the host and this node held it when the host
+        /// answered ([`Committed::witnesses`]).
+        witnesses: u32,
     },
     /// The host rejected this node's patch `ticket`; the local value no longer includes it.
     Rejected {
@@ -201,7 +224,7 @@ struct DocState {
     /// Why the document is closed (refused, node stopped), once it is.
     closed: Option<String>,
     /// Patches someone may wait for: `None` until answered.
-    answers: HashMap<PatchId, Option<Result<u64, PatchError>>>,
+    answers: HashMap<PatchId, Option<Result<Committed, PatchError>>>,
 }
 
 /// One document, shared by its [`Doc`] handle and the I/O thread.
@@ -279,7 +302,7 @@ pub(crate) struct DocRegistry {
     /// value did (`Paths([])`: only the version).
     dirty: BTreeMap<String, Scope>,
     /// Answers to publish with the values.
-    answers: Vec<(String, PatchId, Result<u64, PatchError>)>,
+    answers: Vec<(String, PatchId, Result<Committed, PatchError>)>,
     opened: Vec<String>,
 }
 
@@ -362,12 +385,19 @@ impl DocRegistry {
                 wall_ms,
                 update,
             },
-            DocEvt::Accepted { name, id, version } => {
-                self.answers.push((name.clone(), id, Ok(version)));
+            DocEvt::Accepted {
+                name,
+                id,
+                version,
+                witnesses,
+            } => {
+                let committed = Committed { version, witnesses };
+                self.answers.push((name.clone(), id, Ok(committed)));
                 DocEvent::Accepted {
                     doc: name,
                     ticket: id.0,
                     version,
+                    witnesses,
                 }
             }
             DocEvt::Rejected { name, id, reason } => {
@@ -574,9 +604,9 @@ impl Doc {
     }
 
     /// Applies `update` (`{"$set": {"a.b": 1}, "$inc": {"n": 2}}`...) and waits until the
-    /// host accepted it (its version) or rejected it. Across hub changes the patch is sent
-    /// again to the new host, so this may wait for a failover.
-    pub fn patch(&self, update: &Value) -> Result<u64, PatchError> {
+    /// host accepted it and a witness holds it ([`Committed`]), or rejected it. Across hub
+    /// changes the patch is sent again to the new host, so this may wait for a failover.
+    pub fn patch(&self, update: &Value) -> Result<Committed, PatchError> {
         self.patch_nowait(update)?.wait()
     }
 
@@ -658,19 +688,20 @@ impl Ticket {
             .is_none_or(Option::is_some)
     }
 
-    /// Waits for the host's answer: the version that applied the patch, or why not.
-    pub fn wait(self) -> Result<u64, PatchError> {
+    /// Waits for the host's answer: the version that applied the patch and its witnesses, or
+    /// why not.
+    pub fn wait(self) -> Result<Committed, PatchError> {
         self.take(None)
             .expect("waiting without a deadline returns an answer")
     }
 
     /// Like [`wait`](Self::wait), at most `timeout`; the ticket is kept on timeout.
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<u64, PatchError> {
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<Committed, PatchError> {
         self.take(Some(timeout))
             .unwrap_or(Err(PatchError::Timeout(timeout)))
     }
 
-    fn take(&self, timeout: Option<Duration>) -> Option<Result<u64, PatchError>> {
+    fn take(&self, timeout: Option<Duration>) -> Option<Result<Committed, PatchError>> {
         let id = self.id;
         self.shared.wait(timeout, |s| match s.answers.get(&id) {
             Some(Some(_)) => s.answers.remove(&id).flatten(),

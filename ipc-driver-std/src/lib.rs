@@ -62,7 +62,7 @@ pub use data::{
     DEFAULT_INLINE_MAX, DEFAULT_MAX_PAYLOAD, Loan, Message, PublisherOptions, SendMode,
     SubscriptionOptions,
 };
-pub use doc::{Doc, DocEvent, PatchError, Ticket};
+pub use doc::{Committed, Doc, DocEvent, PatchError, Ticket};
 pub use error::DriverError;
 pub use events::{CallbackId, EVENT_QUEUE_CAPACITY, Events, NodeEvent};
 pub use node::{DEFAULT_GROUP, Node, NodeBuilder};

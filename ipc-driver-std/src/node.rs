@@ -138,6 +138,32 @@ impl NodeBuilder {
         self
     }
 
+    /// Whether this node keeps a copy of every shared document of the group, opened or not,
+    /// so that a patch acknowledged to its writer survives the death of any one process
+    /// (default yes; see [`Committed`](crate::Committed)). A node that leaves right after its
+    /// work, a one-shot writer, should say no: its copy would be gone when it is needed.
+    /// Witnessing costs the documents' size in memory, within
+    /// [`DocLimits::max_witness_bytes`](ipc_proto::doc::DocLimits::max_witness_bytes), and
+    /// one small receipt to the hub per patch received.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use ipc_driver_std::Node;
+    /// use serde_json::json;
+    ///
+    /// let writer = Node::builder("job").group("robot").witness(false).join()?;
+    /// let doc = writer.open_doc("counters", json!({}))?;
+    /// let committed = doc.patch(&json!({"$inc": {"runs": 1}}))?;
+    /// if committed.witnesses == 0 {
+    ///     eprintln!("version {} is held by the hub alone", committed.version);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn witness(mut self, witness: bool) -> Self {
+        self.options.witness = witness;
+        self
+    }
+
     /// Also let processes of `uid` join, should this node run the hub. By default only the
     /// same uid may join.
     pub fn allow_uid(mut self, uid: u32) -> Self {

@@ -3,7 +3,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use ipc_driver_std::{DocEvent, Node, NodeEvent, PatchError};
+use ipc_driver_std::{Committed, DocEvent, Node, NodeEvent, PatchError};
 use ipc_proto::doc::{DocError, RejectReason};
 use serde_json::json;
 
@@ -35,11 +35,18 @@ fn patches_reach_every_node_and_a_late_opener_gets_the_value() {
     })
     .expect("valid path");
 
-    assert_eq!(da.patch(&json!({"$inc": {"n": 5}})).expect("accepted"), 1);
+    // a runs the hub; b is the witness that holds a's patches.
+    assert_eq!(
+        da.patch(&json!({"$inc": {"n": 5}})).expect("accepted"),
+        Committed {
+            version: 1,
+            witnesses: 1
+        }
+    );
     let v = da
         .patch(&json!({"$set": {"motors.left": 40}}))
         .expect("accepted");
-    assert_eq!(v, 2);
+    assert_eq!(v.version, 2);
     assert!(da.snapshot().0 >= Some(2), "the caller sees its patch");
     assert_eq!(
         seen.recv_timeout(WAIT).expect("the observer fired"),
@@ -56,7 +63,12 @@ fn patches_reach_every_node_and_a_late_opener_gets_the_value() {
     assert_eq!(origin, a.id());
     assert_eq!(update.to_value(), json!({"$set": {"motors.left": 40}}));
     // Only `n` changed since: the observer of motors.left stays quiet.
-    assert_eq!(da.patch(&json!({"$inc": {"n": 1}})).expect("accepted"), 3);
+    assert_eq!(
+        da.patch(&json!({"$inc": {"n": 1}}))
+            .expect("accepted")
+            .version,
+        3
+    );
 
     // A late node, with its own default, gets the current value.
     let c = Node::builder("c").group(&g).join().expect("c joins");
@@ -140,12 +152,19 @@ fn a_ticket_of_a_closed_document_is_answered() {
     let a = Node::builder("a").group(&g).join().expect("a joins");
     let da = a.open_doc("d", json!({"n": 0})).expect("open");
     da.wait_opened(WAIT).expect("opened");
-    assert_eq!(da.patch(&json!({"$inc": {"n": 1}})).expect("accepted"), 1);
+    // Alone in its group: nobody else holds the patch.
+    assert_eq!(
+        da.patch(&json!({"$inc": {"n": 1}})).expect("accepted"),
+        Committed {
+            version: 1,
+            witnesses: 0
+        }
+    );
     // Answered or not by the time the document closes, the ticket never hangs.
     let t = da.patch_nowait(&json!({"$inc": {"n": 1}})).expect("sent");
     drop(da);
     match t.wait_timeout(WAIT) {
-        Ok(v) => assert_eq!(v, 2),
+        Ok(v) => assert_eq!(v.version, 2),
         Err(PatchError::Unanswered(why)) => assert!(why.contains("closed"), "{why}"),
         Err(e) => panic!("{e:?}"),
     }

@@ -79,6 +79,9 @@ pub struct MemberConfig {
     /// ([`Limits::max_frame`]), but not below [`DocLimits::MIN_CHUNK`] and the longest name
     /// and path: a `max_frame` below about 6 KiB leaves no room for documents.
     pub docs: DocLimits,
+    /// Whether this node is a document witness ([`ReplicaConfig::witness`]); an observer
+    /// never is.
+    pub witness: bool,
 }
 
 /// What an application chooses for a node, the same whatever the driver: drivers keep one
@@ -105,6 +108,10 @@ pub struct NodeOptions {
     /// Whether this node may run the group's hub (see [`SpokeConfig::hub_eligible`]).
     /// Default yes.
     pub hub_eligible: bool,
+    /// Whether this node keeps a copy of every shared document of the group, so that a
+    /// patch acknowledged to its writer survives any one death ([`ReplicaConfig::witness`]).
+    /// Default yes; a one-shot writer that leaves right after its work should say no.
+    pub witness: bool,
 }
 
 impl NodeOptions {
@@ -118,6 +125,7 @@ impl NodeOptions {
             limits: Limits::default(),
             self_delivery: false,
             hub_eligible: true,
+            witness: true,
         }
     }
 
@@ -161,6 +169,7 @@ impl NodeOptions {
             .access(self.access.clone());
         hub.limits = self.limits.clone();
         MemberConfig {
+            witness: self.witness && data.is_some(),
             spoke,
             hub,
             data,
@@ -487,7 +496,9 @@ impl Member {
         let admission = Admission::new(&config.spoke.limits);
         let spoke = Spoke::new(config.spoke, now);
         let mut replica = ReplicaConfig::new(spoke.id());
-        replica.limits(docs);
+        replica
+            .limits(docs)
+            .witness(config.witness && !spoke.is_observer());
         Self {
             hub_config: config.hub,
             rng,
@@ -922,7 +933,8 @@ impl Member {
             self.doc_gather = Some((Some(now + self.hub_config.grace), BTreeSet::new()));
             let mut host = HostConfig::default();
             host.limits(self.replica.limits().clone())
-                .gather_timeout(self.hub_config.grace + self.hub_config.keepalive);
+                .gather_timeout(self.hub_config.grace + self.hub_config.keepalive)
+                .node(self.spoke.id());
             self.host = Some(DocHost::new(host, now));
             self.hub = Some(Hub::new(cfg, seed, now));
             debug!(node = %self.spoke.id(), "this node runs the hub");

@@ -111,9 +111,10 @@ fn a_frame_claiming_u32_max_bytes_fails_before_anything_is_buffered() {
 
 #[test]
 fn a_hello_with_a_huge_string_length_is_refused_without_allocating() {
-    // Tag 1, version 1, member: Some, node id 5, then a name claiming 2^60 bytes (varint
+    // Tag 1, the version, member: Some, node id 5, then a name claiming 2^60 bytes (varint
     // 0xFD + u64 LE).
-    let mut body = vec![1, 1, 1, 5, 0xFD];
+    let version = u8::try_from(wire::PROTOCOL_VERSION).expect("one byte below 251");
+    let mut body = vec![1, version, 1, 5, 0xFD];
     body.extend_from_slice(&(1u64 << 60).to_le_bytes());
     // bincode stops at its own allocation cap (16 MiB). `len` is the length of what follows
     // the tag and the version, not the claimed length.

@@ -22,7 +22,7 @@ use std::io::BufRead;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ipc_driver_std::{Node, PatchError, Ticket};
+use ipc_driver_std::{Committed, Node, PatchError, Ticket};
 use ipc_proto::doc::RejectReason;
 use serde_json::{Value, json};
 
@@ -82,9 +82,9 @@ pub fn main(args: &[String]) -> ExitCode {
     }
 }
 
-fn answer(r: Result<u64, PatchError>) -> Value {
+fn answer(r: Result<Committed, PatchError>) -> Value {
     match r {
-        Ok(version) => json!({"event": "answer", "version": version}),
+        Ok(c) => json!({"event": "answer", "version": c.version, "witnesses": c.witnesses}),
         Err(e) => {
             let conflict = match &e {
                 PatchError::Rejected(RejectReason::Conflict { path, .. }) => Some(path.to_string()),

@@ -28,7 +28,11 @@ fn hello(version: u8) -> Vec<u8> {
         horizon: Default::default(),
     }));
     // [len u32][tag][version varint]: the version is byte 5 and fits one byte below 251.
-    assert_eq!(f[5], 1, "protocol version 1 encodes as one byte");
+    assert_eq!(
+        u16::from(f[5]),
+        ipc_proto::wire::PROTOCOL_VERSION,
+        "the protocol version encodes as one byte"
+    );
     f[5] = version;
     f
 }
@@ -53,7 +57,7 @@ fn every_kind_of_bad_input_gets_the_offender_disconnected() {
         goodbye,
         Frame::Goodbye(ipc_proto::CloseReason::VersionMismatch {
             theirs: 99,
-            ours: 1
+            ours: ipc_proto::wire::PROTOCOL_VERSION
         })
     );
 

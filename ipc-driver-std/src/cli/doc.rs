@@ -81,8 +81,8 @@ pub(super) fn run(group: &GroupArgs, args: &DocArgs) -> Result<()> {
             Ok(())
         }
         DocAction::Patch { update } => match doc.patch(update) {
-            Ok(version) => {
-                println!("{version}");
+            Ok(committed) => {
+                println!("{}", committed.version);
                 Ok(())
             }
             Err(e) => Err(CliError::Failed(e.to_string())),

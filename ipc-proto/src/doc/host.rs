@@ -1,6 +1,6 @@
 //! The document host: the hub's side of shared documents, the source of truth.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -20,6 +20,9 @@ pub struct HostConfig {
     /// The longest the host gathers replicas' states before it settles on its own, should
     /// [`HostInput::Settled`] never come. Default 2 s.
     pub gather_timeout: Duration,
+    /// The node running this host, if it has a replica of its own: that replica dies with
+    /// the host, so it never counts as a witness. Default `None`.
+    pub node: Option<NodeId>,
 }
 
 impl Default for HostConfig {
@@ -27,6 +30,7 @@ impl Default for HostConfig {
         Self {
             limits: DocLimits::default(),
             gather_timeout: Duration::from_secs(2),
+            node: None,
         }
     }
 }
@@ -41,6 +45,12 @@ impl HostConfig {
     /// Sets [`gather_timeout`](Self::gather_timeout).
     pub fn gather_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.gather_timeout = timeout;
+        self
+    }
+
+    /// Sets [`node`](Self::node).
+    pub fn node(&mut self, node: NodeId) -> &mut Self {
+        self.node = Some(node);
         self
     }
 }
@@ -253,11 +263,29 @@ struct Incoming {
 #[derive(Debug)]
 struct Link {
     node: NodeId,
-    /// Documents this link has open (answered), with the opening number.
+    /// Whether its replica is a witness: it is sent every document, and its receipts count.
+    witness: bool,
+    /// Documents this link has open (answered), with the opening number (0: sent to a
+    /// witness unasked).
     open: BTreeMap<String, u64>,
+    /// The version of each document this witness said it holds.
+    have: BTreeMap<String, u64>,
+    /// How many of its patches wait for a witness ([`AckWait`]).
+    acks: usize,
     /// Openings received while gathering, answered when the host settles.
     waiting: BTreeMap<String, u64>,
     incoming: Option<Incoming>,
+}
+
+/// A patch accepted (or found applied on a resend) whose origin is not answered yet: the
+/// answer waits until a witness holds `version`.
+#[derive(Debug)]
+struct AckWait {
+    peer: PeerId,
+    origin: NodeId,
+    name: String,
+    seq: u64,
+    version: u64,
 }
 
 /// What gathering collected for one document.
@@ -295,6 +323,10 @@ pub struct DocHost {
     /// Nodes declared gone, with when (a counter): their marks are evicted first.
     gone: BTreeMap<NodeId, u64>,
     gone_clock: u64,
+    /// The node running this host: never a witness.
+    node: Option<NodeId>,
+    /// Answers waiting for a witness, in the order the patches came.
+    acks: VecDeque<AckWait>,
     out: VecDeque<HostOutput>,
 }
 
@@ -315,6 +347,8 @@ impl DocHost {
             waiting: Vec::new(),
             gone: BTreeMap::new(),
             gone_clock: 0,
+            node: config.node,
+            acks: VecDeque::new(),
             out: VecDeque::new(),
         }
     }
@@ -408,7 +442,10 @@ impl DocHost {
         trace!(%peer, msg = msg.name(), doc = msg.doc(), "doc message from replica");
         let link = self.links.entry(peer).or_insert_with(|| Link {
             node,
+            witness: false,
             open: BTreeMap::new(),
+            have: BTreeMap::new(),
+            acks: 0,
             waiting: BTreeMap::new(),
             incoming: None,
         });
@@ -435,8 +472,18 @@ impl DocHost {
                 len,
                 chunk,
             } => {
-                if link.open.contains_key(&name) || link.waiting.contains_key(&name) {
+                if open == 0 {
+                    return self.misbehaved(peer, format!("opened `{name}` as number 0"));
+                }
+                if link.open.get(&name).is_some_and(|o| *o != 0) || link.waiting.contains_key(&name)
+                {
                     return self.misbehaved(peer, format!("opened `{name}` twice"));
+                }
+                // Sent to this witness unasked: the replica's own opening replaces that.
+                if link.open.remove(&name).is_some()
+                    && let Some(doc) = self.docs.get_mut(&name)
+                {
+                    doc.openers.remove(&peer);
                 }
                 let incoming = Incoming {
                     name,
@@ -475,12 +522,38 @@ impl DocHost {
             }
             DocMsg::Close { name } => {
                 link.waiting.remove(&name);
+                link.have.remove(&name);
                 if link.open.remove(&name).is_some()
                     && let Some(doc) = self.docs.get_mut(&name)
                 {
                     doc.openers.remove(&peer);
                 }
                 trace!(%peer, %name, "closed");
+                self.try_acks();
+            }
+            DocMsg::Witness => {
+                if link.witness {
+                    return self.misbehaved(peer, "a second witness message".into());
+                }
+                link.witness = true;
+                debug!(%peer, node = %link.node, "a witness");
+                if !self.is_gathering() {
+                    self.enroll(peer);
+                }
+            }
+            DocMsg::Have { name, version } => {
+                if !link.witness {
+                    return self.misbehaved(peer, "a receipt from no witness".into());
+                }
+                let host_version = self.docs.get(&name).map(|d| d.state.version);
+                if !link.open.contains_key(&name) || host_version.is_none_or(|v| version > v) {
+                    // After a close, or a lie that would only weaken its own group.
+                    trace!(%peer, %name, version, "a receipt for no document held: ignored");
+                    return;
+                }
+                let have = link.have.entry(name).or_insert(0);
+                *have = (*have).max(version);
+                self.try_acks();
             }
             DocMsg::More(_) => self.misbehaved(peer, "a chunk with no body in transfer".into()),
             other => self.misbehaved(peer, format!("a host's message: {}", other.name())),
@@ -564,6 +637,34 @@ impl DocHost {
         }
         self.register(peer, &name, open);
         self.send_state(peer, &name, open);
+        // A new document: every witness gets it.
+        let witnesses: Vec<PeerId> = self
+            .links
+            .iter()
+            .filter(|(p, l)| **p != peer && l.witness && !l.open.contains_key(&name))
+            .map(|(p, _)| *p)
+            .collect();
+        for w in witnesses {
+            self.register(w, &name, 0);
+            self.send_state(w, &name, 0);
+        }
+    }
+
+    /// Sends a new witness every document it does not have open.
+    fn enroll(&mut self, peer: PeerId) {
+        let Some(link) = self.links.get(&peer) else {
+            return;
+        };
+        let names: Vec<String> = self
+            .docs
+            .keys()
+            .filter(|n| !link.open.contains_key(*n) && !link.waiting.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in names {
+            self.register(peer, &name, 0);
+            self.send_state(peer, &name, 0);
+        }
     }
 
     fn refuse(&mut self, peer: PeerId, name: String, open: u64) {
@@ -633,14 +734,7 @@ impl DocHost {
             Seen::Accepted => {
                 trace!(%name, %origin, seq, "a resend of an applied patch");
                 let version = doc.state.version;
-                return self.send(
-                    peer,
-                    DocMsg::Ack {
-                        name: name.to_owned(),
-                        seq,
-                        version,
-                    },
-                );
+                return self.wait_ack(peer, origin, name, seq, version);
             }
             Seen::Rejected => Err(RejectReason::Earlier),
             Seen::Unknown => Err(RejectReason::Unknown),
@@ -686,6 +780,7 @@ impl DocHost {
                     origin,
                     seq,
                 });
+                self.wait_ack(peer, origin, name, seq, version);
             }
             Err(reason) => {
                 debug!(%name, %origin, seq, %reason, "rejected");
@@ -706,6 +801,91 @@ impl DocHost {
                 });
             }
         }
+    }
+
+    // ---- acknowledgements ----
+
+    /// Answers `origin`'s patch `seq` once a witness holds `version` (at once if the group has
+    /// no witness for it).
+    fn wait_ack(&mut self, peer: PeerId, origin: NodeId, name: &str, seq: u64, version: u64) {
+        let max = self.limits.max_pending;
+        let Some(link) = self.links.get_mut(&peer) else {
+            return;
+        };
+        // A replica never has more than max_pending patches of a document unanswered.
+        if link.acks >= max * link.open.len().max(1) {
+            return self.misbehaved(
+                peer,
+                "more unanswered patches than a replica may have".into(),
+            );
+        }
+        link.acks += 1;
+        self.acks.push_back(AckWait {
+            peer,
+            origin,
+            name: name.to_owned(),
+            seq,
+            version,
+        });
+        self.try_acks();
+    }
+
+    /// Witnesses of `name` for a patch of `origin` (links other than the host's node and the
+    /// origin's), and how many of them hold `version`.
+    fn witnesses(&self, name: &str, origin: NodeId, version: u64) -> (u32, u32) {
+        let (mut eligible, mut holders) = (0, 0);
+        for link in self.links.values() {
+            if !link.witness
+                || link.node == origin
+                || Some(link.node) == self.node
+                || !link.open.contains_key(name)
+            {
+                continue;
+            }
+            eligible += 1;
+            if link.have.get(name).is_some_and(|v| *v >= version) {
+                holders += 1;
+            }
+        }
+        (eligible, holders)
+    }
+
+    /// Sends every answer whose patch a witness now holds, or that has no witness left to
+    /// wait for; an origin's answers for a document go in order.
+    fn try_acks(&mut self) {
+        let mut blocked: BTreeSet<(PeerId, String)> = BTreeSet::new();
+        let mut keep = VecDeque::new();
+        for w in std::mem::take(&mut self.acks) {
+            if !self.links.contains_key(&w.peer) {
+                continue;
+            }
+            let key = (w.peer, w.name);
+            if blocked.contains(&key) {
+                keep.push_back(AckWait { name: key.1, ..w });
+                continue;
+            }
+            let (peer, name) = key;
+            let (eligible, holders) = self.witnesses(&name, w.origin, w.version);
+            let Some(version) = self.version(&name).filter(|_| holders > 0 || eligible == 0) else {
+                blocked.insert((peer, name.clone()));
+                keep.push_back(AckWait { name, ..w });
+                continue;
+            };
+            trace!(%name, origin = %w.origin, seq = w.seq, witnesses = holders, "acknowledged");
+            if let Some(link) = self.links.get_mut(&peer) {
+                link.acks = link.acks.saturating_sub(1);
+            }
+            self.send(
+                peer,
+                DocMsg::Ack {
+                    name,
+                    seq: w.seq,
+                    version,
+                    witnesses: holders,
+                },
+            );
+        }
+        self.acks = keep;
     }
 
     // ---- gathering ----
@@ -779,6 +959,15 @@ impl DocHost {
             let (version, body) = &bodies[&name];
             self.send_body(peer, &name, open, *version, body);
         }
+        let witnesses: Vec<PeerId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.witness)
+            .map(|(p, _)| *p)
+            .collect();
+        for w in witnesses {
+            self.enroll(w);
+        }
         self.emit(HostEvt::Settled {
             docs: self.docs.len(),
             timed_out,
@@ -810,6 +999,10 @@ impl DocHost {
             }
         }
         trace!(%peer, "link forgotten");
+        if link.witness {
+            // Answers that waited for it may have no witness left.
+            self.try_acks();
+        }
     }
 
     fn misbehaved(&mut self, peer: PeerId, reason: String) {

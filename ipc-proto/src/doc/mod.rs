@@ -212,6 +212,10 @@ pub struct DocLimits {
     pub log_window: usize,
     /// Most bytes the conflict log's paths may take. Default 64 KiB.
     pub max_log_bytes: usize,
+    /// Most bytes of documents a witness holds without having opened them (their values'
+    /// compact JSON when their states arrived; patches since may grow each up to
+    /// `max_value`). Default 64 MiB.
+    pub max_witness_bytes: usize,
 }
 
 impl Default for DocLimits {
@@ -225,6 +229,7 @@ impl Default for DocLimits {
             max_pending: HOLE_WINDOW as usize,
             log_window: 256,
             max_log_bytes: 64 * 1024,
+            max_witness_bytes: 64 << 20,
         }
     }
 }
@@ -249,6 +254,7 @@ impl DocLimits {
             max_pending: self.max_pending.clamp(1, HOLE_WINDOW as usize),
             log_window: self.log_window.max(1),
             max_log_bytes: self.max_log_bytes.clamp(1024, 16 << 20),
+            max_witness_bytes: self.max_witness_bytes,
         }
     }
 

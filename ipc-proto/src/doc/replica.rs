@@ -1,6 +1,6 @@
 //! The document replica: a node's side of shared documents.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
 use serde_json::Value;
@@ -22,6 +22,12 @@ pub struct ReplicaConfig {
     pub node: NodeId,
     /// Bounds (brought into range by [`DocLimits::validated`]); the host's should be the same.
     pub limits: DocLimits,
+    /// Whether this node is a **witness**: it keeps a copy of every document of the group,
+    /// opened or not, within [`DocLimits::max_docs`] and [`DocLimits::max_witness_bytes`],
+    /// and confirms to the host what it holds, so that a patch acknowledged to its writer
+    /// survives the death of any one process (see the [module docs](super)). Default yes;
+    /// a node that will not outlive its work (a one-shot writer) should say no.
+    pub witness: bool,
 }
 
 impl ReplicaConfig {
@@ -30,12 +36,19 @@ impl ReplicaConfig {
         Self {
             node,
             limits: DocLimits::default(),
+            witness: true,
         }
     }
 
     /// Sets [`limits`](Self::limits).
     pub fn limits(&mut self, limits: DocLimits) -> &mut Self {
         self.limits = limits;
+        self
+    }
+
+    /// Sets [`witness`](Self::witness).
+    pub fn witness(&mut self, witness: bool) -> &mut Self {
+        self.witness = witness;
         self
     }
 }
@@ -126,6 +139,11 @@ pub enum DocEvt {
     /// The host accepted this node's patch `id` (edge, exactly once per patch, or
     /// [`Rejected`](Self::Rejected)). `version` is the version that applied it, or, when a
     /// state from a new host showed it applied, that state's version.
+    ///
+    /// The host answers once a witness holds the patch, or at once when the group has no
+    /// witness for it: `witnesses` says which. At least 1, the patch survives the death of
+    /// any one process, the host's and this node's included; 0, it is lost if the host dies
+    /// before another member opens the document (see the [module docs](super)).
     Accepted {
         /// The document.
         name: String,
@@ -133,6 +151,8 @@ pub enum DocEvt {
         id: PatchId,
         /// See above.
         version: u64,
+        /// How many members other than the host and this node held it when the host answered.
+        witnesses: u32,
     },
     /// The host rejected this node's patch `id`: the local value no longer includes it (edge,
     /// exactly once per patch, or [`Accepted`](Self::Accepted)).
@@ -160,6 +180,16 @@ pub enum DocEvt {
         /// Why.
         reason: Refusal,
     },
+    /// This witness keeps no copy of `name`: it would exceed [`DocLimits::max_docs`] or
+    /// [`DocLimits::max_witness_bytes`] (edge, once per document and hub).
+    NotWitnessed {
+        /// The document.
+        name: String,
+        /// The documents this node holds as a witness.
+        docs: usize,
+        /// Their values' size, as compact JSON.
+        bytes: usize,
+    },
     /// The hub broke the document protocol; [`ReplicaOutput::Disconnect`] follows (edge).
     HubMisbehaved {
         /// What it did.
@@ -178,6 +208,7 @@ impl DocEvt {
             Self::Rejected { .. } => "Rejected",
             Self::Resynced { .. } => "Resynced",
             Self::Refused { .. } => "Refused",
+            Self::NotWitnessed { .. } => "NotWitnessed",
             Self::HubMisbehaved { .. } => "HubMisbehaved",
         }
     }
@@ -261,18 +292,36 @@ struct Pending {
     local_ok: bool,
 }
 
-/// One open document.
+/// One of this node's patches in the host's history, whose acknowledgement waits for a
+/// witness to hold it.
+#[derive(Debug)]
+struct Unacked {
+    patch: Pending,
+    /// The version that applied it.
+    version: u64,
+}
+
+/// One document: open, or held as a witness (*passive*).
 #[derive(Debug)]
 struct Doc {
-    /// This opening's number (new on each `open` and each `HubUp`).
+    /// This opening's number (new on each `open` and each `HubUp`; 0 for a document the
+    /// host sent this witness unasked).
     open: u64,
     base: Base,
     phase: Phase,
     pending: VecDeque<Pending>,
-    /// `base` with the pending patches applied.
+    /// Patches applied by the host, not acknowledged yet.
+    unacked: VecDeque<Unacked>,
+    /// `base` with the pending patches applied (`Null` while passive).
     local: Value,
     /// The next origin_seq to assign.
     next_seq: u64,
+    /// Held as a witness only: the application has not opened it, nothing is reported.
+    passive: bool,
+    /// [`DocEvt::Opened`] was reported.
+    announced: bool,
+    /// While passive: its value's size when its state arrived, counted in the budget.
+    bytes: usize,
 }
 
 impl Doc {
@@ -312,6 +361,11 @@ struct Incoming {
 pub struct DocReplica {
     node: NodeId,
     limits: DocLimits,
+    witness: bool,
+    /// Documents whose version the host should hear (witnesses only).
+    receipts: BTreeSet<String>,
+    /// The passive documents' [`Doc::bytes`], summed.
+    witnessed_bytes: usize,
     hub_up: bool,
     docs: BTreeMap<String, Doc>,
     next_open: u64,
@@ -327,6 +381,9 @@ impl DocReplica {
         Self {
             node: config.node,
             limits: config.limits.validated(),
+            witness: config.witness,
+            receipts: BTreeSet::new(),
+            witnessed_bytes: 0,
             hub_up: false,
             docs: BTreeMap::new(),
             next_open: 1,
@@ -353,30 +410,38 @@ impl DocReplica {
         self.hub_up
     }
 
+    /// Whether this node is a witness ([`ReplicaConfig::witness`]).
+    pub fn is_witness(&self) -> bool {
+        self.witness
+    }
+
     /// The open documents.
     pub fn docs(&self) -> impl Iterator<Item = &str> + '_ {
-        self.docs.keys().map(String::as_str)
+        self.docs
+            .iter()
+            .filter(|(_, d)| !d.passive)
+            .map(|(n, _)| n.as_str())
     }
 
     /// Whether `name` is open.
     pub fn is_open(&self, name: &str) -> bool {
-        self.docs.contains_key(name)
+        self.open_doc(name).is_some()
     }
 
     /// Whether `name` follows the host: its state arrived on the current link.
     pub fn is_synced(&self, name: &str) -> bool {
-        self.docs.get(name).is_some_and(|d| d.phase.is_live())
+        self.open_doc(name).is_some_and(|d| d.phase.is_live())
     }
 
     /// The local value: the confirmed value with this node's pending patches applied (the
     /// default with them, until the host answers the opening).
     pub fn value(&self, name: &str) -> Option<&Value> {
-        self.docs.get(name).map(|d| &d.local)
+        self.open_doc(name).map(|d| &d.local)
     }
 
     /// The value the host last confirmed (`None` until it answered the opening).
     pub fn confirmed(&self, name: &str) -> Option<&Value> {
-        match &self.docs.get(name)?.base {
+        match &self.open_doc(name)?.base {
             Base::Confirmed(s) => Some(&s.value),
             Base::Default(_) => None,
         }
@@ -384,18 +449,39 @@ impl DocReplica {
 
     /// The version the host last confirmed (`None` until it answered the opening).
     pub fn version(&self, name: &str) -> Option<u64> {
-        match &self.docs.get(name)?.base {
+        match &self.open_doc(name)?.base {
             Base::Confirmed(s) => Some(s.version),
             Base::Default(_) => None,
         }
     }
 
-    /// This node's patches of `name` that the host has not answered, oldest first.
+    /// This node's patches of `name` that the host has not answered, oldest first: those
+    /// not applied yet, then those applied and waiting for a witness.
     pub fn pending(&self, name: &str) -> impl Iterator<Item = PatchId> + '_ {
+        self.open_doc(name).into_iter().flat_map(|d| {
+            let unacked = d.unacked.iter().map(|u| u.patch.id);
+            unacked.chain(d.pending.iter().map(|p| p.id))
+        })
+    }
+
+    /// The documents this witness holds without the application having opened them, with
+    /// the version of each copy.
+    pub fn witnessed(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
         self.docs
-            .get(name)
-            .into_iter()
-            .flat_map(|d| d.pending.iter().map(|p| p.id))
+            .iter()
+            .filter(|(_, d)| d.passive)
+            .map(|(n, d)| (n.as_str(), d.base.version()))
+    }
+
+    /// How many bytes (their values' compact JSON when their states arrived) the
+    /// [`witnessed`](Self::witnessed) documents take, against
+    /// [`DocLimits::max_witness_bytes`].
+    pub fn witnessed_bytes(&self) -> usize {
+        self.witnessed_bytes
+    }
+
+    fn open_doc(&self, name: &str) -> Option<&Doc> {
+        self.docs.get(name).filter(|d| !d.passive)
     }
 
     // ---- inputs ----
@@ -432,23 +518,52 @@ impl DocReplica {
         self.limits
             .check_name(name)
             .map_err(|reason| DocError::InvalidName { reason })?;
-        if self.docs.contains_key(name) {
+        if self.is_open(name) {
             return Err(DocError::AlreadyOpen { name: name.into() });
         }
-        if self.docs.len() >= self.limits.max_docs {
+        if self.docs().count() >= self.limits.max_docs {
             return Err(DocError::TooManyDocs {
                 max: self.limits.max_docs,
             });
         }
         check_local(&default, "default value", &self.limits)?;
+        if let Some(doc) = self.docs.get_mut(name) {
+            // Held as a witness: it is the host's already.
+            doc.passive = false;
+            self.witnessed_bytes = self.witnessed_bytes.saturating_sub(doc.bytes);
+            doc.bytes = 0;
+            doc.local = doc.base.value().clone();
+            debug!(%name, "opened locally, from the witness's copy");
+            if doc.phase.is_live() {
+                doc.announced = true;
+                let version = doc.base.version();
+                let changed = doc.local != default;
+                self.emit(DocEvt::Opened {
+                    name: name.to_owned(),
+                    version,
+                });
+                if changed {
+                    self.emit(DocEvt::Changed {
+                        name: name.to_owned(),
+                        version,
+                        scope: Scope::Root,
+                    });
+                }
+            }
+            return Ok(());
+        }
         let open = self.next_open();
         let mut doc = Doc {
             open,
             base: Base::Default(default.clone()),
             phase: Phase::Offline,
             pending: VecDeque::new(),
+            unacked: VecDeque::new(),
             local: default,
             next_seq: 1,
+            passive: false,
+            announced: false,
+            bytes: 0,
         };
         debug!(%name, "opened locally");
         if self.hub_up {
@@ -476,8 +591,9 @@ impl DocReplica {
         let doc = self
             .docs
             .get_mut(name)
+            .filter(|d| !d.passive)
             .ok_or_else(|| DocError::NotOpen { name: name.into() })?;
-        if doc.pending.len() >= limits.max_pending {
+        if doc.pending.len() + doc.unacked.len() >= limits.max_pending {
             return Err(DocError::PendingFull {
                 name: name.into(),
                 max: limits.max_pending,
@@ -532,24 +648,58 @@ impl DocReplica {
     }
 
     /// Closes `name`. Its pending patches are abandoned: they may still be applied by the
-    /// host, but get no answer.
+    /// host, but get no answer. A witness keeps holding the host's state of it.
     pub fn close(&mut self, now: Instant, name: &str) -> Result<(), DocError> {
         let _ = now;
-        let doc = self
-            .docs
-            .remove(name)
-            .ok_or_else(|| DocError::NotOpen { name: name.into() })?;
-        debug!(%name, pending = doc.pending.len(), "closed");
+        if !self.is_open(name) {
+            return Err(DocError::NotOpen { name: name.into() });
+        }
+        let mut doc = self.docs.remove(name).expect("checked above");
+        debug!(%name, pending = doc.pending.len() + doc.unacked.len(), "closed");
+        if self.witness
+            && let Base::Confirmed(state) = &doc.base
+        {
+            let bytes = json_len(&state.value);
+            if self.fits(bytes) {
+                doc.passive = true;
+                doc.announced = false;
+                doc.pending.clear();
+                doc.unacked.clear();
+                doc.local = Value::Null;
+                doc.bytes = bytes;
+                self.witnessed_bytes += bytes;
+                self.docs.insert(name.to_owned(), doc);
+                return Ok(());
+            }
+        }
         if self.hub_up && doc.phase != Phase::Offline {
             self.send(DocMsg::Close { name: name.into() });
         }
         Ok(())
     }
 
+    /// Whether one more passive document of `bytes` fits the witness's budget.
+    fn fits(&self, bytes: usize) -> bool {
+        let passive = self.docs.values().filter(|d| d.passive).count();
+        passive < self.limits.max_docs
+            && self.witnessed_bytes.saturating_add(bytes) <= self.limits.max_witness_bytes
+    }
+
     // ---- poll ----
 
     /// The next thing for the driver to do; drain until `None`.
+    ///
+    /// A witness's receipts go last, one per document for everything it received since the
+    /// last drain.
     pub fn poll_output(&mut self) -> Option<ReplicaOutput> {
+        if self.out.is_empty() && !self.receipts.is_empty() {
+            for name in std::mem::take(&mut self.receipts) {
+                if let Some(doc) = self.docs.get(&name).filter(|d| d.phase.is_live()) {
+                    let version = doc.base.version();
+                    self.send(DocMsg::Have { name, version });
+                }
+            }
+        }
         self.out.pop_front()
     }
 
@@ -566,6 +716,9 @@ impl DocReplica {
         }
         debug!(docs = self.docs.len(), "hub up: opening documents");
         self.hub_up = true;
+        if self.witness {
+            self.send(DocMsg::Witness);
+        }
         let names: Vec<String> = self.docs.keys().cloned().collect();
         for name in names {
             let mut doc = self.docs.remove(&name).expect("listed above");
@@ -582,10 +735,14 @@ impl DocReplica {
         debug!("hub down");
         self.hub_up = false;
         self.incoming = None;
+        self.receipts.clear();
         for (name, doc) in &mut self.docs {
             doc.set_phase(name, Phase::Offline);
             for p in &mut doc.pending {
                 p.in_flight = false;
+            }
+            for u in &mut doc.unacked {
+                u.patch.in_flight = false;
             }
         }
     }
@@ -674,7 +831,12 @@ impl DocReplica {
                 version,
                 reason,
             } => self.on_answer(&name, seq, version, Err(reason)),
-            DocMsg::Ack { name, seq, version } => self.on_answer(&name, seq, version, Ok(())),
+            DocMsg::Ack {
+                name,
+                seq,
+                version,
+                witnesses,
+            } => self.on_answer(&name, seq, version, Ok(witnesses)),
             DocMsg::Refused { name, open, reason } => {
                 if self.docs.get(&name).is_some_and(|d| d.open == open) {
                     warn!(%name, %reason, "opening refused");
@@ -700,6 +862,9 @@ impl DocReplica {
             Ok(state) => state,
             Err(e) => return self.misbehaved(format!("an invalid state of `{name}`: {e}")),
         };
+        if open == 0 && !self.docs.contains_key(&name) {
+            return self.witness_state(name, state);
+        }
         let Some(doc) = self.docs.get_mut(&name).filter(|d| d.open == open) else {
             trace!(%name, open, "a state for an earlier opening: dropped");
             return;
@@ -707,7 +872,25 @@ impl DocReplica {
         if doc.phase == Phase::Offline {
             return;
         }
-        let first = matches!(doc.base, Base::Default(_));
+        if self.witness {
+            self.receipts.insert(name.clone());
+        }
+        if doc.passive {
+            let bytes = json_len(&state.value);
+            self.witnessed_bytes = self.witnessed_bytes - doc.bytes + bytes;
+            doc.bytes = bytes;
+            doc.base = Base::Confirmed(state);
+            doc.set_phase(&name, Phase::Synced);
+            return;
+        }
+        let first = !doc.announced;
+        doc.announced = true;
+        // Applied patches that a host must acknowledge again (this one did not yet): its
+        // marks say whether they are still in the history.
+        while let Some(at) = doc.unacked.iter().rposition(|u| !u.patch.in_flight) {
+            let u = doc.unacked.remove(at).expect("found above");
+            doc.pending.push_front(u.patch);
+        }
         // Patches made before the first state count as made against it; a state older than
         // what a patch was made against means versions were lost in a failover: check the
         // patch against everything since the state.
@@ -741,6 +924,41 @@ impl DocReplica {
         self.send_pending(&name);
     }
 
+    /// A state the host sent this witness unasked: kept as a passive document if the budget
+    /// allows.
+    fn witness_state(&mut self, name: String, state: DocState) {
+        if !self.witness {
+            return self.misbehaved(format!("a state of `{name}`, which this node did not open"));
+        }
+        let bytes = json_len(&state.value);
+        if !self.fits(bytes) {
+            let docs = self.docs.values().filter(|d| d.passive).count();
+            warn!(%name, docs, bytes = self.witnessed_bytes, "witness budget full: no copy kept");
+            self.send(DocMsg::Close { name: name.clone() });
+            return self.emit(DocEvt::NotWitnessed {
+                name,
+                docs,
+                bytes: self.witnessed_bytes,
+            });
+        }
+        trace!(%name, version = state.version, "witnessing");
+        self.witnessed_bytes += bytes;
+        self.receipts.insert(name.clone());
+        let doc = Doc {
+            open: 0,
+            next_seq: state.marks.last(self.node) + 1,
+            base: Base::Confirmed(state),
+            phase: Phase::Synced,
+            pending: VecDeque::new(),
+            unacked: VecDeque::new(),
+            local: Value::Null,
+            passive: true,
+            announced: false,
+            bytes,
+        };
+        self.docs.insert(name, doc);
+    }
+
     fn on_patched(
         &mut self,
         name: &str,
@@ -771,6 +989,12 @@ impl DocReplica {
             warn!(%name, version, %e, "a broadcast does not apply");
             return self.resync(name);
         }
+        if self.witness {
+            self.receipts.insert(name.to_owned());
+        }
+        if doc.passive {
+            return;
+        }
         // This node's oldest pending patch, applied locally in the same place: the local
         // value already is what it becomes.
         let own_head = origin == node
@@ -796,12 +1020,31 @@ impl DocReplica {
     }
 
     /// A rejection, or an acknowledgement of a resend.
-    fn on_answer(&mut self, name: &str, seq: u64, version: u64, answer: Result<(), RejectReason>) {
+    fn on_answer(&mut self, name: &str, seq: u64, version: u64, answer: Result<u32, RejectReason>) {
         let node = self.node;
-        let Some(doc) = self.docs.get_mut(name).filter(|d| d.phase.is_live()) else {
+        let Some(doc) = self
+            .docs
+            .get_mut(name)
+            .filter(|d| d.phase.is_live() && !d.passive)
+        else {
             trace!(%name, seq, "an answer for no live document: dropped");
             return;
         };
+        if let Ok(witnesses) = answer
+            && let Some(at) = doc
+                .unacked
+                .iter()
+                .position(|u| u.patch.in_flight && u.patch.seq == Some(seq))
+        {
+            // Applied before, now held by a witness (or by nobody else there is).
+            let u = doc.unacked.remove(at).expect("found above");
+            return self.emit(DocEvt::Accepted {
+                name: name.into(),
+                id: u.patch.id,
+                version: u.version,
+                witnesses,
+            });
+        }
         let Some(at) = doc
             .pending
             .iter()
@@ -813,17 +1056,18 @@ impl DocReplica {
         let p = doc.pending.remove(at).expect("found above");
         let confirmed = doc.base.version();
         let consistent = match (&answer, &doc.base) {
-            (Ok(()), Base::Confirmed(s)) => s.marks.seen(node, seq) == Seen::Accepted,
+            (Ok(_), Base::Confirmed(s)) => s.marks.seen(node, seq) == Seen::Accepted,
             _ => confirmed == version,
         };
         let mut paths: Vec<Path> = p.update.paths().cloned().collect();
         paths.extend(doc.pending.iter().flat_map(|p| p.update.paths().cloned()));
         let before = rebuild(doc, &self.limits);
         self.emit(match answer {
-            Ok(()) => DocEvt::Accepted {
+            Ok(witnesses) => DocEvt::Accepted {
                 name: name.into(),
                 id: p.id,
                 version,
+                witnesses,
             },
             Err(reason) => DocEvt::Rejected {
                 name: name.into(),
@@ -838,7 +1082,9 @@ impl DocReplica {
         }
     }
 
-    /// Answers the pending patches that the confirmed marks show as applied (or rejected).
+    /// Moves the pending patches that the confirmed marks show as applied to the unacked
+    /// ones (their answer waits for the host's [`DocMsg::Ack`]), and answers those they show
+    /// as rejected.
     fn cover(&mut self, name: &str) {
         let node = self.node;
         let Some(doc) = self.docs.get_mut(name) else {
@@ -847,32 +1093,25 @@ impl DocReplica {
         let Base::Confirmed(state) = &doc.base else {
             return;
         };
-        let mut answers = Vec::new();
+        let version = state.version;
+        let mut rejected = Vec::new();
         while let Some(seq) = doc.pending.front().and_then(|p| p.seq) {
             let seen = state.marks.seen(node, seq);
             if seen == Seen::New {
                 break;
             }
             let p = doc.pending.pop_front().expect("front exists");
-            answers.push(match seen {
-                Seen::Rejected => Err((p.id, RejectReason::Earlier)),
-                Seen::Unknown => Err((p.id, RejectReason::Unknown)),
-                Seen::Accepted | Seen::New => Ok(p.id),
-            });
+            match seen {
+                Seen::Rejected => rejected.push((p.id, RejectReason::Earlier)),
+                Seen::Unknown => rejected.push((p.id, RejectReason::Unknown)),
+                Seen::Accepted | Seen::New => doc.unacked.push_back(Unacked { patch: p, version }),
+            }
         }
-        let version = state.version;
-        for answer in answers {
-            self.emit(match answer {
-                Ok(id) => DocEvt::Accepted {
-                    name: name.into(),
-                    id,
-                    version,
-                },
-                Err((id, reason)) => DocEvt::Rejected {
-                    name: name.into(),
-                    id,
-                    reason,
-                },
+        for (id, reason) in rejected {
+            self.emit(DocEvt::Rejected {
+                name: name.into(),
+                id,
+                reason,
             });
         }
     }
@@ -884,6 +1123,19 @@ impl DocReplica {
         };
         let version = doc.base.version();
         let mut msgs = Vec::new();
+        // Applied but not acknowledged: sent again, the host answers once a witness holds them.
+        for p in doc.unacked.iter_mut().map(|u| &mut u.patch) {
+            if let (false, Some(seq)) = (p.in_flight, p.seq) {
+                p.in_flight = true;
+                msgs.push(DocMsg::Patch {
+                    name: name.into(),
+                    seq,
+                    base: p.base.unwrap_or(version),
+                    wall_ms: p.wall_ms,
+                    update: p.update.clone(),
+                });
+            }
+        }
         for p in doc.pending.iter_mut().filter(|p| !p.in_flight) {
             let seq = *p.seq.get_or_insert_with(|| {
                 let seq = doc.next_seq;

@@ -245,6 +245,7 @@ impl Sim {
                 hub,
                 data: None,
                 docs: crate::doc::DocLimits::default(),
+                witness: true,
             },
             self.now,
         );
@@ -789,6 +790,9 @@ impl Sim {
                     unreachable!("no accept fails in the simulation")
                 }
                 MemberOutput::Evt(evt) => {
+                    if !matches!(evt.name(), "LinkRefused" | "PeerExpelled") {
+                        eprintln!("DBG {evt:?}");
+                    }
                     n.transcript.push(evt.name());
                     match evt {
                         MemberEvt::Topology(e) => n.events.push((now, e)),

@@ -284,10 +284,10 @@ mod tests {
                 "invalid value: integer `9`, expected variant index 0 <= i < 4".into()
             ))
         );
-        // Version 2 (varint 2) in a hello.
+        // Version 3 (varint 3) in a hello.
         assert_eq!(
-            decode(&[TAG_HELLO, 2, 0, 0], &l),
-            Err(DecodeError::UnsupportedVersion(2))
+            decode(&[TAG_HELLO, 3, 0, 0], &l),
+            Err(DecodeError::UnsupportedVersion(3))
         );
         // A node id of zero is invalid.
         let mut bad = encode(&Frame::Welcome(Welcome {

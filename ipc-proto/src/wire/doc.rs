@@ -26,7 +26,7 @@ use crate::ids::NodeId;
 /// One shared-document message.
 ///
 /// Replica to host: [`Open`](Self::Open), [`Patch`](Self::Patch), [`Resync`](Self::Resync),
-/// [`Close`](Self::Close). Host to replica: [`State`](Self::State),
+/// [`Close`](Self::Close), [`Witness`](Self::Witness), [`Have`](Self::Have). Host to replica: [`State`](Self::State),
 /// [`Patched`](Self::Patched), [`Rejected`](Self::Rejected), [`Ack`](Self::Ack),
 /// [`Refused`](Self::Refused). Both: [`More`](Self::More).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,8 +113,10 @@ pub enum DocMsg {
         /// Why.
         reason: RejectReason,
     },
-    /// Tag 9, host to a patch's origin: the patch `seq` was sent again and had already been
-    /// applied; the host is at `version`.
+    /// Tag 9, host to a patch's origin: the patch `seq`, broadcast as accepted (or sent again
+    /// and found already applied), is held by `witnesses` members besides the host and the
+    /// origin, and so survives the death of any one process (when `witnesses` is at least
+    /// 1); the host is at `version`.
     Ack {
         /// The document.
         name: String,
@@ -122,6 +124,9 @@ pub enum DocMsg {
         seq: u64,
         /// The host's version.
         version: u64,
+        /// How many witnesses (members other than the host's and the origin) held it when
+        /// the host answered.
+        witnesses: u32,
     },
     /// Tag 10, host to replica: the opening `open` of `name` was refused.
     Refused {
@@ -131,6 +136,17 @@ pub enum DocMsg {
         open: u64,
         /// Why.
         reason: Refusal,
+    },
+    /// Tag 11, replica to host: this node is a witness; it keeps a copy of every document of
+    /// the group, opened or not, and confirms what it holds with [`Have`](Self::Have). The
+    /// host sends it every document's [`State`](Self::State) with opening number 0.
+    Witness,
+    /// Tag 12, replica to host: the replica holds `name` at `version` (a witness's receipt).
+    Have {
+        /// The document.
+        name: String,
+        /// The version it holds.
+        version: u64,
     },
 }
 
@@ -148,6 +164,8 @@ impl DocMsg {
             Self::Rejected { .. } => "Rejected",
             Self::Ack { .. } => "Ack",
             Self::Refused { .. } => "Refused",
+            Self::Witness => "Witness",
+            Self::Have { .. } => "Have",
         }
     }
 
@@ -162,8 +180,9 @@ impl DocMsg {
             | Self::Patched { name, .. }
             | Self::Rejected { name, .. }
             | Self::Ack { name, .. }
-            | Self::Refused { name, .. } => Some(name),
-            Self::More(_) => None,
+            | Self::Refused { name, .. }
+            | Self::Have { name, .. } => Some(name),
+            Self::More(_) | Self::Witness => None,
         }
     }
 }
@@ -178,6 +197,8 @@ const TAG_PATCHED: u8 = 7;
 const TAG_REJECTED: u8 = 8;
 const TAG_ACK: u8 = 9;
 const TAG_REFUSED: u8 = 10;
+const TAG_WITNESS: u8 = 11;
+const TAG_HAVE: u8 = 12;
 
 /// Bytes serialized as one length-prefixed run (not element by element).
 struct Raw<'a>(&'a [u8]);
@@ -265,10 +286,17 @@ pub fn encode_doc(msg: &DocMsg) -> Vec<u8> {
             version,
             reason,
         } => body(&mut out, TAG_REJECTED, &(name, seq, version, reason)),
-        DocMsg::Ack { name, seq, version } => body(&mut out, TAG_ACK, &(name, seq, version)),
+        DocMsg::Ack {
+            name,
+            seq,
+            version,
+            witnesses,
+        } => body(&mut out, TAG_ACK, &(name, seq, version, witnesses)),
         DocMsg::Refused { name, open, reason } => {
             body(&mut out, TAG_REFUSED, &(name, open, reason));
         }
+        DocMsg::Witness => body(&mut out, TAG_WITNESS, &()),
+        DocMsg::Have { name, version } => body(&mut out, TAG_HAVE, &(name, version)),
     }
     out
 }
@@ -386,11 +414,12 @@ pub fn decode_doc(bytes: &[u8], limits: &DocLimits) -> Result<DocMsg, DecodeErro
             }
         }
         TAG_ACK => {
-            let (n, s, version): (String, u64, u64) = whole(rest)?;
+            let (n, s, version, witnesses): (String, u64, u64, u32) = whole(rest)?;
             DocMsg::Ack {
                 name: name(n)?,
                 seq: seq(s)?,
                 version,
+                witnesses,
             }
         }
         TAG_REFUSED => {
@@ -399,6 +428,17 @@ pub fn decode_doc(bytes: &[u8], limits: &DocLimits) -> Result<DocMsg, DecodeErro
                 name: name(n)?,
                 open,
                 reason,
+            }
+        }
+        TAG_WITNESS => {
+            let () = whole(rest)?;
+            DocMsg::Witness
+        }
+        TAG_HAVE => {
+            let (n, version): (String, u64) = whole(rest)?;
+            DocMsg::Have {
+                name: name(n)?,
+                version,
             }
         }
         other => return Err(DecodeError::UnknownTag(other)),
@@ -632,12 +672,15 @@ mod tests {
                 name: name.clone(),
                 seq: 4,
                 version: 11,
+                witnesses: 1,
             },
             DocMsg::Refused {
-                name,
+                name: name.clone(),
                 open: 3,
                 reason: Refusal::TooManyDocs { max: 1 },
             },
+            DocMsg::Witness,
+            DocMsg::Have { name, version: 11 },
         ]
     }
 

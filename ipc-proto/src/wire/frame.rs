@@ -7,7 +7,7 @@ use crate::ids::{NodeId, Term};
 use crate::topology::{NodeInfo, Record};
 
 /// The protocol version this crate speaks; a hub refuses a spoke that speaks another.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// One protocol message.
 ///

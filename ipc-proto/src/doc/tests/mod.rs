@@ -3,6 +3,7 @@
 
 mod net;
 mod sim;
+mod witness;
 
 use serde_json::json;
 
@@ -591,7 +592,8 @@ fn a_resend_is_acknowledged_and_not_applied_twice() {
         .collect();
     assert_eq!(
         answers.iter().map(DocMsg::name).collect::<Vec<_>>(),
-        ["Patched", "Ack", "Ack"]
+        ["Patched", "Ack", "Ack", "Ack"],
+        "no witness: the patch is answered at once, and each resend"
     );
 }
 
@@ -628,7 +630,8 @@ fn gathering_adopts_the_highest_version_and_resent_patches_are_applied_once() {
         net.patch(0, "d", json!({"$inc": {"n": 1}})).expect("valid");
         net.deliver_up(0);
     }
-    for _ in 0..3 {
+    // Each broadcast and its answer (no witness: at once).
+    for _ in 0..6 {
         net.deliver_down(0);
     }
     net.deliver_down(1);
@@ -801,7 +804,7 @@ fn mutated_messages_never_panic_either_machine() {
     net.run();
     let mut corpus = std::mem::take(&mut net.wire);
     let kinds: std::collections::BTreeSet<&str> = net.sent.iter().copied().collect();
-    assert_eq!(kinds.len(), 6, "{kinds:?}");
+    assert_eq!(kinds.len(), 7, "{kinds:?}");
     for msg in [
         DocMsg::Resync { name: "d".into() },
         DocMsg::Close { name: "d".into() },
@@ -809,6 +812,12 @@ fn mutated_messages_never_panic_either_machine() {
             name: "d".into(),
             seq: 1,
             version: 1,
+            witnesses: 2,
+        },
+        DocMsg::Witness,
+        DocMsg::Have {
+            name: "d".into(),
+            version: 7,
         },
         DocMsg::Refused {
             name: "d".into(),
@@ -926,6 +935,8 @@ fn a_replica_ahead_of_the_host_gets_the_hosts_state_and_it_is_reported() {
     // is at version 1 too. Make replica 1 stale instead: a new patch reaches replica 0 only.
     net.patch(0, "d", json!({"$inc": {"n": 1}})).expect("valid");
     net.deliver_up(0);
+    // The broadcast and the answer: with no witness, acknowledged with 0 witnesses.
+    net.deliver_down(0);
     net.deliver_down(0);
     net.drop_link(1);
     net.crash_host();
@@ -939,7 +950,8 @@ fn a_replica_ahead_of_the_host_gets_the_hosts_state_and_it_is_reported() {
     net.connect(0);
     net.run();
     assert_eq!(host_names(&net.take_host_evts()), ["NewerStateIgnored"]);
-    // Documented loss: version 2 is gone; both replicas follow the host.
+    // Documented loss (acknowledged with 0 witnesses): version 2 is gone; both replicas
+    // follow the host.
     assert_eq!(net.host().value("d"), Some(&json!({"n": 1})));
     assert_converged(&net, "d");
 }
@@ -1029,6 +1041,7 @@ fn hostile_replica_messages_close_only_that_link() {
                 name: "d".into(),
                 seq: 1,
                 version: 0,
+                witnesses: 0,
             })],
         ),
         (
@@ -1154,6 +1167,7 @@ fn hostile_host_messages_close_the_link_and_the_replica_reopens_on_the_next() {
                     name: "d".into(),
                     seq: 1,
                     version: 0,
+                    witnesses: 0,
                 }),
             ],
         ),
@@ -1253,6 +1267,11 @@ fn machine_outputs_and_events_have_names() {
     r.open(now, "d", json!({})).expect("valid");
     assert_eq!(r.poll_output(), None, "no hub: nothing sent");
     r.handle(now, ReplicaInput::HubUp).expect("never Err");
+    assert_eq!(
+        r.poll_output(),
+        Some(ReplicaOutput::Send(DocMsg::Witness)),
+        "a witness by default"
+    );
     let out = r.poll_output().expect("the opening");
     assert_eq!(out.name(), "Send");
     assert!(matches!(out, ReplicaOutput::Send(DocMsg::Open { .. })));

@@ -70,8 +70,18 @@ pub(super) struct Net {
 }
 
 impl Net {
-    /// A settled host and `n` replicas (nodes 1..=n), not connected yet.
+    /// A settled host and `n` replicas (nodes 1..=n) that are no witnesses, not connected
+    /// yet: the open/patch protocol alone.
     pub(super) fn new(n: u64, limits: DocLimits) -> Self {
+        Self::build(n, limits, 0)
+    }
+
+    /// Like [`new`](Self::new), the first `witnesses` replicas witnesses.
+    pub(super) fn witnessed(n: u64, witnesses: u64, limits: DocLimits) -> Self {
+        Self::build(n, limits, witnesses)
+    }
+
+    fn build(n: u64, limits: DocLimits, witnesses: u64) -> Self {
         let now = t0();
         let mut net = Self {
             epoch: now,
@@ -82,7 +92,10 @@ impl Net {
                 .map(|i| Rep {
                     node: node(i),
                     m: DocReplica::new(
-                        ReplicaConfig::new(node(i)).limits(limits.clone()).clone(),
+                        ReplicaConfig::new(node(i))
+                            .limits(limits.clone())
+                            .witness(i <= witnesses)
+                            .clone(),
                         now,
                     ),
                     peer: None,

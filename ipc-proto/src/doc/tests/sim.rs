@@ -151,7 +151,9 @@ fn run(seed: u64) -> Result<Outcome, String> {
         rng,
     };
     let blob = s.chance(50);
-    let mut net = Net::new(n, limits);
+    // Some replicas are witnesses: answers then wait for one of them to hold the patch.
+    let witnesses = s.below(n + 1);
+    let mut net = Net::witnessed(n, witnesses, limits);
     for i in 0..net.reps.len() {
         net.open(i, DOC, default_value(blob));
     }

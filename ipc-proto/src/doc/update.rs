@@ -1286,8 +1286,7 @@ impl Condition {
 fn any_candidate(doc: &Value, segments: &[String], test: &mut dyn FnMut(&Value) -> bool) -> bool {
     static NULL: Value = Value::Null;
     let Some((first, rest)) = segments.split_first() else {
-        return test(doc)
-            || matches!(doc, Value::Array(items) if items.iter().any(&mut *test));
+        return test(doc) || matches!(doc, Value::Array(items) if items.iter().any(&mut *test));
     };
     match doc {
         Value::Object(map) => match map.get(first) {
@@ -4325,6 +4324,21 @@ mod tests {
                 }),
                 now,
             )?;
+        }
+
+        #[test]
+        fn all_positional_is_every_index_in_turn(
+            items in prop::collection::vec(arb_json(), 0..5),
+            (op, arg) in arb_valid_entry(0).prop_filter("$rename refuses $[]", |(op, _)| *op != "$rename"),
+            tail in prop::sample::select(vec!["", ".b", ".0"]),
+        ) {
+            let doc = json!({"a": items.clone()});
+            let all = update(json!({op: {(format!("a.$[]{tail}")): arg.clone()}}));
+            let each: Map<String, Value> = (0..items.len())
+                .map(|i| (format!("a.{i}{tail}"), arg.clone()))
+                .collect();
+            let each = update(json!({op: each}));
+            prop_assert_eq!(all.applied(&doc, &CTX), each.applied(&doc, &CTX));
         }
 
         #[test]

@@ -14,6 +14,9 @@ pub const MAX_SEGMENTS: usize = 100;
 /// rejections: bounding them bounds those too.
 pub const MAX_PATH_BYTES: usize = 1024;
 
+/// The all-positional segment: every element of the array at the path before it.
+pub(crate) const ALL_POSITIONAL: &str = "$[]";
+
 /// A dotted field path such as `a.b.0.c`, parsed and validated.
 ///
 /// A [`Path`] is a non-empty list of segments. When a segment meets an
@@ -21,6 +24,13 @@ pub const MAX_PATH_BYTES: usize = 1024;
 /// indexes it; when it meets an object, every segment, numeric or not, is a
 /// key. Requiring canonical numbers keeps one spelling per array element, so
 /// [`Path::overlaps`] can decide conflicts from the text alone.
+///
+/// A segment may be MongoDB's all-positional `$[]`, which stands for every element of the
+/// array before it (`a.$[].b` is `b` in each element of `a`), though not first: the root is
+/// a document. [`Update`](super::Update) applies such paths; [`Path::overlaps`] treats `$[]`
+/// as any segment; [`Path::get`] stops before it. No other segment may start with `$`: the
+/// positional `$` and the filtered `$[<id>]` need a query and its `arrayFilters`, which
+/// shared documents do not have.
 ///
 /// ```
 /// use ipc_proto::doc::Path;
@@ -30,6 +40,10 @@ pub const MAX_PATH_BYTES: usize = 1024;
 /// assert_eq!(p.get(&json!({"a": [0, {"b": true}]})), Some(&json!(true)));
 /// assert!(p.overlaps(&"a.1".parse()?));
 /// assert!(!p.overlaps(&"a.10".parse()?));
+///
+/// let all: Path = "a.$[].b".parse()?;
+/// assert!(all.overlaps(&"a.3.b".parse()?));
+/// assert!(!all.overlaps(&"a.3.c".parse()?));
 /// # Ok::<(), ipc_proto::doc::PathError>(())
 /// ```
 ///
@@ -37,7 +51,8 @@ pub const MAX_PATH_BYTES: usize = 1024;
 /// prefix of.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Path {
-    /// Never empty, no segment is empty or starts with `$`.
+    /// Never empty, no segment is empty or starts with `$` except [`ALL_POSITIONAL`] (never
+    /// first).
     segments: Vec<String>,
 }
 
@@ -54,7 +69,8 @@ pub enum PathError {
         /// Zero-based position of the empty segment.
         index: usize,
     },
-    /// A segment starts with `$` (positional and operator names are not supported).
+    /// A segment starts with `$` but is not `$[]` (the positional `$` and operator names are
+    /// not supported).
     #[error("path segment `{segment}` starts with `$`")]
     DollarSegment {
         /// The offending segment.
@@ -73,6 +89,17 @@ pub enum PathError {
         len: usize,
         /// The limit, [`MAX_PATH_BYTES`].
         max: usize,
+    },
+    /// The path starts with `$[]`: the root is a document, not an array.
+    #[error("path cannot start with `$[]`")]
+    AllPositionalFirst,
+    /// A filtered positional segment `$[<id>]`: shared documents have no `arrayFilters`.
+    #[error(
+        "path segment `{segment}`: the filtered positional operator `$[<id>]` (arrayFilters) is not supported, only `$[]`"
+    )]
+    FilteredPositional {
+        /// The offending segment.
+        segment: String,
     },
 }
 
@@ -96,7 +123,15 @@ impl Path {
             if segment.is_empty() {
                 return Err(PathError::EmptySegment { index });
             }
-            if segment.starts_with('$') {
+            if segment == ALL_POSITIONAL {
+                if index == 0 {
+                    return Err(PathError::AllPositionalFirst);
+                }
+            } else if segment.len() > 3 && segment.starts_with("$[") && segment.ends_with(']') {
+                return Err(PathError::FilteredPositional {
+                    segment: segment.to_owned(),
+                });
+            } else if segment.starts_with('$') {
                 return Err(PathError::DollarSegment {
                     segment: segment.to_owned(),
                 });
@@ -106,35 +141,100 @@ impl Path {
         Ok(Self { segments })
     }
 
+    /// Like [`Path::parse`], but `$[]` is refused too ([`PathError::DollarSegment`]): for
+    /// paths that name one value, such as a `$push` `$sort` field or a `$pull` condition's.
+    pub(crate) fn parse_plain(s: &str) -> Result<Self, PathError> {
+        let path = Self::parse(s)?;
+        if path.has_all_positional() {
+            return Err(PathError::DollarSegment {
+                segment: ALL_POSITIONAL.to_owned(),
+            });
+        }
+        Ok(path)
+    }
+
     /// The segments, outermost first.
     pub fn segments(&self) -> impl Iterator<Item = &str> {
         self.segments.iter().map(String::as_str)
     }
 
-    /// True if the paths are equal or one is a prefix of the other, by whole segments.
-    ///
-    /// `a.b` overlaps `a`, `a.b` and `a.b.c`, but not `a.bc` or `a.c`.
-    pub fn overlaps(&self, other: &Self) -> bool {
-        self.is_prefix_of(other) || other.is_prefix_of(self)
+    /// The segments as a slice.
+    pub(crate) fn parts(&self) -> &[String] {
+        &self.segments
     }
 
-    /// True if every segment of `self` starts `other` (a path is a prefix of itself).
+    /// True if a segment is the all-positional `$[]`.
+    pub fn has_all_positional(&self) -> bool {
+        self.segments.iter().any(|s| s == ALL_POSITIONAL)
+    }
+
+    /// True if the paths may name a common value, or one value inside the other: segment by
+    /// segment over the shorter path, each pair is equal or one of them is `$[]`.
+    ///
+    /// `a.b` overlaps `a`, `a.b` and `a.b.c`, but not `a.bc` or `a.c`. `a.$[].b` overlaps
+    /// `a`, `a.3`, `a.3.b` and `a.$[]`, but not `a.3.c` or `c`.
+    pub fn overlaps(&self, other: &Self) -> bool {
+        self.segments
+            .iter()
+            .zip(&other.segments)
+            .all(|(a, b)| a == b || a == ALL_POSITIONAL || b == ALL_POSITIONAL)
+    }
+
+    /// True if every segment of `self` starts `other`, as written (a path is a prefix of
+    /// itself; `a.$[]` is not a prefix of `a.0.b`).
     pub fn is_prefix_of(&self, other: &Self) -> bool {
         other.segments.starts_with(&self.segments)
     }
 
     /// The value at this path, if there is one.
     ///
-    /// Canonical numeric segments index arrays; on objects every segment is a key.
+    /// Canonical numeric segments index arrays; on objects every segment is a key. A path
+    /// with `$[]` names several values: `get` returns the value holding them all, the one at
+    /// the segments before the first `$[]` (so `a.$[].b` gives the array `a`). Comparing
+    /// `get` before and after an update thus never misses a change the update made.
     pub fn get<'v>(&self, root: &'v Value) -> Option<&'v Value> {
         self.segments
             .iter()
+            .take_while(|s| *s != ALL_POSITIONAL)
             .try_fold(root, |value, segment| child(value, segment))
     }
 
-    /// Like [`get`](Self::get), but mutable.
+    /// Like [`get`](Self::get), but mutable, and `None` for a path with `$[]`.
     pub fn get_mut<'v>(&self, root: &'v mut Value) -> Option<&'v mut Value> {
+        if self.has_all_positional() {
+            return None;
+        }
         get_mut_in(root, &self.segments)
+    }
+
+    /// This path with its first `indexes.len()` `$[]` segments replaced by those indexes,
+    /// cut to its first `len` segments; the path as written, cut, if that would be too long.
+    ///
+    /// Names the element an update reached through `$[]`, for error messages.
+    pub(crate) fn resolved(&self, indexes: &[usize], len: usize) -> Self {
+        let mut indexes = indexes.iter();
+        let segments: Vec<String> = self
+            .segments
+            .iter()
+            .take(len.max(1))
+            .map(|s| {
+                if s == ALL_POSITIONAL
+                    && let Some(i) = indexes.next()
+                {
+                    i.to_string()
+                } else {
+                    s.clone()
+                }
+            })
+            .collect();
+        let bytes = segments.iter().map(|s| s.len() + 1).sum::<usize>() - 1;
+        if bytes <= MAX_PATH_BYTES {
+            Self { segments }
+        } else {
+            Self {
+                segments: self.segments.iter().take(len.max(1)).cloned().collect(),
+            }
+        }
     }
 
     /// All segments but the last, and the last.
@@ -168,7 +268,7 @@ fn child<'v>(value: &'v Value, segment: &str) -> Option<&'v Value> {
     }
 }
 
-/// The value at `segments` below `root`, mutably.
+/// The value at `segments` below `root`, mutably; `$[]` is taken as a key.
 pub(crate) fn get_mut_in<'v>(root: &'v mut Value, segments: &[String]) -> Option<&'v mut Value> {
     segments
         .iter()
@@ -254,6 +354,80 @@ mod tests {
         assert_eq!(err.to_string(), "path segment `$` starts with `$`");
         assert!(Path::parse("$set").is_err());
         assert!(Path::parse("a.b$").is_ok(), "only a leading `$` is special");
+        for segment in ["$[", "$]", "$[]x", "$[ ]x"] {
+            assert_eq!(
+                Path::parse(&format!("a.{segment}")),
+                Err(PathError::DollarSegment {
+                    segment: segment.into()
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn parse_accepts_the_all_positional_segment_but_not_first() {
+        assert_eq!(
+            p("a.$[].b.$[]").segments().collect::<Vec<_>>(),
+            ["a", "$[]", "b", "$[]"]
+        );
+        assert!(p("a.$[]").has_all_positional());
+        assert!(!p("a.0").has_all_positional());
+        assert_eq!(Path::parse("$[]"), Err(PathError::AllPositionalFirst));
+        assert_eq!(Path::parse("$[].a"), Err(PathError::AllPositionalFirst));
+        assert_eq!(
+            Path::parse("a.$[i].b"),
+            Err(PathError::FilteredPositional {
+                segment: "$[i]".into()
+            })
+        );
+        assert_eq!(
+            Path::parse_plain("a.$[]"),
+            Err(PathError::DollarSegment {
+                segment: "$[]".into()
+            })
+        );
+        assert_eq!(Path::parse_plain("a.b"), Path::parse("a.b"));
+        let back: Path = serde_json::from_value(json!("a.$[].b")).expect("deserializes");
+        assert_eq!(back, p("a.$[].b"));
+    }
+
+    #[test]
+    fn all_positional_overlaps_any_segment() {
+        let all = p("a.$[].b");
+        for other in ["a", "a.3", "a.3.b", "a.$[]", "a.$[].b.c", "a.x.b"] {
+            assert!(all.overlaps(&p(other)), "{other}");
+            assert!(p(other).overlaps(&all), "{other}");
+        }
+        for other in ["c", "a.3.c", "ab", "a.$[].c"] {
+            assert!(!all.overlaps(&p(other)), "{other}");
+        }
+        assert!(
+            !p("a.$[]").is_prefix_of(&p("a.0.b")),
+            "is_prefix_of is literal"
+        );
+    }
+
+    #[test]
+    fn get_stops_before_the_all_positional_segment() {
+        let doc = json!({"a": [{"b": 1}, {"b": 2}]});
+        assert_eq!(p("a.$[].b").get(&doc), Some(&doc["a"]));
+        assert_eq!(p("a.0.$[]").get(&doc), Some(&json!({"b": 1})));
+        assert_eq!(p("x.$[]").get(&doc), None);
+        let mut doc = doc;
+        assert!(p("a.$[].b").get_mut(&mut doc).is_none());
+    }
+
+    #[test]
+    fn resolved_replaces_all_positional_segments_with_indexes() {
+        let path = p("a.$[].b.$[].c");
+        assert_eq!(path.resolved(&[3, 0], 5), p("a.3.b.0.c"));
+        assert_eq!(path.resolved(&[3], 3), p("a.3.b"));
+        assert_eq!(path.resolved(&[3], 5), p("a.3.b.$[].c"));
+        // Never longer than a path may be.
+        let long = p(&format!("{}.$[]", "x".repeat(MAX_PATH_BYTES - 4)));
+        let resolved = long.resolved(&[123_456], 2);
+        assert_eq!(resolved, long);
+        assert!(Path::parse(&resolved.to_string()).is_ok());
     }
 
     #[test]
@@ -356,8 +530,14 @@ mod tests {
     }
 
     fn arb_path() -> impl Strategy<Value = Path> {
-        prop::collection::vec(prop::sample::select(vec!["a", "b", "ab", "0", "1"]), 1..4)
-            .prop_map(|segments| p(&segments.join(".")))
+        (
+            prop::sample::select(vec!["a", "b", "0"]),
+            prop::collection::vec(
+                prop::sample::select(vec!["a", "b", "ab", "0", "1", "$[]"]),
+                0..3,
+            ),
+        )
+            .prop_map(|(first, rest)| p(&[vec![first], rest].concat().join(".")))
     }
 
     proptest! {
@@ -373,7 +553,14 @@ mod tests {
         }
 
         #[test]
-        fn parse_never_panics(s in "[a$.0-9]{0,12}") {
+        fn overlaps_agrees_with_prefixes_without_all_positional(a in arb_path(), b in arb_path()) {
+            if !a.has_all_positional() && !b.has_all_positional() {
+                prop_assert_eq!(a.overlaps(&b), a.is_prefix_of(&b) || b.is_prefix_of(&a));
+            }
+        }
+
+        #[test]
+        fn parse_never_panics(s in "[a$.0-9\\[\\]]{0,12}") {
             if let Ok(path) = Path::parse(&s) {
                 prop_assert_eq!(path.to_string(), s);
             }

@@ -14,6 +14,16 @@ use super::path::{self, Path, PathError};
 /// allocate a million elements.
 pub const MAX_PADDING: usize = 65_536;
 
+/// The most one [`Update::apply`] may write through `$[]`, in bytes of the values it copies
+/// (about their JSON text) plus one per element it updates.
+///
+/// `{"$set": {"a.$[]": <60 KiB>}}` on an array of 100,000 elements would otherwise copy
+/// six gigabytes before the document's own size limit could be checked.
+///
+/// Crate-private until `doc` re-exports it; its value is stated in the docs of
+/// [`UpdateError::FanOutTooLarge`].
+pub(crate) const MAX_FAN_OUT: usize = 4 << 20;
+
 /// What [`Update::apply`] needs from the outside world.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ApplyContext {
@@ -222,18 +232,19 @@ pub enum UpdateError {
         /// What is wrong with the value.
         reason: String,
     },
-    /// Two entries of one update write overlapping paths.
+    /// Two entries of one update write overlapping paths: one is a prefix of the other, or
+    /// they part at a `$[]` and another segment (`a.$[].b` and `a.0.c`), as MongoDB refuses.
     #[error(
         "updating the path `{second}` ({second_op}) would create a conflict at `{first}` ({first_op})"
     )]
     ConflictingPaths {
         /// The operator writing `first`.
         first_op: Operator,
-        /// The shorter (or equal) path.
+        /// The path that sorts first: the shorter one if one is a prefix of the other.
         first: Path,
         /// The operator writing `second`.
         second_op: Operator,
-        /// The path that `first` is a prefix of.
+        /// The other path.
         second: Path,
     },
     /// A path leads through a value that cannot hold the next field.
@@ -307,6 +318,64 @@ pub enum UpdateError {
         /// What it would have to traverse.
         found: ValueKind,
     },
+    /// The spec has no operator at all: `{}` (MongoDB would take it as a replacement by an
+    /// empty document).
+    #[error("an update needs at least one operator")]
+    NoOperators,
+    /// The array before a `$[]` is missing (MongoDB: "The path 'a' must exist in the
+    /// document in order to apply array updates").
+    #[error(
+        "{op} at `{path}`: the path `{array}` must exist in the document in order to apply array updates"
+    )]
+    ArrayPathMissing {
+        /// The operator.
+        op: Operator,
+        /// The entry's path, as written.
+        path: Path,
+        /// The path before the `$[]`, with earlier `$[]` resolved to indexes.
+        array: Path,
+    },
+    /// The value before a `$[]` is not an array (MongoDB: "Cannot apply array updates to
+    /// non-array element").
+    #[error("{op} at `{path}`: cannot apply array updates to {found} at `{array}`")]
+    NotAnArray {
+        /// The operator.
+        op: Operator,
+        /// The entry's path, as written.
+        path: Path,
+        /// The path before the `$[]`, with earlier `$[]` resolved to indexes.
+        array: Path,
+        /// What was found there.
+        found: ValueKind,
+    },
+    /// Applying an entry through `$[]` would write more than 4 MiB in one
+    /// [`Update::apply`]: counting the bytes of the values it copies (about their JSON text)
+    /// plus one per element it updates.
+    #[error("{op} at `{path}`: writing through `$[]` exceeds the limit of {max} bytes per update")]
+    FanOutTooLarge {
+        /// The operator.
+        op: Operator,
+        /// The entry's path, as written.
+        path: Path,
+        /// The limit, 4 MiB.
+        max: usize,
+    },
+}
+
+impl UpdateError {
+    /// This error with the path of a failed operator replaced by `resolved`: the element an
+    /// entry with `$[]` reached.
+    fn at(mut self, resolved: Path) -> Self {
+        match &mut self {
+            Self::CannotCreateField { path, .. }
+            | Self::WrongType { path, .. }
+            | Self::IntegerOverflow { path, .. }
+            | Self::NonFinite { path, .. }
+            | Self::PaddingTooLarge { path, .. } => *path = resolved,
+            _ => {}
+        }
+        self
+    }
 }
 
 /// A parsed, validated update document, e.g. `{"$inc": {"n": 1}, "$set": {"a.b": true}}`.
@@ -344,10 +413,65 @@ pub enum UpdateError {
 /// [`UpdateError::CannotCreateField`]. Writing past the end of an array pads it
 /// with `null`, at most [`MAX_PADDING`] elements per [`Update::apply`].
 ///
-/// The entries are kept sorted by path and applied in that order. Since no two
-/// entries of an update may touch overlapping paths
-/// ([`UpdateError::ConflictingPaths`]), the order only decides which error is
-/// reported first.
+/// | Operator | Argument | `$[]` in its path |
+/// |---|---|---|
+/// | `$set`, `$unset`, `$inc`, `$mul`, `$min`, `$max` | a value (a number for `$inc` and `$mul`) | yes |
+/// | `$push` | a value, or `$each` with `$position`, `$slice`, `$sort` | yes |
+/// | `$addToSet` | a value, or `$each` | yes |
+/// | `$pop` | `1` or `-1` | yes |
+/// | `$pull` | a value, or a condition (below) | yes |
+/// | `$pullAll` | an array | yes |
+/// | `$bit` | `{and \| or \| xor: integer}` | yes |
+/// | `$currentDate` | `true` or `{"$type": "date" \| "timestamp"}` | yes |
+/// | `$rename` | a target path | no, as MongoDB ("may not be dynamic") |
+///
+/// Not supported: `$setOnInsert` (no upserts), the positional `$` and the
+/// filtered `$[<id>]` (no query, no `arrayFilters`), replacement documents and
+/// pipelines. An update must have at least one operator: `{}` is
+/// [`UpdateError::NoOperators`]; an empty operator such as `{"$set": {}}` is a
+/// no-op, as in MongoDB 5.0 and later.
+///
+/// ## The all-positional `$[]`
+///
+/// A path segment `$[]` stands for every element of the array before it, as in
+/// MongoDB: `{"$inc": {"a.$[]": 1}}` turns `{"a": [1, 2]}` into `{"a": [2, 3]}`,
+/// `{"$set": {"a.$[].b": 0}}` sets `b` in every element (creating it where
+/// missing), and `a.$[].b.$[]` reaches into nested arrays. The array must exist:
+/// `$[]` on a missing path is [`UpdateError::ArrayPathMissing`] ("the path `a`
+/// must exist in the document in order to apply array updates"), on anything
+/// else [`UpdateError::NotAnArray`], for every operator, `$unset` included; `$[]`
+/// never creates an array, and an empty array is left alone. An error inside an
+/// element names it (`a.1.b`). `$[]` cannot start a path. What one update
+/// writes through `$[]` is bounded ([`UpdateError::FanOutTooLarge`]).
+///
+/// # Conflicts
+///
+/// The entries are kept sorted by path and applied in that order. As in
+/// MongoDB, no two entries of an update may write paths of which one is a
+/// prefix of the other, nor paths that part at a `$[]` and another segment
+/// (`a.$[].b` with `a.0.c` or `a.x`: MongoDB's update tree cannot hold both an
+/// array and an object node at `a`), else [`UpdateError::ConflictingPaths`]; so
+/// the order only decides which error is reported first. [`Update::touches`]
+/// (and the host's conflict log) takes `$[]` as any segment: `a.$[].b` touches
+/// `a`, `a.3` and `a.3.b`, not `a.3.c`.
+///
+/// # `$pull` conditions
+///
+/// As MongoDB's three matchers (`pull_node.cpp`): a non-object value removes
+/// the elements equal to it (an array only an equal array); an object of query
+/// operators (`$eq $ne $gt $gte $lt $lte $in $nin`) queries each element as a
+/// field; an object of fields removes the object elements whose fields match.
+/// Field queries have MongoDB's query semantics: an array field matches if it
+/// or one of its elements does (`{"tags": "x"}` removes `{"tags": ["x", "y"]}`;
+/// `{"tags": ["x", "y"]}` removes it too, and `{"tags": [["x", "y"], "z"]}`,
+/// but not `{"tags": ["y", "x"]}`), each operator
+/// may be met by another element, `$ne` and `$nin` hold when no element is
+/// equal or listed, dotted paths go on into every object element of an array
+/// and to indexed elements, and a missing field is `null`. So an operator
+/// condition on an element that is an array (`{"$gte": 6}` on `[1, 7]`)
+/// matches when one of its elements does.
+///
+/// # Comparison
 ///
 /// Values are compared in MongoDB's BSON order: null < numbers < strings <
 /// objects < arrays < booleans. Numbers compare by value across integers and
@@ -361,20 +485,16 @@ pub enum UpdateError {
 ///   `{"$type": "date"}` as an RFC 3339 UTC string with milliseconds
 ///   (`"2026-11-22T04:42:00.123Z"`), and `{"$type": "timestamp"}` as integer
 ///   milliseconds since the Unix epoch. Like MongoDB, `false` also means "date".
-/// - An empty update `{}` and an empty operator such as `{"$set": {}}` are
-///   accepted as no-ops (MongoDB 5.0 and later accept an empty operator too),
-///   so that every [`Update`], including the empty one, round-trips through
-///   [`Update::to_value`].
+/// - `{}` is refused (MongoDB would replace the document by an empty one). An
+///   update without entries serializes as `{"$set": {}}` so that every
+///   [`Update`] round-trips through [`Update::to_value`].
 /// - `$rename` follows MongoDB's order: a source path through a scalar or
 ///   `null` is [`UpdateError::PathNotViable`]; a missing source, even under an
 ///   array, changes nothing; an existing source or a target inside an array is
 ///   [`UpdateError::RenameThroughArray`].
-/// - The all-positional `$[]` (and the filtered `$[<id>]`) are not supported:
-///   such a path is rejected as an invalid path.
-/// - `$pull` conditions support `$eq $ne $gt $gte $lt $lte $in $nin` and field
-///   matches, and match a field's value as a whole: unlike a MongoDB query,
-///   `{"tags": "x"}` does not match an element whose `tags` is an array
-///   containing `"x"`. A missing field matches as `null`, as in MongoDB.
+/// - `$pull` supports only the query operators listed above (no `$elemMatch`,
+///   `$regex`, `$exists`, `$not`, `$and`..), and no collation. Dotted `$pull`
+///   fields and `$push` `$sort` fields cannot hold `$[]`.
 /// - `$push`'s `$sort` with several fields compares them in the map's
 ///   iteration order (sorted by key with serde_json's default features).
 /// - An object with `$`-prefixed keys but no `$each` is rejected by `$push` and
@@ -384,6 +504,8 @@ pub enum UpdateError {
 ///   contain dots (MongoDB's storage validation would refuse some of them).
 /// - Integers outside `i64` (possible in JSON) are rejected by `$inc`, `$mul`
 ///   and `$bit`, as arguments and as targets.
+/// - The bound on writes through `$[]` is ours; MongoDB has only its 16 MiB
+///   document limit.
 ///
 /// All-or-nothing is implemented by applying to a clone of the document and
 /// swapping it in on success ([`Update::applied`] returns the clone): shared
@@ -394,8 +516,12 @@ pub enum UpdateError {
 /// An update comes from a peer: paths have at most [`MAX_SEGMENTS`](super::MAX_SEGMENTS)
 /// segments and [`MAX_PATH_BYTES`](super::MAX_PATH_BYTES) bytes, array padding is
 /// bounded per apply, integer arithmetic is checked, and no operator allocates more
-/// than its arguments and the document. The document's own size and depth are
-/// bounded by its host ([`DocLimits`](super::DocLimits), [`MAX_DEPTH`](super::MAX_DEPTH)).
+/// than its arguments and the document, except through `$[]`, which copies an
+/// argument once per element, at most 4 MiB in all per apply
+/// ([`UpdateError::FanOutTooLarge`]). Recursion follows path segments, so it is at
+/// most about twice [`MAX_SEGMENTS`](super::MAX_SEGMENTS) deep. The document's own
+/// size and depth are bounded by its host ([`DocLimits`](super::DocLimits),
+/// [`MAX_DEPTH`](super::MAX_DEPTH)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {
     /// Sorted by path; no two entries (or rename targets) overlap.
@@ -512,7 +638,7 @@ enum Query {
 impl Update {
     /// Parses and validates an update spec; checks structure only, not any document.
     ///
-    /// Rejects non-objects, replacement documents, unknown operators, invalid
+    /// Rejects non-objects, `{}`, replacement documents, unknown operators, invalid
     /// paths and arguments, and two entries writing overlapping paths.
     pub fn parse(spec: &Value) -> Result<Self, UpdateError> {
         let Value::Object(operators) = spec else {
@@ -520,6 +646,9 @@ impl Update {
                 found: ValueKind::of(spec),
             });
         };
+        if operators.is_empty() {
+            return Err(UpdateError::NoOperators);
+        }
         let mut entries = Vec::new();
         for (name, argument) in operators {
             let Some(op) = Operator::from_name(name) else {
@@ -575,6 +704,7 @@ impl Update {
         let mut applier = Applier {
             now_unix_ms: ctx.now_unix_ms,
             padding_left: MAX_PADDING,
+            fan_out_left: MAX_FAN_OUT,
         };
         for entry in &self.entries {
             applier.apply(&mut scratch, entry)?;
@@ -585,8 +715,14 @@ impl Update {
     /// The canonical spec: `Update::parse(&u.to_value()) == Ok(u)`.
     ///
     /// `$unset` values become `""`, `$currentDate` dates `true`, and
-    /// `$pullAll`, `$in` and `$nin` lists are sorted and deduplicated.
+    /// `$pullAll`, `$in` and `$nin` lists are sorted and deduplicated. An update
+    /// without entries is `{"$set": {}}`.
     pub fn to_value(&self) -> Value {
+        if self.entries.is_empty() {
+            let mut spec = Map::new();
+            spec.insert(Operator::Set.name().to_owned(), Value::Object(Map::new()));
+            return Value::Object(spec);
+        }
         let mut groups: BTreeMap<&'static str, Map<String, Value>> = BTreeMap::new();
         for entry in &self.entries {
             groups
@@ -614,21 +750,58 @@ impl Update {
         })
     }
 
+    /// MongoDB's rule: no written path is a prefix of another, and no two written paths part
+    /// at a `$[]` and another segment (MongoDB's update tree holds, at each path, either an
+    /// array node, whose children are `$[]`, or an object node, whose children are fields).
     fn check_conflicts(&self) -> Result<(), UpdateError> {
+        let conflict = |a: (&Path, Operator), b: (&Path, Operator)| {
+            let ((first, first_op), (second, second_op)) = if a.0 <= b.0 { (a, b) } else { (b, a) };
+            UpdateError::ConflictingPaths {
+                first_op,
+                first: first.clone(),
+                second_op,
+                second: second.clone(),
+            }
+        };
         let mut written: Vec<_> = self.written().collect();
         // Sorted, a path comes right before the paths it is a prefix of, so
-        // any overlap shows up between neighbours.
+        // any prefix shows up between neighbours.
         written.sort_by(|a, b| a.0.cmp(b.0));
         for pair in written.windows(2) {
-            if let [(first, first_op), (second, second_op)] = pair
-                && first.overlaps(second)
+            if let [first, second] = pair
+                && first.0.is_prefix_of(second.0)
             {
-                return Err(UpdateError::ConflictingPaths {
-                    first_op: *first_op,
-                    first: (*first).clone(),
-                    second_op: *second_op,
-                    second: (*second).clone(),
-                });
+                return Err(conflict(*first, *second));
+            }
+        }
+        // The paths sharing the segments before a `$[]` form a run of the sorted list, in the
+        // order of their next segment: if any of them has another segment there, the first or
+        // the last of the run does. (No path of the run ends there: it would be a prefix.)
+        for &(path, op) in &written {
+            let parts = path.parts();
+            for (at, _) in parts
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| *s == path::ALL_POSITIONAL)
+            {
+                let prefix = &parts[..at];
+                let start = written.partition_point(|(p, _)| head(p, at) < prefix);
+                let end = written.partition_point(|(p, _)| head(p, at) <= prefix);
+                for &(other, other_op) in [
+                    written.get(start),
+                    end.checked_sub(1).and_then(|i| written.get(i)),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    if other
+                        .parts()
+                        .get(at)
+                        .is_some_and(|s| s != path::ALL_POSITIONAL)
+                    {
+                        return Err(conflict((path, op), (other, other_op)));
+                    }
+                }
             }
         }
         Ok(())
@@ -646,6 +819,11 @@ impl<'de> serde::Deserialize<'de> for Update {
         let spec = Value::deserialize(deserializer)?;
         Self::parse(&spec).map_err(serde::de::Error::custom)
     }
+}
+
+/// The first `len` segments of `path`, or all of them.
+fn head(path: &Path, len: usize) -> &[String] {
+    &path.parts()[..path.parts().len().min(len)]
 }
 
 fn parse_path(op: Operator, raw: &str) -> Result<Path, UpdateError> {
@@ -681,6 +859,17 @@ impl Action {
                     )));
                 };
                 let to = parse_path(op, raw)?;
+                // MongoDB: "The source field for $rename may not be dynamic".
+                if path.has_all_positional() {
+                    return Err(invalid(
+                        "the source field may not be dynamic (`$[]`)".into(),
+                    ));
+                }
+                if to.has_all_positional() {
+                    return Err(invalid(format!(
+                        "the target field `{to}` may not be dynamic (`$[]`)"
+                    )));
+                }
                 if &to == path {
                     return Err(invalid("source and target must differ".into()));
                 }
@@ -736,6 +925,33 @@ impl Action {
         }
     }
 
+    /// About how many bytes of values one application may copy into the document: its
+    /// values' JSON text, for `MAX_FAN_OUT`.
+    fn weight(&self) -> usize {
+        match self {
+            Self::Set(v)
+            | Self::Min(v)
+            | Self::Max(v)
+            | Self::Push(Push::One(v))
+            | Self::AddToSet(AddToSet::One(v)) => json_weight(v),
+            Self::Push(Push::Each { values, .. }) | Self::AddToSet(AddToSet::Each(values)) => {
+                values
+                    .iter()
+                    .fold(0, |sum, v| sum.saturating_add(json_weight(v)))
+            }
+            // An RFC 3339 string with its quotes.
+            Self::CurrentDate(_) => 26,
+            Self::Unset
+            | Self::Inc(_)
+            | Self::Mul(_)
+            | Self::Rename(_)
+            | Self::Pop(_)
+            | Self::Pull(_)
+            | Self::PullAll(_)
+            | Self::Bit(_) => 0,
+        }
+    }
+
     /// The argument as written in the canonical spec.
     fn to_value(&self) -> Value {
         match self {
@@ -785,6 +1001,31 @@ impl Action {
             }
         }
     }
+}
+
+/// About the length of `value`'s JSON text; without recursion.
+fn json_weight(value: &Value) -> usize {
+    let mut total = 0usize;
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        let own = match value {
+            Value::Null | Value::Bool(_) => 5,
+            // Up to 20 digits and a sign, or a float's shortest form.
+            Value::Number(_) => 24,
+            Value::String(s) => s.len() + 2,
+            Value::Array(items) => {
+                stack.extend(items);
+                items.len() + 2
+            }
+            Value::Object(map) => {
+                stack.extend(map.values());
+                map.keys()
+                    .fold(2usize, |sum, key| sum.saturating_add(key.len() + 4))
+            }
+        };
+        total = total.saturating_add(own);
+    }
+    total
 }
 
 /// An `$inc` or `$mul` operand: an `i64` or a float.
@@ -873,8 +1114,8 @@ impl Sort {
             Value::Object(fields) if !fields.is_empty() => fields
                 .iter()
                 .map(|(field, direction)| {
-                    let path =
-                        Path::parse(field).map_err(|e| format!("`$sort` field `{field}`: {e}"))?;
+                    let path = Path::parse_plain(field)
+                        .map_err(|e| format!("`$sort` field `{field}`: {e}"))?;
                     Ok((path, Direction::parse(direction).ok_or(USAGE)?))
                 })
                 .collect::<Result<_, String>>()
@@ -1000,7 +1241,7 @@ fn parse_matcher(value: &Value) -> Result<Matcher, String> {
     fields
         .iter()
         .map(|(field, condition)| {
-            let path = Path::parse(field).map_err(|e| format!("field `{field}`: {e}"))?;
+            let path = Path::parse_plain(field).map_err(|e| format!("field `{field}`: {e}"))?;
             Ok((path, Condition::parse(condition)?))
         })
         .collect::<Result<_, String>>()
@@ -1024,11 +1265,44 @@ impl Condition {
         }
     }
 
-    fn matches(&self, value: &Value) -> bool {
+    /// As a MongoDB query on the field at `segments` of `doc` (see [`any_candidate`]).
+    fn matches_at(&self, doc: &Value, segments: &[String]) -> bool {
         match self {
-            Self::Equals(expected) => equal(value, expected),
-            Self::Query(queries) => queries.iter().all(|query| query.matches(value)),
+            Self::Equals(expected) => any_candidate(doc, segments, &mut |v| equal(v, expected)),
+            Self::Query(queries) => queries.iter().all(|query| query.matches_at(doc, segments)),
         }
+    }
+}
+
+/// True if `test` holds for one of the values a MongoDB query on the field at `segments` of
+/// `doc` looks at; a missing field is tested as `null`.
+///
+/// As MongoDB's path traversal: an object goes on to its field; an array goes on to its
+/// element at a numeric segment and to every object element (not into nested arrays); at the
+/// end of the path, an array is tested whole and element by element (one level). So
+/// `{"tags": "x"}` matches `{"tags": ["x", "y"]}`, and `{"n.x": 1}` matches
+/// `{"n": [{"x": 1}]}`. Recursion is bounded by twice the segments (at most
+/// [`MAX_SEGMENTS`](super::MAX_SEGMENTS)): every second step consumes one.
+fn any_candidate(doc: &Value, segments: &[String], test: &mut dyn FnMut(&Value) -> bool) -> bool {
+    static NULL: Value = Value::Null;
+    let Some((first, rest)) = segments.split_first() else {
+        return test(doc) || matches!(doc, Value::Array(items) if items.iter().any(&mut *test));
+    };
+    match doc {
+        Value::Object(map) => match map.get(first) {
+            Some(child) => any_candidate(child, rest, test),
+            None => test(&NULL),
+        },
+        Value::Array(items) => {
+            let indexed = path::array_index(first).and_then(|i| items.get(i));
+            let mut documents = items.iter().filter(|item| item.is_object()).peekable();
+            if indexed.is_none() && documents.peek().is_none() {
+                return test(&NULL);
+            }
+            indexed.is_some_and(|item| any_candidate(item, rest, test))
+                || documents.any(|item| any_candidate(item, segments, test))
+        }
+        _ => test(&NULL),
     }
 }
 
@@ -1086,20 +1360,31 @@ impl Query {
         (name.to_owned(), value)
     }
 
-    fn matches(&self, value: &Value) -> bool {
+    /// As a MongoDB query on the field at `segments` of `doc`: a positive operator holds if
+    /// it holds for one of the [`any_candidate`] values, `$ne` and `$nin` if `$eq` and `$in`
+    /// hold for none.
+    fn matches_at(&self, doc: &Value, segments: &[String]) -> bool {
+        let found = any_candidate(doc, segments, &mut |value| self.holds(value));
+        if matches!(self, Self::Ne(_) | Self::Nin(_)) {
+            !found
+        } else {
+            found
+        }
+    }
+
+    /// The operator on one value, with `$ne` and `$nin` as `$eq` and `$in`.
+    fn holds(&self, value: &Value) -> bool {
         // Ordering operators only compare within one type class, as MongoDB.
         let ordered = |bound: &Value, accept: fn(Ordering) -> bool| {
             type_rank(value) == type_rank(bound) && accept(compare(value, bound))
         };
         match self {
-            Self::Eq(v) => equal(value, v),
-            Self::Ne(v) => !equal(value, v),
+            Self::Eq(v) | Self::Ne(v) => equal(value, v),
             Self::Gt(v) => ordered(v, Ordering::is_gt),
             Self::Gte(v) => ordered(v, Ordering::is_ge),
             Self::Lt(v) => ordered(v, Ordering::is_lt),
             Self::Lte(v) => ordered(v, Ordering::is_le),
-            Self::In(vs) => contains(vs, value),
-            Self::Nin(vs) => !contains(vs, value),
+            Self::In(vs) | Self::Nin(vs) => contains(vs, value),
         }
     }
 }
@@ -1117,16 +1402,18 @@ impl Matcher {
         }
     }
 
+    /// MongoDB's three `$pull` matchers (`pull_node.cpp`): a plain value must equal the
+    /// element exactly; query operators query the element as a field (so an array element
+    /// matches if it or one of its elements does); fields query an object element.
     fn matches(&self, element: &Value) -> bool {
-        static NULL: Value = Value::Null;
         match self {
-            Self::Element(condition) => condition.matches(element),
+            Self::Element(Condition::Equals(expected)) => equal(element, expected),
+            Self::Element(condition) => condition.matches_at(element, &[]),
             Self::Fields(fields) => {
                 element.is_object()
-                    && fields.iter().all(|(path, condition)| {
-                        // A missing field matches as null, as in MongoDB.
-                        condition.matches(path.get(element).unwrap_or(&NULL))
-                    })
+                    && fields
+                        .iter()
+                        .all(|(path, condition)| condition.matches_at(element, path.parts()))
             }
         }
     }
@@ -1152,17 +1439,88 @@ fn contains(set: &[Value], value: &Value) -> bool {
 struct Applier {
     now_unix_ms: u64,
     padding_left: usize,
+    fan_out_left: usize,
 }
 
 impl Applier {
     fn apply(&mut self, root: &mut Value, entry: &Entry) -> Result<(), UpdateError> {
+        if !entry.path.has_all_positional() {
+            return self.apply_at(root, entry.path.parts(), entry);
+        }
+        let cost = entry.action.weight().saturating_add(1);
+        self.expand(root, entry.path.parts(), entry, cost, &mut Vec::new())
+    }
+
+    /// Applies `entry` at `rest` below `base`, once for each element every `$[]` in `rest`
+    /// stands for; `indexes` are those of the elements the earlier `$[]` stood for.
+    ///
+    /// Recurses once per `$[]`, so at most [`MAX_SEGMENTS`](super::MAX_SEGMENTS) deep.
+    fn expand(
+        &mut self,
+        base: &mut Value,
+        rest: &[String],
+        entry: &Entry,
+        cost: usize,
+        indexes: &mut Vec<usize>,
+    ) -> Result<(), UpdateError> {
+        let op = entry.action.operator();
+        let Some(at) = rest.iter().position(|s| s == path::ALL_POSITIONAL) else {
+            if cost > self.fan_out_left {
+                return Err(UpdateError::FanOutTooLarge {
+                    op,
+                    path: entry.path.clone(),
+                    max: MAX_FAN_OUT,
+                });
+            }
+            self.fan_out_left -= cost;
+            return self
+                .apply_at(base, rest, entry)
+                .map_err(|e| e.at(entry.path.resolved(indexes, entry.path.parts().len())));
+        };
+        let array = |indexes: &[usize]| {
+            let done = entry.path.parts().len() - rest.len();
+            entry.path.resolved(indexes, done + at)
+        };
+        // As MongoDB, the array must exist: `$[]` creates nothing.
+        match path::get_mut_in(base, &rest[..at]) {
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    indexes.push(i);
+                    self.expand(item, &rest[at + 1..], entry, cost, indexes)?;
+                    indexes.pop();
+                }
+                Ok(())
+            }
+            Some(other) => Err(UpdateError::NotAnArray {
+                op,
+                path: entry.path.clone(),
+                array: array(indexes),
+                found: ValueKind::of(other),
+            }),
+            None => Err(UpdateError::ArrayPathMissing {
+                op,
+                path: entry.path.clone(),
+                array: array(indexes),
+            }),
+        }
+    }
+
+    /// Applies `entry`'s action to the value at `segments` below `root` (`$[]`-free); `root`
+    /// is an array element when `entry` has `$[]`, and is itself the target if `segments`
+    /// is empty.
+    fn apply_at(
+        &mut self,
+        root: &mut Value,
+        segments: &[String],
+        entry: &Entry,
+    ) -> Result<(), UpdateError> {
         let Entry { path, action } = entry;
         let op = action.operator();
         match action {
-            Action::Set(value) => *self.slot(root, op, path)?.0 = value.clone(),
-            Action::Unset => unset(root, path),
+            Action::Set(value) => *self.slot(root, op, path, segments)?.0 = value.clone(),
+            Action::Unset => unset(root, segments),
             Action::Inc(operand) => {
-                let (target, existed) = self.slot(root, op, path)?;
+                let (target, existed) = self.slot(root, op, path, segments)?;
                 *target = if existed {
                     arithmetic(op, path, target, operand, i64::checked_add, |a, b| a + b)?
                 } else {
@@ -1170,7 +1528,7 @@ impl Applier {
                 };
             }
             Action::Mul(operand) => {
-                let (target, existed) = self.slot(root, op, path)?;
+                let (target, existed) = self.slot(root, op, path, segments)?;
                 *target = if existed {
                     arithmetic(op, path, target, operand, i64::checked_mul, |a, b| a * b)?
                 } else if operand.is_f64() {
@@ -1185,22 +1543,22 @@ impl Applier {
                 } else {
                     Ordering::Greater
                 };
-                let (target, existed) = self.slot(root, op, path)?;
+                let (target, existed) = self.slot(root, op, path, segments)?;
                 if !existed || compare(value, target) == wanted {
                     *target = value.clone();
                 }
             }
             Action::Rename(to) => self.rename(root, path, to)?,
-            Action::Push(push) => push.apply(self.array_slot(root, op, path)?),
+            Action::Push(push) => push.apply(self.array_slot(root, op, path, segments)?),
             Action::AddToSet(add) => {
-                let items = self.array_slot(root, op, path)?;
+                let items = self.array_slot(root, op, path, segments)?;
                 match add {
                     AddToSet::One(value) => add_to_set(items, std::slice::from_ref(value)),
                     AddToSet::Each(values) => add_to_set(items, values),
                 }
             }
             Action::Pop(end) => {
-                if let Some(items) = existing_array(root, op, path)? {
+                if let Some(items) = existing_array(root, op, path, segments)? {
                     match end {
                         End::First if !items.is_empty() => {
                             items.remove(0);
@@ -1213,17 +1571,17 @@ impl Applier {
                 }
             }
             Action::Pull(matcher) => {
-                if let Some(items) = existing_array(root, op, path)? {
+                if let Some(items) = existing_array(root, op, path, segments)? {
                     items.retain(|item| !matcher.matches(item));
                 }
             }
             Action::PullAll(values) => {
-                if let Some(items) = existing_array(root, op, path)? {
+                if let Some(items) = existing_array(root, op, path, segments)? {
                     items.retain(|item| !contains(values, item));
                 }
             }
             Action::Bit(ops) => {
-                let (target, existed) = self.slot(root, op, path)?;
+                let (target, existed) = self.slot(root, op, path, segments)?;
                 let start = match (existed, target.as_i64()) {
                     (false, _) => 0,
                     (true, Some(current)) => current,
@@ -1247,7 +1605,7 @@ impl Applier {
                 *target = Value::from(result);
             }
             Action::CurrentDate(kind) => {
-                *self.slot(root, op, path)?.0 = match kind {
+                *self.slot(root, op, path, segments)?.0 = match kind {
                     DateKind::Date => Value::String(rfc3339_millis(self.now_unix_ms)),
                     DateKind::Timestamp => Value::from(self.now_unix_ms),
                 };
@@ -1256,15 +1614,19 @@ impl Applier {
         Ok(())
     }
 
-    /// The value at `path`, created (as `null`, with missing intermediate
-    /// objects and array padding) if missing; and whether it existed.
+    /// The value at `segments` below `root`, created (as `null`, with missing intermediate
+    /// objects and array padding) if missing; and whether it existed. `root` itself if
+    /// `segments` is empty. Errors name `path`.
     fn slot<'v>(
         &mut self,
         root: &'v mut Value,
         op: Operator,
         path: &Path,
+        segments: &[String],
     ) -> Result<(&'v mut Value, bool), UpdateError> {
-        let (parents, last) = path.split_last();
+        let Some((last, parents)) = segments.split_last() else {
+            return Ok((root, true));
+        };
         let mut current = root;
         for segment in parents {
             current = self
@@ -1320,14 +1682,15 @@ impl Applier {
         }
     }
 
-    /// The array at `path`, created empty if missing; an error if not an array.
+    /// The array at `segments`, created empty if missing; an error if not an array.
     fn array_slot<'v>(
         &mut self,
         root: &'v mut Value,
         op: Operator,
         path: &Path,
+        segments: &[String],
     ) -> Result<&'v mut Vec<Value>, UpdateError> {
-        let (target, existed) = self.slot(root, op, path)?;
+        let (target, existed) = self.slot(root, op, path, segments)?;
         if !existed {
             *target = Value::Array(Vec::new());
         }
@@ -1361,14 +1724,18 @@ impl Applier {
         if through_array(root, to) {
             return Err(UpdateError::RenameThroughArray { path: to.clone() });
         }
-        *self.slot(root, Operator::Rename, to)?.0 = value;
+        *self.slot(root, Operator::Rename, to, to.parts())?.0 = value;
         Ok(())
     }
 }
 
-/// Removes the field at `path`, or nulls it if it is an array element; no-op if missing.
-fn unset(root: &mut Value, path: &Path) {
-    let (parents, last) = path.split_last();
+/// Removes the field at `segments`, or nulls it if it is an array element (`root` itself if
+/// `segments` is empty: an element reached through `$[]`); no-op if missing.
+fn unset(root: &mut Value, segments: &[String]) {
+    let Some((last, parents)) = segments.split_last() else {
+        *root = Value::Null;
+        return;
+    };
     match path::get_mut_in(root, parents) {
         Some(Value::Object(map)) => {
             map.remove(last);
@@ -1425,13 +1792,15 @@ fn through_array(root: &Value, path: &Path) -> bool {
     false
 }
 
-/// The array at `path` if there is a value there; an error if it is not an array.
+/// The array at `segments` if there is a value there; an error (naming `path`) if it is not
+/// an array.
 fn existing_array<'v>(
     root: &'v mut Value,
     op: Operator,
     path: &Path,
+    segments: &[String],
 ) -> Result<Option<&'v mut Vec<Value>>, UpdateError> {
-    path.get_mut(root)
+    path::get_mut_in(root, segments)
         .map(|value| as_array(op, path, value))
         .transpose()
 }
@@ -1864,16 +2233,24 @@ mod tests {
     }
 
     #[test]
-    fn parse_accepts_empty_update_and_empty_operator_as_noop() {
-        // Deviation: MongoDB rejects both; we accept them so `Update` round-trips.
-        for spec in [
-            json!({}),
-            json!({"$set": {}}),
-            json!({"$set": {}, "$pull": {}}),
-        ] {
+    fn parse_rejects_an_update_without_operators() {
+        // MongoDB takes `{}` as a replacement by an empty document (and the shell's updateOne
+        // refuses it: "Update document requires atomic operators"); we have no replacements.
+        let err = parse_err(json!({}));
+        assert_eq!(err, UpdateError::NoOperators);
+        assert_eq!(err.to_string(), "an update needs at least one operator");
+        let err = serde_json::from_str::<Update>("{}").expect_err("not an update");
+        assert!(err.to_string().contains("at least one operator"), "{err}");
+    }
+
+    #[test]
+    fn parse_accepts_an_empty_operator_as_noop() {
+        // MongoDB 5.0 and later accept an operator with no fields, such as `{"$set": {}}`.
+        for spec in [json!({"$set": {}}), json!({"$set": {}, "$pull": {}})] {
             let u = update(spec);
             assert_eq!(u.paths().count(), 0);
-            assert_eq!(u.to_value(), json!({}));
+            assert_eq!(u.to_value(), json!({"$set": {}}));
+            assert_eq!(Update::parse(&u.to_value()), Ok(u.clone()));
             let mut doc = json!({"a": 1});
             u.apply(&mut doc, &CTX).expect("no-op applies");
             assert_eq!(doc, json!({"a": 1}));
@@ -2466,14 +2843,17 @@ mod tests {
     }
 
     #[test]
-    fn the_all_positional_operator_is_not_supported() {
-        for path in ["a.$[]", "a.$[i].b", "a.$"] {
-            let err = parse_err(json!({"$inc": {path: 1}}));
-            assert!(
-                matches!(err, UpdateError::InvalidPath { .. }),
-                "{path}: {err:?}"
-            );
-        }
+    fn rename_refuses_the_all_positional_operator() {
+        // MongoDB: "The source field for $rename may not be dynamic: a.$[].b", and the same
+        // for the destination.
+        let (op, path, reason) = invalid_argument(&parse_err(json!({"$rename": {"a.$[].b": "c"}})));
+        assert_eq!((op, path.as_str()), (Operator::Rename, "a.$[].b"));
+        assert_eq!(reason, "the source field may not be dynamic (`$[]`)");
+        let (_, _, reason) = invalid_argument(&parse_err(json!({"$rename": {"c": "a.$[]"}})));
+        assert_eq!(
+            reason,
+            "the target field `a.$[]` may not be dynamic (`$[]`)"
+        );
     }
 
     #[test]
@@ -2864,7 +3244,8 @@ mod tests {
                 json!({"$pull": {"a": {"$gt": 1}, "b": {"$lt": "m"}}}),
                 json!({"a": [0, 2, "z", true, [5]], "b": ["a", "z", 1, null]})
             ),
-            json!({"a": [0, "z", true, [5]], "b": ["z", 1, null]})
+            json!({"a": [0, "z", true], "b": ["z", 1, null]}),
+            "[5] goes: an operator condition queries an array element element by element"
         );
     }
 
@@ -2952,6 +3333,120 @@ mod tests {
                 "cannot mix query operators and fields in one condition",
                 "field `x..y`: path has an empty segment at position 1",
             ]
+        );
+    }
+
+    #[test]
+    fn pull_field_condition_matches_an_array_field_containing_the_value() {
+        // MongoDB's query language: `{tags: "x"}` matches a `tags` array containing "x".
+        let doc = json!({"items": [
+            {"tags": ["x", "y"]},
+            {"tags": "x"},
+            {"tags": ["y"]},
+            {"tags": [["x"]]},
+            {"other": 1},
+        ]});
+        assert_eq!(
+            apply(json!({"$pull": {"items": {"tags": "x"}}}), doc),
+            json!({"items": [{"tags": ["y"]}, {"tags": [["x"]]}, {"other": 1}]}),
+            "nested arrays are not searched"
+        );
+    }
+
+    #[test]
+    fn pull_field_condition_with_an_array_matches_it_whole_or_as_an_element() {
+        let doc = json!({"items": [
+            {"tags": ["x", "y"]},
+            {"tags": ["y", "x"]},
+            {"tags": [["x", "y"], "z"]},
+            {"tags": ["x", "y", "z"]},
+        ]});
+        assert_eq!(
+            apply(json!({"$pull": {"items": {"tags": ["x", "y"]}}}), doc),
+            json!({"items": [{"tags": ["y", "x"]}, {"tags": ["x", "y", "z"]}]})
+        );
+    }
+
+    #[test]
+    fn pull_field_operators_match_if_any_array_element_does() {
+        let doc = json!({"r": [
+            {"s": [1, 9]},
+            {"s": [1, 2]},
+            {"s": 9},
+            {"s": ["a", "x"]},
+            {"s": []},
+        ]});
+        let run = |cond: Value| {
+            apply(json!({"$pull": {"r": {"s": cond}}}), doc.clone())["r"]
+                .as_array()
+                .expect("still an array")
+                .len()
+        };
+        assert_eq!(run(json!({"$gt": 8})), 3, "[1, 9] and 9 go");
+        assert_eq!(
+            run(json!({"$in": ["x", 2]})),
+            3,
+            "[1, 2] and [\"a\", \"x\"] go"
+        );
+        assert_eq!(run(json!({"$eq": 1})), 3);
+        // Each operator may be met by another element, as in MongoDB: 9 > 5 and 1 < 2.
+        assert_eq!(run(json!({"$gt": 5, "$lt": 2})), 4, "[1, 9] goes");
+        // `$ne` and `$nin` hold when no element is equal or in the list; an empty array has
+        // none, so it goes too.
+        assert_eq!(
+            apply(json!({"$pull": {"r": {"s": {"$ne": 1}}}}), doc.clone()),
+            json!({"r": [{"s": [1, 9]}, {"s": [1, 2]}]})
+        );
+        assert_eq!(
+            apply(json!({"$pull": {"r": {"s": {"$nin": [9, "x"]}}}}), doc),
+            json!({"r": [{"s": [1, 9]}, {"s": 9}, {"s": ["a", "x"]}]})
+        );
+    }
+
+    #[test]
+    fn pull_field_paths_traverse_arrays_of_documents_and_indexes() {
+        let doc = json!({"r": [
+            {"n": [{"x": 2}, {"x": 1}]},
+            {"n": [{"x": 2}]},
+            {"n": [5, 6]},
+            {"n": [[{"x": 1}]]},
+        ]});
+        assert_eq!(
+            apply(json!({"$pull": {"r": {"n.x": 1}}}), doc.clone()),
+            json!({"r": [{"n": [{"x": 2}]}, {"n": [5, 6]}, {"n": [[{"x": 1}]]}]}),
+            "not into nested arrays"
+        );
+        assert_eq!(
+            apply(json!({"$pull": {"r": {"n.0": 5}}}), doc.clone())["r"]
+                .as_array()
+                .map(Vec::len),
+            Some(3)
+        );
+        // A missing field is null: `{n.x: null}` matches elements without `x`, or without
+        // documents to look into.
+        assert_eq!(
+            apply(json!({"$pull": {"r": {"n.x": null}}}), doc),
+            json!({"r": [{"n": [{"x": 2}, {"x": 1}]}, {"n": [{"x": 2}]}]})
+        );
+    }
+
+    #[test]
+    fn pull_operator_condition_queries_array_elements_too() {
+        // MongoDB wraps the element as a field (`pull_node.cpp`, WrappedObjectMatcher), so
+        // an array element matches if one of its elements does; a plain value must be equal.
+        let doc = json!({"a": [[1, 7], [1, 2], 8, 3]});
+        assert_eq!(
+            apply(json!({"$pull": {"a": {"$gte": 6}}}), doc.clone()),
+            json!({"a": [[1, 2], 3]})
+        );
+        assert_eq!(
+            apply(json!({"$pull": {"a": {"$eq": 1}}}), doc.clone()),
+            json!({"a": [8, 3]})
+        );
+        assert_eq!(apply(json!({"$pull": {"a": 1}}), doc.clone()), doc);
+        assert_eq!(
+            apply(json!({"$pull": {"a": [1, 2]}}), doc),
+            json!({"a": [[1, 7], 8, 3]})
         );
     }
 
@@ -3264,6 +3759,340 @@ mod tests {
         }
     }
 
+    // ---- the all-positional $[] --------------------------------------------------------
+
+    #[test]
+    fn all_positional_updates_every_element() {
+        // MongoDB docs, positional-all: `{$inc: {"grades.$[]": 10}}`.
+        assert_eq!(
+            apply(json!({"$inc": {"a.$[]": 1}}), json!({"a": [1, 2]})),
+            json!({"a": [2, 3]})
+        );
+        assert_eq!(
+            apply(
+                json!({"$set": {"a.$[].b": 0}}),
+                json!({"a": [{"b": 1}, {"c": 2}, {}]})
+            ),
+            json!({"a": [{"b": 0}, {"c": 2, "b": 0}, {"b": 0}]}),
+            "a missing field in an element is created"
+        );
+        assert_eq!(
+            apply(json!({"$inc": {"a.$[]": 1}}), json!({"a": []})),
+            json!({"a": []}),
+            "an empty array is left alone"
+        );
+    }
+
+    #[test]
+    fn all_positional_nests() {
+        assert_eq!(
+            apply(
+                json!({"$inc": {"a.$[].b.$[]": 10}}),
+                json!({"a": [{"b": [1, 2]}, {"b": []}]})
+            ),
+            json!({"a": [{"b": [11, 12]}, {"b": []}]})
+        );
+        assert_eq!(
+            apply(
+                json!({"$mul": {"a.$[].$[]": 2}}),
+                json!({"a": [[1], [2, 3]]})
+            ),
+            json!({"a": [[2], [4, 6]]})
+        );
+        assert_eq!(
+            apply(
+                json!({"$set": {"a.1.$[].x": true}}),
+                json!({"a": [[{}], [{}, {"x": 0}]]})
+            ),
+            json!({"a": [[{}], [{"x": true}, {"x": true}]]})
+        );
+    }
+
+    #[test]
+    fn all_positional_works_with_every_operator_but_rename() {
+        let doc = json!({
+            "set": [1, 2], "unset": [{"x": 1, "y": 1}], "unset_el": [1, 2],
+            "mul": [2, 3], "min": [1, 5], "max": [1, 5],
+            "push": [[1], []], "add": [[1], [2]], "pop": [[1, 2], [3]],
+            "pull": [[1, 2], [2]], "pull_all": [[1, 2, 3]], "bit": [1, 2],
+            "date": [{}, {}],
+        });
+        let spec = json!({
+            "$set": {"set.$[]": "s"},
+            "$unset": {"unset.$[].x": "", "unset_el.$[]": ""},
+            "$mul": {"mul.$[]": 10},
+            "$min": {"min.$[]": 3},
+            "$max": {"max.$[]": 3},
+            "$push": {"push.$[]": {"$each": [9], "$position": 0}},
+            "$addToSet": {"add.$[]": 1},
+            "$pop": {"pop.$[]": -1},
+            "$pull": {"pull.$[]": 2},
+            "$pullAll": {"pull_all.$[]": [1, 3]},
+            "$bit": {"bit.$[]": {"or": 4}},
+            "$currentDate": {"date.$[].at": {"$type": "timestamp"}},
+        });
+        assert_eq!(
+            apply(spec, doc),
+            json!({
+                "set": ["s", "s"], "unset": [{"y": 1}], "unset_el": [null, null],
+                "mul": [20, 30], "min": [1, 3], "max": [3, 5],
+                "push": [[9, 1], [9]], "add": [[1], [2, 1]], "pop": [[2], []],
+                "pull": [[1], []], "pull_all": [[2]], "bit": [5, 6],
+                "date": [{"at": 1_795_322_520_123_u64}, {"at": 1_795_322_520_123_u64}],
+            })
+        );
+    }
+
+    #[test]
+    fn all_positional_needs_an_existing_array() {
+        // MongoDB: "The path 'a' must exist in the document in order to apply array
+        // updates." Even for $unset, and nothing is created (no upsert-ish creation).
+        for op in ["$set", "$unset", "$inc", "$push", "$pull", "$pop"] {
+            let err = apply_err(json!({op: {"a.$[]": 1}}), json!({"b": [1]}));
+            assert!(
+                matches!(&err, UpdateError::ArrayPathMissing { array, .. } if array == &p("a")),
+                "{op}: {err:?}"
+            );
+        }
+        let err = apply_err(json!({"$set": {"a.$[].b": 1}}), json!({}));
+        assert_eq!(
+            err,
+            UpdateError::ArrayPathMissing {
+                op: Operator::Set,
+                path: p("a.$[].b"),
+                array: p("a"),
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "$set at `a.$[].b`: the path `a` must exist in the document in order to apply array updates"
+        );
+        // Through a scalar, or a name on an array: missing too (MongoDB's pathToCreate).
+        for doc in [json!({"a": 5}), json!({"a": [{"b": [1]}]})] {
+            assert!(matches!(
+                apply_err(json!({"$set": {"a.b.$[]": 1}}), doc),
+                UpdateError::ArrayPathMissing { .. }
+            ));
+        }
+        // A nested array missing in one element names that element.
+        assert_eq!(
+            apply_err(
+                json!({"$inc": {"a.$[].b.$[]": 1}}),
+                json!({"a": [{"b": [1]}, {"c": 1}]})
+            ),
+            UpdateError::ArrayPathMissing {
+                op: Operator::Inc,
+                path: p("a.$[].b.$[]"),
+                array: p("a.1.b"),
+            }
+        );
+    }
+
+    #[test]
+    fn all_positional_on_a_non_array_is_an_error() {
+        // MongoDB: "Cannot apply array updates to non-array element a: 5".
+        let err = apply_err(json!({"$set": {"a.$[]": 1}}), json!({"a": 5}));
+        assert_eq!(
+            err,
+            UpdateError::NotAnArray {
+                op: Operator::Set,
+                path: p("a.$[]"),
+                array: p("a"),
+                found: ValueKind::Integer,
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "$set at `a.$[]`: cannot apply array updates to an integer at `a`"
+        );
+        for doc in [
+            json!({"a": {"0": 1}}),
+            json!({"a": null}),
+            json!({"a": "s"}),
+        ] {
+            assert!(matches!(
+                apply_err(json!({"$unset": {"a.$[]": ""}}), doc),
+                UpdateError::NotAnArray { .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn all_positional_errors_name_the_element() {
+        // MongoDB names the element too, e.g. "Cannot create field 'b' in element {1: null}".
+        assert_eq!(
+            apply_err(json!({"$set": {"a.$[].b": 1}}), json!({"a": [{}, null]})),
+            UpdateError::CannotCreateField {
+                op: Operator::Set,
+                path: p("a.1.b"),
+                field: "b".into(),
+                parent: ValueKind::Null,
+            }
+        );
+        assert_eq!(
+            apply_err(json!({"$inc": {"a.$[]": 1}}), json!({"a": [1, "x"]})),
+            UpdateError::WrongType {
+                op: Operator::Inc,
+                path: p("a.1"),
+                found: ValueKind::String,
+            }
+        );
+        assert!(matches!(
+            apply_err(json!({"$push": {"a.$[]": 1}}), json!({"a": [[], 2]})),
+            UpdateError::WrongType { path, .. } if path == p("a.1")
+        ));
+    }
+
+    #[test]
+    fn all_positional_shares_the_padding_limit() {
+        let half = MAX_PADDING / 2 + 1;
+        let err = apply_err(
+            json!({"$set": {(format!("a.$[].{half}")): 1}}),
+            json!({"a": [[], []]}),
+        );
+        assert_eq!(
+            err,
+            UpdateError::PaddingTooLarge {
+                op: Operator::Set,
+                path: p(&format!("a.1.{half}")),
+                needed: half,
+                max: MAX_PADDING,
+            }
+        );
+    }
+
+    #[test]
+    fn all_positional_writes_are_bounded_per_update() {
+        let doc = json!({"a": vec![0; 1000]});
+        let big = "x".repeat(MAX_FAN_OUT / 1000);
+        let err = apply_err(json!({"$set": {"a.$[]": big}}), doc.clone());
+        assert_eq!(
+            err,
+            UpdateError::FanOutTooLarge {
+                op: Operator::Set,
+                path: p("a.$[]"),
+                max: MAX_FAN_OUT,
+            }
+        );
+        let small = "x".repeat(MAX_FAN_OUT / 2000);
+        let after = apply(json!({"$set": {"a.$[]": small}}), doc);
+        assert_eq!(
+            after["a"][999].as_str().map(str::len),
+            Some(MAX_FAN_OUT / 2000)
+        );
+    }
+
+    #[test]
+    fn all_positional_paths_are_validated() {
+        // MongoDB: "Cannot have array filter identifier (i.e. '$[<id>]') element in the first
+        // position in path".
+        assert_eq!(
+            parse_err(json!({"$set": {"$[].a": 1}})),
+            UpdateError::InvalidPath {
+                op: Operator::Set,
+                path: "$[].a".into(),
+                reason: PathError::AllPositionalFirst,
+            }
+        );
+        let err = parse_err(json!({"$set": {"a.$[i].b": 1}}));
+        assert_eq!(
+            err,
+            UpdateError::InvalidPath {
+                op: Operator::Set,
+                path: "a.$[i].b".into(),
+                reason: PathError::FilteredPositional {
+                    segment: "$[i]".into()
+                },
+            }
+        );
+        assert!(err.to_string().contains("arrayFilters"), "{err}");
+        assert!(matches!(
+            parse_err(json!({"$inc": {"a.$.b": 1}})),
+            UpdateError::InvalidPath {
+                reason: PathError::DollarSegment { .. },
+                ..
+            }
+        ));
+        // Paths naming one value refuse it.
+        let (_, _, reason) = invalid_argument(&parse_err(
+            json!({"$push": {"a": {"$each": [], "$sort": {"b.$[]": 1}}}}),
+        ));
+        assert_eq!(
+            reason,
+            "`$sort` field `b.$[]`: path segment `$[]` starts with `$`"
+        );
+        let (_, _, reason) = invalid_argument(&parse_err(json!({"$pull": {"a": {"b.$[]": 1}}})));
+        assert_eq!(reason, "field `b.$[]`: path segment `$[]` starts with `$`");
+    }
+
+    #[test]
+    fn all_positional_conflicts_as_in_mongodb() {
+        // MongoDB's update tree: at `a`, an array node (`$[]`) or an object node, not both.
+        for (x, y) in [
+            ("a.$[]", "a.0"),
+            ("a.$[]", "a"),
+            ("a.$[].b", "a.0.c"),
+            ("a.$[].b", "a.x"),
+            ("a.$[].b", "a.$[].b.c"),
+            ("a.$[].b.$[]", "a.$[].b.1"),
+            ("a.$[]", "a.$[]"),
+        ] {
+            let spec = if x == y {
+                json!({"$set": {x: 1}, "$inc": {y: 1}})
+            } else {
+                json!({"$set": {x: 1, y: 1}})
+            };
+            assert!(
+                matches!(parse_err(spec), UpdateError::ConflictingPaths { .. }),
+                "{x} {y}"
+            );
+        }
+        assert_eq!(
+            parse_err(json!({"$set": {"a.$[].b": 1}, "$inc": {"a.0.c": 1}})),
+            UpdateError::ConflictingPaths {
+                first_op: Operator::Set,
+                first: p("a.$[].b"),
+                second_op: Operator::Inc,
+                second: p("a.0.c"),
+            }
+        );
+        // Many paths between the two still conflict.
+        let mut fields = Map::new();
+        for i in 0..20 {
+            fields.insert(format!("a.$[].f{i}"), json!(1));
+        }
+        fields.insert("a.7".into(), json!(1));
+        assert!(matches!(
+            parse_err(json!({"$set": fields})),
+            UpdateError::ConflictingPaths { .. }
+        ));
+        // Different fields of every element, or other arrays, are fine.
+        let u =
+            update(json!({"$set": {"a.$[].b": 1, "a.$[].c": 2, "b.0": 3}, "$inc": {"c.$[]": 1}}));
+        assert_eq!(u.paths().count(), 4);
+    }
+
+    #[test]
+    fn all_positional_touches_every_element() {
+        let u = update(json!({"$set": {"a.$[].b": 1}}));
+        for other in ["a.3.b", "a", "a.3", "a.$[]", "a.3.b.c", "a.$[].b"] {
+            assert!(u.touches(&p(other)), "{other}");
+        }
+        for other in ["c", "a.3.c", "ab"] {
+            assert!(!u.touches(&p(other)), "{other}");
+        }
+    }
+
+    #[test]
+    fn all_positional_round_trips() {
+        let u = update(json!({"$inc": {"a.$[].n": 1}, "$pull": {"b.$[]": {"$gt": 1}}}));
+        assert_eq!(
+            u.to_value(),
+            json!({"$inc": {"a.$[].n": 1}, "$pull": {"b.$[]": {"$gt": 1}}})
+        );
+        assert_eq!(Update::parse(&u.to_value()), Ok(u));
+    }
+
     // ---- round trip, serde ------------------------------------------------------------
 
     #[test]
@@ -3359,18 +4188,24 @@ mod tests {
 
     /// Valid update specs: entries on distinct, non-overlapping paths.
     fn arb_valid_spec() -> impl Strategy<Value = Value> {
-        const PATHS: [&str; 6] = ["a", "b.c", "b.d", "c.0", "c.1.a", "2"];
+        const PATHS: [&str; 8] = ["a", "b.c", "b.d", "c.0", "c.1.a", "2", "e.$[]", "f.$[].x"];
         prop::sample::subsequence(PATHS.to_vec(), 0..=PATHS.len())
             .prop_flat_map(|paths| {
                 let entries: Vec<_> = paths
                     .iter()
                     .enumerate()
-                    .map(|(i, _)| arb_valid_entry(i))
+                    .map(|(i, path)| {
+                        let positional = path.contains("$[]");
+                        arb_valid_entry(i).prop_filter("$rename refuses $[]", move |(op, _)| {
+                            !positional || *op != "$rename"
+                        })
+                    })
                     .collect();
                 (Just(paths), entries)
             })
             .prop_map(|(paths, entries)| {
                 let mut spec = Map::new();
+                spec.insert("$set".into(), json!({}));
                 for (path, (op, arg)) in paths.into_iter().zip(entries) {
                     spec.entry(op)
                         .or_insert_with(|| json!({}))
@@ -3403,7 +4238,25 @@ mod tests {
             "plain",
         ]);
         let path = prop::sample::select(vec![
-            "a", "b", "a.b", "a.0", "b.1.c", "0", "c.5", "a.70000", "", "a..b", "$x",
+            "a",
+            "b",
+            "a.b",
+            "a.0",
+            "b.1.c",
+            "0",
+            "c.5",
+            "a.70000",
+            "",
+            "a..b",
+            "$x",
+            "a.$[]",
+            "b.$[]",
+            "b.$[].a",
+            "b.$[].$[]",
+            "c.$[].0",
+            "$[]",
+            "a.$[i]",
+            "b.$[].70000",
         ]);
         let arg = prop_oneof![
             4 => arb_json_with(ANY_KEYS),
@@ -3463,7 +4316,29 @@ mod tests {
         ) {
             let u = Update::parse(&spec).expect("generated specs are valid");
             check_apply(&u, &doc, now)?;
-            check_apply(&u, &json!({"a": doc.clone(), "b": {"c": doc.clone()}, "c": [doc]}), now)?;
+            check_apply(
+                &u,
+                &json!({
+                    "a": doc.clone(), "b": {"c": doc.clone()}, "c": [doc.clone()],
+                    "e": [doc.clone(), 1], "f": [doc, {"x": 1}, {}],
+                }),
+                now,
+            )?;
+        }
+
+        #[test]
+        fn all_positional_is_every_index_in_turn(
+            items in prop::collection::vec(arb_json(), 0..5),
+            (op, arg) in arb_valid_entry(0).prop_filter("$rename refuses $[]", |(op, _)| *op != "$rename"),
+            tail in prop::sample::select(vec!["", ".b", ".0"]),
+        ) {
+            let doc = json!({"a": items.clone()});
+            let all = update(json!({op: {(format!("a.$[]{tail}")): arg.clone()}}));
+            let each: Map<String, Value> = (0..items.len())
+                .map(|i| (format!("a.{i}{tail}"), arg.clone()))
+                .collect();
+            let each = update(json!({op: each}));
+            prop_assert_eq!(all.applied(&doc, &CTX), each.applied(&doc, &CTX));
         }
 
         #[test]

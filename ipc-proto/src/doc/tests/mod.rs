@@ -1195,7 +1195,7 @@ fn hostile_host_messages_close_the_link_and_the_replica_reopens_on_the_next() {
                 origin: node(5),
                 seq: 1,
                 wall_ms: 0,
-                update: crate::doc::Update::parse(&json!({})).expect("valid"),
+                update: crate::doc::Update::parse(&json!({"$set": {}})).expect("valid"),
             },
             DocMsg::Rejected {
                 name: "d".into(),

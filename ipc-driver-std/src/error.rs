@@ -28,6 +28,14 @@ pub enum DriverError {
     /// The node's I/O thread has stopped, and why.
     #[error("the node has stopped: {0}")]
     Stopped(String),
+    /// No hub runs in the group, and this node may not start one
+    /// ([`NodeBuilder::join_existing`](crate::NodeBuilder::join_existing)): at the join, or
+    /// later once the hub is gone and no other member took over within the keepalive timeout.
+    #[error("no group named {group:?} is running")]
+    NoGroup {
+        /// The group's name.
+        group: String,
+    },
     /// Waited too long.
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(Duration, &'static str),

@@ -51,6 +51,7 @@ pub struct NodeBuilder {
     /// A directory for a group opened to other users; `None` for this user's private one.
     dir: Option<PathBuf>,
     join_timeout: Option<Duration>,
+    join_existing: bool,
     observer: bool,
     max_outbox: usize,
     pool_bytes: u64,
@@ -64,6 +65,7 @@ impl fmt::Debug for NodeBuilder {
             .field("options", &self.options)
             .field("group", &self.group)
             .field("dir", &self.dir)
+            .field("join_existing", &self.join_existing)
             .field("observer", &self.observer)
             .finish_non_exhaustive()
     }
@@ -77,6 +79,7 @@ impl NodeBuilder {
             group: DEFAULT_GROUP.into(),
             dir: None,
             join_timeout: Some(Duration::from_secs(5)),
+            join_existing: false,
             observer: false,
             max_outbox: 8 << 20,
             pool_bytes: 256 << 20,
@@ -164,6 +167,33 @@ impl NodeBuilder {
         self
     }
 
+    /// Joins only a group that is running, and never runs its hub (default no). For a
+    /// client that reads or writes the group's state but must not keep the group alive by
+    /// itself, nor start one by mistake:
+    ///
+    /// - [`join`](Self::join) fails with [`DriverError::NoGroup`] when no hub runs (nobody
+    ///   holds the group's hub lock), instead of starting the group with this node as its
+    ///   hub;
+    /// - this node never claims the hub (as with [`hub_eligible(false)`](Self::hub_eligible));
+    /// - when its hub is gone ([`NodeEvent::HubLost`]), it reconnects like any member and
+    ///   waits for another member to take over; if it is not synced with a new hub within the
+    ///   [`keepalive`](Self::keepalive) timeout, the node stops: its events end and its calls
+    ///   (document patches included) fail with [`DriverError::NoGroup`].
+    ///
+    /// ```no_run
+    /// # use ipc_driver_std::{DriverError, Node};
+    /// match Node::builder("probe").group("robot").join_existing(true).join() {
+    ///     Ok(node) => println!("the hub is {:?}", node.hub()),
+    ///     Err(DriverError::NoGroup { group }) => eprintln!("no group named {group} is running"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok::<(), DriverError>(())
+    /// ```
+    pub fn join_existing(mut self, on: bool) -> Self {
+        self.join_existing = on;
+        self
+    }
+
     /// Also let processes of `uid` join, should this node run the hub. By default only the
     /// same uid may join.
     pub fn allow_uid(mut self, uid: u32) -> Self {
@@ -248,6 +278,10 @@ impl NodeBuilder {
 
     fn start(mut self, observer: bool) -> Result<Node, DriverError> {
         self.observer = observer;
+        let join_existing = self.join_existing && !observer;
+        if join_existing {
+            self.options.hub_eligible = false;
+        }
         let me = sys::current_credentials();
         let private = self.options.is_private(me.uid);
         let dir = GroupDir::open(&self.group, self.dir.as_deref(), private)?;
@@ -284,6 +318,8 @@ impl NodeBuilder {
             max_outbox: self.max_outbox,
             max_frame: self.options.limits.max_frame,
             max_record,
+            join_existing,
+            keepalive: self.options.keepalive,
         };
         let reactor = Reactor::new(
             setup,
@@ -408,6 +444,9 @@ impl Node {
         loop {
             if let Some(t) = f(&s) {
                 return Ok(t);
+            }
+            if s.no_group {
+                return Err(self.no_group());
             }
             if let Some(why) = &s.stopped {
                 return Err(DriverError::Stopped(why.clone()));
@@ -585,8 +624,18 @@ impl Node {
     }
 
     fn stopped(&self) -> DriverError {
-        let why = self.shared.lock().stopped.clone();
+        let s = self.shared.lock();
+        if s.no_group {
+            return self.no_group();
+        }
+        let why = s.stopped.clone();
         DriverError::Stopped(why.unwrap_or_else(|| "the I/O thread is gone".into()))
+    }
+
+    fn no_group(&self) -> DriverError {
+        DriverError::NoGroup {
+            group: self.group.clone(),
+        }
     }
 
     fn shutdown(&mut self) -> Result<(), DriverError> {

@@ -79,6 +79,9 @@ pub(crate) struct State {
     pub(crate) view: View,
     pub(crate) hub: Option<(NodeId, Term)>,
     pub(crate) is_hub: bool,
+    /// The node stopped because no hub runs in the group and it may not start one
+    /// ([`NodeBuilder::join_existing`](crate::NodeBuilder::join_existing)).
+    pub(crate) no_group: bool,
     /// Why the I/O thread stopped, once it has.
     pub(crate) stopped: Option<String>,
 }
@@ -106,6 +109,28 @@ pub(crate) struct Setup {
     pub(crate) max_outbox: usize,
     pub(crate) max_frame: usize,
     pub(crate) max_record: usize,
+    /// Join only a running group (see [`Orphan`]).
+    pub(crate) join_existing: bool,
+    /// How long a node that joins only a running group waits for a new hub.
+    pub(crate) keepalive: Duration,
+}
+
+/// What a node that joins only a running group
+/// ([`NodeBuilder::join_existing`](crate::NodeBuilder::join_existing)) knows of its group.
+///
+/// ```text
+///  Joining --connect fails, lock free--> NoGroup
+///     | Synced                              ^
+///     v                                     | deadline, still no hub
+///  Synced <--Synced-- Orphaned{deadline} ---'
+///     '----HubLost------^
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Orphan {
+    Joining,
+    Synced,
+    Orphaned { deadline: Instant },
+    NoGroup,
 }
 
 #[derive(Debug)]
@@ -163,6 +188,9 @@ pub(crate) struct Reactor {
     docs: DocRegistry,
     /// What peers did wrong, logged rate-limited: a hostile peer chooses how often.
     peer_log: LogLimit,
+    /// `None` for a node that may start the group; see [`Orphan`].
+    orphan: Option<Orphan>,
+    keepalive: Duration,
 }
 
 impl Reactor {
@@ -204,19 +232,34 @@ impl Reactor {
             leaving: None,
             docs: DocRegistry::default(),
             peer_log: LogLimit::new(PEER_LOG_BURST, PEER_LOG_INTERVAL),
+            orphan: setup.join_existing.then_some(Orphan::Joining),
+            keepalive: setup.keepalive,
         })
     }
 
     /// Runs until the node has left (or the I/O fails), then releases every socket.
     pub(crate) fn run(mut self) {
         let result = self.event_loop();
+        let no_group = self.orphan == Some(Orphan::NoGroup);
         let why = match &result {
+            Ok(()) if no_group => {
+                "no hub runs in the group, and this node may not start one".into()
+            }
             Ok(()) => "left the group".to_string(),
             Err(e) => {
                 warn!(error = %e, "I/O thread stops");
                 format!("I/O error: {e}")
             }
         };
+        // Why, first: whoever sees the events or a document end can ask the node.
+        {
+            let mut s = self.shared.lock();
+            s.stopped = Some(why.clone());
+            s.no_group = no_group;
+            s.hub = None;
+            s.is_hub = false;
+        }
+        self.shared.changed.notify_all();
         self.docs.stop(&why);
         for sink in &self.sinks {
             sink.close();
@@ -225,13 +268,6 @@ impl Reactor {
             queue.close();
         }
         self.outgoing.close();
-        {
-            let mut s = self.shared.lock();
-            s.stopped = Some(why);
-            s.hub = None;
-            s.is_hub = false;
-        }
-        self.shared.changed.notify_all();
         if let Some((Some(reply), _)) = self.leaving.take() {
             let _ = reply.send(());
         }
@@ -243,6 +279,9 @@ impl Reactor {
         self.pump(Instant::now())?;
         self.publish();
         loop {
+            if self.orphan == Some(Orphan::NoGroup) {
+                return Ok(());
+            }
             let timeout = self
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()));
@@ -280,6 +319,10 @@ impl Reactor {
             self.outgoing.next_trim(),
             self.leaving.as_ref().map(|l| l.1),
             self.peer_log.poll_timeout(),
+            match self.orphan {
+                Some(Orphan::Orphaned { deadline }) => Some(deadline),
+                _ => None,
+            },
         ]
         .into_iter()
         .flatten()
@@ -400,6 +443,17 @@ impl Reactor {
 
     fn on_deadlines(&mut self, now: Instant) {
         self.peer_log_summary(now);
+        if let Some(Orphan::Orphaned { deadline }) = self.orphan
+            && deadline <= now
+            && self.member.hub().is_none()
+            && self.leaving.is_none()
+        {
+            info!(
+                after = ?self.keepalive,
+                "the hub is gone and no member took over; this node may not: stopping"
+            );
+            self.set_orphan(Orphan::NoGroup);
+        }
         if self.member.poll_timeout().is_some_and(|t| t <= now) {
             self.member.handle_timeout(now);
         }
@@ -450,6 +504,9 @@ impl Reactor {
             match out {
                 MemberOutput::ConnectHub { peer } => {
                     let linked = self.dir.connect_hub();
+                    if linked.is_err() && self.orphan == Some(Orphan::Joining) {
+                        self.check_group();
+                    }
                     self.connect(now, peer, linked, false);
                 }
                 MemberOutput::ConnectData { peer, addr } => {
@@ -532,6 +589,9 @@ impl Reactor {
             }
             MemberEvt::Synced { hub, term } => {
                 self.view_dirty = true;
+                if self.orphan.is_some() {
+                    self.set_orphan(Orphan::Synced);
+                }
                 info!(%hub, %term, "synced with the hub");
                 NodeEvent::Synced { hub, term }
             }
@@ -544,6 +604,10 @@ impl Reactor {
             }
             MemberEvt::HubLost => {
                 self.view_dirty = true;
+                if self.orphan == Some(Orphan::Synced) {
+                    let deadline = now + self.keepalive;
+                    self.set_orphan(Orphan::Orphaned { deadline });
+                }
                 NodeEvent::HubLost
             }
             MemberEvt::HubUnresponsive => {
@@ -779,6 +843,34 @@ impl Reactor {
         };
         self.feed(now, MemberInput::Bound { won });
         Ok(())
+    }
+
+    /// Joining only a running group, the hub did not answer: if nobody holds the hub's lock,
+    /// no group runs (a process that does, or is becoming the hub, makes it a retry).
+    fn check_group(&mut self) {
+        match self.dir.hub_claimed() {
+            Ok(true) => trace!("the hub did not answer, but its lock is held: retrying"),
+            // Members alive, no hub: between a hub's death and a survivor's claim.
+            Ok(false) if self.live_members() > 0 => {
+                trace!("no hub, but members are alive: retrying");
+            }
+            Ok(false) => {
+                debug!("no hub runs in the group, and this node may not start one");
+                self.set_orphan(Orphan::NoGroup);
+            }
+            Err(e) => warn!(error = %e, "cannot tell whether a hub runs: retrying"),
+        }
+    }
+
+    /// How many other members' data sockets are bound (0 if that cannot be read).
+    fn live_members(&self) -> usize {
+        let own = self.data_listener.as_ref().map(DataSocket::addr);
+        self.dir.live_members(own).unwrap_or(0)
+    }
+
+    fn set_orphan(&mut self, to: Orphan) {
+        debug!(from = ?self.orphan, ?to, "join-existing state");
+        self.orphan = Some(to);
     }
 
     /// Accepts what a listener has, up to [`ACCEPT_BUDGET`] (the listener stays readable for

@@ -10,6 +10,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ipc_driver_std::sys::rendezvous::GroupDir;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -618,4 +619,174 @@ fn status_shows_per_subscriber_counters() {
     );
     stalled.signal(Signal::SIGCONT);
     drop(publisher);
+}
+
+// ---- doc: never the group's hub unless --create ----
+
+/// `ipc-pubsub --group G doc c ARGS...`, run to its end; its exit code, stdout and stderr.
+fn doc(g: &str, args: &[&str]) -> (Option<i32>, Vec<String>, String) {
+    let mut all = vec!["--group", g, "doc", "c"];
+    all.extend_from_slice(args);
+    let mut p = Proc::spawn(&all);
+    let status = p.wait_exit(WAIT);
+    (
+        status.code(),
+        std::mem::take(&mut p.stdout),
+        p.stderr.clone(),
+    )
+}
+
+/// Nothing runs in group `g`: no process of it, nobody holds the hub's lock, and `status`
+/// finds nothing.
+fn assert_nothing_runs(g: &str) {
+    assert_eq!(processes_mentioning(g), Vec::<String>::new());
+    let dir = GroupDir::private(g).expect("dir");
+    assert!(!dir.hub_claimed().expect("probe the lock"), "a hub runs");
+    let mut status = Proc::spawn(&["--group", g, "status"]);
+    assert_eq!(status.wait_exit(WAIT).code(), Some(1), "{}", status.stderr);
+}
+
+/// No hub socket in group `g`'s directory (one killed with SIGKILL leaves its own).
+fn assert_no_hub_socket(g: &str) {
+    let hub = GroupDir::private(g).expect("dir").paths().hub_socket();
+    assert!(!hub.exists(), "{} left behind", hub.display());
+}
+
+fn no_group_message(g: &str) -> String {
+    format!("ipc-pubsub: no group named \"{g}\" is running (start a node, or pass --create)")
+}
+
+#[test]
+fn doc_on_a_group_that_does_not_run_fails_and_starts_nothing() {
+    let g = group();
+    for args in [
+        &["get"][..],
+        &["patch", r#"{"$inc": {"n": 1}}"#],
+        &["watch"],
+        &["get", "--default", r#"{"n": 5}"#],
+    ] {
+        let (code, stdout, stderr) = doc(&g, args);
+        assert_eq!(code, Some(1), "{args:?}: {stdout:?} {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout:?}");
+        assert!(stderr.contains(&no_group_message(&g)), "{args:?}: {stderr}");
+        assert_nothing_runs(&g);
+        assert_no_hub_socket(&g);
+    }
+}
+
+#[test]
+fn doc_with_create_starts_the_group_as_before() {
+    let g = group();
+    let (code, stdout, stderr) = doc(&g, &["patch", r#"{"$inc": {"n": 1}}"#, "--create"]);
+    assert_eq!((code, stdout), (Some(0), vec!["1".to_string()]), "{stderr}");
+    // It left, and the group with it.
+    assert_nothing_runs(&g);
+    assert_no_hub_socket(&g);
+    let (code, stdout, stderr) = doc(&g, &["get", "--create", "--default", r#"{"n": 5}"#]);
+    assert_eq!(
+        (code, stdout),
+        (Some(0), vec![r#"{"n":5}"#.to_string()]),
+        "{stderr}"
+    );
+
+    // A watcher that starts the group; a writer without --create joins it.
+    let mut watch = Proc::spawn(&["--group", &g, "doc", "c", "watch", "--create"]);
+    watch.wait_json("doc_state", |v| event(v) == "doc_state");
+    let (code, stdout, stderr) = doc(&g, &["patch", r#"{"$set": {"a": "x"}}"#]);
+    assert_eq!((code, stdout), (Some(0), vec!["1".to_string()]), "{stderr}");
+    let line = watch.wait_json("doc_patched", |v| event(v) == "doc_patched");
+    assert_eq!(line["value"], serde_json::json!({"a": "x"}), "{line}");
+    watch.signal(Signal::SIGTERM);
+    assert_eq!(watch.wait_exit(WAIT).code(), Some(0), "{}", watch.stderr);
+    assert_nothing_runs(&g);
+}
+
+#[test]
+fn doc_joins_a_running_group_and_never_becomes_its_hub() {
+    let g = group();
+    let mut node = Proc::node(&g, "n", &[]);
+    node.wait_json("synced", |v| event(v) == "synced");
+    let (code, stdout, stderr) = doc(&g, &["patch", r#"{"$inc": {"n": 1}}"#]);
+    assert_eq!((code, stdout), (Some(0), vec!["1".to_string()]), "{stderr}");
+    let (code, stdout, stderr) = doc(&g, &["get"]);
+    assert_eq!(
+        (code, stdout),
+        (Some(0), vec![r#"{"n":1}"#.to_string()]),
+        "{stderr}"
+    );
+
+    // A watcher, then the only node that may run the hub dies: the watcher does not take over.
+    let mut watch = Proc::spawn(&["--group", &g, "doc", "c", "--keepalive-ms", "500", "watch"]);
+    let state = watch.wait_json("doc_state", |v| event(v) == "doc_state");
+    assert_eq!(state["value"], serde_json::json!({"n": 1}), "{state}");
+    node.signal(Signal::SIGKILL);
+    assert_eq!(watch.wait_exit(WAIT).code(), Some(1), "{}", watch.stderr);
+    assert!(
+        watch
+            .stderr
+            .contains(&format!("no group named \"{g}\" is running any more")),
+        "{}",
+        watch.stderr
+    );
+    // Nobody serves the document any more: no leftover hub answers.
+    let (code, stdout, stderr) = doc(&g, &["get"]);
+    assert_eq!(code, Some(1), "{stdout:?} {stderr}");
+    assert!(stderr.contains(&no_group_message(&g)), "{stderr}");
+    drop(node);
+    assert_nothing_runs(&g);
+}
+
+#[test]
+fn doc_watch_follows_a_failover_to_another_node() {
+    let g = group();
+    let mut a = Proc::node(&g, "a", &[]);
+    a.wait_json("became_hub", |v| event(v) == "became_hub");
+    let mut b = Proc::node(&g, "b", &[]);
+    b.wait_json("synced", |v| event(v) == "synced");
+    let mut watch = Proc::spawn(&["--group", &g, "doc", "c", "watch"]);
+    watch.wait_json("doc_state", |v| event(v) == "doc_state");
+    a.signal(Signal::SIGKILL);
+    b.wait_json("became_hub", |v| event(v) == "became_hub");
+    // The watcher reaches b's hub and sees a patch made through it.
+    let (code, stdout, stderr) = doc(&g, &["patch", r#"{"$set": {"k": 2}}"#]);
+    assert_eq!(code, Some(0), "{stdout:?} {stderr}");
+    let line = watch.wait_json("the patch", |v| v["value"]["k"] == 2);
+    assert!(
+        ["doc_patched", "doc_state"].contains(&event(&line)),
+        "{line}"
+    );
+    watch.signal(Signal::SIGTERM);
+    assert_eq!(watch.wait_exit(WAIT).code(), Some(0), "{}", watch.stderr);
+}
+
+#[test]
+fn doc_refuses_bad_json_and_empty_updates_with_exit_1() {
+    let g = group();
+    for (args, needle) in [
+        (
+            &["patch", "{not json"][..],
+            "ipc-pubsub: the update is not JSON: ",
+        ),
+        (&["patch", "{}"], "ipc-pubsub: invalid update: "),
+        (
+            &["patch", r#"{"$set": {}}"#],
+            "ipc-pubsub: invalid update: ",
+        ),
+        (&["patch", r#"{"n": 1}"#], "ipc-pubsub: invalid update: "),
+        (
+            &["get", "--default", "[1,"],
+            "ipc-pubsub: --default is not JSON: ",
+        ),
+        (
+            &["get", "--create", "--default", "[1,"],
+            "ipc-pubsub: --default is not JSON: ",
+        ),
+        (&["patch", "{}", "--create"], "ipc-pubsub: invalid update: "),
+    ] {
+        let (code, stdout, stderr) = doc(&g, args);
+        assert_eq!(code, Some(1), "{args:?}: {stdout:?} {stderr}");
+        assert!(stderr.starts_with(needle), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout:?}");
+    }
+    assert_nothing_runs(&g);
 }

@@ -87,3 +87,74 @@ fn a_callback_may_call_back_into_the_node() {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+#[test]
+fn a_node_that_joins_only_a_running_group_never_starts_one() {
+    let g = group();
+    // No group: the join fails at once, and nothing is left holding the hub.
+    let started = Instant::now();
+    let err = Node::builder("probe")
+        .group(&g)
+        .join_existing(true)
+        .join()
+        .expect_err("no group runs");
+    assert!(
+        matches!(&err, ipc_driver_std::DriverError::NoGroup { group } if *group == g),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), format!("no group named {g:?} is running"));
+    assert!(started.elapsed() < WAIT / 2, "{:?}", started.elapsed());
+
+    // A running group: it joins as a spoke.
+    let a = Node::builder("a")
+        .group(&g)
+        .join()
+        .expect("a starts the group");
+    let b = Node::builder("b").group(&g).join().expect("b joins");
+    let keepalive = Duration::from_millis(300);
+    let mut builder = Node::builder("client")
+        .group(&g)
+        .keepalive(keepalive)
+        .join_existing(true);
+    let events = builder.events();
+    let client = builder.join().expect("the client joins");
+    assert!(!client.is_hub());
+    client
+        .wait_view(WAIT, |v| v.nodes().len() == 3)
+        .expect("all three");
+
+    // The hub leaves: b takes over, the client follows it.
+    a.leave().expect("a leaves");
+    let deadline = Instant::now() + WAIT;
+    while client.hub().map(|h| h.0) != Some(b.id()) || !b.is_hub() {
+        assert!(Instant::now() < deadline, "client on {:?}", client.hub());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!client.is_hub());
+
+    // The last node that may run the hub leaves: the client stops after its keepalive,
+    // without taking over.
+    b.leave().expect("b leaves");
+    let err = client
+        .wait_view(WAIT, |v| v.nodes().is_empty())
+        .expect_err("the client stops");
+    assert!(
+        matches!(err, ipc_driver_std::DriverError::NoGroup { .. }),
+        "{err:?}"
+    );
+    assert!(!client.is_hub());
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while !events.is_finished() {
+        assert!(Instant::now() < deadline, "the events end: {seen:?}");
+        seen.extend(events.recv_timeout(Duration::from_millis(50)));
+    }
+    seen.extend(std::iter::from_fn(|| events.try_recv()));
+    assert!(!seen.contains(&NodeEvent::BecameHub), "{seen:?}");
+    assert!(seen.contains(&NodeEvent::HubLost), "{seen:?}");
+    assert!(matches!(
+        client.subscribe("x"),
+        Err(ipc_driver_std::DriverError::NoGroup { .. })
+    ));
+    client.leave().expect("leaving a stopped node is fine");
+}

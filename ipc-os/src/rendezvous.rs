@@ -182,6 +182,50 @@ impl GroupDir {
         }))
     }
 
+    /// Whether some process holds the hub's lock: it runs the group's hub, or is starting to.
+    /// `false` means no group of this name is running (a stale socket file may remain from a
+    /// hub that died). Probes with a shared lock taken and dropped at once, and never creates
+    /// the lock file; a concurrent [`claim_hub`](Self::claim_hub) may lose to the probe, which
+    /// a claimer treats like any lost claim (it tries again after a backoff).
+    pub fn hub_claimed(&self) -> io::Result<bool> {
+        let lock = match rustix::fs::open(
+            self.paths.hub_lock(),
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+        ) {
+            Ok(lock) => lock,
+            Err(Errno::NOENT) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        match rustix::fs::flock(&lock, FlockOperation::NonBlockingLockShared) {
+            // Released when `lock` closes, here.
+            Ok(()) => Ok(false),
+            Err(Errno::WOULDBLOCK) => Ok(true),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// How many data sockets of the group are bound now (per `/proc/net/unix`) besides
+    /// `except` (a data address as published, this node's own): members that are alive even
+    /// while no hub runs, in the moment between a hub's death and a survivor's claim.
+    pub fn live_members(&self, except: Option<&str>) -> io::Result<usize> {
+        let bound = bound_socket_paths()?;
+        let mut live = 0;
+        for entry in fs::read_dir(self.paths.dir())? {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if self.paths.resolve_data_addr(&name).is_some()
+                && except != Some(name.as_str())
+                && bound.contains(&entry.path())
+            {
+                live += 1;
+            }
+        }
+        Ok(live)
+    }
+
     /// Listens on this node's data socket, of token `token`.
     pub fn listen_data(&self, token: u64) -> io::Result<DataSocket> {
         let path = self.paths.data_socket(token);
@@ -448,7 +492,9 @@ mod tests {
         let dir = GroupDir::private(&unique_group("claim")).expect("dir");
         let meta = fs::symlink_metadata(dir.paths().dir()).expect("stat");
         assert_eq!(meta.mode() & 0o777, 0o700);
+        assert!(!dir.hub_claimed().expect("probe"), "no lock file yet");
         let hub = dir.claim_hub().expect("claim").expect("first claim wins");
+        assert!(dir.hub_claimed().expect("probe"), "held by the hub");
         assert!(dir.claim_hub().expect("claim").is_none(), "lock held");
         let client = dir.connect_hub().expect("connect");
         assert_eq!(accept(&hub), me());
@@ -459,7 +505,11 @@ mod tests {
             dir.connect_hub().expect_err("no hub").kind(),
             io::ErrorKind::NotFound
         );
-        let _again = dir.claim_hub().expect("claim").expect("lock released");
+        assert!(!dir.hub_claimed().expect("probe"), "released with the hub");
+        let _again = dir
+            .claim_hub()
+            .expect("claim")
+            .expect("lock released (the probe's too)");
     }
 
     #[test]

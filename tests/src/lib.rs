@@ -60,6 +60,8 @@ pub struct Child {
     /// Every line read so far, in order.
     pub seen: Vec<Value>,
     stderr: Arc<Mutex<String>>,
+    /// Closed when stderr reaches its end.
+    stderr_end: Receiver<()>,
     stdin: Option<std::process::ChildStdin>,
 }
 
@@ -108,7 +110,9 @@ impl Child {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut pipe = proc.stderr.take().expect("piped");
         let sink = Arc::clone(&stderr);
+        let (end, stderr_end) = mpsc::channel::<()>();
         thread::spawn(move || {
+            let _end = end;
             let mut buf = [0; 4096];
             while let Ok(n) = pipe.read(&mut buf) {
                 if n == 0 {
@@ -125,6 +129,7 @@ impl Child {
             lines,
             seen: Vec::new(),
             stderr,
+            stderr_end,
             stdin,
         }
     }
@@ -291,10 +296,11 @@ impl Child {
         let mut p = self.proc.take()?;
         loop {
             if let Ok(Some(status)) = p.try_wait() {
-                // Collect what it printed before exiting.
+                // Collect what it printed before exiting, on stderr too.
                 while let Ok(v) = self.lines.recv_timeout(Duration::from_millis(200)) {
                     self.seen.push(v);
                 }
+                let _ = self.stderr_end.recv_timeout(Duration::from_secs(2));
                 return status.code();
             }
             if Instant::now() >= deadline {

@@ -194,8 +194,10 @@ fn the_doc_command_gets_patches_and_watches() {
     let (code, out, err) = patch(r#"{"$inc": {"s": 1}}"#);
     assert_eq!((code, out), (Some(1), None));
     assert!(err.contains("$inc") && err.contains("`s`"), "{err}");
+    // Not JSON: a failed command (exit code 1), like any invalid update.
     let (code, _, err) = patch("not json");
-    assert_eq!(code, Some(2), "a usage error: {err}");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("the update is not JSON"), "{err}");
     let line = watch.wait_for(WAIT, |v| event(v) == "doc_patched");
     assert_eq!(line["version"], 1);
     assert_eq!(

@@ -1,12 +1,13 @@
 //! `doc NAME get|patch|watch`: read, patch or follow one shared document of the group.
 //!
-//! Each joins the group as a node named `doc`, opens the document (creating it from
-//! `--default` if the group does not have it), waits for the host's answer, does its work and
-//! leaves. `get` prints the value as one line of JSON; `patch` prints the version the host
-//! gave the patch, or the error (and exits 1); `watch` prints JSON lines: a `doc_state` line
-//! with the value, then a `doc_patched` line per accepted patch with the value after it (and a
-//! `doc_state` line again whenever a new host's state replaces the value), until SIGINT or
-//! SIGTERM.
+//! Each joins the running group as a node named `doc` that never runs the hub (with
+//! `--create`, one that may: it starts the group if none runs), opens the document (creating
+//! it from `--default` if the group does not have it), waits for the host's answer, does its
+//! work and leaves. `get` prints the value as one line of JSON; `patch` prints the version the
+//! host gave the patch, or the error (and exits 1); `watch` prints JSON lines: a `doc_state`
+//! line with the value, then a `doc_patched` line per accepted patch with the value after it
+//! (and a `doc_state` line again whenever a new host's state replaces the value), until SIGINT
+//! or SIGTERM.
 
 use std::io;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::thread;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use ipc_proto::doc::ApplyContext;
+use ipc_proto::doc::{ApplyContext, Update};
 use serde_json::Value;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -22,7 +23,7 @@ use signal_hook::iterator::Signals;
 use super::json::{self, Hex, Line};
 use super::{CliError, Result, Timing};
 use crate::cli::GroupArgs;
-use crate::{Doc, DocEvent, Events, Node, NodeEvent};
+use crate::{Doc, DocEvent, DriverError, Events, Node, NodeEvent};
 
 /// How long the host may take to answer the opening.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,8 +39,12 @@ pub(super) struct DocArgs {
     pub(super) action: DocAction,
 
     /// The value to create the document with, should the group not have it yet (JSON).
-    #[arg(long, global = true, value_name = "JSON", default_value = "{}", value_parser = parse_json)]
-    pub(super) default: Value,
+    #[arg(long, global = true, value_name = "JSON", default_value = "{}")]
+    pub(super) default: String,
+
+    /// Start the group (and run its hub) if none is running, instead of failing.
+    #[arg(long, global = true)]
+    pub(super) create: bool,
 
     #[command(flatten)]
     pub(super) timing: Timing,
@@ -54,25 +59,61 @@ pub(super) enum DocAction {
     /// on a rejection or an invalid update, print the error and exit 1.
     Patch {
         /// The update, e.g. '{"$inc": {"count": 1}, "$set": {"a.b": "x"}}'.
-        #[arg(value_name = "UPDATE", value_parser = parse_json)]
-        update: Value,
+        // Parsed by `run`: a bad update is a failure (exit 1), not a usage error.
+        #[arg(value_name = "UPDATE")]
+        update: String,
+        /// Print `{"version":N,"witnesses":W}` instead of the version alone.
+        #[arg(long)]
+        json: bool,
+        /// Exit 3 if no witness holds the patch when the host answers (it is applied, but
+        /// lost if the hub dies before another member holds it).
+        #[arg(long)]
+        require_witness: bool,
     },
     /// Print the value, then each accepted patch and the value after it, as JSON lines, until
     /// SIGINT or SIGTERM.
     Watch,
 }
 
-fn parse_json(s: &str) -> Result<Value, String> {
-    serde_json::from_str(s).map_err(|e| format!("not JSON: {e}"))
+fn parse_json(what: &str, s: &str) -> Result<Value> {
+    serde_json::from_str(s).map_err(|e| CliError::Failed(format!("{what} is not JSON: {e}")))
+}
+
+/// The update of `patch`, checked before joining: JSON, valid, with at least one operator.
+fn parse_update(s: &str) -> Result<Value> {
+    let update = parse_json("the update", s)?;
+    match Update::parse(&update) {
+        Err(e) => Err(CliError::Failed(format!("invalid update: {e}"))),
+        Ok(u) if u.paths().next().is_none() => Err(CliError::Failed(
+            "invalid update: it changes nothing (give an operator, e.g. '{\"$set\": {\"a\": 1}}')"
+                .into(),
+        )),
+        Ok(_) => Ok(update),
+    }
 }
 
 /// Runs `doc`.
 pub(super) fn run(group: &GroupArgs, args: &DocArgs) -> Result<()> {
+    let default = parse_json("--default", &args.default)?;
+    let update = match &args.action {
+        DocAction::Patch { update, .. } => Some(parse_update(update)?),
+        DocAction::Get | DocAction::Watch => None,
+    };
     // Before anything else: a signal from now on is a request to leave.
     let signals = Signals::new([SIGINT, SIGTERM])?;
-    let node = args.timing.apply(group.builder("doc")).join()?;
+    let builder = args.timing.apply(group.builder("doc"));
+    // A one-shot client: its copy of the documents would be gone when needed.
+    let builder = builder.witness(false);
+    let node = match builder.join_existing(!args.create).join() {
+        Err(DriverError::NoGroup { group }) => {
+            return Err(CliError::Failed(format!(
+                "no group named {group:?} is running (start a node, or pass --create)"
+            )));
+        }
+        joined => joined?,
+    };
     let events = node.events();
-    let doc = node.open_doc(&args.name, args.default.clone())?;
+    let doc = node.open_doc(&args.name, default)?;
     doc.wait_opened(OPEN_TIMEOUT)?;
     let result = match &args.action {
         DocAction::Get => {
@@ -80,9 +121,33 @@ pub(super) fn run(group: &GroupArgs, args: &DocArgs) -> Result<()> {
             println!("{line}");
             Ok(())
         }
-        DocAction::Patch { update } => match doc.patch(update) {
+        DocAction::Patch {
+            json,
+            require_witness,
+            ..
+        } => match doc.patch(update.as_ref().expect("parsed above")) {
             Ok(committed) => {
-                println!("{}", committed.version);
+                if *json {
+                    let line = serde_json::json!({
+                        "version": committed.version,
+                        "witnesses": committed.witnesses,
+                    });
+                    println!("{line}");
+                } else {
+                    println!("{}", committed.version);
+                }
+                if committed.witnesses == 0 {
+                    let why = format!(
+                        "version {} is held by the hub alone (no other member keeps the \
+                         group's documents): it is lost if the hub dies before one joins",
+                        committed.version
+                    );
+                    if *require_witness {
+                        node.leave()?;
+                        return Err(CliError::Unwitnessed(why));
+                    }
+                    tracing::warn!("{why}");
+                }
                 Ok(())
             }
             Err(e) => Err(CliError::Failed(e.to_string())),
@@ -110,6 +175,11 @@ fn watch(node: Node, doc: Doc, events: Events, mut signals: Signals) -> Result<(
     };
     let signal = signals.forever().next();
     tracing::debug!(?signal, "leaving");
+    // Stopped by itself because its hub is gone and nobody took over (see `join_existing`)?
+    let gone = match node.wait_synced(Duration::ZERO) {
+        Err(DriverError::NoGroup { group }) => Some(group),
+        _ => None,
+    };
     drop(doc);
     // Leaving ends the node's events, hence the printer (if it has not ended already).
     let left = node.leave();
@@ -121,7 +191,13 @@ fn watch(node: Node, doc: Doc, events: Events, mut signals: Signals) -> Result<(
         (_, Err(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         (_, Err(e)) => Err(e.into()),
         (Some(_), Ok(())) => Ok(()),
-        (None, Ok(())) => Err(CliError::Failed("the node stopped by itself".into())),
+        (None, Ok(())) => Err(CliError::Failed(match gone {
+            Some(group) => format!(
+                "no group named {group:?} is running any more (its hub is gone and no other \
+                 node took over)"
+            ),
+            None => "the node stopped by itself".into(),
+        })),
     }
 }
 
@@ -235,17 +311,33 @@ mod tests {
         let a = parse(&["doc", "cfg", "get"]).expect("valid");
         assert_eq!(a.name, "cfg");
         assert!(matches!(a.action, DocAction::Get));
-        assert_eq!(a.default, json!({}));
-        let a = parse(&["doc", "cfg", "patch", r#"{"$inc": {"n": 1}}"#]).expect("valid");
-        let DocAction::Patch { update } = a.action else {
+        assert_eq!(a.default, "{}");
+        assert!(!a.create);
+        let a =
+            parse(&["doc", "cfg", "patch", r#"{"$inc": {"n": 1}}"#, "--create"]).expect("valid");
+        let DocAction::Patch { update, .. } = a.action else {
             panic!("not a patch")
         };
-        assert_eq!(update, json!({"$inc": {"n": 1}}));
+        assert_eq!(update, r#"{"$inc": {"n": 1}}"#);
+        assert!(a.create);
         let a = parse(&["doc", "cfg", "watch", "--default", r#"{"n": 0}"#]).expect("valid");
         assert!(matches!(a.action, DocAction::Watch));
-        assert_eq!(a.default, json!({"n": 0}));
-        assert!(parse(&["doc", "cfg", "patch", "{not json"]).is_err());
+        assert_eq!(a.default, r#"{"n": 0}"#);
+        // Checked by `run` (exit 1), not by the parser (exit 2).
+        assert!(parse(&["doc", "cfg", "patch", "{not json"]).is_ok());
         assert!(parse(&["doc", "cfg", "patch"]).is_err(), "no update");
         assert!(parse(&["doc", "cfg"]).is_err(), "no action");
+    }
+
+    #[test]
+    fn an_update_must_be_json_valid_and_change_something() {
+        let ok = parse_update(r#"{"$inc": {"n": 1}}"#).expect("valid");
+        assert_eq!(ok, json!({"$inc": {"n": 1}}));
+        let msg = |s: &str| parse_update(s).expect_err(s).to_string();
+        assert!(msg("{not json").starts_with("the update is not JSON: "));
+        assert!(msg(r#"{"n": 1}"#).starts_with("invalid update: "));
+        assert!(msg("{}").starts_with("invalid update: "), "{}", msg("{}"));
+        assert!(msg(r#"{"$set": {}}"#).starts_with("invalid update: "));
+        assert!(parse_json("--default", "[1,").is_err());
     }
 }

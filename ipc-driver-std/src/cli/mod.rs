@@ -10,7 +10,7 @@
 //! | `sub TOPIC [--count N]` | prints one JSON line per message: topic, publisher, seq, length, FNV-1a of the payload, how it came |
 //! | `bus NAME` | joins bus channel NAME: stdin lines out to the other members, their lines in on stdout |
 //! | `demo` | a self-contained tour in a private group: starts nodes, shows their events, kills the hub and times the failover |
-//! | `doc NAME get\|patch UPDATE\|watch [--default JSON]` | a shared document of the group: print its value as JSON; apply one patch (MongoDB update operators) and print the new version, or the error with exit code 1; print each accepted patch and the value after it as JSON lines until SIGINT or SIGTERM |
+//! | `doc NAME get\|patch UPDATE\|watch [--default JSON] [--create]` | a shared document of the running group (exit code 1 if none runs, unless `--create`): print its value as JSON; apply one patch (MongoDB update operators) and print the new version, or the error with exit code 1; print each accepted patch and the value after it as JSON lines until SIGINT or SIGTERM |
 //! | `bench doc [--json] [--seconds S]` | shared-document patches per second through the host with 1 and 4 writers, and patch-to-ack latency |
 //! | `bench topology [--json] [--trials N]` | failover time, convergence time and idle CPU, measured with real processes |
 //! | `bench payload [--json] [--reps N] [--quick] [--placement P] [--only ID]...` | the payload data path as ratios against raw baselines (SEQPACKET ping-pong, UDS copy, memcpy, fresh memfd, segment pool) measured in the same run |
@@ -23,7 +23,8 @@
 //! `CLI.md`, next to this crate's `Cargo.toml`, documents every command and every JSON line.
 //!
 //! Exit codes: 0 on success (also after SIGINT or SIGTERM for `node` and `watch`), 1 when the
-//! command failed (no such group for `status`, a node that stopped by itself, a tour or
+//! command failed (no such group for `status` and `doc`, a node that stopped by itself, an
+//! update or `--default` for `doc` that is not JSON, or an invalid or empty update, a tour or
 //! benchmark that went wrong), 2 for a usage error, 130 when `demo` or `bench` is interrupted.
 //!
 //! The modules: `json` maps events to lines (one function, `Line::from_event`); `stream` runs
@@ -170,8 +171,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Read, patch or follow a shared document of the group.
     ///
-    /// Joins the group as a node named `doc`, opens the document (created from `--default`
-    /// if the group does not have it), then: `get` prints its value as JSON; `patch UPDATE`
+    /// Joins the running group as a node named `doc` that never runs its hub (exit code 1 if
+    /// no such group runs; `--create` starts it instead), opens the document (created from
+    /// `--default` if the group does not have it), then: `get` prints its value as JSON; `patch UPDATE`
     /// applies one patch and prints the new version, or the error with exit code 1; `watch`
     /// prints a `doc_state` line, then a `doc_patched` line (the patch and the value after it)
     /// per accepted patch, until SIGINT or SIGTERM.
@@ -303,12 +305,16 @@ enum CliError {
     Interrupted(&'static str),
     #[error("{0}")]
     Failed(String),
+    /// `doc patch --require-witness`: applied, but no witness holds it.
+    #[error("{0}")]
+    Unwitnessed(String),
 }
 
 impl CliError {
     fn exit_code(&self) -> ExitCode {
         match self {
             Self::Interrupted(_) => ExitCode::from(130),
+            Self::Unwitnessed(_) => ExitCode::from(3),
             _ => ExitCode::FAILURE,
         }
     }

@@ -39,8 +39,39 @@
 //! 3. It is applied, all or nothing; a type error, or a result above
 //!    [`DocLimits::max_value`] or [`MAX_DEPTH`], rejects it and changes nothing.
 //! 4. Accepted, it becomes the next version and is broadcast ([`DocMsg::Patched`]) to every
-//!    link that has the document open, its origin's included: that broadcast is the origin's
-//!    acknowledgement.
+//!    link that has the document open or is a witness (below), its origin's included. The
+//!    origin's acknowledgement ([`DocMsg::Ack`], reported as [`DocEvt::Accepted`]) waits for
+//!    a witness to hold it.
+//!
+//! # Witnesses: what an acknowledgement means
+//! Every member is a **witness** unless configured otherwise ([`ReplicaConfig::witness`];
+//! an observer never is): on each hub link it says so ([`DocMsg::Witness`]), the host sends
+//! it the state of every document of the group and every broadcast, opened or not, and the
+//! witness confirms the version it holds after each batch it received ([`DocMsg::Have`]). A
+//! document it has not opened is kept *passive*: as encoded JSON text plus the patches since,
+//! folded in once they take half its size (about its size as JSON, where a parsed value takes
+//! several times that), within [`DocLimits::max_docs`] and [`DocLimits::max_witness_bytes`]
+//! (past them it keeps no copy and says so: [`DocEvt::NotWitnessed`]); opening it later
+//! starts from that copy.
+//!
+//! The host answers a patch once a witness other than the host's own node
+//! ([`HostConfig::node`]) and other than the patch's origin holds its version, and at once
+//! when no such witness has the document. [`DocEvt::Accepted`] carries how many held it
+//! (`witnesses`). So:
+//!
+//! - **With `witnesses` ≥ 1, the patch survives the death of any one process**: the host's
+//!   (a witness is a survivor, and the new host adopts the newest state among the survivors),
+//!   the origin's (a one-shot writer may exit the moment it has its answer), or a witness's
+//!   (the host still has it). It is lost only if the host and every witness that held it die
+//!   before the new host gathers (or are unreachable for the whole grace), or if two hubs run
+//!   at once.
+//! - **With `witnesses` = 0** (a group of the host's node and the writer alone, or whose
+//!   witnesses are full), the patch is in the host's history only, and the writer's while it
+//!   lives: it is lost if the host dies before another member holds it, and the new host
+//!   serves an older version (see [`HostEvt::NewerStateIgnored`]).
+//!
+//! The price is one hop: the witness's receipt travels to the host before the answer goes
+//! out (`ipc-pubsub bench doc` measures both).
 //!
 //! A rejection ([`DocMsg::Rejected`]) goes to the origin only, with the host's version and
 //! what conflicted (path, version, origin) or what failed (operator and path). The link being
@@ -71,13 +102,15 @@
 //!   and keeps the document open (a patch pending at [`DocReplica::close`], or when the host
 //!   refuses the opening, gets none), and an answer never lies: accepted means in the host's
 //!   history, rejected means not applied.
-//! - **Not guaranteed:** an accepted patch is lost if every replica that had received its
-//!   broadcast is unreachable while the new host gathers (a replica stalled for longer than
-//!   the grace, or the hub dying together with the only replicas that knew), or if two hubs
-//!   run at once. The new host then serves an older version. A replica that comes back with a
-//!   newer state is given the host's (the host reports [`HostEvt::NewerStateIgnored`]), and
-//!   its pending patches made against the lost versions are checked against everything since
-//!   the host's version.
+//! - A patch acknowledged with a witness survives any one death (see above). An origin keeps
+//!   each of its patches until the acknowledgement, also after it saw the broadcast, and sends
+//!   it again to a new host, which applies it if its state lacks it, or acknowledges it once a
+//!   witness holds its state if not.
+//! - **Not guaranteed:** a patch acknowledged with no witness, or one whose every holder
+//!   died, is lost if the host dies; so is an accepted patch if two hubs run at once. The new
+//!   host then serves an older version. A replica that comes back with a newer state is given
+//!   the host's (the host reports [`HostEvt::NewerStateIgnored`]), and its pending patches
+//!   made against the lost versions are checked against everything since the host's version.
 //! - Marks remember at most [`DocLimits::max_origins`] origins per document. An origin evicted
 //!   from them (a node declared gone first, oldest first; else the least recently active) that
 //!   then sends again a patch accepted before the eviction would have it applied twice. Nodes
@@ -98,14 +131,14 @@
 //! [`Member::patch_doc`](crate::Member::patch_doc) and reads
 //! [`MemberEvt::Doc`](crate::MemberEvt::Doc). Without a member:
 //!
-//! - **Hub.** Start a [`DocHost`] with the hub. Feed each document message from a spoke's
+//! - **Hub.** Start a [`DocHost`] with the hub ([`HostConfig::node`]: the hub's own node). Feed each document message from a spoke's
 //!   link as [`HostInput::Bytes`] with the link and the spoke's node (its patches' origin),
 //!   [`HostInput::PeerDown`] when the link goes, [`HostInput::NodeGone`] when the hub declares
 //!   a node gone, and [`HostInput::Settled`] when the reconnection grace ends (at once for a
 //!   hub with no inherited history). Call [`DocHost::handle_timeout`] at
 //!   [`DocHost::poll_timeout`]. [`HostOutput::Send`] goes to that link,
 //!   [`HostOutput::Disconnect`] closes it.
-//! - **Node.** One [`DocReplica`] per node, across hub changes. [`ReplicaInput::HubUp`] once
+//! - **Node.** One [`DocReplica`] per node, across hub changes (a witness, by default). [`ReplicaInput::HubUp`] once
 //!   the spoke is synced with a hub, [`ReplicaInput::HubDown`] when its link goes, each
 //!   document message from the hub as [`ReplicaInput::Bytes`]. [`ReplicaOutput::Send`] goes to
 //!   the hub, [`ReplicaOutput::Disconnect`] closes the hub link.

@@ -221,13 +221,17 @@ enum Base {
     Default(Value),
     /// The host's state, as last confirmed.
     Confirmed(DocState),
+    /// A passive document's state, kept small.
+    Packed(Packed),
 }
 
 impl Base {
+    /// The value (`Null` for a packed state, which is never read as a value).
     fn value(&self) -> &Value {
         match self {
             Self::Default(v) => v,
             Self::Confirmed(s) => &s.value,
+            Self::Packed(_) => &Value::Null,
         }
     }
 
@@ -235,7 +239,112 @@ impl Base {
         match self {
             Self::Default(_) => 0,
             Self::Confirmed(s) => s.version,
+            Self::Packed(p) => p.version,
         }
+    }
+}
+
+/// A witness's copy of a document it has not opened, kept close to its size as JSON text: a
+/// parsed value takes several times that. It is the state as encoded on the wire (the value as
+/// JSON text, marks and log) at `body_version`, and the patches accepted since as JSON text,
+/// folded into the body once they take half its size.
+#[derive(Debug)]
+struct Packed {
+    version: u64,
+    body_version: u64,
+    body: Vec<u8>,
+    patches: Vec<PackedPatch>,
+    patch_bytes: usize,
+}
+
+#[derive(Debug)]
+struct PackedPatch {
+    origin: NodeId,
+    seq: u64,
+    wall_ms: u64,
+    /// The update as canonical JSON text.
+    update: String,
+}
+
+impl Packed {
+    fn new(version: u64, mut body: Vec<u8>) -> Self {
+        body.shrink_to_fit();
+        Self {
+            version,
+            body_version: version,
+            body,
+            patches: Vec::new(),
+            patch_bytes: 0,
+        }
+    }
+
+    fn from_state(state: &DocState) -> Self {
+        Self::new(
+            state.version,
+            encode_body(&state.marks, &state.log, &state.value),
+        )
+    }
+
+    /// What it takes, about: the body and the patches' text.
+    fn bytes(&self) -> usize {
+        self.body.len() + self.patch_bytes
+    }
+
+    /// Records the patch that made `version` (the next one).
+    fn push(
+        &mut self,
+        version: u64,
+        origin: NodeId,
+        seq: u64,
+        wall_ms: u64,
+        update: &Update,
+        limits: &DocLimits,
+    ) -> Result<(), String> {
+        let update =
+            serde_json::to_string(&update.to_value()).expect("a JSON value always serializes");
+        self.patch_bytes += update.len() + std::mem::size_of::<PackedPatch>();
+        self.patches.push(PackedPatch {
+            origin,
+            seq,
+            wall_ms,
+            update,
+        });
+        self.version = version;
+        if self.patch_bytes > self.body.len() / 2 {
+            self.compact(limits)?;
+        }
+        Ok(())
+    }
+
+    /// The state at `version`: the body with the patches applied.
+    fn state(&self, limits: &DocLimits) -> Result<DocState, String> {
+        let mut state = decode_body(&self.body, Some(self.body_version), limits)
+            .map_err(|e| format!("the packed state does not decode: {e}"))?;
+        for p in &self.patches {
+            let update = serde_json::from_str::<Value>(&p.update)
+                .map_err(|e| e.to_string())
+                .and_then(|v| Update::parse(&v).map_err(|e| e.to_string()))
+                .map_err(|e| format!("a packed patch does not parse: {e}"))?;
+            state
+                .advance(
+                    p.origin,
+                    p.seq,
+                    p.wall_ms,
+                    &update,
+                    limits,
+                    &BTreeMap::new(),
+                )
+                .map_err(|e| format!("a packed patch does not apply: {e}"))?;
+        }
+        Ok(state)
+    }
+
+    /// Folds the patches into the body.
+    fn compact(&mut self, limits: &DocLimits) -> Result<(), String> {
+        if !self.patches.is_empty() {
+            *self = Self::from_state(&self.state(limits)?);
+        }
+        Ok(())
     }
 }
 
@@ -443,7 +552,7 @@ impl DocReplica {
     pub fn confirmed(&self, name: &str) -> Option<&Value> {
         match &self.open_doc(name)?.base {
             Base::Confirmed(s) => Some(&s.value),
-            Base::Default(_) => None,
+            Base::Default(_) | Base::Packed(_) => None,
         }
     }
 
@@ -451,7 +560,7 @@ impl DocReplica {
     pub fn version(&self, name: &str) -> Option<u64> {
         match &self.open_doc(name)?.base {
             Base::Confirmed(s) => Some(s.version),
-            Base::Default(_) => None,
+            Base::Default(_) | Base::Packed(_) => None,
         }
     }
 
@@ -527,12 +636,30 @@ impl DocReplica {
             });
         }
         check_local(&default, "default value", &self.limits)?;
-        if let Some(doc) = self.docs.get_mut(name) {
+        if let Some(mut doc) = self.docs.remove(name) {
             // Held as a witness: it is the host's already.
-            doc.passive = false;
             self.witnessed_bytes = self.witnessed_bytes.saturating_sub(doc.bytes);
+            let Base::Packed(packed) = &doc.base else {
+                unreachable!("only a passive document is held unopened")
+            };
+            let state = match packed.state(&self.limits) {
+                Ok(state) => state,
+                Err(e) => {
+                    // Open it anew: the host's state replaces the broken copy.
+                    warn!(%name, %e, "the witness's copy is unusable");
+                    if self.hub_up && doc.phase != Phase::Offline {
+                        self.send(DocMsg::Close { name: name.into() });
+                    }
+                    return self.open(now, name, default);
+                }
+            };
+            doc.passive = false;
             doc.bytes = 0;
-            doc.local = doc.base.value().clone();
+            doc.next_seq = doc.next_seq.max(state.marks.last(self.node) + 1);
+            doc.local = state.value.clone();
+            doc.base = Base::Confirmed(state);
+            self.docs.insert(name.to_owned(), doc);
+            let doc = self.docs.get_mut(name).expect("inserted above");
             debug!(%name, "opened locally, from the witness's copy");
             if doc.phase.is_live() {
                 doc.announced = true;
@@ -627,7 +754,7 @@ impl DocReplica {
         let paths: Vec<Path> = update.paths().cloned().collect();
         let base = match &doc.base {
             Base::Confirmed(s) => Some(s.version),
-            Base::Default(_) => None,
+            Base::Default(_) | Base::Packed(_) => None,
         };
         doc.pending.push_back(Pending {
             id,
@@ -659,8 +786,10 @@ impl DocReplica {
         if self.witness
             && let Base::Confirmed(state) = &doc.base
         {
-            let bytes = json_len(&state.value);
+            let packed = Packed::from_state(state);
+            let bytes = packed.bytes();
             if self.fits(bytes) {
+                doc.base = Base::Packed(packed);
                 doc.passive = true;
                 doc.announced = false;
                 doc.pending.clear();
@@ -754,9 +883,19 @@ impl DocReplica {
     }
 
     fn send_open(&mut self, name: &str, doc: &mut Doc) {
-        let (version, body) = match &doc.base {
+        let (version, body) = match &mut doc.base {
             Base::Default(v) => (None, encode_body(&Marks::default(), &Log::empty(0), v)),
             Base::Confirmed(s) => (Some(s.version), encode_body(&s.marks, &s.log, &s.value)),
+            Base::Packed(p) => {
+                if let Err(e) = p.compact(&self.limits) {
+                    // The body itself is a state the host gave: offer that one.
+                    warn!(%name, %e, "the witness's patches are unusable");
+                    p.patches.clear();
+                    p.patch_bytes = 0;
+                    p.version = p.body_version;
+                }
+                (Some(p.version), p.body.clone())
+            }
         };
         let len =
             u32::try_from(body.len()).expect("bodies are bounded by max_body, far below 4 GiB");
@@ -863,7 +1002,8 @@ impl DocReplica {
             Err(e) => return self.misbehaved(format!("an invalid state of `{name}`: {e}")),
         };
         if open == 0 && !self.docs.contains_key(&name) {
-            return self.witness_state(name, state);
+            drop(state);
+            return self.witness_state(name, version, buf);
         }
         let Some(doc) = self.docs.get_mut(&name).filter(|d| d.open == open) else {
             trace!(%name, open, "a state for an earlier opening: dropped");
@@ -876,10 +1016,11 @@ impl DocReplica {
             self.receipts.insert(name.clone());
         }
         if doc.passive {
-            let bytes = json_len(&state.value);
-            self.witnessed_bytes = self.witnessed_bytes - doc.bytes + bytes;
-            doc.bytes = bytes;
-            doc.base = Base::Confirmed(state);
+            drop(state);
+            let packed = Packed::new(version, buf);
+            self.witnessed_bytes = self.witnessed_bytes - doc.bytes + packed.bytes();
+            doc.bytes = packed.bytes();
+            doc.base = Base::Packed(packed);
             doc.set_phase(&name, Phase::Synced);
             return;
         }
@@ -926,11 +1067,12 @@ impl DocReplica {
 
     /// A state the host sent this witness unasked: kept as a passive document if the budget
     /// allows.
-    fn witness_state(&mut self, name: String, state: DocState) {
+    fn witness_state(&mut self, name: String, version: u64, body: Vec<u8>) {
         if !self.witness {
             return self.misbehaved(format!("a state of `{name}`, which this node did not open"));
         }
-        let bytes = json_len(&state.value);
+        let packed = Packed::new(version, body);
+        let bytes = packed.bytes();
         if !self.fits(bytes) {
             let docs = self.docs.values().filter(|d| d.passive).count();
             warn!(%name, docs, bytes = self.witnessed_bytes, "witness budget full: no copy kept");
@@ -941,13 +1083,13 @@ impl DocReplica {
                 bytes: self.witnessed_bytes,
             });
         }
-        trace!(%name, version = state.version, "witnessing");
+        trace!(%name, version, "witnessing");
         self.witnessed_bytes += bytes;
         self.receipts.insert(name.clone());
         let doc = Doc {
             open: 0,
-            next_seq: state.marks.last(self.node) + 1,
-            base: Base::Confirmed(state),
+            next_seq: 1,
+            base: Base::Packed(packed),
             phase: Phase::Synced,
             pending: VecDeque::new(),
             unacked: VecDeque::new(),
@@ -973,6 +1115,26 @@ impl DocReplica {
             trace!(%name, version, "a broadcast for no live document: dropped");
             return;
         };
+        if let Base::Packed(packed) = &mut doc.base {
+            if version <= packed.version {
+                trace!(%name, version, "an old broadcast: dropped");
+                return;
+            }
+            let before = packed.bytes();
+            let pushed = if version == packed.version + 1 {
+                packed.push(version, origin, seq, wall_ms, &update, &self.limits)
+            } else {
+                Err(format!("version {version} after {}", packed.version))
+            };
+            doc.bytes = packed.bytes();
+            self.witnessed_bytes = self.witnessed_bytes - before + doc.bytes;
+            if let Err(e) = pushed {
+                warn!(%name, version, %e, "a broadcast to a witness does not apply");
+                return self.resync(name);
+            }
+            self.receipts.insert(name.to_owned());
+            return;
+        }
         let Base::Confirmed(state) = &mut doc.base else {
             unreachable!("a live document has a confirmed state")
         };
@@ -991,9 +1153,6 @@ impl DocReplica {
         }
         if self.witness {
             self.receipts.insert(name.to_owned());
-        }
-        if doc.passive {
-            return;
         }
         // This node's oldest pending patch, applied locally in the same place: the local
         // value already is what it becomes.

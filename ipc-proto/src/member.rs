@@ -779,6 +779,7 @@ impl Member {
     ) -> Result<(), DocError> {
         self.check_docs()?;
         self.replica.open(now, name, default)?;
+        self.sync_witness_stats();
         self.pump(now);
         Ok(())
     }
@@ -803,6 +804,7 @@ impl Member {
     /// Closes the document `name` (see [`DocReplica::close`]).
     pub fn close_doc(&mut self, now: Instant, name: &str) -> Result<(), DocError> {
         self.replica.close(now, name)?;
+        self.sync_witness_stats();
         self.pump(now);
         Ok(())
     }
@@ -1169,6 +1171,14 @@ impl Member {
     fn feed_replica(&mut self, now: Instant, input: ReplicaInput<'_>) {
         if let Err(e) = self.replica.handle(now, input) {
             warn!(error = %e, "document replica refused an input");
+        }
+        self.sync_witness_stats();
+    }
+
+    /// Keeps the data plane's copy of the witness's figures (for `status`) current.
+    fn sync_witness_stats(&mut self) {
+        if let Some(d) = &mut self.data {
+            d.witness = self.replica.witness_stats();
         }
     }
 

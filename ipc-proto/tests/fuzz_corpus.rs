@@ -768,6 +768,7 @@ fn data_decode_seeds() -> Vec<(&'static str, Vec<u8>)> {
         received: vec![],
         rejected: 1,
         guard: Default::default(),
+        witness: Default::default(),
     };
     let mut hello_v2 = encode_data(&DataFrame::Hello { publisher: node(2) }, &[]);
     hello_v2[5] = 2;

@@ -162,6 +162,28 @@ fn a_doc_patch_alone_with_the_hub_says_it_has_no_witness() {
         c.seen.first(),
         Some(&serde_json::json!({"version": 2, "witnesses": 1}))
     );
+    // `status` shows both nodes holding the document they never opened.
+    let mut status = Child::spawn("status", &["--group", &g, "status", "--json"]);
+    assert_eq!(status.wait_exit(WAIT), Some(0), "{}", status.stderr());
+    // Pretty-printed: one document over many lines.
+    let text: String = status
+        .seen
+        .iter()
+        .map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let report: Value = serde_json::from_str(&text).expect("a status document");
+    let rows = report["witnesses"].as_array().expect("witness rows");
+    assert_eq!(rows.len(), 2, "{report}");
+    for r in rows {
+        assert_eq!(r["on"], true, "{r}");
+        assert_eq!(r["docs"], 1, "{r}");
+        assert!(r["bytes"].as_u64().unwrap_or(0) > 0, "{r}");
+        assert_eq!(r["not_kept"], 0, "{r}");
+    }
 }
 
 /// Three long-running nodes that never open the document, four writers streaming one-shot

@@ -16,7 +16,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use ipc_proto::data::DataLimits;
-use ipc_proto::wire::{DataFrame, DataStats, GuardStats, decode_data, encode_data};
+use ipc_proto::wire::{DataFrame, DataStats, GuardStats, WitnessStats, decode_data, encode_data};
 use ipc_proto::{NodeId, View};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -125,12 +125,68 @@ pub(super) fn guard_table(rows: &[GuardRow]) -> String {
     out
 }
 
+/// One node's document witness figures, for `status`.
+#[derive(Debug, Serialize)]
+pub(super) struct WitnessRow {
+    pub(super) node: Hex,
+    #[serde(flatten)]
+    pub(super) witness: WitnessStats,
+}
+
+/// Every node that answered, with its witness figures, sorted.
+pub(super) fn witness_rows(answers: &[(NodeId, DataStats)]) -> Vec<WitnessRow> {
+    let mut rows: Vec<WitnessRow> = answers
+        .iter()
+        .map(|(id, s)| WitnessRow {
+            node: Hex(*id),
+            witness: s.witness,
+        })
+        .collect();
+    rows.sort_by_key(|r| r.node.0);
+    rows
+}
+
+/// The human form of [`witness_rows`]: one line, or a table when a witness is past its budget.
+pub(super) fn witness_table(rows: &[WitnessRow]) -> String {
+    let witnesses: Vec<&WitnessRow> = rows.iter().filter(|r| r.witness.on).collect();
+    let full: Vec<&&WitnessRow> = witnesses
+        .iter()
+        .filter(|r| r.witness.not_kept > 0)
+        .collect();
+    let mut out = format!(
+        "document witnesses: {} of {} nodes",
+        witnesses.len(),
+        rows.len()
+    );
+    if let Some(most) = witnesses.iter().max_by_key(|r| r.witness.bytes) {
+        let _ = write!(
+            out,
+            " (most held: {} documents, {} bytes, by {})",
+            most.witness.docs, most.witness.bytes, most.node
+        );
+    }
+    out.push('\n');
+    for r in full {
+        let _ = writeln!(
+            out,
+            "  witness {} is full: {} documents not kept (it holds {} documents, {} bytes)",
+            r.node, r.witness.not_kept, r.witness.docs, r.witness.bytes
+        );
+    }
+    out
+}
+
 /// Asks every node of `view` for its counters: the link rows, the nodes that refused
-/// anything, and the nodes that did not answer.
+/// anything, the witnesses, and the nodes that did not answer.
 pub(super) fn collect(
     dir: &GroupDir,
     view: &View,
-) -> (Vec<LinkRow>, Vec<GuardRow>, Vec<Unanswered>) {
+) -> (
+    Vec<LinkRow>,
+    Vec<GuardRow>,
+    Vec<WitnessRow>,
+    Vec<Unanswered>,
+) {
     let mut answers = Vec::new();
     let mut unanswered = Vec::new();
     for n in view.nodes().values() {
@@ -142,7 +198,12 @@ pub(super) fn collect(
             }),
         }
     }
-    (rows(&answers), guard_rows(&answers), unanswered)
+    (
+        rows(&answers),
+        guard_rows(&answers),
+        witness_rows(&answers),
+        unanswered,
+    )
 }
 
 /// Joins the publishers' and the subscribers' counters into rows, sorted.

@@ -8,7 +8,7 @@ use clap::Args;
 use ipc_proto::{NodeView, View};
 use serde::Serialize;
 
-use super::counters::{self, GuardRow, LinkRow, Unanswered};
+use super::counters::{self, GuardRow, LinkRow, Unanswered, WitnessRow};
 use super::json::Hex;
 use super::{CliError, GroupArgs, Result};
 use crate::DriverError;
@@ -28,12 +28,13 @@ pub(super) fn run(args_group: &GroupArgs, args: &StatusArgs) -> Result<()> {
     let view = observe(args_group)?;
     let dir = args_group.dir()?;
     let group = args_group.name();
-    let (links, guards, unanswered) = counters::collect(&dir, &view);
+    let (links, guards, witnesses, unanswered) = counters::collect(&dir, &view);
     let mut out = io::stdout().lock();
     if args.json {
         let status = Status {
             links,
             guards,
+            witnesses,
             unanswered,
             ..Status::new(group, &view)
         };
@@ -43,6 +44,7 @@ pub(super) fn run(args_group: &GroupArgs, args: &StatusArgs) -> Result<()> {
         out.write_all(table(group, &view).as_bytes())?;
         out.write_all(counters::table(&links, &unanswered).as_bytes())?;
         out.write_all(counters::guard_table(&guards).as_bytes())?;
+        out.write_all(counters::witness_table(&witnesses).as_bytes())?;
     }
     out.flush()?;
     Ok(())
@@ -149,6 +151,9 @@ struct Status<'a> {
     /// Nodes that refused peers or payloads to stay bounded (see `GuardStats`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     guards: Vec<GuardRow>,
+    /// Per node that answered: whether it is a document witness, the documents it holds
+    /// without having opened them, their size, and how many it refused for its budget.
+    witnesses: Vec<WitnessRow>,
     /// Nodes whose counters could not be read.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     unanswered: Vec<Unanswered>,
@@ -210,6 +215,7 @@ impl<'a> Status<'a> {
             nodes,
             links: Vec::new(),
             guards: Vec::new(),
+            witnesses: Vec::new(),
             unanswered: Vec::new(),
         }
     }

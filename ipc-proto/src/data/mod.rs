@@ -41,8 +41,8 @@ use crate::ids::{Credentials, NodeId, PeerId};
 use crate::machine::AccessPolicy;
 use crate::topology::{NodeInfo, View};
 use crate::wire::{
-    DataFrame, DataStats, GuardStats, MessageHeader, Policy, SlotRef, TopicStats, decode_data,
-    encode_data,
+    DataFrame, DataStats, GuardStats, MessageHeader, Policy, SlotRef, TopicStats, WitnessStats,
+    decode_data, encode_data,
 };
 
 pub use options::{
@@ -667,6 +667,8 @@ pub struct DataPlane {
     rejected: u64,
     /// What this node refused to stay bounded (the member counts its links' part here too).
     pub(crate) guard: GuardStats,
+    /// What this node keeps as a document witness (the member keeps it current).
+    pub(crate) witness: WitnessStats,
     refused: u64,
     /// Every node the routes showed, and since when it is gone from them (kept for
     /// [`DataConfig::verify_timeout`]): a publisher's records may arrive after the hub's word
@@ -696,6 +698,7 @@ impl DataPlane {
             room: BTreeMap::new(),
             rejected: 0,
             guard: GuardStats::default(),
+            witness: WitnessStats::default(),
             refused: 0,
             known: BTreeMap::new(),
             gated: true,
@@ -710,6 +713,7 @@ impl DataPlane {
         let mut s = DataStats {
             rejected: self.rejected,
             guard: self.guard,
+            witness: self.witness,
             ..DataStats::default()
         };
         for l in self.out_links.values() {

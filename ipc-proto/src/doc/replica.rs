@@ -13,7 +13,7 @@ use super::{
 };
 use crate::ids::NodeId;
 use crate::wire::doc::{chunked, decode_body, encode_body, patch_len};
-use crate::wire::{DocMsg, decode_doc};
+use crate::wire::{DocMsg, WitnessStats, decode_doc};
 
 /// How a [`DocReplica`] behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -475,6 +475,8 @@ pub struct DocReplica {
     receipts: BTreeSet<String>,
     /// The passive documents' [`Doc::bytes`], summed.
     witnessed_bytes: usize,
+    /// Documents refused for the budget ([`DocEvt::NotWitnessed`]).
+    not_kept: u64,
     hub_up: bool,
     docs: BTreeMap<String, Doc>,
     next_open: u64,
@@ -493,6 +495,7 @@ impl DocReplica {
             witness: config.witness,
             receipts: BTreeSet::new(),
             witnessed_bytes: 0,
+            not_kept: 0,
             hub_up: false,
             docs: BTreeMap::new(),
             next_open: 1,
@@ -587,6 +590,16 @@ impl DocReplica {
     /// [`DocLimits::max_witness_bytes`].
     pub fn witnessed_bytes(&self) -> usize {
         self.witnessed_bytes
+    }
+
+    /// The witness's figures, as `status` shows them.
+    pub fn witness_stats(&self) -> WitnessStats {
+        WitnessStats {
+            on: self.witness,
+            docs: self.docs.values().filter(|d| d.passive).count() as u64,
+            bytes: self.witnessed_bytes as u64,
+            not_kept: self.not_kept,
+        }
     }
 
     fn open_doc(&self, name: &str) -> Option<&Doc> {
@@ -1077,6 +1090,7 @@ impl DocReplica {
             let docs = self.docs.values().filter(|d| d.passive).count();
             warn!(%name, docs, bytes = self.witnessed_bytes, "witness budget full: no copy kept");
             self.send(DocMsg::Close { name: name.clone() });
+            self.not_kept += 1;
             return self.emit(DocEvt::NotWitnessed {
                 name,
                 docs,

@@ -88,6 +88,23 @@ pub struct DataStats {
     pub rejected: u64,
     /// What the node refused to protect itself from its peers.
     pub guard: GuardStats,
+    /// The documents it keeps as a witness without having opened them.
+    pub witness: WitnessStats,
+}
+
+/// What a node keeps as a document witness, for `status`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct WitnessStats {
+    /// Whether the node is a witness at all.
+    pub on: bool,
+    /// Documents held without having been opened.
+    pub docs: u64,
+    /// Their size, about (JSON text and the patches since).
+    pub bytes: u64,
+    /// Documents it refused to keep: its budget was full (each reported as
+    /// [`DocEvt::NotWitnessed`](crate::doc::DocEvt::NotWitnessed)).
+    pub not_kept: u64,
 }
 
 /// What a node refused to stay bounded against hostile or broken peers, for `status`.
@@ -397,6 +414,12 @@ mod tests {
                 pending_refused: 2,
                 handshake_expired: 3,
                 oversized: 4,
+            },
+            witness: WitnessStats {
+                on: true,
+                docs: 5,
+                bytes: 6,
+                not_kept: 7,
             },
         };
         for (f, payload) in [

@@ -23,7 +23,7 @@ mod frame;
 pub use codec::{decode, encode, encode_into};
 pub use data::{
     DATA_VERSION, DataFrame, DataStats, GuardStats, INLINE_OVERHEAD, MessageHeader, Policy,
-    SlotRef, TopicStats, decode_data, encode_data,
+    SlotRef, TopicStats, WitnessStats, decode_data, encode_data,
 };
 pub use deframer::Deframer;
 pub use doc::{DocMsg, decode_doc, encode_doc};

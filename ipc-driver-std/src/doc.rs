@@ -132,6 +132,17 @@ pub enum DocEvent {
         /// The host's version.
         version: u64,
     },
+    /// The host's state is older than the one this node held: versions after `to` up to
+    /// `from` were lost with a hub (nobody that held them survived it), and the document
+    /// goes on from `to`, counting again from there. A [`Resynced`](Self::Resynced) follows.
+    VersionsLost {
+        /// The document.
+        doc: String,
+        /// The version this node held.
+        from: u64,
+        /// The host's version.
+        to: u64,
+    },
     /// The host refused to open the document; it is closed (its patches fail).
     Refused {
         /// The document.
@@ -160,6 +171,7 @@ impl DocEvent {
             Self::Accepted { .. } => "accepted",
             Self::Rejected { .. } => "rejected",
             Self::Resynced { .. } => "resynced",
+            Self::VersionsLost { .. } => "versions_lost",
             Self::Refused { .. } => "refused",
             Self::Changed { .. } => "changed",
         }
@@ -173,6 +185,7 @@ impl DocEvent {
             | Self::Accepted { doc, .. }
             | Self::Rejected { doc, .. }
             | Self::Resynced { doc, .. }
+            | Self::VersionsLost { doc, .. }
             | Self::Refused { doc, .. }
             | Self::Changed { doc, .. } => doc,
         }
@@ -185,6 +198,7 @@ impl DocEvent {
             | Self::Patched { version, .. }
             | Self::Accepted { version, .. }
             | Self::Resynced { version, .. } => Some(*version),
+            Self::VersionsLost { to, .. } => Some(*to),
             Self::Changed { version, .. } => *version,
             Self::Rejected { .. } | Self::Refused { .. } => None,
         }
@@ -410,6 +424,11 @@ impl DocRegistry {
                 }
             }
             DocEvt::Resynced { name, version } => DocEvent::Resynced { doc: name, version },
+            DocEvt::VersionsLost { name, from, to } => DocEvent::VersionsLost {
+                doc: name,
+                from,
+                to,
+            },
             DocEvt::Refused { name, reason } => {
                 if let Some(shared) = self.docs.remove(&name) {
                     close(&shared, &format!("the host refused to open it: {reason}"));

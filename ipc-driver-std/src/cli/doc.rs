@@ -277,6 +277,12 @@ fn follow(doc: &Doc, events: &Events) -> io::Result<()> {
                     _ => f.resync = Some(version),
                 }
             }
+            Some(NodeEvent::Doc(DocEvent::VersionsLost { doc: d, from, to })) if d == f.name => {
+                let line = serde_json::json!({
+                    "event": "doc_versions_lost", "doc": d, "from": from, "to": to,
+                });
+                json::write_line(&mut stdout.lock(), &line)?;
+            }
             Some(NodeEvent::Doc(DocEvent::Resynced { doc: d, version })) if d == f.name => {
                 f.resync = Some(version);
             }

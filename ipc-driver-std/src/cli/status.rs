@@ -153,6 +153,7 @@ struct Status<'a> {
     guards: Vec<GuardRow>,
     /// Per node that answered: whether it is a document witness, the documents it holds
     /// without having opened them, their size, and how many it refused for its budget.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     witnesses: Vec<WitnessRow>,
     /// Nodes whose counters could not be read.
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -180,6 +180,18 @@ pub enum DocEvt {
         /// Why.
         reason: Refusal,
     },
+    /// The host's state is older than the one this replica held: versions after `to` up to
+    /// `from` were lost (the host and every member that held them died, or two hubs ran at
+    /// once), and the document goes on from `to`, counting again from there. Reported before
+    /// the [`Resynced`](Self::Resynced) that replaces the value (edge).
+    VersionsLost {
+        /// The document.
+        name: String,
+        /// The version this replica held.
+        from: u64,
+        /// The host's version.
+        to: u64,
+    },
     /// This witness keeps no copy of `name`: it would exceed [`DocLimits::max_docs`] or
     /// [`DocLimits::max_witness_bytes`] (edge, once per document and hub).
     NotWitnessed {
@@ -209,6 +221,7 @@ impl DocEvt {
             Self::Resynced { .. } => "Resynced",
             Self::Refused { .. } => "Refused",
             Self::NotWitnessed { .. } => "NotWitnessed",
+            Self::VersionsLost { .. } => "VersionsLost",
             Self::HubMisbehaved { .. } => "HubMisbehaved",
         }
     }
@@ -1039,6 +1052,21 @@ impl DocReplica {
         }
         let first = !doc.announced;
         doc.announced = true;
+        let held = match &doc.base {
+            Base::Confirmed(s) => Some(s.version),
+            Base::Default(_) | Base::Packed(_) => None,
+        };
+        if let Some(from) = held.filter(|held| *held > version) {
+            warn!(%name, from, to = version, "the host's state is older: versions were lost");
+            self.out.push_back(ReplicaOutput::Evt(DocEvt::VersionsLost {
+                name: name.clone(),
+                from,
+                to: version,
+            }));
+        }
+        let Some(doc) = self.docs.get_mut(&name) else {
+            unreachable!("present above")
+        };
         // Applied patches that a host must acknowledge again (this one did not yet): its
         // marks say whether they are still in the history.
         while let Some(at) = doc.unacked.iter().rposition(|u| !u.patch.in_flight) {

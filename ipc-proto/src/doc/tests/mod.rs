@@ -950,6 +950,15 @@ fn a_replica_ahead_of_the_host_gets_the_hosts_state_and_it_is_reported() {
     net.connect(0);
     net.run();
     assert_eq!(host_names(&net.take_host_evts()), ["NewerStateIgnored"]);
+    // The replica says so too.
+    assert!(
+        net.take_evts(0).contains(&DocEvt::VersionsLost {
+            name: "d".into(),
+            from: 2,
+            to: 1
+        }),
+        "the replica reports the lost versions"
+    );
     // Documented loss (acknowledged with 0 witnesses): version 2 is gone; both replicas
     // follow the host.
     assert_eq!(net.host().value("d"), Some(&json!({"n": 1})));

@@ -876,6 +876,15 @@ impl NodeBuilder {
         self
     }
 
+    /// Whether this node keeps a copy of every shared document of the group, opened or not,
+    /// so that a patch acknowledged to its writer survives the death of any one process
+    /// (default yes; see [`ipc_proto::doc`]). A node that leaves right after its work should
+    /// say no: its copy would be gone when it is needed.
+    pub fn witness(mut self, witness: bool) -> Self {
+        self.options.witness = witness;
+        self
+    }
+
     /// Also let processes of `uid` join, should this node run the hub.
     pub fn allow_uid(mut self, uid: u32) -> Self {
         self.options.access.allow_uid(uid);

@@ -169,7 +169,7 @@ impl NodeOptions {
             .access(self.access.clone());
         hub.limits = self.limits.clone();
         MemberConfig {
-            witness: self.witness && data.is_some(),
+            witness: self.witness,
             spoke,
             hub,
             data,

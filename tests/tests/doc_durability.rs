@@ -5,6 +5,7 @@
 //! Every wait has a generous deadline; every child is killed when the test ends, also on
 //! failure; each test has its own random group.
 
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -29,9 +30,19 @@ enum Outcome {
     Rejected,
 }
 
-/// Runs `ipc-pubsub doc counter patch UPDATE --json` to its end, as a script would.
-fn patch(g: &str, name: &str, update: &str) -> Result<Outcome, String> {
-    let mut c = Child::spawn(name, &["--group", g, "doc", DOC, "patch", update, "--json"]);
+/// The one update every writer sends.
+const INC: &str = r#"{"$inc":{"n":1}}"#;
+
+/// Starts `ipc-pubsub doc counter patch INC --json EXTRA...`, as a script would.
+fn doc_patch(g: &str, name: &str, extra: &[&str]) -> Child {
+    let mut args = vec!["--group", g, "doc", DOC, "patch", INC, "--json"];
+    args.extend_from_slice(extra);
+    Child::spawn(name, &args)
+}
+
+/// Runs [`doc_patch`] to its end.
+fn patch(g: &str, name: &str) -> Result<Outcome, String> {
+    let mut c = doc_patch(g, name, &[]);
     let code = c.wait_exit(WAIT);
     match code {
         Some(0) => {
@@ -89,7 +100,7 @@ fn three_patches_survive(members: usize, signal: Signal) {
     let mut hub = node(&g, "a");
     let mut others: Vec<Child> = (1..members).map(|i| node(&g, &format!("n{i}"))).collect();
     for want in 1..=3 {
-        let got = patch(&g, "writer", r#"{"$inc":{"n":1}}"#).expect("the patch");
+        let got = patch(&g, "writer").expect("the patch");
         assert_eq!(got, Outcome::Acked(want));
     }
     assert_eq!(get(&g), serde_json::json!({"n": 3}));
@@ -119,19 +130,7 @@ fn three_acknowledged_patches_survive_sigterm_of_the_hub() {
 fn a_doc_patch_alone_with_the_hub_says_it_has_no_witness() {
     let g = group();
     let _hub = node(&g, "a");
-    let mut c = Child::spawn(
-        "writer",
-        &[
-            "--group",
-            &g,
-            "doc",
-            DOC,
-            "patch",
-            r#"{"$inc":{"n":1}}"#,
-            "--json",
-            "--require-witness",
-        ],
-    );
+    let mut c = doc_patch(&g, "writer", &["--require-witness"]);
     assert_eq!(c.wait_exit(WAIT), Some(3), "{}", c.stderr());
     assert_eq!(
         c.seen.first(),
@@ -144,19 +143,7 @@ fn a_doc_patch_alone_with_the_hub_says_it_has_no_witness() {
     );
     // With a second member, the same patch is witnessed.
     let _b = node(&g, "b");
-    let mut c = Child::spawn(
-        "writer2",
-        &[
-            "--group",
-            &g,
-            "doc",
-            DOC,
-            "patch",
-            r#"{"$inc":{"n":1}}"#,
-            "--json",
-            "--require-witness",
-        ],
-    );
+    let mut c = doc_patch(&g, "writer2", &["--require-witness"]);
     assert_eq!(c.wait_exit(WAIT), Some(0), "{}", c.stderr());
     assert_eq!(
         c.seen.first(),
@@ -198,15 +185,21 @@ fn streaming_writers_lose_nothing_across_a_hub_kill_over_20_trials() {
         let g = group();
         let mut hub = node(&g, "hub");
         let mut others = vec![node(&g, "b"), node(&g, "c")];
+        // Each acknowledgement, as it comes: the hub dies after a different number each trial.
+        let (ack_tx, acks) = mpsc::channel::<()>();
         let acked: Vec<Result<usize, String>> = thread::scope(|s| {
             let writers: Vec<_> = (0..WRITERS)
                 .map(|w| {
                     let g = &g;
+                    let ack_tx = ack_tx.clone();
                     s.spawn(move || {
                         let mut acked = 0;
                         for k in 0..PATCHES {
-                            match patch(g, &format!("w{w}.{k}"), r#"{"$inc":{"n":1}}"#)? {
-                                Outcome::Acked(_) => acked += 1,
+                            match patch(g, &format!("w{w}.{k}"))? {
+                                Outcome::Acked(_) => {
+                                    acked += 1;
+                                    let _ = ack_tx.send(());
+                                }
                                 Outcome::Rejected => {}
                             }
                         }
@@ -214,8 +207,14 @@ fn streaming_writers_lose_nothing_across_a_hub_kill_over_20_trials() {
                     })
                 })
                 .collect();
-            // The hub dies while they write.
-            thread::sleep(Duration::from_millis(150 + 37 * trial as u64 % 200));
+            drop(ack_tx);
+            // The hub dies while they write: after 1 to 6 acknowledgements (or when the
+            // writers are done, should they all be rejected).
+            for _ in 0..=trial % 6 {
+                if acks.recv_timeout(WAIT).is_err() {
+                    break;
+                }
+            }
             hub.kill();
             writers
                 .into_iter()

@@ -438,15 +438,25 @@ struct Doc {
     local: Value,
     /// The next origin_seq to assign.
     next_seq: u64,
-    /// Held as a witness only: the application has not opened it, nothing is reported.
-    passive: bool,
     /// [`DocEvt::Opened`] was reported.
     announced: bool,
-    /// While passive: its value's size when its state arrived, counted in the budget.
-    bytes: usize,
 }
 
 impl Doc {
+    /// Held as a witness only (its state is [`Base::Packed`]): the application has not opened
+    /// it, nothing is reported.
+    fn is_passive(&self) -> bool {
+        matches!(self.base, Base::Packed(_))
+    }
+
+    /// What a passive document takes, counted in the witness's budget (0 for an open one).
+    fn packed_bytes(&self) -> usize {
+        match &self.base {
+            Base::Packed(p) => p.bytes(),
+            Base::Default(_) | Base::Confirmed(_) => 0,
+        }
+    }
+
     fn set_phase(&mut self, name: &str, to: Phase) {
         if self.phase != to {
             debug!(%name, from = self.phase.name(), to = to.name(), "doc phase");
@@ -486,8 +496,6 @@ pub struct DocReplica {
     witness: bool,
     /// Documents whose version the host should hear (witnesses only).
     receipts: BTreeSet<String>,
-    /// The passive documents' [`Doc::bytes`], summed.
-    witnessed_bytes: usize,
     /// Documents refused for the budget ([`DocEvt::NotWitnessed`]).
     not_kept: u64,
     hub_up: bool,
@@ -507,7 +515,6 @@ impl DocReplica {
             limits: config.limits.validated(),
             witness: config.witness,
             receipts: BTreeSet::new(),
-            witnessed_bytes: 0,
             not_kept: 0,
             hub_up: false,
             docs: BTreeMap::new(),
@@ -544,7 +551,7 @@ impl DocReplica {
     pub fn docs(&self) -> impl Iterator<Item = &str> + '_ {
         self.docs
             .iter()
-            .filter(|(_, d)| !d.passive)
+            .filter(|(_, d)| !d.is_passive())
             .map(|(n, _)| n.as_str())
     }
 
@@ -594,7 +601,7 @@ impl DocReplica {
     pub fn witnessed(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
         self.docs
             .iter()
-            .filter(|(_, d)| d.passive)
+            .filter(|(_, d)| d.is_passive())
             .map(|(n, d)| (n.as_str(), d.base.version()))
     }
 
@@ -602,21 +609,21 @@ impl DocReplica {
     /// [`witnessed`](Self::witnessed) documents take, against
     /// [`DocLimits::max_witness_bytes`].
     pub fn witnessed_bytes(&self) -> usize {
-        self.witnessed_bytes
+        self.docs.values().map(Doc::packed_bytes).sum()
     }
 
     /// The witness's figures, as `status` shows them.
     pub fn witness_stats(&self) -> WitnessStats {
         WitnessStats {
             on: self.witness,
-            docs: self.docs.values().filter(|d| d.passive).count() as u64,
-            bytes: self.witnessed_bytes as u64,
+            docs: self.docs.values().filter(|d| d.is_passive()).count() as u64,
+            bytes: self.witnessed_bytes() as u64,
             not_kept: self.not_kept,
         }
     }
 
     fn open_doc(&self, name: &str) -> Option<&Doc> {
-        self.docs.get(name).filter(|d| !d.passive)
+        self.docs.get(name).filter(|d| !d.is_passive())
     }
 
     // ---- inputs ----
@@ -664,7 +671,6 @@ impl DocReplica {
         check_local(&default, "default value", &self.limits)?;
         if let Some(mut doc) = self.docs.remove(name) {
             // Held as a witness: it is the host's already.
-            self.witnessed_bytes = self.witnessed_bytes.saturating_sub(doc.bytes);
             let Base::Packed(packed) = &doc.base else {
                 unreachable!("only a passive document is held unopened")
             };
@@ -679,8 +685,6 @@ impl DocReplica {
                     return self.open(now, name, default);
                 }
             };
-            doc.passive = false;
-            doc.bytes = 0;
             doc.next_seq = doc.next_seq.max(state.marks.last(self.node) + 1);
             doc.local = state.value.clone();
             doc.base = Base::Confirmed(state);
@@ -714,9 +718,7 @@ impl DocReplica {
             unacked: VecDeque::new(),
             local: default,
             next_seq: 1,
-            passive: false,
             announced: false,
-            bytes: 0,
         };
         debug!(%name, "opened locally");
         if self.hub_up {
@@ -744,7 +746,7 @@ impl DocReplica {
         let doc = self
             .docs
             .get_mut(name)
-            .filter(|d| !d.passive)
+            .filter(|d| !d.is_passive())
             .ok_or_else(|| DocError::NotOpen { name: name.into() })?;
         if doc.pending.len() + doc.unacked.len() >= limits.max_pending {
             return Err(DocError::PendingFull {
@@ -813,16 +815,12 @@ impl DocReplica {
             && let Base::Confirmed(state) = &doc.base
         {
             let packed = Packed::from_state(state);
-            let bytes = packed.bytes();
-            if self.fits(bytes) {
+            if self.fits(packed.bytes()) {
                 doc.base = Base::Packed(packed);
-                doc.passive = true;
                 doc.announced = false;
                 doc.pending.clear();
                 doc.unacked.clear();
                 doc.local = Value::Null;
-                doc.bytes = bytes;
-                self.witnessed_bytes += bytes;
                 self.docs.insert(name.to_owned(), doc);
                 return Ok(());
             }
@@ -835,9 +833,9 @@ impl DocReplica {
 
     /// Whether one more passive document of `bytes` fits the witness's budget.
     fn fits(&self, bytes: usize) -> bool {
-        let passive = self.docs.values().filter(|d| d.passive).count();
+        let passive = self.docs.values().filter(|d| d.is_passive()).count();
         passive < self.limits.max_docs
-            && self.witnessed_bytes.saturating_add(bytes) <= self.limits.max_witness_bytes
+            && self.witnessed_bytes().saturating_add(bytes) <= self.limits.max_witness_bytes
     }
 
     // ---- poll ----
@@ -1041,12 +1039,9 @@ impl DocReplica {
         if self.witness {
             self.receipts.insert(name.clone());
         }
-        if doc.passive {
+        if doc.is_passive() {
             drop(state);
-            let packed = Packed::new(version, buf);
-            self.witnessed_bytes = self.witnessed_bytes - doc.bytes + packed.bytes();
-            doc.bytes = packed.bytes();
-            doc.base = Base::Packed(packed);
+            doc.base = Base::Packed(Packed::new(version, buf));
             doc.set_phase(&name, Phase::Synced);
             return;
         }
@@ -1113,20 +1108,15 @@ impl DocReplica {
             return self.misbehaved(format!("a state of `{name}`, which this node did not open"));
         }
         let packed = Packed::new(version, body);
-        let bytes = packed.bytes();
-        if !self.fits(bytes) {
-            let docs = self.docs.values().filter(|d| d.passive).count();
-            warn!(%name, docs, bytes = self.witnessed_bytes, "witness budget full: no copy kept");
+        if !self.fits(packed.bytes()) {
+            let docs = self.docs.values().filter(|d| d.is_passive()).count();
+            let bytes = self.witnessed_bytes();
+            warn!(%name, docs, bytes, "witness budget full: no copy kept");
             self.send(DocMsg::Close { name: name.clone() });
             self.not_kept += 1;
-            return self.emit(DocEvt::NotWitnessed {
-                name,
-                docs,
-                bytes: self.witnessed_bytes,
-            });
+            return self.emit(DocEvt::NotWitnessed { name, docs, bytes });
         }
         trace!(%name, version, "witnessing");
-        self.witnessed_bytes += bytes;
         self.receipts.insert(name.clone());
         let doc = Doc {
             open: 0,
@@ -1136,9 +1126,7 @@ impl DocReplica {
             pending: VecDeque::new(),
             unacked: VecDeque::new(),
             local: Value::Null,
-            passive: true,
             announced: false,
-            bytes,
         };
         self.docs.insert(name, doc);
     }
@@ -1162,14 +1150,11 @@ impl DocReplica {
                 trace!(%name, version, "an old broadcast: dropped");
                 return;
             }
-            let before = packed.bytes();
             let pushed = if version == packed.version + 1 {
                 packed.push(version, origin, seq, wall_ms, &update, &self.limits)
             } else {
                 Err(format!("version {version} after {}", packed.version))
             };
-            doc.bytes = packed.bytes();
-            self.witnessed_bytes = self.witnessed_bytes - before + doc.bytes;
             if let Err(e) = pushed {
                 warn!(%name, version, %e, "a broadcast to a witness does not apply");
                 return self.resync(name);
@@ -1226,7 +1211,7 @@ impl DocReplica {
         let Some(doc) = self
             .docs
             .get_mut(name)
-            .filter(|d| d.phase.is_live() && !d.passive)
+            .filter(|d| d.phase.is_live() && !d.is_passive())
         else {
             trace!(%name, seq, "an answer for no live document: dropped");
             return;
@@ -1324,20 +1309,13 @@ impl DocReplica {
         };
         let version = doc.base.version();
         let mut msgs = Vec::new();
-        // Applied but not acknowledged: sent again, the host answers once a witness holds them.
-        for p in doc.unacked.iter_mut().map(|u| &mut u.patch) {
-            if let (false, Some(seq)) = (p.in_flight, p.seq) {
-                p.in_flight = true;
-                msgs.push(DocMsg::Patch {
-                    name: name.into(),
-                    seq,
-                    base: p.base.unwrap_or(version),
-                    wall_ms: p.wall_ms,
-                    update: p.update.clone(),
-                });
+        // Applied but not acknowledged first (they have their seq): sent again, the host
+        // answers once a witness holds them.
+        let unacked = doc.unacked.iter_mut().map(|u| &mut u.patch);
+        for p in unacked.chain(doc.pending.iter_mut()) {
+            if p.in_flight {
+                continue;
             }
-        }
-        for p in doc.pending.iter_mut().filter(|p| !p.in_flight) {
             let seq = *p.seq.get_or_insert_with(|| {
                 let seq = doc.next_seq;
                 doc.next_seq += 1;

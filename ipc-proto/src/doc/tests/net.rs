@@ -383,6 +383,22 @@ impl Net {
     }
 }
 
+/// The action `roll` (below the weights' sum) falls on, each weighing its weight.
+pub(super) fn weighted<A: Copy>(actions: &[(u64, A)], mut roll: u64) -> A {
+    actions
+        .iter()
+        .find(|(w, _)| {
+            if roll < *w {
+                true
+            } else {
+                roll -= w;
+                false
+            }
+        })
+        .map(|(_, a)| *a)
+        .expect("roll < the weights' sum")
+}
+
 /// Event names, for transcripts.
 pub(super) fn names(evts: &[DocEvt]) -> Vec<&'static str> {
     evts.iter().map(DocEvt::name).collect()

@@ -30,7 +30,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 use serde_json::{Value, json};
 
-use super::net::Net;
+use super::net::{Net, weighted};
 use crate::doc::{ApplyContext, DocEvt, DocLimits, HostEvt, PatchId, RejectReason, Update};
 
 /// Schedules per `cargo test` run.
@@ -211,19 +211,7 @@ fn run(seed: u64) -> Result<Outcome, String> {
             outcome.steps = step;
             break;
         }
-        let mut roll = s.below(total);
-        let action = actions
-            .iter()
-            .find(|(w, _)| {
-                if roll < *w {
-                    true
-                } else {
-                    roll -= w;
-                    false
-                }
-            })
-            .map(|(_, a)| *a)
-            .expect("roll < total");
+        let action = weighted(&actions, s.below(total));
         match action {
             Action::Up(i) => {
                 net.deliver_up(i);

@@ -31,7 +31,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 use serde_json::{Value, json};
 
-use super::net::Net;
+use super::net::{Net, weighted};
 use crate::doc::{DocEvt, DocLimits, HostEvt, PatchId};
 
 /// Schedules per `cargo test` run.
@@ -176,19 +176,7 @@ fn run(seed: u64) -> Result<Outcome, String> {
             outcome.steps = step;
             break;
         }
-        let mut roll = rng.below(total);
-        let action = actions
-            .iter()
-            .find(|(w, _)| {
-                if roll < *w {
-                    true
-                } else {
-                    roll -= w;
-                    false
-                }
-            })
-            .map(|(_, a)| *a)
-            .expect("roll < total");
+        let action = weighted(&actions, rng.below(total));
         match action {
             Action::Up(i) => {
                 net.deliver_up(i);

@@ -48,7 +48,6 @@
 //! stay connected. If the process resumes they report [`NodeEvent::HubResponsive`] and nothing
 //! else changes; if it dies, its socket closes and a new hub is elected as after any crash.
 
-pub mod cli;
 mod data;
 mod doc;
 mod error;

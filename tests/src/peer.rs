@@ -74,7 +74,7 @@ pub fn index_of(bytes: &[u8]) -> u64 {
 }
 
 /// FNV-1a, 64 bits: the one `ipc-pubsub sub` prints.
-pub use ipc_driver_std::cli::fnv1a64;
+pub use ipc_pubsub_cli::fnv1a64;
 
 /// The line of a topology event, named as `ipc-pubsub node` names it.
 pub fn topology_line(e: &Event) -> Value {

@@ -45,6 +45,6 @@ fn main() -> ExitCode {
         Some("peer") => ipc_tests::peer::main(&rest()),
         Some("doc-peer") => ipc_tests::doc_peer::main(&rest()),
         Some("attack") => ipc_tests::attack::main(&rest()),
-        _ => ipc_driver_std::cli::run(args),
+        _ => ipc_pubsub_cli::run(args),
     }
 }

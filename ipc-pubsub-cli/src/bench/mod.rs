@@ -30,7 +30,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::Result;
-use crate::cli::GroupArgs;
+use crate::GroupArgs;
 
 pub(super) use harness::ChildArgs;
 #[cfg(test)]

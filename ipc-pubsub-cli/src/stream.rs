@@ -15,8 +15,8 @@ use signal_hook::iterator::Signals;
 
 use super::json::{self, Hex, Line};
 use super::{CliError, Result, Timing};
-use crate::cli::GroupArgs;
-use crate::{DriverError, Events, Node, NodeEvent};
+use crate::GroupArgs;
+use ipc_driver_std::{DriverError, Events, Node, NodeEvent};
 
 /// The payload type of a topic announced without one.
 pub(super) const DEFAULT_MIME: &str = "application/octet-stream";

@@ -9,7 +9,7 @@
 //! after the other.
 //! Each writer, on a thread of its own, issues `$inc` patches on a path of its own (disjoint
 //! paths never conflict, so every patch is accepted: this measures the host, not conflict
-//! retries), one at a time, waiting for each answer ([`Doc::patch`](crate::Doc::patch)),
+//! retries), one at a time, waiting for each answer ([`Doc::patch`](ipc_driver_std::Doc::patch)),
 //! for `--seconds`. Reported: accepted patches per second (all writers together), and the
 //! patch-to-ack latency (the call's duration: local apply, to the host, its broadcast back,
 //! and with witnesses a witness's receipt),
@@ -26,16 +26,16 @@ use serde_json::json;
 
 use super::harness::nearest_rank;
 use super::{Machine, build, machine, progress};
-use crate::cli::children::random_group;
-use crate::cli::{CliError, Result};
-use crate::{DriverError, Node};
+use crate::children::random_group;
+use crate::{CliError, Result};
+use ipc_driver_std::{DriverError, Node};
 
 /// How long the host may take to answer an opening.
 const OPEN: Duration = Duration::from_secs(10);
 
 /// Options of `bench doc`.
 #[derive(Debug, Args)]
-pub(in crate::cli) struct DocBenchArgs {
+pub(crate) struct DocBenchArgs {
     /// Print one JSON document instead of a table.
     #[arg(long)]
     json: bool,
@@ -64,7 +64,7 @@ struct Series {
 }
 
 /// Runs `bench doc`.
-pub(in crate::cli) fn run(args: &DocBenchArgs) -> Result<()> {
+pub(crate) fn run(args: &DocBenchArgs) -> Result<()> {
     let mut series = Vec::new();
     for writers in [1, 4] {
         for witnesses in [false, true] {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::counters::{self, GuardRow, LinkRow, Unanswered, WitnessRow};
 use super::json::Hex;
 use super::{CliError, GroupArgs, Result};
-use crate::DriverError;
+use ipc_driver_std::DriverError;
 
 /// How long `status` waits for a hub before concluding that no such group runs.
 pub(super) const TIMEOUT: Duration = Duration::from_millis(1500);

@@ -53,8 +53,8 @@ use serde::{Deserialize, Serialize};
 use signal_hook::SigId;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
-use crate::cli::children::{die_with_parent, random_group};
-use crate::cli::{CliError, Result};
+use crate::children::{die_with_parent, random_group};
+use crate::{CliError, Result};
 
 /// How long one repetition (all of its processes) may take before it counts as hung.
 const REP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -75,7 +75,7 @@ const IDLE_STEP: Duration = Duration::from_millis(250);
 /// Where the children of a team run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub(in crate::cli) enum Placement {
+pub(crate) enum Placement {
     /// Sender on the first CPU this process may use, receivers on the second.
     CrossCore,
     /// Sender and receivers all on the first CPU.
@@ -142,7 +142,7 @@ pub(super) enum Wiring {
     /// One blocking `SOCK_SEQPACKET` socketpair per receiver.
     SeqPacket,
     /// One non-blocking `SOCK_SEQPACKET` socketpair per receiver, as
-    /// [`crate::sys::socket::socketpair_seqpacket`] makes them (for `sys::socket` record I/O).
+    /// [`ipc_driver_std::sys::socket::socketpair_seqpacket`] makes them (for `sys::socket` record I/O).
     SeqPacketNonBlocking,
     /// One blocking `SOCK_STREAM` socketpair per receiver.
     Stream,
@@ -158,7 +158,9 @@ impl Wiring {
         Ok(match self {
             Self::Nothing => None,
             Self::SeqPacket => Some(blocking(SockType::SeqPacket)?),
-            Self::SeqPacketNonBlocking => Some(crate::sys::socket::socketpair_seqpacket()?),
+            Self::SeqPacketNonBlocking => {
+                Some(ipc_driver_std::sys::socket::socketpair_seqpacket()?)
+            }
             Self::Stream => Some(blocking(SockType::Stream)?),
         })
     }
@@ -598,7 +600,7 @@ impl Drop for Interrupts {
 /// Options of the hidden `bench-child` subcommand: one process of a `bench payload` team.
 /// The harness writes these command lines; people do not.
 #[derive(Debug, Args)]
-pub(in crate::cli) struct ChildArgs {
+pub(crate) struct ChildArgs {
     /// What this process does (`seqpacket-ping`, `fresh-recv`, ...).
     role: String,
     /// The CPU to pin this process to.

@@ -413,7 +413,7 @@ fn generated(size: usize) -> Vec<u8> {
 }
 
 fn fnv_hex(bytes: &[u8]) -> String {
-    format!("{:016x}", ipc_driver_std::cli::fnv1a64(bytes))
+    format!("{:016x}", ipc_pubsub_cli::fnv1a64(bytes))
 }
 
 /// Checks `sub`'s lines: `payloads.len()` messages in order from one publisher, each with its

@@ -35,9 +35,9 @@ use super::harness::{
     Wiring, checksum, touch_pages,
 };
 use super::payload::{Counts, Series, Shape};
-use crate::cli::{CliError, Result};
-use crate::sys::memfd::{self, SealSet, Segment};
-use crate::sys::socket::{self, Recv, Sent};
+use crate::{CliError, Result};
+use ipc_driver_std::sys::memfd::{self, SealSet, Segment};
+use ipc_driver_std::sys::socket::{self, Recv, Sent};
 
 /// Round trip, 64 B each way, over a blocking `SOCK_SEQPACKET` socketpair between two
 /// processes (limits.md §1).

@@ -26,8 +26,10 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use super::json::{self, Hex};
 use super::stream::DEFAULT_MIME;
 use super::{CliError, Result, Timing};
-use crate::cli::GroupArgs;
-use crate::{DEFAULT_MAX_PAYLOAD, Message, Node, PublisherOptions, SendMode, SubscriptionOptions};
+use crate::GroupArgs;
+use ipc_driver_std::{
+    DEFAULT_MAX_PAYLOAD, Message, Node, PublisherOptions, SendMode, SubscriptionOptions,
+};
 
 /// How long `pub` waits for `--wait-subscribers`, and for its subscribers to have everything
 /// before it leaves.
@@ -363,7 +365,7 @@ pub(super) fn bus(group: &GroupArgs, args: &BusArgs) -> Result<()> {
     let stop = stop_flag()?;
     let node = join(group, "bus", &args.timing)?;
     let bus = Arc::new(node.bus(&args.name, args.queue.options())?);
-    let topic = crate::bus_topic(&args.name);
+    let topic = ipc_driver_std::bus_topic(&args.name);
     // Stdin is read on a thread of its own; its end does not end the command.
     let sender = Arc::clone(&bus);
     thread::Builder::new()

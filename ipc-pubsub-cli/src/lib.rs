@@ -51,8 +51,8 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::sys::rendezvous::GroupDir;
-use crate::{DEFAULT_GROUP, DriverError, Node, NodeBuilder};
+use ipc_driver_std::{DEFAULT_GROUP, DriverError, Node, NodeBuilder};
+use ipc_os::rendezvous::GroupDir;
 
 pub use pubsub::fnv1a64;
 
@@ -266,7 +266,7 @@ impl GroupArgs {
     }
 
     /// A builder for a node of this group.
-    pub(crate) fn builder(&self, node: &str) -> crate::NodeBuilder {
+    pub(crate) fn builder(&self, node: &str) -> ipc_driver_std::NodeBuilder {
         let mut b = Node::builder(node).group(&self.name);
         if let Some(dir) = &self.dir {
             b = b.dir(dir);

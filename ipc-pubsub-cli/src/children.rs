@@ -209,7 +209,8 @@ impl Mirror {
             | Line::Lagged { .. }
             | Line::Doc { .. }
             | Line::DocState { .. }
-            | Line::DocPatched { .. } => {}
+            | Line::DocPatched { .. }
+            | Line::Other { .. } => {}
         }
     }
 

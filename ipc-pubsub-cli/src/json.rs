@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use ipc_proto::{Event, NodeId};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::NodeEvent;
+use ipc_driver_std::NodeEvent;
 
 /// A node id in JSON: 16 lowercase hex digits, as [`NodeId`]'s `Display` prints it.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -114,6 +114,11 @@ pub(crate) enum Line {
         what: String,
         version: Option<u64>,
     },
+    /// An event of a newer `ipc-driver-std` that this command line has no line for yet: its
+    /// `Debug` text.
+    Other {
+        debug: String,
+    },
     /// `doc NAME watch`: the document's value at `version` (first line, and after a hub
     /// change or a resync replaced it).
     DocState {
@@ -132,8 +137,8 @@ pub(crate) enum Line {
 }
 
 impl Line {
-    /// The line for an event. (`NodeEvent` is non-exhaustive for other crates only: a new
-    /// variant fails to compile here until it has its line.)
+    /// The line for an event. `NodeEvent` is non-exhaustive: a variant added to the driver
+    /// prints as [`Line::Other`] until it has a line of its own here.
     pub(crate) fn from_event(event: &NodeEvent) -> Self {
         match event {
             NodeEvent::Topology(e) => match e {
@@ -191,6 +196,9 @@ impl Line {
                 doc: e.doc().to_owned(),
                 what: e.name().to_owned(),
                 version: e.version(),
+            },
+            other => Self::Other {
+                debug: format!("{other:?}"),
             },
         }
     }

@@ -23,9 +23,9 @@ use nix::sys::signal::Signal;
 use serde::Serialize;
 
 use super::{Machine, build, machine, progress};
-use crate::cli::children::{Fleet, SeenKind, random_group};
-use crate::cli::json::Line;
-use crate::cli::{CliError, Result, Timing};
+use crate::children::{Fleet, SeenKind, random_group};
+use crate::json::Line;
+use crate::{CliError, Result, Timing};
 
 /// Nodes in the failover and idle groups.
 const GROUP: usize = 16;
@@ -38,14 +38,14 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Options of `bench topology`.
 #[derive(Debug, Args)]
-pub(in crate::cli) struct TopologyArgs {
+pub(crate) struct TopologyArgs {
     /// Print one JSON document instead of a table.
     #[arg(long)]
-    pub(in crate::cli) json: bool,
+    pub(crate) json: bool,
 
     /// Failover trials, each in a fresh group of 16.
     #[arg(long, default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub(in crate::cli) trials: u32,
+    pub(crate) trials: u32,
 
     #[command(flatten)]
     timing: Timing,

@@ -45,37 +45,37 @@ use super::harness::{
     RepValue, RoleFn, Unit,
 };
 use super::{Machine, build, machine, progress, pubsub};
-use crate::cli::{CliError, Result};
+use crate::{CliError, Result};
 
 /// Options of `bench payload`.
 #[derive(Debug, Args)]
-pub(in crate::cli) struct PayloadArgs {
+pub(crate) struct PayloadArgs {
     /// Print one JSON document with every figure instead of the table.
     #[arg(long)]
-    pub(in crate::cli) json: bool,
+    pub(crate) json: bool,
 
     /// Repetitions of every measurement, each with fresh processes [default: 5; 3 with
     /// --quick].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub(in crate::cli) reps: Option<u32>,
+    pub(crate) reps: Option<u32>,
 
     /// CI-sized message counts: about 10 s instead of 60-90 s, with noisier figures.
     #[arg(long)]
-    pub(in crate::cli) quick: bool,
+    pub(crate) quick: bool,
 
     /// cross-core: the sender on the first CPU this process may use, receivers on the
     /// second; same-core: all on the first.
     #[arg(long, value_enum, default_value_t = Placement::CrossCore)]
-    pub(in crate::cli) placement: Placement,
+    pub(crate) placement: Placement,
 
     /// Only the series whose id contains SUBSTRING (repeatable), e.g. `--only pooled`.
     #[arg(long, value_name = "SUBSTRING")]
-    pub(in crate::cli) only: Vec<String>,
+    pub(crate) only: Vec<String>,
 
     /// Before each round of repetitions, wait until the CPUs have been less than 4 % busy
     /// for 3 s, but at most SECONDS (0: do not wait). For a machine that others share.
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
-    pub(in crate::cli) wait_idle: u64,
+    pub(crate) wait_idle: u64,
 }
 
 /// What a series measures.
@@ -780,7 +780,7 @@ fn table(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::bench::harness::Unit;
+    use crate::bench::harness::Unit;
 
     fn row(name: &'static str, shape: Shape, size: usize, median: f64) -> Row {
         let unit = match shape {

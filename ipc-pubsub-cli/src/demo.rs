@@ -20,7 +20,7 @@ use nix::sys::signal::Signal;
 use super::children::{Fleet, Seen, SeenKind, random_group};
 use super::json::Line;
 use super::{CliError, Result, status};
-use crate::cli::GroupArgs;
+use crate::GroupArgs;
 
 /// How long any one step may wait for the children; it takes milliseconds.
 const STEP_DEADLINE: Duration = Duration::from_secs(10);
@@ -658,5 +658,6 @@ fn describe(fleet: &Fleet, line: &Line) -> String {
         Line::Doc { doc, what, .. } => format!("document {doc}: {what}"),
         Line::DocState { doc, version, .. } => format!("document {doc} at version {version}"),
         Line::DocPatched { doc, version, .. } => format!("document {doc} patched: {version}"),
+        Line::Other { debug } => debug.clone(),
     }
 }

@@ -22,8 +22,8 @@ use signal_hook::iterator::Signals;
 
 use super::json::{self, Hex, Line};
 use super::{CliError, Result, Timing};
-use crate::cli::GroupArgs;
-use crate::{Doc, DocEvent, DriverError, Events, Node, NodeEvent};
+use crate::GroupArgs;
+use ipc_driver_std::{Doc, DocEvent, DriverError, Events, Node, NodeEvent};
 
 /// How long the host may take to answer the opening.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);

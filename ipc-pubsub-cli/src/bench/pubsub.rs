@@ -33,9 +33,9 @@ use super::payload::{
     Counts, PUBSUB_FRESH, PUBSUB_FRESH_4, PUBSUB_INLINE, PUBSUB_INLINE_4, PUBSUB_POOLED,
     PUBSUB_POOLED_4, PUBSUB_RTT, Series, Shape,
 };
-use crate::cli::pubsub::wait_subscribers;
-use crate::cli::{CliError, Result};
-use crate::{
+use crate::pubsub::wait_subscribers;
+use crate::{CliError, Result};
+use ipc_driver_std::{
     DEFAULT_INLINE_MAX, Message, Node, Publisher, PublisherOptions, SendMode, Subscription,
     SubscriptionOptions,
 };

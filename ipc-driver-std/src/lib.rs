@@ -55,6 +55,7 @@ mod events;
 mod node;
 mod pubsub;
 mod reactor;
+mod request;
 pub mod sys;
 
 pub use data::{

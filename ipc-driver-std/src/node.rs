@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -17,13 +17,10 @@ use crate::doc::{Doc, DocLink};
 use crate::error::DriverError;
 use crate::events::{CallbackId, Dispatcher, Events, NodeEvent, Sink};
 use crate::pubsub::{Bus, Handle, Publisher, Subscription, bus_topic};
-use crate::reactor::{Reactor, Request, Setup, Shared, random_seed};
+use crate::reactor::{Reactor, Setup, random_seed};
+use crate::request::{Request, Requester, Shared, State};
 use crate::sys::rendezvous::GroupDir;
 use crate::sys::{self, poll::Waker};
-
-/// How long a call waits for the node's I/O thread before giving up; it answers in
-/// microseconds unless the process is starved.
-pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The group used when none is given.
 pub const DEFAULT_GROUP: &str = "default";
@@ -303,9 +300,14 @@ impl NodeBuilder {
         let shared = Arc::new(Shared::default());
         let outgoing = Arc::new(Outgoing::new(self.pool_bytes));
         let mailbox = Arc::new(Mailbox::new(Arc::clone(&waker)));
+        let requester = Requester::new(
+            requests,
+            Arc::clone(&waker),
+            Arc::clone(&shared),
+            &self.group,
+        );
         let handle = Handle {
-            requests: requests.clone(),
-            waker: Arc::clone(&waker),
+            requester: requester.clone(),
             outgoing: Arc::clone(&outgoing),
             private,
         };
@@ -335,9 +337,7 @@ impl NodeBuilder {
             id,
             name: self.options.name,
             group: self.group,
-            requests,
-            waker,
-            shared,
+            requester,
             thread: Some(thread),
             dispatcher: Arc::new(self.dispatcher.map(OnceLock::from).unwrap_or_default()),
             handle,
@@ -363,9 +363,7 @@ pub struct Node {
     id: NodeId,
     name: String,
     group: String,
-    requests: Sender<Request>,
-    waker: Arc<Waker>,
-    shared: Arc<Shared>,
+    requester: Requester,
     thread: Option<JoinHandle<()>>,
     /// Shared with the node's documents, whose observers it runs.
     dispatcher: Arc<OnceLock<Arc<Dispatcher>>>,
@@ -406,17 +404,17 @@ impl Node {
 
     /// The group as this node sees it now.
     pub fn view(&self) -> View {
-        self.shared.lock().view.clone()
+        self.requester.shared().lock().view.clone()
     }
 
     /// The hub this node follows (its node and term), while synced with one.
     pub fn hub(&self) -> Option<(NodeId, Term)> {
-        self.shared.lock().hub
+        self.requester.shared().lock().hub
     }
 
     /// Whether this node runs the group's hub.
     pub fn is_hub(&self) -> bool {
-        self.shared.lock().is_hub
+        self.requester.shared().lock().is_hub
     }
 
     /// Waits until the node holds a hub's history; returns that hub.
@@ -437,16 +435,16 @@ impl Node {
         &self,
         timeout: Duration,
         what: &'static str,
-        mut f: impl FnMut(&crate::reactor::State) -> Option<T>,
+        mut f: impl FnMut(&State) -> Option<T>,
     ) -> Result<T, DriverError> {
         let deadline = Instant::now() + timeout;
-        let mut s = self.shared.lock();
+        let mut s = self.requester.shared().lock();
         loop {
             if let Some(t) = f(&s) {
                 return Ok(t);
             }
             if s.no_group {
-                return Err(self.no_group());
+                return Err(self.requester.no_group());
             }
             if let Some(why) = &s.stopped {
                 return Err(DriverError::Stopped(why.clone()));
@@ -456,7 +454,8 @@ impl Node {
                 return Err(DriverError::Timeout(timeout, what));
             }
             s = self
-                .shared
+                .requester
+                .shared()
                 .changed
                 .wait_timeout(s, left)
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -558,9 +557,7 @@ impl Node {
     /// This node's data-link counters: per subscriber what it published, per publisher what it
     /// received.
     pub fn data_stats(&self) -> Result<DataStats, DriverError> {
-        let (reply, rx) = mpsc::sync_channel(1);
-        self.send(Request::Stats(reply))?;
-        rx.recv_timeout(REPLY_TIMEOUT).map_err(|_| self.stopped())
+        self.requester.call(Request::Stats)
     }
 
     /// This node's publishing memory in use: pool segments lent to subscribers (or loans) and
@@ -592,8 +589,7 @@ impl Node {
     pub fn open_doc(&self, name: &str, default: serde_json::Value) -> Result<Doc, DriverError> {
         let link = DocLink {
             node: self.name.clone(),
-            requests: self.requests.clone(),
-            waker: Arc::clone(&self.waker),
+            requester: self.requester.clone(),
             dispatcher: Arc::clone(&self.dispatcher),
         };
         Doc::open(link, name, default)
@@ -606,36 +602,11 @@ impl Node {
     }
 
     fn cmd(&self, cmd: SpokeCmd) -> Result<(), DriverError> {
-        let (reply, rx) = mpsc::sync_channel(1);
-        self.send(Request::Cmd(cmd, reply))?;
-        match rx.recv_timeout(REPLY_TIMEOUT) {
-            Ok(r) => Ok(r?),
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                Err(DriverError::Timeout(REPLY_TIMEOUT, "the I/O thread"))
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(self.stopped()),
-        }
+        self.requester.cmd(cmd)
     }
 
     fn send(&self, request: Request) -> Result<(), DriverError> {
-        self.requests.send(request).map_err(|_| self.stopped())?;
-        self.waker.wake()?;
-        Ok(())
-    }
-
-    fn stopped(&self) -> DriverError {
-        let s = self.shared.lock();
-        if s.no_group {
-            return self.no_group();
-        }
-        let why = s.stopped.clone();
-        DriverError::Stopped(why.unwrap_or_else(|| "the I/O thread is gone".into()))
-    }
-
-    fn no_group(&self) -> DriverError {
-        DriverError::NoGroup {
-            group: self.group.clone(),
-        }
+        self.requester.send(request)
     }
 
     fn shutdown(&mut self) -> Result<(), DriverError> {
@@ -645,7 +616,7 @@ impl Node {
         let (reply, rx) = mpsc::sync_channel(1);
         let sent = self.send(Request::Leave(reply));
         if sent.is_ok() {
-            let _ = rx.recv_timeout(REPLY_TIMEOUT);
+            let _ = self.requester.wait(&rx);
         }
         let joined = thread.join();
         if let Some(d) = self.dispatcher.get() {

@@ -1,7 +1,6 @@
 //! The payload API: publishers, subscriptions, bus channels.
 
 use std::fmt;
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -11,15 +10,13 @@ pub use ipc_proto::names::bus_topic;
 
 use crate::data::{Loan, LoanKind, Message, Outgoing, PublisherOptions, SendMode, SubQueue};
 use crate::error::DriverError;
-use crate::reactor::Request;
+use crate::request::{Request, Requester};
 use crate::sys::memfd::{SealSet, Segment};
-use crate::sys::poll::Waker;
 
-/// What publishers and subscriptions need of their node: its request channel and wakeup.
+/// What publishers and subscriptions need of their node.
 #[derive(Clone)]
 pub(crate) struct Handle {
-    pub(crate) requests: Sender<Request>,
-    pub(crate) waker: Arc<Waker>,
+    pub(crate) requester: Requester,
     pub(crate) outgoing: Arc<Outgoing>,
     /// Whether the group is open only to this uid (pooled payloads by default).
     pub(crate) private: bool,
@@ -27,21 +24,12 @@ pub(crate) struct Handle {
 
 impl Handle {
     pub(crate) fn send(&self, r: Request) -> Result<(), DriverError> {
-        self.requests
-            .send(r)
-            .map_err(|_| DriverError::Stopped("the node has stopped".into()))?;
-        self.waker.wake()?;
-        Ok(())
+        self.requester.send(r)
     }
 
     /// A topology command whose answer is not awaited (its errors were checked before).
     fn cmd(&self, cmd: SpokeCmd) -> Result<(), DriverError> {
-        let (reply, rx) = std::sync::mpsc::sync_channel(1);
-        self.send(Request::Cmd(cmd, reply))?;
-        match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(r) => Ok(r?),
-            Err(_) => Err(DriverError::Stopped("the node did not answer".into())),
-        }
+        self.requester.cmd(cmd)
     }
 }
 

@@ -11,23 +11,23 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use ipc_proto::data::{
     DataCmd, Delivered, Delivery, LOCAL, Mode, OUTGOING, Pool, ReceivedSegment, Seals, SegmentId,
 };
-use ipc_proto::wire::DataStats;
 use ipc_proto::{
-    CmdError, HubEvt, Listener, LogLimit, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput,
-    NodeId, PeerId, SpokeCmd, Term, View,
+    HubEvt, Listener, LogLimit, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, PeerId,
+    SpokeCmd,
 };
 use slab::Slab;
 use tracing::{debug, info, trace, warn};
 
 use crate::data::{Mailbox, Message, Offered, OutSegment, Outgoing, SubQueue};
-use crate::doc::{DocRegistry, DocRequest, push_all};
+use crate::doc::{DocRegistry, push_all};
 use crate::events::{NodeEvent, Sink};
+use crate::request::{Request, Shared};
 use crate::sys::memfd::{self, Mapping, SealSet, VerifiedSegment};
 use crate::sys::poll::{Event, Events, Interest, Poller, Token, Waker};
 use crate::sys::rendezvous::{DataSocket, GroupDir, HubSocket};
@@ -56,48 +56,6 @@ const LEAVE_DEADLINE: Duration = Duration::from_millis(1500);
 /// Most file descriptors one data record may carry (one is the protocol's maximum; a second
 /// tells a violation from a truncation).
 const MAX_FDS: usize = 2;
-
-/// A request from an application thread.
-pub(crate) enum Request {
-    Cmd(SpokeCmd, SyncSender<Result<(), CmdError>>),
-    Events(Sink),
-    Leave(SyncSender<()>),
-    /// A data-plane command that needs no answer (publish, advertise...).
-    Data(DataCmd),
-    /// A subscription's queue for `topic`, and its terms.
-    Take(Arc<str>, Arc<SubQueue>),
-    /// A subscription is gone.
-    Drop(Arc<str>, Weak<SubQueue>),
-    Stats(SyncSender<DataStats>),
-    /// About a shared document.
-    Doc(DocRequest),
-}
-
-/// What application threads may read without asking the I/O thread.
-#[derive(Debug, Default)]
-pub(crate) struct State {
-    pub(crate) view: View,
-    pub(crate) hub: Option<(NodeId, Term)>,
-    pub(crate) is_hub: bool,
-    /// The node stopped because no hub runs in the group and it may not start one
-    /// ([`NodeBuilder::join_existing`](crate::NodeBuilder::join_existing)).
-    pub(crate) no_group: bool,
-    /// Why the I/O thread stopped, once it has.
-    pub(crate) stopped: Option<String>,
-}
-
-/// [`State`] and a condition to wait on its changes.
-#[derive(Debug, Default)]
-pub(crate) struct Shared {
-    pub(crate) state: Mutex<State>,
-    pub(crate) changed: Condvar,
-}
-
-impl Shared {
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
 
 /// Everything the I/O thread needs to run a node.
 pub(crate) struct Setup {

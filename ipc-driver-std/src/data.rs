@@ -21,8 +21,8 @@ use ipc_proto::data::{Pool, Room, SegmentId};
 use ipc_proto::wire::{Policy, SlotRef};
 use ipc_proto::{NodeId, PeerId};
 
-use crate::sys::memfd::{Mapping, MappingMut, SealSet, Segment};
-use crate::sys::poll::Waker;
+use ipc_os::memfd::{Mapping, MappingMut, SealSet, Segment};
+use ipc_os::poll::Waker;
 
 pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)

@@ -53,7 +53,7 @@ use crate::error::DriverError;
 use crate::events::{CallbackId, Dispatcher, NodeEvent, Sink};
 use crate::node::REPLY_TIMEOUT;
 use crate::reactor::Request;
-use crate::sys::poll::Waker;
+use ipc_os::poll::Waker;
 
 /// The host's acknowledgement of a patch: the version that applied it, and how many
 /// witnesses held it when the host answered.

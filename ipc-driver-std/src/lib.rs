@@ -56,7 +56,6 @@ mod events;
 mod node;
 mod pubsub;
 mod reactor;
-pub mod sys;
 
 pub use data::{
     DEFAULT_INLINE_MAX, DEFAULT_MAX_PAYLOAD, Loan, Message, PublisherOptions, SendMode,

@@ -18,8 +18,8 @@ use crate::error::DriverError;
 use crate::events::{CallbackId, Dispatcher, Events, NodeEvent, Sink};
 use crate::pubsub::{Bus, Handle, Publisher, Subscription, bus_topic};
 use crate::reactor::{Reactor, Request, Setup, Shared, random_seed};
-use crate::sys::rendezvous::GroupDir;
-use crate::sys::{self, poll::Waker};
+use ipc_os::poll::Waker;
+use ipc_os::rendezvous::GroupDir;
 
 /// How long a call waits for the node's I/O thread before giving up; it answers in
 /// microseconds unless the process is starved.
@@ -73,7 +73,7 @@ impl fmt::Debug for NodeBuilder {
 
 impl NodeBuilder {
     fn new(name: &str) -> Self {
-        let me = sys::current_credentials();
+        let me = ipc_os::current_credentials();
         Self {
             options: NodeOptions::new(name, me.uid),
             group: DEFAULT_GROUP.into(),
@@ -282,7 +282,7 @@ impl NodeBuilder {
         if join_existing {
             self.options.hub_eligible = false;
         }
-        let me = sys::current_credentials();
+        let me = ipc_os::current_credentials();
         let private = self.options.is_private(me.uid);
         let dir = GroupDir::open(&self.group, self.dir.as_deref(), private)?;
         let id = NodeId::new(random_seed() | 1).expect("odd, hence non-zero");

@@ -12,8 +12,8 @@ pub use ipc_proto::names::bus_topic;
 use crate::data::{Loan, LoanKind, Message, Outgoing, PublisherOptions, SendMode, SubQueue};
 use crate::error::DriverError;
 use crate::reactor::Request;
-use crate::sys::memfd::{SealSet, Segment};
-use crate::sys::poll::Waker;
+use ipc_os::memfd::{SealSet, Segment};
+use ipc_os::poll::Waker;
 
 /// What publishers and subscriptions need of their node: its request channel and wakeup.
 #[derive(Clone)]

@@ -51,8 +51,8 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::sys::rendezvous::GroupDir;
 use crate::{DEFAULT_GROUP, DriverError, Node, NodeBuilder};
+use ipc_os::rendezvous::GroupDir;
 
 pub use pubsub::fnv1a64;
 

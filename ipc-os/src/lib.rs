@@ -32,7 +32,10 @@
 //! - Ownership: fds are [`OwnedFd`](std::os::fd::OwnedFd) the moment they exist, including fds
 //!   received over `SCM_RIGHTS`, so no error path can leak one.
 //! - `unsafe` is denied everywhere but in the module that maps memory (behind
-//!   [`memfd::Mapping`] and [`memfd::MappingMut`]); every block there says why it is sound.
+//!   [`memfd::Mapping`] and [`memfd::MappingMut`]) and in the one `getsockopt(SO_PEERCRED)`
+//!   made through `libc` (behind [`socket::peer_credentials`]: `rustix` reads the pid into a
+//!   type that cannot be 0, which the kernel reports for a peer outside our pid namespace);
+//!   every block says why it is sound.
 //!
 //! # Records (`SOCK_SEQPACKET`)
 //! One [`socket::send_record`] is one `sendmsg` is one record; the kernel keeps the
@@ -85,6 +88,8 @@ pub mod poll;
 pub mod rendezvous;
 pub mod socket;
 pub mod timer;
+#[allow(unsafe_code)]
+mod ucred;
 
 #[cfg(test)]
 mod testutil;

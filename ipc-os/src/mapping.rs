@@ -1,4 +1,4 @@
-//! Shared memory mappings of memfd segments: the only module of this crate with `unsafe`.
+//! Shared memory mappings of memfd segments: `mmap`, the slices over it, `munmap`.
 //!
 //! [`memfd`](crate::memfd) decides what may be mapped (a verified range, a segment we own);
 //! this module maps it, hands out the bytes as slices, and unmaps on drop. See the

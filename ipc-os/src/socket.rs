@@ -148,11 +148,11 @@ pub fn accept(listener: impl AsFd) -> io::Result<Option<(OwnedFd, Credentials)>>
 ///
 /// A pid that is not visible in this pid namespace is reported as 0.
 pub fn peer_credentials(fd: impl AsFd) -> io::Result<Credentials> {
-    let c = sockopt::socket_peercred(fd.as_fd())?;
+    let (pid, uid, gid) = crate::ucred::peer_ucred(fd.as_fd())?;
     Ok(Credentials {
-        pid: u32::try_from(c.pid.as_raw_nonzero().get()).unwrap_or(0),
-        uid: c.uid.as_raw(),
-        gid: c.gid.as_raw(),
+        pid: u32::try_from(pid).unwrap_or(0),
+        uid,
+        gid,
     })
 }
 
@@ -440,6 +440,15 @@ mod tests {
             let fl = rustix::fs::fcntl_getfl(fd).expect("F_GETFL");
             assert!(fl.contains(OFlags::NONBLOCK));
         }
+    }
+
+    #[test]
+    fn unknown_peer_pid_reads_as_zero() {
+        let _g = shared();
+        // An unconnected socket has no peer: the kernel reports pid 0, as it does for a peer
+        // outside this pid namespace.
+        let fd = new_socket().expect("socket");
+        assert_eq!(peer_credentials(&fd).expect("SO_PEERCRED").pid, 0);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use ipc_proto::data::{Pool, SegmentId};
 use ipc_proto::wire::SlotRef;
 use ipc_proto::{NodeId, PeerId};
 
-use crate::sys::{self, Mapping, MappingMut};
+use ipc_os::memfd::{Mapping, MappingMut, SealSet, Segment};
 
 /// Ids of fresh segments start here; pool segments below.
 const FRESH_IDS: u64 = 1 << 48;
@@ -24,7 +24,7 @@ pub(crate) const POOL_IDLE: Duration = Duration::from_secs(1);
 /// A pool segment: created and sealed once, written by one loan at a time.
 #[derive(Debug)]
 pub(crate) struct PoolSegment {
-    fd: OwnedFd,
+    segment: Segment,
     map: MappingMut,
 }
 
@@ -60,7 +60,7 @@ impl Outgoing {
         if id.0 >= FRESH_IDS {
             self.fresh.get(&id).map(AsFd::as_fd)
         } else {
-            self.segments.get(&id)?.as_ref().map(|s| s.fd.as_fd())
+            self.segments.get(&id)?.as_ref().map(|s| s.segment.as_fd())
         }
     }
 
@@ -106,11 +106,11 @@ impl Outgoing {
         }
         let created = (|| {
             let size = usize::try_from(slot.size).map_err(std::io::Error::other)?;
-            let fd = sys::memfd("ipc-pubsub-pool", size)?;
-            let map = MappingMut::map(fd.as_fd(), size)?;
+            let segment = Segment::create("ipc-pubsub-pool", size)?;
+            let map = segment.map_rw()?;
             // The writer keeps its mapping; nobody else may write, grow or shrink it.
-            sys::seal_pooled(fd.as_fd())?;
-            Ok(Box::new(PoolSegment { fd, map }))
+            segment.seal(SealSet::POOLED)?;
+            Ok(Box::new(PoolSegment { segment, map }))
         })();
         match created {
             Ok(seg) => {
@@ -223,7 +223,7 @@ pub(crate) enum LoanKind {
         mailbox: Arc<Mailbox>,
     },
     Fresh {
-        fd: OwnedFd,
+        segment: Segment,
         map: MappingMut,
     },
 }
@@ -275,10 +275,10 @@ impl DerefMut for Loan {
         match &mut self.kind {
             LoanKind::Inline(v) => v,
             LoanKind::Pooled { seg, .. } => match seg {
-                Some(s) => s.map.range_mut(0, len),
+                Some(s) => &mut s.map[..len],
                 None => &mut [],
             },
-            LoanKind::Fresh { map, .. } => map.range_mut(0, len),
+            LoanKind::Fresh { map, .. } => &mut map[..len],
         }
     }
 }
@@ -429,7 +429,7 @@ impl fmt::Debug for Message {
 
 /// A fresh segment to write a payload into, then seal and send.
 pub(crate) fn fresh_loan(len: usize) -> std::io::Result<LoanKind> {
-    let fd = sys::memfd("ipc-pubsub-fresh", len)?;
-    let map = MappingMut::map(fd.as_fd(), len)?;
-    Ok(LoanKind::Fresh { fd, map })
+    let segment = Segment::create("ipc-pubsub-fresh", len)?;
+    let map = segment.map_rw()?;
+    Ok(LoanKind::Fresh { segment, map })
 }

@@ -46,9 +46,8 @@
 //! room or its timeout passes (and fails with [`DriverError::Full`] beyond [`MAX_HELD`]).
 //!
 //! # Unsafe code
-//! Only the `sys` module's memory mappings (`mmap`, `munmap`, and the slices over them) are `unsafe`,
-//! each with its reason; sockets, fd passing, memfds, `epoll` and the timer use `rustix`'s
-//! safe API.
+//! None: sockets, fd passing, memfds and their mappings, `epoll` and the timer are the OS layer
+//! shared with the std driver, `ipc-os`, whose mapping module holds the only `unsafe` blocks.
 //!
 //! # Example and bench
 //! `examples/live.rs` shows a group's live topology and the messages of a topic from one
@@ -63,12 +62,12 @@
 //! [calloop]: https://docs.rs/calloop
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod data;
 mod error;
 mod node;
 mod source;
-mod sys;
 
 pub use data::{Loan, Message};
 pub use error::DriverError;

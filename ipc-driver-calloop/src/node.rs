@@ -675,11 +675,12 @@ impl Node {
                     len,
                 }
             }
-            LoanKind::Fresh { fd, map } => {
+            LoanKind::Fresh { segment, map } => {
+                // No writable mapping may exist when the write seal is added.
                 drop(map);
-                crate::sys::seal_fresh(std::os::fd::AsFd::as_fd(&fd))?;
+                segment.seal(ipc_os::memfd::SealSet::FRESH)?;
                 Payload::Fresh {
-                    segment: self.outgoing.add_fresh(fd),
+                    segment: self.outgoing.add_fresh(segment.into_fd()),
                     len,
                 }
             }
@@ -837,7 +838,7 @@ pub struct NodeBuilder {
 impl NodeBuilder {
     pub(crate) fn new(name: &str) -> Self {
         Self {
-            options: NodeOptions::new(name, rustix::process::getuid().as_raw()),
+            options: NodeOptions::new(name, ipc_os::current_credentials().uid),
             group: "default".into(),
             dir: None,
             max_outbox: 8 << 20,

@@ -36,7 +36,10 @@ use tracing::{debug, info, trace, warn};
 use crate::data::{Mailbox, Message, ReleaseGuard};
 use crate::error::DriverError;
 use crate::node::{Node, NodeBuilder, NodeEvent, Request};
-use crate::sys::{self, Epoll, Interest as Want, Mapping, Recv, Sent, Timer};
+use ipc_os::memfd::{self, Mapping, SealSet, VerifiedSegment};
+use ipc_os::poll::{Events, Interest as Want, Poller, Token as Key};
+use ipc_os::socket::{self, Recv, Sent};
+use ipc_os::timer::Timer;
 
 const TIMER: u64 = u64::MAX;
 const HUB_LISTENER: u64 = u64::MAX - 1;
@@ -73,10 +76,27 @@ struct Link {
     closing: Option<Instant>,
 }
 
-/// A segment received from a publisher: its fd until first mapped, then its mapping.
+/// Most fds one received record may carry; one is the protocol's maximum, a second tells a
+/// violation from a truncation.
+const MAX_FDS: usize = 2;
+
+/// Readiness reports taken from the node's epoll set per turn (the rest wait for the next).
+const EVENTS_PER_TURN: usize = 64;
+
+/// What a link is watched for.
+fn want(read: bool, write: bool) -> Want {
+    match (read, write) {
+        (true, true) => Want::BOTH,
+        (true, false) => Want::READABLE,
+        (false, true) => Want::WRITABLE,
+        (false, false) => Want::NONE,
+    }
+}
+
+/// A segment received from a publisher: verified, until first mapped, then its mapping.
 #[derive(Debug)]
 struct Received {
-    fd: Option<OwnedFd>,
+    verified: Option<VerifiedSegment>,
     size: u64,
     map: Option<Arc<Mapping>>,
 }
@@ -84,7 +104,8 @@ struct Received {
 /// The sockets and memory of a node.
 #[derive(Debug)]
 struct Io {
-    epoll: Epoll,
+    epoll: Poller,
+    events: Events,
     timer: Timer,
     dir: GroupDir,
     hub_listener: Option<HubSocket>,
@@ -129,7 +150,7 @@ impl NodeSource {
     }
 
     pub(crate) fn start(b: NodeBuilder, observer: bool) -> Result<Self, DriverError> {
-        let private = b.options.is_private(rustix::process::geteuid().as_raw());
+        let private = b.options.is_private(ipc_os::current_credentials().uid);
         let dir = GroupDir::open(&b.group, b.dir.as_deref(), private)?;
         let id = NodeId::new(random() | 1).expect("odd, hence non-zero");
         let data_listener = if observer {
@@ -148,29 +169,15 @@ impl NodeSource {
         let mut member = Member::new(config, now);
         member.handle(now, MemberInput::Cmd(MemberCmd::Spoke(SpokeCmd::Join)))?;
 
-        let epoll = Epoll::new()?;
+        let epoll = Poller::new()?;
         let timer = Timer::new()?;
-        epoll.add(
-            timer.fd(),
-            TIMER,
-            Want {
-                read: true,
-                write: false,
-            },
-        )?;
+        epoll.add(&timer, Key(TIMER), Want::READABLE)?;
         if let Some(l) = &data_listener {
-            epoll.add(
-                l.as_fd(),
-                DATA_LISTENER,
-                Want {
-                    read: true,
-                    write: false,
-                },
-            )?;
+            epoll.add(l, Key(DATA_LISTENER), Want::READABLE)?;
         }
         // calloop watches a duplicate of the set's fd: the same epoll instance.
         let readiness = Generic::new(
-            epoll.fd().try_clone_to_owned()?,
+            epoll.as_fd().try_clone_to_owned()?,
             Interest::READ,
             Mode::Level,
         );
@@ -192,6 +199,7 @@ impl NodeSource {
             synthetic: None,
             io: Io {
                 epoll,
+                events: Events::with_capacity(EVENTS_PER_TURN),
                 timer,
                 dir,
                 hub_listener: None,
@@ -223,7 +231,17 @@ impl NodeSource {
     /// Everything that is ready and due, in one go; events are queued for the callback.
     fn turn(&mut self, now: Instant) -> io::Result<()> {
         let mut listeners = [false; 2];
-        for (key, readable, writable) in self.io.epoll.ready()? {
+        // What is ready now, without waiting (calloop waited on the set's fd).
+        self.io
+            .epoll
+            .wait(&mut self.io.events, Some(Duration::ZERO))?;
+        let ready: Vec<_> = self
+            .io
+            .events
+            .iter()
+            .map(|e| (e.token().0, e.is_readable(), e.is_writable()))
+            .collect();
+        for (key, readable, writable) in ready {
             match key {
                 TIMER => self.io.timer.clear(),
                 HUB_LISTENER => listeners[0] = true,
@@ -334,7 +352,7 @@ impl NodeSource {
                 MemberOutput::Bind => self.io.bind(&mut self.node, now)?,
                 MemberOutput::Unbind => {
                     if let Some(l) = self.io.hub_listener.take() {
-                        self.io.epoll.delete(l.as_fd());
+                        let _ = self.io.epoll.delete(l.as_fd());
                         info!("this node's hub closed");
                     }
                 }
@@ -496,17 +514,14 @@ impl NodeSource {
     fn map_pooled(&mut self, segment: SegmentId) -> Option<Arc<Mapping>> {
         if self.node.outgoing.is_pool(segment) {
             // Our own pool segment, delivered to ourselves: map it read-only like anyone else.
-            let fd = self.node.outgoing.fd(segment)?;
-            let (size, _) = sys::inspect(fd).ok()?;
-            return Mapping::map(fd, usize::try_from(size).ok()?)
-                .ok()
-                .map(Arc::new);
+            let fd = self.node.outgoing.fd(segment)?.try_clone_to_owned().ok()?;
+            let v = memfd::verify(fd, SealSet::EMPTY, 0, 0).ok()?;
+            return v.map_ro(0, v.size()).ok().map(Arc::new);
         }
         let r = self.io.received.get_mut(&segment)?;
         if r.map.is_none() {
-            let fd = r.fd.take()?;
-            let size = usize::try_from(r.size).ok()?;
-            match Mapping::map(fd.as_fd(), size) {
+            let v = r.verified.take()?;
+            match v.map_ro(0, r.size) {
                 Ok(m) => r.map = Some(Arc::new(m)),
                 Err(e) => {
                     warn!(error = %e, "mmap failed");
@@ -542,12 +557,13 @@ impl NodeSource {
             &mut self.io.buf
         };
         let mut fds = Vec::new();
-        let max_fds = if data { sys::MAX_FDS } else { 0 };
-        match sys::recv_record(link.fd.as_fd(), buf, &mut fds, max_fds) {
+        let max_fds = if data { MAX_FDS } else { 0 };
+        match socket::recv_record(link.fd.as_fd(), buf, &mut fds, max_fds) {
             Ok(Recv::Data {
                 len,
                 truncated,
                 fds_truncated,
+                ..
             }) => {
                 if truncated || fds_truncated || (!data && !fds.is_empty()) {
                     let reason = "a record too large, or with too many fds".to_string();
@@ -556,14 +572,15 @@ impl NodeSource {
                 }
                 let mut segments = Vec::with_capacity(fds.len());
                 for fd in fds {
-                    match sys::inspect(fd.as_fd()) {
-                        Ok((size, seals)) => {
+                    match memfd::verify(fd, SealSet::EMPTY, 0, 0) {
+                        Ok(v) => {
+                            let (size, seals) = (v.size(), v.seals().into());
                             let segment = SegmentId(self.io.next_received);
                             self.io.next_received += 1;
                             self.io.received.insert(
                                 segment,
                                 Received {
-                                    fd: Some(fd),
+                                    verified: Some(v),
                                     size,
                                     map: None,
                                 },
@@ -684,9 +701,9 @@ impl Io {
     ) {
         let linked = linked.and_then(|fd| {
             if data {
-                sys::set_send_buffer(fd.as_fd(), 1 << 20)?;
+                socket::set_send_buffer(fd.as_fd(), 1 << 20)?;
             }
-            let cred = sys::peer_credentials(fd.as_fd()).ok();
+            let cred = socket::peer_credentials(fd.as_fd()).ok();
             self.add_link(fd, data, peer)?;
             Ok(cred)
         });
@@ -705,12 +722,9 @@ impl Io {
             Ok(Some(l)) => {
                 // Bound during a pause: watched once the member accepts again.
                 self.epoll.add(
-                    l.as_fd(),
-                    HUB_LISTENER,
-                    Want {
-                        read: node.member.is_accepting(),
-                        write: false,
-                    },
+                    &l,
+                    Key(HUB_LISTENER),
+                    want(node.member.is_accepting(), false),
                 )?;
                 self.hub_listener = Some(l);
                 true
@@ -743,7 +757,7 @@ impl Io {
         let mut failed = None;
         if let Some(fd) = fd {
             while accepted.len() < ACCEPT_BUDGET {
-                match sys::accept(fd.as_fd()) {
+                match socket::accept(fd) {
                     Ok(Some(conn)) => accepted.push(conn),
                     Ok(None) => break,
                     Err(e) => {
@@ -782,16 +796,13 @@ impl Io {
     /// Watches the listeners for connections, or stops (out of descriptors): the links are
     /// served meanwhile.
     fn watch_listeners(&self, accepting: bool) {
-        let want = Want {
-            read: accepting,
-            write: false,
-        };
+        let want = want(accepting, false);
         for (l, key) in [
             (self.hub_listener.as_ref().map(AsFd::as_fd), HUB_LISTENER),
             (self.data_listener.as_ref().map(AsFd::as_fd), DATA_LISTENER),
         ] {
             if let Some(l) = l
-                && let Err(e) = self.epoll.modify(l, key, want)
+                && let Err(e) = self.epoll.modify(l, Key(key), want)
             {
                 warn!(error = %e, "could not change what a listener is watched for");
             }
@@ -814,14 +825,7 @@ impl Io {
     fn add_link(&mut self, fd: OwnedFd, data: bool, peer: PeerId) -> io::Result<()> {
         let entry = self.links.vacant_entry();
         let key = entry.key();
-        self.epoll.add(
-            fd.as_fd(),
-            key as u64,
-            Want {
-                read: true,
-                write: false,
-            },
-        )?;
+        self.epoll.add(&fd, Key(key as u64), Want::READABLE)?;
         entry.insert(Link {
             fd,
             data,
@@ -881,7 +885,7 @@ impl Io {
                 continue;
             }
             let fds: Vec<_> = fd.into_iter().collect();
-            match sys::send_record(link.fd.as_fd(), bytes, &fds) {
+            match socket::send_record(link.fd.as_fd(), bytes, &fds) {
                 Ok(Sent::Complete) => {
                     link.outbox_bytes -= bytes.len();
                     link.outbox.pop_front();
@@ -921,20 +925,17 @@ impl Io {
 
     fn update_interest(&self, key: usize) {
         let link = &self.links[key];
-        let want = Want {
-            read: !link.paused,
-            write: link.writable,
-        };
-        let _ = self.epoll.modify(link.fd.as_fd(), key as u64, want);
+        let want = want(!link.paused, link.writable);
+        let _ = self.epoll.modify(link.fd.as_fd(), Key(key as u64), want);
     }
 
     fn map_fresh(&mut self, segment: SegmentId, len: u64) -> Option<(Arc<Mapping>, usize)> {
         let r = self.received.remove(&segment)?;
         let len = usize::try_from(len).ok()?;
-        // The data plane checked `len` against the size; the mapping keeps the pages and the
-        // fd closes here.
-        let fd = r.fd?;
-        Mapping::map(fd.as_fd(), len)
+        // The data plane checked `len` against the size (and `map_ro` checks it again); the
+        // mapping keeps the pages and the fd closes here.
+        let v = r.verified?;
+        v.map_ro(0, len as u64)
             .map_err(|e| warn!(error = %e, "mmap failed"))
             .ok()
             .map(|m| (Arc::new(m), len))
@@ -963,7 +964,7 @@ impl Io {
 
     fn remove(&mut self, key: usize) {
         if let Some(link) = self.links.try_remove(key) {
-            self.epoll.delete(link.fd.as_fd());
+            let _ = self.epoll.delete(link.fd.as_fd());
             self.peers.remove(&link.peer);
             trace!(peer = %link.peer, "link closed");
         }

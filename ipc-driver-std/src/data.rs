@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -21,8 +20,8 @@ use ipc_proto::data::{Pool, Room, SegmentId};
 use ipc_proto::wire::{Policy, SlotRef};
 use ipc_proto::{NodeId, PeerId};
 
-use crate::sys::memfd::{Mapping, MappingMut, SealSet, Segment};
-use crate::sys::poll::Waker;
+use ipc_os::memfd::{Mapping, MappingMut, SealSet, Segment};
+use ipc_os::poll::Waker;
 
 pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -50,7 +49,9 @@ struct Credit {
 /// A pool segment: created and sealed once, written by one loan at a time.
 pub(crate) struct PoolSegment {
     segment: Segment,
-    map: MappingMut,
+    /// The writer's mapping, created before the seals (no new one can be made after them). A
+    /// loan takes it out for as long as it holds the segment (see [`PoolWriter`]).
+    map: Mutex<Option<MappingMut>>,
 }
 
 impl fmt::Debug for PoolSegment {
@@ -65,6 +66,48 @@ impl PoolSegment {
     /// The segment's size.
     pub(crate) fn len(&self) -> usize {
         self.segment.len()
+    }
+}
+
+/// A pool segment lent to one loan, with the segment's writable mapping; the mapping goes
+/// back to the segment when the loan is sent or dropped.
+pub(crate) struct PoolWriter {
+    seg: Arc<PoolSegment>,
+    /// `None` only once dropped.
+    map: Option<MappingMut>,
+}
+
+impl PoolWriter {
+    /// Takes `seg`'s mapping, which the pool hands to one loan at a time.
+    pub(crate) fn new(seg: Arc<PoolSegment>) -> Self {
+        // The pool lends a segment to one loan at a time and takes it back only when the data
+        // plane releases it, after that loan was sent (and so dropped its writer).
+        let map = lock(&seg.map)
+            .take()
+            .expect("a free pool segment has its mapping");
+        Self {
+            seg,
+            map: Some(map),
+        }
+    }
+
+    /// The segment's size.
+    pub(crate) fn len(&self) -> usize {
+        self.seg.len()
+    }
+
+    fn map(&self) -> &MappingMut {
+        self.map.as_ref().expect("taken only on drop")
+    }
+
+    fn map_mut(&mut self) -> &mut MappingMut {
+        self.map.as_mut().expect("taken only on drop")
+    }
+}
+
+impl Drop for PoolWriter {
+    fn drop(&mut self) {
+        *lock(&self.seg.map) = self.map.take();
     }
 }
 
@@ -297,7 +340,10 @@ fn create_pool_segment(size: usize) -> std::io::Result<PoolSegment> {
     let map = segment.map_rw()?;
     // The writer keeps its mapping; nobody else may write, grow or shrink it.
     segment.seal(SealSet::POOLED)?;
-    Ok(PoolSegment { segment, map })
+    Ok(PoolSegment {
+        segment,
+        map: Mutex::new(Some(map)),
+    })
 }
 
 /// A writable buffer for one message, sent without a copy: see
@@ -309,14 +355,8 @@ pub struct Loan {
 
 pub(crate) enum LoanKind {
     Inline(Vec<u8>),
-    Pooled {
-        segment: SegmentId,
-        seg: Arc<PoolSegment>,
-    },
-    Fresh {
-        segment: Segment,
-        map: MappingMut,
-    },
+    Pooled { segment: SegmentId, seg: PoolWriter },
+    Fresh { segment: Segment, map: MappingMut },
 }
 
 impl fmt::Debug for Loan {
@@ -339,7 +379,7 @@ impl Deref for Loan {
     fn deref(&self) -> &[u8] {
         match &self.kind {
             LoanKind::Inline(v) => v,
-            LoanKind::Pooled { seg, .. } => &seg.map[..self.len],
+            LoanKind::Pooled { seg, .. } => &seg.map()[..self.len],
             LoanKind::Fresh { map, .. } => &map[..self.len],
         }
     }
@@ -349,16 +389,7 @@ impl DerefMut for Loan {
     fn deref_mut(&mut self) -> &mut [u8] {
         match &mut self.kind {
             LoanKind::Inline(v) => v,
-            LoanKind::Pooled { seg, .. } => {
-                let ptr = NonNull::from(&seg.map[..]).cast::<u8>();
-                // SAFETY: the pool hands a segment to one loan at a time, and takes it back only
-                // when the data plane releases it, after this loan was sent (consumed) or
-                // dropped. No other reference to these bytes exists in this process while the
-                // loan lives; subscribers only read the segment after the loan is sent. The
-                // mapping outlives the loan (the loan holds an `Arc` of the segment), and `len`
-                // is within the mapping (the pool's class is at least `len`).
-                unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), self.len) }
-            }
+            LoanKind::Pooled { seg, .. } => &mut seg.map_mut()[..self.len],
             LoanKind::Fresh { map, .. } => &mut map[..self.len],
         }
     }

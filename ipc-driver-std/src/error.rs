@@ -6,7 +6,7 @@ use std::time::Duration;
 use ipc_proto::CmdError;
 use ipc_proto::doc::DocError;
 
-use crate::sys::rendezvous::RendezvousError;
+use ipc_os::rendezvous::RendezvousError;
 
 /// What can go wrong in the std driver.
 #[derive(Debug, thiserror::Error)]

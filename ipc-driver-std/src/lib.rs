@@ -48,6 +48,8 @@
 //! stay connected. If the process resumes they report [`NodeEvent::HubResponsive`] and nothing
 //! else changes; if it dies, its socket closes and a new hub is elected as after any crash.
 
+#![forbid(unsafe_code)]
+
 mod data;
 mod doc;
 mod error;
@@ -56,7 +58,6 @@ mod node;
 mod pubsub;
 mod reactor;
 mod request;
-pub mod sys;
 
 pub use data::{
     DEFAULT_INLINE_MAX, DEFAULT_MAX_PAYLOAD, Loan, Message, PublisherOptions, SendMode,

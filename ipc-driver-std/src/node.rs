@@ -19,8 +19,8 @@ use crate::events::{CallbackId, Dispatcher, Events, NodeEvent, Sink};
 use crate::pubsub::{Bus, Handle, Publisher, Subscription, bus_topic};
 use crate::reactor::{Reactor, Setup, random_seed};
 use crate::request::{Request, Requester, Shared, State};
-use crate::sys::rendezvous::GroupDir;
-use crate::sys::{self, poll::Waker};
+use ipc_os::poll::Waker;
+use ipc_os::rendezvous::GroupDir;
 
 /// The group used when none is given.
 pub const DEFAULT_GROUP: &str = "default";
@@ -70,7 +70,7 @@ impl fmt::Debug for NodeBuilder {
 
 impl NodeBuilder {
     fn new(name: &str) -> Self {
-        let me = sys::current_credentials();
+        let me = ipc_os::current_credentials();
         Self {
             options: NodeOptions::new(name, me.uid),
             group: DEFAULT_GROUP.into(),
@@ -279,7 +279,7 @@ impl NodeBuilder {
         if join_existing {
             self.options.hub_eligible = false;
         }
-        let me = sys::current_credentials();
+        let me = ipc_os::current_credentials();
         let private = self.options.is_private(me.uid);
         let dir = GroupDir::open(&self.group, self.dir.as_deref(), private)?;
         let id = NodeId::new(random_seed() | 1).expect("odd, hence non-zero");

@@ -8,10 +8,12 @@ use ipc_proto::SpokeCmd;
 use ipc_proto::data::{DataCmd, Payload};
 pub use ipc_proto::names::bus_topic;
 
-use crate::data::{Loan, LoanKind, Message, Outgoing, PublisherOptions, SendMode, SubQueue};
+use crate::data::{
+    Loan, LoanKind, Message, Outgoing, PoolWriter, PublisherOptions, SendMode, SubQueue,
+};
 use crate::error::DriverError;
 use crate::request::{Request, Requester};
-use crate::sys::memfd::{SealSet, Segment};
+use ipc_os::memfd::{SealSet, Segment};
 
 /// What publishers and subscriptions need of their node.
 #[derive(Clone)]
@@ -122,7 +124,10 @@ impl Publisher {
                 .outgoing
                 .pool_slot(len, self.options.pool_wait)?
             {
-                Some((segment, seg)) => LoanKind::Pooled { segment, seg },
+                Some((segment, seg)) => LoanKind::Pooled {
+                    segment,
+                    seg: PoolWriter::new(seg),
+                },
                 // The pool is at its bound and nothing came back in time: this one goes fresh.
                 None => fresh_loan(len)?,
             },
@@ -138,7 +143,8 @@ impl Publisher {
         let payload = match loan.kind {
             LoanKind::Inline(bytes) => Payload::Inline(bytes),
             LoanKind::Pooled { segment, seg } => {
-                let size = seg_size(&seg);
+                // The writer, and with it the mapping, goes back to the segment here.
+                let size = seg.len() as u64;
                 Payload::Pooled {
                     segment,
                     size,
@@ -162,10 +168,6 @@ impl Publisher {
             expired,
         }))
     }
-}
-
-fn seg_size(seg: &crate::data::PoolSegment) -> u64 {
-    seg.len() as u64
 }
 
 fn fresh_loan(len: usize) -> Result<LoanKind, DriverError> {

@@ -28,10 +28,10 @@ use crate::data::{Mailbox, Message, Offered, OutSegment, Outgoing, SubQueue};
 use crate::doc::{DocRegistry, push_all};
 use crate::events::{NodeEvent, Sink};
 use crate::request::{Request, Shared};
-use crate::sys::memfd::{self, Mapping, SealSet, VerifiedSegment};
-use crate::sys::poll::{Event, Events, Interest, Poller, Token, Waker};
-use crate::sys::rendezvous::{DataSocket, GroupDir, HubSocket};
-use crate::sys::socket::{self, Recv, Sent};
+use ipc_os::memfd::{self, Mapping, SealSet, VerifiedSegment};
+use ipc_os::poll::{Event, Events, Interest, Poller, Token, Waker};
+use ipc_os::rendezvous::{DataSocket, GroupDir, HubSocket};
+use ipc_os::socket::{self, Recv, Sent};
 
 const WAKER: Token = Token(u64::MAX);
 const HUB_LISTENER: Token = Token(u64::MAX - 1);
@@ -763,7 +763,7 @@ impl Reactor {
             if data {
                 socket::set_send_buffer(fd.as_fd(), 1 << 20)?;
             }
-            let cred = socket::peer_credentials(fd.as_fd()).ok().map(convert_cred);
+            let cred = socket::peer_credentials(fd.as_fd()).ok();
             self.add_link(fd, data, peer)?;
             Ok(cred)
         });
@@ -872,7 +872,7 @@ impl Reactor {
                 MemberInput::Accepted {
                     peer,
                     listener,
-                    cred: Some(convert_cred(cred)),
+                    cred: Some(cred),
                 },
             );
         }
@@ -1179,14 +1179,6 @@ fn log_hub(e: &HubEvt) {
         }
         HubEvt::PeerExpelled { peer, node } => warn!(%peer, ?node, "expelled a silent peer"),
         other => debug!(evt = other.name(), "hub event"),
-    }
-}
-
-fn convert_cred(c: crate::sys::Credentials) -> ipc_proto::Credentials {
-    ipc_proto::Credentials {
-        pid: u32::try_from(c.pid).unwrap_or(0),
-        uid: c.uid,
-        gid: c.gid,
     }
 }
 

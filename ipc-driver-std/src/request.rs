@@ -15,7 +15,7 @@ use crate::data::SubQueue;
 use crate::doc::DocRequest;
 use crate::error::DriverError;
 use crate::events::Sink;
-use crate::sys::poll::Waker;
+use ipc_os::poll::Waker;
 
 /// How long a call waits for the node's I/O thread before giving up; it answers in
 /// microseconds unless the process is starved.

@@ -6,11 +6,11 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use ipc_driver_std::sys::memfd::{SealSet, Segment};
-use ipc_driver_std::sys::poll::{Events, Interest, Poller, Token};
-use ipc_driver_std::sys::rendezvous::{self, GroupDir};
-use ipc_driver_std::sys::socket::{self, Recv, Sent};
 use ipc_driver_std::{Node, SubscriptionOptions};
+use ipc_os::memfd::{SealSet, Segment};
+use ipc_os::poll::{Events, Interest, Poller, Token};
+use ipc_os::rendezvous::{self, GroupDir};
+use ipc_os::socket::{self, Recv, Sent};
 use ipc_proto::wire::{DataFrame, MessageHeader, encode_data};
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -19,14 +19,13 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use ipc_proto::Credentials;
 use ipc_proto::names::{self, DirProblem, DirStat, GroupError, GroupPaths};
 use rustix::fs::{FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
-use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use rustix::net::SocketAddrUnix;
 
-/// Connections the kernel queues on a listener before they are accepted.
-pub const LISTEN_BACKLOG: i32 = 128;
+use crate::socket;
+pub use crate::socket::{LISTEN_BACKLOG, peer_credentials};
 
 /// Why a group's directory cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -384,46 +383,17 @@ fn bound_socket_paths() -> io::Result<HashSet<PathBuf>> {
     Ok(paths)
 }
 
-fn socket() -> io::Result<OwnedFd> {
-    Ok(rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        None,
-    )?)
-}
-
-/// Binds a listening `SOCK_SEQPACKET` socket at `path` (backlog [`LISTEN_BACKLOG`]).
+/// Binds a listening `SOCK_SEQPACKET` socket at `path` (backlog [`LISTEN_BACKLOG`]); see
+/// [`socket::listen`].
 pub fn listen(path: &Path) -> io::Result<OwnedFd> {
-    let fd = socket()?;
-    rustix::net::bind(&fd, &SocketAddrUnix::new(path)?)?;
-    rustix::net::listen(&fd, LISTEN_BACKLOG)?;
-    Ok(fd)
+    socket::listen(&SocketAddrUnix::new(path)?)
 }
 
 /// Connects a new `SOCK_SEQPACKET` socket to `path`. A Unix connect never blocks: it
 /// completes at once, or fails with `NotFound` / `ConnectionRefused` when nothing listens
-/// there, or with `WouldBlock` when the listener's backlog is full.
+/// there, or with `WouldBlock` when the listener's backlog is full (see [`socket::connect`]).
 pub fn connect(path: &Path) -> io::Result<OwnedFd> {
-    let fd = socket()?;
-    let addr = SocketAddrUnix::new(path)?;
-    loop {
-        match rustix::net::connect(&fd, &addr) {
-            Err(Errno::INTR) => {}
-            r => return Ok(r.map(|()| fd)?),
-        }
-    }
-}
-
-/// The kernel's credentials of the process at the other end of a connected socket
-/// (`SO_PEERCRED`).
-pub fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<Credentials> {
-    let c = rustix::net::sockopt::socket_peercred(fd)?;
-    Ok(Credentials {
-        pid: u32::try_from(c.pid.as_raw_nonzero().get()).unwrap_or(0),
-        uid: c.uid.as_raw(),
-        gid: c.gid.as_raw(),
-    })
+    socket::connect(&SocketAddrUnix::new(path)?)
 }
 
 /// Checks with `lstat` that `dir` may hold `uid`'s private groups (see
@@ -466,6 +436,8 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Credentials;
+    use rustix::net::SocketFlags;
 
     fn unique_group(tag: &str) -> String {
         use std::sync::atomic::{AtomicU32, Ordering};

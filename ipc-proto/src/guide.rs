@@ -137,8 +137,8 @@
 //! a failed check as [`MemberInput::Rejected`]. It reports [`MemberInput::Blocked`] and
 //! [`MemberInput::Writable`] for data links, hands each [`MemberOutput::Deliver`] to the
 //! subscriptions of its topic, and unmaps and closes a segment at
-//! [`MemberOutput::Release`]. `ipc-driver-calloop`'s `sys` and `data` modules are a compact
-//! reference.
+//! [`MemberOutput::Release`]. `ipc-os`'s `socket` and `memfd` modules (used by both drivers)
+//! and `ipc-driver-calloop`'s `data` module are a compact reference.
 //!
 //! ## 7. Testing a driver
 //!

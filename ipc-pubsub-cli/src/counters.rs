@@ -23,8 +23,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::Serialize;
 
 use super::json::Hex;
-use ipc_driver_std::sys::socket::{self, Recv, Sent};
 use ipc_os::rendezvous::GroupDir;
+use ipc_os::socket::{self, Recv, Sent};
 
 /// How long one node may take to answer.
 pub(super) const TIMEOUT: Duration = Duration::from_secs(1);

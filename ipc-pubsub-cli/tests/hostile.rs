@@ -16,11 +16,11 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ipc_driver_std::sys::memfd::{SealSet, Segment};
-use ipc_driver_std::sys::poll::{Events, Interest, Poller, Token};
-use ipc_driver_std::sys::rendezvous::GroupDir;
-use ipc_driver_std::sys::socket::{self, Recv, Sent};
 use ipc_driver_std::{Node, SubscriptionOptions};
+use ipc_os::memfd::{SealSet, Segment};
+use ipc_os::poll::{Events, Interest, Poller, Token};
+use ipc_os::rendezvous::GroupDir;
+use ipc_os::socket::{self, Recv, Sent};
 use ipc_proto::Limits;
 use ipc_proto::wire::{DataFrame, MessageHeader, encode_data};
 use serde_json::Value;

@@ -19,8 +19,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use ipc_driver_std::sys::addr::AbstractAddr;
-use ipc_driver_std::sys::socket::{self, Recv};
+use ipc_os::addr::AbstractAddr;
+use ipc_os::socket::{self, Recv};
 use rustix::fs::{FlockOperation, Mode, OFlags};
 use serde_json::{Value, json};
 
@@ -123,7 +123,7 @@ fn probe(dir: &Path, period: Duration) -> ExitCode {
     while Instant::now() < end {
         let hub = dir.join("hub");
         let t = tallies.entry("connect_hub").or_default();
-        if let Some(fd) = t.record(ipc_driver_std::sys::rendezvous::connect(&hub)) {
+        if let Some(fd) = t.record(ipc_os::rendezvous::connect(&hub)) {
             held.push(fd);
         }
         let t = tallies.entry("list_dir").or_default();
@@ -132,8 +132,7 @@ fn probe(dir: &Path, period: Duration) -> ExitCode {
                 let name = e.file_name();
                 if name.to_string_lossy().ends_with(".data") {
                     let t = tallies.entry("connect_data").or_default();
-                    if let Some(fd) = t.record(ipc_driver_std::sys::rendezvous::connect(&e.path()))
-                    {
+                    if let Some(fd) = t.record(ipc_os::rendezvous::connect(&e.path())) {
                         held.push(fd);
                     }
                 }
@@ -154,7 +153,7 @@ fn probe(dir: &Path, period: Duration) -> ExitCode {
             held.push(fd);
         }
         let t = tallies.entry("bind_hub").or_default();
-        if let Some(fd) = t.record(ipc_driver_std::sys::rendezvous::listen(&hub)) {
+        if let Some(fd) = t.record(ipc_os::rendezvous::listen(&hub)) {
             held.push(fd);
         }
         let t = tallies.entry("create_file").or_default();

@@ -379,9 +379,9 @@ pub mod raw {
     use std::path::{Path, PathBuf};
     use std::time::{Duration, Instant};
 
-    use ipc_driver_std::sys::poll::{Events, Interest, Poller, Token};
-    use ipc_driver_std::sys::rendezvous::{self, GroupDir};
-    use ipc_driver_std::sys::socket::{self, Recv, Sent};
+    use ipc_os::poll::{Events, Interest, Poller, Token};
+    use ipc_os::rendezvous::{self, GroupDir};
+    use ipc_os::socket::{self, Recv, Sent};
 
     use crate::WAIT;
 

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ipc_driver_std::Node;
-use ipc_driver_std::sys::rendezvous::GroupDir;
+use ipc_os::rendezvous::GroupDir;
 use ipc_tests::{Child, WAIT, event, exe, group};
 
 /// Raises this process's soft limit of open files to its hard limit.

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use ipc_driver_std::sys::socket;
+use ipc_os::socket;
 use ipc_tests::peer::{Driver, fnv1a64, payload};
 use ipc_tests::{Child, WAIT, converge, event, group, ids, is, raw};
 use nix::sys::signal::Signal;

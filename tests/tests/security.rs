@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use ipc_driver_std::sys::rendezvous::GroupDir;
+use ipc_os::rendezvous::GroupDir;
 use ipc_tests::{Child, Value, WAIT, converge, event, group, ids};
 
 /// The uid of the hostile user.

@@ -36,8 +36,8 @@ use super::harness::{
 };
 use super::payload::{Counts, Series, Shape};
 use crate::{CliError, Result};
-use ipc_driver_std::sys::memfd::{self, SealSet, Segment};
-use ipc_driver_std::sys::socket::{self, Recv, Sent};
+use ipc_os::memfd::{self, SealSet, Segment};
+use ipc_os::socket::{self, Recv, Sent};
 
 /// Round trip, 64 B each way, over a blocking `SOCK_SEQPACKET` socketpair between two
 /// processes (limits.md §1).

@@ -142,7 +142,7 @@ pub(super) enum Wiring {
     /// One blocking `SOCK_SEQPACKET` socketpair per receiver.
     SeqPacket,
     /// One non-blocking `SOCK_SEQPACKET` socketpair per receiver, as
-    /// [`ipc_driver_std::sys::socket::socketpair_seqpacket`] makes them (for `sys::socket` record I/O).
+    /// [`ipc_os::socket::socketpair_seqpacket`] makes them (for `ipc_os::socket` record I/O).
     SeqPacketNonBlocking,
     /// One blocking `SOCK_STREAM` socketpair per receiver.
     Stream,
@@ -158,9 +158,7 @@ impl Wiring {
         Ok(match self {
             Self::Nothing => None,
             Self::SeqPacket => Some(blocking(SockType::SeqPacket)?),
-            Self::SeqPacketNonBlocking => {
-                Some(ipc_driver_std::sys::socket::socketpair_seqpacket()?)
-            }
+            Self::SeqPacketNonBlocking => Some(ipc_os::socket::socketpair_seqpacket()?),
             Self::Stream => Some(blocking(SockType::Stream)?),
         })
     }

@@ -10,8 +10,8 @@
 //! `EPOLLHUP` and `EPOLLERR` are always reported, even with no interest registered. A readable
 //! registration also asks for `EPOLLRDHUP`. None of them means "close now": records the peer
 //! sent before leaving are still queued, so on any of them keep calling
-//! [`recv_record`](super::socket::recv_record) until it returns
-//! [`Recv::Closed`](super::socket::Recv::Closed), then [`Poller::delete`] and drop the fd.
+//! [`recv_record`](crate::socket::recv_record) until it returns
+//! [`Recv::Closed`](crate::socket::Recv::Closed), then [`Poller::delete`] and drop the fd.
 //!
 //! # Registration and closing
 //! epoll tracks open file descriptions, not fd numbers: delete a registration before dropping
@@ -19,12 +19,15 @@
 //! reporting events after our copy is closed, with a token we no longer recognise.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::eventfd::{EfdFlags, EventFd};
+use rustix::event::epoll::{self, EventData, EventFlags};
+use rustix::event::{EventfdFlags, eventfd};
+use rustix::io::Errno;
+use rustix::time::Timespec;
+
+use crate::retry_eintr;
 
 /// An opaque value registered with an fd and reported back with its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -69,13 +72,13 @@ impl Interest {
         self.writable
     }
 
-    fn flags(self) -> EpollFlags {
-        let mut flags = EpollFlags::empty();
+    fn flags(self) -> EventFlags {
+        let mut flags = EventFlags::empty();
         if self.readable {
-            flags |= EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP;
+            flags |= EventFlags::IN | EventFlags::RDHUP;
         }
         if self.writable {
-            flags |= EpollFlags::EPOLLOUT;
+            flags |= EventFlags::OUT;
         }
         flags
     }
@@ -85,7 +88,7 @@ impl Interest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Event {
     token: Token,
-    flags: EpollFlags,
+    flags: EventFlags,
 }
 
 impl Event {
@@ -97,49 +100,54 @@ impl Event {
     /// A read would not block: data, end of stream or an error is waiting (`EPOLLIN`,
     /// `EPOLLRDHUP`, `EPOLLHUP` or `EPOLLERR`). Call `recv_record`/`accept`.
     pub fn is_readable(&self) -> bool {
-        self.flags.intersects(
-            EpollFlags::EPOLLIN
-                | EpollFlags::EPOLLRDHUP
-                | EpollFlags::EPOLLHUP
-                | EpollFlags::EPOLLERR,
-        )
+        self.flags
+            .intersects(EventFlags::IN | EventFlags::RDHUP | EventFlags::HUP | EventFlags::ERR)
     }
 
     /// A write would not block (`EPOLLOUT`), or would fail at once (`EPOLLERR`).
     pub fn is_writable(&self) -> bool {
-        self.flags
-            .intersects(EpollFlags::EPOLLOUT | EpollFlags::EPOLLERR)
+        self.flags.intersects(EventFlags::OUT | EventFlags::ERR)
     }
 
     /// The peer will send nothing more (`EPOLLRDHUP` or `EPOLLHUP`); queued records remain.
     pub fn is_read_closed(&self) -> bool {
-        self.flags
-            .intersects(EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP)
+        self.flags.intersects(EventFlags::RDHUP | EventFlags::HUP)
     }
 
     /// Both directions are shut down, or the socket is not connected (`EPOLLHUP`).
     pub fn is_hangup(&self) -> bool {
-        self.flags.contains(EpollFlags::EPOLLHUP)
+        self.flags.contains(EventFlags::HUP)
     }
 
     /// An error is pending on the fd (`EPOLLERR`); the next I/O call reports it.
     pub fn is_error(&self) -> bool {
-        self.flags.contains(EpollFlags::EPOLLERR)
+        self.flags.contains(EventFlags::ERR)
     }
 }
 
 /// A reusable buffer of events for [`Poller::wait`].
-#[derive(Debug)]
 pub struct Events {
-    buf: Vec<EpollEvent>,
+    buf: Vec<epoll::Event>,
     len: usize,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 impl Events {
     /// A buffer that receives at most `capacity` (at least 1) events per wait.
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
-            buf: vec![EpollEvent::empty(); capacity.max(1)],
+            buf: vec![
+                epoll::Event {
+                    flags: EventFlags::empty(),
+                    data: EventData::new_u64(0),
+                };
+                capacity.max(1)
+            ],
             len: 0,
         }
     }
@@ -162,8 +170,8 @@ impl Events {
     /// The events reported by the last wait.
     pub fn iter(&self) -> impl Iterator<Item = Event> + '_ {
         self.buf[..self.len].iter().map(|e| Event {
-            token: Token(e.data()),
-            flags: e.events(),
+            token: Token(e.data.u64()),
+            flags: e.flags,
         })
     }
 }
@@ -171,34 +179,42 @@ impl Events {
 /// An epoll instance (close-on-exec) in level-triggered mode.
 #[derive(Debug)]
 pub struct Poller {
-    epoll: Epoll,
+    epoll: OwnedFd,
 }
 
 impl Poller {
     /// A new, empty poller.
     pub fn new() -> io::Result<Self> {
         Ok(Self {
-            epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
+            epoll: epoll::create(epoll::CreateFlags::CLOEXEC)?,
         })
     }
 
     /// Registers `fd` with `token` and `interest`. Fails with `AlreadyExists` if registered.
     pub fn add(&self, fd: impl AsFd, token: Token, interest: Interest) -> io::Result<()> {
-        self.epoll
-            .add(fd, EpollEvent::new(interest.flags(), token.0))?;
+        epoll::add(
+            &self.epoll,
+            fd.as_fd(),
+            EventData::new_u64(token.0),
+            interest.flags(),
+        )?;
         Ok(())
     }
 
     /// Changes the token and interest of a registered `fd`.
     pub fn modify(&self, fd: impl AsFd, token: Token, interest: Interest) -> io::Result<()> {
-        let mut event = EpollEvent::new(interest.flags(), token.0);
-        self.epoll.modify(fd, &mut event)?;
+        epoll::modify(
+            &self.epoll,
+            fd.as_fd(),
+            EventData::new_u64(token.0),
+            interest.flags(),
+        )?;
         Ok(())
     }
 
     /// Removes `fd`'s registration. Do this before dropping the fd (see the module docs).
     pub fn delete(&self, fd: impl AsFd) -> io::Result<()> {
-        self.epoll.delete(fd)?;
+        epoll::delete(&self.epoll, fd.as_fd())?;
         Ok(())
     }
 
@@ -214,12 +230,13 @@ impl Poller {
         let mut remaining = timeout;
         events.len = 0;
         loop {
-            match self.epoll.wait(&mut events.buf, epoll_timeout(remaining)) {
+            let timeout = epoll_timeout(remaining);
+            match epoll::wait(&self.epoll, &mut events.buf[..], timeout.as_ref()) {
                 Ok(n) => {
                     events.len = n;
                     return Ok(n);
                 }
-                Err(Errno::EINTR) => {
+                Err(Errno::INTR) => {
                     if let Some(deadline) = deadline {
                         remaining = Some(deadline.saturating_duration_since(Instant::now()));
                     }
@@ -232,7 +249,7 @@ impl Poller {
 
 impl AsFd for Poller {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.epoll.0.as_fd()
+        self.epoll.as_fd()
     }
 }
 
@@ -247,10 +264,15 @@ fn timeout_ms(timeout: Option<Duration>) -> i32 {
     }
 }
 
-fn epoll_timeout(timeout: Option<Duration>) -> EpollTimeout {
+/// [`timeout_ms`] as the `Timespec` `epoll_wait` takes: whole milliseconds, so that the call
+/// is the same whether the kernel is given milliseconds or nanoseconds.
+fn epoll_timeout(timeout: Option<Duration>) -> Option<Timespec> {
     match timeout_ms(timeout) {
-        -1 => EpollTimeout::NONE,
-        ms => EpollTimeout::try_from(ms).expect("0..=i32::MAX is a valid epoll timeout"),
+        -1 => None,
+        ms => Some(Timespec {
+            tv_sec: i64::from(ms / 1000),
+            tv_nsec: i64::from(ms % 1000) * 1_000_000,
+        }),
     }
 }
 
@@ -262,30 +284,31 @@ fn epoll_timeout(timeout: Option<Duration>) -> EpollTimeout {
 /// races with the drain is never lost (it leaves the eventfd readable for the next wait).
 #[derive(Debug)]
 pub struct Waker {
-    fd: EventFd,
+    fd: OwnedFd,
 }
 
 impl Waker {
     /// A new, unwoken waker (non-blocking, close-on-exec eventfd).
     pub fn new() -> io::Result<Self> {
-        let fd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+        let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
         Ok(Self { fd })
     }
 
     /// Makes the waker readable until the next [`Waker::reset`]. Callable from any thread.
     pub fn wake(&self) -> io::Result<()> {
-        match super::retry_eintr(|| self.fd.write(1)) {
+        match retry_eintr(|| rustix::io::write(&self.fd, &1u64.to_ne_bytes())) {
             // EAGAIN: the counter is at its maximum, so the waker is already readable.
-            Ok(_) | Err(Errno::EAGAIN) => Ok(()),
+            Ok(_) | Err(Errno::AGAIN) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
 
     /// Clears pending wakes; returns whether there were any. Call on the I/O thread.
     pub fn reset(&self) -> io::Result<bool> {
-        match super::retry_eintr(|| self.fd.read()) {
+        let mut count = [0u8; 8];
+        match retry_eintr(|| rustix::io::read(&self.fd, &mut count)) {
             Ok(_) => Ok(true),
-            Err(Errno::EAGAIN) => Ok(false),
+            Err(Errno::AGAIN) => Ok(false),
             Err(e) => Err(e.into()),
         }
     }
@@ -300,8 +323,8 @@ impl AsFd for Waker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::socket::{Sent, send_record, socketpair_seqpacket};
-    use crate::sys::testutil::shared;
+    use crate::socket::{Sent, send_record, socketpair_seqpacket};
+    use crate::testutil::shared;
     use std::sync::Arc;
 
     #[test]
@@ -425,7 +448,7 @@ mod tests {
         // The other thread waits (spinning on /proc, no sleep) until this thread is blocked
         // in epoll_wait, then wakes it. Should /proc be unreadable it wakes at once, which
         // exercises the "woken before waiting" path instead.
-        let tid = nix::unistd::gettid();
+        let tid = rustix::thread::gettid().as_raw_nonzero();
         let remote = Arc::clone(&waker);
         let handle = std::thread::spawn(move || {
             let stat = format!("/proc/self/task/{tid}/stat");

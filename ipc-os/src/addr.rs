@@ -2,7 +2,7 @@
 //!
 //! Groups no longer meet in the abstract namespace (any user can bind any abstract name, so a
 //! name there can be squatted): their sockets are files in a directory, see
-//! [`rendezvous`](super::rendezvous). Abstract names remain useful for throwaway sockets.
+//! [`rendezvous`](crate::rendezvous). Abstract names remain useful for throwaway sockets.
 //!
 //! Names are shown as `@name`, the convention of `ss -x` and `/proc/net/unix`.
 //!
@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use nix::sys::socket::UnixAddr;
+use rustix::net::SocketAddrUnix;
 
 /// Longest abstract name: `sun_path` is 108 bytes and the first one is the NUL marker.
 pub const MAX_NAME_LEN: usize = 107;
@@ -36,10 +36,10 @@ pub enum AddrError {
 /// A Linux abstract-namespace Unix socket address with an exact-length name.
 ///
 /// `Display` shows `@name` (non-printable bytes escaped); [`Self::as_unix_addr`] gives the
-/// `nix` address to pass to the kernel.
+/// address to pass to the kernel.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct AbstractAddr {
-    inner: UnixAddr,
+    inner: SocketAddrUnix,
 }
 
 impl AbstractAddr {
@@ -53,7 +53,7 @@ impl AbstractAddr {
                 max: MAX_NAME_LEN,
             });
         }
-        let inner = UnixAddr::new_abstract(name)
+        let inner = SocketAddrUnix::new_abstract_name(name)
             .expect("length was checked against sun_path above, the only way this fails");
         Ok(Self { inner })
     }
@@ -61,12 +61,13 @@ impl AbstractAddr {
     /// The name without the leading NUL.
     pub fn name(&self) -> &[u8] {
         self.inner
-            .as_abstract()
-            .expect("constructed only through UnixAddr::new_abstract")
+            .abstract_name()
+            .expect("constructed only through SocketAddrUnix::new_abstract_name")
     }
 
-    /// The `nix` socket address, for `bind`/`connect`.
-    pub fn as_unix_addr(&self) -> &UnixAddr {
+    /// The socket address, for [`socket::listen`](crate::socket::listen) and
+    /// [`socket::connect`](crate::socket::connect).
+    pub fn as_unix_addr(&self) -> &SocketAddrUnix {
         &self.inner
     }
 }

@@ -36,22 +36,18 @@
 
 use std::fmt;
 use std::io;
-use std::num::NonZeroUsize;
-use std::ops::{BitOr, BitOrAssign, Deref, DerefMut};
+use std::ops::{BitOr, BitOrAssign};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::ptr::NonNull;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, SealFlag, fcntl};
-use nix::libc::{self, c_void};
-use nix::sys::memfd::{MFdFlags, memfd_create};
-use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
-use nix::sys::stat::{SFlag, fstat};
-use nix::sys::statfs::{TMPFS_MAGIC, fstatfs};
+use rustix::fs::{FileType, MemfdFlags, SealFlags};
+use rustix::io::Errno;
 
-use super::retry_eintr;
+pub use crate::mapping::{Mapping, MappingMut};
+use crate::retry_eintr;
+
+/// The `tmpfs` magic number `fstatfs` reports for a memfd (`TMPFS_MAGIC`).
+const TMPFS_MAGIC: i64 = 0x0102_1994;
 
 /// How often [`Segment::seal`] retries `EBUSY` (see there).
 pub const SEAL_RETRIES: u32 = 4;
@@ -67,17 +63,17 @@ impl SealSet {
     /// No seals.
     pub const EMPTY: Self = Self(0);
     /// `F_SEAL_SEAL`: no further seals can be added.
-    pub const SEAL: Self = Self(libc::F_SEAL_SEAL as u32);
+    pub const SEAL: Self = Self(SealFlags::SEAL.bits());
     /// `F_SEAL_SHRINK`: the size cannot decrease.
-    pub const SHRINK: Self = Self(libc::F_SEAL_SHRINK as u32);
+    pub const SHRINK: Self = Self(SealFlags::SHRINK.bits());
     /// `F_SEAL_GROW`: the size cannot increase.
-    pub const GROW: Self = Self(libc::F_SEAL_GROW as u32);
+    pub const GROW: Self = Self(SealFlags::GROW.bits());
     /// `F_SEAL_WRITE`: the contents cannot change at all.
-    pub const WRITE: Self = Self(libc::F_SEAL_WRITE as u32);
+    pub const WRITE: Self = Self(SealFlags::WRITE.bits());
     /// `F_SEAL_FUTURE_WRITE`: only writable mappings that existed before the seal can write.
-    pub const FUTURE_WRITE: Self = Self(libc::F_SEAL_FUTURE_WRITE as u32);
+    pub const FUTURE_WRITE: Self = Self(SealFlags::FUTURE_WRITE.bits());
     /// `F_SEAL_EXEC`: the exec permission bits cannot change (set by `MFD_NOEXEC_SEAL`).
-    pub const EXEC: Self = Self(libc::F_SEAL_EXEC as u32);
+    pub const EXEC: Self = Self(SealFlags::EXEC.bits());
     /// Seals for a segment written once, then frozen: `SHRINK | GROW | WRITE | SEAL`.
     pub const FRESH: Self = Self(Self::SHRINK.0 | Self::GROW.0 | Self::WRITE.0 | Self::SEAL.0);
     /// Seals for a reused segment whose creator keeps writing through its existing mapping:
@@ -130,6 +126,18 @@ impl BitOr for SealSet {
 impl BitOrAssign for SealSet {
     fn bitor_assign(&mut self, rhs: Self) {
         self.0 |= rhs.0;
+    }
+}
+
+impl From<SealSet> for ipc_proto::data::Seals {
+    /// The seals `ipc-proto`'s data plane judges a received segment by.
+    fn from(s: SealSet) -> Self {
+        Self {
+            shrink: s.contains(SealSet::SHRINK),
+            grow: s.contains(SealSet::GROW),
+            write: s.contains(SealSet::WRITE),
+            future_write: s.contains(SealSet::FUTURE_WRITE),
+        }
     }
 }
 
@@ -228,51 +236,35 @@ pub fn noexec_seal_supported() -> Option<bool> {
     }
 }
 
-fn create_memfd(name: &str) -> nix::Result<OwnedFd> {
-    let base = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
+fn create_memfd(name: &str) -> rustix::io::Result<OwnedFd> {
+    let base = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
     if NOEXEC_SEAL.load(Ordering::Relaxed) != PROBE_NO {
-        let noexec = base | MFdFlags::from_bits_retain(libc::MFD_NOEXEC_SEAL);
-        match retry_eintr(|| memfd_create(name, noexec)) {
+        let noexec = base | MemfdFlags::NOEXEC_SEAL;
+        match retry_eintr(|| rustix::fs::memfd_create(name, noexec)) {
             Ok(fd) => {
                 NOEXEC_SEAL.store(PROBE_YES, Ordering::Relaxed);
                 return Ok(fd);
             }
             // Older kernels reject the unknown flag. The name was validated, so EINVAL
             // means the flag, which the fallback below confirms before caching.
-            Err(Errno::EINVAL) => {
-                let fd = retry_eintr(|| memfd_create(name, base))?;
+            Err(Errno::INVAL) => {
+                let fd = retry_eintr(|| rustix::fs::memfd_create(name, base))?;
                 NOEXEC_SEAL.store(PROBE_NO, Ordering::Relaxed);
                 return Ok(fd);
             }
             Err(e) => return Err(e),
         }
     }
-    retry_eintr(|| memfd_create(name, base))
+    retry_eintr(|| rustix::fs::memfd_create(name, base))
 }
 
-fn page_size() -> usize {
-    static PAGE: OnceLock<usize> = OnceLock::new();
-    *PAGE.get_or_init(|| {
-        let size = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-            .ok()
-            .flatten()
-            .and_then(|n| usize::try_from(n).ok())
-            .expect("sysconf(_SC_PAGESIZE) is always available on Linux");
-        assert!(
-            size.is_power_of_two(),
-            "page size {size} is not a power of two"
-        );
-        size
-    })
-}
-
-fn invalid_input(msg: String) -> io::Error {
+pub(crate) fn invalid_input(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
 }
 
-fn get_seals(fd: BorrowedFd<'_>) -> nix::Result<SealSet> {
-    let bits = retry_eintr(|| fcntl(fd, FcntlArg::F_GET_SEALS))?;
-    Ok(SealSet(bits as u32))
+fn get_seals(fd: BorrowedFd<'_>) -> rustix::io::Result<SealSet> {
+    let bits = retry_eintr(|| rustix::fs::fcntl_get_seals(fd))?;
+    Ok(SealSet(bits.bits()))
 }
 
 /// A memfd we created: `MFD_CLOEXEC | MFD_ALLOW_SEALING`, plus `MFD_NOEXEC_SEAL` where the
@@ -295,9 +287,11 @@ impl Segment {
             )));
         }
         let size = i64::try_from(len)
-            .map_err(|_| invalid_input(format!("segment length {len} exceeds i64::MAX")))?;
+            .ok()
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| invalid_input(format!("segment length {len} exceeds i64::MAX")))?;
         let fd = create_memfd(name)?;
-        retry_eintr(|| nix::unistd::ftruncate(&fd, size))?;
+        retry_eintr(|| rustix::fs::ftruncate(&fd, size))?;
         Ok(Self { fd, len })
     }
 
@@ -314,13 +308,7 @@ impl Segment {
     /// Maps the whole segment read-write and shared. A zero-length segment gives an empty
     /// mapping without calling `mmap`. Fails with `EPERM` once write-sealed.
     pub fn map_rw(&self) -> io::Result<MappingMut> {
-        let raw = RawMapping::new(
-            self.fd.as_fd(),
-            0,
-            self.len,
-            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-        )?;
-        Ok(MappingMut { raw })
+        MappingMut::new(self.fd.as_fd(), self.len)
     }
 
     /// Adds `seals` (e.g. [`SealSet::FRESH`] or [`SealSet::POOLED`]).
@@ -334,18 +322,18 @@ impl Segment {
     /// on a busy VM after the last mapping was gone. So `EBUSY` is retried [`SEAL_RETRIES`]
     /// times, after 1, 2, 4... ms, before it is returned.
     pub fn seal(&self, seals: SealSet) -> io::Result<()> {
-        let flags = SealFlag::from_bits_retain(seals.0 as libc::c_int);
+        let flags = SealFlags::from_bits_retain(seals.0);
         let mut pause = std::time::Duration::from_millis(1);
         for _ in 0..SEAL_RETRIES {
-            match retry_eintr(|| fcntl(&self.fd, FcntlArg::F_ADD_SEALS(flags))) {
-                Err(Errno::EBUSY) => {
+            match retry_eintr(|| rustix::fs::fcntl_add_seals(&self.fd, flags)) {
+                Err(Errno::BUSY) => {
                     std::thread::sleep(pause);
                     pause *= 2;
                 }
-                other => return Ok(other.map(drop)?),
+                other => return Ok(other?),
             }
         }
-        retry_eintr(|| fcntl(&self.fd, FcntlArg::F_ADD_SEALS(flags)))?;
+        retry_eintr(|| rustix::fs::fcntl_add_seals(&self.fd, flags))?;
         Ok(())
     }
 
@@ -389,22 +377,23 @@ pub fn verify(
     let end = offset
         .checked_add(len)
         .ok_or(SegmentError::RangeOverflow { offset, len })?;
-    let fs = retry_eintr(|| fstatfs(&fd)).map_err(SegmentError::Os)?;
-    if fs.filesystem_type() != TMPFS_MAGIC {
+    let fs = retry_eintr(|| rustix::fs::fstatfs(&fd)).map_err(SegmentError::Os)?;
+    #[allow(clippy::useless_conversion)] // `f_type` is narrower on some targets
+    if i64::from(fs.f_type) != TMPFS_MAGIC {
         return Err(SegmentError::NotMemfd);
     }
     // Seals before size: once SHRINK is seen, the size read below is a lower bound forever.
     let have = match get_seals(fd.as_fd()) {
         Ok(seals) => seals,
-        Err(Errno::EINVAL) => return Err(SegmentError::NotMemfd),
+        Err(Errno::INVAL) => return Err(SegmentError::NotMemfd),
         Err(e) => return Err(SegmentError::Os(e)),
     };
     let need = required | SealSet::SHRINK;
     if !have.contains(need) {
         return Err(SegmentError::MissingSeals { have, need });
     }
-    let stat = retry_eintr(|| fstat(&fd)).map_err(SegmentError::Os)?;
-    if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+    let stat = retry_eintr(|| rustix::fs::fstat(&fd)).map_err(SegmentError::Os)?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
         return Err(SegmentError::NotMemfd);
     }
     let size = u64::try_from(stat.st_size).unwrap_or(0);
@@ -444,8 +433,7 @@ impl VerifiedSegment {
         }
         let len = usize::try_from(len)
             .map_err(|_| invalid_input(format!("length {len} exceeds the address space")))?;
-        let raw = RawMapping::new(self.fd.as_fd(), offset, len, ProtFlags::PROT_READ)?;
-        Ok(Mapping { raw })
+        Mapping::new(self.fd.as_fd(), offset, len)
     }
 
     /// The memfd.
@@ -460,156 +448,13 @@ impl AsFd for VerifiedSegment {
     }
 }
 
-/// An `mmap`ed byte range (or an empty one), unmapped on drop.
-#[derive(Debug)]
-struct RawMapping {
-    /// Start of the mapping as returned by mmap; only meaningful when `map_len > 0`.
-    base: NonNull<c_void>,
-    /// Length passed to mmap; 0 for an empty range that was never mapped.
-    map_len: usize,
-    /// First byte of the requested range (`base` + in-page delta).
-    data: NonNull<u8>,
-    /// Length of the requested range.
-    len: usize,
-}
-
-impl RawMapping {
-    fn new(fd: BorrowedFd<'_>, offset: u64, len: usize, prot: ProtFlags) -> io::Result<Self> {
-        let Some(nonzero) = NonZeroUsize::new(len) else {
-            return Ok(Self {
-                base: NonNull::dangling(),
-                map_len: 0,
-                data: NonNull::dangling(),
-                len: 0,
-            });
-        };
-        let page = page_size() as u64;
-        let delta = offset % page;
-        let aligned = libc::off_t::try_from(offset - delta)
-            .map_err(|_| invalid_input(format!("offset {offset} exceeds off_t")))?;
-        let delta = delta as usize; // < page size
-        let map_len = nonzero
-            .checked_add(delta)
-            .ok_or_else(|| invalid_input(format!("length {len} exceeds the address space")))?;
-        let base = retry_eintr(|| {
-            // SAFETY: a new shared mapping at an address of the kernel's choosing (no
-            // MAP_FIXED), so no existing memory is affected. The range lies within the file
-            // (callers check it against the size), and the memory is only exposed as bytes.
-            unsafe { mmap(None, map_len, prot, MapFlags::MAP_SHARED, fd, aligned) }
-        })?;
-        // SAFETY: `delta` < page size <= `map_len`, so the pointer stays inside the mapping.
-        let data = unsafe { base.cast::<u8>().add(delta) };
-        Ok(Self {
-            base,
-            map_len: map_len.get(),
-            data,
-            len,
-        })
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        // SAFETY: `data` is valid for reads of `len` bytes: either a live mapping of at least
-        // delta + len bytes, backed by the file (the range lies within a size that a shrink
-        // seal, or our own ownership of the file, keeps), or dangling with `len == 0`. The
-        // memory stays mapped until `self` is dropped, which the returned borrow prevents.
-        unsafe { std::slice::from_raw_parts(self.data.as_ptr(), self.len) }
-    }
-
-    fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: as in `as_slice`, and only MappingMut (mapped PROT_WRITE) calls this, with
-        // `&mut self`, so this is the only reference into the mapping in this process.
-        unsafe { std::slice::from_raw_parts_mut(self.data.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for RawMapping {
-    fn drop(&mut self) {
-        if self.map_len == 0 {
-            return;
-        }
-        // SAFETY: `base`/`map_len` describe a mapping we created and have not unmapped; no
-        // borrow of it outlives `self`.
-        if let Err(e) = unsafe { munmap(self.base, self.map_len) } {
-            tracing::error!(error = %e, "munmap failed; leaking the mapping");
-        }
-    }
-}
-
-/// A read-only shared mapping of a verified byte range; unmapped on drop.
-///
-/// Dereferences to the range's bytes. See the [module docs](self) about pooled segments.
-#[derive(Debug)]
-pub struct Mapping {
-    raw: RawMapping,
-}
-
-// SAFETY: the mapping is plain shared memory owned by this value alone; unmapping it from
-// another thread is fine.
-unsafe impl Send for Mapping {}
-// SAFETY: it is only ever read through `&self`.
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    /// The mapped bytes.
-    pub fn as_slice(&self) -> &[u8] {
-        self.raw.as_slice()
-    }
-
-    /// Address of the first mapped byte (dangling for an empty mapping).
-    pub fn as_ptr(&self) -> *const u8 {
-        self.raw.data.as_ptr()
-    }
-}
-
-impl Deref for Mapping {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.as_slice()
-    }
-}
-
-/// A read-write shared mapping of a whole [`Segment`]; unmapped on drop.
-#[derive(Debug)]
-pub struct MappingMut {
-    raw: RawMapping,
-}
-
-// SAFETY: the mapping is plain shared memory owned by this value alone; it may be used and
-// unmapped from another thread.
-unsafe impl Send for MappingMut {}
-// SAFETY: `&MappingMut` only allows reads; writes need `&mut`.
-unsafe impl Sync for MappingMut {}
-
-impl MappingMut {
-    /// The mapped bytes.
-    pub fn as_slice(&self) -> &[u8] {
-        self.raw.as_slice()
-    }
-
-    /// The mapped bytes, writable.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        self.raw.as_mut_slice()
-    }
-}
-
-impl Deref for MappingMut {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.as_slice()
-    }
-}
-
-impl DerefMut for MappingMut {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        self.as_mut_slice()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::socket::{Recv, Sent, recv_record, send_record, socketpair_seqpacket};
-    use crate::sys::testutil::{exclusive, mappings, open_fds, shared};
+    use crate::socket::{Recv, Sent, recv_record, send_record, socketpair_seqpacket};
+    use crate::testutil::{exclusive, mappings, open_fds, shared};
+    use rustix::io::FdFlags;
+    use rustix::mm::MprotectFlags;
 
     fn filled(name: &str, len: usize, byte: u8) -> Segment {
         let seg = Segment::create(name, len).expect("create");
@@ -633,7 +478,7 @@ mod tests {
     }
 
     fn errno(e: &io::Error) -> Option<Errno> {
-        e.raw_os_error().map(Errno::from_raw)
+        e.raw_os_error().map(Errno::from_raw_os_error)
     }
 
     #[test]
@@ -661,9 +506,9 @@ mod tests {
             seals.contains(SealSet::EXEC),
             noexec_seal_supported() == Some(true)
         );
-        let flags = fcntl(&seg, FcntlArg::F_GETFD).expect("F_GETFD");
-        assert_ne!(flags & libc::FD_CLOEXEC, 0);
-        assert_eq!(fstat(&seg).expect("fstat").st_size, 10);
+        let flags = rustix::io::fcntl_getfd(&seg).expect("F_GETFD");
+        assert!(flags.contains(FdFlags::CLOEXEC));
+        assert_eq!(rustix::fs::fstat(&seg).expect("fstat").st_size, 10);
 
         let err = Segment::create("a\0b", 1).expect_err("NUL in name");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
@@ -681,23 +526,23 @@ mod tests {
         let err = seg
             .seal(SealSet::FRESH)
             .expect_err("writable mapping alive");
-        assert_eq!(errno(&err), Some(Errno::EBUSY));
+        assert_eq!(errno(&err), Some(Errno::BUSY));
         assert_eq!(err.kind(), io::ErrorKind::ResourceBusy);
         drop(map);
         seg.seal(SealSet::FRESH).expect("seal");
         assert!(seg.seals().expect("seals").contains(SealSet::FRESH));
 
-        let eperm = |r: nix::Result<()>| assert_eq!(r, Err(Errno::EPERM));
-        eperm(nix::unistd::write(&seg, b"x").map(drop));
-        eperm(nix::sys::uio::pwrite(&seg, b"x", 0).map(drop));
-        eperm(nix::unistd::ftruncate(&seg, 16384));
-        eperm(nix::unistd::ftruncate(&seg, 4096));
+        let eperm = |r: rustix::io::Result<()>| assert_eq!(r, Err(Errno::PERM));
+        eperm(rustix::io::write(&seg, b"x").map(drop));
+        eperm(rustix::io::pwrite(&seg, b"x", 0).map(drop));
+        eperm(rustix::fs::ftruncate(&seg, 16384));
+        eperm(rustix::fs::ftruncate(&seg, 4096));
         let err = seg.map_rw().expect_err("no new writable mapping");
-        assert_eq!(errno(&err), Some(Errno::EPERM));
+        assert_eq!(errno(&err), Some(Errno::PERM));
         let err = seg
             .seal(SealSet::EXEC)
             .expect_err("sealed against new seals");
-        assert_eq!(errno(&err), Some(Errno::EPERM));
+        assert_eq!(errno(&err), Some(Errno::PERM));
 
         let got = verify(pass(seg.as_fd()), SealSet::FRESH, 0, 5).expect("verify");
         assert_eq!(got.size(), 8192);
@@ -706,6 +551,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(unsafe_code)] // mprotect, to show it fails
     fn pooled_seals_keep_the_writers_mapping() {
         let _g = shared();
         let seg = Segment::create("pooled", 3 * 4096).expect("create");
@@ -722,21 +568,18 @@ mod tests {
 
         // Nobody can get write access any other way.
         let err = seg.map_rw().expect_err("new writable mapping");
-        assert_eq!(errno(&err), Some(Errno::EPERM));
-        assert_eq!(nix::unistd::write(&seg, b"x"), Err(Errno::EPERM));
-        assert_eq!(nix::unistd::ftruncate(&seg, 1), Err(Errno::EPERM));
-        let page = NonNull::new(ro.as_ptr().cast_mut())
-            .expect("non-empty mapping")
-            .cast::<c_void>();
+        assert_eq!(errno(&err), Some(Errno::PERM));
+        assert_eq!(rustix::io::write(&seg, b"x"), Err(Errno::PERM));
+        assert_eq!(rustix::fs::ftruncate(&seg, 1), Err(Errno::PERM));
+        let page = ro.as_ptr().cast_mut().cast::<std::ffi::c_void>();
         // SAFETY: `page` is the page-aligned start (offset 4096 is aligned) of our live
         // read-only mapping; the call is expected to fail, and were it to succeed nothing
         // would write through it.
-        let res = unsafe {
-            nix::sys::mman::mprotect(page, 3, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE)
-        };
+        let res =
+            unsafe { rustix::mm::mprotect(page, 3, MprotectFlags::READ | MprotectFlags::WRITE) };
         assert_eq!(
             res,
-            Err(Errno::EACCES),
+            Err(Errno::ACCESS),
             "read-only mapping cannot be upgraded"
         );
         // A private copy-on-write mapping is allowed and harmless: it never reaches the file.
@@ -751,8 +594,12 @@ mod tests {
         let file = std::fs::File::open(&path).expect("open temp file");
         std::fs::remove_file(&path).expect("remove temp file");
         let exe = std::fs::File::open("/proc/self/exe").expect("open /proc/self/exe");
-        let (pipe_r, _pipe_w) = nix::unistd::pipe().expect("pipe");
-        for fd in [OwnedFd::from(file), OwnedFd::from(exe), pipe_r] {
+        let (pipe_r, _pipe_w) = std::io::pipe().expect("pipe");
+        for fd in [
+            OwnedFd::from(file),
+            OwnedFd::from(exe),
+            OwnedFd::from(pipe_r),
+        ] {
             assert_eq!(
                 verify(fd, SealSet::EMPTY, 0, 1).map(drop),
                 Err(SegmentError::NotMemfd)

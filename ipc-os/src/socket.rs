@@ -1,6 +1,6 @@
 //! `SOCK_SEQPACKET` Unix sockets: listen, connect, accept, and record I/O with `SCM_RIGHTS`.
 //!
-//! All sockets are created non-blocking and close-on-exec. See the [module docs](super) for
+//! All sockets are created non-blocking and close-on-exec. See the [crate docs](crate) for
 //! the record-size limits, flow control, and how zero-length records are told apart from end
 //! of stream.
 //!
@@ -13,16 +13,18 @@
 //! connection still pending when the listener closes sees `ECONNRESET`, then end of stream.
 
 use std::io;
-use std::mem;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::mem::{self, MaybeUninit};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 
-use nix::errno::Errno;
-use nix::libc::{self, c_int, c_uint};
-use nix::sys::socket::{
-    self as nix_socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr, sockopt,
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+    sockopt,
 };
 
-use super::{Credentials, retry_eintr};
+use crate::{Credentials, retry_eintr};
 
 /// Most fds the kernel accepts in one message (`SCM_MAX_FD`).
 pub const SCM_MAX_FD: usize = 253;
@@ -35,22 +37,21 @@ const RECORD_OVERHEAD: usize = 32;
 
 const FD_BYTES: usize = mem::size_of::<RawFd>();
 
-/// Bytes of control buffer for [`SCM_MAX_FD`] fds.
-// SAFETY: CMSG_SPACE is plain arithmetic on its argument; it is `unsafe` only by declaration.
-const CMSG_CAP: usize = unsafe { libc::CMSG_SPACE((SCM_MAX_FD * FD_BYTES) as c_uint) } as usize;
+/// Bytes of control buffer for [`SCM_MAX_FD`] fds: `CMSG_SPACE`. (`rustix::cmsg_space!` adds
+/// room to align an unaligned buffer; [`CmsgBuf`] is aligned, so it needs none.)
+const CMSG_CAP: usize = rustix::cmsg_aligned_space!(ScmRights(SCM_MAX_FD));
 
-/// A control-message buffer on the stack, aligned for `cmsghdr`.
-#[repr(C)]
-union CmsgBuf {
-    _align: libc::cmsghdr,
-    bytes: [u8; CMSG_CAP],
-}
+/// `CMSG_LEN(0)`: the control message header, aligned (`CMSG_SPACE(0)` is the same number).
+const CMSG_HEADER: usize = rustix::cmsg_aligned_space!(ScmRights(0));
+
+/// A control-message buffer on the stack, aligned for `cmsghdr` (8 bytes on 64-bit Linux,
+/// 4 on 32-bit), so that `rustix` uses all of it rather than skipping to an aligned start.
+#[repr(C, align(8))]
+struct CmsgBuf([MaybeUninit<u8>; CMSG_CAP]);
 
 impl CmsgBuf {
     fn new() -> Self {
-        Self {
-            bytes: [0; CMSG_CAP],
-        }
+        Self([MaybeUninit::uninit(); CMSG_CAP])
     }
 }
 
@@ -90,10 +91,10 @@ pub enum Recv {
 }
 
 fn new_socket() -> io::Result<OwnedFd> {
-    Ok(nix_socket::socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+    Ok(rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
         None,
     )?)
 }
@@ -102,24 +103,24 @@ fn new_socket() -> io::Result<OwnedFd> {
 ///
 /// Fails with `ErrorKind::AddrInUse` while another socket holds the name. Abstract names are
 /// released when the last fd of the listening socket is closed; a path stays until it is
-/// removed (see [`rendezvous`](super::rendezvous) for who removes group sockets).
-pub fn listen(addr: &UnixAddr) -> io::Result<OwnedFd> {
+/// removed (see [`rendezvous`](crate::rendezvous) for who removes group sockets).
+pub fn listen(addr: &SocketAddrUnix) -> io::Result<OwnedFd> {
     let fd = new_socket()?;
-    nix_socket::bind(fd.as_raw_fd(), addr)?;
-    let backlog = Backlog::new(LISTEN_BACKLOG).expect("LISTEN_BACKLOG is a small positive number");
-    nix_socket::listen(&fd, backlog)?;
+    rustix::net::bind(&fd, addr)?;
+    rustix::net::listen(&fd, LISTEN_BACKLOG)?;
     Ok(fd)
 }
 
 /// Connects a new `SOCK_SEQPACKET` socket to `addr`.
 ///
-/// Fails with `ErrorKind::ConnectionRefused` when nothing listens on `addr`, and with
-/// `ErrorKind::WouldBlock` when the listener's backlog is full (see the [module docs](self)).
-pub fn connect(addr: &UnixAddr) -> io::Result<OwnedFd> {
+/// Fails with `ErrorKind::ConnectionRefused` when nothing listens on `addr` (`NotFound` for a
+/// path that does not exist), and with `ErrorKind::WouldBlock` when the listener's backlog is
+/// full (see the [module docs](self)).
+pub fn connect(addr: &SocketAddrUnix) -> io::Result<OwnedFd> {
     let fd = new_socket()?;
     // A non-blocking AF_UNIX connect does not sleep, so EINTR is not expected; were it to
     // happen the socket would still be unconnected and a retry is correct.
-    retry_eintr(|| nix_socket::connect(fd.as_raw_fd(), addr))?;
+    retry_eintr(|| rustix::net::connect(&fd, addr))?;
     Ok(fd)
 }
 
@@ -129,26 +130,30 @@ pub fn connect(addr: &UnixAddr) -> io::Result<OwnedFd> {
 /// close-on-exec. `ECONNABORTED` is retried. `EMFILE`/`ENFILE` are returned as errors while
 /// the connection stays queued, so a level-triggered listener stays readable: back off.
 pub fn accept(listener: impl AsFd) -> io::Result<Option<(OwnedFd, Credentials)>> {
-    let raw = listener.as_fd().as_raw_fd();
+    let listener = listener.as_fd();
     loop {
-        match nix_socket::accept4(raw, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC) {
-            Ok(new) => {
-                // SAFETY: accept4 just returned this fd; nothing else owns it.
-                let fd = unsafe { OwnedFd::from_raw_fd(new) };
+        match rustix::net::accept_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
+            Ok(fd) => {
                 let creds = peer_credentials(&fd)?;
                 return Ok(Some((fd, creds)));
             }
-            Err(Errno::EINTR | Errno::ECONNABORTED) => {}
-            Err(Errno::EAGAIN) => return Ok(None),
+            Err(Errno::INTR | Errno::CONNABORTED) => {}
+            Err(Errno::AGAIN) => return Ok(None),
             Err(e) => return Err(e.into()),
         }
     }
 }
 
 /// The peer's [`Credentials`] (`SO_PEERCRED`) of a connected socket.
+///
+/// A pid that is not visible in this pid namespace is reported as 0.
 pub fn peer_credentials(fd: impl AsFd) -> io::Result<Credentials> {
-    let creds = nix_socket::getsockopt(&fd.as_fd(), sockopt::PeerCredentials)?;
-    Ok(creds.into())
+    let (pid, uid, gid) = crate::ucred::peer_ucred(fd.as_fd())?;
+    Ok(Credentials {
+        pid: u32::try_from(pid).unwrap_or(0),
+        uid,
+        gid,
+    })
 }
 
 /// Sends `bytes` and `fds` as one record: one `sendmsg`, with `SCM_RIGHTS` when `fds` is
@@ -156,7 +161,7 @@ pub fn peer_credentials(fd: impl AsFd) -> io::Result<Credentials> {
 ///
 /// Returns [`Sent::WouldBlock`] when the send buffer is full. Fails before any syscall with
 /// `ErrorKind::InvalidInput` when `bytes` is empty (records are never empty, see the
-/// [module docs](super)) or when there are more than [`SCM_MAX_FD`] fds. Other errors:
+/// [crate docs](crate)) or when there are more than [`SCM_MAX_FD`] fds. Other errors:
 /// `BrokenPipe` when the peer is gone, `EMSGSIZE` (check `raw_os_error()`) when the record is
 /// larger than [`max_record_len`], `ETOOMANYREFS` when this user has too many fds in flight.
 /// No allocation.
@@ -176,62 +181,32 @@ pub fn send_record(fd: impl AsFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::R
             ),
         ));
     }
-
-    let mut iov = libc::iovec {
-        iov_base: bytes.as_ptr().cast_mut().cast(),
-        iov_len: bytes.len(),
-    };
     let mut cmsg_buf = CmsgBuf::new();
-    // SAFETY: msghdr is a plain C struct; all-zero is a valid value (null pointers, zero
-    // lengths), and zeroing also clears the private padding some libcs have.
-    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-    msg.msg_iov = &raw mut iov;
-    msg.msg_iovlen = 1;
+    let mut control = SendAncillaryBuffer::new(&mut cmsg_buf.0);
     if !fds.is_empty() {
-        let payload = (fds.len() * FD_BYTES) as c_uint;
-        // SAFETY: plain arithmetic.
-        let space = unsafe { libc::CMSG_SPACE(payload) } as usize;
-        debug_assert!(space <= CMSG_CAP);
-        msg.msg_control = (&raw mut cmsg_buf).cast();
-        msg.msg_controllen = space as _;
-        // SAFETY: msg_control points to `cmsg_buf`, which is aligned for cmsghdr and holds
-        // `space` >= sizeof(cmsghdr) bytes, so CMSG_FIRSTHDR returns a non-null pointer to
-        // its start.
-        let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-        // SAFETY: `cmsg` points to the start of `cmsg_buf` (above), valid for writing a
-        // cmsghdr; CMSG_DATA(cmsg) + payload <= CMSG_LEN(payload) <= space <= CMSG_CAP, so
-        // every fd is written inside `cmsg_buf`. Unaligned writes need no alignment.
-        unsafe {
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as _;
-            let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-            for (i, passed) in fds.iter().enumerate() {
-                data.add(i).write_unaligned(passed.as_raw_fd());
-            }
-        }
+        let pushed = control.push(SendAncillaryMessage::ScmRights(fds));
+        debug_assert!(pushed, "CMSG_CAP has room for SCM_MAX_FD fds");
     }
-
-    let raw = fd.as_fd().as_raw_fd();
+    let iov = [io::IoSlice::new(bytes)];
+    let fd = fd.as_fd();
     loop {
-        // SAFETY: `msg` points to `iov` (describing `bytes`, borrowed for this whole call)
-        // and, when set, to `cmsg_buf` holding a well-formed SCM_RIGHTS message whose fds
-        // are borrowed for this call; sendmsg only reads through these pointers.
-        let sent = unsafe { libc::sendmsg(raw, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
-        if let Ok(sent) = usize::try_from(sent) {
-            if sent != bytes.len() {
-                // SEQPACKET sends records whole; a short count means a stream socket.
+        match rustix::net::sendmsg(
+            fd,
+            &iov,
+            &mut control,
+            SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+        ) {
+            Ok(sent) if sent == bytes.len() => return Ok(Sent::Complete),
+            // SEQPACKET sends records whole; a short count means a stream socket.
+            Ok(sent) => {
                 return Err(io::Error::other(format!(
                     "sent {sent} of {} bytes: not a SOCK_SEQPACKET socket",
                     bytes.len()
                 )));
             }
-            return Ok(Sent::Complete);
-        }
-        match Errno::last() {
-            Errno::EINTR => {}
-            Errno::EAGAIN => return Ok(Sent::WouldBlock),
-            e => return Err(e.into()),
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => return Ok(Sent::WouldBlock),
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -242,7 +217,7 @@ pub fn send_record(fd: impl AsFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::R
 /// received fd becomes an [`OwnedFd`] in `fds` before anything else happens, so none leaks.
 /// A record longer than `buf` reports `truncated` (the kernel discards the rest); more fds
 /// than `max_fds` (clamped to [`SCM_MAX_FD`]) reports `fds_truncated` (the kernel closes the
-/// rest). See the [module docs](super) for how a zero-length record is told apart from
+/// rest). See the [crate docs](crate) for how a zero-length record is told apart from
 /// [`Recv::Closed`], and why a one-shot `ECONNRESET` is swallowed.
 ///
 /// No allocation once `fds` has capacity for `max_fds` more entries (reserved here).
@@ -256,53 +231,41 @@ pub fn recv_record(
     let max_fds = max_fds.min(SCM_MAX_FD);
     fds.reserve(max_fds);
     let mut cmsg_buf = CmsgBuf::new();
+    // CMSG_LEN, not CMSG_SPACE: the kernel installs (controllen - sizeof(cmsghdr)) / 4 fds,
+    // so CMSG_SPACE would admit one fd more than asked for when max_fds is odd.
+    let room = if max_fds == 0 {
+        0
+    } else {
+        CMSG_HEADER + max_fds * FD_BYTES
+    };
     let mut reset_seen = false;
     loop {
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // SAFETY: as in send_record, all-zero is a valid msghdr.
-        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-        msg.msg_iov = &raw mut iov;
-        msg.msg_iovlen = 1;
-        if max_fds > 0 {
-            msg.msg_control = (&raw mut cmsg_buf).cast();
-            // CMSG_LEN, not CMSG_SPACE: the kernel installs (controllen - sizeof(cmsghdr)) / 4
-            // fds, so CMSG_SPACE would admit one fd more than asked for when max_fds is odd.
-            // SAFETY: plain arithmetic.
-            msg.msg_controllen = unsafe { libc::CMSG_LEN((max_fds * FD_BYTES) as c_uint) } as _;
-        }
-        // SAFETY: `msg` points to `iov` (describing `buf`, exclusively borrowed for this call)
-        // and, when set, to `cmsg_buf` with `msg_controllen` <= CMSG_CAP bytes; the kernel
-        // writes only within those bounds.
-        let got = unsafe {
-            libc::recvmsg(
-                fd.as_raw_fd(),
-                &mut msg,
-                libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-            )
-        };
-        let Ok(record_len) = usize::try_from(got) else {
-            match Errno::last() {
-                Errno::EINTR => continue,
-                Errno::EAGAIN => return Ok(Recv::WouldBlock),
-                Errno::ECONNRESET if !reset_seen => {
-                    // One-shot: the peer closed with our records unread. Its own records
-                    // are still queued behind the error; keep reading them.
-                    reset_seen = true;
-                    tracing::trace!("peer closed with unread records; draining its records");
-                    continue;
-                }
-                e => return Err(e.into()),
+        let mut control = RecvAncillaryBuffer::new(&mut cmsg_buf.0[..room]);
+        let mut iov = [io::IoSliceMut::new(buf)];
+        let flags = RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT | RecvFlags::TRUNC;
+        let msg = match rustix::net::recvmsg(fd, &mut iov, &mut control, flags) {
+            Ok(msg) => msg,
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => return Ok(Recv::WouldBlock),
+            Err(Errno::CONNRESET) if !reset_seen => {
+                // One-shot: the peer closed with our records unread. Its own records are
+                // still queued behind the error; keep reading them.
+                reset_seen = true;
+                tracing::trace!("peer closed with unread records; draining its records");
+                continue;
             }
+            Err(e) => return Err(e.into()),
         };
         let before = fds.len();
-        // SAFETY: `msg` was just filled in by a successful recvmsg with MSG_CMSG_CLOEXEC.
-        unsafe { adopt_fds(&msg, fds) };
+        for m in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(received) = m {
+                fds.extend(received);
+            }
+        }
         let received = fds.len() - before;
-        let truncated = msg.msg_flags & libc::MSG_TRUNC != 0;
-        let fds_truncated = msg.msg_flags & libc::MSG_CTRUNC != 0;
+        let record_len = msg.bytes;
+        let truncated = msg.flags.contains(ReturnFlags::TRUNC);
+        let fds_truncated = msg.flags.contains(ReturnFlags::CTRUNC);
         if record_len == 0 && received == 0 && !fds_truncated && peer_gone_and_drained(fd)? {
             return Ok(Recv::Closed);
         }
@@ -316,66 +279,24 @@ pub fn recv_record(
     }
 }
 
-/// Moves every fd of every `SCM_RIGHTS` message in `msg` into `fds` as an [`OwnedFd`].
-///
-/// # Safety
-/// `msg` must have been filled in by a successful `recvmsg`, so that its control fields
-/// describe control messages the kernel wrote, and the fds in them must be owned by nobody
-/// else (true for fds the kernel just installed for this message).
-unsafe fn adopt_fds(msg: &libc::msghdr, fds: &mut Vec<OwnedFd>) {
-    // SAFETY: plain arithmetic.
-    let header = unsafe { libc::CMSG_LEN(0) } as usize;
-    // SAFETY: per this function's contract msg_control/msg_controllen describe the bytes the
-    // kernel wrote (or are null/0, when CMSG_FIRSTHDR returns null).
-    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(msg) };
-    while !cmsg.is_null() {
-        // SAFETY: a non-null pointer from CMSG_FIRSTHDR/CMSG_NXTHDR points to a complete
-        // cmsghdr inside the control buffer.
-        let (level, kind, len) =
-            unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type, (*cmsg).cmsg_len) };
-        if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
-            #[allow(clippy::unnecessary_cast)] // cmsg_len is size_t on glibc, socklen_t on musl
-            let count = (len as usize).saturating_sub(header) / FD_BYTES;
-            // SAFETY: the kernel wrote `count` fds right after this header, within the
-            // control buffer (it sizes cmsg_len to what fits).
-            let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<RawFd>();
-            for i in 0..count {
-                // SAFETY: `i < count`, see above; the data may be unaligned.
-                let raw = unsafe { data.add(i).read_unaligned() };
-                // SAFETY: per this function's contract, nobody else owns this fd.
-                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
-            }
-        }
-        // SAFETY: `cmsg` is a valid header of `msg`'s control buffer (above).
-        cmsg = unsafe { libc::CMSG_NXTHDR(msg, cmsg) };
-    }
-}
-
 /// After a 0-byte, fd-less `recvmsg`: is the peer gone with no bytes left queued?
 ///
 /// Shutdown is irreversible and a departed peer can queue nothing new, so "connected" means
 /// the 0 bytes were an empty record, and "gone but bytes queued" means the same.
 fn peer_gone_and_drained(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    // Raw poll(2): nix's PollFlags has no POLLRDHUP and drops revents with unknown bits.
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLRDHUP,
-        revents: 0,
+    let mut pfd = [PollFd::new(&fd, PollFlags::RDHUP)];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    let gone = libc::POLLRDHUP | libc::POLLHUP;
-    retry_eintr(|| {
-        // SAFETY: one valid pollfd, for the duration of the call.
-        Errno::result(unsafe { libc::poll(&raw mut pfd, 1, 0) })
-    })?;
-    if pfd.revents & gone == 0 {
+    retry_eintr(|| rustix::event::poll(&mut pfd, Some(&zero)))?;
+    if !pfd[0]
+        .revents()
+        .intersects(PollFlags::RDHUP | PollFlags::HUP)
+    {
         return Ok(false);
     }
-    let mut queued: c_int = 0;
-    // SAFETY: FIONREAD writes one c_int through the pointer, which points to a live local.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &raw mut queued) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let queued = rustix::io::ioctl_fionread(fd)?;
     Ok(queued == 0)
 }
 
@@ -385,7 +306,7 @@ fn peer_gone_and_drained(fd: BorrowedFd<'_>) -> io::Result<bool> {
 /// (4 MiB here, so at most 8 MiB effective). On `AF_UNIX` this bounds both the largest
 /// record and the bytes in flight towards the peer; see [`max_record_len`].
 pub fn set_send_buffer(fd: impl AsFd, bytes: usize) -> io::Result<usize> {
-    nix_socket::setsockopt(&fd.as_fd(), sockopt::SndBuf, &bytes)?;
+    sockopt::set_socket_send_buffer_size(fd.as_fd(), bytes)?;
     send_buffer(fd)
 }
 
@@ -394,18 +315,18 @@ pub fn set_send_buffer(fd: impl AsFd, bytes: usize) -> io::Result<usize> {
 /// Measured: on connected `AF_UNIX` sockets this limits nothing (flow control is charged to
 /// the sender's `SO_SNDBUF`); it exists for completeness and symmetry.
 pub fn set_recv_buffer(fd: impl AsFd, bytes: usize) -> io::Result<usize> {
-    nix_socket::setsockopt(&fd.as_fd(), sockopt::RcvBuf, &bytes)?;
+    sockopt::set_socket_recv_buffer_size(fd.as_fd(), bytes)?;
     recv_buffer(fd)
 }
 
 /// The effective `SO_SNDBUF`.
 pub fn send_buffer(fd: impl AsFd) -> io::Result<usize> {
-    Ok(nix_socket::getsockopt(&fd.as_fd(), sockopt::SndBuf)?)
+    Ok(sockopt::socket_send_buffer_size(fd.as_fd())?)
 }
 
 /// The effective `SO_RCVBUF`.
 pub fn recv_buffer(fd: impl AsFd) -> io::Result<usize> {
-    Ok(nix_socket::getsockopt(&fd.as_fd(), sockopt::RcvBuf)?)
+    Ok(sockopt::socket_recv_buffer_size(fd.as_fd())?)
 }
 
 /// Largest record [`send_record`] can send on `fd`: `SO_SNDBUF` − 32 bytes.
@@ -418,26 +339,39 @@ pub fn max_record_len(fd: impl AsFd) -> io::Result<usize> {
 
 /// A connected pair of non-blocking, close-on-exec `SOCK_SEQPACKET` sockets, for tests.
 pub fn socketpair_seqpacket() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(nix_socket::socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
+    Ok(rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
         None,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
     )?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::addr::AbstractAddr;
-    use crate::sys::current_credentials;
-    use crate::sys::testutil::{exclusive, open_fds, shared, unique_group};
-    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    use crate::addr::AbstractAddr;
+    use crate::current_credentials;
+    use crate::testutil::{exclusive, open_fds, shared, unique_group};
+    use rustix::fs::OFlags;
+    use rustix::io::FdFlags;
 
-    fn test_addr(name: &str) -> UnixAddr {
-        *AbstractAddr::new(name.as_bytes())
+    fn test_addr(name: &str) -> SocketAddrUnix {
+        AbstractAddr::new(name.as_bytes())
             .expect("short name")
             .as_unix_addr()
+            .clone()
+    }
+
+    /// Sends `bytes` with `fds` in one `sendmsg` and no checks, the way a foreign peer could.
+    fn send_raw(fd: &OwnedFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) {
+        let mut space = CmsgBuf::new();
+        let mut control = SendAncillaryBuffer::new(&mut space.0);
+        if !fds.is_empty() {
+            assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
+        }
+        let iov = [io::IoSlice::new(bytes)];
+        rustix::net::sendmsg(fd, &iov, &mut control, SendFlags::empty()).expect("sendmsg");
     }
 
     fn data(len: usize) -> Recv {
@@ -466,8 +400,7 @@ mod tests {
 
     /// Sends a zero-length record the way a foreign peer could (we refuse to).
     fn send_empty(fd: &OwnedFd) {
-        let n = nix_socket::send(fd.as_raw_fd(), &[], nix_socket::MsgFlags::MSG_DONTWAIT)
-            .expect("send empty record");
+        let n = rustix::net::send(fd, &[], SendFlags::DONTWAIT).expect("send empty record");
         assert_eq!(n, 0);
     }
 
@@ -502,18 +435,27 @@ mod tests {
         assert_eq!(&buf[..4], b"back");
 
         for fd in [&listener, &client, &server] {
-            let flags = fcntl(fd, FcntlArg::F_GETFD).expect("F_GETFD");
-            assert!(FdFlag::from_bits_retain(flags).contains(FdFlag::FD_CLOEXEC));
-            let fl = fcntl(fd, FcntlArg::F_GETFL).expect("F_GETFL");
-            assert_ne!(fl & libc::O_NONBLOCK, 0);
+            let flags = rustix::io::fcntl_getfd(fd).expect("F_GETFD");
+            assert!(flags.contains(FdFlags::CLOEXEC));
+            let fl = rustix::fs::fcntl_getfl(fd).expect("F_GETFL");
+            assert!(fl.contains(OFlags::NONBLOCK));
         }
+    }
+
+    #[test]
+    fn unknown_peer_pid_reads_as_zero() {
+        let _g = shared();
+        // An unconnected socket has no peer: the kernel reports pid 0, as it does for a peer
+        // outside this pid namespace.
+        let fd = new_socket().expect("socket");
+        assert_eq!(peer_credentials(&fd).expect("SO_PEERCRED").pid, 0);
     }
 
     #[test]
     fn name_in_use_refused_and_released() {
         let _g = shared();
         let name = AbstractAddr::new(unique_group("name").as_bytes()).expect("addr");
-        let addr = *name.as_unix_addr();
+        let addr = name.as_unix_addr().clone();
         let refused = connect(&addr).expect_err("nobody listens");
         assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
 
@@ -646,7 +588,7 @@ mod tests {
     fn passed_fds_work_and_are_cloexec() {
         let _g = shared();
         let (a, b) = socketpair_seqpacket().expect("socketpair");
-        let (pipe_r, pipe_w) = nix::unistd::pipe().expect("pipe");
+        let (pipe_r, pipe_w) = std::io::pipe().expect("pipe");
         let (other_a, other_b) = socketpair_seqpacket().expect("socketpair");
         assert_eq!(
             send_record(&a, b"fds", &[pipe_w.as_fd(), other_a.as_fd()]).expect("send"),
@@ -669,15 +611,15 @@ mod tests {
             }
         );
         for fd in &fds {
-            let flags = fcntl(fd, FcntlArg::F_GETFD).expect("F_GETFD");
-            assert!(FdFlag::from_bits_retain(flags).contains(FdFlag::FD_CLOEXEC));
+            let flags = rustix::io::fcntl_getfd(fd).expect("F_GETFD");
+            assert!(flags.contains(FdFlags::CLOEXEC));
         }
         let mut fds = fds.into_iter();
         let got_w = fds.next().expect("pipe writer");
         let got_sock = fds.next().expect("socket");
-        nix::unistd::write(&got_w, b"via pipe").expect("write to received pipe");
+        rustix::io::write(&got_w, b"via pipe").expect("write to received pipe");
         let mut out = [0u8; 8];
-        assert_eq!(nix::unistd::read(&pipe_r, &mut out).expect("read pipe"), 8);
+        assert_eq!(rustix::io::read(&pipe_r, &mut out).expect("read pipe"), 8);
         assert_eq!(&out, b"via pipe");
         send(&got_sock, b"via sock");
         assert_eq!(recv(&other_b, &mut out), data(8));
@@ -690,7 +632,7 @@ mod tests {
         let before = open_fds();
         {
             let (a, b) = socketpair_seqpacket().expect("socketpair");
-            let sent: Vec<OwnedFd> = (0..5).map(|_| nix::unistd::dup(&a).expect("dup")).collect();
+            let sent: Vec<OwnedFd> = (0..5).map(|_| rustix::io::dup(&a).expect("dup")).collect();
             let borrowed: Vec<BorrowedFd<'_>> = sent.iter().map(AsFd::as_fd).collect();
             let mut buf = [0u8; 4];
             for max_fds in [2, 1, 0] {
@@ -775,18 +717,7 @@ mod tests {
         let _g = shared();
         let (a, b) = socketpair_seqpacket().expect("socketpair");
         // A foreign peer may attach fds to an empty record; the fds prove it is a record.
-        let fd = a.as_fd();
-        let iov = [io::IoSlice::new(&[])];
-        let raw = [fd.as_raw_fd()];
-        let cmsg = [nix_socket::ControlMessage::ScmRights(&raw)];
-        nix_socket::sendmsg::<()>(
-            a.as_raw_fd(),
-            &iov,
-            &cmsg,
-            nix_socket::MsgFlags::empty(),
-            None,
-        )
-        .expect("sendmsg");
+        send_raw(&a, &[], &[a.as_fd()]);
         drop(a);
         let mut buf = [0u8; 4];
         let mut fds = Vec::new();
@@ -804,16 +735,7 @@ mod tests {
         drop(fds);
         // ...and without room for the fd, MSG_CTRUNC still proves it.
         let (a, b) = socketpair_seqpacket().expect("socketpair");
-        let raw = [a.as_raw_fd()];
-        let cmsg = [nix_socket::ControlMessage::ScmRights(&raw)];
-        nix_socket::sendmsg::<()>(
-            a.as_raw_fd(),
-            &iov,
-            &cmsg,
-            nix_socket::MsgFlags::empty(),
-            None,
-        )
-        .expect("sendmsg");
+        send_raw(&a, &[], &[a.as_fd()]);
         drop(a);
         let r = recv(&b, &mut buf);
         assert_eq!(
@@ -869,7 +791,7 @@ mod tests {
             Sent::Complete
         );
         let err = send_record(&a, &big, &[]).expect_err("one byte too many");
-        assert_eq!(err.raw_os_error(), Some(libc::EMSGSIZE));
+        assert_eq!(err.raw_os_error(), Some(Errno::MSGSIZE.raw_os_error()));
         let mut buf = vec![0u8; max + 1];
         assert_eq!(recv(&b, &mut buf), data(max));
 

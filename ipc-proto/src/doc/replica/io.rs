@@ -1,6 +1,7 @@
 //! A replica's configuration, inputs, outputs and events.
 
-use super::super::{DocLimits, PatchId, Refusal, RejectReason, Scope, Update};
+use super::super::types::{DocLimits, PatchId, Refusal, RejectReason, Scope};
+use super::super::update::Update;
 use crate::ids::NodeId;
 use crate::wire::DocMsg;
 

@@ -6,11 +6,14 @@ use std::time::Instant;
 use serde_json::Value;
 use tracing::{debug, trace, warn};
 
+use super::path::Path;
 use super::state::Seen;
-use super::{
-    ApplyContext, DocError, DocLimits, DocState, Log, MAX_DEPTH, Marks, PatchId, Path,
-    RejectReason, Scope, Update, check_value, deeper_than, json_len,
+use super::state::{DocState, Log, Marks};
+use super::types::{
+    DocError, DocLimits, MAX_DEPTH, PatchId, RejectReason, Scope, check_value, deeper_than,
+    json_len,
 };
+use super::update::{ApplyContext, Update};
 use crate::ids::NodeId;
 use crate::wire::doc::{chunked, decode_body, encode_body, patch_len};
 use crate::wire::{DocMsg, WitnessStats, decode_doc};

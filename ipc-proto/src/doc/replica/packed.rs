@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::super::{DocLimits, DocState, Update};
+use super::super::state::DocState;
+use super::super::types::DocLimits;
+use super::super::update::Update;
 use crate::ids::NodeId;
 use crate::wire::doc::{decode_body, encode_body};
 

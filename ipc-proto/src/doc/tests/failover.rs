@@ -325,7 +325,7 @@ fn a_brand_new_group_creates_on_settle_and_a_timeout_settles_without_it() {
     let open = |name: &str| {
         let body = crate::wire::doc::encode_body(
             &Default::default(),
-            &crate::doc::Log::empty(0),
+            &crate::doc::state::Log::empty(0),
             &json!({"x": 1}),
         );
         DocMsg::Open {

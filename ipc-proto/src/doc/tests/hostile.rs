@@ -26,8 +26,11 @@ fn expect_misbehaved(net: &mut Net, peer: PeerId) {
 #[test]
 fn hostile_replica_messages_close_only_that_link() {
     let update = crate::doc::Update::parse(&json!({"$inc": {"n": 1}})).expect("valid");
-    let body =
-        crate::wire::doc::encode_body(&Default::default(), &crate::doc::Log::empty(0), &json!({}));
+    let body = crate::wire::doc::encode_body(
+        &Default::default(),
+        &crate::doc::state::Log::empty(0),
+        &json!({}),
+    );
     let cases: Vec<(&str, Vec<Vec<u8>>)> = vec![
         ("garbage", vec![vec![0xff, 1, 2]]),
         ("oversized", vec![vec![2; 70_000]]),

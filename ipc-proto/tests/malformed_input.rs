@@ -1,6 +1,6 @@
-//! Hostile and broken input, one test per case (STYLE.md §6): hand-written nasty inputs, and
-//! every crash the fuzzers (`fuzz/`) have found. A crash not fixed yet is an `#[ignore]`d test
-//! saying what it does, where it was found and why it happens; un-ignore it with the fix.
+//! Hostile and broken input, one test per case: hand-written nasty inputs, and every crash the
+//! fuzzers (`fuzz/`) have found. A crash not fixed yet is an `#[ignore]`d test saying what it
+//! does, where it was found and why it happens; un-ignore it with the fix.
 
 use std::time::{Duration, Instant};
 

@@ -133,13 +133,46 @@ impl SubscriptionOptions {
     }
 
     /// The terms a subscriber states to its publishers.
-    pub fn terms(&self) -> super::Terms {
-        super::Terms {
+    pub fn terms(&self) -> Terms {
+        Terms {
             policy: self.policy,
             depth: self.depth.max(1),
             max_payload: self.max_payload,
         }
     }
+}
+
+/// What a node subscribes to, and how its queue is to be treated.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub struct Terms {
+    /// What to do when the queue is full.
+    pub policy: Policy,
+    /// How many messages the queue holds.
+    pub depth: u32,
+    /// The largest payload the subscriber takes (checked by the subscriber, before mapping;
+    /// not sent to publishers). Default [`DEFAULT_MAX_PAYLOAD`].
+    pub max_payload: u64,
+}
+
+impl Default for Terms {
+    fn default() -> Self {
+        Self {
+            policy: Policy::DropOldest,
+            depth: 64,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+        }
+    }
+}
+
+impl Terms {
+    /// What a publisher assumes of a subscriber until it states its terms: hold back (1 s at
+    /// most) rather than drop, so that the first messages of a `Block` subscription are not
+    /// lost while its terms are on their way.
+    pub const UNKNOWN: Self = Self {
+        policy: Policy::Block { timeout_ms: 1000 },
+        depth: 64,
+        max_payload: DEFAULT_MAX_PAYLOAD,
+    };
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::SegmentId;
+use super::payload::SegmentId;
 
 /// The smallest segment: one page.
 pub const MIN_SEGMENT: u64 = 4096;

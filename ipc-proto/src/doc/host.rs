@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tracing::{debug, trace, warn};
 
+use super::state::DocState;
 use super::state::Seen;
-use super::{DocError, DocLimits, DocState, Refusal, RejectReason};
+use super::types::{DocError, DocLimits, Refusal, RejectReason};
 use crate::ids::{NodeId, PeerId};
 use crate::wire::doc::{chunked, decode_body, encode_body};
 use crate::wire::{DocMsg, decode_doc};
@@ -724,7 +725,7 @@ impl DocHost {
         seq: u64,
         base: u64,
         wall_ms: u64,
-        update: super::Update,
+        update: super::update::Update,
     ) {
         let doc = self
             .docs

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, VecDeque};
 use serde_json::Value;
 
 use super::path::Path;
+use super::types::{DocLimits, HOLE_WINDOW, RejectReason, check_value};
 use super::update::{ApplyContext, Update};
-use super::{DocLimits, HOLE_WINDOW, RejectReason, check_value};
 use crate::ids::NodeId;
 
 /// What a host's records say about one patch of an origin.

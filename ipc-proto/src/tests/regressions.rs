@@ -1,5 +1,5 @@
 //! One regression test per known defect of the original C++ design that lives in the protocol
-//! (`shared/research/seeds.md` §1.13; the numbers below are its items). Defects of its threads,
+//! (the numbers below are those of our list of its defects). Defects of its threads,
 //! sockets and locks belong to the drivers and are tested there.
 
 use std::time::{Duration, Instant};

@@ -5,8 +5,8 @@ use bincode::error::DecodeError as BincodeError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::Limits;
 use super::frame::{Frame, Hello, OwnChange, PROTOCOL_VERSION};
+use super::limits::Limits;
 use crate::error::DecodeError;
 use crate::topology::{Change, Record};
 

@@ -1,7 +1,8 @@
 //! Cuts a byte stream, in any chunking, into frames.
 
 use super::codec::{HEADER, decode};
-use super::{Frame, Limits};
+use super::frame::Frame;
+use super::limits::Limits;
 use crate::error::DecodeError;
 
 /// Reassembles frames from bytes that arrive in any chunking.

@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use super::codec::{body, whole};
-use crate::doc::{
-    DocLimits, DocState, Log, LogEntry, MAX_DEPTH, Mark, Marks, Path, Refusal, RejectReason,
-    Update, deeper_than,
-};
+use crate::doc::path::Path;
+use crate::doc::state::{DocState, Log, LogEntry, Mark, Marks};
+use crate::doc::types::{DocLimits, MAX_DEPTH, Refusal, RejectReason, deeper_than};
+use crate::doc::update::Update;
 use crate::error::DecodeError;
 use crate::ids::NodeId;
 

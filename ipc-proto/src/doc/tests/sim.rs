@@ -287,7 +287,7 @@ fn run(seed: u64) -> Result<Outcome, String> {
     let host_value = host.value(DOC).ok_or("the host has no document")?.clone();
     let version = host.version(DOC).unwrap_or(0);
     outcome.max_version = version;
-    outcome.largest = crate::doc::json_len(&host_value);
+    outcome.largest = crate::doc::types::json_len(&host_value);
     let empty = BTreeMap::new();
     let history = net.canonical.get(DOC).unwrap_or(&empty);
     if history.keys().copied().ne(1..=version) {

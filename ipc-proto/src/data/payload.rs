@@ -1,0 +1,166 @@
+//! Segments and payloads as the driver and the application see them: what is published,
+//! received and delivered.
+
+use std::sync::Arc;
+
+use crate::ids::{NodeId, PeerId};
+use crate::wire::SlotRef;
+
+/// A memory segment as the driver knows it: a fresh memfd, a pool segment, or a segment
+/// received from a publisher.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct SegmentId(pub u64);
+
+/// Links this machine opens (to subscribers) carry ids with this bit set; the driver numbers
+/// the links it accepts (from publishers) below it.
+pub const OUTGOING: u64 = 1 << 63;
+
+/// The seals a received memfd carries, as the driver read them (`F_GET_SEALS`).
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Default)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct Seals {
+    /// `F_SEAL_SHRINK`.
+    pub shrink: bool,
+    /// `F_SEAL_GROW`.
+    pub grow: bool,
+    /// `F_SEAL_WRITE`.
+    pub write: bool,
+    /// `F_SEAL_FUTURE_WRITE`.
+    pub future_write: bool,
+}
+
+/// A segment received with a record: verified by the driver to be a memfd that cannot shrink,
+/// so that mapping it is safe, and registered under `segment`.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub struct ReceivedSegment {
+    /// The driver's handle.
+    pub segment: SegmentId,
+    /// Its size (`fstat`).
+    pub size: u64,
+    /// Its seals.
+    pub seals: Seals,
+}
+
+/// A payload to publish.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Payload {
+    /// The bytes, sent in the frame.
+    Inline(Vec<u8>),
+    /// A fresh memfd holding the payload, sealed against writing, growing and shrinking.
+    Fresh {
+        /// The segment.
+        segment: SegmentId,
+        /// The payload's length.
+        len: u64,
+    },
+    /// A range of a pool segment (sealed against growing, shrinking and new writers).
+    Pooled {
+        /// The segment.
+        segment: SegmentId,
+        /// The segment's size.
+        size: u64,
+        /// Where the payload starts.
+        offset: u64,
+        /// The payload's length.
+        len: u64,
+    },
+}
+
+impl Payload {
+    /// The segment holding the payload, if any.
+    pub fn segment(&self) -> Option<SegmentId> {
+        match self {
+            Self::Inline(_) => None,
+            Self::Fresh { segment, .. } | Self::Pooled { segment, .. } => Some(*segment),
+        }
+    }
+
+    /// The payload's length.
+    pub fn len(&self) -> u64 {
+        match self {
+            Self::Inline(b) => b.len() as u64,
+            Self::Fresh { len, .. } | Self::Pooled { len, .. } => *len,
+        }
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The way the payload travels, for reports.
+    pub fn mode(&self) -> Mode {
+        match self {
+            Self::Inline(_) => Mode::Inline,
+            Self::Fresh { .. } => Mode::Fresh,
+            Self::Pooled { .. } => Mode::Pooled,
+        }
+    }
+}
+
+/// How a payload travels.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
+pub enum Mode {
+    /// In the frame.
+    Inline,
+    /// In a fresh memfd per message.
+    Fresh,
+    /// In a pool segment.
+    Pooled,
+}
+
+impl Mode {
+    /// `inline`, `fresh` or `pooled`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Inline => "inline",
+            Self::Fresh => "fresh",
+            Self::Pooled => "pooled",
+        }
+    }
+}
+
+/// A payload delivered to this node.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Delivered {
+    /// The bytes.
+    Inline(Vec<u8>),
+    /// The first `len` bytes of a fresh segment, now the driver's to map and close.
+    Fresh {
+        /// The segment.
+        segment: SegmentId,
+        /// The payload's length.
+        len: u64,
+    },
+    /// A range of a pool segment; give it back with [`DataCmd::Release`] once read.
+    ///
+    /// [`DataCmd::Release`]: super::DataCmd::Release
+    Pooled {
+        /// The segment (the driver's handle, mapped once).
+        segment: SegmentId,
+        /// Where the payload starts.
+        offset: u64,
+        /// The payload's length.
+        len: u64,
+        /// What to give back.
+        slot: SlotRef,
+    },
+}
+
+/// A message for a local subscription.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Delivery {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The publishing node.
+    pub publisher: NodeId,
+    /// The publisher's sequence number for the topic.
+    pub seq: u64,
+    /// The link it came on ([`LOCAL`] for this node's own messages).
+    pub peer: PeerId,
+    /// The payload.
+    pub payload: Delivered,
+}
+
+/// The pseudo-link of messages this node delivers to itself.
+pub const LOCAL: PeerId = PeerId(u64::MAX);

@@ -1,0 +1,330 @@
+//! The [`DataPlane`] machine: its state, getters, inputs and outputs; the publisher side,
+//! the subscriber side and the links are in `publisher`, `subscriber` and `links`.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::error::CmdError;
+use crate::ids::{Credentials, NodeId, PeerId};
+use crate::wire::{DataStats, GuardStats, TopicStats, WitnessStats};
+
+use super::io::{DataConfig, DataInput, DataOutput, Room};
+use super::options::Terms;
+use super::payload::{ReceivedSegment, SegmentId};
+use super::routes::{Ident, Routes};
+
+/// A message waiting to be handed to a link's socket.
+#[derive(Debug)]
+pub(super) struct Queued {
+    /// A topic binding: it waits until this node's view shows the topic announced (the
+    /// subscriber checks the binding against its own view).
+    pub(super) bind: Option<Arc<str>>,
+    pub(super) topic: Option<Arc<str>>,
+    pub(super) bytes: Vec<u8>,
+    pub(super) attach: Option<SegmentId>,
+    /// Pooled: the range the subscriber will hold once sent.
+    pub(super) slot: Option<(SegmentId, u64)>,
+    /// Fresh: the segment whose reference goes once sent.
+    pub(super) fresh: Option<SegmentId>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub(super) messages: u64,
+    pub(super) dropped: u64,
+    pub(super) missed: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum OutState {
+    Connecting,
+    Up,
+    Blocked,
+    /// The link failed; retry at this time (while the subscriber is routed).
+    Retry(Instant),
+}
+
+/// A link to a subscriber.
+#[derive(Debug)]
+pub(super) struct OutLink {
+    pub(super) node: NodeId,
+    pub(super) addr: String,
+    pub(super) state: OutState,
+    pub(super) attempts: u32,
+    pub(super) topic_ids: BTreeMap<Arc<str>, u32>,
+    /// The last topic id bound on this link (ids are never reused on a link).
+    pub(super) last_topic_id: u32,
+    pub(super) offered: BTreeSet<SegmentId>,
+    pub(super) terms: BTreeMap<String, Terms>,
+    pub(super) queue: VecDeque<Queued>,
+    /// Pooled ranges the subscriber holds: (our segment, offset) -> topic.
+    pub(super) held: BTreeMap<(SegmentId, u64), Arc<str>>,
+    /// Messages in flight per topic: queued plus held.
+    pub(super) in_flight: BTreeMap<Arc<str>, u32>,
+    pub(super) counters: BTreeMap<Arc<str>, Counters>,
+}
+
+/// A link from a publisher (or a stats request).
+#[derive(Debug)]
+pub(super) struct InLink {
+    pub(super) cred: Option<Credentials>,
+    /// Records held until the view shows who the publisher is or what it announced: since
+    /// when, and why.
+    pub(super) unverified: Option<(Instant, String)>,
+    pub(super) held: VecDeque<(Vec<u8>, Vec<ReceivedSegment>)>,
+    pub(super) held_bytes: usize,
+    /// The link went down with records held: they still count (a publisher that published
+    /// and left at once), and the link is forgotten once they are checked.
+    pub(super) down: bool,
+    pub(super) publisher: Option<NodeId>,
+    pub(super) topics: BTreeMap<u32, Arc<str>>,
+    /// Wire id -> (our handle, size).
+    pub(super) segments: BTreeMap<u64, (SegmentId, u64)>,
+    pub(super) last_seq: BTreeMap<Arc<str>, u64>,
+    pub(super) counters: BTreeMap<Arc<str>, Counters>,
+}
+
+/// What [`DataPlane::verify`] makes of a publisher's frame.
+#[derive(Debug)]
+pub(super) enum Check {
+    Valid,
+    /// The view does not show it yet.
+    Wait(String),
+    /// A protocol violation.
+    Invalid(String),
+}
+
+/// The data-plane machine (see the module docs).
+#[derive(Debug)]
+pub struct DataPlane {
+    pub(super) config: DataConfig,
+    pub(super) last_now: Instant,
+    pub(super) routes: Routes,
+    pub(super) advertised: BTreeSet<Arc<str>>,
+    pub(super) taken: BTreeMap<Arc<str>, Terms>,
+    pub(super) seq: BTreeMap<Arc<str>, u64>,
+    pub(super) out_links: BTreeMap<PeerId, OutLink>,
+    pub(super) by_node: BTreeMap<NodeId, PeerId>,
+    pub(super) next_out: u64,
+    pub(super) in_links: BTreeMap<PeerId, InLink>,
+    /// References to this node's segments: queued, held by subscribers, or delivered locally.
+    pub(super) refs: BTreeMap<SegmentId, usize>,
+    /// Local deliveries of pooled payloads not released yet: (segment, offset) count.
+    pub(super) local_held: BTreeMap<(SegmentId, u64), usize>,
+    pub(super) room: BTreeMap<Arc<str>, Room>,
+    pub(super) rejected: u64,
+    /// What this node refused to stay bounded (the member counts its links' part here too).
+    pub(crate) guard: GuardStats,
+    /// What this node keeps as a document witness (the member keeps it current).
+    pub(crate) witness: WitnessStats,
+    pub(super) refused: u64,
+    /// Every node the routes showed, and since when it is gone from them (kept for
+    /// [`DataConfig::verify_timeout`]): a publisher's records may arrive after the hub's word
+    /// that it left (it published, then left at once).
+    pub(super) known: BTreeMap<NodeId, (Ident, Option<Instant>)>,
+    /// Topic bindings wait for this node's own announcement (until it leaves).
+    pub(super) gated: bool,
+    pub(super) out: VecDeque<DataOutput>,
+}
+
+impl DataPlane {
+    /// A data plane for `config.node`, with no links yet.
+    pub fn new(config: DataConfig, now: Instant) -> Self {
+        Self {
+            config,
+            last_now: now,
+            routes: Routes::default(),
+            advertised: BTreeSet::new(),
+            taken: BTreeMap::new(),
+            seq: BTreeMap::new(),
+            out_links: BTreeMap::new(),
+            by_node: BTreeMap::new(),
+            next_out: 0,
+            in_links: BTreeMap::new(),
+            refs: BTreeMap::new(),
+            local_held: BTreeMap::new(),
+            room: BTreeMap::new(),
+            rejected: 0,
+            guard: GuardStats::default(),
+            witness: WitnessStats::default(),
+            refused: 0,
+            known: BTreeMap::new(),
+            gated: true,
+            out: VecDeque::new(),
+        }
+    }
+
+    // ---- getters ----
+
+    /// The counters, for `status`.
+    pub fn stats(&self) -> DataStats {
+        let mut s = DataStats {
+            rejected: self.rejected,
+            guard: self.guard,
+            witness: self.witness,
+            ..DataStats::default()
+        };
+        for l in self.out_links.values() {
+            for (topic, c) in &l.counters {
+                s.published.push(TopicStats {
+                    topic: topic.to_string(),
+                    peer: Some(l.node),
+                    messages: c.messages,
+                    dropped: c.dropped,
+                    missed: 0,
+                    in_flight: u64::from(l.in_flight.get(topic).copied().unwrap_or(0)),
+                });
+            }
+        }
+        for l in self.in_links.values() {
+            for (topic, c) in &l.counters {
+                s.received.push(TopicStats {
+                    topic: topic.to_string(),
+                    peer: l.publisher,
+                    messages: c.messages,
+                    dropped: c.dropped,
+                    missed: c.missed,
+                    in_flight: 0,
+                });
+            }
+        }
+        s
+    }
+
+    /// The subscribers this node has a link to (or is opening one to).
+    pub fn subscribers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.by_node.keys().copied()
+    }
+
+    /// How many more messages of `topic` its `Block` subscribers can take (`None`: no limit).
+    pub fn room(&self, topic: &str) -> Option<Room> {
+        self.room.get(topic).copied()
+    }
+
+    /// Whether `peer` is past its `Hello` (or is no link from a publisher any more: it asked
+    /// for the stats and was answered, or it is gone).
+    pub(crate) fn is_greeted(&self, peer: PeerId) -> bool {
+        self.in_links
+            .get(&peer)
+            .is_none_or(|l| l.publisher.is_some())
+    }
+
+    /// Whether any link's records are held until the view vouches for them (for the fuzzing
+    /// harness).
+    #[cfg(feature = "arbitrary")]
+    pub(crate) fn has_held(&self) -> bool {
+        self.in_links.values().any(|l| l.unverified.is_some())
+    }
+
+    /// Whether records from `peer` are held until the view shows who it is or what it
+    /// announced (for the fuzzing harness).
+    #[cfg(feature = "arbitrary")]
+    pub(crate) fn is_unverified(&self, peer: PeerId) -> bool {
+        self.in_links
+            .get(&peer)
+            .is_some_and(|l| l.unverified.is_some())
+    }
+
+    /// How many links were refused for their credentials ([`DataEvt::PeerRefused`]).
+    ///
+    /// [`DataEvt::PeerRefused`]: super::DataEvt::PeerRefused
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// How many segment references the machine holds (for leak checks).
+    pub fn segment_refs(&self) -> usize {
+        self.refs.values().sum()
+    }
+
+    // ---- inputs ----
+
+    /// Feeds one input. `Err` only for an invalid command; nothing a peer does is an error.
+    pub fn handle(&mut self, now: Instant, input: DataInput<'_>) -> Result<(), CmdError> {
+        let now = self.advance(now);
+        match input {
+            DataInput::Cmd(cmd) => return self.on_cmd(now, cmd),
+            DataInput::PeerUp { peer, cred } => self.on_peer_up(now, peer, cred),
+            DataInput::PeerDown(peer) => self.on_peer_down(now, peer),
+            DataInput::Record {
+                peer,
+                data,
+                segments,
+            } => self.on_record(now, peer, data, segments),
+            DataInput::Blocked(peer) => {
+                if let Some(l) = self.out_links.get_mut(&peer)
+                    && l.state == OutState::Up
+                {
+                    l.state = OutState::Blocked;
+                }
+            }
+            DataInput::Rejected { peer, reason } => self.misbehaved(peer, reason, &[]),
+            DataInput::Writable(peer) => {
+                if let Some(l) = self.out_links.get_mut(&peer)
+                    && l.state == OutState::Blocked
+                {
+                    l.state = OutState::Up;
+                    self.flush(peer);
+                    // What left the queue is no longer in flight: `Block` publishers may go on.
+                    self.update_blocked(now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Retries links whose time has come; early calls do nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.advance(now);
+        let timeout = self.config.verify_timeout;
+        let overdue: Vec<(PeerId, String)> = self
+            .in_links
+            .iter()
+            .filter_map(|(p, l)| match &l.unverified {
+                Some((since, why)) if *since + timeout <= now => Some((*p, why.clone())),
+                _ => None,
+            })
+            .collect();
+        for (peer, why) in overdue {
+            let reason = format!("{why}, still after {timeout:?}");
+            self.misbehaved(peer, reason, &[]);
+        }
+        let due: Vec<PeerId> = self
+            .out_links
+            .iter()
+            .filter(|(_, l)| matches!(l.state, OutState::Retry(at) if at <= now))
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            let l = self.out_links.get_mut(&peer).expect("listed above");
+            l.state = OutState::Connecting;
+            let addr = l.addr.clone();
+            self.out.push_back(DataOutput::Connect { peer, addr });
+        }
+    }
+
+    /// The next thing for the driver to do; drain until `None`.
+    pub fn poll_output(&mut self) -> Option<DataOutput> {
+        self.out.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let timeout = self.config.verify_timeout;
+        let retries = self.out_links.values().filter_map(|l| match l.state {
+            OutState::Retry(at) => Some(at),
+            _ => None,
+        });
+        let verify = self
+            .in_links
+            .values()
+            .filter_map(|l| l.unverified.as_ref().map(|(since, _)| *since + timeout));
+        retries.chain(verify).min()
+    }
+
+    fn advance(&mut self, now: Instant) -> Instant {
+        self.last_now = self.last_now.max(now);
+        self.last_now
+    }
+}

@@ -1,0 +1,590 @@
+//! The publisher side of the [`DataPlane`]: commands, routing, publishing, queues and flow
+//! control, and the frames subscribers send back.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, trace};
+
+use crate::error::CmdError;
+use crate::ids::{NodeId, PeerId};
+use crate::wire::{DataFrame, MessageHeader, Policy, SlotRef, encode_data};
+
+use super::io::{DataCmd, DataEvt, DataOutput, Room};
+use super::options::Terms;
+use super::payload::{Delivered, Delivery, LOCAL, OUTGOING, Payload, ReceivedSegment, SegmentId};
+use super::plane::{DataPlane, OutLink, OutState, Queued};
+
+impl DataPlane {
+    // ---- commands ----
+
+    pub(super) fn on_cmd(&mut self, now: Instant, cmd: DataCmd) -> Result<(), CmdError> {
+        match cmd {
+            DataCmd::Routes(routes) => {
+                self.routes = routes;
+                self.remember(now);
+                self.reroute(now);
+                // Topic bindings whose announcement is now in may go out; records held from
+                // publishers may now check out.
+                self.flush_all(now);
+                self.replay_held(now);
+            }
+            DataCmd::Advertise { topic } => {
+                self.check_topic(&topic)?;
+                self.advertised.insert(Arc::from(topic));
+                self.reroute(now);
+            }
+            DataCmd::Withdraw { topic } => {
+                self.advertised.remove(topic.as_str());
+                self.reroute(now);
+                // A binding still waiting for its announcement goes, with its messages.
+                self.flush_all(now);
+            }
+            DataCmd::Take { topic, terms } => {
+                self.check_topic(&topic)?;
+                let topic: Arc<str> = Arc::from(topic);
+                self.taken.insert(Arc::clone(&topic), terms);
+                // Tell the publishers we already hear from.
+                let frame = DataFrame::Terms {
+                    topic: topic.to_string(),
+                    policy: terms.policy,
+                    depth: terms.depth,
+                };
+                let bytes = encode_data(&frame, &[]);
+                let peers: Vec<PeerId> = self
+                    .in_links
+                    .iter()
+                    .filter(|(_, l)| l.publisher.is_some())
+                    .map(|(p, _)| *p)
+                    .collect();
+                for peer in peers {
+                    self.out.push_back(DataOutput::Transmit {
+                        peer,
+                        bytes: bytes.clone(),
+                        attach: None,
+                    });
+                }
+            }
+            DataCmd::Leave { topic } => {
+                self.taken.remove(topic.as_str());
+            }
+            DataCmd::Publish {
+                topic,
+                payload,
+                expired,
+            } => {
+                let Some(topic) = self.advertised.get(topic.as_str()).cloned() else {
+                    return Err(CmdError::Invalid {
+                        what: "topic",
+                        reason: format!("`{topic}` is not advertised"),
+                    });
+                };
+                self.publish(now, topic, payload, expired);
+            }
+            DataCmd::Release { peer, slots } => self.release_received(peer, slots),
+            DataCmd::Retire { segment } => {
+                let bytes = encode_data(&DataFrame::Retire { id: segment.0 }, &[]);
+                let peers: Vec<PeerId> = self
+                    .out_links
+                    .iter()
+                    .filter(|(_, l)| l.offered.contains(&segment))
+                    .map(|(p, _)| *p)
+                    .collect();
+                for peer in peers {
+                    let l = self.out_links.get_mut(&peer).expect("listed above");
+                    l.offered.remove(&segment);
+                    l.queue.push_back(Queued {
+                        bind: None,
+                        topic: None,
+                        bytes: bytes.clone(),
+                        attach: None,
+                        slot: None,
+                        fresh: None,
+                    });
+                    self.flush(peer);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_topic(&self, topic: &str) -> Result<(), CmdError> {
+        if topic.is_empty() || topic.len() > self.config.limits.max_name {
+            let reason = format!(
+                "{} bytes (1 to {} allowed)",
+                topic.len(),
+                self.config.limits.max_name
+            );
+            return Err(CmdError::Invalid {
+                what: "topic name",
+                reason,
+            });
+        }
+        Ok(())
+    }
+
+    /// Opens links to subscribers of what this node publishes; closes links nobody needs.
+    fn reroute(&mut self, now: Instant) {
+        let me = self.config.node;
+        let wanted: BTreeSet<NodeId> = self
+            .advertised
+            .iter()
+            .flat_map(|t| self.routes.subscribers(t))
+            .filter(|n| *n != me)
+            .collect();
+        let gone: Vec<NodeId> = self
+            .by_node
+            .keys()
+            .filter(|n| !wanted.contains(n))
+            .copied()
+            .collect();
+        for node in gone {
+            let peer = self.by_node[&node];
+            debug!(%node, "no topic to send there any more: closing the data link");
+            let up = matches!(
+                self.out_links[&peer].state,
+                OutState::Up | OutState::Blocked
+            );
+            if up {
+                // What waited for this node's announcement goes ahead of the goodbye: the
+                // announcement reached the hub before the retraction.
+                let gated = std::mem::replace(&mut self.gated, false);
+                self.flush(peer);
+                self.gated = gated;
+                self.out.push_back(DataOutput::Transmit {
+                    peer,
+                    bytes: encode_data(&DataFrame::Goodbye, &[]),
+                    attach: None,
+                });
+            }
+            self.drop_out_link(peer);
+            self.out.push_back(DataOutput::Disconnect(peer));
+        }
+        for node in wanted {
+            if self.by_node.contains_key(&node) {
+                continue;
+            }
+            let Some(addr) = self.routes.addrs.get(&node).cloned() else {
+                continue;
+            };
+            self.next_out += 1;
+            let peer = PeerId(OUTGOING | self.next_out);
+            debug!(%node, %addr, %peer, "opening a data link");
+            self.by_node.insert(node, peer);
+            self.out_links.insert(
+                peer,
+                OutLink {
+                    node,
+                    addr: addr.clone(),
+                    state: OutState::Connecting,
+                    attempts: 0,
+                    topic_ids: BTreeMap::new(),
+                    last_topic_id: 0,
+                    offered: BTreeSet::new(),
+                    terms: BTreeMap::new(),
+                    queue: VecDeque::new(),
+                    held: BTreeMap::new(),
+                    in_flight: BTreeMap::new(),
+                    counters: BTreeMap::new(),
+                },
+            );
+            self.out.push_back(DataOutput::Connect { peer, addr });
+        }
+        self.update_blocked(now);
+    }
+
+    fn publish(&mut self, now: Instant, topic: Arc<str>, payload: Payload, expired: bool) {
+        let seq = {
+            let s = self.seq.entry(Arc::clone(&topic)).or_insert(0);
+            *s += 1;
+            *s
+        };
+        let header = MessageHeader { topic: 0, seq };
+        let segment = payload.segment();
+        // Publishing holds a reference across the fan-out: whoever takes the payload holds
+        // one too, and a payload nobody takes is released when this one goes.
+        if let Some(seg) = segment {
+            *self.refs.entry(seg).or_insert(0) += 1;
+        }
+        let targets: Vec<PeerId> = self
+            .routes
+            .subscribers(&topic)
+            .filter_map(|n| self.by_node.get(&n).copied())
+            .collect();
+        for peer in targets {
+            self.enqueue(peer, &topic, header, &payload, expired);
+        }
+        if self.config.self_delivery && self.taken.contains_key(&topic) {
+            let delivered = match &payload {
+                Payload::Inline(b) => Delivered::Inline(b.clone()),
+                // The driver keeps a fresh segment alive while any message maps it.
+                Payload::Fresh { segment, len } => Delivered::Fresh {
+                    segment: *segment,
+                    len: *len,
+                },
+                Payload::Pooled {
+                    segment,
+                    offset,
+                    len,
+                    ..
+                } => {
+                    *self.refs.entry(*segment).or_insert(0) += 1;
+                    *self.local_held.entry((*segment, *offset)).or_insert(0) += 1;
+                    let slot = SlotRef {
+                        segment: segment.0,
+                        offset: *offset,
+                    };
+                    Delivered::Pooled {
+                        segment: *segment,
+                        offset: *offset,
+                        len: *len,
+                        slot,
+                    }
+                }
+            };
+            let publisher = self.config.node;
+            self.out.push_back(DataOutput::Deliver(Delivery {
+                topic: Arc::clone(&topic),
+                publisher,
+                seq,
+                peer: LOCAL,
+                payload: delivered,
+            }));
+        }
+        if let Some(seg) = segment {
+            self.unref(seg);
+        }
+        self.update_blocked(now);
+    }
+
+    /// Queues a message for one subscriber, applying its terms; then sends what the socket takes.
+    fn enqueue(
+        &mut self,
+        peer: PeerId,
+        topic: &Arc<str>,
+        header: MessageHeader,
+        payload: &Payload,
+        expired: bool,
+    ) {
+        let default = self.config.default_terms;
+        let l = self.out_links.get_mut(&peer).expect("targets are links");
+        let terms = l.terms.get(&**topic).copied().unwrap_or(default);
+        let in_flight = l.in_flight.get(topic).copied().unwrap_or(0);
+        if in_flight >= terms.depth {
+            let drop_new = match terms.policy {
+                Policy::Block { .. } => expired,
+                Policy::DropNewest => true,
+                Policy::DropOldest => {
+                    // The oldest queued message of this topic makes room, if there is one.
+                    match l.queue.iter().position(|q| q.topic.as_ref() == Some(topic)) {
+                        Some(i) => {
+                            let q = l.queue.remove(i).expect("position is in range");
+                            *l.in_flight.get_mut(topic).expect("in flight") -= 1;
+                            l.counters.entry(Arc::clone(topic)).or_default().dropped += 1;
+                            let freed = q.slot.map(|(s, _)| s).or(q.fresh);
+                            if let Some(seg) = freed {
+                                self.unref(seg);
+                            }
+                            false
+                        }
+                        None => true,
+                    }
+                }
+            };
+            if drop_new {
+                let l = self.out_links.get_mut(&peer).expect("checked");
+                l.counters.entry(Arc::clone(topic)).or_default().dropped += 1;
+                trace!(%peer, %topic, seq = header.seq, "dropped for a full subscriber");
+                return;
+            }
+        }
+        let l = self.out_links.get_mut(&peer).expect("checked");
+        // Bind the topic on this link the first time.
+        let next_id = l.last_topic_id + 1;
+        let id = *l.topic_ids.entry(Arc::clone(topic)).or_insert_with(|| {
+            l.last_topic_id = next_id;
+            l.queue.push_back(Queued {
+                bind: Some(Arc::clone(topic)),
+                topic: None,
+                bytes: encode_data(
+                    &DataFrame::Topic {
+                        id: next_id,
+                        topic: topic.to_string(),
+                    },
+                    &[],
+                ),
+                attach: None,
+                slot: None,
+                fresh: None,
+            });
+            next_id
+        });
+        let header = MessageHeader {
+            topic: id,
+            ..header
+        };
+        let (frame, data, attach, slot, fresh) = match payload {
+            Payload::Inline(b) => (DataFrame::Inline(header), &b[..], None, None, None),
+            Payload::Fresh { segment, len } => (
+                DataFrame::Fresh { header, len: *len },
+                &[][..],
+                Some(*segment),
+                None,
+                Some(*segment),
+            ),
+            Payload::Pooled {
+                segment,
+                size,
+                offset,
+                len,
+            } => {
+                if l.offered.insert(*segment) {
+                    l.queue.push_back(Queued {
+                        bind: None,
+                        topic: None,
+                        bytes: encode_data(
+                            &DataFrame::Segment {
+                                id: segment.0,
+                                size: *size,
+                            },
+                            &[],
+                        ),
+                        attach: Some(*segment),
+                        slot: None,
+                        fresh: None,
+                    });
+                }
+                let frame = DataFrame::Pooled {
+                    header,
+                    segment: segment.0,
+                    offset: *offset,
+                    len: *len,
+                };
+                (frame, &[][..], None, Some((*segment, *offset)), None)
+            }
+        };
+        l.queue.push_back(Queued {
+            bind: None,
+            topic: Some(Arc::clone(topic)),
+            bytes: encode_data(&frame, data),
+            attach,
+            slot,
+            fresh,
+        });
+        *l.in_flight.entry(Arc::clone(topic)).or_insert(0) += 1;
+        if let Some(seg) = payload.segment() {
+            *self.refs.entry(seg).or_insert(0) += 1;
+        }
+        self.flush(peer);
+    }
+
+    /// Takes in who the routes show: a node's identity and the topics it announced are
+    /// remembered while it is shown and for [`DataConfig::verify_timeout`] after.
+    fn remember(&mut self, now: Instant) {
+        for (id, n) in &self.routes.nodes {
+            match self.known.get_mut(id) {
+                Some((k, gone)) if k.uid == n.uid && k.pid == n.pid => {
+                    k.publishes.extend(n.publishes.iter().cloned());
+                    *gone = None;
+                }
+                _ => {
+                    self.known.insert(*id, (n.clone(), None));
+                }
+            }
+        }
+        let timeout = self.config.verify_timeout;
+        let shown = &self.routes.nodes;
+        self.known.retain(|id, (_, gone)| {
+            if !shown.contains_key(id) {
+                gone.get_or_insert(now);
+            }
+            gone.is_none_or(|t| t + timeout > now)
+        });
+    }
+
+    /// This node is leaving: topic bindings go out without waiting for its announcements
+    /// (they were sent to the hub before its goodbye, so subscribers will see them), and
+    /// what is queued behind them with them.
+    pub(crate) fn ungate(&mut self, now: Instant) {
+        self.gated = false;
+        self.flush_all(now);
+    }
+
+    /// Flushes every link (see [`Self::flush`]), then recomputes the rooms.
+    fn flush_all(&mut self, now: Instant) {
+        let peers: Vec<PeerId> = self.out_links.keys().copied().collect();
+        for peer in peers {
+            self.flush(peer);
+        }
+        self.update_blocked(now);
+    }
+
+    /// Hands queued records to the driver while the link is up and its socket has room; a
+    /// topic binding waits until this node's view shows its announcement (subscribers check
+    /// bindings against their views).
+    pub(super) fn flush(&mut self, peer: PeerId) {
+        let Some(l) = self.out_links.get_mut(&peer) else {
+            return;
+        };
+        if l.state != OutState::Up {
+            return;
+        }
+        let me = self.config.node;
+        let mut unref = Vec::new();
+        while let Some(q) = l.queue.front() {
+            // A topic withdrawn meanwhile goes too: its announcement is on its way to the hub
+            // ahead of the retraction (a publisher that published, then dropped its topic).
+            if self.gated
+                && let Some(t) = &q.bind
+                && self.advertised.contains(t)
+                && !self.routes.announces(me, t)
+            {
+                trace!(%peer, topic = %t, "binding waits for this node's announcement");
+                break;
+            }
+            let q = l.queue.pop_front().expect("front is some");
+            if let Some(topic) = &q.topic {
+                l.counters.entry(Arc::clone(topic)).or_default().messages += 1;
+                match q.slot {
+                    // The subscriber holds the range until it releases it.
+                    Some(slot) => {
+                        l.held.insert(slot, Arc::clone(topic));
+                    }
+                    None => {
+                        *l.in_flight
+                            .get_mut(topic)
+                            .expect("queued messages are in flight") -= 1;
+                    }
+                }
+            }
+            if let Some(seg) = q.fresh {
+                unref.push(seg);
+            }
+            self.out.push_back(DataOutput::Transmit {
+                peer,
+                bytes: q.bytes,
+                attach: q.attach,
+            });
+        }
+        // The fd of a fresh payload is in the kernel's hands once transmitted... but only after
+        // the driver has sent it: the driver keeps the segment open until its send completes,
+        // so releasing our reference here is safe.
+        for seg in unref {
+            self.unref(seg);
+        }
+    }
+
+    pub(super) fn unref(&mut self, seg: SegmentId) {
+        if let Some(n) = self.refs.get_mut(&seg) {
+            *n -= 1;
+            if *n == 0 {
+                self.refs.remove(&seg);
+                self.out.push_back(DataOutput::Release(seg));
+            }
+        }
+    }
+
+    /// Recomputes each topic's room, reporting changes.
+    pub(super) fn update_blocked(&mut self, _now: Instant) {
+        let default = self.config.default_terms;
+        let mut room: BTreeMap<Arc<str>, Room> = BTreeMap::new();
+        for l in self.out_links.values() {
+            for topic in &self.advertised {
+                let subscribed = self
+                    .routes
+                    .subscribers
+                    .get(&**topic)
+                    .is_some_and(|s| s.contains(&l.node));
+                if !subscribed {
+                    continue;
+                }
+                let terms = l.terms.get(&**topic).copied().unwrap_or(default);
+                if let Policy::Block { timeout_ms } = terms.policy {
+                    let left = terms
+                        .depth
+                        .saturating_sub(l.in_flight.get(topic).copied().unwrap_or(0));
+                    let timeout = Duration::from_millis(u64::from(timeout_ms));
+                    let r = room.entry(Arc::clone(topic)).or_insert(Room {
+                        messages: left,
+                        timeout,
+                    });
+                    r.messages = r.messages.min(left);
+                    r.timeout = r.timeout.max(timeout);
+                }
+            }
+        }
+        let changed: BTreeSet<Arc<str>> = room
+            .iter()
+            .filter(|(t, r)| self.room.get(*t) != Some(r))
+            .map(|(t, _)| Arc::clone(t))
+            .chain(self.room.keys().filter(|t| !room.contains_key(*t)).cloned())
+            .collect();
+        for topic in changed {
+            let r = room.get(&topic).copied();
+            self.out.push_back(DataOutput::Evt(DataEvt::Room {
+                topic: topic.to_string(),
+                room: r,
+            }));
+        }
+        self.room = room;
+    }
+
+    /// A frame on a link to a subscriber.
+    pub(super) fn on_subscriber_frame(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        frame: DataFrame,
+        segments: &[ReceivedSegment],
+    ) {
+        match frame {
+            DataFrame::Terms {
+                topic,
+                policy,
+                depth,
+            } => {
+                let l = self.out_links.get_mut(&peer).expect("caller checked");
+                if l.terms.len() >= self.config.limits.max_topics && !l.terms.contains_key(&topic) {
+                    return self.misbehaved(peer, "too many terms".into(), segments);
+                }
+                l.terms.insert(
+                    topic,
+                    Terms {
+                        policy,
+                        depth: depth.max(1),
+                        // The subscriber checks its own maximum.
+                        max_payload: u64::MAX,
+                    },
+                );
+                self.update_blocked(now);
+            }
+            DataFrame::Release(refs) => {
+                for r in refs {
+                    let key = (SegmentId(r.segment), r.offset);
+                    let l = self.out_links.get_mut(&peer).expect("caller checked");
+                    let Some(topic) = l.held.remove(&key) else {
+                        let reason = format!("release of a range it does not hold: {r:?}");
+                        return self.misbehaved(peer, reason, segments);
+                    };
+                    *l.in_flight
+                        .get_mut(&topic)
+                        .expect("held messages are in flight") -= 1;
+                    self.unref(key.0);
+                }
+                self.update_blocked(now);
+            }
+            DataFrame::Goodbye => {
+                self.reset_out_link(peer);
+                self.out.push_back(DataOutput::Disconnect(peer));
+                if let Some(l) = self.out_links.get_mut(&peer) {
+                    l.state = OutState::Retry(now + Duration::from_secs(1));
+                }
+            }
+            other => {
+                let reason = format!("{} from a subscriber", other.name());
+                self.misbehaved(peer, reason, segments);
+            }
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! The subscriber side of the [`DataPlane`]: frames from publishers, received segments and
+//! deliveries, and the ranges given back.
+
+use std::sync::Arc;
+
+use tracing::debug;
+
+use crate::ids::PeerId;
+use crate::wire::{DataFrame, MessageHeader, SlotRef, encode_data};
+
+use super::io::DataOutput;
+use super::options::DEFAULT_MAX_PAYLOAD;
+use super::payload::{Delivered, Delivery, LOCAL, ReceivedSegment, SegmentId};
+use super::plane::DataPlane;
+use super::pool::MIN_SEGMENT;
+
+impl DataPlane {
+    /// A frame on a link from a publisher.
+    pub(super) fn on_publisher_frame(
+        &mut self,
+        peer: PeerId,
+        frame: DataFrame,
+        payload: &[u8],
+        segments: &[ReceivedSegment],
+    ) {
+        let max_topics = self.config.limits.max_topics;
+        let max_segments = self.config.limits.max_segments;
+        let l = self.in_links.get_mut(&peer).expect("caller checked");
+        if l.publisher.is_none()
+            && !matches!(frame, DataFrame::Hello { .. } | DataFrame::StatsRequest)
+        {
+            let reason = format!("{} before Hello", frame.name());
+            return self.misbehaved(peer, reason, segments);
+        }
+        match frame {
+            DataFrame::Hello { publisher } => {
+                if l.publisher.is_some() {
+                    return self.misbehaved(peer, "second Hello".into(), segments);
+                }
+                l.publisher = Some(publisher);
+                for (topic, terms) in &self.taken {
+                    let frame = DataFrame::Terms {
+                        topic: topic.to_string(),
+                        policy: terms.policy,
+                        depth: terms.depth,
+                    };
+                    self.out.push_back(DataOutput::Transmit {
+                        peer,
+                        bytes: encode_data(&frame, &[]),
+                        attach: None,
+                    });
+                }
+            }
+            DataFrame::StatsRequest => {
+                let bytes = encode_data(&DataFrame::Stats(self.stats()), &[]);
+                self.out.push_back(DataOutput::Transmit {
+                    peer,
+                    bytes,
+                    attach: None,
+                });
+                self.out.push_back(DataOutput::Disconnect(peer));
+                self.forget_in_link(peer);
+            }
+            DataFrame::Topic { id, topic } => {
+                if l.topics.len() >= max_topics || l.topics.contains_key(&id) {
+                    return self.misbehaved(
+                        peer,
+                        format!("topic id {id} bound twice or too many"),
+                        segments,
+                    );
+                }
+                l.topics.insert(id, Arc::from(topic));
+            }
+            DataFrame::Segment { id, size } => {
+                let s = segments[0];
+                let sealed =
+                    s.seals.shrink && s.seals.grow && (s.seals.future_write || s.seals.write);
+                let bound = self.max_segment();
+                if s.size > bound {
+                    let reason = format!(
+                        "segment {id} of {} bytes, larger than any payload taken here \
+                         ({bound} bytes at most)",
+                        s.size
+                    );
+                    return self.oversized(peer, reason, segments);
+                }
+                let l = self.in_links.get_mut(&peer).expect("caller checked");
+                if !sealed
+                    || s.size < size
+                    || l.segments.len() >= max_segments
+                    || l.segments.contains_key(&id)
+                {
+                    let reason = format!(
+                        "segment {id}: seals {:?}, size {} for {size}, or reused id",
+                        s.seals, s.size
+                    );
+                    return self.misbehaved(peer, reason, segments);
+                }
+                l.segments.insert(id, (s.segment, size));
+            }
+            DataFrame::Retire { id } => match l.segments.remove(&id) {
+                Some((seg, _)) => self.out.push_back(DataOutput::Release(seg)),
+                None => self.misbehaved(peer, format!("retire of unknown segment {id}"), segments),
+            },
+            DataFrame::Inline(header) => {
+                let payload = Delivered::Inline(payload.to_vec());
+                self.receive(peer, header, payload, segments);
+            }
+            DataFrame::Fresh { header, len } => {
+                let s = segments[0];
+                if !(s.seals.shrink && s.seals.grow && s.seals.write) || s.size < len {
+                    let reason = format!(
+                        "fresh payload of {len} bytes in a segment of {} with seals {:?}",
+                        s.size, s.seals
+                    );
+                    return self.misbehaved(peer, reason, segments);
+                }
+                // Checked before the driver maps anything: the segment's size, not just the
+                // length it claims (a legitimate publisher's fresh segment is its payload).
+                if let Some(max) = self.max_payload(peer, header.topic)
+                    && s.size > max
+                {
+                    let reason = format!(
+                        "fresh payload in a segment of {} bytes, larger than the \
+                         subscription's maximum of {max}",
+                        s.size
+                    );
+                    return self.oversized(peer, reason, segments);
+                }
+                self.receive(
+                    peer,
+                    header,
+                    Delivered::Fresh {
+                        segment: s.segment,
+                        len,
+                    },
+                    segments,
+                );
+            }
+            DataFrame::Pooled {
+                header,
+                segment,
+                offset,
+                len,
+            } => {
+                let Some(&(seg, size)) = l.segments.get(&segment) else {
+                    return self.misbehaved(
+                        peer,
+                        format!("message in unknown segment {segment}"),
+                        segments,
+                    );
+                };
+                if offset.checked_add(len).is_none_or(|end| end > size) {
+                    let reason =
+                        format!("range {offset}+{len} outside segment {segment} of {size} bytes");
+                    return self.misbehaved(peer, reason, segments);
+                }
+                if let Some(max) = self.max_payload(peer, header.topic)
+                    && len > max
+                {
+                    let reason = format!(
+                        "pooled payload of {len} bytes, larger than the subscription's maximum \
+                         of {max}"
+                    );
+                    return self.oversized(peer, reason, segments);
+                }
+                let slot = SlotRef { segment, offset };
+                self.receive(
+                    peer,
+                    header,
+                    Delivered::Pooled {
+                        segment: seg,
+                        offset,
+                        len,
+                        slot,
+                    },
+                    segments,
+                );
+            }
+            DataFrame::Goodbye => {
+                // The publisher closes the link (it left, or this node is no longer a
+                // subscriber): what came before was delivered; the link's segments go.
+                debug!(%peer, "a publisher closed its data link");
+                for s in segments {
+                    self.out.push_back(DataOutput::Release(s.segment));
+                }
+                self.forget_in_link(peer);
+                self.out.push_back(DataOutput::Disconnect(peer));
+            }
+            other => {
+                let reason = format!("{} from a publisher", other.name());
+                self.misbehaved(peer, reason, segments);
+            }
+        }
+    }
+
+    /// The largest payload this node takes on `peer`'s topic `id`: `None` when the topic is
+    /// not bound or not taken (the message is then refused or given back unmapped).
+    fn max_payload(&self, peer: PeerId, id: u32) -> Option<u64> {
+        let topic = self.in_links.get(&peer)?.topics.get(&id)?;
+        self.taken.get(topic).map(|t| t.max_payload)
+    }
+
+    /// The largest pool segment a publisher may offer: the size class of the largest payload
+    /// any subscription here takes ([`DEFAULT_MAX_PAYLOAD`] with none).
+    fn max_segment(&self) -> u64 {
+        let max = self
+            .taken
+            .values()
+            .map(|t| t.max_payload)
+            .max()
+            .unwrap_or(DEFAULT_MAX_PAYLOAD);
+        max.max(MIN_SEGMENT)
+            .checked_next_power_of_two()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// A payload or segment too large for this node: refused unmapped, as a violation.
+    fn oversized(&mut self, peer: PeerId, reason: String, segments: &[ReceivedSegment]) {
+        self.guard.oversized += 1;
+        self.misbehaved(peer, reason, segments);
+    }
+
+    /// Checks a message's topic and order, then delivers it (or gives it back).
+    fn receive(
+        &mut self,
+        peer: PeerId,
+        header: MessageHeader,
+        payload: Delivered,
+        segments: &[ReceivedSegment],
+    ) {
+        let l = self.in_links.get_mut(&peer).expect("caller checked");
+        let Some(topic) = l.topics.get(&header.topic).cloned() else {
+            let reason = format!("message of unbound topic {}", header.topic);
+            return self.misbehaved(peer, reason, segments);
+        };
+        let last = l.last_seq.get(&topic).copied().unwrap_or(0);
+        if header.seq <= last {
+            let reason = format!("{topic}: sequence {} after {last}", header.seq);
+            return self.misbehaved(peer, reason, segments);
+        }
+        l.last_seq.insert(Arc::clone(&topic), header.seq);
+        let c = l.counters.entry(Arc::clone(&topic)).or_default();
+        // Messages dropped at the publisher, for this subscriber or before it subscribed.
+        if last > 0 {
+            c.missed += header.seq - last - 1;
+        }
+        let publisher = l.publisher.expect("checked before any message");
+        if !self.taken.contains_key(&topic) {
+            // No longer subscribed: give it back at once.
+            c.dropped += 1;
+            match payload {
+                Delivered::Inline(_) => {}
+                Delivered::Fresh { segment, .. } => {
+                    self.out.push_back(DataOutput::Release(segment))
+                }
+                Delivered::Pooled { slot, .. } => {
+                    let bytes = encode_data(&DataFrame::Release(vec![slot]), &[]);
+                    self.out.push_back(DataOutput::Transmit {
+                        peer,
+                        bytes,
+                        attach: None,
+                    });
+                }
+            }
+            return;
+        }
+        c.messages += 1;
+        self.out.push_back(DataOutput::Deliver(Delivery {
+            topic,
+            publisher,
+            seq: header.seq,
+            peer,
+            payload,
+        }));
+    }
+
+    /// The application dropped received pooled messages: give the ranges back.
+    pub(super) fn release_received(&mut self, peer: PeerId, slots: Vec<SlotRef>) {
+        if peer == LOCAL {
+            for s in slots {
+                let key = (SegmentId(s.segment), s.offset);
+                if let Some(n) = self.local_held.get_mut(&key) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.local_held.remove(&key);
+                    }
+                    self.unref(key.0);
+                }
+            }
+            return;
+        }
+        if !self.in_links.contains_key(&peer) || slots.is_empty() {
+            return;
+        }
+        for chunk in slots.chunks(self.config.limits.max_release.max(1)) {
+            let bytes = encode_data(&DataFrame::Release(chunk.to_vec()), &[]);
+            self.out.push_back(DataOutput::Transmit {
+                peer,
+                bytes,
+                attach: None,
+            });
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! The publisher side: delivery in order, pool offers, flow control by policy, routing,
+//! retries, releases and stats.
+
+use super::*;
+
+#[test]
+fn inline_fresh_and_pooled_messages_arrive_in_order() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    t.publish("t", Payload::Inline(b"hello".to_vec()));
+    t.publish("t", Payload::Inline(Vec::new()));
+    t.publish(
+        "t",
+        Payload::Fresh {
+            segment: SegmentId(1),
+            len: 1 << 20,
+        },
+    );
+    t.publish("t", pooled(50));
+    assert_eq!(t.seqs(), [1, 2, 3, 4]);
+    assert_eq!(t.delivered[0].payload, Delivered::Inline(b"hello".to_vec()));
+    assert_eq!(
+        t.delivered[1].payload,
+        Delivered::Inline(Vec::new()),
+        "empty payloads are delivered"
+    );
+    assert!(matches!(t.delivered[2].payload, Delivered::Fresh { len, .. } if len == 1 << 20));
+    assert!(
+        t.delivered
+            .iter()
+            .all(|d| d.publisher == id(P) && &*d.topic == "t")
+    );
+    // The fresh segment is released as soon as it is sent; the pooled one once given back.
+    assert_eq!(t.released_p, [SegmentId(1)]);
+    t.release_all();
+    assert_eq!(t.released_p, [SegmentId(1), SegmentId(50)]);
+    assert_eq!(t.p.segment_refs(), 0);
+}
+
+#[test]
+fn a_pool_segment_is_offered_once_per_link() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    for _ in 0..3 {
+        t.publish("t", pooled(50));
+        t.release_all();
+    }
+    // One fd went over the link for three messages.
+    assert_eq!(t.recv.len(), 1);
+    assert_eq!(t.p.segment_refs(), 0);
+}
+
+#[test]
+fn drop_newest_and_drop_oldest_bound_what_is_in_flight() {
+    for (policy, kept) in [
+        (Policy::DropNewest, [1, 2, 3]),
+        (Policy::DropOldest, [1, 4, 5]),
+    ] {
+        let mut t = Pair::new(
+            "t",
+            Terms {
+                policy,
+                depth: 2,
+                ..Terms::default()
+            },
+            false,
+        );
+        t.publish("t", Payload::Inline(vec![1]));
+        t.hold_s = true;
+        // The socket is full: the publisher's queue holds what it cannot send.
+        t.p.handle(t.now, DataInput::Blocked(t.out.expect("linked")))
+            .expect("blocked");
+        for n in 2..=5 {
+            t.publish("t", Payload::Inline(vec![n]));
+        }
+        t.hold_s = false;
+        let held = std::mem::take(&mut t.held);
+        for (b, a) in held {
+            t.deliver_to_s(&b, a);
+        }
+        t.p.handle(t.now, DataInput::Writable(t.out.expect("linked")))
+            .expect("writable");
+        t.pump();
+        assert_eq!(t.seqs(), kept, "{policy:?}");
+        let stats = t.p.stats();
+        assert_eq!(
+            (stats.published[0].messages, stats.published[0].dropped),
+            (3, 2),
+            "{policy:?}: sent, dropped"
+        );
+        let missed = if policy == Policy::DropOldest { 2 } else { 0 };
+        assert_eq!(
+            t.s.stats().received[0].missed,
+            missed,
+            "{policy:?}: the subscriber sees the gap"
+        );
+    }
+}
+
+#[test]
+fn block_holds_publishers_back_until_the_subscriber_releases() {
+    let mut t = Pair::new(
+        "t",
+        Terms {
+            policy: Policy::Block { timeout_ms: 250 },
+            depth: 2,
+            ..Terms::default()
+        },
+        false,
+    );
+    let room = |messages| {
+        Some(Some(Room {
+            messages,
+            timeout: Duration::from_millis(250),
+        }))
+    };
+    assert_eq!(
+        t.room.get("t").copied(),
+        room(2),
+        "terms stated: room for two"
+    );
+    t.publish("t", pooled(1));
+    assert_eq!(t.room.get("t").copied(), room(1));
+    t.publish("t", pooled(2));
+    assert_eq!(t.room.get("t").copied(), room(0), "two held: full");
+    assert_eq!(t.p.room("t").map(|r| r.messages), Some(0));
+    // A publisher that waited its full timeout publishes with `expired`: dropped for the full
+    // subscriber, and the pool segment is free at once.
+    t.publish_with("t", pooled(3), true);
+    assert_eq!(t.seqs(), [1, 2]);
+    assert!(t.released_p.contains(&SegmentId(3)));
+    t.release_all();
+    assert_eq!(t.room.get("t").copied(), room(2), "room again");
+    t.publish("t", pooled(4));
+    assert_eq!(t.seqs(), [4]);
+    assert_eq!(t.s.stats().received[0].missed, 1, "seq 3 never came");
+}
+
+#[test]
+fn block_room_comes_back_when_a_full_socket_drains() {
+    // Inline payloads are in flight until the socket takes them: a full socket fills the
+    // publisher's queue up to the depth, and its draining must give the room back, or `Block`
+    // publishers would wait out their whole timeout although nothing is queued.
+    let mut t = Pair::new(
+        "t",
+        Terms {
+            policy: Policy::Block { timeout_ms: 60_000 },
+            depth: 2,
+            ..Terms::default()
+        },
+        false,
+    );
+    let messages = |t: &Pair| t.room.get("t").copied().flatten().map(|r| r.messages);
+    t.hold_s = true;
+    t.p.handle(t.now, DataInput::Blocked(t.out.expect("linked")))
+        .expect("blocked");
+    t.publish("t", Payload::Inline(vec![1]));
+    t.publish("t", Payload::Inline(vec![2]));
+    assert_eq!(messages(&t), Some(0), "two queued behind a full socket");
+    t.p.handle(t.now, DataInput::Writable(t.out.expect("linked")))
+        .expect("writable");
+    t.pump();
+    assert_eq!(messages(&t), Some(2), "the socket took both: room again");
+    assert_eq!(t.p.room("t").map(|r| r.messages), Some(2));
+    t.hold_s = false;
+    for (b, a) in std::mem::take(&mut t.held) {
+        t.deliver_to_s(&b, a);
+    }
+    t.pump();
+    assert_eq!(t.seqs(), [1, 2]);
+}
+
+#[test]
+fn a_publishers_goodbye_closes_its_link_without_a_complaint() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    t.publish("t", pooled(1));
+    assert_eq!(t.seqs(), [1]);
+    t.deliver_to_s(&encode_data(&DataFrame::Goodbye, &[]), None);
+    t.pump();
+    assert!(t.misbehaved.is_empty(), "{:?}", t.misbehaved);
+    assert_eq!(t.s.stats().rejected, 0);
+    assert!(t.s.stats().received.is_empty(), "the link is gone");
+    assert_eq!(t.released_s.len(), 1, "its segment is unmapped");
+}
+
+#[test]
+fn a_retired_segment_is_unmapped_by_the_subscribers_it_was_offered_to() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    t.publish("t", pooled(8));
+    t.release_all();
+    assert_eq!(t.released_p, [SegmentId(8)], "free again");
+    t.p.handle(
+        t.now,
+        DataInput::Cmd(DataCmd::Retire {
+            segment: SegmentId(8),
+        }),
+    )
+    .expect("retire");
+    t.pump();
+    let received: Vec<SegmentId> = t.recv.keys().copied().collect();
+    assert_eq!(
+        t.released_s, received,
+        "the subscriber lets go of its handle"
+    );
+    // Used again later, it is offered again.
+    t.publish("t", pooled(8));
+    assert_eq!(t.recv.len(), 2);
+}
+
+#[test]
+fn self_delivery_is_an_option_off_by_default() {
+    let mut off = Pair::new("t", Terms::default(), false);
+    off.publish("t", Payload::Inline(b"x".to_vec()));
+    assert!(off.delivered.iter().all(|d| d.peer == IN));
+    let mut on = Pair::new("t", Terms::default(), true);
+    on.publish("t", pooled(9));
+    let local: Vec<_> = on.delivered.iter().filter(|d| d.peer == LOCAL).collect();
+    assert_eq!(local.len(), 1);
+    // The local reference keeps the segment until the application drops it too.
+    let slots: Vec<SlotRef> = on
+        .delivered
+        .iter()
+        .filter(|d| d.peer != LOCAL)
+        .filter_map(|d| {
+            if let Delivered::Pooled { slot, .. } = d.payload {
+                Some(slot)
+            } else {
+                None
+            }
+        })
+        .collect();
+    on.s.handle(on.now, DataInput::Cmd(DataCmd::Release { peer: IN, slots }))
+        .expect("release");
+    on.pump();
+    assert!(!on.released_p.contains(&SegmentId(9)));
+    let slot = SlotRef {
+        segment: 9,
+        offset: 0,
+    };
+    on.p.handle(
+        on.now,
+        DataInput::Cmd(DataCmd::Release {
+            peer: LOCAL,
+            slots: vec![slot],
+        }),
+    )
+    .expect("release");
+    on.pump();
+    assert!(on.released_p.contains(&SegmentId(9)));
+}
+
+#[test]
+fn an_unsubscribed_node_loses_its_link_and_every_reference_with_it() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    t.publish("t", pooled(5));
+    assert_eq!(t.p.segment_refs(), 1);
+    let routes = Routes::from_view(&view("t", &[]));
+    t.p.handle(t.now, DataInput::Cmd(DataCmd::Routes(routes)))
+        .expect("routes");
+    t.pump();
+    assert_eq!(
+        t.p.segment_refs(),
+        0,
+        "the held range is freed with the link"
+    );
+    assert!(t.released_p.contains(&SegmentId(5)));
+    assert_eq!(t.p.subscribers().count(), 0);
+}
+
+#[test]
+fn a_subscriber_that_is_gone_is_retried_while_routed() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    let out = t.out.expect("linked");
+    t.p.handle(t.now, DataInput::PeerDown(out)).expect("down");
+    let at = t.p.poll_timeout().expect("a retry");
+    assert!(at > t.now && at <= t.now + Duration::from_secs(1));
+    while t.p.poll_output().is_some() {}
+    t.p.handle_timeout(at);
+    assert_eq!(
+        t.p.poll_output(),
+        Some(DataOutput::Connect {
+            peer: out,
+            addr: format!("@d{S}")
+        })
+    );
+}
+
+#[test]
+fn a_release_of_a_range_not_held_disconnects_the_subscriber() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    let out = t.out.expect("linked");
+    let forged = encode_data(
+        &DataFrame::Release(vec![SlotRef {
+            segment: 77,
+            offset: 0,
+        }]),
+        &[],
+    );
+    t.p.handle(
+        t.now,
+        DataInput::Record {
+            peer: out,
+            data: &forged,
+            segments: &[],
+        },
+    )
+    .expect("record");
+    t.pump();
+    assert_eq!(t.misbehaved.len(), 1);
+}
+
+#[test]
+fn stats_are_served_to_any_process_of_the_group() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    t.publish("t", Payload::Inline(b"x".to_vec()));
+    let asker = PeerId(99);
+    // `status`: an observer, in no view, of the group's uid.
+    let cred = Some(Credentials {
+        pid: 4242,
+        uid: UID,
+        gid: 5,
+    });
+    t.s.handle(t.now, DataInput::PeerUp { peer: asker, cred })
+        .expect("up");
+    let req = encode_data(&DataFrame::StatsRequest, &[]);
+    t.s.handle(
+        t.now,
+        DataInput::Record {
+            peer: asker,
+            data: &req,
+            segments: &[],
+        },
+    )
+    .expect("record");
+    let out: Vec<_> = std::iter::from_fn(|| t.s.poll_output()).collect();
+    let DataOutput::Transmit { bytes, .. } = &out[0] else {
+        panic!("{out:?}")
+    };
+    let (DataFrame::Stats(stats), _) = decode_data(bytes, 255, 16).expect("stats") else {
+        panic!()
+    };
+    assert_eq!(stats.received[0].messages, 1);
+    assert_eq!(out[1], DataOutput::Disconnect(asker));
+}

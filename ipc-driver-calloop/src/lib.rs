@@ -64,13 +64,15 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod builder;
 mod data;
 mod error;
 mod node;
 mod source;
 
+pub use builder::NodeBuilder;
 pub use data::{Loan, Message};
 pub use error::DriverError;
 pub use ipc_proto::data::{DEFAULT_INLINE_MAX, PublisherOptions, SendMode, SubscriptionOptions};
-pub use node::{MAX_HELD, Node, NodeBuilder, NodeEvent, NodeHandle, ObserverId};
+pub use node::{MAX_HELD, Node, NodeEvent, NodeHandle, ObserverId};
 pub use source::NodeSource;

@@ -33,9 +33,10 @@ use ipc_proto::{
 use slab::Slab;
 use tracing::{debug, info, trace, warn};
 
+use crate::builder::NodeBuilder;
 use crate::data::{Mailbox, Message, ReleaseGuard};
 use crate::error::DriverError;
-use crate::node::{Node, NodeBuilder, NodeEvent, Request};
+use crate::node::{Node, NodeEvent, Request};
 use ipc_os::memfd::{self, Mapping, SealSet, VerifiedSegment};
 use ipc_os::poll::{Events, Interest as Want, Poller, Token as Key};
 use ipc_os::socket::{self, Recv, Sent};
@@ -141,6 +142,20 @@ pub struct NodeSource {
     /// A topic's room changed: held messages may go out.
     room_changed: bool,
     left: bool,
+}
+
+impl NodeBuilder {
+    /// Starts joining the group: the returned source, once inserted into an event loop, finds
+    /// the group's hub or becomes it, and reports [`NodeEvent::Synced`] when it holds the
+    /// group's history. Nothing here blocks.
+    pub fn join(self) -> Result<NodeSource, DriverError> {
+        NodeSource::start(self, false)
+    }
+
+    /// Watches the group without joining it: no node record, no topics, never the hub.
+    pub fn observe(self) -> Result<NodeSource, DriverError> {
+        NodeSource::start(self, true)
+    }
 }
 
 impl NodeSource {

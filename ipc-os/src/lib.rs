@@ -114,6 +114,11 @@ pub fn current_credentials() -> Credentials {
     }
 }
 
+/// An `InvalidInput` error saying `msg`.
+pub(crate) fn invalid_input(msg: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, msg)
+}
+
 /// Runs `f` until it returns something other than `EINTR`.
 pub(crate) fn retry_eintr<T>(
     mut f: impl FnMut() -> rustix::io::Result<T>,

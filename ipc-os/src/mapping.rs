@@ -14,8 +14,7 @@ use std::sync::OnceLock;
 
 use rustix::mm::{MapFlags, ProtFlags};
 
-use crate::memfd::invalid_input;
-use crate::retry_eintr;
+use crate::{invalid_input, retry_eintr};
 
 fn page_size() -> usize {
     static PAGE: OnceLock<usize> = OnceLock::new();

@@ -44,7 +44,7 @@ use rustix::fs::{FileType, MemfdFlags, SealFlags};
 use rustix::io::Errno;
 
 pub use crate::mapping::{Mapping, MappingMut};
-use crate::retry_eintr;
+use crate::{invalid_input, retry_eintr};
 
 /// The `tmpfs` magic number `fstatfs` reports for a memfd (`TMPFS_MAGIC`).
 const TMPFS_MAGIC: i64 = 0x0102_1994;
@@ -256,10 +256,6 @@ fn create_memfd(name: &str) -> rustix::io::Result<OwnedFd> {
         }
     }
     retry_eintr(|| rustix::fs::memfd_create(name, base))
-}
-
-pub(crate) fn invalid_input(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, msg)
 }
 
 fn get_seals(fd: BorrowedFd<'_>) -> rustix::io::Result<SealSet> {

@@ -87,7 +87,7 @@ impl DocRegistry {
                     None => {
                         self.dirty.insert(name, scope);
                     }
-                    Some(d) => merge_scope(d, scope),
+                    Some(d) => d.merge(scope),
                 }
                 return None;
             }
@@ -200,20 +200,6 @@ impl DocRegistry {
     pub(crate) fn stop(&mut self, why: &str) {
         for shared in std::mem::take(&mut self.docs).into_values() {
             close(&shared, &format!("the node has stopped: {why}"));
-        }
-    }
-}
-
-fn merge_scope(into: &mut Scope, scope: Scope) {
-    match (&mut *into, scope) {
-        (Scope::Root, _) => {}
-        (_, Scope::Root) => *into = Scope::Root,
-        (Scope::Paths(a), Scope::Paths(b)) => {
-            for p in b {
-                if !a.contains(&p) {
-                    a.push(p);
-                }
-            }
         }
     }
 }

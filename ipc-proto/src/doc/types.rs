@@ -279,6 +279,34 @@ impl Scope {
             Self::Paths(paths) => paths.iter().any(|p| p.overlaps(path)),
         }
     }
+
+    /// Widens this scope by `other`: where either says something changed. A driver that
+    /// coalesces several [`DocEvt::Changed`](super::DocEvt::Changed) into one publication
+    /// merges their scopes with it.
+    ///
+    /// ```
+    /// use ipc_proto::doc::{Path, Scope};
+    ///
+    /// let p = |s: &str| Path::parse(s).unwrap();
+    /// let mut scope = Scope::Paths(vec![p("a")]);
+    /// scope.merge(Scope::Paths(vec![p("b"), p("a")]));
+    /// assert_eq!(scope, Scope::Paths(vec![p("a"), p("b")]));
+    /// scope.merge(Scope::Root);
+    /// assert_eq!(scope, Scope::Root);
+    /// ```
+    pub fn merge(&mut self, other: Self) {
+        match (&mut *self, other) {
+            (Self::Root, _) => {}
+            (_, Self::Root) => *self = Self::Root,
+            (Self::Paths(a), Self::Paths(b)) => {
+                for p in b {
+                    if !a.contains(&p) {
+                        a.push(p);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// One observer of a path of a document, as drivers keep them: it remembers the value at its path

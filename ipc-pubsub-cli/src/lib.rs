@@ -6,14 +6,14 @@
 //! | `node --name NAME [--announce TOPIC[=MIME]]... [--subscribe TOPIC]...` | joins the group and prints its events as JSON lines until SIGINT or SIGTERM, then leaves gracefully |
 //! | `watch` | the same as an observer that does not join: the group's current state as events, then every change |
 //! | `status [--json]` | who is in the group, who runs the hub, who publishes and subscribes what, and per subscriber the messages sent, dropped and in flight; exit code 1 if no such group runs |
-//! | `pub TOPIC [--size N] [--count N] [--rate HZ] [--mode M] [--file PATH \| --data TEXT]` | publishes messages on TOPIC, a status line on stderr every second, and leaves once its subscribers have them |
+//! | `pub TOPIC [--size N \| --file PATH \| --data TEXT] [--count N] [--rate HZ] [--mode M] [--wait-subscribers N]` | publishes messages on TOPIC, a status line on stderr every second, and leaves once its subscribers have them |
 //! | `sub TOPIC [--count N]` | prints one JSON line per message: topic, publisher, seq, length, FNV-1a of the payload, how it came |
 //! | `bus NAME` | joins bus channel NAME: stdin lines out to the other members, their lines in on stdout |
-//! | `demo` | a self-contained tour in a private group: starts nodes, shows their events, kills the hub and times the failover |
+//! | `demo` | a self-contained tour in a private group: starts nodes, shows their events and `status`, kills the hub and times the failover, sends payloads inline, fresh and pooled from `pub` to `sub` and checks them, stops the nodes |
 //! | `doc NAME get\|patch UPDATE\|watch [--default JSON] [--create]` | a shared document of the running group (exit code 1 if none runs, unless `--create`): print its value as JSON; apply one patch (MongoDB update operators) and print the new version, or the error with exit code 1; print each accepted patch and the value after it as JSON lines until SIGINT or SIGTERM |
-//! | `bench doc [--json] [--seconds S]` | shared-document patches per second through the host with 1 and 4 writers, and patch-to-ack latency |
+//! | `bench doc [--json] [--seconds S]` | shared-document patches per second through the host with 1 and 4 writers, without and with witnesses, and patch-to-ack latency |
 //! | `bench topology [--json] [--trials N]` | failover time, convergence time and idle CPU, measured with real processes |
-//! | `bench payload [--json] [--reps N] [--quick] [--placement P] [--only ID]...` | the payload data path as ratios against raw baselines (SEQPACKET ping-pong, UDS copy, memcpy, fresh memfd, segment pool) measured in the same run |
+//! | `bench payload [--json] [--reps N] [--quick] [--placement P] [--only ID]... [--wait-idle S]` | the payload data path as ratios against raw baselines (SEQPACKET ping-pong, UDS copy, memcpy, fresh memfd, segment pool) measured in the same run |
 //!
 //! Every command takes `--group NAME` (default `$IPC_PUBSUB_GROUP`, else `default`) and `-v`
 //! (debug logs; `-vv` trace). Logs go to stderr; `RUST_LOG`, when set, replaces the `-v`
@@ -22,10 +22,12 @@
 //!
 //! `CLI.md`, next to this crate's `Cargo.toml`, documents every command and every JSON line.
 //!
-//! Exit codes: 0 on success (also after SIGINT or SIGTERM for `node` and `watch`), 1 when the
-//! command failed (no such group for `status` and `doc`, a node that stopped by itself, an
-//! update or `--default` for `doc` that is not JSON, or an invalid or empty update, a tour or
-//! benchmark that went wrong), 2 for a usage error, 130 when `demo` or `bench` is interrupted.
+//! Exit codes: 0 on success (also after SIGINT or SIGTERM for `node`, `watch`, `pub`, `sub`
+//! and `bus`), 1 when the command failed (no such group for `status` and `doc`, a node that
+//! stopped by itself, `pub`'s subscribers not taking its messages in time, an update or
+//! `--default` for `doc` that is not JSON, or an invalid or empty update, a tour or benchmark
+//! that went wrong), 2 for a usage error, 3 when `doc patch --require-witness` was applied but
+//! no witness holds it, 130 when `demo`, `bench topology` or `bench payload` is interrupted.
 //!
 //! The modules: `json` maps events to lines (one function, `Line::from_event`); `stream` runs
 //! `node` and `watch`; `status` reads a group's state; `children` starts, reads and always

@@ -59,7 +59,7 @@ pub(crate) struct PayloadArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) reps: Option<u32>,
 
-    /// CI-sized message counts: about 10 s instead of 60-90 s, with noisier figures.
+    /// CI-sized message counts: about 30 s instead of a few minutes, with noisier figures.
     #[arg(long)]
     pub(crate) quick: bool,
 

@@ -17,8 +17,9 @@
 //!
 //! Every command takes `--group NAME` (default `$IPC_PUBSUB_GROUP`, else `default`) and `-v`
 //! (debug logs; `-vv` trace). Logs go to stderr; `RUST_LOG`, when set, replaces the `-v`
-//! level. Output meant for programs (the JSON lines of `node` and `watch`, `--json`
-//! documents) goes to stdout, one line or document at a time, flushed at once.
+//! level. Output meant for programs (the JSON lines of `node`, `watch`, `sub` and `doc watch`,
+//! each ending with `ts`, the wall clock in Unix microseconds; `--json` documents) goes to
+//! stdout, one line or document at a time, flushed at once.
 //!
 //! `CLI.md`, next to this crate's `Cargo.toml`, documents every command and every JSON line.
 //!
@@ -156,7 +157,7 @@ enum Command {
     Pub(pubsub::PubArgs),
     /// Print a topic's messages as JSON lines.
     ///
-    /// One line per message, flushed at once: {"topic","node","seq","len","fnv1a64","via"},
+    /// One line per message, flushed at once: {"topic","node","seq","len","fnv1a64","via","ts"},
     /// with the publisher's node id and the payload's 64-bit FNV-1a in 16 hex digits. Runs
     /// until --count messages or SIGINT/SIGTERM.
     Sub(pubsub::SubArgs),

@@ -4,7 +4,7 @@
 //!   of `--size` bytes, a file, or a text), waits until every subscriber has them, and
 //!   leaves. A status line goes to stderr every second and at the end.
 //! - `sub TOPIC` joins, subscribes, and prints one JSON line per message on stdout, flushed at
-//!   once: `{"topic":..,"node":"<16 hex>","seq":..,"len":..,"fnv1a64":"<16 hex>","via":..}`.
+//!   once: `{"topic":..,"node":"<16 hex>","seq":..,"len":..,"fnv1a64":"<16 hex>","via":..,"ts":..}`.
 //! - `bus NAME` joins bus channel NAME: every line on stdin goes to every other member, every
 //!   other member's line comes out on stdout; never its own.
 //!

@@ -6,7 +6,7 @@
 //! | `node --name NAME [--announce TOPIC[=MIME]]... [--subscribe TOPIC]...` | joins the group and prints its events as JSON lines until SIGINT or SIGTERM, then leaves gracefully |
 //! | `watch` | the same as an observer that does not join: the group's current state as events, then every change |
 //! | `status [--json]` | who is in the group, who runs the hub, who publishes and subscribes what, and per subscriber the messages sent, dropped and in flight; exit code 1 if no such group runs |
-//! | `pub TOPIC [--size N \| --file PATH \| --data TEXT] [--count N] [--rate HZ] [--mode M] [--wait-subscribers N]` | publishes messages on TOPIC, a status line on stderr every second, and leaves once its subscribers have them |
+//! | `pub TOPIC [--size N \| --file PATH \| --data TEXT] [--count N] [--rate HZ] [--mode M] [--wait-subscribers N] [--json]` | publishes messages on TOPIC, a status line on stderr every second (how many subscribers the messages reached), with `--json` one JSON line per message (the subscribers it was sent to), and leaves once its subscribers have them |
 //! | `sub TOPIC [--count N]` | prints one JSON line per message: topic, publisher, seq, length, FNV-1a of the payload, how it came |
 //! | `bus NAME` | joins bus channel NAME: stdin lines out to the other members, their lines in on stdout |
 //! | `demo` | a self-contained tour in a private group: starts nodes, shows their events and `status`, kills the hub and times the failover, sends payloads inline, fresh and pooled from `pub` to `sub` and checks them, stops the nodes |
@@ -17,9 +17,9 @@
 //!
 //! Every command takes `--group NAME` (default `$IPC_PUBSUB_GROUP`, else `default`) and `-v`
 //! (debug logs; `-vv` trace). Logs go to stderr; `RUST_LOG`, when set, replaces the `-v`
-//! level. Output meant for programs (the JSON lines of `node`, `watch`, `sub` and `doc watch`,
-//! each ending with `ts`, the wall clock in Unix microseconds; `--json` documents) goes to
-//! stdout, one line or document at a time, flushed at once.
+//! level. Output meant for programs (the JSON lines of `node`, `watch`, `sub`, `pub --json`
+//! and `doc watch`, each ending with `ts`, the wall clock in Unix microseconds; `--json`
+//! documents) goes to stdout, one line or document at a time, flushed at once.
 //!
 //! `CLI.md`, next to this crate's `Cargo.toml`, documents every command and every JSON line.
 //!
@@ -153,7 +153,8 @@ enum Command {
     ///
     /// Joins the group, publishes --count messages (a generated payload of --size bytes, a
     /// file or a text), optionally paced with --rate, waits until every subscriber has them,
-    /// and leaves. A status line goes to stderr every second and at the end.
+    /// and leaves. A status line goes to stderr every second and at the end, with how many
+    /// subscribers the messages reached; --json adds a JSON line per message on stdout.
     Pub(pubsub::PubArgs),
     /// Print a topic's messages as JSON lines.
     ///

@@ -322,6 +322,7 @@ pub(super) fn publish(group: &GroupArgs, args: &PubArgs) -> Result<()> {
         }
     }
     drain(&node)?;
+    settle(&node, &args.topic, sent);
     // Everything is sent (or dropped) now: the totals are complete.
     reach.update(&args.topic, &node.data_stats()?);
     status(sent, &reach, true);
@@ -452,6 +453,35 @@ fn drain(node: &Node) -> Result<()> {
             return Err(CliError::Failed(format!(
                 "subscribers did not take every message within {WAIT:?}"
             )));
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// How long [`settle`] waits at most.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// Waits (up to [`SETTLE`]) until every subscriber of `topic` has counters for it, if any
+/// message was sent: a link has them once it has sent or dropped a message of the topic, and
+/// until then the messages queued on it are in nobody's counters, [`drain`]'s included. A
+/// subscriber that came after the last message never gets any: it costs that second.
+fn settle(node: &Node, topic: &str, sent: u64) {
+    let deadline = Instant::now() + SETTLE;
+    while sent > 0 && Instant::now() < deadline {
+        let (Ok(stats), view) = (node.data_stats(), node.view()) else {
+            return;
+        };
+        let counted = |n: NodeId| {
+            stats
+                .published
+                .iter()
+                .any(|t| t.topic == topic && t.peer == Some(n))
+        };
+        let waiting = view.nodes().values().any(|n| {
+            n.info.id != node.id() && n.subscribes.contains_key(topic) && !counted(n.info.id)
+        });
+        if !waiting {
+            return;
         }
         thread::sleep(Duration::from_millis(5));
     }

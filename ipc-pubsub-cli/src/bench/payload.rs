@@ -2,10 +2,10 @@
 //!
 //! Everything measured is a [`Series`]: an id, a [`Shape`] (round trip, or one-way to some
 //! receivers), message counts per size, and a function that runs one repetition through the
-//! [`Harness`]. The [baselines](super::baselines) are listed in `baselines::SERIES`; the
+//! [`Harness`]. The [`baselines`] are listed in `baselines::SERIES`; the
 //! pub/sub measurements go in [`OURS`] (with their child roles in [`OURS_ROLES`]) under the
-//! ids reserved below. [`RATIOS`] pairs series: each ratio is printed at every size where
-//! both of its series were measured, so the table shows only what exists.
+//! ids reserved in [`series`](super::series). [`RATIOS`] pairs series: each ratio is printed
+//! at every size where both of its series were measured, so the table shows only what exists.
 //!
 //! The run is interleaved: repetition 1 of every series and size, then repetition 2 of
 //! every one, and so on, so that a slow minute on the shared VM spreads over all series
@@ -19,9 +19,9 @@
 //!    [`Wiring`](super::harness::Wiring) asked for. A child is already pinned when its role
 //!    runs; it does its own warm-up, and reports `msgs`/`timed` and `secs` (throughput,
 //!    timed from "warm-up acknowledged" to "last message acknowledged") or `latency`
-//!    ([`LatencySummary::of_nanos`](super::harness::LatencySummary::of_nanos) over per-sample
-//!    [`Instant`] times), plus a `checksum` ([`Payload`](super::harness::Payload) and
-//!    [`checksum`](super::harness::checksum) make one) that the repetition compares.
+//!    ([`LatencySummary::of_nanos`](super::measure::LatencySummary::of_nanos) over per-sample
+//!    [`Instant`] times), plus a `checksum` ([`Payload`](super::measure::Payload) and
+//!    [`checksum`](super::measure::checksum) make one) that the repetition compares.
 //! 2. Write its repetition, `fn(&Harness, &Case) -> Result<RepValue>`: `harness.run(&Team {
 //!    sender, receiver, wiring, group: true, case: *case, opts: &[] })` and turn the reports
 //!    into `RepValue::round_trip(&latency)` or `RepValue::throughput(case.size, timed,
@@ -37,12 +37,14 @@ use clap::Args;
 use serde::Serialize;
 
 use super::baselines::{
-    self, FRESH_MEMFD, FRESH_MEMFD_4, KIB64, MEMCPY, MIB1, MIB16, POOLED_RAW, POOLED_RAW_4,
-    SEQPACKET_PINGPONG, UDS_STREAM, UDS_STREAM_4M, UDS_STREAM_DEFAULT,
+    self, FRESH_MEMFD, FRESH_MEMFD_4, MEMCPY, POOLED_RAW, POOLED_RAW_4, SEQPACKET_PINGPONG,
+    UDS_STREAM, UDS_STREAM_4M, UDS_STREAM_DEFAULT,
 };
-use super::harness::{
-    Case, Cores, CpuSample, Harness, IDLE_BUSY_PERCENT, IDLE_QUIET, Measurement, Placement,
-    RepValue, RoleFn, Unit,
+use super::harness::{Case, Cores, Harness, IDLE_BUSY_PERCENT, IDLE_QUIET, Placement, RoleFn};
+use super::measure::{CpuSample, Measurement, RepValue, Unit};
+use super::series::{
+    KIB64, MIB1, MIB16, PUBSUB_FRESH, PUBSUB_FRESH_4, PUBSUB_INLINE, PUBSUB_INLINE_4,
+    PUBSUB_POOLED, PUBSUB_POOLED_4, PUBSUB_RTT, Series, Shape,
 };
 use super::{Machine, build, machine, progress, pubsub};
 use crate::{CliError, Result};
@@ -77,62 +79,6 @@ pub(crate) struct PayloadArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     pub(crate) wait_idle: u64,
 }
-
-/// What a series measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub(super) enum Shape {
-    /// Round trips from the sender to one receiver and back; µs, lower is better.
-    RoundTrip,
-    /// Messages from the sender to `receivers` receivers; payload GB/s, higher is better.
-    OneWay { receivers: usize },
-}
-
-/// Messages per repetition at one size: for a full run, and for `--quick`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Counts {
-    pub(super) size: usize,
-    pub(super) full: u64,
-    pub(super) quick: u64,
-}
-
-impl Counts {
-    pub(super) const fn new(size: usize, full: u64, quick: u64) -> Self {
-        Self { size, full, quick }
-    }
-}
-
-/// Runs one repetition of a series at one size (see [`Harness::run`]).
-pub(super) type RepFn = fn(&Harness, &Case) -> Result<RepValue>;
-
-/// A measured series: a baseline or one of ours.
-#[derive(Debug)]
-pub(super) struct Series {
-    /// Stable id: table rows, ratios and JSON use it.
-    pub(super) id: &'static str,
-    /// One line for the legend.
-    pub(super) label: &'static str,
-    pub(super) shape: Shape,
-    /// The sizes it is measured at, with their message counts.
-    pub(super) counts: &'static [Counts],
-    pub(super) rep: RepFn,
-}
-
-/// The 64 B round trip through pub/sub (publish, a subscriber's reply), against
-/// [`SEQPACKET_PINGPONG`].
-pub(super) const PUBSUB_RTT: &str = "pubsub.rtt";
-/// One-way throughput with the payload inline in the socket records.
-pub(super) const PUBSUB_INLINE: &str = "pubsub.inline";
-/// One-way throughput with a fresh sealed memfd per message.
-pub(super) const PUBSUB_FRESH: &str = "pubsub.fresh";
-/// One-way throughput through the reused segment pool.
-pub(super) const PUBSUB_POOLED: &str = "pubsub.pooled";
-/// [`PUBSUB_INLINE`] to 4 subscribers (for the inline threshold under fan-out).
-pub(super) const PUBSUB_INLINE_4: &str = "pubsub.inline.4recv";
-/// [`PUBSUB_FRESH`] to 4 subscribers.
-pub(super) const PUBSUB_FRESH_4: &str = "pubsub.fresh.4recv";
-/// [`PUBSUB_POOLED`] to 4 subscribers.
-pub(super) const PUBSUB_POOLED_4: &str = "pubsub.pooled.4recv";
 
 /// The ids reserved for [`OURS`].
 #[cfg(test)]
@@ -780,7 +726,7 @@ fn table(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::harness::Unit;
+    use crate::bench::measure::Unit;
 
     fn row(name: &'static str, shape: Shape, size: usize, median: f64) -> Row {
         let unit = match shape {

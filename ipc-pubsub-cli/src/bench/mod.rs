@@ -63,7 +63,7 @@ pub(super) enum Kind {
     ///
     /// Every figure comes from child processes pinned to CPUs (sender on the first allowed
     /// CPU, receivers on the second), after a warm-up, over several repetitions, each with
-    /// fresh processes and sockets. Takes a few minutes (`--quick`: about 30 s).
+    /// fresh processes and sockets. Takes a few minutes (`--quick`: well under a minute).
     Payload(payload::PayloadArgs),
     /// Shared-document patches through the host: patches per second with 1 and 4 writers,
     /// and patch-to-ack latency.

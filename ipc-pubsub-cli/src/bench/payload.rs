@@ -61,7 +61,8 @@ pub(crate) struct PayloadArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) reps: Option<u32>,
 
-    /// CI-sized message counts: about 30 s instead of a few minutes, with noisier figures.
+    /// CI-sized message counts: well under a minute instead of a few minutes, with noisier
+    /// figures.
     #[arg(long)]
     pub(crate) quick: bool,
 

@@ -9,7 +9,8 @@
 //! `bench payload` prints ratios of the pub/sub data path against raw baselines measured in
 //! the same run. Its pieces, each importing only those below it:
 //! - [`payload`]: the registry of measured series (baselines and pub/sub), the ratios between
-//!   them with their targets, the run, the table and the JSON document.
+//!   them with their targets, and the run.
+//! - [`report`]: what the run reports: the rows and ratios of the JSON document, and the table.
 //! - [`baselines`]: the raw measurements (SEQPACKET ping-pong, UDS stream copy, memcpy, fresh
 //!   memfd per message, reused segment pool), following `shared/research/limits.md`.
 //! - [`pubsub`]: our own series, the std driver's data path between the same processes.
@@ -32,6 +33,7 @@ mod harness;
 mod measure;
 mod payload;
 mod pubsub;
+mod report;
 mod series;
 mod topology;
 

@@ -34,7 +34,7 @@ use nix::unistd::Pid;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
-use super::json::Line;
+use super::json::{self, Line};
 use super::{CliError, Result};
 
 /// A fresh group name: `PREFIX-` and 16 random hex digits.
@@ -88,7 +88,8 @@ enum Msg {
 pub(super) struct Seen {
     /// The child's index in the fleet.
     pub(super) child: usize,
-    /// When the line was read (or the child's stdout closed).
+    /// When the child wrote the line (its `ts`, see [`written_at`]), or when its stdout
+    /// closed.
     pub(super) at: Instant,
     pub(super) what: SeenKind,
 }
@@ -150,6 +151,32 @@ pub(super) struct Mirror {
     pub(super) synced: bool,
 }
 
+/// When a line read at `read` was written: its `ts` (the child's wall clock, Unix
+/// microseconds) moved onto this process's monotonic clock, so that pipe latency and the time
+/// this process took to get to the line are not counted. `read` if the line has no `ts`, or if
+/// the wall clock disagrees with the monotonic one by more than [`CLOCK_SLACK`] (it was
+/// stepped).
+fn written_at(text: &str, read: Instant) -> Instant {
+    #[derive(serde::Deserialize)]
+    struct Stamp {
+        ts: Option<u64>,
+    }
+    let Ok(Stamp { ts: Some(ts) }) = serde_json::from_str::<Stamp>(text) else {
+        return read;
+    };
+    let (now, wall) = (Instant::now(), json::now_micros());
+    let Some(ago) = wall.checked_sub(ts).map(Duration::from_micros) else {
+        return read;
+    };
+    match now.checked_sub(ago) {
+        Some(at) if at <= read && read.duration_since(at) <= CLOCK_SLACK => at,
+        _ => read,
+    }
+}
+
+/// The most a line's `ts` may precede its reading before [`written_at`] distrusts it.
+const CLOCK_SLACK: Duration = Duration::from_secs(1);
+
 /// One node of a [`Mirror`].
 #[derive(Debug, Default)]
 pub(super) struct Member {
@@ -210,6 +237,7 @@ impl Mirror {
             | Line::Doc { .. }
             | Line::DocState { .. }
             | Line::DocPatched { .. }
+            | Line::DocVersionsLost { .. }
             | Line::Other { .. } => {}
         }
     }
@@ -407,7 +435,7 @@ impl Fleet {
     pub(super) fn poll(&mut self, deadline: Instant) -> Result<Option<Seen>> {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let (child, at, what) = match self.rx.recv_timeout(left) {
+            let (child, mut at, what) = match self.rx.recv_timeout(left) {
                 Ok(Msg::Line { child, at, text }) => (child, at, Some(text)),
                 Ok(Msg::Eof { child, at }) => (child, at, None),
                 Ok(Msg::Signal(s)) => {
@@ -430,6 +458,7 @@ impl Fleet {
                             c.name
                         ))
                     })?;
+                    at = written_at(&text, at);
                     if c.recent.len() == KEEP_LINES {
                         c.recent.pop_front();
                     }
@@ -616,6 +645,28 @@ mod tests {
 
     fn id(raw: u64) -> Hex {
         Hex(NodeId::new(raw).expect("non-zero"))
+    }
+
+    #[test]
+    fn a_line_counts_from_its_ts() {
+        let read = Instant::now();
+        let line = |ts: u64| format!(r#"{{"event":"became_hub","ts":{ts}}}"#);
+        let at = written_at(&line(json::now_micros() - 20_000), read);
+        let early = read.duration_since(at);
+        assert!(
+            early >= Duration::from_millis(19) && early < Duration::from_millis(500),
+            "{early:?}"
+        );
+        // No ts, a ts from the future or from long ago: the time of reading.
+        assert_eq!(written_at(r#"{"event":"became_hub"}"#, read), read);
+        assert_eq!(
+            written_at(&line(json::now_micros() + 10_000_000), read),
+            read
+        );
+        assert_eq!(
+            written_at(&line(json::now_micros() - 10_000_000), read),
+            read
+        );
     }
 
     #[test]

@@ -658,6 +658,9 @@ fn describe(fleet: &Fleet, line: &Line) -> String {
         Line::Doc { doc, what, .. } => format!("document {doc}: {what}"),
         Line::DocState { doc, version, .. } => format!("document {doc} at version {version}"),
         Line::DocPatched { doc, version, .. } => format!("document {doc} patched: {version}"),
+        Line::DocVersionsLost { doc, from, to } => {
+            format!("document {doc} lost versions {to}..{from}")
+        }
         Line::Other { debug } => debug.clone(),
     }
 }

@@ -278,9 +278,7 @@ fn follow(doc: &Doc, events: &Events) -> io::Result<()> {
                 }
             }
             Some(NodeEvent::Doc(DocEvent::VersionsLost { doc: d, from, to })) if d == f.name => {
-                let line = serde_json::json!({
-                    "event": "doc_versions_lost", "doc": d, "from": from, "to": to,
-                });
+                let line = Line::DocVersionsLost { doc: d, from, to };
                 json::write_line(&mut stdout.lock(), &line)?;
             }
             Some(NodeEvent::Doc(DocEvent::Resynced { doc: d, version })) if d == f.name => {

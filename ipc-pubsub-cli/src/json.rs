@@ -1,12 +1,15 @@
 //! The JSON lines that `node` and `watch` print, one event per line.
 //!
-//! [`Line`] is the one place where a [`NodeEvent`] becomes JSON ([`Line::from_event`]). The
-//! same type parses the lines back, which `demo` and `bench` do when they read their children.
+//! [`Line`] is the one place where a [`NodeEvent`] becomes JSON ([`Line::from_event`]), and
+//! [`write_line`] the one place where any JSON line is printed, with its `ts` (the wall clock,
+//! Unix microseconds) added as the last key. [`Line`] parses the lines back (ignoring `ts`),
+//! which `demo` and `bench` do when they read their children.
 //! Serde writes the `event` tag first and the other keys in declaration order, so the key order
 //! documented in `CLI.md` is the order of the fields below.
 
 use std::fmt;
 use std::io::{self, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipc_proto::{Event, NodeId};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -134,6 +137,13 @@ pub(crate) enum Line {
         update: serde_json::Value,
         value: serde_json::Value,
     },
+    /// `doc NAME watch`: the new host's state is older than the one held; versions `to + 1`
+    /// to `from` are lost.
+    DocVersionsLost {
+        doc: String,
+        from: u64,
+        to: u64,
+    },
 }
 
 impl Line {
@@ -209,10 +219,33 @@ impl Line {
     }
 }
 
-/// Writes `line` and a newline to `out` and flushes at once, so a reader sees every event the
-/// moment it happens.
+/// A line as printed: its own keys, then `ts`, the wall-clock time it was written at.
+#[derive(Serialize)]
+struct Stamped<'a, T> {
+    #[serde(flatten)]
+    line: &'a T,
+    /// Unix time in microseconds.
+    ts: u64,
+}
+
+/// The wall clock as Unix time in microseconds (0 before 1970, which a clock can be set to).
+pub(crate) fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Writes `line`, a `ts` key (the wall clock now, in Unix microseconds) and a newline to
+/// `out` and flushes at once, so a reader sees every event the moment it happens and can
+/// tell when it happened. Every JSON line the command line prints goes through here; `line`
+/// must serialize as a map (a struct, an internally tagged enum, a JSON object).
 pub(crate) fn write_line(out: &mut impl Write, line: &impl Serialize) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, line).map_err(io::Error::from)?;
+    write_line_at(out, line, now_micros())
+}
+
+/// [`write_line`] with a given `ts`.
+fn write_line_at(out: &mut impl Write, line: &impl Serialize, ts: u64) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, &Stamped { line, ts }).map_err(io::Error::from)?;
     out.write_all(b"\n")?;
     out.flush()
 }
@@ -231,14 +264,22 @@ mod tests {
         Seq::new(Epoch::new(term, 0xdead_beef), counter)
     }
 
-    /// The line as `write_line` writes it, without the newline.
+    /// The line as `write_line` writes it, without its `ts` (checked: the last key, a
+    /// plausible time) and the newline.
     fn text(line: &Line) -> String {
+        let before = now_micros();
         let mut out = Vec::new();
         write_line(&mut out, line).expect("to memory");
+        let after = now_micros();
         let out = String::from_utf8(out).expect("utf-8");
-        out.strip_suffix('\n')
-            .expect("a newline at the end")
-            .to_string()
+        let out = out.strip_suffix("}\n").expect("an object and a newline");
+        let (rest, ts) = out.rsplit_once(",\"ts\":").expect("ts last");
+        let ts: u64 = ts.parse().expect("ts is an integer");
+        assert!(
+            (before..=after).contains(&ts),
+            "{before} <= {ts} <= {after}"
+        );
+        format!("{rest}}}")
     }
 
     fn json(event: NodeEvent) -> String {
@@ -392,11 +433,44 @@ mod tests {
     #[test]
     fn write_line_ends_each_line_with_a_newline() {
         let mut out = Vec::new();
-        write_line(&mut out, &Line::BecameHub).expect("to memory");
-        write_line(&mut out, &Line::HubLost).expect("to memory");
+        write_line_at(&mut out, &Line::BecameHub, 1).expect("to memory");
+        write_line_at(&mut out, &Line::HubLost, 1_764_765_000_123_456).expect("to memory");
         assert_eq!(
             String::from_utf8(out).expect("utf-8"),
-            "{\"event\":\"became_hub\"}\n{\"event\":\"hub_lost\"}\n"
+            "{\"event\":\"became_hub\",\"ts\":1}\n{\"event\":\"hub_lost\",\"ts\":1764765000123456}\n"
+        );
+    }
+
+    #[test]
+    fn lines_with_a_timestamp_parse() {
+        for line in [
+            Line::BecameHub,
+            Line::NodeLeft { node: Hex(id(7)) },
+            Line::Doc {
+                doc: "d".into(),
+                what: "opened".into(),
+                version: None,
+            },
+        ] {
+            let mut out = Vec::new();
+            write_line(&mut out, &line).expect("to memory");
+            let text = String::from_utf8(out).expect("utf-8");
+            assert_eq!(
+                Line::parse(text.trim_end()).expect("parses"),
+                line,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn any_object_gets_a_timestamp() {
+        let mut out = Vec::new();
+        let line = serde_json::json!({"event": "doc_versions_lost", "from": 7, "to": 5});
+        write_line_at(&mut out, &line, 42).expect("to memory");
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "{\"event\":\"doc_versions_lost\",\"from\":7,\"to\":5,\"ts\":42}\n"
         );
     }
 }

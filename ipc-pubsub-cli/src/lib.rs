@@ -6,26 +6,29 @@
 //! | `node --name NAME [--announce TOPIC[=MIME]]... [--subscribe TOPIC]...` | joins the group and prints its events as JSON lines until SIGINT or SIGTERM, then leaves gracefully |
 //! | `watch` | the same as an observer that does not join: the group's current state as events, then every change |
 //! | `status [--json]` | who is in the group, who runs the hub, who publishes and subscribes what, and per subscriber the messages sent, dropped and in flight; exit code 1 if no such group runs |
-//! | `pub TOPIC [--size N] [--count N] [--rate HZ] [--mode M] [--file PATH \| --data TEXT]` | publishes messages on TOPIC, a status line on stderr every second, and leaves once its subscribers have them |
+//! | `pub TOPIC [--size N \| --file PATH \| --data TEXT] [--count N] [--rate HZ] [--mode M] [--wait-subscribers N] [--json]` | publishes messages on TOPIC, a status line on stderr every second (how many subscribers the messages reached), with `--json` one JSON line per message (the subscribers it was sent to), and leaves once its subscribers have them |
 //! | `sub TOPIC [--count N]` | prints one JSON line per message: topic, publisher, seq, length, FNV-1a of the payload, how it came |
 //! | `bus NAME` | joins bus channel NAME: stdin lines out to the other members, their lines in on stdout |
-//! | `demo` | a self-contained tour in a private group: starts nodes, shows their events, kills the hub and times the failover |
+//! | `demo` | a self-contained tour in a private group: starts nodes, shows their events and `status`, kills the hub and times the failover, sends payloads inline, fresh and pooled from `pub` to `sub` and checks them, stops the nodes |
 //! | `doc NAME get\|patch UPDATE\|watch [--default JSON] [--create]` | a shared document of the running group (exit code 1 if none runs, unless `--create`): print its value as JSON; apply one patch (MongoDB update operators) and print the new version, or the error with exit code 1; print each accepted patch and the value after it as JSON lines until SIGINT or SIGTERM |
-//! | `bench doc [--json] [--seconds S]` | shared-document patches per second through the host with 1 and 4 writers, and patch-to-ack latency |
+//! | `bench doc [--json] [--seconds S]` | shared-document patches per second through the host with 1 and 4 writers, without and with witnesses, and patch-to-ack latency |
 //! | `bench topology [--json] [--trials N]` | failover time, convergence time and idle CPU, measured with real processes |
-//! | `bench payload [--json] [--reps N] [--quick] [--placement P] [--only ID]...` | the payload data path as ratios against raw baselines (SEQPACKET ping-pong, UDS copy, memcpy, fresh memfd, segment pool) measured in the same run |
+//! | `bench payload [--json] [--reps N] [--quick] [--placement P] [--only ID]... [--wait-idle S]` | the payload data path as ratios against raw baselines (SEQPACKET ping-pong, UDS copy, memcpy, fresh memfd, segment pool) measured in the same run |
 //!
 //! Every command takes `--group NAME` (default `$IPC_PUBSUB_GROUP`, else `default`) and `-v`
 //! (debug logs; `-vv` trace). Logs go to stderr; `RUST_LOG`, when set, replaces the `-v`
-//! level. Output meant for programs (the JSON lines of `node` and `watch`, `--json`
+//! level. Output meant for programs (the JSON lines of `node`, `watch`, `sub`, `pub --json`
+//! and `doc watch`, each ending with `ts`, the wall clock in Unix microseconds; `--json`
 //! documents) goes to stdout, one line or document at a time, flushed at once.
 //!
 //! `CLI.md`, next to this crate's `Cargo.toml`, documents every command and every JSON line.
 //!
-//! Exit codes: 0 on success (also after SIGINT or SIGTERM for `node` and `watch`), 1 when the
-//! command failed (no such group for `status` and `doc`, a node that stopped by itself, an
-//! update or `--default` for `doc` that is not JSON, or an invalid or empty update, a tour or
-//! benchmark that went wrong), 2 for a usage error, 130 when `demo` or `bench` is interrupted.
+//! Exit codes: 0 on success (also after SIGINT or SIGTERM for `node`, `watch`, `pub`, `sub`
+//! and `bus`), 1 when the command failed (no such group for `status` and `doc`, a node that
+//! stopped by itself, `pub`'s subscribers not taking its messages in time, an update or
+//! `--default` for `doc` that is not JSON, or an invalid or empty update, a tour or benchmark
+//! that went wrong), 2 for a usage error, 3 when `doc patch --require-witness` was applied but
+//! no witness holds it, 130 when `demo`, `bench topology` or `bench payload` is interrupted.
 //!
 //! The modules: `json` maps events to lines (one function, `Line::from_event`); `stream` runs
 //! `node` and `watch`; `status` reads a group's state; `children` starts, reads and always
@@ -150,11 +153,12 @@ enum Command {
     ///
     /// Joins the group, publishes --count messages (a generated payload of --size bytes, a
     /// file or a text), optionally paced with --rate, waits until every subscriber has them,
-    /// and leaves. A status line goes to stderr every second and at the end.
+    /// and leaves. A status line goes to stderr every second and at the end, with how many
+    /// subscribers the messages reached; --json adds a JSON line per message on stdout.
     Pub(pubsub::PubArgs),
     /// Print a topic's messages as JSON lines.
     ///
-    /// One line per message, flushed at once: {"topic","node","seq","len","fnv1a64","via"},
+    /// One line per message, flushed at once: {"topic","node","seq","len","fnv1a64","via","ts"},
     /// with the publisher's node id and the payload's 64-bit FNV-1a in 16 hex digits. Runs
     /// until --count messages or SIGINT/SIGTERM.
     Sub(pubsub::SubArgs),

@@ -2,14 +2,18 @@
 //!
 //! - `pub TOPIC` joins the group as a node, publishes `--count` messages (a generated payload
 //!   of `--size` bytes, a file, or a text), waits until every subscriber has them, and
-//!   leaves. A status line goes to stderr every second and at the end.
+//!   leaves. A status line goes to stderr every second and at the end, with how many
+//!   subscribers the messages reached (from the node's per-link counters); `--json` adds a
+//!   line per message on stdout: `{"event":"published",..,"subscribers":..,"dropped":..}`.
 //! - `sub TOPIC` joins, subscribes, and prints one JSON line per message on stdout, flushed at
-//!   once: `{"topic":..,"node":"<16 hex>","seq":..,"len":..,"fnv1a64":"<16 hex>","via":..}`.
+//!   once: `{"topic":..,"node":"<16 hex>","seq":..,"len":..,"fnv1a64":"<16 hex>","via":..,"ts":..}`.
 //! - `bus NAME` joins bus channel NAME: every line on stdin goes to every other member, every
 //!   other member's line comes out on stdout; never its own.
 //!
 //! Each runs until it is done or SIGINT/SIGTERM arrives, then leaves the group gracefully.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use ipc_proto::wire::Policy;
+use ipc_proto::wire::{DataStats, Policy};
 use ipc_proto::{NodeId, View};
 use serde::Serialize;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -105,6 +109,11 @@ pub(super) struct PubArgs {
     /// The payload type announced with the topic.
     #[arg(long, value_name = "MIME", default_value = DEFAULT_MIME)]
     pub(super) mime: String,
+
+    /// Print one JSON line per message on stdout: its seq, and how many subscribers it was
+    /// sent to and dropped for.
+    #[arg(long)]
+    pub(super) json: bool,
 
     #[command(flatten)]
     pub(super) timing: Timing,
@@ -253,21 +262,32 @@ pub(super) fn publish(group: &GroupArgs, args: &PubArgs) -> Result<()> {
         ..PublisherOptions::default()
     };
     let publisher = node.publisher_with(&args.topic, &args.mime, options)?;
+    // A subscriber's link sends nothing of the topic until the group has this node's
+    // announcement: wait for it, so that the counters `Reach` reads move with the messages.
+    let me = node.id();
+    node.wait_view(WAIT, |v| {
+        v.nodes()
+            .values()
+            .any(|n| n.info.id == me && n.publishes.contains_key(&args.topic))
+    })?;
     if args.wait_subscribers > 0 {
         wait_subscribers(&node, &args.topic, args.wait_subscribers, WAIT)?;
     }
     let started = Instant::now();
     let mut shown = started;
     let mut sent = 0u64;
-    let status = |sent: u64, done: bool| {
+    let mut reach = Reach::default();
+    let mut out = io::stdout().lock();
+    let status = |sent: u64, reach: &Reach, done: bool| {
         let secs = started.elapsed().as_secs_f64();
         let rate = if secs > 0.0 { sent as f64 / secs } else { 0.0 };
         eprintln!(
-            "pub: {} {sent} message(s) of {} B on {:?} via {} in {secs:.3} s ({rate:.0}/s)",
+            "pub: {} {sent} message(s) of {} B on {:?} via {} in {secs:.3} s ({rate:.0}/s){}",
             if done { "sent" } else { "sending:" },
             payload.len(),
             args.topic,
             mode_name(publisher.mode_for(payload.len())),
+            reach.summary(sent),
         );
     };
     while (args.count == 0 || sent < args.count) && !stop.load(Ordering::Relaxed) {
@@ -281,16 +301,143 @@ pub(super) fn publish(group: &GroupArgs, args: &PubArgs) -> Result<()> {
         }
         publisher.publish(&payload)?;
         sent += 1;
+        // The node's I/O thread handles requests in order: its counters include this message.
+        let (subscribers, dropped) = reach.message(&args.topic, &node.data_stats()?);
+        if args.json {
+            let line = PublishedLine {
+                topic: &args.topic,
+                seq: sent,
+                len: payload.len(),
+                subscribers,
+                dropped,
+            };
+            match json::write_line(&mut out, &line) {
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
+                r => r?,
+            }
+        }
         if shown.elapsed() >= Duration::from_secs(1) {
             shown = Instant::now();
-            status(sent, false);
+            status(sent, &reach, false);
         }
     }
     drain(&node)?;
-    status(sent, true);
+    settle(&node, &args.topic, sent);
+    // Everything is sent (or dropped) now: the totals are complete.
+    reach.update(&args.topic, &node.data_stats()?);
+    status(sent, &reach, true);
     drop(publisher);
     node.leave()?;
     Ok(())
+}
+
+/// One line of `pub --json`: a message published.
+#[derive(Debug, Serialize)]
+#[serde(tag = "event", rename = "published")]
+struct PublishedLine<'a> {
+    topic: &'a str,
+    seq: u64,
+    len: usize,
+    subscribers: u64,
+    dropped: u64,
+}
+
+/// Which subscribers `pub`'s messages reached, from the node's per-link counters
+/// ([`Node::data_stats`]: per subscriber and topic, messages sent, dropped, and in flight),
+/// read after every message and once everything is sent. The driver tells no more: which
+/// links one `publish` went to shows only as these counters moving.
+#[derive(Debug, Default)]
+struct Reach {
+    /// Per subscriber: the counters last read, and what `pub` made of them since it started
+    /// (a link that closes keeps its totals here).
+    links: BTreeMap<NodeId, Link>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Link {
+    /// Messages, dropped, in flight: as last read.
+    seen: (u64, u64, u64),
+    /// Messages sent, as the counters grew.
+    sent: u64,
+    /// Messages dropped for it, as the counters grew.
+    dropped: u64,
+    /// Messages [`Reach::message`] saw reach it (sent, or queued on a link still being set
+    /// up): a link that closes before its queued messages show as sent still counts them.
+    reached: u64,
+}
+
+impl Link {
+    /// Messages it got, as far as the counters tell.
+    fn got(&self) -> u64 {
+        self.sent.max(self.reached)
+    }
+}
+
+impl Reach {
+    /// Takes in the counters read right after publishing a message; returns to how many
+    /// subscribers it went (sent, or queued: the link's in-flight count grew), and for how
+    /// many a message was dropped.
+    fn message(&mut self, topic: &str, stats: &DataStats) -> (u64, u64) {
+        let (mut reached, mut dropped) = (0, 0);
+        for (link, (s, d, queued)) in self.update(topic, stats) {
+            if s > 0 || queued {
+                link.reached += 1;
+                reached += 1;
+            }
+            dropped += u64::from(d > 0);
+        }
+        (reached, dropped)
+    }
+
+    /// Takes in fresh counters; per link of `topic`, the messages sent and dropped since the
+    /// last read, and whether its in-flight count grew.
+    fn update(&mut self, topic: &str, stats: &DataStats) -> Vec<(&mut Link, (u64, u64, bool))> {
+        let mut moved = BTreeMap::new();
+        for t in &stats.published {
+            let Some(peer) = t.peer.filter(|_| t.topic == topic) else {
+                continue;
+            };
+            let link = self.links.entry(peer).or_default();
+            // Counters start again from 0 on a new link to the same subscriber.
+            let delta = |now: u64, was: u64| if now >= was { now - was } else { now };
+            let (s, d) = (
+                delta(t.messages, link.seen.0),
+                delta(t.dropped, link.seen.1),
+            );
+            let queued = t.in_flight > link.seen.2;
+            link.seen = (t.messages, t.dropped, t.in_flight);
+            link.sent += s;
+            link.dropped += d;
+            moved.insert(peer, (s, d, queued));
+        }
+        self.links
+            .iter_mut()
+            .filter_map(|(n, l)| Some((l, moved.get(n).copied()?)))
+            .collect()
+    }
+
+    /// The end of a status line: to whom `sent` messages went.
+    fn summary(&self, sent: u64) -> String {
+        let reached = self.links.values().filter(|l| l.got() > 0).count();
+        let mut text = if reached == 0 {
+            ", no subscriber reached".to_string()
+        } else {
+            format!(" to {reached} subscriber(s)")
+        };
+        let short: Vec<String> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.got() > 0 && (l.got() < sent || l.dropped > 0))
+            .map(|(n, l)| match l.dropped {
+                0 => format!("{n}: {} of {sent}", l.got()),
+                d => format!("{n}: {} of {sent}, {d} dropped", l.got()),
+            })
+            .collect();
+        if !short.is_empty() {
+            let _ = write!(text, " ({})", short.join("; "));
+        }
+        text
+    }
 }
 
 /// Waits until nothing this node published is in flight: every subscriber has its messages
@@ -306,6 +453,35 @@ fn drain(node: &Node) -> Result<()> {
             return Err(CliError::Failed(format!(
                 "subscribers did not take every message within {WAIT:?}"
             )));
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// How long [`settle`] waits at most.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// Waits (up to [`SETTLE`]) until every subscriber of `topic` has counters for it, if any
+/// message was sent: a link has them once it has sent or dropped a message of the topic, and
+/// until then the messages queued on it are in nobody's counters, [`drain`]'s included. A
+/// subscriber that came after the last message never gets any: it costs that second.
+fn settle(node: &Node, topic: &str, sent: u64) {
+    let deadline = Instant::now() + SETTLE;
+    while sent > 0 && Instant::now() < deadline {
+        let (Ok(stats), view) = (node.data_stats(), node.view()) else {
+            return;
+        };
+        let counted = |n: NodeId| {
+            stats
+                .published
+                .iter()
+                .any(|t| t.topic == topic && t.peer == Some(n))
+        };
+        let waiting = view.nodes().values().any(|n| {
+            n.info.id != node.id() && n.subscribes.contains_key(topic) && !counted(n.info.id)
+        });
+        if !waiting {
+            return;
         }
         thread::sleep(Duration::from_millis(5));
     }
@@ -444,6 +620,72 @@ mod tests {
         assert_eq!(p.len(), 300);
         assert_eq!(&p[..3], &[7, 38, 69]);
         assert_eq!(p[256], p[0]);
+    }
+
+    fn stats(links: &[(u64, u64, u64, u64)]) -> DataStats {
+        DataStats {
+            published: links
+                .iter()
+                .map(
+                    |&(peer, messages, dropped, in_flight)| ipc_proto::wire::TopicStats {
+                        topic: "t".into(),
+                        peer: NodeId::new(peer),
+                        messages,
+                        dropped,
+                        missed: 0,
+                        in_flight,
+                    },
+                )
+                .chain([ipc_proto::wire::TopicStats {
+                    topic: "other".into(),
+                    peer: NodeId::new(9),
+                    messages: 5,
+                    dropped: 0,
+                    missed: 0,
+                    in_flight: 0,
+                }])
+                .collect(),
+            ..DataStats::default()
+        }
+    }
+
+    #[test]
+    fn reach_counts_the_subscribers_each_message_went_to() {
+        let mut r = Reach::default();
+        assert_eq!(r.message("t", &stats(&[])), (0, 0));
+        assert_eq!(r.summary(1), ", no subscriber reached");
+        assert_eq!(r.message("t", &stats(&[(1, 1, 0, 0)])), (1, 0));
+        assert_eq!(
+            r.message("t", &stats(&[(1, 2, 0, 0), (2, 1, 0, 0)])),
+            (2, 0)
+        );
+        assert_eq!(
+            r.summary(3),
+            " to 2 subscriber(s) (0000000000000001: 2 of 3; 0000000000000002: 1 of 3)"
+        );
+        // Subscriber 2 drops one; subscriber 1's link closes and comes back from 0.
+        assert_eq!(
+            r.message("t", &stats(&[(1, 1, 0, 0), (2, 1, 1, 0)])),
+            (1, 1)
+        );
+        assert_eq!(
+            r.summary(4),
+            " to 2 subscriber(s) (0000000000000001: 3 of 4; 0000000000000002: 1 of 4, 1 dropped)"
+        );
+        // A message queued on a link still being set up reaches it; it is sent later.
+        let mut late = Reach::default();
+        assert_eq!(late.message("t", &stats(&[(1, 0, 0, 1)])), (1, 0));
+        assert_eq!(late.message("t", &stats(&[(1, 2, 0, 0)])), (1, 0));
+        assert_eq!(late.summary(2), " to 1 subscriber(s)");
+        // Queued twice, then the subscriber left with both before they showed as sent.
+        let mut gone = Reach::default();
+        gone.message("t", &stats(&[(1, 0, 0, 1)]));
+        gone.message("t", &stats(&[(1, 0, 0, 2)]));
+        gone.update("t", &stats(&[]));
+        assert_eq!(gone.summary(2), " to 1 subscriber(s)");
+        let mut all = Reach::default();
+        all.message("t", &stats(&[(1, 2, 0, 0), (2, 2, 0, 0)]));
+        assert_eq!(all.summary(2), " to 2 subscriber(s)");
     }
 
     #[test]

@@ -480,7 +480,8 @@ fn pub_reaches_sub_intact_in_every_mode() {
         let status = publisher.wait_exit(WAIT);
         assert!(status.success(), "pub {args:?}: {}", publisher.stderr);
         assert!(
-            publisher.stderr.contains("pub: sent 3 message(s)"),
+            publisher.stderr.contains("pub: sent 3 message(s)")
+                && publisher.stderr.contains(" to 1 subscriber(s)"),
             "a final status line: {}",
             publisher.stderr
         );
@@ -489,6 +490,65 @@ fn pub_reaches_sub_intact_in_every_mode() {
         check_messages(&sub, "t", &vec![payload.clone(); 3], mode);
     }
     let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn pub_says_how_many_subscribers_each_message_reached() {
+    let g = group();
+    let mut subs = [
+        Proc::spawn(&["--group", &g, "sub", "t", "--count", "2"]),
+        Proc::spawn(&["--group", &g, "sub", "t", "--count", "2"]),
+    ];
+    let args = [
+        "--group",
+        &g,
+        "pub",
+        "t",
+        "--count",
+        "2",
+        "--json",
+        "--wait-subscribers",
+        "2",
+    ];
+    let mut publisher = Proc::spawn(&args);
+    assert!(publisher.wait_exit(WAIT).success(), "{}", publisher.stderr);
+    let lines: Vec<Value> = publisher
+        .stdout
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert_eq!(lines.len(), 2, "{:#?}", publisher.stdout);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(event(line), "published", "{line}");
+        assert_eq!(line["topic"], "t", "{line}");
+        assert_eq!(line["seq"], i as u64 + 1, "{line}");
+        assert_eq!(line["len"], 64, "{line}");
+        // A link still being set up shows a message only once it is sent (see CLI.md).
+        let subscribers = line["subscribers"].as_u64().expect("a number");
+        assert!(subscribers <= 2, "{line}");
+        assert_eq!(line["dropped"], 0, "{line}");
+        assert!(line["ts"].as_u64().is_some(), "{line}");
+    }
+    assert!(
+        publisher.stderr.contains("pub: sent 2 message(s) of 64 B")
+            && publisher.stderr.contains(" to 2 subscriber(s)\n"),
+        "{}",
+        publisher.stderr
+    );
+    for sub in &mut subs {
+        assert!(sub.wait_exit(WAIT).success(), "sub: {}", sub.stderr);
+    }
+
+    // Nobody listens.
+    let mut publisher = Proc::spawn(&["--group", &g, "pub", "nobody", "--json"]);
+    assert!(publisher.wait_exit(WAIT).success(), "{}", publisher.stderr);
+    let line: Value = serde_json::from_str(&publisher.stdout[0]).expect("JSON");
+    assert_eq!(line["subscribers"], 0, "{line}");
+    assert!(
+        publisher.stderr.contains(", no subscriber reached\n"),
+        "{}",
+        publisher.stderr
+    );
 }
 
 #[test]

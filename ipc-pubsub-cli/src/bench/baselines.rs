@@ -30,11 +30,12 @@ use std::time::Instant;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::harness::{
-    Case, ChildCtx, ChildReport, Harness, LatencySummary, Payload, RepValue, Reports, RoleFn, Team,
-    Wiring, checksum, touch_pages,
+use super::harness::{Case, ChildCtx, ChildReport, Harness, RoleFn, Team, Wiring};
+use super::measure::{LatencySummary, Payload, RepValue, checksum, touch_pages};
+use super::series::{
+    Counts, FRESH_4_COUNTS, FRESH_COUNTS, KIB4, KIB64, MIB1, MIB16, Series, Shape, expect_counts,
+    expect_delivery, missing, read_exact_record, throughput, to_usize, write_record,
 };
-use super::payload::{Counts, Series, Shape};
 use crate::{CliError, Result};
 use ipc_os::memfd::{self, SealSet, Segment};
 use ipc_os::socket::{self, Recv, Sent};
@@ -102,12 +103,6 @@ pub(super) const POOLED_RAW: &str = "pooled_raw";
 /// [`POOLED_RAW`] to 4 receivers, all on the receiver core (limits.md §6 "4 recv").
 pub(super) const POOLED_RAW_4: &str = "pooled_raw.4recv";
 
-/// The message sizes of the throughput measurements.
-pub(super) const KIB4: usize = 4 << 10;
-pub(super) const KIB64: usize = 64 << 10;
-pub(super) const MIB1: usize = 1 << 20;
-pub(super) const MIB16: usize = 16 << 20;
-
 /// Messages per repetition: a full run (about 0.2-0.4 s each on the dev VM), and `--quick`.
 const PINGPONG_COUNTS: &[Counts] = &[Counts::new(64, 30_000, 2_000)];
 const UDS_COUNTS: &[Counts] = &[
@@ -122,18 +117,6 @@ const MEMCPY_COUNTS: &[Counts] = &[
     Counts::new(KIB64, 1 << 16, 1 << 12),
     Counts::new(MIB1, 1 << 12, 1 << 8),
     Counts::new(MIB16, 1 << 8, 1 << 4),
-];
-pub(super) const FRESH_COUNTS: &[Counts] = &[
-    Counts::new(KIB4, 10_000, 500),
-    Counts::new(KIB64, 4_096, 128),
-    Counts::new(MIB1, 256, 16),
-    Counts::new(MIB16, 24, 2),
-];
-pub(super) const FRESH_4_COUNTS: &[Counts] = &[
-    Counts::new(KIB4, 5_000, 250),
-    Counts::new(KIB64, 2_048, 64),
-    Counts::new(MIB1, 256, 8),
-    Counts::new(MIB16, 16, 2),
 ];
 const POOLED_COUNTS: &[Counts] = &[
     Counts::new(KIB4, 100_000, 2_000),
@@ -300,51 +283,6 @@ fn pooled(h: &Harness, case: &Case) -> Result<RepValue> {
     throughput(&r, case)
 }
 
-pub(super) fn missing(what: &str) -> CliError {
-    CliError::Failed(format!("the sender reported no {what}"))
-}
-
-pub(super) fn throughput(r: &Reports, case: &Case) -> Result<RepValue> {
-    let secs = r.sender.secs.ok_or_else(|| missing("time"))?;
-    Ok(RepValue::throughput(case.size, r.sender.timed, secs))
-}
-
-/// Every process handled every message.
-pub(super) fn expect_counts(r: &Reports, case: &Case) -> Result<()> {
-    let all = case.warmup + case.msgs;
-    if r.sender.msgs != all || r.sender.timed != case.msgs {
-        return Err(CliError::Failed(format!(
-            "the sender handled {} messages ({} timed), expected {all} ({})",
-            r.sender.msgs, r.sender.timed, case.msgs
-        )));
-    }
-    if let Some((i, rr)) = r
-        .receivers
-        .iter()
-        .enumerate()
-        .find(|(_, rr)| rr.msgs != all)
-    {
-        return Err(CliError::Failed(format!(
-            "receiver {i} handled {} messages, expected {all}",
-            rr.msgs
-        )));
-    }
-    Ok(())
-}
-
-/// [`expect_counts`], and every receiver read exactly the bytes the sender sent.
-pub(super) fn expect_delivery(r: &Reports, case: &Case) -> Result<()> {
-    expect_counts(r, case)?;
-    let sent = r.sender.checksum.ok_or_else(|| missing("checksum"))?;
-    match r.receivers.iter().position(|rr| rr.checksum != Some(sent)) {
-        Some(i) => Err(CliError::Failed(format!(
-            "receiver {i} read checksum {:?}, the sender sent {sent}",
-            r.receivers[i].checksum
-        ))),
-        None => Ok(()),
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Blocking helpers over the non-blocking `sys::socket` records
 
@@ -411,10 +349,6 @@ fn parse_notice(bytes: &[u8]) -> Result<[u64; 3]> {
     }
     let word = |i: usize| u64::from_le_bytes(bytes[i * 8..][..8].try_into().expect("8 bytes"));
     Ok([word(0), word(1), word(2)])
-}
-
-pub(super) fn to_usize(v: u64) -> Result<usize> {
-    usize::try_from(v).map_err(|_| CliError::Failed(format!("{v} does not fit usize")))
 }
 
 /// The sender's side of the acknowledgements: at most `limit` unacknowledged messages per
@@ -500,34 +434,6 @@ impl Window {
 
 // ---------------------------------------------------------------------------------------
 // Child roles
-
-pub(super) fn read_exact_record(fd: &OwnedFd, buf: &mut [u8]) -> Result<bool> {
-    loop {
-        match nix::unistd::read(fd, buf) {
-            Ok(0) => return Ok(false),
-            Ok(n) if n == buf.len() => return Ok(true),
-            Ok(n) => {
-                return Err(CliError::Failed(format!(
-                    "a {n} B record, expected {}",
-                    buf.len()
-                )));
-            }
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(io::Error::from(e).into()),
-        }
-    }
-}
-
-pub(super) fn write_record(fd: &OwnedFd, buf: &[u8]) -> Result<()> {
-    loop {
-        match nix::unistd::write(fd, buf) {
-            Ok(n) if n == buf.len() => return Ok(()),
-            Ok(n) => return Err(CliError::Failed(format!("wrote {n} of {} B", buf.len()))),
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(io::Error::from(e).into()),
-        }
-    }
-}
 
 /// [`SEQPACKET_PINGPONG`], initiator.
 fn seqpacket_ping(ctx: &mut ChildCtx) -> Result<ChildReport> {

@@ -24,7 +24,7 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::json;
 
-use super::harness::nearest_rank;
+use super::measure::nearest_rank;
 use super::{Machine, build, machine, progress};
 use crate::children::random_group;
 use crate::{CliError, Result};

@@ -7,23 +7,34 @@
 //! | `bench doc` | [`doc`] | none: nodes of this process, each with its own I/O thread |
 //!
 //! `bench payload` prints ratios of the pub/sub data path against raw baselines measured in
-//! the same run. Its pieces:
-//! - [`harness`]: starts a sender and its receivers as pinned child processes of this very
-//!   executable (the hidden `bench-child` subcommand), wires them with socketpairs, collects
-//!   what they report, kills and reaps them on every path; and the statistics.
+//! the same run. Its pieces, each importing only those below it:
+//! - [`payload`]: the registry of measured series (baselines and pub/sub), the ratios between
+//!   them with their targets, and the run.
+//! - [`report`]: what the run reports: the rows and ratios of the JSON document, and the table.
 //! - [`baselines`]: the raw measurements (SEQPACKET ping-pong, UDS stream copy, memcpy, fresh
 //!   memfd per message, reused segment pool), following `shared/research/limits.md`.
-//! - [`pubsub`]: the pub/sub series, the std driver's data path between the same processes.
-//! - [`payload`]: the registry of measured series (baselines and pub/sub), the ratios between
-//!   them with their targets, the table and the JSON document.
+//! - [`pubsub`]: our own series, the std driver's data path between the same processes.
+//! - [`series`]: the vocabulary the three above share: what a series is, the ids reserved for
+//!   ours, the message sizes, the checks of the children's reports.
+//! - [`harness`]: starts a sender and its receivers as pinned child processes of this very
+//!   executable (the hidden `bench-child` subcommand), wires them with socketpairs, collects
+//!   what they report, kills and reaps them on every path.
+//! - [`measure`]: payloads and their checksums, CPU load samples, and the statistics over
+//!   repetitions.
+//!
+//! Nothing outside `bench` reaches into these modules: the command line calls [`run`] and
+//! [`child`].
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod baselines;
 mod doc;
 mod harness;
+mod measure;
 mod payload;
 mod pubsub;
+mod report;
+mod series;
 mod topology;
 
 use clap::{Args, Subcommand};
@@ -54,7 +65,7 @@ pub(super) enum Kind {
     ///
     /// Every figure comes from child processes pinned to CPUs (sender on the first allowed
     /// CPU, receivers on the second), after a warm-up, over several repetitions, each with
-    /// fresh processes and sockets. Takes about 60-90 s (`--quick`: about 10 s).
+    /// fresh processes and sockets. Takes a few minutes (`--quick`: well under a minute).
     Payload(payload::PayloadArgs),
     /// Shared-document patches through the host: patches per second with 1 and 4 writers,
     /// and patch-to-ack latency.

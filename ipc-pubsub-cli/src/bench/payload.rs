@@ -2,10 +2,10 @@
 //!
 //! Everything measured is a [`Series`]: an id, a [`Shape`] (round trip, or one-way to some
 //! receivers), message counts per size, and a function that runs one repetition through the
-//! [`Harness`]. The [baselines](super::baselines) are listed in `baselines::SERIES`; the
+//! [`Harness`]. The [`baselines`] are listed in `baselines::SERIES`; the
 //! pub/sub measurements go in [`OURS`] (with their child roles in [`OURS_ROLES`]) under the
-//! ids reserved below. [`RATIOS`] pairs series: each ratio is printed at every size where
-//! both of its series were measured, so the table shows only what exists.
+//! ids reserved in [`series`](super::series). [`RATIOS`] pairs series: each ratio is printed
+//! at every size where both of its series were measured, so the table shows only what exists.
 //!
 //! The run is interleaved: repetition 1 of every series and size, then repetition 2 of
 //! every one, and so on, so that a slow minute on the shared VM spreads over all series
@@ -19,9 +19,9 @@
 //!    [`Wiring`](super::harness::Wiring) asked for. A child is already pinned when its role
 //!    runs; it does its own warm-up, and reports `msgs`/`timed` and `secs` (throughput,
 //!    timed from "warm-up acknowledged" to "last message acknowledged") or `latency`
-//!    ([`LatencySummary::of_nanos`](super::harness::LatencySummary::of_nanos) over per-sample
-//!    [`Instant`] times), plus a `checksum` ([`Payload`](super::harness::Payload) and
-//!    [`checksum`](super::harness::checksum) make one) that the repetition compares.
+//!    ([`LatencySummary::of_nanos`](super::measure::LatencySummary::of_nanos) over per-sample
+//!    [`Instant`] times), plus a `checksum` ([`Payload`](super::measure::Payload) and
+//!    [`checksum`](super::measure::checksum) make one) that the repetition compares.
 //! 2. Write its repetition, `fn(&Harness, &Case) -> Result<RepValue>`: `harness.run(&Team {
 //!    sender, receiver, wiring, group: true, case: *case, opts: &[] })` and turn the reports
 //!    into `RepValue::round_trip(&latency)` or `RepValue::throughput(case.size, timed,
@@ -34,17 +34,19 @@ use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use serde::Serialize;
 
 use super::baselines::{
-    self, FRESH_MEMFD, FRESH_MEMFD_4, KIB64, MEMCPY, MIB1, MIB16, POOLED_RAW, POOLED_RAW_4,
-    SEQPACKET_PINGPONG, UDS_STREAM, UDS_STREAM_4M, UDS_STREAM_DEFAULT,
+    self, FRESH_MEMFD, FRESH_MEMFD_4, MEMCPY, POOLED_RAW, POOLED_RAW_4, SEQPACKET_PINGPONG,
+    UDS_STREAM, UDS_STREAM_4M, UDS_STREAM_DEFAULT,
 };
-use super::harness::{
-    Case, Cores, CpuSample, Harness, IDLE_BUSY_PERCENT, IDLE_QUIET, Measurement, Placement,
-    RepValue, RoleFn, Unit,
+use super::harness::{Case, Harness, IDLE_BUSY_PERCENT, IDLE_QUIET, Placement, RoleFn};
+use super::measure::{CpuSample, Measurement, RepValue};
+use super::report::{Ratio, Report, Row, size_name, table};
+use super::series::{
+    KIB64, MIB1, MIB16, PUBSUB_FRESH, PUBSUB_FRESH_4, PUBSUB_INLINE, PUBSUB_INLINE_4,
+    PUBSUB_POOLED, PUBSUB_POOLED_4, PUBSUB_RTT, Series, Shape,
 };
-use super::{Machine, build, machine, progress, pubsub};
+use super::{build, machine, progress, pubsub};
 use crate::{CliError, Result};
 
 /// Options of `bench payload`.
@@ -59,7 +61,8 @@ pub(crate) struct PayloadArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) reps: Option<u32>,
 
-    /// CI-sized message counts: about 10 s instead of 60-90 s, with noisier figures.
+    /// CI-sized message counts: well under a minute instead of a few minutes, with noisier
+    /// figures.
     #[arg(long)]
     pub(crate) quick: bool,
 
@@ -77,62 +80,6 @@ pub(crate) struct PayloadArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     pub(crate) wait_idle: u64,
 }
-
-/// What a series measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub(super) enum Shape {
-    /// Round trips from the sender to one receiver and back; µs, lower is better.
-    RoundTrip,
-    /// Messages from the sender to `receivers` receivers; payload GB/s, higher is better.
-    OneWay { receivers: usize },
-}
-
-/// Messages per repetition at one size: for a full run, and for `--quick`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Counts {
-    pub(super) size: usize,
-    pub(super) full: u64,
-    pub(super) quick: u64,
-}
-
-impl Counts {
-    pub(super) const fn new(size: usize, full: u64, quick: u64) -> Self {
-        Self { size, full, quick }
-    }
-}
-
-/// Runs one repetition of a series at one size (see [`Harness::run`]).
-pub(super) type RepFn = fn(&Harness, &Case) -> Result<RepValue>;
-
-/// A measured series: a baseline or one of ours.
-#[derive(Debug)]
-pub(super) struct Series {
-    /// Stable id: table rows, ratios and JSON use it.
-    pub(super) id: &'static str,
-    /// One line for the legend.
-    pub(super) label: &'static str,
-    pub(super) shape: Shape,
-    /// The sizes it is measured at, with their message counts.
-    pub(super) counts: &'static [Counts],
-    pub(super) rep: RepFn,
-}
-
-/// The 64 B round trip through pub/sub (publish, a subscriber's reply), against
-/// [`SEQPACKET_PINGPONG`].
-pub(super) const PUBSUB_RTT: &str = "pubsub.rtt";
-/// One-way throughput with the payload inline in the socket records.
-pub(super) const PUBSUB_INLINE: &str = "pubsub.inline";
-/// One-way throughput with a fresh sealed memfd per message.
-pub(super) const PUBSUB_FRESH: &str = "pubsub.fresh";
-/// One-way throughput through the reused segment pool.
-pub(super) const PUBSUB_POOLED: &str = "pubsub.pooled";
-/// [`PUBSUB_INLINE`] to 4 subscribers (for the inline threshold under fan-out).
-pub(super) const PUBSUB_INLINE_4: &str = "pubsub.inline.4recv";
-/// [`PUBSUB_FRESH`] to 4 subscribers.
-pub(super) const PUBSUB_FRESH_4: &str = "pubsub.fresh.4recv";
-/// [`PUBSUB_POOLED`] to 4 subscribers.
-pub(super) const PUBSUB_POOLED_4: &str = "pubsub.pooled.4recv";
 
 /// The ids reserved for [`OURS`].
 #[cfg(test)]
@@ -330,63 +277,6 @@ pub(super) const RATIOS: &[RatioSpec] = &[
     ),
     ratio(POOLED_RAW_4, FRESH_MEMFD_4, None, "raw ceiling"),
 ];
-
-/// One measured row of the report.
-#[derive(Debug, Clone, Serialize)]
-struct Row {
-    #[serde(flatten)]
-    m: Measurement,
-    label: &'static str,
-    shape: Shape,
-    /// Timed messages per repetition (0 for derived rows).
-    msgs: u64,
-    /// Untimed messages before them.
-    warmup: u64,
-    /// Throughput: messages per second at the median.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    msgs_per_s: Option<f64>,
-    /// A derived row: the series it copies.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    derived_from: Option<&'static str>,
-}
-
-/// One computed ratio.
-#[derive(Debug, Clone, Serialize)]
-struct Ratio {
-    num: &'static str,
-    den: &'static str,
-    size: usize,
-    /// `num`'s median over `den`'s.
-    ratio: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    goal: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    goal_source: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    met: Option<bool>,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    note: &'static str,
-}
-
-/// The `--json` document of `bench payload`.
-#[derive(Debug, Serialize)]
-struct Report {
-    machine: Machine,
-    build: &'static str,
-    placement: Placement,
-    cores: Cores,
-    reps: u32,
-    quick: bool,
-    /// Share of all CPUs busy (any process) in the half second before the run, in percent.
-    busy_percent_before: Option<f64>,
-    /// Per round of repetitions: the share of all CPUs' time that other processes (and
-    /// the host's steal) used meanwhile, in percent. High values mean noisy figures.
-    other_load_percent: Vec<Option<f64>>,
-    /// Wall time of the whole run.
-    seconds: f64,
-    measurements: Vec<Row>,
-    ratios: Vec<Ratio>,
-}
 
 /// One series at one size, as the run plans it.
 struct Planned {
@@ -589,198 +479,11 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// `64 B`, `4 KiB`, `16 MiB`.
-fn size_name(size: usize) -> String {
-    match size {
-        s if s >= 1 << 20 && s % (1 << 20) == 0 => format!("{} MiB", s >> 20),
-        s if s >= 1 << 10 && s % (1 << 10) == 0 => format!("{} KiB", s >> 10),
-        s => format!("{s} B"),
-    }
-}
-
-/// About four significant digits, without exponent.
-fn num(x: f64) -> String {
-    match x.abs() {
-        a if a >= 1000.0 => format!("{x:.0}"),
-        a if a >= 100.0 => format!("{x:.1}"),
-        a if a >= 10.0 => format!("{x:.2}"),
-        _ => format!("{x:.3}"),
-    }
-}
-
-/// Messages per second: `463 k`, `4.15 k`, `306`.
-fn rate(x: f64) -> String {
-    match x {
-        x if x >= 1e6 => format!("{:.2} M", x / 1e6),
-        x if x >= 1e5 => format!("{:.0} k", x / 1e3),
-        x if x >= 1e3 => format!("{:.1} k", x / 1e3),
-        x => format!("{x:.0}"),
-    }
-}
-
-fn group_title(shape: Shape, size: usize, reps: u32) -> String {
-    match shape {
-        Shape::RoundTrip => format!(
-            "round trip, {} each way: µs (median of {reps} per-rep medians, their range, median \
-             of the per-rep p99s)",
-            size_name(size)
-        ),
-        Shape::OneWay { receivers: 1 } => format!(
-            "one-way throughput, {} messages: payload GB/s (median of {reps} reps, range); \
-             msgs/s and µs/msg at the median",
-            size_name(size)
-        ),
-        Shape::OneWay { receivers } => format!(
-            "fan-out to {receivers} receivers, {} messages: payload GB/s (delivered: {receivers}x \
-             that), msgs/s and µs/msg at the median",
-            size_name(size)
-        ),
-    }
-}
-
-fn table(r: &Report) -> String {
-    let mut out = String::new();
-    let mut line = |s: String| {
-        out.push_str(&s);
-        out.push('\n');
-    };
-    line("ipc-pubsub bench payload".into());
-    line(format!(
-        "  machine    {} ({} cores), {}",
-        r.machine.cpu, r.machine.cores, r.machine.kernel
-    ));
-    let placement = match r.placement {
-        Placement::CrossCore => "cross-core",
-        Placement::SameCore => "same-core",
-    };
-    line(format!(
-        "  build      {}; {placement}: sender on CPU {}, receivers on CPU {}; {} reps{}, each \
-         in fresh processes; {:.0} s",
-        r.build,
-        r.cores.sender,
-        r.cores.receiver,
-        r.reps,
-        if r.quick { " (quick counts)" } else { "" },
-        r.seconds
-    ));
-    let others: Vec<String> = r
-        .other_load_percent
-        .iter()
-        .map(|o| o.map_or_else(|| "?".into(), |o| format!("{o:.1}")))
-        .collect();
-    line(format!(
-        "  load       other processes used {} % of the CPUs during the reps; {} % were busy \
-         before the run",
-        others.join(" / "),
-        r.busy_percent_before
-            .map_or_else(|| "?".into(), |b| format!("{b:.1}"))
-    ));
-    let mut groups: Vec<(Shape, usize)> = Vec::new();
-    for row in &r.measurements {
-        let key = (row.shape, row.m.size);
-        if !groups.contains(&key) {
-            groups.push(key);
-        }
-    }
-    groups.sort();
-    for (shape, size) in groups {
-        line(String::new());
-        line(group_title(shape, size, r.reps));
-        let in_group = r
-            .measurements
-            .iter()
-            .filter(|row| row.shape == shape && row.m.size == size);
-        let best_stream = r
-            .measurements
-            .iter()
-            .find(|row| row.m.name == UDS_STREAM && row.m.size == size)
-            .and_then(|row| row.derived_from);
-        match shape {
-            Shape::RoundTrip => line(format!(
-                "  {:<28} {:>9} {:>19} {:>9}",
-                "series", "median", "range", "p99"
-            )),
-            Shape::OneWay { .. } => line(format!(
-                "  {:<28} {:>9} {:>19} {:>9} {:>9}",
-                "series", "GB/s", "range", "msgs/s", "µs/msg"
-            )),
-        }
-        for row in in_group.filter(|row| row.derived_from.is_none()) {
-            let m = &row.m;
-            let mark = if best_stream == Some(m.name.as_str()) {
-                " *"
-            } else {
-                ""
-            };
-            let name = format!("{}{mark}", m.name);
-            let range = format!("{} - {}", num(m.range[0]), num(m.range[1]));
-            match (m.unit, m.msgs_per_s()) {
-                (Unit::GigabytesPerSecond, Some(rps)) => line(format!(
-                    "  {name:<28} {:>9} {range:>19} {:>9} {:>9}",
-                    num(m.median),
-                    rate(rps),
-                    num(1e6 / rps)
-                )),
-                _ => line(format!(
-                    "  {name:<28} {:>9} {range:>19} {:>9}",
-                    num(m.median),
-                    m.p99.map_or_else(|| "-".into(), num)
-                )),
-            }
-        }
-        let here: Vec<&Ratio> = r
-            .ratios
-            .iter()
-            .filter(|q| {
-                q.size == size
-                    && r.measurements
-                        .iter()
-                        .any(|row| row.m.name == q.num && row.shape == shape && row.m.size == size)
-            })
-            .collect();
-        if !here.is_empty() {
-            line("  ratios of medians".into());
-        }
-        for q in here {
-            let pair = format!("{} / {}", q.num, q.den);
-            let goal = match (&q.goal, q.met) {
-                (Some(g), Some(met)) => format!(
-                    "goal {g} ({}): {}",
-                    q.goal_source.unwrap_or_default(),
-                    if met { "met" } else { "MISSED" }
-                ),
-                _ => String::new(),
-            };
-            let note = if q.note.is_empty() {
-                String::new()
-            } else {
-                format!("[{}] ", q.note)
-            };
-            let text = format!("    {pair:<42} {:>8}x  {note}{goal}", num(q.ratio));
-            line(text.trim_end().to_string());
-        }
-    }
-    line(String::new());
-    line("series".into());
-    let mut seen: Vec<&str> = Vec::new();
-    for row in &r.measurements {
-        if !seen.contains(&row.m.name.as_str()) {
-            seen.push(&row.m.name);
-            line(format!("  {:<28} {}", row.m.name, row.label));
-        }
-    }
-    if r.measurements.iter().any(|row| row.m.name == UDS_STREAM) {
-        line(format!(
-            "  (* marks the stream copy that ratios against {UDS_STREAM} use at that size)"
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::harness::Unit;
+    use crate::bench::harness::Cores;
+    use crate::bench::measure::Unit;
 
     fn row(name: &'static str, shape: Shape, size: usize, median: f64) -> Row {
         let unit = match shape {
@@ -989,19 +692,5 @@ mod tests {
         assert_eq!(json["measurements"][0]["unit"], "us");
         assert_eq!(json["measurements"][0]["shape"], "round_trip");
         assert_eq!(json["ratios"][0]["num"], PUBSUB_RTT);
-    }
-
-    #[test]
-    fn sizes_and_numbers_print_compactly() {
-        assert_eq!(size_name(64), "64 B");
-        assert_eq!(size_name(4096), "4 KiB");
-        assert_eq!(size_name(16 << 20), "16 MiB");
-        assert_eq!(size_name(1000), "1000 B");
-        assert_eq!(num(62.612), "62.61");
-        assert_eq!(num(0.1894), "0.189");
-        assert_eq!(num(12_456.4), "12456");
-        assert_eq!(rate(463_000.0), "463 k");
-        assert_eq!(rate(4_147.0), "4.1 k");
-        assert_eq!(rate(80.4), "80");
     }
 }

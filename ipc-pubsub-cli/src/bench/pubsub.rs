@@ -21,17 +21,12 @@
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use super::baselines::{
-    FRESH_4_COUNTS, FRESH_COUNTS, KIB4, KIB64, MIB1, MIB16, to_usize, write_record,
-};
-use super::baselines::{expect_counts, expect_delivery, missing, read_exact_record, throughput};
-use super::harness::{
-    Case, ChildCtx, ChildReport, Harness, LatencySummary, Payload, RepValue, RoleFn, Team, Wiring,
-    checksum,
-};
-use super::payload::{
-    Counts, PUBSUB_FRESH, PUBSUB_FRESH_4, PUBSUB_INLINE, PUBSUB_INLINE_4, PUBSUB_POOLED,
-    PUBSUB_POOLED_4, PUBSUB_RTT, Series, Shape,
+use super::harness::{Case, ChildCtx, ChildReport, Harness, RoleFn, Team, Wiring};
+use super::measure::{LatencySummary, Payload, RepValue, checksum};
+use super::series::{
+    Counts, FRESH_4_COUNTS, FRESH_COUNTS, KIB4, KIB64, MIB1, MIB16, PUBSUB_FRESH, PUBSUB_FRESH_4,
+    PUBSUB_INLINE, PUBSUB_INLINE_4, PUBSUB_POOLED, PUBSUB_POOLED_4, PUBSUB_RTT, Series, Shape,
+    expect_counts, expect_delivery, missing, read_exact_record, throughput, to_usize, write_record,
 };
 use crate::pubsub::wait_subscribers;
 use crate::{CliError, Result};

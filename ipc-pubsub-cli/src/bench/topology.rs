@@ -11,8 +11,9 @@
 //!   from the scheduler's nanosecond run times (`/proc/<pid>/task/*/schedstat`), since utime
 //!   and stime count whole 10 ms ticks.
 //!
-//! Times are taken when this process reads a child's line: pipe latency is included, and is
-//! microseconds. Percentiles are nearest-rank.
+//! A line's time is its `ts`, when the child wrote it (on this process's monotonic clock, see
+//! `children::written_at`): pipe latency and this process's delay in reading are not
+//! counted. Percentiles are nearest-rank.
 
 use std::io::{self, Write};
 use std::time::{Duration, Instant};

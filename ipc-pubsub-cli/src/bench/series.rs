@@ -1,0 +1,180 @@
+//! The vocabulary of `bench payload`, shared by the [baselines](super::baselines), our own
+//! [pub/sub series](super::pubsub) and the [registry](super::payload) that runs and compares
+//! them: what a series is ([`Series`], [`Shape`], [`Counts`]), the ids reserved for ours, the
+//! message sizes, and the checks every repetition makes of its children's reports. It
+//! imports only the [`harness`](super::harness) and [`measure`](super::measure), so that none
+//! of the three imports another's vocabulary.
+
+use std::io;
+use std::os::fd::OwnedFd;
+
+use nix::errno::Errno;
+use serde::Serialize;
+
+use super::harness::{Case, Harness, Reports};
+use super::measure::RepValue;
+use crate::{CliError, Result};
+
+/// What a series measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum Shape {
+    /// Round trips from the sender to one receiver and back; µs, lower is better.
+    RoundTrip,
+    /// Messages from the sender to `receivers` receivers; payload GB/s, higher is better.
+    OneWay { receivers: usize },
+}
+
+/// Messages per repetition at one size: for a full run, and for `--quick`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Counts {
+    pub(super) size: usize,
+    pub(super) full: u64,
+    pub(super) quick: u64,
+}
+
+impl Counts {
+    pub(super) const fn new(size: usize, full: u64, quick: u64) -> Self {
+        Self { size, full, quick }
+    }
+}
+
+/// Runs one repetition of a series at one size (see [`Harness::run`]).
+pub(super) type RepFn = fn(&Harness, &Case) -> Result<RepValue>;
+
+/// A measured series: a baseline or one of ours.
+#[derive(Debug)]
+pub(super) struct Series {
+    /// Stable id: table rows, ratios and JSON use it.
+    pub(super) id: &'static str,
+    /// One line for the legend.
+    pub(super) label: &'static str,
+    pub(super) shape: Shape,
+    /// The sizes it is measured at, with their message counts.
+    pub(super) counts: &'static [Counts],
+    pub(super) rep: RepFn,
+}
+
+/// The 64 B round trip through pub/sub (publish, a subscriber's reply), against
+/// [`SEQPACKET_PINGPONG`](super::baselines::SEQPACKET_PINGPONG).
+pub(super) const PUBSUB_RTT: &str = "pubsub.rtt";
+/// One-way throughput with the payload inline in the socket records.
+pub(super) const PUBSUB_INLINE: &str = "pubsub.inline";
+/// One-way throughput with a fresh sealed memfd per message.
+pub(super) const PUBSUB_FRESH: &str = "pubsub.fresh";
+/// One-way throughput through the reused segment pool.
+pub(super) const PUBSUB_POOLED: &str = "pubsub.pooled";
+/// [`PUBSUB_INLINE`] to 4 subscribers (for the inline threshold under fan-out).
+pub(super) const PUBSUB_INLINE_4: &str = "pubsub.inline.4recv";
+/// [`PUBSUB_FRESH`] to 4 subscribers.
+pub(super) const PUBSUB_FRESH_4: &str = "pubsub.fresh.4recv";
+/// [`PUBSUB_POOLED`] to 4 subscribers.
+pub(super) const PUBSUB_POOLED_4: &str = "pubsub.pooled.4recv";
+
+/// The message sizes of the throughput measurements.
+pub(super) const KIB4: usize = 4 << 10;
+pub(super) const KIB64: usize = 64 << 10;
+pub(super) const MIB1: usize = 1 << 20;
+pub(super) const MIB16: usize = 16 << 20;
+
+/// Messages per repetition of a fresh memfd per message, to 1 and to 4 receivers: the
+/// [`FRESH_MEMFD`](super::baselines::FRESH_MEMFD) baselines and `pubsub.fresh` use the same.
+pub(super) const FRESH_COUNTS: &[Counts] = &[
+    Counts::new(KIB4, 10_000, 500),
+    Counts::new(KIB64, 4_096, 128),
+    Counts::new(MIB1, 256, 16),
+    Counts::new(MIB16, 24, 2),
+];
+pub(super) const FRESH_4_COUNTS: &[Counts] = &[
+    Counts::new(KIB4, 5_000, 250),
+    Counts::new(KIB64, 2_048, 64),
+    Counts::new(MIB1, 256, 8),
+    Counts::new(MIB16, 16, 2),
+];
+
+// ---------------------------------------------------------------------------------------
+// Checks of the children's reports
+
+/// The error for a figure the sender did not report.
+pub(super) fn missing(what: &str) -> CliError {
+    CliError::Failed(format!("the sender reported no {what}"))
+}
+
+pub(super) fn throughput(r: &Reports, case: &Case) -> Result<RepValue> {
+    let secs = r.sender.secs.ok_or_else(|| missing("time"))?;
+    Ok(RepValue::throughput(case.size, r.sender.timed, secs))
+}
+
+/// Every process handled every message.
+pub(super) fn expect_counts(r: &Reports, case: &Case) -> Result<()> {
+    let all = case.warmup + case.msgs;
+    if r.sender.msgs != all || r.sender.timed != case.msgs {
+        return Err(CliError::Failed(format!(
+            "the sender handled {} messages ({} timed), expected {all} ({})",
+            r.sender.msgs, r.sender.timed, case.msgs
+        )));
+    }
+    if let Some((i, rr)) = r
+        .receivers
+        .iter()
+        .enumerate()
+        .find(|(_, rr)| rr.msgs != all)
+    {
+        return Err(CliError::Failed(format!(
+            "receiver {i} handled {} messages, expected {all}",
+            rr.msgs
+        )));
+    }
+    Ok(())
+}
+
+/// [`expect_counts`], and every receiver read exactly the bytes the sender sent.
+pub(super) fn expect_delivery(r: &Reports, case: &Case) -> Result<()> {
+    expect_counts(r, case)?;
+    let sent = r.sender.checksum.ok_or_else(|| missing("checksum"))?;
+    match r.receivers.iter().position(|rr| rr.checksum != Some(sent)) {
+        Some(i) => Err(CliError::Failed(format!(
+            "receiver {i} read checksum {:?}, the sender sent {sent}",
+            r.receivers[i].checksum
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `v` as a `usize`, or an error.
+pub(super) fn to_usize(v: u64) -> Result<usize> {
+    usize::try_from(v).map_err(|_| CliError::Failed(format!("{v} does not fit usize")))
+}
+
+// ---------------------------------------------------------------------------------------
+// Records on the children's socketpairs
+
+/// Reads one record of exactly `buf.len()` bytes; `false` at end of stream.
+pub(super) fn read_exact_record(fd: &OwnedFd, buf: &mut [u8]) -> Result<bool> {
+    loop {
+        match nix::unistd::read(fd, buf) {
+            Ok(0) => return Ok(false),
+            Ok(n) if n == buf.len() => return Ok(true),
+            Ok(n) => {
+                return Err(CliError::Failed(format!(
+                    "a {n} B record, expected {}",
+                    buf.len()
+                )));
+            }
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(io::Error::from(e).into()),
+        }
+    }
+}
+
+/// Writes one record of `buf`, whole.
+pub(super) fn write_record(fd: &OwnedFd, buf: &[u8]) -> Result<()> {
+    loop {
+        match nix::unistd::write(fd, buf) {
+            Ok(n) if n == buf.len() => return Ok(()),
+            Ok(n) => return Err(CliError::Failed(format!("wrote {n} of {} B", buf.len()))),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(io::Error::from(e).into()),
+        }
+    }
+}

@@ -301,10 +301,9 @@ pub(super) fn publish(group: &GroupArgs, args: &PubArgs) -> Result<()> {
         }
         publisher.publish(&payload)?;
         sent += 1;
+        // The node's I/O thread handles requests in order: its counters include this message.
+        let (subscribers, dropped) = reach.message(&args.topic, &node.data_stats()?);
         if args.json {
-            // The node's I/O thread handles requests in order: its counters include this
-            // message. A round trip to that thread per message: only for `--json`.
-            let (subscribers, dropped) = reach.message(&args.topic, &node.data_stats()?);
             let line = PublishedLine {
                 topic: &args.topic,
                 seq: sent,
@@ -319,9 +318,6 @@ pub(super) fn publish(group: &GroupArgs, args: &PubArgs) -> Result<()> {
         }
         if shown.elapsed() >= Duration::from_secs(1) {
             shown = Instant::now();
-            if !args.json {
-                reach.update(&args.topic, &node.data_stats()?);
-            }
             status(sent, &reach, false);
         }
     }
@@ -348,8 +344,7 @@ struct PublishedLine<'a> {
 
 /// Which subscribers `pub`'s messages reached, from the node's per-link counters
 /// ([`Node::data_stats`]: per subscriber and topic, messages sent, dropped, and in flight),
-/// read after every message with `--json`, else with every status line, and once everything
-/// is sent. The driver tells no more: which
+/// read after every message and once everything is sent. The driver tells no more: which
 /// links one `publish` went to shows only as these counters moving.
 #[derive(Debug, Default)]
 struct Reach {

@@ -276,6 +276,34 @@ impl Child {
         nix::sys::signal::kill(pid, sig).expect("signal the child");
     }
 
+    /// Stops the child with SIGSTOP and waits until every one of its threads is stopped
+    /// (`/proc/<pid>/task/*/stat` says `T`): `kill` returns before the stop has taken effect,
+    /// and a thread of a busy child may still finish what it was doing.
+    pub fn stop(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+        let tasks = format!("/proc/{}/task", self.pid());
+        let stopped = || {
+            std::fs::read_dir(&tasks).is_ok_and(|dir| {
+                dir.flatten().all(|t| {
+                    std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+                        // `pid (comm) S ...`: the state follows the last ')'.
+                        stat.rsplit_once(')')
+                            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['T', 't']))
+                    })
+                })
+            })
+        };
+        let deadline = std::time::Instant::now() + WAIT;
+        while !stopped() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child {} did not stop within {WAIT:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Kills the child with SIGKILL and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut p) = self.proc.take() {

@@ -132,8 +132,9 @@ fn two_processes_patching_one_path_against_one_version_one_wins_one_is_told() {
     let mut b = doc_peer(&g, "b", &["--no-hub", "--default", r#"{"x":0,"y":0}"#]);
     wait_value(&mut a, |v| v["x"] == 0);
     wait_value(&mut b, |v| v["x"] == 0);
-    // With the hub stopped, both patches are made against version 0 and wait in its socket.
-    hub.signal(Signal::SIGSTOP);
+    // With the hub stopped (all its threads: a patch it had started on would be broadcast),
+    // both patches are made against version 0 and wait in its socket.
+    hub.stop();
     a.send(r#"send {"$set": {"x": "a"}}"#);
     b.send(r#"send {"$set": {"x": "b", "y": 1}}"#);
     a.wait_for(WAIT, |v| event(v) == "sent");

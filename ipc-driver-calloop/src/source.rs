@@ -27,11 +27,14 @@ use ipc_os::rendezvous::{DataSocket, GroupDir, HubSocket};
 use ipc_proto::data::{DataCmd, Delivered, Delivery, OUTGOING, ReceivedSegment, SegmentId};
 use ipc_proto::doc::DocEvt;
 use ipc_proto::{
-    HubEvt, Listener, LogLimit, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, NodeId,
-    PeerId, SpokeCmd,
+    Listener, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, NodeId, PeerId, SpokeCmd,
 };
 use slab::Slab;
 use tracing::{debug, info, trace, warn};
+
+use ipc_driver_core::{
+    ACCEPT_BUDGET, CLOSE_FLUSH, MAX_FDS, PeerLog, READ_BUDGET, log_member_evt, random_seed,
+};
 
 use crate::builder::NodeBuilder;
 use crate::data::{Mailbox, Message, ReleaseGuard};
@@ -45,19 +48,6 @@ use ipc_os::timer::Timer;
 const TIMER: u64 = u64::MAX;
 const HUB_LISTENER: u64 = u64::MAX - 1;
 const DATA_LISTENER: u64 = u64::MAX - 2;
-
-/// Records read from one link per wakeup before the others get their turn.
-const READ_BUDGET: usize = 64;
-
-/// Connections accepted from one listener per wakeup before the links get their turn.
-const ACCEPT_BUDGET: usize = 64;
-
-/// Log lines about misbehaving or refused peers: this many per interval, then a summary.
-const PEER_LOG_BURST: u32 = 10;
-const PEER_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// How long a link that is being closed may take to flush what is queued for it.
-const CLOSE_FLUSH: Duration = Duration::from_millis(500);
 
 #[derive(Debug)]
 struct Link {
@@ -76,10 +66,6 @@ struct Link {
     /// Closing: flush what is queued, then close, by this deadline.
     closing: Option<Instant>,
 }
-
-/// Most fds one received record may carry; one is the protocol's maximum, a second tells a
-/// violation from a truncation.
-const MAX_FDS: usize = 2;
 
 /// Readiness reports taken from the node's epoll set per turn (the rest wait for the next).
 const EVENTS_PER_TURN: usize = 64;
@@ -120,7 +106,7 @@ struct Io {
     data_buf: Vec<u8>,
     max_outbox: usize,
     /// What peers did wrong, logged rate-limited: a hostile peer chooses how often.
-    peer_log: LogLimit,
+    peer_log: PeerLog,
 }
 
 /// A node of a group, as a calloop event source: insert it into your loop, and its callback
@@ -167,7 +153,7 @@ impl NodeSource {
     pub(crate) fn start(b: NodeBuilder, observer: bool) -> Result<Self, DriverError> {
         let private = b.options.is_private(ipc_os::current_credentials().uid);
         let dir = GroupDir::open(&b.group, b.dir.as_deref(), private)?;
-        let id = NodeId::new(random() | 1).expect("odd, hence non-zero");
+        let id = NodeId::new(random_seed() | 1).expect("odd, hence non-zero");
         let data_listener = if observer {
             None
         } else {
@@ -178,7 +164,7 @@ impl NodeSource {
         let config = b.options.member_config(
             id,
             data_listener.as_ref().map(|l| l.addr().to_owned()),
-            random(),
+            random_seed(),
         );
         let max_record = config.data.as_ref().map_or(0, |d| d.limits.max_record);
         let mut member = Member::new(config, now);
@@ -228,7 +214,7 @@ impl NodeSource {
                 buf: vec![0; b.options.limits.max_frame + 5],
                 data_buf: vec![0; max_record + 1],
                 max_outbox: b.max_outbox,
-                peer_log: LogLimit::new(PEER_LOG_BURST, PEER_LOG_INTERVAL),
+                peer_log: PeerLog::default(),
             },
             node,
             events: VecDeque::new(),
@@ -293,7 +279,7 @@ impl NodeSource {
     }
 
     fn returns_and_deadlines(&mut self, now: Instant) {
-        self.io.peer_log_summary(now);
+        self.io.peer_log.summary(now);
         let returns = self.node.mailbox.take();
         for (segment, seg) in returns.loans {
             self.node.outgoing.give_back(segment, seg, true, now);
@@ -399,6 +385,9 @@ impl NodeSource {
     }
 
     fn on_evt(&mut self, now: Instant, evt: MemberEvt) {
+        let Some(evt) = log_member_evt(&mut self.io.peer_log, now, evt) else {
+            return;
+        };
         let event = match evt {
             MemberEvt::Topology(e) => NodeEvent::Topology(e),
             MemberEvt::Synced { hub, term } => {
@@ -410,44 +399,13 @@ impl NodeSource {
                 NodeEvent::BecameHub
             }
             MemberEvt::HubLost => NodeEvent::HubLost,
-            MemberEvt::HubUnresponsive => {
-                warn!("the hub is unresponsive");
-                NodeEvent::HubUnresponsive
-            }
+            MemberEvt::HubUnresponsive => NodeEvent::HubUnresponsive,
             MemberEvt::HubResponsive => NodeEvent::HubResponsive,
             MemberEvt::HubClosed(reason) => NodeEvent::HubClosed(reason),
             MemberEvt::HubAbsent => NodeEvent::HubAbsent,
             // Held messages may go out now: see `pump`.
             MemberEvt::Room { .. } => {
                 self.room_changed = true;
-                return;
-            }
-            MemberEvt::Hub(e) => {
-                if is_refusal(&e) && !self.io.peer_log(now) {
-                    return;
-                }
-                return log_hub(&e);
-            }
-            MemberEvt::PeerMisbehaved { peer, reason } => {
-                if self.io.peer_log(now) {
-                    warn!(%peer, %reason, "disconnected a peer that broke the protocol");
-                }
-                return;
-            }
-            MemberEvt::LinkRefused {
-                peer,
-                listener,
-                reason,
-            } => {
-                if self.io.peer_log(now) {
-                    warn!(%peer, ?listener, %reason, "closed a connection");
-                }
-                return;
-            }
-            MemberEvt::AcceptPaused => {
-                if self.io.peer_log(now) {
-                    warn!("accepting failed (out of file descriptors?): pausing the listeners");
-                }
                 return;
             }
             MemberEvt::HubRefused { cred } => {
@@ -461,14 +419,6 @@ impl NodeSource {
                     self.node.group
                 );
             }
-            MemberEvt::PeerRefused { peer, cred, reason } => {
-                if self.io.peer_log(now) {
-                    let (uid, pid) = cred.map_or((None, None), |c| (Some(c.uid), Some(c.pid)));
-                    warn!(%peer, ?uid, ?pid, %reason, "refused a data link");
-                }
-                return;
-            }
-            MemberEvt::Left => return debug!("left the group"),
             MemberEvt::Doc(e) => {
                 let observed = match &e {
                     DocEvt::Changed { name, scope, .. } => self.node.observed(name, scope),
@@ -788,7 +738,7 @@ impl Io {
             let peer = PeerId(self.next_peer);
             if let Err(e) = self.add_link(fd, listener == Listener::Data, peer) {
                 // The connection closes with its fd; the member never heard of it.
-                if self.peer_log(now) {
+                if self.peer_log.allow(now) {
                     warn!(?listener, error = %e, "could not watch an accepted connection");
                 }
                 continue;
@@ -821,19 +771,6 @@ impl Io {
             {
                 warn!(error = %e, "could not change what a listener is watched for");
             }
-        }
-    }
-
-    /// Whether to log one more line about a peer now (see [`LogLimit`]).
-    fn peer_log(&mut self, now: Instant) -> bool {
-        self.peer_log_summary(now);
-        self.peer_log.allow(now)
-    }
-
-    fn peer_log_summary(&mut self, now: Instant) {
-        if let Some(n) = self.peer_log.take_summary(now) {
-            let secs = self.peer_log.interval().as_secs();
-            warn!("... and {n} more peers refused or disconnected in the last {secs} s");
         }
     }
 
@@ -877,7 +814,7 @@ impl Io {
         // The member bounds its data links; topology links are bounded here.
         if !link.data && link.outbox_bytes > self.max_outbox {
             let bytes = link.outbox_bytes;
-            if self.peer_log(now) {
+            if self.peer_log.allow(now) {
                 warn!(%peer, bytes, "peer does not keep up: closing its link");
             }
             self.drop_link(node, now, key);
@@ -990,30 +927,6 @@ fn feed(node: &mut Node, now: Instant, input: MemberInput<'_>) {
     if let Err(e) = node.member.handle(now, input) {
         warn!(error = %e, "the node refused an input");
     }
-}
-
-/// Whether a hub event is about a peer it refused or threw out (logged rate-limited).
-fn is_refusal(e: &HubEvt) -> bool {
-    matches!(
-        e,
-        HubEvt::PeerRefused { .. } | HubEvt::PeerMisbehaved { .. } | HubEvt::PeerExpelled { .. }
-    )
-}
-
-fn log_hub(e: &HubEvt) {
-    match e {
-        HubEvt::PeerRefused { peer, reason } => warn!(%peer, %reason, "refused a peer"),
-        HubEvt::PeerMisbehaved { peer, reason } => {
-            warn!(%peer, %reason, "disconnected a peer that broke the protocol");
-        }
-        HubEvt::PeerExpelled { peer, node } => warn!(%peer, ?node, "expelled a silent peer"),
-        other => debug!(evt = other.name(), "hub event"),
-    }
-}
-
-/// A seed or id from the OS.
-fn random() -> u64 {
-    getrandom::u64().expect("the OS random source is available on Linux")
 }
 
 impl EventSource for NodeSource {

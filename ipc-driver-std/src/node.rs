@@ -17,8 +17,9 @@ use crate::doc::{Doc, DocLink};
 use crate::error::DriverError;
 use crate::events::{CallbackId, Dispatcher, Events, NodeEvent, Sink};
 use crate::pubsub::{Bus, Handle, Publisher, Subscription, bus_topic};
-use crate::reactor::{Reactor, Setup, random_seed};
+use crate::reactor::{Reactor, Setup};
 use crate::request::{Request, Requester, Shared, State};
+use ipc_driver_core::{DEFAULT_MAX_OUTBOX, random_seed};
 use ipc_os::poll::Waker;
 use ipc_os::rendezvous::GroupDir;
 
@@ -78,7 +79,7 @@ impl NodeBuilder {
             join_timeout: Some(Duration::from_secs(5)),
             join_existing: false,
             observer: false,
-            max_outbox: 8 << 20,
+            max_outbox: DEFAULT_MAX_OUTBOX,
             pool_bytes: 256 << 20,
             sinks: Vec::new(),
             dispatcher: None,

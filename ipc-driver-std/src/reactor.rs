@@ -18,11 +18,14 @@ use ipc_proto::data::{
     DataCmd, Delivered, Delivery, LOCAL, Mode, OUTGOING, Pool, ReceivedSegment, Seals, SegmentId,
 };
 use ipc_proto::{
-    HubEvt, Listener, LogLimit, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, PeerId,
-    SpokeCmd,
+    Listener, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, PeerId, SpokeCmd,
 };
 use slab::Slab;
 use tracing::{debug, info, trace, warn};
+
+use ipc_driver_core::{
+    ACCEPT_BUDGET, CLOSE_FLUSH, LEAVE_DEADLINE, MAX_FDS, PeerLog, READ_BUDGET, log_member_evt,
+};
 
 use crate::data::{Mailbox, Message, Offered, OutSegment, Outgoing, SubQueue};
 use crate::doc::{DocRegistry, push_all};
@@ -36,26 +39,6 @@ use ipc_os::socket::{self, Recv, Sent};
 const WAKER: Token = Token(u64::MAX);
 const HUB_LISTENER: Token = Token(u64::MAX - 1);
 const DATA_LISTENER: Token = Token(u64::MAX - 2);
-
-/// Records read from one link per wakeup before the others get their turn.
-const READ_BUDGET: usize = 64;
-
-/// Connections accepted from one listener per wakeup before the links get their turn.
-const ACCEPT_BUDGET: usize = 64;
-
-/// Log lines about misbehaving or refused peers: this many per interval, then a summary.
-const PEER_LOG_BURST: u32 = 10;
-const PEER_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// How long a link that is being closed may take to flush what is queued for it.
-const CLOSE_FLUSH: Duration = Duration::from_millis(500);
-
-/// How long a leaving node may take in all (its hub's goodbyes, flushing its data links).
-const LEAVE_DEADLINE: Duration = Duration::from_millis(1500);
-
-/// Most file descriptors one data record may carry (one is the protocol's maximum; a second
-/// tells a violation from a truncation).
-const MAX_FDS: usize = 2;
 
 /// Everything the I/O thread needs to run a node.
 pub(crate) struct Setup {
@@ -145,7 +128,7 @@ pub(crate) struct Reactor {
     leaving: Option<(Option<SyncSender<()>>, Instant)>,
     docs: DocRegistry,
     /// What peers did wrong, logged rate-limited: a hostile peer chooses how often.
-    peer_log: LogLimit,
+    peer_log: PeerLog,
     /// `None` for a node that may start the group; see [`Orphan`].
     orphan: Option<Orphan>,
     keepalive: Duration,
@@ -189,7 +172,7 @@ impl Reactor {
             data_buf: vec![0; setup.max_record + 1],
             leaving: None,
             docs: DocRegistry::default(),
-            peer_log: LogLimit::new(PEER_LOG_BURST, PEER_LOG_INTERVAL),
+            peer_log: PeerLog::default(),
             orphan: setup.join_existing.then_some(Orphan::Joining),
             keepalive: setup.keepalive,
         })
@@ -400,7 +383,7 @@ impl Reactor {
     }
 
     fn on_deadlines(&mut self, now: Instant) {
-        self.peer_log_summary(now);
+        self.peer_log.summary(now);
         if let Some(Orphan::Orphaned { deadline }) = self.orphan
             && deadline <= now
             && self.member.hub().is_none()
@@ -526,20 +509,10 @@ impl Reactor {
         }
     }
 
-    /// Whether to log one more line about a peer now (see [`LogLimit`]).
-    fn peer_log(&mut self, now: Instant) -> bool {
-        self.peer_log_summary(now);
-        self.peer_log.allow(now)
-    }
-
-    fn peer_log_summary(&mut self, now: Instant) {
-        if let Some(n) = self.peer_log.take_summary(now) {
-            let secs = self.peer_log.interval().as_secs();
-            warn!("... and {n} more peers refused or disconnected in the last {secs} s");
-        }
-    }
-
     fn on_evt(&mut self, now: Instant, evt: MemberEvt) {
+        let Some(evt) = log_member_evt(&mut self.peer_log, now, evt) else {
+            return;
+        };
         let event = match evt {
             MemberEvt::Topology(e) => {
                 self.view_dirty = true;
@@ -568,42 +541,11 @@ impl Reactor {
                 }
                 NodeEvent::HubLost
             }
-            MemberEvt::HubUnresponsive => {
-                warn!("the hub is unresponsive");
-                NodeEvent::HubUnresponsive
-            }
+            MemberEvt::HubUnresponsive => NodeEvent::HubUnresponsive,
             MemberEvt::HubResponsive => NodeEvent::HubResponsive,
             MemberEvt::HubClosed(reason) => NodeEvent::HubClosed(reason),
             MemberEvt::HubAbsent => NodeEvent::HubAbsent,
             MemberEvt::Room { topic, room } => return self.outgoing.set_room(topic, room),
-            MemberEvt::Hub(e) => {
-                if is_refusal(&e) && !self.peer_log(now) {
-                    return;
-                }
-                return log_hub(&e);
-            }
-            MemberEvt::PeerMisbehaved { peer, reason } => {
-                if self.peer_log(now) {
-                    warn!(%peer, %reason, "disconnected a peer that broke the protocol");
-                }
-                return;
-            }
-            MemberEvt::LinkRefused {
-                peer,
-                listener,
-                reason,
-            } => {
-                if self.peer_log(now) {
-                    warn!(%peer, ?listener, %reason, "closed a connection");
-                }
-                return;
-            }
-            MemberEvt::AcceptPaused => {
-                if self.peer_log(now) {
-                    warn!("accepting failed (out of file descriptors?): pausing the listeners");
-                }
-                return;
-            }
             MemberEvt::HubRefused { cred } => {
                 let holder = match cred {
                     Some(c) => format!("uid {} (pid {})", c.uid, c.pid),
@@ -615,14 +557,6 @@ impl Reactor {
                     self.dir.paths().hub_socket().display()
                 );
             }
-            MemberEvt::PeerRefused { peer, cred, reason } => {
-                if self.peer_log(now) {
-                    let (uid, pid) = cred.map_or((None, None), |c| (Some(c.uid), Some(c.pid)));
-                    warn!(%peer, ?uid, ?pid, %reason, "refused a data link");
-                }
-                return;
-            }
-            MemberEvt::Left => return debug!("left the group"),
             MemberEvt::Doc(e) => match self.docs.on_evt(e) {
                 Some(event) => event,
                 None => return,
@@ -862,7 +796,7 @@ impl Reactor {
             let peer = PeerId(self.next_peer);
             if let Err(e) = self.add_link(fd, listener == Listener::Data, peer) {
                 // The connection closes with its fd; the member never heard of it.
-                if self.peer_log(now) {
+                if self.peer_log.allow(now) {
                     warn!(?listener, error = %e, "could not watch an accepted connection");
                 }
                 continue;
@@ -920,7 +854,7 @@ impl Reactor {
         // The member bounds its data links; topology links are bounded here.
         if !link.data && link.outbox_bytes > self.max_outbox {
             let bytes = link.outbox_bytes;
-            if self.peer_log(now) {
+            if self.peer_log.allow(now) {
                 warn!(%peer, bytes, "peer does not keep up: closing its link");
             }
             self.drop_link(now, key);
@@ -1161,28 +1095,4 @@ impl Reactor {
             trace!(peer = %link.peer, "link closed");
         }
     }
-}
-
-/// Whether a hub event is about a peer it refused or threw out (logged rate-limited).
-fn is_refusal(e: &HubEvt) -> bool {
-    matches!(
-        e,
-        HubEvt::PeerRefused { .. } | HubEvt::PeerMisbehaved { .. } | HubEvt::PeerExpelled { .. }
-    )
-}
-
-fn log_hub(e: &HubEvt) {
-    match e {
-        HubEvt::PeerRefused { peer, reason } => warn!(%peer, %reason, "refused a peer"),
-        HubEvt::PeerMisbehaved { peer, reason } => {
-            warn!(%peer, %reason, "disconnected a peer that broke the protocol")
-        }
-        HubEvt::PeerExpelled { peer, node } => warn!(%peer, ?node, "expelled a silent peer"),
-        other => debug!(evt = other.name(), "hub event"),
-    }
-}
-
-/// A seed for a machine's generator, from the OS.
-pub(crate) fn random_seed() -> u64 {
-    getrandom::u64().expect("the OS random source is available on Linux")
 }

@@ -13,7 +13,7 @@ use ipc_proto::data::{Pool, SegmentId};
 use ipc_proto::wire::SlotRef;
 use ipc_proto::{NodeId, PeerId};
 
-use ipc_driver_core::POOL_IDLE;
+use ipc_driver_core::{Attachments, POOL_IDLE};
 use ipc_os::memfd::{Mapping, MappingMut, SealSet, Segment};
 
 /// Ids of fresh segments start here; pool segments below.
@@ -41,6 +41,14 @@ pub(crate) struct Outgoing {
     /// Sealed fresh segments, until the data plane has sent them to everyone.
     fresh: HashMap<SegmentId, OwnedFd>,
     next_fresh: u64,
+}
+
+impl Attachments<SegmentId> for Outgoing {
+    /// A segment's fd, looked up when its record is sent: a segment retired while the record
+    /// was queued drops the record.
+    fn fd<'a>(&'a self, id: &'a SegmentId) -> Option<BorrowedFd<'a>> {
+        Self::fd(self, *id)
+    }
 }
 
 impl Outgoing {

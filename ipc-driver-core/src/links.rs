@@ -46,6 +46,18 @@ pub enum Ready {
     Link(usize),
 }
 
+impl Ready {
+    /// What a readiness report's token is about.
+    pub fn of(token: Token) -> Self {
+        match token {
+            OWN_TOKEN => Self::Own,
+            HUB_LISTENER => Self::Listener(Listener::Hub),
+            DATA_LISTENER => Self::Listener(Listener::Data),
+            Token(key) => Self::Link(key as usize),
+        }
+    }
+}
+
 /// Turns a queued record's attachment into the fd to send with it.
 pub trait Attachments<A> {
     /// The fd to send, or `None` if the attachment is gone (the record is dropped).
@@ -69,8 +81,8 @@ pub enum Read {
     /// the segments it carried; a full subscription pauses the link).
     Record,
     /// The record broke the rules at the socket level (too large, too many fds, an fd that is
-    /// not a usable memfd): the member was told. Act on what it asks, then call
-    /// [`Links::stop_reading`].
+    /// not a usable memfd): the member was told. Act on what it asks; the link is read no
+    /// more ([`Links::read_on`]).
     Rejected,
     /// Nothing more to read now (or the link closed, and the member was told).
     Done,
@@ -184,18 +196,8 @@ impl<A> Links<A> {
         self.data_listener.as_ref()
     }
 
-    /// What a readiness report's token is about.
-    pub fn ready(token: Token) -> Ready {
-        match token {
-            OWN_TOKEN => Ready::Own,
-            HUB_LISTENER => Ready::Listener(Listener::Hub),
-            DATA_LISTENER => Ready::Listener(Listener::Data),
-            Token(key) => Ready::Link(key as usize),
-        }
-    }
-
     /// Whether a link is there and reading from it goes on.
-    pub fn is_reading(&self, key: usize) -> bool {
+    fn is_reading(&self, key: usize) -> bool {
         self.links
             .get(key)
             .is_some_and(|l| l.closing.is_none() && !l.paused)
@@ -509,7 +511,7 @@ impl<A> Links<A> {
     }
 
     /// Stops reading from a link for good (it sent what the driver rejected).
-    pub fn stop_reading(&mut self, key: usize) {
+    fn stop_reading(&mut self, key: usize) {
         if let Some(link) = self.links.get_mut(key) {
             link.paused = true;
             self.update_interest(key);
@@ -569,8 +571,16 @@ impl<A> Links<A> {
     // ---- receiving ----
 
     /// Reads one record of a link and hands it to the member, with the segments it carried
-    /// (verified and registered in [`Links::received`]).
+    /// (verified and registered in [`Links::received`]). [`Read::Done`] for a link that is
+    /// gone, closing or paused.
+    ///
+    /// A driver's read loop: up to [`READ_BUDGET`](crate::READ_BUDGET) times, read a record,
+    /// act on what the member asks unless [`Read::Done`], and go on while
+    /// [`Links::read_on`] says so.
     pub fn read_record(&mut self, member: &mut Member, now: Instant, key: usize) -> Read {
+        if !self.is_reading(key) {
+            return Read::Done;
+        }
         let link = &self.links[key];
         let (peer, data) = (link.peer, link.data);
         let buf = if data {
@@ -626,6 +636,19 @@ impl<A> Links<A> {
                 self.drop_link(member, now, key);
                 Read::Done
             }
+        }
+    }
+
+    /// Whether to read on from a link after `read` (and after acting on it): a rejected link
+    /// is read no more, whatever the member decided.
+    pub fn read_on(&mut self, key: usize, read: Read) -> bool {
+        match read {
+            Read::Record => true,
+            Read::Rejected => {
+                self.stop_reading(key);
+                false
+            }
+            Read::Done => false,
         }
     }
 

@@ -83,10 +83,11 @@ impl ReceivedSegments {
     }
 
     /// Maps a pool segment whole, once; later deliveries share the mapping. Not mapped if it is
-    /// larger than `max`.
-    pub fn map_pooled(&mut self, segment: SegmentId, max: u64) -> Option<Arc<Mapping>> {
+    /// larger than `max` (`None`: nobody takes it).
+    pub fn map_pooled(&mut self, segment: SegmentId, max: Option<u64>) -> Option<Arc<Mapping>> {
         let r = self.segments.get_mut(&segment)?;
         if r.map.is_none() {
+            let max = max?;
             if r.size > max {
                 warn!(size = r.size, max, "a pool segment too large: not mapped");
                 return None;

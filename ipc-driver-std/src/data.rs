@@ -122,6 +122,12 @@ pub(crate) enum OutSegment {
     Fresh(Arc<OwnedFd>),
 }
 
+impl AsFd for OutSegment {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd()
+    }
+}
+
 impl OutSegment {
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         match self {

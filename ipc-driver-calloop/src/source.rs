@@ -261,16 +261,14 @@ impl NodeSource {
 
     fn act(&mut self, now: Instant) -> io::Result<()> {
         while let Some(out) = self.node.member.poll_output() {
+            let node = &mut self.node;
+            let Some(out) = self.io.act(&mut node.member, &node.outgoing, now, out)? else {
+                continue;
+            };
             match out {
                 MemberOutput::ConnectHub { peer } => {
                     self.io.connect_hub(&mut self.node.member, now, peer);
                 }
-                MemberOutput::ConnectData { peer, addr } => {
-                    self.io
-                        .connect_data(&mut self.node.member, now, peer, &addr);
-                }
-                MemberOutput::Bind => self.io.bind(&mut self.node.member, now)?,
-                MemberOutput::Unbind => self.io.unbind(),
                 MemberOutput::Transmit {
                     peer,
                     bytes,
@@ -285,21 +283,15 @@ impl NodeSource {
                     self.io
                         .transmit(&mut node.member, out, now, peer, bytes, attach);
                 }
-                MemberOutput::Disconnect(peer) => {
-                    let node = &mut self.node;
-                    self.io
-                        .disconnect(&mut node.member, &node.outgoing, now, peer);
-                }
                 MemberOutput::Deliver(d) => self.deliver(d),
                 MemberOutput::Release(seg) => {
                     if !self.node.outgoing.release(seg, now) {
                         self.io.received().release(seg);
                     }
                 }
-                MemberOutput::PauseAccepting | MemberOutput::ResumeAccepting => {
-                    self.io.watch_listeners(self.node.member.is_accepting());
-                }
                 MemberOutput::Evt(evt) => self.on_evt(now, evt),
+                // The link table acted on the rest.
+                _ => unreachable!("Links::act returns only what is the driver's"),
             }
         }
         Ok(())

@@ -22,7 +22,7 @@ use ipc_os::poll::{Interest, Poller, Token};
 use ipc_os::rendezvous::{DataSocket, GroupDir, HubSocket};
 use ipc_os::socket::{self, Recv, Sent};
 use ipc_proto::data::{OUTGOING, ReceivedSegment};
-use ipc_proto::{Listener, Member, MemberInput, PeerId};
+use ipc_proto::{Listener, Member, MemberInput, MemberOutput, PeerId};
 use slab::Slab;
 use tracing::{debug, info, trace, warn};
 
@@ -227,6 +227,32 @@ impl<A> Links<A> {
     }
 
     // ---- the member's requests ----
+
+    /// Acts on what the member asks of the sockets alone (connect to a data address, bind,
+    /// unbind, disconnect, pause or resume accepting), and returns the rest for the driver:
+    /// [`MemberOutput::ConnectHub`], [`MemberOutput::Transmit`], [`MemberOutput::Deliver`],
+    /// [`MemberOutput::Release`] and [`MemberOutput::Evt`].
+    pub fn act<R: Attachments<A>>(
+        &mut self,
+        member: &mut Member,
+        attachments: &R,
+        now: Instant,
+        out: MemberOutput,
+    ) -> io::Result<Option<MemberOutput>> {
+        match out {
+            MemberOutput::ConnectData { peer, addr } => {
+                self.connect_data(member, now, peer, &addr);
+            }
+            MemberOutput::Bind => self.bind(member, now)?,
+            MemberOutput::Unbind => self.unbind(),
+            MemberOutput::Disconnect(peer) => self.disconnect(member, attachments, now, peer),
+            MemberOutput::PauseAccepting | MemberOutput::ResumeAccepting => {
+                self.watch_listeners(member.is_accepting());
+            }
+            other => return Ok(Some(other)),
+        }
+        Ok(None)
+    }
 
     /// Connects to the group's hub for the member; `false` if that failed (the member was
     /// told).

@@ -366,47 +366,44 @@ impl Reactor {
     /// bind) can make it ask more.
     fn pump(&mut self, now: Instant) -> io::Result<()> {
         while let Some(out) = self.member.poll_output() {
-            match out {
-                MemberOutput::ConnectHub { peer } => {
-                    let linked = self.io.connect_hub(&mut self.member, now, peer);
-                    if !linked && self.orphan == Some(Orphan::Joining) {
-                        self.check_group();
-                    }
-                }
-                MemberOutput::ConnectData { peer, addr } => {
-                    self.io.connect_data(&mut self.member, now, peer, &addr);
-                }
-                MemberOutput::Bind => self.io.bind(&mut self.member, now)?,
-                MemberOutput::Unbind => self.io.unbind(),
-                MemberOutput::Transmit {
-                    peer,
-                    bytes,
-                    attach,
-                } => {
-                    let seg = attach.and_then(|s| self.outgoing.segment(s));
-                    if attach.is_some() && seg.is_none() {
-                        warn!(?attach, "a segment to send is gone: dropping the record");
-                        continue;
-                    }
-                    self.io
-                        .transmit(&mut self.member, &Owned, now, peer, bytes, seg);
-                }
-                MemberOutput::Disconnect(peer) => {
-                    self.io.disconnect(&mut self.member, &Owned, now, peer);
-                }
-                MemberOutput::Deliver(d) => self.deliver(d),
-                MemberOutput::Release(seg) => {
-                    if !self.outgoing.release(seg) {
-                        self.io.received().release(seg);
-                    }
-                }
-                MemberOutput::PauseAccepting | MemberOutput::ResumeAccepting => {
-                    self.io.watch_listeners(self.member.is_accepting());
-                }
-                MemberOutput::Evt(evt) => self.on_evt(now, evt),
+            if let Some(out) = self.io.act(&mut self.member, &Owned, now, out)? {
+                self.on_output(now, out);
             }
         }
         Ok(())
+    }
+
+    /// Acts on what the member asks that is not the link table's alone.
+    fn on_output(&mut self, now: Instant, out: MemberOutput) {
+        match out {
+            MemberOutput::ConnectHub { peer } => {
+                let linked = self.io.connect_hub(&mut self.member, now, peer);
+                if !linked && self.orphan == Some(Orphan::Joining) {
+                    self.check_group();
+                }
+            }
+            MemberOutput::Transmit {
+                peer,
+                bytes,
+                attach,
+            } => match attach.map(|s| self.outgoing.segment(s)) {
+                Some(None) => warn!(?attach, "a segment to send is gone: dropping the record"),
+                seg => {
+                    let seg = seg.flatten();
+                    let member = &mut self.member;
+                    self.io.transmit(member, &Owned, now, peer, bytes, seg);
+                }
+            },
+            MemberOutput::Deliver(d) => self.deliver(d),
+            MemberOutput::Release(seg) => {
+                if !self.outgoing.release(seg) {
+                    self.io.received().release(seg);
+                }
+            }
+            MemberOutput::Evt(evt) => self.on_evt(now, evt),
+            // The link table acted on the rest.
+            _ => unreachable!("Links::act returns only what is the driver's"),
+        }
     }
 
     fn on_evt(&mut self, now: Instant, evt: MemberEvt) {

@@ -7,9 +7,11 @@
 //! writable, peer down, records). What stays in a driver is its own: how it waits (a thread, a
 //! calloop source), its run loop and read loop, and what it does with deliveries and events.
 //!
-//! - [`links`]: the link table and readiness tokens.
-//! - [`received`]: segments received from publishers, until mapped and released.
-//! - [`log`]: how both drivers log member events about peers, rate-limited.
+//! - `links`: the link table ([`Links`]), readiness tokens ([`Ready`]) and what reading a
+//!   record did ([`Read`]).
+//! - `received`: segments received from publishers ([`ReceivedSegments`]), until mapped and
+//!   released.
+//! - `log`: how both drivers log member events about peers, rate-limited ([`PeerLog`]).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

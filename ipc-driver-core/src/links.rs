@@ -684,3 +684,84 @@ impl<A> Links<A> {
         Read::Rejected
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::OwnedFd;
+    use std::path::PathBuf;
+
+    use ipc_os::socket::{self, Recv};
+    use ipc_proto::{Member, NodeId, NodeOptions};
+
+    use super::*;
+
+    /// A table over a fresh group directory, and a member for it to feed.
+    fn table(name: &str, max_outbox: usize) -> (Links<OwnedFd>, Member, PathBuf) {
+        let base = std::env::temp_dir().join(format!("ipc-core-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&base).expect("temp dir");
+        let dir = GroupDir::open("links", Some(&base), true).expect("group dir");
+        let links = Links::new(
+            Poller::new().expect("epoll"),
+            dir,
+            None,
+            max_outbox,
+            1024,
+            1024,
+        )
+        .expect("table");
+        let options = NodeOptions::new(name, ipc_os::current_credentials().uid);
+        let id = NodeId::new(3).expect("non-zero");
+        #[allow(clippy::disallowed_methods)] // a test reads the clock once
+        let member = Member::new(options.member_config(id, None, 1), Instant::now());
+        (links, member, base)
+    }
+
+    #[test]
+    fn tokens_tell_listeners_from_links() {
+        assert_eq!(Ready::of(OWN_TOKEN), Ready::Own);
+        assert_eq!(Ready::of(HUB_LISTENER), Ready::Listener(Listener::Hub));
+        assert_eq!(Ready::of(DATA_LISTENER), Ready::Listener(Listener::Data));
+        assert_eq!(Ready::of(Token(7)), Ready::Link(7));
+    }
+
+    #[test]
+    fn transmit_sends_and_a_closed_peer_is_read_to_the_end() {
+        let (mut links, mut member, base) = table("transmit", 1 << 20);
+        #[allow(clippy::disallowed_methods)] // a test reads the clock once
+        let now = Instant::now();
+        let (ours, theirs) = socket::socketpair_seqpacket().expect("pair");
+        let peer = PeerId(9);
+        links.add_link(ours, false, peer).expect("watched");
+        links.transmit(&mut member, &Owned, now, peer, b"hello".to_vec(), None);
+        let mut buf = [0; 16];
+        let got = socket::recv_record(theirs.as_fd(), &mut buf, &mut Vec::new(), 0);
+        assert!(matches!(got, Ok(Recv::Data { len: 5, .. })), "{got:?}");
+        assert_eq!(&buf[..5], b"hello");
+
+        // The peer sends a last record and closes: the failed send keeps the link, and what
+        // it sent is still read, up to the end of the stream.
+        let sent = socket::send_record(theirs.as_fd(), b"bye", &[]).expect("sent");
+        assert!(matches!(sent, Sent::Complete));
+        drop(theirs);
+        links.transmit(&mut member, &Owned, now, peer, b"late".to_vec(), None);
+        assert!(links.peers.contains_key(&peer), "kept for reading");
+        assert_eq!(links.read_record(&mut member, now, 0), Read::Record);
+        assert_eq!(links.read_record(&mut member, now, 0), Read::Done);
+        assert!(links.peers.is_empty(), "the end of the stream closes it");
+        let _ = std::fs::remove_dir_all(base);
+    }
+
+    #[test]
+    fn a_topology_link_over_its_outbox_bound_is_closed() {
+        let (mut links, mut member, base) = table("bound", 4);
+        #[allow(clippy::disallowed_methods)] // a test reads the clock once
+        let now = Instant::now();
+        let (ours, _theirs) = socket::socketpair_seqpacket().expect("pair");
+        let peer = PeerId(9);
+        links.add_link(ours, false, peer).expect("watched");
+        links.transmit(&mut member, &Owned, now, peer, vec![0; 5], None);
+        assert!(links.peers.is_empty(), "closed");
+        assert!(links.is_flushed());
+        let _ = std::fs::remove_dir_all(base);
+    }
+}

@@ -112,3 +112,50 @@ pub fn map_own(fd: BorrowedFd<'_>) -> Option<Arc<Mapping>> {
     let v = memfd::verify(fd, SealSet::EMPTY, 0, 0).ok()?;
     v.map_ro(0, v.size()).map(Arc::new).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use ipc_os::memfd::Segment;
+
+    use super::*;
+
+    fn segment(len: usize) -> VerifiedSegment {
+        let s = Segment::create("received", len).expect("memfd");
+        s.seal(SealSet::FRESH).expect("sealed");
+        memfd::verify(s.into_fd(), SealSet::EMPTY, 0, 0).expect("verified")
+    }
+
+    #[test]
+    fn fresh_segments_map_once_within_their_bound() {
+        let mut table = ReceivedSegments::default();
+        let big = table.register(segment(4096));
+        assert_eq!(big.size, 4096);
+        assert!(
+            table.map_fresh(big.segment, 10, Some(100)).is_none(),
+            "too large"
+        );
+        assert!(table.map_fresh(big.segment, 10, None).is_none(), "gone");
+        let ok = table.register(segment(4096));
+        assert_ne!(ok.segment, big.segment);
+        let map = table
+            .map_fresh(ok.segment, 10, Some(u64::MAX))
+            .expect("mapped");
+        assert_eq!(map.as_slice().len(), 10);
+        assert!(
+            table.map_fresh(ok.segment, 10, Some(u64::MAX)).is_none(),
+            "used once"
+        );
+    }
+
+    #[test]
+    fn pool_segments_map_once_and_share_the_mapping_until_released() {
+        let mut table = ReceivedSegments::default();
+        let s = table.register(segment(4096)).segment;
+        assert!(table.map_pooled(s, None).is_none(), "nobody takes it");
+        let first = table.map_pooled(s, Some(u64::MAX)).expect("mapped");
+        let again = table.map_pooled(s, None).expect("already mapped");
+        assert!(Arc::ptr_eq(&first, &again));
+        table.release(s);
+        assert!(table.map_pooled(s, Some(u64::MAX)).is_none());
+    }
+}

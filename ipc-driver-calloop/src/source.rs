@@ -24,17 +24,14 @@ use calloop::generic::Generic;
 use calloop::ping::{self, PingSource};
 use calloop::{EventSource, Interest, Mode, Poll, PostAction, Readiness, Token, TokenFactory};
 use ipc_driver_core::{
-    Links, OWN_TOKEN, READ_BUDGET, Read, Ready, log_member_evt, map_own, random_seed,
+    Links, OWN_TOKEN, READ_BUDGET, Read, Ready, Started, log_member_evt, map_own, start,
 };
 use ipc_os::memfd::Mapping;
 use ipc_os::poll::{Events, Interest as Want, Poller};
-use ipc_os::rendezvous::GroupDir;
 use ipc_os::timer::Timer;
 use ipc_proto::data::{DataCmd, Delivered, Delivery, SegmentId};
 use ipc_proto::doc::DocEvt;
-use ipc_proto::{
-    Listener, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, NodeId, PeerId, SpokeCmd,
-};
+use ipc_proto::{Listener, MemberCmd, MemberEvt, MemberInput, MemberOutput, PeerId};
 use tracing::{debug, info, warn};
 
 use crate::builder::NodeBuilder;
@@ -92,24 +89,16 @@ impl NodeSource {
     }
 
     pub(crate) fn start(b: NodeBuilder, observer: bool) -> Result<Self, DriverError> {
-        let private = b.options.is_private(ipc_os::current_credentials().uid);
-        let dir = GroupDir::open(&b.group, b.dir.as_deref(), private)?;
-        let id = NodeId::new(random_seed() | 1).expect("odd, hence non-zero");
-        let data_listener = if observer {
-            None
-        } else {
-            Some(dir.listen_data(id.get())?)
-        };
         #[allow(clippy::disallowed_methods)] // the driver reads the clock
         let now = Instant::now();
-        let config = b.options.member_config(
-            id,
-            data_listener.as_ref().map(|l| l.addr().to_owned()),
-            random_seed(),
-        );
-        let max_record = config.data.as_ref().map_or(0, |d| d.limits.max_record);
-        let mut member = Member::new(config, now);
-        member.handle(now, MemberInput::Cmd(MemberCmd::Spoke(SpokeCmd::Join)))?;
+        let Started {
+            dir,
+            private,
+            id: _,
+            data_listener,
+            member,
+            max_record,
+        } = start::<DriverError>(&b.options, &b.group, b.dir.as_deref(), observer, now)?;
 
         let epoll = Poller::new()?;
         let timer = Timer::new()?;

@@ -11,6 +11,7 @@
 //!   record did ([`Read`]).
 //! - `received`: segments received from publishers ([`ReceivedSegments`]), until mapped and
 //!   released.
+//! - `start`: how a node starts ([`start`]): group directory, id, data listener, member.
 //! - `log`: how both drivers log member events about peers, rate-limited ([`PeerLog`]).
 
 #![forbid(unsafe_code)]
@@ -21,10 +22,12 @@ use std::time::Duration;
 mod links;
 mod log;
 mod received;
+mod start;
 
 pub use links::{Attachments, Links, OWN_TOKEN, Owned, Read, Ready};
 pub use log::{PeerLog, is_refusal, log_hub, log_member_evt};
 pub use received::{ReceivedSegments, map_own};
+pub use start::{Started, start};
 
 /// Records read from one link per wakeup before the others get their turn.
 pub const READ_BUDGET: usize = 64;

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ipc_driver_core::DEFAULT_MAX_OUTBOX;
 use ipc_proto::{Limits, NodeOptions};
 
 /// Configures and starts a node as a calloop event source.
@@ -39,7 +40,7 @@ impl NodeBuilder {
             options: NodeOptions::new(name, ipc_os::current_credentials().uid),
             group: "default".into(),
             dir: None,
-            max_outbox: 8 << 20,
+            max_outbox: DEFAULT_MAX_OUTBOX,
             pool_bytes: 256 << 20,
         }
     }

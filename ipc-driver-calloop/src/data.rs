@@ -6,20 +6,18 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use calloop::ping::Ping;
 use ipc_proto::data::{Pool, SegmentId};
 use ipc_proto::wire::SlotRef;
 use ipc_proto::{NodeId, PeerId};
 
+use ipc_driver_core::{Attachments, POOL_IDLE};
 use ipc_os::memfd::{Mapping, MappingMut, SealSet, Segment};
 
 /// Ids of fresh segments start here; pool segments below.
 const FRESH_IDS: u64 = 1 << 48;
-
-/// A pool segment free for this long is destroyed (its subscribers unmap it).
-pub(crate) const POOL_IDLE: Duration = Duration::from_secs(1);
 
 /// A pool segment: created and sealed once, written by one loan at a time.
 #[derive(Debug)]
@@ -43,6 +41,14 @@ pub(crate) struct Outgoing {
     /// Sealed fresh segments, until the data plane has sent them to everyone.
     fresh: HashMap<SegmentId, OwnedFd>,
     next_fresh: u64,
+}
+
+impl Attachments<SegmentId> for Outgoing {
+    /// A segment's fd, looked up when its record is sent: a segment retired while the record
+    /// was queued drops the record.
+    fn fd<'a>(&'a self, id: &'a SegmentId) -> Option<BorrowedFd<'a>> {
+        Self::fd(self, *id)
+    }
 }
 
 impl Outgoing {

@@ -3,9 +3,10 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use calloop::channel::Sender;
+use ipc_driver_core::LEAVE_DEADLINE;
 use ipc_proto::data::{DataCmd, Payload, PublisherOptions, Room, SendMode, SubscriptionOptions};
 use ipc_proto::doc::{DocError, DocEvt, Observed, PatchId, Scope};
 use ipc_proto::names::bus_topic;
@@ -19,9 +20,6 @@ use crate::error::DriverError;
 /// Most messages of one topic a node holds back for full `Block` subscribers before
 /// [`Node::publish`] fails with [`DriverError::Full`].
 pub const MAX_HELD: usize = 1024;
-
-/// How long a leaving node may take to say goodbye and flush what it published.
-pub(crate) const LEAVE_DEADLINE: Duration = Duration::from_millis(1500);
 
 /// What a node reports to its callback.
 #[derive(Debug)]

@@ -23,105 +23,24 @@ use calloop::channel::{self, Channel};
 use calloop::generic::Generic;
 use calloop::ping::{self, PingSource};
 use calloop::{EventSource, Interest, Mode, Poll, PostAction, Readiness, Token, TokenFactory};
-use ipc_os::rendezvous::{DataSocket, GroupDir, HubSocket};
-use ipc_proto::data::{DataCmd, Delivered, Delivery, OUTGOING, ReceivedSegment, SegmentId};
-use ipc_proto::doc::DocEvt;
-use ipc_proto::{
-    HubEvt, Listener, LogLimit, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, NodeId,
-    PeerId, SpokeCmd,
+use ipc_driver_core::{
+    Links, OWN_TOKEN, READ_BUDGET, Read, Ready, Started, log_member_evt, map_own, start,
 };
-use slab::Slab;
-use tracing::{debug, info, trace, warn};
+use ipc_os::memfd::Mapping;
+use ipc_os::poll::{Events, Interest as Want, Poller};
+use ipc_os::timer::Timer;
+use ipc_proto::data::{DataCmd, Delivered, Delivery, SegmentId};
+use ipc_proto::doc::DocEvt;
+use ipc_proto::{Listener, MemberCmd, MemberEvt, MemberInput, MemberOutput, PeerId};
+use tracing::{debug, info, warn};
 
 use crate::builder::NodeBuilder;
 use crate::data::{Mailbox, Message, ReleaseGuard};
 use crate::error::DriverError;
 use crate::node::{Node, NodeEvent, Request};
-use ipc_os::memfd::{self, Mapping, SealSet, VerifiedSegment};
-use ipc_os::poll::{Events, Interest as Want, Poller, Token as Key};
-use ipc_os::socket::{self, Recv, Sent};
-use ipc_os::timer::Timer;
-
-const TIMER: u64 = u64::MAX;
-const HUB_LISTENER: u64 = u64::MAX - 1;
-const DATA_LISTENER: u64 = u64::MAX - 2;
-
-/// Records read from one link per wakeup before the others get their turn.
-const READ_BUDGET: usize = 64;
-
-/// Connections accepted from one listener per wakeup before the links get their turn.
-const ACCEPT_BUDGET: usize = 64;
-
-/// Log lines about misbehaving or refused peers: this many per interval, then a summary.
-const PEER_LOG_BURST: u32 = 10;
-const PEER_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// How long a link that is being closed may take to flush what is queued for it.
-const CLOSE_FLUSH: Duration = Duration::from_millis(500);
-
-#[derive(Debug)]
-struct Link {
-    fd: OwnedFd,
-    /// A data link (records may carry fds; the member applies flow control).
-    data: bool,
-    peer: PeerId,
-    outbox: VecDeque<(Vec<u8>, Option<SegmentId>)>,
-    outbox_bytes: usize,
-    /// Watching for writability.
-    writable: bool,
-    /// Reading stopped (the member rejected what it sent).
-    paused: bool,
-    /// The member was told the socket is full.
-    told_blocked: bool,
-    /// Closing: flush what is queued, then close, by this deadline.
-    closing: Option<Instant>,
-}
-
-/// Most fds one received record may carry; one is the protocol's maximum, a second tells a
-/// violation from a truncation.
-const MAX_FDS: usize = 2;
 
 /// Readiness reports taken from the node's epoll set per turn (the rest wait for the next).
 const EVENTS_PER_TURN: usize = 64;
-
-/// What a link is watched for.
-fn want(read: bool, write: bool) -> Want {
-    match (read, write) {
-        (true, true) => Want::BOTH,
-        (true, false) => Want::READABLE,
-        (false, true) => Want::WRITABLE,
-        (false, false) => Want::NONE,
-    }
-}
-
-/// A segment received from a publisher: verified, until first mapped, then its mapping.
-#[derive(Debug)]
-struct Received {
-    verified: Option<VerifiedSegment>,
-    size: u64,
-    map: Option<Arc<Mapping>>,
-}
-
-/// The sockets and memory of a node.
-#[derive(Debug)]
-struct Io {
-    epoll: Poller,
-    events: Events,
-    timer: Timer,
-    dir: GroupDir,
-    hub_listener: Option<HubSocket>,
-    data_listener: Option<DataSocket>,
-    links: Slab<Link>,
-    peers: HashMap<PeerId, usize>,
-    next_peer: u64,
-    received: HashMap<SegmentId, Received>,
-    next_received: u64,
-    buf: Vec<u8>,
-    data_buf: Vec<u8>,
-    max_outbox: usize,
-    /// What peers did wrong, logged rate-limited: a hostile peer chooses how often.
-    peer_log: LogLimit,
-}
 
 /// A node of a group, as a calloop event source: insert it into your loop, and its callback
 /// receives [`NodeEvent`]s with `&mut` [`Node`] to issue commands.
@@ -136,7 +55,12 @@ pub struct NodeSource {
     returns: PingSource,
     /// A token of ours to report events from `before_sleep`.
     synthetic: Option<Token>,
-    io: Io,
+    /// The node's sockets.
+    io: Links<SegmentId>,
+    /// Readiness reports of the node's set, per turn.
+    ready: Events,
+    /// The node's next deadline.
+    timer: Timer,
     node: Node,
     events: VecDeque<NodeEvent>,
     /// A topic's room changed: held messages may go out.
@@ -165,37 +89,35 @@ impl NodeSource {
     }
 
     pub(crate) fn start(b: NodeBuilder, observer: bool) -> Result<Self, DriverError> {
-        let private = b.options.is_private(ipc_os::current_credentials().uid);
-        let dir = GroupDir::open(&b.group, b.dir.as_deref(), private)?;
-        let id = NodeId::new(random() | 1).expect("odd, hence non-zero");
-        let data_listener = if observer {
-            None
-        } else {
-            Some(dir.listen_data(id.get())?)
-        };
         #[allow(clippy::disallowed_methods)] // the driver reads the clock
         let now = Instant::now();
-        let config = b.options.member_config(
-            id,
-            data_listener.as_ref().map(|l| l.addr().to_owned()),
-            random(),
-        );
-        let max_record = config.data.as_ref().map_or(0, |d| d.limits.max_record);
-        let mut member = Member::new(config, now);
-        member.handle(now, MemberInput::Cmd(MemberCmd::Spoke(SpokeCmd::Join)))?;
+        let Started {
+            dir,
+            private,
+            id: _,
+            data_listener,
+            member,
+            max_record,
+        } = start::<DriverError>(&b.options, &b.group, b.dir.as_deref(), observer, now)?;
 
         let epoll = Poller::new()?;
         let timer = Timer::new()?;
-        epoll.add(&timer, Key(TIMER), Want::READABLE)?;
-        if let Some(l) = &data_listener {
-            epoll.add(l, Key(DATA_LISTENER), Want::READABLE)?;
-        }
+        epoll.add(&timer, OWN_TOKEN, Want::READABLE)?;
         // calloop watches a duplicate of the set's fd: the same epoll instance.
         let readiness = Generic::new(
             epoll.as_fd().try_clone_to_owned()?,
             Interest::READ,
             Mode::Level,
         );
+        let max_frame = b.options.limits.max_frame;
+        let io = Links::new(
+            epoll,
+            dir,
+            data_listener,
+            b.max_outbox,
+            max_frame,
+            max_record,
+        )?;
         let (tx, requests) = channel::channel();
         let (ping, returns) = ping::make_ping()?;
         let node = Node::new(
@@ -212,24 +134,9 @@ impl NodeSource {
             requests,
             returns,
             synthetic: None,
-            io: Io {
-                epoll,
-                events: Events::with_capacity(EVENTS_PER_TURN),
-                timer,
-                dir,
-                hub_listener: None,
-                data_listener,
-                links: Slab::new(),
-                peers: HashMap::new(),
-                next_peer: 1,
-                received: HashMap::new(),
-                next_received: 1,
-                // One frame, plus a byte to notice a record that is larger.
-                buf: vec![0; b.options.limits.max_frame + 5],
-                data_buf: vec![0; max_record + 1],
-                max_outbox: b.max_outbox,
-                peer_log: LogLimit::new(PEER_LOG_BURST, PEER_LOG_INTERVAL),
-            },
+            io,
+            ready: Events::with_capacity(EVENTS_PER_TURN),
+            timer,
             node,
             events: VecDeque::new(),
             room_changed: false,
@@ -248,23 +155,22 @@ impl NodeSource {
         let mut listeners = [false; 2];
         // What is ready now, without waiting (calloop waited on the set's fd).
         self.io
-            .epoll
-            .wait(&mut self.io.events, Some(Duration::ZERO))?;
+            .poller()
+            .wait(&mut self.ready, Some(Duration::ZERO))?;
         let ready: Vec<_> = self
-            .io
-            .events
+            .ready
             .iter()
-            .map(|e| (e.token().0, e.is_readable(), e.is_writable()))
+            .map(|e| (Ready::of(e.token()), e.is_readable(), e.is_writable()))
             .collect();
-        for (key, readable, writable) in ready {
-            match key {
-                TIMER => self.io.timer.clear(),
-                HUB_LISTENER => listeners[0] = true,
-                DATA_LISTENER => listeners[1] = true,
-                key => {
-                    let key = key as usize;
+        for (what, readable, writable) in ready {
+            match what {
+                Ready::Own => self.timer.clear(),
+                Ready::Listener(Listener::Hub) => listeners[0] = true,
+                Ready::Listener(Listener::Data) => listeners[1] = true,
+                Ready::Link(key) => {
                     if writable {
-                        self.io.flush(&mut self.node, now, key);
+                        let node = &mut self.node;
+                        self.io.flush(&mut node.member, &node.outgoing, now, key);
                     }
                     if readable {
                         self.read(now, key);
@@ -275,10 +181,10 @@ impl NodeSource {
         // The links first, then the hub's listener before the data listener: a flood of
         // connections to a node's data address must not keep new members from joining.
         if listeners[0] {
-            self.io.accept(&mut self.node, now, Listener::Hub)?;
+            self.io.accept(&mut self.node.member, now, Listener::Hub);
         }
         if listeners[1] {
-            self.io.accept(&mut self.node, now, Listener::Data)?;
+            self.io.accept(&mut self.node.member, now, Listener::Data);
         }
         while let Ok(r) = self.requests.try_recv() {
             if let Err(failed) = self.node.request(r) {
@@ -293,7 +199,6 @@ impl NodeSource {
     }
 
     fn returns_and_deadlines(&mut self, now: Instant) {
-        self.io.peer_log_summary(now);
         let returns = self.node.mailbox.take();
         for (segment, seg) in returns.loans {
             self.node.outgoing.give_back(segment, seg, true, now);
@@ -321,17 +226,7 @@ impl NodeSource {
         for topic in self.node.take_owed_room() {
             self.events.push_back(NodeEvent::Room { topic });
         }
-        let overdue: Vec<usize> = self
-            .io
-            .links
-            .iter()
-            .filter(|(_, l)| l.closing.is_some_and(|at| at <= now))
-            .map(|(k, _)| k)
-            .collect();
-        for key in overdue {
-            debug!(peer = %self.io.links[key].peer, "closing link with unsent data");
-            self.io.remove(key);
-        }
+        self.io.handle_timeout(now);
     }
 
     fn feed(&mut self, now: Instant, input: MemberInput<'_>) {
@@ -355,21 +250,13 @@ impl NodeSource {
 
     fn act(&mut self, now: Instant) -> io::Result<()> {
         while let Some(out) = self.node.member.poll_output() {
+            let node = &mut self.node;
+            let Some(out) = self.io.act(&mut node.member, &node.outgoing, now, out)? else {
+                continue;
+            };
             match out {
                 MemberOutput::ConnectHub { peer } => {
-                    let linked = self.io.dir.connect_hub();
-                    self.io.connect(&mut self.node, now, peer, linked, false);
-                }
-                MemberOutput::ConnectData { peer, addr } => {
-                    let linked = self.io.dir.connect_data(&addr);
-                    self.io.connect(&mut self.node, now, peer, linked, true);
-                }
-                MemberOutput::Bind => self.io.bind(&mut self.node, now)?,
-                MemberOutput::Unbind => {
-                    if let Some(l) = self.io.hub_listener.take() {
-                        let _ = self.io.epoll.delete(l.as_fd());
-                        info!("this node's hub closed");
-                    }
+                    self.io.connect_hub(&mut self.node.member, now, peer);
                 }
                 MemberOutput::Transmit {
                     peer,
@@ -380,25 +267,29 @@ impl NodeSource {
                         warn!(?attach, "a segment to send is gone: dropping the record");
                         continue;
                     }
-                    self.io.transmit(&mut self.node, now, peer, bytes, attach);
+                    let node = &mut self.node;
+                    let out = &node.outgoing;
+                    self.io
+                        .transmit(&mut node.member, out, now, peer, bytes, attach);
                 }
-                MemberOutput::Disconnect(peer) => self.io.disconnect(&mut self.node, now, peer),
                 MemberOutput::Deliver(d) => self.deliver(d),
                 MemberOutput::Release(seg) => {
                     if !self.node.outgoing.release(seg, now) {
-                        self.io.received.remove(&seg);
+                        self.io.received().release(seg);
                     }
                 }
-                MemberOutput::PauseAccepting | MemberOutput::ResumeAccepting => {
-                    self.io.watch_listeners(self.node.member.is_accepting());
-                }
                 MemberOutput::Evt(evt) => self.on_evt(now, evt),
+                // The link table acted on the rest.
+                _ => unreachable!("Links::act returns only what is the driver's"),
             }
         }
         Ok(())
     }
 
     fn on_evt(&mut self, now: Instant, evt: MemberEvt) {
+        let Some(evt) = log_member_evt(self.io.peer_log(), now, evt) else {
+            return;
+        };
         let event = match evt {
             MemberEvt::Topology(e) => NodeEvent::Topology(e),
             MemberEvt::Synced { hub, term } => {
@@ -410,44 +301,13 @@ impl NodeSource {
                 NodeEvent::BecameHub
             }
             MemberEvt::HubLost => NodeEvent::HubLost,
-            MemberEvt::HubUnresponsive => {
-                warn!("the hub is unresponsive");
-                NodeEvent::HubUnresponsive
-            }
+            MemberEvt::HubUnresponsive => NodeEvent::HubUnresponsive,
             MemberEvt::HubResponsive => NodeEvent::HubResponsive,
             MemberEvt::HubClosed(reason) => NodeEvent::HubClosed(reason),
             MemberEvt::HubAbsent => NodeEvent::HubAbsent,
             // Held messages may go out now: see `pump`.
             MemberEvt::Room { .. } => {
                 self.room_changed = true;
-                return;
-            }
-            MemberEvt::Hub(e) => {
-                if is_refusal(&e) && !self.io.peer_log(now) {
-                    return;
-                }
-                return log_hub(&e);
-            }
-            MemberEvt::PeerMisbehaved { peer, reason } => {
-                if self.io.peer_log(now) {
-                    warn!(%peer, %reason, "disconnected a peer that broke the protocol");
-                }
-                return;
-            }
-            MemberEvt::LinkRefused {
-                peer,
-                listener,
-                reason,
-            } => {
-                if self.io.peer_log(now) {
-                    warn!(%peer, ?listener, %reason, "closed a connection");
-                }
-                return;
-            }
-            MemberEvt::AcceptPaused => {
-                if self.io.peer_log(now) {
-                    warn!("accepting failed (out of file descriptors?): pausing the listeners");
-                }
                 return;
             }
             MemberEvt::HubRefused { cred } => {
@@ -461,14 +321,6 @@ impl NodeSource {
                     self.node.group
                 );
             }
-            MemberEvt::PeerRefused { peer, cred, reason } => {
-                if self.io.peer_log(now) {
-                    let (uid, pid) = cred.map_or((None, None), |c| (Some(c.uid), Some(c.pid)));
-                    warn!(%peer, ?uid, ?pid, %reason, "refused a data link");
-                }
-                return;
-            }
-            MemberEvt::Left => return debug!("left the group"),
             MemberEvt::Doc(e) => {
                 let observed = match &e {
                     DocEvt::Changed { name, scope, .. } => self.node.observed(name, scope),
@@ -489,7 +341,8 @@ impl NodeSource {
         let msg = match d.payload {
             Delivered::Inline(bytes) => Some(Message::inline(topic, publisher, seq, bytes)),
             Delivered::Fresh { segment, len } => {
-                self.io.map_fresh(segment, len).map(|(map, len)| {
+                let map = self.io.received().map_fresh(segment, len, Some(u64::MAX));
+                map.zip(usize::try_from(len).ok()).map(|(map, len)| {
                     Message::mapped(topic, publisher, seq, map, 0, len, "fresh", None)
                 })
             }
@@ -529,163 +382,44 @@ impl NodeSource {
     fn map_pooled(&mut self, segment: SegmentId) -> Option<Arc<Mapping>> {
         if self.node.outgoing.is_pool(segment) {
             // Our own pool segment, delivered to ourselves: map it read-only like anyone else.
-            let fd = self.node.outgoing.fd(segment)?.try_clone_to_owned().ok()?;
-            let v = memfd::verify(fd, SealSet::EMPTY, 0, 0).ok()?;
-            return v.map_ro(0, v.size()).ok().map(Arc::new);
+            return map_own(self.node.outgoing.fd(segment)?);
         }
-        let r = self.io.received.get_mut(&segment)?;
-        if r.map.is_none() {
-            let v = r.verified.take()?;
-            match v.map_ro(0, r.size) {
-                Ok(m) => r.map = Some(Arc::new(m)),
-                Err(e) => {
-                    warn!(error = %e, "mmap failed");
-                    return None;
-                }
-            }
-        }
-        r.map.clone()
+        self.io.received().map_pooled(segment, Some(u64::MAX))
     }
 
+    /// Reads up to [`READ_BUDGET`] records of a link, acting on each before the next
+    /// (deliveries map the segments it carried at once).
     fn read(&mut self, now: Instant, key: usize) {
         for _ in 0..READ_BUDGET {
-            let Some(link) = self.io.links.get(key) else {
+            let read = self.io.read_record(&mut self.node.member, now, key);
+            if read != Read::Done
+                && let Err(e) = self.pump(now)
+            {
+                warn!(error = %e, "I/O error while acting on a record");
+            }
+            if !self.io.read_on(key, read) {
                 return;
-            };
-            if link.closing.is_some() || link.paused {
-                return;
             }
-            if !self.read_record(now, key) {
-                return;
-            }
-        }
-    }
-
-    /// Reads one record of a link and hands it to the member; `false` when there is nothing
-    /// more to read now.
-    fn read_record(&mut self, now: Instant, key: usize) -> bool {
-        let link = &self.io.links[key];
-        let (peer, data) = (link.peer, link.data);
-        let buf = if data {
-            &mut self.io.data_buf
-        } else {
-            &mut self.io.buf
-        };
-        let mut fds = Vec::new();
-        let max_fds = if data { MAX_FDS } else { 0 };
-        match socket::recv_record(link.fd.as_fd(), buf, &mut fds, max_fds) {
-            Ok(Recv::Data {
-                len,
-                truncated,
-                fds_truncated,
-                ..
-            }) => {
-                if truncated || fds_truncated || (!data && !fds.is_empty()) {
-                    let reason = "a record too large, or with too many fds".to_string();
-                    self.reject(now, key, reason);
-                    return false;
-                }
-                let mut segments = Vec::with_capacity(fds.len());
-                for fd in fds {
-                    match memfd::verify(fd, SealSet::EMPTY, 0, 0) {
-                        Ok(v) => {
-                            let (size, seals) = (v.size(), v.seals().into());
-                            let segment = SegmentId(self.io.next_received);
-                            self.io.next_received += 1;
-                            self.io.received.insert(
-                                segment,
-                                Received {
-                                    verified: Some(v),
-                                    size,
-                                    map: None,
-                                },
-                            );
-                            segments.push(ReceivedSegment {
-                                segment,
-                                size,
-                                seals,
-                            });
-                        }
-                        Err(e) => {
-                            for s in segments {
-                                self.io.received.remove(&s.segment);
-                            }
-                            self.reject(now, key, format!("a received fd is unusable: {e}"));
-                            return false;
-                        }
-                    }
-                }
-                let buf = if data {
-                    &self.io.data_buf
-                } else {
-                    &self.io.buf
-                };
-                let input = MemberInput::Record {
-                    peer,
-                    data: &buf[..len],
-                    segments: &segments,
-                };
-                if let Err(e) = self.node.member.handle(now, input) {
-                    warn!(error = %e, "record refused");
-                }
-                // Deliveries map the segments registered above: act on them now.
-                if let Err(e) = self.pump(now) {
-                    warn!(error = %e, "I/O error while acting on a record");
-                }
-                true
-            }
-            Ok(Recv::Closed) => {
-                self.io.drop_link(&mut self.node, now, key);
-                false
-            }
-            Ok(Recv::WouldBlock) => false,
-            Err(e) => {
-                debug!(%peer, error = %e, "receive failed: link is gone");
-                self.io.drop_link(&mut self.node, now, key);
-                false
-            }
-        }
-    }
-
-    /// The driver refused what a link sent: the member closes it as a violation.
-    fn reject(&mut self, now: Instant, key: usize, reason: String) {
-        let peer = self.io.links[key].peer;
-        self.feed(now, MemberInput::Rejected { peer, reason });
-        if let Err(e) = self.pump(now) {
-            warn!(error = %e, "I/O error while closing a link");
-        }
-        // Whatever the member decided, nothing more is read from this link.
-        if self.io.links.contains(key) {
-            self.io.links[key].paused = true;
-            self.io.update_interest(key);
         }
     }
 
     /// Whether the node has left and what it published is flushed (or it is time to give up).
     fn finished(&self, now: Instant) -> bool {
         self.node.leaving.is_some_and(|deadline| {
-            let flushed = self.node.member.is_left()
-                && self
-                    .io
-                    .links
-                    .iter()
-                    .all(|(_, l)| l.data && l.outbox.is_empty());
-            flushed || deadline <= now
+            (self.node.member.is_left() && self.io.is_flushed()) || deadline <= now
         })
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let closing = self.io.links.iter().filter_map(|(_, l)| l.closing);
         [
             self.node.member.poll_timeout(),
             self.node.outgoing.next_trim(),
             self.node.next_held(),
             self.node.leaving,
-            self.io.peer_log.poll_timeout(),
+            self.io.poll_timeout(),
         ]
         .into_iter()
         .flatten()
-        .chain(closing)
         .min()
     }
 
@@ -703,317 +437,6 @@ impl NodeSource {
         }
         Ok(())
     }
-}
-
-impl Io {
-    fn connect(
-        &mut self,
-        node: &mut Node,
-        now: Instant,
-        peer: PeerId,
-        linked: io::Result<OwnedFd>,
-        data: bool,
-    ) {
-        let linked = linked.and_then(|fd| {
-            if data {
-                socket::set_send_buffer(fd.as_fd(), 1 << 20)?;
-            }
-            let cred = socket::peer_credentials(fd.as_fd()).ok();
-            self.add_link(fd, data, peer)?;
-            Ok(cred)
-        });
-        let input = match linked {
-            Ok(cred) => MemberInput::Connected { peer, cred },
-            Err(e) => {
-                trace!(%peer, error = %e, "connection failed");
-                MemberInput::ConnectFailed(peer)
-            }
-        };
-        feed(node, now, input);
-    }
-
-    fn bind(&mut self, node: &mut Node, now: Instant) -> io::Result<()> {
-        let won = match self.dir.claim_hub() {
-            Ok(Some(l)) => {
-                // Bound during a pause: watched once the member accepts again.
-                self.epoll.add(
-                    &l,
-                    Key(HUB_LISTENER),
-                    want(node.member.is_accepting(), false),
-                )?;
-                self.hub_listener = Some(l);
-                true
-            }
-            Ok(None) => {
-                trace!("another process holds the hub's lock");
-                false
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot claim the group's hub");
-                false
-            }
-        };
-        feed(node, now, MemberInput::Bound { won });
-        Ok(())
-    }
-
-    /// Accepts what a listener has, up to [`ACCEPT_BUDGET`] (the listener stays readable for
-    /// the rest). A failure (out of descriptors: `EMFILE`, `ENFILE`) goes to the member, which
-    /// pauses the listeners for a while: the node goes on serving the links it has.
-    fn accept(&mut self, node: &mut Node, now: Instant, listener: Listener) -> io::Result<()> {
-        if !node.member.is_accepting() {
-            return Ok(());
-        }
-        let fd = match listener {
-            Listener::Hub => self.hub_listener.as_ref().map(AsFd::as_fd),
-            Listener::Data => self.data_listener.as_ref().map(AsFd::as_fd),
-        };
-        let mut accepted = Vec::new();
-        let mut failed = None;
-        if let Some(fd) = fd {
-            while accepted.len() < ACCEPT_BUDGET {
-                match socket::accept(fd) {
-                    Ok(Some(conn)) => accepted.push(conn),
-                    Ok(None) => break,
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
-        }
-        for (fd, cred) in accepted {
-            self.next_peer += 1;
-            debug_assert!(self.next_peer < OUTGOING);
-            let peer = PeerId(self.next_peer);
-            if let Err(e) = self.add_link(fd, listener == Listener::Data, peer) {
-                // The connection closes with its fd; the member never heard of it.
-                if self.peer_log(now) {
-                    warn!(?listener, error = %e, "could not watch an accepted connection");
-                }
-                continue;
-            }
-            let input = MemberInput::Accepted {
-                peer,
-                listener,
-                cred: Some(cred),
-            };
-            feed(node, now, input);
-        }
-        if let Some(e) = failed {
-            debug!(?listener, error = %e, "accept failed");
-            // The member answers with PauseAccepting, acted on in this turn's `pump`.
-            feed(node, now, MemberInput::AcceptFailed(listener));
-        }
-        Ok(())
-    }
-
-    /// Watches the listeners for connections, or stops (out of descriptors): the links are
-    /// served meanwhile.
-    fn watch_listeners(&self, accepting: bool) {
-        let want = want(accepting, false);
-        for (l, key) in [
-            (self.hub_listener.as_ref().map(AsFd::as_fd), HUB_LISTENER),
-            (self.data_listener.as_ref().map(AsFd::as_fd), DATA_LISTENER),
-        ] {
-            if let Some(l) = l
-                && let Err(e) = self.epoll.modify(l, Key(key), want)
-            {
-                warn!(error = %e, "could not change what a listener is watched for");
-            }
-        }
-    }
-
-    /// Whether to log one more line about a peer now (see [`LogLimit`]).
-    fn peer_log(&mut self, now: Instant) -> bool {
-        self.peer_log_summary(now);
-        self.peer_log.allow(now)
-    }
-
-    fn peer_log_summary(&mut self, now: Instant) {
-        if let Some(n) = self.peer_log.take_summary(now) {
-            let secs = self.peer_log.interval().as_secs();
-            warn!("... and {n} more peers refused or disconnected in the last {secs} s");
-        }
-    }
-
-    fn add_link(&mut self, fd: OwnedFd, data: bool, peer: PeerId) -> io::Result<()> {
-        let entry = self.links.vacant_entry();
-        let key = entry.key();
-        self.epoll.add(&fd, Key(key as u64), Want::READABLE)?;
-        entry.insert(Link {
-            fd,
-            data,
-            peer,
-            outbox: VecDeque::new(),
-            outbox_bytes: 0,
-            writable: false,
-            paused: false,
-            told_blocked: false,
-            closing: None,
-        });
-        self.peers.insert(peer, key);
-        Ok(())
-    }
-
-    fn transmit(
-        &mut self,
-        node: &mut Node,
-        now: Instant,
-        peer: PeerId,
-        bytes: Vec<u8>,
-        attach: Option<SegmentId>,
-    ) {
-        let Some(&key) = self.peers.get(&peer) else {
-            trace!(%peer, "transmit to a closed link dropped");
-            return;
-        };
-        let link = &mut self.links[key];
-        if link.closing.is_some() {
-            return;
-        }
-        link.outbox_bytes += bytes.len();
-        link.outbox.push_back((bytes, attach));
-        // The member bounds its data links; topology links are bounded here.
-        if !link.data && link.outbox_bytes > self.max_outbox {
-            let bytes = link.outbox_bytes;
-            if self.peer_log(now) {
-                warn!(%peer, bytes, "peer does not keep up: closing its link");
-            }
-            self.drop_link(node, now, key);
-            return;
-        }
-        self.flush(node, now, key);
-    }
-
-    /// Sends what the socket accepts; watches for writability if it does not take it all.
-    fn flush(&mut self, node: &mut Node, now: Instant, key: usize) {
-        let Some(link) = self.links.get_mut(key) else {
-            return;
-        };
-        while let Some((bytes, attach)) = link.outbox.front() {
-            let fd = attach.and_then(|s| node.outgoing.fd(s));
-            if attach.is_some() && fd.is_none() {
-                // Retired while queued: the record would refer to nothing.
-                link.outbox_bytes -= bytes.len();
-                link.outbox.pop_front();
-                continue;
-            }
-            let fds: Vec<_> = fd.into_iter().collect();
-            match socket::send_record(link.fd.as_fd(), bytes, &fds) {
-                Ok(Sent::Complete) => {
-                    link.outbox_bytes -= bytes.len();
-                    link.outbox.pop_front();
-                }
-                Ok(Sent::WouldBlock) => break,
-                Err(e) => {
-                    debug!(peer = %link.peer, error = %e, "send failed: link is gone");
-                    self.drop_link(node, now, key);
-                    return;
-                }
-            }
-        }
-        let full = !link.outbox.is_empty();
-        if full != link.writable {
-            link.writable = full;
-            self.update_interest(key);
-        }
-        let link = &mut self.links[key];
-        if link.data && link.closing.is_none() && full != link.told_blocked {
-            link.told_blocked = full;
-            let peer = link.peer;
-            let input = if full {
-                MemberInput::Blocked(peer)
-            } else {
-                MemberInput::Writable(peer)
-            };
-            feed(node, now, input);
-        }
-        if self
-            .links
-            .get(key)
-            .is_some_and(|l| l.closing.is_some() && l.outbox.is_empty())
-        {
-            self.remove(key);
-        }
-    }
-
-    fn update_interest(&self, key: usize) {
-        let link = &self.links[key];
-        let want = want(!link.paused, link.writable);
-        let _ = self.epoll.modify(link.fd.as_fd(), Key(key as u64), want);
-    }
-
-    fn map_fresh(&mut self, segment: SegmentId, len: u64) -> Option<(Arc<Mapping>, usize)> {
-        let r = self.received.remove(&segment)?;
-        let len = usize::try_from(len).ok()?;
-        // The data plane checked `len` against the size (and `map_ro` checks it again); the
-        // mapping keeps the pages and the fd closes here.
-        let v = r.verified?;
-        v.map_ro(0, len as u64)
-            .map_err(|e| warn!(error = %e, "mmap failed"))
-            .ok()
-            .map(|m| (Arc::new(m), len))
-    }
-
-    /// The member asked to close a link: flush what is queued, then close.
-    fn disconnect(&mut self, node: &mut Node, now: Instant, peer: PeerId) {
-        let Some(&key) = self.peers.get(&peer) else {
-            return;
-        };
-        self.links[key].closing = Some(now + CLOSE_FLUSH);
-        self.flush(node, now, key);
-    }
-
-    /// The link broke: close it and tell the member.
-    fn drop_link(&mut self, node: &mut Node, now: Instant, key: usize) {
-        let Some(link) = self.links.get(key) else {
-            return;
-        };
-        let (peer, closing) = (link.peer, link.closing.is_some());
-        self.remove(key);
-        if !closing {
-            feed(node, now, MemberInput::PeerDown(peer));
-        }
-    }
-
-    fn remove(&mut self, key: usize) {
-        if let Some(link) = self.links.try_remove(key) {
-            let _ = self.epoll.delete(link.fd.as_fd());
-            self.peers.remove(&link.peer);
-            trace!(peer = %link.peer, "link closed");
-        }
-    }
-}
-
-fn feed(node: &mut Node, now: Instant, input: MemberInput<'_>) {
-    if let Err(e) = node.member.handle(now, input) {
-        warn!(error = %e, "the node refused an input");
-    }
-}
-
-/// Whether a hub event is about a peer it refused or threw out (logged rate-limited).
-fn is_refusal(e: &HubEvt) -> bool {
-    matches!(
-        e,
-        HubEvt::PeerRefused { .. } | HubEvt::PeerMisbehaved { .. } | HubEvt::PeerExpelled { .. }
-    )
-}
-
-fn log_hub(e: &HubEvt) {
-    match e {
-        HubEvt::PeerRefused { peer, reason } => warn!(%peer, %reason, "refused a peer"),
-        HubEvt::PeerMisbehaved { peer, reason } => {
-            warn!(%peer, %reason, "disconnected a peer that broke the protocol");
-        }
-        HubEvt::PeerExpelled { peer, node } => warn!(%peer, ?node, "expelled a silent peer"),
-        other => debug!(evt = other.name(), "hub event"),
-    }
-}
-
-/// A seed or id from the OS.
-fn random() -> u64 {
-    getrandom::u64().expect("the OS random source is available on Linux")
 }
 
 impl EventSource for NodeSource {
@@ -1065,7 +488,7 @@ impl EventSource for NodeSource {
             callback(NodeEvent::Left, &mut self.node);
             return Ok(PostAction::Remove);
         }
-        self.io.timer.arm(now, self.next_deadline())?;
+        self.timer.arm(now, self.next_deadline())?;
         Ok(PostAction::Continue)
     }
 
@@ -1100,7 +523,7 @@ impl EventSource for NodeSource {
         self.returns_and_deadlines(now);
         self.pump(now)?;
         let pending = !self.events.is_empty() || self.finished(now);
-        self.io.timer.arm(now, self.next_deadline())?;
+        self.timer.arm(now, self.next_deadline())?;
         Ok(if pending {
             self.synthetic.map(|t| (Readiness::EMPTY, t))
         } else {

@@ -20,6 +20,7 @@ use ipc_proto::data::{Pool, Room, SegmentId};
 use ipc_proto::wire::{Policy, SlotRef};
 use ipc_proto::{NodeId, PeerId};
 
+use ipc_driver_core::POOL_IDLE;
 use ipc_os::memfd::{Mapping, MappingMut, SealSet, Segment};
 use ipc_os::poll::Waker;
 
@@ -33,9 +34,6 @@ const FRESH_IDS: u64 = 1 << 48;
 /// Most messages of one topic a publisher may hand to the I/O thread ahead of it: what bounds
 /// the memory between a fast publisher and its own I/O thread, whatever the subscribers' terms.
 const WINDOW: u32 = 256;
-
-/// A pool segment free for this long is destroyed (its subscribers unmap it).
-pub(crate) const POOL_IDLE: Duration = Duration::from_secs(1);
 
 /// Publishing credit of one topic.
 #[derive(Debug, Default)]
@@ -122,6 +120,12 @@ impl AsFd for PoolSegment {
 pub(crate) enum OutSegment {
     Pool(Arc<PoolSegment>),
     Fresh(Arc<OwnedFd>),
+}
+
+impl AsFd for OutSegment {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd()
+    }
 }
 
 impl OutSegment {

@@ -8,19 +8,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ipc_proto::wire::DataStats;
-use ipc_proto::{
-    Limits, Member, MemberCmd, MemberInput, NodeId, NodeOptions, SpokeCmd, Term, View,
-};
+use ipc_proto::{Limits, NodeId, NodeOptions, SpokeCmd, Term, View};
 
 use crate::data::{Mailbox, Outgoing, PublisherOptions, SubQueue, SubscriptionOptions};
 use crate::doc::{Doc, DocLink};
 use crate::error::DriverError;
 use crate::events::{CallbackId, Dispatcher, Events, NodeEvent, Sink};
 use crate::pubsub::{Bus, Handle, Publisher, Subscription, bus_topic};
-use crate::reactor::{Reactor, Setup, random_seed};
+use crate::reactor::{Reactor, Setup};
 use crate::request::{Request, Requester, Shared, State};
+use ipc_driver_core::{DEFAULT_MAX_OUTBOX, start};
 use ipc_os::poll::Waker;
-use ipc_os::rendezvous::GroupDir;
 
 /// The group used when none is given.
 pub const DEFAULT_GROUP: &str = "default";
@@ -78,7 +76,7 @@ impl NodeBuilder {
             join_timeout: Some(Duration::from_secs(5)),
             join_existing: false,
             observer: false,
-            max_outbox: 8 << 20,
+            max_outbox: DEFAULT_MAX_OUTBOX,
             pool_bytes: 256 << 20,
             sinks: Vec::new(),
             dispatcher: None,
@@ -279,22 +277,11 @@ impl NodeBuilder {
         if join_existing {
             self.options.hub_eligible = false;
         }
-        let me = ipc_os::current_credentials();
-        let private = self.options.is_private(me.uid);
-        let dir = GroupDir::open(&self.group, self.dir.as_deref(), private)?;
-        let id = NodeId::new(random_seed() | 1).expect("odd, hence non-zero");
-        let data_listener = if observer {
-            None
-        } else {
-            Some(dir.listen_data(id.get())?)
-        };
         #[allow(clippy::disallowed_methods)] // the driver reads the clock
         let now = Instant::now();
-        let data_addr = data_listener.as_ref().map(|l| l.addr().to_owned());
-        let config = self.options.member_config(id, data_addr, random_seed());
-        let max_record = config.data.as_ref().map_or(0, |d| d.limits.max_record);
-        let mut member = Member::new(config, now);
-        member.handle(now, MemberInput::Cmd(MemberCmd::Spoke(SpokeCmd::Join)))?;
+        let base = self.dir.as_deref();
+        let started = start::<DriverError>(&self.options, &self.group, base, observer, now)?;
+        let (id, private) = (started.id, started.private);
         let waker = Arc::new(Waker::new()?);
         let (requests, rx) = mpsc::channel();
         let shared = Arc::new(Shared::default());
@@ -312,14 +299,14 @@ impl NodeBuilder {
             private,
         };
         let setup = Setup {
-            dir,
-            member,
-            data_listener,
+            dir: started.dir,
+            member: started.member,
+            data_listener: started.data_listener,
             outgoing,
             mailbox: Arc::clone(&mailbox),
             max_outbox: self.max_outbox,
             max_frame: self.options.limits.max_frame,
-            max_record,
+            max_record: started.max_record,
             join_existing,
             keepalive: self.options.keepalive,
         };

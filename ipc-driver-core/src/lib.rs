@@ -1,0 +1,67 @@
+//! What both ipc-pubsub drivers do the same way with sockets, written once.
+//!
+//! A driver (`ipc-driver-std`'s I/O thread, `ipc-driver-calloop`'s event source) owns a
+//! [`Member`](ipc_proto::Member) and a [`Links`] table. The table holds the node's `epoll` set,
+//! its group directory, the hub and data listeners and every link, with a bounded outbox per
+//! link; its methods take the member where they feed it (connected, accepted, blocked,
+//! writable, peer down, records). What stays in a driver is its own: how it waits (a thread, a
+//! calloop source), its run loop and read loop, and what it does with deliveries and events.
+//!
+//! - `links`: the link table ([`Links`]), readiness tokens ([`Ready`]) and what reading a
+//!   record did ([`Read`]).
+//! - `received`: segments received from publishers ([`ReceivedSegments`]), until mapped and
+//!   released.
+//! - `start`: how a node starts ([`start`]): group directory, id, data listener, member.
+//! - `log`: how both drivers log member events about peers, rate-limited ([`PeerLog`]).
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::time::Duration;
+
+mod links;
+mod log;
+mod received;
+mod start;
+
+pub use links::{Attachments, Links, OWN_TOKEN, Owned, Read, Ready};
+pub use log::{PeerLog, is_refusal, log_hub, log_member_evt};
+pub use received::{ReceivedSegments, map_own};
+pub use start::{Started, start};
+
+/// Records read from one link per wakeup before the others get their turn.
+pub const READ_BUDGET: usize = 64;
+
+/// Connections accepted from one listener per wakeup before the links get their turn.
+pub const ACCEPT_BUDGET: usize = 64;
+
+/// Log lines about misbehaving or refused peers: this many per interval, then a summary.
+pub const PEER_LOG_BURST: u32 = 10;
+
+/// The interval of [`PEER_LOG_BURST`].
+pub const PEER_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long a link that is being closed may take to flush what is queued for it.
+pub const CLOSE_FLUSH: Duration = Duration::from_millis(500);
+
+/// How long a leaving node may take in all (its hub's goodbyes, flushing its data links).
+pub const LEAVE_DEADLINE: Duration = Duration::from_millis(1500);
+
+/// Most file descriptors one data record may carry (one is the protocol's maximum; a second
+/// tells a violation from a truncation).
+pub const MAX_FDS: usize = 2;
+
+/// A pool segment free for this long is destroyed (its subscribers unmap it).
+pub const POOL_IDLE: Duration = Duration::from_secs(1);
+
+/// Most bytes queued for one peer on a topology link before it is considered too slow and
+/// disconnected (the builders' default; the member bounds data links itself).
+pub const DEFAULT_MAX_OUTBOX: usize = 8 << 20;
+
+/// The send buffer asked for on a data link this node connects (records carry payloads).
+pub const DATA_SEND_BUFFER: usize = 1 << 20;
+
+/// A seed for a machine's generator (or a node id), from the OS.
+pub fn random_seed() -> u64 {
+    getrandom::u64().expect("the OS random source is available on Linux")
+}

@@ -1,0 +1,767 @@
+//! The link table: a node's `epoll` set, its group directory, its listeners and every link
+//! (a topology or data socket to one peer) with its bounded outbox.
+//!
+//! Its methods take the [`Member`] where they feed it: [`MemberInput::Connected`],
+//! [`MemberInput::Accepted`], [`MemberInput::Blocked`]/[`MemberInput::Writable`],
+//! [`MemberInput::PeerDown`] and the records read from links. A link the member asks to
+//! close flushes what is queued for it for up to [`CLOSE_FLUSH`](crate::CLOSE_FLUSH), then
+//! closes.
+//!
+//! A record may carry one segment's fd. What is queued with a record is a driver's attachment
+//! `A`, turned into an fd only when the record is sent, by the driver's [`Attachments`]: the
+//! std driver queues an fd owner (resolved by [`Owned`]), the calloop driver a segment id it
+//! looks up in its outgoing segments (a segment retired while queued drops its record).
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Instant;
+
+use ipc_os::memfd::{self, SealSet};
+use ipc_os::poll::{Interest, Poller, Token};
+use ipc_os::rendezvous::{DataSocket, GroupDir, HubSocket};
+use ipc_os::socket::{self, Recv, Sent};
+use ipc_proto::data::{OUTGOING, ReceivedSegment};
+use ipc_proto::{Listener, Member, MemberInput, MemberOutput, PeerId};
+use slab::Slab;
+use tracing::{debug, info, trace, warn};
+
+use crate::log::PeerLog;
+use crate::received::ReceivedSegments;
+use crate::{ACCEPT_BUDGET, CLOSE_FLUSH, DATA_SEND_BUFFER, MAX_FDS};
+
+/// The token a driver registers its own fd under (a waker, a timer) in the table's set.
+pub const OWN_TOKEN: Token = Token(u64::MAX);
+const HUB_LISTENER: Token = Token(u64::MAX - 1);
+const DATA_LISTENER: Token = Token(u64::MAX - 2);
+
+/// What a readiness report of the node's set is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// The driver's own fd ([`OWN_TOKEN`]).
+    Own,
+    /// A listener has connections to accept.
+    Listener(Listener),
+    /// A link, by its key.
+    Link(usize),
+}
+
+impl Ready {
+    /// What a readiness report's token is about.
+    pub fn of(token: Token) -> Self {
+        match token {
+            OWN_TOKEN => Self::Own,
+            HUB_LISTENER => Self::Listener(Listener::Hub),
+            DATA_LISTENER => Self::Listener(Listener::Data),
+            Token(key) => Self::Link(key as usize),
+        }
+    }
+}
+
+/// Turns a queued record's attachment into the fd to send with it.
+pub trait Attachments<A> {
+    /// The fd to send, or `None` if the attachment is gone (the record is dropped).
+    fn fd<'a>(&'a self, attachment: &'a A) -> Option<BorrowedFd<'a>>;
+}
+
+/// Attachments that own their fd.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Owned;
+
+impl<A: AsFd> Attachments<A> for Owned {
+    fn fd<'a>(&'a self, attachment: &'a A) -> Option<BorrowedFd<'a>> {
+        Some(attachment.as_fd())
+    }
+}
+
+/// What [`Links::read_record`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// A record went to the member: act on what it asks before reading on (deliveries map
+    /// the segments it carried; a full subscription pauses the link).
+    Record,
+    /// The record broke the rules at the socket level (too large, too many fds, an fd that is
+    /// not a usable memfd): the member was told. Act on what it asks; the link is read no
+    /// more ([`Links::read_on`]).
+    Rejected,
+    /// Nothing more to read now (or the link closed, and the member was told).
+    Done,
+}
+
+/// One link to a peer.
+#[derive(Debug)]
+struct Link<A> {
+    fd: OwnedFd,
+    /// A data link (records may carry fds; the member applies flow control).
+    data: bool,
+    peer: PeerId,
+    outbox: VecDeque<(Vec<u8>, Option<A>)>,
+    outbox_bytes: usize,
+    /// Watching for writability.
+    writable: bool,
+    /// Reading stopped: a subscription's queue is full under `Block`, or the member rejected
+    /// what the peer sent.
+    paused: bool,
+    /// The member was told the socket is full.
+    told_blocked: bool,
+    /// Closing: flush what is queued, then close, by this deadline.
+    closing: Option<Instant>,
+    /// A send failed (the peer has closed its end): nothing more is written, but what the peer
+    /// sent before closing is still read, up to the end of the stream, which closes the link.
+    write_failed: bool,
+}
+
+/// What a link is watched for.
+fn interest(read: bool, write: bool) -> Interest {
+    match (read, write) {
+        (true, true) => Interest::BOTH,
+        (true, false) => Interest::READABLE,
+        (false, true) => Interest::WRITABLE,
+        (false, false) => Interest::NONE,
+    }
+}
+
+fn feed(member: &mut Member, now: Instant, input: MemberInput<'_>) {
+    if let Err(e) = member.handle(now, input) {
+        warn!(error = %e, "the node refused an input");
+    }
+}
+
+/// The sockets of a node: its `epoll` set, listeners and links, and the segments it received.
+#[derive(Debug)]
+pub struct Links<A> {
+    poller: Poller,
+    dir: GroupDir,
+    hub_listener: Option<HubSocket>,
+    data_listener: Option<DataSocket>,
+    links: Slab<Link<A>>,
+    peers: HashMap<PeerId, usize>,
+    next_peer: u64,
+    /// One topology frame, plus a byte to notice a record that is larger.
+    buf: Vec<u8>,
+    /// One data record, plus a byte.
+    data_buf: Vec<u8>,
+    max_outbox: usize,
+    received: ReceivedSegments,
+    /// What peers did wrong, logged rate-limited: a hostile peer chooses how often.
+    peer_log: PeerLog,
+}
+
+impl<A> Links<A> {
+    /// A table over `poller` (the driver registers its own fd under [`OWN_TOKEN`]); watches the
+    /// data listener. Topology frames are at most `max_frame` bytes, data records `max_record`;
+    /// a topology link with more than `max_outbox` bytes queued is closed.
+    pub fn new(
+        poller: Poller,
+        dir: GroupDir,
+        data_listener: Option<DataSocket>,
+        max_outbox: usize,
+        max_frame: usize,
+        max_record: usize,
+    ) -> io::Result<Self> {
+        if let Some(l) = &data_listener {
+            poller.add(l.as_fd(), DATA_LISTENER, Interest::READABLE)?;
+        }
+        Ok(Self {
+            poller,
+            dir,
+            hub_listener: None,
+            data_listener,
+            links: Slab::new(),
+            peers: HashMap::new(),
+            next_peer: 1,
+            // A frame's 5-byte header, plus a byte to notice a record that is larger.
+            buf: vec![0; max_frame + 5],
+            data_buf: vec![0; max_record + 1],
+            max_outbox,
+            received: ReceivedSegments::default(),
+            peer_log: PeerLog::default(),
+        })
+    }
+
+    // ---- getters ----
+
+    /// The node's `epoll` set.
+    pub fn poller(&self) -> &Poller {
+        &self.poller
+    }
+
+    /// The group's directory.
+    pub fn dir(&self) -> &GroupDir {
+        &self.dir
+    }
+
+    /// The node's data listener (none for an observer).
+    pub fn data_listener(&self) -> Option<&DataSocket> {
+        self.data_listener.as_ref()
+    }
+
+    /// Whether a link is there and reading from it goes on.
+    fn is_reading(&self, key: usize) -> bool {
+        self.links
+            .get(key)
+            .is_some_and(|l| l.closing.is_none() && !l.paused)
+    }
+
+    /// Whether every link is a data link with nothing queued (a leaving node is done).
+    pub fn is_flushed(&self) -> bool {
+        self.links
+            .iter()
+            .all(|(_, l)| l.data && l.outbox.is_empty())
+    }
+
+    /// The next deadline of the table: a closing link's, or the peer log's summary.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let closing = self.links.iter().filter_map(|(_, l)| l.closing);
+        closing.chain(self.peer_log.poll_timeout()).min()
+    }
+
+    /// The segments received from publishers.
+    pub fn received(&mut self) -> &mut ReceivedSegments {
+        &mut self.received
+    }
+
+    /// The rate limit of log lines about peers.
+    pub fn peer_log(&mut self) -> &mut PeerLog {
+        &mut self.peer_log
+    }
+
+    // ---- the member's requests ----
+
+    /// Acts on what the member asks of the sockets alone (connect to a data address, bind,
+    /// unbind, disconnect, pause or resume accepting), and returns the rest for the driver:
+    /// [`MemberOutput::ConnectHub`], [`MemberOutput::Transmit`], [`MemberOutput::Deliver`],
+    /// [`MemberOutput::Release`] and [`MemberOutput::Evt`].
+    pub fn act<R: Attachments<A>>(
+        &mut self,
+        member: &mut Member,
+        attachments: &R,
+        now: Instant,
+        out: MemberOutput,
+    ) -> io::Result<Option<MemberOutput>> {
+        match out {
+            MemberOutput::ConnectData { peer, addr } => {
+                self.connect_data(member, now, peer, &addr);
+            }
+            MemberOutput::Bind => self.bind(member, now)?,
+            MemberOutput::Unbind => self.unbind(),
+            MemberOutput::Disconnect(peer) => self.disconnect(member, attachments, now, peer),
+            MemberOutput::PauseAccepting | MemberOutput::ResumeAccepting => {
+                self.watch_listeners(member.is_accepting());
+            }
+            other => return Ok(Some(other)),
+        }
+        Ok(None)
+    }
+
+    /// Connects to the group's hub for the member; `false` if that failed (the member was
+    /// told).
+    pub fn connect_hub(&mut self, member: &mut Member, now: Instant, peer: PeerId) -> bool {
+        let linked = self.dir.connect_hub();
+        self.connect(member, now, peer, linked, false)
+    }
+
+    /// Connects to a member's data address for the member.
+    pub fn connect_data(&mut self, member: &mut Member, now: Instant, peer: PeerId, addr: &str) {
+        let linked = self.dir.connect_data(addr);
+        self.connect(member, now, peer, linked, true);
+    }
+
+    fn connect(
+        &mut self,
+        member: &mut Member,
+        now: Instant,
+        peer: PeerId,
+        linked: io::Result<OwnedFd>,
+        data: bool,
+    ) -> bool {
+        let linked = linked.and_then(|fd| {
+            if data {
+                socket::set_send_buffer(fd.as_fd(), DATA_SEND_BUFFER)?;
+            }
+            let cred = socket::peer_credentials(fd.as_fd()).ok();
+            self.add_link(fd, data, peer)?;
+            Ok(cred)
+        });
+        let (input, ok) = match linked {
+            Ok(cred) => (MemberInput::Connected { peer, cred }, true),
+            Err(e) => {
+                trace!(%peer, error = %e, "connection failed");
+                (MemberInput::ConnectFailed(peer), false)
+            }
+        };
+        feed(member, now, input);
+        ok
+    }
+
+    /// Claims the group's hub address for the member.
+    pub fn bind(&mut self, member: &mut Member, now: Instant) -> io::Result<()> {
+        let won = match self.dir.claim_hub() {
+            Ok(Some(l)) => {
+                // Bound during a pause: watched once the member accepts again.
+                let want = interest(member.is_accepting(), false);
+                self.poller.add(l.as_fd(), HUB_LISTENER, want)?;
+                self.hub_listener = Some(l);
+                true
+            }
+            Ok(None) => {
+                trace!("another process holds the hub's lock");
+                false
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot claim the group's hub");
+                false
+            }
+        };
+        feed(member, now, MemberInput::Bound { won });
+        Ok(())
+    }
+
+    /// Closes the hub's listener.
+    pub fn unbind(&mut self) {
+        if let Some(l) = self.hub_listener.take() {
+            let _ = self.poller.delete(l.as_fd());
+            info!("this node's hub closed");
+        }
+    }
+
+    /// Accepts what a listener has, up to [`ACCEPT_BUDGET`] (the listener stays readable for
+    /// the rest). A failure (out of descriptors: `EMFILE`, `ENFILE`) goes to the member, which
+    /// pauses the listeners for a while: the node goes on serving the links it has. `true` if
+    /// accepting failed (the member's pause is then due).
+    pub fn accept(&mut self, member: &mut Member, now: Instant, listener: Listener) -> bool {
+        if !member.is_accepting() {
+            return false;
+        }
+        let fd = match listener {
+            Listener::Hub => self.hub_listener.as_ref().map(AsFd::as_fd),
+            Listener::Data => self.data_listener.as_ref().map(AsFd::as_fd),
+        };
+        let mut accepted = Vec::new();
+        let mut failed = None;
+        if let Some(fd) = fd {
+            while accepted.len() < ACCEPT_BUDGET {
+                match socket::accept(fd) {
+                    Ok(Some(conn)) => accepted.push(conn),
+                    Ok(None) => break,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        for (fd, cred) in accepted {
+            self.next_peer += 1;
+            debug_assert!(self.next_peer < OUTGOING);
+            let peer = PeerId(self.next_peer);
+            if let Err(e) = self.add_link(fd, listener == Listener::Data, peer) {
+                // The connection closes with its fd; the member never heard of it.
+                if self.peer_log.allow(now) {
+                    warn!(?listener, error = %e, "could not watch an accepted connection");
+                }
+                continue;
+            }
+            let cred = Some(cred);
+            feed(
+                member,
+                now,
+                MemberInput::Accepted {
+                    peer,
+                    listener,
+                    cred,
+                },
+            );
+        }
+        let Some(e) = failed else {
+            return false;
+        };
+        debug!(?listener, error = %e, "accept failed");
+        feed(member, now, MemberInput::AcceptFailed(listener));
+        true
+    }
+
+    /// Watches the listeners for connections while the member accepts them, and not while it
+    /// has paused (out of descriptors): the links are served meanwhile.
+    pub fn watch_listeners(&self, accepting: bool) {
+        let want = interest(accepting, false);
+        for (l, token) in [
+            (self.hub_listener.as_ref().map(AsFd::as_fd), HUB_LISTENER),
+            (self.data_listener.as_ref().map(AsFd::as_fd), DATA_LISTENER),
+        ] {
+            if let Some(l) = l
+                && let Err(e) = self.poller.modify(l, token, want)
+            {
+                warn!(error = %e, "could not change what a listener is watched for");
+            }
+        }
+    }
+
+    fn add_link(&mut self, fd: OwnedFd, data: bool, peer: PeerId) -> io::Result<()> {
+        let entry = self.links.vacant_entry();
+        let key = entry.key();
+        self.poller
+            .add(fd.as_fd(), Token(key as u64), Interest::READABLE)?;
+        entry.insert(Link {
+            fd,
+            data,
+            peer,
+            outbox: VecDeque::new(),
+            outbox_bytes: 0,
+            writable: false,
+            paused: false,
+            told_blocked: false,
+            closing: None,
+            write_failed: false,
+        });
+        self.peers.insert(peer, key);
+        Ok(())
+    }
+
+    /// Queues a record for a peer and sends what the socket takes. A topology link with more
+    /// than `max_outbox` bytes queued is closed (the member bounds its data links).
+    pub fn transmit<R: Attachments<A>>(
+        &mut self,
+        member: &mut Member,
+        attachments: &R,
+        now: Instant,
+        peer: PeerId,
+        bytes: Vec<u8>,
+        attach: Option<A>,
+    ) {
+        let Some(&key) = self.peers.get(&peer) else {
+            trace!(%peer, "transmit to a closed link dropped");
+            return;
+        };
+        let link = &mut self.links[key];
+        if link.closing.is_some() || link.write_failed {
+            return;
+        }
+        link.outbox_bytes += bytes.len();
+        link.outbox.push_back((bytes, attach));
+        if !link.data && link.outbox_bytes > self.max_outbox {
+            let bytes = link.outbox_bytes;
+            if self.peer_log.allow(now) {
+                warn!(%peer, bytes, "peer does not keep up: closing its link");
+            }
+            self.drop_link(member, now, key);
+            return;
+        }
+        self.flush(member, attachments, now, key);
+    }
+
+    /// Sends what the socket accepts; watches for writability if it does not take it all,
+    /// and tells the member when a data link blocks or drains.
+    pub fn flush<R: Attachments<A>>(
+        &mut self,
+        member: &mut Member,
+        attachments: &R,
+        now: Instant,
+        key: usize,
+    ) {
+        let Some(link) = self.links.get_mut(key) else {
+            return;
+        };
+        while let Some((bytes, attach)) = link.outbox.front() {
+            let fd = attach.as_ref().map(|a| attachments.fd(a));
+            if let Some(None) = fd {
+                // Gone while queued: the record would refer to nothing.
+                link.outbox_bytes -= bytes.len();
+                link.outbox.pop_front();
+                continue;
+            }
+            let fds: Vec<_> = fd.flatten().into_iter().collect();
+            match socket::send_record(link.fd.as_fd(), bytes, &fds) {
+                Ok(Sent::Complete) => {
+                    link.outbox_bytes -= bytes.len();
+                    link.outbox.pop_front();
+                }
+                Ok(Sent::WouldBlock) => break,
+                Err(e) if link.closing.is_none() => {
+                    // The peer closed its end, maybe with records for us still queued (a
+                    // publisher that sent its last messages and left): read them all; the end
+                    // of the stream then closes the link.
+                    debug!(peer = %link.peer, error = %e, "send failed: reading what is left");
+                    link.write_failed = true;
+                    link.outbox.clear();
+                    link.outbox_bytes = 0;
+                }
+                Err(e) => {
+                    debug!(peer = %link.peer, error = %e, "send failed: link is gone");
+                    self.drop_link(member, now, key);
+                    return;
+                }
+            }
+        }
+        let full = !link.outbox.is_empty();
+        if full != link.writable {
+            link.writable = full;
+            self.update_interest(key);
+        }
+        let link = &mut self.links[key];
+        if link.data && link.closing.is_none() && full != link.told_blocked {
+            link.told_blocked = full;
+            let peer = link.peer;
+            let input = if full {
+                MemberInput::Blocked(peer)
+            } else {
+                MemberInput::Writable(peer)
+            };
+            feed(member, now, input);
+        }
+        if self
+            .links
+            .get(key)
+            .is_some_and(|l| l.closing.is_some() && l.outbox.is_empty())
+        {
+            self.remove(key);
+        }
+    }
+
+    fn update_interest(&self, key: usize) {
+        let link = &self.links[key];
+        let want = interest(!link.paused, link.writable);
+        let _ = self.poller.modify(link.fd.as_fd(), Token(key as u64), want);
+    }
+
+    /// Pauses or resumes reading from a peer's link (a subscription's queue is full).
+    pub fn set_paused(&mut self, peer: PeerId, paused: bool) {
+        let Some(&key) = self.peers.get(&peer) else {
+            return;
+        };
+        if self.links[key].paused != paused {
+            trace!(%peer, paused, "reading paused by a full subscription");
+            self.links[key].paused = paused;
+            self.update_interest(key);
+        }
+    }
+
+    /// Stops reading from a link for good (it sent what the driver rejected).
+    fn stop_reading(&mut self, key: usize) {
+        if let Some(link) = self.links.get_mut(key) {
+            link.paused = true;
+            self.update_interest(key);
+        }
+    }
+
+    /// The member asked to close a link: flush what is queued, then close.
+    pub fn disconnect<R: Attachments<A>>(
+        &mut self,
+        member: &mut Member,
+        attachments: &R,
+        now: Instant,
+        peer: PeerId,
+    ) {
+        let Some(&key) = self.peers.get(&peer) else {
+            return;
+        };
+        self.links[key].closing = Some(now + CLOSE_FLUSH);
+        self.flush(member, attachments, now, key);
+    }
+
+    /// Closes the links whose flushing time is over, and logs the peer log's summary if due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.peer_log.summary(now);
+        let overdue: Vec<usize> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.closing.is_some_and(|at| at <= now))
+            .map(|(k, _)| k)
+            .collect();
+        for key in overdue {
+            debug!(peer = %self.links[key].peer, "closing link with unsent data");
+            self.remove(key);
+        }
+    }
+
+    /// The link broke (or misbehaved at the socket level): close it and tell the member.
+    fn drop_link(&mut self, member: &mut Member, now: Instant, key: usize) {
+        let Some(link) = self.links.get(key) else {
+            return;
+        };
+        let (peer, closing) = (link.peer, link.closing.is_some());
+        self.remove(key);
+        if !closing {
+            feed(member, now, MemberInput::PeerDown(peer));
+        }
+    }
+
+    fn remove(&mut self, key: usize) {
+        if let Some(link) = self.links.try_remove(key) {
+            let _ = self.poller.delete(link.fd.as_fd());
+            self.peers.remove(&link.peer);
+            trace!(peer = %link.peer, "link closed");
+        }
+    }
+
+    // ---- receiving ----
+
+    /// Reads one record of a link and hands it to the member, with the segments it carried
+    /// (verified and registered in [`Links::received`]). [`Read::Done`] for a link that is
+    /// gone, closing or paused.
+    ///
+    /// A driver's read loop: up to [`READ_BUDGET`](crate::READ_BUDGET) times, read a record,
+    /// act on what the member asks unless [`Read::Done`], and go on while
+    /// [`Links::read_on`] says so.
+    pub fn read_record(&mut self, member: &mut Member, now: Instant, key: usize) -> Read {
+        if !self.is_reading(key) {
+            return Read::Done;
+        }
+        let link = &self.links[key];
+        let (peer, data) = (link.peer, link.data);
+        let buf = if data {
+            &mut self.data_buf
+        } else {
+            &mut self.buf
+        };
+        let mut fds = Vec::new();
+        let max_fds = if data { MAX_FDS } else { 0 };
+        match socket::recv_record(link.fd.as_fd(), buf, &mut fds, max_fds) {
+            Ok(Recv::Data {
+                len,
+                record_len,
+                truncated,
+                fds_truncated,
+                ..
+            }) => {
+                if truncated || fds_truncated || (!data && !fds.is_empty()) {
+                    let reason = format!("record of {record_len} bytes, or too many fds");
+                    return Self::reject(member, now, peer, reason);
+                }
+                let mut segments: Vec<ReceivedSegment> = Vec::with_capacity(fds.len());
+                for fd in fds {
+                    match memfd::verify(fd, SealSet::EMPTY, 0, 0) {
+                        Ok(v) => segments.push(self.received.register(v)),
+                        Err(e) => {
+                            for s in segments {
+                                self.received.release(s.segment);
+                            }
+                            let reason = format!("a received fd is not a usable memfd: {e}");
+                            return Self::reject(member, now, peer, reason);
+                        }
+                    }
+                }
+                let buf = if data { &self.data_buf } else { &self.buf };
+                let input = MemberInput::Record {
+                    peer,
+                    data: &buf[..len],
+                    segments: &segments,
+                };
+                if let Err(e) = member.handle(now, input) {
+                    warn!(error = %e, "record refused");
+                }
+                Read::Record
+            }
+            Ok(Recv::Closed) => {
+                self.drop_link(member, now, key);
+                Read::Done
+            }
+            Ok(Recv::WouldBlock) => Read::Done,
+            Err(e) => {
+                debug!(%peer, error = %e, "receive failed: link is gone");
+                self.drop_link(member, now, key);
+                Read::Done
+            }
+        }
+    }
+
+    /// Whether to read on from a link after `read` (and after acting on it): a rejected link
+    /// is read no more, whatever the member decided.
+    pub fn read_on(&mut self, key: usize, read: Read) -> bool {
+        match read {
+            Read::Record => true,
+            Read::Rejected => {
+                self.stop_reading(key);
+                false
+            }
+            Read::Done => false,
+        }
+    }
+
+    /// The driver refused what a link sent: the member closes it as a violation.
+    fn reject(member: &mut Member, now: Instant, peer: PeerId, reason: String) -> Read {
+        feed(member, now, MemberInput::Rejected { peer, reason });
+        Read::Rejected
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::OwnedFd;
+    use std::path::PathBuf;
+
+    use ipc_os::socket::{self, Recv};
+    use ipc_proto::{Member, NodeId, NodeOptions};
+
+    use super::*;
+
+    /// A table over a fresh group directory, and a member for it to feed.
+    fn table(name: &str, max_outbox: usize) -> (Links<OwnedFd>, Member, PathBuf) {
+        let base = std::env::temp_dir().join(format!("ipc-core-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&base).expect("temp dir");
+        let dir = GroupDir::open("links", Some(&base), true).expect("group dir");
+        let links = Links::new(
+            Poller::new().expect("epoll"),
+            dir,
+            None,
+            max_outbox,
+            1024,
+            1024,
+        )
+        .expect("table");
+        let options = NodeOptions::new(name, ipc_os::current_credentials().uid);
+        let id = NodeId::new(3).expect("non-zero");
+        #[allow(clippy::disallowed_methods)] // a test reads the clock once
+        let member = Member::new(options.member_config(id, None, 1), Instant::now());
+        (links, member, base)
+    }
+
+    #[test]
+    fn tokens_tell_listeners_from_links() {
+        assert_eq!(Ready::of(OWN_TOKEN), Ready::Own);
+        assert_eq!(Ready::of(HUB_LISTENER), Ready::Listener(Listener::Hub));
+        assert_eq!(Ready::of(DATA_LISTENER), Ready::Listener(Listener::Data));
+        assert_eq!(Ready::of(Token(7)), Ready::Link(7));
+    }
+
+    #[test]
+    fn transmit_sends_and_a_closed_peer_is_read_to_the_end() {
+        let (mut links, mut member, base) = table("transmit", 1 << 20);
+        #[allow(clippy::disallowed_methods)] // a test reads the clock once
+        let now = Instant::now();
+        let (ours, theirs) = socket::socketpair_seqpacket().expect("pair");
+        let peer = PeerId(9);
+        links.add_link(ours, false, peer).expect("watched");
+        links.transmit(&mut member, &Owned, now, peer, b"hello".to_vec(), None);
+        let mut buf = [0; 16];
+        let got = socket::recv_record(theirs.as_fd(), &mut buf, &mut Vec::new(), 0);
+        assert!(matches!(got, Ok(Recv::Data { len: 5, .. })), "{got:?}");
+        assert_eq!(&buf[..5], b"hello");
+
+        // The peer sends a last record and closes: the failed send keeps the link, and what
+        // it sent is still read, up to the end of the stream.
+        let sent = socket::send_record(theirs.as_fd(), b"bye", &[]).expect("sent");
+        assert!(matches!(sent, Sent::Complete));
+        drop(theirs);
+        links.transmit(&mut member, &Owned, now, peer, b"late".to_vec(), None);
+        assert!(links.peers.contains_key(&peer), "kept for reading");
+        assert_eq!(links.read_record(&mut member, now, 0), Read::Record);
+        assert_eq!(links.read_record(&mut member, now, 0), Read::Done);
+        assert!(links.peers.is_empty(), "the end of the stream closes it");
+        let _ = std::fs::remove_dir_all(base);
+    }
+
+    #[test]
+    fn a_topology_link_over_its_outbox_bound_is_closed() {
+        let (mut links, mut member, base) = table("bound", 4);
+        #[allow(clippy::disallowed_methods)] // a test reads the clock once
+        let now = Instant::now();
+        let (ours, _theirs) = socket::socketpair_seqpacket().expect("pair");
+        let peer = PeerId(9);
+        links.add_link(ours, false, peer).expect("watched");
+        links.transmit(&mut member, &Owned, now, peer, vec![0; 5], None);
+        assert!(links.peers.is_empty(), "closed");
+        assert!(links.is_flushed());
+        let _ = std::fs::remove_dir_all(base);
+    }
+}

@@ -60,7 +60,10 @@ fn a_million_messages_leave_fds_and_mappings_as_they_were() {
     // A short run first: thread stacks, allocator arenas and pools reach their steady state
     // (glibc keeps a thread's arena after the thread ends), then idle pools are trimmed.
     run(&publishers, &subs, 20_000);
+    // The subscriber unmaps the trimmed segments after the publisher retires them: a baseline
+    // taken before it has would count its mappings (and the end never get back to them).
     settle(&p, None);
+    settle_mappings(0);
     let before = (fds(), mappings());
     let started = Instant::now();
     let (sent, sent_bytes) = run(&publishers, &subs, total);
@@ -129,6 +132,19 @@ fn settle(p: &Node, baseline: Option<(usize, usize)>) {
             p.segments_in_use(),
             p.pool_bytes(),
             (fds(), mappings())
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until this process maps `n` memfd segments.
+fn settle_mappings(n: usize) {
+    let deadline = Instant::now() + WAIT;
+    while mappings() != n {
+        assert!(
+            Instant::now() < deadline,
+            "{} memfd mappings after {WAIT:?}, expected {n}",
+            mappings()
         );
         std::thread::sleep(Duration::from_millis(10));
     }

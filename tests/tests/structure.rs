@@ -18,6 +18,7 @@ const MAX_LINES: usize = 1_200;
 const CRATES: &[&str] = &[
     "ipc-proto",
     "ipc-os",
+    "ipc-driver-core",
     "ipc-driver-std",
     "ipc-driver-calloop",
     "ipc-pubsub-cli",

@@ -2,12 +2,12 @@
 //! without the pub/sub layer, re-measured in every run so that the pub/sub figures can be
 //! stated as ratios (absolute numbers on the dev VM move from run to run).
 //!
-//! Each follows a method of `shared/research/limits.md` (section numbers below), with the
-//! message counts scaled down so that a whole `bench payload` run takes about a minute. Every
+//! Each follows a method that `BENCH.md` describes under *The raw baselines and the goals*
+//! (section numbers below), with the message counts scaled down so that a whole `bench payload` run takes about a minute. Every
 //! one runs in fresh processes pinned as [`Placement`](super::harness::Placement) says, per
 //! repetition.
 //!
-//! | series | what | limits.md |
+//! | series | what | BENCH.md |
 //! |---|---|---|
 //! | [`SEQPACKET_PINGPONG`] | 64 B each way over a blocking `SOCK_SEQPACKET` socketpair; time per round trip | §1 |
 //! | [`UDS_STREAM_DEFAULT`], [`UDS_STREAM_4M`] | one-way `SOCK_STREAM` copy, default buffers / 4 MiB `SO_SNDBUF`+`SO_RCVBUF` | §4 |
@@ -41,14 +41,14 @@ use ipc_os::memfd::{self, SealSet, Segment};
 use ipc_os::socket::{self, Recv, Sent};
 
 /// Round trip, 64 B each way, over a blocking `SOCK_SEQPACKET` socketpair between two
-/// processes (limits.md §1).
+/// processes (BENCH.md §1).
 ///
 /// The initiator (sender core) `write`s 64 B and blocks in `read` until the echo (receiver
 /// core) has `read` them and `write`n them back; each round trip is one sample, timed with
 /// [`Instant`]. Cross-core, most of it is the VM waking a halted vCPU (~25 µs per wakeup).
 pub(super) const SEQPACKET_PINGPONG: &str = "seqpacket_pingpong";
 
-/// One-way `SOCK_STREAM` throughput with default socket buffers (limits.md §4).
+/// One-way `SOCK_STREAM` throughput with default socket buffers (BENCH.md §4).
 ///
 /// The sender `write`s whole messages from a pre-filled buffer; the receiver `read_exact`s
 /// each into a pre-touched buffer (it does not checksum: the kernel copy already moved every
@@ -63,12 +63,12 @@ pub(super) const UDS_STREAM_4M: &str = "uds_stream_copy.sndbuf_4m";
 /// what ratios against "the UDS copy" use.
 pub(super) const UDS_STREAM: &str = "uds_stream_copy";
 
-/// Single-thread `memcpy` bandwidth (limits.md §7a, at the message sizes): one process on
+/// Single-thread `memcpy` bandwidth (BENCH.md §7a, at the message sizes): one process on
 /// the sender core copies a pre-filled buffer into a pre-touched one, `msgs` times after a
 /// warm-up; bytes copied per second.
 pub(super) const MEMCPY: &str = "memcpy";
 
-/// A fresh memfd per message (limits.md §5, "+seals"), with our OS layer.
+/// A fresh memfd per message (BENCH.md §5, "+seals"), with our OS layer.
 ///
 /// Sender, per message, once fewer than 8 messages are unacknowledged by every receiver:
 /// [`Segment::create`] (`memfd_create` + `ftruncate`), `mmap` read-write, copy of the payload
@@ -76,23 +76,23 @@ pub(super) const MEMCPY: &str = "memcpy";
 /// `sendmsg` of a 24 B notice with the fd (`SCM_RIGHTS`) to each receiver, `close`.
 ///
 /// Receiver, per message: `recvmsg`, [`memfd::verify`] (`fstatfs`, `F_GET_SEALS`, `fstat`:
-/// two calls more than limits.md's bare `fstat`, as the pub/sub path must make them too),
+/// two calls more than the bare `fstat` of BENCH.md §5, as the pub/sub path must make them too),
 /// `mmap` read-only, [`checksum`] of every byte, `munmap`, `close`, a 1 B ack.
 ///
-/// Our `sys::socket` is non-blocking, so an empty socket costs one `recvmsg` returning
-/// `EAGAIN` and a `poll` before the `recvmsg` that gets the record; limits.md blocked in
+/// Our `ipc_os::socket` is non-blocking, so an empty socket costs one `recvmsg` returning
+/// `EAGAIN` and a `poll` before the `recvmsg` that gets the record; BENCH.md §5 blocked in
 /// `recvmsg` (about a microsecond less per wakeup).
 pub(super) const FRESH_MEMFD: &str = "fresh_memfd";
 
-/// [`FRESH_MEMFD`] to 4 receivers, all on the receiver core (limits.md §5 "4 recv").
+/// [`FRESH_MEMFD`] to 4 receivers, all on the receiver core (BENCH.md §5 "4 recv").
 pub(super) const FRESH_MEMFD_4: &str = "fresh_memfd.4recv";
 
-/// A reused segment pool (limits.md §6): the raw upper bound of a pooled data path.
+/// A reused segment pool (BENCH.md §6): the raw upper bound of a pooled data path.
 ///
 /// Setup: one memfd of 8 slots (message size rounded up to 4 KiB), mapped read-write once by
 /// the sender, sealed `SHRINK|GROW|FUTURE_WRITE|SEAL`, every slot written; its fd goes to
 /// each receiver, which maps each slot read-only once and reads it all (the effect of
-/// limits.md's `MAP_POPULATE`), then says it is ready.
+/// the `MAP_POPULATE` of BENCH.md §6), then says it is ready.
 ///
 /// Per message: the sender waits for the slot to come back from every receiver (a window of
 /// 8, as [`FRESH_MEMFD`]), copies the payload into it, and sends a 24 B notice (seq, length,
@@ -100,7 +100,7 @@ pub(super) const FRESH_MEMFD_4: &str = "fresh_memfd.4recv";
 /// index (8 B).
 pub(super) const POOLED_RAW: &str = "pooled_raw";
 
-/// [`POOLED_RAW`] to 4 receivers, all on the receiver core (limits.md §6 "4 recv").
+/// [`POOLED_RAW`] to 4 receivers, all on the receiver core (BENCH.md §6 "4 recv").
 pub(super) const POOLED_RAW_4: &str = "pooled_raw.4recv";
 
 /// Messages per repetition: a full run (about 0.2-0.4 s each on the dev VM), and `--quick`.
@@ -284,7 +284,7 @@ fn pooled(h: &Harness, case: &Case) -> Result<RepValue> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Blocking helpers over the non-blocking `sys::socket` records
+// Blocking helpers over the non-blocking `ipc_os::socket` records
 
 /// Blocks in `poll` until `fd` has one of `events` (or an error or hangup).
 fn wait_for(fd: BorrowedFd<'_>, events: PollFlags) -> io::Result<()> {
@@ -680,7 +680,7 @@ fn pool_recv(ctx: &mut ChildCtx) -> Result<ChildReport> {
         .ok_or_else(|| CliError::Failed("pool size overflows".into()))?;
     let seg = memfd::verify(fd, SealSet::POOLED, 0, total).map_err(io::Error::from)?;
     // One mapping per slot: a slot's bytes are only looked at while it is lent to us, so no
-    // `&[u8]` covers bytes the sender may be rewriting (see `sys::memfd` on pooled segments).
+    // `&[u8]` covers bytes the sender may be rewriting (see `ipc_os::memfd` on pooled segments).
     let maps = (0..slots)
         .map(|s| seg.map_ro(s * slot_len, slot_len))
         .collect::<io::Result<Vec<_>>>()?;

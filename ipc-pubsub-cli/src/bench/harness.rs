@@ -9,7 +9,7 @@
 //! - **Pinning.** Every child pins itself with `sched_setaffinity` before it allocates or
 //!   touches anything. [`Placement::CrossCore`] (the default) puts the sender on the first CPU
 //!   this process may use and every receiver on the second; [`Placement::SameCore`] puts them
-//!   all on the first. On the 2-vCPU dev VM these are cores 0 and 1, as in `limits.md`.
+//!   all on the first. On the 2-vCPU dev VM these are cores 0 and 1, as in `BENCH.md`.
 //! - **Wiring.** The harness creates one socketpair per receiver ([`Wiring`]), and each child
 //!   inherits its ends: their close-on-exec flag is cleared in the child only, between `fork`
 //!   and `exec`, and their numbers go on the command line (`--fd N`). The parent closes its
@@ -229,7 +229,7 @@ impl Harness {
     }
 
     /// Waits until the CPUs have been less than [`IDLE_BUSY_PERCENT`] busy for [`IDLE_QUIET`]
-    /// in a row (limits.md's rule before each section), but at most `max`. Returns whether
+    /// in a row (BENCH.md's rule before each section), but at most `max`. Returns whether
     /// they were; fails on SIGINT or SIGTERM.
     pub(super) fn wait_idle(&self, max: Duration) -> Result<bool> {
         let deadline = Instant::now() + max;

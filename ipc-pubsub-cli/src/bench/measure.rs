@@ -7,7 +7,7 @@
 //! Each repetition yields one [`RepValue`]: for a round trip the median of its samples (and
 //! its p99), for throughput the whole run's rate. A [`Measurement`] over the repetitions
 //! reports the **median of the per-rep values**, their **min-max range**, and for round
-//! trips the **median of the per-rep p99s**, as `limits.md` does. Medians of an even count
+//! trips the **median of the per-rep p99s**, as `BENCH.md` does. Medians of an even count
 //! are the mean of the two middle values; percentiles are nearest-rank.
 
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 /// [`checksum`] of `bytes`: the wrapping sum of its little-endian `u64` words, the last
 /// partial word zero-padded. It reads every byte; the compiler vectorises it (about 100 GB/s
-/// on L1/L2-resident data on the dev VM, as limits.md's §7a checksum).
+/// on L1/L2-resident data on the dev VM, as BENCH.md's §7a checksum).
 pub(super) fn checksum(bytes: &[u8]) -> u64 {
     let (words, tail) = bytes.as_chunks::<8>();
     let mut sum = 0u64;

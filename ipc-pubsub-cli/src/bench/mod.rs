@@ -12,7 +12,7 @@
 //!   them with their targets, and the run.
 //! - [`report`]: what the run reports: the rows and ratios of the JSON document, and the table.
 //! - [`baselines`]: the raw measurements (SEQPACKET ping-pong, UDS stream copy, memcpy, fresh
-//!   memfd per message, reused segment pool), following `shared/research/limits.md`.
+//!   memfd per message, reused segment pool), following `BENCH.md` (its *raw baselines and goals*).
 //! - [`pubsub`]: our own series, the std driver's data path between the same processes.
 //! - [`series`]: the vocabulary the three above share: what a series is, the ids reserved for
 //!   ours, the message sizes, the checks of the children's reports.

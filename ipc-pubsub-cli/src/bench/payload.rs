@@ -184,7 +184,7 @@ pub(super) struct RatioSpec {
 }
 
 const ISSUE: &str = "payload issue";
-const LIMITS: &str = "limits.md";
+const LIMITS: &str = "BENCH.md";
 const ALL: usize = usize::MAX;
 
 const fn ratio(

@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use calloop::ping::Ping;
+use ipc_proto::PeerId;
 use ipc_proto::data::{Pool, SegmentId};
 use ipc_proto::wire::SlotRef;
-use ipc_proto::{NodeId, PeerId};
 
+pub use ipc_driver_core::Message;
 use ipc_driver_core::{Attachments, POOL_IDLE};
-use ipc_os::memfd::{Mapping, MappingMut, SealSet, Segment};
+use ipc_os::memfd::{MappingMut, SealSet, Segment};
 
 /// Ids of fresh segments start here; pool segments below.
 const FRESH_IDS: u64 = 1 << 48;
@@ -316,120 +317,6 @@ impl Drop for ReleaseGuard {
     fn drop(&mut self) {
         let (peer, slot) = (self.peer, self.slot);
         self.mailbox.with(|r| r.releases.push((peer, slot)));
-    }
-}
-
-#[derive(Debug)]
-enum Body {
-    Inline(Vec<u8>),
-    Mapped {
-        map: Arc<Mapping>,
-        start: usize,
-        len: usize,
-        via: &'static str,
-        _release: Option<ReleaseGuard>,
-    },
-}
-
-/// A message received on a subscribed topic. Derefs to its payload, which for fresh and
-/// pooled payloads is the publisher's memory mapped read-only: no copy was made. A pooled
-/// payload's range goes back to its publisher when the message is dropped, so hold messages
-/// only as long as needed (a `Block` subscriber holding `depth` of them stops its publishers).
-pub struct Message {
-    topic: Arc<str>,
-    publisher: NodeId,
-    seq: u64,
-    body: Body,
-}
-
-impl Message {
-    pub(crate) fn inline(topic: Arc<str>, publisher: NodeId, seq: u64, bytes: Vec<u8>) -> Self {
-        Self {
-            topic,
-            publisher,
-            seq,
-            body: Body::Inline(bytes),
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)] // one constructor for both mapped kinds
-    pub(crate) fn mapped(
-        topic: Arc<str>,
-        publisher: NodeId,
-        seq: u64,
-        map: Arc<Mapping>,
-        start: usize,
-        len: usize,
-        via: &'static str,
-        release: Option<ReleaseGuard>,
-    ) -> Self {
-        debug_assert!(start + len <= map.as_slice().len());
-        Self {
-            topic,
-            publisher,
-            seq,
-            body: Body::Mapped {
-                map,
-                start,
-                len,
-                via,
-                _release: release,
-            },
-        }
-    }
-
-    /// The topic.
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    /// The node that published it.
-    pub fn publisher(&self) -> NodeId {
-        self.publisher
-    }
-
-    /// The publisher's sequence number for the topic (from 1, per publisher and topic).
-    pub fn seq(&self) -> u64 {
-        self.seq
-    }
-
-    /// How it travelled: `"inline"`, `"fresh"` or `"pooled"`.
-    pub fn via(&self) -> &'static str {
-        match &self.body {
-            Body::Inline(_) => "inline",
-            Body::Mapped { via, .. } => via,
-        }
-    }
-}
-
-impl Deref for Message {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        match &self.body {
-            Body::Inline(v) => v,
-            Body::Mapped {
-                map, start, len, ..
-            } => &map.as_slice()[*start..*start + *len],
-        }
-    }
-}
-
-impl AsRef<[u8]> for Message {
-    fn as_ref(&self) -> &[u8] {
-        self
-    }
-}
-
-impl fmt::Debug for Message {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Message")
-            .field("topic", &self.topic)
-            .field("publisher", &self.publisher)
-            .field("seq", &self.seq)
-            .field("len", &self.len())
-            .field("via", &self.via())
-            .finish()
     }
 }
 

@@ -29,7 +29,7 @@ use ipc_driver_core::{
 use ipc_os::memfd::Mapping;
 use ipc_os::poll::{Events, Interest as Want, Poller};
 use ipc_os::timer::Timer;
-use ipc_proto::data::{DataCmd, Delivered, Delivery, SegmentId};
+use ipc_proto::data::{DataCmd, Delivered, Delivery, Mode as Via, SegmentId};
 use ipc_proto::doc::DocEvt;
 use ipc_proto::{Listener, MemberCmd, MemberEvt, MemberInput, MemberOutput, PeerId};
 use tracing::{debug, info, warn};
@@ -342,8 +342,8 @@ impl NodeSource {
             Delivered::Inline(bytes) => Some(Message::inline(topic, publisher, seq, bytes)),
             Delivered::Fresh { segment, len } => {
                 let map = self.io.received().map_fresh(segment, len, Some(u64::MAX));
-                map.zip(usize::try_from(len).ok()).map(|(map, len)| {
-                    Message::mapped(topic, publisher, seq, map, 0, len, "fresh", None)
+                map.zip(usize::try_from(len).ok()).and_then(|(map, len)| {
+                    Message::mapped(topic, publisher, seq, Via::Fresh, map, (0, len), None)
                 })
             }
             Delivered::Pooled {
@@ -352,25 +352,23 @@ impl NodeSource {
                 len,
                 slot,
             } => self.map_pooled(segment).and_then(|map| {
-                let start = usize::try_from(offset).ok()?;
-                let len = usize::try_from(len).ok()?;
-                // The data plane checked the range against the segment's size.
-                (start.checked_add(len)? <= map.as_slice().len()).then_some(())?;
+                let range = (usize::try_from(offset).ok()?, usize::try_from(len).ok()?);
+                // The data plane checked the range against the segment's size; `mapped`
+                // checks it against the mapping.
                 let release = ReleaseGuard {
                     peer: d.peer,
                     slot,
                     mailbox: Arc::clone(&self.node.mailbox),
                 };
-                Some(Message::mapped(
+                Message::mapped(
                     topic,
                     publisher,
                     seq,
+                    Via::Pooled,
                     map,
-                    start,
-                    len,
-                    "pooled",
-                    Some(release),
-                ))
+                    range,
+                    Some(Box::new(release)),
+                )
             }),
         };
         match msg {

@@ -21,11 +21,13 @@ use std::time::Duration;
 
 mod links;
 mod log;
+mod message;
 mod received;
 mod start;
 
 pub use links::{Attachments, Links, OWN_TOKEN, Owned, Read, Ready};
 pub use log::{PeerLog, is_refusal, log_hub, log_member_evt};
+pub use message::Message;
 pub use received::{ReceivedSegments, map_own};
 pub use start::{Started, start};
 

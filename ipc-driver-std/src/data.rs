@@ -13,15 +13,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use ipc_proto::PeerId;
 pub use ipc_proto::data::{
     DEFAULT_INLINE_MAX, DEFAULT_MAX_PAYLOAD, PublisherOptions, SendMode, SubscriptionOptions,
 };
 use ipc_proto::data::{Pool, Room, SegmentId};
 use ipc_proto::wire::{Policy, SlotRef};
-use ipc_proto::{NodeId, PeerId};
 
+pub use ipc_driver_core::Message;
 use ipc_driver_core::POOL_IDLE;
-use ipc_os::memfd::{Mapping, MappingMut, SealSet, Segment};
+use ipc_os::memfd::{MappingMut, SealSet, Segment};
 use ipc_os::poll::Waker;
 
 pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -406,6 +407,16 @@ pub(crate) struct ReleaseGuard {
     mailbox: Arc<Mailbox>,
 }
 
+impl ReleaseGuard {
+    pub(crate) fn new(peer: PeerId, slot: SlotRef, mailbox: Arc<Mailbox>) -> Self {
+        Self {
+            peer,
+            slot,
+            mailbox,
+        }
+    }
+}
+
 impl Drop for ReleaseGuard {
     fn drop(&mut self) {
         self.mailbox.release(self.peer, self.slot);
@@ -458,141 +469,6 @@ impl Mailbox {
 
     pub(crate) fn take_resumes(&self) -> Vec<PeerId> {
         std::mem::take(&mut *lock(&self.resume))
-    }
-}
-
-pub(crate) enum Payload {
-    Inline(Vec<u8>),
-    Mapped {
-        map: Arc<Mapping>,
-        start: usize,
-        len: usize,
-        _release: Option<Arc<ReleaseGuard>>,
-    },
-}
-
-/// A message received on a subscription.
-///
-/// It derefs to the payload's bytes. A payload that came in a memfd is mapped read-only and
-/// borrowed, not copied; the mapping is released when the last clone of the message is dropped
-/// (and a pooled range is given back to its publisher then).
-///
-/// A pooled payload is immutable by protocol, not by the kernel: a publisher never rewrites a
-/// range a subscriber holds, but a buggy or hostile publisher of the same uid could. Use
-/// [`SendMode::Fresh`] (kernel-sealed) where publishers are not trusted.
-#[derive(Clone)]
-pub struct Message {
-    pub(crate) topic: Arc<str>,
-    pub(crate) publisher: NodeId,
-    pub(crate) seq: u64,
-    pub(crate) mode: ipc_proto::data::Mode,
-    pub(crate) payload: Arc<Payload>,
-}
-
-impl Message {
-    /// The topic.
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    /// The publishing node.
-    pub fn publisher(&self) -> NodeId {
-        self.publisher
-    }
-
-    /// The publisher's sequence number for this topic (from 1; a gap is a dropped message).
-    pub fn seq(&self) -> u64 {
-        self.seq
-    }
-
-    /// The payload's length.
-    pub fn len(&self) -> usize {
-        self.as_ref().len()
-    }
-
-    /// Whether the payload is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// How the payload travelled: `inline`, `fresh` or `pooled`.
-    pub fn via(&self) -> &'static str {
-        self.mode.name()
-    }
-}
-
-impl AsRef<[u8]> for Message {
-    fn as_ref(&self) -> &[u8] {
-        match &*self.payload {
-            Payload::Inline(v) => v,
-            Payload::Mapped {
-                map, start, len, ..
-            } => &map[*start..*start + *len],
-        }
-    }
-}
-
-impl Deref for Message {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        self.as_ref()
-    }
-}
-
-impl fmt::Debug for Message {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Message")
-            .field("topic", &self.topic)
-            .field("publisher", &self.publisher)
-            .field("seq", &self.seq)
-            .field("len", &self.len())
-            .field("via", &self.via())
-            .finish()
-    }
-}
-
-impl Message {
-    pub(crate) fn inline(topic: Arc<str>, publisher: NodeId, seq: u64, bytes: Vec<u8>) -> Self {
-        let mode = ipc_proto::data::Mode::Inline;
-        Self {
-            topic,
-            publisher,
-            seq,
-            mode,
-            payload: Arc::new(Payload::Inline(bytes)),
-        }
-    }
-
-    pub(crate) fn mapped(
-        topic: Arc<str>,
-        publisher: NodeId,
-        seq: u64,
-        mode: ipc_proto::data::Mode,
-        map: Arc<Mapping>,
-        (start, len): (usize, usize),
-        release: Option<(PeerId, SlotRef, Arc<Mailbox>)>,
-    ) -> Self {
-        let release = release.map(|(peer, slot, mailbox)| {
-            Arc::new(ReleaseGuard {
-                peer,
-                slot,
-                mailbox,
-            })
-        });
-        let payload = Arc::new(Payload::Mapped {
-            map,
-            start,
-            len,
-            _release: release,
-        });
-        Self {
-            topic,
-            publisher,
-            seq,
-            mode,
-            payload,
-        }
     }
 }
 

@@ -24,7 +24,7 @@ use ipc_proto::data::{DataCmd, Delivered, Delivery, LOCAL, Mode, Pool, SegmentId
 use ipc_proto::{Listener, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, SpokeCmd};
 use tracing::{debug, info, trace, warn};
 
-use crate::data::{Mailbox, Message, Offered, OutSegment, Outgoing, SubQueue};
+use crate::data::{Mailbox, Message, Offered, OutSegment, Outgoing, ReleaseGuard, SubQueue};
 use crate::doc::{DocRegistry, push_all};
 use crate::events::{NodeEvent, Sink};
 use crate::request::{Request, Shared};
@@ -495,25 +495,27 @@ impl Reactor {
                 d.seq,
                 bytes,
             )),
-            Delivered::Fresh { segment, len } => self.map_fresh(segment, len, max).map(|map| {
-                Message::mapped(
-                    Arc::clone(&d.topic),
-                    d.publisher,
-                    d.seq,
-                    Mode::Fresh,
-                    map,
-                    (0, len as usize),
-                    None,
-                )
-            }),
+            Delivered::Fresh { segment, len } => {
+                self.map_fresh(segment, len, max).and_then(|map| {
+                    Message::mapped(
+                        Arc::clone(&d.topic),
+                        d.publisher,
+                        d.seq,
+                        Mode::Fresh,
+                        map,
+                        (0, usize::try_from(len).ok()?),
+                        None,
+                    )
+                })
+            }
             Delivered::Pooled {
                 segment,
                 offset,
                 len,
                 slot,
-            } => self.map_pooled(segment, max).map(|map| {
-                let release = Some((d.peer, slot, Arc::clone(&self.mailbox)));
-                let range = (offset as usize, len as usize);
+            } => self.map_pooled(segment, max).and_then(|map| {
+                let range = (usize::try_from(offset).ok()?, usize::try_from(len).ok()?);
+                let release = ReleaseGuard::new(d.peer, slot, Arc::clone(&self.mailbox));
                 Message::mapped(
                     Arc::clone(&d.topic),
                     d.publisher,
@@ -521,7 +523,7 @@ impl Reactor {
                     Mode::Pooled,
                     map,
                     range,
-                    release,
+                    Some(Box::new(release)),
                 )
             }),
         };

@@ -26,7 +26,7 @@ mod received;
 mod start;
 
 pub use links::{Attachments, Links, OWN_TOKEN, Owned, Read, Ready};
-pub use log::{PeerLog, is_refusal, log_hub, log_member_evt};
+pub use log::{PeerLog, log_member_evt};
 pub use message::Message;
 pub use received::{ReceivedSegments, map_own};
 pub use start::{Started, start};
@@ -64,6 +64,6 @@ pub const DEFAULT_MAX_OUTBOX: usize = 8 << 20;
 pub const DATA_SEND_BUFFER: usize = 1 << 20;
 
 /// A seed for a machine's generator (or a node id), from the OS.
-pub fn random_seed() -> u64 {
+pub(crate) fn random_seed() -> u64 {
     getrandom::u64().expect("the OS random source is available on Linux")
 }

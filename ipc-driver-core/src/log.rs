@@ -40,7 +40,7 @@ impl PeerLog {
 }
 
 /// Whether a hub event is about a peer it refused or threw out (logged rate-limited).
-pub fn is_refusal(e: &HubEvt) -> bool {
+pub(crate) fn is_refusal(e: &HubEvt) -> bool {
     matches!(
         e,
         HubEvt::PeerRefused { .. } | HubEvt::PeerMisbehaved { .. } | HubEvt::PeerExpelled { .. }
@@ -48,7 +48,7 @@ pub fn is_refusal(e: &HubEvt) -> bool {
 }
 
 /// Logs a hub event (the hub's own events are not the application's).
-pub fn log_hub(e: &HubEvt) {
+pub(crate) fn log_hub(e: &HubEvt) {
     match e {
         HubEvt::PeerRefused { peer, reason } => warn!(%peer, %reason, "refused a peer"),
         HubEvt::PeerMisbehaved { peer, reason } => {

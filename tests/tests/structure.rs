@@ -14,19 +14,27 @@ use std::path::{Path, PathBuf};
 /// The longest a library source file may be.
 const MAX_LINES: usize = 1_200;
 
-/// The crates whose library sources are checked, from the workspace root.
-const CRATES: &[&str] = &[
-    "ipc-proto",
-    "ipc-os",
-    "ipc-driver-core",
-    "ipc-driver-std",
-    "ipc-driver-calloop",
-    "ipc-pubsub-cli",
-    "tests",
-];
-
 /// A module, as the path of names from its crate's root (`[]` is the root).
 type Module = Vec<String>;
+
+/// The workspace's member crates, from the root `Cargo.toml`'s `members = [...]`: a crate
+/// added there is checked without anyone having to remember this test.
+fn crates(root: &Path) -> Vec<String> {
+    let manifest = fs::read_to_string(root.join("Cargo.toml")).expect("the root manifest");
+    let start = manifest.find("members").expect("a members list");
+    let list = &manifest[start..];
+    let list = &list[list.find('[').expect("[") + 1..list.find(']').expect("]")];
+    let crates: Vec<String> = list
+        .split(',')
+        .map(|m| m.trim().trim_matches('"').to_owned())
+        .filter(|m| !m.is_empty())
+        .collect();
+    assert!(
+        crates.len() >= 7 && crates.iter().all(|c| root.join(c).join("src").is_dir()),
+        "the workspace members, each with a src/: {crates:?}"
+    );
+    crates
+}
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -252,8 +260,8 @@ fn name(crate_name: &str, module: &Module) -> String {
 fn no_library_source_file_is_too_long() {
     let root = workspace();
     let mut long = Vec::new();
-    for krate in CRATES {
-        for path in modules(&root.join(krate).join("src")).values() {
+    for krate in crates(&root) {
+        for path in modules(&root.join(&krate).join("src")).values() {
             let lines = fs::read_to_string(path).expect("readable").lines().count();
             if lines > MAX_LINES {
                 long.push(format!("{} ({lines} lines)", path.display()));
@@ -270,12 +278,13 @@ fn no_library_source_file_is_too_long() {
 fn no_import_circles() {
     let root = workspace();
     let mut found = Vec::new();
-    for krate in CRATES {
-        let modules = modules(&root.join(krate).join("src"));
+    for krate in crates(&root) {
+        let modules = modules(&root.join(&krate).join("src"));
         assert!(!modules.is_empty(), "{krate} has source files");
         let edges = graph(&modules);
         for component in cycles(&edges) {
             let members: BTreeSet<&Module> = component.iter().collect();
+            let krate = krate.as_str();
             let arrows: Vec<String> = component
                 .iter()
                 .flat_map(|a| {

@@ -389,6 +389,9 @@ fn bench_payload_quick_prints_every_row() {
         );
     }
     assert!(out.contains("pooled_raw / fresh_memfd"), "{out}");
+    for id in ["paced_raw.30hz", "paced_raw.1khz"] {
+        assert_eq!(rows(id), 2, "{id}: 64 B and 1 MiB\n{out}");
+    }
     // Ours: the round trip, and every size each series supports.
     for (id, sizes) in [
         ("pubsub.rtt", 1),
@@ -398,11 +401,14 @@ fn bench_payload_quick_prints_every_row() {
         ("pubsub.inline.4recv", 4),
         ("pubsub.fresh.4recv", 4),
         ("pubsub.pooled.4recv", 6),
+        ("pubsub.paced.30hz", 2),
+        ("pubsub.paced.1khz", 2),
     ] {
         assert_eq!(rows(id), sizes, "{id}\n{out}");
     }
     assert!(out.contains("pubsub.rtt / seqpacket_pingpong"), "{out}");
     assert!(out.contains("pubsub.pooled / memcpy"), "{out}");
+    assert!(out.contains("pubsub.paced.1khz / paced_raw.1khz"), "{out}");
 }
 
 /// The payload of `pub --size N`, as its help documents it.

@@ -14,6 +14,7 @@
 //! | [`MEMCPY`] | single-thread `memcpy` between two pre-touched buffers | §7a |
 //! | [`FRESH_MEMFD`], [`FRESH_MEMFD_4`] | a new sealed memfd per message, fd passed with `SCM_RIGHTS`, 1 or 4 receivers | §5 |
 //! | [`POOLED_RAW`], [`POOLED_RAW_4`] | one memfd of 8 reused slots, a notice per message, slot returned, 1 or 4 receivers | §6 |
+//! | [`PACED_RAW_30HZ`], [`PACED_RAW_1KHZ`] | 64 B and 1 MiB at 30 and 1000 messages per second over `SOCK_STREAM`; one-way latency per message | §8 |
 //!
 //! [`UDS_STREAM`] is derived: at each size, the better of the two stream copies.
 //!
@@ -31,10 +32,13 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::harness::{Case, ChildCtx, ChildReport, Harness, RoleFn, Team, Wiring};
-use super::measure::{LatencySummary, Payload, RepValue, checksum, touch_pages};
+use super::measure::{
+    LatencySummary, Payload, RepValue, STAMPED_MIN, checksum, monotonic_ns, touch_pages,
+};
 use super::series::{
-    Counts, FRESH_4_COUNTS, FRESH_COUNTS, KIB4, KIB64, MIB1, MIB16, Series, Shape, expect_counts,
-    expect_delivery, missing, read_exact_record, throughput, to_usize, write_record,
+    Counts, FRESH_4_COUNTS, FRESH_COUNTS, KIB4, KIB64, MIB1, MIB16, OneWayTimes, PACED_1KHZ_COUNTS,
+    PACED_30HZ_COUNTS, Series, Shape, expect_counts, expect_delivery, hz, missing, paced_latency,
+    read_exact_record, send_paced, throughput, to_usize, write_record,
 };
 use crate::{CliError, Result};
 use ipc_os::memfd::{self, SealSet, Segment};
@@ -102,6 +106,20 @@ pub(super) const POOLED_RAW: &str = "pooled_raw";
 
 /// [`POOLED_RAW`] to 4 receivers, all on the receiver core (BENCH.md §6 "4 recv").
 pub(super) const POOLED_RAW_4: &str = "pooled_raw.4recv";
+
+/// One-way latency at 30 messages per second over a blocking `SOCK_STREAM` socketpair with
+/// 4 MiB `SO_SNDBUF`/`SO_RCVBUF` (a whole 1 MiB message fits): the raw socket an application
+/// would otherwise use for a paced stream of frames or commands.
+///
+/// Per message, on time (see [`Pacer`](super::series::Pacer)): the sender takes the
+/// `CLOCK_MONOTONIC` time, writes the payload with that time in it into a pre-touched buffer,
+/// and `write`s it whole; the receiver, blocked in `read`, reads it whole into a pre-touched
+/// buffer, takes the time, and [`checksum`]s it. The sample is the difference of the two
+/// times; the receiver reports the summary (median, p99) of the timed messages.
+pub(super) const PACED_RAW_30HZ: &str = "paced_raw.30hz";
+
+/// [`PACED_RAW_30HZ`] at 1000 messages per second.
+pub(super) const PACED_RAW_1KHZ: &str = "paced_raw.1khz";
 
 /// Messages per repetition: a full run (about 0.2-0.4 s each on the dev VM), and `--quick`.
 const PINGPONG_COUNTS: &[Counts] = &[Counts::new(64, 30_000, 2_000)];
@@ -189,6 +207,20 @@ pub(super) const SERIES: &[Series] = &[
         counts: POOLED_4_COUNTS,
         rep: pooled,
     },
+    Series {
+        id: PACED_RAW_30HZ,
+        label: "raw UDS SOCK_STREAM, 4 MiB buffers, 30 msgs/s, one-way latency",
+        shape: Shape::Paced { hz: 30 },
+        counts: PACED_30HZ_COUNTS,
+        rep: paced_30hz,
+    },
+    Series {
+        id: PACED_RAW_1KHZ,
+        label: "raw UDS SOCK_STREAM, 4 MiB buffers, 1000 msgs/s, one-way latency",
+        shape: Shape::Paced { hz: 1000 },
+        counts: PACED_1KHZ_COUNTS,
+        rep: paced_1khz,
+    },
 ];
 
 /// The child roles of the baselines.
@@ -202,6 +234,8 @@ pub(super) const ROLES: &[(&str, RoleFn)] = &[
     ("fresh-recv", fresh_recv),
     ("pool-send", pool_send),
     ("pool-recv", pool_recv),
+    ("paced-send", paced_send),
+    ("paced-recv", paced_recv),
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -218,7 +252,7 @@ fn pingpong(h: &Harness, case: &Case) -> Result<RepValue> {
     })?;
     expect_counts(&r, case)?;
     let latency = r.sender.latency.ok_or_else(|| missing("latency"))?;
-    Ok(RepValue::round_trip(&latency))
+    Ok(RepValue::latency(&latency))
 }
 
 fn uds_default(h: &Harness, case: &Case) -> Result<RepValue> {
@@ -281,6 +315,26 @@ fn pooled(h: &Harness, case: &Case) -> Result<RepValue> {
     })?;
     expect_delivery(&r, case)?;
     throughput(&r, case)
+}
+
+fn paced_30hz(h: &Harness, case: &Case) -> Result<RepValue> {
+    paced(h, case, "30")
+}
+
+fn paced_1khz(h: &Harness, case: &Case) -> Result<RepValue> {
+    paced(h, case, "1000")
+}
+
+fn paced(h: &Harness, case: &Case, hz: &str) -> Result<RepValue> {
+    let r = h.run(&Team {
+        sender: "paced-send",
+        receiver: "paced-recv",
+        wiring: Wiring::Stream,
+        group: false,
+        case: *case,
+        opts: &[("hz", hz)],
+    })?;
+    paced_latency(&r, case)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -532,6 +586,41 @@ fn stream_recv(ctx: &mut ChildCtx) -> Result<ChildReport> {
         msgs: c.warmup + c.msgs,
         ..ChildReport::default()
     })
+}
+
+/// The socket buffers of the paced baselines: room for a whole 1 MiB message.
+const PACED_SOCKBUF: usize = 4 << 20;
+
+/// [`PACED_RAW_30HZ`] / [`PACED_RAW_1KHZ`], sender.
+fn paced_send(ctx: &mut ChildCtx) -> Result<ChildReport> {
+    let hz = hz(ctx)?;
+    let mut sock = UnixStream::from(ctx.take_fd()?);
+    socket::set_send_buffer(&sock, PACED_SOCKBUF)?;
+    let c = ctx.case;
+    let payload = Payload::new(c.size.max(STAMPED_MIN));
+    let mut msg = vec![0u8; c.size.max(STAMPED_MIN)];
+    send_paced(&c, hz, |seq, stamp| {
+        payload.write_stamped(&mut msg, seq, stamp);
+        sock.write_all(&msg)?;
+        Ok(payload.sum_stamped(seq, stamp))
+    })
+}
+
+/// [`PACED_RAW_30HZ`] / [`PACED_RAW_1KHZ`], receiver.
+fn paced_recv(ctx: &mut ChildCtx) -> Result<ChildReport> {
+    let mut sock = UnixStream::from(ctx.take_fd()?);
+    socket::set_recv_buffer(&sock, PACED_SOCKBUF)?;
+    let c = ctx.case;
+    let mut buf = vec![1u8; c.size.max(STAMPED_MIN)];
+    let mut times = OneWayTimes::new(&c)?;
+    while times.count() < c.warmup + c.msgs {
+        sock.read_exact(&mut buf)?;
+        times.record(&buf, monotonic_ns())?;
+    }
+    if sock.read(&mut buf)? != 0 {
+        return Err(CliError::Failed("more bytes than expected".into()));
+    }
+    Ok(times.report())
 }
 
 /// [`MEMCPY`]: one process.

@@ -85,6 +85,42 @@ impl Payload {
     pub(super) fn bytes(&self) -> &[u8] {
         &self.bytes
     }
+
+    /// [`write_to`](Self::write_to) for a message that carries its send time: `stamp`
+    /// replaces the second word. `dst` must be at least [`STAMPED_MIN`] bytes long.
+    pub(super) fn write_stamped(&self, dst: &mut [u8], seq: u64, stamp: u64) {
+        self.write_to(dst, seq);
+        dst[8..16].copy_from_slice(&stamp.to_le_bytes());
+    }
+
+    /// [`checksum`] of message `seq` written with [`write_stamped`](Self::write_stamped).
+    pub(super) fn sum_stamped(&self, seq: u64, stamp: u64) -> u64 {
+        let replaced = self.bytes.get(8..16).map_or(0, |w| {
+            u64::from_le_bytes(w.try_into().expect("an 8-byte slice"))
+        });
+        self.sum(seq).wrapping_sub(replaced).wrapping_add(stamp)
+    }
+}
+
+/// The shortest message that [`Payload::write_stamped`] can stamp.
+pub(super) const STAMPED_MIN: usize = 16;
+
+/// The sequence number and send time of a message written with [`Payload::write_stamped`].
+pub(super) fn stamps(msg: &[u8]) -> Option<(u64, u64)> {
+    let word = |at: usize| Some(u64::from_le_bytes(msg.get(at..at + 8)?.try_into().ok()?));
+    Some((word(0)?, word(8)?))
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process of the machine, so a time
+/// stamped by a sender can be subtracted from a receiver's (which [`Instant`] cannot do, as
+/// it does not expose its value).
+///
+/// [`Instant`]: std::time::Instant
+pub(super) fn monotonic_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .expect("CLOCK_MONOTONIC is always available on Linux");
+    // Non-negative: the monotonic clock counts from boot.
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
 }
 
 // ---------------------------------------------------------------------------------------
@@ -218,7 +254,7 @@ impl LatencySummary {
 /// What a measurement's figures mean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub(super) enum Unit {
-    /// Microseconds per round trip: lower is better.
+    /// Microseconds per sample (a round trip, or a one-way latency): lower is better.
     #[serde(rename = "us")]
     Micros,
     /// Payload gigabytes (10^9 bytes) per second: higher is better.
@@ -240,8 +276,8 @@ pub(super) struct RepValue {
 }
 
 impl RepValue {
-    /// A round trip repetition.
-    pub(super) fn round_trip(l: &LatencySummary) -> Self {
+    /// A latency repetition: round trips, or one-way times.
+    pub(super) fn latency(l: &LatencySummary) -> Self {
         Self {
             value: l.median_us,
             p99: Some(l.p99_us),
@@ -317,6 +353,23 @@ mod tests {
     }
 
     #[test]
+    fn a_stamped_message_carries_its_seq_and_time_and_its_checksum_is_known() {
+        for size in [STAMPED_MIN, 64, 4099] {
+            let p = Payload::new(size);
+            let mut msg = vec![0u8; size];
+            p.write_stamped(&mut msg, 7, 123_456_789);
+            assert_eq!(stamps(&msg), Some((7, 123_456_789)));
+            assert_eq!(checksum(&msg), p.sum_stamped(7, 123_456_789), "{size} B");
+            // Another time, or another message, changes the checksum.
+            assert_ne!(checksum(&msg), p.sum_stamped(7, 123_456_790));
+            assert_ne!(checksum(&msg), p.sum_stamped(8, 123_456_789));
+        }
+        assert_eq!(stamps(&[0u8; 15]), None);
+        let (a, b) = (monotonic_ns(), monotonic_ns());
+        assert!(a > 0 && b >= a);
+    }
+
+    #[test]
     fn median_of_odd_and_even_counts() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
@@ -368,7 +421,7 @@ mod tests {
     #[test]
     fn round_trips_take_the_median_of_per_rep_p99s() {
         let rep = |median_us, p99_us| {
-            RepValue::round_trip(&LatencySummary {
+            RepValue::latency(&LatencySummary {
                 samples: 10,
                 median_us,
                 p99_us,

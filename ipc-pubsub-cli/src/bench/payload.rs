@@ -24,7 +24,7 @@
 //!    [`checksum`](super::measure::checksum) make one) that the repetition compares.
 //! 2. Write its repetition, `fn(&Harness, &Case) -> Result<RepValue>`: `harness.run(&Team {
 //!    sender, receiver, wiring, group: true, case: *case, opts: &[] })` and turn the reports
-//!    into `RepValue::round_trip(&latency)` or `RepValue::throughput(case.size, timed,
+//!    into `RepValue::latency(&latency)` or `RepValue::throughput(case.size, timed,
 //!    secs)`.
 //! 3. Add a [`Series`] to [`OURS`] with the reserved id ([`PUBSUB_RTT`], [`PUBSUB_INLINE`],
 //!    ...), the shape and the sizes it supports (the baselines' counts are a guide). Its
@@ -36,15 +36,16 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::baselines::{
-    self, FRESH_MEMFD, FRESH_MEMFD_4, MEMCPY, POOLED_RAW, POOLED_RAW_4, SEQPACKET_PINGPONG,
-    UDS_STREAM, UDS_STREAM_4M, UDS_STREAM_DEFAULT,
+    self, FRESH_MEMFD, FRESH_MEMFD_4, MEMCPY, PACED_RAW_1KHZ, PACED_RAW_30HZ, POOLED_RAW,
+    POOLED_RAW_4, SEQPACKET_PINGPONG, UDS_STREAM, UDS_STREAM_4M, UDS_STREAM_DEFAULT,
 };
 use super::harness::{Case, Harness, IDLE_BUSY_PERCENT, IDLE_QUIET, Placement, RoleFn};
 use super::measure::{CpuSample, Measurement, RepValue};
 use super::report::{Ratio, Report, Row, size_name, table};
 use super::series::{
     KIB64, MIB1, MIB16, PUBSUB_FRESH, PUBSUB_FRESH_4, PUBSUB_INLINE, PUBSUB_INLINE_4,
-    PUBSUB_POOLED, PUBSUB_POOLED_4, PUBSUB_RTT, Series, Shape,
+    PUBSUB_PACED_1KHZ, PUBSUB_PACED_30HZ, PUBSUB_POOLED, PUBSUB_POOLED_4, PUBSUB_RTT, Series,
+    Shape,
 };
 use super::{build, machine, progress, pubsub};
 use crate::{CliError, Result};
@@ -91,6 +92,8 @@ const RESERVED: &[&str] = &[
     PUBSUB_INLINE_4,
     PUBSUB_FRESH_4,
     PUBSUB_POOLED_4,
+    PUBSUB_PACED_30HZ,
+    PUBSUB_PACED_1KHZ,
 ];
 
 /// The pub/sub measurements, in table order after the baselines (see [`pubsub`]); the
@@ -276,6 +279,18 @@ pub(super) const RATIOS: &[RatioSpec] = &[
         "raw ceiling",
     ),
     ratio(POOLED_RAW_4, FRESH_MEMFD_4, None, "raw ceiling"),
+    ratio(
+        PUBSUB_PACED_30HZ,
+        PACED_RAW_30HZ,
+        None,
+        "one-way latency at 30 Hz, of the medians (p99s in the rows)",
+    ),
+    ratio(
+        PUBSUB_PACED_1KHZ,
+        PACED_RAW_1KHZ,
+        None,
+        "one-way latency at 1 kHz, of the medians (p99s in the rows)",
+    ),
 ];
 
 /// One series at one size, as the run plans it.
@@ -300,7 +315,7 @@ fn plan(quick: bool, only: &[String]) -> Vec<Planned> {
                         warmup: (msgs / 10).max(min_warmup),
                         window: 8,
                         receivers: match series.shape {
-                            Shape::RoundTrip => 1,
+                            Shape::RoundTrip | Shape::Paced { .. } => 1,
                             Shape::OneWay { receivers } => receivers,
                         },
                     },
@@ -487,7 +502,7 @@ mod tests {
 
     fn row(name: &'static str, shape: Shape, size: usize, median: f64) -> Row {
         let unit = match shape {
-            Shape::RoundTrip => Unit::Micros,
+            Shape::RoundTrip | Shape::Paced { .. } => Unit::Micros,
             Shape::OneWay { .. } => Unit::GigabytesPerSecond,
         };
         let rep = RepValue {

@@ -9,6 +9,7 @@
 //! | series | sender | receiver |
 //! |---|---|---|
 //! | [`PUBSUB_RTT`] | publishes 64 B on topic `ping` ([`SendMode::Inline`]) and waits for the reply on `pong`; one sample per round trip | subscribes to `ping`, publishes each message's bytes back on `pong` |
+//! | [`PUBSUB_PACED_30HZ`], [`PUBSUB_PACED_1KHZ`] | per message, on time: the time, a loan of a publisher with default options written in place with that time in it, [`Publisher::send`] | a `Block` subscription of depth 8; per message: the time as soon as `recv` returns it, then its order and [`checksum`]; the difference of the two times is the sample |
 //! | [`PUBSUB_INLINE`], [`PUBSUB_FRESH`], [`PUBSUB_POOLED`] and their 4-receiver ones | per message: [`Publisher::loan`], the payload written into the loan in place, [`Publisher::send`]; timed from "warm-up received by every receiver" to "last message received by every receiver" | a `Block` subscription of depth `window` (8, the baselines' window); per message: checks its mode and length, [`checksum`] of every byte (in the mapping, no copy), drops it (which gives a pooled range back) |
 //!
 //! The loan is the realistic way to use each mode: for pooled it is the pool segment itself
@@ -22,11 +23,13 @@ use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use super::harness::{Case, ChildCtx, ChildReport, Harness, RoleFn, Team, Wiring};
-use super::measure::{LatencySummary, Payload, RepValue, checksum};
+use super::measure::{LatencySummary, Payload, RepValue, STAMPED_MIN, checksum, monotonic_ns};
 use super::series::{
-    Counts, FRESH_4_COUNTS, FRESH_COUNTS, KIB4, KIB64, MIB1, MIB16, PUBSUB_FRESH, PUBSUB_FRESH_4,
-    PUBSUB_INLINE, PUBSUB_INLINE_4, PUBSUB_POOLED, PUBSUB_POOLED_4, PUBSUB_RTT, Series, Shape,
-    expect_counts, expect_delivery, missing, read_exact_record, throughput, to_usize, write_record,
+    Counts, FRESH_4_COUNTS, FRESH_COUNTS, KIB4, KIB64, MIB1, MIB16, OneWayTimes, PACED_1KHZ_COUNTS,
+    PACED_30HZ_COUNTS, PUBSUB_FRESH, PUBSUB_FRESH_4, PUBSUB_INLINE, PUBSUB_INLINE_4,
+    PUBSUB_PACED_1KHZ, PUBSUB_PACED_30HZ, PUBSUB_POOLED, PUBSUB_POOLED_4, PUBSUB_RTT, Series,
+    Shape, expect_counts, expect_delivery, hz, missing, paced_latency, read_exact_record,
+    send_paced, throughput, to_usize, write_record,
 };
 use crate::pubsub::wait_subscribers;
 use crate::{CliError, Result};
@@ -128,6 +131,20 @@ pub(super) const SERIES: &[Series] = &[
         counts: POOLED_4_COUNTS,
         rep: pooled,
     },
+    Series {
+        id: PUBSUB_PACED_30HZ,
+        label: "pub/sub at 30 msgs/s, default publisher (loan), Block depth 8, one-way latency",
+        shape: Shape::Paced { hz: 30 },
+        counts: PACED_30HZ_COUNTS,
+        rep: paced_30hz,
+    },
+    Series {
+        id: PUBSUB_PACED_1KHZ,
+        label: "pub/sub at 1000 msgs/s, default publisher (loan), Block depth 8, one-way latency",
+        shape: Shape::Paced { hz: 1000 },
+        counts: PACED_1KHZ_COUNTS,
+        rep: paced_1khz,
+    },
 ];
 
 /// The child roles of [`SERIES`].
@@ -136,6 +153,8 @@ pub(super) const ROLES: &[(&str, RoleFn)] = &[
     ("pubsub-echo", pubsub_echo),
     ("pubsub-send", pubsub_send),
     ("pubsub-recv", pubsub_recv),
+    ("pubsub-paced-send", pubsub_paced_send),
+    ("pubsub-paced-recv", pubsub_paced_recv),
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -152,7 +171,7 @@ fn rtt(h: &Harness, case: &Case) -> Result<RepValue> {
     })?;
     expect_counts(&r, case)?;
     let latency = r.sender.latency.ok_or_else(|| missing("latency"))?;
-    Ok(RepValue::round_trip(&latency))
+    Ok(RepValue::latency(&latency))
 }
 
 fn inline(h: &Harness, case: &Case) -> Result<RepValue> {
@@ -178,6 +197,26 @@ fn one_way(h: &Harness, case: &Case, mode: &str) -> Result<RepValue> {
     })?;
     expect_delivery(&r, case)?;
     throughput(&r, case)
+}
+
+fn paced_30hz(h: &Harness, case: &Case) -> Result<RepValue> {
+    paced(h, case, "30")
+}
+
+fn paced_1khz(h: &Harness, case: &Case) -> Result<RepValue> {
+    paced(h, case, "1000")
+}
+
+fn paced(h: &Harness, case: &Case, hz: &str) -> Result<RepValue> {
+    let r = h.run(&Team {
+        sender: "pubsub-paced-send",
+        receiver: "pubsub-paced-recv",
+        wiring: Wiring::SeqPacket,
+        group: true,
+        case: *case,
+        opts: &[("hz", hz)],
+    })?;
+    paced_latency(&r, case)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -385,4 +424,43 @@ fn pubsub_recv(ctx: &mut ChildCtx) -> Result<ChildReport> {
         checksum: Some(sum),
         ..ChildReport::default()
     })
+}
+
+/// Paced series, publisher: a publisher with the default options, as an application opens
+/// it; per message, on time, a loan written in place (with the time taken just before) and
+/// sent. It leaves once the subscriber says it has every message.
+fn pubsub_paced_send(ctx: &mut ChildCtx) -> Result<ChildReport> {
+    let hz = hz(ctx)?;
+    let socks = std::mem::take(&mut ctx.fds);
+    let c = ctx.case;
+    let node = join(ctx, "bench-paced-pub")?;
+    let publisher = node.publisher(TOPIC, "application/octet-stream")?;
+    wait_subscribers(&node, TOPIC, c.receivers, WAIT)?;
+    let size = c.size.max(STAMPED_MIN);
+    let payload = Payload::new(size);
+    let report = send_paced(&c, hz, |seq, stamp| {
+        let mut loan = publisher.loan(size)?;
+        payload.write_stamped(&mut loan, seq, stamp);
+        publisher.send(loan)?;
+        Ok(payload.sum_stamped(seq, stamp))
+    })?;
+    acks(&socks)?;
+    Ok(report)
+}
+
+/// Paced series, subscriber: a `Block` subscription; each message's latency is taken as soon
+/// as `recv` returns it, then it is checked and checksummed in place.
+fn pubsub_paced_recv(ctx: &mut ChildCtx) -> Result<ChildReport> {
+    let sock = ctx.take_fd()?;
+    let c = ctx.case;
+    let node = join(ctx, &format!("bench-paced-sub{}", ctx.index))?;
+    let sub = block(&node, TOPIC, c.window)?;
+    let mut times = OneWayTimes::new(&c)?;
+    while times.count() < c.warmup + c.msgs {
+        let m = next(&sub, "message")?;
+        times.record(&m, monotonic_ns())?;
+    }
+    write_record(&sock, &[1])?;
+    until_closed(&sock)?;
+    Ok(times.report())
 }

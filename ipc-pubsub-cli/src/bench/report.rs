@@ -112,6 +112,12 @@ fn group_title(shape: Shape, size: usize, reps: u32) -> String {
              that), msgs/s and µs/msg at the median",
             size_name(size)
         ),
+        Shape::Paced { hz } => format!(
+            "paced, {} messages at {hz} per second: one-way latency in µs, the sender's clock \
+             before writing to the receiver's after reading (median of {reps} per-rep medians, \
+             their range, median of the per-rep p99s)",
+            size_name(size)
+        ),
     }
 }
 
@@ -173,7 +179,7 @@ pub(super) fn table(r: &Report) -> String {
             .find(|row| row.m.name == UDS_STREAM && row.m.size == size)
             .and_then(|row| row.derived_from);
         match shape {
-            Shape::RoundTrip => line(format!(
+            Shape::RoundTrip | Shape::Paced { .. } => line(format!(
                 "  {:<28} {:>9} {:>19} {:>9}",
                 "series", "median", "range", "p99"
             )),

@@ -1,18 +1,20 @@
 //! The vocabulary of `bench payload`, shared by the [baselines](super::baselines), our own
 //! [pub/sub series](super::pubsub) and the [registry](super::payload) that runs and compares
 //! them: what a series is ([`Series`], [`Shape`], [`Counts`]), the ids reserved for ours, the
-//! message sizes, and the checks every repetition makes of its children's reports. It
+//! message sizes, the checks every repetition makes of its children's reports, and the pieces
+//! both sides of a paced series use (the [`Pacer`], the receiver's [`OneWayTimes`]). It
 //! imports only the [`harness`](super::harness) and [`measure`](super::measure), so that none
 //! of the three imports another's vocabulary.
 
 use std::io;
 use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use serde::Serialize;
 
-use super::harness::{Case, Harness, Reports};
-use super::measure::RepValue;
+use super::harness::{Case, ChildCtx, ChildReport, Harness, Reports};
+use super::measure::{LatencySummary, RepValue, checksum, monotonic_ns, stamps};
 use crate::{CliError, Result};
 
 /// What a series measures.
@@ -23,6 +25,9 @@ pub(super) enum Shape {
     RoundTrip,
     /// Messages from the sender to `receivers` receivers; payload GB/s, higher is better.
     OneWay { receivers: usize },
+    /// Messages at `hz` per second from the sender to one receiver, as an application at a
+    /// frame or control rate sends them; the one-way latency of each, µs, lower is better.
+    Paced { hz: u32 },
 }
 
 /// Messages per repetition at one size: for a full run, and for `--quick`.
@@ -71,6 +76,12 @@ pub(super) const PUBSUB_FRESH_4: &str = "pubsub.fresh.4recv";
 /// [`PUBSUB_POOLED`] to 4 subscribers.
 pub(super) const PUBSUB_POOLED_4: &str = "pubsub.pooled.4recv";
 
+/// One-way latency at 30 messages per second, as [`PACED_RAW_30HZ`](super::baselines::PACED_RAW_30HZ)
+/// measures it for the raw socket.
+pub(super) const PUBSUB_PACED_30HZ: &str = "pubsub.paced.30hz";
+/// [`PUBSUB_PACED_30HZ`] at 1000 messages per second.
+pub(super) const PUBSUB_PACED_1KHZ: &str = "pubsub.paced.1khz";
+
 /// The message sizes of the throughput measurements.
 pub(super) const KIB4: usize = 4 << 10;
 pub(super) const KIB64: usize = 64 << 10;
@@ -91,6 +102,138 @@ pub(super) const FRESH_4_COUNTS: &[Counts] = &[
     Counts::new(MIB1, 256, 8),
     Counts::new(MIB16, 16, 2),
 ];
+
+/// Messages per repetition of the paced series, raw and ours: a full run's 150 at 30 Hz take
+/// 5 s, its 2,000 at 1 kHz 2 s (warm-up aside).
+pub(super) const PACED_30HZ_COUNTS: &[Counts] =
+    &[Counts::new(64, 150, 15), Counts::new(MIB1, 150, 15)];
+pub(super) const PACED_1KHZ_COUNTS: &[Counts] =
+    &[Counts::new(64, 2_000, 200), Counts::new(MIB1, 2_000, 200)];
+
+// ---------------------------------------------------------------------------------------
+// Paced series
+
+/// The rate of a [`Shape::Paced`] series, as its children get it (`--opt hz=N`).
+pub(super) fn hz(ctx: &ChildCtx) -> Result<u32> {
+    ctx.opt::<u32>("hz")?
+        .filter(|&hz| hz > 0)
+        .ok_or_else(|| CliError::Failed("a paced role needs --opt hz=N (N > 0)".into()))
+}
+
+/// Sends at a fixed rate: message `i` is due `i` periods after the first, whatever the
+/// previous ones cost, so a late message does not delay the rest (as a frame clock would).
+pub(super) struct Pacer {
+    start: Instant,
+    period: Duration,
+}
+
+impl Pacer {
+    pub(super) fn new(hz: u32) -> Self {
+        Self {
+            start: Instant::now(),
+            period: Duration::from_secs(1) / hz,
+        }
+    }
+
+    /// Sleeps until message `i` is due.
+    pub(super) fn wait(&self, i: u64) {
+        let periods = u32::try_from(i).unwrap_or(u32::MAX);
+        let due = self.start + self.period * periods;
+        if let Some(left) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(left);
+        }
+    }
+}
+
+/// What a paced receiver collects: the one-way latency of every timed message (from the
+/// sender's clock just before it wrote the payload to the receiver's just after it could read
+/// all of it, both [`monotonic_ns`]), the checksum of everything read, and that the messages
+/// came in order, each once.
+pub(super) struct OneWayTimes {
+    warmup: u64,
+    next: u64,
+    sum: u64,
+    samples: Vec<u64>,
+}
+
+impl OneWayTimes {
+    pub(super) fn new(case: &Case) -> Result<Self> {
+        Ok(Self {
+            warmup: case.warmup,
+            next: 0,
+            sum: 0,
+            samples: Vec::with_capacity(to_usize(case.msgs)?),
+        })
+    }
+
+    /// Records message `msg`, received at `now` ([`monotonic_ns`]).
+    pub(super) fn record(&mut self, msg: &[u8], now: u64) -> Result<()> {
+        let (seq, stamp) = stamps(msg).ok_or_else(|| {
+            CliError::Failed(format!("a {} B message has no time stamp", msg.len()))
+        })?;
+        if seq != self.next {
+            return Err(CliError::Failed(format!(
+                "message {seq} arrived, expected {}",
+                self.next
+            )));
+        }
+        if seq >= self.warmup {
+            self.samples.push(now.saturating_sub(stamp));
+        }
+        self.sum = self.sum.wrapping_add(checksum(msg));
+        self.next += 1;
+        Ok(())
+    }
+
+    /// Messages recorded so far.
+    pub(super) fn count(&self) -> u64 {
+        self.next
+    }
+
+    /// The receiver's report.
+    pub(super) fn report(mut self) -> ChildReport {
+        ChildReport {
+            msgs: self.next,
+            timed: self.samples.len() as u64,
+            latency: LatencySummary::of_nanos(&mut self.samples),
+            checksum: Some(self.sum),
+            ..ChildReport::default()
+        }
+    }
+}
+
+/// The sender's side of a paced series: `send(seq, stamp)` writes and sends message `seq`
+/// stamped with `stamp` and returns its checksum, once per period, warm-up first.
+pub(super) fn send_paced(
+    case: &Case,
+    hz: u32,
+    mut send: impl FnMut(u64, u64) -> Result<u64>,
+) -> Result<ChildReport> {
+    let pacer = Pacer::new(hz);
+    let mut sum = 0u64;
+    for seq in 0..case.warmup + case.msgs {
+        pacer.wait(seq);
+        sum = sum.wrapping_add(send(seq, monotonic_ns())?);
+    }
+    Ok(ChildReport {
+        msgs: case.warmup + case.msgs,
+        timed: case.msgs,
+        checksum: Some(sum),
+        ..ChildReport::default()
+    })
+}
+
+/// One repetition of a paced series: every message delivered intact and in order, and the
+/// receiver's one-way latencies.
+pub(super) fn paced_latency(r: &Reports, case: &Case) -> Result<RepValue> {
+    expect_delivery(r, case)?;
+    let latency = r
+        .receivers
+        .first()
+        .and_then(|rr| rr.latency)
+        .ok_or_else(|| CliError::Failed("the receiver reported no latency".into()))?;
+    Ok(RepValue::latency(&latency))
+}
 
 // ---------------------------------------------------------------------------------------
 // Checks of the children's reports

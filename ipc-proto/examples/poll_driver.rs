@@ -14,7 +14,7 @@
 //! (`ipc_proto::guide`, "The peer protocol"), so the conformance suite can run this program as
 //! an outside driver: `IPC_CONFORMANCE_DRIVER=<this executable> cargo test -p ipc-tests --test
 //! conformance`. The end of stdin, or `leave`, makes the node leave. The guide explains every
-//! step; the comments name the duty of its data-plane checklist that a line fulfils.
+//! step; its data-plane checklist (section 6) names the function here that does each duty.
 #![forbid(unsafe_code)]
 
 use std::collections::{HashMap, VecDeque};

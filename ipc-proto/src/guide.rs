@@ -3,11 +3,12 @@
 //! A driver runs one [`Member`] on some event loop and does, for it, everything this crate
 //! refuses to do: open sockets, read credentials, read the clock, draw random seeds, map
 //! memory. Every protocol decision (who runs the hub, who is told what, when a silent peer is
-//! gone, what to retry and when) is the member's. `ipc-driver-std` (an I/O thread and
-//! blocking calls) and `ipc-driver-calloop` (an event source in the application's loop) are
-//! two drivers; this guide builds a third, the smallest that joins a real group: one thread,
-//! one `poll(2)` loop, topology only. Its whole source is at the end of this page and in
-//! `ipc-proto/examples/poll_driver.rs`:
+//! gone, what to retry and when, what to send to whom and what to drop) is the member's.
+//! `ipc-driver-std` (an I/O thread and blocking calls) and `ipc-driver-calloop` (an event
+//! source in the application's loop) are two drivers; this guide builds a third in one file:
+//! one thread, one `poll(2)` loop, the topology and the data plane (inline, fresh and pooled
+//! payloads, publishing and subscribing, the three queue policies). Its whole source is at the
+//! end of this page and in `ipc-proto/examples/poll_driver.rs`:
 //!
 //! ```text
 //! cargo run -p ipc-proto --example poll_driver -- --group demo --name me --announce frames
@@ -15,8 +16,10 @@
 //!
 //! Start `ipc-pubsub watch --group demo` (from `ipc-driver-std`) beside it, and the poll
 //! node shows up like any other; kill whichever process runs the hub and the survivors,
-//! poll node included, elect a new one. The conformance suite in `tests/` runs its topology
-//! scenarios against this program too, alone and mixed with the two real drivers.
+//! poll node included, elect a new one. Type `publisher t pooled` and `publish t 100000 3`
+//! into it while `ipc-pubsub --group demo sub t` runs, and three messages arrive. The
+//! conformance suite in `tests/` runs every one of its scenarios against this program as an
+//! outside executable, alone and mixed with the two real drivers (section 7).
 //!
 //! ## 1. What the driver owns
 //!
@@ -105,7 +108,7 @@
 //! - [`MemberOutput::Evt`]: for the application ([`MemberEvt`]). [`MemberEvt::Left`] (or
 //!   [`Member::is_left`]) means everything is said: flush and stop.
 //! - [`MemberOutput::ConnectData`], [`MemberOutput::Deliver`], [`MemberOutput::Release`]:
-//!   the data plane's (next section).
+//!   the data plane's (section 6).
 //!
 //! ## 4. Reading
 //!
@@ -113,40 +116,112 @@
 //! ([`Limits::max_frame`](crate::wire::Limits) plus the length prefix) with `MSG_TRUNC`, so
 //! that a larger record is noticed and refused ([`MemberInput::Rejected`]) instead of being
 //! cut. Feed each record as [`MemberInput::Record`]. Zero bytes, or an error, is the end of
-//! the link: [`MemberInput::PeerDown`]. Read a bounded number of records per link per wakeup,
-//! so that one chatty peer cannot starve the others.
+//! the link: [`MemberInput::PeerDown`]. Data links carry records up to
+//! [`DataLimits::max_record`](data::DataLimits::max_record) (plus one byte, the same way) and
+//! at most one fd each: receive with room for two fds, so that a second is noticed
+//! (`MSG_CTRUNC`), and refuse fds on topology links (section 6 says what to check).
+//! Read a bounded number of records per link per wakeup, so that one chatty peer cannot
+//! starve the others, and act on each record's outputs before reading the next (the
+//! example's `read`): deliveries then map the segments that came with it at once.
+//!
+//! **Edge-triggered loops** (epoll with `EPOLLET`, mio, tokio's `AsyncFd`, many game loops)
+//! are told of readiness once, when it arrives. A link whose read budget ran out still has
+//! records queued, and no new edge will come for them: the loop must remember such links and
+//! read them again on its next turn without sleeping (mio and tokio: until `WouldBlock`; a
+//! budget then means "yield, and come back at once", never "wait for the next event"). The same
+//! holds for writing: keep sending until `EAGAIN` before waiting for writability. The example's
+//! `poll(2)` is level-triggered, so whatever is left wakes it again.
 //!
 //! ## 5. Leaving
 //!
 //! Feed `SpokeCmd::Leave` ([`MemberCmd::Spoke`]) and keep looping: the member says goodbye,
 //! and if it runs the hub, waits for the hub to sequence this node's own leave before closing
-//! it. Stop at [`MemberEvt::Left`] once the queues are flushed, or at a deadline of your own
-//! (the example gives it 1.5 s), whichever comes first.
+//! it. Stop when [`MemberEvt::Left`] has come (or [`Member::is_left`]) *and every outbox is
+//! empty*, data links' included: the last messages published before leaving are still in
+//! them. Do not wait for the links to be gone: publishers keep their data links to this node
+//! open until they see it leave, and a node that waits for "no links left" waits for them. Give
+//! it a deadline of your own too (the example: 1.5 s).
 //!
-//! ## 6. The data plane, for a complete driver
+//! ## 6. The data plane: the driver's duties
 //!
-//! The example has none: [`NodeOptions::member_config`] with no data address makes a member
-//! without one, and the driver refuses the data links it is never asked for. A complete
-//! driver also listens on the node's own data socket ([`names::GroupPaths::data_socket`],
-//! published as [`names::data_addr`]), connects where
-//! [`MemberOutput::ConnectData`] says, sends the segment fd named by `Transmit::attach` with
-//! `SCM_RIGHTS`, reports the credentials of every data link it connects or accepts (see
-//! section 1), and, for every fd it receives, checks that it is a memfd with the seals its
-//! mode requires and a size covering the claimed range *before* mapping it read-only; it
-//! reports each checked fd as a [`ReceivedSegment`](data::ReceivedSegment) with its record, and
-//! a failed check as [`MemberInput::Rejected`]. It reports [`MemberInput::Blocked`] and
-//! [`MemberInput::Writable`] for data links, hands each [`MemberOutput::Deliver`] to the
-//! subscriptions of its topic, and unmaps and closes a segment at
-//! [`MemberOutput::Release`]. `ipc-os`'s `socket` and `memfd` modules (used by both drivers)
-//! and `ipc-driver-calloop`'s `data` module are a compact reference.
+//! [`NodeOptions::member_config`] with a data address makes a member with a [`data`] plane
+//! (with `None`, a member without one, which neither publishes nor receives). What the member
+//! decides (which subscriber gets what, what is in flight, what to drop, when a segment is free,
+//! whether a range is within its segment) is in [`data`]'s docs; the driver's share is this
+//! checklist. Each item names the place in the example that does it.
+//!
+//! 1. **A data address.** Listen on the node's own data socket (`GroupDir::listen_data`,
+//!    [`names::GroupPaths::data_socket`]) and pass its name ([`names::data_addr`]) to
+//!    `member_config` (example: `main`). Accept on it as on the hub's listener, reporting
+//!    [`MemberInput::Accepted`] with [`Listener::Data`] and the kernel's credentials
+//!    (`accept`). For [`MemberOutput::ConnectData`], connect to the named address
+//!    (`GroupDir::connect_data` refuses anything that is not a data socket of the group) and
+//!    report `Connected` with the listener's credentials or `ConnectFailed` (`connect`).
+//! 2. **Publishing pairs a topology command with a data command.** A publisher is
+//!    [`SpokeCmd::Announce`](crate::SpokeCmd::Announce) (the group learns of the publisher)
+//!    *and*
+//!    [`DataCmd::Advertise`](data::DataCmd::Advertise) (the data plane opens links to the
+//!    topic's subscribers); a subscription is [`DataCmd::Take`](data::DataCmd::Take) with
+//!    its terms *and* [`SpokeCmd::Subscribe`](crate::SpokeCmd::Subscribe) (publishers learn
+//!    of it and connect). One without the other publishes to nobody or receives nothing; close
+//!    them in pairs too (`Withdraw` and `Retract`, `Leave` and `Unsubscribe`). (`execute`:
+//!    `publisher`, `subscription`.)
+//! 3. **Credits: room and expiry.** Before each [`DataCmd::Publish`](data::DataCmd::Publish),
+//!    ask [`DataPlane::room`](data::DataPlane::room) ([`Member::data`]): `None` or
+//!    `messages > 0` means publish now; `Some` with `messages == 0` means a `Block` subscriber
+//!    is full: hold the message (bounded: the example holds the commands, not the messages),
+//!    and publish it when [`MemberEvt::Room`] says room came back, or, once it has waited
+//!    `room.timeout`, publish it with `expired: true` (dropped for the subscribers still full,
+//!    delivered to the others). Never publish past zero credits with `expired: false`
+//!    (`publish_pending`, and `act` for `Room`).
+//! 4. **Blocked and Writable.** A data link whose socket does not take a record keeps it in
+//!    the link's outbox: report [`MemberInput::Blocked`] once, and
+//!    [`MemberInput::Writable`] once it has drained; the member stops handing records to a
+//!    blocked link and counts what it holds against the subscriber's depth. The member bounds
+//!    what it gives a data link; topology links are bounded by the driver (`flush`).
+//! 5. **Segments out.** Create payload memory as [`MemberOutput::Transmit`]'s `attach` will
+//!    name it: a fresh memfd per message, written, unmapped, then sealed with `SealSet::FRESH`
+//!    ([`Payload::Fresh`](data::Payload::Fresh)); or a pool segment from
+//!    [`Pool::alloc`](data::Pool::alloc), created when `new`, sealed with `SealSet::POOLED`
+//!    and written through the publisher's own mapping ([`Payload::Pooled`](data::Payload::Pooled)).
+//!    Send the named segment's fd with the record (`SCM_RIGHTS`), looked up when the record
+//!    goes out: a segment gone meanwhile drops its record (`Memory::payload`, `flush`). Retire
+//!    pool segments idle for a while with [`DataCmd::Retire`](data::DataCmd::Retire) (`main`).
+//! 6. **Segments in: the driver checks the fd, the member checks the ranges.** For every fd
+//!    that comes with a record, check that it is a memfd sealed against shrinking *before*
+//!    anything maps it, then read its size (`fstat`, after the seal: a lower bound forever)
+//!    (`ipc_os::memfd::verify`). Report it as a [`ReceivedSegment`](data::ReceivedSegment)
+//!    with that size and its seals, or the record as [`MemberInput::Rejected`] if the check
+//!    fails. The member checks every offset and length against that size, and each mode's
+//!    seals, before it delivers; the driver maps only what the member delivered, within the
+//!    size it reported (`read`, `Memory::receive`).
+//! 7. **Ownership: Fresh against Release.** A [`Delivered::Fresh`](data::Delivered::Fresh)
+//!    segment is the driver's from its delivery on: map it, hand the bytes over, close it; the
+//!    member never mentions it again. A [`Delivered::Pooled`](data::Delivered::Pooled) range
+//!    stays the publisher's: give it back with [`DataCmd::Release`](data::DataCmd::Release)
+//!    (its `slot`, on the link it came on) once the application is done with it, and unmap the
+//!    segment only at [`MemberOutput::Release`], which also frees the driver's own pool
+//!    segments and fresh memfds once every subscriber has them (`deliver`, `Memory::release`).
+//! 8. **Queues and policies.** The member applies each subscriber's policy
+//!    (`block`, `oldest`, `newest`) on the publisher's side. A driver that queues messages for
+//!    its application applies it again there, and for `Block` stops reading the link while the
+//!    queue is full (the socket then fills, and the publisher's member sees the link blocked).
+//!    The example prints each message at once, so its queue never fills.
+//!
+//! `ipc-os`'s `socket` and `memfd` modules (used by both drivers and the example) do the system
+//! calls; `ipc-driver-calloop`'s `data` module is another compact reference.
 //!
 //! ## 7. Testing a driver
 //!
-//! Make it print the conformance suite's JSON lines (`started`, `synced`, `became_hub`, the
-//! topology events...; see `tests/src/peer.rs`), give it a `Driver` variant in
-//! `tests/src/peer.rs`, and add it to the scenarios in `tests/tests/conformance.rs`. The
-//! scenarios kill and freeze processes, write garbage to the hub socket and mix drivers in
-//! one group; a driver that passes them interoperates with the others.
+//! Make your program speak the peer protocol (below) and point the conformance suite at it:
+//! `IPC_CONFORMANCE_DRIVER=/abs/path/to/it cargo test -p ipc-tests --test conformance`. The
+//! scenarios kill and freeze processes, write garbage to the hub and data sockets, send
+//! payloads of every mode and size, and mix your driver with the std and calloop drivers in
+//! one group, each of the three as the hub; a driver that passes them interoperates with the
+//! others. No file of the workspace needs editing; CI runs the suite this way against the
+//! example built as a crate of its own.
+//!
+#![doc = include_str!("guide/peer_protocol.md")]
 //!
 //! ## The example, whole
 #![doc = concat!("```rust,ignore\n", include_str!("../examples/poll_driver.rs"), "```")]

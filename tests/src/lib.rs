@@ -34,7 +34,7 @@ pub fn exe() -> std::path::PathBuf {
 }
 
 /// An executable of this crate, next to the test binaries.
-fn built(name: &str) -> std::path::PathBuf {
+pub(crate) fn built(name: &str) -> std::path::PathBuf {
     let test = std::env::current_exe().expect("the test's own path");
     let dir = test.parent().and_then(|d| {
         if d.ends_with("deps") {
@@ -134,19 +134,20 @@ impl Child {
         }
     }
 
-    /// Starts `ipc-test-node peer` on `driver` in `group` with `extra` arguments, and waits
-    /// for its `started` line. Commands go in with [`send`](Self::send); closing its stdin
-    /// ([`close_stdin`](Self::close_stdin)) makes it leave.
+    /// Starts a peer on `driver` (`ipc-test-node peer --driver ..`, or an outside driver's
+    /// program) in `group` with `extra` arguments, and waits for its `started` line. Commands
+    /// go in with [`send`](Self::send); closing its stdin ([`close_stdin`](Self::close_stdin))
+    /// makes it leave. An outside driver's path is part of the child's name in messages.
     pub fn peer(driver: peer::Driver, group: &str, name: &str, extra: &[&str]) -> Self {
-        let mut args = vec!["--group", group, "--name", name];
-        args.extend_from_slice(extra);
-        let program = if driver == peer::Driver::Poll {
-            built("ipc-poll-node")
-        } else {
-            args.splice(0..0, ["peer", "--driver", driver.arg()]);
-            exe()
+        let (program, mut args) = driver.command();
+        args.extend(["--group", group, "--name", name].map(String::from));
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let shown = match driver {
+            peer::Driver::External(p) => format!("{name} [{}]", p.display()),
+            _ => name.to_string(),
         };
-        let mut c = Self::spawn_program(name, &program, &args, true);
+        let mut c = Self::spawn_program(&shown, &program, &args, true);
         c.wait_for(WAIT, |v| event(v) == "started");
         c
     }

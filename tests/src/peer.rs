@@ -1,27 +1,28 @@
 //! `ipc-test-node peer`: one node of a group on a chosen driver, driven by commands on stdin and
 //! reporting its events as JSON lines on stdout. This is the test-side driver abstraction of
 //! the conformance suite (`tests/conformance.rs`): every scenario is written once against it
-//! and run with std nodes, calloop nodes, and mixes of both.
+//! and run with std nodes, calloop nodes, an outside driver, and mixes of them.
 //!
 //! ```text
 //! ipc-test-node peer --driver std|calloop --group G --name N
 //!                    [--keepalive-ms MS] [--grace-ms MS] [--announce T]... [--subscribe T]...
 //! ```
 //!
-//! Commands, one per line: `announce T`, `retract T`, `subscribe T`, `unsubscribe T`,
-//! `publisher T inline|fresh|pooled|auto`, `subscription T block|oldest|newest DEPTH`,
-//! `publish T SIZE COUNT` (COUNT messages of SIZE bytes, see [`payload`]), `leave`. The end
-//! of stdin leaves too. Lines out: `started`, the topology events with the `ipc-pubsub node`
-//! names (`node_joined`, `node_left`, `topic_announced`, `subscribed`, ..., `hub_changed`),
-//! `synced`, `became_hub`, `hub_lost`, `hub_unresponsive`, `hub_responsive`, `hub_closed`,
-//! `message` (`topic`, `publisher`, `seq`, `len`, `index`, `fnv`, `via`), `published`
-//! (`topic`, `count`: every message of a `publish` command was handed to the node),
-//! `failed` (`command`, `error`), and `left` last.
+//! What a node under test speaks (the command line after `--driver`, the commands on stdin,
+//! the lines on stdout) is the *peer protocol*, documented for driver authors in
+//! `ipc_proto::guide` (`ipc-proto/src/guide/peer_protocol.md`): `announce T`, `retract T`,
+//! `subscribe T`, `unsubscribe T`, `publisher T inline|fresh|pooled|auto`,
+//! `subscription T block|oldest|newest DEPTH`, `publish T SIZE COUNT` (COUNT messages of SIZE
+//! bytes, see [`payload`]), `leave`; out: `started`, the topology lines of `ipc-pubsub node`
+//! (with their `seq`), `synced`, `became_hub`, ..., `message`, `published`, `failed`, and
+//! `left` last. A driver outside this workspace is a [`Driver::External`] program that speaks
+//! it ([`Driver::outside`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
 
@@ -29,27 +30,63 @@ use ipc_proto::Event;
 use ipc_proto::data::{PublisherOptions, SendMode, SubscriptionOptions};
 use serde_json::{Value, json};
 
+/// The environment variable that names an outside driver's executable (an absolute path) for
+/// the conformance suite: `IPC_CONFORMANCE_DRIVER=/path/to/exe cargo test -p ipc-tests --test
+/// conformance`.
+pub const DRIVER_ENV: &str = "IPC_CONFORMANCE_DRIVER";
+
 /// Which driver a peer runs.
 #[derive(Copy, Clone, PartialEq, Eq, Debug)]
 pub enum Driver {
-    /// `ipc-driver-std`: an I/O thread, blocking calls.
+    /// `ipc-driver-std`: an I/O thread, blocking calls (`ipc-test-node peer --driver std`).
     Std,
-    /// `ipc-driver-calloop`: the node inside a calloop loop, commands from another source.
+    /// `ipc-driver-calloop`: the node inside a calloop loop, commands from another source
+    /// (`ipc-test-node peer --driver calloop`).
     Calloop,
-    /// The guide's example driver, `ipc-proto/examples/poll_driver.rs`, built by this crate
-    /// as `ipc-poll-node`: a single-threaded `poll` loop, topology only. It takes the flags
-    /// `--group`, `--name`, `--keepalive-ms`, `--grace-ms`, `--announce`, `--subscribe`,
-    /// ignores the lines on its stdin and leaves at their end.
-    Poll,
+    /// A program of its own that speaks the peer protocol (`ipc_proto::guide`): started as
+    /// `PROGRAM --group G --name N [--keepalive-ms MS] [--grace-ms MS] [--announce T]...
+    /// [--subscribe T]...`, commands on its stdin, JSON lines on its stdout.
+    External(&'static Path),
 }
 
 impl Driver {
-    /// The `--driver` value.
-    pub fn arg(self) -> &'static str {
+    /// The outside driver under test: the program [`DRIVER_ENV`] names or, when it is unset,
+    /// the guide's example driver (`ipc-proto/examples/poll_driver.rs`, which this crate
+    /// builds as `ipc-poll-node`). Panics if the variable names no executable file.
+    pub fn outside() -> Self {
+        static PATH: OnceLock<PathBuf> = OnceLock::new();
+        Self::External(PATH.get_or_init(|| {
+            let Some(path) = std::env::var_os(DRIVER_ENV).filter(|p| !p.is_empty()) else {
+                return crate::built("ipc-poll-node");
+            };
+            let path = PathBuf::from(path);
+            assert!(
+                path.is_absolute() && path.is_file(),
+                "{DRIVER_ENV}={} is not an absolute path to an executable (cargo runs tests in \
+                 the package's directory, so a relative path would be read from there)",
+                path.display()
+            );
+            path
+        }))
+    }
+
+    /// The `--driver` value of `ipc-test-node peer`, or the program's path.
+    pub fn name(self) -> String {
         match self {
-            Self::Std => "std",
-            Self::Calloop => "calloop",
-            Self::Poll => "poll",
+            Self::Std => "std".into(),
+            Self::Calloop => "calloop".into(),
+            Self::External(p) => p.display().to_string(),
+        }
+    }
+
+    /// The program to start, and the arguments that come before the peer protocol's.
+    pub fn command(self) -> (PathBuf, Vec<String>) {
+        match self {
+            Self::Std | Self::Calloop => {
+                let args = ["peer".into(), "--driver".into(), self.name()];
+                (crate::exe(), args.into())
+            }
+            Self::External(p) => (p.to_path_buf(), Vec::new()),
         }
     }
 }
@@ -85,16 +122,21 @@ pub fn topology_line(e: &Event) -> Value {
         }),
         Event::NodeLeft { node } => json!({"event": "node_left", "node": node.to_string()}),
         Event::TopicAnnounced {
-            node, topic, mime, ..
+            node,
+            topic,
+            mime,
+            seq,
         } => json!({
             "event": "topic_announced", "node": node.to_string(), "topic": topic, "mime": mime,
+            "seq": seq.to_string(),
         }),
         Event::TopicRetracted { node, topic } => {
             json!({"event": "topic_retracted", "node": node.to_string(), "topic": topic})
         }
-        Event::Subscribed { node, topic, .. } => {
-            json!({"event": "subscribed", "node": node.to_string(), "topic": topic})
-        }
+        Event::Subscribed { node, topic, seq } => json!({
+            "event": "subscribed", "node": node.to_string(), "topic": topic,
+            "seq": seq.to_string(),
+        }),
         Event::Unsubscribed { node, topic } => {
             json!({"event": "unsubscribed", "node": node.to_string(), "topic": topic})
         }
@@ -104,7 +146,8 @@ pub fn topology_line(e: &Event) -> Value {
     }
 }
 
-/// The line of a received message.
+/// The line of a received message: `ipc-pubsub sub`'s keys (`topic`, `node`, `seq`, `len`,
+/// `fnv1a64`, `via`) after `"event": "message"`, then the test payload's `index`.
 pub fn message_line(
     topic: &str,
     publisher: ipc_proto::NodeId,
@@ -113,9 +156,9 @@ pub fn message_line(
     via: &str,
 ) -> Value {
     json!({
-        "event": "message", "topic": topic, "publisher": publisher.to_string(), "seq": seq,
-        "len": bytes.len(), "index": index_of(bytes), "fnv": format!("{:016x}", fnv1a64(bytes)),
-        "via": via,
+        "event": "message", "topic": topic, "node": publisher.to_string(), "seq": seq,
+        "len": bytes.len(), "fnv1a64": format!("{:016x}", fnv1a64(bytes)), "via": via,
+        "index": index_of(bytes),
     })
 }
 
@@ -247,9 +290,6 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                 a.driver = match value()?.as_str() {
                     "std" => Driver::Std,
                     "calloop" => Driver::Calloop,
-                    "poll" => {
-                        return Err("the poll driver is its own program, ipc-poll-node".into());
-                    }
                     d => return Err(format!("unknown driver {d}")),
                 }
             }
@@ -284,7 +324,7 @@ pub fn main(args: &[String]) -> ExitCode {
     let result = match a.driver {
         Driver::Std => std_peer::run(a),
         Driver::Calloop => calloop_peer::run(a),
-        Driver::Poll => unreachable!("refused by parse_args"),
+        Driver::External(_) => unreachable!("parse_args makes std or calloop"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -298,7 +338,7 @@ pub fn main(args: &[String]) -> ExitCode {
 fn started(node: ipc_proto::NodeId, a: &Args) {
     emit(&json!({
         "event": "started", "node": node.to_string(), "name": a.name,
-        "pid": std::process::id(), "group": a.group, "driver": a.driver.arg(),
+        "pid": std::process::id(), "group": a.group, "driver": a.driver.name(),
     }));
 }
 

@@ -29,7 +29,7 @@ fn contiguous(
         assert_eq!(v["len"], size, "{who}: {topic}: {v}");
         let want = format!("{:016x}", fnv1a64(&payload(index, size)));
         assert_eq!(
-            v["fnv"],
+            v["fnv1a64"],
             want.as_str(),
             "{who}: {topic} #{index} intact: {v}"
         );

@@ -145,7 +145,7 @@ fn describe(e: &Event) -> String {
 fn draw(node: &ipc_driver_calloop::Node, app: &App) {
     // Clear the screen and home the cursor.
     print!("\x1b[2J\x1b[H");
-    let hub = node.hub().map(|(h, t)| format!("{h} (term {t})"));
+    let hub = node.hub().map(|h| h.to_string());
     println!(
         "group {} as {} [{}]   hub: {}",
         node.group(),

@@ -348,7 +348,7 @@ impl App {
         }
 
         // Copy what the window shows.
-        let hub = node.hub().map(|(h, _)| h);
+        let hub = node.hub().map(|h| h.node);
         let me = node.id();
         self.screen.group.rows = node
             .view()

@@ -66,13 +66,11 @@
 
 mod builder;
 mod data;
-mod error;
 mod node;
 mod source;
 
 pub use builder::NodeBuilder;
-pub use data::{Loan, Message};
-pub use error::DriverError;
-pub use ipc_proto::data::{DEFAULT_INLINE_MAX, PublisherOptions, SendMode, SubscriptionOptions};
-pub use node::{MAX_HELD, Node, NodeEvent, NodeHandle, ObserverId};
+pub use data::Loan;
+pub use ipc_driver_core::api::*;
+pub use node::{MAX_HELD, Node, NodeHandle};
 pub use source::NodeSource;

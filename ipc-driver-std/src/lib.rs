@@ -16,13 +16,12 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use ipc_driver_std::{Node, NodeEvent};
-//! use ipc_proto::Event;
+//! use ipc_driver_std::{Event, EventKinds, Node, NodeEvent};
 //!
 //! # fn main() -> Result<(), ipc_driver_std::DriverError> {
-//! let mut builder = Node::builder("logger").group("robot");
-//! let events = builder.events();
-//! let node = builder.join()?;
+//! let (node, events) = Node::builder("logger")
+//!     .group("robot")
+//!     .join_with_events(EventKinds::GROUP)?;
 //! node.subscribe("logs")?;
 //! while let Some(event) = events.recv_timeout(Duration::from_secs(1)) {
 //!     if let NodeEvent::Topology(Event::NodeJoined { info, .. }) = event {
@@ -52,19 +51,15 @@
 
 mod data;
 mod doc;
-mod error;
 mod events;
 mod node;
 mod pubsub;
 mod reactor;
 mod request;
 
-pub use data::{
-    DEFAULT_INLINE_MAX, DEFAULT_MAX_PAYLOAD, Loan, Message, PublisherOptions, SendMode,
-    SubscriptionOptions,
-};
-pub use doc::{Committed, Doc, DocEvent, PatchError, Ticket};
-pub use error::DriverError;
-pub use events::{CallbackId, EVENT_QUEUE_CAPACITY, Events, NodeEvent};
-pub use node::{DEFAULT_GROUP, Node, NodeBuilder};
-pub use pubsub::{Bus, Publisher, Subscription, bus_topic};
+pub use data::Loan;
+pub use doc::{Doc, Ticket};
+pub use events::{CallbackId, EVENT_QUEUE_CAPACITY, Events};
+pub use ipc_driver_core::api::*;
+pub use node::{Node, NodeBuilder};
+pub use pubsub::{Bus, Publisher, Subscription};

@@ -1,27 +1,24 @@
 //! The blocking API: a node of a group, and its builder.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ipc_proto::wire::DataStats;
-use ipc_proto::{Limits, NodeId, NodeOptions, SpokeCmd, Term, View};
+use ipc_proto::{NodeId, SpokeCmd, View};
 
 use crate::data::{Mailbox, Outgoing, PublisherOptions, SubQueue, SubscriptionOptions};
 use crate::doc::{Doc, DocLink};
-use crate::error::DriverError;
-use crate::events::{CallbackId, Dispatcher, Events, NodeEvent, Sink};
-use crate::pubsub::{Bus, Handle, Publisher, Subscription, bus_topic};
+use crate::events::{CallbackId, Dispatcher, Events, Sink};
+use crate::pubsub::{Bus, Handle, Publisher, Subscription};
 use crate::reactor::{Reactor, Setup};
 use crate::request::{Request, Requester, Shared, State};
-use ipc_driver_core::{DEFAULT_MAX_OUTBOX, start};
+use crate::{DriverError, NodeEvent};
+use ipc_driver_core::{EventKinds, HubInfo, NodeConfig, start};
 use ipc_os::poll::Waker;
-
-/// The group used when none is given.
-pub const DEFAULT_GROUP: &str = "default";
+use ipc_proto::names::bus_topic;
 
 /// Configures and starts a [`Node`].
 ///
@@ -41,15 +38,10 @@ pub const DEFAULT_GROUP: &str = "default";
 /// ```
 #[must_use]
 pub struct NodeBuilder {
-    options: NodeOptions,
-    group: String,
-    /// A directory for a group opened to other users; `None` for this user's private one.
-    dir: Option<PathBuf>,
+    config: NodeConfig,
     join_timeout: Option<Duration>,
     join_existing: bool,
     observer: bool,
-    max_outbox: usize,
-    pool_bytes: u64,
     sinks: Vec<Sink>,
     dispatcher: Option<Arc<Dispatcher>>,
 }
@@ -57,9 +49,7 @@ pub struct NodeBuilder {
 impl fmt::Debug for NodeBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NodeBuilder")
-            .field("options", &self.options)
-            .field("group", &self.group)
-            .field("dir", &self.dir)
+            .field("config", &self.config)
             .field("join_existing", &self.join_existing)
             .field("observer", &self.observer)
             .finish_non_exhaustive()
@@ -68,99 +58,17 @@ impl fmt::Debug for NodeBuilder {
 
 impl NodeBuilder {
     fn new(name: &str) -> Self {
-        let me = ipc_os::current_credentials();
         Self {
-            options: NodeOptions::new(name, me.uid),
-            group: DEFAULT_GROUP.into(),
-            dir: None,
+            config: NodeConfig::new(name),
             join_timeout: Some(Duration::from_secs(5)),
             join_existing: false,
             observer: false,
-            max_outbox: DEFAULT_MAX_OUTBOX,
-            pool_bytes: 256 << 20,
             sinks: Vec::new(),
             dispatcher: None,
         }
     }
 
-    /// The group to join. Default [`DEFAULT_GROUP`].
-    pub fn group(mut self, group: impl Into<String>) -> Self {
-        self.group = group.into();
-        self
-    }
-
-    /// Where the group's sockets live, for a group opened to other users
-    /// ([`allow_uid`](Self::allow_uid), [`allow_gid`](Self::allow_gid),
-    /// [`allow_anyone`](Self::allow_anyone)): the group's directory is `dir/<group>`, made
-    /// accessible to everyone, so `dir`'s own permissions decide who can reach the group and
-    /// the access policy decides whom its members accept. Every member must name the same
-    /// `dir`.
-    ///
-    /// By default a group lives in this user's private runtime directory
-    /// (`$XDG_RUNTIME_DIR/ipc-pubsub/<group>`, else `/tmp/ipc-pubsub-<uid>/<group>`, mode 0700),
-    /// which no other user can enter. See [`ipc_proto::names`].
-    ///
-    /// ```no_run
-    /// # use ipc_driver_std::Node;
-    /// // As root: `install -d -m 0750 -g video /run/robot`, then in every member:
-    /// let node = Node::builder("camera")
-    ///     .group("robot")
-    ///     .dir("/run/robot")
-    ///     .allow_gid(44) // video
-    ///     .join()?;
-    /// # Ok::<(), ipc_driver_std::DriverError>(())
-    /// ```
-    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.dir = Some(dir.into());
-        self
-    }
-
-    /// A node (or hub) silent for this long is declared gone; heartbeats go out four times
-    /// per period. Default 2 s.
-    pub fn keepalive(mut self, timeout: Duration) -> Self {
-        self.options.keepalive = timeout;
-        self
-    }
-
-    /// How long a new hub waits for the nodes it inherited to reconnect before declaring them
-    /// gone. Default 200 ms.
-    pub fn grace(mut self, grace: Duration) -> Self {
-        self.options.grace = grace;
-        self
-    }
-
-    /// Whether this node may run the group's hub when none answers (default yes). A node
-    /// that may not waits for another to take over: a group needs at least one that may.
-    pub fn hub_eligible(mut self, eligible: bool) -> Self {
-        self.options.hub_eligible = eligible;
-        self
-    }
-
-    /// Whether this node keeps a copy of every shared document of the group, opened or not,
-    /// so that a patch acknowledged to its writer survives the death of any one process
-    /// (default yes; see [`Committed`](crate::Committed)). A node that leaves right after its
-    /// work, a one-shot writer, should say no: its copy would be gone when it is needed.
-    /// Witnessing costs the documents' size in memory, within
-    /// [`DocLimits::max_witness_bytes`](ipc_proto::doc::DocLimits::max_witness_bytes), and
-    /// one small receipt to the hub per patch received.
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use ipc_driver_std::Node;
-    /// use serde_json::json;
-    ///
-    /// let writer = Node::builder("job").group("robot").witness(false).join()?;
-    /// let doc = writer.open_doc("counters", json!({}))?;
-    /// let committed = doc.patch(&json!({"$inc": {"runs": 1}}))?;
-    /// if committed.witnesses == 0 {
-    ///     eprintln!("version {} is held by the hub alone", committed.version);
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub fn witness(mut self, witness: bool) -> Self {
-        self.options.witness = witness;
-        self
-    }
+    ipc_driver_core::node_builder_setters!();
 
     /// Joins only a group that is running, and never runs its hub (default no). For a
     /// client that reads or writes the group's state but must not keep the group alive by
@@ -189,31 +97,6 @@ impl NodeBuilder {
         self
     }
 
-    /// Also let processes of `uid` join, should this node run the hub. By default only the
-    /// same uid may join.
-    pub fn allow_uid(mut self, uid: u32) -> Self {
-        self.options.access.allow_uid(uid);
-        self
-    }
-
-    /// Also let processes whose effective group is `gid` join, should this node run the hub.
-    pub fn allow_gid(mut self, gid: u32) -> Self {
-        self.options.access.allow_gid(gid);
-        self
-    }
-
-    /// Let anyone join, should this node run the hub (open the group explicitly).
-    pub fn allow_anyone(mut self) -> Self {
-        self.options.access.anyone = true;
-        self
-    }
-
-    /// Bounds on what peers may send.
-    pub fn limits(mut self, limits: Limits) -> Self {
-        self.options.limits = limits;
-        self
-    }
-
     /// How long [`join`](Self::join) waits for the group's history; `None` returns at once.
     /// Default 5 s.
     pub fn join_timeout(mut self, timeout: Option<Duration>) -> Self {
@@ -221,40 +104,14 @@ impl NodeBuilder {
         self
     }
 
-    /// Most bytes queued for one peer before it is considered too slow and disconnected.
-    /// Default 8 MiB.
-    pub fn max_outbox(mut self, bytes: usize) -> Self {
-        self.max_outbox = bytes;
-        self
-    }
-
-    /// Whether this node's messages also reach its own subscriptions. Default no.
-    pub fn self_delivery(mut self, on: bool) -> Self {
-        self.options.self_delivery = on;
-        self
-    }
-
-    /// Most bytes of pool segments this node's publishers may create. Default 256 MiB.
-    pub fn pool_bytes(mut self, bytes: u64) -> Self {
-        self.pool_bytes = bytes;
-        self
-    }
-
-    /// A receiver of every event from the very start, the node's own join included.
-    pub fn events(&mut self) -> Events {
-        let (events, sink) = Events::new();
-        self.sinks.push(sink);
-        events
-    }
-
     /// Calls `f` for every event from the very start; see [`Node::on_event`].
     pub fn on_event(mut self, f: impl FnMut(&NodeEvent) + Send + 'static) -> Self {
         let dispatcher = self.dispatcher.get_or_insert_with(|| {
-            let (events, sink) = Events::new();
+            let (events, sink) = Events::new(EventKinds::ALL);
             self.sinks.push(sink);
             Arc::new(Dispatcher::new(events))
         });
-        dispatcher.add(&self.options.name, f);
+        dispatcher.add(&self.config.options.name, f);
         self
     }
 
@@ -262,6 +119,43 @@ impl NodeBuilder {
     /// it, and waits (up to the join timeout) until the node holds the group's history.
     pub fn join(self) -> Result<Node, DriverError> {
         self.start(false)
+    }
+
+    /// Joins the group like [`join`](Self::join), with a receiver of the events of `kinds`
+    /// from the very start, the node's own join included.
+    ///
+    /// ```no_run
+    /// use ipc_driver_std::{EventKinds, Node, NodeEvent};
+    ///
+    /// # fn main() -> Result<(), ipc_driver_std::DriverError> {
+    /// let (node, events) = Node::builder("logger")
+    ///     .group("robot")
+    ///     .join_with_events(EventKinds::GROUP)?;
+    /// for event in events {
+    ///     if let NodeEvent::Topology(change) = event {
+    ///         println!("{change:?} ({} nodes)", node.view().nodes().len());
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn join_with_events(self, kinds: EventKinds) -> Result<(Node, Events), DriverError> {
+        self.start_with_events(kinds, false)
+    }
+
+    /// Observes the group like [`observe`](Self::observe), with a receiver of the events of
+    /// `kinds` from the very start.
+    pub fn observe_with_events(self, kinds: EventKinds) -> Result<(Node, Events), DriverError> {
+        self.start_with_events(kinds, true)
+    }
+
+    fn start_with_events(
+        mut self,
+        kinds: EventKinds,
+        observer: bool,
+    ) -> Result<(Node, Events), DriverError> {
+        let (events, sink) = Events::new(kinds);
+        self.sinks.push(sink);
+        Ok((self.start(observer)?, events))
     }
 
     /// Watches the group without joining it: no node record, no topics, never the hub. The
@@ -274,25 +168,26 @@ impl NodeBuilder {
     fn start(mut self, observer: bool) -> Result<Node, DriverError> {
         self.observer = observer;
         let join_existing = self.join_existing && !observer;
+        let NodeConfig {
+            mut options,
+            group,
+            dir,
+            max_outbox,
+            pool_bytes,
+        } = self.config;
         if join_existing {
-            self.options.hub_eligible = false;
+            options.hub_eligible = false;
         }
         #[allow(clippy::disallowed_methods)] // the driver reads the clock
         let now = Instant::now();
-        let base = self.dir.as_deref();
-        let started = start::<DriverError>(&self.options, &self.group, base, observer, now)?;
+        let started = start::<DriverError>(&options, &group, dir.as_deref(), observer, now)?;
         let (id, private) = (started.id, started.private);
         let waker = Arc::new(Waker::new()?);
         let (requests, rx) = mpsc::channel();
         let shared = Arc::new(Shared::default());
-        let outgoing = Arc::new(Outgoing::new(self.pool_bytes));
+        let outgoing = Arc::new(Outgoing::new(pool_bytes));
         let mailbox = Arc::new(Mailbox::new(Arc::clone(&waker)));
-        let requester = Requester::new(
-            requests,
-            Arc::clone(&waker),
-            Arc::clone(&shared),
-            &self.group,
-        );
+        let requester = Requester::new(requests, Arc::clone(&waker), Arc::clone(&shared), &group);
         let handle = Handle {
             requester: requester.clone(),
             outgoing: Arc::clone(&outgoing),
@@ -304,11 +199,11 @@ impl NodeBuilder {
             data_listener: started.data_listener,
             outgoing,
             mailbox: Arc::clone(&mailbox),
-            max_outbox: self.max_outbox,
-            max_frame: self.options.limits.max_frame,
+            max_outbox,
+            max_frame: options.limits.max_frame,
             max_record: started.max_record,
             join_existing,
-            keepalive: self.options.keepalive,
+            keepalive: options.keepalive,
         };
         let reactor = Reactor::new(
             setup,
@@ -318,12 +213,12 @@ impl NodeBuilder {
             self.sinks,
         )?;
         let thread = std::thread::Builder::new()
-            .name(format!("ipc-pubsub-io:{}", self.options.name))
+            .name(format!("ipc-pubsub-io:{}", options.name))
             .spawn(move || reactor.run())?;
         let node = Node {
             id,
-            name: self.options.name,
-            group: self.group,
+            name: options.name,
+            group,
             requester,
             thread: Some(thread),
             dispatcher: Arc::new(self.dispatcher.map(OnceLock::from).unwrap_or_default()),
@@ -394,8 +289,8 @@ impl Node {
         self.requester.shared().lock().view.clone()
     }
 
-    /// The hub this node follows (its node and term), while synced with one.
-    pub fn hub(&self) -> Option<(NodeId, Term)> {
+    /// The hub this node follows, while synced with one.
+    pub fn hub(&self) -> Option<HubInfo> {
         self.requester.shared().lock().hub
     }
 
@@ -405,7 +300,7 @@ impl Node {
     }
 
     /// Waits until the node holds a hub's history; returns that hub.
-    pub fn wait_synced(&self, timeout: Duration) -> Result<(NodeId, Term), DriverError> {
+    pub fn wait_synced(&self, timeout: Duration) -> Result<HubInfo, DriverError> {
         self.wait_until(timeout, "the group's history", |s| s.hub)
     }
 
@@ -479,10 +374,17 @@ impl Node {
         })
     }
 
-    /// A receiver of this node's events from now on. The current state is in
-    /// [`view`](Self::view); for every event from the start use [`NodeBuilder::events`].
+    /// A receiver of every event of this node from now on. The current state is in
+    /// [`view`](Self::view); for every event from the start use
+    /// [`NodeBuilder::join_with_events`].
     pub fn events(&self) -> Events {
-        let (events, sink) = Events::new();
+        self.events_of(EventKinds::ALL)
+    }
+
+    /// A receiver of the events of `kinds` from now on: `EventKinds::GROUP` for the group's
+    /// changes alone, undisturbed by a busy document's patches.
+    pub fn events_of(&self, kinds: EventKinds) -> Events {
+        let (events, sink) = Events::new(kinds);
         if self.send(Request::Events(sink)).is_err() {
             // The node has stopped: the receiver ends at once.
         }
@@ -495,7 +397,7 @@ impl Node {
     /// callback delays the other callbacks, never the node's I/O.
     pub fn on_event(&self, f: impl FnMut(&NodeEvent) + Send + 'static) -> CallbackId {
         let dispatcher = self.dispatcher.get_or_init(|| {
-            let (events, sink) = Events::new();
+            let (events, sink) = Events::new(EventKinds::ALL);
             let _ = self.send(Request::Events(sink));
             Arc::new(Dispatcher::new(events))
         });

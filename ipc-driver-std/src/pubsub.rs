@@ -6,14 +6,13 @@ use std::time::{Duration, Instant};
 
 use ipc_proto::SpokeCmd;
 use ipc_proto::data::{DataCmd, Payload};
-pub use ipc_proto::names::bus_topic;
 
 use crate::data::{
-    Loan, LoanKind, Message, Outgoing, PoolWriter, PublisherOptions, SendMode, SubQueue,
+    Loan, LoanKind, Message, Outgoing, PoolWriter, PooledLoan, PublisherOptions, SendMode, SubQueue,
 };
-use crate::error::DriverError;
 use crate::request::{Request, Requester};
-use ipc_os::memfd::{SealSet, Segment};
+use ipc_driver_core::{DriverError, fresh_loan};
+use ipc_os::memfd::SealSet;
 
 /// What publishers and subscriptions need of their node.
 #[derive(Clone)]
@@ -115,7 +114,10 @@ impl Publisher {
         let kind = match self.mode_for(len) {
             SendMode::Inline => {
                 if len > self.options.inline_max {
-                    return Err(too_large(len, self.options.inline_max));
+                    return Err(DriverError::TooLarge {
+                        len,
+                        max: self.options.inline_max,
+                    });
                 }
                 LoanKind::Inline(vec![0; len])
             }
@@ -124,10 +126,10 @@ impl Publisher {
                 .outgoing
                 .pool_slot(len, self.options.pool_wait)?
             {
-                Some((segment, seg)) => LoanKind::Pooled {
+                Some((segment, seg)) => LoanKind::Pooled(PooledLoan {
                     segment,
                     seg: PoolWriter::new(seg),
-                },
+                }),
                 // The pool is at its bound and nothing came back in time: this one goes fresh.
                 None => fresh_loan(len)?,
             },
@@ -142,7 +144,7 @@ impl Publisher {
         let len = loan.len;
         let payload = match loan.kind {
             LoanKind::Inline(bytes) => Payload::Inline(bytes),
-            LoanKind::Pooled { segment, seg } => {
+            LoanKind::Pooled(PooledLoan { segment, seg }) => {
                 // The writer, and with it the mapping, goes back to the segment here.
                 let size = seg.len() as u64;
                 Payload::Pooled {
@@ -168,19 +170,6 @@ impl Publisher {
             expired,
         }))
     }
-}
-
-fn fresh_loan(len: usize) -> Result<LoanKind, DriverError> {
-    let segment = Segment::create("ipc-pubsub-fresh", len)?;
-    let map = segment.map_rw()?;
-    Ok(LoanKind::Fresh { segment, map })
-}
-
-fn too_large(len: usize, max: usize) -> DriverError {
-    DriverError::Io(std::io::Error::new(
-        std::io::ErrorKind::InvalidInput,
-        format!("a payload of {len} bytes exceeds the inline maximum of {max}"),
-    ))
 }
 
 impl Drop for Publisher {

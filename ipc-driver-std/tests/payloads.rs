@@ -82,7 +82,7 @@ fn every_mode_delivers_every_size_intact_and_in_order() {
                 SendMode::Inline => "inline",
                 _ => "fresh",
             };
-            assert_eq!(m.via(), expect, "{mode:?}, {len} bytes");
+            assert_eq!(m.via().name(), expect, "{mode:?}, {len} bytes");
         }
     }
 }
@@ -108,7 +108,7 @@ fn a_64_mib_payload_arrives_intact_fresh_and_pooled() {
         assert_eq!(mismatch, None, "{mode:?}: every page intact");
         assert_eq!(m[LEN - 1], 0xEE, "{mode:?}: the last byte");
         assert_eq!(
-            m.via(),
+            m.via().name(),
             if mode == SendMode::Fresh {
                 "fresh"
             } else {

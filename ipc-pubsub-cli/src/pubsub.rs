@@ -506,7 +506,7 @@ impl<'a> MessageLine<'a> {
             seq: m.seq(),
             len: m.len(),
             fnv1a64: format!("{:016x}", fnv1a64(m)),
-            via: m.via(),
+            via: m.via().name(),
         }
     }
 }

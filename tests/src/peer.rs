@@ -317,7 +317,7 @@ fn stdin_lines(mut send: impl FnMut(Option<String>) -> bool + Send + 'static) {
 
 mod std_peer {
     use super::*;
-    use ipc_driver_std::{Node, NodeEvent, Publisher};
+    use ipc_driver_std::{EventKinds, Node, NodeEvent, Publisher};
 
     fn line(e: &NodeEvent) -> Option<Value> {
         Some(match e {
@@ -343,8 +343,7 @@ mod std_peer {
         if let Some(g) = a.grace {
             b = b.grace(g);
         }
-        let events = b.events();
-        let node = b.join_timeout(None).join()?;
+        let (node, events) = b.join_timeout(None).join_with_events(EventKinds::ALL)?;
         started(node.id(), &a);
         let printer = thread::spawn(move || {
             for e in events {
@@ -389,7 +388,7 @@ mod std_peer {
                                 m.publisher(),
                                 m.seq(),
                                 &m,
-                                m.via(),
+                                m.via().name(),
                             ));
                         }
                     }));
@@ -462,7 +461,9 @@ mod calloop_peer {
             NodeEvent::HubResponsive => simple("hub_responsive"),
             NodeEvent::HubClosed(r) => json!({"event": "hub_closed", "reason": r.to_string()}),
             NodeEvent::HubAbsent => simple("hub_absent"),
-            NodeEvent::Message(m) => message_line(m.topic(), m.publisher(), m.seq(), &m, m.via()),
+            NodeEvent::Message(m) => {
+                message_line(m.topic(), m.publisher(), m.seq(), &m, m.via().name())
+            }
             NodeEvent::Failed { command, error } => {
                 json!({"event": "failed", "command": command, "error": error.to_string()})
             }

@@ -8,11 +8,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ipc_proto::doc::{Observed, PatchId, PathError};
 use serde_json::Value;
 
-use super::event::{Committed, DocEvent, PatchError};
 use super::shared::{DocRequest, DocShared, lock};
-use crate::error::DriverError;
-use crate::events::{CallbackId, Dispatcher, NodeEvent};
+use crate::events::{CallbackId, Dispatcher};
 use crate::request::{Request, Requester};
+use ipc_driver_core::DriverError;
+use ipc_driver_core::NodeEvent;
+use ipc_driver_core::{Committed, DocEvent, PatchError};
 
 /// What a [`Doc`] needs of its node.
 #[derive(Clone)]
@@ -29,7 +30,7 @@ impl DocLink {
 
     fn dispatcher(&self) -> &Arc<Dispatcher> {
         self.dispatcher.get_or_init(|| {
-            let (events, sink) = crate::events::Events::new();
+            let (events, sink) = crate::events::Events::new(ipc_driver_core::EventKinds::ALL);
             let _ = self.requester.send(Request::Events(sink));
             Arc::new(Dispatcher::new(events))
         })

@@ -36,16 +36,15 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The modules: `event` is what the application sees ([`DocEvent`], [`Committed`],
-//! [`PatchError`]); `shared` is one document as both sides hold it, and the requests about it;
+//! What the application sees ([`DocEvent`](crate::DocEvent), [`Committed`](crate::Committed),
+//! [`PatchError`](crate::PatchError)) is `ipc-driver-core`'s, shared with the calloop driver. The
+//! modules: `shared` is one document as both sides hold it, and the requests about it;
 //! `handle` is the application's side ([`Doc`], [`Ticket`]); `registry` is the I/O thread's.
 
-mod event;
 mod handle;
 mod registry;
 mod shared;
 
-pub use event::{Committed, DocEvent, PatchError};
 pub(crate) use handle::DocLink;
 pub use handle::{Doc, Ticket};
 pub(crate) use registry::{DocRegistry, push_all};

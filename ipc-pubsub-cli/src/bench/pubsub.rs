@@ -362,7 +362,7 @@ fn pubsub_recv(ctx: &mut ChildCtx) -> Result<ChildReport> {
     }
     while msgs < all {
         let m = next(&sub, "message")?;
-        if m.via() != via || m.len() != c.size {
+        if m.via().name() != via || m.len() != c.size {
             return Err(CliError::Failed(format!(
                 "receiver {}: message {} came {} with {} B, expected {via} with {} B",
                 ctx.index,

@@ -1,12 +1,17 @@
-//! The driver's error type.
+//! The drivers' one error type, [`DriverError`]: what a call of either driver can fail with.
 
 use std::io;
+use std::time::Duration;
 
 use ipc_os::rendezvous::RendezvousError;
 use ipc_proto::CmdError;
 use ipc_proto::doc::{DocError, PathError};
 
-/// What can go wrong in the calloop driver.
+/// What can go wrong in a driver (the same type in `ipc-driver-std` and `ipc-driver-calloop`).
+///
+/// Some variants come from one driver only, and say so: the std driver blocks and waits
+/// ([`Timeout`](Self::Timeout), [`Stopped`](Self::Stopped)), the calloop driver holds
+/// messages for full subscribers instead of blocking ([`Full`](Self::Full)).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DriverError {
@@ -20,7 +25,8 @@ pub enum DriverError {
     /// The node refused the command (invalid topic, too many topics, left already...).
     #[error(transparent)]
     Cmd(#[from] CmdError),
-    /// The node refused a document command (invalid name or update, not open...).
+    /// The node refused a document command (invalid name or update, already open, not
+    /// open...).
     #[error(transparent)]
     Doc(#[from] DocError),
     /// A document path that does not parse.
@@ -29,6 +35,20 @@ pub enum DriverError {
     /// The node has left the group (or its loop is gone): it takes no more commands.
     #[error("the node has left the group")]
     Left,
+    /// The node's I/O thread has stopped, and why (std driver).
+    #[error("the node has stopped: {0}")]
+    Stopped(String),
+    /// No hub runs in the group, and this node may not start one (`join_existing`): at the
+    /// join, or later once the hub is gone and no other member took over within the
+    /// keepalive timeout.
+    #[error("no group named {group:?} is running")]
+    NoGroup {
+        /// The group's name.
+        group: String,
+    },
+    /// Waited too long (std driver): how long, and for what.
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, &'static str),
     /// `topic` is not published by this node: open a publisher first.
     #[error("not a publisher of {0:?}")]
     NotPublishing(String),
@@ -41,7 +61,8 @@ pub enum DriverError {
         max: usize,
     },
     /// A `Block` subscriber of `topic` is full and this node already holds as many messages
-    /// for it as it may: publish again after [`NodeEvent::Room`](crate::NodeEvent::Room).
+    /// for it as it may (calloop driver): publish again after
+    /// [`NodeEvent::Room`](crate::NodeEvent::Room).
     #[error("the subscribers of {0:?} are full")]
     Full(String),
 }

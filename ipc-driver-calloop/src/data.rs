@@ -12,7 +12,7 @@ use ipc_proto::data::{Pool, SegmentId};
 use ipc_proto::wire::SlotRef;
 
 pub(crate) use ipc_driver_core::Message;
-use ipc_driver_core::{Attachments, LoanBuf, POOL_IDLE, PoolBytes, Via};
+use ipc_driver_core::{Attachments, LoanBuf, POOL_IDLE, PoolBytes, SegmentsInUse, Via};
 use ipc_os::memfd::{MappingMut, SealSet, Segment};
 
 /// Ids of fresh segments start here; pool segments below.
@@ -161,8 +161,11 @@ impl Outgoing {
     }
 
     /// Pool segments lent out (to loans or subscribers) and fresh segments not released.
-    pub(crate) fn in_use(&self) -> (usize, usize) {
-        (self.pool.busy(), self.fresh.len())
+    pub(crate) fn in_use(&self) -> SegmentsInUse {
+        SegmentsInUse {
+            pool: self.pool.busy(),
+            fresh: self.fresh.len(),
+        }
     }
 
     /// Bytes of pool segments created.

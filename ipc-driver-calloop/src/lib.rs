@@ -7,7 +7,7 @@
 //! it subscribes to) and `&mut` [`Node`], through which it announces, subscribes, publishes
 //! and leaves. Other threads send the same commands through a [`NodeHandle`].
 //!
-//! Every protocol decision is made by [`ipc_proto`]'s machines, the same ones the std driver
+//! Every protocol decision is made by `ipc-proto`'s machines, the same ones the std driver
 //! runs, so nodes of both drivers form one group and either may be its hub.
 //!
 //! ```no_run

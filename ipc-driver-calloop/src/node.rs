@@ -15,7 +15,7 @@ use ipc_proto::{Member, MemberCmd, MemberInput, NodeId, SpokeCmd, View};
 use tracing::{debug, warn};
 
 use crate::data::{self, Loan, LoanKind, Mailbox, Outgoing, PooledLoan};
-use crate::{DocSnapshot, DriverError, HubInfo, NodeEvent, ObserverId};
+use crate::{DocSnapshot, DriverError, HubInfo, NodeEvent, ObserverId, SegmentsInUse};
 use ipc_driver_core::fresh_loan;
 
 /// Most messages of one topic a node holds back for full `Block` subscribers before
@@ -165,7 +165,7 @@ impl NodeHandle {
     }
 
     /// A writable buffer for a message of `len` bytes on `topic`, made on this thread: inline
-    /// up to [`DEFAULT_INLINE_MAX`](ipc_proto::data::DEFAULT_INLINE_MAX) bytes, a fresh
+    /// up to [`DEFAULT_INLINE_MAX`](crate::DEFAULT_INLINE_MAX) bytes, a fresh
     /// memfd above (the node's pool belongs to its loop; use [`Node::loan`] there).
     pub fn loan(&self, topic: &str, len: usize) -> Result<Loan, DriverError> {
         let kind = if len <= ipc_proto::data::DEFAULT_INLINE_MAX {
@@ -343,7 +343,7 @@ impl Node {
 
     /// Pool segments lent out (to loans or subscribers) and fresh segments not yet released:
     /// both return to 0 once every subscriber has dropped what it received, or has gone.
-    pub fn segments_in_use(&self) -> (usize, usize) {
+    pub fn segments_in_use(&self) -> SegmentsInUse {
         self.outgoing.in_use()
     }
 
@@ -542,7 +542,7 @@ impl Node {
 
     /// Joins bus channel `name`: every member's message reaches every other member, never the
     /// sender. Messages arrive as [`NodeEvent::Message`] on topic
-    /// [`bus_topic(name)`](ipc_proto::names::bus_topic).
+    /// [`bus_topic(name)`](crate::bus_topic).
     pub fn join_bus(
         &mut self,
         name: &str,

@@ -7,7 +7,7 @@
 
 pub use crate::{
     Committed, DEFAULT_GROUP, DEFAULT_POOL_BYTES, DocEvent, DocSnapshot, DriverError, EventKinds,
-    HubInfo, Message, NodeEvent, ObserverId, PatchError, Via,
+    HubInfo, Message, NodeEvent, ObserverId, PatchError, RecvError, SegmentsInUse, Via,
 };
 pub use ipc_os::rendezvous::RendezvousError;
 pub use ipc_proto::data::{

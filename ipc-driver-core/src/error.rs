@@ -1,4 +1,5 @@
-//! The drivers' one error type, [`DriverError`]: what a call of either driver can fail with.
+//! The drivers' error types: [`DriverError`], what a call of either driver can fail with, and
+//! [`RecvError`], why a blocking receive returned no message.
 
 use std::io;
 use std::time::Duration;
@@ -6,6 +7,34 @@ use std::time::Duration;
 use ipc_os::rendezvous::RendezvousError;
 use ipc_proto::CmdError;
 use ipc_proto::doc::{DocError, PathError};
+
+/// Why a receive returned no message (std driver: `Subscription::recv` and its variants).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// Nothing is queued (`try_recv`); more may come.
+    #[error("no message is queued")]
+    Empty,
+    /// No message came within the timeout (`recv_timeout`); more may come.
+    #[error("no message within {0:?}")]
+    TimedOut(Duration),
+    /// The node has left the group (its `leave`, or it was dropped), or the subscription is
+    /// closed: no message will come.
+    #[error("the node has left the group")]
+    Left,
+    /// The node stopped by itself, and why: no hub runs in a group it may only join
+    /// (`join_existing`), or its I/O failed. No message will come.
+    #[error("the node has stopped: {0}")]
+    Stopped(String),
+}
+
+impl RecvError {
+    /// Whether no message will ever come on this receiver ([`Left`](Self::Left),
+    /// [`Stopped`](Self::Stopped)).
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::Left | Self::Stopped(_))
+    }
+}
 
 /// What can go wrong in a driver (the same type in `ipc-driver-std` and `ipc-driver-calloop`).
 ///

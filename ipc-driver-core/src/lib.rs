@@ -38,14 +38,14 @@ mod received;
 mod start;
 
 pub use doc_event::{Committed, DocEvent, DocSnapshot, ObserverId, PatchError};
-pub use error::DriverError;
+pub use error::{DriverError, RecvError};
 pub use event::{EventKinds, HubInfo, NodeEvent};
 #[doc(hidden)]
 pub use ipc_proto::Limits as __Limits;
 pub use options::{DEFAULT_GROUP, DEFAULT_POOL_BYTES, NodeConfig};
 
 pub use links::{Attachments, Links, OWN_TOKEN, Owned, Read, Ready};
-pub use loan::{LoanBuf, PoolBytes, fresh_loan};
+pub use loan::{LoanBuf, PoolBytes, SegmentsInUse, fresh_loan};
 pub use log::{PeerLog, log_member_evt};
 pub use message::{Message, Via};
 pub use received::{ReceivedSegments, map_own};

@@ -1,10 +1,21 @@
 //! The bytes of a loan, in both drivers ([`LoanBuf`]): a plain buffer, a pool segment or a
 //! fresh memfd, written in place and sent without a copy. Each driver's `Loan` wraps one,
-//! with what its own pool needs to take the segment back.
+//! with what its own pool needs to take the segment back. And what a node's publishing holds
+//! of its segments ([`SegmentsInUse`]).
 
 use ipc_os::memfd::{MappingMut, Segment};
 
 use crate::Via;
+
+/// A node's publishing memory in use: both return to 0 once every subscriber has dropped what
+/// it received, or has gone.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Default)]
+pub struct SegmentsInUse {
+    /// Pool segments lent out (to loans or subscribers) and not back yet.
+    pub pool: usize,
+    /// Fresh segments not released yet (not sent, or still held by a subscriber).
+    pub fresh: usize,
+}
 
 /// A pool segment's writable bytes, as a driver holds them while loaned.
 pub trait PoolBytes {

@@ -22,7 +22,7 @@ pub use ipc_proto::data::Mode as Via;
 ///
 /// A pooled payload is immutable by protocol, not by the kernel: a publisher never rewrites a
 /// range a subscriber holds, but a buggy or hostile publisher of the same uid could. Use
-/// [`SendMode::Fresh`](ipc_proto::data::SendMode::Fresh) (kernel-sealed) where publishers are
+/// `SendMode::Fresh` (kernel-sealed) where publishers are
 /// not trusted.
 #[derive(Clone)]
 pub struct Message {

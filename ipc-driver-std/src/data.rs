@@ -18,7 +18,7 @@ pub(crate) use ipc_proto::data::{PublisherOptions, SendMode, SubscriptionOptions
 use ipc_proto::wire::{Policy, SlotRef};
 
 pub(crate) use ipc_driver_core::Message;
-use ipc_driver_core::{LoanBuf, POOL_IDLE, PoolBytes, Via};
+use ipc_driver_core::{LoanBuf, POOL_IDLE, PoolBytes, SegmentsInUse, Via};
 use ipc_os::memfd::{MappingMut, SealSet, Segment};
 use ipc_os::poll::Waker;
 
@@ -325,8 +325,11 @@ impl Outgoing {
     }
 
     /// Pool segments handed out and not back yet, and fresh segments not released yet.
-    pub(crate) fn in_use(&self) -> (usize, usize) {
-        (lock(&self.pool).pool.busy(), lock(&self.fresh).len())
+    pub(crate) fn in_use(&self) -> SegmentsInUse {
+        SegmentsInUse {
+            pool: lock(&self.pool).pool.busy(),
+            fresh: lock(&self.fresh).len(),
+        }
     }
 
     /// Registers a sealed fresh segment; returns its id.
@@ -387,6 +390,17 @@ impl Loan {
 }
 
 ipc_driver_core::loan_bytes!(Loan);
+
+/// A subscription's counters ([`Subscription::counters`](crate::Subscription::counters)).
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Default)]
+pub struct SubscriptionCounters {
+    /// Messages received.
+    pub received: u64,
+    /// Messages this subscription's policy dropped (`DropOldest`, `DropNewest`).
+    pub dropped: u64,
+    /// Messages queued now, not received by the application yet.
+    pub queued: usize,
+}
 
 /// Gives received pooled ranges back to their publisher when the last message using them goes.
 pub(crate) struct ReleaseGuard {
@@ -566,6 +580,11 @@ impl SubQueue {
         self.take(&mut q)
     }
 
+    /// Whether the queue is closed: no message will be added.
+    pub(crate) fn is_closed(&self) -> bool {
+        lock(&self.queue).closed
+    }
+
     pub(crate) fn recv_deadline(&self, deadline: Option<Instant>) -> Option<Message> {
         let mut q = lock(&self.queue);
         loop {
@@ -592,9 +611,12 @@ impl SubQueue {
         }
     }
 
-    /// (messages received, dropped by this queue's policy, queued now)
-    pub(crate) fn counters(&self) -> (u64, u64, usize) {
+    pub(crate) fn counters(&self) -> SubscriptionCounters {
         let q = lock(&self.queue);
-        (q.received, q.dropped, q.messages.len())
+        SubscriptionCounters {
+            received: q.received,
+            dropped: q.dropped,
+            queued: q.messages.len(),
+        }
     }
 }

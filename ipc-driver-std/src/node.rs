@@ -16,7 +16,7 @@ use crate::pubsub::{Bus, Handle, Publisher, Subscription};
 use crate::reactor::{Reactor, Setup};
 use crate::request::{Request, Requester, Shared, State};
 use crate::{DriverError, NodeEvent};
-use ipc_driver_core::{EventKinds, HubInfo, NodeConfig, start};
+use ipc_driver_core::{EventKinds, HubInfo, NodeConfig, SegmentsInUse, start};
 use ipc_os::poll::Waker;
 use ipc_proto::names::bus_topic;
 
@@ -125,10 +125,10 @@ impl NodeBuilder {
     /// from the very start, the node's own join included.
     ///
     /// ```no_run
-    /// use ipc_driver_std::{EventKinds, Node, NodeEvent};
+    /// use ipc_driver_std::{EventKinds, Node, NodeEvent, NodeWithEvents};
     ///
     /// # fn main() -> Result<(), ipc_driver_std::DriverError> {
-    /// let (node, events) = Node::builder("logger")
+    /// let NodeWithEvents { node, events } = Node::builder("logger")
     ///     .group("robot")
     ///     .join_with_events(EventKinds::GROUP)?;
     /// for event in events {
@@ -138,13 +138,13 @@ impl NodeBuilder {
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn join_with_events(self, kinds: EventKinds) -> Result<(Node, Events), DriverError> {
+    pub fn join_with_events(self, kinds: EventKinds) -> Result<NodeWithEvents, DriverError> {
         self.start_with_events(kinds, false)
     }
 
     /// Observes the group like [`observe`](Self::observe), with a receiver of the events of
     /// `kinds` from the very start.
-    pub fn observe_with_events(self, kinds: EventKinds) -> Result<(Node, Events), DriverError> {
+    pub fn observe_with_events(self, kinds: EventKinds) -> Result<NodeWithEvents, DriverError> {
         self.start_with_events(kinds, true)
     }
 
@@ -152,10 +152,11 @@ impl NodeBuilder {
         mut self,
         kinds: EventKinds,
         observer: bool,
-    ) -> Result<(Node, Events), DriverError> {
+    ) -> Result<NodeWithEvents, DriverError> {
         let (events, sink) = Events::new(kinds);
         self.sinks.push(sink);
-        Ok((self.start(observer)?, events))
+        let node = self.start(observer)?;
+        Ok(NodeWithEvents { node, events })
     }
 
     /// Watches the group without joining it: no node record, no topics, never the hub. The
@@ -230,6 +231,16 @@ impl NodeBuilder {
         }
         Ok(node)
     }
+}
+
+/// A node joined with a receiver of its events from the very start
+/// ([`NodeBuilder::join_with_events`]).
+#[derive(Debug)]
+pub struct NodeWithEvents {
+    /// The node.
+    pub node: Node,
+    /// Its events of the kinds asked for, its own join included.
+    pub events: Events,
 }
 
 /// A member of a group (or an observer of one), with its own I/O thread.
@@ -452,7 +463,7 @@ impl Node {
     /// This node's publishing memory in use: pool segments lent to subscribers (or loans) and
     /// not back yet, and fresh segments not sent yet. Both return to 0 once every subscriber
     /// has dropped what it received, or has gone.
-    pub fn segments_in_use(&self) -> (usize, usize) {
+    pub fn segments_in_use(&self) -> SegmentsInUse {
         self.handle.outgoing.in_use()
     }
 
@@ -472,7 +483,7 @@ impl Node {
     /// let node = ipc_driver_std::Node::builder("a").group("demo").join()?;
     /// let doc = node.open_doc("settings", serde_json::json!({"speed": 1}))?;
     /// doc.wait_opened(std::time::Duration::from_secs(5))?;
-    /// println!("{}", doc.snapshot().1);
+    /// println!("{}", doc.snapshot().value);
     /// # Ok(()) }
     /// ```
     pub fn open_doc(&self, name: &str, default: serde_json::Value) -> Result<Doc, DriverError> {

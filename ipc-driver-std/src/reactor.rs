@@ -29,7 +29,7 @@ use crate::NodeEvent;
 use crate::data::{Mailbox, Message, Offered, OutSegment, Outgoing, ReleaseGuard, SubQueue};
 use crate::doc::{DocRegistry, push_all};
 use crate::events::Sink;
-use crate::request::{Request, Shared};
+use crate::request::{LEFT, Request, Shared};
 
 /// Everything the I/O thread needs to run a node.
 pub(crate) struct Setup {
@@ -130,7 +130,7 @@ impl Reactor {
             Ok(()) if no_group => {
                 "no hub runs in the group, and this node may not start one".into()
             }
-            Ok(()) => "left the group".to_string(),
+            Ok(()) => LEFT.to_string(),
             Err(e) => {
                 warn!(error = %e, "I/O thread stops");
                 format!("I/O error: {e}")

@@ -37,6 +37,9 @@ pub(crate) enum Request {
     Doc(DocRequest),
 }
 
+/// Why the I/O thread stopped when the node left as asked (its `leave`, or dropped).
+pub(crate) const LEFT: &str = "left the group";
+
 /// What application threads may read without asking the I/O thread.
 #[derive(Debug, Default)]
 pub(crate) struct State {

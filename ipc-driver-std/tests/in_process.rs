@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ipc_driver_std::{Event, EventKinds, Node, NodeEvent};
+use ipc_driver_std::{Event, EventKinds, Node, NodeEvent, NodeWithEvents};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -17,7 +17,10 @@ fn three_nodes_see_each_other_and_survive_the_hub_leaving() {
     let a = Node::builder("a").group(&g).join().expect("a joins");
     assert!(a.is_hub(), "the first node runs the hub");
     let b = Node::builder("b").group(&g).join().expect("b joins");
-    let (c, c_events) = (Node::builder("c").group(&g))
+    let NodeWithEvents {
+        node: c,
+        events: c_events,
+    } = (Node::builder("c").group(&g))
         .join_with_events(EventKinds::GROUP)
         .expect("c joins");
     b.announce("news", "text/plain").expect("announce");
@@ -110,7 +113,10 @@ fn a_node_that_joins_only_a_running_group_never_starts_one() {
         .expect("a starts the group");
     let b = Node::builder("b").group(&g).join().expect("b joins");
     let keepalive = Duration::from_millis(300);
-    let (client, events) = Node::builder("client")
+    let NodeWithEvents {
+        node: client,
+        events,
+    } = Node::builder("client")
         .group(&g)
         .keepalive(keepalive)
         .join_existing(true)

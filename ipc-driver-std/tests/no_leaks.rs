@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ipc_driver_std::{EventKinds, Node};
+use ipc_driver_std::{EventKinds, Node, NodeWithEvents};
 
 fn fds() -> usize {
     std::fs::read_dir("/proc/self/fd").expect("procfs").count()
@@ -29,7 +29,7 @@ fn a_hundred_nodes_created_and_dropped_leave_nothing_behind() {
     let before = (fds(), threads());
     for i in 0..100 {
         // Exercise the callback thread too.
-        let (n, events) = (Node::builder(&format!("n{i}")).group(&group))
+        let NodeWithEvents { node: n, events } = (Node::builder(&format!("n{i}")).group(&group))
             .on_event(|_| {})
             .join_with_events(EventKinds::ALL)
             .expect("join");

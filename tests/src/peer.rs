@@ -317,7 +317,7 @@ fn stdin_lines(mut send: impl FnMut(Option<String>) -> bool + Send + 'static) {
 
 mod std_peer {
     use super::*;
-    use ipc_driver_std::{EventKinds, Node, NodeEvent, Publisher};
+    use ipc_driver_std::{EventKinds, Node, NodeEvent, NodeWithEvents, Publisher};
 
     fn line(e: &NodeEvent) -> Option<Value> {
         Some(match e {
@@ -343,7 +343,8 @@ mod std_peer {
         if let Some(g) = a.grace {
             b = b.grace(g);
         }
-        let (node, events) = b.join_timeout(None).join_with_events(EventKinds::ALL)?;
+        let NodeWithEvents { node, events } =
+            b.join_timeout(None).join_with_events(EventKinds::ALL)?;
         started(node.id(), &a);
         let printer = thread::spawn(move || {
             for e in events {

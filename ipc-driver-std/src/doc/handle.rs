@@ -13,7 +13,7 @@ use crate::events::{CallbackId, Dispatcher};
 use crate::request::{Request, Requester};
 use ipc_driver_core::DriverError;
 use ipc_driver_core::NodeEvent;
-use ipc_driver_core::{Committed, DocEvent, PatchError};
+use ipc_driver_core::{Committed, DocEvent, DocSnapshot, PatchError};
 
 /// What a [`Doc`] needs of its node.
 #[derive(Clone)]
@@ -75,9 +75,12 @@ impl Doc {
     /// The version the value builds on (0 for a new document; `None` until the host
     /// answered the opening) and the local value: the host's, with this node's patches that
     /// the host has not answered yet applied. Cheap: the value is shared, not copied.
-    pub fn snapshot(&self) -> (Option<u64>, Arc<Value>) {
+    pub fn snapshot(&self) -> DocSnapshot<Arc<Value>> {
         let s = lock(&self.shared.state);
-        (s.version, Arc::clone(&s.value))
+        DocSnapshot {
+            version: s.version,
+            value: Arc::clone(&s.value),
+        }
     }
 
     /// Whether the host has answered the opening (the value is the group's).
@@ -135,7 +138,7 @@ impl Doc {
         path: &str,
         mut f: impl FnMut(Option<&Value>) + Send + 'static,
     ) -> Result<CallbackId, PathError> {
-        let mut observed = Observed::new(path, &self.snapshot().1)?;
+        let mut observed = Observed::new(path, &self.snapshot().value)?;
         let shared = Arc::clone(&self.shared);
         let name = self.shared.name.clone();
         Ok(self.link.dispatcher().add(&self.link.node, move |event| {

@@ -217,7 +217,7 @@ fn block(node: &Node, topic: &str, depth: u32) -> Result<Subscription> {
 
 fn next(sub: &Subscription, what: &str) -> Result<Message> {
     sub.recv_timeout(WAIT)
-        .ok_or_else(|| CliError::Failed(format!("no {what} within {WAIT:?}")))
+        .map_err(|e| CliError::Failed(format!("no {what}: {e}")))
 }
 
 /// Waits for the 1-byte acknowledgement of every receiver.

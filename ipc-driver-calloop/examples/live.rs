@@ -129,7 +129,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn describe(e: &Event) -> String {
     match e {
         Event::NodeJoined { info, .. } => format!("{} joined as {:?}", info.id, info.name),
-        Event::NodeLeft { node } => format!("{node} left"),
+        Event::NodeLeft { node, info } => format!("{node} left (was {:?})", info.name),
         Event::TopicAnnounced {
             node, topic, mime, ..
         } => {

@@ -523,7 +523,7 @@ impl Screen {
 fn describe(e: &Event, name_of: &dyn Fn(ipc_proto::NodeId) -> String) -> String {
     match e {
         Event::NodeJoined { info, .. } => format!("{} joined ({})", info.name, info.id),
-        Event::NodeLeft { node } => format!("{} left", name_of(*node)),
+        Event::NodeLeft { info, .. } => format!("{} left", info.name),
         Event::TopicAnnounced { node, topic, .. } => {
             format!("{} publishes {topic:?}", name_of(*node))
         }

@@ -48,7 +48,7 @@ fn three_nodes_see_each_other_and_survive_the_hub_leaving() {
         .filter(|e| matches!(e, NodeEvent::Topology(Event::NodeLeft { .. })))
         .collect();
     assert!(
-        matches!(left[..], [NodeEvent::Topology(Event::NodeLeft { node, .. })] if *node == a_id),
+        matches!(left[..], [NodeEvent::Topology(Event::NodeLeft { node, info })] if *node == a_id && info.name == "a"),
         "{seen:?}"
     );
 }

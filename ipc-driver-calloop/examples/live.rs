@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use calloop::channel::{self, Channel};
 use calloop::timer::{TimeoutAction, Timer};
 use calloop::{Dispatcher, EventLoop, LoopSignal};
+use ipc_driver_calloop::Event;
 use ipc_driver_calloop::{NodeEvent, NodeSource, PublisherOptions, SubscriptionOptions};
-use ipc_proto::Event;
 
 /// What the screen shows.
 struct App {

@@ -56,6 +56,10 @@
 //! both its window and a group: it draws the group's nodes, hub and last message, and keeps
 //! drawing through a hub's death (`cargo run -p ipc-driver-calloop --example wayland -- --group
 //! demo --topic chat` on a Wayland desktop; `tests/wayland.rs` runs it under headless weston).
+//! `examples/calloop_camera.rs` and `examples/calloop_viewer.rs` publish and check 1 MiB frames
+//! at 30 Hz; the viewer handles events with the same code as the std driver's `viewer` example
+//! (`cargo run -p ipc-driver-calloop --example calloop_viewer`, then `... --example
+//! calloop_camera`).
 //! `benches/vs_std.rs` measures a 64 B round trip and 1 MiB pooled throughput with this
 //! driver and with `ipc-driver-std` in the same run (`cargo bench -p ipc-driver-calloop`).
 //!

@@ -450,8 +450,9 @@ impl Node {
         Ok(self.member.handle(now(), MemberInput::Cmd(cmd))?)
     }
 
-    /// Publishes `topic` in the group's topology, with payload type `mime` (or changes its
-    /// type). To send messages, use [`open_publisher`](Self::open_publisher).
+    /// Declares in the group's topology that this node publishes `topic`, with payload type
+    /// `mime` (or changes its type). Topology only: it moves no data. To send messages, use
+    /// [`open_publisher`](Self::open_publisher), which announces the topic itself.
     pub fn announce(&mut self, topic: &str, mime: &str) -> Result<(), DriverError> {
         self.spoke(SpokeCmd::Announce {
             topic: topic.into(),
@@ -466,8 +467,9 @@ impl Node {
         })
     }
 
-    /// Subscribes to `topic` in the topology. To receive its messages, use
-    /// [`open_subscription`](Self::open_subscription).
+    /// Declares in the group's topology that this node subscribes to `topic`. Topology only:
+    /// no message reaches this node by it. To receive messages, use
+    /// [`open_subscription`](Self::open_subscription), which subscribes itself.
     pub fn subscribe(&mut self, topic: &str) -> Result<(), DriverError> {
         self.spoke(SpokeCmd::Subscribe {
             topic: topic.into(),

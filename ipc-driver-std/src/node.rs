@@ -356,7 +356,10 @@ impl Node {
         }
     }
 
-    /// Publishes `topic`, whose payloads have type `mime` (or changes its type).
+    /// Declares in the group's topology that this node publishes `topic`, with payload type
+    /// `mime` (or changes its type). Topology only: it moves no data. To send messages, use
+    /// [`publisher`](Self::publisher), which announces the topic itself; `announce` alone
+    /// suits a node that describes the group (a bridge, a test, a tool).
     pub fn announce(&self, topic: &str, mime: &str) -> Result<(), DriverError> {
         self.cmd(SpokeCmd::Announce {
             topic: topic.into(),
@@ -364,21 +367,23 @@ impl Node {
         })
     }
 
-    /// Stops publishing `topic`.
+    /// Withdraws this node's [`announce`](Self::announce) of `topic` from the topology.
     pub fn retract(&self, topic: &str) -> Result<(), DriverError> {
         self.cmd(SpokeCmd::Retract {
             topic: topic.into(),
         })
     }
 
-    /// Subscribes to `topic`.
+    /// Declares in the group's topology that this node subscribes to `topic`. Topology only:
+    /// no message reaches this node by it. To receive messages, use
+    /// [`subscription`](Self::subscription), which subscribes itself.
     pub fn subscribe(&self, topic: &str) -> Result<(), DriverError> {
         self.cmd(SpokeCmd::Subscribe {
             topic: topic.into(),
         })
     }
 
-    /// Unsubscribes from `topic`.
+    /// Withdraws this node's [`subscribe`](Self::subscribe) to `topic` from the topology.
     pub fn unsubscribe(&self, topic: &str) -> Result<(), DriverError> {
         self.cmd(SpokeCmd::Unsubscribe {
             topic: topic.into(),
@@ -420,7 +425,8 @@ impl Node {
         self.dispatcher.get().is_some_and(|d| d.remove(id))
     }
 
-    /// A publisher of `topic` (announced with payload type `mime`), with default options.
+    /// A data handle that sends messages on `topic`: it announces the topic (payload type
+    /// `mime`) in the topology and retracts it when dropped. Default options.
     pub fn publisher(&self, topic: &str, mime: &str) -> Result<Publisher, DriverError> {
         self.publisher_with(topic, mime, PublisherOptions::default())
     }
@@ -435,7 +441,8 @@ impl Node {
         Publisher::new(self.handle.clone(), topic, mime, options)
     }
 
-    /// A subscription to `topic`'s messages, whose queue follows `options`.
+    /// A data handle that receives `topic`'s messages, queued as `options` say: it subscribes
+    /// in the topology and unsubscribes when dropped.
     pub fn subscription(
         &self,
         topic: &str,

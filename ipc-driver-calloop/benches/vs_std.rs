@@ -183,7 +183,7 @@ fn std_run(group: &str, case: Case) -> Duration {
         let ack = echoer.publisher(ACK, MIME).expect("publisher");
         thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                if let Some(m) = data.recv_timeout(Duration::from_millis(50)) {
+                if let Ok(m) = data.recv_timeout(Duration::from_millis(50)) {
                     ack.publish(&m[..8]).expect("answer");
                 }
             }
@@ -201,7 +201,7 @@ fn std_run(group: &str, case: Case) -> Duration {
     'warm: for probe in PROBE.. {
         assert!(Instant::now() < deadline, "std: no route between the nodes");
         out.publish(&message(probe, case.size)).expect("probe");
-        while let Some(m) = acks.recv_timeout(Duration::from_millis(20)) {
+        while let Ok(m) = acks.recv_timeout(Duration::from_millis(20)) {
             if number(&m) & PROBE != 0 {
                 break 'warm;
             }

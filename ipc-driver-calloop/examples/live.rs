@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use calloop::channel::{self, Channel};
 use calloop::timer::{TimeoutAction, Timer};
 use calloop::{Dispatcher, EventLoop, LoopSignal};
+use ipc_driver_calloop::Event;
 use ipc_driver_calloop::{NodeEvent, NodeSource, PublisherOptions, SubscriptionOptions};
-use ipc_proto::Event;
 
 /// What the screen shows.
 struct App {
@@ -129,7 +129,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn describe(e: &Event) -> String {
     match e {
         Event::NodeJoined { info, .. } => format!("{} joined as {:?}", info.id, info.name),
-        Event::NodeLeft { node } => format!("{node} left"),
+        Event::NodeLeft { node, info } => format!("{node} left (was {:?})", info.name),
         Event::TopicAnnounced {
             node, topic, mime, ..
         } => {
@@ -145,7 +145,7 @@ fn describe(e: &Event) -> String {
 fn draw(node: &ipc_driver_calloop::Node, app: &App) {
     // Clear the screen and home the cursor.
     print!("\x1b[2J\x1b[H");
-    let hub = node.hub().map(|(h, t)| format!("{h} (term {t})"));
+    let hub = node.hub().map(|h| h.to_string());
     println!(
         "group {} as {} [{}]   hub: {}",
         node.group(),

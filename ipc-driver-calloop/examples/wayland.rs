@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use calloop::timer::{TimeoutAction, Timer};
 use calloop::{EventLoop, LoopSignal};
+use ipc_driver_calloop::Event;
 use ipc_driver_calloop::{Node, NodeEvent, NodeHandle, NodeSource, SubscriptionOptions};
-use ipc_proto::Event;
 use serde_json::json;
 use smithay_client_toolkit::compositor::{CompositorHandler, CompositorState, FrameCallbackData};
 use smithay_client_toolkit::output::{OutputHandler, OutputState};
@@ -348,7 +348,7 @@ impl App {
         }
 
         // Copy what the window shows.
-        let hub = node.hub().map(|(h, _)| h);
+        let hub = node.hub().map(|h| h.node);
         let me = node.id();
         self.screen.group.rows = node
             .view()
@@ -520,10 +520,10 @@ impl Screen {
 }
 
 /// One line per topology change.
-fn describe(e: &Event, name_of: &dyn Fn(ipc_proto::NodeId) -> String) -> String {
+fn describe(e: &Event, name_of: &dyn Fn(ipc_driver_calloop::NodeId) -> String) -> String {
     match e {
         Event::NodeJoined { info, .. } => format!("{} joined ({})", info.name, info.id),
-        Event::NodeLeft { node } => format!("{} left", name_of(*node)),
+        Event::NodeLeft { info, .. } => format!("{} left", info.name),
         Event::TopicAnnounced { node, topic, .. } => {
             format!("{} publishes {topic:?}", name_of(*node))
         }

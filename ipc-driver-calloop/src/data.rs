@@ -2,8 +2,6 @@
 //! receives (messages, which give pooled ranges back when dropped).
 
 use std::collections::HashMap;
-use std::fmt;
-use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -13,8 +11,8 @@ use ipc_proto::PeerId;
 use ipc_proto::data::{Pool, SegmentId};
 use ipc_proto::wire::SlotRef;
 
-pub use ipc_driver_core::Message;
-use ipc_driver_core::{Attachments, POOL_IDLE};
+pub(crate) use ipc_driver_core::Message;
+use ipc_driver_core::{Attachments, LoanBuf, POOL_IDLE, PoolBytes, SegmentsInUse, Via};
 use ipc_os::memfd::{MappingMut, SealSet, Segment};
 
 /// Ids of fresh segments start here; pool segments below.
@@ -163,8 +161,11 @@ impl Outgoing {
     }
 
     /// Pool segments lent out (to loans or subscribers) and fresh segments not released.
-    pub(crate) fn in_use(&self) -> (usize, usize) {
-        (self.pool.busy(), self.fresh.len())
+    pub(crate) fn in_use(&self) -> SegmentsInUse {
+        SegmentsInUse {
+            pool: self.pool.busy(),
+            fresh: self.fresh.len(),
+        }
     }
 
     /// Bytes of pool segments created.
@@ -211,29 +212,49 @@ impl Mailbox {
     }
 }
 
-/// A writable buffer for the next message of a topic, sent without a copy by
-/// [`Node::send`](crate::Node::send): a pool segment, a fresh memfd or (small payloads) a
-/// plain buffer, as the topic's [`PublisherOptions`](crate::PublisherOptions) choose. Dropping
-/// it unsent gives its memory back.
+/// A writable buffer of a given length for the next message of a topic, written in place and
+/// sent without a copy by [`Node::send`](crate::Node::send); made by
+/// [`Node::loan`](crate::Node::loan) (or [`NodeHandle::loan`](crate::NodeHandle::loan) on
+/// another thread).
+///
+/// It derefs to its bytes (zeroed at first). Where they are depends on the topic's
+/// [`PublisherOptions`](crate::PublisherOptions) and the payload's size ([`via`](Self::via)):
+/// a plain buffer sent inline, a slot of this node's pool of memfd segments that subscribers
+/// map once, or a fresh memfd sealed when sent. Dropping a loan unsent gives its memory back.
 pub struct Loan {
     pub(crate) topic: String,
     pub(crate) len: usize,
     pub(crate) kind: LoanKind,
 }
 
-pub(crate) enum LoanKind {
-    Inline(Vec<u8>),
-    Pooled {
-        segment: SegmentId,
-        /// `None` once sent.
-        seg: Option<Box<PoolSegment>>,
-        mailbox: Arc<Mailbox>,
-    },
-    Fresh {
-        segment: Segment,
-        map: MappingMut,
-    },
+/// A pool segment held by a loan; given back to the node's loop if dropped unsent.
+pub(crate) struct PooledLoan {
+    pub(crate) segment: SegmentId,
+    /// `None` once sent.
+    pub(crate) seg: Option<Box<PoolSegment>>,
+    pub(crate) mailbox: Arc<Mailbox>,
 }
+
+impl PoolBytes for PooledLoan {
+    fn bytes(&self) -> &[u8] {
+        self.seg.as_ref().map_or(&[], |s| s.map.as_slice())
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self.seg.as_mut().map_or(&mut [], |s| &mut s.map[..])
+    }
+}
+
+impl Drop for PooledLoan {
+    fn drop(&mut self) {
+        if let Some(seg) = self.seg.take() {
+            let segment = self.segment;
+            self.mailbox.with(|r| r.loans.push((segment, seg)));
+        }
+    }
+}
+
+pub(crate) type LoanKind = LoanBuf<PooledLoan>;
 
 impl Loan {
     /// The topic it will be published on.
@@ -241,69 +262,13 @@ impl Loan {
         &self.topic
     }
 
-    /// How it travels: `"inline"`, `"pooled"` or `"fresh"`.
-    pub fn via(&self) -> &'static str {
-        match self.kind {
-            LoanKind::Inline(_) => "inline",
-            LoanKind::Pooled { .. } => "pooled",
-            LoanKind::Fresh { .. } => "fresh",
-        }
+    /// How it will travel.
+    pub fn via(&self) -> Via {
+        self.kind.via()
     }
 }
 
-impl fmt::Debug for Loan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Loan")
-            .field("topic", &self.topic)
-            .field("len", &self.len)
-            .field("via", &self.via())
-            .finish()
-    }
-}
-
-impl Deref for Loan {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        match &self.kind {
-            LoanKind::Inline(v) => v,
-            LoanKind::Pooled { seg, .. } => match seg {
-                Some(s) => &s.map.as_slice()[..self.len],
-                None => &[],
-            },
-            LoanKind::Fresh { map, .. } => &map.as_slice()[..self.len],
-        }
-    }
-}
-
-impl DerefMut for Loan {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        let len = self.len;
-        match &mut self.kind {
-            LoanKind::Inline(v) => v,
-            LoanKind::Pooled { seg, .. } => match seg {
-                Some(s) => &mut s.map[..len],
-                None => &mut [],
-            },
-            LoanKind::Fresh { map, .. } => &mut map[..len],
-        }
-    }
-}
-
-impl Drop for Loan {
-    fn drop(&mut self) {
-        if let LoanKind::Pooled {
-            segment,
-            seg,
-            mailbox,
-        } = &mut self.kind
-            && let Some(seg) = seg.take()
-        {
-            let segment = *segment;
-            mailbox.with(|r| r.loans.push((segment, seg)));
-        }
-    }
-}
+ipc_driver_core::loan_bytes!(Loan);
 
 /// Gives a received pooled range back to its publisher when the message goes.
 #[derive(Debug)]
@@ -318,11 +283,4 @@ impl Drop for ReleaseGuard {
         let (peer, slot) = (self.peer, self.slot);
         self.mailbox.with(|r| r.releases.push((peer, slot)));
     }
-}
-
-/// A fresh segment to write a payload into, then seal and send.
-pub(crate) fn fresh_loan(len: usize) -> std::io::Result<LoanKind> {
-    let segment = Segment::create("ipc-pubsub-fresh", len)?;
-    let map = segment.map_rw()?;
-    Ok(LoanKind::Fresh { segment, map })
 }

@@ -7,7 +7,7 @@
 //! it subscribes to) and `&mut` [`Node`], through which it announces, subscribes, publishes
 //! and leaves. Other threads send the same commands through a [`NodeHandle`].
 //!
-//! Every protocol decision is made by [`ipc_proto`]'s machines, the same ones the std driver
+//! Every protocol decision is made by `ipc-proto`'s machines, the same ones the std driver
 //! runs, so nodes of both drivers form one group and either may be its hub.
 //!
 //! ```no_run
@@ -56,6 +56,10 @@
 //! both its window and a group: it draws the group's nodes, hub and last message, and keeps
 //! drawing through a hub's death (`cargo run -p ipc-driver-calloop --example wayland -- --group
 //! demo --topic chat` on a Wayland desktop; `tests/wayland.rs` runs it under headless weston).
+//! `examples/calloop_camera.rs` and `examples/calloop_viewer.rs` publish and check 1 MiB frames
+//! at 30 Hz; the viewer handles events with the same code as the std driver's `viewer` example
+//! (`cargo run -p ipc-driver-calloop --example calloop_viewer`, then `... --example
+//! calloop_camera`).
 //! `benches/vs_std.rs` measures a 64 B round trip and 1 MiB pooled throughput with this
 //! driver and with `ipc-driver-std` in the same run (`cargo bench -p ipc-driver-calloop`).
 //!
@@ -66,13 +70,11 @@
 
 mod builder;
 mod data;
-mod error;
 mod node;
 mod source;
 
 pub use builder::NodeBuilder;
-pub use data::{Loan, Message};
-pub use error::DriverError;
-pub use ipc_proto::data::{DEFAULT_INLINE_MAX, PublisherOptions, SendMode, SubscriptionOptions};
-pub use node::{MAX_HELD, Node, NodeEvent, NodeHandle, ObserverId};
+pub use data::Loan;
+pub use ipc_driver_core::api::*;
+pub use node::{MAX_HELD, Node, NodeHandle};
 pub use source::NodeSource;

@@ -8,82 +8,19 @@ use std::time::Instant;
 use calloop::channel::Sender;
 use ipc_driver_core::LEAVE_DEADLINE;
 use ipc_proto::data::{DataCmd, Payload, PublisherOptions, Room, SendMode, SubscriptionOptions};
-use ipc_proto::doc::{DocError, DocEvt, Observed, PatchId, Scope};
+use ipc_proto::doc::{DocError, Observed, PatchId, Scope};
 use ipc_proto::names::bus_topic;
-use ipc_proto::wire::{CloseReason, DataStats};
-use ipc_proto::{Event, Member, MemberCmd, MemberInput, NodeId, SpokeCmd, Term, View};
+use ipc_proto::wire::DataStats;
+use ipc_proto::{Member, MemberCmd, MemberInput, NodeId, SpokeCmd, View};
 use tracing::{debug, warn};
 
-use crate::data::{self, Loan, LoanKind, Mailbox, Message, Outgoing};
-use crate::error::DriverError;
+use crate::data::{self, Loan, LoanKind, Mailbox, Outgoing, PooledLoan};
+use crate::{DocSnapshot, DriverError, HubInfo, NodeEvent, ObserverId, SegmentsInUse};
+use ipc_driver_core::fresh_loan;
 
 /// Most messages of one topic a node holds back for full `Block` subscribers before
 /// [`Node::publish`] fails with [`DriverError::Full`].
 pub const MAX_HELD: usize = 1024;
-
-/// What a node reports to its callback.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum NodeEvent {
-    /// A change of the group.
-    Topology(Event),
-    /// The node holds the hub's history: after joining, and after every hub change.
-    Synced {
-        /// The node hosting the hub.
-        hub: NodeId,
-        /// The hub's term.
-        term: Term,
-    },
-    /// This node won the hub address and now runs the group's hub.
-    BecameHub,
-    /// The link to the hub went down; the node is finding (or becoming) the next hub.
-    HubLost,
-    /// The hub has been silent for longer than the keepalive timeout.
-    HubUnresponsive,
-    /// The hub spoke again after [`NodeEvent::HubUnresponsive`].
-    HubResponsive,
-    /// The hub closed the link, and why.
-    HubClosed(CloseReason),
-    /// Observers only: no hub answered (no group of that name exists right now).
-    HubAbsent,
-    /// A message on a topic this node has a subscription to.
-    Message(Message),
-    /// Messages this node held back for full `Block` subscribers of `topic` have all gone out
-    /// (sent, or dropped for those still full after their timeout): publishing on it will not
-    /// fail with [`DriverError::Full`] now.
-    Room {
-        /// The topic.
-        topic: String,
-    },
-    /// A command sent through a [`NodeHandle`] failed.
-    Failed {
-        /// Which command (`"Announce"`, `"Publish"`...).
-        command: &'static str,
-        /// Why.
-        error: DriverError,
-    },
-    /// Something about a shared document this node has open (see [`Node::open_doc`]): opened,
-    /// changed (where: [`DocEvt::Changed`]'s scope), patched by any node, this node's patch
-    /// accepted or rejected, replaced by a new host's state (a host change).
-    Doc(DocEvt),
-    /// The value at an observed path changed ([`Node::observe_doc`]); it comes right after
-    /// the [`DocEvt::Changed`] that changed it.
-    DocObserved {
-        /// The document.
-        doc: String,
-        /// The observer.
-        observer: ObserverId,
-        /// The value at its path now (`None`: absent).
-        value: Option<serde_json::Value>,
-    },
-    /// The node has left the group (after [`Node::leave`] or a handle's leave); the source
-    /// removes itself from the loop after this event.
-    Left,
-}
-
-/// An observer of a document path ([`Node::observe_doc`]).
-#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct ObserverId(u64);
 
 /// A command sent from any thread through a [`NodeHandle`].
 #[derive(Debug)]
@@ -105,6 +42,15 @@ pub(crate) enum Request {
         data: Vec<u8>,
     },
     Send(Loan),
+    OpenDoc {
+        name: String,
+        default: serde_json::Value,
+    },
+    PatchDoc {
+        name: String,
+        update: serde_json::Value,
+    },
+    CloseDoc(String),
     Leave,
 }
 
@@ -118,6 +64,9 @@ impl Request {
             Self::CloseSubscription(_) => "CloseSubscription",
             Self::Publish { .. } => "Publish",
             Self::Send(_) => "Send",
+            Self::OpenDoc { .. } => "OpenDoc",
+            Self::PatchDoc { .. } => "PatchDoc",
+            Self::CloseDoc(_) => "CloseDoc",
             Self::Leave => "Leave",
         }
     }
@@ -216,13 +165,13 @@ impl NodeHandle {
     }
 
     /// A writable buffer for a message of `len` bytes on `topic`, made on this thread: inline
-    /// up to [`DEFAULT_INLINE_MAX`](ipc_proto::data::DEFAULT_INLINE_MAX) bytes, a fresh
+    /// up to [`DEFAULT_INLINE_MAX`](crate::DEFAULT_INLINE_MAX) bytes, a fresh
     /// memfd above (the node's pool belongs to its loop; use [`Node::loan`] there).
     pub fn loan(&self, topic: &str, len: usize) -> Result<Loan, DriverError> {
         let kind = if len <= ipc_proto::data::DEFAULT_INLINE_MAX {
             LoanKind::Inline(vec![0; len])
         } else {
-            data::fresh_loan(len)?
+            fresh_loan(len)?
         };
         Ok(Loan {
             topic: topic.into(),
@@ -234,6 +183,32 @@ impl NodeHandle {
     /// Sends a loan as the next message of its topic.
     pub fn send(&self, loan: Loan) -> Result<(), DriverError> {
         self.push(Request::Send(loan))
+    }
+
+    /// Opens the shared document `name` (see [`Node::open_doc`]);
+    /// [`DocEvent::Opened`](crate::DocEvent::Opened) follows.
+    pub fn open_doc(&self, name: &str, default: serde_json::Value) -> Result<(), DriverError> {
+        self.push(Request::OpenDoc {
+            name: name.into(),
+            default,
+        })
+    }
+
+    /// Patches the document `name` (see [`Node::patch_doc`]). The answer comes as
+    /// [`DocEvent::Accepted`](crate::DocEvent::Accepted) or
+    /// [`DocEvent::Rejected`](crate::DocEvent::Rejected) with the patch's ticket, which only
+    /// the loop learns: call [`Node::patch_doc`] there to match answers to patches. An update
+    /// refused locally comes back as [`NodeEvent::Failed`].
+    pub fn patch_doc(&self, name: &str, update: serde_json::Value) -> Result<(), DriverError> {
+        self.push(Request::PatchDoc {
+            name: name.into(),
+            update,
+        })
+    }
+
+    /// Closes the document `name` (see [`Node::close_doc`]).
+    pub fn close_doc(&self, name: &str) -> Result<(), DriverError> {
+        self.push(Request::CloseDoc(name.into()))
     }
 
     /// Leaves the group (see [`Node::leave`]).
@@ -338,9 +313,9 @@ impl Node {
         self.member.view()
     }
 
-    /// The hub this node is synced with, and its term.
-    pub fn hub(&self) -> Option<(NodeId, Term)> {
-        self.member.hub()
+    /// The hub this node is synced with.
+    pub fn hub(&self) -> Option<HubInfo> {
+        (self.member.hub()).map(|(node, term)| HubInfo { node, term })
     }
 
     /// Whether this node runs the group's hub.
@@ -368,7 +343,7 @@ impl Node {
 
     /// Pool segments lent out (to loans or subscribers) and fresh segments not yet released:
     /// both return to 0 once every subscriber has dropped what it received, or has gone.
-    pub fn segments_in_use(&self) -> (usize, usize) {
+    pub fn segments_in_use(&self) -> SegmentsInUse {
         self.outgoing.in_use()
     }
 
@@ -380,7 +355,7 @@ impl Node {
     // ---- shared documents ----
 
     /// Opens the shared document `name`: the group's value replaces `default` once the
-    /// hub's document host answers ([`DocEvt::Opened`]); a document the group does not have
+    /// hub's document host answers ([`DocEvent::Opened`](crate::DocEvent::Opened)); a document the group does not have
     /// is created from `default`. Until then [`doc`](Self::doc) shows `default`.
     pub fn open_doc(&mut self, name: &str, default: serde_json::Value) -> Result<(), DriverError> {
         self.check_doc_cmd()?;
@@ -388,8 +363,9 @@ impl Node {
     }
 
     /// Applies `update` (MongoDB update operators) to the local value at once and sends it to
-    /// the host; never blocks. The answer comes as [`DocEvt::Accepted`] or
-    /// [`DocEvt::Rejected`] with the id returned. An invalid update is refused here, with an
+    /// the host; never blocks. The answer comes as
+    /// [`DocEvent::Accepted`](crate::DocEvent::Accepted) or
+    /// [`DocEvent::Rejected`](crate::DocEvent::Rejected) with the ticket returned. An invalid update is refused here, with an
     /// error naming the operator and the path.
     pub fn patch_doc(
         &mut self,
@@ -409,20 +385,24 @@ impl Node {
     }
 
     /// A document's snapshot: the host's version it builds on (`None` until the host
-    /// answered) and the local value (with this node's unanswered patches applied).
-    pub fn doc(&self, name: &str) -> Option<(Option<u64>, &serde_json::Value)> {
+    /// answered) and the local value (with this node's unanswered patches applied); `None` if
+    /// it is not open.
+    pub fn doc(&self, name: &str) -> Option<DocSnapshot<&serde_json::Value>> {
         let docs = self.member.docs();
-        Some((docs.version(name), docs.value(name)?))
+        Some(DocSnapshot {
+            version: docs.version(name),
+            value: docs.value(name)?,
+        })
     }
 
     /// Observes `path` of the open document `name` (dotted, array indices included; `""` for
     /// the whole document): [`NodeEvent::DocObserved`] comes each time the value there
     /// changes, whether by a local patch, another node's, a rejection or a new host's state.
     pub fn observe_doc(&mut self, name: &str, path: &str) -> Result<ObserverId, DriverError> {
-        let (_, value) = self.doc(name).ok_or_else(|| DocError::NotOpen {
+        let snapshot = self.doc(name).ok_or_else(|| DocError::NotOpen {
             name: name.to_string(),
         })?;
-        let observed = Observed::new(path, value)?;
+        let observed = Observed::new(path, snapshot.value)?;
         self.next_observer += 1;
         let id = ObserverId(self.next_observer);
         self.observers.insert(id, (name.to_string(), observed));
@@ -470,8 +450,9 @@ impl Node {
         Ok(self.member.handle(now(), MemberInput::Cmd(cmd))?)
     }
 
-    /// Publishes `topic` in the group's topology, with payload type `mime` (or changes its
-    /// type). To send messages, use [`open_publisher`](Self::open_publisher).
+    /// Declares in the group's topology that this node publishes `topic`, with payload type
+    /// `mime` (or changes its type). Topology only: it moves no data. To send messages, use
+    /// [`open_publisher`](Self::open_publisher), which announces the topic itself.
     pub fn announce(&mut self, topic: &str, mime: &str) -> Result<(), DriverError> {
         self.spoke(SpokeCmd::Announce {
             topic: topic.into(),
@@ -486,8 +467,9 @@ impl Node {
         })
     }
 
-    /// Subscribes to `topic` in the topology. To receive its messages, use
-    /// [`open_subscription`](Self::open_subscription).
+    /// Declares in the group's topology that this node subscribes to `topic`. Topology only:
+    /// no message reaches this node by it. To receive messages, use
+    /// [`open_subscription`](Self::open_subscription), which subscribes itself.
     pub fn subscribe(&mut self, topic: &str) -> Result<(), DriverError> {
         self.spoke(SpokeCmd::Subscribe {
             topic: topic.into(),
@@ -562,7 +544,7 @@ impl Node {
 
     /// Joins bus channel `name`: every member's message reaches every other member, never the
     /// sender. Messages arrive as [`NodeEvent::Message`] on topic
-    /// [`bus_topic(name)`](ipc_proto::names::bus_topic).
+    /// [`bus_topic(name)`](crate::bus_topic).
     pub fn join_bus(
         &mut self,
         name: &str,
@@ -624,15 +606,15 @@ impl Node {
                 LoanKind::Inline(vec![0; len])
             }
             SendMode::Pooled => match self.outgoing.pool_loan(len, now())? {
-                Some((segment, seg)) => LoanKind::Pooled {
+                Some((segment, seg)) => LoanKind::Pooled(PooledLoan {
                     segment,
                     seg: Some(seg),
                     mailbox: Arc::clone(&self.mailbox),
-                },
+                }),
                 // The pool is at its bound with nothing free: this one goes fresh.
-                None => data::fresh_loan(len)?,
+                None => fresh_loan(len)?,
             },
-            _ => data::fresh_loan(len)?,
+            _ => fresh_loan(len)?,
         };
         Ok(Loan {
             topic: topic.into(),
@@ -642,24 +624,23 @@ impl Node {
     }
 
     /// Sends a loan as the next message of its topic (see [`publish`](Self::publish)).
-    pub fn send(&mut self, mut loan: Loan) -> Result<(), DriverError> {
+    pub fn send(&mut self, loan: Loan) -> Result<(), DriverError> {
         if self.leaving.is_some() {
             return Err(DriverError::Left);
         }
-        let topic = std::mem::take(&mut loan.topic);
+        let Loan { topic, len, kind } = loan;
         let Some(p) = self.publishing.get(&topic) else {
             return Err(DriverError::NotPublishing(topic));
         };
         if p.held.len() >= MAX_HELD {
             return Err(DriverError::Full(topic));
         }
-        let len = loan.len as u64;
-        let payload = match std::mem::replace(&mut loan.kind, LoanKind::Inline(Vec::new())) {
+        let len = len as u64;
+        let payload = match kind {
             LoanKind::Inline(bytes) => Payload::Inline(bytes),
-            LoanKind::Pooled {
-                segment, mut seg, ..
-            } => {
-                let seg = seg.take().expect("an unsent loan holds its segment");
+            LoanKind::Pooled(mut pooled) => {
+                let segment = pooled.segment;
+                let seg = (pooled.seg.take()).expect("an unsent loan holds its segment");
                 let size = seg_size(&seg);
                 self.outgoing.give_back(segment, seg, false, now());
                 Payload::Pooled {
@@ -774,8 +755,8 @@ impl Node {
         }
     }
 
-    /// Carries out a command from a handle.
-    pub(crate) fn request(&mut self, r: Request) -> Result<(), (&'static str, DriverError)> {
+    /// Carries out a command from a handle; what to report if it failed.
+    pub(crate) fn request(&mut self, r: Request) -> Option<NodeEvent> {
         let name = r.name();
         let result = match r {
             Request::Spoke(c) => self.spoke(c),
@@ -789,12 +770,18 @@ impl Node {
             Request::CloseSubscription(t) => self.close_subscription(&t),
             Request::Publish { topic, data } => self.publish(&topic, &data),
             Request::Send(loan) => self.send(loan),
+            Request::OpenDoc { name, default } => self.open_doc(&name, default),
+            Request::PatchDoc { name, update } => self.patch_doc(&name, &update).map(drop),
+            Request::CloseDoc(name) => self.close_doc(&name),
             Request::Leave => {
                 self.leave();
                 Ok(())
             }
         };
-        result.map_err(|e| (name, e))
+        result.err().map(|e| NodeEvent::Failed {
+            command: name,
+            error: Arc::new(e),
+        })
     }
 }
 

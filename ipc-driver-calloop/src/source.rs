@@ -23,6 +23,7 @@ use calloop::channel::{self, Channel};
 use calloop::generic::Generic;
 use calloop::ping::{self, PingSource};
 use calloop::{EventSource, Interest, Mode, Poll, PostAction, Readiness, Token, TokenFactory};
+use ipc_driver_core::DocEvent;
 use ipc_driver_core::{
     Links, OWN_TOKEN, READ_BUDGET, Read, Ready, Started, log_member_evt, map_own, start,
 };
@@ -36,8 +37,8 @@ use tracing::{debug, info, warn};
 
 use crate::builder::NodeBuilder;
 use crate::data::{Mailbox, Message, ReleaseGuard};
-use crate::error::DriverError;
-use crate::node::{Node, NodeEvent, Request};
+use crate::node::{Node, Request};
+use crate::{DriverError, NodeEvent};
 
 /// Readiness reports taken from the node's epoll set per turn (the rest wait for the next).
 const EVENTS_PER_TURN: usize = 64;
@@ -98,7 +99,13 @@ impl NodeSource {
             data_listener,
             member,
             max_record,
-        } = start::<DriverError>(&b.options, &b.group, b.dir.as_deref(), observer, now)?;
+        } = start::<DriverError>(
+            &b.config.options,
+            &b.config.group,
+            b.config.dir.as_deref(),
+            observer,
+            now,
+        )?;
 
         let epoll = Poller::new()?;
         let timer = Timer::new()?;
@@ -109,12 +116,12 @@ impl NodeSource {
             Interest::READ,
             Mode::Level,
         );
-        let max_frame = b.options.limits.max_frame;
+        let max_frame = b.config.options.limits.max_frame;
         let io = Links::new(
             epoll,
             dir,
             data_listener,
-            b.max_outbox,
+            b.config.max_outbox,
             max_frame,
             max_record,
         )?;
@@ -122,9 +129,9 @@ impl NodeSource {
         let (ping, returns) = ping::make_ping()?;
         let node = Node::new(
             member,
-            b.group,
-            b.options.name,
-            b.pool_bytes,
+            b.config.group,
+            b.config.options.name,
+            b.config.pool_bytes,
             private,
             Arc::new(Mailbox::new(ping)),
             tx,
@@ -187,12 +194,7 @@ impl NodeSource {
             self.io.accept(&mut self.node.member, now, Listener::Data);
         }
         while let Ok(r) = self.requests.try_recv() {
-            if let Err(failed) = self.node.request(r) {
-                self.events.push_back(NodeEvent::Failed {
-                    command: failed.0,
-                    error: failed.1,
-                });
-            }
+            self.events.extend(self.node.request(r));
         }
         self.returns_and_deadlines(now);
         self.pump(now)
@@ -326,7 +328,11 @@ impl NodeSource {
                     DocEvt::Changed { name, scope, .. } => self.node.observed(name, scope),
                     _ => Vec::new(),
                 };
-                self.events.push_back(NodeEvent::Doc(e));
+                let docs = self.node.member.docs();
+                match DocEvent::from_replica(e, |name| docs.version(name)) {
+                    Some(e) => self.events.push_back(NodeEvent::Doc(e)),
+                    None => return,
+                }
                 self.events.extend(observed);
                 return;
             }
@@ -472,9 +478,7 @@ impl EventSource for NodeSource {
             .process_events(readiness, token, |(), _| {})
             .map_err(|e| io::Error::other(e.to_string()))?;
         for r in requests {
-            if let Err((command, error)) = self.node.request(r) {
-                self.events.push_back(NodeEvent::Failed { command, error });
-            }
+            self.events.extend(self.node.request(r));
         }
 
         #[allow(clippy::disallowed_methods)] // the driver reads the clock

@@ -3,8 +3,9 @@
 use std::time::{Duration, Instant};
 
 use calloop::EventLoop;
-use ipc_driver_calloop::{DriverError, Node, NodeEvent, NodeSource, ObserverId};
-use ipc_proto::doc::{DocError, DocEvt, PatchId};
+use ipc_driver_calloop::{
+    DocError, DocEvent, DriverError, Node, NodeEvent, NodeSource, ObserverId, PatchId,
+};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -16,7 +17,7 @@ fn group() -> String {
 #[derive(Default)]
 struct State {
     /// (node, event) in order.
-    docs: Vec<(String, DocEvt)>,
+    docs: Vec<(String, DocEvent)>,
     /// Patches of `a` to send once it has opened the document.
     to_send: Vec<Value>,
     sent: Vec<PatchId>,
@@ -91,14 +92,15 @@ fn two_nodes_in_one_loop_share_a_document() {
                     return;
                 }
                 if let NodeEvent::Doc(e) = event {
-                    if matches!(e, DocEvt::Opened { .. }) && me == "a" {
+                    if matches!(e, DocEvent::Opened { .. }) && me == "a" {
                         for u in std::mem::take(&mut state.to_send) {
                             state.sent.push(node.patch_doc("cfg", &u).expect("valid"));
                         }
                     }
-                    if matches!(e, DocEvt::Changed { .. }) {
-                        let (v, value) = node.doc("cfg").expect("open");
-                        state.values.push((me.clone(), v, value.clone()));
+                    if matches!(e, DocEvent::Changed { .. }) {
+                        let snapshot = node.doc("cfg").expect("open");
+                        let value = snapshot.value.clone();
+                        state.values.push((me.clone(), snapshot.version, value));
                     }
                     state.docs.push((me, e));
                 }
@@ -109,7 +111,7 @@ fn two_nodes_in_one_loop_share_a_document() {
     run_until(&mut event_loop, &mut state, "both patches accepted", |s| {
         s.docs
             .iter()
-            .filter(|(n, e)| n == "a" && matches!(e, DocEvt::Accepted { .. }))
+            .filter(|(n, e)| n == "a" && matches!(e, DocEvent::Accepted { .. }))
             .count()
             == 2
     });
@@ -124,7 +126,7 @@ fn two_nodes_in_one_loop_share_a_document() {
         .docs
         .iter()
         .filter_map(|(n, e)| match e {
-            DocEvt::Patched { version, .. } if n == "b" => Some(*version),
+            DocEvent::Patched { version, .. } if n == "b" => Some(*version),
             _ => None,
         })
         .collect();

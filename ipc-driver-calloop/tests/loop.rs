@@ -36,7 +36,7 @@ fn insert(event_loop: &EventLoop<'static, State>, source: NodeSource) {
                 NodeEvent::Message(m) => {
                     state
                         .messages
-                        .push((me, m.topic().to_string(), m.to_vec(), m.via()));
+                        .push((me, m.topic().to_string(), m.to_vec(), m.via().name()));
                 }
                 NodeEvent::Left => state.left.push(me),
                 _ => {}

@@ -13,21 +13,41 @@
 //!   released.
 //! - `start`: how a node starts ([`start`]): group directory, id, data listener, member.
 //! - `log`: how both drivers log member events about peers, rate-limited ([`PeerLog`]).
+//!
+//! And the vocabulary both drivers speak to their applications, re-exported by each: what a
+//! node reports (`event`: [`NodeEvent`], [`EventKinds`], [`HubInfo`]; `doc_event`:
+//! [`DocEvent`], [`Committed`], [`PatchError`], [`DocSnapshot`]), the one error type
+//! (`error`: [`DriverError`]), a received [`Message`] (`message`) and the builders' options
+//! (`options`: [`NodeConfig`] and [`node_builder_setters!`]).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 use std::time::Duration;
 
+pub mod api;
+mod doc_event;
+mod error;
+mod event;
 mod links;
+mod loan;
 mod log;
 mod message;
+mod options;
 mod received;
 mod start;
 
+pub use doc_event::{Committed, DocEvent, DocSnapshot, ObserverId, PatchError};
+pub use error::{DriverError, RecvError};
+pub use event::{EventKinds, HubInfo, NodeEvent};
+#[doc(hidden)]
+pub use ipc_proto::Limits as __Limits;
+pub use options::{DEFAULT_GROUP, DEFAULT_POOL_BYTES, NodeConfig};
+
 pub use links::{Attachments, Links, OWN_TOKEN, Owned, Read, Ready};
+pub use loan::{LoanBuf, PoolBytes, SegmentsInUse, fresh_loan};
 pub use log::{PeerLog, log_member_evt};
-pub use message::Message;
+pub use message::{Message, Via};
 pub use received::{ReceivedSegments, map_own};
 pub use start::{Started, start};
 

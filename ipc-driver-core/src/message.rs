@@ -10,6 +10,9 @@ use ipc_os::memfd::Mapping;
 use ipc_proto::NodeId;
 use ipc_proto::data::Mode;
 
+/// How a received payload travelled ([`Message::via`]): the protocol's transfer mode.
+pub use ipc_proto::data::Mode as Via;
+
 /// A message received on a subscription.
 ///
 /// It derefs to the payload's bytes. A payload that came in a memfd is mapped read-only and
@@ -19,7 +22,7 @@ use ipc_proto::data::Mode;
 ///
 /// A pooled payload is immutable by protocol, not by the kernel: a publisher never rewrites a
 /// range a subscriber holds, but a buggy or hostile publisher of the same uid could. Use
-/// [`SendMode::Fresh`](ipc_proto::data::SendMode::Fresh) (kernel-sealed) where publishers are
+/// `SendMode::Fresh` (kernel-sealed) where publishers are
 /// not trusted.
 #[derive(Clone)]
 pub struct Message {
@@ -108,9 +111,10 @@ impl Message {
         self.len() == 0
     }
 
-    /// How the payload travelled: `"inline"`, `"fresh"` or `"pooled"`.
-    pub fn via(&self) -> &'static str {
-        self.mode.name()
+    /// How the payload travelled: inline in the record, in a fresh memfd, or in a pool
+    /// segment (it displays as `inline`, `fresh` or `pooled`).
+    pub fn via(&self) -> Via {
+        self.mode
     }
 }
 

@@ -7,21 +7,18 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use ipc_proto::PeerId;
-pub use ipc_proto::data::{
-    DEFAULT_INLINE_MAX, DEFAULT_MAX_PAYLOAD, PublisherOptions, SendMode, SubscriptionOptions,
-};
 use ipc_proto::data::{Pool, Room, SegmentId};
+pub(crate) use ipc_proto::data::{PublisherOptions, SendMode, SubscriptionOptions};
 use ipc_proto::wire::{Policy, SlotRef};
 
-pub use ipc_driver_core::Message;
-use ipc_driver_core::POOL_IDLE;
+pub(crate) use ipc_driver_core::Message;
+use ipc_driver_core::{LoanBuf, POOL_IDLE, PoolBytes, SegmentsInUse, Via};
 use ipc_os::memfd::{MappingMut, SealSet, Segment};
 use ipc_os::poll::Waker;
 
@@ -328,8 +325,11 @@ impl Outgoing {
     }
 
     /// Pool segments handed out and not back yet, and fresh segments not released yet.
-    pub(crate) fn in_use(&self) -> (usize, usize) {
-        (lock(&self.pool).pool.busy(), lock(&self.fresh).len())
+    pub(crate) fn in_use(&self) -> SegmentsInUse {
+        SegmentsInUse {
+            pool: lock(&self.pool).pool.busy(),
+            fresh: lock(&self.fresh).len(),
+        }
     }
 
     /// Registers a sealed fresh segment; returns its id.
@@ -351,53 +351,55 @@ fn create_pool_segment(size: usize) -> std::io::Result<PoolSegment> {
     })
 }
 
-/// A writable buffer for one message, sent without a copy: see
-/// [`Publisher::loan`](crate::Publisher::loan).
+/// A writable buffer of a given length for the next message of a [`Publisher`](crate::Publisher),
+/// written in place and sent without a copy by [`Publisher::send`](crate::Publisher::send);
+/// made by [`Publisher::loan`](crate::Publisher::loan).
+///
+/// It derefs to its bytes (zeroed at first). Where they are depends on the topic's
+/// [`PublisherOptions`] and the payload's size ([`via`](Self::via)): a plain buffer sent
+/// inline, a slot of this node's pool of memfd segments that subscribers map once, or a fresh
+/// memfd sealed when sent. Dropping a loan unsent gives its memory back.
 pub struct Loan {
     pub(crate) kind: LoanKind,
     pub(crate) len: usize,
 }
 
-pub(crate) enum LoanKind {
-    Inline(Vec<u8>),
-    Pooled { segment: SegmentId, seg: PoolWriter },
-    Fresh { segment: Segment, map: MappingMut },
+/// A pool segment held by a loan.
+pub(crate) struct PooledLoan {
+    pub(crate) segment: SegmentId,
+    pub(crate) seg: PoolWriter,
 }
 
-impl fmt::Debug for Loan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mode = match self.kind {
-            LoanKind::Inline(_) => "inline",
-            LoanKind::Pooled { .. } => "pooled",
-            LoanKind::Fresh { .. } => "fresh",
-        };
-        f.debug_struct("Loan")
-            .field("len", &self.len)
-            .field("mode", &mode)
-            .finish()
+impl PoolBytes for PooledLoan {
+    fn bytes(&self) -> &[u8] {
+        self.seg.map()
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self.seg.map_mut()
     }
 }
 
-impl Deref for Loan {
-    type Target = [u8];
+pub(crate) type LoanKind = LoanBuf<PooledLoan>;
 
-    fn deref(&self) -> &[u8] {
-        match &self.kind {
-            LoanKind::Inline(v) => v,
-            LoanKind::Pooled { seg, .. } => &seg.map()[..self.len],
-            LoanKind::Fresh { map, .. } => &map[..self.len],
-        }
+impl Loan {
+    /// How it will travel.
+    pub fn via(&self) -> Via {
+        self.kind.via()
     }
 }
 
-impl DerefMut for Loan {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        match &mut self.kind {
-            LoanKind::Inline(v) => v,
-            LoanKind::Pooled { seg, .. } => &mut seg.map_mut()[..self.len],
-            LoanKind::Fresh { map, .. } => &mut map[..self.len],
-        }
-    }
+ipc_driver_core::loan_bytes!(Loan);
+
+/// A subscription's counters ([`Subscription::counters`](crate::Subscription::counters)).
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Default)]
+pub struct SubscriptionCounters {
+    /// Messages received.
+    pub received: u64,
+    /// Messages this subscription's policy dropped (`DropOldest`, `DropNewest`).
+    pub dropped: u64,
+    /// Messages queued now, not received by the application yet.
+    pub queued: usize,
 }
 
 /// Gives received pooled ranges back to their publisher when the last message using them goes.
@@ -578,6 +580,11 @@ impl SubQueue {
         self.take(&mut q)
     }
 
+    /// Whether the queue is closed: no message will be added.
+    pub(crate) fn is_closed(&self) -> bool {
+        lock(&self.queue).closed
+    }
+
     pub(crate) fn recv_deadline(&self, deadline: Option<Instant>) -> Option<Message> {
         let mut q = lock(&self.queue);
         loop {
@@ -604,9 +611,12 @@ impl SubQueue {
         }
     }
 
-    /// (messages received, dropped by this queue's policy, queued now)
-    pub(crate) fn counters(&self) -> (u64, u64, usize) {
+    pub(crate) fn counters(&self) -> SubscriptionCounters {
         let q = lock(&self.queue);
-        (q.received, q.dropped, q.messages.len())
+        SubscriptionCounters {
+            received: q.received,
+            dropped: q.dropped,
+            queued: q.messages.len(),
+        }
     }
 }

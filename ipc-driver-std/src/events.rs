@@ -6,52 +6,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
-use ipc_proto::{CloseReason, Event, NodeId, Term};
+use ipc_driver_core::{EventKinds, NodeEvent};
 
 /// How many events a receiver holds before it starts dropping the oldest.
 pub const EVENT_QUEUE_CAPACITY: usize = 65_536;
-
-/// Something a node reports to its application.
-///
-/// Topology events come from [`ipc_proto::Event`]: each is a transition of the node's view of
-/// the group, and replaying them gives that view (see [`Node::view`](crate::Node::view)). The
-/// others report the node's link to the group.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum NodeEvent {
-    /// A change of the group.
-    Topology(Event),
-    /// The node holds the hub's history: after joining, and after every hub change.
-    Synced {
-        /// The node hosting the hub.
-        hub: NodeId,
-        /// The hub's term.
-        term: Term,
-    },
-    /// This node won the hub address and now runs the group's hub.
-    BecameHub,
-    /// The link to the hub went down; the node is finding (or becoming) the next hub.
-    HubLost,
-    /// The hub has been silent for longer than the keepalive timeout (its process may be
-    /// stopped). The node stays connected; [`NodeEvent::HubResponsive`] follows if it resumes,
-    /// a new hub if it dies.
-    HubUnresponsive,
-    /// The hub spoke again after [`NodeEvent::HubUnresponsive`].
-    HubResponsive,
-    /// The hub closed the link, and why.
-    HubClosed(CloseReason),
-    /// Observers only: no hub answered (no group of that name exists right now). An observer
-    /// never becomes the hub; it tries again after a backoff.
-    HubAbsent,
-    /// Something about a shared document this node has open.
-    Doc(crate::doc::DocEvent),
-    /// This receiver fell behind and the oldest events were dropped: `missed` of them. The
-    /// current state is always available from [`Node::view`](crate::Node::view).
-    Lagged {
-        /// How many were dropped.
-        missed: u64,
-    },
-}
 
 fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking callback cannot leave these queues half-updated: recover the data.
@@ -71,9 +29,10 @@ struct Shared {
     ready: Condvar,
 }
 
-/// The sending side of one receiver; held by the node's I/O thread.
+/// The sending side of one receiver, and the kinds of event it takes; held by the node's I/O
+/// thread.
 #[derive(Debug)]
-pub(crate) struct Sink(Weak<Shared>);
+pub(crate) struct Sink(Weak<Shared>, EventKinds);
 
 impl Sink {
     /// Queues an event, dropping the oldest if the receiver is full. Never blocks for long:
@@ -83,6 +42,9 @@ impl Sink {
         let Some(shared) = self.0.upgrade() else {
             return false;
         };
+        if !event.is(self.1) {
+            return true;
+        }
         let mut q = lock(&shared.queue);
         if q.events.len() >= EVENT_QUEUE_CAPACITY {
             q.events.pop_front();
@@ -103,7 +65,8 @@ impl Sink {
     }
 }
 
-/// A receiver of a node's events, in order. Bounded: a receiver that falls more than
+/// A receiver of a node's events, in order: every kind ([`Node::events`](crate::Node::events))
+/// or only some ([`Node::events_of`](crate::Node::events_of)). Bounded: a receiver that falls more than
 /// [`EVENT_QUEUE_CAPACITY`] events behind loses the oldest and is told so with
 /// [`NodeEvent::Lagged`].
 ///
@@ -121,7 +84,7 @@ impl Sink {
 pub struct Events(Arc<Shared>);
 
 impl Events {
-    pub(crate) fn new() -> (Self, Sink) {
+    pub(crate) fn new(kinds: EventKinds) -> (Self, Sink) {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 events: VecDeque::new(),
@@ -130,7 +93,7 @@ impl Events {
             }),
             ready: Condvar::new(),
         });
-        let sink = Sink(Arc::downgrade(&shared));
+        let sink = Sink(Arc::downgrade(&shared), kinds);
         (Self(shared), sink)
     }
 
@@ -325,15 +288,17 @@ mod tests {
 
     #[test]
     fn a_full_receiver_drops_the_oldest_and_says_how_many() {
-        let (events, sink) = Events::new();
+        let (events, sink) = Events::new(EventKinds::ALL);
         for i in 0..EVENT_QUEUE_CAPACITY + 3 {
             let e = NodeEvent::Lagged { missed: i as u64 };
             assert!(sink.push(&e));
         }
-        assert_eq!(events.try_recv(), Some(NodeEvent::Lagged { missed: 3 }));
-        assert_eq!(
+        assert!(matches!(
             events.try_recv(),
-            Some(NodeEvent::Lagged { missed: 3 }),
+            Some(NodeEvent::Lagged { missed: 3 })
+        ));
+        assert!(
+            matches!(events.try_recv(), Some(NodeEvent::Lagged { missed: 3 })),
             "the 4th event pushed"
         );
         sink.close();
@@ -342,16 +307,30 @@ mod tests {
 
     #[test]
     fn a_dropped_receiver_stops_the_sink() {
-        let (events, sink) = Events::new();
+        let (events, sink) = Events::new(EventKinds::ALL);
         drop(events);
         assert!(!sink.push(&NodeEvent::HubLost));
     }
 
     #[test]
     fn recv_timeout_returns_none_on_timeout_and_on_close() {
-        let (events, sink) = Events::new();
-        assert_eq!(events.recv_timeout(Duration::from_millis(1)), None);
+        let (events, sink) = Events::new(EventKinds::ALL);
+        assert!(events.recv_timeout(Duration::from_millis(1)).is_none());
         sink.close();
-        assert_eq!(events.recv(), None);
+        assert!(events.recv().is_none());
+    }
+
+    #[test]
+    fn a_receiver_of_some_kinds_gets_only_those_and_its_own() {
+        let (events, sink) = Events::new(EventKinds::GROUP);
+        assert!(sink.push(&NodeEvent::Room { topic: "t".into() }));
+        assert!(sink.push(&NodeEvent::HubLost));
+        assert!(sink.push(&NodeEvent::Left));
+        sink.close();
+        let got: Vec<NodeEvent> = events.into_iter().collect();
+        assert!(
+            matches!(got[..], [NodeEvent::HubLost, NodeEvent::Left]),
+            "{got:?}"
+        );
     }
 }

@@ -6,8 +6,8 @@
 //! the group's hub on the `SOCK_SEQPACKET` socket `hub` beside it; every node, the hub's own
 //! included, is a spoke connected to it. When the hub's process dies, its socket closes and
 //! its lock is released, every spoke notices at once, and exactly one survivor takes the lock
-//! and takes over, seeded with its copy of the group's history ([`ipc_proto`] makes every
-//! protocol decision). See [`ipc_proto::names`] for where a group's sockets live.
+//! and takes over, seeded with its copy of the group's history (the crate `ipc-proto` makes
+//! every protocol decision; its module `names` says where a group's sockets live).
 //!
 //! Each node has one I/O thread, which multiplexes all its sockets with `epoll`; application
 //! threads talk to it through requests. Events reach the application through [`Events`]
@@ -16,13 +16,12 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use ipc_driver_std::{Node, NodeEvent};
-//! use ipc_proto::Event;
+//! use ipc_driver_std::{Event, EventKinds, Node, NodeEvent, NodeWithEvents};
 //!
 //! # fn main() -> Result<(), ipc_driver_std::DriverError> {
-//! let mut builder = Node::builder("logger").group("robot");
-//! let events = builder.events();
-//! let node = builder.join()?;
+//! let NodeWithEvents { node, events } = Node::builder("logger")
+//!     .group("robot")
+//!     .join_with_events(EventKinds::GROUP)?;
 //! node.subscribe("logs")?;
 //! while let Some(event) = events.recv_timeout(Duration::from_secs(1)) {
 //!     if let NodeEvent::Topology(Event::NodeJoined { info, .. }) = event {
@@ -52,19 +51,15 @@
 
 mod data;
 mod doc;
-mod error;
 mod events;
 mod node;
 mod pubsub;
 mod reactor;
 mod request;
 
-pub use data::{
-    DEFAULT_INLINE_MAX, DEFAULT_MAX_PAYLOAD, Loan, Message, PublisherOptions, SendMode,
-    SubscriptionOptions,
-};
-pub use doc::{Committed, Doc, DocEvent, PatchError, Ticket};
-pub use error::DriverError;
-pub use events::{CallbackId, EVENT_QUEUE_CAPACITY, Events, NodeEvent};
-pub use node::{DEFAULT_GROUP, Node, NodeBuilder};
-pub use pubsub::{Bus, Publisher, Subscription, bus_topic};
+pub use data::{Loan, SubscriptionCounters};
+pub use doc::{Doc, Ticket};
+pub use events::{CallbackId, EVENT_QUEUE_CAPACITY, Events};
+pub use ipc_driver_core::api::*;
+pub use node::{Node, NodeBuilder, NodeWithEvents};
+pub use pubsub::{Bus, Publisher, Subscription};

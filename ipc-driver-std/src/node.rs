@@ -1,27 +1,24 @@
 //! The blocking API: a node of a group, and its builder.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ipc_proto::wire::DataStats;
-use ipc_proto::{Limits, NodeId, NodeOptions, SpokeCmd, Term, View};
+use ipc_proto::{NodeId, SpokeCmd, View};
 
 use crate::data::{Mailbox, Outgoing, PublisherOptions, SubQueue, SubscriptionOptions};
 use crate::doc::{Doc, DocLink};
-use crate::error::DriverError;
-use crate::events::{CallbackId, Dispatcher, Events, NodeEvent, Sink};
-use crate::pubsub::{Bus, Handle, Publisher, Subscription, bus_topic};
+use crate::events::{CallbackId, Dispatcher, Events, Sink};
+use crate::pubsub::{Bus, Handle, Publisher, Subscription};
 use crate::reactor::{Reactor, Setup};
 use crate::request::{Request, Requester, Shared, State};
-use ipc_driver_core::{DEFAULT_MAX_OUTBOX, start};
+use crate::{DriverError, NodeEvent};
+use ipc_driver_core::{EventKinds, HubInfo, NodeConfig, SegmentsInUse, start};
 use ipc_os::poll::Waker;
-
-/// The group used when none is given.
-pub const DEFAULT_GROUP: &str = "default";
+use ipc_proto::names::bus_topic;
 
 /// Configures and starts a [`Node`].
 ///
@@ -41,15 +38,10 @@ pub const DEFAULT_GROUP: &str = "default";
 /// ```
 #[must_use]
 pub struct NodeBuilder {
-    options: NodeOptions,
-    group: String,
-    /// A directory for a group opened to other users; `None` for this user's private one.
-    dir: Option<PathBuf>,
+    config: NodeConfig,
     join_timeout: Option<Duration>,
     join_existing: bool,
     observer: bool,
-    max_outbox: usize,
-    pool_bytes: u64,
     sinks: Vec<Sink>,
     dispatcher: Option<Arc<Dispatcher>>,
 }
@@ -57,9 +49,7 @@ pub struct NodeBuilder {
 impl fmt::Debug for NodeBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NodeBuilder")
-            .field("options", &self.options)
-            .field("group", &self.group)
-            .field("dir", &self.dir)
+            .field("config", &self.config)
             .field("join_existing", &self.join_existing)
             .field("observer", &self.observer)
             .finish_non_exhaustive()
@@ -68,99 +58,17 @@ impl fmt::Debug for NodeBuilder {
 
 impl NodeBuilder {
     fn new(name: &str) -> Self {
-        let me = ipc_os::current_credentials();
         Self {
-            options: NodeOptions::new(name, me.uid),
-            group: DEFAULT_GROUP.into(),
-            dir: None,
+            config: NodeConfig::new(name),
             join_timeout: Some(Duration::from_secs(5)),
             join_existing: false,
             observer: false,
-            max_outbox: DEFAULT_MAX_OUTBOX,
-            pool_bytes: 256 << 20,
             sinks: Vec::new(),
             dispatcher: None,
         }
     }
 
-    /// The group to join. Default [`DEFAULT_GROUP`].
-    pub fn group(mut self, group: impl Into<String>) -> Self {
-        self.group = group.into();
-        self
-    }
-
-    /// Where the group's sockets live, for a group opened to other users
-    /// ([`allow_uid`](Self::allow_uid), [`allow_gid`](Self::allow_gid),
-    /// [`allow_anyone`](Self::allow_anyone)): the group's directory is `dir/<group>`, made
-    /// accessible to everyone, so `dir`'s own permissions decide who can reach the group and
-    /// the access policy decides whom its members accept. Every member must name the same
-    /// `dir`.
-    ///
-    /// By default a group lives in this user's private runtime directory
-    /// (`$XDG_RUNTIME_DIR/ipc-pubsub/<group>`, else `/tmp/ipc-pubsub-<uid>/<group>`, mode 0700),
-    /// which no other user can enter. See [`ipc_proto::names`].
-    ///
-    /// ```no_run
-    /// # use ipc_driver_std::Node;
-    /// // As root: `install -d -m 0750 -g video /run/robot`, then in every member:
-    /// let node = Node::builder("camera")
-    ///     .group("robot")
-    ///     .dir("/run/robot")
-    ///     .allow_gid(44) // video
-    ///     .join()?;
-    /// # Ok::<(), ipc_driver_std::DriverError>(())
-    /// ```
-    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.dir = Some(dir.into());
-        self
-    }
-
-    /// A node (or hub) silent for this long is declared gone; heartbeats go out four times
-    /// per period. Default 2 s.
-    pub fn keepalive(mut self, timeout: Duration) -> Self {
-        self.options.keepalive = timeout;
-        self
-    }
-
-    /// How long a new hub waits for the nodes it inherited to reconnect before declaring them
-    /// gone. Default 200 ms.
-    pub fn grace(mut self, grace: Duration) -> Self {
-        self.options.grace = grace;
-        self
-    }
-
-    /// Whether this node may run the group's hub when none answers (default yes). A node
-    /// that may not waits for another to take over: a group needs at least one that may.
-    pub fn hub_eligible(mut self, eligible: bool) -> Self {
-        self.options.hub_eligible = eligible;
-        self
-    }
-
-    /// Whether this node keeps a copy of every shared document of the group, opened or not,
-    /// so that a patch acknowledged to its writer survives the death of any one process
-    /// (default yes; see [`Committed`](crate::Committed)). A node that leaves right after its
-    /// work, a one-shot writer, should say no: its copy would be gone when it is needed.
-    /// Witnessing costs the documents' size in memory, within
-    /// [`DocLimits::max_witness_bytes`](ipc_proto::doc::DocLimits::max_witness_bytes), and
-    /// one small receipt to the hub per patch received.
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use ipc_driver_std::Node;
-    /// use serde_json::json;
-    ///
-    /// let writer = Node::builder("job").group("robot").witness(false).join()?;
-    /// let doc = writer.open_doc("counters", json!({}))?;
-    /// let committed = doc.patch(&json!({"$inc": {"runs": 1}}))?;
-    /// if committed.witnesses == 0 {
-    ///     eprintln!("version {} is held by the hub alone", committed.version);
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub fn witness(mut self, witness: bool) -> Self {
-        self.options.witness = witness;
-        self
-    }
+    ipc_driver_core::node_builder_setters!();
 
     /// Joins only a group that is running, and never runs its hub (default no). For a
     /// client that reads or writes the group's state but must not keep the group alive by
@@ -189,31 +97,6 @@ impl NodeBuilder {
         self
     }
 
-    /// Also let processes of `uid` join, should this node run the hub. By default only the
-    /// same uid may join.
-    pub fn allow_uid(mut self, uid: u32) -> Self {
-        self.options.access.allow_uid(uid);
-        self
-    }
-
-    /// Also let processes whose effective group is `gid` join, should this node run the hub.
-    pub fn allow_gid(mut self, gid: u32) -> Self {
-        self.options.access.allow_gid(gid);
-        self
-    }
-
-    /// Let anyone join, should this node run the hub (open the group explicitly).
-    pub fn allow_anyone(mut self) -> Self {
-        self.options.access.anyone = true;
-        self
-    }
-
-    /// Bounds on what peers may send.
-    pub fn limits(mut self, limits: Limits) -> Self {
-        self.options.limits = limits;
-        self
-    }
-
     /// How long [`join`](Self::join) waits for the group's history; `None` returns at once.
     /// Default 5 s.
     pub fn join_timeout(mut self, timeout: Option<Duration>) -> Self {
@@ -221,40 +104,14 @@ impl NodeBuilder {
         self
     }
 
-    /// Most bytes queued for one peer before it is considered too slow and disconnected.
-    /// Default 8 MiB.
-    pub fn max_outbox(mut self, bytes: usize) -> Self {
-        self.max_outbox = bytes;
-        self
-    }
-
-    /// Whether this node's messages also reach its own subscriptions. Default no.
-    pub fn self_delivery(mut self, on: bool) -> Self {
-        self.options.self_delivery = on;
-        self
-    }
-
-    /// Most bytes of pool segments this node's publishers may create. Default 256 MiB.
-    pub fn pool_bytes(mut self, bytes: u64) -> Self {
-        self.pool_bytes = bytes;
-        self
-    }
-
-    /// A receiver of every event from the very start, the node's own join included.
-    pub fn events(&mut self) -> Events {
-        let (events, sink) = Events::new();
-        self.sinks.push(sink);
-        events
-    }
-
     /// Calls `f` for every event from the very start; see [`Node::on_event`].
     pub fn on_event(mut self, f: impl FnMut(&NodeEvent) + Send + 'static) -> Self {
         let dispatcher = self.dispatcher.get_or_insert_with(|| {
-            let (events, sink) = Events::new();
+            let (events, sink) = Events::new(EventKinds::ALL);
             self.sinks.push(sink);
             Arc::new(Dispatcher::new(events))
         });
-        dispatcher.add(&self.options.name, f);
+        dispatcher.add(&self.config.options.name, f);
         self
     }
 
@@ -262,6 +119,44 @@ impl NodeBuilder {
     /// it, and waits (up to the join timeout) until the node holds the group's history.
     pub fn join(self) -> Result<Node, DriverError> {
         self.start(false)
+    }
+
+    /// Joins the group like [`join`](Self::join), with a receiver of the events of `kinds`
+    /// from the very start, the node's own join included.
+    ///
+    /// ```no_run
+    /// use ipc_driver_std::{EventKinds, Node, NodeEvent, NodeWithEvents};
+    ///
+    /// # fn main() -> Result<(), ipc_driver_std::DriverError> {
+    /// let NodeWithEvents { node, events } = Node::builder("logger")
+    ///     .group("robot")
+    ///     .join_with_events(EventKinds::GROUP)?;
+    /// for event in events {
+    ///     if let NodeEvent::Topology(change) = event {
+    ///         println!("{change:?} ({} nodes)", node.view().nodes().len());
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn join_with_events(self, kinds: EventKinds) -> Result<NodeWithEvents, DriverError> {
+        self.start_with_events(kinds, false)
+    }
+
+    /// Observes the group like [`observe`](Self::observe), with a receiver of the events of
+    /// `kinds` from the very start.
+    pub fn observe_with_events(self, kinds: EventKinds) -> Result<NodeWithEvents, DriverError> {
+        self.start_with_events(kinds, true)
+    }
+
+    fn start_with_events(
+        mut self,
+        kinds: EventKinds,
+        observer: bool,
+    ) -> Result<NodeWithEvents, DriverError> {
+        let (events, sink) = Events::new(kinds);
+        self.sinks.push(sink);
+        let node = self.start(observer)?;
+        Ok(NodeWithEvents { node, events })
     }
 
     /// Watches the group without joining it: no node record, no topics, never the hub. The
@@ -274,25 +169,26 @@ impl NodeBuilder {
     fn start(mut self, observer: bool) -> Result<Node, DriverError> {
         self.observer = observer;
         let join_existing = self.join_existing && !observer;
+        let NodeConfig {
+            mut options,
+            group,
+            dir,
+            max_outbox,
+            pool_bytes,
+        } = self.config;
         if join_existing {
-            self.options.hub_eligible = false;
+            options.hub_eligible = false;
         }
         #[allow(clippy::disallowed_methods)] // the driver reads the clock
         let now = Instant::now();
-        let base = self.dir.as_deref();
-        let started = start::<DriverError>(&self.options, &self.group, base, observer, now)?;
+        let started = start::<DriverError>(&options, &group, dir.as_deref(), observer, now)?;
         let (id, private) = (started.id, started.private);
         let waker = Arc::new(Waker::new()?);
         let (requests, rx) = mpsc::channel();
         let shared = Arc::new(Shared::default());
-        let outgoing = Arc::new(Outgoing::new(self.pool_bytes));
+        let outgoing = Arc::new(Outgoing::new(pool_bytes));
         let mailbox = Arc::new(Mailbox::new(Arc::clone(&waker)));
-        let requester = Requester::new(
-            requests,
-            Arc::clone(&waker),
-            Arc::clone(&shared),
-            &self.group,
-        );
+        let requester = Requester::new(requests, Arc::clone(&waker), Arc::clone(&shared), &group);
         let handle = Handle {
             requester: requester.clone(),
             outgoing: Arc::clone(&outgoing),
@@ -304,11 +200,11 @@ impl NodeBuilder {
             data_listener: started.data_listener,
             outgoing,
             mailbox: Arc::clone(&mailbox),
-            max_outbox: self.max_outbox,
-            max_frame: self.options.limits.max_frame,
+            max_outbox,
+            max_frame: options.limits.max_frame,
             max_record: started.max_record,
             join_existing,
-            keepalive: self.options.keepalive,
+            keepalive: options.keepalive,
         };
         let reactor = Reactor::new(
             setup,
@@ -318,12 +214,12 @@ impl NodeBuilder {
             self.sinks,
         )?;
         let thread = std::thread::Builder::new()
-            .name(format!("ipc-pubsub-io:{}", self.options.name))
+            .name(format!("ipc-pubsub-io:{}", options.name))
             .spawn(move || reactor.run())?;
         let node = Node {
             id,
-            name: self.options.name,
-            group: self.group,
+            name: options.name,
+            group,
             requester,
             thread: Some(thread),
             dispatcher: Arc::new(self.dispatcher.map(OnceLock::from).unwrap_or_default()),
@@ -335,6 +231,16 @@ impl NodeBuilder {
         }
         Ok(node)
     }
+}
+
+/// A node joined with a receiver of its events from the very start
+/// ([`NodeBuilder::join_with_events`]).
+#[derive(Debug)]
+pub struct NodeWithEvents {
+    /// The node.
+    pub node: Node,
+    /// Its events of the kinds asked for, its own join included.
+    pub events: Events,
 }
 
 /// A member of a group (or an observer of one), with its own I/O thread.
@@ -394,8 +300,8 @@ impl Node {
         self.requester.shared().lock().view.clone()
     }
 
-    /// The hub this node follows (its node and term), while synced with one.
-    pub fn hub(&self) -> Option<(NodeId, Term)> {
+    /// The hub this node follows, while synced with one.
+    pub fn hub(&self) -> Option<HubInfo> {
         self.requester.shared().lock().hub
     }
 
@@ -405,7 +311,7 @@ impl Node {
     }
 
     /// Waits until the node holds a hub's history; returns that hub.
-    pub fn wait_synced(&self, timeout: Duration) -> Result<(NodeId, Term), DriverError> {
+    pub fn wait_synced(&self, timeout: Duration) -> Result<HubInfo, DriverError> {
         self.wait_until(timeout, "the group's history", |s| s.hub)
     }
 
@@ -450,7 +356,10 @@ impl Node {
         }
     }
 
-    /// Publishes `topic`, whose payloads have type `mime` (or changes its type).
+    /// Declares in the group's topology that this node publishes `topic`, with payload type
+    /// `mime` (or changes its type). Topology only: it moves no data. To send messages, use
+    /// [`publisher`](Self::publisher), which announces the topic itself; `announce` alone
+    /// suits a node that describes the group (a bridge, a test, a tool).
     pub fn announce(&self, topic: &str, mime: &str) -> Result<(), DriverError> {
         self.cmd(SpokeCmd::Announce {
             topic: topic.into(),
@@ -458,31 +367,40 @@ impl Node {
         })
     }
 
-    /// Stops publishing `topic`.
+    /// Withdraws this node's [`announce`](Self::announce) of `topic` from the topology.
     pub fn retract(&self, topic: &str) -> Result<(), DriverError> {
         self.cmd(SpokeCmd::Retract {
             topic: topic.into(),
         })
     }
 
-    /// Subscribes to `topic`.
+    /// Declares in the group's topology that this node subscribes to `topic`. Topology only:
+    /// no message reaches this node by it. To receive messages, use
+    /// [`subscription`](Self::subscription), which subscribes itself.
     pub fn subscribe(&self, topic: &str) -> Result<(), DriverError> {
         self.cmd(SpokeCmd::Subscribe {
             topic: topic.into(),
         })
     }
 
-    /// Unsubscribes from `topic`.
+    /// Withdraws this node's [`subscribe`](Self::subscribe) to `topic` from the topology.
     pub fn unsubscribe(&self, topic: &str) -> Result<(), DriverError> {
         self.cmd(SpokeCmd::Unsubscribe {
             topic: topic.into(),
         })
     }
 
-    /// A receiver of this node's events from now on. The current state is in
-    /// [`view`](Self::view); for every event from the start use [`NodeBuilder::events`].
+    /// A receiver of every event of this node from now on. The current state is in
+    /// [`view`](Self::view); for every event from the start use
+    /// [`NodeBuilder::join_with_events`].
     pub fn events(&self) -> Events {
-        let (events, sink) = Events::new();
+        self.events_of(EventKinds::ALL)
+    }
+
+    /// A receiver of the events of `kinds` from now on: `EventKinds::GROUP` for the group's
+    /// changes alone, undisturbed by a busy document's patches.
+    pub fn events_of(&self, kinds: EventKinds) -> Events {
+        let (events, sink) = Events::new(kinds);
         if self.send(Request::Events(sink)).is_err() {
             // The node has stopped: the receiver ends at once.
         }
@@ -495,7 +413,7 @@ impl Node {
     /// callback delays the other callbacks, never the node's I/O.
     pub fn on_event(&self, f: impl FnMut(&NodeEvent) + Send + 'static) -> CallbackId {
         let dispatcher = self.dispatcher.get_or_init(|| {
-            let (events, sink) = Events::new();
+            let (events, sink) = Events::new(EventKinds::ALL);
             let _ = self.send(Request::Events(sink));
             Arc::new(Dispatcher::new(events))
         });
@@ -507,7 +425,8 @@ impl Node {
         self.dispatcher.get().is_some_and(|d| d.remove(id))
     }
 
-    /// A publisher of `topic` (announced with payload type `mime`), with default options.
+    /// A data handle that sends messages on `topic`: it announces the topic (payload type
+    /// `mime`) in the topology and retracts it when dropped. Default options.
     pub fn publisher(&self, topic: &str, mime: &str) -> Result<Publisher, DriverError> {
         self.publisher_with(topic, mime, PublisherOptions::default())
     }
@@ -522,7 +441,8 @@ impl Node {
         Publisher::new(self.handle.clone(), topic, mime, options)
     }
 
-    /// A subscription to `topic`'s messages, whose queue follows `options`.
+    /// A data handle that receives `topic`'s messages, queued as `options` say: it subscribes
+    /// in the topology and unsubscribes when dropped.
     pub fn subscription(
         &self,
         topic: &str,
@@ -550,7 +470,7 @@ impl Node {
     /// This node's publishing memory in use: pool segments lent to subscribers (or loans) and
     /// not back yet, and fresh segments not sent yet. Both return to 0 once every subscriber
     /// has dropped what it received, or has gone.
-    pub fn segments_in_use(&self) -> (usize, usize) {
+    pub fn segments_in_use(&self) -> SegmentsInUse {
         self.handle.outgoing.in_use()
     }
 
@@ -570,7 +490,7 @@ impl Node {
     /// let node = ipc_driver_std::Node::builder("a").group("demo").join()?;
     /// let doc = node.open_doc("settings", serde_json::json!({"speed": 1}))?;
     /// doc.wait_opened(std::time::Duration::from_secs(5))?;
-    /// println!("{}", doc.snapshot().1);
+    /// println!("{}", doc.snapshot().value);
     /// # Ok(()) }
     /// ```
     pub fn open_doc(&self, name: &str, default: serde_json::Value) -> Result<Doc, DriverError> {

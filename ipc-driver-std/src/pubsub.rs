@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 use ipc_proto::SpokeCmd;
 use ipc_proto::data::{DataCmd, Payload};
-pub use ipc_proto::names::bus_topic;
 
 use crate::data::{
-    Loan, LoanKind, Message, Outgoing, PoolWriter, PublisherOptions, SendMode, SubQueue,
+    Loan, LoanKind, Message, Outgoing, PoolWriter, PooledLoan, PublisherOptions, SendMode,
+    SubQueue, SubscriptionCounters,
 };
-use crate::error::DriverError;
-use crate::request::{Request, Requester};
-use ipc_os::memfd::{SealSet, Segment};
+use crate::request::{LEFT, Request, Requester};
+use ipc_driver_core::{DriverError, RecvError, fresh_loan};
+use ipc_os::memfd::SealSet;
 
 /// What publishers and subscriptions need of their node.
 #[derive(Clone)]
@@ -115,7 +115,10 @@ impl Publisher {
         let kind = match self.mode_for(len) {
             SendMode::Inline => {
                 if len > self.options.inline_max {
-                    return Err(too_large(len, self.options.inline_max));
+                    return Err(DriverError::TooLarge {
+                        len,
+                        max: self.options.inline_max,
+                    });
                 }
                 LoanKind::Inline(vec![0; len])
             }
@@ -124,10 +127,10 @@ impl Publisher {
                 .outgoing
                 .pool_slot(len, self.options.pool_wait)?
             {
-                Some((segment, seg)) => LoanKind::Pooled {
+                Some((segment, seg)) => LoanKind::Pooled(PooledLoan {
                     segment,
                     seg: PoolWriter::new(seg),
-                },
+                }),
                 // The pool is at its bound and nothing came back in time: this one goes fresh.
                 None => fresh_loan(len)?,
             },
@@ -142,7 +145,7 @@ impl Publisher {
         let len = loan.len;
         let payload = match loan.kind {
             LoanKind::Inline(bytes) => Payload::Inline(bytes),
-            LoanKind::Pooled { segment, seg } => {
+            LoanKind::Pooled(PooledLoan { segment, seg }) => {
                 // The writer, and with it the mapping, goes back to the segment here.
                 let size = seg.len() as u64;
                 Payload::Pooled {
@@ -168,19 +171,6 @@ impl Publisher {
             expired,
         }))
     }
-}
-
-fn fresh_loan(len: usize) -> Result<LoanKind, DriverError> {
-    let segment = Segment::create("ipc-pubsub-fresh", len)?;
-    let map = segment.map_rw()?;
-    Ok(LoanKind::Fresh { segment, map })
-}
-
-fn too_large(len: usize, max: usize) -> DriverError {
-    DriverError::Io(std::io::Error::new(
-        std::io::ErrorKind::InvalidInput,
-        format!("a payload of {len} bytes exceeds the inline maximum of {max}"),
-    ))
 }
 
 impl Drop for Publisher {
@@ -240,32 +230,57 @@ impl Subscription {
         &self.topic
     }
 
-    /// The next message if one is queued.
-    pub fn try_recv(&self) -> Option<Message> {
-        self.queue.try_recv()
+    /// The next message if one is queued; else [`RecvError::Empty`], or why none will come
+    /// ([`RecvError::is_final`]).
+    pub fn try_recv(&self) -> Result<Message, RecvError> {
+        match self.queue.try_recv() {
+            Some(m) => Ok(m),
+            None if self.queue.is_closed() => Err(self.ended()),
+            None => Err(RecvError::Empty),
+        }
     }
 
-    /// The next message, waiting for it; `None` once the node has left.
-    pub fn recv(&self) -> Option<Message> {
-        self.queue.recv_deadline(None)
+    /// The next message, waiting for it; once none will come, why: the node has left
+    /// ([`RecvError::Left`]) or stopped by itself ([`RecvError::Stopped`]).
+    pub fn recv(&self) -> Result<Message, RecvError> {
+        self.queue.recv_deadline(None).ok_or_else(|| self.ended())
     }
 
-    /// The next message, waiting at most `timeout`.
-    pub fn recv_timeout(&self, timeout: Duration) -> Option<Message> {
-        self.queue.recv_deadline(Some(Instant::now() + timeout))
+    /// The next message, waiting at most `timeout` ([`RecvError::TimedOut`]), or why none
+    /// will come.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Message, RecvError> {
+        match self.queue.recv_deadline(Some(Instant::now() + timeout)) {
+            Some(m) => Ok(m),
+            None if self.queue.is_closed() => Err(self.ended()),
+            None => Err(RecvError::TimedOut(timeout)),
+        }
+    }
+
+    /// Why no message will come: the queue is closed.
+    fn ended(&self) -> RecvError {
+        let s = self.handle.requester.shared().lock();
+        if s.no_group {
+            drop(s);
+            return RecvError::Stopped(self.handle.requester.no_group().to_string());
+        }
+        match &s.stopped {
+            Some(why) if why != LEFT => RecvError::Stopped(why.clone()),
+            _ => RecvError::Left,
+        }
     }
 
     /// Messages received, messages this subscription's policy dropped, and messages queued.
-    pub fn counters(&self) -> (u64, u64, usize) {
+    pub fn counters(&self) -> SubscriptionCounters {
         self.queue.counters()
     }
 }
 
+/// Iterating blocks for each message, and ends once none will come.
 impl Iterator for &Subscription {
     type Item = Message;
 
     fn next(&mut self) -> Option<Message> {
-        self.recv()
+        self.recv().ok()
     }
 }
 
@@ -317,18 +332,18 @@ impl Bus {
         self.publisher.publish(data)
     }
 
-    /// The next message from another member; `None` once the node has left.
-    pub fn recv(&self) -> Option<Message> {
+    /// The next message from another member (see [`Subscription::recv`]).
+    pub fn recv(&self) -> Result<Message, RecvError> {
         self.subscription.recv()
     }
 
-    /// The next message, waiting at most `timeout`.
-    pub fn recv_timeout(&self, timeout: Duration) -> Option<Message> {
+    /// The next message, waiting at most `timeout` (see [`Subscription::recv_timeout`]).
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Message, RecvError> {
         self.subscription.recv_timeout(timeout)
     }
 
-    /// The next message if one is queued.
-    pub fn try_recv(&self) -> Option<Message> {
+    /// The next message if one is queued (see [`Subscription::try_recv`]).
+    pub fn try_recv(&self) -> Result<Message, RecvError> {
         self.subscription.try_recv()
     }
 }

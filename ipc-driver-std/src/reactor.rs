@@ -15,7 +15,8 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use ipc_driver_core::{
-    LEAVE_DEADLINE, Links, OWN_TOKEN, Owned, READ_BUDGET, Read, Ready, log_member_evt, map_own,
+    HubInfo, LEAVE_DEADLINE, Links, OWN_TOKEN, Owned, READ_BUDGET, Read, Ready, log_member_evt,
+    map_own,
 };
 use ipc_os::memfd::Mapping;
 use ipc_os::poll::{Event, Events, Interest, Poller, Waker};
@@ -24,10 +25,11 @@ use ipc_proto::data::{DataCmd, Delivered, Delivery, LOCAL, Mode, Pool, SegmentId
 use ipc_proto::{Listener, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, SpokeCmd};
 use tracing::{debug, info, trace, warn};
 
+use crate::NodeEvent;
 use crate::data::{Mailbox, Message, Offered, OutSegment, Outgoing, ReleaseGuard, SubQueue};
 use crate::doc::{DocRegistry, push_all};
-use crate::events::{NodeEvent, Sink};
-use crate::request::{Request, Shared};
+use crate::events::Sink;
+use crate::request::{LEFT, Request, Shared};
 
 /// Everything the I/O thread needs to run a node.
 pub(crate) struct Setup {
@@ -128,7 +130,7 @@ impl Reactor {
             Ok(()) if no_group => {
                 "no hub runs in the group, and this node may not start one".into()
             }
-            Ok(()) => "left the group".to_string(),
+            Ok(()) => LEFT.to_string(),
             Err(e) => {
                 warn!(error = %e, "I/O thread stops");
                 format!("I/O error: {e}")
@@ -467,7 +469,7 @@ impl Reactor {
     fn publish(&mut self) {
         let changed = self.docs.publish(&self.member);
         push_all(&mut self.sinks, &changed);
-        let hub = self.member.hub();
+        let hub = (self.member.hub()).map(|(node, term)| HubInfo { node, term });
         let is_hub = self.member.is_hub();
         let mut s = self.shared.lock();
         let changed = self.view_dirty || s.hub != hub || s.is_hub != is_hub;

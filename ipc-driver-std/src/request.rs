@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use ipc_proto::data::DataCmd;
 use ipc_proto::wire::DataStats;
-use ipc_proto::{CmdError, NodeId, SpokeCmd, Term, View};
+use ipc_proto::{CmdError, SpokeCmd, View};
 
 use crate::data::SubQueue;
 use crate::doc::DocRequest;
-use crate::error::DriverError;
 use crate::events::Sink;
+use ipc_driver_core::{DriverError, HubInfo};
 use ipc_os::poll::Waker;
 
 /// How long a call waits for the node's I/O thread before giving up; it answers in
@@ -37,11 +37,14 @@ pub(crate) enum Request {
     Doc(DocRequest),
 }
 
+/// Why the I/O thread stopped when the node left as asked (its `leave`, or dropped).
+pub(crate) const LEFT: &str = "left the group";
+
 /// What application threads may read without asking the I/O thread.
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) view: View,
-    pub(crate) hub: Option<(NodeId, Term)>,
+    pub(crate) hub: Option<HubInfo>,
     pub(crate) is_hub: bool,
     /// The node stopped because no hub runs in the group and it may not start one
     /// ([`NodeBuilder::join_existing`](crate::NodeBuilder::join_existing)).

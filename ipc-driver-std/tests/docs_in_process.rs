@@ -26,7 +26,7 @@ fn patches_reach_every_node_and_a_late_opener_gets_the_value() {
     // b's default is not the group's value: the host's wins.
     let db = b.open_doc("cfg", json!({"other": true})).expect("b opens");
     db.wait_opened(WAIT).expect("b opened");
-    assert_eq!(*db.snapshot().1, json!({"n": 0, "motors": {"left": 0}}));
+    assert_eq!(*db.snapshot().value, json!({"n": 0, "motors": {"left": 0}}));
 
     // An observer on b fires for its path only.
     let (tx, seen) = mpsc::channel();
@@ -47,7 +47,10 @@ fn patches_reach_every_node_and_a_late_opener_gets_the_value() {
         .patch(&json!({"$set": {"motors.left": 40}}))
         .expect("accepted");
     assert_eq!(v.version, 2);
-    assert!(da.snapshot().0 >= Some(2), "the caller sees its patch");
+    assert!(
+        da.snapshot().version >= Some(2),
+        "the caller sees its patch"
+    );
     assert_eq!(
         seen.recv_timeout(WAIT).expect("the observer fired"),
         Some(json!(40))
@@ -74,7 +77,10 @@ fn patches_reach_every_node_and_a_late_opener_gets_the_value() {
     let c = Node::builder("c").group(&g).join().expect("c joins");
     let dc = c.open_doc("cfg", json!({})).expect("c opens");
     assert_eq!(dc.wait_opened(WAIT).expect("opened"), 3);
-    assert_eq!(*dc.snapshot().1, json!({"n": 6, "motors": {"left": 40}}));
+    assert_eq!(
+        *dc.snapshot().value,
+        json!({"n": 6, "motors": {"left": 40}})
+    );
     assert!(
         seen.try_recv().is_err(),
         "the observer of motors.left fired for a change of n"
@@ -140,7 +146,7 @@ fn invalid_and_conflicting_patches_are_typed_errors() {
         std::thread::sleep(Duration::from_millis(1));
     }
     assert_eq!(
-        da.snapshot().0,
+        da.snapshot().version,
         Some(wins as u64),
         "one version per accepted patch"
     );
@@ -171,5 +177,5 @@ fn a_ticket_of_a_closed_document_is_answered() {
     // The node still works, and the document may be opened again.
     let again = a.open_doc("d", json!({})).expect("reopen");
     again.wait_opened(WAIT).expect("opened");
-    assert!(again.snapshot().1["n"].as_i64() >= Some(1));
+    assert!(again.snapshot().value["n"].as_i64() >= Some(1));
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use ipc_driver_std::{Node, PublisherOptions, SendMode, SubscriptionOptions};
+use ipc_driver_std::{Node, PublisherOptions, SegmentsInUse, SendMode, SubscriptionOptions};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -86,13 +86,13 @@ fn run(
         while got.iter().sum::<u64>() < total {
             let mut idle = true;
             for (i, sub) in reader_subs.iter().enumerate() {
-                while let Some(m) = sub.try_recv() {
+                while let Ok(m) = sub.try_recv() {
                     got[i] += 1;
                     bytes += m.len() as u64;
                     idle = false;
                 }
             }
-            if idle && let Some(m) = reader_subs[0].recv_timeout(Duration::from_millis(1)) {
+            if idle && let Ok(m) = reader_subs[0].recv_timeout(Duration::from_millis(1)) {
                 got[0] += 1;
                 bytes += m.len() as u64;
             }
@@ -122,7 +122,7 @@ fn run(
 fn settle(p: &Node, baseline: Option<(usize, usize)>) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let idle = p.segments_in_use() == (0, 0) && p.pool_bytes() == 0;
+        let idle = p.segments_in_use() == SegmentsInUse::default() && p.pool_bytes() == 0;
         if idle && baseline.is_none_or(|b| (fds(), mappings()) == b) {
             return;
         }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ipc_driver_std::Node;
+use ipc_driver_std::{EventKinds, Node, NodeWithEvents};
 
 fn fds() -> usize {
     std::fs::read_dir("/proc/self/fd").expect("procfs").count()
@@ -28,10 +28,11 @@ fn a_hundred_nodes_created_and_dropped_leave_nothing_behind() {
     let group = format!("leak-{:016x}", getrandom::u64().expect("OS randomness"));
     let before = (fds(), threads());
     for i in 0..100 {
-        let mut b = Node::builder(&format!("n{i}")).group(&group);
         // Exercise the callback thread too.
-        let events = b.events();
-        let n = b.on_event(|_| {}).join().expect("join");
+        let NodeWithEvents { node: n, events } = (Node::builder(&format!("n{i}")).group(&group))
+            .on_event(|_| {})
+            .join_with_events(EventKinds::ALL)
+            .expect("join");
         assert!(n.is_hub());
         assert!(events.recv_timeout(Duration::from_secs(5)).is_some());
         drop(n);

@@ -1017,7 +1017,7 @@ fn topology_line(e: &Event) -> Value {
         Event::NodeJoined { info, seq } => json!({"event": "node_joined",
             "node": info.id.to_string(), "name": info.name, "pid": info.pid, "uid": info.uid,
             "seq": seq.to_string()}),
-        Event::NodeLeft { node } => json!({"event": "node_left", "node": node.to_string()}),
+        Event::NodeLeft { node, .. } => json!({"event": "node_left", "node": node.to_string()}),
         Event::TopicAnnounced {
             node,
             topic,

@@ -169,6 +169,9 @@ pub enum Event {
     NodeLeft {
         /// The node that left.
         node: NodeId,
+        /// What was known about it as it left (its name, pid...): it is no longer in the
+        /// view.
+        info: NodeInfo,
     },
     /// A node started publishing a topic, or changed its type.
     TopicAnnounced {
@@ -355,7 +358,7 @@ impl View {
                     true
                 }
             },
-            Event::NodeLeft { node } => self.nodes.remove(node).is_some(),
+            Event::NodeLeft { node, .. } => self.nodes.remove(node).is_some(),
             Event::TopicAnnounced {
                 node,
                 topic,
@@ -397,9 +400,12 @@ impl View {
     /// new hub.
     pub fn diff(old: &Self, new: &Self) -> Vec<Event> {
         let mut events = Vec::new();
-        for id in old.nodes.keys() {
+        for (id, n) in &old.nodes {
             if !new.nodes.contains_key(id) {
-                events.push(Event::NodeLeft { node: *id });
+                events.push(Event::NodeLeft {
+                    node: *id,
+                    info: n.info.clone(),
+                });
             }
         }
         for (id, n) in &new.nodes {
@@ -415,7 +421,10 @@ pub(crate) fn diff_node(old: Option<&NodeView>, new: Option<&NodeView>, out: &mu
     let empty_subs = BTreeMap::new();
     let Some(new) = new else {
         if let Some(old) = old {
-            out.push(Event::NodeLeft { node: old.info.id });
+            out.push(Event::NodeLeft {
+                node: old.info.id,
+                info: old.info.clone(),
+            });
         }
         return;
     };
@@ -528,6 +537,21 @@ pub(crate) mod tests {
                 .insert((*t).into(), Seq::new(Epoch::new(1, 0), 200));
         }
         n
+    }
+
+    #[test]
+    fn a_leave_carries_the_node_as_it_was() {
+        let old = view(vec![nv(1, &[], &[]), nv(2, &[("a", "x")], &[])]);
+        let new = view(vec![nv(1, &[], &[])]);
+        let gone = old.node(NodeId::new(2).expect("non-zero")).expect("in old");
+        let events = View::diff(&old, &new);
+        assert_eq!(
+            events,
+            [Event::NodeLeft {
+                node: gone.info.id,
+                info: gone.info.clone(),
+            }]
+        );
     }
 
     #[test]

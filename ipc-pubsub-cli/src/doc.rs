@@ -23,7 +23,7 @@ use signal_hook::iterator::Signals;
 use super::json::{self, Hex, Line};
 use super::{CliError, Result, Timing};
 use crate::GroupArgs;
-use ipc_driver_std::{Doc, DocEvent, DriverError, Events, Node, NodeEvent};
+use ipc_driver_std::{Doc, DocEvent, DocSnapshot, DriverError, Events, Node, NodeEvent};
 
 /// How long the host may take to answer the opening.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -117,7 +117,7 @@ pub(super) fn run(group: &GroupArgs, args: &DocArgs) -> Result<()> {
     doc.wait_opened(OPEN_TIMEOUT)?;
     let result = match &args.action {
         DocAction::Get => {
-            let line = serde_json::to_string(&*doc.snapshot().1).map_err(io::Error::from)?;
+            let line = serde_json::to_string(&*doc.snapshot().value).map_err(io::Error::from)?;
             println!("{line}");
             Ok(())
         }
@@ -212,7 +212,7 @@ struct Follower {
 
 impl Follower {
     fn state(&mut self, doc: &Doc, out: &mut impl io::Write) -> io::Result<bool> {
-        let (version, value) = doc.snapshot();
+        let DocSnapshot { version, value } = doc.snapshot();
         let version = version.unwrap_or(0);
         if self.resync.is_some_and(|v| version < v) {
             return Ok(false);

@@ -159,7 +159,7 @@ impl Line {
                     uid: info.uid,
                     seq: seq.to_string(),
                 },
-                Event::NodeLeft { node } => Self::NodeLeft { node: Hex(*node) },
+                Event::NodeLeft { node, .. } => Self::NodeLeft { node: Hex(*node) },
                 Event::TopicAnnounced {
                     node,
                     topic,
@@ -301,7 +301,7 @@ mod tests {
         let cases = [
             (
                 topo(Event::NodeJoined {
-                    info,
+                    info: info.clone(),
                     seq: seq(3, 17),
                 }),
                 format!(
@@ -309,7 +309,7 @@ mod tests {
                 ),
             ),
             (
-                topo(Event::NodeLeft { node: n }),
+                topo(Event::NodeLeft { node: n, info }),
                 format!(r#"{{"event":"node_left","node":"{h}"}}"#),
             ),
             (

@@ -32,7 +32,7 @@ use super::stream::DEFAULT_MIME;
 use super::{CliError, Result, Timing};
 use crate::GroupArgs;
 use ipc_driver_std::{
-    DEFAULT_MAX_PAYLOAD, Message, Node, PublisherOptions, SendMode, SubscriptionOptions,
+    DEFAULT_MAX_PAYLOAD, Message, Node, PublisherOptions, RecvError, SendMode, SubscriptionOptions,
 };
 
 /// How long `pub` waits for `--wait-subscribers`, and for its subscribers to have everything
@@ -225,12 +225,13 @@ fn mode_name(mode: SendMode) -> &'static str {
 
 /// The next message, waiting at most [`TICK`]; an error once the subscription has closed
 /// (its node stopped), which ends the wait before the tick.
-fn next(recv: impl FnOnce(Duration) -> Option<Message>) -> Result<Option<Message>> {
-    let asked = Instant::now();
+fn next(
+    recv: impl FnOnce(Duration) -> std::result::Result<Message, RecvError>,
+) -> Result<Option<Message>> {
     match recv(TICK) {
-        Some(m) => Ok(Some(m)),
-        None if asked.elapsed() < TICK => Err(CliError::Failed("the node stopped".into())),
-        None => Ok(None),
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.is_final() => Err(CliError::Failed("the node stopped".into())),
+        Err(_) => Ok(None),
     }
 }
 
@@ -506,7 +507,7 @@ impl<'a> MessageLine<'a> {
             seq: m.seq(),
             len: m.len(),
             fnv1a64: format!("{:016x}", fnv1a64(m)),
-            via: m.via(),
+            via: m.via().name(),
         }
     }
 }

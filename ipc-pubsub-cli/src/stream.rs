@@ -16,7 +16,7 @@ use signal_hook::iterator::Signals;
 use super::json::{self, Hex, Line};
 use super::{CliError, Result, Timing};
 use crate::GroupArgs;
-use ipc_driver_std::{DriverError, Events, Node, NodeEvent};
+use ipc_driver_std::{DriverError, EventKinds, Events, Node, NodeEvent, NodeWithEvents};
 
 /// The payload type of a topic announced without one.
 pub(super) const DEFAULT_MIME: &str = "application/octet-stream";
@@ -85,12 +85,9 @@ pub(super) fn node(group: &GroupArgs, args: &NodeArgs) -> Result<()> {
     // `join` returns at once: the id is known for the `started` line, and the events of the
     // join itself (a refusal, say) are printed as they happen. The printer enforces the
     // join timeout.
-    let mut builder = args
-        .timing
-        .apply(group.builder(&args.name))
-        .join_timeout(None);
-    let events = builder.events();
-    let node = builder.join()?;
+    let NodeWithEvents { node, events } = (args.timing.apply(group.builder(&args.name)))
+        .join_timeout(None)
+        .join_with_events(EventKinds::ALL)?;
     let sync_by = Instant::now() + JOIN_TIMEOUT;
     // Commands are kept until a hub is reached, and carried by the node's introduction.
     for a in &args.announce {
@@ -112,9 +109,9 @@ pub(super) fn node(group: &GroupArgs, args: &NodeArgs) -> Result<()> {
 /// `watch`: observe, print events until a signal.
 pub(super) fn watch(group: &GroupArgs, args: &WatchArgs) -> Result<()> {
     let signals = Signals::new([SIGINT, SIGTERM])?;
-    let mut builder = args.timing.apply(group.builder("watch")).join_timeout(None);
-    let events = builder.events();
-    let node = builder.observe()?;
+    let NodeWithEvents { node, events } = (args.timing.apply(group.builder("watch")))
+        .join_timeout(None)
+        .observe_with_events(EventKinds::ALL)?;
     // An observer retries every half second or so while no hub answers: say so once.
     let mut absent = false;
     print_until_signal(node, events, signals, None, move |e| {

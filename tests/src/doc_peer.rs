@@ -22,7 +22,7 @@ use std::io::BufRead;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ipc_driver_std::{Committed, Node, PatchError, Ticket};
+use ipc_driver_std::{Committed, DocSnapshot, Node, PatchError, Ticket};
 use ipc_proto::doc::RejectReason;
 use serde_json::{Value, json};
 
@@ -143,7 +143,7 @@ fn run(a: &Args) -> Result<(), String> {
                 }
             }
             "get" => {
-                let (version, value) = doc.snapshot();
+                let DocSnapshot { version, value } = doc.snapshot();
                 emit(&json!({"event": "value", "version": version, "value": *value}));
             }
             other => return Err(format!("unknown command {other:?}")),

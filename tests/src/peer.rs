@@ -120,7 +120,7 @@ pub fn topology_line(e: &Event) -> Value {
             "event": "node_joined", "node": info.id.to_string(), "name": info.name,
             "pid": info.pid, "uid": info.uid, "seq": seq.to_string(),
         }),
-        Event::NodeLeft { node } => json!({"event": "node_left", "node": node.to_string()}),
+        Event::NodeLeft { node, .. } => json!({"event": "node_left", "node": node.to_string()}),
         Event::TopicAnnounced {
             node,
             topic,
@@ -357,7 +357,7 @@ fn stdin_lines(mut send: impl FnMut(Option<String>) -> bool + Send + 'static) {
 
 mod std_peer {
     use super::*;
-    use ipc_driver_std::{Node, NodeEvent, Publisher};
+    use ipc_driver_std::{EventKinds, Node, NodeEvent, NodeWithEvents, Publisher};
 
     fn line(e: &NodeEvent) -> Option<Value> {
         Some(match e {
@@ -383,8 +383,8 @@ mod std_peer {
         if let Some(g) = a.grace {
             b = b.grace(g);
         }
-        let events = b.events();
-        let node = b.join_timeout(None).join()?;
+        let NodeWithEvents { node, events } =
+            b.join_timeout(None).join_with_events(EventKinds::ALL)?;
         started(node.id(), &a);
         let printer = thread::spawn(move || {
             for e in events {
@@ -429,7 +429,7 @@ mod std_peer {
                                 m.publisher(),
                                 m.seq(),
                                 &m,
-                                m.via(),
+                                m.via().name(),
                             ));
                         }
                     }));
@@ -502,7 +502,9 @@ mod calloop_peer {
             NodeEvent::HubResponsive => simple("hub_responsive"),
             NodeEvent::HubClosed(r) => json!({"event": "hub_closed", "reason": r.to_string()}),
             NodeEvent::HubAbsent => simple("hub_absent"),
-            NodeEvent::Message(m) => message_line(m.topic(), m.publisher(), m.seq(), &m, m.via()),
+            NodeEvent::Message(m) => {
+                message_line(m.topic(), m.publisher(), m.seq(), &m, m.via().name())
+            }
             NodeEvent::Failed { command, error } => {
                 json!({"event": "failed", "command": command, "error": error.to_string()})
             }

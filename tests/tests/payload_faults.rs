@@ -147,15 +147,17 @@ fn a_subscriber_killed_holding_pooled_segments_gives_them_back() {
     // The link works, and every segment comes back while the subscriber runs.
     publisher.publish(&[1; 100_000]).expect("publish");
     sub.wait_count(WAIT, 1, messages_on("t"));
-    wait_until("the first segment back", || node.segments_in_use().0 == 0);
+    wait_until("the first segment back", || {
+        node.segments_in_use().pool == 0
+    });
     // Stopped, it reads nothing: what is sent now stays lent to it.
     sub.signal(Signal::SIGSTOP);
     for _ in 0..20 {
         publisher.publish(&[7; 100_000]).expect("publish");
     }
-    wait_until("segments lent", || node.segments_in_use().0 > 0);
+    wait_until("segments lent", || node.segments_in_use().pool > 0);
     sub.kill();
-    wait_until("every segment back", || node.segments_in_use().0 == 0);
+    wait_until("every segment back", || node.segments_in_use().pool == 0);
     // Measured once the first subscriber's share is settled: the publisher may still have
     // been sending to it (and growing the pool) when the first segment was seen lent.
     let pool = node.pool_bytes();
@@ -171,7 +173,7 @@ fn a_subscriber_killed_holding_pooled_segments_gives_them_back() {
         publisher.publish(&[9; 100_000]).expect("publish");
     }
     next.wait_count(WAIT, 20, messages_on("t"));
-    wait_until("segments back again", || node.segments_in_use().0 == 0);
+    wait_until("segments back again", || node.segments_in_use().pool == 0);
     assert!(
         node.pool_bytes() <= pool,
         "the pool grew from {pool} to {} bytes",

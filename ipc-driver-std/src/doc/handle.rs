@@ -8,11 +8,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ipc_proto::doc::{Observed, PatchId, PathError};
 use serde_json::Value;
 
-use super::event::{Committed, DocEvent, PatchError};
 use super::shared::{DocRequest, DocShared, lock};
-use crate::error::DriverError;
-use crate::events::{CallbackId, Dispatcher, NodeEvent};
+use crate::events::{CallbackId, Dispatcher};
 use crate::request::{Request, Requester};
+use ipc_driver_core::DriverError;
+use ipc_driver_core::NodeEvent;
+use ipc_driver_core::{Committed, DocEvent, DocSnapshot, PatchError};
 
 /// What a [`Doc`] needs of its node.
 #[derive(Clone)]
@@ -29,7 +30,7 @@ impl DocLink {
 
     fn dispatcher(&self) -> &Arc<Dispatcher> {
         self.dispatcher.get_or_init(|| {
-            let (events, sink) = crate::events::Events::new();
+            let (events, sink) = crate::events::Events::new(ipc_driver_core::EventKinds::ALL);
             let _ = self.requester.send(Request::Events(sink));
             Arc::new(Dispatcher::new(events))
         })
@@ -74,9 +75,12 @@ impl Doc {
     /// The version the value builds on (0 for a new document; `None` until the host
     /// answered the opening) and the local value: the host's, with this node's patches that
     /// the host has not answered yet applied. Cheap: the value is shared, not copied.
-    pub fn snapshot(&self) -> (Option<u64>, Arc<Value>) {
+    pub fn snapshot(&self) -> DocSnapshot<Arc<Value>> {
         let s = lock(&self.shared.state);
-        (s.version, Arc::clone(&s.value))
+        DocSnapshot {
+            version: s.version,
+            value: Arc::clone(&s.value),
+        }
     }
 
     /// Whether the host has answered the opening (the value is the group's).
@@ -134,7 +138,7 @@ impl Doc {
         path: &str,
         mut f: impl FnMut(Option<&Value>) + Send + 'static,
     ) -> Result<CallbackId, PathError> {
-        let mut observed = Observed::new(path, &self.snapshot().1)?;
+        let mut observed = Observed::new(path, &self.snapshot().value)?;
         let shared = Arc::clone(&self.shared);
         let name = self.shared.name.clone();
         Ok(self.link.dispatcher().add(&self.link.node, move |event| {

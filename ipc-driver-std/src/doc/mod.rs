@@ -1,5 +1,5 @@
 //! Shared documents: a JSON value per name, replicated on every node that opens it, patched
-//! with MongoDB update operators, hosted by the group's hub (see [`ipc_proto::doc`]).
+//! with MongoDB update operators, hosted by the group's hub (see the module `doc` of `ipc-proto`).
 //!
 //! [`Node::open_doc`](crate::Node::open_doc) opens one; a node may open several, and a
 //! process may run several nodes. The I/O thread owns the document machines; a [`Doc`] reads
@@ -20,8 +20,8 @@
 //! // Blocks until the host accepted it and a witness holds it, or rejected it (a typed
 //! // error).
 //! let version = doc.patch(&json!({"$inc": {"retries": 1}}))?.version;
-//! let (at, value) = doc.snapshot();
-//! assert!(at >= Some(version) && value["retries"].is_i64());
+//! let now = doc.snapshot();
+//! assert!(now.version >= Some(version) && now.value["retries"].is_i64());
 //! // Or without blocking: a ticket to wait on later.
 //! let ticket = doc.patch_nowait(&json!({"$set": {"motors.left": 40}}))?;
 //! match ticket.wait() {
@@ -36,16 +36,15 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The modules: `event` is what the application sees ([`DocEvent`], [`Committed`],
-//! [`PatchError`]); `shared` is one document as both sides hold it, and the requests about it;
+//! What the application sees ([`DocEvent`](crate::DocEvent), [`Committed`](crate::Committed),
+//! [`PatchError`](crate::PatchError)) is `ipc-driver-core`'s, shared with the calloop driver. The
+//! modules: `shared` is one document as both sides hold it, and the requests about it;
 //! `handle` is the application's side ([`Doc`], [`Ticket`]); `registry` is the I/O thread's.
 
-mod event;
 mod handle;
 mod registry;
 mod shared;
 
-pub use event::{Committed, DocEvent, PatchError};
 pub(crate) use handle::DocLink;
 pub use handle::{Doc, Ticket};
 pub(crate) use registry::{DocRegistry, push_all};

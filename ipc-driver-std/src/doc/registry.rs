@@ -9,9 +9,10 @@ use ipc_proto::Member;
 use ipc_proto::doc::{DocEvt, PatchId, Scope};
 use tracing::debug;
 
-use super::event::{Committed, DocEvent, PatchError};
 use super::shared::{DocRequest, DocShared, close, lock};
-use crate::events::{NodeEvent, Sink};
+use crate::events::Sink;
+use ipc_driver_core::NodeEvent;
+use ipc_driver_core::{Committed, DocEvent, PatchError};
 
 /// The I/O thread's side: every open document, and what to publish at the end of a wakeup.
 #[derive(Debug, Default)]
@@ -76,74 +77,48 @@ impl DocRegistry {
             // locally already).
             self.dirty.insert(name.clone(), Scope::Paths(Vec::new()));
         }
-        let event = match evt {
-            DocEvt::Opened { name, version } => {
+        match &evt {
+            DocEvt::Opened { name, .. } => {
                 self.opened.push(name.clone());
                 self.dirty.entry(name.clone()).or_insert(Scope::Root);
-                DocEvent::Opened { doc: name, version }
             }
             DocEvt::Changed { name, scope, .. } => {
-                match self.dirty.get_mut(&name) {
+                match self.dirty.get_mut(name) {
                     None => {
-                        self.dirty.insert(name, scope);
+                        self.dirty.insert(name.clone(), scope.clone());
                     }
-                    Some(d) => d.merge(scope),
+                    Some(d) => d.merge(scope.clone()),
                 }
+                // Reported once per wakeup, by `publish`.
                 return None;
             }
-            DocEvt::Patched {
-                name,
-                version,
-                origin,
-                wall_ms,
-                update,
-            } => DocEvent::Patched {
-                doc: name,
-                version,
-                origin,
-                wall_ms,
-                update,
-            },
             DocEvt::Accepted {
                 name,
                 id,
                 version,
                 witnesses,
             } => {
-                let committed = Committed { version, witnesses };
-                self.answers.push((name.clone(), id, Ok(committed)));
-                DocEvent::Accepted {
-                    doc: name,
-                    ticket: id.0,
-                    version,
-                    witnesses,
-                }
+                let committed = Committed {
+                    version: *version,
+                    witnesses: *witnesses,
+                };
+                self.answers.push((name.clone(), *id, Ok(committed)));
             }
             DocEvt::Rejected { name, id, reason } => {
                 let e = PatchError::Rejected(reason.clone());
-                self.answers.push((name.clone(), id, Err(e)));
-                DocEvent::Rejected {
-                    doc: name,
-                    ticket: id.0,
-                    reason,
-                }
+                self.answers.push((name.clone(), *id, Err(e)));
             }
-            DocEvt::Resynced { name, version } => DocEvent::Resynced { doc: name, version },
-            DocEvt::VersionsLost { name, from, to } => DocEvent::VersionsLost {
-                doc: name,
-                from,
-                to,
-            },
             DocEvt::Refused { name, reason } => {
-                if let Some(shared) = self.docs.remove(&name) {
+                if let Some(shared) = self.docs.remove(name) {
                     close(&shared, &format!("the host refused to open it: {reason}"));
                 }
-                DocEvent::Refused { doc: name, reason }
             }
-            other => {
-                debug!(evt = other.name(), "document event");
-                return None;
-            }
+            _ => {}
+        }
+        let name = evt.name();
+        let Some(event) = DocEvent::from_replica(evt, |_| None) else {
+            debug!(evt = name, "document event");
+            return None;
         };
         Some(NodeEvent::Doc(event))
     }

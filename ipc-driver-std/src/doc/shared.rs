@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ipc_proto::doc::{DocError, PatchId};
 use serde_json::Value;
 
-use super::event::{Committed, PatchError};
+use ipc_driver_core::{Committed, PatchError};
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)

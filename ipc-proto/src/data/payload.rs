@@ -120,6 +120,12 @@ impl Mode {
     }
 }
 
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A payload delivered to this node.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Delivered {

@@ -407,7 +407,7 @@ fn audit_events(sim: &Sim) -> Outcome {
                     let purged = n.events.iter().any(|(lt, le)| {
                         *lt >= *t
                             && *lt <= deadline
-                            && matches!(le, Event::NodeLeft { node } if *node == subject)
+                            && matches!(le, Event::NodeLeft { node, .. } if *node == subject)
                     });
                     if !purged {
                         out.avoidable_ghosts += 1;
@@ -478,7 +478,7 @@ fn audit_events(sim: &Sim) -> Outcome {
 fn subject(e: &Event) -> (Option<NodeId>, Option<String>) {
     match e {
         Event::NodeJoined { info, .. } => (Some(info.id), None),
-        Event::NodeLeft { node } => (Some(*node), None),
+        Event::NodeLeft { node, .. } => (Some(*node), None),
         Event::TopicAnnounced { node, topic, .. } | Event::TopicRetracted { node, topic } => {
             (Some(*node), Some(format!("p:{topic}")))
         }

@@ -36,7 +36,7 @@ fn left_nodes(sim: &Sim, ix: NodeIx) -> Vec<crate::NodeId> {
         .events
         .iter()
         .filter_map(|(_, e)| match e {
-            Event::NodeLeft { node } => Some(*node),
+            Event::NodeLeft { node, .. } => Some(*node),
             _ => None,
         })
         .collect()

@@ -256,7 +256,7 @@ fn block(node: &Node, topic: &str, depth: u32) -> Result<Subscription> {
 
 fn next(sub: &Subscription, what: &str) -> Result<Message> {
     sub.recv_timeout(WAIT)
-        .ok_or_else(|| CliError::Failed(format!("no {what} within {WAIT:?}")))
+        .map_err(|e| CliError::Failed(format!("no {what}: {e}")))
 }
 
 /// Waits for the 1-byte acknowledgement of every receiver.
@@ -401,7 +401,7 @@ fn pubsub_recv(ctx: &mut ChildCtx) -> Result<ChildReport> {
     }
     while msgs < all {
         let m = next(&sub, "message")?;
-        if m.via() != via || m.len() != c.size {
+        if m.via().name() != via || m.len() != c.size {
             return Err(CliError::Failed(format!(
                 "receiver {}: message {} came {} with {} B, expected {via} with {} B",
                 ctx.index,

@@ -1,15 +1,17 @@
-//! What the application sees of its documents: events, acknowledgements and patch errors.
+//! What the application sees of its documents, in both drivers: events ([`DocEvent`]),
+//! acknowledgements ([`Committed`]), patch errors ([`PatchError`]), snapshots
+//! ([`DocSnapshot`]) and observer ids ([`ObserverId`]).
 
 use std::time::Duration;
 
 use ipc_proto::NodeId;
-use ipc_proto::doc::{DocError, Refusal, RejectReason, Scope, Update};
+use ipc_proto::doc::{DocError, DocEvt, PatchId, Refusal, RejectReason, Scope, Update};
 
 /// The host's acknowledgement of a patch: the version that applied it, and how many
 /// witnesses held it when the host answered.
 ///
 /// The host answers once a **witness** (a member other than the host's and this node that
-/// keeps a copy of the group's documents, see [`NodeBuilder::witness`](crate::NodeBuilder::witness))
+/// keeps a copy of the group's documents, see the builders' `witness`)
 /// holds the patch, or at once when the group has no witness for it. With `witnesses` at
 /// least 1, the patch survives the death of any one process, the hub's and this one's
 /// included, even if this process exits right away. With 0 (a group of the hub and this
@@ -55,8 +57,8 @@ pub enum DocEvent {
     Accepted {
         /// The document.
         doc: String,
-        /// The patch.
-        ticket: u64,
+        /// The patch (what the patch call returned).
+        ticket: PatchId,
         /// The version that applied it (or, after a hub change, the new host's version that
         /// includes it).
         version: u64,
@@ -68,8 +70,8 @@ pub enum DocEvent {
     Rejected {
         /// The document.
         doc: String,
-        /// The patch.
-        ticket: u64,
+        /// The patch (what the patch call returned).
+        ticket: PatchId,
         /// Why.
         reason: RejectReason,
     },
@@ -100,8 +102,10 @@ pub enum DocEvent {
         /// Why.
         reason: Refusal,
     },
-    /// The local value changed (at most once per document per wakeup of the I/O thread, after
-    /// [`Doc::snapshot`](crate::Doc::snapshot) shows the change), somewhere `scope` says.
+    /// The local value changed, somewhere `scope` says: a local patch, another node's, a
+    /// rejection rolling back a local patch, a state from the host. The std driver reports it
+    /// at most once per document per wakeup of its I/O thread, once `Doc::snapshot` shows the
+    /// change; the calloop driver once per change.
     Changed {
         /// The document.
         doc: String,
@@ -113,6 +117,57 @@ pub enum DocEvent {
 }
 
 impl DocEvent {
+    /// The event of a replica's `evt` as the application sees it; `version_of` gives the
+    /// host's version a document's local value builds on now (`None` until the host
+    /// answered). `None` for replica events an application is not told of.
+    pub fn from_replica(evt: DocEvt, version_of: impl FnOnce(&str) -> Option<u64>) -> Option<Self> {
+        Some(match evt {
+            DocEvt::Opened { name, version } => Self::Opened { doc: name, version },
+            DocEvt::Changed { name, scope, .. } => Self::Changed {
+                version: version_of(&name),
+                doc: name,
+                scope,
+            },
+            DocEvt::Patched {
+                name,
+                version,
+                origin,
+                wall_ms,
+                update,
+            } => Self::Patched {
+                doc: name,
+                version,
+                origin,
+                wall_ms,
+                update,
+            },
+            DocEvt::Accepted {
+                name,
+                id,
+                version,
+                witnesses,
+            } => Self::Accepted {
+                doc: name,
+                ticket: id,
+                version,
+                witnesses,
+            },
+            DocEvt::Rejected { name, id, reason } => Self::Rejected {
+                doc: name,
+                ticket: id,
+                reason,
+            },
+            DocEvt::Resynced { name, version } => Self::Resynced { doc: name, version },
+            DocEvt::VersionsLost { name, from, to } => Self::VersionsLost {
+                doc: name,
+                from,
+                to,
+            },
+            DocEvt::Refused { name, reason } => Self::Refused { doc: name, reason },
+            _ => return None,
+        })
+    }
+
     /// A short name, in snake case, for logs and JSON lines.
     pub fn name(&self) -> &'static str {
         match self {
@@ -174,3 +229,19 @@ pub enum PatchError {
     #[error("no answer within {0:?}")]
     Timeout(Duration),
 }
+
+/// A document as this node holds it: the host's version the value builds on (`None` until the
+/// host answered) and the local value, with this node's unanswered patches applied. The std
+/// driver's `Doc::snapshot` gives an `Arc` of the value, the calloop driver's `Node::doc` a
+/// reference.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocSnapshot<V> {
+    /// The host's version the value builds on; `None` until the host answered.
+    pub version: Option<u64>,
+    /// The local value.
+    pub value: V,
+}
+
+/// An observer of a document path, to remove it (`unobserve`).
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct ObserverId(pub u64);

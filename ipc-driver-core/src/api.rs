@@ -1,0 +1,24 @@
+//! The vocabulary of a driver's API, for each driver to re-export at its root with
+//! `pub use ipc_driver_core::api::*`: an application depends on its driver crate alone.
+//!
+//! It gathers this crate's own types (events, the error, documents, messages) and the
+//! protocol's types that the drivers' methods and events mention (ids, the group's view and
+//! its changes, topic options, document types, data-link counters).
+
+pub use crate::{
+    Committed, DEFAULT_GROUP, DEFAULT_POOL_BYTES, DocEvent, DocSnapshot, DriverError, EventKinds,
+    HubInfo, Message, NodeEvent, ObserverId, PatchError, RecvError, SegmentsInUse, Via,
+};
+pub use ipc_os::rendezvous::RendezvousError;
+pub use ipc_proto::data::{
+    DEFAULT_INLINE_MAX, DEFAULT_MAX_PAYLOAD, PublisherOptions, SendMode, SubscriptionOptions,
+};
+pub use ipc_proto::doc::{
+    DocError, DocLimits, PatchId, PathError, Refusal, RejectReason, Scope, Update,
+};
+pub use ipc_proto::names::bus_topic;
+pub use ipc_proto::wire::{DataStats, GuardStats, Policy, TopicStats, WitnessStats};
+pub use ipc_proto::{
+    AccessPolicy, Change, CloseReason, CmdError, Credentials, Epoch, Event, Limits, NodeId,
+    NodeInfo, NodeView, Role, Seq, Term, Uid, View,
+};

@@ -77,6 +77,11 @@
 //! - A command invalid in the current state returns [`CmdError`] and changes nothing.
 //! - A panic is a bug: it means an internal invariant broke.
 //!
+//! # Simulation
+//! With the feature `sim`, `ipc_proto::sim` is a deterministic simulator of whole groups
+//! for property tests: seeded network and clock, fault schedules, invariant checks, replayable
+//! failures. It is the one this crate's own properties run on.
+//!
 //! # Drivers
 //! [`guide`] shows how to write one, with a complete single-threaded driver on `poll(2)`.
 //!
@@ -102,6 +107,8 @@ mod machine;
 mod member;
 pub mod names;
 mod rng;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod spoke;
 mod timer;
 mod topology;

@@ -2,11 +2,11 @@
 //! schedules.
 
 mod admission;
+mod checks;
 mod docs;
 mod properties;
 mod regressions;
 mod scenarios;
-pub(crate) mod sim;
 
 /// Runs `cases` random seeds through `run` with proptest's runner, shard `shard` of several
 /// (its seeds are xored with the shard's number, so shards differ); a failing seed is saved

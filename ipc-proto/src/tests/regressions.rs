@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::sim::{Sim, SimConfig};
 use crate::history::History;
 use crate::hub::HubSeed;
+use crate::sim::{Sim, SimConfig};
 use crate::wire::{CloseReason, Deframer, Frame, Hello, Limits, OwnChange};
 use crate::{
     AccessPolicy, Change, Credentials, Epoch, Event, Hub, HubConfig, HubEvt, Input, NodeId,

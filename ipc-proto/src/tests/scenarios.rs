@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::sim::{NodeIx, Sim, SimConfig};
+use crate::sim::{NodeIx, Sim, SimConfig};
 use crate::{Event, OwnTopics, SpokeCmd};
 
 const STEPS: usize = 200_000;

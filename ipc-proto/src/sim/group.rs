@@ -1,6 +1,6 @@
-//! A deterministic simulator of a group: N nodes, a virtual clock, links with seeded latency
-//! (ordered per link, reordered across links), crashes, freezes (SIGSTOP) and resumptions,
-//! graceful leaves, and the hub address modelled as one atomic resource.
+//! The simulated group ([`Sim`]): N nodes, a virtual clock, links with seeded latency (ordered
+//! per link, reordered across links), crashes, freezes (SIGSTOP) and resumptions, graceful
+//! leaves, links lost, and the hub address modelled as one atomic resource.
 //!
 //! Each node runs a [`Member`] exactly as a driver would: outputs are drained after every
 //! input, `ConnectHub` and `Bind` become attempts evaluated when they are processed (so
@@ -20,17 +20,17 @@ use crate::doc::{DocError, DocEvt, DocLimits, HostEvt, PatchId, Update};
 use crate::wire::{DocMsg, Frame, decode, decode_doc};
 use crate::{
     AccessPolicy, Credentials, Event, HubConfig, HubEvt, Limits, Listener, Member, MemberCmd,
-    MemberConfig, MemberEvt, MemberInput, MemberOutput, NodeId, NodeInfo, OwnTopics, PeerId,
-    SpokeCmd, SpokeConfig, Summary, Term, View,
+    MemberConfig, MemberEvt, MemberInput, MemberOutput, NodeId, OwnTopics, PeerId, SpokeCmd,
+    SpokeConfig, Term,
 };
 
 pub(crate) const UID: u32 = 1000;
 
 /// A node's index in the simulation (stable: crashed nodes keep theirs).
 #[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Debug, Hash)]
-pub(crate) struct NodeIx(pub(crate) usize);
+pub struct NodeIx(pub usize);
 
-/// Knobs of a simulation.
+/// Knobs of a simulation (set through [`SimBuilder`]).
 #[derive(Clone, Debug)]
 pub(crate) struct SimConfig {
     pub(crate) latency: (Duration, Duration),
@@ -58,7 +58,7 @@ impl Default for SimConfig {
 
 /// What one node did and saw.
 #[derive(Debug)]
-pub(crate) struct SimNode {
+pub struct SimNode {
     pub(crate) name: String,
     pub(crate) member: Member,
     pub(crate) alive: bool,
@@ -81,15 +81,59 @@ pub(crate) struct SimNode {
     pub(crate) own_log: Vec<(Instant, OwnTopics)>,
     /// What its document replica reported, in order.
     pub(crate) doc_evts: Vec<DocEvt>,
+    /// The patches its application issued (those the replica took), in order.
+    pub(crate) patches: Vec<(String, PatchId)>,
 }
 
 impl SimNode {
-    pub(crate) fn id(&self) -> NodeId {
+    /// The node's id in the group.
+    pub fn id(&self) -> NodeId {
         self.member.id()
     }
 
-    pub(crate) fn is_member(&self) -> bool {
+    /// The name it was spawned with.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its machine, for queries (view, history, hub, documents).
+    pub fn member(&self) -> &Member {
+        &self.member
+    }
+
+    /// Whether it is a member: running (maybe frozen) and not leaving.
+    pub fn is_member(&self) -> bool {
         self.alive && !self.leaving
+    }
+
+    /// Whether its process runs (it has not crashed or finished leaving).
+    pub fn is_alive(&self) -> bool {
+        self.alive
+    }
+
+    /// Whether it is stopped (SIGSTOP).
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
+    }
+
+    /// The topology events it reported, with when.
+    pub fn events(&self) -> &[(Instant, Event)] {
+        &self.events
+    }
+
+    /// The names of every request and event of its member, in order.
+    pub fn transcript(&self) -> &[&'static str] {
+        &self.transcript
+    }
+
+    /// What its document replica reported, in order.
+    pub fn doc_evts(&self) -> &[DocEvt] {
+        &self.doc_evts
+    }
+
+    /// The patches its application issued that its replica took: (document, patch).
+    pub fn patches(&self) -> &[(String, PatchId)] {
+        &self.patches
     }
 }
 
@@ -142,15 +186,17 @@ pub(crate) const SQUATTER: Credentials = Credentials {
     gid: 65534,
 };
 
-/// The simulation.
-pub(crate) struct Sim {
+/// A simulated group: every node a [`Member`] driven as a driver would, over a simulated
+/// network and clock. Build it with [`Sim::builder`].
+pub struct Sim {
+    seed: u64,
     rng: ChaCha8Rng,
     pub(crate) config: SimConfig,
     pub(crate) epoch: Instant,
     now: Instant,
     pub(crate) nodes: Vec<SimNode>,
     /// Who holds the hub address.
-    bind: Option<NodeIx>,
+    pub(crate) bind: Option<NodeIx>,
     /// A process of another uid holding the hub address (then `bind` is `None`).
     pub(crate) squatter: Option<Squatter>,
     links: BTreeMap<u64, Link>,
@@ -163,16 +209,19 @@ pub(crate) struct Sim {
     pub(crate) gone_at: BTreeMap<NodeId, Instant>,
     /// Nodes a hub purged after the grace period, with when.
     pub(crate) purged: Vec<(Instant, NodeId)>,
-    /// Nodes a hub expelled by keepalive, with when.
+    /// Nodes a hub expelled by keepalive, and nodes whose links were lost, with when: their
+    /// removal is no flap.
     pub(crate) expelled: Vec<(Instant, NodeId)>,
     /// Every hub started, with its node and term.
     pub(crate) hubs_started: Vec<(Instant, NodeIx, Term)>,
     pub(crate) steps: usize,
     /// Deliveries of protocol data (not heartbeats) not yet handled by their machine.
-    data_in_flight: usize,
+    pub(crate) data_in_flight: usize,
     /// Every patch a document host broadcast, by document and version; a later host's
     /// overwrites an earlier one's (versions lost in a failover are given again).
     pub(crate) doc_history: BTreeMap<(String, u64), (NodeId, Update)>,
+    /// Broken invariants seen while stepping (two hubs at once, a correct peer misbehaving).
+    pub(crate) violations: Vec<String>,
 }
 
 fn cred(ix: NodeIx) -> Credentials {
@@ -188,6 +237,7 @@ impl Sim {
         #[allow(clippy::disallowed_methods)] // the simulation's epoch; only durations are added
         let epoch = Instant::now();
         Self {
+            seed,
             rng: ChaCha8Rng::seed_from_u64(seed),
             config,
             epoch,
@@ -207,11 +257,38 @@ impl Sim {
             steps: 0,
             data_in_flight: 0,
             doc_history: BTreeMap::new(),
+            violations: Vec::new(),
         }
     }
 
-    pub(crate) fn now(&self) -> Instant {
+    /// The seed the simulation was built with.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The simulated time.
+    pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// Simulated time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.epoch
+    }
+
+    /// A node.
+    pub fn node(&self, ix: NodeIx) -> &SimNode {
+        &self.nodes[ix.0]
+    }
+
+    /// Every node ever spawned, in spawn order (index `i` is `NodeIx(i)`).
+    pub fn nodes(&self) -> &[SimNode] {
+        &self.nodes
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> usize {
+        self.steps
     }
 
     /// Milliseconds since the start, for messages.
@@ -222,7 +299,7 @@ impl Sim {
     // ---- the world ----
 
     /// Starts a node that announces and subscribes `own` before it joins.
-    pub(crate) fn spawn(&mut self, name: &str, own: &OwnTopics) -> NodeIx {
+    pub fn spawn(&mut self, name: &str, own: &OwnTopics) -> NodeIx {
         let ix = NodeIx(self.nodes.len());
         let mut spoke = SpokeConfig::default();
         spoke
@@ -282,13 +359,14 @@ impl Sim {
             frozen_spans: Vec::new(),
             own_log: vec![(self.now, own.clone())],
             doc_evts: Vec::new(),
+            patches: Vec::new(),
         });
         self.drain(ix);
         ix
     }
 
     /// Gives a node's application command.
-    pub(crate) fn cmd(&mut self, ix: NodeIx, cmd: SpokeCmd) {
+    pub fn cmd(&mut self, ix: NodeIx, cmd: SpokeCmd) {
         let now = self.now;
         let n = &mut self.nodes[ix.0];
         if !n.is_member() || n.frozen {
@@ -303,7 +381,7 @@ impl Sim {
     }
 
     /// Kills a node: its links hang up, the hub address is freed if it held it.
-    pub(crate) fn crash(&mut self, ix: NodeIx) {
+    pub fn crash(&mut self, ix: NodeIx) {
         let n = &mut self.nodes[ix.0];
         if !n.alive {
             return;
@@ -340,7 +418,7 @@ impl Sim {
     }
 
     /// Stops a node (SIGSTOP): what arrives waits, timers do not fire.
-    pub(crate) fn freeze(&mut self, ix: NodeIx) {
+    pub fn freeze(&mut self, ix: NodeIx) {
         let now = self.now;
         let n = &mut self.nodes[ix.0];
         if n.alive && !n.frozen && !n.leaving {
@@ -350,7 +428,7 @@ impl Sim {
     }
 
     /// Resumes a frozen node (SIGCONT): it handles what arrived, in order.
-    pub(crate) fn resume(&mut self, ix: NodeIx) {
+    pub fn resume(&mut self, ix: NodeIx) {
         let now = self.now;
         let n = &mut self.nodes[ix.0];
         if !n.alive || !n.frozen {
@@ -367,6 +445,7 @@ impl Sim {
         self.fire_timers(ix);
     }
 
+    #[cfg(test)] // the hostile processes are the crate's own scenarios
     /// `count` connections to the hub address that never say a word (a hostile process of the
     /// same uid): the hub's listener accepts them; they have no other end, so what the hub
     /// sends them is lost and closing them is all it can do. Returns how many were aimed at a
@@ -395,7 +474,7 @@ impl Sim {
 
     /// Leaves gracefully: goodbye to the hub, and if the node hosts the hub, the hub closes
     /// once it has sequenced that goodbye.
-    pub(crate) fn leave(&mut self, ix: NodeIx) {
+    pub fn leave(&mut self, ix: NodeIx) {
         let now = self.now;
         let n = &mut self.nodes[ix.0];
         if !n.is_member() || n.frozen {
@@ -409,6 +488,50 @@ impl Sim {
         self.drain(ix);
     }
 
+    /// Loses every link of a node at once (a connection reset): both ends see the hangup
+    /// after what is in flight to them; the node keeps running and reconnects.
+    pub fn cut_links(&mut self, ix: NodeIx) {
+        let ids: Vec<u64> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.spoke == ix || l.hub == ix)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            let spoke = self.links.get(&id).expect("listed").spoke;
+            let hub = self.links.get(&id).expect("listed").hub;
+            let (lat_up, lat_down) = (self.latency(), self.latency());
+            let l = self.links.remove(&id).expect("listed");
+            // On one host a link ends only with a process: each end may take the other for
+            // gone, and that is no flap.
+            for end in [spoke, hub] {
+                let id = self.nodes[end.0].id();
+                self.expelled.push((self.now, id));
+            }
+            self.ends.remove(&(spoke, l.spoke_peer));
+            self.ends.remove(&(hub, l.hub_peer));
+            let down = (self.now + lat_down).max(l.down_last);
+            let up = (self.now + lat_up).max(l.up_last);
+            let spoke_down = SimInput::PeerDown(l.spoke_peer);
+            let hub_down = SimInput::PeerDown(l.hub_peer);
+            self.schedule(
+                down,
+                Delivery {
+                    node: spoke,
+                    input: spoke_down,
+                },
+            );
+            self.schedule(
+                up,
+                Delivery {
+                    node: hub,
+                    input: hub_down,
+                },
+            );
+        }
+    }
+
+    #[cfg(test)] // the hostile processes are the crate's own scenarios
     /// A process of another uid binds the hub address, if it is free; `false` if a node holds
     /// it.
     pub(crate) fn squat(&mut self) -> bool {
@@ -419,6 +542,7 @@ impl Sim {
         true
     }
 
+    #[cfg(test)] // the hostile processes are the crate's own scenarios
     /// The squatter dies: the address is free, its links hang up.
     pub(crate) fn end_squat(&mut self) -> Option<Squatter> {
         let squatter = self.squatter.take()?;
@@ -436,7 +560,7 @@ impl Sim {
     }
 
     /// Opens a document on a node, as its application would.
-    pub(crate) fn open_doc(&mut self, ix: NodeIx, name: &str, default: Value) {
+    pub fn open_doc(&mut self, ix: NodeIx, name: &str, default: Value) {
         let now = self.now;
         let n = &mut self.nodes[ix.0];
         if !n.is_member() || n.frozen {
@@ -450,7 +574,7 @@ impl Sim {
 
     /// Patches a document on a node, as its application would (`None`: the node is not
     /// running). The wall clock is the simulated time.
-    pub(crate) fn patch_doc(
+    pub fn patch_doc(
         &mut self,
         ix: NodeIx,
         name: &str,
@@ -463,6 +587,9 @@ impl Sim {
             return None;
         }
         let r = n.member.patch_doc(now, name, update, wall_ms);
+        if let Ok(id) = &r {
+            n.patches.push((name.to_owned(), *id));
+        }
         self.drain(ix);
         Some(r)
     }
@@ -503,7 +630,7 @@ impl Sim {
     }
 
     /// Processes the earliest delivery or timer; `false` if nothing is left to do.
-    pub(crate) fn step(&mut self) -> bool {
+    pub fn step(&mut self) -> bool {
         let Some(t) = self.next_time() else {
             return false;
         };
@@ -523,15 +650,18 @@ impl Sim {
         }
         // At most one hub runs at any time, and it holds the address.
         let hubs: Vec<_> = self.hubs().collect();
-        assert!(
-            hubs.len() <= 1 && hubs.iter().all(|&h| self.bind == Some(h)),
-            "hubs {hubs:?}"
-        );
+        if hubs.len() > 1 || hubs.iter().any(|&h| self.bind != Some(h)) {
+            let at = self.ms(self.now);
+            self.violations.push(format!(
+                "at {at:.1} ms hubs {hubs:?} ran, the address held by {:?}",
+                self.bind
+            ));
+        }
         true
     }
 
     /// Runs until `done` holds, or fails after `max_steps` steps.
-    pub(crate) fn run_until(
+    pub fn run_until(
         &mut self,
         max_steps: usize,
         mut done: impl FnMut(&Self) -> bool,
@@ -553,8 +683,15 @@ impl Sim {
         ))
     }
 
+    /// Runs until the group has [converged](Self::converged), or fails after `max_steps` steps
+    /// with why it has not and every node's state.
+    pub fn settle(&mut self, max_steps: usize) -> Result<usize, String> {
+        self.run_until(max_steps, Self::converged)
+            .map_err(|e| format!("{e}: {:?}\n{}", self.divergence(), self.describe()))
+    }
+
     /// Runs every step up to `now + d`.
-    pub(crate) fn run_for(&mut self, d: Duration) {
+    pub fn run_for(&mut self, d: Duration) {
         let until = self.now + d;
         while self.next_time().is_some_and(|t| t <= until) {
             self.step();
@@ -790,9 +927,6 @@ impl Sim {
                     unreachable!("no accept fails in the simulation")
                 }
                 MemberOutput::Evt(evt) => {
-                    if !matches!(evt.name(), "LinkRefused" | "PeerExpelled") {
-                        eprintln!("DBG {evt:?}");
-                    }
                     n.transcript.push(evt.name());
                     match evt {
                         MemberEvt::Topology(e) => n.events.push((now, e)),
@@ -820,7 +954,11 @@ impl Sim {
                         | MemberEvt::Hub(HubEvt::PeerMisbehaved { .. })
                         | MemberEvt::Doc(DocEvt::HubMisbehaved { .. })
                         | MemberEvt::DocHost(HostEvt::PeerMisbehaved { .. }) => {
-                            panic!("a correct peer misbehaved: {evt:?}")
+                            let at = (now - self.epoch).as_secs_f64() * 1e3;
+                            let name = &self.nodes[ix.0].name;
+                            self.violations.push(format!(
+                                "at {at:.1} ms {name} saw a correct peer misbehave: {evt:?}"
+                            ));
                         }
                         MemberEvt::Doc(e) => n.doc_evts.push(e),
                         _ => {}
@@ -912,158 +1050,5 @@ impl Sim {
                 },
             );
         }
-    }
-
-    // ---- observations ----
-
-    /// The nodes running a hub.
-    pub(crate) fn hubs(&self) -> impl Iterator<Item = NodeIx> + '_ {
-        self.nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| n.alive && n.member.is_hub())
-            .map(|(i, _)| NodeIx(i))
-    }
-
-    /// The nodes that are members: alive, not leaving.
-    pub(crate) fn members(&self) -> impl Iterator<Item = NodeIx> + '_ {
-        self.nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| n.is_member())
-            .map(|(i, _)| NodeIx(i))
-    }
-
-    /// What every member's view should say: each member with its own topics.
-    pub(crate) fn truth(&self) -> Summary {
-        let mut s = Summary::default();
-        for ix in self.members() {
-            let n = &self.nodes[ix.0];
-            let info = NodeInfo {
-                id: n.id(),
-                name: n.name.clone(),
-                data_addr: format!("@sim/{}", ix.0),
-                pid: 10_000 + ix.0 as u32,
-                uid: UID,
-            };
-            s.nodes
-                .insert(n.id(), (info, n.member.spoke().own_topics().clone()));
-        }
-        s
-    }
-
-    /// Why the group has not converged, or `None` if it has: no protocol data is in flight, one
-    /// hub holds the address, every member is running, synced with it, and sees exactly the
-    /// truth.
-    pub(crate) fn divergence(&self) -> Option<String> {
-        if self.data_in_flight > 0 {
-            return Some(format!(
-                "{} deliveries of data in flight",
-                self.data_in_flight
-            ));
-        }
-        let hubs: Vec<_> = self.hubs().collect();
-        let [hub] = hubs[..] else {
-            return Some(format!("{} hubs", hubs.len()));
-        };
-        if self.bind != Some(hub) {
-            return Some("the running hub does not hold the address".into());
-        }
-        let hub_node = &self.nodes[hub.0];
-        let want_hub = (
-            hub_node.id(),
-            hub_node
-                .member
-                .hub_machine()
-                .expect("hubs() have hubs")
-                .term(),
-        );
-        let truth = self.truth();
-        for ix in self.members() {
-            let n = &self.nodes[ix.0];
-            if n.frozen {
-                return Some(format!("{} is frozen", n.name));
-            }
-            if n.member.hub() != Some(want_hub) {
-                return Some(format!(
-                    "{} follows {:?}, not {:?}",
-                    n.name,
-                    n.member.hub(),
-                    want_hub
-                ));
-            }
-            if n.member.view().summary() != truth {
-                return Some(format!("{} sees another group than the truth", n.name));
-            }
-        }
-        None
-    }
-
-    pub(crate) fn converged(&self) -> bool {
-        self.divergence().is_none()
-    }
-
-    /// Replays a node's events onto an empty view.
-    pub(crate) fn replay(&self, ix: NodeIx) -> View {
-        let mut v = View::default();
-        for (_, e) in &self.nodes[ix.0].events {
-            v.apply(e);
-        }
-        v
-    }
-
-    /// Whether `ix` was running without interruption from `from` to `to`.
-    pub(crate) fn continuous(&self, ix: NodeIx, from: Instant, to: Instant) -> bool {
-        let n = &self.nodes[ix.0];
-        n.started <= from
-            && n.ended.is_none_or(|e| e > to)
-            && n.frozen_spans.iter().all(|&(a, b)| b < from || a > to)
-            && !self
-                .expelled
-                .iter()
-                .any(|&(t, id)| id == n.id() && t >= from && t <= to)
-    }
-
-    /// The node's own topics as its application had set them at `t`, and when it last changed
-    /// them.
-    pub(crate) fn own_at(&self, ix: NodeIx, t: Instant) -> (Instant, &OwnTopics) {
-        let log = &self.nodes[ix.0].own_log;
-        let (at, own) = log.iter().rev().find(|(at, _)| *at <= t).unwrap_or(&log[0]);
-        (*at, own)
-    }
-
-    /// The node with this id.
-    pub(crate) fn ix_of(&self, id: NodeId) -> Option<NodeIx> {
-        self.nodes.iter().position(|n| n.id() == id).map(NodeIx)
-    }
-
-    /// Every node's state, for failure messages.
-    pub(crate) fn describe(&self) -> String {
-        let mut s = String::new();
-        for (i, n) in self.nodes.iter().enumerate() {
-            s.push_str(&format!(
-                "  [{i}] {} {} alive={} frozen={} leaving={} hub={} state={:?} follows={:?}\n",
-                n.name,
-                n.id(),
-                n.alive,
-                n.frozen,
-                n.leaving,
-                n.member.hub_machine().map_or(0, |h| h.term().0),
-                n.member.spoke().state(),
-                n.member.hub(),
-            ));
-        }
-        s
-    }
-
-    /// The records of a node's history, for comparing histories.
-    pub(crate) fn history_of(&self, ix: NodeIx) -> BTreeSet<(crate::Seq, u64)> {
-        self.nodes[ix.0]
-            .member
-            .spoke()
-            .history()
-            .records()
-            .map(|r| (r.seq, r.uid.get()))
-            .collect()
     }
 }

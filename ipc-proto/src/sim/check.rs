@@ -1,0 +1,457 @@
+//! Invariant checks a user calls on a [`Sim`]: each returns `Ok(())` or a [`Violation`] that
+//! says what broke. The topology checks hold once the group is quiet (after
+//! [`Sim::settle`]); the document checks once [`docs_quiet`] holds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::group::Sim;
+use crate::doc::{ApplyContext, DocEvt, PatchId};
+use crate::{Event, NodeId, View};
+
+/// A broken invariant, in words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation(pub String);
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Violation {}
+
+fn fail<T>(why: String) -> Result<T, Violation> {
+    Err(Violation(why))
+}
+
+/// Every topology check: [`quiet`] and [`no_flaps_or_ghosts`] over [`audit`].
+pub fn all(sim: &Sim) -> Result<(), Violation> {
+    quiet(sim)?;
+    no_flaps_or_ghosts(&audit(sim))
+}
+
+/// The topology checks of a quiet group: [`one_hub`], [`converged`], [`histories_equal`],
+/// [`reported_once`] and [`terms_monotonic`].
+pub fn quiet(sim: &Sim) -> Result<(), Violation> {
+    one_hub(sim)?;
+    converged(sim)?;
+    histories_equal(sim)?;
+    reported_once(sim)?;
+    terms_monotonic(sim)
+}
+
+/// Exactly one hub runs and holds the hub address, and there were never two at once.
+pub fn one_hub(sim: &Sim) -> Result<(), Violation> {
+    if let Some(v) = sim.violations.first() {
+        return fail(v.clone());
+    }
+    let hubs: Vec<_> = sim.hubs().collect();
+    match hubs[..] {
+        [_] => Ok(()),
+        _ => fail(format!("{} hubs run: {hubs:?}", hubs.len())),
+    }
+}
+
+/// Every member follows the one hub and its view is the truth: each member with its own
+/// topics, and nobody else (no ghosts).
+pub fn converged(sim: &Sim) -> Result<(), Violation> {
+    match sim.divergence() {
+        None => Ok(()),
+        Some(why) => fail(format!("not converged: {why}\n{}", sim.describe())),
+    }
+}
+
+/// Every member's history holds the hub's records.
+pub fn histories_equal(sim: &Sim) -> Result<(), Violation> {
+    let Some(hub) = sim.hubs().next() else {
+        return fail("no hub".into());
+    };
+    let want = sim.history_of(hub);
+    for ix in sim.members() {
+        if sim.history_of(ix) != want {
+            return fail(format!(
+                "{}'s history differs from the hub's",
+                sim.nodes[ix.0].name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Each member reported each change once: every event it emitted changed its view (no
+/// repeats), and its events replay onto an empty view to exactly its view (none missing).
+pub fn reported_once(sim: &Sim) -> Result<(), Violation> {
+    for ix in sim.members() {
+        let n = &sim.nodes[ix.0];
+        let mut v = View::default();
+        for (t, e) in &n.events {
+            if !v.apply(e) {
+                let at = sim.ms(*t);
+                return fail(format!("{} reported {e:?} at {at:.1} ms twice", n.name));
+            }
+        }
+        if v.summary() != n.member.view().summary() || v.hub() != n.member.view().hub() {
+            return fail(format!("{}'s events do not replay to its view", n.name));
+        }
+    }
+    Ok(())
+}
+
+/// Terms rise: every hub started with a term above every hub term its node had seen
+/// ([`Event::HubChanged`]) before. Across the group terms may start again: a node that never
+/// heard of a term cannot exceed it.
+pub fn terms_monotonic(sim: &Sim) -> Result<(), Violation> {
+    for &(at, ix, term) in &sim.hubs_started {
+        let n = &sim.nodes[ix.0];
+        let known = n
+            .events
+            .iter()
+            .filter(|(t, _)| *t < at)
+            .filter_map(|(_, e)| match e {
+                Event::HubChanged { term, .. } => Some(*term),
+                _ => None,
+            })
+            .max();
+        if known.is_some_and(|k| term <= k) {
+            let at = sim.ms(at);
+            return fail(format!(
+                "{} started a hub of {term:?} at {at:.1} ms, knowing {known:?}",
+                n.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// No member reported anything after `since` (the group stayed quiet).
+pub fn silent_since(sim: &Sim, since: Instant) -> Result<(), Violation> {
+    let late: Vec<_> = sim
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.events
+                .iter()
+                .filter(|(t, _)| *t > since)
+                .map(move |e| (&n.name, e))
+        })
+        .collect();
+    if late.is_empty() {
+        return Ok(());
+    }
+    fail(format!(
+        "{} events after quiescence at {:.1} ms, e.g. {:?}\n{}",
+        late.len(),
+        sim.ms(since),
+        &late[..late.len().min(4)],
+        sim.describe()
+    ))
+}
+
+/// The most records any running machine's history holds beyond the live state.
+pub(crate) fn beyond_live(sim: &Sim) -> usize {
+    let mut excess = 0;
+    for n in sim.nodes.iter().filter(|n| n.alive) {
+        let mut histories = vec![n.member.spoke().history()];
+        histories.extend(n.member.hub_machine().map(|h| h.history()));
+        for h in histories {
+            let live: usize = h
+                .view()
+                .nodes()
+                .values()
+                .map(|v| 1 + v.publishes.len() + v.subscribes.len())
+                .sum();
+            excess = excess.max(h.len().saturating_sub(live));
+        }
+    }
+    excess
+}
+
+/// What [`audit`] found in every member's events, judged against what really happened.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Audit {
+    /// Removal events about a node that was running without interruption and still held the
+    /// state (it had not left, crashed, been frozen or changed its topics): a flap.
+    pub spurious_removals: usize,
+    /// Of those, the ones explained by the node being purged after the grace period (it did
+    /// not reconnect in time).
+    pub purged_flaps: usize,
+    /// Events that re-add what a spurious removal took: the duplicates.
+    pub duplicates: usize,
+    /// Events about a node whose departure the group had recorded (a LEAVE minted) over a second
+    /// before the observer started. They happen only when every node that knew of the departure
+    /// is gone, and a node whose history predates it (it was stopped all along) becomes the hub
+    /// or joins one that knows nothing newer; the hub purges them after its grace period.
+    pub late_ghosts: usize,
+    /// Late ghost joins not undone within one grace period of each hub that held them: zero.
+    pub avoidable_ghosts: usize,
+}
+
+/// No flaps but purged ones, and every late ghost gone within a grace period.
+pub fn no_flaps_or_ghosts(audit: &Audit) -> Result<(), Violation> {
+    if audit.spurious_removals != audit.purged_flaps {
+        return fail(format!(
+            "a running node was reported gone (or its topic removed) without being purged: {audit:?}"
+        ));
+    }
+    if audit.avoidable_ghosts > 0 {
+        return fail(format!(
+            "a long-departed node outlived a grace period: {audit:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Classifies every event each member saw against what really happened.
+pub fn audit(sim: &Sim) -> Audit {
+    let explain = std::env::var("IPC_SIM_EXPLAIN").is_ok();
+    let mut out = Audit::default();
+    for obs in sim.members() {
+        let n = &sim.nodes[obs.0];
+        // What this observer removed spuriously and has not re-added yet.
+        let mut owed: BTreeSet<(NodeId, Option<String>)> = BTreeSet::new();
+        for (t, e) in &n.events {
+            let (subject, topic) = subject(e);
+            let Some(subject) = subject else { continue };
+            let Some(six) = sim.ix_of(subject) else {
+                continue;
+            };
+            let s = &sim.nodes[six.0];
+            // The subject ended (crashed or left) well before the observer started, and a hub
+            // had recorded its departure.
+            if let Some(gone) = sim.gone_at.get(&subject)
+                && s.ended
+                    .is_some_and(|end| end + Duration::from_secs(1) < n.started)
+                && *gone < n.started
+            {
+                if explain {
+                    println!(
+                        "GHOST at {:.1} ms: {} (started {:.1}) saw {:?} about {} (gone at {:.1}, ended {:?})",
+                        sim.ms(*t),
+                        n.name,
+                        sim.ms(n.started),
+                        e,
+                        s.name,
+                        sim.ms(*gone),
+                        s.ended.map(|e| sim.ms(e)),
+                    );
+                }
+                out.late_ghosts += 1;
+                // Stale knowledge can bring a departed node back, but only until the hub that
+                // accepted it purges it: within one grace period.
+                if let Event::NodeJoined { .. } = e {
+                    // Counted in the observer's running time (a frozen observer hears late), and
+                    // per hub: a hub that dies within its grace hands the stale node to the next,
+                    // whose grace starts anew.
+                    let margin = Duration::from_millis(100);
+                    let mut deadline = *t + sim.config.grace + margin;
+                    loop {
+                        let extended = n
+                            .frozen_spans
+                            .iter()
+                            .filter(|&&(a, b)| a <= deadline && b >= *t)
+                            .map(|&(_, b)| b + margin)
+                            .chain(
+                                sim.hubs_started
+                                    .iter()
+                                    .filter(|(h, _, _)| *h >= *t && *h <= deadline)
+                                    .map(|(h, _, _)| *h + sim.config.grace + margin),
+                            )
+                            .fold(deadline, Instant::max);
+                        if extended == deadline {
+                            break;
+                        }
+                        deadline = extended;
+                    }
+                    let purged = n.events.iter().any(|(lt, le)| {
+                        *lt >= *t
+                            && *lt <= deadline
+                            && matches!(le, Event::NodeLeft { node, .. } if *node == subject)
+                    });
+                    if !purged {
+                        out.avoidable_ghosts += 1;
+                    }
+                }
+            }
+            let removal = matches!(
+                e,
+                Event::NodeLeft { .. } | Event::TopicRetracted { .. } | Event::Unsubscribed { .. }
+            );
+            // Steady: running, never frozen or expelled, since well before any keepalive could
+            // have expelled it, and its topics unchanged for longer than a message takes.
+            // A frozen observer handles, on resuming, what was sent while it slept, and a frozen
+            // hub sequences on resuming what was asked of it meanwhile: judge the event from
+            // when it may have been asked for, before such a freeze.
+            let hosts = sim.hubs_started.iter().map(|(_, ix, _)| &sim.nodes[ix.0]);
+            let judged = std::iter::once(n)
+                .chain(hosts)
+                .flat_map(|m| m.frozen_spans.iter())
+                .filter(|&&(a, b)| a <= *t && b + Duration::from_millis(100) >= *t)
+                .map(|&(a, _)| a)
+                .min()
+                .unwrap_or(*t);
+            let before = sim.config.keepalive + Duration::from_millis(1_500);
+            let since = judged
+                .checked_sub(before)
+                .unwrap_or(sim.epoch)
+                .max(sim.epoch);
+            let (changed, own) = sim.own_at(six, *t);
+            let steady = sim.continuous(six, since, *t + Duration::from_millis(50))
+                && (topic.is_none()
+                    || judged
+                        .checked_sub(Duration::from_millis(100))
+                        .is_some_and(|j| changed < j));
+            if removal && steady {
+                let still_holds = match e {
+                    Event::NodeLeft { .. } => true,
+                    Event::TopicRetracted { topic, .. } => own.publishes.contains_key(topic),
+                    Event::Unsubscribed { topic, .. } => own.subscribes.contains(topic),
+                    _ => false,
+                };
+                if still_holds {
+                    if explain {
+                        let at = sim.ms(*t);
+                        println!(
+                            "SPURIOUS at {at:.1} ms: {} saw {e:?} about {}",
+                            n.name, s.name
+                        );
+                    }
+                    out.spurious_removals += 1;
+                    if sim.purged.iter().any(|&(pt, id)| id == subject && pt <= *t) {
+                        out.purged_flaps += 1;
+                    }
+                    owed.insert((subject, topic.clone()));
+                }
+            } else if !removal && owed.remove(&(subject, topic.clone())) {
+                out.duplicates += 1;
+            } else if matches!(e, Event::NodeJoined { .. }) {
+                owed.retain(|(id, _)| *id != subject);
+            }
+        }
+    }
+    out
+}
+
+fn subject(e: &Event) -> (Option<NodeId>, Option<String>) {
+    match e {
+        Event::NodeJoined { info, .. } => (Some(info.id), None),
+        Event::NodeLeft { node, .. } => (Some(*node), None),
+        Event::TopicAnnounced { node, topic, .. } | Event::TopicRetracted { node, topic } => {
+            (Some(*node), Some(format!("p:{topic}")))
+        }
+        Event::Subscribed { node, topic, .. } | Event::Unsubscribed { node, topic } => {
+            (Some(*node), Some(format!("s:{topic}")))
+        }
+        Event::HubChanged { .. } => (None, None),
+    }
+}
+
+// ---- documents ----
+
+/// Whether document `doc` is quiet: the group has converged, the hub's document host serves
+/// it, and every member's replica is synced with it at the host's version, nothing pending.
+pub fn docs_quiet(sim: &Sim, doc: &str) -> bool {
+    if !sim.converged() {
+        return false;
+    }
+    let Some(hub) = sim.hubs().next() else {
+        return false;
+    };
+    let Some(host) = sim.nodes[hub.0].member.doc_host() else {
+        return false;
+    };
+    if host.is_gathering() {
+        return false;
+    }
+    let Some(version) = host.version(doc) else {
+        return false;
+    };
+    sim.members().all(|ix| {
+        let docs = sim.nodes[ix.0].member.docs();
+        docs.is_synced(doc)
+            && docs.pending(doc).next().is_none()
+            && docs.version(doc) == Some(version)
+    })
+}
+
+/// Every member holds the host's value of `doc`, and that value is the accepted patches, as
+/// the hosts broadcast them (the last host to broadcast a version wins), applied in version
+/// order to `default`. Returns the host's value.
+pub fn documents_equal(sim: &Sim, doc: &str, default: &Value) -> Result<Value, Violation> {
+    let host = sim
+        .hubs()
+        .next()
+        .and_then(|h| sim.nodes[h.0].member.doc_host())
+        .ok_or_else(|| Violation("no document host".into()))?;
+    let (Some(value), Some(version)) = (host.value(doc), host.version(doc)) else {
+        return fail(format!("the host does not serve {doc}"));
+    };
+    for ix in sim.members() {
+        let held = sim.nodes[ix.0].member.docs().value(doc);
+        if held != Some(value) {
+            return fail(format!(
+                "{} holds {held:?}, the host {value}",
+                sim.nodes[ix.0].name
+            ));
+        }
+    }
+    let mut replay = default.clone();
+    for v in 1..=version {
+        let Some((_, update)) = sim.doc_history.get(&(doc.to_owned(), v)) else {
+            return fail(format!("version {v} was never broadcast"));
+        };
+        replay = update
+            .applied(&replay, &ApplyContext { now_unix_ms: 0 })
+            .map_err(|e| Violation(format!("version {v} does not apply: {e}")))?;
+    }
+    if replay != *value {
+        return fail(format!("replayed {replay}, the host holds {value}"));
+    }
+    Ok(value.clone())
+}
+
+/// No acknowledged version lost: every patch a member still running issued was answered
+/// exactly once (accepted or rejected), and no accepted one names a version beyond the host's.
+pub fn no_acked_version_lost(sim: &Sim, doc: &str) -> Result<(), Violation> {
+    let host_version = sim
+        .hubs()
+        .next()
+        .and_then(|h| sim.nodes[h.0].member.doc_host())
+        .and_then(|h| h.version(doc))
+        .ok_or_else(|| Violation(format!("no host serves {doc}")))?;
+    for n in sim.nodes.iter().filter(|n| n.is_member()) {
+        let mut answers: BTreeMap<PatchId, usize> = BTreeMap::new();
+        for e in &n.doc_evts {
+            match e {
+                DocEvt::Accepted {
+                    name, id, version, ..
+                } if name == doc => {
+                    *answers.entry(*id).or_default() += 1;
+                    if *version > host_version {
+                        return fail(format!(
+                            "{} was told version {version} holds {id}; the host is at {host_version}",
+                            n.name
+                        ));
+                    }
+                }
+                DocEvt::Rejected { name, id, .. } if name == doc => {
+                    *answers.entry(*id).or_default() += 1;
+                }
+                _ => {}
+            }
+        }
+        for (_, id) in n.patches.iter().filter(|(d, _)| d == doc) {
+            if answers.get(id) != Some(&1) {
+                return fail(format!(
+                    "{} got {:?} answers to {id}",
+                    n.name,
+                    answers.get(id)
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! A deterministic simulator of whole groups, for property tests (feature `sim`).
+//!
+//! A complete property test: the test file of the crate `ipc-proto/tests/sim_user`, which
+//! depends on `ipc-proto` (feature `sim`) and proptest from outside this workspace.
+//!
+#![doc = concat!(
+    "```\n",
+    include_str!("../../tests/sim_user/tests/survivors.rs"),
+    // Run as a doctest, the properties are plain functions (without `cfg(test)`): call them.
+    "# fn main() {\n",
+    "#     survivors_of_a_hub_crash_converge();\n",
+    "#     groups_converge_after_any_schedule();\n",
+    "# }\n",
+    "```"
+)]
+//!
+//! A [`Sim`] runs N nodes, each a [`Member`](crate::Member) driven exactly as a driver
+//! would drive it (every output drained after every input), over a simulated network and
+//! clock: links with seeded latency (FIFO per link, reordered across links), records split at
+//! random points, the hub address as one atomic resource for which concurrent binds race.
+//! Everything random comes from the seed given to [`Sim::builder`], so a seed and the same
+//! calls replay a run exactly. The documents ride on the members and are simulated too
+//! ([`Sim::open_doc`], [`Sim::patch_doc`]); the data plane is not (no node has one).
+//!
+//! - **Build** with [`Sim::builder`] ([`SimBuilder`]): members, latency, record splitting,
+//!   keepalive, grace.
+//! - **Drive** with [`Sim::step`], [`Sim::run_for`], [`Sim::run_until`] (bounded: it fails
+//!   instead of hanging) and [`Sim::settle`] (until converged); inject faults with
+//!   [`Sim::crash`], [`Sim::freeze`]/[`Sim::resume`], [`Sim::leave`], [`Sim::cut_links`],
+//!   [`Sim::spawn`] and [`Sim::cmd`].
+//! - **Faults as values**: a [`Schedule`] lists [`Fault`]s at times; [`Schedule::run`] plays
+//!   one, lets the group converge and stay quiet, and runs every check. [`strategy`] generates
+//!   them for proptest (with shrinking), or derives one from a seed
+//!   ([`Schedule::from_seed`]).
+//! - **Check** with [`check`]: exactly one hub (and never two at once), every view equal to
+//!   the truth (no ghosts), equal histories, each change reported once per member, terms
+//!   monotonic, no flaps; for documents, every replica equal to the host and the host equal to
+//!   its accepted patches, every patch answered once, no acknowledged version lost.
+//! - **Replay**: a failing [`Schedule::run`] returns a [`Failure`] whose `replay` is a Rust
+//!   expression (`ipc_proto::sim::Schedule::from_seed(..).run()`, or the whole schedule) that
+//!   reproduces it; `IPC_SIM_EXPLAIN=1` prints the faults, hubs and final state as it runs.
+//!
+//! The simulator reads the clock once, for its epoch, and adds only simulated durations.
+//! This is the simulator that proves this crate: its own scenarios and properties run on it.
+
+mod builder;
+pub mod check;
+mod group;
+mod observe;
+mod schedule;
+pub mod strategy;
+
+pub use builder::SimBuilder;
+pub use group::{NodeIx, Sim, SimNode};
+pub use schedule::{Failure, Fault, Outcome, Schedule};
+
+#[cfg(test)]
+pub(crate) use group::SimConfig;

@@ -1,0 +1,66 @@
+//! proptest strategies for seeds, faults and schedules. A failing case prints its
+//! [`Schedule`]; [`Schedule::run`]'s error also says how to replay it.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::schedule::{Fault, Schedule};
+
+/// The schedules the crate's own property test runs: one `u64` each, through
+/// [`Schedule::from_seed`] (a failing case is a seed, and the seed replays it).
+pub fn seeded() -> impl Strategy<Value = Schedule> {
+    any::<u64>().prop_map(Schedule::from_seed)
+}
+
+/// A fault that loses or stalls members: crash (any member or the hub), a graceful leave,
+/// a stall of 0.1 to 4 s (past the 2 s keepalive about half the time), a link loss, a join
+/// storm of up to `storm` nodes, or a hub race.
+pub fn fault(storm: usize) -> impl Strategy<Value = Fault> {
+    let who = any::<usize>();
+    prop_oneof![
+        who.prop_map(Fault::Crash),
+        Just(Fault::CrashHub),
+        (who, 100..4_000u64).prop_map(|(w, ms)| Fault::Freeze(w, Duration::from_millis(ms))),
+        who.prop_map(Fault::Leave),
+        Just(Fault::LeaveHub),
+        who.prop_map(Fault::LinkLoss),
+        (1..=storm.max(1)).prop_map(Fault::JoinStorm),
+        Just(Fault::HubRace),
+    ]
+}
+
+/// Up to `max` faults from `fault` at random times in the first `within`, in time order.
+pub fn faults(
+    fault: impl Strategy<Value = Fault>,
+    max: usize,
+    within: Duration,
+) -> impl Strategy<Value = Vec<(Duration, Fault)>> {
+    let ms = within.as_millis().max(1) as u64;
+    prop::collection::vec((0..ms, fault), 0..=max).prop_map(|mut v| {
+        v.sort_by_key(|(at, _)| *at);
+        v.into_iter()
+            .map(|(at, f)| (Duration::from_millis(at), f))
+            .collect()
+    })
+}
+
+/// Schedules of `members` members with no topics and up to `max_faults` faults of
+/// [`fault`] in the first three seconds; the seed and latency vary too. These shrink toward
+/// fewer and earlier faults.
+pub fn schedules(
+    members: std::ops::RangeInclusive<usize>,
+    max_faults: usize,
+) -> impl Strategy<Value = Schedule> {
+    (
+        any::<u64>(),
+        members,
+        500..5_000u64,
+        faults(fault(4), max_faults, Duration::from_secs(3)),
+    )
+        .prop_map(|(seed, n, max_us, faults)| Schedule {
+            latency: (Duration::from_micros(20), Duration::from_micros(max_us)),
+            faults,
+            ..Schedule::new(seed, n)
+        })
+}

@@ -56,6 +56,7 @@ mod node;
 mod pubsub;
 mod reactor;
 mod request;
+mod typed;
 
 pub use data::{Loan, SubscriptionCounters};
 pub use doc::{Doc, Ticket};
@@ -63,3 +64,4 @@ pub use events::{CallbackId, EVENT_QUEUE_CAPACITY, Events};
 pub use ipc_driver_core::api::*;
 pub use node::{Node, NodeBuilder, NodeWithEvents};
 pub use pubsub::{Bus, Publisher, Subscription};
+pub use typed::{PodLoan, PodPublisher, SerdePublisher};

@@ -43,6 +43,30 @@ impl Node {
 
     /// Starts publishing `T` values encoded with bincode on `topic`, announced as
     /// [`bincode_mime::<T>()`](crate::bincode_mime).
+    ///
+    /// A reader decodes them with [`Message::decode`](crate::Message::decode), checked against
+    /// its node (the README's calloop example):
+    ///
+    /// ```no_run
+    /// use calloop::EventLoop;
+    /// use ipc_driver_calloop::{NodeEvent, NodeSource, PublisherOptions, SubscriptionOptions};
+    ///
+    /// let mut event_loop: EventLoop<'_, ()> = EventLoop::try_new()?;
+    /// let mut source = NodeSource::builder("viewer").group("robot").join()?;
+    /// source.node().open_serde_publisher::<str>("notes", PublisherOptions::default())?;
+    /// source.node().publish_serde("notes", "ready")?;
+    /// source.node().open_subscription("notes", SubscriptionOptions::default())?;
+    /// event_loop.handle().insert_source(source, |event, node, _| match event {
+    ///     NodeEvent::Message(m) => match m.decode::<String>(&*node) {   // typed, or m's bytes
+    ///         Ok(text) => println!("{}: {text}", m.topic()),
+    ///         Err(e) => println!("{}: {} bytes, not text: {e}", m.topic(), m.len()),
+    ///     },
+    ///     NodeEvent::Topology(e) => println!("{e:?} (hub: {:?})", node.hub()),
+    ///     _ => {}
+    /// })?;
+    /// event_loop.run(None, &mut (), |_| {})?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_serde_publisher<T: Serialize + TypeName + ?Sized>(
         &mut self,
         topic: &str,

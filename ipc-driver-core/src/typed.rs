@@ -80,6 +80,18 @@ type_names!(
 );
 impl<T: TypeName, const N: usize> TypeName for [T; N] {}
 impl<T: TypeName> TypeName for Vec<T> {}
+/// Named as `String`, which encodes the same: a publisher of `str` is read as a `String`.
+impl TypeName for str {
+    fn type_name() -> Cow<'static, str> {
+        String::type_name()
+    }
+}
+/// Named as `Vec<T>`, which encodes the same: a publisher of `[T]` is read as a `Vec<T>`.
+impl<T: TypeName> TypeName for [T] {
+    fn type_name() -> Cow<'static, str> {
+        Vec::<T>::type_name()
+    }
+}
 impl<T: TypeName> TypeName for Option<T> {}
 impl<A: TypeName, B: TypeName> TypeName for (A, B) {}
 
@@ -329,6 +341,14 @@ mod tests {
             bincode_mime::<Vec<String>>(),
             "application/x-ipc-bincode; type=alloc::vec::Vec<alloc::string::String>"
         );
+    }
+
+    #[test]
+    fn borrowed_forms_are_named_as_their_owned_forms() {
+        assert_eq!(bincode_mime::<str>(), bincode_mime::<String>());
+        assert_eq!(bincode_mime::<[u16]>(), bincode_mime::<Vec<u16>>());
+        let bytes = encode("hello").expect("encodes");
+        assert_eq!(decode::<String>(&bytes), Ok("hello".to_string()));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! A camera in a calloop loop: a timer publishes 1 MiB frames at 30 Hz, each written in place
-//! into a pool slot (a loan) and sent without a copy. Pair it with the `viewer` (std) or
+//! A camera in a calloop loop: a timer publishes 1 MiB frames at 30 Hz, each a typed `Frame`
+//! written in place into a pool slot (a loan) and sent without a copy. Pair it with the `viewer` (std) or
 //! `calloop_viewer` example.
 //!
 //! ```sh
@@ -26,7 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (group, count) = app::args(300);
     let mut event_loop: EventLoop<'static, Camera> = EventLoop::try_new()?;
     let mut source = NodeSource::builder("camera").group(&group).join()?;
-    (source.node()).open_publisher(app::TOPIC, app::MIME, PublisherOptions::default())?;
+    (source.node()).open_pod_publisher::<app::Frame>(app::TOPIC, PublisherOptions::default())?;
     // A dispatcher, so that the timer can reach the node too.
     let node = Dispatcher::new(source, |event, _node, camera: &mut Camera| {
         if let NodeEvent::Left = event {
@@ -44,10 +44,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             node.leave();
             return TimeoutAction::Drop;
         }
-        let sent = node.loan(app::TOPIC, app::FRAME_LEN).and_then(|mut frame| {
-            app::write_frame(&mut frame, camera.sent);
-            node.send(frame)
-        });
+        let sent = node
+            .loan_pod::<app::Frame>(app::TOPIC)
+            .and_then(|mut frame| {
+                app::write_frame(&mut frame, camera.sent);
+                node.send_pod(frame)
+            });
         match sent {
             Ok(()) => camera.sent += 1,
             Err(e) => eprintln!("frame {} not sent: {e}", camera.sent),

@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .handle()
         .insert_source(source, |event, node, state: &mut State| {
             // Frames and the group's changes, by the same code as the std viewer.
-            state.viewer.on_event(&event);
+            state.viewer.on_event(&event, &*node);
             match event {
                 NodeEvent::Left => state.signal.stop(),
                 _ if state.viewer.is_done(state.count) => node.leave(),

@@ -72,9 +72,11 @@ mod builder;
 mod data;
 mod node;
 mod source;
+mod typed;
 
 pub use builder::NodeBuilder;
 pub use data::Loan;
 pub use ipc_driver_core::api::*;
 pub use node::{MAX_HELD, Node, NodeHandle};
 pub use source::NodeSource;
+pub use typed::PodLoan;

@@ -227,6 +227,8 @@ struct Held {
 /// One topic this node publishes.
 #[derive(Debug)]
 struct Publishing {
+    /// The payload type the topic was announced with.
+    mime: String,
     options: PublisherOptions,
     held: VecDeque<Held>,
 }
@@ -496,12 +498,21 @@ impl Node {
         }))?;
         self.publishing
             .entry(topic.into())
-            .and_modify(|p| p.options = options.clone())
+            .and_modify(|p| {
+                p.options = options.clone();
+                p.mime = mime.into();
+            })
             .or_insert(Publishing {
+                mime: mime.into(),
                 options,
                 held: VecDeque::new(),
             });
         Ok(())
+    }
+
+    /// The payload type this node opened its publisher of `topic` with, if it did.
+    pub(crate) fn publishing_mime(&self, topic: &str) -> Option<&str> {
+        self.publishing.get(topic).map(|p| p.mime.as_str())
     }
 
     /// Stops publishing messages on `topic`: messages still held for full subscribers go out

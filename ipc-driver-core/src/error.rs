@@ -8,6 +8,8 @@ use ipc_os::rendezvous::RendezvousError;
 use ipc_proto::CmdError;
 use ipc_proto::doc::{DocError, PathError};
 
+use crate::TypeError;
+
 /// Why a receive returned no message (std driver: `Subscription::recv` and its variants).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -94,4 +96,8 @@ pub enum DriverError {
     /// [`NodeEvent::Room`](crate::NodeEvent::Room).
     #[error("the subscribers of {0:?} are full")]
     Full(String),
+    /// A typed payload could not be sent: its value does not encode, or the topic is not
+    /// published with that type.
+    #[error(transparent)]
+    Type(#[from] TypeError),
 }

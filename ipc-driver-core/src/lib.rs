@@ -18,7 +18,8 @@
 //! node reports (`event`: [`NodeEvent`], [`EventKinds`], [`HubInfo`]; `doc_event`:
 //! [`DocEvent`], [`Committed`], [`PatchError`], [`DocSnapshot`]), the one error type
 //! (`error`: [`DriverError`]), a received [`Message`] (`message`) and the builders' options
-//! (`options`: [`NodeConfig`] and [`node_builder_setters!`]).
+//! (`options`: [`NodeConfig`] and [`node_builder_setters!`]) and typed payloads (`typed`:
+//! [`TypeName`], [`PodLoan`], [`Message::pod`], [`Message::decode`], [`TypeError`]).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -36,6 +37,7 @@ mod message;
 mod options;
 mod received;
 mod start;
+mod typed;
 
 pub use doc_event::{Committed, DocEvent, DocSnapshot, ObserverId, PatchError};
 pub use error::{DriverError, RecvError};
@@ -50,6 +52,10 @@ pub use log::{PeerLog, log_member_evt};
 pub use message::{Message, Via};
 pub use received::{ReceivedSegments, map_own};
 pub use start::{Started, start};
+pub use typed::{
+    BINCODE_MIME, DECODE_LIMIT, POD_MIME, PodLoan, TopicTypes, TypeError, TypeName, bincode_mime,
+    decode, encode, pod_from_bytes, pod_mime,
+};
 
 /// Records read from one link per wakeup before the others get their turn.
 pub const READ_BUDGET: usize = 64;

@@ -1,5 +1,5 @@
-//! A camera: publishes 1 MiB frames at 30 Hz, each written in place into a pool slot (a
-//! loan) and sent without a copy. Pair it with the `viewer` example, or the calloop
+//! A camera: publishes 1 MiB frames at 30 Hz, each a typed `Frame` written in place into a
+//! pool slot (a loan) and sent without a copy. Pair it with the `viewer` example, or the calloop
 //! driver's `calloop_viewer`.
 //!
 //! ```sh
@@ -18,10 +18,10 @@ use driver::{DriverError, Node};
 fn main() -> Result<(), DriverError> {
     let (group, count) = app::args(300);
     let node = Node::builder("camera").group(&group).join()?;
-    let frames = node.publisher(app::TOPIC, app::MIME)?;
+    let frames = node.pod_publisher::<app::Frame>(app::TOPIC)?;
     let start = Instant::now();
     for n in 0..count {
-        let mut frame = frames.loan(app::FRAME_LEN)?;
+        let mut frame = frames.loan()?;
         app::write_frame(&mut frame, n);
         frames.send(frame)?;
         let next = start + app::PERIOD * u32::try_from(n + 1).unwrap_or(u32::MAX);

@@ -24,7 +24,7 @@ fn main() -> Result<(), DriverError> {
     let mut viewer = app::Viewer::default();
     while !viewer.is_done(count) {
         match frames.recv_timeout(Duration::from_millis(100)) {
-            Ok(frame) => viewer.on_frame(&frame),
+            Ok(frame) => viewer.on_frame(&frame, &node),
             Err(e) if e.is_final() => {
                 println!("no more frames: {e}");
                 break;
@@ -32,7 +32,7 @@ fn main() -> Result<(), DriverError> {
             Err(_) => {}
         }
         while let Some(event) = events.try_recv() {
-            viewer.on_event(&event);
+            viewer.on_event(&event, &node);
         }
     }
     println!("viewer: {viewer:?}");

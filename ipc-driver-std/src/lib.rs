@@ -31,6 +31,50 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Typed payloads
+//! Beside bytes, a topic can carry plain-old-data values ([`Node::pod_publisher`], read in
+//! place with [`Message::pod`]) or serde values ([`Node::serde_publisher`], read with
+//! [`Message::decode`]), each checked against the type its publisher declared (see
+//! [`TopicTypes`] for the mime format). The README's first example:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use ipc_driver_std::{Event, EventKinds, Node, NodeEvent, NodeWithEvents, Pod, SubscriptionOptions, TypeName, Zeroable};
+//!
+//! #[derive(Clone, Copy, Pod, Zeroable)]
+//! #[bytemuck(crate = "ipc_driver_std::bytemuck")]   // the driver re-exports bytemuck
+//! #[repr(C)]
+//! struct Pose { x: f32, y: f32, heading: f32 }
+//! impl TypeName for Pose {}      // declared as "application/x-ipc-pod; size=12; type=<its path>"
+//!
+//! let NodeWithEvents { node, events } = Node::builder("viewer")
+//!     .group("robot")
+//!     .join_with_events(EventKinds::GROUP)?;     // finds the hub, or becomes it
+//! let poses = node.subscription("pose", SubscriptionOptions::default())?;   // receives
+//! let clicks = node.serde_publisher::<str>("clicks")?;                       // sends, bincode
+//! clicks.publish("ready")?;
+//! loop {
+//!     match poses.recv_timeout(Duration::from_millis(100)) {
+//!         // Read in place, checked against the type its publisher declared.
+//!         Ok(m) => match m.pod::<Pose>(&node) {
+//!             Ok(pose) => println!("pose {} from {}: {}, {}", m.seq(), m.publisher(), pose.x, pose.y),
+//!             Err(e) => println!("not a pose: {e}"),   // another type, size or encoding
+//!         },
+//!         Err(e) if e.is_final() => break,     // the node left or stopped: e says which
+//!         Err(_) => {}                         // nothing within the timeout
+//!     }
+//!     while let Some(event) = events.try_recv() {   // the group's changes only
+//!         match event {
+//!             NodeEvent::Topology(Event::NodeJoined { info, .. }) => println!("{} joined", info.name),
+//!             NodeEvent::Topology(Event::NodeLeft { info, .. }) => println!("{} left", info.name),
+//!             NodeEvent::Synced { hub, .. } => println!("hub: {hub}"),
+//!             _ => {}
+//!         }
+//!     }
+//! }
+//! # Ok::<(), ipc_driver_std::DriverError>(())
+//! ```
+//!
 //! # Shared documents
 //! [`Node::open_doc`] opens a JSON document shared by the group, hosted by the hub and patched
 //! with MongoDB update operators: see [`Doc`].
@@ -56,6 +100,7 @@ mod node;
 mod pubsub;
 mod reactor;
 mod request;
+mod typed;
 
 pub use data::{Loan, SubscriptionCounters};
 pub use doc::{Doc, Ticket};
@@ -63,3 +108,4 @@ pub use events::{CallbackId, EVENT_QUEUE_CAPACITY, Events};
 pub use ipc_driver_core::api::*;
 pub use node::{Node, NodeBuilder, NodeWithEvents};
 pub use pubsub::{Bus, Publisher, Subscription};
+pub use typed::{PodLoan, PodPublisher, SerdePublisher};

@@ -1,5 +1,6 @@
 //! The blocking API: a node of a group, and its builder.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
@@ -16,7 +17,7 @@ use crate::pubsub::{Bus, Handle, Publisher, Subscription};
 use crate::reactor::{Reactor, Setup};
 use crate::request::{Request, Requester, Shared, State};
 use crate::{DriverError, NodeEvent};
-use ipc_driver_core::{EventKinds, HubInfo, NodeConfig, SegmentsInUse, start};
+use ipc_driver_core::{EventKinds, HubInfo, NodeConfig, SegmentsInUse, TopicTypes, start};
 use ipc_os::poll::Waker;
 use ipc_proto::names::bus_topic;
 
@@ -264,6 +265,12 @@ pub struct Node {
     mailbox: Arc<Mailbox>,
 }
 
+impl TopicTypes for Node {
+    fn declared_type(&self, publisher: NodeId, topic: &str) -> Option<Cow<'_, str>> {
+        Self::declared_type(self, publisher, topic).map(Cow::Owned)
+    }
+}
+
 impl fmt::Debug for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Node")
@@ -298,6 +305,15 @@ impl Node {
     /// The group as this node sees it now.
     pub fn view(&self) -> View {
         self.requester.shared().lock().view.clone()
+    }
+
+    /// The mime `publisher` declared for `topic` in this node's view, without cloning the view
+    /// (what [`Message::pod`](crate::Message::pod) and
+    /// [`Message::decode`](crate::Message::decode) check).
+    pub fn declared_type(&self, publisher: NodeId, topic: &str) -> Option<String> {
+        let shared = self.requester.shared().lock();
+        let declared = shared.view.declared_type(publisher, topic)?;
+        Some(declared.into_owned())
     }
 
     /// The hub this node follows, while synced with one.

@@ -2,21 +2,43 @@
 //! viewer's handling of a node's events and frames. Each example names its driver `driver`
 //! (`use ipc_driver_std as driver;` or `use ipc_driver_calloop as driver;`) and includes this
 //! file: the same code compiles against either driver, because both speak one vocabulary.
+//! A frame is a typed payload, a [`Frame`] of plain old data: the camera writes it in place
+//! into a pool slot, the viewer reads it in the mapping, neither copies it.
 
 #![allow(dead_code)] // each example uses its half
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::driver::{Event, Message, NodeEvent};
+use crate::driver::{Event, Message, NodeEvent, Pod, TopicTypes, TypeName, Zeroable};
 
 /// The group the examples meet in, unless the first argument names another.
 pub(crate) const GROUP: &str = "example";
 /// The topic of the frames.
 pub(crate) const TOPIC: &str = "frames";
-/// The frames' declared type.
-pub(crate) const MIME: &str = "application/x-example-frame";
 /// A frame's size: 1 MiB, sent from a pool slot without a copy.
 pub(crate) const FRAME_LEN: usize = 1 << 20;
+
+/// A frame: its number, when it was sent, and its pixels.
+#[derive(Clone, Copy, Pod, Zeroable)]
+#[bytemuck(crate = "crate::driver::bytemuck")]
+#[repr(C)]
+pub(crate) struct Frame {
+    /// The frame's number, from 0.
+    pub(crate) n: u64,
+    /// The camera's wall clock when it sent the frame, in ns since the Unix epoch.
+    pub(crate) sent_ns: u64,
+    /// Every byte `n as u8`.
+    pub(crate) pixels: [u8; FRAME_LEN - 16],
+}
+
+/// The name both examples declare and check (`application/x-ipc-pod; size=1048576;
+/// type=example.Frame/1`), the same whichever compiler built them.
+impl TypeName for Frame {
+    fn type_name() -> Cow<'static, str> {
+        "example.Frame/1".into()
+    }
+}
 /// 30 frames a second.
 pub(crate) const PERIOD: Duration = Duration::from_micros(33_333);
 
@@ -33,12 +55,11 @@ fn wall_ns() -> u64 {
     since.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// Writes frame `n` into `buf`: its number and the wall clock in the first 16 bytes, then
-/// every byte `n as u8`.
-pub(crate) fn write_frame(buf: &mut [u8], n: u64) {
-    buf.fill(n as u8);
-    buf[..8].copy_from_slice(&n.to_le_bytes());
-    buf[8..16].copy_from_slice(&wall_ns().to_le_bytes());
+/// Writes frame `n` in place: its number, the wall clock, every pixel `n as u8`.
+pub(crate) fn write_frame(frame: &mut Frame, n: u64) {
+    frame.n = n;
+    frame.sent_ns = wall_ns();
+    frame.pixels.fill(n as u8);
 }
 
 /// What a viewer has seen.
@@ -48,6 +69,9 @@ pub(crate) struct Viewer {
     pub(crate) frames: u64,
     /// Frames whose bytes were not what the camera wrote.
     pub(crate) corrupt: u64,
+    /// Messages that were not frames (another declared type, another size), or whose
+    /// publisher's announcement this node had not seen yet.
+    pub(crate) not_frames: u64,
     /// The sum of the frames' one-way latencies (sender's wall clock to now).
     latency: Duration,
     /// The camera has left the group.
@@ -55,8 +79,9 @@ pub(crate) struct Viewer {
 }
 
 impl Viewer {
-    /// Prints what an application shows of a node's event.
-    pub(crate) fn on_event(&mut self, event: &NodeEvent) {
+    /// Prints what an application shows of a node's event; `types` (the node) knows what each
+    /// publisher declared.
+    pub(crate) fn on_event(&mut self, event: &NodeEvent, types: &impl TopicTypes) {
         match event {
             NodeEvent::Topology(Event::NodeJoined { info, .. }) => {
                 println!("{} joined (pid {})", info.name, info.pid);
@@ -71,7 +96,7 @@ impl Viewer {
             NodeEvent::Synced { hub, term } => println!("synced with hub {hub} (term {term})"),
             NodeEvent::BecameHub => println!("this viewer now runs the hub"),
             NodeEvent::HubLost => println!("hub lost: finding the next one"),
-            NodeEvent::Message(m) => self.on_frame(m),
+            NodeEvent::Message(m) => self.on_frame(m, types),
             NodeEvent::Left => println!("left the group"),
             _ => {}
         }
@@ -83,20 +108,23 @@ impl Viewer {
         self.frames >= count || self.camera_left
     }
 
-    /// Checks a frame, and prints every 30th with the mean latency so far.
-    pub(crate) fn on_frame(&mut self, m: &Message) {
+    /// Checks a frame, read in place as a [`Frame`], and prints every 30th with the mean
+    /// latency so far.
+    pub(crate) fn on_frame(&mut self, m: &Message, types: &impl TopicTypes) {
+        let frame = match m.pod::<Frame>(types) {
+            Ok(frame) => frame,
+            Err(e) => {
+                self.not_frames += 1;
+                println!("not a frame from {}: {e}", m.publisher());
+                return;
+            }
+        };
         self.frames += 1;
-        let n = m
-            .get(..8)
-            .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-        let sent = m
-            .get(8..16)
-            .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-        let intact = m.len() == FRAME_LEN && m[16..].iter().all(|&b| b == n as u8);
-        if !intact {
+        let n = frame.n;
+        if !frame.pixels.iter().all(|&b| b == n as u8) {
             self.corrupt += 1;
         }
-        self.latency += Duration::from_nanos(wall_ns().saturating_sub(sent));
+        self.latency += Duration::from_nanos(wall_ns().saturating_sub(frame.sent_ns));
         if self.frames % 30 == 1 {
             let mean = self.latency / u32::try_from(self.frames).unwrap_or(u32::MAX);
             println!(

@@ -212,14 +212,14 @@ pub(super) const SERIES: &[Series] = &[
         label: "raw UDS SOCK_STREAM, 4 MiB buffers, 30 msgs/s, one-way latency",
         shape: Shape::Paced { hz: 30 },
         counts: PACED_30HZ_COUNTS,
-        rep: paced_30hz,
+        rep: paced,
     },
     Series {
         id: PACED_RAW_1KHZ,
         label: "raw UDS SOCK_STREAM, 4 MiB buffers, 1000 msgs/s, one-way latency",
         shape: Shape::Paced { hz: 1000 },
         counts: PACED_1KHZ_COUNTS,
-        rep: paced_1khz,
+        rep: paced,
     },
 ];
 
@@ -317,22 +317,14 @@ fn pooled(h: &Harness, case: &Case) -> Result<RepValue> {
     throughput(&r, case)
 }
 
-fn paced_30hz(h: &Harness, case: &Case) -> Result<RepValue> {
-    paced(h, case, "30")
-}
-
-fn paced_1khz(h: &Harness, case: &Case) -> Result<RepValue> {
-    paced(h, case, "1000")
-}
-
-fn paced(h: &Harness, case: &Case, hz: &str) -> Result<RepValue> {
+fn paced(h: &Harness, case: &Case) -> Result<RepValue> {
     let r = h.run(&Team {
         sender: "paced-send",
         receiver: "paced-recv",
         wiring: Wiring::Stream,
         group: false,
         case: *case,
-        opts: &[("hz", hz)],
+        opts: &[],
     })?;
     paced_latency(&r, case)
 }

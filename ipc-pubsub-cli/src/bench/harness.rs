@@ -172,6 +172,8 @@ pub(super) struct Case {
     pub(super) window: u32,
     /// Receivers (0 for a lone process such as `memcpy`).
     pub(super) receivers: usize,
+    /// Messages per second for a paced series; 0: as fast as the receivers take them.
+    pub(super) hz: u32,
 }
 
 /// One sender and its receivers, as [`Harness::run`] starts them.
@@ -322,7 +324,8 @@ impl Harness {
             .args(["--size", &c.size.to_string()])
             .args(["--msgs", &c.msgs.to_string()])
             .args(["--warmup", &c.warmup.to_string()])
-            .args(["--window", &c.window.to_string()]);
+            .args(["--window", &c.window.to_string()])
+            .args(["--hz", &c.hz.to_string()]);
         for fd in fds {
             cmd.args(["--fd", &fd.as_raw_fd().to_string()]);
         }
@@ -617,6 +620,9 @@ pub(crate) struct ChildArgs {
     /// Unacknowledged messages allowed per receiver.
     #[arg(long, default_value_t = 8)]
     window: u32,
+    /// Messages per second of a paced series (0: not paced).
+    #[arg(long, default_value_t = 0)]
+    hz: u32,
     /// An inherited socket, by number (repeatable; one per receiver for a sender).
     #[arg(long = "fd", value_name = "N")]
     fds: Vec<RawFd>,
@@ -715,6 +721,7 @@ pub(super) fn child_main(
             warmup: args.warmup,
             window: args.window,
             receivers: args.receivers,
+            hz: args.hz,
         },
         group: group.to_string(),
         fds: adopt(&args.fds)?,
@@ -783,6 +790,7 @@ mod tests {
                 warmup: 0,
                 window: 8,
                 receivers: 1,
+                hz: 0,
             },
             group: "g".into(),
             fds: Vec::new(),

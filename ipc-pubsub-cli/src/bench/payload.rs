@@ -318,6 +318,10 @@ fn plan(quick: bool, only: &[String]) -> Vec<Planned> {
                             Shape::RoundTrip | Shape::Paced { .. } => 1,
                             Shape::OneWay { receivers } => receivers,
                         },
+                        hz: match series.shape {
+                            Shape::Paced { hz } => hz,
+                            Shape::RoundTrip | Shape::OneWay { .. } => 0,
+                        },
                     },
                 }
             })

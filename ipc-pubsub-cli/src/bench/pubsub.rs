@@ -136,14 +136,14 @@ pub(super) const SERIES: &[Series] = &[
         label: "pub/sub at 30 msgs/s, default publisher (loan), Block depth 8, one-way latency",
         shape: Shape::Paced { hz: 30 },
         counts: PACED_30HZ_COUNTS,
-        rep: paced_30hz,
+        rep: paced,
     },
     Series {
         id: PUBSUB_PACED_1KHZ,
         label: "pub/sub at 1000 msgs/s, default publisher (loan), Block depth 8, one-way latency",
         shape: Shape::Paced { hz: 1000 },
         counts: PACED_1KHZ_COUNTS,
-        rep: paced_1khz,
+        rep: paced,
     },
 ];
 
@@ -199,22 +199,14 @@ fn one_way(h: &Harness, case: &Case, mode: &str) -> Result<RepValue> {
     throughput(&r, case)
 }
 
-fn paced_30hz(h: &Harness, case: &Case) -> Result<RepValue> {
-    paced(h, case, "30")
-}
-
-fn paced_1khz(h: &Harness, case: &Case) -> Result<RepValue> {
-    paced(h, case, "1000")
-}
-
-fn paced(h: &Harness, case: &Case, hz: &str) -> Result<RepValue> {
+fn paced(h: &Harness, case: &Case) -> Result<RepValue> {
     let r = h.run(&Team {
         sender: "pubsub-paced-send",
         receiver: "pubsub-paced-recv",
         wiring: Wiring::SeqPacket,
         group: true,
         case: *case,
-        opts: &[("hz", hz)],
+        opts: &[],
     })?;
     paced_latency(&r, case)
 }

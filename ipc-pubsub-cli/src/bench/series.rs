@@ -113,11 +113,12 @@ pub(super) const PACED_1KHZ_COUNTS: &[Counts] =
 // ---------------------------------------------------------------------------------------
 // Paced series
 
-/// The rate of a [`Shape::Paced`] series, as its children get it (`--opt hz=N`).
+/// The rate of a [`Shape::Paced`] series, as its children get it (`--hz N`).
 pub(super) fn hz(ctx: &ChildCtx) -> Result<u32> {
-    ctx.opt::<u32>("hz")?
-        .filter(|&hz| hz > 0)
-        .ok_or_else(|| CliError::Failed("a paced role needs --opt hz=N (N > 0)".into()))
+    match ctx.case.hz {
+        0 => Err(CliError::Failed("a paced role needs --hz N (N > 0)".into())),
+        hz => Ok(hz),
+    }
 }
 
 /// Sends at a fixed rate: message `i` is due `i` periods after the first, whatever the

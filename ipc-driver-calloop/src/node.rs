@@ -532,7 +532,9 @@ impl Node {
 
     /// Receives the messages of `topic` (as [`NodeEvent::Message`]) on `options`' terms:
     /// its `depth` bounds the pooled messages this node holds at once, and with `Block` the
-    /// publishers wait for room (up to its timeout) instead of dropping.
+    /// publishers wait for room (up to its timeout) instead of dropping. Each publisher's
+    /// messages come in order, and those that will not come are told in their place as
+    /// [`NodeEvent::Lost`] (dropped by a policy, lost with a link or this node's expulsion).
     pub fn open_subscription(
         &mut self,
         topic: &str,

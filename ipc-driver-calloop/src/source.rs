@@ -275,6 +275,10 @@ impl NodeSource {
                         .transmit(&mut node.member, out, now, peer, bytes, attach);
                 }
                 MemberOutput::Deliver(d) => self.deliver(d),
+                MemberOutput::Lost(loss) => {
+                    debug!(%loss, "messages lost");
+                    self.events.push_back(NodeEvent::Lost(loss));
+                }
                 MemberOutput::Release(seg) => {
                     if !self.node.outgoing.release(seg, now) {
                         self.io.received().release(seg);

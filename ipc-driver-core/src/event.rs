@@ -5,6 +5,7 @@ use std::fmt;
 use std::ops::BitOr;
 use std::sync::Arc;
 
+use ipc_proto::data::Loss;
 use ipc_proto::{CloseReason, Event, NodeId, Term};
 
 use crate::doc_event::{DocEvent, ObserverId};
@@ -78,6 +79,11 @@ pub enum NodeEvent {
     /// A message on a topic this node has a subscription to (calloop driver; the std driver
     /// hands messages to its `Subscription`s).
     Message(Message),
+    /// Messages of a publisher on a subscribed topic that will not come (dropped at the
+    /// publisher, lost with a replaced link or this node's expulsion), in their place: after
+    /// that publisher's earlier messages, before its next (calloop driver; the std driver
+    /// queues them in its `Subscription`s, see `Subscription::recv_incoming`).
+    Lost(Loss),
     /// Messages this node held back for full `Block` subscribers of `topic` have all gone out
     /// (sent, or dropped for those still full after their timeout): publishing on it will not
     /// fail with [`DriverError::Full`] now (calloop driver).
@@ -117,7 +123,7 @@ impl NodeEvent {
             | Self::HubClosed(_)
             | Self::HubAbsent => Some(EventKinds::GROUP),
             Self::Doc(_) | Self::DocObserved { .. } => Some(EventKinds::DOCS),
-            Self::Message(_) | Self::Room { .. } => Some(EventKinds::MESSAGES),
+            Self::Message(_) | Self::Lost(_) | Self::Room { .. } => Some(EventKinds::MESSAGES),
             Self::Failed { .. } | Self::Lagged { .. } | Self::Left => None,
         }
     }

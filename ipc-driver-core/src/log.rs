@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use ipc_proto::{HubEvt, LogLimit, MemberEvt};
+use ipc_proto::{CloseReason, HubEvt, LogLimit, MemberEvt};
 use tracing::{debug, warn};
 
 use crate::{PEER_LOG_BURST, PEER_LOG_INTERVAL};
@@ -98,6 +98,13 @@ pub fn log_member_evt(log: &mut PeerLog, now: Instant, evt: MemberEvt) -> Option
             return Some(MemberEvt::HubUnresponsive);
         }
         MemberEvt::Left => debug!("left the group"),
+        MemberEvt::HubClosed(CloseReason::Expelled) => {
+            warn!(
+                "this node was expelled from the group (stopped or hung past the keepalive): \
+                 rejoining; messages published meanwhile are lost, and subscriptions are told"
+            );
+            return Some(MemberEvt::HubClosed(CloseReason::Expelled));
+        }
         other => return Some(other),
     }
     None

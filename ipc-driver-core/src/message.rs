@@ -149,3 +149,15 @@ impl fmt::Debug for Message {
             .finish()
     }
 }
+
+/// What a subscription's queue needs to know of a message: its place in its publisher's
+/// sequence.
+impl ipc_proto::data::Sequenced for Message {
+    fn publisher(&self) -> NodeId {
+        self.publisher
+    }
+
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+}

@@ -5,7 +5,7 @@
 //! fds), the topics a `Block` subscriber holds back, the queues of subscriptions, and the
 //! mailbox through which dropped messages give their pool ranges back.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,9 +13,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use ipc_proto::PeerId;
-use ipc_proto::data::{Pool, Room, SegmentId};
+use ipc_proto::data::{Inbox, Incoming, Loss, Offered, Pool, Room, SegmentId};
 pub(crate) use ipc_proto::data::{PublisherOptions, SendMode, SubscriptionOptions};
-use ipc_proto::wire::{Policy, SlotRef};
+use ipc_proto::wire::SlotRef;
 
 pub(crate) use ipc_driver_core::Message;
 use ipc_driver_core::{LoanBuf, POOL_IDLE, PoolBytes, SegmentsInUse, Via};
@@ -394,10 +394,13 @@ ipc_driver_core::loan_bytes!(Loan);
 /// A subscription's counters ([`Subscription::counters`](crate::Subscription::counters)).
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Default)]
 pub struct SubscriptionCounters {
-    /// Messages received.
+    /// Messages received (queued for the application).
     pub received: u64,
-    /// Messages this subscription's policy dropped (`DropOldest`, `DropNewest`).
+    /// Messages this subscription's queue dropped (`DropOldest`, `DropNewest`).
     pub dropped: u64,
+    /// Messages reported lost to this subscription, whatever the cause (its queue's drops
+    /// included): the sum of its [`Loss`](crate::Loss) counts.
+    pub lost: u64,
     /// Messages queued now, not received by the application yet.
     pub queued: usize,
 }
@@ -474,25 +477,16 @@ impl Mailbox {
     }
 }
 
-/// What happened to a message offered to a subscription's queue.
-pub(crate) enum Offered {
-    Queued,
-    /// Queued, and the queue is now full under `Block`: stop reading this link until it drains.
-    QueuedFull,
-    Dropped,
-}
-
 #[derive(Debug)]
 struct Queue {
-    messages: VecDeque<Message>,
-    received: u64,
-    dropped: u64,
+    inbox: Inbox<Message>,
     closed: bool,
     /// Links paused because this queue filled under `Block`.
     paused: Vec<PeerId>,
 }
 
-/// A subscription's queue, shared by the I/O thread (which fills it) and the application.
+/// A subscription's queue, shared by the I/O thread (which fills it) and the application: the
+/// protocol's [`Inbox`] (policy, losses in order) behind a lock.
 #[derive(Debug)]
 pub(crate) struct SubQueue {
     pub(crate) options: SubscriptionOptions,
@@ -502,11 +496,9 @@ pub(crate) struct SubQueue {
 }
 
 impl SubQueue {
-    pub(crate) fn new(options: SubscriptionOptions, mailbox: Arc<Mailbox>) -> Self {
+    pub(crate) fn new(topic: &str, options: SubscriptionOptions, mailbox: Arc<Mailbox>) -> Self {
         let queue = Queue {
-            messages: VecDeque::new(),
-            received: 0,
-            dropped: 0,
+            inbox: Inbox::new(Arc::from(topic), options.policy, options.depth),
             closed: false,
             paused: Vec::new(),
         };
@@ -518,44 +510,23 @@ impl SubQueue {
         }
     }
 
-    /// The I/O thread offers a message that came on `peer`.
+    /// The I/O thread offers a message that came on `peer`: whether the link must pause
+    /// (`Block`, full), and whose message the policy dropped.
     pub(crate) fn offer(&self, msg: Message, peer: PeerId) -> Offered {
-        let depth = self.options.depth.max(1) as usize;
         let mut q = lock(&self.queue);
-        let result = if q.messages.len() < depth {
-            q.messages.push_back(msg);
-            if q.messages.len() >= depth && matches!(self.options.policy, Policy::Block { .. }) {
-                q.paused.push(peer);
-                Offered::QueuedFull
-            } else {
-                Offered::Queued
-            }
-        } else {
-            match self.options.policy {
-                // Only what came before the pause can be here: take it, and keep the link paused.
-                Policy::Block { .. } => {
-                    q.messages.push_back(msg);
-                    q.paused.push(peer);
-                    Offered::QueuedFull
-                }
-                Policy::DropOldest => {
-                    q.messages.pop_front();
-                    q.messages.push_back(msg);
-                    q.dropped += 1;
-                    Offered::Queued
-                }
-                Policy::DropNewest => {
-                    q.dropped += 1;
-                    Offered::Dropped
-                }
-            }
-        };
-        if !matches!(result, Offered::Dropped) {
-            q.received += 1;
+        let offered = q.inbox.offer(msg);
+        if offered.full {
+            q.paused.push(peer);
         }
         drop(q);
         self.ready.notify_one();
-        result
+        offered
+    }
+
+    /// Messages that will not come, told in their place.
+    pub(crate) fn lost(&self, loss: Loss) {
+        lock(&self.queue).inbox.lost(loss);
+        self.ready.notify_one();
     }
 
     /// No more messages will come (the subscription or the node is closing).
@@ -564,18 +535,17 @@ impl SubQueue {
         self.ready.notify_all();
     }
 
-    fn take(&self, q: &mut Queue) -> Option<Message> {
-        let m = q.messages.pop_front()?;
-        let depth = self.options.depth.max(1) as usize;
-        if q.messages.len() < depth && !q.paused.is_empty() {
+    fn take(&self, q: &mut Queue) -> Option<Incoming<Message>> {
+        let item = q.inbox.pop()?;
+        if q.inbox.has_room() && !q.paused.is_empty() {
             for peer in q.paused.drain(..) {
                 self.mailbox.resume(peer);
             }
         }
-        Some(m)
+        Some(item)
     }
 
-    pub(crate) fn try_recv(&self) -> Option<Message> {
+    pub(crate) fn try_recv(&self) -> Option<Incoming<Message>> {
         let mut q = lock(&self.queue);
         self.take(&mut q)
     }
@@ -585,7 +555,7 @@ impl SubQueue {
         lock(&self.queue).closed
     }
 
-    pub(crate) fn recv_deadline(&self, deadline: Option<Instant>) -> Option<Message> {
+    pub(crate) fn recv_deadline(&self, deadline: Option<Instant>) -> Option<Incoming<Message>> {
         let mut q = lock(&self.queue);
         loop {
             if let Some(m) = self.take(&mut q) {
@@ -612,11 +582,12 @@ impl SubQueue {
     }
 
     pub(crate) fn counters(&self) -> SubscriptionCounters {
-        let q = lock(&self.queue);
+        let c = lock(&self.queue).inbox.counters();
         SubscriptionCounters {
-            received: q.received,
-            dropped: q.dropped,
-            queued: q.messages.len(),
+            received: c.received,
+            dropped: c.dropped,
+            lost: c.lost,
+            queued: c.queued,
         }
     }
 }

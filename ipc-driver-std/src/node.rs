@@ -464,7 +464,7 @@ impl Node {
         topic: &str,
         options: SubscriptionOptions,
     ) -> Result<Subscription, DriverError> {
-        let queue = SubQueue::new(options, Arc::clone(&self.mailbox));
+        let queue = SubQueue::new(topic, options, Arc::clone(&self.mailbox));
         Subscription::new(self.handle.clone(), topic, queue)
     }
 

@@ -5,7 +5,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use ipc_proto::SpokeCmd;
-use ipc_proto::data::{DataCmd, Payload};
+use ipc_proto::data::{DataCmd, Incoming, Payload};
 
 use crate::data::{
     Loan, LoanKind, Message, Outgoing, PoolWriter, PooledLoan, PublisherOptions, SendMode,
@@ -231,8 +231,73 @@ impl Subscription {
     }
 
     /// The next message if one is queued; else [`RecvError::Empty`], or why none will come
-    /// ([`RecvError::is_final`]).
+    /// ([`RecvError::is_final`]). Losses are skipped (see [`try_recv_incoming`]).
+    ///
+    /// [`try_recv_incoming`]: Self::try_recv_incoming
     pub fn try_recv(&self) -> Result<Message, RecvError> {
+        loop {
+            if let Incoming::Message(m) = self.try_recv_incoming()? {
+                return Ok(m);
+            }
+        }
+    }
+
+    /// The next message, waiting for it; once none will come, why: the node has left
+    /// ([`RecvError::Left`]) or stopped by itself ([`RecvError::Stopped`]). Losses are
+    /// skipped (see [`recv_incoming`](Self::recv_incoming)).
+    pub fn recv(&self) -> Result<Message, RecvError> {
+        loop {
+            if let Incoming::Message(m) = self.recv_incoming()? {
+                return Ok(m);
+            }
+        }
+    }
+
+    /// The next message, waiting at most `timeout` ([`RecvError::TimedOut`]), or why none
+    /// will come. Losses are skipped (see [`recv_incoming_timeout`]).
+    ///
+    /// [`recv_incoming_timeout`]: Self::recv_incoming_timeout
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Message, RecvError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.recv_incoming_timeout(left) {
+                Ok(Incoming::Message(m)) => return Ok(m),
+                Ok(Incoming::Lost(_)) => {}
+                Err(RecvError::TimedOut(_)) => return Err(RecvError::TimedOut(timeout)),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The next message or [`Loss`](crate::Loss), waiting for it: messages of a publisher
+    /// that will not come (dropped by a policy, lost with a link or this node's expulsion)
+    /// are told in their place, after that publisher's earlier messages and before its next.
+    /// Per publisher, messages received plus messages told lost are the messages it published
+    /// since this subscription began.
+    ///
+    /// ```no_run
+    /// use ipc_driver_std::{Incoming, Node};
+    ///
+    /// let node = Node::builder("viewer").group("demo").join()?;
+    /// let frames = node.subscription("frames", Default::default())?;
+    /// while let Ok(item) = frames.recv_incoming() {
+    ///     match item {
+    ///         Incoming::Message(m) => println!("{} bytes, seq {}", m.len(), m.seq()),
+    ///         Incoming::Lost(l) => eprintln!("{} lost ({})", l.count, l.reason),
+    ///     }
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_incoming(&self) -> Result<Incoming<Message>, RecvError> {
+        self.queue.recv_deadline(None).ok_or_else(|| self.ended())
+    }
+
+    /// The next message or loss if one is queued (see [`recv_incoming`]); else
+    /// [`RecvError::Empty`], or why none will come.
+    ///
+    /// [`recv_incoming`]: Self::recv_incoming
+    pub fn try_recv_incoming(&self) -> Result<Incoming<Message>, RecvError> {
         match self.queue.try_recv() {
             Some(m) => Ok(m),
             None if self.queue.is_closed() => Err(self.ended()),
@@ -240,15 +305,11 @@ impl Subscription {
         }
     }
 
-    /// The next message, waiting for it; once none will come, why: the node has left
-    /// ([`RecvError::Left`]) or stopped by itself ([`RecvError::Stopped`]).
-    pub fn recv(&self) -> Result<Message, RecvError> {
-        self.queue.recv_deadline(None).ok_or_else(|| self.ended())
-    }
-
-    /// The next message, waiting at most `timeout` ([`RecvError::TimedOut`]), or why none
-    /// will come.
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<Message, RecvError> {
+    /// The next message or loss (see [`recv_incoming`]), waiting at most `timeout`
+    /// ([`RecvError::TimedOut`]), or why none will come.
+    ///
+    /// [`recv_incoming`]: Self::recv_incoming
+    pub fn recv_incoming_timeout(&self, timeout: Duration) -> Result<Incoming<Message>, RecvError> {
         match self.queue.recv_deadline(Some(Instant::now() + timeout)) {
             Some(m) => Ok(m),
             None if self.queue.is_closed() => Err(self.ended()),
@@ -269,7 +330,7 @@ impl Subscription {
         }
     }
 
-    /// Messages received, messages this subscription's policy dropped, and messages queued.
+    /// Messages received, dropped by this subscription's queue, told lost, and queued.
     pub fn counters(&self) -> SubscriptionCounters {
         self.queue.counters()
     }

@@ -26,7 +26,7 @@ use ipc_proto::{Listener, Member, MemberCmd, MemberEvt, MemberInput, MemberOutpu
 use tracing::{debug, info, trace, warn};
 
 use crate::NodeEvent;
-use crate::data::{Mailbox, Message, Offered, OutSegment, Outgoing, ReleaseGuard, SubQueue};
+use crate::data::{Mailbox, Message, OutSegment, Outgoing, ReleaseGuard, SubQueue};
 use crate::doc::{DocRegistry, push_all};
 use crate::events::Sink;
 use crate::request::{LEFT, Request, Shared};
@@ -396,7 +396,13 @@ impl Reactor {
                     self.io.transmit(member, &Owned, now, peer, bytes, seg);
                 }
             },
-            MemberOutput::Deliver(d) => self.deliver(d),
+            MemberOutput::Deliver(d) => self.deliver(now, d),
+            MemberOutput::Lost(loss) => {
+                debug!(%loss, "messages lost");
+                for q in self.subs.get(&loss.topic).into_iter().flatten() {
+                    q.lost(loss.clone());
+                }
+            }
             MemberOutput::Release(seg) => {
                 if !self.outgoing.release(seg) {
                     self.io.received().release(seg);
@@ -485,7 +491,7 @@ impl Reactor {
     }
 
     /// Hands a message to the local subscriptions of its topic.
-    fn deliver(&mut self, d: Delivery) {
+    fn deliver(&mut self, now: Instant, d: Delivery) {
         let queues: Vec<Arc<SubQueue>> = self.subs.get(&d.topic).cloned().unwrap_or_default();
         // The data plane refused larger payloads already; a second check costs nothing and
         // stands between a peer and this process's memory.
@@ -535,8 +541,17 @@ impl Reactor {
         };
         let mut pause = false;
         for q in queues {
-            if let Offered::QueuedFull = q.offer(msg.clone(), d.peer) {
-                pause = true;
+            let offered = q.offer(msg.clone(), d.peer);
+            pause |= offered.full;
+            if let Some(publisher) = offered.dropped {
+                // Counted for `status`; the queue tells its subscription.
+                let topic = Arc::clone(&d.topic);
+                let cmd = DataCmd::QueueDropped {
+                    topic,
+                    publisher,
+                    count: 1,
+                };
+                self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
             }
         }
         if pause && d.peer != LOCAL {

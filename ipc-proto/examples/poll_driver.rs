@@ -297,6 +297,10 @@ impl Driver {
                         }
                     }
                     MemberOutput::Deliver(delivery) => self.deliver(now, delivery),
+                    // Messages of a publisher that will not come, in their place.
+                    MemberOutput::Lost(l) => emit(&json!({"event": "lost", "topic": &*l.topic,
+                        "node": l.publisher.to_string(), "first": l.first, "last": l.last,
+                        "lost": l.count, "reason": l.reason.name()})),
                     // The member refers to the segment no more: a pool segment is free again,
                     // a fresh one is closed, a received one unmapped and closed.
                     MemberOutput::Release(segment) => self.memory.release(segment, now),

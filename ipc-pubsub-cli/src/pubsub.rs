@@ -32,7 +32,8 @@ use super::stream::DEFAULT_MIME;
 use super::{CliError, Result, Timing};
 use crate::GroupArgs;
 use ipc_driver_std::{
-    DEFAULT_MAX_PAYLOAD, Message, Node, PublisherOptions, RecvError, SendMode, SubscriptionOptions,
+    DEFAULT_MAX_PAYLOAD, Incoming, Loss, Message, Node, PublisherOptions, RecvError, SendMode,
+    SubscriptionOptions,
 };
 
 /// How long `pub` waits for `--wait-subscribers`, and for its subscribers to have everything
@@ -225,9 +226,7 @@ fn mode_name(mode: SendMode) -> &'static str {
 
 /// The next message, waiting at most [`TICK`]; an error once the subscription has closed
 /// (its node stopped), which ends the wait before the tick.
-fn next(
-    recv: impl FnOnce(Duration) -> std::result::Result<Message, RecvError>,
-) -> Result<Option<Message>> {
+fn next<T>(recv: impl FnOnce(Duration) -> std::result::Result<T, RecvError>) -> Result<Option<T>> {
     match recv(TICK) {
         Ok(m) => Ok(Some(m)),
         Err(e) if e.is_final() => Err(CliError::Failed("the node stopped".into())),
@@ -512,6 +511,32 @@ impl<'a> MessageLine<'a> {
     }
 }
 
+/// A line of `sub` telling messages that will not come, in their place.
+#[derive(Debug, Serialize)]
+struct LostLine<'a> {
+    event: &'static str,
+    topic: &'a str,
+    node: Hex,
+    first: u64,
+    last: u64,
+    lost: u64,
+    reason: &'static str,
+}
+
+impl<'a> LostLine<'a> {
+    fn of(l: &'a Loss) -> Self {
+        Self {
+            event: "lost",
+            topic: &l.topic,
+            node: Hex(l.publisher),
+            first: l.first,
+            last: l.last,
+            lost: l.count,
+            reason: l.reason.name(),
+        }
+    }
+}
+
 /// `sub`.
 pub(super) fn subscribe(group: &GroupArgs, args: &SubArgs) -> Result<()> {
     let stop = stop_flag()?;
@@ -520,11 +545,17 @@ pub(super) fn subscribe(group: &GroupArgs, args: &SubArgs) -> Result<()> {
     let mut out = io::stdout().lock();
     let mut got = 0u64;
     while args.count.is_none_or(|n| got < n) && !stop.load(Ordering::Relaxed) {
-        let Some(m) = next(|t| sub.recv_timeout(t))? else {
+        let Some(item) = next(|t| sub.recv_incoming_timeout(t))? else {
             continue;
         };
-        got += 1;
-        if let Err(e) = json::write_line(&mut out, &MessageLine::of(&m)) {
+        let written = match &item {
+            Incoming::Message(m) => {
+                got += 1;
+                json::write_line(&mut out, &MessageLine::of(m))
+            }
+            Incoming::Lost(l) => json::write_line(&mut out, &LostLine::of(l)),
+        };
+        if let Err(e) = written {
             // Whoever read our stdout is gone: nothing left to do.
             if e.kind() == io::ErrorKind::BrokenPipe {
                 break;

@@ -861,3 +861,136 @@ fn doc_refuses_bad_json_and_empty_updates_with_exit_1() {
     }
     assert_nothing_runs(&g);
 }
+
+/// Checks a subscriber's lines per publisher: messages and `lost` lines in increasing seq
+/// order, never twice, and no hole that no `lost` line tells. Returns, summed over publishers,
+/// (messages, lost, the lost lines' reasons).
+fn check_order_and_losses(sub: &Proc, who: &str) -> (u64, u64, Vec<String>) {
+    use std::collections::BTreeMap;
+    // publisher -> (first seq seen, last seq seen, messages, lost)
+    let mut seen: BTreeMap<String, (u64, u64, u64, u64)> = BTreeMap::new();
+    let mut reasons = Vec::new();
+    for l in &sub.stdout {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        let node = v["node"].as_str().expect("a publisher").to_string();
+        let (first, last, n, lost) = if event(&v) == "lost" {
+            reasons.push(v["reason"].as_str().expect("a reason").to_string());
+            let n = v["lost"].as_u64().expect("an integer `lost`");
+            (v["first"].as_u64(), v["last"].as_u64(), n, true)
+        } else {
+            (v["seq"].as_u64(), v["seq"].as_u64(), 1, false)
+        };
+        let (first, last) = (first.expect("first"), last.expect("last"));
+        assert!(
+            first <= last && n >= 1 && n <= last - first + 1,
+            "{who}: a line that is no range: {l}"
+        );
+        let e = seen.entry(node).or_insert((first, first - 1, 0, 0));
+        assert!(
+            first > e.1,
+            "{who}: seq goes back from {} at {l}\nstderr: {}",
+            e.1,
+            sub.stderr
+        );
+        e.1 = last;
+        if lost {
+            e.3 += n;
+        } else {
+            e.2 += 1;
+        }
+    }
+    let mut total = (0, 0, reasons);
+    for (node, (first, last, messages, lost)) in seen {
+        assert_eq!(
+            messages + lost,
+            last - first + 1,
+            "{who}: from {node}, {messages} messages + {lost} lost over seqs {first}..={last}: \
+             a hole nobody told"
+        );
+        total.0 += messages;
+        total.1 += lost;
+    }
+    total
+}
+
+/// The issue's reproduction, from a script: a fast and a slow `sub` of a `pub --count 0`; the
+/// slow one is stopped past the keepalive (expelled), then resumed. Under every policy, each
+/// subscriber's seqs only go forward and every missing message is told by a `lost` line; the
+/// slow one is told of its expulsion; under `Block` the fast one loses nothing.
+fn stalled_subscriber_under_every_policy(mode: &str, size: &str) {
+    for policy in ["block", "drop-oldest", "drop-newest"] {
+        let g = group();
+        let timing = ["--keepalive-ms", "1000"];
+        let mut hub = Proc::node(&g, "hub", &timing);
+        // The subscribers are spokes: the one stopped must not be the hub.
+        hub.wait_json("became_hub", |v| event(v) == "became_hub");
+        let sub = || {
+            let mut args = vec!["--group", &g, "sub", "t", "--policy", policy];
+            args.extend(timing);
+            Proc::spawn(&args)
+        };
+        let mut fast = sub();
+        let mut slow = sub();
+        let mut args = vec![
+            "--group",
+            &g,
+            "pub",
+            "t",
+            "--size",
+            size,
+            "--count",
+            "0",
+            "--rate",
+            "2000",
+            "--mode",
+            mode,
+            "--wait-subscribers",
+            "2",
+        ];
+        args.extend(timing);
+        let mut publisher = Proc::spawn(&args);
+        let at_least = |n: u64| move |v: &Value| v["seq"].as_u64().is_some_and(|s| s >= n);
+        slow.wait_json("messages before the stop", at_least(200));
+        slow.signal(Signal::SIGSTOP);
+        // The scenario: stopped for three keepalives (not a wait for a condition).
+        thread::sleep(Duration::from_secs(3));
+        slow.signal(Signal::SIGCONT);
+        let expelled = slow.wait_json("a loss told after the expulsion", |v| {
+            event(v) == "lost" && v["reason"] == "expelled"
+        });
+        let after = expelled["last"].as_u64().expect("last") + 200;
+        slow.wait_json("messages after the expulsion", at_least(after));
+        fast.wait_json("messages as long", at_least(after));
+        assert_eq!(publisher.child.try_wait().ok().flatten(), None, "pub runs");
+        publisher.signal(Signal::SIGTERM);
+        publisher.wait_exit(WAIT);
+        for p in [&mut fast, &mut slow] {
+            p.signal(Signal::SIGTERM);
+            p.wait_exit(WAIT);
+        }
+        let (m, lost, _) = check_order_and_losses(&fast, &format!("fast ({policy}, {mode})"));
+        if policy == "block" {
+            assert_eq!(lost, 0, "fast ({mode}) under block lost {lost} of {m}");
+        }
+        let (m, lost, reasons) = check_order_and_losses(&slow, &format!("slow ({policy}, {mode})"));
+        assert!(
+            lost > 0 && reasons.iter().any(|r| r == "expelled"),
+            "slow ({policy}, {mode}): {m} messages, {lost} lost, reasons {reasons:?}"
+        );
+        assert!(
+            slow.stderr.contains("expelled"),
+            "the slow subscriber logs its expulsion: {}",
+            slow.stderr
+        );
+    }
+}
+
+#[test]
+fn a_stalled_subscriber_is_told_what_it_lost_inline() {
+    stalled_subscriber_under_every_policy("inline", "1024");
+}
+
+#[test]
+fn a_stalled_subscriber_is_told_what_it_lost_pooled() {
+    stalled_subscriber_under_every_policy("pooled", "65536");
+}

@@ -146,6 +146,13 @@ pub fn topology_line(e: &Event) -> Value {
     }
 }
 
+/// The line telling messages of a publisher that will not come: `ipc-pubsub sub`'s (`lost` is
+/// their count).
+pub fn lost_line(l: &ipc_proto::data::Loss) -> Value {
+    json!({"event": "lost", "topic": &*l.topic, "node": l.publisher.to_string(),
+        "first": l.first, "last": l.last, "lost": l.count, "reason": l.reason.name()})
+}
+
 /// The line of a received message: `ipc-pubsub sub`'s keys (`topic`, `node`, `seq`, `len`,
 /// `fnv1a64`, `via`) after `"event": "message"`, then the test payload's `index`.
 pub fn message_line(
@@ -357,7 +364,7 @@ fn stdin_lines(mut send: impl FnMut(Option<String>) -> bool + Send + 'static) {
 
 mod std_peer {
     use super::*;
-    use ipc_driver_std::{EventKinds, Node, NodeEvent, NodeWithEvents, Publisher};
+    use ipc_driver_std::{EventKinds, Incoming, Node, NodeEvent, NodeWithEvents, Publisher};
 
     fn line(e: &NodeEvent) -> Option<Value> {
         Some(match e {
@@ -423,14 +430,17 @@ mod std_peer {
                     }),
                 Command::Subscription(t, options) => node.subscription(&t, options).map(|s| {
                     readers.push(thread::spawn(move || {
-                        for m in &s {
-                            emit(&message_line(
-                                m.topic(),
-                                m.publisher(),
-                                m.seq(),
-                                &m,
-                                m.via().name(),
-                            ));
+                        while let Ok(item) = s.recv_incoming() {
+                            emit(&match item {
+                                Incoming::Message(m) => message_line(
+                                    m.topic(),
+                                    m.publisher(),
+                                    m.seq(),
+                                    &m,
+                                    m.via().name(),
+                                ),
+                                Incoming::Lost(l) => lost_line(&l),
+                            });
                         }
                     }));
                 }),
@@ -505,6 +515,7 @@ mod calloop_peer {
             NodeEvent::Message(m) => {
                 message_line(m.topic(), m.publisher(), m.seq(), &m, m.via().name())
             }
+            NodeEvent::Lost(l) => lost_line(&l),
             NodeEvent::Failed { command, error } => {
                 json!({"event": "failed", "command": command, "error": error.to_string()})
             }

@@ -1,11 +1,13 @@
 //! The data plane's commands, inputs, outputs, events, limits and configuration.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ids::{Credentials, NodeId, PeerId};
 use crate::machine::AccessPolicy;
 use crate::wire::SlotRef;
 
+use super::loss::Loss;
 use super::options::Terms;
 use super::payload::{Delivery, Payload, ReceivedSegment, SegmentId};
 use super::routes::Routes;
@@ -52,6 +54,17 @@ pub enum DataCmd {
     Retire {
         /// The segment; no message refers to it any more.
         segment: SegmentId,
+    },
+    /// A subscription queue of the driver's dropped messages of `publisher` on `topic` (its
+    /// policy, [`Inbox`](super::Inbox)): counted for `status` as
+    /// [`TopicStats::dropped`](crate::wire::TopicStats::dropped).
+    QueueDropped {
+        /// The topic.
+        topic: Arc<str>,
+        /// Whose messages.
+        publisher: NodeId,
+        /// How many.
+        count: u64,
     },
     /// The application is done with these pooled messages received on `peer`.
     Release {
@@ -126,6 +139,9 @@ pub enum DataOutput {
     Disconnect(PeerId),
     /// Deliver a message to the local subscription of its topic.
     Deliver(Delivery),
+    /// Tell the local subscriptions of the loss's topic that these messages of its publisher
+    /// will not come: in order, before the publisher's next [`DataOutput::Deliver`].
+    Lost(Loss),
     /// The machine refers to this segment no more: a pool slot is free again, a fresh memfd or a
     /// received segment can be closed (once the application's messages are gone).
     Release(SegmentId),

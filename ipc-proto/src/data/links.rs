@@ -70,7 +70,6 @@ impl DataPlane {
                     topics: BTreeMap::new(),
                     segments: BTreeMap::new(),
                     last_seq: BTreeMap::new(),
-                    counters: BTreeMap::new(),
                 },
             );
         } else {

@@ -24,13 +24,24 @@
 //! lets publishers take that many credits and makes them wait for more, up to the subscriber's
 //! timeout, before publishing with `expired` set, which drops the message for the subscribers
 //! still full.
-//! The subscriber applies its policy again to its own queues; with `Block` it stops reading
-//! the link while the queue is full, which fills the socket, then the publisher's queue.
+//! The subscriber applies its policy again to its own queues ([`Inbox`]); with `Block` it stops
+//! reading the link while the queue is full, which fills the socket, then the publisher's queue.
+//!
+//! # Order and loss
+//! Each publisher numbers its messages per topic, and a subscriber's data plane delivers them
+//! in increasing order across every link from that publisher (an old link's backlog read after
+//! a newer link's first message is discarded: it falls in a loss already reported). Every hole
+//! in the sequence is reported as a [`Loss`] ([`DataOutput::Lost`]) before the publisher's next
+//! message, and an [`Inbox`] reports its own drops the same way: per subscription and
+//! publisher, messages delivered plus messages reported lost equal messages published since it
+//! subscribed.
 //!
 //! [`Policy`]: crate::wire::Policy
 
+mod inbox;
 mod io;
 mod links;
+mod loss;
 mod options;
 mod payload;
 mod plane;
@@ -39,7 +50,9 @@ mod publisher;
 mod routes;
 mod subscriber;
 
+pub use inbox::{Inbox, InboxCounters, Incoming, Offered, Sequenced};
 pub use io::{DataCmd, DataConfig, DataEvt, DataInput, DataLimits, DataOutput, Room};
+pub use loss::{Loss, LossReason};
 pub use options::{
     DEFAULT_INLINE_MAX, DEFAULT_MAX_PAYLOAD, PublisherOptions, SendMode, SubscriptionOptions, Terms,
 };

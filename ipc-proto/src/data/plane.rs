@@ -33,7 +33,6 @@ pub(super) struct Queued {
 pub(super) struct Counters {
     pub(super) messages: u64,
     pub(super) dropped: u64,
-    pub(super) missed: u64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -81,8 +80,31 @@ pub(super) struct InLink {
     pub(super) topics: BTreeMap<u32, Arc<str>>,
     /// Wire id -> (our handle, size).
     pub(super) segments: BTreeMap<u64, (SegmentId, u64)>,
+    /// The last sequence number per topic on this link (a link never goes back: a
+    /// violation).
     pub(super) last_seq: BTreeMap<Arc<str>, u64>,
-    pub(super) counters: BTreeMap<Arc<str>, Counters>,
+}
+
+/// What this node received of one publisher's topic, over every link from it: the order
+/// across links, and the counters.
+#[derive(Debug, Default)]
+pub(super) struct Stream {
+    /// The last sequence number delivered (0: none yet).
+    pub(super) last: u64,
+    /// The link it came on.
+    pub(super) link: Option<PeerId>,
+    /// This node was expelled since the last message on a new link: the next hole is a loss
+    /// of [`LossReason::Expelled`](super::LossReason::Expelled).
+    pub(super) expelled: bool,
+    /// Messages delivered.
+    pub(super) messages: u64,
+    /// Messages lost before they reached this node (reported).
+    pub(super) missed: u64,
+    /// Messages the driver's queues dropped here (reported to the driver by the driver).
+    pub(super) dropped: u64,
+    /// Messages that came after a later one of the same publisher (an old link's backlog read
+    /// after the new link's first message): discarded, already reported lost.
+    pub(super) stale: u64,
 }
 
 /// What [`DataPlane::verify`] makes of a publisher's frame.
@@ -108,6 +130,9 @@ pub struct DataPlane {
     pub(super) by_node: BTreeMap<NodeId, PeerId>,
     pub(super) next_out: u64,
     pub(super) in_links: BTreeMap<PeerId, InLink>,
+    /// Per publisher and topic taken, what was received (kept while the publisher is
+    /// [`known`](Self::known) and the topic taken, across its links).
+    pub(super) streams: BTreeMap<(NodeId, Arc<str>), Stream>,
     /// References to this node's segments: queued, held by subscribers, or delivered locally.
     pub(super) refs: BTreeMap<SegmentId, usize>,
     /// Local deliveries of pooled payloads not released yet: (segment, offset) count.
@@ -142,6 +167,7 @@ impl DataPlane {
             by_node: BTreeMap::new(),
             next_out: 0,
             in_links: BTreeMap::new(),
+            streams: BTreeMap::new(),
             refs: BTreeMap::new(),
             local_held: BTreeMap::new(),
             room: BTreeMap::new(),
@@ -177,17 +203,15 @@ impl DataPlane {
                 });
             }
         }
-        for l in self.in_links.values() {
-            for (topic, c) in &l.counters {
-                s.received.push(TopicStats {
-                    topic: topic.to_string(),
-                    peer: l.publisher,
-                    messages: c.messages,
-                    dropped: c.dropped,
-                    missed: c.missed,
-                    in_flight: 0,
-                });
-            }
+        for ((publisher, topic), c) in &self.streams {
+            s.received.push(TopicStats {
+                topic: topic.to_string(),
+                peer: Some(*publisher),
+                messages: c.messages,
+                dropped: c.dropped,
+                missed: c.missed,
+                in_flight: 0,
+            });
         }
         s
     }

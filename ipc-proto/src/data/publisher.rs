@@ -68,7 +68,13 @@ impl DataPlane {
             }
             DataCmd::Leave { topic } => {
                 self.taken.remove(topic.as_str());
+                self.prune_streams(Some(&topic));
             }
+            DataCmd::QueueDropped {
+                topic,
+                publisher,
+                count,
+            } => self.queue_dropped(&topic, publisher, count),
             DataCmd::Publish {
                 topic,
                 payload,
@@ -401,6 +407,7 @@ impl DataPlane {
             }
             gone.is_none_or(|t| t + timeout > now)
         });
+        self.prune_streams(None);
     }
 
     /// This node is leaving: topic bindings go out without waiting for its announcements

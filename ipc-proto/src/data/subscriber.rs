@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use tracing::debug;
+use tracing::{debug, trace};
 
-use crate::ids::PeerId;
+use crate::ids::{NodeId, PeerId};
 use crate::wire::{DataFrame, MessageHeader, SlotRef, encode_data};
 
 use super::io::DataOutput;
+use super::loss::{Loss, LossReason};
 use super::options::DEFAULT_MAX_PAYLOAD;
 use super::payload::{Delivered, Delivery, LOCAL, ReceivedSegment, SegmentId};
 use super::plane::DataPlane;
@@ -240,32 +241,49 @@ impl DataPlane {
             return self.misbehaved(peer, reason, segments);
         }
         l.last_seq.insert(Arc::clone(&topic), header.seq);
-        let c = l.counters.entry(Arc::clone(&topic)).or_default();
-        // Messages dropped at the publisher, for this subscriber or before it subscribed.
-        if last > 0 {
-            c.missed += header.seq - last - 1;
-        }
         let publisher = l.publisher.expect("checked before any message");
         if !self.taken.contains_key(&topic) {
-            // No longer subscribed: give it back at once.
-            c.dropped += 1;
-            match payload {
-                Delivered::Inline(_) => {}
-                Delivered::Fresh { segment, .. } => {
-                    self.out.push_back(DataOutput::Release(segment))
-                }
-                Delivered::Pooled { slot, .. } => {
-                    let bytes = encode_data(&DataFrame::Release(vec![slot]), &[]);
-                    self.out.push_back(DataOutput::Transmit {
-                        peer,
-                        bytes,
-                        attach: None,
-                    });
-                }
-            }
-            return;
+            // No longer subscribed: not wanted, so not lost; give it back at once.
+            return self.give_back(peer, payload);
         }
-        c.messages += 1;
+        let stream = self
+            .streams
+            .entry((publisher, Arc::clone(&topic)))
+            .or_default();
+        if header.seq <= stream.last {
+            // An older link's backlog, read after a newer link's messages: the loss reported
+            // then covers it. Delivering it now would take the publisher's order backwards.
+            stream.stale += 1;
+            trace!(%peer, %topic, seq = header.seq, last = stream.last, "stale message discarded");
+            return self.give_back(peer, payload);
+        }
+        // The first message of a publisher is no loss (what came before was not for us).
+        if stream.last > 0 && header.seq > stream.last + 1 {
+            // After an expulsion, the first hole is its doing, on whichever link: the
+            // publisher may have seen this node leave and rejoin at once, and kept its link.
+            let reason = if std::mem::take(&mut stream.expelled) {
+                LossReason::Expelled
+            } else if stream.link == Some(peer) {
+                LossReason::Publisher
+            } else {
+                LossReason::Relinked
+            };
+            let loss = Loss::range(
+                Arc::clone(&topic),
+                publisher,
+                stream.last + 1,
+                header.seq - 1,
+                reason,
+            );
+            stream.missed += loss.count;
+            self.out.push_back(DataOutput::Lost(loss));
+        }
+        if stream.link != Some(peer) {
+            stream.expelled = false;
+            stream.link = Some(peer);
+        }
+        stream.last = header.seq;
+        stream.messages += 1;
         self.out.push_back(DataOutput::Deliver(Delivery {
             topic,
             publisher,
@@ -273,6 +291,47 @@ impl DataPlane {
             peer,
             payload,
         }));
+    }
+
+    /// A message not delivered: its segment or range goes back.
+    fn give_back(&mut self, peer: PeerId, payload: Delivered) {
+        match payload {
+            Delivered::Inline(_) => {}
+            Delivered::Fresh { segment, .. } => self.out.push_back(DataOutput::Release(segment)),
+            Delivered::Pooled { slot, .. } => {
+                let bytes = encode_data(&DataFrame::Release(vec![slot]), &[]);
+                self.out.push_back(DataOutput::Transmit {
+                    peer,
+                    bytes,
+                    attach: None,
+                });
+            }
+        }
+    }
+
+    /// The driver's queues dropped `count` messages of `publisher` on `topic`: counted for
+    /// `status` (the queue told its subscription).
+    pub(super) fn queue_dropped(&mut self, topic: &str, publisher: NodeId, count: u64) {
+        if let Some(s) = self.streams.get_mut(&(publisher, Arc::from(topic))) {
+            s.dropped += count;
+        }
+    }
+
+    /// This node was expelled from the group: the next message of each publisher on a new
+    /// link tells what went missing meanwhile as [`LossReason::Expelled`].
+    pub(crate) fn expelled(&mut self) {
+        for s in self.streams.values_mut() {
+            s.expelled = true;
+        }
+    }
+
+    /// Forgets what was received of `topic` (no longer taken: a new subscription starts
+    /// afresh) or of publishers no longer [`known`](DataPlane::known).
+    pub(super) fn prune_streams(&mut self, topic: Option<&str>) {
+        let known = &self.known;
+        self.streams.retain(|(publisher, t), _| {
+            known.contains_key(publisher) && topic.is_none_or(|topic| &**t != topic)
+        });
     }
 
     /// The application dropped received pooled messages: give the ranges back.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::data::{DataCmd, DataConfig, Delivery, ReceivedSegment, Room, SegmentId};
+use crate::data::{DataCmd, DataConfig, Delivery, Loss, ReceivedSegment, Room, SegmentId};
 use crate::doc::{DocEvt, DocLimits, HostEvt};
 use crate::hub::{HubConfig, HubEvt};
 use crate::ids::{Credentials, NodeId, PeerId, Term};
@@ -237,6 +237,9 @@ pub enum MemberOutput {
     Disconnect(PeerId),
     /// A message for the local subscriptions of its topic.
     Deliver(Delivery),
+    /// Messages the local subscriptions of the loss's topic will not get (see
+    /// [`DataOutput::Lost`](crate::data::DataOutput::Lost)): in order with the deliveries.
+    Lost(Loss),
     /// A segment is no longer referred to (see
     /// [`DataOutput::Release`](crate::data::DataOutput::Release)).
     Release(SegmentId),

@@ -731,7 +731,15 @@ impl Member {
                     }
                     SpokeEvt::HubUnresponsive => MemberEvt::HubUnresponsive,
                     SpokeEvt::HubResponsive => MemberEvt::HubResponsive,
-                    SpokeEvt::HubClosed(r) => MemberEvt::HubClosed(r),
+                    SpokeEvt::HubClosed(r) => {
+                        if r == crate::CloseReason::Expelled
+                            && let Some(d) = &mut self.data
+                        {
+                            // What publishers sent meanwhile is lost: say why when it shows.
+                            d.expelled();
+                        }
+                        MemberEvt::HubClosed(r)
+                    }
                     SpokeEvt::HubAbsent => MemberEvt::HubAbsent,
                     SpokeEvt::HubRefused { cred } => MemberEvt::HubRefused { cred },
                     SpokeEvt::HubMisbehaved { reason } => {
@@ -900,6 +908,7 @@ impl Member {
                 MemberOutput::Disconnect(peer)
             }
             DataOutput::Deliver(d) => MemberOutput::Deliver(d),
+            DataOutput::Lost(l) => MemberOutput::Lost(l),
             DataOutput::Release(s) => MemberOutput::Release(s),
             DataOutput::Evt(DataEvt::Room { topic, room }) => {
                 MemberOutput::Evt(MemberEvt::Room { topic, room })

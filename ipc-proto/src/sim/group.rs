@@ -919,6 +919,7 @@ impl Sim {
                 }
                 MemberOutput::ConnectData { .. }
                 | MemberOutput::Deliver(_)
+                | MemberOutput::Lost(_)
                 | MemberOutput::Release(_) => {
                     unreachable!("simulated nodes have no data plane")
                 }

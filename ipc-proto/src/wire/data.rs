@@ -66,11 +66,15 @@ pub struct TopicStats {
     pub topic: String,
     /// The other end: the subscriber (for a publisher) or the publisher (for a subscriber).
     pub peer: Option<NodeId>,
-    /// Messages sent (by a publisher) or received (by a subscriber).
+    /// Messages sent (by a publisher) or delivered to this node's subscriptions (by a
+    /// subscriber).
     pub messages: u64,
-    /// Messages dropped by the policy.
+    /// Messages the subscriber's policy dropped: in the publisher's queue for it (publisher
+    /// side), or in this node's own subscription queues (subscriber side).
     pub dropped: u64,
-    /// Messages missing from the sequence a subscriber received (dropped at the publisher).
+    /// Subscriber side: messages that never reached this node (dropped at the publisher, or
+    /// lost with a link replaced or this node expelled), each reported to the subscriptions as
+    /// a [`Loss`](crate::data::Loss). With `dropped`, every loss a subscription was told of.
     pub missed: u64,
     /// Messages sent but not yet given back (publisher side), or queued (subscriber side).
     pub in_flight: u64,

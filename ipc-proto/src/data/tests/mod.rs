@@ -91,6 +91,7 @@ struct Pair {
     recv: BTreeMap<SegmentId, SegmentId>,
     next_recv: u64,
     delivered: Vec<Delivery>,
+    lost: Vec<Loss>,
     released_p: Vec<SegmentId>,
     released_s: Vec<SegmentId>,
     room: BTreeMap<String, Option<Room>>,
@@ -150,6 +151,7 @@ impl Pair {
             recv: BTreeMap::new(),
             next_recv: 1000,
             delivered: Vec::new(),
+            lost: Vec::new(),
             released_p: Vec::new(),
             released_s: Vec::new(),
             room: BTreeMap::new(),
@@ -230,6 +232,7 @@ impl Pair {
                     }
                     DataOutput::Release(seg) => self.released_p.push(seg),
                     DataOutput::Deliver(d) => self.delivered.push(d),
+                    DataOutput::Lost(l) => self.lost.push(l),
                     DataOutput::Evt(DataEvt::Room { topic, room }) => {
                         self.room.insert(topic, room);
                     }
@@ -260,6 +263,7 @@ impl Pair {
                             .expect("record");
                     }
                     DataOutput::Deliver(d) => self.delivered.push(d),
+                    DataOutput::Lost(l) => self.lost.push(l),
                     DataOutput::Release(seg) => self.released_s.push(seg),
                     DataOutput::Evt(DataEvt::PeerMisbehaved { reason, .. }) => {
                         self.misbehaved.push(reason)
@@ -372,5 +376,6 @@ fn pooled(segment: u64) -> Payload {
 }
 
 mod links;
+mod order;
 mod publisher;
 mod subscriber;

@@ -457,6 +457,18 @@ impl DataWatch {
                     self.close(peer);
                 }
                 DataOutput::Deliver(d) => self.on_deliver(d),
+                DataOutput::Lost(l) => {
+                    self.events.push("Lost");
+                    assert!(
+                        self.taken.contains(&*l.topic),
+                        "a loss of {}, which this node does not take",
+                        l.topic
+                    );
+                    assert!(
+                        l.first >= 1 && l.first <= l.last && l.count == l.last - l.first + 1,
+                        "a loss that is no range: {l:?}"
+                    );
+                }
                 DataOutput::Release(seg) => self.on_release(seg),
                 DataOutput::Evt(e) => match e {
                     DataEvt::Room { topic, room } => {

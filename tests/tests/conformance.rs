@@ -89,6 +89,7 @@ conformance!(
     garbage_on_the_hub_socket,
     a_frozen_spoke_is_expelled_and_rejoins,
     a_frozen_hub_is_reported,
+    a_frozen_subscriber_is_told_what_it_lost,
     payloads_arrive_intact_in_every_mode,
     garbage_on_a_data_socket,
 );
@@ -450,6 +451,112 @@ fn a_frozen_spoke_is_expelled_and_rejoins(d: [Driver; 4]) {
         }
     }
     converge(&mut [&mut hub, &mut frozen, &mut other], &all);
+}
+
+/// A subscriber frozen past the keepalive is expelled; what was published meanwhile is told
+/// to it as a `lost` line (reason `expelled`) in its place, and its seqs never go back.
+fn a_frozen_subscriber_is_told_what_it_lost(d: [Driver; 4]) {
+    let g = group();
+    let mut hub = peer(d[0], &g, "hub");
+    hub.wait_for(WAIT, |v| event(v) == "became_hub");
+    let mut frozen = peer(d[1], &g, "frozen");
+    let mut p = peer(d[2], &g, "pub");
+    let all = ids(&[&hub, &frozen, &p]);
+    converge(&mut [&mut hub, &mut frozen, &mut p], &all);
+    let frozen_id = frozen.node_id();
+    p.send("publisher t inline");
+    frozen.send("subscription t oldest 4");
+    p.wait_for(WAIT, |v| {
+        is(v, "subscribed", &frozen_id) && v["topic"] == "t"
+    });
+    let mut published = 0u64;
+    // Until the data link is up and carries messages.
+    let message = |v: &serde_json::Value| event(v) == "message" && v["topic"] == "t";
+    let deadline = Instant::now() + WAIT;
+    while frozen
+        .next_matching(Duration::from_millis(50), message)
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "no data link");
+        p.send("publish t 16 1");
+        published += 1;
+    }
+    frozen.signal(Signal::SIGSTOP);
+    for c in [&mut hub, &mut p] {
+        c.wait_for(WAIT, |v| is(v, "node_left", &frozen_id));
+    }
+    // Published while it is out of the group: lost to it.
+    p.send("publish t 16 50");
+    published += 50;
+    p.wait_for(WAIT, |v| event(v) == "published" && v["count"] == 50);
+    frozen.signal(Signal::SIGCONT);
+    // It subscribes again after its rejoin (a line after its leave).
+    let subscribed = |v: &serde_json::Value| is(v, "subscribed", &frozen_id) && v["topic"] == "t";
+    let left_at = p
+        .seen
+        .iter()
+        .rposition(|v| is(v, "node_left", &frozen_id))
+        .expect("left");
+    if !p.seen[left_at..].iter().any(subscribed) {
+        p.next_matching(WAIT, subscribed)
+            .expect("subscribed again after its rejoin");
+    }
+    // Once it subscribed again, publish until a new message reaches it.
+    let before = frozen.seen.iter().filter(|v| message(v)).count();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        p.send("publish t 16 1");
+        published += 1;
+        let _ = frozen.next_matching(Duration::from_millis(50), message);
+        let got: Vec<&serde_json::Value> = frozen.seen.iter().filter(|v| message(v)).collect();
+        if got.len() > before && got.last().and_then(|v| v["seq"].as_u64()) > Some(51) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no message after the rejoin");
+    }
+    // Per the publisher: in order, and every missing seq told.
+    let (mut next, mut messages, mut lost, mut expelled) = (0u64, 0u64, 0u64, false);
+    for v in &frozen.seen {
+        let (first, last, n) = match event(v) {
+            "message" if v["topic"] == "t" => (v["seq"].as_u64(), v["seq"].as_u64(), 1),
+            "lost" => {
+                expelled |= v["reason"] == "expelled";
+                (
+                    v["first"].as_u64(),
+                    v["last"].as_u64(),
+                    v["lost"].as_u64().unwrap_or(0),
+                )
+            }
+            _ => continue,
+        };
+        let (first, last) = (first.expect("first"), last.expect("last"));
+        assert!(
+            first > next || next == 0,
+            "{}: seq goes back at {v}",
+            frozen.name
+        );
+        if next != 0 {
+            assert_eq!(
+                first,
+                next + 1,
+                "{}: a hole nobody told before {v}",
+                frozen.name
+            );
+        }
+        next = last;
+        if event(v) == "lost" {
+            lost += n;
+        } else {
+            messages += 1;
+        }
+    }
+    assert!(
+        expelled && lost >= 50,
+        "{}: {messages} messages, {lost} told lost of {published}; saw {:#?}",
+        frozen.name,
+        frozen.seen
+    );
+    no_panic(&frozen);
 }
 
 fn a_frozen_hub_is_reported(d: [Driver; 4]) {

@@ -30,7 +30,7 @@ use ipc_driver_core::{
 use ipc_os::memfd::Mapping;
 use ipc_os::poll::{Events, Interest as Want, Poller};
 use ipc_os::timer::Timer;
-use ipc_proto::data::{DataCmd, Delivered, Delivery, Mode as Via, SegmentId};
+use ipc_proto::data::{DataCmd, Delivered, Delivery, Loss, LossReason, Mode as Via, SegmentId};
 use ipc_proto::doc::DocEvt;
 use ipc_proto::{Listener, MemberCmd, MemberEvt, MemberInput, MemberOutput, PeerId};
 use tracing::{debug, info, warn};
@@ -383,7 +383,12 @@ impl NodeSource {
         };
         match msg {
             Some(m) => self.events.push_back(NodeEvent::Message(m)),
-            None => warn!(topic = %d.topic, "could not map a received payload: message dropped"),
+            None => {
+                warn!(topic = %d.topic, "could not map a received payload: message dropped");
+                let (topic, publisher, seq) = (d.topic, d.publisher, d.seq);
+                let loss = Loss::range(topic, publisher, seq, seq, LossReason::Unmapped);
+                self.events.push_back(NodeEvent::Lost(loss));
+            }
         }
     }
 

@@ -21,7 +21,9 @@ use ipc_driver_core::{
 use ipc_os::memfd::Mapping;
 use ipc_os::poll::{Event, Events, Interest, Poller, Waker};
 use ipc_os::rendezvous::{DataSocket, GroupDir};
-use ipc_proto::data::{DataCmd, Delivered, Delivery, LOCAL, Mode, Pool, SegmentId};
+use ipc_proto::data::{
+    DataCmd, Delivered, Delivery, LOCAL, Loss, LossReason, Mode, Pool, SegmentId,
+};
 use ipc_proto::{Listener, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, SpokeCmd};
 use tracing::{debug, info, trace, warn};
 
@@ -478,20 +480,34 @@ impl Reactor {
         let hub = (self.member.hub()).map(|(node, term)| HubInfo { node, term });
         let is_hub = self.member.is_hub();
         let mut s = self.shared.lock();
-        let changed = self.view_dirty || s.hub != hub || s.is_hub != is_hub;
-        if std::mem::take(&mut self.view_dirty) {
-            s.view = self.member.view().clone();
-        }
+        let mut changed = s.hub != hub || s.is_hub != is_hub;
         s.hub = hub;
         s.is_hub = is_hub;
+        if std::mem::take(&mut self.view_dirty) {
+            s.view = self.member.view().clone();
+            changed = true;
+        }
         drop(s);
         if changed {
             self.shared.changed.notify_all();
         }
     }
 
+    /// Shows application threads the member's view now if it changed since they last saw it
+    /// (else [`publish`](Self::publish) does, once per wakeup).
+    fn sync_view(&mut self) {
+        if std::mem::take(&mut self.view_dirty) {
+            self.shared.lock().view = self.member.view().clone();
+            self.shared.changed.notify_all();
+        }
+    }
+
     /// Hands a message to the local subscriptions of its topic.
     fn deliver(&mut self, now: Instant, d: Delivery) {
+        // The data plane delivers only what the member's view vouches for (the publisher and
+        // its announcement, with the topic's declared type): an application reading the
+        // message must see that view too, not the one of the last wakeup.
+        self.sync_view();
         let queues: Vec<Arc<SubQueue>> = self.subs.get(&d.topic).cloned().unwrap_or_default();
         // The data plane refused larger payloads already; a second check costs nothing and
         // stands between a peer and this process's memory.
@@ -537,6 +553,16 @@ impl Reactor {
         };
         let Some(msg) = msg else {
             warn!(topic = %d.topic, "could not map a received payload: message dropped");
+            let loss = Loss::range(d.topic, d.publisher, d.seq, d.seq, LossReason::Unmapped);
+            for q in &queues {
+                q.lost(loss.clone());
+            }
+            let cmd = DataCmd::QueueDropped {
+                topic: loss.topic,
+                publisher: d.publisher,
+                count: 1,
+            };
+            self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
             return;
         };
         let mut pause = false;

@@ -235,3 +235,43 @@ fn serde_values_round_trip_and_hostile_bytes_are_refused() {
         );
     }
 }
+
+#[test]
+fn the_first_message_of_a_publisher_that_does_not_wait_has_its_declared_type() {
+    // A publisher that publishes at once, as a short-lived program does: its first message
+    // can reach the subscriber in the same wakeup as its announcement. The subscriber's view
+    // must show the announcement by the time the message is received.
+    for round in 0..20 {
+        let g = group();
+        let s = Node::builder("sub").group(&g).join().expect("sub joins");
+        let sub = s
+            .subscription("pose", SubscriptionOptions::block(WAIT))
+            .expect("subscribe");
+        let p = Node::builder("pub").group(&g).join().expect("pub joins");
+        let poses = p.pod_publisher::<Pose>("pose").expect("publisher");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let publishing = {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut stamp = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    stamp += 1;
+                    let pose = Pose {
+                        x: 0.0,
+                        y: 0.0,
+                        heading: 0.0,
+                        stamp,
+                    };
+                    poses.publish(&pose).expect("publish");
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            })
+        };
+        let first = recv(&sub);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let read = first.pod::<Pose>(&s);
+        publishing.join().expect("the publisher");
+        let pose = read.unwrap_or_else(|e| panic!("round {round}: the first message: {e}"));
+        assert!(pose.stamp >= 1, "round {round}");
+    }
+}

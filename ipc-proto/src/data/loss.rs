@@ -27,16 +27,21 @@ pub enum LossReason {
     /// The publisher's data link to this node was replaced (it broke, or the publisher lost
     /// track of this node for a while): what was queued on the old link.
     Relinked,
+    /// The message reached this node but its payload's segment could not be mapped (out of
+    /// address space or memory): the driver dropped it.
+    Unmapped,
 }
 
 impl LossReason {
-    /// `publisher`, `queue`, `expelled` or `relinked`: the name `ipc-pubsub sub` prints.
+    /// `publisher`, `queue`, `expelled`, `relinked` or `unmapped`: the name `ipc-pubsub sub`
+    /// prints.
     pub fn name(self) -> &'static str {
         match self {
             Self::Publisher => "publisher",
             Self::Queue => "queue",
             Self::Expelled => "expelled",
             Self::Relinked => "relinked",
+            Self::Unmapped => "unmapped",
         }
     }
 }

@@ -45,6 +45,11 @@ pub(super) struct LinkRow {
     pub(super) received: Option<u64>,
     /// Sequence numbers the subscriber never saw (`null`: it did not answer).
     pub(super) missed: Option<u64>,
+    /// Messages the subscriber's own queues dropped (its policy, the application slow).
+    pub(super) queue_dropped: Option<u64>,
+    /// Messages its subscriptions were told lost: `missed` + `queue_dropped`, what `sub`'s
+    /// `lost` lines add up to.
+    pub(super) lost: Option<u64>,
 }
 
 /// A node whose counters could not be read.
@@ -219,7 +224,9 @@ pub(super) fn rows(answers: &[(NodeId, DataStats)]) -> Vec<LinkRow> {
                     s.received
                         .iter()
                         .filter(|r| r.topic == p.topic && r.peer == Some(*publisher))
-                        .fold((0, 0), |(m, x), r| (m + r.messages, x + r.missed))
+                        .fold((0, 0, 0), |(m, x, d), r| {
+                            (m + r.messages, x + r.missed, d + r.dropped)
+                        })
                 });
             out.push(LinkRow {
                 publisher: Hex(*publisher),
@@ -230,6 +237,8 @@ pub(super) fn rows(answers: &[(NodeId, DataStats)]) -> Vec<LinkRow> {
                 in_flight: p.in_flight,
                 received: received.map(|r| r.0),
                 missed: received.map(|r| r.1),
+                queue_dropped: received.map(|r| r.2),
+                lost: received.map(|r| r.1 + r.2),
             });
         }
     }
@@ -252,6 +261,8 @@ pub(super) fn table(rows: &[LinkRow], unanswered: &[Unanswered]) -> String {
             "IN-FLIGHT".into(),
             "RECEIVED".into(),
             "MISSED".into(),
+            "Q-DROPPED".into(),
+            "LOST".into(),
         ]];
         let opt = |v: Option<u64>| v.map_or_else(|| "?".into(), |v| v.to_string());
         for r in rows {
@@ -264,9 +275,11 @@ pub(super) fn table(rows: &[LinkRow], unanswered: &[Unanswered]) -> String {
                 r.in_flight.to_string(),
                 opt(r.received),
                 opt(r.missed),
+                opt(r.queue_dropped),
+                opt(r.lost),
             ]);
         }
-        let mut widths = [0; 8];
+        let mut widths = [0; 10];
         for row in &cells {
             for (w, c) in widths.iter_mut().zip(row) {
                 *w = (*w).max(c.chars().count());
@@ -380,7 +393,7 @@ mod tests {
             ..DataStats::default()
         };
         let sub = DataStats {
-            received: vec![stats("t", 1, 10, 0, 3)],
+            received: vec![stats("t", 1, 10, 2, 3)],
             ..DataStats::default()
         };
         // Node 3 did not answer: its side is unknown.
@@ -394,10 +407,17 @@ mod tests {
                     r.dropped,
                     r.received,
                     r.missed,
+                    r.lost,
                 )
             })
             .collect();
-        assert_eq!(got, [(2, 10, 3, Some(10), Some(3)), (3, 13, 0, None, None)]);
+        assert_eq!(
+            got,
+            [
+                (2, 10, 3, Some(10), Some(3), Some(5)),
+                (3, 13, 0, None, None, None)
+            ]
+        );
         let text = table(
             &rows,
             &[Unanswered {
@@ -407,9 +427,9 @@ mod tests {
         );
         let want = "\
 data links:
-  PUBLISHER         TOPIC  SUBSCRIBER        SENT  DROPPED  IN-FLIGHT  RECEIVED  MISSED
-  0000000000000001  t      0000000000000002    10        3          0        10       3
-  0000000000000001  t      0000000000000003    13        0          0         ?       ?
+  PUBLISHER         TOPIC  SUBSCRIBER        SENT  DROPPED  IN-FLIGHT  RECEIVED  MISSED  Q-DROPPED  LOST
+  0000000000000001  t      0000000000000002    10        3          0        10       3          2     5
+  0000000000000001  t      0000000000000003    13        0          0         ?       ?          ?     ?
 counters of 0000000000000003 unavailable: no answer in time
 ";
         assert_eq!(text, want, "\n{text}");

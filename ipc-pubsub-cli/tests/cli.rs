@@ -962,6 +962,9 @@ fn stalled_subscriber_under_every_policy(mode: &str, size: &str) {
         slow.wait_json("messages after the expulsion", at_least(after));
         fast.wait_json("messages as long", at_least(after));
         assert_eq!(publisher.child.try_wait().ok().flatten(), None, "pub runs");
+        // Under `Block` nothing more is lost once the slow one is back: `status` must count
+        // what its `lost` lines tell (and nothing for the fast one).
+        let status = (policy == "block").then(|| status_json(&g));
         publisher.signal(Signal::SIGTERM);
         publisher.wait_exit(WAIT);
         for p in [&mut fast, &mut slow] {
@@ -973,6 +976,20 @@ fn stalled_subscriber_under_every_policy(mode: &str, size: &str) {
             assert_eq!(lost, 0, "fast ({mode}) under block lost {lost} of {m}");
         }
         let (m, lost, reasons) = check_order_and_losses(&slow, &format!("slow ({policy}, {mode})"));
+        if let Some(status) = status {
+            let mut counted: Vec<u64> = status["links"]
+                .as_array()
+                .expect("links")
+                .iter()
+                .map(|l| l["lost"].as_u64().expect("a subscriber's lost"))
+                .collect();
+            counted.sort_unstable();
+            assert_eq!(
+                counted,
+                [0, lost],
+                "status agrees with the lines: {status:#}"
+            );
+        }
         assert!(
             lost > 0 && reasons.iter().any(|r| r == "expelled"),
             "slow ({policy}, {mode}): {m} messages, {lost} lost, reasons {reasons:?}"

@@ -1709,7 +1709,7 @@ impl ArbitraryEncoder {
     fn data_frame(&mut self, f: &DataFrame) {
         match f {
             DataFrame::Hello { publisher } => {
-                self.variant(0, 12);
+                self.variant(0, 13);
                 self.node(*publisher);
             }
             DataFrame::Terms {
@@ -1717,27 +1717,27 @@ impl ArbitraryEncoder {
                 policy,
                 depth,
             } => {
-                self.variant(1, 12);
+                self.variant(1, 13);
                 self.string(topic);
                 self.policy(policy);
                 self.u32(*depth);
             }
             DataFrame::Topic { id, topic } => {
-                self.variant(2, 12);
+                self.variant(2, 13);
                 self.u32(*id);
                 self.string(topic);
             }
             DataFrame::Inline(h) => {
-                self.variant(3, 12);
+                self.variant(3, 13);
                 self.header(h);
             }
             DataFrame::Fresh { header, len } => {
-                self.variant(4, 12);
+                self.variant(4, 13);
                 self.header(header);
                 self.u64(*len);
             }
             DataFrame::Segment { id, size } => {
-                self.variant(5, 12);
+                self.variant(5, 13);
                 self.u64(*id);
                 self.u64(*size);
             }
@@ -1747,27 +1747,31 @@ impl ArbitraryEncoder {
                 offset,
                 len,
             } => {
-                self.variant(6, 12);
+                self.variant(6, 13);
                 self.header(header);
                 self.u64(*segment);
                 self.u64(*offset);
                 self.u64(*len);
             }
             DataFrame::Release(refs) => {
-                self.variant(7, 12);
+                self.variant(7, 13);
                 self.seq_of(refs, Self::slot);
             }
             DataFrame::Retire { id } => {
-                self.variant(8, 12);
+                self.variant(8, 13);
                 self.u64(*id);
             }
-            DataFrame::Goodbye => self.variant(9, 12),
-            DataFrame::StatsRequest => self.variant(10, 12),
+            DataFrame::Goodbye => self.variant(9, 13),
+            DataFrame::StatsRequest => self.variant(10, 13),
             DataFrame::Stats(s) => {
-                self.variant(11, 12);
+                self.variant(11, 13);
                 self.seq_of(&s.published, Self::topic_stats);
                 self.seq_of(&s.received, Self::topic_stats);
                 self.u64(s.rejected);
+            }
+            DataFrame::Last(h) => {
+                self.variant(12, 13);
+                self.header(h);
             }
         }
     }

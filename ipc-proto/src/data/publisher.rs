@@ -158,6 +158,24 @@ impl DataPlane {
                 let gated = std::mem::replace(&mut self.gated, false);
                 self.flush(peer);
                 self.gated = gated;
+                // Each topic's last seq: what the subscriber did not get of it (dropped for
+                // it, or still queued here and dropped with the link) is told as lost there.
+                let l = &self.out_links[&peer];
+                let lasts: Vec<MessageHeader> = l
+                    .topic_ids
+                    .iter()
+                    .filter_map(|(topic, &id)| {
+                        let seq = *self.seq.get(topic)?;
+                        Some(MessageHeader { topic: id, seq })
+                    })
+                    .collect();
+                for h in lasts {
+                    self.out.push_back(DataOutput::Transmit {
+                        peer,
+                        bytes: encode_data(&DataFrame::Last(h), &[]),
+                        attach: None,
+                    });
+                }
                 self.out.push_back(DataOutput::Transmit {
                     peer,
                     bytes: encode_data(&DataFrame::Goodbye, &[]),

@@ -178,6 +178,7 @@ impl DataPlane {
                     segments,
                 );
             }
+            DataFrame::Last(h) => self.on_last(peer, h),
             DataFrame::Goodbye => {
                 // The publisher closes the link (it left, or this node is no longer a
                 // subscriber): what came before was delivered; the link's segments go.
@@ -291,6 +292,35 @@ impl DataPlane {
             peer,
             payload,
         }));
+    }
+
+    /// The publisher's last seq of a topic, before it closes the link: what this node did not
+    /// get up to it is lost. A topic whose binding never came, or of which nothing was
+    /// delivered yet (nothing to count from), tells nothing.
+    fn on_last(&mut self, peer: PeerId, h: MessageHeader) {
+        let l = self.in_links.get(&peer).expect("caller checked");
+        let Some(topic) = l.topics.get(&h.topic).cloned() else {
+            return;
+        };
+        let publisher = l.publisher.expect("checked before any message");
+        if !self.taken.contains_key(&topic) {
+            return;
+        }
+        let Some(stream) = self.streams.get_mut(&(publisher, Arc::clone(&topic))) else {
+            return;
+        };
+        if stream.last == 0 || h.seq <= stream.last {
+            return;
+        }
+        let reason = if std::mem::take(&mut stream.expelled) {
+            LossReason::Expelled
+        } else {
+            LossReason::Publisher
+        };
+        let loss = Loss::range(topic, publisher, stream.last + 1, h.seq, reason);
+        stream.missed += loss.count;
+        stream.last = h.seq;
+        self.out.push_back(DataOutput::Lost(loss));
     }
 
     /// A message not delivered: its segment or range goes back.

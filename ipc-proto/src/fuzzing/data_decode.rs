@@ -145,7 +145,9 @@ pub fn sanitize_data(frame: &mut DataFrame, limits: &DataLimits) {
             *id %= 4;
             topic(t);
         }
-        DataFrame::Inline(header) | DataFrame::Fresh { header, .. } => header.topic %= 4,
+        DataFrame::Inline(header) | DataFrame::Fresh { header, .. } | DataFrame::Last(header) => {
+            header.topic %= 4;
+        }
         DataFrame::Pooled {
             header, segment, ..
         } => {

@@ -204,6 +204,9 @@ pub enum DataFrame {
     StatsRequest,
     /// Tag 12: the reply to [`DataFrame::StatsRequest`].
     Stats(DataStats),
+    /// Tag 13, publisher to subscriber, before its [`DataFrame::Goodbye`]: the last sequence
+    /// number it published on the topic; what the subscriber did not get up to it is lost.
+    Last(MessageHeader),
 }
 
 impl DataFrame {
@@ -222,6 +225,7 @@ impl DataFrame {
             Self::Goodbye => "Goodbye",
             Self::StatsRequest => "StatsRequest",
             Self::Stats(_) => "Stats",
+            Self::Last(_) => "Last",
         }
     }
 }
@@ -238,6 +242,7 @@ const TAG_RETIRE: u8 = 9;
 const TAG_GOODBYE: u8 = 10;
 const TAG_STATS_REQUEST: u8 = 11;
 const TAG_STATS: u8 = 12;
+const TAG_LAST: u8 = 13;
 
 /// Most bytes a header of an inline message takes (tag, two varints).
 pub const INLINE_OVERHEAD: usize = HEADER + 1 + 5 + 9;
@@ -273,6 +278,7 @@ pub fn encode_data(frame: &DataFrame, payload: &[u8]) -> Vec<u8> {
         DataFrame::Goodbye => out.push(TAG_GOODBYE),
         DataFrame::StatsRequest => out.push(TAG_STATS_REQUEST),
         DataFrame::Stats(s) => body(&mut out, TAG_STATS, s),
+        DataFrame::Last(h) => body(&mut out, TAG_LAST, h),
     }
     let len = u32::try_from(out.len() - HEADER).expect("data frames are far below 4 GiB");
     out[..HEADER].copy_from_slice(&len.to_le_bytes());
@@ -374,6 +380,7 @@ pub fn decode_data(
         TAG_GOODBYE => DataFrame::Goodbye,
         TAG_STATS_REQUEST => DataFrame::StatsRequest,
         TAG_STATS => DataFrame::Stats(whole(rest)?),
+        TAG_LAST => DataFrame::Last(whole(rest)?),
         other => return Err(DecodeError::UnknownTag(other)),
     };
     Ok((frame, end))
@@ -477,6 +484,7 @@ mod tests {
             ),
             (DataFrame::Retire { id: 7 }, b""),
             (DataFrame::Goodbye, b""),
+            (DataFrame::Last(MessageHeader { topic: 3, seq: 9 }), b""),
             (DataFrame::StatsRequest, b""),
             (DataFrame::Stats(stats), b""),
         ] {

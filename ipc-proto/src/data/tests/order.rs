@@ -134,6 +134,53 @@ fn a_hole_on_one_link_is_the_publishers_and_after_expulsion_it_says_so() {
 }
 
 #[test]
+fn a_publishers_last_seq_tells_what_it_dropped_at_the_end() {
+    let now = epoch();
+    let mut s = subscriber(now);
+    let link = PeerId(40);
+    let cred = Some(cred_of(P));
+    s.handle(now, DataInput::PeerUp { peer: link, cred })
+        .expect("up");
+    feed_s(&mut s, now, link, &hello(id(P)), &[]);
+    let last = |seq| (DataFrame::Last(MessageHeader { topic: 1, seq }), &b""[..]);
+    let bye = (DataFrame::Goodbye, &b""[..]);
+    let got = outs(feed_s(
+        &mut s,
+        now,
+        link,
+        &[msg(1), msg(2), last(5), bye],
+        &[],
+    ));
+    assert_eq!(
+        got,
+        [
+            Out::Seq(1),
+            Out::Seq(2),
+            Out::Lost(3, 5, LossReason::Publisher)
+        ]
+    );
+    assert_eq!(s.stats().received[0].missed, 3);
+    assert!(s.stats().rejected == 0, "a Last is no violation");
+}
+
+#[test]
+fn the_last_seq_of_a_publisher_that_lost_nothing_tells_nothing() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    t.publish("t", Payload::Inline(b"one".to_vec()));
+    t.publish("t", Payload::Inline(b"two".to_vec()));
+    // The subscriber leaves the routes of the publisher: it closes the link.
+    t.p.handle(
+        t.now,
+        DataInput::Cmd(DataCmd::Routes(Routes::from_view(&view("t", &[])))),
+    )
+    .expect("routes");
+    t.pump();
+    assert_eq!(t.seqs(), [1, 2]);
+    assert!(t.lost.is_empty(), "{:?}", t.lost);
+    assert!(t.misbehaved.is_empty(), "{:?}", t.misbehaved);
+}
+
+#[test]
 fn a_new_subscription_starts_afresh() {
     let now = epoch();
     let mut s = subscriber(now);

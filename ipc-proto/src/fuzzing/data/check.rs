@@ -194,6 +194,12 @@ impl DataWatch {
                 );
             }
             DataFrame::Goodbye => s.goodbye = true,
+            // Before the goodbye: the topic's last seq (of a binding sent or not).
+            DataFrame::Last(h) => assert!(
+                h.seq >= 1 && self.published.keys().any(|(_, seq)| *seq == h.seq),
+                "Last {} on {peer}, never published",
+                h.seq
+            ),
             other => panic!("{} to a subscriber", other.name()),
         }
     }

@@ -54,9 +54,8 @@ pub(super) fn subscriber(now: Instant) -> DataPlane {
     s
 }
 
-/// What a forger sends: a Hello naming `publisher`, topic "t" bound, three messages.
-fn forged(publisher: NodeId) -> Vec<(DataFrame, &'static [u8])> {
-    let h = |seq| MessageHeader { topic: 1, seq };
+/// A publisher's first records: a Hello naming `publisher`, topic "t" bound as 1.
+pub(super) fn hello(publisher: NodeId) -> Vec<(DataFrame, &'static [u8])> {
     vec![
         (DataFrame::Hello { publisher }, b""),
         (
@@ -66,10 +65,19 @@ fn forged(publisher: NodeId) -> Vec<(DataFrame, &'static [u8])> {
             },
             b"",
         ),
-        (DataFrame::Inline(h(1)), b"root-only-password=hunter2"),
+    ]
+}
+
+/// What a forger sends: a Hello naming `publisher`, topic "t" bound, three messages.
+fn forged(publisher: NodeId) -> Vec<(DataFrame, &'static [u8])> {
+    let h = |seq| MessageHeader { topic: 1, seq };
+    let mut frames = hello(publisher);
+    frames.extend([
+        (DataFrame::Inline(h(1)), &b"root-only-password=hunter2"[..]),
         (DataFrame::Inline(h(2)), b"x"),
         (DataFrame::Inline(h(3)), b"y"),
-    ]
+    ]);
+    frames
 }
 
 fn delivered(out: &[DataOutput]) -> usize {

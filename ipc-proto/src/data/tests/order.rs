@@ -9,21 +9,8 @@ use std::time::Instant;
 
 use proptest::prelude::*;
 
-use super::links::{feed_s, subscriber};
+use super::links::{feed_s, hello, subscriber};
 use super::*;
-
-fn hello(publisher: NodeId) -> Vec<(DataFrame, &'static [u8])> {
-    vec![
-        (DataFrame::Hello { publisher }, b""),
-        (
-            DataFrame::Topic {
-                id: 1,
-                topic: "t".into(),
-            },
-            b"",
-        ),
-    ]
-}
 
 fn msg(seq: u64) -> (DataFrame, &'static [u8]) {
     (DataFrame::Inline(MessageHeader { topic: 1, seq }), b"m")
@@ -49,6 +36,16 @@ fn outs(out: Vec<DataOutput>) -> Vec<Out> {
 #[allow(clippy::disallowed_methods)] // the test's epoch
 fn epoch() -> Instant {
     Instant::now()
+}
+
+/// A subscriber of "t" with a link from [`P`], past its Hello and binding.
+fn greeted(now: Instant, link: PeerId) -> DataPlane {
+    let mut s = subscriber(now);
+    let cred = Some(cred_of(P));
+    s.handle(now, DataInput::PeerUp { peer: link, cred })
+        .expect("up");
+    feed_s(&mut s, now, link, &hello(id(P)), &[]);
+    s
 }
 
 #[test]
@@ -136,12 +133,8 @@ fn a_hole_on_one_link_is_the_publishers_and_after_expulsion_it_says_so() {
 #[test]
 fn a_publishers_last_seq_tells_what_it_dropped_at_the_end() {
     let now = epoch();
-    let mut s = subscriber(now);
     let link = PeerId(40);
-    let cred = Some(cred_of(P));
-    s.handle(now, DataInput::PeerUp { peer: link, cred })
-        .expect("up");
-    feed_s(&mut s, now, link, &hello(id(P)), &[]);
+    let mut s = greeted(now, link);
     let last = |seq| (DataFrame::Last(MessageHeader { topic: 1, seq }), &b""[..]);
     let bye = (DataFrame::Goodbye, &b""[..]);
     let got = outs(feed_s(
@@ -183,12 +176,8 @@ fn the_last_seq_of_a_publisher_that_lost_nothing_tells_nothing() {
 #[test]
 fn a_new_subscription_starts_afresh() {
     let now = epoch();
-    let mut s = subscriber(now);
     let link = PeerId(40);
-    let cred = Some(cred_of(P));
-    s.handle(now, DataInput::PeerUp { peer: link, cred })
-        .expect("up");
-    feed_s(&mut s, now, link, &hello(id(P)), &[]);
+    let mut s = greeted(now, link);
     assert_eq!(
         outs(feed_s(&mut s, now, link, &[msg(1)], &[])),
         [Out::Seq(1)]

@@ -45,12 +45,14 @@
 
 mod builder;
 pub mod check;
+mod data;
 mod group;
 mod observe;
 mod schedule;
 pub mod strategy;
 
 pub use builder::SimBuilder;
+pub use data::SimMessage;
 pub use group::{NodeIx, Sim, SimNode};
 pub use schedule::{Failure, Fault, Outcome, Schedule};
 

@@ -188,3 +188,21 @@ fn known_accused_publisher_seed() {
         "a correct publisher was reported misbehaving"
     );
 }
+
+/// Nothing silently missing at the end ([`check::deliveries_complete`]) does not hold: in this
+/// schedule found on 2026-12-03 (no crash, no stall: only takes and bursts), n1 read n0's
+/// messages on `d0` up to seq 2 of 8 published, and nothing told it of 3..=8 (holes are told
+/// before the publisher's next message, and none came). Seeds of the same kind:
+/// 1_375_760_024_099_977_323, 9_666_877_559_217_633_939, 10_405_346_451_459_172_636.
+/// `cargo test -p ipc-proto known_untold_tail_seed -- --ignored`.
+#[test]
+#[ignore = "known gap: messages dropped at the end of a burst are not told until the next one"]
+fn known_untold_tail_seed() {
+    let seed = 14_854_330_406_023_737_622;
+    let mut sim = Schedule::data_from_seed(seed)
+        .play()
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    sim.read_inboxes();
+    check::deliveries(&sim).expect("in order, none twice, no hole untold");
+    check::deliveries_complete(&sim).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+}

@@ -151,6 +151,24 @@ fn data_schedules_shard_3() {
     report(&shard(3));
 }
 
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 64,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// The same property over the public strategy (which shrinks toward fewer, earlier steps).
+    #[test]
+    fn data_schedules_from_the_strategy(
+        schedule in crate::sim::strategy::data_schedules(2..=4, 12),
+    ) {
+        if let Err(e) = schedule.run() {
+            proptest::prop_assert!(false, "{e}");
+        }
+    }
+}
+
 /// Replays one data schedule: paste a failing seed into `SEED`, or set `IPC_SIM_SEED`;
 /// `IPC_SIM_EXPLAIN=1 cargo test -p ipc-proto replay_data_seed -- --nocapture`.
 #[test]

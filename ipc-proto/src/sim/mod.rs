@@ -20,7 +20,11 @@
 //! random points, the hub address as one atomic resource for which concurrent binds race.
 //! Everything random comes from the seed given to [`Sim::builder`], so a seed and the same
 //! calls replay a run exactly. The documents ride on the members and are simulated too
-//! ([`Sim::open_doc`], [`Sim::patch_doc`]); the data plane is not (no node has one).
+//! ([`Sim::open_doc`], [`Sim::patch_doc`]), and so is the data plane: every member has one,
+//! with its own data address and credentials; data links behave as hub links do, but their
+//! records go whole (SEQPACKET). Applications take topics ([`Sim::take`]: an
+//! [`Inbox`](crate::data::Inbox) per topic, read a little after each input) and publish
+//! bursts of inline messages ([`Sim::publish`]); what each read is [`SimNode::received`].
 //!
 //! - **Build** with [`Sim::builder`] ([`SimBuilder`]): members, latency, record splitting,
 //!   keepalive, grace.
@@ -31,11 +35,14 @@
 //! - **Faults as values**: a [`Schedule`] lists [`Fault`]s at times; [`Schedule::run`] plays
 //!   one, lets the group converge and stay quiet, and runs every check. [`strategy`] generates
 //!   them for proptest (with shrinking), or derives one from a seed
-//!   ([`Schedule::from_seed`]).
+//!   ([`Schedule::from_seed`]; with takes and publishes, [`strategy::data_schedules`] and
+//!   [`Schedule::data_from_seed`]).
 //! - **Check** with [`check`]: exactly one hub (and never two at once), every view equal to
 //!   the truth (no ghosts), equal histories, each change reported once per member, terms
 //!   monotonic, no flaps; for documents, every replica equal to the host and the host equal to
-//!   its accepted patches, every patch answered once, no acknowledged version lost.
+//!   its accepted patches, every patch answered once, no acknowledged version lost; for the
+//!   data plane, what every application read is in order per publisher, none twice, and every
+//!   message between its first and its last delivered or told lost ([`check::deliveries`]).
 //! - **Replay**: a failing [`Schedule::run`] returns a [`Failure`] whose `replay` is a Rust
 //!   expression (`ipc_proto::sim::Schedule::from_seed(..).run()`, or the whole schedule) that
 //!   reproduces it; `IPC_SIM_EXPLAIN=1` prints the faults, hubs and final state as it runs.
@@ -45,12 +52,14 @@
 
 mod builder;
 pub mod check;
+mod data;
 mod group;
 mod observe;
 mod schedule;
 pub mod strategy;
 
 pub use builder::SimBuilder;
+pub use data::SimMessage;
 pub use group::{NodeIx, Sim, SimNode};
 pub use schedule::{Failure, Fault, Outcome, Schedule};
 

@@ -9,12 +9,17 @@ use rand_chacha::rand_core::{Rng as _, SeedableRng};
 
 use super::check::{self, Audit};
 use super::group::{NodeIx, Sim, SimConfig};
+use crate::data::Terms;
+use crate::wire::Policy;
 use crate::{OwnTopics, SpokeCmd};
 
 /// Steps allowed to converge after the last fault.
 const MAX_STEPS: usize = 400_000;
 
 const TOPICS: [&str; 6] = ["alpha", "beta", "gamma", "delta", "eps", "zeta"];
+
+/// The topics of the data schedules ([`Schedule::data_from_seed`]).
+pub(crate) const DATA_TOPICS: [&str; 2] = ["d0", "d1"];
 
 /// One fault. A `usize` picks a running, unfrozen member: the `n % count`-th, so any number
 /// is valid; a fault with nobody to hit does nothing.
@@ -43,6 +48,11 @@ pub enum Fault {
     LinkLoss(usize),
     /// A member's application gives a command.
     Cmd(usize, SpokeCmd),
+    /// A member's application subscribes to a topic on these terms ([`Sim::take`]).
+    Take(usize, String, Terms),
+    /// A member's application publishes this many inline messages on a topic
+    /// ([`Sim::publish`]).
+    Publish(usize, String, u64),
 }
 
 /// A whole run: the network, the members at the start, and faults at times from the start;
@@ -145,6 +155,59 @@ impl Schedule {
         }
     }
 
+    /// A schedule of the data plane derived from one seed: 2 to 5 members, latency up to
+    /// 0.5–5 ms, then 4 to 19 steps in the first three seconds: subscriptions to one of two
+    /// topics (any policy, depth 1 to 8), bursts of 1 to 20 inline messages, freezes of 0.1 to
+    /// 4 s (past the 2 s keepalive about half the time: expulsion and rejoin), hub crashes,
+    /// crashes and joins. `Schedule::data_from_seed(seed).run()` replays it.
+    pub fn data_from_seed(seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xda7a);
+        let mut r = |n: u64| rng.next_u64() % n;
+        let latency = (
+            Duration::from_micros(20),
+            Duration::from_micros(500 + r(4_500)),
+        );
+        let members = 2 + r(4) as usize;
+        let mut faults: Vec<(Duration, Fault)> = (0..4 + r(16))
+            .map(|_| {
+                let at = Duration::from_millis(r(3_000));
+                let who = r(u64::MAX) as usize;
+                let topic = DATA_TOPICS[r(2) as usize].to_string();
+                let fault = match r(20) {
+                    0..=5 => {
+                        let policy = match r(3) {
+                            0 => Policy::DropOldest,
+                            1 => Policy::DropNewest,
+                            _ => Policy::Block {
+                                timeout_ms: 100 + r(900) as u32,
+                            },
+                        };
+                        let terms = Terms {
+                            policy,
+                            depth: 1 + r(8) as u32,
+                            ..Terms::default()
+                        };
+                        Fault::Take(who, topic, terms)
+                    }
+                    6..=12 => Fault::Publish(who, topic, 1 + r(20)),
+                    13..=15 => Fault::Freeze(who, Duration::from_millis(100 + r(3_900))),
+                    16 => Fault::CrashHub,
+                    17 => Fault::Crash(who),
+                    18 => Fault::Spawn(OwnTopics::default()),
+                    _ => Fault::LinkLoss(who),
+                };
+                (at, fault)
+            })
+            .collect();
+        faults.sort_by_key(|(at, _)| *at);
+        Self {
+            seed,
+            latency,
+            initial: vec![OwnTopics::default(); members],
+            faults,
+        }
+    }
+
     /// Plays the schedule and leaves the group converged and quiet for five simulated seconds;
     /// fails if it does not converge or an invariant breaks on the way. The simulation is
     /// returned for further checks.
@@ -154,12 +217,15 @@ impl Schedule {
 
     /// Plays the schedule and runs every topology check of [`check`](super::check) (one hub,
     /// convergence, equal histories, events reported once and replaying to each view, terms
-    /// monotonic, no ghosts, no flaps, bounded tombstones).
+    /// monotonic, no ghosts, no flaps, bounded tombstones), then lets every application read
+    /// its queues and checks what they got ([`check::deliveries`](super::check::deliveries)).
     pub fn run(&self) -> Result<Outcome, Failure> {
         let mut max_excess = 0;
-        let (sim, steps_to_converge) = self.play_inner(&mut max_excess)?;
+        let (mut sim, steps_to_converge) = self.play_inner(&mut max_excess)?;
         let fail = |e: check::Violation| self.failure(e.to_string());
         check::quiet(&sim).map_err(fail)?;
+        sim.read_inboxes();
+        check::deliveries(&sim).map_err(fail)?;
         if max_excess > sim.config.max_tombstones {
             return Err(self.failure(format!(
                 "a history held {max_excess} records beyond the live state"
@@ -172,6 +238,7 @@ impl Schedule {
             hub_changes: sim.hubs_started.len(),
             max_history_excess: max_excess,
             audit,
+            accused: sim.accused.len(),
         })
     }
 
@@ -179,6 +246,11 @@ impl Schedule {
     pub(crate) fn failure(&self, why: String) -> Failure {
         let replay = if *self == Self::from_seed(self.seed) {
             format!("ipc_proto::sim::Schedule::from_seed({}).run()", self.seed)
+        } else if *self == Self::data_from_seed(self.seed) {
+            format!(
+                "ipc_proto::sim::Schedule::data_from_seed({}).run()",
+                self.seed
+            )
         } else {
             format!("{}.run()", self.to_rust())
         };
@@ -324,6 +396,16 @@ fn apply(sim: &mut Sim, fault: &Fault, resumes: &mut Vec<(Instant, NodeIx)>) {
                 sim.cmd(ix, cmd.clone());
             }
         }
+        Fault::Take(who, topic, terms) => {
+            if let Some(ix) = pick(sim, *who) {
+                sim.take(ix, topic, *terms);
+            }
+        }
+        Fault::Publish(who, topic, count) => {
+            if let Some(ix) = pick(sim, *who) {
+                sim.publish(ix, topic, *count);
+            }
+        }
     }
 }
 
@@ -360,6 +442,8 @@ pub struct Outcome {
     pub max_history_excess: usize,
     /// What the audit of every member's events found.
     pub audit: Audit,
+    /// Correct publishers reported misbehaving, a known issue ([`Sim::accused`]).
+    pub accused: usize,
 }
 
 /// A schedule that failed: why, and a Rust expression that replays it.

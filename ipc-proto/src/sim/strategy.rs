@@ -64,3 +64,49 @@ pub fn schedules(
             ..Schedule::new(seed, n)
         })
 }
+
+/// A step of a data schedule: a subscription to one of `topics` (any policy, depth 1 to 8), a
+/// burst of 1 to 20 inline messages on one, a stall of 0.1 to 4 s (past the keepalive about
+/// half the time: expulsion and rejoin), a hub crash or a join.
+pub fn data_step(topics: &'static [&'static str]) -> impl Strategy<Value = Fault> {
+    use crate::data::Terms;
+    use crate::wire::Policy;
+    let who = any::<usize>();
+    let topic = prop::sample::select(topics).prop_map(String::from);
+    let policy = prop_oneof![
+        Just(Policy::DropOldest),
+        Just(Policy::DropNewest),
+        (100..1_000u32).prop_map(|timeout_ms| Policy::Block { timeout_ms }),
+    ];
+    let terms = (policy, 1..=8u32).prop_map(|(policy, depth)| Terms {
+        policy,
+        depth,
+        ..Terms::default()
+    });
+    prop_oneof![
+        3 => (who, topic.clone(), terms).prop_map(|(w, t, terms)| Fault::Take(w, t, terms)),
+        3 => (who, topic, 1..=20u64).prop_map(|(w, t, n)| Fault::Publish(w, t, n)),
+        2 => (who, 100..4_000u64).prop_map(|(w, ms)| Fault::Freeze(w, Duration::from_millis(ms))),
+        1 => Just(Fault::CrashHub),
+        1 => Just(Fault::Spawn(crate::OwnTopics::default())),
+    ]
+}
+
+/// Data schedules: `members` members with no topics and up to `max_steps` steps of
+/// [`data_step`] on two topics in the first three seconds; the seed and latency vary too.
+pub fn data_schedules(
+    members: std::ops::RangeInclusive<usize>,
+    max_steps: usize,
+) -> impl Strategy<Value = Schedule> {
+    (
+        any::<u64>(),
+        members,
+        500..5_000u64,
+        faults(data_step(&["d0", "d1"]), max_steps, Duration::from_secs(3)),
+    )
+        .prop_map(|(seed, n, max_us, faults)| Schedule {
+            latency: (Duration::from_micros(20), Duration::from_micros(max_us)),
+            faults,
+            ..Schedule::new(seed, n)
+        })
+}

@@ -3,6 +3,7 @@
 
 mod admission;
 mod checks;
+mod data;
 mod docs;
 mod properties;
 mod regressions;

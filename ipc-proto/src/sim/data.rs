@@ -1,0 +1,283 @@
+//! The simulated data plane: data links between members (opened by publishers at their
+//! subscribers' data addresses, `@sim/<index>`), what the applications publish and take, and
+//! what each subscribing application got, in order, through an [`Inbox`] per topic.
+//!
+//! A data link is simulated like a hub link: the connector is told `Connected` at once and the
+//! acceptor `Accepted` after the latency (a listener accepts even while its process is
+//! stopped); each direction is FIFO; records are delivered whole (SEQPACKET), never split; a
+//! crash hangs every link up, a frozen node reads nothing until resumed. Payloads are inline
+//! only: a record that carries a segment is a violation of the model.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rand_chacha::rand_core::Rng as _;
+
+use super::group::{Delivery as SimDelivery, Link, NodeIx, Sim, SimInput};
+use crate::data::{DataCmd, Delivered, Delivery, Inbox, Incoming, Loss, Payload, Sequenced, Terms};
+use crate::{Credentials, Listener, MemberCmd, MemberInput, NodeId, PeerId, SpokeCmd};
+
+/// The mime type the simulated publishers announce.
+const MIME: &str = "sim/data";
+
+/// A message as a simulated application receives it: whose, and its number.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct SimMessage {
+    /// The publishing node.
+    pub publisher: NodeId,
+    /// The publisher's sequence number for the topic.
+    pub seq: u64,
+}
+
+impl Sequenced for SimMessage {
+    fn publisher(&self) -> NodeId {
+        self.publisher
+    }
+
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// What one node's applications publish and take.
+#[derive(Debug, Default)]
+pub(crate) struct NodeData {
+    /// Topics announced and advertised, with the messages published on each.
+    pub(crate) published: BTreeMap<String, u64>,
+    /// Topics taken, each with its queue.
+    pub(crate) inboxes: BTreeMap<String, Inbox<SimMessage>>,
+    /// What the applications read from the queues, in order: (topic, message or loss).
+    pub(crate) received: Vec<(Arc<str>, Incoming<SimMessage>)>,
+    /// Deliveries for a topic no application takes (dropped, as a driver would).
+    pub(crate) untaken: u64,
+}
+
+/// The data address of node `ix`.
+pub(crate) fn data_addr(ix: NodeIx) -> String {
+    format!("@sim/{}", ix.0)
+}
+
+/// The process of node `ix` (its kernel credentials).
+pub(crate) fn cred(ix: NodeIx) -> Credentials {
+    Credentials {
+        pid: 10_000 + ix.0 as u32,
+        uid: super::group::UID,
+        gid: super::group::UID,
+    }
+}
+
+impl Sim {
+    /// Node `ix`'s application subscribes to `topic` on `terms`: the data plane takes it
+    /// (`DataCmd::Take`) and the topology says so (`SpokeCmd::Subscribe`), as a driver's
+    /// `subscription` does; what arrives goes through an [`Inbox`] of these terms, which the
+    /// application reads as the simulation runs ([`SimNode::received`](super::SimNode::received)).
+    /// A topic taken already, or a node not running, does nothing.
+    pub fn take(&mut self, ix: NodeIx, topic: &str, terms: Terms) {
+        let now = self.now();
+        let n = &mut self.nodes[ix.0];
+        if !n.is_member() || n.frozen || n.data.inboxes.contains_key(topic) {
+            return;
+        }
+        let take = DataCmd::Take {
+            topic: topic.into(),
+            terms,
+        };
+        n.member
+            .handle(now, MemberInput::Cmd(MemberCmd::Data(take)))
+            .expect("a member takes any valid topic");
+        let inbox = Inbox::new(Arc::from(topic), terms.policy, terms.depth);
+        n.data.inboxes.insert(topic.into(), inbox);
+        self.cmd(
+            ix,
+            SpokeCmd::Subscribe {
+                topic: topic.into(),
+            },
+        );
+    }
+
+    /// Node `ix`'s application publishes `count` inline messages on `topic`; the first time,
+    /// it announces the topic (`SpokeCmd::Announce`) and advertises it (`DataCmd::Advertise`),
+    /// as a driver's `publisher` does. Each payload is its sequence number (8 bytes, little
+    /// endian), checked on delivery. A node not running does nothing.
+    pub fn publish(&mut self, ix: NodeIx, topic: &str, count: u64) {
+        let now = self.now();
+        let n = &mut self.nodes[ix.0];
+        if !n.is_member() || n.frozen {
+            return;
+        }
+        if !n.data.published.contains_key(topic) {
+            n.data.published.insert(topic.into(), 0);
+            n.member
+                .handle(
+                    now,
+                    MemberInput::Cmd(MemberCmd::Data(DataCmd::Advertise {
+                        topic: topic.into(),
+                    })),
+                )
+                .expect("a member advertises any valid topic");
+            self.cmd(
+                ix,
+                SpokeCmd::Announce {
+                    topic: topic.into(),
+                    mime: MIME.into(),
+                },
+            );
+        }
+        for _ in 0..count {
+            let n = &mut self.nodes[ix.0];
+            let seq = n.data.published.get_mut(topic).expect("advertised above");
+            *seq += 1;
+            let publish = DataCmd::Publish {
+                topic: topic.into(),
+                payload: Payload::Inline(seq.to_le_bytes().to_vec()),
+                expired: false,
+            };
+            n.member
+                .handle(now, MemberInput::Cmd(MemberCmd::Data(publish)))
+                .expect("an advertised topic takes inline messages");
+            self.drain(ix);
+        }
+    }
+
+    /// Every running application reads everything its queues hold (frozen ones cannot).
+    pub fn read_inboxes(&mut self) {
+        for ix in 0..self.nodes.len() {
+            let n = &self.nodes[ix];
+            if n.alive && !n.frozen {
+                self.read(NodeIx(ix), usize::MAX);
+            }
+        }
+    }
+
+    /// The application of `ix` reads up to `budget` entries of each of its queues.
+    pub(crate) fn read(&mut self, ix: NodeIx, budget: usize) {
+        let d = &mut self.nodes[ix.0].data;
+        for inbox in d.inboxes.values_mut() {
+            for _ in 0..budget {
+                let Some(got) = inbox.pop() else { break };
+                d.received.push((Arc::clone(inbox.topic()), got));
+            }
+        }
+    }
+
+    /// After a node handled an input: its application reads a few entries (0 to 2 of each
+    /// queue, seeded), so that queues fill and their policies drop now and then.
+    pub(crate) fn read_some(&mut self, ix: NodeIx) {
+        let n = &self.nodes[ix.0];
+        if !n.alive || n.frozen || n.data.inboxes.values().all(Inbox::is_empty) {
+            return;
+        }
+        let budget = (self.rng.next_u64() % 3) as usize;
+        self.read(ix, budget);
+    }
+
+    /// A message for node `ix`'s subscription.
+    pub(crate) fn on_deliver(&mut self, ix: NodeIx, d: Delivery) {
+        let want = d.seq.to_le_bytes();
+        let ok = matches!(&d.payload, Delivered::Inline(b) if b[..] == want[..]);
+        if !ok {
+            let why = format!(
+                "{} got seq {} of {} on `{}` with payload {:?}",
+                self.nodes[ix.0].name, d.seq, d.publisher, d.topic, d.payload
+            );
+            self.data_violations.push(why);
+        }
+        let data = &mut self.nodes[ix.0].data;
+        match data.inboxes.get_mut(&*d.topic) {
+            Some(inbox) => {
+                let _ = inbox.offer(SimMessage {
+                    publisher: d.publisher,
+                    seq: d.seq,
+                });
+            }
+            None => data.untaken += 1,
+        }
+    }
+
+    /// Messages node `ix`'s subscription will not get.
+    pub(crate) fn on_lost(&mut self, ix: NodeIx, loss: Loss) {
+        let data = &mut self.nodes[ix.0].data;
+        match data.inboxes.get_mut(&*loss.topic) {
+            Some(inbox) => inbox.lost(loss),
+            None => data.untaken += 1,
+        }
+    }
+
+    /// A record for a data link that carries a segment: the simulation has none to pass.
+    pub(crate) fn on_attach(&mut self, ix: NodeIx, peer: PeerId) {
+        let why = format!(
+            "{} attached a segment on {peer}: the simulation sends inline payloads only",
+            self.nodes[ix.0].name
+        );
+        self.data_violations.push(why);
+    }
+
+    /// Evaluates a connection from `ix` (its link `peer`) to the data address `addr`: the
+    /// node there accepts it if it runs (a stopped one too: its listener's backlog takes it).
+    pub(crate) fn attempt_connect_data(&mut self, ix: NodeIx, peer: PeerId, addr: &str) {
+        let now = self.now();
+        let target = addr
+            .strip_prefix("@sim/")
+            .and_then(|i| i.parse::<usize>().ok())
+            .filter(|&i| i < self.nodes.len() && self.nodes[i].alive)
+            .map(NodeIx);
+        let Some(to) = target else {
+            let n = &mut self.nodes[ix.0];
+            n.member
+                .handle(now, MemberInput::ConnectFailed(peer))
+                .expect("driver reports never fail");
+            return self.drain(ix);
+        };
+        let id = self.new_link();
+        let to_peer = PeerId(id);
+        let at = now + self.latency();
+        self.insert_link(
+            id,
+            Link {
+                spoke: ix,
+                spoke_peer: peer,
+                hub: to,
+                hub_peer: to_peer,
+                up_last: at,
+                down_last: now,
+                data: true,
+            },
+        );
+        self.schedule(
+            at,
+            SimDelivery {
+                node: to,
+                input: SimInput::AcceptedData(to_peer, ix.0 as u32),
+            },
+        );
+        let n = &mut self.nodes[ix.0];
+        let input = MemberInput::Connected {
+            peer,
+            cred: Some(cred(to)),
+        };
+        n.member
+            .handle(now, input)
+            .expect("driver reports never fail");
+        self.drain(ix);
+    }
+
+    /// A data link node `ix`'s listener accepted from node `from`.
+    pub(crate) fn accepted_data(&mut self, ix: NodeIx, peer: PeerId, from: u32) {
+        let now = self.now();
+        let input = MemberInput::Accepted {
+            peer,
+            listener: Listener::Data,
+            cred: Some(cred(NodeIx(from as usize))),
+        };
+        let n = &mut self.nodes[ix.0];
+        n.member.handle(now, input).expect("peer inputs never fail");
+        self.drain(ix);
+    }
+
+    /// A node that has left stops: its data links hang up (its hub link is closed already).
+    pub(crate) fn hang_up_data(&mut self, ix: NodeIx) {
+        for id in self.links_of(ix, true) {
+            self.hang_up(id, ix);
+        }
+    }
+}

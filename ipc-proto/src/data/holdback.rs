@@ -1,69 +1,7 @@
 //! Holding publishes back for full `Block` subscribers: which publish goes now, which waits
 //! (and until when), which is refused, and when the waiting ones go.
 //!
-//! The [`DataPlane`](super::DataPlane) reports each topic's [`Room`] ([`DataEvt::Room`]): how
-//! many more messages its fullest `Block` subscriber can take, and how long a publisher may
-//! wait for more. A [`HoldBack`] counts the publishes it let go against that room until the
-//! data plane has taken them in (`pending`, see [`HoldInput::Accounted`]), and per topic keeps
-//! a queue of the publishes waiting for room, in order:
-//!
-//! ```text
-//!   publish ──(nothing held, room left)──────────────► Admit::Go        (pending + 1)
-//!      │
-//!      ├──(no room left, or others held first)──────► Admit::Held { deadline }
-//!      │                                                   │
-//!      │          room came back (Room, Accounted) ────────┼──► HoldOutput::Publish { expired: false }
-//!      │          deadline passed, still no room ──────────┴──► HoldOutput::Publish { expired: true }
-//!      │                                              (the last one out: HoldOutput::Drained)
-//!      └──(MAX_HELD held already)───────────────────► Admit::Full
-//! ```
-//!
-//! A held message's deadline is the time it was held plus the room's timeout (the longest of
-//! the `Block` subscribers'), and never earlier than the deadline of the message held before
-//! it: held messages go out in the order they were published.
-//!
-//! It is generic over what it holds: a driver that publishes from its own loop holds the
-//! payloads; a driver whose publishing threads block holds a ticket per waiting thread and
-//! lets each thread wait, under its lock, until its ticket is out or the
-//! [`poll_timeout`](HoldBack::poll_timeout) deadline comes.
-//!
-//! Like the other machines, it reads no clock: `now` is an argument of every mutating call
-//! (an earlier `now` than before counts as the latest seen), [`poll_timeout`](HoldBack::poll_timeout)
-//! says when to call [`handle_timeout`](HoldBack::handle_timeout), and what it decides comes
-//! out of [`poll_output`](HoldBack::poll_output), to drain after every call.
-//!
-//! ```
-//! use std::time::{Duration, Instant};
-//! use ipc_proto::data::{Admit, HoldBack, HoldInput, HoldOutput, Room};
-//!
-//! # #[allow(clippy::disallowed_methods)] // an example's epoch
-//! let t0 = Instant::now();
-//! let mut hold = HoldBack::new();
-//! // The data plane says: the `Block` subscribers of "t" take one more, and wait 10 ms.
-//! let room = Some(Room { messages: 1, timeout: Duration::from_millis(10) });
-//! hold.handle(t0, HoldInput::Room { topic: "t", room });
-//!
-//! assert!(matches!(hold.publish(t0, "t", "a"), Admit::Go("a")));
-//! // "a" is not taken in yet: it counts against the room.
-//! let deadline = t0 + Duration::from_millis(10);
-//! assert!(matches!(hold.publish(t0, "t", "b"), Admit::Held { deadline: d } if d == deadline));
-//! assert_eq!(hold.poll_timeout(), Some(deadline));
-//!
-//! // The data plane took "a" in, and its subscriber is still full: "b" waits on...
-//! let full = Some(Room { messages: 0, timeout: Duration::from_millis(10) });
-//! hold.handle(t0, HoldInput::Accounted { topic: "t", room: full });
-//! assert!(hold.poll_output().is_none());
-//! // ...until its deadline: it goes, dropped for the subscribers still full.
-//! hold.handle_timeout(deadline);
-//! assert_eq!(
-//!     hold.poll_output(),
-//!     Some(HoldOutput::Publish { topic: "t".into(), item: "b", expired: true })
-//! );
-//! assert_eq!(hold.poll_output(), Some(HoldOutput::Drained { topic: "t".into() }));
-//! assert_eq!(hold.poll_output(), None);
-//! ```
-//!
-//! [`DataEvt::Room`]: super::DataEvt::Room
+//! See [`HoldBack`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
@@ -220,12 +158,76 @@ impl<T> Topic<T> {
 
 /// Decides, per topic, which publishes go now, which wait for room at full `Block`
 /// subscribers and until when, and which are refused; one per node, fed the data plane's
-/// rooms (see the [module docs](self)).
+/// rooms.
+///
+/// The [`DataPlane`](super::DataPlane) reports each topic's [`Room`] ([`DataEvt::Room`]): how
+/// many more messages its fullest `Block` subscriber can take, and how long a publisher may
+/// wait for more. It counts the publishes it let go against that room until the
+/// data plane has taken them in (`pending`, see [`HoldInput::Accounted`]), and per topic keeps
+/// a queue of the publishes waiting for room, in order:
+///
+/// ```text
+///   publish ──(nothing held, room left)──────────────► Admit::Go        (pending + 1)
+///      │
+///      ├──(no room left, or others held first)──────► Admit::Held { deadline }
+///      │                                                   │
+///      │          room came back (Room, Accounted) ────────┼──► HoldOutput::Publish { expired: false }
+///      │          deadline passed, still no room ──────────┴──► HoldOutput::Publish { expired: true }
+///      │                                              (the last one out: HoldOutput::Drained)
+///      └──(MAX_HELD held already)───────────────────► Admit::Full
+/// ```
+///
+/// A held message's deadline is the time it was held plus the room's timeout (the longest of
+/// the `Block` subscribers'), and never earlier than the deadline of the message held before
+/// it: held messages go out in the order they were published.
+///
+/// It is generic over what it holds: a driver that publishes from its own loop holds the
+/// payloads; a driver whose publishing threads block holds a ticket per waiting thread and
+/// lets each thread wait, under its lock, until its ticket is out or the
+/// [`poll_timeout`](Self::poll_timeout) deadline comes.
+///
+/// Like the other machines, it reads no clock: `now` is an argument of every mutating call
+/// (an earlier `now` than before counts as the latest seen), [`poll_timeout`](Self::poll_timeout)
+/// says when to call [`handle_timeout`](Self::handle_timeout), and what it decides comes
+/// out of [`poll_output`](Self::poll_output), to drain after every call.
 ///
 /// Getters: [`held`](Self::held), [`is_full`](Self::is_full), [`pending`](Self::pending),
 /// [`room`](Self::room), [`max_held`](Self::max_held); inputs: [`handle`](Self::handle),
 /// [`handle_timeout`](Self::handle_timeout); command: [`publish`](Self::publish); outputs:
 /// [`poll_output`](Self::poll_output) (drain after every call), [`poll_timeout`](Self::poll_timeout).
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use ipc_proto::data::{Admit, HoldBack, HoldInput, HoldOutput, Room};
+///
+/// # #[allow(clippy::disallowed_methods)] // an example's epoch
+/// let t0 = Instant::now();
+/// let mut hold = HoldBack::new();
+/// // The data plane says: the `Block` subscribers of "t" take one more, and wait 10 ms.
+/// let room = Some(Room { messages: 1, timeout: Duration::from_millis(10) });
+/// hold.handle(t0, HoldInput::Room { topic: "t", room });
+///
+/// assert!(matches!(hold.publish(t0, "t", "a"), Admit::Go("a")));
+/// // "a" is not taken in yet: it counts against the room.
+/// let deadline = t0 + Duration::from_millis(10);
+/// assert!(matches!(hold.publish(t0, "t", "b"), Admit::Held { deadline: d } if d == deadline));
+/// assert_eq!(hold.poll_timeout(), Some(deadline));
+///
+/// // The data plane took "a" in, and its subscriber is still full: "b" waits on...
+/// let full = Some(Room { messages: 0, timeout: Duration::from_millis(10) });
+/// hold.handle(t0, HoldInput::Accounted { topic: "t", room: full });
+/// assert!(hold.poll_output().is_none());
+/// // ...until its deadline: it goes, dropped for the subscribers still full.
+/// hold.handle_timeout(deadline);
+/// assert_eq!(
+///     hold.poll_output(),
+///     Some(HoldOutput::Publish { topic: "t".into(), item: "b", expired: true })
+/// );
+/// assert_eq!(hold.poll_output(), Some(HoldOutput::Drained { topic: "t".into() }));
+/// assert_eq!(hold.poll_output(), None);
+/// ```
+///
+/// [`DataEvt::Room`]: super::DataEvt::Room
 #[derive(Debug)]
 pub struct HoldBack<T> {
     max_held: usize,

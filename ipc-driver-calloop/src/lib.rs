@@ -77,6 +77,7 @@ mod typed;
 pub use builder::NodeBuilder;
 pub use data::Loan;
 pub use ipc_driver_core::api::*;
-pub use node::{MAX_HELD, Node, NodeHandle};
+pub use ipc_proto::data::MAX_HELD;
+pub use node::{Node, NodeHandle};
 pub use source::NodeSource;
 pub use typed::PodLoan;

@@ -1,13 +1,16 @@
 //! The node as an application sees it from its callbacks: commands, state, and its builder.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
 use calloop::channel::Sender;
 use ipc_driver_core::LEAVE_DEADLINE;
-use ipc_proto::data::{DataCmd, Payload, PublisherOptions, Room, SendMode, SubscriptionOptions};
+use ipc_proto::data::{
+    Admit, DataCmd, HoldBack, HoldInput, HoldOutput, Payload, PublisherOptions, Room, SendMode,
+    SubscriptionOptions,
+};
 use ipc_proto::doc::{DocError, Observed, PatchId, Scope};
 use ipc_proto::names::bus_topic;
 use ipc_proto::wire::DataStats;
@@ -17,10 +20,6 @@ use tracing::{debug, warn};
 use crate::data::{self, Loan, LoanKind, Mailbox, Outgoing, PooledLoan};
 use crate::{DocSnapshot, DriverError, HubInfo, NodeEvent, ObserverId, SegmentsInUse};
 use ipc_driver_core::fresh_loan;
-
-/// Most messages of one topic a node holds back for full `Block` subscribers before
-/// [`Node::publish`] fails with [`DriverError::Full`].
-pub const MAX_HELD: usize = 1024;
 
 /// A command sent from any thread through a [`NodeHandle`].
 #[derive(Debug)]
@@ -217,20 +216,12 @@ impl NodeHandle {
     }
 }
 
-/// A message waiting for room at a `Block` subscriber.
-#[derive(Debug)]
-struct Held {
-    payload: Payload,
-    deadline: Instant,
-}
-
 /// One topic this node publishes.
 #[derive(Debug)]
 struct Publishing {
     /// The payload type the topic was announced with.
     mime: String,
     options: PublisherOptions,
-    held: VecDeque<Held>,
 }
 
 /// A node as its callback sees it: the group's state and every command. Commands take effect
@@ -243,6 +234,9 @@ pub struct Node {
     pub(crate) outgoing: Outgoing,
     pub(crate) mailbox: Arc<Mailbox>,
     publishing: HashMap<String, Publishing>,
+    /// Which publishes go now, which wait for full `Block` subscribers (holding their payloads
+    /// here) and which are refused: the protocol decides.
+    hold: HoldBack<Payload>,
     /// Topics with held messages whose room event is owed once they are all out.
     owed_room: Vec<String>,
     /// Document path observers, by id: the document and what the observer last saw.
@@ -286,6 +280,7 @@ impl Node {
             outgoing: Outgoing::new(pool_bytes),
             mailbox,
             publishing: HashMap::new(),
+            hold: HoldBack::new(),
             owed_room: Vec::new(),
             observers: BTreeMap::new(),
             next_observer: 0,
@@ -505,7 +500,6 @@ impl Node {
             .or_insert(Publishing {
                 mime: mime.into(),
                 options,
-                held: VecDeque::new(),
             });
         Ok(())
     }
@@ -518,15 +512,16 @@ impl Node {
     /// Stops publishing messages on `topic`: messages still held for full subscribers go out
     /// now (dropped for those still full), then the topic is retracted.
     pub fn close_publisher(&mut self, topic: &str) -> Result<(), DriverError> {
-        let Some(p) = self.publishing.remove(topic) else {
+        if self.publishing.remove(topic).is_none() {
             return Err(DriverError::NotPublishing(topic.into()));
-        };
-        for h in p.held {
-            self.feed_publish(topic, h.payload, true);
         }
+        self.hold.handle(now(), HoldInput::Forget { topic });
+        self.drain_hold();
         self.cmd(MemberCmd::Data(DataCmd::Withdraw {
             topic: topic.into(),
         }))?;
+        // No room to count any more: the hold-back forgets the topic.
+        self.sync_room(now(), topic);
         self.retract(topic)
     }
 
@@ -588,7 +583,7 @@ impl Node {
     ///
     /// Never blocks. When a `Block` subscriber is full, the message waits in this node until
     /// it has room or its timeout passes (then it is dropped for that subscriber only); when
-    /// [`MAX_HELD`] messages of the topic wait already, this fails with
+    /// [`MAX_HELD`](crate::MAX_HELD) messages of the topic wait already, this fails with
     /// [`DriverError::Full`], and [`NodeEvent::Room`] says when to try again.
     ///
     /// [`open_publisher`]: Self::open_publisher
@@ -642,10 +637,10 @@ impl Node {
             return Err(DriverError::Left);
         }
         let Loan { topic, len, kind } = loan;
-        let Some(p) = self.publishing.get(&topic) else {
+        if !self.publishing.contains_key(&topic) {
             return Err(DriverError::NotPublishing(topic));
-        };
-        if p.held.len() >= MAX_HELD {
+        }
+        if self.hold.is_full(&topic) {
             return Err(DriverError::Full(topic));
         }
         let len = len as u64;
@@ -685,58 +680,64 @@ impl Node {
 
     /// Publishes now if the topic's `Block` subscribers have room, else holds the message.
     fn publish_payload(&mut self, topic: &str, payload: Payload) {
-        let room = self.room(topic);
-        let p = self
-            .publishing
-            .get_mut(topic)
-            .expect("checked by the caller");
-        match room {
-            Some(r) if r.messages == 0 || !p.held.is_empty() => {
-                let deadline = now() + r.timeout;
-                p.held.push_back(Held { payload, deadline });
-            }
-            _ => self.feed_publish(topic, payload, false),
+        let now = now();
+        self.sync_room(now, topic);
+        match self.hold.publish(now, topic, payload) {
+            Admit::Go(payload) => self.feed_publish(topic, payload, false),
+            Admit::Held { .. } => {}
+            // `send` checked, and nothing was held since.
+            Admit::Full(_) => unreachable!("checked by the caller"),
         }
+        self.drain_hold();
     }
 
+    /// Tells the hold-back the topic's room as the data plane counts it now.
+    fn sync_room(&mut self, now: Instant, topic: &str) {
+        let room = self.room(topic);
+        self.hold.handle(now, HoldInput::Room { topic, room });
+    }
+
+    /// Hands a message to the data plane; the hold-back counts it taken in.
     fn feed_publish(&mut self, topic: &str, payload: Payload, expired: bool) {
+        let now = now();
         let cmd = MemberCmd::Data(DataCmd::Publish {
             topic: topic.into(),
             payload,
             expired,
         });
-        if let Err(e) = self.member.handle(now(), MemberInput::Cmd(cmd)) {
+        if let Err(e) = self.member.handle(now, MemberInput::Cmd(cmd)) {
             warn!(%topic, error = %e, "publish refused");
+        }
+        let room = self.room(topic);
+        self.hold.handle(now, HoldInput::Accounted { topic, room });
+    }
+
+    /// Carries out what the hold-back decided: held messages go out, drained topics are owed a
+    /// room event.
+    fn drain_hold(&mut self) {
+        while let Some(out) = self.hold.poll_output() {
+            match out {
+                HoldOutput::Publish {
+                    topic,
+                    item,
+                    expired,
+                } => self.feed_publish(&topic, item, expired),
+                HoldOutput::Drained { topic } => self.owed_room.push(topic),
+            }
         }
     }
 
     /// Sends held messages that have room, or whose wait ran out.
     pub(crate) fn release_held(&mut self, now: Instant) {
-        let topics: Vec<String> = self
-            .publishing
-            .iter()
-            .filter(|(_, p)| !p.held.is_empty())
-            .map(|(t, _)| t.clone())
+        let topics: Vec<String> = (self.publishing.keys())
+            .filter(|t| self.hold.held(t) > 0)
+            .cloned()
             .collect();
         for topic in topics {
-            loop {
-                let room = self.room(&topic);
-                let Some(p) = self.publishing.get_mut(&topic) else {
-                    break;
-                };
-                let Some(front) = p.held.front() else {
-                    self.owed_room.push(topic.clone());
-                    break;
-                };
-                let has_room = room.is_none_or(|r| r.messages > 0);
-                let expired = front.deadline <= now;
-                if !has_room && !expired {
-                    break;
-                }
-                let h = p.held.pop_front().expect("front exists");
-                self.feed_publish(&topic, h.payload, !has_room);
-            }
+            self.sync_room(now, &topic);
         }
+        self.hold.handle_timeout(now);
+        self.drain_hold();
     }
 
     /// Room events owed to the application.
@@ -746,10 +747,7 @@ impl Node {
 
     /// The earliest held message's deadline.
     pub(crate) fn next_held(&self) -> Option<Instant> {
-        self.publishing
-            .values()
-            .filter_map(|p| p.held.front().map(|h| h.deadline))
-            .min()
+        self.hold.poll_timeout()
     }
 
     /// Leaves the group gracefully: a goodbye to the hub (and, if this node runs the hub, from

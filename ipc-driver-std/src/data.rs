@@ -13,7 +13,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use ipc_proto::PeerId;
-use ipc_proto::data::{Inbox, Incoming, Loss, Offered, Pool, Room, SegmentId};
+use ipc_proto::data::{
+    Admit, HoldBack, HoldInput, HoldOutput, Inbox, Incoming, Loss, Offered, Pool, Room, SegmentId,
+};
 pub(crate) use ipc_proto::data::{PublisherOptions, SendMode, SubscriptionOptions};
 use ipc_proto::wire::SlotRef;
 
@@ -31,16 +33,10 @@ const FRESH_IDS: u64 = 1 << 48;
 
 /// Most messages of one topic a publisher may hand to the I/O thread ahead of it: what bounds
 /// the memory between a fast publisher and its own I/O thread, whatever the subscribers' terms.
+/// Not a policy of the protocol but of this driver's thread hand-off (the calloop driver
+/// publishes from its loop and has none): the wait for room at `Block` subscribers is the
+/// protocol's [`HoldBack`], which counts these same pending messages against the room.
 const WINDOW: u32 = 256;
-
-/// Publishing credit of one topic.
-#[derive(Debug, Default)]
-struct Credit {
-    /// What the `Block` subscribers can still take, as the data plane last said.
-    room: Option<Room>,
-    /// Messages handed to the I/O thread and not yet processed by it.
-    pending: u32,
-}
 
 /// A pool segment: created and sealed once, written by one loan at a time.
 pub(crate) struct PoolSegment {
@@ -152,11 +148,38 @@ pub(crate) struct Outgoing {
     credit_changed: Condvar,
 }
 
+/// The publishing credit of every topic: the protocol's [`HoldBack`] decides, under this lock,
+/// which publishing thread goes; a thread that must wait holds a ticket there.
 #[derive(Debug, Default)]
 struct Credits {
-    topics: BTreeMap<String, Credit>,
+    hold: HoldBack<Ticket>,
+    next_ticket: Ticket,
+    /// Tickets let go by the hold-back and not yet picked up by their thread: whether expired.
+    released: BTreeMap<Ticket, bool>,
     /// The I/O thread has stopped: nobody will hand out credit any more.
     closed: bool,
+}
+
+/// A publishing thread waiting for room.
+type Ticket = u64;
+
+impl Credits {
+    /// Takes what the hold-back decided: tickets for their threads.
+    fn drain(&mut self) {
+        while let Some(out) = self.hold.poll_output() {
+            match out {
+                HoldOutput::Publish {
+                    item: ticket,
+                    expired,
+                    ..
+                } => {
+                    self.released.insert(ticket, expired);
+                }
+                // Publishing threads wait rather than fail: nobody is told.
+                HoldOutput::Drained { .. } => {}
+            }
+        }
+    }
 }
 
 impl Outgoing {
@@ -217,16 +240,20 @@ impl Outgoing {
     }
 
     /// Records what the `Block` subscribers of `topic` can still take.
-    pub(crate) fn set_room(&self, topic: String, room: Option<Room>) {
-        lock(&self.credits).topics.entry(topic).or_default().room = room;
+    pub(crate) fn set_room(&self, now: Instant, topic: &str, room: Option<Room>) {
+        let mut c = lock(&self.credits);
+        c.hold.handle(now, HoldInput::Room { topic, room });
+        c.drain();
+        drop(c);
         self.credit_changed.notify_all();
     }
 
-    /// The I/O thread processed one message of `topic`.
-    pub(crate) fn processed(&self, topic: &str) {
-        if let Some(c) = lock(&self.credits).topics.get_mut(topic) {
-            c.pending = c.pending.saturating_sub(1);
-        }
+    /// The I/O thread processed one message of `topic`; its room is now `room`.
+    pub(crate) fn processed(&self, now: Instant, topic: &str, room: Option<Room>) {
+        let mut c = lock(&self.credits);
+        c.hold.handle(now, HoldInput::Accounted { topic, room });
+        c.drain();
+        drop(c);
         self.credit_changed.notify_all();
     }
 
@@ -237,37 +264,67 @@ impl Outgoing {
     }
 
     /// Takes one credit to publish on `topic`: waits while the I/O thread is a full window
-    /// behind, then while a `Block` subscriber has no room, up to its timeout. Returns whether
-    /// that wait ran out (the message is then dropped for the subscribers still full).
+    /// behind, then, as the protocol's [`HoldBack`] decides, while a `Block` subscriber has no
+    /// room, up to its timeout (and while [`MAX_HELD`](ipc_proto::data::MAX_HELD) threads wait
+    /// already). Returns whether that wait ran out (the message is then dropped for the
+    /// subscribers still full).
     pub(crate) fn admit(&self, topic: &str) -> bool {
         let mut c = lock(&self.credits);
-        let entry = |c: &mut Credits| c.topics.entry(topic.to_string()).or_default().pending;
-        while !c.closed && entry(&mut c) >= WINDOW {
-            c = self
-                .credit_changed
-                .wait(c)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        let start = Instant::now();
-        let expired = loop {
-            let closed = c.closed;
-            let credit = c.topics.entry(topic.to_string()).or_default();
-            let Some(room) = credit.room else { break false };
-            if closed || credit.pending < room.messages {
-                break false;
+        let ticket = loop {
+            while !c.closed && c.hold.pending(topic) >= WINDOW {
+                c = self
+                    .credit_changed
+                    .wait(c)
+                    .unwrap_or_else(PoisonError::into_inner);
             }
-            let left = room.timeout.saturating_sub(start.elapsed());
-            if left.is_zero() {
-                break true;
+            if c.closed {
+                return false;
             }
-            c = self
-                .credit_changed
-                .wait_timeout(c, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            let ticket = c.next_ticket;
+            c.next_ticket += 1;
+            match c.hold.publish(Instant::now(), topic, ticket) {
+                Admit::Go(_) => return false,
+                Admit::Held { .. } => break ticket,
+                // As many threads wait already: wait for one to go, then try again.
+                Admit::Full(_) => {
+                    c = self
+                        .credit_changed
+                        .wait(c)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+            }
         };
-        c.topics.entry(topic.to_string()).or_default().pending += 1;
-        expired
+        loop {
+            c.drain();
+            if let Some(expired) = c.released.remove(&ticket) {
+                // Another thread may have taken tickets out for others.
+                self.credit_changed.notify_all();
+                return expired;
+            }
+            if c.closed {
+                return false;
+            }
+            let now = Instant::now();
+            c = match c.hold.poll_timeout() {
+                Some(deadline) if deadline <= now => {
+                    c.hold.handle_timeout(now);
+                    c.drain();
+                    // Tickets of other threads may be out.
+                    self.credit_changed.notify_all();
+                    continue;
+                }
+                Some(deadline) => {
+                    self.credit_changed
+                        .wait_timeout(c, deadline - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                None => self
+                    .credit_changed
+                    .wait(c)
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
+        }
     }
 
     /// A pool segment for `len` bytes, waiting up to `wait` for one to come back when the pool

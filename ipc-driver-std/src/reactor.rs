@@ -263,7 +263,8 @@ impl Reactor {
                     if let Some(topic) = published {
                         // Its room is accounted for now: the publisher's credit comes back.
                         self.pump(now)?;
-                        self.outgoing.processed(&topic);
+                        let room = self.member.data().and_then(|d| d.room(&topic));
+                        self.outgoing.processed(now, &topic, room);
                     }
                 }
                 Ok(Request::Take(topic, queue)) => {
@@ -452,7 +453,7 @@ impl Reactor {
             MemberEvt::HubResponsive => NodeEvent::HubResponsive,
             MemberEvt::HubClosed(reason) => NodeEvent::HubClosed(reason),
             MemberEvt::HubAbsent => NodeEvent::HubAbsent,
-            MemberEvt::Room { topic, room } => return self.outgoing.set_room(topic, room),
+            MemberEvt::Room { topic, room } => return self.outgoing.set_room(now, &topic, room),
             MemberEvt::HubRefused { cred } => {
                 let holder = match cred {
                     Some(c) => format!("uid {} (pid {})", c.uid, c.pid),

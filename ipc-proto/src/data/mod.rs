@@ -20,10 +20,14 @@
 //! flight the subscriber's [`Policy`] applies: `DropNewest` drops the new message for it,
 //! `DropOldest` drops its oldest message still queued here (or the new one when none is
 //! queued), and `Block` holds the publisher back: the machine reports each topic's room, the
-//! fewest messages any of its `Block` subscribers can still take ([`DataEvt::Room`]); the driver
-//! lets publishers take that many credits and makes them wait for more, up to the subscriber's
-//! timeout, before publishing with `expired` set, which drops the message for the subscribers
-//! still full.
+//! fewest messages any of its `Block` subscribers can still take ([`DataEvt::Room`]). What to do
+//! with a publish then is decided once, for both drivers, by a [`HoldBack`]: it counts the
+//! messages let go against the room until the data plane has taken them in, and holds a publish
+//! while there is no room, in order behind the ones held before it, until room comes back or the
+//! subscribers' timeout passes: then it goes with [`DataCmd::Publish`]'s `expired` set, which
+//! drops the message for the subscribers still full. Beyond [`MAX_HELD`] held messages of a
+//! topic, a publish is refused. A driver that publishes from its loop holds the payloads there; a
+//! driver whose publishing threads block holds one ticket per waiting thread.
 //! The subscriber applies its policy again to its own queues ([`Inbox`]); with `Block` it stops
 //! reading the link while the queue is full, which fills the socket, then the publisher's queue.
 //!
@@ -40,6 +44,7 @@
 //!
 //! [`Policy`]: crate::wire::Policy
 
+mod holdback;
 mod inbox;
 mod io;
 mod links;
@@ -52,6 +57,7 @@ mod publisher;
 mod routes;
 mod subscriber;
 
+pub use holdback::{Admit, HoldBack, HoldInput, HoldOutput, MAX_HELD};
 pub use inbox::{Inbox, InboxCounters, Incoming, Offered, Sequenced};
 pub use io::{DataCmd, DataConfig, DataEvt, DataInput, DataLimits, DataOutput, Room};
 pub use loss::{Loss, LossReason};

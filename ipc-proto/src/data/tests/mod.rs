@@ -375,6 +375,7 @@ fn pooled(segment: u64) -> Payload {
     }
 }
 
+mod holdback;
 mod links;
 mod order;
 mod publisher;

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::debug;
+
 use crate::error::CmdError;
 use crate::ids::{Credentials, NodeId, PeerId};
 use crate::wire::{DataStats, GuardStats, TopicStats, WitnessStats};
@@ -62,6 +64,10 @@ pub(super) struct OutLink {
     /// Messages in flight per topic: queued plus held.
     pub(super) in_flight: BTreeMap<Arc<str>, u32>,
     pub(super) counters: BTreeMap<Arc<str>, Counters>,
+    /// Topics with messages dropped for this subscriber since it was last told the topic's
+    /// last seq: once the queue is empty, a [`DataFrame::Last`](crate::wire::DataFrame::Last)
+    /// tells it (a hole at the end of a burst is otherwise told only before the next message).
+    pub(super) untold: BTreeSet<Arc<str>>,
 }
 
 /// A link from a publisher (or a stats request).
@@ -302,15 +308,23 @@ impl DataPlane {
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.advance(now);
         let timeout = self.config.verify_timeout;
-        let overdue: Vec<(PeerId, String)> = self
+        let overdue: Vec<(PeerId, String, bool)> = self
             .in_links
             .iter()
             .filter_map(|(p, l)| match &l.unverified {
-                Some((since, why)) if *since + timeout <= now => Some((*p, why.clone())),
+                Some((since, why)) if *since + timeout <= now => Some((*p, why.clone(), l.down)),
                 _ => None,
             })
             .collect();
-        for (peer, why) in overdue {
+        for (peer, why, down) in overdue {
+            if down {
+                // The publisher is gone, and the view never vouched for what it sent (its
+                // announcement died with a hub, say): drop its records quietly, it broke
+                // nothing.
+                debug!(%peer, %why, "records of a link gone, never vouched for: dropped");
+                self.forget_in_link(peer);
+                continue;
+            }
             let reason = format!("{why}, still after {timeout:?}");
             self.misbehaved(peer, reason, &[]);
         }

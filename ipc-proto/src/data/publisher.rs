@@ -211,6 +211,7 @@ impl DataPlane {
                     held: BTreeMap::new(),
                     in_flight: BTreeMap::new(),
                     counters: BTreeMap::new(),
+                    untold: BTreeSet::new(),
                 },
             );
             self.out.push_back(DataOutput::Connect { peer, addr });
@@ -306,6 +307,7 @@ impl DataPlane {
                             let q = l.queue.remove(i).expect("position is in range");
                             *l.in_flight.get_mut(topic).expect("in flight") -= 1;
                             l.counters.entry(Arc::clone(topic)).or_default().dropped += 1;
+                            l.untold.insert(Arc::clone(topic));
                             let freed = q.slot.map(|(s, _)| s).or(q.fresh);
                             if let Some(seg) = freed {
                                 self.unref(seg);
@@ -319,7 +321,9 @@ impl DataPlane {
             if drop_new {
                 let l = self.out_links.get_mut(&peer).expect("checked");
                 l.counters.entry(Arc::clone(topic)).or_default().dropped += 1;
+                l.untold.insert(Arc::clone(topic));
                 trace!(%peer, %topic, seq = header.seq, "dropped for a full subscriber");
+                self.flush(peer);
                 return;
             }
         }
@@ -491,6 +495,23 @@ impl DataPlane {
                 bytes: q.bytes,
                 attach: q.attach,
             });
+        }
+        // What was dropped for the subscriber at the end of a burst: tell it now, while
+        // nothing else is queued (a queued message of the topic tells it on arrival).
+        if l.queue.is_empty() && !l.untold.is_empty() {
+            for topic in std::mem::take(&mut l.untold) {
+                let (Some(&id), Some(&seq)) = (l.topic_ids.get(&topic), self.seq.get(&topic))
+                else {
+                    // Never bound here: the subscriber has nothing to count from.
+                    continue;
+                };
+                let last = DataFrame::Last(MessageHeader { topic: id, seq });
+                self.out.push_back(DataOutput::Transmit {
+                    peer,
+                    bytes: encode_data(&last, &[]),
+                    attach: None,
+                });
+            }
         }
         // The fd of a fresh payload is in the kernel's hands once transmitted... but only after
         // the driver has sent it: the driver keeps the segment open until its send completes,

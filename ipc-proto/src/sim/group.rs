@@ -248,13 +248,7 @@ pub struct Sim {
     /// Broken invariants of the data plane seen while stepping (a payload that is not its
     /// sequence number, a segment attached).
     pub(crate) data_violations: Vec<String>,
-    /// Publishers whose link went down unverified and that were then reported misbehaving
-    /// (a known issue of the data plane, counted apart: see [`Sim::accused`]).
-    pub(crate) accused: Vec<String>,
 }
-
-/// How the data plane words the verdict on a publisher it could not verify in time.
-const UNVERIFIED: &str = "which this node's view does not show";
 
 impl Sim {
     pub(crate) fn new(seed: u64, config: SimConfig) -> Self {
@@ -283,7 +277,6 @@ impl Sim {
             doc_history: BTreeMap::new(),
             violations: Vec::new(),
             data_violations: Vec::new(),
-            accused: Vec::new(),
         }
     }
 
@@ -315,15 +308,6 @@ impl Sim {
     /// Steps taken so far.
     pub fn steps(&self) -> usize {
         self.steps
-    }
-
-    /// Correct publishers a subscriber reported misbehaving (a known issue, not counted as a
-    /// violation): the publisher's link went down before the subscriber's view showed the
-    /// publisher's announcement (the subscriber was stopped, the publisher crashed and its
-    /// announcement died with the hub); its held records are dropped after the verify timeout
-    /// with `PeerMisbehaved` instead of quietly.
-    pub fn accused(&self) -> &[String] {
-        &self.accused
     }
 
     /// Milliseconds since the start, for messages.
@@ -1018,19 +1002,6 @@ impl Sim {
                         MemberEvt::Hub(HubEvt::NodePurged { node }) => {
                             self.gone_at.entry(node).or_insert(now);
                             self.purged.push((now, node));
-                        }
-                        // A known issue of the data plane, not a broken invariant here: the
-                        // records of a publisher whose link went down before this node's view
-                        // showed its announcement (this node was stopped, the publisher crashed
-                        // and its announcement died with the hub) are held until the verify
-                        // timeout, then reported as misbehaving.
-                        MemberEvt::PeerMisbehaved { peer, ref reason }
-                            if reason.contains(UNVERIFIED)
-                                && !self.ends.contains_key(&(ix, peer)) =>
-                        {
-                            let at = self.ms(now);
-                            let name = &self.nodes[ix.0].name;
-                            self.accused.push(format!("at {at:.1} ms {name}: {reason}"));
                         }
                         MemberEvt::PeerMisbehaved { .. }
                         | MemberEvt::Hub(HubEvt::PeerMisbehaved { .. })

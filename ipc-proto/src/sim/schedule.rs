@@ -238,7 +238,6 @@ impl Schedule {
             hub_changes: sim.hubs_started.len(),
             max_history_excess: max_excess,
             audit,
-            accused: sim.accused.len(),
         })
     }
 
@@ -442,8 +441,6 @@ pub struct Outcome {
     pub max_history_excess: usize,
     /// What the audit of every member's events found.
     pub audit: Audit,
-    /// Correct publishers reported misbehaving, a known issue ([`Sim::accused`]).
-    pub accused: usize,
 }
 
 /// A schedule that failed: why, and a Rust expression that replays it.

@@ -8,63 +8,17 @@
 //! crash hangs every link up, a frozen node reads nothing until resumed. Payloads are inline
 //! only: a record that carries a segment is a violation of the model.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rand_chacha::rand_core::Rng as _;
 
-use super::group::{Delivery as SimDelivery, Link, NodeIx, Sim, SimInput};
-use crate::data::{DataCmd, Delivered, Delivery, Inbox, Incoming, Loss, Payload, Sequenced, Terms};
-use crate::{Credentials, Listener, MemberCmd, MemberInput, NodeId, PeerId, SpokeCmd};
+use super::app::{NodeIx, SimMessage, cred};
+use super::group::{Delivery as SimDelivery, Link, Sim, SimInput};
+use crate::data::{DataCmd, Delivered, Delivery, Inbox, Loss, Payload, Terms};
+use crate::{Listener, MemberCmd, MemberInput, PeerId, SpokeCmd};
 
 /// The mime type the simulated publishers announce.
 const MIME: &str = "sim/data";
-
-/// A message as a simulated application receives it: whose, and its number.
-#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct SimMessage {
-    /// The publishing node.
-    pub publisher: NodeId,
-    /// The publisher's sequence number for the topic.
-    pub seq: u64,
-}
-
-impl Sequenced for SimMessage {
-    fn publisher(&self) -> NodeId {
-        self.publisher
-    }
-
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-}
-
-/// What one node's applications publish and take.
-#[derive(Debug, Default)]
-pub(crate) struct NodeData {
-    /// Topics announced and advertised, with the messages published on each.
-    pub(crate) published: BTreeMap<String, u64>,
-    /// Topics taken, each with its queue.
-    pub(crate) inboxes: BTreeMap<String, Inbox<SimMessage>>,
-    /// What the applications read from the queues, in order: (topic, message or loss).
-    pub(crate) received: Vec<(Arc<str>, Incoming<SimMessage>)>,
-    /// Deliveries for a topic no application takes (dropped, as a driver would).
-    pub(crate) untaken: u64,
-}
-
-/// The data address of node `ix`.
-pub(crate) fn data_addr(ix: NodeIx) -> String {
-    format!("@sim/{}", ix.0)
-}
-
-/// The process of node `ix` (its kernel credentials).
-pub(crate) fn cred(ix: NodeIx) -> Credentials {
-    Credentials {
-        pid: 10_000 + ix.0 as u32,
-        uid: super::group::UID,
-        gid: super::group::UID,
-    }
-}
 
 impl Sim {
     /// Node `ix`'s application subscribes to `topic` on `terms`: the data plane takes it

@@ -16,7 +16,8 @@ use rand_chacha::rand_core::{Rng as _, SeedableRng};
 
 use serde_json::Value;
 
-use super::data::{NodeData, cred, data_addr};
+use super::app::NodeIx;
+use super::app::{NodeData, UID, cred, data_addr};
 use crate::data::{DataConfig, Incoming};
 use crate::doc::{DocError, DocEvt, DocLimits, HostEvt, PatchId, Update};
 use crate::wire::{DocMsg, Frame, decode, decode_doc};
@@ -25,12 +26,6 @@ use crate::{
     MemberConfig, MemberEvt, MemberInput, MemberOutput, NodeId, OwnTopics, PeerId, SpokeCmd,
     SpokeConfig, Term,
 };
-
-pub(crate) const UID: u32 = 1000;
-
-/// A node's index in the simulation (stable: crashed nodes keep theirs).
-#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Debug, Hash)]
-pub struct NodeIx(pub usize);
 
 /// Knobs of a simulation (set through [`SimBuilder`]).
 #[derive(Clone, Debug)]

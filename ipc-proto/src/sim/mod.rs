@@ -50,6 +50,7 @@
 //! The simulator reads the clock once, for its epoch, and adds only simulated durations.
 //! This is the simulator that proves this crate: its own scenarios and properties run on it.
 
+mod app;
 mod builder;
 pub mod check;
 mod data;
@@ -58,9 +59,9 @@ mod observe;
 mod schedule;
 pub mod strategy;
 
+pub use app::{NodeIx, SimMessage};
 pub use builder::SimBuilder;
-pub use data::SimMessage;
-pub use group::{NodeIx, Sim, SimNode};
+pub use group::{Sim, SimNode};
 pub use schedule::{Failure, Fault, Outcome, Schedule};
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use super::group::{NodeIx, Sim, UID};
+use super::app::{NodeIx, UID};
+use super::group::Sim;
 use crate::{NodeId, NodeInfo, OwnTopics, Summary, View};
 
 impl Sim {

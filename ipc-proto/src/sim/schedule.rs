@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng as _, SeedableRng};
 
+use super::app::NodeIx;
 use super::check::{self, Audit};
-use super::group::{NodeIx, Sim, SimConfig};
+use super::group::{Sim, SimConfig};
 use crate::data::Terms;
 use crate::wire::Policy;
 use crate::{OwnTopics, SpokeCmd};

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use rand_chacha::rand_core::Rng as _;
 
 use super::app::{NodeIx, SimMessage, cred};
-use super::group::{Delivery as SimDelivery, Link, Sim, SimInput};
+use super::group::Sim;
 use crate::data::{DataCmd, Delivered, Delivery, Inbox, Loss, Payload, Terms};
 use crate::{Listener, MemberCmd, MemberInput, PeerId, SpokeCmd};
 
@@ -169,50 +169,15 @@ impl Sim {
     /// Evaluates a connection from `ix` (its link `peer`) to the data address `addr`: the
     /// node there accepts it if it runs (a stopped one too: its listener's backlog takes it).
     pub(crate) fn attempt_connect_data(&mut self, ix: NodeIx, peer: PeerId, addr: &str) {
-        let now = self.now();
         let target = addr
             .strip_prefix("@sim/")
             .and_then(|i| i.parse::<usize>().ok())
             .filter(|&i| i < self.nodes.len() && self.nodes[i].alive)
             .map(NodeIx);
         let Some(to) = target else {
-            let n = &mut self.nodes[ix.0];
-            n.member
-                .handle(now, MemberInput::ConnectFailed(peer))
-                .expect("driver reports never fail");
-            return self.drain(ix);
+            return self.connect_failed(ix, peer);
         };
-        let id = self.new_link();
-        let to_peer = PeerId(id);
-        let at = now + self.latency();
-        self.insert_link(
-            id,
-            Link {
-                spoke: ix,
-                spoke_peer: peer,
-                hub: to,
-                hub_peer: to_peer,
-                up_last: at,
-                down_last: now,
-                data: true,
-            },
-        );
-        self.schedule(
-            at,
-            SimDelivery {
-                node: to,
-                input: SimInput::AcceptedData(to_peer, ix.0 as u32),
-            },
-        );
-        let n = &mut self.nodes[ix.0];
-        let input = MemberInput::Connected {
-            peer,
-            cred: Some(cred(to)),
-        };
-        n.member
-            .handle(now, input)
-            .expect("driver reports never fail");
-        self.drain(ix);
+        self.open_link(ix, peer, to, true);
     }
 
     /// A data link node `ix`'s listener accepted from node `from`.

@@ -816,46 +816,53 @@ impl Sim {
             .bind
             .filter(|h| self.nodes[h.0].alive && self.nodes[h.0].listening);
         let Some(hub) = holder else {
-            let n = &mut self.nodes[ix.0];
-            n.member
-                .handle(now, MemberInput::ConnectFailed(spoke_peer))
-                .expect("driver reports never fail");
-            return self.drain(ix);
+            return self.connect_failed(ix, spoke_peer);
         };
-        let id = self.next_link;
-        self.next_link += 1;
-        // The "driver" of the hub numbers the links it accepts (below the member's range).
-        let hub_peer = PeerId(id);
-        self.links.insert(
-            id,
-            Link {
-                spoke: ix,
-                spoke_peer,
-                hub,
-                hub_peer,
-                up_last: now,
-                down_last: now,
-                data: false,
-            },
-        );
-        self.ends.insert((ix, spoke_peer), id);
-        self.ends.insert((hub, hub_peer), id);
-        // The hub accepts first; what the spoke sends queues behind the accept.
+        self.open_link(ix, spoke_peer, hub, false);
+    }
+
+    /// Tells node `ix` that its connection `peer` failed.
+    pub(crate) fn connect_failed(&mut self, ix: NodeIx, peer: PeerId) {
+        let now = self.now;
+        self.nodes[ix.0]
+            .member
+            .handle(now, MemberInput::ConnectFailed(peer))
+            .expect("driver reports never fail");
+        self.drain(ix);
+    }
+
+    /// Opens a link from `ix` (its end `peer`) to node `to`, a hub link or (`data`) a data
+    /// link: `to` accepts after the latency, and what `ix` sends queues behind the accept;
+    /// `ix` is told `Connected` at once, with `to`'s credentials.
+    pub(crate) fn open_link(&mut self, ix: NodeIx, peer: PeerId, to: NodeIx, data: bool) {
+        let now = self.now;
+        // The "driver" of `to` numbers the links it accepts (below the member's range).
+        let id = self.new_link();
+        let to_peer = PeerId(id);
         let at = now + self.latency();
-        self.links.get_mut(&id).expect("just inserted").up_last = at;
-        self.schedule(
-            at,
-            Delivery {
-                node: hub,
-                input: SimInput::Accepted(hub_peer, ix.0 as u32),
-            },
-        );
-        let n = &mut self.nodes[ix.0];
-        let input = MemberInput::Connected {
-            peer: spoke_peer,
-            cred: Some(cred(hub)),
+        let link = Link {
+            spoke: ix,
+            spoke_peer: peer,
+            hub: to,
+            hub_peer: to_peer,
+            up_last: at,
+            down_last: now,
+            data,
         };
-        n.member
+        self.insert_link(id, link);
+        let from = ix.0 as u32;
+        let input = if data {
+            SimInput::AcceptedData(to_peer, from)
+        } else {
+            SimInput::Accepted(to_peer, from)
+        };
+        self.schedule(at, Delivery { node: to, input });
+        let input = MemberInput::Connected {
+            peer,
+            cred: Some(cred(to)),
+        };
+        self.nodes[ix.0]
+            .member
             .handle(now, input)
             .expect("driver reports never fail");
         self.drain(ix);

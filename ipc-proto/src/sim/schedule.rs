@@ -117,7 +117,7 @@ impl Schedule {
         let initial = (0..2 + rng.next_u64() % 5)
             .map(|_| topics(&mut rng))
             .collect();
-        let mut faults: Vec<(Duration, Fault)> = (0..rng.next_u64() % 13)
+        let faults: Vec<(Duration, Fault)> = (0..rng.next_u64() % 13)
             .map(|_| {
                 let at = Duration::from_millis(rng.next_u64() % 3_000);
                 let who = rng.next_u64() as usize;
@@ -147,13 +147,7 @@ impl Schedule {
                 (at, fault)
             })
             .collect();
-        faults.sort_by_key(|(at, _)| *at);
-        Self {
-            seed,
-            latency,
-            initial,
-            faults,
-        }
+        Self::sorted(seed, latency, initial, faults)
     }
 
     /// A schedule of the data plane derived from one seed: 2 to 5 members, latency up to
@@ -169,7 +163,7 @@ impl Schedule {
             Duration::from_micros(500 + r(4_500)),
         );
         let members = 2 + r(4) as usize;
-        let mut faults: Vec<(Duration, Fault)> = (0..4 + r(16))
+        let faults: Vec<(Duration, Fault)> = (0..4 + r(16))
             .map(|_| {
                 let at = Duration::from_millis(r(3_000));
                 let who = r(u64::MAX) as usize;
@@ -200,11 +194,21 @@ impl Schedule {
                 (at, fault)
             })
             .collect();
+        Self::sorted(seed, latency, vec![OwnTopics::default(); members], faults)
+    }
+
+    /// A schedule of `faults` in time order.
+    fn sorted(
+        seed: u64,
+        latency: (Duration, Duration),
+        initial: Vec<OwnTopics>,
+        mut faults: Vec<(Duration, Fault)>,
+    ) -> Self {
         faults.sort_by_key(|(at, _)| *at);
         Self {
             seed,
             latency,
-            initial: vec![OwnTopics::default(); members],
+            initial,
             faults,
         }
     }

@@ -20,6 +20,11 @@ fn room(messages: u32, timeout_ms: u64) -> Option<Room> {
     })
 }
 
+/// The data plane reports `topic`'s room.
+fn set_room<T>(h: &mut HoldBack<T>, now: Instant, topic: &'static str, room: Option<Room>) {
+    h.handle(now, HoldInput::Room { topic, room });
+}
+
 fn drain<T>(h: &mut HoldBack<T>) -> Vec<HoldOutput<T>> {
     std::iter::from_fn(|| h.poll_output()).collect()
 }
@@ -66,13 +71,7 @@ fn without_a_block_subscriber_everything_goes() {
 fn room_counts_what_is_pending() {
     let t0 = epoch();
     let mut h = HoldBack::new();
-    h.handle(
-        t0,
-        HoldInput::Room {
-            topic: "t",
-            room: room(2, 50),
-        },
-    );
+    set_room(&mut h, t0, "t", room(2, 50));
     assert_eq!(h.publish(t0, "t", 1), Admit::Go(1));
     assert_eq!(h.publish(t0, "t", 2), Admit::Go(2));
     let deadline = t0 + ms(50);
@@ -96,13 +95,7 @@ fn room_counts_what_is_pending() {
 fn a_held_message_expires_at_its_deadline() {
     let t0 = epoch();
     let mut h = HoldBack::new();
-    h.handle(
-        t0,
-        HoldInput::Room {
-            topic: "t",
-            room: room(0, 20),
-        },
-    );
+    set_room(&mut h, t0, "t", room(0, 20));
     assert_eq!(
         h.publish(t0, "t", 'a'),
         Admit::Held {
@@ -134,13 +127,7 @@ fn a_held_message_expires_at_its_deadline() {
 fn deadlines_keep_the_order_of_publishes() {
     let t0 = epoch();
     let mut h = HoldBack::new();
-    h.handle(
-        t0,
-        HoldInput::Room {
-            topic: "t",
-            room: room(0, 100),
-        },
-    );
+    set_room(&mut h, t0, "t", room(0, 100));
     assert_eq!(
         h.publish(t0, "t", 1),
         Admit::Held {
@@ -149,13 +136,7 @@ fn deadlines_keep_the_order_of_publishes() {
     );
     // The long-waiting subscriber went; the one left waits 10 ms: the second message still
     // goes after the first.
-    h.handle(
-        t0,
-        HoldInput::Room {
-            topic: "t",
-            room: room(0, 10),
-        },
-    );
+    set_room(&mut h, t0, "t", room(0, 10));
     assert_eq!(
         h.publish(t0, "t", 2),
         Admit::Held {
@@ -173,24 +154,12 @@ fn deadlines_keep_the_order_of_publishes() {
 fn room_coming_back_releases_in_order_then_new_publishes_queue_behind() {
     let t0 = epoch();
     let mut h = HoldBack::new();
-    h.handle(
-        t0,
-        HoldInput::Room {
-            topic: "t",
-            room: room(0, 50),
-        },
-    );
+    set_room(&mut h, t0, "t", room(0, 50));
     for i in 0..5 {
         assert!(matches!(h.publish(t0, "t", i), Admit::Held { .. }));
     }
     // Room for two: the first two go, the others wait on.
-    h.handle(
-        t0 + ms(1),
-        HoldInput::Room {
-            topic: "t",
-            room: room(2, 50),
-        },
-    );
+    set_room(&mut h, t0 + ms(1), "t", room(2, 50));
     assert_eq!(
         drain(&mut h),
         [publish("t", 0, false), publish("t", 1, false)]
@@ -207,13 +176,7 @@ fn room_coming_back_releases_in_order_then_new_publishes_queue_behind() {
     );
     assert_eq!(drain(&mut h), [publish("t", 2, false)]);
     // No `Block` subscriber any more: everything goes, not expired.
-    h.handle(
-        t0 + ms(4),
-        HoldInput::Room {
-            topic: "t",
-            room: None,
-        },
-    );
+    set_room(&mut h, t0 + ms(4), "t", None);
     assert_eq!(
         drain(&mut h),
         [
@@ -230,13 +193,7 @@ fn room_coming_back_releases_in_order_then_new_publishes_queue_behind() {
 fn a_publish_takes_its_turn_after_what_is_due() {
     let t0 = epoch();
     let mut h = HoldBack::new();
-    h.handle(
-        t0,
-        HoldInput::Room {
-            topic: "t",
-            room: room(0, 10),
-        },
-    );
+    set_room(&mut h, t0, "t", room(0, 10));
     assert!(matches!(h.publish(t0, "t", 1), Admit::Held { .. }));
     // The deadline passed without a timeout call: the publish lets the due one go first.
     assert_eq!(
@@ -255,26 +212,14 @@ fn the_bound_refuses_and_drained_says_when_to_try_again() {
     let t0 = epoch();
     let mut h = HoldBack::with_max_held(3);
     assert_eq!(h.max_held(), 3);
-    h.handle(
-        t0,
-        HoldInput::Room {
-            topic: "t",
-            room: room(0, 10),
-        },
-    );
+    set_room(&mut h, t0, "t", room(0, 10));
     for i in 0..3 {
         assert!(matches!(h.publish(t0, "t", i), Admit::Held { .. }));
     }
     assert!(h.is_full("t"));
     assert_eq!(h.publish(t0, "t", 3), Admit::Full(3));
     assert_eq!(h.held("t"), 3, "a refused publish changes nothing");
-    h.handle(
-        t0,
-        HoldInput::Room {
-            topic: "t",
-            room: room(1, 10),
-        },
-    );
+    set_room(&mut h, t0, "t", room(1, 10));
     assert_eq!(drain(&mut h), [publish("t", 0, false)]);
     assert!(!h.is_full("t"));
     h.handle_timeout(t0 + ms(10));
@@ -289,20 +234,8 @@ fn the_bound_refuses_and_drained_says_when_to_try_again() {
 fn topics_are_held_apart() {
     let t0 = epoch();
     let mut h = HoldBack::new();
-    h.handle(
-        t0,
-        HoldInput::Room {
-            topic: "a",
-            room: room(0, 30),
-        },
-    );
-    h.handle(
-        t0,
-        HoldInput::Room {
-            topic: "b",
-            room: room(0, 10),
-        },
-    );
+    set_room(&mut h, t0, "a", room(0, 30));
+    set_room(&mut h, t0, "b", room(0, 10));
     assert!(matches!(h.publish(t0, "a", "a1"), Admit::Held { .. }));
     assert!(matches!(h.publish(t0, "b", "b1"), Admit::Held { .. }));
     assert_eq!(h.publish(t0, "c", "c1"), Admit::Go("c1"));
@@ -312,21 +245,9 @@ fn topics_are_held_apart() {
     assert_eq!(h.poll_timeout(), Some(t0 + ms(30)));
     assert_eq!(h.held("a"), 1);
     // Room on one topic releases nothing of another.
-    h.handle(
-        t0 + ms(11),
-        HoldInput::Room {
-            topic: "b",
-            room: room(5, 10),
-        },
-    );
+    set_room(&mut h, t0 + ms(11), "b", room(5, 10));
     assert!(drain(&mut h).is_empty());
-    h.handle(
-        t0 + ms(12),
-        HoldInput::Room {
-            topic: "a",
-            room: room(1, 30),
-        },
-    );
+    set_room(&mut h, t0 + ms(12), "a", room(1, 30));
     assert_eq!(drain(&mut h), [publish("a", "a1", false), drained("a")]);
     assert_eq!(h.poll_timeout(), None);
 }
@@ -335,13 +256,7 @@ fn topics_are_held_apart() {
 fn forgetting_a_topic_lets_its_held_messages_go_expired() {
     let t0 = epoch();
     let mut h = HoldBack::new();
-    h.handle(
-        t0,
-        HoldInput::Room {
-            topic: "t",
-            room: room(0, 10),
-        },
-    );
+    set_room(&mut h, t0, "t", room(0, 10));
     assert!(matches!(h.publish(t0, "t", 1), Admit::Held { .. }));
     assert!(matches!(h.publish(t0, "t", 2), Admit::Held { .. }));
     h.handle(t0, HoldInput::Forget { topic: "t" });

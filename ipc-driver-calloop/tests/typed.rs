@@ -19,27 +19,9 @@ fn group() -> String {
     format!("calloop-typed-{:016x}", getrandom::u64().expect("random"))
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
-#[repr(C)]
-struct Pose {
-    x: f64,
-    y: f64,
-    heading: f64,
-    stamp: u64,
-}
-impl TypeName for Pose {}
-
-#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
-#[repr(C)]
-struct Twist {
-    v: [f64; 3],
-    stamp: u64,
-}
-impl TypeName for Twist {
-    fn type_name() -> Cow<'static, str> {
-        "robot.Twist/1".into()
-    }
-}
+#[path = "../../ipc-driver-std/tests/shared/poses.rs"]
+mod poses;
+use poses::{Pose, Twist};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Settings {

@@ -17,28 +17,9 @@ fn group() -> String {
     format!("t-{:016x}", getrandom::u64().expect("OS randomness"))
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
-#[repr(C)]
-struct Pose {
-    x: f64,
-    y: f64,
-    heading: f64,
-    stamp: u64,
-}
-impl TypeName for Pose {}
-
-/// The same size as `Pose`, another name.
-#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
-#[repr(C)]
-struct Twist {
-    v: [f64; 3],
-    stamp: u64,
-}
-impl TypeName for Twist {
-    fn type_name() -> Cow<'static, str> {
-        "robot.Twist/1".into()
-    }
-}
+#[path = "shared/poses.rs"]
+mod poses;
+use poses::{Pose, Twist};
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Settings {

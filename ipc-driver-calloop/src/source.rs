@@ -385,8 +385,7 @@ impl NodeSource {
             Some(m) => self.events.push_back(NodeEvent::Message(m)),
             None => {
                 warn!(topic = %d.topic, "could not map a received payload: message dropped");
-                let (topic, publisher, seq) = (d.topic, d.publisher, d.seq);
-                let loss = Loss::range(topic, publisher, seq, seq, LossReason::Unmapped);
+                let loss = Loss::single(d.topic, d.publisher, d.seq, LossReason::Unmapped);
                 self.events.push_back(NodeEvent::Lost(loss));
             }
         }

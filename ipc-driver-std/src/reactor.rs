@@ -554,7 +554,7 @@ impl Reactor {
         };
         let Some(msg) = msg else {
             warn!(topic = %d.topic, "could not map a received payload: message dropped");
-            let loss = Loss::range(d.topic, d.publisher, d.seq, d.seq, LossReason::Unmapped);
+            let loss = Loss::single(d.topic, d.publisher, d.seq, LossReason::Unmapped);
             for q in &queues {
                 q.lost(loss.clone());
             }

@@ -225,13 +225,7 @@ impl<M: Sequenced> Inbox<M> {
     }
 
     fn one(&self, m: &M) -> Loss {
-        let seq = m.seq();
-        Loss::range(
-            Arc::clone(&self.topic),
-            m.publisher(),
-            seq,
-            seq,
-            LossReason::Queue,
-        )
+        let topic = Arc::clone(&self.topic);
+        Loss::single(topic, m.publisher(), m.seq(), LossReason::Queue)
     }
 }

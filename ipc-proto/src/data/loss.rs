@@ -94,6 +94,11 @@ impl Loss {
         }
     }
 
+    /// Message `seq` of `publisher` on `topic`, alone.
+    pub fn single(topic: Arc<str>, publisher: NodeId, seq: u64, reason: LossReason) -> Self {
+        Self::range(topic, publisher, seq, seq, reason)
+    }
+
     /// Whether `other` can be told as part of this one: same topic, publisher and reason.
     pub fn joins(&self, other: &Self) -> bool {
         self.publisher == other.publisher

@@ -36,9 +36,11 @@
 //! in increasing order across every link from that publisher (an old link's backlog read after
 //! a newer link's first message is discarded: it falls in a loss already reported). Every hole
 //! in the sequence is reported as a [`Loss`] ([`DataOutput::Lost`]) before the publisher's next
-//! message, and an [`Inbox`] reports its own drops the same way. A publisher that closes a
-//! link sends each topic's last seq first ([`DataFrame::Last`](crate::wire::DataFrame::Last)),
-//! so what it dropped at the end is told too: per subscription and publisher, messages
+//! message, and an [`Inbox`] reports its own drops the same way. A publisher tells each
+//! topic's last seq ([`DataFrame::Last`](crate::wire::DataFrame::Last)) when it binds the topic
+//! on a new link, when its queue for a subscriber drained after drops, and before it closes a
+//! link, so a tail dropped at the end, or published while a subscriber was expelled and
+//! rejoining, is told even if no message follows: per subscription and publisher, messages
 //! delivered plus messages reported lost equal messages published since it subscribed (up to
 //! the last one that reached it, for a publisher that crashed).
 //!

@@ -9,7 +9,7 @@ use tracing::debug;
 
 use crate::error::CmdError;
 use crate::ids::{Credentials, NodeId, PeerId};
-use crate::wire::{DataStats, GuardStats, TopicStats, WitnessStats};
+use crate::wire::{DataFrame, DataStats, GuardStats, TopicStats, WitnessStats, encode_data};
 
 use super::io::{DataConfig, DataInput, DataOutput, Room};
 use super::options::Terms;
@@ -68,6 +68,34 @@ pub(super) struct OutLink {
     /// last seq: once the queue is empty, a [`DataFrame::Last`](crate::wire::DataFrame::Last)
     /// tells it (a hole at the end of a burst is otherwise told only before the next message).
     pub(super) untold: BTreeSet<Arc<str>>,
+}
+
+impl OutLink {
+    /// The topic's id on this link, binding it first ([`DataFrame::Topic`], queued) the first
+    /// time.
+    pub(super) fn bind(&mut self, topic: &Arc<str>) -> u32 {
+        if let Some(&id) = self.topic_ids.get(topic) {
+            return id;
+        }
+        self.last_topic_id += 1;
+        let id = self.last_topic_id;
+        self.topic_ids.insert(Arc::clone(topic), id);
+        self.queue.push_back(Queued {
+            bind: Some(Arc::clone(topic)),
+            topic: None,
+            bytes: encode_data(
+                &DataFrame::Topic {
+                    id,
+                    topic: topic.to_string(),
+                },
+                &[],
+            ),
+            attach: None,
+            slot: None,
+            fresh: None,
+        });
+        id
+    }
 }
 
 /// A link from a publisher (or a stats request).
@@ -334,11 +362,15 @@ impl DataPlane {
             .filter(|(_, l)| matches!(l.state, OutState::Retry(at) if at <= now))
             .map(|(p, _)| *p)
             .collect();
-        for peer in due {
+        for &peer in &due {
             let l = self.out_links.get_mut(&peer).expect("listed above");
             l.state = OutState::Connecting;
             let addr = l.addr.clone();
             self.out.push_back(DataOutput::Connect { peer, addr });
+        }
+        if !due.is_empty() {
+            // The bindings went with the failed link: bound again, with their positions.
+            self.tell_positions();
         }
     }
 

@@ -216,7 +216,37 @@ impl DataPlane {
             );
             self.out.push_back(DataOutput::Connect { peer, addr });
         }
+        self.tell_positions();
         self.update_blocked(now);
+    }
+
+    /// Binds each topic this node has published on the link of each of its subscribers, with
+    /// the topic's last seq ([`DataFrame::Last`]) behind the binding, before any message of
+    /// it: a subscriber that had messages of this node before (on a link that failed, or
+    /// before it was expelled and rejoined) learns what it missed meanwhile now, not at the
+    /// next message, which may never come; a new subscriber counts from there.
+    pub(super) fn tell_positions(&mut self) {
+        for l in self.out_links.values_mut() {
+            for topic in &self.advertised {
+                let Some(&seq) = self.seq.get(topic) else {
+                    continue;
+                };
+                if l.topic_ids.contains_key(topic)
+                    || !self.routes.subscribers(topic).any(|n| n == l.node)
+                {
+                    continue;
+                }
+                let id = l.bind(topic);
+                l.queue.push_back(Queued {
+                    bind: None,
+                    topic: None,
+                    bytes: encode_data(&DataFrame::Last(MessageHeader { topic: id, seq }), &[]),
+                    attach: None,
+                    slot: None,
+                    fresh: None,
+                });
+            }
+        }
     }
 
     fn publish(&mut self, now: Instant, topic: Arc<str>, payload: Payload, expired: bool) {
@@ -328,26 +358,7 @@ impl DataPlane {
             }
         }
         let l = self.out_links.get_mut(&peer).expect("checked");
-        // Bind the topic on this link the first time.
-        let next_id = l.last_topic_id + 1;
-        let id = *l.topic_ids.entry(Arc::clone(topic)).or_insert_with(|| {
-            l.last_topic_id = next_id;
-            l.queue.push_back(Queued {
-                bind: Some(Arc::clone(topic)),
-                topic: None,
-                bytes: encode_data(
-                    &DataFrame::Topic {
-                        id: next_id,
-                        topic: topic.to_string(),
-                    },
-                    &[],
-                ),
-                attach: None,
-                slot: None,
-                fresh: None,
-            });
-            next_id
-        });
+        let id = l.bind(topic);
         let header = MessageHeader {
             topic: id,
             ..header

@@ -294,9 +294,10 @@ impl DataPlane {
         }));
     }
 
-    /// The publisher's last seq of a topic, before it closes the link: what this node did not
-    /// get up to it is lost. A topic whose binding never came, or of which nothing was
-    /// delivered yet (nothing to count from), tells nothing.
+    /// The publisher's last seq of a topic: sent behind a new binding (where the stream
+    /// stands), after messages dropped for this node, and before it closes the link. What
+    /// this node did not get up to it is lost; a first word of a publisher is where this node
+    /// counts from. A topic whose binding never came, or not taken, tells nothing.
     fn on_last(&mut self, peer: PeerId, h: MessageHeader) {
         let l = self.in_links.get(&peer).expect("caller checked");
         let Some(topic) = l.topics.get(&h.topic).cloned() else {
@@ -306,21 +307,30 @@ impl DataPlane {
         if !self.taken.contains_key(&topic) {
             return;
         }
-        let Some(stream) = self.streams.get_mut(&(publisher, Arc::clone(&topic))) else {
-            return;
-        };
-        if stream.last == 0 || h.seq <= stream.last {
+        let stream = self
+            .streams
+            .entry((publisher, Arc::clone(&topic)))
+            .or_default();
+        if h.seq <= stream.last {
+            // Nothing missing, or an older link's word, read after a newer link's.
             return;
         }
-        let reason = if std::mem::take(&mut stream.expelled) {
-            LossReason::Expelled
-        } else {
-            LossReason::Publisher
-        };
-        let loss = Loss::range(topic, publisher, stream.last + 1, h.seq, reason);
-        stream.missed += loss.count;
+        // A first word of this publisher is no loss: what came before was not for us.
+        if stream.last > 0 {
+            let reason = if std::mem::take(&mut stream.expelled) {
+                LossReason::Expelled
+            } else if stream.link == Some(peer) {
+                LossReason::Publisher
+            } else {
+                LossReason::Relinked
+            };
+            let loss = Loss::range(topic, publisher, stream.last + 1, h.seq, reason);
+            stream.missed += loss.count;
+            self.out.push_back(DataOutput::Lost(loss));
+        }
+        stream.expelled = false;
+        stream.link = Some(peer);
         stream.last = h.seq;
-        self.out.push_back(DataOutput::Lost(loss));
     }
 
     /// A message not delivered: its segment or range goes back.

@@ -521,11 +521,10 @@ pub fn deliveries(sim: &Sim) -> Result<(), Violation> {
 /// and the queues were read ([`Sim::read_inboxes`]); a subscriber that crashed, or a publisher
 /// that crashed (its last messages may have died with it, unknown to anyone), is not checked.
 ///
-/// Not part of [`Schedule::run`](super::Schedule::run): it does not hold in every schedule
-/// yet. A burst's tail dropped at the publisher is told (the publisher sends the topic's last
-/// seq once its queue drained), but schedules with stalls and hub changes still end with
-/// untold tails (seeds 1_624_220_737_719_586_351 and 9_337_672_320_469_466_186, found on
-/// 2026-12-03: e.g. n1 read n0's messages on `d1` up to seq 43 of 68).
+/// Part of [`Schedule::run`](super::Schedule::run). A subscriber that rejoins (after an
+/// expulsion, or a failed link) learns where each publisher's topic stands when the
+/// publisher binds it on the new link, so a tail published while it was away is told lost
+/// even if no message follows.
 pub fn deliveries_complete(sim: &Sim) -> Result<(), Violation> {
     use crate::data::Incoming;
     for sub in sim.nodes.iter().filter(|n| n.alive) {

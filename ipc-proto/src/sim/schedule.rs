@@ -223,7 +223,9 @@ impl Schedule {
     /// Plays the schedule and runs every topology check of [`check`](super::check) (one hub,
     /// convergence, equal histories, events reported once and replaying to each view, terms
     /// monotonic, no ghosts, no flaps, bounded tombstones), then lets every application read
-    /// its queues and checks what they got ([`check::deliveries`](super::check::deliveries)).
+    /// its queues and checks what they got: in order, none twice, no hole untold
+    /// ([`check::deliveries`](super::check::deliveries)), and nothing silently missing at the
+    /// end ([`check::deliveries_complete`](super::check::deliveries_complete)).
     pub fn run(&self) -> Result<Outcome, Failure> {
         let mut max_excess = 0;
         let (mut sim, steps_to_converge) = self.play_inner(&mut max_excess)?;
@@ -231,6 +233,7 @@ impl Schedule {
         check::quiet(&sim).map_err(fail)?;
         sim.read_inboxes();
         check::deliveries(&sim).map_err(fail)?;
+        check::deliveries_complete(&sim).map_err(fail)?;
         if max_excess > sim.config.max_tombstones {
             return Err(self.failure(format!(
                 "a history held {max_excess} records beyond the live state"

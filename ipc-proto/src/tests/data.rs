@@ -212,3 +212,25 @@ fn a_dropped_tail_is_told() {
     check::deliveries(&sim).expect("in order, none twice, no hole untold");
     check::deliveries_complete(&sim).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
 }
+
+/// Tails published while a subscriber was away, with no message after its return
+/// ([`check::deliveries_complete`]), found on 2026-12-03 by the random search: in the first,
+/// n1 is stopped past the keepalive and expelled after reading n0's `d1` up to seq 43; n0
+/// publishes up to 68 while n1 is out; n1 rejoins and nothing more is published. In the
+/// second, n1's link from n3 is replaced after seq 26 of 38. The publisher binds the topic
+/// on the new link with its last seq, so each is told 44..=68 and 27..=38 lost.
+#[test]
+fn a_tail_published_while_away_is_told() {
+    for seed in [1_624_220_737_719_586_351, 9_337_672_320_469_466_186] {
+        let mut sim = Schedule::data_from_seed(seed)
+            .play()
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        sim.read_inboxes();
+        check::deliveries(&sim).expect("in order, none twice, no hole untold");
+        check::deliveries_complete(&sim).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let told = sim.nodes().iter().flat_map(|n| n.received()).any(|(_, e)| {
+            matches!(e, Incoming::Lost(l) if (l.first, l.last) == (44, 68) || (l.first, l.last) == (27, 38))
+        });
+        assert!(told, "seed {seed}: the tail is told lost");
+    }
+}

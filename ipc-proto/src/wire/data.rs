@@ -204,8 +204,11 @@ pub enum DataFrame {
     StatsRequest,
     /// Tag 12: the reply to [`DataFrame::StatsRequest`].
     Stats(DataStats),
-    /// Tag 13, publisher to subscriber, before its [`DataFrame::Goodbye`]: the last sequence
-    /// number it published on the topic; what the subscriber did not get up to it is lost.
+    /// Tag 13, publisher to subscriber: the last sequence number it published on the topic,
+    /// sent right behind the topic's binding when it has published before, after messages it
+    /// dropped for this subscriber once its queue drained, and before its
+    /// [`DataFrame::Goodbye`]. What the subscriber did not get up to it is lost; a subscriber
+    /// that had nothing of this publisher counts from it.
     Last(MessageHeader),
 }
 

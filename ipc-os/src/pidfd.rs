@@ -292,6 +292,30 @@ mod tests {
         let _ = std::io::stdin().read(&mut [0u8; 1]);
     }
 
+    /// Set in the process of [`a_peer_outside_our_pid_namespace_is_not_visible`]: the
+    /// abstract name to connect to.
+    const NS_ENV: &str = "IPC_OS_PIDFD_TEST_NS";
+
+    /// Not a test: runs in a pid namespace of its own, started by
+    /// [`a_peer_outside_our_pid_namespace_is_not_visible`]. It connects to the test, whose
+    /// process it cannot see, and checks that no pidfd is opened for it. Without [`NS_ENV`] it
+    /// does nothing.
+    #[test]
+    #[ignore = "the process of the pid namespace test"]
+    fn in_own_pid_namespace() {
+        let Some(name) = std::env::var_os(NS_ENV) else {
+            return;
+        };
+        let addr = AbstractAddr::new(name.as_encoded_bytes()).expect("abstract name");
+        let socket = connect(addr.as_unix_addr()).expect("connect to the test");
+        for via in BOTH {
+            assert_eq!(
+                unavailable(open_peer(socket.as_fd(), false, via)),
+                Unavailable::PidNotVisible
+            );
+        }
+    }
+
     /// A peer process, killed and reaped however the test ends.
     struct Peer {
         child: Child,
@@ -466,6 +490,39 @@ mod tests {
                 errno: Errno::NOTSOCK.raw_os_error()
             }
         );
+    }
+
+    #[test]
+    fn a_peer_outside_our_pid_namespace_is_not_visible() {
+        let _g = shared();
+        // The listener is this process; the connecting process runs in a new pid namespace
+        // (`unshare`, with a user namespace so that no privilege is needed), where this
+        // process has no pid: its SO_PEERCRED reads pid 0.
+        let name = unique_group("pidfd-ns");
+        let addr = AbstractAddr::new(name.as_bytes()).expect("abstract name");
+        let _listener = listen(addr.as_unix_addr()).expect("listen");
+        let exe = std::env::current_exe().expect("test binary");
+        let out = Command::new("unshare")
+            .args(["--user", "--map-root-user", "--pid", "--fork"])
+            .arg(exe)
+            .args(["--exact", "pidfd::tests::in_own_pid_namespace", "--ignored"])
+            .args(["--test-threads=1", "--quiet"])
+            .env(NS_ENV, &name)
+            .stdin(Stdio::null())
+            .output();
+        match out {
+            // The test process panicked (101) or otherwise failed in the namespace.
+            Ok(out) if out.status.code() != Some(0) && out.status.code() != Some(1) => {
+                panic!(
+                    "in a pid namespace of its own: {}\n{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout)
+                );
+            }
+            Ok(out) if out.status.success() => {}
+            // unshare itself failed (exit 1: not permitted here) or is not installed.
+            other => eprintln!("skipped: cannot make a pid namespace here: {other:?}"),
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! | [`poll`] | level-triggered epoll with [`poll::Token`]s and an eventfd [`poll::Waker`] |
 //! | [`timer`] | a monotonic `timerfd`, for a driver whose loop waits on an fd rather than a timeout |
 //! | [`memfd`] | sealed memfd segments: create, seal, verify on receipt, map read-only or read-write |
+//! | [`pidfd`] | a pidfd for a socket's peer process, checked against pid reuse: readable once it has exited |
 //! | here | [`Credentials`] (`SO_PEERCRED`) and [`current_credentials`] |
 //!
 //! # Conventions
@@ -34,8 +35,9 @@
 //! - `unsafe` is denied everywhere but in the module that maps memory (behind
 //!   [`memfd::Mapping`] and [`memfd::MappingMut`]) and in the one `getsockopt(SO_PEERCRED)`
 //!   made through `libc` (behind [`socket::peer_credentials`]: `rustix` reads the pid into a
-//!   type that cannot be 0, which the kernel reports for a peer outside our pid namespace);
-//!   every block says why it is sound.
+//!   type that cannot be 0, which the kernel reports for a peer outside our pid namespace),
+//!   next to `getsockopt(SO_PEERPIDFD)`, which `rustix` lacks (behind
+//!   [`pidfd::PidFd::open_peer`]); every block says why it is sound.
 //!
 //! # Records (`SOCK_SEQPACKET`)
 //! One [`socket::send_record`] is one `sendmsg` is one record; the kernel keeps the
@@ -84,6 +86,7 @@ pub mod addr;
 #[allow(unsafe_code)]
 mod mapping;
 pub mod memfd;
+pub mod pidfd;
 pub mod poll;
 pub mod rendezvous;
 pub mod socket;

@@ -1,12 +1,14 @@
-//! `SO_PEERCRED` through `libc`: the one system call of this crate not made through `rustix`.
+//! `SO_PEERCRED` and `SO_PEERPIDFD` through `libc`: the system calls of this crate not made
+//! through `rustix`.
 //!
 //! `rustix::net::sockopt::socket_peercred` returns the pid as a `Pid`, which cannot be 0, but
 //! the kernel reports pid 0 for a peer whose process is not visible in the reader's pid
 //! namespace (a peer in a sibling container, say): reading that into a `Pid` would be
-//! undefined behaviour. So the `ucred` is read here, as plain integers.
+//! undefined behaviour. So the `ucred` is read here, as plain integers. `rustix` has no
+//! `SO_PEERPIDFD` at all, so that one is read here too.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// The raw `struct ucred` of a connected Unix socket: `(pid, uid, gid)`; pid may be 0.
 pub(crate) fn peer_ucred(fd: BorrowedFd<'_>) -> io::Result<(i32, u32, u32)> {
@@ -33,4 +35,35 @@ pub(crate) fn peer_ucred(fd: BorrowedFd<'_>) -> io::Result<(i32, u32, u32)> {
         return Err(io::Error::last_os_error());
     }
     Ok((cred.pid, cred.uid, cred.gid))
+}
+
+/// `SO_PEERPIDFD` (Linux 6.5+): a pidfd for the very process whose credentials `SO_PEERCRED`
+/// reports, taken from the socket's own reference to it, so no pid is looked up and pid reuse
+/// cannot intervene. Older kernels fail with `ENOPROTOOPT`; a peer whose process is already
+/// reaped fails with `EINVAL` (or `ESRCH`) on kernels before 6.15, and yields a pidfd that is
+/// readable at once on later ones.
+pub(crate) fn peer_pidfd(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let mut raw: libc::c_int = -1;
+    let mut len = libc::socklen_t::try_from(size_of::<libc::c_int>()).expect("an int fits");
+    // SAFETY: `raw` is a live, writable `c_int` and `len` holds its size, so the kernel writes
+    // at most that many bytes into it; any bit pattern is a valid `c_int`. `fd` is borrowed,
+    // hence open, for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERPIDFD,
+            (&raw mut raw).cast(),
+            &raw mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if raw < 0 || usize::try_from(len).ok() != Some(size_of::<libc::c_int>()) {
+        return Err(io::Error::other("SO_PEERPIDFD returned no fd"));
+    }
+    // SAFETY: on success the kernel installed a new fd (close-on-exec) in our table and gave us
+    // its number; nothing else owns it, so it is ours to own and close exactly once.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }

@@ -297,6 +297,8 @@ pub(super) struct Fleet {
     exe: PathBuf,
     /// Arguments every child gets after `node --name NAME`.
     common: Vec<String>,
+    /// Environment variables set (`Some`) or removed (`None`) for every child started from now.
+    env: Vec<(String, Option<String>)>,
     echo_stderr: bool,
     children: Vec<Child>,
     tx: Sender<Msg>,
@@ -328,6 +330,7 @@ impl Fleet {
         Ok(Self {
             exe,
             common,
+            env: Vec::new(),
             echo_stderr,
             children: Vec::new(),
             tx,
@@ -335,6 +338,13 @@ impl Fleet {
             signals: handle,
             signal_thread: Some(signal_thread),
         })
+    }
+
+    /// Sets (`Some`) or removes (`None`) the environment variable `key` for every child
+    /// started from now on; children already running keep what they had.
+    pub(super) fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.map(str::to_string)));
     }
 
     /// Starts `ipc-pubsub --group GROUP node --name NAME EXTRA...`; returns its index.
@@ -349,6 +359,12 @@ impl Fleet {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        for (key, value) in &self.env {
+            match value {
+                Some(v) => cmd.env(key, v),
+                None => cmd.env_remove(key),
+            };
+        }
         if self.echo_stderr {
             cmd.arg("-v");
         }

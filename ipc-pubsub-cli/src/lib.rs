@@ -12,7 +12,7 @@
 //! | `demo` | a self-contained tour in a private group: starts nodes, shows their events and `status`, kills the hub and times the failover, sends payloads inline, fresh and pooled from `pub` to `sub` and checks them, stops the nodes |
 //! | `doc NAME get\|patch UPDATE\|watch [--default JSON] [--create]` | a shared document of the running group (exit code 1 if none runs, unless `--create`): print its value as JSON; apply one patch (MongoDB update operators) and print the new version, or the error with exit code 1; print each accepted patch and the value after it as JSON lines until SIGINT or SIGTERM |
 //! | `bench doc [--json] [--seconds S]` | shared-document patches per second through the host with 1 and 4 writers, without and with witnesses, and patch-to-ack latency |
-//! | `bench topology [--json] [--trials N]` | failover time, convergence time and idle CPU, measured with real processes |
+//! | `bench topology [--json] [--kills N] [--nodes N] [--pidfd both\|on\|off] [--settle-ms MS] [--failover-only]` | failover time (hub and spoke killed, with and without pidfds, flaps counted), convergence time and idle CPU, measured with real processes |
 //! | `bench payload [--json] [--reps N] [--quick] [--placement P] [--only ID]... [--wait-idle S]` | the payload data path as ratios against raw baselines (SEQPACKET ping-pong, UDS copy, memcpy, fresh memfd, segment pool) measured in the same run |
 //!
 //! Every command takes `--group NAME` (default `$IPC_PUBSUB_GROUP`, else `default`) and `-v`
@@ -412,7 +412,10 @@ mod tests {
 
     #[test]
     fn bench_has_a_topology_benchmark() {
-        let cli = parse(&["bench", "topology", "--json", "--trials", "3"]).expect("valid");
+        let cli = parse(&[
+            "bench", "topology", "--json", "--kills", "3", "--nodes", "5",
+        ])
+        .expect("valid");
         let Command::Bench(args) = cli.command else {
             panic!("parsed as {:?}", cli.command)
         };
@@ -420,9 +423,33 @@ mod tests {
             panic!("parsed as {:?}", args.kind)
         };
         assert!(t.json);
-        assert_eq!(t.trials, 3);
+        assert_eq!((t.kills, t.nodes, t.settle_ms), (3, 5, 250));
+        assert_eq!(t.pidfd, bench::PidfdSetting::Both);
+        assert!(!t.failover_only);
         assert!(parse(&["bench"]).is_err(), "which benchmark");
-        assert!(parse(&["bench", "topology", "--trials", "0"]).is_err());
+        assert!(parse(&["bench", "topology", "--kills", "0"]).is_err());
+        assert!(parse(&["bench", "topology", "--nodes", "2"]).is_err());
+        // The old name of --kills still works.
+        let cli = parse(&[
+            "bench",
+            "topology",
+            "--trials",
+            "4",
+            "--pidfd",
+            "off",
+            "--failover-only",
+        ])
+        .expect("valid");
+        let Command::Bench(args) = cli.command else {
+            panic!("parsed as {:?}", cli.command)
+        };
+        let bench::Kind::Topology(t) = args.kind else {
+            panic!("parsed as {:?}", args.kind)
+        };
+        assert_eq!(
+            (t.kills, t.pidfd, t.failover_only),
+            (4, bench::PidfdSetting::Off, true)
+        );
     }
 
     #[test]

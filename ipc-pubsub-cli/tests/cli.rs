@@ -353,6 +353,52 @@ fn the_demo_succeeds_and_leaves_nothing_running() {
 }
 
 #[test]
+fn bench_topology_reports_both_pidfd_series() {
+    let mut bench = Proc::spawn(&[
+        "bench",
+        "topology",
+        "--json",
+        "--kills",
+        "1",
+        "--nodes",
+        "4",
+        "--settle-ms",
+        "50",
+        "--failover-only",
+    ]);
+    let status = bench.wait_exit(Duration::from_secs(300));
+    let out = bench.stdout.join("\n");
+    assert!(
+        status.success(),
+        "{status}\n{out}\nstderr: {}",
+        bench.stderr
+    );
+    let doc: Value = serde_json::from_str(&out).expect("one JSON document");
+    assert!(doc["pidfd_host"].is_string(), "{out}");
+    assert_eq!(doc["settle_ms"], 50);
+    assert!(
+        doc["convergence"].is_null() && doc["idle"].is_null(),
+        "{out}"
+    );
+    let series = doc["failover"].as_array().expect("failover series");
+    // Pidfds allowed first, then switched off in the children.
+    let off: Vec<&Value> = series.iter().map(|s| &s["no_pidfd"]).collect();
+    assert_eq!(off, [&Value::Bool(false), &Value::Bool(true)], "{out}");
+    for s in series {
+        assert_eq!((&s["nodes"], &s["kills"]), (&4.into(), &1.into()), "{out}");
+        for kind in ["hub", "spoke"] {
+            let k = &s[kind];
+            assert_eq!(
+                k["node_left_ms"]["samples"].as_array().map(Vec::len),
+                Some(1)
+            );
+            assert_eq!(k["flaps"], 0, "{kind}: a live node reported left\n{out}");
+        }
+        assert!(s["hub"]["synced_ms"]["median"].is_number(), "{out}");
+    }
+}
+
+#[test]
 fn bench_payload_quick_prints_every_row() {
     let mut bench = Proc::spawn(&["bench", "payload", "--quick"]);
     // About 10 s in a release build; generous for a debug build on a busy machine.

@@ -46,6 +46,8 @@ use crate::GroupArgs;
 pub(super) use harness::ChildArgs;
 #[cfg(test)]
 pub(super) use harness::Placement;
+#[cfg(test)]
+pub(super) use topology::PidfdSetting;
 
 /// Options of `bench`.
 #[derive(Debug, Args)]
@@ -57,8 +59,8 @@ pub(super) struct BenchArgs {
 /// Which benchmark.
 #[derive(Debug, Subcommand)]
 pub(super) enum Kind {
-    /// Failover time (16 nodes, SIGKILL of the hub), convergence of 64 nodes started at once,
-    /// idle CPU of 16 nodes.
+    /// Failover time (16 nodes, SIGKILL of the hub, then of a spoke, with and without pidfds,
+    /// flaps counted), convergence of 64 nodes started at once, idle CPU of 16 nodes.
     Topology(topology::TopologyArgs),
     /// The payload data path against raw baselines measured in the same run: round trip,
     /// one-way throughput at 4 KiB to 16 MiB, fan-out to 4 receivers.

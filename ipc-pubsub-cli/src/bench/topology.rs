@@ -1,9 +1,14 @@
 //! `bench topology`: what the topology layer costs and how fast it heals, measured with
 //! `ipc-pubsub node` children of this executable.
 //!
-//! - **failover**: in a group of 16, the time from SIGKILL of the hub's process to the moment
-//!   the last survivor prints `node_left` for it (and, for comparison, `synced` with the new
-//!   hub), over `--trials` trials, each in a fresh group;
+//! - **failover** (issue 17's measurement): in a group of `--nodes` (16), the time from
+//!   SIGKILL of one node's process until the last survivor prints `node_left` for it, over
+//!   `--kills` kills (20) each in a fresh group: first with the hub killed (also until the last
+//!   survivor is `synced` with the new hub), then with a spoke killed. Every `node_left` a
+//!   survivor prints for a node that is still alive is a flap, counted from the kill until
+//!   `--settle-ms` after the last survivor saw the victim leave. The whole series runs twice,
+//!   with pidfds allowed and with `IPC_PUBSUB_NO_PIDFD=1` in the children's environment
+//!   (`--pidfd on|off|both`), printed side by side: the difference is what the grace costs;
 //! - **convergence**: the time from starting 64 nodes at once until every one of them sees all
 //!   64 (spawning included);
 //! - **idle CPU**: the CPU time (utime + stime from `/proc/<pid>/stat`) that a converged group
@@ -18,17 +23,18 @@
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
+use ipc_os::pidfd::{NO_PIDFD_ENV, PeerProcess, PidFd};
 use ipc_proto::NodeId;
 use nix::sys::signal::Signal;
 use serde::Serialize;
 
 use super::{Machine, build, machine, progress};
-use crate::children::{Fleet, SeenKind, random_group};
+use crate::children::{Fleet, Seen, SeenKind, random_group};
 use crate::json::Line;
 use crate::{CliError, Result, Timing};
 
-/// Nodes in the failover and idle groups.
+/// Nodes in the idle group.
 const GROUP: usize = 16;
 /// Nodes started at once for the convergence measurement.
 const CROWD: usize = 64;
@@ -44,12 +50,52 @@ pub(crate) struct TopologyArgs {
     #[arg(long)]
     pub(crate) json: bool,
 
-    /// Failover trials, each in a fresh group of 16.
-    #[arg(long, default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub(crate) trials: u32,
+    /// Kills of each kind (hub, spoke) per pidfd setting, each in a fresh group.
+    #[arg(long, alias = "trials", default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) kills: u32,
+
+    /// Nodes in each failover group.
+    #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u32).range(3..=256))]
+    pub(crate) nodes: u32,
+
+    /// Which failover series to run: with pidfds allowed (`on`), with `IPC_PUBSUB_NO_PIDFD=1`
+    /// in the children's environment (`off`), or both, side by side.
+    #[arg(long, value_enum, default_value_t = PidfdSetting::Both)]
+    pub(crate) pidfd: PidfdSetting,
+
+    /// After the last survivor saw the victim leave, keep watching for this long for flaps
+    /// (a survivor reporting a live node left).
+    #[arg(long, default_value_t = 250, value_name = "MS")]
+    pub(crate) settle_ms: u64,
+
+    /// Only the failover series: no convergence and no idle CPU measurement.
+    #[arg(long)]
+    pub(crate) failover_only: bool,
 
     #[command(flatten)]
     timing: Timing,
+}
+
+/// Which failover series `bench topology` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PidfdSetting {
+    /// Both, pidfds allowed first.
+    Both,
+    /// Pidfds allowed (`IPC_PUBSUB_NO_PIDFD` removed from the children's environment).
+    On,
+    /// `IPC_PUBSUB_NO_PIDFD=1` in the children's environment.
+    Off,
+}
+
+impl PidfdSetting {
+    /// The series to run: whether pidfds are switched off in each.
+    fn series(self) -> &'static [bool] {
+        match self {
+            Self::Both => &[false, true],
+            Self::On => &[false],
+            Self::Off => &[true],
+        }
+    }
 }
 
 /// The `--json` document of `bench topology`.
@@ -59,19 +105,41 @@ struct Report {
     build: &'static str,
     keepalive_ms: Option<u64>,
     grace_ms: Option<u64>,
-    failover: Failover,
-    convergence: Convergence,
-    idle: Idle,
+    /// Whether this process can open a pidfd for a socket's peer: `"available"`, or why not.
+    pidfd_host: String,
+    settle_ms: u64,
+    failover: Vec<Failover>,
+    convergence: Option<Convergence>,
+    idle: Option<Idle>,
+}
+
+/// One failover series: hub kills, then spoke kills, with one pidfd setting.
+#[derive(Debug, Serialize)]
+struct Failover {
+    /// `IPC_PUBSUB_NO_PIDFD=1` was in the children's environment.
+    no_pidfd: bool,
+    nodes: usize,
+    kills: usize,
+    hub: HubKills,
+    spoke: SpokeKills,
 }
 
 #[derive(Debug, Serialize)]
-struct Failover {
-    nodes: usize,
-    trials: usize,
+struct HubKills {
     /// SIGKILL of the hub until the last survivor's `node_left` for it.
     node_left_ms: Stats,
     /// SIGKILL of the hub until the last survivor's `synced` with the new hub.
     synced_ms: Stats,
+    /// `node_left` lines survivors printed for live nodes, over all kills.
+    flaps: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct SpokeKills {
+    /// SIGKILL of a spoke until the last survivor's `node_left` for it.
+    node_left_ms: Stats,
+    /// `node_left` lines survivors printed for live nodes, over all kills.
+    flaps: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,15 +191,34 @@ pub(super) fn run(args: &TopologyArgs) -> Result<()> {
     if cfg!(debug_assertions) {
         progress("warning: a debug build; use `cargo run --release` for numbers worth quoting");
     }
+    let pidfd_host = pidfd_host()?;
+    progress(&format!(
+        "pidfds for socket peers on this host: {pidfd_host}"
+    ));
     let mut fleet = Fleet::new(args.timing.to_args(), false)?;
-    let failover = failover(&mut fleet, args.trials as usize)?;
-    let convergence = convergence(&mut fleet)?;
-    let idle = idle(&mut fleet)?;
+    let plan = Plan {
+        nodes: args.nodes as usize,
+        kills: args.kills as usize,
+        settle: Duration::from_millis(args.settle_ms),
+    };
+    let mut failover = Vec::new();
+    for &no_pidfd in args.pidfd.series() {
+        fleet.set_env(NO_PIDFD_ENV, no_pidfd.then_some("1"));
+        failover.push(series(&mut fleet, &plan, no_pidfd)?);
+    }
+    fleet.set_env(NO_PIDFD_ENV, None);
+    let (convergence, idle) = if args.failover_only {
+        (None, None)
+    } else {
+        (Some(convergence(&mut fleet)?), Some(idle(&mut fleet)?))
+    };
     let report = Report {
         machine,
         build,
         keepalive_ms: args.timing.keepalive_ms,
         grace_ms: args.timing.grace_ms,
+        pidfd_host,
+        settle_ms: args.settle_ms,
         failover,
         convergence,
         idle,
@@ -145,6 +232,212 @@ pub(super) fn run(args: &TopologyArgs) -> Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// Whether this process gets a pidfd for the peer of a socketpair (itself): `"available"`, or
+/// why not. The children run the same executable on the same kernel.
+fn pidfd_host() -> Result<String> {
+    let (a, _b) = ipc_os::socket::socketpair_seqpacket()?;
+    Ok(match PidFd::open_peer(&a) {
+        PeerProcess::Watch(_) => "available".into(),
+        PeerProcess::AlreadyExited => "unavailable (this process reads as exited)".into(),
+        PeerProcess::Unavailable(why) => format!("unavailable ({why})"),
+    })
+}
+
+/// The shape of every failover series.
+struct Plan {
+    nodes: usize,
+    kills: usize,
+    settle: Duration,
+}
+
+/// One failover series: `plan.kills` hub kills, then as many spoke kills.
+fn series(fleet: &mut Fleet, plan: &Plan, no_pidfd: bool) -> Result<Failover> {
+    let label = if no_pidfd {
+        format!("{NO_PIDFD_ENV}=1")
+    } else {
+        "pidfds allowed".to_string()
+    };
+    let mut hub_left = Vec::with_capacity(plan.kills);
+    let mut hub_synced = Vec::with_capacity(plan.kills);
+    let mut hub_flaps = 0;
+    for kill in 1..=plan.kills {
+        let k = kill_hub(fleet, plan, kill)?;
+        progress(&format!(
+            "{label}: hub kill {kill}/{}: last node_left {:.1} ms, last synced {:.1} ms, \
+             {} flaps (group formed in {:.0} ms)",
+            plan.kills, k.left_ms, k.synced_ms, k.flaps, k.formed_ms
+        ));
+        hub_left.push(k.left_ms);
+        hub_synced.push(k.synced_ms);
+        hub_flaps += k.flaps;
+    }
+    let mut spoke_left = Vec::with_capacity(plan.kills);
+    let mut spoke_flaps = 0;
+    for kill in 1..=plan.kills {
+        let k = kill_spoke(fleet, plan, kill)?;
+        progress(&format!(
+            "{label}: spoke kill {kill}/{}: last node_left {:.1} ms, {} flaps (group formed \
+             in {:.0} ms)",
+            plan.kills, k.left_ms, k.flaps, k.formed_ms
+        ));
+        spoke_left.push(k.left_ms);
+        spoke_flaps += k.flaps;
+    }
+    Ok(Failover {
+        no_pidfd,
+        nodes: plan.nodes,
+        kills: plan.kills,
+        hub: HubKills {
+            node_left_ms: Stats::of(hub_left),
+            synced_ms: Stats::of(hub_synced),
+            flaps: hub_flaps,
+        },
+        spoke: SpokeKills {
+            node_left_ms: Stats::of(spoke_left),
+            flaps: spoke_flaps,
+        },
+    })
+}
+
+/// What one kill measured.
+struct Kill {
+    left_ms: f64,
+    synced_ms: f64,
+    flaps: usize,
+    formed_ms: f64,
+}
+
+/// Counts flaps: `node_left` lines that survivors print for nodes other than `victim`.
+struct Flaps<'a> {
+    victim: NodeId,
+    survivors: &'a [usize],
+    count: usize,
+}
+
+impl Flaps<'_> {
+    fn see(&mut self, seen: &Seen) {
+        if let SeenKind::Line(Line::NodeLeft { node }) = &seen.what
+            && node.0 != self.victim
+            && self.survivors.contains(&seen.child)
+        {
+            self.count += 1;
+        }
+    }
+
+    /// Watches what the children print until `plan.settle` has passed, counting flaps; a
+    /// survivor that exits is a failure.
+    fn settle(&mut self, fleet: &mut Fleet, plan: &Plan) -> Result<()> {
+        let until = Instant::now() + plan.settle;
+        while let Some(seen) = fleet.poll(until)? {
+            if let SeenKind::Exited(status) = seen.what
+                && self.survivors.contains(&seen.child)
+            {
+                return Err(CliError::Failed(format!(
+                    "{} exited ({status}) after a kill",
+                    fleet.child(seen.child).name
+                )));
+            }
+            self.see(&seen);
+        }
+        Ok(())
+    }
+}
+
+/// Forms a fresh group of `plan.nodes`, kills its hub, and times the takeover.
+fn kill_hub(fleet: &mut Fleet, plan: &Plan, kill: usize) -> Result<Kill> {
+    let g = start_group(fleet, plan.nodes, &format!("h{kill:02}n"))?;
+    let old = current_hub(fleet, &g)?;
+    let hub = fleet
+        .by_node(old)
+        .ok_or_else(|| CliError::Failed("the hub is none of the nodes".into()))?;
+    let survivors: Vec<usize> = g.members.iter().copied().filter(|&i| i != hub).collect();
+    let mut flaps = Flaps {
+        victim: old,
+        survivors: &survivors,
+        count: 0,
+    };
+    let killed = Instant::now();
+    fleet.signal(hub, Signal::SIGKILL)?;
+    let t = fleet.await_takeover(old, &survivors, killed, killed + DEADLINE, |_, s| {
+        flaps.see(s);
+    })?;
+    flaps.settle(fleet, plan)?;
+    let k = Kill {
+        left_ms: ms(t.last_left()),
+        synced_ms: ms(t.last_synced()),
+        flaps: flaps.count,
+        formed_ms: ms(g.converged - g.began),
+    };
+    fleet.kill_all();
+    Ok(k)
+}
+
+/// Forms a fresh group of `plan.nodes`, kills one of its spokes (a different one each kill),
+/// and times until every survivor has seen it leave.
+fn kill_spoke(fleet: &mut Fleet, plan: &Plan, kill: usize) -> Result<Kill> {
+    let g = start_group(fleet, plan.nodes, &format!("s{kill:02}n"))?;
+    let hub = current_hub(fleet, &g)?;
+    let spokes: Vec<usize> = g
+        .members
+        .iter()
+        .copied()
+        .filter(|&i| fleet.child(i).node != Some(hub))
+        .collect();
+    let victim = spokes[kill % spokes.len()];
+    let node = fleet
+        .child(victim)
+        .node
+        .ok_or_else(|| CliError::Failed("a node printed no `started` line".into()))?;
+    let survivors: Vec<usize> = g.members.iter().copied().filter(|&i| i != victim).collect();
+    let mut flaps = Flaps {
+        victim: node,
+        survivors: &survivors,
+        count: 0,
+    };
+    let mut left = vec![None; survivors.len()];
+    let killed = Instant::now();
+    fleet.signal(victim, Signal::SIGKILL)?;
+    let deadline = killed + DEADLINE;
+    while left.iter().any(Option::is_none) {
+        let s = fleet.next(deadline, "every survivor to see the killed spoke leave")?;
+        flaps.see(&s);
+        let Some(k) = survivors.iter().position(|&i| i == s.child) else {
+            continue;
+        };
+        match &s.what {
+            SeenKind::Line(Line::NodeLeft { node: n }) if n.0 == node => {
+                left[k] = Some(s.at.saturating_duration_since(killed));
+            }
+            SeenKind::Exited(status) => {
+                return Err(CliError::Failed(format!(
+                    "{} exited ({status}) after a spoke was killed",
+                    fleet.child(s.child).name
+                )));
+            }
+            SeenKind::Line(_) => {}
+        }
+    }
+    flaps.settle(fleet, plan)?;
+    let last = left.into_iter().flatten().max().unwrap_or_default();
+    let k = Kill {
+        left_ms: ms(last),
+        synced_ms: 0.0,
+        flaps: flaps.count,
+        formed_ms: ms(g.converged - g.began),
+    };
+    fleet.kill_all();
+    Ok(k)
+}
+
+/// The hub a converged group follows.
+fn current_hub(fleet: &Fleet, g: &StartedGroup) -> Result<NodeId> {
+    fleet
+        .child(g.members[0])
+        .mirror
+        .hub
+        .ok_or_else(|| CliError::Failed("a converged group has no hub".into()))
 }
 
 /// Starts `n` nodes at once in a fresh group and waits until each sees all `n` and follows
@@ -199,41 +492,6 @@ fn converged_on_one_hub(fleet: &Fleet, members: &[usize], n: usize) -> bool {
     members.iter().all(|&i| {
         let m = &fleet.child(i).mirror;
         m.synced && m.nodes.len() == n && m.hub == hub
-    })
-}
-
-fn failover(fleet: &mut Fleet, trials: usize) -> Result<Failover> {
-    let mut left_ms = Vec::with_capacity(trials);
-    let mut synced_ms = Vec::with_capacity(trials);
-    for trial in 1..=trials {
-        let g = start_group(fleet, GROUP, &format!("f{trial:02}n"))?;
-        let old: NodeId = fleet
-            .child(g.members[0])
-            .mirror
-            .hub
-            .expect("converged on a hub");
-        let hub = fleet
-            .by_node(old)
-            .ok_or_else(|| CliError::Failed("the hub is none of the nodes".into()))?;
-        let survivors: Vec<usize> = g.members.iter().copied().filter(|&i| i != hub).collect();
-        let killed = Instant::now();
-        fleet.signal(hub, Signal::SIGKILL)?;
-        let t = fleet.await_takeover(old, &survivors, killed, killed + DEADLINE, |_, _| {})?;
-        let (l, s) = (ms(t.last_left()), ms(t.last_synced()));
-        progress(&format!(
-            "failover trial {trial}/{trials}: last node_left {l:.1} ms, last synced {s:.1} ms \
-             (group formed in {:.0} ms)",
-            ms(g.converged - g.began)
-        ));
-        left_ms.push(l);
-        synced_ms.push(s);
-        fleet.kill_all();
-    }
-    Ok(Failover {
-        nodes: GROUP,
-        trials,
-        node_left_ms: Stats::of(left_ms),
-        synced_ms: Stats::of(synced_ms),
     })
 }
 
@@ -383,15 +641,6 @@ fn table(r: &Report) -> String {
             |ms| format!("{ms} ms"),
         )
     };
-    let f = &r.failover;
-    let c = &r.convergence;
-    let i = &r.idle;
-    let row = |name: &str, s: &Stats| {
-        format!(
-            "  {name:<30} {:>9.1} {:>9.1} {:>9.1} {:>9.1}\n",
-            s.median, s.p99, s.min, s.max
-        )
-    };
     let mut out = String::new();
     out.push_str("ipc-pubsub bench topology\n");
     out.push_str(&format!(
@@ -399,44 +648,83 @@ fn table(r: &Report) -> String {
         r.machine.cpu, r.machine.cores, r.machine.kernel
     ));
     out.push_str(&format!(
-        "  build      {}; keepalive {}, grace {}\n\n",
+        "  build      {}; keepalive {}, grace {}\n",
         r.build,
         timing(r.keepalive_ms, 2000),
         timing(r.grace_ms, 200)
     ));
-    out.push_str(&format!(
-        "failover: SIGKILL of the hub of {} nodes, {} trials, each in a fresh group\n",
-        f.nodes, f.trials
-    ));
-    out.push_str(&format!(
-        "  {:<30} {:>9} {:>9} {:>9} {:>9}\n",
-        "ms from the kill until", "median", "p99", "min", "max"
-    ));
-    out.push_str(&row("the last survivor's node_left", &f.node_left_ms));
-    out.push_str(&row("the last survivor's synced", &f.synced_ms));
-    out.push_str(&format!(
-        "\nconvergence: {n} nodes started at once\n  every node sees all {n}: {:.0} ms after the \
-         first spawn, {:.0} ms after the last (spawning took {:.0} ms)\n  node_joined lines: {} \
-         ({n}² = {})\n",
-        c.ms,
-        c.after_spawn_ms,
-        c.spawn_ms,
-        c.node_joined_lines,
-        c.nodes * c.nodes,
-        n = c.nodes,
-    ));
-    out.push_str(&format!(
-        "\nidle CPU: {} converged nodes for {:.1} s\n  utime+stime: {:.2} % of one core for all {} \
-         processes (busiest {:.2} %; 10 ms ticks)\n",
-        i.nodes, i.seconds, i.cpu_percent, i.nodes, i.busiest_percent
-    ));
-    if let Some(p) = i.cpu_percent_schedstat {
+    out.push_str(&format!("  pidfds     {} on this host\n\n", r.pidfd_host));
+    if let Some(first) = r.failover.first() {
+        out.push_str(&failover_table(&r.failover, first, r.settle_ms));
+    }
+    if let Some(c) = &r.convergence {
         out.push_str(&format!(
-            "  schedstat:   {p:.3} % of one core for all {} processes (nanosecond run times)\n",
-            i.nodes
+            "\nconvergence: {n} nodes started at once\n  every node sees all {n}: {:.0} ms after \
+             the first spawn, {:.0} ms after the last (spawning took {:.0} ms)\n  node_joined \
+             lines: {} ({n}² = {})\n",
+            c.ms,
+            c.after_spawn_ms,
+            c.spawn_ms,
+            c.node_joined_lines,
+            c.nodes * c.nodes,
+            n = c.nodes,
         ));
     }
-    out.push_str(&format!("  lines printed while idle: {}\n", i.lines));
+    if let Some(i) = &r.idle {
+        out.push_str(&format!(
+            "\nidle CPU: {} converged nodes for {:.1} s\n  utime+stime: {:.2} % of one core for \
+             all {} processes (busiest {:.2} %; 10 ms ticks)\n",
+            i.nodes, i.seconds, i.cpu_percent, i.nodes, i.busiest_percent
+        ));
+        if let Some(p) = i.cpu_percent_schedstat {
+            out.push_str(&format!(
+                "  schedstat:   {p:.3} % of one core for all {} processes (nanosecond run \
+                 times)\n",
+                i.nodes
+            ));
+        }
+        out.push_str(&format!("  lines printed while idle: {}\n", i.lines));
+    }
+    out
+}
+
+/// The failover series side by side: one column (median / p99 in ms, or a count) per series.
+fn failover_table(series: &[Failover], first: &Failover, settle_ms: u64) -> String {
+    const NAME: usize = 44;
+    const COL: usize = 24;
+    let mut out = format!(
+        "failover: SIGKILL of one node of {}, {} kills of each kind per column, each in a fresh \
+         group;\n  flaps: node_left for a live node, until {settle_ms} ms after the last \
+         survivor's node_left for the victim\n",
+        first.nodes, first.kills
+    );
+    let head = |f: &Failover| {
+        if f.no_pidfd {
+            format!("{NO_PIDFD_ENV}=1")
+        } else {
+            "pidfds allowed".to_string()
+        }
+    };
+    let stats = |s: &Stats| format!("{:.1} / {:.1}", s.median, s.p99);
+    let mut row = |name: &str, cell: &dyn Fn(&Failover) -> String| {
+        out.push_str(&format!("  {name:<NAME$}"));
+        for f in series {
+            out.push_str(&format!(" {:>COL$}", cell(f)));
+        }
+        out.push('\n');
+    };
+    row("ms from the kill until (median / p99)", &head);
+    row("hub killed: last survivor synced, new hub", &|f| {
+        stats(&f.hub.synced_ms)
+    });
+    row("hub killed: last survivor's node_left", &|f| {
+        stats(&f.hub.node_left_ms)
+    });
+    row("hub killed: flaps", &|f| f.hub.flaps.to_string());
+    row("spoke killed: last survivor's node_left", &|f| {
+        stats(&f.spoke.node_left_ms)
+    });
+    row("spoke killed: flaps", &|f| f.spoke.flaps.to_string());
     out
 }
 

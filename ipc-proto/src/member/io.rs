@@ -213,7 +213,8 @@ pub enum MemberInput<'a> {
     ///   (`SIGSTOP`) is not dead: never report it (keepalive finds it).
     /// - **Ids.** Link ids are never reused in a member's lifetime (the member's own never
     ///   are; the driver numbers accepted links from a counter), so a late report cannot hit
-    ///   a newer link.
+    ///   a newer link. Node ids are fresh for each process start (drivers draw them at
+    ///   random), so a death confirmed for a node id never hits a later process.
     PeerExited(PeerId),
     /// A data link's socket is full (the driver keeps what it was given).
     Blocked(PeerId),

@@ -89,8 +89,10 @@ fn hub_death(seed: u64, confirmed: bool) -> (Sim, Vec<Duration>) {
 
 #[test]
 fn confirmed_hub_death_needs_no_grace() {
+    let mut all = Vec::new();
     for seed in 0..20 {
         let (sim, after) = hub_death(seed, true);
+        all.extend(after.iter().copied());
         let worst = after.iter().max().expect("survivors");
         assert!(
             *worst < GRACE / 4,
@@ -102,12 +104,21 @@ fn confirmed_hub_death_needs_no_grace() {
         assert!(evts.contains(&"NodeExited"), "seed {seed}: {evts:?}");
         assert!(!evts.contains(&"NodePurged"), "seed {seed}: {evts:?}");
     }
+    all.sort();
+    println!(
+        "confirmed hub death: node_left on {} survivors after median {:?}, max {:?} (grace {GRACE:?})",
+        all.len(),
+        all[all.len() / 2],
+        all[all.len() - 1]
+    );
 }
 
 #[test]
 fn unconfirmed_hub_death_waits_the_grace() {
+    let mut all = Vec::new();
     for seed in 0..20 {
         let (sim, after) = hub_death(seed, false);
+        all.extend(after.iter().copied());
         let first = after.iter().min().expect("survivors");
         assert!(
             *first >= GRACE,
@@ -119,6 +130,13 @@ fn unconfirmed_hub_death_waits_the_grace() {
             "seed {seed}"
         );
     }
+    all.sort();
+    println!(
+        "unconfirmed hub death: node_left on {} survivors after min {:?}, median {:?}",
+        all.len(),
+        all[0],
+        all[all.len() / 2]
+    );
 }
 
 /// The hub is killed and a newcomer gets its pid at once: the newcomer is never reported
@@ -269,4 +287,33 @@ fn replay_death_seed() {
         .run()
         .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     report(&[outcome]);
+}
+
+/// The death schedules do confirm deaths (and still purge the unconfirmable after the grace):
+/// the property above is not vacuous.
+#[test]
+fn death_schedules_exercise_both_rules() {
+    let (mut exited, mut purged) = (0, 0);
+    for seed in 0..200 {
+        let sim = Schedule::deaths_from_seed(seed)
+            .play()
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        for n in sim.nodes() {
+            exited += n
+                .transcript()
+                .iter()
+                .filter(|e| **e == "NodeExited")
+                .count();
+            purged += n
+                .transcript()
+                .iter()
+                .filter(|e| **e == "NodePurged")
+                .count();
+        }
+    }
+    println!("200 death schedules: {exited} deaths confirmed, {purged} purged after the grace");
+    assert!(
+        exited > 50 && purged > 0,
+        "{exited} confirmed, {purged} purged"
+    );
 }

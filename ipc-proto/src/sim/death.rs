@@ -2,7 +2,6 @@
 //! survivors' drivers confirm (a pidfd per link), nodes in another pid namespace whose deaths
 //! nobody can confirm, and a dead node's pid reused at once by a new node.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rand_chacha::rand_core::Rng as _;
@@ -10,17 +9,6 @@ use rand_chacha::rand_core::Rng as _;
 use super::app::{NodeIx, cred};
 use super::group::{Delivery, Sim, SimInput};
 use crate::{Credentials, NodeId, OwnTopics, PeerId};
-
-/// Pids and confirmed deaths of a simulation.
-#[derive(Debug, Default)]
-pub(crate) struct Deaths {
-    /// Pids other than a node's own ([`cred`]): 0 for a node in another pid namespace (its
-    /// peers cannot watch it), or the pid of a dead node reused.
-    pids: BTreeMap<NodeIx, u32>,
-    /// Every confirmed death a hub acted on ([`HubEvt::NodeExited`](crate::HubEvt::NodeExited)),
-    /// with when and by which hub's node.
-    pub(crate) reported: Vec<(Instant, NodeIx, NodeId)>,
-}
 
 impl Sim {
     /// The credentials node `ix`'s peers read on its links.

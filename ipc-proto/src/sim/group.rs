@@ -17,8 +17,7 @@ use rand_chacha::rand_core::{Rng as _, SeedableRng};
 use serde_json::Value;
 
 use super::app::NodeIx;
-use super::app::{NodeData, UID, data_addr};
-use super::death::Deaths;
+use super::app::{Deaths, NodeData, UID, data_addr};
 use crate::data::{DataConfig, Incoming};
 use crate::doc::{DocError, DocEvt, DocLimits, HostEvt, PatchId, Update};
 use crate::wire::{DocMsg, Frame, decode, decode_doc};

@@ -221,6 +221,31 @@
 //! others. No file of the workspace needs editing; CI runs the suite this way against the
 //! example built as a crate of its own.
 //!
+//! ## 8. Knowing a peer is dead: pidfds
+//!
+//! A new hub waits [`NodeOptions::grace`] for the nodes it inherited to reconnect, unless it
+//! knows they are dead. On Linux the driver can know: report
+//! [`MemberInput::PeerExited`] when the process at the other end of a link exits, and a hub
+//! killed with `kill -9` is declared gone by its successor at once instead of after the grace.
+//! Its docs are the contract; the checklist:
+//!
+//! 1. **Open a pidfd per link.** When a link is accepted or connected, read `SO_PEERCRED`;
+//!    with a pid other than 0, `pidfd_open(pid, 0)`.
+//! 2. **Check it against the socket.** Read `SO_PEERCRED` again after opening the pidfd: if
+//!    it no longer names that pid, or the process is already gone, the pid may have been
+//!    reused: close the pidfd and never report for that link.
+//! 3. **Watch it** in the loop with the link's socket (readable when the process exits). When
+//!    it is readable, report [`MemberInput::PeerExited`] once for that link, even if the link
+//!    was already reported down (the kernel hangs the socket up first), then close the pidfd.
+//!    Close the pidfd too once the link is down and a few wakeups have passed without an exit
+//!    (the member forgets old closed links; a later report is ignored anyway).
+//! 4. **Fallback: just never report.** No credentials, pid 0 (the peer lives in a pid
+//!    namespace this process cannot see), `pidfd_open` failing (`ENOSYS` before Linux 5.3,
+//!    `EMFILE`): the link gets no report, and the grace covers its peer. A stopped process
+//!    (`SIGSTOP`) is not dead and its pidfd stays quiet; keepalive finds it.
+//! 5. **Never reuse a link id** for another link in a member's lifetime (number accepted links
+//!    from a counter), so that a late report cannot hit a newer link.
+//!
 #![doc = include_str!("guide/peer_protocol.md")]
 //!
 //! ## The example, whole

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, error, trace, warn};
 
 use crate::error::CmdError;
+use crate::exits::Exited;
 use crate::history::{DEFAULT_TOMBSTONES, History, Horizon, Verdict};
 use crate::ids::{Credentials, Epoch, NodeId, PeerId, Seq, Term};
 use crate::machine::{AccessPolicy, Input, Output, Transmit};
@@ -20,7 +21,9 @@ pub struct HubConfig {
     /// Seed of the hub's random choices (record uids). Drivers draw it from the OS.
     pub rng_seed: u64,
     /// How long a hub started from an inherited history waits for that history's nodes to
-    /// reconnect before it declares them gone. Default 200 ms.
+    /// reconnect before it declares them gone. Nodes confirmed dead (their processes exited:
+    /// [`MemberInput::PeerExited`](crate::MemberInput::PeerExited)) do not wait for it: they
+    /// are declared gone at once ([`HubEvt::NodeExited`]). Default 200 ms.
     pub grace: Duration,
     /// A spoke silent for this long is expelled. Default 2 s.
     pub keepalive: Duration,
@@ -145,6 +148,13 @@ pub enum HubEvt {
         /// The node.
         node: NodeId,
     },
+    /// A node the history shows as joined, not connected to this hub, was confirmed dead (its
+    /// process exited: [`MemberInput::PeerExited`](crate::MemberInput::PeerExited)) and was
+    /// declared gone at once, without waiting for the grace period (edge, once per node).
+    NodeExited {
+        /// The node.
+        node: NodeId,
+    },
     /// A synced member sent a shared-document message ([`Frame::Doc`]), for the document
     /// host (edge, once per frame). [`Member`](crate::Member) feeds it to its
     /// [`DocHost`](crate::doc::DocHost) and does not report it.
@@ -176,6 +186,7 @@ impl HubEvt {
             Self::PeerExpelled { .. } => "PeerExpelled",
             Self::PeerLeft { .. } => "PeerLeft",
             Self::NodePurged { .. } => "NodePurged",
+            Self::NodeExited { .. } => "NodeExited",
             Self::Doc { .. } => "Doc",
             Self::DocReady { .. } => "DocReady",
         }
@@ -277,7 +288,12 @@ impl PeerState {
 ///   the cost of a record is one frame per spoke;
 /// - a spoke that disconnects or says goodbye leaves at once; one silent for longer than
 ///   [`HubConfig::keepalive`] is expelled; a node of the inherited history that has not
-///   reconnected within [`HubConfig::grace`] is declared gone;
+///   reconnected within [`HubConfig::grace`] is declared gone, and one confirmed dead (its
+///   process exited) is declared gone at once: the gathering after a takeover ends as soon as
+///   every node of the history has reconnected or been confirmed dead
+///   ([`is_gathering`](Self::is_gathering));
+/// - a node confirmed dead is never brought back: records about it that other spokes'
+///   histories still hold are ignored (until it introduces itself, which proves it alive);
 /// - a node connected to this hub speaks for itself: once its introduction is in, records about
 ///   it in other spokes' histories are ignored, and its introduction corrected whatever the
 ///   history said.
@@ -300,6 +316,8 @@ pub struct Hub {
     out: VecDeque<Output<HubEvt>>,
     /// Nodes this hub declared gone (a LEAVE minted), not yet taken by [`Self::take_gone`].
     gone: Vec<NodeId>,
+    /// Nodes confirmed dead: nothing said about them by others is integrated any more.
+    exited: Exited,
     closed: bool,
 }
 
@@ -352,6 +370,7 @@ impl Hub {
             timers,
             out: VecDeque::new(),
             gone: Vec::new(),
+            exited: Exited::default(),
             closed: false,
         }
     }
@@ -381,6 +400,13 @@ impl Hub {
     /// The members connected to this hub (introducing or synced).
     pub fn members(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.members.keys().copied()
+    }
+
+    /// Whether the hub still waits for nodes of its history to reconnect: some node the
+    /// history shows as joined has no link to this hub, is not confirmed dead, and its
+    /// [`HubConfig::grace`] has not run out.
+    pub fn is_gathering(&self) -> bool {
+        !self.orphans.is_empty()
     }
 
     /// Whether [`HubCmd::Close`] was handled.
@@ -483,6 +509,26 @@ impl Hub {
         self.peers
             .get(&peer)
             .is_none_or(|p| !matches!(p.state, PeerState::AwaitingHello))
+    }
+
+    /// `node`'s process is confirmed dead (its exit was reported on a link that led to it).
+    ///
+    /// A node connected to this hub is left alone: its own link speaks for it (and goes down
+    /// with its process). Otherwise, if the history shows it joined, it is declared gone at
+    /// once ([`HubEvt::NodeExited`]); either way records about it from other spokes are
+    /// ignored from now on.
+    pub(crate) fn confirm_exited(&mut self, node: NodeId) {
+        if self.closed || node == self.node || self.members.contains_key(&node) {
+            trace!(%node, "exit of a connected node (or our own): its link speaks for it");
+            return;
+        }
+        self.exited.insert(node);
+        if self.history.is_joined(node) {
+            debug!(%node, "confirmed dead: declared gone without waiting for the grace");
+            self.mint_leave(node);
+            self.out.push_back(Output::Evt(HubEvt::NodeExited { node }));
+        }
+        self.stop_grace_if_done();
     }
 
     /// The nodes declared gone (LEAVE minted) since the last call.
@@ -689,6 +735,9 @@ impl Hub {
             }
             self.members.insert(info.id, peer);
             self.orphans.remove(&info.id);
+            // It speaks: whatever was reported about it concerned another process.
+            self.exited.remove(info.id);
+            self.stop_grace_if_done();
         }
         // Mint above anything the spoke may have seen, so that our records win their slots.
         let term = Epoch::new(u32::try_from(term.0).unwrap_or(u32::MAX), u32::MAX);
@@ -706,7 +755,8 @@ impl Hub {
 
     fn integrate(&mut self, now: Instant, peer: PeerId, record: Record) {
         let about = record.change.node();
-        let verdict = if self.speaks_for_itself(about) {
+        let verdict = if self.speaks_for_itself(about) || self.exited.contains(about) {
+            // A dead node's state is settled: stale records cannot bring it back.
             Verdict::Superseded
         } else {
             self.bump_epoch(record.seq.epoch());
@@ -739,6 +789,14 @@ impl Hub {
             }
         } else {
             self.orphans.remove(&about);
+            self.stop_grace_if_done();
+        }
+    }
+
+    /// Ends the gathering's timer once no node is awaited any more.
+    fn stop_grace_if_done(&mut self) {
+        if self.orphans.is_empty() {
+            self.timers.stop(Timer::Grace);
         }
     }
 
@@ -880,6 +938,7 @@ impl Hub {
 
     fn mint_leave(&mut self, node: NodeId) {
         self.orphans.remove(&node);
+        self.stop_grace_if_done();
         self.gone.push(node);
         self.mint_if_new(Change::Leave(node));
     }

@@ -96,6 +96,7 @@ mod admission;
 pub mod data;
 pub mod doc;
 mod error;
+mod exits;
 #[cfg(feature = "arbitrary")]
 pub mod fuzzing;
 pub mod guide;

@@ -41,7 +41,8 @@ pub struct NodeOptions {
     /// per period. Default 2 s.
     pub keepalive: Duration,
     /// How long a new hub waits for the nodes it inherited to reconnect before declaring them
-    /// gone. Default 200 ms.
+    /// gone, unless their deaths are confirmed ([`MemberInput::PeerExited`]: those go at
+    /// once). Default 200 ms.
     pub grace: Duration,
     /// The group's access policy: who may join should this node run the hub, which hub this
     /// node talks to, and which data peers it accepts (publishers, subscribers, stats
@@ -185,6 +186,36 @@ pub enum MemberInput<'a> {
     },
     /// A link went down.
     PeerDown(PeerId),
+    /// The process at the other end of `peer` has exited: not the link closing (that is
+    /// [`PeerDown`](Self::PeerDown)), the process being dead. The member declares the nodes it
+    /// reached through that link dead: the hub's node for the hub link, the spoke's node for a
+    /// link to this node's hub. A hub that is gathering its inherited history's nodes after a
+    /// takeover then stops waiting for them ([`HubEvt::NodeExited`]) instead of giving them
+    /// [`HubConfig::grace`]; a member that is not the hub remembers them for the hub it may
+    /// run next (the common case: the hub was killed and this node wins its address).
+    ///
+    /// The driver contract:
+    /// - **When.** Report it once the kernel says so: a pidfd (`pidfd_open(2)`, Linux 5.3+)
+    ///   opened for the pid of the link's `SO_PEERCRED` becomes readable. Open the pidfd when
+    ///   the link is accepted or connected, then check that the socket's peer credentials
+    ///   still name that pid (the pid may have been reused between reading the credentials
+    ///   and opening the pidfd: if the check fails, close the pidfd and never report). Report
+    ///   at most once per link, before or after [`PeerDown`](Self::PeerDown) for it (the
+    ///   kernel hangs the socket up before the pidfd becomes readable, so usually after); the
+    ///   member remembers a closed link's nodes for its last few hundred closed links. A
+    ///   report for a link the member never heard of, or no longer remembers, is ignored.
+    /// - **Which links.** Every link whose peer's pid the driver could watch, hub links and
+    ///   links to this node's hub alike (data links may be reported; they are ignored for
+    ///   now). A process hosting several nodes has a link per node: each gets its report.
+    /// - **Never** for a link without credentials, with pid 0 (the peer is in a pid namespace
+    ///   the driver cannot see) or where pidfds are unsupported or failed to open: those
+    ///   peers' deaths are unconfirmable, and the grace applies to them. A stopped process
+    ///   (`SIGSTOP`) is not dead: never report it (keepalive finds it).
+    /// - **Ids.** Link ids are never reused in a member's lifetime (the member's own never
+    ///   are; the driver numbers accepted links from a counter), so a late report cannot hit
+    ///   a newer link. Node ids are fresh for each process start (drivers draw them at
+    ///   random), so a death confirmed for a node id never hits a later process.
+    PeerExited(PeerId),
     /// A data link's socket is full (the driver keeps what it was given).
     Blocked(PeerId),
     /// A data link's socket has room again.

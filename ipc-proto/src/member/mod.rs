@@ -43,6 +43,7 @@ use crate::doc::{
     ReplicaInput, ReplicaOutput,
 };
 use crate::error::CmdError;
+use crate::exits::Exited;
 use crate::hub::{Hub, HubCmd, HubConfig, HubEvt};
 use crate::ids::{NodeId, PeerId, Term};
 use crate::machine::{Input, Output};
@@ -63,6 +64,10 @@ pub use io::{
 ///
 /// [`Frame::Doc`]: crate::wire::Frame::Doc
 const DOC_FRAME_OVERHEAD: usize = 16;
+
+/// How many closed links' nodes a member remembers, for exits reported after the hangup
+/// ([`MemberInput::PeerExited`]).
+const CLOSED_LINKS_KEPT: usize = 256;
 
 /// How long a hub waits for its own node's goodbye before closing anyway.
 const HUB_GOODBYE: Duration = Duration::from_millis(500);
@@ -103,6 +108,11 @@ pub struct Member {
     /// passed), and the nodes whose documents' states are in (they sent `DocReady`).
     doc_gather: Option<(Option<Instant>, BTreeSet<NodeId>)>,
     links: BTreeMap<PeerId, Kind>,
+    /// The node reached through each link (the hub's on the hub link, the spoke's on a link
+    /// to this node's hub), for open links and the last [`CLOSED_LINKS_KEPT`] closed ones.
+    link_nodes: BTreeMap<PeerId, NodeId>,
+    /// Nodes confirmed dead ([`MemberInput::PeerExited`]), for the hub this node may run.
+    exited: Exited,
     /// Accepted links before their handshake, and the accept pause.
     admission: Admission,
     next_peer: u64,
@@ -142,6 +152,8 @@ impl Member {
             host: None,
             doc_gather: None,
             links: BTreeMap::new(),
+            link_nodes: BTreeMap::new(),
+            exited: Exited::default(),
             admission,
             next_peer: 0,
             leaving: None,
@@ -339,6 +351,7 @@ impl Member {
                 Some(Kind::Data) => self.feed_data(now, DataInput::PeerDown(peer)),
                 None => {}
             },
+            MemberInput::PeerExited(peer) => self.on_peer_exited(peer),
             MemberInput::Blocked(peer) => self.feed_data(now, DataInput::Blocked(peer)),
             MemberInput::Writable(peer) => self.feed_data(now, DataInput::Writable(peer)),
             MemberInput::Rejected { peer, reason } => match self.links.get(&peer) {
@@ -546,6 +559,40 @@ impl Member {
         }
     }
 
+    /// The process behind `peer` exited: the node reached through it is dead.
+    fn on_peer_exited(&mut self, peer: PeerId) {
+        let Some(&node) = self.link_nodes.get(&peer) else {
+            trace!(%peer, "exit reported for a link that led to no known node");
+            return;
+        };
+        if node == self.spoke.id() {
+            return;
+        }
+        debug!(%peer, %node, "the process of a node exited");
+        self.exited.insert(node);
+        if let Some(hub) = &mut self.hub {
+            hub.confirm_exited(node);
+        }
+    }
+
+    /// Remembers that `peer` leads to `node`, and forgets the oldest closed links beyond
+    /// [`CLOSED_LINKS_KEPT`] (link ids only grow, so the smallest closed ones are the oldest).
+    fn note_link_node(&mut self, peer: PeerId, node: NodeId) {
+        self.link_nodes.insert(peer, node);
+        let closed = self.link_nodes.len().saturating_sub(self.links.len());
+        if closed > 2 * CLOSED_LINKS_KEPT {
+            let links = &self.links;
+            let mut excess = closed - CLOSED_LINKS_KEPT;
+            self.link_nodes.retain(|p, _| {
+                if excess > 0 && !links.contains_key(p) {
+                    excess -= 1;
+                    return false;
+                }
+                true
+            });
+        }
+    }
+
     fn feed_data(&mut self, now: Instant, input: DataInput<'_>) {
         if let Some(d) = &mut self.data
             && let Err(e) = d.handle(now, input)
@@ -573,7 +620,13 @@ impl Member {
                 .gather_timeout(self.hub_config.grace + self.hub_config.keepalive)
                 .node(self.spoke.id());
             self.host = Some(DocHost::new(host, now));
-            self.hub = Some(Hub::new(cfg, seed, now));
+            let mut hub = Hub::new(cfg, seed, now);
+            // Deaths confirmed while this node was a spoke (its hub's, above all) end the
+            // gathering for those nodes at once.
+            for node in self.exited.iter() {
+                hub.confirm_exited(node);
+            }
+            self.hub = Some(hub);
             debug!(node = %self.spoke.id(), "this node runs the hub");
             self.out.push_back(MemberOutput::Evt(MemberEvt::BecameHub));
         }
@@ -709,6 +762,11 @@ impl Member {
                     }
                     SpokeEvt::Synced { hub, term } => {
                         self.view_dirty = true;
+                        if let Some(peer) = self.spoke.hub_peer()
+                            && hub != self.spoke.id()
+                        {
+                            self.note_link_node(peer, hub);
+                        }
                         self.out
                             .push_back(MemberOutput::Evt(MemberEvt::Synced { hub, term }));
                         // The openings first, then DocReady behind them on the link.
@@ -797,6 +855,14 @@ impl Member {
                 }
             }
             Output::Evt(evt) => {
+                if let HubEvt::Introduced {
+                    peer,
+                    node: Some(node),
+                    ..
+                } = &evt
+                {
+                    self.note_link_node(*peer, *node);
+                }
                 if let HubEvt::PeerLeft {
                     node: Some(node), ..
                 } = &evt

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::data::{Inbox, Incoming, Sequenced};
 use crate::{Credentials, NodeId};
@@ -59,4 +60,15 @@ pub(crate) fn cred(ix: NodeIx) -> Credentials {
         uid: UID,
         gid: UID,
     }
+}
+
+/// Pids and confirmed deaths of a simulation.
+#[derive(Debug, Default)]
+pub(crate) struct Deaths {
+    /// Pids other than a node's own ([`cred`]): 0 for a node in another pid namespace (its
+    /// peers cannot watch it), or the pid of a dead node reused.
+    pub(crate) pids: BTreeMap<NodeIx, u32>,
+    /// Every confirmed death a hub acted on ([`HubEvt::NodeExited`](crate::HubEvt::NodeExited)),
+    /// with when and by which hub's node.
+    pub(crate) reported: Vec<(Instant, NodeIx, NodeId)>,
 }

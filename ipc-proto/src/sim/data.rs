@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use rand_chacha::rand_core::Rng as _;
 
-use super::app::{NodeIx, SimMessage, cred};
+use super::app::{NodeIx, SimMessage};
 use super::group::Sim;
 use crate::data::{DataCmd, Delivered, Delivery, Inbox, Loss, Payload, Terms};
 use crate::{Listener, MemberCmd, MemberInput, PeerId, SpokeCmd};
@@ -186,7 +186,7 @@ impl Sim {
         let input = MemberInput::Accepted {
             peer,
             listener: Listener::Data,
-            cred: Some(cred(NodeIx(from as usize))),
+            cred: Some(self.cred_of(NodeIx(from as usize))),
         };
         let n = &mut self.nodes[ix.0];
         n.member.handle(now, input).expect("peer inputs never fail");

@@ -17,7 +17,7 @@ use rand_chacha::rand_core::{Rng as _, SeedableRng};
 use serde_json::Value;
 
 use super::app::NodeIx;
-use super::app::{NodeData, UID, cred, data_addr};
+use super::app::{Deaths, NodeData, UID, data_addr};
 use crate::data::{DataConfig, Incoming};
 use crate::doc::{DocError, DocEvt, DocLimits, HostEvt, PatchId, Update};
 use crate::wire::{DocMsg, Frame, decode, decode_doc};
@@ -163,6 +163,8 @@ pub(crate) enum SimInput {
     Connect(PeerId),
     /// Evaluate a bind attempt now.
     Bind,
+    /// The driver's pidfd for this link's peer became readable.
+    PeerExited(PeerId),
 }
 
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -217,7 +219,7 @@ pub struct Sim {
     pub(crate) bind: Option<NodeIx>,
     /// A process of another uid holding the hub address (then `bind` is `None`).
     pub(crate) squatter: Option<Squatter>,
-    links: BTreeMap<u64, Link>,
+    pub(crate) links: BTreeMap<u64, Link>,
     /// Each end's link: (node, peer id at that node) -> link.
     ends: BTreeMap<(NodeIx, PeerId), u64>,
     next_link: u64,
@@ -238,6 +240,8 @@ pub struct Sim {
     /// Every patch a document host broadcast, by document and version; a later host's
     /// overwrites an earlier one's (versions lost in a failover are given again).
     pub(crate) doc_history: BTreeMap<(String, u64), (NodeId, Update)>,
+    /// Pids, and the deaths the hubs confirmed.
+    pub(crate) deaths: Deaths,
     /// Broken invariants seen while stepping (two hubs at once, a correct peer misbehaving).
     pub(crate) violations: Vec<String>,
     /// Broken invariants of the data plane seen while stepping (a payload that is not its
@@ -270,6 +274,7 @@ impl Sim {
             steps: 0,
             data_in_flight: 0,
             doc_history: BTreeMap::new(),
+            deaths: Deaths::default(),
             violations: Vec::new(),
             data_violations: Vec::new(),
         }
@@ -770,7 +775,7 @@ impl Sim {
                     }
                     return;
                 }
-                let cred = Some(cred(NodeIx(from as usize)));
+                let cred = Some(self.cred_of(NodeIx(from as usize)));
                 MemberInput::Accepted {
                     peer,
                     listener: Listener::Hub,
@@ -778,6 +783,7 @@ impl Sim {
                 }
             }
             SimInput::PeerDown(peer) => MemberInput::PeerDown(peer),
+            SimInput::PeerExited(peer) => MemberInput::PeerExited(peer),
         };
         let n = &mut self.nodes[ix.0];
         n.member.handle(now, input).expect("peer inputs never fail");
@@ -859,7 +865,7 @@ impl Sim {
         self.schedule(at, Delivery { node: to, input });
         let input = MemberInput::Connected {
             peer,
-            cred: Some(cred(to)),
+            cred: Some(self.cred_of(to)),
         };
         self.nodes[ix.0]
             .member
@@ -1004,6 +1010,10 @@ impl Sim {
                         MemberEvt::Hub(HubEvt::NodePurged { node }) => {
                             self.gone_at.entry(node).or_insert(now);
                             self.purged.push((now, node));
+                        }
+                        MemberEvt::Hub(HubEvt::NodeExited { node }) => {
+                            self.gone_at.entry(node).or_insert(now);
+                            self.exit_reported(ix, node);
                         }
                         MemberEvt::PeerMisbehaved { .. }
                         | MemberEvt::Hub(HubEvt::PeerMisbehaved { .. })

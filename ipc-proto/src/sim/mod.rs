@@ -32,6 +32,13 @@
 //!   instead of hanging) and [`Sim::settle`] (until converged); inject faults with
 //!   [`Sim::crash`], [`Sim::freeze`]/[`Sim::resume`], [`Sim::leave`], [`Sim::cut_links`],
 //!   [`Sim::spawn`] and [`Sim::cmd`].
+//! - **Deaths**: [`Sim::crash`] is a death nobody confirms (a driver without pidfds);
+//!   [`Sim::kill`] is one the survivors' drivers confirm
+//!   ([`MemberInput::PeerExited`](crate::MemberInput::PeerExited) on each link to the dead
+//!   process, usually after its hangup); [`Sim::spawn_hidden`] starts a node in another pid
+//!   namespace, whose death is never confirmed; [`Sim::kill_reusing_pid`] gives a dead
+//!   node's pid to a newcomer at once. [`Schedule::deaths_from_seed`] and
+//!   [`strategy::death_schedules`] mix them.
 //! - **Faults as values**: a [`Schedule`] lists [`Fault`]s at times; [`Schedule::run`] plays
 //!   one, lets the group converge and stay quiet, and runs every check. [`strategy`] generates
 //!   them for proptest (with shrinking), or derives one from a seed
@@ -54,6 +61,7 @@ mod app;
 mod builder;
 pub mod check;
 mod data;
+mod death;
 mod group;
 mod observe;
 mod schedule;

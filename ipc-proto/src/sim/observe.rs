@@ -36,7 +36,7 @@ impl Sim {
                 id: n.id(),
                 name: n.name.clone(),
                 data_addr: format!("@sim/{}", ix.0),
-                pid: 10_000 + ix.0 as u32,
+                pid: self.cred_of(ix).pid,
                 uid: UID,
             };
             s.nodes

@@ -54,6 +54,18 @@ pub enum Fault {
     /// A member's application publishes this many inline messages on a topic
     /// ([`Sim::publish`]).
     Publish(usize, String, u64),
+    /// A member is killed and the survivors' drivers confirm its death ([`Sim::kill`]; not
+    /// for a member started by [`Fault::SpawnHidden`]). [`Fault::Crash`] is a death nobody
+    /// confirms (drivers without pidfds).
+    Kill(usize),
+    /// The hub's node is killed, its death confirmed ([`Sim::kill`]).
+    KillHub,
+    /// The hub's node is killed, its death confirmed, and a new node that gets its pid starts
+    /// at the same instant and races for the hub address ([`Sim::kill_reusing_pid`]).
+    KillHubReusingPid,
+    /// A new node starts in another pid namespace, with these topics: its death can never
+    /// be confirmed ([`Sim::spawn_hidden`]).
+    SpawnHidden(OwnTopics),
 }
 
 /// A whole run: the network, the members at the start, and faults at times from the start;
@@ -197,6 +209,46 @@ impl Schedule {
         Self::sorted(seed, latency, vec![OwnTopics::default(); members], faults)
     }
 
+    /// A schedule of deaths derived from one seed: 2 to 6 members with random topics (and 0
+    /// to 2 more in another pid namespace, whose deaths nobody can confirm), latency up to
+    /// 0.5–5 ms, then up to a dozen faults in the first three seconds, mostly deaths:
+    /// confirmed kills of members and of the hub (some with the hub's pid reused at once by a
+    /// newcomer), unconfirmed crashes, freezes of up to four seconds (a stopped process is not
+    /// dead), spawns (some hidden), leaves. `Schedule::deaths_from_seed(seed).run()` replays
+    /// it.
+    pub fn deaths_from_seed(seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xdead);
+        let latency = (
+            Duration::from_micros(20),
+            Duration::from_micros(500 + rng.next_u64() % 4_500),
+        );
+        let initial = (0..2 + rng.next_u64() % 5)
+            .map(|_| topics(&mut rng))
+            .collect();
+        let hidden = (0..rng.next_u64() % 3)
+            .map(|_| (Duration::ZERO, Fault::SpawnHidden(OwnTopics::default())));
+        let mut faults: Vec<(Duration, Fault)> = hidden.collect();
+        for _ in 0..rng.next_u64() % 13 {
+            let at = Duration::from_millis(rng.next_u64() % 3_000);
+            let who = rng.next_u64() as usize;
+            let fault = match rng.next_u64() % 20 {
+                0..=4 => Fault::KillHub,
+                5..=8 => Fault::Kill(who),
+                9 => Fault::KillHubReusingPid,
+                10 => Fault::CrashHub,
+                11 => Fault::Crash(who),
+                12..=13 => Fault::Freeze(who, Duration::from_millis(100 + rng.next_u64() % 3_900)),
+                14..=15 => Fault::Spawn(topics(&mut rng)),
+                16 => Fault::SpawnHidden(topics(&mut rng)),
+                17 => Fault::Leave(who),
+                18 => Fault::LeaveHub,
+                _ => Fault::HubRace,
+            };
+            faults.push((at, fault));
+        }
+        Self::sorted(seed, latency, initial, faults)
+    }
+
     /// A schedule of `faults` in time order.
     fn sorted(
         seed: u64,
@@ -253,6 +305,11 @@ impl Schedule {
     pub(crate) fn failure(&self, why: String) -> Failure {
         let replay = if *self == Self::from_seed(self.seed) {
             format!("ipc_proto::sim::Schedule::from_seed({}).run()", self.seed)
+        } else if *self == Self::deaths_from_seed(self.seed) {
+            format!(
+                "ipc_proto::sim::Schedule::deaths_from_seed({}).run()",
+                self.seed
+            )
         } else if *self == Self::data_from_seed(self.seed) {
             format!(
                 "ipc_proto::sim::Schedule::data_from_seed({}).run()",
@@ -412,6 +469,28 @@ fn apply(sim: &mut Sim, fault: &Fault, resumes: &mut Vec<(Instant, NodeIx)>) {
             if let Some(ix) = pick(sim, *who) {
                 sim.publish(ix, topic, *count);
             }
+        }
+        Fault::Kill(who) => {
+            if let Some(ix) = pick(sim, *who) {
+                sim.kill(ix);
+            }
+        }
+        Fault::KillHub => {
+            let hub = sim.hubs().next();
+            if let Some(ix) = hub {
+                sim.kill(ix);
+            }
+        }
+        Fault::KillHubReusingPid => {
+            let hub = sim.hubs().next();
+            if let Some(ix) = hub {
+                let name = format!("n{}", sim.nodes.len());
+                sim.kill_reusing_pid(ix, &name, &OwnTopics::default());
+            }
+        }
+        Fault::SpawnHidden(own) => {
+            let name = format!("n{}", sim.nodes.len());
+            sim.spawn_hidden(&name, own);
         }
     }
 }

@@ -65,6 +65,44 @@ pub fn schedules(
         })
 }
 
+/// A death, confirmed or not, or a stall that is no death: a member or the hub killed with its
+/// death confirmed (sometimes the hub's pid reused at once by a newcomer), a crash nobody
+/// confirms, a node started in another pid namespace (its death unconfirmable), a stall of
+/// 0.1 to 4 s, or a hub race.
+pub fn death_fault() -> impl Strategy<Value = Fault> {
+    let who = any::<usize>();
+    prop_oneof![
+        who.prop_map(Fault::Kill),
+        Just(Fault::KillHub),
+        Just(Fault::KillHubReusingPid),
+        who.prop_map(Fault::Crash),
+        Just(Fault::CrashHub),
+        Just(Fault::SpawnHidden(crate::OwnTopics::default())),
+        (who, 100..4_000u64).prop_map(|(w, ms)| Fault::Freeze(w, Duration::from_millis(ms))),
+        Just(Fault::HubRace),
+    ]
+}
+
+/// Schedules of `members` members with no topics and up to `max_faults` faults of
+/// [`death_fault`] in the first three seconds: the mixture of confirmable and unconfirmable
+/// deaths. These shrink toward fewer and earlier faults.
+pub fn death_schedules(
+    members: std::ops::RangeInclusive<usize>,
+    max_faults: usize,
+) -> impl Strategy<Value = Schedule> {
+    (
+        any::<u64>(),
+        members,
+        500..5_000u64,
+        faults(death_fault(), max_faults, Duration::from_secs(3)),
+    )
+        .prop_map(|(seed, n, max_us, faults)| Schedule {
+            latency: (Duration::from_micros(20), Duration::from_micros(max_us)),
+            faults,
+            ..Schedule::new(seed, n)
+        })
+}
+
 /// A step of a data schedule: a subscription to one of `topics` (any policy, depth 1 to 8), a
 /// burst of 1 to 20 inline messages on one, a stall of 0.1 to 4 s (past the keepalive about
 /// half the time: expulsion and rejoin), a hub crash or a join.

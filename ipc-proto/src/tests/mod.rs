@@ -4,6 +4,7 @@
 mod admission;
 mod checks;
 mod data;
+mod deaths;
 mod docs;
 mod properties;
 mod regressions;

@@ -174,6 +174,7 @@ impl NodeSource {
                 Ready::Own => self.timer.clear(),
                 Ready::Listener(Listener::Hub) => listeners[0] = true,
                 Ready::Listener(Listener::Data) => listeners[1] = true,
+                Ready::Exited(key) => self.io.exited(&mut self.node.member, now, key),
                 Ready::Link(key) => {
                     if writable {
                         let node = &mut self.node;

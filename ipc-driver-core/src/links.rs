@@ -7,6 +7,13 @@
 //! close flushes what is queued for it for up to [`CLOSE_FLUSH`](crate::CLOSE_FLUSH), then
 //! closes.
 //!
+//! Every hub link's peer process is watched with a pidfd ([`PidFd::open_peer`]) where the
+//! kernel allows: its exit is [`MemberInput::PeerExited`], so a new hub need not wait the
+//! grace for a member known to be dead. A closed link's process stays watched for
+//! [`EXIT_WATCH_AFTER_CLOSE`] (the kernel hangs a dying process's sockets up just before its
+//! pidfd becomes readable); a peer whose process cannot be watched (another pid namespace, a
+//! kernel without pidfds, `IPC_PUBSUB_NO_PIDFD=1`) is never reported dead.
+//!
 //! A record may carry one segment's fd. What is queued with a record is a driver's attachment
 //! `A`, turned into an fd only when the record is sent, by the driver's [`Attachments`]: the
 //! std driver queues an fd owner (resolved by [`Owned`]), the calloop driver a segment id it
@@ -15,9 +22,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ipc_os::memfd::{self, SealSet};
+use ipc_os::pidfd::{PeerProcess, PidFd};
 use ipc_os::poll::{Interest, Poller, Token};
 use ipc_os::rendezvous::{DataSocket, GroupDir, HubSocket};
 use ipc_os::socket::{self, Recv, Sent};
@@ -34,6 +42,12 @@ use crate::{ACCEPT_BUDGET, CLOSE_FLUSH, DATA_SEND_BUFFER, MAX_FDS};
 pub const OWN_TOKEN: Token = Token(u64::MAX);
 const HUB_LISTENER: Token = Token(u64::MAX - 1);
 const DATA_LISTENER: Token = Token(u64::MAX - 2);
+/// The bit that marks a pidfd's token (the rest is its key in [`Links`]' watches).
+const EXIT_TAG: u64 = 1 << 62;
+
+/// How long the process of a closed link stays watched: the kernel closes a dying process's
+/// sockets (the hangup) before its pidfd becomes readable, so the exit comes just after.
+pub const EXIT_WATCH_AFTER_CLOSE: Duration = Duration::from_secs(1);
 
 /// What a readiness report of the node's set is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +58,9 @@ pub enum Ready {
     Listener(Listener),
     /// A link, by its key.
     Link(usize),
+    /// The process at the other end of a link exited (its pidfd is readable), by the watch's
+    /// key: hand it to [`Links::exited`].
+    Exited(usize),
 }
 
 impl Ready {
@@ -53,6 +70,7 @@ impl Ready {
             OWN_TOKEN => Self::Own,
             HUB_LISTENER => Self::Listener(Listener::Hub),
             DATA_LISTENER => Self::Listener(Listener::Data),
+            Token(t) if t & EXIT_TAG != 0 => Self::Exited((t & !EXIT_TAG) as usize),
             Token(key) => Self::Link(key as usize),
         }
     }
@@ -111,6 +129,15 @@ struct Link<A> {
     write_failed: bool,
 }
 
+/// A link's peer process, watched for its exit.
+#[derive(Debug)]
+struct Watch {
+    peer: PeerId,
+    pidfd: PidFd,
+    /// The link is closed: the watch ends then.
+    until: Option<Instant>,
+}
+
 /// What a link is watched for.
 fn interest(read: bool, write: bool) -> Interest {
     match (read, write) {
@@ -145,6 +172,9 @@ pub struct Links<A> {
     received: ReceivedSegments,
     /// What peers did wrong, logged rate-limited: a hostile peer chooses how often.
     peer_log: PeerLog,
+    /// The processes at the other end of hub links, watched for their exits.
+    watches: Slab<Watch>,
+    watched: HashMap<PeerId, usize>,
 }
 
 impl<A> Links<A> {
@@ -176,6 +206,8 @@ impl<A> Links<A> {
             max_outbox,
             received: ReceivedSegments::default(),
             peer_log: PeerLog::default(),
+            watches: Slab::new(),
+            watched: HashMap::new(),
         })
     }
 
@@ -210,10 +242,15 @@ impl<A> Links<A> {
             .all(|(_, l)| l.data && l.outbox.is_empty())
     }
 
-    /// The next deadline of the table: a closing link's, or the peer log's summary.
+    /// The next deadline of the table: a closing link's, a closed link's watch's end, or the
+    /// peer log's summary.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let closing = self.links.iter().filter_map(|(_, l)| l.closing);
-        closing.chain(self.peer_log.poll_timeout()).min()
+        let watches = self.watches.iter().filter_map(|(_, w)| w.until);
+        closing
+            .chain(watches)
+            .chain(self.peer_log.poll_timeout())
+            .min()
     }
 
     /// The segments received from publishers.
@@ -280,18 +317,24 @@ impl<A> Links<A> {
                 socket::set_send_buffer(fd.as_fd(), DATA_SEND_BUFFER)?;
             }
             let cred = socket::peer_credentials(fd.as_fd()).ok();
+            let process = (!data).then(|| PidFd::open_peer(fd.as_fd()));
             self.add_link(fd, data, peer)?;
-            Ok(cred)
+            Ok((cred, process))
         });
-        let (input, ok) = match linked {
-            Ok(cred) => (MemberInput::Connected { peer, cred }, true),
+        match linked {
+            Ok((cred, process)) => {
+                feed(member, now, MemberInput::Connected { peer, cred });
+                if let Some(process) = process {
+                    self.watch(member, now, peer, process);
+                }
+                true
+            }
             Err(e) => {
                 trace!(%peer, error = %e, "connection failed");
-                (MemberInput::ConnectFailed(peer), false)
+                feed(member, now, MemberInput::ConnectFailed(peer));
+                false
             }
-        };
-        feed(member, now, input);
-        ok
+        }
     }
 
     /// Claims the group's hub address for the member.
@@ -355,6 +398,7 @@ impl<A> Links<A> {
             self.next_peer += 1;
             debug_assert!(self.next_peer < OUTGOING);
             let peer = PeerId(self.next_peer);
+            let process = (listener == Listener::Hub).then(|| PidFd::open_peer(fd.as_fd()));
             if let Err(e) = self.add_link(fd, listener == Listener::Data, peer) {
                 // The connection closes with its fd; the member never heard of it.
                 if self.peer_log.allow(now) {
@@ -372,6 +416,9 @@ impl<A> Links<A> {
                     cred,
                 },
             );
+            if let Some(process) = process {
+                self.watch(member, now, peer, process);
+            }
         }
         let Some(e) = failed else {
             return false;
@@ -395,6 +442,49 @@ impl<A> Links<A> {
                 warn!(error = %e, "could not change what a listener is watched for");
             }
         }
+    }
+
+    /// Watches the process at the other end of a new link (see the module docs); one that has
+    /// exited already is reported at once. This process itself is not watched (a hub's own
+    /// spoke, nodes of one process): its exit ends the watcher too.
+    fn watch(&mut self, member: &mut Member, now: Instant, peer: PeerId, process: PeerProcess) {
+        let pidfd = match process {
+            PeerProcess::Watch(p) if p.pid() == std::process::id() => return,
+            PeerProcess::Watch(p) => p,
+            PeerProcess::AlreadyExited => {
+                debug!(%peer, "the peer's process has exited already");
+                return feed(member, now, MemberInput::PeerExited(peer));
+            }
+            PeerProcess::Unavailable(why) => {
+                debug!(%peer, %why, "the peer's process cannot be watched: its death waits for the grace");
+                return;
+            }
+        };
+        let entry = self.watches.vacant_entry();
+        let key = entry.key();
+        let token = Token(EXIT_TAG | key as u64);
+        if let Err(e) = self.poller.add(pidfd.as_fd(), token, Interest::READABLE) {
+            debug!(%peer, error = %e, "could not watch the peer's process");
+            return;
+        }
+        trace!(%peer, pid = pidfd.pid(), "watching the peer's process");
+        entry.insert(Watch {
+            peer,
+            pidfd,
+            until: None,
+        });
+        self.watched.insert(peer, key);
+    }
+
+    /// A watched process exited ([`Ready::Exited`]): the member is told, and the watch ends.
+    pub fn exited(&mut self, member: &mut Member, now: Instant, key: usize) {
+        let Some(w) = self.watches.try_remove(key) else {
+            return;
+        };
+        let _ = self.poller.delete(w.pidfd.as_fd());
+        self.watched.remove(&w.peer);
+        debug!(peer = %w.peer, pid = w.pidfd.pid(), "the peer's process exited");
+        feed(member, now, MemberInput::PeerExited(w.peer));
     }
 
     fn add_link(&mut self, fd: OwnedFd, data: bool, peer: PeerId) -> io::Result<()> {
@@ -514,7 +604,7 @@ impl<A> Links<A> {
             .get(key)
             .is_some_and(|l| l.closing.is_some() && l.outbox.is_empty())
         {
-            self.remove(key);
+            self.remove(now, key);
         }
     }
 
@@ -559,9 +649,21 @@ impl<A> Links<A> {
         self.flush(member, attachments, now, key);
     }
 
-    /// Closes the links whose flushing time is over, and logs the peer log's summary if due.
+    /// Closes the links whose flushing time is over, ends the watches of closed links' processes
+    /// that are over, and logs the peer log's summary if due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.peer_log.summary(now);
+        let over: Vec<usize> = self
+            .watches
+            .iter()
+            .filter(|(_, w)| w.until.is_some_and(|at| at <= now))
+            .map(|(k, _)| k)
+            .collect();
+        for key in over {
+            let w = self.watches.remove(key);
+            let _ = self.poller.delete(w.pidfd.as_fd());
+            self.watched.remove(&w.peer);
+        }
         let overdue: Vec<usize> = self
             .links
             .iter()
@@ -570,7 +672,7 @@ impl<A> Links<A> {
             .collect();
         for key in overdue {
             debug!(peer = %self.links[key].peer, "closing link with unsent data");
-            self.remove(key);
+            self.remove(now, key);
         }
     }
 
@@ -580,16 +682,19 @@ impl<A> Links<A> {
             return;
         };
         let (peer, closing) = (link.peer, link.closing.is_some());
-        self.remove(key);
+        self.remove(now, key);
         if !closing {
             feed(member, now, MemberInput::PeerDown(peer));
         }
     }
 
-    fn remove(&mut self, key: usize) {
+    fn remove(&mut self, now: Instant, key: usize) {
         if let Some(link) = self.links.try_remove(key) {
             let _ = self.poller.delete(link.fd.as_fd());
             self.peers.remove(&link.peer);
+            if let Some(&w) = self.watched.get(&link.peer) {
+                self.watches[w].until = Some(now + EXIT_WATCH_AFTER_CLOSE);
+            }
             trace!(peer = %link.peer, "link closed");
         }
     }

@@ -220,6 +220,10 @@ impl Reactor {
             Ready::Own => self.on_requests(now),
             // Accepted after the links (see `event_loop`).
             Ready::Listener(_) => Ok(()),
+            Ready::Exited(key) => {
+                self.io.exited(&mut self.member, now, key);
+                Ok(())
+            }
             Ready::Link(key) => {
                 if event.is_writable() {
                     self.io.flush(&mut self.member, &Owned, now, key);

@@ -14,7 +14,8 @@
 //! (`ipc_proto::guide`, "The peer protocol"), so the conformance suite can run this program as
 //! an outside driver: `IPC_CONFORMANCE_DRIVER=<this executable> cargo test -p ipc-tests --test
 //! conformance`. The end of stdin, or `leave`, makes the node leave. The guide explains every
-//! step; its data-plane checklist (section 6) names the function here that does each duty.
+//! step; its data-plane checklist (section 6) names the function here that does each duty,
+//! and section 8 the pidfds that tell a peer's death (`watch`, `exited`, `end_watches`).
 #![forbid(unsafe_code)]
 
 use std::collections::{HashMap, VecDeque};
@@ -23,6 +24,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use ipc_os::memfd::{self, Mapping, MappingMut, SealSet, Segment, VerifiedSegment};
+use ipc_os::pidfd::{PeerProcess, PidFd};
 use ipc_os::rendezvous::{DataSocket, GroupDir, HubSocket};
 use ipc_os::socket::{self, Recv, Sent};
 use ipc_proto::data::{
@@ -65,6 +67,9 @@ const RECEIVED: u64 = 1 << 56;
 const BLOCK_TIMEOUT: Duration = Duration::from_secs(30);
 /// A publisher of mode `inline` sends payloads up to this size inline.
 const INLINE_MODE_MAX: usize = 128 << 10;
+/// How long the process of a closed hub link stays watched: the kernel hangs a dying
+/// process's sockets up just before its pidfd becomes readable, so the exit comes just after.
+const EXIT_WATCH_AFTER_CLOSE: Duration = Duration::from_secs(1);
 const MIME: &str = "application/octet-stream";
 
 /// One connected `SOCK_SEQPACKET` socket: a topology link (to the hub, or from a spoke to
@@ -82,12 +87,23 @@ struct Link {
     closing: Option<Instant>,
 }
 
+/// The process at the other end of a hub link, watched for its exit (guide, section 8).
+struct Watch {
+    peer: PeerId,
+    /// Readable once the process has exited.
+    pidfd: PidFd,
+    /// The link is closed: the watch ends then.
+    until: Option<Instant>,
+}
+
 /// What `poll` watches.
 #[derive(Copy, Clone)]
 enum Source {
     Stdin,
     Listener(Listener),
     Link(PeerId),
+    /// The pidfd of a hub link's peer process.
+    Exit(PeerId),
 }
 
 /// Payload memory: what this node publishes from, and the segments it received.
@@ -124,6 +140,8 @@ struct Driver {
     /// This node's data address, where publishers connect.
     data_listener: DataSocket,
     links: Vec<Link>,
+    /// The peer processes of hub links (accepted or connected), where the kernel can say.
+    watches: Vec<Watch>,
     /// Ids of accepted links: ours to choose, below `OUTGOING` (the member's own bit).
     next_peer: u64,
     /// One record plus a byte, to notice a larger one: topology frames are at most
@@ -172,6 +190,7 @@ fn main() -> io::Result<()> {
         listener: None,
         data_listener,
         links: Vec::new(),
+        watches: Vec::new(),
         next_peer: 0,
         buf: vec![0; max_topology.max(max_data)],
         max_topology,
@@ -229,6 +248,7 @@ fn main() -> io::Result<()> {
         .into_iter()
         .flatten()
         .chain(d.links.iter().filter_map(|l| l.closing))
+        .chain(d.watches.iter().filter_map(|w| w.until))
         .chain(d.publishing.values().filter_map(|p| p.wait_until))
         .min();
         let timeout =
@@ -242,6 +262,7 @@ fn main() -> io::Result<()> {
             match source {
                 Source::Stdin => d.read_stdin(now, stdin.as_fd()),
                 Source::Listener(l) => d.accept(now, l),
+                Source::Exit(peer) => d.exited(now, peer),
                 Source::Link(peer) => {
                     if flags.intersects(PollFlags::OUT | PollFlags::HUP | PollFlags::ERR) {
                         d.flush(now, peer);
@@ -254,6 +275,7 @@ fn main() -> io::Result<()> {
         }
         // Links that did not flush in time are closed (the member already forgot them).
         d.links.retain(|l| l.closing.is_none_or(|at| at > now));
+        d.end_watches(now);
         if d.member.poll_timeout().is_some_and(|t| t <= now) {
             d.member.handle_timeout(now);
         }
@@ -345,6 +367,10 @@ impl Driver {
             sources.push(Source::Link(l.peer));
             fds.push(PollFd::new(&l.fd, want));
         }
+        for w in &self.watches {
+            sources.push(Source::Exit(w.peer));
+            fds.push(PollFd::new(&w.pidfd, PollFlags::IN));
+        }
         match poll(&mut fds, timeout.as_ref()) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
@@ -383,15 +409,19 @@ impl Driver {
                 let _ = socket::set_send_buffer(fd, DATA_SEND_BUFFER);
             }),
         };
-        let input = match connected {
+        match connected {
             Ok(fd) => {
                 let cred = credentials(&fd);
+                // The hub's process, watched for its exit (data links are not).
+                let process = addr.is_none().then(|| PidFd::open_peer(&fd));
                 self.add_link(peer, fd, addr.is_some());
-                MemberInput::Connected { peer, cred }
+                feed(&mut self.member, now, MemberInput::Connected { peer, cred });
+                if let Some(process) = process {
+                    self.watch(now, peer, process);
+                }
             }
-            Err(_) => MemberInput::ConnectFailed(peer),
-        };
-        feed(&mut self.member, now, input);
+            Err(_) => feed(&mut self.member, now, MemberInput::ConnectFailed(peer)),
+        }
     }
 
     /// Tries to claim the hub: whoever holds the hub's lock runs the group's hub, and
@@ -418,6 +448,8 @@ impl Driver {
                 Ok(fd) => {
                     self.next_peer += 1;
                     let (peer, cred) = (PeerId(self.next_peer), credentials(&fd));
+                    // A spoke's process, watched for its exit (data links are not).
+                    let process = (listener == Listener::Hub).then(|| PidFd::open_peer(&fd));
                     self.add_link(peer, fd, listener == Listener::Data);
                     let input = MemberInput::Accepted {
                         peer,
@@ -425,6 +457,9 @@ impl Driver {
                         cred,
                     };
                     feed(&mut self.member, now, input);
+                    if let Some(process) = process {
+                        self.watch(now, peer, process);
+                    }
                 }
                 Err(Errno::INTR | Errno::CONNABORTED) => {}
                 Err(Errno::AGAIN) => return, // none left
@@ -434,6 +469,48 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Watches the process at the other end of a new hub link (guide, section 8), reported
+    /// after its `Connected`/`Accepted`. `ipc_os::pidfd` opens the pidfd without trusting a
+    /// pid number that may have been reused, and honours `IPC_PUBSUB_NO_PIDFD=1`.
+    fn watch(&mut self, now: Instant, peer: PeerId, process: PeerProcess) {
+        match process {
+            // This process itself (a hub's own spoke): its exit ends the watcher too.
+            PeerProcess::Watch(pidfd) if pidfd.pid() == std::process::id() => {}
+            PeerProcess::Watch(pidfd) => self.watches.push(Watch {
+                peer,
+                pidfd,
+                until: None,
+            }),
+            // Dead already (between the connect and now): certain, so said at once.
+            PeerProcess::AlreadyExited => {
+                feed(&mut self.member, now, MemberInput::PeerExited(peer));
+            }
+            // Another pid namespace, no pidfds, switched off: never reported; the member
+            // gives that peer the grace.
+            PeerProcess::Unavailable(_) => {}
+        }
+    }
+
+    /// A watched process exited (its pidfd is readable, and stays so): told once, and the
+    /// pidfd closed.
+    fn exited(&mut self, now: Instant, peer: PeerId) {
+        if let Some(i) = self.watches.iter().position(|w| w.peer == peer) {
+            self.watches.swap_remove(i);
+            feed(&mut self.member, now, MemberInput::PeerExited(peer));
+        }
+    }
+
+    /// Ends the watches of closed links: each stays for `EXIT_WATCH_AFTER_CLOSE` after its
+    /// link is gone (the exit usually comes just after the hangup), then its pidfd is closed.
+    fn end_watches(&mut self, now: Instant) {
+        for w in &mut self.watches {
+            if w.until.is_none() && !self.links.iter().any(|l| l.peer == w.peer) {
+                w.until = Some(now + EXIT_WATCH_AFTER_CLOSE);
+            }
+        }
+        self.watches.retain(|w| w.until.is_none_or(|at| at > now));
     }
 
     fn transmit(&mut self, now: Instant, peer: PeerId, bytes: Vec<u8>, attach: Option<SegmentId>) {

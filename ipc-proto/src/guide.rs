@@ -227,22 +227,48 @@
 //! knows they are dead. On Linux the driver can know: report
 //! [`MemberInput::PeerExited`] when the process at the other end of a link exits, and a hub
 //! killed with `kill -9` is declared gone by its successor at once instead of after the grace.
-//! Its docs are the contract; the checklist:
+//! Its docs are the contract; the checklist, for every hub link (data links need none):
 //!
-//! 1. **Open a pidfd per link.** When a link is accepted or connected, read `SO_PEERCRED`;
-//!    with a pid other than 0, `pidfd_open(pid, 0)`.
-//! 2. **Check it against the socket.** Read `SO_PEERCRED` again after opening the pidfd: if
-//!    it no longer names that pid, or the process is already gone, the pid may have been
-//!    reused: close the pidfd and never report for that link.
-//! 3. **Watch it** in the loop with the link's socket (readable when the process exits). When
-//!    it is readable, report [`MemberInput::PeerExited`] once for that link, even if the link
-//!    was already reported down (the kernel hangs the socket up first), then close the pidfd.
-//!    Close the pidfd too once the link is down and a few wakeups have passed without an exit
-//!    (the member forgets old closed links; a later report is ignored anyway).
+//! 1. **Open a pidfd per hub link**, accepted on the hub listener or connected to the hub,
+//!    right after the accept or connect. `ipc_os::pidfd::PidFd::open_peer` does all of this
+//!    step and the next; use it, or do what it does:
+//!    - `SO_PEERCRED`: pid 0 means the peer is in a pid namespace this process cannot see (no
+//!      pidfd, see 4).
+//!    - **Linux 6.5+:** `getsockopt(SO_PEERPIDFD)`. The kernel hands out a pidfd of the
+//!      process that made the socket's other end: no pid number is looked up, so pid reuse
+//!      cannot intervene.
+//!    - **Older kernels:** `pidfd_open(pid, 0)`. `ESRCH` means no process has that pid any
+//!      more: the peer has exited.
+//!
+//!    (Example: `connect` and `accept` call `PidFd::open_peer`; `watch` keeps what it says.)
+//! 2. **Tie it to the peer** (the fallback only). A pid number may have been reused between
+//!    the peer's exit and `pidfd_open`. Re-reading `SO_PEERCRED` proves nothing: the kernel
+//!    fixes it at `connect` and keeps returning that pid after the peer has exited. Instead:
+//!    - if the new pidfd is readable at once, the process with that pid has exited, and so
+//!      has the peer (it was the peer, or a stranger that could only get the pid after the
+//!      peer's exit): report [`MemberInput::PeerExited`] at once, after `Connected` or
+//!      `Accepted`;
+//!    - else the peer's end of the socket must still be open *after* the open (poll the
+//!      socket with a zero timeout: no `POLLHUP`/`POLLRDHUP`): the peer held it after the
+//!      pidfd was opened, so the pid was still its own. If it is closed, the pidfd cannot be
+//!      tied to the peer: close it and never report for that link.
+//!
+//!    With `SO_PEERPIDFD` too, a pidfd already readable means the peer has already exited.
+//!    The driver skips a pidfd of its own process (a hub's own spoke): its exit ends the
+//!    watcher too.
+//! 3. **Watch it** in the loop with the link's socket (readable when the process exits; it
+//!    stays readable). When it is readable, report [`MemberInput::PeerExited`] once for that
+//!    link, even if the link was already reported down (the kernel hangs the socket up first),
+//!    then close the pidfd. Close the pidfd too a short while (the example and both drivers:
+//!    1 s) after the link closed without an exit, so that no fd leaks (the member forgets old
+//!    closed links; a later report is ignored anyway). (Example: `wait` polls the pidfds,
+//!    `exited` reports, `end_watches` closes.)
 //! 4. **Fallback: just never report.** No credentials, pid 0 (the peer lives in a pid
 //!    namespace this process cannot see), `pidfd_open` failing (`ENOSYS` before Linux 5.3,
-//!    `EMFILE`): the link gets no report, and the grace covers its peer. A stopped process
-//!    (`SIGSTOP`) is not dead and its pidfd stays quiet; keepalive finds it.
+//!    `EMFILE`), a peer that cannot be tied to its pid (step 2), or pidfds switched off
+//!    (`IPC_PUBSUB_NO_PIDFD=1`, which `PidFd::open_peer` honours): the link gets no report,
+//!    and the grace covers its peer. A stopped process (`SIGSTOP`) is not dead and its pidfd
+//!    stays quiet; keepalive finds it.
 //! 5. **Never reuse a link id** for another link in a member's lifetime (number accepted links
 //!    from a counter), so that a late report cannot hit a newer link.
 //!

@@ -56,9 +56,12 @@ pub(crate) fn built(name: &str) -> std::path::PathBuf {
 pub struct Child {
     pub name: String,
     proc: Option<std::process::Child>,
-    lines: Receiver<Value>,
+    lines: Receiver<(Value, Instant)>,
     /// Every line read so far, in order.
     pub seen: Vec<Value>,
+    /// When each line of [`seen`](Self::seen) arrived (read from the pipe by this process, at
+    /// or after the child wrote it), by index.
+    pub arrived: Vec<Instant>,
     stderr: Arc<Mutex<String>>,
     /// Closed when stderr reaches its end.
     stderr_end: Receiver<()>,
@@ -78,7 +81,19 @@ impl Child {
         args: &[&str],
         piped_stdin: bool,
     ) -> Self {
+        Self::spawn_program_env(name, program, args, piped_stdin, &[])
+    }
+
+    /// As [`spawn_program`](Self::spawn_program), with `env` added to the child's environment.
+    pub fn spawn_program_env(
+        name: &str,
+        program: &std::path::Path,
+        args: &[&str],
+        piped_stdin: bool,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut command = Command::new(program);
+        command.envs(env.iter().copied());
         if args.first() == Some(&"as-uid") {
             // Another user has a runtime directory of its own, not ours.
             command.env_remove("XDG_RUNTIME_DIR");
@@ -101,8 +116,9 @@ impl Child {
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                let at = Instant::now();
                 let v = serde_json::from_str(&line).unwrap_or(Value::String(line));
-                if tx.send(v).is_err() {
+                if tx.send((v, at)).is_err() {
                     break;
                 }
             }
@@ -128,6 +144,7 @@ impl Child {
             proc: Some(proc),
             lines,
             seen: Vec::new(),
+            arrived: Vec::new(),
             stderr,
             stderr_end,
             stdin,
@@ -139,6 +156,18 @@ impl Child {
     /// go in with [`send`](Self::send); closing its stdin ([`close_stdin`](Self::close_stdin))
     /// makes it leave. An outside driver's path is part of the child's name in messages.
     pub fn peer(driver: peer::Driver, group: &str, name: &str, extra: &[&str]) -> Self {
+        Self::peer_env(driver, group, name, extra, &[])
+    }
+
+    /// As [`peer`](Self::peer), with `env` added to the peer's environment (for example
+    /// `IPC_PUBSUB_NO_PIDFD=1`, which every driver honours).
+    pub fn peer_env(
+        driver: peer::Driver,
+        group: &str,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let (program, mut args) = driver.command();
         args.extend(["--group", group, "--name", name].map(String::from));
         args.extend(extra.iter().map(|a| a.to_string()));
@@ -147,7 +176,7 @@ impl Child {
             peer::Driver::External(p) => format!("{name} [{}]", p.display()),
             _ => name.to_string(),
         };
-        let mut c = Self::spawn_program(&shown, &program, &args, true);
+        let mut c = Self::spawn_program_env(&shown, &program, &args, true, env);
         c.wait_for(WAIT, |v| event(v) == "started");
         c
     }
@@ -244,8 +273,9 @@ impl Child {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(v) => {
+                Ok((v, at)) => {
                     self.seen.push(v.clone());
+                    self.arrived.push(at);
                     if pred(&v) {
                         return Some(v);
                     }
@@ -326,8 +356,9 @@ impl Child {
         loop {
             if let Ok(Some(status)) = p.try_wait() {
                 // Collect what it printed before exiting, on stderr too.
-                while let Ok(v) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                while let Ok((v, at)) = self.lines.recv_timeout(Duration::from_millis(200)) {
                     self.seen.push(v);
+                    self.arrived.push(at);
                 }
                 let _ = self.stderr_end.recv_timeout(Duration::from_secs(2));
                 return status.code();

@@ -13,7 +13,10 @@
 //! Scenarios: join and leave; the original design's three topology scenarios (a middle node
 //! keeps the others when the first leaves, a hub crash handed over to a survivor, a fresh node
 //! with no history racing the survivors for the hub); payload integrity in every mode; bad
-//! input on the hub socket and on a data socket; a frozen spoke and a frozen hub.
+//! input on the hub socket and on a data socket; a frozen spoke and a frozen hub; a killed hub
+//! and a killed spoke known dead at once (their processes' exits, with a grace of ten minutes
+//! that only the exit report can cut short), and a death that cannot be confirmed (pidfds
+//! switched off) waiting for the grace, never less.
 
 use std::collections::BTreeSet;
 use std::os::fd::AsFd;
@@ -92,6 +95,8 @@ conformance!(
     a_frozen_subscriber_is_told_what_it_lost,
     payloads_arrive_intact_in_every_mode,
     garbage_on_a_data_socket,
+    a_killed_hub_is_known_dead,
+    an_unconfirmable_death_waits_for_the_grace,
 );
 
 const KEEPALIVE: [&str; 2] = ["--keepalive-ms", "1000"];
@@ -584,4 +589,130 @@ fn a_frozen_hub_is_reported(d: [Driver; 4]) {
             event(v) == "synced" && v["hub"] != hub_id.as_str()
         });
     }
+}
+
+/// A grace no scenario waits out: a death seen within [`WAIT`] was known, not waited for.
+const LONG_GRACE: [&str; 4] = ["--keepalive-ms", "1000", "--grace-ms", "600000"];
+
+/// The nodes `c` saw leave, in order.
+fn left(c: &Child) -> Vec<String> {
+    c.events("node_left")
+        .iter()
+        .filter_map(|v| v["node"].as_str().map(String::from))
+        .collect()
+}
+
+/// `kill -9` of the hub, then of a spoke, under a ten-minute grace: every survivor reports
+/// each death exactly once, in order, within [`WAIT`], which only the drivers' reports of the
+/// processes' exits make possible (`MemberInput::PeerExited`); one new hub, no flaps, no
+/// duplicate joins.
+fn a_killed_hub_is_known_dead(d: [Driver; 4]) {
+    let g = group();
+    let mut hub = Child::peer(d[0], &g, "hub", &LONG_GRACE);
+    hub.wait_for(WAIT, |v| event(v) == "became_hub");
+    let mut rest: Vec<Child> = (1..4)
+        .map(|i| Child::peer(d[i], &g, &format!("n{i}"), &LONG_GRACE))
+        .collect();
+    let mut all = ids(&rest.iter().collect::<Vec<_>>());
+    all.insert(hub.node_id());
+    converge(&mut rest.iter_mut().collect::<Vec<_>>(), &all);
+    let hub_id = hub.node_id();
+    hub.kill();
+    all.remove(&hub_id);
+    converge(&mut rest.iter_mut().collect::<Vec<_>>(), &all);
+    let mut hubs = BTreeSet::new();
+    for x in &mut rest {
+        x.wait_for(WAIT, |v| {
+            event(v) == "synced" && v["hub"] != hub_id.as_str()
+        });
+        hubs.insert(hub_of(x));
+        assert_eq!(
+            left(x),
+            std::slice::from_ref(&hub_id),
+            "{}: {:#?}",
+            x.name,
+            x.seen
+        );
+        no_duplicate_joins(x);
+    }
+    assert_eq!(hubs.len(), 1, "everyone follows the same new hub: {hubs:?}");
+    let became: usize = rest.iter().map(|x| x.events("became_hub").len()).sum();
+    assert_eq!(became, 1, "exactly one survivor took over");
+
+    // A spoke killed under the new hub.
+    let new_hub = hubs.pop_first().flatten().expect("a new hub");
+    let i = rest
+        .iter()
+        .position(|x| x.node_id() != new_hub)
+        .expect("a spoke");
+    let mut spoke = rest.swap_remove(i);
+    let spoke_id = spoke.node_id();
+    spoke.kill();
+    all.remove(&spoke_id);
+    converge(&mut rest.iter_mut().collect::<Vec<_>>(), &all);
+    for x in &rest {
+        assert_eq!(
+            left(x),
+            [hub_id.clone(), spoke_id.clone()],
+            "{}: {:#?}",
+            x.name,
+            x.seen
+        );
+        no_duplicate_joins(x);
+        assert_eq!(hub_of(x).as_deref(), Some(new_hub.as_str()), "{}", x.name);
+    }
+}
+
+/// The grace of [`an_unconfirmable_death_waits_for_the_grace`], in milliseconds.
+const GRACE_MS: u64 = 1500;
+
+/// Pidfds switched off (`IPC_PUBSUB_NO_PIDFD=1`, as on a kernel without them): the killed
+/// hub's death cannot be confirmed, so the survivors report it only once the new hub's grace
+/// has run out, never sooner (measured from before the kill to the line's arrival here, which
+/// can only be later than the node's decision); then the group carries on as usual.
+fn an_unconfirmable_death_waits_for_the_grace(d: [Driver; 4]) {
+    let g = group();
+    let grace = GRACE_MS.to_string();
+    let args = ["--keepalive-ms", "1000", "--grace-ms", grace.as_str()];
+    let env = [("IPC_PUBSUB_NO_PIDFD", "1")];
+    let mut hub = Child::peer_env(d[0], &g, "hub", &args, &env);
+    hub.wait_for(WAIT, |v| event(v) == "became_hub");
+    let mut rest: Vec<Child> = (1..4)
+        .map(|i| Child::peer_env(d[i], &g, &format!("n{i}"), &args, &env))
+        .collect();
+    let mut all = ids(&rest.iter().collect::<Vec<_>>());
+    all.insert(hub.node_id());
+    converge(&mut rest.iter_mut().collect::<Vec<_>>(), &all);
+    let hub_id = hub.node_id();
+    let before_kill = Instant::now();
+    hub.kill();
+    all.remove(&hub_id);
+    converge(&mut rest.iter_mut().collect::<Vec<_>>(), &all);
+    let mut hubs = BTreeSet::new();
+    for x in &mut rest {
+        let at = x
+            .seen
+            .iter()
+            .position(|v| is(v, "node_left", &hub_id))
+            .expect("the old hub left");
+        let after = x.arrived[at].duration_since(before_kill);
+        assert!(
+            after >= Duration::from_millis(GRACE_MS),
+            "{}: the old hub left {after:?} after the kill, before the grace of {GRACE_MS} ms",
+            x.name
+        );
+        x.wait_for(WAIT, |v| {
+            event(v) == "synced" && v["hub"] != hub_id.as_str()
+        });
+        hubs.insert(hub_of(x));
+        assert_eq!(
+            left(x),
+            std::slice::from_ref(&hub_id),
+            "{}: {:#?}",
+            x.name,
+            x.seen
+        );
+        no_duplicate_joins(x);
+    }
+    assert_eq!(hubs.len(), 1, "everyone follows the same new hub: {hubs:?}");
 }

@@ -196,10 +196,13 @@ pub enum MemberInput<'a> {
     ///
     /// The driver contract:
     /// - **When.** Report it once the kernel says so: a pidfd (`pidfd_open(2)`, Linux 5.3+)
-    ///   opened for the pid of the link's `SO_PEERCRED` becomes readable. Open the pidfd when
-    ///   the link is accepted or connected, then check that the socket's peer credentials
-    ///   still name that pid (the pid may have been reused between reading the credentials
-    ///   and opening the pidfd: if the check fails, close the pidfd and never report). Report
+    ///   for the link's peer process becomes readable (or is readable at once: then report
+    ///   right after `Connected`/`Accepted`). Open it when the link is accepted or connected:
+    ///   with `SO_PEERPIDFD` (Linux 6.5+; no pid is looked up), else with `pidfd_open` for the
+    ///   pid of `SO_PEERCRED`, kept only if the socket's other end is still open after the
+    ///   open (otherwise the pid may have been reused: never report for that link). Re-reading
+    ///   `SO_PEERCRED` proves nothing: it keeps the connect-time pid after the peer exits.
+    ///   `ipc_os::pidfd::PidFd::open_peer` does this (the [guide](crate::guide), section 8). Report
     ///   at most once per link, before or after [`PeerDown`](Self::PeerDown) for it (the
     ///   kernel hangs the socket up before the pidfd becomes readable, so usually after); the
     ///   member remembers a closed link's nodes for its last few hundred closed links. A

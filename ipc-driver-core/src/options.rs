@@ -77,7 +77,9 @@ macro_rules! node_builder_setters {
         }
 
         /// How long a new hub waits for the nodes it inherited to reconnect before declaring
-        /// them gone. Default 200 ms.
+        /// them gone. Default 200 ms. Nodes whose processes are known to have exited (the
+        /// driver watches each hub link's peer with a pidfd) go at once; the grace is for those
+        /// whose death cannot be confirmed (another pid namespace, `IPC_PUBSUB_NO_PIDFD=1`).
         pub fn grace(mut self, grace: std::time::Duration) -> Self {
             self.config.options.grace = grace;
             self

@@ -256,8 +256,9 @@ impl Tour {
             "SIGKILL to {old_name}, the hub: no goodbye. Its sockets close, every node notices \
              at once (hub_lost), and exactly one survivor binds the hub address and takes over \
              with its copy of the history (became_hub). The others connect to it (synced). The \
-             new hub gives the nodes it inherited a grace period to reconnect, then declares \
-             the rest gone (node_left)."
+             new hub knows the old one is dead (a pidfd on its hub link became readable), so \
+             it declares it gone at once (node_left); a node whose death it cannot confirm gets \
+             a grace period to reconnect first."
         ));
         println!("  $ kill -KILL {}", self.fleet.child(hub).pid);
         let killed_at = Instant::now();

@@ -12,6 +12,7 @@ use crate::ids::{Credentials, NodeId, PeerId};
 use crate::wire::{DataFrame, DataStats, GuardStats, TopicStats, WitnessStats, encode_data};
 
 use super::io::{DataConfig, DataInput, DataOutput, Room};
+use super::loss::LossReason;
 use super::options::Terms;
 use super::payload::{ReceivedSegment, SegmentId};
 use super::routes::{Ident, Routes};
@@ -139,6 +140,22 @@ pub(super) struct Stream {
     /// Messages that came after a later one of the same publisher (an old link's backlog read
     /// after the new link's first message): discarded, already reported lost.
     pub(super) stale: u64,
+}
+
+impl Stream {
+    /// Why a hole before a message (or a [`DataFrame::Last`]) on `peer` opened: after an
+    /// expulsion, the first hole is its doing, on whichever link (the publisher may have seen
+    /// this node leave and rejoin at once, and kept its link); else the publisher's, on the
+    /// same link, or the replaced link's.
+    pub(super) fn hole_reason(&mut self, peer: PeerId) -> LossReason {
+        if std::mem::take(&mut self.expelled) {
+            LossReason::Expelled
+        } else if self.link == Some(peer) {
+            LossReason::Publisher
+        } else {
+            LossReason::Relinked
+        }
+    }
 }
 
 /// What [`DataPlane::verify`] makes of a publisher's frame.

@@ -9,7 +9,7 @@ use crate::ids::{NodeId, PeerId};
 use crate::wire::{DataFrame, MessageHeader, SlotRef, encode_data};
 
 use super::io::DataOutput;
-use super::loss::{Loss, LossReason};
+use super::loss::Loss;
 use super::options::DEFAULT_MAX_PAYLOAD;
 use super::payload::{Delivered, Delivery, LOCAL, ReceivedSegment, SegmentId};
 use super::plane::DataPlane;
@@ -260,15 +260,7 @@ impl DataPlane {
         }
         // The first message of a publisher is no loss (what came before was not for us).
         if stream.last > 0 && header.seq > stream.last + 1 {
-            // After an expulsion, the first hole is its doing, on whichever link: the
-            // publisher may have seen this node leave and rejoin at once, and kept its link.
-            let reason = if std::mem::take(&mut stream.expelled) {
-                LossReason::Expelled
-            } else if stream.link == Some(peer) {
-                LossReason::Publisher
-            } else {
-                LossReason::Relinked
-            };
+            let reason = stream.hole_reason(peer);
             let loss = Loss::range(
                 Arc::clone(&topic),
                 publisher,
@@ -317,13 +309,7 @@ impl DataPlane {
         }
         // A first word of this publisher is no loss: what came before was not for us.
         if stream.last > 0 {
-            let reason = if std::mem::take(&mut stream.expelled) {
-                LossReason::Expelled
-            } else if stream.link == Some(peer) {
-                LossReason::Publisher
-            } else {
-                LossReason::Relinked
-            };
+            let reason = stream.hole_reason(peer);
             let loss = Loss::range(topic, publisher, stream.last + 1, h.seq, reason);
             stream.missed += loss.count;
             self.out.push_back(DataOutput::Lost(loss));
@@ -358,7 +344,7 @@ impl DataPlane {
     }
 
     /// This node was expelled from the group: the next message of each publisher on a new
-    /// link tells what went missing meanwhile as [`LossReason::Expelled`].
+    /// link tells what went missing meanwhile as [`LossReason::Expelled`](super::LossReason::Expelled).
     pub(crate) fn expelled(&mut self) {
         for s in self.streams.values_mut() {
             s.expelled = true;

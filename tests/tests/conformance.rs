@@ -224,10 +224,15 @@ fn hub_crash_hands_over_to_a_survivor(d: [Driver; 4]) {
     assert_eq!(hubs.len(), 1, "everyone follows the same new hub: {hubs:?}");
     let became: usize = rest.iter().map(|x| x.events("became_hub").len()).sum();
     assert_eq!(became, 1, "exactly one survivor took over");
-    // Every survivor still knows every survivor's topic, and nobody reports one twice.
-    for x in &rest {
+    // Every survivor still knows every survivor's topic, and nobody reports one twice. The
+    // old hub is known dead at once (pidfds), so a survivor may sync with the new hub before
+    // the others have reintroduced their topics to it: wait for each, then count.
+    for x in &mut rest {
         for i in 1..4 {
             let t = format!("t{i}");
+            x.wait_for(WAIT, |v| {
+                event(v) == "topic_announced" && v["topic"] == t.as_str()
+            });
             let n = x
                 .events("topic_announced")
                 .iter()

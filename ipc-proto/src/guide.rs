@@ -227,6 +227,8 @@
 //! knows they are dead. On Linux the driver can know: report
 //! [`MemberInput::PeerExited`] when the process at the other end of a link exits, and a hub
 //! killed with `kill -9` is declared gone by its successor at once instead of after the grace.
+//! The shared documents' gathering on the new hub ends by the same rule: as soon as every
+//! node is back with its documents' states or known dead.
 //! Its docs are the contract; the checklist, for every hub link (data links need none):
 //!
 //! 1. **Open a pidfd per hub link**, accepted on the hub listener or connected to the hub,

@@ -85,8 +85,10 @@
 //! pending patches. The new hub's host starts **gathering**: on [`ReplicaInput::HubUp`] every
 //! replica opens its documents again, sending its confirmed state (version, value, marks,
 //! log). The host adopts, per document, the state with the highest version (all are prefixes
-//! of one history, so that is the most complete) and answers nobody until the reconnection
-//! grace is over ([`HostInput::Settled`], or [`HostConfig::gather_timeout`]). Then it sends
+//! of one history, so that is the most complete) and answers nobody until the gathering is
+//! over ([`HostInput::Settled`]: a [`Member`](crate::Member) sends it once every node of the
+//! hub's history has reopened its documents or is gone, confirmed dead at once or after the
+//! reconnection grace; or [`HostConfig::gather_timeout`]). Then it sends
 //! its state to every opener ([`DocMsg::State`]). Each replica replaces its confirmed state,
 //! answers those of its pending patches that the adopted marks show as accepted (or not), and
 //! sends the others again, in order, with their original `origin_seq`. A replica sends a
@@ -134,8 +136,9 @@
 //! - **Hub.** Start a [`DocHost`] with the hub ([`HostConfig::node`]: the hub's own node). Feed each document message from a spoke's
 //!   link as [`HostInput::Bytes`] with the link and the spoke's node (its patches' origin),
 //!   [`HostInput::PeerDown`] when the link goes, [`HostInput::NodeGone`] when the hub declares
-//!   a node gone, and [`HostInput::Settled`] when the reconnection grace ends (at once for a
-//!   hub with no inherited history). Call [`DocHost::handle_timeout`] at
+//!   a node gone, and [`HostInput::Settled`] when every node the hub inherited has reopened
+//!   its documents or is gone (as [`Member`](crate::Member) does; a hub with no inherited
+//!   history cannot know who is out there and waits for the reconnection grace). Call [`DocHost::handle_timeout`] at
 //!   [`DocHost::poll_timeout`]. [`HostOutput::Send`] goes to that link,
 //!   [`HostOutput::Disconnect`] closes it.
 //! - **Node.** One [`DocReplica`] per node, across hub changes (a witness, by default). [`ReplicaInput::HubUp`] once

@@ -16,13 +16,14 @@
 //! [`Frame::DocReady`](crate::wire::Frame::DocReady) after the openings) and
 //! [`ReplicaInput::HubDown`] when it loses the hub; the host is told
 //! [`HostInput::NodeGone`] for every LEAVE its hub mints, [`HostInput::PeerDown`] when a
-//! spoke's link goes, and [`HostInput::Settled`] once the hub's reconnection grace
-//! ([`HubConfig::grace`]) has passed since it started and every node its history shows as
-//! joined has sent `DocReady` on its link (its documents' states are in); nodes that do not
-//! reconnect within the grace are declared gone and drop out of that set. Even a hub with no
-//! inherited history waits for the grace: a node that has just started can win the hub
-//! address from the survivors of a dead hub, and learns of them (and their documents) only
-//! from their introductions. Commands are methods
+//! spoke's link goes, and [`HostInput::Settled`] as soon as every node its history shows as
+//! joined has sent `DocReady` on its link (its documents' states are in). That is the hub's
+//! own gathering rule ([`Hub::is_gathering`]): a node leaves that set when it is confirmed
+//! dead ([`MemberInput::PeerExited`], at once) or when it has not reconnected within the
+//! reconnection grace ([`HubConfig::grace`]); the grace is waited for only for deaths nobody
+//! can confirm. A hub with no inherited history (no live node in it) waits for the grace in
+//! any case: a node that has just started can win the hub address from the survivors of a
+//! dead hub, and learns of them (and their documents) only from their introductions. Commands are methods
 //! ([`Member::open_doc`], [`Member::patch_doc`], [`Member::close_doc`]), as on the replica;
 //! what the replica reports comes out as [`MemberEvt::Doc`].
 //!
@@ -105,7 +106,8 @@ pub struct Member {
     /// The document host, while this node runs the hub.
     host: Option<DocHost>,
     /// While the document host gathers: when it may settle at the earliest (`None` once
-    /// passed), and the nodes whose documents' states are in (they sent `DocReady`).
+    /// passed, or for a hub that inherited live nodes), and the nodes whose documents' states
+    /// are in (they sent `DocReady`).
     doc_gather: Option<(Option<Instant>, BTreeSet<NodeId>)>,
     links: BTreeMap<PeerId, Kind>,
     /// The node reached through each link (the hub's on the hub link, the spoke's on a link
@@ -613,8 +615,11 @@ impl Member {
             let seed = self.spoke.hub_seed();
             // The document host waits for every node's states (see the module docs), at most
             // until the grace and a keepalive are over (a node that reconnected then stalled
-            // is expelled by then).
-            self.doc_gather = Some((Some(now + self.hub_config.grace), BTreeSet::new()));
+            // is expelled by then). A hub that inherited nobody cannot know who is out there:
+            // it waits for the grace too.
+            let inherited = seed.history.live_nodes().next().is_some();
+            let not_before = (!inherited).then(|| now + self.hub_config.grace);
+            self.doc_gather = Some((not_before, BTreeSet::new()));
             let mut host = HostConfig::default();
             host.limits(self.replica.limits().clone())
                 .gather_timeout(self.hub_config.grace + self.hub_config.keepalive)
@@ -899,8 +904,9 @@ impl Member {
         }
     }
 
-    /// Tells the host the reconnection grace is over once it has passed and every node the
-    /// hub's history shows as joined has sent its documents' states.
+    /// Tells the host the gathering is over once every node the hub's history shows as
+    /// joined has sent its documents' states (and, for a hub that inherited nobody, the
+    /// grace has passed).
     fn settle_docs_if_ready(&mut self, now: Instant) {
         let Some((not_before, ready)) = &mut self.doc_gather else {
             return;

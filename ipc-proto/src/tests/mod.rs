@@ -5,6 +5,7 @@ mod admission;
 mod checks;
 mod data;
 mod deaths;
+mod doc_deaths;
 mod docs;
 mod properties;
 mod regressions;

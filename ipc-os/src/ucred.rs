@@ -10,30 +10,52 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-/// The raw `struct ucred` of a connected Unix socket: `(pid, uid, gid)`; pid may be 0.
-pub(crate) fn peer_ucred(fd: BorrowedFd<'_>) -> io::Result<(i32, u32, u32)> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len =
-        libc::socklen_t::try_from(size_of::<libc::ucred>()).expect("struct ucred is 12 bytes");
-    // SAFETY: `cred` is a live, writable `struct ucred` and `len` holds its size, so the
-    // kernel writes at most `len` bytes into it; every bit pattern is a valid `ucred` (three
-    // integers). `fd` is borrowed, hence open, for the call.
+/// Types the kernel may fill with any bytes: every bit pattern is a valid value.
+///
+/// # Safety
+/// Implement only for plain integers and structs of them, without padding invariants.
+unsafe trait AnyBits: Copy {}
+
+// SAFETY: three integers.
+unsafe impl AnyBits for libc::ucred {}
+// SAFETY: an integer.
+unsafe impl AnyBits for libc::c_int {}
+
+/// `getsockopt(SOL_SOCKET, opt)` into a `T`, starting from `value`: the value and the length
+/// the kernel wrote.
+fn socket_option<T: AnyBits>(
+    fd: BorrowedFd<'_>,
+    opt: libc::c_int,
+    mut value: T,
+) -> io::Result<(T, usize)> {
+    let mut len = libc::socklen_t::try_from(size_of::<T>()).expect("a socket option is small");
+    // SAFETY: `value` is a live, writable `T` and `len` holds its size, so the kernel writes
+    // at most `len` bytes into it, and any bytes make a valid `T` (`AnyBits`). `fd` is
+    // borrowed, hence open, for the call.
     let rc = unsafe {
         libc::getsockopt(
             fd.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&raw mut cred).cast(),
+            opt,
+            (&raw mut value).cast(),
             &raw mut len,
         )
     };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
+    let len = usize::try_from(len).map_err(|_| io::Error::other("socket option length"))?;
+    Ok((value, len))
+}
+
+/// The raw `struct ucred` of a connected Unix socket: `(pid, uid, gid)`; pid may be 0.
+pub(crate) fn peer_ucred(fd: BorrowedFd<'_>) -> io::Result<(i32, u32, u32)> {
+    let blank = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let (cred, _) = socket_option(fd, libc::SO_PEERCRED, blank)?;
     Ok((cred.pid, cred.uid, cred.gid))
 }
 
@@ -43,24 +65,8 @@ pub(crate) fn peer_ucred(fd: BorrowedFd<'_>) -> io::Result<(i32, u32, u32)> {
 /// reaped fails with `EINVAL` (or `ESRCH`) on kernels before 6.15, and yields a pidfd that is
 /// readable at once on later ones.
 pub(crate) fn peer_pidfd(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    let mut raw: libc::c_int = -1;
-    let mut len = libc::socklen_t::try_from(size_of::<libc::c_int>()).expect("an int fits");
-    // SAFETY: `raw` is a live, writable `c_int` and `len` holds its size, so the kernel writes
-    // at most that many bytes into it; any bit pattern is a valid `c_int`. `fd` is borrowed,
-    // hence open, for the call.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERPIDFD,
-            (&raw mut raw).cast(),
-            &raw mut len,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if raw < 0 || usize::try_from(len).ok() != Some(size_of::<libc::c_int>()) {
+    let (raw, len) = socket_option(fd, libc::SO_PEERPIDFD, -1 as libc::c_int)?;
+    if raw < 0 || len != size_of::<libc::c_int>() {
         return Err(io::Error::other("SO_PEERPIDFD returned no fd"));
     }
     // SAFETY: on success the kernel installed a new fd (close-on-exec) in our table and gave us

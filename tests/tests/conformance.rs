@@ -185,6 +185,40 @@ fn middle_node_keeps_the_others(d: [Driver; 4]) {
     }
 }
 
+/// Kills `hub`, the first node of a group whose other nodes are `rest`, once they all see one
+/// another; then waits until the survivors see only one another and all follow one new hub,
+/// and checks that exactly one of them took over, each reported the old hub's node left and
+/// nobody else, and nobody reported a join twice. Returns the survivors' ids and the new hub.
+fn kill_the_hub(mut hub: Child, rest: &mut [Child]) -> (BTreeSet<String>, String) {
+    let mut all = ids(&rest.iter().collect::<Vec<_>>());
+    all.insert(hub.node_id());
+    converge(&mut rest.iter_mut().collect::<Vec<_>>(), &all);
+    let hub_id = hub.node_id();
+    hub.kill();
+    all.remove(&hub_id);
+    converge(&mut rest.iter_mut().collect::<Vec<_>>(), &all);
+    let mut hubs = BTreeSet::new();
+    for x in rest.iter_mut() {
+        x.wait_for(WAIT, |v| {
+            event(v) == "synced" && v["hub"] != hub_id.as_str()
+        });
+        hubs.insert(hub_of(x));
+        assert_eq!(
+            left(x),
+            std::slice::from_ref(&hub_id),
+            "{}: only the hub left: {:#?}",
+            x.name,
+            x.seen
+        );
+        no_duplicate_joins(x);
+    }
+    assert_eq!(hubs.len(), 1, "everyone follows the same new hub: {hubs:?}");
+    let became: usize = rest.iter().map(|x| x.events("became_hub").len()).sum();
+    assert_eq!(became, 1, "exactly one survivor took over");
+    let new_hub = hubs.pop_first().flatten().expect("a new hub");
+    (all, new_hub)
+}
+
 fn hub_crash_hands_over_to_a_survivor(d: [Driver; 4]) {
     let g = group();
     let mut hub = peer(d[0], &g, "hub");
@@ -199,31 +233,7 @@ fn hub_crash_hands_over_to_a_survivor(d: [Driver; 4]) {
             )
         })
         .collect();
-    let mut all = ids(&rest.iter().collect::<Vec<_>>());
-    all.insert(hub.node_id());
-    converge(&mut rest.iter_mut().collect::<Vec<_>>(), &all);
-    let hub_id = hub.node_id();
-    hub.kill();
-    all.remove(&hub_id);
-    converge(&mut rest.iter_mut().collect::<Vec<_>>(), &all);
-    let mut hubs = BTreeSet::new();
-    for x in &mut rest {
-        x.wait_for(WAIT, |v| {
-            event(v) == "synced" && v["hub"] != hub_id.as_str()
-        });
-        hubs.insert(hub_of(x));
-        assert_eq!(
-            x.events("node_left").len(),
-            1,
-            "{}: only the hub left: {:#?}",
-            x.name,
-            x.seen
-        );
-        no_duplicate_joins(x);
-    }
-    assert_eq!(hubs.len(), 1, "everyone follows the same new hub: {hubs:?}");
-    let became: usize = rest.iter().map(|x| x.events("became_hub").len()).sum();
-    assert_eq!(became, 1, "exactly one survivor took over");
+    kill_the_hub(hub, &mut rest);
     // Every survivor still knows every survivor's topic, and nobody reports one twice. The
     // old hub is known dead at once (pidfds), so a survivor may sync with the new hub before
     // the others have reintroduced their topics to it: wait for each, then count.
@@ -618,34 +628,10 @@ fn a_killed_hub_is_known_dead(d: [Driver; 4]) {
     let mut rest: Vec<Child> = (1..4)
         .map(|i| Child::peer(d[i], &g, &format!("n{i}"), &LONG_GRACE))
         .collect();
-    let mut all = ids(&rest.iter().collect::<Vec<_>>());
-    all.insert(hub.node_id());
-    converge(&mut rest.iter_mut().collect::<Vec<_>>(), &all);
     let hub_id = hub.node_id();
-    hub.kill();
-    all.remove(&hub_id);
-    converge(&mut rest.iter_mut().collect::<Vec<_>>(), &all);
-    let mut hubs = BTreeSet::new();
-    for x in &mut rest {
-        x.wait_for(WAIT, |v| {
-            event(v) == "synced" && v["hub"] != hub_id.as_str()
-        });
-        hubs.insert(hub_of(x));
-        assert_eq!(
-            left(x),
-            std::slice::from_ref(&hub_id),
-            "{}: {:#?}",
-            x.name,
-            x.seen
-        );
-        no_duplicate_joins(x);
-    }
-    assert_eq!(hubs.len(), 1, "everyone follows the same new hub: {hubs:?}");
-    let became: usize = rest.iter().map(|x| x.events("became_hub").len()).sum();
-    assert_eq!(became, 1, "exactly one survivor took over");
+    let (mut all, new_hub) = kill_the_hub(hub, &mut rest);
 
     // A spoke killed under the new hub.
-    let new_hub = hubs.pop_first().flatten().expect("a new hub");
     let i = rest
         .iter()
         .position(|x| x.node_id() != new_hub)

@@ -869,4 +869,166 @@ mod tests {
         assert!(links.is_flushed());
         let _ = std::fs::remove_dir_all(base);
     }
+
+    /// The environment variable that makes [`peer_process`] connect to the test.
+    const PEER_ENV: &str = "IPC_CORE_TEST_PEER";
+
+    /// Not a test: the process [`spawn_peer`] starts. It connects to the address it is given
+    /// and waits until its stdin closes or it is killed.
+    #[test]
+    #[ignore = "a peer process for the pidfd tests, started by them"]
+    fn peer_process() {
+        let Some(name) = std::env::var_os(PEER_ENV) else {
+            return;
+        };
+        let addr = ipc_os::addr::AbstractAddr::new(name.as_encoded_bytes()).expect("address");
+        let _socket = socket::connect(addr.as_unix_addr()).expect("connect to the test");
+        let _ = std::io::Read::read(&mut std::io::stdin(), &mut [0]);
+    }
+
+    /// A process connected to this one: killed and reaped however the test ends.
+    struct Peer(std::process::Child);
+
+    impl Drop for Peer {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Starts a [`peer_process`] and returns it with this end of its connection.
+    fn spawn_peer(tag: &str) -> (Peer, OwnedFd) {
+        use std::process::{Command, Stdio};
+        let name = format!("ipc-core-{tag}-{}", std::process::id());
+        let addr = ipc_os::addr::AbstractAddr::new(name.as_bytes()).expect("address");
+        let listener = socket::listen(addr.as_unix_addr()).expect("listen");
+        let peer = Peer(
+            Command::new(std::env::current_exe().expect("test binary"))
+                .args([
+                    "--exact",
+                    "links::tests::peer_process",
+                    "--ignored",
+                    "--quiet",
+                ])
+                .env(PEER_ENV, &name)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawn the peer process"),
+        );
+        let poller = Poller::new().expect("epoll");
+        poller
+            .add(&listener, Token(0), Interest::READABLE)
+            .expect("watch the listener");
+        let mut events = ipc_os::poll::Events::with_capacity(1);
+        for _ in 0..100 {
+            if let Some((fd, _)) = socket::accept(&listener).expect("accept") {
+                return (peer, fd);
+            }
+            poller
+                .wait(&mut events, Some(Duration::from_millis(100)))
+                .expect("wait");
+        }
+        panic!("the peer process did not connect within 10 s");
+    }
+
+    /// Watches the process at the other end of `fd` as the link to `peer`; returns its key.
+    fn watch_link(
+        links: &mut Links<OwnedFd>,
+        member: &mut Member,
+        now: Instant,
+        peer: PeerId,
+        fd: OwnedFd,
+    ) -> usize {
+        let process = PidFd::open_peer(&fd);
+        if !matches!(process, PeerProcess::Watch(_)) {
+            panic!("no pidfd for a live peer process: {process:?}");
+        }
+        links.add_link(fd, false, peer).expect("link");
+        links.watch(member, now, peer, process);
+        links.watched[&peer]
+    }
+
+    #[test]
+    fn a_watched_process_that_exits_is_reported_once() {
+        if ipc_os::pidfd::pidfds_disabled() {
+            return;
+        }
+        let (mut links, mut member, base) = table("exit", 1 << 20);
+        #[allow(clippy::disallowed_methods)] // a test reads the clock once
+        let now = Instant::now();
+        let (mut child, fd) = spawn_peer("exit");
+        let peer = PeerId(9);
+        let key = watch_link(&mut links, &mut member, now, peer, fd);
+        let mut events = ipc_os::poll::Events::with_capacity(4);
+        links
+            .poller()
+            .wait(&mut events, Some(Duration::ZERO))
+            .expect("wait");
+        assert!(
+            events
+                .iter()
+                .all(|e| Ready::of(e.token()) != Ready::Exited(key)),
+            "alive: not reported"
+        );
+        child.0.kill().expect("SIGKILL");
+        // The link's socket hangs up first and stays readable: wait on the clock, not on
+        // wakeups.
+        #[allow(clippy::disallowed_methods)] // a test's deadline
+        let until = Instant::now() + Duration::from_secs(10);
+        #[allow(clippy::disallowed_methods)] // a test's deadline
+        let exited = std::iter::from_fn(|| (Instant::now() < until).then_some(())).any(|()| {
+            links
+                .poller()
+                .wait(&mut events, Some(Duration::from_millis(100)))
+                .expect("wait");
+            events
+                .iter()
+                .any(|e| Ready::of(e.token()) == Ready::Exited(key))
+        });
+        assert!(exited, "the exit is seen within 10 s");
+        links.exited(&mut member, now, key);
+        assert!(
+            links.watches.is_empty() && links.watched.is_empty(),
+            "the watch ended"
+        );
+        links.exited(&mut member, now, key); // a second report of the same key does nothing
+        let _ = std::fs::remove_dir_all(base);
+    }
+
+    #[test]
+    fn a_closed_link_stays_watched_for_a_second_then_its_pidfd_is_closed() {
+        if ipc_os::pidfd::pidfds_disabled() {
+            return;
+        }
+        let (mut links, mut member, base) = table("expiry", 1 << 20);
+        #[allow(clippy::disallowed_methods)] // a test reads the clock once
+        let now = Instant::now();
+        let (_child, fd) = spawn_peer("expiry");
+        let peer = PeerId(9);
+        let _ = watch_link(&mut links, &mut member, now, peer, fd);
+        let link = links.peers[&peer];
+        links.remove(now, link);
+        links.handle_timeout(now + EXIT_WATCH_AFTER_CLOSE - Duration::from_millis(1));
+        assert_eq!(links.watches.len(), 1, "still watched just before");
+        links.handle_timeout(now + EXIT_WATCH_AFTER_CLOSE);
+        assert!(
+            links.watches.is_empty() && links.watched.is_empty(),
+            "the pidfd is closed"
+        );
+        assert_eq!(links.poll_timeout(), None, "no timer left behind");
+        let _ = std::fs::remove_dir_all(base);
+    }
+
+    #[test]
+    fn this_process_is_never_watched() {
+        let (mut links, mut member, base) = table("own", 1 << 20);
+        #[allow(clippy::disallowed_methods)] // a test reads the clock once
+        let now = Instant::now();
+        let (ours, _theirs) = socket::socketpair_seqpacket().expect("pair");
+        let process = PidFd::open_peer(&ours);
+        links.watch(&mut member, now, PeerId(9), process);
+        assert!(links.watches.is_empty(), "a hub's own spoke is not watched");
+        let _ = std::fs::remove_dir_all(base);
+    }
 }

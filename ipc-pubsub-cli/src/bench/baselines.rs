@@ -10,6 +10,7 @@
 //! | series | what | BENCH.md |
 //! |---|---|---|
 //! | [`SEQPACKET_PINGPONG`] | 64 B each way over a blocking `SOCK_SEQPACKET` socketpair; time per round trip | §1 |
+//! | [`EVENTFD_PINGPONG`] | a wakeup each way over two eventfds, blocking `read`; time per round trip (no payload: the floor of a blocking round trip) | – |
 //! | [`UDS_STREAM_DEFAULT`], [`UDS_STREAM_4M`] | one-way `SOCK_STREAM` copy, default buffers / 4 MiB `SO_SNDBUF`+`SO_RCVBUF` | §4 |
 //! | [`MEMCPY`] | single-thread `memcpy` between two pre-touched buffers | §7a |
 //! | [`FRESH_MEMFD`], [`FRESH_MEMFD_4`] | a new sealed memfd per message, fd passed with `SCM_RIGHTS`, 1 or 4 receivers | §5 |
@@ -30,6 +31,7 @@ use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use super::harness::{Case, ChildCtx, ChildReport, Harness, RoleFn, Team, Wiring};
 use super::measure::{
@@ -51,6 +53,15 @@ use ipc_os::socket::{self, Recv, Sent};
 /// core) has `read` them and `write`n them back; each round trip is one sample, timed with
 /// [`Instant`]. Cross-core, most of it is the VM waking a halted vCPU (~25 µs per wakeup).
 pub(super) const SEQPACKET_PINGPONG: &str = "seqpacket_pingpong";
+
+/// Round trip of a bare wakeup between two processes (issue 13: the blocking wakeup floor).
+///
+/// The initiator (sender core) makes two eventfds and hands them to the echo (receiver core)
+/// with `SCM_RIGHTS`; then, per round trip, it `write`s 1 to the first and blocks in `read`
+/// on the second, while the echo blocks in `read` on the first and `write`s the second. No
+/// payload moves: a blocking pub/sub round trip, which needs these two wakeups, cannot beat
+/// it.
+pub(super) const EVENTFD_PINGPONG: &str = "eventfd_pingpong";
 
 /// One-way `SOCK_STREAM` throughput with default socket buffers (BENCH.md §4).
 ///
@@ -159,6 +170,13 @@ pub(super) const SERIES: &[Series] = &[
         rep: pingpong,
     },
     Series {
+        id: EVENTFD_PINGPONG,
+        label: "raw eventfd ping-pong, blocking read/write, no payload",
+        shape: Shape::RoundTrip,
+        counts: PINGPONG_COUNTS,
+        rep: eventfd_pingpong,
+    },
+    Series {
         id: UDS_STREAM_DEFAULT,
         label: "raw UDS SOCK_STREAM copy, default buffers",
         shape: Shape::OneWay { receivers: 1 },
@@ -227,6 +245,8 @@ pub(super) const SERIES: &[Series] = &[
 pub(super) const ROLES: &[(&str, RoleFn)] = &[
     ("seqpacket-ping", seqpacket_ping),
     ("seqpacket-pong", seqpacket_pong),
+    ("eventfd-ping", eventfd_ping),
+    ("eventfd-pong", eventfd_pong),
     ("stream-send", stream_send),
     ("stream-recv", stream_recv),
     ("memcpy", memcpy_loop),
@@ -246,6 +266,20 @@ fn pingpong(h: &Harness, case: &Case) -> Result<RepValue> {
         sender: "seqpacket-ping",
         receiver: "seqpacket-pong",
         wiring: Wiring::SeqPacket,
+        group: false,
+        case: *case,
+        opts: &[],
+    })?;
+    expect_counts(&r, case)?;
+    let latency = r.sender.latency.ok_or_else(|| missing("latency"))?;
+    Ok(RepValue::latency(&latency))
+}
+
+fn eventfd_pingpong(h: &Harness, case: &Case) -> Result<RepValue> {
+    let r = h.run(&Team {
+        sender: "eventfd-ping",
+        receiver: "eventfd-pong",
+        wiring: Wiring::SeqPacketNonBlocking,
         group: false,
         case: *case,
         opts: &[],
@@ -525,6 +559,81 @@ fn seqpacket_pong(ctx: &mut ChildCtx) -> Result<ChildReport> {
         msgs,
         ..ChildReport::default()
     })
+}
+
+/// [`EVENTFD_PINGPONG`], initiator: makes the eventfds, hands them over, times round trips.
+fn eventfd_ping(ctx: &mut ChildCtx) -> Result<ChildReport> {
+    let sock = ctx.take_fd()?;
+    let c = ctx.case;
+    let new = || {
+        EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC)
+            .map(OwnedFd::from)
+            .map_err(io::Error::from)
+    };
+    let (there, back) = (new()?, new()?);
+    send(sock.as_fd(), b"eventfds", &[there.as_fd(), back.as_fd()])?;
+    let round_trip = || -> Result<()> {
+        bump(there.as_fd())?;
+        take(back.as_fd())
+    };
+    for _ in 0..c.warmup {
+        round_trip()?;
+    }
+    let mut samples = Vec::with_capacity(to_usize(c.msgs)?);
+    for _ in 0..c.msgs {
+        let t = Instant::now();
+        round_trip()?;
+        samples.push(t.elapsed().as_nanos() as u64);
+    }
+    Ok(ChildReport {
+        msgs: c.warmup + c.msgs,
+        timed: c.msgs,
+        latency: LatencySummary::of_nanos(&mut samples),
+        ..ChildReport::default()
+    })
+}
+
+/// [`EVENTFD_PINGPONG`], echo: as many round trips as the case has.
+fn eventfd_pong(ctx: &mut ChildCtx) -> Result<ChildReport> {
+    let sock = ctx.take_fd()?;
+    let mut fds = Vec::with_capacity(2);
+    let mut buf = [0u8; 8];
+    recv(sock.as_fd(), &mut buf, &mut fds, 2)?;
+    let [there, back] = <[OwnedFd; 2]>::try_from(fds)
+        .map_err(|fds| CliError::Failed(format!("{} eventfds instead of 2", fds.len())))?;
+    let c = ctx.case;
+    for _ in 0..c.warmup + c.msgs {
+        take(there.as_fd())?;
+        bump(back.as_fd())?;
+    }
+    Ok(ChildReport {
+        msgs: c.warmup + c.msgs,
+        ..ChildReport::default()
+    })
+}
+
+/// Adds 1 to a (blocking) eventfd's counter: wakes its reader.
+fn bump(fd: BorrowedFd<'_>) -> io::Result<()> {
+    loop {
+        match nix::unistd::write(fd, &1u64.to_ne_bytes()) {
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Blocks until a (blocking) eventfd's counter is non-zero, and resets it.
+fn take(fd: BorrowedFd<'_>) -> Result<()> {
+    let mut count = [0u8; 8];
+    loop {
+        match nix::unistd::read(fd, &mut count) {
+            Ok(8) => return Ok(()),
+            Ok(n) => return Err(CliError::Failed(format!("an eventfd read {n} bytes"))),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(io::Error::from(e).into()),
+        }
+    }
 }
 
 /// [`UDS_STREAM_DEFAULT`] / [`UDS_STREAM_4M`], sender.

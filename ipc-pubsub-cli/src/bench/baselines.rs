@@ -34,13 +34,12 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use super::harness::{Case, ChildCtx, ChildReport, Harness, RoleFn, Team, Wiring};
-use super::measure::{
-    LatencySummary, Payload, RepValue, STAMPED_MIN, checksum, monotonic_ns, touch_pages,
-};
+use super::measure::{Payload, RepValue, STAMPED_MIN, checksum, monotonic_ns, touch_pages};
 use super::series::{
     Counts, FRESH_4_COUNTS, FRESH_COUNTS, KIB4, KIB64, MIB1, MIB16, OneWayTimes, PACED_1KHZ_COUNTS,
-    PACED_30HZ_COUNTS, Series, Shape, expect_counts, expect_delivery, hz, missing, paced_latency,
-    read_exact_record, send_paced, throughput, to_usize, write_record,
+    PACED_30HZ_COUNTS, Series, Shape, expect_counts, expect_delivery, hz, paced_latency,
+    read_exact_record, round_trips, send_paced, throughput, time_round_trips, to_usize,
+    write_record,
 };
 use crate::{CliError, Result};
 use ipc_os::memfd::{self, SealSet, Segment};
@@ -262,31 +261,31 @@ pub(super) const ROLES: &[(&str, RoleFn)] = &[
 // Repetitions (parent side)
 
 fn pingpong(h: &Harness, case: &Case) -> Result<RepValue> {
-    let r = h.run(&Team {
-        sender: "seqpacket-ping",
-        receiver: "seqpacket-pong",
-        wiring: Wiring::SeqPacket,
-        group: false,
-        case: *case,
-        opts: &[],
-    })?;
-    expect_counts(&r, case)?;
-    let latency = r.sender.latency.ok_or_else(|| missing("latency"))?;
-    Ok(RepValue::latency(&latency))
+    round_trips(
+        h,
+        &Team {
+            sender: "seqpacket-ping",
+            receiver: "seqpacket-pong",
+            wiring: Wiring::SeqPacket,
+            group: false,
+            case: *case,
+            opts: &[],
+        },
+    )
 }
 
 fn eventfd_pingpong(h: &Harness, case: &Case) -> Result<RepValue> {
-    let r = h.run(&Team {
-        sender: "eventfd-ping",
-        receiver: "eventfd-pong",
-        wiring: Wiring::SeqPacketNonBlocking,
-        group: false,
-        case: *case,
-        opts: &[],
-    })?;
-    expect_counts(&r, case)?;
-    let latency = r.sender.latency.ok_or_else(|| missing("latency"))?;
-    Ok(RepValue::latency(&latency))
+    round_trips(
+        h,
+        &Team {
+            sender: "eventfd-ping",
+            receiver: "eventfd-pong",
+            wiring: Wiring::SeqPacketNonBlocking,
+            group: false,
+            case: *case,
+            opts: &[],
+        },
+    )
 }
 
 fn uds_default(h: &Harness, case: &Case) -> Result<RepValue> {
@@ -521,28 +520,13 @@ fn seqpacket_ping(ctx: &mut ChildCtx) -> Result<ChildReport> {
     let c = ctx.case;
     let msg = Payload::new(c.size);
     let mut back = vec![1u8; c.size];
-    let mut round_trip = || -> Result<()> {
+    time_round_trips(&c, |_| {
         write_record(&sock, msg.bytes())?;
         if read_exact_record(&sock, &mut back)? {
             Ok(())
         } else {
             Err(CliError::Failed("the echo hung up".into()))
         }
-    };
-    for _ in 0..c.warmup {
-        round_trip()?;
-    }
-    let mut samples = Vec::with_capacity(to_usize(c.msgs)?);
-    for _ in 0..c.msgs {
-        let t = Instant::now();
-        round_trip()?;
-        samples.push(t.elapsed().as_nanos() as u64);
-    }
-    Ok(ChildReport {
-        msgs: c.warmup + c.msgs,
-        timed: c.msgs,
-        latency: LatencySummary::of_nanos(&mut samples),
-        ..ChildReport::default()
     })
 }
 
@@ -572,24 +556,9 @@ fn eventfd_ping(ctx: &mut ChildCtx) -> Result<ChildReport> {
     };
     let (there, back) = (new()?, new()?);
     send(sock.as_fd(), b"eventfds", &[there.as_fd(), back.as_fd()])?;
-    let round_trip = || -> Result<()> {
+    time_round_trips(&c, |_| {
         bump(there.as_fd())?;
         take(back.as_fd())
-    };
-    for _ in 0..c.warmup {
-        round_trip()?;
-    }
-    let mut samples = Vec::with_capacity(to_usize(c.msgs)?);
-    for _ in 0..c.msgs {
-        let t = Instant::now();
-        round_trip()?;
-        samples.push(t.elapsed().as_nanos() as u64);
-    }
-    Ok(ChildReport {
-        msgs: c.warmup + c.msgs,
-        timed: c.msgs,
-        latency: LatencySummary::of_nanos(&mut samples),
-        ..ChildReport::default()
     })
 }
 

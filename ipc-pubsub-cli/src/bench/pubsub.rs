@@ -23,13 +23,13 @@ use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use super::harness::{Case, ChildCtx, ChildReport, Harness, RoleFn, Team, Wiring};
-use super::measure::{LatencySummary, Payload, RepValue, STAMPED_MIN, checksum, monotonic_ns};
+use super::measure::{Payload, RepValue, STAMPED_MIN, checksum, monotonic_ns};
 use super::series::{
     Counts, FRESH_4_COUNTS, FRESH_COUNTS, KIB4, KIB64, MIB1, MIB16, OneWayTimes, PACED_1KHZ_COUNTS,
     PACED_30HZ_COUNTS, PUBSUB_FRESH, PUBSUB_FRESH_4, PUBSUB_INLINE, PUBSUB_INLINE_4,
     PUBSUB_PACED_1KHZ, PUBSUB_PACED_30HZ, PUBSUB_POOLED, PUBSUB_POOLED_4, PUBSUB_RTT, Series,
-    Shape, expect_counts, expect_delivery, hz, missing, paced_latency, read_exact_record,
-    send_paced, throughput, to_usize, write_record,
+    Shape, expect_delivery, hz, paced_latency, read_exact_record, round_trips, send_paced,
+    throughput, time_round_trips, write_record,
 };
 use crate::pubsub::wait_subscribers;
 use crate::{CliError, Result};
@@ -161,17 +161,17 @@ pub(super) const ROLES: &[(&str, RoleFn)] = &[
 // Repetitions (parent side)
 
 fn rtt(h: &Harness, case: &Case) -> Result<RepValue> {
-    let r = h.run(&Team {
-        sender: "pubsub-ping",
-        receiver: "pubsub-echo",
-        wiring: Wiring::SeqPacket,
-        group: true,
-        case: *case,
-        opts: &[],
-    })?;
-    expect_counts(&r, case)?;
-    let latency = r.sender.latency.ok_or_else(|| missing("latency"))?;
-    Ok(RepValue::latency(&latency))
+    round_trips(
+        h,
+        &Team {
+            sender: "pubsub-ping",
+            receiver: "pubsub-echo",
+            wiring: Wiring::SeqPacket,
+            group: true,
+            case: *case,
+            opts: &[],
+        },
+    )
 }
 
 fn inline(h: &Harness, case: &Case) -> Result<RepValue> {
@@ -280,7 +280,7 @@ fn pubsub_ping(ctx: &mut ChildCtx) -> Result<ChildReport> {
     let payload = Payload::new(c.size);
     let mut msg = vec![0u8; c.size];
     let mut sum = 0u64;
-    let mut round_trip = |seq: u64| -> Result<()> {
+    let report = time_round_trips(&c, |seq| {
         payload.write_to(&mut msg, seq);
         ping.publish(&msg)?;
         let back = next(&pong, "reply")?;
@@ -289,23 +289,11 @@ fn pubsub_ping(ctx: &mut ChildCtx) -> Result<ChildReport> {
         }
         sum = sum.wrapping_add(payload.sum(seq));
         Ok(())
-    };
-    for seq in 0..c.warmup {
-        round_trip(seq)?;
-    }
-    let mut samples = Vec::with_capacity(to_usize(c.msgs)?);
-    for seq in c.warmup..c.warmup + c.msgs {
-        let t = Instant::now();
-        round_trip(seq)?;
-        samples.push(t.elapsed().as_nanos() as u64);
-    }
+    })?;
     drop(sock);
     Ok(ChildReport {
-        msgs: c.warmup + c.msgs,
-        timed: c.msgs,
-        latency: LatencySummary::of_nanos(&mut samples),
         checksum: Some(sum),
-        ..ChildReport::default()
+        ..report
     })
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use serde::Serialize;
 
-use super::harness::{Case, ChildCtx, ChildReport, Harness, Reports};
+use super::harness::{Case, ChildCtx, ChildReport, Harness, Reports, Team};
 use super::measure::{LatencySummary, RepValue, checksum, monotonic_ns, stamps};
 use crate::{CliError, Result};
 
@@ -242,6 +242,38 @@ pub(super) fn paced_latency(r: &Reports, case: &Case) -> Result<RepValue> {
 /// The error for a figure the sender did not report.
 pub(super) fn missing(what: &str) -> CliError {
     CliError::Failed(format!("the sender reported no {what}"))
+}
+
+/// A round-trip repetition: runs the team, checks that every process handled every round
+/// trip, and takes the initiator's latencies.
+pub(super) fn round_trips(h: &Harness, team: &Team<'_>) -> Result<RepValue> {
+    let r = h.run(team)?;
+    expect_counts(&r, &team.case)?;
+    let latency = r.sender.latency.ok_or_else(|| missing("latency"))?;
+    Ok(RepValue::latency(&latency))
+}
+
+/// An initiator's loop: `round_trip(seq)` for the warm-up, then timed for every message of
+/// the case; the report has each timed round trip's latency (and no checksum).
+pub(super) fn time_round_trips(
+    c: &Case,
+    mut round_trip: impl FnMut(u64) -> Result<()>,
+) -> Result<ChildReport> {
+    for seq in 0..c.warmup {
+        round_trip(seq)?;
+    }
+    let mut samples = Vec::with_capacity(to_usize(c.msgs)?);
+    for seq in c.warmup..c.warmup + c.msgs {
+        let t = Instant::now();
+        round_trip(seq)?;
+        samples.push(t.elapsed().as_nanos() as u64);
+    }
+    Ok(ChildReport {
+        msgs: c.warmup + c.msgs,
+        timed: c.msgs,
+        latency: LatencySummary::of_nanos(&mut samples),
+        ..ChildReport::default()
+    })
 }
 
 pub(super) fn throughput(r: &Reports, case: &Case) -> Result<RepValue> {

@@ -58,12 +58,12 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     builder.check(f);
 }
 
-/// Producer pushes 3 messages through a 1-slot ring, blocking on a full ring (the `Block`
+/// Producer pushes 2 messages through a 1-slot ring, blocking on a full ring (the `Block`
 /// policy); the consumer parks on an empty one. Neither wakeup is ever lost, and every
 /// message arrives whole and in order.
 #[test]
 fn push_pop_park_wake() {
-    const N: u64 = 3;
+    const N: u64 = 2;
     model(|| {
         let (region, mut producer, mut consumer) = ring(1);
         let consumer_fd = Arc::new(Notify::new());

@@ -5,8 +5,9 @@
 //! subscriber (the [`Consumer`]): a single-producer single-consumer queue of fixed-size slots,
 //! each a message descriptor plus inline bytes for a small payload, and beside it a *return
 //! ring* that carries pool ranges the subscriber is done with back to the publisher. This
-//! module does no I/O: the OS layer maps the region and hands it over as `&[AtomicU64]`
-//! (`ipc_os::memfd::SharedWords`), and the code here is generic over [`Word`] so that loom
+//! module does no I/O: the OS layer creates, seals, passes and maps the region and hands it
+//! over as `&[AtomicU64]` (`ipc_os::shared::SharedRegion`), and the code here is generic over
+//! [`Word`] so that loom
 //! model-checks the same code. The driver calls it from the application's own threads: the
 //! publishing thread pushes, the receiving thread pops; each side owns its half, so neither
 //! needs a lock.

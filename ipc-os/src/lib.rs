@@ -13,6 +13,7 @@
 //! | [`poll`] | level-triggered epoll with [`poll::Token`]s and an eventfd [`poll::Waker`] |
 //! | [`timer`] | a monotonic `timerfd`, for a driver whose loop waits on an fd rather than a timeout |
 //! | [`memfd`] | sealed memfd segments: create, seal, verify on receipt, map read-only or read-write |
+//! | [`shared`] | shared regions both sides write (the data rings): a sealed memfd mapped as `&[AtomicU64]` |
 //! | [`pidfd`] | a pidfd for a socket's peer process, checked against pid reuse: readable once it has exited |
 //! | here | [`Credentials`] (`SO_PEERCRED`) and [`current_credentials`] |
 //!
@@ -33,7 +34,7 @@
 //! - Ownership: fds are [`OwnedFd`](std::os::fd::OwnedFd) the moment they exist, including fds
 //!   received over `SCM_RIGHTS`, so no error path can leak one.
 //! - `unsafe` is denied everywhere but in the module that maps memory (behind
-//!   [`memfd::Mapping`] and [`memfd::MappingMut`]) and in the one `getsockopt(SO_PEERCRED)`
+//!   [`memfd::Mapping`], [`memfd::MappingMut`] and [`memfd::SharedWords`]) and in the one `getsockopt(SO_PEERCRED)`
 //!   made through `libc` (behind [`socket::peer_credentials`]: `rustix` reads the pid into a
 //!   type that cannot be 0, which the kernel reports for a peer outside our pid namespace),
 //!   next to `getsockopt(SO_PEERPIDFD)`, which `rustix` lacks (behind
@@ -89,6 +90,7 @@ pub mod memfd;
 pub mod pidfd;
 pub mod poll;
 pub mod rendezvous;
+pub mod shared;
 pub mod socket;
 pub mod timer;
 #[allow(unsafe_code)]

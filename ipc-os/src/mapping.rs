@@ -11,6 +11,7 @@ use std::ops::{Deref, DerefMut};
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
 use std::sync::OnceLock;
+use std::sync::atomic::AtomicU64;
 
 use rustix::mm::{MapFlags, ProtFlags};
 
@@ -197,5 +198,48 @@ impl Deref for MappingMut {
 impl DerefMut for MappingMut {
     fn deref_mut(&mut self) -> &mut [u8] {
         self.as_mut_slice()
+    }
+}
+
+/// A read-write shared mapping of a whole shared-memory region, seen as 64-bit atomic words
+/// (a ring both processes write); unmapped on drop.
+///
+/// Handed out only as `&[AtomicU64]`: the other process may write any word at any time, which
+/// atomics allow and plain bytes would not.
+#[derive(Debug)]
+pub struct SharedWords {
+    raw: RawMapping,
+}
+
+// SAFETY: the mapping is plain shared memory owned by this value alone; its words are atomics,
+// so sharing and sending it between threads is fine.
+unsafe impl Send for SharedWords {}
+// SAFETY: as above: every access goes through `AtomicU64`.
+unsafe impl Sync for SharedWords {}
+
+impl SharedWords {
+    /// Maps all `len` bytes of `fd` from offset 0, read-write and shared. The caller has checked
+    /// that the file keeps at least `len` bytes (our own unshrinkable memfd, or a verified
+    /// shrink seal). `len` must be a non-zero multiple of 8.
+    pub(crate) fn new(fd: BorrowedFd<'_>, len: usize) -> io::Result<Self> {
+        if len == 0 || !len.is_multiple_of(8) {
+            return Err(invalid_input(format!(
+                "a word region must be a non-zero multiple of 8 bytes, not {len}"
+            )));
+        }
+        let raw = RawMapping::new(fd, 0, len, ProtFlags::READ | ProtFlags::WRITE)?;
+        Ok(Self { raw })
+    }
+
+    /// The mapped words.
+    pub fn words(&self) -> &[AtomicU64] {
+        let ptr = self.raw.data.as_ptr().cast::<AtomicU64>();
+        // SAFETY: `new` mapped offset 0, so `data` is page-aligned (mmap's result), hence
+        // aligned for AtomicU64; `len` is a multiple of 8, so len / 8 words are in the live
+        // mapping, backed by the file for the mapping's lifetime (see `RawMapping::as_slice`).
+        // AtomicU64 has the size and alignment of u64 and interior mutability, so shared
+        // references to memory that another process writes concurrently are sound as long as
+        // every access is atomic, which this type is all that is handed out.
+        unsafe { std::slice::from_raw_parts(ptr, self.raw.len / 8) }
     }
 }

@@ -43,7 +43,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use rustix::fs::{FileType, MemfdFlags, SealFlags};
 use rustix::io::Errno;
 
-pub use crate::mapping::{Mapping, MappingMut};
+pub use crate::mapping::{Mapping, MappingMut, SharedWords};
 use crate::{invalid_input, retry_eintr};
 
 /// The `tmpfs` magic number `fstatfs` reports for a memfd (`TMPFS_MAGIC`).
@@ -80,6 +80,9 @@ impl SealSet {
     /// `SHRINK | GROW | FUTURE_WRITE | SEAL`.
     pub const POOLED: Self =
         Self(Self::SHRINK.0 | Self::GROW.0 | Self::FUTURE_WRITE.0 | Self::SEAL.0);
+    /// Seals for a region both sides keep writing (a ring): `SHRINK | GROW | SEAL`. Its size
+    /// is fixed for good, its contents are not.
+    pub const SHARED: Self = Self(Self::SHRINK.0 | Self::GROW.0 | Self::SEAL.0);
 
     const NAMES: [(Self, &'static str); 6] = [
         (Self::SEAL, "SEAL"),
@@ -189,6 +192,14 @@ pub enum SegmentError {
         have: SealSet,
         /// Seals we require.
         need: SealSet,
+    },
+    /// The memfd's size is not the one the region must have.
+    #[error("memfd is {size} bytes, the region is {need}")]
+    WrongSize {
+        /// Size of the memfd.
+        size: u64,
+        /// Size the region must have.
+        need: u64,
     },
     /// The memfd is smaller than the claimed range.
     #[error("memfd is {size} bytes, the claimed range needs {need}")]
@@ -305,6 +316,12 @@ impl Segment {
     /// mapping without calling `mmap`. Fails with `EPERM` once write-sealed.
     pub fn map_rw(&self) -> io::Result<MappingMut> {
         MappingMut::new(self.fd.as_fd(), self.len)
+    }
+
+    /// Maps the whole segment read-write and shared as 64-bit atomic words, for a region both
+    /// sides write ([`SealSet::SHARED`]). The length must be a non-zero multiple of 8.
+    pub fn map_words(&self) -> io::Result<SharedWords> {
+        SharedWords::new(self.fd.as_fd(), self.len)
     }
 
     /// Adds `seals` (e.g. [`SealSet::FRESH`] or [`SealSet::POOLED`]).
@@ -432,6 +449,15 @@ impl VerifiedSegment {
         Mapping::new(self.fd.as_fd(), offset, len)
     }
 
+    /// Maps the whole verified size read-write and shared as 64-bit atomic words: a region
+    /// both sides write. Fails with `EPERM` if the memfd is write-sealed, and with
+    /// `InvalidInput` unless the size is a non-zero multiple of 8.
+    pub fn map_words(&self) -> io::Result<SharedWords> {
+        let len = usize::try_from(self.size)
+            .map_err(|_| invalid_input(format!("size {} exceeds the address space", self.size)))?;
+        SharedWords::new(self.fd.as_fd(), len)
+    }
+
     /// The memfd.
     pub fn into_fd(self) -> OwnedFd {
         self.fd
@@ -482,6 +508,7 @@ mod tests {
         assert_eq!(SealSet::FRESH.to_string(), "SEAL|SHRINK|GROW|WRITE");
         assert_eq!(SealSet::POOLED.to_string(), "SEAL|SHRINK|GROW|FUTURE_WRITE");
         assert_eq!(SealSet::EMPTY.to_string(), "(none)");
+        assert_eq!(SealSet::SHARED.to_string(), "SEAL|SHRINK|GROW");
         assert_eq!(
             format!("{:?}", SealSet::from_bits_retain(0x100 | 2)),
             "SealSet(SHRINK|0x100)"

@@ -107,6 +107,7 @@ mod log_limit;
 mod machine;
 mod member;
 pub mod names;
+pub mod ring;
 mod rng;
 #[cfg(feature = "sim")]
 pub mod sim;

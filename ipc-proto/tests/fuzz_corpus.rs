@@ -20,8 +20,10 @@ use arbitrary::{Arbitrary, Unstructured};
 use ipc_proto::data::Seals;
 use ipc_proto::fuzzing::{
     self, CmdOp, Cred, DataCase, DataOp, DataSetup, HubCase, HubOp, HubSetup, Inherited, Link,
-    PayloadOp, RecordOp, Seg, SpokeCase, SpokeOp, SpokeSetup, TermsOp, Tick, Topic,
+    PayloadOp, RecordOp, RingCase, RingOp, Seg, SpokeCase, SpokeOp, SpokeSetup, TermsOp, Tick,
+    Topic,
 };
+use ipc_proto::ring::PoolRange;
 use ipc_proto::wire::{
     self, CloseReason, DataFrame, DataStats, Frame, Hello, MessageHeader, OwnChange, Policy,
     SlotRef, TopicStats, Welcome, encode_data,
@@ -104,6 +106,16 @@ fn data_ops_corpus_replays() {
     for (path, data) in files {
         eprintln!("{}", path.display());
         let _ = fuzzing::data_ops(&data, origin());
+    }
+}
+
+#[test]
+fn ring_consume_corpus_replays() {
+    let files = corpus("ring_consume");
+    assert!(!files.is_empty());
+    for (path, data) in files {
+        eprintln!("{}", path.display());
+        fuzzing::ring_consume(&data);
     }
 }
 
@@ -190,6 +202,17 @@ fn seeds_are_current() {
         }
         check("data_ops", name, bytes);
     }
+    for (name, case) in ring_seeds() {
+        let bytes = ArbitraryEncoder::encode(|e| e.ring_case(&case));
+        let decoded = RingCase::arbitrary_take_rest(Unstructured::new(&bytes));
+        assert_eq!(
+            decoded.as_ref(),
+            Ok(&case),
+            "ring seed {name} decodes to its script"
+        );
+        fuzzing::run_ring(&case);
+        check("ring_consume", name, bytes);
+    }
     assert!(
         stale.is_empty(),
         "seed files differ from their scripts (rewrite with IPC_WRITE_SEEDS=1): {stale:?}"
@@ -197,6 +220,82 @@ fn seeds_are_current() {
 }
 
 // ---- the seeds ----
+
+/// The ring: a clean stream that wraps and blocks, returns of pool ranges, and a peer that
+/// scribbles over the indexes and a descriptor.
+fn ring_seeds() -> Vec<(&'static str, RingCase)> {
+    let range = PoolRange {
+        segment: 1,
+        offset: 64,
+        len: 64,
+    };
+    let push = |len| RingOp::Push { binding: 3, len };
+    let pop = RingOp::Pop { buf: 255 };
+    let case = |header, ops| RingCase {
+        capacity_log2: 1,
+        inline_max: 40,
+        return_log2: 1,
+        pool_len: 4096,
+        header,
+        ops,
+    };
+    vec![
+        (
+            "clean_wrap",
+            case(
+                vec![],
+                vec![
+                    push(1),
+                    push(40),
+                    push(9),
+                    RingOp::Wait,
+                    pop.clone(),
+                    RingOp::Free,
+                    push(0),
+                    pop.clone(),
+                    pop.clone(),
+                    RingOp::Park,
+                    pop.clone(),
+                    RingOp::Park,
+                ],
+            ),
+        ),
+        (
+            "pool_returns",
+            case(
+                vec![],
+                vec![
+                    RingOp::PushPool(range),
+                    pop.clone(),
+                    RingOp::Return(range),
+                    RingOp::Return(range),
+                    RingOp::Return(range),
+                    RingOp::TakeReturn,
+                    RingOp::TakeReturn,
+                    RingOp::Wait,
+                ],
+            ),
+        ),
+        (
+            "hostile_peer",
+            case(
+                vec![(2, 3)],
+                vec![
+                    push(8),
+                    RingOp::Write { word: 16, value: 9 },
+                    pop.clone(),
+                    RingOp::Fill {
+                        start: 80,
+                        words: vec![u64::MAX, 1, u64::MAX],
+                    },
+                    pop,
+                    RingOp::Write { word: 32, value: 7 },
+                    RingOp::Free,
+                ],
+            ),
+        ),
+    ]
+}
 
 fn node(n: u64) -> NodeId {
     NodeId::new(n).expect("seed ids are non-zero")
@@ -1818,6 +1917,61 @@ impl ArbitraryEncoder {
         self.bool(s.seals.grow);
         self.bool(s.seals.write);
         self.bool(s.seals.future_write);
+    }
+    fn pool_range(&mut self, r: &PoolRange) {
+        self.u64(r.segment);
+        self.u64(r.offset);
+        self.u64(r.len);
+    }
+    fn ring_case(&mut self, c: &RingCase) {
+        self.u8(c.capacity_log2);
+        self.u8(c.inline_max);
+        self.u8(c.return_log2);
+        self.u16(c.pool_len);
+        self.seq_of(&c.header, |e, &(w, v)| {
+            e.u8(w);
+            e.u64(v);
+        });
+        for op in &c.ops {
+            self.bool(true);
+            self.ring_op(op);
+        }
+    }
+    fn ring_op(&mut self, op: &RingOp) {
+        const N: u64 = 10;
+        match op {
+            RingOp::Push { binding, len } => {
+                self.variant(0, N);
+                self.u32(*binding);
+                self.u8(*len);
+            }
+            RingOp::PushPool(r) => {
+                self.variant(1, N);
+                self.pool_range(r);
+            }
+            RingOp::Pop { buf } => {
+                self.variant(2, N);
+                self.u8(*buf);
+            }
+            RingOp::Park => self.variant(3, N),
+            RingOp::Wait => self.variant(4, N),
+            RingOp::Return(r) => {
+                self.variant(5, N);
+                self.pool_range(r);
+            }
+            RingOp::TakeReturn => self.variant(6, N),
+            RingOp::Free => self.variant(7, N),
+            RingOp::Write { word, value } => {
+                self.variant(8, N);
+                self.u16(*word);
+                self.u64(*value);
+            }
+            RingOp::Fill { start, words } => {
+                self.variant(9, N);
+                self.u16(*start);
+                self.seq_of(words, |e, w| e.u64(*w));
+            }
+        }
     }
     fn data_case(&mut self, c: &DataCase) {
         let s = &c.setup;

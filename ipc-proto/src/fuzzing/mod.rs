@@ -5,7 +5,9 @@
 //! and tests; it changes whenever they need it to, in any release.
 //!
 //! Each target is a function of the raw input bytes: [`decode`], [`hub_ops`], [`spoke_ops`],
-//! and for the data plane [`data_decode`] and [`data_ops`]. A violated invariant panics, which
+//! for the data plane [`data_decode`] and [`data_ops`], and for its shared-memory ring
+//! [`ring_consume`] (arbitrary region contents and operations on both ends: never a panic,
+//! only values or `RingError`s, and a FIFO while nobody wrote behind the ends' backs). A violated invariant panics, which
 //! is what a fuzzer reports as a crash. The op targets read their input with
 //! [`Arbitrary::arbitrary_take_rest`], exactly as `libfuzzer-sys` does for a typed target, and
 //! take the clock's origin as an argument: this crate reads no clock.
@@ -84,6 +86,7 @@ mod data;
 mod data_decode;
 mod doc;
 mod hub;
+mod ring;
 mod spoke;
 mod wire;
 
@@ -96,5 +99,6 @@ pub use data_decode::{
 };
 pub use doc::doc_bytes;
 pub use hub::{Cred, HubCase, HubOp, HubSetup, Inherited, hub_ops, run_hub};
+pub use ring::{RingCase, RingOp, ring_consume, run_ring};
 pub use spoke::{CmdOp, SpokeCase, SpokeOp, SpokeSetup, Topic, run_spoke, spoke_ops};
 pub use wire::{decode, decode_bytes, frame_roundtrip, sanitize};

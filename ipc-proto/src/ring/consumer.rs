@@ -1,0 +1,231 @@
+//! The consumer's side: [`Consumer`] pops descriptors and gives pool ranges back.
+
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+
+use super::layout::{
+    D_BINDING_FLAGS, D_LEN, D_OFFSET, D_SEGMENT, D_SEQ, DESC_WORDS, FLAG_POOL, RETURN_WORDS,
+    W_CONSUMER_PARKED, W_HEAD, W_PRODUCER_WAITING, W_RETURN_HEAD, W_RETURN_TAIL, W_TAIL,
+    load_bytes, next_epoch, word, words,
+};
+use super::{Layout, Park, PoolRange, Popped, Push, RingError, RingPayload, Word, check_range};
+
+/// The consuming side of a ring: the subscriber of a data link.
+///
+/// Keeps its own tail, the last head it saw and its wake bookkeeping; reads the producer's
+/// words only, and checks each of them and every descriptor before use.
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    layout: Layout,
+    /// Messages popped so far (the tail index, free-running).
+    tail: u64,
+    /// The producer's head as last read: `tail <= head <= tail + capacity`.
+    head: u64,
+    /// The last wait epoch of the producer this side woke it for.
+    woken: u64,
+    /// This side's own park epoch (its `parked` word is this or 0).
+    epoch: u64,
+    /// Return entries given so far (the return head).
+    return_head: u64,
+    /// The producer's return tail as last read.
+    return_tail: u64,
+}
+
+impl Consumer {
+    /// The consumer of a fresh ring with this layout (from [`super::init`] or
+    /// [`super::attach`]).
+    pub fn new(layout: Layout) -> Self {
+        Self {
+            layout,
+            tail: 0,
+            head: 0,
+            woken: 0,
+            epoch: 0,
+            return_head: 0,
+            return_tail: 0,
+        }
+    }
+
+    /// The ring's layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Messages popped so far.
+    pub fn popped(&self) -> u64 {
+        self.tail
+    }
+
+    /// Reads and checks the producer's head: it lies in `[last head seen, tail + capacity]`.
+    /// Returns how many messages wait.
+    fn read_head<W: Word>(&mut self, region: &[W]) -> Result<u64, RingError> {
+        let found = word(region, W_HEAD)?.load(Acquire);
+        let ahead = found.wrapping_sub(self.tail);
+        if ahead > self.layout.capacity() || ahead < self.head - self.tail {
+            return Err(RingError::Index {
+                index: "head",
+                found,
+                own: self.tail,
+                capacity: self.layout.capacity(),
+            });
+        }
+        self.head = found;
+        Ok(ahead)
+    }
+
+    /// Messages waiting in the ring now. Reads the producer's head.
+    pub fn pending<W: Word>(&mut self, region: &[W]) -> Result<u64, RingError> {
+        self.layout.check_len(region)?;
+        self.read_head(region)
+    }
+
+    /// Takes the next message: its descriptor, with an inline payload copied into
+    /// `buf[..len]`. `Ok(None)`: the ring is empty.
+    ///
+    /// `buf` should hold [`Layout::inline_max`] bytes; a shorter one that cannot take the
+    /// next payload is [`RingError::BufferTooSmall`] and leaves it in the ring. Any other
+    /// `Err` is the producer's fault. [`Popped::wake_producer`]: the producer waits for room;
+    /// write its eventfd.
+    pub fn pop<W: Word>(
+        &mut self,
+        region: &[W],
+        buf: &mut [u8],
+    ) -> Result<Option<Popped>, RingError> {
+        self.layout.check_len(region)?;
+        if self.tail == self.head && self.read_head(region)? == 0 {
+            return Ok(None);
+        }
+        let slot = words(
+            region,
+            self.layout.slot(self.tail),
+            self.layout.slot_words(),
+        )?;
+        let (desc, inline) = slot.split_at(DESC_WORDS);
+        let r = |i: usize| desc.get(i).map_or(0, |w| w.load(Relaxed));
+        let binding_flags = r(D_BINDING_FLAGS);
+        let seq = r(D_SEQ);
+        let len = r(D_LEN);
+        let binding = binding_flags as u32;
+        let flags = (binding_flags >> 32) as u32;
+        let payload = match flags {
+            0 => {
+                let max = self.layout.inline_max();
+                let n = usize::try_from(len)
+                    .ok()
+                    .filter(|n| *n <= max)
+                    .ok_or(RingError::Length { len, max })?;
+                let buf_len = buf.len();
+                let out = buf.get_mut(..n).ok_or(RingError::BufferTooSmall {
+                    len: n,
+                    buf: buf_len,
+                })?;
+                load_bytes(inline, out);
+                RingPayload::Inline { len: n }
+            }
+            FLAG_POOL => {
+                let range = PoolRange {
+                    segment: r(D_SEGMENT),
+                    offset: r(D_OFFSET),
+                    len,
+                };
+                check_range(&self.layout, range)?;
+                RingPayload::Pool(range)
+            }
+            flags => return Err(RingError::Flags { seq, flags }),
+        };
+        self.tail += 1;
+        word(region, W_TAIL)?.store(self.tail, Release);
+        Ok(Some(Popped {
+            binding,
+            seq,
+            payload,
+            wake_producer: self.wake_producer(region)?,
+        }))
+    }
+
+    /// After freeing a slot or returning a range: a `SeqCst` fence, then whether the producer
+    /// started waiting since it was last woken.
+    fn wake_producer<W: Word>(&mut self, region: &[W]) -> Result<bool, RingError> {
+        W::fence(SeqCst);
+        let waiting = word(region, W_PRODUCER_WAITING)?.load(Relaxed);
+        if waiting != 0 && waiting != self.woken {
+            self.woken = waiting;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Before sleeping on an empty ring: publishes "parked", then checks again (the
+    /// eventcount's consumer half).
+    ///
+    /// [`Park::Ready`]: a message arrived meanwhile; nothing to undo, pop it.
+    /// [`Park::Sleep`]: block on the consumer's eventfd (any wake written from now on is
+    /// seen), then call [`Self::finish_park`] and pop again. A wakeup may be spurious.
+    pub fn prepare_park<W: Word>(&mut self, region: &[W]) -> Result<Park, RingError> {
+        self.layout.check_header(region)?;
+        self.epoch = next_epoch(self.epoch);
+        let parked = word(region, W_CONSUMER_PARKED)?;
+        parked.store(self.epoch, Relaxed);
+        W::fence(SeqCst);
+        if self.read_head(region)? > 0 {
+            parked.store(0, Relaxed);
+            return Ok(Park::Ready);
+        }
+        Ok(Park::Sleep)
+    }
+
+    /// After sleeping on [`Park::Sleep`]: no longer parked.
+    pub fn finish_park<W: Word>(&mut self, region: &[W]) -> Result<(), RingError> {
+        self.layout.check_len(region)?;
+        word(region, W_CONSUMER_PARKED)?.store(0, Relaxed);
+        Ok(())
+    }
+
+    /// Reads and checks the producer's return tail: it lies in `[last seen, return head]`.
+    fn read_return_tail<W: Word>(&mut self, region: &[W]) -> Result<(), RingError> {
+        let found = word(region, W_RETURN_TAIL)?.load(Acquire);
+        if found.wrapping_sub(self.return_tail) > self.return_head - self.return_tail {
+            return Err(RingError::Index {
+                index: "return tail",
+                found,
+                own: self.return_head,
+                capacity: self.layout.return_capacity(),
+            });
+        }
+        self.return_tail = found;
+        Ok(())
+    }
+
+    /// Gives a pool range back to the producer, or says the return ring is full (then send
+    /// the release over the socket, or retry after the next pop).
+    ///
+    /// [`Push::Done`] with `wake`: the producer waits; write its eventfd. A range outside the
+    /// pool is [`RingError::PoolRange`] and changes nothing.
+    pub fn push_return<W: Word>(
+        &mut self,
+        region: &[W],
+        range: PoolRange,
+    ) -> Result<Push, RingError> {
+        self.layout.check_len(region)?;
+        check_range(&self.layout, range)?;
+        let cap = self.layout.return_capacity();
+        if self.return_head - self.return_tail >= cap {
+            self.read_return_tail(region)?;
+            if self.return_head - self.return_tail >= cap {
+                return Ok(Push::Full);
+            }
+        }
+        let entry = words(
+            region,
+            self.layout.return_slot(self.return_head),
+            RETURN_WORDS,
+        )?;
+        for (w, v) in entry.iter().zip([range.segment, range.offset, range.len]) {
+            w.store(v, Relaxed);
+        }
+        self.return_head += 1;
+        word(region, W_RETURN_HEAD)?.store(self.return_head, Release);
+        Ok(Push::Done {
+            wake: self.wake_producer(region)?,
+        })
+    }
+}

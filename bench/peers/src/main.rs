@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use common::{Case, Control, Payload, Res, err};
 
-/// Subscriber queue depth for both systems (`bench payload`'s window).
+/// Default subscriber queue depth for both systems (`bench payload`'s window).
 const WINDOW: usize = 8;
 /// A repetition that takes longer than this fails (its children are killed).
 const REP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -139,6 +139,7 @@ struct Opts {
     json: bool,
     spin_throughput: bool,
     only: Option<String>,
+    window: usize,
 }
 
 fn usage() -> ! {
@@ -148,7 +149,8 @@ fn usage() -> ! {
          \n  --quick             fewer messages per repetition\
          \n  --json              print the results as JSON after the table\
          \n  --spin-throughput   also the one-way measures with a busy-wait receiver\
-         \n  --only ID           only the measures whose id contains ID"
+         \n  --only ID           only the measures whose id contains ID\
+         \n  --window N          subscriber queue depth, both systems (default 8)"
     );
     std::process::exit(2)
 }
@@ -164,7 +166,7 @@ fn main() {
             }
         });
     }
-    let mut opts = Opts { reps: 5, quick: false, json: false, spin_throughput: false, only: None };
+    let mut opts = Opts { reps: 5, quick: false, json: false, spin_throughput: false, only: None, window: WINDOW };
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -175,6 +177,9 @@ fn main() {
             "--json" => opts.json = true,
             "--spin-throughput" => opts.spin_throughput = true,
             "--only" => opts.only = Some(it.next().unwrap_or_else(|| usage())),
+            "--window" => {
+                opts.window = it.next().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or_else(|| usage())
+            }
             _ => usage(),
         }
     }
@@ -258,8 +263,9 @@ fn parent(opts: &Opts) -> Res<()> {
     let before = load_sample();
     println!("load before the run: {}", before.describe());
     println!(
-        "{} repetitions per measure and system, fresh processes each, {}\n",
+        "{} repetitions per measure and system, fresh processes each, queue depth {}, {}\n",
         opts.reps,
+        opts.window,
         if opts.quick { "--quick message counts" } else { "full message counts" }
     );
     let stat0 = read_proc_stat();
@@ -294,7 +300,7 @@ fn parent(opts: &Opts) -> Res<()> {
                     // Our group name becomes a socket path: keep it short.
                     System::Ours => format!("pp{run_id}m{mi}r{rep}"),
                 };
-                let case = Case { size: m.size, msgs, warmup, window: WINDOW, name };
+                let case = Case { size: m.size, msgs, warmup, window: opts.window, name };
                 let t = Instant::now();
                 let out = run_rep(&exe, m, sys, &case, send_cpu, recv_cpu)
                     .map_err(|e| format!("{} {} rep {rep}: {e}", m.id, sys.name()))?;
@@ -328,8 +334,9 @@ fn parent(opts: &Opts) -> Res<()> {
     println!("iceoryx2 resources left by this run: {cleanup}");
     println!("wall time: {secs:.0} s");
     println!(
-        "command: cargo run --release -- --reps {}{}{}",
+        "command: cargo run --release -- --reps {}{}{}{}",
         opts.reps,
+        if opts.window == WINDOW { String::new() } else { format!(" --window {}", opts.window) },
         if opts.quick { " --quick" } else { "" },
         if opts.spin_throughput { " --spin-throughput" } else { "" }
     );
@@ -343,7 +350,7 @@ fn parent(opts: &Opts) -> Res<()> {
             "load_after": after,
             "reps": opts.reps,
             "quick": opts.quick,
-            "window": WINDOW,
+            "window": opts.window,
             "wall_s": secs,
             "cleanup": cleanup,
             "measures": rows.iter().map(Row::json).collect::<Vec<_>>(),

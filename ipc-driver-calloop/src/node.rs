@@ -312,7 +312,7 @@ impl Node {
 
     /// The hub this node is synced with.
     pub fn hub(&self) -> Option<HubInfo> {
-        (self.member.hub()).map(|(node, term)| HubInfo { node, term })
+        HubInfo::of(&self.member)
     }
 
     /// Whether this node runs the group's hub.

@@ -27,8 +27,8 @@ pub use ipc_proto::doc::{
 pub use ipc_proto::names::bus_topic;
 pub use ipc_proto::wire::{DataStats, GuardStats, Policy, TopicStats, WitnessStats};
 pub use ipc_proto::{
-    AccessPolicy, Change, CloseReason, CmdError, Credentials, Epoch, Event, Limits, NodeId,
-    NodeInfo, NodeView, Role, Seq, Term, Uid, View,
+    AccessPolicy, Change, CloseReason, CmdError, ConfigError, Credentials, Epoch, Event, Keepalive,
+    Limits, NodeId, NodeInfo, NodeView, Role, Seq, Term, Uid, View,
 };
 /// The serde traits of typed payloads ([`Message::decode`], a driver's serde publishing).
 pub use serde::{self, Serialize, de::DeserializeOwned};

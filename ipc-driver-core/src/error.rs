@@ -5,8 +5,8 @@ use std::io;
 use std::time::Duration;
 
 use ipc_os::rendezvous::RendezvousError;
-use ipc_proto::CmdError;
 use ipc_proto::doc::{DocError, PathError};
+use ipc_proto::{CmdError, ConfigError};
 
 use crate::TypeError;
 
@@ -53,6 +53,10 @@ pub enum DriverError {
     /// A system call failed.
     #[error(transparent)]
     Io(#[from] io::Error),
+    /// The builder's options do not make sense together (a heartbeat interval of zero, or
+    /// above half the keepalive limit); the node did not start.
+    #[error("invalid options: {0}")]
+    Config(#[from] ConfigError),
     /// The node refused the command (invalid topic, too many topics, left already...).
     #[error(transparent)]
     Cmd(#[from] CmdError),

@@ -6,7 +6,7 @@ use std::ops::BitOr;
 use std::sync::Arc;
 
 use ipc_proto::data::Loss;
-use ipc_proto::{CloseReason, Event, NodeId, Term};
+use ipc_proto::{CloseReason, Event, Keepalive, Member, NodeId, Term};
 
 use crate::doc_event::{DocEvent, ObserverId};
 use crate::error::DriverError;
@@ -19,6 +19,22 @@ pub struct HubInfo {
     pub node: NodeId,
     /// The hub's term (it grows with every hub change).
     pub term: Term,
+    /// The hub's heartbeat interval and keepalive limit, as its `Welcome` told them.
+    pub keepalive: Keepalive,
+}
+
+impl HubInfo {
+    /// The hub `member` is synced with, if any.
+    pub fn of(member: &Member) -> Option<Self> {
+        let (node, term) = member.hub()?;
+        // Synced: the spoke holds the hub's Welcome, figures included.
+        let keepalive = member.spoke().hub_keepalive().unwrap_or_default();
+        Some(Self {
+            node,
+            term,
+            keepalive,
+        })
+    }
 }
 
 impl fmt::Display for HubInfo {

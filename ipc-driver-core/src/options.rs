@@ -69,10 +69,26 @@ macro_rules! node_builder_setters {
             self
         }
 
-        /// A node (or hub) silent for this long is declared gone; heartbeats go out four
-        /// times per period. Default 2 s.
+        /// The keepalive limit: a node (or hub) silent for this long is declared gone.
+        /// Default 2 s. Unless [`heartbeat`](Self::heartbeat) says otherwise, heartbeats go
+        /// out four times per limit (every 500 ms by default).
+        ///
+        /// A stopped process (`SIGSTOP`) is not dead, so no pidfd reports it: the keepalive
+        /// is what finds it. Members of one group may choose different figures: each side of
+        /// a hub link judges its peer by its own limit, and heartbeats at the shorter of its
+        /// own interval and the peer's, so that no one flaps because another is slower.
         pub fn keepalive(mut self, timeout: std::time::Duration) -> Self {
             self.config.options.keepalive = timeout;
+            self
+        }
+
+        /// The heartbeat interval: how often a heartbeat goes out on the hub link when nothing
+        /// else did. Default: a quarter of the [`keepalive`](Self::keepalive) limit (500 ms).
+        /// It must be above zero and at most half the limit, so that one late heartbeat does
+        /// not expel a live node; the node refuses to start otherwise
+        /// ([`DriverError::Config`](crate::DriverError::Config)).
+        pub fn heartbeat(mut self, interval: std::time::Duration) -> Self {
+            self.config.options.heartbeat = Some(interval);
             self
         }
 

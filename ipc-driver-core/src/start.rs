@@ -6,7 +6,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use ipc_os::rendezvous::{DataSocket, GroupDir, RendezvousError};
-use ipc_proto::{CmdError, Member, MemberCmd, MemberInput, NodeId, NodeOptions, SpokeCmd};
+use ipc_proto::{
+    CmdError, ConfigError, Member, MemberCmd, MemberInput, NodeId, NodeOptions, SpokeCmd,
+};
 
 use crate::random_seed;
 
@@ -38,8 +40,9 @@ pub fn start<E>(
     now: Instant,
 ) -> Result<Started, E>
 where
-    E: From<RendezvousError> + From<io::Error> + From<CmdError>,
+    E: From<RendezvousError> + From<io::Error> + From<CmdError> + From<ConfigError>,
 {
+    options.check()?;
     let private = options.is_private(ipc_os::current_credentials().uid);
     let dir = GroupDir::open(group, base, private)?;
     let id = NodeId::new(random_seed() | 1).expect("odd, hence non-zero");

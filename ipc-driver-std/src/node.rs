@@ -30,7 +30,9 @@ use ipc_proto::names::bus_topic;
 /// # fn main() -> Result<(), ipc_driver_std::DriverError> {
 /// let node = Node::builder("camera")
 ///     .group("robot")
+///     // Declared gone after 1 s of silence (frozen, hung); a heartbeat every 100 ms.
 ///     .keepalive(Duration::from_secs(1))
+///     .heartbeat(Duration::from_millis(100))
 ///     .join()?;
 /// node.announce("frames", "image/x-raw")?;
 /// node.subscribe("exposure")?;

@@ -482,7 +482,7 @@ impl Reactor {
     fn publish(&mut self) {
         let changed = self.docs.publish(&self.member);
         push_all(&mut self.sinks, &changed);
-        let hub = (self.member.hub()).map(|(node, term)| HubInfo { node, term });
+        let hub = HubInfo::of(&self.member);
         let is_hub = self.member.is_hub();
         let mut s = self.shared.lock();
         let mut changed = s.hub != hub || s.is_hub != is_hub;

@@ -3,7 +3,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ipc_driver_std::{Event, EventKinds, Node, NodeEvent, NodeWithEvents};
+use ipc_driver_std::{
+    ConfigError, DriverError, Event, EventKinds, Keepalive, Node, NodeEvent, NodeWithEvents,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -162,4 +164,49 @@ fn a_node_that_joins_only_a_running_group_never_starts_one() {
         Err(ipc_driver_std::DriverError::NoGroup { .. })
     ));
     client.leave().expect("leaving a stopped node is fine");
+}
+
+#[test]
+fn keepalive_figures_are_checked_and_the_hub_tells_its_own() {
+    let g = group();
+    let ms = Duration::from_millis;
+    // A heartbeat above half the limit, or of zero, is a builder error, before anything
+    // starts.
+    let late = (Node::builder("late").group(&g))
+        .keepalive(ms(1000))
+        .heartbeat(ms(600))
+        .join();
+    assert!(
+        matches!(
+            late,
+            Err(DriverError::Config(ConfigError::KeepaliveTooShort { .. }))
+        ),
+        "{late:?}"
+    );
+    let zero = (Node::builder("zero").group(&g)).heartbeat(ms(0)).join();
+    assert!(
+        matches!(zero, Err(DriverError::Config(ConfigError::ZeroHeartbeat))),
+        "{zero:?}"
+    );
+    // `keepalive` alone keeps a heartbeat of a quarter; `heartbeat` after or before it sets
+    // its own. Every member sees the hub's figures.
+    let hub = (Node::builder("hub").group(&g))
+        .heartbeat(ms(300))
+        .keepalive(ms(3000))
+        .join()
+        .expect("hub joins");
+    let member = (Node::builder("member").group(&g))
+        .keepalive(ms(1000))
+        .join()
+        .expect("member joins");
+    let figures = Keepalive {
+        heartbeat: ms(300),
+        limit: ms(3000),
+    };
+    for n in [&hub, &member] {
+        let info = n.hub().expect("synced");
+        assert_eq!((info.node, info.keepalive), (hub.id(), figures));
+    }
+    member.leave().expect("member leaves");
+    hub.leave().expect("hub leaves");
 }

@@ -70,6 +70,7 @@ fn hub_with(spokes: usize, history: usize) -> (Hub, Instant) {
             member: Some(info),
             term: Term(0),
             horizon: Default::default(),
+            keepalive: Default::default(),
         };
         feed(&mut hub, peer, &Frame::Hello(hello));
         if peer == 0 {

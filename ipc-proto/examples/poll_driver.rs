@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run -p ipc-proto --example poll_driver -- --group demo --name me
-//!     [--keepalive-ms MS] [--grace-ms MS] [--announce TOPIC]... [--subscribe TOPIC]...
+//!     [--keepalive-ms MS] [--heartbeat-ms MS] [--grace-ms MS] [--announce TOPIC]... [--subscribe TOPIC]...
 //! ```
 //!
 //! It drives the same [`Member`] machine as `ipc-driver-std` and `ipc-driver-calloop`, so it
@@ -164,7 +164,7 @@ struct Driver {
 fn main() -> io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (options, group, announce, subscribe) = parse_args(&args).unwrap_or_else(|e| {
-        eprintln!("poll_driver: {e}\nusage: poll_driver --group G --name N [--keepalive-ms MS] [--grace-ms MS] [--announce T]... [--subscribe T]...");
+        eprintln!("poll_driver: {e}\nusage: poll_driver --group G --name N [--keepalive-ms MS] [--heartbeat-ms MS] [--grace-ms MS] [--announce T]... [--subscribe T]...");
         std::process::exit(2)
     });
     // This user's private group directory, created 0700 and checked (`ipc_proto::names` has
@@ -1139,12 +1139,15 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--group" => group = Some(value),
             "--name" => options.name = value,
             "--keepalive-ms" => options.keepalive = ms()?,
+            "--heartbeat-ms" => options.heartbeat = Some(ms()?),
             "--grace-ms" => options.grace = ms()?,
             "--announce" => announce.push(value),
             "--subscribe" => subscribe.push(value),
             f => return Err(format!("unknown argument {f}")),
         }
     }
+    // The keepalive figures must fit together (a heartbeat at most half the limit).
+    options.check().map_err(|e| e.to_string())?;
     Ok((
         options,
         group.ok_or("--group is required")?,

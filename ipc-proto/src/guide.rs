@@ -270,7 +270,9 @@
 //!    `EMFILE`), a peer that cannot be tied to its pid (step 2), or pidfds switched off
 //!    (`IPC_PUBSUB_NO_PIDFD=1`, which `PidFd::open_peer` honours): the link gets no report,
 //!    and the grace covers its peer. A stopped process (`SIGSTOP`) is not dead and its pidfd
-//!    stays quiet; keepalive finds it.
+//!    stays quiet; keepalive finds it, after the hub's limit ([`NodeOptions::keepalive`],
+//!    heartbeats every [`NodeOptions::heartbeat`]; see [`Keepalive`](crate::Keepalive) for
+//!    groups of mixed figures). A driver checks the options first ([`NodeOptions::check`]).
 //! 5. **Never reuse a link id** for another link in a member's lifetime (number accepted links
 //!    from a counter), so that a late report cannot hit a newer link.
 //!

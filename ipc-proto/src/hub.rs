@@ -9,6 +9,7 @@ use crate::error::CmdError;
 use crate::exits::Exited;
 use crate::history::{DEFAULT_TOMBSTONES, History, Horizon, Verdict};
 use crate::ids::{Credentials, Epoch, NodeId, PeerId, Seq, Term};
+use crate::keepalive::Keepalive;
 use crate::machine::{AccessPolicy, Input, Output, Transmit};
 use crate::rng::Rng;
 use crate::timer::{Timer, TimerTable};
@@ -25,9 +26,12 @@ pub struct HubConfig {
     /// [`MemberInput::PeerExited`](crate::MemberInput::PeerExited)) do not wait for it: they
     /// are declared gone at once ([`HubEvt::NodeExited`]). Default 200 ms.
     pub grace: Duration,
-    /// A spoke silent for this long is expelled. Default 2 s.
+    /// The keepalive limit: a spoke silent for this long is expelled. Default 2 s. Set it
+    /// with [`keepalive`](Self::keepalive), which also sets the heartbeat to a quarter of it.
     pub keepalive: Duration,
-    /// How often the hub sends a heartbeat to every spoke. Default 500 ms.
+    /// The heartbeat interval: how often the hub sends a heartbeat to a spoke, or more often
+    /// if the spoke asked for a shorter interval in its `Hello` (see [`Keepalive`]). Default
+    /// 500 ms. [`Keepalive::check`] tells whether the two make sense together.
     pub heartbeat: Duration,
     /// Who may join. Default: nobody (drivers set [`AccessPolicy::same_uid`]).
     pub access: AccessPolicy,
@@ -64,11 +68,39 @@ impl HubConfig {
         self
     }
 
-    /// Sets [`keepalive`](Self::keepalive) and a heartbeat of a quarter of it.
+    /// Sets the keepalive limit, [`keepalive`](Self::keepalive), and a
+    /// [`heartbeat`](Self::heartbeat) of a quarter of it; call [`heartbeat`](Self::heartbeat)
+    /// afterwards for another interval.
     pub fn keepalive(&mut self, timeout: Duration) -> &mut Self {
         self.keepalive = timeout;
         self.heartbeat = timeout / 4;
         self
+    }
+
+    /// Sets the heartbeat interval, [`heartbeat`](Self::heartbeat).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use ipc_proto::{Keepalive, HubConfig};
+    /// let mut config = HubConfig::default();
+    /// config.keepalive(Duration::from_secs(3)).heartbeat(Duration::from_millis(200));
+    /// assert_eq!(config.keepalive_figures(), Keepalive {
+    ///     heartbeat: Duration::from_millis(200),
+    ///     limit: Duration::from_secs(3),
+    /// });
+    /// assert!(config.keepalive_figures().check().is_ok());
+    /// ```
+    pub fn heartbeat(&mut self, interval: Duration) -> &mut Self {
+        self.heartbeat = interval;
+        self
+    }
+
+    /// The heartbeat interval and the keepalive limit.
+    pub fn keepalive_figures(&self) -> Keepalive {
+        Keepalive {
+            heartbeat: self.heartbeat,
+            limit: self.keepalive,
+        }
     }
 
     /// Sets [`access`](Self::access).
@@ -236,6 +268,9 @@ struct Peer {
     cred: Option<Credentials>,
     deframer: Deframer,
     last_heard: Instant,
+    /// Heartbeats to this peer: at the shorter of the hub's interval and the spoke's.
+    heartbeat: Duration,
+    next_heartbeat: Instant,
     state: PeerState,
 }
 
@@ -450,12 +485,17 @@ impl Hub {
             return;
         }
         if self.timers.expire(Timer::Heartbeat, now) {
-            let peers: Vec<_> = self.peers.keys().copied().collect();
-            for peer in peers {
+            let due: Vec<_> = (self.peers.iter_mut())
+                .filter(|(_, p)| p.next_heartbeat <= now)
+                .map(|(&peer, p)| {
+                    p.next_heartbeat = now + p.heartbeat;
+                    peer
+                })
+                .collect();
+            for peer in due {
                 self.send(peer, &Frame::Heartbeat);
             }
-            self.timers
-                .set(Timer::Heartbeat, now + self.config.heartbeat);
+            self.schedule_heartbeat(now);
         }
         if self.timers.expire(Timer::Keepalive, now) {
             self.expel_silent(now);
@@ -587,9 +627,14 @@ impl Hub {
                 cred,
                 deframer: Deframer::new(self.config.limits.clone()),
                 last_heard: now,
+                heartbeat: self.config.heartbeat,
+                // In step with the others: one tick serves every peer of the default interval.
+                next_heartbeat: (self.timers.get(Timer::Heartbeat))
+                    .unwrap_or(now + self.config.heartbeat),
                 state: PeerState::AwaitingHello,
             },
         );
+        self.schedule_heartbeat(now);
         let deadline = now + self.config.keepalive;
         if self
             .timers
@@ -648,6 +693,10 @@ impl Hub {
             (_, Frame::Heartbeat) => {}
             (PeerState::AwaitingHello, Frame::Hello(hello)) => {
                 let cred = p.cred;
+                // Heartbeats at the spoke's interval if it is shorter.
+                p.heartbeat = Keepalive::toward(self.config.heartbeat, &hello.keepalive);
+                p.next_heartbeat = p.next_heartbeat.min(now + p.heartbeat);
+                self.schedule_heartbeat(now);
                 self.on_hello(peer, cred, hello);
             }
             (PeerState::Introducing { received, .. }, Frame::History(records)) => {
@@ -723,6 +772,7 @@ impl Hub {
             member,
             term,
             horizon,
+            keepalive: _,
         } = hello;
         let member = member.map(|mut info| {
             // The kernel's word, never the peer's: unknown without credentials.
@@ -908,6 +958,7 @@ impl Hub {
             &Frame::Welcome(Welcome {
                 hub: self.node,
                 term: self.term,
+                keepalive: self.config.keepalive_figures(),
             }),
         );
         let per_frame = self.config.limits.records_per_frame();
@@ -985,6 +1036,14 @@ impl Hub {
                 self.mint_counter = 0;
             }
         }
+    }
+
+    /// The heartbeat timer at the earliest peer's next heartbeat (a full interval when there
+    /// is none).
+    fn schedule_heartbeat(&mut self, now: Instant) {
+        let next = (self.peers.values().map(|p| p.next_heartbeat).min())
+            .unwrap_or(now + self.config.heartbeat);
+        self.timers.set(Timer::Heartbeat, next);
     }
 
     fn expel_silent(&mut self, now: Instant) {

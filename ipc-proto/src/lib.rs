@@ -103,6 +103,7 @@ pub mod guide;
 mod history;
 mod hub;
 mod ids;
+mod keepalive;
 mod log_limit;
 mod machine;
 mod member;
@@ -120,6 +121,7 @@ pub use error::{CmdError, DecodeError};
 pub use history::{DEFAULT_TOMBSTONES, HORIZON_EPOCHS, History, Horizon, Verdict, merge};
 pub use hub::{Hub, HubCmd, HubConfig, HubEvt, HubSeed, MergeStats};
 pub use ids::{Credentials, Epoch, NodeId, PeerId, Seq, Term, Uid};
+pub use keepalive::{ConfigError, Keepalive, MIN_PEER_HEARTBEAT};
 pub use log_limit::LogLimit;
 pub use machine::{AccessPolicy, Input, Output, Transmit};
 pub use member::{

@@ -9,6 +9,7 @@ use crate::error::CmdError;
 use crate::history::{DEFAULT_TOMBSTONES, History};
 use crate::hub::HubSeed;
 use crate::ids::{Credentials, NodeId, PeerId, Term};
+use crate::keepalive::Keepalive;
 use crate::machine::{AccessPolicy, Input, Output, Transmit};
 use crate::rng::Rng;
 use crate::timer::{Timer, TimerTable};
@@ -32,9 +33,13 @@ pub struct SpokeConfig {
     /// not waits (with backoff) for another to take the address: a group of such members
     /// alone has no hub.
     pub hub_eligible: bool,
-    /// A hub silent for this long is reported unresponsive. Default 2 s.
+    /// The keepalive limit: a hub silent for this long is reported unresponsive. Default 2 s.
+    /// Set it with [`keepalive`](Self::keepalive), which also sets the heartbeat to a quarter
+    /// of it.
     pub keepalive: Duration,
-    /// How often the spoke sends a heartbeat. Default 500 ms.
+    /// The heartbeat interval: how often the spoke sends a heartbeat to its hub, or more often
+    /// if the hub's `Welcome` asked for a shorter interval (see [`Keepalive`]). Default
+    /// 500 ms. [`Keepalive::check`] tells whether the two make sense together.
     pub heartbeat: Duration,
     /// First retry delay after a failed attempt to reach or become the hub. Default 5 ms.
     pub backoff_min: Duration,
@@ -107,11 +112,39 @@ impl SpokeConfig {
         self
     }
 
-    /// Sets [`keepalive`](Self::keepalive) and a heartbeat of a quarter of it.
+    /// Sets the keepalive limit, [`keepalive`](Self::keepalive), and a
+    /// [`heartbeat`](Self::heartbeat) of a quarter of it; call [`heartbeat`](Self::heartbeat)
+    /// afterwards for another interval.
     pub fn keepalive(&mut self, timeout: Duration) -> &mut Self {
         self.keepalive = timeout;
         self.heartbeat = timeout / 4;
         self
+    }
+
+    /// Sets the heartbeat interval, [`heartbeat`](Self::heartbeat).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use ipc_proto::{Keepalive, SpokeConfig};
+    /// let mut config = SpokeConfig::default();
+    /// config.keepalive(Duration::from_secs(3)).heartbeat(Duration::from_millis(200));
+    /// assert_eq!(config.keepalive_figures(), Keepalive {
+    ///     heartbeat: Duration::from_millis(200),
+    ///     limit: Duration::from_secs(3),
+    /// });
+    /// assert!(config.keepalive_figures().check().is_ok());
+    /// ```
+    pub fn heartbeat(&mut self, interval: Duration) -> &mut Self {
+        self.heartbeat = interval;
+        self
+    }
+
+    /// The heartbeat interval and the keepalive limit.
+    pub fn keepalive_figures(&self) -> Keepalive {
+        Keepalive {
+            heartbeat: self.heartbeat,
+            limit: self.keepalive,
+        }
     }
 
     /// Sets [`access`](Self::access).
@@ -324,6 +357,10 @@ struct Link {
     deframer: Deframer,
     last_heard: Instant,
     unresponsive: bool,
+    /// Heartbeats to the hub: at the shorter of the spoke's interval and the hub's.
+    heartbeat: Duration,
+    /// The hub's figures, from its `Welcome`.
+    hub_keepalive: Option<Keepalive>,
 }
 
 /// The spoke machine: one per node, hub host included.
@@ -419,6 +456,23 @@ impl Spoke {
         }
     }
 
+    /// The keepalive figures of the hub this spoke is synced with, from its `Welcome`.
+    pub fn hub_keepalive(&self) -> Option<Keepalive> {
+        match &self.state {
+            State::Synced { link, .. } => link.hub_keepalive,
+            _ => None,
+        }
+    }
+
+    /// This spoke's heartbeat interval toward its hub: the shorter of its own and the hub's
+    /// (`None` without a link).
+    pub fn heartbeat_in_force(&self) -> Option<Duration> {
+        match &self.state {
+            State::Introducing { link, .. } | State::Synced { link, .. } => Some(link.heartbeat),
+            _ => None,
+        }
+    }
+
     /// The highest hub term this spoke knows of.
     pub fn term(&self) -> Term {
         self.known_term
@@ -479,11 +533,11 @@ impl Spoke {
             self.connect(attempt.saturating_add(1));
         }
         if self.timers.expire(Timer::Heartbeat, now)
-            && let Some(peer) = self.hub_peer()
+            && let Some(link) = self.state.link()
         {
+            let (peer, interval) = (link.peer, link.heartbeat);
             self.send(peer, &Frame::Heartbeat);
-            self.timers
-                .set(Timer::Heartbeat, now + self.config.heartbeat);
+            self.timers.set(Timer::Heartbeat, now + interval);
         }
         if self.timers.expire(Timer::Keepalive, now) {
             let keepalive = self.config.keepalive;
@@ -702,6 +756,8 @@ impl Spoke {
             deframer: Deframer::new(self.config.limits.clone()),
             last_heard: now,
             unresponsive: false,
+            heartbeat: self.config.heartbeat,
+            hub_keepalive: None,
         };
         self.transition(State::Introducing {
             link,
@@ -728,6 +784,7 @@ impl Spoke {
             member,
             term: self.known_term,
             horizon: self.history.horizon().clone(),
+            keepalive: self.config.keepalive_figures(),
         };
         self.send(peer, &Frame::Hello(hello));
         let per_frame = self.config.limits.records_per_frame();
@@ -840,10 +897,18 @@ impl Spoke {
             (
                 State::Introducing {
                     snapshot: snapshot @ None,
+                    link,
                     ..
                 },
                 Frame::Welcome(w),
             ) => {
+                // Heartbeats at the hub's interval if it is shorter.
+                link.heartbeat = Keepalive::toward(self.config.heartbeat, &w.keepalive);
+                link.hub_keepalive = Some(w.keepalive);
+                let next = now + link.heartbeat;
+                if self.timers.get(Timer::Heartbeat).is_none_or(|at| at > next) {
+                    self.timers.set(Timer::Heartbeat, next);
+                }
                 *snapshot = Some((w, History::new(self.config.max_tombstones)));
             }
             (
@@ -896,7 +961,7 @@ impl Spoke {
 
     /// Takes the hub's history as our own and reports the difference.
     fn adopt(&mut self, link: Link, welcome: Welcome, history: History) {
-        let Welcome { hub, term } = welcome;
+        let Welcome { hub, term, .. } = welcome;
         self.known_term = self.known_term.max(term);
         self.history = history;
         let mut view = self.history.view();

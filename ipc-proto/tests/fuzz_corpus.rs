@@ -14,7 +14,7 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
 use ipc_proto::data::Seals;
@@ -28,7 +28,9 @@ use ipc_proto::wire::{
     self, CloseReason, DataFrame, DataStats, Frame, Hello, MessageHeader, OwnChange, Policy,
     SlotRef, TopicStats, Welcome, encode_data,
 };
-use ipc_proto::{Change, Credentials, Epoch, Horizon, NodeId, NodeInfo, Record, Seq, Term, Uid};
+use ipc_proto::{
+    Change, Credentials, Epoch, Horizon, Keepalive, NodeId, NodeInfo, Record, Seq, Term, Uid,
+};
 
 fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -343,6 +345,7 @@ fn hello(member: Option<u64>, term: u64) -> Frame {
         member: member.map(|n| info(n, "spoke")),
         term: Term(term),
         horizon: Horizon::default(),
+        keepalive: Keepalive::default(),
     })
 }
 
@@ -350,6 +353,7 @@ fn welcome(hub: u64, term: u64) -> Frame {
     Frame::Welcome(Welcome {
         hub: node(hub),
         term: Term(term),
+        keepalive: Keepalive::default(),
     })
 }
 
@@ -640,6 +644,7 @@ fn hub_seeds() -> Vec<Seed<HubCase>> {
                         welcome: Welcome {
                             hub: node(5),
                             term: Term(3),
+                            keepalive: Keepalive::default(),
                         },
                         records: vec![
                             rec(3, 1, Change::Join(info(2, "back"))),
@@ -1552,6 +1557,17 @@ impl ArbitraryEncoder {
     fn welcome(&mut self, w: &Welcome) {
         self.node(w.hub);
         self.term(w.term);
+        self.keepalive(&w.keepalive);
+    }
+    /// arbitrary's `Duration`: the seconds as a `u64`, then the nanoseconds from
+    /// `int_in_range(0..=999_999_999)`, which reads 4 bytes big-endian.
+    fn duration(&mut self, d: Duration) {
+        self.u64(d.as_secs());
+        self.front.extend(d.subsec_nanos().to_be_bytes());
+    }
+    fn keepalive(&mut self, k: &Keepalive) {
+        self.duration(k.heartbeat);
+        self.duration(k.limit);
     }
     fn frame(&mut self, f: &Frame) {
         let records = |e: &mut Self, rs: &Vec<Record>| e.seq_of(rs, Self::record);
@@ -1561,6 +1577,7 @@ impl ArbitraryEncoder {
                 self.option(h.member.as_ref(), Self::info);
                 self.term(h.term);
                 self.horizon(&h.horizon);
+                self.keepalive(&h.keepalive);
             }
             Frame::History(rs) => {
                 self.variant(1, 15);

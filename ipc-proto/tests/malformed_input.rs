@@ -179,6 +179,7 @@ fn garbage_after_a_valid_frame_is_reported_after_the_frame() {
             member: Some(info(2)),
             term: Term(0),
             horizon: Horizon::default(),
+            keepalive: Default::default(),
         }),
         Frame::IntroEnd,
     ]);
@@ -301,6 +302,7 @@ fn a_welcome_with_the_last_term_does_not_break_the_next_hub() {
         Welcome {
             hub: node(2),
             term: Term(u64::MAX),
+            keepalive: Default::default(),
         },
         vec![],
         256,
@@ -332,6 +334,7 @@ fn a_seed_record_of_the_last_epoch_term_does_not_break_the_next_hub() {
     let welcome = Welcome {
         hub: node(2),
         term: Term(3),
+        keepalive: Default::default(),
     };
     let (_, seed) = seed_after(welcome, vec![join], 256);
     let now = t0();
@@ -363,6 +366,7 @@ fn hellos_with_the_last_term_do_not_panic_the_hub() {
             member,
             term: Term(u64::from(u32::MAX)),
             horizon: Horizon::default(),
+            keepalive: Default::default(),
         })
     };
     up(&mut hub, now, a);
@@ -425,6 +429,7 @@ fn a_snapshot_reusing_a_position_does_not_corrupt_the_history() {
     let welcome = Welcome {
         hub: node(5),
         term: Term(1),
+        keepalive: Default::default(),
     };
     // A tombstone cap of 1 evicts at the fifth record; with the default cap it takes 256 more
     // tombstones in the same snapshot.
@@ -508,6 +513,7 @@ fn a_stats_request_after_hello_releases_the_links_segments() {
         Welcome {
             hub: node(2),
             term: Term(1),
+            keepalive: Default::default(),
         },
         vec![Record {
             seq: Seq::new(Epoch::new(1, 0), 1),
@@ -621,6 +627,7 @@ fn a_dropped_message_does_not_leave_its_retired_segment_offered() {
     let welcome = Welcome {
         hub: node(2),
         term: Term(1),
+        keepalive: Default::default(),
     };
     let (spoke, _) = seed_after(welcome, snapshot, 256);
     let routes = Routes::from_view(spoke.view());

@@ -240,7 +240,7 @@ impl Tour {
     fn status(&mut self) -> Result<()> {
         println!("  $ ipc-pubsub --group {} status", self.group);
         let view = status::observe(&GroupArgs::private(&self.group))?;
-        for line in status::table(&self.group, &view).lines() {
+        for line in status::table(&self.group, &view, None).lines() {
             println!("    {line}");
         }
         Ok(())

@@ -192,10 +192,15 @@ enum Command {
 /// Protocol timings of the nodes a command starts; the builder's defaults when absent.
 #[derive(Debug, Clone, Default, Args)]
 struct Timing {
-    /// A node (or hub) silent for this long is declared gone; heartbeats go out four times
-    /// per period [default: 2000].
+    /// The keepalive limit: a node (or hub) silent for this long is declared gone
+    /// [default: 2000].
     #[arg(long, value_name = "MS")]
     keepalive_ms: Option<u64>,
+
+    /// The heartbeat interval: how often a heartbeat goes out on the hub link; above 0 and at
+    /// most half the keepalive limit [default: a quarter of the limit, 500].
+    #[arg(long, value_name = "MS")]
+    heartbeat_ms: Option<u64>,
 
     /// How long a new hub waits for the nodes it inherited to reconnect before declaring the
     /// others gone [default: 200].
@@ -208,6 +213,9 @@ impl Timing {
         if let Some(ms) = self.keepalive_ms {
             builder = builder.keepalive(Duration::from_millis(ms));
         }
+        if let Some(ms) = self.heartbeat_ms {
+            builder = builder.heartbeat(Duration::from_millis(ms));
+        }
         if let Some(ms) = self.grace_ms {
             builder = builder.grace(Duration::from_millis(ms));
         }
@@ -219,6 +227,9 @@ impl Timing {
         let mut args = Vec::new();
         if let Some(ms) = self.keepalive_ms {
             args.extend(["--keepalive-ms".to_string(), ms.to_string()]);
+        }
+        if let Some(ms) = self.heartbeat_ms {
+            args.extend(["--heartbeat-ms".to_string(), ms.to_string()]);
         }
         if let Some(ms) = self.grace_ms {
             args.extend(["--grace-ms".to_string(), ms.to_string()]);
@@ -319,6 +330,8 @@ impl CliError {
         match self {
             Self::Interrupted(_) => ExitCode::from(130),
             Self::Unwitnessed(_) => ExitCode::from(3),
+            // Options that do not fit together (`--heartbeat-ms` above half the limit...).
+            Self::Driver(DriverError::Config(_)) => ExitCode::from(2),
             _ => ExitCode::FAILURE,
         }
     }
@@ -381,6 +394,8 @@ mod tests {
             "exposure",
             "--keepalive-ms",
             "1000",
+            "--heartbeat-ms",
+            "100",
         ])
         .expect("valid");
         let Command::Node(args) = cli.command else {
@@ -401,8 +416,12 @@ mod tests {
         );
         assert_eq!(args.subscribe, ["exposure"]);
         assert_eq!(args.timing.keepalive_ms, Some(1000));
+        assert_eq!(args.timing.heartbeat_ms, Some(100));
         assert_eq!(args.timing.grace_ms, None);
-        assert_eq!(args.timing.to_args(), ["--keepalive-ms", "1000"]);
+        assert_eq!(
+            args.timing.to_args(),
+            ["--keepalive-ms", "1000", "--heartbeat-ms", "100"]
+        );
     }
 
     #[test]

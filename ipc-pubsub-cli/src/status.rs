@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::counters::{self, GuardRow, LinkRow, Unanswered, WitnessRow};
 use super::json::Hex;
 use super::{CliError, GroupArgs, Result};
-use ipc_driver_std::DriverError;
+use ipc_driver_std::{DriverError, HubInfo, Keepalive};
 
 /// How long `status` waits for a hub before concluding that no such group runs.
 pub(super) const TIMEOUT: Duration = Duration::from_millis(1500);
@@ -25,7 +25,8 @@ pub(super) struct StatusArgs {
 }
 
 pub(super) fn run(args_group: &GroupArgs, args: &StatusArgs) -> Result<()> {
-    let view = observe(args_group)?;
+    let (view, hub) = observe_with_hub(args_group)?;
+    let keepalive = hub.map(|h| h.keepalive);
     let dir = args_group.dir()?;
     let group = args_group.name();
     let (links, guards, witnesses, unanswered) = counters::collect(&dir, &view);
@@ -36,12 +37,12 @@ pub(super) fn run(args_group: &GroupArgs, args: &StatusArgs) -> Result<()> {
             guards,
             witnesses,
             unanswered,
-            ..Status::new(group, &view)
+            ..Status::new(group, &view, keepalive)
         };
         serde_json::to_writer_pretty(&mut out, &status).map_err(io::Error::from)?;
         writeln!(out)?;
     } else {
-        out.write_all(table(group, &view).as_bytes())?;
+        out.write_all(table(group, &view, keepalive).as_bytes())?;
         out.write_all(counters::table(&links, &unanswered).as_bytes())?;
         out.write_all(counters::guard_table(&guards).as_bytes())?;
         out.write_all(counters::witness_table(&witnesses).as_bytes())?;
@@ -53,12 +54,17 @@ pub(super) fn run(args_group: &GroupArgs, args: &StatusArgs) -> Result<()> {
 /// The group's view, from an observer that waits up to [`TIMEOUT`] for the hub's history and
 /// then leaves.
 pub(super) fn observe(group: &GroupArgs) -> Result<View> {
+    Ok(observe_with_hub(group)?.0)
+}
+
+/// The group's view and the hub the observer synced with (its keepalive figures included).
+fn observe_with_hub(group: &GroupArgs) -> Result<(View, Option<HubInfo>)> {
     let observer = group
         .builder("status")
         .join_timeout(Some(TIMEOUT))
         .observe();
     match observer {
-        Ok(node) => Ok(node.view()),
+        Ok(node) => Ok((node.view(), node.hub())),
         Err(DriverError::Timeout(..)) => Err(CliError::NoGroup(group.name().into())),
         Err(e) => Err(e.into()),
     }
@@ -71,8 +77,9 @@ fn by_join_order(view: &View) -> Vec<&NodeView> {
     nodes
 }
 
-/// The human form: a header line, then an aligned table with the hub marked `*`.
-pub(super) fn table(group: &str, view: &View) -> String {
+/// The human form: a header line, the hub's keepalive figures, then an aligned table with the
+/// hub marked `*`.
+pub(super) fn table(group: &str, view: &View, keepalive: Option<Keepalive>) -> String {
     let mut out = String::new();
     let hub = view.hub();
     let _ = write!(out, "group {group}: {} node(s)", view.nodes().len());
@@ -87,6 +94,16 @@ pub(super) fn table(group: &str, view: &View) -> String {
         None => {
             let _ = writeln!(out, ", no hub");
         }
+    }
+    if let Some(k) = keepalive {
+        // The hub expels a member silent for its limit; it heartbeats each member at the
+        // shorter of its interval and the member's.
+        let _ = writeln!(
+            out,
+            "keepalive (the hub's): a heartbeat every {} ms, a member silent for {} ms is expelled",
+            k.heartbeat.as_millis(),
+            k.limit.as_millis()
+        );
     }
     let mut rows = vec![[
         String::new(),
@@ -166,6 +183,9 @@ struct HubJson {
     /// `null` if the hub's node is not (or no longer) in the view.
     pid: Option<u32>,
     term: u64,
+    /// The hub's heartbeat interval and keepalive limit (`null`: not told).
+    heartbeat_ms: Option<u128>,
+    keepalive_ms: Option<u128>,
 }
 
 #[derive(Debug, Serialize)]
@@ -187,11 +207,13 @@ struct TopicJson<'a> {
 }
 
 impl<'a> Status<'a> {
-    fn new(group: &'a str, view: &'a View) -> Self {
+    fn new(group: &'a str, view: &'a View, keepalive: Option<Keepalive>) -> Self {
         let hub = view.hub().map(|(id, term)| HubJson {
             node: Hex(id),
             pid: view.node(id).map(|n| n.info.pid),
             term: term.0,
+            heartbeat_ms: keepalive.map(|k| k.heartbeat.as_millis()),
+            keepalive_ms: keepalive.map(|k| k.limit.as_millis()),
         });
         let nodes = by_join_order(view)
             .into_iter()
@@ -273,9 +295,10 @@ mod tests {
 
     #[test]
     fn the_table_lists_nodes_in_join_order_with_the_hub_marked() {
-        let text = table("robot", &sample());
+        let text = table("robot", &sample(), Some(Keepalive::default()));
         let want = "\
 group robot: 2 node(s), hub 00000000000000c0 camera (pid 4242), term 1
+keepalive (the hub's): a heartbeat every 500 ms, a member silent for 2000 ms is expelled
    NODE              NAME       PID  ANNOUNCES           SUBSCRIBES
 *  00000000000000c0  camera    4242  frames=image/x-raw  -
    000000000000000d  detector    77  -                   alerts, frames
@@ -286,11 +309,17 @@ group robot: 2 node(s), hub 00000000000000c0 camera (pid 4242), term 1
     #[test]
     fn the_json_document_has_the_hub_and_every_node() {
         let view = sample();
-        let doc = serde_json::to_string(&Status::new("robot", &view)).expect("serializes");
+        let k = Keepalive {
+            heartbeat: Duration::from_millis(100),
+            limit: Duration::from_secs(1),
+        };
+        let status = Status::new("robot", &view, Some(k));
+        let doc = serde_json::to_string(&status).expect("serializes");
         assert_eq!(
             doc,
             concat!(
-                r#"{"group":"robot","hub":{"node":"00000000000000c0","pid":4242,"term":1},"nodes":["#,
+                r#"{"group":"robot","hub":{"node":"00000000000000c0","pid":4242,"term":1,"#,
+                r#""heartbeat_ms":100,"keepalive_ms":1000},"nodes":["#,
                 r#"{"node":"00000000000000c0","name":"camera","pid":4242,"uid":1000,"joined":"1.1","hub":true,"#,
                 r#""announces":[{"topic":"frames","mime":"image/x-raw"}],"subscribes":[]},"#,
                 r#"{"node":"000000000000000d","name":"detector","pid":77,"uid":1000,"joined":"1.3","hub":false,"#,

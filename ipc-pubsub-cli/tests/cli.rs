@@ -328,6 +328,39 @@ fn watch_and_status_show_a_running_node() {
 }
 
 #[test]
+fn status_shows_the_hubs_keepalive_figures_and_bad_figures_are_a_usage_error() {
+    let g = group();
+    // A heartbeat above half the limit: refused before anything starts, exit 2.
+    let mut bad = Proc::node(
+        &g,
+        "bad",
+        &["--keepalive-ms", "1000", "--heartbeat-ms", "600"],
+    );
+    assert_eq!(bad.wait_exit(WAIT).code(), Some(2), "{}", bad.stderr);
+    assert!(bad.stderr.contains("heartbeat interval"), "{}", bad.stderr);
+
+    let timing = ["--keepalive-ms", "3000", "--heartbeat-ms", "250"];
+    let mut hub = Proc::node(&g, "hub", &timing);
+    hub.wait_json("started", |v| event(v) == "started");
+    hub.wait_json("hub", |v| event(v) == "synced");
+    let mut status = Proc::spawn(&["--group", &g, "status"]);
+    assert!(status.wait_exit(WAIT).success(), "{}", status.stderr);
+    let want =
+        "keepalive (the hub's): a heartbeat every 250 ms, a member silent for 3000 ms is expelled";
+    assert_eq!(
+        status.stdout.get(1).map(String::as_str),
+        Some(want),
+        "{:?}",
+        status.stdout
+    );
+    let doc = status_json(&g);
+    assert_eq!(doc["hub"]["heartbeat_ms"], 250, "{doc}");
+    assert_eq!(doc["hub"]["keepalive_ms"], 3000, "{doc}");
+    hub.signal(Signal::SIGTERM);
+    assert!(hub.wait_exit(WAIT).success(), "{}", hub.stderr);
+}
+
+#[test]
 fn the_demo_succeeds_and_leaves_nothing_running() {
     let mut demo = Proc::spawn(&["demo"]);
     let status = demo.wait_exit(Duration::from_secs(60));

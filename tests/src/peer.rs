@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! ipc-test-node peer --driver std|calloop --group G --name N
-//!                    [--keepalive-ms MS] [--grace-ms MS] [--announce T]... [--subscribe T]...
+//!                    [--keepalive-ms MS] [--heartbeat-ms MS] [--grace-ms MS] [--announce T]... [--subscribe T]...
 //! ```
 //!
 //! What a node under test speaks (the command line after `--driver`, the commands on stdin,
@@ -44,7 +44,7 @@ pub enum Driver {
     /// (`ipc-test-node peer --driver calloop`).
     Calloop,
     /// A program of its own that speaks the peer protocol (`ipc_proto::guide`): started as
-    /// `PROGRAM --group G --name N [--keepalive-ms MS] [--grace-ms MS] [--announce T]...
+    /// `PROGRAM --group G --name N [--keepalive-ms MS] [--heartbeat-ms MS] [--grace-ms MS] [--announce T]...
     /// [--subscribe T]...`, commands on its stdin, JSON lines on its stdout.
     External(&'static Path),
 }
@@ -269,6 +269,7 @@ struct Args {
     group: String,
     name: String,
     keepalive: Option<Duration>,
+    heartbeat: Option<Duration>,
     grace: Option<Duration>,
     announce: Vec<String>,
     subscribe: Vec<String>,
@@ -280,6 +281,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         group: String::new(),
         name: "peer".into(),
         keepalive: None,
+        heartbeat: None,
         grace: None,
         announce: Vec::new(),
         subscribe: Vec::new(),
@@ -303,6 +305,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--group" => a.group = value()?,
             "--name" => a.name = value()?,
             "--keepalive-ms" => a.keepalive = Some(ms(value()?)?),
+            "--heartbeat-ms" => a.heartbeat = Some(ms(value()?)?),
             "--grace-ms" => a.grace = Some(ms(value()?)?),
             "--announce" => a.announce.push(value()?),
             "--subscribe" => a.subscribe.push(value()?),
@@ -386,6 +389,9 @@ mod std_peer {
         let mut b = Node::builder(&a.name).group(&a.group);
         if let Some(k) = a.keepalive {
             b = b.keepalive(k);
+        }
+        if let Some(h) = a.heartbeat {
+            b = b.heartbeat(h);
         }
         if let Some(g) = a.grace {
             b = b.grace(g);
@@ -598,6 +604,9 @@ mod calloop_peer {
         let mut b = NodeSource::builder(&a.name).group(&a.group);
         if let Some(k) = a.keepalive {
             b = b.keepalive(k);
+        }
+        if let Some(h) = a.heartbeat {
+            b = b.heartbeat(h);
         }
         if let Some(g) = a.grace {
             b = b.grace(g);

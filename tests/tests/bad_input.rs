@@ -26,6 +26,7 @@ fn hello(version: u8) -> Vec<u8> {
         member: Some(info),
         term: Term(0),
         horizon: Default::default(),
+        keepalive: Default::default(),
     }));
     // [len u32][tag][version varint]: the version is byte 5 and fits one byte below 251.
     assert_eq!(

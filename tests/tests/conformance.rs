@@ -13,8 +13,9 @@
 //! Scenarios: join and leave; the original design's three topology scenarios (a middle node
 //! keeps the others when the first leaves, a hub crash handed over to a survivor, a fresh node
 //! with no history racing the survivors for the hub); payload integrity in every mode; bad
-//! input on the hub socket and on a data socket; a frozen spoke and a frozen hub; a killed hub
-//! and a killed spoke known dead at once (their processes' exits, with a grace of ten minutes
+//! input on the hub socket and on a data socket; a frozen spoke and a frozen hub; a frozen
+//! member in a group of mixed keepalive figures (expelled by the hub's limit, no member
+//! flapping); a killed hub and a killed spoke known dead at once (their processes' exits, with a grace of ten minutes
 //! that only the exit report can cut short), and a death that cannot be confirmed (pidfds
 //! switched off) waiting for the grace, never less.
 
@@ -92,6 +93,7 @@ conformance!(
     garbage_on_the_hub_socket,
     a_frozen_spoke_is_expelled_and_rejoins,
     a_frozen_hub_is_reported,
+    a_frozen_member_is_expelled_by_the_hubs_figures,
     a_frozen_subscriber_is_told_what_it_lost,
     payloads_arrive_intact_in_every_mode,
     garbage_on_a_data_socket,
@@ -604,6 +606,49 @@ fn a_frozen_hub_is_reported(d: [Driver; 4]) {
             event(v) == "synced" && v["hub"] != hub_id.as_str()
         });
     }
+}
+
+/// Keepalive figures that differ in one group: a hub that heartbeats slowly and tolerates 2 s
+/// of silence, members that tolerate only 400 ms. The hub heartbeats each member at the
+/// member's shorter interval, so no member ever suspects the live hub; a frozen member is
+/// expelled by the hub's limit (never by its own), and only it leaves.
+fn a_frozen_member_is_expelled_by_the_hubs_figures(d: [Driver; 4]) {
+    let g = group();
+    let slow = ["--keepalive-ms", "2000", "--heartbeat-ms", "900"];
+    let quick = ["--keepalive-ms", "400", "--heartbeat-ms", "100"];
+    let mut hub = Child::peer(d[0], &g, "hub", &slow);
+    hub.wait_for(WAIT, |v| event(v) == "became_hub");
+    let mut frozen = Child::peer(d[1], &g, "frozen", &quick);
+    let mut other = Child::peer(d[2], &g, "other", &quick);
+    let all = ids(&[&hub, &frozen, &other]);
+    converge(&mut [&mut hub, &mut frozen, &mut other], &all);
+    let frozen_id = frozen.node_id();
+    frozen.signal(Signal::SIGSTOP);
+    for c in [&mut hub, &mut other] {
+        c.wait_for(WAIT, |v| is(v, "node_left", &frozen_id));
+    }
+    frozen.signal(Signal::SIGCONT);
+    for c in [&hub, &other] {
+        // Only the frozen member left, once, after it joined; the hub never changed.
+        assert_eq!(left(c), std::slice::from_ref(&frozen_id), "{:?}", c.seen);
+        let joined = (c.seen.iter()).position(|v| is(v, "node_joined", &frozen_id));
+        let gone = (c.seen.iter()).position(|v| is(v, "node_left", &frozen_id));
+        assert!(
+            joined.is_some() && joined < gone,
+            "joined, then left: {:?}",
+            c.seen
+        );
+        assert!(c.events("became_hub").len() <= 1, "{:?}", c.seen);
+    }
+    // Two seconds with a 400 ms limit: the quick member never suspected its slow hub.
+    assert!(
+        other.events("hub_unresponsive").is_empty(),
+        "{:?}",
+        other.seen
+    );
+    assert!(other.events("hub_lost").is_empty(), "{:?}", other.seen);
+    no_panic(&hub);
+    no_panic(&other);
 }
 
 /// A grace no scenario waits out: a death seen within [`WAIT`] was known, not waited for.

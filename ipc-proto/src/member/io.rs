@@ -6,6 +6,7 @@ use crate::data::{DataCmd, DataConfig, Delivery, Loss, ReceivedSegment, Room, Se
 use crate::doc::{DocEvt, DocLimits, HostEvt};
 use crate::hub::{HubConfig, HubEvt};
 use crate::ids::{Credentials, NodeId, PeerId, Term};
+use crate::keepalive::{ConfigError, Keepalive};
 use crate::machine::AccessPolicy;
 use crate::spoke::{SpokeCmd, SpokeConfig};
 use crate::topology::Event;
@@ -37,9 +38,14 @@ pub struct MemberConfig {
 pub struct NodeOptions {
     /// The node's name, as others see it.
     pub name: String,
-    /// A node (or hub) silent for this long is declared gone; heartbeats go out four times
-    /// per period. Default 2 s.
+    /// The keepalive limit: a node (or hub) silent for this long is declared gone. Default
+    /// 2 s.
     pub keepalive: Duration,
+    /// The heartbeat interval: how often a heartbeat goes out on the hub link (more often if
+    /// the other side asks for it, see [`Keepalive`]). `None`, the default, is a quarter of
+    /// the keepalive limit (500 ms for the default 2 s). [`check`](Self::check) refuses an
+    /// interval of zero or one above half the limit.
+    pub heartbeat: Option<Duration>,
     /// How long a new hub waits for the nodes it inherited to reconnect before declaring them
     /// gone, unless their deaths are confirmed ([`MemberInput::PeerExited`]: those go at
     /// once). Default 200 ms.
@@ -69,6 +75,7 @@ impl NodeOptions {
         Self {
             name: name.into(),
             keepalive: Duration::from_secs(2),
+            heartbeat: None,
             grace: Duration::from_millis(200),
             access: AccessPolicy::same_uid(uid),
             limits: Limits::default(),
@@ -76,6 +83,21 @@ impl NodeOptions {
             hub_eligible: true,
             witness: true,
         }
+    }
+
+    /// The heartbeat interval and keepalive limit in force.
+    pub fn keepalive_figures(&self) -> Keepalive {
+        let mut figures = Keepalive::with_limit(self.keepalive);
+        if let Some(heartbeat) = self.heartbeat {
+            figures.heartbeat = heartbeat;
+        }
+        figures
+    }
+
+    /// Whether the options make sense together (the keepalive figures:
+    /// [`Keepalive::check`]); drivers check this before they start a node.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.keepalive_figures().check()
     }
 
     /// Whether only `uid` may join (then pooled payloads, whose immutability is by protocol,
@@ -94,6 +116,7 @@ impl NodeOptions {
         data_addr: Option<String>,
         rng_seed: u64,
     ) -> MemberConfig {
+        let figures = self.keepalive_figures();
         let mut spoke = SpokeConfig::default();
         spoke
             .rng_seed(rng_seed)
@@ -102,6 +125,7 @@ impl NodeOptions {
             .observer(data_addr.is_none())
             .hub_eligible(self.hub_eligible)
             .keepalive(self.keepalive)
+            .heartbeat(figures.heartbeat)
             .access(self.access.clone());
         spoke.limits = self.limits.clone();
         let data = data_addr.map(|addr| {
@@ -115,6 +139,7 @@ impl NodeOptions {
         let mut hub = HubConfig::default();
         hub.grace(self.grace)
             .keepalive(self.keepalive)
+            .heartbeat(figures.heartbeat)
             .access(self.access.clone());
         hub.limits = self.limits.clone();
         MemberConfig {

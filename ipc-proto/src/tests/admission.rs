@@ -123,6 +123,7 @@ fn links_without_a_handshake_are_capped_and_expire() {
         member: None,
         term: crate::Term(0),
         horizon: crate::Horizon::default(),
+        keepalive: crate::Keepalive::default(),
     }));
     m.handle(t0, record(12, &spoke_hello)).expect("hello");
     drain(&mut m);

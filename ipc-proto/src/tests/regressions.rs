@@ -47,6 +47,7 @@ impl Probe {
             member: None,
             term: Term(0),
             horizon: Default::default(),
+            keepalive: Default::default(),
         };
         p.send(watcher, &Frame::Hello(hello));
         p.send(watcher, &Frame::IntroEnd);
@@ -105,6 +106,7 @@ impl Probe {
             member: Some(info(node)),
             term: Term(0),
             horizon: Default::default(),
+            keepalive: Default::default(),
         };
         self.send(p, &Frame::Hello(hello));
         if !history.is_empty() {

@@ -207,8 +207,10 @@ mod tests {
     use super::*;
     use crate::history::Horizon;
     use crate::ids::{Epoch, NodeId, Seq, Term, Uid};
+    use crate::keepalive::Keepalive;
     use crate::topology::tests::info;
     use crate::wire::{CloseReason, Welcome};
+    use std::time::Duration;
 
     fn roundtrip(f: Frame) {
         let bytes = encode(&f);
@@ -232,11 +234,16 @@ mod tests {
                 member: Some(info(1, "a")),
                 term: Term(3),
                 horizon: hz.clone(),
+                keepalive: Keepalive::default(),
             }),
             Frame::Hello(Hello {
                 member: None,
                 term: Term(0),
                 horizon: Horizon::default(),
+                keepalive: Keepalive {
+                    heartbeat: Duration::from_millis(30),
+                    limit: Duration::from_secs(60),
+                },
             }),
             Frame::History(vec![rec.clone(), rec.clone()]),
             Frame::Own(vec![
@@ -254,6 +261,7 @@ mod tests {
             Frame::Welcome(Welcome {
                 hub: id,
                 term: Term(4),
+                keepalive: Keepalive::default(),
             }),
             Frame::Snapshot(vec![rec.clone()]),
             Frame::SnapshotEnd(hz.clone()),
@@ -284,15 +292,16 @@ mod tests {
                 "invalid value: integer `9`, expected variant index 0 <= i < 4".into()
             ))
         );
-        // Version 3 (varint 3) in a hello.
+        // Version 9 (varint 9) in a hello.
         assert_eq!(
-            decode(&[TAG_HELLO, 3, 0, 0], &l),
-            Err(DecodeError::UnsupportedVersion(3))
+            decode(&[TAG_HELLO, 9, 0, 0], &l),
+            Err(DecodeError::UnsupportedVersion(9))
         );
         // A node id of zero is invalid.
         let mut bad = encode(&Frame::Welcome(Welcome {
             hub: NodeId::new(1).expect("1"),
             term: Term(1),
+            keepalive: Keepalive::default(),
         }));
         bad[5] = 0;
         assert!(matches!(

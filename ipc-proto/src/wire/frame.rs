@@ -4,10 +4,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::history::Horizon;
 use crate::ids::{NodeId, Term};
+use crate::keepalive::Keepalive;
 use crate::topology::{NodeInfo, Record};
 
 /// The protocol version this crate speaks; a hub refuses a spoke that speaks another.
-pub const PROTOCOL_VERSION: u16 = 2;
+///
+/// 3: [`Hello`] and [`Welcome`] carry the sender's [`Keepalive`] figures.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// One protocol message.
 ///
@@ -91,6 +94,9 @@ pub struct Hello {
     pub term: Term,
     /// What the spoke's history has seen; the hub merges it once the history is in.
     pub horizon: Horizon,
+    /// The spoke's heartbeat interval and keepalive limit: the hub sends it heartbeats at
+    /// the shorter of its own interval and the spoke's.
+    pub keepalive: Keepalive,
 }
 
 /// The hub accepts a spoke.
@@ -101,6 +107,9 @@ pub struct Welcome {
     pub hub: NodeId,
     /// The hub's term.
     pub term: Term,
+    /// The hub's heartbeat interval and keepalive limit: the spoke sends it heartbeats at the
+    /// shorter of its own interval and the hub's.
+    pub keepalive: Keepalive,
 }
 
 /// A change a node makes to its own topics; the hub knows which node from the link.

@@ -14,13 +14,11 @@ use std::time::{Duration, Instant};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng as _, SeedableRng};
 
-use serde_json::Value;
-
 use super::app::NodeIx;
 use super::app::{Deaths, NodeData, UID, data_addr};
+use super::docs::Broadcast;
 use crate::data::{DataConfig, Incoming};
-use crate::doc::{DocError, DocEvt, DocLimits, HostEvt, PatchId, Update};
-use crate::wire::{DocMsg, Frame, decode, decode_doc};
+use crate::doc::{DocEvt, DocLimits, HostEvt, PatchId, Update};
 use crate::{
     AccessPolicy, Credentials, Event, HubConfig, HubEvt, Limits, Listener, Member, MemberCmd,
     MemberConfig, MemberEvt, MemberInput, MemberOutput, NodeId, OwnTopics, PeerId, SpokeCmd,
@@ -38,6 +36,8 @@ pub(crate) struct SimConfig {
     pub(crate) max_tombstones: usize,
     /// Bounds of every spoke and hub.
     pub(crate) limits: Limits,
+    /// Bounds of every document host and replica.
+    pub(crate) docs: DocLimits,
 }
 
 impl Default for SimConfig {
@@ -49,6 +49,7 @@ impl Default for SimConfig {
             keepalive: Duration::from_secs(2),
             max_tombstones: crate::DEFAULT_TOMBSTONES,
             limits: Limits::default(),
+            docs: DocLimits::default(),
         }
     }
 }
@@ -80,6 +81,8 @@ pub struct SimNode {
     pub(crate) doc_evts: Vec<DocEvt>,
     /// The patches its application issued (those the replica took), in order.
     pub(crate) patches: Vec<(String, PatchId)>,
+    /// The update of each patch in `patches`.
+    pub(crate) updates: BTreeMap<PatchId, Update>,
     /// What its applications publish and take, and what they read.
     pub(crate) data: NodeData,
 }
@@ -239,7 +242,9 @@ pub struct Sim {
     pub(crate) data_in_flight: usize,
     /// Every patch a document host broadcast, by document and version; a later host's
     /// overwrites an earlier one's (versions lost in a failover are given again).
-    pub(crate) doc_history: BTreeMap<(String, u64), (NodeId, Update)>,
+    pub(crate) doc_history: BTreeMap<(String, u64), Broadcast>,
+    /// How many document messages of each kind ([`DocMsg::name`]) the nodes sent.
+    pub(crate) doc_msgs: BTreeMap<&'static str, usize>,
     /// Pids, and the deaths the hubs confirmed.
     pub(crate) deaths: Deaths,
     /// Broken invariants seen while stepping (two hubs at once, a correct peer misbehaving).
@@ -274,6 +279,7 @@ impl Sim {
             steps: 0,
             data_in_flight: 0,
             doc_history: BTreeMap::new(),
+            doc_msgs: BTreeMap::new(),
             deaths: Deaths::default(),
             violations: Vec::new(),
             data_violations: Vec::new(),
@@ -346,7 +352,7 @@ impl Sim {
                 spoke,
                 hub,
                 data: Some(data),
-                docs: crate::doc::DocLimits::default(),
+                docs: self.config.docs.clone(),
                 witness: true,
             },
             self.now,
@@ -385,6 +391,7 @@ impl Sim {
             own_log: vec![(self.now, own.clone())],
             doc_evts: Vec::new(),
             patches: Vec::new(),
+            updates: BTreeMap::new(),
             data: NodeData::default(),
         });
         debug_assert_eq!(
@@ -588,41 +595,6 @@ impl Sim {
             );
         }
         Some(squatter)
-    }
-
-    /// Opens a document on a node, as its application would.
-    pub fn open_doc(&mut self, ix: NodeIx, name: &str, default: Value) {
-        let now = self.now;
-        let n = &mut self.nodes[ix.0];
-        if !n.is_member() || n.frozen {
-            return;
-        }
-        n.member
-            .open_doc(now, name, default)
-            .expect("valid opening");
-        self.drain(ix);
-    }
-
-    /// Patches a document on a node, as its application would (`None`: the node is not
-    /// running). The wall clock is the simulated time.
-    pub fn patch_doc(
-        &mut self,
-        ix: NodeIx,
-        name: &str,
-        update: &Value,
-    ) -> Option<Result<PatchId, DocError>> {
-        let now = self.now;
-        let wall_ms = (now - self.epoch).as_millis() as u64;
-        let n = &mut self.nodes[ix.0];
-        if !n.is_member() || n.frozen {
-            return None;
-        }
-        let r = n.member.patch_doc(now, name, update, wall_ms);
-        if let Ok(id) = &r {
-            n.patches.push((name.to_owned(), *id));
-        }
-        self.drain(ix);
-        Some(r)
     }
 
     // ---- running ----
@@ -1096,24 +1068,6 @@ impl Sim {
             .filter(|(_, l)| l.data == data && (l.spoke == ix || l.hub == ix))
             .map(|(&id, _)| id)
             .collect()
-    }
-
-    /// Records a host's broadcast of an accepted patch (the simulation's ground truth).
-    fn record_doc(&mut self, bytes: &[u8]) {
-        let Some(body) = bytes.get(4..) else {
-            return;
-        };
-        if let Ok(Frame::Doc(data)) = decode(body, &Limits::default())
-            && let Ok(DocMsg::Patched {
-                name,
-                version,
-                origin,
-                update,
-                ..
-            }) = decode_doc(&data, &DocLimits::default())
-        {
-            self.doc_history.insert((name, version), (origin, update));
-        }
     }
 
     fn chunks(&mut self, bytes: Vec<u8>) -> Vec<Vec<u8>> {

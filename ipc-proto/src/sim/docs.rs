@@ -22,6 +22,7 @@ pub(crate) struct Broadcast {
 impl Sim {
     /// Opens a document on a node, as its application would.
     pub fn open_doc(&mut self, ix: NodeIx, name: &str, default: Value) {
+        let _span = self.span(ix).entered();
         let now = self.now();
         let n = &mut self.nodes[ix.0];
         if !n.is_member() || n.frozen {
@@ -41,6 +42,7 @@ impl Sim {
         name: &str,
         update: &Value,
     ) -> Option<Result<PatchId, DocError>> {
+        let _span = self.span(ix).entered();
         let now = self.now();
         let wall_ms = self.elapsed().as_millis() as u64;
         let n = &mut self.nodes[ix.0];

@@ -316,6 +316,12 @@ impl Sim {
         self.steps
     }
 
+    /// The `tracing` span of node `ix`: what its machine logs while the simulator drives it is
+    /// logged inside it, with its name.
+    pub(crate) fn span(&self, ix: NodeIx) -> tracing::Span {
+        tracing::info_span!("node", name = %self.nodes[ix.0].name)
+    }
+
     /// Milliseconds since the start, for messages.
     pub(crate) fn ms(&self, t: Instant) -> f64 {
         (t - self.epoch).as_secs_f64() * 1e3
@@ -326,6 +332,7 @@ impl Sim {
     /// Starts a node that announces and subscribes `own` before it joins.
     pub fn spawn(&mut self, name: &str, own: &OwnTopics) -> NodeIx {
         let ix = NodeIx(self.nodes.len());
+        let _span = tracing::info_span!("node", name = %name).entered();
         let rng_seed = self.rng.next_u64();
         // The id the spoke draws from its seed (drawn here the same way, not set: the spoke's
         // random sequence stays what it was before the simulation had a data plane).
@@ -405,6 +412,7 @@ impl Sim {
 
     /// Gives a node's application command.
     pub fn cmd(&mut self, ix: NodeIx, cmd: SpokeCmd) {
+        let _span = self.span(ix).entered();
         let now = self.now;
         let n = &mut self.nodes[ix.0];
         if !n.is_member() || n.frozen {
@@ -513,6 +521,7 @@ impl Sim {
     /// Leaves gracefully: goodbye to the hub, and if the node hosts the hub, the hub closes
     /// once it has sequenced that goodbye.
     pub fn leave(&mut self, ix: NodeIx) {
+        let _span = self.span(ix).entered();
         let now = self.now;
         let n = &mut self.nodes[ix.0];
         if !n.is_member() || n.frozen {
@@ -718,6 +727,7 @@ impl Sim {
     }
 
     fn feed(&mut self, ix: NodeIx, input: SimInput) {
+        let _span = self.span(ix).entered();
         let now = self.now;
         let input = match input {
             SimInput::Connect(peer) => return self.attempt_connect(ix, peer),
@@ -764,10 +774,11 @@ impl Sim {
 
     fn fire_timers(&mut self, ix: NodeIx) {
         let now = self.now;
-        let n = &mut self.nodes[ix.0];
-        if !n.alive || n.frozen {
+        if !self.nodes[ix.0].alive || self.nodes[ix.0].frozen {
             return;
         }
+        let _span = self.span(ix).entered();
+        let n = &mut self.nodes[ix.0];
         if n.member.poll_timeout().is_some_and(|t| t <= now) {
             n.member.handle_timeout(now);
         }

@@ -55,6 +55,9 @@
 //!   expression (`ipc_proto::sim::Schedule::from_seed(..).run()`, or the whole schedule) that
 //!   reproduces it; `IPC_SIM_EXPLAIN=1` prints the faults, hubs and final state as it runs.
 //!
+//! Whatever a node's machine logs through `tracing` while the simulator drives it is logged
+//! inside a span `node` with the node's name.
+//!
 //! The simulator reads the clock once, for its epoch, and adds only simulated durations.
 //! This is the simulator that proves this crate: its own scenarios and properties run on it,
 //! but for one property of the bare document machines (the durability promise with writers

@@ -44,7 +44,7 @@ const SCHEDULES: super::Shards = super::Shards {
     default: DEFAULT_SCHEDULES,
     shards: 4,
 };
-const DEFAULT_SCHEDULES: u32 = 1_000;
+const DEFAULT_SCHEDULES: u32 = 520;
 const MAX_STEPS: usize = 400_000;
 const DOC: &str = "shared";
 

@@ -4,20 +4,10 @@
 use serde_json::Value;
 
 use super::app::NodeIx;
-use super::group::Sim;
+use super::group::{Broadcast, Sim};
+use crate::Limits;
 use crate::doc::{DocError, DocLimits, PatchId, Update};
 use crate::wire::{DocMsg, Frame, decode, decode_doc};
-use crate::{Limits, NodeId};
-
-/// A patch as a document host broadcast it: the simulation's ground truth.
-#[derive(Clone, Debug)]
-pub(crate) struct Broadcast {
-    /// The node whose application issued it.
-    pub(crate) origin: NodeId,
-    /// Its wall clock (what `$currentDate` sets).
-    pub(crate) wall_ms: u64,
-    pub(crate) update: Update,
-}
 
 impl Sim {
     /// Opens a document on a node, as its application would.

@@ -16,7 +16,6 @@ use rand_chacha::rand_core::{Rng as _, SeedableRng};
 
 use super::app::NodeIx;
 use super::app::{Deaths, NodeData, UID, data_addr};
-use super::docs::Broadcast;
 use crate::data::{DataConfig, Incoming};
 use crate::doc::{DocEvt, DocLimits, HostEvt, PatchId, Update};
 use crate::{
@@ -52,6 +51,16 @@ impl Default for SimConfig {
             docs: DocLimits::default(),
         }
     }
+}
+
+/// A patch as a document host broadcast it: the simulation's ground truth.
+#[derive(Clone, Debug)]
+pub(crate) struct Broadcast {
+    /// The node whose application issued it.
+    pub(crate) origin: NodeId,
+    /// Its wall clock (what `$currentDate` sets).
+    pub(crate) wall_ms: u64,
+    pub(crate) update: Update,
 }
 
 /// What one node did and saw.

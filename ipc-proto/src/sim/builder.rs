@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::group::{Sim, SimConfig};
 use crate::OwnTopics;
+use crate::doc::DocLimits;
 
 /// Builds a [`Sim`]: its members and its network. Start from [`Sim::builder`].
 #[derive(Clone, Debug)]
@@ -17,7 +18,7 @@ pub struct SimBuilder {
 impl Sim {
     /// A simulation driven by `seed`: with the same seed and the same calls, every run is
     /// the same. Defaults: no members, latency 20 µs to 2 ms, records split at random points,
-    /// keepalive 2 s, grace 200 ms.
+    /// keepalive 2 s, grace 200 ms, default [`DocLimits`].
     pub fn builder(seed: u64) -> SimBuilder {
         SimBuilder {
             seed,
@@ -68,6 +69,16 @@ impl SimBuilder {
     /// The tombstones each history keeps.
     pub fn max_tombstones(mut self, max: usize) -> Self {
         self.config.max_tombstones = max;
+        self
+    }
+
+    /// The bounds of every document host and replica (the same on every node, as in a real
+    /// group). Small ones make states travel in several messages
+    /// ([`max_chunk`](DocLimits::max_chunk)), patches on old bases rejected as stale
+    /// ([`log_window`](DocLimits::log_window)) and replicas refuse patches
+    /// ([`max_pending`](DocLimits::max_pending)).
+    pub fn doc_limits(mut self, limits: DocLimits) -> Self {
+        self.config.docs = limits;
         self
     }
 

@@ -377,9 +377,10 @@ pub fn docs_quiet(sim: &Sim, doc: &str) -> bool {
     })
 }
 
-/// Every member holds the host's value of `doc`, and that value is the accepted patches, as
-/// the hosts broadcast them (the last host to broadcast a version wins), applied in version
-/// order to `default`. Returns the host's value.
+/// Every member holds the host's value of `doc` as its value and as its confirmed value, at
+/// the host's version, and that value is the accepted patches, as the hosts broadcast them
+/// (the last host to broadcast a version wins), applied in version order to `default` (with
+/// the wall clock each was made at). Returns the host's value.
 pub fn documents_equal(sim: &Sim, doc: &str, default: &Value) -> Result<Value, Violation> {
     let host = sim
         .hubs()
@@ -390,21 +391,28 @@ pub fn documents_equal(sim: &Sim, doc: &str, default: &Value) -> Result<Value, V
         return fail(format!("the host does not serve {doc}"));
     };
     for ix in sim.members() {
-        let held = sim.nodes[ix.0].member.docs().value(doc);
-        if held != Some(value) {
+        let docs = sim.nodes[ix.0].member.docs();
+        let (held, confirmed) = (docs.value(doc), docs.confirmed(doc));
+        if held != Some(value) || confirmed != Some(value) || docs.version(doc) != Some(version) {
             return fail(format!(
-                "{} holds {held:?}, the host {value}",
-                sim.nodes[ix.0].name
+                "{} holds {held:?} (confirmed {confirmed:?}) at version {:?}, the host {value} \
+                 at {version}",
+                sim.nodes[ix.0].name,
+                docs.version(doc)
             ));
         }
     }
     let mut replay = default.clone();
     for v in 1..=version {
-        let Some((_, update)) = sim.doc_history.get(&(doc.to_owned(), v)) else {
+        let Some(b) = sim.doc_history.get(&(doc.to_owned(), v)) else {
             return fail(format!("version {v} was never broadcast"));
         };
-        replay = update
-            .applied(&replay, &ApplyContext { now_unix_ms: 0 })
+        let context = ApplyContext {
+            now_unix_ms: b.wall_ms,
+        };
+        replay = b
+            .update
+            .applied(&replay, &context)
             .map_err(|e| Violation(format!("version {v} does not apply: {e}")))?;
     }
     if replay != *value {
@@ -413,8 +421,10 @@ pub fn documents_equal(sim: &Sim, doc: &str, default: &Value) -> Result<Value, V
     Ok(value.clone())
 }
 
-/// No acknowledged version lost: every patch a member still running issued was answered
-/// exactly once (accepted or rejected), and no accepted one names a version beyond the host's.
+/// No acknowledged version lost, none applied twice: every patch a member still running
+/// issued was answered exactly once (accepted or rejected), no accepted one names a version
+/// beyond the host's, and the patches it was told were accepted are exactly its patches in
+/// the accepted history (as [`documents_equal`] replays it), in order.
 pub fn no_acked_version_lost(sim: &Sim, doc: &str) -> Result<(), Violation> {
     let host_version = sim
         .hubs()
@@ -424,12 +434,14 @@ pub fn no_acked_version_lost(sim: &Sim, doc: &str) -> Result<(), Violation> {
         .ok_or_else(|| Violation(format!("no host serves {doc}")))?;
     for n in sim.nodes.iter().filter(|n| n.is_member()) {
         let mut answers: BTreeMap<PatchId, usize> = BTreeMap::new();
+        let mut accepted: BTreeSet<PatchId> = BTreeSet::new();
         for e in &n.doc_evts {
             match e {
                 DocEvt::Accepted {
                     name, id, version, ..
                 } if name == doc => {
                     *answers.entry(*id).or_default() += 1;
+                    accepted.insert(*id);
                     if *version > host_version {
                         return fail(format!(
                             "{} was told version {version} holds {id}; the host is at {host_version}",
@@ -443,6 +455,7 @@ pub fn no_acked_version_lost(sim: &Sim, doc: &str) -> Result<(), Violation> {
                 _ => {}
             }
         }
+        let mut told = Vec::new();
         for (_, id) in n.patches.iter().filter(|(d, _)| d == doc) {
             if answers.get(id) != Some(&1) {
                 return fail(format!(
@@ -451,6 +464,21 @@ pub fn no_acked_version_lost(sim: &Sim, doc: &str) -> Result<(), Violation> {
                     answers.get(id)
                 ));
             }
+            if accepted.contains(id) {
+                told.push(&n.updates[id]);
+            }
+        }
+        let history: Vec<_> = (1..=host_version)
+            .filter_map(|v| sim.doc_history.get(&(doc.to_owned(), v)))
+            .filter(|b| b.origin == n.id())
+            .map(|b| &b.update)
+            .collect();
+        if history != told {
+            return fail(format!(
+                "{}: its patches in the history differ from those it was told were accepted:\n \
+                 history {history:?}\n told    {told:?}",
+                n.name
+            ));
         }
     }
     Ok(())

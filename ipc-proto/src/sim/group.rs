@@ -14,13 +14,10 @@ use std::time::{Duration, Instant};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng as _, SeedableRng};
 
-use serde_json::Value;
-
 use super::app::NodeIx;
 use super::app::{Deaths, NodeData, UID, data_addr};
 use crate::data::{DataConfig, Incoming};
-use crate::doc::{DocError, DocEvt, DocLimits, HostEvt, PatchId, Update};
-use crate::wire::{DocMsg, Frame, decode, decode_doc};
+use crate::doc::{DocEvt, DocLimits, HostEvt, PatchId, Update};
 use crate::{
     AccessPolicy, Credentials, Event, HubConfig, HubEvt, Limits, Listener, Member, MemberCmd,
     MemberConfig, MemberEvt, MemberInput, MemberOutput, NodeId, OwnTopics, PeerId, SpokeCmd,
@@ -38,6 +35,8 @@ pub(crate) struct SimConfig {
     pub(crate) max_tombstones: usize,
     /// Bounds of every spoke and hub.
     pub(crate) limits: Limits,
+    /// Bounds of every document host and replica.
+    pub(crate) docs: DocLimits,
 }
 
 impl Default for SimConfig {
@@ -49,8 +48,19 @@ impl Default for SimConfig {
             keepalive: Duration::from_secs(2),
             max_tombstones: crate::DEFAULT_TOMBSTONES,
             limits: Limits::default(),
+            docs: DocLimits::default(),
         }
     }
+}
+
+/// A patch as a document host broadcast it: the simulation's ground truth.
+#[derive(Clone, Debug)]
+pub(crate) struct Broadcast {
+    /// The node whose application issued it.
+    pub(crate) origin: NodeId,
+    /// Its wall clock (what `$currentDate` sets).
+    pub(crate) wall_ms: u64,
+    pub(crate) update: Update,
 }
 
 /// What one node did and saw.
@@ -80,6 +90,8 @@ pub struct SimNode {
     pub(crate) doc_evts: Vec<DocEvt>,
     /// The patches its application issued (those the replica took), in order.
     pub(crate) patches: Vec<(String, PatchId)>,
+    /// The update of each patch in `patches`.
+    pub(crate) updates: BTreeMap<PatchId, Update>,
     /// What its applications publish and take, and what they read.
     pub(crate) data: NodeData,
 }
@@ -239,7 +251,9 @@ pub struct Sim {
     pub(crate) data_in_flight: usize,
     /// Every patch a document host broadcast, by document and version; a later host's
     /// overwrites an earlier one's (versions lost in a failover are given again).
-    pub(crate) doc_history: BTreeMap<(String, u64), (NodeId, Update)>,
+    pub(crate) doc_history: BTreeMap<(String, u64), Broadcast>,
+    /// How many document messages of each kind ([`DocMsg::name`]) the nodes sent.
+    pub(crate) doc_msgs: BTreeMap<&'static str, usize>,
     /// Pids, and the deaths the hubs confirmed.
     pub(crate) deaths: Deaths,
     /// Broken invariants seen while stepping (two hubs at once, a correct peer misbehaving).
@@ -274,6 +288,7 @@ impl Sim {
             steps: 0,
             data_in_flight: 0,
             doc_history: BTreeMap::new(),
+            doc_msgs: BTreeMap::new(),
             deaths: Deaths::default(),
             violations: Vec::new(),
             data_violations: Vec::new(),
@@ -310,6 +325,12 @@ impl Sim {
         self.steps
     }
 
+    /// The `tracing` span of node `ix`: what its machine logs while the simulator drives it is
+    /// logged inside it, with its name.
+    pub(crate) fn span(&self, ix: NodeIx) -> tracing::Span {
+        tracing::info_span!("node", name = %self.nodes[ix.0].name)
+    }
+
     /// Milliseconds since the start, for messages.
     pub(crate) fn ms(&self, t: Instant) -> f64 {
         (t - self.epoch).as_secs_f64() * 1e3
@@ -320,6 +341,7 @@ impl Sim {
     /// Starts a node that announces and subscribes `own` before it joins.
     pub fn spawn(&mut self, name: &str, own: &OwnTopics) -> NodeIx {
         let ix = NodeIx(self.nodes.len());
+        let _span = tracing::info_span!("node", name = %name).entered();
         let rng_seed = self.rng.next_u64();
         // The id the spoke draws from its seed (drawn here the same way, not set: the spoke's
         // random sequence stays what it was before the simulation had a data plane).
@@ -346,7 +368,7 @@ impl Sim {
                 spoke,
                 hub,
                 data: Some(data),
-                docs: crate::doc::DocLimits::default(),
+                docs: self.config.docs.clone(),
                 witness: true,
             },
             self.now,
@@ -385,6 +407,7 @@ impl Sim {
             own_log: vec![(self.now, own.clone())],
             doc_evts: Vec::new(),
             patches: Vec::new(),
+            updates: BTreeMap::new(),
             data: NodeData::default(),
         });
         debug_assert_eq!(
@@ -398,6 +421,7 @@ impl Sim {
 
     /// Gives a node's application command.
     pub fn cmd(&mut self, ix: NodeIx, cmd: SpokeCmd) {
+        let _span = self.span(ix).entered();
         let now = self.now;
         let n = &mut self.nodes[ix.0];
         if !n.is_member() || n.frozen {
@@ -506,6 +530,7 @@ impl Sim {
     /// Leaves gracefully: goodbye to the hub, and if the node hosts the hub, the hub closes
     /// once it has sequenced that goodbye.
     pub fn leave(&mut self, ix: NodeIx) {
+        let _span = self.span(ix).entered();
         let now = self.now;
         let n = &mut self.nodes[ix.0];
         if !n.is_member() || n.frozen {
@@ -588,41 +613,6 @@ impl Sim {
             );
         }
         Some(squatter)
-    }
-
-    /// Opens a document on a node, as its application would.
-    pub fn open_doc(&mut self, ix: NodeIx, name: &str, default: Value) {
-        let now = self.now;
-        let n = &mut self.nodes[ix.0];
-        if !n.is_member() || n.frozen {
-            return;
-        }
-        n.member
-            .open_doc(now, name, default)
-            .expect("valid opening");
-        self.drain(ix);
-    }
-
-    /// Patches a document on a node, as its application would (`None`: the node is not
-    /// running). The wall clock is the simulated time.
-    pub fn patch_doc(
-        &mut self,
-        ix: NodeIx,
-        name: &str,
-        update: &Value,
-    ) -> Option<Result<PatchId, DocError>> {
-        let now = self.now;
-        let wall_ms = (now - self.epoch).as_millis() as u64;
-        let n = &mut self.nodes[ix.0];
-        if !n.is_member() || n.frozen {
-            return None;
-        }
-        let r = n.member.patch_doc(now, name, update, wall_ms);
-        if let Ok(id) = &r {
-            n.patches.push((name.to_owned(), *id));
-        }
-        self.drain(ix);
-        Some(r)
     }
 
     // ---- running ----
@@ -746,6 +736,7 @@ impl Sim {
     }
 
     fn feed(&mut self, ix: NodeIx, input: SimInput) {
+        let _span = self.span(ix).entered();
         let now = self.now;
         let input = match input {
             SimInput::Connect(peer) => return self.attempt_connect(ix, peer),
@@ -792,10 +783,11 @@ impl Sim {
 
     fn fire_timers(&mut self, ix: NodeIx) {
         let now = self.now;
-        let n = &mut self.nodes[ix.0];
-        if !n.alive || n.frozen {
+        if !self.nodes[ix.0].alive || self.nodes[ix.0].frozen {
             return;
         }
+        let _span = self.span(ix).entered();
+        let n = &mut self.nodes[ix.0];
         if n.member.poll_timeout().is_some_and(|t| t <= now) {
             n.member.handle_timeout(now);
         }
@@ -1096,24 +1088,6 @@ impl Sim {
             .filter(|(_, l)| l.data == data && (l.spoke == ix || l.hub == ix))
             .map(|(&id, _)| id)
             .collect()
-    }
-
-    /// Records a host's broadcast of an accepted patch (the simulation's ground truth).
-    fn record_doc(&mut self, bytes: &[u8]) {
-        let Some(body) = bytes.get(4..) else {
-            return;
-        };
-        if let Ok(Frame::Doc(data)) = decode(body, &Limits::default())
-            && let Ok(DocMsg::Patched {
-                name,
-                version,
-                origin,
-                update,
-                ..
-            }) = decode_doc(&data, &DocLimits::default())
-        {
-            self.doc_history.insert((name, version), (origin, update));
-        }
     }
 
     fn chunks(&mut self, bytes: Vec<u8>) -> Vec<Vec<u8>> {

@@ -27,7 +27,7 @@
 //! bursts of inline messages ([`Sim::publish`]); what each read is [`SimNode::received`].
 //!
 //! - **Build** with [`Sim::builder`] ([`SimBuilder`]): members, latency, record splitting,
-//!   keepalive, grace.
+//!   keepalive, grace, document limits.
 //! - **Drive** with [`Sim::step`], [`Sim::run_for`], [`Sim::run_until`] (bounded: it fails
 //!   instead of hanging) and [`Sim::settle`] (until converged); inject faults with
 //!   [`Sim::crash`], [`Sim::freeze`]/[`Sim::resume`], [`Sim::leave`], [`Sim::cut_links`],
@@ -47,21 +47,28 @@
 //! - **Check** with [`check`]: exactly one hub (and never two at once), every view equal to
 //!   the truth (no ghosts), equal histories, each change reported once per member, terms
 //!   monotonic, no flaps; for documents, every replica equal to the host and the host equal to
-//!   its accepted patches, every patch answered once, no acknowledged version lost; for the
+//!   its accepted patches, every patch answered once, no acknowledged version lost or applied
+//!   twice; for the
 //!   data plane, what every application read is in order per publisher, none twice, and every
 //!   message between its first and its last delivered or told lost ([`check::deliveries`]).
 //! - **Replay**: a failing [`Schedule::run`] returns a [`Failure`] whose `replay` is a Rust
 //!   expression (`ipc_proto::sim::Schedule::from_seed(..).run()`, or the whole schedule) that
 //!   reproduces it; `IPC_SIM_EXPLAIN=1` prints the faults, hubs and final state as it runs.
 //!
+//! Whatever a node's machine logs through `tracing` while the simulator drives it is logged
+//! inside a span `node` with the node's name.
+//!
 //! The simulator reads the clock once, for its epoch, and adds only simulated durations.
-//! This is the simulator that proves this crate: its own scenarios and properties run on it.
+//! This is the simulator that proves this crate: its own scenarios and properties run on it,
+//! but for one property of the bare document machines (the durability promise with writers
+//! that are no witnesses), which still runs on a private network of those machines.
 
 mod app;
 mod builder;
 pub mod check;
 mod data;
 mod death;
+mod docs;
 mod group;
 mod observe;
 mod schedule;

@@ -108,6 +108,13 @@ fn document_checks_catch_a_lost_version_and_a_diverging_replica() {
     check::no_acked_version_lost(&sim, "d").expect("answered");
     // Compared with another default, the accepted patches do not give the host's value.
     assert!(check::documents_equal(&sim, "d", &json!({"n": 5})).is_err());
+    // An accepted patch the history does not hold as its origin's (lost, or given to another).
+    let key = ("d".to_owned(), 1);
+    let truth = sim.doc_history[&key].clone();
+    sim.doc_history.get_mut(&key).expect("version 1").origin = sim.nodes[0].id();
+    let err = check::no_acked_version_lost(&sim, "d").expect_err("n1's patch is not its own");
+    assert!(err.0.contains("differ from those it was told"), "{err}");
+    sim.doc_history.insert(key, truth);
     // A patch whose answer never came.
     let (name, id) = sim.nodes[1].patches[0].clone();
     sim.nodes[1].patches.push((name, id));

@@ -14,11 +14,13 @@ use crate::data::{Incoming, Terms};
 use crate::sim::{NodeIx, Outcome, Schedule, Sim, check};
 use crate::wire::Policy;
 
-/// Schedules per `cargo test` run.
+/// Schedules per `cargo test` run, and the test functions they are split over.
+const SCHEDULES: super::Shards = super::Shards {
+    var: "IPC_SIM_DATA_SCHEDULES",
+    default: DEFAULT_SCHEDULES,
+    shards: 4,
+};
 const DEFAULT_SCHEDULES: u32 = 1_000;
-
-/// Test functions the schedules are split over, so the harness runs them in parallel.
-const SHARDS: u32 = 4;
 
 const STEPS: usize = 400_000;
 
@@ -95,25 +97,25 @@ fn deliveries_catches_a_gap_and_a_repeat() {
     assert!(err.0.contains("out of order or twice"), "{err}");
 }
 
-fn schedules() -> u32 {
-    std::env::var("IPC_SIM_DATA_SCHEDULES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_SCHEDULES)
-}
-
-/// One shard: the outcome and the (messages, lost) read by applications, per schedule.
-fn shard(shard: u32) -> Vec<(Outcome, (u64, u64))> {
-    let cases = schedules().div_ceil(SHARDS);
-    super::run_seeds(file!(), cases, shard, |seed| {
+/// One shard: reports the outcome and the (messages, lost) read by applications, per
+/// schedule.
+fn shard(shard: u32) {
+    report(&SCHEDULES.run(file!(), shard, |seed| {
         let schedule = Schedule::data_from_seed(seed);
         let outcome = schedule.run().map_err(|e| format!("{e}\n{schedule:#?}"))?;
         // Run again to count what was read (`run` keeps its simulation).
         let mut sim = schedule.play().map_err(|e| e.to_string())?;
         sim.read_inboxes();
         Ok::<_, String>((outcome, tally(&sim)))
-    })
+    }));
 }
+
+super::shard_tests!(SCHEDULES, shard;
+    data_schedules_shard_0 = 0,
+    data_schedules_shard_1 = 1,
+    data_schedules_shard_2 = 2,
+    data_schedules_shard_3 = 3,
+);
 
 fn report(runs: &[(Outcome, (u64, u64))]) {
     let delivered: u64 = runs.iter().map(|(_, t)| t.0).sum();
@@ -127,26 +129,6 @@ fn report(runs: &[(Outcome, (u64, u64))]) {
         runs.len() < 20 || delivered > 0,
         "the schedules deliver something"
     );
-}
-
-#[test]
-fn data_schedules_shard_0() {
-    report(&shard(0));
-}
-
-#[test]
-fn data_schedules_shard_1() {
-    report(&shard(1));
-}
-
-#[test]
-fn data_schedules_shard_2() {
-    report(&shard(2));
-}
-
-#[test]
-fn data_schedules_shard_3() {
-    report(&shard(3));
 }
 
 proptest::proptest! {
@@ -204,13 +186,11 @@ fn a_crashed_unverified_publisher_is_not_accused() {
 /// 10_405_346_451_459_172_636.
 #[test]
 fn a_dropped_tail_is_told() {
-    let seed = 14_854_330_406_023_737_622;
-    let mut sim = Schedule::data_from_seed(seed)
-        .play()
-        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-    sim.read_inboxes();
-    check::deliveries(&sim).expect("in order, none twice, no hole untold");
-    check::deliveries_complete(&sim).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    let sim = play_and_check_complete(14_854_330_406_023_737_622);
+    assert!(
+        told_lost(&sim, 3, 8),
+        "n1 is told 3..=8 lost, after reading 1 and 2"
+    );
 }
 
 /// Tails published while a subscriber was away, with no message after its return
@@ -221,16 +201,34 @@ fn a_dropped_tail_is_told() {
 /// on the new link with its last seq, so each is told 44..=68 and 27..=38 lost.
 #[test]
 fn a_tail_published_while_away_is_told() {
-    for seed in [1_624_220_737_719_586_351, 9_337_672_320_469_466_186] {
-        let mut sim = Schedule::data_from_seed(seed)
-            .play()
-            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-        sim.read_inboxes();
-        check::deliveries(&sim).expect("in order, none twice, no hole untold");
-        check::deliveries_complete(&sim).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-        let told = sim.nodes().iter().flat_map(|n| n.received()).any(|(_, e)| {
-            matches!(e, Incoming::Lost(l) if (l.first, l.last) == (44, 68) || (l.first, l.last) == (27, 38))
-        });
-        assert!(told, "seed {seed}: the tail is told lost");
+    for (seed, first, last) in [
+        (1_624_220_737_719_586_351, 44, 68),
+        (9_337_672_320_469_466_186, 27, 38),
+    ] {
+        let sim = play_and_check_complete(seed);
+        assert!(
+            told_lost(&sim, first, last),
+            "seed {seed}: the tail {first}..={last} is told lost"
+        );
     }
+}
+
+/// Plays the data schedule of `seed`, reads what is queued, and checks that what every
+/// application read is in order and that nothing went silently missing at the end.
+fn play_and_check_complete(seed: u64) -> Sim {
+    let mut sim = Schedule::data_from_seed(seed)
+        .play()
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    sim.read_inboxes();
+    check::deliveries(&sim).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    check::deliveries_complete(&sim).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    sim
+}
+
+/// Whether some application was told exactly `first..=last` lost.
+fn told_lost(sim: &Sim, first: u64, last: u64) -> bool {
+    sim.nodes()
+        .iter()
+        .flat_map(|n| n.received())
+        .any(|(_, e)| matches!(e, Incoming::Lost(l) if (l.first, l.last) == (first, last)))
 }

@@ -17,18 +17,13 @@ use crate::{Event, NodeId, OwnTopics};
 const STEPS: usize = 200_000;
 const GRACE: Duration = Duration::from_millis(200);
 
-/// Schedules per `cargo test` run.
+/// Schedules per `cargo test` run, and the test functions they are split over.
+const SCHEDULES: super::Shards = super::Shards {
+    var: "IPC_SIM_SCHEDULES",
+    default: DEFAULT_SCHEDULES,
+    shards: 4,
+};
 const DEFAULT_SCHEDULES: u32 = 1_000;
-
-/// Test functions the schedules are split over.
-const SHARDS: u32 = 4;
-
-fn schedules() -> u32 {
-    std::env::var("IPC_SIM_SCHEDULES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_SCHEDULES)
-}
 
 fn settle(sim: &mut Sim) {
     if let Err(e) = sim.run_until(STEPS, Sim::converged) {
@@ -219,13 +214,19 @@ fn a_killed_spoke_leaves_once() {
     }
 }
 
-fn shard(shard: u32) -> Vec<Outcome> {
-    let cases = schedules().div_ceil(SHARDS);
-    super::run_seeds(file!(), cases, shard, |seed| {
+fn shard(shard: u32) {
+    report(&SCHEDULES.run(file!(), shard, |seed| {
         let schedule = Schedule::deaths_from_seed(seed);
         schedule.run().map_err(|e| format!("{e}\n{schedule:#?}"))
-    })
+    }));
 }
+
+super::shard_tests!(SCHEDULES, shard;
+    death_schedules_shard_0 = 0,
+    death_schedules_shard_1 = 1,
+    death_schedules_shard_2 = 2,
+    death_schedules_shard_3 = 3,
+);
 
 fn report(outcomes: &[Outcome]) {
     println!(
@@ -243,26 +244,6 @@ fn report(outcomes: &[Outcome]) {
             .max()
             .unwrap_or(0),
     );
-}
-
-#[test]
-fn death_schedules_shard_0() {
-    report(&shard(0));
-}
-
-#[test]
-fn death_schedules_shard_1() {
-    report(&shard(1));
-}
-
-#[test]
-fn death_schedules_shard_2() {
-    report(&shard(2));
-}
-
-#[test]
-fn death_schedules_shard_3() {
-    report(&shard(3));
 }
 
 proptest! {

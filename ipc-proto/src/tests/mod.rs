@@ -11,6 +11,57 @@ mod properties;
 mod regressions;
 mod scenarios;
 
+/// A property's random schedules: `default` per `cargo test` run (environment variable
+/// `var` overrides it), split over `shards` test functions so that the harness runs them in
+/// parallel. Declare the test functions with [`shard_tests!`], and run each with
+/// [`Shards::run`].
+pub(crate) struct Shards {
+    /// The environment variable that sets how many schedules run.
+    pub(crate) var: &'static str,
+    /// How many schedules run by default.
+    pub(crate) default: u32,
+    /// How many test functions share them.
+    pub(crate) shards: u32,
+}
+
+impl Shards {
+    /// How many schedules run in all.
+    pub(crate) fn total(&self) -> u32 {
+        std::env::var(self.var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(self.default)
+    }
+
+    /// Runs shard `shard`'s share of the schedules through `run` ([`run_seeds`]; pass
+    /// `file!()` as `source_file`); returns what they measured.
+    pub(crate) fn run<O, E: std::fmt::Display>(
+        &self,
+        source_file: &'static str,
+        shard: u32,
+        run: impl Fn(u64) -> Result<O, E>,
+    ) -> Vec<O> {
+        assert!(shard < self.shards, "shard {shard} of {}", self.shards);
+        run_seeds(source_file, self.total().div_ceil(self.shards), shard, run)
+    }
+}
+
+/// Declares one `#[test]` function per shard of a [`Shards`] constant, each calling
+/// `$run(shard)`: `shard_tests!(SHARDS, run_shard; shard_0 = 0, shard_1 = 1);`. Fails to
+/// compile unless the functions are as many as the constant's shards.
+macro_rules! shard_tests {
+    ($shards:expr, $run:expr; $($name:ident = $shard:literal),+ $(,)?) => {
+        const _: () = assert!([$($shard),+].len() as u32 == $shards.shards, "one test per shard");
+        $(
+            #[test]
+            fn $name() {
+                $run($shard)
+            }
+        )+
+    };
+}
+pub(crate) use shard_tests;
+
 /// Runs `cases` random seeds through `run` with proptest's runner, shard `shard` of several
 /// (its seeds are xored with the shard's number, so shards differ); a failing seed is saved
 /// under `proptest-regressions/` next to `source_file` (pass `file!()`) and replayed first by

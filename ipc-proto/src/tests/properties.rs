@@ -12,27 +12,24 @@
 
 use crate::sim::{Outcome, Schedule};
 
-/// Schedules per `cargo test` run.
+/// Schedules per `cargo test` run, and the test functions they are split over.
+const SCHEDULES: super::Shards = super::Shards {
+    var: "IPC_SIM_SCHEDULES",
+    default: DEFAULT_SCHEDULES,
+    shards: 4,
+};
 const DEFAULT_SCHEDULES: u32 = 1_000;
 
-/// Test functions the schedules are split over, so the harness runs them in parallel.
-const SHARDS: u32 = 4;
-
-fn schedules() -> u32 {
-    std::env::var("IPC_SIM_SCHEDULES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_SCHEDULES)
-}
-
-/// Runs one shard of the schedules; returns what they measured.
-fn shard(shard: u32) -> Vec<Outcome> {
-    let cases = schedules().div_ceil(SHARDS);
-    super::run_seeds(file!(), cases, shard, |seed| {
+/// Runs one shard of the schedules and reports what they measured.
+fn shard(shard: u32) {
+    report(&SCHEDULES.run(file!(), shard, |seed| {
         let schedule = Schedule::from_seed(seed);
         schedule.run().map_err(|e| format!("{e}\n{schedule:#?}"))
-    })
+    }));
 }
+
+super::shard_tests!(SCHEDULES, shard;
+    schedules_shard_0 = 0, schedules_shard_1 = 1, schedules_shard_2 = 2, schedules_shard_3 = 3);
 
 fn report(outcomes: &[Outcome]) {
     let sum = |f: fn(&Outcome) -> usize| outcomes.iter().map(f).sum::<usize>();
@@ -57,26 +54,6 @@ fn report(outcomes: &[Outcome]) {
             .unwrap_or(0),
         crate::DEFAULT_TOMBSTONES,
     );
-}
-
-#[test]
-fn schedules_shard_0() {
-    report(&shard(0));
-}
-
-#[test]
-fn schedules_shard_1() {
-    report(&shard(1));
-}
-
-#[test]
-fn schedules_shard_2() {
-    report(&shard(2));
-}
-
-#[test]
-fn schedules_shard_3() {
-    report(&shard(3));
 }
 
 /// A schedule found on 2026-12-03 by the random search (shard 3) that breaks the ghost

@@ -1,11 +1,11 @@
 //! Tests of the document machines: scenarios here (opening, patches) and in [`failover`] and
-//! [`hostile`], on the deterministic network of [`net`]; random schedules with hub crashes in
-//! [`sim`].
+//! [`hostile`], scripted on the fixture of [`net`]; the random schedules of the durability
+//! promise in [`witness`]. The random schedules of documents through whole members, with hub
+//! deaths, run on the public simulator (`crate::tests::docs`).
 
 mod failover;
 mod hostile;
 mod net;
-mod sim;
 mod witness;
 
 use serde_json::json;

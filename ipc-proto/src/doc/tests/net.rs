@@ -1,7 +1,14 @@
-//! A deterministic network for the document machines: one host (or none, between a crash and
-//! the next), replicas, and a FIFO queue of encoded messages per link and direction. Every
-//! message goes through [`encode_doc`] and [`decode_doc`] (as bytes), and is checked to fit
+//! A fixture for machine-level document tests, not a simulator: one bare [`DocHost`] (or
+//! none, between a crash and the next), bare [`DocReplica`]s, and a FIFO queue of encoded
+//! messages per link and direction, each step taken by the test's own hand. Every message
+//! goes through [`encode_doc`] and [`decode_doc`] (as bytes), and is checked to fit
 //! `max_chunk`.
+//!
+//! The scripted tests of [`super::failover`] and [`super::hostile`] and the scenarios of
+//! [`super`] use it to hold a message back or forge one, which whole members cannot. Random
+//! schedules of documents run on the public simulator (`crate::sim`, in
+//! `crate::tests::docs`); the one exception is [`super::witness`], the durability promise with
+//! transient writers that are no witnesses, which the public simulator cannot start yet.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};

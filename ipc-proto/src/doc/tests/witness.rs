@@ -34,11 +34,13 @@ use serde_json::{Value, json};
 use super::net::{Net, weighted};
 use crate::doc::{DocEvt, DocLimits, HostEvt, PatchId};
 
-/// Schedules per `cargo test` run.
+/// Schedules per `cargo test` run, and the test functions they are split over.
+const SCHEDULES: crate::tests::Shards = crate::tests::Shards {
+    var: "IPC_DOC_SCHEDULES",
+    default: DEFAULT_SCHEDULES,
+    shards: 2,
+};
 const DEFAULT_SCHEDULES: u32 = 1200;
-
-/// Test functions the schedules are split over, so that they run in parallel.
-const SHARDS: u32 = 2;
 
 const DOC: &str = "d";
 
@@ -342,16 +344,14 @@ fn run(seed: u64) -> Result<Outcome, String> {
     Ok(outcome)
 }
 
-fn schedules() -> u32 {
-    std::env::var("IPC_DOC_SCHEDULES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_SCHEDULES)
+fn shard(shard: u32) {
+    report(&SCHEDULES.run(file!(), shard, run));
 }
 
-fn shard(shard: u32) -> Vec<Outcome> {
-    crate::tests::run_seeds(file!(), schedules().div_ceil(SHARDS), shard, run)
-}
+crate::tests::shard_tests!(SCHEDULES, shard;
+    witness_schedules_shard_0 = 0,
+    witness_schedules_shard_1 = 1,
+);
 
 fn report(outcomes: &[Outcome]) {
     let sum = |f: fn(&Outcome) -> usize| outcomes.iter().map(f).sum::<usize>();
@@ -370,16 +370,6 @@ fn report(outcomes: &[Outcome]) {
         sum(|o| o.writer_kills),
         outcomes.iter().map(|o| o.steps).max().unwrap_or(0),
     );
-}
-
-#[test]
-fn witness_schedules_shard_0() {
-    report(&shard(0));
-}
-
-#[test]
-fn witness_schedules_shard_1() {
-    report(&shard(1));
 }
 
 /// Replays one schedule: paste a failing seed into `SEED`, or set `IPC_DOC_SEED`; with

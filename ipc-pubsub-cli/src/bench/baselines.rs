@@ -10,6 +10,7 @@
 //! | series | what | BENCH.md |
 //! |---|---|---|
 //! | [`SEQPACKET_PINGPONG`] | 64 B each way over a blocking `SOCK_SEQPACKET` socketpair; time per round trip | §1 |
+//! | [`SHM_SPIN_PINGPONG`] | a sequence number each way through two words of a shared memfd, both sides spinning; time per round trip (the floor of a busy-wait round trip) | – |
 //! | [`EVENTFD_PINGPONG`] | a wakeup each way over two eventfds, blocking `read`; time per round trip (no payload: the floor of a blocking round trip) | – |
 //! | [`UDS_STREAM_DEFAULT`], [`UDS_STREAM_4M`] | one-way `SOCK_STREAM` copy, default buffers / 4 MiB `SO_SNDBUF`+`SO_RCVBUF` | §4 |
 //! | [`MEMCPY`] | single-thread `memcpy` between two pre-touched buffers | §7a |
@@ -27,6 +28,7 @@ use std::hint::black_box;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use nix::errno::Errno;
@@ -43,6 +45,7 @@ use super::series::{
 };
 use crate::{CliError, Result};
 use ipc_os::memfd::{self, SealSet, Segment};
+use ipc_os::shared::SharedRegion;
 use ipc_os::socket::{self, Recv, Sent};
 
 /// Round trip, 64 B each way, over a blocking `SOCK_SEQPACKET` socketpair between two
@@ -61,6 +64,23 @@ pub(super) const SEQPACKET_PINGPONG: &str = "seqpacket_pingpong";
 /// payload moves: a blocking pub/sub round trip, which needs these two wakeups, cannot beat
 /// it.
 pub(super) const EVENTFD_PINGPONG: &str = "eventfd_pingpong";
+
+/// Round trip through shared memory, both processes spinning (issue 13: the busy-wait floor).
+///
+/// The initiator (sender core) makes a sealed shared region ([`SharedRegion`]) of two cache
+/// lines and hands it to the echo (receiver core) with `SCM_RIGHTS`; then, per round trip, it
+/// stores the round trip's number in the first line's word and spins until the echo has
+/// stored the same number in the second line's word. No system call and no sleep on either
+/// side: what cache-line transfers between the two cores cost, and what a spinning
+/// subscription can at best approach. Burns both cores while it runs.
+pub(super) const SHM_SPIN_PINGPONG: &str = "shm_spin_pingpong";
+
+/// The region of [`SHM_SPIN_PINGPONG`]: two 128 B lines, one word used in each.
+const SPIN_REGION: usize = 256;
+/// The initiator's word, in the first line.
+const SPIN_PING: usize = 0;
+/// The echo's word, in the second line.
+const SPIN_PONG: usize = 16;
 
 /// One-way `SOCK_STREAM` throughput with default socket buffers (BENCH.md §4).
 ///
@@ -133,6 +153,8 @@ pub(super) const PACED_RAW_1KHZ: &str = "paced_raw.1khz";
 
 /// Messages per repetition: a full run (about 0.2-0.4 s each on the dev VM), and `--quick`.
 const PINGPONG_COUNTS: &[Counts] = &[Counts::new(64, 30_000, 2_000)];
+/// A round trip is well under a microsecond: more of them, still a fraction of a second.
+const SPIN_COUNTS: &[Counts] = &[Counts::new(64, 300_000, 20_000)];
 const UDS_COUNTS: &[Counts] = &[
     Counts::new(KIB4, 100_000, 5_000),
     Counts::new(KIB64, 16_384, 1_000),
@@ -167,6 +189,13 @@ pub(super) const SERIES: &[Series] = &[
         shape: Shape::RoundTrip,
         counts: PINGPONG_COUNTS,
         rep: pingpong,
+    },
+    Series {
+        id: SHM_SPIN_PINGPONG,
+        label: "raw shared-memory ping-pong, both sides spinning",
+        shape: Shape::RoundTrip,
+        counts: SPIN_COUNTS,
+        rep: shm_spin_pingpong,
     },
     Series {
         id: EVENTFD_PINGPONG,
@@ -244,6 +273,8 @@ pub(super) const SERIES: &[Series] = &[
 pub(super) const ROLES: &[(&str, RoleFn)] = &[
     ("seqpacket-ping", seqpacket_ping),
     ("seqpacket-pong", seqpacket_pong),
+    ("spin-ping", spin_ping),
+    ("spin-pong", spin_pong),
     ("eventfd-ping", eventfd_ping),
     ("eventfd-pong", eventfd_pong),
     ("stream-send", stream_send),
@@ -267,6 +298,20 @@ fn pingpong(h: &Harness, case: &Case) -> Result<RepValue> {
             sender: "seqpacket-ping",
             receiver: "seqpacket-pong",
             wiring: Wiring::SeqPacket,
+            group: false,
+            case: *case,
+            opts: &[],
+        },
+    )
+}
+
+fn shm_spin_pingpong(h: &Harness, case: &Case) -> Result<RepValue> {
+    round_trips(
+        h,
+        &Team {
+            sender: "spin-ping",
+            receiver: "spin-pong",
+            wiring: Wiring::SeqPacketNonBlocking,
             group: false,
             case: *case,
             opts: &[],
@@ -543,6 +588,67 @@ fn seqpacket_pong(ctx: &mut ChildCtx) -> Result<ChildReport> {
         msgs,
         ..ChildReport::default()
     })
+}
+
+/// [`SHM_SPIN_PINGPONG`], initiator: makes the region, hands it over, times round trips.
+fn spin_ping(ctx: &mut ChildCtx) -> Result<ChildReport> {
+    let sock = ctx.take_fd()?;
+    let c = ctx.case;
+    let region = SharedRegion::create("ipc-bench-spin", SPIN_REGION)?;
+    send(sock.as_fd(), b"region", &[region.as_fd()])?;
+    let words = region.words();
+    let (ping, pong) = (spin_word(words, SPIN_PING)?, spin_word(words, SPIN_PONG)?);
+    time_round_trips(&c, |seq| {
+        // Numbered from 1: the region starts zeroed.
+        let n = seq + 1;
+        ping.store(n, Ordering::Release);
+        spin_until(pong, n);
+        Ok(())
+    })
+}
+
+/// [`SHM_SPIN_PINGPONG`], echo: answers every number until the last round trip's.
+fn spin_pong(ctx: &mut ChildCtx) -> Result<ChildReport> {
+    let sock = ctx.take_fd()?;
+    let mut fds = Vec::with_capacity(1);
+    let mut buf = [0u8; 8];
+    recv(sock.as_fd(), &mut buf, &mut fds, 1)?;
+    let fd = fds
+        .pop()
+        .ok_or_else(|| CliError::Failed("the region did not come".into()))?;
+    let region = SharedRegion::open(fd, SPIN_REGION as u64)?;
+    let words = region.words();
+    let (ping, pong) = (spin_word(words, SPIN_PING)?, spin_word(words, SPIN_PONG)?);
+    let c = ctx.case;
+    for n in 1..=c.warmup + c.msgs {
+        spin_until(ping, n);
+        pong.store(n, Ordering::Release);
+    }
+    Ok(ChildReport {
+        msgs: c.warmup + c.msgs,
+        ..ChildReport::default()
+    })
+}
+
+/// Spins until `word` holds `n`, yielding the CPU every few thousand spins: cross-core a
+/// round trip ends long before the first yield, while on one core (`--placement same-core`)
+/// the yield lets the other side run instead of burning whole time slices.
+fn spin_until(word: &AtomicU64, n: u64) {
+    let mut spins = 0u32;
+    while word.load(Ordering::Acquire) != n {
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(4096) {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+fn spin_word(words: &[AtomicU64], at: usize) -> Result<&AtomicU64> {
+    words
+        .get(at)
+        .ok_or_else(|| CliError::Failed(format!("the region has no word {at}")))
 }
 
 /// [`EVENTFD_PINGPONG`], initiator: makes the eventfds, hands them over, times round trips.

@@ -37,7 +37,8 @@ use clap::Args;
 
 use super::baselines::{
     self, EVENTFD_PINGPONG, FRESH_MEMFD, FRESH_MEMFD_4, MEMCPY, PACED_RAW_1KHZ, PACED_RAW_30HZ,
-    POOLED_RAW, POOLED_RAW_4, SEQPACKET_PINGPONG, UDS_STREAM, UDS_STREAM_4M, UDS_STREAM_DEFAULT,
+    POOLED_RAW, POOLED_RAW_4, SEQPACKET_PINGPONG, SHM_SPIN_PINGPONG, UDS_STREAM, UDS_STREAM_4M,
+    UDS_STREAM_DEFAULT,
 };
 use super::harness::{Case, Harness, IDLE_BUSY_PERCENT, IDLE_QUIET, Placement, RoleFn};
 use super::measure::{CpuSample, Measurement, RepValue};
@@ -213,6 +214,12 @@ pub(super) const RATIOS: &[RatioSpec] = &[
         SEQPACKET_PINGPONG,
         Some(Goal::at_most(1.1, FAST_PATH)),
         "",
+    ),
+    ratio(
+        PUBSUB_RTT,
+        SHM_SPIN_PINGPONG,
+        None,
+        "against the busy-wait floor (issue 13: a spin subscription <= 3x)",
     ),
     ratio(
         PUBSUB_RTT,

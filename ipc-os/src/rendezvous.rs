@@ -437,6 +437,7 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::Credentials;
+    use crate::testutil::shared;
     use rustix::net::SocketFlags;
 
     fn unique_group(tag: &str) -> String {
@@ -461,6 +462,8 @@ mod tests {
 
     #[test]
     fn one_hub_at_a_time_and_the_lock_outlives_nothing() {
+        // Opens fds: not while another test counts them.
+        let _g = shared();
         let dir = GroupDir::private(&unique_group("claim")).expect("dir");
         let meta = fs::symlink_metadata(dir.paths().dir()).expect("stat");
         assert_eq!(meta.mode() & 0o777, 0o700);
@@ -486,6 +489,8 @@ mod tests {
 
     #[test]
     fn a_stale_socket_is_replaced_by_the_lock_holder() {
+        // Opens fds: not while another test counts them.
+        let _g = shared();
         let dir = GroupDir::private(&unique_group("stale")).expect("dir");
         // A crashed hub's socket: bound, then its process gone (the file stays).
         let stale = listen(&dir.paths().hub_socket()).expect("listen");
@@ -500,6 +505,8 @@ mod tests {
 
     #[test]
     fn a_sweep_removes_only_old_unbound_data_sockets() {
+        // Opens fds: not while another test counts them.
+        let _g = shared();
         let dir = GroupDir::private(&unique_group("sweep")).expect("dir");
         let live = dir.listen_data(1).expect("live");
         // A node killed without removing its socket: the file stays, nothing is bound.
@@ -534,6 +541,8 @@ mod tests {
 
     #[test]
     fn data_sockets_resolve_only_inside_the_group() {
+        // Opens fds: not while another test counts them.
+        let _g = shared();
         let dir = GroupDir::private(&unique_group("data")).expect("dir");
         let data = dir.listen_data(0xabc).expect("listen");
         assert_eq!(data.addr(), "0000000000000abc.data");
@@ -547,6 +556,8 @@ mod tests {
 
     #[test]
     fn an_unsafe_private_base_is_refused_not_changed() {
+        // Opens fds: not while another test counts them.
+        let _g = shared();
         let group = unique_group("mode");
         let dir = GroupDir::private(&group).expect("dir");
         fs::set_permissions(dir.paths().dir(), fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -568,6 +579,8 @@ mod tests {
 
     #[test]
     fn shared_groups_are_open_to_the_directory() {
+        // Opens fds: not while another test counts them.
+        let _g = shared();
         let base = std::env::temp_dir().join(unique_group("shared-base"));
         fs::create_dir(&base).expect("base");
         let dir = GroupDir::shared(&base, "g").expect("dir");

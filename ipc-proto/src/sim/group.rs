@@ -16,7 +16,7 @@ use rand_chacha::rand_core::{Rng as _, SeedableRng};
 
 use super::app::NodeIx;
 use super::app::{Deaths, NodeData, UID, data_addr};
-use super::builder::SpawnOptions;
+use super::options::SpawnOptions;
 use crate::data::{DataConfig, Incoming};
 use crate::doc::{DocEvt, DocLimits, HostEvt, PatchId, Update};
 use crate::{

@@ -73,12 +73,14 @@ mod death;
 mod docs;
 mod group;
 mod observe;
+mod options;
 mod schedule;
 pub mod strategy;
 
 pub use app::{NodeIx, SimMessage};
-pub use builder::{SimBuilder, SpawnOptions};
+pub use builder::SimBuilder;
 pub use group::{Sim, SimNode};
+pub use options::SpawnOptions;
 pub use schedule::{Failure, Fault, Outcome, Schedule};
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::app::NodeIx;
 use super::group::Sim;
 use crate::doc::{ApplyContext, DocEvt, PatchId};
 use crate::{Event, NodeId, View};
@@ -352,7 +353,8 @@ fn subject(e: &Event) -> (Option<NodeId>, Option<String>) {
 // ---- documents ----
 
 /// Whether document `doc` is quiet: the group has converged, the hub's document host serves
-/// it, and every member's replica is synced with it at the host's version, nothing pending.
+/// it, every member that opened it is synced with it at the host's version, nothing pending,
+/// and every witness that did not open it holds the host's version of it.
 pub fn docs_quiet(sim: &Sim, doc: &str) -> bool {
     if !sim.converged() {
         return false;
@@ -371,14 +373,31 @@ pub fn docs_quiet(sim: &Sim, doc: &str) -> bool {
     };
     sim.members().all(|ix| {
         let docs = sim.nodes[ix.0].member.docs();
+        if !docs.is_open(doc) {
+            return !holds_passively(sim, ix, doc) || witnessed(sim, ix, doc) == Some(version);
+        }
         docs.is_synced(doc)
             && docs.pending(doc).next().is_none()
             && docs.version(doc) == Some(version)
     })
 }
 
-/// Every member holds the host's value of `doc` as its value and as its confirmed value, at
-/// the host's version, and that value is the accepted patches, as the hosts broadcast them
+/// Whether member `ix` keeps `doc` without having opened it: it is a witness, and not the
+/// host's node (whose host holds the document).
+fn holds_passively(sim: &Sim, ix: NodeIx, doc: &str) -> bool {
+    let m = &sim.nodes[ix.0].member;
+    m.docs().is_witness() && !m.docs().is_open(doc) && m.doc_host().is_none()
+}
+
+/// The version of `doc` member `ix` keeps as a witness without having opened it.
+fn witnessed(sim: &Sim, ix: NodeIx, doc: &str) -> Option<u64> {
+    let docs = sim.nodes[ix.0].member.docs();
+    docs.witnessed().find(|(d, _)| *d == doc).map(|(_, v)| v)
+}
+
+/// Every member that opened `doc` holds the host's value as its value and as its confirmed
+/// value, at the host's version, every witness that did not open it keeps the host's version
+/// of it, and the host's value is the accepted patches, as the hosts broadcast them
 /// (the last host to broadcast a version wins), applied in version order to `default` (with
 /// the wall clock each was made at). Returns the host's value.
 pub fn documents_equal(sim: &Sim, doc: &str, default: &Value) -> Result<Value, Violation> {
@@ -392,6 +411,16 @@ pub fn documents_equal(sim: &Sim, doc: &str, default: &Value) -> Result<Value, V
     };
     for ix in sim.members() {
         let docs = sim.nodes[ix.0].member.docs();
+        if !docs.is_open(doc) {
+            let kept = witnessed(sim, ix, doc);
+            if holds_passively(sim, ix, doc) && kept != Some(version) {
+                let name = &sim.nodes[ix.0].name;
+                return fail(format!(
+                    "witness {name} keeps {kept:?}, the host is at {version}"
+                ));
+            }
+            continue;
+        }
         let (held, confirmed) = (docs.value(doc), docs.confirmed(doc));
         if held != Some(value) || confirmed != Some(value) || docs.version(doc) != Some(version) {
             return fail(format!(
@@ -482,6 +511,104 @@ pub fn no_acked_version_lost(sim: &Sim, doc: &str) -> Result<(), Violation> {
         }
     }
     Ok(())
+}
+
+/// The durability promise: every patch a node was told was accepted with at least one
+/// witness (a node that has died since included) is in the accepted history (as
+/// [`documents_equal`] replays it) as that node's patch; one told with no witness may be
+/// missing only if a node that ran a hub died (crashed or was killed), and is counted. No
+/// node's patch is in the history more often than it issued it (none applied twice, whatever
+/// was resent). Patches are told apart by their updates: a node's equal updates count
+/// together. Returns how many patches acknowledged with no witness were lost.
+pub fn witnessed_patches_kept(sim: &Sim, doc: &str) -> Result<usize, Violation> {
+    let host_version = sim
+        .hubs()
+        .next()
+        .and_then(|h| sim.nodes[h.0].member.doc_host())
+        .and_then(|h| h.version(doc))
+        .ok_or_else(|| Violation(format!("no host serves {doc}")))?;
+    let hub_died = sim
+        .hubs_started
+        .iter()
+        .any(|(_, ix, _)| !sim.nodes[ix.0].alive && !sim.nodes[ix.0].leaving);
+    let mut lost = 0;
+    for n in &sim.nodes {
+        // Per update of this node (updates are not ordered: a list): how many it issued, how
+        // many it was told were accepted with a witness and with none, how many are in the
+        // history.
+        #[derive(Default)]
+        struct Count {
+            issued: usize,
+            witnessed: usize,
+            unwitnessed: usize,
+            applied: usize,
+        }
+        let mut counts: Vec<(&crate::doc::Update, Count)> = Vec::new();
+        fn count<'a, 'b>(
+            counts: &'b mut Vec<(&'a crate::doc::Update, Count)>,
+            u: &'a crate::doc::Update,
+        ) -> &'b mut Count {
+            let i = match counts.iter().position(|(x, _)| *x == u) {
+                Some(i) => i,
+                None => {
+                    counts.push((u, Count::default()));
+                    counts.len() - 1
+                }
+            };
+            &mut counts[i].1
+        }
+        for (_, id) in n.patches.iter().filter(|(d, _)| d == doc) {
+            count(&mut counts, &n.updates[id]).issued += 1;
+        }
+        for e in &n.doc_evts {
+            if let DocEvt::Accepted {
+                name,
+                id,
+                witnesses,
+                ..
+            } = e
+                && name == doc
+            {
+                let c = count(&mut counts, &n.updates[id]);
+                if *witnesses > 0 {
+                    c.witnessed += 1;
+                } else {
+                    c.unwitnessed += 1;
+                }
+            }
+        }
+        for v in 1..=host_version {
+            if let Some(b) = sim.doc_history.get(&(doc.to_owned(), v))
+                && b.origin == n.id()
+            {
+                count(&mut counts, &b.update).applied += 1;
+            }
+        }
+        for (u, c) in &counts {
+            if c.applied > c.issued {
+                return fail(format!(
+                    "{}'s patch {u:?} is in the history {} times, issued {} times",
+                    n.name, c.applied, c.issued
+                ));
+            }
+            if c.applied < c.witnessed {
+                return fail(format!(
+                    "{}'s patch {u:?}, accepted with a witness {} times, is in the history {} \
+                     times: the host is at {host_version}",
+                    n.name, c.witnessed, c.applied
+                ));
+            }
+            let missing = (c.witnessed + c.unwitnessed).saturating_sub(c.applied);
+            if missing > 0 && !hub_died {
+                return fail(format!(
+                    "{}'s patch {u:?}, accepted with no witness, is lost, and no hub's node died",
+                    n.name
+                ));
+            }
+            lost += missing;
+        }
+    }
+    Ok(lost)
 }
 
 /// What every subscribing application got ([`SimNode::received`](super::SimNode::received))

@@ -16,6 +16,7 @@ use rand_chacha::rand_core::{Rng as _, SeedableRng};
 
 use super::app::NodeIx;
 use super::app::{Deaths, NodeData, UID, data_addr};
+use super::options::SpawnOptions;
 use crate::data::{DataConfig, Incoming};
 use crate::doc::{DocEvt, DocLimits, HostEvt, PatchId, Update};
 use crate::{
@@ -340,6 +341,12 @@ impl Sim {
 
     /// Starts a node that announces and subscribes `own` before it joins.
     pub fn spawn(&mut self, name: &str, own: &OwnTopics) -> NodeIx {
+        self.spawn_with(name, own, &SpawnOptions::default())
+    }
+
+    /// Starts a node as [`spawn`](Self::spawn) does, with `options`: one that is no document
+    /// witness, or may not run the hub.
+    pub fn spawn_with(&mut self, name: &str, own: &OwnTopics, options: &SpawnOptions) -> NodeIx {
         let ix = NodeIx(self.nodes.len());
         let _span = tracing::info_span!("node", name = %name).entered();
         let rng_seed = self.rng.next_u64();
@@ -354,6 +361,7 @@ impl Sim {
             .name(name)
             .data_addr(data_addr(ix))
             .keepalive(self.config.keepalive)
+            .hub_eligible(options.hub_eligible)
             .access(AccessPolicy::same_uid(UID));
         spoke.max_tombstones = self.config.max_tombstones;
         spoke.limits = self.config.limits.clone();
@@ -369,7 +377,7 @@ impl Sim {
                 hub,
                 data: Some(data),
                 docs: self.config.docs.clone(),
-                witness: true,
+                witness: options.witness,
             },
             self.now,
         );

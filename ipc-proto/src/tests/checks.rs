@@ -125,6 +125,62 @@ fn document_checks_catch_a_lost_version_and_a_diverging_replica() {
     assert!(err.0.contains("got None answers"), "{err}");
 }
 
+/// With a witness that never opens the document and a writer that is no witness: quiet and
+/// equal once the witness keeps the host's version; the durability check fails on a patch
+/// acknowledged with a witness that the history lost, and on one it holds more often than
+/// it was issued.
+#[test]
+fn the_durability_check_catches_a_lost_witnessed_patch_and_one_applied_twice() {
+    use crate::doc::DocEvt;
+    use crate::sim::SpawnOptions;
+
+    let mut sim = settled(2);
+    let no_witness = SpawnOptions::default().witness(false).hub_eligible(false);
+    let writer = sim.spawn_with("writer", &crate::OwnTopics::default(), &no_witness);
+    sim.settle(STEPS).expect("settles");
+    let hub = sim.hubs().next().expect("a hub");
+    let other = [NodeIx(0), NodeIx(1)]
+        .into_iter()
+        .find(|&ix| ix != hub)
+        .expect("two members");
+    // The hub's node opens the document; `other` only keeps it, as a witness.
+    sim.open_doc(hub, "d", json!({"n": 0}));
+    sim.open_doc(writer, "d", json!({"n": 0}));
+    sim.run_until(STEPS, |s| check::docs_quiet(s, "d"))
+        .expect("quiet");
+    sim.patch_doc(writer, "d", &json!({"$inc": {"n": 1}}))
+        .expect("running")
+        .expect("valid");
+    sim.run_until(STEPS, |s| {
+        !s.node(writer).doc_evts().is_empty() && check::docs_quiet(s, "d")
+    })
+    .expect("answered and quiet");
+    assert!(!sim.node(other).member().docs().is_open("d"));
+    let value = check::documents_equal(&sim, "d", &json!({"n": 0})).expect("equal");
+    assert_eq!(value, json!({"n": 1}));
+    assert!(
+        sim.node(writer)
+            .doc_evts()
+            .iter()
+            .any(|e| matches!(e, DocEvt::Accepted { witnesses: 1, .. })),
+        "the witness holds it: {:?}",
+        sim.node(writer).doc_evts()
+    );
+    assert_eq!(check::witnessed_patches_kept(&sim, "d"), Ok(0));
+    // Lost: the history holds version 1 as some other process's.
+    let key = ("d".to_owned(), 1);
+    let truth = sim.doc_history[&key].clone();
+    sim.doc_history.get_mut(&key).expect("version 1").origin =
+        crate::NodeId::new(0xdead).expect("non-zero");
+    let err = check::witnessed_patches_kept(&sim, "d").expect_err("lost");
+    assert!(err.0.contains("accepted with a witness 1 times"), "{err}");
+    sim.doc_history.insert(key, truth);
+    // Applied more often than issued (as if issued never).
+    sim.nodes[writer.0].patches.clear();
+    let err = check::witnessed_patches_kept(&sim, "d").expect_err("applied twice");
+    assert!(err.0.contains("issued 0 times"), "{err}");
+}
+
 #[test]
 fn a_failure_says_how_to_replay_it() {
     let seeded = Schedule::from_seed(42);

@@ -10,6 +10,7 @@ mod docs;
 mod properties;
 mod regressions;
 mod scenarios;
+mod witness;
 
 /// A property's random schedules: `default` per `cargo test` run (environment variable
 /// `var` overrides it), split over `shards` test functions so that the harness runs them in

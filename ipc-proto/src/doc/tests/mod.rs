@@ -1,12 +1,11 @@
 //! Tests of the document machines: scenarios here (opening, patches) and in [`failover`] and
-//! [`hostile`], scripted on the fixture of [`net`]; the random schedules of the durability
-//! promise in [`witness`]. The random schedules of documents through whole members, with hub
-//! deaths, run on the public simulator (`crate::tests::docs`).
+//! [`hostile`], scripted on the fixture of [`net`]. The random schedules of documents run
+//! through whole members on the public simulator: with hub deaths in `crate::tests::docs`, the
+//! durability promise with transient writers in `crate::tests::witness`.
 
 mod failover;
 mod hostile;
 mod net;
-mod witness;
 
 use serde_json::json;
 

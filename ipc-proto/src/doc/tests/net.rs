@@ -5,10 +5,10 @@
 //! `max_chunk`.
 //!
 //! The scripted tests of [`super::failover`] and [`super::hostile`] and the scenarios of
-//! [`super`] use it to hold a message back or forge one, which whole members cannot. Random
-//! schedules of documents run on the public simulator (`crate::sim`, in
-//! `crate::tests::docs`); the one exception is [`super::witness`], the durability promise with
-//! transient writers that are no witnesses, which the public simulator cannot start yet.
+//! [`super`] use it to hold a message back or forge one, which whole members cannot. Only those
+//! scripted tests use it: no random schedule runs on it. The random schedules of documents
+//! run on the public simulator (`crate::sim`, in `crate::tests::docs` and
+//! `crate::tests::witness`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -80,15 +80,6 @@ impl Net {
     /// A settled host and `n` replicas (nodes 1..=n) that are no witnesses, not connected
     /// yet: the open/patch protocol alone.
     pub(super) fn new(n: u64, limits: DocLimits) -> Self {
-        Self::build(n, limits, 0)
-    }
-
-    /// Like [`new`](Self::new), the first `witnesses` replicas witnesses.
-    pub(super) fn witnessed(n: u64, witnesses: u64, limits: DocLimits) -> Self {
-        Self::build(n, limits, witnesses)
-    }
-
-    fn build(n: u64, limits: DocLimits, witnesses: u64) -> Self {
         let now = t0();
         let mut net = Self {
             epoch: now,
@@ -101,7 +92,7 @@ impl Net {
                     m: DocReplica::new(
                         ReplicaConfig::new(node(i))
                             .limits(limits.clone())
-                            .witness(i <= witnesses)
+                            .witness(false)
                             .clone(),
                         now,
                     ),
@@ -156,20 +147,6 @@ impl Net {
             if self.reps[i].peer.is_some() {
                 self.drop_link(i);
             }
-        }
-    }
-
-    /// Replica `i` dies (its link with it).
-    pub(super) fn kill(&mut self, i: usize) {
-        if let Some(peer) = self.reps[i].peer.take() {
-            self.reps[i].up.clear();
-            self.reps[i].down.clear();
-            self.host_input(HostInput::PeerDown(peer));
-        }
-        self.reps[i].alive = false;
-        let node = self.reps[i].node;
-        if self.host.as_ref().is_some_and(|h| !h.is_gathering()) {
-            self.host_input(HostInput::NodeGone(node));
         }
     }
 
@@ -388,22 +365,6 @@ impl Net {
     pub(super) fn take_host_evts(&mut self) -> Vec<HostEvt> {
         std::mem::take(&mut self.host_evts)
     }
-}
-
-/// The action `roll` (below the weights' sum) falls on, each weighing its weight.
-pub(super) fn weighted<A: Copy>(actions: &[(u64, A)], mut roll: u64) -> A {
-    actions
-        .iter()
-        .find(|(w, _)| {
-            if roll < *w {
-                true
-            } else {
-                roll -= w;
-                false
-            }
-        })
-        .map(|(_, a)| *a)
-        .expect("roll < the weights' sum")
 }
 
 /// Event names, for transcripts.

@@ -474,7 +474,7 @@ impl AsFd for VerifiedSegment {
 mod tests {
     use super::*;
     use crate::socket::{Recv, Sent, recv_record, send_record, socketpair_seqpacket};
-    use crate::testutil::{exclusive, mappings, open_fds, shared};
+    use crate::testutil::{exclusive, mappings, open_fds, pass, shared};
     use rustix::io::FdFlags;
     use rustix::mm::MprotectFlags;
 
@@ -483,20 +483,6 @@ mod tests {
         let mut map = seg.map_rw().expect("map_rw");
         map.fill(byte);
         seg
-    }
-
-    /// Sends `fd` over a socketpair and returns the received copy, as a peer would get it.
-    fn pass(fd: BorrowedFd<'_>) -> OwnedFd {
-        let (a, b) = socketpair_seqpacket().expect("socketpair");
-        assert_eq!(
-            send_record(&a, b"seg", &[fd]).expect("send"),
-            Sent::Complete
-        );
-        let mut fds = Vec::new();
-        let mut buf = [0u8; 8];
-        let r = recv_record(&b, &mut buf, &mut fds, 1).expect("recv");
-        assert!(matches!(r, Recv::Data { fds: 1, .. }), "{r:?}");
-        fds.pop().expect("one fd")
     }
 
     fn errno(e: &io::Error) -> Option<Errno> {

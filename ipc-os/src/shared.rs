@@ -83,22 +83,7 @@ mod tests {
     use ipc_proto::ring::{self, Body, Consumer, Producer, Push, RingConfig, RingPayload};
 
     use super::*;
-    use crate::socket::{Recv, Sent, recv_record, send_record, socketpair_seqpacket};
-    use crate::testutil::shared;
-
-    /// Sends `fd` over a socketpair and returns the received copy, as a peer would get it.
-    fn pass(fd: BorrowedFd<'_>) -> OwnedFd {
-        let (a, b) = socketpair_seqpacket().expect("socketpair");
-        assert_eq!(
-            send_record(&a, b"ring", &[fd]).expect("send"),
-            Sent::Complete
-        );
-        let mut fds = Vec::new();
-        let mut buf = [0u8; 8];
-        let r = recv_record(&b, &mut buf, &mut fds, 1).expect("recv");
-        assert!(matches!(r, Recv::Data { fds: 1, .. }), "{r:?}");
-        fds.pop().expect("one fd")
-    }
+    use crate::testutil::{pass, shared};
 
     fn segment_error(e: &io::Error) -> Option<SegmentError> {
         e.get_ref()?.downcast_ref::<SegmentError>().copied()

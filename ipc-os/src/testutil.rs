@@ -48,3 +48,15 @@ pub(crate) fn unique_group(tag: &str) -> String {
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// Sends `fd` over a socketpair and returns the received copy, as a peer would get it.
+pub(crate) fn pass(fd: std::os::fd::BorrowedFd<'_>) -> std::os::fd::OwnedFd {
+    use crate::socket::{Recv, Sent, recv_record, send_record, socketpair_seqpacket};
+    let (a, b) = socketpair_seqpacket().expect("socketpair");
+    assert_eq!(send_record(&a, b"fd", &[fd]).expect("send"), Sent::Complete);
+    let mut fds = Vec::new();
+    let mut buf = [0u8; 8];
+    let r = recv_record(&b, &mut buf, &mut fds, 1).expect("recv");
+    assert!(matches!(r, Recv::Data { fds: 1, .. }), "{r:?}");
+    fds.pop().expect("one fd")
+}

@@ -443,20 +443,27 @@ fn garbage_on_a_data_socket(d: [Driver; 4]) {
     no_panic(&s);
 }
 
+/// Once the three see one another, stops `frozen` (SIGSTOP) until the hub and `other` have
+/// both seen it leave, then lets it go on (SIGCONT). Returns its id.
+fn freeze_until_left(hub: &mut Child, frozen: &mut Child, other: &mut Child) -> String {
+    let all = ids(&[hub, frozen, other]);
+    converge(&mut [&mut *hub, &mut *frozen, &mut *other], &all);
+    let frozen_id = frozen.node_id();
+    frozen.signal(Signal::SIGSTOP);
+    for c in [&mut *hub, &mut *other] {
+        c.wait_for(WAIT, |v| is(v, "node_left", &frozen_id));
+    }
+    frozen.signal(Signal::SIGCONT);
+    frozen_id
+}
+
 fn a_frozen_spoke_is_expelled_and_rejoins(d: [Driver; 4]) {
     let g = group();
     let mut hub = peer(d[0], &g, "hub");
     hub.wait_for(WAIT, |v| event(v) == "became_hub");
     let mut frozen = peer(d[1], &g, "frozen");
     let mut other = peer(d[2], &g, "other");
-    let all = ids(&[&hub, &frozen, &other]);
-    converge(&mut [&mut hub, &mut frozen, &mut other], &all);
-    let frozen_id = frozen.node_id();
-    frozen.signal(Signal::SIGSTOP);
-    for c in [&mut hub, &mut other] {
-        c.wait_for(WAIT, |v| is(v, "node_left", &frozen_id));
-    }
-    frozen.signal(Signal::SIGCONT);
+    let frozen_id = freeze_until_left(&mut hub, &mut frozen, &mut other);
     // It comes back as a new arrival: everyone sees it join again, after its leave.
     for c in [&mut hub, &mut other] {
         let left_at = c
@@ -472,6 +479,7 @@ fn a_frozen_spoke_is_expelled_and_rejoins(d: [Driver; 4]) {
                 .expect("rejoined");
         }
     }
+    let all = ids(&[&hub, &frozen, &other]);
     converge(&mut [&mut hub, &mut frozen, &mut other], &all);
 }
 
@@ -620,14 +628,7 @@ fn a_frozen_member_is_expelled_by_the_hubs_figures(d: [Driver; 4]) {
     hub.wait_for(WAIT, |v| event(v) == "became_hub");
     let mut frozen = Child::peer(d[1], &g, "frozen", &quick);
     let mut other = Child::peer(d[2], &g, "other", &quick);
-    let all = ids(&[&hub, &frozen, &other]);
-    converge(&mut [&mut hub, &mut frozen, &mut other], &all);
-    let frozen_id = frozen.node_id();
-    frozen.signal(Signal::SIGSTOP);
-    for c in [&mut hub, &mut other] {
-        c.wait_for(WAIT, |v| is(v, "node_left", &frozen_id));
-    }
-    frozen.signal(Signal::SIGCONT);
+    let frozen_id = freeze_until_left(&mut hub, &mut frozen, &mut other);
     for c in [&hub, &other] {
         // Only the frozen member left, once, after it joined; the hub never changed.
         assert_eq!(left(c), std::slice::from_ref(&frozen_id), "{:?}", c.seen);

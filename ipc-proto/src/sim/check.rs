@@ -395,17 +395,21 @@ fn witnessed(sim: &Sim, ix: NodeIx, doc: &str) -> Option<u64> {
     docs.witnessed().find(|(d, _)| *d == doc).map(|(_, v)| v)
 }
 
+/// The document host of the (first) hub.
+fn doc_host(sim: &Sim) -> Result<&crate::doc::DocHost, Violation> {
+    sim.hubs()
+        .next()
+        .and_then(|h| sim.nodes[h.0].member.doc_host())
+        .ok_or_else(|| Violation("no document host".into()))
+}
+
 /// Every member that opened `doc` holds the host's value as its value and as its confirmed
 /// value, at the host's version, every witness that did not open it keeps the host's version
 /// of it, and the host's value is the accepted patches, as the hosts broadcast them
 /// (the last host to broadcast a version wins), applied in version order to `default` (with
 /// the wall clock each was made at). Returns the host's value.
 pub fn documents_equal(sim: &Sim, doc: &str, default: &Value) -> Result<Value, Violation> {
-    let host = sim
-        .hubs()
-        .next()
-        .and_then(|h| sim.nodes[h.0].member.doc_host())
-        .ok_or_else(|| Violation("no document host".into()))?;
+    let host = doc_host(sim)?;
     let (Some(value), Some(version)) = (host.value(doc), host.version(doc)) else {
         return fail(format!("the host does not serve {doc}"));
     };
@@ -455,11 +459,8 @@ pub fn documents_equal(sim: &Sim, doc: &str, default: &Value) -> Result<Value, V
 /// beyond the host's, and the patches it was told were accepted are exactly its patches in
 /// the accepted history (as [`documents_equal`] replays it), in order.
 pub fn no_acked_version_lost(sim: &Sim, doc: &str) -> Result<(), Violation> {
-    let host_version = sim
-        .hubs()
-        .next()
-        .and_then(|h| sim.nodes[h.0].member.doc_host())
-        .and_then(|h| h.version(doc))
+    let host_version = doc_host(sim)?
+        .version(doc)
         .ok_or_else(|| Violation(format!("no host serves {doc}")))?;
     for n in sim.nodes.iter().filter(|n| n.is_member()) {
         let mut answers: BTreeMap<PatchId, usize> = BTreeMap::new();
@@ -521,11 +522,8 @@ pub fn no_acked_version_lost(sim: &Sim, doc: &str) -> Result<(), Violation> {
 /// was resent). Patches are told apart by their updates: a node's equal updates count
 /// together. Returns how many patches acknowledged with no witness were lost.
 pub fn witnessed_patches_kept(sim: &Sim, doc: &str) -> Result<usize, Violation> {
-    let host_version = sim
-        .hubs()
-        .next()
-        .and_then(|h| sim.nodes[h.0].member.doc_host())
-        .and_then(|h| h.version(doc))
+    let host_version = doc_host(sim)?
+        .version(doc)
         .ok_or_else(|| Violation(format!("no host serves {doc}")))?;
     let hub_died = sim
         .hubs_started

@@ -110,12 +110,12 @@ pub fn run_ring(case: &RingCase) {
     let mut model = VecDeque::new();
     let mut seq = 0u64;
     let mut buf = [0u8; 256];
-    let inline_max = created.inline_max();
-    let within_pool = |r: PoolRange| {
-        r.offset
-            .checked_add(r.len)
-            .is_some_and(|end| end <= u64::from(case.pool_len))
-    };
+    // Each end checks against its own validated copy of the geometry: the consumer's is what
+    // it created, the producer's what it read, which a lying header may have changed.
+    let within =
+        |r: PoolRange, pool: u64| r.offset.checked_add(r.len).is_some_and(|end| end <= pool);
+    let consumer_pool = |r| within(r, created.pool_len());
+    let producer_pool = |r| within(r, attached.pool_len());
     for op in &case.ops {
         match op {
             RingOp::Push { binding, len } => {
@@ -125,7 +125,7 @@ pub fn run_ring(case: &RingCase) {
                 match producer.push(&region, *binding, seq, Body::Inline(bytes)) {
                     Ok(Push::Done { .. }) => model.push_back((*binding, seq, bytes.to_vec())),
                     Ok(Push::Full) => assert!(!clean || model.len() as u64 == created.capacity()),
-                    Err(RingError::TooLong { .. }) => assert!(bytes.len() > inline_max),
+                    Err(RingError::TooLong { .. }) => assert!(bytes.len() > attached.inline_max()),
                     Err(e) => assert!(!clean, "{e}"),
                 }
             }
@@ -134,7 +134,7 @@ pub fn run_ring(case: &RingCase) {
                 match producer.push(&region, 0, seq, Body::Pool(*range)) {
                     Ok(Push::Done { .. }) => model.push_back((0, seq, Vec::new())),
                     Ok(Push::Full) => {}
-                    Err(RingError::PoolRange { .. }) => assert!(!within_pool(*range)),
+                    Err(RingError::PoolRange { .. }) => assert!(!producer_pool(*range)),
                     Err(e) => assert!(!clean, "{e}"),
                 }
             }
@@ -143,8 +143,10 @@ pub fn run_ring(case: &RingCase) {
                 match consumer.pop(&region, b) {
                     Ok(Some(m)) => {
                         match m.payload {
-                            RingPayload::Inline { len } => assert!(len <= inline_max.min(b.len())),
-                            RingPayload::Pool(r) => assert!(within_pool(r)),
+                            RingPayload::Inline { len } => {
+                                assert!(len <= created.inline_max().min(b.len()))
+                            }
+                            RingPayload::Pool(r) => assert!(consumer_pool(r)),
                         }
                         if clean {
                             let (binding, s, bytes) = model.pop_front().expect("pushed");
@@ -174,18 +176,18 @@ pub fn run_ring(case: &RingCase) {
                 }
             }
             RingOp::Return(range) => match consumer.push_return(&region, *range) {
-                Ok(_) => assert!(within_pool(*range)),
-                Err(RingError::PoolRange { .. }) => assert!(!within_pool(*range)),
+                Ok(_) => assert!(consumer_pool(*range)),
+                Err(RingError::PoolRange { .. }) => assert!(!consumer_pool(*range)),
                 Err(e) => assert!(!clean, "{e}"),
             },
             RingOp::TakeReturn => {
                 if let Ok(Some(range)) = producer.pop_return(&region) {
-                    assert!(within_pool(range));
+                    assert!(producer_pool(range));
                 }
             }
             RingOp::Free => match producer.free(&region) {
                 Ok(free) => {
-                    assert!(free <= created.capacity());
+                    assert!(free <= attached.capacity());
                     if clean {
                         assert_eq!(free, created.capacity() - model.len() as u64);
                     }

@@ -205,9 +205,11 @@ impl Producer {
         Ok(ahead)
     }
 
-    /// Takes the next pool range the consumer gave back, checked to lie within the pool
-    /// (whether it was lent out is the data plane's business: a range it does not hold is a
-    /// protocol violation there).
+    /// Takes the next pool range the consumer gave back, checked to lie within the pool length
+    /// of this side's [`Layout`]. That length is the creator's word: when the consumer created
+    /// the ring, it bounds nothing the producer owns. Whether the range lies in a real segment
+    /// and was lent out is the data plane's business: a range it does not hold is a protocol
+    /// violation there.
     pub fn pop_return<W: Word>(&mut self, region: &[W]) -> Result<Option<PoolRange>, RingError> {
         self.layout.check_len(region)?;
         if self.return_tail == self.return_head && self.read_return_head(region)? == 0 {

@@ -58,7 +58,7 @@ fn a_group_reaches_another_through_zenoh_and_survives_a_kill_of_its_hub() {
     );
     let hub_id = line.split(' ').nth(1).expect("an id").to_owned();
 
-    let bridge = |group: &str, name: &str, zenoh: [&str; 2]| {
+    let bridge = |group: &str, name: &str, more: &[&str]| {
         let mut cmd = Command::new(BRIDGE);
         cmd.args([
             "run",
@@ -69,21 +69,37 @@ fn a_group_reaches_another_through_zenoh_and_survives_a_kill_of_its_hub() {
             "--key-prefix",
             &prefix,
         ])
-        .args(["--export", "**", "--import", "**"])
-        .args(zenoh);
+        .args(["--export", "**"])
+        .args(more);
         cmd
     };
     let bridge_a = procs.spawn(
         "bridge-a",
-        &mut bridge(&group_a, "bridge-a", ["--listen", &endpoint]),
+        &mut bridge(
+            &group_a,
+            "bridge-a",
+            &["--import", "**", "--listen", &endpoint],
+        ),
     );
     let bridge_b = procs.spawn(
         "bridge-b",
-        &mut bridge(&group_b, "bridge-b", ["--connect", &endpoint]),
+        &mut bridge(
+            &group_b,
+            "bridge-b",
+            &["--import", "**", "--connect", &endpoint],
+        ),
     );
-    for b in [&bridge_a, &bridge_b] {
-        b.wait_line(|l| l.contains("\"event\":\"ready\""));
-    }
+    // A second bridge in group B that only exports: it must not send what bridge B
+    // published in group B back to Zenoh, or group A would get echoes (and B duplicates).
+    let bridge_b2 = procs.spawn(
+        "bridge-b2",
+        &mut bridge(&group_b, "bridge-b2", &["--connect", &endpoint]),
+    );
+    let [id_a, id_b, id_b2] = [&bridge_a, &bridge_b, &bridge_b2].map(|b| {
+        let ready = b.wait_line(|l| l.contains("\"event\":\"ready\""));
+        let v: serde_json::Value = serde_json::from_str(&ready).expect("JSON");
+        v["node"].as_str().expect("a node id").to_owned()
+    });
 
     let app_a = Node::builder("app-a")
         .group(&group_a)
@@ -130,14 +146,20 @@ fn a_group_reaches_another_through_zenoh_and_survives_a_kill_of_its_hub() {
     }
     // The bridges' own counters: B exported nothing (what it imported is not sent back), A
     // imported nothing.
-    let a = wait_stats(&stats_a, |s| s["exported"].as_u64() >= Some(4));
+    let a = wait_stats(&stats_a, &id_a, |s| s["exported"].as_u64() >= Some(4));
     assert_eq!(a["imported"], 0, "bridge A took something back: {a}");
-    let b = wait_stats(&stats_b, |s| s["imported"].as_u64() >= Some(4));
+    let b = wait_stats(&stats_b, &id_b, |s| s["imported"].as_u64() >= Some(4));
     assert_eq!(b["exported"], 0, "bridge B sent something back: {b}");
     assert_eq!(b["refused"], 0, "{b}");
+    while stats_b.try_recv().is_ok() {} // B2's next counters, not older ones
+    let b2 = wait_stats(&stats_b, &id_b2, |_| true);
+    assert_eq!(
+        b2["exported"], 0,
+        "bridge B2 re-exported bridge B's imports: {b2}"
+    );
 
     // A SIGTERM stops a bridge cleanly: exit 0 and its counters.
-    for name in ["bridge-a", "bridge-b"] {
+    for name in ["bridge-a", "bridge-b", "bridge-b2"] {
         let code = procs.terminate(name);
         assert_eq!(code, Some(0), "{name} exits 0 on SIGTERM");
     }
@@ -210,7 +232,7 @@ fn round(publisher: &Publisher, sub: &Subscription, node_b: &Node, round: u8) {
         assert_eq!(
             fnv1a(&m),
             *hash,
-            "round {round}: {} bytes arrived changed",
+            "round {round}: {} bytes arrived changed, or came again",
             m.len()
         );
         assert_eq!(
@@ -246,9 +268,10 @@ fn options(depth: u32) -> SubscriptionOptions {
     }
 }
 
-/// The first counters published on `stats` that satisfy `pred`.
+/// The first counters published on `stats` by node `id` that satisfy `pred`.
 fn wait_stats(
     stats: &Subscription,
+    id: &str,
     pred: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
     let deadline = Instant::now() + PATIENCE;
@@ -258,7 +281,7 @@ fn wait_stats(
             .recv_timeout(left)
             .expect("the bridge publishes its counters");
         let v: serde_json::Value = serde_json::from_slice(&m).expect("counters are JSON");
-        if pred(&v) {
+        if m.publisher().to_string() == id && pred(&v) {
             return v;
         }
     }

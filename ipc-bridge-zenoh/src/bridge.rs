@@ -150,24 +150,34 @@ impl Bridge {
             subscribers: Vec::new(),
         };
         // From here on, an error stops what started: dropping `bridge` does.
+        let mut earlier: Vec<OwnedKeyExpr> = Vec::new();
         for pattern in &shared.config.import {
             let key = shared
                 .prefix
                 .join(pattern.as_str())
                 .map_err(BridgeError::zenoh)?;
             let (tx, counters) = (tx.clone(), Arc::clone(&shared.counters));
+            // Overlapping patterns: a sample is taken by the first subscriber whose pattern
+            // matches it, never twice.
+            let before = earlier.clone();
             let subscriber = shared
                 .session
-                .declare_subscriber(key)
+                .declare_subscriber(key.clone())
                 .allowed_origin(Locality::Remote)
-                .callback(move |sample| match tx.try_send(sample) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) => Counters::add(&counters.import_dropped, 1),
-                    Err(TrySendError::Disconnected(_)) => {}
+                .callback(move |sample| {
+                    if before.iter().any(|k| k.includes(sample.key_expr())) {
+                        return;
+                    }
+                    match tx.try_send(sample) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => Counters::add(&counters.import_dropped, 1),
+                        Err(TrySendError::Disconnected(_)) => {}
+                    }
                 })
                 .wait()
                 .map_err(BridgeError::zenoh)?;
             bridge.subscribers.push(subscriber);
+            earlier.push(key);
         }
         drop(tx);
         let s = Arc::clone(&shared);

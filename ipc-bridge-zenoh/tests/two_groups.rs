@@ -11,8 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ipc_bridge_zenoh::{STATS_TOPIC, fnv1a};
+use ipc_bridge_zenoh::{MAX_ATTACHMENT, Meta, PLAIN_MIME, STATS_TOPIC, fnv1a, peer_config};
 use ipc_driver_std::{Node, Policy, Publisher, Subscription, SubscriptionOptions};
+use zenoh::Wait;
 
 const BRIDGE: &str = env!("CARGO_BIN_EXE_ipc-pubsub-zenoh");
 const HUB_ENV: &str = "IPC_BRIDGE_ZENOH_TEST_HUB_GROUP";
@@ -190,6 +191,89 @@ fn bad_patterns_and_endpoints_exit_with_their_codes() {
         Some(4),
         "an endpoint Zenoh refuses"
     );
+}
+
+#[test]
+fn malformed_samples_are_refused_counted_and_survived() {
+    let group = unique("bridge-refuse");
+    let prefix = format!("ipc/{}", unique("refuse"));
+    let endpoint = free_endpoint();
+    let mut procs = Procs::default();
+    let bridge = procs.spawn(
+        "bridge",
+        Command::new(BRIDGE).args([
+            "run",
+            "--group",
+            &group,
+            "--key-prefix",
+            &prefix,
+            "--import",
+            "**",
+            "--max-payload",
+            "1024",
+            "--listen",
+            &endpoint,
+        ]),
+    );
+    let ready = bridge.wait_line(|l| l.contains("\"event\":\"ready\""));
+    let ready: serde_json::Value = serde_json::from_str(&ready).expect("JSON");
+    let id = ready["node"].as_str().expect("a node id");
+
+    let app = Node::builder("app").group(&group).join().expect("joins");
+    let sub = app.subscription("t", options(64)).expect("subscription");
+    let stats = app.subscription(STATS_TOPIC, options(8)).expect("stats");
+    // A plain Zenoh peer: what any program on the network can send.
+    let peer = zenoh::open(peer_config(&[], &[&endpoint]).expect("config"))
+        .wait()
+        .expect("a zenoh session");
+    let key = format!("{prefix}/t");
+    let put = |payload: &[u8], attachment: Option<Vec<u8>>| {
+        let mut put = peer.put(&key, payload.to_vec());
+        if let Some(a) = attachment {
+            put = put.attachment(a);
+        }
+        put.wait().expect("put");
+    };
+    wait_until("a plain sample reaches the group", || {
+        put(b"hello", None);
+        sub.recv_timeout(Duration::from_millis(200))
+            .is_ok_and(|m| *m == *b"hello")
+    });
+    assert_eq!(
+        app.declared_type(
+            app.view()
+                .nodes()
+                .keys()
+                .copied()
+                .find(|n| n.to_string() == id)
+                .expect("the bridge"),
+            "t"
+        )
+        .as_deref(),
+        Some(PLAIN_MIME)
+    );
+    put(b"x", Some(vec![9, 9, 9])); // no such version
+    put(b"x", Some(vec![1; MAX_ATTACHMENT + 1])); // too long
+    put(&[0; 2048], None); // over --max-payload
+    let mut cut = Meta::new([1; 16], 1, 1, "text/plain").encode();
+    cut.pop(); // ends early
+    put(b"x", Some(cut));
+    put(
+        b"bye",
+        Some(Meta::new([1; 16], 7, 3, "text/plain").encode()),
+    );
+    loop {
+        let m = sub
+            .recv_timeout(PATIENCE)
+            .expect("the bridge still imports");
+        if *m == *b"bye" {
+            break;
+        }
+        assert_eq!(*m, *b"hello", "only good samples reach the group");
+    }
+    let counters = wait_stats(&stats, id, |s| s["refused"].as_u64() >= Some(4));
+    assert_eq!(counters["refused"], 4, "{counters}");
+    assert!(procs.running("bridge"));
 }
 
 /// One warm-up until the whole path works (links in both groups, Zenoh matching, bridge B's

@@ -80,6 +80,14 @@ fn bench(args: &BenchArgs) -> Res<()> {
             bare.throughput(1 << 20, seconds)?,
         )
     };
+    let (ipc_rtt, ipc_4k, ipc_1m) = {
+        let group = unique("bench-ipc");
+        (
+            ipc_latency(&group, &group, args.round_trips)?,
+            ipc_throughput(&group, &group, 4 << 10, seconds)?,
+            ipc_throughput(&group, &group, 1 << 20, seconds)?,
+        )
+    };
     let bridged = BridgedPair::open()?;
     let rtt = bridged.latency(args.round_trips)?;
     let tp_4k = bridged.throughput(4 << 10, seconds)?;
@@ -89,49 +97,62 @@ fn bench(args: &BenchArgs) -> Res<()> {
 
     println!();
     println!(
-        "{:<22} {:>22} {:>22} {:>8} {:>8}",
-        "", "bare zenoh", "bridge", "ratio", "target"
+        "{:<22} {:>14} {:>14} {:>14} {:>8} {:>8}",
+        "", "bare zenoh", "bridge", "ipc alone", "ratio", "target"
     );
     let ratio = rtt.p50.as_secs_f64() / bare_rtt.p50.as_secs_f64();
     println!(
-        "{:<22} {:>22} {:>22} {:>7.2}x {:>8} {}",
+        "{:<22} {:>14} {:>14} {:>14} {:>7.2}x {:>8} {}",
         "latency 64 B RTT p50",
         fmt_us(bare_rtt.p50),
         fmt_us(rtt.p50),
+        fmt_us(ipc_rtt.p50),
         ratio,
         "<= 1.2x",
         verdict(ratio <= 1.2)
     );
     println!(
-        "{:<22} {:>22} {:>22}",
+        "{:<22} {:>14} {:>14} {:>14}",
         "latency 64 B RTT p99",
         fmt_us(bare_rtt.p99),
-        fmt_us(rtt.p99)
+        fmt_us(rtt.p99),
+        fmt_us(ipc_rtt.p99)
     );
-    for (name, bare, bridged) in [
-        ("throughput 4 KiB", &bare_4k, &tp_4k),
-        ("throughput 1 MiB", &bare_1m, &tp_1m),
+    for (name, bare, bridged, ipc) in [
+        ("throughput 4 KiB", &bare_4k, &tp_4k, &ipc_4k),
+        ("throughput 1 MiB", &bare_1m, &tp_1m, &ipc_1m),
     ] {
         let ratio = bridged.bytes_per_s / bare.bytes_per_s;
         println!(
-            "{:<22} {:>22} {:>22} {:>7.2}x {:>8} {}",
+            "{:<22} {:>14} {:>14} {:>14} {:>7.2}x {:>8} {}",
             name,
             fmt_rate(bare.bytes_per_s),
             fmt_rate(bridged.bytes_per_s),
+            fmt_rate(ipc.bytes_per_s),
             ratio,
             ">= 0.8x",
             verdict(ratio >= 0.8)
         );
     }
+    // A bridged round trip is a bare Zenoh round trip plus two ipc-pubsub round trips (one in
+    // each group): what is left is the bridges' own work.
+    let own = rtt.p50.as_secs_f64() - bare_rtt.p50.as_secs_f64() - 2.0 * ipc_rtt.p50.as_secs_f64();
     println!();
     println!(
-        "round trips lost: bare {}, bridge {}",
-        bare_rtt.lost, rtt.lost
+        "the bridges' own share of a round trip (bridge - bare - 2 x ipc alone, p50): {:.1} µs",
+        own * 1e6
     );
-    for (name, bare, bridged) in [("4 KiB", &bare_4k, &tp_4k), ("1 MiB", &bare_1m, &tp_1m)] {
+    println!(
+        "round trips lost: bare {}, bridge {}, ipc alone {}",
+        bare_rtt.lost, rtt.lost, ipc_rtt.lost
+    );
+    for (name, bare, bridged, ipc) in [
+        ("4 KiB", &bare_4k, &tp_4k, &ipc_4k),
+        ("1 MiB", &bare_1m, &tp_1m, &ipc_1m),
+    ] {
         println!(
-            "{name}: bare sent {} received {}; bridge sent {} received {}",
-            bare.sent, bare.received, bridged.sent, bridged.received
+            "{name} messages sent/received: bare {}/{}, bridge {}/{}, ipc alone {}/{}",
+            bare.sent, bare.received, bridged.sent, bridged.received, ipc.sent, ipc.received
         );
     }
     println!("bridge A (export): {}", a.to_json());
@@ -144,11 +165,11 @@ fn verdict(met: bool) -> &'static str {
 }
 
 fn fmt_us(d: Duration) -> String {
-    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
 }
 
 fn fmt_rate(bytes_per_s: f64) -> String {
-    format!("{:.1} MiB/s", bytes_per_s / f64::from(1 << 20))
+    format!("{:.0} MiB/s", bytes_per_s / f64::from(1 << 20))
 }
 
 fn free_endpoint() -> Res<String> {
@@ -404,100 +425,117 @@ impl BridgedPair {
         })
     }
 
-    fn node(&self, name: &str, group: &str) -> Res<Node> {
-        Node::builder(name)
-            .group(group)
-            .join()
-            .map_err(|e| e.to_string())
-    }
-
     fn latency(&self, round_trips: u32) -> Res<Rtt> {
-        let d = |e: ipc_driver_std::DriverError| e.to_string();
-        let pinger = self.node("pinger", &self.group_a)?;
-        let ponger = self.node("ponger", &self.group_b)?;
-        let ping = pinger.publisher("bench/ping", MIME).map_err(d)?;
-        let pongs = pinger
-            .subscription("bench/pong", SubscriptionOptions::default())
-            .map_err(d)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let echo = {
-            let pings = ponger
-                .subscription("bench/ping", SubscriptionOptions::default())
-                .map_err(d)?;
-            let pong = ponger.publisher("bench/pong", MIME).map_err(d)?;
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    if let Ok(m) = pings.recv_timeout(Duration::from_millis(50)) {
-                        let _ = pong.publish(&m);
-                    }
-                }
-            })
-        };
-        let _stop = StopOnDrop(stop, Some(echo));
-        let payload = [0x5a_u8; 64];
-        let round_trip = |timeout: Duration| -> Res<Option<Duration>> {
-            let t = now();
-            ping.publish(&payload).map_err(d)?;
-            Ok(pongs.recv_timeout(timeout).ok().map(|_| t.elapsed()))
-        };
-        warm_up(|| round_trip(Duration::from_millis(100)).map(|r| r.is_some()))?;
-        while pongs.try_recv().is_ok() {}
-        let (mut samples, mut lost) = (Vec::new(), 0);
-        for _ in 0..round_trips {
-            match round_trip(Duration::from_secs(1))? {
-                Some(d) => samples.push(d),
-                None => lost += 1,
-            }
-        }
-        rtt_of(&mut samples, lost)
+        ipc_latency(&self.group_a, &self.group_b, round_trips)
     }
 
     fn throughput(&self, size: usize, seconds: Duration) -> Res<Rate> {
-        let d = |e: ipc_driver_std::DriverError| e.to_string();
-        let source = self.node("source", &self.group_a)?;
-        let sink_node = self.node("sink", &self.group_b)?;
-        let publisher = source.publisher("bench/tp", MIME).map_err(d)?;
-        let options = SubscriptionOptions {
-            policy: Policy::DropOldest,
-            depth: 256,
-            ..SubscriptionOptions::default()
-        };
-        let sub = sink_node.subscription("bench/tp", options).map_err(d)?;
-        let sink = Sink::new();
-        let stop = Arc::new(AtomicBool::new(false));
-        let reader = {
-            let (sink, stop) = (Arc::clone(&sink), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    if let Ok(m) = sub.recv_timeout(Duration::from_millis(50)) {
-                        sink.add(m.len());
-                    }
-                }
-            })
-        };
-        let _stop = StopOnDrop(stop, Some(reader));
-        let payload = vec![0xa5_u8; size];
-        warm_up(|| {
-            publisher.publish(&payload).map_err(d)?;
-            std::thread::sleep(Duration::from_millis(10));
-            Ok(sink.count() > 0)
-        })?;
-        sink.settle();
-        let (before, bytes_before) = (sink.count(), sink.bytes.load(Ordering::Relaxed));
-        let start = now();
-        let mut sent = 0;
-        while start.elapsed() < seconds {
-            publisher.publish(&payload).map_err(d)?;
-            sent += 1;
-        }
-        sink.settle();
-        Ok(Rate {
-            bytes_per_s: sink.rate(start, bytes_before),
-            sent,
-            received: sink.count() - before,
-        })
+        ipc_throughput(&self.group_a, &self.group_b, size, seconds)
     }
+}
+
+fn node(name: &str, group: &str) -> Res<Node> {
+    Node::builder(name)
+        .group(group)
+        .join()
+        .map_err(|e| e.to_string())
+}
+
+/// Round trips of a pinger in `ping_group` and a ponger in `pong_group` (the same group: plain
+/// ipc-pubsub; two bridged groups: through the bridges).
+fn ipc_latency(ping_group: &str, pong_group: &str, round_trips: u32) -> Res<Rtt> {
+    let d = |e: ipc_driver_std::DriverError| e.to_string();
+    let pinger = node("pinger", ping_group)?;
+    let ponger = node("ponger", pong_group)?;
+    let ping = pinger.publisher("bench/ping", MIME).map_err(d)?;
+    let pongs = pinger
+        .subscription("bench/pong", SubscriptionOptions::default())
+        .map_err(d)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let echo = {
+        let pings = ponger
+            .subscription("bench/ping", SubscriptionOptions::default())
+            .map_err(d)?;
+        let pong = ponger.publisher("bench/pong", MIME).map_err(d)?;
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(m) = pings.recv_timeout(Duration::from_millis(50)) {
+                    let _ = pong.publish(&m);
+                }
+            }
+        })
+    };
+    let _stop = StopOnDrop(stop, Some(echo));
+    let payload = [0x5a_u8; 64];
+    let round_trip = |timeout: Duration| -> Res<Option<Duration>> {
+        let t = now();
+        ping.publish(&payload).map_err(d)?;
+        Ok(pongs.recv_timeout(timeout).ok().map(|_| t.elapsed()))
+    };
+    warm_up(|| round_trip(Duration::from_millis(100)).map(|r| r.is_some()))?;
+    while pongs.try_recv().is_ok() {}
+    let (mut samples, mut lost) = (Vec::new(), 0);
+    for _ in 0..round_trips {
+        match round_trip(Duration::from_secs(1))? {
+            Some(d) => samples.push(d),
+            None => lost += 1,
+        }
+    }
+    rtt_of(&mut samples, lost)
+}
+
+/// What a sink in `sink_group` receives per second from a source in `source_group` sending as
+/// fast as it can.
+fn ipc_throughput(
+    source_group: &str,
+    sink_group: &str,
+    size: usize,
+    seconds: Duration,
+) -> Res<Rate> {
+    let d = |e: ipc_driver_std::DriverError| e.to_string();
+    let source = node("source", source_group)?;
+    let sink_node = node("sink", sink_group)?;
+    let publisher = source.publisher("bench/tp", MIME).map_err(d)?;
+    let options = SubscriptionOptions {
+        policy: Policy::DropOldest,
+        depth: 256,
+        ..SubscriptionOptions::default()
+    };
+    let sub = sink_node.subscription("bench/tp", options).map_err(d)?;
+    let sink = Sink::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (sink, stop) = (Arc::clone(&sink), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(m) = sub.recv_timeout(Duration::from_millis(50)) {
+                    sink.add(m.len());
+                }
+            }
+        })
+    };
+    let _stop = StopOnDrop(stop, Some(reader));
+    let payload = vec![0xa5_u8; size];
+    warm_up(|| {
+        publisher.publish(&payload).map_err(d)?;
+        std::thread::sleep(Duration::from_millis(10));
+        Ok(sink.count() > 0)
+    })?;
+    sink.settle();
+    let (before, bytes_before) = (sink.count(), sink.bytes.load(Ordering::Relaxed));
+    let start = now();
+    let mut sent = 0;
+    while start.elapsed() < seconds {
+        publisher.publish(&payload).map_err(d)?;
+        sent += 1;
+    }
+    sink.settle();
+    Ok(Rate {
+        bytes_per_s: sink.rate(start, bytes_before),
+        sent,
+        received: sink.count() - before,
+    })
 }
 
 /// Stops and joins a helper thread, also on an early return.

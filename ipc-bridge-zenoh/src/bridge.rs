@@ -246,11 +246,14 @@ impl Drop for Bridge {
 fn sync_loop(shared: &Arc<Shared>, stats: &Publisher, events: &ipc_driver_std::Events) {
     let mut exports: HashMap<String, Worker> = HashMap::new();
     let mut tokens: HashMap<String, LivelinessToken> = HashMap::new();
-    let mut last_view: Option<View> = None;
+    // The view is looked at again after a change of the group (its events) or of a worker.
+    let mut dirty = true;
     let mut last_stats: Option<Instant> = None;
     while !shared.stopping() {
-        let _ = events.recv_timeout(TICK);
-        while events.try_recv().is_some() {}
+        if events.recv_timeout(TICK).is_some() {
+            dirty = true;
+            while events.try_recv().is_some() {}
+        }
         exports.retain(|topic, w| {
             let running = !w.thread.is_finished();
             if !running {
@@ -258,11 +261,13 @@ fn sync_loop(shared: &Arc<Shared>, stats: &Publisher, events: &ipc_driver_std::E
                     topic,
                     "export worker ended; it restarts if the topic is still there"
                 );
+                dirty = true;
             }
             running
         });
-        let view = shared.node.view();
-        if last_view.as_ref() != Some(&view) || exports.len() != wanted(shared, &view).len() {
+        if dirty {
+            dirty = false;
+            let view = shared.node.view();
             *shared
                 .bridges
                 .write()
@@ -276,7 +281,6 @@ fn sync_loop(shared: &Arc<Shared>, stats: &Publisher, events: &ipc_driver_std::E
             if shared.config.liveliness {
                 reconcile_tokens(shared, &view, &mut tokens);
             }
-            last_view = Some(view);
         }
         #[allow(clippy::disallowed_methods)] // a driver-side loop reads the clock
         let now = Instant::now();

@@ -246,12 +246,14 @@ impl Drop for Bridge {
 fn sync_loop(shared: &Arc<Shared>, stats: &Publisher, events: &ipc_driver_std::Events) {
     let mut exports: HashMap<String, Worker> = HashMap::new();
     let mut tokens: HashMap<String, LivelinessToken> = HashMap::new();
-    // The view is looked at again after a change of the group (its events) or of a worker.
-    let mut dirty = true;
+    // The view is looked at after a change of the group (its events) or of a worker, again one
+    // tick later (the driver shows application threads its new view at the end of the wakeup
+    // that sent the events, so an event can come first), and once a second.
+    let mut dirty: u8 = 1;
     let mut last_stats: Option<Instant> = None;
     while !shared.stopping() {
         if events.recv_timeout(TICK).is_some() {
-            dirty = true;
+            dirty = 2;
             while events.try_recv().is_some() {}
         }
         exports.retain(|topic, w| {
@@ -261,12 +263,12 @@ fn sync_loop(shared: &Arc<Shared>, stats: &Publisher, events: &ipc_driver_std::E
                     topic,
                     "export worker ended; it restarts if the topic is still there"
                 );
-                dirty = true;
+                dirty = dirty.max(1);
             }
             running
         });
-        if dirty {
-            dirty = false;
+        if dirty > 0 {
+            dirty -= 1;
             let view = shared.node.view();
             *shared
                 .bridges
@@ -286,6 +288,8 @@ fn sync_loop(shared: &Arc<Shared>, stats: &Publisher, events: &ipc_driver_std::E
         let now = Instant::now();
         if last_stats.is_none_or(|t| now.duration_since(t) >= STATS_EVERY) {
             last_stats = Some(now);
+            // And once a second anyway: an event may come before the view shows it.
+            dirty = dirty.max(1);
             if let Err(e) = stats.publish(shared.counters.snapshot().to_json().as_bytes()) {
                 debug!("publishing the counters: {e}");
             }

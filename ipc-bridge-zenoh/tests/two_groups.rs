@@ -274,6 +274,25 @@ fn malformed_samples_are_refused_counted_and_survived() {
     let counters = wait_stats(&stats, id, |s| s["refused"].as_u64() >= Some(4));
     assert_eq!(counters["refused"], 4, "{counters}");
     assert!(procs.running("bridge"));
+
+    // The group's topology, as liveliness tokens a remote tool can query.
+    app.announce("out", "text/plain").expect("announces");
+    let token = format!("{prefix}/topology/{}/publishes/out", app.id());
+    wait_until("the topology is declared in Zenoh", || {
+        let replies = peer
+            .liveliness()
+            .get(format!("{prefix}/topology/**"))
+            .wait()
+            .expect("a liveliness query");
+        let mut keys = Vec::new();
+        while let Ok(reply) = replies.recv() {
+            if let Ok(sample) = reply.result() {
+                keys.push(sample.key_expr().to_string());
+            }
+        }
+        keys.contains(&token)
+    });
+    app.retract("out").expect("retracts");
 }
 
 /// One warm-up until the whole path works (links in both groups, Zenoh matching, bridge B's

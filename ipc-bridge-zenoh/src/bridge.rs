@@ -2,7 +2,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TrySendError};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
@@ -86,6 +86,8 @@ struct Shared {
     prefix: OwnedKeyExpr,
     config: BridgeConfig,
     counters: Arc<Counters>,
+    /// Payload bytes of the samples in the import queue.
+    queued_bytes: Arc<AtomicU64>,
     stop: AtomicBool,
     /// The group's bridges (nodes publishing [`STATS_TOPIC`]), this one included.
     bridges: RwLock<HashSet<NodeId>>,
@@ -141,6 +143,7 @@ impl Bridge {
             prefix,
             config,
             counters: Arc::default(),
+            queued_bytes: Arc::default(),
             stop: AtomicBool::new(false),
             bridges: RwLock::default(),
         });
@@ -156,7 +159,13 @@ impl Bridge {
                 .prefix
                 .join(pattern.as_str())
                 .map_err(BridgeError::zenoh)?;
-            let (tx, counters) = (tx.clone(), Arc::clone(&shared.counters));
+            let (tx, counters, queued) = (
+                tx.clone(),
+                Arc::clone(&shared.counters),
+                Arc::clone(&shared.queued_bytes),
+            );
+            let (max_payload, max_queued) =
+                (shared.config.max_payload, shared.config.import_queue_bytes);
             // Overlapping patterns: a sample is taken by the first subscriber whose pattern
             // matches it, never twice.
             let before = earlier.clone();
@@ -168,10 +177,26 @@ impl Bridge {
                     if before.iter().any(|k| k.includes(sample.key_expr())) {
                         return;
                     }
+                    // Bounded in samples and in bytes before anything is queued.
+                    let len = sample.payload().len();
+                    if len > max_payload {
+                        return Counters::add(&counters.refused, 1);
+                    }
+                    let len = len as u64;
+                    let before = queued.fetch_add(len, Ordering::AcqRel);
+                    if before + len > max_queued as u64 {
+                        queued.fetch_sub(len, Ordering::AcqRel);
+                        return Counters::add(&counters.import_dropped, 1);
+                    }
                     match tx.try_send(sample) {
                         Ok(()) => {}
-                        Err(TrySendError::Full(_)) => Counters::add(&counters.import_dropped, 1),
-                        Err(TrySendError::Disconnected(_)) => {}
+                        Err(TrySendError::Full(_)) => {
+                            queued.fetch_sub(len, Ordering::AcqRel);
+                            Counters::add(&counters.import_dropped, 1);
+                        }
+                        Err(TrySendError::Disconnected(_)) => {
+                            queued.fetch_sub(len, Ordering::AcqRel);
+                        }
                     }
                 })
                 .wait()
@@ -483,7 +508,11 @@ fn import_loop(shared: &Shared, rx: &Receiver<Sample>) {
     let mut publishers: HashMap<String, Publisher> = HashMap::new();
     while !shared.stopping() {
         match rx.recv_timeout(TICK) {
-            Ok(sample) => import_one(shared, &mut publishers, &sample),
+            Ok(sample) => {
+                import_one(shared, &mut publishers, &sample);
+                let len = sample.payload().len() as u64;
+                shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }

@@ -13,6 +13,10 @@ pub const DEFAULT_DEPTH: u32 = 64;
 /// The default largest payload bridged either way ([`BridgeConfig::max_payload`]): 64 MiB.
 pub const DEFAULT_MAX_PAYLOAD: usize = 64 << 20;
 
+/// The default bound on the payload bytes of Zenoh samples waiting for the group
+/// ([`BridgeConfig::import_queue_bytes`]): 256 MiB.
+pub const DEFAULT_IMPORT_QUEUE_BYTES: usize = 256 << 20;
+
 /// A bridge's configuration: the group and node, the topics each way, the Zenoh session.
 ///
 /// Setters chain on `&mut Self`. Patterns are Zenoh key expressions over topic names: `*` is one
@@ -40,6 +44,7 @@ pub struct BridgeConfig {
     pub(crate) depth: u32,
     pub(crate) max_payload: usize,
     pub(crate) import_queue: usize,
+    pub(crate) import_queue_bytes: usize,
     pub(crate) max_imported_topics: usize,
     pub(crate) liveliness: bool,
     pub(crate) zenoh: zenoh::Config,
@@ -65,6 +70,7 @@ impl BridgeConfig {
             depth: DEFAULT_DEPTH,
             max_payload: DEFAULT_MAX_PAYLOAD,
             import_queue: 1024,
+            import_queue_bytes: DEFAULT_IMPORT_QUEUE_BYTES,
             max_imported_topics: 256,
             liveliness: true,
             zenoh: zenoh::Config::default(),
@@ -142,6 +148,13 @@ impl BridgeConfig {
     /// is dropped (counted). Default 1024.
     pub fn import_queue(&mut self, samples: usize) -> &mut Self {
         self.import_queue = samples.max(1);
+        self
+    }
+
+    /// How many payload bytes wait for the group at most; a sample that would pass it is
+    /// dropped (counted). Default [`DEFAULT_IMPORT_QUEUE_BYTES`].
+    pub fn import_queue_bytes(&mut self, bytes: usize) -> &mut Self {
+        self.import_queue_bytes = bytes;
         self
     }
 

@@ -52,7 +52,9 @@ mod error;
 mod meta;
 
 pub use bridge::{Bridge, STATS_MIME, STATS_TOPIC};
-pub use config::{BridgeConfig, DEFAULT_DEPTH, DEFAULT_MAX_PAYLOAD, peer_config};
+pub use config::{
+    BridgeConfig, DEFAULT_DEPTH, DEFAULT_IMPORT_QUEUE_BYTES, DEFAULT_MAX_PAYLOAD, peer_config,
+};
 pub use counters::BridgeCounters;
 pub use error::BridgeError;
 pub use meta::{MAX_ATTACHMENT, MAX_MIME, Meta, MetaError, PLAIN_MIME};

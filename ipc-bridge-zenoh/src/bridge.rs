@@ -168,13 +168,13 @@ impl Bridge {
                 (shared.config.max_payload, shared.config.import_queue_bytes);
             // Overlapping patterns: a sample is taken by the first subscriber whose pattern
             // matches it, never twice.
-            let before = earlier.clone();
+            let taken_before = earlier.clone();
             let subscriber = shared
                 .session
                 .declare_subscriber(key.clone())
                 .allowed_origin(Locality::Remote)
                 .callback(move |sample| {
-                    if before.iter().any(|k| k.includes(sample.key_expr())) {
+                    if taken_before.iter().any(|k| k.includes(sample.key_expr())) {
                         return;
                     }
                     // Bounded in samples and in bytes before anything is queued.
@@ -183,8 +183,8 @@ impl Bridge {
                         return Counters::add(&counters.refused, 1);
                     }
                     let len = len as u64;
-                    let before = queued.fetch_add(len, Ordering::AcqRel);
-                    if before + len > max_queued as u64 {
+                    let held = queued.fetch_add(len, Ordering::AcqRel);
+                    if held + len > max_queued as u64 {
                         queued.fetch_sub(len, Ordering::AcqRel);
                         return Counters::add(&counters.import_dropped, 1);
                     }
@@ -393,7 +393,8 @@ fn reconcile_exports(shared: &Arc<Shared>, view: &View, exports: &mut HashMap<St
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st, t) = (Arc::clone(shared), Arc::clone(&stop), topic.clone());
         let spawned = std::thread::Builder::new()
-            .name(format!("zenoh-bridge-export:{topic}"))
+            // Not the topic in the name: a NUL in it would make `spawn` panic.
+            .name("zenoh-bridge-export".into())
             .spawn(move || export_loop(&s, &t, key, &st));
         match spawned {
             Ok(thread) => {

@@ -168,6 +168,30 @@ fn a_group_reaches_another_through_zenoh_and_survives_a_kill_of_its_hub() {
     assert!(stopped.contains("\"imported\":"), "{stopped}");
 }
 
+/// The bench runs end to end and reports its ratios (a smoke test: no figure is checked).
+#[test]
+fn bench_reports_bridge_against_bare_zenoh() {
+    let out = Command::new(BRIDGE)
+        .args(["bench", "--seconds", "1", "--round-trips", "20"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    for line in [
+        "latency 64 B RTT p50",
+        "throughput 4 KiB",
+        "throughput 1 MiB",
+    ] {
+        let found = stdout.lines().find(|l| l.starts_with(line));
+        assert!(
+            found.is_some_and(|l| l.contains("x ")),
+            "no ratio for {line}: {stdout}"
+        );
+    }
+}
+
 #[test]
 fn bad_patterns_and_endpoints_exit_with_their_codes() {
     let group = unique("bridge-usage");

@@ -27,7 +27,7 @@ use crate::meta::{MAX_ATTACHMENT, Meta, PLAIN_MIME};
 use crate::{BridgeConfig, BridgeCounters, BridgeError};
 
 /// The topic on which a bridge publishes its [`BridgeCounters`] in its group, as JSON, once a
-/// second. It also marks the node as a bridge: a bridge never exports what another bridge
+/// second (it also sets them on its node, where `ipc-pubsub status` reads them). It also marks the node as a bridge: a bridge never exports what another bridge
 /// published in its group (no loops through two Zenoh networks).
 pub const STATS_TOPIC: &str = "ipc-bridge-zenoh/stats";
 
@@ -267,7 +267,7 @@ impl Drop for Bridge {
 }
 
 /// Follows the group's view: starts and stops the export workers, keeps the liveliness
-/// tokens, publishes the counters.
+/// tokens, publishes the counters and sets them on the node.
 fn sync_loop(shared: &Arc<Shared>, stats: &Publisher, events: &ipc_driver_std::Events) {
     let mut exports: HashMap<String, Worker> = HashMap::new();
     let mut tokens: HashMap<String, LivelinessToken> = HashMap::new();
@@ -315,8 +315,13 @@ fn sync_loop(shared: &Arc<Shared>, stats: &Publisher, events: &ipc_driver_std::E
             last_stats = Some(now);
             // And once a second anyway: an event may come before the view shows it.
             dirty = dirty.max(1);
-            if let Err(e) = stats.publish(shared.counters.snapshot().to_json().as_bytes()) {
+            let counters = shared.counters.snapshot();
+            if let Err(e) = stats.publish(counters.to_json().as_bytes()) {
                 debug!("publishing the counters: {e}");
+            }
+            // The same figures for `ipc-pubsub status`, which reads them from the node.
+            if let Err(e) = shared.node.set_counters(&counters.to_pairs()) {
+                debug!("setting the node's counters: {e}");
             }
         }
     }

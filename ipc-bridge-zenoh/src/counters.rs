@@ -3,7 +3,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What a bridge has done so far ([`Bridge::counters`](crate::Bridge::counters)); also published
-/// in the group, as JSON, on the bridge's [`STATS_TOPIC`](crate::STATS_TOPIC).
+/// in the group, as JSON, on the bridge's [`STATS_TOPIC`](crate::STATS_TOPIC), and set on its
+/// node as application counters ([`to_pairs`](Self::to_pairs)), which `ipc-pubsub status`
+/// shows.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Default)]
 #[non_exhaustive]
 pub struct BridgeCounters {
@@ -30,6 +32,26 @@ pub struct BridgeCounters {
 }
 
 impl BridgeCounters {
+    /// The counters by name, in this order: what the stats topic's JSON holds, and what the
+    /// bridge sets on its node for `ipc-pubsub status` (`Node::set_counters`).
+    ///
+    /// ```
+    /// let pairs = ipc_bridge_zenoh::BridgeCounters::default().to_pairs();
+    /// assert_eq!(pairs[0], ("exported", 0));
+    /// ```
+    pub fn to_pairs(&self) -> [(&'static str, u64); 8] {
+        [
+            ("exported", self.exported),
+            ("exported_bytes", self.exported_bytes),
+            ("export_dropped", self.export_dropped),
+            ("imported", self.imported),
+            ("imported_bytes", self.imported_bytes),
+            ("import_dropped", self.import_dropped),
+            ("refused", self.refused),
+            ("echoes", self.echoes),
+        ]
+    }
+
     /// The counters as one JSON object (what the stats topic carries).
     ///
     /// ```
@@ -37,18 +59,12 @@ impl BridgeCounters {
     /// assert!(json.starts_with("{\"exported\":0,"));
     /// ```
     pub fn to_json(&self) -> String {
-        format!(
-            "{{\"exported\":{},\"exported_bytes\":{},\"export_dropped\":{},\"imported\":{},\
-             \"imported_bytes\":{},\"import_dropped\":{},\"refused\":{},\"echoes\":{}}}",
-            self.exported,
-            self.exported_bytes,
-            self.export_dropped,
-            self.imported,
-            self.imported_bytes,
-            self.import_dropped,
-            self.refused,
-            self.echoes
-        )
+        let fields: Vec<String> = self
+            .to_pairs()
+            .iter()
+            .map(|(name, value)| format!("\"{name}\":{value}"))
+            .collect();
+        format!("{{{}}}", fields.join(","))
     }
 }
 

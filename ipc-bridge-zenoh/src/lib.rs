@@ -21,7 +21,8 @@
 //!   Zenoh liveliness token `<prefix>/topology/<node id>/{publishes,subscribes}/<topic>`, so
 //!   remote tools see the group (`z_liveliness_sub -k 'ipc/robot/topology/**'`).
 //! - **counters**: [`Bridge::counters`], and once a second as JSON on [`STATS_TOPIC`] in the
-//!   group.
+//!   group and as the node's application counters, which `ipc-pubsub status` shows for the
+//!   bridge's node (names as in [`BridgeCounters::to_pairs`]).
 //!
 //! Patterns are Zenoh key expressions over topic names (`camera/*`, `remote/**`); a topic that
 //! is not a plain key expression (wildcard characters, empty chunks) is not bridged.

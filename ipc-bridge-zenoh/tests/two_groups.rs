@@ -2,7 +2,8 @@
 //! mode, TCP on 127.0.0.1, explicit endpoints, no multicast scouting): as a user runs them.
 //!
 //! Group A's hub is a process of its own (this test binary, run again as `child_hub`), so the
-//! test can `kill -9` it. Every child is killed when the test ends, however it ends.
+//! test can `kill -9` it; `ipc-pubsub status` runs the same way (`child_cli`). Every child is
+//! killed when the test ends, however it ends.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -17,6 +18,18 @@ use zenoh::Wait;
 
 const BRIDGE: &str = env!("CARGO_BIN_EXE_ipc-pubsub-zenoh");
 const HUB_ENV: &str = "IPC_BRIDGE_ZENOH_TEST_HUB_GROUP";
+const CLI_ENV: &str = "IPC_BRIDGE_ZENOH_TEST_CLI_ARGS";
+/// The counters a bridge sets on its node, in order.
+const COUNTERS: [&str; 8] = [
+    "exported",
+    "exported_bytes",
+    "export_dropped",
+    "imported",
+    "imported_bytes",
+    "import_dropped",
+    "refused",
+    "echoes",
+];
 const MIME: &str = "application/x-bridge-test";
 const TOPIC: &str = "data";
 const WARM: &[u8] = b"warm-";
@@ -35,6 +48,180 @@ fn child_hub() {
     std::io::stdout().flush().expect("stdout");
     let mut line = String::new();
     let _ = std::io::stdin().read_line(&mut line);
+}
+
+/// Not a test on its own: the `ipc-pubsub` command line, when a test runs this binary as a
+/// child with `CLI_ENV` set to its arguments (separated by newlines). Exits with its code.
+#[test]
+fn child_cli() {
+    let Ok(args) = std::env::var(CLI_ENV) else {
+        return;
+    };
+    let args = std::iter::once("ipc-pubsub")
+        .chain(args.lines())
+        .map(Into::into);
+    let code = ipc_pubsub_cli::run(args);
+    std::io::stdout().flush().expect("stdout");
+    std::process::exit(if code == std::process::ExitCode::SUCCESS {
+        0
+    } else {
+        1
+    });
+}
+
+/// `ipc-pubsub --group GROUP ARGS...` in a child process: its stdout from its first `{` (for
+/// `--json`) or from its first `group ` (a table), after libtest's own words. Panics unless it
+/// exits 0. It cannot hang: `status` waits 1.5 s for the hub and 1 s per node at most.
+fn cli(group: &str, args: &[&str]) -> String {
+    let mut all = vec!["--group", group];
+    all.extend_from_slice(args);
+    let out = Command::new(std::env::current_exe().expect("own path"))
+        .args(["--exact", "child_cli", "--nocapture", "--test-threads=1"])
+        .env(CLI_ENV, all.join("\n"))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "ipc-pubsub {args:?}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let start = if args.contains(&"--json") {
+        text.find('{')
+    } else {
+        text.find("group ")
+    };
+    let start = start.unwrap_or_else(|| panic!("ipc-pubsub {args:?} printed nothing: {text}"));
+    text[start..].to_owned()
+}
+
+#[test]
+fn status_shows_the_bridge_counters() {
+    let group = unique("bridge-status");
+    let prefix = format!("ipc/{}", unique("status"));
+    let endpoint = free_endpoint();
+    let mut procs = Procs::default();
+    let bridge = procs.spawn(
+        "bridge",
+        Command::new(BRIDGE).args([
+            "run",
+            "--group",
+            &group,
+            "--name",
+            "the-bridge",
+            "--key-prefix",
+            &prefix,
+            "--import",
+            "**",
+            "--listen",
+            &endpoint,
+        ]),
+    );
+    let ready = bridge.wait_line(|l| l.contains("\"event\":\"ready\""));
+    let ready: serde_json::Value = serde_json::from_str(&ready).expect("JSON");
+    let id = ready["node"].as_str().expect("a node id").to_owned();
+
+    let app = Node::builder("app").group(&group).join().expect("joins");
+    let sub = app.subscription("t", options(64)).expect("subscription");
+    let stats = app.subscription(STATS_TOPIC, options(8)).expect("stats");
+    let peer = zenoh::open(peer_config(&[], &[&endpoint]).expect("config"))
+        .wait()
+        .expect("a zenoh session");
+    let key = format!("{prefix}/t");
+    wait_until("a sample reaches the group", || {
+        peer.put(&key, b"hello".to_vec()).wait().expect("put");
+        sub.recv_timeout(Duration::from_millis(200))
+            .is_ok_and(|m| *m == *b"hello")
+    });
+    // One refused (an attachment of no known version), then one that ends the imports.
+    peer.put(&key, b"x".to_vec())
+        .attachment(vec![9, 9, 9])
+        .wait()
+        .expect("put");
+    peer.put(&key, b"bye".to_vec()).wait().expect("put");
+    while *sub.recv_timeout(PATIENCE).expect("the bridge imports") != *b"bye" {}
+
+    // Nothing moves any more: `status` must show what the bridge counted, exactly as it
+    // publishes it on the stats topic (the same snapshot, set each second).
+    let deadline = Instant::now() + PATIENCE;
+    let (shown, published) = loop {
+        let published = wait_stats(&stats, &id, |s| s["refused"] == 1);
+        let doc: serde_json::Value =
+            serde_json::from_str(&cli(&group, &["status", "--json"])).expect("status JSON");
+        let node = doc["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .find(|n| n["node"] == id.as_str())
+            .unwrap_or_else(|| panic!("the bridge is listed: {doc}"))
+            .clone();
+        assert_eq!(node["name"], "the-bridge", "{node}");
+        let shown = node["counters"].clone();
+        if shown == published || Instant::now() > deadline {
+            break (shown, published);
+        }
+    };
+    assert_eq!(shown, published, "status shows what the bridge counted");
+    // Every counter (serde_json's map sorts them; the table below checks their order).
+    let mut names: Vec<&str> = shown
+        .as_object()
+        .expect("an object of counters")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut want = COUNTERS;
+    names.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(names, want, "every counter");
+    assert_eq!(shown["refused"], 1, "{shown}");
+    assert_eq!(shown["exported"], 0, "nothing to export: {shown}");
+    assert_eq!(shown["exported_bytes"], 0, "{shown}");
+    assert_eq!(shown["echoes"], 0, "{shown}");
+    let imported = shown["imported"].as_u64().expect("a number");
+    assert!(imported >= 2, "hello and bye at least: {shown}");
+    // Every imported sample is a "hello" (5 bytes) but the last, "bye" (3).
+    assert_eq!(
+        shown["imported_bytes"].as_u64(),
+        Some(5 * (imported - 1) + 3),
+        "{shown}"
+    );
+    // The app node set none: it has no `counters`.
+    let doc: serde_json::Value =
+        serde_json::from_str(&cli(&group, &["status", "--json"])).expect("status JSON");
+    let app_id = app.id().to_string();
+    let app_json = doc["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["node"] == app_id.as_str())
+        .expect("the app is listed");
+    assert!(app_json.get("counters").is_none(), "{app_json}");
+
+    // The table: one per node with counters, after the others.
+    let table = cli(&group, &["status"]);
+    let head = format!("application counters of {id} the-bridge:");
+    let at = table
+        .find(&head)
+        .unwrap_or_else(|| panic!("no table for the bridge: {table}"));
+    let rows: Vec<Vec<&str>> = table[at..]
+        .lines()
+        .skip(1)
+        .take(1 + COUNTERS.len())
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["COUNTER", "VALUE"], "{table}");
+    for (row, name) in rows[1..].iter().zip(COUNTERS) {
+        assert_eq!(row[0], name, "{table}");
+        assert_eq!(row[1], shown[name].to_string(), "{table}");
+    }
+    assert!(
+        !table.contains(&format!("application counters of {app_id}")),
+        "{table}"
+    );
+    assert_eq!(procs.terminate("bridge"), Some(0));
 }
 
 #[test]

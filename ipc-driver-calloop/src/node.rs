@@ -338,6 +338,32 @@ impl Node {
         self.member.data().map(|d| d.stats()).unwrap_or_default()
     }
 
+    /// Replaces this node's application counters: named figures of the application's own
+    /// (messages forwarded, dropped, bytes...) that `ipc-pubsub status` shows for this node,
+    /// read from its data address like its data-link counters. They stay as set until the
+    /// next call; an empty slice removes them. At most 32 counters, names of 1 to 64 bytes of
+    /// printable ASCII; beyond that, or on an observer, the call fails with
+    /// [`DriverError::Cmd`] and the counters set before stay.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use ipc_driver_calloop::{NodeEvent, NodeSource};
+    /// let mut event_loop: calloop::EventLoop<u64> = calloop::EventLoop::try_new()?;
+    /// let mut source = NodeSource::builder("relay").group("demo").join()?;
+    /// source.node().set_counters(&[("forwarded", 0)])?;
+    /// event_loop.handle().insert_source(source, |event, node, forwarded| {
+    ///     if let NodeEvent::Message(_) = event {
+    ///         *forwarded += 1;
+    ///         // `ipc-pubsub status --group demo` shows it for "relay".
+    ///         let _ = node.set_counters(&[("forwarded", *forwarded)]);
+    ///     }
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn set_counters(&mut self, counters: &[(&str, u64)]) -> Result<(), DriverError> {
+        self.cmd(MemberCmd::Data(DataCmd::set_counters(counters)?))
+    }
+
     /// Pool segments lent out (to loans or subscribers) and fresh segments not yet released:
     /// both return to 0 once every subscriber has dropped what it received, or has gone.
     pub fn segments_in_use(&self) -> SegmentsInUse {

@@ -131,3 +131,22 @@ fn two_nodes_in_one_loop_exchange_every_payload_mode() {
         s.left.contains(&"a".to_string())
     });
 }
+
+#[test]
+fn application_counters_are_in_the_node_stats_and_bounded() {
+    let mut source = NodeSource::builder("counting")
+        .group(group())
+        .join()
+        .expect("joins");
+    let node = source.node();
+    node.set_counters(&[("forwarded", 12), ("dropped", 1)])
+        .expect("within the bounds");
+    let app = node.data_stats().app;
+    let got: Vec<(&str, u64)> = app.iter().map(|c| (c.name.as_str(), c.value)).collect();
+    assert_eq!(got, [("forwarded", 12), ("dropped", 1)]);
+    let many: Vec<String> = (0..33).map(|i| format!("c{i}")).collect();
+    let many: Vec<(&str, u64)> = many.iter().map(|n| (n.as_str(), 1)).collect();
+    let e = node.set_counters(&many).expect_err("33 counters");
+    assert!(matches!(e, ipc_driver_calloop::DriverError::Cmd(_)), "{e}");
+    assert_eq!(node.data_stats().app, app, "unchanged");
+}

@@ -25,7 +25,10 @@ pub use ipc_proto::doc::{
     DocError, DocLimits, PatchId, PathError, Refusal, RejectReason, Scope, Update,
 };
 pub use ipc_proto::names::bus_topic;
-pub use ipc_proto::wire::{DataStats, GuardStats, Policy, TopicStats, WitnessStats};
+pub use ipc_proto::wire::{
+    AppCounter, DataStats, GuardStats, MAX_APP_COUNTERS, MAX_COUNTER_NAME, Policy, TopicStats,
+    WitnessStats,
+};
 pub use ipc_proto::{
     AccessPolicy, Change, CloseReason, CmdError, ConfigError, Credentials, Epoch, Event, Keepalive,
     Limits, NodeId, NodeInfo, NodeView, Role, Seq, Term, Uid, View,

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ipc_proto::data::DataCmd;
 use ipc_proto::wire::DataStats;
 use ipc_proto::{NodeId, SpokeCmd, View};
 
@@ -483,6 +484,25 @@ impl Node {
     /// received.
     pub fn data_stats(&self) -> Result<DataStats, DriverError> {
         self.requester.call(Request::Stats)
+    }
+
+    /// Replaces this node's application counters: named figures of the application's own
+    /// (a bridge's messages forwarded, dropped, bytes...) that `ipc-pubsub status` shows for
+    /// this node, read from its data address like its data-link counters. They stay as set
+    /// until the next call; an empty slice removes them. At most 32 counters, names of 1 to 64
+    /// bytes of printable ASCII; beyond that the call fails with [`DriverError::Cmd`] and the
+    /// counters set before stay. An observer has no counters to show: the call is ignored.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), ipc_driver_std::DriverError> {
+    /// let node = ipc_driver_std::Node::builder("relay").group("demo").join()?;
+    /// let (forwarded, dropped) = (1200, 3);
+    /// node.set_counters(&[("forwarded", forwarded), ("dropped", dropped)])?;
+    /// // `ipc-pubsub status --group demo` now lists forwarded 1200 and dropped 3 for "relay".
+    /// # Ok(()) }
+    /// ```
+    pub fn set_counters(&self, counters: &[(&str, u64)]) -> Result<(), DriverError> {
+        self.send(Request::Data(DataCmd::set_counters(counters)?))
     }
 
     /// This node's publishing memory in use: pool segments lent to subscribers (or loans) and

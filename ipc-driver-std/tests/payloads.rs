@@ -370,3 +370,25 @@ fn a_subscriber_that_goes_away_holding_segments_gives_them_back() {
     // What the application holds stays readable: the mappings are its own.
     assert!(held.iter().all(|m| m.iter().all(|&b| b == 7)));
 }
+
+#[test]
+fn application_counters_are_in_the_node_stats_and_bounded() {
+    let node = Node::builder("counting")
+        .group(group())
+        .join()
+        .expect("joins");
+    node.set_counters(&[("forwarded", 12), ("dropped", 1)])
+        .expect("within the bounds");
+    let app = node.data_stats().expect("stats").app;
+    let got: Vec<(&str, u64)> = app.iter().map(|c| (c.name.as_str(), c.value)).collect();
+    assert_eq!(got, [("forwarded", 12), ("dropped", 1)]);
+    let long = "x".repeat(65);
+    for bad in [&[(long.as_str(), 1)][..], &[("new\nline", 1)]] {
+        let e = node.set_counters(bad).expect_err("out of bounds");
+        assert!(
+            matches!(e, ipc_driver_std::DriverError::Cmd(_)),
+            "{bad:?}: {e}"
+        );
+    }
+    assert_eq!(node.data_stats().expect("stats").app, app, "unchanged");
+}

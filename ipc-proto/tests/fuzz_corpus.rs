@@ -25,8 +25,8 @@ use ipc_proto::fuzzing::{
 };
 use ipc_proto::ring::PoolRange;
 use ipc_proto::wire::{
-    self, CloseReason, DataFrame, DataStats, Frame, Hello, MessageHeader, OwnChange, Policy,
-    SlotRef, TopicStats, Welcome, encode_data,
+    self, AppCounter, CloseReason, DataFrame, DataStats, Frame, Hello, MessageHeader, OwnChange,
+    Policy, SlotRef, TopicStats, Welcome, encode_data,
 };
 use ipc_proto::{
     Change, Credentials, Epoch, Horizon, Keepalive, NodeId, NodeInfo, Record, Seq, Term, Uid,
@@ -873,6 +873,7 @@ fn data_decode_seeds() -> Vec<(&'static str, Vec<u8>)> {
         rejected: 1,
         guard: Default::default(),
         witness: Default::default(),
+        app: vec![AppCounter::new("exported", 7)],
     };
     let mut hello_v2 = encode_data(&DataFrame::Hello { publisher: node(2) }, &[]);
     hello_v2[5] = 2;

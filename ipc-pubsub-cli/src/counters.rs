@@ -8,15 +8,20 @@
 //!
 //! Each row is one (publisher, topic, subscriber) link, joined from both ends: what the
 //! publisher sent, dropped by the subscriber's policy and has in flight, and what the
-//! subscriber received and found missing from the sequence.
+//! subscriber received and found missing from the sequence. A node's reply also carries the
+//! counters its application set (`Node::set_counters`, a bridge's for instance): a table per
+//! node that set any.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use ipc_proto::data::DataLimits;
-use ipc_proto::wire::{DataFrame, DataStats, GuardStats, WitnessStats, decode_data, encode_data};
+use ipc_proto::wire::{
+    AppCounter, DataFrame, DataStats, GuardStats, WitnessStats, decode_data, encode_data,
+};
 use ipc_proto::{NodeId, View};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -181,17 +186,20 @@ pub(super) fn witness_table(rows: &[WitnessRow]) -> String {
     out
 }
 
+/// What `status` read from the nodes' data addresses.
+#[derive(Debug, Default)]
+pub(super) struct Collected {
+    pub(super) links: Vec<LinkRow>,
+    pub(super) guards: Vec<GuardRow>,
+    pub(super) witnesses: Vec<WitnessRow>,
+    /// Per node that set any, its application counters (`Node::set_counters`), as it set them.
+    pub(super) app: BTreeMap<NodeId, Vec<AppCounter>>,
+    pub(super) unanswered: Vec<Unanswered>,
+}
+
 /// Asks every node of `view` for its counters: the link rows, the nodes that refused
-/// anything, the witnesses, and the nodes that did not answer.
-pub(super) fn collect(
-    dir: &GroupDir,
-    view: &View,
-) -> (
-    Vec<LinkRow>,
-    Vec<GuardRow>,
-    Vec<WitnessRow>,
-    Vec<Unanswered>,
-) {
+/// anything, the witnesses, the application counters, and the nodes that did not answer.
+pub(super) fn collect(dir: &GroupDir, view: &View) -> Collected {
     let mut answers = Vec::new();
     let mut unanswered = Vec::new();
     for n in view.nodes().values() {
@@ -203,12 +211,50 @@ pub(super) fn collect(
             }),
         }
     }
-    (
-        rows(&answers),
-        guard_rows(&answers),
-        witness_rows(&answers),
+    Collected {
+        links: rows(&answers),
+        guards: guard_rows(&answers),
+        witnesses: witness_rows(&answers),
+        app: answers
+            .iter()
+            .filter(|(_, s)| !s.app.is_empty())
+            .map(|(id, s)| (*id, s.app.clone()))
+            .collect(),
         unanswered,
-    )
+    }
+}
+
+/// The human form of the application counters: one table per node that set any, in the order
+/// of `nodes` (its id and name), each counter in the order the node set them.
+pub(super) fn app_tables<'a>(
+    nodes: impl IntoIterator<Item = (NodeId, &'a str)>,
+    app: &BTreeMap<NodeId, Vec<AppCounter>>,
+) -> String {
+    let mut out = String::new();
+    for (id, name) in nodes {
+        let Some(counters) = app.get(&id) else {
+            continue;
+        };
+        let _ = writeln!(out, "application counters of {id} {name}:");
+        let width = counters
+            .iter()
+            .map(|c| c.name.len())
+            .chain(["COUNTER".len()])
+            .max()
+            .unwrap_or(0);
+        let values: Vec<String> = counters.iter().map(|c| c.value.to_string()).collect();
+        let vwidth = values
+            .iter()
+            .map(String::len)
+            .chain(["VALUE".len()])
+            .max()
+            .unwrap_or(0);
+        let _ = writeln!(out, "  {:<width$}  {:>vwidth$}", "COUNTER", "VALUE");
+        for (c, v) in counters.iter().zip(&values) {
+            let _ = writeln!(out, "  {:<width$}  {v:>vwidth$}", c.name);
+        }
+    }
+    out
 }
 
 /// Joins the publishers' and the subscribers' counters into rows, sorted.
@@ -463,5 +509,32 @@ refused by nodes:
             r#"{"node":"0000000000000001","rejected":3,"accept_paused":4,"pending_refused":1998,"handshake_expired":64,"oversized":1}"#
         );
         assert_eq!(guard_table(&[]), "");
+    }
+
+    #[test]
+    fn a_table_per_node_with_application_counters_in_node_order() {
+        let app = BTreeMap::from([
+            (
+                id(1),
+                vec![
+                    AppCounter::new("exported", 1200),
+                    AppCounter::new("export_dropped", 3),
+                ],
+            ),
+            (id(3), vec![AppCounter::new("n", 7)]),
+        ]);
+        let nodes = [(id(3), "three"), (id(2), "two"), (id(1), "bridge")];
+        let want = "\
+application counters of 0000000000000003 three:
+  COUNTER  VALUE
+  n            7
+application counters of 0000000000000001 bridge:
+  COUNTER         VALUE
+  exported         1200
+  export_dropped      3
+";
+        let text = app_tables(nodes, &app);
+        assert_eq!(text, want, "\n{text}");
+        assert_eq!(app_tables(nodes, &BTreeMap::new()), "");
     }
 }

@@ -29,23 +29,32 @@ pub(super) fn run(args_group: &GroupArgs, args: &StatusArgs) -> Result<()> {
     let keepalive = hub.map(|h| h.keepalive);
     let dir = args_group.dir()?;
     let group = args_group.name();
-    let (links, guards, witnesses, unanswered) = counters::collect(&dir, &view);
+    let collected = counters::collect(&dir, &view);
     let mut out = io::stdout().lock();
     if args.json {
-        let status = Status {
-            links,
-            guards,
-            witnesses,
-            unanswered,
-            ..Status::new(group, &view, keepalive)
-        };
+        let mut status = Status::new(group, &view, keepalive);
+        for n in &mut status.nodes {
+            n.counters = collected.app.get(&n.node.0).map(|app| {
+                app.iter()
+                    .map(|c| (c.name.as_str(), c.value))
+                    .collect::<Vec<_>>()
+            });
+        }
+        status.links = collected.links;
+        status.guards = collected.guards;
+        status.witnesses = collected.witnesses;
+        status.unanswered = collected.unanswered;
         serde_json::to_writer_pretty(&mut out, &status).map_err(io::Error::from)?;
         writeln!(out)?;
     } else {
         out.write_all(table(group, &view, keepalive).as_bytes())?;
-        out.write_all(counters::table(&links, &unanswered).as_bytes())?;
-        out.write_all(counters::guard_table(&guards).as_bytes())?;
-        out.write_all(counters::witness_table(&witnesses).as_bytes())?;
+        out.write_all(counters::table(&collected.links, &collected.unanswered).as_bytes())?;
+        out.write_all(counters::guard_table(&collected.guards).as_bytes())?;
+        out.write_all(counters::witness_table(&collected.witnesses).as_bytes())?;
+        let nodes = by_join_order(&view)
+            .into_iter()
+            .map(|n| (n.info.id, n.info.name.as_str()));
+        out.write_all(counters::app_tables(nodes, &collected.app).as_bytes())?;
     }
     out.flush()?;
     Ok(())
@@ -198,6 +207,22 @@ struct NodeJson<'a> {
     hub: bool,
     announces: Vec<TopicJson<'a>>,
     subscribes: Vec<&'a str>,
+    /// The counters its application set (`Node::set_counters`), by name in the order set;
+    /// absent when it set none or did not answer.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "counters_object"
+    )]
+    counters: Option<Vec<(&'a str, u64)>>,
+}
+
+/// Application counters as one JSON object, in the order the node set them (their names are
+/// unique: the codec refuses a reply naming one twice).
+fn counters_object<S: serde::Serializer>(
+    counters: &Option<Vec<(&str, u64)>>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_map(counters.iter().flatten().map(|(k, v)| (*k, *v)))
 }
 
 #[derive(Debug, Serialize)]
@@ -230,6 +255,7 @@ impl<'a> Status<'a> {
                     .map(|(topic, (mime, _))| TopicJson { topic, mime })
                     .collect(),
                 subscribes: n.subscribes.keys().map(String::as_str).collect(),
+                counters: None,
             })
             .collect();
         Self {

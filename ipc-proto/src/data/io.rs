@@ -3,9 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::CmdError;
 use crate::ids::{Credentials, NodeId, PeerId};
 use crate::machine::AccessPolicy;
-use crate::wire::SlotRef;
+use crate::wire::{AppCounter, SlotRef, check_app_counters};
 
 use super::loss::Loss;
 use super::options::Terms;
@@ -73,6 +74,33 @@ pub enum DataCmd {
         /// What to give back.
         slots: Vec<SlotRef>,
     },
+    /// Replaces this node's application counters: every `Stats` reply carries them
+    /// ([`DataStats::app`](crate::wire::DataStats::app)) until the next set. Refused with
+    /// [`CmdError::Invalid`] beyond the bounds of [`check_app_counters`] (build it with
+    /// [`DataCmd::set_counters`] to check first).
+    SetCounters(Vec<AppCounter>),
+}
+
+impl DataCmd {
+    /// [`DataCmd::SetCounters`] of `(name, value)` pairs, checked against the bounds of
+    /// [`check_app_counters`]: at most 32 counters, names of 1 to 64 bytes of printable ASCII.
+    /// What both drivers' `set_counters` build.
+    pub fn set_counters(counters: &[(&str, u64)]) -> Result<Self, CmdError> {
+        let app: Vec<AppCounter> = counters
+            .iter()
+            .map(|&(name, value)| AppCounter::new(name, value))
+            .collect();
+        check_counters(&app)?;
+        Ok(Self::SetCounters(app))
+    }
+}
+
+/// [`check_app_counters`] as a command's error.
+pub(super) fn check_counters(app: &[AppCounter]) -> Result<(), CmdError> {
+    check_app_counters(app).map_err(|e| CmdError::Invalid {
+        what: "application counters",
+        reason: e.to_string(),
+    })
 }
 
 /// An input to the data plane.

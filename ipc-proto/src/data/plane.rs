@@ -9,7 +9,9 @@ use tracing::debug;
 
 use crate::error::CmdError;
 use crate::ids::{Credentials, NodeId, PeerId};
-use crate::wire::{DataFrame, DataStats, GuardStats, TopicStats, WitnessStats, encode_data};
+use crate::wire::{
+    AppCounter, DataFrame, DataStats, GuardStats, TopicStats, WitnessStats, encode_data,
+};
 
 use super::io::{DataConfig, DataInput, DataOutput, Room};
 use super::loss::LossReason;
@@ -194,6 +196,8 @@ pub struct DataPlane {
     pub(crate) guard: GuardStats,
     /// What this node keeps as a document witness (the member keeps it current).
     pub(crate) witness: WitnessStats,
+    /// The application's counters, as last set ([`DataCmd::SetCounters`](super::DataCmd::SetCounters)).
+    pub(super) app: Vec<AppCounter>,
     pub(super) refused: u64,
     /// Every node the routes showed, and since when it is gone from them (kept for
     /// [`DataConfig::verify_timeout`]): a publisher's records may arrive after the hub's word
@@ -225,6 +229,7 @@ impl DataPlane {
             rejected: 0,
             guard: GuardStats::default(),
             witness: WitnessStats::default(),
+            app: Vec::new(),
             refused: 0,
             known: BTreeMap::new(),
             gated: true,
@@ -240,6 +245,7 @@ impl DataPlane {
             rejected: self.rejected,
             guard: self.guard,
             witness: self.witness,
+            app: self.app.clone(),
             ..DataStats::default()
         };
         for l in self.out_links.values() {

@@ -11,7 +11,7 @@ use crate::error::CmdError;
 use crate::ids::{NodeId, PeerId};
 use crate::wire::{DataFrame, MessageHeader, Policy, SlotRef, encode_data};
 
-use super::io::{DataCmd, DataEvt, DataOutput, Room};
+use super::io::{DataCmd, DataEvt, DataOutput, Room, check_counters};
 use super::options::Terms;
 use super::payload::{Delivered, Delivery, LOCAL, OUTGOING, Payload, ReceivedSegment, SegmentId};
 use super::plane::{DataPlane, OutLink, OutState, Queued};
@@ -89,6 +89,10 @@ impl DataPlane {
                 self.publish(now, topic, payload, expired);
             }
             DataCmd::Release { peer, slots } => self.release_received(peer, slots),
+            DataCmd::SetCounters(app) => {
+                check_counters(&app)?;
+                self.app = app;
+            }
             DataCmd::Retire { segment } => {
                 let bytes = encode_data(&DataFrame::Retire { id: segment.0 }, &[]);
                 let peers: Vec<PeerId> = self

@@ -12,6 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::app::{AppCounter, check_app_counters};
 use super::codec::{HEADER, body, value, whole};
 use crate::error::DecodeError;
 use crate::ids::NodeId;
@@ -94,6 +95,10 @@ pub struct DataStats {
     pub guard: GuardStats,
     /// The documents it keeps as a witness without having opened them.
     pub witness: WitnessStats,
+    /// The application's own counters, as it last set them on its node (bounded: see
+    /// [`check_app_counters`]).
+    #[serde(deserialize_with = "super::app::deserialize")]
+    pub app: Vec<AppCounter>,
 }
 
 /// What a node keeps as a document witness, for `status`.
@@ -382,7 +387,11 @@ pub fn decode_data(
         }
         TAG_GOODBYE => DataFrame::Goodbye,
         TAG_STATS_REQUEST => DataFrame::StatsRequest,
-        TAG_STATS => DataFrame::Stats(whole(rest)?),
+        TAG_STATS => {
+            let stats: DataStats = whole(rest)?;
+            check_app_counters(&stats.app)?;
+            DataFrame::Stats(stats)
+        }
         TAG_LAST => DataFrame::Last(whole(rest)?),
         other => return Err(DecodeError::UnknownTag(other)),
     };
@@ -435,6 +444,7 @@ mod tests {
                 bytes: 6,
                 not_kept: 7,
             },
+            app: vec![AppCounter::new("exported", 8)],
         };
         for (f, payload) in [
             (DataFrame::Hello { publisher: node }, &b""[..]),

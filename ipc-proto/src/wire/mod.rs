@@ -14,6 +14,7 @@
 //! [`Limits::max_frame`] plus the 4-byte length, so no record needs to hold a whole history:
 //! histories travel in chunks.
 
+mod app;
 mod codec;
 mod data;
 mod deframer;
@@ -21,6 +22,7 @@ pub(crate) mod doc;
 mod frame;
 mod limits;
 
+pub use app::{AppCounter, MAX_APP_COUNTERS, MAX_COUNTER_NAME, check_app_counters};
 pub use codec::{decode, encode, encode_into};
 pub use data::{
     DATA_VERSION, DataFrame, DataStats, GuardStats, INLINE_OVERHEAD, MessageHeader, Policy,

@@ -2,6 +2,8 @@
 //! retries, releases and stats.
 
 use super::*;
+use crate::error::CmdError;
+use crate::wire::AppCounter;
 
 #[test]
 fn inline_fresh_and_pooled_messages_arrive_in_order() {
@@ -346,4 +348,48 @@ fn stats_are_served_to_any_process_of_the_group() {
     };
     assert_eq!(stats.received[0].messages, 1);
     assert_eq!(out[1], DataOutput::Disconnect(asker));
+}
+
+#[test]
+fn the_application_counters_set_last_are_in_every_stats_reply() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    assert!(t.s.stats().app.is_empty(), "none until set");
+    let set = DataCmd::set_counters(&[("forwarded", 7), ("dropped", 1)]).expect("in bounds");
+    t.s.handle(t.now, DataInput::Cmd(set)).expect("set");
+    let want = vec![
+        AppCounter::new("forwarded", 7),
+        AppCounter::new("dropped", 1),
+    ];
+    assert_eq!(t.s.stats().app, want);
+    // Out of bounds: refused when built, and when given to the machine; the last set stays.
+    let long = "n".repeat(65);
+    for bad in [
+        &[(long.as_str(), 1)][..],
+        &[("tab\t", 1)],
+        &[("a", 1), ("a", 2)],
+    ] {
+        assert!(
+            matches!(
+                DataCmd::set_counters(bad),
+                Err(CmdError::Invalid {
+                    what: "application counters",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+        let unchecked = bad.iter().map(|&(n, v)| AppCounter::new(n, v)).collect();
+        assert!(
+            t.s.handle(t.now, DataInput::Cmd(DataCmd::SetCounters(unchecked)))
+                .is_err()
+        );
+    }
+    let many: Vec<(String, u64)> = (0..33).map(|i| (format!("c{i}"), i)).collect();
+    let many: Vec<(&str, u64)> = many.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    assert!(DataCmd::set_counters(&many).is_err());
+    assert!(DataCmd::set_counters(&many[..32]).is_ok());
+    assert_eq!(t.s.stats().app, want);
+    t.s.handle(t.now, DataInput::Cmd(DataCmd::SetCounters(vec![])))
+        .expect("cleared");
+    assert!(t.s.stats().app.is_empty());
 }

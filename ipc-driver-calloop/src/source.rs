@@ -184,6 +184,12 @@ impl NodeSource {
                         self.read(now, key);
                     }
                 }
+                Ready::Ring(key) => {
+                    let node = &mut self.node;
+                    self.io.ring_woken(&mut node.member, now, key);
+                    self.io.flush(&mut node.member, &node.outgoing, now, key);
+                    self.read(now, key);
+                }
             }
         }
         // The links first, then the hub's listener before the data listener: a flood of

@@ -233,6 +233,12 @@ impl Reactor {
                 }
                 Ok(())
             }
+            Ready::Ring(key) => {
+                self.io.ring_woken(&mut self.member, now, key);
+                self.io.flush(&mut self.member, &Owned, now, key);
+                self.read(now, key);
+                Ok(())
+            }
         }
     }
 

@@ -3,9 +3,9 @@
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
 use super::layout::{
-    D_BINDING_FLAGS, D_LEN, D_OFFSET, D_SEGMENT, D_SEQ, DESC_WORDS, FLAG_POOL, RETURN_WORDS,
-    W_CONSUMER_PARKED, W_HEAD, W_PRODUCER_WAITING, W_RETURN_HEAD, W_RETURN_TAIL, W_TAIL,
-    next_epoch, store_bytes, word, words,
+    D_BINDING_FLAGS, D_LEN, D_OFFSET, D_SEGMENT, D_SENT_BEFORE, D_SEQ, DESC_WORDS, FLAG_POOL,
+    RETURN_WORDS, W_CONSUMER_PARKED, W_HEAD, W_PRODUCER_WAITING, W_RETURN_HEAD, W_RETURN_TAIL,
+    W_TAIL, next_epoch, store_bytes, word, words,
 };
 use super::{Body, Layout, Park, PoolRange, Push, RingError, Word, check_range};
 
@@ -96,6 +96,20 @@ impl Producer {
         seq: u64,
         body: Body<'_>,
     ) -> Result<Push, RingError> {
+        self.push_after(region, binding, seq, 0, body)
+    }
+
+    /// [`Self::push`], telling the consumer that `sent_before` records went out on the link's
+    /// socket before this message ([`Popped::sent_before`](super::Popped::sent_before)): what
+    /// merges the two streams in order ([`link`](super::link)).
+    pub fn push_after<W: Word>(
+        &mut self,
+        region: &[W],
+        binding: u32,
+        seq: u64,
+        sent_before: u64,
+        body: Body<'_>,
+    ) -> Result<Push, RingError> {
         self.layout.check_len(region)?;
         let (flags, len, segment, offset) = match body {
             Body::Inline(bytes) => {
@@ -138,6 +152,7 @@ impl Producer {
         w(D_LEN, len);
         w(D_SEGMENT, segment);
         w(D_OFFSET, offset);
+        w(D_SENT_BEFORE, sent_before);
         if let Body::Inline(bytes) = body {
             store_bytes(inline, bytes);
         }

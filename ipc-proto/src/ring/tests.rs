@@ -105,6 +105,10 @@ fn attach_checks_the_header() {
         assert!(expect(&err), "word {word}: {err:?}");
         r[word].store(old, Relaxed);
     }
+    // A consumer that parked on the empty ring before the producer came is no corruption.
+    r[W_CONSUMER_PARKED].store(1, Relaxed);
+    attach(&r).expect("a parked consumer");
+    r[W_CONSUMER_PARKED].store(0, Relaxed);
     // Pool length 5 means a different region size only if words change: a changed pool
     // length is a changed header once attached.
     let layout = attach(&r).expect("attach");

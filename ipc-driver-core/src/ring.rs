@@ -155,10 +155,15 @@ impl RingLink {
                 RingSent::Socket => return Ok(false),
                 RingSent::Full => match tx.prepare_wait(self.region.words()).map_err(Some)? {
                     Park::Sleep => return Err(None),
-                    Park::Ready => continue,
+                    Park::Ready if tx.has_room() => continue,
+                    Park::Ready => break,
                 },
             }
         }
+        // Ranges came back but there is no room, and no wake is owed any more: come back
+        // through the read path (which takes the returns) and retry then.
+        self.rearm();
+        Err(None)
     }
 
     /// This side's eventfd was readable. The publisher takes the wake and stops waiting; the
@@ -192,8 +197,9 @@ impl RingLink {
         if !tx.awaits_returns() {
             return Ok(false);
         }
-        let _ = self.mine.reset();
-        Ok(tx.prepare_wait(self.region.words())? == Park::Ready)
+        // The eventfd is not reset here: a wake for room may be in it (the outbox waits for
+        // room too), and only the ring's event, which flushes, may take that one.
+        Ok(tx.prepare_wait_returns(self.region.words())? == Park::Ready)
     }
 
     // ---- the subscriber's end ----

@@ -181,6 +181,17 @@ impl RingSender {
         self.producer.prepare_wait(region)
     }
 
+    /// Whether the ring has a free slot, as last seen.
+    pub fn has_room(&self) -> bool {
+        self.producer.free_cached() > 0
+    }
+
+    /// Before waiting on the publisher's eventfd for returned ranges only (idle, with
+    /// [`Self::awaits_returns`]): see [`Producer::prepare_wait_returns`].
+    pub fn prepare_wait_returns<W: Word>(&mut self, region: &[W]) -> Result<Park, RingError> {
+        self.producer.prepare_wait_returns(region)
+    }
+
     /// After waiting: see [`Producer::finish_wait`].
     pub fn finish_wait<W: Word>(&mut self, region: &[W]) -> Result<(), RingError> {
         self.producer.finish_wait(region)
@@ -302,9 +313,13 @@ impl RingReceiver {
 
     /// Before sleeping on the subscriber's eventfd, once the ring and the socket are empty:
     /// see [`Consumer::prepare_park`].
+    ///
+    /// With a message held for socket records not read yet ([`Next::Socket`]), nothing in
+    /// the ring can be handed on before those records, whose arrival the socket tells:
+    /// [`Park::Sleep`] without parking, so that the publisher is not asked for wakes.
     pub fn prepare_park<W: Word>(&mut self, region: &[W]) -> Result<Park, RingError> {
         if self.held.is_some() {
-            return Ok(Park::Ready);
+            return Ok(Park::Sleep);
         }
         self.consumer.prepare_park(region)
     }
@@ -402,10 +417,19 @@ mod tests {
         assert_eq!(rx.next(&region, &mut out), Ok(Next::Socket));
         rx.record_read();
         assert_eq!(rx.next(&region, &mut out), Ok(Next::Socket));
-        assert_eq!(rx.prepare_park(&region), Ok(Park::Ready), "a held message");
+        // Held for a socket record: the socket wakes the subscriber, so it sleeps without
+        // parking on the ring (a `Ready` here spun the driver's read loop), and the
+        // publisher is not asked for a wake.
+        assert_eq!(rx.prepare_park(&region), Ok(Park::Sleep), "a held message");
+        let m2 = inline(1, 2, b"y");
+        assert_eq!(tx.send(&region, &m2), Ok(Sent::Ring { wake: false }));
+        rx.finish_park(&region).expect("finish");
         rx.record_read();
         assert_eq!(rx.next(&region, &mut out), Ok(Next::Record));
         assert_eq!(out, m);
+        out.clear();
+        assert_eq!(rx.next(&region, &mut out), Ok(Next::Record));
+        assert_eq!(out, m2);
         // A socket record sent after it comes after it.
         tx.record_sent();
         assert_eq!(rx.next(&region, &mut out), Ok(Next::Empty));
@@ -440,6 +464,10 @@ mod tests {
             Ok(Sent::Ring { .. })
         ));
         assert!(tx.awaits_returns());
+        // Idle with room to spare: it waits for returns, not for room (a `Ready` for the
+        // free slots spun the driver's read loop).
+        assert!(tx.has_room());
+        assert_eq!(tx.prepare_wait_returns(&region), Ok(Park::Sleep));
         let slots = [
             SlotRef {
                 segment: 7,
@@ -455,6 +483,9 @@ mod tests {
             },
         ];
         assert_eq!(rx.give_back(&region, &slots), Ok(2), "two return entries");
+        assert!(rx.take_wake(), "the waiting publisher is owed a wake");
+        tx.finish_wait(&region).expect("finish");
+        assert_eq!(tx.prepare_wait_returns(&region), Ok(Park::Ready));
         assert!(tx.take_returns(&region, 16, &mut out).expect("fine"));
         let (frame, _) = decode_data(&out, 255, 16).expect("a release");
         assert_eq!(frame, DataFrame::Release(slots[..2].to_vec()));

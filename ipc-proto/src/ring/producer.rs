@@ -182,6 +182,17 @@ impl Producer {
     /// block on the producer's eventfd (with the policy's timeout), then call
     /// [`Self::finish_wait`] and retry. A wakeup may be spurious.
     pub fn prepare_wait<W: Word>(&mut self, region: &[W]) -> Result<Park, RingError> {
+        self.prepare(region, true)
+    }
+
+    /// Before blocking for returned ranges only, with room or without (a publisher with
+    /// ranges out and nothing to send): as [`Self::prepare_wait`], but [`Park::Ready`] only
+    /// when a range came back, so that an idle producer with free slots does not spin.
+    pub fn prepare_wait_returns<W: Word>(&mut self, region: &[W]) -> Result<Park, RingError> {
+        self.prepare(region, false)
+    }
+
+    fn prepare<W: Word>(&mut self, region: &[W], room: bool) -> Result<Park, RingError> {
         self.layout.check_header(region)?;
         self.epoch = next_epoch(self.epoch);
         let waiting = word(region, W_PRODUCER_WAITING)?;
@@ -189,7 +200,7 @@ impl Producer {
         W::fence(SeqCst);
         self.read_tail(region)?;
         let returned = self.read_return_head(region)?;
-        if self.free_cached() > 0 || returned > 0 {
+        if (room && self.free_cached() > 0) || returned > 0 {
             waiting.store(0, Relaxed);
             return Ok(Park::Ready);
         }

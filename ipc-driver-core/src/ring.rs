@@ -145,11 +145,16 @@ impl RingLink {
         };
         loop {
             match tx.send(self.region.words(), record).map_err(Some)? {
-                RingSent::Ring { wake: true } => {
-                    wake(&self.theirs);
-                    return Ok(true);
-                }
-                RingSent::Ring { wake: false } => {
+                RingSent::Ring { wake: woke } => {
+                    if woke {
+                        wake(&self.theirs);
+                    }
+                    // A range lent through the ring comes back through its return ring, which
+                    // wakes this side only while it says it waits: say so now, not only when
+                    // idle (a publisher that only publishes would never take them back).
+                    if tx.watch_returns(self.region.words()).map_err(Some)? {
+                        self.rearm();
+                    }
                     return Ok(true);
                 }
                 RingSent::Socket => return Ok(false),
@@ -213,9 +218,6 @@ impl RingLink {
         let next = rx.next(self.region.words(), &mut self.record)?;
         if rx.take_wake() {
             wake(&self.theirs);
-        }
-        if next == Next::Record && rx.has_more() {
-            self.rearm();
         }
         Ok(next == Next::Record)
     }

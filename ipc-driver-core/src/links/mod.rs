@@ -37,7 +37,7 @@ use ipc_os::poll::{Interest, Poller, Token};
 use ipc_os::rendezvous::{DataSocket, GroupDir, HubSocket};
 use ipc_os::socket::{self, Recv, Sent};
 use ipc_proto::data::{OUTGOING, ReceivedSegment};
-use ipc_proto::wire::{DataFrame, decode_data, encode_data, is_data_hello, ring_offer};
+use ipc_proto::wire::{DataFrame, decode_data, encode_data, hello_takes_rings, ring_offer};
 use ipc_proto::{Listener, Member, MemberInput, MemberOutput, PeerId};
 use slab::Slab;
 use tracing::{debug, info, trace, warn};
@@ -204,6 +204,8 @@ pub struct Links<A> {
     /// The processes at the other end of hub links, watched for their exits.
     watches: Slab<Watch>,
     watched: HashMap<PeerId, usize>,
+    /// Data links use shared-memory rings ([`Links::set_rings`]).
+    rings: bool,
 }
 
 impl<A> Links<A> {
@@ -237,7 +239,17 @@ impl<A> Links<A> {
             peer_log: PeerLog::default(),
             watches: Slab::new(),
             watched: HashMap::new(),
+            rings: false,
         })
+    }
+
+    /// Whether data links use shared-memory rings ([`NodeOptions::rings`]): this node offers
+    /// them as a subscriber (to publishers whose `Hello` says they take one) and takes them
+    /// as a publisher. Default no.
+    ///
+    /// [`NodeOptions::rings`]: ipc_proto::NodeOptions::rings
+    pub fn set_rings(&mut self, on: bool) {
+        self.rings = on;
     }
 
     // ---- getters ----
@@ -787,7 +799,7 @@ impl<A> Links<A> {
             return Read::Done;
         };
         let peer = link.peer;
-        if link.accepted || link.ring.is_some() {
+        if link.accepted || link.ring.is_some() || !self.rings {
             let reason = "a ring offer where none belongs".to_string();
             return Self::reject(member, now, peer, reason);
         }
@@ -902,7 +914,7 @@ impl<A> Links<A> {
     ///
     /// A driver's read loop: up to [`READ_BUDGET`](crate::READ_BUDGET) times, read a record,
     /// act on what the member asks unless [`Read::Done`], and go on while
-    /// [`Links::read_on`] says so.
+    /// [`Links::read_on`] says so; if the budget runs out, call [`Links::budget_spent`].
     pub fn read_record(&mut self, member: &mut Member, now: Instant, key: usize) -> Read {
         loop {
             if !self.is_reading(key) {
@@ -1049,7 +1061,7 @@ impl<A> Links<A> {
                     }
                 }
                 link.read += 1;
-                let hello = data && link.accepted && is_data_hello(&buf[..len]);
+                let hello = data && link.accepted && self.rings && hello_takes_rings(&buf[..len]);
                 Self::hand_on(member, now, peer, &buf[..len], &segments);
                 if hello {
                     self.offer_ring(key);
@@ -1066,6 +1078,19 @@ impl<A> Links<A> {
                 self.drop_link(member, now, key);
                 Some(Read::Done)
             }
+        }
+    }
+
+    /// A driver's read loop for a link ended with its budget spent: records may wait. The
+    /// socket says so again by itself (its readiness is level-triggered); a ring's messages
+    /// may have come with no wake (the subscriber was not parked), so its side wakes itself
+    /// to come back for them.
+    pub fn budget_spent(&mut self, key: usize) {
+        if let Some(link) = self.links.get_mut(key)
+            && !link.paused
+            && let Some(ring) = &mut link.ring
+        {
+            ring.rearm();
         }
     }
 

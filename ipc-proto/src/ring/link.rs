@@ -89,6 +89,8 @@ pub struct RingSender {
     /// Pool ranges pushed and not given back through the return ring (an estimate: a range
     /// may come back over the socket instead).
     pooled_out: u64,
+    /// "Waiting" is published in the ring and no wake was taken since.
+    waiting: bool,
 }
 
 impl RingSender {
@@ -99,6 +101,7 @@ impl RingSender {
             producer: Producer::new(layout),
             sent,
             pooled_out: 0,
+            waiting: false,
         }
     }
 
@@ -149,6 +152,16 @@ impl RingSender {
         self.pooled_out > 0
     }
 
+    /// After a message went into the ring: while ranges are out, makes sure the subscriber
+    /// wakes this side when it gives one back (it wakes only a publisher that says it waits).
+    /// `true`: ranges came back already, take them ([`Self::take_returns`]).
+    pub fn watch_returns<W: Word>(&mut self, region: &[W]) -> Result<bool, RingError> {
+        if self.waiting || !self.awaits_returns() {
+            return Ok(false);
+        }
+        Ok(self.prepare_wait_returns(region)? == Park::Ready)
+    }
+
     /// Takes back up to `max` ranges given back as one [`DataFrame::Release`] record in `out`,
     /// for the data plane; `false` if there were none.
     pub fn take_returns<W: Word>(
@@ -178,7 +191,9 @@ impl RingSender {
     /// Before waiting on the publisher's eventfd (for room or returns): see
     /// [`Producer::prepare_wait`].
     pub fn prepare_wait<W: Word>(&mut self, region: &[W]) -> Result<Park, RingError> {
-        self.producer.prepare_wait(region)
+        let park = self.producer.prepare_wait(region)?;
+        self.waiting = park == Park::Sleep;
+        Ok(park)
     }
 
     /// Whether the ring has a free slot, as last seen.
@@ -189,11 +204,14 @@ impl RingSender {
     /// Before waiting on the publisher's eventfd for returned ranges only (idle, with
     /// [`Self::awaits_returns`]): see [`Producer::prepare_wait_returns`].
     pub fn prepare_wait_returns<W: Word>(&mut self, region: &[W]) -> Result<Park, RingError> {
-        self.producer.prepare_wait_returns(region)
+        let park = self.producer.prepare_wait_returns(region)?;
+        self.waiting = park == Park::Sleep;
+        Ok(park)
     }
 
     /// After waiting: see [`Producer::finish_wait`].
     pub fn finish_wait<W: Word>(&mut self, region: &[W]) -> Result<(), RingError> {
+        self.waiting = false;
         self.producer.finish_wait(region)
     }
 }
@@ -464,10 +482,12 @@ mod tests {
             Ok(Sent::Ring { .. })
         ));
         assert!(tx.awaits_returns());
-        // Idle with room to spare: it waits for returns, not for room (a `Ready` for the
-        // free slots spun the driver's read loop).
+        // A publisher that only publishes says it waits for returns as soon as a range is
+        // out (else the subscriber never wakes it for them); with room to spare it waits for
+        // returns, not for room (a `Ready` for the free slots spun the driver's read loop).
         assert!(tx.has_room());
-        assert_eq!(tx.prepare_wait_returns(&region), Ok(Park::Sleep));
+        assert_eq!(tx.watch_returns(&region), Ok(false));
+        assert_eq!(tx.watch_returns(&region), Ok(false), "once is enough");
         let slots = [
             SlotRef {
                 segment: 7,

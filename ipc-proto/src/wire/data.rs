@@ -17,7 +17,8 @@ use crate::error::DecodeError;
 use crate::ids::NodeId;
 
 /// The data-link protocol version; a subscriber refuses a publisher that speaks another.
-pub const DATA_VERSION: u16 = 1;
+/// Version 2: the `Hello` says whether the publisher takes a ring.
+pub const DATA_VERSION: u16 = 2;
 
 /// What a subscriber does when a subscription's queue is full.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
@@ -145,6 +146,10 @@ pub enum DataFrame {
     Hello {
         /// The publishing node.
         publisher: NodeId,
+        /// Whether its driver takes a shared-memory ring on this link
+        /// ([`ring::link`](crate::ring::link)): the subscriber offers one only then, so that a
+        /// driver without rings never receives an offer.
+        rings: bool,
     },
     /// Tag 2, subscriber to publisher: how to treat the subscriber's queue of `topic`.
     Terms {
@@ -264,7 +269,9 @@ pub fn encode_data_into(frame: &DataFrame, payload: &[u8], out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&[0; HEADER]);
     match frame {
-        DataFrame::Hello { publisher } => body(out, TAG_HELLO, &(DATA_VERSION, publisher)),
+        DataFrame::Hello { publisher, rings } => {
+            body(out, TAG_HELLO, &(DATA_VERSION, publisher, rings));
+        }
         DataFrame::Terms {
             topic,
             policy,
@@ -412,9 +419,14 @@ pub fn ring_offer(record: &[u8]) -> Option<Result<u64, DecodeError>> {
     )
 }
 
-/// Whether a record is a publisher's [`DataFrame::Hello`] (the first record of a link).
-pub fn is_data_hello(record: &[u8]) -> bool {
+/// Whether a record is a publisher's [`DataFrame::Hello`] (the first record of a link) saying
+/// that its driver takes a ring ([`encode_ring_offer`]).
+pub fn hello_takes_rings(record: &[u8]) -> bool {
     record.get(HEADER) == Some(&TAG_HELLO)
+        && matches!(
+            decode_data(record, 0, 0),
+            Ok((DataFrame::Hello { rings: true, .. }, _))
+        )
 }
 
 /// Decodes one record holding one frame. For [`DataFrame::Inline`] the payload is
@@ -455,9 +467,8 @@ pub fn decode_data(
             if version != DATA_VERSION {
                 return Err(DecodeError::UnsupportedVersion(version));
             }
-            DataFrame::Hello {
-                publisher: whole(&rest[used..])?,
-            }
+            let (publisher, rings) = whole(&rest[used..])?;
+            DataFrame::Hello { publisher, rings }
         }
         TAG_TERMS => {
             let (topic, policy, depth): (String, Policy, u32) = whole(rest)?;
@@ -566,7 +577,13 @@ mod tests {
             },
         };
         for (f, payload) in [
-            (DataFrame::Hello { publisher: node }, &b""[..]),
+            (
+                DataFrame::Hello {
+                    publisher: node,
+                    rings: false,
+                },
+                &b""[..],
+            ),
             (
                 DataFrame::Terms {
                     topic: "t".into(),
@@ -639,7 +656,13 @@ mod tests {
             Err(DecodeError::UnknownTag(99))
         );
         let node = NodeId::new(1).expect("non-zero");
-        let mut hello = encode_data(&DataFrame::Hello { publisher: node }, b"");
+        let mut hello = encode_data(
+            &DataFrame::Hello {
+                publisher: node,
+                rings: false,
+            },
+            b"",
+        );
         hello[5] = 2;
         assert_eq!(
             decode_data(&hello, 255, 8),

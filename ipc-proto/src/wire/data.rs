@@ -663,10 +663,10 @@ mod tests {
             },
             b"",
         );
-        hello[5] = 2;
+        hello[5] = 3;
         assert_eq!(
             decode_data(&hello, 255, 8),
-            Err(DecodeError::UnsupportedVersion(2))
+            Err(DecodeError::UnsupportedVersion(3))
         );
         let long = encode_data(
             &DataFrame::Topic {

@@ -89,8 +89,17 @@ fn rings_only_where_both_drivers_take_them() {
 fn pooled_messages_to_a_shallow_block_subscription() {
     use ipc_driver_std::{PublisherOptions, SendMode};
     let g = format!("t-{:016x}", getrandom::u64().expect("OS randomness"));
-    let p = Node::builder("pub").group(&g).join().expect("join");
-    let s = Node::builder("sub").group(&g).join().expect("join");
+    let rings = std::env::var_os("NO_RINGS").is_none();
+    let p = Node::builder("pub")
+        .group(&g)
+        .shared_memory_rings(rings)
+        .join()
+        .expect("join");
+    let s = Node::builder("sub")
+        .group(&g)
+        .shared_memory_rings(rings)
+        .join()
+        .expect("join");
     let options = PublisherOptions {
         mode: SendMode::Pooled,
         ..PublisherOptions::default()
@@ -106,8 +115,10 @@ fn pooled_messages_to_a_shallow_block_subscription() {
         )
         .expect("sub");
     let sid = s.id();
-    p.wait_view(WAIT, |v| v.node(sid).is_some_and(|n| n.subscribes.len() == 1))
-        .expect("routed");
+    p.wait_view(WAIT, |v| {
+        v.node(sid).is_some_and(|n| n.subscribes.len() == 1)
+    })
+    .expect("routed");
     const N: u64 = 20_000;
     let reader = std::thread::spawn(move || {
         for n in 0..N {

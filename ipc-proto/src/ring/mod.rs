@@ -136,7 +136,7 @@ pub use layout::{
 };
 pub use producer::Producer;
 
-use layout::{SLOTS_START, W_CONSUMER_PARKED, W_MAGIC, words};
+use layout::{SLOTS_START, W_CONSUMER_PARKED, W_MAGIC, W_RETURN_HEAD, words};
 
 /// A range of a pool segment: where a pooled payload lies, or what is given back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -219,8 +219,9 @@ pub fn init<W: Word>(region: &[W], config: &RingConfig) -> Result<Layout, RingEr
 }
 
 /// Validates a ring another process created in `region`: its header, its length, and that it
-/// is fresh (every index and flag 0, but the consumer's `parked`: it may park on the empty
-/// ring before the producer attaches). Then make the [`Producer`] or [`Consumer`] with it.
+/// is fresh (every index and flag 0, but what the consumer may do before the producer
+/// attaches: park on the empty ring, and give up to the return ring's capacity of ranges
+/// back, lent before the ring was there). Then make the [`Producer`] or [`Consumer`] with it.
 pub fn attach<W: Word>(region: &[W]) -> Result<Layout, RingError> {
     let layout = Layout::read(region)?;
     // Header words beyond the ones checked, and the index lines.
@@ -229,7 +230,12 @@ pub fn attach<W: Word>(region: &[W]) -> Result<Layout, RingError> {
             continue;
         }
         let found = w.load(Ordering::Acquire);
-        if i != W_MAGIC && found != 0 {
+        let fresh = match i {
+            W_MAGIC => true,
+            W_RETURN_HEAD => found <= layout.return_capacity(),
+            _ => found == 0,
+        };
+        if !fresh {
             return Err(RingError::NotFresh { word: i, found });
         }
     }

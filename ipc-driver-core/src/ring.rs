@@ -139,7 +139,10 @@ impl RingLink {
 
     /// Puts a record in the ring if it goes there: `Ok(true)` if it went, `Ok(false)` if it
     /// takes the socket; `Err(None)`: the ring is full, wait for the wake.
-    pub(crate) fn send(&mut self, record: &[u8]) -> Result<bool, Option<RingError>> {
+    ///
+    /// `lent`: the pool ranges out on the link once this record is sent (see
+    /// [`RingSender::watch_returns`]).
+    pub(crate) fn send(&mut self, record: &[u8], lent: u64) -> Result<bool, Option<RingError>> {
         let End::Send(tx) = &mut self.end else {
             return Ok(false);
         };
@@ -152,7 +155,7 @@ impl RingLink {
                     // A range lent through the ring comes back through its return ring, which
                     // wakes this side only while it says it waits: say so now, not only when
                     // idle (a publisher that only publishes would never take them back).
-                    if tx.watch_returns(self.region.words()).map_err(Some)? {
+                    if tx.watch_returns(self.region.words(), lent).map_err(Some)? {
                         self.rearm();
                     }
                     return Ok(true);
@@ -185,26 +188,23 @@ impl RingLink {
         }
     }
 
-    /// The ranges given back, as one release record in [`Self::record`]; `false` if none.
-    pub(crate) fn take_returns(&mut self, max: usize) -> Result<bool, RingError> {
+    /// The ranges given back, as one release record in [`Self::record`]; how many (0: none).
+    pub(crate) fn take_returns(&mut self, max: usize) -> Result<usize, RingError> {
         match &mut self.end {
             End::Send(tx) => tx.take_returns(self.region.words(), max, &mut self.record),
-            End::Recv(_) => Ok(false),
+            End::Recv(_) => Ok(0),
         }
     }
 
-    /// The publisher has nothing to read: waits for returns if ranges are out. `Ok(true)`:
-    /// something came meanwhile, look again.
-    pub(crate) fn idle_sender(&mut self) -> Result<bool, RingError> {
+    /// The publisher has nothing to read: waits for returns while `lent` ranges are out.
+    /// `Ok(true)`: something came meanwhile, look again.
+    pub(crate) fn idle_sender(&mut self, lent: u64) -> Result<bool, RingError> {
         let End::Send(tx) = &mut self.end else {
             return Ok(false);
         };
-        if !tx.awaits_returns() {
-            return Ok(false);
-        }
         // The eventfd is not reset here: a wake for room may be in it (the outbox waits for
         // room too), and only the ring's event, which flushes, may take that one.
-        Ok(tx.prepare_wait_returns(self.region.words())? == Park::Ready)
+        tx.watch_returns(self.region.words(), lent)
     }
 
     // ---- the subscriber's end ----

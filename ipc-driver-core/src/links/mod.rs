@@ -37,7 +37,9 @@ use ipc_os::poll::{Interest, Poller, Token};
 use ipc_os::rendezvous::{DataSocket, GroupDir, HubSocket};
 use ipc_os::socket::{self, Recv, Sent};
 use ipc_proto::data::{OUTGOING, ReceivedSegment};
-use ipc_proto::wire::{DataFrame, decode_data, encode_data, hello_takes_rings, ring_offer};
+use ipc_proto::wire::{
+    DataFrame, MessageRef, decode_data, encode_data, hello_takes_rings, ring_offer,
+};
 use ipc_proto::{Listener, Member, MemberInput, MemberOutput, PeerId};
 use slab::Slab;
 use tracing::{debug, info, trace, warn};
@@ -152,6 +154,10 @@ struct Link<A> {
     ring_full: bool,
     /// A socket record read but not handed on yet: ring messages sent before it go first.
     held: Option<(Vec<u8>, Vec<ReceivedSegment>)>,
+    /// Pool ranges this side lent on the link (pooled messages sent, in the ring or on the
+    /// socket) and not given back yet (through the return ring or in a release record): a
+    /// publisher with ranges out waits for returns ([`RingLink::idle_sender`]).
+    lent: u64,
     /// Records sent on the socket, and handed on from it, since the link opened: where a ring
     /// taken later starts counting.
     sent: u64,
@@ -556,6 +562,7 @@ impl<A> Links<A> {
             ring_full: false,
             held: None,
             sent: 0,
+            lent: 0,
             read: 0,
         });
         self.peers.insert(peer, key);
@@ -625,8 +632,10 @@ impl<A> Links<A> {
             if attach.is_none()
                 && let Some(ring) = &mut link.ring
             {
-                match ring.send(bytes) {
+                let pooled = u64::from(is_pooled(bytes));
+                match ring.send(bytes, link.lent + pooled) {
                     Ok(true) => {
+                        link.lent += pooled;
                         link.outbox_bytes -= bytes.len();
                         link.outbox.pop_front();
                         continue;
@@ -650,6 +659,7 @@ impl<A> Links<A> {
             match socket::send_record(link.fd.as_fd(), bytes, &fds) {
                 Ok(Sent::Complete) => {
                     link.outbox_bytes -= bytes.len();
+                    link.lent += u64::from(is_pooled(bytes));
                     link.outbox.pop_front();
                     link.sent += 1;
                     if let Some(ring) = &mut link.ring {
@@ -938,11 +948,15 @@ impl<A> Links<A> {
                 None => {
                     // Nothing more on the socket: the ring's side parks, unless something
                     // came meanwhile.
-                    let Some(ring) = self.links.get_mut(key).and_then(|l| l.ring.as_mut()) else {
+                    let Some(link) = self.links.get_mut(key) else {
+                        return Read::Done;
+                    };
+                    let lent = link.lent;
+                    let Some(ring) = link.ring.as_mut() else {
                         return Read::Done;
                     };
                     let again = if ring.is_sender() {
-                        ring.idle_sender()
+                        ring.idle_sender(lent)
                     } else {
                         ring.park()
                     };
@@ -966,7 +980,10 @@ impl<A> Links<A> {
         let peer = link.peer;
         let ring = link.ring.as_mut()?;
         let got = if ring.is_sender() {
-            ring.take_returns(MAX_RETURNS)
+            ring.take_returns(MAX_RETURNS).map(|n| {
+                link.lent = link.lent.saturating_sub(n as u64);
+                n > 0
+            })
         } else {
             ring.next()
         };
@@ -1061,6 +1078,16 @@ impl<A> Links<A> {
                     }
                 }
                 link.read += 1;
+                if data
+                    && !link.accepted
+                    && link.lent > 0
+                    && let Ok((DataFrame::Release(refs), _)) =
+                        decode_data(&buf[..len], 0, usize::MAX)
+                {
+                    // Ranges given back on the socket (lent before the ring, or its return
+                    // ring full): the member checks them; only the count is kept here.
+                    link.lent = link.lent.saturating_sub(refs.len() as u64);
+                }
                 let hello = data && link.accepted && self.rings && hello_takes_rings(&buf[..len]);
                 Self::hand_on(member, now, peer, &buf[..len], &segments);
                 if hello {
@@ -1112,6 +1139,11 @@ impl<A> Links<A> {
         feed(member, now, MemberInput::Rejected { peer, reason });
         Read::Rejected
     }
+}
+
+/// Whether a record is a pooled message (it lends a pool range).
+fn is_pooled(record: &[u8]) -> bool {
+    matches!(MessageRef::of(record), Some(MessageRef::Pooled { .. }))
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@
 //! A full ring is a full link: the record waits in the driver's outbox (the data plane is told
 //! [`DataInput::Blocked`](crate::data::DataInput::Blocked) as for a full socket) and the
 //! publisher waits on its eventfd for room ([`RingSender::prepare_wait`]). While pool ranges
-//! are out ([`RingSender::awaits_returns`]) it waits on it when idle too, so returns are taken
+//! are out ([`RingSender::watch_returns`]) it waits on it when idle too, so returns are taken
 //! back without delay. The subscriber parks ([`RingReceiver::prepare_park`]) when both the
 //! ring and the socket are empty.
 //!
@@ -86,9 +86,6 @@ pub struct RingSender {
     producer: Producer,
     /// Records sent on the socket so far.
     sent: u64,
-    /// Pool ranges pushed and not given back through the return ring (an estimate: a range
-    /// may come back over the socket instead).
-    pooled_out: u64,
     /// "Waiting" is published in the ring and no wake was taken since.
     waiting: bool,
 }
@@ -100,7 +97,6 @@ impl RingSender {
         Self {
             producer: Producer::new(layout),
             sent,
-            pooled_out: 0,
             waiting: false,
         }
     }
@@ -134,42 +130,35 @@ impl RingSender {
             ),
             _ => return Ok(Sent::Socket),
         };
-        let pooled = matches!(body, Body::Pool(_));
         match self
             .producer
             .push_after(region, header.topic, header.seq, self.sent, body)?
         {
-            Push::Done { wake } => {
-                self.pooled_out += u64::from(pooled);
-                Ok(Sent::Ring { wake })
-            }
+            Push::Done { wake } => Ok(Sent::Ring { wake }),
             Push::Full => Ok(Sent::Full),
         }
     }
 
-    /// Whether pool ranges are out: wait on the eventfd when idle, to take them back at once.
-    pub fn awaits_returns(&self) -> bool {
-        self.pooled_out > 0
-    }
-
-    /// After a message went into the ring: while ranges are out, makes sure the subscriber
-    /// wakes this side when it gives one back (it wakes only a publisher that says it waits).
+    /// While `lent` pool ranges are out on the link (the driver counts them: sent in the ring
+    /// or on the socket, before the ring or after, and not given back either way), makes sure
+    /// the subscriber wakes this side when it gives one back through the return ring (it
+    /// wakes only a publisher that says it waits). Call it after each message and when idle.
     /// `true`: ranges came back already, take them ([`Self::take_returns`]).
-    pub fn watch_returns<W: Word>(&mut self, region: &[W]) -> Result<bool, RingError> {
-        if self.waiting || !self.awaits_returns() {
+    pub fn watch_returns<W: Word>(&mut self, region: &[W], lent: u64) -> Result<bool, RingError> {
+        if self.waiting || lent == 0 {
             return Ok(false);
         }
         Ok(self.prepare_wait_returns(region)? == Park::Ready)
     }
 
     /// Takes back up to `max` ranges given back as one [`DataFrame::Release`] record in `out`,
-    /// for the data plane; `false` if there were none.
+    /// for the data plane; returns how many (0: none, `out` untouched).
     pub fn take_returns<W: Word>(
         &mut self,
         region: &[W],
         max: usize,
         out: &mut Vec<u8>,
-    ) -> Result<bool, RingError> {
+    ) -> Result<usize, RingError> {
         let mut refs = Vec::new();
         while refs.len() < max {
             match self.producer.pop_return(region)? {
@@ -180,12 +169,11 @@ impl RingSender {
                 None => break,
             }
         }
-        if refs.is_empty() {
-            return Ok(false);
+        let n = refs.len();
+        if n > 0 {
+            encode_data_into(&DataFrame::Release(refs), &[], out);
         }
-        self.pooled_out = self.pooled_out.saturating_sub(refs.len() as u64);
-        encode_data_into(&DataFrame::Release(refs), &[], out);
-        Ok(true)
+        Ok(n)
     }
 
     /// Before waiting on the publisher's eventfd (for room or returns): see
@@ -202,7 +190,7 @@ impl RingSender {
     }
 
     /// Before waiting on the publisher's eventfd for returned ranges only (idle, with
-    /// [`Self::awaits_returns`]): see [`Producer::prepare_wait_returns`].
+    /// [`Self::watch_returns`]): see [`Producer::prepare_wait_returns`].
     pub fn prepare_wait_returns<W: Word>(&mut self, region: &[W]) -> Result<Park, RingError> {
         let park = self.producer.prepare_wait_returns(region)?;
         self.waiting = park == Park::Sleep;
@@ -481,13 +469,13 @@ mod tests {
             tx.send(&region, &pooled(1)),
             Ok(Sent::Ring { .. })
         ));
-        assert!(tx.awaits_returns());
         // A publisher that only publishes says it waits for returns as soon as a range is
         // out (else the subscriber never wakes it for them); with room to spare it waits for
         // returns, not for room (a `Ready` for the free slots spun the driver's read loop).
         assert!(tx.has_room());
-        assert_eq!(tx.watch_returns(&region), Ok(false));
-        assert_eq!(tx.watch_returns(&region), Ok(false), "once is enough");
+        assert_eq!(tx.watch_returns(&region, 0), Ok(false), "nothing lent");
+        assert_eq!(tx.watch_returns(&region, 1), Ok(false));
+        assert_eq!(tx.watch_returns(&region, 1), Ok(false), "once is enough");
         let slots = [
             SlotRef {
                 segment: 7,
@@ -506,11 +494,10 @@ mod tests {
         assert!(rx.take_wake(), "the waiting publisher is owed a wake");
         tx.finish_wait(&region).expect("finish");
         assert_eq!(tx.prepare_wait_returns(&region), Ok(Park::Ready));
-        assert!(tx.take_returns(&region, 16, &mut out).expect("fine"));
+        assert_eq!(tx.take_returns(&region, 16, &mut out), Ok(2));
         let (frame, _) = decode_data(&out, 255, 16).expect("a release");
         assert_eq!(frame, DataFrame::Release(slots[..2].to_vec()));
-        assert!(!tx.awaits_returns());
-        assert!(!tx.take_returns(&region, 16, &mut out).expect("fine"));
+        assert_eq!(tx.take_returns(&region, 16, &mut out), Ok(0));
     }
 
     #[test]

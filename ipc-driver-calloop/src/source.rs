@@ -117,7 +117,7 @@ impl NodeSource {
             Mode::Level,
         );
         let max_frame = b.config.options.limits.max_frame;
-        let io = Links::new(
+        let mut io = Links::new(
             epoll,
             dir,
             data_listener,
@@ -125,6 +125,7 @@ impl NodeSource {
             max_frame,
             max_record,
         )?;
+        io.set_rings(b.config.options.rings);
         let (tx, requests) = channel::channel();
         let (ping, returns) = ping::make_ping()?;
         let node = Node::new(
@@ -183,6 +184,12 @@ impl NodeSource {
                     if readable {
                         self.read(now, key);
                     }
+                }
+                Ready::Ring(key) => {
+                    let node = &mut self.node;
+                    self.io.ring_woken(&mut node.member, now, key);
+                    self.io.flush(&mut node.member, &node.outgoing, now, key);
+                    self.read(now, key);
                 }
             }
         }
@@ -414,6 +421,7 @@ impl NodeSource {
                 return;
             }
         }
+        self.io.budget_spent(key);
     }
 
     /// Whether the node has left and what it published is flushed (or it is time to give up).

@@ -36,6 +36,7 @@ mod log;
 mod message;
 mod options;
 mod received;
+mod ring;
 mod start;
 mod typed;
 
@@ -75,9 +76,9 @@ pub const CLOSE_FLUSH: Duration = Duration::from_millis(500);
 /// How long a leaving node may take in all (its hub's goodbyes, flushing its data links).
 pub const LEAVE_DEADLINE: Duration = Duration::from_millis(1500);
 
-/// Most file descriptors one data record may carry (one is the protocol's maximum; a second
-/// tells a violation from a truncation).
-pub const MAX_FDS: usize = 2;
+/// Most file descriptors one data record may carry (a ring offer's three are the most; a
+/// fourth tells a violation from a truncation).
+pub const MAX_FDS: usize = 4;
 
 /// A pool segment free for this long is destroyed (its subscribers unmap it).
 pub const POOL_IDLE: Duration = Duration::from_secs(1);

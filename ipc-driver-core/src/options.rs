@@ -32,8 +32,11 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// The defaults for a node called `name`, of this process's uid.
     pub fn new(name: &str) -> Self {
+        let mut options = NodeOptions::new(name, ipc_os::current_credentials().uid);
+        // Both drivers move data links' records through shared-memory rings (`Links`).
+        options.rings = true;
         Self {
-            options: NodeOptions::new(name, ipc_os::current_credentials().uid),
+            options,
             group: DEFAULT_GROUP.into(),
             dir: None,
             max_outbox: DEFAULT_MAX_OUTBOX,
@@ -117,6 +120,17 @@ macro_rules! node_builder_setters {
         /// small receipt to the hub per patch received.
         pub fn witness(mut self, witness: bool) -> Self {
             self.config.options.witness = witness;
+            self
+        }
+
+        /// Whether this node's data links carry messages through shared-memory rings (default
+        /// yes): a ring of 64 message slots with up to 4 KiB inline, about 266 KiB of shared
+        /// memory per link, touched as used, set up by the subscriber when its publisher's
+        /// driver takes one ([`ipc_proto::ring::link`]). Without, every record goes through
+        /// the link's socket, as with a driver that has no rings: for comparison, or to
+        /// spare the memory on hosts with very many links.
+        pub fn shared_memory_rings(mut self, on: bool) -> Self {
+            self.config.options.rings = on;
             self
         }
 

@@ -207,6 +207,7 @@ impl NodeBuilder {
             max_outbox,
             max_frame: options.limits.max_frame,
             max_record: started.max_record,
+            rings: options.rings,
             join_existing,
             keepalive: options.keepalive,
         };

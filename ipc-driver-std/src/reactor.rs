@@ -43,6 +43,8 @@ pub(crate) struct Setup {
     pub(crate) max_outbox: usize,
     pub(crate) max_frame: usize,
     pub(crate) max_record: usize,
+    /// Use shared-memory rings on data links ([`NodeOptions::rings`](ipc_proto::NodeOptions::rings)).
+    pub(crate) rings: bool,
     /// Join only a running group (see [`Orphan`]).
     pub(crate) join_existing: bool,
     /// How long a node that joins only a running group waits for a new hub.
@@ -98,7 +100,7 @@ impl Reactor {
     ) -> io::Result<Self> {
         let poller = Poller::new()?;
         poller.add(waker.as_fd(), OWN_TOKEN, Interest::READABLE)?;
-        let io = Links::new(
+        let mut io = Links::new(
             poller,
             setup.dir,
             setup.data_listener,
@@ -106,6 +108,7 @@ impl Reactor {
             setup.max_frame,
             setup.max_record,
         )?;
+        io.set_rings(setup.rings);
         Ok(Self {
             io,
             waker,
@@ -231,6 +234,12 @@ impl Reactor {
                 if event.is_readable() || event.is_hangup() || event.is_error() {
                     self.read(now, key);
                 }
+                Ok(())
+            }
+            Ready::Ring(key) => {
+                self.io.ring_woken(&mut self.member, now, key);
+                self.io.flush(&mut self.member, &Owned, now, key);
+                self.read(now, key);
                 Ok(())
             }
         }
@@ -661,5 +670,6 @@ impl Reactor {
                 }
             }
         }
+        self.io.budget_spent(key);
     }
 }

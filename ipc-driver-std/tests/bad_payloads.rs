@@ -140,7 +140,13 @@ fn bad_records_are_dropped_counted_and_leak_nothing() {
         let link = rendezvous::connect(&addr).expect("connect to the data address");
         send(
             &link,
-            &encode_data(&DataFrame::Hello { publisher: pid_ }, &[]),
+            &encode_data(
+                &DataFrame::Hello {
+                    publisher: pid_,
+                    rings: false,
+                },
+                &[],
+            ),
             &[],
         );
         send(

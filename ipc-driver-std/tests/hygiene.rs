@@ -11,14 +11,25 @@ fn fds() -> usize {
     std::fs::read_dir("/proc/self/fd").expect("procfs").count()
 }
 
-/// Mappings of memfds: the segments this driver maps. Other mappings are left out because
-/// glibc may add an allocator arena (an anonymous mapping it keeps for good) whenever threads
-/// contend, which a loaded machine makes likely during the long run.
+/// Mappings of memfds: the segments this driver maps and the data links' rings. Other
+/// mappings are left out because glibc may add an allocator arena (an anonymous mapping it
+/// keeps for good) whenever threads contend, which a loaded machine makes likely during the
+/// long run.
 fn mappings() -> usize {
+    memfd_mappings(|_| true)
+}
+
+/// Of those, the segments: the rings stay mapped as long as their links.
+fn segment_mappings() -> usize {
+    memfd_mappings(|name| !name.starts_with("ipc-pubsub-ring"))
+}
+
+fn memfd_mappings(keep: impl Fn(&str) -> bool) -> usize {
     std::fs::read_to_string("/proc/self/maps")
         .expect("procfs")
         .lines()
-        .filter(|l| l.contains("/memfd:"))
+        .filter_map(|l| l.split_once("/memfd:").map(|(_, name)| name))
+        .filter(|name| keep(name))
         .count()
 }
 
@@ -140,11 +151,11 @@ fn settle(p: &Node, baseline: Option<(usize, usize)>) {
 /// Waits until this process maps `n` memfd segments.
 fn settle_mappings(n: usize) {
     let deadline = Instant::now() + WAIT;
-    while mappings() != n {
+    while segment_mappings() != n {
         assert!(
             Instant::now() < deadline,
-            "{} memfd mappings after {WAIT:?}, expected {n}",
-            mappings()
+            "{} memfd segment mappings after {WAIT:?}, expected {n}",
+            segment_mappings()
         );
         std::thread::sleep(Duration::from_millis(10));
     }

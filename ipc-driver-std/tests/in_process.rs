@@ -210,3 +210,48 @@ fn keepalive_figures_are_checked_and_the_hub_tells_its_own() {
     member.leave().expect("member leaves");
     hub.leave().expect("hub leaves");
 }
+
+/// Pooled 4 KiB messages to a `Block` subscription of depth 8, as `bench payload` sends them
+/// (with shared-memory rings, the default):
+/// every range comes back through the return ring while the publisher only publishes.
+#[test]
+fn pooled_messages_to_a_shallow_block_subscription() {
+    use ipc_driver_std::{PublisherOptions, SendMode, SubscriptionOptions};
+    let g = format!("t-{:016x}", getrandom::u64().expect("OS randomness"));
+    let p = Node::builder("pub").group(&g).join().expect("join");
+    let s = Node::builder("sub").group(&g).join().expect("join");
+    let options = PublisherOptions {
+        mode: SendMode::Pooled,
+        ..PublisherOptions::default()
+    };
+    let publisher = p.publisher_with("t", "x", options).expect("publisher");
+    let sub = s
+        .subscription(
+            "t",
+            SubscriptionOptions {
+                depth: 8,
+                ..SubscriptionOptions::block(WAIT)
+            },
+        )
+        .expect("sub");
+    let sid = s.id();
+    p.wait_view(WAIT, |v| {
+        v.node(sid).is_some_and(|n| n.subscribes.len() == 1)
+    })
+    .expect("routed");
+    const N: u64 = 20_000;
+    let reader = std::thread::spawn(move || {
+        for n in 0..N {
+            let m = sub
+                .recv_timeout(WAIT)
+                .unwrap_or_else(|e| panic!("message {n}: {e}"));
+            assert_eq!(m[..8], n.to_le_bytes(), "message {n}");
+        }
+    });
+    for n in 0..N {
+        let mut loan = publisher.loan(4096).expect("loan");
+        loan[..8].copy_from_slice(&n.to_le_bytes());
+        publisher.send(loan).expect("send");
+    }
+    reader.join().expect("every message");
+}

@@ -294,6 +294,24 @@ impl Waker {
         Ok(Self { fd })
     }
 
+    /// Takes an eventfd another process sent (the wake of a shared ring): refuses any other
+    /// kind of fd (`ErrorKind::InvalidData`, or the error of reading `/proc/self/fd`), and
+    /// makes it non-blocking, so that neither [`Waker::wake`] nor [`Waker::reset`] can block
+    /// whatever the sender did with it. Closes the fd on failure.
+    pub fn adopt(fd: OwnedFd) -> io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+        if target.as_os_str() != "anon_inode:[eventfd]" {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("not an eventfd: {}", target.display()),
+            ));
+        }
+        let flags = rustix::fs::fcntl_getfl(&fd)?;
+        rustix::fs::fcntl_setfl(&fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+        Ok(Self { fd })
+    }
+
     /// Makes the waker readable until the next [`Waker::reset`]. Callable from any thread.
     pub fn wake(&self) -> io::Result<()> {
         match retry_eintr(|| rustix::io::write(&self.fd, &1u64.to_ne_bytes())) {
@@ -326,6 +344,18 @@ mod tests {
     use crate::socket::{Sent, send_record, socketpair_seqpacket};
     use crate::testutil::shared;
     use std::sync::Arc;
+
+    #[test]
+    fn adopt_takes_eventfds_only() {
+        let waker = Waker::new().expect("eventfd");
+        let copy = waker.as_fd().try_clone_to_owned().expect("dup");
+        let adopted = Waker::adopt(copy).expect("an eventfd");
+        adopted.wake().expect("wake");
+        assert!(waker.reset().expect("reset"), "the same counter");
+        let (a, _b) = socketpair_seqpacket().expect("socketpair");
+        let e = Waker::adopt(a).expect_err("a socket");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
 
     #[test]
     fn timeout_rounds_up_to_whole_ms() {

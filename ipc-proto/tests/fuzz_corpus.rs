@@ -875,12 +875,25 @@ fn data_decode_seeds() -> Vec<(&'static str, Vec<u8>)> {
         witness: Default::default(),
         app: vec![AppCounter::new("exported", 7)],
     };
-    let mut hello_v2 = encode_data(&DataFrame::Hello { publisher: node(2) }, &[]);
-    hello_v2[5] = 2;
+    // A version this build does not speak (DATA_VERSION + 1).
+    let mut hello_v2 = encode_data(
+        &DataFrame::Hello {
+            publisher: node(2),
+            rings: false,
+        },
+        &[],
+    );
+    hello_v2[5] = 3;
     vec![
         (
             "record_hello",
-            encode_data(&DataFrame::Hello { publisher: node(2) }, &[]),
+            encode_data(
+                &DataFrame::Hello {
+                    publisher: node(2),
+                    rings: false,
+                },
+                &[],
+            ),
         ),
         (
             "record_terms",
@@ -1081,7 +1094,13 @@ fn data_seeds() -> Vec<Seed<DataCase>> {
                         terms: terms(Policy::DropOldest, 7),
                     },
                     DataOp::Up(from),
-                    frame_on(from, DataFrame::Hello { publisher: node(2) }),
+                    frame_on(
+                        from,
+                        DataFrame::Hello {
+                            publisher: node(2),
+                            rings: false,
+                        },
+                    ),
                     frame_on(
                         from,
                         DataFrame::Topic {
@@ -1165,7 +1184,13 @@ fn data_seeds() -> Vec<Seed<DataCase>> {
                     DataOp::Up(Link::In(1)),
                     frame_on(Link::In(1), DataFrame::Inline(header(1, 1))),
                     DataOp::Up(Link::In(2)),
-                    frame_on(Link::In(2), DataFrame::Hello { publisher: node(3) }),
+                    frame_on(
+                        Link::In(2),
+                        DataFrame::Hello {
+                            publisher: node(3),
+                            rings: false,
+                        },
+                    ),
                     frame_on(
                         Link::In(2),
                         DataFrame::Fresh {
@@ -1174,7 +1199,13 @@ fn data_seeds() -> Vec<Seed<DataCase>> {
                         },
                     ),
                     DataOp::Up(Link::In(3)),
-                    frame_on(Link::In(3), DataFrame::Hello { publisher: node(4) }),
+                    frame_on(
+                        Link::In(3),
+                        DataFrame::Hello {
+                            publisher: node(4),
+                            rings: false,
+                        },
+                    ),
                     DataOp::Record {
                         link: Link::In(3),
                         record: RecordOp::Frame {
@@ -1190,7 +1221,10 @@ fn data_seeds() -> Vec<Seed<DataCase>> {
                     DataOp::Record {
                         link: Link::In(4),
                         record: RecordOp::Frame {
-                            frame: DataFrame::Hello { publisher: node(5) },
+                            frame: DataFrame::Hello {
+                                publisher: node(5),
+                                rings: false,
+                            },
                             payload: vec![],
                         },
                         segments: vec![
@@ -1825,9 +1859,10 @@ impl ArbitraryEncoder {
     }
     fn data_frame(&mut self, f: &DataFrame) {
         match f {
-            DataFrame::Hello { publisher } => {
+            DataFrame::Hello { publisher, rings } => {
                 self.variant(0, 13);
                 self.node(*publisher);
+                self.bool(*rings);
             }
             DataFrame::Terms {
                 topic,

@@ -536,7 +536,10 @@ fn a_stats_request_after_hello_releases_the_links_segments() {
         },
     )
     .expect("a link is never an error");
-    let hello = DataFrame::Hello { publisher: node(2) };
+    let hello = DataFrame::Hello {
+        publisher: node(2),
+        rings: false,
+    };
     assert_eq!(data_record(&mut dp, now, link, &hello, &[]), []);
     let offered = ReceivedSegment {
         segment: SegmentId(100),

@@ -417,7 +417,13 @@ fn silent_connections_are_capped_and_closed_at_their_deadline() {
     let oid = other.id();
     node.wait_view(WAIT, |v| v.node(oid).is_some())
         .expect("the node sees the other");
-    let hello = encode_data(&DataFrame::Hello { publisher: oid }, &[]);
+    let hello = encode_data(
+        &DataFrame::Hello {
+            publisher: oid,
+            rings: false,
+        },
+        &[],
+    );
     let greeted = connect(&target, deadline);
     send(&greeted, &hello, &[]);
     assert!(!closed_by(
@@ -468,7 +474,13 @@ fn a_sparse_fresh_payload_past_the_maximum_is_refused_before_mapping() {
     .expect("the subscriber sees the publisher's topic");
     let deadline = Instant::now() + WAIT;
     let link = connect(&target, deadline);
-    let hello = encode_data(&DataFrame::Hello { publisher: pid_ }, &[]);
+    let hello = encode_data(
+        &DataFrame::Hello {
+            publisher: pid_,
+            rings: false,
+        },
+        &[],
+    );
     let bind = encode_data(
         &DataFrame::Topic {
             id: 1,

@@ -284,6 +284,10 @@ pub struct DataConfig {
     /// publisher learned of this node from the hub and its records can overtake the hub's.
     /// After it, the link is closed as a protocol violation. Default 5 s.
     pub verify_timeout: Duration,
+    /// Whether this node's driver takes a shared-memory ring on its links to subscribers
+    /// ([`ring::link`](crate::ring::link)), said in its `Hello`. Default no: only a driver
+    /// that implements rings says yes ([`NodeOptions::rings`](crate::NodeOptions::rings)).
+    pub rings: bool,
 }
 
 impl DataConfig {
@@ -297,6 +301,7 @@ impl DataConfig {
             retry: Duration::from_millis(50),
             access: AccessPolicy::default(),
             verify_timeout: Duration::from_secs(5),
+            rings: false,
         }
     }
 }

@@ -43,6 +43,7 @@ impl DataPlane {
             let hello = encode_data(
                 &DataFrame::Hello {
                     publisher: self.config.node,
+                    rings: self.config.rings,
                 },
                 &[],
             );
@@ -234,7 +235,7 @@ impl DataPlane {
     fn verify(&self, peer: PeerId, frame: &DataFrame) -> Check {
         let l = &self.in_links[&peer];
         match frame {
-            DataFrame::Hello { publisher } if l.publisher.is_none() => {
+            DataFrame::Hello { publisher, .. } if l.publisher.is_none() => {
                 if *publisher == self.config.node {
                     return Check::Invalid(format!("Hello claims this node's id {publisher}"));
                 }

@@ -34,7 +34,7 @@ impl DataPlane {
             return self.misbehaved(peer, reason, segments);
         }
         match frame {
-            DataFrame::Hello { publisher } => {
+            DataFrame::Hello { publisher, .. } => {
                 if l.publisher.is_some() {
                     return self.misbehaved(peer, "second Hello".into(), segments);
                 }

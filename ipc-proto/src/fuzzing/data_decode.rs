@@ -166,7 +166,7 @@ pub fn sanitize_data(frame: &mut DataFrame, limits: &DataLimits) {
         }
     };
     match frame {
-        DataFrame::Hello { publisher } => *publisher = fold(*publisher),
+        DataFrame::Hello { publisher, .. } => *publisher = fold(*publisher),
         DataFrame::Terms { topic: t, .. } => topic(t),
         DataFrame::Topic { id, topic: t } => {
             *id %= 4;

@@ -67,6 +67,12 @@ pub struct NodeOptions {
     /// ([`ReplicaConfig::witness`](crate::doc::ReplicaConfig::witness)). Default yes; a one-shot
     /// writer that leaves right after its work should say no.
     pub witness: bool,
+    /// Whether this node's driver uses shared-memory rings on its data links
+    /// ([`ring::link`](crate::ring::link)): as a publisher it takes the rings its subscribers
+    /// offer, as a subscriber it offers them to publishers that take them. Default no (a
+    /// driver built on `ipc-proto` alone moves records on sockets only); the workspace's
+    /// drivers say yes.
+    pub rings: bool,
 }
 
 impl NodeOptions {
@@ -82,6 +88,7 @@ impl NodeOptions {
             self_delivery: false,
             hub_eligible: true,
             witness: true,
+            rings: false,
         }
     }
 
@@ -134,6 +141,7 @@ impl NodeOptions {
             data.self_delivery = self.self_delivery;
             data.access = self.access.clone();
             data.limits.max_name = self.limits.max_name;
+            data.rings = self.rings;
             data
         });
         let mut hub = HubConfig::default();

@@ -3,9 +3,9 @@
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
 use super::layout::{
-    D_BINDING_FLAGS, D_LEN, D_OFFSET, D_SEGMENT, D_SEQ, DESC_WORDS, FLAG_POOL, RETURN_WORDS,
-    W_CONSUMER_PARKED, W_HEAD, W_PRODUCER_WAITING, W_RETURN_HEAD, W_RETURN_TAIL, W_TAIL,
-    load_bytes, next_epoch, word, words,
+    D_BINDING_FLAGS, D_LEN, D_OFFSET, D_SEGMENT, D_SENT_BEFORE, D_SEQ, DESC_WORDS, FLAG_POOL,
+    RETURN_WORDS, W_CONSUMER_PARKED, W_HEAD, W_PRODUCER_WAITING, W_RETURN_HEAD, W_RETURN_TAIL,
+    W_TAIL, load_bytes, next_epoch, word, words,
 };
 use super::{Layout, Park, PoolRange, Popped, Push, RingError, RingPayload, Word, check_range};
 
@@ -48,6 +48,11 @@ impl Consumer {
     /// The ring's layout.
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// Messages known to wait, from the head as last read (no read of the producer's words).
+    pub fn pending_cached(&self) -> u64 {
+        self.head - self.tail
     }
 
     /// Messages popped so far.
@@ -104,6 +109,7 @@ impl Consumer {
         let binding_flags = r(D_BINDING_FLAGS);
         let seq = r(D_SEQ);
         let len = r(D_LEN);
+        let sent_before = r(D_SENT_BEFORE);
         let binding = binding_flags as u32;
         let flags = (binding_flags >> 32) as u32;
         let payload = match flags {
@@ -137,6 +143,7 @@ impl Consumer {
         Ok(Some(Popped {
             binding,
             seq,
+            sent_before,
             payload,
             wake_producer: self.wake_producer(region)?,
         }))

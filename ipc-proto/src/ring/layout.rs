@@ -80,6 +80,7 @@ pub(crate) const D_SEQ: usize = 1;
 pub(crate) const D_LEN: usize = 2;
 pub(crate) const D_SEGMENT: usize = 3;
 pub(crate) const D_OFFSET: usize = 4;
+pub(crate) const D_SENT_BEFORE: usize = 5;
 
 /// Descriptor flag: the payload is a pool range, not inline bytes.
 pub(crate) const FLAG_POOL: u32 = 1;

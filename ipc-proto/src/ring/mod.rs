@@ -39,7 +39,9 @@
 //!   +2            len: payload bytes (inline: <= inline_max; pool: the range's length)
 //!   +3            pool segment (the data plane's SegmentId; 0 for inline)
 //!   +4            pool offset (0 for inline)
-//!   +5..8         zero
+//!   +5            sent_before: records the producer sent on the link's socket before this
+//!                 message (0 where the ring is used alone; see [`link`])
+//!   +6..8         zero
 //!   +8..          inline bytes, 8 per word, little-endian, the last word zero-padded
 //! 80 + capacity*slot_words + j*4  return entry j, written by the consumer:
 //!   +0 segment  +1 offset  +2 len  +3 zero
@@ -117,6 +119,7 @@
 mod consumer;
 mod error;
 mod layout;
+pub mod link;
 #[cfg(all(test, loom))]
 mod loom;
 mod producer;
@@ -133,7 +136,7 @@ pub use layout::{
 };
 pub use producer::Producer;
 
-use layout::{SLOTS_START, W_MAGIC, words};
+use layout::{SLOTS_START, W_CONSUMER_PARKED, W_MAGIC, W_RETURN_HEAD, words};
 
 /// A range of a pool segment: where a pooled payload lies, or what is given back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -176,6 +179,9 @@ pub struct Popped {
     pub binding: u32,
     /// The publisher's sequence number.
     pub seq: u64,
+    /// Records the producer had sent on the link's socket before this message (what it gave
+    /// [`Producer::push_after`]; unchecked: see [`link::RingReceiver`]).
+    pub sent_before: u64,
     /// Where the payload is.
     pub payload: RingPayload,
     /// The producer waits for room: write its eventfd.
@@ -213,16 +219,23 @@ pub fn init<W: Word>(region: &[W], config: &RingConfig) -> Result<Layout, RingEr
 }
 
 /// Validates a ring another process created in `region`: its header, its length, and that it
-/// is fresh (every index and flag 0). Then make the [`Producer`] or [`Consumer`] with it.
+/// is fresh (every index and flag 0, but what the consumer may do before the producer
+/// attaches: park on the empty ring, and give up to the return ring's capacity of ranges
+/// back, lent before the ring was there). Then make the [`Producer`] or [`Consumer`] with it.
 pub fn attach<W: Word>(region: &[W]) -> Result<Layout, RingError> {
     let layout = Layout::read(region)?;
     // Header words beyond the ones checked, and the index lines.
     for (i, w) in words(region, 0, SLOTS_START)?.iter().enumerate() {
-        if i < 7 && i != W_MAGIC {
+        if (i < 7 && i != W_MAGIC) || i == W_CONSUMER_PARKED {
             continue;
         }
         let found = w.load(Ordering::Acquire);
-        if i != W_MAGIC && found != 0 {
+        let fresh = match i {
+            W_MAGIC => true,
+            W_RETURN_HEAD => found <= layout.return_capacity(),
+            _ => found == 0,
+        };
+        if !fresh {
             return Err(RingError::NotFresh { word: i, found });
         }
     }

@@ -3,9 +3,9 @@
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
 use super::layout::{
-    D_BINDING_FLAGS, D_LEN, D_OFFSET, D_SEGMENT, D_SEQ, DESC_WORDS, FLAG_POOL, RETURN_WORDS,
-    W_CONSUMER_PARKED, W_HEAD, W_PRODUCER_WAITING, W_RETURN_HEAD, W_RETURN_TAIL, W_TAIL,
-    next_epoch, store_bytes, word, words,
+    D_BINDING_FLAGS, D_LEN, D_OFFSET, D_SEGMENT, D_SENT_BEFORE, D_SEQ, DESC_WORDS, FLAG_POOL,
+    RETURN_WORDS, W_CONSUMER_PARKED, W_HEAD, W_PRODUCER_WAITING, W_RETURN_HEAD, W_RETURN_TAIL,
+    W_TAIL, next_epoch, store_bytes, word, words,
 };
 use super::{Body, Layout, Park, PoolRange, Push, RingError, Word, check_range};
 
@@ -96,6 +96,20 @@ impl Producer {
         seq: u64,
         body: Body<'_>,
     ) -> Result<Push, RingError> {
+        self.push_after(region, binding, seq, 0, body)
+    }
+
+    /// [`Self::push`], telling the consumer that `sent_before` records went out on the link's
+    /// socket before this message ([`Popped::sent_before`](super::Popped::sent_before)): what
+    /// merges the two streams in order ([`link`](super::link)).
+    pub fn push_after<W: Word>(
+        &mut self,
+        region: &[W],
+        binding: u32,
+        seq: u64,
+        sent_before: u64,
+        body: Body<'_>,
+    ) -> Result<Push, RingError> {
         self.layout.check_len(region)?;
         let (flags, len, segment, offset) = match body {
             Body::Inline(bytes) => {
@@ -138,6 +152,7 @@ impl Producer {
         w(D_LEN, len);
         w(D_SEGMENT, segment);
         w(D_OFFSET, offset);
+        w(D_SENT_BEFORE, sent_before);
         if let Body::Inline(bytes) = body {
             store_bytes(inline, bytes);
         }
@@ -167,6 +182,17 @@ impl Producer {
     /// block on the producer's eventfd (with the policy's timeout), then call
     /// [`Self::finish_wait`] and retry. A wakeup may be spurious.
     pub fn prepare_wait<W: Word>(&mut self, region: &[W]) -> Result<Park, RingError> {
+        self.prepare(region, true)
+    }
+
+    /// Before blocking for returned ranges only, with room or without (a publisher with
+    /// ranges out and nothing to send): as [`Self::prepare_wait`], but [`Park::Ready`] only
+    /// when a range came back, so that an idle producer with free slots does not spin.
+    pub fn prepare_wait_returns<W: Word>(&mut self, region: &[W]) -> Result<Park, RingError> {
+        self.prepare(region, false)
+    }
+
+    fn prepare<W: Word>(&mut self, region: &[W], room: bool) -> Result<Park, RingError> {
         self.layout.check_header(region)?;
         self.epoch = next_epoch(self.epoch);
         let waiting = word(region, W_PRODUCER_WAITING)?;
@@ -174,7 +200,7 @@ impl Producer {
         W::fence(SeqCst);
         self.read_tail(region)?;
         let returned = self.read_return_head(region)?;
-        if self.free_cached() > 0 || returned > 0 {
+        if (room && self.free_cached() > 0) || returned > 0 {
             waiting.store(0, Relaxed);
             return Ok(Park::Ready);
         }

@@ -105,6 +105,10 @@ fn attach_checks_the_header() {
         assert!(expect(&err), "word {word}: {err:?}");
         r[word].store(old, Relaxed);
     }
+    // A consumer that parked on the empty ring before the producer came is no corruption.
+    r[W_CONSUMER_PARKED].store(1, Relaxed);
+    attach(&r).expect("a parked consumer");
+    r[W_CONSUMER_PARKED].store(0, Relaxed);
     // Pool length 5 means a different region size only if words change: a changed pool
     // length is a changed header once attached.
     let layout = attach(&r).expect("attach");
@@ -113,6 +117,40 @@ fn attach_checks_the_header() {
         layout.check_header(&r),
         Err(RingError::HeaderChanged { word: 5, found: 5 })
     );
+}
+
+#[test]
+fn ranges_given_back_before_the_producer_attaches_reach_it() {
+    // A subscriber creates the ring and may release ranges lent over the socket before the
+    // publisher has attached (the cause of links refused as "not fresh").
+    let c = config(4, 8);
+    let r = region(&c);
+    let layout = init(&r, &c).expect("init");
+    let mut consumer = Consumer::new(layout);
+    for offset in [0, 64] {
+        let range = PoolRange {
+            segment: 7,
+            offset,
+            len: 0,
+        };
+        assert!(matches!(
+            consumer.push_return(&r, range),
+            Ok(Push::Done { wake: false })
+        ));
+    }
+    let mut producer = Producer::new(attach(&r).expect("two returns are no corruption"));
+    let back: Vec<u64> = std::iter::from_fn(|| producer.pop_return(&r).expect("valid"))
+        .map(|range| range.offset)
+        .collect();
+    assert_eq!(back, [0, 64]);
+    // More returns than the return ring holds is corruption.
+    let r = region(&c);
+    let layout = init(&r, &c).expect("init");
+    r[W_RETURN_HEAD].store(layout.return_capacity() + 1, Relaxed);
+    assert!(matches!(
+        attach(&r),
+        Err(RingError::NotFresh { word, .. }) if word == W_RETURN_HEAD
+    ));
 }
 
 #[test]

@@ -18,7 +18,8 @@ use crate::error::DecodeError;
 use crate::ids::NodeId;
 
 /// The data-link protocol version; a subscriber refuses a publisher that speaks another.
-pub const DATA_VERSION: u16 = 1;
+/// Version 2: the `Hello` says whether the publisher takes a ring.
+pub const DATA_VERSION: u16 = 2;
 
 /// What a subscriber does when a subscription's queue is full.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
@@ -150,6 +151,10 @@ pub enum DataFrame {
     Hello {
         /// The publishing node.
         publisher: NodeId,
+        /// Whether its driver takes a shared-memory ring on this link
+        /// ([`ring::link`](crate::ring::link)): the subscriber offers one only then, so that a
+        /// driver without rings never receives an offer.
+        rings: bool,
     },
     /// Tag 2, subscriber to publisher: how to treat the subscriber's queue of `topic`.
     Terms {
@@ -251,6 +256,8 @@ const TAG_GOODBYE: u8 = 10;
 const TAG_STATS_REQUEST: u8 = 11;
 const TAG_STATS: u8 = 12;
 const TAG_LAST: u8 = 13;
+/// Below the data plane: a subscriber's ring offer ([`encode_ring_offer`]).
+const TAG_RING: u8 = 14;
 
 /// Most bytes a header of an inline message takes (tag, two varints).
 pub const INLINE_OVERHEAD: usize = HEADER + 1 + 5 + 9;
@@ -258,39 +265,173 @@ pub const INLINE_OVERHEAD: usize = HEADER + 1 + 5 + 9;
 /// Encodes a frame; for [`DataFrame::Inline`], `payload` follows the header. One record.
 pub fn encode_data(frame: &DataFrame, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(INLINE_OVERHEAD + payload.len());
+    encode_data_into(frame, payload, &mut out);
+    out
+}
+
+/// [`encode_data`] into `out`, which is cleared first (its allocation is reused).
+pub fn encode_data_into(frame: &DataFrame, payload: &[u8], out: &mut Vec<u8>) {
+    out.clear();
     out.extend_from_slice(&[0; HEADER]);
     match frame {
-        DataFrame::Hello { publisher } => body(&mut out, TAG_HELLO, &(DATA_VERSION, publisher)),
+        DataFrame::Hello { publisher, rings } => {
+            body(out, TAG_HELLO, &(DATA_VERSION, publisher, rings));
+        }
         DataFrame::Terms {
             topic,
             policy,
             depth,
-        } => body(&mut out, TAG_TERMS, &(topic, policy, depth)),
-        DataFrame::Topic { id, topic } => body(&mut out, TAG_TOPIC, &(id, topic)),
+        } => body(out, TAG_TERMS, &(topic, policy, depth)),
+        DataFrame::Topic { id, topic } => body(out, TAG_TOPIC, &(id, topic)),
         DataFrame::Inline(h) => {
-            body(&mut out, TAG_INLINE, h);
+            body(out, TAG_INLINE, h);
             out.extend_from_slice(payload);
         }
-        DataFrame::Fresh { header, len } => body(&mut out, TAG_FRESH, &(header, len)),
-        DataFrame::Segment { id, size } => body(&mut out, TAG_SEGMENT, &(id, size)),
+        DataFrame::Fresh { header, len } => body(out, TAG_FRESH, &(header, len)),
+        DataFrame::Segment { id, size } => body(out, TAG_SEGMENT, &(id, size)),
         DataFrame::Pooled {
             header,
             segment,
             offset,
             len,
         } => {
-            body(&mut out, TAG_POOLED, &(header, segment, offset, len));
+            body(out, TAG_POOLED, &(header, segment, offset, len));
         }
-        DataFrame::Release(refs) => body(&mut out, TAG_RELEASE, refs),
-        DataFrame::Retire { id } => body(&mut out, TAG_RETIRE, id),
+        DataFrame::Release(refs) => body(out, TAG_RELEASE, refs),
+        DataFrame::Retire { id } => body(out, TAG_RETIRE, id),
         DataFrame::Goodbye => out.push(TAG_GOODBYE),
         DataFrame::StatsRequest => out.push(TAG_STATS_REQUEST),
-        DataFrame::Stats(s) => body(&mut out, TAG_STATS, s),
-        DataFrame::Last(h) => body(&mut out, TAG_LAST, h),
+        DataFrame::Stats(s) => body(out, TAG_STATS, s),
+        DataFrame::Last(h) => body(out, TAG_LAST, h),
     }
     let len = u32::try_from(out.len() - HEADER).expect("data frames are far below 4 GiB");
     out[..HEADER].copy_from_slice(&len.to_le_bytes());
+}
+
+/// A message record, as a link's shared-memory ring carries it (`ring::link`): an inline
+/// payload, or a pool range.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub enum MessageRef<'a> {
+    /// [`DataFrame::Inline`] and its payload.
+    Inline {
+        /// Topic and sequence number.
+        header: MessageHeader,
+        /// The payload.
+        payload: &'a [u8],
+    },
+    /// [`DataFrame::Pooled`].
+    Pooled {
+        /// Topic and sequence number.
+        header: MessageHeader,
+        /// The segment.
+        segment: u64,
+        /// Where the payload starts.
+        offset: u64,
+        /// The payload's length.
+        len: u64,
+    },
+}
+
+impl MessageRef<'_> {
+    /// Reads a record this crate encoded, if it is an inline or pooled message. Anything else
+    /// (another frame, a record that does not decode) is `None`.
+    pub fn of(record: &[u8]) -> Option<MessageRef<'_>> {
+        match record.get(HEADER) {
+            Some(&TAG_INLINE | &TAG_POOLED) => {}
+            _ => return None,
+        }
+        match decode_data(record, 0, 0).ok()? {
+            (DataFrame::Inline(header), start) => Some(MessageRef::Inline {
+                header,
+                payload: record.get(start..)?,
+            }),
+            (
+                DataFrame::Pooled {
+                    header,
+                    segment,
+                    offset,
+                    len,
+                },
+                _,
+            ) => Some(MessageRef::Pooled {
+                header,
+                segment,
+                offset,
+                len,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Encodes it as the record [`decode_data`] reads, into `out` (cleared first).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        match *self {
+            MessageRef::Inline { header, payload } => {
+                encode_data_into(&DataFrame::Inline(header), payload, out);
+            }
+            MessageRef::Pooled {
+                header,
+                segment,
+                offset,
+                len,
+            } => encode_data_into(
+                &DataFrame::Pooled {
+                    header,
+                    segment,
+                    offset,
+                    len,
+                },
+                &[],
+                out,
+            ),
+        }
+    }
+}
+
+/// The record a subscriber sends to offer its link's shared-memory ring: the region's length;
+/// three fds go with it (the region, the subscriber's eventfd, the publisher's eventfd). Not a
+/// [`DataFrame`]: drivers handle it below the data plane (`ring::link`).
+pub fn encode_ring_offer(region_len: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + 11);
+    out.extend_from_slice(&[0; HEADER]);
+    body(&mut out, TAG_RING, &(DATA_VERSION, region_len));
+    let len = u32::try_from(out.len() - HEADER).expect("a few bytes");
+    out[..HEADER].copy_from_slice(&len.to_le_bytes());
     out
+}
+
+/// Whether a record is a ring offer ([`encode_ring_offer`]), and if so the region's length
+/// it states.
+pub fn ring_offer(record: &[u8]) -> Option<Result<u64, DecodeError>> {
+    if record.get(HEADER) != Some(&TAG_RING) {
+        return None;
+    }
+    let len = u32::from_le_bytes(record.get(..HEADER)?.try_into().ok()?) as usize;
+    if len != record.len() - HEADER {
+        return Some(Err(DecodeError::Invalid(format!(
+            "frame says {len} bytes, the record holds {}",
+            record.len() - HEADER
+        ))));
+    }
+    Some(
+        whole::<(u16, u64)>(&record[HEADER + 1..]).and_then(|(version, len)| {
+            if version == DATA_VERSION {
+                Ok(len)
+            } else {
+                Err(DecodeError::UnsupportedVersion(version))
+            }
+        }),
+    )
+}
+
+/// Whether a record is a publisher's [`DataFrame::Hello`] (the first record of a link) saying
+/// that its driver takes a ring ([`encode_ring_offer`]).
+pub fn hello_takes_rings(record: &[u8]) -> bool {
+    record.get(HEADER) == Some(&TAG_HELLO)
+        && matches!(
+            decode_data(record, 0, 0),
+            Ok((DataFrame::Hello { rings: true, .. }, _))
+        )
 }
 
 /// Decodes one record holding one frame. For [`DataFrame::Inline`] the payload is
@@ -331,9 +472,8 @@ pub fn decode_data(
             if version != DATA_VERSION {
                 return Err(DecodeError::UnsupportedVersion(version));
             }
-            DataFrame::Hello {
-                publisher: whole(&rest[used..])?,
-            }
+            let (publisher, rings) = whole(&rest[used..])?;
+            DataFrame::Hello { publisher, rings }
         }
         TAG_TERMS => {
             let (topic, policy, depth): (String, Policy, u32) = whole(rest)?;
@@ -447,7 +587,13 @@ mod tests {
             app: vec![AppCounter::new("exported", 8)],
         };
         for (f, payload) in [
-            (DataFrame::Hello { publisher: node }, &b""[..]),
+            (
+                DataFrame::Hello {
+                    publisher: node,
+                    rings: false,
+                },
+                &b""[..],
+            ),
             (
                 DataFrame::Terms {
                     topic: "t".into(),
@@ -520,11 +666,17 @@ mod tests {
             Err(DecodeError::UnknownTag(99))
         );
         let node = NodeId::new(1).expect("non-zero");
-        let mut hello = encode_data(&DataFrame::Hello { publisher: node }, b"");
-        hello[5] = 2;
+        let mut hello = encode_data(
+            &DataFrame::Hello {
+                publisher: node,
+                rings: false,
+            },
+            b"",
+        );
+        hello[5] = 3;
         assert_eq!(
             decode_data(&hello, 255, 8),
-            Err(DecodeError::UnsupportedVersion(2))
+            Err(DecodeError::UnsupportedVersion(3))
         );
         let long = encode_data(
             &DataFrame::Topic {

@@ -25,8 +25,9 @@ mod limits;
 pub use app::{AppCounter, MAX_APP_COUNTERS, MAX_COUNTER_NAME, check_app_counters};
 pub use codec::{decode, encode, encode_into};
 pub use data::{
-    DATA_VERSION, DataFrame, DataStats, GuardStats, INLINE_OVERHEAD, MessageHeader, Policy,
-    SlotRef, TopicStats, WitnessStats, decode_data, encode_data,
+    DATA_VERSION, DataFrame, DataStats, GuardStats, INLINE_OVERHEAD, MessageHeader, MessageRef,
+    Policy, SlotRef, TopicStats, WitnessStats, decode_data, encode_data, encode_data_into,
+    encode_ring_offer, hello_takes_rings, ring_offer,
 };
 pub use deframer::Deframer;
 pub use doc::{DocMsg, decode_doc, encode_doc};

@@ -57,7 +57,13 @@ pub(super) fn subscriber(now: Instant) -> DataPlane {
 /// A publisher's first records: a Hello naming `publisher`, topic "t" bound as 1.
 pub(super) fn hello(publisher: NodeId) -> Vec<(DataFrame, &'static [u8])> {
     vec![
-        (DataFrame::Hello { publisher }, b""),
+        (
+            DataFrame::Hello {
+                publisher,
+                rings: false,
+            },
+            b"",
+        ),
         (
             DataFrame::Topic {
                 id: 1,
@@ -271,7 +277,13 @@ fn a_topic_its_node_never_announced_delivers_nothing_and_the_link_is_closed() {
         },
     };
     let frames = [
-        (DataFrame::Hello { publisher: id(P) }, &b""[..]),
+        (
+            DataFrame::Hello {
+                publisher: id(P),
+                rings: false,
+            },
+            &b""[..],
+        ),
         (
             DataFrame::Topic {
                 id: 1,
@@ -336,7 +348,13 @@ fn unverified_records_are_bounded() {
     )
     .expect("up");
     let mut frames = vec![
-        (DataFrame::Hello { publisher: id(P) }, &b""[..]),
+        (
+            DataFrame::Hello {
+                publisher: id(P),
+                rings: false,
+            },
+            &b""[..],
+        ),
         (
             DataFrame::Topic {
                 id: 1,

@@ -23,7 +23,13 @@ fn bad_input_from_a_publisher_is_refused_and_its_fds_released() {
         ..Seals::default()
     };
     let h = MessageHeader { topic: 1, seq: 1 };
-    let hello = encode_data(&DataFrame::Hello { publisher: id(P) }, &[]);
+    let hello = encode_data(
+        &DataFrame::Hello {
+            publisher: id(P),
+            rings: false,
+        },
+        &[],
+    );
     let bind = encode_data(
         &DataFrame::Topic {
             id: 1,
@@ -153,7 +159,13 @@ fn payloads_and_segments_larger_than_the_subscription_takes_are_refused_unmapped
         future_write: !fresh,
     };
     let h = MessageHeader { topic: 1, seq: 1 };
-    let hello = encode_data(&DataFrame::Hello { publisher: id(P) }, &[]);
+    let hello = encode_data(
+        &DataFrame::Hello {
+            publisher: id(P),
+            rings: false,
+        },
+        &[],
+    );
     let bind = encode_data(
         &DataFrame::Topic {
             id: 1,

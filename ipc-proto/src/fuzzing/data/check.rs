@@ -104,7 +104,8 @@ impl DataWatch {
             assert_eq!(
                 frame,
                 DataFrame::Hello {
-                    publisher: self.config.node
+                    publisher: self.config.node,
+                    rings: self.config.rings,
                 },
                 "the first record to a subscriber"
             );

@@ -386,7 +386,7 @@ impl DataWatch {
             }
         }
         // A publisher's first hello names the publisher of its link.
-        if let (Some(s), Some((DataFrame::Hello { publisher }, _))) =
+        if let (Some(s), Some((DataFrame::Hello { publisher, .. }, _))) =
             (self.ins.get_mut(&peer), &decoded)
             && s.publisher.is_none()
             && segments.is_empty()

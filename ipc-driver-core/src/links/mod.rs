@@ -14,12 +14,19 @@
 //! pidfd becomes readable); a peer whose process cannot be watched (another pid namespace, a
 //! kernel without pidfds, `IPC_PUBSUB_NO_PIDFD=1`) is never reported dead.
 //!
+//! A data link may also have a shared-memory ring ([`ipc_proto::ring::link`]): the
+//! subscriber offers one when its publisher's `Hello` arrives, and from then on the
+//! publisher's message records go into the ring rather than the socket, and the subscriber's
+//! releases into its return ring; each side's eventfd is in the node's `epoll` set
+//! ([`Ready::Ring`]). The records the member reads are the same either way, in the same order.
+//!
 //! A record may carry one segment's fd. What is queued with a record is a driver's attachment
 //! `A`, turned into an fd only when the record is sent, by the driver's [`Attachments`]: the
 //! std driver queues an fd owner (resolved by [`Owned`]), the calloop driver a segment id it
 //! looks up in its outgoing segments (a segment retired while queued drops its record).
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -30,12 +37,16 @@ use ipc_os::poll::{Interest, Poller, Token};
 use ipc_os::rendezvous::{DataSocket, GroupDir, HubSocket};
 use ipc_os::socket::{self, Recv, Sent};
 use ipc_proto::data::{OUTGOING, ReceivedSegment};
+use ipc_proto::wire::{
+    DataFrame, MessageRef, decode_data, encode_data, hello_takes_rings, ring_offer,
+};
 use ipc_proto::{Listener, Member, MemberInput, MemberOutput, PeerId};
 use slab::Slab;
 use tracing::{debug, info, trace, warn};
 
 use crate::log::PeerLog;
 use crate::received::ReceivedSegments;
+use crate::ring::{RingLink, TakeError};
 use crate::{ACCEPT_BUDGET, CLOSE_FLUSH, DATA_SEND_BUFFER, MAX_FDS};
 
 /// The token a driver registers its own fd under (a waker, a timer) in the table's set.
@@ -44,6 +55,10 @@ const HUB_LISTENER: Token = Token(u64::MAX - 1);
 const DATA_LISTENER: Token = Token(u64::MAX - 2);
 /// The bit that marks a pidfd's token (the rest is its key in [`Links`]' watches).
 const EXIT_TAG: u64 = 1 << 62;
+/// The bit that marks a ring's eventfd's token (the rest is its link's key).
+const RING_TAG: u64 = 1 << 61;
+/// Most ranges taken back from a return ring into one release record.
+const MAX_RETURNS: usize = 256;
 
 /// How long the process of a closed link stays watched: the kernel closes a dying process's
 /// sockets (the hangup) before its pidfd becomes readable, so the exit comes just after.
@@ -61,6 +76,9 @@ pub enum Ready {
     /// The process at the other end of a link exited (its pidfd is readable), by the watch's
     /// key: hand it to [`Links::exited`].
     Exited(usize),
+    /// A link's ring has news (messages, room or returns), by the link's key: call
+    /// [`Links::ring_woken`], then flush and read the link as for [`Ready::Link`].
+    Ring(usize),
 }
 
 impl Ready {
@@ -71,6 +89,7 @@ impl Ready {
             HUB_LISTENER => Self::Listener(Listener::Hub),
             DATA_LISTENER => Self::Listener(Listener::Data),
             Token(t) if t & EXIT_TAG != 0 => Self::Exited((t & !EXIT_TAG) as usize),
+            Token(t) if t & RING_TAG != 0 => Self::Ring((t & !RING_TAG) as usize),
             Token(key) => Self::Link(key as usize),
         }
     }
@@ -127,6 +146,22 @@ struct Link<A> {
     /// A send failed (the peer has closed its end): nothing more is written, but what the peer
     /// sent before closing is still read, up to the end of the stream, which closes the link.
     write_failed: bool,
+    /// A data link accepted on this node's data address: a publisher's (or a stats request).
+    accepted: bool,
+    /// The link's shared-memory ring, once offered and taken.
+    ring: Option<RingLink>,
+    /// The front of the outbox waits for room in the ring (not in the socket).
+    ring_full: bool,
+    /// A socket record read but not handed on yet: ring messages sent before it go first.
+    held: Option<(Vec<u8>, Vec<ReceivedSegment>)>,
+    /// Pool ranges this side lent on the link (pooled messages sent, in the ring or on the
+    /// socket) and not given back yet (through the return ring or in a release record): a
+    /// publisher with ranges out waits for returns ([`RingLink::idle_sender`]).
+    lent: u64,
+    /// Records sent on the socket, and handed on from it, since the link opened: where a ring
+    /// taken later starts counting.
+    sent: u64,
+    read: u64,
 }
 
 /// A link's peer process, watched for its exit.
@@ -175,6 +210,8 @@ pub struct Links<A> {
     /// The processes at the other end of hub links, watched for their exits.
     watches: Slab<Watch>,
     watched: HashMap<PeerId, usize>,
+    /// Data links use shared-memory rings ([`Links::set_rings`]).
+    rings: bool,
 }
 
 impl<A> Links<A> {
@@ -208,7 +245,17 @@ impl<A> Links<A> {
             peer_log: PeerLog::default(),
             watches: Slab::new(),
             watched: HashMap::new(),
+            rings: false,
         })
+    }
+
+    /// Whether data links use shared-memory rings ([`NodeOptions::rings`]): this node offers
+    /// them as a subscriber (to publishers whose `Hello` says they take one) and takes them
+    /// as a publisher. Default no.
+    ///
+    /// [`NodeOptions::rings`]: ipc_proto::NodeOptions::rings
+    pub fn set_rings(&mut self, on: bool) {
+        self.rings = on;
     }
 
     // ---- getters ----
@@ -318,7 +365,7 @@ impl<A> Links<A> {
             }
             let cred = socket::peer_credentials(fd.as_fd()).ok();
             let process = (!data).then(|| PidFd::open_peer(fd.as_fd()));
-            self.add_link(fd, data, peer)?;
+            self.add_link(fd, data, false, peer)?;
             Ok((cred, process))
         });
         match linked {
@@ -399,7 +446,8 @@ impl<A> Links<A> {
             debug_assert!(self.next_peer < OUTGOING);
             let peer = PeerId(self.next_peer);
             let process = (listener == Listener::Hub).then(|| PidFd::open_peer(fd.as_fd()));
-            if let Err(e) = self.add_link(fd, listener == Listener::Data, peer) {
+            let data = listener == Listener::Data;
+            if let Err(e) = self.add_link(fd, data, data, peer) {
                 // The connection closes with its fd; the member never heard of it.
                 if self.peer_log.allow(now) {
                     warn!(?listener, error = %e, "could not watch an accepted connection");
@@ -487,7 +535,13 @@ impl<A> Links<A> {
         feed(member, now, MemberInput::PeerExited(w.peer));
     }
 
-    fn add_link(&mut self, fd: OwnedFd, data: bool, peer: PeerId) -> io::Result<()> {
+    fn add_link(
+        &mut self,
+        fd: OwnedFd,
+        data: bool,
+        accepted: bool,
+        peer: PeerId,
+    ) -> io::Result<()> {
         let entry = self.links.vacant_entry();
         let key = entry.key();
         self.poller
@@ -503,6 +557,13 @@ impl<A> Links<A> {
             told_blocked: false,
             closing: None,
             write_failed: false,
+            accepted,
+            ring: None,
+            ring_full: false,
+            held: None,
+            sent: 0,
+            lent: 0,
+            read: 0,
         });
         self.peers.insert(peer, key);
         Ok(())
@@ -527,6 +588,20 @@ impl<A> Links<A> {
         if link.closing.is_some() || link.write_failed {
             return;
         }
+        let mut bytes = bytes;
+        if attach.is_none()
+            && let Some(ring) = &mut link.ring
+            && !ring.is_sender()
+            && let Ok((DataFrame::Release(slots), _)) = decode_data(&bytes, 0, usize::MAX)
+        {
+            match ring.give_back(&slots) {
+                Ok(given) if given == slots.len() => return,
+                // The return ring is full: the rest goes on the socket.
+                Ok(given) => bytes = encode_data(&DataFrame::Release(slots[given..].to_vec()), &[]),
+                Err(e) => return self.ring_broken(member, now, key, &e),
+            }
+        }
+        let link = &mut self.links[key];
         link.outbox_bytes += bytes.len();
         link.outbox.push_back((bytes, attach));
         if !link.data && link.outbox_bytes > self.max_outbox {
@@ -552,7 +627,27 @@ impl<A> Links<A> {
         let Some(link) = self.links.get_mut(key) else {
             return;
         };
+        link.ring_full = false;
         while let Some((bytes, attach)) = link.outbox.front() {
+            if attach.is_none()
+                && let Some(ring) = &mut link.ring
+            {
+                let pooled = u64::from(is_pooled(bytes));
+                match ring.send(bytes, link.lent + pooled) {
+                    Ok(true) => {
+                        link.lent += pooled;
+                        link.outbox_bytes -= bytes.len();
+                        link.outbox.pop_front();
+                        continue;
+                    }
+                    Ok(false) => {}
+                    Err(None) => {
+                        link.ring_full = true;
+                        break;
+                    }
+                    Err(Some(e)) => return self.ring_broken(member, now, key, &e),
+                }
+            }
             let fd = attach.as_ref().map(|a| attachments.fd(a));
             if let Some(None) = fd {
                 // Gone while queued: the record would refer to nothing.
@@ -564,7 +659,12 @@ impl<A> Links<A> {
             match socket::send_record(link.fd.as_fd(), bytes, &fds) {
                 Ok(Sent::Complete) => {
                     link.outbox_bytes -= bytes.len();
+                    link.lent += u64::from(is_pooled(bytes));
                     link.outbox.pop_front();
+                    link.sent += 1;
+                    if let Some(ring) = &mut link.ring {
+                        ring.record_sent();
+                    }
                 }
                 Ok(Sent::WouldBlock) => break,
                 Err(e) if link.closing.is_none() => {
@@ -584,8 +684,10 @@ impl<A> Links<A> {
             }
         }
         let full = !link.outbox.is_empty();
-        if full != link.writable {
-            link.writable = full;
+        // Waiting for room in the ring is waiting for its eventfd, not for the socket.
+        let socket_full = full && !link.ring_full;
+        if socket_full != link.writable {
+            link.writable = socket_full;
             self.update_interest(key);
         }
         let link = &mut self.links[key];
@@ -612,6 +714,13 @@ impl<A> Links<A> {
         let link = &self.links[key];
         let want = interest(!link.paused, link.writable);
         let _ = self.poller.modify(link.fd.as_fd(), Token(key as u64), want);
+        if let Some(ring) = &link.ring {
+            // A publisher's ring wakes it for room and returns whatever it reads; a
+            // subscriber's is read only while its socket is.
+            let read = ring.is_sender() || !link.paused;
+            let token = Token(RING_TAG | key as u64);
+            let _ = self.poller.modify(ring.fd(), token, interest(read, false));
+        }
     }
 
     /// Pauses or resumes reading from a peer's link (a subscription's queue is full).
@@ -619,10 +728,111 @@ impl<A> Links<A> {
         let Some(&key) = self.peers.get(&peer) else {
             return;
         };
-        if self.links[key].paused != paused {
+        let link = &mut self.links[key];
+        if link.paused != paused {
             trace!(%peer, paused, "reading paused by a full subscription");
-            self.links[key].paused = paused;
+            link.paused = paused;
+            if !paused && let Some(ring) = &mut link.ring {
+                // Messages may wait in the ring with no wake to come: come back for them.
+                ring.rearm();
+            }
             self.update_interest(key);
+        }
+    }
+
+    /// The peer broke the link's ring (or its offer): the ring is dropped, the link is read
+    /// no more, and the member is told (it closes the link as a protocol violation).
+    fn ring_broken(&mut self, member: &mut Member, now: Instant, key: usize, e: &dyn fmt::Display) {
+        let Some(link) = self.links.get_mut(key) else {
+            return;
+        };
+        if let Some(ring) = link.ring.take() {
+            let _ = self.poller.delete(ring.fd());
+        }
+        link.outbox.clear();
+        link.outbox_bytes = 0;
+        let peer = link.peer;
+        if self.peer_log.allow(now) {
+            warn!(%peer, error = %e, "closing a data link: its peer broke the shared-memory ring");
+        }
+        self.stop_reading(key);
+        let reason = format!("shared-memory ring: {e}");
+        feed(member, now, MemberInput::Rejected { peer, reason });
+    }
+
+    /// A link's ring has news ([`Ready::Ring`]): takes its wake. Then flush the link (room)
+    /// and read it (messages, returns).
+    pub fn ring_woken(&mut self, member: &mut Member, now: Instant, key: usize) {
+        let Some(ring) = self.links.get_mut(key).and_then(|l| l.ring.as_mut()) else {
+            return;
+        };
+        if let Err(e) = ring.woken() {
+            self.ring_broken(member, now, key, &e);
+        }
+    }
+
+    /// The subscriber's side, on its publisher's `Hello`: offers the link a ring.
+    fn offer_ring(&mut self, key: usize) {
+        let Some(link) = self.links.get_mut(key) else {
+            return;
+        };
+        if link.ring.is_some() || !link.accepted || link.closing.is_some() {
+            return;
+        }
+        match RingLink::offer(link.fd.as_fd(), link.read) {
+            Ok(Some(ring)) => {
+                let token = Token(RING_TAG | key as u64);
+                if let Err(e) = self.poller.add(ring.fd(), token, Interest::READABLE) {
+                    debug!(peer = %link.peer, error = %e, "cannot watch a ring: going on without it");
+                    return;
+                }
+                trace!(peer = %link.peer, "ring offered");
+                link.ring = Some(ring);
+            }
+            Ok(None) => trace!(peer = %link.peer, "socket full: no ring offered"),
+            Err(e) => {
+                debug!(peer = %link.peer, error = %e, "cannot offer a ring: going on without it")
+            }
+        }
+    }
+
+    /// The publisher's side: a ring offer arrived with these fds.
+    fn take_ring(
+        &mut self,
+        member: &mut Member,
+        now: Instant,
+        key: usize,
+        offer: Result<u64, ipc_proto::DecodeError>,
+        fds: Vec<OwnedFd>,
+    ) -> Read {
+        let Some(link) = self.links.get_mut(key) else {
+            return Read::Done;
+        };
+        let peer = link.peer;
+        if link.accepted || link.ring.is_some() || !self.rings {
+            let reason = "a ring offer where none belongs".to_string();
+            return Self::reject(member, now, peer, reason);
+        }
+        let taken = match offer {
+            Ok(len) => RingLink::take(len, fds, link.sent),
+            Err(e) => Err(TakeError::Violation(format!("a bad ring offer: {e}"))),
+        };
+        match taken {
+            Ok(ring) => {
+                let token = Token(RING_TAG | key as u64);
+                if let Err(e) = self.poller.add(ring.fd(), token, Interest::READABLE) {
+                    debug!(%peer, error = %e, "cannot watch a ring: going on without it");
+                } else {
+                    trace!(%peer, "ring taken");
+                    link.ring = Some(ring);
+                }
+                Read::Record
+            }
+            Err(TakeError::Local(e)) => {
+                debug!(%peer, error = %e, "cannot take a ring: going on without it");
+                Read::Record
+            }
+            Err(TakeError::Violation(reason)) => Self::reject(member, now, peer, reason),
         }
     }
 
@@ -691,6 +901,9 @@ impl<A> Links<A> {
     fn remove(&mut self, now: Instant, key: usize) {
         if let Some(link) = self.links.try_remove(key) {
             let _ = self.poller.delete(link.fd.as_fd());
+            if let Some(ring) = &link.ring {
+                let _ = self.poller.delete(ring.fd());
+            }
             self.peers.remove(&link.peer);
             if let Some(&w) = self.watched.get(&link.peer) {
                 self.watches[w].until = Some(now + EXIT_WATCH_AFTER_CLOSE);
@@ -705,13 +918,108 @@ impl<A> Links<A> {
     /// (verified and registered in [`Links::received`]). [`Read::Done`] for a link that is
     /// gone, closing or paused.
     ///
+    /// On a link with a ring, the record may come from the ring: a publisher's returned ranges
+    /// (as a release), a subscriber's messages, in the order the publisher sent them (see
+    /// [`ipc_proto::ring::link`]). With nothing left to read, the ring's side parks.
+    ///
     /// A driver's read loop: up to [`READ_BUDGET`](crate::READ_BUDGET) times, read a record,
     /// act on what the member asks unless [`Read::Done`], and go on while
-    /// [`Links::read_on`] says so.
+    /// [`Links::read_on`] says so; if the budget runs out, call [`Links::budget_spent`].
     pub fn read_record(&mut self, member: &mut Member, now: Instant, key: usize) -> Read {
-        if !self.is_reading(key) {
-            return Read::Done;
+        loop {
+            if !self.is_reading(key) {
+                return Read::Done;
+            }
+            if let Some(read) = self.ring_record(member, now, key) {
+                return read;
+            }
+            let link = &mut self.links[key];
+            let peer = link.peer;
+            if let Some((bytes, segments)) = link.held.take() {
+                link.read += 1;
+                if let Some(ring) = &mut link.ring {
+                    ring.record_read();
+                }
+                Self::hand_on(member, now, peer, &bytes, &segments);
+                return Read::Record;
+            }
+            match self.read_socket(member, now, key) {
+                Some(read) => return read,
+                None => {
+                    // Nothing more on the socket: the ring's side parks, unless something
+                    // came meanwhile.
+                    let Some(link) = self.links.get_mut(key) else {
+                        return Read::Done;
+                    };
+                    let lent = link.lent;
+                    let Some(ring) = link.ring.as_mut() else {
+                        return Read::Done;
+                    };
+                    let again = if ring.is_sender() {
+                        ring.idle_sender(lent)
+                    } else {
+                        ring.park()
+                    };
+                    match again {
+                        Ok(true) => continue,
+                        Ok(false) => return Read::Done,
+                        Err(e) => {
+                            self.ring_broken(member, now, key, &e);
+                            return Read::Done;
+                        }
+                    }
+                }
+            }
         }
+    }
+
+    /// The ring's next record, handed to the member: a publisher's returns, a subscriber's
+    /// next due message. `None`: nothing from the ring now.
+    fn ring_record(&mut self, member: &mut Member, now: Instant, key: usize) -> Option<Read> {
+        let link = self.links.get_mut(key)?;
+        let peer = link.peer;
+        let ring = link.ring.as_mut()?;
+        let got = if ring.is_sender() {
+            ring.take_returns(MAX_RETURNS).map(|n| {
+                link.lent = link.lent.saturating_sub(n as u64);
+                n > 0
+            })
+        } else {
+            ring.next()
+        };
+        match got {
+            Ok(true) => {
+                Self::hand_on(member, now, peer, &ring.record, &[]);
+                Some(Read::Record)
+            }
+            Ok(false) => None,
+            Err(e) => {
+                self.ring_broken(member, now, key, &e);
+                Some(Read::Done)
+            }
+        }
+    }
+
+    fn hand_on(
+        member: &mut Member,
+        now: Instant,
+        peer: PeerId,
+        data: &[u8],
+        segments: &[ReceivedSegment],
+    ) {
+        let input = MemberInput::Record {
+            peer,
+            data,
+            segments,
+        };
+        if let Err(e) = member.handle(now, input) {
+            warn!(error = %e, "record refused");
+        }
+    }
+
+    /// Reads one socket record and hands it on (or holds it behind ring messages sent before
+    /// it). `None`: the socket has nothing now.
+    fn read_socket(&mut self, member: &mut Member, now: Instant, key: usize) -> Option<Read> {
         let link = &self.links[key];
         let (peer, data) = (link.peer, link.data);
         let buf = if data {
@@ -731,7 +1039,10 @@ impl<A> Links<A> {
             }) => {
                 if truncated || fds_truncated || (!data && !fds.is_empty()) {
                     let reason = format!("record of {record_len} bytes, or too many fds");
-                    return Self::reject(member, now, peer, reason);
+                    return Some(Self::reject(member, now, peer, reason));
+                }
+                if data && let Some(offer) = ring_offer(&self.data_buf[..len]) {
+                    return Some(self.take_ring(member, now, key, offer, fds));
                 }
                 let mut segments: Vec<ReceivedSegment> = Vec::with_capacity(fds.len());
                 for fd in fds {
@@ -742,31 +1053,71 @@ impl<A> Links<A> {
                                 self.received.release(s.segment);
                             }
                             let reason = format!("a received fd is not a usable memfd: {e}");
-                            return Self::reject(member, now, peer, reason);
+                            return Some(Self::reject(member, now, peer, reason));
                         }
                     }
                 }
                 let buf = if data { &self.data_buf } else { &self.buf };
-                let input = MemberInput::Record {
-                    peer,
-                    data: &buf[..len],
-                    segments: &segments,
-                };
-                if let Err(e) = member.handle(now, input) {
-                    warn!(error = %e, "record refused");
+                let link = &mut self.links[key];
+                if let Some(ring) = &mut link.ring {
+                    // Ring messages pushed before this record was sent go first.
+                    match ring.next() {
+                        Ok(true) => {
+                            link.held = Some((buf[..len].to_vec(), segments));
+                            Self::hand_on(member, now, peer, &ring.record, &[]);
+                            return Some(Read::Record);
+                        }
+                        Ok(false) => ring.record_read(),
+                        Err(e) => {
+                            for s in segments {
+                                self.received.release(s.segment);
+                            }
+                            self.ring_broken(member, now, key, &e);
+                            return Some(Read::Done);
+                        }
+                    }
                 }
-                Read::Record
+                link.read += 1;
+                if data
+                    && !link.accepted
+                    && link.lent > 0
+                    && let Ok((DataFrame::Release(refs), _)) =
+                        decode_data(&buf[..len], 0, usize::MAX)
+                {
+                    // Ranges given back on the socket (lent before the ring, or its return
+                    // ring full): the member checks them; only the count is kept here.
+                    link.lent = link.lent.saturating_sub(refs.len() as u64);
+                }
+                let hello = data && link.accepted && self.rings && hello_takes_rings(&buf[..len]);
+                Self::hand_on(member, now, peer, &buf[..len], &segments);
+                if hello {
+                    self.offer_ring(key);
+                }
+                Some(Read::Record)
             }
             Ok(Recv::Closed) => {
                 self.drop_link(member, now, key);
-                Read::Done
+                Some(Read::Done)
             }
-            Ok(Recv::WouldBlock) => Read::Done,
+            Ok(Recv::WouldBlock) => None,
             Err(e) => {
                 debug!(%peer, error = %e, "receive failed: link is gone");
                 self.drop_link(member, now, key);
-                Read::Done
+                Some(Read::Done)
             }
+        }
+    }
+
+    /// A driver's read loop for a link ended with its budget spent: records may wait. The
+    /// socket says so again by itself (its readiness is level-triggered); a ring's messages
+    /// may have come with no wake (the subscriber was not parked), so its side wakes itself
+    /// to come back for them.
+    pub fn budget_spent(&mut self, key: usize) {
+        if let Some(link) = self.links.get_mut(key)
+            && !link.paused
+            && let Some(ring) = &mut link.ring
+        {
+            ring.rearm();
         }
     }
 
@@ -790,245 +1141,10 @@ impl<A> Links<A> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::os::fd::OwnedFd;
-    use std::path::PathBuf;
-
-    use ipc_os::socket::{self, Recv};
-    use ipc_proto::{Member, NodeId, NodeOptions};
-
-    use super::*;
-
-    /// A table over a fresh group directory, and a member for it to feed.
-    fn table(name: &str, max_outbox: usize) -> (Links<OwnedFd>, Member, PathBuf) {
-        let base = std::env::temp_dir().join(format!("ipc-core-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&base).expect("temp dir");
-        let dir = GroupDir::open("links", Some(&base), true).expect("group dir");
-        let links = Links::new(
-            Poller::new().expect("epoll"),
-            dir,
-            None,
-            max_outbox,
-            1024,
-            1024,
-        )
-        .expect("table");
-        let options = NodeOptions::new(name, ipc_os::current_credentials().uid);
-        let id = NodeId::new(3).expect("non-zero");
-        #[allow(clippy::disallowed_methods)] // a test reads the clock once
-        let member = Member::new(options.member_config(id, None, 1), Instant::now());
-        (links, member, base)
-    }
-
-    #[test]
-    fn tokens_tell_listeners_from_links() {
-        assert_eq!(Ready::of(OWN_TOKEN), Ready::Own);
-        assert_eq!(Ready::of(HUB_LISTENER), Ready::Listener(Listener::Hub));
-        assert_eq!(Ready::of(DATA_LISTENER), Ready::Listener(Listener::Data));
-        assert_eq!(Ready::of(Token(7)), Ready::Link(7));
-    }
-
-    #[test]
-    fn transmit_sends_and_a_closed_peer_is_read_to_the_end() {
-        let (mut links, mut member, base) = table("transmit", 1 << 20);
-        #[allow(clippy::disallowed_methods)] // a test reads the clock once
-        let now = Instant::now();
-        let (ours, theirs) = socket::socketpair_seqpacket().expect("pair");
-        let peer = PeerId(9);
-        links.add_link(ours, false, peer).expect("watched");
-        links.transmit(&mut member, &Owned, now, peer, b"hello".to_vec(), None);
-        let mut buf = [0; 16];
-        let got = socket::recv_record(theirs.as_fd(), &mut buf, &mut Vec::new(), 0);
-        assert!(matches!(got, Ok(Recv::Data { len: 5, .. })), "{got:?}");
-        assert_eq!(&buf[..5], b"hello");
-
-        // The peer sends a last record and closes: the failed send keeps the link, and what
-        // it sent is still read, up to the end of the stream.
-        let sent = socket::send_record(theirs.as_fd(), b"bye", &[]).expect("sent");
-        assert!(matches!(sent, Sent::Complete));
-        drop(theirs);
-        links.transmit(&mut member, &Owned, now, peer, b"late".to_vec(), None);
-        assert!(links.peers.contains_key(&peer), "kept for reading");
-        assert_eq!(links.read_record(&mut member, now, 0), Read::Record);
-        assert_eq!(links.read_record(&mut member, now, 0), Read::Done);
-        assert!(links.peers.is_empty(), "the end of the stream closes it");
-        let _ = std::fs::remove_dir_all(base);
-    }
-
-    #[test]
-    fn a_topology_link_over_its_outbox_bound_is_closed() {
-        let (mut links, mut member, base) = table("bound", 4);
-        #[allow(clippy::disallowed_methods)] // a test reads the clock once
-        let now = Instant::now();
-        let (ours, _theirs) = socket::socketpair_seqpacket().expect("pair");
-        let peer = PeerId(9);
-        links.add_link(ours, false, peer).expect("watched");
-        links.transmit(&mut member, &Owned, now, peer, vec![0; 5], None);
-        assert!(links.peers.is_empty(), "closed");
-        assert!(links.is_flushed());
-        let _ = std::fs::remove_dir_all(base);
-    }
-
-    /// The environment variable that makes [`peer_process`] connect to the test.
-    const PEER_ENV: &str = "IPC_CORE_TEST_PEER";
-
-    /// Not a test: the process [`spawn_peer`] starts. It connects to the address it is given
-    /// and waits until its stdin closes or it is killed.
-    #[test]
-    #[ignore = "a peer process for the pidfd tests, started by them"]
-    fn peer_process() {
-        let Some(name) = std::env::var_os(PEER_ENV) else {
-            return;
-        };
-        let addr = ipc_os::addr::AbstractAddr::new(name.as_encoded_bytes()).expect("address");
-        let _socket = socket::connect(addr.as_unix_addr()).expect("connect to the test");
-        let _ = std::io::Read::read(&mut std::io::stdin(), &mut [0]);
-    }
-
-    /// A process connected to this one: killed and reaped however the test ends.
-    struct Peer(std::process::Child);
-
-    impl Drop for Peer {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    /// Starts a [`peer_process`] and returns it with this end of its connection.
-    fn spawn_peer(tag: &str) -> (Peer, OwnedFd) {
-        use std::process::{Command, Stdio};
-        let name = format!("ipc-core-{tag}-{}", std::process::id());
-        let addr = ipc_os::addr::AbstractAddr::new(name.as_bytes()).expect("address");
-        let listener = socket::listen(addr.as_unix_addr()).expect("listen");
-        let peer = Peer(
-            Command::new(std::env::current_exe().expect("test binary"))
-                .args([
-                    "--exact",
-                    "links::tests::peer_process",
-                    "--ignored",
-                    "--quiet",
-                ])
-                .env(PEER_ENV, &name)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("spawn the peer process"),
-        );
-        let poller = Poller::new().expect("epoll");
-        poller
-            .add(&listener, Token(0), Interest::READABLE)
-            .expect("watch the listener");
-        let mut events = ipc_os::poll::Events::with_capacity(1);
-        for _ in 0..100 {
-            if let Some((fd, _)) = socket::accept(&listener).expect("accept") {
-                return (peer, fd);
-            }
-            poller
-                .wait(&mut events, Some(Duration::from_millis(100)))
-                .expect("wait");
-        }
-        panic!("the peer process did not connect within 10 s");
-    }
-
-    /// Watches the process at the other end of `fd` as the link to `peer`; returns its key.
-    fn watch_link(
-        links: &mut Links<OwnedFd>,
-        member: &mut Member,
-        now: Instant,
-        peer: PeerId,
-        fd: OwnedFd,
-    ) -> usize {
-        let process = PidFd::open_peer(&fd);
-        if !matches!(process, PeerProcess::Watch(_)) {
-            panic!("no pidfd for a live peer process: {process:?}");
-        }
-        links.add_link(fd, false, peer).expect("link");
-        links.watch(member, now, peer, process);
-        links.watched[&peer]
-    }
-
-    #[test]
-    fn a_watched_process_that_exits_is_reported_once() {
-        if ipc_os::pidfd::pidfds_disabled() {
-            return;
-        }
-        let (mut links, mut member, base) = table("exit", 1 << 20);
-        #[allow(clippy::disallowed_methods)] // a test reads the clock once
-        let now = Instant::now();
-        let (mut child, fd) = spawn_peer("exit");
-        let peer = PeerId(9);
-        let key = watch_link(&mut links, &mut member, now, peer, fd);
-        let mut events = ipc_os::poll::Events::with_capacity(4);
-        links
-            .poller()
-            .wait(&mut events, Some(Duration::ZERO))
-            .expect("wait");
-        assert!(
-            events
-                .iter()
-                .all(|e| Ready::of(e.token()) != Ready::Exited(key)),
-            "alive: not reported"
-        );
-        child.0.kill().expect("SIGKILL");
-        // The link's socket hangs up first and stays readable: wait on the clock, not on
-        // wakeups.
-        #[allow(clippy::disallowed_methods)] // a test's deadline
-        let until = Instant::now() + Duration::from_secs(10);
-        #[allow(clippy::disallowed_methods)] // a test's deadline
-        let exited = std::iter::from_fn(|| (Instant::now() < until).then_some(())).any(|()| {
-            links
-                .poller()
-                .wait(&mut events, Some(Duration::from_millis(100)))
-                .expect("wait");
-            events
-                .iter()
-                .any(|e| Ready::of(e.token()) == Ready::Exited(key))
-        });
-        assert!(exited, "the exit is seen within 10 s");
-        links.exited(&mut member, now, key);
-        assert!(
-            links.watches.is_empty() && links.watched.is_empty(),
-            "the watch ended"
-        );
-        links.exited(&mut member, now, key); // a second report of the same key does nothing
-        let _ = std::fs::remove_dir_all(base);
-    }
-
-    #[test]
-    fn a_closed_link_stays_watched_for_a_second_then_its_pidfd_is_closed() {
-        if ipc_os::pidfd::pidfds_disabled() {
-            return;
-        }
-        let (mut links, mut member, base) = table("expiry", 1 << 20);
-        #[allow(clippy::disallowed_methods)] // a test reads the clock once
-        let now = Instant::now();
-        let (_child, fd) = spawn_peer("expiry");
-        let peer = PeerId(9);
-        let _ = watch_link(&mut links, &mut member, now, peer, fd);
-        let link = links.peers[&peer];
-        links.remove(now, link);
-        links.handle_timeout(now + EXIT_WATCH_AFTER_CLOSE - Duration::from_millis(1));
-        assert_eq!(links.watches.len(), 1, "still watched just before");
-        links.handle_timeout(now + EXIT_WATCH_AFTER_CLOSE);
-        assert!(
-            links.watches.is_empty() && links.watched.is_empty(),
-            "the pidfd is closed"
-        );
-        assert_eq!(links.poll_timeout(), None, "no timer left behind");
-        let _ = std::fs::remove_dir_all(base);
-    }
-
-    #[test]
-    fn this_process_is_never_watched() {
-        let (mut links, mut member, base) = table("own", 1 << 20);
-        #[allow(clippy::disallowed_methods)] // a test reads the clock once
-        let now = Instant::now();
-        let (ours, _theirs) = socket::socketpair_seqpacket().expect("pair");
-        let process = PidFd::open_peer(&ours);
-        links.watch(&mut member, now, PeerId(9), process);
-        assert!(links.watches.is_empty(), "a hub's own spoke is not watched");
-        let _ = std::fs::remove_dir_all(base);
-    }
+/// Whether a record is a pooled message (it lends a pool range).
+fn is_pooled(record: &[u8]) -> bool {
+    matches!(MessageRef::of(record), Some(MessageRef::Pooled { .. }))
 }
+
+#[cfg(test)]
+mod tests;

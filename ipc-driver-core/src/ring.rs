@@ -1,0 +1,267 @@
+//! A data link's shared-memory ring, on the driver's side: the region, the two eventfds, and
+//! which end of [`ipc_proto::ring::link`] this node holds.
+//!
+//! The subscriber creates the ring when its publisher's `Hello` arrives and offers it over the
+//! link's socket ([`RingLink::offer`]); the publisher takes it ([`RingLink::take`]) and from
+//! then on [`Links`](crate::Links) puts message records in it instead of the socket. What goes
+//! where, and in which order the subscriber hands records on, is decided by `ipc_proto`; this
+//! module only holds the memory and the fds, and wakes the other side when told to.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use ipc_os::poll::Waker;
+use ipc_os::shared::SharedRegion;
+use ipc_os::socket::{self, Sent};
+use ipc_proto::ring::link::{Next, RingReceiver, RingSender, Sent as RingSent, link_config};
+use ipc_proto::ring::{self, Park, RingError};
+use ipc_proto::wire::encode_ring_offer;
+
+/// Which end of the ring this node holds.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// The publisher's.
+    Send(RingSender),
+    /// The subscriber's.
+    Recv(RingReceiver),
+}
+
+/// A data link's ring.
+#[derive(Debug)]
+pub(crate) struct RingLink {
+    region: SharedRegion,
+    /// This side's eventfd, in the node's `epoll` set.
+    mine: Waker,
+    /// The other side's.
+    theirs: Waker,
+    pub(crate) end: End,
+    /// Records handed on from the ring, encoded.
+    pub(crate) record: Vec<u8>,
+    /// This side wrote its own eventfd, to come back to messages it left in the ring; cleared
+    /// when it parks.
+    armed: bool,
+}
+
+/// Why a ring could not be taken.
+#[derive(Debug)]
+pub(crate) enum TakeError {
+    /// The offer breaks the protocol: close the link.
+    Violation(String),
+    /// This side cannot use it (out of memory, no `/proc`): go on without a ring.
+    Local(io::Error),
+}
+
+impl RingLink {
+    /// The subscriber's side: creates a ring and offers it on `socket`, from which `read`
+    /// records were handed on so far. `None` (and the link
+    /// goes on without a ring) if that is not possible now.
+    pub(crate) fn offer(socket: BorrowedFd<'_>, read: u64) -> io::Result<Option<Self>> {
+        let config = link_config();
+        let layout = config
+            .layout()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let len = usize::try_from(layout.region_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let region = SharedRegion::create("ipc-pubsub-ring", len)?;
+        let layout = ring::init(region.words(), &config)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let mine = Waker::new()?;
+        let theirs = Waker::new()?;
+        let offer = encode_ring_offer(layout.region_bytes());
+        let fds = [region.as_fd(), mine.as_fd(), theirs.as_fd()];
+        match socket::send_record(socket, &offer, &fds)? {
+            Sent::Complete => Ok(Some(Self {
+                region,
+                mine,
+                theirs,
+                end: End::Recv(RingReceiver::new(layout, read)),
+                record: Vec::new(),
+                armed: false,
+            })),
+            Sent::WouldBlock => Ok(None),
+        }
+    }
+
+    /// The publisher's side: takes a ring offered with a record stating `len` bytes and these
+    /// fds (the region, the subscriber's eventfd, the publisher's), on a link that has sent
+    /// `sent` records on its socket so far.
+    pub(crate) fn take(len: u64, fds: Vec<OwnedFd>, sent: u64) -> Result<Self, TakeError> {
+        let violation = |what: &str, e: &dyn std::fmt::Display| {
+            TakeError::Violation(format!("a ring offer with {what}: {e}"))
+        };
+        let local = |e: io::Error| match e.kind() {
+            io::ErrorKind::InvalidData => TakeError::Violation(format!("a bad ring offer: {e}")),
+            _ => TakeError::Local(e),
+        };
+        let [region, theirs, mine]: [OwnedFd; 3] = fds
+            .try_into()
+            .map_err(|fds: Vec<OwnedFd>| violation("the wrong fds", &fds.len()))?;
+        let region = SharedRegion::open(region, len).map_err(local)?;
+        let layout = ring::attach(region.words()).map_err(|e| violation("a bad ring", &e))?;
+        let theirs = Waker::adopt(theirs).map_err(local)?;
+        let mine = Waker::adopt(mine).map_err(local)?;
+        Ok(Self {
+            region,
+            mine,
+            theirs,
+            end: End::Send(RingSender::new(layout, sent)),
+            record: Vec::new(),
+            armed: false,
+        })
+    }
+
+    /// This side's eventfd, to watch.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.mine.as_fd()
+    }
+
+    /// Whether this is the publisher's end.
+    pub(crate) fn is_sender(&self) -> bool {
+        matches!(self.end, End::Send(_))
+    }
+
+    /// Wakes this side itself: it left messages in the ring to come back to.
+    pub(crate) fn rearm(&mut self) {
+        if !self.armed {
+            self.armed = true;
+            let _ = self.mine.wake();
+        }
+    }
+
+    // ---- the publisher's end ----
+
+    /// A record went out on the socket.
+    pub(crate) fn record_sent(&mut self) {
+        if let End::Send(tx) = &mut self.end {
+            tx.record_sent();
+        }
+    }
+
+    /// Puts a record in the ring if it goes there: `Ok(true)` if it went, `Ok(false)` if it
+    /// takes the socket; `Err(None)`: the ring is full, wait for the wake.
+    ///
+    /// `lent`: the pool ranges out on the link once this record is sent (see
+    /// [`RingSender::watch_returns`]).
+    pub(crate) fn send(&mut self, record: &[u8], lent: u64) -> Result<bool, Option<RingError>> {
+        let End::Send(tx) = &mut self.end else {
+            return Ok(false);
+        };
+        loop {
+            match tx.send(self.region.words(), record).map_err(Some)? {
+                RingSent::Ring { wake: woke } => {
+                    if woke {
+                        wake(&self.theirs);
+                    }
+                    // A range lent through the ring comes back through its return ring, which
+                    // wakes this side only while it says it waits: say so now, not only when
+                    // idle (a publisher that only publishes would never take them back).
+                    if tx.watch_returns(self.region.words(), lent).map_err(Some)? {
+                        self.rearm();
+                    }
+                    return Ok(true);
+                }
+                RingSent::Socket => return Ok(false),
+                RingSent::Full => match tx.prepare_wait(self.region.words()).map_err(Some)? {
+                    Park::Sleep => return Err(None),
+                    Park::Ready if tx.has_room() => continue,
+                    Park::Ready => break,
+                },
+            }
+        }
+        // Ranges came back but there is no room, and no wake is owed any more: come back
+        // through the read path (which takes the returns) and retry then.
+        self.rearm();
+        Err(None)
+    }
+
+    /// This side's eventfd was readable. The publisher takes the wake and stops waiting; the
+    /// subscriber stops being parked but leaves its eventfd readable until it parks again, so
+    /// that its loop comes back for whatever a read budget left in the ring.
+    pub(crate) fn woken(&mut self) -> Result<(), RingError> {
+        match &mut self.end {
+            End::Send(tx) => {
+                let _ = self.mine.reset();
+                self.armed = false;
+                tx.finish_wait(self.region.words())
+            }
+            End::Recv(rx) => rx.finish_park(self.region.words()),
+        }
+    }
+
+    /// The ranges given back, as one release record in [`Self::record`]; how many (0: none).
+    pub(crate) fn take_returns(&mut self, max: usize) -> Result<usize, RingError> {
+        match &mut self.end {
+            End::Send(tx) => tx.take_returns(self.region.words(), max, &mut self.record),
+            End::Recv(_) => Ok(0),
+        }
+    }
+
+    /// The publisher has nothing to read: waits for returns while `lent` ranges are out.
+    /// `Ok(true)`: something came meanwhile, look again.
+    pub(crate) fn idle_sender(&mut self, lent: u64) -> Result<bool, RingError> {
+        let End::Send(tx) = &mut self.end else {
+            return Ok(false);
+        };
+        // The eventfd is not reset here: a wake for room may be in it (the outbox waits for
+        // room too), and only the ring's event, which flushes, may take that one.
+        tx.watch_returns(self.region.words(), lent)
+    }
+
+    // ---- the subscriber's end ----
+
+    /// The next ring message due before the socket's next record, in [`Self::record`]:
+    /// `Ok(true)` if there is one.
+    pub(crate) fn next(&mut self) -> Result<bool, RingError> {
+        let End::Recv(rx) = &mut self.end else {
+            return Ok(false);
+        };
+        let next = rx.next(self.region.words(), &mut self.record)?;
+        if rx.take_wake() {
+            wake(&self.theirs);
+        }
+        Ok(next == Next::Record)
+    }
+
+    /// A socket record was handed on.
+    pub(crate) fn record_read(&mut self) {
+        if let End::Recv(rx) = &mut self.end {
+            rx.record_read();
+        }
+    }
+
+    /// The subscriber has nothing to read: parks. `Ok(true)`: a message came meanwhile, look
+    /// again.
+    pub(crate) fn park(&mut self) -> Result<bool, RingError> {
+        let End::Recv(rx) = &mut self.end else {
+            return Ok(false);
+        };
+        let _ = self.mine.reset();
+        self.armed = false;
+        let words = self.region.words();
+        match rx.prepare_park(words)? {
+            Park::Ready => Ok(true),
+            Park::Sleep => Ok(false),
+        }
+    }
+
+    /// Gives pooled ranges back through the return ring; returns how many went.
+    pub(crate) fn give_back(
+        &mut self,
+        slots: &[ipc_proto::wire::SlotRef],
+    ) -> Result<usize, RingError> {
+        let End::Recv(rx) = &mut self.end else {
+            return Ok(0);
+        };
+        let given = rx.give_back(self.region.words(), slots)?;
+        if rx.take_wake() {
+            wake(&self.theirs);
+        }
+        Ok(given)
+    }
+}
+
+/// Wakes the other side. Cannot block (its eventfd is non-blocking); a failure means the peer
+/// is gone, which its socket tells.
+fn wake(theirs: &Waker) {
+    let _ = theirs.wake();
+}

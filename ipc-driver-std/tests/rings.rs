@@ -1,0 +1,84 @@
+//! Shared-memory rings on data links: used when both ends' drivers take them, never offered
+//! to a publisher that does not, messages intact either way, and the mappings gone with the
+//! links. Alone in its binary: it counts this process's ring mappings.
+
+use std::time::{Duration, Instant};
+
+use ipc_driver_std::{Node, SubscriptionOptions};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Mappings of ring regions in this process (both ends of a link, when both are here).
+fn ring_mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .expect("procfs")
+        .lines()
+        .filter(|l| l.contains("/memfd:ipc-pubsub-ring"))
+        .count()
+}
+
+fn wait_rings(n: usize, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while ring_mappings() != n {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {} ring mappings, expected {n}",
+            ring_mappings()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Sends 300 messages of sizes around the ring's inline limit from `publisher_rings` to
+/// `subscriber_rings` and checks each; returns the ring mappings seen while the link is up.
+fn exchange(publisher_rings: bool, subscriber_rings: bool) -> usize {
+    let g = format!("t-{:016x}", getrandom::u64().expect("OS randomness"));
+    let p = Node::builder("pub")
+        .group(&g)
+        .shared_memory_rings(publisher_rings)
+        .join()
+        .expect("join");
+    let s = Node::builder("sub")
+        .group(&g)
+        .shared_memory_rings(subscriber_rings)
+        .join()
+        .expect("join");
+    let publisher = p.publisher("t", "x").expect("publisher");
+    let sub = s
+        .subscription("t", SubscriptionOptions::block(WAIT))
+        .expect("sub");
+    let sid = s.id();
+    p.wait_view(WAIT, |v| {
+        v.node(sid).is_some_and(|n| n.subscribes.len() == 1)
+    })
+    .expect("routed");
+    let mut seen = 0;
+    for n in 0..300u32 {
+        let len = 4000 + (n as usize * 7) % 200;
+        let payload: Vec<u8> = (0..len).map(|i| (i as u32 ^ n) as u8).collect();
+        publisher.publish(&payload).expect("publish");
+        let m = sub.recv_timeout(WAIT).expect("a message");
+        assert_eq!(&m[..], &payload[..], "message {n}");
+        seen = seen.max(ring_mappings());
+    }
+    drop((publisher, sub));
+    p.leave().expect("leave");
+    s.leave().expect("leave");
+    wait_rings(0, "after both left");
+    seen
+}
+
+#[test]
+fn rings_only_where_both_drivers_take_them() {
+    assert_eq!(exchange(true, true), 2, "one ring, mapped at both ends");
+    assert_eq!(
+        exchange(false, true),
+        0,
+        "not offered: the publisher takes none"
+    );
+    assert_eq!(
+        exchange(true, false),
+        0,
+        "not offered: the subscriber uses none"
+    );
+}

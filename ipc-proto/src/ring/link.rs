@@ -1,0 +1,523 @@
+//! A ring beside a data link's socket: which records take the ring, and how the receiving side
+//! merges the two streams back into the order they were sent in.
+//!
+//! A subscriber offers its publisher a ring on each data link
+//! ([`encode_ring_offer`](crate::wire::encode_ring_offer), with the region and two eventfds);
+//! from then on the publisher's driver puts each message record the data plane hands it
+//! ([`DataFrame::Inline`] up to the ring's inline size, [`DataFrame::Pooled`]) into the ring
+//! with [`RingSender::send`], and everything else (bindings, segment offers with their fds,
+//! fresh payloads, `Last`, `Goodbye`) on the socket, as before. The subscriber gives pool
+//! ranges back through the return ring ([`RingReceiver::give_back`]); what does not fit goes
+//! in a [`DataFrame::Release`] on the socket. Neither data plane knows: the records it reads
+//! are the records the other one wrote, in the same order.
+//!
+//! # Order
+//! The publisher counts the records it has sent on the socket since the link opened and
+//! stamps each ring message with that count ([`Popped::sent_before`](super::Popped::sent_before)). The subscriber
+//! counts the socket records it has handed on since the link opened, and:
+//! - hands on a ring message only once it has handed on `sent_before` socket records
+//!   ([`RingReceiver::next`] says [`Next::Socket`] and keeps it until then), so a message
+//!   never overtakes the binding or segment offer it refers to;
+//! - before handing on a socket record, hands on every ring message that is due: the ring
+//!   messages pushed before that record was sent are visible by then (the push's `Release`
+//!   store comes before the `sendmsg` that the `recvmsg` follows), so a socket record never
+//!   overtakes an earlier ring message either.
+//!
+//! A peer that stamps nonsense only disorders or stalls its own link.
+//!
+//! # Flow control and wakeups
+//! A full ring is a full link: the record waits in the driver's outbox (the data plane is told
+//! [`DataInput::Blocked`](crate::data::DataInput::Blocked) as for a full socket) and the
+//! publisher waits on its eventfd for room ([`RingSender::prepare_wait`]). While pool ranges
+//! are out ([`RingSender::watch_returns`]) it waits on it when idle too, so returns are taken
+//! back without delay. The subscriber parks ([`RingReceiver::prepare_park`]) when both the
+//! ring and the socket are empty.
+//!
+//! [`DataFrame::Inline`]: crate::wire::DataFrame::Inline
+//! [`DataFrame::Pooled`]: crate::wire::DataFrame::Pooled
+//! [`DataFrame::Release`]: crate::wire::DataFrame::Release
+
+use super::{
+    Body, Consumer, Layout, Park, PoolRange, Popped, Producer, Push, RingConfig, RingError,
+    RingPayload, Word,
+};
+use crate::wire::{DataFrame, MessageHeader, MessageRef, SlotRef, encode_data_into};
+
+/// Slots of a link's ring: the messages in flight on it before its publisher waits.
+pub const LINK_CAPACITY: u32 = 64;
+/// Largest payload a link's ring carries inline; larger inline messages take the socket.
+pub const LINK_INLINE_MAX: u32 = 4096;
+/// Return entries of a link's ring.
+pub const LINK_RETURNS: u32 = 64;
+
+/// The geometry of the ring a subscriber offers on each data link: [`LINK_CAPACITY`] slots
+/// of [`LINK_INLINE_MAX`] inline bytes (about 266 KiB of shared memory per link, touched as
+/// it is used) and [`LINK_RETURNS`] return entries. The pool's length is not the
+/// subscriber's to know: pool ranges are checked by the data plane against the segments
+/// offered on the link.
+pub fn link_config() -> RingConfig {
+    let mut config = RingConfig::default();
+    config
+        .capacity(LINK_CAPACITY)
+        .inline_max(LINK_INLINE_MAX)
+        .return_capacity(LINK_RETURNS)
+        .pool_len(u64::MAX);
+    config
+}
+
+/// What [`RingSender::send`] did with a record.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// In the ring. `wake`: write the subscriber's eventfd.
+    Ring {
+        /// The subscriber sleeps: wake it.
+        wake: bool,
+    },
+    /// A message, but the ring is full: keep it queued and wait for room.
+    Full,
+    /// Not for the ring: send it on the socket.
+    Socket,
+}
+
+/// The publisher's end of a ring link.
+#[derive(Debug, Clone)]
+pub struct RingSender {
+    producer: Producer,
+    /// Records sent on the socket so far.
+    sent: u64,
+    /// "Waiting" is published in the ring and no wake was taken since.
+    waiting: bool,
+}
+
+impl RingSender {
+    /// The sending end of a ring [`attach`](super::attach)ed with this layout, on a link
+    /// whose socket has carried `sent` records so far (every one since the link opened).
+    pub fn new(layout: Layout, sent: u64) -> Self {
+        Self {
+            producer: Producer::new(layout),
+            sent,
+            waiting: false,
+        }
+    }
+
+    /// A record went out on the link's socket.
+    pub fn record_sent(&mut self) {
+        self.sent += 1;
+    }
+
+    /// Puts `record` in the ring if it is a message the ring carries (see the module docs).
+    /// An `Err` is the subscriber's fault: close the link.
+    pub fn send<W: Word>(&mut self, region: &[W], record: &[u8]) -> Result<Sent, RingError> {
+        let (header, body) = match MessageRef::of(record) {
+            Some(MessageRef::Inline { header, payload })
+                if payload.len() <= self.producer.layout().inline_max() =>
+            {
+                (header, Body::Inline(payload))
+            }
+            Some(MessageRef::Pooled {
+                header,
+                segment,
+                offset,
+                len,
+            }) => (
+                header,
+                Body::Pool(PoolRange {
+                    segment,
+                    offset,
+                    len,
+                }),
+            ),
+            _ => return Ok(Sent::Socket),
+        };
+        match self
+            .producer
+            .push_after(region, header.topic, header.seq, self.sent, body)?
+        {
+            Push::Done { wake } => Ok(Sent::Ring { wake }),
+            Push::Full => Ok(Sent::Full),
+        }
+    }
+
+    /// While `lent` pool ranges are out on the link (the driver counts them: sent in the ring
+    /// or on the socket, before the ring or after, and not given back either way), makes sure
+    /// the subscriber wakes this side when it gives one back through the return ring (it
+    /// wakes only a publisher that says it waits). Call it after each message and when idle.
+    /// `true`: ranges came back already, take them ([`Self::take_returns`]).
+    pub fn watch_returns<W: Word>(&mut self, region: &[W], lent: u64) -> Result<bool, RingError> {
+        if self.waiting || lent == 0 {
+            return Ok(false);
+        }
+        Ok(self.prepare_wait_returns(region)? == Park::Ready)
+    }
+
+    /// Takes back up to `max` ranges given back as one [`DataFrame::Release`] record in `out`,
+    /// for the data plane; returns how many (0: none, `out` untouched).
+    pub fn take_returns<W: Word>(
+        &mut self,
+        region: &[W],
+        max: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, RingError> {
+        let mut refs = Vec::new();
+        while refs.len() < max {
+            match self.producer.pop_return(region)? {
+                Some(r) => refs.push(SlotRef {
+                    segment: r.segment,
+                    offset: r.offset,
+                }),
+                None => break,
+            }
+        }
+        let n = refs.len();
+        if n > 0 {
+            encode_data_into(&DataFrame::Release(refs), &[], out);
+        }
+        Ok(n)
+    }
+
+    /// Before waiting on the publisher's eventfd (for room or returns): see
+    /// [`Producer::prepare_wait`].
+    pub fn prepare_wait<W: Word>(&mut self, region: &[W]) -> Result<Park, RingError> {
+        let park = self.producer.prepare_wait(region)?;
+        self.waiting = park == Park::Sleep;
+        Ok(park)
+    }
+
+    /// Whether the ring has a free slot, as last seen.
+    pub fn has_room(&self) -> bool {
+        self.producer.free_cached() > 0
+    }
+
+    /// Before waiting on the publisher's eventfd for returned ranges only (idle, with
+    /// [`Self::watch_returns`]): see [`Producer::prepare_wait_returns`].
+    pub fn prepare_wait_returns<W: Word>(&mut self, region: &[W]) -> Result<Park, RingError> {
+        let park = self.producer.prepare_wait_returns(region)?;
+        self.waiting = park == Park::Sleep;
+        Ok(park)
+    }
+
+    /// After waiting: see [`Producer::finish_wait`].
+    pub fn finish_wait<W: Word>(&mut self, region: &[W]) -> Result<(), RingError> {
+        self.waiting = false;
+        self.producer.finish_wait(region)
+    }
+}
+
+/// What [`RingReceiver::next`] found.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// A message record is in `out`: hand it on.
+    Record,
+    /// The next ring message follows socket records not handed on yet: read the socket.
+    Socket,
+    /// The ring is empty.
+    Empty,
+}
+
+/// The subscriber's end of a ring link.
+#[derive(Debug, Clone)]
+pub struct RingReceiver {
+    consumer: Consumer,
+    /// Socket records handed on so far.
+    read: u64,
+    /// A message popped before its turn ([`Next::Socket`]); its inline bytes are in `inline`.
+    held: Option<Popped>,
+    inline: Vec<u8>,
+    /// The publisher waits for room or returns and is owed a wake ([`Self::take_wake`]).
+    wake: bool,
+}
+
+impl RingReceiver {
+    /// The receiving end of a ring this side [`init`](super::init)ed with this layout, on a
+    /// link whose socket records were handed on `read` times so far (every one since the
+    /// link opened).
+    pub fn new(layout: Layout, read: u64) -> Self {
+        Self {
+            consumer: Consumer::new(layout),
+            read,
+            held: None,
+            inline: vec![0; layout.inline_max()],
+            wake: false,
+        }
+    }
+
+    /// A socket record of the link was handed on.
+    pub fn record_read(&mut self) {
+        self.read += 1;
+    }
+
+    /// The next ring message that is due before the socket's next record (see the module
+    /// docs), encoded into `out` as the record the publisher's data plane wrote. An `Err` is
+    /// the publisher's fault: close the link.
+    pub fn next<W: Word>(&mut self, region: &[W], out: &mut Vec<u8>) -> Result<Next, RingError> {
+        let popped = match self.held.take() {
+            Some(p) => p,
+            None => match self.consumer.pop(region, &mut self.inline)? {
+                Some(p) => {
+                    self.wake |= p.wake_producer;
+                    p
+                }
+                None => return Ok(Next::Empty),
+            },
+        };
+        if popped.sent_before > self.read {
+            self.held = Some(popped);
+            return Ok(Next::Socket);
+        }
+        let header = MessageHeader {
+            topic: popped.binding,
+            seq: popped.seq,
+        };
+        let message = match popped.payload {
+            RingPayload::Inline { len } => MessageRef::Inline {
+                header,
+                payload: self.inline.get(..len).unwrap_or_default(),
+            },
+            RingPayload::Pool(r) => MessageRef::Pooled {
+                header,
+                segment: r.segment,
+                offset: r.offset,
+                len: r.len,
+            },
+        };
+        message.encode_into(out);
+        Ok(Next::Record)
+    }
+
+    /// Whether messages are known to wait (without reading the publisher's words).
+    pub fn has_more(&self) -> bool {
+        self.held.is_some() || self.consumer.pending_cached() > 0
+    }
+
+    /// Gives pooled ranges back through the return ring, in order, as far as it has room;
+    /// returns how many went (send the rest in a [`DataFrame::Release`] on the socket).
+    pub fn give_back<W: Word>(
+        &mut self,
+        region: &[W],
+        slots: &[SlotRef],
+    ) -> Result<usize, RingError> {
+        for (given, slot) in slots.iter().enumerate() {
+            let range = PoolRange {
+                segment: slot.segment,
+                offset: slot.offset,
+                len: 0,
+            };
+            match self.consumer.push_return(region, range)? {
+                Push::Done { wake } => self.wake |= wake,
+                Push::Full => return Ok(given),
+            }
+        }
+        Ok(slots.len())
+    }
+
+    /// Whether the publisher is owed a wake (it waits for room or returns): write its eventfd.
+    pub fn take_wake(&mut self) -> bool {
+        std::mem::take(&mut self.wake)
+    }
+
+    /// Before sleeping on the subscriber's eventfd, once the ring and the socket are empty:
+    /// see [`Consumer::prepare_park`].
+    ///
+    /// With a message held for socket records not read yet ([`Next::Socket`]), nothing in
+    /// the ring can be handed on before those records, whose arrival the socket tells:
+    /// [`Park::Sleep`] without parking, so that the publisher is not asked for wakes.
+    pub fn prepare_park<W: Word>(&mut self, region: &[W]) -> Result<Park, RingError> {
+        if self.held.is_some() {
+            return Ok(Park::Sleep);
+        }
+        self.consumer.prepare_park(region)
+    }
+
+    /// After sleeping: see [`Consumer::finish_park`].
+    pub fn finish_park<W: Word>(&mut self, region: &[W]) -> Result<(), RingError> {
+        self.consumer.finish_park(region)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use super::*;
+    use crate::ring::{attach, init};
+    use crate::wire::{DataFrame, decode_data, encode_data};
+
+    fn pair() -> (Vec<AtomicU64>, RingSender, RingReceiver) {
+        let mut config = link_config();
+        config.capacity(4).inline_max(64).return_capacity(2);
+        let layout = config.layout().expect("valid");
+        let region: Vec<AtomicU64> = (0..layout.region_words())
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        let created = init(&region, &config).expect("init");
+        let attached = attach(&region).expect("attach");
+        (
+            region,
+            RingSender::new(attached, 0),
+            RingReceiver::new(created, 0),
+        )
+    }
+
+    fn inline(topic: u32, seq: u64, payload: &[u8]) -> Vec<u8> {
+        encode_data(&DataFrame::Inline(MessageHeader { topic, seq }), payload)
+    }
+
+    fn pooled(seq: u64) -> Vec<u8> {
+        encode_data(
+            &DataFrame::Pooled {
+                header: MessageHeader { topic: 1, seq },
+                segment: 7,
+                offset: 4096,
+                len: 100,
+            },
+            &[],
+        )
+    }
+
+    #[test]
+    fn messages_cross_the_ring_as_the_records_they_were() {
+        let (region, mut tx, mut rx) = pair();
+        let mut out = Vec::new();
+        for record in [inline(3, 1, b"hello"), pooled(2), inline(3, 3, b"")] {
+            assert_eq!(tx.send(&region, &record), Ok(Sent::Ring { wake: false }));
+            assert_eq!(rx.next(&region, &mut out), Ok(Next::Record));
+            assert_eq!(out, record);
+        }
+        assert_eq!(rx.next(&region, &mut out), Ok(Next::Empty));
+    }
+
+    #[test]
+    fn other_frames_and_large_payloads_take_the_socket() {
+        let (region, mut tx, _) = pair();
+        let topic = encode_data(
+            &DataFrame::Topic {
+                id: 1,
+                topic: "t".into(),
+            },
+            &[],
+        );
+        assert_eq!(tx.send(&region, &topic), Ok(Sent::Socket));
+        assert_eq!(tx.send(&region, &inline(1, 1, &[0; 65])), Ok(Sent::Socket));
+        assert_eq!(tx.send(&region, &[1, 2, 3]), Ok(Sent::Socket));
+        let fresh = encode_data(
+            &DataFrame::Fresh {
+                header: MessageHeader { topic: 1, seq: 1 },
+                len: 5,
+            },
+            &[],
+        );
+        assert_eq!(tx.send(&region, &fresh), Ok(Sent::Socket));
+    }
+
+    #[test]
+    fn a_ring_message_waits_for_the_socket_records_sent_before_it() {
+        let (region, mut tx, mut rx) = pair();
+        let mut out = Vec::new();
+        // Two socket records (a binding, a segment offer), then a message in the ring.
+        tx.record_sent();
+        tx.record_sent();
+        let m = inline(1, 1, b"x");
+        assert_eq!(tx.send(&region, &m), Ok(Sent::Ring { wake: false }));
+        assert_eq!(rx.next(&region, &mut out), Ok(Next::Socket));
+        rx.record_read();
+        assert_eq!(rx.next(&region, &mut out), Ok(Next::Socket));
+        // Held for a socket record: the socket wakes the subscriber, so it sleeps without
+        // parking on the ring (a `Ready` here spun the driver's read loop), and the
+        // publisher is not asked for a wake.
+        assert_eq!(rx.prepare_park(&region), Ok(Park::Sleep), "a held message");
+        let m2 = inline(1, 2, b"y");
+        assert_eq!(tx.send(&region, &m2), Ok(Sent::Ring { wake: false }));
+        rx.finish_park(&region).expect("finish");
+        rx.record_read();
+        assert_eq!(rx.next(&region, &mut out), Ok(Next::Record));
+        assert_eq!(out, m);
+        out.clear();
+        assert_eq!(rx.next(&region, &mut out), Ok(Next::Record));
+        assert_eq!(out, m2);
+        // A socket record sent after it comes after it.
+        tx.record_sent();
+        assert_eq!(rx.next(&region, &mut out), Ok(Next::Empty));
+    }
+
+    #[test]
+    fn a_full_ring_says_so_and_takes_the_message_once_there_is_room() {
+        let (region, mut tx, mut rx) = pair();
+        let mut out = Vec::new();
+        for seq in 1..=4 {
+            assert!(matches!(
+                tx.send(&region, &inline(1, seq, b"")),
+                Ok(Sent::Ring { .. })
+            ));
+        }
+        let fifth = inline(1, 5, b"");
+        assert_eq!(tx.send(&region, &fifth), Ok(Sent::Full));
+        assert_eq!(tx.prepare_wait(&region), Ok(Park::Sleep));
+        assert_eq!(rx.next(&region, &mut out), Ok(Next::Record));
+        assert!(rx.take_wake(), "the waiting publisher is woken");
+        assert!(!rx.take_wake(), "once");
+        tx.finish_wait(&region).expect("fine");
+        assert!(matches!(tx.send(&region, &fifth), Ok(Sent::Ring { .. })));
+    }
+
+    #[test]
+    fn ranges_come_back_as_one_release() {
+        let (region, mut tx, mut rx) = pair();
+        let mut out = Vec::new();
+        assert!(matches!(
+            tx.send(&region, &pooled(1)),
+            Ok(Sent::Ring { .. })
+        ));
+        // A publisher that only publishes says it waits for returns as soon as a range is
+        // out (else the subscriber never wakes it for them); with room to spare it waits for
+        // returns, not for room (a `Ready` for the free slots spun the driver's read loop).
+        assert!(tx.has_room());
+        assert_eq!(tx.watch_returns(&region, 0), Ok(false), "nothing lent");
+        assert_eq!(tx.watch_returns(&region, 1), Ok(false));
+        assert_eq!(tx.watch_returns(&region, 1), Ok(false), "once is enough");
+        let slots = [
+            SlotRef {
+                segment: 7,
+                offset: 0,
+            },
+            SlotRef {
+                segment: 7,
+                offset: 4096,
+            },
+            SlotRef {
+                segment: 8,
+                offset: 0,
+            },
+        ];
+        assert_eq!(rx.give_back(&region, &slots), Ok(2), "two return entries");
+        assert!(rx.take_wake(), "the waiting publisher is owed a wake");
+        tx.finish_wait(&region).expect("finish");
+        assert_eq!(tx.prepare_wait_returns(&region), Ok(Park::Ready));
+        assert_eq!(tx.take_returns(&region, 16, &mut out), Ok(2));
+        let (frame, _) = decode_data(&out, 255, 16).expect("a release");
+        assert_eq!(frame, DataFrame::Release(slots[..2].to_vec()));
+        assert_eq!(tx.take_returns(&region, 16, &mut out), Ok(0));
+    }
+
+    #[test]
+    fn a_parked_subscriber_is_woken_once() {
+        let (region, mut tx, mut rx) = pair();
+        let mut out = Vec::new();
+        assert_eq!(rx.next(&region, &mut out), Ok(Next::Empty));
+        assert_eq!(rx.prepare_park(&region), Ok(Park::Sleep));
+        assert_eq!(
+            tx.send(&region, &inline(1, 1, b"")),
+            Ok(Sent::Ring { wake: true })
+        );
+        assert_eq!(
+            tx.send(&region, &inline(1, 2, b"")),
+            Ok(Sent::Ring { wake: false })
+        );
+        rx.finish_park(&region).expect("fine");
+        assert_eq!(rx.next(&region, &mut out), Ok(Next::Record));
+        assert!(rx.has_more(), "the second one is known to wait");
+        assert_eq!(rx.next(&region, &mut out), Ok(Next::Record));
+        assert!(!rx.has_more());
+    }
+}

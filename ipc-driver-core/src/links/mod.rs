@@ -37,9 +37,8 @@ use ipc_os::poll::{Interest, Poller, Token};
 use ipc_os::rendezvous::{DataSocket, GroupDir, HubSocket};
 use ipc_os::socket::{self, Recv, Sent};
 use ipc_proto::data::{OUTGOING, ReceivedSegment};
-use ipc_proto::wire::{
-    DataFrame, MessageRef, decode_data, encode_data, hello_takes_rings, ring_offer,
-};
+use ipc_proto::ring::link::Lent;
+use ipc_proto::wire::{DataFrame, decode_data, encode_data, hello_takes_rings, ring_offer};
 use ipc_proto::{Listener, Member, MemberInput, MemberOutput, PeerId};
 use slab::Slab;
 use tracing::{debug, info, trace, warn};
@@ -154,10 +153,9 @@ struct Link<A> {
     ring_full: bool,
     /// A socket record read but not handed on yet: ring messages sent before it go first.
     held: Option<(Vec<u8>, Vec<ReceivedSegment>)>,
-    /// Pool ranges this side lent on the link (pooled messages sent, in the ring or on the
-    /// socket) and not given back yet (through the return ring or in a release record): a
-    /// publisher with ranges out waits for returns ([`RingLink::idle_sender`]).
-    lent: u64,
+    /// Pool ranges this side lent on the link and not given back yet: a publisher with
+    /// ranges out watches the return ring ([`RingLink::idle_sender`]).
+    lent: Lent,
     /// Records sent on the socket, and handed on from it, since the link opened: where a ring
     /// taken later starts counting.
     sent: u64,
@@ -562,7 +560,7 @@ impl<A> Links<A> {
             ring_full: false,
             held: None,
             sent: 0,
-            lent: 0,
+            lent: Lent::default(),
             read: 0,
         });
         self.peers.insert(peer, key);
@@ -632,10 +630,9 @@ impl<A> Links<A> {
             if attach.is_none()
                 && let Some(ring) = &mut link.ring
             {
-                let pooled = u64::from(is_pooled(bytes));
-                match ring.send(bytes, link.lent + pooled) {
+                match ring.send(bytes, link.lent.after(bytes)) {
                     Ok(true) => {
-                        link.lent += pooled;
+                        link.lent.sent(bytes);
                         link.outbox_bytes -= bytes.len();
                         link.outbox.pop_front();
                         continue;
@@ -659,7 +656,7 @@ impl<A> Links<A> {
             match socket::send_record(link.fd.as_fd(), bytes, &fds) {
                 Ok(Sent::Complete) => {
                     link.outbox_bytes -= bytes.len();
-                    link.lent += u64::from(is_pooled(bytes));
+                    link.lent.sent(bytes);
                     link.outbox.pop_front();
                     link.sent += 1;
                     if let Some(ring) = &mut link.ring {
@@ -951,7 +948,7 @@ impl<A> Links<A> {
                     let Some(link) = self.links.get_mut(key) else {
                         return Read::Done;
                     };
-                    let lent = link.lent;
+                    let lent = link.lent.get();
                     let Some(ring) = link.ring.as_mut() else {
                         return Read::Done;
                     };
@@ -981,7 +978,7 @@ impl<A> Links<A> {
         let ring = link.ring.as_mut()?;
         let got = if ring.is_sender() {
             ring.take_returns(MAX_RETURNS).map(|n| {
-                link.lent = link.lent.saturating_sub(n as u64);
+                link.lent.returned(n);
                 n > 0
             })
         } else {
@@ -1078,15 +1075,8 @@ impl<A> Links<A> {
                     }
                 }
                 link.read += 1;
-                if data
-                    && !link.accepted
-                    && link.lent > 0
-                    && let Ok((DataFrame::Release(refs), _)) =
-                        decode_data(&buf[..len], 0, usize::MAX)
-                {
-                    // Ranges given back on the socket (lent before the ring, or its return
-                    // ring full): the member checks them; only the count is kept here.
-                    link.lent = link.lent.saturating_sub(refs.len() as u64);
+                if data && !link.accepted {
+                    link.lent.read(&buf[..len]);
                 }
                 let hello = data && link.accepted && self.rings && hello_takes_rings(&buf[..len]);
                 Self::hand_on(member, now, peer, &buf[..len], &segments);
@@ -1139,11 +1129,6 @@ impl<A> Links<A> {
         feed(member, now, MemberInput::Rejected { peer, reason });
         Read::Rejected
     }
-}
-
-/// Whether a record is a pooled message (it lends a pool range).
-fn is_pooled(record: &[u8]) -> bool {
-    matches!(MessageRef::of(record), Some(MessageRef::Pooled { .. }))
 }
 
 #[cfg(test)]

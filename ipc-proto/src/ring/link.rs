@@ -41,7 +41,7 @@ use super::{
     Body, Consumer, Layout, Park, PoolRange, Popped, Producer, Push, RingConfig, RingError,
     RingPayload, Word,
 };
-use crate::wire::{DataFrame, MessageHeader, MessageRef, SlotRef, encode_data_into};
+use crate::wire::{DataFrame, MessageHeader, MessageRef, SlotRef, decode_data, encode_data_into};
 
 /// Slots of a link's ring: the messages in flight on it before its publisher waits.
 pub const LINK_CAPACITY: u32 = 64;
@@ -63,6 +63,50 @@ pub fn link_config() -> RingConfig {
         .return_capacity(LINK_RETURNS)
         .pool_len(u64::MAX);
     config
+}
+
+/// The pool ranges a publisher lent on one data link and were not given back yet, counted
+/// from the link's first record (before its ring existed too): pooled messages sent, in the
+/// ring or on the socket, less the ranges given back, through the return ring or in a
+/// [`DataFrame::Release`] on the socket. While any are out, the publisher watches the return
+/// ring ([`RingSender::watch_returns`]). A subscriber that lies only delays its own link's
+/// returns; the data plane checks every range it gives back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lent(u64);
+
+impl Lent {
+    /// How many ranges are out.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// How many would be out once `record` is sent.
+    pub fn after(self, record: &[u8]) -> u64 {
+        self.0
+            + u64::from(matches!(
+                MessageRef::of(record),
+                Some(MessageRef::Pooled { .. })
+            ))
+    }
+
+    /// `record` was sent, on the socket or in the ring.
+    pub fn sent(&mut self, record: &[u8]) {
+        self.0 = self.after(record);
+    }
+
+    /// A record came from the subscriber on the socket: counts the ranges a release gives back.
+    pub fn read(&mut self, record: &[u8]) {
+        if self.0 > 0
+            && let Ok((DataFrame::Release(refs), _)) = decode_data(record, 0, usize::MAX)
+        {
+            self.returned(refs.len());
+        }
+    }
+
+    /// `n` ranges came back through the return ring ([`RingSender::take_returns`]).
+    pub fn returned(&mut self, n: usize) {
+        self.0 = self.0.saturating_sub(n as u64);
+    }
 }
 
 /// What [`RingSender::send`] did with a record.
@@ -498,6 +542,31 @@ mod tests {
         let (frame, _) = decode_data(&out, 255, 16).expect("a release");
         assert_eq!(frame, DataFrame::Release(slots[..2].to_vec()));
         assert_eq!(tx.take_returns(&region, 16, &mut out), Ok(0));
+    }
+
+    #[test]
+    fn lent_counts_pooled_messages_out_and_ranges_back() {
+        let mut lent = Lent::default();
+        lent.sent(&inline(1, 1, b"x"));
+        assert_eq!(lent.get(), 0, "an inline message lends nothing");
+        assert_eq!(lent.after(&pooled(2)), 1);
+        lent.sent(&pooled(2));
+        lent.sent(&pooled(3));
+        let release = |n: u64| {
+            let refs = (0..n).map(|i| SlotRef {
+                segment: 7,
+                offset: i * 4096,
+            });
+            encode_data(&DataFrame::Release(refs.collect()), &[])
+        };
+        lent.read(&encode_data(&DataFrame::Goodbye, &[]));
+        assert_eq!(lent.get(), 2, "only a release gives back");
+        lent.read(&release(1));
+        assert_eq!(lent.get(), 1);
+        lent.returned(5);
+        assert_eq!(lent.get(), 0, "a subscriber giving back more does not wrap");
+        lent.read(&release(3));
+        assert_eq!(lent.get(), 0);
     }
 
     #[test]

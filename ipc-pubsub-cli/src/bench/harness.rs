@@ -694,6 +694,11 @@ pub(super) struct ChildReport {
     /// what a sender sent, what a receiver read.
     #[serde(default)]
     pub(super) checksum: Option<u64>,
+    /// Pub/sub roles: the shared-memory rings mapped in this process after its links carried
+    /// messages (at the end of the warm-up or of the run), which the repetition checks against
+    /// the rings it asked for.
+    #[serde(default)]
+    pub(super) ring_mappings: Option<usize>,
     /// The CPU the process ran on when it finished (filled in by the harness).
     #[serde(default)]
     pub(super) cpu: Option<usize>,

@@ -63,7 +63,8 @@ pub(super) enum Kind {
     /// flaps counted), convergence of 64 nodes started at once, idle CPU of 16 nodes.
     Topology(topology::TopologyArgs),
     /// The payload data path against raw baselines measured in the same run: round trip,
-    /// one-way throughput at 4 KiB to 16 MiB, fan-out to 4 receivers.
+    /// one-way throughput at 4 KiB to 16 MiB, fan-out to 4 receivers; key rows also with
+    /// shared-memory rings off (`.no_rings`), for what the rings buy.
     ///
     /// Every figure comes from child processes pinned to CPUs (sender on the first allowed
     /// CPU, receivers on the second), after a warm-up, over several repetitions, each with

@@ -7,6 +7,10 @@
 //! ids reserved in [`series`](super::series). [`RATIOS`] pairs series: each ratio is printed
 //! at every size where both of its series were measured, so the table shows only what exists.
 //!
+//! Key rows of ours are measured twice, with the data links' shared-memory rings (the
+//! default) and without (the `.no_rings` series, see [`pubsub`]), and [`RATIOS`] has
+//! `ringed / no_rings` for each, without a goal: what the rings bought, within one run.
+//!
 //! The run is interleaved: repetition 1 of every series and size, then repetition 2 of
 //! every one, and so on, so that a slow minute on the shared VM spreads over all series
 //! instead of skewing one ratio.
@@ -45,8 +49,8 @@ use super::measure::{CpuSample, Measurement, RepValue};
 use super::report::{Ratio, Report, Row, size_name, table};
 use super::series::{
     KIB64, MIB1, MIB16, PUBSUB_FRESH, PUBSUB_FRESH_4, PUBSUB_INLINE, PUBSUB_INLINE_4,
-    PUBSUB_PACED_1KHZ, PUBSUB_PACED_30HZ, PUBSUB_POOLED, PUBSUB_POOLED_4, PUBSUB_RTT, Series,
-    Shape,
+    PUBSUB_INLINE_NO_RINGS, PUBSUB_PACED_1KHZ, PUBSUB_PACED_30HZ, PUBSUB_POOLED, PUBSUB_POOLED_4,
+    PUBSUB_POOLED_NO_RINGS, PUBSUB_RTT, PUBSUB_RTT_NO_RINGS, Series, Shape,
 };
 use super::{build, machine, progress, pubsub};
 use crate::{CliError, Result};
@@ -73,7 +77,8 @@ pub(crate) struct PayloadArgs {
     #[arg(long, value_enum, default_value_t = Placement::CrossCore)]
     pub(crate) placement: Placement,
 
-    /// Only the series whose id contains SUBSTRING (repeatable), e.g. `--only pooled`.
+    /// Only the series whose id contains SUBSTRING (repeatable), e.g. `--only pooled`, or
+    /// `--only no_rings` for the rows measured with shared-memory rings off.
     #[arg(long, value_name = "SUBSTRING")]
     pub(crate) only: Vec<String>,
 
@@ -87,9 +92,12 @@ pub(crate) struct PayloadArgs {
 #[cfg(test)]
 const RESERVED: &[&str] = &[
     PUBSUB_RTT,
+    PUBSUB_RTT_NO_RINGS,
     PUBSUB_INLINE,
+    PUBSUB_INLINE_NO_RINGS,
     PUBSUB_FRESH,
     PUBSUB_POOLED,
+    PUBSUB_POOLED_NO_RINGS,
     PUBSUB_INLINE_4,
     PUBSUB_FRESH_4,
     PUBSUB_POOLED_4,
@@ -190,6 +198,10 @@ pub(super) struct RatioSpec {
 const ISSUE: &str = "payload issue";
 const LIMITS: &str = "BENCH.md";
 const FAST_PATH: &str = "issue 13";
+/// The note of the ratios of a ringed series over its `.no_rings` twin (no goal: they say
+/// what the rings bought).
+const RINGS_FASTER_BELOW_1: &str = "rings / no rings: below 1, the rings are faster";
+const RINGS_FASTER_ABOVE_1: &str = "rings / no rings: above 1, the rings are faster";
 const ALL: usize = usize::MAX;
 
 const fn ratio(
@@ -227,6 +239,7 @@ pub(super) const RATIOS: &[RatioSpec] = &[
         None,
         "the blocking wakeup floor: two wakeups, no payload",
     ),
+    ratio(PUBSUB_RTT, PUBSUB_RTT_NO_RINGS, None, RINGS_FASTER_BELOW_1),
     ratio(
         PUBSUB_INLINE,
         UDS_STREAM,
@@ -234,6 +247,12 @@ pub(super) const RATIOS: &[RatioSpec] = &[
         "",
     ),
     ratio(PUBSUB_INLINE, MEMCPY, None, ""),
+    ratio(
+        PUBSUB_INLINE,
+        PUBSUB_INLINE_NO_RINGS,
+        None,
+        RINGS_FASTER_ABOVE_1,
+    ),
     ratio(
         PUBSUB_POOLED,
         PUBSUB_INLINE,
@@ -266,6 +285,12 @@ pub(super) const RATIOS: &[RatioSpec] = &[
         "",
     ),
     ratio(PUBSUB_POOLED, POOLED_RAW, None, "share of the raw pool"),
+    ratio(
+        PUBSUB_POOLED,
+        PUBSUB_POOLED_NO_RINGS,
+        None,
+        RINGS_FASTER_ABOVE_1,
+    ),
     ratio(
         PUBSUB_POOLED_4,
         PUBSUB_INLINE_4,
@@ -517,6 +542,7 @@ mod tests {
     use super::*;
     use crate::bench::harness::Cores;
     use crate::bench::measure::Unit;
+    use crate::bench::series::KIB4;
 
     fn row(name: &'static str, shape: Shape, size: usize, median: f64) -> Row {
         let unit = match shape {
@@ -597,6 +623,122 @@ mod tests {
             .sum();
         assert_eq!(only.len(), pooled_sizes);
         assert!(only.len() > 8, "the raw pools and ours");
+        let no_rings: Vec<_> = plan(true, &["no_rings".into()])
+            .iter()
+            .map(|p| (p.series.id, p.case.size))
+            .collect();
+        assert_eq!(
+            no_rings,
+            [
+                (PUBSUB_RTT_NO_RINGS, 64),
+                (PUBSUB_INLINE_NO_RINGS, KIB4),
+                (PUBSUB_POOLED_NO_RINGS, KIB4),
+                (PUBSUB_POOLED_NO_RINGS, MIB1),
+            ],
+            "the key rows: 64 B round trip, 4 KiB inline, 4 KiB and 1 MiB pooled"
+        );
+    }
+
+    #[test]
+    fn every_no_rings_series_repeats_rows_of_its_ringed_twin_with_a_ratio() {
+        let no_rings: Vec<&Series> = OURS
+            .iter()
+            .filter(|s| s.id.ends_with(".no_rings"))
+            .collect();
+        assert_eq!(no_rings.len(), 3);
+        for s in no_rings {
+            let twin_id = s.id.strip_suffix(".no_rings").expect("the suffix");
+            let twin = OURS
+                .iter()
+                .find(|t| t.id == twin_id)
+                .unwrap_or_else(|| panic!("{} has no ringed twin", s.id));
+            assert_eq!(s.shape, twin.shape, "{}", s.id);
+            assert!(!s.counts.is_empty(), "{}", s.id);
+            for c in s.counts {
+                assert!(
+                    twin.counts.contains(c),
+                    "{} at {}: not a size of its twin, or other counts",
+                    s.id,
+                    size_name(c.size)
+                );
+            }
+            let specs: Vec<_> = RATIOS
+                .iter()
+                .filter(|r| r.num == twin.id && r.den == s.id)
+                .collect();
+            assert_eq!(specs.len(), 1, "one ratio {twin_id} / {}", s.id);
+            assert!(specs[0].goal.is_none(), "informative, no goal");
+            let note = match s.shape {
+                Shape::RoundTrip | Shape::Paced { .. } => RINGS_FASTER_BELOW_1,
+                Shape::OneWay { .. } => RINGS_FASTER_ABOVE_1,
+            };
+            assert_eq!(specs[0].note, note, "{}", s.id);
+        }
+    }
+
+    #[test]
+    fn rings_ratios_are_printed_where_both_ran_and_kept_in_json() {
+        let rows = vec![
+            row(PUBSUB_RTT, Shape::RoundTrip, 64, 40.0),
+            row(PUBSUB_RTT_NO_RINGS, Shape::RoundTrip, 64, 80.0),
+            row(PUBSUB_POOLED, ONE, KIB4, 0.6),
+            row(PUBSUB_POOLED, ONE, KIB64, 2.0),
+            row(PUBSUB_POOLED_NO_RINGS, ONE, KIB4, 0.2),
+        ];
+        let got = ratios(&rows);
+        let rings: Vec<_> = got
+            .iter()
+            .filter(|q| q.den.ends_with(".no_rings"))
+            .map(|q| (q.num, q.size, q.ratio, q.goal.is_some(), q.met))
+            .collect();
+        assert_eq!(
+            rings,
+            [
+                (PUBSUB_RTT, 64, 0.5, false, None),
+                (PUBSUB_POOLED, KIB4, 3.0, false, None),
+            ],
+            "not at 64 KiB, where only the ringed series ran"
+        );
+        let report = report_of(rows, got);
+        let t = table(&report);
+        for needle in [
+            "pubsub.rtt.no_rings",
+            "pubsub.rtt / pubsub.rtt.no_rings",
+            RINGS_FASTER_BELOW_1,
+            "pubsub.pooled / pubsub.pooled.no_rings",
+            RINGS_FASTER_ABOVE_1,
+        ] {
+            assert!(t.contains(needle), "{needle:?} missing from\n{t}");
+        }
+        let json = serde_json::to_value(&report).expect("serializes");
+        let ratios = json["ratios"].as_array().expect("ratios");
+        let pooled = ratios
+            .iter()
+            .find(|q| q["den"] == PUBSUB_POOLED_NO_RINGS)
+            .expect("in the JSON");
+        assert_eq!(pooled["num"], PUBSUB_POOLED);
+        assert_eq!(pooled["ratio"], 3.0);
+        assert_eq!(pooled["note"], RINGS_FASTER_ABOVE_1);
+        assert!(pooled.get("goal").is_none() && pooled.get("met").is_none());
+    }
+
+    fn report_of(rows: Vec<Row>, ratios: Vec<Ratio>) -> Report {
+        Report {
+            machine: machine(),
+            build: "test",
+            placement: Placement::CrossCore,
+            cores: Cores {
+                sender: 0,
+                receiver: 1,
+            },
+            reps: 2,
+            quick: true,
+            busy_percent_before: Some(1.0),
+            other_load_percent: vec![Some(0.5), None],
+            seconds: 1.0,
+            ratios,
+            measurements: rows,
+        }
     }
 
     #[test]

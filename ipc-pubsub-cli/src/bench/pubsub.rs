@@ -18,18 +18,30 @@
 //! [`FRESH_MEMFD`](super::baselines::FRESH_MEMFD)'s sender does), for inline a buffer that the
 //! I/O thread then copies into the socket. A message that arrives by another mode than the
 //! series says (say, a pooled one sent fresh because the pool ran dry) fails the repetition.
+//!
+//! # Rings
+//! Every node uses shared-memory rings on its data links, the default, except in the
+//! `.no_rings` series ([`PUBSUB_RTT_NO_RINGS`], [`PUBSUB_INLINE_NO_RINGS`],
+//! [`PUBSUB_POOLED_NO_RINGS`]), which repeat the key rows of their ringed series (same sizes,
+//! same counts) with `shared_memory_rings(false)` in every process: each record through the
+//! link's socket, as before issue 13. The ratio of the two says what the rings bought. Every
+//! role is told which (`--opt rings=on|off`, required) and reports the ring mappings in its
+//! `/proc/self/maps` once its links carried messages, at an untimed point (the end of the
+//! warm-up or of the run) while its peers are still up; the repetition fails unless every
+//! process of a ringed series has at least one and every process of a `.no_rings` series none.
 
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use super::harness::{Case, ChildCtx, ChildReport, Harness, RoleFn, Team, Wiring};
+use super::harness::{Case, ChildCtx, ChildReport, Harness, Reports, RoleFn, Team, Wiring};
 use super::measure::{Payload, RepValue, STAMPED_MIN, checksum, monotonic_ns};
 use super::series::{
     Counts, FRESH_4_COUNTS, FRESH_COUNTS, KIB4, KIB64, MIB1, MIB16, OneWayTimes, PACED_1KHZ_COUNTS,
     PACED_30HZ_COUNTS, PUBSUB_FRESH, PUBSUB_FRESH_4, PUBSUB_INLINE, PUBSUB_INLINE_4,
-    PUBSUB_PACED_1KHZ, PUBSUB_PACED_30HZ, PUBSUB_POOLED, PUBSUB_POOLED_4, PUBSUB_RTT, Series,
-    Shape, expect_delivery, hz, paced_latency, read_exact_record, round_trips, send_paced,
-    throughput, time_round_trips, write_record,
+    PUBSUB_INLINE_NO_RINGS, PUBSUB_PACED_1KHZ, PUBSUB_PACED_30HZ, PUBSUB_POOLED, PUBSUB_POOLED_4,
+    PUBSUB_POOLED_NO_RINGS, PUBSUB_RTT, PUBSUB_RTT_NO_RINGS, Series, Shape, expect_delivery, hz,
+    paced_latency, read_exact_record, round_trip_latency, send_paced, throughput, time_round_trips,
+    write_record,
 };
 use crate::pubsub::wait_subscribers;
 use crate::{CliError, Result};
@@ -65,6 +77,11 @@ const POOLED_COUNTS: &[Counts] = &[
     Counts::new(MIB1, 2_048, 32),
     Counts::new(MIB16, 128, 4),
 ];
+/// The key rows measured again without rings: the round trip, inline at the largest size a
+/// ring carries inline, pooled small and large. The same counts as the ringed rows.
+const RTT_NO_RINGS_COUNTS: &[Counts] = RTT_COUNTS;
+const INLINE_NO_RINGS_COUNTS: &[Counts] = &[INLINE_COUNTS[0]];
+const POOLED_NO_RINGS_COUNTS: &[Counts] = &[POOLED_COUNTS[0], POOLED_COUNTS[4]];
 const INLINE_4_COUNTS: &[Counts] = &[
     Counts::new(KIB4, 10_000, 500),
     Counts::new(KIB16, 5_000, 250),
@@ -90,11 +107,25 @@ pub(super) const SERIES: &[Series] = &[
         rep: rtt,
     },
     Series {
+        id: PUBSUB_RTT_NO_RINGS,
+        label: "pubsub.rtt with shared-memory rings off: every record through the socket",
+        shape: Shape::RoundTrip,
+        counts: RTT_NO_RINGS_COUNTS,
+        rep: rtt_no_rings,
+    },
+    Series {
         id: PUBSUB_INLINE,
         label: "pub/sub inline (loan = buffer, copied into the record), Block depth 8",
         shape: Shape::OneWay { receivers: 1 },
         counts: INLINE_COUNTS,
         rep: inline,
+    },
+    Series {
+        id: PUBSUB_INLINE_NO_RINGS,
+        label: "pubsub.inline with rings off (at 4 KiB, the most a ring carries inline)",
+        shape: Shape::OneWay { receivers: 1 },
+        counts: INLINE_NO_RINGS_COUNTS,
+        rep: inline_no_rings,
     },
     Series {
         id: PUBSUB_FRESH,
@@ -109,6 +140,13 @@ pub(super) const SERIES: &[Series] = &[
         shape: Shape::OneWay { receivers: 1 },
         counts: POOLED_COUNTS,
         rep: pooled,
+    },
+    Series {
+        id: PUBSUB_POOLED_NO_RINGS,
+        label: "pubsub.pooled with rings off: notices and returns through the socket",
+        shape: Shape::OneWay { receivers: 1 },
+        counts: POOLED_NO_RINGS_COUNTS,
+        rep: pooled_no_rings,
     },
     Series {
         id: PUBSUB_INLINE_4,
@@ -160,55 +198,152 @@ pub(super) const ROLES: &[(&str, RoleFn)] = &[
 // ---------------------------------------------------------------------------------------
 // Repetitions (parent side)
 
+/// Whether the nodes of a series carry their data links' messages through shared-memory
+/// rings (`Node::builder(..).shared_memory_rings(..)`); the children get it as `--opt
+/// rings=on|off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rings {
+    On,
+    Off,
+}
+
+impl Rings {
+    const KEY: &'static str = "rings";
+
+    /// The `--opt` pair that tells the children.
+    fn opt(self) -> (&'static str, &'static str) {
+        (
+            Self::KEY,
+            match self {
+                Self::On => "on",
+                Self::Off => "off",
+            },
+        )
+    }
+
+    /// What the parent told this child; every pub/sub role must be told.
+    fn of(ctx: &ChildCtx) -> Result<Self> {
+        match ctx.opt::<String>(Self::KEY)?.as_deref() {
+            Some("on") => Ok(Self::On),
+            Some("off") => Ok(Self::Off),
+            other => Err(CliError::Failed(format!(
+                "a pub/sub role needs --opt rings=on|off, got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// What a memfd ring region looks like in `/proc/self/maps` (`ipc-driver-core` names the
+/// memfd `ipc-pubsub-ring`).
+const RING_MAPPING: &str = "/memfd:ipc-pubsub-ring";
+
+/// The ring regions mapped in this process now: one per data link that has a ring, at either
+/// end.
+fn ring_mappings() -> Result<usize> {
+    let maps = std::fs::read_to_string("/proc/self/maps")
+        .map_err(|e| CliError::Failed(format!("cannot read /proc/self/maps: {e}")))?;
+    Ok(maps.lines().filter(|l| l.contains(RING_MAPPING)).count())
+}
+
+/// Every process of the team used rings as the series asked: at least one ring mapped at the
+/// end of its run with [`Rings::On`], none with [`Rings::Off`].
+fn expect_rings(r: &Reports, rings: Rings) -> Result<()> {
+    let all = std::iter::once(("the sender".to_string(), &r.sender)).chain(
+        r.receivers
+            .iter()
+            .enumerate()
+            .map(|(i, rr)| (format!("receiver {i}"), rr)),
+    );
+    for (who, report) in all {
+        let fine = match (rings, report.ring_mappings) {
+            (_, None) => {
+                return Err(CliError::Failed(format!(
+                    "{who} reported no count of ring mappings"
+                )));
+            }
+            (Rings::On, Some(n)) => n > 0,
+            (Rings::Off, Some(n)) => n == 0,
+        };
+        if !fine {
+            return Err(CliError::Failed(format!(
+                "{who} had {} shared-memory ring(s) mapped at the end of its run with rings {}",
+                report.ring_mappings.unwrap_or_default(),
+                rings.opt().1
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn rtt(h: &Harness, case: &Case) -> Result<RepValue> {
-    round_trips(
-        h,
-        &Team {
-            sender: "pubsub-ping",
-            receiver: "pubsub-echo",
-            wiring: Wiring::SeqPacket,
-            group: true,
-            case: *case,
-            opts: &[],
-        },
-    )
+    round_trip(h, case, Rings::On)
+}
+
+fn rtt_no_rings(h: &Harness, case: &Case) -> Result<RepValue> {
+    round_trip(h, case, Rings::Off)
+}
+
+fn round_trip(h: &Harness, case: &Case, rings: Rings) -> Result<RepValue> {
+    let r = h.run(&Team {
+        sender: "pubsub-ping",
+        receiver: "pubsub-echo",
+        wiring: Wiring::SeqPacket,
+        group: true,
+        case: *case,
+        opts: &[rings.opt()],
+    })?;
+    let latency = round_trip_latency(&r, case)?;
+    expect_rings(&r, rings)?;
+    Ok(latency)
 }
 
 fn inline(h: &Harness, case: &Case) -> Result<RepValue> {
-    one_way(h, case, "inline")
+    one_way(h, case, "inline", Rings::On)
+}
+
+fn inline_no_rings(h: &Harness, case: &Case) -> Result<RepValue> {
+    one_way(h, case, "inline", Rings::Off)
 }
 
 fn fresh(h: &Harness, case: &Case) -> Result<RepValue> {
-    one_way(h, case, "fresh")
+    one_way(h, case, "fresh", Rings::On)
 }
 
 fn pooled(h: &Harness, case: &Case) -> Result<RepValue> {
-    one_way(h, case, "pooled")
+    one_way(h, case, "pooled", Rings::On)
 }
 
-fn one_way(h: &Harness, case: &Case, mode: &str) -> Result<RepValue> {
+fn pooled_no_rings(h: &Harness, case: &Case) -> Result<RepValue> {
+    one_way(h, case, "pooled", Rings::Off)
+}
+
+fn one_way(h: &Harness, case: &Case, mode: &str, rings: Rings) -> Result<RepValue> {
     let r = h.run(&Team {
         sender: "pubsub-send",
         receiver: "pubsub-recv",
         wiring: Wiring::SeqPacket,
         group: true,
         case: *case,
-        opts: &[("mode", mode)],
+        opts: &[("mode", mode), rings.opt()],
     })?;
     expect_delivery(&r, case)?;
+    expect_rings(&r, rings)?;
     throughput(&r, case)
 }
 
 fn paced(h: &Harness, case: &Case) -> Result<RepValue> {
+    let rings = Rings::On;
     let r = h.run(&Team {
         sender: "pubsub-paced-send",
         receiver: "pubsub-paced-recv",
         wiring: Wiring::SeqPacket,
         group: true,
         case: *case,
-        opts: &[],
+        opts: &[rings.opt()],
     })?;
-    paced_latency(&r, case)
+    let latency = paced_latency(&r, case)?;
+    expect_rings(&r, rings)?;
+    Ok(latency)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -224,8 +359,13 @@ fn mode(ctx: &ChildCtx) -> Result<(SendMode, &'static str)> {
     }
 }
 
+/// Joins the team's group as a node named `name`, with rings on or off as the parent said.
 fn join(ctx: &ChildCtx, name: &str) -> Result<Node> {
-    Ok(Node::builder(name).group(&ctx.group).join()?)
+    let rings = Rings::of(ctx)? == Rings::On;
+    Ok(Node::builder(name)
+        .group(&ctx.group)
+        .shared_memory_rings(rings)
+        .join()?)
 }
 
 /// A publisher of `topic` that sends every payload inline (the round trip's 64 B).
@@ -290,9 +430,12 @@ fn pubsub_ping(ctx: &mut ChildCtx) -> Result<ChildReport> {
         sum = sum.wrapping_add(payload.sum(seq));
         Ok(())
     })?;
+    // The echo is still up: it waits for this socket to close.
+    let rings = ring_mappings()?;
     drop(sock);
     Ok(ChildReport {
         checksum: Some(sum),
+        ring_mappings: Some(rings),
         ..report
     })
 }
@@ -305,9 +448,13 @@ fn pubsub_echo(ctx: &mut ChildCtx) -> Result<ChildReport> {
     let ping = block(&node, "ping", c.window)?;
     let pong = inline_publisher(&node, "pong")?;
     wait_subscribers(&node, "pong", 1, WAIT)?;
-    let mut msgs = 0;
+    let (mut msgs, mut rings) = (0, None);
     while msgs < c.warmup + c.msgs {
         let m = next(&ping, "ping")?;
+        if msgs + 1 == c.warmup.max(1) {
+            // Untimed (the last warm-up round trip), and the initiator waits for this reply.
+            rings = Some(ring_mappings()?);
+        }
         pong.publish(&m)?;
         msgs += 1;
     }
@@ -315,6 +462,7 @@ fn pubsub_echo(ctx: &mut ChildCtx) -> Result<ChildReport> {
     until_closed(&sock)?;
     Ok(ChildReport {
         msgs,
+        ring_mappings: rings,
         ..ChildReport::default()
     })
 }
@@ -357,11 +505,14 @@ fn pubsub_send(ctx: &mut ChildCtx) -> Result<ChildReport> {
     }
     acks(&socks)?;
     let secs = started.elapsed().as_secs_f64();
+    // The receivers are still up: they wait for their sockets to close.
+    let rings = ring_mappings()?;
     Ok(ChildReport {
         msgs: c.warmup + c.msgs,
         timed: c.msgs,
         secs: Some(secs),
         checksum: Some(sum),
+        ring_mappings: Some(rings),
         ..ChildReport::default()
     })
 }
@@ -375,7 +526,7 @@ fn pubsub_recv(ctx: &mut ChildCtx) -> Result<ChildReport> {
     let node = join(ctx, &format!("bench-sub{}", ctx.index))?;
     let sub = block(&node, TOPIC, c.window)?;
     let all = c.warmup + c.msgs;
-    let (mut msgs, mut sum) = (0u64, 0u64);
+    let (mut msgs, mut sum, mut rings) = (0u64, 0u64, None);
     if c.warmup == 0 {
         write_record(&sock, &[1])?;
     }
@@ -394,6 +545,10 @@ fn pubsub_recv(ctx: &mut ChildCtx) -> Result<ChildReport> {
         sum = sum.wrapping_add(checksum(&m));
         drop(m);
         msgs += 1;
+        if msgs == c.warmup.max(1) {
+            // Before the warm-up's acknowledgement: untimed, and the sender waits for it.
+            rings = Some(ring_mappings()?);
+        }
         if msgs == c.warmup || msgs == all {
             write_record(&sock, &[1])?;
         }
@@ -402,6 +557,7 @@ fn pubsub_recv(ctx: &mut ChildCtx) -> Result<ChildReport> {
     Ok(ChildReport {
         msgs,
         checksum: Some(sum),
+        ring_mappings: rings,
         ..ChildReport::default()
     })
 }
@@ -425,7 +581,11 @@ fn pubsub_paced_send(ctx: &mut ChildCtx) -> Result<ChildReport> {
         Ok(payload.sum_stamped(seq, stamp))
     })?;
     acks(&socks)?;
-    Ok(report)
+    // The receiver is still up: it waits for its socket to close.
+    Ok(ChildReport {
+        ring_mappings: Some(ring_mappings()?),
+        ..report
+    })
 }
 
 /// Paced series, subscriber: a `Block` subscription; each message's latency is taken as soon
@@ -440,7 +600,57 @@ fn pubsub_paced_recv(ctx: &mut ChildCtx) -> Result<ChildReport> {
         let m = next(&sub, "message")?;
         times.record(&m, monotonic_ns())?;
     }
+    // After the last sample, and the sender waits for the acknowledgement.
+    let rings = ring_mappings()?;
     write_record(&sock, &[1])?;
     until_closed(&sock)?;
-    Ok(times.report())
+    Ok(ChildReport {
+        ring_mappings: Some(rings),
+        ..times.report()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(rings: Option<usize>) -> ChildReport {
+        ChildReport {
+            ring_mappings: rings,
+            ..ChildReport::default()
+        }
+    }
+
+    fn team(sender: Option<usize>, receivers: &[Option<usize>]) -> Reports {
+        Reports {
+            sender: report(sender),
+            receivers: receivers.iter().map(|&r| report(r)).collect(),
+        }
+    }
+
+    #[test]
+    fn the_children_are_told_about_rings_in_words() {
+        assert_eq!(Rings::On.opt(), ("rings", "on"));
+        assert_eq!(Rings::Off.opt(), ("rings", "off"));
+    }
+
+    #[test]
+    fn a_repetition_fails_unless_every_process_used_rings_as_asked() {
+        assert!(expect_rings(&team(Some(2), &[Some(1), Some(1)]), Rings::On).is_ok());
+        assert!(expect_rings(&team(Some(0), &[Some(0)]), Rings::Off).is_ok());
+        let err = |r: &Reports, rings| match expect_rings(r, rings) {
+            Err(CliError::Failed(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        let e = err(&team(Some(0), &[Some(1), Some(0)]), Rings::Off);
+        assert!(
+            e.starts_with("receiver 0 had 1 shared-memory ring(s)"),
+            "{e}"
+        );
+        assert!(e.ends_with("with rings off"), "{e}");
+        let e = err(&team(Some(1), &[Some(1), Some(0)]), Rings::On);
+        assert!(e.starts_with("receiver 1 had 0 "), "{e}");
+        let e = err(&team(None, &[Some(0)]), Rings::Off);
+        assert_eq!(e, "the sender reported no count of ring mappings");
+    }
 }

@@ -76,6 +76,14 @@ pub(super) const PUBSUB_FRESH_4: &str = "pubsub.fresh.4recv";
 /// [`PUBSUB_POOLED`] to 4 subscribers.
 pub(super) const PUBSUB_POOLED_4: &str = "pubsub.pooled.4recv";
 
+/// [`PUBSUB_RTT`] with shared-memory rings off (`Node::builder(..).shared_memory_rings(false)`
+/// in both processes): every record through the data link's socket, as before issue 13.
+pub(super) const PUBSUB_RTT_NO_RINGS: &str = "pubsub.rtt.no_rings";
+/// [`PUBSUB_INLINE`] with rings off, at the sizes a ring carries inline (up to 4 KiB).
+pub(super) const PUBSUB_INLINE_NO_RINGS: &str = "pubsub.inline.no_rings";
+/// [`PUBSUB_POOLED`] with rings off: pool notices and returns through the socket.
+pub(super) const PUBSUB_POOLED_NO_RINGS: &str = "pubsub.pooled.no_rings";
+
 /// One-way latency at 30 messages per second, as [`PACED_RAW_30HZ`](super::baselines::PACED_RAW_30HZ)
 /// measures it for the raw socket.
 pub(super) const PUBSUB_PACED_30HZ: &str = "pubsub.paced.30hz";
@@ -247,8 +255,13 @@ pub(super) fn missing(what: &str) -> CliError {
 /// A round-trip repetition: runs the team, checks that every process handled every round
 /// trip, and takes the initiator's latencies.
 pub(super) fn round_trips(h: &Harness, team: &Team<'_>) -> Result<RepValue> {
-    let r = h.run(team)?;
-    expect_counts(&r, &team.case)?;
+    round_trip_latency(&h.run(team)?, &team.case)
+}
+
+/// The reports of a round-trip repetition: every process handled every round trip; the
+/// initiator's latencies.
+pub(super) fn round_trip_latency(r: &Reports, case: &Case) -> Result<RepValue> {
+    expect_counts(r, case)?;
     let latency = r.sender.latency.ok_or_else(|| missing("latency"))?;
     Ok(RepValue::latency(&latency))
 }

@@ -11,6 +11,7 @@ use crate::data::{
     Loan, LoanKind, Message, Outgoing, PoolWriter, PooledLoan, PublisherOptions, SendMode,
     SubQueue, SubscriptionCounters,
 };
+use crate::reactor::{Core, Stopped};
 use crate::request::{LEFT, Request, Requester};
 use ipc_driver_core::{DriverError, RecvError, fresh_loan};
 use ipc_os::memfd::SealSet;
@@ -19,6 +20,8 @@ use ipc_os::memfd::SealSet;
 #[derive(Clone)]
 pub(crate) struct Handle {
     pub(crate) requester: Requester,
+    /// The node's state, which publishing threads drive themselves.
+    pub(crate) core: Arc<Core>,
     pub(crate) outgoing: Arc<Outgoing>,
     /// Whether the group is open only to this uid (pooled payloads by default).
     pub(crate) private: bool,
@@ -27,6 +30,13 @@ pub(crate) struct Handle {
 impl Handle {
     pub(crate) fn send(&self, r: Request) -> Result<(), DriverError> {
         self.requester.send(r)
+    }
+
+    /// Publishes on the calling thread (see [`Core::publish`]).
+    fn publish(&self, cmd: DataCmd) -> Result<(), DriverError> {
+        self.core
+            .publish(cmd)
+            .map_err(|Stopped| self.requester.stopped())
     }
 
     /// A topology command whose answer is not awaited (its errors were checked before).
@@ -100,9 +110,10 @@ impl Publisher {
 
     /// Publishes a copy of `data`.
     ///
-    /// Returns once the message is handed to the node's I/O thread. If a subscriber with a
-    /// `Block` policy is full, waits for room up to that subscriber's timeout first; after it,
-    /// the message is dropped for that subscriber only.
+    /// Sends on the calling thread: returns once the message is in its subscribers' rings or
+    /// sockets, or queued for those that are full. If a subscriber with a `Block` policy is
+    /// full, waits for room up to that subscriber's timeout first; after it, the message is
+    /// dropped for that subscriber only.
     pub fn publish(&self, data: &[u8]) -> Result<(), DriverError> {
         let mut loan = self.loan(data.len())?;
         loan.copy_from_slice(data);
@@ -165,11 +176,11 @@ impl Publisher {
                 }
             }
         };
-        self.handle.send(Request::Data(DataCmd::Publish {
+        self.handle.publish(DataCmd::Publish {
             topic: self.topic.clone(),
             payload,
             expired,
-        }))
+        })
     }
 }
 

@@ -539,6 +539,9 @@ struct Queue {
     closed: bool,
     /// Links paused because this queue filled under `Block`.
     paused: Vec<PeerId>,
+    /// Threads waiting on the queue's condition: only then is it notified (a notification
+    /// is a system call).
+    waiting: u32,
 }
 
 /// A subscription's queue, shared by the I/O thread (which fills it) and the application: the
@@ -557,6 +560,7 @@ impl SubQueue {
             inbox: Inbox::new(Arc::from(topic), options.policy, options.depth),
             closed: false,
             paused: Vec::new(),
+            waiting: 0,
         };
         Self {
             options,
@@ -574,15 +578,24 @@ impl SubQueue {
         if offered.full {
             q.paused.push(peer);
         }
-        drop(q);
-        self.ready.notify_one();
+        self.notify(q);
         offered
     }
 
     /// Messages that will not come, told in their place.
     pub(crate) fn lost(&self, loss: Loss) {
-        lock(&self.queue).inbox.lost(loss);
-        self.ready.notify_one();
+        let mut q = lock(&self.queue);
+        q.inbox.lost(loss);
+        self.notify(q);
+    }
+
+    /// Wakes a thread waiting for the queue, if one does.
+    fn notify(&self, q: MutexGuard<'_, Queue>) {
+        let waiting = q.waiting > 0;
+        drop(q);
+        if waiting {
+            self.ready.notify_one();
+        }
     }
 
     /// No more messages will come (the subscription or the node is closing).
@@ -620,20 +633,24 @@ impl SubQueue {
             if q.closed {
                 return None;
             }
-            match deadline {
-                None => q = self.ready.wait(q).unwrap_or_else(PoisonError::into_inner),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return None;
-                    }
-                    q = self
-                        .ready
+            let left = match deadline {
+                None => None,
+                Some(d) => match d.saturating_duration_since(Instant::now()) {
+                    left if left.is_zero() => return None,
+                    left => Some(left),
+                },
+            };
+            q.waiting += 1;
+            q = match left {
+                None => self.ready.wait(q).unwrap_or_else(PoisonError::into_inner),
+                Some(left) => {
+                    self.ready
                         .wait_timeout(q, left)
                         .unwrap_or_else(PoisonError::into_inner)
-                        .0;
+                        .0
                 }
-            }
+            };
+            q.waiting -= 1;
         }
     }
 

@@ -301,6 +301,9 @@ impl Subscription {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv_incoming(&self) -> Result<Incoming<Message>, RecvError> {
+        if let Some(m) = self.spin(None) {
+            return Ok(m);
+        }
         self.queue.recv_deadline(None).ok_or_else(|| self.ended())
     }
 
@@ -321,11 +324,49 @@ impl Subscription {
     ///
     /// [`recv_incoming`]: Self::recv_incoming
     pub fn recv_incoming_timeout(&self, timeout: Duration) -> Result<Incoming<Message>, RecvError> {
-        match self.queue.recv_deadline(Some(Instant::now() + timeout)) {
+        let deadline = Instant::now() + timeout;
+        if let Some(m) = self.spin(Some(deadline)) {
+            return Ok(m);
+        }
+        match self.queue.recv_deadline(Some(deadline)) {
             Some(m) => Ok(m),
             None if self.queue.is_closed() => Err(self.ended()),
             None => Err(RecvError::TimedOut(timeout)),
         }
+    }
+
+    /// With [`SubscriptionOptions::spin`](crate::SubscriptionOptions::spin): polls the
+    /// node's rings on this thread for up to that long (or until `deadline`) for the next
+    /// message or loss. `None`: nothing came, sleep.
+    fn spin(&self, deadline: Option<Instant>) -> Option<Incoming<Message>> {
+        let spin = self.queue.options.spin;
+        if spin.is_zero() {
+            return None;
+        }
+        if let Some(m) = self.queue.try_recv() {
+            return Some(m);
+        }
+        let start = Instant::now();
+        let until = deadline.map_or(start + spin, |d| d.min(start + spin));
+        let core = &self.handle.core;
+        if !core.spin_start() {
+            return None;
+        }
+        let got = loop {
+            core.poll_rings();
+            if let Some(m) = self.queue.try_recv() {
+                break Some(m);
+            }
+            if self.queue.is_closed() || Instant::now() >= until {
+                break None;
+            }
+            std::hint::spin_loop();
+        };
+        // A thread that got its message comes back for the next soon: the rings stay
+        // unparked for one more spin. One that did not sleeps, and the rings park now.
+        let linger = if got.is_some() { spin } else { Duration::ZERO };
+        core.spin_stop(linger);
+        got
     }
 
     /// Why no message will come: the queue is closed.

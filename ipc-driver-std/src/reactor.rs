@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::AsFd;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
 use ipc_driver_core::{
@@ -100,7 +100,14 @@ pub(crate) struct Reactor {
     /// An I/O error a publishing thread met acting for the member: the I/O thread stops on it
     /// as on its own.
     failed: Option<io::Error>,
+    /// The keys of the links whose rings spinning threads read (kept to reuse its memory).
+    ring_keys: Vec<usize>,
 }
+
+/// The longest the I/O thread sleeps while threads spin on the rings: after the last one
+/// stops, the rings stay unparked (and messages for other subscriptions on them wait) until
+/// the I/O thread comes to park them, at most this much later (or the spin, if longer).
+const SPIN_CHECK: Duration = Duration::from_millis(1);
 
 /// What the I/O thread does while it does not hold the [`Core`]'s lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +143,51 @@ impl Core {
         let reactor = guard.as_mut().ok_or(Stopped)?;
         reactor.publish_here(cmd);
         Ok(())
+    }
+
+    /// A receiving thread starts polling the rings ([`SubscriptionOptions::spin`]); `false`
+    /// once the node has stopped.
+    ///
+    /// [`SubscriptionOptions::spin`]: ipc_proto::data::SubscriptionOptions::spin
+    pub(crate) fn spin_start(&self) -> bool {
+        let mut guard = self.lock();
+        let Some(r) = guard.as_mut() else {
+            return false;
+        };
+        r.io.spin_start();
+        true
+    }
+
+    /// A polling thread's look at the rings: hands on what they hold, unless the I/O thread
+    /// (or another thread) holds the state right now.
+    pub(crate) fn poll_rings(&self) {
+        let mut guard = match self.reactor.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        if let Some(r) = guard.as_mut() {
+            r.poll_rings(Instant::now());
+        }
+    }
+
+    /// A polling thread stops: the rings stay unparked for `linger` more (see
+    /// [`Links::spin_stop`]), or until the sleeping I/O thread wakes anyway if that is later
+    /// (it sleeps at most [`SPIN_CHECK`] while threads spin): then nobody need wake it.
+    pub(crate) fn spin_stop(&self, linger: Duration) {
+        let mut guard = self.lock();
+        let Some(r) = guard.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        let until = (!linger.is_zero()).then(|| match r.io_thread {
+            IoThread::Asleep { until: Some(u) } => u.max(now + linger),
+            _ => now + linger,
+        });
+        if r.io.spin_stop(until) {
+            r.park_rings(now);
+        }
+        r.wake_if_needed(false);
     }
 
     /// The I/O thread: runs until the node has left (or the I/O fails), then releases every
@@ -174,7 +226,12 @@ impl Core {
             if r.orphan == Some(Orphan::NoGroup) {
                 return Ok(());
             }
-            let until = r.next_deadline();
+            let mut until = r.next_deadline();
+            if r.io.is_spinning() {
+                // Back soon to park the rings once the spinning threads stop.
+                let check = Instant::now() + SPIN_CHECK;
+                until = Some(until.map_or(check, |u| u.min(check)));
+            }
             r.io_thread = IoThread::Asleep { until };
             drop(guard);
             let timeout = until.map(|d| d.saturating_duration_since(Instant::now()));
@@ -233,6 +290,7 @@ impl Reactor {
             keepalive: setup.keepalive,
             io_thread: IoThread::Awake,
             failed: None,
+            ring_keys: Vec::new(),
         })
     }
 
@@ -303,16 +361,58 @@ impl Reactor {
             self.on_data(now, cmd)?;
             Ok(earlier)
         });
-        let wake = match result {
-            Ok(earlier) => earlier || self.view_dirty || self.sooner_than_io_thread(),
+        match result {
+            Ok(earlier) => self.wake_if_needed(earlier),
             Err(e) => {
                 self.failed.get_or_insert(e);
-                true
+                self.wake_if_needed(true);
             }
-        };
+        }
+    }
+
+    /// After another thread acted for the member: wakes the I/O thread if it must look
+    /// (`anyway`, a changed view, a deadline sooner than the one it sleeps to).
+    fn wake_if_needed(&mut self, anyway: bool) {
+        let wake = anyway || self.view_dirty || self.sooner_than_io_thread();
         if wake && let Err(e) = self.waker.wake() {
             warn!(error = %e, "cannot wake the I/O thread");
         }
+    }
+
+    /// A polling thread reads what the rings hold (see [`Links::read_ring`]).
+    fn poll_rings(&mut self, now: Instant) {
+        let mut keys = std::mem::take(&mut self.ring_keys);
+        self.io.ring_receivers(&mut keys);
+        let mut any = false;
+        for &key in &keys {
+            for _ in 0..READ_BUDGET {
+                let read = self.io.read_ring(&mut self.member, now, key);
+                if read == Read::Done {
+                    break;
+                }
+                any = true;
+                if let Err(e) = self.pump(now) {
+                    self.failed.get_or_insert(e);
+                }
+                if !self.io.read_on(key, read) {
+                    break;
+                }
+            }
+        }
+        self.ring_keys = keys;
+        if any {
+            self.wake_if_needed(self.failed.is_some());
+        }
+    }
+
+    /// Reads every ring link to its end, which parks the rings: nobody polls them any more.
+    fn park_rings(&mut self, now: Instant) {
+        let mut keys = std::mem::take(&mut self.ring_keys);
+        self.io.ring_receivers(&mut keys);
+        for &key in &keys {
+            self.read(now, key);
+        }
+        self.ring_keys = keys;
     }
 
     /// Whether a deadline comes before the sleeping I/O thread would wake.
@@ -498,6 +598,9 @@ impl Reactor {
             }
         }
         self.io.handle_timeout(now);
+        if self.io.spin_lapsed(now) {
+            self.park_rings(now);
+        }
     }
 
     /// Whether the node has left and what it published is flushed (or it is time to give up).

@@ -454,6 +454,7 @@ fn export_loop(shared: &Shared, topic: &str, key: OwnedKeyExpr, stop: &AtomicBoo
         policy: Policy::DropOldest,
         depth: shared.config.depth,
         max_payload: u64::try_from(shared.config.max_payload).unwrap_or(u64::MAX),
+        ..SubscriptionOptions::default()
     };
     let sub = match shared.node.subscription(topic, options) {
         Ok(sub) => sub,

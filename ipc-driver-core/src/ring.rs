@@ -244,6 +244,26 @@ impl RingLink {
         }
     }
 
+    /// The subscriber's side, while threads poll its ring: takes the wake written to this
+    /// side's eventfd (it does not park, which would), so that the I/O thread is not woken
+    /// over and over; the read that follows comes back for what a budget leaves
+    /// ([`Self::rearm`]).
+    pub(crate) fn take_own_wake(&mut self) {
+        if let End::Recv(_) = self.end {
+            let _ = self.mine.reset();
+            self.armed = false;
+        }
+    }
+
+    /// The subscriber's side stops being parked without a wake: a thread polls the ring, so
+    /// the publisher need not write the eventfd.
+    pub(crate) fn unpark(&mut self) -> Result<(), RingError> {
+        match &mut self.end {
+            End::Recv(rx) => rx.finish_park(self.region.words()),
+            End::Send(_) => Ok(()),
+        }
+    }
+
     /// Gives pooled ranges back through the return ring; returns how many went.
     pub(crate) fn give_back(
         &mut self,

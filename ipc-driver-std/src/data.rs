@@ -1,7 +1,7 @@
 //! Payloads: publishers, loans, messages and subscriptions.
 //!
 //! What application threads share with the I/O thread for the data path: the publisher's pool
-//! of segments and its fresh segments (application threads fill them, the I/O thread sends their
+//! of segments and its fresh segments (application threads fill them, the links send their
 //! fds), the topics a `Block` subscriber holds back, the queues of subscriptions, and the
 //! mailbox through which dropped messages give their pool ranges back.
 
@@ -31,11 +31,11 @@ pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Ids of fresh segments start here; pool segments below.
 const FRESH_IDS: u64 = 1 << 48;
 
-/// Most messages of one topic a publisher may hand to the I/O thread ahead of it: what bounds
-/// the memory between a fast publisher and its own I/O thread, whatever the subscribers' terms.
-/// Not a policy of the protocol but of this driver's thread hand-off (the calloop driver
-/// publishes from its loop and has none): the wait for room at `Block` subscribers is the
-/// protocol's [`HoldBack`], which counts these same pending messages against the room.
+/// Most messages of one topic admitted and not yet taken by the member. Publishing threads
+/// send their messages themselves (`reactor::Core::publish`), so at most one per thread is
+/// pending; the bound stays as a guard on the memory between the admission and the member,
+/// whatever the subscribers' terms. The wait for room at `Block` subscribers is the protocol's
+/// [`HoldBack`], which counts these same pending messages against the room.
 const WINDOW: u32 = 256;
 
 /// A pool segment: created and sealed once, written by one loan at a time.
@@ -248,7 +248,7 @@ impl Outgoing {
         self.credit_changed.notify_all();
     }
 
-    /// The I/O thread processed one message of `topic`; its room is now `room`.
+    /// The member took one message of `topic`; its room is now `room`.
     pub(crate) fn processed(&self, now: Instant, topic: &str, room: Option<Room>) {
         let mut c = lock(&self.credits);
         c.hold.handle(now, HoldInput::Accounted { topic, room });
@@ -263,8 +263,7 @@ impl Outgoing {
         self.credit_changed.notify_all();
     }
 
-    /// Takes one credit to publish on `topic`: waits while the I/O thread is a full window
-    /// behind, then, as the protocol's [`HoldBack`] decides, while a `Block` subscriber has no
+    /// Takes one credit to publish on `topic`: waits while a full window is pending, then, as the protocol's [`HoldBack`] decides, while a `Block` subscriber has no
     /// room, up to its timeout (and while [`MAX_HELD`](ipc_proto::data::MAX_HELD) threads wait
     /// already). Returns whether that wait ran out (the message is then dropped for the
     /// subscribers still full).
@@ -540,6 +539,9 @@ struct Queue {
     closed: bool,
     /// Links paused because this queue filled under `Block`.
     paused: Vec<PeerId>,
+    /// Threads waiting on the queue's condition: only then is it notified (a notification
+    /// is a system call).
+    waiting: u32,
 }
 
 /// A subscription's queue, shared by the I/O thread (which fills it) and the application: the
@@ -558,6 +560,7 @@ impl SubQueue {
             inbox: Inbox::new(Arc::from(topic), options.policy, options.depth),
             closed: false,
             paused: Vec::new(),
+            waiting: 0,
         };
         Self {
             options,
@@ -575,15 +578,24 @@ impl SubQueue {
         if offered.full {
             q.paused.push(peer);
         }
-        drop(q);
-        self.ready.notify_one();
+        self.notify(q);
         offered
     }
 
     /// Messages that will not come, told in their place.
     pub(crate) fn lost(&self, loss: Loss) {
-        lock(&self.queue).inbox.lost(loss);
-        self.ready.notify_one();
+        let mut q = lock(&self.queue);
+        q.inbox.lost(loss);
+        self.notify(q);
+    }
+
+    /// Wakes a thread waiting for the queue, if one does.
+    fn notify(&self, q: MutexGuard<'_, Queue>) {
+        let waiting = q.waiting > 0;
+        drop(q);
+        if waiting {
+            self.ready.notify_one();
+        }
     }
 
     /// No more messages will come (the subscription or the node is closing).
@@ -621,20 +633,24 @@ impl SubQueue {
             if q.closed {
                 return None;
             }
-            match deadline {
-                None => q = self.ready.wait(q).unwrap_or_else(PoisonError::into_inner),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return None;
-                    }
-                    q = self
-                        .ready
+            let left = match deadline {
+                None => None,
+                Some(d) => match d.saturating_duration_since(Instant::now()) {
+                    left if left.is_zero() => return None,
+                    left => Some(left),
+                },
+            };
+            q.waiting += 1;
+            q = match left {
+                None => self.ready.wait(q).unwrap_or_else(PoisonError::into_inner),
+                Some(left) => {
+                    self.ready
                         .wait_timeout(q, left)
                         .unwrap_or_else(PoisonError::into_inner)
-                        .0;
+                        .0
                 }
-            }
+            };
+            q.waiting -= 1;
         }
     }
 

@@ -10,7 +10,9 @@
 //! every protocol decision; its module `names` says where a group's sockets live).
 //!
 //! Each node has one I/O thread, which multiplexes all its sockets with `epoll`; application
-//! threads talk to it through requests. Events reach the application through [`Events`]
+//! threads talk to it through requests, except to publish: a publishing thread sends its
+//! message itself, into the link's shared-memory ring or socket, holding the node's state for
+//! the time of that send (no hand-off, no wakeup of the I/O thread). Events reach the application through [`Events`]
 //! receivers or callbacks ([`Node::on_event`]), which run on a separate dispatch thread with
 //! no lock held.
 //!

@@ -15,7 +15,7 @@ use crate::data::{Mailbox, Outgoing, PublisherOptions, SubQueue, SubscriptionOpt
 use crate::doc::{Doc, DocLink};
 use crate::events::{CallbackId, Dispatcher, Events, Sink};
 use crate::pubsub::{Bus, Handle, Publisher, Subscription};
-use crate::reactor::{Reactor, Setup};
+use crate::reactor::{Core, Reactor, Setup};
 use crate::request::{Request, Requester, Shared, State};
 use crate::{DriverError, NodeEvent};
 use ipc_driver_core::{EventKinds, HubInfo, NodeConfig, SegmentsInUse, TopicTypes, start};
@@ -193,16 +193,11 @@ impl NodeBuilder {
         let outgoing = Arc::new(Outgoing::new(pool_bytes));
         let mailbox = Arc::new(Mailbox::new(Arc::clone(&waker)));
         let requester = Requester::new(requests, Arc::clone(&waker), Arc::clone(&shared), &group);
-        let handle = Handle {
-            requester: requester.clone(),
-            outgoing: Arc::clone(&outgoing),
-            private,
-        };
         let setup = Setup {
             dir: started.dir,
             member: started.member,
             data_listener: started.data_listener,
-            outgoing,
+            outgoing: Arc::clone(&outgoing),
             mailbox: Arc::clone(&mailbox),
             max_outbox,
             max_frame: options.limits.max_frame,
@@ -218,9 +213,16 @@ impl NodeBuilder {
             Arc::clone(&shared),
             self.sinks,
         )?;
+        let core = Arc::new(Core::new(reactor));
+        let handle = Handle {
+            requester: requester.clone(),
+            core: Arc::clone(&core),
+            outgoing,
+            private,
+        };
         let thread = std::thread::Builder::new()
             .name(format!("ipc-pubsub-io:{}", options.name))
-            .spawn(move || reactor.run())?;
+            .spawn(move || core.run())?;
         let node = Node {
             id,
             name: options.name,

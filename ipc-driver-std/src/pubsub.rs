@@ -11,6 +11,7 @@ use crate::data::{
     Loan, LoanKind, Message, Outgoing, PoolWriter, PooledLoan, PublisherOptions, SendMode,
     SubQueue, SubscriptionCounters,
 };
+use crate::reactor::{Core, Stopped};
 use crate::request::{LEFT, Request, Requester};
 use ipc_driver_core::{DriverError, RecvError, fresh_loan};
 use ipc_os::memfd::SealSet;
@@ -19,6 +20,8 @@ use ipc_os::memfd::SealSet;
 #[derive(Clone)]
 pub(crate) struct Handle {
     pub(crate) requester: Requester,
+    /// The node's state, which publishing threads drive themselves.
+    pub(crate) core: Arc<Core>,
     pub(crate) outgoing: Arc<Outgoing>,
     /// Whether the group is open only to this uid (pooled payloads by default).
     pub(crate) private: bool,
@@ -27,6 +30,13 @@ pub(crate) struct Handle {
 impl Handle {
     pub(crate) fn send(&self, r: Request) -> Result<(), DriverError> {
         self.requester.send(r)
+    }
+
+    /// Publishes on the calling thread (see [`Core::publish`]).
+    fn publish(&self, cmd: DataCmd) -> Result<(), DriverError> {
+        self.core
+            .publish(cmd)
+            .map_err(|Stopped| self.requester.stopped())
     }
 
     /// A topology command whose answer is not awaited (its errors were checked before).
@@ -100,9 +110,10 @@ impl Publisher {
 
     /// Publishes a copy of `data`.
     ///
-    /// Returns once the message is handed to the node's I/O thread. If a subscriber with a
-    /// `Block` policy is full, waits for room up to that subscriber's timeout first; after it,
-    /// the message is dropped for that subscriber only.
+    /// Sends on the calling thread: returns once the message is in its subscribers' rings or
+    /// sockets, or queued for those that are full. If a subscriber with a `Block` policy is
+    /// full, waits for room up to that subscriber's timeout first; after it, the message is
+    /// dropped for that subscriber only.
     pub fn publish(&self, data: &[u8]) -> Result<(), DriverError> {
         let mut loan = self.loan(data.len())?;
         loan.copy_from_slice(data);
@@ -165,11 +176,11 @@ impl Publisher {
                 }
             }
         };
-        self.handle.send(Request::Data(DataCmd::Publish {
+        self.handle.publish(DataCmd::Publish {
             topic: self.topic.clone(),
             payload,
             expired,
-        }))
+        })
     }
 }
 
@@ -290,6 +301,9 @@ impl Subscription {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv_incoming(&self) -> Result<Incoming<Message>, RecvError> {
+        if let Some(m) = self.spin(None) {
+            return Ok(m);
+        }
         self.queue.recv_deadline(None).ok_or_else(|| self.ended())
     }
 
@@ -310,11 +324,49 @@ impl Subscription {
     ///
     /// [`recv_incoming`]: Self::recv_incoming
     pub fn recv_incoming_timeout(&self, timeout: Duration) -> Result<Incoming<Message>, RecvError> {
-        match self.queue.recv_deadline(Some(Instant::now() + timeout)) {
+        let deadline = Instant::now() + timeout;
+        if let Some(m) = self.spin(Some(deadline)) {
+            return Ok(m);
+        }
+        match self.queue.recv_deadline(Some(deadline)) {
             Some(m) => Ok(m),
             None if self.queue.is_closed() => Err(self.ended()),
             None => Err(RecvError::TimedOut(timeout)),
         }
+    }
+
+    /// With [`SubscriptionOptions::spin`](crate::SubscriptionOptions::spin): polls the
+    /// node's rings on this thread for up to that long (or until `deadline`) for the next
+    /// message or loss. `None`: nothing came, sleep.
+    fn spin(&self, deadline: Option<Instant>) -> Option<Incoming<Message>> {
+        let spin = self.queue.options.spin;
+        if spin.is_zero() {
+            return None;
+        }
+        if let Some(m) = self.queue.try_recv() {
+            return Some(m);
+        }
+        let start = Instant::now();
+        let until = deadline.map_or(start + spin, |d| d.min(start + spin));
+        let core = &self.handle.core;
+        if !core.spin_start() {
+            return None;
+        }
+        let got = loop {
+            core.poll_rings();
+            if let Some(m) = self.queue.try_recv() {
+                break Some(m);
+            }
+            if self.queue.is_closed() || Instant::now() >= until {
+                break None;
+            }
+            std::hint::spin_loop();
+        };
+        // A thread that got its message comes back for the next soon: the rings stay
+        // unparked for one more spin. One that did not sleeps, and the rings park now.
+        let linger = if got.is_some() { spin } else { Duration::ZERO };
+        core.spin_stop(linger);
+        got
     }
 
     /// Why no message will come: the queue is closed.

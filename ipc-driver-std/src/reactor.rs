@@ -1,4 +1,4 @@
-//! The node's I/O thread: the only thread that touches the node's [`Member`] and its sockets.
+//! The node's I/O thread and the state it shares with publishing threads.
 //!
 //! One `epoll` set holds the eventfd waker (requests from application threads), the hub
 //! address's listener while this node runs the hub, the node's data listener, and every link
@@ -6,12 +6,18 @@
 //! is ready to the member, acts on what it asks (connect, bind, send, close, deliver, release),
 //! flushes what the sockets accept, and sleeps until the next readiness or deadline. Every
 //! protocol decision is the member's; this thread moves bytes, fds, memory and time.
+//!
+//! The [`Member`] and its links sit in a [`Core`] behind one lock, which the I/O thread holds
+//! for each wakeup and lets go while it sleeps. A publishing thread takes it to send its
+//! message itself, into the link's ring or socket (no hand-off to the I/O thread and no wakeup
+//! of it: the cost the fast path removes); whatever it leaves for later (a deadline sooner than
+//! the I/O thread's, requests it found queued) it tells the I/O thread with the waker.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::AsFd;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
 use ipc_driver_core::{
@@ -88,7 +94,165 @@ pub(crate) struct Reactor {
     /// `None` for a node that may start the group; see [`Orphan`].
     orphan: Option<Orphan>,
     keepalive: Duration,
+    /// Whether the I/O thread sleeps, and until when: what a publishing thread compares its
+    /// deadlines with.
+    io_thread: IoThread,
+    /// An I/O error a publishing thread met acting for the member: the I/O thread stops on it
+    /// as on its own.
+    failed: Option<io::Error>,
+    /// The keys of the links whose rings spinning threads read (kept to reuse its memory).
+    ring_keys: Vec<usize>,
 }
+
+/// The longest the I/O thread sleeps while threads spin on the rings: after the last one
+/// stops, the rings stay unparked (and messages for other subscriptions on them wait) until
+/// the I/O thread comes to park them, at most this much later (or the spin, if longer).
+const SPIN_CHECK: Duration = Duration::from_millis(1);
+
+/// What the I/O thread does while it does not hold the [`Core`]'s lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IoThread {
+    Awake,
+    /// Waiting for readiness until `until` (`None`: no deadline).
+    Asleep {
+        until: Option<Instant>,
+    },
+}
+
+/// The node's state ([`Reactor`]) behind the lock its I/O thread and its publishing threads
+/// share; `None` once the I/O thread has stopped.
+pub(crate) struct Core {
+    reactor: Mutex<Option<Reactor>>,
+}
+
+impl Core {
+    pub(crate) fn new(reactor: Reactor) -> Self {
+        Self {
+            reactor: Mutex::new(Some(reactor)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Reactor>> {
+        self.reactor.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Publishes on the calling thread: the member takes the message and its links send it
+    /// now (see the module docs). `Err` once the I/O thread has stopped.
+    pub(crate) fn publish(&self, cmd: DataCmd) -> Result<(), Stopped> {
+        let mut guard = self.lock();
+        let reactor = guard.as_mut().ok_or(Stopped)?;
+        reactor.publish_here(cmd);
+        Ok(())
+    }
+
+    /// A receiving thread starts polling the rings ([`SubscriptionOptions::spin`]); `false`
+    /// once the node has stopped.
+    ///
+    /// [`SubscriptionOptions::spin`]: ipc_proto::data::SubscriptionOptions::spin
+    pub(crate) fn spin_start(&self) -> bool {
+        let mut guard = self.lock();
+        let Some(r) = guard.as_mut() else {
+            return false;
+        };
+        r.io.spin_start();
+        true
+    }
+
+    /// A polling thread's look at the rings: hands on what they hold, unless the I/O thread
+    /// (or another thread) holds the state right now.
+    pub(crate) fn poll_rings(&self) {
+        let mut guard = match self.reactor.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        if let Some(r) = guard.as_mut() {
+            r.poll_rings(Instant::now());
+        }
+    }
+
+    /// A polling thread stops: the rings stay unparked for `linger` more (see
+    /// [`Links::spin_stop`]), or until the sleeping I/O thread wakes anyway if that is later
+    /// (it sleeps at most [`SPIN_CHECK`] while threads spin): then nobody need wake it.
+    pub(crate) fn spin_stop(&self, linger: Duration) {
+        let mut guard = self.lock();
+        let Some(r) = guard.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        let until = (!linger.is_zero()).then(|| match r.io_thread {
+            IoThread::Asleep { until: Some(u) } => u.max(now + linger),
+            _ => now + linger,
+        });
+        if r.io.spin_stop(until) {
+            r.park_rings(now);
+        }
+        r.wake_if_needed(false);
+    }
+
+    /// The I/O thread: runs until the node has left (or the I/O fails), then releases every
+    /// socket.
+    pub(crate) fn run(&self) {
+        let Some(poller) = self.lock().as_ref().map(|r| r.io.poller().try_clone()) else {
+            return;
+        };
+        let result = poller.and_then(|p| self.event_loop(&p));
+        let mut guard = self.lock();
+        if let Some(reactor) = guard.as_mut() {
+            reactor.stop(result);
+        }
+        // Publishing threads see the node stopped from here; its sockets close outside the lock.
+        let reactor = guard.take();
+        drop(guard);
+        drop(reactor);
+    }
+
+    fn event_loop(&self, poller: &Poller) -> io::Result<()> {
+        let mut ready = Events::with_capacity(64);
+        let mut guard = self.lock();
+        let Some(r) = guard.as_mut() else {
+            return Ok(());
+        };
+        // Start: the member was told to join before the thread started.
+        r.pump(Instant::now())?;
+        r.publish();
+        loop {
+            let Some(r) = guard.as_mut() else {
+                return Ok(());
+            };
+            if let Some(e) = r.failed.take() {
+                return Err(e);
+            }
+            if r.orphan == Some(Orphan::NoGroup) {
+                return Ok(());
+            }
+            let mut until = r.next_deadline();
+            if r.io.is_spinning() {
+                // Back soon to park the rings once the spinning threads stop.
+                let check = Instant::now() + SPIN_CHECK;
+                until = Some(until.map_or(check, |u| u.min(check)));
+            }
+            r.io_thread = IoThread::Asleep { until };
+            drop(guard);
+            let timeout = until.map(|d| d.saturating_duration_since(Instant::now()));
+            poller.wait(&mut ready, timeout)?;
+            guard = self.lock();
+            let Some(r) = guard.as_mut() else {
+                return Ok(());
+            };
+            r.io_thread = IoThread::Awake;
+            let now = Instant::now();
+            r.on_wakeup(now, &ready)?;
+            if r.finished(now) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The node's I/O thread has stopped.
+#[derive(Debug)]
+pub(crate) struct Stopped;
 
 impl Reactor {
     pub(crate) fn new(
@@ -124,12 +288,14 @@ impl Reactor {
             docs: DocRegistry::default(),
             orphan: setup.join_existing.then_some(Orphan::Joining),
             keepalive: setup.keepalive,
+            io_thread: IoThread::Awake,
+            failed: None,
+            ring_keys: Vec::new(),
         })
     }
 
-    /// Runs until the node has left (or the I/O fails), then releases every socket.
-    pub(crate) fn run(mut self) {
-        let result = self.event_loop();
+    /// Tells everyone waiting on the node why it stopped.
+    fn stop(&mut self, result: io::Result<()>) {
         let no_group = self.orphan == Some(Orphan::NoGroup);
         let why = match &result {
             Ok(()) if no_group => {
@@ -163,42 +329,99 @@ impl Reactor {
         }
     }
 
-    fn event_loop(&mut self) -> io::Result<()> {
-        let mut ready = Events::with_capacity(64);
-        // Start: the member was told to join before the thread started.
-        self.pump(Instant::now())?;
-        self.publish();
-        loop {
-            if self.orphan == Some(Orphan::NoGroup) {
-                return Ok(());
+    /// Acts on what `ready` reports, on the deadlines passed, and on what the member asks.
+    fn on_wakeup(&mut self, now: Instant, ready: &Events) -> io::Result<()> {
+        let mut listeners = [false; 2];
+        for event in ready.iter() {
+            match Ready::of(event.token()) {
+                Ready::Listener(Listener::Hub) => listeners[0] = true,
+                Ready::Listener(Listener::Data) => listeners[1] = true,
+                _ => self.on_ready(now, event)?,
             }
-            let timeout = self
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()));
-            self.io.poller().wait(&mut ready, timeout)?;
-            let now = Instant::now();
-            let mut listeners = [false; 2];
-            for event in ready.iter() {
-                match Ready::of(event.token()) {
-                    Ready::Listener(Listener::Hub) => listeners[0] = true,
-                    Ready::Listener(Listener::Data) => listeners[1] = true,
-                    _ => self.on_ready(now, event)?,
+        }
+        // The links first, then the hub's listener before the data listener: a flood of
+        // connections to a node's data address must not keep new members from joining.
+        if listeners[0] {
+            self.accept(now, Listener::Hub)?;
+        }
+        if listeners[1] {
+            self.accept(now, Listener::Data)?;
+        }
+        self.on_deadlines(now);
+        self.pump(now)?;
+        self.publish();
+        Ok(())
+    }
+
+    /// A publishing thread's message (see [`Core::publish`]), after the requests queued before
+    /// it; wakes the I/O thread if what happened asks for it.
+    fn publish_here(&mut self, cmd: DataCmd) {
+        let now = Instant::now();
+        let result = self.take_requests(now).and_then(|earlier| {
+            self.on_data(now, cmd)?;
+            Ok(earlier)
+        });
+        match result {
+            Ok(earlier) => self.wake_if_needed(earlier),
+            Err(e) => {
+                self.failed.get_or_insert(e);
+                self.wake_if_needed(true);
+            }
+        }
+    }
+
+    /// After another thread acted for the member: wakes the I/O thread if it must look
+    /// (`anyway`, a changed view, a deadline sooner than the one it sleeps to).
+    fn wake_if_needed(&mut self, anyway: bool) {
+        let wake = anyway || self.view_dirty || self.sooner_than_io_thread();
+        if wake && let Err(e) = self.waker.wake() {
+            warn!(error = %e, "cannot wake the I/O thread");
+        }
+    }
+
+    /// A polling thread reads what the rings hold (see [`Links::read_ring`]).
+    fn poll_rings(&mut self, now: Instant) {
+        let mut keys = std::mem::take(&mut self.ring_keys);
+        self.io.ring_receivers(&mut keys);
+        let mut any = false;
+        for &key in &keys {
+            for _ in 0..READ_BUDGET {
+                let read = self.io.read_ring(&mut self.member, now, key);
+                if read == Read::Done {
+                    break;
+                }
+                any = true;
+                if let Err(e) = self.pump(now) {
+                    self.failed.get_or_insert(e);
+                }
+                if !self.io.read_on(key, read) {
+                    break;
                 }
             }
-            // The links first, then the hub's listener before the data listener: a flood of
-            // connections to a node's data address must not keep new members from joining.
-            if listeners[0] {
-                self.accept(now, Listener::Hub)?;
-            }
-            if listeners[1] {
-                self.accept(now, Listener::Data)?;
-            }
-            self.on_deadlines(now);
-            self.pump(now)?;
-            self.publish();
-            if self.finished(now) {
-                return Ok(());
-            }
+        }
+        self.ring_keys = keys;
+        if any {
+            self.wake_if_needed(self.failed.is_some());
+        }
+    }
+
+    /// Reads every ring link to its end, which parks the rings: nobody polls them any more.
+    fn park_rings(&mut self, now: Instant) {
+        let mut keys = std::mem::take(&mut self.ring_keys);
+        self.io.ring_receivers(&mut keys);
+        for &key in &keys {
+            self.read(now, key);
+        }
+        self.ring_keys = keys;
+    }
+
+    /// Whether a deadline comes before the sleeping I/O thread would wake.
+    fn sooner_than_io_thread(&self) -> bool {
+        match self.io_thread {
+            IoThread::Awake => false,
+            IoThread::Asleep { until } => self
+                .next_deadline()
+                .is_some_and(|d| until.is_none_or(|u| d < u)),
         }
     }
 
@@ -256,8 +479,16 @@ impl Reactor {
         for peer in self.mailbox.take_resumes() {
             self.io.set_paused(peer, false);
         }
+        self.take_requests(now).map(drop)
+    }
+
+    /// Acts on the queued requests; whether there were any.
+    fn take_requests(&mut self, now: Instant) -> io::Result<bool> {
+        let mut any = false;
         loop {
-            match self.requests.try_recv() {
+            let request = self.requests.try_recv();
+            any |= request.is_ok();
+            match request {
                 Ok(Request::Cmd(cmd, reply)) => {
                     let r = self
                         .member
@@ -267,19 +498,7 @@ impl Reactor {
                 }
                 Ok(Request::Events(sink)) => self.sinks.push(sink),
                 Ok(Request::Leave(reply)) => self.start_leaving(now, Some(reply)),
-                Ok(Request::Data(cmd)) => {
-                    let published = match &cmd {
-                        DataCmd::Publish { topic, .. } => Some(topic.clone()),
-                        _ => None,
-                    };
-                    self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
-                    if let Some(topic) = published {
-                        // Its room is accounted for now: the publisher's credit comes back.
-                        self.pump(now)?;
-                        let room = self.member.data().and_then(|d| d.room(&topic));
-                        self.outgoing.processed(now, &topic, room);
-                    }
-                }
+                Ok(Request::Data(cmd)) => self.on_data(now, cmd)?,
                 Ok(Request::Take(topic, queue)) => {
                     let mut terms = queue.options.terms();
                     let list = self.subs.entry(Arc::clone(&topic)).or_default();
@@ -303,14 +522,30 @@ impl Reactor {
                 Ok(Request::Stats(reply)) => {
                     let _ = reply.send(self.member.data().map(|d| d.stats()).unwrap_or_default());
                 }
-                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Empty) => return Ok(any),
                 // The node's handle is gone without a goodbye (it always sends one): leave.
                 Err(TryRecvError::Disconnected) => {
                     self.start_leaving(now, None);
-                    return Ok(());
+                    return Ok(true);
                 }
             }
         }
+    }
+
+    /// A data-plane command; a message published is sent before this returns.
+    fn on_data(&mut self, now: Instant, cmd: DataCmd) -> io::Result<()> {
+        let published = match &cmd {
+            DataCmd::Publish { topic, .. } => Some(topic.clone()),
+            _ => None,
+        };
+        self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
+        if let Some(topic) = published {
+            // Its room is accounted for now: the publisher's credit comes back.
+            self.pump(now)?;
+            let room = self.member.data().and_then(|d| d.room(&topic));
+            self.outgoing.processed(now, &topic, room);
+        }
+        Ok(())
     }
 
     fn drop_subscription(&mut self, now: Instant, topic: &Arc<str>, queue: &Weak<SubQueue>) {
@@ -363,6 +598,9 @@ impl Reactor {
             }
         }
         self.io.handle_timeout(now);
+        if self.io.spin_lapsed(now) {
+            self.park_rings(now);
+        }
     }
 
     /// Whether the node has left and what it published is flushed (or it is time to give up).

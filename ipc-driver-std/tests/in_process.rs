@@ -255,3 +255,71 @@ fn pooled_messages_to_a_shallow_block_subscription() {
     }
     reader.join().expect("every message");
 }
+
+/// A spinning subscription (`SubscriptionOptions::spin`) reads the rings on its own thread:
+/// it takes every message in order, a subscription of another topic on the same links keeps
+/// receiving meanwhile (the I/O thread still serves it), and once its spins give up after an
+/// idle time, it sleeps and is woken for the next message like any subscription.
+#[test]
+fn a_spinning_subscription_takes_every_message_and_sleeps_when_idle() {
+    use ipc_driver_std::SubscriptionOptions;
+    let g = group();
+    let p = Node::builder("pub").group(&g).join().expect("join");
+    let s = Node::builder("sub").group(&g).join().expect("join");
+    let fast = p.publisher("fast", "x").expect("publisher");
+    let slow = p.publisher("slow", "x").expect("publisher");
+    let spin = Duration::from_micros(200);
+    let spinning = s
+        .subscription("fast", SubscriptionOptions::block(WAIT).spin(spin))
+        .expect("sub");
+    // Read only at the end: deep enough for all its messages (a full `Block` queue would
+    // pause the whole link, both topics).
+    let plain = s
+        .subscription("slow", SubscriptionOptions::drop_newest(1024))
+        .expect("sub");
+    let sid = s.id();
+    p.wait_view(WAIT, |v| {
+        v.node(sid).is_some_and(|n| n.subscribes.len() == 2)
+    })
+    .expect("routed");
+    const N: u64 = 5_000;
+    const EVERY: u64 = 50;
+    let reader = std::thread::spawn(move || {
+        for n in 0..N {
+            let m = spinning
+                .recv_timeout(WAIT)
+                .unwrap_or_else(|e| panic!("message {n}: {e}"));
+            assert_eq!(m[..8], n.to_le_bytes(), "message {n}");
+            assert_eq!(m.len(), if n % 2 == 0 { 64 } else { 4096 });
+        }
+        spinning
+    });
+    let mut data = vec![0u8; 4096];
+    for n in 0..N {
+        data[..8].copy_from_slice(&n.to_le_bytes());
+        let len = if n % 2 == 0 { 64 } else { 4096 };
+        fast.publish(&data[..len]).expect("publish");
+        if n % EVERY == 0 {
+            slow.publish(&n.to_le_bytes()).expect("publish");
+        }
+    }
+    for n in (0..N).step_by(EVERY as usize) {
+        let m = plain
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|e| panic!("slow message {n}: {e}"));
+        assert_eq!(m[..], n.to_le_bytes(), "slow message {n}");
+    }
+    let mut spinning = reader.join().expect("every message");
+    // Idle for far longer than a spin: the next receive spins, gives up and sleeps; the
+    // message then comes through the ring's wakeup.
+    for round in 0..5u64 {
+        let waiter = std::thread::spawn(move || {
+            let m = spinning.recv_timeout(WAIT).expect("woken for the message");
+            assert_eq!(m[..], round.to_le_bytes());
+            spinning
+        });
+        std::thread::sleep(spin * 20);
+        fast.publish(&round.to_le_bytes()).expect("publish");
+        spinning = waiter.join().expect("received");
+    }
+}

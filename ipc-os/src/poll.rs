@@ -190,6 +190,14 @@ impl Poller {
         })
     }
 
+    /// A second handle to the same epoll set (a `dup` of its fd): one thread may wait on it
+    /// while others change registrations through the first, which epoll allows.
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(Self {
+            epoll: self.epoll.try_clone()?,
+        })
+    }
+
     /// Registers `fd` with `token` and `interest`. Fails with `AlreadyExists` if registered.
     pub fn add(&self, fd: impl AsFd, token: Token, interest: Interest) -> io::Result<()> {
         epoll::add(
@@ -355,6 +363,23 @@ mod tests {
         let (a, _b) = socketpair_seqpacket().expect("socketpair");
         let e = Waker::adopt(a).expect_err("a socket");
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn a_clone_waits_on_the_same_set() {
+        let poller = Poller::new().expect("poller");
+        let clone = poller.try_clone().expect("dup");
+        let waker = Waker::new().expect("eventfd");
+        poller
+            .add(&waker, Token(7), Interest::READABLE)
+            .expect("add");
+        let mut events = Events::with_capacity(4);
+        let idle = clone.wait(&mut events, Some(Duration::ZERO)).expect("poll");
+        assert_eq!(idle, 0);
+        waker.wake().expect("wake");
+        let n = clone.wait(&mut events, Some(Duration::ZERO)).expect("poll");
+        assert_eq!(n, 1);
+        assert_eq!(events.iter().next().map(|e| e.token()), Some(Token(7)));
     }
 
     #[test]

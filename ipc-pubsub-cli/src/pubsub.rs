@@ -160,6 +160,7 @@ impl QueueArgs {
             policy,
             depth: self.depth,
             max_payload: self.max_payload,
+            ..SubscriptionOptions::default()
         }
     }
 }

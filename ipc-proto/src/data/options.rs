@@ -86,6 +86,16 @@ pub struct SubscriptionOptions {
     /// [`DEFAULT_MAX_PAYLOAD`]). A node's subscriptions to one topic take up to the largest of
     /// their maximums. Default [`DEFAULT_MAX_PAYLOAD`].
     pub max_payload: u64,
+    /// How long a receiving thread polls for the next message before it sleeps: zero (the
+    /// default) sleeps at once and idles at 0 % CPU. A driver that reads its links'
+    /// shared-memory rings on the receiving thread (the std driver; the calloop driver
+    /// ignores it) spins on them, and publishers push without waking anyone: the lowest
+    /// latency, for a CPU core kept busy while waiting (up to `spin` per receive with no
+    /// message). While threads spin, and for a moment after (the std driver: up to the
+    /// spin, or 1 ms if longer), the rings are not parked and messages of the node's other
+    /// subscriptions on the same links are read by a spinning thread or by the I/O thread
+    /// within that moment. Local to the driver: publishers are not told.
+    pub spin: Duration,
 }
 
 impl Default for SubscriptionOptions {
@@ -94,6 +104,7 @@ impl Default for SubscriptionOptions {
             policy: Policy::DropOldest,
             depth: 64,
             max_payload: DEFAULT_MAX_PAYLOAD,
+            spin: Duration::ZERO,
         }
     }
 }
@@ -129,6 +140,12 @@ impl SubscriptionOptions {
     /// Sets [`max_payload`](Self::max_payload).
     pub fn max_payload(mut self, bytes: u64) -> Self {
         self.max_payload = bytes;
+        self
+    }
+
+    /// Sets [`spin`](Self::spin): poll up to `spin` for each message before sleeping.
+    pub fn spin(mut self, spin: Duration) -> Self {
+        self.spin = spin;
         self
     }
 

@@ -9,6 +9,7 @@
 //! | series | sender | receiver |
 //! |---|---|---|
 //! | [`PUBSUB_RTT`] | publishes 64 B on topic `ping` ([`SendMode::Inline`]) and waits for the reply on `pong`; one sample per round trip | subscribes to `ping`, publishes each message's bytes back on `pong` |
+//! | [`PUBSUB_RTT_SPIN`] | the same, its `pong` subscription spinning 1 ms (`SubscriptionOptions::spin`) | the same, its `ping` subscription spinning |
 //! | [`PUBSUB_PACED_30HZ`], [`PUBSUB_PACED_1KHZ`] | per message, on time: the time, a loan of a publisher with default options written in place with that time in it, [`Publisher::send`] | a `Block` subscription of depth 8; per message: the time as soon as `recv` returns it, then its order and [`checksum`]; the difference of the two times is the sample |
 //! | [`PUBSUB_INLINE`], [`PUBSUB_FRESH`], [`PUBSUB_POOLED`] and their 4-receiver ones | per message: [`Publisher::loan`], the payload written into the loan in place, [`Publisher::send`]; timed from "warm-up received by every receiver" to "last message received by every receiver" | a `Block` subscription of depth `window` (8, the baselines' window); per message: checks its mode and length, [`checksum`] of every byte (in the mapping, no copy), drops it (which gives a pooled range back) |
 //!
@@ -39,7 +40,7 @@ use super::series::{
     Counts, FRESH_4_COUNTS, FRESH_COUNTS, KIB4, KIB64, MIB1, MIB16, OneWayTimes, PACED_1KHZ_COUNTS,
     PACED_30HZ_COUNTS, PUBSUB_FRESH, PUBSUB_FRESH_4, PUBSUB_INLINE, PUBSUB_INLINE_4,
     PUBSUB_INLINE_NO_RINGS, PUBSUB_PACED_1KHZ, PUBSUB_PACED_30HZ, PUBSUB_POOLED, PUBSUB_POOLED_4,
-    PUBSUB_POOLED_NO_RINGS, PUBSUB_RTT, PUBSUB_RTT_NO_RINGS, Series, Shape, expect_delivery, hz,
+    PUBSUB_POOLED_NO_RINGS, PUBSUB_RTT, PUBSUB_RTT_NO_RINGS, PUBSUB_RTT_SPIN, Series, Shape, expect_delivery, hz,
     paced_latency, read_exact_record, round_trip_latency, send_paced, throughput, time_round_trips,
     write_record,
 };
@@ -105,6 +106,13 @@ pub(super) const SERIES: &[Series] = &[
         shape: Shape::RoundTrip,
         counts: RTT_COUNTS,
         rep: rtt,
+    },
+    Series {
+        id: PUBSUB_RTT_SPIN,
+        label: "pubsub.rtt with spinning subscriptions (spin 1 ms) at both ends",
+        shape: Shape::RoundTrip,
+        counts: RTT_COUNTS,
+        rep: rtt_spin,
     },
     Series {
         id: PUBSUB_RTT_NO_RINGS,
@@ -283,6 +291,28 @@ fn rtt_no_rings(h: &Harness, case: &Case) -> Result<RepValue> {
     round_trip(h, case, Rings::Off)
 }
 
+/// How long the round trip's subscriptions spin in [`PUBSUB_RTT_SPIN`], in µs: longer than
+/// a round trip, so that neither end ever sleeps while the other answers.
+const RTT_SPIN_US: &str = "1000";
+
+/// The `--opt` key of a subscription's spin, in µs (absent: 0, sleep at once).
+const SPIN_KEY: &str = "spin_us";
+
+fn rtt_spin(h: &Harness, case: &Case) -> Result<RepValue> {
+    let rings = Rings::On;
+    let r = h.run(&Team {
+        sender: "pubsub-ping",
+        receiver: "pubsub-echo",
+        wiring: Wiring::SeqPacket,
+        group: true,
+        case: *case,
+        opts: &[rings.opt(), (SPIN_KEY, RTT_SPIN_US)],
+    })?;
+    let latency = round_trip_latency(&r, case)?;
+    expect_rings(&r, rings)?;
+    Ok(latency)
+}
+
 fn round_trip(h: &Harness, case: &Case, rings: Rings) -> Result<RepValue> {
     let r = h.run(&Team {
         sender: "pubsub-ping",
@@ -379,11 +409,24 @@ fn inline_publisher(node: &Node, topic: &str) -> Result<Publisher> {
 
 /// A lossless subscription: publishers wait for room (up to [`WAIT`]).
 fn block(node: &Node, topic: &str, depth: u32) -> Result<Subscription> {
+    block_spinning(node, topic, depth, Duration::ZERO)
+}
+
+/// [`block`], polling up to `spin` for each message before sleeping.
+fn block_spinning(node: &Node, topic: &str, depth: u32, spin: Duration) -> Result<Subscription> {
     let options = SubscriptionOptions {
         depth,
+        spin,
         ..SubscriptionOptions::block(WAIT)
     };
     Ok(node.subscription(topic, options)?)
+}
+
+/// The spin the parent asked for (`--opt spin_us=N`; none: 0).
+fn spin_of(ctx: &ChildCtx) -> Result<Duration> {
+    Ok(Duration::from_micros(
+        ctx.opt::<u64>(SPIN_KEY)?.unwrap_or_default(),
+    ))
 }
 
 fn next(sub: &Subscription, what: &str) -> Result<Message> {
@@ -414,7 +457,7 @@ fn pubsub_ping(ctx: &mut ChildCtx) -> Result<ChildReport> {
     let sock = ctx.take_fd()?;
     let c = ctx.case;
     let node = join(ctx, "bench-ping")?;
-    let pong = block(&node, "pong", c.window)?;
+    let pong = block_spinning(&node, "pong", c.window, spin_of(ctx)?)?;
     let ping = inline_publisher(&node, "ping")?;
     wait_subscribers(&node, "ping", 1, WAIT)?;
     let payload = Payload::new(c.size);
@@ -445,7 +488,7 @@ fn pubsub_echo(ctx: &mut ChildCtx) -> Result<ChildReport> {
     let sock = ctx.take_fd()?;
     let c = ctx.case;
     let node = join(ctx, "bench-echo")?;
-    let ping = block(&node, "ping", c.window)?;
+    let ping = block_spinning(&node, "ping", c.window, spin_of(ctx)?)?;
     let pong = inline_publisher(&node, "pong")?;
     wait_subscribers(&node, "pong", 1, WAIT)?;
     let (mut msgs, mut rings) = (0, None);

@@ -76,6 +76,10 @@ pub(super) const PUBSUB_FRESH_4: &str = "pubsub.fresh.4recv";
 /// [`PUBSUB_POOLED`] to 4 subscribers.
 pub(super) const PUBSUB_POOLED_4: &str = "pubsub.pooled.4recv";
 
+/// [`PUBSUB_RTT`] with spinning subscriptions (`SubscriptionOptions::spin`) at both ends,
+/// against [`SHM_SPIN_PINGPONG`](super::baselines::SHM_SPIN_PINGPONG).
+pub(super) const PUBSUB_RTT_SPIN: &str = "pubsub.rtt_spin";
+
 /// [`PUBSUB_RTT`] with shared-memory rings off (`Node::builder(..).shared_memory_rings(false)`
 /// in both processes): every record through the data link's socket, as before issue 13.
 pub(super) const PUBSUB_RTT_NO_RINGS: &str = "pubsub.rtt.no_rings";

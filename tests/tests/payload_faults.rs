@@ -161,7 +161,10 @@ fn a_subscriber_killed_holding_pooled_segments_gives_them_back() {
     // Measured once the first subscriber's share is settled: the publisher may still have
     // been sending to it (and growing the pool) when the first segment was seen lent.
     let pool = node.pool_bytes();
-    // The pool is reused, not grown, for the next subscriber.
+    // The pool is reused, not grown, for the next subscriber: as many messages as it holds
+    // segments of their class (more could all be lent at once, and rightly grow it).
+    let segments = pool / ipc_proto::data::Pool::class(100_000);
+    assert!(segments >= 1, "a pool of {pool} bytes");
     let mut next = Child::peer(Driver::Std, &g, "next", &["--keepalive-ms", "60000"]);
     next.send("subscription t block 16");
     let nid = node_id(&next.node_id());
@@ -169,10 +172,11 @@ fn a_subscriber_killed_holding_pooled_segments_gives_them_back() {
         v.node(nid).is_some_and(|n| n.subscribes.contains_key("t"))
     })
     .expect("routed");
-    for _ in 0..20 {
+    for _ in 0..segments {
         publisher.publish(&[9; 100_000]).expect("publish");
     }
-    next.wait_count(WAIT, 20, messages_on("t"));
+    let segments = usize::try_from(segments).expect("a few");
+    next.wait_count(WAIT, segments, messages_on("t"));
     wait_until("segments back again", || node.segments_in_use().pool == 0);
     assert!(
         node.pool_bytes() <= pool,

@@ -1114,84 +1114,6 @@ impl<A> Links<A> {
         }
     }
 
-    // ---- threads that poll the rings ----
-
-    /// A thread starts polling the rings for its next message instead of sleeping
-    /// ([`SubscriptionOptions::spin`]): from now until the last such thread stops (and its
-    /// linger ends), the subscriber's side of every ring stays unparked, so publishers push
-    /// without writing an eventfd, and the polling threads read the rings
-    /// ([`Links::read_ring`] on each of [`Links::ring_receivers`]).
-    ///
-    /// [`SubscriptionOptions::spin`]: ipc_proto::data::SubscriptionOptions::spin
-    pub fn spin_start(&mut self) {
-        self.spinners += 1;
-        let parked = self.spin_linger.take().is_none() && self.spinners == 1;
-        if !parked {
-            return;
-        }
-        for (_, link) in &mut self.links {
-            if let Some(ring) = &mut link.ring {
-                // Only a word stored in a mapping checked when taken: nothing to fail on.
-                let _ = ring.unpark();
-            }
-        }
-    }
-
-    /// A polling thread stops. With `linger`, the rings stay unparked until then if it was
-    /// the last (a thread that got its message comes back for the next soon), after which
-    /// [`Links::spin_lapsed`] says to read and park them. Returns whether to do that now:
-    /// the last thread stopped with no linger.
-    pub fn spin_stop(&mut self, linger: Option<Instant>) -> bool {
-        self.spinners = self.spinners.saturating_sub(1);
-        if self.spinners > 0 {
-            return false;
-        }
-        self.spin_linger = linger;
-        linger.is_none()
-    }
-
-    /// Whether threads poll the rings now (the driver's own wait should then be short: see
-    /// [`Links::spin_stop`]'s linger).
-    pub fn is_spinning(&self) -> bool {
-        self.spinners > 0
-    }
-
-    /// Whether the linger after the last polling thread has run out ([`Links::poll_timeout`]
-    /// includes it): the driver reads every ring link to its end, which parks the rings.
-    pub fn spin_lapsed(&mut self, now: Instant) -> bool {
-        if self.spinners == 0 && self.spin_linger.is_some_and(|t| t <= now) {
-            self.spin_linger = None;
-            return true;
-        }
-        false
-    }
-
-    /// Whether threads poll the rings (or did a moment ago): the rings do not park.
-    fn is_polled(&self) -> bool {
-        self.spinners > 0 || self.spin_linger.is_some()
-    }
-
-    /// The keys of the links whose ring this node reads (the subscriber's side), into `out`.
-    pub fn ring_receivers(&self, out: &mut Vec<usize>) {
-        out.clear();
-        out.extend(
-            self.links
-                .iter()
-                .filter(|(_, l)| l.ring.as_ref().is_some_and(|r| !r.is_sender()))
-                .map(|(key, _)| key),
-        );
-    }
-
-    /// A polling thread's read of a link's ring: its next message if one is due, handed to
-    /// the member, without reading the socket (a message held for a socket record waits for
-    /// the I/O thread, which the socket wakes). [`Read::Done`] if none.
-    pub fn read_ring(&mut self, member: &mut Member, now: Instant, key: usize) -> Read {
-        if !self.is_reading(key) {
-            return Read::Done;
-        }
-        self.ring_record(member, now, key).unwrap_or(Read::Done)
-    }
-
     /// A driver's read loop for a link ended with its budget spent: records may wait. The
     /// socket says so again by itself (its readiness is level-triggered); a ring's messages
     /// may have come with no wake (the subscriber was not parked), so its side wakes itself
@@ -1225,5 +1147,6 @@ impl<A> Links<A> {
     }
 }
 
+mod spin;
 #[cfg(test)]
 mod tests;

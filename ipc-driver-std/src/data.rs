@@ -135,6 +135,9 @@ impl OutSegment {
 struct PoolState {
     pool: Pool,
     segments: BTreeMap<SegmentId, Arc<PoolSegment>>,
+    /// Threads waiting for a segment to come back: only then is `pool_freed` notified (a
+    /// notification is a system call, and every release would pay it).
+    waiting: u32,
 }
 
 /// What publishing threads share with the I/O thread.
@@ -158,6 +161,9 @@ struct Credits {
     released: BTreeMap<Ticket, bool>,
     /// The I/O thread has stopped: nobody will hand out credit any more.
     closed: bool,
+    /// Threads waiting on `credit_changed`: only then is it notified (every message changes
+    /// the credit, and a notification is a system call).
+    waiting: u32,
 }
 
 /// A publishing thread waiting for room.
@@ -188,6 +194,7 @@ impl Outgoing {
             pool: Mutex::new(PoolState {
                 pool: Pool::new(pool_bytes, 1),
                 segments: BTreeMap::new(),
+                waiting: 0,
             }),
             pool_freed: Condvar::new(),
             fresh: Mutex::new(BTreeMap::new()),
@@ -216,8 +223,11 @@ impl Outgoing {
         if id.0 >= FRESH_IDS {
             return lock(&self.fresh).remove(&id).is_some();
         }
-        let freed = lock(&self.pool).pool.free(id, Instant::now());
-        if freed {
+        let mut st = lock(&self.pool);
+        let freed = st.pool.free(id, Instant::now());
+        let waiting = st.waiting > 0;
+        drop(st);
+        if freed && waiting {
             self.pool_freed.notify_all();
         }
         freed
@@ -244,8 +254,7 @@ impl Outgoing {
         let mut c = lock(&self.credits);
         c.hold.handle(now, HoldInput::Room { topic, room });
         c.drain();
-        drop(c);
-        self.credit_changed.notify_all();
+        self.credit_changed(c);
     }
 
     /// The member took one message of `topic`; its room is now `room`.
@@ -253,8 +262,39 @@ impl Outgoing {
         let mut c = lock(&self.credits);
         c.hold.handle(now, HoldInput::Accounted { topic, room });
         c.drain();
+        self.credit_changed(c);
+    }
+
+    /// Wakes the publishing threads waiting for credit, if any wait.
+    fn credit_changed(&self, c: MutexGuard<'_, Credits>) {
+        let waiting = c.waiting > 0;
         drop(c);
-        self.credit_changed.notify_all();
+        if waiting {
+            self.credit_changed.notify_all();
+        }
+    }
+
+    /// Waits for the credit to change, at most `timeout`.
+    fn wait_credit<'a>(
+        &self,
+        mut c: MutexGuard<'a, Credits>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, Credits> {
+        c.waiting += 1;
+        let mut c = match timeout {
+            None => self
+                .credit_changed
+                .wait(c)
+                .unwrap_or_else(PoisonError::into_inner),
+            Some(t) => {
+                self.credit_changed
+                    .wait_timeout(c, t)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+        };
+        c.waiting -= 1;
+        c
     }
 
     /// The I/O thread stopped: publishers stop waiting.
@@ -271,10 +311,7 @@ impl Outgoing {
         let mut c = lock(&self.credits);
         let ticket = loop {
             while !c.closed && c.hold.pending(topic) >= WINDOW {
-                c = self
-                    .credit_changed
-                    .wait(c)
-                    .unwrap_or_else(PoisonError::into_inner);
+                c = self.wait_credit(c, None);
             }
             if c.closed {
                 return false;
@@ -285,19 +322,14 @@ impl Outgoing {
                 Admit::Go(_) => return false,
                 Admit::Held { .. } => break ticket,
                 // As many threads wait already: wait for one to go, then try again.
-                Admit::Full(_) => {
-                    c = self
-                        .credit_changed
-                        .wait(c)
-                        .unwrap_or_else(PoisonError::into_inner);
-                }
+                Admit::Full(_) => c = self.wait_credit(c, None),
             }
         };
         loop {
             c.drain();
             if let Some(expired) = c.released.remove(&ticket) {
                 // Another thread may have taken tickets out for others.
-                self.credit_changed.notify_all();
+                self.credit_changed(c);
                 return expired;
             }
             if c.closed {
@@ -309,19 +341,13 @@ impl Outgoing {
                     c.hold.handle_timeout(now);
                     c.drain();
                     // Tickets of other threads may be out.
-                    self.credit_changed.notify_all();
+                    if c.waiting > 0 {
+                        self.credit_changed.notify_all();
+                    }
                     continue;
                 }
-                Some(deadline) => {
-                    self.credit_changed
-                        .wait_timeout(c, deadline - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-                None => self
-                    .credit_changed
-                    .wait(c)
-                    .unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => self.wait_credit(c, Some(deadline - now)),
+                None => self.wait_credit(c, None),
             };
         }
     }
@@ -367,11 +393,13 @@ impl Outgoing {
             if left.is_zero() {
                 return Ok(None);
             }
+            st.waiting += 1;
             st = self
                 .pool_freed
                 .wait_timeout(st, left)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
+            st.waiting -= 1;
         }
     }
 

@@ -46,7 +46,7 @@ struct Measure {
     full: (u64, u64),
     quick: (u64, u64),
     /// iceoryx2: listener wait + notify per sample (true) or `receive()` in a spin loop.
-    /// Ours: `recv` (true) or a `try_recv` loop.
+    /// Ours: `recv` with the default options (true) or a spinning subscription.
     blocking: bool,
 }
 
@@ -564,7 +564,7 @@ impl Row {
             reps: [ice.0.clone(), ours.0.clone()],
             via: [ice.1.clone(), ours.1.clone()],
             note: (!m.blocking).then_some(
-                "ours: no spin subscription yet, a try_recv loop on the app thread (its I/O thread still wakes per record)",
+                "ours: a spinning subscription (SubscriptionOptions::spin 1 s): the receiving thread polls the rings",
             ),
         }
     }

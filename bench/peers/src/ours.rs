@@ -2,14 +2,14 @@
 //! default options (`SendMode::Auto`: inline up to 16 KiB, pooled above it in a group open
 //! only to this uid) and lossless subscriptions (`Block`, depth `window`).
 //!
-//! Blocking mode receives with `Subscription::recv` (the default way). Spin mode calls
-//! `Subscription::try_recv` in a loop: there is no spin subscription yet (issue 13 adds one),
-//! so the node's I/O thread still receives every record from the socket and hands it over,
-//! and only the application thread spins; both share the process's one pinned CPU.
+//! Blocking mode receives with `Subscription::recv` and the default options (the receiving
+//! thread sleeps; the node's I/O thread takes each message from the ring and hands it over).
+//! Spin mode uses a spinning subscription (`SubscriptionOptions::spin`, [`SPIN`]): the
+//! receiving thread polls the rings itself, as iceoryx2's busy-wait `receive()` loop does.
 
 use std::time::{Duration, Instant};
 
-use ipc_driver_std::{Message, Node, Publisher, RecvError, Subscription, SubscriptionOptions};
+use ipc_driver_std::{Message, Node, Publisher, Subscription, SubscriptionOptions};
 
 use crate::common::{Case, Control, Payload, Report, Res, checksum, err};
 
@@ -22,9 +22,14 @@ fn join(case: &Case, name: &str) -> Res<Node> {
     Node::builder(name).group(case.name.as_str()).join().map_err(err("join"))
 }
 
-fn lossless(node: &Node, topic: &str, case: &Case) -> Res<Subscription> {
+/// How long a spinning subscription polls before it sleeps: longer than any gap between
+/// two messages of a run, so that it never sleeps during one.
+const SPIN: Duration = Duration::from_secs(1);
+
+fn lossless(node: &Node, topic: &str, case: &Case, blocking: bool) -> Res<Subscription> {
     let options = SubscriptionOptions {
         depth: case.window as u32,
+        spin: if blocking { Duration::ZERO } else { SPIN },
         ..SubscriptionOptions::block(WAIT)
     };
     node.subscription(topic, options).map_err(err("subscription"))
@@ -46,32 +51,15 @@ fn wait_subscriber(node: &Node, topic: &str) -> Res<()> {
     .map_err(err("waiting for the subscriber"))
 }
 
-/// The next message: `recv` (blocking) or `try_recv` in a loop (spin).
-fn next(sub: &Subscription, blocking: bool) -> Res<Message> {
-    if blocking {
-        return sub.recv_timeout(WAIT).map_err(err("recv"));
-    }
-    let deadline = Instant::now() + WAIT;
-    let mut spins = 0u32;
-    loop {
-        match sub.try_recv() {
-            Ok(m) => return Ok(m),
-            Err(RecvError::Empty) => {
-                std::hint::spin_loop();
-                spins = spins.wrapping_add(1);
-                if spins % 4096 == 0 && Instant::now() > deadline {
-                    return Err("try_recv: nothing within 60 s".into());
-                }
-            }
-            Err(e) => return Err(format!("try_recv: {e}")),
-        }
-    }
+/// The next message (a spinning subscription polls for it, see [`lossless`]).
+fn next(sub: &Subscription) -> Res<Message> {
+    sub.recv_timeout(WAIT).map_err(err("recv"))
 }
 
 /// Round trip, initiator: publishes on `ping`, waits for the echo on `pong`.
 pub fn ping(case: &Case, ctl: &mut Control, blocking: bool) -> Res<Report> {
     let node = join(case, "peers-ping")?;
-    let back = lossless(&node, "pong", case)?;
+    let back = lossless(&node, "pong", case, blocking)?;
     let to = publisher(&node, "ping")?;
     wait_subscriber(&node, "ping")?;
     let payload = Payload::new(case.size);
@@ -82,7 +70,7 @@ pub fn ping(case: &Case, ctl: &mut Control, blocking: bool) -> Res<Report> {
         let t = Instant::now();
         payload.write_to(&mut msg, seq);
         to.publish(&msg).map_err(err("publish"))?;
-        let m = next(&back, blocking)?;
+        let m = next(&back)?;
         let sum = checksum(&m);
         report.count_via(m.via().name());
         drop(m);
@@ -104,12 +92,12 @@ pub fn ping(case: &Case, ctl: &mut Control, blocking: bool) -> Res<Report> {
 /// Round trip, echo: every message on `ping` back on `pong`.
 pub fn echo(case: &Case, ctl: &mut Control, blocking: bool) -> Res<Report> {
     let node = join(case, "peers-echo")?;
-    let from = lossless(&node, "ping", case)?;
+    let from = lossless(&node, "ping", case, blocking)?;
     let to = publisher(&node, "pong")?;
     wait_subscriber(&node, "pong")?;
     let mut report = Report::default();
     while report.msgs < case.all() {
-        let m = next(&from, blocking)?;
+        let m = next(&from)?;
         to.publish(&m).map_err(err("publish"))?;
         drop(m);
         report.msgs += 1;
@@ -152,13 +140,13 @@ pub fn send(case: &Case, ctl: &mut Control, _blocking: bool) -> Res<Report> {
 /// (in the mapping for pooled ones, no copy), then drops it (a pooled range goes back).
 pub fn recv(case: &Case, ctl: &mut Control, blocking: bool) -> Res<Report> {
     let node = join(case, "peers-sub")?;
-    let from = lossless(&node, "bench", case)?;
+    let from = lossless(&node, "bench", case, blocking)?;
     let mut report = Report::default();
     if case.warmup == 0 {
         ctl.ack()?;
     }
     while report.msgs < case.all() {
-        let m = next(&from, blocking)?;
+        let m = next(&from)?;
         if m.len() != case.size {
             return Err(format!("ours: message of {} B, expected {}", m.len(), case.size));
         }

@@ -23,7 +23,11 @@
 //! A record may carry one segment's fd. What is queued with a record is a driver's attachment
 //! `A`, turned into an fd only when the record is sent, by the driver's [`Attachments`]: the
 //! std driver queues an fd owner (resolved by [`Owned`]), the calloop driver a segment id it
-//! looks up in its outgoing segments (a segment retired while queued drops its record).
+//! looks up in its outgoing segments. A record that has to wait in the outbox with an
+//! attachment that does not keep its fd open ([`Attachments::keeps_fd`]) holds a duplicate of
+//! the fd until it is sent: the data plane lets go of a fresh segment as soon as it has handed
+//! over its records, and the driver then closes it. An attachment gone before its record was
+//! queued drops the record.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -98,6 +102,13 @@ impl Ready {
 pub trait Attachments<A> {
     /// The fd to send, or `None` if the attachment is gone (the record is dropped).
     fn fd<'a>(&'a self, attachment: &'a A) -> Option<BorrowedFd<'a>>;
+
+    /// Whether an attachment keeps its fd open by itself until its record is sent. If not
+    /// (an id the driver looks up, and closes when the data plane releases it), a record that
+    /// has to wait in the outbox holds a duplicate of the fd. Default: no.
+    fn keeps_fd(&self) -> bool {
+        false
+    }
 }
 
 /// Attachments that own their fd.
@@ -108,6 +119,19 @@ impl<A: AsFd> Attachments<A> for Owned {
     fn fd<'a>(&'a self, attachment: &'a A) -> Option<BorrowedFd<'a>> {
         Some(attachment.as_fd())
     }
+
+    fn keeps_fd(&self) -> bool {
+        true
+    }
+}
+
+/// What a queued record sends with it.
+#[derive(Debug)]
+enum Attached<A> {
+    /// The driver's attachment, turned into an fd when the record is sent.
+    Driver(A),
+    /// A duplicate of the attachment's fd, taken when the record had to wait.
+    Held(OwnedFd),
 }
 
 /// What [`Links::read_record`] did.
@@ -131,7 +155,7 @@ struct Link<A> {
     /// A data link (records may carry fds; the member applies flow control).
     data: bool,
     peer: PeerId,
-    outbox: VecDeque<(Vec<u8>, Option<A>)>,
+    outbox: VecDeque<(Vec<u8>, Option<Attached<A>>)>,
     outbox_bytes: usize,
     /// Watching for writability.
     writable: bool,
@@ -601,7 +625,7 @@ impl<A> Links<A> {
         }
         let link = &mut self.links[key];
         link.outbox_bytes += bytes.len();
-        link.outbox.push_back((bytes, attach));
+        link.outbox.push_back((bytes, attach.map(Attached::Driver)));
         if !link.data && link.outbox_bytes > self.max_outbox {
             let bytes = link.outbox_bytes;
             if self.peer_log.allow(now) {
@@ -611,6 +635,32 @@ impl<A> Links<A> {
             return;
         }
         self.flush(member, attachments, now, key);
+        if !attachments.keeps_fd() {
+            self.hold_last(attachments, key);
+        }
+    }
+
+    /// If the record just queued on a link waits (the socket or the ring is full), it holds a
+    /// duplicate of its attachment's fd from now on: the driver may close the fd once the data
+    /// plane releases the segment, which it does right after handing the record over.
+    fn hold_last<R: Attachments<A>>(&mut self, attachments: &R, key: usize) {
+        // The outbox is sent from its front: if anything is left, the last record queued is.
+        let Some((_, Some(last))) = self.links.get_mut(key).and_then(|l| l.outbox.back_mut())
+        else {
+            return;
+        };
+        let Attached::Driver(a) = last else {
+            return;
+        };
+        // Gone already: the flush drops the record.
+        let Some(fd) = attachments.fd(a) else {
+            return;
+        };
+        match fd.try_clone_to_owned() {
+            Ok(fd) => *last = Attached::Held(fd),
+            // Out of fds: the record goes if the segment is still there when it is sent.
+            Err(e) => debug!(error = %e, "cannot hold a queued record's fd"),
+        }
     }
 
     /// Sends what the socket accepts; watches for writability if it does not take it all,
@@ -645,9 +695,13 @@ impl<A> Links<A> {
                     Err(Some(e)) => return self.ring_broken(member, now, key, &e),
                 }
             }
-            let fd = attach.as_ref().map(|a| attachments.fd(a));
+            let fd = attach.as_ref().map(|a| match a {
+                Attached::Driver(a) => attachments.fd(a),
+                Attached::Held(fd) => Some(fd.as_fd()),
+            });
             if let Some(None) = fd {
-                // Gone while queued: the record would refer to nothing.
+                // Gone before the record was held: it would refer to nothing.
+                debug!(peer = %link.peer, "a queued record's segment is gone: dropped");
                 link.outbox_bytes -= bytes.len();
                 link.outbox.pop_front();
                 continue;

@@ -43,8 +43,9 @@ pub(crate) struct Outgoing {
 }
 
 impl Attachments<SegmentId> for Outgoing {
-    /// A segment's fd, looked up when its record is sent: a segment retired while the record
-    /// was queued drops the record.
+    /// A segment's fd, looked up when its record is sent (a record that has to wait holds a
+    /// duplicate: see [`Attachments::keeps_fd`]); a segment retired before its record was
+    /// queued drops the record.
     fn fd<'a>(&'a self, id: &'a SegmentId) -> Option<BorrowedFd<'a>> {
         Self::fd(self, *id)
     }

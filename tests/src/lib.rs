@@ -16,6 +16,7 @@ pub use serde_json::Value;
 
 pub mod attack;
 pub mod doc_peer;
+pub mod held;
 pub mod peer;
 
 /// A generous deadline for anything that should take milliseconds on an idle machine.

@@ -23,10 +23,13 @@
 //! A record may carry one segment's fd. What is queued with a record is a driver's attachment
 //! `A`, turned into an fd only when the record is sent, by the driver's [`Attachments`]: the
 //! std driver queues an fd owner (resolved by [`Owned`]), the calloop driver a segment id it
-//! looks up in its outgoing segments (a segment retired while queued drops its record).
+//! looks up in its outgoing segments. A record that has to wait in the outbox with an
+//! attachment that does not keep its fd open ([`Attachments::keeps_fd`]) holds a duplicate of
+//! the fd until it is sent: the data plane lets go of a fresh segment as soon as it has handed
+//! over its records, and the driver then closes it. An attachment gone before its record was
+//! queued drops the record.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -45,7 +48,7 @@ use tracing::{debug, info, trace, warn};
 
 use crate::log::PeerLog;
 use crate::received::ReceivedSegments;
-use crate::ring::{RingLink, TakeError};
+use crate::ring::RingLink;
 use crate::{ACCEPT_BUDGET, CLOSE_FLUSH, DATA_SEND_BUFFER, MAX_FDS};
 
 /// The token a driver registers its own fd under (a waker, a timer) in the table's set.
@@ -98,6 +101,13 @@ impl Ready {
 pub trait Attachments<A> {
     /// The fd to send, or `None` if the attachment is gone (the record is dropped).
     fn fd<'a>(&'a self, attachment: &'a A) -> Option<BorrowedFd<'a>>;
+
+    /// Whether an attachment keeps its fd open by itself until its record is sent. If not
+    /// (an id the driver looks up, and closes when the data plane releases it), a record that
+    /// has to wait in the outbox holds a duplicate of the fd. Default: no.
+    fn keeps_fd(&self) -> bool {
+        false
+    }
 }
 
 /// Attachments that own their fd.
@@ -108,6 +118,19 @@ impl<A: AsFd> Attachments<A> for Owned {
     fn fd<'a>(&'a self, attachment: &'a A) -> Option<BorrowedFd<'a>> {
         Some(attachment.as_fd())
     }
+
+    fn keeps_fd(&self) -> bool {
+        true
+    }
+}
+
+/// What a queued record sends with it.
+#[derive(Debug)]
+enum Attached<A> {
+    /// The driver's attachment, turned into an fd when the record is sent.
+    Driver(A),
+    /// A duplicate of the attachment's fd, taken when the record had to wait.
+    Held(OwnedFd),
 }
 
 /// What [`Links::read_record`] did.
@@ -131,7 +154,7 @@ struct Link<A> {
     /// A data link (records may carry fds; the member applies flow control).
     data: bool,
     peer: PeerId,
-    outbox: VecDeque<(Vec<u8>, Option<A>)>,
+    outbox: VecDeque<(Vec<u8>, Option<Attached<A>>)>,
     outbox_bytes: usize,
     /// Watching for writability.
     writable: bool,
@@ -609,7 +632,7 @@ impl<A> Links<A> {
         }
         let link = &mut self.links[key];
         link.outbox_bytes += bytes.len();
-        link.outbox.push_back((bytes, attach));
+        link.outbox.push_back((bytes, attach.map(Attached::Driver)));
         if !link.data && link.outbox_bytes > self.max_outbox {
             let bytes = link.outbox_bytes;
             if self.peer_log.allow(now) {
@@ -619,6 +642,32 @@ impl<A> Links<A> {
             return;
         }
         self.flush(member, attachments, now, key);
+        if !attachments.keeps_fd() {
+            self.hold_last(attachments, key);
+        }
+    }
+
+    /// If the record just queued on a link waits (the socket or the ring is full), it holds a
+    /// duplicate of its attachment's fd from now on: the driver may close the fd once the data
+    /// plane releases the segment, which it does right after handing the record over.
+    fn hold_last<R: Attachments<A>>(&mut self, attachments: &R, key: usize) {
+        // The outbox is sent from its front: if anything is left, the last record queued is.
+        let Some((_, Some(last))) = self.links.get_mut(key).and_then(|l| l.outbox.back_mut())
+        else {
+            return;
+        };
+        let Attached::Driver(a) = last else {
+            return;
+        };
+        // Gone already: the flush drops the record.
+        let Some(fd) = attachments.fd(a) else {
+            return;
+        };
+        match fd.try_clone_to_owned() {
+            Ok(fd) => *last = Attached::Held(fd),
+            // Out of fds: the record goes if the segment is still there when it is sent.
+            Err(e) => debug!(error = %e, "cannot hold a queued record's fd"),
+        }
     }
 
     /// Sends what the socket accepts; watches for writability if it does not take it all,
@@ -653,9 +702,13 @@ impl<A> Links<A> {
                     Err(Some(e)) => return self.ring_broken(member, now, key, &e),
                 }
             }
-            let fd = attach.as_ref().map(|a| attachments.fd(a));
+            let fd = attach.as_ref().map(|a| match a {
+                Attached::Driver(a) => attachments.fd(a),
+                Attached::Held(fd) => Some(fd.as_fd()),
+            });
             if let Some(None) = fd {
-                // Gone while queued: the record would refer to nothing.
+                // Gone before the record was held: it would refer to nothing.
+                debug!(peer = %link.peer, "a queued record's segment is gone: dropped");
                 link.outbox_bytes -= bytes.len();
                 link.outbox.pop_front();
                 continue;
@@ -742,106 +795,6 @@ impl<A> Links<A> {
                 ring.rearm();
             }
             self.update_interest(key);
-        }
-    }
-
-    /// The peer broke the link's ring (or its offer): the ring is dropped, the link is read
-    /// no more, and the member is told (it closes the link as a protocol violation).
-    fn ring_broken(&mut self, member: &mut Member, now: Instant, key: usize, e: &dyn fmt::Display) {
-        let Some(link) = self.links.get_mut(key) else {
-            return;
-        };
-        if let Some(ring) = link.ring.take() {
-            let _ = self.poller.delete(ring.fd());
-        }
-        link.outbox.clear();
-        link.outbox_bytes = 0;
-        let peer = link.peer;
-        if self.peer_log.allow(now) {
-            warn!(%peer, error = %e, "closing a data link: its peer broke the shared-memory ring");
-        }
-        self.stop_reading(key);
-        let reason = format!("shared-memory ring: {e}");
-        feed(member, now, MemberInput::Rejected { peer, reason });
-    }
-
-    /// A link's ring has news ([`Ready::Ring`]): takes its wake. Then flush the link (room)
-    /// and read it (messages, returns).
-    pub fn ring_woken(&mut self, member: &mut Member, now: Instant, key: usize) {
-        let polled = self.is_polled();
-        let Some(ring) = self.links.get_mut(key).and_then(|l| l.ring.as_mut()) else {
-            return;
-        };
-        if polled {
-            ring.take_own_wake();
-        }
-        if let Err(e) = ring.woken() {
-            self.ring_broken(member, now, key, &e);
-        }
-    }
-
-    /// The subscriber's side, on its publisher's `Hello`: offers the link a ring.
-    fn offer_ring(&mut self, key: usize) {
-        let Some(link) = self.links.get_mut(key) else {
-            return;
-        };
-        if link.ring.is_some() || !link.accepted || link.closing.is_some() {
-            return;
-        }
-        match RingLink::offer(link.fd.as_fd(), link.read) {
-            Ok(Some(ring)) => {
-                let token = Token(RING_TAG | key as u64);
-                if let Err(e) = self.poller.add(ring.fd(), token, Interest::READABLE) {
-                    debug!(peer = %link.peer, error = %e, "cannot watch a ring: going on without it");
-                    return;
-                }
-                trace!(peer = %link.peer, "ring offered");
-                link.ring = Some(ring);
-            }
-            Ok(None) => trace!(peer = %link.peer, "socket full: no ring offered"),
-            Err(e) => {
-                debug!(peer = %link.peer, error = %e, "cannot offer a ring: going on without it")
-            }
-        }
-    }
-
-    /// The publisher's side: a ring offer arrived with these fds.
-    fn take_ring(
-        &mut self,
-        member: &mut Member,
-        now: Instant,
-        key: usize,
-        offer: Result<u64, ipc_proto::DecodeError>,
-        fds: Vec<OwnedFd>,
-    ) -> Read {
-        let Some(link) = self.links.get_mut(key) else {
-            return Read::Done;
-        };
-        let peer = link.peer;
-        if link.accepted || link.ring.is_some() || !self.rings {
-            let reason = "a ring offer where none belongs".to_string();
-            return Self::reject(member, now, peer, reason);
-        }
-        let taken = match offer {
-            Ok(len) => RingLink::take(len, fds, link.sent),
-            Err(e) => Err(TakeError::Violation(format!("a bad ring offer: {e}"))),
-        };
-        match taken {
-            Ok(ring) => {
-                let token = Token(RING_TAG | key as u64);
-                if let Err(e) = self.poller.add(ring.fd(), token, Interest::READABLE) {
-                    debug!(%peer, error = %e, "cannot watch a ring: going on without it");
-                } else {
-                    trace!(%peer, "ring taken");
-                    link.ring = Some(ring);
-                }
-                Read::Record
-            }
-            Err(TakeError::Local(e)) => {
-                debug!(%peer, error = %e, "cannot take a ring: going on without it");
-                Read::Record
-            }
-            Err(TakeError::Violation(reason)) => Self::reject(member, now, peer, reason),
         }
     }
 
@@ -1147,6 +1100,7 @@ impl<A> Links<A> {
     }
 }
 
+mod ring_link;
 mod spin;
 #[cfg(test)]
 mod tests;

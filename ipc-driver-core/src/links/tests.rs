@@ -10,6 +10,11 @@ use super::*;
 
 /// A table over a fresh group directory, and a member for it to feed.
 fn table(name: &str, max_outbox: usize) -> (Links<OwnedFd>, Member, PathBuf) {
+    table_of(name, max_outbox)
+}
+
+/// [`table`], for attachments of type `A`.
+fn table_of<A>(name: &str, max_outbox: usize) -> (Links<A>, Member, PathBuf) {
     let base = std::env::temp_dir().join(format!("ipc-core-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&base).expect("temp dir");
     let dir = GroupDir::open("links", Some(&base), true).expect("group dir");
@@ -75,6 +80,64 @@ fn a_topology_link_over_its_outbox_bound_is_closed() {
     links.transmit(&mut member, &Owned, now, peer, vec![0; 5], None);
     assert!(links.peers.is_empty(), "closed");
     assert!(links.is_flushed());
+    let _ = std::fs::remove_dir_all(base);
+}
+
+/// Attachments as the calloop driver has them: ids looked up in a table the driver closes
+/// segments from when the data plane releases them.
+struct Ids(HashMap<u64, OwnedFd>);
+
+impl Attachments<u64> for Ids {
+    fn fd<'a>(&'a self, id: &'a u64) -> Option<BorrowedFd<'a>> {
+        self.0.get(id).map(AsFd::as_fd)
+    }
+}
+
+#[test]
+fn a_record_that_waits_holds_its_fd_after_the_driver_closes_it() {
+    let (mut links, mut member, base) = table_of::<u64>("held", 1 << 20);
+    #[allow(clippy::disallowed_methods)] // a test reads the clock once
+    let now = Instant::now();
+    let (ours, theirs) = socket::socketpair_seqpacket().expect("pair");
+    let peer = PeerId(9);
+    links.add_link(ours, true, false, peer).expect("watched");
+    let segment = memfd::Segment::create("held", 8192).expect("memfd");
+    segment.seal(SealSet::FRESH).expect("sealed");
+    let mut ids = Ids(HashMap::from([(1, segment.into_fd())]));
+    // Fill the socket, so that the next record waits in the outbox.
+    let filler = vec![7; 32 << 10];
+    for _ in 0..1000 {
+        if !links.links[0].outbox.is_empty() {
+            break;
+        }
+        links.transmit(&mut member, &ids, now, peer, filler.clone(), None);
+    }
+    assert!(!links.links[0].outbox.is_empty(), "the socket filled up");
+    links.transmit(&mut member, &ids, now, peer, b"segment".to_vec(), Some(1));
+    // The data plane released the segment once it handed the record over: the driver closed
+    // it, while the record still waits.
+    ids.0.clear();
+
+    let mut buf = vec![0; 64 << 10];
+    let mut got = Vec::new();
+    loop {
+        links.flush(&mut member, &ids, now, 0);
+        let mut fds = Vec::new();
+        match socket::recv_record(theirs.as_fd(), &mut buf, &mut fds, 1).expect("recv") {
+            Recv::Data { len, .. } => {
+                if &buf[..len] == b"segment" {
+                    got = fds;
+                    break;
+                }
+            }
+            Recv::WouldBlock if links.links[0].outbox.is_empty() => break,
+            Recv::WouldBlock => {}
+            Recv::Closed => panic!("closed"),
+        }
+    }
+    let [fd] = <[OwnedFd; 1]>::try_from(got).expect("the record came with its fd");
+    let v = memfd::verify(fd, SealSet::FRESH, 0, 0).expect("the segment");
+    assert_eq!(v.size(), 8192);
     let _ = std::fs::remove_dir_all(base);
 }
 

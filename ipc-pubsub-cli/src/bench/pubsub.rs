@@ -40,9 +40,9 @@ use super::series::{
     Counts, FRESH_4_COUNTS, FRESH_COUNTS, KIB4, KIB64, MIB1, MIB16, OneWayTimes, PACED_1KHZ_COUNTS,
     PACED_30HZ_COUNTS, PUBSUB_FRESH, PUBSUB_FRESH_4, PUBSUB_INLINE, PUBSUB_INLINE_4,
     PUBSUB_INLINE_NO_RINGS, PUBSUB_PACED_1KHZ, PUBSUB_PACED_30HZ, PUBSUB_POOLED, PUBSUB_POOLED_4,
-    PUBSUB_POOLED_NO_RINGS, PUBSUB_RTT, PUBSUB_RTT_NO_RINGS, PUBSUB_RTT_SPIN, Series, Shape, expect_delivery, hz,
-    paced_latency, read_exact_record, round_trip_latency, send_paced, throughput, time_round_trips,
-    write_record,
+    PUBSUB_POOLED_NO_RINGS, PUBSUB_RTT, PUBSUB_RTT_NO_RINGS, PUBSUB_RTT_SPIN, Series, Shape,
+    expect_delivery, hz, paced_latency, read_exact_record, round_trip_latency, send_paced,
+    throughput, time_round_trips, write_record,
 };
 use crate::pubsub::wait_subscribers;
 use crate::{CliError, Result};

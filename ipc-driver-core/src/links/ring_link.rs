@@ -1,0 +1,121 @@
+//! A data link's shared-memory ring as the link table sees it: offered by the subscriber's
+//! side, taken by the publisher's, woken, and dropped when the peer breaks it.
+
+use std::fmt;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Instant;
+
+use ipc_os::poll::{Interest, Token};
+use ipc_proto::{Member, MemberInput};
+use tracing::{debug, trace, warn};
+
+use super::{Links, RING_TAG, Read, feed};
+use crate::ring::{RingLink, TakeError};
+
+impl<A> Links<A> {
+    /// The peer broke the link's ring (or its offer): the ring is dropped, the link is read
+    /// no more, and the member is told (it closes the link as a protocol violation).
+    pub(super) fn ring_broken(
+        &mut self,
+        member: &mut Member,
+        now: Instant,
+        key: usize,
+        e: &dyn fmt::Display,
+    ) {
+        let Some(link) = self.links.get_mut(key) else {
+            return;
+        };
+        if let Some(ring) = link.ring.take() {
+            let _ = self.poller.delete(ring.fd());
+        }
+        link.outbox.clear();
+        link.outbox_bytes = 0;
+        let peer = link.peer;
+        if self.peer_log.allow(now) {
+            warn!(%peer, error = %e, "closing a data link: its peer broke the shared-memory ring");
+        }
+        self.stop_reading(key);
+        let reason = format!("shared-memory ring: {e}");
+        feed(member, now, MemberInput::Rejected { peer, reason });
+    }
+
+    /// A link's ring has news ([`Ready::Ring`]): takes its wake. Then flush the link (room)
+    /// and read it (messages, returns).
+    pub fn ring_woken(&mut self, member: &mut Member, now: Instant, key: usize) {
+        let polled = self.is_polled();
+        let Some(ring) = self.links.get_mut(key).and_then(|l| l.ring.as_mut()) else {
+            return;
+        };
+        if polled {
+            ring.take_own_wake();
+        }
+        if let Err(e) = ring.woken() {
+            self.ring_broken(member, now, key, &e);
+        }
+    }
+
+    /// The subscriber's side, on its publisher's `Hello`: offers the link a ring.
+    pub(super) fn offer_ring(&mut self, key: usize) {
+        let Some(link) = self.links.get_mut(key) else {
+            return;
+        };
+        if link.ring.is_some() || !link.accepted || link.closing.is_some() {
+            return;
+        }
+        match RingLink::offer(link.fd.as_fd(), link.read) {
+            Ok(Some(ring)) => {
+                let token = Token(RING_TAG | key as u64);
+                if let Err(e) = self.poller.add(ring.fd(), token, Interest::READABLE) {
+                    debug!(peer = %link.peer, error = %e, "cannot watch a ring: going on without it");
+                    return;
+                }
+                trace!(peer = %link.peer, "ring offered");
+                link.ring = Some(ring);
+            }
+            Ok(None) => trace!(peer = %link.peer, "socket full: no ring offered"),
+            Err(e) => {
+                debug!(peer = %link.peer, error = %e, "cannot offer a ring: going on without it")
+            }
+        }
+    }
+
+    /// The publisher's side: a ring offer arrived with these fds.
+    pub(super) fn take_ring(
+        &mut self,
+        member: &mut Member,
+        now: Instant,
+        key: usize,
+        offer: Result<u64, ipc_proto::DecodeError>,
+        fds: Vec<OwnedFd>,
+    ) -> Read {
+        let Some(link) = self.links.get_mut(key) else {
+            return Read::Done;
+        };
+        let peer = link.peer;
+        if link.accepted || link.ring.is_some() || !self.rings {
+            let reason = "a ring offer where none belongs".to_string();
+            return Self::reject(member, now, peer, reason);
+        }
+        let taken = match offer {
+            Ok(len) => RingLink::take(len, fds, link.sent),
+            Err(e) => Err(TakeError::Violation(format!("a bad ring offer: {e}"))),
+        };
+        match taken {
+            Ok(ring) => {
+                let token = Token(RING_TAG | key as u64);
+                if let Err(e) = self.poller.add(ring.fd(), token, Interest::READABLE) {
+                    debug!(%peer, error = %e, "cannot watch a ring: going on without it");
+                } else {
+                    trace!(%peer, "ring taken");
+                    link.ring = Some(ring);
+                }
+                Read::Record
+            }
+            Err(TakeError::Local(e)) => {
+                debug!(%peer, error = %e, "cannot take a ring: going on without it");
+                Read::Record
+            }
+            Err(TakeError::Violation(reason)) => Self::reject(member, now, peer, reason),
+        }
+    }
+}

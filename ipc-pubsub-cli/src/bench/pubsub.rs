@@ -299,28 +299,28 @@ const RTT_SPIN_US: &str = "1000";
 const SPIN_KEY: &str = "spin_us";
 
 fn rtt_spin(h: &Harness, case: &Case) -> Result<RepValue> {
-    let rings = Rings::On;
-    let r = h.run(&Team {
-        sender: "pubsub-ping",
-        receiver: "pubsub-echo",
-        wiring: Wiring::SeqPacket,
-        group: true,
-        case: *case,
-        opts: &[rings.opt(), (SPIN_KEY, RTT_SPIN_US)],
-    })?;
-    let latency = round_trip_latency(&r, case)?;
-    expect_rings(&r, rings)?;
-    Ok(latency)
+    round_trip_with(h, case, Rings::On, Some((SPIN_KEY, RTT_SPIN_US)))
 }
 
 fn round_trip(h: &Harness, case: &Case, rings: Rings) -> Result<RepValue> {
+    round_trip_with(h, case, rings, None)
+}
+
+/// The round trip, the children told `rings` and `extra`.
+fn round_trip_with(
+    h: &Harness,
+    case: &Case,
+    rings: Rings,
+    extra: Option<(&str, &str)>,
+) -> Result<RepValue> {
+    let opts: Vec<(&str, &str)> = std::iter::once(rings.opt()).chain(extra).collect();
     let r = h.run(&Team {
         sender: "pubsub-ping",
         receiver: "pubsub-echo",
         wiring: Wiring::SeqPacket,
         group: true,
         case: *case,
-        opts: &[rings.opt()],
+        opts: &opts,
     })?;
     let latency = round_trip_latency(&r, case)?;
     expect_rings(&r, rings)?;

@@ -6,6 +6,10 @@
 //! then on [`Links`](crate::Links) puts message records in it instead of the socket. What goes
 //! where, and in which order the subscriber hands records on, is decided by `ipc_proto`; this
 //! module only holds the memory and the fds, and wakes the other side when told to.
+//!
+//! When each side resets its eventfd, parks, waits and wakes (here and in `Links`) is
+//! model-checked by a mirror of this code in ipc-proto's `src/ring/loom/link.rs`: change
+//! them together.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

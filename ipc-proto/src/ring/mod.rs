@@ -109,7 +109,11 @@
 //!
 //! # Model checking
 //! `ring::loom` runs the push/pop/park/wake and return protocols under
-//! [loom](https://docs.rs/loom), each model in a few seconds:
+//! [loom](https://docs.rs/loom), and `ring::loom::link` the link-level protocol
+//! ([`link`]) as the drivers sequence it, each side's eventfd and socket modelled as what
+//! its epoll waits on: no lost wake, no busy loop, every message handed on in order, every
+//! pool range back. Each model takes a few seconds; building them takes minutes (loom's
+//! atomics in every dependency), so CI does not run them:
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target-loom \

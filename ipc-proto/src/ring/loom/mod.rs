@@ -1,12 +1,18 @@
 //! Loom models of the ring: the same `Producer` and `Consumer` code, on loom's atomics, with
 //! loom's `Notify` standing in for each side's eventfd (a token that `wait` consumes, like an
 //! eventfd's counter). A lost wakeup shows as a deadlock, which loom reports; a half-written
-//! slot shows as a payload that does not match its seq.
+//! slot shows as a payload that does not match its seq. [`link`] models the link-level
+//! protocol on top, as the drivers run it.
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target-loom \
 //!     cargo test -p ipc-proto --release --lib ring::loom
 //! ```
+//!
+//! Each model takes seconds (`returns_with_room_and_without` about 8); building takes minutes
+//! on 2 cores (every dependency again, with `--cfg loom`, in release). `-- --ignored` adds
+//! `link::sweep`, 288 more link models (about 5 minutes). `LOOM_MAX_PREEMPTIONS` overrides
+//! each model's preemption bound (2 or 3).
 
 use std::sync::atomic::Ordering;
 
@@ -15,6 +21,8 @@ use ::loom::sync::{Arc, Notify};
 use ::loom::thread;
 
 use super::*;
+
+mod link;
 
 impl Word for AtomicU64 {
     fn load(&self, order: Ordering) -> u64 {

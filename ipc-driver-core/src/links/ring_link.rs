@@ -39,8 +39,8 @@ impl<A> Links<A> {
         feed(member, now, MemberInput::Rejected { peer, reason });
     }
 
-    /// A link's ring has news ([`Ready::Ring`]): takes its wake. Then flush the link (room)
-    /// and read it (messages, returns).
+    /// A link's ring has news ([`Ready::Ring`](super::Ready::Ring)): takes its wake. Then
+    /// flush the link (room) and read it (messages, returns).
     pub fn ring_woken(&mut self, member: &mut Member, now: Instant, key: usize) {
         let polled = self.is_polled();
         let Some(ring) = self.links.get_mut(key).and_then(|l| l.ring.as_mut()) else {

@@ -109,6 +109,10 @@ pub(crate) struct Reactor {
 /// the I/O thread comes to park them, at most this much later (or the spin, if longer).
 const SPIN_CHECK: Duration = Duration::from_millis(1);
 
+/// How soon a deadline counts as now for the I/O thread: its `epoll_wait` counts whole
+/// milliseconds.
+const SOON: Duration = Duration::from_millis(1);
+
 /// What the I/O thread does while it does not hold the [`Core`]'s lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum IoThread {
@@ -415,10 +419,14 @@ impl Reactor {
         self.ring_keys = keys;
     }
 
-    /// Whether a deadline comes before the sleeping I/O thread would wake.
+    /// Whether a deadline comes before the sleeping I/O thread would wake. Not looked for
+    /// when it wakes within [`SOON`] anyway (as it does while threads spin): its wait is
+    /// rounded up to whole milliseconds, so no deadline is kept sooner than that, and the
+    /// member's deadlines cost a walk over its machines.
     fn sooner_than_io_thread(&self) -> bool {
         match self.io_thread {
             IoThread::Awake => false,
+            IoThread::Asleep { until: Some(u) } if u <= Instant::now() + SOON => false,
             IoThread::Asleep { until } => self
                 .next_deadline()
                 .is_some_and(|d| until.is_none_or(|u| d < u)),

@@ -423,7 +423,12 @@ impl Node {
     /// changes alone, undisturbed by a busy document's patches.
     pub fn events_of(&self, kinds: EventKinds) -> Events {
         let (events, sink) = Events::new(kinds);
-        if self.send(Request::Events(sink)).is_err() {
+        // Registered before this returns: "from now on" holds for the next event.
+        if self
+            .requester
+            .call(|reply| Request::Events(sink, reply))
+            .is_err()
+        {
             // The node has stopped: the receiver ends at once.
         }
         events
@@ -436,7 +441,8 @@ impl Node {
     pub fn on_event(&self, f: impl FnMut(&NodeEvent) + Send + 'static) -> CallbackId {
         let dispatcher = self.dispatcher.get_or_init(|| {
             let (events, sink) = Events::new(EventKinds::ALL);
-            let _ = self.send(Request::Events(sink));
+            // Registered before this returns (see `events_of`).
+            let _ = self.requester.call(|reply| Request::Events(sink, reply));
             Arc::new(Dispatcher::new(events))
         });
         dispatcher.add(&self.name, f)

@@ -504,7 +504,10 @@ impl Reactor {
                     let _ = reply.send(r);
                     self.pump(now)?;
                 }
-                Ok(Request::Events(sink)) => self.sinks.push(sink),
+                Ok(Request::Events(sink, reply)) => {
+                    self.sinks.push(sink);
+                    let _ = reply.send(());
+                }
                 Ok(Request::Leave(reply)) => self.start_leaving(now, Some(reply)),
                 Ok(Request::Data(cmd)) => self.on_data(now, cmd)?,
                 Ok(Request::Take(topic, queue)) => {

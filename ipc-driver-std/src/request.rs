@@ -24,7 +24,8 @@ pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request from an application thread.
 pub(crate) enum Request {
     Cmd(SpokeCmd, SyncSender<Result<(), CmdError>>),
-    Events(Sink),
+    /// A receiver of events from now on; answered once it is registered.
+    Events(Sink, SyncSender<()>),
     Leave(SyncSender<()>),
     /// A data-plane command that needs no answer (publish, advertise...).
     Data(DataCmd),

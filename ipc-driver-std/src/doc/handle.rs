@@ -31,7 +31,8 @@ impl DocLink {
     fn dispatcher(&self) -> &Arc<Dispatcher> {
         self.dispatcher.get_or_init(|| {
             let (events, sink) = crate::events::Events::new(ipc_driver_core::EventKinds::ALL);
-            let _ = self.requester.send(Request::Events(sink));
+            // Registered before the first callback is added (see `Node::events_of`).
+            let _ = self.requester.call(|reply| Request::Events(sink, reply));
             Arc::new(Dispatcher::new(events))
         })
     }

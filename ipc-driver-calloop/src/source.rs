@@ -191,6 +191,8 @@ impl NodeSource {
                     self.io.flush(&mut node.member, &node.outgoing, now, key);
                     self.read(now, key);
                 }
+                // This driver's rings stay in the node's set (no `use_ring_set`).
+                Ready::RingSet => {}
             }
         }
         // The links first, then the hub's listener before the data listener: a flood of

@@ -570,6 +570,11 @@ struct Queue {
     /// Threads waiting on the queue's condition: only then is it notified (a notification
     /// is a system call).
     waiting: u32,
+    /// The thread waiting on the node's rings for this queue ([`Core::wait_on_rings`]), woken
+    /// through this instead of the condition.
+    ///
+    /// [`Core::wait_on_rings`]: crate::reactor::Core::wait_on_rings
+    ring_waiter: Option<Arc<Waker>>,
 }
 
 /// A subscription's queue, shared by the I/O thread (which fills it) and the application: the
@@ -589,6 +594,7 @@ impl SubQueue {
             closed: false,
             paused: Vec::new(),
             waiting: 0,
+            ring_waiter: None,
         };
         Self {
             options,
@@ -619,6 +625,7 @@ impl SubQueue {
 
     /// Wakes a thread waiting for the queue, if one does.
     fn notify(&self, q: MutexGuard<'_, Queue>) {
+        Self::wake_ring_waiter(&q);
         let waiting = q.waiting > 0;
         drop(q);
         if waiting {
@@ -626,10 +633,38 @@ impl SubQueue {
         }
     }
 
+    /// Wakes the thread waiting on the rings for this queue, if one does. Under the queue's
+    /// lock: once [`SubQueue::wait_on_rings`] has taken the waker away, it is not woken.
+    fn wake_ring_waiter(q: &Queue) {
+        if let Some(waker) = &q.ring_waiter
+            && let Err(e) = waker.wake()
+        {
+            tracing::warn!(error = %e, "cannot wake a thread waiting on the rings");
+        }
+    }
+
     /// No more messages will come (the subscription or the node is closing).
     pub(crate) fn close(&self) {
-        lock(&self.queue).closed = true;
+        let mut q = lock(&self.queue);
+        q.closed = true;
+        Self::wake_ring_waiter(&q);
+        drop(q);
         self.ready.notify_all();
+    }
+
+    /// A thread waits on the node's rings for this queue (`Some`, woken through `waker`
+    /// when an item is added or the queue closes) or stops doing so (`None`). Whether the
+    /// queue has an item or is closed: nothing to wait for.
+    pub(crate) fn wait_on_rings(&self, waker: Option<Arc<Waker>>) -> bool {
+        let mut q = lock(&self.queue);
+        q.ring_waiter = waker;
+        !q.inbox.is_empty() || q.closed
+    }
+
+    /// Whether the queue has an item, or is closed: a waiting thread stops waiting.
+    pub(crate) fn is_ready(&self) -> bool {
+        let q = lock(&self.queue);
+        !q.inbox.is_empty() || q.closed
     }
 
     fn take(&self, q: &mut Queue) -> Option<Incoming<Message>> {

@@ -10,11 +10,18 @@
 //! every protocol decision; its module `names` says where a group's sockets live).
 //!
 //! Each node has one I/O thread, which multiplexes all its sockets with `epoll`; application
-//! threads talk to it through requests, except to publish: a publishing thread sends its
-//! message itself, into the link's shared-memory ring or socket, holding the node's state for
-//! the time of that send (no hand-off, no wakeup of the I/O thread). Events reach the application through [`Events`]
-//! receivers or callbacks ([`Node::on_event`]), which run on a separate dispatch thread with
-//! no lock held.
+//! threads talk to it through requests, except to send and receive messages on shared-memory
+//! rings:
+//! - a publishing thread sends its message itself, into the link's ring or socket, holding
+//!   the node's state for the time of that send (no hand-off, no wakeup of the I/O thread);
+//! - a thread blocked in [`Subscription::recv`] with nothing queued waits on the node's rings
+//!   itself and reads what they bring (one thread at a time; others wait for it or the I/O
+//!   thread to hand their messages on), so a message costs one wakeup, of the thread that
+//!   wants it. Messages that come through the socket are still read by the I/O thread, which
+//!   wakes the receiver.
+//!
+//! Events reach the application through [`Events`] receivers or callbacks
+//! ([`Node::on_event`]), which run on a separate dispatch thread with no lock held.
 //!
 //! ```no_run
 //! use std::time::Duration;

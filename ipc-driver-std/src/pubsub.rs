@@ -304,6 +304,7 @@ impl Subscription {
         if let Some(m) = self.spin(None) {
             return Ok(m);
         }
+        self.wait(None);
         self.queue.recv_deadline(None).ok_or_else(|| self.ended())
     }
 
@@ -328,6 +329,7 @@ impl Subscription {
         if let Some(m) = self.spin(Some(deadline)) {
             return Ok(m);
         }
+        self.wait(Some(deadline));
         match self.queue.recv_deadline(Some(deadline)) {
             Some(m) => Ok(m),
             None if self.queue.is_closed() => Err(self.ended()),
@@ -367,6 +369,17 @@ impl Subscription {
         let linger = if got.is_some() { spin } else { Duration::ZERO };
         core.spin_stop(linger);
         got
+    }
+
+    /// With nothing queued, waits on the node's rings on this thread, which reads what they
+    /// bring (see [`Core::wait_on_rings`](crate::reactor::Core::wait_on_rings)), until the
+    /// queue has an item or closes, or `deadline`. Returns at once if the rings are not this
+    /// thread's to wait on; the queue's own wait follows either way.
+    fn wait(&self, deadline: Option<Instant>) {
+        if self.queue.is_ready() {
+            return;
+        }
+        self.handle.core.wait_on_rings(&self.queue, deadline);
     }
 
     /// Why no message will come: the queue is closed.

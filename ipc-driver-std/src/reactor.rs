@@ -102,12 +102,21 @@ pub(crate) struct Reactor {
     failed: Option<io::Error>,
     /// The keys of the links whose rings spinning threads read (kept to reuse its memory).
     ring_keys: Vec<usize>,
+    /// In the rings' own set under [`OWN_TOKEN`]: wakes a thread waiting on the rings when
+    /// its queue gets an item the rings did not bring, or closes (see [`Core::wait_on_rings`]).
+    ring_waker: Option<Arc<Waker>>,
+    /// A receiving thread waits on the rings' own set ([`Core::wait_on_rings`]): the rings
+    /// are its to read, and the set is out of the I/O thread's.
+    ring_waiter: bool,
 }
 
 /// The longest the I/O thread sleeps while threads spin on the rings: after the last one
 /// stops, the rings stay unparked (and messages for other subscriptions on them wait) until
 /// the I/O thread comes to park them, at most this much later (or the spin, if longer).
 const SPIN_CHECK: Duration = Duration::from_millis(1);
+
+/// Most readiness reports of the rings' own set taken in one wait.
+const RING_EVENTS: usize = 32;
 
 /// How soon a deadline counts as now for the I/O thread: its `epoll_wait` counts whole
 /// milliseconds.
@@ -127,12 +136,31 @@ enum IoThread {
 /// share; `None` once the I/O thread has stopped.
 pub(crate) struct Core {
     reactor: Mutex<Option<Reactor>>,
+    /// The rings' own set, for a receiving thread to wait on (see [`Core::wait_on_rings`]);
+    /// `None` without rings.
+    rings: Option<RingWait>,
+}
+
+/// What a thread waiting on the rings uses outside the lock.
+struct RingWait {
+    /// A second handle to the rings' own set.
+    set: Poller,
+    /// The reactor's [`Reactor::ring_waker`].
+    waker: Arc<Waker>,
 }
 
 impl Core {
     pub(crate) fn new(reactor: Reactor) -> Self {
+        let rings = match reactor.ring_wait() {
+            Ok(rings) => rings,
+            Err(e) => {
+                debug!(error = %e, "receiving threads cannot wait on the rings: the I/O thread hands on");
+                None
+            }
+        };
         Self {
             reactor: Mutex::new(Some(reactor)),
+            rings,
         }
     }
 
@@ -194,6 +222,76 @@ impl Core {
         r.wake_if_needed(false);
     }
 
+    /// A receiving thread with nothing queued waits on the rings itself, rather than for the
+    /// I/O thread to read them and wake it: the wakeup the publisher paid for reaches the
+    /// thread that wants the message. Meanwhile the I/O thread waits on everything else;
+    /// whatever it (or a publishing thread) hands `queue` wakes this thread through the
+    /// waker in the rings' set.
+    ///
+    /// Returns when `queue` has an item or is closed, at `deadline`, or on a failure; `false`
+    /// if the rings were not this thread's to wait on (no rings, another thread waits on
+    /// them, threads spin on them). Either way, the caller then waits on the queue as usual.
+    pub(crate) fn wait_on_rings(&self, queue: &SubQueue, deadline: Option<Instant>) -> bool {
+        let Some(rings) = &self.rings else {
+            return false;
+        };
+        {
+            let mut guard = self.lock();
+            let Some(r) = guard.as_mut() else {
+                return false;
+            };
+            if r.ring_waiter || r.io.is_polled() {
+                return false;
+            }
+            // Under the node's lock, nothing is handed on meanwhile: the queue is empty (or
+            // not) for good until this thread sleeps.
+            if queue.wait_on_rings(Some(Arc::clone(&rings.waker))) {
+                queue.wait_on_rings(None);
+                return true;
+            }
+            if let Err(e) = r.io.detach_ring_set() {
+                queue.wait_on_rings(None);
+                debug!(error = %e, "cannot take the rings from the I/O thread");
+                return false;
+            }
+            r.ring_waiter = true;
+        }
+        let mut ready = Events::with_capacity(RING_EVENTS);
+        loop {
+            let timeout = match deadline {
+                None => None,
+                Some(d) => match d.saturating_duration_since(Instant::now()) {
+                    left if left.is_zero() => break,
+                    left => Some(left),
+                },
+            };
+            if let Err(e) = rings.set.wait(&mut ready, timeout) {
+                warn!(error = %e, "cannot wait on the rings");
+                break;
+            }
+            let mut guard = self.lock();
+            let Some(r) = guard.as_mut() else {
+                break;
+            };
+            // Awake: what this thread hands the queue itself need not wake it.
+            queue.wait_on_rings(None);
+            r.on_ring_set(Instant::now(), &ready);
+            if queue.wait_on_rings(Some(Arc::clone(&rings.waker))) {
+                break;
+            }
+        }
+        let mut guard = self.lock();
+        queue.wait_on_rings(None);
+        if let Some(r) = guard.as_mut() {
+            r.ring_waiter = false;
+            if let Err(e) = r.io.attach_ring_set() {
+                r.failed.get_or_insert(e);
+            }
+            r.wake_if_needed(r.failed.is_some());
+        }
+        true
+    }
+
     /// The I/O thread: runs until the node has left (or the I/O fails), then releases every
     /// socket.
     pub(crate) fn run(&self) {
@@ -213,6 +311,7 @@ impl Core {
 
     fn event_loop(&self, poller: &Poller) -> io::Result<()> {
         let mut ready = Events::with_capacity(64);
+        let mut rings = Events::with_capacity(RING_EVENTS);
         let mut guard = self.lock();
         let Some(r) = guard.as_mut() else {
             return Ok(());
@@ -246,7 +345,7 @@ impl Core {
             };
             r.io_thread = IoThread::Awake;
             let now = Instant::now();
-            r.on_wakeup(now, &ready)?;
+            r.on_wakeup(now, &ready, &mut rings)?;
             if r.finished(now) {
                 return Ok(());
             }
@@ -277,6 +376,16 @@ impl Reactor {
             setup.max_record,
         )?;
         io.set_rings(setup.rings);
+        let ring_waker = if setup.rings {
+            io.use_ring_set()?;
+            let waker = Arc::new(Waker::new()?);
+            if let Some(set) = io.ring_set() {
+                set.add(waker.as_fd(), OWN_TOKEN, Interest::READABLE)?;
+            }
+            Some(waker)
+        } else {
+            None
+        };
         Ok(Self {
             io,
             waker,
@@ -295,7 +404,20 @@ impl Reactor {
             io_thread: IoThread::Awake,
             failed: None,
             ring_keys: Vec::new(),
+            ring_waker,
+            ring_waiter: false,
         })
+    }
+
+    /// What a thread needs to wait on the rings' own set, if the node has one.
+    fn ring_wait(&self) -> io::Result<Option<RingWait>> {
+        let (Some(set), Some(waker)) = (self.io.ring_set(), &self.ring_waker) else {
+            return Ok(None);
+        };
+        Ok(Some(RingWait {
+            set: set.try_clone()?,
+            waker: Arc::clone(waker),
+        }))
     }
 
     /// Tells everyone waiting on the node why it stopped.
@@ -333,15 +455,27 @@ impl Reactor {
         }
     }
 
-    /// Acts on what `ready` reports, on the deadlines passed, and on what the member asks.
-    fn on_wakeup(&mut self, now: Instant, ready: &Events) -> io::Result<()> {
+    /// Acts on what `ready` reports (reading what the rings' own set reports into `rings`),
+    /// on the deadlines passed, and on what the member asks.
+    fn on_wakeup(&mut self, now: Instant, ready: &Events, rings: &mut Events) -> io::Result<()> {
         let mut listeners = [false; 2];
+        let mut ring_set = false;
         for event in ready.iter() {
             match Ready::of(event.token()) {
                 Ready::Listener(Listener::Hub) => listeners[0] = true,
                 Ready::Listener(Listener::Data) => listeners[1] = true,
+                Ready::RingSet => ring_set = true,
                 _ => self.on_ready(now, event)?,
             }
+        }
+        // Unless a receiving thread waits on the rings: it took their set out of this
+        // thread's, and acts on it itself.
+        if ring_set
+            && !self.ring_waiter
+            && let Some(set) = self.io.ring_set()
+        {
+            set.wait(rings, Some(Duration::ZERO))?;
+            self.on_ring_set(now, rings);
         }
         // The links first, then the hub's listener before the data listener: a flood of
         // connections to a node's data address must not keep new members from joining.
@@ -409,6 +543,28 @@ impl Reactor {
         }
     }
 
+    /// Acts on what the rings' own set reports: its rings' news as the I/O thread would, and
+    /// the waiting thread's waker, taken.
+    fn on_ring_set(&mut self, now: Instant, ready: &Events) {
+        for event in ready.iter() {
+            match Ready::of(event.token()) {
+                Ready::Ring(_) => {
+                    // A ring's news is never an error (a broken ring closes its link).
+                    let _ = self.on_ready(now, event);
+                }
+                Ready::Own => {
+                    if let Some(waker) = &self.ring_waker
+                        && let Err(e) = waker.reset()
+                    {
+                        self.failed.get_or_insert(e);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.wake_if_needed(self.failed.is_some());
+    }
+
     /// Reads every ring link to its end, which parks the rings: nobody polls them any more.
     fn park_rings(&mut self, now: Instant) {
         let mut keys = std::mem::take(&mut self.ring_keys);
@@ -473,6 +629,8 @@ impl Reactor {
                 self.read(now, key);
                 Ok(())
             }
+            // Read after the rest (see `on_wakeup`).
+            Ready::RingSet => Ok(()),
         }
     }
 

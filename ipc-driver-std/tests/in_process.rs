@@ -323,3 +323,121 @@ fn a_spinning_subscription_takes_every_message_and_sleeps_when_idle() {
         spinning = waiter.join().expect("received");
     }
 }
+
+/// A thread blocked in `recv` waits on the node's rings itself and reads them, while the
+/// node's I/O thread serves everything else. Seen from the application: two threads blocked
+/// on two topics of the same link each get all their messages in order (one waits on the
+/// rings and hands the other its messages); a message that comes through the socket (a fresh
+/// memfd) or from the node itself wakes it too; a timeout is kept and the next message still
+/// comes; the node's view keeps changing meanwhile; and leaving ends the wait.
+#[test]
+fn a_blocked_receiver_is_woken_by_the_rings_the_socket_and_its_own_node() {
+    use ipc_driver_std::{PublisherOptions, RecvError, SendMode, SubscriptionOptions};
+    let g = group();
+    let p = Node::builder("pub").group(&g).join().expect("join");
+    let s = Node::builder("sub")
+        .group(&g)
+        .self_delivery(true)
+        .join()
+        .expect("join");
+    let one = p.publisher("one", "x").expect("publisher");
+    let two = p.publisher("two", "x").expect("publisher");
+    let fresh = PublisherOptions {
+        mode: SendMode::Fresh,
+        ..PublisherOptions::default()
+    };
+    let by_memfd = p.publisher_with("memfd", "x", fresh).expect("publisher");
+    let own = s.publisher("own", "x").expect("publisher");
+    let options = SubscriptionOptions::block(WAIT);
+    let subs: Vec<_> = ["one", "two", "memfd", "own"]
+        .into_iter()
+        .map(|t| s.subscription(t, options).expect("sub"))
+        .collect();
+    let sid = s.id();
+    p.wait_view(WAIT, |v| {
+        v.node(sid).is_some_and(|n| n.subscribes.len() == 4)
+    })
+    .expect("routed");
+
+    // Two threads blocked at once, on two topics of one link: every message, in order.
+    const N: u64 = 3_000;
+    let mut subs = subs.into_iter();
+    let readers: Vec<_> = [subs.next(), subs.next()]
+        .into_iter()
+        .map(|sub| {
+            let sub = sub.expect("sub");
+            std::thread::spawn(move || {
+                for n in 0..N {
+                    let m = sub
+                        .recv_timeout(WAIT)
+                        .unwrap_or_else(|e| panic!("{} message {n}: {e}", sub.topic()));
+                    assert_eq!(m[..], n.to_le_bytes(), "{} message {n}", sub.topic());
+                }
+                sub
+            })
+        })
+        .collect();
+    for n in 0..N {
+        one.publish(&n.to_le_bytes()).expect("publish");
+        two.publish(&n.to_le_bytes()).expect("publish");
+    }
+    let mut readers = readers
+        .into_iter()
+        .map(|r| r.join().expect("every message"));
+    let (sub_one, _sub_two) = (readers.next().expect("one"), readers.next().expect("two"));
+
+    // Woken by a message the socket brings, and by one its own node publishes. (The short
+    // sleeps only make it likely that the receiver already waits when the message comes; the
+    // test holds either way.)
+    let (mut memfd_sub, mut own_sub) = (subs.next().expect("memfd"), subs.next().expect("own"));
+    for round in 0..3u64 {
+        let waiter = std::thread::spawn(move || {
+            let m = memfd_sub.recv_timeout(WAIT).expect("woken by the socket");
+            assert_eq!(m[..8], round.to_le_bytes());
+            memfd_sub
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        let mut loan = by_memfd.loan(64 * 1024).expect("loan");
+        loan[..8].copy_from_slice(&round.to_le_bytes());
+        by_memfd.send(loan).expect("send");
+        memfd_sub = waiter.join().expect("received");
+        let waiter = std::thread::spawn(move || {
+            let m = own_sub.recv_timeout(WAIT).expect("woken by its own node");
+            assert_eq!(m[..], round.to_le_bytes());
+            own_sub
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        own.publish(&round.to_le_bytes()).expect("publish");
+        own_sub = waiter.join().expect("received");
+    }
+
+    // A timeout is kept, and the next message still comes; the view changes meanwhile.
+    let start = Instant::now();
+    match sub_one.recv_timeout(Duration::from_millis(100)) {
+        Err(RecvError::TimedOut(_)) => {}
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(start.elapsed() >= Duration::from_millis(100));
+    let waiter = std::thread::spawn(move || {
+        let got = sub_one.recv_timeout(WAIT).map(|m| m.to_vec());
+        (sub_one, got)
+    });
+    let late = Node::builder("late").group(&g).join().expect("join");
+    let late_id = late.id();
+    s.wait_view(WAIT, |v| v.contains(late_id))
+        .expect("the view changes while a thread waits on the rings");
+    one.publish(b"after").expect("publish");
+    let (sub_one, got) = waiter.join().expect("received");
+    assert_eq!(got.expect("the message after the timeout"), b"after");
+
+    // Leaving ends a wait on the rings.
+    let waiter = std::thread::spawn(move || sub_one.recv_timeout(WAIT));
+    std::thread::sleep(Duration::from_millis(20));
+    let start = Instant::now();
+    s.leave().expect("leave");
+    match waiter.join().expect("the receiver returns") {
+        Err(RecvError::Left) => {}
+        other => panic!("expected Left, got {other:?}"),
+    }
+    assert!(start.elapsed() < WAIT / 2, "the wait ended with the node");
+}

@@ -18,7 +18,9 @@
 //! subscriber offers one when its publisher's `Hello` arrives, and from then on the
 //! publisher's message records go into the ring rather than the socket, and the subscriber's
 //! releases into its return ring; each side's eventfd is in the node's `epoll` set
-//! ([`Ready::Ring`]). The records the member reads are the same either way, in the same order.
+//! ([`Ready::Ring`]), or in the rings' own set for a driver whose application threads wait on
+//! the rings ([`Links::use_ring_set`]). The records the member reads are the same either way,
+//! in the same order.
 //!
 //! A record may carry one segment's fd. What is queued with a record is a driver's attachment
 //! `A`, turned into an fd only when the record is sent, by the driver's [`Attachments`]: the
@@ -55,6 +57,8 @@ use crate::{ACCEPT_BUDGET, CLOSE_FLUSH, DATA_SEND_BUFFER, MAX_FDS};
 pub const OWN_TOKEN: Token = Token(u64::MAX);
 const HUB_LISTENER: Token = Token(u64::MAX - 1);
 const DATA_LISTENER: Token = Token(u64::MAX - 2);
+/// The token of the rings' own set ([`Links::use_ring_set`]) in the node's set.
+const RING_SET: Token = Token(u64::MAX - 3);
 /// The bit that marks a pidfd's token (the rest is its key in [`Links`]' watches).
 const EXIT_TAG: u64 = 1 << 62;
 /// The bit that marks a ring's eventfd's token (the rest is its link's key).
@@ -81,6 +85,9 @@ pub enum Ready {
     /// A link's ring has news (messages, room or returns), by the link's key: call
     /// [`Links::ring_woken`], then flush and read the link as for [`Ready::Link`].
     Ring(usize),
+    /// The rings' own set has news ([`Links::use_ring_set`]): wait on it with no timeout
+    /// and handle what it reports.
+    RingSet,
 }
 
 impl Ready {
@@ -90,6 +97,7 @@ impl Ready {
             OWN_TOKEN => Self::Own,
             HUB_LISTENER => Self::Listener(Listener::Hub),
             DATA_LISTENER => Self::Listener(Listener::Data),
+            RING_SET => Self::RingSet,
             Token(t) if t & EXIT_TAG != 0 => Self::Exited((t & !EXIT_TAG) as usize),
             Token(t) if t & RING_TAG != 0 => Self::Ring((t & !RING_TAG) as usize),
             Token(key) => Self::Link(key as usize),
@@ -238,6 +246,8 @@ pub struct Links<A> {
     /// When the rings park again, after the last spinning thread stopped
     /// ([`Links::spin_stop`]).
     spin_linger: Option<Instant>,
+    /// The rings' own set, if the driver asked for one ([`Links::use_ring_set`]).
+    ring_set: Option<ring_set::RingSet>,
 }
 
 impl<A> Links<A> {
@@ -274,6 +284,7 @@ impl<A> Links<A> {
             rings: false,
             spinners: 0,
             spin_linger: None,
+            ring_set: None,
         })
     }
 
@@ -777,7 +788,9 @@ impl<A> Links<A> {
             // subscriber's is read only while its socket is.
             let read = ring.is_sender() || !link.paused;
             let token = Token(RING_TAG | key as u64);
-            let _ = self.poller.modify(ring.fd(), token, interest(read, false));
+            let _ = self
+                .ring_poller()
+                .modify(ring.fd(), token, interest(read, false));
         }
     }
 
@@ -864,7 +877,7 @@ impl<A> Links<A> {
         if let Some(link) = self.links.try_remove(key) {
             let _ = self.poller.delete(link.fd.as_fd());
             if let Some(ring) = &link.ring {
-                let _ = self.poller.delete(ring.fd());
+                let _ = self.ring_poller().delete(ring.fd());
             }
             self.peers.remove(&link.peer);
             if let Some(&w) = self.watched.get(&link.peer) {
@@ -1101,6 +1114,7 @@ impl<A> Links<A> {
 }
 
 mod ring_link;
+mod ring_set;
 mod spin;
 #[cfg(test)]
 mod tests;

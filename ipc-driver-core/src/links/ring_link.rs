@@ -9,6 +9,7 @@ use ipc_os::poll::{Interest, Token};
 use ipc_proto::{Member, MemberInput};
 use tracing::{debug, trace, warn};
 
+use super::ring_set::rings_in;
 use super::{Links, RING_TAG, Read, feed};
 use crate::ring::{RingLink, TakeError};
 
@@ -26,7 +27,7 @@ impl<A> Links<A> {
             return;
         };
         if let Some(ring) = link.ring.take() {
-            let _ = self.poller.delete(ring.fd());
+            let _ = rings_in(&self.poller, &self.ring_set).delete(ring.fd());
         }
         link.outbox.clear();
         link.outbox_bytes = 0;
@@ -65,7 +66,9 @@ impl<A> Links<A> {
         match RingLink::offer(link.fd.as_fd(), link.read) {
             Ok(Some(ring)) => {
                 let token = Token(RING_TAG | key as u64);
-                if let Err(e) = self.poller.add(ring.fd(), token, Interest::READABLE) {
+                if let Err(e) =
+                    rings_in(&self.poller, &self.ring_set).add(ring.fd(), token, Interest::READABLE)
+                {
                     debug!(peer = %link.peer, error = %e, "cannot watch a ring: going on without it");
                     return;
                 }
@@ -103,7 +106,9 @@ impl<A> Links<A> {
         match taken {
             Ok(ring) => {
                 let token = Token(RING_TAG | key as u64);
-                if let Err(e) = self.poller.add(ring.fd(), token, Interest::READABLE) {
+                if let Err(e) =
+                    rings_in(&self.poller, &self.ring_set).add(ring.fd(), token, Interest::READABLE)
+                {
                     debug!(%peer, error = %e, "cannot watch a ring: going on without it");
                 } else {
                     trace!(%peer, "ring taken");

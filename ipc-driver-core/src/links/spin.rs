@@ -62,7 +62,7 @@ impl<A> Links<A> {
     }
 
     /// Whether threads poll the rings (or did a moment ago): the rings do not park.
-    pub(super) fn is_polled(&self) -> bool {
+    pub fn is_polled(&self) -> bool {
         self.spinners > 0 || self.spin_linger.is_some()
     }
 

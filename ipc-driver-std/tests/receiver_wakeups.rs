@@ -1,0 +1,160 @@
+//! A message on a ring link to a thread blocked in `recv` wakes that thread, not the node's
+//! I/O thread: the blocked thread waits on the rings itself, and a publishing thread writes
+//! them itself. Counted with the kernel's per-thread context switch counters, not timed.
+//! Alone in its binary: it counts every node I/O thread of the process.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ipc_driver_std::{Node, SubscriptionOptions};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// What this process's node I/O threads did so far, and how many there are.
+#[derive(Debug, Clone, Copy, Default)]
+struct IoThreads {
+    /// Times they went to sleep (voluntary context switches, from `status`).
+    sleeps: u64,
+    /// Times they were put on a CPU, and their time on it (from `schedstat`).
+    runs: u64,
+    cpu: Duration,
+    threads: usize,
+}
+
+fn io_threads() -> IoThreads {
+    let mut t = IoThreads::default();
+    for task in std::fs::read_dir("/proc/self/task").expect("procfs") {
+        let dir = task.expect("a task").path();
+        // A thread that ended meanwhile has no files left: not an I/O thread of ours.
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+            continue;
+        };
+        // The kernel keeps 15 bytes of "ipc-pubsub-io:<node>".
+        if !comm.starts_with("ipc-pubsub-io") {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(dir.join("status")) else {
+            continue;
+        };
+        let Ok(schedstat) = std::fs::read_to_string(dir.join("schedstat")) else {
+            continue;
+        };
+        t.sleeps += status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .expect("voluntary_ctxt_switches in status")
+            .trim()
+            .parse::<u64>()
+            .expect("a count");
+        // "<ns on a CPU> <ns waiting for one> <times put on one>"
+        let fields: Vec<u64> = schedstat
+            .split_whitespace()
+            .map(|f| f.parse().expect("a number"))
+            .collect();
+        t.cpu += Duration::from_nanos(fields[0]);
+        t.runs += fields[2];
+        t.threads += 1;
+    }
+    t
+}
+
+/// The `epoll_wait` family's system call numbers on this architecture.
+fn epoll_waits() -> &'static [u64] {
+    if cfg!(target_arch = "x86_64") {
+        &[232, 281, 441]
+    } else if cfg!(target_arch = "aarch64") {
+        &[22, 441]
+    } else {
+        &[]
+    }
+}
+
+/// Whether the thread `/proc/self/task/<tid>` sleeps in an `epoll_wait` call.
+fn in_epoll_wait(tid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .is_some_and(|nr| epoll_waits().contains(&nr))
+}
+
+#[test]
+fn a_blocked_receiver_is_woken_by_the_ring_and_the_io_thread_sleeps_on() {
+    if epoll_waits().is_empty() {
+        eprintln!("skipped: system call numbers unknown on this architecture");
+        return;
+    }
+    let g = format!("t-{:016x}", getrandom::u64().expect("OS randomness"));
+    let p = Node::builder("p").group(&g).join().expect("join");
+    let s = Node::builder("s").group(&g).join().expect("join");
+    let publisher = p.publisher("t", "x").expect("publisher");
+    let sub = s
+        .subscription("t", SubscriptionOptions::block(WAIT))
+        .expect("sub");
+    let sid = s.id();
+    p.wait_view(WAIT, |v| {
+        v.node(sid).is_some_and(|n| n.subscribes.len() == 1)
+    })
+    .expect("routed");
+    let (tid_tx, tid_rx) = mpsc::channel();
+    let (got_tx, got_rx) = mpsc::channel();
+    let receiver = std::thread::spawn(move || {
+        let me = std::fs::read_link("/proc/thread-self").expect("procfs");
+        let tid = me
+            .file_name()
+            .expect("a tid")
+            .to_string_lossy()
+            .into_owned();
+        tid_tx.send(tid).expect("main thread");
+        while let Ok(m) = sub.recv() {
+            if m.is_empty() {
+                break;
+            }
+            got_tx.send(m.to_vec()).expect("main thread");
+        }
+    });
+    let tid = tid_rx.recv().expect("the receiver's tid");
+    let one = |n: u64| {
+        // Sent only once the receiver sleeps in its wait, so that the message has to wake
+        // someone.
+        let deadline = Instant::now() + WAIT;
+        while !in_epoll_wait(&tid) {
+            assert!(
+                Instant::now() < deadline,
+                "the receiving thread never waited on the rings"
+            );
+            std::thread::yield_now();
+        }
+        publisher.publish(&n.to_le_bytes()).expect("publish");
+        let m = got_rx.recv_timeout(WAIT).expect("received");
+        assert_eq!(m, n.to_le_bytes());
+    };
+    // Warm up: the ring is offered with the first messages.
+    for n in 0..50 {
+        one(n);
+    }
+    let before = io_threads();
+    assert_eq!(before.threads, 2, "one I/O thread per node");
+    let start = Instant::now();
+    const N: u64 = 300;
+    for n in 0..N {
+        one(n);
+    }
+    let elapsed = start.elapsed();
+    let after = io_threads();
+    publisher.publish(&[]).expect("stop");
+    receiver.join().expect("receiver");
+    let (sleeps, runs) = (after.sleeps - before.sleeps, after.runs - before.runs);
+    let cpu = after.cpu - before.cpu;
+    eprintln!(
+        "for {N} messages in {elapsed:?}, the I/O threads slept {sleeps} times, ran {runs} \
+         times, for {cpu:?}"
+    );
+    // Through the I/O thread, each message would wake it (300 sleeps and runs), and one that
+    // spun instead would stay on a CPU; what is left are the nodes' timers (heartbeats).
+    assert!(sleeps < N / 5, "the I/O threads slept {sleeps} times");
+    assert!(runs < N / 5, "the I/O threads ran {runs} times");
+    assert!(
+        cpu < elapsed / 4,
+        "the I/O threads ran for {cpu:?} of {elapsed:?}"
+    );
+}

@@ -91,6 +91,33 @@ fn no_flaps_catches_a_running_node_reported_gone() {
     assert!(check::no_flaps_or_ghosts(&audit).is_err());
 }
 
+/// A hub stopped (SIGSTOP) within its grace purges nobody until it resumes: the audit counts
+/// the grace in the hub's running time. Seed 16187537116908072641: n3 starts a hub from a
+/// stale history that shows n0 (gone for 1.6 s) joined, newcomer n6 takes its snapshot, and
+/// n3 is stopped 192 ms into its 200 ms grace, for 2.47 s; n6 hears n0 leave as n3 resumes.
+/// With that stop taken out of the record, as if the hub had run all along, the same events
+/// are a ghost that outlived the grace.
+#[test]
+fn no_ghosts_counts_the_grace_in_the_hubs_running_time() {
+    let seed = 16_187_537_116_908_072_641;
+    let mut sim = Schedule::from_seed(seed)
+        .play()
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    let audit = check::audit(&sim);
+    assert_eq!(
+        (audit.late_ghosts, audit.avoidable_ghosts),
+        (3, 0),
+        "{audit:?}"
+    );
+    let hub = &mut sim.nodes[3];
+    assert_eq!(hub.name(), "n3");
+    let (a, b) = hub.frozen_spans.pop().expect("n3 was stopped as the hub");
+    assert!(b - a > Duration::from_secs(2), "{a:?}..{b:?}");
+    let audit = check::audit(&sim);
+    assert_eq!(audit.avoidable_ghosts, 1, "{audit:?}");
+    assert!(check::no_flaps_or_ghosts(&audit).is_err());
+}
+
 #[test]
 fn document_checks_catch_a_lost_version_and_a_diverging_replica() {
     let mut sim = settled(2);

@@ -56,18 +56,29 @@ fn report(outcomes: &[Outcome]) {
     );
 }
 
-/// A schedule found on 2026-12-03 by the random search (shard 3) that breaks the ghost
-/// property: a departed node brought back by stale history is not purged within one grace
-/// period of each hub that held it (2 such joins, 4 hub changes). Not yet understood; kept out
-/// of the regression file so that every CI run is not red, and here to be fixed (the failover
-/// issue reworks the grace period). `cargo test -p ipc-proto known_ghost_seed -- --ignored`.
+/// Seeds the random search found breaking a property, replayed on every run. proptest's file
+/// in `proptest-regressions/` keeps the failures it found itself (as its own rng seeds); a
+/// seed reported from elsewhere goes here.
+///
+/// - 16187537116908072641 (2026-12-04): a newcomer took a snapshot from a hub started with a
+///   stale history, which showed a node gone for 1.6 s as joined; the hub was then stopped
+///   (SIGSTOP) for 2.47 s, 8 ms before its grace ran out, and declared the node gone the moment
+///   it resumed. The audit counted the grace in wall time; it counts it in the hub's running
+///   time now (see `check::audit`'s ghost deadline).
+/// - 14191001027486424432 (2026-12-03, shard 3): "a late ghost outlives a grace period"; it
+///   was an ignored test, not understood. It passes at the commit that added it here, where
+///   its ghosts are purged by the next hub within its grace. The run a seed names depends
+///   on much of the crate, which has changed since it was found, so whether it failed then as
+///   the stopped-hub case above cannot be told from this tree.
+const REGRESSION_SEEDS: [u64; 2] = [16_187_537_116_908_072_641, 14_191_001_027_486_424_432];
+
 #[test]
-#[ignore = "known failure: a late ghost outlives a grace period (see the doc comment)"]
-fn known_ghost_seed() {
-    let seed = 14_191_001_027_486_424_432;
-    Schedule::from_seed(seed)
-        .run()
-        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+fn regression_seeds() {
+    for seed in REGRESSION_SEEDS {
+        Schedule::from_seed(seed)
+            .run()
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    }
 }
 
 /// Replays one schedule: paste a failing seed into `SEED`, or set `IPC_SIM_SEED`. With

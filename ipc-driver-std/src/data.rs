@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use ipc_proto::PeerId;
@@ -512,13 +512,36 @@ impl Drop for ReleaseGuard {
     }
 }
 
-/// Requests from any thread that the I/O thread picks up when woken: ranges to give back,
-/// links to resume reading.
-#[derive(Debug)]
+/// Acts on a mailbox's request on the calling thread, if it can right now: the node's state
+/// ([`Core`](crate::reactor::Core)) does, so that a thread that gives a range back or drains
+/// a paused queue need not wake the I/O thread to do it.
+pub(crate) trait ActNow: Send + Sync {
+    /// Gives `slot` back to `peer` now; `false` if the node's state is held (by this thread
+    /// too): queue it for the I/O thread.
+    fn release(&self, peer: PeerId, slot: SlotRef) -> bool;
+
+    /// Reads `peer`'s link paused by a full queue again, now; `false` if the node's state is
+    /// held.
+    fn resume(&self, peer: PeerId) -> bool;
+}
+
+/// Requests from any thread: ranges to give back, links to resume reading. Done on the
+/// calling thread where the node's state is free ([`ActNow`]), else queued for the I/O
+/// thread, which picks them up when woken.
 pub(crate) struct Mailbox {
     waker: Arc<Waker>,
     releases: Mutex<Vec<(PeerId, SlotRef)>>,
     resume: Mutex<Vec<PeerId>>,
+    now: OnceLock<Weak<dyn ActNow>>,
+}
+
+impl fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mailbox")
+            .field("releases", &self.releases)
+            .field("resume", &self.resume)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Mailbox {
@@ -527,10 +550,23 @@ impl Mailbox {
             waker,
             releases: Mutex::new(Vec::new()),
             resume: Mutex::new(Vec::new()),
+            now: OnceLock::new(),
         }
     }
 
+    /// From now on, requests are done by `now` where it can.
+    pub(crate) fn act_with(&self, now: Weak<dyn ActNow>) {
+        let _ = self.now.set(now);
+    }
+
+    fn act_now(&self) -> Option<Arc<dyn ActNow>> {
+        self.now.get().and_then(Weak::upgrade)
+    }
+
     fn release(&self, peer: PeerId, slot: SlotRef) {
+        if self.act_now().is_some_and(|a| a.release(peer, slot)) {
+            return;
+        }
         let first = {
             let mut r = lock(&self.releases);
             r.push((peer, slot));
@@ -543,6 +579,9 @@ impl Mailbox {
     }
 
     fn resume(&self, peer: PeerId) {
+        if self.act_now().is_some_and(|a| a.resume(peer)) {
+            return;
+        }
         lock(&self.resume).push(peer);
         let _ = self.waker.wake();
     }
@@ -667,19 +706,23 @@ impl SubQueue {
         !q.inbox.is_empty() || q.closed
     }
 
-    fn take(&self, q: &mut Queue) -> Option<Incoming<Message>> {
+    /// The next item; once the queue has drained enough, the links it paused are resumed,
+    /// after its lock is let go (the thread may read them itself, which hands it messages).
+    fn take(&self, mut q: MutexGuard<'_, Queue>) -> Option<Incoming<Message>> {
         let item = q.inbox.pop()?;
-        if q.inbox.has_room() && !q.paused.is_empty() {
-            for peer in q.paused.drain(..) {
-                self.mailbox.resume(peer);
-            }
+        if q.paused.is_empty() || !q.inbox.may_resume() {
+            return Some(item);
+        }
+        let paused = std::mem::take(&mut q.paused);
+        drop(q);
+        for peer in paused {
+            self.mailbox.resume(peer);
         }
         Some(item)
     }
 
     pub(crate) fn try_recv(&self) -> Option<Incoming<Message>> {
-        let mut q = lock(&self.queue);
-        self.take(&mut q)
+        self.take(lock(&self.queue))
     }
 
     /// Whether the queue is closed: no message will be added.
@@ -690,8 +733,12 @@ impl SubQueue {
     pub(crate) fn recv_deadline(&self, deadline: Option<Instant>) -> Option<Incoming<Message>> {
         let mut q = lock(&self.queue);
         loop {
-            if let Some(m) = self.take(&mut q) {
-                return Some(m);
+            if !q.inbox.is_empty() {
+                match self.take(q) {
+                    Some(m) => return Some(m),
+                    None => q = lock(&self.queue),
+                }
+                continue;
             }
             if q.closed {
                 return None;

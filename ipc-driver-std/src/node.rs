@@ -11,7 +11,7 @@ use ipc_proto::data::DataCmd;
 use ipc_proto::wire::DataStats;
 use ipc_proto::{NodeId, SpokeCmd, View};
 
-use crate::data::{Mailbox, Outgoing, PublisherOptions, SubQueue, SubscriptionOptions};
+use crate::data::{ActNow, Mailbox, Outgoing, PublisherOptions, SubQueue, SubscriptionOptions};
 use crate::doc::{Doc, DocLink};
 use crate::events::{CallbackId, Dispatcher, Events, Sink};
 use crate::pubsub::{Bus, Handle, Publisher, Subscription};
@@ -214,6 +214,8 @@ impl NodeBuilder {
             self.sinks,
         )?;
         let core = Arc::new(Core::new(reactor));
+        let act_now: Arc<dyn ActNow> = core.clone();
+        mailbox.act_with(Arc::downgrade(&act_now));
         let handle = Handle {
             requester: requester.clone(),
             core: Arc::clone(&core),

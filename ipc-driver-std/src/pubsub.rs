@@ -414,16 +414,10 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         self.queue.close();
         let weak: Weak<SubQueue> = Arc::downgrade(&self.queue);
+        // The node unsubscribes once the topic's last subscription goes.
         let _ = self
             .handle
             .send(Request::Drop(Arc::clone(&self.topic), weak));
-        let (reply, _rx) = std::sync::mpsc::sync_channel(1);
-        let _ = self.handle.send(Request::Cmd(
-            SpokeCmd::Unsubscribe {
-                topic: self.topic.to_string(),
-            },
-            reply,
-        ));
     }
 }
 

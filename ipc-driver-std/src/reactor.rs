@@ -30,11 +30,14 @@ use ipc_os::rendezvous::{DataSocket, GroupDir};
 use ipc_proto::data::{
     DataCmd, Delivered, Delivery, LOCAL, Loss, LossReason, Mode, Pool, SegmentId,
 };
-use ipc_proto::{Listener, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, SpokeCmd};
+use ipc_proto::wire::SlotRef;
+use ipc_proto::{
+    Listener, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, PeerId, SpokeCmd,
+};
 use tracing::{debug, info, trace, warn};
 
 use crate::NodeEvent;
-use crate::data::{Mailbox, Message, OutSegment, Outgoing, ReleaseGuard, SubQueue};
+use crate::data::{ActNow, Mailbox, Message, OutSegment, Outgoing, ReleaseGuard, SubQueue};
 use crate::doc::{DocRegistry, push_all};
 use crate::events::Sink;
 use crate::request::{LEFT, Request, Shared};
@@ -168,6 +171,15 @@ impl Core {
         self.reactor.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The state, unless another thread (or this one) holds it right now.
+    fn try_lock(&self) -> Option<MutexGuard<'_, Option<Reactor>>> {
+        match self.reactor.try_lock() {
+            Ok(g) => Some(g),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Publishes on the calling thread: the member takes the message and its links send it
     /// now (see the module docs). `Err` once the I/O thread has stopped.
     pub(crate) fn publish(&self, cmd: DataCmd) -> Result<(), Stopped> {
@@ -193,10 +205,8 @@ impl Core {
     /// A polling thread's look at the rings: hands on what they hold, unless the I/O thread
     /// (or another thread) holds the state right now.
     pub(crate) fn poll_rings(&self) {
-        let mut guard = match self.reactor.try_lock() {
-            Ok(g) => g,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return,
+        let Some(mut guard) = self.try_lock() else {
+            return;
         };
         if let Some(r) = guard.as_mut() {
             r.poll_rings(Instant::now());
@@ -350,6 +360,38 @@ impl Core {
                 return Ok(());
             }
         }
+    }
+}
+
+impl ActNow for Core {
+    fn release(&self, peer: PeerId, slot: SlotRef) -> bool {
+        let Some(mut guard) = self.try_lock() else {
+            return false;
+        };
+        if let Some(r) = guard.as_mut() {
+            let now = Instant::now();
+            let cmd = DataCmd::Release {
+                peer,
+                slots: vec![slot],
+            };
+            r.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
+            r.pump_here(now);
+        }
+        true
+    }
+
+    fn resume(&self, peer: PeerId) -> bool {
+        let Some(mut guard) = self.try_lock() else {
+            return false;
+        };
+        if let Some(r) = guard.as_mut() {
+            let now = Instant::now();
+            if let Some(key) = r.io.resume_reading(peer) {
+                r.read(now, key);
+            }
+            r.wake_if_needed(r.failed.is_some());
+        }
+        true
     }
 }
 
@@ -515,6 +557,15 @@ impl Reactor {
         if wake && let Err(e) = self.waker.wake() {
             warn!(error = %e, "cannot wake the I/O thread");
         }
+    }
+
+    /// After another thread fed the member: acts on what it asks, and wakes the I/O thread if
+    /// it must look.
+    fn pump_here(&mut self, now: Instant) {
+        if let Err(e) = self.pump(now) {
+            self.failed.get_or_insert(e);
+        }
+        self.wake_if_needed(self.failed.is_some());
     }
 
     /// A polling thread reads what the rings hold (see [`Links::read_ring`]).
@@ -723,11 +774,22 @@ impl Reactor {
         };
         list.retain(|q| !std::ptr::eq(Arc::as_ptr(q), queue.as_ptr()));
         if list.is_empty() {
+            // The topic's last subscription: the node takes no more of it, and says so.
             self.subs.remove(topic);
             let cmd = DataCmd::Leave {
                 topic: topic.to_string(),
             };
             self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
+            let cmd = SpokeCmd::Unsubscribe {
+                topic: topic.to_string(),
+            };
+            // Refused only if the application unsubscribed the node itself already.
+            if let Err(e) = self
+                .member
+                .handle(now, MemberInput::Cmd(MemberCmd::Spoke(cmd)))
+            {
+                debug!(error = %e, %topic, "no unsubscribe after the last subscription");
+            }
         }
     }
 

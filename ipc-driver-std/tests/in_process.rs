@@ -441,3 +441,43 @@ fn a_blocked_receiver_is_woken_by_the_rings_the_socket_and_its_own_node() {
     }
     assert!(start.elapsed() < WAIT / 2, "the wait ended with the node");
 }
+
+/// Two subscriptions of one topic: dropping one leaves the node subscribed, and the other
+/// keeps receiving; dropping the last unsubscribes it.
+#[test]
+fn the_node_unsubscribes_with_its_last_subscription_of_a_topic() {
+    use ipc_driver_std::SubscriptionOptions;
+    let g = group();
+    let p = Node::builder("pub").group(&g).join().expect("join");
+    let s = Node::builder("sub").group(&g).join().expect("join");
+    let publisher = p.publisher("t", "x").expect("publisher");
+    let first = s
+        .subscription("t", SubscriptionOptions::block(WAIT))
+        .expect("sub");
+    let second = s
+        .subscription("t", SubscriptionOptions::block(WAIT))
+        .expect("sub");
+    let sid = s.id();
+    let subscribed = |v: &ipc_driver_std::View| v.subscribers_of("t").any(|n| n.info.id == sid);
+    p.wait_view(WAIT, subscribed).expect("routed");
+    drop(first);
+    // A marker through the hub after the drop: once the publisher sees it, it has seen
+    // whatever the drop made the node say.
+    s.announce("marker", "x").expect("announce");
+    p.wait_view(WAIT, |v| {
+        v.publishers_of("marker").any(|n| n.info.id == sid)
+    })
+    .expect("the marker");
+    assert!(
+        subscribed(&p.view()),
+        "still subscribed with one subscription left"
+    );
+    publisher.publish(b"still").expect("publish");
+    let m = second
+        .recv_timeout(WAIT)
+        .expect("the other subscription receives");
+    assert_eq!(&m[..], b"still");
+    drop(second);
+    p.wait_view(WAIT, |v| !subscribed(v))
+        .expect("unsubscribed with the last subscription");
+}

@@ -794,6 +794,22 @@ impl<A> Links<A> {
         }
     }
 
+    /// Resumes reading a peer's link paused by a full queue, for a caller that reads it at
+    /// once ([`Links::read_record`] until [`Read::Done`], or [`Links::budget_spent`]): unlike
+    /// [`Links::set_paused`], its ring is not woken to come back to. The link's key, if it
+    /// was paused.
+    pub fn resume_reading(&mut self, peer: PeerId) -> Option<usize> {
+        let &key = self.peers.get(&peer)?;
+        let link = &mut self.links[key];
+        if !link.paused {
+            return None;
+        }
+        trace!(%peer, "reading resumed");
+        link.paused = false;
+        self.update_interest(key);
+        Some(key)
+    }
+
     /// Pauses or resumes reading from a peer's link (a subscription's queue is full).
     pub fn set_paused(&mut self, peer: PeerId, paused: bool) {
         let Some(&key) = self.peers.get(&peer) else {

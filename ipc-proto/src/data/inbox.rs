@@ -62,7 +62,7 @@ pub enum Incoming<M> {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Offered {
     /// Under `Block`, the queue holds `depth` messages or more now: stop reading the link it
-    /// came on until the application takes one ([`Inbox::has_room`]).
+    /// came on until the application has taken enough ([`Inbox::may_resume`]).
     pub full: bool,
     /// A message the policy dropped to make room (`DropOldest`) or instead of this one
     /// (`DropNewest`): whose, for the driver to count.
@@ -211,9 +211,12 @@ impl<M: Sequenced> Inbox<M> {
         self.messages.is_empty() && self.head.is_empty() && self.tail.is_empty()
     }
 
-    /// Whether a `Block` queue has room again (a paused link may be read).
-    pub fn has_room(&self) -> bool {
-        self.messages.len() < self.depth
+    /// Whether a link paused by this full `Block` queue is read again: once the queue has
+    /// drained to half its depth, so that reading resumes in batches (a link resumed at the
+    /// first free place would pause again after one message, and pay a pause and a resume
+    /// per message).
+    pub fn may_resume(&self) -> bool {
+        self.messages.len() <= self.depth / 2
     }
 
     /// The counters.

@@ -257,6 +257,29 @@ fn an_inbox_reports_its_drops_in_their_place() {
     assert_eq!((c.received, c.dropped, c.lost, c.queued), (3, 3, 10, 0));
 }
 
+/// A full `Block` inbox pauses its link, which reads on only once it drained to half its
+/// depth: a pause and a resume per half queue, not per message.
+#[test]
+fn a_full_block_inbox_resumes_its_link_at_half_depth() {
+    let a = id(1);
+    let mut inbox = Inbox::new(Arc::from("t"), Policy::Block { timeout_ms: 0 }, 8);
+    for seq in 1..=7 {
+        assert!(!inbox.offer(M(a, seq)).full, "message {seq}");
+    }
+    assert!(inbox.offer(M(a, 8)).full, "the eighth fills it");
+    for taken in 1..=4u64 {
+        assert!(!inbox.may_resume(), "{taken} taken: still paused");
+        assert_eq!(inbox.pop(), Some(Incoming::Message(M(a, taken))));
+    }
+    assert!(inbox.may_resume(), "four left of eight");
+    // A depth of 1 resumes once empty.
+    let mut one = Inbox::new(Arc::from("t"), Policy::Block { timeout_ms: 0 }, 1);
+    assert!(one.offer(M(a, 1)).full);
+    assert!(!one.may_resume());
+    assert_eq!(one.pop(), Some(Incoming::Message(M(a, 1))));
+    assert!(one.may_resume());
+}
+
 /// One step of a subscriber's life.
 #[derive(Clone, Debug)]
 enum Step {

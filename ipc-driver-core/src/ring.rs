@@ -158,7 +158,10 @@ impl RingLink {
                     }
                     // A range lent through the ring comes back through its return ring, which
                     // wakes this side only while it says it waits: say so now, not only when
-                    // idle (a publisher that only publishes would never take them back).
+                    // idle (a publisher that only publishes, or one blocked on a pool with
+                    // every range lent, would never take them back). Nothing to do while the
+                    // last wait is not woken yet; and it is a wait for returns only, which the
+                    // subscriber's pops of the messages sent meanwhile do not wake.
                     if tx.watch_returns(self.region.words(), lent).map_err(Some)? {
                         self.rearm();
                     }

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use super::layout::{
     D_BINDING_FLAGS, D_LEN, D_OFFSET, D_SEGMENT, D_SENT_BEFORE, D_SEQ, DESC_WORDS, FLAG_POOL,
     RETURN_WORDS, W_CONSUMER_PARKED, W_HEAD, W_PRODUCER_WAITING, W_RETURN_HEAD, W_RETURN_TAIL,
-    W_TAIL, load_bytes, next_epoch, word, words,
+    W_TAIL, WAIT_RETURNS_ONLY, load_bytes, next_epoch, word, words,
 };
 use super::{Layout, Park, PoolRange, Popped, Push, RingError, RingPayload, Word, check_range};
 
@@ -145,16 +145,19 @@ impl Consumer {
             seq,
             sent_before,
             payload,
-            wake_producer: self.wake_producer(region)?,
+            wake_producer: self.wake_producer(region, false)?,
         }))
     }
 
-    /// After freeing a slot or returning a range: a `SeqCst` fence, then whether the producer
-    /// started waiting since it was last woken.
-    fn wake_producer<W: Word>(&mut self, region: &[W]) -> Result<bool, RingError> {
+    /// After freeing a slot (`returned`: false) or returning a range (true): a `SeqCst`
+    /// fence, then whether the producer started waiting for it since it was last woken. A
+    /// producer waiting for returns only ([`WAIT_RETURNS_ONLY`]) is not woken for a slot, and
+    /// stays owed the wake of the next return.
+    fn wake_producer<W: Word>(&mut self, region: &[W], returned: bool) -> Result<bool, RingError> {
         W::fence(SeqCst);
         let waiting = word(region, W_PRODUCER_WAITING)?.load(Relaxed);
-        if waiting != 0 && waiting != self.woken {
+        let for_this = returned || waiting & WAIT_RETURNS_ONLY == 0;
+        if waiting != 0 && waiting != self.woken && for_this {
             self.woken = waiting;
             return Ok(true);
         }
@@ -232,7 +235,7 @@ impl Consumer {
         self.return_head += 1;
         word(region, W_RETURN_HEAD)?.store(self.return_head, Release);
         Ok(Push::Done {
-            wake: self.wake_producer(region)?,
+            wake: self.wake_producer(region, true)?,
         })
     }
 }

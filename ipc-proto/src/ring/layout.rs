@@ -450,3 +450,17 @@ pub(crate) fn next_epoch(epoch: u64) -> u64 {
         e => e,
     }
 }
+
+/// In the producer's `waiting` word, beside its wait epoch: it waits for returned ranges
+/// only, so a pop does not wake it (a return does).
+pub(crate) const WAIT_RETURNS_ONLY: u64 = 1 << 63;
+
+/// The next wait epoch of the producer after `epoch`: never 0 ("not waiting") and clear of
+/// [`WAIT_RETURNS_ONLY`].
+#[inline]
+pub(crate) fn next_wait_epoch(epoch: u64) -> u64 {
+    match epoch.wrapping_add(1) & !WAIT_RETURNS_ONLY {
+        0 => 1,
+        e => e,
+    }
+}

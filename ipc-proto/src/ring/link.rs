@@ -29,9 +29,13 @@
 //! A full ring is a full link: the record waits in the driver's outbox (the data plane is told
 //! [`DataInput::Blocked`](crate::data::DataInput::Blocked) as for a full socket) and the
 //! publisher waits on its eventfd for room ([`RingSender::prepare_wait`]). While pool ranges
-//! are out ([`RingSender::watch_returns`]) it waits on it when idle too, so returns are taken
-//! back without delay. The subscriber parks ([`RingReceiver::prepare_park`]) when both the
-//! ring and the socket are empty.
+//! are out ([`RingSender::watch_returns`]) it also says it waits for returns, after each
+//! message and when idle, so that returns are taken back without delay (a publisher blocked
+//! on a pool with every range lent would wait for them otherwise). That wait is for returns
+//! only: the subscriber wakes it when it gives a range back, not when it takes a message
+//! from the ring, so a publisher streaming pooled messages is woken about once per batch of
+//! returns, as it is by releases on the socket without a ring. The subscriber parks
+//! ([`RingReceiver::prepare_park`]) when both the ring and the socket are empty.
 //!
 //! [`DataFrame::Inline`]: crate::wire::DataFrame::Inline
 //! [`DataFrame::Pooled`]: crate::wire::DataFrame::Pooled
@@ -186,7 +190,10 @@ impl RingSender {
     /// While `lent` pool ranges are out on the link (the driver counts them: sent in the ring
     /// or on the socket, before the ring or after, and not given back either way), makes sure
     /// the subscriber wakes this side when it gives one back through the return ring (it
-    /// wakes only a publisher that says it waits). Call it after each message and when idle.
+    /// wakes only a publisher that says it waits). Call it after each message and when idle:
+    /// it costs nothing while the last wait is not woken yet, and such a wait is for returns
+    /// only ([`Producer::prepare_wait_returns`](super::Producer::prepare_wait_returns)), so
+    /// the messages the subscriber takes meanwhile do not wake this side.
     /// `true`: ranges came back already, take them ([`Self::take_returns`]).
     pub fn watch_returns<W: Word>(&mut self, region: &[W], lent: u64) -> Result<bool, RingError> {
         if self.waiting || lent == 0 {
@@ -269,7 +276,8 @@ pub struct RingReceiver {
     /// A message popped before its turn ([`Next::Socket`]); its inline bytes are in `inline`.
     held: Option<Popped>,
     inline: Vec<u8>,
-    /// The publisher waits for room or returns and is owed a wake ([`Self::take_wake`]).
+    /// The publisher waits for room (then a pop or a return wakes it) or for returns only
+    /// (then only a return does) and is owed a wake ([`Self::take_wake`]).
     wake: bool,
 }
 
@@ -542,6 +550,78 @@ mod tests {
         let (frame, _) = decode_data(&out, 255, 16).expect("a release");
         assert_eq!(frame, DataFrame::Release(slots[..2].to_vec()));
         assert_eq!(tx.take_returns(&region, 16, &mut out), Ok(0));
+    }
+
+    #[test]
+    fn a_publisher_waiting_for_returns_is_woken_by_a_return_not_by_messages_taken() {
+        let (region, mut tx, mut rx) = pair();
+        let mut out = Vec::new();
+        let slot = SlotRef {
+            segment: 7,
+            offset: 4096,
+        };
+        // A pooled message, then an inline one: the publisher says it waits for returns
+        // after the first.
+        assert!(matches!(
+            tx.send(&region, &pooled(1)),
+            Ok(Sent::Ring { .. })
+        ));
+        assert_eq!(tx.watch_returns(&region, 1), Ok(false));
+        assert!(matches!(
+            tx.send(&region, &inline(1, 2, b"x")),
+            Ok(Sent::Ring { .. })
+        ));
+        assert_eq!(tx.watch_returns(&region, 1), Ok(false), "waits already");
+        // Taking both messages frees slots the publisher does not wait for: no wake.
+        for _ in 0..2 {
+            assert_eq!(rx.next(&region, &mut out), Ok(Next::Record));
+            assert!(!rx.take_wake(), "a message taken does not wake it");
+        }
+        // The range given back does, once.
+        assert_eq!(rx.give_back(&region, &[slot]), Ok(1));
+        assert!(rx.take_wake(), "a return wakes it");
+        assert_eq!(rx.give_back(&region, &[slot]), Ok(1));
+        assert!(!rx.take_wake(), "once per wait");
+        tx.finish_wait(&region).expect("finish");
+        out.clear();
+        assert_eq!(tx.take_returns(&region, 16, &mut out), Ok(2));
+        // Waiting for room (a full ring) is woken by a message taken, as before.
+        for seq in 3..=6 {
+            assert!(matches!(
+                tx.send(&region, &inline(1, seq, b"")),
+                Ok(Sent::Ring { .. })
+            ));
+        }
+        assert_eq!(tx.send(&region, &inline(1, 7, b"")), Ok(Sent::Full));
+        assert_eq!(tx.prepare_wait(&region), Ok(Park::Sleep));
+        assert_eq!(rx.next(&region, &mut out), Ok(Next::Record));
+        assert!(rx.take_wake(), "room wakes a publisher waiting for room");
+    }
+
+    #[test]
+    fn a_publisher_waiting_for_returns_and_then_room_is_woken_for_room() {
+        let (region, mut tx, mut rx) = pair();
+        let mut out = Vec::new();
+        assert!(matches!(
+            tx.send(&region, &pooled(1)),
+            Ok(Sent::Ring { .. })
+        ));
+        // Waiting for returns (idle), woken for nothing yet; then the publishing thread fills
+        // the ring and waits for room: that wait replaces the first, and a pop wakes it.
+        assert_eq!(tx.watch_returns(&region, 1), Ok(false));
+        for seq in 2..=4 {
+            assert!(matches!(
+                tx.send(&region, &inline(1, seq, b"")),
+                Ok(Sent::Ring { .. })
+            ));
+        }
+        assert_eq!(tx.send(&region, &inline(1, 5, b"")), Ok(Sent::Full));
+        assert_eq!(tx.prepare_wait(&region), Ok(Park::Sleep));
+        assert_eq!(rx.next(&region, &mut out), Ok(Next::Record));
+        assert!(
+            rx.take_wake(),
+            "the pop wakes the publisher waiting for room"
+        );
     }
 
     #[test]

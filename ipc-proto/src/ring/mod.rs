@@ -28,7 +28,9 @@
 //! 6             creator     region_words: the whole region, checked against the above
 //! 7..16         -           zero
 //! 16            producer    head: messages pushed (free-running)
-//! 17            producer    waiting: the producer's wait epoch while it waits for room, else 0
+//! 17            producer    waiting: the producer's wait epoch while it waits for room (or
+//!                           room or returns), | 1 << 63 while it waits for returns only;
+//!                           else 0
 //! 32            consumer    tail: messages popped (free-running)
 //! 33            consumer    parked: the consumer's park epoch while it sleeps, else 0
 //! 48            consumer    return head: ranges given back (free-running)
@@ -73,7 +75,12 @@
 //!   from a park that found a message at its re-check); the consumer just loops.
 //! - **Waiting for room** ([`Producer::prepare_wait`], the `Block` policy, or a pool range to
 //!   come back): the same protocol mirrored, on the `waiting` word; the consumer decides the
-//!   wake after each pop and each return.
+//!   wake after each pop and each return. A producer that waits for returns only
+//!   ([`Producer::prepare_wait_returns`]: it has room, and ranges out) sets bit 63 of its
+//!   epoch, and the consumer wakes it after a return, not after a pop: a publisher streaming
+//!   pooled messages is woken for the ranges that come back, not also for every message taken.
+//!   (A consumer that does not know the bit wakes it after pops too: spurious wakes, no lost
+//!   one; a producer that does not set it is woken as before.)
 //! - **Return ring**: the consumer pushes `(segment, offset, len)` entries
 //!   ([`Consumer::push_return`]), the producer pops them ([`Producer::pop_return`]), with the
 //!   same index rules. Full: the consumer sends the release over the socket instead.
@@ -188,7 +195,7 @@ pub struct Popped {
     pub sent_before: u64,
     /// Where the payload is.
     pub payload: RingPayload,
-    /// The producer waits for room: write its eventfd.
+    /// The producer waits for room (not for returns only): write its eventfd.
     pub wake_producer: bool,
 }
 

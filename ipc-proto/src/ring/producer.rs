@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use super::layout::{
     D_BINDING_FLAGS, D_LEN, D_OFFSET, D_SEGMENT, D_SENT_BEFORE, D_SEQ, DESC_WORDS, FLAG_POOL,
     RETURN_WORDS, W_CONSUMER_PARKED, W_HEAD, W_PRODUCER_WAITING, W_RETURN_HEAD, W_RETURN_TAIL,
-    W_TAIL, next_epoch, store_bytes, word, words,
+    W_TAIL, WAIT_RETURNS_ONLY, next_wait_epoch, store_bytes, word, words,
 };
 use super::{Body, Layout, Park, PoolRange, Push, RingError, Word, check_range};
 
@@ -23,7 +23,8 @@ pub struct Producer {
     tail: u64,
     /// The last park epoch of the consumer this side woke it for.
     woken: u64,
-    /// This side's own wait epoch (its `waiting` word is this or 0).
+    /// This side's own wait epoch (its `waiting` word is this, with [`WAIT_RETURNS_ONLY`]
+    /// while it waits for returns only, or 0).
     epoch: u64,
     /// Return entries taken so far (the return tail).
     return_tail: u64,
@@ -187,16 +188,20 @@ impl Producer {
 
     /// Before blocking for returned ranges only, with room or without (a publisher with
     /// ranges out and nothing to send): as [`Self::prepare_wait`], but [`Park::Ready`] only
-    /// when a range came back, so that an idle producer with free slots does not spin.
+    /// when a range came back, so that an idle producer with free slots does not spin; and
+    /// the consumer wakes it for a return only, not for the slot a pop frees (its `waiting`
+    /// word carries bit 63), so that a stream of messages does not wake it once per message
+    /// on top of once per return.
     pub fn prepare_wait_returns<W: Word>(&mut self, region: &[W]) -> Result<Park, RingError> {
         self.prepare(region, false)
     }
 
     fn prepare<W: Word>(&mut self, region: &[W], room: bool) -> Result<Park, RingError> {
         self.layout.check_header(region)?;
-        self.epoch = next_epoch(self.epoch);
+        self.epoch = next_wait_epoch(self.epoch);
         let waiting = word(region, W_PRODUCER_WAITING)?;
-        waiting.store(self.epoch, Relaxed);
+        let only_returns = if room { 0 } else { WAIT_RETURNS_ONLY };
+        waiting.store(self.epoch | only_returns, Relaxed);
         W::fence(SeqCst);
         self.read_tail(region)?;
         let returned = self.read_return_head(region)?;

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use super::layout::{
     D_BINDING_FLAGS, D_LEN, D_OFFSET, SLOTS_START, W_CONSUMER_PARKED, W_HEAD, W_PRODUCER_WAITING,
-    W_RETURN_HEAD, W_RETURN_TAIL, W_TAIL,
+    W_RETURN_HEAD, W_RETURN_TAIL, W_TAIL, WAIT_RETURNS_ONLY, next_wait_epoch,
 };
 use super::*;
 
@@ -324,6 +324,40 @@ fn return_ring() {
         ),
         Err(RingError::PoolRange { .. })
     ));
+}
+
+#[test]
+fn a_wait_for_returns_only_is_woken_by_a_return_not_a_pop() {
+    let (r, mut p, mut c) = pair(&config(2, 8));
+    let range = PoolRange {
+        segment: 1,
+        offset: 0,
+        len: 64,
+    };
+    assert_eq!(push(&mut p, &r, 1, b""), Push::Done { wake: false });
+    assert_eq!(p.prepare_wait_returns(&r), Ok(Park::Sleep));
+    let waiting = r[W_PRODUCER_WAITING].load(Relaxed);
+    assert_ne!(waiting & WAIT_RETURNS_ONLY, 0, "flagged");
+    assert!(
+        !pop(&mut c, &r).expect("a message").2,
+        "a pop does not wake"
+    );
+    // The pop took nothing of the wake: the return still owes it.
+    assert_eq!(c.push_return(&r, range), Ok(Push::Done { wake: true }));
+    assert_eq!(c.push_return(&r, range), Ok(Push::Done { wake: false }));
+    p.finish_wait(&r).expect("finish");
+    assert_eq!(p.prepare_wait_returns(&r), Ok(Park::Ready), "returns wait");
+    // A wait for room is not flagged, and a pop wakes it.
+    assert_eq!(push(&mut p, &r, 2, b""), Push::Done { wake: false });
+    assert_eq!(push(&mut p, &r, 3, b""), Push::Done { wake: false });
+    while p.pop_return(&r).expect("returns").is_some() {}
+    assert_eq!(p.prepare_wait(&r), Ok(Park::Sleep));
+    assert_eq!(r[W_PRODUCER_WAITING].load(Relaxed) & WAIT_RETURNS_ONLY, 0);
+    assert!(pop(&mut c, &r).expect("a message").2, "a pop wakes");
+    // Wait epochs never collide with the flag, nor are 0.
+    assert_eq!(next_wait_epoch(WAIT_RETURNS_ONLY - 1), 1);
+    assert_eq!(next_wait_epoch(u64::MAX), 1);
+    assert_eq!(next_wait_epoch(5), 6);
 }
 
 #[test]

@@ -27,7 +27,8 @@
 //! 2. Returns (`returns_*`): a publisher out of pool ranges, or with ranges out, waits for
 //!    them: a range lent on the socket before the ring existed and given back before or after
 //!    the publisher took the ring; returns found where room was looked for; a return ring too
-//!    full, the release on the socket.
+//!    full, the release on the socket; a wait for returns only, which the subscriber's pops
+//!    leave for its returns to wake ([`Path::PopLeftReturnsWait`]).
 //! 3. The eventfd reset rule: only the ring's own event resets the publisher's eventfd, only
 //!    parking the subscriber's. The models above follow it; two mutants break it.
 //!
@@ -56,6 +57,7 @@ use ::loom::sync::atomic::AtomicU64;
 use ::loom::sync::{Condvar, Mutex};
 use ::loom::thread;
 
+use crate::ring::layout::{W_PRODUCER_WAITING, WAIT_RETURNS_ONLY};
 use crate::ring::link::{Lent, Next, RingReceiver, RingSender, Sent, link_config};
 use crate::ring::{Park, attach, init};
 use crate::wire::{
@@ -185,6 +187,9 @@ enum Path {
     BudgetSpent = 1 << 7,
     /// The subscriber's park found a message at its re-check.
     ParkFoundMessage = 1 << 8,
+    /// The subscriber took a message while the publisher waited for returns only, and did not
+    /// wake it (its return must).
+    PopLeftReturnsWait = 1 << 9,
 }
 
 /// The paths taken, over all executions of a model.
@@ -522,8 +527,13 @@ impl Subscriber {
             .rx
             .next(&self.region[..], &mut ring.record)
             .expect("next");
-        if ring.rx.take_wake() {
+        let woke = ring.rx.take_wake();
+        if woke {
             self.theirs.wake();
+        } else if next == Next::Record
+            && self.region[W_PRODUCER_WAITING].load(Relaxed) & WAIT_RETURNS_ONLY != 0
+        {
+            self.seen.saw(Path::PopLeftReturnsWait);
         }
         next == Next::Record
     }
@@ -831,6 +841,7 @@ fn returns_with_room_and_without() {
         Path::ReturnsNotRoom,
         Path::SleptWithRangesOut,
         Path::ReleaseOnSocket,
+        Path::PopLeftReturnsWait,
     ];
     link.check();
 }
@@ -875,13 +886,17 @@ fn lent_counts_ring_only_mutant() {
 }
 
 /// The idle publisher with a range out waits for room or returns: a free slot makes it ready
-/// at once, again and again.
+/// at once, again and again. The range goes on the socket before the ring is there; the read
+/// that takes the ring's offer ends idle with the range out (while the ring was there from the
+/// start, such a read came after the subscriber's pop woke the publisher's wait for returns,
+/// which a pop no longer does).
 #[test]
 #[should_panic(expected = "spins")]
 fn idle_waits_for_room_mutant() {
     let mut link = Link::new(&[Msg::Pooled(1)]);
     link.pool = 1;
     link.capacity = 2;
+    link.ring_first = false;
     link.preemptions = 2;
     link.mutation = Mutation::IdleWaitsForRoom;
     link.check();

@@ -130,8 +130,19 @@ fn push_pop_park_wake() {
 /// range after reading the message. No wakeup is lost, every range comes back intact.
 #[test]
 fn return_ring_wakes_the_producer() {
+    returns_wake(false);
+}
+
+/// [`return_ring_wakes_the_producer`], the producer waiting for returns only
+/// ([`Producer::prepare_wait_returns`]): the consumer's pop does not wake it, its return does.
+#[test]
+fn return_ring_wakes_a_producer_waiting_for_returns_only() {
+    returns_wake(true);
+}
+
+fn returns_wake(returns_only: bool) {
     const N: u64 = 2;
-    model(|| {
+    model(move || {
         let (region, mut producer, mut consumer) = ring(2);
         let consumer_fd = Arc::new(Notify::new());
         let producer_fd = Arc::new(Notify::new());
@@ -151,7 +162,12 @@ fn return_ring_wakes_the_producer() {
                             assert_eq!(back, range);
                             break;
                         }
-                        match producer.prepare_wait(r).expect("wait") {
+                        let park = if returns_only {
+                            producer.prepare_wait_returns(r)
+                        } else {
+                            producer.prepare_wait(r)
+                        };
+                        match park.expect("wait") {
                             Park::Sleep => {
                                 pfd.wait();
                                 producer.finish_wait(r).expect("finish_wait");
@@ -178,6 +194,9 @@ fn return_ring_wakes_the_producer() {
             match consumer.pop(r, &mut []).expect("pop") {
                 Some(m) => {
                     assert_eq!((m.seq, m.payload), (next, RingPayload::Pool(range)));
+                    if returns_only {
+                        assert!(!m.wake_producer, "a pop does not wake it");
+                    }
                     match consumer.push_return(r, range).expect("push_return") {
                         Push::Done { wake } => {
                             if wake || m.wake_producer {

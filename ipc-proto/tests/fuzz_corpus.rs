@@ -25,8 +25,8 @@ use ipc_proto::fuzzing::{
 };
 use ipc_proto::ring::PoolRange;
 use ipc_proto::wire::{
-    self, AppCounter, CloseReason, DataFrame, DataStats, Frame, Hello, MessageHeader, OwnChange,
-    Policy, SlotRef, TopicStats, Welcome, encode_data,
+    self, AppCounter, CloseReason, DATA_VERSION, DataFrame, DataStats, Frame, Hello, MessageHeader,
+    OwnChange, Policy, SlotRef, TopicStats, Welcome, encode_data,
 };
 use ipc_proto::{
     Change, Credentials, Epoch, Horizon, Keepalive, NodeId, NodeInfo, Record, Seq, Term, Uid,
@@ -875,15 +875,19 @@ fn data_decode_seeds() -> Vec<(&'static str, Vec<u8>)> {
         witness: Default::default(),
         app: vec![AppCounter::new("exported", 7)],
     };
-    // A version this build does not speak (DATA_VERSION + 1).
-    let mut hello_v2 = encode_data(
+    // A version this build does not speak: the next one (its varint, one byte, follows the
+    // length and the tag).
+    let mut hello_next_version = encode_data(
         &DataFrame::Hello {
             publisher: node(2),
             rings: false,
         },
         &[],
     );
-    hello_v2[5] = 3;
+    hello_next_version[5] = u8::try_from(DATA_VERSION + 1)
+        .ok()
+        .filter(|v| *v < 251)
+        .expect("a one-byte varint");
     vec![
         (
             "record_hello",
@@ -943,7 +947,7 @@ fn data_decode_seeds() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         ("record_stats", encode_data(&DataFrame::Stats(stats), &[])),
-        ("record_hello_version_2", hello_v2),
+        ("record_hello_next_version", hello_next_version),
         ("record_short", vec![1, 0]),
         ("record_length_mismatch", vec![5, 0, 0, 0, 10]),
         ("record_goodbye_trailing", vec![2, 0, 0, 0, 10, 0]),

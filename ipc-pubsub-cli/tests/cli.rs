@@ -590,6 +590,39 @@ fn pub_reaches_sub_intact_in_every_mode() {
 }
 
 #[test]
+fn a_spinning_sub_gets_what_pub_sends_and_a_bad_spin_is_a_usage_error() {
+    // Whole microseconds only: refused before anything starts, with exit code 2.
+    for bad in ["200us", "0.5", "fast"] {
+        let g = group();
+        let mut sub = Proc::spawn(&["--group", &g, "sub", "t", "--spin-us", bad]);
+        assert_eq!(
+            sub.wait_exit(WAIT).code(),
+            Some(2),
+            "{bad:?}: {}",
+            sub.stderr
+        );
+        let says = format!("invalid value '{bad}' for '--spin-us <US>'");
+        assert!(sub.stderr.contains(&says), "{says}: {}", sub.stderr);
+        assert!(sub.stdout.is_empty(), "{:#?}", sub.stdout);
+        assert_no_hub_socket(&g);
+    }
+    for (mode, size) in [("inline", 1000), ("pooled", 200_000)] {
+        let g = group();
+        let sub_line = format!("--group {g} sub t --count 20 --spin-us 200");
+        let sub_args: Vec<&str> = sub_line.split(' ').collect();
+        let mut sub = Proc::spawn(&sub_args);
+        let pub_line = format!(
+            "--group {g} pub t --count 20 --size {size} --mode {mode} --wait-subscribers 1"
+        );
+        let args: Vec<&str> = pub_line.split(' ').collect();
+        let mut publisher = Proc::spawn(&args);
+        assert!(publisher.wait_exit(WAIT).success(), "{}", publisher.stderr);
+        assert!(sub.wait_exit(WAIT).success(), "sub: {}", sub.stderr);
+        check_messages(&sub, "t", &vec![generated(size); 20], mode);
+    }
+}
+
+#[test]
 fn pub_says_how_many_subscribers_each_message_reached() {
     let g = group();
     let mut subs = [

@@ -201,6 +201,47 @@ fn publishing_peer(driver: Driver, g: &str, name: &str, me: NodeId) -> Child {
     p
 }
 
+/// Batches of a stream that is killed: far more than get through before the kill.
+const ROUNDS: usize = 1000;
+
+/// Has the publishing peer `victim` publish [`ROUNDS`] batches of 10 messages on each topic
+/// of [`TOPICS`], the topics taking turns.
+fn publish_rounds(victim: &mut Child) {
+    for _ in 0..ROUNDS {
+        for (topic, size) in TOPICS {
+            victim.send(&format!("publish {topic} {size} 10"));
+        }
+    }
+}
+
+/// Reads the last lines of the killed `victim` (up to the end of its output), checks that it
+/// was killed mid-stream (it published fewer batches than its first message and
+/// [`publish_rounds`]), and reaps it; how many batches it published.
+fn published_before_the_kill(mut victim: Child) -> usize {
+    victim.drain_for(WAIT);
+    let published = victim.events("published").len();
+    assert!(
+        published <= 3 * ROUNDS,
+        "killed mid-stream: {published} of {} batches published",
+        3 * ROUNDS + 1
+    );
+    published
+}
+
+/// The peer `next` leaves in good order, and then the survivor (`pid`; `None`: this process)
+/// holds what it did before the links (`baseline`).
+fn leaves(mut next: Child, pid: Option<u32>, baseline: &Held) {
+    next.close_stdin();
+    assert_eq!(next.wait_exit(WAIT), Some(0), "next left");
+    Held::wait_for(pid, baseline, WAIT);
+}
+
+/// Checks that `c` printed no `name` event.
+fn assert_no(c: &Child, name: &str) {
+    let seen = c.events(name);
+    assert!(seen.is_empty(), "{name}: {seen:#?}");
+}
+
 fn a_publisher_killed_mid_stream(driver: Driver) {
     let _alone = alone();
     let g = group();
@@ -224,13 +265,7 @@ fn a_publisher_killed_mid_stream(driver: Driver) {
     wait_until("the first message", || {
         reader.got().received(victim_id)[0] == 1
     });
-    // Far more than gets through before the kill, in batches that take turns.
-    const ROUNDS: usize = 1000;
-    for _ in 0..ROUNDS {
-        for (topic, size) in TOPICS {
-            victim.send(&format!("publish {topic} {size} 10"));
-        }
-    }
+    publish_rounds(&mut victim);
     let mut used = Held::default();
     wait_until(
         "messages of every mode, a ring and a pool segment mapped",
@@ -244,15 +279,7 @@ fn a_publisher_killed_mid_stream(driver: Driver) {
     );
     victim.kill();
     let at_kill = reader.got().received(victim_id);
-    // Its last lines, up to the end of its output.
-    victim.drain_for(WAIT);
-    let published = victim.events("published").len();
-    assert!(
-        published <= 3 * ROUNDS,
-        "killed mid-stream: {published} of {} batches published",
-        3 * ROUNDS + 1
-    );
-    drop(victim);
+    let published = published_before_the_kill(victim);
 
     Held::wait_for(None, &baseline, WAIT);
     {
@@ -273,9 +300,7 @@ fn a_publisher_killed_mid_stream(driver: Driver) {
         "the next publisher's messages, received or told lost",
         || reader.got().accounted(next_id) == [20; 3],
     );
-    next.close_stdin();
-    assert_eq!(next.wait_exit(WAIT), Some(0), "next left");
-    Held::wait_for(None, &baseline, WAIT);
+    leaves(next, None, &baseline);
     let got = reader.got();
     assert!(got.bad.is_empty(), "{:#?}", got.bad);
     eprintln!(
@@ -513,26 +538,14 @@ fn a_publisher_killed_mid_stream_leaves_nothing_in_a_calloop_subscriber() {
     wait_own(&mut survivor, "subscribed", &topics);
     let baseline = Held::of(pid);
 
-    let mut victim = Child::peer(Driver::Std, &g, "victim", &[]);
-    for topic in topics {
-        victim.send(&format!("publisher {topic} {topic}"));
-    }
-    let me = survivor.node_id();
-    for topic in topics {
-        victim.wait_for(WAIT, |v| is(v, "subscribed", &me) && v["topic"] == topic);
-    }
+    let me = node_id(&survivor.node_id());
+    let mut victim = publishing_peer(Driver::Std, &g, "victim", me);
     let victim_id = victim.node_id();
     let from_victim = |v: &Value| event(v) == "message" && v["node"] == victim_id.as_str();
     // One message first: the stream starts on a link that is up (see above).
     victim.send("publish inline 200 1");
     survivor.wait_for(WAIT, from_victim);
-    // Far more than gets through before the kill, in batches that take turns.
-    const ROUNDS: usize = 1000;
-    for _ in 0..ROUNDS {
-        for (topic, size) in TOPICS {
-            victim.send(&format!("publish {topic} {size} 10"));
-        }
-    }
+    publish_rounds(&mut victim);
     let mut used = Held::default();
     let deadline = Instant::now() + WAIT;
     loop {
@@ -554,14 +567,7 @@ fn a_publisher_killed_mid_stream_leaves_nothing_in_a_calloop_subscriber() {
         survivor.drain_for(Duration::from_millis(5));
     }
     victim.kill();
-    victim.drain_for(WAIT);
-    let published = victim.events("published").len();
-    assert!(
-        published <= 3 * ROUNDS,
-        "killed mid-stream: {published} of {} batches published",
-        3 * ROUNDS + 1
-    );
-    drop(victim);
+    let published = published_before_the_kill(victim);
     Held::wait_for(pid, &baseline, WAIT);
 
     // Every message of the victim's that came was intact, in order, by its mode.
@@ -584,13 +590,7 @@ fn a_publisher_killed_mid_stream_leaves_nothing_in_a_calloop_subscriber() {
     }
 
     // The subscriptions go on with the next publisher, which leaves in good order.
-    let mut next = Child::peer(Driver::Std, &g, "next", &[]);
-    for topic in topics {
-        next.send(&format!("publisher {topic} {topic}"));
-    }
-    for topic in topics {
-        next.wait_for(WAIT, |v| is(v, "subscribed", &me) && v["topic"] == topic);
-    }
+    let mut next = publishing_peer(Driver::Std, &g, "next", me);
     for (topic, size) in TOPICS {
         next.send(&format!("publish {topic} {size} 20"));
     }
@@ -598,20 +598,10 @@ fn a_publisher_killed_mid_stream_leaves_nothing_in_a_calloop_subscriber() {
     survivor.wait_count(WAIT, 60, |v| {
         event(v) == "message" && v["node"] == next_id.as_str()
     });
-    next.close_stdin();
-    assert_eq!(next.wait_exit(WAIT), Some(0), "next left");
-    Held::wait_for(pid, &baseline, WAIT);
-    assert!(
-        survivor.events("failed").is_empty(),
-        "{:#?}",
-        survivor.events("failed")
-    );
+    leaves(next, pid, &baseline);
+    assert_no(&survivor, "failed");
     // `Block`, and the survivor reads all the time: nothing is dropped for it.
-    assert!(
-        survivor.events("lost").is_empty(),
-        "{:#?}",
-        survivor.events("lost")
-    );
+    assert_no(&survivor, "lost");
     eprintln!(
         "calloop subscriber: publisher killed after {published} batches; \
          at most {used:?} held (before: {baseline:?})"
@@ -639,7 +629,6 @@ fn a_subscriber_killed_mid_stream_gives_back_what_a_calloop_publisher_lent() {
         });
     }
     // Far more than gets through before the kill.
-    const ROUNDS: usize = 1000;
     for _ in 0..ROUNDS {
         survivor.send("publish pooled 100000 10");
         survivor.send("publish inline 200 10");
@@ -681,14 +670,8 @@ fn a_subscriber_killed_mid_stream_gives_back_what_a_calloop_publisher_lent() {
         assert_eq!(v["fnv1a64"], want.as_str(), "intact: {v}");
         assert_eq!(v["via"], "pooled", "{v}");
     }
-    next.close_stdin();
-    assert_eq!(next.wait_exit(WAIT), Some(0), "next left");
-    Held::wait_for(pid, &baseline, WAIT);
-    assert!(
-        survivor.events("failed").is_empty(),
-        "{:#?}",
-        survivor.events("failed")
-    );
+    leaves(next, pid, &baseline);
+    assert_no(&survivor, "failed");
     eprintln!(
         "calloop publisher: subscriber killed after {published} batches; \
          at most {used:?} held (before: {baseline:?})"

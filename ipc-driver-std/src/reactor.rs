@@ -108,9 +108,6 @@ pub(crate) struct Reactor {
     /// In the rings' own set under [`OWN_TOKEN`]: wakes a thread waiting on the rings when
     /// its queue gets an item the rings did not bring, or closes (see [`Core::wait_on_rings`]).
     ring_waker: Option<Arc<Waker>>,
-    /// A receiving thread waits on the rings' own set ([`Core::wait_on_rings`]): the rings
-    /// are its to read, and the set is out of the I/O thread's.
-    ring_waiter: bool,
 }
 
 /// The longest the I/O thread sleeps while threads spin on the rings: after the last one
@@ -250,7 +247,8 @@ impl Core {
             let Some(r) = guard.as_mut() else {
                 return false;
             };
-            if r.ring_waiter || r.io.is_polled() {
+            // The set out of the I/O thread's: another receiving thread waits on it.
+            if r.io.is_ring_set_detached() || r.io.is_polled() {
                 return false;
             }
             // Under the node's lock, nothing is handed on meanwhile: the queue is empty (or
@@ -264,7 +262,6 @@ impl Core {
                 debug!(error = %e, "cannot take the rings from the I/O thread");
                 return false;
             }
-            r.ring_waiter = true;
         }
         let mut ready = Events::with_capacity(RING_EVENTS);
         loop {
@@ -293,7 +290,6 @@ impl Core {
         let mut guard = self.lock();
         queue.wait_on_rings(None);
         if let Some(r) = guard.as_mut() {
-            r.ring_waiter = false;
             if let Err(e) = r.io.attach_ring_set() {
                 r.failed.get_or_insert(e);
             }
@@ -447,7 +443,6 @@ impl Reactor {
             failed: None,
             ring_keys: Vec::new(),
             ring_waker,
-            ring_waiter: false,
         })
     }
 
@@ -513,7 +508,7 @@ impl Reactor {
         // Unless a receiving thread waits on the rings: it took their set out of this
         // thread's, and acts on it itself.
         if ring_set
-            && !self.ring_waiter
+            && !self.io.is_ring_set_detached()
             && let Some(set) = self.io.ring_set()
         {
             set.wait(rings, Some(Duration::ZERO))?;

@@ -9,6 +9,10 @@ use ipc_driver_std::{
 
 const WAIT: Duration = Duration::from_secs(10);
 
+#[path = "shared/threads.rs"]
+mod threads;
+use threads::{this_tid, wait_in_epoll_wait};
+
 fn group() -> String {
     format!("t-{:016x}", getrandom::u64().expect("OS randomness"))
 }
@@ -330,6 +334,18 @@ fn a_spinning_subscription_takes_every_message_and_sleeps_when_idle() {
 /// rings and hands the other its messages); a message that comes through the socket (a fresh
 /// memfd) or from the node itself wakes it too; a timeout is kept and the next message still
 /// comes; the node's view keeps changing meanwhile; and leaving ends the wait.
+/// Runs `f` (a blocking receive) on a thread of its own; that thread's id and handle.
+fn blocked<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> (String, std::thread::JoinHandle<T>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        tx.send(this_tid()).expect("the test thread");
+        f()
+    });
+    (rx.recv().expect("the thread's id"), handle)
+}
+
 #[test]
 fn a_blocked_receiver_is_woken_by_the_rings_the_socket_and_its_own_node() {
     use ipc_driver_std::{PublisherOptions, RecvError, SendMode, SubscriptionOptions};
@@ -386,27 +402,26 @@ fn a_blocked_receiver_is_woken_by_the_rings_the_socket_and_its_own_node() {
         .map(|r| r.join().expect("every message"));
     let (sub_one, _sub_two) = (readers.next().expect("one"), readers.next().expect("two"));
 
-    // Woken by a message the socket brings, and by one its own node publishes. (The short
-    // sleeps only make it likely that the receiver already waits when the message comes; the
-    // test holds either way.)
+    // Woken by a message the socket brings, and by one its own node publishes, each sent
+    // once the receiver sleeps on the rings.
     let (mut memfd_sub, mut own_sub) = (subs.next().expect("memfd"), subs.next().expect("own"));
     for round in 0..3u64 {
-        let waiter = std::thread::spawn(move || {
+        let (tid, waiter) = blocked(move || {
             let m = memfd_sub.recv_timeout(WAIT).expect("woken by the socket");
             assert_eq!(m[..8], round.to_le_bytes());
             memfd_sub
         });
-        std::thread::sleep(Duration::from_millis(20));
+        wait_in_epoll_wait(&tid, WAIT, "the memfd receiver");
         let mut loan = by_memfd.loan(64 * 1024).expect("loan");
         loan[..8].copy_from_slice(&round.to_le_bytes());
         by_memfd.send(loan).expect("send");
         memfd_sub = waiter.join().expect("received");
-        let waiter = std::thread::spawn(move || {
+        let (tid, waiter) = blocked(move || {
             let m = own_sub.recv_timeout(WAIT).expect("woken by its own node");
             assert_eq!(m[..], round.to_le_bytes());
             own_sub
         });
-        std::thread::sleep(Duration::from_millis(20));
+        wait_in_epoll_wait(&tid, WAIT, "the own-node receiver");
         own.publish(&round.to_le_bytes()).expect("publish");
         own_sub = waiter.join().expect("received");
     }
@@ -431,8 +446,8 @@ fn a_blocked_receiver_is_woken_by_the_rings_the_socket_and_its_own_node() {
     assert_eq!(got.expect("the message after the timeout"), b"after");
 
     // Leaving ends a wait on the rings.
-    let waiter = std::thread::spawn(move || sub_one.recv_timeout(WAIT));
-    std::thread::sleep(Duration::from_millis(20));
+    let (tid, waiter) = blocked(move || sub_one.recv_timeout(WAIT));
+    wait_in_epoll_wait(&tid, WAIT, "the receiver before the leave");
     let start = Instant::now();
     s.leave().expect("leave");
     match waiter.join().expect("the receiver returns") {

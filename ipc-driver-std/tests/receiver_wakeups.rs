@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 use ipc_driver_std::{Node, SubscriptionOptions};
 
+#[path = "shared/threads.rs"]
+mod threads;
+use threads::{epoll_waits, this_tid, wait_in_epoll_wait};
+
 const WAIT: Duration = Duration::from_secs(20);
 
 /// What this process's node I/O threads did so far, and how many there are.
@@ -58,25 +62,6 @@ fn io_threads() -> IoThreads {
     t
 }
 
-/// The `epoll_wait` family's system call numbers on this architecture.
-fn epoll_waits() -> &'static [u64] {
-    if cfg!(target_arch = "x86_64") {
-        &[232, 281, 441]
-    } else if cfg!(target_arch = "aarch64") {
-        &[22, 441]
-    } else {
-        &[]
-    }
-}
-
-/// Whether the thread `/proc/self/task/<tid>` sleeps in an `epoll_wait` call.
-fn in_epoll_wait(tid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .is_some_and(|nr| epoll_waits().contains(&nr))
-}
-
 #[test]
 fn a_blocked_receiver_is_woken_by_the_ring_and_the_io_thread_sleeps_on() {
     if epoll_waits().is_empty() {
@@ -98,13 +83,7 @@ fn a_blocked_receiver_is_woken_by_the_ring_and_the_io_thread_sleeps_on() {
     let (tid_tx, tid_rx) = mpsc::channel();
     let (got_tx, got_rx) = mpsc::channel();
     let receiver = std::thread::spawn(move || {
-        let me = std::fs::read_link("/proc/thread-self").expect("procfs");
-        let tid = me
-            .file_name()
-            .expect("a tid")
-            .to_string_lossy()
-            .into_owned();
-        tid_tx.send(tid).expect("main thread");
+        tid_tx.send(this_tid()).expect("main thread");
         while let Ok(m) = sub.recv() {
             if m.is_empty() {
                 break;
@@ -116,14 +95,7 @@ fn a_blocked_receiver_is_woken_by_the_ring_and_the_io_thread_sleeps_on() {
     let one = |n: u64| {
         // Sent only once the receiver sleeps in its wait, so that the message has to wake
         // someone.
-        let deadline = Instant::now() + WAIT;
-        while !in_epoll_wait(&tid) {
-            assert!(
-                Instant::now() < deadline,
-                "the receiving thread never waited on the rings"
-            );
-            std::thread::yield_now();
-        }
+        wait_in_epoll_wait(&tid, WAIT, "the receiving thread");
         publisher.publish(&n.to_le_bytes()).expect("publish");
         let m = got_rx.recv_timeout(WAIT).expect("received");
         assert_eq!(m, n.to_le_bytes());

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -533,6 +533,11 @@ pub(crate) struct Mailbox {
     releases: Mutex<Vec<(PeerId, SlotRef)>>,
     resume: Mutex<Vec<PeerId>>,
     now: OnceLock<Weak<dyn ActNow>>,
+    /// Threads of the node waiting on a queue's condition (not on the rings): the rings must
+    /// park for them, or nobody reads what the publishers push (see [`Links::linger`]).
+    ///
+    /// [`Links::linger`]: ipc_driver_core::links::Links::linger
+    queue_waiters: AtomicUsize,
 }
 
 impl fmt::Debug for Mailbox {
@@ -551,6 +556,7 @@ impl Mailbox {
             releases: Mutex::new(Vec::new()),
             resume: Mutex::new(Vec::new()),
             now: OnceLock::new(),
+            queue_waiters: AtomicUsize::new(0),
         }
     }
 
@@ -584,6 +590,11 @@ impl Mailbox {
         }
         lock(&self.resume).push(peer);
         let _ = self.waker.wake();
+    }
+
+    /// Whether a thread of the node waits on a queue's condition.
+    pub(crate) fn has_queue_waiters(&self) -> bool {
+        self.queue_waiters.load(Ordering::SeqCst) > 0
     }
 
     /// What to give back, grouped by link.
@@ -751,6 +762,7 @@ impl SubQueue {
                 },
             };
             q.waiting += 1;
+            self.mailbox.queue_waiters.fetch_add(1, Ordering::SeqCst);
             q = match left {
                 None => self.ready.wait(q).unwrap_or_else(PoisonError::into_inner),
                 Some(left) => {
@@ -760,6 +772,7 @@ impl SubQueue {
                         .0
                 }
             };
+            self.mailbox.queue_waiters.fetch_sub(1, Ordering::SeqCst);
             q.waiting -= 1;
         }
     }

@@ -115,6 +115,12 @@ pub(crate) struct Reactor {
 /// the I/O thread comes to park them, at most this much later (or the spin, if longer).
 const SPIN_CHECK: Duration = Duration::from_millis(1);
 
+/// How long the rings stay unparked after a receiving thread read them outside a wait (see
+/// [`Reactor::linger_rings`]): what a message for another subscription on those links may
+/// wait for the I/O thread if that thread does not come back, and, while it keeps coming
+/// back, how often the I/O thread wakes to check.
+const LINGER: Duration = Duration::from_millis(1);
+
 /// Most readiness reports of the rings' own set taken in one wait.
 const RING_EVENTS: usize = 32;
 
@@ -248,8 +254,14 @@ impl Core {
                 return false;
             };
             // The set out of the I/O thread's: another receiving thread waits on it.
-            if r.io.is_ring_set_detached() || r.io.is_polled() {
+            if r.io.is_ring_set_detached() || r.io.is_spinning() {
                 return false;
+            }
+            // The rings linger unparked after a thread read them (this one, most likely):
+            // read them to their end, which parks them, so that what comes next wakes this
+            // thread.
+            if r.io.end_linger() {
+                r.park_rings(Instant::now());
             }
             // Under the node's lock, nothing is handed on meanwhile: the queue is empty (or
             // not) for good until this thread sleeps.
@@ -288,10 +300,14 @@ impl Core {
             }
         }
         let mut guard = self.lock();
-        queue.wait_on_rings(None);
+        let got = queue.wait_on_rings(None);
         if let Some(r) = guard.as_mut() {
             if let Err(e) = r.io.attach_ring_set() {
                 r.failed.get_or_insert(e);
+            }
+            if got {
+                // It comes back for its next message soon: see `Reactor::linger_rings`.
+                r.linger_rings(Instant::now(), false);
             }
             r.wake_if_needed(r.failed.is_some());
         }
@@ -383,6 +399,7 @@ impl ActNow for Core {
         if let Some(r) = guard.as_mut() {
             let now = Instant::now();
             if let Some(key) = r.io.resume_reading(peer) {
+                r.linger_rings(now, true);
                 r.read(now, key);
             }
             r.wake_if_needed(r.failed.is_some());
@@ -611,6 +628,34 @@ impl Reactor {
         self.wake_if_needed(self.failed.is_some());
     }
 
+    /// A receiving thread read the rings outside any wait, or leaves its wait on them with a
+    /// message, and comes back for its next one soon: the rings stay unparked for [`LINGER`]
+    /// (see [`Links::linger`]), so that the publisher's next messages wake nobody, where
+    /// parked they would wake the I/O thread only for it to find them read by that thread.
+    ///
+    /// Not while another thread would miss the wake of a parked ring (one waits on the rings,
+    /// or on a queue's condition). If the thread does not come back, the I/O thread reads and
+    /// parks the rings when the linger is over, or when it wakes anyway if that is later but
+    /// still within [`LINGER`] and [`SOON`]. A sleeping I/O thread that would not wake by
+    /// then is woken only if `may_wake` (a link resumed: a busy stream, where one wakeup per
+    /// linger is cheap); otherwise the rings park as usual, so a slow stream costs the I/O
+    /// thread nothing.
+    fn linger_rings(&mut self, now: Instant, may_wake: bool) {
+        if self.io.is_ring_set_detached() || self.mailbox.has_queue_waiters() {
+            return;
+        }
+        let until = now + LINGER;
+        match self.io_thread {
+            IoThread::Asleep { until: Some(u) } if u <= until + SOON => {
+                self.io.linger(u.max(until));
+            }
+            IoThread::Awake => self.io.linger(until),
+            // The caller's `wake_if_needed` wakes it for the linger's end.
+            IoThread::Asleep { .. } if may_wake => self.io.linger(until),
+            IoThread::Asleep { .. } => {}
+        }
+    }
+
     /// Reads every ring link to its end, which parks the rings: nobody polls them any more.
     fn park_rings(&mut self, now: Instant) {
         let mut keys = std::mem::take(&mut self.ring_keys);
@@ -826,6 +871,11 @@ impl Reactor {
         self.io.handle_timeout(now);
         if self.io.spin_lapsed(now) {
             self.park_rings(now);
+        } else if self.io.is_lingering() {
+            // A receiving thread keeps the rings unparked (see `linger_rings`), but reads
+            // only its own links: what came on the others is handed on here, at least once
+            // per linger (the I/O thread sleeps no longer than the linger meanwhile).
+            self.poll_rings(now);
         }
     }
 

@@ -10,57 +10,9 @@ use ipc_driver_std::{Node, SubscriptionOptions};
 
 #[path = "shared/threads.rs"]
 mod threads;
-use threads::{epoll_waits, this_tid, wait_in_epoll_wait};
+use threads::{epoll_waits, io_threads, this_tid, wait_in_epoll_wait};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// What this process's node I/O threads did so far, and how many there are.
-#[derive(Debug, Clone, Copy, Default)]
-struct IoThreads {
-    /// Times they went to sleep (voluntary context switches, from `status`).
-    sleeps: u64,
-    /// Times they were put on a CPU, and their time on it (from `schedstat`).
-    runs: u64,
-    cpu: Duration,
-    threads: usize,
-}
-
-fn io_threads() -> IoThreads {
-    let mut t = IoThreads::default();
-    for task in std::fs::read_dir("/proc/self/task").expect("procfs") {
-        let dir = task.expect("a task").path();
-        // A thread that ended meanwhile has no files left: not an I/O thread of ours.
-        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
-            continue;
-        };
-        // The kernel keeps 15 bytes of "ipc-pubsub-io:<node>".
-        if !comm.starts_with("ipc-pubsub-io") {
-            continue;
-        }
-        let Ok(status) = std::fs::read_to_string(dir.join("status")) else {
-            continue;
-        };
-        let Ok(schedstat) = std::fs::read_to_string(dir.join("schedstat")) else {
-            continue;
-        };
-        t.sleeps += status
-            .lines()
-            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-            .expect("voluntary_ctxt_switches in status")
-            .trim()
-            .parse::<u64>()
-            .expect("a count");
-        // "<ns on a CPU> <ns waiting for one> <times put on one>"
-        let fields: Vec<u64> = schedstat
-            .split_whitespace()
-            .map(|f| f.parse().expect("a number"))
-            .collect();
-        t.cpu += Duration::from_nanos(fields[0]);
-        t.runs += fields[2];
-        t.threads += 1;
-    }
-    t
-}
 
 #[test]
 fn a_blocked_receiver_is_woken_by_the_ring_and_the_io_thread_sleeps_on() {
@@ -104,7 +56,7 @@ fn a_blocked_receiver_is_woken_by_the_ring_and_the_io_thread_sleeps_on() {
     for n in 0..50 {
         one(n);
     }
-    let before = io_threads();
+    let before = io_threads("ipc-pubsub-io");
     assert_eq!(before.threads, 2, "one I/O thread per node");
     let start = Instant::now();
     const N: u64 = 300;
@@ -112,7 +64,7 @@ fn a_blocked_receiver_is_woken_by_the_ring_and_the_io_thread_sleeps_on() {
         one(n);
     }
     let elapsed = start.elapsed();
-    let after = io_threads();
+    let after = io_threads("ipc-pubsub-io");
     publisher.publish(&[]).expect("stop");
     receiver.join().expect("receiver");
     let (sleeps, runs) = (after.sleeps - before.sleeps, after.runs - before.runs);

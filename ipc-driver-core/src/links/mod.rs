@@ -169,6 +169,11 @@ struct Link<A> {
     /// Reading stopped: a subscription's queue is full under `Block`, or the member rejected
     /// what the peer sent.
     paused: bool,
+    /// What the socket is registered for in the set now, and whether the ring's eventfd is
+    /// registered for reading. A pause leaves reading interest in place (see
+    /// [`Links::update_interest`]), so these may say more than the link waits for.
+    registered: Interest,
+    ring_registered: bool,
     /// The member was told the socket is full.
     told_blocked: bool,
     /// Closing: flush what is queued, then close, by this deadline.
@@ -594,6 +599,8 @@ impl<A> Links<A> {
             outbox_bytes: 0,
             writable: false,
             paused: false,
+            registered: Interest::READABLE,
+            ring_registered: true,
             told_blocked: false,
             closing: None,
             write_failed: false,
@@ -757,7 +764,7 @@ impl<A> Links<A> {
         let socket_full = full && !link.ring_full;
         if socket_full != link.writable {
             link.writable = socket_full;
-            self.update_interest(key);
+            self.update_interest(key, false);
         }
         let link = &mut self.links[key];
         if link.data && link.closing.is_none() && full != link.told_blocked {
@@ -779,18 +786,35 @@ impl<A> Links<A> {
         }
     }
 
-    fn update_interest(&self, key: usize) {
-        let link = &self.links[key];
-        let want = interest(!link.paused, link.writable);
-        let _ = self.poller.modify(link.fd.as_fd(), Token(key as u64), want);
+    /// Brings the set in line with what a link waits for. Reading interest is taken away
+    /// lazily: pausing a link (a full queue under `Block`, resumed at half its depth) leaves
+    /// it registered, so a pause and its resume cost no `epoll_ctl` when nothing arrives
+    /// meanwhile. A paused link that reports readiness is read as [`Read::Done`], which
+    /// `settle`s its interest: level-triggered readiness would otherwise wake the driver
+    /// again and again.
+    fn update_interest(&mut self, key: usize, settle: bool) {
+        let (poller, ring_set) = (&self.poller, &self.ring_set);
+        let link = &mut self.links[key];
+        let keep = |want: bool, registered: bool| want || (registered && !settle);
+        let read = keep(!link.paused, link.registered.is_readable());
+        let want = interest(read, link.writable);
+        if want != link.registered {
+            let _ = poller.modify(link.fd.as_fd(), Token(key as u64), want);
+            link.registered = want;
+        }
         if let Some(ring) = &link.ring {
             // A publisher's ring wakes it for room and returns whatever it reads; a
             // subscriber's is read only while its socket is.
-            let read = ring.is_sender() || !link.paused;
-            let token = Token(RING_TAG | key as u64);
-            let _ = self
-                .ring_poller()
-                .modify(ring.fd(), token, interest(read, false));
+            let read = keep(ring.is_sender() || !link.paused, link.ring_registered);
+            if read != link.ring_registered {
+                let token = Token(RING_TAG | key as u64);
+                let _ = ring_set::rings_in(poller, ring_set).modify(
+                    ring.fd(),
+                    token,
+                    interest(read, false),
+                );
+                link.ring_registered = read;
+            }
         }
     }
 
@@ -806,7 +830,7 @@ impl<A> Links<A> {
         }
         trace!(%peer, "reading resumed");
         link.paused = false;
-        self.update_interest(key);
+        self.update_interest(key, false);
         Some(key)
     }
 
@@ -823,7 +847,15 @@ impl<A> Links<A> {
                 // Messages may wait in the ring with no wake to come: come back for them.
                 ring.rearm();
             }
-            self.update_interest(key);
+            self.update_interest(key, false);
+        }
+    }
+
+    /// A paused link was asked to be read, as on readiness: its reading interest goes now (see
+    /// [`Links::update_interest`]).
+    fn settle_paused(&mut self, key: usize) {
+        if self.links.get(key).is_some_and(|l| l.paused) {
+            self.update_interest(key, true);
         }
     }
 
@@ -831,7 +863,7 @@ impl<A> Links<A> {
     fn stop_reading(&mut self, key: usize) {
         if let Some(link) = self.links.get_mut(key) {
             link.paused = true;
-            self.update_interest(key);
+            self.update_interest(key, true);
         }
     }
 
@@ -919,6 +951,7 @@ impl<A> Links<A> {
     pub fn read_record(&mut self, member: &mut Member, now: Instant, key: usize) -> Read {
         loop {
             if !self.is_reading(key) {
+                self.settle_paused(key);
                 return Read::Done;
             }
             if let Some(read) = self.ring_record(member, now, key) {

@@ -74,6 +74,7 @@ impl<A> Links<A> {
                 }
                 trace!(peer = %link.peer, "ring offered");
                 link.ring = Some(ring);
+                link.ring_registered = true;
             }
             Ok(None) => trace!(peer = %link.peer, "socket full: no ring offered"),
             Err(e) => {
@@ -113,6 +114,7 @@ impl<A> Links<A> {
                 } else {
                     trace!(%peer, "ring taken");
                     link.ring = Some(ring);
+                    link.ring_registered = true;
                 }
                 Read::Record
             }

@@ -45,6 +45,45 @@ impl<A> Links<A> {
         linger.is_none()
     }
 
+    /// A thread read the rings outside any wait (a subscription resuming the link its full
+    /// queue paused) and comes back soon: the rings stay unparked until `until` (or a later
+    /// linger), so that the publisher's next messages do not wake the driver's own loop for
+    /// what that thread reads anyway. Like [`Links::spin_stop`]'s linger, it ends with
+    /// [`Links::spin_lapsed`], or with [`Links::end_linger`] when a thread comes to wait on
+    /// the rings. Nothing while threads spin: they keep the rings unparked already.
+    pub fn linger(&mut self, until: Instant) {
+        if self.spinners > 0 {
+            return;
+        }
+        if let Some(t) = &mut self.spin_linger {
+            *t = (*t).max(until);
+            return;
+        }
+        self.spin_linger = Some(until);
+        for (_, link) in &mut self.links {
+            if let Some(ring) = &mut link.ring {
+                // Only a word stored in a mapping checked when taken: nothing to fail on.
+                let _ = ring.unpark();
+                // A wake written while it was parked would wake the driver's loop for
+                // nothing: the linger's end reads every ring anyway.
+                ring.take_own_wake();
+            }
+        }
+    }
+
+    /// A thread is about to wait on the rings: a linger ends now. Returns whether one did
+    /// (no thread spins): then read every ring link to its end, which parks the rings,
+    /// before waiting.
+    pub fn end_linger(&mut self) -> bool {
+        self.spinners == 0 && self.spin_linger.take().is_some()
+    }
+
+    /// Whether the rings linger unparked after a thread read them ([`Links::linger`], or the
+    /// linger of [`Links::spin_stop`]) while no thread spins on them.
+    pub fn is_lingering(&self) -> bool {
+        self.spinners == 0 && self.spin_linger.is_some()
+    }
+
     /// Whether threads poll the rings now (the driver's own wait should then be short: see
     /// [`Links::spin_stop`]'s linger).
     pub fn is_spinning(&self) -> bool {

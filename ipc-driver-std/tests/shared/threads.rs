@@ -1,6 +1,9 @@
 //! Where a test's threads are, read from procfs (included with `#[path]`): so that a test
 //! acts once a receiving thread sleeps, instead of sleeping and hoping it does.
 
+// Each test binary that includes this module uses some of it.
+#![allow(dead_code)]
+
 use std::time::{Duration, Instant};
 
 /// The calling thread's id, as `/proc/self/task/<tid>` names it.
@@ -46,4 +49,54 @@ pub(crate) fn wait_in_epoll_wait(tid: &str, within: Duration, what: &str) {
         );
         std::thread::yield_now();
     }
+}
+
+/// What node I/O threads did so far, and how many there are.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct IoThreads {
+    /// Times they went to sleep (voluntary context switches, from `status`).
+    pub(crate) sleeps: u64,
+    /// Times they were put on a CPU, and their time on it (from `schedstat`).
+    pub(crate) runs: u64,
+    pub(crate) cpu: Duration,
+    pub(crate) threads: usize,
+}
+
+/// What this process's node I/O threads whose name starts with `prefix` did so far. The
+/// kernel keeps 15 bytes of a thread's name, `ipc-pubsub-io:<node>`: `ipc-pubsub-io` counts
+/// every node's, `ipc-pubsub-io:s` those of the nodes whose name starts with `s`.
+pub(crate) fn io_threads(prefix: &str) -> IoThreads {
+    let mut t = IoThreads::default();
+    for task in std::fs::read_dir("/proc/self/task").expect("procfs") {
+        let dir = task.expect("a task").path();
+        // A thread that ended meanwhile has no files left: not an I/O thread of ours.
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+            continue;
+        };
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(dir.join("status")) else {
+            continue;
+        };
+        let Ok(schedstat) = std::fs::read_to_string(dir.join("schedstat")) else {
+            continue;
+        };
+        t.sleeps += status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .expect("voluntary_ctxt_switches in status")
+            .trim()
+            .parse::<u64>()
+            .expect("a count");
+        // "<ns on a CPU> <ns waiting for one> <times put on one>"
+        let fields: Vec<u64> = schedstat
+            .split_whitespace()
+            .map(|f| f.parse().expect("a number"))
+            .collect();
+        t.cpu += Duration::from_nanos(fields[0]);
+        t.runs += fields[2];
+        t.threads += 1;
+    }
+    t
 }

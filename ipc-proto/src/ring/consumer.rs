@@ -153,15 +153,23 @@ impl Consumer {
     /// fence, then whether the producer started waiting for it since it was last woken. A
     /// producer waiting for returns only ([`WAIT_RETURNS_ONLY`]) is not woken for a slot, and
     /// stays owed the wake of the next return.
+    ///
+    /// A producer waiting for room is woken once half the ring is free, not at the first
+    /// free slot: a faster producer would fill that one and wait again, a wakeup per
+    /// message. It is owed the wake until then, and gets it at the latest when the ring is
+    /// empty, which every consumer reads it to before parking.
     fn wake_producer<W: Word>(&mut self, region: &[W], returned: bool) -> Result<bool, RingError> {
         W::fence(SeqCst);
         let waiting = word(region, W_PRODUCER_WAITING)?.load(Relaxed);
         let for_this = returned || waiting & WAIT_RETURNS_ONLY == 0;
-        if waiting != 0 && waiting != self.woken && for_this {
-            self.woken = waiting;
-            return Ok(true);
+        if waiting == 0 || waiting == self.woken || !for_this {
+            return Ok(false);
         }
-        Ok(false)
+        if !returned && self.read_head(region)? > self.layout.capacity() / 2 {
+            return Ok(false);
+        }
+        self.woken = waiting;
+        Ok(true)
     }
 
     /// Before sleeping on an empty ring: publishes "parked", then checks again (the

@@ -285,6 +285,35 @@ fn park_and_wake_decisions() {
 }
 
 #[test]
+fn a_producer_waiting_for_room_is_woken_once_half_the_ring_is_free() {
+    let (r, mut p, mut c) = pair(&config(8, 8));
+    for seq in 0..8 {
+        assert_eq!(push(&mut p, &r, seq, b"x"), Push::Done { wake: false });
+    }
+    assert_eq!(push(&mut p, &r, 8, b"x"), Push::Full);
+    assert_eq!(p.prepare_wait(&r), Ok(Park::Sleep));
+    // Woken at the first free slot, it would fill it and wait again: a wake per message.
+    for seq in 0..3 {
+        let (got, _, wake) = pop(&mut c, &r).expect("a message");
+        assert_eq!(got, seq);
+        assert!(!wake, "pop {seq}: more than half the ring still full");
+    }
+    assert!(pop(&mut c, &r).expect("the fourth").2, "half free: woken");
+    assert!(!pop(&mut c, &r).expect("the fifth").2, "once per wait");
+    p.finish_wait(&r).expect("finish");
+    // The next wait, the same: the pops between do not count towards it.
+    for seq in 8..13 {
+        assert_eq!(push(&mut p, &r, seq, b"x"), Push::Done { wake: false });
+    }
+    assert_eq!(p.prepare_wait(&r), Ok(Park::Sleep), "full again");
+    let woke: Vec<bool> = std::iter::from_fn(|| pop(&mut c, &r).map(|m| m.2)).collect();
+    assert_eq!(
+        woke,
+        [false, false, false, true, false, false, false, false]
+    );
+}
+
+#[test]
 fn return_ring() {
     let (r, mut p, mut c) = pair(&config(2, 8));
     assert_eq!(p.pop_return(&r), Ok(None));

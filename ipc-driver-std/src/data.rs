@@ -592,7 +592,7 @@ impl Mailbox {
         let _ = self.waker.wake();
     }
 
-    /// Whether a thread of the node waits on a queue's condition.
+    /// Whether a thread of the node waits on a queue's condition, or is about to.
     pub(crate) fn has_queue_waiters(&self) -> bool {
         self.queue_waiters.load(Ordering::SeqCst) > 0
     }
@@ -608,6 +608,17 @@ impl Mailbox {
 
     pub(crate) fn take_resumes(&self) -> Vec<PeerId> {
         std::mem::take(&mut *lock(&self.resume))
+    }
+}
+
+/// A thread counted as waiting on a queue's condition ([`SubQueue::queue_waiter`]) until
+/// this is dropped.
+#[must_use]
+pub(crate) struct QueueWaiter(Arc<Mailbox>);
+
+impl Drop for QueueWaiter {
+    fn drop(&mut self) {
+        self.0.queue_waiters.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -709,6 +720,14 @@ impl SubQueue {
         let mut q = lock(&self.queue);
         q.ring_waiter = waker;
         !q.inbox.is_empty() || q.closed
+    }
+
+    /// A thread that found the rings taken will wait on this queue's condition: counted as a
+    /// queue waiter from now (under the node's lock, before any thread decides to leave the
+    /// rings unparked) until the waiter is dropped.
+    pub(crate) fn queue_waiter(&self) -> QueueWaiter {
+        self.mailbox.queue_waiters.fetch_add(1, Ordering::SeqCst);
+        QueueWaiter(Arc::clone(&self.mailbox))
     }
 
     /// Whether the queue has an item, or is closed: a waiting thread stops waiting.

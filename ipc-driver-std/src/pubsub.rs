@@ -8,8 +8,8 @@ use ipc_proto::SpokeCmd;
 use ipc_proto::data::{DataCmd, Incoming, Payload};
 
 use crate::data::{
-    Loan, LoanKind, Message, Outgoing, PoolWriter, PooledLoan, PublisherOptions, SendMode,
-    SubQueue, SubscriptionCounters,
+    Loan, LoanKind, Message, Outgoing, PoolWriter, PooledLoan, PublisherOptions, QueueWaiter,
+    SendMode, SubQueue, SubscriptionCounters,
 };
 use crate::reactor::{Core, Stopped};
 use crate::request::{LEFT, Request, Requester};
@@ -304,7 +304,7 @@ impl Subscription {
         if let Some(m) = self.spin(None) {
             return Ok(m);
         }
-        self.wait(None);
+        let _waiter = self.wait(None);
         self.queue.recv_deadline(None).ok_or_else(|| self.ended())
     }
 
@@ -329,7 +329,7 @@ impl Subscription {
         if let Some(m) = self.spin(Some(deadline)) {
             return Ok(m);
         }
-        self.wait(Some(deadline));
+        let _waiter = self.wait(Some(deadline));
         match self.queue.recv_deadline(Some(deadline)) {
             Some(m) => Ok(m),
             None if self.queue.is_closed() => Err(self.ended()),
@@ -374,12 +374,13 @@ impl Subscription {
     /// With nothing queued, waits on the node's rings on this thread, which reads what they
     /// bring (see [`Core::wait_on_rings`](crate::reactor::Core::wait_on_rings)), until the
     /// queue has an item or closes, or `deadline`. Returns at once if the rings are not this
-    /// thread's to wait on; the queue's own wait follows either way.
-    fn wait(&self, deadline: Option<Instant>) {
+    /// thread's to wait on; the queue's own wait follows either way, counted as such while
+    /// what this returns is kept.
+    fn wait(&self, deadline: Option<Instant>) -> Option<QueueWaiter> {
         if self.queue.is_ready() {
-            return;
+            return None;
         }
-        self.handle.core.wait_on_rings(&self.queue, deadline);
+        self.handle.core.wait_on_rings(&self.queue, deadline)
     }
 
     /// Why no message will come: the queue is closed.

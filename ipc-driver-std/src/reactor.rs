@@ -37,7 +37,9 @@ use ipc_proto::{
 use tracing::{debug, info, trace, warn};
 
 use crate::NodeEvent;
-use crate::data::{ActNow, Mailbox, Message, OutSegment, Outgoing, ReleaseGuard, SubQueue};
+use crate::data::{
+    ActNow, Mailbox, Message, OutSegment, Outgoing, QueueWaiter, ReleaseGuard, SubQueue,
+};
 use crate::doc::{DocRegistry, push_all};
 use crate::events::Sink;
 use crate::request::{LEFT, Request, Shared};
@@ -241,21 +243,25 @@ impl Core {
     /// whatever it (or a publishing thread) hands `queue` wakes this thread through the
     /// waker in the rings' set.
     ///
-    /// Returns when `queue` has an item or is closed, at `deadline`, or on a failure; `false`
+    /// Returns when `queue` has an item or is closed, at `deadline`, or on a failure; at once
     /// if the rings were not this thread's to wait on (no rings, another thread waits on
-    /// them, threads spin on them). Either way, the caller then waits on the queue as usual.
-    pub(crate) fn wait_on_rings(&self, queue: &SubQueue, deadline: Option<Instant>) -> bool {
+    /// them, threads spin on them). Either way, the caller then waits on the queue as usual;
+    /// where the rings were taken, counted as its waiter until it drops what this returns,
+    /// so that no thread leaves the rings unparked meanwhile ([`Reactor::linger_rings`]).
+    pub(crate) fn wait_on_rings(
+        &self,
+        queue: &SubQueue,
+        deadline: Option<Instant>,
+    ) -> Option<QueueWaiter> {
         let Some(rings) = &self.rings else {
-            return false;
+            return None;
         };
         {
             let mut guard = self.lock();
-            let Some(r) = guard.as_mut() else {
-                return false;
-            };
+            let r = guard.as_mut()?;
             // The set out of the I/O thread's: another receiving thread waits on it.
             if r.io.is_ring_set_detached() || r.io.is_spinning() {
-                return false;
+                return Some(queue.queue_waiter());
             }
             // The rings linger unparked after a thread read them (this one, most likely):
             // read them to their end, which parks them, so that what comes next wakes this
@@ -267,12 +273,12 @@ impl Core {
             // not) for good until this thread sleeps.
             if queue.wait_on_rings(Some(Arc::clone(&rings.waker))) {
                 queue.wait_on_rings(None);
-                return true;
+                return None;
             }
             if let Err(e) = r.io.detach_ring_set() {
                 queue.wait_on_rings(None);
                 debug!(error = %e, "cannot take the rings from the I/O thread");
-                return false;
+                return Some(queue.queue_waiter());
             }
         }
         let mut ready = Events::with_capacity(RING_EVENTS);
@@ -311,7 +317,7 @@ impl Core {
             }
             r.wake_if_needed(r.failed.is_some());
         }
-        true
+        None
     }
 
     /// The I/O thread: runs until the node has left (or the I/O fails), then releases every

@@ -705,9 +705,10 @@ impl<A> Links<A> {
             if attach.is_none()
                 && let Some(ring) = &mut link.ring
             {
-                match ring.send(bytes, link.lent.after(bytes)) {
+                let lent = link.lent.after(bytes);
+                match ring.send(bytes, lent) {
                     Ok(true) => {
-                        link.lent.sent(bytes);
+                        link.lent.set(lent);
                         link.outbox_bytes -= bytes.len();
                         link.outbox.pop_front();
                         continue;

@@ -98,6 +98,12 @@ impl Lent {
         self.0 = self.after(record);
     }
 
+    /// A record was sent for which [`Self::after`] said `lent` (the same count as
+    /// [`Self::sent`], without reading the record again).
+    pub fn set(&mut self, lent: u64) {
+        self.0 = lent;
+    }
+
     /// A record came from the subscriber on the socket: counts the ranges a release gives back.
     pub fn read(&mut self, record: &[u8]) {
         if self.0 > 0

@@ -21,13 +21,22 @@ impl<A> Links<A> {
     pub fn spin_start(&mut self) {
         self.spinners += 1;
         let parked = self.spin_linger.take().is_none() && self.spinners == 1;
-        if !parked {
-            return;
+        if parked {
+            self.unpark_rings(false);
         }
+    }
+
+    /// The subscriber's side of every ring stops being parked, so that publishers push
+    /// without writing an eventfd; with `take_wakes`, a wake written while it was parked is
+    /// taken too (whoever unparks reads every ring later anyway).
+    fn unpark_rings(&mut self, take_wakes: bool) {
         for (_, link) in &mut self.links {
             if let Some(ring) = &mut link.ring {
                 // Only a word stored in a mapping checked when taken: nothing to fail on.
                 let _ = ring.unpark();
+                if take_wakes {
+                    ring.take_own_wake();
+                }
             }
         }
     }
@@ -62,15 +71,9 @@ impl<A> Links<A> {
             return;
         }
         self.spin_linger = Some(until);
-        for (_, link) in &mut self.links {
-            if let Some(ring) = &mut link.ring {
-                // Only a word stored in a mapping checked when taken: nothing to fail on.
-                let _ = ring.unpark();
-                // A wake written while it was parked would wake the driver's loop for
-                // nothing: the linger's end reads every ring anyway.
-                ring.take_own_wake();
-            }
-        }
+        // A wake written while they were parked would wake the driver's loop for nothing:
+        // the linger's end reads every ring anyway.
+        self.unpark_rings(true);
     }
 
     /// A thread is about to wait on the rings: a linger ends now. Returns whether one did

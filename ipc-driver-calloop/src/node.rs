@@ -2,10 +2,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
-use calloop::channel::Sender;
+use calloop::ping::Ping;
 use ipc_driver_core::LEAVE_DEADLINE;
 use ipc_proto::data::{
     Admit, DataCmd, HoldBack, HoldInput, HoldOutput, Payload, PublisherOptions, Room, SendMode,
@@ -71,12 +71,32 @@ impl Request {
     }
 }
 
+/// Queues commands for a node's loop and pings it.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestSender {
+    tx: mpsc::Sender<Request>,
+    ping: Ping,
+}
+
+impl RequestSender {
+    pub(crate) fn new(tx: mpsc::Sender<Request>, ping: Ping) -> Self {
+        Self { tx, ping }
+    }
+
+    /// `Err` once the node's source is gone.
+    fn send(&self, r: Request) -> Result<(), mpsc::SendError<Request>> {
+        self.tx.send(r)?;
+        self.ping.ping();
+        Ok(())
+    }
+}
+
 /// Sends commands to a node from any thread (or from code that has no `&mut Node`): they
 /// are carried out on the node's loop, in order; failures come back as
 /// [`NodeEvent::Failed`]. Cheap to clone.
 #[derive(Clone)]
 pub struct NodeHandle {
-    tx: Sender<Request>,
+    tx: RequestSender,
 }
 
 impl fmt::Debug for NodeHandle {
@@ -243,7 +263,7 @@ pub struct Node {
     observers: BTreeMap<ObserverId, (String, Observed)>,
     next_observer: u64,
     private: bool,
-    pub(crate) tx: Sender<Request>,
+    pub(crate) tx: RequestSender,
     /// Leaving, and when to give up flushing.
     pub(crate) leaving: Option<Instant>,
 }
@@ -271,7 +291,7 @@ impl Node {
         pool_bytes: u64,
         private: bool,
         mailbox: Arc<Mailbox>,
-        tx: Sender<Request>,
+        tx: RequestSender,
     ) -> Self {
         Self {
             member,

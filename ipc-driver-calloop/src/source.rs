@@ -1,9 +1,11 @@
 //! The node as a calloop event source.
 //!
-//! A [`NodeSource`] composes three calloop sources: a [`Generic`] watching the node's own
-//! `epoll` set (every socket of the node and a `timerfd` for its deadlines), a [`Channel`] of
-//! commands from [`NodeHandle`](crate::NodeHandle)s, and a [`PingSource`] woken when a
-//! message or a loan is dropped on any thread. Links come and go inside the node's own set, so
+//! A [`NodeSource`] composes two calloop sources: a [`Generic`] watching the node's own
+//! `epoll` set (every socket of the node and a `timerfd` for its deadlines), and a
+//! [`PingSource`] woken when a [`NodeHandle`](crate::NodeHandle) sends a command or a message
+//! or a loan is dropped on any thread. (Not calloop's `Channel` for the commands: it pings
+//! itself whenever a composite source hands it another source's event, which would cost
+//! every wakeup a second one.) Links come and go inside the node's own set, so
 //! the source never re-registers with calloop; timer changes are one `timerfd_settime`, made
 //! only when the deadline moves earlier.
 //!
@@ -16,16 +18,15 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use calloop::channel::{self, Channel};
 use calloop::generic::Generic;
 use calloop::ping::{self, PingSource};
 use calloop::{EventSource, Interest, Mode, Poll, PostAction, Readiness, Token, TokenFactory};
 use ipc_driver_core::DocEvent;
 use ipc_driver_core::{
-    Links, OWN_TOKEN, READ_BUDGET, Read, Ready, Started, log_member_evt, map_own, start,
+    Links, OWN_TOKEN, READ_BUDGET, Read, Reading, Ready, Started, log_member_evt, map_own, start,
 };
 use ipc_os::memfd::Mapping;
 use ipc_os::poll::{Events, Interest as Want, Poller};
@@ -37,7 +38,7 @@ use tracing::{debug, info, warn};
 
 use crate::builder::NodeBuilder;
 use crate::data::{Mailbox, Message, ReleaseGuard};
-use crate::node::{Node, Request};
+use crate::node::{Node, Request, RequestSender};
 use crate::{DriverError, NodeEvent};
 
 /// Readiness reports taken from the node's epoll set per turn (the rest wait for the next).
@@ -52,7 +53,8 @@ const EVENTS_PER_TURN: usize = 64;
 #[derive(Debug)]
 pub struct NodeSource {
     readiness: Generic<OwnedFd>,
-    requests: Channel<Request>,
+    /// Commands from [`NodeHandle`](crate::NodeHandle)s, which ping `returns`.
+    requests: mpsc::Receiver<Request>,
     returns: PingSource,
     /// A token of ours to report events from `before_sleep`.
     synthetic: Option<Token>,
@@ -126,8 +128,9 @@ impl NodeSource {
             max_record,
         )?;
         io.set_rings(b.config.options.rings);
-        let (tx, requests) = channel::channel();
+        let (tx, requests) = mpsc::channel();
         let (ping, returns) = ping::make_ping()?;
+        let tx = RequestSender::new(tx, ping.clone());
         let node = Node::new(
             member,
             b.config.group,
@@ -182,14 +185,14 @@ impl NodeSource {
                         self.io.flush(&mut node.member, &node.outgoing, now, key);
                     }
                     if readable {
-                        self.read(now, key);
+                        self.read(now, key, Reading::All);
                     }
                 }
                 Ready::Ring(key) => {
                     let node = &mut self.node;
                     self.io.ring_woken(&mut node.member, now, key);
                     self.io.flush(&mut node.member, &node.outgoing, now, key);
-                    self.read(now, key);
+                    self.read(now, key, Reading::Ring);
                 }
                 // This driver's rings stay in the node's set (no `use_ring_set`).
                 Ready::RingSet => {}
@@ -411,9 +414,11 @@ impl NodeSource {
 
     /// Reads up to [`READ_BUDGET`] records of a link, acting on each before the next
     /// (deliveries map the segments it carried at once).
-    fn read(&mut self, now: Instant, key: usize) {
+    fn read(&mut self, now: Instant, key: usize, reading: Reading) {
         for _ in 0..READ_BUDGET {
-            let read = self.io.read_record(&mut self.node.member, now, key);
+            let read = self
+                .io
+                .read_record(&mut self.node.member, now, key, reading);
             if read != Read::Done
                 && let Err(e) = self.pump(now)
             {
@@ -485,18 +490,10 @@ impl EventSource for NodeSource {
         // Clear the children's readiness; the work itself is the same whoever woke us.
         self.readiness
             .process_events(readiness, token, |_, _| Ok(PostAction::Continue))?;
-        let mut requests = Vec::new();
-        self.requests
-            .process_events(readiness, token, |e, _| {
-                if let channel::Event::Msg(r) = e {
-                    requests.push(r);
-                }
-            })
-            .map_err(|e| io::Error::other(e.to_string()))?;
         self.returns
             .process_events(readiness, token, |(), _| {})
             .map_err(|e| io::Error::other(e.to_string()))?;
-        for r in requests {
+        while let Ok(r) = self.requests.try_recv() {
             self.events.extend(self.node.request(r));
         }
 
@@ -515,7 +512,6 @@ impl EventSource for NodeSource {
 
     fn register(&mut self, poll: &mut Poll, factory: &mut TokenFactory) -> calloop::Result<()> {
         self.readiness.register(poll, factory)?;
-        self.requests.register(poll, factory)?;
         self.returns.register(poll, factory)?;
         self.synthetic = Some(factory.token());
         Ok(())
@@ -523,7 +519,6 @@ impl EventSource for NodeSource {
 
     fn reregister(&mut self, poll: &mut Poll, factory: &mut TokenFactory) -> calloop::Result<()> {
         self.readiness.reregister(poll, factory)?;
-        self.requests.reregister(poll, factory)?;
         self.returns.reregister(poll, factory)?;
         self.synthetic = Some(factory.token());
         Ok(())
@@ -531,7 +526,6 @@ impl EventSource for NodeSource {
 
     fn unregister(&mut self, poll: &mut Poll) -> calloop::Result<()> {
         self.readiness.unregister(poll)?;
-        self.requests.unregister(poll)?;
         self.returns.unregister(poll)?;
         self.synthetic = None;
         Ok(())

@@ -47,7 +47,9 @@ pub use event::{EventKinds, HubInfo, NodeEvent};
 pub use ipc_proto::Limits as __Limits;
 pub use options::{DEFAULT_GROUP, DEFAULT_POOL_BYTES, NodeConfig};
 
-pub use links::{Attachments, EXIT_WATCH_AFTER_CLOSE, Links, OWN_TOKEN, Owned, Read, Ready};
+pub use links::{
+    Attachments, EXIT_WATCH_AFTER_CLOSE, Links, OWN_TOKEN, Owned, Read, Reading, Ready,
+};
 pub use loan::{LoanBuf, PoolBytes, SegmentsInUse, fresh_loan};
 pub use log::{PeerLog, log_member_evt};
 pub use message::{Message, Via};

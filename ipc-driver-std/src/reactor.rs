@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
 use ipc_driver_core::{
-    HubInfo, LEAVE_DEADLINE, Links, OWN_TOKEN, Owned, READ_BUDGET, Read, Ready, log_member_evt,
-    map_own,
+    HubInfo, LEAVE_DEADLINE, Links, OWN_TOKEN, Owned, READ_BUDGET, Read, Reading, Ready,
+    log_member_evt, map_own,
 };
 use ipc_os::memfd::Mapping;
 use ipc_os::poll::{Event, Events, Interest, Poller, Waker};
@@ -406,7 +406,7 @@ impl ActNow for Core {
             let now = Instant::now();
             if let Some(key) = r.io.resume_reading(peer) {
                 r.linger_rings(now, true);
-                r.read(now, key);
+                r.read(now, key, Reading::All);
             }
             r.wake_if_needed(r.failed.is_some());
         }
@@ -667,7 +667,7 @@ impl Reactor {
         let mut keys = std::mem::take(&mut self.ring_keys);
         self.io.ring_receivers(&mut keys);
         for &key in &keys {
-            self.read(now, key);
+            self.read(now, key, Reading::Ring);
         }
         self.ring_keys = keys;
     }
@@ -716,14 +716,14 @@ impl Reactor {
                     self.io.flush(&mut self.member, &Owned, now, key);
                 }
                 if event.is_readable() || event.is_hangup() || event.is_error() {
-                    self.read(now, key);
+                    self.read(now, key, Reading::All);
                 }
                 Ok(())
             }
             Ready::Ring(key) => {
                 self.io.ring_woken(&mut self.member, now, key);
                 self.io.flush(&mut self.member, &Owned, now, key);
-                self.read(now, key);
+                self.read(now, key, Reading::Ring);
                 Ok(())
             }
             // Read after the rest (see `on_wakeup`).
@@ -1176,9 +1176,9 @@ impl Reactor {
 
     /// Reads up to [`READ_BUDGET`] records of a link; what each asks is acted on before the
     /// next is read (deliveries map its segments, a full `Block` subscription pauses the link).
-    fn read(&mut self, now: Instant, key: usize) {
+    fn read(&mut self, now: Instant, key: usize, reading: Reading) {
         for _ in 0..READ_BUDGET {
-            match self.io.read_record(&mut self.member, now, key) {
+            match self.io.read_record(&mut self.member, now, key, reading) {
                 Read::Done => return,
                 read => {
                     if let Err(e) = self.pump(now) {

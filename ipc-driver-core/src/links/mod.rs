@@ -155,6 +155,19 @@ pub enum Read {
     Done,
 }
 
+/// What [`Links::read_record`] may read of a link, after what woke the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// Everything: the socket was readable, or the link resumed.
+    All,
+    /// Only what costs no system call: the ring's messages, and socket records already read
+    /// and held behind them. After a ring's wake, or to read the rings to their end: the
+    /// socket reports its own readiness, so its records are read then, and a message the
+    /// ring holds behind them with them. This saves a `recvmsg` that finds nothing for
+    /// every wake of a busy ring.
+    Ring,
+}
+
 /// One link to a peer.
 #[derive(Debug)]
 struct Link<A> {
@@ -949,7 +962,14 @@ impl<A> Links<A> {
     /// A driver's read loop: up to [`READ_BUDGET`](crate::READ_BUDGET) times, read a record,
     /// act on what the member asks unless [`Read::Done`], and go on while
     /// [`Links::read_on`] says so; if the budget runs out, call [`Links::budget_spent`].
-    pub fn read_record(&mut self, member: &mut Member, now: Instant, key: usize) -> Read {
+    /// `reading` says whether the socket is read too ([`Reading`]).
+    pub fn read_record(
+        &mut self,
+        member: &mut Member,
+        now: Instant,
+        key: usize,
+        reading: Reading,
+    ) -> Read {
         loop {
             if !self.is_reading(key) {
                 self.settle_paused(key);
@@ -968,11 +988,15 @@ impl<A> Links<A> {
                 Self::hand_on(member, now, peer, &bytes, &segments);
                 return Read::Record;
             }
-            match self.read_socket(member, now, key) {
+            let socket = match reading {
+                Reading::All => self.read_socket(member, now, key),
+                Reading::Ring => None,
+            };
+            match socket {
                 Some(read) => return read,
                 None => {
-                    // Nothing more on the socket: the ring's side parks, unless something
-                    // came meanwhile.
+                    // Nothing more on the socket (or not read): the ring's side parks, unless
+                    // something came meanwhile.
                     let polled = self.is_polled();
                     let Some(link) = self.links.get_mut(key) else {
                         return Read::Done;

@@ -63,8 +63,14 @@ fn transmit_sends_and_a_closed_peer_is_read_to_the_end() {
     drop(theirs);
     links.transmit(&mut member, &Owned, now, peer, b"late".to_vec(), None);
     assert!(links.peers.contains_key(&peer), "kept for reading");
-    assert_eq!(links.read_record(&mut member, now, 0), Read::Record);
-    assert_eq!(links.read_record(&mut member, now, 0), Read::Done);
+    assert_eq!(
+        links.read_record(&mut member, now, 0, Reading::All),
+        Read::Record
+    );
+    assert_eq!(
+        links.read_record(&mut member, now, 0, Reading::All),
+        Read::Done
+    );
     assert!(links.peers.is_empty(), "the end of the stream closes it");
     let _ = std::fs::remove_dir_all(base);
 }

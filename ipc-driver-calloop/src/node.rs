@@ -634,8 +634,7 @@ impl Node {
     ///
     /// [`open_publisher`]: Self::open_publisher
     pub fn publish(&mut self, topic: &str, data: &[u8]) -> Result<(), DriverError> {
-        let mut loan = self.loan(topic, data.len())?;
-        loan.copy_from_slice(data);
+        let loan = self.loan_of(topic, data.len(), Some(data))?;
         self.send(loan)
     }
 
@@ -644,6 +643,17 @@ impl Node {
     /// (groups opened to others, or a full pool), or a plain buffer for small payloads, as the
     /// topic's [`PublisherOptions`] choose.
     pub fn loan(&mut self, topic: &str, len: usize) -> Result<Loan, DriverError> {
+        self.loan_of(topic, len, None)
+    }
+
+    /// A loan of `len` bytes holding `data` (of that length) if given, else zeroes: an inline
+    /// one is a copy of `data`, not zeroes written over.
+    fn loan_of(
+        &mut self,
+        topic: &str,
+        len: usize,
+        data: Option<&[u8]>,
+    ) -> Result<Loan, DriverError> {
         let p = self
             .publishing
             .get(topic)
@@ -657,7 +667,12 @@ impl Node {
                         max: inline_max,
                     });
                 }
-                LoanKind::Inline(vec![0; len])
+                let bytes = data.map_or_else(|| vec![0; len], <[u8]>::to_vec);
+                return Ok(Loan {
+                    topic: topic.into(),
+                    len,
+                    kind: LoanKind::Inline(bytes),
+                });
             }
             SendMode::Pooled => match self.outgoing.pool_loan(len, now())? {
                 Some((segment, seg)) => LoanKind::Pooled(PooledLoan {
@@ -670,11 +685,15 @@ impl Node {
             },
             _ => fresh_loan(len)?,
         };
-        Ok(Loan {
+        let mut loan = Loan {
             topic: topic.into(),
             len,
             kind,
-        })
+        };
+        if let Some(data) = data {
+            loan.copy_from_slice(data);
+        }
+        Ok(loan)
     }
 
     /// Sends a loan as the next message of its topic (see [`publish`](Self::publish)).

@@ -115,14 +115,18 @@ impl Publisher {
     /// full, waits for room up to that subscriber's timeout first; after it, the message is
     /// dropped for that subscriber only.
     pub fn publish(&self, data: &[u8]) -> Result<(), DriverError> {
-        let mut loan = self.loan(data.len())?;
-        loan.copy_from_slice(data);
-        self.send(loan)
+        self.send(self.loan_of(data.len(), Some(data))?)
     }
 
     /// A writable buffer of `len` bytes for the next message, sent without a copy by
     /// [`send`](Self::send). Pooled: a pool segment; fresh: a new memfd; inline: a buffer.
     pub fn loan(&self, len: usize) -> Result<Loan, DriverError> {
+        self.loan_of(len, None)
+    }
+
+    /// A loan of `len` bytes holding `data` (of that length) if given, else zeroes: an inline
+    /// one is a copy of `data`, not zeroes written over.
+    fn loan_of(&self, len: usize, data: Option<&[u8]>) -> Result<Loan, DriverError> {
         let kind = match self.mode_for(len) {
             SendMode::Inline => {
                 if len > self.options.inline_max {
@@ -131,7 +135,11 @@ impl Publisher {
                         max: self.options.inline_max,
                     });
                 }
-                LoanKind::Inline(vec![0; len])
+                let bytes = data.map_or_else(|| vec![0; len], <[u8]>::to_vec);
+                return Ok(Loan {
+                    kind: LoanKind::Inline(bytes),
+                    len,
+                });
             }
             SendMode::Pooled => match self
                 .handle
@@ -147,7 +155,11 @@ impl Publisher {
             },
             _ => fresh_loan(len)?,
         };
-        Ok(Loan { kind, len })
+        let mut loan = Loan { kind, len };
+        if let Some(data) = data {
+            loan.copy_from_slice(data);
+        }
+        Ok(loan)
     }
 
     /// Sends a loan's buffer as the next message (see [`publish`](Self::publish)).

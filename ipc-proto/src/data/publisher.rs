@@ -86,7 +86,7 @@ impl DataPlane {
                         reason: format!("`{topic}` is not advertised"),
                     });
                 };
-                self.publish(now, topic, payload, expired);
+                self.publish(topic, payload, expired);
             }
             DataCmd::Release { peer, slots } => self.release_received(peer, slots),
             DataCmd::SetCounters(app) => {
@@ -253,7 +253,7 @@ impl DataPlane {
         }
     }
 
-    fn publish(&mut self, now: Instant, topic: Arc<str>, payload: Payload, expired: bool) {
+    fn publish(&mut self, topic: Arc<str>, payload: Payload, expired: bool) {
         let seq = {
             let s = self.seq.entry(Arc::clone(&topic)).or_insert(0);
             *s += 1;
@@ -314,7 +314,7 @@ impl DataPlane {
         if let Some(seg) = segment {
             self.unref(seg);
         }
-        self.update_blocked(now);
+        self.update_room_after_publish(&topic);
     }
 
     /// Queues a message for one subscriber, applying its terms; then sends what the socket takes.
@@ -548,47 +548,79 @@ impl DataPlane {
 
     /// Recomputes each topic's room, reporting changes.
     pub(super) fn update_blocked(&mut self, _now: Instant) {
+        let topics: BTreeSet<Arc<str>> = self
+            .advertised
+            .iter()
+            .chain(self.room.keys())
+            .cloned()
+            .collect();
+        for topic in topics {
+            self.update_room(&topic);
+        }
+    }
+
+    /// Recomputes the room a publish of `topic` changed: its own only, as what the publish
+    /// flushed is its own message (a link's queue holds others' only while the link is not up
+    /// or a binding waits, and what ends that recomputes every room). A publish costs that,
+    /// not a walk over every link and topic.
+    fn update_room_after_publish(&mut self, topic: &Arc<str>) {
+        self.update_room(topic);
+        // Every test drives this: the rooms must be what a walk over everything gives.
+        #[cfg(debug_assertions)]
+        for t in self.advertised.iter().chain(self.room.keys()) {
+            debug_assert_eq!(
+                self.room.get(t).copied(),
+                self.room_of(t).filter(|_| self.advertised.contains(t)),
+                "the room of `{t}` after a publish of `{topic}`"
+            );
+        }
+    }
+
+    /// Recomputes the room of one topic, reporting a change: the fewest messages any of its
+    /// `Block` subscribers has room for, with the longest of their timeouts; none for a
+    /// topic this node does not announce or no `Block` subscriber takes.
+    fn update_room(&mut self, topic: &Arc<str>) {
+        let room = if self.advertised.contains(topic) {
+            self.room_of(topic)
+        } else {
+            None
+        };
+        if self.room.get(topic) == room.as_ref() {
+            return;
+        }
+        match room {
+            Some(r) => self.room.insert(Arc::clone(topic), r),
+            None => self.room.remove(topic),
+        };
+        self.out.push_back(DataOutput::Evt(DataEvt::Room {
+            topic: topic.to_string(),
+            room,
+        }));
+    }
+
+    fn room_of(&self, topic: &str) -> Option<Room> {
         let default = self.config.default_terms;
-        let mut room: BTreeMap<Arc<str>, Room> = BTreeMap::new();
+        let subscribers = self.routes.subscribers.get(topic)?;
+        let mut room: Option<Room> = None;
         for l in self.out_links.values() {
-            for topic in &self.advertised {
-                let subscribed = self
-                    .routes
-                    .subscribers
-                    .get(&**topic)
-                    .is_some_and(|s| s.contains(&l.node));
-                if !subscribed {
-                    continue;
-                }
-                let terms = l.terms.get(&**topic).copied().unwrap_or(default);
-                if let Policy::Block { timeout_ms } = terms.policy {
-                    let left = terms
-                        .depth
-                        .saturating_sub(l.in_flight.get(topic).copied().unwrap_or(0));
-                    let timeout = Duration::from_millis(u64::from(timeout_ms));
-                    let r = room.entry(Arc::clone(topic)).or_insert(Room {
-                        messages: left,
-                        timeout,
-                    });
-                    r.messages = r.messages.min(left);
-                    r.timeout = r.timeout.max(timeout);
-                }
+            if !subscribers.contains(&l.node) {
+                continue;
+            }
+            let terms = l.terms.get(topic).copied().unwrap_or(default);
+            if let Policy::Block { timeout_ms } = terms.policy {
+                let left = terms
+                    .depth
+                    .saturating_sub(l.in_flight.get(topic).copied().unwrap_or(0));
+                let timeout = Duration::from_millis(u64::from(timeout_ms));
+                let r = room.get_or_insert(Room {
+                    messages: left,
+                    timeout,
+                });
+                r.messages = r.messages.min(left);
+                r.timeout = r.timeout.max(timeout);
             }
         }
-        let changed: BTreeSet<Arc<str>> = room
-            .iter()
-            .filter(|(t, r)| self.room.get(*t) != Some(r))
-            .map(|(t, _)| Arc::clone(t))
-            .chain(self.room.keys().filter(|t| !room.contains_key(*t)).cloned())
-            .collect();
-        for topic in changed {
-            let r = room.get(&topic).copied();
-            self.out.push_back(DataOutput::Evt(DataEvt::Room {
-                topic: topic.to_string(),
-                room: r,
-            }));
-        }
-        self.room = room;
+        room
     }
 
     /// A frame on a link to a subscriber.

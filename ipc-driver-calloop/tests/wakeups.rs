@@ -1,0 +1,132 @@
+//! What a message costs the application's loop.
+//!
+//! A calloop node on its own thread answers every message from a std node; the std node sends
+//! the next only once it has the answer, so each message finds the loop asleep. The loop's
+//! thread counts its own `read` and `write` system calls (`/proc/thread-self/io`) over the
+//! timed messages. Per message it writes the pinger's ring eventfd once, and reads its own
+//! (and calloop's poller reads its notifier once per wakeup). A source that woke its own
+//! loop a second time for every event (calloop's `Channel` does, handed another source's
+//! event) would write a ping and read it back, and make the poller read again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use calloop::EventLoop;
+use ipc_driver_calloop::{Node as LoopNode, NodeEvent, NodeSource};
+use ipc_driver_std::Node as StdNode;
+use ipc_proto::data::{PublisherOptions, SubscriptionOptions};
+
+const WAIT: Duration = Duration::from_secs(20);
+const MESSAGES: u64 = 300;
+
+fn group() -> String {
+    format!("calloop-wakeups-{:016x}", getrandom::u64().expect("random"))
+}
+
+/// This thread's `read` and `write` system calls so far.
+fn syscalls() -> (u64, u64) {
+    let io = std::fs::read_to_string("/proc/thread-self/io")
+        .expect("/proc/thread-self/io (task I/O accounting) is readable");
+    let field = |name: &str| {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/thread-self/io: {io}"))
+    };
+    (field("syscr:"), field("syscw:"))
+}
+
+#[test]
+fn a_message_to_a_sleeping_loop_wakes_it_once() {
+    let group = group();
+    let stop = Arc::new(AtomicBool::new(false));
+    let counting = Arc::new(AtomicBool::new(false));
+    // The echo thread's (reads, writes, messages answered) over the timed messages.
+    let (tx, counted) = mpsc::channel();
+    let echo = {
+        let (group, stop, counting) = (group.clone(), Arc::clone(&stop), Arc::clone(&counting));
+        thread::spawn(move || {
+            let mut source = NodeSource::builder("echo")
+                .group(&group)
+                .join()
+                .expect("join");
+            let node = source.node();
+            node.open_subscription("ping", SubscriptionOptions::default())
+                .expect("subscribe");
+            node.open_publisher("pong", "x", PublisherOptions::default())
+                .expect("publish");
+            let mut event_loop: EventLoop<'static, u64> = EventLoop::try_new().expect("loop");
+            event_loop
+                .handle()
+                .insert_source(source, |event, node: &mut LoopNode, answered: &mut u64| {
+                    if let NodeEvent::Message(m) = event {
+                        node.publish("pong", &m).expect("answer");
+                        *answered += 1;
+                    }
+                })
+                .expect("insert");
+            let mut answered = 0;
+            let mut start = None;
+            let deadline = Instant::now() + WAIT * 2;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                event_loop
+                    .dispatch(Some(Duration::from_millis(50)), &mut answered)
+                    .expect("dispatch");
+                match (counting.load(Ordering::Relaxed), start) {
+                    (true, None) => start = Some((syscalls(), answered)),
+                    (false, Some(((r0, w0), a0))) => {
+                        let (r, w) = syscalls();
+                        let _ = tx.send((r - r0, w - w0, answered - a0));
+                        start = None;
+                    }
+                    _ => {}
+                }
+            }
+        })
+    };
+    let result = std::panic::catch_unwind(|| {
+        let node = StdNode::builder("pinger")
+            .group(&group)
+            .join()
+            .expect("join");
+        let pongs = node
+            .subscription("pong", SubscriptionOptions::default())
+            .expect("subscribe");
+        let pings = node.publisher("ping", "x").expect("publish");
+        // Until the echo answers (its subscription and route are in).
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline, "the echo never answered");
+            pings.publish(b"warm-up").expect("publish");
+            if pongs.recv_timeout(Duration::from_millis(100)).is_ok() {
+                break;
+            }
+        }
+        while pongs.try_recv().is_ok() {}
+        // The echo's loop starts counting at its next turn: one more message for it.
+        counting.store(true, Ordering::Relaxed);
+        for n in 0..=MESSAGES {
+            pings.publish(&n.to_le_bytes()).expect("publish");
+            let m = pongs.recv_timeout(WAIT).expect("an answer");
+            assert_eq!(m[..], n.to_le_bytes(), "answers in order");
+        }
+        counting.store(false, Ordering::Relaxed);
+        counted.recv_timeout(WAIT).expect("the echo's counts")
+    });
+    stop.store(true, Ordering::Relaxed);
+    echo.join().expect("echo thread");
+    let (reads, writes, answered) = result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    assert!(
+        answered >= MESSAGES,
+        "the echo counted {answered} of {MESSAGES} messages"
+    );
+    // 2 reads and 1 write per message, and a few for timers; a second wakeup per message
+    // (4 reads, 2 writes) made 4.1 to 6 of them.
+    assert!(
+        reads + writes < answered * 7 / 2,
+        "{reads} reads and {writes} writes for {answered} messages"
+    );
+}

@@ -424,6 +424,24 @@ pub fn ids(children: &[&Child]) -> std::collections::BTreeSet<String> {
     children.iter().map(|c| c.node_id()).collect()
 }
 
+/// Waits until `cond` holds, failing after [`WAIT`]: for state read in this process (a node's
+/// view, its counters); children's lines have [`Child::wait_for`].
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A node id as the test nodes print it (16 hex digits).
+pub fn node_id(hex: &str) -> ipc_proto::NodeId {
+    u64::from_str_radix(hex, 16)
+        .ok()
+        .and_then(ipc_proto::NodeId::new)
+        .unwrap_or_else(|| panic!("not a node id: {hex}"))
+}
+
 /// The `event` field of a line.
 pub fn event(v: &Value) -> &str {
     v["event"].as_str().unwrap_or("")

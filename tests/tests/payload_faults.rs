@@ -4,11 +4,11 @@
 //! Every wait is on a condition with a generous deadline; every child is killed and reaped
 //! when its [`Child`] drops, also when a test fails.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipc_driver_std::{Node, PublisherOptions, SendMode};
 use ipc_tests::peer::{Driver, fnv1a64, payload};
-use ipc_tests::{Child, WAIT, event, group, is};
+use ipc_tests::{Child, WAIT, event, group, is, node_id, wait_until};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -183,21 +183,4 @@ fn a_subscriber_killed_holding_pooled_segments_gives_them_back() {
         "the pool grew from {pool} to {} bytes",
         node.pool_bytes()
     );
-}
-
-/// A node id as the peers print it (16 hex digits).
-fn node_id(hex: &str) -> ipc_proto::NodeId {
-    u64::from_str_radix(hex, 16)
-        .ok()
-        .and_then(ipc_proto::NodeId::new)
-        .unwrap_or_else(|| panic!("not a node id: {hex}"))
-}
-
-/// Waits until `cond` holds, failing after [`WAIT`].
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }

@@ -25,7 +25,7 @@ use ipc_driver_std::{
 };
 use ipc_tests::held::Held;
 use ipc_tests::peer::{Driver, fnv1a64, index_of, payload};
-use ipc_tests::{Child, Value, WAIT, event, group, is};
+use ipc_tests::{Child, Value, WAIT, event, group, is, node_id, wait_until};
 
 /// The topics of a publishing peer, each named after its mode, and their payloads' sizes.
 const TOPICS: [(&str, usize); 3] = [("inline", 200), ("pooled", 100_000), ("fresh", 300_000)];
@@ -44,15 +44,6 @@ fn survivor(g: &str) -> Node {
     node
 }
 
-/// Waits until `cond` holds, failing after [`WAIT`].
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// The most of each kind of fd and mapping seen at once.
 fn note_max(max: &mut Held, now: Held) {
     for (name, n) in now.fds {
@@ -63,14 +54,6 @@ fn note_max(max: &mut Held, now: Held) {
         let m = max.maps.entry(name).or_insert(0);
         *m = (*m).max(n);
     }
-}
-
-/// A node id as the peers print it (16 hex digits).
-fn node_id(hex: &str) -> NodeId {
-    u64::from_str_radix(hex, 16)
-        .ok()
-        .and_then(NodeId::new)
-        .unwrap_or_else(|| panic!("not a node id: {hex}"))
 }
 
 fn messages_on(topic: &'static str) -> impl Fn(&Value) -> bool {

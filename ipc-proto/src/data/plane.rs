@@ -191,6 +191,9 @@ pub struct DataPlane {
     /// Local deliveries of pooled payloads not released yet: (segment, offset) count.
     pub(super) local_held: BTreeMap<(SegmentId, u64), usize>,
     pub(super) room: BTreeMap<Arc<str>, Room>,
+    /// Topics whose messages in flight fell since their room was last computed (at most one
+    /// entry per topic; see `update_room_after_publish`).
+    pub(super) room_touched: Vec<Arc<str>>,
     pub(super) rejected: u64,
     /// What this node refused to stay bounded (the member counts its links' part here too).
     pub(crate) guard: GuardStats,
@@ -226,6 +229,7 @@ impl DataPlane {
             refs: BTreeMap::new(),
             local_held: BTreeMap::new(),
             room: BTreeMap::new(),
+            room_touched: Vec::new(),
             rejected: 0,
             guard: GuardStats::default(),
             witness: WitnessStats::default(),

@@ -59,9 +59,10 @@ impl<A> Links<A> {
     /// back soon: the rings stay unparked until `until` (or a later linger), so that the
     /// publisher's next messages do not wake the driver's own loop for what that thread
     /// reads anyway. The driver's loop must wake by `until` and read what came for the other
-    /// subscriptions meanwhile ([`Links::is_lingering`]). Like [`Links::spin_stop`]'s linger, it ends with
-    /// [`Links::spin_lapsed`], or with [`Links::end_linger`] when a thread comes to wait on
-    /// the rings. Nothing while threads spin: they keep the rings unparked already.
+    /// subscriptions meanwhile ([`Links::is_lingering`]). Like [`Links::spin_stop`]'s
+    /// linger, it ends with [`Links::spin_lapsed`], or with [`Links::end_linger`] when a
+    /// thread comes to wait on the rings. Nothing while threads spin: they keep the rings
+    /// unparked already.
     pub fn linger(&mut self, until: Instant) {
         if self.spinners > 0 {
             return;

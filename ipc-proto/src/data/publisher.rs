@@ -499,9 +499,7 @@ impl DataPlane {
                         *l.in_flight
                             .get_mut(topic)
                             .expect("queued messages are in flight") -= 1;
-                        if !self.room_touched.contains(topic) {
-                            self.room_touched.push(Arc::clone(topic));
-                        }
+                        touch(&mut self.room_touched, topic);
                     }
                 }
             }
@@ -569,9 +567,7 @@ impl DataPlane {
     /// is such a case). A publish costs that, not a walk over every link and topic.
     fn update_room_after_publish(&mut self, topic: &Arc<str>) {
         let mut touched = std::mem::take(&mut self.room_touched);
-        if !touched.contains(topic) {
-            touched.push(Arc::clone(topic));
-        }
+        touch(&mut touched, topic);
         for t in touched.drain(..) {
             self.update_room(&t);
         }
@@ -690,5 +686,13 @@ impl DataPlane {
                 self.misbehaved(peer, reason, segments);
             }
         }
+    }
+}
+
+/// Notes that the room of `topic` may have changed (once per topic: the list stays as short
+/// as the node's topics).
+fn touch(touched: &mut Vec<Arc<str>>, topic: &Arc<str>) {
+    if !touched.contains(topic) {
+        touched.push(Arc::clone(topic));
     }
 }

@@ -59,11 +59,7 @@ impl DataPlane {
                     .map(|(p, _)| *p)
                     .collect();
                 for peer in peers {
-                    self.out.push_back(DataOutput::Transmit {
-                        peer,
-                        bytes: bytes.clone(),
-                        attach: None,
-                    });
+                    self.send_to_publisher(peer, bytes.clone());
                 }
             }
             DataCmd::Leave { topic } => {

@@ -39,26 +39,25 @@ impl DataPlane {
                     return self.misbehaved(peer, "second Hello".into(), segments);
                 }
                 l.publisher = Some(publisher);
-                for (topic, terms) in &self.taken {
-                    let frame = DataFrame::Terms {
-                        topic: topic.to_string(),
-                        policy: terms.policy,
-                        depth: terms.depth,
-                    };
-                    self.out.push_back(DataOutput::Transmit {
-                        peer,
-                        bytes: encode_data(&frame, &[]),
-                        attach: None,
-                    });
+                let terms: Vec<Vec<u8>> = self
+                    .taken
+                    .iter()
+                    .map(|(topic, terms)| {
+                        let frame = DataFrame::Terms {
+                            topic: topic.to_string(),
+                            policy: terms.policy,
+                            depth: terms.depth,
+                        };
+                        encode_data(&frame, &[])
+                    })
+                    .collect();
+                for bytes in terms {
+                    self.send_to_publisher(peer, bytes);
                 }
             }
             DataFrame::StatsRequest => {
                 let bytes = encode_data(&DataFrame::Stats(self.stats()), &[]);
-                self.out.push_back(DataOutput::Transmit {
-                    peer,
-                    bytes,
-                    attach: None,
-                });
+                self.send_to_publisher(peer, bytes);
                 self.out.push_back(DataOutput::Disconnect(peer));
                 self.forget_in_link(peer);
             }
@@ -326,11 +325,7 @@ impl DataPlane {
             Delivered::Fresh { segment, .. } => self.out.push_back(DataOutput::Release(segment)),
             Delivered::Pooled { slot, .. } => {
                 let bytes = encode_data(&DataFrame::Release(vec![slot]), &[]);
-                self.out.push_back(DataOutput::Transmit {
-                    peer,
-                    bytes,
-                    attach: None,
-                });
+                self.send_to_publisher(peer, bytes);
             }
         }
     }
@@ -375,11 +370,17 @@ impl DataPlane {
             }
             return;
         }
-        if !self.in_links.contains_key(&peer) || slots.is_empty() {
-            return;
-        }
         for chunk in slots.chunks(self.config.limits.max_release.max(1)) {
             let bytes = encode_data(&DataFrame::Release(chunk.to_vec()), &[]);
+            self.send_to_publisher(peer, bytes);
+        }
+    }
+
+    /// Sends a record to the publisher on the other end of `peer`, if that link is still up:
+    /// a link that went down with records held stays known until they are checked
+    /// ([`InLink::down`](super::plane::InLink::down)), but nothing more goes out on it.
+    pub(super) fn send_to_publisher(&mut self, peer: PeerId, bytes: Vec<u8>) {
+        if self.in_links.get(&peer).is_some_and(|l| !l.down) {
             self.out.push_back(DataOutput::Transmit {
                 peer,
                 bytes,

@@ -598,3 +598,42 @@ fn records_held_when_the_publisher_hangs_up_are_still_delivered() {
     );
     assert_eq!(s.poll_timeout(), None);
 }
+
+#[test]
+fn nothing_goes_out_on_a_publisher_link_that_hung_up_with_records_held() {
+    // The link is kept after its hang-up, for the records it holds (above); a subscription
+    // taken meanwhile tells its terms to the publishers this node hears from, but not on it.
+    #[allow(clippy::disallowed_methods)] // the test's epoch
+    let now = Instant::now();
+    let mut s = DataPlane::new(config(S), now);
+    let unannounced = Routes::from_view(&view_with("t", &[S], false, true));
+    s.handle(now, DataInput::Cmd(DataCmd::Routes(unannounced)))
+        .expect("routes");
+    let link = PeerId(40);
+    s.handle(
+        now,
+        DataInput::PeerUp {
+            peer: link,
+            cred: Some(cred_of(P)),
+        },
+    )
+    .expect("up");
+    let out = feed_s(&mut s, now, link, &forged(id(P)), &[]);
+    assert_eq!(delivered(&out), 0);
+    assert!(s.is_unverified(link), "holds the records: {out:?}");
+    s.handle(now, DataInput::PeerDown(link)).expect("down");
+    s.handle(
+        now,
+        DataInput::Cmd(DataCmd::Take {
+            topic: "u".into(),
+            terms: Terms::default(),
+        }),
+    )
+    .expect("valid");
+    let out: Vec<_> = std::iter::from_fn(|| s.poll_output()).collect();
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, DataOutput::Transmit { peer, .. } if *peer == link)),
+        "a record on a link that is down: {out:?}"
+    );
+}

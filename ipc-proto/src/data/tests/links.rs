@@ -556,10 +556,10 @@ fn records_of_a_publisher_that_just_left_the_view_are_still_checked_and_delivere
     assert!(t.s.poll_timeout().is_some(), "waits for the view");
 }
 
-#[test]
-fn records_held_when_the_publisher_hangs_up_are_still_delivered() {
-    // Published, left, and its link closed before the subscriber's view showed its
-    // announcement: what it sent still counts once the view catches up.
+/// A subscriber of `t` whose link from P went down with P's records held: P published, left,
+/// and its link closed before the subscriber's view showed its announcement. Returns the
+/// subscriber, the time and the link.
+fn hung_up_with_records_held() -> (DataPlane, Instant, PeerId) {
     #[allow(clippy::disallowed_methods)] // the test's epoch
     let now = Instant::now();
     let mut s = DataPlane::new(config(S), now);
@@ -584,7 +584,15 @@ fn records_held_when_the_publisher_hangs_up_are_still_delivered() {
     .expect("up");
     let out = feed_s(&mut s, now, link, &forged(id(P)), &[]);
     assert_eq!(delivered(&out), 0);
+    assert!(s.is_unverified(link), "holds the records: {out:?}");
     s.handle(now, DataInput::PeerDown(link)).expect("down");
+    (s, now, link)
+}
+
+#[test]
+fn records_held_when_the_publisher_hangs_up_are_still_delivered() {
+    // What it sent still counts once the view catches up.
+    let (mut s, now, _) = hung_up_with_records_held();
     let routes = Routes::from_view(&view("t", &[S]));
     s.handle(now, DataInput::Cmd(DataCmd::Routes(routes)))
         .expect("routes");
@@ -603,25 +611,7 @@ fn records_held_when_the_publisher_hangs_up_are_still_delivered() {
 fn nothing_goes_out_on_a_publisher_link_that_hung_up_with_records_held() {
     // The link is kept after its hang-up, for the records it holds (above); a subscription
     // taken meanwhile tells its terms to the publishers this node hears from, but not on it.
-    #[allow(clippy::disallowed_methods)] // the test's epoch
-    let now = Instant::now();
-    let mut s = DataPlane::new(config(S), now);
-    let unannounced = Routes::from_view(&view_with("t", &[S], false, true));
-    s.handle(now, DataInput::Cmd(DataCmd::Routes(unannounced)))
-        .expect("routes");
-    let link = PeerId(40);
-    s.handle(
-        now,
-        DataInput::PeerUp {
-            peer: link,
-            cred: Some(cred_of(P)),
-        },
-    )
-    .expect("up");
-    let out = feed_s(&mut s, now, link, &forged(id(P)), &[]);
-    assert_eq!(delivered(&out), 0);
-    assert!(s.is_unverified(link), "holds the records: {out:?}");
-    s.handle(now, DataInput::PeerDown(link)).expect("down");
+    let (mut s, now, link) = hung_up_with_records_held();
     s.handle(
         now,
         DataInput::Cmd(DataCmd::Take {

@@ -64,7 +64,8 @@ impl Handle {
 /// ```
 pub struct Publisher {
     handle: Handle,
-    topic: String,
+    /// Shared with every message's command: a publish copies no name.
+    topic: Arc<str>,
     options: PublisherOptions,
 }
 
@@ -93,7 +94,7 @@ impl Publisher {
         }))?;
         Ok(Self {
             handle,
-            topic: topic.into(),
+            topic: Arc::from(topic),
             options,
         })
     }
@@ -189,7 +190,7 @@ impl Publisher {
             }
         };
         self.handle.publish(DataCmd::Publish {
-            topic: self.topic.clone(),
+            topic: Arc::clone(&self.topic),
             payload,
             expired,
         })
@@ -199,12 +200,12 @@ impl Publisher {
 impl Drop for Publisher {
     fn drop(&mut self) {
         let _ = self.handle.send(Request::Data(DataCmd::Withdraw {
-            topic: self.topic.clone(),
+            topic: self.topic.to_string(),
         }));
         let (reply, _rx) = std::sync::mpsc::sync_channel(1);
         let _ = self.handle.send(Request::Cmd(
             SpokeCmd::Retract {
-                topic: self.topic.clone(),
+                topic: self.topic.to_string(),
             },
             reply,
         ));

@@ -13,6 +13,7 @@
 //! of it: the cost the fast path removes); whatever it leaves for later (a deadline sooner than
 //! the I/O thread's, requests it found queued) it tells the I/O thread with the waker.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::AsFd;
@@ -22,24 +23,21 @@ use std::time::{Duration, Instant};
 
 use ipc_driver_core::{
     HubInfo, LEAVE_DEADLINE, Links, OWN_TOKEN, Owned, READ_BUDGET, Read, Reading, Ready,
-    log_member_evt, map_own,
+    log_member_evt,
 };
-use ipc_os::memfd::Mapping;
 use ipc_os::poll::{Event, Events, Interest, Poller, Waker};
 use ipc_os::rendezvous::{DataSocket, GroupDir};
-use ipc_proto::data::{
-    DataCmd, Delivered, Delivery, LOCAL, Loss, LossReason, Mode, Pool, SegmentId,
-};
+use ipc_proto::data::DataCmd;
 use ipc_proto::wire::SlotRef;
 use ipc_proto::{
     Listener, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, PeerId, SpokeCmd,
 };
 use tracing::{debug, info, trace, warn};
 
+mod deliver;
+
 use crate::NodeEvent;
-use crate::data::{
-    ActNow, Mailbox, Message, OutSegment, Outgoing, QueueWaiter, ReleaseGuard, SubQueue,
-};
+use crate::data::{ActNow, Mailbox, OutSegment, Outgoing, QueueWaiter, SubQueue};
 use crate::doc::{DocRegistry, push_all};
 use crate::events::Sink;
 use crate::request::{LEFT, Request, Shared};
@@ -125,6 +123,12 @@ const LINGER: Duration = Duration::from_millis(1);
 
 /// Most readiness reports of the rings' own set taken in one wait.
 const RING_EVENTS: usize = 32;
+
+thread_local! {
+    /// The buffer of this thread's waits on the rings' own set ([`Core::wait_on_rings`]),
+    /// kept between them: a receiving thread allocates none per message.
+    static RING_READY: Cell<Option<Events>> = const { Cell::new(None) };
+}
 
 /// How soon a deadline counts as now for the I/O thread: its `epoll_wait` counts whole
 /// milliseconds.
@@ -281,7 +285,9 @@ impl Core {
                 return Some(queue.queue_waiter());
             }
         }
-        let mut ready = Events::with_capacity(RING_EVENTS);
+        let mut ready = RING_READY
+            .take()
+            .unwrap_or_else(|| Events::with_capacity(RING_EVENTS));
         loop {
             let timeout = match deadline {
                 None => None,
@@ -302,11 +308,14 @@ impl Core {
             queue.wait_on_rings(None);
             r.on_ring_set(Instant::now(), &ready);
             if queue.wait_on_rings(Some(Arc::clone(&rings.waker))) {
+                // Woken below, on the way out.
                 break;
             }
+            r.wake_if_needed(r.failed.is_some());
         }
         let mut guard = self.lock();
         let got = queue.wait_on_rings(None);
+        RING_READY.set(Some(ready));
         if let Some(r) = guard.as_mut() {
             if let Err(e) = r.io.attach_ring_set() {
                 r.failed.get_or_insert(e);
@@ -536,6 +545,7 @@ impl Reactor {
         {
             set.wait(rings, Some(Duration::ZERO))?;
             self.on_ring_set(now, rings);
+            self.wake_if_needed(self.failed.is_some());
         }
         // The links first, then the hub's listener before the data listener: a flood of
         // connections to a node's data address must not keep new members from joining.
@@ -613,7 +623,9 @@ impl Reactor {
     }
 
     /// Acts on what the rings' own set reports: its rings' news as the I/O thread would, and
-    /// the waiting thread's waker, taken.
+    /// the waiting thread's waker, taken. The caller then wakes the I/O thread if it must
+    /// look ([`wake_if_needed`](Self::wake_if_needed)), once per turn: that walks every
+    /// machine's deadlines (about a seventh of what a small message costs its receiver).
     fn on_ring_set(&mut self, now: Instant, ready: &Events) {
         for event in ready.iter() {
             match Ready::of(event.token()) {
@@ -631,7 +643,6 @@ impl Reactor {
                 _ => {}
             }
         }
-        self.wake_if_needed(self.failed.is_some());
     }
 
     /// A receiving thread read the rings outside any wait, or leaves its wait on them with a
@@ -801,7 +812,7 @@ impl Reactor {
     /// A data-plane command; a message published is sent before this returns.
     fn on_data(&mut self, now: Instant, cmd: DataCmd) -> io::Result<()> {
         let published = match &cmd {
-            DataCmd::Publish { topic, .. } => Some(topic.clone()),
+            DataCmd::Publish { topic, .. } => Some(Arc::clone(topic)),
             _ => None,
         };
         self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
@@ -1034,106 +1045,6 @@ impl Reactor {
             self.shared.lock().view = self.member.view().clone();
             self.shared.changed.notify_all();
         }
-    }
-
-    /// Hands a message to the local subscriptions of its topic.
-    fn deliver(&mut self, now: Instant, d: Delivery) {
-        // The data plane delivers only what the member's view vouches for (the publisher and
-        // its announcement, with the topic's declared type): an application reading the
-        // message must see that view too, not the one of the last wakeup.
-        self.sync_view();
-        let queues: Vec<Arc<SubQueue>> = self.subs.get(&d.topic).cloned().unwrap_or_default();
-        // The data plane refused larger payloads already; a second check costs nothing and
-        // stands between a peer and this process's memory.
-        let max = queues.iter().map(|q| q.options.max_payload).max();
-        let msg = match d.payload {
-            Delivered::Inline(bytes) => Some(Message::inline(
-                Arc::clone(&d.topic),
-                d.publisher,
-                d.seq,
-                bytes,
-            )),
-            Delivered::Fresh { segment, len } => {
-                self.map_fresh(segment, len, max).and_then(|map| {
-                    Message::mapped(
-                        Arc::clone(&d.topic),
-                        d.publisher,
-                        d.seq,
-                        Mode::Fresh,
-                        map,
-                        (0, usize::try_from(len).ok()?),
-                        None,
-                    )
-                })
-            }
-            Delivered::Pooled {
-                segment,
-                offset,
-                len,
-                slot,
-            } => self.map_pooled(segment, max).and_then(|map| {
-                let range = (usize::try_from(offset).ok()?, usize::try_from(len).ok()?);
-                let release = ReleaseGuard::new(d.peer, slot, Arc::clone(&self.mailbox));
-                Message::mapped(
-                    Arc::clone(&d.topic),
-                    d.publisher,
-                    d.seq,
-                    Mode::Pooled,
-                    map,
-                    range,
-                    Some(Box::new(release)),
-                )
-            }),
-        };
-        let Some(msg) = msg else {
-            warn!(topic = %d.topic, "could not map a received payload: message dropped");
-            let loss = Loss::single(d.topic, d.publisher, d.seq, LossReason::Unmapped);
-            for q in &queues {
-                q.lost(loss.clone());
-            }
-            let cmd = DataCmd::QueueDropped {
-                topic: loss.topic,
-                publisher: d.publisher,
-                count: 1,
-            };
-            self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
-            return;
-        };
-        let mut pause = false;
-        for q in queues {
-            let offered = q.offer(msg.clone(), d.peer);
-            pause |= offered.full;
-            if let Some(publisher) = offered.dropped {
-                // Counted for `status`; the queue tells its subscription.
-                let topic = Arc::clone(&d.topic);
-                let cmd = DataCmd::QueueDropped {
-                    topic,
-                    publisher,
-                    count: 1,
-                };
-                self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
-            }
-        }
-        if pause && d.peer != LOCAL {
-            self.io.set_paused(d.peer, true);
-        }
-    }
-
-    fn map_fresh(
-        &mut self,
-        segment: SegmentId,
-        len: u64,
-        max: Option<u64>,
-    ) -> Option<Arc<Mapping>> {
-        self.io.received().map_fresh(segment, len, max)
-    }
-
-    fn map_pooled(&mut self, segment: SegmentId, max: Option<u64>) -> Option<Arc<Mapping>> {
-        if let Some(own) = self.outgoing.segment(segment) {
-            // Our own pool segment, delivered to ourselves: map it read-only like anyone else.
-            return map_own(own.fd());
-        }
-        self.io.received().map_pooled(segment, max.map(Pool::class))
     }
 
     // ---- links ----

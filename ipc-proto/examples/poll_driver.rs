@@ -877,7 +877,7 @@ impl Driver {
                     p.pending.front_mut().expect("front").1 -= 1;
                 }
                 let publish = DataCmd::Publish {
-                    topic: topic.clone(),
+                    topic: topic.as_str().into(),
                     payload,
                     expired,
                 };

@@ -44,8 +44,9 @@ pub enum DataCmd {
     /// Publishes a message; with `expired`, the publisher waited for blocked subscribers as
     /// long as their terms allow, and the message is dropped for those still full.
     Publish {
-        /// The topic (advertised).
-        topic: String,
+        /// The topic (advertised). Shared, not copied: a publisher keeps one and hands a
+        /// reference with each message.
+        topic: Arc<str>,
         /// The payload.
         payload: Payload,
         /// Whether the wait for room ran out.

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use smallvec::SmallVec;
 use tracing::{debug, trace};
 
 use crate::error::CmdError;
@@ -76,7 +77,7 @@ impl DataPlane {
                 payload,
                 expired,
             } => {
-                let Some(topic) = self.advertised.get(topic.as_str()).cloned() else {
+                let Some(topic) = self.advertised.get(&*topic).cloned() else {
                     return Err(CmdError::Invalid {
                         what: "topic",
                         reason: format!("`{topic}` is not advertised"),
@@ -262,7 +263,8 @@ impl DataPlane {
         if let Some(seg) = segment {
             *self.refs.entry(seg).or_insert(0) += 1;
         }
-        let targets: Vec<PeerId> = self
+        // Inline for the usual few subscribers: no allocation per message.
+        let targets: SmallVec<[PeerId; 8]> = self
             .routes
             .subscribers(&topic)
             .filter_map(|n| self.by_node.get(&n).copied())

@@ -258,7 +258,7 @@ impl DataWatch {
         }
         self.local_deliveries = 0;
         let cmd = DataCmd::Publish {
-            topic: topic.clone(),
+            topic: topic.as_str().into(),
             payload: payload.clone(),
             expired,
         };

@@ -34,13 +34,13 @@ use ipc_proto::{
 };
 use tracing::{debug, info, trace, warn};
 
-mod deliver;
-
 use crate::NodeEvent;
 use crate::data::{ActNow, Mailbox, OutSegment, Outgoing, QueueWaiter, SubQueue};
 use crate::doc::{DocRegistry, push_all};
 use crate::events::Sink;
 use crate::request::{LEFT, Request, Shared};
+
+mod deliver;
 
 /// Everything the I/O thread needs to run a node.
 pub(crate) struct Setup {

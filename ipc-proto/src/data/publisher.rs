@@ -16,6 +16,7 @@ use super::io::{DataCmd, DataEvt, DataOutput, Room, check_counters};
 use super::options::Terms;
 use super::payload::{Delivered, Delivery, LOCAL, OUTGOING, Payload, ReceivedSegment, SegmentId};
 use super::plane::{DataPlane, OutLink, OutState, Queued};
+use super::subscriber::terms_record;
 
 impl DataPlane {
     // ---- commands ----
@@ -47,12 +48,7 @@ impl DataPlane {
                 let topic: Arc<str> = Arc::from(topic);
                 self.taken.insert(Arc::clone(&topic), terms);
                 // Tell the publishers we already hear from.
-                let frame = DataFrame::Terms {
-                    topic: topic.to_string(),
-                    policy: terms.policy,
-                    depth: terms.depth,
-                };
-                let bytes = encode_data(&frame, &[]);
+                let bytes = terms_record(&topic, terms);
                 let peers: Vec<PeerId> = self
                     .in_links
                     .iter()

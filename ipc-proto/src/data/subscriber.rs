@@ -10,7 +10,7 @@ use crate::wire::{DataFrame, MessageHeader, SlotRef, encode_data};
 
 use super::io::DataOutput;
 use super::loss::Loss;
-use super::options::DEFAULT_MAX_PAYLOAD;
+use super::options::{DEFAULT_MAX_PAYLOAD, Terms};
 use super::payload::{Delivered, Delivery, LOCAL, ReceivedSegment, SegmentId};
 use super::plane::DataPlane;
 use super::pool::MIN_SEGMENT;
@@ -42,14 +42,7 @@ impl DataPlane {
                 let terms: Vec<Vec<u8>> = self
                     .taken
                     .iter()
-                    .map(|(topic, terms)| {
-                        let frame = DataFrame::Terms {
-                            topic: topic.to_string(),
-                            policy: terms.policy,
-                            depth: terms.depth,
-                        };
-                        encode_data(&frame, &[])
-                    })
+                    .map(|(topic, terms)| terms_record(topic, *terms))
                     .collect();
                 for bytes in terms {
                     self.send_to_publisher(peer, bytes);
@@ -370,6 +363,9 @@ impl DataPlane {
             }
             return;
         }
+        if !self.publisher_link_up(peer) {
+            return;
+        }
         for chunk in slots.chunks(self.config.limits.max_release.max(1)) {
             let bytes = encode_data(&DataFrame::Release(chunk.to_vec()), &[]);
             self.send_to_publisher(peer, bytes);
@@ -380,7 +376,7 @@ impl DataPlane {
     /// a link that went down with records held stays known until they are checked
     /// ([`InLink::down`](super::plane::InLink::down)), but nothing more goes out on it.
     pub(super) fn send_to_publisher(&mut self, peer: PeerId, bytes: Vec<u8>) {
-        if self.in_links.get(&peer).is_some_and(|l| !l.down) {
+        if self.publisher_link_up(peer) {
             self.out.push_back(DataOutput::Transmit {
                 peer,
                 bytes,
@@ -388,4 +384,20 @@ impl DataPlane {
             });
         }
     }
+
+    /// Whether records may still go out on the link from the publisher `peer`.
+    fn publisher_link_up(&self, peer: PeerId) -> bool {
+        self.in_links.get(&peer).is_some_and(|l| !l.down)
+    }
+}
+
+/// The record telling a publisher the terms this node takes `topic` on: sent on every link
+/// from a publisher when the node takes the topic, and to each new one on its `Hello`.
+pub(super) fn terms_record(topic: &str, terms: Terms) -> Vec<u8> {
+    let frame = DataFrame::Terms {
+        topic: topic.to_owned(),
+        policy: terms.policy,
+        depth: terms.depth,
+    };
+    encode_data(&frame, &[])
 }

@@ -223,7 +223,7 @@ impl Mailbox {
 /// a plain buffer sent inline, a slot of this node's pool of memfd segments that subscribers
 /// map once, or a fresh memfd sealed when sent. Dropping a loan unsent gives its memory back.
 pub struct Loan {
-    pub(crate) topic: String,
+    pub(crate) topic: Arc<str>,
     pub(crate) len: usize,
     pub(crate) kind: LoanKind,
 }

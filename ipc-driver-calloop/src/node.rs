@@ -239,6 +239,8 @@ impl NodeHandle {
 /// One topic this node publishes.
 #[derive(Debug)]
 struct Publishing {
+    /// The topic's name, shared with its loans and publish commands: a publish copies none.
+    topic: Arc<str>,
     /// The payload type the topic was announced with.
     mime: String,
     options: PublisherOptions,
@@ -544,6 +546,7 @@ impl Node {
                 p.mime = mime.into();
             })
             .or_insert(Publishing {
+                topic: topic.into(),
                 mime: mime.into(),
                 options,
             });
@@ -669,7 +672,7 @@ impl Node {
                 }
                 let bytes = data.map_or_else(|| vec![0; len], <[u8]>::to_vec);
                 return Ok(Loan {
-                    topic: topic.into(),
+                    topic: Arc::clone(&p.topic),
                     len,
                     kind: LoanKind::Inline(bytes),
                 });
@@ -686,7 +689,7 @@ impl Node {
             _ => fresh_loan(len)?,
         };
         let mut loan = Loan {
-            topic: topic.into(),
+            topic: Arc::clone(&p.topic),
             len,
             kind,
         };
@@ -702,11 +705,11 @@ impl Node {
             return Err(DriverError::Left);
         }
         let Loan { topic, len, kind } = loan;
-        if !self.publishing.contains_key(&topic) {
-            return Err(DriverError::NotPublishing(topic));
+        if !self.publishing.contains_key(&*topic) {
+            return Err(DriverError::NotPublishing(topic.to_string()));
         }
         if self.hold.is_full(&topic) {
-            return Err(DriverError::Full(topic));
+            return Err(DriverError::Full(topic.to_string()));
         }
         let len = len as u64;
         let payload = match kind {
@@ -744,11 +747,11 @@ impl Node {
     }
 
     /// Publishes now if the topic's `Block` subscribers have room, else holds the message.
-    fn publish_payload(&mut self, topic: &str, payload: Payload) {
+    fn publish_payload(&mut self, topic: &Arc<str>, payload: Payload) {
         let now = now();
         self.sync_room(now, topic);
         match self.hold.publish(now, topic, payload) {
-            Admit::Go(payload) => self.feed_publish(topic, payload, false),
+            Admit::Go(payload) => self.feed_publish(Arc::clone(topic), payload, false),
             Admit::Held { .. } => {}
             // `send` checked, and nothing was held since.
             Admit::Full(_) => unreachable!("checked by the caller"),
@@ -763,18 +766,24 @@ impl Node {
     }
 
     /// Hands a message to the data plane; the hold-back counts it taken in.
-    fn feed_publish(&mut self, topic: &str, payload: Payload, expired: bool) {
+    fn feed_publish(&mut self, topic: Arc<str>, payload: Payload, expired: bool) {
         let now = now();
         let cmd = MemberCmd::Data(DataCmd::Publish {
-            topic: topic.into(),
+            topic: Arc::clone(&topic),
             payload,
             expired,
         });
         if let Err(e) = self.member.handle(now, MemberInput::Cmd(cmd)) {
             warn!(%topic, error = %e, "publish refused");
         }
-        let room = self.room(topic);
-        self.hold.handle(now, HoldInput::Accounted { topic, room });
+        let room = self.room(&topic);
+        self.hold.handle(
+            now,
+            HoldInput::Accounted {
+                topic: &topic,
+                room,
+            },
+        );
     }
 
     /// Carries out what the hold-back decided: held messages go out, drained topics are owed a
@@ -786,7 +795,8 @@ impl Node {
                     topic,
                     item,
                     expired,
-                } => self.feed_publish(&topic, item, expired),
+                    // Held messages only: the fast path copies no name.
+                } => self.feed_publish(topic.into(), item, expired),
                 HoldOutput::Drained { topic } => self.owed_room.push(topic),
             }
         }

@@ -791,11 +791,11 @@ impl Node {
     fn drain_hold(&mut self) {
         while let Some(out) = self.hold.poll_output() {
             match out {
+                // The name is copied here, for held messages only.
                 HoldOutput::Publish {
                     topic,
                     item,
                     expired,
-                    // Held messages only: the fast path copies no name.
                 } => self.feed_publish(topic.into(), item, expired),
                 HoldOutput::Drained { topic } => self.owed_room.push(topic),
             }

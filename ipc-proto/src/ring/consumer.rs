@@ -28,6 +28,10 @@ pub struct Consumer {
     return_head: u64,
     /// The producer's return tail as last read.
     return_tail: u64,
+    /// Returns given while the producer waited for returns only, and not woken for yet
+    /// (see [`Self::wake_producer`]), with the wait they were for.
+    returns_owed: u64,
+    owed_wait: u64,
 }
 
 impl Consumer {
@@ -42,6 +46,8 @@ impl Consumer {
             epoch: 0,
             return_head: 0,
             return_tail: 0,
+            returns_owed: 0,
+            owed_wait: 0,
         }
     }
 
@@ -158,17 +164,45 @@ impl Consumer {
     /// free slot: a faster producer would fill that one and wait again, a wakeup per
     /// message. It is owed the wake until then, and gets it at the latest when the ring is
     /// empty, which every consumer reads it to before parking.
+    ///
+    /// A producer waiting for returns only (it has ranges out, and says so after each
+    /// message it sends) is woken by a return at once only if this side has no message
+    /// left to pop, or once half the return ring is given since. While messages wait, this
+    /// side pops them soon, and the wake is owed until the pop that leaves the ring empty:
+    /// else a stream of pooled messages, which the consumer gives back one by one while
+    /// more wait, wakes the producer about once per message. (A consumer that stops popping
+    /// with messages left, a subscription's full queue under `Block`, pops again once its
+    /// application takes messages; until then the producer has what it needs to send
+    /// anyway: room, or the pool, which that application holds.)
     fn wake_producer<W: Word>(&mut self, region: &[W], returned: bool) -> Result<bool, RingError> {
         W::fence(SeqCst);
         let waiting = word(region, W_PRODUCER_WAITING)?.load(Relaxed);
-        let for_this = returned || waiting & WAIT_RETURNS_ONLY == 0;
-        if waiting == 0 || waiting == self.woken || !for_this {
+        if waiting == 0 || waiting == self.woken {
             return Ok(false);
         }
-        if !returned && self.read_head(region)? > self.layout.capacity() / 2 {
+        if waiting & WAIT_RETURNS_ONLY != 0 {
+            if self.owed_wait != waiting {
+                self.owed_wait = waiting;
+                self.returns_owed = 0;
+            }
+            if returned {
+                self.returns_owed += 1;
+                let half = self.layout.return_capacity().div_ceil(2);
+                if self.pending_cached() > 0 && self.returns_owed < half {
+                    return Ok(false);
+                }
+            } else if self.returns_owed == 0
+                || self.pending_cached() > 0
+                || self.read_head(region)? > 0
+            {
+                // A pop: no wake for its slot, nor for the returns owed while more wait.
+                return Ok(false);
+            }
+        } else if !returned && self.read_head(region)? > self.layout.capacity() / 2 {
             return Ok(false);
         }
         self.woken = waiting;
+        self.returns_owed = 0;
         Ok(true)
     }
 

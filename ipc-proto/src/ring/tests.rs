@@ -389,6 +389,75 @@ fn a_wait_for_returns_only_is_woken_by_a_return_not_a_pop() {
     assert_eq!(next_wait_epoch(5), 6);
 }
 
+/// A return while messages wait to be popped owes the wait for returns its wake until the
+/// pop that leaves the ring empty, or until half the return ring is given: a stream of
+/// pooled messages wakes its producer per batch, not per message.
+#[test]
+fn returns_while_messages_wait_wake_the_producer_once_the_ring_is_empty_or_half_returned() {
+    let (r, mut p, mut c) = pair(&config(4, 8));
+    let range = PoolRange {
+        segment: 1,
+        offset: 0,
+        len: 64,
+    };
+    for seq in 1..=3 {
+        assert_eq!(push(&mut p, &r, seq, b""), Push::Done { wake: false });
+    }
+    assert_eq!(p.prepare_wait_returns(&r), Ok(Park::Sleep));
+    assert!(
+        !pop(&mut c, &r).expect("message 1").2,
+        "a pop does not wake"
+    );
+    assert_eq!(
+        c.push_return(&r, range),
+        Ok(Push::Done { wake: false }),
+        "two messages wait: the wake is owed"
+    );
+    assert!(!pop(&mut c, &r).expect("message 2").2, "one waits still");
+    assert!(
+        pop(&mut c, &r).expect("message 3").2,
+        "the ring is empty: owed"
+    );
+    assert_eq!(c.push_return(&r, range), Ok(Push::Done { wake: false }));
+    assert!(pop(&mut c, &r).is_none());
+
+    // A new wait, with more messages: the second return (half of 4) wakes it.
+    while p.pop_return(&r).expect("returns").is_some() {}
+    p.finish_wait(&r).expect("finish");
+    for seq in 4..=6 {
+        assert_eq!(push(&mut p, &r, seq, b""), Push::Done { wake: false });
+    }
+    assert_eq!(p.prepare_wait_returns(&r), Ok(Park::Sleep));
+    assert!(!pop(&mut c, &r).expect("message 4").2);
+    assert_eq!(c.push_return(&r, range), Ok(Push::Done { wake: false }));
+    assert_eq!(
+        c.push_return(&r, range),
+        Ok(Push::Done { wake: true }),
+        "half"
+    );
+    assert!(!pop(&mut c, &r).expect("message 5").2, "woken already");
+    assert!(!pop(&mut c, &r).expect("message 6").2);
+
+    // With no message waiting, a return wakes at once.
+    while p.pop_return(&r).expect("returns").is_some() {}
+    p.finish_wait(&r).expect("finish");
+    assert_eq!(p.prepare_wait_returns(&r), Ok(Park::Sleep));
+    assert_eq!(c.push_return(&r, range), Ok(Push::Done { wake: true }));
+
+    // A message that came after the last pop read the head keeps the wake owed: the pop
+    // that empties the ring reads the head again.
+    while p.pop_return(&r).expect("returns").is_some() {}
+    p.finish_wait(&r).expect("finish");
+    assert_eq!(push(&mut p, &r, 7, b""), Push::Done { wake: false });
+    assert_eq!(push(&mut p, &r, 8, b""), Push::Done { wake: false });
+    assert_eq!(p.prepare_wait_returns(&r), Ok(Park::Sleep));
+    assert!(!pop(&mut c, &r).expect("message 7").2);
+    assert_eq!(c.push_return(&r, range), Ok(Push::Done { wake: false }));
+    assert_eq!(push(&mut p, &r, 9, b""), Push::Done { wake: false });
+    assert!(!pop(&mut c, &r).expect("message 8").2, "message 9 came");
+    assert!(pop(&mut c, &r).expect("message 9").2, "now empty");
+}
+
 #[test]
 fn hostile_indexes_and_descriptors() {
     let c = config(4, 16);

@@ -145,8 +145,14 @@ impl RingLink {
     /// takes the socket; `Err(None)`: the ring is full, wait for the wake.
     ///
     /// `lent`: the pool ranges out on the link once this record is sent (see
-    /// [`RingSender::watch_returns`]).
-    pub(crate) fn send(&mut self, record: &[u8], lent: u64) -> Result<bool, Option<RingError>> {
+    /// [`RingSender::watch_returns`]); unless `watch_returns`, the sender asks for no wake
+    /// for their return (its caller takes them back itself: see `links/returns.rs`).
+    pub(crate) fn send(
+        &mut self,
+        record: &[u8],
+        lent: u64,
+        watch_returns: bool,
+    ) -> Result<bool, Option<RingError>> {
         let End::Send(tx) = &mut self.end else {
             return Ok(false);
         };
@@ -162,7 +168,7 @@ impl RingLink {
                     // every range lent, would never take them back). Nothing to do while the
                     // last wait is not woken yet; and it is a wait for returns only, which the
                     // subscriber's pops of the messages sent meanwhile do not wake.
-                    if tx.watch_returns(self.region.words(), lent).map_err(Some)? {
+                    if watch_returns && tx.watch_returns(self.region.words(), lent).map_err(Some)? {
                         self.rearm();
                     }
                     return Ok(true);

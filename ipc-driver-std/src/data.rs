@@ -306,8 +306,10 @@ impl Outgoing {
     /// Takes one credit to publish on `topic`: waits while a full window is pending, then, as the protocol's [`HoldBack`] decides, while a `Block` subscriber has no
     /// room, up to its timeout (and while [`MAX_HELD`](ipc_proto::data::MAX_HELD) threads wait
     /// already). Returns whether that wait ran out (the message is then dropped for the
-    /// subscribers still full).
-    pub(crate) fn admit(&self, topic: &str) -> bool {
+    /// subscribers still full). Before waiting for room, `reclaim` takes back what
+    /// subscribers gave back already, which may make some (called without the lock).
+    pub(crate) fn admit(&self, topic: &str, reclaim: impl FnOnce()) -> bool {
+        let mut reclaim = Some(reclaim);
         let mut c = lock(&self.credits);
         let ticket = loop {
             while !c.closed && c.hold.pending(topic) >= WINDOW {
@@ -335,6 +337,12 @@ impl Outgoing {
             if c.closed {
                 return false;
             }
+            if let Some(reclaim) = reclaim.take() {
+                drop(c);
+                reclaim();
+                c = lock(&self.credits);
+                continue;
+            }
             let now = Instant::now();
             c = match c.hold.poll_timeout() {
                 Some(deadline) if deadline <= now => {
@@ -353,13 +361,16 @@ impl Outgoing {
     }
 
     /// A pool segment for `len` bytes, waiting up to `wait` for one to come back when the pool
-    /// is at its bound.
+    /// is at its bound; before the first wait, `reclaim` takes back what subscribers gave
+    /// back already (called without the pool's lock).
     pub(crate) fn pool_slot(
         &self,
         len: usize,
         wait: Duration,
+        reclaim: impl FnOnce(),
     ) -> std::io::Result<Option<(SegmentId, Arc<PoolSegment>)>> {
         let deadline = Instant::now() + wait;
+        let mut reclaim = Some(reclaim);
         let mut st = lock(&self.pool);
         loop {
             if let Some(slot) = st.pool.alloc(len as u64) {
@@ -388,6 +399,12 @@ impl Outgoing {
                         Err(e)
                     }
                 };
+            }
+            if let Some(reclaim) = reclaim.take() {
+                drop(st);
+                reclaim();
+                st = lock(&self.pool);
+                continue;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {

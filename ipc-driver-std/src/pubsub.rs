@@ -142,18 +142,21 @@ impl Publisher {
                     len,
                 });
             }
-            SendMode::Pooled => match self
-                .handle
-                .outgoing
-                .pool_slot(len, self.options.pool_wait)?
-            {
-                Some((segment, seg)) => LoanKind::Pooled(PooledLoan {
-                    segment,
-                    seg: PoolWriter::new(seg),
-                }),
-                // The pool is at its bound and nothing came back in time: this one goes fresh.
-                None => fresh_loan(len)?,
-            },
+            SendMode::Pooled => {
+                match self
+                    .handle
+                    .outgoing
+                    .pool_slot(len, self.options.pool_wait, || {
+                        self.handle.core.take_returns()
+                    })? {
+                    Some((segment, seg)) => LoanKind::Pooled(PooledLoan {
+                        segment,
+                        seg: PoolWriter::new(seg),
+                    }),
+                    // The pool is at its bound and nothing came back in time: this one goes fresh.
+                    None => fresh_loan(len)?,
+                }
+            }
             _ => fresh_loan(len)?,
         };
         let mut loan = Loan { kind, len };
@@ -165,7 +168,10 @@ impl Publisher {
 
     /// Sends a loan's buffer as the next message (see [`publish`](Self::publish)).
     pub fn send(&self, loan: Loan) -> Result<(), DriverError> {
-        let expired = self.handle.outgoing.admit(&self.topic);
+        let expired = self
+            .handle
+            .outgoing
+            .admit(&self.topic, || self.handle.core.take_returns());
         let len = loan.len;
         let payload = match loan.kind {
             LoanKind::Inline(bytes) => Payload::Inline(bytes),

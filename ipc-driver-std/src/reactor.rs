@@ -198,6 +198,17 @@ impl Core {
         Ok(())
     }
 
+    /// A publishing thread finds its pool at its bound: takes back the ranges subscribers
+    /// gave back and its own sends did not (see [`Reactor::linger_returns`]), rather than
+    /// wait for the I/O thread to, and asks for wakes for the next ones.
+    pub(crate) fn take_returns(&self) {
+        let mut guard = self.lock();
+        if let Some(r) = guard.as_mut() {
+            r.take_returns(Instant::now());
+            r.wake_if_needed(r.failed.is_some());
+        }
+    }
+
     /// A receiving thread starts polling the rings ([`SubscriptionOptions::spin`]); `false`
     /// once the node has stopped.
     ///
@@ -566,7 +577,12 @@ impl Reactor {
     fn publish_here(&mut self, cmd: DataCmd) {
         let now = Instant::now();
         let result = self.take_requests(now).and_then(|earlier| {
-            self.on_data(now, cmd)?;
+            // The sends take back what came back themselves: the returns wake nobody.
+            self.io.defer_return_wakes(true);
+            let published = self.on_data(now, cmd);
+            self.io.defer_return_wakes(false);
+            self.linger_returns(now);
+            published?;
             Ok(earlier)
         });
         match result {
@@ -671,6 +687,31 @@ impl Reactor {
             IoThread::Asleep { .. } if may_wake => self.io.linger(until),
             IoThread::Asleep { .. } => {}
         }
+    }
+
+    /// After a publishing thread's sends, which asked no wake for the pool ranges they lent
+    /// (see `Links::defer_return_wakes`): the I/O thread takes their returns and asks for
+    /// wakes again [`LINGER`] after the last such send, unless the thread comes back first.
+    /// Like [`Self::linger_rings`]: a sleeping I/O thread that would not wake by then is
+    /// woken (by the caller's `wake_if_needed`), once per linger of a busy stream.
+    fn linger_returns(&mut self, now: Instant) {
+        let until = now + LINGER;
+        let until = match self.io_thread {
+            IoThread::Asleep { until: Some(u) } if u <= until + SOON => u.max(until),
+            _ => until,
+        };
+        self.io.returns_due(until);
+    }
+
+    /// Takes back the pool ranges given back on every link this node publishes on, and asks
+    /// for wakes for the next ones (see `Links::defer_return_wakes`).
+    fn take_returns(&mut self, now: Instant) {
+        let mut keys = std::mem::take(&mut self.ring_keys);
+        self.io.ring_senders(&mut keys);
+        for &key in &keys {
+            self.read(now, key, Reading::Ring);
+        }
+        self.ring_keys = keys;
     }
 
     /// Reads every ring link to its end, which parks the rings: nobody polls them any more.
@@ -886,6 +927,9 @@ impl Reactor {
             }
         }
         self.io.handle_timeout(now);
+        if self.io.returns_lapsed(now) {
+            self.take_returns(now);
+        }
         if self.io.spin_lapsed(now) {
             self.park_rings(now);
         } else if self.io.is_lingering() {

@@ -392,3 +392,73 @@ fn application_counters_are_in_the_node_stats_and_bounded() {
     }
     assert_eq!(node.data_stats().expect("stats").app, app, "unchanged");
 }
+
+/// A pool at its bound: each loan waits for a segment to come back and reuses it, every
+/// message arrives pooled (none falls back to a fresh segment, as one would if nothing came
+/// back within the publisher's `pool_wait`), and once the publisher goes quiet every segment
+/// comes back without it publishing again.
+#[test]
+fn a_pool_at_its_bound_reuses_what_comes_back() {
+    const SIZE: usize = 64 << 10;
+    const SEGMENTS: u64 = 4;
+    let g = group();
+    let p = Node::builder("pub")
+        .group(&g)
+        .pool_bytes(SEGMENTS * SIZE as u64)
+        .join()
+        .expect("pub joins");
+    let s = Node::builder("sub").group(&g).join().expect("sub joins");
+    let sub = s
+        .subscription("t", SubscriptionOptions::block(WAIT))
+        .expect("subscribe");
+    let options = PublisherOptions {
+        mode: SendMode::Pooled,
+        pool_wait: WAIT,
+        ..PublisherOptions::default()
+    };
+    let publisher = p.publisher_with("t", "x", options).expect("publisher");
+    let sid = s.id();
+    p.wait_view(WAIT, |v| {
+        v.node(sid).is_some_and(|n| n.subscribes.contains_key("t"))
+    })
+    .expect("sees the subscriber");
+    let wait_all_back = |what: &str| {
+        let deadline = std::time::Instant::now() + WAIT;
+        while p.segments_in_use().pool > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: {:?} still lent to a subscriber that dropped every message",
+                p.segments_in_use()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    // Below the bound, nothing waits: the publisher's sends ask for no wake for the
+    // returns, and the node takes them back by itself once it is quiet.
+    for i in 0..2 {
+        publisher.publish(&pattern(SIZE, i)).expect("publish");
+        let m = sub.recv_timeout(WAIT).expect("a message");
+        assert_eq!(m.via().name(), "pooled");
+    }
+    wait_all_back("two messages");
+    let n = 250u8;
+    let reader = std::thread::spawn(move || {
+        for i in 0..n {
+            let m = sub.recv_timeout(WAIT).expect("a message");
+            assert_eq!(m.via().name(), "pooled", "message {i}");
+            assert_eq!(&m[..], &pattern(SIZE, i)[..], "message {i} intact");
+        }
+    });
+    for i in 0..n {
+        let mut loan = publisher.loan(SIZE).expect("loan");
+        loan.copy_from_slice(&pattern(SIZE, i));
+        publisher.send(loan).expect("send");
+    }
+    reader.join().expect("every message pooled and intact");
+    assert!(
+        p.pool_bytes() <= SEGMENTS * SIZE as u64,
+        "the pool grew to {} bytes",
+        p.pool_bytes()
+    );
+    wait_all_back("at the bound");
+}

@@ -266,6 +266,7 @@ pub struct Links<A> {
     spin_linger: Option<Instant>,
     /// The rings' own set, if the driver asked for one ([`Links::use_ring_set`]).
     ring_set: Option<ring_set::RingSet>,
+    return_wakes: returns::ReturnWakes,
 }
 
 impl<A> Links<A> {
@@ -303,6 +304,7 @@ impl<A> Links<A> {
             spinners: 0,
             spin_linger: None,
             ring_set: None,
+            return_wakes: Default::default(),
         })
     }
 
@@ -355,6 +357,7 @@ impl<A> Links<A> {
             .chain(watches)
             .chain(self.peer_log.poll_timeout())
             .chain(self.spin_linger.filter(|_| self.spinners == 0))
+            .chain(self.return_wakes.due())
             .min()
     }
 
@@ -710,6 +713,9 @@ impl<A> Links<A> {
         now: Instant,
         key: usize,
     ) {
+        if self.return_wakes.is_deferred() {
+            self.take_returns_now(member, now, key);
+        }
         let Some(link) = self.links.get_mut(key) else {
             return;
         };
@@ -719,7 +725,7 @@ impl<A> Links<A> {
                 && let Some(ring) = &mut link.ring
             {
                 let lent = link.lent.after(bytes);
-                match ring.send(bytes, lent) {
+                match ring.send(bytes, lent, self.return_wakes.ask(lent)) {
                     Ok(true) => {
                         link.lent.set(lent);
                         link.outbox_bytes -= bytes.len();
@@ -1026,33 +1032,6 @@ impl<A> Links<A> {
         }
     }
 
-    /// The ring's next record, handed to the member: a publisher's returns, a subscriber's
-    /// next due message. `None`: nothing from the ring now.
-    fn ring_record(&mut self, member: &mut Member, now: Instant, key: usize) -> Option<Read> {
-        let link = self.links.get_mut(key)?;
-        let peer = link.peer;
-        let ring = link.ring.as_mut()?;
-        let got = if ring.is_sender() {
-            ring.take_returns(MAX_RETURNS).map(|n| {
-                link.lent.returned(n);
-                n > 0
-            })
-        } else {
-            ring.next()
-        };
-        match got {
-            Ok(true) => {
-                Self::hand_on(member, now, peer, &ring.record, &[]);
-                Some(Read::Record)
-            }
-            Ok(false) => None,
-            Err(e) => {
-                self.ring_broken(member, now, key, &e);
-                Some(Read::Done)
-            }
-        }
-    }
-
     fn hand_on(
         member: &mut Member,
         now: Instant,
@@ -1168,10 +1147,15 @@ impl<A> Links<A> {
     }
 
     /// Whether to read on from a link after `read` (and after acting on it): a rejected link
-    /// is read no more, whatever the member decided.
+    /// is read no more, whatever the member decided, and a link that the record paused (its
+    /// subscription's queue filled) is left as it is. Reading it once more would take its
+    /// reading interest away ([`Links::read_record`] on a paused link), only for the resume
+    /// to put it back: four `epoll_ctl` per pause where a busy `Block` stream pauses every
+    /// few messages. Left registered, it costs nothing unless it reports readiness while
+    /// paused (see `Links::update_interest`).
     pub fn read_on(&mut self, key: usize, read: Read) -> bool {
         match read {
-            Read::Record => true,
+            Read::Record => self.is_reading(key),
             Read::Rejected => {
                 self.stop_reading(key);
                 false
@@ -1187,6 +1171,7 @@ impl<A> Links<A> {
     }
 }
 
+mod returns;
 mod ring_link;
 mod ring_set;
 mod spin;

@@ -10,7 +10,7 @@ use ipc_proto::{Member, MemberInput};
 use tracing::{debug, trace, warn};
 
 use super::ring_set::rings_in;
-use super::{Links, RING_TAG, Read, feed};
+use super::{Links, MAX_RETURNS, RING_TAG, Read, feed};
 use crate::ring::{RingLink, TakeError};
 
 impl<A> Links<A> {
@@ -123,6 +123,38 @@ impl<A> Links<A> {
                 Read::Record
             }
             Err(TakeError::Violation(reason)) => Self::reject(member, now, peer, reason),
+        }
+    }
+
+    /// The ring's next record, handed to the member: a publisher's returns, a subscriber's
+    /// next due message. `None`: nothing from the ring now.
+    pub(super) fn ring_record(
+        &mut self,
+        member: &mut Member,
+        now: Instant,
+        key: usize,
+    ) -> Option<Read> {
+        let link = self.links.get_mut(key)?;
+        let peer = link.peer;
+        let ring = link.ring.as_mut()?;
+        let got = if ring.is_sender() {
+            ring.take_returns(MAX_RETURNS).map(|n| {
+                link.lent.returned(n);
+                n > 0
+            })
+        } else {
+            ring.next()
+        };
+        match got {
+            Ok(true) => {
+                Self::hand_on(member, now, peer, &ring.record, &[]);
+                Some(Read::Record)
+            }
+            Ok(false) => None,
+            Err(e) => {
+                self.ring_broken(member, now, key, &e);
+                Some(Read::Done)
+            }
         }
     }
 }

@@ -706,22 +706,22 @@ impl Reactor {
     /// Takes back the pool ranges given back on every link this node publishes on, and asks
     /// for wakes for the next ones (see `Links::defer_return_wakes`).
     fn take_returns(&mut self, now: Instant) {
-        let mut keys = std::mem::take(&mut self.ring_keys);
-        self.io.ring_senders(&mut keys);
-        for &key in &keys {
-            self.read(now, key, Reading::Ring);
-        }
-        self.ring_keys = keys;
+        self.read_rings(now, Links::ring_senders);
     }
 
     /// Reads every ring link to its end, which parks the rings: nobody polls them any more.
     fn park_rings(&mut self, now: Instant) {
-        let mut keys = std::mem::take(&mut self.ring_keys);
-        self.io.ring_receivers(&mut keys);
-        for &key in &keys {
+        self.read_rings(now, Links::ring_receivers);
+    }
+
+    /// Reads the rings of the links `keys` lists (one side's) to their end.
+    fn read_rings(&mut self, now: Instant, keys: fn(&Links<OutSegment>, &mut Vec<usize>)) {
+        let mut list = std::mem::take(&mut self.ring_keys);
+        keys(&self.io, &mut list);
+        for &key in &list {
             self.read(now, key, Reading::Ring);
         }
-        self.ring_keys = keys;
+        self.ring_keys = list;
     }
 
     /// Whether a deadline comes before the sleeping I/O thread would wake. Not looked for

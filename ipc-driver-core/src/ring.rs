@@ -167,7 +167,9 @@ impl RingLink {
                     // idle (a publisher that only publishes, or one blocked on a pool with
                     // every range lent, would never take them back). Nothing to do while the
                     // last wait is not woken yet; and it is a wait for returns only, which the
-                    // subscriber's pops of the messages sent meanwhile do not wake.
+                    // subscriber's pops of the messages sent meanwhile do not wake. A caller
+                    // that takes the returns itself at its next send, and has its loop look
+                    // after the last one, says not to (`links/returns.rs`).
                     if watch_returns && tx.watch_returns(self.region.words(), lent).map_err(Some)? {
                         self.rearm();
                     }

@@ -303,8 +303,9 @@ impl Outgoing {
         self.credit_changed.notify_all();
     }
 
-    /// Takes one credit to publish on `topic`: waits while a full window is pending, then, as the protocol's [`HoldBack`] decides, while a `Block` subscriber has no
-    /// room, up to its timeout (and while [`MAX_HELD`](ipc_proto::data::MAX_HELD) threads wait
+    /// Takes one credit to publish on `topic`: waits while a full window is pending, then, as
+    /// the protocol's [`HoldBack`] decides, while a `Block` subscriber has no room, up to its
+    /// timeout (and while [`MAX_HELD`](ipc_proto::data::MAX_HELD) threads wait
     /// already). Returns whether that wait ran out (the message is then dropped for the
     /// subscribers still full). Before waiting for room, `reclaim` takes back what
     /// subscribers gave back already, which may make some (called without the lock).

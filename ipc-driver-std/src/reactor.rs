@@ -198,9 +198,10 @@ impl Core {
         Ok(())
     }
 
-    /// A publishing thread finds its pool at its bound: takes back the ranges subscribers
-    /// gave back and its own sends did not (see [`Reactor::linger_returns`]), rather than
-    /// wait for the I/O thread to, and asks for wakes for the next ones.
+    /// A publishing thread is about to wait, for a pool segment (its pool is at its bound)
+    /// or for a `Block` subscriber's room: takes back the ranges subscribers gave back and
+    /// its own sends did not (see [`Reactor::linger_returns`]), which may end the wait,
+    /// rather than leave them to the I/O thread, and asks for wakes for the next ones.
     pub(crate) fn take_returns(&self) {
         let mut guard = self.lock();
         if let Some(r) = guard.as_mut() {

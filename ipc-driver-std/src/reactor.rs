@@ -678,15 +678,10 @@ impl Reactor {
         if self.io.is_ring_set_detached() || self.mailbox.has_queue_waiters() {
             return;
         }
-        let until = now + LINGER;
-        match self.io_thread {
-            IoThread::Asleep { until: Some(u) } if u <= until + SOON => {
-                self.io.linger(u.max(until));
-            }
-            IoThread::Awake => self.io.linger(until),
-            // The caller's `wake_if_needed` wakes it for the linger's end.
-            IoThread::Asleep { .. } if may_wake => self.io.linger(until),
-            IoThread::Asleep { .. } => {}
+        let (at, wakes) = self.io_look_by(now + LINGER);
+        // If it `wakes`, the caller's `wake_if_needed` wakes the I/O thread for the linger's end.
+        if !wakes || may_wake {
+            self.io.linger(at);
         }
     }
 
@@ -696,12 +691,20 @@ impl Reactor {
     /// Like [`Self::linger_rings`]: a sleeping I/O thread that would not wake by then is
     /// woken (by the caller's `wake_if_needed`), once per linger of a busy stream.
     fn linger_returns(&mut self, now: Instant) {
-        let until = now + LINGER;
-        let until = match self.io_thread {
-            IoThread::Asleep { until: Some(u) } if u <= until + SOON => u.max(until),
-            _ => until,
-        };
-        self.io.returns_due(until);
+        let (at, _) = self.io_look_by(now + LINGER);
+        self.io.returns_due(at);
+    }
+
+    /// When the I/O thread is to look at work due at `until`, and whether that costs it a
+    /// wakeup: at its own wake-up if it sleeps until one within [`SOON`] after `until` (or
+    /// at `until` if that is later), at `until` if it is awake; a sleeper that would wake
+    /// later must be woken for `until`.
+    fn io_look_by(&self, until: Instant) -> (Instant, bool) {
+        match self.io_thread {
+            IoThread::Asleep { until: Some(u) } if u <= until + SOON => (u.max(until), false),
+            IoThread::Awake => (until, false),
+            IoThread::Asleep { .. } => (until, true),
+        }
     }
 
     /// Takes back the pool ranges given back on every link this node publishes on, and asks

@@ -12,6 +12,7 @@ use crate::wire::{DataFrame, decode_data, encode_data};
 use super::io::{DataEvt, DataOutput};
 use super::payload::{OUTGOING, ReceivedSegment};
 use super::plane::{Check, DataPlane, InLink, OutState};
+use super::publisher::touch;
 
 impl DataPlane {
     // ---- links ----
@@ -150,7 +151,15 @@ impl DataPlane {
             freed.extend(q.slot.map(|(s, _)| s).or(q.fresh));
         }
         freed.extend(std::mem::take(&mut l.held).into_keys().map(|(s, _)| s));
-        l.in_flight.clear();
+        // The rooms of what it had in flight, and of what it had terms for, change with it.
+        for topic in std::mem::take(&mut l.in_flight).into_keys() {
+            touch(&mut self.room_touched, &topic);
+        }
+        for topic in l.terms.keys() {
+            if let Some(topic) = self.advertised.get(topic.as_str()) {
+                touch(&mut self.room_touched, topic);
+            }
+        }
         l.topic_ids.clear();
         l.last_topic_id = 0;
         l.offered.clear();
@@ -181,6 +190,9 @@ impl DataPlane {
         }
         if self.out_links.contains_key(&peer) {
             self.drop_out_link(peer);
+            // Its `Block` terms no longer hold anyone back (the fuzzers found a room that still
+            // counted a link closed this way: `regression-room-after-a-link-misbehaved`).
+            self.update_blocked(self.last_now);
         } else {
             self.forget_in_link(peer);
         }

@@ -191,8 +191,8 @@ pub struct DataPlane {
     /// Local deliveries of pooled payloads not released yet: (segment, offset) count.
     pub(super) local_held: BTreeMap<(SegmentId, u64), usize>,
     pub(super) room: BTreeMap<Arc<str>, Room>,
-    /// Topics whose messages in flight fell since their room was last computed (at most one
-    /// entry per topic; see `update_room_after_publish`).
+    /// Topics whose room may have changed since it was last computed (at most one entry per
+    /// topic; see `settle_rooms`).
     pub(super) room_touched: Vec<Arc<str>>,
     pub(super) rejected: u64,
     /// What this node refused to stay bounded (the member counts its links' part here too).
@@ -328,35 +328,49 @@ impl DataPlane {
     /// Feeds one input. `Err` only for an invalid command; nothing a peer does is an error.
     pub fn handle(&mut self, now: Instant, input: DataInput<'_>) -> Result<(), CmdError> {
         let now = self.advance(now);
-        match input {
-            DataInput::Cmd(cmd) => return self.on_cmd(now, cmd),
-            DataInput::PeerUp { peer, cred } => self.on_peer_up(now, peer, cred),
-            DataInput::PeerDown(peer) => self.on_peer_down(now, peer),
+        let result = match input {
+            DataInput::Cmd(cmd) => self.on_cmd(now, cmd),
+            DataInput::PeerUp { peer, cred } => {
+                self.on_peer_up(now, peer, cred);
+                Ok(())
+            }
+            DataInput::PeerDown(peer) => {
+                self.on_peer_down(now, peer);
+                Ok(())
+            }
             DataInput::Record {
                 peer,
                 data,
                 segments,
-            } => self.on_record(now, peer, data, segments),
+            } => {
+                self.on_record(now, peer, data, segments);
+                Ok(())
+            }
             DataInput::Blocked(peer) => {
                 if let Some(l) = self.out_links.get_mut(&peer)
                     && l.state == OutState::Up
                 {
                     l.state = OutState::Blocked;
                 }
+                Ok(())
             }
-            DataInput::Rejected { peer, reason } => self.misbehaved(peer, reason, &[]),
+            DataInput::Rejected { peer, reason } => {
+                self.misbehaved(peer, reason, &[]);
+                Ok(())
+            }
             DataInput::Writable(peer) => {
                 if let Some(l) = self.out_links.get_mut(&peer)
                     && l.state == OutState::Blocked
                 {
                     l.state = OutState::Up;
                     self.flush(peer);
-                    // What left the queue is no longer in flight: `Block` publishers may go on.
-                    self.update_blocked(now);
                 }
+                Ok(())
             }
-        }
-        Ok(())
+        };
+        // What left a queue is no longer in flight: `Block` publishers may go on.
+        self.settle_rooms();
+        result
     }
 
     /// Retries links whose time has come; early calls do nothing.
@@ -399,6 +413,7 @@ impl DataPlane {
             // The bindings went with the failed link: bound again, with their positions.
             self.tell_positions();
         }
+        self.settle_rooms();
     }
 
     /// The next thing for the driver to do; drain until `None`.

@@ -308,7 +308,7 @@ impl DataPlane {
         if let Some(seg) = segment {
             self.unref(seg);
         }
-        self.update_room_after_publish(&topic);
+        touch(&mut self.room_touched, &topic);
     }
 
     /// Queues a message for one subscriber, applying its terms; then sends what the socket takes.
@@ -555,26 +555,38 @@ impl DataPlane {
         }
     }
 
-    /// Recomputes the rooms a publish of `topic` changed: its own, and those of the other
-    /// topics whose messages its flush handed on from a link's queue (`flush` notes them in
-    /// `room_touched`; `fuzz/corpus/data_ops/regression-room-of-another-topic-after-a-publish`
-    /// is such a case). A publish costs that, not a walk over every link and topic.
-    fn update_room_after_publish(&mut self, topic: &Arc<str>) {
+    /// Recomputes the rooms that may have changed since the last input: those `touch`ed by
+    /// a publish (its own topic) or by a flush (the topics whose messages it handed on from a
+    /// link's queue, of any topic: `fuzz/corpus/data_ops/regression-room-of-another-topic-
+    /// after-a-publish`). Called once at the end of each input, so an input costs that, not a
+    /// walk over every link and topic; what changes rooms wholesale (a link gone, new terms,
+    /// new routes) calls `update_blocked` instead.
+    pub(super) fn settle_rooms(&mut self) {
         let mut touched = std::mem::take(&mut self.room_touched);
-        touch(&mut touched, topic);
         for t in touched.drain(..) {
             self.update_room(&t);
         }
         self.room_touched = touched;
         // Every test drives this: the rooms must be what a walk over everything gives.
         #[cfg(debug_assertions)]
-        for t in self.advertised.iter().chain(self.room.keys()) {
-            debug_assert_eq!(
-                self.room.get(t).copied(),
-                self.room_of(t).filter(|_| self.advertised.contains(t)),
-                "the room of `{t}` after a publish of `{topic}`"
-            );
+        if let Some((t, kept, walked)) = self.stale_room() {
+            panic!("the room of `{t}` after an input: {kept:?}, a walk gives {walked:?}");
         }
+    }
+
+    /// The first topic whose kept room is not what a walk over every link gives, with both:
+    /// the bookkeeping of `update_room` checked against its definition (by the debug build
+    /// after each publish, and by the fuzzing harness after every input).
+    #[cfg(any(debug_assertions, feature = "arbitrary"))]
+    pub(crate) fn stale_room(&self) -> Option<(Arc<str>, Option<Room>, Option<Room>)> {
+        self.advertised
+            .iter()
+            .chain(self.room.keys())
+            .find_map(|t| {
+                let kept = self.room.get(t).copied();
+                let walked = self.room_of(t).filter(|_| self.advertised.contains(t));
+                (kept != walked).then(|| (Arc::clone(t), kept, walked))
+            })
     }
 
     /// Recomputes the room of one topic, reporting a change: the fewest messages any of its
@@ -685,7 +697,7 @@ impl DataPlane {
 
 /// Notes that the room of `topic` may have changed (once per topic: the list stays as short
 /// as the node's topics).
-fn touch(touched: &mut Vec<Arc<str>>, topic: &Arc<str>) {
+pub(super) fn touch(touched: &mut Vec<Arc<str>>, topic: &Arc<str>) {
     if !touched.contains(topic) {
         touched.push(Arc::clone(topic));
     }

@@ -172,6 +172,68 @@ fn block_room_comes_back_when_a_full_socket_drains() {
     assert_eq!(t.seqs(), [1, 2]);
 }
 
+/// A full `Block` subscriber whose link closes holds nobody back any more: its room goes
+/// at once, not at the next publish (a publisher waiting for room has none to publish).
+#[test]
+fn block_room_goes_with_a_full_subscribers_link() {
+    for how in ["misbehaved", "goodbye"] {
+        let mut t = Pair::new(
+            "t",
+            Terms {
+                policy: Policy::Block { timeout_ms: 250 },
+                depth: 2,
+                ..Terms::default()
+            },
+            false,
+        );
+        t.publish("t", pooled(1));
+        t.publish("t", pooled(2));
+        let full = Some(Some(Room {
+            messages: 0,
+            timeout: Duration::from_millis(250),
+        }));
+        assert_eq!(t.room.get("t").copied(), full, "{how}: two held: full");
+        let out = t.out.expect("linked");
+        let bytes = match how {
+            // A frame only a publisher sends.
+            "misbehaved" => encode_data(
+                &DataFrame::Hello {
+                    publisher: id(9),
+                    rings: false,
+                },
+                &[],
+            ),
+            _ => encode_data(&DataFrame::Goodbye, &[]),
+        };
+        t.p.handle(
+            t.now,
+            DataInput::Record {
+                peer: out,
+                data: &bytes,
+                segments: &[],
+            },
+        )
+        .expect("record");
+        t.pump();
+        assert_eq!(
+            t.misbehaved.len(),
+            usize::from(how == "misbehaved"),
+            "{how}: {:?}",
+            t.misbehaved
+        );
+        assert_eq!(
+            t.p.room("t"),
+            t.room.get("t").copied().flatten(),
+            "{how}: the last Room event is the room"
+        );
+        assert_ne!(
+            t.p.room("t").map(|r| r.messages),
+            Some(0),
+            "{how}: the closed link holds nobody back"
+        );
+    }
+}
+
 #[test]
 fn a_publishers_goodbye_closes_its_link_without_a_complaint() {
     let mut t = Pair::new("t", Terms::default(), false);

@@ -421,6 +421,9 @@ impl DataWatch {
                 "the room of {topic:?}, and its last Room event"
             );
         }
+        if let Some((topic, kept, walked)) = self.dp.stale_room() {
+            panic!("the room of {topic:?} is {kept:?}, a walk over the links gives {walked:?}");
+        }
     }
 
     /// Every link goes, every delivery is released: nothing may be left.

@@ -56,7 +56,25 @@ impl Proc {
 
     /// [`spawn`](Self::spawn), with a pipe to its stdin ([`write_line`](Self::write_line)).
     fn spawn_io(args: &[&str], piped_stdin: bool) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ipc-pubsub"))
+        Self::start(
+            Command::new(env!("CARGO_BIN_EXE_ipc-pubsub")),
+            args,
+            piped_stdin,
+        )
+    }
+
+    /// [`spawn`](Self::spawn) under valgrind (its `none` tool: the program as it runs there,
+    /// without checks that slow it down further).
+    fn under_valgrind(args: &[&str]) -> Self {
+        let mut valgrind = Command::new("valgrind");
+        valgrind
+            .args(["--tool=none", "--quiet"])
+            .arg(env!("CARGO_BIN_EXE_ipc-pubsub"));
+        Self::start(valgrind, args, false)
+    }
+
+    fn start(mut command: Command, args: &[&str], piped_stdin: bool) -> Self {
+        let mut child = command
             .args(args)
             .env_remove("IPC_PUBSUB_GROUP")
             .env_remove("RUST_LOG")
@@ -587,6 +605,58 @@ fn pub_reaches_sub_intact_in_every_mode() {
         check_messages(&sub, "t", &vec![payload.clone(); 3], mode);
     }
     let _ = std::fs::remove_file(&file);
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// As people run their programs to profile or check them: under valgrind. Nodes map
+/// shared-memory rings on their data links, and that crashed them there once (SIGSEGV: rustix
+/// read the vDSO valgrind keeps to itself). Skipped, saying so, without valgrind; `.ci/run`
+/// installs it.
+#[test]
+fn pub_and_sub_run_under_valgrind() {
+    if !on_path("valgrind") {
+        eprintln!(
+            "SKIPPED pub_and_sub_run_under_valgrind: `valgrind` is not installed \
+             (apt-get install -y valgrind; .ci/run installs it)"
+        );
+        return;
+    }
+    // Valgrind translates the program before it runs: slower than WAIT allows for.
+    let slow = WAIT * 6;
+    let g = group();
+    let mut sub = Proc::under_valgrind(&["--group", &g, "sub", "t", "--count", "3"]);
+    let args = [
+        "--group",
+        &g,
+        "pub",
+        "t",
+        "--count",
+        "3",
+        "--mode",
+        "pooled",
+        "--size",
+        "100000",
+        "--wait-subscribers",
+        "1",
+    ];
+    let mut publisher = Proc::under_valgrind(&args);
+    let status = publisher.wait_exit(slow);
+    assert!(
+        status.success(),
+        "pub under valgrind: {status}: {}",
+        publisher.stderr
+    );
+    let status = sub.wait_exit(slow);
+    assert!(
+        status.success(),
+        "sub under valgrind: {status}: {}",
+        sub.stderr
+    );
+    check_messages(&sub, "t", &vec![generated(100_000); 3], "pooled");
 }
 
 #[test]

@@ -308,7 +308,6 @@ impl DataPlane {
         if let Some(seg) = segment {
             self.unref(seg);
         }
-        touch(&mut self.room_touched, &topic);
     }
 
     /// Queues a message for one subscriber, applying its terms; then sends what the socket takes.
@@ -410,6 +409,10 @@ impl DataPlane {
             fresh,
         });
         *l.in_flight.entry(Arc::clone(topic)).or_insert(0) += 1;
+        if matches!(terms.policy, Policy::Block { .. }) {
+            // Only `Block` terms count in a room.
+            touch(&mut self.room_touched, topic);
+        }
         if let Some(seg) = payload.segment() {
             *self.refs.entry(seg).or_insert(0) += 1;
         }
@@ -493,7 +496,10 @@ impl DataPlane {
                         *l.in_flight
                             .get_mut(topic)
                             .expect("queued messages are in flight") -= 1;
-                        touch(&mut self.room_touched, topic);
+                        let terms = l.terms.get(&**topic).unwrap_or(&self.config.default_terms);
+                        if matches!(terms.policy, Policy::Block { .. }) {
+                            touch(&mut self.room_touched, topic);
+                        }
                     }
                 }
             }
@@ -555,12 +561,13 @@ impl DataPlane {
         }
     }
 
-    /// Recomputes the rooms that may have changed since the last input: those `touch`ed by
-    /// a publish (its own topic) or by a flush (the topics whose messages it handed on from a
-    /// link's queue, of any topic: `fuzz/corpus/data_ops/regression-room-of-another-topic-
-    /// after-a-publish`). Called once at the end of each input, so an input costs that, not a
-    /// walk over every link and topic; what changes rooms wholesale (a link gone, new terms,
-    /// new routes) calls `update_blocked` instead.
+    /// Recomputes the rooms that may have changed since the last input: those `touch`ed where
+    /// a `Block` subscriber's messages in flight changed, by a publish or by a flush (of any
+    /// topic: `fuzz/corpus/data_ops/regression-room-of-another-topic-after-a-publish`), or
+    /// where a link was reset. Called once at the end of each input, so an input costs that,
+    /// not a walk over every link and topic, and a message that no `Block` subscriber takes
+    /// costs no room at all; what changes rooms wholesale (a link gone, new terms, new routes)
+    /// calls `update_blocked` instead.
     pub(super) fn settle_rooms(&mut self) {
         let mut touched = std::mem::take(&mut self.room_touched);
         for t in touched.drain(..) {

@@ -558,6 +558,25 @@ fn check_messages(sub: &Proc, topic: &str, payloads: &[Vec<u8>], via: &str) {
     }
 }
 
+/// `--group G pub t --count 3 --mode MODE --wait-subscribers 1 PAYLOAD...`: three messages
+/// to the one subscriber of `t`.
+fn pub_three<'a>(group: &'a str, mode: &'a str, payload: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--group",
+        group,
+        "pub",
+        "t",
+        "--count",
+        "3",
+        "--mode",
+        mode,
+        "--wait-subscribers",
+        "1",
+    ];
+    args.extend_from_slice(payload);
+    args
+}
+
 #[test]
 fn pub_reaches_sub_intact_in_every_mode() {
     let file = std::env::temp_dir().join(format!("ipc-pubsub-cli-{}", group()));
@@ -578,19 +597,7 @@ fn pub_reaches_sub_intact_in_every_mode() {
     for (mode, payload_args, payload) in &cases {
         let g = group();
         let mut sub = Proc::spawn(&["--group", &g, "sub", "t", "--count", "3"]);
-        let mut args = vec![
-            "--group",
-            &g,
-            "pub",
-            "t",
-            "--count",
-            "3",
-            "--mode",
-            mode,
-            "--wait-subscribers",
-            "1",
-        ];
-        args.extend(payload_args);
+        let args = pub_three(&g, mode, payload_args);
         let mut publisher = Proc::spawn(&args);
         let status = publisher.wait_exit(WAIT);
         assert!(status.success(), "pub {args:?}: {}", publisher.stderr);
@@ -629,20 +636,7 @@ fn pub_and_sub_run_under_valgrind() {
     let slow = WAIT * 6;
     let g = group();
     let mut sub = Proc::under_valgrind(&["--group", &g, "sub", "t", "--count", "3"]);
-    let args = [
-        "--group",
-        &g,
-        "pub",
-        "t",
-        "--count",
-        "3",
-        "--mode",
-        "pooled",
-        "--size",
-        "100000",
-        "--wait-subscribers",
-        "1",
-    ];
+    let args = pub_three(&g, "pooled", &["--size", "100000"]);
     let mut publisher = Proc::under_valgrind(&args);
     let status = publisher.wait_exit(slow);
     assert!(

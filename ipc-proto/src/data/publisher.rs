@@ -583,7 +583,7 @@ impl DataPlane {
 
     /// The first topic whose kept room is not what a walk over every link gives, with both:
     /// the bookkeeping of `update_room` checked against its definition (by the debug build
-    /// after each publish, and by the fuzzing harness after every input).
+    /// and by the fuzzing harness, after every input).
     #[cfg(any(debug_assertions, feature = "arbitrary"))]
     pub(crate) fn stale_room(&self) -> Option<(Arc<str>, Option<Room>, Option<Room>)> {
         self.advertised

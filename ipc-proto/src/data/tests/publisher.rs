@@ -99,9 +99,9 @@ fn drop_newest_and_drop_oldest_bound_what_is_in_flight() {
     }
 }
 
-#[test]
-fn block_holds_publishers_back_until_the_subscriber_releases() {
-    let mut t = Pair::new(
+/// A pair whose subscriber takes `t` with `Block` terms: depth 2, 250 ms.
+fn block_of_two() -> Pair {
+    Pair::new(
         "t",
         Terms {
             policy: Policy::Block { timeout_ms: 250 },
@@ -109,7 +109,12 @@ fn block_holds_publishers_back_until_the_subscriber_releases() {
             ..Terms::default()
         },
         false,
-    );
+    )
+}
+
+#[test]
+fn block_holds_publishers_back_until_the_subscriber_releases() {
+    let mut t = block_of_two();
     let room = |messages| {
         Some(Some(Room {
             messages,
@@ -177,15 +182,7 @@ fn block_room_comes_back_when_a_full_socket_drains() {
 #[test]
 fn block_room_goes_with_a_full_subscribers_link() {
     for how in ["misbehaved", "goodbye"] {
-        let mut t = Pair::new(
-            "t",
-            Terms {
-                policy: Policy::Block { timeout_ms: 250 },
-                depth: 2,
-                ..Terms::default()
-            },
-            false,
-        );
+        let mut t = block_of_two();
         t.publish("t", pooled(1));
         t.publish("t", pooled(2));
         let full = Some(Some(Room {

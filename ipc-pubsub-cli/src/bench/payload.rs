@@ -795,6 +795,12 @@ mod tests {
         );
     }
 
+    /// The ratio of `num` over `den` at `size`, if both were measured.
+    fn find_ratio<'a>(got: &'a [Ratio], num: &str, den: &str, size: usize) -> Option<&'a Ratio> {
+        got.iter()
+            .find(|q| q.num == num && q.den == den && q.size == size)
+    }
+
     #[test]
     fn ratios_need_both_series_and_check_goals_where_they_apply() {
         let mut rows = vec![
@@ -808,10 +814,7 @@ mod tests {
         ];
         rows.extend(derive_best_stream(&rows));
         let got = ratios(&rows);
-        let find = |num, den, size| {
-            got.iter()
-                .find(|q| q.num == num && q.den == den && q.size == size)
-        };
+        let find = |num, den, size| find_ratio(&got, num, den, size);
         let raw = find(POOLED_RAW, FRESH_MEMFD, 4096).expect("both measured");
         assert_eq!((raw.ratio, raw.met), (8.5, None), "no goal below 64 KiB");
         let raw = find(POOLED_RAW, FRESH_MEMFD, 65536).expect("both measured");
@@ -851,8 +854,7 @@ mod tests {
         rows.extend(derive_best_stream(&rows));
         let got = ratios(&rows);
         let find = |num, den, size| {
-            got.iter()
-                .find(|q| q.num == num && q.den == den && q.size == size)
+            find_ratio(&got, num, den, size)
                 .map(|q| (q.goal.as_deref(), q.met))
                 .expect("both measured")
         };

@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 
 use crate::data::{self, Loan, LoanKind, Mailbox, Outgoing, PooledLoan};
 use crate::{DocSnapshot, DriverError, HubInfo, NodeEvent, ObserverId, SegmentsInUse};
-use ipc_driver_core::fresh_loan;
+use ipc_driver_core::{fresh_loan, inline_buffer};
 
 /// A command sent from any thread through a [`NodeHandle`].
 #[derive(Debug)]
@@ -670,7 +670,7 @@ impl Node {
                         max: inline_max,
                     });
                 }
-                let bytes = data.map_or_else(|| vec![0; len], <[u8]>::to_vec);
+                let bytes = inline_buffer(self.member.spare_buffer(), len, data);
                 return Ok(Loan {
                     topic: Arc::clone(&p.topic),
                     len,

@@ -50,7 +50,7 @@ pub use options::{DEFAULT_GROUP, DEFAULT_POOL_BYTES, NodeConfig};
 pub use links::{
     Attachments, EXIT_WATCH_AFTER_CLOSE, Links, OWN_TOKEN, Owned, Read, Reading, Ready,
 };
-pub use loan::{LoanBuf, PoolBytes, SegmentsInUse, fresh_loan};
+pub use loan::{LoanBuf, PoolBytes, SegmentsInUse, fresh_loan, inline_buffer};
 pub use log::{PeerLog, log_member_evt};
 pub use message::{Message, Via};
 pub use received::{ReceivedSegments, map_own};

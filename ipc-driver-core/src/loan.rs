@@ -70,6 +70,28 @@ impl<P: PoolBytes> LoanBuf<P> {
     }
 }
 
+/// The buffer of an inline loan of `len` bytes: a copy of `data` if given (of that length),
+/// else `len` bytes to write in place. Made of `spare`, a buffer the data plane had left
+/// ([`Member::spare_buffer`]), when there is one: no allocation, and only the bytes it never
+/// held are zeroed (the others are what an earlier message of this node left there).
+///
+/// [`Member::spare_buffer`]: ipc_proto::Member::spare_buffer
+pub fn inline_buffer(spare: Option<Vec<u8>>, len: usize, data: Option<&[u8]>) -> Vec<u8> {
+    match (spare, data) {
+        (Some(mut buf), Some(data)) => {
+            buf.clear();
+            buf.extend_from_slice(data);
+            buf
+        }
+        (None, Some(data)) => data.to_vec(),
+        (Some(mut buf), None) => {
+            buf.resize(len, 0);
+            buf
+        }
+        (None, None) => vec![0; len],
+    }
+}
+
 /// A fresh segment of `len` bytes to write a payload into, then seal and send.
 pub fn fresh_loan<P>(len: usize) -> std::io::Result<LoanBuf<P>> {
     let segment = Segment::create("ipc-pubsub-fresh", len)?;
@@ -105,4 +127,31 @@ macro_rules! loan_bytes {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_inline_buffer_reuses_a_spare_one_without_zeroing_what_it_held() {
+        let spare = || Some(vec![9u8; 8]);
+        assert_eq!(inline_buffer(None, 3, None), [0, 0, 0]);
+        assert_eq!(inline_buffer(None, 2, Some(&[1, 2])), [1, 2]);
+        assert_eq!(inline_buffer(spare(), 2, Some(&[1, 2])), [1, 2]);
+        assert_eq!(
+            inline_buffer(spare(), 3, None),
+            [9, 9, 9],
+            "shortened in place"
+        );
+        assert_eq!(
+            inline_buffer(spare(), 10, None),
+            [9, 9, 9, 9, 9, 9, 9, 9, 0, 0],
+            "only the bytes it never held are zeroed"
+        );
+        let buf = vec![0u8; 16];
+        let at = buf.as_ptr();
+        let reused = inline_buffer(Some(buf), 16, Some(&[5; 16]));
+        assert_eq!((reused.as_ptr(), &reused[..]), (at, &[5u8; 16][..]));
+    }
 }

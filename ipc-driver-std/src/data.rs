@@ -457,7 +457,8 @@ fn create_pool_segment(size: usize) -> std::io::Result<PoolSegment> {
 /// written in place and sent without a copy by [`Publisher::send`](crate::Publisher::send);
 /// made by [`Publisher::loan`](crate::Publisher::loan).
 ///
-/// It derefs to its bytes (zeroed at first). Where they are depends on the topic's
+/// It derefs to its bytes: zeroes, or what an earlier message of this node left in the
+/// buffer or pool slot it reuses, so write all the bytes the message carries. Where they are depends on the topic's
 /// [`PublisherOptions`] and the payload's size ([`via`](Self::via)): a plain buffer sent
 /// inline, a slot of this node's pool of memfd segments that subscribers map once, or a fresh
 /// memfd sealed when sent. Dropping a loan unsent gives its memory back.

@@ -1,7 +1,7 @@
 //! The payload API: publishers, subscriptions, bus channels.
 
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use ipc_proto::SpokeCmd;
@@ -9,11 +9,11 @@ use ipc_proto::data::{DataCmd, Incoming, Payload};
 
 use crate::data::{
     Loan, LoanKind, Message, Outgoing, PoolWriter, PooledLoan, PublisherOptions, QueueWaiter,
-    SendMode, SubQueue, SubscriptionCounters,
+    SendMode, SubQueue, SubscriptionCounters, lock,
 };
 use crate::reactor::{Core, Stopped};
 use crate::request::{LEFT, Request, Requester};
-use ipc_driver_core::{DriverError, RecvError, fresh_loan};
+use ipc_driver_core::{DriverError, RecvError, fresh_loan, inline_buffer};
 use ipc_os::memfd::SealSet;
 
 /// What publishers and subscriptions need of their node.
@@ -32,10 +32,11 @@ impl Handle {
         self.requester.send(r)
     }
 
-    /// Publishes on the calling thread (see [`Core::publish`]).
-    fn publish(&self, cmd: DataCmd) -> Result<(), DriverError> {
+    /// Publishes on the calling thread (see [`Core::publish`]); with `spare`, takes a spare
+    /// buffer for the next inline payload.
+    fn publish(&self, cmd: DataCmd, spare: bool) -> Result<Option<Vec<u8>>, DriverError> {
         self.core
-            .publish(cmd)
+            .publish(cmd, spare)
             .map_err(|Stopped| self.requester.stopped())
     }
 
@@ -67,6 +68,11 @@ pub struct Publisher {
     /// Shared with every message's command: a publish copies no name.
     topic: Arc<str>,
     options: PublisherOptions,
+    /// A buffer the last inline message left (see [`Member::spare_buffer`]), for the next
+    /// inline loan: no allocation, no zeroing.
+    ///
+    /// [`Member::spare_buffer`]: ipc_proto::Member::spare_buffer
+    spare: Mutex<Option<Vec<u8>>>,
 }
 
 impl fmt::Debug for Publisher {
@@ -96,6 +102,7 @@ impl Publisher {
             handle,
             topic: Arc::from(topic),
             options,
+            spare: Mutex::new(None),
         })
     }
 
@@ -136,7 +143,7 @@ impl Publisher {
                         max: self.options.inline_max,
                     });
                 }
-                let bytes = data.map_or_else(|| vec![0; len], <[u8]>::to_vec);
+                let bytes = inline_buffer(lock(&self.spare).take(), len, data);
                 return Ok(Loan {
                     kind: LoanKind::Inline(bytes),
                     len,
@@ -173,6 +180,7 @@ impl Publisher {
             .outgoing
             .admit(&self.topic, || self.handle.core.take_returns());
         let len = loan.len;
+        let inline = matches!(loan.kind, LoanKind::Inline(_));
         let payload = match loan.kind {
             LoanKind::Inline(bytes) => Payload::Inline(bytes),
             LoanKind::Pooled(PooledLoan { segment, seg }) => {
@@ -195,11 +203,18 @@ impl Publisher {
                 }
             }
         };
-        self.handle.publish(DataCmd::Publish {
-            topic: Arc::clone(&self.topic),
-            payload,
-            expired,
-        })
+        let spare = self.handle.publish(
+            DataCmd::Publish {
+                topic: Arc::clone(&self.topic),
+                payload,
+                expired,
+            },
+            inline,
+        )?;
+        if spare.is_some() {
+            *lock(&self.spare) = spare;
+        }
+        Ok(())
     }
 }
 

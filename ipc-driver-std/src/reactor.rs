@@ -191,11 +191,11 @@ impl Core {
 
     /// Publishes on the calling thread: the member takes the message and its links send it
     /// now (see the module docs). `Err` once the I/O thread has stopped.
-    pub(crate) fn publish(&self, cmd: DataCmd) -> Result<(), Stopped> {
+    pub(crate) fn publish(&self, cmd: DataCmd, spare: bool) -> Result<Option<Vec<u8>>, Stopped> {
         let mut guard = self.lock();
         let reactor = guard.as_mut().ok_or(Stopped)?;
         reactor.publish_here(cmd);
-        Ok(())
+        Ok(spare.then(|| reactor.member.spare_buffer()).flatten())
     }
 
     /// A publishing thread is about to wait, for a pool segment (its pool is at its bound)

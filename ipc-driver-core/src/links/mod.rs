@@ -729,7 +729,9 @@ impl<A> Links<A> {
                     Ok(true) => {
                         link.lent.set(lent);
                         link.outbox_bytes -= bytes.len();
-                        link.outbox.pop_front();
+                        if let Some((bytes, _)) = link.outbox.pop_front() {
+                            member.recycle(bytes);
+                        }
                         continue;
                     }
                     Ok(false) => {}
@@ -756,7 +758,9 @@ impl<A> Links<A> {
                 Ok(Sent::Complete) => {
                     link.outbox_bytes -= bytes.len();
                     link.lent.sent(bytes);
-                    link.outbox.pop_front();
+                    if let Some((bytes, _)) = link.outbox.pop_front() {
+                        member.recycle(bytes);
+                    }
                     link.sent += 1;
                     if let Some(ring) = &mut link.ring {
                         ring.record_sent();

@@ -46,6 +46,7 @@
 //!
 //! [`Policy`]: crate::wire::Policy
 
+mod buffers;
 mod holdback;
 mod inbox;
 mod io;

@@ -13,6 +13,7 @@ use crate::wire::{
     AppCounter, DataFrame, DataStats, GuardStats, TopicStats, WitnessStats, encode_data,
 };
 
+use super::buffers::Buffers;
 use super::io::{DataConfig, DataInput, DataOutput, Room};
 use super::loss::LossReason;
 use super::options::Terms;
@@ -208,6 +209,8 @@ pub struct DataPlane {
     pub(super) known: BTreeMap<NodeId, (Ident, Option<Instant>)>,
     /// Topic bindings wait for this node's own announcement (until it leaves).
     pub(super) gated: bool,
+    /// Buffers to encode the next records into (see `buffers`).
+    pub(super) buffers: Buffers,
     pub(super) out: VecDeque<DataOutput>,
 }
 
@@ -237,6 +240,7 @@ impl DataPlane {
             refused: 0,
             known: BTreeMap::new(),
             gated: true,
+            buffers: Buffers::default(),
             out: VecDeque::new(),
         }
     }
@@ -321,6 +325,24 @@ impl DataPlane {
     /// How many segment references the machine holds (for leak checks).
     pub fn segment_refs(&self) -> usize {
         self.refs.values().sum()
+    }
+
+    // ---- buffers ----
+
+    /// Gives back a buffer the driver is done with, such as a [`DataOutput::Transmit`]'s bytes
+    /// once sent: the machine encodes its next messages into it instead of allocating.
+    /// Optional: a driver that drops its buffers loses only the reuse. A few small buffers
+    /// are kept, the rest freed.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.buffers.put(buf);
+    }
+
+    /// A buffer given back before ([`Self::recycle`], or an inline payload once sent), to
+    /// write the next inline payload into instead of allocating one: resize it to the
+    /// payload's length (a shorter length costs nothing). Its bytes are what it held before,
+    /// this node's own; `None` when none is kept.
+    pub fn spare_buffer(&mut self) -> Option<Vec<u8>> {
+        self.buffers.take()
     }
 
     // ---- inputs ----

@@ -10,7 +10,7 @@ use tracing::{debug, trace};
 
 use crate::error::CmdError;
 use crate::ids::{NodeId, PeerId};
-use crate::wire::{DataFrame, MessageHeader, Policy, SlotRef, encode_data};
+use crate::wire::{DataFrame, MessageHeader, Policy, SlotRef, encode_data, encode_data_into};
 
 use super::io::{DataCmd, DataEvt, DataOutput, Room, check_counters};
 use super::options::Terms;
@@ -308,6 +308,10 @@ impl DataPlane {
         if let Some(seg) = segment {
             self.unref(seg);
         }
+        if let Payload::Inline(bytes) = payload {
+            // Copied into every subscriber's record: the next payload or record may use it.
+            self.buffers.put(bytes);
+        }
     }
 
     /// Queues a message for one subscriber, applying its terms; then sends what the socket takes.
@@ -400,10 +404,12 @@ impl DataPlane {
                 (frame, &[][..], None, Some((*segment, *offset)), None)
             }
         };
+        let mut bytes = self.buffers.take_or_new();
+        encode_data_into(&frame, data, &mut bytes);
         l.queue.push_back(Queued {
             bind: None,
             topic: Some(Arc::clone(topic)),
-            bytes: encode_data(&frame, data),
+            bytes,
             attach,
             slot,
             fresh,

@@ -202,6 +202,19 @@ impl Member {
         self.data.as_ref()
     }
 
+    /// Gives back a buffer the driver is done with, such as a [`MemberOutput::Transmit`]'s
+    /// bytes once sent, for the next records (see [`DataPlane::recycle`]). Optional.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if let Some(d) = &mut self.data {
+            d.recycle(buf);
+        }
+    }
+
+    /// A spare buffer for the next inline payload (see [`DataPlane::spare_buffer`]).
+    pub fn spare_buffer(&mut self) -> Option<Vec<u8>> {
+        self.data.as_mut().and_then(DataPlane::spare_buffer)
+    }
+
     /// The document replica: documents open on this node, their values and versions.
     pub fn docs(&self) -> &DocReplica {
         &self.replica

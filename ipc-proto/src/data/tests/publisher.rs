@@ -452,3 +452,35 @@ fn the_application_counters_set_last_are_in_every_stats_reply() {
         .expect("cleared");
     assert!(t.s.stats().app.is_empty());
 }
+
+#[test]
+fn a_sent_payloads_buffer_and_a_recycled_record_are_reused() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    let payload = vec![7u8; 100];
+    let at = payload.as_ptr();
+    t.publish("t", Payload::Inline(payload));
+    // Copied into the subscriber's record: its buffer is the next payload's, as it was.
+    let spare = t.p.spare_buffer().expect("the payload's buffer is kept");
+    assert_eq!((spare.as_ptr(), &spare[..]), (at, &[7u8; 100][..]));
+    assert!(t.p.spare_buffer().is_none(), "given out once");
+    // A record the driver gives back is what the next message is encoded into.
+    let record = Vec::with_capacity(4096);
+    let at = record.as_ptr();
+    t.p.recycle(record);
+    t.p.handle(
+        t.now,
+        DataInput::Cmd(DataCmd::Publish {
+            topic: "t".into(),
+            payload: Payload::Inline(spare),
+            expired: false,
+        }),
+    )
+    .expect("publish");
+    let sent: Vec<*const u8> = std::iter::from_fn(|| t.p.poll_output())
+        .filter_map(|o| match o {
+            DataOutput::Transmit { bytes, .. } => Some(bytes.as_ptr()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, [at]);
+}

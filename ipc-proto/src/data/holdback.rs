@@ -93,6 +93,9 @@ impl<T> HoldOutput<T> {
     }
 }
 
+/// Topics a [`HoldBack`] keeps knowing while idle (no limit, nothing pending or held).
+const KEEP_IDLE: usize = 16;
+
 /// A message waiting for room.
 #[derive(Debug)]
 struct Held<T> {
@@ -298,6 +301,10 @@ impl<T> HoldBack<T> {
                 self.settle(topic, now);
             }
             HoldInput::Accounted { topic, room } => {
+                // A topic not known has nothing pending or held: with no limit, nothing to do.
+                if room.is_none() && !self.topics.contains_key(topic) {
+                    return;
+                }
                 let t = self.topic(topic);
                 t.pending = t.pending.saturating_sub(1);
                 t.room = room;
@@ -336,9 +343,9 @@ impl<T> HoldBack<T> {
     pub fn publish(&mut self, now: Instant, topic: &str, item: T) -> Admit<T> {
         let now = self.clamp(now);
         let max_held = self.max_held;
+        let t = topic_in(&mut self.topics, topic);
         // What has room or is due goes first: held messages keep their turn.
-        self.settle(topic, now);
-        let t = self.topic(topic);
+        t.release(topic, now, &mut self.out);
         if t.held.is_empty() && t.has_room() {
             t.pending = t.pending.saturating_add(1);
             return Admit::Go(item);
@@ -382,23 +389,27 @@ impl<T> HoldBack<T> {
     }
 
     fn topic(&mut self, topic: &str) -> &mut Topic<T> {
-        if !self.topics.contains_key(topic) {
-            self.topics.insert(topic.to_owned(), Topic::default());
-        }
-        self.topics.get_mut(topic).expect("inserted above")
+        topic_in(&mut self.topics, topic)
     }
 
-    /// Releases what may go of `topic`, then forgets the topic if nothing is left of it.
+    /// Releases what may go of `topic`, then forgets the topic if nothing is left of it and
+    /// more than [`KEEP_IDLE`] topics are known (an idle topic behaves as an unknown one; a
+    /// publisher's topic stays known between its messages, not copied and dropped for each).
     fn settle(&mut self, topic: &str, now: Instant) {
-        if let Some(t) = self.topics.get_mut(topic) {
-            t.release(topic, now, &mut self.out);
-        }
-        self.forget_if_idle(topic);
-    }
-
-    fn forget_if_idle(&mut self, topic: &str) {
-        if self.topics.get(topic).is_some_and(Topic::is_idle) {
+        let Some(t) = self.topics.get_mut(topic) else {
+            return;
+        };
+        t.release(topic, now, &mut self.out);
+        if t.is_idle() && self.topics.len() > KEEP_IDLE {
             self.topics.remove(topic);
         }
     }
+}
+
+/// `topic`'s entry, made if new: its name is copied only then.
+fn topic_in<'a, T>(topics: &'a mut BTreeMap<String, Topic<T>>, topic: &str) -> &'a mut Topic<T> {
+    if !topics.contains_key(topic) {
+        topics.insert(topic.to_owned(), Topic::default());
+    }
+    topics.get_mut(topic).expect("inserted above")
 }

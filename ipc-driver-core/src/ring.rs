@@ -39,8 +39,9 @@ pub(crate) struct RingLink {
     /// The other side's.
     theirs: Waker,
     pub(crate) end: End,
-    /// Records handed on from the ring, encoded.
-    pub(crate) record: Vec<u8>,
+    /// The publisher's side: the release record of the ranges given back
+    /// ([`Self::take_returns`]); the subscriber's records are its receiver's.
+    record: Vec<u8>,
     /// This side wrote its own eventfd, to come back to messages it left in the ring; cleared
     /// when it parks.
     armed: bool,
@@ -230,11 +231,19 @@ impl RingLink {
         let End::Recv(rx) = &mut self.end else {
             return Ok(false);
         };
-        let next = rx.next(self.region.words(), &mut self.record)?;
+        let next = rx.next(self.region.words())?;
         if rx.take_wake() {
             wake(&self.theirs);
         }
         Ok(next == Next::Record)
+    }
+
+    /// The record [`Self::next`] or [`Self::take_returns`] found, to hand on.
+    pub(crate) fn record(&self) -> &[u8] {
+        match &self.end {
+            End::Recv(rx) => rx.record(),
+            End::Send(_) => &self.record,
+        }
     }
 
     /// A socket record was handed on.

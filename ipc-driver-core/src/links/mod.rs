@@ -1100,7 +1100,7 @@ impl<A> Links<A> {
                     match ring.next() {
                         Ok(true) => {
                             link.held = Some((buf[..len].to_vec(), segments));
-                            Self::hand_on(member, now, peer, &ring.record, &[]);
+                            Self::hand_on(member, now, peer, ring.record(), &[]);
                             return Some(Read::Record);
                         }
                         Ok(false) => ring.record_read(),

@@ -147,7 +147,7 @@ impl<A> Links<A> {
         };
         match got {
             Ok(true) => {
-                Self::hand_on(member, now, peer, &ring.record, &[]);
+                Self::hand_on(member, now, peer, ring.record(), &[]);
                 Some(Read::Record)
             }
             Ok(false) => None,

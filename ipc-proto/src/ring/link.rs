@@ -45,7 +45,10 @@ use super::{
     Body, Consumer, Layout, Park, PoolRange, Popped, Producer, Push, RingConfig, RingError,
     RingPayload, Word,
 };
-use crate::wire::{DataFrame, MessageHeader, MessageRef, SlotRef, decode_data, encode_data_into};
+use crate::wire::{
+    DataFrame, INLINE_OVERHEAD, MessageHeader, MessageRef, SlotRef, decode_data, encode_data_into,
+    inline_head,
+};
 
 /// Slots of a link's ring: the messages in flight on it before its publisher waits.
 pub const LINK_CAPACITY: u32 = 64;
@@ -265,7 +268,7 @@ impl RingSender {
 #[must_use]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Next {
-    /// A message record is in `out`: hand it on.
+    /// A message record is ready ([`RingReceiver::record`]): hand it on.
     Record,
     /// The next ring message follows socket records not handed on yet: read the socket.
     Socket,
@@ -281,7 +284,14 @@ pub struct RingReceiver {
     read: u64,
     /// A message popped before its turn ([`Next::Socket`]); its inline bytes are in `inline`.
     held: Option<Popped>,
+    /// An inline message's record: [`INLINE_OVERHEAD`] bytes for its header, then room for
+    /// the ring's largest inline payload, which a pop copies there once, straight behind the
+    /// header written after it; the record is `inline[record.0..record.1]`.
     inline: Vec<u8>,
+    /// A pooled message's record.
+    pooled: Vec<u8>,
+    /// The last record: `inline`'s range, or `None` for `pooled`.
+    record: Option<(usize, usize)>,
     /// The publisher waits for room (then a pop or a return wakes it) or for returns only
     /// (then only a return does) and is owed a wake ([`Self::take_wake`]).
     wake: bool,
@@ -296,7 +306,9 @@ impl RingReceiver {
             consumer: Consumer::new(layout),
             read,
             held: None,
-            inline: vec![0; layout.inline_max()],
+            inline: vec![0; INLINE_OVERHEAD + layout.inline_max()],
+            pooled: Vec::new(),
+            record: None,
             wake: false,
         }
     }
@@ -307,12 +319,15 @@ impl RingReceiver {
     }
 
     /// The next ring message that is due before the socket's next record (see the module
-    /// docs), encoded into `out` as the record the publisher's data plane wrote. An `Err` is
-    /// the publisher's fault: close the link.
-    pub fn next<W: Word>(&mut self, region: &[W], out: &mut Vec<u8>) -> Result<Next, RingError> {
+    /// docs), encoded as the record the publisher's data plane wrote ([`Self::record`]). An
+    /// `Err` is the publisher's fault: close the link.
+    pub fn next<W: Word>(&mut self, region: &[W]) -> Result<Next, RingError> {
         let popped = match self.held.take() {
             Some(p) => p,
-            None => match self.consumer.pop(region, &mut self.inline)? {
+            None => match self.consumer.pop(
+                region,
+                self.inline.get_mut(INLINE_OVERHEAD..).unwrap_or_default(),
+            )? {
                 Some(p) => {
                     self.wake |= p.wake_producer;
                     p
@@ -328,20 +343,34 @@ impl RingReceiver {
             topic: popped.binding,
             seq: popped.seq,
         };
-        let message = match popped.payload {
-            RingPayload::Inline { len } => MessageRef::Inline {
-                header,
-                payload: self.inline.get(..len).unwrap_or_default(),
-            },
-            RingPayload::Pool(r) => MessageRef::Pooled {
-                header,
-                segment: r.segment,
-                offset: r.offset,
-                len: r.len,
-            },
-        };
-        message.encode_into(out);
+        match popped.payload {
+            RingPayload::Inline { len } => {
+                let (head, start) = inline_head(header, len);
+                if let Some(h) = self.inline.get_mut(start..INLINE_OVERHEAD) {
+                    h.copy_from_slice(&head[start..]);
+                }
+                self.record = Some((start, INLINE_OVERHEAD + len));
+            }
+            RingPayload::Pool(r) => {
+                let message = MessageRef::Pooled {
+                    header,
+                    segment: r.segment,
+                    offset: r.offset,
+                    len: r.len,
+                };
+                message.encode_into(&mut self.pooled);
+                self.record = None;
+            }
+        }
         Ok(Next::Record)
+    }
+
+    /// The record of the last message [`Self::next`] found ([`Next::Record`]).
+    pub fn record(&self) -> &[u8] {
+        match self.record {
+            Some((start, end)) => self.inline.get(start..end).unwrap_or_default(),
+            None => &self.pooled,
+        }
     }
 
     /// Whether messages are known to wait (without reading the publisher's words).
@@ -437,13 +466,12 @@ mod tests {
     #[test]
     fn messages_cross_the_ring_as_the_records_they_were() {
         let (region, mut tx, mut rx) = pair();
-        let mut out = Vec::new();
         for record in [inline(3, 1, b"hello"), pooled(2), inline(3, 3, b"")] {
             assert_eq!(tx.send(&region, &record), Ok(Sent::Ring { wake: false }));
-            assert_eq!(rx.next(&region, &mut out), Ok(Next::Record));
-            assert_eq!(out, record);
+            assert_eq!(rx.next(&region), Ok(Next::Record));
+            assert_eq!(rx.record(), record);
         }
-        assert_eq!(rx.next(&region, &mut out), Ok(Next::Empty));
+        assert_eq!(rx.next(&region), Ok(Next::Empty));
     }
 
     #[test]
@@ -472,15 +500,14 @@ mod tests {
     #[test]
     fn a_ring_message_waits_for_the_socket_records_sent_before_it() {
         let (region, mut tx, mut rx) = pair();
-        let mut out = Vec::new();
         // Two socket records (a binding, a segment offer), then a message in the ring.
         tx.record_sent();
         tx.record_sent();
         let m = inline(1, 1, b"x");
         assert_eq!(tx.send(&region, &m), Ok(Sent::Ring { wake: false }));
-        assert_eq!(rx.next(&region, &mut out), Ok(Next::Socket));
+        assert_eq!(rx.next(&region), Ok(Next::Socket));
         rx.record_read();
-        assert_eq!(rx.next(&region, &mut out), Ok(Next::Socket));
+        assert_eq!(rx.next(&region), Ok(Next::Socket));
         // Held for a socket record: the socket wakes the subscriber, so it sleeps without
         // parking on the ring (a `Ready` here spun the driver's read loop), and the
         // publisher is not asked for a wake.
@@ -489,20 +516,18 @@ mod tests {
         assert_eq!(tx.send(&region, &m2), Ok(Sent::Ring { wake: false }));
         rx.finish_park(&region).expect("finish");
         rx.record_read();
-        assert_eq!(rx.next(&region, &mut out), Ok(Next::Record));
-        assert_eq!(out, m);
-        out.clear();
-        assert_eq!(rx.next(&region, &mut out), Ok(Next::Record));
-        assert_eq!(out, m2);
+        assert_eq!(rx.next(&region), Ok(Next::Record));
+        assert_eq!(rx.record(), m);
+        assert_eq!(rx.next(&region), Ok(Next::Record));
+        assert_eq!(rx.record(), m2);
         // A socket record sent after it comes after it.
         tx.record_sent();
-        assert_eq!(rx.next(&region, &mut out), Ok(Next::Empty));
+        assert_eq!(rx.next(&region), Ok(Next::Empty));
     }
 
     #[test]
     fn a_full_ring_says_so_and_takes_the_message_once_there_is_room() {
         let (region, mut tx, mut rx) = pair();
-        let mut out = Vec::new();
         for seq in 1..=4 {
             assert!(matches!(
                 tx.send(&region, &inline(1, seq, b"")),
@@ -512,9 +537,9 @@ mod tests {
         let fifth = inline(1, 5, b"");
         assert_eq!(tx.send(&region, &fifth), Ok(Sent::Full));
         assert_eq!(tx.prepare_wait(&region), Ok(Park::Sleep));
-        assert_eq!(rx.next(&region, &mut out), Ok(Next::Record));
+        assert_eq!(rx.next(&region), Ok(Next::Record));
         assert!(!rx.take_wake(), "three of four slots still full");
-        assert_eq!(rx.next(&region, &mut out), Ok(Next::Record));
+        assert_eq!(rx.next(&region), Ok(Next::Record));
         assert!(
             rx.take_wake(),
             "half the ring free: the waiting publisher is woken"
@@ -585,7 +610,7 @@ mod tests {
         assert_eq!(tx.watch_returns(&region, 1), Ok(false), "waits already");
         // Taking both messages frees slots the publisher does not wait for: no wake.
         for _ in 0..2 {
-            assert_eq!(rx.next(&region, &mut out), Ok(Next::Record));
+            assert_eq!(rx.next(&region), Ok(Next::Record));
             assert!(!rx.take_wake(), "a message taken does not wake it");
         }
         // The range given back does, once.
@@ -606,7 +631,7 @@ mod tests {
         assert_eq!(tx.send(&region, &inline(1, 7, b"")), Ok(Sent::Full));
         assert_eq!(tx.prepare_wait(&region), Ok(Park::Sleep));
         for _ in 0..2 {
-            assert_eq!(rx.next(&region, &mut out), Ok(Next::Record));
+            assert_eq!(rx.next(&region), Ok(Next::Record));
         }
         assert!(rx.take_wake(), "room wakes a publisher waiting for room");
     }
@@ -614,7 +639,6 @@ mod tests {
     #[test]
     fn a_publisher_waiting_for_returns_and_then_room_is_woken_for_room() {
         let (region, mut tx, mut rx) = pair();
-        let mut out = Vec::new();
         assert!(matches!(
             tx.send(&region, &pooled(1)),
             Ok(Sent::Ring { .. })
@@ -632,7 +656,7 @@ mod tests {
         assert_eq!(tx.send(&region, &inline(1, 5, b"")), Ok(Sent::Full));
         assert_eq!(tx.prepare_wait(&region), Ok(Park::Sleep));
         for _ in 0..2 {
-            assert_eq!(rx.next(&region, &mut out), Ok(Next::Record));
+            assert_eq!(rx.next(&region), Ok(Next::Record));
         }
         assert!(
             rx.take_wake(),
@@ -668,8 +692,7 @@ mod tests {
     #[test]
     fn a_parked_subscriber_is_woken_once() {
         let (region, mut tx, mut rx) = pair();
-        let mut out = Vec::new();
-        assert_eq!(rx.next(&region, &mut out), Ok(Next::Empty));
+        assert_eq!(rx.next(&region), Ok(Next::Empty));
         assert_eq!(rx.prepare_park(&region), Ok(Park::Sleep));
         assert_eq!(
             tx.send(&region, &inline(1, 1, b"")),
@@ -680,9 +703,9 @@ mod tests {
             Ok(Sent::Ring { wake: false })
         );
         rx.finish_park(&region).expect("fine");
-        assert_eq!(rx.next(&region, &mut out), Ok(Next::Record));
+        assert_eq!(rx.next(&region), Ok(Next::Record));
         assert!(rx.has_more(), "the second one is known to wait");
-        assert_eq!(rx.next(&region, &mut out), Ok(Next::Record));
+        assert_eq!(rx.next(&region), Ok(Next::Record));
         assert!(!rx.has_more());
     }
 }

@@ -78,6 +78,11 @@ pub(super) fn body<T: Serialize>(out: &mut Vec<u8>, tag: u8, value: &T) {
         .expect("encoding into a Vec cannot fail");
 }
 
+/// Encodes `value` at the start of `dst`; returns the bytes written. `dst` must hold them.
+pub(super) fn value_into_slice<T: Serialize>(value: &T, dst: &mut [u8]) -> usize {
+    bincode::serde::encode_into_slice(value, dst, config()).expect("the caller sized `dst`")
+}
+
 /// Decodes one frame from its tag and body (the bytes after the length header), and checks
 /// every field against `limits`.
 pub fn decode(frame: &[u8], limits: &Limits) -> Result<Frame, DecodeError> {

@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::app::{AppCounter, check_app_counters};
-use super::codec::{HEADER, body, value, whole};
+use super::codec::{HEADER, body, value, value_into_slice, whole};
 use crate::error::DecodeError;
 use crate::ids::NodeId;
 
@@ -332,6 +332,24 @@ pub enum MessageRef<'a> {
     },
 }
 
+/// The start of the record of an inline message whose payload of `len` bytes follows it:
+/// the record is `head[start..]`, then the payload, as [`encode_data`] writes it. For a
+/// ring's consumer, which copies the payload once, straight behind the header.
+///
+/// # Panics
+/// If `len` does not fit the record's `u32` length (a ring's payloads are far below).
+pub fn inline_head(header: MessageHeader, len: usize) -> ([u8; INLINE_OVERHEAD], usize) {
+    let mut body = [0; INLINE_OVERHEAD - HEADER];
+    body[0] = TAG_INLINE;
+    let used = 1 + value_into_slice(&header, &mut body[1..]);
+    let record_len = u32::try_from(used + len).expect("an inline payload below 4 GiB");
+    let start = INLINE_OVERHEAD - HEADER - used;
+    let mut head = [0; INLINE_OVERHEAD];
+    head[start..start + HEADER].copy_from_slice(&record_len.to_le_bytes());
+    head[start + HEADER..].copy_from_slice(&body[..used]);
+    (head, start)
+}
+
 impl MessageRef<'_> {
     /// Reads a record this crate encoded, if it is an inline or pooled message. Anything else
     /// (another frame, a record that does not decode) is `None`.
@@ -554,6 +572,21 @@ mod tests {
                 &[]
             }
         );
+    }
+
+    #[test]
+    fn an_inline_head_is_the_encoded_records_start() {
+        let headers = [(0, 0), (1, 250), (251, 1 << 16), (u32::MAX, u64::MAX)];
+        for (topic, seq) in headers {
+            for len in [0, 1, 4096] {
+                let header = MessageHeader { topic, seq };
+                let payload = vec![3; len];
+                let (head, start) = inline_head(header, len);
+                let mut record = head[start..].to_vec();
+                record.extend_from_slice(&payload);
+                assert_eq!(record, encode_data(&DataFrame::Inline(header), &payload));
+            }
+        }
     }
 
     #[test]

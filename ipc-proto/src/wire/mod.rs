@@ -27,7 +27,7 @@ pub use codec::{decode, encode, encode_into};
 pub use data::{
     DATA_VERSION, DataFrame, DataStats, GuardStats, INLINE_OVERHEAD, MessageHeader, MessageRef,
     Policy, SlotRef, TopicStats, WitnessStats, decode_data, encode_data, encode_data_into,
-    encode_ring_offer, hello_takes_rings, ring_offer,
+    encode_ring_offer, hello_takes_rings, inline_head, ring_offer,
 };
 pub use deframer::Deframer;
 pub use doc::{DocMsg, decode_doc, encode_doc};

@@ -523,10 +523,10 @@ impl Subscriber {
     /// `RingLink::next`.
     fn next(&mut self) -> bool {
         let ring = &mut self.ring;
-        let next = ring
-            .rx
-            .next(&self.region[..], &mut ring.record)
-            .expect("next");
+        let next = ring.rx.next(&self.region[..]).expect("next");
+        if next == Next::Record {
+            ring.record = ring.rx.record().to_vec();
+        }
         let woke = ring.rx.take_wake();
         if woke {
             self.theirs.wake();

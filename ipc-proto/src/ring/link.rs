@@ -89,11 +89,7 @@ impl Lent {
 
     /// How many would be out once `record` is sent.
     pub fn after(self, record: &[u8]) -> u64 {
-        self.0
-            + u64::from(matches!(
-                MessageRef::of(record),
-                Some(MessageRef::Pooled { .. })
-            ))
+        self.0 + u64::from(MessageRef::is_pooled(record))
     }
 
     /// `record` was sent, on the socket or in the ring.

@@ -78,9 +78,22 @@ pub(super) fn body<T: Serialize>(out: &mut Vec<u8>, tag: u8, value: &T) {
         .expect("encoding into a Vec cannot fail");
 }
 
-/// Encodes `value` at the start of `dst`; returns the bytes written. `dst` must hold them.
-pub(super) fn value_into_slice<T: Serialize>(value: &T, dst: &mut [u8]) -> usize {
-    bincode::serde::encode_into_slice(value, dst, config()).expect("the caller sized `dst`")
+/// Appends `value` with bincode's own codec, not its serde path: the same bytes for the same
+/// fields, without the serde machinery (for what every message carries).
+pub(super) fn native_into<T: bincode::Encode>(value: T, out: &mut Vec<u8>) {
+    bincode::encode_into_std_write(value, out, config()).expect("encoding into a Vec cannot fail");
+}
+
+/// [`native_into`] at the start of `dst`, which must hold it; returns the bytes written.
+pub(super) fn native_into_slice<T: bincode::Encode>(value: T, dst: &mut [u8]) -> usize {
+    bincode::encode_into_slice(value, dst, config()).expect("the caller sized `dst`")
+}
+
+/// Reads what [`native_into`] wrote at the start of `body`; returns it and the bytes it took.
+pub(super) fn native_prefix<T: bincode::Decode<()>>(
+    body: &[u8],
+) -> Result<(T, usize), DecodeError> {
+    bincode::decode_from_slice(body, config()).map_err(decode_error)
 }
 
 /// Decodes one frame from its tag and body (the bytes after the length header), and checks
@@ -135,18 +148,24 @@ pub(super) fn value<T: DeserializeOwned>(
 ) -> Result<(T, usize), DecodeError> {
     let (v, used) =
         bincode::serde::decode_from_slice::<T, _>(body, config()).map_err(|e| match e {
-            BincodeError::UnexpectedEnd { .. } => DecodeError::UnexpectedEnd,
             BincodeError::LimitExceeded => DecodeError::TooLong {
                 len: body.len(),
                 max: HARD_CAP,
             },
-            BincodeError::OtherString(msg) => DecodeError::Invalid(msg),
-            other => DecodeError::Invalid(other.to_string()),
+            other => decode_error(other),
         })?;
     if !prefix && used != body.len() {
         return Err(DecodeError::TrailingBytes(body.len() - used));
     }
     Ok((v, used))
+}
+
+fn decode_error(e: BincodeError) -> DecodeError {
+    match e {
+        BincodeError::UnexpectedEnd { .. } => DecodeError::UnexpectedEnd,
+        BincodeError::OtherString(msg) => DecodeError::Invalid(msg),
+        other => DecodeError::Invalid(other.to_string()),
+    }
 }
 
 /// Checks string lengths and topic names against the limits.

@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::app::{AppCounter, check_app_counters};
-use super::codec::{HEADER, body, value, value_into_slice, whole};
+use super::codec::{HEADER, body, native_into, native_into_slice, native_prefix, value, whole};
 use crate::error::DecodeError;
 use crate::ids::NodeId;
 
@@ -284,7 +284,8 @@ pub fn encode_data_into(frame: &DataFrame, payload: &[u8], out: &mut Vec<u8>) {
         } => body(out, TAG_TERMS, &(topic, policy, depth)),
         DataFrame::Topic { id, topic } => body(out, TAG_TOPIC, &(id, topic)),
         DataFrame::Inline(h) => {
-            body(out, TAG_INLINE, h);
+            out.push(TAG_INLINE);
+            header_into(*h, out);
             out.extend_from_slice(payload);
         }
         DataFrame::Fresh { header, len } => body(out, TAG_FRESH, &(header, len)),
@@ -332,6 +333,19 @@ pub enum MessageRef<'a> {
     },
 }
 
+/// Appends a message header (every message has one) with bincode's own integer codec: the
+/// bytes the serde path writes for a [`MessageHeader`], for less work.
+fn header_into(h: MessageHeader, out: &mut Vec<u8>) {
+    native_into((h.topic, h.seq), out);
+}
+
+/// Reads a message header at the start of `body` (see [`header_into`]); returns it and the
+/// bytes it took.
+fn header_prefix(body: &[u8]) -> Result<(MessageHeader, usize), DecodeError> {
+    let ((topic, seq), used) = native_prefix::<(u32, u64)>(body)?;
+    Ok((MessageHeader { topic, seq }, used))
+}
+
 /// The start of the record of an inline message whose payload of `len` bytes follows it:
 /// the record is `head[start..]`, then the payload, as [`encode_data`] writes it. For a
 /// ring's consumer, which copies the payload once, straight behind the header.
@@ -341,7 +355,7 @@ pub enum MessageRef<'a> {
 pub fn inline_head(header: MessageHeader, len: usize) -> ([u8; INLINE_OVERHEAD], usize) {
     let mut body = [0; INLINE_OVERHEAD - HEADER];
     body[0] = TAG_INLINE;
-    let used = 1 + value_into_slice(&header, &mut body[1..]);
+    let used = 1 + native_into_slice((header.topic, header.seq), &mut body[1..]);
     let record_len = u32::try_from(used + len).expect("an inline payload below 4 GiB");
     let start = INLINE_OVERHEAD - HEADER - used;
     let mut head = [0; INLINE_OVERHEAD];
@@ -351,6 +365,12 @@ pub fn inline_head(header: MessageHeader, len: usize) -> ([u8; INLINE_OVERHEAD],
 }
 
 impl MessageRef<'_> {
+    /// Whether `record`, one this crate encoded, is a pooled message: what [`Self::of`] says,
+    /// from its tag alone (the publisher's driver asks it of every record it sends).
+    pub fn is_pooled(record: &[u8]) -> bool {
+        record.get(HEADER) == Some(&TAG_POOLED)
+    }
+
     /// Reads a record this crate encoded, if it is an inline or pooled message. Anything else
     /// (another frame, a record that does not decode) is `None`.
     pub fn of(record: &[u8]) -> Option<MessageRef<'_>> {
@@ -508,7 +528,7 @@ pub fn decode_data(
             DataFrame::Topic { id, topic }
         }
         TAG_INLINE => {
-            let (h, used) = value::<MessageHeader>(rest, true)?;
+            let (h, used) = header_prefix(rest)?;
             return Ok((DataFrame::Inline(h), HEADER + 1 + used));
         }
         TAG_FRESH => {
@@ -562,6 +582,8 @@ mod tests {
 
     fn roundtrip(f: DataFrame, payload: &[u8]) {
         let bytes = encode_data(&f, payload);
+        let pooled = matches!(MessageRef::of(&bytes), Some(MessageRef::Pooled { .. }));
+        assert_eq!(MessageRef::is_pooled(&bytes), pooled, "{f:?}");
         let (back, start) = decode_data(&bytes, 255, 1024).expect("decodes");
         assert_eq!(back, f);
         assert_eq!(
@@ -572,6 +594,34 @@ mod tests {
                 &[]
             }
         );
+    }
+
+    #[test]
+    fn a_header_is_the_same_bytes_through_serde_and_bincodes_own_codec() {
+        let edges = [
+            0,
+            1,
+            250,
+            251,
+            252,
+            1 << 16,
+            (1 << 16) - 1,
+            1 << 32,
+            u64::MAX,
+        ];
+        for topic in [0, 1, 250, 251, 1 << 16, u32::MAX] {
+            for seq in edges {
+                let h = MessageHeader { topic, seq };
+                let mut native = Vec::new();
+                header_into(h, &mut native);
+                let serde =
+                    bincode::serde::encode_to_vec(h, bincode::config::standard()).expect("encodes");
+                assert_eq!(native, serde, "{h:?}");
+                assert_eq!(header_prefix(&native), Ok((h, native.len())));
+                assert_eq!(value::<MessageHeader>(&native, true), Ok((h, native.len())));
+            }
+        }
+        assert_eq!(header_prefix(&[252, 1]), Err(DecodeError::UnexpectedEnd));
     }
 
     #[test]

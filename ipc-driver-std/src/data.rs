@@ -38,6 +38,19 @@ const FRESH_IDS: u64 = 1 << 48;
 /// [`HoldBack`], which counts these same pending messages against the room.
 const WINDOW: u32 = 256;
 
+/// How long a publishing thread held for room at a `Block` subscriber looks for it before it
+/// sleeps, taking back what subscribers gave back (pooled ranges) each time: from a subscriber
+/// that keeps up, room comes back within microseconds, and a sleep and its wakeup cost more.
+/// Only while spinning finds room: after a spin that did not, threads sleep at once (a spin at
+/// every wait made 64 KiB messages, whose subscriber takes longer than this per window, 5-10 %
+/// slower). Never while idle. Measured with a `Block` subscriber of depth 8 (pooled messages,
+/// two pinned processes): 1.5x the messages per second at 4 KiB, 1.2x at 32 KiB, 64 KiB level.
+const ROOM_SPIN: Duration = Duration::from_micros(30);
+
+/// Every this many waits for room, one spins even when spinning did not find room last time:
+/// the subscriber may keep up again.
+const SPIN_PROBE: u32 = 16;
+
 /// A pool segment: created and sealed once, written by one loan at a time.
 pub(crate) struct PoolSegment {
     segment: Segment,
@@ -164,6 +177,12 @@ struct Credits {
     /// Threads waiting on `credit_changed`: only then is it notified (every message changes
     /// the credit, and a notification is a system call).
     waiting: u32,
+    /// Whether the last publish held for room that spun (any topic, any thread) found it
+    /// while spinning: threads spin for room only while spinning finds it ([`ROOM_SPIN`]), or
+    /// to look again ([`SPIN_PROBE`]).
+    spin_pays: bool,
+    /// Waits for room since the last one that spun.
+    waits_since_spin: u32,
 }
 
 /// A publishing thread waiting for room.
@@ -308,9 +327,9 @@ impl Outgoing {
     /// timeout (and while [`MAX_HELD`](ipc_proto::data::MAX_HELD) threads wait
     /// already). Returns whether that wait ran out (the message is then dropped for the
     /// subscribers still full). Before waiting for room, `reclaim` takes back what
-    /// subscribers gave back already, which may make some (called without the lock).
-    pub(crate) fn admit(&self, topic: &str, reclaim: impl FnOnce()) -> bool {
-        let mut reclaim = Some(reclaim);
+    /// subscribers gave back already, which may make some (called without the lock): once,
+    /// or again and again for up to [`ROOM_SPIN`] while that finds room.
+    pub(crate) fn admit(&self, topic: &str, reclaim: impl Fn()) -> bool {
         let mut c = lock(&self.credits);
         let ticket = loop {
             while !c.closed && c.hold.pending(topic) >= WINDOW {
@@ -328,9 +347,18 @@ impl Outgoing {
                 Admit::Full(_) => c = self.wait_credit(c, None),
             }
         };
+        let held_at = Instant::now();
+        // Reclaim at least once; spin while spinning finds room (see `ROOM_SPIN`).
+        let spin = c.spin_pays || c.waits_since_spin >= SPIN_PROBE;
+        c.waits_since_spin = if spin { 0 } else { c.waits_since_spin + 1 };
+        let spin_until = held_at + if spin { ROOM_SPIN } else { Duration::ZERO };
+        let mut reclaimed = false;
         loop {
             c.drain();
             if let Some(expired) = c.released.remove(&ticket) {
+                if spin {
+                    c.spin_pays = Instant::now() <= spin_until;
+                }
                 // Another thread may have taken tickets out for others.
                 self.credit_changed(c);
                 return expired;
@@ -338,13 +366,15 @@ impl Outgoing {
             if c.closed {
                 return false;
             }
-            if let Some(reclaim) = reclaim.take() {
+            let now = Instant::now();
+            if !reclaimed || now < spin_until {
+                reclaimed = true;
                 drop(c);
                 reclaim();
+                std::hint::spin_loop();
                 c = lock(&self.credits);
                 continue;
             }
-            let now = Instant::now();
             c = match c.hold.poll_timeout() {
                 Some(deadline) if deadline <= now => {
                     c.hold.handle_timeout(now);

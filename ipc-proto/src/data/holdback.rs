@@ -296,7 +296,7 @@ impl<T> HoldBack<T> {
         let now = self.clamp(now);
         match input {
             HoldInput::Room { topic, room } => {
-                let t = self.topic(topic);
+                let t = topic_in(&mut self.topics, topic);
                 t.room = room;
                 self.settle(topic, now);
             }
@@ -305,7 +305,7 @@ impl<T> HoldBack<T> {
                 if room.is_none() && !self.topics.contains_key(topic) {
                     return;
                 }
-                let t = self.topic(topic);
+                let t = topic_in(&mut self.topics, topic);
                 t.pending = t.pending.saturating_sub(1);
                 t.room = room;
                 self.settle(topic, now);
@@ -388,10 +388,6 @@ impl<T> HoldBack<T> {
         now
     }
 
-    fn topic(&mut self, topic: &str) -> &mut Topic<T> {
-        topic_in(&mut self.topics, topic)
-    }
-
     /// Releases what may go of `topic`, then forgets the topic if nothing is left of it and
     /// more than [`KEEP_IDLE`] topics are known (an idle topic behaves as an unknown one; a
     /// publisher's topic stays known between its messages, not copied and dropped for each).
@@ -412,4 +408,46 @@ fn topic_in<'a, T>(topics: &'a mut BTreeMap<String, Topic<T>>, topic: &str) -> &
         topics.insert(topic.to_owned(), Topic::default());
     }
     topics.get_mut(topic).expect("inserted above")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Idle topics are kept (a publisher's topic is not copied at each publish) but bounded:
+    /// a publisher of many topics with no limit leaves at most [`KEEP_IDLE`] behind.
+    #[test]
+    fn idle_topics_are_kept_up_to_a_bound() {
+        #[allow(clippy::disallowed_methods)] // the test's epoch
+        let t0 = Instant::now();
+        let mut h = HoldBack::new();
+        for i in 0..100 {
+            let topic = format!("t{i}");
+            assert!(matches!(h.publish(t0, &topic, i), Admit::Go(_)));
+            h.handle(
+                t0,
+                HoldInput::Accounted {
+                    topic: &topic,
+                    room: None,
+                },
+            );
+        }
+        assert_eq!(h.topics.len(), KEEP_IDLE);
+        // A limited topic stays known while it is limited, idle or not.
+        let room = Some(Room {
+            messages: 4,
+            timeout: Duration::from_millis(5),
+        });
+        h.handle(
+            t0,
+            HoldInput::Room {
+                topic: "limited",
+                room,
+            },
+        );
+        assert!(h.topics.contains_key("limited"));
+        assert_eq!(h.room("limited"), room);
+    }
 }

@@ -303,6 +303,12 @@ impl Subscription {
     ///
     /// [`recv_incoming_timeout`]: Self::recv_incoming_timeout
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Message, RecvError> {
+        // What is queued already is taken without reading the clock.
+        while let Some(item) = self.queue.try_recv() {
+            if let Incoming::Message(m) = item {
+                return Ok(m);
+            }
+        }
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -359,6 +365,9 @@ impl Subscription {
     ///
     /// [`recv_incoming`]: Self::recv_incoming
     pub fn recv_incoming_timeout(&self, timeout: Duration) -> Result<Incoming<Message>, RecvError> {
+        if let Some(m) = self.queue.try_recv() {
+            return Ok(m);
+        }
         let deadline = Instant::now() + timeout;
         if let Some(m) = self.spin(Some(deadline)) {
             return Ok(m);

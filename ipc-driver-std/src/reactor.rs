@@ -205,8 +205,9 @@ impl Core {
     pub(crate) fn take_returns(&self) {
         let mut guard = self.lock();
         if let Some(r) = guard.as_mut() {
-            r.take_returns(Instant::now());
-            r.wake_if_needed(r.failed.is_some());
+            let now = Instant::now();
+            r.take_returns(now);
+            r.wake_if_needed(now, r.failed.is_some());
         }
     }
 
@@ -250,7 +251,7 @@ impl Core {
         if r.io.spin_stop(until) {
             r.park_rings(now);
         }
-        r.wake_if_needed(false);
+        r.wake_if_needed(now, false);
     }
 
     /// A receiving thread with nothing queued waits on the rings itself, rather than for the
@@ -318,12 +319,13 @@ impl Core {
             };
             // Awake: what this thread hands the queue itself need not wake it.
             queue.wait_on_rings(None);
-            r.on_ring_set(Instant::now(), &ready);
+            let now = Instant::now();
+            r.on_ring_set(now, &ready);
             if queue.wait_on_rings(Some(Arc::clone(&rings.waker))) {
                 // Woken below, on the way out.
                 break;
             }
-            r.wake_if_needed(r.failed.is_some());
+            r.wake_if_needed(now, r.failed.is_some());
         }
         let mut guard = self.lock();
         let got = queue.wait_on_rings(None);
@@ -332,11 +334,12 @@ impl Core {
             if let Err(e) = r.io.attach_ring_set() {
                 r.failed.get_or_insert(e);
             }
+            let now = Instant::now();
             if got {
                 // It comes back for its next message soon: see `Reactor::linger_rings`.
-                r.linger_rings(Instant::now(), false);
+                r.linger_rings(now, false);
             }
-            r.wake_if_needed(r.failed.is_some());
+            r.wake_if_needed(now, r.failed.is_some());
         }
         None
     }
@@ -429,7 +432,7 @@ impl ActNow for Core {
                 r.linger_rings(now, true);
                 r.read(now, key, Reading::All);
             }
-            r.wake_if_needed(r.failed.is_some());
+            r.wake_if_needed(now, r.failed.is_some());
         }
         true
     }
@@ -557,7 +560,7 @@ impl Reactor {
         {
             set.wait(rings, Some(Duration::ZERO))?;
             self.on_ring_set(now, rings);
-            self.wake_if_needed(self.failed.is_some());
+            self.wake_if_needed(now, self.failed.is_some());
         }
         // The links first, then the hub's listener before the data listener: a flood of
         // connections to a node's data address must not keep new members from joining.
@@ -587,18 +590,18 @@ impl Reactor {
             Ok(earlier)
         });
         match result {
-            Ok(earlier) => self.wake_if_needed(earlier),
+            Ok(earlier) => self.wake_if_needed(now, earlier),
             Err(e) => {
                 self.failed.get_or_insert(e);
-                self.wake_if_needed(true);
+                self.wake_if_needed(now, true);
             }
         }
     }
 
-    /// After another thread acted for the member: wakes the I/O thread if it must look
-    /// (`anyway`, a changed view, a deadline sooner than the one it sleeps to).
-    fn wake_if_needed(&mut self, anyway: bool) {
-        let wake = anyway || self.view_dirty || self.sooner_than_io_thread();
+    /// After another thread acted for the member at `now`: wakes the I/O thread if it must
+    /// look (`anyway`, a changed view, a deadline sooner than the one it sleeps to).
+    fn wake_if_needed(&mut self, now: Instant, anyway: bool) {
+        let wake = anyway || self.view_dirty || self.sooner_than_io_thread(now);
         if wake && let Err(e) = self.waker.wake() {
             warn!(error = %e, "cannot wake the I/O thread");
         }
@@ -610,7 +613,7 @@ impl Reactor {
         if let Err(e) = self.pump(now) {
             self.failed.get_or_insert(e);
         }
-        self.wake_if_needed(self.failed.is_some());
+        self.wake_if_needed(now, self.failed.is_some());
     }
 
     /// A polling thread reads what the rings hold (see [`Links::read_ring`]).
@@ -635,7 +638,7 @@ impl Reactor {
         }
         self.ring_keys = keys;
         if any {
-            self.wake_if_needed(self.failed.is_some());
+            self.wake_if_needed(now, self.failed.is_some());
         }
     }
 
@@ -732,10 +735,10 @@ impl Reactor {
     /// when it wakes within [`SOON`] anyway (as it does while threads spin): its wait is
     /// rounded up to whole milliseconds, so no deadline is kept sooner than that, and the
     /// member's deadlines cost a walk over its machines.
-    fn sooner_than_io_thread(&self) -> bool {
+    fn sooner_than_io_thread(&self, now: Instant) -> bool {
         match self.io_thread {
             IoThread::Awake => false,
-            IoThread::Asleep { until: Some(u) } if u <= Instant::now() + SOON => false,
+            IoThread::Asleep { until: Some(u) } if u <= now + SOON => false,
             IoThread::Asleep { until } => self
                 .next_deadline()
                 .is_some_and(|d| until.is_none_or(|u| d < u)),

@@ -477,6 +477,8 @@ fn bench_payload_quick_prints_every_row() {
             .count()
     };
     assert_eq!(rows("seqpacket_pingpong"), 1, "{out}");
+    assert_eq!(rows("shm_ring_spin"), 1, "4 KiB only\n{out}");
+    assert!(out.contains("shm_ring_spin / uds_stream_copy"), "{out}");
     for id in [
         "uds_stream_copy.default",
         "uds_stream_copy.sndbuf_4m",

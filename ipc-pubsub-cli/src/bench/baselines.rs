@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | [`SEQPACKET_PINGPONG`] | 64 B each way over a blocking `SOCK_SEQPACKET` socketpair; time per round trip | §1 |
 //! | [`SHM_SPIN_PINGPONG`] | a sequence number each way through two words of a shared memfd, both sides spinning; time per round trip (the floor of a busy-wait round trip) | – |
+//! | [`SHM_RING_SPIN`] | one-way through one data-link ring (`ipc_proto::ring`, the links' geometry), both sides spinning; no protocol around it (the ceiling of a ring link's message rate) | – |
 //! | [`EVENTFD_PINGPONG`] | a wakeup each way over two eventfds, blocking `read`; time per round trip (no payload: the floor of a blocking round trip) | – |
 //! | [`UDS_STREAM_DEFAULT`], [`UDS_STREAM_4M`] | one-way `SOCK_STREAM` copy, default buffers / 4 MiB `SO_SNDBUF`+`SO_RCVBUF` | §4 |
 //! | [`MEMCPY`] | single-thread `memcpy` between two pre-touched buffers | §7a |
@@ -47,6 +48,8 @@ use crate::{CliError, Result};
 use ipc_os::memfd::{self, SealSet, Segment};
 use ipc_os::shared::SharedRegion;
 use ipc_os::socket::{self, Recv, Sent};
+use ipc_proto::ring::link::link_config;
+use ipc_proto::ring::{self, Body, Consumer, Producer, Push, RingConfig, RingError, RingPayload};
 
 /// Round trip, 64 B each way, over a blocking `SOCK_SEQPACKET` socketpair between two
 /// processes (BENCH.md §1).
@@ -148,6 +151,23 @@ pub(super) const POOLED_RAW_4: &str = "pooled_raw.4recv";
 /// times; the receiver reports the summary (median, p99) of the timed messages.
 pub(super) const PACED_RAW_30HZ: &str = "paced_raw.30hz";
 
+/// One-way messages through a bare data-link ring, both processes spinning (issue 13: what
+/// a ring link could carry with nothing around it).
+///
+/// The receiver (receiver core) makes a shared region of the data links' ring geometry
+/// ([`link_config`]: [`LINK_CAPACITY`] slots of up to [`LINK_INLINE_MAX`] inline bytes),
+/// initialises the ring and hands the region to the sender (sender core) with `SCM_RIGHTS`,
+/// as a subscriber offers its ring on a data link. Per message it writes the payload into a buffer and pushes it inline,
+/// spinning while the ring is full; the receiver spins while it is empty, pops each message
+/// into its own buffer and checksums it, as a subscriber does. No wakeups, no records, no
+/// sequencing, routing or policy: the same ring code our links run, and nothing else. The
+/// timed section is measured as the stream copies' (from the acknowledged warm-up to the
+/// acknowledged last message). Burns both cores while it runs.
+///
+/// [`LINK_CAPACITY`]: ipc_proto::ring::link::LINK_CAPACITY
+/// [`LINK_INLINE_MAX`]: ipc_proto::ring::link::LINK_INLINE_MAX
+pub(super) const SHM_RING_SPIN: &str = "shm_ring_spin";
+
 /// [`PACED_RAW_30HZ`] at 1000 messages per second.
 pub(super) const PACED_RAW_1KHZ: &str = "paced_raw.1khz";
 
@@ -155,6 +175,8 @@ pub(super) const PACED_RAW_1KHZ: &str = "paced_raw.1khz";
 const PINGPONG_COUNTS: &[Counts] = &[Counts::new(64, 30_000, 2_000)];
 /// A round trip is well under a microsecond: more of them, still a fraction of a second.
 const SPIN_COUNTS: &[Counts] = &[Counts::new(64, 300_000, 20_000)];
+/// A link's ring carries at most 4 KiB inline (`LINK_INLINE_MAX`): that row only.
+const RING_COUNTS: &[Counts] = &[Counts::new(KIB4, 1_000_000, 50_000)];
 const UDS_COUNTS: &[Counts] = &[
     Counts::new(KIB4, 100_000, 5_000),
     Counts::new(KIB64, 16_384, 1_000),
@@ -196,6 +218,13 @@ pub(super) const SERIES: &[Series] = &[
         shape: Shape::RoundTrip,
         counts: SPIN_COUNTS,
         rep: shm_spin_pingpong,
+    },
+    Series {
+        id: SHM_RING_SPIN,
+        label: "raw data-link ring, both sides spinning, no protocol",
+        shape: Shape::OneWay { receivers: 1 },
+        counts: RING_COUNTS,
+        rep: shm_ring_spin,
     },
     Series {
         id: EVENTFD_PINGPONG,
@@ -275,6 +304,8 @@ pub(super) const ROLES: &[(&str, RoleFn)] = &[
     ("seqpacket-pong", seqpacket_pong),
     ("spin-ping", spin_ping),
     ("spin-pong", spin_pong),
+    ("ring-send", ring_send),
+    ("ring-recv", ring_recv),
     ("eventfd-ping", eventfd_ping),
     ("eventfd-pong", eventfd_pong),
     ("stream-send", stream_send),
@@ -317,6 +348,19 @@ fn shm_spin_pingpong(h: &Harness, case: &Case) -> Result<RepValue> {
             opts: &[],
         },
     )
+}
+
+fn shm_ring_spin(h: &Harness, case: &Case) -> Result<RepValue> {
+    let r = h.run(&Team {
+        sender: "ring-send",
+        receiver: "ring-recv",
+        wiring: Wiring::SeqPacketNonBlocking,
+        group: false,
+        case: *case,
+        opts: &[],
+    })?;
+    expect_delivery(&r, case)?;
+    throughput(&r, case)
 }
 
 fn eventfd_pingpong(h: &Harness, case: &Case) -> Result<RepValue> {
@@ -636,12 +680,7 @@ fn spin_pong(ctx: &mut ChildCtx) -> Result<ChildReport> {
 fn spin_until(word: &AtomicU64, n: u64) {
     let mut spins = 0u32;
     while word.load(Ordering::Acquire) != n {
-        spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(4096) {
-            std::thread::yield_now();
-        } else {
-            std::hint::spin_loop();
-        }
+        spin_wait(&mut spins);
     }
 }
 
@@ -649,6 +688,119 @@ fn spin_word(words: &[AtomicU64], at: usize) -> Result<&AtomicU64> {
     words
         .get(at)
         .ok_or_else(|| CliError::Failed(format!("the region has no word {at}")))
+}
+
+/// [`SHM_RING_SPIN`], sender: maps the receiver's ring, then pushes every message, spinning
+/// while the ring is full; waits for the receiver's word after the warm-up and after the last
+/// message.
+fn ring_send(ctx: &mut ChildCtx) -> Result<ChildReport> {
+    let sock = ctx.take_fd()?;
+    let c = ctx.case;
+    let mut fds = Vec::with_capacity(1);
+    let mut buf = [0u8; 8];
+    recv(sock.as_fd(), &mut buf, &mut fds, 1)?;
+    let fd = fds
+        .pop()
+        .ok_or_else(|| CliError::Failed("the ring did not come".into()))?;
+    let region = SharedRegion::open(fd, ring_region_len(&link_config())? as u64)?;
+    let mut producer = Producer::new(ring::attach(region.words()).map_err(ring_failed)?);
+    let payload = Payload::new(c.size);
+    let mut msg = vec![0u8; c.size];
+    let (mut sum, mut started) = (0u64, None);
+    let mut ack = [0u8; 1];
+    for seq in 0..c.warmup + c.msgs {
+        if seq == c.warmup {
+            recv(sock.as_fd(), &mut ack, &mut fds, 0)?;
+            started = Some(Instant::now());
+        }
+        payload.write_to(&mut msg, seq);
+        let mut spins = 0u32;
+        while producer
+            .push(region.words(), 0, seq + 1, Body::Inline(&msg))
+            .map_err(ring_failed)?
+            == Push::Full
+        {
+            spin_wait(&mut spins);
+        }
+        sum = sum.wrapping_add(payload.sum(seq));
+    }
+    recv(sock.as_fd(), &mut ack, &mut fds, 0)?;
+    let secs = started.map(|t| t.elapsed().as_secs_f64());
+    Ok(ChildReport {
+        msgs: c.warmup + c.msgs,
+        timed: c.msgs,
+        secs,
+        checksum: Some(sum),
+        ..ChildReport::default()
+    })
+}
+
+/// [`SHM_RING_SPIN`], receiver: makes the ring and hands it over (as a subscriber offers one
+/// on a data link), then pops and checksums every message, spinning while the ring is empty;
+/// a word to the sender after the warm-up and after the last one.
+fn ring_recv(ctx: &mut ChildCtx) -> Result<ChildReport> {
+    let sock = ctx.take_fd()?;
+    let c = ctx.case;
+    let config = link_config();
+    let region = SharedRegion::create("ipc-bench-ring", ring_region_len(&config)?)?;
+    let layout = ring::init(region.words(), &config).map_err(ring_failed)?;
+    let mut msg = vec![0u8; layout.inline_max()];
+    let mut consumer = Consumer::new(layout);
+    send(sock.as_fd(), b"ring", &[region.as_fd()])?;
+    let (all, mut sum) = (c.warmup + c.msgs, 0u64);
+    for n in 1..=all {
+        let mut spins = 0u32;
+        let popped = loop {
+            match consumer
+                .pop(region.words(), &mut msg)
+                .map_err(ring_failed)?
+            {
+                Some(p) => break p,
+                None => spin_wait(&mut spins),
+            }
+        };
+        let len = match popped.payload {
+            RingPayload::Inline { len } if len == c.size && popped.seq == n => len,
+            other => {
+                return Err(CliError::Failed(format!(
+                    "message {n} came as {other:?}, seq {}",
+                    popped.seq
+                )));
+            }
+        };
+        sum = sum.wrapping_add(checksum(&msg[..len]));
+        if n == c.warmup || n == all {
+            send(sock.as_fd(), &[1], &[])?;
+        }
+    }
+    Ok(ChildReport {
+        msgs: all,
+        checksum: Some(sum),
+        ..ChildReport::default()
+    })
+}
+
+/// The byte length of a ring region of `config`.
+fn ring_region_len(config: &RingConfig) -> Result<usize> {
+    config
+        .region_bytes()
+        .map_err(ring_failed)
+        .and_then(to_usize)
+}
+
+fn ring_failed(e: RingError) -> CliError {
+    CliError::Failed(format!("the ring: {e}"))
+}
+
+/// One spin of a side waiting on the other, yielding the CPU every few thousand (see
+/// [`spin_until`]).
+fn spin_wait(spins: &mut u32) {
+    *spins = spins.wrapping_add(1);
+    if spins.is_multiple_of(4096) {
+        std::thread::yield_now();
+    } else {
+        std::hint::spin_loop();
+    }
 }
 
 /// [`EVENTFD_PINGPONG`], initiator: makes the eventfds, hands them over, times round trips.

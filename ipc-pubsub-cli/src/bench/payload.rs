@@ -41,8 +41,8 @@ use clap::Args;
 
 use super::baselines::{
     self, EVENTFD_PINGPONG, FRESH_MEMFD, FRESH_MEMFD_4, MEMCPY, PACED_RAW_1KHZ, PACED_RAW_30HZ,
-    POOLED_RAW, POOLED_RAW_4, SEQPACKET_PINGPONG, SHM_SPIN_PINGPONG, UDS_STREAM, UDS_STREAM_4M,
-    UDS_STREAM_DEFAULT,
+    POOLED_RAW, POOLED_RAW_4, SEQPACKET_PINGPONG, SHM_RING_SPIN, SHM_SPIN_PINGPONG, UDS_STREAM,
+    UDS_STREAM_4M, UDS_STREAM_DEFAULT,
 };
 use super::harness::{Case, Harness, IDLE_BUSY_PERCENT, IDLE_QUIET, Placement, RoleFn};
 use super::measure::{CpuSample, Measurement, RepValue};
@@ -267,6 +267,12 @@ pub(super) const RATIOS: &[RatioSpec] = &[
         ],
         "",
     ),
+    ratio(
+        PUBSUB_INLINE,
+        SHM_RING_SPIN,
+        &[],
+        "share of the bare ring: no protocol, both sides spinning",
+    ),
     ratio(PUBSUB_INLINE, MEMCPY, &[], ""),
     ratio(
         PUBSUB_INLINE,
@@ -332,6 +338,12 @@ pub(super) const RATIOS: &[RatioSpec] = &[
     ),
     ratio(PUBSUB_FRESH_4, FRESH_MEMFD_4, &[], ""),
     ratio(PUBSUB_POOLED_4, POOLED_RAW_4, &[], "share of the raw pool"),
+    ratio(
+        SHM_RING_SPIN,
+        UDS_STREAM,
+        &[Goal::at_least(3.0, KIB4, KIB4, FAST_PATH)],
+        "raw ceiling",
+    ),
     ratio(
         POOLED_RAW,
         FRESH_MEMFD,

@@ -36,7 +36,11 @@ impl Word for std::sync::atomic::AtomicU64 {
 /// `b"IPCRING\x01"` read as a little-endian word: the first word of every ring region.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"IPCRING\x01");
 /// The layout version this crate writes and accepts.
-pub const VERSION: u64 = 1;
+///
+/// 2: the producer's `waiting` and the consumer's `parked` words have lines of their own, away
+/// from the head and the tail that each side writes at every message: each push and pop reads
+/// the other side's flag, which then stays in its cache instead of crossing cores every time.
+pub const VERSION: u64 = 2;
 /// Words per cache line as the layout counts them: 128 bytes, two 64-byte lines, so that the
 /// adjacent-line prefetcher does not pair the producer's and the consumer's lines either.
 pub const LINE_WORDS: usize = 16;
@@ -61,18 +65,21 @@ pub(crate) const W_POOL_LEN: usize = 5;
 pub(crate) const W_REGION_WORDS: usize = 6;
 /// Header words checked by [`Layout::check_header`]: every one the creator wrote.
 const HEADER_WORDS: usize = 7;
-// Line 1: the producer's.
+// Line 1: the producer's head, written at every push.
 pub(crate) const W_HEAD: usize = LINE_WORDS;
-pub(crate) const W_PRODUCER_WAITING: usize = LINE_WORDS + 1;
-// Line 2: the consumer's.
+// Line 2: the consumer's tail, written at every pop.
 pub(crate) const W_TAIL: usize = 2 * LINE_WORDS;
-pub(crate) const W_CONSUMER_PARKED: usize = 2 * LINE_WORDS + 1;
 // Line 3: the return ring's head (written by the consumer, which produces returns).
 pub(crate) const W_RETURN_HEAD: usize = 3 * LINE_WORDS;
 // Line 4: the return ring's tail (written by the producer).
 pub(crate) const W_RETURN_TAIL: usize = 4 * LINE_WORDS;
+// Line 5: the producer's `waiting`, written only when it starts or stops waiting, read by
+// every pop: alone on its line, so that a pop finds it in its own cache (see [`VERSION`]).
+pub(crate) const W_PRODUCER_WAITING: usize = 5 * LINE_WORDS;
+// Line 6: the consumer's `parked`, written only when it parks, read by every push: alone.
+pub(crate) const W_CONSUMER_PARKED: usize = 6 * LINE_WORDS;
 /// First word of slot 0.
-pub(crate) const SLOTS_START: usize = 5 * LINE_WORDS;
+pub(crate) const SLOTS_START: usize = 7 * LINE_WORDS;
 
 // Descriptor words, from a slot's start.
 pub(crate) const D_BINDING_FLAGS: usize = 0;
@@ -91,7 +98,7 @@ pub(crate) const FLAG_POOL: u32 = 1;
 /// use ipc_proto::ring::RingConfig;
 /// let mut config = RingConfig::default();
 /// config.capacity(1024).inline_max(64).return_capacity(64).pool_len(1 << 20);
-/// assert_eq!(config.region_bytes(), Ok(640 + 1024 * 128 + 64 * 32));
+/// assert_eq!(config.region_bytes(), Ok(896 + 1024 * 128 + 64 * 32));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RingConfig {

@@ -20,7 +20,7 @@
 //! ```text
 //! word          written by  contents
 //! 0             creator     MAGIC = "IPCRING\x01"
-//! 1             creator     VERSION = 1
+//! 1             creator     VERSION = 2
 //! 2             creator     capacity: descriptor slots, a power of two <= 65536
 //! 3             creator     slot_words: 8 descriptor words + inline words, a multiple of 8
 //! 4             creator     return_capacity: return entries, a power of two <= 65536
@@ -28,14 +28,14 @@
 //! 6             creator     region_words: the whole region, checked against the above
 //! 7..16         -           zero
 //! 16            producer    head: messages pushed (free-running)
-//! 17            producer    waiting: the producer's wait epoch while it waits for room (or
-//!                           room or returns), | 1 << 63 while it waits for returns only;
-//!                           else 0
 //! 32            consumer    tail: messages popped (free-running)
-//! 33            consumer    parked: the consumer's park epoch while it sleeps, else 0
 //! 48            consumer    return head: ranges given back (free-running)
 //! 64            producer    return tail: ranges taken back (free-running)
-//! 80 + i*slot_words         slot i (index & (capacity - 1)), written by the producer:
+//! 80            producer    waiting: the producer's wait epoch while it waits for room (or
+//!                           room or returns), | 1 << 63 while it waits for returns only;
+//!                           else 0
+//! 96            consumer    parked: the consumer's park epoch while it sleeps, else 0
+//! 112 + i*slot_words        slot i (index & (capacity - 1)), written by the producer:
 //!   +0            binding (low 32 bits: the link's topic binding) | flags << 32 (bit 0: pool)
 //!   +1            seq: the publisher's number for this message on its topic
 //!   +2            len: payload bytes (inline: <= inline_max; pool: the range's length)
@@ -45,7 +45,7 @@
 //!                 message (0 where the ring is used alone; see [`link`])
 //!   +6..8         zero
 //!   +8..          inline bytes, 8 per word, little-endian, the last word zero-padded
-//! 80 + capacity*slot_words + j*4  return entry j, written by the consumer:
+//! 112 + capacity*slot_words + j*4  return entry j, written by the consumer:
 //!   +0 segment  +1 offset  +2 len  +3 zero
 //! ```
 //!

@@ -18,8 +18,9 @@ use crate::error::DecodeError;
 use crate::ids::NodeId;
 
 /// The data-link protocol version; a subscriber refuses a publisher that speaks another.
-/// Version 2: the `Hello` says whether the publisher takes a ring.
-pub const DATA_VERSION: u16 = 2;
+/// Version 2: the `Hello` says whether the publisher takes a ring. Version 3: the rings'
+/// layout version 2 ([`ring::VERSION`](crate::ring::VERSION)).
+pub const DATA_VERSION: u16 = 3;
 
 /// What a subscriber does when a subscription's queue is full.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
@@ -756,10 +757,11 @@ mod tests {
             },
             b"",
         );
-        hello[5] = 3;
+        hello[5] = 2;
         assert_eq!(
             decode_data(&hello, 255, 8),
-            Err(DecodeError::UnsupportedVersion(3))
+            Err(DecodeError::UnsupportedVersion(2)),
+            "the version before the rings' layout 2"
         );
         let long = encode_data(
             &DataFrame::Topic {

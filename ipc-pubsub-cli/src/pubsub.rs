@@ -178,7 +178,8 @@ pub(super) struct SubArgs {
     /// Poll the shared-memory rings for up to US microseconds for each message before
     /// sleeping: the lowest latency, but it keeps a CPU core busy while it polls: all the time
     /// while messages come at least that often, and US of every 100 ms while none come (all
-    /// of it from 100000 up). 0 sleeps at once and idles at 0 % CPU.
+    /// of it from 100000 up). 0 leaves it to the driver: it polls up to 10 µs, and only
+    /// while messages come that soon; idle, it idles at 0 % CPU.
     #[arg(long, value_name = "US", default_value_t = 0)]
     pub(super) spin_us: u64,
 

@@ -351,9 +351,20 @@ fn shm_spin_pingpong(h: &Harness, case: &Case) -> Result<RepValue> {
 }
 
 fn shm_ring_spin(h: &Harness, case: &Case) -> Result<RepValue> {
+    checked_throughput(h, case, "ring-send", "ring-recv")
+}
+
+/// A one-way baseline whose receivers checksum what they got: the rate, once every
+/// receiver's sum is the sender's.
+fn checked_throughput(
+    h: &Harness,
+    case: &Case,
+    sender: &'static str,
+    receiver: &'static str,
+) -> Result<RepValue> {
     let r = h.run(&Team {
-        sender: "ring-send",
-        receiver: "ring-recv",
+        sender,
+        receiver,
         wiring: Wiring::SeqPacketNonBlocking,
         group: false,
         case: *case,
@@ -414,29 +425,11 @@ fn memcpy(h: &Harness, case: &Case) -> Result<RepValue> {
 }
 
 fn fresh(h: &Harness, case: &Case) -> Result<RepValue> {
-    let r = h.run(&Team {
-        sender: "fresh-send",
-        receiver: "fresh-recv",
-        wiring: Wiring::SeqPacketNonBlocking,
-        group: false,
-        case: *case,
-        opts: &[],
-    })?;
-    expect_delivery(&r, case)?;
-    throughput(&r, case)
+    checked_throughput(h, case, "fresh-send", "fresh-recv")
 }
 
 fn pooled(h: &Harness, case: &Case) -> Result<RepValue> {
-    let r = h.run(&Team {
-        sender: "pool-send",
-        receiver: "pool-recv",
-        wiring: Wiring::SeqPacketNonBlocking,
-        group: false,
-        case: *case,
-        opts: &[],
-    })?;
-    expect_delivery(&r, case)?;
-    throughput(&r, case)
+    checked_throughput(h, case, "pool-send", "pool-recv")
 }
 
 fn paced(h: &Harness, case: &Case) -> Result<RepValue> {
@@ -654,13 +647,7 @@ fn spin_ping(ctx: &mut ChildCtx) -> Result<ChildReport> {
 /// [`SHM_SPIN_PINGPONG`], echo: answers every number until the last round trip's.
 fn spin_pong(ctx: &mut ChildCtx) -> Result<ChildReport> {
     let sock = ctx.take_fd()?;
-    let mut fds = Vec::with_capacity(1);
-    let mut buf = [0u8; 8];
-    recv(sock.as_fd(), &mut buf, &mut fds, 1)?;
-    let fd = fds
-        .pop()
-        .ok_or_else(|| CliError::Failed("the region did not come".into()))?;
-    let region = SharedRegion::open(fd, SPIN_REGION as u64)?;
+    let region = SharedRegion::open(recv_fd(sock.as_fd(), "region")?, SPIN_REGION as u64)?;
     let words = region.words();
     let (ping, pong) = (spin_word(words, SPIN_PING)?, spin_word(words, SPIN_PONG)?);
     let c = ctx.case;
@@ -696,18 +683,13 @@ fn spin_word(words: &[AtomicU64], at: usize) -> Result<&AtomicU64> {
 fn ring_send(ctx: &mut ChildCtx) -> Result<ChildReport> {
     let sock = ctx.take_fd()?;
     let c = ctx.case;
-    let mut fds = Vec::with_capacity(1);
-    let mut buf = [0u8; 8];
-    recv(sock.as_fd(), &mut buf, &mut fds, 1)?;
-    let fd = fds
-        .pop()
-        .ok_or_else(|| CliError::Failed("the ring did not come".into()))?;
-    let region = SharedRegion::open(fd, ring_region_len(&link_config())? as u64)?;
+    let len = ring_region_len(&link_config())? as u64;
+    let region = SharedRegion::open(recv_fd(sock.as_fd(), "ring")?, len)?;
     let mut producer = Producer::new(ring::attach(region.words()).map_err(ring_failed)?);
     let payload = Payload::new(c.size);
     let mut msg = vec![0u8; c.size];
     let (mut sum, mut started) = (0u64, None);
-    let mut ack = [0u8; 1];
+    let (mut ack, mut fds) = ([0u8; 1], Vec::new());
     for seq in 0..c.warmup + c.msgs {
         if seq == c.warmup {
             recv(sock.as_fd(), &mut ack, &mut fds, 0)?;
@@ -725,14 +707,7 @@ fn ring_send(ctx: &mut ChildCtx) -> Result<ChildReport> {
         sum = sum.wrapping_add(payload.sum(seq));
     }
     recv(sock.as_fd(), &mut ack, &mut fds, 0)?;
-    let secs = started.map(|t| t.elapsed().as_secs_f64());
-    Ok(ChildReport {
-        msgs: c.warmup + c.msgs,
-        timed: c.msgs,
-        secs,
-        checksum: Some(sum),
-        ..ChildReport::default()
-    })
+    Ok(sent_report(&c, started, sum))
 }
 
 /// [`SHM_RING_SPIN`], receiver: makes the ring and hands it over (as a subscriber offers one
@@ -778,6 +753,15 @@ fn ring_recv(ctx: &mut ChildCtx) -> Result<ChildReport> {
         checksum: Some(sum),
         ..ChildReport::default()
     })
+}
+
+/// Waits for the one record on `sock` that brings an fd (the `what` the other side made).
+fn recv_fd(sock: BorrowedFd<'_>, what: &str) -> Result<OwnedFd> {
+    let mut fds = Vec::with_capacity(1);
+    let mut buf = [0u8; 8];
+    recv(sock, &mut buf, &mut fds, 1)?;
+    fds.pop()
+        .ok_or_else(|| CliError::Failed(format!("the {what} did not come")))
 }
 
 /// The byte length of a ring region of `config`.
@@ -998,14 +982,19 @@ fn windowed(
         sum = sum.wrapping_add(payload.sum(seq));
     }
     window.drain()?;
-    let secs = started.map(|t| t.elapsed().as_secs_f64());
-    Ok(ChildReport {
+    Ok(sent_report(&c, started, sum))
+}
+
+/// A throughput sender's report: every message, the timed ones and their seconds since
+/// `started` (now is their end), and the checksum of what it sent.
+fn sent_report(c: &Case, started: Option<Instant>, sum: u64) -> ChildReport {
+    ChildReport {
         msgs: c.warmup + c.msgs,
         timed: c.msgs,
-        secs,
+        secs: started.map(|t| t.elapsed().as_secs_f64()),
         checksum: Some(sum),
         ..ChildReport::default()
-    })
+    }
 }
 
 /// [`FRESH_MEMFD`], sender.

@@ -237,17 +237,18 @@ impl Core {
 
     /// A polling thread stops: the rings stay unparked for `linger` more (see
     /// [`Links::spin_stop`]), or until the sleeping I/O thread wakes anyway if that is later
-    /// (it sleeps at most [`SPIN_CHECK`] while threads spin): then nobody need wake it.
+    /// but within [`SOON`] of it. A sleeper that would wake later is woken (by
+    /// `wake_if_needed`) to read and park them then: messages for the node's other
+    /// subscriptions on those rings wake nobody meanwhile. (The I/O thread sleeps at most
+    /// [`SPIN_CHECK`] while threads spin, but only once it has looked since they started: a
+    /// thread that spins briefly, as every receive may, starts and stops while it sleeps.)
     pub(crate) fn spin_stop(&self, linger: Duration) {
         let mut guard = self.lock();
         let Some(r) = guard.as_mut() else {
             return;
         };
         let now = Instant::now();
-        let until = (!linger.is_zero()).then(|| match r.io_thread {
-            IoThread::Asleep { until: Some(u) } => u.max(now + linger),
-            _ => now + linger,
-        });
+        let until = (!linger.is_zero()).then(|| r.io_look_by(now + linger).0);
         if r.io.spin_stop(until) {
             r.park_rings(now);
         }

@@ -23,6 +23,15 @@ fn fds() -> usize {
     std::fs::read_dir("/proc/self/fd").expect("procfs").count()
 }
 
+/// Mappings of ring regions in this process (both ends of a link, both being here).
+fn ring_mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .expect("procfs")
+        .lines()
+        .filter(|l| l.contains("/memfd:ipc-pubsub-ring"))
+        .count()
+}
+
 fn send(fd: &OwnedFd, record: &[u8], with: &[std::os::fd::BorrowedFd<'_>]) {
     assert_eq!(
         socket::send_record(fd.as_fd(), record, with).expect("send"),
@@ -129,12 +138,23 @@ fn bad_records_are_dropped_counted_and_leak_nothing() {
         v.node(sid).is_some_and(|n| n.subscribes.contains_key("t"))
     })
     .expect("routed");
-    // One real message first: the publisher's own data link is up before fds are counted.
+    // One real message first: the publisher's own data link is up before fds are counted,
+    // and so is its ring, which the subscriber offers with the first messages and the
+    // publisher maps (three fds) possibly after the message came: both ends mapped.
     publisher.publish(b"first").expect("publish");
     assert_eq!(
         &*subscription.recv_timeout(WAIT).expect("delivered"),
         b"first"
     );
+    let deadline = Instant::now() + WAIT;
+    while ring_mappings() != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the link's ring is not mapped at both ends: {} mappings",
+            ring_mappings()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let before = fds();
     for (i, (what, record, with)) in cases.iter().enumerate() {
         let link = rendezvous::connect(&addr).expect("connect to the data address");

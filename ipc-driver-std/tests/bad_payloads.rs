@@ -13,6 +13,10 @@ use ipc_os::rendezvous::{self, GroupDir};
 use ipc_os::socket::{self, Recv, Sent};
 use ipc_proto::wire::{DataFrame, MessageHeader, encode_data};
 
+#[path = "shared/rings.rs"]
+mod rings;
+use rings::wait_rings;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 fn group() -> String {
@@ -21,15 +25,6 @@ fn group() -> String {
 
 fn fds() -> usize {
     std::fs::read_dir("/proc/self/fd").expect("procfs").count()
-}
-
-/// Mappings of ring regions in this process (both ends of a link, both being here).
-fn ring_mappings() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .expect("procfs")
-        .lines()
-        .filter(|l| l.contains("/memfd:ipc-pubsub-ring"))
-        .count()
 }
 
 fn send(fd: &OwnedFd, record: &[u8], with: &[std::os::fd::BorrowedFd<'_>]) {
@@ -146,15 +141,7 @@ fn bad_records_are_dropped_counted_and_leak_nothing() {
         &*subscription.recv_timeout(WAIT).expect("delivered"),
         b"first"
     );
-    let deadline = Instant::now() + WAIT;
-    while ring_mappings() != 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the link's ring is not mapped at both ends: {} mappings",
-            ring_mappings()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_rings(2, WAIT, "the link's ring, mapped at both ends");
     let before = fds();
     for (i, (what, record, with)) in cases.iter().enumerate() {
         let link = rendezvous::connect(&addr).expect("connect to the data address");

@@ -2,32 +2,15 @@
 //! to a publisher that does not, messages intact either way, and the mappings gone with the
 //! links. Alone in its binary: it counts this process's ring mappings.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipc_driver_std::{Node, SubscriptionOptions};
 
+#[path = "shared/rings.rs"]
+mod rings;
+use rings::{ring_mappings, wait_rings};
+
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Mappings of ring regions in this process (both ends of a link, when both are here).
-fn ring_mappings() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .expect("procfs")
-        .lines()
-        .filter(|l| l.contains("/memfd:ipc-pubsub-ring"))
-        .count()
-}
-
-fn wait_rings(n: usize, what: &str) {
-    let deadline = Instant::now() + WAIT;
-    while ring_mappings() != n {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {} ring mappings, expected {n}",
-            ring_mappings()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 /// Sends 300 messages of sizes around the ring's inline limit from `publisher_rings` to
 /// `subscriber_rings` and checks each; returns the ring mappings seen while the link is up.
@@ -64,7 +47,7 @@ fn exchange(publisher_rings: bool, subscriber_rings: bool) -> usize {
     drop((publisher, sub));
     p.leave().expect("leave");
     s.leave().expect("leave");
-    wait_rings(0, "after both left");
+    wait_rings(0, WAIT, "after both left");
     seen
 }
 

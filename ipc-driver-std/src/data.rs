@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -47,9 +47,47 @@ const WINDOW: u32 = 256;
 /// two pinned processes): 1.5x the messages per second at 4 KiB, 1.2x at 32 KiB, 64 KiB level.
 const ROOM_SPIN: Duration = Duration::from_micros(30);
 
-/// Every this many waits for room, one spins even when spinning did not find room last time:
-/// the subscriber may keep up again.
+/// Every this many waits, one spins even when the last spin found nothing: the other side
+/// may keep up again ([`AdaptiveSpin`]).
 const SPIN_PROBE: u32 = 16;
+
+/// Whether a thread about to sleep spins first, for room ([`ROOM_SPIN`]) or for a message
+/// (`pubsub::RECV_SPIN`): only while spinning finds what it waits for; after a spin in vain,
+/// one wait in [`SPIN_PROBE`] spins, the others sleep at once. Never while idle: it is asked
+/// once per wait. Shared by the threads of one purpose (any topic, any thread), which see the
+/// same peers; relaxed atomics, as a wrong guess costs one spin or one sleep.
+#[derive(Debug, Default)]
+pub(crate) struct AdaptiveSpin {
+    pays: AtomicBool,
+    since: AtomicU32,
+}
+
+impl AdaptiveSpin {
+    /// One whose first wait spins: a stream may be under way.
+    pub(crate) fn paying() -> Self {
+        Self {
+            pays: AtomicBool::new(true),
+            since: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether this wait spins.
+    pub(crate) fn spins(&self) -> bool {
+        let spin = self.pays.load(Ordering::Relaxed)
+            || self.since.load(Ordering::Relaxed) + 1 >= SPIN_PROBE;
+        if spin {
+            self.since.store(0, Ordering::Relaxed);
+        } else {
+            self.since.fetch_add(1, Ordering::Relaxed);
+        }
+        spin
+    }
+
+    /// A spin ended: it found what it waited for, or not.
+    pub(crate) fn found(&self, found: bool) {
+        self.pays.store(found, Ordering::Relaxed);
+    }
+}
 
 /// A pool segment: created and sealed once, written by one loan at a time.
 pub(crate) struct PoolSegment {
@@ -177,12 +215,8 @@ struct Credits {
     /// Threads waiting on `credit_changed`: only then is it notified (every message changes
     /// the credit, and a notification is a system call).
     waiting: u32,
-    /// Whether the last publish held for room that spun (any topic, any thread) found it
-    /// while spinning: threads spin for room only while spinning finds it ([`ROOM_SPIN`]), or
-    /// to look again ([`SPIN_PROBE`]).
-    spin_pays: bool,
-    /// Waits for room since the last one that spun.
-    waits_since_spin: u32,
+    /// Whether a publish held for room spins for it first ([`ROOM_SPIN`]).
+    room_spin: AdaptiveSpin,
 }
 
 /// A publishing thread waiting for room.
@@ -349,15 +383,14 @@ impl Outgoing {
         };
         let held_at = Instant::now();
         // Reclaim at least once; spin while spinning finds room (see `ROOM_SPIN`).
-        let spin = c.spin_pays || c.waits_since_spin >= SPIN_PROBE;
-        c.waits_since_spin = if spin { 0 } else { c.waits_since_spin + 1 };
+        let spin = c.room_spin.spins();
         let spin_until = held_at + if spin { ROOM_SPIN } else { Duration::ZERO };
         let mut reclaimed = false;
         loop {
             c.drain();
             if let Some(expired) = c.released.remove(&ticket) {
                 if spin {
-                    c.spin_pays = Instant::now() <= spin_until;
+                    c.room_spin.found(Instant::now() <= spin_until);
                 }
                 // Another thread may have taken tickets out for others.
                 self.credit_changed(c);
@@ -853,5 +886,30 @@ impl SubQueue {
             lost: c.lost,
             queued: c.queued,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spins while spinning finds what it waits for; after a spin in vain, one wait in
+    /// `SPIN_PROBE` spins, the others sleep at once.
+    #[test]
+    fn an_adaptive_spin_spins_only_while_it_pays() {
+        let idle = AdaptiveSpin::default();
+        assert!(!idle.spins(), "a default one sleeps at its first wait");
+        let spin = AdaptiveSpin::paying();
+        assert!(spin.spins(), "a paying one spins at its first wait");
+        spin.found(true);
+        assert!(spin.spins() && spin.spins(), "while it pays");
+        spin.found(false);
+        let spun: Vec<usize> = (0..2 * SPIN_PROBE as usize)
+            .filter(|_| spin.spins())
+            .collect();
+        let probe = SPIN_PROBE as usize;
+        assert_eq!(spun, [probe - 1, 2 * probe - 1], "one probe in {probe}");
+        spin.found(true);
+        assert!(spin.spins(), "a probe that paid: spinning again");
     }
 }

@@ -1,8 +1,6 @@
 //! The payload API: publishers, subscriptions, bus channels.
 
 use std::fmt;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -10,8 +8,8 @@ use ipc_proto::SpokeCmd;
 use ipc_proto::data::{DataCmd, Incoming, Payload};
 
 use crate::data::{
-    Loan, LoanKind, Message, Outgoing, PoolWriter, PooledLoan, PublisherOptions, QueueWaiter,
-    SendMode, SubQueue, SubscriptionCounters, lock,
+    AdaptiveSpin, Loan, LoanKind, Message, Outgoing, PoolWriter, PooledLoan, PublisherOptions,
+    QueueWaiter, SendMode, SubQueue, SubscriptionCounters, lock,
 };
 use crate::reactor::{Core, Stopped};
 use crate::request::{LEFT, Request, Requester};
@@ -248,8 +246,8 @@ pub struct Subscription {
     topic: Arc<str>,
     queue: Arc<SubQueue>,
     /// Without [`SubscriptionOptions::spin`](crate::SubscriptionOptions::spin): whether a
-    /// receive looks at the rings for a moment before it sleeps ([`RecvSpin`]).
-    recv_spin: RecvSpin,
+    /// receive looks at the rings for up to [`RECV_SPIN`] before it sleeps.
+    recv_spin: AdaptiveSpin,
 }
 
 /// How long a receiving thread without a spin of its own polls the rings before it sleeps,
@@ -260,49 +258,8 @@ pub struct Subscription {
 /// 64 KiB, 1 MiB level (its messages come further apart). A longer spin (50 µs) gained more
 /// (3.3x at 4 KiB) but caught the replies of a blocking ping-pong, which then spun at both
 /// ends for good: a default must not turn a request and its reply into two busy cores.
+/// Whether a receive spins is the subscription's [`AdaptiveSpin`].
 const RECV_SPIN: Duration = Duration::from_micros(10);
-
-/// Every this many receives that found nothing queued, one spins even though the last spin
-/// found nothing: the stream may have sped up.
-const RECV_SPIN_PROBE: u32 = 16;
-
-/// The adaptive spin of a subscription without one of its own: receives spin for up to
-/// [`RECV_SPIN`] only while spinning finds messages; after a spin in vain they sleep at once,
-/// but one in [`RECV_SPIN_PROBE`] tries again. An idle subscription (one receive that sleeps
-/// for long) spins at most once in that many receives, and never while it sleeps.
-#[derive(Debug)]
-struct RecvSpin {
-    pays: AtomicBool,
-    since: AtomicU32,
-}
-
-impl Default for RecvSpin {
-    /// A new subscription spins at its first wait: a stream may be under way.
-    fn default() -> Self {
-        Self {
-            pays: AtomicBool::new(true),
-            since: AtomicU32::new(0),
-        }
-    }
-}
-
-impl RecvSpin {
-    /// Whether this receive spins.
-    fn now(&self) -> bool {
-        let spin = self.pays.load(Relaxed) || self.since.load(Relaxed) + 1 >= RECV_SPIN_PROBE;
-        if spin {
-            self.since.store(0, Relaxed);
-        } else {
-            self.since.fetch_add(1, Relaxed);
-        }
-        spin
-    }
-
-    /// A spin ended: with a message or without.
-    fn found(&self, got: bool) {
-        self.pays.store(got, Relaxed);
-    }
-}
 
 impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -324,7 +281,7 @@ impl Subscription {
             handle,
             topic,
             queue,
-            recv_spin: RecvSpin::default(),
+            recv_spin: AdaptiveSpin::paying(),
         })
     }
 
@@ -449,7 +406,7 @@ impl Subscription {
         let adaptive = own.is_zero();
         let spin = match adaptive {
             false => own,
-            true if self.recv_spin.now() => RECV_SPIN,
+            true if self.recv_spin.spins() => RECV_SPIN,
             true => return None,
         };
         let start = Instant::now();
@@ -573,30 +530,5 @@ impl Bus {
     /// The next message if one is queued (see [`Subscription::try_recv`]).
     pub fn try_recv(&self) -> Result<Message, RecvError> {
         self.subscription.try_recv()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Spins while spinning finds messages; after a spin in vain, one receive in
-    /// `RECV_SPIN_PROBE` spins, the others sleep at once.
-    #[test]
-    fn the_adaptive_spin_spins_only_while_it_pays() {
-        let spin = RecvSpin::default();
-        assert!(spin.now(), "the first wait spins");
-        spin.found(true);
-        assert!(spin.now() && spin.now(), "while it pays");
-        spin.found(false);
-        let pattern: Vec<bool> = (0..2 * RECV_SPIN_PROBE).map(|_| spin.now()).collect();
-        let spun: Vec<usize> = (pattern.iter().enumerate())
-            .filter(|(_, s)| **s)
-            .map(|(i, _)| i)
-            .collect();
-        let probe = RECV_SPIN_PROBE as usize;
-        assert_eq!(spun, [probe - 1, 2 * probe - 1], "one probe in {probe}");
-        spin.found(true);
-        assert!(spin.now(), "a probe that paid: spinning again");
     }
 }

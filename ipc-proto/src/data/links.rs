@@ -156,7 +156,7 @@ impl DataPlane {
             touch(&mut self.room_touched, &topic);
         }
         for topic in l.terms.keys() {
-            if let Some(topic) = self.advertised.get(topic.as_str()) {
+            if let Some(topic) = self.advertised.get(topic) {
                 touch(&mut self.room_touched, topic);
             }
         }

@@ -59,6 +59,7 @@ mod pool;
 mod publisher;
 mod routes;
 mod subscriber;
+mod topic;
 
 pub use holdback::{Admit, HoldBack, HoldInput, HoldOutput, MAX_HELD};
 pub use inbox::{Inbox, InboxCounters, Incoming, Offered, Sequenced};

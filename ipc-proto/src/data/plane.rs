@@ -2,7 +2,6 @@
 //! the subscriber side and the links are in `publisher`, `subscriber` and `links`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::debug;
@@ -19,14 +18,15 @@ use super::loss::LossReason;
 use super::options::Terms;
 use super::payload::{ReceivedSegment, SegmentId};
 use super::routes::{Ident, Routes};
+use super::topic::{Names, Topic};
 
 /// A message waiting to be handed to a link's socket.
 #[derive(Debug)]
 pub(super) struct Queued {
     /// A topic binding: it waits until this node's view shows the topic announced (the
     /// subscriber checks the binding against its own view).
-    pub(super) bind: Option<Arc<str>>,
-    pub(super) topic: Option<Arc<str>>,
+    pub(super) bind: Option<Topic>,
+    pub(super) topic: Option<Topic>,
     pub(super) bytes: Vec<u8>,
     pub(super) attach: Option<SegmentId>,
     /// Pooled: the range the subscriber will hold once sent.
@@ -57,35 +57,35 @@ pub(super) struct OutLink {
     pub(super) addr: String,
     pub(super) state: OutState,
     pub(super) attempts: u32,
-    pub(super) topic_ids: BTreeMap<Arc<str>, u32>,
+    pub(super) topic_ids: BTreeMap<Topic, u32>,
     /// The last topic id bound on this link (ids are never reused on a link).
     pub(super) last_topic_id: u32,
     pub(super) offered: BTreeSet<SegmentId>,
-    pub(super) terms: BTreeMap<String, Terms>,
+    pub(super) terms: BTreeMap<Topic, Terms>,
     pub(super) queue: VecDeque<Queued>,
     /// Pooled ranges the subscriber holds: (our segment, offset) -> topic.
-    pub(super) held: BTreeMap<(SegmentId, u64), Arc<str>>,
+    pub(super) held: BTreeMap<(SegmentId, u64), Topic>,
     /// Messages in flight per topic: queued plus held.
-    pub(super) in_flight: BTreeMap<Arc<str>, u32>,
-    pub(super) counters: BTreeMap<Arc<str>, Counters>,
+    pub(super) in_flight: BTreeMap<Topic, u32>,
+    pub(super) counters: BTreeMap<Topic, Counters>,
     /// Topics with messages dropped for this subscriber since it was last told the topic's
     /// last seq: once the queue is empty, a [`DataFrame::Last`](crate::wire::DataFrame::Last)
     /// tells it (a hole at the end of a burst is otherwise told only before the next message).
-    pub(super) untold: BTreeSet<Arc<str>>,
+    pub(super) untold: BTreeSet<Topic>,
 }
 
 impl OutLink {
     /// The topic's id on this link, binding it first ([`DataFrame::Topic`], queued) the first
     /// time.
-    pub(super) fn bind(&mut self, topic: &Arc<str>) -> u32 {
+    pub(super) fn bind(&mut self, topic: &Topic) -> u32 {
         if let Some(&id) = self.topic_ids.get(topic) {
             return id;
         }
         self.last_topic_id += 1;
         let id = self.last_topic_id;
-        self.topic_ids.insert(Arc::clone(topic), id);
+        self.topic_ids.insert(topic.clone(), id);
         self.queue.push_back(Queued {
-            bind: Some(Arc::clone(topic)),
+            bind: Some(topic.clone()),
             topic: None,
             bytes: encode_data(
                 &DataFrame::Topic {
@@ -115,12 +115,12 @@ pub(super) struct InLink {
     /// and left at once), and the link is forgotten once they are checked.
     pub(super) down: bool,
     pub(super) publisher: Option<NodeId>,
-    pub(super) topics: BTreeMap<u32, Arc<str>>,
+    pub(super) topics: BTreeMap<u32, Topic>,
     /// Wire id -> (our handle, size).
     pub(super) segments: BTreeMap<u64, (SegmentId, u64)>,
     /// The last sequence number per topic on this link (a link never goes back: a
     /// violation).
-    pub(super) last_seq: BTreeMap<Arc<str>, u64>,
+    pub(super) last_seq: BTreeMap<Topic, u64>,
 }
 
 /// What this node received of one publisher's topic, over every link from it: the order
@@ -177,24 +177,26 @@ pub struct DataPlane {
     pub(super) config: DataConfig,
     pub(super) last_now: Instant,
     pub(super) routes: Routes,
-    pub(super) advertised: BTreeSet<Arc<str>>,
-    pub(super) taken: BTreeMap<Arc<str>, Terms>,
-    pub(super) seq: BTreeMap<Arc<str>, u64>,
+    /// Every topic name the maps below key by, once (see `topic`).
+    pub(super) names: Names,
+    pub(super) advertised: BTreeSet<Topic>,
+    pub(super) taken: BTreeMap<Topic, Terms>,
+    pub(super) seq: BTreeMap<Topic, u64>,
     pub(super) out_links: BTreeMap<PeerId, OutLink>,
     pub(super) by_node: BTreeMap<NodeId, PeerId>,
     pub(super) next_out: u64,
     pub(super) in_links: BTreeMap<PeerId, InLink>,
     /// Per publisher and topic taken, what was received (kept while the publisher is
     /// [`known`](Self::known) and the topic taken, across its links).
-    pub(super) streams: BTreeMap<(NodeId, Arc<str>), Stream>,
+    pub(super) streams: BTreeMap<(NodeId, Topic), Stream>,
     /// References to this node's segments: queued, held by subscribers, or delivered locally.
     pub(super) refs: BTreeMap<SegmentId, usize>,
     /// Local deliveries of pooled payloads not released yet: (segment, offset) count.
     pub(super) local_held: BTreeMap<(SegmentId, u64), usize>,
-    pub(super) room: BTreeMap<Arc<str>, Room>,
+    pub(super) room: BTreeMap<Topic, Room>,
     /// Topics whose room may have changed since it was last computed (at most one entry per
     /// topic; see `settle_rooms`).
-    pub(super) room_touched: Vec<Arc<str>>,
+    pub(super) room_touched: Vec<Topic>,
     pub(super) rejected: u64,
     /// What this node refused to stay bounded (the member counts its links' part here too).
     pub(crate) guard: GuardStats,
@@ -221,6 +223,7 @@ impl DataPlane {
             config,
             last_now: now,
             routes: Routes::default(),
+            names: Names::default(),
             advertised: BTreeSet::new(),
             taken: BTreeMap::new(),
             seq: BTreeMap::new(),

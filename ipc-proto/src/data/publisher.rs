@@ -2,7 +2,6 @@
 //! control, and the frames subscribers send back.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
@@ -17,6 +16,7 @@ use super::options::Terms;
 use super::payload::{Delivered, Delivery, LOCAL, OUTGOING, Payload, ReceivedSegment, SegmentId};
 use super::plane::{DataPlane, OutLink, OutState, Queued};
 use super::subscriber::terms_record;
+use super::topic::Topic;
 
 impl DataPlane {
     // ---- commands ----
@@ -24,7 +24,7 @@ impl DataPlane {
     pub(super) fn on_cmd(&mut self, now: Instant, cmd: DataCmd) -> Result<(), CmdError> {
         match cmd {
             DataCmd::Routes(routes) => {
-                self.routes = routes;
+                self.routes = routes.interned(&mut self.names);
                 self.remember(now);
                 self.reroute(now);
                 // Topic bindings whose announcement is now in may go out; records held from
@@ -34,7 +34,8 @@ impl DataPlane {
             }
             DataCmd::Advertise { topic } => {
                 self.check_topic(&topic)?;
-                self.advertised.insert(Arc::from(topic));
+                let topic = self.names.get(&topic);
+                self.advertised.insert(topic);
                 self.reroute(now);
             }
             DataCmd::Withdraw { topic } => {
@@ -45,8 +46,8 @@ impl DataPlane {
             }
             DataCmd::Take { topic, terms } => {
                 self.check_topic(&topic)?;
-                let topic: Arc<str> = Arc::from(topic);
-                self.taken.insert(Arc::clone(&topic), terms);
+                let topic = self.names.get(&topic);
+                self.taken.insert(topic.clone(), terms);
                 // Tell the publishers we already hear from.
                 let bytes = terms_record(&topic, terms);
                 let peers: Vec<PeerId> = self
@@ -133,7 +134,7 @@ impl DataPlane {
         let wanted: BTreeSet<NodeId> = self
             .advertised
             .iter()
-            .flat_map(|t| self.routes.subscribers(t))
+            .flat_map(|t| self.routes.subscribers_of(t))
             .filter(|n| *n != me)
             .collect();
         let gone: Vec<NodeId> = self
@@ -229,7 +230,7 @@ impl DataPlane {
                     continue;
                 };
                 if l.topic_ids.contains_key(topic)
-                    || !self.routes.subscribers(topic).any(|n| n == l.node)
+                    || !self.routes.subscribers_of(topic).any(|n| n == l.node)
                 {
                     continue;
                 }
@@ -246,9 +247,9 @@ impl DataPlane {
         }
     }
 
-    fn publish(&mut self, topic: Arc<str>, payload: Payload, expired: bool) {
+    fn publish(&mut self, topic: Topic, payload: Payload, expired: bool) {
         let seq = {
-            let s = self.seq.entry(Arc::clone(&topic)).or_insert(0);
+            let s = self.seq.entry(topic.clone()).or_insert(0);
             *s += 1;
             *s
         };
@@ -262,7 +263,7 @@ impl DataPlane {
         // Inline for the usual few subscribers: no allocation per message.
         let targets: SmallVec<[PeerId; 8]> = self
             .routes
-            .subscribers(&topic)
+            .subscribers_of(&topic)
             .filter_map(|n| self.by_node.get(&n).copied())
             .collect();
         for peer in targets {
@@ -298,7 +299,7 @@ impl DataPlane {
             };
             let publisher = self.config.node;
             self.out.push_back(DataOutput::Deliver(Delivery {
-                topic: Arc::clone(&topic),
+                topic: topic.arc(),
                 publisher,
                 seq,
                 peer: LOCAL,
@@ -318,14 +319,14 @@ impl DataPlane {
     fn enqueue(
         &mut self,
         peer: PeerId,
-        topic: &Arc<str>,
+        topic: &Topic,
         header: MessageHeader,
         payload: &Payload,
         expired: bool,
     ) {
         let default = self.config.default_terms;
         let l = self.out_links.get_mut(&peer).expect("targets are links");
-        let terms = l.terms.get(&**topic).copied().unwrap_or(default);
+        let terms = l.terms.get(topic).copied().unwrap_or(default);
         let in_flight = l.in_flight.get(topic).copied().unwrap_or(0);
         if in_flight >= terms.depth {
             let drop_new = match terms.policy {
@@ -337,8 +338,8 @@ impl DataPlane {
                         Some(i) => {
                             let q = l.queue.remove(i).expect("position is in range");
                             *l.in_flight.get_mut(topic).expect("in flight") -= 1;
-                            l.counters.entry(Arc::clone(topic)).or_default().dropped += 1;
-                            l.untold.insert(Arc::clone(topic));
+                            l.counters.entry(topic.clone()).or_default().dropped += 1;
+                            l.untold.insert(topic.clone());
                             let freed = q.slot.map(|(s, _)| s).or(q.fresh);
                             if let Some(seg) = freed {
                                 self.unref(seg);
@@ -351,8 +352,8 @@ impl DataPlane {
             };
             if drop_new {
                 let l = self.out_links.get_mut(&peer).expect("checked");
-                l.counters.entry(Arc::clone(topic)).or_default().dropped += 1;
-                l.untold.insert(Arc::clone(topic));
+                l.counters.entry(topic.clone()).or_default().dropped += 1;
+                l.untold.insert(topic.clone());
                 trace!(%peer, %topic, seq = header.seq, "dropped for a full subscriber");
                 self.flush(peer);
                 return;
@@ -408,13 +409,13 @@ impl DataPlane {
         encode_data_into(&frame, data, &mut bytes);
         l.queue.push_back(Queued {
             bind: None,
-            topic: Some(Arc::clone(topic)),
+            topic: Some(topic.clone()),
             bytes,
             attach,
             slot,
             fresh,
         });
-        *l.in_flight.entry(Arc::clone(topic)).or_insert(0) += 1;
+        *l.in_flight.entry(topic.clone()).or_insert(0) += 1;
         if matches!(terms.policy, Policy::Block { .. }) {
             // Only `Block` terms count in a room.
             touch(&mut self.room_touched, topic);
@@ -492,17 +493,17 @@ impl DataPlane {
             }
             let q = l.queue.pop_front().expect("front is some");
             if let Some(topic) = &q.topic {
-                l.counters.entry(Arc::clone(topic)).or_default().messages += 1;
+                l.counters.entry(topic.clone()).or_default().messages += 1;
                 match q.slot {
                     // The subscriber holds the range until it releases it.
                     Some(slot) => {
-                        l.held.insert(slot, Arc::clone(topic));
+                        l.held.insert(slot, topic.clone());
                     }
                     None => {
                         *l.in_flight
                             .get_mut(topic)
                             .expect("queued messages are in flight") -= 1;
-                        let terms = l.terms.get(&**topic).unwrap_or(&self.config.default_terms);
+                        let terms = l.terms.get(topic).unwrap_or(&self.config.default_terms);
                         if matches!(terms.policy, Policy::Block { .. }) {
                             touch(&mut self.room_touched, topic);
                         }
@@ -556,7 +557,7 @@ impl DataPlane {
     /// Recomputes each topic's room, reporting changes.
     pub(super) fn update_blocked(&mut self, _now: Instant) {
         self.room_touched.clear();
-        let topics: BTreeSet<Arc<str>> = self
+        let topics: BTreeSet<Topic> = self
             .advertised
             .iter()
             .chain(self.room.keys())
@@ -591,21 +592,21 @@ impl DataPlane {
     /// the bookkeeping of `update_room` checked against its definition (by the debug build
     /// and by the fuzzing harness, after every input).
     #[cfg(any(debug_assertions, feature = "arbitrary"))]
-    pub(crate) fn stale_room(&self) -> Option<(Arc<str>, Option<Room>, Option<Room>)> {
+    pub(crate) fn stale_room(&self) -> Option<(Topic, Option<Room>, Option<Room>)> {
         self.advertised
             .iter()
             .chain(self.room.keys())
             .find_map(|t| {
                 let kept = self.room.get(t).copied();
                 let walked = self.room_of(t).filter(|_| self.advertised.contains(t));
-                (kept != walked).then(|| (Arc::clone(t), kept, walked))
+                (kept != walked).then(|| (t.clone(), kept, walked))
             })
     }
 
     /// Recomputes the room of one topic, reporting a change: the fewest messages any of its
     /// `Block` subscribers has room for, with the longest of their timeouts; none for a
     /// topic this node does not announce or no `Block` subscriber takes.
-    fn update_room(&mut self, topic: &Arc<str>) {
+    fn update_room(&mut self, topic: &Topic) {
         let room = if self.advertised.contains(topic) {
             self.room_of(topic)
         } else {
@@ -615,7 +616,7 @@ impl DataPlane {
             return;
         }
         match room {
-            Some(r) => self.room.insert(Arc::clone(topic), r),
+            Some(r) => self.room.insert(topic.clone(), r),
             None => self.room.remove(topic),
         };
         self.out.push_back(DataOutput::Evt(DataEvt::Room {
@@ -624,7 +625,7 @@ impl DataPlane {
         }));
     }
 
-    fn room_of(&self, topic: &str) -> Option<Room> {
+    fn room_of(&self, topic: &Topic) -> Option<Room> {
         let default = self.config.default_terms;
         let subscribers = self.routes.subscribers.get(topic)?;
         let mut room: Option<Room> = None;
@@ -664,11 +665,13 @@ impl DataPlane {
                 depth,
             } => {
                 let l = self.out_links.get_mut(&peer).expect("caller checked");
-                if l.terms.len() >= self.config.limits.max_topics && !l.terms.contains_key(&topic) {
+                if l.terms.len() >= self.config.limits.max_topics
+                    && !l.terms.contains_key(topic.as_str())
+                {
                     return self.misbehaved(peer, "too many terms".into(), segments);
                 }
                 l.terms.insert(
-                    topic,
+                    self.names.get(&topic),
                     Terms {
                         policy,
                         depth: depth.max(1),
@@ -710,8 +713,8 @@ impl DataPlane {
 
 /// Notes that the room of `topic` may have changed (once per topic: the list stays as short
 /// as the node's topics).
-pub(super) fn touch(touched: &mut Vec<Arc<str>>, topic: &Arc<str>) {
+pub(super) fn touch(touched: &mut Vec<Topic>, topic: &Topic) {
     if !touched.contains(topic) {
-        touched.push(Arc::clone(topic));
+        touched.push(topic.clone());
     }
 }

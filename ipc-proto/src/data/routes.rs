@@ -1,9 +1,12 @@
 //! [`Routes`]: who subscribes to what and where, and who every node is, from the topology.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ids::{Credentials, NodeId};
 use crate::topology::{NodeInfo, View};
+
+use super::topic::{Names, Topic};
 
 /// Who subscribes to what, and where: the part of a topology the data plane needs.
 ///
@@ -11,7 +14,7 @@ use crate::topology::{NodeInfo, View};
 /// joined), and which topics each node announced: a data link is checked against it.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct Routes {
-    pub(super) subscribers: BTreeMap<String, BTreeSet<NodeId>>,
+    pub(super) subscribers: BTreeMap<Topic, BTreeSet<NodeId>>,
     pub(super) addrs: BTreeMap<NodeId, String>,
     pub(super) nodes: BTreeMap<NodeId, Ident>,
 }
@@ -59,7 +62,7 @@ impl Routes {
             r.addrs.insert(n.info.id, n.info.data_addr.clone());
             for topic in n.subscribes.keys() {
                 r.subscribers
-                    .entry(topic.clone())
+                    .entry(Topic::from(topic.as_str()))
                     .or_default()
                     .insert(n.info.id);
             }
@@ -69,7 +72,26 @@ impl Routes {
 
     /// The nodes subscribed to `topic`.
     pub fn subscribers(&self, topic: &str) -> impl Iterator<Item = NodeId> + '_ {
+        self.subscribers_of(topic)
+    }
+
+    /// The nodes subscribed to `topic`, found by its name or, quicker, by the [`Topic`] the
+    /// map keys by.
+    pub(super) fn subscribers_of<Q>(&self, topic: &Q) -> impl Iterator<Item = NodeId> + '_
+    where
+        Topic: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         self.subscribers.get(topic).into_iter().flatten().copied()
+    }
+
+    /// These routes keyed by `names`' topics (see [`Names`]).
+    pub(super) fn interned(mut self, names: &mut Names) -> Self {
+        self.subscribers = std::mem::take(&mut self.subscribers)
+            .into_iter()
+            .map(|(topic, nodes)| (names.get(&topic), nodes))
+            .collect();
+        self
     }
 
     /// Whether the view shows `node` publishing `topic` (its ANNOUNCE is in).

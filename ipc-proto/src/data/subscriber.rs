@@ -1,8 +1,6 @@
 //! The subscriber side of the [`DataPlane`]: frames from publishers, received segments and
 //! deliveries, and the ranges given back.
 
-use std::sync::Arc;
-
 use tracing::{debug, trace};
 
 use crate::ids::{NodeId, PeerId};
@@ -14,6 +12,7 @@ use super::options::{DEFAULT_MAX_PAYLOAD, Terms};
 use super::payload::{Delivered, Delivery, LOCAL, ReceivedSegment, SegmentId};
 use super::plane::DataPlane;
 use super::pool::MIN_SEGMENT;
+use super::topic::Topic;
 
 impl DataPlane {
     /// A frame on a link from a publisher.
@@ -62,7 +61,7 @@ impl DataPlane {
                         segments,
                     );
                 }
-                l.topics.insert(id, Arc::from(topic));
+                l.topics.insert(id, self.names.get(&topic));
             }
             DataFrame::Segment { id, size } => {
                 let s = segments[0];
@@ -233,16 +232,13 @@ impl DataPlane {
             let reason = format!("{topic}: sequence {} after {last}", header.seq);
             return self.misbehaved(peer, reason, segments);
         }
-        l.last_seq.insert(Arc::clone(&topic), header.seq);
+        l.last_seq.insert(topic.clone(), header.seq);
         let publisher = l.publisher.expect("checked before any message");
         if !self.taken.contains_key(&topic) {
             // No longer subscribed: not wanted, so not lost; give it back at once.
             return self.give_back(peer, payload);
         }
-        let stream = self
-            .streams
-            .entry((publisher, Arc::clone(&topic)))
-            .or_default();
+        let stream = self.streams.entry((publisher, topic.clone())).or_default();
         if header.seq <= stream.last {
             // An older link's backlog, read after a newer link's messages: the loss reported
             // then covers it. Delivering it now would take the publisher's order backwards.
@@ -254,7 +250,7 @@ impl DataPlane {
         if stream.last > 0 && header.seq > stream.last + 1 {
             let reason = stream.hole_reason(peer);
             let loss = Loss::range(
-                Arc::clone(&topic),
+                topic.arc(),
                 publisher,
                 stream.last + 1,
                 header.seq - 1,
@@ -270,7 +266,7 @@ impl DataPlane {
         stream.last = header.seq;
         stream.messages += 1;
         self.out.push_back(DataOutput::Deliver(Delivery {
-            topic,
+            topic: topic.arc(),
             publisher,
             seq: header.seq,
             peer,
@@ -291,10 +287,7 @@ impl DataPlane {
         if !self.taken.contains_key(&topic) {
             return;
         }
-        let stream = self
-            .streams
-            .entry((publisher, Arc::clone(&topic)))
-            .or_default();
+        let stream = self.streams.entry((publisher, topic.clone())).or_default();
         if h.seq <= stream.last {
             // Nothing missing, or an older link's word, read after a newer link's.
             return;
@@ -302,7 +295,7 @@ impl DataPlane {
         // A first word of this publisher is no loss: what came before was not for us.
         if stream.last > 0 {
             let reason = stream.hole_reason(peer);
-            let loss = Loss::range(topic, publisher, stream.last + 1, h.seq, reason);
+            let loss = Loss::range(topic.arc(), publisher, stream.last + 1, h.seq, reason);
             stream.missed += loss.count;
             self.out.push_back(DataOutput::Lost(loss));
         }
@@ -326,7 +319,7 @@ impl DataPlane {
     /// The driver's queues dropped `count` messages of `publisher` on `topic`: counted for
     /// `status` (the queue told its subscription).
     pub(super) fn queue_dropped(&mut self, topic: &str, publisher: NodeId, count: u64) {
-        if let Some(s) = self.streams.get_mut(&(publisher, Arc::from(topic))) {
+        if let Some(s) = self.streams.get_mut(&(publisher, Topic::from(topic))) {
             s.dropped += count;
         }
     }

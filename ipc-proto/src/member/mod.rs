@@ -278,6 +278,7 @@ impl Member {
         Ok(())
     }
 
+    /// [`handle`](Self::handle) without the kept deadline.
     fn on_input(&mut self, now: Instant, input: MemberInput<'_>) -> Result<(), CmdError> {
         match input {
             MemberInput::Cmd(MemberCmd::Spoke(SpokeCmd::Leave)) => self.leave(now),
@@ -514,7 +515,10 @@ impl Member {
         self.out.pop_front()
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called. Pure, and cheap
+    /// after a publish: publishes keep the deadline the first of them computed (they set no
+    /// timer), so it may be earlier than needed if one dropped a deadline on its way (a
+    /// document gathering whose wait was over); `handle_timeout` then finds nothing due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let Some(kept) = self.timeout else {
             return self.next_deadline();

@@ -31,7 +31,7 @@
 //! over its records, and the driver then closes it. An attachment gone before its record was
 //! queued drops the record.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -244,7 +244,9 @@ pub struct Links<A> {
     hub_listener: Option<HubSocket>,
     data_listener: Option<DataSocket>,
     links: Slab<Link<A>>,
-    peers: HashMap<PeerId, usize>,
+    /// Each link's key by its peer id (a few links: a small tree's lookup beats hashing the
+    /// id, on every message).
+    peers: BTreeMap<PeerId, usize>,
     next_peer: u64,
     /// One topology frame, plus a byte to notice a record that is larger.
     buf: Vec<u8>,
@@ -256,7 +258,7 @@ pub struct Links<A> {
     peer_log: PeerLog,
     /// The processes at the other end of hub links, watched for their exits.
     watches: Slab<Watch>,
-    watched: HashMap<PeerId, usize>,
+    watched: BTreeMap<PeerId, usize>,
     /// Data links use shared-memory rings ([`Links::set_rings`]).
     rings: bool,
     /// Threads polling the rings ([`Links::spin_start`]).
@@ -290,7 +292,7 @@ impl<A> Links<A> {
             hub_listener: None,
             data_listener,
             links: Slab::new(),
-            peers: HashMap::new(),
+            peers: BTreeMap::new(),
             next_peer: 1,
             // A frame's 5-byte header, plus a byte to notice a record that is larger.
             buf: vec![0; max_frame + 5],
@@ -299,7 +301,7 @@ impl<A> Links<A> {
             received: ReceivedSegments::default(),
             peer_log: PeerLog::default(),
             watches: Slab::new(),
-            watched: HashMap::new(),
+            watched: BTreeMap::new(),
             rings: false,
             spinners: 0,
             spin_linger: None,

@@ -1,5 +1,6 @@
 //! Unit tests of the link table.
 
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 

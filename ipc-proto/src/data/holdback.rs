@@ -124,6 +124,14 @@ impl<T> Default for Topic<T> {
 }
 
 impl<T> Topic<T> {
+    /// A topic new to the hold-back with a limit: nothing pending or held yet.
+    fn limited(room: Option<Room>) -> Self {
+        Self {
+            room,
+            ..Self::default()
+        }
+    }
+
     /// Whether one more message may go now without waiting.
     fn has_room(&self) -> bool {
         self.room.is_none_or(|r| self.pending < r.messages)
@@ -294,21 +302,23 @@ impl<T> HoldBack<T> {
     /// [`poll_output`](Self::poll_output).
     pub fn handle(&mut self, now: Instant, input: HoldInput<'_>) {
         let now = self.clamp(now);
+        // One lookup of a known topic per input: a publisher's topic is (see `update`).
         match input {
             HoldInput::Room { topic, room } => {
-                let t = topic_in(&mut self.topics, topic);
-                t.room = room;
-                self.settle(topic, now);
+                // An unknown topic is an idle one: only a limit is news.
+                if !self.update(topic, now, |t| t.room = room) && room.is_some() {
+                    self.topics.insert(topic.to_owned(), Topic::limited(room));
+                }
             }
             HoldInput::Accounted { topic, room } => {
+                let accounted = |t: &mut Topic<T>| {
+                    t.pending = t.pending.saturating_sub(1);
+                    t.room = room;
+                };
                 // A topic not known has nothing pending or held: with no limit, nothing to do.
-                if room.is_none() && !self.topics.contains_key(topic) {
-                    return;
+                if !self.update(topic, now, accounted) && room.is_some() {
+                    self.topics.insert(topic.to_owned(), Topic::limited(room));
                 }
-                let t = topic_in(&mut self.topics, topic);
-                t.pending = t.pending.saturating_sub(1);
-                t.room = room;
-                self.settle(topic, now);
             }
             HoldInput::Forget { topic } => {
                 if let Some(t) = self.topics.remove(topic) {
@@ -343,7 +353,10 @@ impl<T> HoldBack<T> {
     pub fn publish(&mut self, now: Instant, topic: &str, item: T) -> Admit<T> {
         let now = self.clamp(now);
         let max_held = self.max_held;
-        let t = topic_in(&mut self.topics, topic);
+        if !self.topics.contains_key(topic) {
+            self.topics.insert(topic.to_owned(), Topic::default());
+        }
+        let t = self.topics.get_mut(topic).expect("inserted above");
         // What has room or is due goes first: held messages keep their turn.
         t.release(topic, now, &mut self.out);
         if t.held.is_empty() && t.has_room() {
@@ -392,22 +405,22 @@ impl<T> HoldBack<T> {
     /// more than [`KEEP_IDLE`] topics are known (an idle topic behaves as an unknown one; a
     /// publisher's topic stays known between its messages, not copied and dropped for each).
     fn settle(&mut self, topic: &str, now: Instant) {
+        self.update(topic, now, |_| {});
+    }
+
+    /// Applies `f` to a known `topic`, then settles it (see [`settle`](Self::settle)), with
+    /// one lookup; `false` if the topic is not known.
+    fn update(&mut self, topic: &str, now: Instant, f: impl FnOnce(&mut Topic<T>)) -> bool {
         let Some(t) = self.topics.get_mut(topic) else {
-            return;
+            return false;
         };
+        f(t);
         t.release(topic, now, &mut self.out);
         if t.is_idle() && self.topics.len() > KEEP_IDLE {
             self.topics.remove(topic);
         }
+        true
     }
-}
-
-/// `topic`'s entry, made if new: its name is copied only then.
-fn topic_in<'a, T>(topics: &'a mut BTreeMap<String, Topic<T>>, topic: &str) -> &'a mut Topic<T> {
-    if !topics.contains_key(topic) {
-        topics.insert(topic.to_owned(), Topic::default());
-    }
-    topics.get_mut(topic).expect("inserted above")
 }
 
 #[cfg(test)]

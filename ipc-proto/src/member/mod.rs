@@ -786,8 +786,9 @@ impl Member {
                 let routes = Routes::from_view(self.spoke.view());
                 self.feed_data(now, DataInput::Cmd(DataCmd::Routes(routes)));
             }
+            // The data plane's outputs feed no machine (see `on_data_output`), so they call
+            // for no other pass: a message costs one pass, not two.
             while let Some(out) = self.data.as_mut().and_then(DataPlane::poll_output) {
-                quiet = false;
                 self.on_data_output(out);
             }
             if quiet {
@@ -1020,6 +1021,7 @@ impl Member {
         }
     }
 
+    /// Hands on what the data plane asks. It feeds no machine: `pump` counts on that.
     fn on_data_output(&mut self, out: DataOutput) {
         let o = match out {
             DataOutput::Connect { peer, addr } => {

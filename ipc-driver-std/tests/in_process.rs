@@ -45,7 +45,14 @@ fn three_nodes_see_each_other_and_survive_the_hub_leaving() {
     for n in [&b, &c] {
         n.wait_view(WAIT, |v| v.nodes().len() == 2 && !v.contains(a_id))
             .expect("a is gone");
-        n.wait_synced(WAIT).expect("a new hub");
+    }
+    // A survivor that saw `a` leave may still be synced with `a`'s hub, until its link to it
+    // closes: wait for the new one (`wait_synced` returns whichever hub it holds now).
+    let deadline = Instant::now() + WAIT;
+    let new_hub = |n: &Node| n.hub().is_some_and(|h| h.node != a_id);
+    while !(new_hub(&b) && new_hub(&c)) {
+        assert!(Instant::now() < deadline, "no new hub within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(2));
     }
     assert!(b.is_hub() ^ c.is_hub(), "exactly one survivor runs the hub");
     let seen: Vec<_> = std::iter::from_fn(|| c_events.try_recv()).collect();

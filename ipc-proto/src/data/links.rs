@@ -12,7 +12,6 @@ use crate::wire::{DataFrame, decode_data, encode_data};
 use super::io::{DataEvt, DataOutput};
 use super::payload::{OUTGOING, ReceivedSegment};
 use super::plane::{Check, DataPlane, InLink, OutState};
-use super::publisher::touch;
 
 impl DataPlane {
     // ---- links ----
@@ -153,11 +152,11 @@ impl DataPlane {
         freed.extend(std::mem::take(&mut l.held).into_keys().map(|(s, _)| s));
         // The rooms of what it had in flight, and of what it had terms for, change with it.
         for topic in std::mem::take(&mut l.in_flight).into_keys() {
-            touch(&mut self.room_touched, &topic);
+            self.room_changes.touch(&topic);
         }
         for topic in l.terms.keys() {
             if let Some(topic) = self.advertised.get(topic) {
-                touch(&mut self.room_touched, topic);
+                self.room_changes.touch(topic);
             }
         }
         l.topic_ids.clear();

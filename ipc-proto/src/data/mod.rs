@@ -57,6 +57,7 @@ mod payload;
 mod plane;
 mod pool;
 mod publisher;
+mod rooms;
 mod routes;
 mod subscriber;
 mod topic;

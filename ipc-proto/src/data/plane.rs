@@ -17,6 +17,7 @@ use super::io::{DataConfig, DataInput, DataOutput, Room};
 use super::loss::LossReason;
 use super::options::Terms;
 use super::payload::{ReceivedSegment, SegmentId};
+use super::rooms::RoomChanges;
 use super::routes::{Ident, Routes};
 use super::topic::{Names, Topic};
 
@@ -194,9 +195,8 @@ pub struct DataPlane {
     /// Local deliveries of pooled payloads not released yet: (segment, offset) count.
     pub(super) local_held: BTreeMap<(SegmentId, u64), usize>,
     pub(super) room: BTreeMap<Topic, Room>,
-    /// Topics whose room may have changed since it was last computed (at most one entry per
-    /// topic; see `settle_rooms`).
-    pub(super) room_touched: Vec<Topic>,
+    /// What may have changed rooms since they were last computed (see `settle_rooms`).
+    pub(super) room_changes: RoomChanges,
     pub(super) rejected: u64,
     /// What this node refused to stay bounded (the member counts its links' part here too).
     pub(crate) guard: GuardStats,
@@ -235,7 +235,7 @@ impl DataPlane {
             refs: BTreeMap::new(),
             local_held: BTreeMap::new(),
             room: BTreeMap::new(),
-            room_touched: Vec::new(),
+            room_changes: RoomChanges::default(),
             rejected: 0,
             guard: GuardStats::default(),
             witness: WitnessStats::default(),

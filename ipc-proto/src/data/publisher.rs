@@ -16,7 +16,7 @@ use super::options::Terms;
 use super::payload::{Delivered, Delivery, LOCAL, OUTGOING, Payload, ReceivedSegment, SegmentId};
 use super::plane::{DataPlane, OutLink, OutState, Queued};
 use super::subscriber::terms_record;
-use super::topic::Topic;
+use super::topic::{Topic, value_of};
 
 impl DataPlane {
     // ---- commands ----
@@ -249,7 +249,7 @@ impl DataPlane {
 
     fn publish(&mut self, topic: Topic, payload: Payload, expired: bool) {
         let seq = {
-            let s = self.seq.entry(topic.clone()).or_insert(0);
+            let s = value_of(&mut self.seq, &topic);
             *s += 1;
             *s
         };
@@ -338,7 +338,7 @@ impl DataPlane {
                         Some(i) => {
                             let q = l.queue.remove(i).expect("position is in range");
                             *l.in_flight.get_mut(topic).expect("in flight") -= 1;
-                            l.counters.entry(topic.clone()).or_default().dropped += 1;
+                            value_of(&mut l.counters, topic).dropped += 1;
                             l.untold.insert(topic.clone());
                             let freed = q.slot.map(|(s, _)| s).or(q.fresh);
                             if let Some(seg) = freed {
@@ -352,7 +352,7 @@ impl DataPlane {
             };
             if drop_new {
                 let l = self.out_links.get_mut(&peer).expect("checked");
-                l.counters.entry(topic.clone()).or_default().dropped += 1;
+                value_of(&mut l.counters, topic).dropped += 1;
                 l.untold.insert(topic.clone());
                 trace!(%peer, %topic, seq = header.seq, "dropped for a full subscriber");
                 self.flush(peer);
@@ -415,10 +415,10 @@ impl DataPlane {
             slot,
             fresh,
         });
-        *l.in_flight.entry(topic.clone()).or_insert(0) += 1;
+        *value_of(&mut l.in_flight, topic) += 1;
         if matches!(terms.policy, Policy::Block { .. }) {
             // Only `Block` terms count in a room.
-            touch(&mut self.room_touched, topic);
+            self.room_changes.moved(topic, peer, 1);
         }
         if let Some(seg) = payload.segment() {
             *self.refs.entry(seg).or_insert(0) += 1;
@@ -493,7 +493,7 @@ impl DataPlane {
             }
             let q = l.queue.pop_front().expect("front is some");
             if let Some(topic) = &q.topic {
-                l.counters.entry(topic.clone()).or_default().messages += 1;
+                value_of(&mut l.counters, topic).messages += 1;
                 match q.slot {
                     // The subscriber holds the range until it releases it.
                     Some(slot) => {
@@ -505,7 +505,7 @@ impl DataPlane {
                             .expect("queued messages are in flight") -= 1;
                         let terms = l.terms.get(topic).unwrap_or(&self.config.default_terms);
                         if matches!(terms.policy, Policy::Block { .. }) {
-                            touch(&mut self.room_touched, topic);
+                            self.room_changes.moved(topic, peer, -1);
                         }
                     }
                 }
@@ -556,7 +556,7 @@ impl DataPlane {
 
     /// Recomputes each topic's room, reporting changes.
     pub(super) fn update_blocked(&mut self, _now: Instant) {
-        self.room_touched.clear();
+        self.room_changes.clear();
         let topics: BTreeSet<Topic> = self
             .advertised
             .iter()
@@ -568,19 +568,20 @@ impl DataPlane {
         }
     }
 
-    /// Recomputes the rooms that may have changed since the last input: those `touch`ed where
-    /// a `Block` subscriber's messages in flight changed, by a publish or by a flush (of any
-    /// topic: `fuzz/corpus/data_ops/regression-room-of-another-topic-after-a-publish`), or
-    /// where a link was reset. Called once at the end of each input, so an input costs that,
-    /// not a walk over every link and topic, and a message that no `Block` subscriber takes
-    /// costs no room at all; what changes rooms wholesale (a link gone, new terms, new routes)
-    /// calls `update_blocked` instead.
+    /// Recomputes the rooms that may have changed since the last input (`RoomChanges`):
+    /// where a `Block` subscriber's messages in flight changed, by a publish or by a flush (of
+    /// any topic: `fuzz/corpus/data_ops/regression-room-of-another-topic-after-a-publish`),
+    /// and did not come back to where they were (a message queued and sent at once), or where
+    /// a link was reset. Called once at the end of each input, so an input costs that, not a
+    /// walk over every link and topic, and a message sent at once or that no `Block`
+    /// subscriber takes costs no room at all; what changes rooms wholesale (a link gone, new
+    /// terms, new routes) calls `update_blocked` instead.
     pub(super) fn settle_rooms(&mut self) {
-        let mut touched = std::mem::take(&mut self.room_touched);
+        let mut touched = self.room_changes.take();
         for t in touched.drain(..) {
             self.update_room(&t);
         }
-        self.room_touched = touched;
+        self.room_changes.give_back(touched);
         // Every test drives this: the rooms must be what a walk over everything gives.
         #[cfg(debug_assertions)]
         if let Some((t, kept, walked)) = self.stale_room() {
@@ -708,13 +709,5 @@ impl DataPlane {
                 self.misbehaved(peer, reason, segments);
             }
         }
-    }
-}
-
-/// Notes that the room of `topic` may have changed (once per topic: the list stays as short
-/// as the node's topics).
-pub(super) fn touch(touched: &mut Vec<Topic>, topic: &Topic) {
-    if !touched.contains(topic) {
-        touched.push(topic.clone());
     }
 }

@@ -12,7 +12,7 @@ use super::options::{DEFAULT_MAX_PAYLOAD, Terms};
 use super::payload::{Delivered, Delivery, LOCAL, ReceivedSegment, SegmentId};
 use super::plane::DataPlane;
 use super::pool::MIN_SEGMENT;
-use super::topic::Topic;
+use super::topic::{Topic, value_of};
 
 impl DataPlane {
     /// A frame on a link from a publisher.
@@ -232,7 +232,7 @@ impl DataPlane {
             let reason = format!("{topic}: sequence {} after {last}", header.seq);
             return self.misbehaved(peer, reason, segments);
         }
-        l.last_seq.insert(topic.clone(), header.seq);
+        *value_of(&mut l.last_seq, &topic) = header.seq;
         let publisher = l.publisher.expect("checked before any message");
         if !self.taken.contains_key(&topic) {
             // No longer subscribed: not wanted, so not lost; give it back at once.

@@ -9,7 +9,7 @@
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -134,6 +134,19 @@ impl Names {
     pub(crate) fn len(&self) -> usize {
         self.set.len()
     }
+}
+
+/// `map[key]`, made with its default first if absent. Unlike `entry`, clones the key only
+/// then: a `Topic`'s clone and drop are an atomic increment and decrement of a shared count,
+/// which a message would pay at every such map on its way.
+pub(crate) fn value_of<'a, K: Ord + Clone, V: Default>(
+    map: &'a mut BTreeMap<K, V>,
+    key: &K,
+) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.clone(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
 }
 
 #[cfg(test)]

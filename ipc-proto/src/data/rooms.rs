@@ -1,0 +1,104 @@
+//! [`RoomChanges`]: what may have changed the rooms of `Block` topics during one input of the
+//! data plane, so that it recomputes only those, and none for a message sent at once.
+
+use crate::ids::PeerId;
+
+use super::topic::Topic;
+
+/// What may have changed rooms since they were last computed (see `DataPlane::settle_rooms`).
+#[derive(Debug, Default)]
+pub(super) struct RoomChanges {
+    /// Topics whose room may have changed (once each: as short as the node's topics).
+    touched: Vec<Topic>,
+    /// Changes of messages in flight on `Block` links, per topic and link, netted: a topic
+    /// whose links all net zero has the room it had.
+    moved: Vec<(Topic, PeerId, i32)>,
+}
+
+/// The most (topic, link) changes netted in one input; beyond, a topic is just touched (its
+/// room recomputed), so an input that moves many stays linear.
+const MAX_MOVED: usize = 16;
+
+impl RoomChanges {
+    /// The room of `topic` may have changed.
+    pub(super) fn touch(&mut self, topic: &Topic) {
+        if !self.touched.contains(topic) {
+            self.touched.push(topic.clone());
+        }
+    }
+
+    /// `delta` more messages of `topic` in flight on `peer`'s link, whose terms are `Block`.
+    pub(super) fn moved(&mut self, topic: &Topic, peer: PeerId, delta: i32) {
+        if let Some((_, _, d)) = (self.moved.iter_mut()).find(|(t, p, _)| *p == peer && t == topic)
+        {
+            *d += delta;
+        } else if self.moved.len() < MAX_MOVED {
+            self.moved.push((topic.clone(), peer, delta));
+        } else {
+            self.touch(topic);
+        }
+    }
+
+    /// Forgets every change: the rooms were recomputed.
+    pub(super) fn clear(&mut self) {
+        self.touched.clear();
+        self.moved.clear();
+    }
+
+    /// The topics whose room may have changed, to recompute; hand the list back with
+    /// [`give_back`](Self::give_back) (it keeps its allocation).
+    pub(super) fn take(&mut self) -> Vec<Topic> {
+        let mut moved = std::mem::take(&mut self.moved);
+        for (topic, _, delta) in moved.drain(..) {
+            if delta != 0 {
+                self.touch(&topic);
+            }
+        }
+        self.moved = moved;
+        std::mem::take(&mut self.touched)
+    }
+
+    /// Hands back the list [`take`](Self::take) gave, emptied.
+    pub(super) fn give_back(&mut self, touched: Vec<Topic>) {
+        debug_assert!(touched.is_empty() && self.touched.is_empty());
+        self.touched = touched;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_changes_that_do_not_cancel_out_touch_a_room() {
+        let (a, b) = (Topic::from("a"), Topic::from("b"));
+        let mut c = RoomChanges::default();
+        // Queued and sent at once on one link; queued on another.
+        c.moved(&a, PeerId(1), 1);
+        c.moved(&a, PeerId(1), -1);
+        c.moved(&b, PeerId(1), 1);
+        let touched = c.take();
+        assert_eq!(touched, [b]);
+        // One up on a link, one down on another: the room may have changed.
+        let mut touched = touched;
+        touched.clear();
+        c.give_back(touched);
+        c.moved(&a, PeerId(1), 1);
+        c.moved(&a, PeerId(2), -1);
+        assert_eq!(c.take(), [a]);
+    }
+
+    #[test]
+    fn past_the_netted_bound_a_topic_is_touched() {
+        let topics: Vec<Topic> = (0..2 * MAX_MOVED)
+            .map(|i| Topic::from(format!("t{i}").as_str()))
+            .collect();
+        let mut c = RoomChanges::default();
+        for t in &topics {
+            c.moved(t, PeerId(1), 1);
+            c.moved(t, PeerId(1), -1);
+        }
+        // The first ones netted to zero; the rest could not be netted, so they count.
+        assert_eq!(c.take(), topics[MAX_MOVED..]);
+    }
+}

@@ -195,11 +195,49 @@ struct PoolState {
 #[derive(Debug)]
 pub(crate) struct Outgoing {
     pool: Mutex<PoolState>,
+    /// When the pool's oldest free segment came back, readable without the pool's lock.
+    pool_clock: PoolClock,
     pool_freed: Condvar,
     fresh: Mutex<BTreeMap<SegmentId, Arc<OwnedFd>>>,
     next_fresh: AtomicU64,
     credits: Mutex<Credits>,
     credit_changed: Condvar,
+}
+
+/// When the pool's oldest free segment came back ([`Pool::oldest_free`]), kept where the
+/// I/O thread's wake checks read it without the pool's lock: every publish asks when the pool
+/// is next trimmed ([`Outgoing::next_trim`]), and a lock per message costs more than the
+/// answer. Updated under the pool's lock by every call that frees, takes or trims a segment.
+#[derive(Debug)]
+struct PoolClock {
+    epoch: Instant,
+    /// Nanoseconds since `epoch`, plus one; 0: no free segment.
+    oldest_free: AtomicU64,
+}
+
+impl PoolClock {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            oldest_free: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes the pool's oldest free segment as it is now.
+    fn note(&self, pool: &Pool) {
+        let nanos = pool.oldest_free().map_or(0, |t| {
+            let since = t.saturating_duration_since(self.epoch).as_nanos();
+            u64::try_from(since).unwrap_or(u64::MAX - 1) + 1
+        });
+        self.oldest_free.store(nanos, Ordering::Release);
+    }
+
+    fn oldest_free(&self) -> Option<Instant> {
+        match self.oldest_free.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(self.epoch + Duration::from_nanos(n - 1)),
+        }
+    }
 }
 
 /// The publishing credit of every topic: the protocol's [`HoldBack`] decides, under this lock,
@@ -249,6 +287,7 @@ impl Outgoing {
                 segments: BTreeMap::new(),
                 waiting: 0,
             }),
+            pool_clock: PoolClock::new(),
             pool_freed: Condvar::new(),
             fresh: Mutex::new(BTreeMap::new()),
             next_fresh: AtomicU64::new(FRESH_IDS),
@@ -278,6 +317,7 @@ impl Outgoing {
         }
         let mut st = lock(&self.pool);
         let freed = st.pool.free(id, Instant::now());
+        self.pool_clock.note(&st.pool);
         let waiting = st.waiting > 0;
         drop(st);
         if freed && waiting {
@@ -291,6 +331,7 @@ impl Outgoing {
     pub(crate) fn trim(&self, now: Instant) -> Vec<SegmentId> {
         let mut st = lock(&self.pool);
         let gone = st.pool.trim(now, POOL_IDLE);
+        self.pool_clock.note(&st.pool);
         for id in &gone {
             st.segments.remove(id);
         }
@@ -299,7 +340,7 @@ impl Outgoing {
 
     /// When [`trim`](Self::trim) has work next.
     pub(crate) fn next_trim(&self) -> Option<Instant> {
-        lock(&self.pool).pool.oldest_free().map(|t| t + POOL_IDLE)
+        self.pool_clock.oldest_free().map(|t| t + POOL_IDLE)
     }
 
     /// Records what the `Block` subscribers of `topic` can still take.
@@ -360,28 +401,35 @@ impl Outgoing {
     /// the protocol's [`HoldBack`] decides, while a `Block` subscriber has no room, up to its
     /// timeout (and while [`MAX_HELD`](ipc_proto::data::MAX_HELD) threads wait
     /// already). Returns whether that wait ran out (the message is then dropped for the
-    /// subscribers still full). Before waiting for room, `reclaim` takes back what
-    /// subscribers gave back already, which may make some (called without the lock): once,
-    /// or again and again for up to [`ROOM_SPIN`] while that finds room.
-    pub(crate) fn admit(&self, topic: &str, reclaim: impl Fn()) -> bool {
+    /// subscribers still full), and the time to publish at: the clock read once for the
+    /// hold-back and the publish, or read again after a wait. Before waiting for room,
+    /// `reclaim` takes back what subscribers gave back already, which may make some (called
+    /// without the lock): once, or again and again for up to [`ROOM_SPIN`] while that finds
+    /// room.
+    pub(crate) fn admit(&self, topic: &str, reclaim: impl Fn()) -> (bool, Instant) {
+        let mut now = Instant::now();
         let mut c = lock(&self.credits);
         let ticket = loop {
             while !c.closed && c.hold.pending(topic) >= WINDOW {
                 c = self.wait_credit(c, None);
+                now = Instant::now();
             }
             if c.closed {
-                return false;
+                return (false, now);
             }
             let ticket = c.next_ticket;
             c.next_ticket += 1;
-            match c.hold.publish(Instant::now(), topic, ticket) {
-                Admit::Go(_) => return false,
+            match c.hold.publish(now, topic, ticket) {
+                Admit::Go(_) => return (false, now),
                 Admit::Held { .. } => break ticket,
                 // As many threads wait already: wait for one to go, then try again.
-                Admit::Full(_) => c = self.wait_credit(c, None),
+                Admit::Full(_) => {
+                    c = self.wait_credit(c, None);
+                    now = Instant::now();
+                }
             }
         };
-        let held_at = Instant::now();
+        let held_at = now;
         // Reclaim at least once; spin while spinning finds room (see `ROOM_SPIN`).
         let spin = c.room_spin.spins();
         let spin_until = held_at + if spin { ROOM_SPIN } else { Duration::ZERO };
@@ -394,10 +442,10 @@ impl Outgoing {
                 }
                 // Another thread may have taken tickets out for others.
                 self.credit_changed(c);
-                return expired;
+                return (expired, Instant::now());
             }
             if c.closed {
-                return false;
+                return (false, Instant::now());
             }
             let now = Instant::now();
             if !reclaimed || now < spin_until {
@@ -438,6 +486,7 @@ impl Outgoing {
         let mut st = lock(&self.pool);
         loop {
             if let Some(slot) = st.pool.alloc(len as u64) {
+                self.pool_clock.note(&st.pool);
                 if !slot.new {
                     let seg = Arc::clone(
                         st.segments
@@ -460,6 +509,7 @@ impl Outgoing {
                         // Give the id back unused; the pool counts it as created, so the bound
                         // stays conservative.
                         st.pool.free(slot.segment, Instant::now());
+                        self.pool_clock.note(&st.pool);
                         Err(e)
                     }
                 };

@@ -32,11 +32,16 @@ impl Handle {
         self.requester.send(r)
     }
 
-    /// Publishes on the calling thread (see [`Core::publish`]); with `spare`, takes a spare
-    /// buffer for the next inline payload.
-    fn publish(&self, cmd: DataCmd, spare: bool) -> Result<Option<Vec<u8>>, DriverError> {
+    /// Publishes on the calling thread at `now` (see [`Core::publish`]); with `spare`, takes a
+    /// spare buffer for the next inline payload.
+    fn publish(
+        &self,
+        cmd: DataCmd,
+        spare: bool,
+        now: Instant,
+    ) -> Result<Option<Vec<u8>>, DriverError> {
         self.core
-            .publish(cmd, spare)
+            .publish(cmd, spare, now)
             .map_err(|Stopped| self.requester.stopped())
     }
 
@@ -175,7 +180,7 @@ impl Publisher {
 
     /// Sends a loan's buffer as the next message (see [`publish`](Self::publish)).
     pub fn send(&self, loan: Loan) -> Result<(), DriverError> {
-        let expired = self
+        let (expired, now) = self
             .handle
             .outgoing
             .admit(&self.topic, || self.handle.core.take_returns());
@@ -210,6 +215,7 @@ impl Publisher {
                 expired,
             },
             inline,
+            now,
         )?;
         if spare.is_some() {
             *lock(&self.spare) = spare;

@@ -190,11 +190,18 @@ impl Core {
     }
 
     /// Publishes on the calling thread: the member takes the message and its links send it
-    /// now (see the module docs). `Err` once the I/O thread has stopped.
-    pub(crate) fn publish(&self, cmd: DataCmd, spare: bool) -> Result<Option<Vec<u8>>, Stopped> {
+    /// now (see the module docs). `now`: when the publisher took its credit, just before (a
+    /// clock read is a fair share of a small message's cost; the machines take an earlier
+    /// `now` than the last as that last). `Err` once the I/O thread has stopped.
+    pub(crate) fn publish(
+        &self,
+        cmd: DataCmd,
+        spare: bool,
+        now: Instant,
+    ) -> Result<Option<Vec<u8>>, Stopped> {
         let mut guard = self.lock();
         let reactor = guard.as_mut().ok_or(Stopped)?;
-        reactor.publish_here(cmd);
+        reactor.publish_here(now, cmd);
         Ok(spare.then(|| reactor.member.spare_buffer()).flatten())
     }
 
@@ -579,8 +586,7 @@ impl Reactor {
 
     /// A publishing thread's message (see [`Core::publish`]), after the requests queued before
     /// it; wakes the I/O thread if what happened asks for it.
-    fn publish_here(&mut self, cmd: DataCmd) {
-        let now = Instant::now();
+    fn publish_here(&mut self, now: Instant, cmd: DataCmd) {
         let result = self.take_requests(now).and_then(|earlier| {
             // The sends take back what came back themselves: the returns wake nobody.
             self.io.defer_return_wakes(true);

@@ -15,6 +15,8 @@ use ipc_proto::wire::{DataFrame, MessageHeader, encode_data};
 
 #[path = "shared/rings.rs"]
 mod rings;
+#[path = "shared/wait.rs"]
+mod wait;
 use rings::wait_rings;
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -5,6 +5,9 @@ use std::time::{Duration, Instant};
 
 use ipc_driver_std::{Node, PublisherOptions, SegmentsInUse, SendMode, SubscriptionOptions};
 
+#[path = "shared/wait.rs"]
+mod wait;
+
 const WAIT: Duration = Duration::from_secs(30);
 
 fn fds() -> usize {
@@ -150,13 +153,5 @@ fn settle(p: &Node, baseline: Option<(usize, usize)>) {
 
 /// Waits until this process maps `n` memfd segments.
 fn settle_mappings(n: usize) {
-    let deadline = Instant::now() + WAIT;
-    while segment_mappings() != n {
-        assert!(
-            Instant::now() < deadline,
-            "{} memfd segment mappings after {WAIT:?}, expected {n}",
-            segment_mappings()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait::wait_count(n, WAIT, "memfd segment mappings", segment_mappings);
 }

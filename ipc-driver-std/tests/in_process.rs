@@ -11,6 +11,8 @@ const WAIT: Duration = Duration::from_secs(10);
 
 #[path = "shared/threads.rs"]
 mod threads;
+#[path = "shared/wait.rs"]
+mod wait;
 use threads::{this_tid, wait_in_epoll_wait};
 
 fn group() -> String {
@@ -48,12 +50,12 @@ fn three_nodes_see_each_other_and_survive_the_hub_leaving() {
     }
     // A survivor that saw `a` leave may still be synced with `a`'s hub, until its link to it
     // closes: wait for the new one (`wait_synced` returns whichever hub it holds now).
-    let deadline = Instant::now() + WAIT;
-    let new_hub = |n: &Node| n.hub().is_some_and(|h| h.node != a_id);
-    while !(new_hub(&b) && new_hub(&c)) {
-        assert!(Instant::now() < deadline, "no new hub within {WAIT:?}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait::wait_count(2, WAIT, "survivors synced with a new hub", || {
+        [&b, &c]
+            .into_iter()
+            .filter(|n| n.hub().is_some_and(|h| h.node != a_id))
+            .count()
+    });
     assert!(b.is_hub() ^ c.is_hub(), "exactly one survivor runs the hub");
     let seen: Vec<_> = std::iter::from_fn(|| c_events.try_recv()).collect();
     let left: Vec<_> = seen

@@ -8,6 +8,8 @@ use ipc_driver_std::{Node, SubscriptionOptions};
 
 #[path = "shared/rings.rs"]
 mod rings;
+#[path = "shared/wait.rs"]
+mod wait;
 use rings::{ring_mappings, wait_rings};
 
 const WAIT: Duration = Duration::from_secs(20);

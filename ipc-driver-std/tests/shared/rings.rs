@@ -4,7 +4,7 @@
 // Each test binary that includes this module uses some of it.
 #![allow(dead_code)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Mappings of ring regions in this process (both ends of a link, when both are here).
 pub(crate) fn ring_mappings() -> usize {
@@ -16,14 +16,7 @@ pub(crate) fn ring_mappings() -> usize {
 }
 
 /// Waits until this process maps exactly `n` rings; panics with `what` after `within`.
+/// (The including test binary also includes `shared/wait.rs` as `wait`.)
 pub(crate) fn wait_rings(n: usize, within: Duration, what: &str) {
-    let deadline = Instant::now() + within;
-    while ring_mappings() != n {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {} ring mappings, expected {n}",
-            ring_mappings()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    crate::wait::wait_count(n, within, &format!("ring mappings ({what})"), ring_mappings);
 }

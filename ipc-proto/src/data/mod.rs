@@ -73,7 +73,7 @@ pub use payload::{
     Delivered, Delivery, LOCAL, Mode, OUTGOING, Payload, ReceivedSegment, Seals, SegmentId,
 };
 pub use plane::DataPlane;
-pub use pool::{MIN_SEGMENT, Pool, PoolSlot};
+pub use pool::{MAX_ROTATION, MIN_SEGMENT, Pool, PoolSlot, ROTATION_BYTES};
 pub use routes::Routes;
 
 #[cfg(test)]

@@ -405,8 +405,11 @@ impl Outgoing {
     /// hold-back and the publish, or read again after a wait. Before waiting for room,
     /// `reclaim` takes back what subscribers gave back already, which may make some (called
     /// without the lock): once, or again and again for up to [`ROOM_SPIN`] while that finds
-    /// room.
-    pub(crate) fn admit(&self, topic: &str, reclaim: impl Fn()) -> (bool, Instant) {
+    /// room. Its argument says whether this is the last look before a sleep, which asks the
+    /// subscribers for a wake at their next return: the looks of a spin ask for none (a
+    /// subscriber that gives back would otherwise wake this node's I/O thread for returns the
+    /// spinning thread takes itself).
+    pub(crate) fn admit(&self, topic: &str, reclaim: impl Fn(bool)) -> (bool, Instant) {
         let mut now = Instant::now();
         let mut c = lock(&self.credits);
         let ticket = loop {
@@ -433,7 +436,7 @@ impl Outgoing {
         // Reclaim at least once; spin while spinning finds room (see `ROOM_SPIN`).
         let spin = c.room_spin.spins();
         let spin_until = held_at + if spin { ROOM_SPIN } else { Duration::ZERO };
-        let mut reclaimed = false;
+        let mut asked = false;
         loop {
             c.drain();
             if let Some(expired) = c.released.remove(&ticket) {
@@ -448,10 +451,11 @@ impl Outgoing {
                 return (false, Instant::now());
             }
             let now = Instant::now();
-            if !reclaimed || now < spin_until {
-                reclaimed = true;
+            if !asked || now < spin_until {
+                let last = now >= spin_until;
+                asked = last;
                 drop(c);
-                reclaim();
+                reclaim(last);
                 std::hint::spin_loop();
                 c = lock(&self.credits);
                 continue;
@@ -474,7 +478,8 @@ impl Outgoing {
 
     /// A pool segment for `len` bytes, waiting up to `wait` for one to come back when the pool
     /// is at its bound; before the first wait, `reclaim` takes back what subscribers gave
-    /// back already (called without the pool's lock).
+    /// back already and asks for a wake at their next return (called without the pool's
+    /// lock).
     pub(crate) fn pool_slot(
         &self,
         len: usize,

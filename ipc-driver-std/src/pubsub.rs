@@ -159,7 +159,7 @@ impl Publisher {
                     .handle
                     .outgoing
                     .pool_slot(len, self.options.pool_wait, || {
-                        self.handle.core.take_returns()
+                        self.handle.core.take_returns(true)
                     })? {
                     Some((segment, seg)) => LoanKind::Pooled(PooledLoan {
                         segment,
@@ -183,7 +183,7 @@ impl Publisher {
         let (expired, now) = self
             .handle
             .outgoing
-            .admit(&self.topic, || self.handle.core.take_returns());
+            .admit(&self.topic, |last| self.handle.core.take_returns(last));
         let len = loan.len;
         let inline = matches!(loan.kind, LoanKind::Inline(_));
         let payload = match loan.kind {

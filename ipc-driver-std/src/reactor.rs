@@ -208,12 +208,22 @@ impl Core {
     /// A publishing thread is about to wait, for a pool segment (its pool is at its bound)
     /// or for a `Block` subscriber's room: takes back the ranges subscribers gave back and
     /// its own sends did not (see [`Reactor::linger_returns`]), which may end the wait,
-    /// rather than leave them to the I/O thread, and asks for wakes for the next ones.
-    pub(crate) fn take_returns(&self) {
+    /// rather than leave them to the I/O thread. With `ask` (the thread's last look before it
+    /// sleeps), asks for wakes for the next ones; without (a look while it spins), asks for
+    /// none, as its sends do not, and the I/O thread looks [`LINGER`] after the last such look
+    /// unless the thread comes back first.
+    pub(crate) fn take_returns(&self, ask: bool) {
         let mut guard = self.lock();
         if let Some(r) = guard.as_mut() {
             let now = Instant::now();
-            r.take_returns(now);
+            if ask {
+                r.take_returns(now);
+            } else {
+                r.io.defer_return_wakes(true);
+                r.take_returns(now);
+                r.io.defer_return_wakes(false);
+                r.linger_returns(now);
+            }
             r.wake_if_needed(now, r.failed.is_some());
         }
     }

@@ -1018,7 +1018,12 @@ impl<A> Links<A> {
                         return Read::Done;
                     };
                     let again = if ring.is_sender() {
-                        ring.idle_sender(lent)
+                        if self.return_wakes.ask(lent) {
+                            ring.idle_sender(lent)
+                        } else {
+                            // Deferred (see `defer_return_wakes`): the driver looks by a deadline.
+                            Ok(false)
+                        }
                     } else if polled {
                         // A spinning thread reads it: no wakes asked of the publisher.
                         return Read::Done;

@@ -6,8 +6,9 @@
 //! loop sends every message says so after each one, and is woken about once per message
 //! of a pooled stream. A driver whose application threads send themselves (the std
 //! driver's publishing threads) need not: while such a thread sends
-//! ([`Links::defer_return_wakes`]), its sends ask for no wake and take back whatever came
-//! back already, so a stream wakes nobody for its returns. Once the thread stops, the
+//! ([`Links::defer_return_wakes`]), or looks for returns while it spins for room, its sends
+//! and looks ask for no wake and take back whatever came back already, so a stream wakes
+//! nobody for its returns. Once the thread stops, the
 //! driver's loop looks at the rings by a deadline ([`Links::returns_due`],
 //! [`Links::returns_lapsed`]): it takes what came back and asks for wakes again, so that
 //! the ranges of a publisher that went quiet come back without it.
@@ -50,9 +51,11 @@ impl ReturnWakes {
 }
 
 impl<A> Links<A> {
-    /// A thread other than the driver's loop starts (`true`) or stops sending: meanwhile, a
-    /// ring send asks for no wake for the ranges it lends, and takes back the ranges already
-    /// given back on its link. After the thread stops, call [`Links::returns_due`].
+    /// A thread other than the driver's loop starts (`true`) or stops sending, or taking back
+    /// returns while it spins: meanwhile, a ring send asks for no wake for the ranges it
+    /// lends, and takes back the ranges already given back on its link, and a read of a
+    /// publisher's ring to its end asks for none either. After the thread stops, call
+    /// [`Links::returns_due`].
     pub fn defer_return_wakes(&mut self, defer: bool) {
         self.return_wakes.deferred = defer;
     }

@@ -117,7 +117,9 @@ impl Pool {
         usize::try_from(turns).unwrap_or(1)
     }
 
-    /// The segment is free again (since `now`). Ignores segments not of this pool.
+    /// The segment is free again (since `now`, or since the last one of its class came back if
+    /// that was later: each class's free segments stay in the order they came back in, the
+    /// first the oldest). Ignores segments not of this pool.
     pub fn free(&mut self, segment: SegmentId, now: Instant) -> bool {
         let Some(&size) = self.sizes.get(&segment) else {
             return false;
@@ -127,7 +129,8 @@ impl Pool {
             list.iter().all(|(s, _)| *s != segment),
             "segment freed twice"
         );
-        list.push((segment, now));
+        let since = list.last().map_or(now, |&(_, last)| now.max(last));
+        list.push((segment, since));
         self.busy -= 1;
         true
     }
@@ -155,7 +158,11 @@ impl Pool {
 
     /// When the oldest free segment came back (for scheduling [`trim`](Self::trim)).
     pub fn oldest_free(&self) -> Option<Instant> {
-        self.free.values().flatten().map(|(_, since)| *since).min()
+        self.free
+            .values()
+            .filter_map(|l| l.first())
+            .map(|(_, since)| *since)
+            .min()
     }
 
     /// Whether `segment` belongs to this pool.
@@ -253,6 +260,29 @@ mod tests {
         let later = now + Duration::from_millis(100) + Duration::from_secs(1);
         assert_eq!(p.trim(later, Duration::from_secs(1)), &all[..2]);
         assert_eq!(p.bytes(), turns as u64 * size);
+    }
+
+    #[test]
+    fn a_class_keeps_its_free_segments_in_order_whatever_clock_the_caller_reads() {
+        let now = t0();
+        let mut p = Pool::new(1 << 20, 1);
+        let a = p.alloc(10).expect("room").segment;
+        let b = p.alloc(10).expect("room").segment;
+        let c = p.alloc(9000).expect("room").segment;
+        p.free(a, now + Duration::from_millis(5));
+        // An earlier clock than the last free's counts as that last one's.
+        p.free(b, now);
+        p.free(c, now + Duration::from_millis(3));
+        assert_eq!(p.oldest_free(), Some(now + Duration::from_millis(3)));
+        assert_eq!(
+            p.trim(now + Duration::from_millis(1004), Duration::from_secs(1)),
+            [c]
+        );
+        assert_eq!(p.oldest_free(), Some(now + Duration::from_millis(5)));
+        let mut gone = p.trim(now + Duration::from_millis(1005), Duration::from_secs(1));
+        gone.sort();
+        assert_eq!(gone, [a, b]);
+        assert_eq!(p.oldest_free(), None);
     }
 
     #[test]

@@ -41,11 +41,20 @@ const WINDOW: u32 = 256;
 /// How long a publishing thread held for room at a `Block` subscriber looks for it before it
 /// sleeps, taking back what subscribers gave back (pooled ranges) each time: from a subscriber
 /// that keeps up, room comes back within microseconds, and a sleep and its wakeup cost more.
-/// Only while spinning finds room: after a spin that did not, threads sleep at once (a spin at
-/// every wait made 64 KiB messages, whose subscriber takes longer than this per window, 5-10 %
-/// slower). Never while idle. Measured with a `Block` subscriber of depth 8 (pooled messages,
+/// Only while spinning finds room: after a spin that did not, threads sleep at once (when this
+/// was first measured, a spin at every wait made 64 KiB messages, whose subscriber took longer
+/// than 30 µs per window, 5-10 % slower). Never while idle. Measured with a `Block` subscriber of depth 8 (pooled messages,
 /// two pinned processes): 1.5x the messages per second at 4 KiB, 1.2x at 32 KiB, 64 KiB level.
-const ROOM_SPIN: Duration = Duration::from_micros(30);
+///
+/// 60 µs rather than the 30 it was: of the waits of a pooled 4 KiB stream, about half found
+/// room within 30 µs, a seventh within 40 and most of the rest within 100 (the subscriber
+/// woken from a park first). One that missed by a few microseconds made the next 15 waits
+/// sleep, and each sleep let the subscriber drain its ring and park, so that the next message
+/// cost a wakeup at both ends again. Against 30 µs, 3 alternated runs each: pooled 4 KiB 261 k
+/// → 469 k messages per second (the publisher's CPU per message 2.4 → 2.0 µs), 64 KiB 158 k →
+/// 174-184 k, 1 MiB, inline 4 KiB and 64 B level. 100 µs gained more at 4 KiB (500 k) but
+/// swung at 64 KiB (145-207 k) and cost inline 4 KiB 8 % more of the publisher's CPU.
+const ROOM_SPIN: Duration = Duration::from_micros(60);
 
 /// Every this many waits, one spins even when the last spin found nothing: the other side
 /// may keep up again ([`AdaptiveSpin`]).

@@ -8,8 +8,8 @@ use std::time::Instant;
 use calloop::ping::Ping;
 use ipc_driver_core::LEAVE_DEADLINE;
 use ipc_proto::data::{
-    Admit, DataCmd, HoldBack, HoldInput, HoldOutput, Payload, PublisherOptions, Room, SendMode,
-    SubscriptionOptions,
+    Admit, DataCmd, HoldBack, HoldInput, HoldOutput, Paths, Payload, PublisherOptions, Room,
+    SendMode, SubscriptionOptions,
 };
 use ipc_proto::doc::{DocError, Observed, PatchId, Scope};
 use ipc_proto::names::bus_topic;
@@ -264,7 +264,9 @@ pub struct Node {
     /// Document path observers, by id: the document and what the observer last saw.
     observers: BTreeMap<ObserverId, (String, Observed)>,
     next_observer: u64,
-    private: bool,
+    /// Whether the group is open only to this uid and the links take rings: how
+    /// `SendMode::Auto` sends a payload.
+    paths: Paths,
     pub(crate) tx: RequestSender,
     /// Leaving, and when to give up flushing.
     pub(crate) leaving: Option<Instant>,
@@ -291,7 +293,7 @@ impl Node {
         group: String,
         name: String,
         pool_bytes: u64,
-        private: bool,
+        paths: Paths,
         mailbox: Arc<Mailbox>,
         tx: RequestSender,
     ) -> Self {
@@ -306,7 +308,7 @@ impl Node {
             owed_room: Vec::new(),
             observers: BTreeMap::new(),
             next_observer: 0,
-            private,
+            paths,
             tx,
             leaving: None,
         }
@@ -662,7 +664,7 @@ impl Node {
             .get(topic)
             .ok_or_else(|| DriverError::NotPublishing(topic.into()))?;
         let inline_max = p.options.inline_max;
-        let kind = match p.options.mode_for(len, self.private) {
+        let kind = match p.options.mode_for(len, self.paths) {
             SendMode::Inline => {
                 if len > inline_max {
                     return Err(DriverError::TooLarge {

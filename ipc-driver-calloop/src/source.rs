@@ -31,7 +31,9 @@ use ipc_driver_core::{
 use ipc_os::memfd::Mapping;
 use ipc_os::poll::{Events, Interest as Want, Poller};
 use ipc_os::timer::Timer;
-use ipc_proto::data::{DataCmd, Delivered, Delivery, Loss, LossReason, Mode as Via, SegmentId};
+use ipc_proto::data::{
+    DataCmd, Delivered, Delivery, Loss, LossReason, Mode as Via, Paths, SegmentId,
+};
 use ipc_proto::doc::DocEvt;
 use ipc_proto::{Listener, MemberCmd, MemberEvt, MemberInput, MemberOutput, PeerId};
 use tracing::{debug, info, warn};
@@ -136,7 +138,10 @@ impl NodeSource {
             b.config.group,
             b.config.options.name,
             b.config.pool_bytes,
-            private,
+            Paths {
+                private,
+                rings: b.config.options.rings,
+            },
             Arc::new(Mailbox::new(ping)),
             tx,
         );

@@ -18,7 +18,7 @@ pub use crate::{
 pub use bytemuck::{self, Pod, Zeroable};
 pub use ipc_os::rendezvous::RendezvousError;
 pub use ipc_proto::data::{
-    DEFAULT_INLINE_MAX, DEFAULT_MAX_PAYLOAD, Incoming, Loss, LossReason, PublisherOptions,
+    DEFAULT_INLINE_MAX, DEFAULT_MAX_PAYLOAD, Incoming, Loss, LossReason, Paths, PublisherOptions,
     SendMode, SubscriptionOptions,
 };
 pub use ipc_proto::doc::{

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ipc_proto::data::DataCmd;
+use ipc_proto::data::{DataCmd, Paths};
 use ipc_proto::wire::DataStats;
 use ipc_proto::{NodeId, SpokeCmd, View};
 
@@ -186,7 +186,11 @@ impl NodeBuilder {
         #[allow(clippy::disallowed_methods)] // the driver reads the clock
         let now = Instant::now();
         let started = start::<DriverError>(&options, &group, dir.as_deref(), observer, now)?;
-        let (id, private) = (started.id, started.private);
+        let id = started.id;
+        let paths = Paths {
+            private: started.private,
+            rings: options.rings,
+        };
         let waker = Arc::new(Waker::new()?);
         let (requests, rx) = mpsc::channel();
         let shared = Arc::new(Shared::default());
@@ -220,7 +224,7 @@ impl NodeBuilder {
             requester: requester.clone(),
             core: Arc::clone(&core),
             outgoing,
-            private,
+            paths,
         };
         let thread = std::thread::Builder::new()
             .name(format!("ipc-pubsub-io:{}", options.name))

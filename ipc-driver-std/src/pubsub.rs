@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use ipc_proto::SpokeCmd;
-use ipc_proto::data::{DataCmd, Incoming, Payload};
+use ipc_proto::data::{DataCmd, Incoming, Paths, Payload};
 
 use crate::data::{
     AdaptiveSpin, Loan, LoanKind, Message, Outgoing, PoolWriter, PooledLoan, PublisherOptions,
@@ -23,8 +23,9 @@ pub(crate) struct Handle {
     /// The node's state, which publishing threads drive themselves.
     pub(crate) core: Arc<Core>,
     pub(crate) outgoing: Arc<Outgoing>,
-    /// Whether the group is open only to this uid (pooled payloads by default).
-    pub(crate) private: bool,
+    /// Whether the group is open only to this uid (pooled payloads by default) and the node's
+    /// links take rings: how `SendMode::Auto` sends a payload.
+    pub(crate) paths: Paths,
 }
 
 impl Handle {
@@ -55,8 +56,9 @@ impl Handle {
 /// which announces the topic; dropping it retracts the topic.
 ///
 /// Payloads go point to point to every node subscribed to the topic, never through the hub:
-/// inline in the socket record up to [`PublisherOptions::inline_max`], larger ones in a memfd
-/// whose fd is passed with `SCM_RIGHTS` ([`SendMode`]).
+/// inline (in the link's ring or its socket record) up to
+/// [`PublisherOptions::auto_inline_max`], larger ones in a memfd whose fd is passed with
+/// `SCM_RIGHTS` once (pooled) or with each message (fresh) ([`SendMode`]).
 ///
 /// ```no_run
 /// # fn main() -> Result<(), ipc_driver_std::DriverError> {
@@ -118,7 +120,7 @@ impl Publisher {
 
     /// How a payload of `len` bytes travels.
     pub fn mode_for(&self, len: usize) -> SendMode {
-        self.options.mode_for(len, self.handle.private)
+        self.options.mode_for(len, self.handle.paths)
     }
 
     /// Publishes a copy of `data`.

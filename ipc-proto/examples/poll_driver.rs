@@ -28,7 +28,7 @@ use ipc_os::pidfd::{PeerProcess, PidFd};
 use ipc_os::rendezvous::{DataSocket, GroupDir, HubSocket};
 use ipc_os::socket::{self, Recv, Sent};
 use ipc_proto::data::{
-    DEFAULT_INLINE_MAX, DataCmd, Delivered, Delivery, Payload, Pool, PublisherOptions,
+    DEFAULT_INLINE_MAX, DataCmd, Delivered, Delivery, Paths, Payload, Pool, PublisherOptions,
     ReceivedSegment, SegmentId, SendMode, SubscriptionOptions,
 };
 use ipc_proto::{
@@ -848,7 +848,12 @@ impl Driver {
                     _ => false,
                 };
                 p.wait_until = None;
-                let (index, mode) = (p.next, p.options.mode_for(size, self.private));
+                // This driver takes no rings: inline up to the publisher's threshold.
+                let paths = Paths {
+                    private: self.private,
+                    rings: false,
+                };
+                let (index, mode) = (p.next, p.options.mode_for(size, paths));
                 let inline_max = p.options.inline_max;
                 let made = if mode == SendMode::Inline && size > inline_max {
                     Err(format!(

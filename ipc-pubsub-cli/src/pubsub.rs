@@ -52,9 +52,10 @@ const MAX_LINE: usize = 1 << 20;
 /// `--mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(super) enum ModeArg {
-    /// Inline up to 16 KiB, then pooled (fresh in a group open to other uids).
+    /// Inline up to 4 KiB (a ring's slot), then pooled; in a group open to other uids, inline
+    /// up to 16 KiB, then fresh.
     Auto,
-    /// In the socket record (up to 16 KiB).
+    /// In the link's ring or socket record (up to 16 KiB).
     Inline,
     /// A fresh sealed memfd per message.
     Fresh,

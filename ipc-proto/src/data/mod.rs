@@ -67,7 +67,8 @@ pub use inbox::{Inbox, InboxCounters, Incoming, Offered, Sequenced};
 pub use io::{DataCmd, DataConfig, DataEvt, DataInput, DataLimits, DataOutput, Room};
 pub use loss::{Loss, LossReason};
 pub use options::{
-    DEFAULT_INLINE_MAX, DEFAULT_MAX_PAYLOAD, PublisherOptions, SendMode, SubscriptionOptions, Terms,
+    DEFAULT_INLINE_MAX, DEFAULT_MAX_PAYLOAD, Paths, PublisherOptions, SendMode,
+    SubscriptionOptions, Terms,
 };
 pub use payload::{
     Delivered, Delivery, LOCAL, Mode, OUTGOING, Payload, ReceivedSegment, Seals, SegmentId,

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::ring::link::LINK_INLINE_MAX;
 use crate::wire::Policy;
 
 /// How a publisher sends its payloads.
@@ -9,7 +10,9 @@ use crate::wire::Policy;
 #[non_exhaustive]
 pub enum SendMode {
     /// Inline up to the inline threshold; above it, pooled in a group open only to this uid,
-    /// fresh in a group opened to others.
+    /// fresh in a group opened to others. In a group open only to this uid whose node has
+    /// shared-memory rings, the threshold is at most what a ring carries inline
+    /// ([`LINK_INLINE_MAX`]): see [`PublisherOptions::auto_inline_max`].
     #[default]
     Auto,
     /// Always in the frame (up to the inline threshold; larger payloads are refused).
@@ -23,12 +26,28 @@ pub enum SendMode {
 
 /// The default largest inline payload: 16 KiB.
 ///
-/// Measured with `ipc-pubsub bench payload` (std driver, cross-core, see the README's table):
-/// inline beats pooled by 1.3-1.6x at 16 KiB (one subscriber and four alike), the two are even
-/// at 32 KiB (0.7-1.2x, within the noise), and pooled wins from 64 KiB (1.2-1.8x). Pooled
-/// messages pay a fixed cost per message (a notice, then a release back) that copying 16 KiB
-/// twice does not reach.
+/// Measured with `ipc-pubsub bench payload` (std driver, cross-core, see the README's table),
+/// before the data links had rings: inline beat pooled by 1.3-1.6x at 16 KiB (one subscriber
+/// and four alike), the two were even at 32 KiB (0.7-1.2x, within the noise), and pooled won
+/// from 64 KiB (1.2-1.8x). Pooled messages pay a fixed cost per message (a notice, then a
+/// release back) that copying 16 KiB twice does not reach. It still holds without rings (at
+/// 8 and 16 KiB, inline 270 k and 190 k messages per second, pooled 86 k and 87 k), and in a
+/// group opened to others, where the alternative is a fresh memfd per message. With rings, an
+/// inline payload larger than a ring's slot takes the socket while pooled notices take the
+/// ring, and pooled wins from just above it: see [`PublisherOptions::auto_inline_max`].
 pub const DEFAULT_INLINE_MAX: usize = 16 << 10;
+
+/// What a publisher's node offers its payloads besides the inline record, for
+/// [`PublisherOptions::mode_for`].
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Default)]
+pub struct Paths {
+    /// The group is open only to this node's uid: pooled segments, whose immutability is by
+    /// protocol, are allowed by default.
+    pub private: bool,
+    /// The node's data links take shared-memory rings (the drivers' default), which carry
+    /// inline payloads of up to [`LINK_INLINE_MAX`] bytes and pooled notices.
+    pub rings: bool,
+}
 
 /// How a publisher behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,15 +73,44 @@ impl Default for PublisherOptions {
 }
 
 impl PublisherOptions {
-    /// How a payload of `len` bytes travels; `private` says whether the group is open only to
-    /// this node's uid (where pooled segments, whose immutability is by protocol, are the
-    /// default above the inline threshold).
-    pub fn mode_for(&self, len: usize, private: bool) -> SendMode {
+    /// How a payload of `len` bytes travels from a node that offers `paths`.
+    ///
+    /// ```
+    /// use ipc_proto::data::{Paths, PublisherOptions, SendMode};
+    ///
+    /// let o = PublisherOptions::default();
+    /// let private = Paths { private: true, rings: true };
+    /// assert_eq!(o.mode_for(4096, private), SendMode::Inline);
+    /// assert_eq!(o.mode_for(8192, private), SendMode::Pooled);
+    /// // Without rings, or in a group opened to others, inline up to `inline_max`.
+    /// assert_eq!(o.mode_for(8192, Paths { rings: false, ..private }), SendMode::Inline);
+    /// let open = Paths { private: false, rings: true };
+    /// assert_eq!(o.mode_for(8192, open), SendMode::Inline);
+    /// assert_eq!(o.mode_for(o.inline_max + 1, open), SendMode::Fresh);
+    /// ```
+    pub fn mode_for(&self, len: usize, paths: Paths) -> SendMode {
         match self.mode {
-            SendMode::Auto if len <= self.inline_max => SendMode::Inline,
-            SendMode::Auto if private => SendMode::Pooled,
+            SendMode::Auto if len <= self.auto_inline_max(paths) => SendMode::Inline,
+            SendMode::Auto if paths.private => SendMode::Pooled,
             SendMode::Auto => SendMode::Fresh,
             other => other,
+        }
+    }
+
+    /// The largest payload [`SendMode::Auto`] sends inline from a node that offers `paths`:
+    /// [`Self::inline_max`], but at most [`LINK_INLINE_MAX`] where pooled is the alternative and
+    /// the links have rings. An inline payload larger than a ring's slot takes the link's
+    /// socket (two copies through the kernel and a wakeup per record), a pooled notice the ring.
+    /// Measured between two pinned processes (std driver, `Block` depth 8, 3 runs each, medians):
+    /// inline 302 k, 271 k, 245 k and 190 k messages per second at 6, 8, 12 and 16 KiB, pooled
+    /// 435 k, 431 k, 376 k and 344 k; at 4 KiB, in the ring, inline 1.36 M and pooled 468 k.
+    pub fn auto_inline_max(&self, paths: Paths) -> usize {
+        match paths {
+            Paths {
+                private: true,
+                rings: true,
+            } => self.inline_max.min(LINK_INLINE_MAX as usize),
+            _ => self.inline_max,
         }
     }
 }
@@ -202,17 +250,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn auto_mode_by_size_and_privacy() {
+    fn auto_mode_by_size_privacy_and_rings() {
         let o = PublisherOptions::default();
-        assert_eq!(o.mode_for(0, true), SendMode::Inline);
-        assert_eq!(o.mode_for(DEFAULT_INLINE_MAX, false), SendMode::Inline);
-        assert_eq!(o.mode_for(DEFAULT_INLINE_MAX + 1, true), SendMode::Pooled);
-        assert_eq!(o.mode_for(DEFAULT_INLINE_MAX + 1, false), SendMode::Fresh);
+        let ring = LINK_INLINE_MAX as usize;
+        for rings in [false, true] {
+            let (private, open) = (
+                Paths {
+                    private: true,
+                    rings,
+                },
+                Paths {
+                    private: false,
+                    rings,
+                },
+            );
+            assert_eq!(o.mode_for(0, private), SendMode::Inline);
+            assert_eq!(o.mode_for(ring, private), SendMode::Inline);
+            assert_eq!(o.mode_for(DEFAULT_INLINE_MAX, open), SendMode::Inline);
+            assert_eq!(
+                o.mode_for(DEFAULT_INLINE_MAX + 1, private),
+                SendMode::Pooled
+            );
+            assert_eq!(o.mode_for(DEFAULT_INLINE_MAX + 1, open), SendMode::Fresh);
+        }
+        // Above a ring's slot, pooled where the links have rings and pooled is allowed.
+        let private = |rings| Paths {
+            private: true,
+            rings,
+        };
+        assert_eq!(o.mode_for(ring + 1, private(true)), SendMode::Pooled);
+        assert_eq!(o.mode_for(ring + 1, private(false)), SendMode::Inline);
+        // A smaller threshold of the publisher's own still holds.
+        let small = PublisherOptions {
+            inline_max: 100,
+            ..PublisherOptions::default()
+        };
+        assert_eq!(small.auto_inline_max(private(true)), 100);
+        assert_eq!(small.mode_for(101, private(false)), SendMode::Pooled);
+        // So does a mode chosen outright.
         let fresh = PublisherOptions {
             mode: SendMode::Fresh,
             ..PublisherOptions::default()
         };
-        assert_eq!(fresh.mode_for(1, true), SendMode::Fresh);
+        assert_eq!(fresh.mode_for(1, private(true)), SendMode::Fresh);
+        let inline = PublisherOptions {
+            mode: SendMode::Inline,
+            ..PublisherOptions::default()
+        };
+        assert_eq!(
+            inline.mode_for(DEFAULT_INLINE_MAX, private(true)),
+            SendMode::Inline
+        );
     }
 
     #[test]

@@ -43,8 +43,9 @@ const WINDOW: u32 = 256;
 /// that keeps up, room comes back within microseconds, and a sleep and its wakeup cost more.
 /// Only while spinning finds room: after a spin that did not, threads sleep at once (when this
 /// was first measured, a spin at every wait made 64 KiB messages, whose subscriber took longer
-/// than 30 µs per window, 5-10 % slower). Never while idle. Measured with a `Block` subscriber of depth 8 (pooled messages,
-/// two pinned processes): 1.5x the messages per second at 4 KiB, 1.2x at 32 KiB, 64 KiB level.
+/// than 30 µs per window, 5-10 % slower). Never while idle. Measured with a `Block` subscriber
+/// of depth 8 (pooled messages, two pinned processes): 1.5x the messages per second at 4 KiB,
+/// 1.2x at 32 KiB, 64 KiB level.
 ///
 /// 60 µs rather than the 30 it was: of the waits of a pooled 4 KiB stream, about half found
 /// room within 30 µs, a seventh within 40 and most of the rest within 100 (the subscriber

@@ -219,10 +219,7 @@ impl Core {
             if ask {
                 r.take_returns(now);
             } else {
-                r.io.defer_return_wakes(true);
-                r.take_returns(now);
-                r.io.defer_return_wakes(false);
-                r.linger_returns(now);
+                r.deferring_return_wakes(now, |r| r.take_returns(now));
             }
             r.wake_if_needed(now, r.failed.is_some());
         }
@@ -599,11 +596,7 @@ impl Reactor {
     fn publish_here(&mut self, now: Instant, cmd: DataCmd) {
         let result = self.take_requests(now).and_then(|earlier| {
             // The sends take back what came back themselves: the returns wake nobody.
-            self.io.defer_return_wakes(true);
-            let published = self.on_data(now, cmd);
-            self.io.defer_return_wakes(false);
-            self.linger_returns(now);
-            published?;
+            self.deferring_return_wakes(now, |r| r.on_data(now, cmd))?;
             Ok(earlier)
         });
         match result {
@@ -703,6 +696,17 @@ impl Reactor {
         if !wakes || may_wake {
             self.io.linger(at);
         }
+    }
+
+    /// Runs `f` for a publishing thread (its sends, or its looks for returns while it spins)
+    /// asking subscribers for no return wakes (see `Links::defer_return_wakes`), then leaves
+    /// the returns to come to the I/O thread's look by a deadline ([`Self::linger_returns`]).
+    fn deferring_return_wakes<R>(&mut self, now: Instant, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.io.defer_return_wakes(true);
+        let result = f(self);
+        self.io.defer_return_wakes(false);
+        self.linger_returns(now);
+        result
     }
 
     /// After a publishing thread's sends, which asked no wake for the pool ranges they lent

@@ -9,6 +9,7 @@ use std::time::Instant;
 use tracing::trace;
 
 use super::io::Room;
+use super::topic::value_of;
 
 /// Most messages of one topic held back for full `Block` subscribers: a publish beyond it is
 /// refused ([`Admit::Full`]). Both drivers bound what they hold with it.
@@ -305,20 +306,13 @@ impl<T> HoldBack<T> {
         // One lookup of a known topic per input: a publisher's topic is (see `update`).
         match input {
             HoldInput::Room { topic, room } => {
-                // An unknown topic is an idle one: only a limit is news.
-                if !self.update(topic, now, |t| t.room = room) && room.is_some() {
-                    self.topics.insert(topic.to_owned(), Topic::limited(room));
-                }
+                self.update_or_limit(topic, now, room, |t| t.room = room);
             }
             HoldInput::Accounted { topic, room } => {
-                let accounted = |t: &mut Topic<T>| {
+                self.update_or_limit(topic, now, room, |t| {
                     t.pending = t.pending.saturating_sub(1);
                     t.room = room;
-                };
-                // A topic not known has nothing pending or held: with no limit, nothing to do.
-                if !self.update(topic, now, accounted) && room.is_some() {
-                    self.topics.insert(topic.to_owned(), Topic::limited(room));
-                }
+                });
             }
             HoldInput::Forget { topic } => {
                 if let Some(t) = self.topics.remove(topic) {
@@ -353,10 +347,7 @@ impl<T> HoldBack<T> {
     pub fn publish(&mut self, now: Instant, topic: &str, item: T) -> Admit<T> {
         let now = self.clamp(now);
         let max_held = self.max_held;
-        if !self.topics.contains_key(topic) {
-            self.topics.insert(topic.to_owned(), Topic::default());
-        }
-        let t = self.topics.get_mut(topic).expect("inserted above");
+        let t = value_of(&mut self.topics, topic);
         // What has room or is due goes first: held messages keep their turn.
         t.release(topic, now, &mut self.out);
         if t.held.is_empty() && t.has_room() {
@@ -406,6 +397,21 @@ impl<T> HoldBack<T> {
     /// publisher's topic stays known between its messages, not copied and dropped for each).
     fn settle(&mut self, topic: &str, now: Instant) {
         self.update(topic, now, |_| {});
+    }
+
+    /// Applies `f` to a known `topic` and settles it ([`update`](Self::update)); an unknown
+    /// one has nothing pending or held, so it behaves as an idle one: only a limit (`room`)
+    /// makes it known.
+    fn update_or_limit(
+        &mut self,
+        topic: &str,
+        now: Instant,
+        room: Option<Room>,
+        f: impl FnOnce(&mut Topic<T>),
+    ) {
+        if !self.update(topic, now, f) && room.is_some() {
+            self.topics.insert(topic.to_owned(), Topic::limited(room));
+        }
     }
 
     /// Applies `f` to a known `topic`, then settles it (see [`settle`](Self::settle)), with

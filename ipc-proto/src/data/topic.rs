@@ -136,15 +136,18 @@ impl Names {
     }
 }
 
-/// `map[key]`, made with its default first if absent. Unlike `entry`, clones the key only
+/// `map[key]`, made with its default first if absent. Unlike `entry`, makes an owned key only
 /// then: a `Topic`'s clone and drop are an atomic increment and decrement of a shared count,
-/// which a message would pay at every such map on its way.
-pub(crate) fn value_of<'a, K: Ord + Clone, V: Default>(
-    map: &'a mut BTreeMap<K, V>,
-    key: &K,
-) -> &'a mut V {
+/// and a `String` key's copy an allocation, which a message would pay at every such map on
+/// its way.
+pub(crate) fn value_of<'a, K, Q, V>(map: &'a mut BTreeMap<K, V>, key: &Q) -> &'a mut V
+where
+    K: Ord + Borrow<Q>,
+    Q: Ord + ToOwned<Owned = K> + ?Sized,
+    V: Default,
+{
     if !map.contains_key(key) {
-        map.insert(key.clone(), V::default());
+        map.insert(key.to_owned(), V::default());
     }
     map.get_mut(key).expect("inserted above")
 }

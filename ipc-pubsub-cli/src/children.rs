@@ -43,6 +43,54 @@ pub(super) fn random_group(prefix: &str) -> Result<String> {
     Ok(format!("{prefix}-{r:016x}"))
 }
 
+/// A private group with a fresh random name ([`random_group`]) that this process makes for
+/// nodes of its own (`demo`, `bench`). Dropped once those nodes are gone (declare it before
+/// the [`Fleet`] or the handles that run them, so that it drops after them), it removes the
+/// group's directory from this user's private runtime directory: its lock file and whatever
+/// sockets a killed node left. Else every run would leave one directory per group behind (a
+/// full `bench payload` makes hundreds). Nobody else knows the name, so nobody else uses it.
+pub(super) struct TempGroup(String);
+
+impl TempGroup {
+    /// A fresh name; nothing is created yet (the first node does that).
+    pub(super) fn new(prefix: &str) -> Result<Self> {
+        random_group(prefix).map(Self)
+    }
+
+    /// The group's name.
+    pub(super) fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TempGroup {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TempGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Drop for TempGroup {
+    fn drop(&mut self) {
+        // Resolving the directory makes it if no node did; removed right after either way.
+        if let Ok(dir) = ipc_os::rendezvous::GroupDir::private(&self.0) {
+            let path = dir.paths().dir();
+            if let Err(e) = std::fs::remove_dir_all(path)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                tracing::debug!(path = %path.display(), error = %e, "cannot remove a group's directory");
+            }
+        }
+    }
+}
+
 /// Makes the process that `cmd` starts get SIGKILL when the thread that starts it exits
 /// (`PR_SET_PDEATHSIG`), and fail to start if this process is already gone by then.
 ///

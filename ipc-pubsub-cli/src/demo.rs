@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use nix::sys::signal::Signal;
 
-use super::children::{Fleet, Seen, SeenKind, random_group};
+use super::children::{Fleet, Seen, SeenKind, TempGroup};
 use super::json::Line;
 use super::{CliError, Result, status};
 use crate::GroupArgs;
@@ -109,7 +109,8 @@ pub(super) fn run(_args: &DemoArgs, verbose: bool) -> Result<()> {
 /// The state of the tour, shared by its steps.
 struct Tour {
     fleet: Fleet,
-    group: String,
+    /// Dropped after `fleet` (fields drop in order), which reaps the nodes first.
+    group: TempGroup,
     started: Instant,
     step_start: Instant,
     /// The child running the hub.
@@ -124,7 +125,7 @@ struct Tour {
 
 impl Tour {
     fn new(verbose: bool) -> Result<Self> {
-        let group = random_group("demo")?;
+        let group = TempGroup::new("demo")?;
         let width = OTHERS
             .iter()
             .chain([&FIRST])
@@ -462,7 +463,7 @@ impl Tour {
         println!("\nSummary");
         let n = self.fleet.children().len();
         let rows = [
-            ("group", self.group.clone()),
+            ("group", self.group.to_string()),
             (
                 "nodes",
                 format!(

@@ -385,9 +385,58 @@ fn status_shows_the_hubs_keepalive_figures_and_bad_figures_are_a_usage_error() {
     assert!(hub.wait_exit(WAIT).success(), "{}", hub.stderr);
 }
 
+/// A fresh, empty runtime directory (mode 0700) for a process started with
+/// [`Proc::in_runtime_dir`]: its private groups live in `ipc-pubsub/` inside it. Removed when
+/// dropped.
+struct RuntimeDir(std::path::PathBuf);
+
+impl RuntimeDir {
+    fn new() -> Self {
+        use std::os::unix::fs::DirBuilderExt;
+        let path = std::env::temp_dir().join(format!("ipc-test-rt-{}", group()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .expect("a fresh runtime directory");
+        Self(path)
+    }
+
+    /// What is left in its groups' directory (none if that was never made).
+    fn groups(&self) -> Vec<String> {
+        match std::fs::read_dir(self.0.join("ipc-pubsub")) {
+            Ok(entries) => entries
+                .map(|e| {
+                    e.expect("a directory entry")
+                        .file_name()
+                        .to_string_lossy()
+                        .into()
+                })
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => panic!("cannot read the groups' directory: {e}"),
+        }
+    }
+}
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Proc {
+    /// [`spawn`](Self::spawn) with `XDG_RUNTIME_DIR` set to `dir`.
+    fn in_runtime_dir(dir: &RuntimeDir, args: &[&str]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ipc-pubsub"));
+        command.env("XDG_RUNTIME_DIR", &dir.0);
+        Self::start(command, args, false)
+    }
+}
+
 #[test]
 fn the_demo_succeeds_and_leaves_nothing_running() {
-    let mut demo = Proc::spawn(&["demo"]);
+    let runtime = RuntimeDir::new();
+    let mut demo = Proc::in_runtime_dir(&runtime, &["demo"]);
     let status = demo.wait_exit(Duration::from_secs(60));
     let out = demo.stdout.join("\n");
     assert!(status.success(), "{status}\n{out}\nstderr: {}", demo.stderr);
@@ -407,6 +456,11 @@ fn the_demo_succeeds_and_leaves_nothing_running() {
     assert!(
         !sockets.contains(group),
         "a socket of the demo's group is still bound"
+    );
+    assert_eq!(
+        runtime.groups(),
+        Vec::<String>::new(),
+        "the demo's group directory is removed"
     );
 }
 
@@ -458,7 +512,8 @@ fn bench_topology_reports_both_pidfd_series() {
 
 #[test]
 fn bench_payload_quick_prints_every_row() {
-    let mut bench = Proc::spawn(&["bench", "payload", "--quick"]);
+    let runtime = RuntimeDir::new();
+    let mut bench = Proc::in_runtime_dir(&runtime, &["bench", "payload", "--quick"]);
     // About 10 s in a release build; generous for a debug build on a busy machine.
     let status = bench.wait_exit(Duration::from_secs(600));
     let out = bench.stdout.join("\n");
@@ -527,6 +582,8 @@ fn bench_payload_quick_prints_every_row() {
     assert!(out.contains("pubsub.rtt / seqpacket_pingpong"), "{out}");
     assert!(out.contains("pubsub.pooled / memcpy"), "{out}");
     assert!(out.contains("pubsub.paced.1khz / paced_raw.1khz"), "{out}");
+    // Every repetition ran in a group of its own: none is left behind.
+    assert_eq!(runtime.groups(), Vec::<String>::new());
 }
 
 /// The payload of `pub --size N`, as its help documents it.

@@ -26,7 +26,7 @@ use serde_json::json;
 
 use super::measure::nearest_rank;
 use super::{Machine, build, machine, progress};
-use crate::children::random_group;
+use crate::children::TempGroup;
 use crate::{CliError, Result};
 use ipc_driver_std::{DriverError, Node};
 
@@ -124,16 +124,16 @@ pub(crate) fn run(args: &DocBenchArgs) -> Result<()> {
 
 /// One series: `writers` nodes patching for `span`, with or without witnesses.
 fn measure(writers: usize, witnesses: bool, span: Duration) -> Result<Series> {
-    let group = random_group("bench-doc")?;
+    let group = TempGroup::new("bench-doc")?;
     let hub = Node::builder("bench-hub")
-        .group(&group)
+        .group(group.name())
         .witness(witnesses)
         .join()?;
     // A member that never opens the document: the witness of every patch.
     let witness = witnesses
         .then(|| {
             Node::builder("bench-witness")
-                .group(&group)
+                .group(group.name())
                 .hub_eligible(false)
                 .join()
         })
@@ -141,7 +141,7 @@ fn measure(writers: usize, witnesses: bool, span: Duration) -> Result<Series> {
     let barrier = Arc::new(Barrier::new(writers));
     let threads: Vec<_> = (0..writers)
         .map(|i| {
-            let group = group.clone();
+            let group = group.to_string();
             let barrier = Arc::clone(&barrier);
             thread::spawn(move || -> Result<Vec<u32>> {
                 let node = Node::builder(&format!("bench-w{i}"))

@@ -48,7 +48,7 @@ use signal_hook::SigId;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use super::measure::{CpuSample, LatencySummary};
-use crate::children::{die_with_parent, random_group};
+use crate::children::{TempGroup, die_with_parent};
 use crate::{CliError, Result};
 
 /// How long one repetition (all of its processes) may take before it counts as hung.
@@ -261,11 +261,13 @@ impl Harness {
     /// one has exited 0, and returns their reports. Any failure kills and reaps the rest.
     pub(super) fn run(&self, team: &Team<'_>) -> Result<Reports> {
         self.check_interrupted()?;
+        // Declared before `running`: its directory goes after the children.
         let group = if team.group {
-            Some(random_group("bench")?)
+            Some(TempGroup::new("bench")?)
         } else {
             None
         };
+        let group = group.as_ref().map(TempGroup::name);
         let mut sender_ends = Vec::new();
         let mut receiver_ends = Vec::new();
         for _ in 0..team.case.receivers {
@@ -280,17 +282,10 @@ impl Harness {
                 .get(i)
                 .map(std::slice::from_ref)
                 .unwrap_or(&[]);
-            let cmd = self.command(team, team.receiver, self.cores.receiver, i, fds, &group);
+            let cmd = self.command(team, team.receiver, self.cores.receiver, i, fds, group);
             running.spawn(team.receiver, cmd, fds)?;
         }
-        let cmd = self.command(
-            team,
-            team.sender,
-            self.cores.sender,
-            0,
-            &sender_ends,
-            &group,
-        );
+        let cmd = self.command(team, team.sender, self.cores.sender, 0, &sender_ends, group);
         running.spawn(team.sender, cmd, &sender_ends)?;
         // Our copies would keep every connection open after its children exit.
         drop(sender_ends);
@@ -310,7 +305,7 @@ impl Harness {
         core: usize,
         index: usize,
         fds: &[OwnedFd],
-        group: &Option<String>,
+        group: Option<&str>,
     ) -> Command {
         let c = &team.case;
         let mut cmd = Command::new(&self.exe);

@@ -30,7 +30,7 @@ use nix::sys::signal::Signal;
 use serde::Serialize;
 
 use super::{Machine, build, machine, progress};
-use crate::children::{Fleet, Seen, SeenKind, random_group};
+use crate::children::{Fleet, Seen, SeenKind, TempGroup};
 use crate::json::Line;
 use crate::{CliError, Result, Timing};
 
@@ -444,11 +444,11 @@ fn current_hub(fleet: &Fleet, g: &StartedGroup) -> Result<NodeId> {
 /// the same hub. Returns the group, the children's indices, when spawning began and ended,
 /// and when the group converged.
 fn start_group(fleet: &mut Fleet, n: usize, prefix: &str) -> Result<StartedGroup> {
-    let group = random_group("bench")?;
+    let group = TempGroup::new("bench")?;
     let first = fleet.children().len();
     let began = Instant::now();
     for i in 0..n {
-        fleet.spawn(&group, &format!("{prefix}{i:02}"), &[])?;
+        fleet.spawn(group.name(), &format!("{prefix}{i:02}"), &[])?;
     }
     let spawned = Instant::now();
     let members: Vec<usize> = (first..first + n).collect();
@@ -471,6 +471,7 @@ fn start_group(fleet: &mut Fleet, n: usize, prefix: &str) -> Result<StartedGroup
         converged = seen.at;
     }
     Ok(StartedGroup {
+        _group: group,
         members,
         began,
         spawned,
@@ -480,6 +481,8 @@ fn start_group(fleet: &mut Fleet, n: usize, prefix: &str) -> Result<StartedGroup
 }
 
 struct StartedGroup {
+    /// Its directory goes when this drops: after the caller's `fleet.kill_all()`.
+    _group: TempGroup,
     members: Vec<usize>,
     began: Instant,
     spawned: Instant,

@@ -190,6 +190,15 @@ impl RingLink {
         Err(None)
     }
 
+    /// The publisher's end fills a message this link will carry (a pooled loan): says so in
+    /// the ring, a hint that its next push clears ([`RingSender::writing`]).
+    pub(crate) fn writing(&mut self) {
+        if let End::Send(tx) = &mut self.end {
+            // Only a word stored in a mapping checked when taken: nothing to fail on.
+            let _ = tx.writing(self.region.words());
+        }
+    }
+
     /// This side's eventfd was readable. The publisher takes the wake and stops waiting; the
     /// subscriber stops being parked but leaves its eventfd readable until it parks again, so
     /// that its loop comes back for whatever a read budget left in the ring.
@@ -250,6 +259,15 @@ impl RingLink {
     pub(crate) fn record_read(&mut self) {
         if let End::Recv(rx) = &mut self.end {
             rx.record_read();
+        }
+    }
+
+    /// The subscriber's end: whether the publisher says it fills a message for this link
+    /// ([`RingReceiver::producer_writing`]). The peer's word: only a hint.
+    pub(crate) fn peer_writing(&self) -> bool {
+        match &self.end {
+            End::Recv(rx) => rx.producer_writing(self.region.words()).unwrap_or(false),
+            End::Send(_) => false,
         }
     }
 

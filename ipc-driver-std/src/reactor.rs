@@ -12,8 +12,11 @@
 //! message itself, into the link's ring or socket (no hand-off to the I/O thread and no wakeup
 //! of it: the cost the fast path removes); whatever it leaves for later (a deadline sooner than
 //! the I/O thread's, requests it found queued) it tells the I/O thread with the waker.
+//!
+//! `rings` holds what receiving threads do with the links' shared-memory rings (poll them,
+//! wait on them) and how the reactor reads, parks and keeps them unparked; `deliver` how a
+//! message reaches the node's subscriptions.
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::AsFd;
@@ -35,12 +38,13 @@ use ipc_proto::{
 use tracing::{debug, info, trace, warn};
 
 use crate::NodeEvent;
-use crate::data::{ActNow, Mailbox, OutSegment, Outgoing, QueueWaiter, SubQueue};
+use crate::data::{ActNow, Mailbox, OutSegment, Outgoing, SubQueue};
 use crate::doc::{DocRegistry, push_all};
 use crate::events::Sink;
 use crate::request::{LEFT, Request, Shared};
 
 mod deliver;
+mod rings;
 
 /// Everything the I/O thread needs to run a node.
 pub(crate) struct Setup {
@@ -105,6 +109,9 @@ pub(crate) struct Reactor {
     failed: Option<io::Error>,
     /// The keys of the links whose rings spinning threads read (kept to reuse its memory).
     ring_keys: Vec<usize>,
+    /// [`Reactor::linger_for_writers`]: the rings' message count when it last lingered, and
+    /// how many times in a row it lingered with that count.
+    writing_lingers: (u64, u32),
     /// In the rings' own set under [`OWN_TOKEN`]: wakes a thread waiting on the rings when
     /// its queue gets an item the rings did not bring, or closes (see [`Core::wait_on_rings`]).
     ring_waker: Option<Arc<Waker>>,
@@ -123,12 +130,6 @@ const LINGER: Duration = Duration::from_millis(1);
 
 /// Most readiness reports of the rings' own set taken in one wait.
 const RING_EVENTS: usize = 32;
-
-thread_local! {
-    /// The buffer of this thread's waits on the rings' own set ([`Core::wait_on_rings`]),
-    /// kept between them: a receiving thread allocates none per message.
-    static RING_READY: Cell<Option<Events>> = const { Cell::new(None) };
-}
 
 /// How soon a deadline counts as now for the I/O thread: its `epoll_wait` counts whole
 /// milliseconds.
@@ -223,140 +224,6 @@ impl Core {
             }
             r.wake_if_needed(now, r.failed.is_some());
         }
-    }
-
-    /// A receiving thread starts polling the rings ([`SubscriptionOptions::spin`]); `false`
-    /// once the node has stopped.
-    ///
-    /// [`SubscriptionOptions::spin`]: ipc_proto::data::SubscriptionOptions::spin
-    pub(crate) fn spin_start(&self) -> bool {
-        let mut guard = self.lock();
-        let Some(r) = guard.as_mut() else {
-            return false;
-        };
-        r.io.spin_start();
-        true
-    }
-
-    /// A polling thread's look at the rings: hands on what they hold, unless the I/O thread
-    /// (or another thread) holds the state right now.
-    pub(crate) fn poll_rings(&self) {
-        let Some(mut guard) = self.try_lock() else {
-            return;
-        };
-        if let Some(r) = guard.as_mut() {
-            r.poll_rings(Instant::now());
-        }
-    }
-
-    /// A polling thread stops: the rings stay unparked for `linger` more (see
-    /// [`Links::spin_stop`]), or until the sleeping I/O thread wakes anyway if that is later
-    /// but within [`SOON`] of it. A sleeper that would wake later is woken (by
-    /// `wake_if_needed`) to read and park them then: messages for the node's other
-    /// subscriptions on those rings wake nobody meanwhile. (The I/O thread sleeps at most
-    /// [`SPIN_CHECK`] while threads spin, but only once it has looked since they started: a
-    /// thread that spins briefly, as every receive may, starts and stops while it sleeps.)
-    pub(crate) fn spin_stop(&self, linger: Duration) {
-        let mut guard = self.lock();
-        let Some(r) = guard.as_mut() else {
-            return;
-        };
-        let now = Instant::now();
-        let until = (!linger.is_zero()).then(|| r.io_look_by(now + linger).0);
-        if r.io.spin_stop(until) {
-            r.park_rings(now);
-        }
-        r.wake_if_needed(now, false);
-    }
-
-    /// A receiving thread with nothing queued waits on the rings itself, rather than for the
-    /// I/O thread to read them and wake it: the wakeup the publisher paid for reaches the
-    /// thread that wants the message. Meanwhile the I/O thread waits on everything else;
-    /// whatever it (or a publishing thread) hands `queue` wakes this thread through the
-    /// waker in the rings' set.
-    ///
-    /// Returns when `queue` has an item or is closed, at `deadline`, or on a failure; at once
-    /// if the rings were not this thread's to wait on (no rings, another thread waits on
-    /// them, threads spin on them). Either way, the caller then waits on the queue as usual;
-    /// where the rings were taken, counted as its waiter until it drops what this returns,
-    /// so that no thread leaves the rings unparked meanwhile ([`Reactor::linger_rings`]).
-    pub(crate) fn wait_on_rings(
-        &self,
-        queue: &SubQueue,
-        deadline: Option<Instant>,
-    ) -> Option<QueueWaiter> {
-        let Some(rings) = &self.rings else {
-            return None;
-        };
-        {
-            let mut guard = self.lock();
-            let r = guard.as_mut()?;
-            // The set out of the I/O thread's: another receiving thread waits on it.
-            if r.io.is_ring_set_detached() || r.io.is_spinning() {
-                return Some(queue.queue_waiter());
-            }
-            // The rings linger unparked after a thread read them (this one, most likely):
-            // read them to their end, which parks them, so that what comes next wakes this
-            // thread.
-            if r.io.end_linger() {
-                r.park_rings(Instant::now());
-            }
-            // Under the node's lock, nothing is handed on meanwhile: the queue is empty (or
-            // not) for good until this thread sleeps.
-            if queue.wait_on_rings(Some(Arc::clone(&rings.waker))) {
-                queue.wait_on_rings(None);
-                return None;
-            }
-            if let Err(e) = r.io.detach_ring_set() {
-                queue.wait_on_rings(None);
-                debug!(error = %e, "cannot take the rings from the I/O thread");
-                return Some(queue.queue_waiter());
-            }
-        }
-        let mut ready = RING_READY
-            .take()
-            .unwrap_or_else(|| Events::with_capacity(RING_EVENTS));
-        loop {
-            let timeout = match deadline {
-                None => None,
-                Some(d) => match d.saturating_duration_since(Instant::now()) {
-                    left if left.is_zero() => break,
-                    left => Some(left),
-                },
-            };
-            if let Err(e) = rings.set.wait(&mut ready, timeout) {
-                warn!(error = %e, "cannot wait on the rings");
-                break;
-            }
-            let mut guard = self.lock();
-            let Some(r) = guard.as_mut() else {
-                break;
-            };
-            // Awake: what this thread hands the queue itself need not wake it.
-            queue.wait_on_rings(None);
-            let now = Instant::now();
-            r.on_ring_set(now, &ready);
-            if queue.wait_on_rings(Some(Arc::clone(&rings.waker))) {
-                // Woken below, on the way out.
-                break;
-            }
-            r.wake_if_needed(now, r.failed.is_some());
-        }
-        let mut guard = self.lock();
-        let got = queue.wait_on_rings(None);
-        RING_READY.set(Some(ready));
-        if let Some(r) = guard.as_mut() {
-            if let Err(e) = r.io.attach_ring_set() {
-                r.failed.get_or_insert(e);
-            }
-            let now = Instant::now();
-            if got {
-                // It comes back for its next message soon: see `Reactor::linger_rings`.
-                r.linger_rings(now, false);
-            }
-            r.wake_if_needed(now, r.failed.is_some());
-        }
-        None
     }
 
     /// The I/O thread: runs until the node has left (or the I/O fails), then releases every
@@ -504,6 +371,7 @@ impl Reactor {
             io_thread: IoThread::Awake,
             failed: None,
             ring_keys: Vec::new(),
+            writing_lingers: (0, 0),
             ring_waker,
         })
     }
@@ -586,6 +454,7 @@ impl Reactor {
             self.accept(now, Listener::Data)?;
         }
         self.on_deadlines(now);
+        self.linger_for_writers(now);
         self.pump(now)?;
         self.publish();
         Ok(())
@@ -626,78 +495,6 @@ impl Reactor {
         self.wake_if_needed(now, self.failed.is_some());
     }
 
-    /// A polling thread reads what the rings hold (see [`Links::read_ring`]).
-    fn poll_rings(&mut self, now: Instant) {
-        let mut keys = std::mem::take(&mut self.ring_keys);
-        self.io.ring_receivers(&mut keys);
-        let mut any = false;
-        for &key in &keys {
-            for _ in 0..READ_BUDGET {
-                let read = self.io.read_ring(&mut self.member, now, key);
-                if read == Read::Done {
-                    break;
-                }
-                any = true;
-                if let Err(e) = self.pump(now) {
-                    self.failed.get_or_insert(e);
-                }
-                if !self.io.read_on(key, read) {
-                    break;
-                }
-            }
-        }
-        self.ring_keys = keys;
-        if any {
-            self.wake_if_needed(now, self.failed.is_some());
-        }
-    }
-
-    /// Acts on what the rings' own set reports: its rings' news as the I/O thread would, and
-    /// the waiting thread's waker, taken. The caller then wakes the I/O thread if it must
-    /// look ([`wake_if_needed`](Self::wake_if_needed)), once per turn: that walks every
-    /// machine's deadlines (about a seventh of what a small message costs its receiver).
-    fn on_ring_set(&mut self, now: Instant, ready: &Events) {
-        for event in ready.iter() {
-            match Ready::of(event.token()) {
-                Ready::Ring(_) => {
-                    // A ring's news is never an error (a broken ring closes its link).
-                    let _ = self.on_ready(now, event);
-                }
-                Ready::Own => {
-                    if let Some(waker) = &self.ring_waker
-                        && let Err(e) = waker.reset()
-                    {
-                        self.failed.get_or_insert(e);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// A receiving thread read the rings outside any wait, or leaves its wait on them with a
-    /// message, and comes back for its next one soon: the rings stay unparked for [`LINGER`]
-    /// (see [`Links::linger`]), so that the publisher's next messages wake nobody, where
-    /// parked they would wake the I/O thread only for it to find them read by that thread.
-    ///
-    /// Not while another thread would miss the wake of a parked ring (one waits on the rings,
-    /// or on a queue's condition). If the thread does not come back, the I/O thread reads and
-    /// parks the rings when the linger is over, or when it wakes anyway if that is later but
-    /// still within [`LINGER`] and [`SOON`]. A sleeping I/O thread that would not wake by
-    /// then is woken only if `may_wake` (a link resumed: a busy stream, where one wakeup per
-    /// linger is cheap); otherwise the rings park as usual, so a slow stream costs the I/O
-    /// thread nothing.
-    fn linger_rings(&mut self, now: Instant, may_wake: bool) {
-        if self.io.is_ring_set_detached() || self.mailbox.has_queue_waiters() {
-            return;
-        }
-        let (at, wakes) = self.io_look_by(now + LINGER);
-        // If it `wakes`, the caller's `wake_if_needed` wakes the I/O thread for the linger's end.
-        if !wakes || may_wake {
-            self.io.linger(at);
-        }
-    }
-
     /// Runs `f` for a publishing thread (its sends, or its looks for returns while it spins)
     /// asking subscribers for no return wakes (see `Links::defer_return_wakes`), then leaves
     /// the returns to come to the I/O thread's look by a deadline ([`Self::linger_returns`]).
@@ -735,21 +532,6 @@ impl Reactor {
     /// for wakes for the next ones (see `Links::defer_return_wakes`).
     fn take_returns(&mut self, now: Instant) {
         self.read_rings(now, Links::ring_senders);
-    }
-
-    /// Reads every ring link to its end, which parks the rings: nobody polls them any more.
-    fn park_rings(&mut self, now: Instant) {
-        self.read_rings(now, Links::ring_receivers);
-    }
-
-    /// Reads the rings of the links `keys` lists (one side's) to their end.
-    fn read_rings(&mut self, now: Instant, keys: fn(&Links<OutSegment>, &mut Vec<usize>)) {
-        let mut list = std::mem::take(&mut self.ring_keys);
-        keys(&self.io, &mut list);
-        for &key in &list {
-            self.read(now, key, Reading::Ring);
-        }
-        self.ring_keys = list;
     }
 
     /// Whether a deadline comes before the sleeping I/O thread would wake. Not looked for

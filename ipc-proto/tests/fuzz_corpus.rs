@@ -290,9 +290,24 @@ fn ring_seeds() -> Vec<(&'static str, RingCase)> {
                         start: 80,
                         words: vec![u64::MAX, 1, u64::MAX],
                     },
-                    pop,
+                    pop.clone(),
                     RingOp::Write { word: 32, value: 7 },
                     RingOp::Free,
+                ],
+            ),
+        ),
+        (
+            "writing_hint",
+            case(
+                vec![],
+                vec![
+                    RingOp::Writing,
+                    push(4),
+                    RingOp::Writing,
+                    pop.clone(),
+                    RingOp::Write { word: 17, value: 0 },
+                    RingOp::Writing,
+                    pop,
                 ],
             ),
         ),
@@ -1995,7 +2010,7 @@ impl ArbitraryEncoder {
         }
     }
     fn ring_op(&mut self, op: &RingOp) {
-        const N: u64 = 10;
+        const N: u64 = 11;
         match op {
             RingOp::Push { binding, len } => {
                 self.variant(0, N);
@@ -2028,6 +2043,7 @@ impl ArbitraryEncoder {
                 self.u16(*start);
                 self.seq_of(words, |e, w| e.u64(*w));
             }
+            RingOp::Writing => self.variant(10, N),
         }
     }
     fn data_case(&mut self, c: &DataCase) {

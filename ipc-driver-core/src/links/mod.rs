@@ -269,6 +269,8 @@ pub struct Links<A> {
     /// The rings' own set, if the driver asked for one ([`Links::use_ring_set`]).
     ring_set: Option<ring_set::RingSet>,
     return_wakes: returns::ReturnWakes,
+    /// Messages read from rings so far ([`Links::ring_messages`]).
+    ring_messages: u64,
 }
 
 impl<A> Links<A> {
@@ -307,6 +309,7 @@ impl<A> Links<A> {
             spin_linger: None,
             ring_set: None,
             return_wakes: Default::default(),
+            ring_messages: 0,
         })
     }
 

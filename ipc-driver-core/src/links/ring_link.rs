@@ -147,6 +147,9 @@ impl<A> Links<A> {
         };
         match got {
             Ok(true) => {
+                if !ring.is_sender() {
+                    self.ring_messages += 1;
+                }
                 Self::hand_on(member, now, peer, ring.record(), &[]);
                 Some(Read::Record)
             }

@@ -6,9 +6,10 @@
 
 use std::time::Instant;
 
-use ipc_proto::Member;
+use ipc_proto::{Member, PeerId};
 
 use super::{Links, Read};
+use crate::ring::RingLink;
 
 impl<A> Links<A> {
     /// A thread starts polling the rings for its next message instead of sleeping
@@ -109,6 +110,39 @@ impl<A> Links<A> {
     /// Whether threads poll the rings (or did a moment ago): the rings do not park.
     pub fn is_polled(&self) -> bool {
         self.spinners > 0 || self.spin_linger.is_some()
+    }
+
+    /// This node fills a message that will go out on the links to `peers` (the data plane's
+    /// [`links_for`](ipc_proto::data::DataPlane::links_for) its topic): each of them with a
+    /// ring tells its subscriber, whose polling thread may then poll a little longer instead
+    /// of parking ([`Links::peer_writing`]). The next message on the link clears it.
+    pub fn writing(&mut self, peers: impl IntoIterator<Item = PeerId>) {
+        for peer in peers {
+            if let Some(ring) = self
+                .peers
+                .get(&peer)
+                .and_then(|&key| self.links.get_mut(key))
+                .and_then(|l| l.ring.as_mut())
+            {
+                ring.writing();
+            }
+        }
+    }
+
+    /// Whether a publisher says it fills a message for one of the rings this node reads (see
+    /// [`Links::writing`]): a message is on its way. The peer's word: a thread that polls
+    /// longer for it bounds that itself.
+    pub fn peer_writing(&self) -> bool {
+        self.links
+            .iter()
+            .any(|(_, l)| l.ring.as_ref().is_some_and(RingLink::peer_writing))
+    }
+
+    /// How many messages were read from the rings of this node's links so far (by any
+    /// thread): a driver that lingers for a publisher's `writing` hint tells by it whether
+    /// anything came since.
+    pub fn ring_messages(&self) -> u64 {
+        self.ring_messages
     }
 
     /// The keys of the links whose ring this node reads (the subscriber's side), into `out`.

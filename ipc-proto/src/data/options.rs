@@ -148,8 +148,11 @@ pub struct SubscriptionOptions {
     /// Zero (the default) leaves it to the driver. The std driver then spins for up to 10 µs,
     /// and only while that finds messages: a stream whose messages come within 10 µs of each
     /// other is read without a sleep and a wakeup per message; after a spin in vain it sleeps
-    /// at once, trying again once in 16 receives. An idle subscription, a sparse stream, or a
-    /// request whose reply takes longer than that, idles at 0 % CPU.
+    /// at once, trying again once in 16 receives. It also spins for up to 100 µs while a
+    /// publisher says it is writing a pooled message for this node (the ring's `writing`
+    /// hint, see [`ring`](crate::ring)), again only while such spins find the message. An
+    /// idle subscription, a sparse stream, or a request whose reply takes longer than that
+    /// (an inline reply sets no hint), idles at 0 % CPU.
     pub spin: Duration,
 }
 

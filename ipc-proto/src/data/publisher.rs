@@ -1,6 +1,7 @@
 //! The publisher side of the [`DataPlane`]: commands, routing, publishing, queues and flow
 //! control, and the frames subscribers send back.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -247,6 +248,24 @@ impl DataPlane {
         }
     }
 
+    /// The links a message of `topic` published now would go out on: one per subscriber this
+    /// node has a link to (or is opening one to). For a driver that tells those links'
+    /// subscribers a message is being written (a ring's `writing` hint).
+    pub fn links_for<'a>(&'a self, topic: &'a str) -> impl Iterator<Item = PeerId> + 'a {
+        self.links_to(topic)
+    }
+
+    /// [`Self::links_for`], by the topic's name or, quicker, by the [`Topic`] the routes key by.
+    fn links_to<'a, Q>(&'a self, topic: &'a Q) -> impl Iterator<Item = PeerId> + 'a
+    where
+        Topic: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        self.routes
+            .subscribers_of(topic)
+            .filter_map(|n| self.by_node.get(&n).copied())
+    }
+
     fn publish(&mut self, topic: Topic, payload: Payload, expired: bool) {
         let seq = {
             let s = value_of(&mut self.seq, &topic);
@@ -261,11 +280,7 @@ impl DataPlane {
             *self.refs.entry(seg).or_insert(0) += 1;
         }
         // Inline for the usual few subscribers: no allocation per message.
-        let targets: SmallVec<[PeerId; 8]> = self
-            .routes
-            .subscribers_of(&topic)
-            .filter_map(|n| self.by_node.get(&n).copied())
-            .collect();
+        let targets: SmallVec<[PeerId; 8]> = self.links_to(&topic).collect();
         for peer in targets {
             self.enqueue(peer, &topic, header, &payload, expired);
         }

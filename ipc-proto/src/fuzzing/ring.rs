@@ -71,6 +71,8 @@ pub enum RingOp {
         /// What it writes.
         words: Vec<u64>,
     },
+    /// The producer sets its `writing` hint; the consumer reads it.
+    Writing,
 }
 
 /// The `ring_consume` target: [`run_ring`] on the input read as a [`RingCase`].
@@ -110,6 +112,8 @@ pub fn run_ring(case: &RingCase) {
     let mut model = VecDeque::new();
     let mut seq = 0u64;
     let mut buf = [0u8; 256];
+    // The producer's `writing` hint as it last set it (a push clears it).
+    let mut writing = false;
     // Each end checks against its own validated copy of the geometry: the consumer's is what
     // it created, the producer's what it read, which a lying header may have changed.
     let within =
@@ -123,7 +127,10 @@ pub fn run_ring(case: &RingCase) {
                 let bytes = [seq as u8; 255];
                 let bytes = &bytes[..usize::from(*len)];
                 match producer.push(&region, *binding, seq, Body::Inline(bytes)) {
-                    Ok(Push::Done { .. }) => model.push_back((*binding, seq, bytes.to_vec())),
+                    Ok(Push::Done { .. }) => {
+                        writing = false;
+                        model.push_back((*binding, seq, bytes.to_vec()));
+                    }
                     Ok(Push::Full) => assert!(!clean || model.len() as u64 == created.capacity()),
                     Err(RingError::TooLong { .. }) => assert!(bytes.len() > attached.inline_max()),
                     Err(e) => assert!(!clean, "{e}"),
@@ -132,7 +139,10 @@ pub fn run_ring(case: &RingCase) {
             RingOp::PushPool(range) => {
                 seq += 1;
                 match producer.push(&region, 0, seq, Body::Pool(*range)) {
-                    Ok(Push::Done { .. }) => model.push_back((0, seq, Vec::new())),
+                    Ok(Push::Done { .. }) => {
+                        writing = false;
+                        model.push_back((0, seq, Vec::new()));
+                    }
                     Ok(Push::Full) => {}
                     Err(RingError::PoolRange { .. }) => assert!(!producer_pool(*range)),
                     Err(e) => assert!(!clean, "{e}"),
@@ -169,6 +179,15 @@ pub fn run_ring(case: &RingCase) {
                 Ok(Park::Ready) => assert!(!clean || !model.is_empty()),
                 Err(e) => assert!(!clean, "{e}"),
             },
+            RingOp::Writing => {
+                if producer.writing(&region).is_ok() {
+                    writing = true;
+                }
+                match consumer.producer_writing(&region) {
+                    Ok(seen) => assert!(!clean || seen == writing),
+                    Err(e) => assert!(!clean, "{e}"),
+                }
+            }
             RingOp::Wait => {
                 if let Ok(Park::Sleep) = producer.prepare_wait(&region) {
                     assert!(!clean || model.len() as u64 == created.capacity());

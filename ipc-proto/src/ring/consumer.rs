@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use super::layout::{
     D_BINDING_FLAGS, D_LEN, D_OFFSET, D_SEGMENT, D_SENT_BEFORE, D_SEQ, DESC_WORDS, FLAG_POOL,
     RETURN_WORDS, W_CONSUMER_PARKED, W_HEAD, W_PRODUCER_WAITING, W_RETURN_HEAD, W_RETURN_TAIL,
-    W_TAIL, WAIT_RETURNS_ONLY, load_bytes, next_epoch, word, words,
+    W_TAIL, W_WRITING, WAIT_RETURNS_ONLY, load_bytes, next_epoch, word, words,
 };
 use super::{Layout, Park, PoolRange, Popped, Push, RingError, RingPayload, Word, check_range};
 
@@ -204,6 +204,14 @@ impl Consumer {
         self.woken = waiting;
         self.returns_owed = 0;
         Ok(true)
+    }
+
+    /// Whether the producer says it is writing a message for the ring (the `writing` hint,
+    /// see the module docs): then a consumer about to park may spin a little longer. The
+    /// peer's word, so only a hint: the caller bounds that spin.
+    pub fn producer_writing<W: Word>(&self, region: &[W]) -> Result<bool, RingError> {
+        self.layout.check_len(region)?;
+        Ok(word(region, W_WRITING)?.load(Relaxed) != 0)
     }
 
     /// Before sleeping on an empty ring: publishes "parked", then checks again (the

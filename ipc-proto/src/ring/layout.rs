@@ -67,6 +67,10 @@ pub(crate) const W_REGION_WORDS: usize = 6;
 const HEADER_WORDS: usize = 7;
 // Line 1: the producer's head, written at every push.
 pub(crate) const W_HEAD: usize = LINE_WORDS;
+// Line 1 too: the producer's `writing` hint, beside the head it clears at a push (so the
+// consumer that reads the head for free reads the hint with it). Layouts before the hint left
+// it zero: a side that does not know it neither writes nor reads it.
+pub(crate) const W_WRITING: usize = LINE_WORDS + 1;
 // Line 2: the consumer's tail, written at every pop.
 pub(crate) const W_TAIL: usize = 2 * LINE_WORDS;
 // Line 3: the return ring's head (written by the consumer, which produces returns).

@@ -192,6 +192,12 @@ impl RingSender {
         }
     }
 
+    /// The publisher is filling a message this link will carry (a pooled loan): see
+    /// [`Producer::writing`].
+    pub fn writing<W: Word>(&mut self, region: &[W]) -> Result<(), RingError> {
+        self.producer.writing(region)
+    }
+
     /// While `lent` pool ranges are out on the link (the driver counts them: sent in the ring
     /// or on the socket, before the ring or after, and not given back either way), makes sure
     /// the subscriber wakes this side when it gives one back through the return ring (it
@@ -393,6 +399,12 @@ impl RingReceiver {
             }
         }
         Ok(slots.len())
+    }
+
+    /// Whether the publisher says it fills a message for this link: see
+    /// [`Consumer::producer_writing`].
+    pub fn producer_writing<W: Word>(&self, region: &[W]) -> Result<bool, RingError> {
+        self.consumer.producer_writing(region)
     }
 
     /// Whether the publisher is owed a wake (it waits for room or returns): write its eventfd.

@@ -28,6 +28,8 @@
 //! 6             creator     region_words: the whole region, checked against the above
 //! 7..16         -           zero
 //! 16            producer    head: messages pushed (free-running)
+//! 17            producer    writing: nonzero while the producer writes a message for this
+//!                           ring (it holds a loan); a hint, cleared at its next push
 //! 32            consumer    tail: messages popped (free-running)
 //! 48            consumer    return head: ranges given back (free-running)
 //! 64            producer    return tail: ranges taken back (free-running)
@@ -81,6 +83,12 @@
 //!   pooled messages is woken for the ranges that come back, not also for every message taken.
 //!   (A consumer that does not know the bit wakes it after pops too: spurious wakes, no lost
 //!   one; a producer that does not set it is woken as before.)
+//! - **Writing** ([`Producer::writing`]): a producer about to fill a message in place (a
+//!   pooled loan, microseconds to milliseconds of writing) stores nonzero in `writing`; its
+//!   next push stores zero. A consumer about to park may read it ([`Consumer::producer_writing`])
+//!   and spin a little longer instead: the message is on its way, and a park would cost the
+//!   producer a wake write and this side a sleep and a wakeup. Only a hint: nothing waits on
+//!   it, no wake depends on it, and a wrong value costs a spin or a park.
 //! - **Return ring**: the consumer pushes `(segment, offset, len)` entries
 //!   ([`Consumer::push_return`]), the producer pops them ([`Producer::pop_return`]), with the
 //!   same index rules. Full: the consumer sends the release over the socket instead.
@@ -110,7 +118,8 @@
 //!   no allocation at all, let alone one sized by a peer's number.
 //!
 //! The peer's park and wait words only steer wakeups *of the peer*: a corrupt one costs it its
-//! own wakeups (or costs us a spurious eventfd write), nothing else. A torn descriptor (the
+//! own wakeups (or costs us a spurious eventfd write), nothing else. Its `writing` hint only
+//! steers how long this side spins before it parks, which the driver bounds. A torn descriptor (the
 //! peer rewriting a slot we read) yields values that pass or fail the checks like any other.
 //! A [`RingError`] means: close the link with a log line; the ring is not used again.
 //!

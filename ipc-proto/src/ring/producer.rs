@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use super::layout::{
     D_BINDING_FLAGS, D_LEN, D_OFFSET, D_SEGMENT, D_SENT_BEFORE, D_SEQ, DESC_WORDS, FLAG_POOL,
     RETURN_WORDS, W_CONSUMER_PARKED, W_HEAD, W_PRODUCER_WAITING, W_RETURN_HEAD, W_RETURN_TAIL,
-    W_TAIL, WAIT_RETURNS_ONLY, next_wait_epoch, store_bytes, word, words,
+    W_TAIL, W_WRITING, WAIT_RETURNS_ONLY, next_wait_epoch, store_bytes, word, words,
 };
 use super::{Body, Layout, Park, PoolRange, Push, RingError, Word, check_range};
 
@@ -30,6 +30,8 @@ pub struct Producer {
     return_tail: u64,
     /// The consumer's return head as last read.
     return_head: u64,
+    /// This side's `writing` hint is set ([`Self::writing`]).
+    writing: bool,
 }
 
 impl Producer {
@@ -44,6 +46,7 @@ impl Producer {
             epoch: 0,
             return_tail: 0,
             return_head: 0,
+            writing: false,
         }
     }
 
@@ -157,11 +160,28 @@ impl Producer {
         if let Body::Inline(bytes) = body {
             store_bytes(inline, bytes);
         }
+        if self.writing {
+            self.writing = false;
+            word(region, W_WRITING)?.store(0, Relaxed);
+        }
         self.head += 1;
         word(region, W_HEAD)?.store(self.head, Release);
         Ok(Push::Done {
             wake: self.wake_consumer(region)?,
         })
+    }
+
+    /// Tells the consumer that this side is writing a message for the ring (it holds a loan
+    /// to fill in place): the `writing` hint, which the next push clears. A consumer about to
+    /// park may spin a little longer instead (see the module docs). Stores only when the hint
+    /// changes.
+    pub fn writing<W: Word>(&mut self, region: &[W]) -> Result<(), RingError> {
+        self.layout.check_len(region)?;
+        if !self.writing {
+            self.writing = true;
+            word(region, W_WRITING)?.store(1, Relaxed);
+        }
+        Ok(())
     }
 
     /// After publishing: a `SeqCst` fence, then whether the consumer parked since it was last

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use super::layout::{
     D_BINDING_FLAGS, D_LEN, D_OFFSET, SLOTS_START, W_CONSUMER_PARKED, W_HEAD, W_PRODUCER_WAITING,
-    W_RETURN_HEAD, W_RETURN_TAIL, W_TAIL, WAIT_RETURNS_ONLY, next_wait_epoch,
+    W_RETURN_HEAD, W_RETURN_TAIL, W_TAIL, W_WRITING, WAIT_RETURNS_ONLY, next_wait_epoch,
 };
 use super::*;
 
@@ -687,4 +687,34 @@ proptest! {
             }
         }
     }
+}
+
+/// The `writing` hint: set by the producer, seen by the consumer, cleared by the next push,
+/// and beside the head on the producer's line (the consumer reads it with the head).
+#[test]
+fn the_writing_hint_lasts_until_the_next_push() {
+    let (r, mut p, mut c) = pair(&config(4, 8));
+    assert!(!c.producer_writing(&r).expect("read"), "a fresh ring");
+    p.writing(&r).expect("writing");
+    p.writing(&r).expect("twice is once");
+    assert!(c.producer_writing(&r).expect("read"));
+    assert_eq!(pop(&mut c, &r), None, "a hint is no message");
+    assert!(matches!(push(&mut p, &r, 1, b"m"), Push::Done { .. }));
+    assert!(
+        !c.producer_writing(&r).expect("read"),
+        "the push cleared it"
+    );
+    assert_eq!(pop(&mut c, &r).map(|m| m.0), Some(1));
+    assert_eq!(
+        W_WRITING / LINE_WORDS,
+        W_HEAD / LINE_WORDS,
+        "on the head's line"
+    );
+    // The peer's word: any value is only a hint, never an error.
+    r[W_WRITING].store(u64::MAX, Relaxed);
+    assert!(c.producer_writing(&r).expect("read"));
+    assert!(matches!(
+        c.producer_writing(&r[..SLOTS_START - 1]),
+        Err(RingError::RegionSize { .. })
+    ));
 }

@@ -139,8 +139,9 @@ impl Publisher {
         self.loan_of(len, None)
     }
 
-    /// A loan of `len` bytes holding `data` (of that length) if given, else zeroes: an inline
-    /// one is a copy of `data`, not zeroes written over.
+    /// A loan of `len` bytes holding `data` (of that length) if given, else what [`Loan`]
+    /// says (zeroes, or what an earlier message left): an inline one is a copy of `data`,
+    /// not zeroes written over.
     fn loan_of(&self, len: usize, data: Option<&[u8]>) -> Result<Loan, DriverError> {
         let kind = match self.mode_for(len) {
             SendMode::Inline => {

@@ -6,10 +6,11 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ipc_driver_std::{Node, SubscriptionOptions};
-
+#[path = "shared/pair.rs"]
+mod pair;
 #[path = "shared/threads.rs"]
 mod threads;
+use pair::{Pair, routed_pair};
 use threads::{epoll_waits, io_threads, this_tid, wait_in_epoll_wait};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -20,18 +21,12 @@ fn a_blocked_receiver_is_woken_by_the_ring_and_the_io_thread_sleeps_on() {
         eprintln!("skipped: system call numbers unknown on this architecture");
         return;
     }
-    let g = format!("t-{:016x}", getrandom::u64().expect("OS randomness"));
-    let p = Node::builder("p").group(&g).join().expect("join");
-    let s = Node::builder("s").group(&g).join().expect("join");
-    let publisher = p.publisher("t", "x").expect("publisher");
-    let sub = s
-        .subscription("t", SubscriptionOptions::block(WAIT))
-        .expect("sub");
-    let sid = s.id();
-    p.wait_view(WAIT, |v| {
-        v.node(sid).is_some_and(|n| n.subscribes.len() == 1)
-    })
-    .expect("routed");
+    let Pair {
+        p: _p,
+        s: _s,
+        publisher,
+        sub,
+    } = routed_pair(("p", "s"), Default::default(), (true, true));
     let (tid_tx, tid_rx) = mpsc::channel();
     let (got_tx, got_rx) = mpsc::channel();
     let receiver = std::thread::spawn(move || {

@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use ipc_driver_std::{Node, SubscriptionOptions};
-
+#[path = "shared/pair.rs"]
+mod pair;
 #[path = "shared/rings.rs"]
 mod rings;
 #[path = "shared/wait.rs"]
 mod wait;
+use pair::{Pair, routed_pair};
 use rings::{ring_mappings, wait_rings};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -17,26 +18,16 @@ const WAIT: Duration = Duration::from_secs(20);
 /// Sends 300 messages of sizes around the ring's inline limit from `publisher_rings` to
 /// `subscriber_rings` and checks each; returns the ring mappings seen while the link is up.
 fn exchange(publisher_rings: bool, subscriber_rings: bool) -> usize {
-    let g = format!("t-{:016x}", getrandom::u64().expect("OS randomness"));
-    let p = Node::builder("pub")
-        .group(&g)
-        .shared_memory_rings(publisher_rings)
-        .join()
-        .expect("join");
-    let s = Node::builder("sub")
-        .group(&g)
-        .shared_memory_rings(subscriber_rings)
-        .join()
-        .expect("join");
-    let publisher = p.publisher("t", "x").expect("publisher");
-    let sub = s
-        .subscription("t", SubscriptionOptions::block(WAIT))
-        .expect("sub");
-    let sid = s.id();
-    p.wait_view(WAIT, |v| {
-        v.node(sid).is_some_and(|n| n.subscribes.len() == 1)
-    })
-    .expect("routed");
+    let Pair {
+        p,
+        s,
+        publisher,
+        sub,
+    } = routed_pair(
+        ("pub", "sub"),
+        Default::default(),
+        (publisher_rings, subscriber_rings),
+    );
     let mut seen = 0;
     for n in 0..300u32 {
         let len = 4000 + (n as usize * 7) % 200;

@@ -7,14 +7,17 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use ipc_driver_std::{Node, PublisherOptions, SendMode, SubscriptionOptions};
+use ipc_driver_std::{PublisherOptions, SendMode};
 
+#[path = "shared/pair.rs"]
+mod pair;
 #[path = "shared/rings.rs"]
 mod rings;
 #[path = "shared/threads.rs"]
 mod threads;
 #[path = "shared/wait.rs"]
 mod wait;
+use pair::{Pair, routed_pair};
 use rings::wait_rings;
 use threads::{epoll_waits, io_threads, this_tid, wait_in_epoll_wait};
 
@@ -31,6 +34,13 @@ fn cpu_time(tid: &str) -> Duration {
     Duration::from_nanos(ns)
 }
 
+fn pooled() -> PublisherOptions {
+    PublisherOptions {
+        mode: SendMode::Pooled,
+        ..PublisherOptions::default()
+    }
+}
+
 fn pattern(n: u32, len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u32 ^ n.wrapping_mul(31)) as u8)
@@ -43,22 +53,12 @@ fn a_loan_held_long_lets_the_receiver_sleep_and_its_message_still_arrives() {
         eprintln!("skipped: system call numbers unknown on this architecture");
         return;
     }
-    let g = format!("t-{:016x}", getrandom::u64().expect("OS randomness"));
-    let p = Node::builder("p").group(&g).join().expect("join");
-    let s = Node::builder("s").group(&g).join().expect("join");
-    let options = PublisherOptions {
-        mode: SendMode::Pooled,
-        ..PublisherOptions::default()
-    };
-    let publisher = p.publisher_with("t", "x", options).expect("publisher");
-    let sub = s
-        .subscription("t", SubscriptionOptions::block(WAIT))
-        .expect("sub");
-    let sid = s.id();
-    p.wait_view(WAIT, |v| {
-        v.node(sid).is_some_and(|n| n.subscribes.len() == 1)
-    })
-    .expect("routed");
+    let Pair {
+        p,
+        s,
+        publisher,
+        sub,
+    } = routed_pair(("p", "s"), pooled(), (true, true));
     let len = 64 << 10;
     let (tid_tx, tid_rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
@@ -119,22 +119,12 @@ fn a_loan_held_long_lets_the_receiver_sleep_and_its_message_still_arrives() {
 /// comes, which wakes it as usual.
 #[test]
 fn a_loan_held_long_costs_the_subscribers_io_thread_a_few_wakes() {
-    let g = format!("t-{:016x}", getrandom::u64().expect("OS randomness"));
-    let p = Node::builder("u").group(&g).join().expect("join");
-    let s = Node::builder("v").group(&g).join().expect("join");
-    let options = PublisherOptions {
-        mode: SendMode::Pooled,
-        ..PublisherOptions::default()
-    };
-    let publisher = p.publisher_with("t", "x", options).expect("publisher");
-    let sub = s
-        .subscription("t", SubscriptionOptions::block(WAIT))
-        .expect("sub");
-    let sid = s.id();
-    p.wait_view(WAIT, |v| {
-        v.node(sid).is_some_and(|n| n.subscribes.len() == 1)
-    })
-    .expect("routed");
+    let Pair {
+        p,
+        s,
+        publisher,
+        sub,
+    } = routed_pair(("u", "v"), pooled(), (true, true));
     let len = 64 << 10;
     // A stream, the application taking each message as it comes.
     for n in 0..100 {

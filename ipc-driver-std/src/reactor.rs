@@ -109,9 +109,6 @@ pub(crate) struct Reactor {
     failed: Option<io::Error>,
     /// The keys of the links whose rings spinning threads read (kept to reuse its memory).
     ring_keys: Vec<usize>,
-    /// [`Reactor::linger_for_writers`]: the rings' message count when it last lingered, and
-    /// how many times in a row it lingered with that count.
-    writing_lingers: (u64, u32),
     /// In the rings' own set under [`OWN_TOKEN`]: wakes a thread waiting on the rings when
     /// its queue gets an item the rings did not bring, or closes (see [`Core::wait_on_rings`]).
     ring_waker: Option<Arc<Waker>>,
@@ -371,7 +368,6 @@ impl Reactor {
             io_thread: IoThread::Awake,
             failed: None,
             ring_keys: Vec::new(),
-            writing_lingers: (0, 0),
             ring_waker,
         })
     }

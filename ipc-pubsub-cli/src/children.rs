@@ -37,13 +37,7 @@ use signal_hook::iterator::{Handle, Signals};
 use super::json::{self, Line};
 use super::{CliError, Result};
 
-/// A fresh group name: `PREFIX-` and 16 random hex digits.
-pub(super) fn random_group(prefix: &str) -> Result<String> {
-    let r = getrandom::u64().map_err(|e| CliError::Failed(format!("no OS randomness: {e}")))?;
-    Ok(format!("{prefix}-{r:016x}"))
-}
-
-/// A private group with a fresh random name ([`random_group`]) that this process makes for
+/// A private group with a fresh random name (`PREFIX-` and 16 random hex digits) that this process makes for
 /// nodes of its own (`demo`, `bench`). Dropped once those nodes are gone (declare it before
 /// the [`Fleet`] or the handles that run them, so that it drops after them), it removes the
 /// group's directory from this user's private runtime directory: its lock file and whatever
@@ -54,26 +48,13 @@ pub(super) struct TempGroup(String);
 impl TempGroup {
     /// A fresh name; nothing is created yet (the first node does that).
     pub(super) fn new(prefix: &str) -> Result<Self> {
-        random_group(prefix).map(Self)
+        let r = getrandom::u64().map_err(|e| CliError::Failed(format!("no OS randomness: {e}")))?;
+        Ok(Self(format!("{prefix}-{r:016x}")))
     }
 
     /// The group's name.
     pub(super) fn name(&self) -> &str {
         &self.0
-    }
-}
-
-impl std::ops::Deref for TempGroup {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for TempGroup {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

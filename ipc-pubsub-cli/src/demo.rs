@@ -153,7 +153,7 @@ impl Tour {
              a private group named {}. Nodes print their events as JSON lines; here each line \
              is shortened and prefixed with the name of the node that printed it and the time \
              since the step began.",
-            self.group
+            self.group.name()
         ));
     }
 
@@ -165,12 +165,12 @@ impl Tour {
     fn spawn(&mut self, role: &Role) -> Result<usize> {
         println!(
             "  $ ipc-pubsub --group {} node --name {} {}",
-            self.group,
+            self.group.name(),
             role.name,
             role.args.join(" ")
         );
         let args: Vec<String> = role.args.iter().map(|a| (*a).to_string()).collect();
-        self.fleet.spawn(&self.group, role.name, &args)
+        self.fleet.spawn(self.group.name(), role.name, &args)
     }
 
     /// Shows what the children do until `done` holds.
@@ -239,9 +239,9 @@ impl Tour {
     }
 
     fn status(&mut self) -> Result<()> {
-        println!("  $ ipc-pubsub --group {} status", self.group);
-        let view = status::observe(&GroupArgs::private(&self.group))?;
-        for line in status::table(&self.group, &view, None).lines() {
+        println!("  $ ipc-pubsub --group {} status", self.group.name());
+        let view = status::observe(&GroupArgs::private(self.group.name()))?;
+        for line in status::table(self.group.name(), &view, None).lines() {
             println!("    {line}");
         }
         Ok(())
@@ -312,10 +312,10 @@ impl Tour {
         let sub_args = ["sub", TOPIC, "--count", &total.to_string()].map(String::from);
         println!(
             "  $ ipc-pubsub --group {} {}",
-            self.group,
+            self.group.name(),
             sub_args.join(" ")
         );
-        let mut sub = Piped::spawn(&self.group, &sub_args)?;
+        let mut sub = Piped::spawn(self.group.name(), &sub_args)?;
         let mut pids = vec![sub.proc.id()];
         let mut bytes = 0;
         for (size, mode) in legs {
@@ -334,11 +334,11 @@ impl Tour {
             .map(String::from);
             println!(
                 "  $ ipc-pubsub --group {} {}",
-                self.group,
+                self.group.name(),
                 pub_args.join(" ")
             );
             let started = Instant::now();
-            let mut publisher = Piped::spawn(&self.group, &pub_args)?;
+            let mut publisher = Piped::spawn(self.group.name(), &pub_args)?;
             pids.push(publisher.proc.id());
             let expected = format!(
                 "{:016x}",
@@ -463,7 +463,7 @@ impl Tour {
         println!("\nSummary");
         let n = self.fleet.children().len();
         let rows = [
-            ("group", self.group.to_string()),
+            ("group", self.group.name().to_string()),
             (
                 "nodes",
                 format!(

@@ -269,8 +269,9 @@ pub struct Links<A> {
     /// The rings' own set, if the driver asked for one ([`Links::use_ring_set`]).
     ring_set: Option<ring_set::RingSet>,
     return_wakes: returns::ReturnWakes,
-    /// Messages read from rings so far ([`Links::ring_messages`]).
-    ring_messages: u64,
+    /// Lingers for a publisher's `writing` hint since a message was last read from a ring
+    /// ([`Links::linger_for_writers`]).
+    writing_lingers: u32,
 }
 
 impl<A> Links<A> {
@@ -309,7 +310,7 @@ impl<A> Links<A> {
             spin_linger: None,
             ring_set: None,
             return_wakes: Default::default(),
-            ring_messages: 0,
+            writing_lingers: 0,
         })
     }
 

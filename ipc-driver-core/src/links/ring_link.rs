@@ -148,7 +148,7 @@ impl<A> Links<A> {
         match got {
             Ok(true) => {
                 if !ring.is_sender() {
-                    self.ring_messages += 1;
+                    self.writing_lingers = 0;
                 }
                 Self::hand_on(member, now, peer, ring.record(), &[]);
                 Some(Read::Record)

@@ -11,6 +11,10 @@ use ipc_proto::{Member, PeerId};
 use super::{Links, Read};
 use crate::ring::RingLink;
 
+/// Most lingers in a row for a publisher's `writing` hint while no message is read from a
+/// ring ([`Links::linger_for_writers`]).
+const WRITING_LINGERS: u32 = 4;
+
 impl<A> Links<A> {
     /// A thread starts polling the rings for its next message instead of sleeping
     /// ([`SubscriptionOptions::spin`]): from now until the last such thread stops (and its
@@ -138,11 +142,28 @@ impl<A> Links<A> {
             .any(|(_, l)| l.ring.as_ref().is_some_and(RingLink::peer_writing))
     }
 
-    /// How many messages were read from the rings of this node's links so far (by any
-    /// thread): a driver that lingers for a publisher's `writing` hint tells by it whether
-    /// anything came since.
-    pub fn ring_messages(&self) -> u64 {
-        self.ring_messages
+    /// The driver's loop is done with its turn and the rings are parked: if a publisher says
+    /// it fills a message for one of them ([`Links::peer_writing`]), they stay unparked until
+    /// `until` instead ([`Links::linger`]), so that its push wakes nobody, and this returns
+    /// `true`: read the rings now (the linger took any wake written since they parked, which
+    /// may have been for a message), and again when the linger ends
+    /// ([`Links::spin_lapsed`]). Not while threads poll the rings or one waits on them (it
+    /// sleeps until woken), and at most four times in a row while no message is read from a
+    /// ring: a hint that stays set (a loan held long, or a hostile peer) costs
+    /// the loop that many timer wakes, then the rings park as usual until a message comes. A
+    /// driver whose threads may wait for its loop to hand messages on checks that none does
+    /// first.
+    pub fn linger_for_writers(&mut self, until: Instant) -> bool {
+        if self.is_polled()
+            || self.is_ring_set_detached()
+            || self.writing_lingers >= WRITING_LINGERS
+            || !self.peer_writing()
+        {
+            return false;
+        }
+        self.writing_lingers += 1;
+        self.linger(until);
+        true
     }
 
     /// The keys of the links whose ring this node reads (the subscriber's side), into `out`.

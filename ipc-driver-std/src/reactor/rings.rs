@@ -12,12 +12,6 @@ use tracing::{debug, warn};
 use super::{Core, LINGER, RING_EVENTS, Reactor};
 use crate::data::{OutSegment, QueueWaiter, SubQueue};
 
-/// Most lingers in a row for a publisher's `writing` hint while no message comes from the
-/// rings (see [`Reactor::linger_for_writers`]): a hint that stays set (a loan held long, or
-/// a hostile peer) costs the I/O thread this many timer wakes, then the rings park as usual
-/// until a message comes.
-const WRITING_LINGERS: u32 = 4;
-
 thread_local! {
     /// The buffer of this thread's waits on the rings' own set ([`Core::wait_on_rings`]),
     /// kept between them: a receiving thread allocates none per message.
@@ -195,26 +189,13 @@ impl Reactor {
     /// its CPU on this VM: with 1 MiB pooled messages, whose subscriber takes about as long to
     /// read one as its publisher takes to write it, the I/O thread was woken for every one.
     ///
-    /// Not while a thread would miss the wake of a parked ring ([`Self::linger_rings`]'s
-    /// rule), nor while rings are polled or linger already; at most [`WRITING_LINGERS`] in a
-    /// row while no message comes from the rings.
+    /// Not while a thread waits on a queue for this thread to hand it a message
+    /// ([`Self::linger_rings`]'s rule); the rest of the rules, and the bound, are
+    /// [`Links::linger_for_writers`]'s.
     pub(super) fn linger_for_writers(&mut self, now: Instant) {
-        if self.io.is_polled() || self.io.is_ring_set_detached() || self.mailbox.has_queue_waiters()
-        {
-            return;
+        if !self.mailbox.has_queue_waiters() && self.io.linger_for_writers(now + LINGER) {
+            self.poll_rings(now);
         }
-        let read = self.io.ring_messages();
-        if read != self.writing_lingers.0 {
-            self.writing_lingers = (read, 0);
-        }
-        if self.writing_lingers.1 >= WRITING_LINGERS || !self.io.peer_writing() {
-            return;
-        }
-        self.writing_lingers.1 += 1;
-        self.io.linger(now + LINGER);
-        // A message pushed since the rings parked woke this side, and the linger just took
-        // that wake: read what came, or it would wait for the linger's end.
-        self.poll_rings(now);
     }
 
     /// A polling thread reads what the rings hold (see [`Links::read_ring`]).

@@ -107,12 +107,10 @@ impl PublisherOptions {
     /// The calloop driver alike (`vs_std`'s echo with a window of 8, 5 reps, medians): at 8 and
     /// 16 KiB inline 0.76 and 1.36 GB/s, pooled 1.07 and 1.94.
     pub fn auto_inline_max(&self, paths: Paths) -> usize {
-        match paths {
-            Paths {
-                private: true,
-                rings: true,
-            } => self.inline_max.min(LINK_INLINE_MAX as usize),
-            _ => self.inline_max,
+        if paths.private && paths.rings {
+            self.inline_max.min(LINK_INLINE_MAX as usize)
+        } else {
+            self.inline_max
         }
     }
 }

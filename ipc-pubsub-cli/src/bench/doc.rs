@@ -141,7 +141,7 @@ fn measure(writers: usize, witnesses: bool, span: Duration) -> Result<Series> {
     let barrier = Arc::new(Barrier::new(writers));
     let threads: Vec<_> = (0..writers)
         .map(|i| {
-            let group = group.to_string();
+            let group = group.name().to_string();
             let barrier = Arc::clone(&barrier);
             thread::spawn(move || -> Result<Vec<u32>> {
                 let node = Node::builder(&format!("bench-w{i}"))

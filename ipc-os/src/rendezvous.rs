@@ -99,15 +99,12 @@ impl GroupDir {
                 check_private(&login, uid).is_ok().then_some(login)
             });
         let base = names::private_base(runtime.as_deref(), uid);
-        let paths = GroupPaths::new(&base, group)?;
-        for dir in [base.as_path(), paths.dir()] {
-            make_dir(dir, 0o700)?;
-            check_private(dir, uid)?;
-        }
-        Ok(Self {
-            paths,
+        let dir = Self {
+            paths: GroupPaths::new(&base, group)?,
             shared: false,
-        })
+        };
+        dir.make()?;
+        Ok(dir)
     }
 
     /// The directory of `group` in `base`, a directory the application names for a group
@@ -127,14 +124,36 @@ impl GroupDir {
                 source: io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
             });
         }
-        if make_dir(paths.dir(), 0o777)? {
-            fs::set_permissions(paths.dir(), fs::Permissions::from_mode(0o777))
-                .map_err(io_err(paths.dir()))?;
-        }
-        Ok(Self {
+        let dir = Self {
             paths,
             shared: true,
-        })
+        };
+        dir.make()?;
+        Ok(dir)
+    }
+
+    /// Creates the group's directory where it is missing, and checks a private one (and its
+    /// base, which a private group creates too). Again where a node that left last removed
+    /// it ([`remove_if_unused`](Self::remove_if_unused)) after this one opened it.
+    fn make(&self) -> Result<(), RendezvousError> {
+        let dir = self.paths.dir();
+        if self.shared {
+            if make_dir(dir, 0o777)? {
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).map_err(|source| {
+                    RendezvousError::Io {
+                        path: dir.to_owned(),
+                        source,
+                    }
+                })?;
+            }
+            return Ok(());
+        }
+        let uid = rustix::process::geteuid().as_raw();
+        for d in dir.parent().into_iter().chain([dir]) {
+            make_dir(d, 0o700)?;
+            check_private(d, uid)?;
+        }
+        Ok(())
     }
 
     /// The paths in it.
@@ -150,22 +169,44 @@ impl GroupDir {
     /// Tries to become the group's hub: takes the hub's lock without waiting, removes a
     /// stale hub socket and listens on a new one. `None` while another process holds the
     /// lock.
+    ///
+    /// A node that left last may remove the lock file and the directory meanwhile
+    /// ([`remove_if_unused`](Self::remove_if_unused)): a lock taken on a file that no longer
+    /// has the lock's name is let go, and the claim starts over with the directory and the
+    /// file made again; after [`CLAIM_ATTEMPTS`] such rounds it counts as lost (`None`).
     pub fn claim_hub(&self) -> io::Result<Option<HubSocket>> {
-        // Read-only is enough for `flock`, and opens a shared lock file another user made.
-        let lock = rustix::fs::open(
-            self.paths.hub_lock(),
-            OFlags::RDONLY | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            Mode::from_raw_mode(self.file_mode()),
-        )?;
-        if self.shared {
-            // Best effort: the lock file is someone else's if they made it.
-            let _ = rustix::fs::fchmod(&lock, Mode::from_raw_mode(0o666));
+        let mut lock = None;
+        for _ in 0..CLAIM_ATTEMPTS {
+            // Read-only is enough for `flock`, and opens a shared lock file another user made.
+            let file = match rustix::fs::open(
+                self.paths.hub_lock(),
+                OFlags::RDONLY | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                Mode::from_raw_mode(self.file_mode()),
+            ) {
+                Ok(file) => file,
+                Err(Errno::NOENT) => {
+                    self.make().map_err(io::Error::other)?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if self.shared {
+                // Best effort: the lock file is someone else's if they made it.
+                let _ = rustix::fs::fchmod(&file, Mode::from_raw_mode(0o666));
+            }
+            match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => {}
+                Err(Errno::WOULDBLOCK) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+            if self.is_lock_file(&file)? {
+                lock = Some(file);
+                break;
+            }
         }
-        match rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(Errno::WOULDBLOCK) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
+        let Some(lock) = lock else {
+            return Ok(None);
+        };
         // The lock is ours: whatever `hub` file exists was left by a hub that died (or planted
         // by someone without the lock); nothing legitimate listens on it.
         let path = self.paths.hub_socket();
@@ -179,6 +220,79 @@ impl GroupDir {
             _lock: lock,
             path,
         }))
+    }
+
+    /// Whether `file`, locked, is the file the lock's name holds now: not one a node that
+    /// left last unlinked after this process opened it.
+    fn is_lock_file(&self, file: &OwnedFd) -> io::Result<bool> {
+        let held = rustix::fs::fstat(file)?;
+        match rustix::fs::lstat(self.paths.hub_lock()) {
+            Ok(now) => Ok(now.st_dev == held.st_dev && now.st_ino == held.st_ino),
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes the group's directory if nothing but the hub's lock file is left in it, so
+    /// that groups with generated names do not pile up in the runtime directory. A node
+    /// calls it as it leaves, after its own sockets are gone: the one that leaves last takes
+    /// the directory with it. Takes the hub's lock first (`false` at once if a hub runs or
+    /// is starting), removes the data sockets of killed nodes as a new hub would
+    /// ([`sweep`](Self::sweep)), looks again, and removes the lock file, then the
+    /// directory, while it holds the lock. A node that joins meanwhile either finds its own
+    /// socket keeping the directory (`rmdir` fails: `false`), or makes the directory and
+    /// the lock file again ([`claim_hub`](Self::claim_hub) checks that the file it locked
+    /// still has the lock's name; [`listen_data`](Self::listen_data) makes a missing
+    /// directory again). Whether the directory was removed.
+    pub fn remove_if_unused(&self) -> io::Result<bool> {
+        if !self.only_lock_left()? {
+            return Ok(false);
+        }
+        let lock = match rustix::fs::open(
+            self.paths.hub_lock(),
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+        ) {
+            Ok(lock) => lock,
+            Err(Errno::NOENT) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        match rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(Errno::WOULDBLOCK) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        if !self.is_lock_file(&lock)? {
+            return Ok(false);
+        }
+        let _ = self.sweep(STALE_AFTER);
+        if !self.only_lock_left()? {
+            return Ok(false);
+        }
+        fs::remove_file(self.paths.hub_lock())?;
+        match fs::remove_dir(self.paths.dir()) {
+            Ok(()) => Ok(true),
+            // A joining node's socket came in meanwhile: it makes a new lock file to claim.
+            Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => Ok(false),
+            Err(e) => Err(e),
+        }
+        // `lock` closes here, after the directory went: a claimer holding the old file
+        // finds its name gone.
+    }
+
+    /// Whether the group's directory holds the hub's lock file and nothing else.
+    fn only_lock_left(&self) -> io::Result<bool> {
+        let entries = match fs::read_dir(self.paths.dir()) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            if entry?.file_name() != OsStr::new(names::HUB_LOCK) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Whether some process holds the hub's lock: it runs the group's hub, or is starting to.
@@ -210,7 +324,13 @@ impl GroupDir {
     pub fn live_members(&self, except: Option<&str>) -> io::Result<usize> {
         let bound = bound_socket_paths()?;
         let mut live = 0;
-        for entry in fs::read_dir(self.paths.dir())? {
+        let entries = match fs::read_dir(self.paths.dir()) {
+            Ok(entries) => entries,
+            // Removed by the node that left last: nobody is in.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
             let entry = entry?;
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                 continue;
@@ -226,9 +346,17 @@ impl GroupDir {
     }
 
     /// Listens on this node's data socket, of token `token`.
+    /// Makes the group's directory again if the node that left last removed it since
+    /// this one was opened (see [`remove_if_unused`](Self::remove_if_unused)).
     pub fn listen_data(&self, token: u64) -> io::Result<DataSocket> {
         let path = self.paths.data_socket(token);
-        let listener = self.listen(&path)?;
+        let listener = match self.listen(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.make().map_err(io::Error::other)?;
+                self.listen(&path)?
+            }
+            listener => listener?,
+        };
         Ok(DataSocket {
             listener,
             addr: names::data_addr(token),
@@ -263,7 +391,12 @@ impl GroupDir {
         let bound = bound_socket_paths()?;
         let now = SystemTime::now();
         let mut removed = 0;
-        for entry in fs::read_dir(self.paths.dir())? {
+        let entries = match fs::read_dir(self.paths.dir()) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
             let entry = entry?;
             let path = entry.path();
             let is_data = entry
@@ -360,6 +493,11 @@ impl Drop for DataSocket {
 
 /// How old an unbound data socket must be before a new hub removes it.
 const STALE_AFTER: Duration = Duration::from_secs(30);
+
+/// How many times [`GroupDir::claim_hub`] starts over after locking a lock file that a node
+/// leaving last removed meanwhile, before it counts the claim as lost (a claimer tries again
+/// after a backoff).
+pub const CLAIM_ATTEMPTS: usize = 4;
 
 /// The paths of every Unix socket bound in this network namespace (`/proc/net/unix`: the
 /// path is everything after the seventh column).
@@ -537,6 +675,86 @@ mod tests {
         assert!(not_data.exists(), "only data sockets are swept");
         dir.connect_data(live.addr())
             .expect("the live one still answers");
+    }
+
+    #[test]
+    fn the_last_to_leave_removes_the_directory_and_a_joiner_makes_it_again() {
+        // Opens fds: not while another test counts them.
+        let _g = shared();
+        let dir = GroupDir::private(&unique_group("tidy")).expect("dir");
+        let path = dir.paths().dir().to_owned();
+        let hub = dir.claim_hub().expect("claim").expect("first claim wins");
+        let data = dir.listen_data(1).expect("listen");
+        assert!(!dir.remove_if_unused().expect("tidy"), "a hub runs");
+        drop(hub);
+        assert!(
+            !dir.remove_if_unused().expect("tidy"),
+            "a member's socket is in"
+        );
+        assert!(path.exists());
+        let probe = rustix::fs::open(
+            dir.paths().hub_lock(),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .expect("a claimer opens the lock file, as the last one leaves");
+        drop(data);
+        assert!(
+            dir.remove_if_unused().expect("tidy"),
+            "only the lock was left"
+        );
+        assert!(!path.exists(), "the directory is gone");
+        assert!(
+            !dir.remove_if_unused().expect("tidy"),
+            "nothing left to remove"
+        );
+        // The claimer that opened the old lock file locks it: a file with no name.
+        rustix::fs::flock(&probe, FlockOperation::NonBlockingLockExclusive).expect("lock");
+        assert!(
+            !dir.is_lock_file(&probe).expect("stat"),
+            "not the lock's file"
+        );
+        assert_eq!(dir.live_members(None).expect("members"), 0);
+        assert_eq!(dir.sweep(Duration::ZERO).expect("sweep"), 0);
+        // A node that opened the group before the directory went makes it again.
+        let data = dir.listen_data(2).expect("listen again");
+        let meta = fs::symlink_metadata(&path).expect("made again");
+        assert_eq!(meta.mode() & 0o777, 0o700, "as private as before");
+        let hub = dir
+            .claim_hub()
+            .expect("claim")
+            .expect("a new lock file, free");
+        assert!(
+            dir.claim_hub().expect("claim").is_none(),
+            "held by the new hub"
+        );
+        assert!(dir.hub_claimed().expect("probe"));
+        dir.connect_hub().expect("the new hub listens");
+        drop((hub, data, probe));
+        assert!(dir.remove_if_unused().expect("tidy"));
+        // The claim makes the directory and the lock file again if it must.
+        let hub = dir.claim_hub().expect("claim").expect("made again, free");
+        drop(hub);
+        assert!(dir.remove_if_unused().expect("tidy"));
+    }
+
+    #[test]
+    fn a_shared_groups_directory_goes_too_and_comes_back_open() {
+        // Opens fds: not while another test counts them.
+        let _g = shared();
+        let base = std::env::temp_dir().join(unique_group("tidy-base"));
+        fs::create_dir(&base).expect("base");
+        let dir = GroupDir::shared(&base, "g").expect("dir");
+        let hub = dir.claim_hub().expect("claim").expect("wins");
+        drop(hub);
+        assert!(dir.remove_if_unused().expect("tidy"));
+        assert!(!dir.paths().dir().exists());
+        assert!(base.exists(), "the application's directory stays");
+        let data = dir.listen_data(1).expect("listen again");
+        let meta = fs::symlink_metadata(dir.paths().dir()).expect("made again");
+        assert_eq!(meta.mode() & 0o777, 0o777, "open as before");
+        drop(data);
+        fs::remove_dir_all(&base).expect("clean up");
     }
 
     #[test]

@@ -291,6 +291,16 @@ fn main() -> io::Result<()> {
         }
         d.publish_pending(now);
     }
+    // The node's own sockets go first (their files with them); then the group's directory,
+    // if this node was the last in it.
+    let Driver {
+        dir,
+        listener,
+        data_listener,
+        ..
+    } = d;
+    drop((listener, data_listener));
+    let _ = dir.remove_if_unused();
     emit(&json!({"event": "left"}));
     Ok(())
 }

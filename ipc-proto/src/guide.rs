@@ -85,11 +85,16 @@
 //!   ([`MemberOutput::Disconnect`]) and reports [`MemberEvt::HubRefused`].
 //! - [`MemberOutput::Bind`]: claim the hub: take the hub's lock file with
 //!   `flock(LOCK_EX | LOCK_NB)`; if another process holds it, report
-//!   [`MemberInput::Bound`] `{ won: false }`. Holding it, remove any hub socket left behind (a
-//!   dead hub's) and bind and listen on a new one; report `{ won: true }`. Whoever wins runs
-//!   the group's hub inside its member; the loser is asked to connect. The kernel drops the
-//!   lock when its holder dies, so a crashed hub leaves nothing that blocks the next.
-//!   [`MemberOutput::Unbind`]: remove the socket file, close the listener, release the lock.
+//!   [`MemberInput::Bound`] `{ won: false }`. Having it, check that the file locked still
+//!   has the lock's name (a node leaving last may have removed it: see
+//!   [`names`](crate::names)), else let it go and try again. Holding it, remove any hub
+//!   socket left behind (a dead hub's) and bind and listen on a new one; report
+//!   `{ won: true }`. Whoever wins runs the group's hub inside its member; the loser is asked
+//!   to connect. The kernel drops the lock when its holder dies, so a crashed hub leaves
+//!   nothing that blocks the next. [`MemberOutput::Unbind`]: remove the socket file, close the
+//!   listener, release the lock. (`GroupDir::claim_hub` does all of this.) When the node is
+//!   done, after its sockets are gone, remove the group's directory if it is the last
+//!   (`GroupDir::remove_if_unused`).
 //! - Accepted links on the listener: report [`MemberInput::Accepted`] with
 //!   [`Listener::Hub`] and the credentials read from the kernel, never from the peer's bytes.
 //!   Accept a bounded number per wakeup. If `accept` fails (out of descriptors: `EMFILE`,

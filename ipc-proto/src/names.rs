@@ -15,8 +15,24 @@
 //! and binds a new one; the loser connects instead. The kernel drops the lock when its holder
 //! dies, however it dies, so nothing a crash leaves behind ever blocks a group, and the next
 //! winner can remove the stale socket without racing anybody. Wayland compositors claim
-//! `wayland-0` with `wayland-0.lock` the same way. Nobody removes `hub.lock`: a lock file
-//! removed while others may hold it open would let two holders coexist.
+//! `wayland-0` with `wayland-0.lock` the same way.
+//!
+//! The lock file may be removed, with the directory, by the node that leaves last (below):
+//! so a claimer that got the lock checks that the file it locked is still the one named
+//! `hub.lock` (the same device and inode by `fstat` of its descriptor and `lstat` of the
+//! name); if not, it lets it go and claims again, making the directory and the lock file
+//! anew where they are missing. Without that check, a claimer that opened the old file
+//! before it was removed would hold a lock nobody else can see, beside the next claimer's.
+//!
+//! # Leaving last
+//! Nothing else removes a group's directory, so a node that leaves, once its own sockets
+//! are gone, removes it if it holds nothing but `hub.lock`: it takes the lock without
+//! waiting (not while a hub runs or starts), removes the stale data sockets a new hub would,
+//! looks again, then removes `hub.lock` and the directory while holding the lock, and lets
+//! it go last. A node joining meanwhile keeps the directory with its own socket (`rmdir`
+//! fails, which is fine), or makes the directory again if it is gone before its socket is
+//! bound; and claims as above. A group whose last node was killed keeps its directory until
+//! a node of that name joins and leaves again. (`ipc_os::rendezvous::GroupDir::remove_if_unused`.)
 //!
 //! # Which directory
 //! - A **private** group (only this user may join; the default) lives in this user's runtime

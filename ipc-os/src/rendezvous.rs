@@ -233,7 +233,8 @@ impl GroupDir {
         }
     }
 
-    /// Removes the group's directory if nothing but the hub's lock file is left in it, so
+    /// Removes the group's directory if nothing but the hub's lock file is left in it (or
+    /// nothing at all: an observer that found no group), so
     /// that groups with generated names do not pile up in the runtime directory. A node
     /// calls it as it leaves, after its own sockets are gone: the one that leaves last takes
     /// the directory with it. Takes the hub's lock first (`false` at once if a hub runs or
@@ -254,7 +255,8 @@ impl GroupDir {
             Mode::empty(),
         ) {
             Ok(lock) => lock,
-            Err(Errno::NOENT) => return Ok(false),
+            // No hub ever ran here (an observer that found no group): an empty directory.
+            Err(Errno::NOENT) => return self.remove_dir(),
             Err(e) => return Err(e.into()),
         };
         match rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive) {
@@ -270,17 +272,30 @@ impl GroupDir {
             return Ok(false);
         }
         fs::remove_file(self.paths.hub_lock())?;
-        match fs::remove_dir(self.paths.dir()) {
-            Ok(()) => Ok(true),
-            // A joining node's socket came in meanwhile: it makes a new lock file to claim.
-            Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => Ok(false),
-            Err(e) => Err(e),
-        }
+        // A joining node's socket that came in meanwhile keeps the directory: it makes a new
+        // lock file to claim.
+        self.remove_dir()
         // `lock` closes here, after the directory went: a claimer holding the old file
         // finds its name gone.
     }
 
-    /// Whether the group's directory holds the hub's lock file and nothing else.
+    /// Removes the group's directory if it is empty: whether it did.
+    fn remove_dir(&self) -> io::Result<bool> {
+        match fs::remove_dir(self.paths.dir()) {
+            Ok(()) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::DirectoryNotEmpty | io::ErrorKind::NotFound
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the group's directory holds nothing but the hub's lock file, if that.
     fn only_lock_left(&self) -> io::Result<bool> {
         let entries = match fs::read_dir(self.paths.dir()) {
             Ok(entries) => entries,
@@ -683,6 +698,11 @@ mod tests {
         let _g = shared();
         let dir = GroupDir::private(&unique_group("tidy")).expect("dir");
         let path = dir.paths().dir().to_owned();
+        assert!(
+            dir.remove_if_unused().expect("tidy"),
+            "empty: no hub ever ran"
+        );
+        assert!(!path.exists());
         let hub = dir.claim_hub().expect("claim").expect("first claim wins");
         let data = dir.listen_data(1).expect("listen");
         assert!(!dir.remove_if_unused().expect("tidy"), "a hub runs");

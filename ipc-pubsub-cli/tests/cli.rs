@@ -464,6 +464,40 @@ fn the_demo_succeeds_and_leaves_nothing_running() {
     );
 }
 
+/// Used from a script, as the README shows: a subscriber and a publisher meet in a group of
+/// their own, exchange messages and exit; the group's directory goes with the last of them.
+/// A `status` of a group that does not run leaves none either.
+#[test]
+fn nodes_run_from_a_script_leave_no_group_directory() {
+    let runtime = RuntimeDir::new();
+    let mut sub =
+        Proc::in_runtime_dir(&runtime, &["--group", "script", "sub", "t", "--count", "3"]);
+    let mut publisher = Proc::in_runtime_dir(
+        &runtime,
+        &[
+            "--group",
+            "script",
+            "pub",
+            "t",
+            "--count",
+            "3",
+            "--wait-subscribers",
+            "1",
+        ],
+    );
+    assert!(publisher.wait_exit(WAIT).success(), "{}", publisher.stderr);
+    assert!(sub.wait_exit(WAIT).success(), "{}", sub.stderr);
+    assert_eq!(sub.stdout.len(), 3, "{:?}", sub.stdout);
+    assert_eq!(
+        runtime.groups(),
+        Vec::<String>::new(),
+        "the last one out removed it"
+    );
+    let mut status = Proc::in_runtime_dir(&runtime, &["--group", "none", "status"]);
+    assert_eq!(status.wait_exit(WAIT).code(), Some(1), "{}", status.stderr);
+    assert_eq!(runtime.groups(), Vec::<String>::new(), "the observer's too");
+}
+
 #[test]
 fn bench_topology_reports_both_pidfd_series() {
     let mut bench = Proc::spawn(&[

@@ -86,8 +86,15 @@ impl Reactor {
             return;
         };
         let mut pause = false;
-        for q in queues {
-            let offered = q.offer(msg.clone(), d.peer);
+        // The last queue takes the message itself: a clone costs two reference counts
+        // (atomic, each a fair share of a small message's cost) and the drop of the original.
+        let last = queues.len().saturating_sub(1);
+        let mut msg = Some(msg);
+        for (i, q) in queues.into_iter().enumerate() {
+            let Some(m) = (if i == last { msg.take() } else { msg.clone() }) else {
+                break;
+            };
+            let offered = q.offer(m, d.peer);
             pause |= offered.full;
             if let Some(publisher) = offered.dropped {
                 // Counted for `status`; the queue tells its subscription.

@@ -461,6 +461,8 @@ impl Subscription {
         if !core.spin_start() {
             return None;
         }
+        // Whether it looked once more after the hint it polled for was gone.
+        let mut looked_again = false;
         let got = loop {
             core.poll_rings();
             if let Some(m) = self.queue.try_recv() {
@@ -471,11 +473,19 @@ impl Subscription {
             }
             let now = Instant::now();
             if now >= until {
+                let writing = core.peer_writing();
                 let on = adaptive
                     && now < writing_until
-                    && core.peer_writing()
+                    && writing
                     && (hinted || self.writing_spin.spins());
                 if !on {
+                    // The hint it polled for is gone: most likely the push that cleared it
+                    // brought the message, after this look at the rings. One more look,
+                    // rather than a sleep and a wake (and a spin counted as in vain).
+                    if hinted && !writing && !looked_again {
+                        looked_again = true;
+                        continue;
+                    }
                     break None;
                 }
                 hinted = true;

@@ -234,8 +234,8 @@ impl GroupDir {
     }
 
     /// Removes the group's directory if nothing but the hub's lock file is left in it (or
-    /// nothing at all: an observer that found no group), so
-    /// that groups with generated names do not pile up in the runtime directory. A node
+    /// nothing at all: an observer that found no group), so that groups with generated
+    /// names do not pile up in the runtime directory. A node
     /// calls it as it leaves, after its own sockets are gone: the one that leaves last takes
     /// the directory with it. Takes the hub's lock first (`false` at once if a hub runs or
     /// is starting), removes the data sockets of killed nodes as a new hub would
@@ -297,10 +297,8 @@ impl GroupDir {
 
     /// Whether the group's directory holds nothing but the hub's lock file, if that.
     fn only_lock_left(&self) -> io::Result<bool> {
-        let entries = match fs::read_dir(self.paths.dir()) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
+        let Some(entries) = self.entries()? else {
+            return Ok(false);
         };
         for entry in entries {
             if entry?.file_name() != OsStr::new(names::HUB_LOCK) {
@@ -308,6 +306,15 @@ impl GroupDir {
             }
         }
         Ok(true)
+    }
+
+    /// What the group's directory holds; `None` if the node that left last removed it.
+    fn entries(&self) -> io::Result<Option<fs::ReadDir>> {
+        match fs::read_dir(self.paths.dir()) {
+            Ok(entries) => Ok(Some(entries)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether some process holds the hub's lock: it runs the group's hub, or is starting to.
@@ -339,11 +346,9 @@ impl GroupDir {
     pub fn live_members(&self, except: Option<&str>) -> io::Result<usize> {
         let bound = bound_socket_paths()?;
         let mut live = 0;
-        let entries = match fs::read_dir(self.paths.dir()) {
-            Ok(entries) => entries,
-            // Removed by the node that left last: nobody is in.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(e),
+        // None: removed by the node that left last, nobody is in.
+        let Some(entries) = self.entries()? else {
+            return Ok(0);
         };
         for entry in entries {
             let entry = entry?;
@@ -360,9 +365,9 @@ impl GroupDir {
         Ok(live)
     }
 
-    /// Listens on this node's data socket, of token `token`.
-    /// Makes the group's directory again if the node that left last removed it since
-    /// this one was opened (see [`remove_if_unused`](Self::remove_if_unused)).
+    /// Listens on this node's data socket, of token `token`. Makes the group's directory
+    /// again if the node that left last removed it since this one was opened (see
+    /// [`remove_if_unused`](Self::remove_if_unused)).
     pub fn listen_data(&self, token: u64) -> io::Result<DataSocket> {
         let path = self.paths.data_socket(token);
         let listener = match self.listen(&path) {
@@ -406,10 +411,8 @@ impl GroupDir {
         let bound = bound_socket_paths()?;
         let now = SystemTime::now();
         let mut removed = 0;
-        let entries = match fs::read_dir(self.paths.dir()) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(e),
+        let Some(entries) = self.entries()? else {
+            return Ok(0);
         };
         for entry in entries {
             let entry = entry?;

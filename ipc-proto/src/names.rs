@@ -32,7 +32,8 @@
 //! it go last. A node joining meanwhile keeps the directory with its own socket (`rmdir`
 //! fails, which is fine), or makes the directory again if it is gone before its socket is
 //! bound; and claims as above. A group whose last node was killed keeps its directory until
-//! a node of that name joins and leaves again. (`ipc_os::rendezvous::GroupDir::remove_if_unused`.)
+//! a node of that name joins and leaves again, 30 s or more after the kill (the sockets a killed
+//! node left are removed once that old). (`ipc_os::rendezvous::GroupDir::remove_if_unused`.)
 //!
 //! # Which directory
 //! - A **private** group (only this user may join; the default) lives in this user's runtime

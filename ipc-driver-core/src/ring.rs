@@ -18,7 +18,7 @@ use ipc_os::poll::Waker;
 use ipc_os::shared::SharedRegion;
 use ipc_os::socket::{self, Sent};
 use ipc_proto::ring::link::{Next, RingReceiver, RingSender, Sent as RingSent, link_config};
-use ipc_proto::ring::{self, Park, RingError};
+use ipc_proto::ring::{self, Park, RingError, Writer};
 use ipc_proto::wire::encode_ring_offer;
 
 /// Which end of the ring this node holds.
@@ -190,12 +190,13 @@ impl RingLink {
         Err(None)
     }
 
-    /// The publisher's end fills a message this link will carry (a pooled loan): says so in
-    /// the ring, a hint that its next push clears ([`RingSender::writing`]).
-    pub(crate) fn writing(&mut self) {
+    /// The publisher's end fills a message this link will carry (a pooled loan), on CPU
+    /// `cpu` if known: says so in the ring, a hint that its next push clears
+    /// ([`RingSender::writing`]).
+    pub(crate) fn writing(&mut self, cpu: Option<u32>) {
         if let End::Send(tx) = &mut self.end {
             // Only a word stored in a mapping checked when taken: nothing to fail on.
-            let _ = tx.writing(self.region.words());
+            let _ = tx.writing(self.region.words(), cpu);
         }
     }
 
@@ -262,12 +263,14 @@ impl RingLink {
         }
     }
 
-    /// The subscriber's end: whether the publisher says it fills a message for this link
-    /// ([`RingReceiver::producer_writing`]). The peer's word: only a hint.
-    pub(crate) fn peer_writing(&self) -> bool {
+    /// The subscriber's end: whether the publisher says it fills a message for this link, and
+    /// on which CPU ([`RingReceiver::producer_writing`]). The peer's word: only a hint.
+    pub(crate) fn peer_writing(&self) -> Writer {
         match &self.end {
-            End::Recv(rx) => rx.producer_writing(self.region.words()).unwrap_or(false),
-            End::Send(_) => false,
+            End::Recv(rx) => rx
+                .producer_writing(self.region.words())
+                .unwrap_or(Writer::Idle),
+            End::Send(_) => Writer::Idle,
         }
     }
 

@@ -99,6 +99,13 @@ mod ucred;
 #[cfg(test)]
 mod testutil;
 
+/// The CPU the calling thread runs on right now (`getcpu`, through the vDSO where the kernel
+/// has one), or `None` if the kernel does not say. It may have moved by the time the caller
+/// looks: for hints only, such as a ring's `writing` hint (`ipc_proto::ring::Writer`).
+pub fn current_cpu() -> Option<u32> {
+    u32::try_from(rustix::thread::sched_getcpu()).ok()
+}
+
 /// The identity of a process as the kernel reports it for a Unix socket peer (`SO_PEERCRED`).
 ///
 /// For an accepted socket these are the connecting process's credentials at `connect()` time;

@@ -9,7 +9,6 @@ use std::time::Instant;
 use ipc_proto::{Member, PeerId};
 
 use super::{Links, Read};
-use crate::ring::RingLink;
 
 /// Most lingers in a row for a publisher's `writing` hint while no message is read from a
 /// ring ([`Links::linger_for_writers`]).
@@ -117,10 +116,12 @@ impl<A> Links<A> {
     }
 
     /// This node fills a message that will go out on the links to `peers` (the data plane's
-    /// [`links_for`](ipc_proto::data::DataPlane::links_for) its topic): each of them with a
-    /// ring tells its subscriber, whose polling thread may then poll a little longer instead
-    /// of parking ([`Links::peer_writing`]). The next message on the link clears it.
-    pub fn writing(&mut self, peers: impl IntoIterator<Item = PeerId>) {
+    /// [`links_for`](ipc_proto::data::DataPlane::links_for) its topic), on CPU `cpu` if the
+    /// driver knows it (`ipc_os::current_cpu`): each of them with a ring tells its
+    /// subscriber, whose polling thread may then poll a little longer instead of parking
+    /// ([`Links::peer_writing`]), unless it runs on that CPU. The next message on the link
+    /// clears it.
+    pub fn writing(&mut self, peers: impl IntoIterator<Item = PeerId>, cpu: Option<u32>) {
         for peer in peers {
             if let Some(ring) = self
                 .peers
@@ -128,18 +129,24 @@ impl<A> Links<A> {
                 .and_then(|&key| self.links.get_mut(key))
                 .and_then(|l| l.ring.as_mut())
             {
-                ring.writing();
+                ring.writing(cpu);
             }
         }
     }
 
     /// Whether a publisher says it fills a message for one of the rings this node reads (see
-    /// [`Links::writing`]): a message is on its way. The peer's word: a thread that polls
-    /// longer for it bounds that itself.
-    pub fn peer_writing(&self) -> bool {
-        self.links
-            .iter()
-            .any(|(_, l)| l.ring.as_ref().is_some_and(RingLink::peer_writing))
+    /// [`Links::writing`]): a message is on its way, worth polling for from CPU `here` (the
+    /// caller's, if known; `None` for any): not if the publisher said it writes on that same
+    /// CPU, which it needs to finish ([`Writer::worth_polling_from`]). The peer's word: a
+    /// thread that polls longer for it bounds that itself.
+    ///
+    /// [`Writer::worth_polling_from`]: ipc_proto::ring::Writer::worth_polling_from
+    pub fn peer_writing(&self, here: Option<u32>) -> bool {
+        self.links.iter().any(|(_, l)| {
+            l.ring
+                .as_ref()
+                .is_some_and(|r| r.peer_writing().worth_polling_from(here))
+        })
     }
 
     /// The driver's loop is done with its turn and the rings are parked: if a publisher says
@@ -157,7 +164,7 @@ impl<A> Links<A> {
         if self.is_polled()
             || self.is_ring_set_detached()
             || self.writing_lingers >= WRITING_LINGERS
-            || !self.peer_writing()
+            || !self.peer_writing(None)
         {
             return false;
         }

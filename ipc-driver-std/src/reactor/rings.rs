@@ -57,16 +57,20 @@ impl Core {
         if let Some(r) = guard.as_mut()
             && let Some(data) = r.member.data()
         {
-            r.io.writing(data.links_for(topic));
+            r.io.writing(data.links_for(topic), ipc_os::current_cpu());
         }
     }
 
-    /// Whether a publisher says it fills a message for one of this node's rings (see
-    /// [`Links::peer_writing`]); `false` while the I/O thread (or another) holds the state: a
+    /// Whether a publisher says it fills a message for one of this node's rings, worth
+    /// polling for from the calling thread's CPU (see [`Links::peer_writing`]: not if it
+    /// writes on that very CPU); `false` while the I/O thread (or another) holds the state: a
     /// hint that is not worth a wait.
     pub(crate) fn peer_writing(&self) -> bool {
-        self.try_lock()
-            .is_some_and(|guard| guard.as_ref().is_some_and(|r| r.io.peer_writing()))
+        self.try_lock().is_some_and(|guard| {
+            guard
+                .as_ref()
+                .is_some_and(|r| r.io.peer_writing(ipc_os::current_cpu()))
+        })
     }
 
     /// A polling thread stops: the rings stay unparked for `linger` more (see

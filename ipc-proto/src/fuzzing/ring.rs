@@ -9,6 +9,7 @@ use arbitrary::{Arbitrary, Unstructured};
 
 use crate::ring::{
     self, Body, Consumer, Park, PoolRange, Producer, Push, RingConfig, RingError, RingPayload,
+    Writer,
 };
 
 /// One input of [`ring_consume`]: a geometry, optionally foreign words laid over the fresh
@@ -180,11 +181,16 @@ pub fn run_ring(case: &RingCase) {
                 Err(e) => assert!(!clean, "{e}"),
             },
             RingOp::Writing => {
-                if producer.writing(&region).is_ok() {
+                if producer.writing(&region, Some(3)).is_ok() {
                     writing = true;
                 }
+                let expected = if writing {
+                    Writer::WritingOn(3)
+                } else {
+                    Writer::Idle
+                };
                 match consumer.producer_writing(&region) {
-                    Ok(seen) => assert!(!clean || seen == writing),
+                    Ok(seen) => assert!(!clean || seen == expected),
                     Err(e) => assert!(!clean, "{e}"),
                 }
             }

@@ -7,7 +7,9 @@ use super::layout::{
     RETURN_WORDS, W_CONSUMER_PARKED, W_HEAD, W_PRODUCER_WAITING, W_RETURN_HEAD, W_RETURN_TAIL,
     W_TAIL, W_WRITING, WAIT_RETURNS_ONLY, load_bytes, next_epoch, word, words,
 };
-use super::{Layout, Park, PoolRange, Popped, Push, RingError, RingPayload, Word, check_range};
+use super::{
+    Layout, Park, PoolRange, Popped, Push, RingError, RingPayload, Word, Writer, check_range,
+};
 
 /// The consuming side of a ring: the subscriber of a data link.
 ///
@@ -206,12 +208,13 @@ impl Consumer {
         Ok(true)
     }
 
-    /// Whether the producer says it is writing a message for the ring (the `writing` hint,
-    /// see the module docs): then a consumer about to park may spin a little longer. The
-    /// peer's word, so only a hint: the caller bounds that spin.
-    pub fn producer_writing<W: Word>(&self, region: &[W]) -> Result<bool, RingError> {
+    /// Whether the producer says it is writing a message for the ring, and on which CPU (the
+    /// `writing` hint, see the module docs): then a consumer about to park may spin a little
+    /// longer ([`Writer::worth_polling_from`]). The peer's word, so only a hint: the caller
+    /// bounds that spin.
+    pub fn producer_writing<W: Word>(&self, region: &[W]) -> Result<Writer, RingError> {
         self.layout.check_len(region)?;
-        Ok(word(region, W_WRITING)?.load(Relaxed) != 0)
+        Ok(Writer::of(word(region, W_WRITING)?.load(Relaxed)))
     }
 
     /// Before sleeping on an empty ring: publishes "parked", then checks again (the

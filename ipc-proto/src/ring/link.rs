@@ -43,7 +43,7 @@
 
 use super::{
     Body, Consumer, Layout, Park, PoolRange, Popped, Producer, Push, RingConfig, RingError,
-    RingPayload, Word,
+    RingPayload, Word, Writer,
 };
 use crate::wire::{
     DataFrame, INLINE_OVERHEAD, MessageHeader, MessageRef, SlotRef, decode_data, encode_data_into,
@@ -192,10 +192,10 @@ impl RingSender {
         }
     }
 
-    /// The publisher is filling a message this link will carry (a pooled loan): see
-    /// [`Producer::writing`].
-    pub fn writing<W: Word>(&mut self, region: &[W]) -> Result<(), RingError> {
-        self.producer.writing(region)
+    /// The publisher is filling a message this link will carry (a pooled loan), on CPU `cpu`
+    /// if known: see [`Producer::writing`].
+    pub fn writing<W: Word>(&mut self, region: &[W], cpu: Option<u32>) -> Result<(), RingError> {
+        self.producer.writing(region, cpu)
     }
 
     /// While `lent` pool ranges are out on the link (the driver counts them: sent in the ring
@@ -403,7 +403,7 @@ impl RingReceiver {
 
     /// Whether the publisher says it fills a message for this link: see
     /// [`Consumer::producer_writing`].
-    pub fn producer_writing<W: Word>(&self, region: &[W]) -> Result<bool, RingError> {
+    pub fn producer_writing<W: Word>(&self, region: &[W]) -> Result<Writer, RingError> {
         self.consumer.producer_writing(region)
     }
 

@@ -29,7 +29,8 @@
 //! 7..16         -           zero
 //! 16            producer    head: messages pushed (free-running)
 //! 17            producer    writing: nonzero while the producer writes a message for this
-//!                           ring (it holds a loan); a hint, cleared at its next push
+//!                           ring (it holds a loan): cpu + 2 if it says on which CPU, else 1;
+//!                           a hint ([`Writer`]), cleared at its next push
 //! 32            consumer    tail: messages popped (free-running)
 //! 48            consumer    return head: ranges given back (free-running)
 //! 64            producer    return tail: ranges taken back (free-running)
@@ -84,11 +85,14 @@
 //!   (A consumer that does not know the bit wakes it after pops too: spurious wakes, no lost
 //!   one; a producer that does not set it is woken as before.)
 //! - **Writing** ([`Producer::writing`]): a producer about to fill a message in place (a
-//!   pooled loan, microseconds to milliseconds of writing) stores nonzero in `writing`; its
-//!   next push stores zero. A consumer about to park may read it ([`Consumer::producer_writing`])
-//!   and spin a little longer instead: the message is on its way, and a park would cost the
-//!   producer a wake write and this side a sleep and a wakeup. Only a hint: nothing waits on
-//!   it, no wake depends on it, and a wrong value costs a spin or a park.
+//!   pooled loan, microseconds to milliseconds of writing) stores nonzero in `writing` (its
+//!   CPU + 2 where the driver knows it, else 1); its next push stores zero. A consumer about
+//!   to park may read it ([`Consumer::producer_writing`]) and spin a little longer instead:
+//!   the message is on its way, and a park would cost the producer a wake write and this side
+//!   a sleep and a wakeup; but not if it runs on the CPU the producer named, which the
+//!   producer needs to finish ([`Writer::worth_polling_from`]). Only a hint: nothing waits on
+//!   it, no wake depends on it, and a wrong value costs a spin or a park. (A producer that
+//!   stores 1, as before the CPU was added, is a writer on any CPU.)
 //! - **Return ring**: the consumer pushes `(segment, offset, len)` entries
 //!   ([`Consumer::push_return`]), the producer pops them ([`Producer::pop_return`]), with the
 //!   same index rules. Full: the consumer sends the release over the socket instead.
@@ -157,6 +161,45 @@ pub use layout::{
 pub use producer::Producer;
 
 use layout::{SLOTS_START, W_CONSUMER_PARKED, W_MAGIC, W_RETURN_HEAD, words};
+
+/// What the producer's `writing` hint says ([`Consumer::producer_writing`]): only a hint, the
+/// peer's word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writer {
+    /// Not writing a message for the ring.
+    Idle,
+    /// Writing one; where, it did not say (or said something out of range).
+    Writing,
+    /// Writing one on this CPU: a consumer running on the same CPU gains nothing by polling
+    /// for it (the producer needs that CPU to finish), and parks.
+    WritingOn(u32),
+}
+
+impl Writer {
+    /// The hint as stored: 0 idle, 1 writing, `cpu + 2` writing on `cpu`.
+    fn of(word: u64) -> Self {
+        match word {
+            0 => Self::Idle,
+            1 => Self::Writing,
+            w => u32::try_from(w - 2).map_or(Self::Writing, Self::WritingOn),
+        }
+    }
+
+    /// The word that says it (see [`Self::of`]).
+    fn word(cpu: Option<u32>) -> u64 {
+        cpu.map_or(1, |c| u64::from(c) + 2)
+    }
+
+    /// Whether a consumer on CPU `here` (if known) may poll for the message: the producer is
+    /// writing, and not on that CPU.
+    pub fn worth_polling_from(self, here: Option<u32>) -> bool {
+        match self {
+            Self::Idle => false,
+            Self::Writing => true,
+            Self::WritingOn(cpu) => here != Some(cpu),
+        }
+    }
+}
 
 /// A range of a pool segment: where a pooled payload lies, or what is given back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -7,7 +7,7 @@ use super::layout::{
     RETURN_WORDS, W_CONSUMER_PARKED, W_HEAD, W_PRODUCER_WAITING, W_RETURN_HEAD, W_RETURN_TAIL,
     W_TAIL, W_WRITING, WAIT_RETURNS_ONLY, next_wait_epoch, store_bytes, word, words,
 };
-use super::{Body, Layout, Park, PoolRange, Push, RingError, Word, check_range};
+use super::{Body, Layout, Park, PoolRange, Push, RingError, Word, Writer, check_range};
 
 /// The producing side of a ring: the publisher of a data link.
 ///
@@ -30,8 +30,8 @@ pub struct Producer {
     return_tail: u64,
     /// The consumer's return head as last read.
     return_head: u64,
-    /// This side's `writing` hint is set ([`Self::writing`]).
-    writing: bool,
+    /// The `writing` hint this side stored last ([`Self::writing`]; 0: cleared).
+    writing: u64,
 }
 
 impl Producer {
@@ -46,7 +46,7 @@ impl Producer {
             epoch: 0,
             return_tail: 0,
             return_head: 0,
-            writing: false,
+            writing: 0,
         }
     }
 
@@ -160,8 +160,8 @@ impl Producer {
         if let Body::Inline(bytes) = body {
             store_bytes(inline, bytes);
         }
-        if self.writing {
-            self.writing = false;
+        if self.writing != 0 {
+            self.writing = 0;
             word(region, W_WRITING)?.store(0, Relaxed);
         }
         self.head += 1;
@@ -172,14 +172,16 @@ impl Producer {
     }
 
     /// Tells the consumer that this side is writing a message for the ring (it holds a loan
-    /// to fill in place): the `writing` hint, which the next push clears. A consumer about to
-    /// park may spin a little longer instead (see the module docs). Stores only when the hint
+    /// to fill in place), on CPU `cpu` if the caller knows it: the `writing` hint, which the
+    /// next push clears. A consumer about to park may spin a little longer instead, unless it
+    /// runs on that same CPU (see the module docs and [`Writer`]). Stores only when the hint
     /// changes.
-    pub fn writing<W: Word>(&mut self, region: &[W]) -> Result<(), RingError> {
+    pub fn writing<W: Word>(&mut self, region: &[W], cpu: Option<u32>) -> Result<(), RingError> {
         self.layout.check_len(region)?;
-        if !self.writing {
-            self.writing = true;
-            word(region, W_WRITING)?.store(1, Relaxed);
+        let hint = Writer::word(cpu);
+        if self.writing != hint {
+            self.writing = hint;
+            word(region, W_WRITING)?.store(hint, Relaxed);
         }
         Ok(())
     }

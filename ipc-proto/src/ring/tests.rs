@@ -689,30 +689,47 @@ proptest! {
     }
 }
 
-/// The `writing` hint: set by the producer, seen by the consumer, cleared by the next push,
-/// and beside the head on the producer's line (the consumer reads it with the head).
+/// The `writing` hint: set by the producer, seen by the consumer with the producer's CPU if it
+/// gave one, cleared by the next push, and beside the head on the producer's line (the
+/// consumer reads it with the head).
 #[test]
 fn the_writing_hint_lasts_until_the_next_push() {
     let (r, mut p, mut c) = pair(&config(4, 8));
-    assert!(!c.producer_writing(&r).expect("read"), "a fresh ring");
-    p.writing(&r).expect("writing");
-    p.writing(&r).expect("twice is once");
-    assert!(c.producer_writing(&r).expect("read"));
+    let seen = |c: &Consumer, r: &[AtomicU64]| c.producer_writing(r).expect("read");
+    assert_eq!(seen(&c, &r), Writer::Idle, "a fresh ring");
+    p.writing(&r, None).expect("writing");
+    p.writing(&r, None).expect("twice is once");
+    assert_eq!(seen(&c, &r), Writer::Writing);
+    p.writing(&r, Some(0)).expect("on CPU 0");
+    assert_eq!(seen(&c, &r), Writer::WritingOn(0), "the CPU, once known");
     assert_eq!(pop(&mut c, &r), None, "a hint is no message");
     assert!(matches!(push(&mut p, &r, 1, b"m"), Push::Done { .. }));
-    assert!(
-        !c.producer_writing(&r).expect("read"),
-        "the push cleared it"
-    );
+    assert_eq!(seen(&c, &r), Writer::Idle, "the push cleared it");
     assert_eq!(pop(&mut c, &r).map(|m| m.0), Some(1));
+    p.writing(&r, Some(7)).expect("on CPU 7");
+    assert_eq!(seen(&c, &r), Writer::WritingOn(7), "set again after a push");
     assert_eq!(
         W_WRITING / LINE_WORDS,
         W_HEAD / LINE_WORDS,
         "on the head's line"
     );
-    // The peer's word: any value is only a hint, never an error.
-    r[W_WRITING].store(u64::MAX, Relaxed);
-    assert!(c.producer_writing(&r).expect("read"));
+    // Worth polling for from another CPU, or from one unknown; not from the writer's own.
+    let on7 = Writer::WritingOn(7);
+    assert!(on7.worth_polling_from(Some(1)) && on7.worth_polling_from(None));
+    assert!(!on7.worth_polling_from(Some(7)));
+    assert!(Writer::Writing.worth_polling_from(Some(7)));
+    assert!(!Writer::Idle.worth_polling_from(None));
+    // The peer's word: any value is only a hint, never an error (an older producer stores 1).
+    for (word, writer) in [
+        (1, Writer::Writing),
+        (2, Writer::WritingOn(0)),
+        (u64::from(u32::MAX) + 2, Writer::WritingOn(u32::MAX)),
+        (u64::from(u32::MAX) + 3, Writer::Writing),
+        (u64::MAX, Writer::Writing),
+    ] {
+        r[W_WRITING].store(word, Relaxed);
+        assert_eq!(seen(&c, &r), writer, "{word}");
+    }
     assert!(matches!(
         c.producer_writing(&r[..SLOTS_START - 1]),
         Err(RingError::RegionSize { .. })

@@ -183,8 +183,9 @@ struct Link<A> {
     /// what the peer sent.
     paused: bool,
     /// What the socket is registered for in the set now, and whether the ring's eventfd is
-    /// registered for reading. A pause leaves reading interest in place (see
-    /// [`Links::update_interest`]), so these may say more than the link waits for.
+    /// registered for reading. A pause leaves reading interest in place, and a resume by a
+    /// reader puts it back only when its read drains the link (see
+    /// [`Links::update_interest`]), so these may say more or less than the link waits for.
     registered: Interest,
     ring_registered: bool,
     /// The member was told the socket is full.
@@ -713,7 +714,9 @@ impl<A> Links<A> {
     /// it registered, so a pause and its resume cost no `epoll_ctl` when nothing arrives
     /// meanwhile. A paused link that reports readiness is read as [`Read::Done`], which
     /// `settle`s its interest: level-triggered readiness would otherwise wake the driver
-    /// again and again.
+    /// again and again. And it comes back lazily: a link resumed by a thread that reads it at
+    /// once ([`Links::resume_reading`]) is registered again only when that read finds it
+    /// drained ([`Links::read_record`]) or stops on its budget ([`Links::budget_spent`]).
     fn update_interest(&mut self, key: usize, settle: bool) {
         let (poller, ring_set) = (&self.poller, &self.ring_set);
         let link = &mut self.links[key];
@@ -742,8 +745,12 @@ impl<A> Links<A> {
 
     /// Resumes reading a peer's link paused by a full queue, for a caller that reads it at
     /// once ([`Links::read_record`] until [`Read::Done`], or [`Links::budget_spent`]): unlike
-    /// [`Links::set_paused`], its ring is not woken to come back to. The link's key, if it
-    /// was paused.
+    /// [`Links::set_paused`], its ring is not woken to come back to, and its reading interest
+    /// comes back only if that read drains it. A stream its subscriber cannot keep up with
+    /// refills the queue in that read and pauses again: registering the link in between would
+    /// only wake the I/O thread (the waiting records make it ready at once) to take the
+    /// interest away again, two `epoll_ctl` each way and a wakeup for every pause. The link's
+    /// key, if it was paused.
     pub fn resume_reading(&mut self, peer: PeerId) -> Option<usize> {
         let &key = self.peers.get(&peer)?;
         let link = &mut self.links[key];
@@ -752,7 +759,6 @@ impl<A> Links<A> {
         }
         trace!(%peer, "reading resumed");
         link.paused = false;
-        self.update_interest(key, false);
         Some(key)
     }
 
@@ -903,8 +909,10 @@ impl<A> Links<A> {
             match socket {
                 Some(read) => return read,
                 None => {
-                    // Nothing more on the socket (or not read): the ring's side parks, unless
-                    // something came meanwhile.
+                    // Nothing more on the socket (or not read): it waits in the set again if
+                    // a resume left it out, and the ring's side parks, unless something came
+                    // meanwhile.
+                    self.update_interest(key, false);
                     let polled = self.is_polled();
                     let Some(link) = self.links.get_mut(key) else {
                         return Read::Done;
@@ -1045,6 +1053,9 @@ impl<A> Links<A> {
     /// may have come with no wake (the subscriber was not parked), so its side wakes itself
     /// to come back for them.
     pub fn budget_spent(&mut self, key: usize) {
+        if self.is_reading(key) {
+            self.update_interest(key, false);
+        }
         if let Some(link) = self.links.get_mut(key)
             && !link.paused
             && let Some(ring) = &mut link.ring

@@ -54,8 +54,16 @@ impl<A> Links<A> {
         if self.spinners > 0 {
             return false;
         }
-        self.spin_linger = linger;
-        linger.is_none()
+        // With no ring to read, a linger would only wake the driver's loop at its end.
+        self.spin_linger = linger.filter(|_| self.reads_rings());
+        self.spin_linger.is_none()
+    }
+
+    /// Whether this node reads a ring: a link on which it subscribes has one.
+    fn reads_rings(&self) -> bool {
+        self.links
+            .iter()
+            .any(|(_, l)| l.ring.as_ref().is_some_and(|r| !r.is_sender()))
     }
 
     /// A thread read the rings outside the driver's loop (a subscription resuming the link
@@ -66,9 +74,11 @@ impl<A> Links<A> {
     /// subscriptions meanwhile ([`Links::is_lingering`]). Like [`Links::spin_stop`]'s
     /// linger, it ends with [`Links::spin_lapsed`], or with [`Links::end_linger`] when a
     /// thread comes to wait on the rings. Nothing while threads spin: they keep the rings
-    /// unparked already.
+    /// unparked already; nothing on a node that reads no ring (its links have none): there
+    /// is nothing to keep unparked, and the linger's end would wake the driver's loop for
+    /// nothing, about once a millisecond in a stream its subscriber cannot keep up with.
     pub fn linger(&mut self, until: Instant) {
-        if self.spinners > 0 {
+        if self.spinners > 0 || !self.reads_rings() {
             return;
         }
         if let Some(t) = &mut self.spin_linger {

@@ -28,6 +28,16 @@ pub(crate) fn routed_pair(
     options: PublisherOptions,
     rings: (bool, bool),
 ) -> Pair {
+    routed_pair_with(names, options, SubscriptionOptions::block(WAIT), rings)
+}
+
+/// [`routed_pair`] with a subscription of these options.
+pub(crate) fn routed_pair_with(
+    names: (&str, &str),
+    options: PublisherOptions,
+    sub_options: SubscriptionOptions,
+    rings: (bool, bool),
+) -> Pair {
     let g = format!("t-{:016x}", getrandom::u64().expect("OS randomness"));
     let join = |name: &str, rings: bool| {
         Node::builder(name)
@@ -39,9 +49,7 @@ pub(crate) fn routed_pair(
     let p = join(names.0, rings.0);
     let s = join(names.1, rings.1);
     let publisher = p.publisher_with("t", "x", options).expect("publisher");
-    let sub = s
-        .subscription("t", SubscriptionOptions::block(WAIT))
-        .expect("sub");
+    let sub = s.subscription("t", sub_options).expect("sub");
     let sid = s.id();
     p.wait_view(WAIT, |v| {
         v.node(sid).is_some_and(|n| n.subscribes.len() == 1)

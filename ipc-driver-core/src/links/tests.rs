@@ -309,3 +309,92 @@ fn this_process_is_never_watched() {
     assert!(links.watches.is_empty(), "a hub's own spoke is not watched");
     let _ = std::fs::remove_dir_all(base);
 }
+
+/// Whether the table's set reports anything now.
+fn set_ready(links: &Links<OwnedFd>) -> bool {
+    let mut events = ipc_os::poll::Events::with_capacity(8);
+    links
+        .poller
+        .wait(&mut events, Some(std::time::Duration::ZERO))
+        .expect("wait")
+        > 0
+}
+
+#[test]
+fn a_resumed_link_is_registered_again_only_once_its_reader_drains_it() {
+    let (mut links, mut member, base) = table("resume", 1 << 20);
+    #[allow(clippy::disallowed_methods)] // a test reads the clock once
+    let now = Instant::now();
+    let (ours, theirs) = socket::socketpair_seqpacket().expect("pair");
+    let peer = PeerId(9);
+    links.add_link(ours, true, false, peer).expect("watched");
+    let send = |record: &[u8]| {
+        let sent = socket::send_record(theirs.as_fd(), record, &[]).expect("sent");
+        assert!(matches!(sent, Sent::Complete));
+    };
+    for _ in 0..6 {
+        send(b"rec");
+    }
+    // Paused (a full queue), the link stays registered until it reports readiness; read
+    // then, it settles: out of the set.
+    links.set_paused(peer, true);
+    assert!(links.links[0].registered.is_readable(), "a pause is lazy");
+    assert!(set_ready(&links), "records wait");
+    assert_eq!(
+        links.read_record(&mut member, now, 0, Reading::All),
+        Read::Done
+    );
+    assert_eq!(links.links[0].registered, Interest::NONE);
+    assert!(!set_ready(&links), "settled");
+
+    // A reader resumes it and reads; its queue fills again: nothing was registered in
+    // between, so nothing woke the set's waiter for the records still waiting.
+    assert_eq!(links.resume_reading(peer), Some(0));
+    assert_eq!(
+        links.links[0].registered,
+        Interest::NONE,
+        "not before the read"
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            links.read_record(&mut member, now, 0, Reading::All),
+            Read::Record
+        );
+    }
+    links.set_paused(peer, true);
+    assert!(!links.read_on(0, Read::Record), "paused again");
+    assert_eq!(links.links[0].registered, Interest::NONE);
+    assert!(!set_ready(&links), "records wait, and wake nobody");
+
+    // Stopped on its budget, the reader leaves it registered: the records still waiting
+    // make the set ready for the driver's loop.
+    assert_eq!(links.resume_reading(peer), Some(0));
+    assert_eq!(
+        links.read_record(&mut member, now, 0, Reading::All),
+        Read::Record
+    );
+    links.budget_spent(0);
+    assert!(links.links[0].registered.is_readable(), "budget spent");
+    assert!(set_ready(&links), "the rest wakes the driver's loop");
+
+    // Drained by its reader, the link waits in the set again: the next record wakes it.
+    links.set_paused(peer, true);
+    assert_eq!(
+        links.read_record(&mut member, now, 0, Reading::All),
+        Read::Done
+    );
+    assert_eq!(links.resume_reading(peer), Some(0));
+    let mut read = 0;
+    while links.read_record(&mut member, now, 0, Reading::All) == Read::Record {
+        read += 1;
+    }
+    assert_eq!(read, 3, "the last three records");
+    assert!(
+        links.links[0].registered.is_readable(),
+        "drained: registered"
+    );
+    assert!(!set_ready(&links), "nothing waits");
+    send(b"next");
+    assert!(set_ready(&links), "the next record is seen");
+    let _ = std::fs::remove_dir_all(base);
+}

@@ -88,7 +88,7 @@ fn io_runs_behind_a_slow_subscriber(mode: SendMode, names: (&str, &str)) -> u64 
 }
 
 /// Without rings, about one pause per four messages: with the link registered again at each
-/// resume, the records waiting in it woke the I/O thread each time (150-185 runs for 400
+/// resume, the records waiting in it woke the I/O thread each time (125-185 runs for 400
 /// messages, the readiness and taking the interest away again); now what is left are the
 /// nodes' timers (0-10 runs).
 ///

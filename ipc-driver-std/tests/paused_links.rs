@@ -42,8 +42,8 @@ fn busy(d: Duration) {
     }
 }
 
-/// One stream of `N` messages in `mode`, without rings, to a subscriber slower than its publisher: how often
-/// the subscriber's I/O thread ran meanwhile.
+/// One stream of `N` messages in `mode`, without rings, to a subscriber slower than its
+/// publisher: how often the subscriber's I/O thread ran meanwhile.
 fn io_runs_behind_a_slow_subscriber(mode: SendMode, names: (&str, &str)) -> u64 {
     let options = PublisherOptions {
         mode,

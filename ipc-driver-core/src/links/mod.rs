@@ -212,6 +212,13 @@ struct Link<A> {
     read: u64,
 }
 
+impl<A> Link<A> {
+    /// Whether this node reads the link's ring: the subscriber's side of a ring link.
+    fn reads_ring(&self) -> bool {
+        self.ring.as_ref().is_some_and(|r| !r.is_sender())
+    }
+}
+
 /// A link's peer process, watched for its exit.
 #[derive(Debug)]
 struct Watch {

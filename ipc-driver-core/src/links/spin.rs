@@ -61,9 +61,7 @@ impl<A> Links<A> {
 
     /// Whether this node reads a ring: a link on which it subscribes has one.
     fn reads_rings(&self) -> bool {
-        self.links
-            .iter()
-            .any(|(_, l)| l.ring.as_ref().is_some_and(|r| !r.is_sender()))
+        self.links.iter().any(|(_, l)| l.reads_ring())
     }
 
     /// A thread read the rings outside the driver's loop (a subscription resuming the link
@@ -189,7 +187,7 @@ impl<A> Links<A> {
         out.extend(
             self.links
                 .iter()
-                .filter(|(_, l)| l.ring.as_ref().is_some_and(|r| !r.is_sender()))
+                .filter(|(_, l)| l.reads_ring())
                 .map(|(key, _)| key),
         );
     }

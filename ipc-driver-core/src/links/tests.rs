@@ -35,6 +35,15 @@ fn table_of<A>(name: &str, max_outbox: usize) -> (Links<A>, Member, PathBuf) {
     (links, member, base)
 }
 
+/// A link of the table to peer 9 (a data link if `data`) over a fresh socket pair: the
+/// peer's id and its end.
+fn linked<A>(links: &mut Links<A>, data: bool) -> (PeerId, OwnedFd) {
+    let (ours, theirs) = socket::socketpair_seqpacket().expect("pair");
+    let peer = PeerId(9);
+    links.add_link(ours, data, false, peer).expect("watched");
+    (peer, theirs)
+}
+
 #[test]
 fn tokens_tell_listeners_from_links() {
     assert_eq!(Ready::of(OWN_TOKEN), Ready::Own);
@@ -48,9 +57,7 @@ fn transmit_sends_and_a_closed_peer_is_read_to_the_end() {
     let (mut links, mut member, base) = table("transmit", 1 << 20);
     #[allow(clippy::disallowed_methods)] // a test reads the clock once
     let now = Instant::now();
-    let (ours, theirs) = socket::socketpair_seqpacket().expect("pair");
-    let peer = PeerId(9);
-    links.add_link(ours, false, false, peer).expect("watched");
+    let (peer, theirs) = linked(&mut links, false);
     links.transmit(&mut member, &Owned, now, peer, b"hello".to_vec(), None);
     let mut buf = [0; 16];
     let got = socket::recv_record(theirs.as_fd(), &mut buf, &mut Vec::new(), 0);
@@ -81,9 +88,7 @@ fn a_topology_link_over_its_outbox_bound_is_closed() {
     let (mut links, mut member, base) = table("bound", 4);
     #[allow(clippy::disallowed_methods)] // a test reads the clock once
     let now = Instant::now();
-    let (ours, _theirs) = socket::socketpair_seqpacket().expect("pair");
-    let peer = PeerId(9);
-    links.add_link(ours, false, false, peer).expect("watched");
+    let (peer, _theirs) = linked(&mut links, false);
     links.transmit(&mut member, &Owned, now, peer, vec![0; 5], None);
     assert!(links.peers.is_empty(), "closed");
     assert!(links.is_flushed());
@@ -105,9 +110,7 @@ fn a_record_that_waits_holds_its_fd_after_the_driver_closes_it() {
     let (mut links, mut member, base) = table_of::<u64>("held", 1 << 20);
     #[allow(clippy::disallowed_methods)] // a test reads the clock once
     let now = Instant::now();
-    let (ours, theirs) = socket::socketpair_seqpacket().expect("pair");
-    let peer = PeerId(9);
-    links.add_link(ours, true, false, peer).expect("watched");
+    let (peer, theirs) = linked(&mut links, true);
     let segment = memfd::Segment::create("held", 8192).expect("memfd");
     segment.seal(SealSet::FRESH).expect("sealed");
     let mut ids = Ids(HashMap::from([(1, segment.into_fd())]));
@@ -325,9 +328,7 @@ fn a_resumed_link_is_registered_again_only_once_its_reader_drains_it() {
     let (mut links, mut member, base) = table("resume", 1 << 20);
     #[allow(clippy::disallowed_methods)] // a test reads the clock once
     let now = Instant::now();
-    let (ours, theirs) = socket::socketpair_seqpacket().expect("pair");
-    let peer = PeerId(9);
-    links.add_link(ours, true, false, peer).expect("watched");
+    let (peer, theirs) = linked(&mut links, true);
     let send = |record: &[u8]| {
         let sent = socket::send_record(theirs.as_fd(), record, &[]).expect("sent");
         assert!(matches!(sent, Sent::Complete));

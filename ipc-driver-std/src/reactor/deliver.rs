@@ -86,14 +86,11 @@ impl Reactor {
             return;
         };
         let mut pause = false;
-        // The last queue takes the message itself: a clone costs two reference counts
-        // (atomic, each a fair share of a small message's cost) and the drop of the original.
-        let last = queues.len().saturating_sub(1);
-        let mut msg = Some(msg);
-        for (i, q) in queues.into_iter().enumerate() {
-            let Some(m) = (if i == last { msg.take() } else { msg.clone() }) else {
-                break;
-            };
+        // The last queue takes the message itself (`repeat_n` yields the original last): a
+        // clone costs two reference counts (atomic, each a fair share of a small message's
+        // cost) and the drop of the original.
+        let copies = std::iter::repeat_n(msg, queues.len());
+        for (q, m) in queues.into_iter().zip(copies) {
             let offered = q.offer(m, d.peer);
             pause |= offered.full;
             if let Some(publisher) = offered.dropped {

@@ -296,6 +296,16 @@ const RECV_SPIN: Duration = Duration::from_micros(10);
 /// 140-143 k → 169-173 k, 1 MiB and 16 MiB level; 64 B round trip and inline streams level.
 const WRITING_SPIN: Duration = Duration::from_micros(100);
 
+/// A spinning receive reads the clock (and whether its queue has closed) once in this many
+/// looks at the rings: a clock read costs about what a look at an empty ring does, and a
+/// look that comes sooner after the publisher's push takes the message sooner. Measured
+/// (`SubscriptionOptions::spin` at both ends of a 64 B round trip between two pinned
+/// processes, 200,000 round trips, alternated runs): median 1.84 µs with a clock read at
+/// every look (9 runs: 1.76-1.96), 1.73 µs with one in 8 (15 runs: 1.67-1.80). Looks made
+/// faster still (no clock read in the look itself) were slower (1.82-1.89 µs): polled that
+/// often, the ring's lines leave the publisher's cache while it writes them.
+const LOOKS_PER_CLOCK: u32 = 8;
+
 impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription")
@@ -463,10 +473,16 @@ impl Subscription {
         }
         // Whether it looked once more after the hint it polled for was gone.
         let mut looked_again = false;
+        let mut looks = 0u32;
         let got = loop {
             core.poll_rings();
             if let Some(m) = self.queue.try_recv() {
                 break Some(m);
+            }
+            looks = looks.wrapping_add(1);
+            if !looks.is_multiple_of(LOOKS_PER_CLOCK) {
+                std::hint::spin_loop();
+                continue;
             }
             if self.queue.is_closed() {
                 break None;

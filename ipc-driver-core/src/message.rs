@@ -30,29 +30,41 @@ pub struct Message {
     publisher: NodeId,
     seq: u64,
     mode: Mode,
-    payload: Arc<Payload>,
+    payload: Payload,
 }
 
+/// The payload, shared by the message's clones: an inline one is a single allocation (the
+/// one the protocol delivered it in, [`Delivered::Inline`]), with no second one around it.
+///
+/// [`Delivered::Inline`]: ipc_proto::data::Delivered::Inline
+#[derive(Clone)]
 enum Payload {
-    Inline(Vec<u8>),
-    Mapped {
-        map: Arc<Mapping>,
-        start: usize,
-        len: usize,
-        /// Dropped with the last clone of the message: gives a pooled range back.
-        _release: Option<Box<dyn Any + Send + Sync>>,
-    },
+    Inline(Arc<[u8]>),
+    Mapped(Arc<Mapped>),
+}
+
+struct Mapped {
+    map: Arc<Mapping>,
+    start: usize,
+    len: usize,
+    /// Dropped with the last clone of the message: gives a pooled range back.
+    _release: Option<Box<dyn Any + Send + Sync>>,
 }
 
 impl Message {
     /// A message whose payload came inline. For drivers.
-    pub fn inline(topic: Arc<str>, publisher: NodeId, seq: u64, bytes: Vec<u8>) -> Self {
+    pub fn inline(
+        topic: Arc<str>,
+        publisher: NodeId,
+        seq: u64,
+        bytes: impl Into<Arc<[u8]>>,
+    ) -> Self {
         Self {
             topic,
             publisher,
             seq,
             mode: Mode::Inline,
-            payload: Arc::new(Payload::Inline(bytes)),
+            payload: Payload::Inline(bytes.into()),
         }
     }
 
@@ -76,12 +88,12 @@ impl Message {
             publisher,
             seq,
             mode,
-            payload: Arc::new(Payload::Mapped {
+            payload: Payload::Mapped(Arc::new(Mapped {
                 map,
                 start,
                 len,
                 _release: release,
-            }),
+            })),
         })
     }
 
@@ -120,12 +132,10 @@ impl Message {
 
 impl AsRef<[u8]> for Message {
     fn as_ref(&self) -> &[u8] {
-        match &*self.payload {
+        match &self.payload {
             Payload::Inline(v) => v,
             // The range was checked against the mapping, which never shrinks.
-            Payload::Mapped {
-                map, start, len, ..
-            } => &map[*start..*start + *len],
+            Payload::Mapped(m) => &m.map[m.start..m.start + m.len],
         }
     }
 }

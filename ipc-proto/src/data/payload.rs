@@ -129,8 +129,9 @@ impl std::fmt::Display for Mode {
 /// A payload delivered to this node.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Delivered {
-    /// The bytes.
-    Inline(Vec<u8>),
+    /// The bytes, in one allocation a driver's message can share as it is (no second one
+    /// per message to wrap them).
+    Inline(Arc<[u8]>),
     /// The first `len` bytes of a fresh segment, now the driver's to map and close.
     Fresh {
         /// The segment.

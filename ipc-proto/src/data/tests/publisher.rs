@@ -2,6 +2,8 @@
 //! retries, releases and stats.
 
 use super::*;
+use std::sync::Arc;
+
 use crate::error::CmdError;
 use crate::wire::AppCounter;
 
@@ -19,10 +21,13 @@ fn inline_fresh_and_pooled_messages_arrive_in_order() {
     );
     t.publish("t", pooled(50));
     assert_eq!(t.seqs(), [1, 2, 3, 4]);
-    assert_eq!(t.delivered[0].payload, Delivered::Inline(b"hello".to_vec()));
+    assert_eq!(
+        t.delivered[0].payload,
+        Delivered::Inline(Arc::from(&b"hello"[..]))
+    );
     assert_eq!(
         t.delivered[1].payload,
-        Delivered::Inline(Vec::new()),
+        Delivered::Inline(Arc::from(&[][..])),
         "empty payloads are delivered"
     );
     assert!(matches!(t.delivered[2].payload, Delivered::Fresh { len, .. } if len == 1 << 20));

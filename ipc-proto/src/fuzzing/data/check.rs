@@ -223,7 +223,7 @@ impl DataWatch {
                 panic!("{topic}: local delivery of {}, never published", d.seq);
             };
             match (&d.payload, sent) {
-                (Delivered::Inline(b), Payload::Inline(p)) => assert_eq!(b, p),
+                (Delivered::Inline(b), Payload::Inline(p)) => assert_eq!(b[..], p[..]),
                 (Delivered::Fresh { segment, len }, Payload::Fresh { segment: s, len: l }) => {
                     assert_eq!((segment, len), (s, l));
                 }
@@ -278,7 +278,7 @@ impl DataWatch {
         };
         match (d.payload, frame) {
             (Delivered::Inline(b), DataFrame::Inline(h)) if h.seq == d.seq => {
-                assert_eq!(b, f.bytes[*start..], "an inline payload");
+                assert_eq!(b[..], f.bytes[*start..], "an inline payload");
             }
             (Delivered::Fresh { segment, len }, DataFrame::Fresh { header, len: l })
                 if header.seq == d.seq && len == *l =>

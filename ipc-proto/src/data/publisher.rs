@@ -423,6 +423,30 @@ impl DataPlane {
         };
         let mut bytes = self.buffers.take_or_new();
         encode_data_into(&frame, data, &mut bytes);
+        if l.state == OutState::Up && l.queue.is_empty() {
+            // Nothing ahead of it (no binding or offer either): out now, as `flush` would
+            // send it, without counting it queued (in flight, in the topic's room) only for
+            // `flush` to take it out again. What stays counted is what `flush` leaves: a
+            // pooled range, held until the subscriber gives it back. A fresh segment's
+            // reference is not taken: `publish` holds one across the fan-out, and the
+            // kernel has the fd once the driver sends the record.
+            value_of(&mut l.counters, topic).messages += 1;
+            if let Some(slot) = slot {
+                l.held.insert(slot, topic.clone());
+                *value_of(&mut l.in_flight, topic) += 1;
+                if matches!(terms.policy, Policy::Block { .. }) {
+                    self.room_changes.moved(topic, peer, 1);
+                }
+                *self.refs.entry(slot.0).or_insert(0) += 1;
+            }
+            self.out.push_back(DataOutput::Transmit {
+                peer,
+                bytes,
+                attach,
+            });
+            self.tell_untold(peer);
+            return;
+        }
         l.queue.push_back(Queued {
             bind: None,
             topic: Some(topic.clone()),
@@ -535,8 +559,21 @@ impl DataPlane {
                 attach: q.attach,
             });
         }
-        // What was dropped for the subscriber at the end of a burst: tell it now, while
-        // nothing else is queued (a queued message of the topic tells it on arrival).
+        self.tell_untold(peer);
+        // The fd of a fresh payload is in the kernel's hands once transmitted... but only after
+        // the driver has sent it: the driver keeps the segment open until its send completes,
+        // so releasing our reference here is safe.
+        for seg in unref {
+            self.unref(seg);
+        }
+    }
+
+    /// What was dropped for the subscriber at the end of a burst: tells it now, while nothing
+    /// else is queued for it (a queued message of the topic tells it on arrival).
+    fn tell_untold(&mut self, peer: PeerId) {
+        let Some(l) = self.out_links.get_mut(&peer) else {
+            return;
+        };
         if l.queue.is_empty() && !l.untold.is_empty() {
             for topic in std::mem::take(&mut l.untold) {
                 let (Some(&id), Some(&seq)) = (l.topic_ids.get(&topic), self.seq.get(&topic))
@@ -551,12 +588,6 @@ impl DataPlane {
                     attach: None,
                 });
             }
-        }
-        // The fd of a fresh payload is in the kernel's hands once transmitted... but only after
-        // the driver has sent it: the driver keeps the segment open until its send completes,
-        // so releasing our reference here is safe.
-        for seg in unref {
-            self.unref(seg);
         }
     }
 

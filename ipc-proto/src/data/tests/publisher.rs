@@ -148,6 +148,64 @@ fn block_holds_publishers_back_until_the_subscriber_releases() {
     assert_eq!(t.s.stats().received[0].missed, 1, "seq 3 never came");
 }
 
+/// Ranges of one pool segment, as a publisher's pool lends them: after the first message
+/// (which offers the segment), nothing is queued ahead of the next ones, and each goes out at
+/// once. They count as the queued ones do: held (in flight, in the room) until given back,
+/// the segment referenced until its last range is back, and each one counted as sent.
+#[test]
+fn messages_sent_at_once_count_as_queued_ones_do() {
+    let mut t = block_of_two();
+    let range = |offset| Payload::Pooled {
+        segment: SegmentId(7),
+        size: 4096,
+        offset,
+        len: 100,
+    };
+    let room = |t: &Pair| t.room.get("t").copied().flatten().map(|r| r.messages);
+    let published = |t: &Pair| {
+        let s = t.p.stats();
+        let p = &s.published[0];
+        (p.messages, p.in_flight)
+    };
+    t.publish("t", range(0));
+    assert_eq!((room(&t), published(&t)), (Some(1), (1, 1)));
+    t.publish("t", range(1024));
+    assert_eq!(room(&t), Some(0), "two held: full");
+    assert_eq!(published(&t), (2, 2));
+    assert!(t.released_p.is_empty(), "both ranges are held");
+    // The first range (sent behind the segment's offer) back: the second one holds it still.
+    let first = t.delivered.remove(0);
+    let Delivered::Pooled { slot, .. } = first.payload else {
+        panic!("{first:?}")
+    };
+    t.s.handle(
+        t.now,
+        DataInput::Cmd(DataCmd::Release {
+            peer: IN,
+            slots: vec![slot],
+        }),
+    )
+    .expect("release");
+    t.pump();
+    assert!(t.released_p.is_empty(), "the second range is held");
+    assert_eq!((room(&t), published(&t)), (Some(1), (2, 1)));
+    t.release_all();
+    assert_eq!((room(&t), published(&t)), (Some(2), (2, 0)));
+    assert_eq!(
+        t.released_p,
+        [SegmentId(7)],
+        "free once its last range is back"
+    );
+    t.publish("t", range(2048));
+    t.publish("t", Payload::Inline(vec![1]));
+    assert_eq!(
+        published(&t),
+        (4, 1),
+        "an inline one is in flight only while queued"
+    );
+    assert_eq!(t.seqs(), [3, 4]);
+}
+
 #[test]
 fn block_room_comes_back_when_a_full_socket_drains() {
     // Inline payloads are in flight until the socket takes them: a full socket fills the

@@ -439,12 +439,15 @@ impl DataPlane {
                 }
                 *self.refs.entry(slot.0).or_insert(0) += 1;
             }
+            let untold = !l.untold.is_empty();
             self.out.push_back(DataOutput::Transmit {
                 peer,
                 bytes,
                 attach,
             });
-            self.tell_untold(peer);
+            if untold {
+                self.tell_untold(peer);
+            }
             return;
         }
         l.queue.push_back(Queued {

@@ -352,6 +352,11 @@ impl Pair {
             })
             .collect();
         self.delivered.clear();
+        self.release(slots);
+    }
+
+    /// The application drops the pooled messages of `slots`: the subscriber gives them back.
+    fn release(&mut self, slots: Vec<SlotRef>) {
         self.s
             .handle(
                 self.now,

@@ -178,15 +178,7 @@ fn messages_sent_at_once_count_as_queued_ones_do() {
     let Delivered::Pooled { slot, .. } = first.payload else {
         panic!("{first:?}")
     };
-    t.s.handle(
-        t.now,
-        DataInput::Cmd(DataCmd::Release {
-            peer: IN,
-            slots: vec![slot],
-        }),
-    )
-    .expect("release");
-    t.pump();
+    t.release(vec![slot]);
     assert!(t.released_p.is_empty(), "the second range is held");
     assert_eq!((room(&t), published(&t)), (Some(1), (2, 1)));
     t.release_all();
@@ -358,9 +350,7 @@ fn self_delivery_is_an_option_off_by_default() {
             }
         })
         .collect();
-    on.s.handle(on.now, DataInput::Cmd(DataCmd::Release { peer: IN, slots }))
-        .expect("release");
-    on.pump();
+    on.release(slots);
     assert!(!on.released_p.contains(&SegmentId(9)));
     let slot = SlotRef {
         segment: 9,

@@ -303,7 +303,8 @@ const WRITING_SPIN: Duration = Duration::from_micros(100);
 /// processes, 200,000 round trips, alternated runs): median 1.84 µs with a clock read at
 /// every look (9 runs: 1.76-1.96), 1.73 µs with one in 8 (15 runs: 1.67-1.80). Looks made
 /// faster still (no clock read in the look itself) were slower (1.82-1.89 µs): polled that
-/// often, the ring's lines leave the publisher's cache while it writes them.
+/// often, the ring's lines leave the publisher's cache while it writes them. A spin's end
+/// (or a receive's deadline) is seen up to that many looks late, well under a microsecond.
 const LOOKS_PER_CLOCK: u32 = 8;
 
 impl fmt::Debug for Subscription {
@@ -496,8 +497,9 @@ impl Subscription {
                     && (hinted || self.writing_spin.spins());
                 if !on {
                     // The hint it polled for is gone: most likely the push that cleared it
-                    // brought the message, after this look at the rings. One more look,
-                    // rather than a sleep and a wake (and a spin counted as in vain).
+                    // brought the message, after this look at the rings. One more round of
+                    // looks (to the next clock read), rather than a sleep and a wake (and a
+                    // spin counted as in vain).
                     if hinted && !writing && !looked_again {
                         looked_again = true;
                         continue;

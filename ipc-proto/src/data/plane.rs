@@ -19,7 +19,7 @@ use super::options::Terms;
 use super::payload::{ReceivedSegment, SegmentId};
 use super::rooms::RoomChanges;
 use super::routes::{Ident, Routes};
-use super::topic::{Names, Topic};
+use super::topic::{Names, Topic, value_of};
 
 /// A message waiting to be handed to a link's socket.
 #[derive(Debug)]
@@ -100,6 +100,16 @@ impl OutLink {
             fresh: None,
         });
         id
+    }
+
+    /// A message of `topic` goes out to the driver: counted as sent, and a pooled range
+    /// (`slot`) held until the subscriber gives it back. What it did to the counts of
+    /// messages in flight depends on whether it was queued first (the caller's part).
+    pub(super) fn count_sent(&mut self, topic: &Topic, slot: Option<(SegmentId, u64)>) {
+        value_of(&mut self.counters, topic).messages += 1;
+        if let Some(slot) = slot {
+            self.held.insert(slot, topic.clone());
+        }
     }
 }
 

@@ -430,9 +430,8 @@ impl DataPlane {
             // pooled range, held until the subscriber gives it back. A fresh segment's
             // reference is not taken: `publish` holds one across the fan-out, and the
             // kernel has the fd once the driver sends the record.
-            value_of(&mut l.counters, topic).messages += 1;
+            l.count_sent(topic, slot);
             if let Some(slot) = slot {
-                l.held.insert(slot, topic.clone());
                 *value_of(&mut l.in_flight, topic) += 1;
                 if matches!(terms.policy, Policy::Block { .. }) {
                     self.room_changes.moved(topic, peer, 1);
@@ -536,20 +535,16 @@ impl DataPlane {
             }
             let q = l.queue.pop_front().expect("front is some");
             if let Some(topic) = &q.topic {
-                value_of(&mut l.counters, topic).messages += 1;
-                match q.slot {
-                    // The subscriber holds the range until it releases it.
-                    Some(slot) => {
-                        l.held.insert(slot, topic.clone());
-                    }
-                    None => {
-                        *l.in_flight
-                            .get_mut(topic)
-                            .expect("queued messages are in flight") -= 1;
-                        let terms = l.terms.get(topic).unwrap_or(&self.config.default_terms);
-                        if matches!(terms.policy, Policy::Block { .. }) {
-                            self.room_changes.moved(topic, peer, -1);
-                        }
+                l.count_sent(topic, q.slot);
+                // The subscriber holds a pooled range until it releases it; anything else
+                // is in flight no more.
+                if q.slot.is_none() {
+                    *l.in_flight
+                        .get_mut(topic)
+                        .expect("queued messages are in flight") -= 1;
+                    let terms = l.terms.get(topic).unwrap_or(&self.config.default_terms);
+                    if matches!(terms.policy, Policy::Block { .. }) {
+                        self.room_changes.moved(topic, peer, -1);
                     }
                 }
             }

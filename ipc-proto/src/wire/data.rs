@@ -347,6 +347,17 @@ fn header_prefix(body: &[u8]) -> Result<(MessageHeader, usize), DecodeError> {
     Ok((MessageHeader { topic, seq }, used))
 }
 
+/// Reads a [`DataFrame::Pooled`]'s body, all of it, with bincode's own integer codec: the
+/// bytes the serde path writes for its fields (header, segment, offset, length), for less work.
+fn pooled_body(body: &[u8]) -> Result<(MessageHeader, u64, u64, u64), DecodeError> {
+    let ((topic, seq, segment, offset, len), used) =
+        native_prefix::<(u32, u64, u64, u64, u64)>(body)?;
+    if used != body.len() {
+        return Err(DecodeError::TrailingBytes(body.len() - used));
+    }
+    Ok((MessageHeader { topic, seq }, segment, offset, len))
+}
+
 /// The start of the record of an inline message whose payload of `len` bytes follows it:
 /// the record is `head[start..]`, then the payload, as [`encode_data`] writes it. For a
 /// ring's consumer, which copies the payload once, straight behind the header.
@@ -373,31 +384,31 @@ impl MessageRef<'_> {
     }
 
     /// Reads a record this crate encoded, if it is an inline or pooled message. Anything else
-    /// (another frame, a record that does not decode) is `None`.
+    /// (another frame, a record that does not decode) is `None`. Reads what [`decode_data`]
+    /// reads of such a record, without its general decoder: a ring's producer asks it of
+    /// every message it sends.
     pub fn of(record: &[u8]) -> Option<MessageRef<'_>> {
-        match record.get(HEADER) {
-            Some(&TAG_INLINE | &TAG_POOLED) => {}
-            _ => return None,
+        let (len, rest) = record.split_first_chunk::<HEADER>()?;
+        if u32::from_le_bytes(*len) as usize != rest.len() {
+            return None;
         }
-        match decode_data(record, 0, 0).ok()? {
-            (DataFrame::Inline(header), start) => Some(MessageRef::Inline {
-                header,
-                payload: record.get(start..)?,
-            }),
-            (
-                DataFrame::Pooled {
+        match rest.split_first()? {
+            (&TAG_INLINE, body) => {
+                let (header, used) = header_prefix(body).ok()?;
+                Some(MessageRef::Inline {
+                    header,
+                    payload: body.get(used..)?,
+                })
+            }
+            (&TAG_POOLED, body) => {
+                let (header, segment, offset, len) = pooled_body(body).ok()?;
+                Some(MessageRef::Pooled {
                     header,
                     segment,
                     offset,
                     len,
-                },
-                _,
-            ) => Some(MessageRef::Pooled {
-                header,
-                segment,
-                offset,
-                len,
-            }),
+                })
+            }
             _ => None,
         }
     }
@@ -541,7 +552,7 @@ pub fn decode_data(
             DataFrame::Segment { id, size }
         }
         TAG_POOLED => {
-            let (header, segment, offset, len) = whole(rest)?;
+            let (header, segment, offset, len) = pooled_body(rest)?;
             DataFrame::Pooled {
                 header,
                 segment,
@@ -580,6 +591,7 @@ pub fn decode_data(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn roundtrip(f: DataFrame, payload: &[u8]) {
         let bytes = encode_data(&f, payload);
@@ -786,5 +798,115 @@ mod tests {
             decode_data(&many, 255, 8),
             Err(DecodeError::FieldTooLong { .. })
         ));
+    }
+
+    /// What [`MessageRef::of`] read before it had its own parse: the serde path, as
+    /// [`decode_data`] read every field then.
+    fn of_through_serde(record: &[u8]) -> Option<MessageRef<'_>> {
+        let len = u32::from_le_bytes(record.get(..HEADER)?.try_into().ok()?) as usize;
+        if len != record.len() - HEADER {
+            return None;
+        }
+        match record[HEADER..].split_first()? {
+            (&TAG_INLINE, body) => {
+                let (header, used) = value::<MessageHeader>(body, true).ok()?;
+                Some(MessageRef::Inline {
+                    header,
+                    payload: &body[used..],
+                })
+            }
+            (&TAG_POOLED, body) => {
+                let (header, segment, offset, len) = whole(body).ok()?;
+                Some(MessageRef::Pooled {
+                    header,
+                    segment,
+                    offset,
+                    len,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// A message record, or one spoilt: cut short, a byte changed, bytes added (its length
+    /// header fixed or not), or bytes from nowhere.
+    fn records() -> impl Strategy<Value = Vec<u8>> {
+        let edge = prop_oneof![
+            Just(0u64),
+            Just(250),
+            Just(251),
+            Just(1 << 16),
+            Just(u64::MAX),
+            any::<u64>()
+        ];
+        let header =
+            (any::<u32>(), edge.clone()).prop_map(|(topic, seq)| MessageHeader { topic, seq });
+        let message = prop_oneof![
+            (header.clone(), prop::collection::vec(any::<u8>(), 0..40))
+                .prop_map(|(h, payload)| encode_data(&DataFrame::Inline(h), &payload)),
+            (header, edge.clone(), edge.clone(), edge).prop_map(
+                |(header, segment, offset, len)| {
+                    let frame = DataFrame::Pooled {
+                        header,
+                        segment,
+                        offset,
+                        len,
+                    };
+                    encode_data(&frame, &[])
+                }
+            ),
+        ];
+        let spoil = (
+            0usize..6,
+            any::<prop::sample::Index>(),
+            any::<u8>(),
+            prop::collection::vec(any::<u8>(), 1..4),
+        );
+        prop_oneof![
+            3 => (message, spoil).prop_map(|(mut r, (how, at, byte, more))| {
+                let i = at.index(r.len());
+                match how {
+                    0 => r.truncate(i),
+                    1 => r[i] ^= byte | 1,
+                    2 | 3 => {
+                        r.extend_from_slice(&more);
+                        if how == 3 {
+                            let len = (r.len() - HEADER) as u32;
+                            r[..HEADER].copy_from_slice(&len.to_le_bytes());
+                        }
+                    }
+                    _ => {}
+                }
+                r
+            }),
+            1 => prop::collection::vec(any::<u8>(), 0..24),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn a_message_record_reads_as_the_frame_decoder_reads_it(record in records()) {
+            let of = MessageRef::of(&record);
+            prop_assert_eq!(of, of_through_serde(&record));
+            let decoded = decode_data(&record, 255, 8);
+            match of {
+                Some(MessageRef::Inline { header, payload }) => {
+                    let (frame, start) = decoded.expect("decodes");
+                    prop_assert_eq!(frame, DataFrame::Inline(header));
+                    prop_assert_eq!(&record[start..], payload);
+                }
+                Some(MessageRef::Pooled { header, segment, offset, len }) => {
+                    let frame = DataFrame::Pooled { header, segment, offset, len };
+                    prop_assert_eq!(decoded, Ok((frame, record.len())));
+                }
+                None => {
+                    let message = matches!(
+                        decoded,
+                        Ok((DataFrame::Inline(_) | DataFrame::Pooled { .. }, _))
+                    );
+                    prop_assert!(!message, "{:?}", decoded);
+                }
+            }
+        }
     }
 }

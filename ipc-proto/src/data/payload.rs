@@ -130,7 +130,10 @@ impl std::fmt::Display for Mode {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Delivered {
     /// The bytes, in one allocation a driver's message can share as it is (no second one
-    /// per message to wrap them).
+    /// per message to wrap them). The data plane may hold a reference too (payloads of
+    /// 512 bytes and more, its last 64): once every other is dropped, it writes a later
+    /// payload of the same length into that allocation. Only shared, never unwrapped: the
+    /// bytes a holder sees never change.
     Inline(Arc<[u8]>),
     /// The first `len` bytes of a fresh segment, now the driver's to map and close.
     Fresh {

@@ -12,7 +12,7 @@ use crate::wire::{
     AppCounter, DataFrame, DataStats, GuardStats, TopicStats, WitnessStats, encode_data,
 };
 
-use super::buffers::Buffers;
+use super::buffers::{Buffers, Payloads};
 use super::io::{DataConfig, DataInput, DataOutput, Room};
 use super::loss::LossReason;
 use super::options::Terms;
@@ -223,6 +223,8 @@ pub struct DataPlane {
     pub(super) gated: bool,
     /// Buffers to encode the next records into (see `buffers`).
     pub(super) buffers: Buffers,
+    /// The buffers of received inline payloads, written again once dropped (see `buffers`).
+    pub(super) payloads: Payloads,
     pub(super) out: VecDeque<DataOutput>,
 }
 
@@ -254,6 +256,7 @@ impl DataPlane {
             known: BTreeMap::new(),
             gated: true,
             buffers: Buffers::default(),
+            payloads: Payloads::default(),
             out: VecDeque::new(),
         }
     }

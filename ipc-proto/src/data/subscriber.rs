@@ -1,8 +1,6 @@
 //! The subscriber side of the [`DataPlane`]: frames from publishers, received segments and
 //! deliveries, and the ranges given back.
 
-use std::sync::Arc;
-
 use tracing::{debug, trace};
 
 use crate::ids::{NodeId, PeerId};
@@ -97,7 +95,7 @@ impl DataPlane {
                 None => self.misbehaved(peer, format!("retire of unknown segment {id}"), segments),
             },
             DataFrame::Inline(header) => {
-                let payload = Delivered::Inline(Arc::from(payload));
+                let payload = Delivered::Inline(self.payloads.copy_of(payload));
                 self.receive(peer, header, payload, segments);
             }
             DataFrame::Fresh { header, len } => {

@@ -2,6 +2,7 @@
 //! its subscription takes.
 
 use super::*;
+use std::sync::Arc;
 
 #[test]
 fn bad_input_from_a_publisher_is_refused_and_its_fds_released() {
@@ -304,4 +305,34 @@ fn payloads_and_segments_larger_than_the_subscription_takes_are_refused_unmapped
             assert!(released >= 1, "{name}: segments released: {out:?}");
         }
     }
+}
+
+/// The buffer of an inline payload the application dropped takes a later payload of its
+/// length, and one the application still holds keeps its bytes.
+#[test]
+fn inline_payloads_the_application_dropped_are_written_again() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    let payload = |byte: u8| Payload::Inline(vec![byte; 1024]);
+    let bytes = |d: &Delivery| match &d.payload {
+        Delivered::Inline(b) => Arc::clone(b),
+        other => panic!("not inline: {other:?}"),
+    };
+    t.publish("t", payload(1));
+    t.publish("t", payload(2));
+    let first = bytes(&t.delivered[0]);
+    let second = bytes(&t.delivered[1]);
+    let ptr = first.as_ptr();
+    t.delivered.clear();
+    // Watched: the data plane holds each one too.
+    assert_eq!(Arc::strong_count(&first), 2);
+    drop(first);
+    // Were the buffer freed, an allocation of its size would most likely take it now.
+    let blocker = vec![0u8; 1024 + 16];
+    t.publish("t", payload(3));
+    let third = bytes(&t.delivered[0]);
+    assert_eq!(third.as_ptr(), ptr, "the first one's buffer, dropped");
+    assert_eq!(third[..], [3; 1024]);
+    assert_eq!(second[..], [2; 1024], "still held: untouched");
+    assert_eq!(t.seqs(), [3]);
+    drop(blocker);
 }

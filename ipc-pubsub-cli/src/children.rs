@@ -37,24 +37,47 @@ use signal_hook::iterator::{Handle, Signals};
 use super::json::{self, Line};
 use super::{CliError, Result};
 
-/// A private group with a fresh random name (`PREFIX-` and 16 random hex digits) that this process makes for
-/// nodes of its own (`demo`, `bench`). Dropped once those nodes are gone (declare it before
-/// the [`Fleet`] or the handles that run them, so that it drops after them), it removes the
+/// A private group with a fresh random name (`PREFIX-` and 16 random hex digits) for nodes
+/// that the process making it starts (`demo`, `bench`, and the project's multi-process
+/// tests). Dropped once those nodes are gone (declare it before the `Fleet`, the handles
+/// or the child processes that run them, so that it drops after them), it removes the
 /// group's directory from this user's private runtime directory: its lock file and whatever
 /// sockets a killed node left. Else every run would leave one directory per group behind (a
-/// full `bench payload` makes hundreds). Nobody else knows the name, so nobody else uses it.
-pub(super) struct TempGroup(String);
+/// full `bench payload` makes hundreds, a `cargo test` of the workspace about 180). Nobody
+/// else knows the name, so nobody else uses it. It reads as its name (`&group` is a `&str`).
+pub struct TempGroup(String);
 
 impl TempGroup {
-    /// A fresh name; nothing is created yet (the first node does that).
-    pub(super) fn new(prefix: &str) -> Result<Self> {
-        let r = getrandom::u64().map_err(|e| CliError::Failed(format!("no OS randomness: {e}")))?;
+    /// A fresh name; nothing is created yet (the first node does that). Fails only without
+    /// OS randomness.
+    pub fn new(prefix: &str) -> io::Result<Self> {
+        let r = getrandom::u64().map_err(|e| io::Error::other(format!("no OS randomness: {e}")))?;
         Ok(Self(format!("{prefix}-{r:016x}")))
     }
 
     /// The group's name.
-    pub(super) fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.0
+    }
+}
+
+impl std::ops::Deref for TempGroup {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TempGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&TempGroup> for String {
+    fn from(group: &TempGroup) -> Self {
+        group.0.clone()
     }
 }
 

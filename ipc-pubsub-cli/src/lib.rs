@@ -57,6 +57,7 @@ use tracing_subscriber::EnvFilter;
 use ipc_driver_std::{DEFAULT_GROUP, DriverError, Node, NodeBuilder};
 use ipc_os::rendezvous::GroupDir;
 
+pub use children::TempGroup;
 pub use pubsub::fnv1a64;
 
 /// Runs the command line with the process's arguments.

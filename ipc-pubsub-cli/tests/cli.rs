@@ -11,6 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ipc_os::rendezvous::GroupDir;
+use ipc_pubsub_cli::TempGroup;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -18,8 +19,10 @@ use serde_json::Value;
 /// Generous: everything here takes milliseconds on an idle machine.
 const WAIT: Duration = Duration::from_secs(20);
 
-fn group() -> String {
-    format!("t-{:016x}", getrandom::u64().expect("OS randomness"))
+/// A fresh group, its directory removed when dropped (after the test's processes, made
+/// after it).
+fn group() -> TempGroup {
+    TempGroup::new("t").expect("OS randomness")
 }
 
 enum Out {
@@ -274,7 +277,7 @@ fn node_prints_started_then_its_own_join_and_leaves_on_sigterm() {
     );
     assert_eq!(started["pid"], node.pid());
     assert_eq!(started["name"], "solo");
-    assert_eq!(started["group"], g.as_str());
+    assert_eq!(started["group"], g.name());
 
     let joined = node.wait_json("its own node_joined", |v| {
         event(v) == "node_joined" && v["node"] == id.as_str()
@@ -336,7 +339,7 @@ fn watch_and_status_show_a_running_node() {
     let mut status = Proc::spawn(&["--group", &g, "status", "--json"]);
     assert!(status.wait_exit(WAIT).success(), "{}", status.stderr);
     let doc: Value = serde_json::from_str(&status.stdout.join("\n")).expect("one JSON document");
-    assert_eq!(doc["group"], g.as_str());
+    assert_eq!(doc["group"], g.name());
     assert_eq!(doc["hub"]["node"], id.as_str());
     assert_eq!(doc["hub"]["pid"], node.pid());
     assert_eq!(doc["nodes"].as_array().map(Vec::len), Some(1), "{doc}");

@@ -23,13 +23,16 @@ use ipc_os::rendezvous::GroupDir;
 use ipc_os::socket::{self, Recv, Sent};
 use ipc_proto::Limits;
 use ipc_proto::wire::{DataFrame, MessageHeader, encode_data};
+use ipc_pubsub_cli::TempGroup;
 use serde_json::Value;
 
 /// Generous: everything here takes milliseconds to seconds on an idle machine.
 const WAIT: Duration = Duration::from_secs(30);
 
-fn group() -> String {
-    format!("t-{:016x}", getrandom::u64().expect("OS randomness"))
+/// A fresh group, its directory removed when dropped (after the test's processes, made
+/// after it).
+fn group() -> TempGroup {
+    TempGroup::new("t").expect("OS randomness")
 }
 
 /// A process of `ipc-pubsub` (under `sh` to lower its descriptor limit), killed and reaped

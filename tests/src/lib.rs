@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use ipc_pubsub_cli::TempGroup;
 pub use serde_json::Value;
 
 pub mod attack;
@@ -22,9 +23,12 @@ pub mod peer;
 /// A generous deadline for anything that should take milliseconds on an idle machine.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// A group name no other test uses.
-pub fn group() -> String {
-    format!("t-{:016x}", getrandom::u64().expect("OS randomness"))
+/// A group no other test uses: its name, and its directory removed when it is dropped.
+/// Made before the test's children, it is dropped after them, once they are killed: the
+/// data sockets and hub lock of nodes killed with SIGKILL would otherwise stay, a directory
+/// per test and run.
+pub fn group() -> TempGroup {
+    TempGroup::new("t").expect("OS randomness")
 }
 
 /// The test node executable (the `ipc-pubsub` command line plus test roles), which cargo

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use crate::data::OUTGOING;
 use crate::wire::{DataFrame, Frame, Hello, encode, encode_data};
 use crate::{
-    Credentials, Limits, Listener, Member, MemberEvt, MemberInput, MemberOutput, NodeId,
-    NodeOptions, PeerId, Refusal,
+    Credentials, Limits, Listener, Member, MemberConfig, MemberEvt, MemberInput, MemberOutput,
+    NodeId, NodeOptions, PeerId, Refusal,
 };
 
 const UID: u32 = 1000;
@@ -22,10 +22,17 @@ fn cred() -> Option<Credentials> {
 
 /// A member that runs the hub (it won the bind), with a data plane.
 fn hub(limits: Limits, now: Instant) -> Member {
+    hub_with(limits, now, |_| {})
+}
+
+/// [`hub`], its configuration changed by `tune` first.
+fn hub_with(limits: Limits, now: Instant, tune: impl FnOnce(&mut MemberConfig)) -> Member {
     let mut options = NodeOptions::new("hub", UID);
     options.limits = limits;
     let id = NodeId::new(1).expect("non-zero");
-    let mut m = Member::new(options.member_config(id, Some("@d1".into()), 7), now);
+    let mut config = options.member_config(id, Some("@d1".into()), 7);
+    tune(&mut config);
+    let mut m = Member::new(config, now);
     m.handle(
         now,
         MemberInput::Cmd(crate::MemberCmd::Spoke(crate::SpokeCmd::Join)),
@@ -185,4 +192,60 @@ fn a_failed_accept_pauses_the_listeners_for_the_backoff() {
     assert!(drain(&mut m).contains(&MemberOutput::ResumeAccepting));
     assert!(m.is_accepting());
     assert_eq!(m.data().expect("data").stats().guard.accept_paused, 1);
+}
+
+/// A record on a data link keeps the deadline a publish computed, unless the data plane's
+/// own comes sooner now: a publisher's `Hello` from a node the view does not show yet starts
+/// the wait for the view to vouch for it (`DataConfig::verify_timeout`, made the soonest
+/// timer here).
+#[test]
+fn a_data_record_keeps_the_publishs_deadline_or_brings_the_data_planes_sooner() {
+    #[allow(clippy::disallowed_methods)] // the test's epoch
+    let t0 = Instant::now();
+    let verify = Duration::from_millis(20);
+    let limits = Limits {
+        handshake_timeout: Duration::from_secs(3600),
+        ..Limits::default()
+    };
+    let mut m = hub_with(limits, t0, |c| {
+        c.data.as_mut().expect("a data plane").verify_timeout = verify;
+    });
+    accept(&mut m, t0, 10, Listener::Data);
+    let data = |cmd| MemberInput::Cmd(crate::MemberCmd::Data(cmd));
+    let advertise = crate::data::DataCmd::Advertise { topic: "t".into() };
+    m.handle(t0, data(advertise)).expect("advertise");
+    let publish = crate::data::DataCmd::Publish {
+        topic: "t".into(),
+        payload: crate::data::Payload::Inline(vec![1]),
+        expired: false,
+    };
+    m.handle(t0, data(publish)).expect("publish");
+    drain(&mut m);
+    let kept = m.poll_timeout().expect("the hub's timers");
+    assert!(kept > t0 + verify, "{:?}", kept - t0);
+    // A record that changes no timer: the kept deadline.
+    let stats = encode_data(&DataFrame::StatsRequest, &[]);
+    m.handle(t0, record(10, &stats)).expect("stats request");
+    drain(&mut m);
+    assert_eq!(m.poll_timeout(), Some(kept));
+    // A publisher the view does not show: its records wait for the view, until `verify`.
+    accept(&mut m, t0, 11, Listener::Data);
+    let publish = crate::data::DataCmd::Publish {
+        topic: "t".into(),
+        payload: crate::data::Payload::Inline(vec![2]),
+        expired: false,
+    };
+    m.handle(t0, data(publish)).expect("publish");
+    drain(&mut m);
+    let stranger = NodeId::new(99).expect("non-zero");
+    let hello = encode_data(
+        &DataFrame::Hello {
+            publisher: stranger,
+            rings: false,
+        },
+        &[],
+    );
+    m.handle(t0, record(11, &hello)).expect("hello");
+    drain(&mut m);
+    assert_eq!(m.poll_timeout(), Some(t0 + verify));
 }

@@ -211,16 +211,20 @@ fn a_data_record_keeps_the_publishs_deadline_or_brings_the_data_planes_sooner() 
         c.data.as_mut().expect("a data plane").verify_timeout = verify;
     });
     accept(&mut m, t0, 10, Listener::Data);
-    let data = |cmd| MemberInput::Cmd(crate::MemberCmd::Data(cmd));
     let advertise = crate::data::DataCmd::Advertise { topic: "t".into() };
-    m.handle(t0, data(advertise)).expect("advertise");
-    let publish = crate::data::DataCmd::Publish {
-        topic: "t".into(),
-        payload: crate::data::Payload::Inline(vec![1]),
-        expired: false,
+    m.handle(t0, MemberInput::Cmd(crate::MemberCmd::Data(advertise)))
+        .expect("advertise");
+    let publish = |m: &mut Member, byte: u8| {
+        let cmd = crate::data::DataCmd::Publish {
+            topic: "t".into(),
+            payload: crate::data::Payload::Inline(vec![byte]),
+            expired: false,
+        };
+        m.handle(t0, MemberInput::Cmd(crate::MemberCmd::Data(cmd)))
+            .expect("publish");
+        drain(m);
     };
-    m.handle(t0, data(publish)).expect("publish");
-    drain(&mut m);
+    publish(&mut m, 1);
     let kept = m.poll_timeout().expect("the hub's timers");
     assert!(kept > t0 + verify, "{:?}", kept - t0);
     // A record that changes no timer: the kept deadline.
@@ -230,13 +234,7 @@ fn a_data_record_keeps_the_publishs_deadline_or_brings_the_data_planes_sooner() 
     assert_eq!(m.poll_timeout(), Some(kept));
     // A publisher the view does not show: its records wait for the view, until `verify`.
     accept(&mut m, t0, 11, Listener::Data);
-    let publish = crate::data::DataCmd::Publish {
-        topic: "t".into(),
-        payload: crate::data::Payload::Inline(vec![2]),
-        expired: false,
-    };
-    m.handle(t0, data(publish)).expect("publish");
-    drain(&mut m);
+    publish(&mut m, 2);
     let stranger = NodeId::new(99).expect("non-zero");
     let hello = encode_data(
         &DataFrame::Hello {

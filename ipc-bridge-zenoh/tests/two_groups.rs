@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use ipc_bridge_zenoh::{MAX_ATTACHMENT, Meta, PLAIN_MIME, STATS_TOPIC, fnv1a, peer_config};
 use ipc_driver_std::{Node, Policy, Publisher, Subscription, SubscriptionOptions};
+use ipc_pubsub_cli::TempGroup;
 use zenoh::Wait;
 
 const BRIDGE: &str = env!("CARGO_BIN_EXE_ipc-pubsub-zenoh");
@@ -100,7 +101,7 @@ fn cli(group: &str, args: &[&str]) -> String {
 
 #[test]
 fn status_shows_the_bridge_counters() {
-    let group = unique("bridge-status");
+    let group = TempGroup::new("bridge-status").expect("OS randomness");
     let prefix = format!("ipc/{}", unique("status"));
     let endpoint = free_endpoint();
     let mut procs = Procs::default();
@@ -226,7 +227,8 @@ fn status_shows_the_bridge_counters() {
 
 #[test]
 fn a_group_reaches_another_through_zenoh_and_survives_a_kill_of_its_hub() {
-    let (group_a, group_b) = (unique("bridge-a"), unique("bridge-b"));
+    let new = |what| TempGroup::new(what).expect("OS randomness");
+    let (group_a, group_b) = (new("bridge-a"), new("bridge-b"));
     let prefix = format!("ipc/{}", unique("test"));
     let endpoint = free_endpoint();
     let mut procs = Procs::default();
@@ -235,7 +237,7 @@ fn a_group_reaches_another_through_zenoh_and_survives_a_kill_of_its_hub() {
         "hub-a",
         Command::new(std::env::current_exe().expect("own path"))
             .args(["--exact", "child_hub", "--nocapture", "--test-threads=1"])
-            .env(HUB_ENV, &group_a),
+            .env(HUB_ENV, group_a.name()),
     );
     // libtest prints "test child_hub ... " before the test's own output, on the same line.
     let line = hub.wait_line(|l| l.contains("child-ready "));
@@ -381,7 +383,7 @@ fn bench_reports_bridge_against_bare_zenoh() {
 
 #[test]
 fn bad_patterns_and_endpoints_exit_with_their_codes() {
-    let group = unique("bridge-usage");
+    let group = TempGroup::new("bridge-usage").expect("OS randomness");
     let status = |args: &[&str]| {
         Command::new(BRIDGE)
             .args(args)
@@ -406,7 +408,7 @@ fn bad_patterns_and_endpoints_exit_with_their_codes() {
 
 #[test]
 fn malformed_samples_are_refused_counted_and_survived() {
-    let group = unique("bridge-refuse");
+    let group = TempGroup::new("bridge-refuse").expect("OS randomness");
     let prefix = format!("ipc/{}", unique("refuse"));
     let endpoint = free_endpoint();
     let mut procs = Procs::default();

@@ -70,6 +70,17 @@ impl Drop for Live {
     }
 }
 
+/// Removes a group's directory from this user's private runtime directory when dropped.
+struct GroupCleanup(String);
+
+impl Drop for GroupCleanup {
+    fn drop(&mut self) {
+        if let Ok(dir) = ipc_os::rendezvous::GroupDir::private(&self.0) {
+            let _ = std::fs::remove_dir_all(dir.paths().dir());
+        }
+    }
+}
+
 fn until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
     while !done() {
@@ -81,6 +92,8 @@ fn until(what: &str, mut done: impl FnMut() -> bool) {
 #[test]
 fn two_instances_chat_and_leave() {
     let group = format!("live-{:016x}", getrandom::u64().expect("random"));
+    // Dropped last: after bob, killed at the end, left his socket behind.
+    let _dir = GroupCleanup(group.clone());
     let mut a = Live::start(&group, "alice");
     let b = Live::start(&group, "bob");
     // Each shows the other in its topology table.

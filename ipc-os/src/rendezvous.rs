@@ -596,6 +596,29 @@ mod tests {
     use crate::testutil::shared;
     use rustix::net::SocketFlags;
 
+    /// A private group's directory for one test, removed when dropped (a test that fails
+    /// or kills nothing still leaves none behind).
+    struct TestDir(GroupDir);
+
+    impl std::ops::Deref for TestDir {
+        type Target = GroupDir;
+
+        fn deref(&self) -> &GroupDir {
+            &self.0
+        }
+    }
+
+    impl Drop for TestDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(self.0.paths().dir());
+        }
+    }
+
+    /// [`TestDir`] of a fresh group named after `tag`.
+    fn test_dir(tag: &str) -> TestDir {
+        TestDir(GroupDir::private(&unique_group(tag)).expect("dir"))
+    }
+
     fn unique_group(tag: &str) -> String {
         use std::sync::atomic::{AtomicU32, Ordering};
         static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -620,7 +643,7 @@ mod tests {
     fn one_hub_at_a_time_and_the_lock_outlives_nothing() {
         // Opens fds: not while another test counts them.
         let _g = shared();
-        let dir = GroupDir::private(&unique_group("claim")).expect("dir");
+        let dir = test_dir("claim");
         let meta = fs::symlink_metadata(dir.paths().dir()).expect("stat");
         assert_eq!(meta.mode() & 0o777, 0o700);
         assert!(!dir.hub_claimed().expect("probe"), "no lock file yet");
@@ -647,7 +670,7 @@ mod tests {
     fn a_stale_socket_is_replaced_by_the_lock_holder() {
         // Opens fds: not while another test counts them.
         let _g = shared();
-        let dir = GroupDir::private(&unique_group("stale")).expect("dir");
+        let dir = test_dir("stale");
         // A crashed hub's socket: bound, then its process gone (the file stays).
         let stale = listen(&dir.paths().hub_socket()).expect("listen");
         drop(stale);
@@ -663,7 +686,7 @@ mod tests {
     fn a_sweep_removes_only_old_unbound_data_sockets() {
         // Opens fds: not while another test counts them.
         let _g = shared();
-        let dir = GroupDir::private(&unique_group("sweep")).expect("dir");
+        let dir = test_dir("sweep");
         let live = dir.listen_data(1).expect("live");
         // A node killed without removing its socket: the file stays, nothing is bound.
         let dead = dir.paths().data_socket(2);
@@ -699,7 +722,7 @@ mod tests {
     fn the_last_to_leave_removes_the_directory_and_a_joiner_makes_it_again() {
         // Opens fds: not while another test counts them.
         let _g = shared();
-        let dir = GroupDir::private(&unique_group("tidy")).expect("dir");
+        let dir = test_dir("tidy");
         let path = dir.paths().dir().to_owned();
         assert!(
             dir.remove_if_unused().expect("tidy"),
@@ -765,7 +788,7 @@ mod tests {
     fn data_sockets_resolve_only_inside_the_group() {
         // Opens fds: not while another test counts them.
         let _g = shared();
-        let dir = GroupDir::private(&unique_group("data")).expect("dir");
+        let dir = test_dir("data");
         let data = dir.listen_data(0xabc).expect("listen");
         assert_eq!(data.addr(), "0000000000000abc.data");
         dir.connect_data(data.addr()).expect("connect");

@@ -475,9 +475,12 @@ impl Subscription {
         // Whether it looked once more after the hint it polled for was gone.
         let mut looked_again = false;
         let mut looks = 0u32;
+        // The time of the look that found the message, if a look of this thread's did.
+        let mut found_at = None;
         let got = loop {
-            core.poll_rings();
+            let looked = core.poll_rings();
             if let Some(m) = self.queue.try_recv() {
+                found_at = looked;
                 break Some(m);
             }
             looks = looks.wrapping_add(1);
@@ -521,7 +524,7 @@ impl Subscription {
             Some(_) => spin,
             None => Duration::ZERO,
         };
-        core.spin_stop(linger);
+        core.spin_stop(linger, found_at);
         if adaptive {
             if !spin.is_zero() {
                 self.recv_spin.found(got.is_some() && !hinted);

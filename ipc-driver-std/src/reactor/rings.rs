@@ -34,13 +34,14 @@ impl Core {
 
     /// A polling thread's look at the rings: hands on what they hold, unless the I/O thread
     /// (or another thread) holds the state right now.
-    pub(crate) fn poll_rings(&self) {
-        let Some(mut guard) = self.try_lock() else {
-            return;
-        };
-        if let Some(r) = guard.as_mut() {
-            r.poll_rings(Instant::now());
-        }
+    /// Returns the time the look took as now, if it looked: a thread that found its message
+    /// stops spinning at that time ([`Self::spin_stop`]) without reading the clock again.
+    pub(crate) fn poll_rings(&self) -> Option<Instant> {
+        let mut guard = self.try_lock()?;
+        let r = guard.as_mut()?;
+        let now = Instant::now();
+        r.poll_rings(now);
+        Some(now)
     }
 
     /// A publishing thread took a pooled loan it fills in place for `topic`: the rings of the
@@ -80,12 +81,15 @@ impl Core {
     /// subscriptions on those rings wake nobody meanwhile. (The I/O thread sleeps at most
     /// [`SPIN_CHECK`] while threads spin, but only once it has looked since they started: a
     /// thread that spins briefly, as every receive may, starts and stops while it sleeps.)
-    pub(crate) fn spin_stop(&self, linger: Duration) {
+    ///
+    /// `now`: the time of its last look, if that found its message (a few hundred
+    /// nanoseconds ago: the linger ends that much sooner); else the clock is read.
+    pub(crate) fn spin_stop(&self, linger: Duration, now: Option<Instant>) {
         let mut guard = self.lock();
         let Some(r) = guard.as_mut() else {
             return;
         };
-        let now = Instant::now();
+        let now = now.unwrap_or_else(Instant::now);
         let until = (!linger.is_zero()).then(|| r.io_look_by(now + linger).0);
         if r.io.spin_stop(until) {
             r.park_rings(now);

@@ -76,7 +76,7 @@ struct GroupCleanup(String);
 impl Drop for GroupCleanup {
     fn drop(&mut self) {
         if let Ok(dir) = ipc_os::rendezvous::GroupDir::private(&self.0) {
-            let _ = std::fs::remove_dir_all(dir.paths().dir());
+            let _ = dir.remove_all();
         }
     }
 }

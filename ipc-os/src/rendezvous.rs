@@ -279,6 +279,18 @@ impl GroupDir {
         // finds its name gone.
     }
 
+    /// Removes the group's directory and everything in it, whoever left it there: for a
+    /// group whose name nobody else knows and whose members are all gone (the nodes a tool or
+    /// a test started itself, killed with SIGKILL: their sockets are too young for
+    /// [`remove_if_unused`](Self::remove_if_unused)'s sweep). `Ok` once it is gone, also if
+    /// it was already.
+    pub fn remove_all(&self) -> io::Result<()> {
+        match fs::remove_dir_all(self.paths.dir()) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Removes the group's directory if it is empty: whether it did.
     fn remove_dir(&self) -> io::Result<bool> {
         match fs::remove_dir(self.paths.dir()) {
@@ -610,7 +622,7 @@ mod tests {
 
     impl Drop for TestDir {
         fn drop(&mut self) {
-            let _ = fs::remove_dir_all(self.0.paths().dir());
+            let _ = self.0.remove_all();
         }
     }
 
@@ -782,6 +794,23 @@ mod tests {
         let hub = dir.claim_hub().expect("claim").expect("made again, free");
         drop(hub);
         assert!(dir.remove_if_unused().expect("tidy"));
+    }
+
+    #[test]
+    fn remove_all_takes_what_killed_members_left() {
+        // Opens fds: not while another test counts them.
+        let _g = shared();
+        let dir = test_dir("remove-all");
+        let path = dir.paths().dir().to_owned();
+        let hub = dir.claim_hub().expect("claim").expect("first claim wins");
+        let data = dir.listen_data(1).expect("listen");
+        // What a member killed with SIGKILL leaves: its socket files, too young to sweep.
+        drop((hub, data));
+        fs::write(path.join("stray"), b"").expect("a file");
+        assert!(!dir.remove_if_unused().expect("tidy"), "sockets are in");
+        dir.remove_all().expect("removed");
+        assert!(!path.exists(), "the directory is gone");
+        dir.remove_all().expect("gone already: fine");
     }
 
     #[test]

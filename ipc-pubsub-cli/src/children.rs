@@ -84,13 +84,11 @@ impl From<&TempGroup> for String {
 impl Drop for TempGroup {
     fn drop(&mut self) {
         // Resolving the directory makes it if no node did; removed right after either way.
-        if let Ok(dir) = ipc_os::rendezvous::GroupDir::private(&self.0) {
-            let path = dir.paths().dir();
-            if let Err(e) = std::fs::remove_dir_all(path)
-                && e.kind() != io::ErrorKind::NotFound
-            {
-                tracing::debug!(path = %path.display(), error = %e, "cannot remove a group's directory");
-            }
+        if let Ok(dir) = ipc_os::rendezvous::GroupDir::private(&self.0)
+            && let Err(e) = dir.remove_all()
+        {
+            let path = dir.paths().dir().display();
+            tracing::debug!(%path, error = %e, "cannot remove a group's directory");
         }
     }
 }

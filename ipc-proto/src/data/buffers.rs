@@ -60,8 +60,8 @@ pub(super) const WATCHED: usize = 64;
 /// dropped them): 64 messages of 4 KiB, a ring's worth.
 pub(super) const WATCHED_BYTES: usize = 256 << 10;
 
-/// The buffers of the inline payloads this node received, written again once the application
-/// has dropped them: a subscriber of a steady stream allocates none per message.
+/// The buffers of the inline payloads this node received (or delivered to itself), written
+/// again once the application has dropped them: a subscriber of a steady stream allocates none per message.
 ///
 /// Each inline message's payload is an `Arc<[u8]>` handed to the application; the last
 /// [`WATCHED`] (at most [`WATCHED_BYTES`]) of at least [`REUSE_MIN`] bytes are watched, oldest

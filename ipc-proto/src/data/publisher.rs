@@ -3,7 +3,6 @@
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
@@ -287,7 +286,7 @@ impl DataPlane {
         }
         if self.config.self_delivery && self.taken.contains_key(&topic) {
             let delivered = match &payload {
-                Payload::Inline(b) => Delivered::Inline(Arc::from(&b[..])),
+                Payload::Inline(b) => Delivered::Inline(self.payloads.copy_of(b)),
                 // The driver keeps a fresh segment alive while any message maps it.
                 Payload::Fresh { segment, len } => Delivered::Fresh {
                     segment: *segment,

@@ -283,7 +283,7 @@ impl Member {
         }
         if data_record && let Some(kept) = self.timeout {
             let data = self.data.as_ref().and_then(DataPlane::poll_timeout);
-            self.timeout = Some(earliest(kept, data));
+            self.timeout = Some([kept, data].into_iter().flatten().min());
         }
         Ok(())
     }
@@ -1069,13 +1069,5 @@ impl Member {
             }
         };
         self.out.push_back(o);
-    }
-}
-
-/// The earlier of two deadlines, `None` being none (never).
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }

@@ -13,7 +13,7 @@
 //! | [`poll`] | level-triggered epoll with [`poll::Token`]s and an eventfd [`poll::Waker`] |
 //! | [`timer`] | a monotonic `timerfd`, for a driver whose loop waits on an fd rather than a timeout |
 //! | [`memfd`] | sealed memfd segments: create, seal, verify on receipt, map read-only or read-write |
-//! | [`shared`] | shared regions both sides write (the data rings): a sealed memfd mapped as `&[AtomicU64]` |
+//! | [`shared`] | shared regions both sides write (the data rings): a sealed memfd mapped as words ([`shared::SharedWord`]) |
 //! | [`pidfd`] | a pidfd for a socket's peer process, checked against pid reuse: readable once it has exited |
 //! | here | [`Credentials`] (`SO_PEERCRED`) and [`current_credentials`] |
 //!
@@ -38,7 +38,8 @@
 //!   made through `libc` (behind [`socket::peer_credentials`]: `rustix` reads the pid into a
 //!   type that cannot be 0, which the kernel reports for a peer outside our pid namespace),
 //!   next to `getsockopt(SO_PEERPIDFD)`, which `rustix` lacks (behind
-//!   [`pidfd::PidFd::open_peer`]); every block says why it is sound.
+//!   [`pidfd::PidFd::open_peer`]), and in the copy of a ring's inline payload (behind
+//!   [`shared::SharedWord`]: the CPU's string copy); every block says why it is sound.
 //!
 //! # Records (`SOCK_SEQPACKET`)
 //! One [`socket::send_record`] is one `sendmsg` is one record; the kernel keeps the
@@ -95,6 +96,8 @@ pub mod socket;
 pub mod timer;
 #[allow(unsafe_code)]
 mod ucred;
+#[allow(unsafe_code)]
+mod word;
 
 #[cfg(test)]
 mod testutil;

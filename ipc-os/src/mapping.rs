@@ -11,10 +11,10 @@ use std::ops::{Deref, DerefMut};
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
 use std::sync::OnceLock;
-use std::sync::atomic::AtomicU64;
 
 use rustix::mm::{MapFlags, ProtFlags};
 
+use crate::word::SharedWord;
 use crate::{invalid_input, retry_eintr};
 
 fn page_size() -> usize {
@@ -204,8 +204,8 @@ impl DerefMut for MappingMut {
 /// A read-write shared mapping of a whole shared-memory region, seen as 64-bit atomic words
 /// (a ring both processes write); unmapped on drop.
 ///
-/// Handed out only as `&[AtomicU64]`: the other process may write any word at any time, which
-/// atomics allow and plain bytes would not.
+/// Handed out only as `&[SharedWord]` (atomic words): the other process may write any word at
+/// any time, which atomics allow and plain bytes would not.
 #[derive(Debug)]
 pub struct SharedWords {
     raw: RawMapping,
@@ -214,7 +214,8 @@ pub struct SharedWords {
 // SAFETY: the mapping is plain shared memory owned by this value alone; its words are atomics,
 // so sharing and sending it between threads is fine.
 unsafe impl Send for SharedWords {}
-// SAFETY: as above: every access goes through `AtomicU64`.
+// SAFETY: as above: every access goes through `SharedWord`'s atomics (or its string copy, as
+// sound as they are, see `crate::word`).
 unsafe impl Sync for SharedWords {}
 
 impl SharedWords {
@@ -232,14 +233,15 @@ impl SharedWords {
     }
 
     /// The mapped words.
-    pub fn words(&self) -> &[AtomicU64] {
-        let ptr = self.raw.data.as_ptr().cast::<AtomicU64>();
+    pub fn words(&self) -> &[SharedWord] {
+        let ptr = self.raw.data.as_ptr().cast::<SharedWord>();
         // SAFETY: `new` mapped offset 0, so `data` is page-aligned (mmap's result), hence
         // aligned for AtomicU64; `len` is a multiple of 8, so len / 8 words are in the live
         // mapping, backed by the file for the mapping's lifetime (see `RawMapping::as_slice`).
-        // AtomicU64 has the size and alignment of u64 and interior mutability, so shared
-        // references to memory that another process writes concurrently are sound as long as
-        // every access is atomic, which this type is all that is handed out.
+        // SharedWord is a transparent AtomicU64, with the size and alignment of u64 and
+        // interior mutability, so shared references to memory that another process writes
+        // concurrently are sound as long as every access is atomic (or byte-atomic, as its
+        // string copy is), which is all that type allows.
         unsafe { std::slice::from_raw_parts(ptr, self.raw.len / 8) }
     }
 }

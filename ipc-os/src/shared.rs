@@ -1,4 +1,4 @@
-//! Shared regions: a sealed memfd both processes map read-write and see as `&[AtomicU64]`,
+//! Shared regions: a sealed memfd both processes map read-write and see as `&[SharedWord]`,
 //! the memory of an `ipc_proto::ring`.
 //!
 //! The creator makes the memfd at its final size, maps it and seals it with
@@ -11,9 +11,9 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::AtomicU64;
 
 use crate::memfd::{SealSet, Segment, SegmentError, SharedWords, verify};
+pub use crate::word::{STRING_COPY_MIN, SharedWord};
 
 /// A shared region mapped read-write: the memfd and its words.
 #[derive(Debug)]
@@ -55,7 +55,7 @@ impl SharedRegion {
     }
 
     /// The region's words.
-    pub fn words(&self) -> &[AtomicU64] {
+    pub fn words(&self) -> &[SharedWord] {
         self.words.words()
     }
 
@@ -119,8 +119,8 @@ mod tests {
             assert_eq!(&buf[..msg.len()], &msg[..]);
         }
         // The same memory: a word written on one side is read on the other.
-        mine.words()[7].store(42, Relaxed);
-        assert_eq!(theirs.words()[7].load(Relaxed), 42);
+        mine.words()[7].atomic().store(42, Relaxed);
+        assert_eq!(theirs.words()[7].atomic().load(Relaxed), 42);
     }
 
     #[test]

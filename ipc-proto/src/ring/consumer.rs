@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use super::layout::{
     D_BINDING_FLAGS, D_LEN, D_OFFSET, D_SEGMENT, D_SENT_BEFORE, D_SEQ, DESC_WORDS, FLAG_POOL,
     RETURN_WORDS, W_CONSUMER_PARKED, W_HEAD, W_PRODUCER_WAITING, W_RETURN_HEAD, W_RETURN_TAIL,
-    W_TAIL, W_WRITING, WAIT_RETURNS_ONLY, load_bytes, next_epoch, word, words,
+    W_TAIL, W_WRITING, WAIT_RETURNS_ONLY, next_epoch, word, words,
 };
 use super::{
     Layout, Park, PoolRange, Popped, Push, RingError, RingPayload, Word, Writer, check_range,
@@ -132,7 +132,7 @@ impl Consumer {
                     len: n,
                     buf: buf_len,
                 })?;
-                load_bytes(inline, out);
+                W::load_bytes(inline, out);
                 RingPayload::Inline { len: n }
             }
             FLAG_POOL => {

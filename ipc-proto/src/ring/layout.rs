@@ -7,15 +7,40 @@ use super::RingError;
 
 /// One shared 64-bit word of a ring region, as the OS layer hands it out.
 ///
-/// Implemented for [`std::sync::atomic::AtomicU64`] (a mapping's `&[AtomicU64]`) and, in this
-/// crate's loom tests, for loom's, so the model checker runs the very code drivers run.
-pub trait Word: Sync {
+/// Implemented for [`std::sync::atomic::AtomicU64`], for the OS layer's own word type
+/// (`ipc_os::shared::SharedWord`, which copies inline payloads faster) and, in this crate's
+/// loom tests, for loom's `AtomicU64`, so the model checker runs the very code drivers run.
+pub trait Word: Sync + Sized {
     /// Atomically reads the word.
     fn load(&self, order: Ordering) -> u64;
     /// Atomically writes the word.
     fn store(&self, value: u64, order: Ordering);
     /// A memory fence of the same atomics family ([`std::sync::atomic::fence`]).
     fn fence(order: Ordering);
+
+    /// Stores `bytes` into the first words of `dst`, little-endian, the last word zero-padded,
+    /// as many as `dst` holds: a message's inline payload, which the producer publishes after
+    /// (a `Release` store of the head). Provided as [`store_words`]: a relaxed store per word.
+    ///
+    /// An implementation may copy faster, provided that every byte is written as a relaxed
+    /// atomic store would write it (the peer may read or write the words meanwhile, and no
+    /// value it sees or writes may cause undefined behaviour), in an order a `Release` store
+    /// made after the copy still publishes.
+    #[inline]
+    fn store_bytes(dst: &[Self], bytes: &[u8]) {
+        store_words(dst, bytes);
+    }
+
+    /// Loads the first words of `src` into `out`, little-endian, as many as `src` holds (see
+    /// [`Self::store_bytes`]): a message's inline payload, after an `Acquire` load of the
+    /// head. Provided as [`load_words`]: a relaxed load per word. An implementation may copy
+    /// faster, provided that every byte is read as a relaxed atomic load would read it: the
+    /// peer may be writing the words (the bytes are then any bytes, never undefined
+    /// behaviour).
+    #[inline]
+    fn load_bytes(src: &[Self], out: &mut [u8]) {
+        load_words(src, out);
+    }
 }
 
 impl Word for std::sync::atomic::AtomicU64 {
@@ -416,13 +441,15 @@ pub(crate) fn words<W>(region: &[W], start: usize, n: usize) -> Result<&[W], Rin
         })
 }
 
-/// Stores `bytes` into the first words of `dst`, little-endian, the last word zero-padded.
+/// Stores `bytes` into the first words of `dst`, little-endian, the last word zero-padded, as
+/// many as `dst` holds: one relaxed store per word ([`Word::store_bytes`]'s provided copy, and
+/// the one an implementation falls back to).
 ///
 /// The whole words go through one `zip` of two slices' iterators, which the compiler turns
 /// into a loop with a single counter (a `by_ref` zip checks both ends at every word: about
 /// twice the instructions per word).
 #[inline]
-pub(crate) fn store_bytes<W: Word>(dst: &[W], bytes: &[u8]) {
+pub fn store_words<W: Word>(dst: &[W], bytes: &[u8]) {
     let whole = bytes.len() / 8;
     let (head, rest) = bytes.split_at(whole * 8);
     for (chunk, w) in head.chunks_exact(8).zip(dst) {
@@ -439,9 +466,10 @@ pub(crate) fn store_bytes<W: Word>(dst: &[W], bytes: &[u8]) {
     }
 }
 
-/// Loads the first words of `src` into `out`, little-endian (see [`store_bytes`]).
+/// Loads the first words of `src` into `out`, little-endian, as many as `src` holds: one
+/// relaxed load per word ([`Word::load_bytes`]'s provided copy, see [`store_words`]).
 #[inline]
-pub(crate) fn load_bytes<W: Word>(src: &[W], out: &mut [u8]) {
+pub fn load_words<W: Word>(src: &[W], out: &mut [u8]) {
     let whole = out.len() / 8;
     let (head, rest) = out.split_at_mut(whole * 8);
     for (chunk, w) in head.chunks_exact_mut(8).zip(src) {

@@ -156,7 +156,7 @@ pub use consumer::Consumer;
 pub use error::RingError;
 pub use layout::{
     DESC_WORDS, LINE_WORDS, Layout, MAGIC, MAX_CAPACITY, MAX_INLINE, MAX_REGION_BYTES,
-    RETURN_WORDS, RingConfig, VERSION, Word,
+    RETURN_WORDS, RingConfig, VERSION, Word, load_words, store_words,
 };
 pub use producer::Producer;
 

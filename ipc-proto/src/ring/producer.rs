@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use super::layout::{
     D_BINDING_FLAGS, D_LEN, D_OFFSET, D_SEGMENT, D_SENT_BEFORE, D_SEQ, DESC_WORDS, FLAG_POOL,
     RETURN_WORDS, W_CONSUMER_PARKED, W_HEAD, W_PRODUCER_WAITING, W_RETURN_HEAD, W_RETURN_TAIL,
-    W_TAIL, W_WRITING, WAIT_RETURNS_ONLY, next_wait_epoch, store_bytes, word, words,
+    W_TAIL, W_WRITING, WAIT_RETURNS_ONLY, next_wait_epoch, word, words,
 };
 use super::{Body, Layout, Park, PoolRange, Push, RingError, Word, Writer, check_range};
 
@@ -158,7 +158,7 @@ impl Producer {
         w(D_OFFSET, offset);
         w(D_SENT_BEFORE, sent_before);
         if let Body::Inline(bytes) = body {
-            store_bytes(inline, bytes);
+            W::store_bytes(inline, bytes);
         }
         if self.writing != 0 {
             self.writing = 0;

@@ -46,7 +46,7 @@ use super::series::{
 };
 use crate::{CliError, Result};
 use ipc_os::memfd::{self, SealSet, Segment};
-use ipc_os::shared::SharedRegion;
+use ipc_os::shared::{SharedRegion, SharedWord};
 use ipc_os::socket::{self, Recv, Sent};
 use ipc_proto::ring::link::link_config;
 use ipc_proto::ring::{self, Body, Consumer, Producer, Push, RingConfig, RingError, RingPayload};
@@ -671,9 +671,10 @@ fn spin_until(word: &AtomicU64, n: u64) {
     }
 }
 
-fn spin_word(words: &[AtomicU64], at: usize) -> Result<&AtomicU64> {
+fn spin_word(words: &[SharedWord], at: usize) -> Result<&AtomicU64> {
     words
         .get(at)
+        .map(SharedWord::atomic)
         .ok_or_else(|| CliError::Failed(format!("the region has no word {at}")))
 }
 

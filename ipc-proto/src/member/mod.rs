@@ -274,10 +274,12 @@ impl Member {
             input,
             MemberInput::Record { peer, .. } if self.links.get(&peer) == Some(&Kind::Data)
         );
-        if !publish && !data_record {
+        if publish || data_record {
+            self.on_data_input(now, input)?;
+        } else {
             self.timeout = None;
+            self.on_input(now, input)?;
         }
-        self.on_input(now, input)?;
         if publish && self.timeout.is_none() {
             self.timeout = Some(self.next_deadline());
         }
@@ -285,6 +287,46 @@ impl Member {
             let data = self.data.as_ref().and_then(DataPlane::poll_timeout);
             self.timeout = Some([kept, data].into_iter().flatten().min());
         }
+        Ok(())
+    }
+
+    /// A message's input, for the data plane alone: a publish, or a record on a data link.
+    /// The data plane is fed and its outputs taken, and no other machine is polled: no input
+    /// of the data plane's reaches another machine (its outputs feed none, see
+    /// [`Self::on_data_output`]), and every other input ends with a [`Self::pump`] that leaves
+    /// them all quiet. (The one pass of the pump that depends on the time alone, the document
+    /// host's gathering, has its own deadline in [`Self::next_deadline`].) A record may end a
+    /// pending link's handshake (a publisher's `Hello`): the pending links are swept, as after
+    /// any input.
+    ///
+    /// A pass of the pump polls every machine: the echo side of a spinning 64 B round trip
+    /// (a message in, its reply out) ran 7,755 instructions with it, 7,537 without
+    /// (callgrind).
+    fn on_data_input(&mut self, now: Instant, input: MemberInput<'_>) -> Result<(), CmdError> {
+        match input {
+            MemberInput::Cmd(MemberCmd::Data(cmd)) => match &mut self.data {
+                Some(d) => d.handle(now, DataInput::Cmd(cmd))?,
+                None => return Err(CmdError::Observer),
+            },
+            MemberInput::Record {
+                peer,
+                data,
+                segments,
+            } => self.feed_data(
+                now,
+                DataInput::Record {
+                    peer,
+                    data,
+                    segments,
+                },
+            ),
+            // Not a message's input after all: the general way.
+            other => return self.on_input(now, other),
+        }
+        while let Some(out) = self.data.as_mut().and_then(DataPlane::poll_output) {
+            self.on_data_output(out);
+        }
+        self.sweep_pending();
         Ok(())
     }
 

@@ -125,8 +125,9 @@ impl DataPlane {
                 .min(Duration::from_secs(1));
             l.state = OutState::Retry(now + delay);
             debug!(%peer, node = %l.node, ?delay, "data link down: retrying");
+            let node = l.node;
+            self.arm(now + delay);
             if was_up {
-                let node = l.node;
                 self.out
                     .push_back(DataOutput::Evt(DataEvt::Subscriber { node, up: false }));
             }
@@ -299,12 +300,14 @@ impl DataPlane {
                 format!("more than {max} records or {max_bytes} bytes while unverified: {why}");
             return self.misbehaved(peer, reason, segments);
         }
-        if let Some(why) = why {
-            trace!(%peer, %why, "holding a publisher's records until the view shows it");
-            l.unverified.get_or_insert((now, why));
-        }
         l.held_bytes += data.len();
         l.held.push_back((data.to_vec(), segments.to_vec()));
+        if let Some(why) = why {
+            trace!(%peer, %why, "holding a publisher's records until the view shows it");
+            let (since, _) = l.unverified.get_or_insert((now, why));
+            let at = *since + self.config.verify_timeout;
+            self.arm(at);
+        }
     }
 
     /// Runs the records held from publishers again, now that the view changed: what checks out

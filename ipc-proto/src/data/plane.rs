@@ -225,6 +225,8 @@ pub struct DataPlane {
     pub(super) buffers: Buffers,
     /// The buffers of received inline payloads, written again once dropped (see `buffers`).
     pub(super) payloads: Payloads,
+    /// The earliest timer armed since the member last took it ([`Self::take_armed`]).
+    pub(super) armed: Option<Instant>,
     pub(super) out: VecDeque<DataOutput>,
 }
 
@@ -257,6 +259,7 @@ impl DataPlane {
             gated: true,
             buffers: Buffers::default(),
             payloads: Payloads::default(),
+            armed: None,
             out: VecDeque::new(),
         }
     }
@@ -457,6 +460,20 @@ impl DataPlane {
     /// The next thing for the driver to do; drain until `None`.
     pub fn poll_output(&mut self) -> Option<DataOutput> {
         self.out.pop_front()
+    }
+
+    /// The earliest of the timers armed since the last call (a link's retry, a publisher's
+    /// records held until the view vouches for it): what can make [`Self::poll_timeout`]
+    /// sooner. The member keeps a deadline across the inputs of messages and asks this
+    /// instead of `poll_timeout`, which looks at every link (debug builds check that the
+    /// deadline it keeps is never later than `poll_timeout`'s).
+    pub(crate) fn take_armed(&mut self) -> Option<Instant> {
+        self.armed.take()
+    }
+
+    /// A timer is armed for `at` (see [`Self::take_armed`]).
+    pub(super) fn arm(&mut self, at: Instant) {
+        self.armed = Some(self.armed.map_or(at, |a| a.min(at)));
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.

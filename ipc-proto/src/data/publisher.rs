@@ -746,6 +746,7 @@ impl DataPlane {
                 self.out.push_back(DataOutput::Disconnect(peer));
                 if let Some(l) = self.out_links.get_mut(&peer) {
                     l.state = OutState::Retry(now + Duration::from_secs(1));
+                    self.arm(now + Duration::from_secs(1));
                 }
             }
             other => {

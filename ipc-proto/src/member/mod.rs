@@ -280,12 +280,14 @@ impl Member {
             self.timeout = None;
             self.on_input(now, input)?;
         }
+        // What the data plane armed meanwhile: sooner than a deadline kept, or counted in the
+        // one computed.
+        let armed = self.data.as_mut().and_then(DataPlane::take_armed);
         if publish && self.timeout.is_none() {
             self.timeout = Some(self.next_deadline());
         }
         if data_record && let Some(kept) = self.timeout {
-            let data = self.data.as_ref().and_then(DataPlane::poll_timeout);
-            self.timeout = Some([kept, data].into_iter().flatten().min());
+            self.timeout = Some([kept, armed].into_iter().flatten().min());
         }
         Ok(())
     }
@@ -476,6 +478,10 @@ impl Member {
     /// Runs the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.timeout = None;
+        if let Some(d) = &mut self.data {
+            // Counted in the deadline computed next.
+            d.take_armed();
+        }
         if self.spoke.poll_timeout().is_some_and(|t| t <= now) {
             self.spoke.handle_timeout(now);
         }

@@ -286,6 +286,28 @@ fn block_room_goes_with_a_full_subscribers_link() {
     }
 }
 
+/// A subscriber's goodbye arms its link's retry, which the member learns of with the record
+/// (it keeps its deadline across messages and asks `take_armed`, not `poll_timeout`).
+#[test]
+fn a_subscribers_goodbye_arms_its_links_retry() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    t.publish("t", pooled(1));
+    assert_eq!(t.p.take_armed(), None, "a publish arms nothing");
+    let out = t.out.expect("linked");
+    let bytes = encode_data(&DataFrame::Goodbye, &[]);
+    let record = DataInput::Record {
+        peer: out,
+        data: &bytes,
+        segments: &[],
+    };
+    t.p.handle(t.now, record).expect("record");
+    t.pump();
+    let retry = t.now + Duration::from_secs(1);
+    assert_eq!(t.p.poll_timeout(), Some(retry));
+    assert_eq!(t.p.take_armed(), Some(retry));
+    assert_eq!(t.p.take_armed(), None, "taken");
+}
+
 #[test]
 fn a_publishers_goodbye_closes_its_link_without_a_complaint() {
     let mut t = Pair::new("t", Terms::default(), false);

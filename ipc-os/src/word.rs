@@ -5,11 +5,13 @@
 //! [`Word::load_bytes`]; their provided versions store or load one `AtomicU64` at a time,
 //! which the compiler cannot widen (atomics are never merged or vectorized). On x86-64 the
 //! words of a payload of [`STRING_COPY_MIN`] bytes or more are copied here by the CPU's own
-//! string copy instead (`rep movsb`), which moves whole cache lines: measured between two
-//! pinned processes (inline 4 KiB, `Block` depth 64, alternated runs), 0.88 M → 1.30 M
-//! messages per second while this VM copies slowly between its vCPUs, and about 5 % more
+//! string copy instead (`rep movsb`), which moves whole cache lines: measured on the AMD EPYC
+//! VM between two pinned processes (inline 4 KiB, `Block` depth 64, alternated runs), 0.88 M →
+//! 1.30 M messages per second while the VM copies slowly between its vCPUs, and 3-5 % more
 //! while it copies fast; the word loop's stores, eight per line, fill the store buffer while
-//! each line comes over from the consumer's cache.
+//! each line comes over from the consumer's cache. Machines differ: on the Intel Xeon VM an
+//! earlier session found the bare ring 6-16 % slower with `rep movsb` at 1-4 KiB and ours
+//! level (`ipc-pubsub-cli/BENCH.md`), and did not keep it then.
 //!
 //! # Why the string copy is sound on memory the peer writes
 //! A data race is undefined behaviour only between accesses the Rust abstract machine
@@ -17,12 +19,15 @@
 //! and writes every byte exactly once, each access at least byte-atomic, which is what a
 //! sequence of relaxed `AtomicU8` accesses would do (the "byte-wise atomic memcpy" of C++'s
 //! P1478): the peer writing the same bytes meanwhile makes the copied bytes any bytes, never
-//! undefined behaviour, and the ring treats them as untrusted anyway. Ordering: Intel's and
-//! AMD's manuals let the stores of one fast string operation become visible out of order
-//! among themselves, but never after a later store, so the `Release` store of the ring's head
-//! that follows the copy still publishes every byte (x86 stores are not reordered with older
-//! stores); the loads of a copy come after the `Acquire` load of the head in program order,
-//! and x86 does not let loads pass older loads.
+//! undefined behaviour, and the ring treats them as untrusted anyway. Ordering: Intel's manual
+//! (SDM vol. 3, "Out-of-Order Stores For String Operations") lets the stores of one fast
+//! string operation become visible out of order among themselves, but says string operations
+//! are not reordered with other stores, and asks order-dependent code to write a separate
+//! flag after the string operation: here the `Release` store of the ring's head, a plain
+//! store after the copy, which publishes every byte (the copy-then-release pattern the Linux
+//! kernel relies on on AMD as on Intel). The loads of a copy come after the `Acquire` load of
+//! the head in program order (the `asm!` block may access memory, so the compiler keeps it
+//! there), and x86 does not let loads pass older loads.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -95,7 +100,7 @@ impl Word for SharedWord {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_pointer_width = "64"))]
 mod string_copy {
     use super::SharedWord;
 
@@ -106,11 +111,12 @@ mod string_copy {
         // SAFETY: `dst` is `src.len()` bytes of live words (checked above) and `src` is that
         // many readable bytes; `SharedWord` is an `AtomicU64`, an `UnsafeCell`, so writing
         // through a pointer derived from a shared reference to it is allowed. The two do not
-        // overlap: `src` is a `&[u8]`, which never points into memory a peer writes (this
-        // crate hands shared memory out as words only). `rep movsb` copies forward (the
-        // direction flag is clear on entry to `asm!`), touches no stack, leaves the flags
-        // alone and clobbers only the three registers declared. Racing with the peer's
-        // accesses is sound (module docs).
+        // overlap: this crate hands a shared region out as words only, never as bytes. `src`
+        // may still be memory another peer writes (a pooled segment's `Mapping`, with its own
+        // caveats): the copy then reads other bytes, never undefined behaviour (module docs).
+        // `rep movsb` copies forward (the direction flag is clear on entry to `asm!`), touches
+        // no stack, leaves the flags alone and clobbers only the three registers declared,
+        // each a full 64-bit pointer or count (not compiled for x32).
         unsafe {
             std::arch::asm!(
                 "rep movsb",
@@ -141,8 +147,9 @@ mod string_copy {
     }
 }
 
-/// Elsewhere, word by word (what the provided copies do).
-#[cfg(not(target_arch = "x86_64"))]
+/// Elsewhere (and on x32, whose pointers are 32 bits wide), word by word (what the provided
+/// copies do).
+#[cfg(not(all(target_arch = "x86_64", target_pointer_width = "64")))]
 mod string_copy {
     use super::SharedWord;
     use ipc_proto::ring::{load_words, store_words};

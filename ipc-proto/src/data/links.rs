@@ -339,6 +339,7 @@ impl DataPlane {
                 && let (Some((t, _)), Some(since)) = (&mut l.unverified, since)
             {
                 *t = since;
+                self.arm(since + self.config.verify_timeout);
             }
             if self
                 .in_links

@@ -122,13 +122,12 @@ pub struct Member {
     left: bool,
     view_dirty: bool,
     /// [`poll_timeout`](Self::poll_timeout) as a publish computed it, kept until an input
-    /// that may make it sooner. A publish cannot: it sets no machine's timer, and what it may
-    /// settle on the way (a document gathering whose wait is over) only drops a deadline,
-    /// which leaves the kept one earlier than the truth: one `handle_timeout` that finds
-    /// nothing due. So a stream of publishes walks the timers once, not once per message
-    /// (a tenth of a small publish). A record on a data link feeds the data plane alone: the
-    /// kept deadline stays, made the data plane's if that is sooner now (a request and its
-    /// answer, a receive then a publish, walked every machine's timers per message).
+    /// that may make it sooner. A publish or a record on a data link feeds the data plane
+    /// alone: the kept deadline stays, made sooner by any timer the data plane armed
+    /// meanwhile ([`DataPlane::take_armed`]). So a stream of publishes walks the timers
+    /// once, not once per message (a tenth of a small publish), and so does a request and
+    /// its answer (a receive then a publish). A deadline kept earlier than the truth (a
+    /// timer dropped meanwhile) costs one `handle_timeout` that finds nothing due.
     timeout: Option<Option<Instant>>,
     out: VecDeque<MemberOutput>,
 }
@@ -286,7 +285,9 @@ impl Member {
         if publish && self.timeout.is_none() {
             self.timeout = Some(self.next_deadline());
         }
-        if data_record && let Some(kept) = self.timeout {
+        if (publish || data_record)
+            && let Some(kept) = self.timeout
+        {
             self.timeout = Some([kept, armed].into_iter().flatten().min());
         }
         Ok(())

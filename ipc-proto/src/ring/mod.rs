@@ -6,9 +6,8 @@
 //! each a message descriptor plus inline bytes for a small payload, and beside it a *return
 //! ring* that carries pool ranges the subscriber is done with back to the publisher. This
 //! module does no I/O: the OS layer creates, seals, passes and maps the region and hands it
-//! over as `&[AtomicU64]` (`ipc_os::shared::SharedRegion`), and the code here is generic over
-//! [`Word`] so that loom
-//! model-checks the same code. The driver calls it from the application's own threads: the
+//! over as atomic words (`ipc_os::shared::SharedRegion`'s `SharedWord`s), and the code here is
+//! generic over [`Word`] so that loom model-checks the same code. The driver calls it from the application's own threads: the
 //! publishing thread pushes, the receiving thread pops; each side owns its half, so neither
 //! needs a lock.
 //!

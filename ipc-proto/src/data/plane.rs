@@ -2,6 +2,7 @@
 //! the subscriber side and the links are in `publisher`, `subscriber` and `links`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::debug;
@@ -227,6 +228,10 @@ pub struct DataPlane {
     pub(super) payloads: Payloads,
     /// The earliest timer armed since the member last took it ([`Self::take_armed`]).
     pub(super) armed: Option<Instant>,
+    /// The topic of the last publish, as its publisher names it (the command's allocation)
+    /// and as interned: a stream of publishes on one topic finds it by a pointer comparison,
+    /// without a lookup by name (nor [`Self::room`] after each). Cleared by any withdrawal.
+    pub(super) last_published: Option<(Arc<str>, Topic)>,
     pub(super) out: VecDeque<DataOutput>,
 }
 
@@ -260,6 +265,7 @@ impl DataPlane {
             buffers: Buffers::default(),
             payloads: Payloads::default(),
             armed: None,
+            last_published: None,
             out: VecDeque::new(),
         }
     }
@@ -307,7 +313,13 @@ impl DataPlane {
 
     /// How many more messages of `topic` its `Block` subscribers can take (`None`: no limit).
     pub fn room(&self, topic: &str) -> Option<Room> {
-        self.room.get(topic).copied()
+        match &self.last_published {
+            // The name of the last publish, as its publisher passed it: the interned key.
+            Some((named, interned)) if std::ptr::eq(&**named, topic) => {
+                self.room.get(interned).copied()
+            }
+            _ => self.room.get(topic).copied(),
+        }
     }
 
     /// Whether `peer` is past its `Hello` (or is no link from a publisher any more: it asked

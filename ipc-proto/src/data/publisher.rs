@@ -3,6 +3,7 @@
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
@@ -41,6 +42,7 @@ impl DataPlane {
             }
             DataCmd::Withdraw { topic } => {
                 self.advertised.remove(topic.as_str());
+                self.last_published = None;
                 self.reroute(now);
                 // A binding still waiting for its announcement goes, with its messages.
                 self.flush_all(now);
@@ -75,11 +77,18 @@ impl DataPlane {
                 payload,
                 expired,
             } => {
-                let Some(topic) = self.advertised.get(&*topic).cloned() else {
-                    return Err(CmdError::Invalid {
-                        what: "topic",
-                        reason: format!("`{topic}` is not advertised"),
-                    });
+                let topic = match &self.last_published {
+                    Some((named, interned)) if Arc::ptr_eq(named, &topic) => interned.clone(),
+                    _ => {
+                        let Some(interned) = self.advertised.get(&*topic).cloned() else {
+                            return Err(CmdError::Invalid {
+                                what: "topic",
+                                reason: format!("`{topic}` is not advertised"),
+                            });
+                        };
+                        self.last_published = Some((topic, interned.clone()));
+                        interned
+                    }
                 };
                 self.publish(topic, payload, expired);
             }

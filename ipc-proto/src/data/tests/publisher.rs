@@ -308,6 +308,47 @@ fn a_subscribers_goodbye_arms_its_links_retry() {
     assert_eq!(t.p.take_armed(), None, "taken");
 }
 
+/// A stream of publishes on one topic names it with one allocation, which the data plane
+/// remembers: the topic's room reads the same by that name as by any other, and once the
+/// topic is withdrawn the remembered name publishes nothing.
+#[test]
+fn the_last_published_name_is_remembered_until_the_topic_is_withdrawn() {
+    let mut t = block_of_two();
+    let name: Arc<str> = Arc::from("t");
+    let publish = |t: &mut Pair, name: &Arc<str>, seg: u64| {
+        t.segs.insert(SegmentId(seg), (4096, false));
+        let cmd = DataCmd::Publish {
+            topic: Arc::clone(name),
+            payload: pooled(seg),
+            expired: false,
+        };
+        t.p.handle(t.now, DataInput::Cmd(cmd))
+    };
+    publish(&mut t, &name, 1).expect("advertised");
+    publish(&mut t, &name, 2).expect("advertised, remembered");
+    t.pump();
+    assert_eq!(t.seqs(), [1, 2]);
+    assert_eq!(t.p.room(&name), t.p.room("t"));
+    assert_eq!(
+        t.p.room(&name).map(|r| r.messages),
+        Some(0),
+        "two held: full"
+    );
+    t.p.handle(
+        t.now,
+        DataInput::Cmd(DataCmd::Withdraw {
+            topic: "t".to_string(),
+        }),
+    )
+    .expect("withdraw");
+    t.pump();
+    let refused = publish(&mut t, &name, 3);
+    assert!(
+        matches!(refused, Err(CmdError::Invalid { what: "topic", .. })),
+        "{refused:?}"
+    );
+}
+
 #[test]
 fn a_publishers_goodbye_closes_its_link_without_a_complaint() {
     let mut t = Pair::new("t", Terms::default(), false);

@@ -273,67 +273,47 @@ impl Member {
             input,
             MemberInput::Record { peer, .. } if self.links.get(&peer) == Some(&Kind::Data)
         );
-        if publish || data_record {
-            self.on_data_input(now, input)?;
-        } else {
+        let message = publish || data_record;
+        if !message {
             self.timeout = None;
-            self.on_input(now, input)?;
         }
+        self.on_input(now, input)?;
+        if message {
+            self.take_data_outputs();
+        } else {
+            self.pump(now);
+        }
+        self.sweep_pending();
         // What the data plane armed meanwhile: sooner than a deadline kept, or counted in the
         // one computed.
         let armed = self.data.as_mut().and_then(DataPlane::take_armed);
         if publish && self.timeout.is_none() {
             self.timeout = Some(self.next_deadline());
         }
-        if (publish || data_record)
-            && let Some(kept) = self.timeout
-        {
+        if message && let Some(kept) = self.timeout {
             self.timeout = Some([kept, armed].into_iter().flatten().min());
         }
         Ok(())
     }
 
-    /// A message's input, for the data plane alone: a publish, or a record on a data link.
-    /// The data plane is fed and its outputs taken, and no other machine is polled: no input
-    /// of the data plane's reaches another machine (its outputs feed none, see
-    /// [`Self::on_data_output`]), and every other input ends with a [`Self::pump`] that leaves
-    /// them all quiet. (The one pass of the pump that depends on the time alone, the document
-    /// host's gathering, has its own deadline in [`Self::next_deadline`].) A record may end a
-    /// pending link's handshake (a publisher's `Hello`): the pending links are swept, as after
-    /// any input.
+    /// After a message's input (a publish, or a record on a data link), which only the data
+    /// plane took: its outputs, and no other machine polled. No input of the data plane's
+    /// reaches another machine (its outputs feed none, see [`Self::on_data_output`]), and
+    /// every other input ends with a [`Self::pump`] that leaves them all quiet. (The one pass
+    /// of the pump that depends on the time alone, the document host's gathering, has its
+    /// own deadline in [`Self::next_deadline`].) The pending links are swept after either,
+    /// as a record may end a link's handshake (a publisher's `Hello`).
     ///
     /// A pass of the pump polls every machine: the echo side of a spinning 64 B round trip
     /// (a message in, its reply out) ran 7,755 instructions with it, 7,537 without
     /// (callgrind).
-    fn on_data_input(&mut self, now: Instant, input: MemberInput<'_>) -> Result<(), CmdError> {
-        match input {
-            MemberInput::Cmd(MemberCmd::Data(cmd)) => match &mut self.data {
-                Some(d) => d.handle(now, DataInput::Cmd(cmd))?,
-                None => return Err(CmdError::Observer),
-            },
-            MemberInput::Record {
-                peer,
-                data,
-                segments,
-            } => self.feed_data(
-                now,
-                DataInput::Record {
-                    peer,
-                    data,
-                    segments,
-                },
-            ),
-            // Not a message's input after all: the general way.
-            other => return self.on_input(now, other),
-        }
+    fn take_data_outputs(&mut self) {
         while let Some(out) = self.data.as_mut().and_then(DataPlane::poll_output) {
             self.on_data_output(out);
         }
-        self.sweep_pending();
-        Ok(())
     }
 
-    /// [`handle`](Self::handle) without the kept deadline.
+    /// [`handle`](Self::handle) without the kept deadline and the pump that follows.
     fn on_input(&mut self, now: Instant, input: MemberInput<'_>) -> Result<(), CmdError> {
         match input {
             MemberInput::Cmd(MemberCmd::Spoke(SpokeCmd::Leave)) => self.leave(now),
@@ -471,8 +451,6 @@ impl Member {
                 }
             }
         }
-        self.pump(now);
-        self.sweep_pending();
         Ok(())
     }
 

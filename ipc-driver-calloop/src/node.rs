@@ -530,7 +530,9 @@ impl Node {
         })
     }
 
-    /// Starts publishing messages on `topic` (announced with payload type `mime`).
+    /// Starts publishing messages on `topic` (announced with payload type `mime`). A node
+    /// publishes a topic once: opening it again replaces its options and type, and one
+    /// [`close_publisher`](Self::close_publisher) ends it.
     pub fn open_publisher(
         &mut self,
         topic: &str,

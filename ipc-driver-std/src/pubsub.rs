@@ -102,12 +102,11 @@ impl Publisher {
             topic: topic.into(),
             mime: mime.into(),
         })?;
-        handle.send(Request::Data(DataCmd::Advertise {
-            topic: topic.into(),
-        }))?;
+        let topic: Arc<str> = Arc::from(topic);
+        handle.send(Request::Advertise(Arc::clone(&topic)))?;
         Ok(Self {
             handle,
-            topic: Arc::from(topic),
+            topic,
             options,
             spare: Mutex::new(None),
         })
@@ -234,16 +233,8 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        let _ = self.handle.send(Request::Data(DataCmd::Withdraw {
-            topic: self.topic.to_string(),
-        }));
-        let (reply, _rx) = std::sync::mpsc::sync_channel(1);
-        let _ = self.handle.send(Request::Cmd(
-            SpokeCmd::Retract {
-                topic: self.topic.to_string(),
-            },
-            reply,
-        ));
+        // The node retracts the topic once its last publisher goes.
+        let _ = self.handle.send(Request::Withdraw(Arc::clone(&self.topic)));
     }
 }
 

@@ -94,6 +94,9 @@ pub(crate) struct Reactor {
     outgoing: Arc<Outgoing>,
     mailbox: Arc<Mailbox>,
     subs: BTreeMap<Arc<str>, Vec<Arc<SubQueue>>>,
+    /// How many [`Publisher`](crate::Publisher)s of each topic the application holds: the
+    /// topic is withdrawn with the last.
+    publishers: BTreeMap<Arc<str>, usize>,
     view_dirty: bool,
     /// Leaving: who waits for the end, and when to give up flushing.
     leaving: Option<(Option<SyncSender<()>>, Instant)>,
@@ -360,6 +363,7 @@ impl Reactor {
             outgoing: setup.outgoing,
             mailbox: setup.mailbox,
             subs: BTreeMap::new(),
+            publishers: BTreeMap::new(),
             view_dirty: false,
             leaving: None,
             docs: DocRegistry::default(),
@@ -639,6 +643,14 @@ impl Reactor {
                     self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
                 }
                 Ok(Request::Drop(topic, queue)) => self.drop_subscription(now, &topic, &queue),
+                Ok(Request::Advertise(topic)) => {
+                    *self.publishers.entry(Arc::clone(&topic)).or_default() += 1;
+                    let cmd = DataCmd::Advertise {
+                        topic: topic.to_string(),
+                    };
+                    self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
+                }
+                Ok(Request::Withdraw(topic)) => self.drop_publisher(now, &topic),
                 Ok(Request::Doc(r)) => {
                     self.docs.handle(&mut self.member, now, r);
                     self.pump(now)?;
@@ -694,6 +706,32 @@ impl Reactor {
             {
                 debug!(error = %e, %topic, "no unsubscribe after the last subscription");
             }
+        }
+    }
+
+    fn drop_publisher(&mut self, now: Instant, topic: &Arc<str>) {
+        let Some(count) = self.publishers.get_mut(topic) else {
+            return;
+        };
+        *count -= 1;
+        if *count > 0 {
+            return;
+        }
+        // The topic's last publisher: the node sends no more of it, and says so.
+        self.publishers.remove(topic);
+        let cmd = DataCmd::Withdraw {
+            topic: topic.to_string(),
+        };
+        self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
+        let cmd = SpokeCmd::Retract {
+            topic: topic.to_string(),
+        };
+        // Refused only once the node has left the group.
+        if let Err(e) = self
+            .member
+            .handle(now, MemberInput::Cmd(MemberCmd::Spoke(cmd)))
+        {
+            debug!(error = %e, %topic, "no retract after the last publisher");
         }
     }
 

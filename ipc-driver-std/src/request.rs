@@ -33,6 +33,10 @@ pub(crate) enum Request {
     Take(Arc<str>, Arc<SubQueue>),
     /// A subscription is gone.
     Drop(Arc<str>, Weak<SubQueue>),
+    /// A publisher of the topic (announced already): the data plane sends its messages.
+    Advertise(Arc<str>),
+    /// A publisher of the topic is gone: the last one withdraws and retracts it.
+    Withdraw(Arc<str>),
     Stats(SyncSender<DataStats>),
     /// About a shared document.
     Doc(DocRequest),

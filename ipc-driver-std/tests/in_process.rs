@@ -505,3 +505,44 @@ fn the_node_unsubscribes_with_its_last_subscription_of_a_topic() {
     p.wait_view(WAIT, |v| !subscribed(v))
         .expect("unsubscribed with the last subscription");
 }
+
+/// Two publishers of one topic: dropping one leaves the topic announced, and the other's
+/// messages keep arriving; dropping the last retracts it.
+#[test]
+fn the_node_retracts_a_topic_with_its_last_publisher() {
+    use ipc_driver_std::SubscriptionOptions;
+    let g = group();
+    let p = Node::builder("pub").group(&g).join().expect("join");
+    let s = Node::builder("sub").group(&g).join().expect("join");
+    let first = p.publisher("t", "x").expect("publisher");
+    let second = p.publisher("t", "x").expect("publisher");
+    let sub = s
+        .subscription("t", SubscriptionOptions::block(WAIT))
+        .expect("sub");
+    let pid = p.id();
+    let announced = |v: &ipc_driver_std::View| v.publishers_of("t").any(|n| n.info.id == pid);
+    let routed = |v: &ipc_driver_std::View| announced(v) && v.subscribers_of("t").count() == 1;
+    p.wait_view(WAIT, routed).expect("routed");
+    first.publish(b"first").expect("publish");
+    assert_eq!(&sub.recv_timeout(WAIT).expect("first")[..], b"first");
+    drop(first);
+    // A marker through the hub after the drop: once the subscriber sees it, it has seen
+    // whatever the drop made the node say.
+    p.announce("marker", "x").expect("announce");
+    s.wait_view(WAIT, |v| {
+        v.publishers_of("marker").any(|n| n.info.id == pid)
+    })
+    .expect("the marker");
+    assert!(
+        announced(&s.view()),
+        "still announced with one publisher left"
+    );
+    second.publish(b"second").expect("publish");
+    let m = sub
+        .recv_timeout(WAIT)
+        .expect("the other publisher's message arrives");
+    assert_eq!(&m[..], b"second");
+    drop(second);
+    s.wait_view(WAIT, |v| !announced(v))
+        .expect("retracted with the last publisher");
+}

@@ -1,8 +1,10 @@
 //! The calloop driver side by side with the std driver, in the same run.
 //!
 //! ```text
-//! cargo bench -p ipc-driver-calloop --bench vs_std [-- --quick] [-- --reps N]
+//! cargo bench -p ipc-driver-calloop --bench vs_std [-- --quick] [-- --reps N] [-- --only std|calloop]
 //! ```
+//!
+//! `--only` runs one driver's repetitions (to profile it): no ratio then.
 //!
 //! Two nodes of a fresh group in this process, a sender and an echoer, each on its own
 //! application thread. The echoer answers every message on `bench/data` with its first 8
@@ -64,6 +66,15 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|n| n.parse::<usize>().ok())
         .unwrap_or(if quick { 3 } else { 7 });
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|d| match d.as_str() {
+            "std" => Driver::Std,
+            "calloop" => Driver::Calloop,
+            other => panic!("--only std or calloop, not {other}"),
+        });
     let scale = if quick { 5 } else { 1 };
     let cases = [
         Case {
@@ -90,6 +101,9 @@ fn main() {
         let mut secs = [Vec::new(), Vec::new()];
         for rep in 0..reps {
             for (i, driver) in [Driver::Std, Driver::Calloop].into_iter().enumerate() {
+                if only.is_some_and(|o| o != driver) {
+                    continue;
+                }
                 eprint!(
                     "\r{}: repetition {}/{reps} on {driver:?}   ",
                     case.name,
@@ -106,7 +120,7 @@ fn main() {
         eprint!("\r{:60}\r", "");
         let [std, calloop] = secs.map(|mut v| {
             v.sort_by(f64::total_cmp);
-            (v[v.len() / 2], v[0], v[v.len() - 1])
+            (!v.is_empty()).then(|| (v[v.len() / 2], v[0], v[v.len() - 1]))
         });
         let shown = |(median, fastest, slowest): (f64, f64, f64)| {
             if case.window == 1 {
@@ -126,6 +140,11 @@ fn main() {
                     gbs(fastest)
                 )
             }
+        };
+        let (Some(std), Some(calloop)) = (std, calloop) else {
+            let one = std.or(calloop).expect("one driver ran");
+            println!("{:<18} {:>26}", case.name, shown(one));
+            continue;
         };
         let ratio = calloop.0 / std.0;
         println!(

@@ -15,11 +15,11 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use ipc_os::poll::Waker;
-use ipc_os::shared::SharedRegion;
+use ipc_os::shared::{SharedRegion, SharedWord};
 use ipc_os::socket::{self, Sent};
 use ipc_proto::ring::link::{Next, RingReceiver, RingSender, Sent as RingSent, link_config};
-use ipc_proto::ring::{self, Park, RingError, Writer};
-use ipc_proto::wire::encode_ring_offer;
+use ipc_proto::ring::{self, Body, Park, RingError, Writer};
+use ipc_proto::wire::{MessageHeader, encode_ring_offer};
 
 /// Which end of the ring this node holds.
 #[derive(Debug)]
@@ -154,11 +154,33 @@ impl RingLink {
         lent: u64,
         watch_returns: bool,
     ) -> Result<bool, Option<RingError>> {
+        self.send_with(lent, watch_returns, |tx, words| tx.send(words, record))
+    }
+
+    /// [`Self::send`] of a message without its record (see [`RingSender::send_message`]).
+    pub(crate) fn send_message(
+        &mut self,
+        header: MessageHeader,
+        body: Body<'_>,
+        lent: u64,
+        watch_returns: bool,
+    ) -> Result<bool, Option<RingError>> {
+        self.send_with(lent, watch_returns, |tx, words| {
+            tx.send_message(words, header, body)
+        })
+    }
+
+    fn send_with(
+        &mut self,
+        lent: u64,
+        watch_returns: bool,
+        mut send: impl FnMut(&mut RingSender, &[SharedWord]) -> Result<RingSent, RingError>,
+    ) -> Result<bool, Option<RingError>> {
         let End::Send(tx) = &mut self.end else {
             return Ok(false);
         };
         loop {
-            match tx.send(self.region.words(), record).map_err(Some)? {
+            match send(tx, self.region.words()).map_err(Some)? {
                 RingSent::Ring { wake: woke } => {
                     if woke {
                         wake(&self.theirs);

@@ -674,7 +674,10 @@ impl Reactor {
             DataCmd::Publish { topic, .. } => Some(Arc::clone(topic)),
             _ => None,
         };
-        self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
+        // A publish's inline messages go straight into the rings that take them now.
+        if let Err(e) = self.member.publish_direct(now, cmd, &mut self.io) {
+            warn!(error = %e, "the node refused a command");
+        }
         if let Some(topic) = published {
             // Its room is accounted for now: the publisher's credit comes back.
             self.pump(now)?;

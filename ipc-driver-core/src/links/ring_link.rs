@@ -6,7 +6,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
 use ipc_os::poll::{Interest, Token};
-use ipc_proto::{Member, MemberInput};
+use ipc_proto::data::DirectSend;
+use ipc_proto::ring::Body;
+use ipc_proto::wire::MessageHeader;
+use ipc_proto::{Member, MemberInput, PeerId};
 use tracing::{debug, trace, warn};
 
 use super::ring_set::rings_in;
@@ -159,5 +162,38 @@ impl<A> Links<A> {
                 Some(Read::Done)
             }
         }
+    }
+}
+
+/// A publish's inline messages straight into the rings of the links that can take them now
+/// ([`Member::publish_direct`]): a link with a ring and nothing in its outbox, which a
+/// message in its ring would overtake. What the ring cannot take (it is full, the peer broke
+/// it, the payload is above its inline size) comes back as a record, and the send of the
+/// record does what a send does about it (waits for room, closes the link).
+impl<A> DirectSend for Links<A> {
+    fn send_inline(&mut self, peer: PeerId, header: MessageHeader, payload: &[u8]) -> bool {
+        let Some(&key) = self.peers.get(&peer) else {
+            return false;
+        };
+        let Some(link) = self.links.get_mut(key) else {
+            return false;
+        };
+        if link.closing.is_some() || link.write_failed || !link.outbox.is_empty() {
+            return false;
+        }
+        let lent = link.lent.get();
+        // A send while returns are deferred takes them back first (`Links::flush`), which
+        // needs the member: the record's send does.
+        if lent > 0 && self.return_wakes.is_deferred() {
+            return false;
+        }
+        let Some(ring) = &mut link.ring else {
+            return false;
+        };
+        let watch = self.return_wakes.ask(lent);
+        matches!(
+            ring.send_message(header, Body::Inline(payload), lent, watch),
+            Ok(true)
+        )
     }
 }

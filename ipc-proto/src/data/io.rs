@@ -6,12 +6,25 @@ use std::time::Duration;
 use crate::error::CmdError;
 use crate::ids::{Credentials, NodeId, PeerId};
 use crate::machine::AccessPolicy;
-use crate::wire::{AppCounter, SlotRef, check_app_counters};
+use crate::wire::{AppCounter, MessageHeader, SlotRef, check_app_counters};
 
 use super::loss::Loss;
 use super::options::Terms;
 use super::payload::{Delivery, Payload, ReceivedSegment, SegmentId};
 use super::routes::Routes;
+
+/// A driver's way to take a publish's inline messages without their records
+/// ([`Member::publish_direct`](crate::Member::publish_direct)): the driver of a link with a
+/// shared-memory ring puts the message straight into the ring
+/// ([`RingSender::send_message`](crate::ring::link::RingSender::send_message)), where it would
+/// otherwise get a [`DataOutput::Transmit`] of a record it takes apart again. The data plane
+/// asks only when nothing of its own waits for the link (no binding, no queued message, no
+/// output not yet taken), and counts a message taken exactly as one transmitted.
+pub trait DirectSend {
+    /// Takes the message of `header` with `payload` for the link `peer` if it can now, with
+    /// nothing ahead of it on the link; `false`: the data plane sends its record as usual.
+    fn send_inline(&mut self, peer: PeerId, header: MessageHeader, payload: &[u8]) -> bool;
+}
 
 /// Commands for the data plane.
 #[derive(Clone, PartialEq, Eq, Debug)]

@@ -64,7 +64,7 @@ mod topic;
 
 pub use holdback::{Admit, HoldBack, HoldInput, HoldOutput, MAX_HELD};
 pub use inbox::{Inbox, InboxCounters, Incoming, Offered, Sequenced};
-pub use io::{DataCmd, DataConfig, DataEvt, DataInput, DataLimits, DataOutput, Room};
+pub use io::{DataCmd, DataConfig, DataEvt, DataInput, DataLimits, DataOutput, DirectSend, Room};
 pub use loss::{Loss, LossReason};
 pub use options::{
     DEFAULT_INLINE_MAX, DEFAULT_MAX_PAYLOAD, Paths, PublisherOptions, SendMode,

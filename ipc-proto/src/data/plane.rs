@@ -14,7 +14,7 @@ use crate::wire::{
 };
 
 use super::buffers::{Buffers, Payloads};
-use super::io::{DataConfig, DataInput, DataOutput, Room};
+use super::io::{DataCmd, DataConfig, DataInput, DataOutput, DirectSend, Room};
 use super::loss::LossReason;
 use super::options::Terms;
 use super::payload::{ReceivedSegment, SegmentId};
@@ -422,6 +422,31 @@ impl DataPlane {
             }
         };
         // What left a queue is no longer in flight: `Block` publishers may go on.
+        self.settle_rooms();
+        result
+    }
+
+    /// [`handle`](Self::handle) of a command, a [`DataCmd::Publish`] offering its inline
+    /// messages to `direct` first (see [`DirectSend`]): while no output of this plane waits to
+    /// be taken, a message for a link with nothing queued goes to `direct`, and its record
+    /// only if `direct` does not take it.
+    pub fn publish_direct(
+        &mut self,
+        now: Instant,
+        cmd: DataCmd,
+        direct: &mut dyn DirectSend,
+    ) -> Result<(), CmdError> {
+        let now = self.advance(now);
+        // An output not taken yet may be a record for a link the message would overtake.
+        let direct = self.out.is_empty().then_some(direct);
+        let result = match cmd {
+            DataCmd::Publish {
+                topic,
+                payload,
+                expired,
+            } => self.publish_named(&topic, payload, expired, direct),
+            cmd => self.on_cmd(now, cmd),
+        };
         self.settle_rooms();
         result
     }

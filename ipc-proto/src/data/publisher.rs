@@ -13,7 +13,7 @@ use crate::error::CmdError;
 use crate::ids::{NodeId, PeerId};
 use crate::wire::{DataFrame, MessageHeader, Policy, SlotRef, encode_data, encode_data_into};
 
-use super::io::{DataCmd, DataEvt, DataOutput, Room, check_counters};
+use super::io::{DataCmd, DataEvt, DataOutput, DirectSend, Room, check_counters};
 use super::options::Terms;
 use super::payload::{Delivered, Delivery, LOCAL, OUTGOING, Payload, ReceivedSegment, SegmentId};
 use super::plane::{DataPlane, OutLink, OutState, Queued};
@@ -76,22 +76,7 @@ impl DataPlane {
                 topic,
                 payload,
                 expired,
-            } => {
-                let topic = match &self.last_published {
-                    Some((named, interned)) if Arc::ptr_eq(named, &topic) => interned.clone(),
-                    _ => {
-                        let Some(interned) = self.advertised.get(&*topic).cloned() else {
-                            return Err(CmdError::Invalid {
-                                what: "topic",
-                                reason: format!("`{topic}` is not advertised"),
-                            });
-                        };
-                        self.last_published = Some((topic, interned.clone()));
-                        interned
-                    }
-                };
-                self.publish(topic, payload, expired);
-            }
+            } => self.publish_named(&topic, payload, expired, None)?,
             DataCmd::Release { peer, slots } => self.release_received(peer, slots),
             DataCmd::SetCounters(app) => {
                 check_counters(&app)?;
@@ -275,7 +260,39 @@ impl DataPlane {
             .filter_map(|n| self.by_node.get(&n).copied())
     }
 
-    fn publish(&mut self, topic: Topic, payload: Payload, expired: bool) {
+    /// Publishes on the advertised topic `topic` names, offering its inline messages to
+    /// `direct` (see [`DataPlane::publish_direct`]).
+    pub(super) fn publish_named(
+        &mut self,
+        topic: &Arc<str>,
+        payload: Payload,
+        expired: bool,
+        direct: Option<&mut dyn DirectSend>,
+    ) -> Result<(), CmdError> {
+        let topic = match &self.last_published {
+            Some((named, interned)) if Arc::ptr_eq(named, topic) => interned.clone(),
+            _ => {
+                let Some(interned) = self.advertised.get(&**topic).cloned() else {
+                    return Err(CmdError::Invalid {
+                        what: "topic",
+                        reason: format!("`{topic}` is not advertised"),
+                    });
+                };
+                self.last_published = Some((Arc::clone(topic), interned.clone()));
+                interned
+            }
+        };
+        self.publish(topic, payload, expired, direct);
+        Ok(())
+    }
+
+    fn publish(
+        &mut self,
+        topic: Topic,
+        payload: Payload,
+        expired: bool,
+        mut direct: Option<&mut dyn DirectSend>,
+    ) {
         let seq = {
             let s = value_of(&mut self.seq, &topic);
             *s += 1;
@@ -291,7 +308,8 @@ impl DataPlane {
         // Inline for the usual few subscribers: no allocation per message.
         let targets: SmallVec<[PeerId; 8]> = self.links_to(&topic).collect();
         for peer in targets {
-            self.enqueue(peer, &topic, header, &payload, expired);
+            let direct = direct.as_mut().map(|d| &mut **d as &mut dyn DirectSend);
+            self.enqueue(peer, &topic, header, &payload, expired, direct);
         }
         if self.config.self_delivery && self.taken.contains_key(&topic) {
             let delivered = match &payload {
@@ -347,6 +365,7 @@ impl DataPlane {
         header: MessageHeader,
         payload: &Payload,
         expired: bool,
+        direct: Option<&mut dyn DirectSend>,
     ) {
         let default = self.config.default_terms;
         let l = self.out_links.get_mut(&peer).expect("targets are links");
@@ -429,8 +448,6 @@ impl DataPlane {
                 (frame, &[][..], None, Some((*segment, *offset)), None)
             }
         };
-        let mut bytes = self.buffers.take_or_new();
-        encode_data_into(&frame, data, &mut bytes);
         if l.state == OutState::Up && l.queue.is_empty() {
             // Nothing ahead of it (no binding or offer either): out now, as `flush` would
             // send it, without counting it queued (in flight, in the topic's room) only for
@@ -439,6 +456,16 @@ impl DataPlane {
             // reference is not taken: `publish` holds one across the fan-out, and the
             // kernel has the fd once the driver sends the record.
             l.count_sent(topic, slot);
+            if let (Payload::Inline(payload), Some(direct)) = (payload, direct)
+                && direct.send_inline(peer, header, payload)
+            {
+                if !l.untold.is_empty() {
+                    self.tell_untold(peer);
+                }
+                return;
+            }
+            let mut bytes = self.buffers.take_or_new();
+            encode_data_into(&frame, data, &mut bytes);
             if let Some(slot) = slot {
                 *value_of(&mut l.in_flight, topic) += 1;
                 if matches!(terms.policy, Policy::Block { .. }) {
@@ -457,6 +484,8 @@ impl DataPlane {
             }
             return;
         }
+        let mut bytes = self.buffers.take_or_new();
+        encode_data_into(&frame, data, &mut bytes);
         l.queue.push_back(Queued {
             bind: None,
             topic: Some(topic.clone()),

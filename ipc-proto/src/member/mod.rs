@@ -283,6 +283,40 @@ impl Member {
         } else {
             self.pump(now);
         }
+        self.after_input(publish, message);
+        Ok(())
+    }
+
+    /// [`handle`](Self::handle) of a [`DataCmd::Publish`], whose inline messages go to
+    /// `direct` where it takes them instead of as [`MemberOutput::Transmit`]s of their records
+    /// (see [`DirectSend`]); what it does not take goes out as `handle` sends it. Only while
+    /// this member has no output waiting to be taken (the driver polled them all since the
+    /// last input), as a record ahead of a message must go first. Any other command is
+    /// handled as by `handle`.
+    ///
+    /// [`DirectSend`]: crate::data::DirectSend
+    pub fn publish_direct(
+        &mut self,
+        now: Instant,
+        cmd: DataCmd,
+        direct: &mut dyn crate::data::DirectSend,
+    ) -> Result<(), CmdError> {
+        if !matches!(cmd, DataCmd::Publish { .. }) || !self.out.is_empty() {
+            return self.handle(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
+        }
+        let Some(d) = &mut self.data else {
+            return Err(CmdError::Observer);
+        };
+        d.publish_direct(now, cmd, direct)?;
+        self.take_data_outputs();
+        self.after_input(true, true);
+        Ok(())
+    }
+
+    /// What follows every input: the pending links are swept, and the deadline is kept across
+    /// a message's input (`publish`: a command to publish; `message`: that or a data link's
+    /// record) by what the data plane armed.
+    fn after_input(&mut self, publish: bool, message: bool) {
         self.sweep_pending();
         // What the data plane armed meanwhile: sooner than a deadline kept, or counted in the
         // one computed.
@@ -293,7 +327,6 @@ impl Member {
         if message && let Some(kept) = self.timeout {
             self.timeout = Some([kept, armed].into_iter().flatten().min());
         }
-        Ok(())
     }
 
     /// After a message's input (a publish, or a record on a data link), which only the data

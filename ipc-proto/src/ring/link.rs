@@ -163,11 +163,7 @@ impl RingSender {
     /// An `Err` is the subscriber's fault: close the link.
     pub fn send<W: Word>(&mut self, region: &[W], record: &[u8]) -> Result<Sent, RingError> {
         let (header, body) = match MessageRef::of(record) {
-            Some(MessageRef::Inline { header, payload })
-                if payload.len() <= self.producer.layout().inline_max() =>
-            {
-                (header, Body::Inline(payload))
-            }
+            Some(MessageRef::Inline { header, payload }) => (header, Body::Inline(payload)),
             Some(MessageRef::Pooled {
                 header,
                 segment,
@@ -183,6 +179,23 @@ impl RingSender {
             ),
             _ => return Ok(Sent::Socket),
         };
+        self.send_message(region, header, body)
+    }
+
+    /// [`Self::send`] of the message a record would carry, without the record: what a data
+    /// plane hands its driver straight ([`DirectSend`](crate::data::DirectSend)). An inline
+    /// payload above the ring's inline size is [`Sent::Socket`].
+    pub fn send_message<W: Word>(
+        &mut self,
+        region: &[W],
+        header: MessageHeader,
+        body: Body<'_>,
+    ) -> Result<Sent, RingError> {
+        if let Body::Inline(payload) = body
+            && payload.len() > self.producer.layout().inline_max()
+        {
+            return Ok(Sent::Socket);
+        }
         match self
             .producer
             .push_after(region, header.topic, header.seq, self.sent, body)?

@@ -600,3 +600,103 @@ fn a_sent_payloads_buffer_and_a_recycled_record_are_reused() {
         .collect();
     assert_eq!(sent, [at]);
 }
+
+/// What a ring link's driver does with the messages a publish offers it
+/// ([`DataPlane::publish_direct`]): takes them while `take`, each as the message its record
+/// would have carried.
+#[derive(Default)]
+struct Direct {
+    take: bool,
+    taken: Vec<(PeerId, MessageHeader, Vec<u8>)>,
+}
+
+impl DirectSend for Direct {
+    fn send_inline(&mut self, peer: PeerId, header: MessageHeader, payload: &[u8]) -> bool {
+        if self.take {
+            self.taken.push((peer, header, payload.to_vec()));
+        }
+        self.take
+    }
+}
+
+impl Pair {
+    fn publish_direct(&mut self, payload: &[u8], direct: &mut Direct) {
+        let cmd = DataCmd::Publish {
+            topic: "t".into(),
+            payload: Payload::Inline(payload.to_vec()),
+            expired: false,
+        };
+        self.p
+            .publish_direct(self.now, cmd, direct)
+            .expect("publish");
+    }
+
+    /// The subscriber reads what `direct` took, as a ring's reader hands it on: the record.
+    fn deliver_taken(&mut self, direct: &mut Direct) {
+        for (peer, header, payload) in direct.taken.drain(..) {
+            assert_eq!(Some(peer), self.out, "for the subscriber's link");
+            let record = encode_data(&DataFrame::Inline(header), &payload);
+            self.deliver_to_s(&record, None);
+        }
+        self.pump();
+    }
+
+    fn payloads(&self) -> Vec<Vec<u8>> {
+        let bytes = |d: &Delivery| match &d.payload {
+            Delivered::Inline(b) => b.to_vec(),
+            other => panic!("not inline: {other:?}"),
+        };
+        self.delivered.iter().map(bytes).collect()
+    }
+}
+
+/// A publish offers an inline message to its driver's direct path only with nothing ahead of
+/// it on the link: not the first (its topic's binding goes first), not while an output of the
+/// plane waits to be taken; a message taken is counted as sent, one refused goes as its record.
+#[test]
+fn a_direct_send_takes_a_message_only_with_nothing_ahead_of_it() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    let mut direct = Direct {
+        take: true,
+        ..Direct::default()
+    };
+    t.publish_direct(b"one", &mut direct);
+    assert!(direct.taken.is_empty(), "the binding goes first");
+    t.pump();
+    t.publish_direct(b"two", &mut direct);
+    assert!(t.p.poll_output().is_none(), "taken: no record");
+    assert_eq!(direct.taken.len(), 1);
+    assert_eq!(direct.taken[0].1.seq, 2);
+    t.deliver_taken(&mut direct);
+    // An output not taken yet (a record of a publish the driver has not sent) goes first.
+    t.p.handle(
+        t.now,
+        DataInput::Cmd(DataCmd::Publish {
+            topic: "t".into(),
+            payload: Payload::Inline(b"three".to_vec()),
+            expired: false,
+        }),
+    )
+    .expect("publish");
+    t.publish_direct(b"four", &mut direct);
+    assert!(direct.taken.is_empty(), "behind an output not taken");
+    t.pump();
+    direct.take = false;
+    t.publish_direct(b"five", &mut direct);
+    t.pump();
+    direct.take = true;
+    t.publish_direct(b"six", &mut direct);
+    t.deliver_taken(&mut direct);
+    assert_eq!(t.seqs(), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        t.payloads(),
+        [&b"one"[..], b"two", b"three", b"four", b"five", b"six"].map(<[u8]>::to_vec)
+    );
+    let published = t.p.stats().published;
+    assert_eq!(
+        published.iter().map(|s| s.messages).collect::<Vec<_>>(),
+        [6],
+        "every message counted once: {published:?}"
+    );
+    assert!(t.misbehaved.is_empty(), "{:?}", t.misbehaved);
+}

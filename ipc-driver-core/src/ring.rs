@@ -278,6 +278,15 @@ impl RingLink {
         }
     }
 
+    /// The message [`Self::next`] found, if inline: its header and payload, to hand on
+    /// without the record ([`ipc_proto::Member::receive_inline`]).
+    pub(crate) fn inline_message(&self) -> Option<(MessageHeader, &[u8])> {
+        match &self.end {
+            End::Recv(rx) => rx.inline_message(),
+            End::Send(_) => None,
+        }
+    }
+
     /// A socket record was handed on.
     pub(crate) fn record_read(&mut self) {
         if let End::Recv(rx) = &mut self.end {

@@ -153,7 +153,10 @@ impl<A> Links<A> {
                 if !ring.is_sender() {
                     self.writing_lingers = 0;
                 }
-                Self::hand_on(member, now, peer, ring.record(), &[]);
+                match ring.inline_message() {
+                    Some((header, payload)) => member.receive_inline(now, peer, header, payload),
+                    None => Self::hand_on(member, now, peer, ring.record(), &[]),
+                }
                 Some(Read::Record)
             }
             Ok(false) => None,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, trace};
 
 use crate::ids::{Credentials, PeerId};
-use crate::wire::{DataFrame, decode_data, encode_data};
+use crate::wire::{DataFrame, MessageHeader, decode_data, encode_data};
 
 use super::io::{DataEvt, DataOutput};
 use super::payload::{OUTGOING, ReceivedSegment};
@@ -238,6 +238,36 @@ impl DataPlane {
             for s in segments {
                 self.out.push_back(DataOutput::Release(s.segment));
             }
+        }
+    }
+
+    /// [`Self::on_record`] of an inline message's record, given as its parts (see
+    /// [`DataPlane::receive_inline`]): from a publisher's link whose records are not held,
+    /// without encoding and decoding the record; anything else takes the record's way.
+    pub(super) fn on_inline(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        header: MessageHeader,
+        payload: &[u8],
+    ) {
+        let frame = DataFrame::Inline(header);
+        let direct = self
+            .in_links
+            .get(&peer)
+            .is_some_and(|l| l.unverified.is_none())
+            && !self.out_links.contains_key(&peer);
+        if !direct {
+            let record = encode_data(&frame, payload);
+            return self.on_record(now, peer, &record, &[]);
+        }
+        match self.verify(peer, &frame) {
+            Check::Valid => self.on_publisher_frame(peer, frame, payload, &[]),
+            Check::Wait(why) => {
+                let record = encode_data(&frame, payload);
+                self.hold(now, peer, &record, &[], Some(why));
+            }
+            Check::Invalid(reason) => self.misbehaved(peer, reason, &[]),
         }
     }
 

@@ -10,7 +10,8 @@ use tracing::debug;
 use crate::error::CmdError;
 use crate::ids::{Credentials, NodeId, PeerId};
 use crate::wire::{
-    AppCounter, DataFrame, DataStats, GuardStats, TopicStats, WitnessStats, encode_data,
+    AppCounter, DataFrame, DataStats, GuardStats, MessageHeader, TopicStats, WitnessStats,
+    encode_data,
 };
 
 use super::buffers::{Buffers, Payloads};
@@ -449,6 +450,22 @@ impl DataPlane {
         };
         self.settle_rooms();
         result
+    }
+
+    /// [`handle`](Self::handle) of a [`DataInput::Record`] that is an inline message, given
+    /// as its header and payload: what a ring's reader has
+    /// ([`RingReceiver::inline_message`](crate::ring::link::RingReceiver::inline_message))
+    /// without the record it would otherwise write for this plane to read again.
+    pub fn receive_inline(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        header: MessageHeader,
+        payload: &[u8],
+    ) {
+        let now = self.advance(now);
+        self.on_inline(now, peer, header, payload);
+        self.settle_rooms();
     }
 
     /// Retries links whose time has come; early calls do nothing.

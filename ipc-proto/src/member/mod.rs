@@ -52,7 +52,7 @@ use crate::rng::Rng;
 use crate::spoke::{Spoke, SpokeCmd, SpokeEvt};
 use crate::timer::Timer;
 use crate::topology::View;
-use crate::wire::{GuardStats, encode_doc};
+use crate::wire::{DataFrame, GuardStats, MessageHeader, encode_data, encode_doc};
 
 mod io;
 
@@ -311,6 +311,35 @@ impl Member {
         self.take_data_outputs();
         self.after_input(true, true);
         Ok(())
+    }
+
+    /// [`handle`](Self::handle) of a [`MemberInput::Record`] on a data link that is an inline
+    /// message, given as its header and payload (see
+    /// [`DataPlane::receive_inline`](crate::data::DataPlane::receive_inline)).
+    pub fn receive_inline(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        header: MessageHeader,
+        payload: &[u8],
+    ) {
+        match (&mut self.data, self.links.get(&peer)) {
+            (Some(d), Some(Kind::Data)) => d.receive_inline(now, peer, header, payload),
+            // Not a data link (any more): what `handle` does with its record.
+            _ => {
+                let record = encode_data(&DataFrame::Inline(header), payload);
+                let input = MemberInput::Record {
+                    peer,
+                    data: &record,
+                    segments: &[],
+                };
+                // Records are no commands: never refused.
+                let _ = self.handle(now, input);
+                return;
+            }
+        }
+        self.take_data_outputs();
+        self.after_input(false, true);
     }
 
     /// What follows every input: the pending links are swept, and the deadline is kept across

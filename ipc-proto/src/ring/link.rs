@@ -307,6 +307,8 @@ pub struct RingReceiver {
     pooled: Vec<u8>,
     /// The last record: `inline`'s range, or `None` for `pooled`.
     record: Option<(usize, usize)>,
+    /// The last message's header.
+    header: MessageHeader,
     /// The publisher waits for room (then a pop or a return wakes it) or for returns only
     /// (then only a return does) and is owed a wake ([`Self::take_wake`]).
     wake: bool,
@@ -324,6 +326,7 @@ impl RingReceiver {
             inline: vec![0; INLINE_OVERHEAD + layout.inline_max()],
             pooled: Vec::new(),
             record: None,
+            header: MessageHeader { topic: 0, seq: 0 },
             wake: false,
         }
     }
@@ -358,6 +361,7 @@ impl RingReceiver {
             topic: popped.binding,
             seq: popped.seq,
         };
+        self.header = header;
         match popped.payload {
             RingPayload::Inline { len } => {
                 let (head, start) = inline_head(header, len);
@@ -386,6 +390,14 @@ impl RingReceiver {
             Some((start, end)) => self.inline.get(start..end).unwrap_or_default(),
             None => &self.pooled,
         }
+    }
+
+    /// The last message [`Self::next`] found ([`Next::Record`]) if it is inline: its header
+    /// and payload, the parts of [`Self::record`] without the record (for
+    /// [`Member::receive_inline`](crate::Member::receive_inline)).
+    pub fn inline_message(&self) -> Option<(MessageHeader, &[u8])> {
+        let (_, end) = self.record?;
+        Some((self.header, self.inline.get(INLINE_OVERHEAD..end)?))
     }
 
     /// Whether messages are known to wait (without reading the publisher's words).

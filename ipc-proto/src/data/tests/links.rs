@@ -627,3 +627,45 @@ fn nothing_goes_out_on_a_publisher_link_that_hung_up_with_records_held() {
         "a record on a link that is down: {out:?}"
     );
 }
+
+/// Inline messages given to the subscriber as their parts (a ring's reader) are what their
+/// records are: held behind a publisher the view does not vouch for yet, then delivered in
+/// order; straight through after; refused, closing the link, for a topic never bound.
+#[test]
+fn inline_messages_given_as_their_parts_are_taken_as_their_records() {
+    let mut t = Pair::with(
+        "t",
+        Terms::default(),
+        false,
+        Setup {
+            s_knows_p: false,
+            s_announced: false,
+            ..Setup::default()
+        },
+    );
+    t.inline_parts = true;
+    t.publish("t", Payload::Inline(b"one".to_vec()));
+    t.publish("t", Payload::Inline(b"two".to_vec()));
+    assert!(t.delivered.is_empty(), "held until the view shows it");
+    let routes = Routes::from_view(&view("t", &[S]));
+    t.s.handle(t.now, DataInput::Cmd(DataCmd::Routes(routes)))
+        .expect("routes");
+    t.pump();
+    t.publish("t", Payload::Inline(b"three".to_vec()));
+    assert_eq!(t.seqs(), [1, 2, 3]);
+    let payloads: Vec<&[u8]> = t
+        .delivered
+        .iter()
+        .map(|d| match &d.payload {
+            Delivered::Inline(b) => &b[..],
+            other => panic!("not inline: {other:?}"),
+        })
+        .collect();
+    assert_eq!(payloads, [&b"one"[..], b"two", b"three"]);
+    assert!(t.misbehaved.is_empty(), "{:?}", t.misbehaved);
+    let unbound = MessageHeader { topic: 99, seq: 4 };
+    t.s.receive_inline(t.now, IN, unbound, b"x");
+    t.pump();
+    assert_eq!(t.misbehaved.len(), 1, "a message of a topic never bound");
+    assert_eq!(t.seqs(), [1, 2, 3]);
+}

@@ -107,6 +107,9 @@ struct Pair {
     /// subscriber's of the publisher.
     p_sees: Option<Credentials>,
     s_sees: Option<Credentials>,
+    /// The subscriber takes inline messages as their parts
+    /// ([`DataPlane::receive_inline`]), as a ring's reader hands them on.
+    inline_parts: bool,
 }
 
 /// How a [`Pair`] starts, where it differs from two nodes that agree.
@@ -162,6 +165,7 @@ impl Pair {
             disconnected: Vec::new(),
             p_sees: setup.p_sees,
             s_sees: setup.s_sees,
+            inline_parts: false,
         };
         pair.s
             .handle(
@@ -282,6 +286,12 @@ impl Pair {
     }
 
     fn deliver_to_s(&mut self, bytes: &[u8], attach: Option<SegmentId>) {
+        if self.inline_parts
+            && let Ok((DataFrame::Inline(header), start)) = decode_data(bytes, 64, 64)
+        {
+            self.s.receive_inline(self.now, IN, header, &bytes[start..]);
+            return;
+        }
         let segs: Vec<ReceivedSegment> = attach
             .map(|seg| {
                 let (size, fresh) = self.segs[&seg];

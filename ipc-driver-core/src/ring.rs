@@ -13,13 +13,29 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Instant;
 
 use ipc_os::poll::Waker;
 use ipc_os::shared::{SharedRegion, SharedWord};
 use ipc_os::socket::{self, Sent};
-use ipc_proto::ring::link::{Next, RingReceiver, RingSender, Sent as RingSent, link_config};
+use ipc_proto::data::PayloadBuffer;
+use ipc_proto::ring::link::{
+    Next, NextInto, RingReceiver, RingSender, Sent as RingSent, link_config,
+};
 use ipc_proto::ring::{self, Body, Park, RingError, Writer};
 use ipc_proto::wire::{MessageHeader, encode_ring_offer};
+use ipc_proto::{Member, MemberInput, PeerId};
+
+/// What [`RingLink::next`] found.
+#[derive(Debug)]
+pub(crate) enum Found {
+    /// An inline message, its payload in the member's buffer.
+    Message(MessageHeader, PayloadBuffer),
+    /// Another message, in [`RingLink::record`].
+    Record,
+    /// None due now.
+    Nothing,
+}
 
 /// Which end of the ring this node holds.
 #[derive(Debug)]
@@ -257,17 +273,49 @@ impl RingLink {
 
     // ---- the subscriber's end ----
 
-    /// The next ring message due before the socket's next record, in [`Self::record`]:
-    /// `Ok(true)` if there is one.
-    pub(crate) fn next(&mut self) -> Result<bool, RingError> {
+    /// The next ring message due before the socket's next record: an inline one popped
+    /// straight into a buffer of `member`'s ([`Member::payload_buffer`]), anything else in
+    /// [`Self::record`].
+    pub(crate) fn next(&mut self, member: &mut Member) -> Result<Found, RingError> {
         let End::Recv(rx) = &mut self.end else {
-            return Ok(false);
+            return Ok(Found::Nothing);
         };
-        let next = rx.next(self.region.words())?;
+        let next = rx.next_into(self.region.words(), |len| member.payload_buffer(len))?;
         if rx.take_wake() {
             wake(&self.theirs);
         }
-        Ok(next == Next::Record)
+        Ok(match next {
+            NextInto::Inline { header, payload } => Found::Message(header, payload),
+            NextInto::Other(Next::Record) => Found::Record,
+            NextInto::Other(_) => Found::Nothing,
+        })
+    }
+
+    /// Hands on to `member` what [`Self::next`] found on the link `peer`; `false` if nothing.
+    pub(crate) fn hand_on(
+        &self,
+        member: &mut Member,
+        now: Instant,
+        peer: PeerId,
+        found: Found,
+    ) -> bool {
+        match found {
+            Found::Message(header, payload) => member.receive_payload(now, peer, header, payload),
+            Found::Record => match self.inline_message() {
+                Some((header, payload)) => member.receive_inline(now, peer, header, payload),
+                None => {
+                    let input = MemberInput::Record {
+                        peer,
+                        data: self.record(),
+                        segments: &[],
+                    };
+                    // Records are no commands: never refused.
+                    let _ = member.handle(now, input);
+                }
+            },
+            Found::Nothing => return false,
+        }
+        true
     }
 
     /// The record [`Self::next`] or [`Self::take_returns`] found, to hand on.

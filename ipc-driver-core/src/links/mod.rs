@@ -50,7 +50,7 @@ use tracing::{debug, trace, warn};
 
 use crate::log::PeerLog;
 use crate::received::ReceivedSegments;
-use crate::ring::RingLink;
+use crate::ring::{Found, RingLink};
 use crate::{CLOSE_FLUSH, DATA_SEND_BUFFER, MAX_FDS};
 
 /// The token a driver registers its own fd under (a waker, a timer) in the table's set.
@@ -1015,13 +1015,13 @@ impl<A> Links<A> {
                 let link = &mut self.links[key];
                 if let Some(ring) = &mut link.ring {
                     // Ring messages pushed before this record was sent go first.
-                    match ring.next() {
-                        Ok(true) => {
+                    match ring.next(member) {
+                        Ok(Found::Nothing) => ring.record_read(),
+                        Ok(found) => {
                             link.held = Some((buf[..len].to_vec(), segments));
-                            Self::hand_on(member, now, peer, ring.record(), &[]);
+                            ring.hand_on(member, now, peer, found);
                             return Some(Read::Record);
                         }
-                        Ok(false) => ring.record_read(),
                         Err(e) => {
                             for s in segments {
                                 self.received.release(s.segment);

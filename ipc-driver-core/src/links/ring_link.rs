@@ -14,7 +14,7 @@ use tracing::{debug, trace, warn};
 
 use super::ring_set::rings_in;
 use super::{Links, MAX_RETURNS, RING_TAG, Read, feed};
-use crate::ring::{RingLink, TakeError};
+use crate::ring::{Found, RingLink, TakeError};
 
 impl<A> Links<A> {
     /// The peer broke the link's ring (or its offer): the ring is dropped, the link is read
@@ -143,23 +143,22 @@ impl<A> Links<A> {
         let got = if ring.is_sender() {
             ring.take_returns(MAX_RETURNS).map(|n| {
                 link.lent.returned(n);
-                n > 0
+                (n > 0).then_some(Found::Record)
             })
         } else {
-            ring.next()
+            ring.next(member).map(Some)
         };
         match got {
-            Ok(true) => {
+            Ok(Some(found)) => {
+                if !ring.hand_on(member, now, peer, found) {
+                    return None;
+                }
                 if !ring.is_sender() {
                     self.writing_lingers = 0;
                 }
-                match ring.inline_message() {
-                    Some((header, payload)) => member.receive_inline(now, peer, header, payload),
-                    None => Self::hand_on(member, now, peer, ring.record(), &[]),
-                }
                 Some(Read::Record)
             }
-            Ok(false) => None,
+            Ok(None) => None,
             Err(e) => {
                 self.ring_broken(member, now, key, &e);
                 Some(Read::Done)

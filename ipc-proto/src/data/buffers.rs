@@ -101,6 +101,31 @@ impl Payloads {
         payload
     }
 
+    /// A buffer of `len` bytes for a payload to be written in (see [`PayloadBuffer`]), nothing
+    /// else holding it: the oldest watched one if it is free and that long (no longer
+    /// watched: [`Self::keep`] watches it again once written), else a new one.
+    ///
+    /// [`PayloadBuffer`]: super::PayloadBuffer
+    pub(super) fn buffer(&mut self, len: usize) -> Arc<[u8]> {
+        if len >= REUSE_MIN
+            && let Some(oldest) = self.watched.front_mut()
+            && oldest.len() == len
+            && Arc::get_mut(oldest).is_some()
+        {
+            self.bytes -= len;
+            return self.watched.pop_front().expect("it was the front");
+        }
+        std::iter::repeat_n(0, len).collect()
+    }
+
+    /// A payload written into a [`Self::buffer`], handed on: watched as [`Self::copy_of`]
+    /// watches the payloads it makes.
+    pub(super) fn keep(&mut self, payload: &Arc<[u8]>) {
+        if payload.len() >= REUSE_MIN {
+            self.watch(Arc::clone(payload));
+        }
+    }
+
     fn watch(&mut self, payload: Arc<[u8]>) {
         if payload.len() > WATCHED_BYTES {
             return;

@@ -10,7 +10,7 @@ use crate::ids::{Credentials, PeerId};
 use crate::wire::{DataFrame, MessageHeader, decode_data, encode_data};
 
 use super::io::{DataEvt, DataOutput};
-use super::payload::{OUTGOING, ReceivedSegment};
+use super::payload::{InlineBody, OUTGOING, ReceivedSegment};
 use super::plane::{Check, DataPlane, InLink, OutState};
 
 impl DataPlane {
@@ -242,14 +242,15 @@ impl DataPlane {
     }
 
     /// [`Self::on_record`] of an inline message's record, given as its parts (see
-    /// [`DataPlane::receive_inline`]): from a publisher's link whose records are not held,
-    /// without encoding and decoding the record; anything else takes the record's way.
+    /// [`DataPlane::receive_inline`] and [`DataPlane::receive_payload`]): from a publisher's
+    /// link whose records are not held, without encoding and decoding the record; anything
+    /// else takes the record's way.
     pub(super) fn on_inline(
         &mut self,
         now: Instant,
         peer: PeerId,
         header: MessageHeader,
-        payload: &[u8],
+        payload: InlineBody<'_>,
     ) {
         let frame = DataFrame::Inline(header);
         let direct = self
@@ -258,13 +259,16 @@ impl DataPlane {
             .is_some_and(|l| l.unverified.is_none())
             && !self.out_links.contains_key(&peer);
         if !direct {
-            let record = encode_data(&frame, payload);
+            let record = encode_data(&frame, payload.bytes());
             return self.on_record(now, peer, &record, &[]);
         }
         match self.verify(peer, &frame) {
-            Check::Valid => self.on_publisher_frame(peer, frame, payload, &[]),
+            Check::Valid => match payload {
+                InlineBody::Bytes(bytes) => self.on_publisher_frame(peer, frame, bytes, &[]),
+                InlineBody::Buffer(buf) => self.on_publisher_inline(peer, header, buf),
+            },
             Check::Wait(why) => {
-                let record = encode_data(&frame, payload);
+                let record = encode_data(&frame, payload.bytes());
                 self.hold(now, peer, &record, &[], Some(why));
             }
             Check::Invalid(reason) => self.misbehaved(peer, reason, &[]),

@@ -157,6 +157,34 @@ pub enum Delivered {
     },
 }
 
+/// A buffer for an inline payload this node receives, from
+/// [`DataPlane::payload_buffer`](super::DataPlane::payload_buffer): the driver writes the
+/// payload into it (a ring's reader pops it straight in,
+/// [`RingReceiver::next_into`](crate::ring::link::RingReceiver::next_into)) and hands it back
+/// with [`DataPlane::receive_payload`](super::DataPlane::receive_payload), which delivers it
+/// as it is: one copy out of the ring, none after.
+#[derive(Debug)]
+pub struct PayloadBuffer(pub(super) Arc<[u8]>);
+
+impl PayloadBuffer {
+    /// A new buffer of `len` zeroes.
+    pub(crate) fn zeroed(len: usize) -> Self {
+        Self(std::iter::repeat_n(0, len).collect())
+    }
+
+    /// The payload's bytes as written so far.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsMut<[u8]> for PayloadBuffer {
+    fn as_mut(&mut self) -> &mut [u8] {
+        // Made unshared by the data plane, and never shared before it takes it back.
+        Arc::get_mut(&mut self.0).unwrap_or_default()
+    }
+}
+
 /// A message for a local subscription.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Delivery {
@@ -174,3 +202,19 @@ pub struct Delivery {
 
 /// The pseudo-link of messages this node delivers to itself.
 pub const LOCAL: PeerId = PeerId(u64::MAX);
+
+/// An inline message's payload given without its record: borrowed, or in a buffer of the
+/// plane's own ([`DataPlane::payload_buffer`](super::DataPlane::payload_buffer)) to deliver as it is.
+pub(super) enum InlineBody<'a> {
+    Bytes(&'a [u8]),
+    Buffer(Arc<[u8]>),
+}
+
+impl InlineBody<'_> {
+    pub(super) fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Bytes(b) => b,
+            Self::Buffer(b) => b,
+        }
+    }
+}

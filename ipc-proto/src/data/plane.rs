@@ -18,7 +18,7 @@ use super::buffers::{Buffers, Payloads};
 use super::io::{DataCmd, DataConfig, DataInput, DataOutput, DirectSend, Room};
 use super::loss::LossReason;
 use super::options::Terms;
-use super::payload::{ReceivedSegment, SegmentId};
+use super::payload::{InlineBody, PayloadBuffer, ReceivedSegment, SegmentId};
 use super::rooms::RoomChanges;
 use super::routes::{Ident, Routes};
 use super::topic::{Names, Topic, value_of};
@@ -464,7 +464,28 @@ impl DataPlane {
         payload: &[u8],
     ) {
         let now = self.advance(now);
-        self.on_inline(now, peer, header, payload);
+        self.on_inline(now, peer, header, InlineBody::Bytes(payload));
+        self.settle_rooms();
+    }
+
+    /// A buffer of `len` bytes for an inline payload to receive: written by the driver, then
+    /// handed back with [`Self::receive_payload`] (see [`PayloadBuffer`]). A buffer of an
+    /// earlier payload the application dropped, if there is one that long.
+    pub fn payload_buffer(&mut self, len: usize) -> PayloadBuffer {
+        PayloadBuffer(self.payloads.buffer(len))
+    }
+
+    /// [`Self::receive_inline`] of a payload written into a [`Self::payload_buffer`]: delivered
+    /// in that buffer, without a copy.
+    pub fn receive_payload(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        header: MessageHeader,
+        payload: PayloadBuffer,
+    ) {
+        let now = self.advance(now);
+        self.on_inline(now, peer, header, InlineBody::Buffer(payload.0));
         self.settle_rooms();
     }
 

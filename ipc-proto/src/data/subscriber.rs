@@ -1,6 +1,8 @@
 //! The subscriber side of the [`DataPlane`]: frames from publishers, received segments and
 //! deliveries, and the ranges given back.
 
+use std::sync::Arc;
+
 use tracing::{debug, trace};
 
 use crate::ids::{NodeId, PeerId};
@@ -212,6 +214,24 @@ impl DataPlane {
     fn oversized(&mut self, peer: PeerId, reason: String, segments: &[ReceivedSegment]) {
         self.guard.oversized += 1;
         self.misbehaved(peer, reason, segments);
+    }
+
+    /// An inline message on a link from a publisher, its payload in a buffer of
+    /// [`Payloads::buffer`](super::buffers::Payloads::buffer): what
+    /// [`Self::on_publisher_frame`] does with its record, without the copy.
+    pub(super) fn on_publisher_inline(
+        &mut self,
+        peer: PeerId,
+        header: MessageHeader,
+        payload: Arc<[u8]>,
+    ) {
+        let l = self.in_links.get(&peer).expect("caller checked");
+        if l.publisher.is_none() {
+            let reason = format!("{} before Hello", DataFrame::Inline(header).name());
+            return self.misbehaved(peer, reason, &[]);
+        }
+        self.payloads.keep(&payload);
+        self.receive(peer, header, Delivered::Inline(payload), &[]);
     }
 
     /// Checks a message's topic and order, then delivers it (or gives it back).

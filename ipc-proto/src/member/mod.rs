@@ -52,8 +52,9 @@ use crate::rng::Rng;
 use crate::spoke::{Spoke, SpokeCmd, SpokeEvt};
 use crate::timer::Timer;
 use crate::topology::View;
-use crate::wire::{DataFrame, GuardStats, MessageHeader, encode_data, encode_doc};
+use crate::wire::{GuardStats, encode_doc};
 
+mod direct;
 mod io;
 
 pub use io::{
@@ -285,61 +286,6 @@ impl Member {
         }
         self.after_input(publish, message);
         Ok(())
-    }
-
-    /// [`handle`](Self::handle) of a [`DataCmd::Publish`], whose inline messages go to
-    /// `direct` where it takes them instead of as [`MemberOutput::Transmit`]s of their records
-    /// (see [`DirectSend`]); what it does not take goes out as `handle` sends it. Only while
-    /// this member has no output waiting to be taken (the driver polled them all since the
-    /// last input), as a record ahead of a message must go first. Any other command is
-    /// handled as by `handle`.
-    ///
-    /// [`DirectSend`]: crate::data::DirectSend
-    pub fn publish_direct(
-        &mut self,
-        now: Instant,
-        cmd: DataCmd,
-        direct: &mut dyn crate::data::DirectSend,
-    ) -> Result<(), CmdError> {
-        if !matches!(cmd, DataCmd::Publish { .. }) || !self.out.is_empty() {
-            return self.handle(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
-        }
-        let Some(d) = &mut self.data else {
-            return Err(CmdError::Observer);
-        };
-        d.publish_direct(now, cmd, direct)?;
-        self.take_data_outputs();
-        self.after_input(true, true);
-        Ok(())
-    }
-
-    /// [`handle`](Self::handle) of a [`MemberInput::Record`] on a data link that is an inline
-    /// message, given as its header and payload (see
-    /// [`DataPlane::receive_inline`](crate::data::DataPlane::receive_inline)).
-    pub fn receive_inline(
-        &mut self,
-        now: Instant,
-        peer: PeerId,
-        header: MessageHeader,
-        payload: &[u8],
-    ) {
-        match (&mut self.data, self.links.get(&peer)) {
-            (Some(d), Some(Kind::Data)) => d.receive_inline(now, peer, header, payload),
-            // Not a data link (any more): what `handle` does with its record.
-            _ => {
-                let record = encode_data(&DataFrame::Inline(header), payload);
-                let input = MemberInput::Record {
-                    peer,
-                    data: &record,
-                    segments: &[],
-                };
-                // Records are no commands: never refused.
-                let _ = self.handle(now, input);
-                return;
-            }
-        }
-        self.take_data_outputs();
-        self.after_input(false, true);
     }
 
     /// What follows every input: the pending links are swept, and the deadline is kept across

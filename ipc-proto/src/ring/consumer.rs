@@ -103,6 +103,19 @@ impl Consumer {
         region: &[W],
         buf: &mut [u8],
     ) -> Result<Option<Popped>, RingError> {
+        Ok(self.pop_into(region, |_| buf)?.map(|(popped, _)| popped))
+    }
+
+    /// [`Self::pop`], an inline payload copied into the buffer `dst` gives for its length
+    /// (checked against the slot first), which comes back with the descriptor: for a reader
+    /// that hands each payload on in a buffer of its own, without a second copy. `dst` is
+    /// called only for an inline payload; a buffer shorter than the payload is
+    /// [`RingError::BufferTooSmall`] and leaves the message in the ring.
+    pub fn pop_into<W: Word, B: AsMut<[u8]>>(
+        &mut self,
+        region: &[W],
+        dst: impl FnOnce(usize) -> B,
+    ) -> Result<Option<(Popped, Option<B>)>, RingError> {
         self.layout.check_len(region)?;
         if self.tail == self.head && self.read_head(region)? == 0 {
             return Ok(None);
@@ -120,20 +133,22 @@ impl Consumer {
         let sent_before = r(D_SENT_BEFORE);
         let binding = binding_flags as u32;
         let flags = (binding_flags >> 32) as u32;
-        let payload = match flags {
+        let (payload, buf) = match flags {
             0 => {
                 let max = self.layout.inline_max();
                 let n = usize::try_from(len)
                     .ok()
                     .filter(|n| *n <= max)
                     .ok_or(RingError::Length { len, max })?;
-                let buf_len = buf.len();
-                let out = buf.get_mut(..n).ok_or(RingError::BufferTooSmall {
+                let mut buf = dst(n);
+                let bytes = buf.as_mut();
+                let buf_len = bytes.len();
+                let out = bytes.get_mut(..n).ok_or(RingError::BufferTooSmall {
                     len: n,
                     buf: buf_len,
                 })?;
                 W::load_bytes(inline, out);
-                RingPayload::Inline { len: n }
+                (RingPayload::Inline { len: n }, Some(buf))
             }
             FLAG_POOL => {
                 let range = PoolRange {
@@ -142,19 +157,20 @@ impl Consumer {
                     len,
                 };
                 check_range(&self.layout, range)?;
-                RingPayload::Pool(range)
+                (RingPayload::Pool(range), None)
             }
             flags => return Err(RingError::Flags { seq, flags }),
         };
         self.tail += 1;
         word(region, W_TAIL)?.store(self.tail, Release);
-        Ok(Some(Popped {
+        let popped = Popped {
             binding,
             seq,
             sent_before,
             payload,
             wake_producer: self.wake_producer(region, false)?,
-        }))
+        };
+        Ok(Some((popped, buf)))
     }
 
     /// After freeing a slot (`returned`: false) or returning a range (true): a `SeqCst`

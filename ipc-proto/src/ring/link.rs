@@ -291,6 +291,21 @@ pub enum Next {
     Empty,
 }
 
+/// What [`RingReceiver::next_into`] found.
+#[must_use]
+#[derive(Debug)]
+pub enum NextInto<B> {
+    /// An inline message, its payload in the buffer the reader gave: hand it on.
+    Inline {
+        /// Its header.
+        header: MessageHeader,
+        /// The buffer, the payload its first bytes.
+        payload: B,
+    },
+    /// Anything else, as [`RingReceiver::next`] says.
+    Other(Next),
+}
+
 /// The subscriber's end of a ring link.
 #[derive(Debug, Clone)]
 pub struct RingReceiver {
@@ -357,6 +372,61 @@ impl RingReceiver {
             self.held = Some(popped);
             return Ok(Next::Socket);
         }
+        Ok(self.found(popped))
+    }
+
+    /// [`Self::next`], an inline message's payload popped straight into the buffer `dst`
+    /// gives for its length (the payload is its first that many bytes) and handed back with
+    /// its header ([`NextInto::Inline`]): for a
+    /// reader that hands each payload on in a buffer of its own
+    /// ([`DataPlane::payload_buffer`](crate::data::DataPlane::payload_buffer)), one copy out of
+    /// the ring and no record. Anything else is as [`Self::next`] says ([`NextInto::Other`]).
+    pub fn next_into<W: Word, B: AsMut<[u8]>>(
+        &mut self,
+        region: &[W],
+        dst: impl FnOnce(usize) -> B,
+    ) -> Result<NextInto<B>, RingError> {
+        if self.held.is_some() {
+            return self.next(region).map(NextInto::Other);
+        }
+        let Some((popped, buf)) = self.consumer.pop_into(region, dst)? else {
+            return Ok(NextInto::Other(Next::Empty));
+        };
+        self.wake |= popped.wake_producer;
+        match (popped.payload, buf) {
+            (RingPayload::Inline { .. }, Some(buf)) if popped.sent_before <= self.read => {
+                self.header = MessageHeader {
+                    topic: popped.binding,
+                    seq: popped.seq,
+                };
+                self.record = None;
+                Ok(NextInto::Inline {
+                    header: self.header,
+                    payload: buf,
+                })
+            }
+            (RingPayload::Inline { len }, Some(mut buf)) => {
+                // Before its turn (rare: behind a socket record sent just before it): held
+                // as `next` holds it, its bytes where `next` keeps them.
+                if let (Some(out), Some(bytes)) = (
+                    self.inline.get_mut(INLINE_OVERHEAD..INLINE_OVERHEAD + len),
+                    buf.as_mut().get(..len),
+                ) {
+                    out.copy_from_slice(bytes);
+                }
+                self.held = Some(popped);
+                Ok(NextInto::Other(Next::Socket))
+            }
+            _ if popped.sent_before > self.read => {
+                self.held = Some(popped);
+                Ok(NextInto::Other(Next::Socket))
+            }
+            _ => Ok(NextInto::Other(self.found(popped))),
+        }
+    }
+
+    /// A message due now: its record, ready for [`Self::record`].
+    fn found(&mut self, popped: Popped) -> Next {
         let header = MessageHeader {
             topic: popped.binding,
             seq: popped.seq,
@@ -381,7 +451,7 @@ impl RingReceiver {
                 self.record = None;
             }
         }
-        Ok(Next::Record)
+        Next::Record
     }
 
     /// The record of the last message [`Self::next`] found ([`Next::Record`]).
@@ -505,6 +575,63 @@ mod tests {
             assert_eq!(rx.record(), record);
         }
         assert_eq!(rx.next(&region), Ok(Next::Empty));
+    }
+
+    /// What `next_into` found, as the record `next` would have written (an inline
+    /// message's payload from the buffer it gave).
+    fn next_into(rx: &mut RingReceiver, region: &[AtomicU64]) -> Result<Option<Vec<u8>>, Next> {
+        match rx.next_into(region, |len| vec![0xee; len]) {
+            Ok(NextInto::Inline { header, payload }) => {
+                Ok(Some(encode_data(&DataFrame::Inline(header), &payload)))
+            }
+            Ok(NextInto::Other(Next::Record)) => Ok(Some(rx.record().to_vec())),
+            Ok(NextInto::Other(other)) => Err(other),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn messages_popped_into_the_readers_buffers_are_the_records_they_were() {
+        let (region, mut tx, mut rx) = pair();
+        for record in [inline(3, 1, b"hello"), pooled(2), inline(3, 3, b"")] {
+            assert_eq!(tx.send(&region, &record), Ok(Sent::Ring { wake: false }));
+            assert_eq!(next_into(&mut rx, &region), Ok(Some(record)));
+        }
+        assert_eq!(next_into(&mut rx, &region), Err(Next::Empty));
+        // The payload alone, no record, and the header as sent.
+        let header = MessageHeader { topic: 9, seq: 4 };
+        let sent = tx.send_message(&region, header, Body::Inline(b"abc"));
+        assert_eq!(sent, Ok(Sent::Ring { wake: false }));
+        match rx.next_into(&region, |len| vec![0; len]) {
+            Ok(NextInto::Inline { header: h, payload }) => {
+                assert_eq!((h, &payload[..]), (header, &b"abc"[..]));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A buffer too short leaves the message in the ring.
+        let sent = tx.send_message(&region, header, Body::Inline(b"defg"));
+        assert_eq!(sent, Ok(Sent::Ring { wake: false }));
+        let short = rx.next_into(&region, |_| vec![0; 3]);
+        assert!(
+            matches!(short, Err(RingError::BufferTooSmall { len: 4, buf: 3 })),
+            "{short:?}"
+        );
+        assert_eq!(next_into(&mut rx, &region), Ok(Some(inline(9, 4, b"defg"))));
+    }
+
+    /// A message popped into the reader's buffer before its turn is held as `next` holds it,
+    /// with its bytes, and comes after the socket records sent before it.
+    #[test]
+    fn a_message_popped_into_a_buffer_before_its_turn_waits_with_its_bytes() {
+        let (region, mut tx, mut rx) = pair();
+        tx.record_sent();
+        let m = inline(1, 1, b"early");
+        assert_eq!(tx.send(&region, &m), Ok(Sent::Ring { wake: false }));
+        assert_eq!(next_into(&mut rx, &region), Err(Next::Socket));
+        assert_eq!(next_into(&mut rx, &region), Err(Next::Socket), "still held");
+        rx.record_read();
+        assert_eq!(next_into(&mut rx, &region), Ok(Some(m)));
+        assert_eq!(next_into(&mut rx, &region), Err(Next::Empty));
     }
 
     #[test]

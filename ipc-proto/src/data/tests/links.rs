@@ -669,3 +669,53 @@ fn inline_messages_given_as_their_parts_are_taken_as_their_records() {
     assert_eq!(t.misbehaved.len(), 1, "a message of a topic never bound");
     assert_eq!(t.seqs(), [1, 2, 3]);
 }
+
+/// Payloads written into the subscriber's own buffers are delivered in them, without a copy,
+/// held as records are behind a publisher the view does not vouch for yet; the buffer of a
+/// payload the application dropped takes a later one of its length.
+#[test]
+fn payloads_written_into_the_planes_buffers_are_delivered_in_them() {
+    let mut t = Pair::with(
+        "t",
+        Terms::default(),
+        false,
+        Setup {
+            s_knows_p: false,
+            s_announced: false,
+            ..Setup::default()
+        },
+    );
+    t.inline_parts = true;
+    t.inline_buffers = true;
+    let big = |b: u8| vec![b; 1000];
+    t.publish("t", Payload::Inline(big(1)));
+    assert!(t.delivered.is_empty(), "held until the view shows it");
+    let routes = Routes::from_view(&view("t", &[S]));
+    t.s.handle(t.now, DataInput::Cmd(DataCmd::Routes(routes)))
+        .expect("routes");
+    t.pump();
+    t.publish("t", Payload::Inline(big(2)));
+    assert_eq!(t.seqs(), [1, 2]);
+    let at = |d: &Delivery| match &d.payload {
+        Delivered::Inline(b) => (b.as_ptr() as usize, b[0], b.len()),
+        other => panic!("not inline: {other:?}"),
+    };
+    let (second, byte, len) = at(&t.delivered[1]);
+    assert_eq!((byte, len), (2, 1000));
+    assert_eq!(
+        second,
+        *t.buffers.last().expect("a buffer"),
+        "delivered in the buffer written"
+    );
+    // The application drops both; the next payload of that length reuses the oldest buffer.
+    let first = at(&t.delivered[0]).0;
+    t.delivered.clear();
+    t.publish("t", Payload::Inline(big(3)));
+    let (third, byte, _) = at(&t.delivered[0]);
+    assert_eq!(byte, 3);
+    assert_eq!(
+        third, first,
+        "the oldest buffer dropped takes the next payload"
+    );
+    assert!(t.misbehaved.is_empty(), "{:?}", t.misbehaved);
+}

@@ -108,8 +108,12 @@ struct Pair {
     p_sees: Option<Credentials>,
     s_sees: Option<Credentials>,
     /// The subscriber takes inline messages as their parts
-    /// ([`DataPlane::receive_inline`]), as a ring's reader hands them on.
+    /// ([`DataPlane::receive_inline`]), as a ring's reader hands them on; with
+    /// `inline_buffers`, their payloads written into its own buffers
+    /// ([`DataPlane::receive_payload`]), whose addresses it keeps in `buffers`.
     inline_parts: bool,
+    inline_buffers: bool,
+    buffers: Vec<usize>,
 }
 
 /// How a [`Pair`] starts, where it differs from two nodes that agree.
@@ -166,6 +170,8 @@ impl Pair {
             p_sees: setup.p_sees,
             s_sees: setup.s_sees,
             inline_parts: false,
+            inline_buffers: false,
+            buffers: Vec::new(),
         };
         pair.s
             .handle(
@@ -289,7 +295,15 @@ impl Pair {
         if self.inline_parts
             && let Ok((DataFrame::Inline(header), start)) = decode_data(bytes, 64, 64)
         {
-            self.s.receive_inline(self.now, IN, header, &bytes[start..]);
+            let payload = &bytes[start..];
+            if self.inline_buffers {
+                let mut buf = self.s.payload_buffer(payload.len());
+                buf.as_mut().copy_from_slice(payload);
+                self.buffers.push(buf.bytes().as_ptr() as usize);
+                self.s.receive_payload(self.now, IN, header, buf);
+            } else {
+                self.s.receive_inline(self.now, IN, header, payload);
+            }
             return;
         }
         let segs: Vec<ReceivedSegment> = attach

@@ -450,7 +450,8 @@ impl DataWatch {
             decoded,
         });
         // An inline message of odd length and no fds comes as its parts, as a ring's reader
-        // hands it on: the same as its record in every way.
+        // hands it on (one in two with its payload in the plane's own buffer): the same as
+        // its record in every way.
         let parts = match decode_data(&feeding.bytes, usize::MAX, usize::MAX) {
             Ok((DataFrame::Inline(header), start))
                 if handed.is_empty() && feeding.bytes.len() % 2 == 1 =>
@@ -462,8 +463,14 @@ impl DataWatch {
         let result = match parts {
             Some((header, start)) => {
                 let payload = feeding.bytes.get(start..).unwrap_or_default();
-                self.dp
-                    .receive_inline(self.clock.now, peer, header, payload);
+                if feeding.bytes.len() % 4 == 1 {
+                    let mut buf = self.dp.payload_buffer(payload.len());
+                    buf.as_mut().copy_from_slice(payload);
+                    self.dp.receive_payload(self.clock.now, peer, header, buf);
+                } else {
+                    self.dp
+                        .receive_inline(self.clock.now, peer, header, payload);
+                }
                 Ok(())
             }
             None => self.dp.handle(

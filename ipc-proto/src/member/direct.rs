@@ -1,0 +1,95 @@
+//! The member's way for messages that skips records: a publish's inline messages straight
+//! into the rings ([`Member::publish_direct`]), and a ring's inline messages in as their parts
+//! ([`Member::receive_inline`]) or in the data plane's own buffers
+//! ([`Member::receive_payload`]). Each does what [`Member::handle`] does with the same input,
+//! less the encoding and decoding of a record and the copies that go with it.
+
+use std::time::Instant;
+
+use crate::data::{DataCmd, DirectSend, PayloadBuffer};
+use crate::error::CmdError;
+use crate::ids::PeerId;
+use crate::wire::{DataFrame, MessageHeader, encode_data};
+
+use super::{Kind, Member, MemberCmd, MemberInput};
+
+impl Member {
+    /// [`handle`](Self::handle) of a [`DataCmd::Publish`], whose inline messages go to
+    /// `direct` where it takes them instead of as [`MemberOutput::Transmit`](crate::MemberOutput::Transmit)s of their records
+    /// (see [`DirectSend`]); what it does not take goes out as `handle` sends it. Only while
+    /// this member has no output waiting to be taken (the driver polled them all since the
+    /// last input), as a record ahead of a message must go first. Any other command is
+    /// handled as by `handle`.
+    pub fn publish_direct(
+        &mut self,
+        now: Instant,
+        cmd: DataCmd,
+        direct: &mut dyn DirectSend,
+    ) -> Result<(), CmdError> {
+        if !matches!(cmd, DataCmd::Publish { .. }) || !self.out.is_empty() {
+            return self.handle(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
+        }
+        let Some(d) = &mut self.data else {
+            return Err(CmdError::Observer);
+        };
+        d.publish_direct(now, cmd, direct)?;
+        self.take_data_outputs();
+        self.after_input(true, true);
+        Ok(())
+    }
+
+    /// [`handle`](Self::handle) of a [`MemberInput::Record`] on a data link that is an inline
+    /// message, given as its header and payload (see
+    /// [`DataPlane::receive_inline`](crate::data::DataPlane::receive_inline)).
+    pub fn receive_inline(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        header: MessageHeader,
+        payload: &[u8],
+    ) {
+        match (&mut self.data, self.links.get(&peer)) {
+            (Some(d), Some(Kind::Data)) => d.receive_inline(now, peer, header, payload),
+            // Not a data link (any more): what `handle` does with its record.
+            _ => {
+                let record = encode_data(&DataFrame::Inline(header), payload);
+                let input = MemberInput::Record {
+                    peer,
+                    data: &record,
+                    segments: &[],
+                };
+                // Records are no commands: never refused.
+                let _ = self.handle(now, input);
+                return;
+            }
+        }
+        self.take_data_outputs();
+        self.after_input(false, true);
+    }
+
+    /// A buffer for an inline payload to receive (see
+    /// [`DataPlane::payload_buffer`](crate::data::DataPlane::payload_buffer)).
+    pub fn payload_buffer(&mut self, len: usize) -> PayloadBuffer {
+        match &mut self.data {
+            Some(d) => d.payload_buffer(len),
+            None => PayloadBuffer::zeroed(len),
+        }
+    }
+
+    /// [`Self::receive_inline`] of a payload written into a [`Self::payload_buffer`] (see
+    /// [`DataPlane::receive_payload`](crate::data::DataPlane::receive_payload)).
+    pub fn receive_payload(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        header: MessageHeader,
+        payload: PayloadBuffer,
+    ) {
+        match (&mut self.data, self.links.get(&peer)) {
+            (Some(d), Some(Kind::Data)) => d.receive_payload(now, peer, header, payload),
+            _ => return self.receive_inline(now, peer, header, payload.bytes()),
+        }
+        self.take_data_outputs();
+        self.after_input(false, true);
+    }
+}

@@ -61,6 +61,8 @@ pub(crate) struct RingLink {
     /// This side wrote its own eventfd, to come back to messages it left in the ring; cleared
     /// when it parks.
     armed: bool,
+    /// A ring error the publisher's direct send met ([`Self::send_direct`]).
+    failure: Option<RingError>,
 }
 
 /// Why a ring could not be taken.
@@ -98,6 +100,7 @@ impl RingLink {
                 end: End::Recv(RingReceiver::new(layout, read)),
                 record: Vec::new(),
                 armed: false,
+                failure: None,
             })),
             Sent::WouldBlock => Ok(None),
         }
@@ -128,6 +131,7 @@ impl RingLink {
             end: End::Send(RingSender::new(layout, sent)),
             record: Vec::new(),
             armed: false,
+            failure: None,
         })
     }
 
@@ -173,17 +177,62 @@ impl RingLink {
         self.send_with(lent, watch_returns, |tx, words| tx.send(words, record))
     }
 
-    /// [`Self::send`] of a message without its record (see [`RingSender::send_message`]).
-    pub(crate) fn send_message(
+    /// [`Self::send`] of an inline message without its record (see
+    /// [`RingSender::send_message`]), for a data plane's direct send: `true` if it went into
+    /// the ring. `false` leaves the message to its record's send, which follows: a full ring
+    /// (that send prepares the wait for room, not this one), a payload the ring does not
+    /// carry, or a ring the peer broke, whose error waits for that send
+    /// ([`Self::take_failure`]); a break seen after the message went in is kept the same way.
+    pub(crate) fn send_direct(
         &mut self,
         header: MessageHeader,
-        body: Body<'_>,
+        payload: &[u8],
         lent: u64,
         watch_returns: bool,
-    ) -> Result<bool, Option<RingError>> {
-        self.send_with(lent, watch_returns, |tx, words| {
-            tx.send_message(words, header, body)
-        })
+    ) -> bool {
+        let End::Send(tx) = &mut self.end else {
+            return false;
+        };
+        if self.failure.is_some() {
+            // The record's send closes the link on it.
+            return false;
+        }
+        let (went, result) =
+            match tx.send_message(self.region.words(), header, Body::Inline(payload)) {
+                Ok(RingSent::Ring { wake }) => (true, self.pushed(wake, lent, watch_returns)),
+                Ok(RingSent::Socket | RingSent::Full) => return false,
+                Err(e) => (false, Err(e)),
+            };
+        if let Err(e) = result {
+            self.failure = Some(e);
+        }
+        went
+    }
+
+    /// A ring error [`Self::send_direct`] met, for the link's next send to close it on.
+    pub(crate) fn take_failure(&mut self) -> Option<RingError> {
+        self.failure.take()
+    }
+
+    /// After a push: wakes the subscriber if it sleeps, and watches the returns.
+    fn pushed(&mut self, woke: bool, lent: u64, watch_returns: bool) -> Result<(), RingError> {
+        if woke {
+            wake(&self.theirs);
+        }
+        let End::Send(tx) = &mut self.end else {
+            return Ok(());
+        };
+        // A range lent through the ring comes back through its return ring, which wakes
+        // this side only while it says it waits: say so now, not only when idle (a
+        // publisher that only publishes, or one blocked on a pool with every range lent,
+        // would never take them back). Nothing to do while the last wait is not woken yet;
+        // and it is a wait for returns only, which the subscriber's pops of the messages sent
+        // meanwhile do not wake. A caller that takes the returns itself at its next send, and
+        // has its loop look after the last one, says not to (`links/returns.rs`).
+        if watch_returns && tx.watch_returns(self.region.words(), lent)? {
+            self.rearm();
+        }
+        Ok(())
     }
 
     fn send_with(
@@ -192,26 +241,13 @@ impl RingLink {
         watch_returns: bool,
         mut send: impl FnMut(&mut RingSender, &[SharedWord]) -> Result<RingSent, RingError>,
     ) -> Result<bool, Option<RingError>> {
-        let End::Send(tx) = &mut self.end else {
-            return Ok(false);
-        };
         loop {
+            let End::Send(tx) = &mut self.end else {
+                return Ok(false);
+            };
             match send(tx, self.region.words()).map_err(Some)? {
-                RingSent::Ring { wake: woke } => {
-                    if woke {
-                        wake(&self.theirs);
-                    }
-                    // A range lent through the ring comes back through its return ring, which
-                    // wakes this side only while it says it waits: say so now, not only when
-                    // idle (a publisher that only publishes, or one blocked on a pool with
-                    // every range lent, would never take them back). Nothing to do while the
-                    // last wait is not woken yet; and it is a wait for returns only, which the
-                    // subscriber's pops of the messages sent meanwhile do not wake. A caller
-                    // that takes the returns itself at its next send, and has its loop look
-                    // after the last one, says not to (`links/returns.rs`).
-                    if watch_returns && tx.watch_returns(self.region.words(), lent).map_err(Some)? {
-                        self.rearm();
-                    }
+                RingSent::Ring { wake } => {
+                    self.pushed(wake, lent, watch_returns).map_err(Some)?;
                     return Ok(true);
                 }
                 RingSent::Socket => return Ok(false),
@@ -408,4 +444,64 @@ impl RingLink {
 /// is gone, which its socket tells.
 fn wake(theirs: &Waker) {
     let _ = theirs.wake();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use ipc_os::socket::{Recv, recv_record, socketpair_seqpacket};
+    use ipc_proto::wire::ring_offer;
+
+    use super::*;
+
+    /// A ring offered on one end of a socket pair and taken on the other: (subscriber's,
+    /// publisher's).
+    fn pair() -> (RingLink, RingLink) {
+        let (a, b) = socketpair_seqpacket().expect("socketpair");
+        let rx = RingLink::offer(a.as_fd(), 0).expect("offer").expect("sent");
+        let mut buf = vec![0; 64];
+        let mut fds = Vec::new();
+        let Ok(Recv::Data { len, .. }) = recv_record(b.as_fd(), &mut buf, &mut fds, 3) else {
+            panic!("no offer");
+        };
+        let region = ring_offer(&buf[..len]).expect("an offer").expect("valid");
+        let tx = RingLink::take(region, fds, 0).unwrap_or_else(|_| panic!("taken"));
+        (rx, tx)
+    }
+
+    /// A direct send on a ring the peer broke sends nothing, keeps the error for the link's
+    /// next send to close it on, and takes nothing more until then.
+    #[test]
+    fn a_direct_send_on_a_broken_ring_keeps_the_error_for_the_next_send() {
+        let (rx, mut tx) = pair();
+        // A ring full of messages nobody took: the next push reads the subscriber's tail.
+        let capacity = u64::from(ipc_proto::ring::link::LINK_CAPACITY);
+        for seq in 1..=capacity {
+            let header = MessageHeader { topic: 1, seq };
+            assert!(
+                tx.send_direct(header, b"m", 0, true),
+                "a sound ring takes it"
+            );
+        }
+        assert!(tx.take_failure().is_none());
+        let next = MessageHeader {
+            topic: 1,
+            seq: capacity + 1,
+        };
+        assert!(
+            !tx.send_direct(next, b"m", 0, true),
+            "full: the record waits"
+        );
+        assert!(tx.take_failure().is_none(), "full is no error");
+        // The subscriber scribbles over everything past the ring's header line (its tail
+        // among it): an index no ring can hold.
+        for w in rx.region.words().iter().skip(8) {
+            w.atomic().store(u64::MAX / 3, Relaxed);
+        }
+        assert!(!tx.send_direct(next, b"m", 0, true), "a broken ring");
+        assert!(!tx.send_direct(next, b"m", 0, true), "the error first");
+        assert!(tx.take_failure().is_some(), "kept for the next send");
+        assert!(tx.take_failure().is_none(), "once");
+    }
 }

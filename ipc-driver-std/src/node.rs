@@ -462,7 +462,8 @@ impl Node {
     /// A data handle that sends messages on `topic`: it announces the topic (payload type
     /// `mime`) in the topology, and the node retracts it once its last publisher of the topic
     /// is dropped (several may send on one topic, each with its own options; the topic is
-    /// announced with the latest one's type). Default options.
+    /// announced with the type of the latest one made, which stays if that one goes first).
+    /// Default options.
     pub fn publisher(&self, topic: &str, mime: &str) -> Result<Publisher, DriverError> {
         self.publisher_with(topic, mime, PublisherOptions::default())
     }

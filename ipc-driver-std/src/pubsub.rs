@@ -53,7 +53,7 @@ impl Handle {
 }
 
 /// Publishes messages on one topic: created by [`Node::publisher`](crate::Node::publisher),
-/// which announces the topic; dropping it retracts the topic.
+/// which announces the topic; dropping the node's last publisher of the topic retracts it.
 ///
 /// Payloads go point to point to every node subscribed to the topic, never through the hub:
 /// inline (in the link's ring or its socket record) up to
@@ -98,12 +98,13 @@ impl Publisher {
         mime: &str,
         options: PublisherOptions,
     ) -> Result<Self, DriverError> {
-        handle.cmd(SpokeCmd::Announce {
-            topic: topic.into(),
-            mime: mime.into(),
-        })?;
         let topic: Arc<str> = Arc::from(topic);
-        handle.send(Request::Advertise(Arc::clone(&topic)))?;
+        let publisher = |reply| Request::Publisher {
+            topic: Arc::clone(&topic),
+            mime: mime.into(),
+            reply,
+        };
+        handle.requester.call(publisher)??;
         Ok(Self {
             handle,
             topic,

@@ -643,12 +643,23 @@ impl Reactor {
                     self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
                 }
                 Ok(Request::Drop(topic, queue)) => self.drop_subscription(now, &topic, &queue),
-                Ok(Request::Advertise(topic)) => {
-                    *self.publishers.entry(Arc::clone(&topic)).or_default() += 1;
-                    let cmd = DataCmd::Advertise {
+                Ok(Request::Publisher { topic, mime, reply }) => {
+                    let cmd = SpokeCmd::Announce {
                         topic: topic.to_string(),
+                        mime,
                     };
-                    self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
+                    let r = self
+                        .member
+                        .handle(now, MemberInput::Cmd(MemberCmd::Spoke(cmd)));
+                    if r.is_ok() {
+                        *self.publishers.entry(Arc::clone(&topic)).or_default() += 1;
+                        let cmd = DataCmd::Advertise {
+                            topic: topic.to_string(),
+                        };
+                        self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
+                    }
+                    let _ = reply.send(r);
+                    self.pump(now)?;
                 }
                 Ok(Request::Withdraw(topic)) => self.drop_publisher(now, &topic),
                 Ok(Request::Doc(r)) => {

@@ -33,8 +33,14 @@ pub(crate) enum Request {
     Take(Arc<str>, Arc<SubQueue>),
     /// A subscription is gone.
     Drop(Arc<str>, Weak<SubQueue>),
-    /// A publisher of the topic (announced already): the data plane sends its messages.
-    Advertise(Arc<str>),
+    /// A publisher of the topic: announced with this payload type, then counted and
+    /// advertised to the data plane, in one step (a drop of another publisher of the topic
+    /// cannot come between); answered with the announcement's result.
+    Publisher {
+        topic: Arc<str>,
+        mime: String,
+        reply: SyncSender<Result<(), CmdError>>,
+    },
     /// A publisher of the topic is gone: the last one withdraws and retracts it.
     Withdraw(Arc<str>),
     Stats(SyncSender<DataStats>),

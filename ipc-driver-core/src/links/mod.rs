@@ -625,6 +625,9 @@ impl<A> Links<A> {
         let Some(link) = self.links.get_mut(key) else {
             return;
         };
+        if let Some(e) = link.ring.as_mut().and_then(RingLink::take_failure) {
+            return self.ring_broken(member, now, key, &e);
+        }
         link.ring_full = false;
         while let Some((bytes, attach)) = link.outbox.front() {
             if attach.is_none()

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use ipc_os::poll::{Interest, Token};
 use ipc_proto::data::DirectSend;
-use ipc_proto::ring::Body;
 use ipc_proto::wire::MessageHeader;
 use ipc_proto::{Member, MemberInput, PeerId};
 use tracing::{debug, trace, warn};
@@ -169,9 +168,11 @@ impl<A> Links<A> {
 
 /// A publish's inline messages straight into the rings of the links that can take them now
 /// ([`Member::publish_direct`]): a link with a ring and nothing in its outbox, which a
-/// message in its ring would overtake. What the ring cannot take (it is full, the peer broke
-/// it, the payload is above its inline size) comes back as a record, and the send of the
-/// record does what a send does about it (waits for room, closes the link).
+/// message in its ring would overtake, and no pool ranges out while their returns are
+/// deferred (a send then takes them back first, which needs the member). What the ring cannot
+/// take (it is full, the peer broke it, the payload is above its inline size) comes back as a
+/// record, and the send of the record does what a send does about it (waits for room, closes
+/// the link on the error the direct send kept: `RingLink::take_failure`).
 impl<A> DirectSend for Links<A> {
     fn send_inline(&mut self, peer: PeerId, header: MessageHeader, payload: &[u8]) -> bool {
         let Some(&key) = self.peers.get(&peer) else {
@@ -193,9 +194,6 @@ impl<A> DirectSend for Links<A> {
             return false;
         };
         let watch = self.return_wakes.ask(lent);
-        matches!(
-            ring.send_message(header, Body::Inline(payload), lent, watch),
-            Ok(true)
-        )
+        ring.send_direct(header, payload, lent, watch)
     }
 }

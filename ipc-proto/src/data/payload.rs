@@ -180,8 +180,11 @@ impl PayloadBuffer {
 
 impl AsMut<[u8]> for PayloadBuffer {
     fn as_mut(&mut self) -> &mut [u8] {
-        // Made unshared by the data plane, and never shared before it takes it back.
-        Arc::get_mut(&mut self.0).unwrap_or_default()
+        // Made unshared by the data plane, and never shared before it takes it back (an empty
+        // slice otherwise: the writer finds it too short).
+        let unique = Arc::get_mut(&mut self.0);
+        debug_assert!(unique.is_some(), "a payload buffer is never shared");
+        unique.unwrap_or_default()
     }
 }
 

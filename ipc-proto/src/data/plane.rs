@@ -468,9 +468,10 @@ impl DataPlane {
         self.settle_rooms();
     }
 
-    /// A buffer of `len` bytes for an inline payload to receive: written by the driver, then
-    /// handed back with [`Self::receive_payload`] (see [`PayloadBuffer`]). A buffer of an
-    /// earlier payload the application dropped, if there is one that long.
+    /// A buffer of exactly `len` bytes for an inline payload to receive: written by the
+    /// driver, then handed back with [`Self::receive_payload`] (see [`PayloadBuffer`]), which
+    /// delivers all of it. The buffer of the oldest payload this plane still watches, if the
+    /// application dropped it and it is that long; a new one otherwise.
     pub fn payload_buffer(&mut self, len: usize) -> PayloadBuffer {
         PayloadBuffer(self.payloads.buffer(len))
     }

@@ -5,11 +5,16 @@
 //! ([`encode_ring_offer`](crate::wire::encode_ring_offer), with the region and two eventfds);
 //! from then on the publisher's driver puts each message record the data plane hands it
 //! ([`DataFrame::Inline`] up to the ring's inline size, [`DataFrame::Pooled`]) into the ring
-//! with [`RingSender::send`], and everything else (bindings, segment offers with their fds,
-//! fresh payloads, `Last`, `Goodbye`) on the socket, as before. The subscriber gives pool
-//! ranges back through the return ring ([`RingReceiver::give_back`]); what does not fit goes
-//! in a [`DataFrame::Release`] on the socket. Neither data plane knows: the records it reads
-//! are the records the other one wrote, in the same order.
+//! with [`RingSender::send`], or the message itself where the data plane offers it without a
+//! record ([`RingSender::send_message`], see [`DirectSend`](crate::data::DirectSend)), and
+//! everything else (bindings, segment offers with their fds, fresh payloads, `Last`,
+//! `Goodbye`) on the socket, as before. The subscriber gives pool ranges back through the
+//! return ring ([`RingReceiver::give_back`]); what does not fit goes in a
+//! [`DataFrame::Release`] on the socket. The subscriber's reader hands each message on as the
+//! record the publisher's data plane wrote ([`RingReceiver::next`]), or an inline one as its
+//! parts, its payload popped into a buffer of the data plane's own
+//! ([`RingReceiver::next_into`]): the messages a data plane takes are the ones the other one
+//! sent, in the same order, whichever way they went.
 //!
 //! # Order
 //! The publisher counts the records it has sent on the socket since the link opened and
@@ -376,8 +381,9 @@ impl RingReceiver {
     }
 
     /// [`Self::next`], an inline message's payload popped straight into the buffer `dst`
-    /// gives for its length (the payload is its first that many bytes) and handed back with
-    /// its header ([`NextInto::Inline`]): for a
+    /// gives for its length (exactly that long, as `DataPlane::payload_buffer`'s: the
+    /// payload is its first that many bytes, and a buffer delivered as it is must hold no
+    /// more) and handed back with its header ([`NextInto::Inline`]): for a
     /// reader that hands each payload on in a buffer of its own
     /// ([`DataPlane::payload_buffer`](crate::data::DataPlane::payload_buffer)), one copy out of
     /// the ring and no record. Anything else is as [`Self::next`] says ([`NextInto::Other`]).
@@ -454,7 +460,8 @@ impl RingReceiver {
         Next::Record
     }
 
-    /// The record of the last message [`Self::next`] found ([`Next::Record`]).
+    /// The record of the last message [`Self::next`] (or [`Self::next_into`]) found as
+    /// [`Next::Record`]; meaningless after any other answer.
     pub fn record(&self) -> &[u8] {
         match self.record {
             Some((start, end)) => self.inline.get(start..end).unwrap_or_default(),

@@ -6,10 +6,10 @@ use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 use calloop::ping::Ping;
-use ipc_driver_core::LEAVE_DEADLINE;
+use ipc_driver_core::{LEAVE_DEADLINE, Links};
 use ipc_proto::data::{
     Admit, DataCmd, HoldBack, HoldInput, HoldOutput, Paths, Payload, PublisherOptions, Room,
-    SendMode, SubscriptionOptions,
+    SegmentId, SendMode, SubscriptionOptions,
 };
 use ipc_proto::doc::{DocError, Observed, PatchId, Scope};
 use ipc_proto::names::bus_topic;
@@ -251,6 +251,9 @@ struct Publishing {
 /// before the loop sleeps); none of them blocks.
 pub struct Node {
     pub(crate) member: Member,
+    /// The node's sockets and rings: its own, so that a publish puts its inline messages
+    /// straight into the rings ([`Member::publish_direct`]).
+    pub(crate) io: Links<SegmentId>,
     pub(crate) group: String,
     pub(crate) name: String,
     pub(crate) outgoing: Outgoing,
@@ -288,8 +291,10 @@ fn now() -> Instant {
 }
 
 impl Node {
+    #[allow(clippy::too_many_arguments)] // one call, in `NodeSource::start`
     pub(crate) fn new(
         member: Member,
+        io: Links<SegmentId>,
         group: String,
         name: String,
         pool_bytes: u64,
@@ -299,6 +304,7 @@ impl Node {
     ) -> Self {
         Self {
             member,
+            io,
             group,
             name,
             outgoing: Outgoing::new(pool_bytes),
@@ -772,12 +778,13 @@ impl Node {
     /// Hands a message to the data plane; the hold-back counts it taken in.
     fn feed_publish(&mut self, topic: Arc<str>, payload: Payload, expired: bool) {
         let now = now();
-        let cmd = MemberCmd::Data(DataCmd::Publish {
+        let cmd = DataCmd::Publish {
             topic: Arc::clone(&topic),
             payload,
             expired,
-        });
-        if let Err(e) = self.member.handle(now, MemberInput::Cmd(cmd)) {
+        };
+        // Its inline messages go straight into the rings that take them now.
+        if let Err(e) = self.member.publish_direct(now, cmd, &mut self.io) {
             warn!(%topic, error = %e, "publish refused");
         }
         let room = self.room(&topic);

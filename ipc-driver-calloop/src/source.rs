@@ -61,7 +61,6 @@ pub struct NodeSource {
     /// A token of ours to report events from `before_sleep`.
     synthetic: Option<Token>,
     /// The node's sockets.
-    io: Links<SegmentId>,
     /// Readiness reports of the node's set, per turn.
     ready: Events,
     /// The node's next deadline.
@@ -135,6 +134,7 @@ impl NodeSource {
         let tx = RequestSender::new(tx, ping.clone());
         let node = Node::new(
             member,
+            io,
             b.config.group,
             b.config.options.name,
             b.config.pool_bytes,
@@ -150,7 +150,6 @@ impl NodeSource {
             requests,
             returns,
             synthetic: None,
-            io,
             ready: Events::with_capacity(EVENTS_PER_TURN),
             timer,
             node,
@@ -170,7 +169,8 @@ impl NodeSource {
     fn turn(&mut self, now: Instant) -> io::Result<()> {
         let mut listeners = [false; 2];
         // What is ready now, without waiting (calloop waited on the set's fd).
-        self.io
+        self.node
+            .io
             .poller()
             .wait(&mut self.ready, Some(Duration::ZERO))?;
         let ready: Vec<_> = self
@@ -183,11 +183,11 @@ impl NodeSource {
                 Ready::Own => self.timer.clear(),
                 Ready::Listener(Listener::Hub) => listeners[0] = true,
                 Ready::Listener(Listener::Data) => listeners[1] = true,
-                Ready::Exited(key) => self.io.exited(&mut self.node.member, now, key),
+                Ready::Exited(key) => self.node.io.exited(&mut self.node.member, now, key),
                 Ready::Link(key) => {
                     if writable {
                         let node = &mut self.node;
-                        self.io.flush(&mut node.member, &node.outgoing, now, key);
+                        node.io.flush(&mut node.member, &node.outgoing, now, key);
                     }
                     if readable {
                         self.read(now, key, Reading::All);
@@ -195,8 +195,8 @@ impl NodeSource {
                 }
                 Ready::Ring(key) => {
                     let node = &mut self.node;
-                    self.io.ring_woken(&mut node.member, now, key);
-                    self.io.flush(&mut node.member, &node.outgoing, now, key);
+                    node.io.ring_woken(&mut node.member, now, key);
+                    node.io.flush(&mut node.member, &node.outgoing, now, key);
                     self.read(now, key, Reading::Ring);
                 }
                 // This driver's rings stay in the node's set (no `use_ring_set`).
@@ -206,10 +206,14 @@ impl NodeSource {
         // The links first, then the hub's listener before the data listener: a flood of
         // connections to a node's data address must not keep new members from joining.
         if listeners[0] {
-            self.io.accept(&mut self.node.member, now, Listener::Hub);
+            self.node
+                .io
+                .accept(&mut self.node.member, now, Listener::Hub);
         }
         if listeners[1] {
-            self.io.accept(&mut self.node.member, now, Listener::Data);
+            self.node
+                .io
+                .accept(&mut self.node.member, now, Listener::Data);
         }
         while let Ok(r) = self.requests.try_recv() {
             self.events.extend(self.node.request(r));
@@ -246,7 +250,7 @@ impl NodeSource {
         for topic in self.node.take_owed_room() {
             self.events.push_back(NodeEvent::Room { topic });
         }
-        self.io.handle_timeout(now);
+        self.node.io.handle_timeout(now);
     }
 
     fn feed(&mut self, now: Instant, input: MemberInput<'_>) {
@@ -271,12 +275,12 @@ impl NodeSource {
     fn act(&mut self, now: Instant) -> io::Result<()> {
         while let Some(out) = self.node.member.poll_output() {
             let node = &mut self.node;
-            let Some(out) = self.io.act(&mut node.member, &node.outgoing, now, out)? else {
+            let Some(out) = node.io.act(&mut node.member, &node.outgoing, now, out)? else {
                 continue;
             };
             match out {
                 MemberOutput::ConnectHub { peer } => {
-                    self.io.connect_hub(&mut self.node.member, now, peer);
+                    self.node.io.connect_hub(&mut self.node.member, now, peer);
                 }
                 MemberOutput::Transmit {
                     peer,
@@ -289,7 +293,7 @@ impl NodeSource {
                     }
                     let node = &mut self.node;
                     let out = &node.outgoing;
-                    self.io
+                    node.io
                         .transmit(&mut node.member, out, now, peer, bytes, attach);
                 }
                 MemberOutput::Deliver(d) => self.deliver(d),
@@ -299,7 +303,7 @@ impl NodeSource {
                 }
                 MemberOutput::Release(seg) => {
                     if !self.node.outgoing.release(seg, now) {
-                        self.io.received().release(seg);
+                        self.node.io.received().release(seg);
                     }
                 }
                 MemberOutput::Evt(evt) => self.on_evt(now, evt),
@@ -311,7 +315,7 @@ impl NodeSource {
     }
 
     fn on_evt(&mut self, now: Instant, evt: MemberEvt) {
-        let Some(evt) = log_member_evt(self.io.peer_log(), now, evt) else {
+        let Some(evt) = log_member_evt(self.node.io.peer_log(), now, evt) else {
             return;
         };
         let event = match evt {
@@ -369,7 +373,11 @@ impl NodeSource {
         let msg = match d.payload {
             Delivered::Inline(bytes) => Some(Message::inline(topic, publisher, seq, bytes)),
             Delivered::Fresh { segment, len } => {
-                let map = self.io.received().map_fresh(segment, len, Some(u64::MAX));
+                let map = self
+                    .node
+                    .io
+                    .received()
+                    .map_fresh(segment, len, Some(u64::MAX));
                 map.zip(usize::try_from(len).ok()).and_then(|(map, len)| {
                     Message::mapped(topic, publisher, seq, Via::Fresh, map, (0, len), None)
                 })
@@ -414,32 +422,31 @@ impl NodeSource {
             // Our own pool segment, delivered to ourselves: map it read-only like anyone else.
             return map_own(self.node.outgoing.fd(segment)?);
         }
-        self.io.received().map_pooled(segment, Some(u64::MAX))
+        self.node.io.received().map_pooled(segment, Some(u64::MAX))
     }
 
     /// Reads up to [`READ_BUDGET`] records of a link, acting on each before the next
     /// (deliveries map the segments it carried at once).
     fn read(&mut self, now: Instant, key: usize, reading: Reading) {
         for _ in 0..READ_BUDGET {
-            let read = self
-                .io
-                .read_record(&mut self.node.member, now, key, reading);
+            let node = &mut self.node;
+            let read = node.io.read_record(&mut node.member, now, key, reading);
             if read != Read::Done
                 && let Err(e) = self.pump(now)
             {
                 warn!(error = %e, "I/O error while acting on a record");
             }
-            if !self.io.read_on(key, read) {
+            if !self.node.io.read_on(key, read) {
                 return;
             }
         }
-        self.io.budget_spent(key);
+        self.node.io.budget_spent(key);
     }
 
     /// Whether the node has left and what it published is flushed (or it is time to give up).
     fn finished(&self, now: Instant) -> bool {
         self.node.leaving.is_some_and(|deadline| {
-            (self.node.member.is_left() && self.io.is_flushed()) || deadline <= now
+            (self.node.member.is_left() && self.node.io.is_flushed()) || deadline <= now
         })
     }
 
@@ -449,7 +456,7 @@ impl NodeSource {
             self.node.outgoing.next_trim(),
             self.node.next_held(),
             self.node.leaving,
-            self.io.poll_timeout(),
+            self.node.io.poll_timeout(),
         ]
         .into_iter()
         .flatten()

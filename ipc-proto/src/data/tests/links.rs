@@ -628,11 +628,10 @@ fn nothing_goes_out_on_a_publisher_link_that_hung_up_with_records_held() {
     );
 }
 
-/// Inline messages given to the subscriber as their parts (a ring's reader) are what their
-/// records are: held behind a publisher the view does not vouch for yet, then delivered in
-/// order; straight through after; refused, closing the link, for a topic never bound.
-#[test]
-fn inline_messages_given_as_their_parts_are_taken_as_their_records() {
+/// A pair whose subscriber takes inline messages as their parts (in its own buffers if
+/// `buffers`), and whose view vouches for the publisher only after `payloads` were published:
+/// they are held until then (checked), then delivered.
+fn held_then_vouched(buffers: bool, payloads: &[Vec<u8>]) -> Pair {
     let mut t = Pair::with(
         "t",
         Terms::default(),
@@ -644,13 +643,24 @@ fn inline_messages_given_as_their_parts_are_taken_as_their_records() {
         },
     );
     t.inline_parts = true;
-    t.publish("t", Payload::Inline(b"one".to_vec()));
-    t.publish("t", Payload::Inline(b"two".to_vec()));
+    t.inline_buffers = buffers;
+    for p in payloads {
+        t.publish("t", Payload::Inline(p.clone()));
+    }
     assert!(t.delivered.is_empty(), "held until the view shows it");
     let routes = Routes::from_view(&view("t", &[S]));
     t.s.handle(t.now, DataInput::Cmd(DataCmd::Routes(routes)))
         .expect("routes");
     t.pump();
+    t
+}
+
+/// Inline messages given to the subscriber as their parts (a ring's reader) are what their
+/// records are: held behind a publisher the view does not vouch for yet, then delivered in
+/// order; straight through after; refused, closing the link, for a topic never bound.
+#[test]
+fn inline_messages_given_as_their_parts_are_taken_as_their_records() {
+    let mut t = held_then_vouched(false, &[b"one".to_vec(), b"two".to_vec()]);
     t.publish("t", Payload::Inline(b"three".to_vec()));
     assert_eq!(t.seqs(), [1, 2, 3]);
     let payloads: Vec<&[u8]> = t
@@ -675,25 +685,8 @@ fn inline_messages_given_as_their_parts_are_taken_as_their_records() {
 /// payload the application dropped takes a later one of its length.
 #[test]
 fn payloads_written_into_the_planes_buffers_are_delivered_in_them() {
-    let mut t = Pair::with(
-        "t",
-        Terms::default(),
-        false,
-        Setup {
-            s_knows_p: false,
-            s_announced: false,
-            ..Setup::default()
-        },
-    );
-    t.inline_parts = true;
-    t.inline_buffers = true;
     let big = |b: u8| vec![b; 1000];
-    t.publish("t", Payload::Inline(big(1)));
-    assert!(t.delivered.is_empty(), "held until the view shows it");
-    let routes = Routes::from_view(&view("t", &[S]));
-    t.s.handle(t.now, DataInput::Cmd(DataCmd::Routes(routes)))
-        .expect("routes");
-    t.pump();
+    let mut t = held_then_vouched(true, &[big(1)]);
     t.publish("t", Payload::Inline(big(2)));
     assert_eq!(t.seqs(), [1, 2]);
     let at = |d: &Delivery| match &d.payload {

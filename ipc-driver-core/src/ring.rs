@@ -13,18 +13,17 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Instant;
 
 use ipc_os::poll::Waker;
 use ipc_os::shared::{SharedRegion, SharedWord};
 use ipc_os::socket::{self, Sent};
+use ipc_proto::Member;
 use ipc_proto::data::PayloadBuffer;
 use ipc_proto::ring::link::{
     Next, NextInto, RingReceiver, RingSender, Sent as RingSent, link_config,
 };
 use ipc_proto::ring::{self, Body, Park, RingError, Writer};
 use ipc_proto::wire::{MessageHeader, encode_ring_offer};
-use ipc_proto::{Member, MemberInput, PeerId};
 
 /// What [`RingLink::next`] found.
 #[derive(Debug)]
@@ -325,33 +324,6 @@ impl RingLink {
             NextInto::Other(Next::Record) => Found::Record,
             NextInto::Other(_) => Found::Nothing,
         })
-    }
-
-    /// Hands on to `member` what [`Self::next`] found on the link `peer`; `false` if nothing.
-    pub(crate) fn hand_on(
-        &self,
-        member: &mut Member,
-        now: Instant,
-        peer: PeerId,
-        found: Found,
-    ) -> bool {
-        match found {
-            Found::Message(header, payload) => member.receive_payload(now, peer, header, payload),
-            Found::Record => match self.inline_message() {
-                Some((header, payload)) => member.receive_inline(now, peer, header, payload),
-                None => {
-                    let input = MemberInput::Record {
-                        peer,
-                        data: self.record(),
-                        segments: &[],
-                    };
-                    // Records are no commands: never refused.
-                    let _ = member.handle(now, input);
-                }
-            },
-            Found::Nothing => return false,
-        }
-        true
     }
 
     /// The record [`Self::next`] or [`Self::take_returns`] found, to hand on.

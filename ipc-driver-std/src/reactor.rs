@@ -704,22 +704,16 @@ impl Reactor {
         };
         list.retain(|q| !std::ptr::eq(Arc::as_ptr(q), queue.as_ptr()));
         if list.is_empty() {
-            // The topic's last subscription: the node takes no more of it, and says so.
+            // The topic's last subscription: the node takes no more of it, and says so
+            // (refused only if the application unsubscribed the node itself already).
             self.subs.remove(topic);
-            let cmd = DataCmd::Leave {
+            let data = DataCmd::Leave {
                 topic: topic.to_string(),
             };
-            self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
-            let cmd = SpokeCmd::Unsubscribe {
+            let spoke = SpokeCmd::Unsubscribe {
                 topic: topic.to_string(),
             };
-            // Refused only if the application unsubscribed the node itself already.
-            if let Err(e) = self
-                .member
-                .handle(now, MemberInput::Cmd(MemberCmd::Spoke(cmd)))
-            {
-                debug!(error = %e, %topic, "no unsubscribe after the last subscription");
-            }
+            self.last_of_topic(now, topic, data, spoke);
         }
     }
 
@@ -731,21 +725,28 @@ impl Reactor {
         if *count > 0 {
             return;
         }
-        // The topic's last publisher: the node sends no more of it, and says so.
+        // The topic's last publisher: the node sends no more of it, and says so (refused
+        // only once the node has left the group).
         self.publishers.remove(topic);
-        let cmd = DataCmd::Withdraw {
+        let data = DataCmd::Withdraw {
             topic: topic.to_string(),
         };
-        self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
-        let cmd = SpokeCmd::Retract {
+        let spoke = SpokeCmd::Retract {
             topic: topic.to_string(),
         };
-        // Refused only once the node has left the group.
+        self.last_of_topic(now, topic, data, spoke);
+    }
+
+    /// The last subscription or publisher of `topic` went: the data plane is told `data`, the
+    /// topology `spoke` (which a node that said it itself, or has left, refuses: logged).
+    fn last_of_topic(&mut self, now: Instant, topic: &str, data: DataCmd, spoke: SpokeCmd) {
+        self.feed(now, MemberInput::Cmd(MemberCmd::Data(data)));
+        let name = spoke.name();
         if let Err(e) = self
             .member
-            .handle(now, MemberInput::Cmd(MemberCmd::Spoke(cmd)))
+            .handle(now, MemberInput::Cmd(MemberCmd::Spoke(spoke)))
         {
-            debug!(error = %e, %topic, "no retract after the last publisher");
+            debug!(error = %e, %topic, cmd = name, "not said after the topic's last handle");
         }
     }
 

@@ -1022,7 +1022,7 @@ impl<A> Links<A> {
                         Ok(Found::Nothing) => ring.record_read(),
                         Ok(found) => {
                             link.held = Some((buf[..len].to_vec(), segments));
-                            ring.hand_on(member, now, peer, found);
+                            Self::hand_on_found(member, now, peer, ring, found);
                             return Some(Read::Record);
                         }
                         Err(e) => {

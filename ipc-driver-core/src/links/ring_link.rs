@@ -149,7 +149,7 @@ impl<A> Links<A> {
         };
         match got {
             Ok(Some(found)) => {
-                if !ring.hand_on(member, now, peer, found) {
+                if !Self::hand_on_found(member, now, peer, ring, found) {
                     return None;
                 }
                 if !ring.is_sender() {
@@ -163,6 +163,28 @@ impl<A> Links<A> {
                 Some(Read::Done)
             }
         }
+    }
+}
+
+impl<A> Links<A> {
+    /// Hands on to `member` what [`RingLink::next`] (or the publisher's returns) found on the
+    /// link `peer`: an inline message without its record, or the record; `false` if nothing.
+    pub(super) fn hand_on_found(
+        member: &mut Member,
+        now: Instant,
+        peer: PeerId,
+        ring: &RingLink,
+        found: Found,
+    ) -> bool {
+        match found {
+            Found::Message(header, payload) => member.receive_payload(now, peer, header, payload),
+            Found::Record => match ring.inline_message() {
+                Some((header, payload)) => member.receive_inline(now, peer, header, payload),
+                None => Self::hand_on(member, now, peer, ring.record(), &[]),
+            },
+            Found::Nothing => return false,
+        }
+        true
     }
 }
 

@@ -26,6 +26,25 @@ pub trait DirectSend {
     fn send_inline(&mut self, peer: PeerId, header: MessageHeader, payload: &[u8]) -> bool;
 }
 
+/// A driver's direct path for the tests and the fuzzing harness: takes every message offered
+/// while `take`, keeping each (link, header, payload) in `taken`.
+#[cfg(any(test, feature = "arbitrary"))]
+#[derive(Debug, Default)]
+pub(crate) struct TakingDirect {
+    pub(crate) take: bool,
+    pub(crate) taken: Vec<(PeerId, MessageHeader, Vec<u8>)>,
+}
+
+#[cfg(any(test, feature = "arbitrary"))]
+impl DirectSend for TakingDirect {
+    fn send_inline(&mut self, peer: PeerId, header: MessageHeader, payload: &[u8]) -> bool {
+        if self.take {
+            self.taken.push((peer, header, payload.to_vec()));
+        }
+        self.take
+    }
+}
+
 /// Commands for the data plane.
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[non_exhaustive]

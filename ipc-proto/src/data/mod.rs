@@ -64,6 +64,8 @@ mod topic;
 
 pub use holdback::{Admit, HoldBack, HoldInput, HoldOutput, MAX_HELD};
 pub use inbox::{Inbox, InboxCounters, Incoming, Offered, Sequenced};
+#[cfg(any(test, feature = "arbitrary"))]
+pub(crate) use io::TakingDirect;
 pub use io::{DataCmd, DataConfig, DataEvt, DataInput, DataLimits, DataOutput, DirectSend, Room};
 pub use loss::{Loss, LossReason};
 pub use options::{

@@ -375,16 +375,7 @@ fn unverified_records_are_bounded() {
 fn records_that_overtake_the_view_wait_for_it_and_are_delivered_in_order() {
     // The subscriber's view shows neither the publisher nor its announcement yet: the
     // publisher learned of the subscriber from the hub, and its records overtook the hub's.
-    let mut t = Pair::with(
-        "t",
-        Terms::default(),
-        false,
-        Setup {
-            s_knows_p: false,
-            s_announced: false,
-            ..Setup::default()
-        },
-    );
+    let mut t = unvouched();
     t.publish("t", Payload::Inline(b"one".to_vec()));
     t.publish(
         "t",
@@ -628,11 +619,10 @@ fn nothing_goes_out_on_a_publisher_link_that_hung_up_with_records_held() {
     );
 }
 
-/// A pair whose subscriber takes inline messages as their parts (in its own buffers if
-/// `buffers`), and whose view vouches for the publisher only after `payloads` were published:
-/// they are held until then (checked), then delivered.
-fn held_then_vouched(buffers: bool, payloads: &[Vec<u8>]) -> Pair {
-    let mut t = Pair::with(
+/// A pair whose subscriber's view shows neither the publisher nor its announcement yet: the
+/// publisher learned of the subscriber from the hub, and its records overtake the hub's.
+fn unvouched() -> Pair {
+    Pair::with(
         "t",
         Terms::default(),
         false,
@@ -641,7 +631,14 @@ fn held_then_vouched(buffers: bool, payloads: &[Vec<u8>]) -> Pair {
             s_announced: false,
             ..Setup::default()
         },
-    );
+    )
+}
+
+/// A pair whose subscriber takes inline messages as their parts (in its own buffers if
+/// `buffers`), and whose view vouches for the publisher only after `payloads` were published:
+/// they are held until then (checked), then delivered.
+fn held_then_vouched(buffers: bool, payloads: &[Vec<u8>]) -> Pair {
+    let mut t = unvouched();
     t.inline_parts = true;
     t.inline_buffers = buffers;
     for p in payloads {

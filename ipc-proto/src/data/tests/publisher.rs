@@ -601,26 +601,8 @@ fn a_sent_payloads_buffer_and_a_recycled_record_are_reused() {
     assert_eq!(sent, [at]);
 }
 
-/// What a ring link's driver does with the messages a publish offers it
-/// ([`DataPlane::publish_direct`]): takes them while `take`, each as the message its record
-/// would have carried.
-#[derive(Default)]
-struct Direct {
-    take: bool,
-    taken: Vec<(PeerId, MessageHeader, Vec<u8>)>,
-}
-
-impl DirectSend for Direct {
-    fn send_inline(&mut self, peer: PeerId, header: MessageHeader, payload: &[u8]) -> bool {
-        if self.take {
-            self.taken.push((peer, header, payload.to_vec()));
-        }
-        self.take
-    }
-}
-
 impl Pair {
-    fn publish_direct(&mut self, payload: &[u8], direct: &mut Direct) {
+    fn publish_direct(&mut self, payload: &[u8], direct: &mut TakingDirect) {
         let cmd = DataCmd::Publish {
             topic: "t".into(),
             payload: Payload::Inline(payload.to_vec()),
@@ -632,7 +614,7 @@ impl Pair {
     }
 
     /// The subscriber reads what `direct` took, as a ring's reader hands it on: the record.
-    fn deliver_taken(&mut self, direct: &mut Direct) {
+    fn deliver_taken(&mut self, direct: &mut TakingDirect) {
         for (peer, header, payload) in direct.taken.drain(..) {
             assert_eq!(Some(peer), self.out, "for the subscriber's link");
             let record = encode_data(&DataFrame::Inline(header), &payload);
@@ -656,9 +638,10 @@ impl Pair {
 #[test]
 fn a_direct_send_takes_a_message_only_with_nothing_ahead_of_it() {
     let mut t = Pair::new("t", Terms::default(), false);
-    let mut direct = Direct {
+    // What a ring link's driver does with the messages a publish offers it.
+    let mut direct = TakingDirect {
         take: true,
-        ..Direct::default()
+        ..TakingDirect::default()
     };
     t.publish_direct(b"one", &mut direct);
     assert!(direct.taken.is_empty(), "the binding goes first");

@@ -5,10 +5,11 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::data::{
-    DataCmd, DataEvt, DataInput, DataOutput, DirectSend, LOCAL, Payload, ReceivedSegment, SegmentId,
+    DataCmd, DataEvt, DataInput, DataOutput, LOCAL, Payload, ReceivedSegment, SegmentId,
+    TakingDirect,
 };
 use crate::ids::{NodeId, PeerId};
-use crate::wire::{DataFrame, DataStats, MessageHeader, SlotRef, decode_data, encode_data};
+use crate::wire::{DataFrame, DataStats, SlotRef, decode_data, encode_data};
 
 use super::super::common::{FRESH_BASE, RECEIVED_BASE, check_deadline};
 use super::super::data::{
@@ -195,7 +196,7 @@ impl DataWatch {
     fn command_with(
         &mut self,
         cmd: DataCmd,
-        direct: Option<&mut Direct>,
+        direct: Option<&mut TakingDirect>,
     ) -> Result<(), crate::CmdError> {
         let before = self.snapshot();
         let name = format!("{cmd:?}");
@@ -287,7 +288,7 @@ impl DataWatch {
         // An inline payload of odd length goes the direct way, which takes some of the
         // messages offered (those of a length not divisible by 3).
         let mut direct = match &payload {
-            Payload::Inline(b) if b.len() % 2 == 1 => Some(Direct {
+            Payload::Inline(b) if b.len() % 2 == 1 => Some(TakingDirect {
                 take: b.len() % 3 != 0,
                 taken: Vec::new(),
             }),
@@ -560,20 +561,5 @@ impl DataWatch {
                 panic!("released {seg:?} while the subscriber on {peer} holds a range of it");
             }
         }
-    }
-}
-
-/// A driver's direct path ([`DirectSend`]): takes every message offered while `take`.
-pub(super) struct Direct {
-    take: bool,
-    taken: Vec<(PeerId, MessageHeader, Vec<u8>)>,
-}
-
-impl DirectSend for Direct {
-    fn send_inline(&mut self, peer: PeerId, header: MessageHeader, payload: &[u8]) -> bool {
-        if self.take {
-            self.taken.push((peer, header, payload.to_vec()));
-        }
-        self.take
     }
 }

@@ -1,10 +1,17 @@
 //! The calloop driver side by side with the std driver, in the same run.
 //!
 //! ```text
-//! cargo bench -p ipc-driver-calloop --bench vs_std [-- --quick] [-- --reps N] [-- --only std|calloop]
+//! cargo bench -p ipc-driver-calloop --bench vs_std [-- --quick] [-- --reps N] [-- --only std|calloop] [-- --no-pin]
 //! ```
 //!
 //! `--only` runs one driver's repetitions (to profile it): no ratio then.
+//!
+//! The two application threads are pinned, each to its own CPU (the first two this process
+//! may use), for the timed part of every repetition, with either driver. Unpinned
+//! (`--no-pin`), the scheduler decides, and on a 2-vCPU VM it sometimes put the std driver's
+//! two application threads on one CPU (round trips of 5 µs instead of 45: no wakeup across
+//! vCPUs) and never the calloop driver's: the ratio measured the placement. The std driver's
+//! I/O threads are not pinned (they start before the pinning and idle in a round trip).
 //!
 //! Two nodes of a fresh group in this process, a sender and an echoer, each on its own
 //! application thread. The echoer answers every message on `bench/data` with its first 8
@@ -33,6 +40,7 @@ use calloop::EventLoop;
 use ipc_driver_calloop::{Node as LoopNode, NodeEvent, NodeSource};
 use ipc_driver_std::Node as StdNode;
 use ipc_proto::data::{PublisherOptions, SendMode, SubscriptionOptions};
+use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
 
 const DATA: &str = "bench/data";
 const ACK: &str = "bench/ack";
@@ -75,6 +83,11 @@ fn main() {
             "calloop" => Driver::Calloop,
             other => panic!("--only std or calloop, not {other}"),
         });
+    let cpus = if args.iter().any(|a| a == "--no-pin") {
+        None
+    } else {
+        Cpus::first_two()
+    };
     let scale = if quick { 5 } else { 1 };
     let cases = [
         Case {
@@ -93,6 +106,13 @@ fn main() {
         },
     ];
     println!("calloop driver vs std driver: {reps} repetitions each, alternating, fresh nodes");
+    match cpus {
+        Some(c) => println!(
+            "application threads pinned: the sender to CPU {}, the echoer to CPU {}",
+            c.sender, c.echoer
+        ),
+        None => println!("application threads not pinned"),
+    }
     println!(
         "{:<18} {:>26} {:>26} {:>13}",
         "", "std (median, range)", "calloop (median, range)", "calloop/std"
@@ -111,8 +131,8 @@ fn main() {
                 );
                 let group = format!("bench-vs-{:016x}", getrandom::u64().expect("random"));
                 let elapsed = match driver {
-                    Driver::Std => std_run(&group, case),
-                    Driver::Calloop => calloop_run(&group, case),
+                    Driver::Std => std_run(&group, case, cpus),
+                    Driver::Calloop => calloop_run(&group, case, cpus),
                 };
                 secs[i].push(elapsed.as_secs_f64());
             }
@@ -162,6 +182,46 @@ fn main() {
     }
 }
 
+/// The CPUs the two application threads run on.
+#[derive(Copy, Clone, Debug)]
+struct Cpus {
+    sender: usize,
+    echoer: usize,
+}
+
+impl Cpus {
+    /// The first two CPUs this process may use, if it may use two.
+    fn first_two() -> Option<Self> {
+        let allowed = sched_getaffinity(None).expect("sched_getaffinity");
+        let mut cpus = (0..CpuSet::MAX_CPU).filter(|&c| allowed.is_set(c));
+        Some(Self {
+            sender: cpus.next()?,
+            echoer: cpus.next()?,
+        })
+    }
+}
+
+/// The calling thread pinned to one CPU; dropping it gives the thread back the CPUs it had
+/// (so that the nodes of the next repetition start their threads unpinned).
+struct Pinned(CpuSet);
+
+impl Pinned {
+    fn to(cpu: Option<usize>) -> Option<Self> {
+        let cpu = cpu?;
+        let before = sched_getaffinity(None).expect("sched_getaffinity");
+        let mut one = CpuSet::new();
+        one.set(cpu);
+        sched_setaffinity(None, &one).expect("sched_setaffinity");
+        Some(Self(before))
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        sched_setaffinity(None, &self.0).expect("sched_setaffinity");
+    }
+}
+
 /// The message numbered `n`, `size` bytes long.
 fn message(n: u64, size: usize) -> Vec<u8> {
     let mut m = vec![0x5a; size.max(8)];
@@ -185,7 +245,7 @@ fn subscription_options() -> SubscriptionOptions {
     SubscriptionOptions::block(STEP)
 }
 
-fn std_run(group: &str, case: Case) -> Duration {
+fn std_run(group: &str, case: Case, cpus: Option<Cpus>) -> Duration {
     let join = |name| {
         StdNode::builder(name)
             .group(group)
@@ -201,6 +261,7 @@ fn std_run(group: &str, case: Case) -> Duration {
             .expect("subscribe");
         let ack = echoer.publisher(ACK, MIME).expect("publisher");
         thread::spawn(move || {
+            let _pinned = Pinned::to(cpus.map(|c| c.echoer));
             while !stop.load(Ordering::Relaxed) {
                 if let Ok(m) = data.recv_timeout(Duration::from_millis(50)) {
                     ack.publish(&m[..8]).expect("answer");
@@ -215,6 +276,8 @@ fn std_run(group: &str, case: Case) -> Duration {
     let acks = sender
         .subscription(ACK, subscription_options())
         .expect("subscribe");
+    // Both nodes' I/O threads are running: pinning this thread no longer pins them.
+    let pinned = Pinned::to(cpus.map(|c| c.sender));
     // Warm up: probe until one comes back, so that both routes exist.
     let deadline = Instant::now() + STEP;
     'warm: for probe in PROBE.. {
@@ -240,6 +303,7 @@ fn std_run(group: &str, case: Case) -> Duration {
         }
     }
     let elapsed = start.elapsed();
+    drop(pinned);
     stop.store(true, Ordering::Relaxed);
     echo.join().expect("echo thread");
     drop(sender);
@@ -284,7 +348,7 @@ impl Sender {
     }
 }
 
-fn calloop_run(group: &str, case: Case) -> Duration {
+fn calloop_run(group: &str, case: Case, cpus: Option<Cpus>) -> Duration {
     let join = |name| {
         NodeSource::builder(name)
             .group(group)
@@ -297,6 +361,7 @@ fn calloop_run(group: &str, case: Case) -> Duration {
         let group = group.to_string();
         // A node source is not `Send`: the echoer is made on its own thread.
         thread::spawn(move || {
+            let _pinned = Pinned::to(cpus.map(|c| c.echoer));
             let mut echoer = NodeSource::builder("echoer")
                 .group(&group)
                 .join()
@@ -344,6 +409,7 @@ fn calloop_run(group: &str, case: Case) -> Duration {
             }
         })
         .expect("insert");
+    let pinned = Pinned::to(cpus.map(|c| c.sender));
     let mut state = Sender {
         case,
         start: None,
@@ -375,6 +441,7 @@ fn calloop_run(group: &str, case: Case) -> Duration {
             .dispatch(Some(Duration::from_millis(50)), &mut state)
             .expect("dispatch");
     }
+    drop(pinned);
     stop.store(true, Ordering::Relaxed);
     echo.join().expect("echo thread");
     state.elapsed.expect("finished")

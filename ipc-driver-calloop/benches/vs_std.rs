@@ -20,6 +20,9 @@
 //!
 //! - **64 B round trip**: inline payloads, a window of 1; the figure is the median time per
 //!   round trip.
+//! - **64 B spinning**: the same with both subscriptions spinning
+//!   ([`SubscriptionOptions::spin`], 1 ms): the std driver's receiving threads poll in `recv`,
+//!   the calloop driver's loops after each message.
 //! - **1 MiB throughput**: pooled payloads (`publish`, which copies into a pool slot), a
 //!   window of 4; the figure is payload bytes per second.
 //!
@@ -47,6 +50,8 @@ const ACK: &str = "bench/ack";
 const MIME: &str = "application/octet-stream";
 /// Numbers of warm-up probes: the top bit set, so they never match a timed message.
 const PROBE: u64 = 1 << 63;
+/// The spin of the spinning round trip's subscriptions: far longer than a round trip.
+const SPIN: Duration = Duration::from_millis(1);
 /// How long any one step may take before the run is declared broken.
 const STEP: Duration = Duration::from_secs(20);
 
@@ -57,6 +62,8 @@ struct Case {
     mode: SendMode,
     window: u64,
     count: u64,
+    /// Both subscriptions spin ([`SubscriptionOptions::spin`]) this long.
+    spin: Duration,
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, Debug)]
@@ -96,6 +103,15 @@ fn main() {
             mode: SendMode::Inline,
             window: 1,
             count: 20_000 / scale,
+            spin: Duration::ZERO,
+        },
+        Case {
+            name: "64 B spinning",
+            size: 64,
+            mode: SendMode::Inline,
+            window: 1,
+            count: 200_000 / scale,
+            spin: SPIN,
         },
         Case {
             name: "1 MiB throughput",
@@ -103,6 +119,7 @@ fn main() {
             mode: SendMode::Pooled,
             window: 4,
             count: 2_000 / scale,
+            spin: Duration::ZERO,
         },
     ];
     println!("calloop driver vs std driver: {reps} repetitions each, alternating, fresh nodes");
@@ -241,8 +258,8 @@ fn publisher_options(case: Case) -> PublisherOptions {
 }
 
 /// Lossless queues, deep enough for the window: nothing is dropped or held back.
-fn subscription_options() -> SubscriptionOptions {
-    SubscriptionOptions::block(STEP)
+fn subscription_options(case: Case) -> SubscriptionOptions {
+    SubscriptionOptions::block(STEP).spin(case.spin)
 }
 
 fn std_run(group: &str, case: Case, cpus: Option<Cpus>) -> Duration {
@@ -257,7 +274,7 @@ fn std_run(group: &str, case: Case, cpus: Option<Cpus>) -> Duration {
     let echo = {
         let stop = Arc::clone(&stop);
         let data = echoer
-            .subscription(DATA, subscription_options())
+            .subscription(DATA, subscription_options(case))
             .expect("subscribe");
         let ack = echoer.publisher(ACK, MIME).expect("publisher");
         thread::spawn(move || {
@@ -274,7 +291,7 @@ fn std_run(group: &str, case: Case, cpus: Option<Cpus>) -> Duration {
         .publisher_with(DATA, MIME, publisher_options(case))
         .expect("publisher");
     let acks = sender
-        .subscription(ACK, subscription_options())
+        .subscription(ACK, subscription_options(case))
         .expect("subscribe");
     // Both nodes' I/O threads are running: pinning this thread no longer pins them.
     let pinned = Pinned::to(cpus.map(|c| c.sender));
@@ -368,7 +385,7 @@ fn calloop_run(group: &str, case: Case, cpus: Option<Cpus>) -> Duration {
                 .expect("join a calloop node");
             echoer
                 .node()
-                .open_subscription(DATA, subscription_options())
+                .open_subscription(DATA, subscription_options(case))
                 .expect("subscribe");
             echoer
                 .node()
@@ -397,7 +414,7 @@ fn calloop_run(group: &str, case: Case, cpus: Option<Cpus>) -> Duration {
         .expect("publisher");
     sender
         .node()
-        .open_subscription(ACK, subscription_options())
+        .open_subscription(ACK, subscription_options(case))
         .expect("subscribe");
     let probes = sender.node().handle();
     let mut event_loop: EventLoop<'static, Sender> = EventLoop::try_new().expect("loop");

@@ -26,7 +26,8 @@ use calloop::ping::{self, PingSource};
 use calloop::{EventSource, Interest, Mode, Poll, PostAction, Readiness, Token, TokenFactory};
 use ipc_driver_core::DocEvent;
 use ipc_driver_core::{
-    Links, OWN_TOKEN, READ_BUDGET, Read, Reading, Ready, Started, log_member_evt, map_own, start,
+    LOOKS_PER_CLOCK, Links, OWN_TOKEN, READ_BUDGET, Read, Reading, Ready, Started, log_member_evt,
+    map_own, start,
 };
 use ipc_os::memfd::Mapping;
 use ipc_os::poll::{Events, Interest as Want, Poller};
@@ -45,6 +46,17 @@ use crate::{DriverError, NodeEvent};
 
 /// Readiness reports taken from the node's epoll set per turn (the rest wait for the next).
 const EVENTS_PER_TURN: usize = 64;
+
+/// The longest a turn polls the rings for messages in all ([`Node::open_subscription`]'s
+/// spin), unless a subscription asked to spin longer: a stream that never pauses then still
+/// lets the loop's other sources have their turn.
+const SPIN_TURN: Duration = Duration::from_millis(1);
+
+/// While polling the rings, the node's set is looked at once in this many clock reads
+/// ([`LOOKS_PER_CLOCK`] looks each), and what is ready there served (a socket, the node's
+/// timer, pool ranges given back). A look at the set is a system call, about the cost of ten
+/// looks at the rings.
+const CLOCKS_PER_SET_LOOK: u32 = 4;
 
 /// A node of a group, as a calloop event source: insert it into your loop, and its callback
 /// receives [`NodeEvent`]s with `&mut` [`Node`] to issue commands.
@@ -69,6 +81,10 @@ pub struct NodeSource {
     events: VecDeque<NodeEvent>,
     /// A topic's room changed: held messages may go out.
     room_changed: bool,
+    /// The links whose rings this node reads, while it polls them (kept between turns).
+    ring_keys: Vec<usize>,
+    /// The links whose rings this node publishes on, while it polls (kept between turns).
+    sender_keys: Vec<usize>,
     left: bool,
 }
 
@@ -155,6 +171,8 @@ impl NodeSource {
             node,
             events: VecDeque::new(),
             room_changed: false,
+            ring_keys: Vec::new(),
+            sender_keys: Vec::new(),
             left: false,
         })
     }
@@ -464,19 +482,134 @@ impl NodeSource {
     }
 
     /// Hands queued events to the callback; what the callback does is acted on before the
-    /// next event.
-    fn dispatch<F>(&mut self, now: Instant, callback: &mut F) -> io::Result<()>
+    /// next event. Returns whether it handed a message.
+    fn dispatch<F>(&mut self, now: Instant, callback: &mut F) -> io::Result<bool>
     where
         F: FnMut(NodeEvent, &mut Node),
     {
+        let mut message = false;
         while let Some(event) = self.events.pop_front() {
+            message |= matches!(event, NodeEvent::Message(_));
             callback(event, &mut self.node);
             // Commands from the callback, and messages it dropped.
             self.returns_and_deadlines(now);
             self.pump(now)?;
         }
-        Ok(())
+        Ok(message)
     }
+
+    /// After a turn that delivered messages: polls the rings for the next, handing each to
+    /// the callback, before the loop sleeps (see [`Node::open_subscription`]). The rings stay
+    /// unparked meanwhile, so that publishers push without writing an eventfd; at the end
+    /// they are read to their end, which parks them. Returns the time it ended (`now` if it
+    /// did not spin).
+    fn spin<F>(&mut self, mut now: Instant, callback: &mut F) -> io::Result<Instant>
+    where
+        F: FnMut(NodeEvent, &mut Node),
+    {
+        let spin = self.node.spin();
+        if spin.is_zero() || self.node.leaving.is_some() {
+            return Ok(now);
+        }
+        self.node.io.ring_receivers(&mut self.ring_keys);
+        if self.ring_keys.is_empty() {
+            return Ok(now);
+        }
+        self.node.io.spin_start();
+        now = clock();
+        let end = now + spin.max(SPIN_TURN);
+        let mut until = now + spin;
+        let mut looks = 0u32;
+        let spun = loop {
+            self.read_rings(now);
+            if !self.events.is_empty() {
+                if let Err(e) = self.dispatch(now, callback) {
+                    break Err(e);
+                }
+                now = clock();
+                until = now + spin;
+                if self.node.leaving.is_some() {
+                    break Ok(());
+                }
+            }
+            looks = looks.wrapping_add(1);
+            if !looks.is_multiple_of(LOOKS_PER_CLOCK) {
+                std::hint::spin_loop();
+                continue;
+            }
+            now = clock();
+            if now >= until.min(end) {
+                break Ok(());
+            }
+            if looks.is_multiple_of(LOOKS_PER_CLOCK * CLOCKS_PER_SET_LOOK) {
+                // The rest of the node goes on meanwhile: its sockets, its timer, the pool
+                // ranges its subscribers give back, commands from other threads.
+                self.take_returns(now);
+                match self.set_has_news() {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        if let Err(e) = self.turn(now) {
+                            break Err(e);
+                        }
+                    }
+                    Err(e) => break Err(e),
+                }
+                while let Ok(r) = self.requests.try_recv() {
+                    self.events.extend(self.node.request(r));
+                }
+            }
+            std::hint::spin_loop();
+        };
+        if self.node.io.spin_stop(None) {
+            // Read to their end, which parks them: what comes next wakes the loop.
+            self.read_rings(now);
+            self.dispatch(now, callback)?;
+        }
+        spun.map(|()| now)
+    }
+
+    /// Reads the rings this node reads ([`Self::ring_keys`]), up to [`READ_BUDGET`] records
+    /// each.
+    fn read_rings(&mut self, now: Instant) {
+        let keys = std::mem::take(&mut self.ring_keys);
+        self.ring_keys = self.read_each(now, keys);
+    }
+
+    /// Takes back the pool ranges given back on every link this node publishes on through a
+    /// ring (a spinning loop asks for no wake for them).
+    fn take_returns(&mut self, now: Instant) {
+        let mut keys = std::mem::take(&mut self.sender_keys);
+        self.node.io.ring_senders(&mut keys);
+        self.sender_keys = self.read_each(now, keys);
+    }
+
+    /// Reads the rings of the links `keys` lists; gives the list back.
+    fn read_each(&mut self, now: Instant, keys: Vec<usize>) -> Vec<usize> {
+        for &key in &keys {
+            self.read(now, key, Reading::Ring);
+        }
+        keys
+    }
+
+    /// Whether the node's set reports anything but a ring the spin reads anyway: a socket, a
+    /// listener, the node's timer, or a ring this node publishes on (its subscriber gave
+    /// pool ranges back), for the loop to serve.
+    fn set_has_news(&mut self) -> io::Result<bool> {
+        self.node
+            .io
+            .poller()
+            .wait(&mut self.ready, Some(Duration::ZERO))?;
+        let read = &self.ring_keys;
+        Ok(self.ready.iter().any(|e| match Ready::of(e.token()) {
+            Ready::Ring(key) => !read.contains(&key),
+            _ => true,
+        }))
+    }
+}
+
+#[allow(clippy::disallowed_methods)] // the driver reads the clock
+fn clock() -> Instant {
+    Instant::now()
 }
 
 impl EventSource for NodeSource {
@@ -512,7 +645,10 @@ impl EventSource for NodeSource {
         #[allow(clippy::disallowed_methods)] // the driver reads the clock
         let now = Instant::now();
         self.turn(now)?;
-        self.dispatch(now, &mut callback)?;
+        let now = match self.dispatch(now, &mut callback)? {
+            true => self.spin(now, &mut callback)?,
+            false => now,
+        };
         if self.finished(now) {
             self.left = true;
             callback(NodeEvent::Left, &mut self.node);

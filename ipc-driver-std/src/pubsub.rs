@@ -13,7 +13,7 @@ use crate::data::{
 };
 use crate::reactor::{Core, Stopped};
 use crate::request::{LEFT, Request, Requester};
-use ipc_driver_core::{DriverError, RecvError, fresh_loan, inline_buffer};
+use ipc_driver_core::{DriverError, LOOKS_PER_CLOCK, RecvError, fresh_loan, inline_buffer};
 use ipc_os::memfd::SealSet;
 
 /// What publishers and subscriptions need of their node.
@@ -287,17 +287,6 @@ const RECV_SPIN: Duration = Duration::from_micros(10);
 /// 303-399 k → 386-463 k, 16 KiB 250-290 k → 301-310 k, 32 KiB 208-229 k → 239-242 k, 64 KiB
 /// 140-143 k → 169-173 k, 1 MiB and 16 MiB level; 64 B round trip and inline streams level.
 const WRITING_SPIN: Duration = Duration::from_micros(100);
-
-/// A spinning receive reads the clock (and whether its queue has closed) once in this many
-/// looks at the rings: a clock read costs about what a look at an empty ring does, and a
-/// look that comes sooner after the publisher's push takes the message sooner. Measured
-/// (`SubscriptionOptions::spin` at both ends of a 64 B round trip between two pinned
-/// processes, 200,000 round trips, alternated runs): median 1.84 µs with a clock read at
-/// every look (9 runs: 1.76-1.96), 1.73 µs with one in 8 (15 runs: 1.67-1.80). Looks made
-/// faster still (no clock read in the look itself) were slower (1.82-1.89 µs): polled that
-/// often, the ring's lines leave the publisher's cache while it writes them. A spin's end
-/// (or a receive's deadline) is seen up to that many looks late, well under a microsecond.
-const LOOKS_PER_CLOCK: u32 = 8;
 
 impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

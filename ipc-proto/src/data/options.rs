@@ -135,8 +135,9 @@ pub struct SubscriptionOptions {
     /// their maximums. Default [`DEFAULT_MAX_PAYLOAD`].
     pub max_payload: u64,
     /// How long a receiving thread polls for the next message before it sleeps. A driver
-    /// that reads its links' shared-memory rings on the receiving thread (the std driver; the
-    /// calloop driver ignores it) spins on them, and publishers push without waking anyone:
+    /// that reads its links' shared-memory rings on the receiving thread (the std driver's
+    /// `recv`; the calloop driver's loop, after a turn that delivered messages) spins on
+    /// them, and publishers push without waking anyone:
     /// the lowest latency, for a CPU core kept busy while waiting (up to `spin` per receive
     /// with no message). While threads spin, and for a moment after (the std driver: up to
     /// the spin, or 1 ms if longer), the rings are not parked and messages of the node's
@@ -150,7 +151,8 @@ pub struct SubscriptionOptions {
     /// publisher says it is writing a pooled message for this node (the ring's `writing`
     /// hint, see [`ring`](crate::ring)), again only while such spins find the message. An
     /// idle subscription, a sparse stream, or a request whose reply takes longer than that
-    /// (an inline reply sets no hint), idles at 0 % CPU.
+    /// (an inline reply sets no hint), idles at 0 % CPU. The calloop driver does not spin
+    /// then: its loop sleeps after every turn.
     pub spin: Duration,
 }
 

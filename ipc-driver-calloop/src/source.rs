@@ -52,11 +52,10 @@ const EVENTS_PER_TURN: usize = 64;
 /// lets the loop's other sources have their turn.
 const SPIN_TURN: Duration = Duration::from_millis(1);
 
-/// While polling the rings, the node's set is looked at once in this many clock reads
-/// ([`LOOKS_PER_CLOCK`] looks each), and what is ready there served (a socket, the node's
-/// timer, pool ranges given back). A look at the set is a system call, about the cost of ten
-/// looks at the rings.
-const CLOCKS_PER_SET_LOOK: u32 = 4;
+/// While polling the rings, the rest of the node is served this often (its sockets, its
+/// timer, pool ranges given back, commands): a look at the node's set is a system call, about
+/// a hundredth of this.
+const SERVE_EVERY: Duration = Duration::from_micros(10);
 
 /// A node of a group, as a calloop event source: insert it into your loop, and its callback
 /// receives [`NodeEvent`]s with `&mut` [`Node`] to issue commands.
@@ -516,13 +515,25 @@ impl NodeSource {
             return Ok(now);
         }
         self.node.io.spin_start();
+        // Its sends take back the pool ranges their subscribers gave back, and ask for no
+        // wake for them, as the std driver's publishing threads do: the polling loop takes
+        // them itself.
+        self.node.io.defer_return_wakes(true);
         now = clock();
         let end = now + spin.max(SPIN_TURN);
         let mut until = now + spin;
+        let mut serve_at = now + SERVE_EVERY;
         let mut looks = 0u32;
         let spun = loop {
             self.read_rings(now);
-            if !self.events.is_empty() {
+            if self.events.is_empty() {
+                looks = looks.wrapping_add(1);
+                if !looks.is_multiple_of(LOOKS_PER_CLOCK) {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                now = clock();
+            } else {
                 if let Err(e) = self.dispatch(now, callback) {
                     break Err(e);
                 }
@@ -532,40 +543,39 @@ impl NodeSource {
                     break Ok(());
                 }
             }
-            looks = looks.wrapping_add(1);
-            if !looks.is_multiple_of(LOOKS_PER_CLOCK) {
-                std::hint::spin_loop();
-                continue;
-            }
-            now = clock();
             if now >= until.min(end) {
                 break Ok(());
             }
-            if looks.is_multiple_of(LOOKS_PER_CLOCK * CLOCKS_PER_SET_LOOK) {
-                // The rest of the node goes on meanwhile: its sockets, its timer, the pool
-                // ranges its subscribers give back, commands from other threads.
-                self.take_returns(now);
-                match self.set_has_news() {
-                    Ok(false) => {}
-                    Ok(true) => {
-                        if let Err(e) = self.turn(now) {
-                            break Err(e);
-                        }
-                    }
-                    Err(e) => break Err(e),
-                }
-                while let Ok(r) = self.requests.try_recv() {
-                    self.events.extend(self.node.request(r));
+            if now >= serve_at {
+                serve_at = now + SERVE_EVERY;
+                if let Err(e) = self.serve(now) {
+                    break Err(e);
                 }
             }
             std::hint::spin_loop();
         };
+        self.node.io.defer_return_wakes(false);
+        // Takes what came back since, and asks for wakes for the rest.
+        self.take_returns(now);
         if self.node.io.spin_stop(None) {
             // Read to their end, which parks them: what comes next wakes the loop.
             self.read_rings(now);
             self.dispatch(now, callback)?;
         }
         spun.map(|()| now)
+    }
+
+    /// While polling the rings: the rest of the node goes on, its sockets, its timer, the
+    /// pool ranges its subscribers give back, commands from other threads.
+    fn serve(&mut self, now: Instant) -> io::Result<()> {
+        self.take_returns(now);
+        if self.set_has_news()? {
+            self.turn(now)?;
+        }
+        while let Ok(r) = self.requests.try_recv() {
+            self.events.extend(self.node.request(r));
+        }
+        Ok(())
     }
 
     /// Reads the rings this node reads ([`Self::ring_keys`]), up to [`READ_BUDGET`] records
@@ -576,7 +586,7 @@ impl NodeSource {
     }
 
     /// Takes back the pool ranges given back on every link this node publishes on through a
-    /// ring (a spinning loop asks for no wake for them).
+    /// ring; unless return wakes are deferred, asks for a wake for the next ones.
     fn take_returns(&mut self, now: Instant) {
         let mut keys = std::mem::take(&mut self.sender_keys);
         self.node.io.ring_senders(&mut keys);

@@ -155,3 +155,106 @@ fn a_spinning_subscription_reads_a_stream_without_waking() {
         "{writes} writes for {MESSAGES} messages"
     );
 }
+
+/// A loop that spins for its acknowledgements and publishes pooled messages from its
+/// callback takes the pool ranges its subscriber gives back as it goes (its sends take them,
+/// and its polls look for them): its pool stays at the segments a stream takes turns with
+/// (8 of 1 MiB) and those in flight. A loop that took them back only when its spin ended
+/// made a new segment for most messages of the stream: 68 MiB of pool for a window of 4.
+#[test]
+fn a_spinning_loop_publishing_pooled_messages_reuses_its_pool() {
+    use ipc_proto::data::SendMode;
+    const SIZE: usize = 1 << 20;
+    const WINDOW: u64 = 4;
+    const COUNT: u64 = 400;
+    const PROBE: u64 = u64::MAX;
+    let group = group();
+    let echo = StdNode::builder("echo").group(&group).join().expect("join");
+    let data = echo
+        .subscription("data", SubscriptionOptions::block(WAIT))
+        .expect("subscribe");
+    let acks = echo.publisher("ack", "x").expect("publish");
+    let stop = Arc::new(AtomicBool::new(false));
+    let answering = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(m) = data.recv_timeout(Duration::from_millis(20)) {
+                    acks.publish(&m[..8]).expect("answer");
+                }
+            }
+        })
+    };
+    let result = std::panic::catch_unwind(|| {
+        let mut source = NodeSource::builder("sender")
+            .group(&group)
+            .join()
+            .expect("join");
+        let node = source.node();
+        let pooled = PublisherOptions {
+            mode: SendMode::Pooled,
+            ..PublisherOptions::default()
+        };
+        node.open_publisher("data", "x", pooled).expect("publish");
+        let spin = SubscriptionOptions::block(WAIT).spin(Duration::from_millis(200));
+        node.open_subscription("ack", spin).expect("subscribe");
+        let probes = node.handle();
+        // (messages sent, answers, the largest pool seen)
+        type State = (u64, u64, u64);
+        let mut event_loop: EventLoop<'static, State> = EventLoop::try_new().expect("loop");
+        let message = |n: u64| {
+            let mut m = vec![0x5a; SIZE];
+            m[..8].copy_from_slice(&n.to_le_bytes());
+            m
+        };
+        event_loop
+            .handle()
+            .insert_source(source, move |event, node: &mut LoopNode, s: &mut State| {
+                let NodeEvent::Message(m) = event else {
+                    return;
+                };
+                let n = u64::from_le_bytes(m[..8].try_into().expect("8 bytes"));
+                if n == PROBE {
+                    // The route is in: the stream starts (at the first answer to a probe).
+                    if s.0 == 0 {
+                        for n in 0..WINDOW {
+                            node.publish("data", &message(n)).expect("publish");
+                        }
+                        s.0 = WINDOW;
+                    }
+                    return;
+                }
+                assert_eq!(n, s.1, "answers in order");
+                s.1 += 1;
+                if s.0 < COUNT {
+                    node.publish("data", &message(s.0)).expect("publish");
+                    s.0 += 1;
+                }
+                s.2 = s.2.max(node.pool_bytes());
+            })
+            .expect("insert");
+        let mut state = (0, 0, 0);
+        let deadline = Instant::now() + WAIT;
+        while state.1 < COUNT {
+            assert!(Instant::now() < deadline, "{} of {COUNT} answers", state.1);
+            if state.0 == 0 {
+                // From outside the callback: sent on the loop's next turn.
+                probes
+                    .publish("data", PROBE.to_le_bytes().to_vec())
+                    .expect("probe");
+            }
+            event_loop
+                .dispatch(Some(Duration::from_millis(20)), &mut state)
+                .expect("dispatch");
+        }
+        state.2
+    });
+    stop.store(true, Ordering::Relaxed);
+    answering.join().expect("echo thread");
+    let pool = result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    assert!(
+        pool <= 16 * SIZE as u64,
+        "a pool of {} MiB for a window of {WINDOW}",
+        pool >> 20
+    );
+}

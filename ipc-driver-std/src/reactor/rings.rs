@@ -52,7 +52,8 @@ impl Core {
     /// ([`Reactor::linger_for_writers`]): the publisher's push then wakes nobody. Only pooled
     /// loans set it: an inline `publish` is written before the call, and a fresh memfd takes
     /// far longer to make than a wake costs. The calloop driver does not set it (its loans
-    /// would need the loop's links); a calloop subscriber never polls, so it ignores it.
+    /// would need the loop's links), and its loop polls only for a subscription's own spin,
+    /// for which the hint changes nothing.
     pub(crate) fn writing(&self, topic: &str) {
         let mut guard = self.lock();
         if let Some(r) = guard.as_mut()

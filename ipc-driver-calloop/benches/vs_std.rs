@@ -25,6 +25,7 @@
 //!   the calloop driver's loops after each message.
 //! - **1 MiB throughput**: pooled payloads (`publish`, which copies into a pool slot), a
 //!   window of 4; the figure is payload bytes per second.
+//! - **1 MiB spinning**: the same with both subscriptions spinning.
 //!
 //! With the std driver each node also has its I/O thread, and the application threads block
 //! in `recv`; with the calloop driver each thread runs one `EventLoop` with the node inserted,
@@ -120,6 +121,14 @@ fn main() {
             window: 4,
             count: 2_000 / scale,
             spin: Duration::ZERO,
+        },
+        Case {
+            name: "1 MiB spinning",
+            size: 1 << 20,
+            mode: SendMode::Pooled,
+            window: 4,
+            count: 2_000 / scale,
+            spin: SPIN,
         },
     ];
     println!("calloop driver vs std driver: {reps} repetitions each, alternating, fresh nodes");

@@ -26,8 +26,8 @@ use calloop::ping::{self, PingSource};
 use calloop::{EventSource, Interest, Mode, Poll, PostAction, Readiness, Token, TokenFactory};
 use ipc_driver_core::DocEvent;
 use ipc_driver_core::{
-    LOOKS_PER_CLOCK, Links, OWN_TOKEN, READ_BUDGET, Read, Reading, Ready, Started, log_member_evt,
-    map_own, start,
+    LOOKS_PER_CLOCK, Links, OWN_TOKEN, READ_BUDGET, Read, Reading, Ready, Started, later,
+    log_member_evt, map_own, start,
 };
 use ipc_os::memfd::Mapping;
 use ipc_os::poll::{Events, Interest as Want, Poller};
@@ -108,8 +108,7 @@ impl NodeSource {
     }
 
     pub(crate) fn start(b: NodeBuilder, observer: bool) -> Result<Self, DriverError> {
-        #[allow(clippy::disallowed_methods)] // the driver reads the clock
-        let now = Instant::now();
+        let now = clock();
         let Started {
             dir,
             private,
@@ -232,9 +231,7 @@ impl NodeSource {
                 .io
                 .accept(&mut self.node.member, now, Listener::Data);
         }
-        while let Ok(r) = self.requests.try_recv() {
-            self.events.extend(self.node.request(r));
-        }
+        self.take_requests();
         self.returns_and_deadlines(now);
         self.pump(now)
     }
@@ -497,6 +494,13 @@ impl NodeSource {
         Ok(message)
     }
 
+    /// Carries out the commands [`NodeHandle`](crate::NodeHandle)s sent.
+    fn take_requests(&mut self) {
+        while let Ok(r) = self.requests.try_recv() {
+            self.events.extend(self.node.request(r));
+        }
+    }
+
     /// After a turn that delivered messages: polls the rings for the next, handing each to
     /// the callback, before the loop sleeps (see [`Node::open_subscription`]). The rings stay
     /// unparked meanwhile, so that publishers push without writing an eventfd; at the end
@@ -506,7 +510,7 @@ impl NodeSource {
     where
         F: FnMut(NodeEvent, &mut Node),
     {
-        let spin = self.node.spin();
+        let mut spin = self.node.spin();
         if spin.is_zero() || self.node.leaving.is_some() {
             return Ok(now);
         }
@@ -520,8 +524,8 @@ impl NodeSource {
         // them itself.
         self.node.io.defer_return_wakes(true);
         now = clock();
-        let end = now + spin.max(SPIN_TURN);
-        let mut until = now + spin;
+        let end = later(now, spin.max(SPIN_TURN));
+        let mut until = later(now, spin);
         let mut serve_at = now + SERVE_EVERY;
         let mut looks = 0u32;
         let spun = loop {
@@ -534,13 +538,20 @@ impl NodeSource {
                 }
                 now = clock();
             } else {
-                if let Err(e) = self.dispatch(now, callback) {
-                    break Err(e);
-                }
+                let message = match self.dispatch(now, callback) {
+                    Ok(message) => message,
+                    Err(e) => break Err(e),
+                };
                 now = clock();
-                until = now + spin;
-                if self.node.leaving.is_some() {
+                // The callback may have closed subscriptions, or opened some (whose links
+                // may bring rings).
+                spin = self.node.spin();
+                if spin.is_zero() || self.node.leaving.is_some() {
                     break Ok(());
+                }
+                self.node.io.ring_receivers(&mut self.ring_keys);
+                if message {
+                    until = later(now, spin);
                 }
             }
             if now >= until.min(end) {
@@ -551,6 +562,9 @@ impl NodeSource {
                 if let Err(e) = self.serve(now) {
                     break Err(e);
                 }
+                if self.node.leaving.is_some() {
+                    break Ok(());
+                }
             }
             std::hint::spin_loop();
         };
@@ -558,24 +572,30 @@ impl NodeSource {
         // Takes what came back since, and asks for wakes for the rest.
         self.take_returns(now);
         if self.node.io.spin_stop(None) {
-            // Read to their end, which parks them: what comes next wakes the loop.
+            // Read to their end, which parks them (those of links made meanwhile too): what
+            // comes next wakes the loop.
+            self.node.io.ring_receivers(&mut self.ring_keys);
             self.read_rings(now);
             self.dispatch(now, callback)?;
         }
         spun.map(|()| now)
     }
 
-    /// While polling the rings: the rest of the node goes on, its sockets, its timer, the
-    /// pool ranges its subscribers give back, commands from other threads.
+    /// While polling the rings: the rest of the node goes on, as in a turn (its sockets, its
+    /// timer and other deadlines, the pool ranges its subscribers give back, messages and
+    /// loans dropped on other threads, commands from other threads); the events it makes are
+    /// handed to the callback with the next message, or when the spin ends.
     fn serve(&mut self, now: Instant) -> io::Result<()> {
         self.take_returns(now);
         if self.set_has_news()? {
+            // Links may have come (and rings with them).
             self.turn(now)?;
+            self.node.io.ring_receivers(&mut self.ring_keys);
+            return Ok(());
         }
-        while let Ok(r) = self.requests.try_recv() {
-            self.events.extend(self.node.request(r));
-        }
-        Ok(())
+        self.take_requests();
+        self.returns_and_deadlines(now);
+        self.pump(now)
     }
 
     /// Reads the rings this node reads ([`Self::ring_keys`]), up to [`READ_BUDGET`] records
@@ -648,12 +668,9 @@ impl EventSource for NodeSource {
         self.returns
             .process_events(readiness, token, |(), _| {})
             .map_err(|e| io::Error::other(e.to_string()))?;
-        while let Ok(r) = self.requests.try_recv() {
-            self.events.extend(self.node.request(r));
-        }
+        self.take_requests();
 
-        #[allow(clippy::disallowed_methods)] // the driver reads the clock
-        let now = Instant::now();
+        let now = clock();
         self.turn(now)?;
         let now = match self.dispatch(now, &mut callback)? {
             true => self.spin(now, &mut callback)?,
@@ -690,8 +707,7 @@ impl EventSource for NodeSource {
     }
 
     fn before_sleep(&mut self) -> calloop::Result<Option<(Readiness, Token)>> {
-        #[allow(clippy::disallowed_methods)] // the driver reads the clock
-        let now = Instant::now();
+        let now = clock();
         // Commands issued outside our callback since the last turn.
         self.returns_and_deadlines(now);
         self.pump(now)?;
@@ -712,8 +728,7 @@ impl Drop for NodeSource {
         }
         // Best effort without waiting: the goodbye goes out if the socket takes it.
         self.node.leave();
-        #[allow(clippy::disallowed_methods)] // the driver reads the clock
-        let now = Instant::now();
+        let now = clock();
         let _ = self.pump(now);
     }
 }

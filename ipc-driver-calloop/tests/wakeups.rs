@@ -1,16 +1,21 @@
-//! What a message costs the application's loop.
+//! What a message costs the application's loop, sleeping or spinning.
 //!
 //! A calloop node on its own thread answers every message from a std node; the std node sends
-//! the next only once it has the answer, so each message finds the loop asleep. The loop's
-//! thread counts its own `read` and `write` system calls (`/proc/thread-self/io`) over the
-//! timed messages. Per message it writes the pinger's ring eventfd once, and reads its own
-//! (and calloop's poller reads its notifier once per wakeup). A source that woke its own
-//! loop a second time for every event (calloop's `Channel` does, handed another source's
-//! event) would write a ping and read it back, and make the poller read again.
+//! the next only once it has the answer. With default options each message finds the loop
+//! asleep: the loop's thread counts its own `read` and `write` system calls
+//! (`/proc/thread-self/io`) over the timed messages. Per message it writes the pinger's ring
+//! eventfd once, and reads its own (and calloop's poller reads its notifier once per
+//! wakeup). A source that woke its own loop a second time for every event (calloop's
+//! `Channel` does, handed another source's event) would write a ping and read it back, and
+//! make the poller read again. With `SubscriptionOptions::spin` the loop polls instead of
+//! sleeping, and reads no eventfd at all.
+//!
+//! The tests run one at a time: a spinning loop keeps a core busy, which the others' counts
+//! and round trips should not share on a small machine.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -21,6 +26,12 @@ use ipc_proto::data::{PublisherOptions, SubscriptionOptions};
 
 const WAIT: Duration = Duration::from_secs(20);
 const MESSAGES: u64 = 300;
+
+/// Taken by every test of this file: they run one at a time.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static ONE: Mutex<()> = Mutex::new(());
+    ONE.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 fn group() -> String {
     format!("calloop-wakeups-{:016x}", getrandom::u64().expect("random"))
@@ -129,6 +140,7 @@ fn echo_syscalls(options: SubscriptionOptions) -> (u64, u64) {
 
 #[test]
 fn a_message_to_a_sleeping_loop_wakes_it_once() {
+    let _one = one_at_a_time();
     let (reads, writes) = echo_syscalls(SubscriptionOptions::default());
     // 2 reads and 1 write per message, and a few for timers; a second wakeup per message
     // (4 reads, 2 writes) made 4.1 to 6 of them.
@@ -143,11 +155,14 @@ fn a_message_to_a_sleeping_loop_wakes_it_once() {
 /// Its one write per message is the std pinger's wakeup (the pinger sleeps in `recv`).
 #[test]
 fn a_spinning_subscription_reads_a_stream_without_waking() {
+    let _one = one_at_a_time();
     // Far longer than any round trip here, even on a loaded machine.
     let spin = Duration::from_millis(200);
     let (reads, writes) = echo_syscalls(SubscriptionOptions::default().spin(spin));
+    // Asleep it reads twice per message (600 here). Spinning, a few at the ends of its
+    // turns, which last at most the spin each.
     assert!(
-        reads < MESSAGES / 10,
+        reads < MESSAGES / 4,
         "{reads} reads (and {writes} writes) for {MESSAGES} messages: the loop slept"
     );
     assert!(
@@ -163,6 +178,7 @@ fn a_spinning_subscription_reads_a_stream_without_waking() {
 /// made a new segment for most messages of the stream: 68 MiB of pool for a window of 4.
 #[test]
 fn a_spinning_loop_publishing_pooled_messages_reuses_its_pool() {
+    let _one = one_at_a_time();
     use ipc_proto::data::SendMode;
     const SIZE: usize = 1 << 20;
     const WINDOW: u64 = 4;
@@ -199,9 +215,7 @@ fn a_spinning_loop_publishing_pooled_messages_reuses_its_pool() {
         let spin = SubscriptionOptions::block(WAIT).spin(Duration::from_millis(200));
         node.open_subscription("ack", spin).expect("subscribe");
         let probes = node.handle();
-        // (messages sent, answers, the largest pool seen)
-        type State = (u64, u64, u64);
-        let mut event_loop: EventLoop<'static, State> = EventLoop::try_new().expect("loop");
+        let mut event_loop: EventLoop<'static, Sender> = EventLoop::try_new().expect("loop");
         let message = |n: u64| {
             let mut m = vec![0x5a; SIZE];
             m[..8].copy_from_slice(&n.to_le_bytes());
@@ -209,35 +223,45 @@ fn a_spinning_loop_publishing_pooled_messages_reuses_its_pool() {
         };
         event_loop
             .handle()
-            .insert_source(source, move |event, node: &mut LoopNode, s: &mut State| {
+            .insert_source(source, move |event, node: &mut LoopNode, s: &mut Sender| {
                 let NodeEvent::Message(m) = event else {
                     return;
                 };
                 let n = u64::from_le_bytes(m[..8].try_into().expect("8 bytes"));
                 if n == PROBE {
                     // The route is in: the stream starts (at the first answer to a probe).
-                    if s.0 == 0 {
+                    if s.sent == 0 {
                         for n in 0..WINDOW {
                             node.publish("data", &message(n)).expect("publish");
                         }
-                        s.0 = WINDOW;
+                        s.sent = WINDOW;
                     }
                     return;
                 }
-                assert_eq!(n, s.1, "answers in order");
-                s.1 += 1;
-                if s.0 < COUNT {
-                    node.publish("data", &message(s.0)).expect("publish");
-                    s.0 += 1;
+                assert_eq!(n, s.answered, "answers in order");
+                s.answered += 1;
+                if n == 0 {
+                    s.syscalls = syscalls();
+                } else if n == COUNT - 1 {
+                    let (r, w) = syscalls();
+                    s.syscalls = (r - s.syscalls.0, w - s.syscalls.1);
                 }
-                s.2 = s.2.max(node.pool_bytes());
+                if s.sent < COUNT {
+                    node.publish("data", &message(s.sent)).expect("publish");
+                    s.sent += 1;
+                }
+                s.pool = s.pool.max(node.pool_bytes());
             })
             .expect("insert");
-        let mut state = (0, 0, 0);
+        let mut state = Sender::default();
         let deadline = Instant::now() + WAIT;
-        while state.1 < COUNT {
-            assert!(Instant::now() < deadline, "{} of {COUNT} answers", state.1);
-            if state.0 == 0 {
+        while state.answered < COUNT {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {COUNT} answers",
+                state.answered
+            );
+            if state.sent == 0 {
                 // From outside the callback: sent on the loop's next turn.
                 probes
                     .publish("data", PROBE.to_le_bytes().to_vec())
@@ -247,14 +271,191 @@ fn a_spinning_loop_publishing_pooled_messages_reuses_its_pool() {
                 .dispatch(Some(Duration::from_millis(20)), &mut state)
                 .expect("dispatch");
         }
-        state.2
+        state
     });
     stop.store(true, Ordering::Relaxed);
     answering.join().expect("echo thread");
-    let pool = result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let sender = result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     assert!(
-        pool <= 16 * SIZE as u64,
+        sender.pool <= 16 * SIZE as u64,
         "a pool of {} MiB for a window of {WINDOW}",
-        pool >> 20
+        sender.pool >> 20
     );
+    // It did spin: the answers came without a wakeup each.
+    let (reads, writes) = sender.syscalls;
+    assert!(
+        reads < COUNT / 4,
+        "{reads} reads (and {writes} writes) for {COUNT} answers: the loop slept"
+    );
+}
+
+/// What the pooled stream's sending loop keeps.
+#[derive(Default)]
+struct Sender {
+    sent: u64,
+    answered: u64,
+    /// The largest its pool was.
+    pool: u64,
+    /// Its thread's system calls at the first answer; from the first to the last, after it.
+    syscalls: (u64, u64),
+}
+
+/// A publisher whose link (and ring) comes while the loop spins is read like the others: its
+/// ring is read during the spin and parked at its end, so that its next messages wake the
+/// loop. (A spin that read only the rings it started with left a new ring unparked and
+/// unread at its end: its publisher's pushes woke nobody, and its messages waited.)
+#[test]
+fn a_publisher_that_comes_during_a_spin_is_read() {
+    let _one = one_at_a_time();
+    const FIRST: u64 = 200;
+    const SECOND: u64 = 20;
+    let group = group();
+    let mut source = NodeSource::builder("sub")
+        .group(&group)
+        .join()
+        .expect("join");
+    let spin = SubscriptionOptions::default().spin(Duration::from_millis(500));
+    source
+        .node()
+        .open_subscription("t", spin)
+        .expect("subscribe");
+    // Both publishers join now; each starts publishing when told.
+    let (a, b) = (
+        StdNode::builder("a").group(&group).join().expect("join"),
+        StdNode::builder("b").group(&group).join().expect("join"),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let (go_a, went_a) = mpsc::channel::<()>();
+    let (go_b, went_b) = mpsc::channel::<()>();
+    let first = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            let p = a.publisher("t", "x").expect("publisher");
+            went_a.recv_timeout(WAIT).expect("told to start");
+            // Until the route is in, then the stream.
+            for n in 0..FIRST {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                p.publish(&[b'a', n as u8]).expect("publish");
+                thread::sleep(Duration::from_micros(100));
+            }
+            p
+        })
+    };
+    let second = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            went_b.recv_timeout(WAIT).expect("told to start");
+            let p = b.publisher("t", "x").expect("publisher");
+            let deadline = Instant::now() + WAIT;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                p.publish(b"b").expect("publish");
+                thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    // (messages of a, of b)
+    let mut got = (0u64, 0u64);
+    let mut event_loop: EventLoop<'static, (u64, u64)> = EventLoop::try_new().expect("loop");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        event_loop
+            .handle()
+            .insert_source(
+                source,
+                move |event, _: &mut LoopNode, got: &mut (u64, u64)| {
+                    if let NodeEvent::Message(m) = event {
+                        match m.first() {
+                            Some(b'a') => got.0 += 1,
+                            Some(b'b') => got.1 += 1,
+                            _ => {}
+                        }
+                        if got.0 == FIRST / 2 && m[0] == b'a' {
+                            // Well into a's stream (the loop spins): b comes.
+                            let _ = go_b.send(());
+                        }
+                    }
+                },
+            )
+            .expect("insert");
+        go_a.send(()).expect("a waits");
+        let deadline = Instant::now() + WAIT;
+        while got.1 < SECOND {
+            assert!(
+                Instant::now() < deadline,
+                "{} messages of the publisher that came during the spin (and {} of the other)",
+                got.1,
+                got.0
+            );
+            event_loop
+                .dispatch(Some(Duration::from_millis(50)), &mut got)
+                .expect("dispatch");
+        }
+    }));
+    stop.store(true, Ordering::Relaxed);
+    drop(first.join().expect("a"));
+    second.join().expect("b");
+    result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+}
+
+/// A spin of `Duration::MAX` ("poll until the next message comes") is no overflow of the
+/// clock's arithmetic, and leaving from the callback ends it.
+#[test]
+fn a_loop_may_spin_for_ever_until_it_leaves() {
+    let _one = one_at_a_time();
+    let group = group();
+    let mut source = NodeSource::builder("sub")
+        .group(&group)
+        .join()
+        .expect("join");
+    let spin = SubscriptionOptions::default().spin(Duration::MAX);
+    source
+        .node()
+        .open_subscription("t", spin)
+        .expect("subscribe");
+    let p = StdNode::builder("pub").group(&group).join().expect("join");
+    let publisher = p.publisher("t", "x").expect("publisher");
+    let stop = Arc::new(AtomicBool::new(false));
+    let publishing = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            let deadline = Instant::now() + WAIT;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                publisher.publish(b"m").expect("publish");
+                thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    // (messages, left)
+    let mut state = (0u32, false);
+    let mut event_loop: EventLoop<'static, (u32, bool)> = EventLoop::try_new().expect("loop");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        event_loop
+            .handle()
+            .insert_source(
+                source,
+                |event, node: &mut LoopNode, s: &mut (u32, bool)| match event {
+                    NodeEvent::Message(_) => {
+                        s.0 += 1;
+                        if s.0 == 3 {
+                            node.leave();
+                        }
+                    }
+                    NodeEvent::Left => s.1 = true,
+                    _ => {}
+                },
+            )
+            .expect("insert");
+        let deadline = Instant::now() + WAIT;
+        while !state.1 {
+            assert!(Instant::now() < deadline, "{} messages, not left", state.0);
+            event_loop
+                .dispatch(Some(Duration::from_millis(50)), &mut state)
+                .expect("dispatch");
+        }
+    }));
+    stop.store(true, Ordering::Relaxed);
+    publishing.join().expect("publisher");
+    result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    assert!(state.0 >= 3, "{} messages", state.0);
 }

@@ -72,6 +72,13 @@ pub use typed::{
 /// to that many looks late, well under a microsecond.
 pub const LOOKS_PER_CLOCK: u32 = 8;
 
+/// `d` after `t`, or as far as an `Instant` goes: a spin of `Duration::MAX` ("forever") must
+/// not overflow the clock's arithmetic.
+pub fn later(t: std::time::Instant, d: Duration) -> std::time::Instant {
+    t.checked_add(d)
+        .unwrap_or_else(|| t + Duration::from_secs(u64::from(u32::MAX)))
+}
+
 /// Records read from one link per wakeup before the others get their turn.
 pub const READ_BUDGET: usize = 64;
 

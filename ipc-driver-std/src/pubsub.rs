@@ -13,7 +13,7 @@ use crate::data::{
 };
 use crate::reactor::{Core, Stopped};
 use crate::request::{LEFT, Request, Requester};
-use ipc_driver_core::{DriverError, LOOKS_PER_CLOCK, RecvError, fresh_loan, inline_buffer};
+use ipc_driver_core::{DriverError, LOOKS_PER_CLOCK, RecvError, fresh_loan, inline_buffer, later};
 use ipc_os::memfd::SealSet;
 
 /// What publishers and subscriptions need of their node.
@@ -448,7 +448,7 @@ impl Subscription {
             true => return None,
         };
         let start = Instant::now();
-        let cap = |d: Duration| deadline.map_or(start + d, |dl| dl.min(start + d));
+        let cap = |d: Duration| deadline.map_or(later(start, d), |dl| dl.min(later(start, d)));
         let (until, writing_until) = (cap(spin), cap(WRITING_SPIN));
         if !core.spin_start() {
             return None;

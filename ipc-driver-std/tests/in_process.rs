@@ -337,6 +337,30 @@ fn a_spinning_subscription_takes_every_message_and_sleeps_when_idle() {
     }
 }
 
+/// A spin of `Duration::MAX` ("poll until the message comes") is no overflow of the clock's
+/// arithmetic: the receive polls until the message, and the next one too.
+#[test]
+fn a_subscription_may_spin_for_ever() {
+    use ipc_driver_std::SubscriptionOptions;
+    let g = group();
+    let p = Node::builder("pub").group(&g).join().expect("join");
+    let s = Node::builder("sub").group(&g).join().expect("join");
+    let publisher = p.publisher("t", "x").expect("publisher");
+    let sub = s
+        .subscription("t", SubscriptionOptions::block(WAIT).spin(Duration::MAX))
+        .expect("sub");
+    let sid = s.id();
+    p.wait_view(WAIT, |v| {
+        v.node(sid).is_some_and(|n| !n.subscribes.is_empty())
+    })
+    .expect("routed");
+    for n in 0..3u64 {
+        publisher.publish(&n.to_le_bytes()).expect("publish");
+        let m = sub.recv_timeout(WAIT).expect("the message");
+        assert_eq!(m[..], n.to_le_bytes());
+    }
+}
+
 /// A thread blocked in `recv` waits on the node's rings itself and reads them, while the
 /// node's I/O thread serves everything else. Seen from the application: two threads blocked
 /// on two topics of the same link each get all their messages in order (one waits on the

@@ -55,7 +55,9 @@ impl<A> Links<A> {
     /// returns while it spins: meanwhile, a ring send asks for no wake for the ranges it
     /// lends, and takes back the ranges already given back on its link, and a read of a
     /// publisher's ring to its end asks for none either. After the thread stops, call
-    /// [`Links::returns_due`].
+    /// [`Links::returns_due`], or read every link of [`Links::ring_senders`] at once (with
+    /// [`Reading::Ring`](super::Reading::Ring)), which takes what came back and asks for
+    /// wakes again (the calloop driver's loop does, after it polled).
     pub fn defer_return_wakes(&mut self, defer: bool) {
         self.return_wakes.deferred = defer;
     }

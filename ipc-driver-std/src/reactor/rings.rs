@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ipc_driver_core::{Links, READ_BUDGET, Read, Reading, Ready};
+use ipc_driver_core::{Links, READ_BUDGET, Read, Reading, Ready, later};
 use ipc_os::poll::Events;
 use tracing::{debug, warn};
 
@@ -91,7 +91,7 @@ impl Core {
             return;
         };
         let now = now.unwrap_or_else(Instant::now);
-        let until = (!linger.is_zero()).then(|| r.io_look_by(now + linger).0);
+        let until = (!linger.is_zero()).then(|| r.io_look_by(later(now, linger)).0);
         if r.io.spin_stop(until) {
             r.park_rings(now);
         }

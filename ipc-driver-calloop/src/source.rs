@@ -84,6 +84,9 @@ pub struct NodeSource {
     ring_keys: Vec<usize>,
     /// The links whose rings this node publishes on, while it polls (kept between turns).
     sender_keys: Vec<usize>,
+    /// The loop polls the rings ([`Self::spin`]); still set once it is over only if the
+    /// callback panicked meanwhile.
+    spinning: bool,
     left: bool,
 }
 
@@ -171,6 +174,7 @@ impl NodeSource {
             room_changed: false,
             ring_keys: Vec::new(),
             sender_keys: Vec::new(),
+            spinning: false,
             left: false,
         })
     }
@@ -519,6 +523,7 @@ impl NodeSource {
             return Ok(now);
         }
         self.node.io.spin_start();
+        self.spinning = true;
         // Its sends take back the pool ranges their subscribers gave back, and ask for no
         // wake for them, as the std driver's publishing threads do: the polling loop takes
         // them itself.
@@ -568,17 +573,23 @@ impl NodeSource {
             }
             std::hint::spin_loop();
         };
+        self.end_spin(now);
+        self.dispatch(now, callback)?;
+        spun.map(|()| now)
+    }
+
+    /// The loop stops polling: the node's sends ask for return wakes again, and the rings
+    /// are read to their end, which parks them (those of links made meanwhile too), so that
+    /// what comes next wakes the loop. What that read finds waits in the events.
+    fn end_spin(&mut self, now: Instant) {
+        self.spinning = false;
         self.node.io.defer_return_wakes(false);
         // Takes what came back since, and asks for wakes for the rest.
         self.take_returns(now);
         if self.node.io.spin_stop(None) {
-            // Read to their end, which parks them (those of links made meanwhile too): what
-            // comes next wakes the loop.
             self.node.io.ring_receivers(&mut self.ring_keys);
             self.read_rings(now);
-            self.dispatch(now, callback)?;
         }
-        spun.map(|()| now)
     }
 
     /// While polling the rings: the rest of the node goes on, as in a turn (its sockets, its
@@ -708,6 +719,12 @@ impl EventSource for NodeSource {
 
     fn before_sleep(&mut self) -> calloop::Result<Option<(Readiness, Token)>> {
         let now = clock();
+        if self.spinning {
+            // The callback panicked while the loop polled, and the application caught it and
+            // goes on: the rings would stay unparked, and their messages wake nobody.
+            warn!("the callback panicked while the loop polled the rings: they park now");
+            self.end_spin(now);
+        }
         // Commands issued outside our callback since the last turn.
         self.returns_and_deadlines(now);
         self.pump(now)?;

@@ -50,6 +50,38 @@ fn syscalls() -> (u64, u64) {
     (field("syscr:"), field("syscw:"))
 }
 
+/// A calloop node of `group` subscribed to `t` with a spin of `spin`.
+fn spinning_subscriber(group: &str, spin: Duration) -> NodeSource {
+    let mut source = NodeSource::builder("sub")
+        .group(group)
+        .join()
+        .expect("join");
+    let options = SubscriptionOptions::default().spin(spin);
+    source
+        .node()
+        .open_subscription("t", options)
+        .expect("subscribe");
+    source
+}
+
+/// A std node of `group` that publishes `message` on `t` every millisecond until `stop` (or
+/// for [`WAIT`]), on a thread of its own.
+fn publish_every_ms(
+    group: &str,
+    message: &'static [u8],
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<()> {
+    let node = StdNode::builder("pub").group(group).join().expect("join");
+    thread::spawn(move || {
+        let publisher = node.publisher("t", "x").expect("publisher");
+        let deadline = Instant::now() + WAIT;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            publisher.publish(message).expect("publish");
+            thread::sleep(Duration::from_millis(1));
+        }
+    })
+}
+
 /// A calloop node on its own thread answers `MESSAGES + 1` numbered messages from a std node,
 /// which sends each once it has the answer to the last; the node subscribes with `options`.
 /// Returns the loop thread's `read` and `write` system calls from its callback's answer to
@@ -310,20 +342,9 @@ fn a_publisher_that_comes_during_a_spin_is_read() {
     const FIRST: u64 = 200;
     const SECOND: u64 = 20;
     let group = group();
-    let mut source = NodeSource::builder("sub")
-        .group(&group)
-        .join()
-        .expect("join");
-    let spin = SubscriptionOptions::default().spin(Duration::from_millis(500));
-    source
-        .node()
-        .open_subscription("t", spin)
-        .expect("subscribe");
-    // Both publishers join now; each starts publishing when told.
-    let (a, b) = (
-        StdNode::builder("a").group(&group).join().expect("join"),
-        StdNode::builder("b").group(&group).join().expect("join"),
-    );
+    let source = spinning_subscriber(&group, Duration::from_millis(500));
+    // a joins now and publishes when told; b joins and publishes once told.
+    let a = StdNode::builder("a").group(&group).join().expect("join");
     let stop = Arc::new(AtomicBool::new(false));
     let (go_a, went_a) = mpsc::channel::<()>();
     let (go_b, went_b) = mpsc::channel::<()>();
@@ -344,15 +365,10 @@ fn a_publisher_that_comes_during_a_spin_is_read() {
         })
     };
     let second = {
-        let stop = Arc::clone(&stop);
+        let (stop, group) = (Arc::clone(&stop), group.clone());
         thread::spawn(move || {
             went_b.recv_timeout(WAIT).expect("told to start");
-            let p = b.publisher("t", "x").expect("publisher");
-            let deadline = Instant::now() + WAIT;
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                p.publish(b"b").expect("publish");
-                thread::sleep(Duration::from_millis(1));
-            }
+            publish_every_ms(&group, b"b", stop).join().expect("b");
         })
     };
     // (messages of a, of b)
@@ -404,28 +420,9 @@ fn a_publisher_that_comes_during_a_spin_is_read() {
 fn a_loop_may_spin_for_ever_until_it_leaves() {
     let _one = one_at_a_time();
     let group = group();
-    let mut source = NodeSource::builder("sub")
-        .group(&group)
-        .join()
-        .expect("join");
-    let spin = SubscriptionOptions::default().spin(Duration::MAX);
-    source
-        .node()
-        .open_subscription("t", spin)
-        .expect("subscribe");
-    let p = StdNode::builder("pub").group(&group).join().expect("join");
-    let publisher = p.publisher("t", "x").expect("publisher");
+    let source = spinning_subscriber(&group, Duration::MAX);
     let stop = Arc::new(AtomicBool::new(false));
-    let publishing = {
-        let stop = Arc::clone(&stop);
-        thread::spawn(move || {
-            let deadline = Instant::now() + WAIT;
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                publisher.publish(b"m").expect("publish");
-                thread::sleep(Duration::from_millis(1));
-            }
-        })
-    };
+    let publishing = publish_every_ms(&group, b"m", Arc::clone(&stop));
     // (messages, left)
     let mut state = (0u32, false);
     let mut event_loop: EventLoop<'static, (u32, bool)> = EventLoop::try_new().expect("loop");
@@ -458,4 +455,50 @@ fn a_loop_may_spin_for_ever_until_it_leaves() {
     publishing.join().expect("publisher");
     result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     assert!(state.0 >= 3, "{} messages", state.0);
+}
+
+/// A callback that panics while the loop polls, in an application that catches the panic
+/// and goes on with its loop: the rings park again (at the loop's next sleep), so that the
+/// next messages wake it. (Left unparked, their publisher's pushes woke nobody.)
+#[test]
+fn a_loop_goes_on_after_its_callback_panicked_in_a_spin() {
+    let _one = one_at_a_time();
+    const PANIC_AT: u32 = 5;
+    const AFTER: u32 = 10;
+    let group = group();
+    let source = spinning_subscriber(&group, Duration::from_millis(500));
+    let stop = Arc::new(AtomicBool::new(false));
+    let publishing = publish_every_ms(&group, b"m", Arc::clone(&stop));
+    let mut got = 0u32;
+    let mut event_loop: EventLoop<'static, u32> = EventLoop::try_new().expect("loop");
+    event_loop
+        .handle()
+        .insert_source(source, |event, _: &mut LoopNode, got: &mut u32| {
+            if let NodeEvent::Message(_) = event {
+                *got += 1;
+                assert_ne!(*got, PANIC_AT, "the callback panics (as the test wants)");
+            }
+        })
+        .expect("insert");
+    let deadline = Instant::now() + WAIT;
+    let mut panicked = false;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        while got < PANIC_AT + AFTER {
+            assert!(
+                Instant::now() < deadline,
+                "{got} messages (panicked: {panicked})"
+            );
+            let turn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                event_loop.dispatch(Some(Duration::from_millis(50)), &mut got)
+            }));
+            match turn {
+                Ok(r) => r.expect("dispatch"),
+                Err(_) => panicked = true,
+            }
+        }
+    }));
+    stop.store(true, Ordering::Relaxed);
+    publishing.join().expect("publisher");
+    result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    assert!(panicked, "the callback panicked");
 }

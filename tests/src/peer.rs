@@ -12,7 +12,7 @@
 //! the lines on stdout) is the *peer protocol*, documented for driver authors in
 //! `ipc_proto::guide` (`ipc-proto/src/guide/peer_protocol.md`): `announce T`, `retract T`,
 //! `subscribe T`, `unsubscribe T`, `publisher T inline|fresh|pooled|auto`,
-//! `subscription T block|oldest|newest DEPTH`, `publish T SIZE COUNT` (COUNT messages of SIZE
+//! `subscription T block|oldest|newest DEPTH [SPIN_US]`, `publish T SIZE COUNT` (COUNT messages of SIZE
 //! bytes, see [`payload`]), `leave`; out: `started`, the topology lines of `ipc-pubsub node`
 //! (with their `seq`), `synced`, `became_hub`, ..., `message`, `published`, `failed`, and
 //! `left` last. A driver outside this workspace is a [`Driver::External`] program that speaks
@@ -227,6 +227,10 @@ impl Command {
             }
             Some("subscription") => {
                 let depth = u32::try_from(num(3)?).map_err(|e| e.to_string())?;
+                let spin = match w.get(4) {
+                    Some(_) => Duration::from_micros(num(4)?),
+                    None => Duration::ZERO,
+                };
                 let options = match w.get(2).copied() {
                     Some("block") => SubscriptionOptions {
                         depth,
@@ -236,7 +240,7 @@ impl Command {
                     Some("newest") => SubscriptionOptions::drop_newest(depth),
                     p => return Err(format!("unknown policy {p:?}")),
                 };
-                Self::Subscription(topic()?, options)
+                Self::Subscription(topic()?, options.spin(spin))
             }
             Some("publish") => Self::Publish {
                 topic: topic()?,

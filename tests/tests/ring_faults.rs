@@ -510,13 +510,26 @@ fn wait_own(c: &mut Child, what: &str, topics: &[&str]) {
 
 #[test]
 fn a_publisher_killed_mid_stream_leaves_nothing_in_a_calloop_subscriber() {
+    a_publisher_killed_mid_stream_in_a_calloop_subscriber("");
+}
+
+/// The same with the subscriber's loop polling its rings (`SubscriptionOptions::spin`): it
+/// sees the hang-up while it polls, and parks what is left.
+#[test]
+fn a_publisher_killed_mid_stream_leaves_nothing_in_a_spinning_calloop_subscriber() {
+    a_publisher_killed_mid_stream_in_a_calloop_subscriber(" 300");
+}
+
+/// A calloop subscriber whose subscriptions end with `spin` (the peer protocol's
+/// `SPIN_US`, with its space, or nothing).
+fn a_publisher_killed_mid_stream_in_a_calloop_subscriber(spin: &str) {
     let _alone = alone();
     let g = group();
     let mut survivor = calloop_survivor(&g);
     let pid = Some(survivor.pid());
     let topics = TOPICS.map(|(t, _)| t);
     for topic in topics {
-        survivor.send(&format!("subscription {topic} block 64"));
+        survivor.send(&format!("subscription {topic} block 64{spin}"));
     }
     wait_own(&mut survivor, "subscribed", &topics);
     let baseline = Held::of(pid);
@@ -586,7 +599,7 @@ fn a_publisher_killed_mid_stream_leaves_nothing_in_a_calloop_subscriber() {
     // `Block`, and the survivor reads all the time: nothing is dropped for it.
     assert_no(&survivor, "lost");
     eprintln!(
-        "calloop subscriber: publisher killed after {published} batches; \
+        "calloop subscriber (spin{spin}): publisher killed after {published} batches; \
          at most {used:?} held (before: {baseline:?})"
     );
 }

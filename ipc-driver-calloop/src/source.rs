@@ -235,6 +235,12 @@ impl NodeSource {
                 .io
                 .accept(&mut self.node.member, now, Listener::Data);
         }
+        self.settle(now)
+    }
+
+    /// After reading: the commands from other threads, what came back (dropped messages and
+    /// loans), the deadlines due, and all the member asks.
+    fn settle(&mut self, now: Instant) -> io::Result<()> {
         self.take_requests();
         self.returns_and_deadlines(now);
         self.pump(now)
@@ -514,6 +520,10 @@ impl NodeSource {
     where
         F: FnMut(NodeEvent, &mut Node),
     {
+        if self.spinning {
+            // The last spin's end panicked (see `before_sleep`).
+            self.end_spin(now);
+        }
         let mut spin = self.node.spin();
         if spin.is_zero() || self.node.leaving.is_some() {
             return Ok(now);
@@ -529,12 +539,14 @@ impl NodeSource {
         // them itself.
         self.node.io.defer_return_wakes(true);
         now = clock();
-        let end = later(now, spin.max(SPIN_TURN));
-        let mut until = later(now, spin);
+        let start = now;
+        // When the last message came (the spin's start before the first).
+        let mut last = now;
         let mut serve_at = now + SERVE_EVERY;
         let mut looks = 0u32;
         let spun = loop {
             self.read_rings(now);
+            let mut looked_around = false;
             if self.events.is_empty() {
                 looks = looks.wrapping_add(1);
                 if !looks.is_multiple_of(LOOKS_PER_CLOCK) {
@@ -543,33 +555,33 @@ impl NodeSource {
                 }
                 now = clock();
             } else {
-                let message = match self.dispatch(now, callback) {
-                    Ok(message) => message,
+                match self.dispatch(now, callback) {
+                    Ok(true) => last = clock(),
+                    Ok(false) => {}
                     Err(e) => break Err(e),
-                };
+                }
                 now = clock();
-                // The callback may have closed subscriptions, or opened some (whose links
-                // may bring rings).
-                spin = self.node.spin();
-                if spin.is_zero() || self.node.leaving.is_some() {
-                    break Ok(());
-                }
-                self.node.io.ring_receivers(&mut self.ring_keys);
-                if message {
-                    until = later(now, spin);
-                }
-            }
-            if now >= until.min(end) {
-                break Ok(());
+                looked_around = true;
             }
             if now >= serve_at {
                 serve_at = now + SERVE_EVERY;
                 if let Err(e) = self.serve(now) {
                     break Err(e);
                 }
-                if self.node.leaving.is_some() {
+                looked_around = true;
+            }
+            if looked_around {
+                // The callback, or commands from other threads, may have closed spinning
+                // subscriptions (the spin shortens or ends) or opened some (whose links may
+                // bring rings), or left.
+                spin = self.node.spin();
+                if spin.is_zero() || self.node.leaving.is_some() {
                     break Ok(());
                 }
+                self.node.io.ring_receivers(&mut self.ring_keys);
+            }
+            if now >= later(last, spin).min(later(start, spin.max(SPIN_TURN))) {
+                break Ok(());
             }
             std::hint::spin_loop();
         };
@@ -582,7 +594,6 @@ impl NodeSource {
     /// are read to their end, which parks them (those of links made meanwhile too), so that
     /// what comes next wakes the loop. What that read finds waits in the events.
     fn end_spin(&mut self, now: Instant) {
-        self.spinning = false;
         self.node.io.defer_return_wakes(false);
         // Takes what came back since, and asks for wakes for the rest.
         self.take_returns(now);
@@ -590,6 +601,8 @@ impl NodeSource {
             self.node.io.ring_receivers(&mut self.ring_keys);
             self.read_rings(now);
         }
+        // Last: a panic above leaves it set, for the next sleep to end the spin again.
+        self.spinning = false;
     }
 
     /// While polling the rings: the rest of the node goes on, as in a turn (its sockets, its
@@ -599,14 +612,10 @@ impl NodeSource {
     fn serve(&mut self, now: Instant) -> io::Result<()> {
         self.take_returns(now);
         if self.set_has_news()? {
-            // Links may have come (and rings with them).
-            self.turn(now)?;
-            self.node.io.ring_receivers(&mut self.ring_keys);
-            return Ok(());
+            self.turn(now)
+        } else {
+            self.settle(now)
         }
-        self.take_requests();
-        self.returns_and_deadlines(now);
-        self.pump(now)
     }
 
     /// Reads the rings this node reads ([`Self::ring_keys`]), up to [`READ_BUDGET`] records

@@ -339,36 +339,42 @@ struct Sender {
 #[test]
 fn a_publisher_that_comes_during_a_spin_is_read() {
     let _one = one_at_a_time();
+    // a's messages once the route is in; b comes at the middle of them.
     const FIRST: u64 = 200;
     const SECOND: u64 = 20;
     let group = group();
     let source = spinning_subscriber(&group, Duration::from_millis(500));
-    // a joins now and publishes when told; b joins and publishes once told.
     let a = StdNode::builder("a").group(&group).join().expect("join");
     let stop = Arc::new(AtomicBool::new(false));
-    let (go_a, went_a) = mpsc::channel::<()>();
+    let routed = Arc::new(AtomicBool::new(false));
     let (go_b, went_b) = mpsc::channel::<()>();
     let first = {
-        let stop = Arc::clone(&stop);
+        let (stop, routed) = (Arc::clone(&stop), Arc::clone(&routed));
         thread::spawn(move || {
             let p = a.publisher("t", "x").expect("publisher");
-            went_a.recv_timeout(WAIT).expect("told to start");
-            // Until the route is in, then the stream.
-            for n in 0..FIRST {
+            // Probes until the loop has one (a message sent before the route is dropped),
+            // then the stream.
+            let deadline = Instant::now() + WAIT;
+            while !routed.load(Ordering::Relaxed) && Instant::now() < deadline {
+                p.publish(b"a").expect("publish");
+                thread::sleep(Duration::from_millis(1));
+            }
+            for _ in 0..FIRST {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                p.publish(&[b'a', n as u8]).expect("publish");
+                p.publish(b"a").expect("publish");
                 thread::sleep(Duration::from_micros(100));
             }
-            p
         })
     };
     let second = {
         let (stop, group) = (Arc::clone(&stop), group.clone());
         thread::spawn(move || {
-            went_b.recv_timeout(WAIT).expect("told to start");
-            publish_every_ms(&group, b"b", stop).join().expect("b");
+            // Not told: the test failed before.
+            if went_b.recv_timeout(WAIT).is_ok() {
+                publish_every_ms(&group, b"b", stop).join().expect("b");
+            }
         })
     };
     // (messages of a, of b)
@@ -380,21 +386,24 @@ fn a_publisher_that_comes_during_a_spin_is_read() {
             .insert_source(
                 source,
                 move |event, _: &mut LoopNode, got: &mut (u64, u64)| {
-                    if let NodeEvent::Message(m) = event {
-                        match m.first() {
-                            Some(b'a') => got.0 += 1,
-                            Some(b'b') => got.1 += 1,
-                            _ => {}
+                    let NodeEvent::Message(m) = event else {
+                        return;
+                    };
+                    match m.first() {
+                        Some(b'a') => {
+                            got.0 += 1;
+                            routed.store(true, Ordering::Relaxed);
+                            if got.0 == FIRST / 2 {
+                                // Well into a's stream (the loop spins): b comes.
+                                let _ = go_b.send(());
+                            }
                         }
-                        if got.0 == FIRST / 2 && m[0] == b'a' {
-                            // Well into a's stream (the loop spins): b comes.
-                            let _ = go_b.send(());
-                        }
+                        Some(b'b') => got.1 += 1,
+                        _ => {}
                     }
                 },
             )
             .expect("insert");
-        go_a.send(()).expect("a waits");
         let deadline = Instant::now() + WAIT;
         while got.1 < SECOND {
             assert!(
@@ -409,52 +418,61 @@ fn a_publisher_that_comes_during_a_spin_is_read() {
         }
     }));
     stop.store(true, Ordering::Relaxed);
-    drop(first.join().expect("a"));
-    second.join().expect("b");
+    let joined = (first.join(), second.join());
     result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    joined.0.expect("a");
+    joined.1.expect("b");
 }
 
 /// A spin of `Duration::MAX` ("poll until the next message comes") is no overflow of the
-/// clock's arithmetic, and leaving from the callback ends it.
+/// clock's arithmetic, and leaving from the callback ends it. The loop runs on a thread of
+/// its own: a spin that did not end would never give it back.
 #[test]
 fn a_loop_may_spin_for_ever_until_it_leaves() {
     let _one = one_at_a_time();
     let group = group();
-    let source = spinning_subscriber(&group, Duration::MAX);
     let stop = Arc::new(AtomicBool::new(false));
     let publishing = publish_every_ms(&group, b"m", Arc::clone(&stop));
-    // (messages, left)
-    let mut state = (0u32, false);
-    let mut event_loop: EventLoop<'static, (u32, bool)> = EventLoop::try_new().expect("loop");
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        event_loop
-            .handle()
-            .insert_source(
-                source,
-                |event, node: &mut LoopNode, s: &mut (u32, bool)| match event {
-                    NodeEvent::Message(_) => {
-                        s.0 += 1;
-                        if s.0 == 3 {
-                            node.leave();
-                        }
-                    }
-                    NodeEvent::Left => s.1 = true,
-                    _ => {}
-                },
-            )
-            .expect("insert");
-        let deadline = Instant::now() + WAIT;
-        while !state.1 {
-            assert!(Instant::now() < deadline, "{} messages, not left", state.0);
+    let (done, finished) = mpsc::channel();
+    {
+        let group = group.clone();
+        thread::spawn(move || {
+            let source = spinning_subscriber(&group, Duration::MAX);
+            // (messages, left)
+            let mut state = (0u32, false);
+            let mut event_loop: EventLoop<'static, (u32, bool)> =
+                EventLoop::try_new().expect("loop");
             event_loop
-                .dispatch(Some(Duration::from_millis(50)), &mut state)
-                .expect("dispatch");
-        }
-    }));
+                .handle()
+                .insert_source(
+                    source,
+                    |event, node: &mut LoopNode, s: &mut (u32, bool)| match event {
+                        NodeEvent::Message(_) => {
+                            s.0 += 1;
+                            if s.0 == 3 {
+                                node.leave();
+                            }
+                        }
+                        NodeEvent::Left => s.1 = true,
+                        _ => {}
+                    },
+                )
+                .expect("insert");
+            let deadline = Instant::now() + WAIT;
+            while !state.1 && Instant::now() < deadline {
+                event_loop
+                    .dispatch(Some(Duration::from_millis(50)), &mut state)
+                    .expect("dispatch");
+            }
+            let _ = done.send(state);
+        });
+    }
+    let state = finished.recv_timeout(WAIT * 2);
     stop.store(true, Ordering::Relaxed);
     publishing.join().expect("publisher");
-    result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-    assert!(state.0 >= 3, "{} messages", state.0);
+    let (messages, left) = state.expect("the loop came back from its spin");
+    assert!(left, "{messages} messages, not left");
+    assert!(messages >= 3, "{messages} messages");
 }
 
 /// A callback that panics while the loop polls, in an application that catches the panic

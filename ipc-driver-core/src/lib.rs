@@ -72,8 +72,9 @@ pub use typed::{
 /// to that many looks late, well under a microsecond.
 pub const LOOKS_PER_CLOCK: u32 = 8;
 
-/// `d` after `t`, or as far as an `Instant` goes: a spin of `Duration::MAX` ("forever") must
-/// not overflow the clock's arithmetic.
+/// `d` after `t`, or `u32::MAX` seconds (136 years) after it if `t + d` overflows: a spin of
+/// `Duration::MAX` ("for ever") must not overflow the clock's arithmetic, and what is added
+/// to the result later (a millisecond or so) must not either.
 pub fn later(t: std::time::Instant, d: Duration) -> std::time::Instant {
     t.checked_add(d)
         .unwrap_or_else(|| t + Duration::from_secs(u64::from(u32::MAX)))
@@ -114,4 +115,23 @@ pub const DATA_SEND_BUFFER: usize = 1 << 20;
 /// A seed for a machine's generator (or a node id), from the OS.
 pub(crate) fn random_seed() -> u64 {
     getrandom::u64().expect("the OS random source is available on Linux")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::later;
+
+    #[test]
+    fn later_adds_and_saturates_far_away() {
+        #[allow(clippy::disallowed_methods)] // the test's epoch
+        let t = Instant::now();
+        let ms = Duration::from_millis(3);
+        assert_eq!(later(t, ms), t + ms);
+        let far = later(t, Duration::MAX);
+        assert_eq!(far, t + Duration::from_secs(u64::from(u32::MAX)));
+        // What the drivers add to a deadline afterwards still fits.
+        assert!(far.checked_add(Duration::from_secs(1)).is_some());
+    }
 }

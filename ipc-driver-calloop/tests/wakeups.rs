@@ -475,6 +475,58 @@ fn a_loop_may_spin_for_ever_until_it_leaves() {
     assert!(messages >= 3, "{messages} messages");
 }
 
+/// Closing the spinning subscription from another thread (through a `NodeHandle`) ends a
+/// spin of `Duration::MAX`, with no message to come: the loop comes back.
+#[test]
+fn closing_the_subscription_from_another_thread_ends_the_spin() {
+    let _one = one_at_a_time();
+    let group = group();
+    let stop = Arc::new(AtomicBool::new(false));
+    let publishing = publish_every_ms(&group, b"m", Arc::clone(&stop));
+    let (messages, counted) = mpsc::channel();
+    let (done, finished) = mpsc::channel();
+    let (handle_tx, handle_rx) = mpsc::channel();
+    let closed = Arc::new(AtomicBool::new(false));
+    {
+        let (closed, group) = (Arc::clone(&closed), group.clone());
+        // A node source is not `Send`: made on its loop's thread, which hands out a handle.
+        thread::spawn(move || {
+            let mut source = spinning_subscriber(&group, Duration::MAX);
+            let _ = handle_tx.send(source.node().handle());
+            let mut event_loop: EventLoop<'static, ()> = EventLoop::try_new().expect("loop");
+            event_loop
+                .handle()
+                .insert_source(source, move |event, _: &mut LoopNode, _: &mut ()| {
+                    if let NodeEvent::Message(_) = event {
+                        let _ = messages.send(());
+                    }
+                })
+                .expect("insert");
+            let deadline = Instant::now() + WAIT;
+            // Comes back from `dispatch` only once the spin has ended.
+            while !closed.load(Ordering::Relaxed) && Instant::now() < deadline {
+                event_loop
+                    .dispatch(Some(Duration::from_millis(50)), &mut ())
+                    .expect("dispatch");
+            }
+            let _ = done.send(());
+        });
+    }
+    let handle = handle_rx.recv_timeout(WAIT).expect("the node's handle");
+    // A few messages: the loop spins.
+    for _ in 0..3 {
+        counted.recv_timeout(WAIT).expect("a message");
+    }
+    // No message ends the spin from here.
+    stop.store(true, Ordering::Relaxed);
+    publishing.join().expect("publisher");
+    closed.store(true, Ordering::Relaxed);
+    handle.close_subscription("t").expect("close");
+    finished
+        .recv_timeout(WAIT)
+        .expect("the loop came back from its spin");
+}
+
 /// A callback that panics while the loop polls, in an application that catches the panic
 /// and goes on with its loop: the rings park again (at the loop's next sleep), so that the
 /// next messages wake it. (Left unparked, their publisher's pushes woke nobody.)

@@ -288,10 +288,6 @@ const RECV_SPIN: Duration = Duration::from_micros(10);
 /// 140-143 k → 169-173 k, 1 MiB and 16 MiB level; 64 B round trip and inline streams level.
 const WRITING_SPIN: Duration = Duration::from_micros(100);
 
-/// The longest the rings stay unparked after a spinning receive got its message, waiting for
-/// the thread to come back for the next (see [`Subscription::spin`]).
-const MAX_LINGER: Duration = Duration::from_secs(1);
-
 impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription")
@@ -452,7 +448,10 @@ impl Subscription {
             true => return None,
         };
         let start = Instant::now();
-        let cap = |d: Duration| deadline.map_or(later(start, d), |dl| dl.min(later(start, d)));
+        let cap = |d: Duration| {
+            let after = later(start, d);
+            deadline.map_or(after, |dl| dl.min(after))
+        };
         let (until, writing_until) = (cap(spin), cap(WRITING_SPIN));
         if !core.spin_start() {
             return None;
@@ -506,10 +505,7 @@ impl Subscription {
         // did not get a message sleeps, and the rings park now.
         let linger = match got {
             Some(_) if adaptive && (hinted || core.peer_writing()) => WRITING_SPIN,
-            // At most a second: a thread that asked to spin for ever and then stops receiving
-            // must not leave the rings unparked (and the node's other subscriptions on them
-            // read only when the I/O thread wakes for something else) for ever.
-            Some(_) => spin.min(MAX_LINGER),
+            Some(_) => spin,
             None => Duration::ZERO,
         };
         core.spin_stop(linger, found_at);

@@ -142,22 +142,20 @@ impl<A> Links<A> {
         let got = if ring.is_sender() {
             ring.take_returns(MAX_RETURNS).map(|n| {
                 link.lent.returned(n);
-                (n > 0).then_some(Found::Record)
+                if n > 0 { Found::Record } else { Found::Nothing }
             })
         } else {
-            ring.next(member).map(Some)
+            ring.next(member)
         };
         match got {
-            Ok(Some(found)) => {
-                if !Self::hand_on_found(member, now, peer, ring, found) {
-                    return None;
-                }
+            Ok(Found::Nothing) => None,
+            Ok(found) => {
+                Self::hand_on_found(member, now, peer, ring, found);
                 if !ring.is_sender() {
                     self.writing_lingers = 0;
                 }
                 Some(Read::Record)
             }
-            Ok(None) => None,
             Err(e) => {
                 self.ring_broken(member, now, key, &e);
                 Some(Read::Done)
@@ -168,23 +166,23 @@ impl<A> Links<A> {
 
 impl<A> Links<A> {
     /// Hands on to `member` what [`RingLink::next`] (or the publisher's returns) found on the
-    /// link `peer`: an inline message without its record, or the record; `false` if nothing.
+    /// link `peer`: an inline message without its record, or the record (nothing for
+    /// [`Found::Nothing`], which the callers take apart first).
     pub(super) fn hand_on_found(
         member: &mut Member,
         now: Instant,
         peer: PeerId,
         ring: &RingLink,
         found: Found,
-    ) -> bool {
+    ) {
         match found {
             Found::Message(header, payload) => member.receive_payload(now, peer, header, payload),
             Found::Record => match ring.inline_message() {
                 Some((header, payload)) => member.receive_inline(now, peer, header, payload),
                 None => Self::hand_on(member, now, peer, ring.record(), &[]),
             },
-            Found::Nothing => return false,
+            Found::Nothing => {}
         }
-        true
     }
 }
 

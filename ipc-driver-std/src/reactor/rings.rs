@@ -5,12 +5,19 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ipc_driver_core::{Links, READ_BUDGET, Read, Reading, Ready, later};
+use ipc_driver_core::{Links, READ_BUDGET, Read, Reading, Ready};
 use ipc_os::poll::Events;
 use tracing::{debug, warn};
 
 use super::{Core, LINGER, RING_EVENTS, Reactor};
 use crate::data::{OutSegment, QueueWaiter, SubQueue};
+
+/// The longest the rings stay unparked after a spinning receive got its message, for the
+/// thread to come back for the next ([`Core::spin_stop`]): a thread that asked to spin for
+/// ever (`Duration::MAX`) and then stops receiving must not leave them unparked (and the
+/// node's other subscriptions on them read only when the I/O thread wakes for something
+/// else) for ever.
+const MAX_LINGER: Duration = Duration::from_secs(1);
 
 thread_local! {
     /// The buffer of this thread's waits on the rings' own set ([`Core::wait_on_rings`]),
@@ -84,14 +91,16 @@ impl Core {
     /// thread that spins briefly, as every receive may, starts and stops while it sleeps.)
     ///
     /// `now`: the time of its last look, if that found its message (a few hundred
-    /// nanoseconds ago: the linger ends that much sooner); else the clock is read.
+    /// nanoseconds ago: the linger ends that much sooner); else the clock is read. A linger
+    /// is at most [`MAX_LINGER`].
     pub(crate) fn spin_stop(&self, linger: Duration, now: Option<Instant>) {
         let mut guard = self.lock();
         let Some(r) = guard.as_mut() else {
             return;
         };
         let now = now.unwrap_or_else(Instant::now);
-        let until = (!linger.is_zero()).then(|| r.io_look_by(later(now, linger)).0);
+        let linger = linger.min(MAX_LINGER);
+        let until = (!linger.is_zero()).then(|| r.io_look_by(now + linger).0);
         if r.io.spin_stop(until) {
             r.park_rings(now);
         }

@@ -85,19 +85,16 @@ pub(super) struct Payloads {
 impl Payloads {
     /// A payload holding a copy of `bytes`: a watched buffer nothing else holds, or a new one.
     pub(super) fn copy_of(&mut self, bytes: &[u8]) -> Arc<[u8]> {
-        if bytes.len() < REUSE_MIN {
-            return Arc::from(bytes);
-        }
-        if let Some(oldest) = self.watched.front_mut()
-            && oldest.len() == bytes.len()
-            && let Some(buf) = Arc::get_mut(oldest)
-        {
-            buf.copy_from_slice(bytes);
-            self.watched.rotate_left(1);
-            return Arc::clone(self.watched.back().expect("it was the front"));
-        }
-        let payload: Arc<[u8]> = Arc::from(bytes);
-        self.watch(Arc::clone(&payload));
+        let payload = match self.reclaim(bytes.len()) {
+            Some(mut buf) => {
+                Arc::get_mut(&mut buf)
+                    .expect("nothing else holds a reclaimed buffer")
+                    .copy_from_slice(bytes);
+                buf
+            }
+            None => Arc::from(bytes),
+        };
+        self.keep(&payload);
         payload
     }
 
@@ -107,15 +104,22 @@ impl Payloads {
     ///
     /// [`PayloadBuffer`]: super::PayloadBuffer
     pub(super) fn buffer(&mut self, len: usize) -> Arc<[u8]> {
-        if len >= REUSE_MIN
-            && let Some(oldest) = self.watched.front_mut()
-            && oldest.len() == len
-            && Arc::get_mut(oldest).is_some()
-        {
-            self.bytes -= len;
-            return self.watched.pop_front().expect("it was the front");
+        self.reclaim(len)
+            .unwrap_or_else(|| std::iter::repeat_n(0, len).collect())
+    }
+
+    /// The oldest watched buffer, out of the watch, if it is `len` bytes long (and at least
+    /// [`REUSE_MIN`]) and nothing else holds it any more.
+    fn reclaim(&mut self, len: usize) -> Option<Arc<[u8]>> {
+        if len < REUSE_MIN {
+            return None;
         }
-        std::iter::repeat_n(0, len).collect()
+        let oldest = self.watched.front_mut()?;
+        if oldest.len() != len || Arc::get_mut(oldest).is_none() {
+            return None;
+        }
+        self.bytes -= len;
+        self.watched.pop_front()
     }
 
     /// A payload written into a [`Self::buffer`], handed on: watched as [`Self::copy_of`]

@@ -383,7 +383,7 @@ impl DataPlane {
     pub fn handle(&mut self, now: Instant, input: DataInput<'_>) -> Result<(), CmdError> {
         let now = self.advance(now);
         let result = match input {
-            DataInput::Cmd(cmd) => self.on_cmd(now, cmd),
+            DataInput::Cmd(cmd) => self.on_cmd(now, cmd, None),
             DataInput::PeerUp { peer, cred } => {
                 self.on_peer_up(now, peer, cred);
                 Ok(())
@@ -440,14 +440,7 @@ impl DataPlane {
         let now = self.advance(now);
         // An output not taken yet may be a record for a link the message would overtake.
         let direct = self.out.is_empty().then_some(direct);
-        let result = match cmd {
-            DataCmd::Publish {
-                topic,
-                payload,
-                expired,
-            } => self.publish_named(&topic, payload, expired, direct),
-            cmd => self.on_cmd(now, cmd),
-        };
+        let result = self.on_cmd(now, cmd, direct);
         self.settle_rooms();
         result
     }

@@ -1,7 +1,7 @@
 //! Data links of the [`DataPlane`]: links coming up and down, checking who is at the other
 //! end, and records before they are known.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, trace};
@@ -10,7 +10,7 @@ use crate::ids::{Credentials, PeerId};
 use crate::wire::{DataFrame, MessageHeader, decode_data, encode_data};
 
 use super::io::{DataEvt, DataOutput};
-use super::payload::{InlineBody, OUTGOING, ReceivedSegment};
+use super::payload::{Delivered, InlineBody, OUTGOING, ReceivedSegment};
 use super::plane::{Check, DataPlane, InLink, OutState};
 
 impl DataPlane {
@@ -69,8 +69,8 @@ impl DataPlane {
                     down: false,
                     publisher: None,
                     topics: BTreeMap::new(),
+                    bound: BTreeSet::new(),
                     segments: BTreeMap::new(),
-                    last_seq: BTreeMap::new(),
                 },
             );
         } else {
@@ -152,18 +152,18 @@ impl DataPlane {
         }
         freed.extend(std::mem::take(&mut l.held).into_keys().map(|(s, _)| s));
         // The rooms of what it had in flight, and of what it had terms for, change with it.
-        for topic in std::mem::take(&mut l.in_flight).into_keys() {
-            self.room_changes.touch(&topic);
-        }
-        for topic in l.terms.keys() {
-            if let Some(topic) = self.advertised.get(topic) {
+        for (topic, t) in &mut l.topics {
+            if t.in_flight > 0 || (t.terms.is_some() && self.advertised.contains(topic)) {
                 self.room_changes.touch(topic);
             }
+            t.id = None;
+            t.terms = None;
+            t.in_flight = 0;
         }
-        l.topic_ids.clear();
+        l.topics.retain(|_, t| t.counted());
+        l.with_terms = 0;
         l.last_topic_id = 0;
         l.offered.clear();
-        l.terms.clear();
         for seg in freed {
             self.unref(seg);
         }
@@ -242,9 +242,11 @@ impl DataPlane {
     }
 
     /// [`Self::on_record`] of an inline message's record, given as its parts (see
-    /// [`DataPlane::receive_inline`] and [`DataPlane::receive_payload`]): from a publisher's
-    /// link whose records are not held, without encoding and decoding the record; anything
-    /// else takes the record's way.
+    /// [`DataPlane::receive_inline`] and [`DataPlane::receive_payload`]): from a greeted
+    /// publisher's link whose records are not held, without encoding and decoding the record
+    /// ([`Self::verify`] passes every message: it checks bindings and greetings); anything
+    /// else (a message before `Hello`, behind held records, on an unknown link) takes the
+    /// record's way.
     pub(super) fn on_inline(
         &mut self,
         now: Instant,
@@ -252,27 +254,22 @@ impl DataPlane {
         header: MessageHeader,
         payload: InlineBody<'_>,
     ) {
-        let frame = DataFrame::Inline(header);
         let direct = self
             .in_links
             .get(&peer)
-            .is_some_and(|l| l.unverified.is_none())
-            && !self.out_links.contains_key(&peer);
+            .is_some_and(|l| l.unverified.is_none() && l.publisher.is_some());
         if !direct {
-            let record = encode_data(&frame, payload.bytes());
+            let record = encode_data(&DataFrame::Inline(header), payload.bytes());
             return self.on_record(now, peer, &record, &[]);
         }
-        match self.verify(peer, &frame) {
-            Check::Valid => match payload {
-                InlineBody::Bytes(bytes) => self.on_publisher_frame(peer, frame, bytes, &[]),
-                InlineBody::Buffer(buf) => self.on_publisher_inline(peer, header, buf),
-            },
-            Check::Wait(why) => {
-                let record = encode_data(&frame, payload.bytes());
-                self.hold(now, peer, &record, &[], Some(why));
+        let payload = match payload {
+            InlineBody::Bytes(bytes) => self.payloads.copy_of(bytes),
+            InlineBody::Buffer(buf) => {
+                self.payloads.keep(&buf);
+                buf
             }
-            Check::Invalid(reason) => self.misbehaved(peer, reason, &[]),
-        }
+        };
+        self.receive(peer, header, Delivered::Inline(payload), &[]);
     }
 
     /// Whether a publisher's frame agrees with this node's view: its `Hello` must name a node

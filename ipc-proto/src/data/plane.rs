@@ -60,34 +60,54 @@ pub(super) struct OutLink {
     pub(super) addr: String,
     pub(super) state: OutState,
     pub(super) attempts: u32,
-    pub(super) topic_ids: BTreeMap<Topic, u32>,
+    /// What this link knows of each topic, found by one lookup per message.
+    pub(super) topics: BTreeMap<Topic, OutTopic>,
+    /// How many of `topics` have terms (at most [`DataLimits::max_topics`]).
+    ///
+    /// [`DataLimits::max_topics`]: super::DataLimits::max_topics
+    pub(super) with_terms: usize,
     /// The last topic id bound on this link (ids are never reused on a link).
     pub(super) last_topic_id: u32,
     pub(super) offered: BTreeSet<SegmentId>,
-    pub(super) terms: BTreeMap<Topic, Terms>,
     pub(super) queue: VecDeque<Queued>,
     /// Pooled ranges the subscriber holds: (our segment, offset) -> topic.
     pub(super) held: BTreeMap<(SegmentId, u64), Topic>,
-    /// Messages in flight per topic: queued plus held.
-    pub(super) in_flight: BTreeMap<Topic, u32>,
-    pub(super) counters: BTreeMap<Topic, Counters>,
     /// Topics with messages dropped for this subscriber since it was last told the topic's
     /// last seq: once the queue is empty, a [`DataFrame::Last`](crate::wire::DataFrame::Last)
     /// tells it (a hole at the end of a burst is otherwise told only before the next message).
     pub(super) untold: BTreeSet<Topic>,
 }
 
-impl OutLink {
-    /// The topic's id on this link, binding it first ([`DataFrame::Topic`], queued) the first
-    /// time.
-    pub(super) fn bind(&mut self, topic: &Topic) -> u32 {
-        if let Some(&id) = self.topic_ids.get(topic) {
+/// One topic on a link to a subscriber. Its binding and terms go with the connection; its
+/// counters stay for `status` while the link does (an entry without any is forgotten with the
+/// connection, so a subscriber's terms for topics never published here do not pile up).
+#[derive(Debug, Default)]
+pub(super) struct OutTopic {
+    /// Its id on this link, once bound.
+    pub(super) id: Option<u32>,
+    /// The subscriber's terms, once it stated them (else the node's default).
+    pub(super) terms: Option<Terms>,
+    /// Messages in flight: queued plus held.
+    pub(super) in_flight: u32,
+    pub(super) counters: Counters,
+}
+
+impl OutTopic {
+    /// Its id, binding it first ([`DataFrame::Topic`], queued on `queue`) the first time: the
+    /// link's `last` id plus one.
+    pub(super) fn bind(
+        &mut self,
+        topic: &Topic,
+        last: &mut u32,
+        queue: &mut VecDeque<Queued>,
+    ) -> u32 {
+        if let Some(id) = self.id {
             return id;
         }
-        self.last_topic_id += 1;
-        let id = self.last_topic_id;
-        self.topic_ids.insert(topic.clone(), id);
-        self.queue.push_back(Queued {
+        *last += 1;
+        let id = *last;
+        self.id = Some(id);
+        queue.push_back(Queued {
             bind: Some(topic.clone()),
             topic: None,
             bytes: encode_data(
@@ -104,14 +124,41 @@ impl OutLink {
         id
     }
 
-    /// A message of `topic` goes out to the driver: counted as sent, and a pooled range
-    /// (`slot`) held until the subscriber gives it back. What it did to the counts of
-    /// messages in flight depends on whether it was queued first (the caller's part).
-    pub(super) fn count_sent(&mut self, topic: &Topic, slot: Option<(SegmentId, u64)>) {
-        value_of(&mut self.counters, topic).messages += 1;
-        if let Some(slot) = slot {
-            self.held.insert(slot, topic.clone());
+    /// Whether it counted a message, sent or dropped (shown by `status`).
+    pub(super) fn counted(&self) -> bool {
+        self.counters.messages > 0 || self.counters.dropped > 0
+    }
+}
+
+impl OutLink {
+    /// The topic's id on this link, binding it first ([`DataFrame::Topic`], queued) the first
+    /// time.
+    pub(super) fn bind(&mut self, topic: &Topic) -> u32 {
+        let t = value_of(&mut self.topics, topic);
+        t.bind(topic, &mut self.last_topic_id, &mut self.queue)
+    }
+
+    /// A queued message of `topic` goes out to the driver: counted as sent, and a pooled range
+    /// (`slot`) held until the subscriber gives it back; anything else is in flight no more.
+    /// Its terms, to tell whether that changed the topic's room.
+    pub(super) fn dequeued(
+        &mut self,
+        topic: &Topic,
+        slot: Option<(SegmentId, u64)>,
+        default: Terms,
+    ) -> Terms {
+        let t = self
+            .topics
+            .get_mut(topic)
+            .expect("queued messages are counted");
+        t.counters.messages += 1;
+        match slot {
+            Some(slot) => {
+                self.held.insert(slot, topic.clone());
+            }
+            None => t.in_flight -= 1,
         }
+        t.terms.unwrap_or(default)
     }
 }
 
@@ -128,12 +175,21 @@ pub(super) struct InLink {
     /// and left at once), and the link is forgotten once they are checked.
     pub(super) down: bool,
     pub(super) publisher: Option<NodeId>,
-    pub(super) topics: BTreeMap<u32, Topic>,
+    /// The topics bound on this link, by wire id.
+    pub(super) topics: BTreeMap<u32, Bound>,
+    /// The same topics, by name: a topic is bound once per link (a second binding would
+    /// start its sequence afresh).
+    pub(super) bound: BTreeSet<Topic>,
     /// Wire id -> (our handle, size).
     pub(super) segments: BTreeMap<u64, (SegmentId, u64)>,
-    /// The last sequence number per topic on this link (a link never goes back: a
-    /// violation).
-    pub(super) last_seq: BTreeMap<Topic, u64>,
+}
+
+/// A topic a publisher bound on its link.
+#[derive(Debug)]
+pub(super) struct Bound {
+    pub(super) topic: Topic,
+    /// The last sequence number on this link (a link never goes back: a violation).
+    pub(super) last_seq: u64,
 }
 
 /// What this node received of one publisher's topic, over every link from it: the order
@@ -283,14 +339,14 @@ impl DataPlane {
             ..DataStats::default()
         };
         for l in self.out_links.values() {
-            for (topic, c) in &l.counters {
+            for (topic, t) in l.topics.iter().filter(|(_, t)| t.counted()) {
                 s.published.push(TopicStats {
                     topic: topic.to_string(),
                     peer: Some(l.node),
-                    messages: c.messages,
-                    dropped: c.dropped,
+                    messages: t.counters.messages,
+                    dropped: t.counters.dropped,
                     missed: 0,
-                    in_flight: u64::from(l.in_flight.get(topic).copied().unwrap_or(0)),
+                    in_flight: u64::from(t.in_flight),
                 });
             }
         }

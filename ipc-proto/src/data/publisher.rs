@@ -160,11 +160,11 @@ impl DataPlane {
                 // it, or still queued here and dropped with the link) is told as lost there.
                 let l = &self.out_links[&peer];
                 let lasts: Vec<MessageHeader> = l
-                    .topic_ids
+                    .topics
                     .iter()
-                    .filter_map(|(topic, &id)| {
+                    .filter_map(|(topic, t)| {
                         let seq = *self.seq.get(topic)?;
-                        Some(MessageHeader { topic: id, seq })
+                        Some(MessageHeader { topic: t.id?, seq })
                     })
                     .collect();
                 for h in lasts {
@@ -201,14 +201,12 @@ impl DataPlane {
                     addr: addr.clone(),
                     state: OutState::Connecting,
                     attempts: 0,
-                    topic_ids: BTreeMap::new(),
+                    topics: BTreeMap::new(),
+                    with_terms: 0,
                     last_topic_id: 0,
                     offered: BTreeSet::new(),
-                    terms: BTreeMap::new(),
                     queue: VecDeque::new(),
                     held: BTreeMap::new(),
-                    in_flight: BTreeMap::new(),
-                    counters: BTreeMap::new(),
                     untold: BTreeSet::new(),
                 },
             );
@@ -229,7 +227,7 @@ impl DataPlane {
                 let Some(&seq) = self.seq.get(topic) else {
                     continue;
                 };
-                if l.topic_ids.contains_key(topic)
+                if l.topics.get(topic).is_some_and(|t| t.id.is_some())
                     || !self.routes.subscribers_of(topic).any(|n| n == l.node)
                 {
                     continue;
@@ -374,9 +372,10 @@ impl DataPlane {
     ) {
         let default = self.config.default_terms;
         let l = self.out_links.get_mut(&peer).expect("targets are links");
-        let terms = l.terms.get(topic).copied().unwrap_or(default);
-        let in_flight = l.in_flight.get(topic).copied().unwrap_or(0);
-        if in_flight >= terms.depth {
+        // One lookup of the topic on the link for the message (a first one makes its entry).
+        let t = value_of(&mut l.topics, topic);
+        let terms = t.terms.unwrap_or(default);
+        if t.in_flight >= terms.depth {
             let drop_new = match terms.policy {
                 Policy::Block { .. } => expired,
                 Policy::DropNewest => true,
@@ -385,8 +384,8 @@ impl DataPlane {
                     match l.queue.iter().position(|q| q.topic.as_ref() == Some(topic)) {
                         Some(i) => {
                             let q = l.queue.remove(i).expect("position is in range");
-                            *l.in_flight.get_mut(topic).expect("in flight") -= 1;
-                            value_of(&mut l.counters, topic).dropped += 1;
+                            t.in_flight -= 1;
+                            t.counters.dropped += 1;
                             l.untold.insert(topic.clone());
                             let freed = q.slot.map(|(s, _)| s).or(q.fresh);
                             if let Some(seg) = freed {
@@ -400,7 +399,9 @@ impl DataPlane {
             };
             if drop_new {
                 let l = self.out_links.get_mut(&peer).expect("checked");
-                value_of(&mut l.counters, topic).dropped += 1;
+                (l.topics.get_mut(topic).expect("made above"))
+                    .counters
+                    .dropped += 1;
                 l.untold.insert(topic.clone());
                 trace!(%peer, %topic, seq = header.seq, "dropped for a full subscriber");
                 self.flush(peer);
@@ -408,7 +409,18 @@ impl DataPlane {
             }
         }
         let l = self.out_links.get_mut(&peer).expect("checked");
-        let id = l.bind(topic);
+        let OutLink {
+            topics,
+            last_topic_id,
+            offered,
+            queue,
+            held,
+            untold,
+            state,
+            ..
+        } = l;
+        let t = topics.get_mut(topic).expect("made above");
+        let id = t.bind(topic, last_topic_id, queue);
         let header = MessageHeader {
             topic: id,
             ..header
@@ -428,8 +440,8 @@ impl DataPlane {
                 offset,
                 len,
             } => {
-                if l.offered.insert(*segment) {
-                    l.queue.push_back(Queued {
+                if offered.insert(*segment) {
+                    queue.push_back(Queued {
                         bind: None,
                         topic: None,
                         bytes: encode_data(
@@ -453,18 +465,19 @@ impl DataPlane {
                 (frame, &[][..], None, Some((*segment, *offset)), None)
             }
         };
-        if l.state == OutState::Up && l.queue.is_empty() {
+        if *state == OutState::Up && queue.is_empty() {
             // Nothing ahead of it (no binding or offer either): out now, as `flush` would
             // send it, without counting it queued (in flight, in the topic's room) only for
             // `flush` to take it out again. What stays counted is what `flush` leaves: a
             // pooled range, held until the subscriber gives it back. A fresh segment's
             // reference is not taken: `publish` holds one across the fan-out, and the
             // kernel has the fd once the driver sends the record.
-            l.count_sent(topic, slot);
+            t.counters.messages += 1;
+            let untold = !untold.is_empty();
             if let (Payload::Inline(payload), Some(direct)) = (payload, direct)
                 && direct.send_inline(peer, header, payload)
             {
-                if !l.untold.is_empty() {
+                if untold {
                     self.tell_untold(peer);
                 }
                 return;
@@ -472,13 +485,13 @@ impl DataPlane {
             let mut bytes = self.buffers.take_or_new();
             encode_data_into(&frame, data, &mut bytes);
             if let Some(slot) = slot {
-                *value_of(&mut l.in_flight, topic) += 1;
+                held.insert(slot, topic.clone());
+                t.in_flight += 1;
                 if matches!(terms.policy, Policy::Block { .. }) {
                     self.room_changes.moved(topic, peer, 1);
                 }
                 *self.refs.entry(slot.0).or_insert(0) += 1;
             }
-            let untold = !l.untold.is_empty();
             self.out.push_back(DataOutput::Transmit {
                 peer,
                 bytes,
@@ -491,7 +504,7 @@ impl DataPlane {
         }
         let mut bytes = self.buffers.take_or_new();
         encode_data_into(&frame, data, &mut bytes);
-        l.queue.push_back(Queued {
+        queue.push_back(Queued {
             bind: None,
             topic: Some(topic.clone()),
             bytes,
@@ -499,7 +512,7 @@ impl DataPlane {
             slot,
             fresh,
         });
-        *value_of(&mut l.in_flight, topic) += 1;
+        t.in_flight += 1;
         if matches!(terms.policy, Policy::Block { .. }) {
             // Only `Block` terms count in a room.
             self.room_changes.moved(topic, peer, 1);
@@ -577,17 +590,11 @@ impl DataPlane {
             }
             let q = l.queue.pop_front().expect("front is some");
             if let Some(topic) = &q.topic {
-                l.count_sent(topic, q.slot);
                 // The subscriber holds a pooled range until it releases it; anything else
                 // is in flight no more.
-                if q.slot.is_none() {
-                    *l.in_flight
-                        .get_mut(topic)
-                        .expect("queued messages are in flight") -= 1;
-                    let terms = l.terms.get(topic).unwrap_or(&self.config.default_terms);
-                    if matches!(terms.policy, Policy::Block { .. }) {
-                        self.room_changes.moved(topic, peer, -1);
-                    }
+                let terms = l.dequeued(topic, q.slot, self.config.default_terms);
+                if q.slot.is_none() && matches!(terms.policy, Policy::Block { .. }) {
+                    self.room_changes.moved(topic, peer, -1);
                 }
             }
             if let Some(seg) = q.fresh {
@@ -616,8 +623,8 @@ impl DataPlane {
         };
         if l.queue.is_empty() && !l.untold.is_empty() {
             for topic in std::mem::take(&mut l.untold) {
-                let (Some(&id), Some(&seq)) = (l.topic_ids.get(&topic), self.seq.get(&topic))
-                else {
+                let id = l.topics.get(&topic).and_then(|t| t.id);
+                let (Some(id), Some(&seq)) = (id, self.seq.get(&topic)) else {
                     // Never bound here: the subscriber has nothing to count from.
                     continue;
                 };
@@ -721,11 +728,10 @@ impl DataPlane {
             if !subscribers.contains(&l.node) {
                 continue;
             }
-            let terms = l.terms.get(topic).copied().unwrap_or(default);
+            let t = l.topics.get(topic);
+            let terms = t.and_then(|t| t.terms).unwrap_or(default);
             if let Policy::Block { timeout_ms } = terms.policy {
-                let left = terms
-                    .depth
-                    .saturating_sub(l.in_flight.get(topic).copied().unwrap_or(0));
+                let left = terms.depth.saturating_sub(t.map_or(0, |t| t.in_flight));
                 let timeout = Duration::from_millis(u64::from(timeout_ms));
                 let r = room.get_or_insert(Room {
                     messages: left,
@@ -753,20 +759,18 @@ impl DataPlane {
                 depth,
             } => {
                 let l = self.out_links.get_mut(&peer).expect("caller checked");
-                if l.terms.len() >= self.config.limits.max_topics
-                    && !l.terms.contains_key(topic.as_str())
-                {
+                let stated = (l.topics.get(topic.as_str())).is_some_and(|t| t.terms.is_some());
+                if !stated && l.with_terms >= self.config.limits.max_topics {
                     return self.misbehaved(peer, "too many terms".into(), segments);
                 }
-                l.terms.insert(
-                    self.names.get(&topic),
-                    Terms {
-                        policy,
-                        depth: depth.max(1),
-                        // The subscriber checks its own maximum.
-                        max_payload: u64::MAX,
-                    },
-                );
+                let t = value_of(&mut l.topics, &self.names.get(&topic));
+                l.with_terms += usize::from(!stated);
+                t.terms = Some(Terms {
+                    policy,
+                    depth: depth.max(1),
+                    // The subscriber checks its own maximum.
+                    max_payload: u64::MAX,
+                });
                 self.update_blocked(now);
             }
             DataFrame::Release(refs) => {
@@ -777,9 +781,9 @@ impl DataPlane {
                         let reason = format!("release of a range it does not hold: {r:?}");
                         return self.misbehaved(peer, reason, segments);
                     };
-                    *l.in_flight
-                        .get_mut(&topic)
-                        .expect("held messages are in flight") -= 1;
+                    (l.topics.get_mut(&topic))
+                        .expect("held messages are in flight")
+                        .in_flight -= 1;
                     self.unref(key.0);
                 }
                 self.update_blocked(now);

@@ -1,8 +1,6 @@
 //! The subscriber side of the [`DataPlane`]: frames from publishers, received segments and
 //! deliveries, and the ranges given back.
 
-use std::sync::Arc;
-
 use tracing::{debug, trace};
 
 use crate::ids::{NodeId, PeerId};
@@ -12,9 +10,9 @@ use super::io::DataOutput;
 use super::loss::Loss;
 use super::options::{DEFAULT_MAX_PAYLOAD, Terms};
 use super::payload::{Delivered, Delivery, LOCAL, ReceivedSegment, SegmentId};
-use super::plane::DataPlane;
+use super::plane::{Bound, DataPlane};
 use super::pool::MIN_SEGMENT;
-use super::topic::{Topic, value_of};
+use super::topic::Topic;
 
 impl DataPlane {
     /// A frame on a link from a publisher.
@@ -56,14 +54,18 @@ impl DataPlane {
                 self.forget_in_link(peer);
             }
             DataFrame::Topic { id, topic } => {
-                if l.topics.len() >= max_topics || l.topics.contains_key(&id) {
+                let topic = self.names.get(&topic);
+                if l.topics.len() >= max_topics
+                    || l.topics.contains_key(&id)
+                    || !l.bound.insert(topic.clone())
+                {
                     return self.misbehaved(
                         peer,
-                        format!("topic id {id} bound twice or too many"),
+                        format!("topic id {id} or `{topic}` bound twice, or too many topics"),
                         segments,
                     );
                 }
-                l.topics.insert(id, self.names.get(&topic));
+                l.topics.insert(id, Bound { topic, last_seq: 0 });
             }
             DataFrame::Segment { id, size } => {
                 let s = segments[0];
@@ -192,8 +194,8 @@ impl DataPlane {
     /// The largest payload this node takes on `peer`'s topic `id`: `None` when the topic is
     /// not bound or not taken (the message is then refused or given back unmapped).
     fn max_payload(&self, peer: PeerId, id: u32) -> Option<u64> {
-        let topic = self.in_links.get(&peer)?.topics.get(&id)?;
-        self.taken.get(topic).map(|t| t.max_payload)
+        let bound = self.in_links.get(&peer)?.topics.get(&id)?;
+        self.taken.get(&bound.topic).map(|t| t.max_payload)
     }
 
     /// The largest pool segment a publisher may offer: the size class of the largest payload
@@ -216,26 +218,8 @@ impl DataPlane {
         self.misbehaved(peer, reason, segments);
     }
 
-    /// An inline message on a link from a publisher, its payload in a buffer of
-    /// [`Payloads::buffer`](super::buffers::Payloads::buffer): what
-    /// [`Self::on_publisher_frame`] does with its record, without the copy.
-    pub(super) fn on_publisher_inline(
-        &mut self,
-        peer: PeerId,
-        header: MessageHeader,
-        payload: Arc<[u8]>,
-    ) {
-        let l = self.in_links.get(&peer).expect("caller checked");
-        if l.publisher.is_none() {
-            let reason = format!("{} before Hello", DataFrame::Inline(header).name());
-            return self.misbehaved(peer, reason, &[]);
-        }
-        self.payloads.keep(&payload);
-        self.receive(peer, header, Delivered::Inline(payload), &[]);
-    }
-
     /// Checks a message's topic and order, then delivers it (or gives it back).
-    fn receive(
+    pub(super) fn receive(
         &mut self,
         peer: PeerId,
         header: MessageHeader,
@@ -243,16 +227,17 @@ impl DataPlane {
         segments: &[ReceivedSegment],
     ) {
         let l = self.in_links.get_mut(&peer).expect("caller checked");
-        let Some(topic) = l.topics.get(&header.topic).cloned() else {
+        let Some(bound) = l.topics.get_mut(&header.topic) else {
             let reason = format!("message of unbound topic {}", header.topic);
             return self.misbehaved(peer, reason, segments);
         };
-        let last = l.last_seq.get(&topic).copied().unwrap_or(0);
-        if header.seq <= last {
+        if header.seq <= bound.last_seq {
+            let (topic, last) = (&bound.topic, bound.last_seq);
             let reason = format!("{topic}: sequence {} after {last}", header.seq);
             return self.misbehaved(peer, reason, segments);
         }
-        *value_of(&mut l.last_seq, &topic) = header.seq;
+        bound.last_seq = header.seq;
+        let topic = bound.topic.clone();
         let publisher = l.publisher.expect("checked before any message");
         if !self.taken.contains_key(&topic) {
             // No longer subscribed: not wanted, so not lost; give it back at once.
@@ -300,7 +285,7 @@ impl DataPlane {
     /// counts from. A topic whose binding never came, or not taken, tells nothing.
     fn on_last(&mut self, peer: PeerId, h: MessageHeader) {
         let l = self.in_links.get(&peer).expect("caller checked");
-        let Some(topic) = l.topics.get(&h.topic).cloned() else {
+        let Some(topic) = l.topics.get(&h.topic).map(|b| b.topic.clone()) else {
             return;
         };
         let publisher = l.publisher.expect("checked before any message");

@@ -709,3 +709,46 @@ fn payloads_written_into_the_planes_buffers_are_delivered_in_them() {
     );
     assert!(t.misbehaved.is_empty(), "{:?}", t.misbehaved);
 }
+
+/// An inline message given as its parts before its publisher's `Hello` is refused as its
+/// record is (the short way takes only a greeted publisher's messages): nothing delivered,
+/// the link closed.
+#[test]
+fn inline_parts_before_hello_are_refused_as_their_record() {
+    #[allow(clippy::disallowed_methods)] // the test's epoch
+    let now = Instant::now();
+    for buffer in [false, true] {
+        let mut s = DataPlane::new(config(S), now);
+        let routes = Routes::from_view(&view("t", &[S]));
+        s.handle(now, DataInput::Cmd(DataCmd::Routes(routes)))
+            .expect("routes");
+        let take = DataCmd::Take {
+            topic: "t".into(),
+            terms: Terms::default(),
+        };
+        s.handle(now, DataInput::Cmd(take)).expect("take");
+        let up = DataInput::PeerUp {
+            peer: IN,
+            cred: Some(cred_of(P)),
+        };
+        s.handle(now, up).expect("up");
+        let header = MessageHeader { topic: 1, seq: 1 };
+        if buffer {
+            let buf = s.payload_buffer(3);
+            s.receive_payload(now, IN, header, buf);
+        } else {
+            s.receive_inline(now, IN, header, b"abc");
+        }
+        let out: Vec<_> = std::iter::from_fn(|| s.poll_output()).collect();
+        let reasons: Vec<&str> = out
+            .iter()
+            .filter_map(|o| match o {
+                DataOutput::Evt(DataEvt::PeerMisbehaved { reason, .. }) => Some(&reason[..]),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(reasons, ["Inline before Hello"], "buffer {buffer}: {out:?}");
+        assert!(out.contains(&DataOutput::Disconnect(IN)));
+        assert!(!out.iter().any(|o| matches!(o, DataOutput::Deliver(_))));
+    }
+}

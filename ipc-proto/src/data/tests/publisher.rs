@@ -683,3 +683,68 @@ fn a_direct_send_takes_a_message_only_with_nothing_ahead_of_it() {
     );
     assert!(t.misbehaved.is_empty(), "{:?}", t.misbehaved);
 }
+
+/// A subscriber's terms are bounded per link (`max_topics`), and those for topics never
+/// published here go with its connection: a subscriber that states terms for new names on
+/// every connection does not grow the publisher. The counters of what was published there
+/// stay for `status`.
+#[test]
+fn a_subscribers_terms_are_bounded_and_go_with_its_connection() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    t.publish("t", Payload::Inline(vec![1]));
+    let out = t.out.expect("linked");
+    let max = t.p.config.limits.max_topics;
+    let terms = |i: usize| {
+        let frame = DataFrame::Terms {
+            topic: format!("never-{i}"),
+            policy: Policy::DropNewest,
+            depth: 1,
+        };
+        encode_data(&frame, &[])
+    };
+    // `t` has terms already: room for `max - 1` more.
+    for i in 0..max - 1 {
+        let bytes = terms(i);
+        let record = DataInput::Record {
+            peer: out,
+            data: &bytes,
+            segments: &[],
+        };
+        t.p.handle(t.now, record).expect("record");
+    }
+    t.pump();
+    assert!(t.misbehaved.is_empty(), "{:?}", t.misbehaved);
+    assert_eq!(t.p.out_links[&out].topics.len(), max);
+    let bytes = terms(max);
+    let record = DataInput::Record {
+        peer: out,
+        data: &bytes,
+        segments: &[],
+    };
+    t.p.handle(t.now, record).expect("record");
+    t.pump();
+    assert_eq!(t.misbehaved, ["too many terms"]);
+    // Terms for names never published, then the connection goes (the subscriber is still
+    // routed: its link stays, to be retried).
+    let mut t = Pair::new("t", Terms::default(), false);
+    t.publish("t", Payload::Inline(vec![1]));
+    let out = t.out.expect("linked");
+    for i in 0..10 {
+        let bytes = terms(i);
+        let record = DataInput::Record {
+            peer: out,
+            data: &bytes,
+            segments: &[],
+        };
+        t.p.handle(t.now, record).expect("record");
+    }
+    t.p.handle(t.now, DataInput::PeerDown(out)).expect("down");
+    t.pump();
+    let l = &t.p.out_links[&out];
+    let kept: Vec<&str> = l.topics.keys().map(|k| &**k).collect();
+    assert_eq!(kept, ["t"], "only the counters of what was published stay");
+    assert_eq!(l.with_terms, 0);
+    let stats = t.p.stats();
+    assert_eq!(stats.published.len(), 1);
+    assert_eq!(stats.published[0].messages, 1);
+}

@@ -80,6 +80,17 @@ fn bad_input_from_a_publisher_is_refused_and_its_fds_released() {
             vec![],
         ),
         (
+            "a topic bound again under another id",
+            encode_data(
+                &DataFrame::Topic {
+                    id: 2,
+                    topic: "t".into(),
+                },
+                &[],
+            ),
+            vec![],
+        ),
+        (
             "unbound topic",
             encode_data(&DataFrame::Inline(MessageHeader { topic: 5, seq: 1 }), b""),
             vec![],

@@ -334,15 +334,6 @@ impl RingLink {
         }
     }
 
-    /// The message [`Self::next`] found, if inline: its header and payload, to hand on
-    /// without the record ([`ipc_proto::Member::receive_inline`]).
-    pub(crate) fn inline_message(&self) -> Option<(MessageHeader, &[u8])> {
-        match &self.end {
-            End::Recv(rx) => rx.inline_message(),
-            End::Send(_) => None,
-        }
-    }
-
     /// A socket record was handed on.
     pub(crate) fn record_read(&mut self) {
         if let End::Recv(rx) = &mut self.end {
@@ -418,35 +409,36 @@ fn wake(theirs: &Waker) {
     let _ = theirs.wake();
 }
 
+/// A ring offered on one end of a socket pair and taken on the other: (subscriber's,
+/// publisher's). For tests.
+#[cfg(test)]
+pub(crate) fn test_pair() -> (RingLink, RingLink) {
+    use ipc_os::socket::{Recv, recv_record, socketpair_seqpacket};
+    use ipc_proto::wire::ring_offer;
+
+    let (a, b) = socketpair_seqpacket().expect("socketpair");
+    let rx = RingLink::offer(a.as_fd(), 0).expect("offer").expect("sent");
+    let mut buf = vec![0; 64];
+    let mut fds = Vec::new();
+    let Ok(Recv::Data { len, .. }) = recv_record(b.as_fd(), &mut buf, &mut fds, 3) else {
+        panic!("no offer");
+    };
+    let region = ring_offer(&buf[..len]).expect("an offer").expect("valid");
+    let tx = RingLink::take(region, fds, 0).unwrap_or_else(|_| panic!("taken"));
+    (rx, tx)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::Ordering::Relaxed;
 
-    use ipc_os::socket::{Recv, recv_record, socketpair_seqpacket};
-    use ipc_proto::wire::ring_offer;
-
     use super::*;
-
-    /// A ring offered on one end of a socket pair and taken on the other: (subscriber's,
-    /// publisher's).
-    fn pair() -> (RingLink, RingLink) {
-        let (a, b) = socketpair_seqpacket().expect("socketpair");
-        let rx = RingLink::offer(a.as_fd(), 0).expect("offer").expect("sent");
-        let mut buf = vec![0; 64];
-        let mut fds = Vec::new();
-        let Ok(Recv::Data { len, .. }) = recv_record(b.as_fd(), &mut buf, &mut fds, 3) else {
-            panic!("no offer");
-        };
-        let region = ring_offer(&buf[..len]).expect("an offer").expect("valid");
-        let tx = RingLink::take(region, fds, 0).unwrap_or_else(|_| panic!("taken"));
-        (rx, tx)
-    }
 
     /// A direct send on a ring the peer broke sends nothing, keeps the error for the link's
     /// next send to close it on, and takes nothing more until then.
     #[test]
     fn a_direct_send_on_a_broken_ring_keeps_the_error_for_the_next_send() {
-        let (rx, mut tx) = pair();
+        let (rx, mut tx) = test_pair();
         // A ring full of messages nobody took: the next push reads the subscriber's tail.
         let capacity = u64::from(ipc_proto::ring::link::LINK_CAPACITY);
         for seq in 1..=capacity {

@@ -166,7 +166,7 @@ impl<A> Links<A> {
 
 impl<A> Links<A> {
     /// Hands on to `member` what [`RingLink::next`] (or the publisher's returns) found on the
-    /// link `peer`: an inline message without its record, or the record (nothing for
+    /// link `peer`: an inline message in the member's buffer, or the record (nothing for
     /// [`Found::Nothing`], which the callers take apart first).
     pub(super) fn hand_on_found(
         member: &mut Member,
@@ -177,10 +177,7 @@ impl<A> Links<A> {
     ) {
         match found {
             Found::Message(header, payload) => member.receive_payload(now, peer, header, payload),
-            Found::Record => match ring.inline_message() {
-                Some((header, payload)) => member.receive_inline(now, peer, header, payload),
-                None => Self::hand_on(member, now, peer, ring.record(), &[]),
-            },
+            Found::Record => Self::hand_on(member, now, peer, ring.record(), &[]),
             Found::Nothing => {}
         }
     }

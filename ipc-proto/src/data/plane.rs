@@ -502,9 +502,9 @@ impl DataPlane {
     }
 
     /// [`handle`](Self::handle) of a [`DataInput::Record`] that is an inline message, given
-    /// as its header and payload: what a ring's reader has
-    /// ([`RingReceiver::inline_message`](crate::ring::link::RingReceiver::inline_message))
-    /// without the record it would otherwise write for this plane to read again.
+    /// as its header and payload: for a driver that has those apart without the record (it
+    /// would otherwise write one for this plane to read again). A reader that can write the
+    /// payload into a buffer of this plane's saves the copy ([`Self::receive_payload`]).
     pub fn receive_inline(
         &mut self,
         now: Instant,

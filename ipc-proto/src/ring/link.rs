@@ -327,8 +327,6 @@ pub struct RingReceiver {
     pooled: Vec<u8>,
     /// The last record: `inline`'s range, or `None` for `pooled`.
     record: Option<(usize, usize)>,
-    /// The last message's header.
-    header: MessageHeader,
     /// The publisher waits for room (then a pop or a return wakes it) or for returns only
     /// (then only a return does) and is owed a wake ([`Self::take_wake`]).
     wake: bool,
@@ -346,7 +344,6 @@ impl RingReceiver {
             inline: vec![0; INLINE_OVERHEAD + layout.inline_max()],
             pooled: Vec::new(),
             record: None,
-            header: MessageHeader { topic: 0, seq: 0 },
             wake: false,
         }
     }
@@ -386,28 +383,57 @@ impl RingReceiver {
     /// more) and handed back with its header ([`NextInto::Inline`]): for a
     /// reader that hands each payload on in a buffer of its own
     /// ([`DataPlane::payload_buffer`](crate::data::DataPlane::payload_buffer)), one copy out of
-    /// the ring and no record. Anything else is as [`Self::next`] says ([`NextInto::Other`]).
+    /// the ring and no record; a message held until its turn too, copied from where it waited.
+    /// Anything else is as [`Self::next`] says ([`NextInto::Other`]).
     pub fn next_into<W: Word, B: AsMut<[u8]>>(
         &mut self,
         region: &[W],
         dst: impl FnOnce(usize) -> B,
     ) -> Result<NextInto<B>, RingError> {
-        if self.held.is_some() {
-            return self.next(region).map(NextInto::Other);
-        }
-        let Some((popped, buf)) = self.consumer.pop_into(region, dst)? else {
-            return Ok(NextInto::Other(Next::Empty));
-        };
-        self.wake |= popped.wake_producer;
-        match (popped.payload, buf) {
-            (RingPayload::Inline { .. }, Some(buf)) if popped.sent_before <= self.read => {
-                self.header = MessageHeader {
-                    topic: popped.binding,
-                    seq: popped.seq,
+        let (popped, buf) = match self.held.take() {
+            Some(popped) => {
+                if popped.sent_before > self.read {
+                    self.held = Some(popped);
+                    return Ok(NextInto::Other(Next::Socket));
+                }
+                // Held until now: an inline payload moves from where it waited into `dst`'s
+                // buffer, as if popped now.
+                let buf = match popped.payload {
+                    RingPayload::Inline { len } => {
+                        let mut buf = dst(len);
+                        let kept = self.inline.get(INLINE_OVERHEAD..INLINE_OVERHEAD + len);
+                        let bytes = buf.as_mut();
+                        let buf_len = bytes.len();
+                        match (bytes.get_mut(..len), kept) {
+                            (Some(out), Some(kept)) => out.copy_from_slice(kept),
+                            _ => {
+                                self.held = Some(popped);
+                                return Err(RingError::BufferTooSmall { len, buf: buf_len });
+                            }
+                        }
+                        Some(buf)
+                    }
+                    RingPayload::Pool(_) => None,
                 };
+                (popped, buf)
+            }
+            None => match self.consumer.pop_into(region, dst)? {
+                Some((popped, buf)) => {
+                    self.wake |= popped.wake_producer;
+                    (popped, buf)
+                }
+                None => return Ok(NextInto::Other(Next::Empty)),
+            },
+        };
+        let due = popped.sent_before <= self.read;
+        match (popped.payload, buf) {
+            (RingPayload::Inline { .. }, Some(buf)) if due => {
                 self.record = None;
                 Ok(NextInto::Inline {
-                    header: self.header,
+                    header: MessageHeader {
+                        topic: popped.binding,
+                        seq: popped.seq,
+                    },
                     payload: buf,
                 })
             }
@@ -423,7 +449,7 @@ impl RingReceiver {
                 self.held = Some(popped);
                 Ok(NextInto::Other(Next::Socket))
             }
-            _ if popped.sent_before > self.read => {
+            _ if !due => {
                 self.held = Some(popped);
                 Ok(NextInto::Other(Next::Socket))
             }
@@ -437,7 +463,6 @@ impl RingReceiver {
             topic: popped.binding,
             seq: popped.seq,
         };
-        self.header = header;
         match popped.payload {
             RingPayload::Inline { len } => {
                 let (head, start) = inline_head(header, len);
@@ -467,14 +492,6 @@ impl RingReceiver {
             Some((start, end)) => self.inline.get(start..end).unwrap_or_default(),
             None => &self.pooled,
         }
-    }
-
-    /// The last message [`Self::next`] found ([`Next::Record`]) if it is inline: its header
-    /// and payload, the parts of [`Self::record`] without the record (for
-    /// [`Member::receive_inline`](crate::Member::receive_inline)).
-    pub fn inline_message(&self) -> Option<(MessageHeader, &[u8])> {
-        let (_, end) = self.record?;
-        Some((self.header, self.inline.get(INLINE_OVERHEAD..end)?))
     }
 
     /// Whether messages are known to wait (without reading the publisher's words).
@@ -627,7 +644,8 @@ mod tests {
     }
 
     /// A message popped into the reader's buffer before its turn is held as `next` holds it,
-    /// with its bytes, and comes after the socket records sent before it.
+    /// with its bytes, and comes after the socket records sent before it, in a buffer of the
+    /// reader's as any inline message (a buffer too short for it leaves it held).
     #[test]
     fn a_message_popped_into_a_buffer_before_its_turn_waits_with_its_bytes() {
         let (region, mut tx, mut rx) = pair();
@@ -637,7 +655,18 @@ mod tests {
         assert_eq!(next_into(&mut rx, &region), Err(Next::Socket));
         assert_eq!(next_into(&mut rx, &region), Err(Next::Socket), "still held");
         rx.record_read();
-        assert_eq!(next_into(&mut rx, &region), Ok(Some(m)));
+        let short = rx.next_into(&region, |_| vec![0; 4]);
+        assert!(
+            matches!(short, Err(RingError::BufferTooSmall { len: 5, buf: 4 })),
+            "{short:?}"
+        );
+        match rx.next_into(&region, |len| vec![0xee; len]) {
+            Ok(NextInto::Inline { header, payload }) => {
+                assert_eq!(header, MessageHeader { topic: 1, seq: 1 });
+                assert_eq!(payload, b"early");
+            }
+            other => panic!("not in the reader's buffer: {other:?}"),
+        }
         assert_eq!(next_into(&mut rx, &region), Err(Next::Empty));
     }
 

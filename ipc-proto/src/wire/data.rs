@@ -166,7 +166,8 @@ pub enum DataFrame {
         /// How many messages the queue holds.
         depth: u32,
     },
-    /// Tag 3, publisher to subscriber: `id` stands for `topic` on this link from now on.
+    /// Tag 3, publisher to subscriber: `id` stands for `topic` on this link from now on. Each
+    /// id and each topic is bound once per link (a second binding of either is a violation).
     Topic {
         /// The id.
         id: u32,

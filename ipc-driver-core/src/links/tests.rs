@@ -5,6 +5,8 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use ipc_os::socket::{self, Recv};
+use ipc_proto::data::DirectSend;
+use ipc_proto::wire::MessageHeader;
 use ipc_proto::{Member, NodeId, NodeOptions};
 
 use super::*;
@@ -397,5 +399,71 @@ fn a_resumed_link_is_registered_again_only_once_its_reader_drains_it() {
     assert!(!set_ready(&links), "nothing waits");
     send(b"next");
     assert!(set_ready(&links), "the next record is seen");
+    let _ = std::fs::remove_dir_all(base);
+}
+
+/// A publish's inline message goes straight into a link's ring only where nothing waits to
+/// go before it and no send must take returns first (`DirectSend for Links`): refused for an
+/// unknown link, a link without a ring, a record in the outbox, a closing or failed link,
+/// ranges out while returns are deferred, and a payload above the ring's inline size. What
+/// it takes reaches the subscriber's end of the ring.
+#[test]
+fn a_direct_send_takes_a_message_only_where_nothing_must_go_first() {
+    let (mut links, mut member, base) = table("direct", 1 << 20);
+    #[allow(clippy::disallowed_methods)] // a test reads the clock once
+    let now = Instant::now();
+    let mut seq = 0;
+    let mut next = || {
+        seq += 1;
+        MessageHeader { topic: 1, seq }
+    };
+    assert!(!links.send_inline(PeerId(77), next(), b"m"), "no such link");
+    let (peer, _theirs) = linked(&mut links, true);
+    assert!(!links.send_inline(peer, next(), b"m"), "no ring");
+    let (mut rx, tx) = crate::ring::test_pair();
+    let key = links.peers[&peer];
+    links.links[key].ring = Some(tx);
+
+    let sent = next();
+    assert!(
+        links.send_inline(peer, sent, b"first"),
+        "a ring, nothing ahead"
+    );
+    match rx.next(&mut member) {
+        Ok(Found::Message(header, mut payload)) => {
+            assert_eq!(header, sent);
+            assert_eq!(payload.as_mut(), b"first");
+        }
+        other => panic!("not in the ring: {other:?}"),
+    }
+
+    links.links[key]
+        .outbox
+        .push_back((b"a record".to_vec(), None));
+    assert!(!links.send_inline(peer, next(), b"m"), "a record waits");
+    links.links[key].outbox.clear();
+
+    links.links[key].lent.set(1);
+    links.defer_return_wakes(true);
+    assert!(!links.send_inline(peer, next(), b"m"), "returns deferred");
+    links.defer_return_wakes(false);
+    assert!(links.send_inline(peer, next(), b"m"), "returns asked for");
+
+    links.links[key].closing = Some(now);
+    assert!(!links.send_inline(peer, next(), b"m"), "closing");
+    links.links[key].closing = None;
+    links.links[key].write_failed = true;
+    assert!(!links.send_inline(peer, next(), b"m"), "failed");
+    links.links[key].write_failed = false;
+
+    let max = usize::try_from(ipc_proto::ring::link::LINK_INLINE_MAX).expect("small");
+    assert!(
+        !links.send_inline(peer, next(), &vec![0; max + 1]),
+        "too large"
+    );
+    assert!(
+        links.send_inline(peer, next(), &vec![0; max]),
+        "the largest"
+    );
     let _ = std::fs::remove_dir_all(base);
 }

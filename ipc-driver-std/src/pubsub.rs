@@ -265,8 +265,13 @@ pub struct Subscription {
 /// the other core: several microseconds of CPU each on a VM) per message. Measured between two
 /// pinned processes, `Block` depth 8, pooled: 1.4x the messages per second at 4 KiB, 1.2x at
 /// 64 KiB, 1 MiB level (its messages come further apart). A longer spin (50 µs) gained more
-/// (3.3x at 4 KiB) but caught the replies of a blocking ping-pong, which then spun at both
-/// ends for good: a default must not turn a request and its reply into two busy cores.
+/// (3.3x at 4 KiB) but caught the replies of a blocking ping-pong between processes, which
+/// then spun at both ends for good: a default must not turn a request and its reply into two
+/// busy cores. 10 µs does not catch them between processes (`bench payload`'s `pubsub.rtt`
+/// stays level with a socket ping-pong: each reply comes a wakeup later), but it can when
+/// both ends are threads of one process that happen to spin at once (`vs_std`'s round trip:
+/// some repetitions run at 3-12 µs, both threads polling while the exchange goes on, back to
+/// sleeping 10 µs after it pauses; a reply that takes longer than that to make ends it).
 /// Whether a receive spins is the subscription's [`AdaptiveSpin`].
 const RECV_SPIN: Duration = Duration::from_micros(10);
 

@@ -265,14 +265,17 @@ pub struct Subscription {
 /// the other core: several microseconds of CPU each on a VM) per message. Measured between two
 /// pinned processes, `Block` depth 8, pooled: 1.4x the messages per second at 4 KiB, 1.2x at
 /// 64 KiB, 1 MiB level (its messages come further apart). A longer spin (50 µs) gained more
-/// (3.3x at 4 KiB) but caught the replies of a blocking ping-pong between processes, which
-/// then spun at both ends for good: a default must not turn a request and its reply into two
-/// busy cores. 10 µs does not catch them between processes (`bench payload`'s `pubsub.rtt`
-/// stays level with a socket ping-pong: each reply comes a wakeup later), but it can when
-/// both ends are threads of one process that happen to spin at once (`vs_std`'s round trip:
-/// some repetitions run at 3-12 µs, both threads polling while the exchange goes on, back to
-/// sleeping 10 µs after it pauses; a reply that takes longer than that to make ends it).
-/// Whether a receive spins is the subscription's [`AdaptiveSpin`].
+/// (3.3x at 4 KiB) but caught the replies of a blocking ping-pong more often, which then spun
+/// at both ends for good. 10 µs catches them too, less often: a request and its reply sent
+/// back to back, each side answering within 10 µs, become two polling cores once both sides
+/// happen to spin at once (a spin that pays goes on; one in vain makes the next 15 waits
+/// sleep at once), and stay so while the exchange goes on, each round trip then about a
+/// microsecond instead of two wakeups (`bench payload`'s blocking `pubsub.rtt` between two
+/// processes, 2026-12-07: 2 of 5 repetitions at 0.98 and 1.39 µs, the others 41.5-54.4 µs;
+/// `vs_std`'s two threads of one process more often). Any pause of over 10 µs on either side,
+/// a reply that takes longer to make or a request that waits for anything, ends it, and an
+/// idle subscription never polls. Whether a receive spins is the subscription's
+/// [`AdaptiveSpin`].
 const RECV_SPIN: Duration = Duration::from_micros(10);
 
 /// How long a receiving thread without a spin of its own polls the rings in all, past

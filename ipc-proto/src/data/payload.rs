@@ -162,7 +162,8 @@ pub enum Delivered {
 /// payload into it (a ring's reader pops it straight in,
 /// [`RingReceiver::next_into`](crate::ring::link::RingReceiver::next_into)) and hands it back
 /// with [`DataPlane::receive_payload`](super::DataPlane::receive_payload), which delivers it
-/// as it is: one copy out of the ring, none after.
+/// as it is: one copy out of the ring, none after (two for the rare message popped before
+/// its turn, which waits in the reader's own buffer).
 #[derive(Debug)]
 pub struct PayloadBuffer(pub(super) Arc<[u8]>);
 

@@ -60,7 +60,8 @@ pub(super) struct OutLink {
     pub(super) addr: String,
     pub(super) state: OutState,
     pub(super) attempts: u32,
-    /// What this link knows of each topic, found by one lookup per message.
+    /// What this link knows of each topic, in one entry (a message looks it up once, or
+    /// twice the first time).
     pub(super) topics: BTreeMap<Topic, OutTopic>,
     /// How many of `topics` have terms (at most [`DataLimits::max_topics`]).
     ///
@@ -150,7 +151,7 @@ impl OutLink {
         let t = self
             .topics
             .get_mut(topic)
-            .expect("queued messages are counted");
+            .expect("queued messages have an entry");
         t.counters.messages += 1;
         match slot {
             Some(slot) => {

@@ -1,9 +1,8 @@
 //! Topic names as the data plane keeps them: one shared allocation per name ([`Names`]), so
 //! that its maps, all keyed by topic, find a key by comparing pointers.
 //!
-//! A message touches a dozen of those maps on its way out (its sequence, its subscribers,
-//! each link's binding, terms, messages in flight and counters, the topic's room) and half
-//! as many on its way in. Keyed by `Arc<str>`, each lookup compared the name's bytes with
+//! A message touches several of those maps on its way out (its sequence, its subscribers,
+//! each link's entry for the topic, the topic's room) and a few on its way in. Keyed by `Arc<str>`, each lookup compared the name's bytes with
 //! every key on its path; keyed by [`Topic`], the key found is the same allocation as the
 //! one looked up, and a pointer comparison settles it.
 

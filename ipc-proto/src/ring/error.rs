@@ -98,7 +98,7 @@ pub enum RingError {
         max: usize,
     },
     /// The local caller's buffer is shorter than the inline payload waiting in the ring (it
-    /// stays there).
+    /// stays there, or held by the reader if it was already popped: the next look finds it).
     #[error("buffer of {buf} bytes is too small for a {len}-byte ring payload")]
     BufferTooSmall {
         /// The payload's length.

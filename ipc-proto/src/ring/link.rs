@@ -406,6 +406,9 @@ impl RingReceiver {
                         let buf_len = bytes.len();
                         match (bytes.get_mut(..len), kept) {
                             (Some(out), Some(kept)) => out.copy_from_slice(kept),
+                            // `kept` is always there (`inline` holds the ring's largest
+                            // payload, which `len` was checked against when popped): a buffer
+                            // too short is the one case.
                             _ => {
                                 self.held = Some(popped);
                                 return Err(RingError::BufferTooSmall { len, buf: buf_len });

@@ -652,7 +652,7 @@ fn held_then_vouched(buffers: bool, payloads: &[Vec<u8>]) -> Pair {
     t
 }
 
-/// Inline messages given to the subscriber as their parts (a ring's reader) are what their
+/// Inline messages given to the subscriber as their parts (`receive_inline`) are what their
 /// records are: held behind a publisher the view does not vouch for yet, then delivered in
 /// order; straight through after; refused, closing the link, for a topic never bound.
 #[test]

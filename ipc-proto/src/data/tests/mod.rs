@@ -108,9 +108,10 @@ struct Pair {
     p_sees: Option<Credentials>,
     s_sees: Option<Credentials>,
     /// The subscriber takes inline messages as their parts
-    /// ([`DataPlane::receive_inline`]), as a ring's reader hands them on; with
+    /// ([`DataPlane::receive_inline`]), as a driver that has them apart hands them on; with
     /// `inline_buffers`, their payloads written into its own buffers
-    /// ([`DataPlane::receive_payload`]), whose addresses it keeps in `buffers`.
+    /// ([`DataPlane::receive_payload`]), as a ring's reader does, whose addresses it keeps
+    /// in `buffers`.
     inline_parts: bool,
     inline_buffers: bool,
     buffers: Vec<usize>,

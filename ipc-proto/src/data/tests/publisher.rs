@@ -694,34 +694,29 @@ fn a_subscribers_terms_are_bounded_and_go_with_its_connection() {
     t.publish("t", Payload::Inline(vec![1]));
     let out = t.out.expect("linked");
     let max = t.p.config.limits.max_topics;
-    let terms = |i: usize| {
+    // The subscriber states terms for the topic `never-{i}`.
+    let state_terms = |t: &mut Pair, out: PeerId, i: usize| {
         let frame = DataFrame::Terms {
             topic: format!("never-{i}"),
             policy: Policy::DropNewest,
             depth: 1,
         };
-        encode_data(&frame, &[])
-    };
-    // `t` has terms already: room for `max - 1` more.
-    for i in 0..max - 1 {
-        let bytes = terms(i);
+        let bytes = encode_data(&frame, &[]);
         let record = DataInput::Record {
             peer: out,
             data: &bytes,
             segments: &[],
         };
         t.p.handle(t.now, record).expect("record");
+    };
+    // `t` has terms already: room for `max - 1` more.
+    for i in 0..max - 1 {
+        state_terms(&mut t, out, i);
     }
     t.pump();
     assert!(t.misbehaved.is_empty(), "{:?}", t.misbehaved);
     assert_eq!(t.p.out_links[&out].topics.len(), max);
-    let bytes = terms(max);
-    let record = DataInput::Record {
-        peer: out,
-        data: &bytes,
-        segments: &[],
-    };
-    t.p.handle(t.now, record).expect("record");
+    state_terms(&mut t, out, max);
     t.pump();
     assert_eq!(t.misbehaved, ["too many terms"]);
     // Terms for names never published, then the connection goes (the subscriber is still
@@ -730,13 +725,7 @@ fn a_subscribers_terms_are_bounded_and_go_with_its_connection() {
     t.publish("t", Payload::Inline(vec![1]));
     let out = t.out.expect("linked");
     for i in 0..10 {
-        let bytes = terms(i);
-        let record = DataInput::Record {
-            peer: out,
-            data: &bytes,
-            segments: &[],
-        };
-        t.p.handle(t.now, record).expect("record");
+        state_terms(&mut t, out, i);
     }
     t.p.handle(t.now, DataInput::PeerDown(out)).expect("down");
     t.pump();

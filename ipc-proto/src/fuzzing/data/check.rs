@@ -115,6 +115,10 @@ impl DataWatch {
         match frame {
             DataFrame::Topic { id, topic } => {
                 assert!(
+                    !s.topics.values().any(|t| *t == topic),
+                    "topic `{topic}` bound twice on {peer}"
+                );
+                assert!(
                     s.topics.insert(id, topic).is_none(),
                     "topic id {id} bound twice on {peer}"
                 );

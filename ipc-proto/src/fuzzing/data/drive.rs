@@ -450,9 +450,10 @@ impl DataWatch {
             segments: handed.iter().map(|s| s.segment).collect(),
             decoded,
         });
-        // An inline message of odd length and no fds comes as its parts, as a ring's reader
-        // hands it on (one in two with its payload in the plane's own buffer): the same as
-        // its record in every way.
+        // An inline message of odd length and no fds comes as its parts (one in two with its
+        // payload in the plane's own buffer, as a ring's reader hands it on; the others
+        // borrowed, as a driver that has them apart would): the same as its record in every
+        // way.
         let parts = match decode_data(&feeding.bytes, usize::MAX, usize::MAX) {
             Ok((DataFrame::Inline(header), start))
                 if handed.is_empty() && feeding.bytes.len() % 2 == 1 =>

@@ -58,7 +58,7 @@ use ::loom::sync::{Condvar, Mutex};
 use ::loom::thread;
 
 use crate::ring::layout::{W_PRODUCER_WAITING, WAIT_RETURNS_ONLY};
-use crate::ring::link::{Lent, Next, RingReceiver, RingSender, Sent, link_config};
+use crate::ring::link::{Lent, Next, NextInto, RingReceiver, RingSender, Sent, link_config};
 use crate::ring::{Park, attach, init};
 use crate::wire::{
     DataFrame, MessageHeader, MessageRef, SlotRef, decode_data, encode_data, encode_ring_offer,
@@ -190,6 +190,9 @@ enum Path {
     /// The subscriber took a message while the publisher waited for returns only, and did not
     /// wake it (its return must).
     PopLeftReturnsWait = 1 << 9,
+    /// A message held behind a socket record came, once due, in the reader's buffer
+    /// (`RingReceiver::next_into`).
+    HeldIntoBuffer = 1 << 10,
 }
 
 /// The paths taken, over all executions of a model.
@@ -517,25 +520,53 @@ struct Subscriber {
     mutation: Mutation,
     seen: Arc<Seen>,
     attached: Arc<AtomicBool>,
+    /// The next look is a `next_into` (the driver's, whose inline payloads come in a buffer
+    /// of the reader's), the one after a `next`, and so on.
+    into: bool,
+    /// A message was held behind a socket record (`Path::RingBehindSocket`) and has not come
+    /// yet.
+    held_message: bool,
 }
 
 impl Subscriber {
-    /// `RingLink::next`.
+    /// `RingLink::next`: `RingReceiver::next_into` and `RingReceiver::next` in turn, an
+    /// inline message from the former written as the record the latter gives.
     fn next(&mut self) -> bool {
         let ring = &mut self.ring;
-        let next = ring.rx.next(&self.region[..]).expect("next");
-        if next == Next::Record {
-            ring.record = ring.rx.record().to_vec();
-        }
+        let into = self.into;
+        self.into = !into;
+        let found = if into {
+            match ring.rx.next_into(&self.region[..], |len| vec![0; len]) {
+                Ok(NextInto::Inline { header, payload }) => {
+                    ring.record = encode_data(&DataFrame::Inline(header), &payload);
+                    if std::mem::take(&mut self.held_message) {
+                        self.seen.saw(Path::HeldIntoBuffer);
+                    }
+                    true
+                }
+                Ok(NextInto::Other(Next::Record)) => {
+                    ring.record = ring.rx.record().to_vec();
+                    self.held_message = false;
+                    true
+                }
+                Ok(NextInto::Other(_)) => false,
+                Err(e) => panic!("next_into: {e}"),
+            }
+        } else {
+            let next = ring.rx.next(&self.region[..]).expect("next");
+            if next == Next::Record {
+                ring.record = ring.rx.record().to_vec();
+                self.held_message = false;
+            }
+            next == Next::Record
+        };
         let woke = ring.rx.take_wake();
         if woke {
             self.theirs.wake();
-        } else if next == Next::Record
-            && self.region[W_PRODUCER_WAITING].load(Relaxed) & WAIT_RETURNS_ONLY != 0
-        {
+        } else if found && self.region[W_PRODUCER_WAITING].load(Relaxed) & WAIT_RETURNS_ONLY != 0 {
             self.seen.saw(Path::PopLeftReturnsWait);
         }
-        next == Next::Record
+        found
     }
 
     /// `RingLink::park`: `true` if something came meanwhile.
@@ -569,6 +600,7 @@ impl Subscriber {
                 } else {
                     if self.ring.rx.has_more() {
                         self.seen.saw(Path::RingBehindSocket);
+                        self.held_message = true;
                     }
                     self.ring.rx.record_read();
                     self.hand_on(&record);
@@ -766,6 +798,8 @@ impl Link {
                 mutation,
                 seen: seen2.clone(),
                 attached,
+                into: false,
+                held_message: false,
             };
             let publisher = thread::spawn(move || publisher.run());
             let got = subscriber.run();
@@ -795,6 +829,7 @@ fn messages_after_a_binding() {
     link.paths = vec![
         Path::RoomWait,
         Path::RingBehindSocket,
+        Path::HeldIntoBuffer,
         Path::BudgetSpent,
         Path::ParkFoundMessage,
     ];

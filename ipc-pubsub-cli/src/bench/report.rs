@@ -7,7 +7,7 @@ use super::Machine;
 use super::baselines::UDS_STREAM;
 use super::harness::{Cores, Placement};
 use super::measure::{Measurement, Unit};
-use super::series::Shape;
+use super::series::{PUBSUB_RTT, Shape};
 
 /// One measured row of the report.
 #[derive(Debug, Clone, Serialize)]
@@ -64,6 +64,26 @@ pub(super) struct Report {
     pub(super) seconds: f64,
     pub(super) measurements: Vec<Row>,
     pub(super) ratios: Vec<Ratio>,
+}
+
+/// The blocking round trip's repetitions that ran under a fifth of the slowest one's time, if
+/// any: there both processes polled, the std driver's default receive spin having caught the
+/// replies of the back-to-back exchange (`RECV_SPIN` in `ipc-driver-std`), and the median
+/// mixes two kinds of repetitions.
+fn polled_note(m: &Measurement) -> Option<String> {
+    let fast: Vec<String> = (m.reps.iter())
+        .filter(|r| r.value * 5.0 < m.range[1])
+        .map(|r| num(r.value))
+        .collect();
+    (!fast.is_empty()).then(|| {
+        format!(
+            "    ({} of {} reps polled: {} µs; the default receive spin caught the replies \
+             at both ends; the others slept)",
+            fast.len(),
+            m.reps.len(),
+            fast.join(", ")
+        )
+    })
 }
 
 /// `64 B`, `4 KiB`, `16 MiB`.
@@ -210,6 +230,11 @@ pub(super) fn table(r: &Report) -> String {
                     m.p99.map_or_else(|| "-".into(), num)
                 )),
             }
+            if m.name == PUBSUB_RTT
+                && let Some(note) = polled_note(m)
+            {
+                line(note);
+            }
         }
         let here: Vec<&Ratio> = r
             .ratios
@@ -262,7 +287,32 @@ pub(super) fn table(r: &Report) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::measure::RepValue;
     use super::*;
+
+    /// A round trip whose repetitions polled at times says which: the median alone hides it.
+    #[test]
+    fn polled_repetitions_of_the_blocking_round_trip_are_named() {
+        let rep = |value| RepValue {
+            value,
+            p99: None,
+            unit: Unit::Micros,
+        };
+        let of = |values: &[f64]| {
+            Measurement::of(PUBSUB_RTT, 64, values.iter().copied().map(rep).collect())
+                .expect("reps")
+        };
+        let mixed = of(&[54.4, 1.39, 44.0, 41.5, 0.98]);
+        assert_eq!(
+            polled_note(&mixed).as_deref(),
+            Some(
+                "    (2 of 5 reps polled: 1.390, 0.980 µs; the default receive spin caught the \
+                 replies at both ends; the others slept)"
+            )
+        );
+        assert_eq!(polled_note(&of(&[41.5, 54.4, 44.0])), None, "all slept");
+        assert_eq!(polled_note(&of(&[0.98, 1.4, 1.2])), None, "all polled");
+    }
 
     #[test]
     fn sizes_and_numbers_print_compactly() {

@@ -60,8 +60,7 @@ pub(super) struct OutLink {
     pub(super) addr: String,
     pub(super) state: OutState,
     pub(super) attempts: u32,
-    /// What this link knows of each topic, in one entry (a message looks it up once, or
-    /// twice the first time).
+    /// What this link knows of each topic, in one entry (found once per message).
     pub(super) topics: BTreeMap<Topic, OutTopic>,
     /// How many of `topics` have terms (at most [`DataLimits::max_topics`]).
     ///

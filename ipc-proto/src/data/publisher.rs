@@ -296,10 +296,16 @@ impl DataPlane {
         expired: bool,
         mut direct: Option<&mut dyn DirectSend>,
     ) {
-        let seq = {
-            let s = value_of(&mut self.seq, &topic);
-            *s += 1;
-            *s
+        // One lookup (`value_of` makes two): the topic is known but for its first message.
+        let seq = match self.seq.get_mut(&topic) {
+            Some(s) => {
+                *s += 1;
+                *s
+            }
+            None => {
+                self.seq.insert(topic.clone(), 1);
+                1
+            }
         };
         let header = MessageHeader { topic: 0, seq };
         let segment = payload.segment();
@@ -372,43 +378,6 @@ impl DataPlane {
     ) {
         let default = self.config.default_terms;
         let l = self.out_links.get_mut(&peer).expect("targets are links");
-        // One lookup of the topic on the link for the message (a first one makes its entry).
-        let t = value_of(&mut l.topics, topic);
-        let terms = t.terms.unwrap_or(default);
-        if t.in_flight >= terms.depth {
-            let drop_new = match terms.policy {
-                Policy::Block { .. } => expired,
-                Policy::DropNewest => true,
-                Policy::DropOldest => {
-                    // The oldest queued message of this topic makes room, if there is one.
-                    match l.queue.iter().position(|q| q.topic.as_ref() == Some(topic)) {
-                        Some(i) => {
-                            let q = l.queue.remove(i).expect("position is in range");
-                            t.in_flight -= 1;
-                            t.counters.dropped += 1;
-                            l.untold.insert(topic.clone());
-                            let freed = q.slot.map(|(s, _)| s).or(q.fresh);
-                            if let Some(seg) = freed {
-                                self.unref(seg);
-                            }
-                            false
-                        }
-                        None => true,
-                    }
-                }
-            };
-            if drop_new {
-                let l = self.out_links.get_mut(&peer).expect("checked");
-                (l.topics.get_mut(topic).expect("made above"))
-                    .counters
-                    .dropped += 1;
-                l.untold.insert(topic.clone());
-                trace!(%peer, %topic, seq = header.seq, "dropped for a full subscriber");
-                self.flush(peer);
-                return;
-            }
-        }
-        let l = self.out_links.get_mut(&peer).expect("checked");
         let OutLink {
             topics,
             last_topic_id,
@@ -419,7 +388,42 @@ impl DataPlane {
             state,
             ..
         } = l;
-        let t = topics.get_mut(topic).expect("made above");
+        // The topic's entry on the link: one lookup for the message (made the first time).
+        let t = match topics.get_mut(topic) {
+            Some(t) => t,
+            None => topics.entry(topic.clone()).or_default(),
+        };
+        let terms = t.terms.unwrap_or(default);
+        // The segment of a queued message dropped to make room, unreferenced once this
+        // message is through (it cannot be this message's: `publish` holds a reference).
+        let mut freed = None;
+        if t.in_flight >= terms.depth {
+            let drop_new = match terms.policy {
+                Policy::Block { .. } => expired,
+                Policy::DropNewest => true,
+                Policy::DropOldest => {
+                    // The oldest queued message of this topic makes room, if there is one.
+                    match queue.iter().position(|q| q.topic.as_ref() == Some(topic)) {
+                        Some(i) => {
+                            let q = queue.remove(i).expect("position is in range");
+                            t.in_flight -= 1;
+                            t.counters.dropped += 1;
+                            untold.insert(topic.clone());
+                            freed = q.slot.map(|(s, _)| s).or(q.fresh);
+                            false
+                        }
+                        None => true,
+                    }
+                }
+            };
+            if drop_new {
+                t.counters.dropped += 1;
+                untold.insert(topic.clone());
+                trace!(%peer, %topic, seq = header.seq, "dropped for a full subscriber");
+                self.flush(peer);
+                return;
+            }
+        }
         let id = t.bind(topic, last_topic_id, queue);
         let header = MessageHeader {
             topic: id,
@@ -477,6 +481,7 @@ impl DataPlane {
             if let (Payload::Inline(payload), Some(direct)) = (payload, direct)
                 && direct.send_inline(peer, header, payload)
             {
+                self.unref_freed(freed);
                 if untold {
                     self.tell_untold(peer);
                 }
@@ -497,6 +502,7 @@ impl DataPlane {
                 bytes,
                 attach,
             });
+            self.unref_freed(freed);
             if untold {
                 self.tell_untold(peer);
             }
@@ -520,7 +526,15 @@ impl DataPlane {
         if let Some(seg) = payload.segment() {
             *self.refs.entry(seg).or_insert(0) += 1;
         }
+        self.unref_freed(freed);
         self.flush(peer);
+    }
+
+    /// [`Self::unref`] of a dropped message's segment, if it had one.
+    fn unref_freed(&mut self, freed: Option<SegmentId>) {
+        if let Some(seg) = freed {
+            self.unref(seg);
+        }
     }
 
     /// Takes in who the routes show: a node's identity and the topics it announced are

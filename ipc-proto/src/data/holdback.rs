@@ -9,7 +9,6 @@ use std::time::Instant;
 use tracing::trace;
 
 use super::io::Room;
-use super::topic::value_of;
 
 /// Most messages of one topic held back for full `Block` subscribers: a publish beyond it is
 /// refused ([`Admit::Full`]). Both drivers bound what they hold with it.
@@ -347,7 +346,11 @@ impl<T> HoldBack<T> {
     pub fn publish(&mut self, now: Instant, topic: &str, item: T) -> Admit<T> {
         let now = self.clamp(now);
         let max_held = self.max_held;
-        let t = value_of(&mut self.topics, topic);
+        // One lookup (`value_of` makes two): a publisher's topic is known after its first.
+        let t = match self.topics.get_mut(topic) {
+            Some(t) => t,
+            None => self.topics.entry(topic.to_owned()).or_default(),
+        };
         // What has room or is due goes first: held messages keep their turn.
         t.release(topic, now, &mut self.out);
         if t.held.is_empty() && t.has_room() {

@@ -12,10 +12,10 @@
 //! the lines on stdout) is the *peer protocol*, documented for driver authors in
 //! `ipc_proto::guide` (`ipc-proto/src/guide/peer_protocol.md`): `announce T`, `retract T`,
 //! `subscribe T`, `unsubscribe T`, `publisher T inline|fresh|pooled|auto`,
-//! `subscription T block|oldest|newest DEPTH [SPIN_US]`, `publish T SIZE COUNT` (COUNT messages of SIZE
-//! bytes, see [`payload`]), `leave`; out: `started`, the topology lines of `ipc-pubsub node`
-//! (with their `seq`), `synced`, `became_hub`, ..., `message`, `published`, `failed`, and
-//! `left` last. A driver outside this workspace is a [`Driver::External`] program that speaks
+//! `subscription T block|oldest|newest DEPTH [SPIN_US]`, `publish T SIZE COUNT` (COUNT
+//! messages of SIZE bytes, see [`payload`]), `leave`; out: `started`, the topology lines of
+//! `ipc-pubsub node` (with their `seq`), `synced`, `became_hub`, ..., `message`,
+//! `published`, `failed`, and `left` last. A driver outside this workspace is a [`Driver::External`] program that speaks
 //! it ([`Driver::outside`]).
 
 use std::collections::{HashMap, VecDeque};

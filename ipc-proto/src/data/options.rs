@@ -143,6 +143,8 @@ pub struct SubscriptionOptions {
     /// the spin, or 1 ms if longer), the rings are not parked and messages of the node's
     /// other subscriptions on the same links are read by a spinning thread or by the I/O
     /// thread within that moment. Local to the driver: publishers are not told.
+    /// `Duration::MAX` polls until the message comes (a driver adds it to the clock
+    /// saturating: `ipc_driver_core::later`).
     ///
     /// Zero (the default) leaves it to the driver. The std driver then spins for up to 10 µs,
     /// and only while that finds messages: a stream whose messages come within 10 µs of each

@@ -139,6 +139,12 @@ impl Names {
 /// then: a `Topic`'s clone and drop are an atomic increment and decrement of a shared count,
 /// and a `String` key's copy an allocation, which a message would pay at every such map on
 /// its way.
+///
+/// Two lookups when the key is there (`contains_key`, then `get_mut`): a function that
+/// returns the reference found by `get_mut` or else inserts cannot borrow-check today. A
+/// message's own lookups (its sequence number, its topic's entry on each link, the
+/// hold-back's topic) write that `match map.get_mut(key) { Some(v) => v, None => .. }`
+/// inline instead, where it does: one lookup, and an owned key only the first time.
 pub(crate) fn value_of<'a, K, Q, V>(map: &'a mut BTreeMap<K, V>, key: &Q) -> &'a mut V
 where
     K: Ord + Borrow<Q>,

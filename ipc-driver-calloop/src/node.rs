@@ -264,8 +264,8 @@ pub struct Node {
     hold: HoldBack<Payload>,
     /// Topics with held messages whose room event is owed once they are all out.
     owed_room: Vec<String>,
-    /// The subscriptions that asked to spin ([`SubscriptionOptions::spin`]), by topic.
-    spins: HashMap<String, Duration>,
+    /// Each open subscription's [`SubscriptionOptions::spin`], by topic.
+    spins: HashMap<String, Option<Duration>>,
     /// Document path observers, by id: the document and what the observer last saw.
     observers: BTreeMap<ObserverId, (String, Observed)>,
     next_observer: u64,
@@ -601,8 +601,15 @@ impl Node {
     /// the loop's thread, busy for up to `spin` after each message. Meanwhile the node serves
     /// its sockets, timers and commands every few microseconds; the loop's other sources wait
     /// until the spin ends: after `spin` without a message, or at most `spin` or 1 ms in all
-    /// per turn, whichever is longer. Without (zero, the default), the loop sleeps after
-    /// every turn.
+    /// per turn, whichever is longer.
+    ///
+    /// Without (`None`, the default), the same for up to 10 µs
+    /// ([`RECV_SPIN`](ipc_driver_core::RECV_SPIN)) and only while that finds messages: after
+    /// a spin in vain the loop sleeps after its turns, trying again once in 16 turns that
+    /// delivered messages, so a sparse stream or an idle node costs no polling (at most one
+    /// 10 µs spin per 16 messages). `spin(Duration::ZERO)` never polls: the loop sleeps after
+    /// every turn. The loop serves all the node's subscriptions and polls as long as the
+    /// most eager of them asks.
     ///
     /// ```no_run
     /// # use std::time::Duration;
@@ -624,11 +631,7 @@ impl Node {
             topic: topic.into(),
             terms: options.terms(),
         }))?;
-        if options.spin.is_zero() {
-            self.spins.remove(topic);
-        } else {
-            self.spins.insert(topic.into(), options.spin);
-        }
+        self.spins.insert(topic.into(), options.spin);
         self.subscribe(topic)
     }
 
@@ -641,10 +644,16 @@ impl Node {
         self.unsubscribe(topic)
     }
 
-    /// How long the source polls the rings for the next message before the loop sleeps:
-    /// the longest spin its subscriptions asked for; zero if none did.
-    pub(crate) fn spin(&self) -> Duration {
-        self.spins.values().max().copied().unwrap_or_default()
+    /// How long the source polls the rings for the next message before the loop sleeps, as
+    /// the most eager of its subscriptions asks: the longest spin of their own; else `None`
+    /// (the driver's choice, [`RECV_SPIN`](ipc_driver_core::RECV_SPIN) while it pays) if one
+    /// leaves it to the driver or there is none; else zero (all said never).
+    pub(crate) fn spin(&self) -> Option<Duration> {
+        match self.spins.values().flatten().max() {
+            Some(&own) if !own.is_zero() => Some(own),
+            Some(_) if self.spins.values().all(Option::is_some) => Some(Duration::ZERO),
+            _ => None,
+        }
     }
 
     /// Joins bus channel `name`: every member's message reaches every other member, never the

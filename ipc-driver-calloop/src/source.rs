@@ -26,8 +26,8 @@ use calloop::ping::{self, PingSource};
 use calloop::{EventSource, Interest, Mode, Poll, PostAction, Readiness, Token, TokenFactory};
 use ipc_driver_core::DocEvent;
 use ipc_driver_core::{
-    LOOKS_PER_CLOCK, Links, OWN_TOKEN, READ_BUDGET, Read, Reading, Ready, Started, later,
-    log_member_evt, map_own, start,
+    AdaptiveSpin, LOOKS_PER_CLOCK, Links, OWN_TOKEN, READ_BUDGET, RECV_SPIN, Read, Reading, Ready,
+    Started, later, log_member_evt, map_own, start,
 };
 use ipc_os::memfd::Mapping;
 use ipc_os::poll::{Events, Interest as Want, Poller};
@@ -87,6 +87,9 @@ pub struct NodeSource {
     /// The loop polls the rings ([`Self::spin`]); still set once it is over only if the
     /// callback panicked meanwhile.
     spinning: bool,
+    /// Without a subscription's own spin: whether the loop polls the rings for up to
+    /// [`RECV_SPIN`] after a turn that delivered messages.
+    recv_spin: AdaptiveSpin,
     left: bool,
 }
 
@@ -175,6 +178,7 @@ impl NodeSource {
             ring_keys: Vec::new(),
             sender_keys: Vec::new(),
             spinning: false,
+            recv_spin: AdaptiveSpin::paying(),
             left: false,
         })
     }
@@ -524,14 +528,21 @@ impl NodeSource {
             // The last spin's end panicked (see `before_sleep`).
             self.end_spin(now);
         }
-        let mut spin = self.node.spin();
-        if spin.is_zero() || self.node.leaving.is_some() {
+        if self.node.leaving.is_some() {
             return Ok(now);
         }
         self.node.io.ring_receivers(&mut self.ring_keys);
         if self.ring_keys.is_empty() {
             return Ok(now);
         }
+        // Without a subscription's own spin: only while such spins find messages.
+        let adaptive = match self.node.spin() {
+            Some(Duration::ZERO) => return Ok(now),
+            Some(_) => false,
+            None if self.recv_spin.spins() => true,
+            None => return Ok(now),
+        };
+        let mut spin = self.spin_for();
         self.node.io.spin_start();
         self.spinning = true;
         // Its sends take back the pool ranges their subscribers gave back, and ask for no
@@ -544,6 +555,8 @@ impl NodeSource {
         let mut last = now;
         let mut serve_at = now + SERVE_EVERY;
         let mut looks = 0u32;
+        // Whether it delivered a message: the spin paid.
+        let mut found = false;
         let spun = loop {
             self.read_rings(now);
             let mut looked_around = false;
@@ -556,7 +569,10 @@ impl NodeSource {
                 now = clock();
             } else {
                 match self.dispatch(now, callback) {
-                    Ok(true) => last = clock(),
+                    Ok(true) => {
+                        found = true;
+                        last = clock();
+                    }
                     Ok(false) => {}
                     Err(e) => break Err(e),
                 }
@@ -574,7 +590,7 @@ impl NodeSource {
                 // The callback, or commands from other threads, may have closed spinning
                 // subscriptions (the spin shortens or ends) or opened some (whose links may
                 // bring rings), or left.
-                spin = self.node.spin();
+                spin = self.spin_for();
                 if spin.is_zero() || self.node.leaving.is_some() {
                     break Ok(());
                 }
@@ -585,9 +601,19 @@ impl NodeSource {
             }
             std::hint::spin_loop();
         };
+        if adaptive {
+            self.recv_spin.found(found);
+        }
         self.end_spin(now);
         self.dispatch(now, callback)?;
         spun.map(|()| now)
+    }
+
+    /// How long the loop polls for the next message ([`Node::spin`]): the longest spin of
+    /// the node's subscriptions, [`RECV_SPIN`] if they leave it to the driver, zero if they
+    /// all said never.
+    fn spin_for(&self) -> Duration {
+        self.node.spin().unwrap_or(RECV_SPIN)
     }
 
     /// The loop stops polling: the node's sends ask for return wakes again, and the rings

@@ -1,14 +1,15 @@
 //! What a message costs the application's loop, sleeping or spinning.
 //!
 //! A calloop node on its own thread answers every message from a std node; the std node sends
-//! the next only once it has the answer. With default options each message finds the loop
-//! asleep: the loop's thread counts its own `read` and `write` system calls
-//! (`/proc/thread-self/io`) over the timed messages. Per message it writes the pinger's ring
-//! eventfd once, and reads its own (and calloop's poller reads its notifier once per
-//! wakeup). A source that woke its own loop a second time for every event (calloop's
-//! `Channel` does, handed another source's event) would write a ping and read it back, and
-//! make the poller read again. With `SubscriptionOptions::spin` the loop polls instead of
-//! sleeping, and reads no eventfd at all.
+//! the next only once it has the answer. With a subscription that never polls
+//! (`SubscriptionOptions::spin` zero) each message finds the loop asleep: the loop's thread
+//! counts its own `read` and `write` system calls (`/proc/thread-self/io`) over the timed
+//! messages. Per message it writes the pinger's ring eventfd once, and reads its own (and
+//! calloop's poller reads its notifier once per wakeup). A source that woke its own loop a
+//! second time for every event (calloop's `Channel` does, handed another source's event)
+//! would write a ping and read it back, and make the poller read again. With a spin of its
+//! own the loop polls instead of sleeping, and reads no eventfd at all; with default options
+//! it polls for up to 10 µs while that finds the next message.
 //!
 //! The tests run one at a time: a spinning loop keeps a core busy, which the others' counts
 //! and round trips should not share on a small machine.
@@ -23,6 +24,10 @@ use calloop::EventLoop;
 use ipc_driver_calloop::{Node as LoopNode, NodeEvent, NodeSource};
 use ipc_driver_std::Node as StdNode;
 use ipc_proto::data::{PublisherOptions, SubscriptionOptions};
+
+#[path = "../../ipc-driver-std/tests/shared/threads.rs"]
+mod threads;
+use threads::{pin, two_cpus};
 
 const WAIT: Duration = Duration::from_secs(20);
 const MESSAGES: u64 = 300;
@@ -83,16 +88,26 @@ fn publish_every_ms(
 }
 
 /// A calloop node on its own thread answers `MESSAGES + 1` numbered messages from a std node,
-/// which sends each once it has the answer to the last; the node subscribes with `options`.
-/// Returns the loop thread's `read` and `write` system calls from its callback's answer to
-/// message 0 to its answer to the last: over `MESSAGES` round trips.
-fn echo_syscalls(options: SubscriptionOptions) -> (u64, u64) {
+/// which sends each once it has the answer to the last; the node subscribes with `options`,
+/// the std node with `pinger`. Returns the loop thread's `read` and `write` system calls from
+/// its callback's answer to message 0 to its answer to the last: over `MESSAGES` round trips.
+fn echo_syscalls(options: SubscriptionOptions, pinger: SubscriptionOptions) -> (u64, u64) {
+    echo_syscalls_on(options, pinger, None)
+}
+
+/// [`echo_syscalls`], with the loop's thread and the pinger's pinned to `cpus`.
+fn echo_syscalls_on(
+    options: SubscriptionOptions,
+    pinger: SubscriptionOptions,
+    cpus: Option<[usize; 2]>,
+) -> (u64, u64) {
     let group = group();
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, counted) = mpsc::channel();
     let echo = {
         let (group, stop) = (group.clone(), Arc::clone(&stop));
         thread::spawn(move || {
+            let _pinned = cpus.map(|[cpu, _]| pin(cpu));
             let mut source = NodeSource::builder("echo")
                 .group(&group)
                 .join()
@@ -134,13 +149,12 @@ fn echo_syscalls(options: SubscriptionOptions) -> (u64, u64) {
         })
     };
     let result = std::panic::catch_unwind(|| {
+        let _pinned = cpus.map(|[_, cpu]| pin(cpu));
         let node = StdNode::builder("pinger")
             .group(&group)
             .join()
             .expect("join");
-        let pongs = node
-            .subscription("pong", SubscriptionOptions::default())
-            .expect("subscribe");
+        let pongs = node.subscription("pong", pinger).expect("subscribe");
         let pings = node.publisher("ping", "x").expect("publish");
         // Until the echo answers (its subscription and route are in).
         let deadline = Instant::now() + WAIT;
@@ -173,12 +187,31 @@ fn echo_syscalls(options: SubscriptionOptions) -> (u64, u64) {
 #[test]
 fn a_message_to_a_sleeping_loop_wakes_it_once() {
     let _one = one_at_a_time();
-    let (reads, writes) = echo_syscalls(SubscriptionOptions::default());
+    let never = SubscriptionOptions::default().spin(Duration::ZERO);
+    let (reads, writes) = echo_syscalls(never, never);
     // 2 reads and 1 write per message, and a few for timers; a second wakeup per message
     // (4 reads, 2 writes) made 4.1 to 6 of them.
     assert!(
         reads + writes < MESSAGES * 7 / 2,
         "{reads} reads and {writes} writes for {MESSAGES} messages"
+    );
+}
+
+/// A loop whose subscription never polls sleeps after every turn even where the default
+/// would poll: the pinger spins, so each next message comes within microseconds of the
+/// answer (the default loop reads such a stream with a few dozen reads in all, see below).
+#[test]
+fn a_loop_that_never_polls_sleeps_for_every_message() {
+    let _one = one_at_a_time();
+    let (reads, writes) = echo_syscalls_on(
+        SubscriptionOptions::default().spin(Duration::ZERO),
+        SubscriptionOptions::default().spin(Duration::from_millis(200)),
+        two_cpus(),
+    );
+    // Its ring's eventfd and the poller's notifier: 2 reads per wakeup.
+    assert!(
+        reads >= MESSAGES,
+        "{reads} reads (and {writes} writes) for {MESSAGES} messages: the loop polled"
     );
 }
 
@@ -190,7 +223,10 @@ fn a_spinning_subscription_reads_a_stream_without_waking() {
     let _one = one_at_a_time();
     // Far longer than any round trip here, even on a loaded machine.
     let spin = Duration::from_millis(200);
-    let (reads, writes) = echo_syscalls(SubscriptionOptions::default().spin(spin));
+    let (reads, writes) = echo_syscalls(
+        SubscriptionOptions::default().spin(spin),
+        SubscriptionOptions::default().spin(Duration::ZERO),
+    );
     // Asleep it reads twice per message (600 here). Spinning, a few at the ends of its
     // turns, which last at most the spin each.
     assert!(
@@ -200,6 +236,33 @@ fn a_spinning_subscription_reads_a_stream_without_waking() {
     assert!(
         writes <= MESSAGES + MESSAGES / 10,
         "{writes} writes for {MESSAGES} messages"
+    );
+}
+
+/// With default options the loop polls its rings for up to 10 µs after a turn that
+/// delivered messages, while that finds the next one: a pinger that answers at once (it
+/// spins) keeps it polling, and the loop reads its stream without a wakeup per message.
+/// (Before, the loop slept after every turn: about 2 reads per message.) The two threads are
+/// pinned to two CPUs: on one, the spinning pinger cannot answer while the loop polls, and
+/// the loop rightly sleeps (2 vCPUs: in one run of three unpinned).
+#[test]
+fn a_default_loop_polls_while_the_next_message_comes_within_microseconds() {
+    let _one = one_at_a_time();
+    let Some(cpus) = two_cpus() else {
+        eprintln!("skipped: this process may use only one CPU");
+        return;
+    };
+    let (reads, writes) = echo_syscalls_on(
+        SubscriptionOptions::default(),
+        SubscriptionOptions::default().spin(Duration::from_millis(200)),
+        Some(cpus),
+    );
+    // A pause of over 10 µs (the pinger preempted, say) ends a spin; the next turn that
+    // delivers a message spins again at once if the last spin paid, else after 15 turns of
+    // 2 reads each. A few such pauses stay far below a sleep per message.
+    assert!(
+        reads < MESSAGES / 2,
+        "{reads} reads (and {writes} writes) for {MESSAGES} messages: the loop slept"
     );
 }
 

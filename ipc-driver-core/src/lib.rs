@@ -13,6 +13,8 @@
 //!   released.
 //! - `start`: how a node starts ([`start`]): group directory, id, data listener, member.
 //! - `log`: how both drivers log member events about peers, rate-limited ([`PeerLog`]).
+//! - `spin`: when a receiver without a spin of its own polls before it sleeps
+//!   ([`AdaptiveSpin`], [`RECV_SPIN`]).
 //!
 //! And the vocabulary both drivers speak to their applications, re-exported by each: what a
 //! node reports (`event`: [`NodeEvent`], [`EventKinds`], [`HubInfo`]; `doc_event`:
@@ -37,6 +39,7 @@ mod message;
 mod options;
 mod received;
 mod ring;
+mod spin;
 mod start;
 mod typed;
 
@@ -54,6 +57,7 @@ pub use loan::{LoanBuf, PoolBytes, SegmentsInUse, fresh_loan, inline_buffer};
 pub use log::{PeerLog, log_member_evt};
 pub use message::{Message, Via};
 pub use received::{ReceivedSegments, map_own};
+pub use spin::{AdaptiveSpin, RECV_SPIN, SPIN_PROBE};
 pub use start::{Started, start};
 pub use typed::{
     BINCODE_MIME, DECODE_LIMIT, POD_MIME, PodLoan, TopicTypes, TypeError, TypeName, bincode_mime,

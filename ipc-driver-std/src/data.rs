@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ pub(crate) use ipc_proto::data::{PublisherOptions, SendMode, SubscriptionOptions
 use ipc_proto::wire::SlotRef;
 
 pub(crate) use ipc_driver_core::Message;
-use ipc_driver_core::{LoanBuf, POOL_IDLE, PoolBytes, SegmentsInUse, Via};
+use ipc_driver_core::{AdaptiveSpin, LoanBuf, POOL_IDLE, PoolBytes, SegmentsInUse, Via};
 use ipc_os::memfd::{MappingMut, SealSet, Segment};
 use ipc_os::poll::Waker;
 
@@ -56,48 +56,6 @@ const WINDOW: u32 = 256;
 /// 174-184 k, 1 MiB, inline 4 KiB and 64 B level. 100 µs gained more at 4 KiB (500 k) but
 /// swung at 64 KiB (145-207 k) and cost inline 4 KiB 8 % more of the publisher's CPU.
 const ROOM_SPIN: Duration = Duration::from_micros(60);
-
-/// Every this many waits, one spins even when the last spin found nothing: the other side
-/// may keep up again ([`AdaptiveSpin`]).
-const SPIN_PROBE: u32 = 16;
-
-/// Whether a thread about to sleep spins first, for room ([`ROOM_SPIN`]) or for a message
-/// (`pubsub::RECV_SPIN`): only while spinning finds what it waits for; after a spin in vain,
-/// one wait in [`SPIN_PROBE`] spins, the others sleep at once. Never while idle: it is asked
-/// once per wait. Shared by the threads of one purpose (any topic, any thread), which see the
-/// same peers; relaxed atomics, as a wrong guess costs one spin or one sleep.
-#[derive(Debug, Default)]
-pub(crate) struct AdaptiveSpin {
-    pays: AtomicBool,
-    since: AtomicU32,
-}
-
-impl AdaptiveSpin {
-    /// One whose first wait spins: a stream may be under way.
-    pub(crate) fn paying() -> Self {
-        Self {
-            pays: AtomicBool::new(true),
-            since: AtomicU32::new(0),
-        }
-    }
-
-    /// Whether this wait spins.
-    pub(crate) fn spins(&self) -> bool {
-        let spin = self.pays.load(Ordering::Relaxed)
-            || self.since.load(Ordering::Relaxed) + 1 >= SPIN_PROBE;
-        if spin {
-            self.since.store(0, Ordering::Relaxed);
-        } else {
-            self.since.fetch_add(1, Ordering::Relaxed);
-        }
-        spin
-    }
-
-    /// A spin ended: it found what it waited for, or not.
-    pub(crate) fn found(&self, found: bool) {
-        self.pays.store(found, Ordering::Relaxed);
-    }
-}
 
 /// A pool segment: created and sealed once, written by one loan at a time.
 pub(crate) struct PoolSegment {
@@ -951,30 +909,5 @@ impl SubQueue {
             lost: c.lost,
             queued: c.queued,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Spins while spinning finds what it waits for; after a spin in vain, one wait in
-    /// `SPIN_PROBE` spins, the others sleep at once.
-    #[test]
-    fn an_adaptive_spin_spins_only_while_it_pays() {
-        let idle = AdaptiveSpin::default();
-        assert!(!idle.spins(), "a default one sleeps at its first wait");
-        let spin = AdaptiveSpin::paying();
-        assert!(spin.spins(), "a paying one spins at its first wait");
-        spin.found(true);
-        assert!(spin.spins() && spin.spins(), "while it pays");
-        spin.found(false);
-        let spun: Vec<usize> = (0..2 * SPIN_PROBE as usize)
-            .filter(|_| spin.spins())
-            .collect();
-        let probe = SPIN_PROBE as usize;
-        assert_eq!(spun, [probe - 1, 2 * probe - 1], "one probe in {probe}");
-        spin.found(true);
-        assert!(spin.spins(), "a probe that paid: spinning again");
     }
 }

@@ -8,12 +8,15 @@ use ipc_proto::SpokeCmd;
 use ipc_proto::data::{DataCmd, Incoming, Paths, Payload};
 
 use crate::data::{
-    AdaptiveSpin, Loan, LoanKind, Message, Outgoing, PoolWriter, PooledLoan, PublisherOptions,
-    QueueWaiter, SendMode, SubQueue, SubscriptionCounters, lock,
+    Loan, LoanKind, Message, Outgoing, PoolWriter, PooledLoan, PublisherOptions, QueueWaiter,
+    SendMode, SubQueue, SubscriptionCounters, lock,
 };
 use crate::reactor::{Core, Stopped};
 use crate::request::{LEFT, Request, Requester};
-use ipc_driver_core::{DriverError, LOOKS_PER_CLOCK, RecvError, fresh_loan, inline_buffer, later};
+use ipc_driver_core::{
+    AdaptiveSpin, DriverError, LOOKS_PER_CLOCK, RECV_SPIN, RecvError, fresh_loan, inline_buffer,
+    later,
+};
 use ipc_os::memfd::SealSet;
 
 /// What publishers and subscriptions need of their node.
@@ -259,25 +262,6 @@ pub struct Subscription {
     writing_spin: AdaptiveSpin,
 }
 
-/// How long a receiving thread without a spin of its own polls the rings before it sleeps,
-/// while messages come that soon: a stream whose next message is microseconds away otherwise
-/// costs the publisher a wakeup write and this thread a sleep and a wakeup (an interrupt from
-/// the other core: several microseconds of CPU each on a VM) per message. Measured between two
-/// pinned processes, `Block` depth 8, pooled: 1.4x the messages per second at 4 KiB, 1.2x at
-/// 64 KiB, 1 MiB level (its messages come further apart). A longer spin (50 µs) gained more
-/// (3.3x at 4 KiB) but caught the replies of a blocking ping-pong more often, which then spun
-/// at both ends for good. 10 µs catches them too, less often: a request and its reply sent
-/// back to back, each side answering within 10 µs, become two polling cores once both sides
-/// happen to spin at once (a spin that pays goes on; one in vain makes the next 15 waits
-/// sleep at once), and stay so while the exchange goes on, each round trip then about a
-/// microsecond instead of two wakeups (`bench payload`'s blocking `pubsub.rtt` between two
-/// processes, 2026-12-07: 2 of 5 repetitions at 0.98 and 1.39 µs, the others 41.5-54.4 µs;
-/// `vs_std`'s two threads of one process more often). Any pause of over 10 µs on either side,
-/// a reply that takes longer to make or a request that waits for anything, ends it, and an
-/// idle subscription never polls. Whether a receive spins is the subscription's
-/// [`AdaptiveSpin`].
-const RECV_SPIN: Duration = Duration::from_micros(10);
-
 /// How long a receiving thread without a spin of its own polls the rings in all, past
 /// [`RECV_SPIN`] (or instead of it, after spins in vain), while a publisher says it fills a
 /// message for this node: a pooled loan sets its links' `writing` hint
@@ -433,27 +417,28 @@ impl Subscription {
 
     /// With [`SubscriptionOptions::spin`](crate::SubscriptionOptions::spin): polls the
     /// node's rings on this thread for up to that long (or until `deadline`) for the next
-    /// message or loss. Without: for up to [`RECV_SPIN`] while such spins find messages, and
-    /// on up to [`WRITING_SPIN`] while a publisher says it fills one for this node. `None`:
-    /// nothing came, sleep.
+    /// message or loss; never if it is zero. Without: for up to [`RECV_SPIN`] while such
+    /// spins find messages, and on up to [`WRITING_SPIN`] while a publisher says it fills one
+    /// for this node. `None`: nothing came, sleep.
     fn spin(&self, deadline: Option<Instant>) -> Option<Incoming<Message>> {
         if let Some(m) = self.queue.try_recv() {
             return Some(m);
         }
         let own = self.queue.options.spin;
-        let adaptive = own.is_zero();
+        let adaptive = own.is_none();
         let core = &self.handle.core;
         // Whether it polls (or polled) past its spin for a message being written.
         let mut hinted = false;
-        let spin = match adaptive {
-            false => own,
-            true if self.recv_spin.spins() => RECV_SPIN,
+        let spin = match own {
+            Some(Duration::ZERO) => return None,
+            Some(own) => own,
+            None if self.recv_spin.spins() => RECV_SPIN,
             // Spins for the next message do not pay: only for one a publisher is writing.
-            true if core.peer_writing() && self.writing_spin.spins() => {
+            None if core.peer_writing() && self.writing_spin.spins() => {
                 hinted = true;
                 Duration::ZERO
             }
-            true => return None,
+            None => return None,
         };
         let start = Instant::now();
         let cap = |d: Duration| {

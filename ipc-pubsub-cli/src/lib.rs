@@ -7,7 +7,7 @@
 //! | `watch` | the same as an observer that does not join: the group's current state as events, then every change |
 //! | `status [--json]` | who is in the group, who runs the hub, who publishes and subscribes what, and per subscriber the messages sent, dropped and in flight; exit code 1 if no such group runs |
 //! | `pub TOPIC [--size N \| --file PATH \| --data TEXT] [--count N] [--rate HZ] [--mode M] [--wait-subscribers N] [--json]` | publishes messages on TOPIC, a status line on stderr every second (how many subscribers the messages reached), with `--json` one JSON line per message (the subscribers it was sent to), and leaves once its subscribers have them |
-//! | `sub TOPIC [--count N] [--spin-us US]` | prints one JSON line per message: topic, publisher, seq, length, FNV-1a of the payload, how it came; `--spin-us` polls the rings before sleeping (lower latency, a busy CPU core) |
+//! | `sub TOPIC [--count N] [--spin-us US]` | prints one JSON line per message: topic, publisher, seq, length, FNV-1a of the payload, how it came; `--spin-us` polls the rings before sleeping (lower latency, a busy CPU core; 0 never polls) |
 //! | `bus NAME` | joins bus channel NAME: stdin lines out to the other members, their lines in on stdout |
 //! | `demo` | a self-contained tour in a private group: starts nodes, shows their events and `status`, kills the hub and times the failover, sends payloads inline, fresh and pooled from `pub` to `sub` and checks them, stops the nodes |
 //! | `doc NAME get\|patch UPDATE\|watch [--default JSON] [--create]` | a shared document of the running group (exit code 1 if none runs, unless `--create`): print its value as JSON; apply one patch (MongoDB update operators) and print the new version, or the error with exit code 1; print each accepted patch and the value after it as JSON lines until SIGINT or SIGTERM |
@@ -383,8 +383,9 @@ mod tests {
             };
             args.spin_us
         };
-        assert_eq!(spin(&["sub", "t"]), 0);
-        assert_eq!(spin(&["sub", "t", "--spin-us", "200"]), 200);
+        assert_eq!(spin(&["sub", "t"]), None);
+        assert_eq!(spin(&["sub", "t", "--spin-us", "0"]), Some(0));
+        assert_eq!(spin(&["sub", "t", "--spin-us", "200"]), Some(200));
         for bad in ["200us", "0.5", "-1", ""] {
             assert!(parse(&["sub", "t", "--spin-us", bad]).is_err(), "{bad:?}");
         }

@@ -179,10 +179,11 @@ pub(super) struct SubArgs {
     /// Poll the shared-memory rings for up to US microseconds for each message before
     /// sleeping: the lowest latency, but it keeps a CPU core busy while it polls: all the time
     /// while messages come at least that often, and US of every 100 ms while none come (all
-    /// of it from 100000 up). 0 leaves it to the driver: it polls up to 10 µs, and only
-    /// while messages come that soon; idle, it idles at 0 % CPU.
-    #[arg(long, value_name = "US", default_value_t = 0)]
-    pub(super) spin_us: u64,
+    /// of it from 100000 up). 0 never polls: every message that finds the subscription
+    /// waiting wakes it. Without: the driver's choice, up to 10 µs and only while messages
+    /// come that soon; idle, it idles at 0 % CPU.
+    #[arg(long, value_name = "US")]
+    pub(super) spin_us: Option<u64>,
 
     #[command(flatten)]
     pub(super) queue: QueueArgs,
@@ -551,10 +552,10 @@ impl<'a> LostLine<'a> {
 pub(super) fn subscribe(group: &GroupArgs, args: &SubArgs) -> Result<()> {
     let stop = stop_flag()?;
     let node = join(group, "sub", &args.timing)?;
-    let options = args
-        .queue
-        .options()
-        .spin(Duration::from_micros(args.spin_us));
+    let mut options = args.queue.options();
+    if let Some(us) = args.spin_us {
+        options = options.spin(Duration::from_micros(us));
+    }
     let sub = node.subscription(&args.topic, options)?;
     let mut out = io::stdout().lock();
     let mut got = 0u64;

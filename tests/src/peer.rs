@@ -228,8 +228,8 @@ impl Command {
             Some("subscription") => {
                 let depth = u32::try_from(num(3)?).map_err(|e| e.to_string())?;
                 let spin = match w.get(4) {
-                    Some(_) => Duration::from_micros(num(4)?),
-                    None => Duration::ZERO,
+                    Some(_) => Some(Duration::from_micros(num(4)?)),
+                    None => None,
                 };
                 let options = match w.get(2).copied() {
                     Some("block") => SubscriptionOptions {
@@ -240,7 +240,7 @@ impl Command {
                     Some("newest") => SubscriptionOptions::drop_newest(depth),
                     p => return Err(format!("unknown policy {p:?}")),
                 };
-                Self::Subscription(topic()?, options.spin(spin))
+                Self::Subscription(topic()?, SubscriptionOptions { spin, ..options })
             }
             Some("publish") => Self::Publish {
                 topic: topic()?,

@@ -29,7 +29,8 @@ const SPIN: Duration = Duration::from_secs(1);
 fn lossless(node: &Node, topic: &str, case: &Case, blocking: bool) -> Res<Subscription> {
     let options = SubscriptionOptions {
         depth: case.window as u32,
-        spin: if blocking { Duration::ZERO } else { SPIN },
+        // Blocking: the driver's choice, as an application with default options has it.
+        spin: if blocking { None } else { Some(SPIN) },
         ..SubscriptionOptions::block(WAIT)
     };
     node.subscription(topic, options).map_err(err("subscription"))

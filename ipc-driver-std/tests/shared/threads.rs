@@ -6,6 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+
 /// The calling thread's id, as `/proc/self/task/<tid>` names it.
 pub(crate) fn this_tid() -> String {
     let me = std::fs::read_link("/proc/thread-self").expect("procfs");
@@ -99,4 +101,31 @@ pub(crate) fn io_threads(prefix: &str) -> IoThreads {
         t.threads += 1;
     }
     t
+}
+
+/// Two CPUs this process may use, if it may use two.
+pub(crate) fn two_cpus() -> Option<[usize; 2]> {
+    let allowed = sched_getaffinity(None).expect("sched_getaffinity");
+    let mut cpus = (0..CpuSet::MAX_CPU).filter(|&c| allowed.is_set(c));
+    Some([cpus.next()?, cpus.next()?])
+}
+
+/// The calling thread pinned to one CPU ([`pin`]) until this is dropped.
+pub(crate) struct Pinned(CpuSet);
+
+/// Pins the calling thread to `cpu`: two threads that pass messages back and forth on two
+/// CPUs of a small machine, rather than wherever the scheduler puts them (on one, a thread
+/// polling for the other's answer only delays it).
+pub(crate) fn pin(cpu: usize) -> Pinned {
+    let before = sched_getaffinity(None).expect("sched_getaffinity");
+    let mut one = CpuSet::new();
+    one.set(cpu);
+    sched_setaffinity(None, &one).expect("sched_setaffinity");
+    Pinned(before)
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        let _ = sched_setaffinity(None, &self.0);
+    }
 }

@@ -137,25 +137,34 @@ pub struct SubscriptionOptions {
     /// How long a receiving thread polls for the next message before it sleeps. A driver
     /// that reads its links' shared-memory rings on the receiving thread (the std driver's
     /// `recv`; the calloop driver's loop, after a turn that delivered messages) spins on
-    /// them, and publishers push without waking anyone:
-    /// the lowest latency, for a CPU core kept busy while waiting (up to `spin` per receive
-    /// with no message). While threads spin, and for a moment after (the std driver: up to
-    /// the spin, or 1 ms if longer), the rings are not parked and messages of the node's
-    /// other subscriptions on the same links are read by a spinning thread or by the I/O
-    /// thread within that moment. Local to the driver: publishers are not told.
-    /// `Duration::MAX` polls until the message comes (a driver adds it to the clock
-    /// saturating: `ipc_driver_core::later`).
+    /// them, and publishers push without waking anyone: the lowest latency, for a CPU core
+    /// kept busy while waiting (up to the spin per receive with no message). While threads
+    /// spin, and for a moment after (the std driver: up to the spin, or 1 ms if longer), the
+    /// rings are not parked and messages of the node's other subscriptions on the same links
+    /// are read by a spinning thread or by the I/O thread within that moment. Local to the
+    /// driver: publishers are not told. `Duration::MAX` polls until the message comes (a
+    /// driver adds it to the clock saturating: `ipc_driver_core::later`).
     ///
-    /// Zero (the default) leaves it to the driver. The std driver then spins for up to 10 µs,
-    /// and only while that finds messages: a stream whose messages come within 10 µs of each
-    /// other is read without a sleep and a wakeup per message; after a spin in vain it sleeps
-    /// at once, trying again once in 16 receives. It also spins for up to 100 µs while a
-    /// publisher says it is writing a pooled message for this node (the ring's `writing`
-    /// hint, see [`ring`](crate::ring)), again only while such spins find the message. An
-    /// idle subscription, a sparse stream, or a request whose reply takes longer than that
-    /// (an inline reply sets no hint), idles at 0 % CPU. The calloop driver does not spin
-    /// then: its loop sleeps after every turn.
-    pub spin: Duration,
+    /// `Some(Duration::ZERO)` never polls: every receive that finds no message sleeps, and
+    /// the publisher's next message wakes it (for a power-sensitive application, or to
+    /// measure the wakeup path). A calloop node's loop serves all its subscriptions: it
+    /// polls as long as the most eager of them asks (a spin of its own, then the driver's
+    /// choice, then never).
+    ///
+    /// `None` (the default) leaves it to the driver: both drivers then poll for up to 10 µs
+    /// (`ipc_driver_core::RECV_SPIN`), and only while that finds messages (the std driver's
+    /// receiving thread before it sleeps; the calloop driver's loop after a turn that
+    /// delivered messages): a stream whose messages come within 10 µs of each other is read
+    /// without a sleep and a wakeup per message; after a spin in vain the receiver sleeps at
+    /// once, trying again once in 16 times. A request and its reply sent back to back may
+    /// be caught too, and then both ends poll while the exchange goes on (about a
+    /// microsecond per round trip instead of two wakeups); a pause of over 10 µs ends it.
+    /// The std driver also spins for up to 100 µs while a publisher says it is writing a
+    /// pooled message for this node (the ring's `writing` hint, see [`ring`](crate::ring)),
+    /// again only while such spins find the message. An idle subscription, a sparse stream,
+    /// or a request whose reply takes longer than that (an inline reply sets no hint),
+    /// idles at 0 % CPU.
+    pub spin: Option<Duration>,
 }
 
 impl Default for SubscriptionOptions {
@@ -164,7 +173,7 @@ impl Default for SubscriptionOptions {
             policy: Policy::DropOldest,
             depth: 64,
             max_payload: DEFAULT_MAX_PAYLOAD,
-            spin: Duration::ZERO,
+            spin: None,
         }
     }
 }
@@ -203,9 +212,24 @@ impl SubscriptionOptions {
         self
     }
 
-    /// Sets [`spin`](Self::spin): poll up to `spin` for each message before sleeping.
+    /// Sets [`spin`](Self::spin): poll up to `spin` for each message before sleeping;
+    /// `Duration::ZERO` never polls.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ipc_proto::data::SubscriptionOptions;
+    ///
+    /// // Control messages at a high rate: poll for the next one for up to 50 µs.
+    /// let fast = SubscriptionOptions::block(Duration::from_secs(1)).spin(Duration::from_micros(50));
+    /// assert_eq!(fast.spin, Some(Duration::from_micros(50)));
+    /// // Never poll: every receive without a message sleeps.
+    /// let frugal = SubscriptionOptions::default().spin(Duration::ZERO);
+    /// assert_eq!(frugal.spin, Some(Duration::ZERO));
+    /// // The driver's choice (see the field).
+    /// assert_eq!(SubscriptionOptions::default().spin, None);
+    /// ```
     pub fn spin(mut self, spin: Duration) -> Self {
-        self.spin = spin;
+        self.spin = Some(spin);
         self
     }
 

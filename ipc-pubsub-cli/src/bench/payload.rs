@@ -50,7 +50,8 @@ use super::report::{Ratio, Report, Row, size_name, table};
 use super::series::{
     KIB4, KIB64, MIB1, MIB16, PUBSUB_FRESH, PUBSUB_FRESH_4, PUBSUB_INLINE, PUBSUB_INLINE_4,
     PUBSUB_INLINE_NO_RINGS, PUBSUB_PACED_1KHZ, PUBSUB_PACED_30HZ, PUBSUB_POOLED, PUBSUB_POOLED_4,
-    PUBSUB_POOLED_NO_RINGS, PUBSUB_RTT, PUBSUB_RTT_NO_RINGS, PUBSUB_RTT_SPIN, Series, Shape,
+    PUBSUB_POOLED_NO_RINGS, PUBSUB_RTT, PUBSUB_RTT_NO_RINGS, PUBSUB_RTT_SLEEP, PUBSUB_RTT_SPIN,
+    Series, Shape,
 };
 use super::{build, machine, progress, pubsub};
 use crate::{CliError, Result};
@@ -94,6 +95,7 @@ const RESERVED: &[&str] = &[
     PUBSUB_RTT,
     PUBSUB_RTT_NO_RINGS,
     PUBSUB_RTT_SPIN,
+    PUBSUB_RTT_SLEEP,
     PUBSUB_INLINE,
     PUBSUB_INLINE_NO_RINGS,
     PUBSUB_FRESH,
@@ -246,6 +248,18 @@ pub(super) const RATIOS: &[RatioSpec] = &[
         "the blocking wakeup floor: two wakeups, no payload",
     ),
     ratio(PUBSUB_RTT, PUBSUB_RTT_NO_RINGS, &[], RINGS_FASTER_BELOW_1),
+    ratio(
+        PUBSUB_RTT_SLEEP,
+        SEQPACKET_PINGPONG,
+        &[],
+        "neither end polls: every message wakes its receiver, as the raw sockets' do",
+    ),
+    ratio(
+        PUBSUB_RTT_SLEEP,
+        EVENTFD_PINGPONG,
+        &[],
+        "neither end polls, against the blocking wakeup floor",
+    ),
     ratio(
         PUBSUB_RTT_SPIN,
         SHM_SPIN_PINGPONG,

@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | [`PUBSUB_RTT`] | publishes 64 B on topic `ping` ([`SendMode::Inline`]) and waits for the reply on `pong`; one sample per round trip | subscribes to `ping`, publishes each message's bytes back on `pong` |
 //! | [`PUBSUB_RTT_SPIN`] | the same, its `pong` subscription spinning 1 ms (`SubscriptionOptions::spin`) | the same, its `ping` subscription spinning |
+//! | [`PUBSUB_RTT_SLEEP`] | the same, its `pong` subscription never polling (spin zero) | the same, its `ping` subscription never polling |
 //! | [`PUBSUB_PACED_30HZ`], [`PUBSUB_PACED_1KHZ`] | per message, on time: the time, a loan of a publisher with default options written in place with that time in it, [`Publisher::send`] | a `Block` subscription of depth 8; per message: the time as soon as `recv` returns it, then its order and [`checksum`]; the difference of the two times is the sample |
 //! | [`PUBSUB_INLINE`], [`PUBSUB_FRESH`], [`PUBSUB_POOLED`] and their 4-receiver ones | per message: [`Publisher::loan`], the payload written into the loan in place, [`Publisher::send`]; timed from "warm-up received by every receiver" to "last message received by every receiver" | a `Block` subscription of depth `window` (8, the baselines' window); per message: checks its mode and length, [`checksum`] of every byte (in the mapping, no copy), drops it (which gives a pooled range back) |
 //!
@@ -40,9 +41,9 @@ use super::series::{
     Counts, FRESH_4_COUNTS, FRESH_COUNTS, KIB4, KIB64, MIB1, MIB16, OneWayTimes, PACED_1KHZ_COUNTS,
     PACED_30HZ_COUNTS, PUBSUB_FRESH, PUBSUB_FRESH_4, PUBSUB_INLINE, PUBSUB_INLINE_4,
     PUBSUB_INLINE_NO_RINGS, PUBSUB_PACED_1KHZ, PUBSUB_PACED_30HZ, PUBSUB_POOLED, PUBSUB_POOLED_4,
-    PUBSUB_POOLED_NO_RINGS, PUBSUB_RTT, PUBSUB_RTT_NO_RINGS, PUBSUB_RTT_SPIN, Series, Shape,
-    expect_delivery, hz, paced_latency, read_exact_record, round_trip_latency, send_paced,
-    throughput, time_round_trips, write_record,
+    PUBSUB_POOLED_NO_RINGS, PUBSUB_RTT, PUBSUB_RTT_NO_RINGS, PUBSUB_RTT_SLEEP, PUBSUB_RTT_SPIN,
+    Series, Shape, expect_delivery, hz, paced_latency, read_exact_record, round_trip_latency,
+    send_paced, throughput, time_round_trips, write_record,
 };
 use crate::pubsub::wait_subscribers;
 use crate::{CliError, Result};
@@ -113,6 +114,13 @@ pub(super) const SERIES: &[Series] = &[
         shape: Shape::RoundTrip,
         counts: RTT_COUNTS,
         rep: rtt_spin,
+    },
+    Series {
+        id: PUBSUB_RTT_SLEEP,
+        label: "pubsub.rtt with subscriptions that never poll (spin 0) at both ends",
+        shape: Shape::RoundTrip,
+        counts: RTT_COUNTS,
+        rep: rtt_sleep,
     },
     Series {
         id: PUBSUB_RTT_NO_RINGS,
@@ -295,11 +303,16 @@ fn rtt_no_rings(h: &Harness, case: &Case) -> Result<RepValue> {
 /// a round trip, so that neither end ever sleeps while the other answers.
 const RTT_SPIN_US: &str = "1000";
 
-/// The `--opt` key of a subscription's spin, in µs (absent: 0, sleep at once).
+/// The `--opt` key of a subscription's spin, in µs (0: never poll; absent: the driver's
+/// choice).
 const SPIN_KEY: &str = "spin_us";
 
 fn rtt_spin(h: &Harness, case: &Case) -> Result<RepValue> {
     round_trip_with(h, case, Rings::On, Some((SPIN_KEY, RTT_SPIN_US)))
+}
+
+fn rtt_sleep(h: &Harness, case: &Case) -> Result<RepValue> {
+    round_trip_with(h, case, Rings::On, Some((SPIN_KEY, "0")))
 }
 
 fn round_trip(h: &Harness, case: &Case, rings: Rings) -> Result<RepValue> {
@@ -409,11 +422,16 @@ fn inline_publisher(node: &Node, topic: &str) -> Result<Publisher> {
 
 /// A lossless subscription: publishers wait for room (up to [`WAIT`]).
 fn block(node: &Node, topic: &str, depth: u32) -> Result<Subscription> {
-    block_spinning(node, topic, depth, Duration::ZERO)
+    block_spinning(node, topic, depth, None)
 }
 
-/// [`block`], polling up to `spin` for each message before sleeping.
-fn block_spinning(node: &Node, topic: &str, depth: u32, spin: Duration) -> Result<Subscription> {
+/// [`block`], with `spin` ([`SubscriptionOptions::spin`]: `None` leaves it to the driver).
+fn block_spinning(
+    node: &Node,
+    topic: &str,
+    depth: u32,
+    spin: Option<Duration>,
+) -> Result<Subscription> {
     let options = SubscriptionOptions {
         depth,
         spin,
@@ -422,11 +440,10 @@ fn block_spinning(node: &Node, topic: &str, depth: u32, spin: Duration) -> Resul
     Ok(node.subscription(topic, options)?)
 }
 
-/// The spin the parent asked for (`--opt spin_us=N`; none: 0).
-fn spin_of(ctx: &ChildCtx) -> Result<Duration> {
-    Ok(Duration::from_micros(
-        ctx.opt::<u64>(SPIN_KEY)?.unwrap_or_default(),
-    ))
+/// The spin the parent asked for (`--opt spin_us=N`, 0 never polls; none: the driver's
+/// choice).
+fn spin_of(ctx: &ChildCtx) -> Result<Option<Duration>> {
+    Ok(ctx.opt::<u64>(SPIN_KEY)?.map(Duration::from_micros))
 }
 
 fn next(sub: &Subscription, what: &str) -> Result<Message> {

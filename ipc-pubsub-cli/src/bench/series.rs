@@ -80,6 +80,10 @@ pub(super) const PUBSUB_POOLED_4: &str = "pubsub.pooled.4recv";
 /// against [`SHM_SPIN_PINGPONG`](super::baselines::SHM_SPIN_PINGPONG).
 pub(super) const PUBSUB_RTT_SPIN: &str = "pubsub.rtt_spin";
 
+/// [`PUBSUB_RTT`] with subscriptions that never poll (`SubscriptionOptions::spin` zero) at
+/// both ends: every message wakes its receiver, as the raw baselines' blocking reads do.
+pub(super) const PUBSUB_RTT_SLEEP: &str = "pubsub.rtt_sleep";
+
 /// [`PUBSUB_RTT`] with shared-memory rings off (`Node::builder(..).shared_memory_rings(false)`
 /// in both processes): every record through the data link's socket, as before issue 13.
 pub(super) const PUBSUB_RTT_NO_RINGS: &str = "pubsub.rtt.no_rings";

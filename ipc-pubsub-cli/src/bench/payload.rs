@@ -270,7 +270,7 @@ pub(super) const RATIOS: &[RatioSpec] = &[
         PUBSUB_RTT_SPIN,
         PUBSUB_RTT,
         &[],
-        "what spinning buys over the default (sleeping) subscription",
+        "what spinning buys over the default subscription",
     ),
     ratio(
         PUBSUB_INLINE,

@@ -27,7 +27,7 @@ use calloop::{EventSource, Interest, Mode, Poll, PostAction, Readiness, Token, T
 use ipc_driver_core::DocEvent;
 use ipc_driver_core::{
     AdaptiveSpin, LOOKS_PER_CLOCK, Links, OWN_TOKEN, READ_BUDGET, RECV_SPIN, Read, Reading, Ready,
-    Started, later, log_member_evt, map_own, start,
+    Started, WRITING_SPIN, later, log_member_evt, map_own, start,
 };
 use ipc_os::memfd::Mapping;
 use ipc_os::poll::{Events, Interest as Want, Poller};
@@ -90,6 +90,9 @@ pub struct NodeSource {
     /// Without a subscription's own spin: whether the loop polls the rings for up to
     /// [`RECV_SPIN`] after a turn that delivered messages.
     recv_spin: AdaptiveSpin,
+    /// Without a subscription's own spin: whether the loop polls on, up to [`WRITING_SPIN`]
+    /// after the last message, while a publisher says it fills one for this node.
+    writing_spin: AdaptiveSpin,
     left: bool,
 }
 
@@ -179,6 +182,7 @@ impl NodeSource {
             sender_keys: Vec::new(),
             spinning: false,
             recv_spin: AdaptiveSpin::paying(),
+            writing_spin: AdaptiveSpin::paying(),
             left: false,
         })
     }
@@ -535,13 +539,23 @@ impl NodeSource {
         if self.ring_keys.is_empty() {
             return Ok(now);
         }
-        // Without a subscription's own spin: only while such spins find messages.
-        let adaptive = match self.node.spin() {
+        // Without a subscription's own spin: for up to `RECV_SPIN` after each message while
+        // such spins find messages, and on, up to `WRITING_SPIN`, while a publisher says it
+        // fills one for this node and such spins find it (as the std driver's receive).
+        let here = ipc_os::current_cpu();
+        let adaptive = self.node.spin().is_none();
+        // Whether it polls for the next message at all, or only while a publisher writes.
+        let plain = match self.node.spin() {
             Some(Duration::ZERO) => return Ok(now),
-            Some(_) => false,
+            Some(_) => true,
             None if self.recv_spin.spins() => true,
+            None if self.node.io.peer_writing(here) && self.writing_spin.spins() => false,
             None => return Ok(now),
         };
+        // Whether it polls past its spin for a message being written (since the last
+        // message), and whether it ever did.
+        let mut hinted = !plain;
+        let mut ever_hinted = hinted;
         let mut spin = self.spin_for();
         self.node.io.spin_start();
         self.spinning = true;
@@ -555,8 +569,10 @@ impl NodeSource {
         let mut last = now;
         let mut serve_at = now + SERVE_EVERY;
         let mut looks = 0u32;
-        // Whether it delivered a message: the spin paid.
-        let mut found = false;
+        // Whether it delivered a message, before any hint and while hinted: what paid.
+        let (mut found, mut found_hinted) = (false, false);
+        // Whether it looked once more after the hint it polled for was gone.
+        let mut looked_again = false;
         let spun = loop {
             self.read_rings(now);
             let mut looked_around = false;
@@ -570,7 +586,13 @@ impl NodeSource {
             } else {
                 match self.dispatch(now, callback) {
                     Ok(true) => {
-                        found = true;
+                        // After it, the next message may come as soon as any (the plain
+                        // window below); a hint extends the wait for it again.
+                        match std::mem::take(&mut hinted) {
+                            true => found_hinted = true,
+                            false => found = true,
+                        }
+                        looked_again = false;
                         last = clock();
                     }
                     Ok(false) => {}
@@ -596,13 +618,43 @@ impl NodeSource {
                 }
                 self.node.io.ring_receivers(&mut self.ring_keys);
             }
-            if now >= later(last, spin).min(later(start, spin.max(SPIN_TURN))) {
-                break Ok(());
+            let turn_over = later(start, spin.max(SPIN_TURN));
+            // After a message, the next may come as soon, hint or not (a publisher takes its
+            // next loan a moment after its send).
+            let plain_until = match plain || found || found_hinted {
+                true => later(last, spin),
+                false => last,
+            };
+            if now >= plain_until.min(turn_over) {
+                let writing = adaptive
+                    && now < later(last, WRITING_SPIN).min(turn_over)
+                    && self.node.io.peer_writing(here)
+                    && (hinted || self.writing_spin.spins());
+                if !writing {
+                    // The hint it polled for is gone: most likely the push that cleared it
+                    // brought the message, after this look at the rings. One more round of
+                    // looks (to the next clock read), rather than a sleep and a wake.
+                    if hinted && !looked_again {
+                        looked_again = true;
+                        continue;
+                    }
+                    break Ok(());
+                }
+                hinted = true;
+                ever_hinted = true;
             }
             std::hint::spin_loop();
         };
         if adaptive {
-            self.recv_spin.found(found);
+            // A spin that looked for the next message, or found one soon after another,
+            // says whether that pays; one that polled for a message being written, whether
+            // that does.
+            if plain || found {
+                self.recv_spin.found(found);
+            }
+            if ever_hinted {
+                self.writing_spin.found(found_hinted);
+            }
         }
         self.end_spin(now);
         self.dispatch(now, callback)?;

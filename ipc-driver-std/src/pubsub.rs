@@ -14,8 +14,8 @@ use crate::data::{
 use crate::reactor::{Core, Stopped};
 use crate::request::{LEFT, Request, Requester};
 use ipc_driver_core::{
-    AdaptiveSpin, DriverError, LOOKS_PER_CLOCK, RECV_SPIN, RecvError, fresh_loan, inline_buffer,
-    later,
+    AdaptiveSpin, DriverError, LOOKS_PER_CLOCK, RECV_SPIN, RecvError, WRITING_SPIN, fresh_loan,
+    inline_buffer, later,
 };
 use ipc_os::memfd::SealSet;
 
@@ -261,24 +261,6 @@ pub struct Subscription {
     /// while a publisher says it fills a message for this node.
     writing_spin: AdaptiveSpin,
 }
-
-/// How long a receiving thread without a spin of its own polls the rings in all, past
-/// [`RECV_SPIN`] (or instead of it, after spins in vain), while a publisher says it fills a
-/// message for this node: a pooled loan sets its links' `writing` hint
-/// ([`ipc_proto::ring`]), which its send clears. The message is on its way, and a sleep would
-/// cost the publisher a wakeup write (about 15 µs of its CPU per message on this VM, a sixth
-/// of a 1 MiB message's time) and this thread a sleep and a wakeup. Unlike a longer
-/// [`RECV_SPIN`], it does not catch inline replies (a 64 B request and its reply stay two
-/// sleeps and two wakeups), nor spin while nobody writes. Whether it spins is its own [`AdaptiveSpin`]: a publisher
-/// that holds its loans longer (filled by a device, say) makes its subscribers sleep after one
-/// spin in vain. The rings also stay unparked that long after a message while the hint is
-/// set, and the I/O thread keeps them so ([`Core::writing`] has the rest).
-///
-/// Measured between two pinned processes (`bench payload --only pubsub.pooled`, `Block` depth
-/// 8, two alternated runs of 3 repetitions each), messages per second before → after: 4 KiB
-/// 303-399 k → 386-463 k, 16 KiB 250-290 k → 301-310 k, 32 KiB 208-229 k → 239-242 k, 64 KiB
-/// 140-143 k → 169-173 k, 1 MiB and 16 MiB level; 64 B round trip and inline streams level.
-const WRITING_SPIN: Duration = Duration::from_micros(100);
 
 impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

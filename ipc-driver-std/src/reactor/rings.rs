@@ -58,9 +58,8 @@ impl Core {
     /// unparked that long after it got a message, and the I/O thread keeps them unparked
     /// ([`Reactor::linger_for_writers`]): the publisher's push then wakes nobody. Only pooled
     /// loans set it: an inline `publish` is written before the call, and a fresh memfd takes
-    /// far longer to make than a wake costs. The calloop driver does not set it (its loans
-    /// would need the loop's links), and its loop does not poll on for it (only for up to
-    /// the spin it would poll anyway, `ipc_driver_core::RECV_SPIN` by default).
+    /// far longer to make than a wake costs. The calloop driver's loans of the loop's own
+    /// `Node` set it too, and its loop polls for it after a turn that delivered messages.
     pub(crate) fn writing(&self, topic: &str) {
         let mut guard = self.lock();
         if let Some(r) = guard.as_mut()

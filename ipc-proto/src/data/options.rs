@@ -159,9 +159,9 @@ pub struct SubscriptionOptions {
     /// once, trying again once in 16 times. A request and its reply sent back to back may
     /// be caught too, and then both ends poll while the exchange goes on (about a
     /// microsecond per round trip instead of two wakeups); a pause of over 10 µs ends it.
-    /// The std driver also spins for up to 100 µs while a publisher says it is writing a
-    /// pooled message for this node (the ring's `writing` hint, see [`ring`](crate::ring)),
-    /// again only while such spins find the message. An idle subscription, a sparse stream,
+    /// Both also spin for up to 100 µs while a publisher says it is writing a pooled message
+    /// for this node (the ring's `writing` hint, see [`ring`](crate::ring)), again only while
+    /// such spins find the message. An idle subscription, a sparse stream,
     /// or a request whose reply takes longer than that (an inline reply sets no hint),
     /// idles at 0 % CPU.
     pub spin: Option<Duration>,

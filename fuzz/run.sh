@@ -4,7 +4,8 @@
 #   fuzz/run.sh [seconds per target] [target...]      (default 20 s, every target)
 #
 # Targets (`cargo fuzz list`): decode, hub_ops, spoke_ops (topology), data_decode, data_ops
-# (data plane), doc_bytes (shared documents), ring_consume (the data plane's shared-memory ring).
+# (data plane), doc_bytes (shared documents), ring_consume (the data plane's shared-memory ring),
+# ring_link (both ends of a data link's ring beside its socket, as the drivers use them).
 #
 # Installs cargo-fuzz if it is missing. cargo-fuzz needs nightly compiler flags; the stable
 # toolchain accepts them with RUSTC_BOOTSTRAP=1. Each target starts from its committed seeds

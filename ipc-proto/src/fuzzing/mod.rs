@@ -7,7 +7,10 @@
 //! Each target is a function of the raw input bytes: [`decode`], [`hub_ops`], [`spoke_ops`],
 //! for the data plane [`data_decode`] and [`data_ops`], and for its shared-memory ring
 //! [`ring_consume`] (arbitrary region contents and operations on both ends: never a panic,
-//! only values or `RingError`s, and a FIFO while nobody wrote behind the ends' backs). A violated invariant panics, which
+//! only values or `RingError`s, and a FIFO while nobody wrote behind the ends' backs) and
+//! [`ring_link`] (the same for a data link's two ends and its socket, as the drivers use
+//! them: what was sent handed on in the order sent, ring messages and socket records merged,
+//! messages held behind a socket record included). A violated invariant panics, which
 //! is what a fuzzer reports as a crash. The op targets read their input with
 //! [`Arbitrary::arbitrary_take_rest`], exactly as `libfuzzer-sys` does for a typed target, and
 //! take the clock's origin as an argument: this crate reads no clock.
@@ -87,6 +90,7 @@ mod data_decode;
 mod doc;
 mod hub;
 mod ring;
+mod ring_link;
 mod spoke;
 mod wire;
 
@@ -100,5 +104,6 @@ pub use data_decode::{
 pub use doc::doc_bytes;
 pub use hub::{Cred, HubCase, HubOp, HubSetup, Inherited, hub_ops, run_hub};
 pub use ring::{RingCase, RingOp, ring_consume, run_ring};
+pub use ring_link::{LinkCase, LinkOp, ring_link, run_link};
 pub use spoke::{CmdOp, SpokeCase, SpokeOp, SpokeSetup, Topic, run_spoke, spoke_ops};
 pub use wire::{decode, decode_bytes, frame_roundtrip, sanitize};

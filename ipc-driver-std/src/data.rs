@@ -20,7 +20,7 @@ pub(crate) use ipc_proto::data::{PublisherOptions, SendMode, SubscriptionOptions
 use ipc_proto::wire::SlotRef;
 
 pub(crate) use ipc_driver_core::Message;
-use ipc_driver_core::{AdaptiveSpin, LoanBuf, POOL_IDLE, PoolBytes, SegmentsInUse, Via};
+use ipc_driver_core::{AdaptiveSpin, LoanBuf, POOL_IDLE, PoolBytes, SegmentsInUse, Via, later};
 use ipc_os::memfd::{MappingMut, SealSet, Segment};
 use ipc_os::poll::Waker;
 
@@ -454,7 +454,7 @@ impl Outgoing {
         wait: Duration,
         reclaim: impl FnOnce(),
     ) -> std::io::Result<Option<(SegmentId, Arc<PoolSegment>)>> {
-        let deadline = Instant::now() + wait;
+        let deadline = later(Instant::now(), wait);
         let mut reclaim = Some(reclaim);
         let mut st = lock(&self.pool);
         loop {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
-use ipc_driver_core::{EventKinds, NodeEvent};
+use ipc_driver_core::{EventKinds, NodeEvent, later};
 
 /// How many events a receiver holds before it starts dropping the oldest.
 pub const EVENT_QUEUE_CAPACITY: usize = 65_536;
@@ -132,7 +132,7 @@ impl Events {
 
     /// The next event, waiting at most `timeout`; `None` on timeout or once the node has left.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<NodeEvent> {
-        let deadline = Instant::now() + timeout;
+        let deadline = later(Instant::now(), timeout);
         let mut q = lock(&self.0.queue);
         loop {
             if let Some(e) = Self::take(&mut q) {
@@ -158,7 +158,7 @@ impl Events {
         timeout: Duration,
         mut pred: impl FnMut(&NodeEvent) -> bool,
     ) -> Option<NodeEvent> {
-        let deadline = Instant::now() + timeout;
+        let deadline = later(Instant::now(), timeout);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let e = self.recv_timeout(left)?;

@@ -18,7 +18,7 @@ use crate::pubsub::{Bus, Handle, Publisher, Subscription};
 use crate::reactor::{Core, Reactor, Setup};
 use crate::request::{Request, Requester, Shared, State};
 use crate::{DriverError, NodeEvent};
-use ipc_driver_core::{EventKinds, HubInfo, NodeConfig, SegmentsInUse, TopicTypes, start};
+use ipc_driver_core::{EventKinds, HubInfo, NodeConfig, SegmentsInUse, TopicTypes, later, start};
 use ipc_os::poll::Waker;
 use ipc_proto::names::bus_topic;
 
@@ -358,7 +358,7 @@ impl Node {
         what: &'static str,
         mut f: impl FnMut(&State) -> Option<T>,
     ) -> Result<T, DriverError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = later(Instant::now(), timeout);
         let mut s = self.requester.shared().lock();
         loop {
             if let Some(t) = f(&s) {

@@ -326,14 +326,14 @@ impl Subscription {
                 return Ok(m);
             }
         }
-        let deadline = Instant::now() + timeout;
+        let mut now = Instant::now();
+        let deadline = later(now, timeout);
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.recv_incoming_timeout(left) {
-                Ok(Incoming::Message(m)) => return Ok(m),
-                Ok(Incoming::Lost(_)) => {}
-                Err(RecvError::TimedOut(_)) => return Err(RecvError::TimedOut(timeout)),
-                Err(e) => return Err(e),
+            match self.recv_incoming_until(now, deadline) {
+                Some(Ok(Incoming::Message(m))) => return Ok(m),
+                Some(Ok(Incoming::Lost(_))) => now = Instant::now(),
+                Some(Err(e)) => return Err(e),
+                None => return Err(RecvError::TimedOut(timeout)),
             }
         }
     }
@@ -358,7 +358,10 @@ impl Subscription {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv_incoming(&self) -> Result<Incoming<Message>, RecvError> {
-        if let Some(m) = self.spin(None) {
+        if let Some(m) = self.queue.try_recv() {
+            return Ok(m);
+        }
+        if let Some(m) = self.spin(None, Instant::now()) {
             return Ok(m);
         }
         let _waiter = self.wait(None);
@@ -385,15 +388,27 @@ impl Subscription {
         if let Some(m) = self.queue.try_recv() {
             return Ok(m);
         }
-        let deadline = Instant::now() + timeout;
-        if let Some(m) = self.spin(Some(deadline)) {
-            return Ok(m);
+        let now = Instant::now();
+        self.recv_incoming_until(now, later(now, timeout))
+            .unwrap_or(Err(RecvError::TimedOut(timeout)))
+    }
+
+    /// [`Self::recv_incoming_timeout`] until `deadline`, read from the clock at `now` (a
+    /// moment ago: the spin starts from it, and a timeout far away is `later`'s, never an
+    /// overflow); `None` at the deadline.
+    fn recv_incoming_until(
+        &self,
+        now: Instant,
+        deadline: Instant,
+    ) -> Option<Result<Incoming<Message>, RecvError>> {
+        if let Some(m) = self.spin(Some(deadline), now) {
+            return Some(Ok(m));
         }
         let _waiter = self.wait(Some(deadline));
         match self.queue.recv_deadline(Some(deadline)) {
-            Some(m) => Ok(m),
-            None if self.queue.is_closed() => Err(self.ended()),
-            None => Err(RecvError::TimedOut(timeout)),
+            Some(m) => Some(Ok(m)),
+            None if self.queue.is_closed() => Some(Err(self.ended())),
+            None => None,
         }
     }
 
@@ -401,11 +416,10 @@ impl Subscription {
     /// node's rings on this thread for up to that long (or until `deadline`) for the next
     /// message or loss; never if it is zero. Without: for up to [`RECV_SPIN`] while such
     /// spins find messages, and on up to [`WRITING_SPIN`] while a publisher says it fills one
-    /// for this node. `None`: nothing came, sleep.
-    fn spin(&self, deadline: Option<Instant>) -> Option<Incoming<Message>> {
-        if let Some(m) = self.queue.try_recv() {
-            return Some(m);
-        }
+    /// for this node. `None`: nothing came, sleep. `now`: the clock a moment ago, the spin's
+    /// start. The caller has looked at the queue first; a message queued since is found by
+    /// the first look, or by the wait that follows.
+    fn spin(&self, deadline: Option<Instant>, now: Instant) -> Option<Incoming<Message>> {
         let own = self.queue.options.spin;
         let adaptive = own.is_none();
         let core = &self.handle.core;
@@ -422,7 +436,7 @@ impl Subscription {
             }
             None => return None,
         };
-        let start = Instant::now();
+        let start = now;
         let cap = |d: Duration| {
             let after = later(start, d);
             deadline.map_or(after, |dl| dl.min(after))

@@ -361,6 +361,47 @@ fn a_subscription_may_spin_for_ever() {
     }
 }
 
+/// A timeout of `Duration::MAX` ("wait for ever") is no overflow of the clock's arithmetic
+/// (it panicked, adding it to the clock): a receive with nothing queued waits until the
+/// message comes, and so do the node's waits for a view and for an event.
+#[test]
+fn a_timeout_may_be_for_ever() {
+    use ipc_driver_std::SubscriptionOptions;
+    let g = group();
+    let p = Node::builder("pub").group(&g).join().expect("join");
+    let s = Node::builder("sub").group(&g).join().expect("join");
+    let publisher = p.publisher("t", "x").expect("publisher");
+    let sub = s
+        .subscription("t", SubscriptionOptions::block(WAIT))
+        .expect("sub");
+    let sid = s.id();
+    p.wait_view(Duration::MAX, |v| {
+        v.node(sid).is_some_and(|n| !n.subscribes.is_empty())
+    })
+    .expect("routed");
+    let (got_first, first_got) = std::sync::mpsc::channel();
+    let (tid, waiter) = blocked(move || {
+        let first = sub.recv_timeout(Duration::MAX).map(|m| m.to_vec());
+        got_first.send(()).expect("the test thread");
+        let second = sub.recv_incoming_timeout(Duration::MAX).map(|i| match i {
+            ipc_driver_std::Incoming::Message(m) => m.to_vec(),
+            ipc_driver_std::Incoming::Lost(l) => panic!("lost {l}"),
+        });
+        (first, second)
+    });
+    // Each receive waits (nothing queued) before its message comes.
+    wait_in_epoll_wait(&tid, WAIT, "the first receive");
+    publisher.publish(&[0]).expect("publish");
+    first_got
+        .recv_timeout(WAIT)
+        .expect("the first receive returned");
+    wait_in_epoll_wait(&tid, WAIT, "the second receive");
+    publisher.publish(&[1]).expect("publish");
+    let (first, second) = waiter.join().expect("the receiver");
+    assert_eq!(first.expect("the first message"), [0]);
+    assert_eq!(second.expect("the second message"), [1]);
+}
+
 /// A thread blocked in `recv` waits on the node's rings itself and reads them, while the
 /// node's I/O thread serves everything else. Seen from the application: two threads blocked
 /// on two topics of the same link each get all their messages in order (one waits on the

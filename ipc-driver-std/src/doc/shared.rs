@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ipc_proto::doc::{DocError, PatchId};
 use serde_json::Value;
 
-use ipc_driver_core::{Committed, PatchError};
+use ipc_driver_core::{Committed, PatchError, later};
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -55,7 +55,7 @@ impl DocShared {
         timeout: Option<Duration>,
         mut f: impl FnMut(&mut DocState) -> Option<T>,
     ) -> Option<T> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.map(|t| later(Instant::now(), t));
         let mut s = lock(&self.state);
         loop {
             if let Some(t) = f(&mut s) {

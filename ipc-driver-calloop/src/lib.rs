@@ -10,6 +10,14 @@
 //! Every protocol decision is made by `ipc-proto`'s machines, the same ones the std driver
 //! runs, so nodes of both drivers form one group and either may be its hub.
 //!
+//! By default, after a turn that delivered messages, the source polls the node's rings for
+//! the next one for up to 10 µs (100 µs while a publisher says it fills one for this node),
+//! and only while that finds messages: a burst is read without a wakeup per message, and an
+//! idle node or a sparse stream costs no polling. While a fast stream goes on, the loop's
+//! other sources (a Wayland connection, say) wait up to 1 ms per turn; a GUI thread that
+//! must never poll subscribes with `SubscriptionOptions::default().spin(Duration::ZERO)`
+//! (see [`Node::open_subscription`]).
+//!
 //! ```no_run
 //! use calloop::EventLoop;
 //! use ipc_driver_calloop::{NodeEvent, NodeSource, PublisherOptions, SubscriptionOptions};

@@ -649,7 +649,9 @@ impl Node {
     /// How long the source polls the rings for the next message before the loop sleeps, as
     /// the most eager of its subscriptions asks: the longest spin of their own; else `None`
     /// (the driver's choice, [`RECV_SPIN`](ipc_driver_core::RECV_SPIN) while it pays) if one
-    /// leaves it to the driver or there is none; else zero (all said never).
+    /// leaves it to the driver or there is none; else zero (all said never). A spin of its
+    /// own, however short, wins over the driver's choice, and with it the polling for a
+    /// publisher's `writing` hint goes (a subscription that asks for a spin gets that one).
     pub(crate) fn spin(&self) -> Option<Duration> {
         match self.spins.values().flatten().max() {
             Some(&own) if !own.is_zero() => Some(own),

@@ -540,23 +540,23 @@ impl NodeSource {
             return Ok(now);
         }
         // Without a subscription's own spin: for up to `RECV_SPIN` after each message while
-        // such spins find messages, and on, up to `WRITING_SPIN`, while a publisher says it
-        // fills one for this node and such spins find it (as the std driver's receive).
+        // such waits find the next one, and on, up to `WRITING_SPIN` after the last message,
+        // while a publisher says it fills one for this node and such waits find it. Each wait
+        // (from one message to the next, or to its end in vain) counts as the std driver's
+        // receives do; a wait the turn's end cuts short does not count.
         let here = ipc_os::current_cpu();
-        let adaptive = self.node.spin().is_none();
-        // Whether it polls for the next message at all, or only while a publisher writes.
-        let plain = match self.node.spin() {
+        let own = self.node.spin();
+        let mut adaptive = own.is_none();
+        // Whether the wait polls for the next message (its plain window), and whether it
+        // polls past that (or instead of it) for a message being written.
+        let (mut plain, mut hinted) = match own {
             Some(Duration::ZERO) => return Ok(now),
-            Some(_) => true,
-            None if self.recv_spin.spins() => true,
-            None if self.node.io.peer_writing(here) && self.writing_spin.spins() => false,
+            Some(_) => (true, false),
+            None if self.recv_spin.spins() => (true, false),
+            None if self.node.io.peer_writing(here) && self.writing_spin.spins() => (false, true),
             None => return Ok(now),
         };
-        // Whether it polls past its spin for a message being written (since the last
-        // message), and whether it ever did.
-        let mut hinted = !plain;
-        let mut ever_hinted = hinted;
-        let mut spin = self.spin_for();
+        let mut spin = own.unwrap_or(RECV_SPIN);
         self.node.io.spin_start();
         self.spinning = true;
         // Its sends take back the pool ranges their subscribers gave back, and ask for no
@@ -569,9 +569,7 @@ impl NodeSource {
         let mut last = now;
         let mut serve_at = now + SERVE_EVERY;
         let mut looks = 0u32;
-        // Whether it delivered a message, before any hint and while hinted: what paid.
-        let (mut found, mut found_hinted) = (false, false);
-        // Whether it looked once more after the hint it polled for was gone.
+        // Whether the wait looked once more after the hint it polled for was gone.
         let mut looked_again = false;
         let spun = loop {
             self.read_rings(now);
@@ -586,13 +584,18 @@ impl NodeSource {
             } else {
                 match self.dispatch(now, callback) {
                     Ok(true) => {
-                        // After it, the next message may come as soon as any (the plain
-                        // window below); a hint extends the wait for it again.
-                        match std::mem::take(&mut hinted) {
-                            true => found_hinted = true,
-                            false => found = true,
+                        // The wait paid: by its plain window, or only by the hint.
+                        if adaptive {
+                            if plain {
+                                self.recv_spin.found(!hinted);
+                            }
+                            if hinted {
+                                self.writing_spin.found(true);
+                            }
                         }
-                        looked_again = false;
+                        // The next may come as soon, hint or not (a publisher takes its next
+                        // loan a moment after its send).
+                        (plain, hinted, looked_again) = (true, false, false);
                         last = clock();
                     }
                     Ok(false) => {}
@@ -610,62 +613,54 @@ impl NodeSource {
             }
             if looked_around {
                 // The callback, or commands from other threads, may have closed spinning
-                // subscriptions (the spin shortens or ends) or opened some (whose links may
-                // bring rings), or left.
-                spin = self.spin_for();
-                if spin.is_zero() || self.node.leaving.is_some() {
+                // subscriptions (the spin shortens, ends or becomes the driver's) or opened
+                // some (whose links may bring rings), or left.
+                let own = self.node.spin();
+                if own == Some(Duration::ZERO) || self.node.leaving.is_some() {
                     break Ok(());
                 }
+                if own.is_some() {
+                    plain = true;
+                }
+                adaptive = own.is_none();
+                spin = own.unwrap_or(RECV_SPIN);
                 self.node.io.ring_receivers(&mut self.ring_keys);
             }
-            let turn_over = later(start, spin.max(SPIN_TURN));
-            // After a message, the next may come as soon, hint or not (a publisher takes its
-            // next loan a moment after its send).
-            let plain_until = match plain || found || found_hinted {
-                true => later(last, spin),
-                false => last,
-            };
-            if now >= plain_until.min(turn_over) {
-                let writing = adaptive
-                    && now < later(last, WRITING_SPIN).min(turn_over)
-                    && self.node.io.peer_writing(here)
+            if now >= later(start, spin.max(SPIN_TURN)) {
+                break Ok(());
+            }
+            let plain_until = if plain { later(last, spin) } else { last };
+            if now >= plain_until {
+                let peer = adaptive && self.node.io.peer_writing(here);
+                let writing = peer
+                    && now < later(last, WRITING_SPIN)
                     && (hinted || self.writing_spin.spins());
                 if !writing {
                     // The hint it polled for is gone: most likely the push that cleared it
                     // brought the message, after this look at the rings. One more round of
                     // looks (to the next clock read), rather than a sleep and a wake.
-                    if hinted && !looked_again {
+                    if hinted && !peer && !looked_again {
                         looked_again = true;
                         continue;
+                    }
+                    // The wait ends in vain.
+                    if adaptive {
+                        if plain {
+                            self.recv_spin.found(false);
+                        }
+                        if hinted {
+                            self.writing_spin.found(false);
+                        }
                     }
                     break Ok(());
                 }
                 hinted = true;
-                ever_hinted = true;
             }
             std::hint::spin_loop();
         };
-        if adaptive {
-            // A spin that looked for the next message, or found one soon after another,
-            // says whether that pays; one that polled for a message being written, whether
-            // that does.
-            if plain || found {
-                self.recv_spin.found(found);
-            }
-            if ever_hinted {
-                self.writing_spin.found(found_hinted);
-            }
-        }
         self.end_spin(now);
         self.dispatch(now, callback)?;
         spun.map(|()| now)
-    }
-
-    /// How long the loop polls for the next message ([`Node::spin`]): the longest spin of
-    /// the node's subscriptions, [`RECV_SPIN`] if they leave it to the driver, zero if they
-    /// all said never.
-    fn spin_for(&self) -> Duration {
-        self.node.spin().unwrap_or(RECV_SPIN)
     }
 
     /// The loop stops polling: the node's sends ask for return wakes again, and the rings

@@ -1,5 +1,5 @@
 //! When a receiver without a spin of its own polls the rings before it sleeps: both drivers'
-//! default ([`SubscriptionOptions::spin`] zero), decided the same way.
+//! default ([`SubscriptionOptions::spin`] `None`), decided the same way.
 //!
 //! [`SubscriptionOptions::spin`]: ipc_proto::data::SubscriptionOptions::spin
 

@@ -1,5 +1,7 @@
 //! Where a test's threads are, read from procfs (included with `#[path]`): so that a test
-//! acts once a receiving thread sleeps, instead of sleeping and hoping it does.
+//! acts once a receiving thread sleeps, instead of sleeping and hoping it does; and where
+//! they run (pinned to CPUs), so that two threads passing messages back and forth are on two
+//! CPUs of a small machine.
 
 // Each test binary that includes this module uses some of it.
 #![allow(dead_code)]

@@ -31,7 +31,7 @@ mod rings;
 mod threads;
 #[path = "../../ipc-driver-std/tests/shared/wait.rs"]
 mod wait;
-use threads::{pin, two_cpus};
+use threads::{cpu_time, pin, sleeps, this_tid, two_cpus};
 
 const WAIT: Duration = Duration::from_secs(20);
 const MESSAGES: u64 = 300;
@@ -651,17 +651,62 @@ fn a_loop_goes_on_after_its_callback_panicked_in_a_spin() {
 #[test]
 fn a_default_loop_polls_while_a_publisher_fills_its_next_message() {
     let _one = one_at_a_time();
-    use ipc_proto::data::SendMode;
     const HOLD: Duration = Duration::from_micros(30);
-    let Some([loop_cpu, publisher_cpu]) = two_cpus() else {
+    let Some(cpus) = two_cpus() else {
         eprintln!("skipped: this process may use only one CPU");
         return;
     };
+    let (tx, counted) = mpsc::channel();
+    let mut start = None;
+    let on_number = move |n| {
+        if n == 0 {
+            start = Some(syscalls());
+        } else if n == MESSAGES
+            && let Some((r0, w0)) = start.take()
+        {
+            let (r, w) = syscalls();
+            let _ = tx.send((r - r0, w - w0));
+        }
+    };
+    let (reads, writes) = pooled_to_a_default_loop(cpus, on_number, |publisher| {
+        for n in 0..=MESSAGES {
+            let mut loan = publisher.loan(64 << 10).expect("a pooled loan");
+            loan[..8].copy_from_slice(&n.to_le_bytes());
+            // Filled by a device, say: the loan is held a while.
+            let taken = Instant::now();
+            while taken.elapsed() < HOLD {
+                std::hint::spin_loop();
+            }
+            publisher.send(loan).expect("send");
+        }
+        counted.recv_timeout(WAIT).expect("the loop's counts")
+    });
+    // A loan the publisher's I/O thread delays (preempting it) ends a wait in vain, and up to
+    // 15 turns sleep then (about 4 reads each); one that ignored the hint made 4 reads per
+    // message.
+    assert!(
+        reads < MESSAGES,
+        "{reads} reads (and {writes} writes) for {MESSAGES} messages: the loop slept"
+    );
+}
+
+/// A calloop node on its own thread, pinned to `cpus[0]`, subscribed to `data` with default
+/// options (`Block`, depth 8), which hands each message's number (its first 8 bytes) to
+/// `on_number` on the loop's thread, but for warm-ups (`u64::MAX`); and a std node that
+/// publishes pooled messages on `data` from this thread, pinned to `cpus[1]` after its join
+/// (its I/O thread keeps every CPU: pinned with this thread, it could run only by preempting
+/// a publisher that holds its loan). Once the link has its ring, runs `publish` and stops the
+/// loop; returns what `publish` returned.
+fn pooled_to_a_default_loop<T>(
+    [loop_cpu, publisher_cpu]: [usize; 2],
+    mut on_number: impl FnMut(u64) + Send + 'static,
+    publish: impl FnOnce(&ipc_driver_std::Publisher) -> T,
+) -> T {
+    use ipc_proto::data::SendMode;
     let group = group();
     // The ring mappings of the tests before, if any are still there.
     let rings_before = rings::ring_mappings();
     let stop = Arc::new(AtomicBool::new(false));
-    let (tx, counted) = mpsc::channel();
     let subscriber = {
         let (group, stop) = (group.clone(), Arc::clone(&stop));
         thread::spawn(move || {
@@ -678,40 +723,29 @@ fn a_default_loop_polls_while_a_publisher_fills_its_next_message() {
                 .node()
                 .open_subscription("data", options)
                 .expect("subscribe");
-            let mut event_loop: EventLoop<'static, Option<(u64, u64)>> =
-                EventLoop::try_new().expect("loop");
+            let mut event_loop: EventLoop<'static, ()> = EventLoop::try_new().expect("loop");
             event_loop
                 .handle()
-                .insert_source(source, move |event, _, start| {
+                .insert_source(source, move |event, _, _| {
                     let NodeEvent::Message(m) = event else {
                         return;
                     };
                     let n = u64::from_le_bytes(m[..8].try_into().expect("8 bytes"));
-                    if n == u64::MAX {
-                        // A warm-up.
-                    } else if n == 0 {
-                        *start = Some(syscalls());
-                    } else if n == MESSAGES
-                        && let Some((r0, w0)) = start.take()
-                    {
-                        let (r, w) = syscalls();
-                        let _ = tx.send((r - r0, w - w0));
+                    if n != u64::MAX {
+                        on_number(n);
                     }
                 })
                 .expect("insert");
-            let mut start = None;
             let deadline = Instant::now() + WAIT * 2;
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                 event_loop
-                    .dispatch(Some(Duration::from_millis(50)), &mut start)
+                    .dispatch(Some(Duration::from_millis(50)), &mut ())
                     .expect("dispatch");
             }
         })
     };
-    let result = std::panic::catch_unwind(|| {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let node = StdNode::builder("pub").group(&group).join().expect("join");
-        // After the join: the node's I/O thread keeps every CPU (pinned with this thread, it
-        // could run only by preempting the publisher holding its loan).
         let _pinned = pin(publisher_cpu);
         let pooled = PublisherOptions {
             mode: SendMode::Pooled,
@@ -727,46 +761,19 @@ fn a_default_loop_polls_while_a_publisher_fills_its_next_message() {
         .expect("the subscriber");
         // Until the link has its ring (both ends are in this process): the first messages
         // may take the socket.
-        let warm_up = u64::MAX.to_le_bytes();
         let deadline = Instant::now() + WAIT;
         while rings::ring_mappings() < rings_before + 2 {
             assert!(Instant::now() < deadline, "the link never got its ring");
-            publisher.publish(&warm_up).expect("warm-up");
+            publisher.publish(&u64::MAX.to_le_bytes()).expect("warm-up");
             thread::sleep(Duration::from_millis(1));
         }
-        for n in 0..=MESSAGES {
-            let mut loan = publisher.loan(64 << 10).expect("a pooled loan");
-            loan[..8].copy_from_slice(&n.to_le_bytes());
-            // Filled by a device, say: the loan is held a while.
-            let taken = Instant::now();
-            while taken.elapsed() < HOLD {
-                std::hint::spin_loop();
-            }
-            publisher.send(loan).expect("send");
-        }
-        counted.recv_timeout(WAIT).expect("the loop's counts")
-    });
+        publish(&publisher)
+    }));
     stop.store(true, Ordering::Relaxed);
     let joined = subscriber.join();
-    let (reads, writes) = result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let out = result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     joined.expect("subscriber thread");
-    // A loan the publisher's I/O thread delays (preempting it) ends a wait in vain, and up to
-    // 15 turns sleep then (about 4 reads each); one that ignored the hint made 4 reads per
-    // message.
-    assert!(
-        reads < MESSAGES,
-        "{reads} reads (and {writes} writes) for {MESSAGES} messages: the loop slept"
-    );
-}
-
-/// This thread's voluntary context switches so far: how often it slept.
-fn sleeps() -> u64 {
-    let status = std::fs::read_to_string("/proc/thread-self/status").expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no voluntary_ctxt_switches in {status}"))
+    out
 }
 
 /// A loop's pooled loan tells its subscribers that a message is on its way (the ring's
@@ -888,17 +895,6 @@ fn a_loops_pooled_loan_keeps_its_subscriber_polling() {
     );
 }
 
-/// This thread's time on a CPU so far (`schedstat`'s first field).
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("procfs");
-    let ns = stat
-        .split_whitespace()
-        .next()
-        .and_then(|f| f.parse().ok())
-        .expect("schedstat's run time");
-    Duration::from_nanos(ns)
-}
-
 /// A publisher that holds its loans long (a buffer a device fills, say) does not keep a
 /// default loop polling for them: a wait for a message being written lasts at most 100 µs,
 /// and after one in vain the loop sleeps at once, trying once in 16 turns. 20 loans held
@@ -908,78 +904,25 @@ fn cpu_time() -> Duration {
 #[test]
 fn a_publisher_holding_its_loans_long_does_not_keep_a_loop_polling() {
     let _one = one_at_a_time();
-    use ipc_proto::data::SendMode;
     const LOANS: u64 = 20;
     const HOLD: Duration = Duration::from_millis(20);
     // On two CPUs: a hint set on the loop's own CPU is not worth polling for.
-    let Some([loop_cpu, publisher_cpu]) = two_cpus() else {
+    let Some(cpus) = two_cpus() else {
         eprintln!("skipped: this process may use only one CPU");
         return;
     };
-    let group = group();
-    let rings_before = rings::ring_mappings();
-    let stop = Arc::new(AtomicBool::new(false));
     let (tx, spent) = mpsc::channel();
-    let subscriber = {
-        let (group, stop) = (group.clone(), Arc::clone(&stop));
-        thread::spawn(move || {
-            let _pinned = pin(loop_cpu);
-            let mut source = NodeSource::builder("sub")
-                .group(&group)
-                .join()
-                .expect("join");
-            source
-                .node()
-                .open_subscription("data", SubscriptionOptions::block(WAIT))
-                .expect("subscribe");
-            let mut event_loop: EventLoop<'static, Option<Duration>> =
-                EventLoop::try_new().expect("loop");
-            event_loop
-                .handle()
-                .insert_source(source, move |event, _, start| {
-                    let NodeEvent::Message(m) = event else {
-                        return;
-                    };
-                    let n = u64::from_le_bytes(m[..8].try_into().expect("8 bytes"));
-                    if n == 0 {
-                        *start = Some(cpu_time());
-                    } else if n == LOANS
-                        && let Some(t0) = start.take()
-                    {
-                        let _ = tx.send(cpu_time() - t0);
-                    }
-                })
-                .expect("insert");
-            let mut start = None;
-            let deadline = Instant::now() + WAIT * 2;
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                event_loop
-                    .dispatch(Some(Duration::from_millis(50)), &mut start)
-                    .expect("dispatch");
-            }
-        })
-    };
-    let result = std::panic::catch_unwind(|| {
-        let node = StdNode::builder("pub").group(&group).join().expect("join");
-        let _pinned = pin(publisher_cpu);
-        let pooled = PublisherOptions {
-            mode: SendMode::Pooled,
-            ..PublisherOptions::default()
-        };
-        let publisher = node.publisher_with("data", "x", pooled).expect("publisher");
-        let me = node.id();
-        node.wait_view(WAIT, |v| {
-            v.nodes()
-                .iter()
-                .any(|(&id, n)| id != me && !n.subscribes.is_empty())
-        })
-        .expect("the subscriber");
-        let deadline = Instant::now() + WAIT;
-        while rings::ring_mappings() < rings_before + 2 {
-            assert!(Instant::now() < deadline, "the link never got its ring");
-            publisher.publish(&u64::MAX.to_le_bytes()).expect("warm-up");
-            thread::sleep(Duration::from_millis(1));
+    let mut start = None;
+    let on_number = move |n| {
+        if n == 0 {
+            start = Some(cpu_time(&this_tid()));
+        } else if n == LOANS
+            && let Some(t0) = start.take()
+        {
+            let _ = tx.send(cpu_time(&this_tid()) - t0);
         }
+    };
+    let spent = pooled_to_a_default_loop(cpus, on_number, |publisher| {
         let mut loan = publisher.loan(64 << 10).expect("a pooled loan");
         for n in 0..=LOANS {
             loan[..8].copy_from_slice(&n.to_le_bytes());
@@ -990,10 +933,6 @@ fn a_publisher_holding_its_loans_long_does_not_keep_a_loop_polling() {
         }
         spent.recv_timeout(WAIT).expect("the loop's time")
     });
-    stop.store(true, Ordering::Relaxed);
-    let joined = subscriber.join();
-    let spent = result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-    joined.expect("subscriber thread");
     // Polling while the hint is set would be 1 ms per turn at least (the turn's bound), 20
     // ms in all; polling for the whole hold, 400 ms.
     assert!(

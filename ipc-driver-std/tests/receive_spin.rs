@@ -8,7 +8,7 @@ use ipc_driver_std::{Node, SubscriptionOptions};
 
 #[path = "shared/threads.rs"]
 mod threads;
-use threads::{pin, two_cpus};
+use threads::{pin, sleeps, two_cpus};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -18,16 +18,6 @@ const PAUSE: Duration = Duration::from_micros(4);
 
 fn group() -> String {
     format!("t-{:016x}", getrandom::u64().expect("OS randomness"))
-}
-
-/// This thread's voluntary context switches so far: how often it slept.
-fn sleeps() -> u64 {
-    let status = std::fs::read_to_string("/proc/thread-self/status").expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no voluntary_ctxt_switches in {status}"))
 }
 
 /// A subscription that never polls (`spin(Duration::ZERO)`) sleeps whenever it waits, even

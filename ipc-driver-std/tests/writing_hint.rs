@@ -19,20 +19,9 @@ mod threads;
 mod wait;
 use pair::{Pair, routed_pair};
 use rings::wait_rings;
-use threads::{epoll_waits, io_threads, this_tid, wait_in_epoll_wait};
+use threads::{cpu_time, epoll_waits, io_threads, this_tid, wait_in_epoll_wait};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Thread `tid`'s time on a CPU so far (`schedstat`'s first field).
-fn cpu_time(tid: &str) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).expect("procfs");
-    let ns = stat
-        .split_whitespace()
-        .next()
-        .and_then(|f| f.parse().ok())
-        .expect("schedstat's run time");
-    Duration::from_nanos(ns)
-}
 
 fn pooled() -> PublisherOptions {
     PublisherOptions {

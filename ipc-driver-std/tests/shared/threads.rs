@@ -131,3 +131,24 @@ impl Drop for Pinned {
         let _ = sched_setaffinity(None, &self.0);
     }
 }
+
+/// Thread `tid`'s time on a CPU so far (`schedstat`'s first field).
+pub(crate) fn cpu_time(tid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).expect("procfs");
+    let ns = stat
+        .split_whitespace()
+        .next()
+        .and_then(|f| f.parse().ok())
+        .expect("schedstat's run time");
+    Duration::from_nanos(ns)
+}
+
+/// The calling thread's voluntary context switches so far: how often it slept.
+pub(crate) fn sleeps() -> u64 {
+    let status = std::fs::read_to_string("/proc/thread-self/status").expect("procfs");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no voluntary_ctxt_switches in {status}"))
+}

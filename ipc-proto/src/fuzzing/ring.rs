@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use arbitrary::{Arbitrary, Unstructured};
 
 use crate::ring::{
-    self, Body, Consumer, Park, PoolRange, Producer, Push, RingConfig, RingError, RingPayload,
-    Writer,
+    self, Body, Consumer, Layout, Park, PoolRange, Producer, Push, RingConfig, RingError,
+    RingPayload, Writer,
 };
 
 /// One input of [`ring_consume`]: a geometry, optionally foreign words laid over the fresh
@@ -76,6 +76,40 @@ pub enum RingOp {
     Writing,
 }
 
+/// A ring's region for a case's geometry (log2 of the slots modulo 5, inline bytes modulo
+/// 200, log2 of the return entries modulo 4, the pool's length), made by the consumer's
+/// side, `header`'s words written over it, and the layouts the two sides see: the one it
+/// created and the one the producer read; `None` if the producer refuses to attach, which
+/// only a `header` may make it do.
+pub(super) fn ring_region(
+    (capacity_log2, inline_max, return_log2, pool_len): (u8, u8, u8, u16),
+    header: &[(u8, u64)],
+) -> Option<(Vec<AtomicU64>, Layout, Layout)> {
+    let mut config = RingConfig::default();
+    config
+        .capacity(1 << (capacity_log2 % 5))
+        .inline_max(u32::from(inline_max % 200))
+        .return_capacity(1 << (return_log2 % 4))
+        .pool_len(u64::from(pool_len));
+    let layout = config.layout().expect("a small geometry is valid");
+    let region: Vec<AtomicU64> = (0..layout.region_words())
+        .map(|_| AtomicU64::new(0))
+        .collect();
+    let created = ring::init(&region, &config).expect("init on the right length");
+    for (i, v) in header {
+        if let Some(w) = region.get(usize::from(*i)) {
+            w.store(*v, Relaxed);
+        }
+    }
+    match ring::attach(&region) {
+        Ok(attached) => Some((region, created, attached)),
+        Err(_) => {
+            assert!(!header.is_empty(), "a fresh ring attaches");
+            None
+        }
+    }
+}
+
 /// The `ring_consume` target: [`run_ring`] on the input read as a [`RingCase`].
 pub fn ring_consume(data: &[u8]) {
     if let Ok(case) = RingCase::arbitrary_take_rest(Unstructured::new(data)) {
@@ -87,24 +121,13 @@ pub fn ring_consume(data: &[u8]) {
 /// a value or a [`RingError`], reads a payload it could not have been given, or, while no
 /// word was written behind the ends' backs, if the ring is not a FIFO of what was pushed.
 pub fn run_ring(case: &RingCase) {
-    let mut config = RingConfig::default();
-    config
-        .capacity(1 << (case.capacity_log2 % 5))
-        .inline_max(u32::from(case.inline_max % 200))
-        .return_capacity(1 << (case.return_log2 % 4))
-        .pool_len(u64::from(case.pool_len));
-    let layout = config.layout().expect("a small geometry is valid");
-    let region: Vec<AtomicU64> = (0..layout.region_words())
-        .map(|_| AtomicU64::new(0))
-        .collect();
-    let created = ring::init(&region, &config).expect("init on the right length");
-    for (i, v) in &case.header {
-        if let Some(w) = region.get(usize::from(*i)) {
-            w.store(*v, Relaxed);
-        }
-    }
-    let Ok(attached) = ring::attach(&region) else {
-        assert!(!case.header.is_empty(), "a fresh ring attaches");
+    let geometry = (
+        case.capacity_log2,
+        case.inline_max,
+        case.return_log2,
+        case.pool_len,
+    );
+    let Some((region, created, attached)) = ring_region(geometry, &case.header) else {
         return;
     };
     let mut clean = case.header.is_empty();

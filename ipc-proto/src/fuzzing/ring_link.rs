@@ -6,13 +6,12 @@
 //! [`ring_consume`]: super::ring_consume
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
 use arbitrary::{Arbitrary, Unstructured};
 
 use crate::ring::link::{Next, NextInto, RingReceiver, RingSender, Sent};
-use crate::ring::{self, Body, Park, PoolRange, RingConfig, RingError};
+use crate::ring::{self, Body, Park, PoolRange, RingError};
 use crate::wire::{DataFrame, MessageHeader, MessageRef, SlotRef, decode_data};
 
 /// One input of [`ring_link`]: a geometry, optionally foreign words laid over the fresh
@@ -117,24 +116,13 @@ pub fn ring_link(data: &[u8]) {
 /// socket records merged), or the publisher does not take back the ranges given back, in
 /// order.
 pub fn run_link(case: &LinkCase) {
-    let mut config = RingConfig::default();
-    config
-        .capacity(1 << (case.capacity_log2 % 5))
-        .inline_max(u32::from(case.inline_max % 200))
-        .return_capacity(1 << (case.return_log2 % 4))
-        .pool_len(u64::from(case.pool_len));
-    let layout = config.layout().expect("a small geometry is valid");
-    let region: Vec<AtomicU64> = (0..layout.region_words())
-        .map(|_| AtomicU64::new(0))
-        .collect();
-    let created = ring::init(&region, &config).expect("init on the right length");
-    for (i, v) in &case.header {
-        if let Some(w) = region.get(usize::from(*i)) {
-            w.store(*v, Relaxed);
-        }
-    }
-    let Ok(attached) = ring::attach(&region) else {
-        assert!(!case.header.is_empty(), "a fresh ring attaches");
+    let geometry = (
+        case.capacity_log2,
+        case.inline_max,
+        case.return_log2,
+        case.pool_len,
+    );
+    let Some((region, created, attached)) = super::ring::ring_region(geometry, &case.header) else {
         return;
     };
     let mut clean = case.header.is_empty();

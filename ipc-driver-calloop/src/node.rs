@@ -266,6 +266,9 @@ pub struct Node {
     owed_room: Vec<String>,
     /// Each open subscription's [`SubscriptionOptions::spin`], by topic.
     spins: HashMap<String, Option<Duration>>,
+    /// What they add up to ([`Self::spin`]), kept as they open and close: a spinning loop
+    /// asks for it after every message.
+    spin: Option<Duration>,
     /// Document path observers, by id: the document and what the observer last saw.
     observers: BTreeMap<ObserverId, (String, Observed)>,
     next_observer: u64,
@@ -315,6 +318,7 @@ impl Node {
             hold: HoldBack::new(),
             owed_room: Vec::new(),
             spins: HashMap::new(),
+            spin: None,
             observers: BTreeMap::new(),
             next_observer: 0,
             paths,
@@ -634,6 +638,7 @@ impl Node {
             terms: options.terms(),
         }))?;
         self.spins.insert(topic.into(), options.spin);
+        self.spin = eagerest(self.spins.values().copied());
         self.subscribe(topic)
     }
 
@@ -643,6 +648,7 @@ impl Node {
             topic: topic.into(),
         }))?;
         self.spins.remove(topic);
+        self.spin = eagerest(self.spins.values().copied());
         self.unsubscribe(topic)
     }
 
@@ -653,11 +659,7 @@ impl Node {
     /// own, however short, wins over the driver's choice, and with it the polling for a
     /// publisher's `writing` hint goes (a subscription that asks for a spin gets that one).
     pub(crate) fn spin(&self) -> Option<Duration> {
-        match self.spins.values().flatten().max() {
-            Some(&own) if !own.is_zero() => Some(own),
-            Some(_) if self.spins.values().all(Option::is_some) => Some(Duration::ZERO),
-            _ => None,
-        }
+        self.spin
     }
 
     /// Joins bus channel `name`: every member's message reaches every other member, never the
@@ -943,4 +945,47 @@ impl Node {
 
 fn seg_size(seg: &data::PoolSegment) -> u64 {
     seg.size() as u64
+}
+
+/// The spin of a loop serving subscriptions that asked for `spins` (see [`Node::spin`]): the
+/// longest of their own; else `None` if one leaves it to the driver or there is none; else
+/// zero (all said never).
+fn eagerest(spins: impl Iterator<Item = Option<Duration>> + Clone) -> Option<Duration> {
+    match spins.clone().flatten().max() {
+        Some(own) if !own.is_zero() => Some(own),
+        Some(_) if spins.clone().all(|s| s.is_some()) => Some(Duration::ZERO),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::eagerest;
+
+    #[test]
+    fn a_loop_spins_as_its_most_eager_subscription_asks() {
+        let us = Duration::from_micros;
+        let of = |s: &[Option<Duration>]| eagerest(s.iter().copied());
+        assert_eq!(of(&[]), None, "no subscription: the driver's choice");
+        assert_eq!(of(&[None]), None);
+        assert_eq!(of(&[Some(us(0))]), Some(us(0)), "all never: never");
+        assert_eq!(of(&[Some(us(0)), Some(us(0))]), Some(us(0)));
+        assert_eq!(
+            of(&[Some(us(0)), None]),
+            None,
+            "the driver's choice beats never"
+        );
+        assert_eq!(of(&[Some(us(0)), Some(us(5))]), Some(us(5)));
+        assert_eq!(
+            of(&[Some(us(5)), None]),
+            Some(us(5)),
+            "an own spin beats the driver's"
+        );
+        assert_eq!(
+            of(&[Some(us(5)), Some(Duration::MAX), None]),
+            Some(Duration::MAX)
+        );
+    }
 }

@@ -26,8 +26,8 @@ use calloop::ping::{self, PingSource};
 use calloop::{EventSource, Interest, Mode, Poll, PostAction, Readiness, Token, TokenFactory};
 use ipc_driver_core::DocEvent;
 use ipc_driver_core::{
-    AdaptiveSpin, LOOKS_PER_CLOCK, Links, OWN_TOKEN, READ_BUDGET, RECV_SPIN, Read, Reading, Ready,
-    Started, WRITING_SPIN, later, log_member_evt, map_own, start,
+    AdaptiveWait, AdaptiveWaits, LOOKS_PER_CLOCK, Links, OWN_TOKEN, PastWindow, READ_BUDGET,
+    RECV_SPIN, Read, Reading, Ready, Started, WRITING_SPIN, later, log_member_evt, map_own, start,
 };
 use ipc_os::memfd::Mapping;
 use ipc_os::poll::{Events, Interest as Want, Poller};
@@ -88,11 +88,9 @@ pub struct NodeSource {
     /// callback panicked meanwhile.
     spinning: bool,
     /// Without a subscription's own spin: whether the loop polls the rings for up to
-    /// [`RECV_SPIN`] after a turn that delivered messages.
-    recv_spin: AdaptiveSpin,
-    /// Without a subscription's own spin: whether the loop polls on, up to [`WRITING_SPIN`]
+    /// [`RECV_SPIN`] after a turn that delivered messages, and on, up to [`WRITING_SPIN`]
     /// after the last message, while a publisher says it fills one for this node.
-    writing_spin: AdaptiveSpin,
+    waits: AdaptiveWaits,
     left: bool,
 }
 
@@ -181,8 +179,7 @@ impl NodeSource {
             ring_keys: Vec::new(),
             sender_keys: Vec::new(),
             spinning: false,
-            recv_spin: AdaptiveSpin::paying(),
-            writing_spin: AdaptiveSpin::paying(),
+            waits: AdaptiveWaits::default(),
             left: false,
         })
     }
@@ -541,21 +538,21 @@ impl NodeSource {
         }
         // Without a subscription's own spin: for up to `RECV_SPIN` after each message while
         // such waits find the next one, and on, up to `WRITING_SPIN` after the last message,
-        // while a publisher says it fills one for this node and such waits find it. Each wait
-        // (from one message to the next, or to its end in vain) counts as the std driver's
-        // receives do; a wait the turn's end cuts short does not count.
+        // while a publisher says it fills one for this node and such waits find it: the std
+        // driver's receives decide the same way (`AdaptiveWaits`). Each wait (from one message
+        // to the next, or to its end in vain) counts; one the turn's end cuts short does not.
         let here = ipc_os::current_cpu();
         let own = self.node.spin();
-        let mut adaptive = own.is_none();
-        // Whether the wait polls for the next message (its plain window), and whether it
-        // polls past that (or instead of it) for a message being written.
-        let (mut plain, mut hinted) = match own {
+        let mut wait = match own {
             Some(Duration::ZERO) => return Ok(now),
-            Some(_) => (true, false),
-            None if self.recv_spin.spins() => (true, false),
-            None if self.node.io.peer_writing(here) && self.writing_spin.spins() => (false, true),
-            None => return Ok(now),
+            Some(_) => AdaptiveWait::for_next(),
+            None => match self.waits.start(|| self.node.io.peer_writing(here)) {
+                Some(wait) => wait,
+                None => return Ok(now),
+            },
         };
+        // Without a spin of its own (the wait then counts).
+        let mut adaptive = own.is_none();
         let mut spin = own.unwrap_or(RECV_SPIN);
         self.node.io.spin_start();
         self.spinning = true;
@@ -565,12 +562,10 @@ impl NodeSource {
         self.node.io.defer_return_wakes(true);
         now = clock();
         let start = now;
-        // When the last message came (the spin's start before the first).
+        // When the last message came (the spin's start before the first): the wait's start.
         let mut last = now;
         let mut serve_at = now + SERVE_EVERY;
         let mut looks = 0u32;
-        // Whether the wait looked once more after the hint it polled for was gone.
-        let mut looked_again = false;
         let spun = loop {
             self.read_rings(now);
             let mut looked_around = false;
@@ -584,18 +579,10 @@ impl NodeSource {
             } else {
                 match self.dispatch(now, callback) {
                     Ok(true) => {
-                        // The wait paid: by its plain window, or only by the hint.
                         if adaptive {
-                            if plain {
-                                self.recv_spin.found(!hinted);
-                            }
-                            if hinted {
-                                self.writing_spin.found(true);
-                            }
+                            wait.end(&self.waits, true);
                         }
-                        // The next may come as soon, hint or not (a publisher takes its next
-                        // loan a moment after its send).
-                        (plain, hinted, looked_again) = (true, false, false);
+                        wait = AdaptiveWait::for_next();
                         last = clock();
                     }
                     Ok(false) => {}
@@ -620,7 +607,7 @@ impl NodeSource {
                     break Ok(());
                 }
                 if own.is_some() {
-                    plain = true;
+                    wait = AdaptiveWait::for_next();
                 }
                 adaptive = own.is_none();
                 spin = own.unwrap_or(RECV_SPIN);
@@ -629,32 +616,21 @@ impl NodeSource {
             if now >= later(start, spin.max(SPIN_TURN)) {
                 break Ok(());
             }
-            let plain_until = if plain { later(last, spin) } else { last };
-            if now >= plain_until {
-                let peer = adaptive && self.node.io.peer_writing(here);
-                let writing = peer
-                    && now < later(last, WRITING_SPIN)
-                    && (hinted || self.writing_spin.spins());
-                if !writing {
-                    // The hint it polled for is gone: most likely the push that cleared it
-                    // brought the message, after this look at the rings. One more round of
-                    // looks (to the next clock read), rather than a sleep and a wake.
-                    if hinted && !peer && !looked_again {
-                        looked_again = true;
-                        continue;
-                    }
-                    // The wait ends in vain.
-                    if adaptive {
-                        if plain {
-                            self.recv_spin.found(false);
-                        }
-                        if hinted {
-                            self.writing_spin.found(false);
-                        }
-                    }
+            let window = if adaptive { wait.window() } else { spin };
+            if now >= later(last, window) {
+                if !adaptive {
                     break Ok(());
                 }
-                hinted = true;
+                let in_time = now < later(last, WRITING_SPIN);
+                let peer = self.node.io.peer_writing(here);
+                match wait.past_window(&self.waits, in_time, peer) {
+                    PastWindow::Poll => {}
+                    PastWindow::LookAgain => continue,
+                    PastWindow::End => {
+                        wait.end(&self.waits, false);
+                        break Ok(());
+                    }
+                }
             }
             std::hint::spin_loop();
         };

@@ -57,7 +57,9 @@ pub use loan::{LoanBuf, PoolBytes, SegmentsInUse, fresh_loan, inline_buffer};
 pub use log::{PeerLog, log_member_evt};
 pub use message::{Message, Via};
 pub use received::{ReceivedSegments, map_own};
-pub use spin::{AdaptiveSpin, RECV_SPIN, SPIN_PROBE, WRITING_SPIN};
+pub use spin::{
+    AdaptiveSpin, AdaptiveWait, AdaptiveWaits, PastWindow, RECV_SPIN, SPIN_PROBE, WRITING_SPIN,
+};
 pub use start::{Started, start};
 pub use typed::{
     BINCODE_MIME, DECODE_LIMIT, POD_MIME, PodLoan, TopicTypes, TypeError, TypeName, bincode_mime,

@@ -102,12 +102,169 @@ impl AdaptiveSpin {
     }
 }
 
+/// The two adaptive decisions of a receiver without a spin of its own, shared by both
+/// drivers: whether a wait polls for the next message (up to [`RECV_SPIN`]), and whether it
+/// polls on for one a publisher says it is writing (up to [`WRITING_SPIN`]); each an
+/// [`AdaptiveSpin`] fed by the waits that tried it ([`AdaptiveWait`]). A std subscription
+/// keeps one (its receives are its waits); a calloop node's source keeps one (the waits from
+/// one message to the next while its loop polls).
+#[derive(Debug)]
+pub struct AdaptiveWaits {
+    next: AdaptiveSpin,
+    writing: AdaptiveSpin,
+}
+
+impl Default for AdaptiveWaits {
+    /// Both paying: the first wait polls.
+    fn default() -> Self {
+        Self {
+            next: AdaptiveSpin::paying(),
+            writing: AdaptiveSpin::paying(),
+        }
+    }
+}
+
+impl AdaptiveWaits {
+    /// A wait about to sleep: it polls for the next message if such waits pay; else, if a
+    /// publisher says it is writing one for this node (`peer_writing`, asked only then) and
+    /// such waits pay, only for that one; else it sleeps at once (`None`).
+    pub fn start(&self, peer_writing: impl FnOnce() -> bool) -> Option<AdaptiveWait> {
+        if self.next.spins() {
+            Some(AdaptiveWait::for_next())
+        } else if peer_writing() && self.writing.spins() {
+            Some(AdaptiveWait {
+                plain: false,
+                hinted: true,
+                looked_again: false,
+            })
+        } else {
+            None
+        }
+    }
+}
+
+/// One wait of a receiver without a spin of its own ([`AdaptiveWaits::start`]): it polls
+/// for [`Self::window`] from its start, then on while a publisher says it writes a message
+/// for this node ([`Self::past_window`]), and is counted when it ends ([`Self::end`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdaptiveWait {
+    /// It polls for the next message ([`RECV_SPIN`]).
+    plain: bool,
+    /// It polls (or polled) past that for a message being written.
+    hinted: bool,
+    /// It looked once more after the hint it polled for was gone.
+    looked_again: bool,
+}
+
+/// What a wait does once its window is over ([`AdaptiveWait::past_window`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PastWindow {
+    /// A publisher says it writes the message: poll on.
+    Poll,
+    /// The hint it polled for is gone: most likely the push that cleared it brought the
+    /// message, after the last look at the rings. One more round of looks, rather than a
+    /// sleep and a wake (and a wait counted as in vain).
+    LookAgain,
+    /// It ends in vain: count it ([`AdaptiveWait::end`]).
+    End,
+}
+
+impl AdaptiveWait {
+    /// A wait for the next message; the one after a message, whose successor may come as
+    /// soon, hint or not (a publisher takes its next loan a moment after its send).
+    pub fn for_next() -> Self {
+        Self {
+            plain: true,
+            hinted: false,
+            looked_again: false,
+        }
+    }
+
+    /// How long it polls from its start before a hint decides: [`RECV_SPIN`], or nothing if
+    /// it polls only for a message being written.
+    pub fn window(&self) -> Duration {
+        if self.plain {
+            RECV_SPIN
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Whether it polls (or polled) past its window for a message being written.
+    pub fn hinted(&self) -> bool {
+        self.hinted
+    }
+
+    /// Its window is over: whether it polls on. `in_time`: within [`WRITING_SPIN`] of its
+    /// start (and any bound of the caller's); `peer_writing`: a publisher says it writes a
+    /// message for this node. The first time it would poll on, `waits` says whether such
+    /// waits pay.
+    pub fn past_window(
+        &mut self,
+        waits: &AdaptiveWaits,
+        in_time: bool,
+        peer_writing: bool,
+    ) -> PastWindow {
+        if in_time && peer_writing && (self.hinted || waits.writing.spins()) {
+            self.hinted = true;
+            PastWindow::Poll
+        } else if self.hinted && !peer_writing && !self.looked_again {
+            self.looked_again = true;
+            PastWindow::LookAgain
+        } else {
+            PastWindow::End
+        }
+    }
+
+    /// It ended, with the message (`got`) or not: its window paid if the message came
+    /// within it, the hint if it came after.
+    pub fn end(self, waits: &AdaptiveWaits, got: bool) {
+        if self.plain {
+            waits.next.found(got && !self.hinted);
+        }
+        if self.hinted {
+            waits.writing.found(got);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// Spins while spinning finds what it waits for; after a spin in vain, one wait in
     /// `SPIN_PROBE` spins, the others sleep at once.
+    /// A wait found by its window says its window pays; one found only by the hint says the
+    /// hint pays and the window does not; one in vain says neither pays.
+    #[test]
+    fn a_wait_counts_what_paid() {
+        let waits = AdaptiveWaits::default();
+        let mut wait = waits.start(|| unreachable!()).expect("paying: it polls");
+        assert_eq!(wait.window(), RECV_SPIN);
+        // Past the window with the hint set: it polls on.
+        assert_eq!(wait.past_window(&waits, true, true), PastWindow::Poll);
+        assert!(wait.hinted());
+        wait.end(&waits, true);
+        // The window did not pay: the next wait polls only for a hint.
+        let wait = waits.start(|| true).expect("the hint pays");
+        assert_eq!(wait.window(), Duration::ZERO);
+        assert!(wait.hinted());
+        assert!(waits.start(|| false).is_none(), "no hint: it sleeps");
+        // The hint gone: one more look, then the end.
+        let mut wait = waits.start(|| true).expect("the hint pays");
+        assert_eq!(wait.past_window(&waits, true, false), PastWindow::LookAgain);
+        assert_eq!(wait.past_window(&waits, true, false), PastWindow::End);
+        wait.end(&waits, false);
+        // Neither pays now: sleep, but for a probe in SPIN_PROBE.
+        let polled = (0..SPIN_PROBE)
+            .filter(|_| waits.start(|| true).is_some())
+            .count();
+        assert_eq!(polled, 1);
+        // Out of time with the hint still set: the end, no second look.
+        let mut wait = AdaptiveWait::for_next();
+        assert_eq!(wait.past_window(&waits, false, true), PastWindow::End);
+    }
+
     #[test]
     fn an_adaptive_spin_spins_only_while_it_pays() {
         let idle = AdaptiveSpin::default();

@@ -14,7 +14,7 @@ use crate::data::{
 use crate::reactor::{Core, Stopped};
 use crate::request::{LEFT, Request, Requester};
 use ipc_driver_core::{
-    AdaptiveSpin, DriverError, LOOKS_PER_CLOCK, RECV_SPIN, RecvError, WRITING_SPIN, fresh_loan,
+    AdaptiveWaits, DriverError, LOOKS_PER_CLOCK, PastWindow, RecvError, WRITING_SPIN, fresh_loan,
     inline_buffer, later,
 };
 use ipc_os::memfd::SealSet;
@@ -255,11 +255,10 @@ pub struct Subscription {
     topic: Arc<str>,
     queue: Arc<SubQueue>,
     /// Without [`SubscriptionOptions::spin`](crate::SubscriptionOptions::spin): whether a
-    /// receive looks at the rings for up to [`RECV_SPIN`] before it sleeps.
-    recv_spin: AdaptiveSpin,
-    /// Without a spin of its own: whether a receive goes on looking, up to [`WRITING_SPIN`],
-    /// while a publisher says it fills a message for this node.
-    writing_spin: AdaptiveSpin,
+    /// receive looks at the rings for up to [`RECV_SPIN`](ipc_driver_core::RECV_SPIN) before
+    /// it sleeps, and on, up to [`WRITING_SPIN`], while a publisher says it fills a message
+    /// for this node.
+    waits: AdaptiveWaits,
 }
 
 impl fmt::Debug for Subscription {
@@ -282,8 +281,7 @@ impl Subscription {
             handle,
             topic,
             queue,
-            recv_spin: AdaptiveSpin::paying(),
-            writing_spin: AdaptiveSpin::paying(),
+            waits: AdaptiveWaits::default(),
         })
     }
 
@@ -414,28 +412,22 @@ impl Subscription {
 
     /// With [`SubscriptionOptions::spin`](crate::SubscriptionOptions::spin): polls the
     /// node's rings on this thread for up to that long (or until `deadline`) for the next
-    /// message or loss; never if it is zero. Without: for up to [`RECV_SPIN`] while such
-    /// spins find messages, and on up to [`WRITING_SPIN`] while a publisher says it fills one
-    /// for this node. `None`: nothing came, sleep. `now`: the clock a moment ago, the spin's
-    /// start. The caller has looked at the queue first; a message queued since is found by
-    /// the first look, or by the wait that follows.
+    /// message or loss; never if it is zero. Without: as the subscription's
+    /// [`AdaptiveWaits`] decide (up to [`RECV_SPIN`](ipc_driver_core::RECV_SPIN) while such
+    /// waits find messages, on up to [`WRITING_SPIN`] while a publisher says it fills one
+    /// for this node). `None`: nothing came, sleep. `now`: the clock a moment ago, the
+    /// spin's start. The caller has looked at the queue first; a message queued since is
+    /// found by the first look, or by the wait that follows.
     fn spin(&self, deadline: Option<Instant>, now: Instant) -> Option<Incoming<Message>> {
         let own = self.queue.options.spin;
-        let adaptive = own.is_none();
         let core = &self.handle.core;
-        // Whether it polls (or polled) past its spin for a message being written.
-        let mut hinted = false;
-        let spin = match own {
+        // Without a spin of its own: an adaptive wait.
+        let mut wait = match own {
             Some(Duration::ZERO) => return None,
-            Some(own) => own,
-            None if self.recv_spin.spins() => RECV_SPIN,
-            // Spins for the next message do not pay: only for one a publisher is writing.
-            None if core.peer_writing() && self.writing_spin.spins() => {
-                hinted = true;
-                Duration::ZERO
-            }
-            None => return None,
+            Some(_) => None,
+            None => Some(self.waits.start(|| core.peer_writing())?),
         };
+        let spin = own.or(wait.map(|w| w.window())).unwrap_or_default();
         let start = now;
         let cap = |d: Duration| {
             let after = later(start, d);
@@ -445,8 +437,6 @@ impl Subscription {
         if !core.spin_start() {
             return None;
         }
-        // Whether it looked once more after the hint it polled for was gone.
-        let mut looked_again = false;
         let mut looks = 0u32;
         // The time of the look that found the message, if a look of this thread's did.
         let mut found_at = None;
@@ -466,23 +456,14 @@ impl Subscription {
             }
             let now = Instant::now();
             if now >= until {
-                let writing = core.peer_writing();
-                let on = adaptive
-                    && now < writing_until
-                    && writing
-                    && (hinted || self.writing_spin.spins());
-                if !on {
-                    // The hint it polled for is gone: most likely the push that cleared it
-                    // brought the message, after this look at the rings. One more round of
-                    // looks (to the next clock read), rather than a sleep and a wake (and a
-                    // spin counted as in vain).
-                    if hinted && !writing && !looked_again {
-                        looked_again = true;
-                        continue;
-                    }
+                let Some(w) = &mut wait else {
                     break None;
+                };
+                match w.past_window(&self.waits, now < writing_until, core.peer_writing()) {
+                    PastWindow::Poll => {}
+                    PastWindow::LookAgain => continue,
+                    PastWindow::End => break None,
                 }
-                hinted = true;
             }
             std::hint::spin_loop();
         };
@@ -492,19 +473,15 @@ impl Subscription {
         // nobody, whether it comes before this thread is back or after. (Checked at every
         // message found: without it, pooled 4 to 64 KiB streams ran 5-15 % slower.) One that
         // did not get a message sleeps, and the rings park now.
+        let hinted = wait.is_some_and(|w| w.hinted());
         let linger = match got {
-            Some(_) if adaptive && (hinted || core.peer_writing()) => WRITING_SPIN,
+            Some(_) if wait.is_some() && (hinted || core.peer_writing()) => WRITING_SPIN,
             Some(_) => spin,
             None => Duration::ZERO,
         };
         core.spin_stop(linger, found_at);
-        if adaptive {
-            if !spin.is_zero() {
-                self.recv_spin.found(got.is_some() && !hinted);
-            }
-            if hinted {
-                self.writing_spin.found(got.is_some());
-            }
+        if let Some(w) = wait {
+            w.end(&self.waits, got.is_some());
         }
         got
     }

@@ -192,11 +192,10 @@ impl NodeBuilder {
             rings: options.rings,
         };
         let waker = Arc::new(Waker::new()?);
-        let (requests, rx) = mpsc::channel();
         let shared = Arc::new(Shared::default());
         let outgoing = Arc::new(Outgoing::new(pool_bytes));
         let mailbox = Arc::new(Mailbox::new(Arc::clone(&waker)));
-        let requester = Requester::new(requests, Arc::clone(&waker), Arc::clone(&shared), &group);
+        let (requester, requests) = Requester::new(Arc::clone(&waker), Arc::clone(&shared), &group);
         let setup = Setup {
             dir: started.dir,
             member: started.member,
@@ -213,7 +212,7 @@ impl NodeBuilder {
         let reactor = Reactor::new(
             setup,
             Arc::clone(&waker),
-            rx,
+            requests,
             Arc::clone(&shared),
             self.sinks,
         )?;

@@ -40,12 +40,19 @@ impl Handle {
     /// spare buffer for the next inline payload.
     fn publish(
         &self,
-        cmd: DataCmd,
+        topic: &Arc<str>,
+        payload: Payload,
+        expired: bool,
         spare: bool,
         now: Instant,
     ) -> Result<Option<Vec<u8>>, DriverError> {
+        let cmd = DataCmd::Publish {
+            topic: Arc::clone(topic),
+            payload,
+            expired,
+        };
         self.core
-            .publish(cmd, spare, now)
+            .publish(topic, cmd, spare, now)
             .map_err(|Stopped| self.requester.stopped())
     }
 
@@ -133,7 +140,33 @@ impl Publisher {
     /// full, waits for room up to that subscriber's timeout first; after it, the message is
     /// dropped for that subscriber only.
     pub fn publish(&self, data: &[u8]) -> Result<(), DriverError> {
-        self.send(self.loan_of(data.len(), Some(data))?)
+        let len = data.len();
+        if self.mode_for(len) != SendMode::Inline {
+            return self.send(self.loan_of(len, Some(data))?);
+        }
+        self.check_inline(len)?;
+        // Copied under the node's lock, into a buffer of its own (see `Core::publish_copy`).
+        let (expired, now) = self.admit();
+        (self.handle.core)
+            .publish_copy(&self.topic, data, expired, now)
+            .map_err(|Stopped| self.handle.requester.stopped())
+    }
+
+    /// Refuses an inline payload of `len` bytes above the publisher's inline maximum.
+    fn check_inline(&self, len: usize) -> Result<(), DriverError> {
+        if len > self.options.inline_max {
+            return Err(DriverError::TooLarge {
+                len,
+                max: self.options.inline_max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes one credit to publish (see [`Outgoing::admit`]): whether the message expired
+    /// waiting for room, and the time to publish at.
+    fn admit(&self) -> (bool, Instant) {
+        (self.handle.outgoing).admit(&self.topic, |last| self.handle.core.take_returns(last))
     }
 
     /// A writable buffer of `len` bytes for the next message, sent without a copy by
@@ -148,12 +181,7 @@ impl Publisher {
     fn loan_of(&self, len: usize, data: Option<&[u8]>) -> Result<Loan, DriverError> {
         let kind = match self.mode_for(len) {
             SendMode::Inline => {
-                if len > self.options.inline_max {
-                    return Err(DriverError::TooLarge {
-                        len,
-                        max: self.options.inline_max,
-                    });
-                }
+                self.check_inline(len)?;
                 let bytes = inline_buffer(lock(&self.spare).take(), len, data);
                 return Ok(Loan {
                     kind: LoanKind::Inline(bytes),
@@ -191,10 +219,7 @@ impl Publisher {
 
     /// Sends a loan's buffer as the next message (see [`publish`](Self::publish)).
     pub fn send(&self, loan: Loan) -> Result<(), DriverError> {
-        let (expired, now) = self
-            .handle
-            .outgoing
-            .admit(&self.topic, |last| self.handle.core.take_returns(last));
+        let (expired, now) = self.admit();
         let len = loan.len;
         let inline = matches!(loan.kind, LoanKind::Inline(_));
         let payload = match loan.kind {
@@ -219,15 +244,9 @@ impl Publisher {
                 }
             }
         };
-        let spare = self.handle.publish(
-            DataCmd::Publish {
-                topic: Arc::clone(&self.topic),
-                payload,
-                expired,
-            },
-            inline,
-            now,
-        )?;
+        let spare = self
+            .handle
+            .publish(&self.topic, payload, expired, inline, now)?;
         if spare.is_some() {
             *lock(&self.spare) = spare;
         }
@@ -438,12 +457,14 @@ impl Subscription {
             return None;
         }
         let mut looks = 0u32;
+        // The clock as last read: the looks' `now` (see `Core::poll_rings`).
+        let mut clock = start;
         // The time of the look that found the message, if a look of this thread's did.
         let mut found_at = None;
         let got = loop {
-            let looked = core.poll_rings();
+            let looked = core.poll_rings(clock);
             if let Some(m) = self.queue.try_recv() {
-                found_at = looked;
+                found_at = looked.then_some(clock);
                 break Some(m);
             }
             looks = looks.wrapping_add(1);
@@ -455,6 +476,7 @@ impl Subscription {
                 break None;
             }
             let now = Instant::now();
+            clock = now;
             if now >= until {
                 let Some(w) = &mut wait else {
                     break None;

@@ -20,17 +20,17 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::AsFd;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
 use ipc_driver_core::{
     HubInfo, LEAVE_DEADLINE, Links, OWN_TOKEN, Owned, READ_BUDGET, Read, Reading, Ready,
-    log_member_evt,
+    inline_buffer, log_member_evt,
 };
 use ipc_os::poll::{Event, Events, Interest, Poller, Waker};
 use ipc_os::rendezvous::{DataSocket, GroupDir};
-use ipc_proto::data::DataCmd;
+use ipc_proto::data::{DataCmd, Payload};
 use ipc_proto::wire::SlotRef;
 use ipc_proto::{
     Listener, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, PeerId, SpokeCmd,
@@ -41,7 +41,7 @@ use crate::NodeEvent;
 use crate::data::{ActNow, Mailbox, OutSegment, Outgoing, SubQueue};
 use crate::doc::{DocRegistry, push_all};
 use crate::events::Sink;
-use crate::request::{LEFT, Request, Shared};
+use crate::request::{LEFT, Request, Requests, Shared};
 
 mod deliver;
 mod rings;
@@ -87,7 +87,7 @@ pub(crate) struct Reactor {
     /// The node's sockets.
     io: Links<OutSegment>,
     waker: Arc<Waker>,
-    requests: Receiver<Request>,
+    requests: Requests,
     member: Member,
     sinks: Vec<Sink>,
     shared: Arc<Shared>,
@@ -196,14 +196,42 @@ impl Core {
     /// `now` than the last as that last). `Err` once the I/O thread has stopped.
     pub(crate) fn publish(
         &self,
+        topic: &str,
         cmd: DataCmd,
         spare: bool,
         now: Instant,
     ) -> Result<Option<Vec<u8>>, Stopped> {
         let mut guard = self.lock();
         let reactor = guard.as_mut().ok_or(Stopped)?;
-        reactor.publish_here(now, cmd);
+        reactor.publish_here(now, topic, cmd);
         Ok(spare.then(|| reactor.member.spare_buffer()).flatten())
+    }
+
+    /// Publishes a copy of `data` inline on the calling thread at `now`, as
+    /// [`publish`](Self::publish) does a loan's buffer: the copy is made under the lock, in a
+    /// buffer the data plane had left ([`Member::spare_buffer`]), which goes back to it
+    /// with the message. No buffer is handed between this thread and the node, so a
+    /// publisher needs no lock of its own for one (two lock operations a message, a fair
+    /// share of a small one's cost).
+    ///
+    /// [`Member::spare_buffer`]: ipc_proto::Member::spare_buffer
+    pub(crate) fn publish_copy(
+        &self,
+        topic: &Arc<str>,
+        data: &[u8],
+        expired: bool,
+        now: Instant,
+    ) -> Result<(), Stopped> {
+        let mut guard = self.lock();
+        let reactor = guard.as_mut().ok_or(Stopped)?;
+        let bytes = inline_buffer(reactor.member.spare_buffer(), data.len(), Some(data));
+        let cmd = DataCmd::Publish {
+            topic: Arc::clone(topic),
+            payload: Payload::Inline(bytes),
+            expired,
+        };
+        reactor.publish_here(now, topic, cmd);
+        Ok(())
     }
 
     /// A publishing thread is about to wait, for a pool segment (its pool is at its bound)
@@ -328,7 +356,7 @@ impl Reactor {
     pub(crate) fn new(
         setup: Setup,
         waker: Arc<Waker>,
-        requests: Receiver<Request>,
+        requests: Requests,
         shared: Arc<Shared>,
         sinks: Vec<Sink>,
     ) -> io::Result<Self> {
@@ -462,10 +490,10 @@ impl Reactor {
 
     /// A publishing thread's message (see [`Core::publish`]), after the requests queued before
     /// it; wakes the I/O thread if what happened asks for it.
-    fn publish_here(&mut self, now: Instant, cmd: DataCmd) {
+    fn publish_here(&mut self, now: Instant, topic: &str, cmd: DataCmd) {
         let result = self.take_requests(now).and_then(|earlier| {
             // The sends take back what came back themselves: the returns wake nobody.
-            self.deferring_return_wakes(now, |r| r.on_data(now, cmd))?;
+            self.deferring_return_wakes(now, |r| r.on_data(now, cmd, Some(topic)))?;
             Ok(earlier)
         });
         match result {
@@ -609,9 +637,12 @@ impl Reactor {
 
     /// Acts on the queued requests; whether there were any.
     fn take_requests(&mut self, now: Instant) -> io::Result<bool> {
+        if !self.requests.take() {
+            return Ok(false);
+        }
         let mut any = false;
         loop {
-            let request = self.requests.try_recv();
+            let request = self.requests.next();
             any |= request.is_ok();
             match request {
                 Ok(Request::Cmd(cmd, reply)) => {
@@ -626,7 +657,7 @@ impl Reactor {
                     let _ = reply.send(());
                 }
                 Ok(Request::Leave(reply)) => self.start_leaving(now, Some(reply)),
-                Ok(Request::Data(cmd)) => self.on_data(now, cmd)?,
+                Ok(Request::Data(cmd)) => self.on_data(now, cmd, None)?,
                 Ok(Request::Take(topic, queue)) => {
                     let mut terms = queue.options.terms();
                     let list = self.subs.entry(Arc::clone(&topic)).or_default();
@@ -679,12 +710,10 @@ impl Reactor {
         }
     }
 
-    /// A data-plane command; a message published is sent before this returns.
-    fn on_data(&mut self, now: Instant, cmd: DataCmd) -> io::Result<()> {
-        let published = match &cmd {
-            DataCmd::Publish { topic, .. } => Some(Arc::clone(topic)),
-            _ => None,
-        };
+    /// A data-plane command; a message published is sent before this returns, and its
+    /// publisher's credit for `published` (the topic, as the publisher's own string: the
+    /// command's is gone with it) comes back.
+    fn on_data(&mut self, now: Instant, cmd: DataCmd, published: Option<&str>) -> io::Result<()> {
         // A publish's inline messages go straight into the rings that take them now.
         if let Err(e) = self.member.publish_direct(now, cmd, &mut self.io) {
             warn!(error = %e, "the node refused a command");
@@ -692,8 +721,8 @@ impl Reactor {
         if let Some(topic) = published {
             // Its room is accounted for now: the publisher's credit comes back.
             self.pump(now)?;
-            let room = self.member.data().and_then(|d| d.room(&topic));
-            self.outgoing.processed(now, &topic, room);
+            let room = self.member.data().and_then(|d| d.room(topic));
+            self.outgoing.processed(now, topic, room);
         }
         Ok(())
     }

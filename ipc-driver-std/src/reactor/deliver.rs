@@ -5,16 +5,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ipc_driver_core::map_own;
-use ipc_os::memfd::Mapping;
-use ipc_proto::data::{
-    DataCmd, Delivered, Delivery, LOCAL, Loss, LossReason, Mode, Pool, SegmentId,
-};
-use ipc_proto::{MemberCmd, MemberInput};
+use ipc_proto::data::{DataCmd, Delivered, Delivery, LOCAL, Loss, LossReason, Mode, Pool};
+use ipc_proto::{MemberCmd, MemberInput, NodeId};
 use smallvec::SmallVec;
 use tracing::warn;
 
 use super::Reactor;
-use crate::data::{Message, ReleaseGuard, SubQueue};
+use crate::data::{Message, ReleaseGuard};
 
 impl Reactor {
     /// Hands a message to the local subscriptions of its topic.
@@ -23,106 +20,104 @@ impl Reactor {
         // its announcement, with the topic's declared type): an application reading the
         // message must see that view too, not the one of the last wakeup.
         self.sync_view();
-        // Held apart from `self.subs`, which a dropped message's accounting below may change;
-        // inline for the usual few subscriptions of a topic: no allocation per message.
-        let queues: SmallVec<[Arc<SubQueue>; 4]> = self
-            .subs
-            .get(&d.topic)
-            .map_or_else(SmallVec::new, |l| l.iter().cloned().collect());
+        // The topic's subscriptions, borrowed (nothing below changes `self.subs` until the
+        // member hears of the messages they dropped): no queue's count is touched, and an
+        // inline message takes the delivery's topic itself. Each clone or drop of an `Arc` is
+        // an atomic operation, a few nanoseconds of a small message's path.
+        let (key, queues) = match self.subs.get_key_value(&d.topic) {
+            Some((key, list)) => (Some(key), list.as_slice()),
+            None => (None, &[][..]),
+        };
         // The data plane refused larger payloads already; a second check costs nothing and
         // stands between a peer and this process's memory.
         let max = queues.iter().map(|q| q.options.max_payload).max();
-        let msg = match d.payload {
-            Delivered::Inline(bytes) => Some(Message::inline(
-                Arc::clone(&d.topic),
-                d.publisher,
-                d.seq,
-                bytes,
-            )),
+        let Delivery {
+            topic,
+            publisher,
+            seq,
+            peer,
+            payload,
+        } = d;
+        // A mapped payload's message may fail to be made: its topic is then kept for the loss.
+        let msg = match payload {
+            Delivered::Inline(bytes) => Ok(Message::inline(topic, publisher, seq, bytes)),
             Delivered::Fresh { segment, len } => {
-                self.map_fresh(segment, len, max).and_then(|map| {
-                    Message::mapped(
-                        Arc::clone(&d.topic),
-                        d.publisher,
-                        d.seq,
-                        Mode::Fresh,
-                        map,
-                        (0, usize::try_from(len).ok()?),
-                        None,
-                    )
+                let map = self.io.received().map_fresh(segment, len, max);
+                map.and_then(|map| {
+                    let range = (0, usize::try_from(len).ok()?);
+                    let topic = Arc::clone(&topic);
+                    Message::mapped(topic, publisher, seq, Mode::Fresh, map, range, None)
                 })
+                .ok_or(topic)
             }
             Delivered::Pooled {
                 segment,
                 offset,
                 len,
                 slot,
-            } => self.map_pooled(segment, max).and_then(|map| {
-                let range = (usize::try_from(offset).ok()?, usize::try_from(len).ok()?);
-                let release = ReleaseGuard::new(d.peer, slot, Arc::clone(&self.mailbox));
-                Message::mapped(
-                    Arc::clone(&d.topic),
-                    d.publisher,
-                    d.seq,
-                    Mode::Pooled,
-                    map,
-                    range,
-                    Some(Box::new(release)),
-                )
-            }),
-        };
-        let Some(msg) = msg else {
-            warn!(topic = %d.topic, "could not map a received payload: message dropped");
-            let loss = Loss::single(d.topic, d.publisher, d.seq, LossReason::Unmapped);
-            for q in &queues {
-                q.lost(loss.clone());
+            } => {
+                let map = match self.outgoing.segment(segment) {
+                    // Our own pool segment, delivered to ourselves: mapped read-only like
+                    // anyone else's.
+                    Some(own) => map_own(own.fd()),
+                    None => (self.io.received()).map_pooled(segment, max.map(Pool::class)),
+                };
+                map.and_then(|map| {
+                    let range = (usize::try_from(offset).ok()?, usize::try_from(len).ok()?);
+                    let release = ReleaseGuard::new(peer, slot, Arc::clone(&self.mailbox));
+                    Message::mapped(
+                        Arc::clone(&topic),
+                        publisher,
+                        seq,
+                        Mode::Pooled,
+                        map,
+                        range,
+                        Some(Box::new(release)),
+                    )
+                })
+                .ok_or(topic)
             }
-            let cmd = DataCmd::QueueDropped {
-                topic: loss.topic,
-                publisher: d.publisher,
-                count: 1,
-            };
-            self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
-            return;
+        };
+        let msg = match msg {
+            Ok(msg) => msg,
+            Err(topic) => {
+                warn!(%topic, "could not map a received payload: message dropped");
+                let loss = Loss::single(topic, publisher, seq, LossReason::Unmapped);
+                for q in queues {
+                    q.lost(loss.clone());
+                }
+                let cmd = DataCmd::QueueDropped {
+                    topic: loss.topic,
+                    publisher,
+                    count: 1,
+                };
+                self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
+                return;
+            }
         };
         let mut pause = false;
+        let mut dropped: SmallVec<[NodeId; 2]> = SmallVec::new();
         // The last queue takes the message itself (`repeat_n` yields the original last): a
-        // clone costs two reference counts (atomic, each a fair share of a small message's
-        // cost) and the drop of the original.
+        // clone costs two reference counts and the drop of the original.
         let copies = std::iter::repeat_n(msg, queues.len());
-        for (q, m) in queues.into_iter().zip(copies) {
-            let offered = q.offer(m, d.peer);
+        for (q, m) in queues.iter().zip(copies) {
+            let offered = q.offer(m, peer);
             pause |= offered.full;
-            if let Some(publisher) = offered.dropped {
-                // Counted for `status`; the queue tells its subscription.
-                let topic = Arc::clone(&d.topic);
+            dropped.extend(offered.dropped);
+        }
+        // Counted for `status`; the queue tells its subscription.
+        if let Some(topic) = key.filter(|_| !dropped.is_empty()).cloned() {
+            for publisher in dropped {
                 let cmd = DataCmd::QueueDropped {
-                    topic,
+                    topic: Arc::clone(&topic),
                     publisher,
                     count: 1,
                 };
                 self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
             }
         }
-        if pause && d.peer != LOCAL {
-            self.io.set_paused(d.peer, true);
+        if pause && peer != LOCAL {
+            self.io.set_paused(peer, true);
         }
-    }
-
-    fn map_fresh(
-        &mut self,
-        segment: SegmentId,
-        len: u64,
-        max: Option<u64>,
-    ) -> Option<Arc<Mapping>> {
-        self.io.received().map_fresh(segment, len, max)
-    }
-
-    fn map_pooled(&mut self, segment: SegmentId, max: Option<u64>) -> Option<Arc<Mapping>> {
-        if let Some(own) = self.outgoing.segment(segment) {
-            // Our own pool segment, delivered to ourselves: map it read-only like anyone else.
-            return map_own(own.fd());
-        }
-        self.io.received().map_pooled(segment, max.map(Pool::class))
     }
 }

@@ -822,7 +822,7 @@ impl Node {
         let now = now();
         self.sync_room(now, topic);
         match self.hold.publish(now, topic, payload) {
-            Admit::Go(payload) => self.feed_publish(Arc::clone(topic), payload, false),
+            Admit::Go(payload) => self.feed_publish(topic, payload, false),
             Admit::Held { .. } => {}
             // `send` checked, and nothing was held since.
             Admit::Full(_) => unreachable!("checked by the caller"),
@@ -837,25 +837,15 @@ impl Node {
     }
 
     /// Hands a message to the data plane; the hold-back counts it taken in.
-    fn feed_publish(&mut self, topic: Arc<str>, payload: Payload, expired: bool) {
+    fn feed_publish(&mut self, topic: &Arc<str>, payload: Payload, expired: bool) {
         let now = now();
-        let cmd = DataCmd::Publish {
-            topic: Arc::clone(&topic),
-            payload,
-            expired,
-        };
         // Its inline messages go straight into the rings that take them now.
-        if let Err(e) = self.member.publish_direct(now, cmd, &mut self.io) {
+        let published = (self.member).publish_topic(now, topic, payload, expired, &mut self.io);
+        if let Err(e) = published {
             warn!(%topic, error = %e, "publish refused");
         }
-        let room = self.room(&topic);
-        self.hold.handle(
-            now,
-            HoldInput::Accounted {
-                topic: &topic,
-                room,
-            },
-        );
+        let room = self.room(topic);
+        self.hold.handle(now, HoldInput::Accounted { topic, room });
     }
 
     /// Carries out what the hold-back decided: held messages go out, drained topics are owed a
@@ -868,7 +858,7 @@ impl Node {
                     topic,
                     item,
                     expired,
-                } => self.feed_publish(topic.into(), item, expired),
+                } => self.feed_publish(&topic.into(), item, expired),
                 HoldOutput::Drained { topic } => self.owed_room.push(topic),
             }
         }

@@ -18,6 +18,7 @@ use super::buffers::{Buffers, Payloads};
 use super::io::{DataCmd, DataConfig, DataInput, DataOutput, DirectSend, Room};
 use super::loss::LossReason;
 use super::options::Terms;
+use super::payload::Payload;
 use super::payload::{InlineBody, PayloadBuffer, ReceivedSegment, SegmentId};
 use super::rooms::RoomChanges;
 use super::routes::{Ident, Routes};
@@ -256,8 +257,10 @@ pub struct DataPlane {
     pub(super) next_out: u64,
     pub(super) in_links: BTreeMap<PeerId, InLink>,
     /// Per publisher and topic taken, what was received (kept while the publisher is
-    /// [`known`](Self::known) and the topic taken, across its links).
-    pub(super) streams: BTreeMap<(NodeId, Topic), Stream>,
+    /// [`known`](Self::known) and the topic taken, across its links). By publisher, then
+    /// topic: a message finds its stream with its topic borrowed (a key of both would be
+    /// made, a topic's clone and drop, for every message).
+    pub(super) streams: BTreeMap<NodeId, BTreeMap<Topic, Stream>>,
     /// References to this node's segments: queued, held by subscribers, or delivered locally.
     pub(super) refs: BTreeMap<SegmentId, usize>,
     /// Local deliveries of pooled payloads not released yet: (segment, offset) count.
@@ -350,7 +353,9 @@ impl DataPlane {
                 });
             }
         }
-        for ((publisher, topic), c) in &self.streams {
+        let streams = (self.streams.iter())
+            .flat_map(|(publisher, topics)| topics.iter().map(move |(t, c)| (publisher, t, c)));
+        for (publisher, topic, c) in streams {
             s.received.push(TopicStats {
                 topic: topic.to_string(),
                 peer: Some(*publisher),
@@ -497,6 +502,24 @@ impl DataPlane {
         // An output not taken yet may be a record for a link the message would overtake.
         let direct = self.out.is_empty().then_some(direct);
         let result = self.on_cmd(now, cmd, direct);
+        self.settle_rooms();
+        result
+    }
+
+    /// [`publish_direct`](Self::publish_direct) of a [`DataCmd::Publish`] of `topic`,
+    /// `payload` and `expired`, the topic borrowed: a command owns its `Arc`, whose clone and
+    /// drop (an atomic operation each) a small message would pay for nothing.
+    pub fn publish_topic(
+        &mut self,
+        now: Instant,
+        topic: &Arc<str>,
+        payload: Payload,
+        expired: bool,
+        direct: &mut dyn DirectSend,
+    ) -> Result<(), CmdError> {
+        self.advance(now);
+        let direct = self.out.is_empty().then_some(direct);
+        let result = self.publish_named(topic, payload, expired, direct);
         self.settle_rooms();
         result
     }

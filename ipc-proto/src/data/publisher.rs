@@ -272,8 +272,10 @@ impl DataPlane {
         expired: bool,
         direct: Option<&mut dyn DirectSend>,
     ) -> Result<(), CmdError> {
-        let topic = match &self.last_published {
-            Some((named, interned)) if Arc::ptr_eq(named, topic) => interned.clone(),
+        // The last publish's names, taken out while this one uses them and put back after:
+        // a message pays no reference count for its topic (an atomic operation each).
+        let last = match self.last_published.take() {
+            Some((named, interned)) if Arc::ptr_eq(&named, topic) => (named, interned),
             _ => {
                 let Some(interned) = self.advertised.get(&**topic).cloned() else {
                     return Err(CmdError::Invalid {
@@ -281,23 +283,23 @@ impl DataPlane {
                         reason: format!("`{topic}` is not advertised"),
                     });
                 };
-                self.last_published = Some((Arc::clone(topic), interned.clone()));
-                interned
+                (Arc::clone(topic), interned)
             }
         };
-        self.publish(topic, payload, expired, direct);
+        self.publish(&last.1, payload, expired, direct);
+        self.last_published = Some(last);
         Ok(())
     }
 
     fn publish(
         &mut self,
-        topic: Topic,
+        topic: &Topic,
         payload: Payload,
         expired: bool,
         mut direct: Option<&mut dyn DirectSend>,
     ) {
         // One lookup (`value_of` makes two): the topic is known but for its first message.
-        let seq = match self.seq.get_mut(&topic) {
+        let seq = match self.seq.get_mut(topic) {
             Some(s) => {
                 *s += 1;
                 *s
@@ -315,12 +317,12 @@ impl DataPlane {
             *self.refs.entry(seg).or_insert(0) += 1;
         }
         // Inline for the usual few subscribers: no allocation per message.
-        let targets: SmallVec<[PeerId; 8]> = self.links_to(&topic).collect();
+        let targets: SmallVec<[PeerId; 8]> = self.links_to(topic).collect();
         for peer in targets {
             let direct = direct.as_mut().map(|d| &mut **d as &mut dyn DirectSend);
-            self.enqueue(peer, &topic, header, &payload, expired, direct);
+            self.enqueue(peer, topic, header, &payload, expired, direct);
         }
-        if self.config.self_delivery && self.taken.contains_key(&topic) {
+        if self.config.self_delivery && self.taken.contains_key(topic) {
             let delivered = match &payload {
                 Payload::Inline(b) => Delivered::Inline(self.payloads.copy_of(b)),
                 // The driver keeps a fresh segment alive while any message maps it.

@@ -1,6 +1,8 @@
 //! The subscriber side of the [`DataPlane`]: frames from publishers, received segments and
 //! deliveries, and the ranges given back.
 
+use std::collections::BTreeMap;
+
 use tracing::{debug, trace};
 
 use crate::ids::{NodeId, PeerId};
@@ -12,7 +14,7 @@ use super::options::{DEFAULT_MAX_PAYLOAD, Terms};
 use super::payload::{Delivered, Delivery, LOCAL, ReceivedSegment, SegmentId};
 use super::plane::{Bound, DataPlane};
 use super::pool::MIN_SEGMENT;
-use super::topic::Topic;
+use super::topic::value_of;
 
 impl DataPlane {
     /// A frame on a link from a publisher.
@@ -237,13 +239,15 @@ impl DataPlane {
             return self.misbehaved(peer, reason, segments);
         }
         bound.last_seq = header.seq;
-        let topic = bound.topic.clone();
+        // Borrowed: each clone or drop of a topic is an atomic operation (a reference count),
+        // a fair share of a small message's cost; the delivery's is the one it needs.
+        let topic = &bound.topic;
         let publisher = l.publisher.expect("checked before any message");
-        if !self.taken.contains_key(&topic) {
+        if !self.taken.contains_key(topic) {
             // No longer subscribed: not wanted, so not lost; give it back at once.
             return self.give_back(peer, payload);
         }
-        let stream = self.streams.entry((publisher, topic.clone())).or_default();
+        let stream = value_of(self.streams.entry(publisher).or_default(), topic);
         if header.seq <= stream.last {
             // An older link's backlog, read after a newer link's messages: the loss reported
             // then covers it. Delivering it now would take the publisher's order backwards.
@@ -292,7 +296,7 @@ impl DataPlane {
         if !self.taken.contains_key(&topic) {
             return;
         }
-        let stream = self.streams.entry((publisher, topic.clone())).or_default();
+        let stream = value_of(self.streams.entry(publisher).or_default(), &topic);
         if h.seq <= stream.last {
             // Nothing missing, or an older link's word, read after a newer link's.
             return;
@@ -324,7 +328,7 @@ impl DataPlane {
     /// The driver's queues dropped `count` messages of `publisher` on `topic`: counted for
     /// `status` (the queue told its subscription).
     pub(super) fn queue_dropped(&mut self, topic: &str, publisher: NodeId, count: u64) {
-        if let Some(s) = self.streams.get_mut(&(publisher, Topic::from(topic))) {
+        if let Some(s) = (self.streams.get_mut(&publisher)).and_then(|t| t.get_mut(topic)) {
             s.dropped += count;
         }
     }
@@ -332,7 +336,7 @@ impl DataPlane {
     /// This node was expelled from the group: the next message of each publisher on a new
     /// link tells what went missing meanwhile as [`LossReason::Expelled`](super::LossReason::Expelled).
     pub(crate) fn expelled(&mut self) {
-        for s in self.streams.values_mut() {
+        for s in self.streams.values_mut().flat_map(BTreeMap::values_mut) {
             s.expelled = true;
         }
     }
@@ -341,8 +345,11 @@ impl DataPlane {
     /// afresh) or of publishers no longer [`known`](DataPlane::known).
     pub(super) fn prune_streams(&mut self, topic: Option<&str>) {
         let known = &self.known;
-        self.streams.retain(|(publisher, t), _| {
-            known.contains_key(publisher) && topic.is_none_or(|topic| &**t != topic)
+        self.streams.retain(|publisher, topics| {
+            if let Some(topic) = topic {
+                topics.remove(topic);
+            }
+            known.contains_key(publisher) && !topics.is_empty()
         });
     }
 

@@ -4,9 +4,10 @@
 //! ([`Member::receive_payload`]). Each does what [`Member::handle`] does with the same input,
 //! less the encoding and decoding of a record and the copies that go with it.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::data::{DataCmd, DirectSend, PayloadBuffer};
+use crate::data::{DataCmd, DirectSend, Payload, PayloadBuffer};
 use crate::error::CmdError;
 use crate::ids::PeerId;
 use crate::wire::{DataFrame, MessageHeader, encode_data};
@@ -26,13 +27,39 @@ impl Member {
         cmd: DataCmd,
         direct: &mut dyn DirectSend,
     ) -> Result<(), CmdError> {
-        if !matches!(cmd, DataCmd::Publish { .. }) || !self.out.is_empty() {
+        match cmd {
+            DataCmd::Publish {
+                topic,
+                payload,
+                expired,
+            } => self.publish_topic(now, &topic, payload, expired, direct),
+            cmd => self.handle(now, MemberInput::Cmd(MemberCmd::Data(cmd))),
+        }
+    }
+
+    /// [`publish_direct`](Self::publish_direct) of a [`DataCmd::Publish`] of `topic`,
+    /// `payload` and `expired`, the topic borrowed: a command owns its `Arc`, whose clone and
+    /// drop (an atomic operation each) a small message would pay for nothing.
+    pub fn publish_topic(
+        &mut self,
+        now: Instant,
+        topic: &Arc<str>,
+        payload: Payload,
+        expired: bool,
+        direct: &mut dyn DirectSend,
+    ) -> Result<(), CmdError> {
+        if !self.out.is_empty() {
+            let cmd = DataCmd::Publish {
+                topic: Arc::clone(topic),
+                payload,
+                expired,
+            };
             return self.handle(now, MemberInput::Cmd(MemberCmd::Data(cmd)));
         }
         let Some(d) = &mut self.data else {
             return Err(CmdError::Observer);
         };
-        d.publish_direct(now, cmd, direct)?;
+        d.publish_topic(now, topic, payload, expired, direct)?;
         self.take_data_outputs();
         self.after_input(true, true);
         Ok(())

@@ -2,8 +2,9 @@
 //!
 //! What application threads share with the I/O thread for the data path: the publisher's pool
 //! of segments and its fresh segments (application threads fill them, the links send their
-//! fds), the topics a `Block` subscriber holds back, the queues of subscriptions, and the
-//! mailbox through which dropped messages give their pool ranges back.
+//! fds), the queues of subscriptions, and the mailbox through which dropped messages give
+//! their pool ranges back. (The publishing credit, which a `Block` subscriber holds back, is
+//! kept under the node's own lock: `reactor::credits`.)
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,14 +14,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use ipc_proto::PeerId;
-use ipc_proto::data::{
-    Admit, HoldBack, HoldInput, HoldOutput, Inbox, Incoming, Loss, Offered, Pool, Room, SegmentId,
-};
+use ipc_proto::data::{Inbox, Incoming, Loss, Offered, Pool, SegmentId};
 pub(crate) use ipc_proto::data::{PublisherOptions, SendMode, SubscriptionOptions};
 use ipc_proto::wire::SlotRef;
 
 pub(crate) use ipc_driver_core::Message;
-use ipc_driver_core::{AdaptiveSpin, LoanBuf, POOL_IDLE, PoolBytes, SegmentsInUse, Via, later};
+use ipc_driver_core::{LoanBuf, POOL_IDLE, PoolBytes, SegmentsInUse, Via, later};
 use ipc_os::memfd::{MappingMut, SealSet, Segment};
 use ipc_os::poll::Waker;
 
@@ -30,32 +29,6 @@ pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Ids of fresh segments start here; pool segments below.
 const FRESH_IDS: u64 = 1 << 48;
-
-/// Most messages of one topic admitted and not yet taken by the member. Publishing threads
-/// send their messages themselves (`reactor::Core::publish`), so at most one per thread is
-/// pending; the bound stays as a guard on the memory between the admission and the member,
-/// whatever the subscribers' terms. The wait for room at `Block` subscribers is the protocol's
-/// [`HoldBack`], which counts these same pending messages against the room.
-const WINDOW: u32 = 256;
-
-/// How long a publishing thread held for room at a `Block` subscriber looks for it before it
-/// sleeps, taking back what subscribers gave back (pooled ranges) each time: from a subscriber
-/// that keeps up, room comes back within microseconds, and a sleep and its wakeup cost more.
-/// Only while spinning finds room: after a spin that did not, threads sleep at once (when this
-/// was first measured, a spin at every wait made 64 KiB messages, whose subscriber took longer
-/// than 30 µs per window, 5-10 % slower). Never while idle. Measured with a `Block` subscriber
-/// of depth 8 (pooled messages, two pinned processes): 1.5x the messages per second at 4 KiB,
-/// 1.2x at 32 KiB, 64 KiB level.
-///
-/// 60 µs rather than the 30 it was: of the waits of a pooled 4 KiB stream, about half found
-/// room within 30 µs, a seventh within 40 and most of the rest within 100 (the subscriber
-/// woken from a park first). One that missed by a few microseconds made the next 15 waits
-/// sleep, and each sleep let the subscriber drain its ring and park, so that the next message
-/// cost a wakeup at both ends again. Against 30 µs, 3 alternated runs each: pooled 4 KiB 261 k
-/// → 469 k messages per second (the publisher's CPU per message 2.4 → 2.0 µs), 64 KiB 158 k →
-/// 174-184 k, 1 MiB, inline 4 KiB and 64 B level. 100 µs gained more at 4 KiB (500 k) but
-/// swung at 64 KiB (145-207 k) and cost inline 4 KiB 8 % more of the publisher's CPU.
-const ROOM_SPIN: Duration = Duration::from_micros(60);
 
 /// A pool segment: created and sealed once, written by one loan at a time.
 pub(crate) struct PoolSegment {
@@ -168,8 +141,6 @@ pub(crate) struct Outgoing {
     pool_freed: Condvar,
     fresh: Mutex<BTreeMap<SegmentId, Arc<OwnedFd>>>,
     next_fresh: AtomicU64,
-    credits: Mutex<Credits>,
-    credit_changed: Condvar,
 }
 
 /// When the pool's oldest free segment came back ([`Pool::oldest_free`]), kept where the
@@ -208,45 +179,6 @@ impl PoolClock {
     }
 }
 
-/// The publishing credit of every topic: the protocol's [`HoldBack`] decides, under this lock,
-/// which publishing thread goes; a thread that must wait holds a ticket there.
-#[derive(Debug, Default)]
-struct Credits {
-    hold: HoldBack<Ticket>,
-    next_ticket: Ticket,
-    /// Tickets let go by the hold-back and not yet picked up by their thread: whether expired.
-    released: BTreeMap<Ticket, bool>,
-    /// The I/O thread has stopped: nobody will hand out credit any more.
-    closed: bool,
-    /// Threads waiting on `credit_changed`: only then is it notified (every message changes
-    /// the credit, and a notification is a system call).
-    waiting: u32,
-    /// Whether a publish held for room spins for it first ([`ROOM_SPIN`]).
-    room_spin: AdaptiveSpin,
-}
-
-/// A publishing thread waiting for room.
-type Ticket = u64;
-
-impl Credits {
-    /// Takes what the hold-back decided: tickets for their threads.
-    fn drain(&mut self) {
-        while let Some(out) = self.hold.poll_output() {
-            match out {
-                HoldOutput::Publish {
-                    item: ticket,
-                    expired,
-                    ..
-                } => {
-                    self.released.insert(ticket, expired);
-                }
-                // Publishing threads wait rather than fail: nobody is told.
-                HoldOutput::Drained { .. } => {}
-            }
-        }
-    }
-}
-
 impl Outgoing {
     pub(crate) fn new(pool_bytes: u64) -> Self {
         Self {
@@ -259,8 +191,6 @@ impl Outgoing {
             pool_freed: Condvar::new(),
             fresh: Mutex::new(BTreeMap::new()),
             next_fresh: AtomicU64::new(FRESH_IDS),
-            credits: Mutex::new(Credits::default()),
-            credit_changed: Condvar::new(),
         }
     }
 
@@ -309,139 +239,6 @@ impl Outgoing {
     /// When [`trim`](Self::trim) has work next.
     pub(crate) fn next_trim(&self) -> Option<Instant> {
         self.pool_clock.oldest_free().map(|t| t + POOL_IDLE)
-    }
-
-    /// Records what the `Block` subscribers of `topic` can still take.
-    pub(crate) fn set_room(&self, now: Instant, topic: &str, room: Option<Room>) {
-        let mut c = lock(&self.credits);
-        c.hold.handle(now, HoldInput::Room { topic, room });
-        c.drain();
-        self.credit_changed(c);
-    }
-
-    /// The member took one message of `topic`; its room is now `room`.
-    pub(crate) fn processed(&self, now: Instant, topic: &str, room: Option<Room>) {
-        let mut c = lock(&self.credits);
-        c.hold.handle(now, HoldInput::Accounted { topic, room });
-        c.drain();
-        self.credit_changed(c);
-    }
-
-    /// Wakes the publishing threads waiting for credit, if any wait.
-    fn credit_changed(&self, c: MutexGuard<'_, Credits>) {
-        let waiting = c.waiting > 0;
-        drop(c);
-        if waiting {
-            self.credit_changed.notify_all();
-        }
-    }
-
-    /// Waits for the credit to change, at most `timeout`.
-    fn wait_credit<'a>(
-        &self,
-        mut c: MutexGuard<'a, Credits>,
-        timeout: Option<Duration>,
-    ) -> MutexGuard<'a, Credits> {
-        c.waiting += 1;
-        let mut c = match timeout {
-            None => self
-                .credit_changed
-                .wait(c)
-                .unwrap_or_else(PoisonError::into_inner),
-            Some(t) => {
-                self.credit_changed
-                    .wait_timeout(c, t)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0
-            }
-        };
-        c.waiting -= 1;
-        c
-    }
-
-    /// The I/O thread stopped: publishers stop waiting.
-    pub(crate) fn close(&self) {
-        lock(&self.credits).closed = true;
-        self.credit_changed.notify_all();
-    }
-
-    /// Takes one credit to publish on `topic`: waits while a full window is pending, then, as
-    /// the protocol's [`HoldBack`] decides, while a `Block` subscriber has no room, up to its
-    /// timeout (and while [`MAX_HELD`](ipc_proto::data::MAX_HELD) threads wait
-    /// already). Returns whether that wait ran out (the message is then dropped for the
-    /// subscribers still full), and the time to publish at: the clock read once for the
-    /// hold-back and the publish, or read again after a wait. Before waiting for room,
-    /// `reclaim` takes back what subscribers gave back already, which may make some (called
-    /// without the lock): once, or again and again for up to [`ROOM_SPIN`] while that finds
-    /// room. Its argument says whether this is the last look before a sleep, which asks the
-    /// subscribers for a wake at their next return: the looks of a spin ask for none (a
-    /// subscriber that gives back would otherwise wake this node's I/O thread for returns the
-    /// spinning thread takes itself).
-    pub(crate) fn admit(&self, topic: &str, reclaim: impl Fn(bool)) -> (bool, Instant) {
-        let mut now = Instant::now();
-        let mut c = lock(&self.credits);
-        let ticket = loop {
-            while !c.closed && c.hold.pending(topic) >= WINDOW {
-                c = self.wait_credit(c, None);
-                now = Instant::now();
-            }
-            if c.closed {
-                return (false, now);
-            }
-            let ticket = c.next_ticket;
-            c.next_ticket += 1;
-            match c.hold.publish(now, topic, ticket) {
-                Admit::Go(_) => return (false, now),
-                Admit::Held { .. } => break ticket,
-                // As many threads wait already: wait for one to go, then try again.
-                Admit::Full(_) => {
-                    c = self.wait_credit(c, None);
-                    now = Instant::now();
-                }
-            }
-        };
-        let held_at = now;
-        // Reclaim at least once; spin while spinning finds room (see `ROOM_SPIN`).
-        let spin = c.room_spin.spins();
-        let spin_until = held_at + if spin { ROOM_SPIN } else { Duration::ZERO };
-        let mut asked = false;
-        loop {
-            c.drain();
-            if let Some(expired) = c.released.remove(&ticket) {
-                if spin {
-                    c.room_spin.found(Instant::now() <= spin_until);
-                }
-                // Another thread may have taken tickets out for others.
-                self.credit_changed(c);
-                return (expired, Instant::now());
-            }
-            if c.closed {
-                return (false, Instant::now());
-            }
-            let now = Instant::now();
-            if !asked || now < spin_until {
-                let last = now >= spin_until;
-                asked = last;
-                drop(c);
-                reclaim(last);
-                std::hint::spin_loop();
-                c = lock(&self.credits);
-                continue;
-            }
-            c = match c.hold.poll_timeout() {
-                Some(deadline) if deadline <= now => {
-                    c.hold.handle_timeout(now);
-                    c.drain();
-                    // Tickets of other threads may be out.
-                    if c.waiting > 0 {
-                        self.credit_changed.notify_all();
-                    }
-                    continue;
-                }
-                Some(deadline) => self.wait_credit(c, Some(deadline - now)),
-                None => self.wait_credit(c, None),
-            };
-        }
     }
 
     /// A pool segment for `len` bytes, waiting up to `wait` for one to come back when the pool

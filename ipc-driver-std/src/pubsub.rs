@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use ipc_proto::SpokeCmd;
-use ipc_proto::data::{DataCmd, Incoming, Paths, Payload};
+use ipc_proto::data::{Incoming, Paths, Payload};
 
 use crate::data::{
     Loan, LoanKind, Message, Outgoing, PoolWriter, PooledLoan, PublisherOptions, QueueWaiter,
@@ -36,23 +36,16 @@ impl Handle {
         self.requester.send(r)
     }
 
-    /// Publishes on the calling thread at `now` (see [`Core::publish`]); with `spare`, takes a
-    /// spare buffer for the next inline payload.
+    /// Publishes on the calling thread (see [`Core::publish`]); with `spare`, takes a spare
+    /// buffer for the next inline payload.
     fn publish(
         &self,
         topic: &Arc<str>,
         payload: Payload,
-        expired: bool,
         spare: bool,
-        now: Instant,
     ) -> Result<Option<Vec<u8>>, DriverError> {
-        let cmd = DataCmd::Publish {
-            topic: Arc::clone(topic),
-            payload,
-            expired,
-        };
         self.core
-            .publish(topic, cmd, spare, now)
+            .publish(topic, payload, spare)
             .map_err(|Stopped| self.requester.stopped())
     }
 
@@ -146,9 +139,8 @@ impl Publisher {
         }
         self.check_inline(len)?;
         // Copied under the node's lock, into a buffer of its own (see `Core::publish_copy`).
-        let (expired, now) = self.admit();
         (self.handle.core)
-            .publish_copy(&self.topic, data, expired, now)
+            .publish_copy(&self.topic, data)
             .map_err(|Stopped| self.handle.requester.stopped())
     }
 
@@ -161,12 +153,6 @@ impl Publisher {
             });
         }
         Ok(())
-    }
-
-    /// Takes one credit to publish (see [`Outgoing::admit`]): whether the message expired
-    /// waiting for room, and the time to publish at.
-    fn admit(&self) -> (bool, Instant) {
-        (self.handle.outgoing).admit(&self.topic, |last| self.handle.core.take_returns(last))
     }
 
     /// A writable buffer of `len` bytes for the next message, sent without a copy by
@@ -219,7 +205,6 @@ impl Publisher {
 
     /// Sends a loan's buffer as the next message (see [`publish`](Self::publish)).
     pub fn send(&self, loan: Loan) -> Result<(), DriverError> {
-        let (expired, now) = self.admit();
         let len = loan.len;
         let inline = matches!(loan.kind, LoanKind::Inline(_));
         let payload = match loan.kind {
@@ -244,9 +229,7 @@ impl Publisher {
                 }
             }
         };
-        let spare = self
-            .handle
-            .publish(&self.topic, payload, expired, inline, now)?;
+        let spare = self.handle.publish(&self.topic, payload, inline)?;
         if spare.is_some() {
             *lock(&self.spare) = spare;
         }

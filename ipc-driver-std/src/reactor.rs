@@ -15,13 +15,14 @@
 //!
 //! `rings` holds what receiving threads do with the links' shared-memory rings (poll them,
 //! wait on them) and how the reactor reads, parks and keeps them unparked; `deliver` how a
-//! message reaches the node's subscriptions.
+//! message reaches the node's subscriptions; `credits` which publishing thread's message goes
+//! now (its credit, taken and given back in the same hold of the lock as its send).
 
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::AsFd;
 use std::sync::mpsc::{SyncSender, TryRecvError};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
 use ipc_driver_core::{
@@ -43,6 +44,7 @@ use crate::doc::{DocRegistry, push_all};
 use crate::events::Sink;
 use crate::request::{LEFT, Request, Requests, Shared};
 
+mod credits;
 mod deliver;
 mod rings;
 
@@ -115,6 +117,10 @@ pub(crate) struct Reactor {
     /// In the rings' own set under [`OWN_TOKEN`]: wakes a thread waiting on the rings when
     /// its queue gets an item the rings did not bring, or closes (see [`Core::wait_on_rings`]).
     ring_waker: Option<Arc<Waker>>,
+    /// The publishing credit of every topic (see `credits`).
+    credits: credits::Credits,
+    /// Notified when the credit changes while threads wait for it ([`Core`]'s).
+    credit_changed: Arc<Condvar>,
 }
 
 /// The longest the I/O thread sleeps while threads spin on the rings: after the last one
@@ -149,6 +155,9 @@ enum IoThread {
 /// share; `None` once the I/O thread has stopped.
 pub(crate) struct Core {
     reactor: Mutex<Option<Reactor>>,
+    /// Publishing threads waiting for credit sleep on it, with `reactor` let go (see
+    /// `credits`); the reactor's [`Reactor::credit_changed`].
+    credit_changed: Arc<Condvar>,
     /// The rings' own set, for a receiving thread to wait on (see [`Core::wait_on_rings`]);
     /// `None` without rings.
     rings: Option<RingWait>,
@@ -172,6 +181,7 @@ impl Core {
             }
         };
         Self {
+            credit_changed: Arc::clone(&reactor.credit_changed),
             reactor: Mutex::new(Some(reactor)),
             rings,
         }
@@ -190,20 +200,21 @@ impl Core {
         }
     }
 
-    /// Publishes on the calling thread: the member takes the message and its links send it
-    /// now (see the module docs). `now`: when the publisher took its credit, just before (a
-    /// clock read is a fair share of a small message's cost; the machines take an earlier
-    /// `now` than the last as that last). `Err` once the I/O thread has stopped.
+    /// Publishes on the calling thread: takes the publisher's credit ([`Core::admit`], which
+    /// may wait), then the member takes the message and its links send it, and the credit
+    /// comes back, all in one hold of the node's lock (see the module docs). The clock is
+    /// read once, for the credit and the publish (a clock read is a fair share of a small
+    /// message's cost). With `spare`, returns a spare buffer for the next inline payload.
+    /// `Err` once the I/O thread has stopped.
     pub(crate) fn publish(
         &self,
-        topic: &str,
-        cmd: DataCmd,
+        topic: &Arc<str>,
+        payload: Payload,
         spare: bool,
-        now: Instant,
     ) -> Result<Option<Vec<u8>>, Stopped> {
-        let mut guard = self.lock();
+        let (mut guard, expired, now) = self.admit(topic)?;
         let reactor = guard.as_mut().ok_or(Stopped)?;
-        reactor.publish_here(now, topic, cmd);
+        reactor.publish_here(now, topic, payload, expired);
         Ok(spare.then(|| reactor.member.spare_buffer()).flatten())
     }
 
@@ -215,22 +226,11 @@ impl Core {
     /// share of a small one's cost).
     ///
     /// [`Member::spare_buffer`]: ipc_proto::Member::spare_buffer
-    pub(crate) fn publish_copy(
-        &self,
-        topic: &Arc<str>,
-        data: &[u8],
-        expired: bool,
-        now: Instant,
-    ) -> Result<(), Stopped> {
-        let mut guard = self.lock();
+    pub(crate) fn publish_copy(&self, topic: &Arc<str>, data: &[u8]) -> Result<(), Stopped> {
+        let (mut guard, expired, now) = self.admit(topic)?;
         let reactor = guard.as_mut().ok_or(Stopped)?;
         let bytes = inline_buffer(reactor.member.spare_buffer(), data.len(), Some(data));
-        let cmd = DataCmd::Publish {
-            topic: Arc::clone(topic),
-            payload: Payload::Inline(bytes),
-            expired,
-        };
-        reactor.publish_here(now, topic, cmd);
+        reactor.publish_here(now, topic, Payload::Inline(bytes), expired);
         Ok(())
     }
 
@@ -244,13 +244,7 @@ impl Core {
     pub(crate) fn take_returns(&self, ask: bool) {
         let mut guard = self.lock();
         if let Some(r) = guard.as_mut() {
-            let now = Instant::now();
-            if ask {
-                r.take_returns(now);
-            } else {
-                r.deferring_return_wakes(now, |r| r.take_returns(now));
-            }
-            r.wake_if_needed(now, r.failed.is_some());
+            r.reclaim(Instant::now(), ask);
         }
     }
 
@@ -265,9 +259,11 @@ impl Core {
         if let Some(reactor) = guard.as_mut() {
             reactor.stop(result);
         }
-        // Publishing threads see the node stopped from here; its sockets close outside the lock.
+        // Publishing threads see the node stopped from here (those waiting for credit once
+        // woken); its sockets close outside the lock.
         let reactor = guard.take();
         drop(guard);
+        self.credit_changed.notify_all();
         drop(reactor);
     }
 
@@ -401,6 +397,8 @@ impl Reactor {
             failed: None,
             ring_keys: Vec::new(),
             ring_waker,
+            credits: credits::Credits::default(),
+            credit_changed: Arc::new(Condvar::new()),
         })
     }
 
@@ -444,7 +442,6 @@ impl Reactor {
         for queue in self.subs.values().flatten() {
             queue.close();
         }
-        self.outgoing.close();
         if let Some((Some(reply), _)) = self.leaving.take() {
             let _ = reply.send(());
         }
@@ -490,10 +487,10 @@ impl Reactor {
 
     /// A publishing thread's message (see [`Core::publish`]), after the requests queued before
     /// it; wakes the I/O thread if what happened asks for it.
-    fn publish_here(&mut self, now: Instant, topic: &str, cmd: DataCmd) {
+    fn publish_here(&mut self, now: Instant, topic: &Arc<str>, payload: Payload, expired: bool) {
         let result = self.take_requests(now).and_then(|earlier| {
             // The sends take back what came back themselves: the returns wake nobody.
-            self.deferring_return_wakes(now, |r| r.on_data(now, cmd, Some(topic)))?;
+            self.deferring_return_wakes(now, |r| r.on_publish(now, topic, payload, expired))?;
             Ok(earlier)
         });
         match result {
@@ -554,6 +551,17 @@ impl Reactor {
             IoThread::Awake => (until, false),
             IoThread::Asleep { .. } => (until, true),
         }
+    }
+
+    /// A publishing thread about to wait (see [`Core::take_returns`]) takes back the ranges
+    /// given back, asking for wakes for the next ones only if `ask`.
+    fn reclaim(&mut self, now: Instant, ask: bool) {
+        if ask {
+            self.take_returns(now);
+        } else {
+            self.deferring_return_wakes(now, |r| r.take_returns(now));
+        }
+        self.wake_if_needed(now, self.failed.is_some());
     }
 
     /// Takes back the pool ranges given back on every link this node publishes on, and asks
@@ -657,7 +665,7 @@ impl Reactor {
                     let _ = reply.send(());
                 }
                 Ok(Request::Leave(reply)) => self.start_leaving(now, Some(reply)),
-                Ok(Request::Data(cmd)) => self.on_data(now, cmd, None)?,
+                Ok(Request::Data(cmd)) => self.feed(now, MemberInput::Cmd(MemberCmd::Data(cmd))),
                 Ok(Request::Take(topic, queue)) => {
                     let mut terms = queue.options.terms();
                     let list = self.subs.entry(Arc::clone(&topic)).or_default();
@@ -710,20 +718,25 @@ impl Reactor {
         }
     }
 
-    /// A data-plane command; a message published is sent before this returns, and its
-    /// publisher's credit for `published` (the topic, as the publisher's own string: the
-    /// command's is gone with it) comes back.
-    fn on_data(&mut self, now: Instant, cmd: DataCmd, published: Option<&str>) -> io::Result<()> {
-        // A publish's inline messages go straight into the rings that take them now.
-        if let Err(e) = self.member.publish_direct(now, cmd, &mut self.io) {
+    /// A publisher's message: sent before this returns (its inline messages straight into
+    /// the rings that take them now), and its credit comes back.
+    fn on_publish(
+        &mut self,
+        now: Instant,
+        topic: &Arc<str>,
+        payload: Payload,
+        expired: bool,
+    ) -> io::Result<()> {
+        let published = self
+            .member
+            .publish_topic(now, topic, payload, expired, &mut self.io);
+        if let Err(e) = published {
             warn!(error = %e, "the node refused a command");
         }
-        if let Some(topic) = published {
-            // Its room is accounted for now: the publisher's credit comes back.
-            self.pump(now)?;
-            let room = self.member.data().and_then(|d| d.room(topic));
-            self.outgoing.processed(now, topic, room);
-        }
+        // Its room is accounted for now: the publisher's credit comes back.
+        self.pump(now)?;
+        let room = self.member.data().and_then(|d| d.room(topic));
+        self.processed(now, topic, room);
         Ok(())
     }
 
@@ -929,7 +942,7 @@ impl Reactor {
             MemberEvt::HubResponsive => NodeEvent::HubResponsive,
             MemberEvt::HubClosed(reason) => NodeEvent::HubClosed(reason),
             MemberEvt::HubAbsent => NodeEvent::HubAbsent,
-            MemberEvt::Room { topic, room } => return self.outgoing.set_room(now, &topic, room),
+            MemberEvt::Room { topic, room } => return self.set_room(now, &topic, room),
             MemberEvt::HubRefused { cred } => {
                 let holder = match cred {
                     Some(c) => format!("uid {} (pid {})", c.uid, c.pid),

@@ -579,6 +579,32 @@ impl SubQueue {
         offered
     }
 
+    /// [`offer`](Self::offer), and the queue's next item taken in the same hold of its lock,
+    /// for the thread polling the rings for this queue (see `reactor::Core::poll_rings`): not
+    /// while the queue paused a link, which taking resumes once the queue has drained enough
+    /// (a resume acts on the node, whose lock the caller holds: the thread takes its item
+    /// from the queue as usual).
+    pub(crate) fn offer_take(
+        &self,
+        msg: Message,
+        peer: PeerId,
+    ) -> (Offered, Option<Incoming<Message>>) {
+        let mut q = lock(&self.queue);
+        let offered = q.inbox.offer(msg);
+        if offered.full {
+            q.paused.push(peer);
+        }
+        let item = if q.paused.is_empty() {
+            q.inbox.pop()
+        } else {
+            None
+        };
+        if !q.inbox.is_empty() {
+            self.notify(q);
+        }
+        (offered, item)
+    }
+
     /// Messages that will not come, told in their place.
     pub(crate) fn lost(&self, loss: Loss) {
         let mut q = lock(&self.queue);

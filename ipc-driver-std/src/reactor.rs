@@ -31,7 +31,7 @@ use ipc_driver_core::{
 };
 use ipc_os::poll::{Event, Events, Interest, Poller, Waker};
 use ipc_os::rendezvous::{DataSocket, GroupDir};
-use ipc_proto::data::{DataCmd, Payload};
+use ipc_proto::data::{DataCmd, Incoming, Payload};
 use ipc_proto::wire::SlotRef;
 use ipc_proto::{
     Listener, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, PeerId, SpokeCmd,
@@ -39,7 +39,7 @@ use ipc_proto::{
 use tracing::{debug, info, trace, warn};
 
 use crate::NodeEvent;
-use crate::data::{ActNow, Mailbox, OutSegment, Outgoing, SubQueue};
+use crate::data::{ActNow, Mailbox, Message, OutSegment, Outgoing, SubQueue};
 use crate::doc::{DocRegistry, push_all};
 use crate::events::Sink;
 use crate::request::{LEFT, Request, Requests, Shared};
@@ -47,6 +47,8 @@ use crate::request::{LEFT, Request, Requests, Shared};
 mod credits;
 mod deliver;
 mod rings;
+
+pub(crate) use rings::{Linger, Look};
 
 /// Everything the I/O thread needs to run a node.
 pub(crate) struct Setup {
@@ -121,6 +123,10 @@ pub(crate) struct Reactor {
     credits: credits::Credits,
     /// Notified when the credit changes while threads wait for it ([`Core`]'s).
     credit_changed: Arc<Condvar>,
+    /// The address of the queue of the thread polling the rings under the lock right now,
+    /// 0 if none: its first item handed on is taken into `taken` (see [`Core::poll_rings`]).
+    taking: usize,
+    taken: Option<Incoming<Message>>,
 }
 
 /// The longest the I/O thread sleeps while threads spin on the rings: after the last one
@@ -399,6 +405,8 @@ impl Reactor {
             ring_waker,
             credits: credits::Credits::default(),
             credit_changed: Arc::new(Condvar::new()),
+            taking: 0,
+            taken: None,
         })
     }
 

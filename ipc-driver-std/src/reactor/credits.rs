@@ -12,14 +12,6 @@ use ipc_proto::data::{Admit, HoldBack, HoldInput, HoldOutput, Room};
 
 use super::{Core, Reactor, Stopped};
 
-/// Most messages of one topic admitted and not yet taken by the member. Publishing threads
-/// send their messages themselves under the node's lock, right after their admission, so
-/// none is pending between two holds of it; the bound stays as a guard on the memory
-/// between the admission and the member, whatever the subscribers' terms. The wait for room
-/// at `Block` subscribers is the protocol's [`HoldBack`], which counts these same pending
-/// messages against the room.
-const WINDOW: u32 = 256;
-
 /// How long a publishing thread held for room at a `Block` subscriber looks for it before it
 /// sleeps, taking back what subscribers gave back (pooled ranges) each time: from a subscriber
 /// that keeps up, room comes back within microseconds, and a sleep and its wakeup cost more.
@@ -87,9 +79,12 @@ impl Core {
     /// hold-back and the publish, or read again after a wait. `Err` once the I/O thread has
     /// stopped.
     ///
-    /// Waits while a full window is pending, then, as the protocol's [`HoldBack`] decides,
-    /// while a `Block` subscriber has no room, up to its timeout (and while
-    /// [`MAX_HELD`](ipc_proto::data::MAX_HELD) threads wait already). Before waiting for
+    /// Waits, as the protocol's [`HoldBack`] decides, while a `Block` subscriber has no room,
+    /// up to its timeout (and while [`MAX_HELD`](ipc_proto::data::MAX_HELD) threads wait
+    /// already). No other bound is needed on what is admitted and not yet taken by the
+    /// member (the hold-back's pending messages): a message admitted at once is sent and
+    /// accounted in the same hold of the lock, and one let go after a wait only by a `Block`
+    /// subscriber's room, which counts the pending ones. Before waiting for
     /// room, takes back what subscribers gave back already, which may make some: once, or
     /// again and again for up to [`ROOM_SPIN`] while that finds room, letting the lock go
     /// between the looks. The looks of a spin ask the subscribers for no wake at their next
@@ -100,11 +95,6 @@ impl Core {
         let mut guard = self.lock();
         let ticket = loop {
             let c = &mut guard.as_mut().ok_or(Stopped)?.credits;
-            if c.hold.pending(topic) >= WINDOW {
-                guard = self.wait_credit(guard, None);
-                now = Instant::now();
-                continue;
-            }
             let ticket = c.next_ticket;
             c.next_ticket += 1;
             match c.hold.publish(now, topic, ticket) {

@@ -101,7 +101,14 @@ impl Reactor {
         // clone costs two reference counts and the drop of the original.
         let copies = std::iter::repeat_n(msg, queues.len());
         for (q, m) in queues.iter().zip(copies) {
-            let offered = q.offer(m, peer);
+            // The polling thread's own queue: its first item goes to it at once.
+            let offered = if self.taking == Arc::as_ptr(q).addr() && self.taken.is_none() {
+                let (offered, item) = q.offer_take(m, peer);
+                self.taken = item;
+                offered
+            } else {
+                q.offer(m, peer)
+            };
             pause |= offered.full;
             dropped.extend(offered.dropped);
         }

@@ -224,7 +224,7 @@ impl Core {
         Ok(spare.then(|| reactor.member.spare_buffer()).flatten())
     }
 
-    /// Publishes a copy of `data` inline on the calling thread at `now`, as
+    /// Publishes a copy of `data` inline on the calling thread, as
     /// [`publish`](Self::publish) does a loan's buffer: the copy is made under the lock, in a
     /// buffer the data plane had left ([`Member::spare_buffer`]), which goes back to it
     /// with the message. No buffer is handed between this thread and the node, so a
@@ -240,8 +240,9 @@ impl Core {
         Ok(())
     }
 
-    /// A publishing thread is about to wait, for a pool segment (its pool is at its bound)
-    /// or for a `Block` subscriber's room: takes back the ranges subscribers gave back and
+    /// A publishing thread is about to wait for a pool segment (its pool is at its bound;
+    /// a wait for a `Block` subscriber's room does the same under the lock it holds, see
+    /// `credits`): takes back the ranges subscribers gave back and
     /// its own sends did not (see [`Reactor::linger_returns`]), which may end the wait,
     /// rather than leave them to the I/O thread. With `ask` (the thread's last look before it
     /// sleeps), asks for wakes for the next ones; without (a look while it spins), asks for

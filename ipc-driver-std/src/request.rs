@@ -73,10 +73,19 @@ impl Requests {
     }
 }
 
-impl Drop for Requester {
+/// A [`Requester`]'s hold of the flag that says requests may have come.
+#[derive(Clone)]
+struct News(Arc<AtomicBool>);
+
+impl News {
+    fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for News {
     fn drop(&mut self) {
-        // The I/O thread's next look finds the queue disconnected once the last one is gone.
-        self.news.store(true, Ordering::Release);
+        self.set();
     }
 }
 
@@ -114,8 +123,10 @@ impl Shared {
 #[derive(Clone)]
 pub(crate) struct Requester {
     requests: Sender<Request>,
-    /// Set after each request is queued (see [`Requests::take`]).
-    news: Arc<AtomicBool>,
+    /// Set after each request is queued (see [`Requests::take`]), and when this handle goes:
+    /// declared after `requests`, it is dropped after it, so that the I/O thread's next look
+    /// finds the queue disconnected once the last handle is gone.
+    news: News,
     waker: Arc<Waker>,
     shared: Arc<Shared>,
     group: Arc<str>,
@@ -132,7 +143,7 @@ impl Requester {
         };
         let requester = Self {
             requests,
-            news,
+            news: News(news),
             waker,
             shared,
             group: group.into(),
@@ -148,7 +159,7 @@ impl Requester {
     /// Queues `request` and wakes the I/O thread.
     pub(crate) fn send(&self, request: Request) -> Result<(), DriverError> {
         self.requests.send(request).map_err(|_| self.stopped())?;
-        self.news.store(true, Ordering::Release);
+        self.news.set();
         self.waker.wake()?;
         Ok(())
     }

@@ -83,8 +83,9 @@ impl Core {
     /// up to its timeout (and while [`MAX_HELD`](ipc_proto::data::MAX_HELD) threads wait
     /// already). No other bound is needed on what is admitted and not yet taken by the
     /// member (the hold-back's pending messages): a message admitted at once is sent and
-    /// accounted in the same hold of the lock, and one let go after a wait only by a `Block`
-    /// subscriber's room, which counts the pending ones. Before waiting for
+    /// accounted in the same hold of the lock, and one let go after a wait (by a `Block`
+    /// subscriber's room, or by its timeout) belongs to a thread that held a ticket, at most
+    /// [`MAX_HELD`](ipc_proto::data::MAX_HELD) per topic, each with its payload made. Before waiting for
     /// room, takes back what subscribers gave back already, which may make some: once, or
     /// again and again for up to [`ROOM_SPIN`] while that finds room, letting the lock go
     /// between the looks. The looks of a spin ask the subscribers for no wake at their next
@@ -129,7 +130,11 @@ impl Core {
                 asked = last;
                 r.reclaim(now, last);
                 if !last {
-                    // The I/O thread and other threads may act between the looks.
+                    // Let go between the looks. The lock is unfair: a thread that waits
+                    // for it (the I/O thread, say) may get it only after the spin, at most
+                    // `ROOM_SPIN` later, meanwhile this thread takes the returns itself,
+                    // and a receiving thread's look on this node finds it taken and waits.
+                    // The spin ends sooner once room comes.
                     drop(guard);
                     std::hint::spin_loop();
                     guard = self.lock();

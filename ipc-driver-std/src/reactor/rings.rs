@@ -67,7 +67,7 @@ impl Core {
     /// The first item the look hands on to `queue` is taken as it is handed on (unless the
     /// queue paused a link, which its drain resumes: see `SubQueue::offer_take`), and the
     /// thread's spin stops in the same hold of the lock, its rings lingering for
-    /// [`Linger::after`] (see [`Self::spin_stop`]): a lock of the queue and one of the node
+    /// `linger` (see [`Linger`] and [`Self::spin_stop`]): a lock of the queue and one of the node
     /// fewer on a message's path, about 9 ns each on the machines measured.
     ///
     /// `now` is the polling thread's last reading of the clock, which it reads once every

@@ -31,7 +31,9 @@ impl RoomChanges {
     ///
     /// An entry that nets to zero is kept, and reused for another topic and link: a stream
     /// of messages sent at once (each +1 then -1 in one input) makes no clone of its topic
-    /// (an atomic operation each, and its drop another) after its first.
+    /// (an atomic operation each, and its drop another) after its first. (So up to
+    /// [`MAX_MOVED`] topics stay held here, and known to the plane's names, until the next
+    /// [`clear`](Self::clear).)
     pub(super) fn moved(&mut self, topic: &Topic, peer: PeerId, delta: i32) {
         if let Some((_, _, d)) = (self.moved.iter_mut()).find(|(t, p, _)| *p == peer && t == topic)
         {
@@ -46,12 +48,11 @@ impl RoomChanges {
         }
     }
 
-    /// Forgets every change: the rooms were recomputed.
+    /// Forgets every change, and the topics kept for netting: the rooms were recomputed
+    /// (wholesale, which is rare).
     pub(super) fn clear(&mut self) {
         self.touched.clear();
-        for (_, _, delta) in &mut self.moved {
-            *delta = 0;
-        }
+        self.moved.clear();
     }
 
     /// The topics whose room may have changed, to recompute; hand the list back with

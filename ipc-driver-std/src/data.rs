@@ -734,3 +734,63 @@ impl SubQueue {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipc_proto::NodeId;
+    use ipc_proto::wire::Policy;
+
+    fn queue(policy: Policy, depth: u32) -> SubQueue {
+        let mailbox = Arc::new(Mailbox::new(Arc::new(Waker::new().expect("an eventfd"))));
+        let options = SubscriptionOptions {
+            policy,
+            depth,
+            ..SubscriptionOptions::default()
+        };
+        SubQueue::new("t", options, mailbox)
+    }
+
+    fn message(seq: u64) -> Message {
+        let publisher = NodeId::new(7).expect("non-zero");
+        Message::inline(Arc::from("t"), publisher, seq, vec![seq as u8])
+    }
+
+    fn seq_of(item: Option<Incoming<Message>>) -> Option<u64> {
+        match item? {
+            Incoming::Message(m) => Some(m.seq()),
+            Incoming::Lost(_) => None,
+        }
+    }
+
+    /// The polling thread's take as a look hands a message on: the queue's head, so what
+    /// was queued before comes first, counted as any received message.
+    #[test]
+    fn offer_take_takes_the_head_and_counts_it() {
+        let q = queue(Policy::DropOldest, 4);
+        let (_, item) = q.offer_take(message(1), PeerId(1));
+        assert_eq!(seq_of(item), Some(1));
+        assert!(q.try_recv().is_none());
+        // One queued before (handed on by another thread): it comes first, the new one stays.
+        q.offer(message(2), PeerId(1));
+        let (_, item) = q.offer_take(message(3), PeerId(1));
+        assert_eq!(seq_of(item), Some(2));
+        assert_eq!(seq_of(q.try_recv()), Some(3));
+        let c = q.counters();
+        assert_eq!((c.received, c.queued), (3, 0));
+    }
+
+    /// A queue that paused a link is left to its receiver's own take, which resumes the link
+    /// once it has drained enough.
+    #[test]
+    fn offer_take_leaves_a_queue_that_paused_a_link() {
+        let q = queue(Policy::Block { timeout_ms: 100 }, 1);
+        let (offered, item) = q.offer_take(message(1), PeerId(1));
+        assert!(
+            offered.full,
+            "a Block queue of depth 1 is full with one message"
+        );
+        assert!(item.is_none(), "taken although the queue paused the link");
+        assert_eq!(seq_of(q.try_recv()), Some(1));
+    }
+}

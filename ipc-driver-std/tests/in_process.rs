@@ -611,3 +611,80 @@ fn the_node_retracts_a_topic_with_its_last_publisher() {
     s.wait_view(WAIT, |v| !announced(v))
         .expect("retracted with the last publisher");
 }
+
+/// Threads publishing at once to a `Block` subscriber that stalls: each is held for room up to
+/// the subscriber's timeout, then its message is dropped for that subscriber, and every thread
+/// goes on (the credit, taken under the node's lock, lets held threads sleep with the lock let
+/// go and wakes them). The subscriber, once it reads, gets every message it kept in order and
+/// is told the rest lost: received plus lost is what was published.
+#[test]
+fn threads_held_by_a_stalled_block_subscriber_go_on_and_nothing_goes_unaccounted() {
+    use ipc_driver_std::{Incoming, SubscriptionOptions};
+    const THREADS: u64 = 4;
+    // Past what the link holds (its ring has 256 slots, the queue 4): threads are held.
+    const EACH: u64 = 150;
+    let g = group();
+    let p = Node::builder("pub").group(&g).join().expect("join");
+    let s = Node::builder("sub").group(&g).join().expect("join");
+    let publisher = Arc::new(p.publisher("t", "x").expect("publisher"));
+    let sub = s
+        .subscription(
+            "t",
+            SubscriptionOptions {
+                depth: 4,
+                ..SubscriptionOptions::block(Duration::from_millis(2))
+            },
+        )
+        .expect("sub");
+    let sid = s.id();
+    p.wait_view(WAIT, |v| {
+        v.node(sid).is_some_and(|n| n.subscribes.len() == 1)
+    })
+    .expect("routed");
+    let started = Instant::now();
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let publisher = Arc::clone(&publisher);
+            std::thread::spawn(move || {
+                for n in 0..EACH {
+                    publisher
+                        .publish(&(t * EACH + n).to_le_bytes())
+                        .expect("publish");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a publishing thread went on");
+    }
+    let took = started.elapsed();
+    assert!(took < WAIT, "the publishing threads took {took:?}");
+    // Now the subscriber reads: what it kept, in order, and what it lost.
+    let (mut received, mut lost, mut last_seq) = (0, 0, 0);
+    while received + lost < THREADS * EACH {
+        match sub
+            .recv_incoming_timeout(WAIT)
+            .expect("a message or a loss")
+        {
+            Incoming::Message(m) => {
+                assert!(m.seq() > last_seq, "seq {} after {last_seq}", m.seq());
+                last_seq = m.seq();
+                received += 1;
+            }
+            Incoming::Lost(l) => {
+                assert!(l.first > last_seq, "loss from {} after {last_seq}", l.first);
+                last_seq = l.last;
+                lost += l.count;
+            }
+        }
+    }
+    assert_eq!(received + lost, THREADS * EACH);
+    assert!(
+        lost > 0,
+        "the stalled subscriber lost nothing: the threads were never held"
+    );
+    assert!(
+        received >= 4,
+        "received {received}: its queue of 4 at least"
+    );
+}

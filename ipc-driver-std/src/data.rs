@@ -385,7 +385,7 @@ pub struct SubscriptionCounters {
     /// Messages this subscription's queue dropped (`DropOldest`, `DropNewest`).
     pub dropped: u64,
     /// Messages reported lost to this subscription, whatever the cause (its queue's drops
-    /// included): the sum of its [`Loss`](crate::Loss) counts.
+    /// included): the sum of its [`Loss`] counts.
     pub lost: u64,
     /// Messages queued now, not received by the application yet.
     pub queued: usize,
@@ -438,7 +438,7 @@ pub(crate) struct Mailbox {
     /// Threads of the node waiting on a queue's condition (not on the rings): the rings must
     /// park for them, or nobody reads what the publishers push (see [`Links::linger`]).
     ///
-    /// [`Links::linger`]: ipc_driver_core::links::Links::linger
+    /// [`Links::linger`]: ipc_driver_core::Links::linger
     queue_waiters: AtomicUsize,
 }
 

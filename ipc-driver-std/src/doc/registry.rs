@@ -125,6 +125,8 @@ impl DocRegistry {
 
     /// Publishes, once per wakeup, the values that changed and then the answers (so that a
     /// patch's caller sees its patch in [`Doc::snapshot`]); returns the change events.
+    ///
+    /// [`Doc::snapshot`]: crate::Doc::snapshot
     pub(crate) fn publish(&mut self, member: &Member) -> Vec<NodeEvent> {
         let mut events = Vec::new();
         for (name, scope) in std::mem::take(&mut self.dirty) {

@@ -27,7 +27,7 @@ pub(super) struct DocState {
     pub(super) answers: HashMap<PatchId, Option<Result<Committed, PatchError>>>,
 }
 
-/// One document, shared by its [`Doc`] handle and the I/O thread.
+/// One document, shared by its [`Doc`](crate::Doc) handle and the I/O thread.
 #[derive(Debug)]
 pub(crate) struct DocShared {
     pub(super) name: String,
@@ -78,7 +78,7 @@ impl DocShared {
     }
 }
 
-/// A request about documents, from a [`Doc`] to the I/O thread.
+/// A request about documents, from a [`Doc`](crate::Doc) to the I/O thread.
 pub(crate) enum DocRequest {
     Open {
         shared: Arc<DocShared>,

@@ -138,6 +138,9 @@ impl Core {
     /// `now`: the time of its last look, if that found its message (a few hundred
     /// nanoseconds ago: the linger ends that much sooner); else the clock is read. A linger
     /// is at most [`MAX_LINGER`].
+    ///
+    /// [`SOON`]: super::SOON
+    /// [`SPIN_CHECK`]: super::SPIN_CHECK
     pub(crate) fn spin_stop(&self, linger: Duration, now: Option<Instant>) {
         let mut guard = self.lock();
         if let Some(r) = guard.as_mut() {
@@ -325,6 +328,8 @@ impl Reactor {
     /// then is woken only if `may_wake` (a link resumed: a busy stream, where one wakeup per
     /// linger is cheap); otherwise the rings park as usual, so a slow stream costs the I/O
     /// thread nothing.
+    ///
+    /// [`SOON`]: super::SOON
     pub(super) fn linger_rings(&mut self, now: Instant, may_wake: bool) {
         if self.io.is_ring_set_detached() || self.mailbox.has_queue_waiters() {
             return;

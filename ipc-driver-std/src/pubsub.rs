@@ -14,8 +14,8 @@ use crate::data::{
 use crate::reactor::{Core, Linger, Look, Stopped};
 use crate::request::{LEFT, Request, Requester};
 use ipc_driver_core::{
-    AdaptiveWaits, DriverError, LOOKS_PER_CLOCK, PastWindow, RecvError, WRITING_SPIN, fresh_loan,
-    inline_buffer, later,
+    AdaptiveWait, AdaptiveWaits, DriverError, LOOKS_PER_CLOCK, PastWindow, RecvError, WRITING_SPIN,
+    fresh_loan, inline_buffer, later,
 };
 use ipc_os::memfd::SealSet;
 
@@ -446,13 +446,13 @@ impl Subscription {
         let mut found_at = None;
         // Whether a look stopped the spin (it got the message: see `Core::poll_rings`).
         let mut stopped = false;
+        let linger = |wait: Option<AdaptiveWait>| Linger {
+            spin,
+            follow_hint: wait.is_some(),
+            hinted: wait.is_some_and(|w| w.hinted()),
+        };
         let got = loop {
-            let linger = Linger {
-                spin,
-                follow_hint: wait.is_some(),
-                hinted: wait.is_some_and(|w| w.hinted()),
-            };
-            let looked = match core.poll_rings(clock, &self.queue, linger) {
+            let looked = match core.poll_rings(clock, &self.queue, linger(wait)) {
                 Look::Got(m) => {
                     stopped = true;
                     break Some(m);
@@ -493,10 +493,8 @@ impl Subscription {
         // message found: without it, pooled 4 to 64 KiB streams ran 5-15 % slower.) One that
         // did not get a message sleeps, and the rings park now.
         if !stopped {
-            let hinted = wait.is_some_and(|w| w.hinted());
             let linger = match got {
-                Some(_) if wait.is_some() && (hinted || core.peer_writing()) => WRITING_SPIN,
-                Some(_) => spin,
+                Some(_) => linger(wait).after(|| core.peer_writing()),
                 None => Duration::ZERO,
             };
             core.spin_stop(linger, found_at);

@@ -36,6 +36,18 @@ pub(crate) struct Linger {
     pub(crate) hinted: bool,
 }
 
+impl Linger {
+    /// The linger after a message was got; `peer_writing` asks whether a publisher says it
+    /// fills a message for this node (only if the hint is followed and was not seen yet).
+    pub(crate) fn after(self, peer_writing: impl FnOnce() -> bool) -> Duration {
+        if self.follow_hint && (self.hinted || peer_writing()) {
+            WRITING_SPIN
+        } else {
+            self.spin
+        }
+    }
+}
+
 /// What a polling thread's look at the rings did ([`Core::poll_rings`]).
 #[derive(Debug)]
 pub(crate) enum Look {
@@ -87,9 +99,7 @@ impl Core {
         r.taking = 0;
         match r.taken.take() {
             Some(item) => {
-                let writing = linger.follow_hint
-                    && (linger.hinted || r.io.peer_writing(ipc_os::current_cpu()));
-                let linger = if writing { WRITING_SPIN } else { linger.spin };
+                let linger = linger.after(|| r.io.peer_writing(ipc_os::current_cpu()));
                 r.stop_spin(now, linger);
                 Look::Got(item)
             }

@@ -444,7 +444,7 @@ impl DataPlane {
     pub fn handle(&mut self, now: Instant, input: DataInput<'_>) -> Result<(), CmdError> {
         let now = self.advance(now);
         let result = match input {
-            DataInput::Cmd(cmd) => self.on_cmd(now, cmd, None),
+            DataInput::Cmd(cmd) => self.on_cmd(now, cmd),
             DataInput::PeerUp { peer, cred } => {
                 self.on_peer_up(now, peer, cred);
                 Ok(())
@@ -498,12 +498,14 @@ impl DataPlane {
         cmd: DataCmd,
         direct: &mut dyn DirectSend,
     ) -> Result<(), CmdError> {
-        let now = self.advance(now);
-        // An output not taken yet may be a record for a link the message would overtake.
-        let direct = self.out.is_empty().then_some(direct);
-        let result = self.on_cmd(now, cmd, direct);
-        self.settle_rooms();
-        result
+        match cmd {
+            DataCmd::Publish {
+                topic,
+                payload,
+                expired,
+            } => self.publish_topic(now, &topic, payload, expired, direct),
+            cmd => self.handle(now, DataInput::Cmd(cmd)),
+        }
     }
 
     /// [`publish_direct`](Self::publish_direct) of a [`DataCmd::Publish`] of `topic`,
@@ -518,6 +520,7 @@ impl DataPlane {
         direct: &mut dyn DirectSend,
     ) -> Result<(), CmdError> {
         self.advance(now);
+        // An output not taken yet may be a record for a link the message would overtake.
         let direct = self.out.is_empty().then_some(direct);
         let result = self.publish_named(topic, payload, expired, direct);
         self.settle_rooms();

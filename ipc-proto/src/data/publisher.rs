@@ -23,12 +23,7 @@ use super::topic::{Topic, value_of};
 impl DataPlane {
     // ---- commands ----
 
-    pub(super) fn on_cmd(
-        &mut self,
-        now: Instant,
-        cmd: DataCmd,
-        direct: Option<&mut dyn DirectSend>,
-    ) -> Result<(), CmdError> {
+    pub(super) fn on_cmd(&mut self, now: Instant, cmd: DataCmd) -> Result<(), CmdError> {
         match cmd {
             DataCmd::Routes(routes) => {
                 self.routes = routes.interned(&mut self.names);
@@ -81,7 +76,7 @@ impl DataPlane {
                 topic,
                 payload,
                 expired,
-            } => self.publish_named(&topic, payload, expired, direct)?,
+            } => self.publish_named(&topic, payload, expired, None)?,
             DataCmd::Release { peer, slots } => self.release_received(peer, slots),
             DataCmd::SetCounters(app) => {
                 check_counters(&app)?;

@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::options::DEFAULT_INLINE_MAX;
+use crate::ring::link::LINK_INLINE_MAX;
 use crate::wire::INLINE_OVERHEAD;
 
 /// Buffers kept: a publish takes one per subscriber and gives the payload's back, and the
@@ -53,19 +54,32 @@ impl Buffers {
 /// from the allocator's per-thread cache at about the cost of the bookkeeping.
 pub(super) const REUSE_MIN: usize = 512;
 
-/// Most buffers [`Payloads`] watches.
+/// Fewest buffers [`Payloads`] watches: as many as a subscription of the default depth (64)
+/// holds.
 pub(super) const WATCHED: usize = 64;
 
-/// Most bytes in the buffers [`Payloads`] watches (and keeps alive once the application has
-/// dropped them): 64 messages of 4 KiB, a ring's worth.
-pub(super) const WATCHED_BYTES: usize = 256 << 10;
+/// Most buffers [`Payloads`] watches, however deep the subscriptions.
+pub(super) const MAX_WATCHED: usize = 1024;
+
+/// Buffers watched beyond what the subscriptions' queues hold: the messages the application
+/// still holds or has not dropped yet.
+pub(super) const WATCH_SLACK: usize = 16;
+
+/// Bytes watched per buffer watched (and kept alive once the application has dropped them):
+/// a ring's largest inline payload, [`LINK_INLINE_MAX`].
+pub(super) const WATCHED_BYTES_EACH: usize = LINK_INLINE_MAX as usize;
+
+/// Most bytes in the buffers [`Payloads`] watches at the fewest buffers: 64 messages of 4
+/// KiB, a ring's worth.
+pub(super) const WATCHED_BYTES: usize = WATCHED * WATCHED_BYTES_EACH;
 
 /// The buffers of the inline payloads this node received (or delivered to itself), written
 /// again once the application has dropped them: a subscriber of a steady stream allocates none per message.
 ///
 /// Each inline message's payload is an `Arc<[u8]>` handed to the application; the last
-/// [`WATCHED`] (at most [`WATCHED_BYTES`]) of at least [`REUSE_MIN`] bytes are watched, oldest
-/// first. The next payload of the oldest one's length is written into it if nothing else holds
+/// of at least [`REUSE_MIN`] bytes are watched, oldest first: as many as the subscriptions'
+/// queues hold and [`WATCH_SLACK`] more ([`Self::expect`]), at least [`WATCHED`] and at most
+/// [`MAX_WATCHED`], of at most [`WATCHED_BYTES_EACH`] bytes each on average. The next payload of the oldest one's length is written into it if nothing else holds
 /// it any more ([`Arc::get_mut`]: the application dropped its message); if the application
 /// still holds it, a new buffer is allocated, as it was without this. Messages are mostly
 /// dropped in the order they came, so the oldest is the one to look at.
@@ -74,15 +88,42 @@ pub(super) const WATCHED_BYTES: usize = 256 << 10;
 /// application after was allocated and freed again every time: glibc gives the top of its
 /// heap back to the kernel once more than 128 KiB are free there, and the next burst faulted
 /// the pages in again (inline 4 KiB stream: 1.84 M -> 1.96 M messages/s, no page faults
-/// left; AMD EPYC VM, 2026-12-06). The price: up to [`WATCHED_BYTES`] stay allocated after
-/// a stream stops, until later payloads take their place.
-#[derive(Debug, Default)]
+/// left; AMD EPYC VM, 2026-12-06). The watch follows the subscriptions' depth: with a fixed
+/// 64, a subscription 256 deep held more buffers than were watched, and its stream of 4 KiB
+/// messages faulted 26,000 pages in per 300,000 messages again (Intel Xeon VM, 2026-12-07:
+/// 0.79 M messages/s; 0.92 M and 500 faults with the watch at its depth). The price: up to
+/// [`WATCHED_BYTES`] (4 MiB at [`MAX_WATCHED`]) stay allocated after a stream stops, until
+/// later payloads take their place or the subscriptions go.
+#[derive(Debug)]
 pub(super) struct Payloads {
     watched: VecDeque<Arc<[u8]>>,
     bytes: usize,
+    /// The bounds [`Self::expect`] set: buffers, and their bytes.
+    max: usize,
+    max_bytes: usize,
+}
+
+impl Default for Payloads {
+    fn default() -> Self {
+        Self {
+            watched: VecDeque::new(),
+            bytes: 0,
+            max: WATCHED,
+            max_bytes: WATCHED_BYTES,
+        }
+    }
 }
 
 impl Payloads {
+    /// The subscriptions' queues hold up to `held` messages in all: watch that many buffers
+    /// and [`WATCH_SLACK`] more (within [`WATCHED`] and [`MAX_WATCHED`]). Fewer than are
+    /// watched: the oldest are let go.
+    pub(super) fn expect(&mut self, held: usize) {
+        self.max = held.saturating_add(WATCH_SLACK).clamp(WATCHED, MAX_WATCHED);
+        self.max_bytes = self.max * WATCHED_BYTES_EACH;
+        self.trim();
+    }
+
     /// A payload holding a copy of `bytes`: a watched buffer nothing else holds, or a new one.
     pub(super) fn copy_of(&mut self, bytes: &[u8]) -> Arc<[u8]> {
         let payload = match self.reclaim(bytes.len()) {
@@ -131,13 +172,20 @@ impl Payloads {
     }
 
     fn watch(&mut self, payload: Arc<[u8]>) {
-        if payload.len() > WATCHED_BYTES {
+        if payload.len() > self.max_bytes {
             return;
         }
         self.bytes += payload.len();
         self.watched.push_back(payload);
-        while self.watched.len() > WATCHED || self.bytes > WATCHED_BYTES {
-            let dropped = self.watched.pop_front().expect("over a bound: not empty");
+        self.trim();
+    }
+
+    /// Lets the oldest watched buffers go while over a bound.
+    fn trim(&mut self) {
+        while self.watched.len() > self.max || self.bytes > self.max_bytes {
+            let Some(dropped) = self.watched.pop_front() else {
+                break;
+            };
             self.bytes -= dropped.len();
         }
     }
@@ -197,6 +245,31 @@ mod tests {
         // Small payloads are not watched: the one above is still the oldest.
         drop(p.copy_of(&[0; REUSE_MIN - 1]));
         assert_eq!(p.copy_of(&[3; REUSE_MIN + 1]).as_ptr(), ptr);
+    }
+
+    /// A subscription deeper than the default holds more payloads at once than the fewest
+    /// watched: the watch follows the queues' depth, so that a steady stream of ring-sized
+    /// messages, each dropped `depth` messages later, allocates no buffer once it runs.
+    #[test]
+    fn the_watch_follows_the_subscriptions_depth() {
+        let depth = 256;
+        let mut p = Payloads::default();
+        p.expect(depth);
+        let msg = [7u8; WATCHED_BYTES_EACH];
+        let mut held: VecDeque<_> = (0..depth).map(|_| p.copy_of(&msg)).collect();
+        let first: std::collections::BTreeSet<_> = held.iter().map(|b| b.as_ptr()).collect();
+        for _ in 0..4 * depth {
+            drop(held.pop_front());
+            let next = p.copy_of(&msg);
+            assert!(first.contains(&next.as_ptr()), "a new buffer");
+            held.push_back(next);
+        }
+        // Back to the default depth: the oldest go, down to the fewest.
+        p.expect(64);
+        assert_eq!(p.watched.len(), 64 + WATCH_SLACK);
+        assert!(p.bytes <= p.max_bytes);
+        p.expect(usize::MAX);
+        assert_eq!(p.max, MAX_WATCHED);
     }
 
     #[test]

@@ -51,6 +51,7 @@ impl DataPlane {
                 self.check_topic(&topic)?;
                 let topic = self.names.get(&topic);
                 self.taken.insert(topic.clone(), terms);
+                self.expect_held();
                 // Tell the publishers we already hear from.
                 let bytes = terms_record(&topic, terms);
                 let peers: Vec<PeerId> = self
@@ -65,6 +66,7 @@ impl DataPlane {
             }
             DataCmd::Leave { topic } => {
                 self.taken.remove(topic.as_str());
+                self.expect_held();
                 self.prune_streams(Some(&topic));
             }
             DataCmd::QueueDropped {

@@ -341,6 +341,13 @@ impl DataPlane {
         }
     }
 
+    /// The subscriptions changed: the payload buffers watched for reuse follow what their
+    /// queues hold in all ([`Payloads::expect`](super::buffers::Payloads::expect)).
+    pub(super) fn expect_held(&mut self) {
+        let held = (self.taken.values()).fold(0usize, |n, t| n.saturating_add(t.depth as usize));
+        self.payloads.expect(held);
+    }
+
     /// Forgets what was received of `topic` (no longer taken: a new subscription starts
     /// afresh) or of publishers no longer [`known`](DataPlane::known).
     pub(super) fn prune_streams(&mut self, topic: Option<&str>) {

@@ -9,7 +9,7 @@
 //! the source never re-registers with calloop; timer changes are one `timerfd_settime`, made
 //! only when the deadline moves earlier.
 //!
-//! Each wakeup reads the clock once, feeds what is ready to the [`Member`], acts on what it
+//! Each wakeup reads the clock once, feeds what is ready to the [`Member`](ipc_proto::Member), acts on what it
 //! asks (connect, bind, send, close, deliver, release), hands events to the callback, acts on
 //! the commands the callback issued, and flushes what the sockets accept. Nothing blocks and
 //! nothing sleeps. Commands issued outside the callback (through a `calloop::Dispatcher`) are

@@ -11,7 +11,7 @@
 //!   record did ([`Read`]).
 //! - `received`: segments received from publishers ([`ReceivedSegments`]), until mapped and
 //!   released.
-//! - `start`: how a node starts ([`start`]): group directory, id, data listener, member.
+//! - `start`: how a node starts ([`start`](fn@start)): group directory, id, data listener, member.
 //! - `log`: how both drivers log member events about peers, rate-limited ([`PeerLog`]).
 //! - `spin`: when a receiver without a spin of its own polls before it sleeps
 //!   ([`AdaptiveSpin`], [`RECV_SPIN`]).

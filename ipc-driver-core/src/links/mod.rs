@@ -4,7 +4,7 @@
 //! Its methods take the [`Member`] where they feed it: [`MemberInput::Connected`],
 //! [`MemberInput::Accepted`], [`MemberInput::Blocked`]/[`MemberInput::Writable`],
 //! [`MemberInput::PeerDown`] and the records read from links. A link the member asks to
-//! close flushes what is queued for it for up to [`CLOSE_FLUSH`](crate::CLOSE_FLUSH), then
+//! close flushes what is queued for it for up to [`CLOSE_FLUSH`], then
 //! closes.
 //!
 //! Every hub link's peer process is watched with a pidfd ([`PidFd::open_peer`]) where the

@@ -74,7 +74,7 @@ pub(super) struct OutLink {
     /// Pooled ranges the subscriber holds: (our segment, offset) -> topic.
     pub(super) held: BTreeMap<(SegmentId, u64), Topic>,
     /// Topics with messages dropped for this subscriber since it was last told the topic's
-    /// last seq: once the queue is empty, a [`DataFrame::Last`](crate::wire::DataFrame::Last)
+    /// last seq: once the queue is empty, a [`DataFrame::Last`]
     /// tells it (a hole at the end of a burst is otherwise told only before the next message).
     pub(super) untold: BTreeSet<Topic>,
 }
@@ -202,7 +202,7 @@ pub(super) struct Stream {
     /// The link it came on.
     pub(super) link: Option<PeerId>,
     /// This node was expelled since the last message on a new link: the next hole is a loss
-    /// of [`LossReason::Expelled`](super::LossReason::Expelled).
+    /// of [`LossReason::Expelled`].
     pub(super) expelled: bool,
     /// Messages delivered.
     pub(super) messages: u64,
@@ -273,7 +273,7 @@ pub struct DataPlane {
     pub(crate) guard: GuardStats,
     /// What this node keeps as a document witness (the member keeps it current).
     pub(crate) witness: WitnessStats,
-    /// The application's counters, as last set ([`DataCmd::SetCounters`](super::DataCmd::SetCounters)).
+    /// The application's counters, as last set ([`DataCmd::SetCounters`]).
     pub(super) app: Vec<AppCounter>,
     pub(super) refused: u64,
     /// Every node the routes showed, and since when it is gone from them (kept for

@@ -1,4 +1,4 @@
-//! The data wire target: [`data_decode`](super::data_decode) and its helpers.
+//! The data wire target: [`data_decode`](fn@super::data_decode) and its helpers.
 
 use arbitrary::{Arbitrary, Unstructured};
 

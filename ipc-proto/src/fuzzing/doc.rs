@@ -1,4 +1,4 @@
-//! The [`doc_bytes`](super::doc_bytes) target.
+//! The [`doc_bytes`] target.
 
 use std::time::Instant;
 

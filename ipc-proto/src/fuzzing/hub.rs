@@ -1,4 +1,4 @@
-//! The [`hub_ops`](super::hub_ops) target: a hub driven by arbitrary ops, checked after each.
+//! The [`hub_ops`] target: a hub driven by arbitrary ops, checked after each.
 
 use std::collections::BTreeSet;
 use std::time::Instant;

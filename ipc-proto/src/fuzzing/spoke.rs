@@ -1,4 +1,4 @@
-//! The [`spoke_ops`](super::spoke_ops) target: a spoke driven by arbitrary ops, checked after each.
+//! The [`spoke_ops`] target: a spoke driven by arbitrary ops, checked after each.
 
 use std::collections::BTreeSet;
 use std::time::Instant;

@@ -1,4 +1,4 @@
-//! The topology wire targets: [`decode`](super::decode) and its helpers.
+//! The topology wire targets: [`decode`] and its helpers.
 
 use arbitrary::{Arbitrary, Unstructured};
 

@@ -25,7 +25,7 @@ use crate::{
     SpokeConfig, Term,
 };
 
-/// Knobs of a simulation (set through [`SimBuilder`]).
+/// Knobs of a simulation (set through [`SimBuilder`](super::SimBuilder)).
 #[derive(Clone, Debug)]
 pub(crate) struct SimConfig {
     pub(crate) latency: (Duration, Duration),
@@ -253,7 +253,7 @@ pub struct Sim {
     /// Every patch a document host broadcast, by document and version; a later host's
     /// overwrites an earlier one's (versions lost in a failover are given again).
     pub(crate) doc_history: BTreeMap<(String, u64), Broadcast>,
-    /// How many document messages of each kind ([`DocMsg::name`]) the nodes sent.
+    /// How many document messages of each kind ([`DocMsg::name`](crate::wire::DocMsg::name)) the nodes sent.
     pub(crate) doc_msgs: BTreeMap<&'static str, usize>,
     /// Pids, and the deaths the hubs confirmed.
     pub(crate) deaths: Deaths,

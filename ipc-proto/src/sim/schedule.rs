@@ -1,6 +1,6 @@
 //! Fault schedules as values ([`Fault`], [`Schedule`]) and how one is played on a [`Sim`] and
 //! checked: the group must converge after the last fault, stay converged, and pass every
-//! topology check of [`check`](super::check).
+//! topology check of [`check`].
 
 use std::time::{Duration, Instant};
 
@@ -272,12 +272,12 @@ impl Schedule {
         self.play_inner(&mut 0).map(|(sim, _)| sim)
     }
 
-    /// Plays the schedule and runs every topology check of [`check`](super::check) (one hub,
+    /// Plays the schedule and runs every topology check of [`check`] (one hub,
     /// convergence, equal histories, events reported once and replaying to each view, terms
     /// monotonic, no ghosts, no flaps, bounded tombstones), then lets every application read
     /// its queues and checks what they got: in order, none twice, no hole untold
-    /// ([`check::deliveries`](super::check::deliveries)), and nothing silently missing at the
-    /// end ([`check::deliveries_complete`](super::check::deliveries_complete)).
+    /// ([`check::deliveries`]), and nothing silently missing at the
+    /// end ([`check::deliveries_complete`]).
     pub fn run(&self) -> Result<Outcome, Failure> {
         let mut max_excess = 0;
         let (mut sim, steps_to_converge) = self.play_inner(&mut max_excess)?;

@@ -1,4 +1,4 @@
-//! What comes out of [`DataWatch`](super::DataWatch)'s data plane, checked against what a
+//! What comes out of [`DataWatch`]'s data plane, checked against what a
 //! correct driver and peers accept; the checks after each op and at the end.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Feeding [`DataWatch`](super::DataWatch)'s data plane the ops: commands, publications, links,
+//! Feeding [`DataWatch`]'s data plane the ops: commands, publications, links,
 //! records, releases.
 
 use std::collections::BTreeSet;

@@ -1,4 +1,4 @@
-//! The [`data_ops`](super::data_ops) target: its ops, and the harness that plays the driver of
+//! The [`data_ops`] target: its ops, and the harness that plays the driver of
 //! one data plane and the peers at the ends of its links (`drive`: the ops; `check`: what comes
 //! out, checked).
 
@@ -340,7 +340,7 @@ fn input_name(input: &DataInput<'_>) -> &'static str {
 /// Where a link stands, as the harness (the machine's driver) sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum LinkState {
-    /// Asked for with [`DataOutput::Connect`], not up yet.
+    /// Asked for with [`DataOutput::Connect`](crate::data::DataOutput::Connect), not up yet.
     Connecting,
     /// Up, socket with room.
     Up,
@@ -449,7 +449,7 @@ struct DataWatch {
     config: DataConfig,
     clock: Clock,
     /// The publisher's pool, as the driver keeps it: segments come back with
-    /// [`DataOutput::Release`], idle ones are retired.
+    /// [`DataOutput::Release`](crate::data::DataOutput::Release), idle ones are retired.
     pool: Pool,
     /// Every pool segment's size.
     sizes: BTreeMap<SegmentId, u64>,

@@ -76,13 +76,14 @@ pub(super) const WATCHED_BYTES: usize = WATCHED * WATCHED_BYTES_EACH;
 /// The buffers of the inline payloads this node received (or delivered to itself), written
 /// again once the application has dropped them: a subscriber of a steady stream allocates none per message.
 ///
-/// Each inline message's payload is an `Arc<[u8]>` handed to the application; the last
+/// Each inline message's payload is an `Arc<[u8]>` handed to the application; the last ones
 /// of at least [`REUSE_MIN`] bytes are watched, oldest first: as many as the subscriptions'
 /// queues hold and [`WATCH_SLACK`] more ([`Self::expect`]), at least [`WATCHED`] and at most
-/// [`MAX_WATCHED`], of at most [`WATCHED_BYTES_EACH`] bytes each on average. The next payload of the oldest one's length is written into it if nothing else holds
-/// it any more ([`Arc::get_mut`]: the application dropped its message); if the application
-/// still holds it, a new buffer is allocated, as it was without this. Messages are mostly
-/// dropped in the order they came, so the oldest is the one to look at.
+/// [`MAX_WATCHED`], of at most [`WATCHED_BYTES_EACH`] bytes each on average. The next payload
+/// of the oldest one's length is written into it if nothing else holds it any more
+/// ([`Arc::get_mut`]: the application dropped its message); if the application still holds
+/// it, a new buffer is allocated, as it was without this. Messages are mostly dropped in the
+/// order they came, so the oldest is the one to look at.
 ///
 /// Without it, a burst of 4 KiB messages read at once (a ring holds 64) and dropped by the
 /// application after was allocated and freed again every time: glibc gives the top of its
@@ -91,7 +92,7 @@ pub(super) const WATCHED_BYTES: usize = WATCHED * WATCHED_BYTES_EACH;
 /// left; AMD EPYC VM, 2026-12-06). The watch follows the subscriptions' depth: with a fixed
 /// 64, a subscription 256 deep held more buffers than were watched, and its stream of 4 KiB
 /// messages faulted 26,000 pages in per 300,000 messages again (Intel Xeon VM, 2026-12-07:
-/// 0.79 M messages/s; 0.92 M and 500 faults with the watch at its depth). The price: up to
+/// 0.78 M messages/s; 0.93 M and 500 faults with the watch at its depth). The price: up to
 /// [`WATCHED_BYTES`] (4 MiB at [`MAX_WATCHED`]) stay allocated after a stream stops, until
 /// later payloads take their place or the subscriptions go.
 #[derive(Debug)]
@@ -264,7 +265,7 @@ mod tests {
             assert!(first.contains(&next.as_ptr()), "a new buffer");
             held.push_back(next);
         }
-        // Back to the default depth: the oldest go, down to the fewest.
+        // Back to the default depth: the oldest go, down to its depth and the slack.
         p.expect(64);
         assert_eq!(p.watched.len(), 64 + WATCH_SLACK);
         assert!(p.bytes <= p.max_bytes);

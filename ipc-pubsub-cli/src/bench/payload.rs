@@ -49,9 +49,9 @@ use super::measure::{CpuSample, Measurement, RepValue};
 use super::report::{Ratio, Report, Row, size_name, table};
 use super::series::{
     KIB4, KIB64, MIB1, MIB16, PUBSUB_FRESH, PUBSUB_FRESH_4, PUBSUB_INLINE, PUBSUB_INLINE_4,
-    PUBSUB_INLINE_NO_RINGS, PUBSUB_PACED_1KHZ, PUBSUB_PACED_30HZ, PUBSUB_POOLED, PUBSUB_POOLED_4,
-    PUBSUB_POOLED_NO_RINGS, PUBSUB_RTT, PUBSUB_RTT_NO_RINGS, PUBSUB_RTT_SLEEP, PUBSUB_RTT_SPIN,
-    Series, Shape,
+    PUBSUB_INLINE_DEEP, PUBSUB_INLINE_NO_RINGS, PUBSUB_PACED_1KHZ, PUBSUB_PACED_30HZ,
+    PUBSUB_POOLED, PUBSUB_POOLED_4, PUBSUB_POOLED_NO_RINGS, PUBSUB_RTT, PUBSUB_RTT_NO_RINGS,
+    PUBSUB_RTT_SLEEP, PUBSUB_RTT_SPIN, Series, Shape,
 };
 use super::{build, machine, progress, pubsub};
 use crate::{CliError, Result};
@@ -98,6 +98,7 @@ const RESERVED: &[&str] = &[
     PUBSUB_RTT_SLEEP,
     PUBSUB_INLINE,
     PUBSUB_INLINE_NO_RINGS,
+    PUBSUB_INLINE_DEEP,
     PUBSUB_FRESH,
     PUBSUB_POOLED,
     PUBSUB_POOLED_NO_RINGS,
@@ -293,6 +294,12 @@ pub(super) const RATIOS: &[RatioSpec] = &[
         PUBSUB_INLINE_NO_RINGS,
         &[],
         RINGS_FASTER_ABOVE_1,
+    ),
+    ratio(
+        PUBSUB_INLINE_DEEP,
+        PUBSUB_INLINE,
+        &[],
+        "a subscription 256 deep / 8 deep: well below 1, the deep queue's payloads cost more",
     ),
     ratio(
         PUBSUB_POOLED,

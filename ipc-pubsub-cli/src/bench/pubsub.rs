@@ -13,6 +13,7 @@
 //! | [`PUBSUB_RTT_SLEEP`] | the same, its `pong` subscription never polling (spin zero) | the same, its `ping` subscription never polling |
 //! | [`PUBSUB_PACED_30HZ`], [`PUBSUB_PACED_1KHZ`] | per message, on time: the time, a loan of a publisher with default options written in place with that time in it, [`Publisher::send`] | a `Block` subscription of depth 8; per message: the time as soon as `recv` returns it, then its order and [`checksum`]; the difference of the two times is the sample |
 //! | [`PUBSUB_INLINE`], [`PUBSUB_FRESH`], [`PUBSUB_POOLED`] and their 4-receiver ones | per message: [`Publisher::loan`], the payload written into the loan in place, [`Publisher::send`]; timed from "warm-up received by every receiver" to "last message received by every receiver" | a `Block` subscription of depth `window` (8, the baselines' window); per message: checks its mode and length, [`checksum`] of every byte (in the mapping, no copy), drops it (which gives a pooled range back) |
+//! | [`PUBSUB_INLINE_DEEP`] | as [`PUBSUB_INLINE`], at 4 KiB | the same, its subscription [`DEEP_WINDOW`] deep (`--opt depth=256`) |
 //!
 //! The loan is the realistic way to use each mode: for pooled it is the pool segment itself
 //! (zero-copy, one write of the payload, as [`POOLED_RAW`](super::baselines::POOLED_RAW)'s
@@ -38,12 +39,13 @@ use std::time::{Duration, Instant};
 use super::harness::{Case, ChildCtx, ChildReport, Harness, Reports, RoleFn, Team, Wiring};
 use super::measure::{Payload, RepValue, STAMPED_MIN, checksum, monotonic_ns};
 use super::series::{
-    Counts, FRESH_4_COUNTS, FRESH_COUNTS, KIB4, KIB64, MIB1, MIB16, OneWayTimes, PACED_1KHZ_COUNTS,
-    PACED_30HZ_COUNTS, PUBSUB_FRESH, PUBSUB_FRESH_4, PUBSUB_INLINE, PUBSUB_INLINE_4,
-    PUBSUB_INLINE_NO_RINGS, PUBSUB_PACED_1KHZ, PUBSUB_PACED_30HZ, PUBSUB_POOLED, PUBSUB_POOLED_4,
-    PUBSUB_POOLED_NO_RINGS, PUBSUB_RTT, PUBSUB_RTT_NO_RINGS, PUBSUB_RTT_SLEEP, PUBSUB_RTT_SPIN,
-    Series, Shape, expect_delivery, hz, paced_latency, read_exact_record, round_trip_latency,
-    send_paced, throughput, time_round_trips, write_record,
+    Counts, DEEP_WINDOW, FRESH_4_COUNTS, FRESH_COUNTS, KIB4, KIB64, MIB1, MIB16, OneWayTimes,
+    PACED_1KHZ_COUNTS, PACED_30HZ_COUNTS, PUBSUB_FRESH, PUBSUB_FRESH_4, PUBSUB_INLINE,
+    PUBSUB_INLINE_4, PUBSUB_INLINE_DEEP, PUBSUB_INLINE_NO_RINGS, PUBSUB_PACED_1KHZ,
+    PUBSUB_PACED_30HZ, PUBSUB_POOLED, PUBSUB_POOLED_4, PUBSUB_POOLED_NO_RINGS, PUBSUB_RTT,
+    PUBSUB_RTT_NO_RINGS, PUBSUB_RTT_SLEEP, PUBSUB_RTT_SPIN, Series, Shape, expect_delivery, hz,
+    paced_latency, read_exact_record, round_trip_latency, send_paced, throughput, time_round_trips,
+    write_record,
 };
 use crate::pubsub::wait_subscribers;
 use crate::{CliError, Result};
@@ -83,6 +85,7 @@ const POOLED_COUNTS: &[Counts] = &[
 /// ring carries inline, pooled small and large. The same counts as the ringed rows.
 const RTT_NO_RINGS_COUNTS: &[Counts] = RTT_COUNTS;
 const INLINE_NO_RINGS_COUNTS: &[Counts] = &[INLINE_COUNTS[0]];
+const INLINE_DEEP_COUNTS: &[Counts] = &[INLINE_COUNTS[0]];
 const POOLED_NO_RINGS_COUNTS: &[Counts] = &[POOLED_COUNTS[0], POOLED_COUNTS[4]];
 const INLINE_4_COUNTS: &[Counts] = &[
     Counts::new(KIB4, 10_000, 500),
@@ -142,6 +145,13 @@ pub(super) const SERIES: &[Series] = &[
         shape: Shape::OneWay { receivers: 1 },
         counts: INLINE_NO_RINGS_COUNTS,
         rep: inline_no_rings,
+    },
+    Series {
+        id: PUBSUB_INLINE_DEEP,
+        label: "pubsub.inline at 4 KiB to a subscription 256 deep (Block depth 256)",
+        shape: Shape::OneWay { receivers: 1 },
+        counts: INLINE_DEEP_COUNTS,
+        rep: inline_deep,
     },
     Series {
         id: PUBSUB_FRESH,
@@ -348,6 +358,14 @@ fn inline_no_rings(h: &Harness, case: &Case) -> Result<RepValue> {
     one_way(h, case, "inline", Rings::Off)
 }
 
+/// The `--opt` key of the receivers' subscription depth (absent: the case's `window`).
+const DEPTH_KEY: &str = "depth";
+
+fn inline_deep(h: &Harness, case: &Case) -> Result<RepValue> {
+    let depth = DEEP_WINDOW.to_string();
+    one_way_with(h, case, "inline", Rings::On, Some((DEPTH_KEY, &depth)))
+}
+
 fn fresh(h: &Harness, case: &Case) -> Result<RepValue> {
     one_way(h, case, "fresh", Rings::On)
 }
@@ -361,13 +379,28 @@ fn pooled_no_rings(h: &Harness, case: &Case) -> Result<RepValue> {
 }
 
 fn one_way(h: &Harness, case: &Case, mode: &str, rings: Rings) -> Result<RepValue> {
+    one_way_with(h, case, mode, rings, None)
+}
+
+/// The one-way series, the children told `mode`, `rings` and `extra`.
+fn one_way_with(
+    h: &Harness,
+    case: &Case,
+    mode: &str,
+    rings: Rings,
+    extra: Option<(&str, &str)>,
+) -> Result<RepValue> {
+    let opts: Vec<(&str, &str)> = [("mode", mode), rings.opt()]
+        .into_iter()
+        .chain(extra)
+        .collect();
     let r = h.run(&Team {
         sender: "pubsub-send",
         receiver: "pubsub-recv",
         wiring: Wiring::SeqPacket,
         group: true,
         case: *case,
-        opts: &[("mode", mode), rings.opt()],
+        opts: &opts,
     })?;
     expect_delivery(&r, case)?;
     expect_rings(&r, rings)?;
@@ -584,7 +617,8 @@ fn pubsub_recv(ctx: &mut ChildCtx) -> Result<ChildReport> {
     let c = ctx.case;
     let (_, via) = mode(ctx)?;
     let node = join(ctx, &format!("bench-sub{}", ctx.index))?;
-    let sub = block(&node, TOPIC, c.window)?;
+    let depth = ctx.opt::<u32>(DEPTH_KEY)?.unwrap_or(c.window);
+    let sub = block(&node, TOPIC, depth)?;
     let all = c.warmup + c.msgs;
     let (mut msgs, mut sum, mut rings) = (0u64, 0u64, None);
     if c.warmup == 0 {

@@ -92,6 +92,13 @@ pub(super) const PUBSUB_INLINE_NO_RINGS: &str = "pubsub.inline.no_rings";
 /// [`PUBSUB_POOLED`] with rings off: pool notices and returns through the socket.
 pub(super) const PUBSUB_POOLED_NO_RINGS: &str = "pubsub.pooled.no_rings";
 
+/// [`PUBSUB_INLINE`] at 4 KiB to a subscription 256 deep ([`DEEP_WINDOW`]): the queue holds a
+/// ring's worth of payloads and more, whose buffers the subscriber's data plane must reuse
+/// all the same (with too few watched it allocated one per message, and faulted pages in).
+pub(super) const PUBSUB_INLINE_DEEP: &str = "pubsub.inline.deep";
+/// The depth of [`PUBSUB_INLINE_DEEP`]'s subscription.
+pub(super) const DEEP_WINDOW: u32 = 256;
+
 /// One-way latency at 30 messages per second, as [`PACED_RAW_30HZ`](super::baselines::PACED_RAW_30HZ)
 /// measures it for the raw socket.
 pub(super) const PUBSUB_PACED_30HZ: &str = "pubsub.paced.30hz";

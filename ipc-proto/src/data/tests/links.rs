@@ -710,6 +710,38 @@ fn payloads_written_into_the_planes_buffers_are_delivered_in_them() {
     assert!(t.misbehaved.is_empty(), "{:?}", t.misbehaved);
 }
 
+/// A subscription deeper than the fewest buffers watched (64) still has its payloads written
+/// into buffers the application dropped: the watch follows the depth taken
+/// (`Payloads::expect`), so a stream the application holds 256 deep, dropping its oldest
+/// message as each new one comes, allocates no buffer once it runs (with the fixed 64 it
+/// allocated one per message).
+#[test]
+fn a_deep_subscriptions_payloads_reuse_the_buffers_it_dropped() {
+    let depth = 256;
+    let terms = Terms {
+        depth: depth as u32,
+        ..Terms::default()
+    };
+    let mut t = Pair::with("t", terms, false, Setup::default());
+    t.inline_parts = true;
+    t.inline_buffers = true;
+    let payload = |i: usize| vec![i as u8; 1000];
+    for i in 0..depth {
+        t.publish("t", Payload::Inline(payload(i)));
+    }
+    let first: std::collections::BTreeSet<usize> = t.buffers.iter().copied().collect();
+    assert_eq!((first.len(), t.delivered.len()), (depth, depth));
+    for i in 0..3 * depth {
+        // The application drops its oldest message.
+        t.delivered.remove(0);
+        t.publish("t", Payload::Inline(payload(i)));
+        let last = *t.buffers.last().expect("a buffer");
+        assert!(first.contains(&last), "message {i}: a new buffer");
+    }
+    assert_eq!(t.delivered.len(), depth);
+    assert!(t.misbehaved.is_empty(), "{:?}", t.misbehaved);
+}
+
 /// An inline message given as its parts before its publisher's `Hello` is refused as its
 /// record is (the short way takes only a greeted publisher's messages): nothing delivered,
 /// the link closed.

@@ -9,11 +9,11 @@
 //! the source never re-registers with calloop; timer changes are one `timerfd_settime`, made
 //! only when the deadline moves earlier.
 //!
-//! Each wakeup reads the clock once, feeds what is ready to the [`Member`](ipc_proto::Member), acts on what it
-//! asks (connect, bind, send, close, deliver, release), hands events to the callback, acts on
-//! the commands the callback issued, and flushes what the sockets accept. Nothing blocks and
-//! nothing sleeps. Commands issued outside the callback (through a `calloop::Dispatcher`) are
-//! flushed in `before_sleep`.
+//! Each wakeup reads the clock once, feeds what is ready to the [`Member`](ipc_proto::Member),
+//! acts on what it asks (connect, bind, send, close, deliver, release), hands events to the
+//! callback, acts on the commands the callback issued, and flushes what the sockets accept.
+//! Nothing blocks and nothing sleeps. Commands issued outside the callback (through a
+//! `calloop::Dispatcher`) are flushed in `before_sleep`.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;

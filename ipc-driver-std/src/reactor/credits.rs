@@ -81,16 +81,16 @@ impl Core {
     ///
     /// Waits, as the protocol's [`HoldBack`] decides, while a `Block` subscriber has no room,
     /// up to its timeout (and while [`MAX_HELD`](ipc_proto::data::MAX_HELD) threads wait
-    /// already). No other bound is needed on what is admitted and not yet taken by the
-    /// member (the hold-back's pending messages): a message admitted at once is sent and
-    /// accounted in the same hold of the lock, and one let go after a wait (by a `Block`
-    /// subscriber's room, or by its timeout) belongs to a thread that held a ticket, at most
-    /// [`MAX_HELD`](ipc_proto::data::MAX_HELD) per topic, each with its payload made. Before waiting for
-    /// room, takes back what subscribers gave back already, which may make some: once, or
-    /// again and again for up to [`ROOM_SPIN`] while that finds room, letting the lock go
-    /// between the looks. The looks of a spin ask the subscribers for no wake at their next
-    /// return (a subscriber that gives back would otherwise wake this node's I/O thread for
-    /// returns the spinning thread takes itself); the last look before a sleep does.
+    /// already). No other bound is needed on what is admitted and not yet taken by the member
+    /// (the hold-back's pending messages): a message admitted at once is sent and accounted in
+    /// the same hold of the lock, and one let go after a wait (by a `Block` subscriber's room,
+    /// or by its timeout) belongs to a thread that held a ticket, at most
+    /// [`MAX_HELD`](ipc_proto::data::MAX_HELD) per topic, each with its payload made. Before
+    /// waiting for room, takes back what subscribers gave back already, which may make some:
+    /// once, or again and again for up to [`ROOM_SPIN`] while that finds room, letting the
+    /// lock go between the looks. The looks of a spin ask the subscribers for no wake at their
+    /// next return (a subscriber that gives back would otherwise wake this node's I/O thread
+    /// for returns the spinning thread takes itself); the last look before a sleep does.
     pub(super) fn admit(&self, topic: &str) -> Result<(Guard<'_>, bool, Instant), Stopped> {
         let mut now = Instant::now();
         let mut guard = self.lock();

@@ -74,8 +74,8 @@ pub(super) struct OutLink {
     /// Pooled ranges the subscriber holds: (our segment, offset) -> topic.
     pub(super) held: BTreeMap<(SegmentId, u64), Topic>,
     /// Topics with messages dropped for this subscriber since it was last told the topic's
-    /// last seq: once the queue is empty, a [`DataFrame::Last`]
-    /// tells it (a hole at the end of a burst is otherwise told only before the next message).
+    /// last seq: once the queue is empty, a [`DataFrame::Last`] tells it (a hole at the end of
+    /// a burst is otherwise told only before the next message).
     pub(super) untold: BTreeSet<Topic>,
 }
 

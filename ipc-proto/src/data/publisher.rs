@@ -537,7 +537,8 @@ impl DataPlane {
     }
 
     /// Takes in who the routes show: a node's identity and the topics it announced are
-    /// remembered while it is shown and for [`DataConfig::verify_timeout`](super::DataConfig::verify_timeout) after.
+    /// remembered while it is shown and for
+    /// [`DataConfig::verify_timeout`](super::DataConfig::verify_timeout) after.
     fn remember(&mut self, now: Instant) {
         for (id, n) in &self.routes.nodes {
             match self.known.get_mut(id) {

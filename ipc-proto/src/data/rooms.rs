@@ -22,9 +22,7 @@ const MAX_MOVED: usize = 16;
 impl RoomChanges {
     /// The room of `topic` may have changed.
     pub(super) fn touch(&mut self, topic: &Topic) {
-        if !self.touched.contains(topic) {
-            self.touched.push(topic.clone());
-        }
+        touch(&mut self.touched, topic);
     }
 
     /// `delta` more messages of `topic` in flight on `peer`'s link, whose terms are `Block`.
@@ -61,9 +59,7 @@ impl RoomChanges {
         for (topic, _, delta) in &mut self.moved {
             if *delta != 0 {
                 *delta = 0;
-                if !self.touched.contains(topic) {
-                    self.touched.push(topic.clone());
-                }
+                touch(&mut self.touched, topic);
             }
         }
         std::mem::take(&mut self.touched)
@@ -73,6 +69,14 @@ impl RoomChanges {
     pub(super) fn give_back(&mut self, touched: Vec<Topic>) {
         debug_assert!(touched.is_empty() && self.touched.is_empty());
         self.touched = touched;
+    }
+}
+
+/// Adds `topic` to `touched` unless it is there ([`RoomChanges::touch`], also while its
+/// netted changes are borrowed).
+fn touch(touched: &mut Vec<Topic>, topic: &Topic) {
+    if !touched.contains(topic) {
+        touched.push(topic.clone());
     }
 }
 

@@ -5,13 +5,13 @@
 //! and tests; it changes whenever they need it to, in any release.
 //!
 //! Each target is a function of the raw input bytes: [`decode`], [`hub_ops`], [`spoke_ops`],
-//! for the data plane [`data_decode`](fn@data_decode) and [`data_ops`], and for its shared-memory ring
-//! [`ring_consume`] (arbitrary region contents and operations on both ends: never a panic,
-//! only values or `RingError`s, and a FIFO while nobody wrote behind the ends' backs) and
-//! [`ring_link`](fn@ring_link) (the same for a data link's two ends and its socket, as the drivers use
-//! them: what was sent handed on in the order sent, ring messages and socket records merged,
-//! messages held behind a socket record included). A violated invariant panics, which
-//! is what a fuzzer reports as a crash. The op targets read their input with
+//! for the data plane [`data_decode`](fn@data_decode) and [`data_ops`], and for its
+//! shared-memory ring [`ring_consume`] (arbitrary region contents and operations on both ends:
+//! never a panic, only values or `RingError`s, and a FIFO while nobody wrote behind the ends'
+//! backs) and [`ring_link`](fn@ring_link) (the same for a data link's two ends and its socket,
+//! as the drivers use them: what was sent handed on in the order sent, ring messages and
+//! socket records merged, messages held behind a socket record included). A violated invariant
+//! panics, which is what a fuzzer reports as a crash. The op targets read their input with
 //! [`Arbitrary::arbitrary_take_rest`], exactly as `libfuzzer-sys` does for a typed target, and
 //! take the clock's origin as an argument: this crate reads no clock.
 //!

@@ -253,7 +253,8 @@ pub struct Sim {
     /// Every patch a document host broadcast, by document and version; a later host's
     /// overwrites an earlier one's (versions lost in a failover are given again).
     pub(crate) doc_history: BTreeMap<(String, u64), Broadcast>,
-    /// How many document messages of each kind ([`DocMsg::name`](crate::wire::DocMsg::name)) the nodes sent.
+    /// How many document messages of each kind
+    /// ([`DocMsg::name`](crate::wire::DocMsg::name)) the nodes sent.
     pub(crate) doc_msgs: BTreeMap<&'static str, usize>,
     /// Pids, and the deaths the hubs confirmed.
     pub(crate) deaths: Deaths,

@@ -621,8 +621,14 @@ fn the_node_retracts_a_topic_with_its_last_publisher() {
 fn threads_held_by_a_stalled_block_subscriber_go_on_and_nothing_goes_unaccounted() {
     use ipc_driver_std::{Incoming, SubscriptionOptions};
     const THREADS: u64 = 4;
-    // Past what the link holds (its ring has 256 slots, the queue 4): threads are held.
+    // Past what the link holds: threads are held. It holds the socket's records (26 of 4 KiB
+    // in a default socket buffer of 208 KiB; 278 of 8 bytes), its ring's 64 slots once the
+    // ring is up, the messages queued for it (the subscriber's depth once its terms come, 64
+    // before) and the subscription's queue of 4. Payloads of 4 KiB, not 8 bytes: before the
+    // publisher takes the ring, 600 small records went through unheld (a socket's worth and
+    // the subscriber's 1,024 records held until its view showed the publisher).
     const EACH: u64 = 150;
+    const SIZE: usize = 4096;
     let g = group();
     let p = Node::builder("pub").group(&g).join().expect("join");
     let s = Node::builder("sub").group(&g).join().expect("join");
@@ -636,20 +642,24 @@ fn threads_held_by_a_stalled_block_subscriber_go_on_and_nothing_goes_unaccounted
             },
         )
         .expect("sub");
-    let sid = s.id();
+    let (sid, pid) = (s.id(), p.id());
     p.wait_view(WAIT, |v| {
         v.node(sid).is_some_and(|n| n.subscribes.len() == 1)
     })
     .expect("routed");
+    // The subscriber takes the publisher's records at once only when its view shows the
+    // publisher's announcement; before, it holds them unverified, unaccounted as room.
+    s.wait_view(WAIT, |v| v.publishers_of("t").any(|n| n.info.id == pid))
+        .expect("announced");
     let started = Instant::now();
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
             let publisher = Arc::clone(&publisher);
             std::thread::spawn(move || {
+                let mut payload = [0u8; SIZE];
                 for n in 0..EACH {
-                    publisher
-                        .publish(&(t * EACH + n).to_le_bytes())
-                        .expect("publish");
+                    payload[..8].copy_from_slice(&(t * EACH + n).to_le_bytes());
+                    publisher.publish(&payload).expect("publish");
                 }
             })
         })

@@ -31,7 +31,7 @@ use ipc_driver_core::{
 };
 use ipc_os::poll::{Event, Events, Interest, Poller, Waker};
 use ipc_os::rendezvous::{DataSocket, GroupDir};
-use ipc_proto::data::{DataCmd, Incoming, Payload};
+use ipc_proto::data::{DataCmd, DataPlane, Incoming, Payload};
 use ipc_proto::wire::SlotRef;
 use ipc_proto::{
     Listener, Member, MemberCmd, MemberEvt, MemberInput, MemberOutput, PeerId, SpokeCmd,
@@ -507,12 +507,32 @@ impl Reactor {
 
     /// A publishing thread's message (see [`Core::publish`]), after the requests queued before
     /// it; wakes the I/O thread if what happened asks for it.
-    fn publish_here(&mut self, now: Instant, topic: &Arc<str>, payload: Payload, expired: bool) {
-        let result = self.take_requests(now).and_then(|earlier| {
-            // The sends take back what came back themselves: the returns wake nobody.
-            self.deferring_return_wakes(now, |r| r.on_publish(now, topic, payload, expired))?;
-            Ok(earlier)
-        });
+    fn publish_here(
+        &mut self,
+        at: Option<Instant>,
+        topic: &Arc<str>,
+        payload: Payload,
+        expired: bool,
+    ) {
+        // Other threads' requests go first, at a time read for them if the publish has none.
+        let mut at = at;
+        let earlier = if self.requests.has_news() {
+            let now = *at.get_or_insert_with(Instant::now);
+            self.take_requests(now)
+        } else {
+            Ok(false)
+        };
+        let (result, now) = match earlier {
+            Ok(earlier) => {
+                // The sends take back what came back themselves: the returns wake nobody.
+                self.io.defer_return_wakes(true);
+                let (published, now) = self.on_publish(at, topic, payload, expired);
+                self.io.defer_return_wakes(false);
+                self.linger_returns(now);
+                (published.map(|()| earlier), now)
+            }
+            Err(e) => (Err(e), at.unwrap_or_else(Instant::now)),
+        };
         match result {
             Ok(earlier) => self.wake_if_needed(now, earlier),
             Err(e) => {
@@ -744,25 +764,37 @@ impl Reactor {
     }
 
     /// A publisher's message: sent before this returns (its inline messages straight into
-    /// the rings that take them now), and its credit comes back.
+    /// the rings that take them now), and its credit comes back. Published at `at`; a
+    /// publish that went at once without reading the clock (`None`, see `Core::admit`) is
+    /// given the data plane's own latest time, which changes nothing there (a message's
+    /// publish only keeps the plane's clock from going back), and the clock is read once the
+    /// message is out, for what follows. Returns that time with the result.
     fn on_publish(
         &mut self,
-        now: Instant,
+        at: Option<Instant>,
         topic: &Arc<str>,
         payload: Payload,
         expired: bool,
-    ) -> io::Result<()> {
-        let published = self
-            .member
-            .publish_topic(now, topic, payload, expired, &mut self.io);
+    ) -> (io::Result<()>, Instant) {
+        let clock = at.or_else(|| self.member.data().map(DataPlane::clock));
+        let published = self.member.publish_topic(
+            clock.unwrap_or_else(Instant::now),
+            topic,
+            payload,
+            expired,
+            &mut self.io,
+        );
         if let Err(e) = published {
             warn!(error = %e, "the node refused a command");
         }
+        let now = at.unwrap_or_else(Instant::now);
         // Its room is accounted for now: the publisher's credit comes back.
-        self.pump(now)?;
+        if let Err(e) = self.pump(now) {
+            return (Err(e), now);
+        }
         let room = self.member.data().and_then(|d| d.room(topic));
         self.processed(now, topic, room);
-        Ok(())
+        (Ok(()), now)
     }
 
     fn drop_subscription(&mut self, now: Instant, topic: &Arc<str>, queue: &Weak<SubQueue>) {

@@ -60,6 +60,12 @@ pub(crate) struct Requests {
 }
 
 impl Requests {
+    /// Whether requests may have come since the last look that started: a load, which
+    /// changes nothing (see [`take`](Self::take)).
+    pub(crate) fn has_news(&self) -> bool {
+        self.news.load(Ordering::Acquire)
+    }
+
     /// Starts a look at the queue: `false` if nothing was queued since the last look that
     /// started. Otherwise the caller takes with [`next`](Self::next) until it is empty. A
     /// request queued during that look is taken by it or leaves the flag set for the next.

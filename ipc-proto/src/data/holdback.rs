@@ -342,6 +342,40 @@ impl<T> HoldBack<T> {
 
     // ---- commands ----
 
+    /// A publish on `topic` that goes at once, if it does: no message of the topic is held
+    /// before it and its `Block` subscribers have room (a topic never published on is
+    /// `false`). Counted as [`publish`](Self::publish) counts one that goes ([`Admit::Go`]),
+    /// which it would be at any time; `false` changes nothing: call `publish` then. For a
+    /// driver that reads the clock only when it must: a publish that goes needs no time.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use ipc_proto::data::{Admit, HoldBack, HoldInput, Room};
+    ///
+    /// # #[allow(clippy::disallowed_methods)] // an example's epoch
+    /// let now = Instant::now();
+    /// let mut hold = HoldBack::new();
+    /// assert!(!hold.go("t"), "a topic never published on");
+    /// assert!(matches!(hold.publish(now, "t", 1), Admit::Go(1)));
+    /// assert!(hold.go("t"));
+    /// // Room for no more than the two already going: the next is held, by `publish`.
+    /// let room = Some(Room { messages: 2, timeout: Duration::from_millis(5) });
+    /// hold.handle(now, HoldInput::Room { topic: "t", room });
+    /// assert!(!hold.go("t"));
+    /// assert!(matches!(hold.publish(now, "t", 3), Admit::Held { .. }));
+    /// ```
+    pub fn go(&mut self, topic: &str) -> bool {
+        let Some(t) = self.topics.get_mut(topic) else {
+            return false;
+        };
+        // `publish` would release nothing first: nothing is held.
+        let go = t.held.is_empty() && t.has_room();
+        if go {
+            t.pending = t.pending.saturating_add(1);
+        }
+        go
+    }
+
     /// A publish attempt on `topic` at `now`: it goes, is held, or is refused.
     pub fn publish(&mut self, now: Instant, topic: &str, item: T) -> Admit<T> {
         let now = self.clamp(now);

@@ -373,6 +373,12 @@ impl DataPlane {
         self.by_node.keys().copied()
     }
 
+    /// The latest time this plane was given: a time that changes nothing of its clock, for a
+    /// publish that needs none (see [`HoldBack::go`](super::HoldBack::go)).
+    pub fn clock(&self) -> Instant {
+        self.last_now
+    }
+
     /// How many more messages of `topic` its `Block` subscribers can take (`None`: no limit).
     pub fn room(&self, topic: &str) -> Option<Room> {
         match &self.last_published {

@@ -268,3 +268,48 @@ fn forgetting_a_topic_lets_its_held_messages_go_expired() {
     assert_eq!(h.poll_timeout(), None);
     assert_eq!(h.publish(t0, "t", 3), Admit::Go(3));
 }
+
+/// `go` is `publish`'s decision to let a message go at once, made without a time: it agrees
+/// with `publish` at every step of a topic's room filling, holding, draining and emptying,
+/// counts what it lets go against the room, and changes nothing where it says no.
+#[test]
+fn go_is_publish_going_at_once_without_a_time() {
+    let t0 = epoch();
+    let (mut by_go, mut by_publish) = (HoldBack::new(), HoldBack::new());
+    assert!(!by_go.go("t"), "a topic never published on");
+    for h in [&mut by_go, &mut by_publish] {
+        assert_eq!(h.publish(t0, "t", 0), Admit::Go(0));
+        set_room(h, t0, "t", room(3, 50));
+    }
+    let mut went = 0;
+    for n in 1..8u32 {
+        let now = t0 + ms(u64::from(n));
+        if n == 5 {
+            // Room for two more comes back: the held messages go first.
+            for h in [&mut by_go, &mut by_publish] {
+                for _ in 0..2 {
+                    let accounted = HoldInput::Accounted {
+                        topic: "t",
+                        room: room(3, 50),
+                    };
+                    h.handle(now, accounted);
+                }
+            }
+            assert_eq!(drain(&mut by_go), drain(&mut by_publish));
+        }
+        let pending = by_go.pending("t");
+        let goes = by_go.go("t");
+        let decided = by_publish.publish(now, "t", n);
+        assert_eq!(goes, decided == Admit::Go(n), "message {n}: {decided:?}");
+        if goes {
+            went += 1;
+            assert_eq!(by_go.pending("t"), pending + 1);
+        } else {
+            assert_eq!(by_go.pending("t"), pending, "a no changes nothing");
+            assert_eq!(by_go.publish(now, "t", n), decided);
+        }
+        assert_eq!(by_go.pending("t"), by_publish.pending("t"));
+        assert_eq!(by_go.held("t"), by_publish.held("t"));
+    }
+    assert!(went >= 2 && by_go.held("t") > 0, "both answers were given");
+}

@@ -221,7 +221,8 @@ impl Core {
     /// may wait), then the member takes the message and its links send it, and the credit
     /// comes back, all in one hold of the node's lock (see the module docs). The clock is
     /// read once, for the credit and the publish (a clock read is a fair share of a small
-    /// message's cost). With `spare`, returns a spare buffer for the next inline payload.
+    /// message's cost), after an inline message is out if it goes at once (see
+    /// `Core::admit`). With `spare`, returns a spare buffer for the next inline payload.
     /// `Err` once the I/O thread has stopped.
     pub(crate) fn publish(
         &self,
@@ -229,7 +230,8 @@ impl Core {
         payload: Payload,
         spare: bool,
     ) -> Result<Option<Vec<u8>>, Stopped> {
-        let (mut guard, expired, now) = self.admit(topic)?;
+        let inline = matches!(payload, Payload::Inline(_));
+        let (mut guard, expired, now) = self.admit(topic, inline)?;
         let reactor = guard.as_mut().ok_or(Stopped)?;
         reactor.publish_here(now, topic, payload, expired);
         Ok(spare.then(|| reactor.member.spare_buffer()).flatten())
@@ -244,7 +246,7 @@ impl Core {
     ///
     /// [`Member::spare_buffer`]: ipc_proto::Member::spare_buffer
     pub(crate) fn publish_copy(&self, topic: &Arc<str>, data: &[u8]) -> Result<(), Stopped> {
-        let (mut guard, expired, now) = self.admit(topic)?;
+        let (mut guard, expired, now) = self.admit(topic, true)?;
         let reactor = guard.as_mut().ok_or(Stopped)?;
         let bytes = inline_buffer(reactor.member.spare_buffer(), data.len(), Some(data));
         reactor.publish_here(now, topic, Payload::Inline(bytes), expired);

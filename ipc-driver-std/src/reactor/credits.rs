@@ -75,14 +75,18 @@ type Guard<'a> = MutexGuard<'a, Option<Reactor>>;
 impl Core {
     /// Takes one credit to publish on `topic`, and returns the node's state locked for the
     /// publish, whether the wait for room ran out (the message is then dropped for the
-    /// subscribers still full) and the time to publish at: `None` for a publish that goes at
-    /// once ([`HoldBack::go`]), which needs no time before its message is out (see
-    /// `Reactor::publish_here`); else the clock read for the hold-back and the publish, or
-    /// read again after a wait. `Err` once the I/O thread has stopped.
+    /// subscribers still full) and the time to publish at: the clock read for the hold-back
+    /// and the publish (before the lock unless `lazy`), or read again after a wait. `Err` once
+    /// the I/O thread has stopped.
     ///
-    /// Measured (spinning 64 B round trip, two pinned processes, AMD EPYC VM, alternated
-    /// runs): reading the clock before every publish, on the round trip's path, cost 4-8 %
-    /// of it (medians of 9 and 11 pairs: 1.334 against 1.222 µs, 1.118 against 1.072 µs).
+    /// `lazy` (an inline message): a publish that goes at once ([`HoldBack::go`]) reads no
+    /// clock here (the time is `None`): its message goes into the rings before the clock is
+    /// read for what follows (see `Reactor::publish_here`). Measured (spinning 64 B round
+    /// trip, two pinned processes, AMD EPYC VM, alternated runs): the clock read before the
+    /// push cost 4-11 % of the round trip (medians of 9 and 11 pairs: 1.334 against 1.222 µs,
+    /// 1.118 against 1.072 µs; `bench payload` three times each way: 0.932-0.951 against
+    /// 0.841-0.862 µs). A pooled or fresh message goes out after the member's outputs anyway,
+    /// with the clock read: nothing to gain there, and it keeps the read before the lock.
     ///
     /// Waits, as the protocol's [`HoldBack`] decides, while a `Block` subscriber has no room,
     /// up to its timeout (and while [`MAX_HELD`](ipc_proto::data::MAX_HELD) threads wait
@@ -96,12 +100,17 @@ impl Core {
     /// lock go between the looks. The looks of a spin ask the subscribers for no wake at their
     /// next return (a subscriber that gives back would otherwise wake this node's I/O thread
     /// for returns the spinning thread takes itself); the last look before a sleep does.
-    pub(super) fn admit(&self, topic: &str) -> Result<(Guard<'_>, bool, Option<Instant>), Stopped> {
+    pub(super) fn admit(
+        &self,
+        topic: &str,
+        lazy: bool,
+    ) -> Result<(Guard<'_>, bool, Option<Instant>), Stopped> {
+        let early = (!lazy).then(Instant::now);
         let mut guard = self.lock();
-        if guard.as_mut().ok_or(Stopped)?.credits.hold.go(topic) {
+        if lazy && guard.as_mut().ok_or(Stopped)?.credits.hold.go(topic) {
             return Ok((guard, false, None));
         }
-        let mut now = Instant::now();
+        let mut now = early.unwrap_or_else(Instant::now);
         let ticket = loop {
             let c = &mut guard.as_mut().ok_or(Stopped)?.credits;
             let ticket = c.next_ticket;

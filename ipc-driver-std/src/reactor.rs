@@ -527,10 +527,8 @@ impl Reactor {
         let (result, now) = match earlier {
             Ok(earlier) => {
                 // The sends take back what came back themselves: the returns wake nobody.
-                self.io.defer_return_wakes(true);
-                let (published, now) = self.on_publish(at, topic, payload, expired);
-                self.io.defer_return_wakes(false);
-                self.linger_returns(now);
+                let (published, now) =
+                    self.deferring_return_wakes(|r| r.on_publish(at, topic, payload, expired));
                 (published.map(|()| earlier), now)
             }
             Err(e) => (Err(e), at.unwrap_or_else(Instant::now)),
@@ -564,13 +562,17 @@ impl Reactor {
 
     /// Runs `f` for a publishing thread (its sends, or its looks for returns while it spins)
     /// asking subscribers for no return wakes (see `Links::defer_return_wakes`), then leaves
-    /// the returns to come to the I/O thread's look by a deadline ([`Self::linger_returns`]).
-    fn deferring_return_wakes<R>(&mut self, now: Instant, f: impl FnOnce(&mut Self) -> R) -> R {
+    /// the returns to come to the I/O thread's look by a deadline ([`Self::linger_returns`])
+    /// from the time `f` says it acted at.
+    fn deferring_return_wakes<R>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> (R, Instant),
+    ) -> (R, Instant) {
         self.io.defer_return_wakes(true);
-        let result = f(self);
+        let (result, now) = f(self);
         self.io.defer_return_wakes(false);
         self.linger_returns(now);
-        result
+        (result, now)
     }
 
     /// After a publishing thread's sends, which asked no wake for the pool ranges they lent
@@ -604,7 +606,7 @@ impl Reactor {
         if ask {
             self.take_returns(now);
         } else {
-            self.deferring_return_wakes(now, |r| r.take_returns(now));
+            self.deferring_return_wakes(|r| (r.take_returns(now), now));
         }
         self.wake_if_needed(now, self.failed.is_some());
     }

@@ -69,10 +69,6 @@ pub(super) const WATCH_SLACK: usize = 16;
 /// a ring's largest inline payload, [`LINK_INLINE_MAX`].
 pub(super) const WATCHED_BYTES_EACH: usize = LINK_INLINE_MAX as usize;
 
-/// Most bytes in the buffers [`Payloads`] watches at the fewest buffers: 64 messages of 4
-/// KiB, a ring's worth.
-pub(super) const WATCHED_BYTES: usize = WATCHED * WATCHED_BYTES_EACH;
-
 /// The buffers of the inline payloads this node received (or delivered to itself), written
 /// again once the application has dropped them: a subscriber of a steady stream allocates none per message.
 ///
@@ -93,15 +89,15 @@ pub(super) const WATCHED_BYTES: usize = WATCHED * WATCHED_BYTES_EACH;
 /// 64, a subscription 256 deep held more buffers than were watched, and its stream of 4 KiB
 /// messages faulted 26,000 pages in per 300,000 messages again (Intel Xeon VM, 2026-12-07:
 /// 0.78 M messages/s; 0.93 M and 500 faults with the watch at its depth). The price: up to
-/// [`WATCHED_BYTES`] (4 MiB at [`MAX_WATCHED`]) stay allocated after a stream stops, until
-/// later payloads take their place or the subscriptions go.
+/// [`WATCHED_BYTES_EACH`] per buffer watched (256 KiB at the fewest, 4 MiB at
+/// [`MAX_WATCHED`]) stay allocated after a stream stops, until later payloads take their
+/// place or the subscriptions go.
 #[derive(Debug)]
 pub(super) struct Payloads {
     watched: VecDeque<Arc<[u8]>>,
     bytes: usize,
-    /// The bounds [`Self::expect`] set: buffers, and their bytes.
+    /// The bound [`Self::expect`] set, in buffers (their bytes: [`Self::max_bytes`]).
     max: usize,
-    max_bytes: usize,
 }
 
 impl Default for Payloads {
@@ -110,7 +106,6 @@ impl Default for Payloads {
             watched: VecDeque::new(),
             bytes: 0,
             max: WATCHED,
-            max_bytes: WATCHED_BYTES,
         }
     }
 }
@@ -121,8 +116,12 @@ impl Payloads {
     /// watched: the oldest are let go.
     pub(super) fn expect(&mut self, held: usize) {
         self.max = held.saturating_add(WATCH_SLACK).clamp(WATCHED, MAX_WATCHED);
-        self.max_bytes = self.max * WATCHED_BYTES_EACH;
         self.trim();
+    }
+
+    /// Most bytes in the buffers watched: [`WATCHED_BYTES_EACH`] per buffer watched.
+    fn max_bytes(&self) -> usize {
+        self.max * WATCHED_BYTES_EACH
     }
 
     /// A payload holding a copy of `bytes`: a watched buffer nothing else holds, or a new one.
@@ -173,7 +172,7 @@ impl Payloads {
     }
 
     fn watch(&mut self, payload: Arc<[u8]>) {
-        if payload.len() > self.max_bytes {
+        if payload.len() > self.max_bytes() {
             return;
         }
         self.bytes += payload.len();
@@ -183,7 +182,7 @@ impl Payloads {
 
     /// Lets the oldest watched buffers go while over a bound.
     fn trim(&mut self) {
-        while self.watched.len() > self.max || self.bytes > self.max_bytes {
+        while self.watched.len() > self.max || self.bytes > self.max_bytes() {
             let Some(dropped) = self.watched.pop_front() else {
                 break;
             };
@@ -268,7 +267,7 @@ mod tests {
         // Back to the default depth: the oldest go, down to its depth and the slack.
         p.expect(64);
         assert_eq!(p.watched.len(), 64 + WATCH_SLACK);
-        assert!(p.bytes <= p.max_bytes);
+        assert!(p.bytes <= p.max_bytes());
         p.expect(usize::MAX);
         assert_eq!(p.max, MAX_WATCHED);
     }
@@ -288,14 +287,16 @@ mod tests {
             assert_eq!(p.copy_of(&[0; REUSE_MIN]).as_ptr(), watched[i % WATCHED]);
         }
         assert_eq!(p.watched.len(), WATCHED);
-        let big = WATCHED_BYTES / 3;
+        let max_bytes = p.max_bytes();
+        assert_eq!(max_bytes, 256 << 10, "64 messages of 4 KiB, a ring's worth");
+        let big = max_bytes / 3;
         let held: Vec<_> = (0..4).map(|_| p.copy_of(&vec![1; big])).collect();
-        assert!(p.bytes <= WATCHED_BYTES, "{} bytes watched", p.bytes);
+        assert!(p.bytes <= max_bytes, "{} bytes watched", p.bytes);
         assert_eq!(p.bytes, p.watched.iter().map(|b| b.len()).sum::<usize>());
         assert!(p.watched.len() <= 3);
         drop(held);
         // Larger than the bound: never watched.
-        drop(p.copy_of(&vec![2; WATCHED_BYTES + 1]));
+        drop(p.copy_of(&vec![2; max_bytes + 1]));
         assert!(p.watched.iter().all(|b| b.len() <= big));
     }
 }

@@ -185,8 +185,10 @@ fn main() {
         let shown = |(median, fastest, slowest): (f64, f64, f64)| {
             if case.window == 1 {
                 let us = |s: f64| s / case.count as f64 * 1e6;
+                // A spinning round trip takes about a microsecond: two decimals there.
+                let digits = if us(median) < 10.0 { 2 } else { 1 };
                 format!(
-                    "{:.1} µs ({:.1}-{:.1})",
+                    "{:.digits$} µs ({:.digits$}-{:.digits$})",
                     us(median),
                     us(fastest),
                     us(slowest)

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use calloop::ping::Ping;
 use ipc_driver_core::{LEAVE_DEADLINE, Links};
 use ipc_proto::data::{
-    Admit, DataCmd, HoldBack, HoldInput, HoldOutput, Paths, Payload, PublisherOptions, Room,
-    SegmentId, SendMode, SubscriptionOptions,
+    Admit, DataCmd, DataPlane, HoldBack, HoldInput, HoldOutput, Paths, Payload, PublisherOptions,
+    Room, SegmentId, SendMode, SubscriptionOptions,
 };
 use ipc_proto::doc::{DocError, Observed, PatchId, Scope};
 use ipc_proto::names::bus_topic;
@@ -818,11 +818,28 @@ impl Node {
     }
 
     /// Publishes now if the topic's `Block` subscribers have room, else holds the message.
+    ///
+    /// A message that goes at once ([`HoldBack::go`]: nothing of its topic held, and room)
+    /// needs no time before it is out: the room is told at the data plane's latest time
+    /// (with nothing held, a time changes nothing), the data plane publishes at that time too,
+    /// and the clock is read after the push ([`Self::feed_publish`]). Measured (`vs_std`,
+    /// spinning 64 B round trip, alternated runs on the AMD EPYC VM): the two clock reads
+    /// before the push cost about a tenth of the round trip (see the CHANGELOG).
     fn publish_payload(&mut self, topic: &Arc<str>, payload: Payload) {
+        if let Some(clock) = self.member.data().map(DataPlane::clock)
+            && self.hold.held(topic) == 0
+        {
+            self.sync_room(clock, topic);
+            if self.hold.go(topic) {
+                self.feed_publish(topic, payload, false, Some(clock));
+                self.drain_hold();
+                return;
+            }
+        }
         let now = now();
         self.sync_room(now, topic);
         match self.hold.publish(now, topic, payload) {
-            Admit::Go(payload) => self.feed_publish(topic, payload, false),
+            Admit::Go(payload) => self.feed_publish(topic, payload, false, None),
             Admit::Held { .. } => {}
             // `send` checked, and nothing was held since.
             Admit::Full(_) => unreachable!("checked by the caller"),
@@ -836,14 +853,23 @@ impl Node {
         self.hold.handle(now, HoldInput::Room { topic, room });
     }
 
-    /// Hands a message to the data plane; the hold-back counts it taken in.
-    fn feed_publish(&mut self, topic: &Arc<str>, payload: Payload, expired: bool) {
-        let now = now();
+    /// Hands a message to the data plane; the hold-back counts it taken in. At `clock` (the
+    /// data plane's own latest time, for a message let go at once) with the clock read after
+    /// the push, or else at the clock read now.
+    fn feed_publish(
+        &mut self,
+        topic: &Arc<str>,
+        payload: Payload,
+        expired: bool,
+        clock: Option<Instant>,
+    ) {
+        let at = clock.unwrap_or_else(now);
         // Its inline messages go straight into the rings that take them now.
-        let published = (self.member).publish_topic(now, topic, payload, expired, &mut self.io);
+        let published = (self.member).publish_topic(at, topic, payload, expired, &mut self.io);
         if let Err(e) = published {
             warn!(%topic, error = %e, "publish refused");
         }
+        let now = clock.map_or(at, |_| now());
         let room = self.room(topic);
         self.hold.handle(now, HoldInput::Accounted { topic, room });
     }
@@ -858,7 +884,7 @@ impl Node {
                     topic,
                     item,
                     expired,
-                } => self.feed_publish(&topic.into(), item, expired),
+                } => self.feed_publish(&topic.into(), item, expired, None),
                 HoldOutput::Drained { topic } => self.owed_room.push(topic),
             }
         }

@@ -571,6 +571,12 @@ fn bench_payload_quick_prints_every_row() {
     assert_eq!(rows("seqpacket_pingpong"), 1, "{out}");
     assert_eq!(rows("shm_ring_spin"), 1, "4 KiB only\n{out}");
     assert!(out.contains("shm_ring_spin / uds_stream_copy"), "{out}");
+    assert_eq!(rows("shm_ring_pingpong"), 1, "64 B only\n{out}");
+    assert!(
+        out.contains("shm_ring_pingpong / shm_spin_pingpong"),
+        "{out}"
+    );
+    assert!(out.contains("pubsub.rtt_spin / shm_ring_pingpong"), "{out}");
     for id in [
         "uds_stream_copy.default",
         "uds_stream_copy.sndbuf_4m",

@@ -12,6 +12,7 @@
 //! | [`SEQPACKET_PINGPONG`] | 64 B each way over a blocking `SOCK_SEQPACKET` socketpair; time per round trip | §1 |
 //! | [`SHM_SPIN_PINGPONG`] | a sequence number each way through two words of a shared memfd, both sides spinning; time per round trip (the floor of a busy-wait round trip) | – |
 //! | [`SHM_RING_SPIN`] | one-way through one data-link ring (`ipc_proto::ring`, the links' geometry), both sides spinning; no protocol around it (the ceiling of a ring link's message rate) | – |
+//! | [`SHM_RING_PINGPONG`] | 64 B each way through two data-link rings (one per direction), both sides spinning; time per round trip (the floor of a spinning round trip over our rings, with nothing around them) | – |
 //! | [`EVENTFD_PINGPONG`] | a wakeup each way over two eventfds, blocking `read`; time per round trip (no payload: the floor of a blocking round trip) | – |
 //! | [`UDS_STREAM_DEFAULT`], [`UDS_STREAM_4M`] | one-way `SOCK_STREAM` copy, default buffers / 4 MiB `SO_SNDBUF`+`SO_RCVBUF` | §4 |
 //! | [`MEMCPY`] | single-thread `memcpy` between two pre-touched buffers | §7a |
@@ -48,8 +49,10 @@ use crate::{CliError, Result};
 use ipc_os::memfd::{self, SealSet, Segment};
 use ipc_os::shared::{SharedRegion, SharedWord};
 use ipc_os::socket::{self, Recv, Sent};
-use ipc_proto::ring::link::link_config;
-use ipc_proto::ring::{self, Body, Consumer, Producer, Push, RingConfig, RingError, RingPayload};
+
+mod ring;
+
+use ring::{ring_ping, ring_pong, ring_recv, ring_send, shm_ring_pingpong, shm_ring_spin};
 
 /// Round trip, 64 B each way, over a blocking `SOCK_SEQPACKET` socketpair between two
 /// processes (BENCH.md §1).
@@ -155,7 +158,7 @@ pub(super) const PACED_RAW_30HZ: &str = "paced_raw.30hz";
 /// a ring link could carry with nothing around it).
 ///
 /// The receiver (receiver core) makes a shared region of the data links' ring geometry
-/// ([`link_config`]: [`LINK_CAPACITY`] slots of up to [`LINK_INLINE_MAX`] inline bytes),
+/// ([`link_config`](ipc_proto::ring::link::link_config): [`LINK_CAPACITY`] slots of up to [`LINK_INLINE_MAX`] inline bytes),
 /// initialises the ring and hands the region to the sender (sender core) with `SCM_RIGHTS`,
 /// as a subscriber offers its ring on a data link. Per message it writes the payload into a buffer and pushes it inline,
 /// spinning while the ring is full; the receiver spins while it is empty, pops each message
@@ -167,6 +170,20 @@ pub(super) const PACED_RAW_30HZ: &str = "paced_raw.30hz";
 /// [`LINK_CAPACITY`]: ipc_proto::ring::link::LINK_CAPACITY
 /// [`LINK_INLINE_MAX`]: ipc_proto::ring::link::LINK_INLINE_MAX
 pub(super) const SHM_RING_SPIN: &str = "shm_ring_spin";
+
+/// Round trip through two bare data-link rings, one each way, both processes spinning
+/// (issue 13: the floor of a spinning round trip over our rings).
+///
+/// Each process (the initiator on the sender core, the echo on the receiver core) makes a
+/// ring of the data links' geometry ([`link_config`](ipc_proto::ring::link::link_config)) for what it receives and hands it to the
+/// other with `SCM_RIGHTS`, as a subscriber offers its ring on a data link. Per round trip the
+/// initiator pushes 64 B inline (numbered) into the echo's ring and spins until the answer
+/// pops out of its own; the echo spins until the message pops out, checks its number and
+/// length, and pushes the bytes back. The same ring code our links run (its checks, its
+/// fences, the copies in and out), and nothing else: no wakeups, records, sequencing, routing
+/// or policy. [`SHM_SPIN_PINGPONG`] moves one word each way; this moves a slot each way and
+/// frees it: what the ring itself costs a spinning round trip. Burns both cores while it runs.
+pub(super) const SHM_RING_PINGPONG: &str = "shm_ring_pingpong";
 
 /// [`PACED_RAW_30HZ`] at 1000 messages per second.
 pub(super) const PACED_RAW_1KHZ: &str = "paced_raw.1khz";
@@ -225,6 +242,13 @@ pub(super) const SERIES: &[Series] = &[
         shape: Shape::OneWay { receivers: 1 },
         counts: RING_COUNTS,
         rep: shm_ring_spin,
+    },
+    Series {
+        id: SHM_RING_PINGPONG,
+        label: "raw data-link rings, one each way, both sides spinning, no protocol",
+        shape: Shape::RoundTrip,
+        counts: SPIN_COUNTS,
+        rep: shm_ring_pingpong,
     },
     Series {
         id: EVENTFD_PINGPONG,
@@ -306,6 +330,8 @@ pub(super) const ROLES: &[(&str, RoleFn)] = &[
     ("spin-pong", spin_pong),
     ("ring-send", ring_send),
     ("ring-recv", ring_recv),
+    ("ring-ping", ring_ping),
+    ("ring-pong", ring_pong),
     ("eventfd-ping", eventfd_ping),
     ("eventfd-pong", eventfd_pong),
     ("stream-send", stream_send),
@@ -348,10 +374,6 @@ fn shm_spin_pingpong(h: &Harness, case: &Case) -> Result<RepValue> {
             opts: &[],
         },
     )
-}
-
-fn shm_ring_spin(h: &Harness, case: &Case) -> Result<RepValue> {
-    checked_throughput(h, case, "ring-send", "ring-recv")
 }
 
 /// A one-way baseline whose receivers checksum what they got: the rate, once every
@@ -678,84 +700,6 @@ fn spin_word(words: &[SharedWord], at: usize) -> Result<&AtomicU64> {
         .ok_or_else(|| CliError::Failed(format!("the region has no word {at}")))
 }
 
-/// [`SHM_RING_SPIN`], sender: maps the receiver's ring, then pushes every message, spinning
-/// while the ring is full; waits for the receiver's word after the warm-up and after the last
-/// message.
-fn ring_send(ctx: &mut ChildCtx) -> Result<ChildReport> {
-    let sock = ctx.take_fd()?;
-    let c = ctx.case;
-    let len = ring_region_len(&link_config())? as u64;
-    let region = SharedRegion::open(recv_fd(sock.as_fd(), "ring")?, len)?;
-    let mut producer = Producer::new(ring::attach(region.words()).map_err(ring_failed)?);
-    let payload = Payload::new(c.size);
-    let mut msg = vec![0u8; c.size];
-    let (mut sum, mut started) = (0u64, None);
-    let (mut ack, mut fds) = ([0u8; 1], Vec::new());
-    for seq in 0..c.warmup + c.msgs {
-        if seq == c.warmup {
-            recv(sock.as_fd(), &mut ack, &mut fds, 0)?;
-            started = Some(Instant::now());
-        }
-        payload.write_to(&mut msg, seq);
-        let mut spins = 0u32;
-        while producer
-            .push(region.words(), 0, seq + 1, Body::Inline(&msg))
-            .map_err(ring_failed)?
-            == Push::Full
-        {
-            spin_wait(&mut spins);
-        }
-        sum = sum.wrapping_add(payload.sum(seq));
-    }
-    recv(sock.as_fd(), &mut ack, &mut fds, 0)?;
-    Ok(sent_report(&c, started, sum))
-}
-
-/// [`SHM_RING_SPIN`], receiver: makes the ring and hands it over (as a subscriber offers one
-/// on a data link), then pops and checksums every message, spinning while the ring is empty;
-/// a word to the sender after the warm-up and after the last one.
-fn ring_recv(ctx: &mut ChildCtx) -> Result<ChildReport> {
-    let sock = ctx.take_fd()?;
-    let c = ctx.case;
-    let config = link_config();
-    let region = SharedRegion::create("ipc-bench-ring", ring_region_len(&config)?)?;
-    let layout = ring::init(region.words(), &config).map_err(ring_failed)?;
-    let mut msg = vec![0u8; layout.inline_max()];
-    let mut consumer = Consumer::new(layout);
-    send(sock.as_fd(), b"ring", &[region.as_fd()])?;
-    let (all, mut sum) = (c.warmup + c.msgs, 0u64);
-    for n in 1..=all {
-        let mut spins = 0u32;
-        let popped = loop {
-            match consumer
-                .pop(region.words(), &mut msg)
-                .map_err(ring_failed)?
-            {
-                Some(p) => break p,
-                None => spin_wait(&mut spins),
-            }
-        };
-        let len = match popped.payload {
-            RingPayload::Inline { len } if len == c.size && popped.seq == n => len,
-            other => {
-                return Err(CliError::Failed(format!(
-                    "message {n} came as {other:?}, seq {}",
-                    popped.seq
-                )));
-            }
-        };
-        sum = sum.wrapping_add(checksum(&msg[..len]));
-        if n == c.warmup || n == all {
-            send(sock.as_fd(), &[1], &[])?;
-        }
-    }
-    Ok(ChildReport {
-        msgs: all,
-        checksum: Some(sum),
-        ..ChildReport::default()
-    })
-}
-
 /// Waits for the one record on `sock` that brings an fd (the `what` the other side made).
 fn recv_fd(sock: BorrowedFd<'_>, what: &str) -> Result<OwnedFd> {
     let mut fds = Vec::with_capacity(1);
@@ -763,18 +707,6 @@ fn recv_fd(sock: BorrowedFd<'_>, what: &str) -> Result<OwnedFd> {
     recv(sock, &mut buf, &mut fds, 1)?;
     fds.pop()
         .ok_or_else(|| CliError::Failed(format!("the {what} did not come")))
-}
-
-/// The byte length of a ring region of `config`.
-fn ring_region_len(config: &RingConfig) -> Result<usize> {
-    config
-        .region_bytes()
-        .map_err(ring_failed)
-        .and_then(to_usize)
-}
-
-fn ring_failed(e: RingError) -> CliError {
-    CliError::Failed(format!("the ring: {e}"))
 }
 
 /// One spin of a side waiting on the other, yielding the CPU every few thousand (see

@@ -41,8 +41,8 @@ use clap::Args;
 
 use super::baselines::{
     self, EVENTFD_PINGPONG, FRESH_MEMFD, FRESH_MEMFD_4, MEMCPY, PACED_RAW_1KHZ, PACED_RAW_30HZ,
-    POOLED_RAW, POOLED_RAW_4, SEQPACKET_PINGPONG, SHM_RING_SPIN, SHM_SPIN_PINGPONG, UDS_STREAM,
-    UDS_STREAM_4M, UDS_STREAM_DEFAULT,
+    POOLED_RAW, POOLED_RAW_4, SEQPACKET_PINGPONG, SHM_RING_PINGPONG, SHM_RING_SPIN,
+    SHM_SPIN_PINGPONG, UDS_STREAM, UDS_STREAM_4M, UDS_STREAM_DEFAULT,
 };
 use super::harness::{Case, Harness, IDLE_BUSY_PERCENT, IDLE_QUIET, Placement, RoleFn};
 use super::measure::{CpuSample, Measurement, RepValue};
@@ -269,6 +269,12 @@ pub(super) const RATIOS: &[RatioSpec] = &[
     ),
     ratio(
         PUBSUB_RTT_SPIN,
+        SHM_RING_PINGPONG,
+        &[],
+        "over the bare rings: what the protocol and the driver add to a spinning round trip",
+    ),
+    ratio(
+        PUBSUB_RTT_SPIN,
         PUBSUB_RTT,
         &[],
         "what spinning buys over the default subscription",
@@ -367,6 +373,12 @@ pub(super) const RATIOS: &[RatioSpec] = &[
         UDS_STREAM,
         &[Goal::at_least(3.0, KIB4, KIB4, FAST_PATH)],
         "raw ceiling",
+    ),
+    ratio(
+        SHM_RING_PINGPONG,
+        SHM_SPIN_PINGPONG,
+        &[Goal::at_most(3.0, FAST_PATH)],
+        "raw ceiling: the bare rings' round trip against one word each way",
     ),
     ratio(
         POOLED_RAW,

@@ -646,16 +646,46 @@ fn a_loop_goes_on_after_its_callback_panicked_in_a_spin() {
 /// With default options the loop polls on, up to 100 µs after a message, while a publisher
 /// says it fills the next one for this node (a pooled loan sets the ring's `writing` hint):
 /// a publisher that holds each loan for 30 µs (three default spins, a third of the writing
-/// one) sends its stream to a loop that sleeps for almost none of them. A loop that ignored
-/// the hint was woken for each message: about 4 reads per message (1,207 and 1,214 for 300).
+/// one) sends its stream to a loop that sleeps for almost none of them (45-55 reads for 300
+/// messages on a quiet machine). A loop that ignored the hint was woken for each message:
+/// about 4 reads per message (1,207 and 1,214 for 300).
+///
+/// Up to [`ATTEMPTS`] streams, each in a fresh group: the bound must hold in one. With both
+/// CPUs kept busy by other processes (a loaded CI machine), preemption makes a polling loop
+/// sleep too: 305-632 reads in 7 of 48 single streams, before and after the calloop driver's
+/// publish changed (it is not on this path); a loop that ignores the hint fails every one.
 #[test]
 fn a_default_loop_polls_while_a_publisher_fills_its_next_message() {
     let _one = one_at_a_time();
-    const HOLD: Duration = Duration::from_micros(30);
     let Some(cpus) = two_cpus() else {
         eprintln!("skipped: this process may use only one CPU");
         return;
     };
+    let mut streams = Vec::new();
+    for _ in 0..ATTEMPTS {
+        let (reads, writes) = loan_held_stream(cpus);
+        // A loan the publisher's I/O thread delays (preempting it) ends a wait in vain, and
+        // up to 15 turns sleep then (about 4 reads each); one that ignored the hint made 4
+        // reads per message.
+        if reads < MESSAGES {
+            return;
+        }
+        streams.push(format!("{reads} reads (and {writes} writes)"));
+    }
+    panic!(
+        "for {MESSAGES} messages, {}: the loop slept",
+        streams.join(", then ")
+    );
+}
+
+/// Streams of a timing test that a loaded machine may fail: it passes if one of this many
+/// does.
+const ATTEMPTS: usize = 3;
+
+/// One stream of [`a_default_loop_polls_while_a_publisher_fills_its_next_message`]: a std
+/// publisher holds each pooled loan for 30 µs; the loop's reads and writes meanwhile.
+fn loan_held_stream(cpus: [usize; 2]) -> (u64, u64) {
+    const HOLD: Duration = Duration::from_micros(30);
     let (tx, counted) = mpsc::channel();
     let mut start = None;
     let on_number = move |n| {
@@ -668,7 +698,7 @@ fn a_default_loop_polls_while_a_publisher_fills_its_next_message() {
             let _ = tx.send((r - r0, w - w0));
         }
     };
-    let (reads, writes) = pooled_to_a_default_loop(cpus, on_number, |publisher| {
+    pooled_to_a_default_loop(cpus, on_number, |publisher| {
         for n in 0..=MESSAGES {
             let mut loan = publisher.loan(64 << 10).expect("a pooled loan");
             loan[..8].copy_from_slice(&n.to_le_bytes());
@@ -680,14 +710,7 @@ fn a_default_loop_polls_while_a_publisher_fills_its_next_message() {
             publisher.send(loan).expect("send");
         }
         counted.recv_timeout(WAIT).expect("the loop's counts")
-    });
-    // A loan the publisher's I/O thread delays (preempting it) ends a wait in vain, and up to
-    // 15 turns sleep then (about 4 reads each); one that ignored the hint made 4 reads per
-    // message.
-    assert!(
-        reads < MESSAGES,
-        "{reads} reads (and {writes} writes) for {MESSAGES} messages: the loop slept"
-    );
+    })
 }
 
 /// A calloop node on its own thread, pinned to `cpus[0]`, subscribed to `data` with default

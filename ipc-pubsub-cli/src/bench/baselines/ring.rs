@@ -1,7 +1,8 @@
-//! The baselines of our data-link rings with nothing around them: [`SHM_RING_SPIN`](super::SHM_RING_SPIN) (one
-//! way, the ceiling of a ring link's message rate) and [`SHM_RING_PINGPONG`](super::SHM_RING_PINGPONG) (a round trip
-//! through two rings, the floor of a spinning round trip over them). The same ring code our
-//! links run (`ipc_proto::ring`, the links' geometry), between two processes that spin.
+//! The baselines of our data-link rings with nothing around them:
+//! [`SHM_RING_SPIN`](super::SHM_RING_SPIN) (one way, the ceiling of a ring link's message rate) and
+//! [`SHM_RING_PINGPONG`](super::SHM_RING_PINGPONG) (a round trip through two rings, the floor of a
+//! spinning round trip over them). The same ring code our links run (`ipc_proto::ring`, the links'
+//! geometry), between two processes that spin.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Instant;
@@ -34,9 +35,9 @@ pub(super) fn shm_ring_spin(h: &Harness, case: &Case) -> Result<RepValue> {
     checked_throughput(h, case, "ring-send", "ring-recv")
 }
 
-/// [`SHM_RING_SPIN`](super::SHM_RING_SPIN), sender: maps the receiver's ring, then pushes every message, spinning
-/// while the ring is full; waits for the receiver's word after the warm-up and after the last
-/// message.
+/// [`SHM_RING_SPIN`](super::SHM_RING_SPIN), sender: maps the receiver's ring, then pushes every
+/// message, spinning while the ring is full; waits for the receiver's word after the warm-up and
+/// after the last message.
 pub(super) fn ring_send(ctx: &mut ChildCtx) -> Result<ChildReport> {
     let sock = ctx.take_fd()?;
     let c = ctx.case;
@@ -67,9 +68,9 @@ pub(super) fn ring_send(ctx: &mut ChildCtx) -> Result<ChildReport> {
     Ok(sent_report(&c, started, sum))
 }
 
-/// [`SHM_RING_SPIN`](super::SHM_RING_SPIN), receiver: makes the ring and hands it over (as a subscriber offers one
-/// on a data link), then pops and checksums every message, spinning while the ring is empty;
-/// a word to the sender after the warm-up and after the last one.
+/// [`SHM_RING_SPIN`](super::SHM_RING_SPIN), receiver: makes the ring and hands it over (as a
+/// subscriber offers one on a data link), then pops and checksums every message, spinning while the
+/// ring is empty; a word to the sender after the warm-up and after the last one.
 pub(super) fn ring_recv(ctx: &mut ChildCtx) -> Result<ChildReport> {
     let sock = ctx.take_fd()?;
     let c = ctx.case;
@@ -112,8 +113,8 @@ pub(super) fn ring_recv(ctx: &mut ChildCtx) -> Result<ChildReport> {
     })
 }
 
-/// The two rings of one side of [`SHM_RING_PINGPONG`](super::SHM_RING_PINGPONG): the one it made and pops from, and
-/// the other side's, which it pushes into.
+/// The two rings of one side of [`SHM_RING_PINGPONG`](super::SHM_RING_PINGPONG): the one it made
+/// and pops from, and the other side's, which it pushes into.
 struct RingPair {
     mine: SharedRegion,
     consumer: Consumer,
@@ -180,7 +181,8 @@ impl RingPair {
     }
 }
 
-/// [`SHM_RING_PINGPONG`](super::SHM_RING_PINGPONG), initiator: swaps rings with the echo, times round trips.
+/// [`SHM_RING_PINGPONG`](super::SHM_RING_PINGPONG), initiator: swaps rings with the echo, times
+/// round trips.
 pub(super) fn ring_ping(ctx: &mut ChildCtx) -> Result<ChildReport> {
     let sock = ctx.take_fd()?;
     let c = ctx.case;
@@ -195,17 +197,19 @@ pub(super) fn ring_ping(ctx: &mut ChildCtx) -> Result<ChildReport> {
     })
 }
 
-/// [`SHM_RING_PINGPONG`](super::SHM_RING_PINGPONG), echo: swaps rings with the initiator, then answers every message
-/// with its bytes until the last round trip's.
+/// [`SHM_RING_PINGPONG`](super::SHM_RING_PINGPONG), echo: swaps rings with the initiator, then
+/// answers every message with its bytes until the last round trip's.
 pub(super) fn ring_pong(ctx: &mut ChildCtx) -> Result<ChildReport> {
     let sock = ctx.take_fd()?;
     let c = ctx.case;
     let mut rings = RingPair::exchange(sock.as_fd())?;
-    let mut msg = vec![0u8; c.size];
     for n in 1..=c.warmup + c.msgs {
         rings.pop(n, c.size)?;
-        msg.copy_from_slice(&rings.buf[..c.size]);
-        rings.push(n, &msg)?;
+        // Pushed back from where it popped out (taken out of `rings` meanwhile).
+        let buf = std::mem::take(&mut rings.buf);
+        let pushed = rings.push(n, &buf[..c.size]);
+        rings.buf = buf;
+        pushed?;
     }
     Ok(ChildReport {
         msgs: c.warmup + c.msgs,

@@ -173,6 +173,7 @@ impl DataPlane {
         self.reset_out_link(peer);
         if let Some(l) = self.out_links.remove(&peer) {
             self.by_node.remove(&l.node);
+            self.links_epoch += 1;
         }
     }
 

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
+use smallvec::SmallVec;
 use tracing::debug;
 
 use crate::error::CmdError;
@@ -288,11 +289,27 @@ pub struct DataPlane {
     pub(super) payloads: Payloads,
     /// The earliest timer armed since the member last took it ([`Self::take_armed`]).
     pub(super) armed: Option<Instant>,
-    /// The topic of the last publish, as its publisher names it (the command's allocation)
-    /// and as interned: a stream of publishes on one topic finds it by a pointer comparison,
-    /// without a lookup by name (nor [`Self::room`] after each). Cleared by any withdrawal.
-    pub(super) last_published: Option<(Arc<str>, Topic)>,
+    /// The topic of the last publish (see [`LastPublished`]). Cleared by any withdrawal.
+    pub(super) last_published: Option<LastPublished>,
+    /// Counts the changes to the routes and to `by_node`: the links a topic's message goes
+    /// out on are the same while it stays (see [`LastPublished::targets`]). Bumped wherever
+    /// either changes.
+    pub(super) links_epoch: u64,
     pub(super) out: VecDeque<DataOutput>,
+}
+
+/// The topic of the last publish, as its publisher names it (the command's allocation) and
+/// as interned, and the links its message went out on: a stream of publishes on one topic
+/// finds it by a pointer comparison, without a lookup by name (nor [`DataPlane::room`] after
+/// each), and its links without a look at the routes while they stay as they were
+/// ([`DataPlane::links_epoch`]).
+#[derive(Debug)]
+pub(super) struct LastPublished {
+    pub(super) named: Arc<str>,
+    pub(super) topic: Topic,
+    /// The links to the topic's subscribers as of `epoch` (`links_to`).
+    pub(super) targets: SmallVec<[PeerId; 8]>,
+    pub(super) epoch: u64,
 }
 
 impl DataPlane {
@@ -326,6 +343,7 @@ impl DataPlane {
             payloads: Payloads::default(),
             armed: None,
             last_published: None,
+            links_epoch: 0,
             out: VecDeque::new(),
         }
     }
@@ -383,9 +401,7 @@ impl DataPlane {
     pub fn room(&self, topic: &str) -> Option<Room> {
         match &self.last_published {
             // The name of the last publish, as its publisher passed it: the interned key.
-            Some((named, interned)) if std::ptr::eq(&**named, topic) => {
-                self.room.get(interned).copied()
-            }
+            Some(last) if std::ptr::eq(&*last.named, topic) => self.room.get(&last.topic).copied(),
             _ => self.room.get(topic).copied(),
         }
     }

@@ -16,7 +16,7 @@ use crate::wire::{DataFrame, MessageHeader, Policy, SlotRef, encode_data, encode
 use super::io::{DataCmd, DataEvt, DataOutput, DirectSend, Room, check_counters};
 use super::options::Terms;
 use super::payload::{Delivered, Delivery, LOCAL, OUTGOING, Payload, ReceivedSegment, SegmentId};
-use super::plane::{DataPlane, OutLink, OutState, Queued};
+use super::plane::{DataPlane, LastPublished, OutLink, OutState, Queued};
 use super::subscriber::terms_record;
 use super::topic::{Topic, value_of};
 
@@ -27,6 +27,7 @@ impl DataPlane {
         match cmd {
             DataCmd::Routes(routes) => {
                 self.routes = routes.interned(&mut self.names);
+                self.links_epoch += 1;
                 self.remember(now);
                 self.reroute(now);
                 // Topic bindings whose announcement is now in may go out; records held from
@@ -191,6 +192,7 @@ impl DataPlane {
             let peer = PeerId(OUTGOING | self.next_out);
             debug!(%node, %addr, %peer, "opening a data link");
             self.by_node.insert(node, peer);
+            self.links_epoch += 1;
             self.out_links.insert(
                 peer,
                 OutLink {
@@ -269,10 +271,12 @@ impl DataPlane {
         expired: bool,
         direct: Option<&mut dyn DirectSend>,
     ) -> Result<(), CmdError> {
-        // The last publish's names, taken out while this one uses them and put back after:
-        // a message pays no reference count for its topic (an atomic operation each).
-        let last = match self.last_published.take() {
-            Some((named, interned)) if Arc::ptr_eq(&named, topic) => (named, interned),
+        // The last publish's names and links, taken out while this one uses them and put
+        // back after: a message pays no reference count for its topic (an atomic operation
+        // each), nor a look at the routes while they stay as they were (about 220
+        // instructions of a publish to one subscriber, a fifth of those before its push).
+        let mut last = match self.last_published.take() {
+            Some(last) if Arc::ptr_eq(&last.named, topic) => last,
             _ => {
                 let Some(interned) = self.advertised.get(&**topic).cloned() else {
                     return Err(CmdError::Invalid {
@@ -280,17 +284,34 @@ impl DataPlane {
                         reason: format!("`{topic}` is not advertised"),
                     });
                 };
-                (Arc::clone(topic), interned)
+                LastPublished {
+                    named: Arc::clone(topic),
+                    topic: interned,
+                    targets: SmallVec::new(),
+                    // Never the current epoch: the targets are found below.
+                    epoch: self.links_epoch.wrapping_sub(1),
+                }
             }
         };
-        self.publish(&last.1, payload, expired, direct);
+        if last.epoch != self.links_epoch {
+            last.targets.clear();
+            last.targets.extend(self.links_to(&last.topic));
+            last.epoch = self.links_epoch;
+        }
+        debug_assert!(
+            last.targets.iter().copied().eq(self.links_to(&last.topic)),
+            "the links of `{topic}` changed without a bump of `links_epoch`"
+        );
+        self.publish(&last.topic, &last.targets, payload, expired, direct);
         self.last_published = Some(last);
         Ok(())
     }
 
+    /// Publishes on `topic` to the links `targets` (its subscribers', [`Self::links_to`]).
     fn publish(
         &mut self,
         topic: &Topic,
+        targets: &[PeerId],
         payload: Payload,
         expired: bool,
         mut direct: Option<&mut dyn DirectSend>,
@@ -313,9 +334,7 @@ impl DataPlane {
         if let Some(seg) = segment {
             *self.refs.entry(seg).or_insert(0) += 1;
         }
-        // Inline for the usual few subscribers: no allocation per message.
-        let targets: SmallVec<[PeerId; 8]> = self.links_to(topic).collect();
-        for peer in targets {
+        for &peer in targets {
             let direct = direct.as_mut().map(|d| &mut **d as &mut dyn DirectSend);
             self.enqueue(peer, topic, header, &payload, expired, direct);
         }

@@ -349,6 +349,70 @@ fn the_last_published_name_is_remembered_until_the_topic_is_withdrawn() {
     );
 }
 
+/// A stream of publishes on one topic (one name, as a publisher's handle passes it) keeps
+/// the links its messages go out on, and finds them again when the routes change: none once
+/// the subscriber is gone (its link closed), the new link once it is back, none once that
+/// link is closed for a broken protocol.
+#[test]
+fn a_stream_of_publishes_follows_its_subscribers_as_they_go_and_come_back() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    let name: Arc<str> = Arc::from("t");
+    let publish = |t: &mut Pair, name: &Arc<str>| {
+        let cmd = DataCmd::Publish {
+            topic: Arc::clone(name),
+            payload: Payload::Inline(vec![1; 8]),
+            expired: false,
+        };
+        t.p.handle(t.now, DataInput::Cmd(cmd)).expect("advertised");
+        t.pump();
+    };
+    let routes = |t: &mut Pair, subscribers: &[u64]| {
+        let routes = Routes::from_view(&view("t", subscribers));
+        t.p.handle(t.now, DataInput::Cmd(DataCmd::Routes(routes)))
+            .expect("routes");
+        t.pump();
+    };
+    publish(&mut t, &name);
+    publish(&mut t, &name);
+    assert_eq!(t.seqs(), [1, 2]);
+    let first = t.out.expect("linked");
+
+    routes(&mut t, &[]);
+    assert!(t.disconnected.contains(&first), "the link closes");
+    assert_eq!(t.p.subscribers().count(), 0);
+    // The subscriber's side sees its socket close.
+    t.s.handle(t.now, DataInput::PeerDown(IN)).expect("down");
+    t.pump();
+    publish(&mut t, &name);
+    assert_eq!(t.seqs(), [1, 2], "nobody to send the third to");
+
+    routes(&mut t, &[S]);
+    let second = t.out.expect("linked again");
+    assert_ne!(second, first, "a new link");
+    publish(&mut t, &name);
+    assert_eq!(t.seqs(), [1, 2, 4], "the fourth goes out on the new link");
+
+    // A subscriber that breaks the protocol loses its link, the routes unchanged.
+    let forged = encode_data(
+        &DataFrame::Release(vec![SlotRef {
+            segment: 77,
+            offset: 0,
+        }]),
+        &[],
+    );
+    let record = DataInput::Record {
+        peer: second,
+        data: &forged,
+        segments: &[],
+    };
+    t.p.handle(t.now, record).expect("record");
+    t.pump();
+    assert_eq!(t.misbehaved.len(), 1);
+    assert!(t.disconnected.contains(&second), "the link closes");
+    publish(&mut t, &name);
+    assert_eq!(t.seqs(), [1, 2, 4], "nobody to send the fifth to");
+}
+
 #[test]
 fn a_publishers_goodbye_closes_its_link_without_a_complaint() {
     let mut t = Pair::new("t", Terms::default(), false);

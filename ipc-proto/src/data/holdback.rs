@@ -137,6 +137,16 @@ impl<T> Topic<T> {
         self.room.is_none_or(|r| self.pending < r.messages)
     }
 
+    /// A publish that goes at once (see [`HoldBack::go`]), counted pending; `false` changes
+    /// nothing. `publish` would release nothing first: it goes only with nothing held.
+    fn go(&mut self) -> bool {
+        let go = self.held.is_empty() && self.has_room();
+        if go {
+            self.pending = self.pending.saturating_add(1);
+        }
+        go
+    }
+
     /// Nothing to remember: no limit, nothing pending or held.
     fn is_idle(&self) -> bool {
         self.room.is_none() && self.pending == 0 && self.held.is_empty()
@@ -365,15 +375,38 @@ impl<T> HoldBack<T> {
     /// assert!(matches!(hold.publish(now, "t", 3), Admit::Held { .. }));
     /// ```
     pub fn go(&mut self, topic: &str) -> bool {
+        self.topics.get_mut(topic).is_some_and(Topic::go)
+    }
+
+    /// [`HoldInput::Room`] and [`go`](Self::go) at once, without a time, for a driver that
+    /// reads the topic's room at each publish: with nothing of the topic held, a room told at
+    /// any time has the same effect (only held messages wait on a clock). With messages held
+    /// (or a topic never published on), changes nothing and returns `false`: tell the room
+    /// with [`handle`](Self::handle) at the time, then [`publish`](Self::publish).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use ipc_proto::data::{Admit, HoldBack, Room};
+    ///
+    /// # #[allow(clippy::disallowed_methods)] // an example's epoch
+    /// let now = Instant::now();
+    /// let mut hold = HoldBack::new();
+    /// assert!(matches!(hold.publish(now, "t", 1), Admit::Go(1)));
+    /// let room = |messages| Some(Room { messages, timeout: Duration::from_millis(5) });
+    /// assert!(hold.go_with_room("t", room(2)), "one pending, room for two");
+    /// assert!(!hold.go_with_room("t", room(2)), "two pending: full");
+    /// assert!(matches!(hold.publish(now, "t", 3), Admit::Held { .. }));
+    /// assert!(!hold.go_with_room("t", None), "held: the room waits for `handle`");
+    /// ```
+    pub fn go_with_room(&mut self, topic: &str, room: Option<Room>) -> bool {
         let Some(t) = self.topics.get_mut(topic) else {
             return false;
         };
-        // `publish` would release nothing first: nothing is held.
-        let go = t.held.is_empty() && t.has_room();
-        if go {
-            t.pending = t.pending.saturating_add(1);
+        if !t.held.is_empty() {
+            return false;
         }
-        go
+        t.room = room;
+        t.go()
     }
 
     /// A publish attempt on `topic` at `now`: it goes, is held, or is refused.

@@ -313,3 +313,49 @@ fn go_is_publish_going_at_once_without_a_time() {
     }
     assert!(went >= 2 && by_go.held("t") > 0, "both answers were given");
 }
+
+/// `go_with_room` is `handle(Room)` then `publish` going at once, without a time: it agrees
+/// with them message by message while rooms come and go, and with messages held it changes
+/// nothing (the room waits for `handle`, whose time decides what goes).
+#[test]
+fn go_with_room_is_a_room_told_then_a_publish_going_at_once() {
+    let t0 = epoch();
+    let (mut by_go, mut by_publish) = (HoldBack::new(), HoldBack::new());
+    assert!(
+        !by_go.go_with_room("t", room(3, 50)),
+        "a topic never published on"
+    );
+    for h in [&mut by_go, &mut by_publish] {
+        assert_eq!(h.publish(t0, "t", 0), Admit::Go(0));
+    }
+    let rooms = [
+        room(3, 50),
+        None,
+        room(2, 50),
+        room(4, 50),
+        room(0, 50),
+        None,
+    ];
+    let mut went = 0;
+    for (n, r) in (1u32..).zip(rooms) {
+        let now = t0 + ms(u64::from(n));
+        let (pending, held) = (by_go.pending("t"), by_go.held("t"));
+        let goes = by_go.go_with_room("t", r);
+        if held > 0 {
+            assert!(!goes, "message {n}: held before it");
+            assert_eq!(by_go.pending("t"), pending, "a no changes nothing");
+            break;
+        }
+        set_room(&mut by_publish, now, "t", r);
+        let decided = by_publish.publish(now, "t", n);
+        assert_eq!(goes, decided == Admit::Go(n), "message {n}: {decided:?}");
+        if goes {
+            went += 1;
+        } else {
+            assert_eq!(by_go.publish(now, "t", n), decided);
+        }
+        assert_eq!(by_go.pending("t"), by_publish.pending("t"));
+        assert_eq!(by_go.held("t"), by_publish.held("t"));
+    }
+    assert!(went >= 2 && by_go.held("t") > 0, "both answers were given");
+}

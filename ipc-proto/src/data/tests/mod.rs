@@ -391,6 +391,18 @@ impl Pair {
         self.pump();
     }
 
+    /// A record from the subscriber's side of link `peer` (as the publisher knows it),
+    /// handed to the publisher, then both pumped.
+    fn record_to_p(&mut self, peer: PeerId, bytes: &[u8]) {
+        let record = DataInput::Record {
+            peer,
+            data: bytes,
+            segments: &[],
+        };
+        self.p.handle(self.now, record).expect("record");
+        self.pump();
+    }
+
     fn seqs(&self) -> Vec<u64> {
         self.delivered.iter().map(|d| d.seq).collect()
     }

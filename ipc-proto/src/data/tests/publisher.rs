@@ -294,14 +294,7 @@ fn a_subscribers_goodbye_arms_its_links_retry() {
     t.publish("t", pooled(1));
     assert_eq!(t.p.take_armed(), None, "a publish arms nothing");
     let out = t.out.expect("linked");
-    let bytes = encode_data(&DataFrame::Goodbye, &[]);
-    let record = DataInput::Record {
-        peer: out,
-        data: &bytes,
-        segments: &[],
-    };
-    t.p.handle(t.now, record).expect("record");
-    t.pump();
+    t.record_to_p(out, &encode_data(&DataFrame::Goodbye, &[]));
     let retry = t.now + Duration::from_secs(1);
     assert_eq!(t.p.poll_timeout(), Some(retry));
     assert_eq!(t.p.take_armed(), Some(retry));
@@ -393,20 +386,7 @@ fn a_stream_of_publishes_follows_its_subscribers_as_they_go_and_come_back() {
     assert_eq!(t.seqs(), [1, 2, 4], "the fourth goes out on the new link");
 
     // A subscriber that breaks the protocol loses its link, the routes unchanged.
-    let forged = encode_data(
-        &DataFrame::Release(vec![SlotRef {
-            segment: 77,
-            offset: 0,
-        }]),
-        &[],
-    );
-    let record = DataInput::Record {
-        peer: second,
-        data: &forged,
-        segments: &[],
-    };
-    t.p.handle(t.now, record).expect("record");
-    t.pump();
+    t.record_to_p(second, &forged_release());
     assert_eq!(t.misbehaved.len(), 1);
     assert!(t.disconnected.contains(&second), "the link closes");
     publish(&mut t, &name);
@@ -531,27 +511,20 @@ fn a_subscriber_that_is_gone_is_retried_while_routed() {
     );
 }
 
+/// A release of a range the publisher never lent: a protocol violation.
+fn forged_release() -> Vec<u8> {
+    let slot = SlotRef {
+        segment: 77,
+        offset: 0,
+    };
+    encode_data(&DataFrame::Release(vec![slot]), &[])
+}
+
 #[test]
 fn a_release_of_a_range_not_held_disconnects_the_subscriber() {
     let mut t = Pair::new("t", Terms::default(), false);
     let out = t.out.expect("linked");
-    let forged = encode_data(
-        &DataFrame::Release(vec![SlotRef {
-            segment: 77,
-            offset: 0,
-        }]),
-        &[],
-    );
-    t.p.handle(
-        t.now,
-        DataInput::Record {
-            peer: out,
-            data: &forged,
-            segments: &[],
-        },
-    )
-    .expect("record");
-    t.pump();
+    t.record_to_p(out, &forged_release());
     assert_eq!(t.misbehaved.len(), 1);
 }
 

@@ -590,15 +590,14 @@ impl SubQueue {
         peer: PeerId,
     ) -> (Offered, Option<Incoming<Message>>) {
         let mut q = lock(&self.queue);
-        let offered = q.inbox.offer(msg);
+        let (offered, item) = if q.paused.is_empty() {
+            q.inbox.offer_pop(msg)
+        } else {
+            (q.inbox.offer(msg), None)
+        };
         if offered.full {
             q.paused.push(peer);
         }
-        let item = if q.paused.is_empty() {
-            q.inbox.pop()
-        } else {
-            None
-        };
         if !q.inbox.is_empty() {
             self.notify(q);
         }

@@ -921,7 +921,10 @@ impl Reactor {
     /// bind) can make it ask more.
     fn pump(&mut self, now: Instant) -> io::Result<()> {
         while let Some(out) = self.member.poll_output() {
-            if let Some(out) = self.io.act(&mut self.member, &Owned, now, out)? {
+            // A message, the most frequent output by far, is none of the link table's.
+            if let MemberOutput::Deliver(d) = out {
+                self.deliver(now, d);
+            } else if let Some(out) = self.io.act(&mut self.member, &Owned, now, out)? {
                 self.on_output(now, out);
             }
         }

@@ -110,7 +110,9 @@ impl Reactor {
                 q.offer(m, peer)
             };
             pause |= offered.full;
-            dropped.extend(offered.dropped);
+            if let Some(publisher) = offered.dropped {
+                dropped.push(publisher);
+            }
         }
         // Counted for `status`; the queue tells its subscription.
         if let Some(topic) = key.filter(|_| !dropped.is_empty()).cloned() {

@@ -303,6 +303,11 @@ impl NodeSource {
 
     fn act(&mut self, now: Instant) -> io::Result<()> {
         while let Some(out) = self.node.member.poll_output() {
+            // A message, the most frequent output by far, is none of the link table's.
+            if let MemberOutput::Deliver(d) = out {
+                self.deliver(d);
+                continue;
+            }
             let node = &mut self.node;
             let Some(out) = node.io.act(&mut node.member, &node.outgoing, now, out)? else {
                 continue;
@@ -325,7 +330,6 @@ impl NodeSource {
                     node.io
                         .transmit(&mut node.member, out, now, peer, bytes, attach);
                 }
-                MemberOutput::Deliver(d) => self.deliver(d),
                 MemberOutput::Lost(loss) => {
                     debug!(%loss, "messages lost");
                     self.events.push_back(NodeEvent::Lost(loss));

@@ -326,6 +326,15 @@ impl RingLink {
         })
     }
 
+    /// The subscriber's end: whether [`Self::next`] may find something now
+    /// ([`RingReceiver::may_hold`]); the publisher's end: `true`.
+    pub(crate) fn may_hold(&mut self) -> bool {
+        match &mut self.end {
+            End::Recv(rx) => rx.may_hold(self.region.words()),
+            End::Send(_) => true,
+        }
+    }
+
     /// The record [`Self::next`] or [`Self::take_returns`] found, to hand on.
     pub(crate) fn record(&self) -> &[u8] {
         match &self.end {

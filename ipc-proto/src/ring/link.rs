@@ -377,6 +377,14 @@ impl RingReceiver {
         Ok(self.found(popped))
     }
 
+    /// Whether [`Self::next`] may find something now: a message held for its turn, or one
+    /// the producer's head shows (read now). For a reader that has what it came for: a
+    /// look at one word where `next` would go through its steps to find the ring empty.
+    /// `true` if the head fails its check, for `next` to find and report.
+    pub fn may_hold<W: Word>(&mut self, region: &[W]) -> bool {
+        self.held.is_some() || self.consumer.pending(region).map_or(true, |n| n > 0)
+    }
+
     /// [`Self::next`], an inline message's payload popped straight into the buffer `dst`
     /// gives for its length (exactly that long, as `DataPlane::payload_buffer`'s: the
     /// payload is its first that many bytes, and a buffer delivered as it is must hold no

@@ -563,9 +563,10 @@ impl RingReceiver {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicU64;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
+    use crate::ring::layout::W_HEAD;
     use crate::ring::{attach, init};
     use crate::wire::{DataFrame, decode_data, encode_data};
 
@@ -679,6 +680,41 @@ mod tests {
             other => panic!("not in the reader's buffer: {other:?}"),
         }
         assert_eq!(next_into(&mut rx, &region), Err(Next::Empty));
+    }
+
+    /// `may_hold` says `false` only when `next` would find the ring empty: messages pushed
+    /// and not popped, one held for its turn and a head that fails its check say `true`.
+    #[test]
+    fn may_hold_is_false_only_for_an_empty_ring() {
+        let (region, mut tx, mut rx) = pair();
+        assert!(!rx.may_hold(&region));
+        for seq in 1..=2 {
+            assert_eq!(
+                tx.send(&region, &inline(1, seq, b"m")),
+                Ok(Sent::Ring { wake: false })
+            );
+        }
+        assert!(rx.may_hold(&region));
+        assert_eq!(next_into(&mut rx, &region), Ok(Some(inline(1, 1, b"m"))));
+        assert!(rx.may_hold(&region), "one more, its head read before");
+        assert_eq!(next_into(&mut rx, &region), Ok(Some(inline(1, 2, b"m"))));
+        assert!(!rx.may_hold(&region));
+        assert_eq!(next_into(&mut rx, &region), Err(Next::Empty));
+        // Held for a socket record: `next` has it.
+        tx.record_sent();
+        assert_eq!(
+            tx.send(&region, &inline(1, 3, b"m")),
+            Ok(Sent::Ring { wake: false })
+        );
+        assert_eq!(next_into(&mut rx, &region), Err(Next::Socket));
+        assert!(rx.may_hold(&region), "held");
+        rx.record_read();
+        assert_eq!(next_into(&mut rx, &region), Ok(Some(inline(1, 3, b"m"))));
+        assert!(!rx.may_hold(&region));
+        // A peer's head beyond the ring's capacity: `next` reports it.
+        region[W_HEAD].store(u64::MAX, Ordering::SeqCst);
+        assert!(rx.may_hold(&region));
+        assert!(matches!(rx.next(&region), Err(RingError::Index { .. })));
     }
 
     #[test]

@@ -311,52 +311,6 @@ fn queue_step() -> impl Strategy<Value = QueueStep> {
     ]
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1000))]
-
-    /// `Inbox::offer_pop`, which hands a message on without queueing it when nothing is
-    /// queued, tells and counts what `offer` followed by `pop` (unless the offer filled a
-    /// `Block` queue) does, under any policy and depth, whatever is queued.
-    #[test]
-    fn offer_pop_is_an_offer_then_a_pop(
-        steps in prop::collection::vec(queue_step(), 1..100),
-        policy in policy(),
-        depth in 1u32..4,
-    ) {
-        let publishers = [id(1), id(2)];
-        let mut next = [1u64, 1];
-        let mut fast: Inbox<M> = Inbox::new(Arc::from("t"), policy, depth);
-        let mut slow: Inbox<M> = Inbox::new(Arc::from("t"), policy, depth);
-        for st in steps {
-            match st {
-                QueueStep::Offer { p, skip } | QueueStep::OfferPop { p, skip } => {
-                    let seq = next[p] + u64::from(skip);
-                    next[p] = seq + 1;
-                    let m = || M(publishers[p], seq);
-                    if matches!(st, QueueStep::Offer { .. }) {
-                        prop_assert_eq!(fast.offer(m()), slow.offer(m()));
-                    } else {
-                        let offered = slow.offer(m());
-                        let item = if offered.full { None } else { slow.pop() };
-                        prop_assert_eq!(fast.offer_pop(m()), (offered, item));
-                    }
-                }
-                QueueStep::Lost { p } => {
-                    let loss = Loss::single(Arc::from("t"), publishers[p], next[p], LossReason::Publisher);
-                    next[p] += 1;
-                    fast.lost(loss.clone());
-                    slow.lost(loss);
-                }
-                QueueStep::Pop => prop_assert_eq!(fast.pop(), slow.pop()),
-            }
-            prop_assert_eq!(fast.counters(), slow.counters());
-            prop_assert_eq!(fast.is_empty(), slow.is_empty());
-        }
-        let rest = |i: &mut Inbox<M>| std::iter::from_fn(|| i.pop()).collect::<Vec<_>>();
-        prop_assert_eq!(rest(&mut fast), rest(&mut slow));
-    }
-}
-
 /// One step of a subscriber's life.
 #[derive(Clone, Debug)]
 enum Step {
@@ -464,5 +418,47 @@ proptest! {
             prop_assert_eq!(st.messages, delivered + st.dropped);
             prop_assert_eq!(st.missed + st.dropped, lost);
         }
+    }
+
+    /// `Inbox::offer_pop`, which hands a message on without queueing it when nothing is
+    /// queued, tells and counts what `offer` followed by `pop` (unless the offer filled a
+    /// `Block` queue) does, under any policy and depth, whatever is queued.
+    #[test]
+    fn offer_pop_is_an_offer_then_a_pop(
+        steps in prop::collection::vec(queue_step(), 1..100),
+        policy in policy(),
+        depth in 1u32..4,
+    ) {
+        let publishers = [id(1), id(2)];
+        let mut next = [1u64, 1];
+        let mut fast: Inbox<M> = Inbox::new(Arc::from("t"), policy, depth);
+        let mut slow: Inbox<M> = Inbox::new(Arc::from("t"), policy, depth);
+        for st in steps {
+            match st {
+                QueueStep::Offer { p, skip } | QueueStep::OfferPop { p, skip } => {
+                    let seq = next[p] + u64::from(skip);
+                    next[p] = seq + 1;
+                    let m = || M(publishers[p], seq);
+                    if matches!(st, QueueStep::Offer { .. }) {
+                        prop_assert_eq!(fast.offer(m()), slow.offer(m()));
+                    } else {
+                        let offered = slow.offer(m());
+                        let item = if offered.full { None } else { slow.pop() };
+                        prop_assert_eq!(fast.offer_pop(m()), (offered, item));
+                    }
+                }
+                QueueStep::Lost { p } => {
+                    let loss = Loss::single(Arc::from("t"), publishers[p], next[p], LossReason::Publisher);
+                    next[p] += 1;
+                    fast.lost(loss.clone());
+                    slow.lost(loss);
+                }
+                QueueStep::Pop => prop_assert_eq!(fast.pop(), slow.pop()),
+            }
+            prop_assert_eq!(fast.counters(), slow.counters());
+            prop_assert_eq!(fast.is_empty(), slow.is_empty());
+        }
+        let rest = |i: &mut Inbox<M>| std::iter::from_fn(|| i.pop()).collect::<Vec<_>>();
+        prop_assert_eq!(rest(&mut fast), rest(&mut slow));
     }
 }

@@ -469,15 +469,7 @@ impl NodeSource {
             {
                 warn!(error = %e, "I/O error while acting on a record");
             }
-            // While the loop polls the rings, a read that would find this one empty is
-            // skipped (its look at the head says so); a read to the ring's end that parks
-            // it goes on to that end.
-            let on = if reading == Reading::Ring && self.node.io.is_polled() {
-                self.node.io.read_ring_on(key, read)
-            } else {
-                self.node.io.read_on(key, read)
-            };
-            if !on {
+            if !self.node.io.read_on(key, read, reading) {
                 return;
             }
         }

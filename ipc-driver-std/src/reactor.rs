@@ -1104,7 +1104,7 @@ impl Reactor {
                     if let Err(e) = self.pump(now) {
                         warn!(error = %e, "I/O error while acting on a record");
                     }
-                    if !self.io.read_on(key, read) {
+                    if !self.io.read_on(key, read, reading) {
                         return;
                     }
                 }

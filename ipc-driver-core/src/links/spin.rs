@@ -9,7 +9,6 @@ use std::time::Instant;
 use ipc_proto::{Member, PeerId};
 
 use super::{Links, Read};
-use crate::ring::RingLink;
 
 /// Most lingers in a row for a publisher's `writing` hint while no message is read from a
 /// ring ([`Links::linger_for_writers`]).
@@ -203,21 +202,5 @@ impl<A> Links<A> {
             return Read::Done;
         }
         self.ring_record(member, now, key).unwrap_or(Read::Done)
-    }
-
-    /// After a read of a link's ring by a polling thread ([`Links::read_ring`], or
-    /// [`Links::read_record`] with [`Reading::Ring`](super::Reading::Ring) while the rings
-    /// are polled): whether to read it again ([`Links::read_on`], and the ring may hold more,
-    /// `RingLink::may_hold`'s look at its head, or a socket record held behind its messages
-    /// is due). A read that finds the ring empty goes through the link table, the ring link
-    /// and the receiver: on the echo side of a spinning 64 B round trip, about 235
-    /// instructions after every message before its thread got it back (callgrind). Not for
-    /// a read that must park the ring when it finds it empty (the rings not polled): that
-    /// read is the park.
-    pub fn read_ring_on(&mut self, key: usize, read: Read) -> bool {
-        self.read_on(key, read)
-            && (self.links.get_mut(key)).is_some_and(|l| {
-                l.held.is_some() || l.ring.as_mut().is_some_and(RingLink::may_hold)
-            })
     }
 }

@@ -365,7 +365,10 @@ fn a_resumed_link_is_registered_again_only_once_its_reader_drains_it() {
         );
     }
     links.set_paused(peer, true);
-    assert!(!links.read_on(0, Read::Record), "paused again");
+    assert!(
+        !links.read_on(0, Read::Record, Reading::All),
+        "paused again"
+    );
     assert_eq!(links.links[0].registered, Interest::NONE);
     assert!(!set_ready(&links), "records wait, and wake nobody");
 

@@ -292,7 +292,7 @@ impl Reactor {
                 if let Err(e) = self.pump(now) {
                     self.failed.get_or_insert(e);
                 }
-                if !self.io.read_ring_on(key, read) {
+                if !self.io.read_on(key, read, Reading::Ring) {
                     break;
                 }
             }

@@ -824,21 +824,27 @@ impl<A> Links<A> {
     /// that are over, and logs the peer log's summary if due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.peer_log.summary(now);
-        let over: Vec<usize> = self
-            .watches
-            .iter()
-            .filter(|(_, w)| w.until.is_some_and(|at| at <= now))
-            .map(|(k, _)| k)
-            .collect();
-        for key in over {
-            let w = self.watches.remove(key);
-            let _ = self.poller.delete(w.pidfd.as_fd());
-            self.watched.remove(&w.peer);
+        // A calloop loop calls this after every message it hands on: nothing is collected
+        // unless something is due (a look is a few instructions a link, a collect some
+        // hundred).
+        let over = |w: &Watch| w.until.is_some_and(|at| at <= now);
+        if self.watches.iter().any(|(_, w)| over(w)) {
+            let over: Vec<usize> = (self.watches.iter())
+                .filter(|(_, w)| over(w))
+                .map(|(k, _)| k)
+                .collect();
+            for key in over {
+                let w = self.watches.remove(key);
+                let _ = self.poller.delete(w.pidfd.as_fd());
+                self.watched.remove(&w.peer);
+            }
         }
-        let overdue: Vec<usize> = self
-            .links
-            .iter()
-            .filter(|(_, l)| l.closing.is_some_and(|at| at <= now))
+        let overdue = |l: &Link<A>| l.closing.is_some_and(|at| at <= now);
+        if !self.links.iter().any(|(_, l)| overdue(l)) {
+            return;
+        }
+        let overdue: Vec<usize> = (self.links.iter())
+            .filter(|(_, l)| overdue(l))
             .map(|(k, _)| k)
             .collect();
         for key in overdue {

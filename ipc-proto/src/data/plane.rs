@@ -290,7 +290,9 @@ pub struct DataPlane {
     /// The earliest timer armed since the member last took it ([`Self::take_armed`]).
     pub(super) armed: Option<Instant>,
     /// The topic of the last publish (see [`LastPublished`]). Cleared by any withdrawal.
-    pub(super) last_published: Option<LastPublished>,
+    /// Boxed: a publish takes it out and puts it back, a pointer's move rather than its
+    /// hundred-odd bytes' (about 40 instructions of a small message's publish).
+    pub(super) last_published: Option<Box<LastPublished>>,
     /// Counts the changes to the routes and to `by_node`: the links a topic's message goes
     /// out on are the same while it stays (see [`LastPublished::targets`]). Bumped wherever
     /// either changes.

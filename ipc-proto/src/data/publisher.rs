@@ -277,19 +277,29 @@ impl DataPlane {
         // instructions of a publish to one subscriber, a fifth of those before its push).
         let mut last = match self.last_published.take() {
             Some(last) if Arc::ptr_eq(&last.named, topic) => last,
-            _ => {
+            other => {
                 let Some(interned) = self.advertised.get(&**topic).cloned() else {
+                    // The last one stays the last.
+                    self.last_published = other;
                     return Err(CmdError::Invalid {
                         what: "topic",
                         reason: format!("`{topic}` is not advertised"),
                     });
                 };
-                LastPublished {
+                let new = LastPublished {
                     named: Arc::clone(topic),
                     topic: interned,
                     targets: SmallVec::new(),
                     // Never the current epoch: the targets are found below.
                     epoch: self.links_epoch.wrapping_sub(1),
+                };
+                // Publishes that take turns on two topics reuse one box.
+                match other {
+                    Some(mut last) => {
+                        *last = new;
+                        last
+                    }
+                    None => Box::new(new),
                 }
             }
         };

@@ -318,6 +318,13 @@ fn the_last_published_name_is_remembered_until_the_topic_is_withdrawn() {
         t.p.handle(t.now, DataInput::Cmd(cmd))
     };
     publish(&mut t, &name, 1).expect("advertised");
+    // A publish on a topic never advertised is refused, and leaves the remembered one be.
+    let other: Arc<str> = Arc::from("u");
+    let refused = publish(&mut t, &other, 9);
+    assert!(
+        matches!(refused, Err(CmdError::Invalid { what: "topic", .. })),
+        "{refused:?}"
+    );
     publish(&mut t, &name, 2).expect("advertised, remembered");
     t.pump();
     assert_eq!(t.seqs(), [1, 2]);

@@ -872,7 +872,8 @@ impl Node {
     ) {
         let at = clock.unwrap_or_else(now);
         // Its inline messages go straight into the rings that take them now.
-        let published = (self.member).publish_topic(at, topic, payload, expired, &mut self.io);
+        let published =
+            (self.member).publish_topic(at, topic, payload.into(), expired, &mut self.io);
         if let Err(e) = published {
             warn!(%topic, error = %e, "publish refused");
         }

@@ -73,8 +73,8 @@ pub use options::{
     SubscriptionOptions, Terms,
 };
 pub use payload::{
-    Delivered, Delivery, LOCAL, Mode, OUTGOING, Payload, PayloadBuffer, ReceivedSegment, Seals,
-    SegmentId,
+    Delivered, Delivery, LOCAL, Mode, OUTGOING, Outbound, Payload, PayloadBuffer, ReceivedSegment,
+    Seals, SegmentId,
 };
 pub use plane::DataPlane;
 pub use pool::{MAX_ROTATION, MIN_SEGMENT, Pool, PoolSlot, ROTATION_BYTES};

@@ -98,6 +98,64 @@ impl Payload {
     }
 }
 
+/// The payload of a publish ([`DataPlane::publish_topic`](super::DataPlane::publish_topic),
+/// [`Member::publish_topic`](crate::Member::publish_topic)): a [`Payload`], or the bytes of an
+/// inline one borrowed for the call. Either way the data plane copies inline bytes into
+/// what carries them (a ring, a record, a local delivery) during the call; borrowed, nothing
+/// stands between the application's bytes and those copies (a 4 KiB message's `memcpy` into
+/// a buffer of its own, for one). An owned inline payload's buffer is kept for the next
+/// records.
+///
+/// ```
+/// use ipc_proto::data::{Outbound, Payload};
+///
+/// let bytes = [1u8, 2, 3];
+/// assert_eq!(Outbound::Inline(&bytes).bytes(), &bytes);
+/// let owned: Outbound = Payload::Inline(bytes.to_vec()).into();
+/// assert_eq!(owned.bytes(), &bytes);
+/// assert_eq!(owned.into_owned(), Payload::Inline(bytes.to_vec()));
+/// ```
+#[derive(Debug)]
+pub enum Outbound<'a> {
+    /// A payload the data plane may keep.
+    Payload(Payload),
+    /// An inline payload's bytes, borrowed.
+    Inline(&'a [u8]),
+}
+
+impl Outbound<'_> {
+    /// The bytes carried in the message's frame: an inline payload's, none for a segment's.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline(b) => b,
+            Self::Payload(Payload::Inline(b)) => b,
+            Self::Payload(_) => &[],
+        }
+    }
+
+    /// The segment holding the payload, if any.
+    pub fn segment(&self) -> Option<SegmentId> {
+        match self {
+            Self::Inline(_) => None,
+            Self::Payload(p) => p.segment(),
+        }
+    }
+
+    /// The payload, owned (a borrowed one copied).
+    pub fn into_owned(self) -> Payload {
+        match self {
+            Self::Inline(b) => Payload::Inline(b.to_vec()),
+            Self::Payload(p) => p,
+        }
+    }
+}
+
+impl From<Payload> for Outbound<'_> {
+    fn from(p: Payload) -> Self {
+        Self::Payload(p)
+    }
+}
+
 /// How a payload travels.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
 pub enum Mode {

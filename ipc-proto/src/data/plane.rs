@@ -19,7 +19,7 @@ use super::buffers::{Buffers, Payloads};
 use super::io::{DataCmd, DataConfig, DataInput, DataOutput, DirectSend, Room};
 use super::loss::LossReason;
 use super::options::Terms;
-use super::payload::Payload;
+use super::payload::Outbound;
 use super::payload::{InlineBody, PayloadBuffer, ReceivedSegment, SegmentId};
 use super::rooms::RoomChanges;
 use super::routes::{Ident, Routes};
@@ -527,19 +527,20 @@ impl DataPlane {
                 topic,
                 payload,
                 expired,
-            } => self.publish_topic(now, &topic, payload, expired, direct),
+            } => self.publish_topic(now, &topic, payload.into(), expired, direct),
             cmd => self.handle(now, DataInput::Cmd(cmd)),
         }
     }
 
     /// [`publish_direct`](Self::publish_direct) of a [`DataCmd::Publish`] of `topic`,
     /// `payload` and `expired`, the topic borrowed: a command owns its `Arc`, whose clone and
-    /// drop (an atomic operation each) a small message would pay for nothing.
+    /// drop (an atomic operation each) a small message would pay for nothing; and so may the
+    /// payload's bytes be ([`Outbound::Inline`]).
     pub fn publish_topic(
         &mut self,
         now: Instant,
         topic: &Arc<str>,
-        payload: Payload,
+        payload: Outbound<'_>,
         expired: bool,
         direct: &mut dyn DirectSend,
     ) -> Result<(), CmdError> {

@@ -15,7 +15,9 @@ use crate::wire::{DataFrame, MessageHeader, Policy, SlotRef, encode_data, encode
 
 use super::io::{DataCmd, DataEvt, DataOutput, DirectSend, Room, check_counters};
 use super::options::Terms;
-use super::payload::{Delivered, Delivery, LOCAL, OUTGOING, Payload, ReceivedSegment, SegmentId};
+use super::payload::{
+    Delivered, Delivery, LOCAL, OUTGOING, Outbound, Payload, ReceivedSegment, SegmentId,
+};
 use super::plane::{DataPlane, LastPublished, OutLink, OutState, Queued};
 use super::subscriber::terms_record;
 use super::topic::{Topic, value_of};
@@ -79,7 +81,7 @@ impl DataPlane {
                 topic,
                 payload,
                 expired,
-            } => self.publish_named(&topic, payload, expired, None)?,
+            } => self.publish_named(&topic, payload.into(), expired, None)?,
             DataCmd::Release { peer, slots } => self.release_received(peer, slots),
             DataCmd::SetCounters(app) => {
                 check_counters(&app)?;
@@ -267,7 +269,7 @@ impl DataPlane {
     pub(super) fn publish_named(
         &mut self,
         topic: &Arc<str>,
-        payload: Payload,
+        payload: Outbound<'_>,
         expired: bool,
         direct: Option<&mut dyn DirectSend>,
     ) -> Result<(), CmdError> {
@@ -322,7 +324,7 @@ impl DataPlane {
         &mut self,
         topic: &Topic,
         targets: &[PeerId],
-        payload: Payload,
+        payload: Outbound<'_>,
         expired: bool,
         mut direct: Option<&mut dyn DirectSend>,
     ) {
@@ -350,18 +352,17 @@ impl DataPlane {
         }
         if self.config.self_delivery && self.taken.contains_key(topic) {
             let delivered = match &payload {
-                Payload::Inline(b) => Delivered::Inline(self.payloads.copy_of(b)),
                 // The driver keeps a fresh segment alive while any message maps it.
-                Payload::Fresh { segment, len } => Delivered::Fresh {
+                Outbound::Payload(Payload::Fresh { segment, len }) => Delivered::Fresh {
                     segment: *segment,
                     len: *len,
                 },
-                Payload::Pooled {
+                Outbound::Payload(Payload::Pooled {
                     segment,
                     offset,
                     len,
                     ..
-                } => {
+                }) => {
                     *self.refs.entry(*segment).or_insert(0) += 1;
                     *self.local_held.entry((*segment, *offset)).or_insert(0) += 1;
                     let slot = SlotRef {
@@ -375,6 +376,7 @@ impl DataPlane {
                         slot,
                     }
                 }
+                inline => Delivered::Inline(self.payloads.copy_of(inline.bytes())),
             };
             let publisher = self.config.node;
             self.out.push_back(DataOutput::Deliver(Delivery {
@@ -388,7 +390,7 @@ impl DataPlane {
         if let Some(seg) = segment {
             self.unref(seg);
         }
-        if let Payload::Inline(bytes) = payload {
+        if let Outbound::Payload(Payload::Inline(bytes)) = payload {
             // Copied into every subscriber's record: the next payload or record may use it.
             self.buffers.put(bytes);
         }
@@ -400,7 +402,7 @@ impl DataPlane {
         peer: PeerId,
         topic: &Topic,
         header: MessageHeader,
-        payload: &Payload,
+        payload: &Outbound<'_>,
         expired: bool,
         direct: Option<&mut dyn DirectSend>,
     ) {
@@ -458,20 +460,19 @@ impl DataPlane {
             ..header
         };
         let (frame, data, attach, slot, fresh) = match payload {
-            Payload::Inline(b) => (DataFrame::Inline(header), &b[..], None, None, None),
-            Payload::Fresh { segment, len } => (
+            Outbound::Payload(Payload::Fresh { segment, len }) => (
                 DataFrame::Fresh { header, len: *len },
                 &[][..],
                 Some(*segment),
                 None,
                 Some(*segment),
             ),
-            Payload::Pooled {
+            Outbound::Payload(Payload::Pooled {
                 segment,
                 size,
                 offset,
                 len,
-            } => {
+            }) => {
                 if offered.insert(*segment) {
                     queue.push_back(Queued {
                         bind: None,
@@ -496,6 +497,7 @@ impl DataPlane {
                 };
                 (frame, &[][..], None, Some((*segment, *offset)), None)
             }
+            inline => (DataFrame::Inline(header), inline.bytes(), None, None, None),
         };
         if *state == OutState::Up && queue.is_empty() {
             // Nothing ahead of it (no binding or offer either): out now, as `flush` would
@@ -506,8 +508,8 @@ impl DataPlane {
             // kernel has the fd once the driver sends the record.
             t.counters.messages += 1;
             let untold = !untold.is_empty();
-            if let (Payload::Inline(payload), Some(direct)) = (payload, direct)
-                && direct.send_inline(peer, header, payload)
+            if let (None, Some(direct)) = (payload.segment(), direct)
+                && direct.send_inline(peer, header, data)
             {
                 self.unref_freed(freed);
                 if untold {

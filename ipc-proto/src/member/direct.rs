@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::data::{DataCmd, DirectSend, Payload, PayloadBuffer};
+use crate::data::{DataCmd, DirectSend, Outbound, PayloadBuffer};
 use crate::error::CmdError;
 use crate::ids::PeerId;
 use crate::wire::{DataFrame, MessageHeader, encode_data};
@@ -32,7 +32,7 @@ impl Member {
                 topic,
                 payload,
                 expired,
-            } => self.publish_topic(now, &topic, payload, expired, direct),
+            } => self.publish_topic(now, &topic, payload.into(), expired, direct),
             cmd => self.handle(now, MemberInput::Cmd(MemberCmd::Data(cmd))),
         }
     }
@@ -44,14 +44,14 @@ impl Member {
         &mut self,
         now: Instant,
         topic: &Arc<str>,
-        payload: Payload,
+        payload: Outbound<'_>,
         expired: bool,
         direct: &mut dyn DirectSend,
     ) -> Result<(), CmdError> {
         if !self.out.is_empty() {
             let cmd = DataCmd::Publish {
                 topic: Arc::clone(topic),
-                payload,
+                payload: payload.into_owned(),
                 expired,
             };
             return self.handle(now, MemberInput::Cmd(MemberCmd::Data(cmd)));

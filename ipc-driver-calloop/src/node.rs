@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use calloop::ping::Ping;
 use ipc_driver_core::{LEAVE_DEADLINE, Links};
 use ipc_proto::data::{
-    Admit, DataCmd, DataPlane, HoldBack, HoldInput, HoldOutput, Paths, Payload, PublisherOptions,
-    Room, SegmentId, SendMode, SubscriptionOptions,
+    Admit, DataCmd, DataPlane, HoldBack, HoldInput, HoldOutput, Outbound, Paths, Payload,
+    PublisherOptions, Room, SegmentId, SendMode, SubscriptionOptions,
 };
 use ipc_proto::doc::{DocError, Observed, PatchId, Scope};
 use ipc_proto::names::bus_topic;
@@ -702,8 +702,16 @@ impl Node {
     ///
     /// [`open_publisher`]: Self::open_publisher
     pub fn publish(&mut self, topic: &str, data: &[u8]) -> Result<(), DriverError> {
-        let loan = self.loan_of(topic, data.len(), Some(data))?;
-        // `loan_of` found the topic published.
+        let (name, mode) = self.route(topic, data.len())?;
+        if mode == SendMode::Inline {
+            // Borrowed for the publish: copied straight into the rings and records that
+            // carry it (or into a buffer of its own if it must wait for room).
+            self.may_send(&name)?;
+            self.publish_payload(&name, Outbound::Inline(data));
+            return Ok(());
+        }
+        let loan = self.loan_for(name, mode, data.len(), Some(data))?;
+        // `route` found the topic published.
         self.send_published(loan)
     }
 
@@ -723,22 +731,36 @@ impl Node {
         len: usize,
         data: Option<&[u8]>,
     ) -> Result<Loan, DriverError> {
-        let p = self
-            .publishing
-            .get(topic)
-            .ok_or_else(|| DriverError::NotPublishing(topic.into()))?;
-        let inline_max = p.options.inline_max;
-        let kind = match p.options.mode_for(len, self.paths) {
+        let (name, mode) = self.route(topic, len)?;
+        self.loan_for(name, mode, len, data)
+    }
+
+    /// The name `topic` is published under, and how a payload of `len` bytes travels on it
+    /// (refused: a topic not published, an inline payload over the topic's `inline_max`).
+    fn route(&self, topic: &str, len: usize) -> Result<(Arc<str>, SendMode), DriverError> {
+        let p =
+            (self.publishing.get(topic)).ok_or_else(|| DriverError::NotPublishing(topic.into()))?;
+        let mode = p.options.mode_for(len, self.paths);
+        let max = p.options.inline_max;
+        if mode == SendMode::Inline && len > max {
+            return Err(DriverError::TooLarge { len, max });
+        }
+        Ok((Arc::clone(&p.topic), mode))
+    }
+
+    /// [`loan_of`](Self::loan_of) of a topic [`route`](Self::route) found.
+    fn loan_for(
+        &mut self,
+        topic: Arc<str>,
+        mode: SendMode,
+        len: usize,
+        data: Option<&[u8]>,
+    ) -> Result<Loan, DriverError> {
+        let kind = match mode {
             SendMode::Inline => {
-                if len > inline_max {
-                    return Err(DriverError::TooLarge {
-                        len,
-                        max: inline_max,
-                    });
-                }
                 let bytes = inline_buffer(self.member.spare_buffer(), len, data);
                 return Ok(Loan {
-                    topic: Arc::clone(&p.topic),
+                    topic,
                     len,
                     kind: LoanKind::Inline(bytes),
                 });
@@ -749,7 +771,7 @@ impl Node {
                     // its way (the ring's `writing` hint, `ipc_driver_core::WRITING_SPIN`).
                     if let Some(data) = self.member.data() {
                         self.io
-                            .writing(data.links_for(topic), ipc_os::current_cpu());
+                            .writing(data.links_for(&topic), ipc_os::current_cpu());
                     }
                     LoanKind::Pooled(PooledLoan {
                         segment,
@@ -762,11 +784,7 @@ impl Node {
             },
             _ => fresh_loan(len)?,
         };
-        let mut loan = Loan {
-            topic: Arc::clone(&p.topic),
-            len,
-            kind,
-        };
+        let mut loan = Loan { topic, len, kind };
         if let Some(data) = data {
             loan.copy_from_slice(data);
         }
@@ -784,13 +802,8 @@ impl Node {
 
     /// [`send`](Self::send) of a loan of a topic this node publishes (or of any, leaving).
     fn send_published(&mut self, loan: Loan) -> Result<(), DriverError> {
-        if self.leaving.is_some() {
-            return Err(DriverError::Left);
-        }
         let Loan { topic, len, kind } = loan;
-        if self.hold.is_full(&topic) {
-            return Err(DriverError::Full(topic.to_string()));
-        }
+        self.may_send(&topic)?;
         let len = len as u64;
         let payload = match kind {
             LoanKind::Inline(bytes) => Payload::Inline(bytes),
@@ -816,7 +829,19 @@ impl Node {
                 }
             }
         };
-        self.publish_payload(&topic, payload);
+        self.publish_payload(&topic, payload.into());
+        Ok(())
+    }
+
+    /// Whether a message of `topic` may be sent now: not while leaving, nor while
+    /// [`MAX_HELD`](crate::MAX_HELD) of the topic wait for room.
+    fn may_send(&self, topic: &str) -> Result<(), DriverError> {
+        if self.leaving.is_some() {
+            return Err(DriverError::Left);
+        }
+        if self.hold.is_full(topic) {
+            return Err(DriverError::Full(topic.to_string()));
+        }
         Ok(())
     }
 
@@ -834,7 +859,7 @@ impl Node {
     /// --only calloop`, spinning 64 B round trip, 17 alternated pairs of runs on the AMD EPYC
     /// VM): the two clock reads before the push cost a tenth of the round trip or more
     /// (about 1.42 against 1.21 µs; faster without them in 15 pairs).
-    fn publish_payload(&mut self, topic: &Arc<str>, payload: Payload) {
+    fn publish_payload(&mut self, topic: &Arc<str>, payload: Outbound<'_>) {
         let room = self.room(topic);
         if let Some(clock) = self.member.data().map(DataPlane::clock)
             && self.hold.go_with_room(topic, room)
@@ -845,8 +870,9 @@ impl Node {
         }
         let now = now();
         self.sync_room(now, topic);
-        match self.hold.publish(now, topic, payload) {
-            Admit::Go(payload) => self.feed_publish(topic, payload, false, None),
+        // Held, it is kept: a borrowed one is copied.
+        match self.hold.publish(now, topic, payload.into_owned()) {
+            Admit::Go(payload) => self.feed_publish(topic, payload.into(), false, None),
             Admit::Held { .. } => {}
             // `send` checked, and nothing was held since.
             Admit::Full(_) => unreachable!("checked by the caller"),
@@ -866,14 +892,13 @@ impl Node {
     fn feed_publish(
         &mut self,
         topic: &Arc<str>,
-        payload: Payload,
+        payload: Outbound<'_>,
         expired: bool,
         clock: Option<Instant>,
     ) {
         let at = clock.unwrap_or_else(now);
         // Its inline messages go straight into the rings that take them now.
-        let published =
-            (self.member).publish_topic(at, topic, payload.into(), expired, &mut self.io);
+        let published = (self.member).publish_topic(at, topic, payload, expired, &mut self.io);
         if let Err(e) = published {
             warn!(%topic, error = %e, "publish refused");
         }
@@ -892,7 +917,7 @@ impl Node {
                     topic,
                     item,
                     expired,
-                } => self.feed_publish(&topic.into(), item, expired, None),
+                } => self.feed_publish(&topic.into(), item.into(), expired, None),
                 HoldOutput::Drained { topic } => self.owed_room.push(topic),
             }
         }

@@ -1,5 +1,7 @@
 //! Two nodes in one calloop loop: join, see each other, exchange messages in every mode.
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use calloop::EventLoop;
@@ -149,4 +151,85 @@ fn application_counters_are_in_the_node_stats_and_bounded() {
     let e = node.set_counters(&many).expect_err("33 counters");
     assert!(matches!(e, ipc_driver_calloop::DriverError::Cmd(_)), "{e}");
     assert_eq!(node.data_stats().app, app, "unchanged");
+}
+
+/// Messages published while their `Block` subscriber takes none are held by the publishing
+/// node once the subscriber has no room (its pooled slots all lent), inline ones copied (a
+/// publish borrows the application's bytes only while it goes out at once), and reach it
+/// intact and in order once it reads; a room event says they are all out.
+#[test]
+fn messages_held_for_a_full_subscriber_arrive_intact_and_in_order() {
+    const MESSAGES: usize = 400;
+    let g = group();
+    let mut event_loop: EventLoop<'static, State> = EventLoop::try_new().expect("loop");
+    let mut state = State::default();
+    let mut a = NodeSource::builder("a").group(&g).join().expect("a");
+    // Small payloads inline, large ones pooled (each holds a slot until b has read it).
+    let options = PublisherOptions {
+        mode: SendMode::Auto,
+        ..PublisherOptions::default()
+    };
+    (a.node())
+        .open_publisher("held", "application/octet-stream", options)
+        .expect("publisher");
+    let a_handle = a.node().handle();
+    let rooms = Rc::new(Cell::new(0));
+    let subscribed = Rc::new(Cell::new(false));
+    {
+        let (rooms, subscribed) = (Rc::clone(&rooms), Rc::clone(&subscribed));
+        event_loop
+            .handle()
+            .insert_source(a, move |event, node: &mut Node, _: &mut State| {
+                subscribed.set(node.view().subscribers_of("held").count() > 0);
+                if let NodeEvent::Room { topic } = event {
+                    assert_eq!(topic, "held");
+                    rooms.set(rooms.get() + 1);
+                }
+            })
+            .expect("insert");
+    }
+    let b = ipc_driver_std::Node::builder("b")
+        .group(&g)
+        .join()
+        .expect("b");
+    let full = SubscriptionOptions {
+        depth: 1,
+        ..SubscriptionOptions::block(WAIT)
+    };
+    let sub = b.subscription("held", full).expect("subscription");
+    run_until(
+        &mut event_loop,
+        &mut state,
+        "a sees b's subscription",
+        |_| subscribed.get(),
+    );
+    let payload = |i: usize| -> Vec<u8> {
+        let len = if i.is_multiple_of(2) { 64 << 10 } else { 100 };
+        (0..len).map(|j| (i * 7 + j) as u8).collect()
+    };
+    for i in 0..MESSAGES {
+        a_handle.publish("held", payload(i)).expect("publish");
+    }
+    // b reads only now: what it has no room for waits in a.
+    let deadline = Instant::now() + WAIT;
+    let mut got = Vec::new();
+    while got.len() < MESSAGES {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {MESSAGES} came",
+            got.len()
+        );
+        event_loop
+            .dispatch(Some(Duration::from_millis(1)), &mut state)
+            .expect("dispatch");
+        while let Ok(m) = sub.recv_timeout(Duration::from_millis(1)) {
+            got.push(m.to_vec());
+        }
+    }
+    for (i, data) in got.iter().enumerate() {
+        assert!(*data == payload(i), "message {i}");
+    }
+    run_until(&mut event_loop, &mut state, "the held messages out", |_| {
+        rooms.get() > 0
+    });
 }

@@ -39,7 +39,10 @@ impl Member {
 
     /// [`publish_direct`](Self::publish_direct) of a [`DataCmd::Publish`] of `topic`,
     /// `payload` and `expired`, the topic borrowed: a command owns its `Arc`, whose clone and
-    /// drop (an atomic operation each) a small message would pay for nothing.
+    /// drop (an atomic operation each) a small message would pay for nothing. An inline
+    /// payload's bytes may be borrowed too ([`Outbound::Inline`]): copied into the rings and
+    /// records that carry them, or into a buffer of their own if an output not taken yet must
+    /// go first.
     pub fn publish_topic(
         &mut self,
         now: Instant,

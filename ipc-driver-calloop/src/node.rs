@@ -703,15 +703,16 @@ impl Node {
     /// [`open_publisher`]: Self::open_publisher
     pub fn publish(&mut self, topic: &str, data: &[u8]) -> Result<(), DriverError> {
         let (name, mode) = self.route(topic, data.len())?;
+        // Refused before a pool slot or a memfd is taken and written.
+        self.may_send(&name)?;
         if mode == SendMode::Inline {
             // Borrowed for the publish: copied straight into the rings and records that
             // carry it (or into a buffer of its own if it must wait for room).
-            self.may_send(&name)?;
             self.publish_payload(&name, Outbound::Inline(data));
             return Ok(());
         }
         let loan = self.loan_for(name, mode, data.len(), Some(data))?;
-        // `route` found the topic published.
+        // `route` found the topic published; nothing was held since `may_send`.
         self.send_published(loan)
     }
 
@@ -870,11 +871,12 @@ impl Node {
         }
         let now = now();
         self.sync_room(now, topic);
-        // Held, it is kept: a borrowed one is copied.
-        match self.hold.publish(now, topic, payload.into_owned()) {
+        // Held, it is kept: a borrowed one is copied, into a buffer the data plane left.
+        let payload = payload.into_owned_with(|| self.member.spare_buffer());
+        match self.hold.publish(now, topic, payload) {
             Admit::Go(payload) => self.feed_publish(topic, payload.into(), false, None),
             Admit::Held { .. } => {}
-            // `send` checked, and nothing was held since.
+            // `may_send` checked, and nothing was held since.
             Admit::Full(_) => unreachable!("checked by the caller"),
         }
         self.drain_hold();

@@ -138,7 +138,8 @@ impl Publisher {
             return self.send(self.loan_of(len, Some(data))?);
         }
         self.check_inline(len)?;
-        // Copied under the node's lock, into a buffer of its own (see `Core::publish_copy`).
+        // Borrowed under the node's lock, copied into the rings and records that carry it
+        // (see `Core::publish_copy`).
         (self.handle.core)
             .publish_copy(&self.topic, data)
             .map_err(|Stopped| self.handle.requester.stopped())

@@ -840,16 +840,15 @@ impl<A> Links<A> {
             }
         }
         let overdue = |l: &Link<A>| l.closing.is_some_and(|at| at <= now);
-        if !self.links.iter().any(|(_, l)| overdue(l)) {
-            return;
-        }
-        let overdue: Vec<usize> = (self.links.iter())
-            .filter(|(_, l)| overdue(l))
-            .map(|(k, _)| k)
-            .collect();
-        for key in overdue {
-            debug!(peer = %self.links[key].peer, "closing link with unsent data");
-            self.remove(now, key);
+        if self.links.iter().any(|(_, l)| overdue(l)) {
+            let overdue: Vec<usize> = (self.links.iter())
+                .filter(|(_, l)| overdue(l))
+                .map(|(k, _)| k)
+                .collect();
+            for key in overdue {
+                debug!(peer = %self.links[key].peer, "closing link with unsent data");
+                self.remove(now, key);
+            }
         }
     }
 

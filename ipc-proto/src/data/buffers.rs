@@ -17,8 +17,8 @@ use super::options::DEFAULT_INLINE_MAX;
 use crate::ring::link::LINK_INLINE_MAX;
 use crate::wire::INLINE_OVERHEAD;
 
-/// Buffers kept: a publish takes one per subscriber and gives the payload's back, and the
-/// driver gives each record back once sent.
+/// Buffers kept: a publish takes one per subscriber and gives an owned inline payload's back
+/// (a borrowed one has none to give), and the driver gives each record back once sent.
 pub(super) const KEEP: usize = 4;
 
 /// The largest buffer kept: a default inline message's record. Larger ones are freed (a

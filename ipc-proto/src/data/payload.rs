@@ -143,8 +143,21 @@ impl Outbound<'_> {
 
     /// The payload, owned (a borrowed one copied).
     pub fn into_owned(self) -> Payload {
+        self.into_owned_with(|| None)
+    }
+
+    /// [`into_owned`](Self::into_owned), a borrowed payload copied into the buffer `spare`
+    /// gives if it gives one (a buffer the data plane left,
+    /// [`DataPlane::spare_buffer`](super::DataPlane::spare_buffer): no allocation); `spare` is
+    /// called only for a borrowed payload.
+    pub fn into_owned_with(self, spare: impl FnOnce() -> Option<Vec<u8>>) -> Payload {
         match self {
-            Self::Inline(b) => Payload::Inline(b.to_vec()),
+            Self::Inline(b) => {
+                let mut buf = spare().unwrap_or_default();
+                buf.clear();
+                buf.extend_from_slice(b);
+                Payload::Inline(buf)
+            }
             Self::Payload(p) => p,
         }
     }

@@ -376,7 +376,9 @@ impl DataPlane {
                         slot,
                     }
                 }
-                inline => Delivered::Inline(self.payloads.copy_of(inline.bytes())),
+                inline @ (Outbound::Inline(_) | Outbound::Payload(Payload::Inline(_))) => {
+                    Delivered::Inline(self.payloads.copy_of(inline.bytes()))
+                }
             };
             let publisher = self.config.node;
             self.out.push_back(DataOutput::Deliver(Delivery {
@@ -497,7 +499,9 @@ impl DataPlane {
                 };
                 (frame, &[][..], None, Some((*segment, *offset)), None)
             }
-            inline => (DataFrame::Inline(header), inline.bytes(), None, None, None),
+            inline @ (Outbound::Inline(_) | Outbound::Payload(Payload::Inline(_))) => {
+                (DataFrame::Inline(header), inline.bytes(), None, None, None)
+            }
         };
         if *state == OutState::Up && queue.is_empty() {
             // Nothing ahead of it (no binding or offer either): out now, as `flush` would

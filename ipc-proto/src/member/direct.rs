@@ -54,7 +54,7 @@ impl Member {
         if !self.out.is_empty() {
             let cmd = DataCmd::Publish {
                 topic: Arc::clone(topic),
-                payload: payload.into_owned(),
+                payload: payload.into_owned_with(|| self.spare_buffer()),
                 expired,
             };
             return self.handle(now, MemberInput::Cmd(MemberCmd::Data(cmd)));

@@ -325,6 +325,8 @@ fn the_last_published_name_is_remembered_until_the_topic_is_withdrawn() {
         matches!(refused, Err(CmdError::Invalid { what: "topic", .. })),
         "{refused:?}"
     );
+    let remembered = t.p.last_published.as_ref();
+    assert!(remembered.is_some_and(|l| Arc::ptr_eq(&l.named, &name)));
     publish(&mut t, &name, 2).expect("advertised, remembered");
     t.pump();
     assert_eq!(t.seqs(), [1, 2]);
@@ -724,6 +726,8 @@ fn a_direct_send_takes_a_message_only_with_nothing_ahead_of_it() {
     t.pump();
     direct.take = true;
     t.publish_borrowed(b"six", &mut direct);
+    assert!(t.p.poll_output().is_none(), "taken: no record");
+    assert_eq!(direct.taken.len(), 1);
     t.deliver_taken(&mut direct);
     assert_eq!(t.seqs(), [1, 2, 3, 4, 5, 6]);
     assert_eq!(

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::data::{
-    DataCmd, DataEvt, DataInput, DataOutput, LOCAL, Payload, ReceivedSegment, SegmentId,
+    DataCmd, DataEvt, DataInput, DataOutput, LOCAL, Outbound, Payload, ReceivedSegment, SegmentId,
     TakingDirect,
 };
 use crate::ids::{NodeId, PeerId};
@@ -202,7 +202,20 @@ impl DataWatch {
         let name = format!("{cmd:?}");
         let result = match direct {
             Some(direct) => {
-                let result = self.dp.publish_direct(self.clock.now, cmd, direct);
+                let now = self.clock.now;
+                let result = match cmd {
+                    // Half the inline payloads lent for the publish, as a driver publishing an
+                    // application's slice does (`Outbound::Inline`).
+                    DataCmd::Publish {
+                        topic,
+                        payload: Payload::Inline(bytes),
+                        expired,
+                    } if bytes.len() % 2 == 1 => {
+                        let lent = Outbound::Inline(&bytes);
+                        self.dp.publish_topic(now, &topic, lent, expired, direct)
+                    }
+                    cmd => self.dp.publish_direct(now, cmd, direct),
+                };
                 for (peer, header, payload) in direct.taken.drain(..) {
                     assert!(result.is_ok(), "{name} refused but sent a message");
                     let record = encode_data(&DataFrame::Inline(header), &payload);

@@ -712,8 +712,7 @@ impl Node {
             return Ok(());
         }
         let loan = self.loan_for(name, mode, data.len(), Some(data))?;
-        // `route` found the topic published; nothing was held since `may_send`.
-        self.send_published(loan)
+        self.send_checked(loan)
     }
 
     /// A writable buffer of `len` bytes for the next message of `topic`, sent without a copy
@@ -794,17 +793,17 @@ impl Node {
 
     /// Sends a loan as the next message of its topic (see [`publish`](Self::publish)).
     pub fn send(&mut self, loan: Loan) -> Result<(), DriverError> {
-        // A leaving node says so first (below).
+        // A leaving node says so first (`may_send`).
         if self.leaving.is_none() && !self.publishing.contains_key(&*loan.topic) {
             return Err(DriverError::NotPublishing(loan.topic.to_string()));
         }
-        self.send_published(loan)
+        self.may_send(&loan.topic)?;
+        self.send_checked(loan)
     }
 
-    /// [`send`](Self::send) of a loan of a topic this node publishes (or of any, leaving).
-    fn send_published(&mut self, loan: Loan) -> Result<(), DriverError> {
+    /// [`send`](Self::send) of a loan its topic's [`may_send`](Self::may_send) allowed.
+    fn send_checked(&mut self, loan: Loan) -> Result<(), DriverError> {
         let Loan { topic, len, kind } = loan;
-        self.may_send(&topic)?;
         let len = len as u64;
         let payload = match kind {
             LoanKind::Inline(bytes) => Payload::Inline(bytes),

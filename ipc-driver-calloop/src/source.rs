@@ -463,7 +463,12 @@ impl NodeSource {
     fn read(&mut self, now: Instant, key: usize, reading: Reading) {
         for _ in 0..READ_BUDGET {
             let node = &mut self.node;
-            let read = node.io.read_record(&mut node.member, now, key, reading);
+            let mut took = None;
+            let read = (node.io).read_record_direct(&mut node.member, now, key, reading, &mut took);
+            // A message handed back goes before what the member asks after it.
+            if let Some(d) = took {
+                self.deliver(d);
+            }
             if read != Read::Done
                 && let Err(e) = self.pump(now)
             {

@@ -436,10 +436,13 @@ impl Subscription {
             let after = later(start, d);
             deadline.map_or(after, |dl| dl.min(after))
         };
-        let (until, writing_until) = (cap(spin), cap(WRITING_SPIN));
-        if !core.spin_start() {
-            return None;
-        }
+        let until = cap(spin);
+        // Only an adaptive wait polls on for a publisher's hint (a clock sum is about 30
+        // instructions, on a message's path).
+        let writing_until = wait.map(|_| cap(WRITING_SPIN));
+        // The spin starts with the first look, in the same hold of the node's lock; unless
+        // another thread holds it right now.
+        let mut first = true;
         let mut looks = 0u32;
         // The clock as last read: the looks' `now` (see `Core::poll_rings`).
         let mut clock = start;
@@ -453,14 +456,21 @@ impl Subscription {
             hinted: wait.is_some_and(|w| w.hinted()),
         };
         let got = loop {
-            let looked = match core.poll_rings(clock, &self.queue, linger(wait)) {
+            let looked = match core.poll_rings(clock, &self.queue, linger(wait), first) {
                 Look::Got(m) => {
                     stopped = true;
                     break Some(m);
                 }
                 Look::Done => true,
+                Look::NotNow if first => {
+                    if !core.spin_start() {
+                        return None;
+                    }
+                    false
+                }
                 Look::NotNow => false,
             };
+            first = false;
             if let Some(m) = self.queue.try_recv() {
                 found_at = looked.then_some(clock);
                 break Some(m);
@@ -479,7 +489,8 @@ impl Subscription {
                 let Some(w) = &mut wait else {
                     break None;
                 };
-                match w.past_window(&self.waits, now < writing_until, core.peer_writing()) {
+                let writing = writing_until.is_some_and(|w| now < w);
+                match w.past_window(&self.waits, writing, core.peer_writing()) {
                     PastWindow::Poll => {}
                     PastWindow::LookAgain => continue,
                     PastWindow::End => break None,

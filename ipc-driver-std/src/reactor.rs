@@ -1095,9 +1095,14 @@ impl Reactor {
     /// next is read (deliveries map its segments, a full `Block` subscription pauses the link).
     fn read(&mut self, now: Instant, key: usize, reading: Reading) {
         for _ in 0..READ_BUDGET {
-            match self.io.read_record(&mut self.member, now, key, reading) {
+            let mut took = None;
+            match (self.io).read_record_direct(&mut self.member, now, key, reading, &mut took) {
                 Read::Done => return,
                 read => {
+                    // A message handed back goes before what the member asks after it.
+                    if let Some(d) = took {
+                        self.deliver(now, d);
+                    }
                     if let Err(e) = self.pump(now) {
                         warn!(error = %e, "I/O error while acting on a record");
                     }

@@ -41,7 +41,7 @@ use ipc_os::pidfd::{PeerProcess, PidFd};
 use ipc_os::poll::{Interest, Poller, Token};
 use ipc_os::rendezvous::{DataSocket, GroupDir, HubSocket};
 use ipc_os::socket::{self, Recv, Sent};
-use ipc_proto::data::ReceivedSegment;
+use ipc_proto::data::{Delivery, ReceivedSegment};
 use ipc_proto::ring::link::Lent;
 use ipc_proto::wire::{DataFrame, decode_data, encode_data, hello_takes_rings, ring_offer};
 use ipc_proto::{Listener, Member, MemberInput, MemberOutput, PeerId};
@@ -882,12 +882,39 @@ impl<A> Links<A> {
         key: usize,
         reading: Reading,
     ) -> Read {
+        self.read_record_with(member, now, key, reading, None)
+    }
+
+    /// [`Links::read_record`], a ring's inline message put in `took` rather than queued among
+    /// the member's outputs when nothing waits ahead of it
+    /// ([`Member::receive_payload_direct`]): the driver delivers it, then acts on what the
+    /// member asks, as after any record. Saves the message's moves through the output
+    /// queues. `took` is left as it was otherwise (`None`, as the caller passes it).
+    pub fn read_record_direct(
+        &mut self,
+        member: &mut Member,
+        now: Instant,
+        key: usize,
+        reading: Reading,
+        took: &mut Option<Delivery>,
+    ) -> Read {
+        self.read_record_with(member, now, key, reading, Some(took))
+    }
+
+    fn read_record_with(
+        &mut self,
+        member: &mut Member,
+        now: Instant,
+        key: usize,
+        reading: Reading,
+        mut took: Option<&mut Option<Delivery>>,
+    ) -> Read {
         loop {
             if !self.is_reading(key) {
                 self.settle_paused(key);
                 return Read::Done;
             }
-            if let Some(read) = self.ring_record(member, now, key) {
+            if let Some(read) = self.ring_record(member, now, key, took.as_deref_mut()) {
                 return read;
             }
             let link = &mut self.links[key];
@@ -1010,7 +1037,7 @@ impl<A> Links<A> {
                         Ok(Found::Nothing) => ring.record_read(),
                         Ok(found) => {
                             link.held = Some((buf[..len].to_vec(), segments));
-                            Self::hand_on_found(member, now, peer, ring, found);
+                            Self::hand_on_found(member, now, peer, ring, found, None);
                             return Some(Read::Record);
                         }
                         Err(e) => {

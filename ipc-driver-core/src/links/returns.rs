@@ -107,7 +107,7 @@ impl<A> Links<A> {
             .is_some_and(|l| l.lent.get() > 0 && l.ring.as_ref().is_some_and(|r| r.is_sender()));
         if lends {
             // One record takes every return there is (up to `MAX_RETURNS`).
-            let _ = self.ring_record(member, now, key);
+            let _ = self.ring_record(member, now, key, None);
         }
     }
 }

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
 use ipc_os::poll::{Interest, Token};
-use ipc_proto::data::DirectSend;
+use ipc_proto::data::{Delivery, DirectSend};
 use ipc_proto::wire::MessageHeader;
 use ipc_proto::{Member, MemberInput, PeerId};
 use tracing::{debug, trace, warn};
@@ -135,6 +135,7 @@ impl<A> Links<A> {
         member: &mut Member,
         now: Instant,
         key: usize,
+        took: Option<&mut Option<Delivery>>,
     ) -> Option<Read> {
         let link = self.links.get_mut(key)?;
         let peer = link.peer;
@@ -150,7 +151,7 @@ impl<A> Links<A> {
         match got {
             Ok(Found::Nothing) => None,
             Ok(found) => {
-                Self::hand_on_found(member, now, peer, ring, found);
+                Self::hand_on_found(member, now, peer, ring, found, took);
                 if !ring.is_sender() {
                     self.writing_lingers = 0;
                 }
@@ -167,18 +168,26 @@ impl<A> Links<A> {
 impl<A> Links<A> {
     /// Hands on to `member` what [`RingLink::next`] (or the publisher's returns) found on the
     /// link `peer`: an inline message in the member's buffer, or the record (nothing for
-    /// [`Found::Nothing`], which the callers take apart first).
+    /// [`Found::Nothing`], which the callers take apart first). With `took`, a message the
+    /// member hands back rather than queues ([`Member::receive_payload_direct`]) is put there,
+    /// for the driver to deliver before it polls the member's outputs.
     pub(super) fn hand_on_found(
         member: &mut Member,
         now: Instant,
         peer: PeerId,
         ring: &RingLink,
         found: Found,
+        took: Option<&mut Option<Delivery>>,
     ) {
-        match found {
-            Found::Message(header, payload) => member.receive_payload(now, peer, header, payload),
-            Found::Record => Self::hand_on(member, now, peer, ring.record(), &[]),
-            Found::Nothing => {}
+        match (found, took) {
+            (Found::Message(header, payload), Some(took)) => {
+                *took = member.receive_payload_direct(now, peer, header, payload);
+            }
+            (Found::Message(header, payload), None) => {
+                member.receive_payload(now, peer, header, payload);
+            }
+            (Found::Record, _) => Self::hand_on(member, now, peer, ring.record(), &[]),
+            (Found::Nothing, _) => {}
         }
     }
 }

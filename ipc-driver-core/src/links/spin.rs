@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use ipc_proto::data::Delivery;
 use ipc_proto::{Member, PeerId};
 
 use super::{Links, Read};
@@ -198,9 +199,33 @@ impl<A> Links<A> {
     /// the member, without reading the socket (a message held for a socket record waits for
     /// the I/O thread, which the socket wakes). [`Read::Done`] if none.
     pub fn read_ring(&mut self, member: &mut Member, now: Instant, key: usize) -> Read {
+        self.read_ring_with(member, now, key, None)
+    }
+
+    /// [`Links::read_ring`], its inline message put in `took` rather than queued among the
+    /// member's outputs when nothing waits ahead of it (as [`Links::read_record_direct`]
+    /// does): the driver delivers it, then acts on what the member asks.
+    pub fn read_ring_direct(
+        &mut self,
+        member: &mut Member,
+        now: Instant,
+        key: usize,
+        took: &mut Option<Delivery>,
+    ) -> Read {
+        self.read_ring_with(member, now, key, Some(took))
+    }
+
+    fn read_ring_with(
+        &mut self,
+        member: &mut Member,
+        now: Instant,
+        key: usize,
+        took: Option<&mut Option<Delivery>>,
+    ) -> Read {
         if !self.is_reading(key) {
             return Read::Done;
         }
-        self.ring_record(member, now, key).unwrap_or(Read::Done)
+        self.ring_record(member, now, key, took)
+            .unwrap_or(Read::Done)
     }
 }

@@ -87,13 +87,26 @@ impl Core {
     /// microsecond or so old, and read before what this look finds was there to find. A
     /// reading costs about 20 ns on the machines measured, and the look that finds a
     /// message is on that message's path; the machines take it as they take any `now`.
-    pub(crate) fn poll_rings(&self, now: Instant, queue: &SubQueue, linger: Linger) -> Look {
+    ///
+    /// With `start` (the thread's first look), its spin starts in the same hold of the lock
+    /// (see [`Self::spin_start`]): one lock of the node fewer per message. If the look is
+    /// [`Look::NotNow`], it did not start: the caller starts it with `spin_start`.
+    pub(crate) fn poll_rings(
+        &self,
+        now: Instant,
+        queue: &SubQueue,
+        linger: Linger,
+        start: bool,
+    ) -> Look {
         let Some(mut guard) = self.try_lock() else {
             return Look::NotNow;
         };
         let Some(r) = guard.as_mut() else {
             return Look::NotNow;
         };
+        if start {
+            r.io.spin_start();
+        }
         r.taking = std::ptr::from_ref(queue).addr();
         r.poll_rings(now);
         r.taking = 0;
@@ -284,11 +297,16 @@ impl Reactor {
         let mut any = false;
         for &key in &keys {
             for _ in 0..READ_BUDGET {
-                let read = self.io.read_ring(&mut self.member, now, key);
+                let mut took = None;
+                let read = (self.io).read_ring_direct(&mut self.member, now, key, &mut took);
                 if read == Read::Done {
                     break;
                 }
                 any = true;
+                // A message handed back goes before what the member asks after it.
+                if let Some(d) = took {
+                    self.deliver(now, d);
+                }
                 if let Err(e) = self.pump(now) {
                     self.failed.get_or_insert(e);
                 }

@@ -10,7 +10,7 @@ use crate::ids::{Credentials, PeerId};
 use crate::wire::{DataFrame, MessageHeader, decode_data, encode_data};
 
 use super::io::{DataEvt, DataOutput};
-use super::payload::{Delivered, InlineBody, OUTGOING, ReceivedSegment};
+use super::payload::{Delivered, Delivery, InlineBody, OUTGOING, ReceivedSegment};
 use super::plane::{Check, DataPlane, InLink, OutState};
 
 impl DataPlane {
@@ -248,20 +248,25 @@ impl DataPlane {
     /// ([`Self::verify`] passes every message: it checks bindings and greetings); anything
     /// else (a message before `Hello`, behind held records, on an unknown link) takes the
     /// record's way.
+    ///
+    /// With `direct`, the delivery is returned rather than queued if no output waits ahead of
+    /// it (see [`DataPlane::receive_payload_direct`]).
     pub(super) fn on_inline(
         &mut self,
         now: Instant,
         peer: PeerId,
         header: MessageHeader,
         payload: InlineBody<'_>,
-    ) {
-        let direct = self
+        direct: bool,
+    ) -> Option<Delivery> {
+        let greeted = self
             .in_links
             .get(&peer)
             .is_some_and(|l| l.unverified.is_none() && l.publisher.is_some());
-        if !direct {
+        if !greeted {
             let record = encode_data(&DataFrame::Inline(header), payload.bytes());
-            return self.on_record(now, peer, &record, &[]);
+            self.on_record(now, peer, &record, &[]);
+            return None;
         }
         let payload = match payload {
             InlineBody::Bytes(bytes) => self.payloads.copy_of(bytes),
@@ -270,7 +275,7 @@ impl DataPlane {
                 buf
             }
         };
-        self.receive(peer, header, Delivered::Inline(payload), &[]);
+        self.receive_direct(peer, header, Delivered::Inline(payload), &[], direct)
     }
 
     /// Whether a publisher's frame agrees with this node's view: its `Hello` must name a node

@@ -228,15 +228,32 @@ impl DataPlane {
         payload: Delivered,
         segments: &[ReceivedSegment],
     ) {
+        if let Some(d) = self.receive_direct(peer, header, payload, segments, false) {
+            self.out.push_back(DataOutput::Deliver(d));
+        }
+    }
+
+    /// [`Self::receive`], the delivery returned instead of queued if `direct` and no output
+    /// waits ahead of it (see [`DataPlane::receive_payload_direct`]).
+    pub(super) fn receive_direct(
+        &mut self,
+        peer: PeerId,
+        header: MessageHeader,
+        payload: Delivered,
+        segments: &[ReceivedSegment],
+        direct: bool,
+    ) -> Option<Delivery> {
         let l = self.in_links.get_mut(&peer).expect("caller checked");
         let Some(bound) = l.topics.get_mut(&header.topic) else {
             let reason = format!("message of unbound topic {}", header.topic);
-            return self.misbehaved(peer, reason, segments);
+            self.misbehaved(peer, reason, segments);
+            return None;
         };
         if header.seq <= bound.last_seq {
             let (topic, last) = (&bound.topic, bound.last_seq);
             let reason = format!("{topic}: sequence {} after {last}", header.seq);
-            return self.misbehaved(peer, reason, segments);
+            self.misbehaved(peer, reason, segments);
+            return None;
         }
         bound.last_seq = header.seq;
         // Borrowed: each clone or drop of a topic is an atomic operation (a reference count),
@@ -245,7 +262,8 @@ impl DataPlane {
         let publisher = l.publisher.expect("checked before any message");
         if !self.taken.contains_key(topic) {
             // No longer subscribed: not wanted, so not lost; give it back at once.
-            return self.give_back(peer, payload);
+            self.give_back(peer, payload);
+            return None;
         }
         let stream = value_of(self.streams.entry(publisher).or_default(), topic);
         if header.seq <= stream.last {
@@ -253,7 +271,8 @@ impl DataPlane {
             // then covers it. Delivering it now would take the publisher's order backwards.
             stream.stale += 1;
             trace!(%peer, %topic, seq = header.seq, last = stream.last, "stale message discarded");
-            return self.give_back(peer, payload);
+            self.give_back(peer, payload);
+            return None;
         }
         // The first message of a publisher is no loss (what came before was not for us).
         if stream.last > 0 && header.seq > stream.last + 1 {
@@ -274,13 +293,18 @@ impl DataPlane {
         }
         stream.last = header.seq;
         stream.messages += 1;
-        self.out.push_back(DataOutput::Deliver(Delivery {
+        let d = Delivery {
             topic: topic.arc(),
             publisher,
             seq: header.seq,
             peer,
             payload,
-        }));
+        };
+        if direct && self.out.is_empty() {
+            return Some(d);
+        }
+        self.out.push_back(DataOutput::Deliver(d));
+        None
     }
 
     /// The publisher's last seq of a topic: sent behind a new binding (where the stream

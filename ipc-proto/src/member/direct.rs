@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::data::{DataCmd, DirectSend, Outbound, PayloadBuffer};
+use crate::data::{DataCmd, Delivery, DirectSend, Outbound, PayloadBuffer};
 use crate::error::CmdError;
 use crate::ids::PeerId;
 use crate::wire::{DataFrame, MessageHeader, encode_data};
@@ -121,5 +121,32 @@ impl Member {
         }
         self.take_data_outputs();
         self.after_input(false, true);
+    }
+
+    /// [`Self::receive_payload`], its message returned rather than queued as a
+    /// [`MemberOutput::Deliver`](crate::MemberOutput::Deliver) when no output waits ahead of
+    /// it (see [`DataPlane::receive_payload_direct`](crate::data::DataPlane::receive_payload_direct)):
+    /// the caller hands it on first, then polls the outputs, which may follow it. `None`: the
+    /// message (if any) is among the outputs, in its place.
+    #[must_use = "a message returned is delivered by the caller, or lost"]
+    pub fn receive_payload_direct(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        header: MessageHeader,
+        payload: PayloadBuffer,
+    ) -> Option<Delivery> {
+        let d = match (&mut self.data, self.links.get(&peer)) {
+            (Some(d), Some(Kind::Data)) if self.out.is_empty() => {
+                d.receive_payload_direct(now, peer, header, payload)
+            }
+            _ => {
+                self.receive_payload(now, peer, header, payload);
+                return None;
+            }
+        };
+        self.take_data_outputs();
+        self.after_input(false, true);
+        d
     }
 }

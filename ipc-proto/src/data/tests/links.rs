@@ -784,3 +784,52 @@ fn inline_parts_before_hello_are_refused_as_their_record() {
         assert!(!out.iter().any(|o| matches!(o, DataOutput::Deliver(_))));
     }
 }
+
+/// A message handed back for the driver to deliver at once
+/// ([`DataPlane::receive_payload_direct`]) is the one `receive_payload` would queue, handed
+/// back only when no output waits ahead of it: one after a gap follows its loss among the
+/// outputs, and so does one read while an output is still to be polled; once they are
+/// polled, the next is handed back again.
+#[test]
+fn a_message_handed_back_never_overtakes_an_output() {
+    let mut t = Pair::new("t", Terms::default(), false);
+    // The link greeted and the topic bound, as its first record does.
+    t.publish("t", Payload::Inline(b"one".to_vec()));
+    assert_eq!(t.seqs(), [1]);
+    let direct = |t: &mut Pair, seq: u64, bytes: &[u8]| {
+        let mut buf = t.s.payload_buffer(bytes.len());
+        buf.as_mut().copy_from_slice(bytes);
+        let header = MessageHeader { topic: 1, seq };
+        t.s.receive_payload_direct(t.now, IN, header, buf)
+    };
+    let inline = |d: &Delivery| match &d.payload {
+        Delivered::Inline(b) => b.to_vec(),
+        other => panic!("not inline: {other:?}"),
+    };
+    let two = direct(&mut t, 2, b"two").expect("nothing waits: handed back");
+    assert_eq!(
+        (&*two.topic, two.seq, inline(&two)),
+        ("t", 2, b"two".to_vec())
+    );
+    assert_eq!(t.s.poll_output(), None, "handed back, not queued too");
+    // 3 is missing: its loss goes first, the message behind it.
+    assert!(direct(&mut t, 4, b"four").is_none());
+    // The loss and 4 wait to be polled: 5 goes behind them.
+    assert!(direct(&mut t, 5, b"five").is_none());
+    let out: Vec<_> = std::iter::from_fn(|| t.s.poll_output()).collect();
+    match &out[..] {
+        [
+            DataOutput::Lost(l),
+            DataOutput::Deliver(four),
+            DataOutput::Deliver(five),
+        ] => {
+            assert_eq!((l.first, l.last), (3, 3));
+            assert_eq!((four.seq, inline(four)), (4, b"four".to_vec()));
+            assert_eq!((five.seq, inline(five)), (5, b"five".to_vec()));
+        }
+        other => panic!("not the loss, then 4 and 5: {other:?}"),
+    }
+    let six = direct(&mut t, 6, b"six").expect("polled: handed back again");
+    assert_eq!((six.seq, inline(&six)), (6, b"six".to_vec()));
+    assert!(t.misbehaved.is_empty(), "{:?}", t.misbehaved);
+}

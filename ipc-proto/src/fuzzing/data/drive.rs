@@ -464,9 +464,9 @@ impl DataWatch {
             decoded,
         });
         // An inline message of odd length and no fds comes as its parts (one in two with its
-        // payload in the plane's own buffer, as a ring's reader hands it on; the others
-        // borrowed, as a driver that has them apart would): the same as its record in every
-        // way.
+        // payload in the plane's own buffer, as a ring's reader hands it on, half of those
+        // with the message handed back; the others borrowed, as a driver that has them apart
+        // would): the same as its record in every way.
         let parts = match decode_data(&feeding.bytes, usize::MAX, usize::MAX) {
             Ok((DataFrame::Inline(header), start))
                 if handed.is_empty() && feeding.bytes.len() % 2 == 1 =>
@@ -481,7 +481,16 @@ impl DataWatch {
                 if feeding.bytes.len() % 4 == 1 {
                     let mut buf = self.dp.payload_buffer(payload.len());
                     buf.as_mut().copy_from_slice(payload);
-                    self.dp.receive_payload(self.clock.now, peer, header, buf);
+                    let now = self.clock.now;
+                    if feeding.bytes.len() % 8 == 1 {
+                        // Handed back, as the drivers' ring readers take it: delivered before
+                        // the outputs are polled.
+                        if let Some(d) = self.dp.receive_payload_direct(now, peer, header, buf) {
+                            self.on_deliver(d);
+                        }
+                    } else {
+                        self.dp.receive_payload(now, peer, header, buf);
+                    }
                 } else {
                     self.dp
                         .receive_inline(self.clock.now, peer, header, payload);

@@ -11,7 +11,7 @@ use smallvec::SmallVec;
 use tracing::warn;
 
 use super::Reactor;
-use crate::data::{Message, ReleaseGuard};
+use crate::data::{Message, ReleaseGuard, SubQueue};
 
 impl Reactor {
     /// Hands a message to the local subscriptions of its topic.
@@ -97,14 +97,12 @@ impl Reactor {
         };
         let mut pause = false;
         let mut dropped: SmallVec<[NodeId; 2]> = SmallVec::new();
-        // The last queue takes the message itself (`repeat_n` yields the original last): a
-        // clone costs two reference counts and the drop of the original.
-        let copies = std::iter::repeat_n(msg, queues.len());
-        for (q, m) in queues.iter().zip(copies) {
+        let (taking, taken) = (self.taking, &mut self.taken);
+        let mut offer = |q: &Arc<SubQueue>, m: Message| {
             // The polling thread's own queue: its first item goes to it at once.
-            let offered = if self.taking == Arc::as_ptr(q).addr() && self.taken.is_none() {
+            let offered = if taking == Arc::as_ptr(q).addr() && taken.is_none() {
                 let (offered, item) = q.offer_take(m, peer);
-                self.taken = item;
+                *taken = item;
                 offered
             } else {
                 q.offer(m, peer)
@@ -112,6 +110,18 @@ impl Reactor {
             pause |= offered.full;
             if let Some(publisher) = offered.dropped {
                 dropped.push(publisher);
+            }
+        };
+        match queues {
+            // The usual case (a topic one subscription takes): no fan-out to walk.
+            [q] => offer(q, msg),
+            _ => {
+                // The last queue takes the message itself (`repeat_n` yields the original
+                // last): a clone costs two reference counts and the drop of the original.
+                let copies = std::iter::repeat_n(msg, queues.len());
+                for (q, m) in queues.iter().zip(copies) {
+                    offer(q, m);
+                }
             }
         }
         // Counted for `status`; the queue tells its subscription.

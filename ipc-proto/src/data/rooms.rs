@@ -55,6 +55,12 @@ impl RoomChanges {
 
     /// The topics whose room may have changed, to recompute; hand the list back with
     /// [`give_back`](Self::give_back) (it keeps its allocation).
+    /// Whether nothing touched a room since the last [`Self::take`]: no topic touched, every
+    /// move netted to zero (as a message sent at once, or received, leaves them).
+    pub(super) fn is_quiet(&self) -> bool {
+        self.touched.is_empty() && self.moved.iter().all(|(_, _, d)| *d == 0)
+    }
+
     pub(super) fn take(&mut self) -> Vec<Topic> {
         for (topic, _, delta) in &mut self.moved {
             if *delta != 0 {
@@ -88,11 +94,16 @@ mod tests {
     fn only_changes_that_do_not_cancel_out_touch_a_room() {
         let (a, b) = (Topic::from("a"), Topic::from("b"));
         let mut c = RoomChanges::default();
-        // Queued and sent at once on one link; queued on another.
+        assert!(c.is_quiet());
+        // Queued and sent at once on one link: netted, quiet.
         c.moved(&a, PeerId(1), 1);
         c.moved(&a, PeerId(1), -1);
+        assert!(c.is_quiet());
+        // Queued on another.
         c.moved(&b, PeerId(1), 1);
+        assert!(!c.is_quiet());
         let touched = c.take();
+        assert!(c.is_quiet(), "taken");
         assert_eq!(touched, [b]);
         // One up on a link, one down on another: the room may have changed.
         let mut touched = touched;

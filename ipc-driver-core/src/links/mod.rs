@@ -269,6 +269,10 @@ pub struct Links<A> {
     watched: BTreeMap<PeerId, usize>,
     /// Data links use shared-memory rings ([`Links::set_rings`]).
     rings: bool,
+    /// The keys of the links whose ring this node reads ([`Link::reads_ring`]), kept as
+    /// rings come and go ([`Links::update_readers`]): a polling thread looks at them at every
+    /// look, and a walk over every link was a fair share of a small message's path.
+    readers: Vec<usize>,
     /// Threads polling the rings ([`Links::spin_start`]).
     spinners: usize,
     /// When the rings park again, after the last spinning thread stopped
@@ -314,6 +318,7 @@ impl<A> Links<A> {
             watches: Slab::new(),
             watched: BTreeMap::new(),
             rings: false,
+            readers: Vec::new(),
             spinners: 0,
             spin_linger: None,
             ring_set: None,
@@ -852,6 +857,7 @@ impl<A> Links<A> {
             let _ = self.poller.delete(link.fd.as_fd());
             if let Some(ring) = &link.ring {
                 let _ = self.ring_poller().delete(ring.fd());
+                self.update_readers();
             }
             self.peers.remove(&link.peer);
             if let Some(&w) = self.watched.get(&link.peer) {

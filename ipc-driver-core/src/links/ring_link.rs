@@ -28,12 +28,14 @@ impl<A> Links<A> {
         let Some(link) = self.links.get_mut(key) else {
             return;
         };
-        if let Some(ring) = link.ring.take() {
-            let _ = rings_in(&self.poller, &self.ring_set).delete(ring.fd());
-        }
+        let ring = link.ring.take();
         link.outbox.clear();
         link.outbox_bytes = 0;
         let peer = link.peer;
+        if let Some(ring) = ring {
+            let _ = rings_in(&self.poller, &self.ring_set).delete(ring.fd());
+            self.update_readers();
+        }
         if self.peer_log.allow(now) {
             warn!(%peer, error = %e, "closing a data link: its peer broke the shared-memory ring");
         }
@@ -77,6 +79,7 @@ impl<A> Links<A> {
                 trace!(peer = %link.peer, "ring offered");
                 link.ring = Some(ring);
                 link.ring_registered = true;
+                self.update_readers();
             }
             Ok(None) => trace!(peer = %link.peer, "socket full: no ring offered"),
             Err(e) => {
@@ -117,6 +120,7 @@ impl<A> Links<A> {
                     trace!(%peer, "ring taken");
                     link.ring = Some(ring);
                     link.ring_registered = true;
+                    self.update_readers();
                 }
                 Read::Record
             }

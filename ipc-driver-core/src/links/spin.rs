@@ -64,7 +64,20 @@ impl<A> Links<A> {
 
     /// Whether this node reads a ring: a link on which it subscribes has one.
     fn reads_rings(&self) -> bool {
-        self.links.iter().any(|(_, l)| l.reads_ring())
+        debug_assert_eq!(
+            self.readers.is_empty(),
+            !self.links.iter().any(|(_, l)| l.reads_ring()),
+            "the ring readers kept are not the links' own"
+        );
+        !self.readers.is_empty()
+    }
+
+    /// A link gained or lost its ring (or closed with one): the keys of the links whose ring
+    /// this node reads are found again.
+    pub(super) fn update_readers(&mut self) {
+        self.readers.clear();
+        let readers = self.links.iter().filter(|(_, l)| l.reads_ring());
+        self.readers.extend(readers.map(|(key, _)| key));
     }
 
     /// A thread read the rings outside the driver's loop (a subscription resuming the link
@@ -186,13 +199,17 @@ impl<A> Links<A> {
 
     /// The keys of the links whose ring this node reads (the subscriber's side), into `out`.
     pub fn ring_receivers(&self, out: &mut Vec<usize>) {
-        out.clear();
-        out.extend(
-            self.links
+        // Every test drives this: the keys kept are those a walk finds.
+        debug_assert!(
+            (self.readers.iter().copied()).eq(self
+                .links
                 .iter()
                 .filter(|(_, l)| l.reads_ring())
-                .map(|(key, _)| key),
+                .map(|(k, _)| k)),
+            "the ring readers kept are not the links' own"
         );
+        out.clear();
+        out.extend_from_slice(&self.readers);
     }
 
     /// A polling thread's read of a link's ring: its next message if one is due, handed to

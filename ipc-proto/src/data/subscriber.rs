@@ -265,7 +265,13 @@ impl DataPlane {
             self.give_back(peer, payload);
             return None;
         }
-        let stream = value_of(self.streams.entry(publisher).or_default(), topic);
+        // One lookup where the stream is known (`value_of` makes two): all but a
+        // publisher's first message of the topic.
+        let streams = self.streams.entry(publisher).or_default();
+        let stream = match streams.get_mut(topic) {
+            Some(stream) => stream,
+            None => streams.entry(topic.clone()).or_default(),
+        };
         if header.seq <= stream.last {
             // An older link's backlog, read after a newer link's messages: the loss reported
             // then covers it. Delivering it now would take the publisher's order backwards.

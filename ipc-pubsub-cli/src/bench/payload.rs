@@ -592,6 +592,20 @@ fn derive_best_stream(rows: &[Row]) -> Vec<Row> {
     best
 }
 
+/// A baseline whose repetitions spread wider than this (the highest over the lowest) was not
+/// one level for the run: the machine changed speed for it between or within rounds (this VM
+/// has modes in which its one-word spin ping-pong takes four times as long, 0.45 against
+/// 0.11 µs, while our round trip barely changes). A goal's verdict on a ratio over its median
+/// would then say more about the mode than about our path: it is withheld
+/// ([`Ratio::unsteady`]).
+const UNSTEADY: f64 = 2.0;
+
+/// Whether a row's repetitions spread wider than [`UNSTEADY`].
+fn unsteady(row: &Row) -> bool {
+    let [lo, hi] = row.m.range;
+    lo > 0.0 && hi / lo > UNSTEADY
+}
+
 fn ratios(rows: &[Row]) -> Vec<Ratio> {
     let find = |id: &str, size: usize| rows.iter().find(|r| r.m.name == id && r.m.size == size);
     let mut out = Vec::new();
@@ -602,6 +616,7 @@ fn ratios(rows: &[Row]) -> Vec<Ratio> {
             };
             let ratio = num.m.median / den.m.median;
             let goal = spec.goals.iter().find(|g| g.applies(num.m.size));
+            let unsteady = goal.is_some() && unsteady(den);
             out.push(Ratio {
                 num: spec.num,
                 den: spec.den,
@@ -609,7 +624,8 @@ fn ratios(rows: &[Row]) -> Vec<Ratio> {
                 ratio: round3(ratio),
                 goal: goal.map(|g| g.describe()),
                 goal_source: goal.map(|g| g.source),
-                met: goal.map(|g| g.met(ratio)),
+                met: goal.filter(|_| !unsteady).map(|g| g.met(ratio)),
+                unsteady: unsteady.then_some(den.m.range),
                 note: spec.note,
             });
         }
@@ -952,6 +968,60 @@ mod tests {
             assert_eq!((got[0].ratio, got[0].met), (rtt / 60.0, Some(met)));
             assert_eq!(got[0].goal.as_deref(), Some("<= 1.1x"));
             assert_eq!((got[1].ratio, got[1].met), (rtt / 50.0, None), "no goal");
+        }
+    }
+
+    /// A baseline whose reps spread over twice (the VM's modes: its one-word spin at 0.11
+    /// and 0.45 µs in one run) gets no verdict, either way, and the table says why; a steady
+    /// one gets its verdict.
+    #[test]
+    fn an_unsteady_baseline_gets_no_verdict() {
+        let with_reps = |name: &'static str, values: &[f64]| {
+            let mut r = row(name, Shape::RoundTrip, 64, values[0]);
+            let reps = values.iter().map(|&value| RepValue {
+                value,
+                p99: Some(value * 1.5),
+                unit: Unit::Micros,
+            });
+            r.m = Measurement::of(name, 64, reps.collect()).expect("reps");
+            r
+        };
+        for (spin, verdict) in [
+            (&[0.45, 0.12, 0.11, 0.47, 0.49][..], None),
+            (&[0.11, 0.12, 0.11, 0.12, 0.11][..], Some(false)),
+        ] {
+            let rows = vec![
+                with_reps(SHM_SPIN_PINGPONG, spin),
+                with_reps(PUBSUB_RTT_SPIN, &[0.76, 1.08, 0.61, 0.60, 0.61]),
+            ];
+            let got = ratios(&rows);
+            let q = find_ratio(&got, PUBSUB_RTT_SPIN, SHM_SPIN_PINGPONG, 64).expect("both");
+            assert_eq!(q.goal.as_deref(), Some("<= 3x"));
+            assert_eq!(q.met, verdict, "spin reps {spin:?}");
+            assert_eq!(q.unsteady.is_some(), verdict.is_none());
+            let report = Report {
+                machine: machine(),
+                build: "test",
+                placement: Placement::CrossCore,
+                cores: Cores {
+                    sender: 0,
+                    receiver: 1,
+                },
+                reps: 5,
+                quick: false,
+                busy_percent_before: None,
+                other_load_percent: Vec::new(),
+                seconds: 1.0,
+                ratios: got.clone(),
+                measurements: rows,
+            };
+            let text = table(&report);
+            assert_eq!(
+                text.contains("no verdict, the baseline's reps spread 0.110-0.490"),
+                verdict.is_none(),
+                "{text}"
+            );
+            assert_eq!(text.contains("MISSED"), verdict == Some(false), "{text}");
         }
     }
 

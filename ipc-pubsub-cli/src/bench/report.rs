@@ -40,8 +40,13 @@ pub(super) struct Ratio {
     pub(super) goal: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) goal_source: Option<&'static str>,
+    /// Whether the goal is met; `None` without a goal, or when the baseline was unsteady.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) met: Option<bool>,
+    /// A goal's baseline whose repetitions spread over twice (their lowest and highest):
+    /// no verdict (see `payload::UNSTEADY`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) unsteady: Option<[f64; 2]>,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub(super) note: &'static str,
 }
@@ -251,11 +256,17 @@ pub(super) fn table(r: &Report) -> String {
         }
         for q in here {
             let pair = format!("{} / {}", q.num, q.den);
-            let goal = match (&q.goal, q.met) {
-                (Some(g), Some(met)) => format!(
+            let goal = match (&q.goal, q.met, q.unsteady) {
+                (Some(g), Some(met), _) => format!(
                     "goal {g} ({}): {}",
                     q.goal_source.unwrap_or_default(),
                     if met { "met" } else { "MISSED" }
+                ),
+                (Some(g), None, Some([lo, hi])) => format!(
+                    "goal {g} ({}): no verdict, the baseline's reps spread {}-{}",
+                    q.goal_source.unwrap_or_default(),
+                    num(lo),
+                    num(hi)
                 ),
                 _ => String::new(),
             };

@@ -895,7 +895,9 @@ impl<A> Links<A> {
     /// the member's outputs when nothing waits ahead of it
     /// ([`Member::receive_payload_direct`]): the driver delivers it, then acts on what the
     /// member asks, as after any record. Saves the message's moves through the output
-    /// queues. `took` is left as it was otherwise (`None`, as the caller passes it).
+    /// queues. `took` is left as it was otherwise (`None`, as the caller passes it): so it is
+    /// for a ring's message read behind a socket record (queued among the outputs, after the
+    /// record's).
     pub fn read_record_direct(
         &mut self,
         member: &mut Member,

@@ -185,6 +185,7 @@ impl<A> Links<A> {
     ) {
         match (found, took) {
             (Found::Message(header, payload), Some(took)) => {
+                debug_assert!(took.is_none(), "a message handed back was not delivered");
                 *took = member.receive_payload_direct(now, peer, header, payload);
             }
             (Found::Message(header, payload), None) => {

@@ -20,9 +20,11 @@ impl<A> Links<A> {
     /// ([`SubscriptionOptions::spin`]): from now until the last such thread stops (and its
     /// linger ends), the subscriber's side of every ring stays unparked, so publishers push
     /// without writing an eventfd, and the polling threads read the rings
-    /// ([`Links::read_ring`] on each of [`Links::ring_receivers`]; the driver's own loop,
-    /// polling, may use [`Links::read_record`] with [`Reading::Ring`](super::Reading::Ring),
-    /// which also hands on a socket record held before a ring message).
+    /// ([`Links::read_ring_direct`] or [`Links::read_ring`] on each of
+    /// [`Links::ring_receivers`]; the driver's own loop, polling, may use
+    /// [`Links::read_record_direct`] or [`Links::read_record`] with
+    /// [`Reading::Ring`](super::Reading::Ring), which also hands on a socket record held
+    /// before a ring message).
     ///
     /// [`SubscriptionOptions::spin`]: ipc_proto::data::SubscriptionOptions::spin
     pub fn spin_start(&mut self) {

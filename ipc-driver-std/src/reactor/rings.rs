@@ -51,7 +51,8 @@ impl Linger {
 /// What a polling thread's look at the rings did ([`Core::poll_rings`]).
 #[derive(Debug)]
 pub(crate) enum Look {
-    /// Another thread held the node's state: no look.
+    /// No look: another thread held the node's state, or the node has stopped. A first look
+    /// ([`Core::poll_rings`]'s `start`) that is not made did not start the thread's spin.
     NotNow,
     /// Looked: anything for the thread's queue is in it.
     Done,
@@ -290,7 +291,7 @@ impl Reactor {
         }
     }
 
-    /// A polling thread reads what the rings hold (see [`Links::read_ring`]).
+    /// A polling thread reads what the rings hold (see [`Links::read_ring_direct`]).
     pub(super) fn poll_rings(&mut self, now: Instant) {
         let mut keys = std::mem::take(&mut self.ring_keys);
         self.io.ring_receivers(&mut keys);

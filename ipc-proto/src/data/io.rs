@@ -201,7 +201,11 @@ pub enum DataOutput {
     /// Deliver a message to the local subscription of its topic.
     Deliver(Delivery),
     /// Tell the local subscriptions of the loss's topic that these messages of its publisher
-    /// will not come: in order, before the publisher's next [`DataOutput::Deliver`].
+    /// will not come: in order, before the publisher's next [`DataOutput::Deliver`] (or
+    /// message handed back by [`DataPlane::receive_payload_direct`], which never overtakes
+    /// an output).
+    ///
+    /// [`DataPlane::receive_payload_direct`]: super::DataPlane::receive_payload_direct
     Lost(Loss),
     /// The machine refers to this segment no more: a pool slot is free again, a fresh memfd or a
     /// received segment can be closed (once the application's messages are gone).

@@ -564,9 +564,8 @@ impl DataPlane {
         payload: &[u8],
     ) {
         let now = self.advance(now);
-        if let Some(d) = self.on_inline(now, peer, header, InlineBody::Bytes(payload), false) {
-            self.out.push_back(DataOutput::Deliver(d));
-        }
+        let queued = self.on_inline(now, peer, header, InlineBody::Bytes(payload), false);
+        debug_assert!(queued.is_none(), "handed back only when asked");
         self.settle_rooms();
     }
 
@@ -587,9 +586,10 @@ impl DataPlane {
         header: MessageHeader,
         payload: PayloadBuffer,
     ) {
-        if let Some(d) = self.receive_payload_direct(now, peer, header, payload) {
-            self.out.push_back(DataOutput::Deliver(d));
-        }
+        let now = self.advance(now);
+        let queued = self.on_inline(now, peer, header, InlineBody::Buffer(payload.0), false);
+        debug_assert!(queued.is_none(), "handed back only when asked");
+        self.settle_rooms();
     }
 
     /// [`Self::receive_payload`], its message returned rather than queued as a

@@ -53,14 +53,14 @@ impl RoomChanges {
         self.moved.clear();
     }
 
-    /// The topics whose room may have changed, to recompute; hand the list back with
-    /// [`give_back`](Self::give_back) (it keeps its allocation).
     /// Whether nothing touched a room since the last [`Self::take`]: no topic touched, every
     /// move netted to zero (as a message sent at once, or received, leaves them).
     pub(super) fn is_quiet(&self) -> bool {
         self.touched.is_empty() && self.moved.iter().all(|(_, _, d)| *d == 0)
     }
 
+    /// The topics whose room may have changed, to recompute; hand the list back with
+    /// [`give_back`](Self::give_back) (it keeps its allocation).
     pub(super) fn take(&mut self) -> Vec<Topic> {
         for (topic, _, delta) in &mut self.moved {
             if *delta != 0 {

@@ -228,9 +228,8 @@ impl DataPlane {
         payload: Delivered,
         segments: &[ReceivedSegment],
     ) {
-        if let Some(d) = self.receive_direct(peer, header, payload, segments, false) {
-            self.out.push_back(DataOutput::Deliver(d));
-        }
+        let queued = self.receive_direct(peer, header, payload, segments, false);
+        debug_assert!(queued.is_none(), "handed back only when asked");
     }
 
     /// [`Self::receive`], the delivery returned instead of queued if `direct` and no output

@@ -19,6 +19,7 @@ use super::app::{Deaths, NodeData, UID, data_addr};
 use super::options::SpawnOptions;
 use crate::data::{DataConfig, Incoming};
 use crate::doc::{DocEvt, DocLimits, HostEvt, PatchId, Update};
+use crate::wire::{DataFrame, decode_data};
 use crate::{
     AccessPolicy, Credentials, Event, HubConfig, HubEvt, Limits, Listener, Member, MemberCmd,
     MemberConfig, MemberEvt, MemberInput, MemberOutput, NodeId, OwnTopics, PeerId, SpokeCmd,
@@ -759,6 +760,23 @@ impl Sim {
                     self.data_in_flight -= 1;
                 }
                 let n = &mut self.nodes[ix.0];
+                // Every other inline message on a data link comes as a ring's reader hands
+                // one on: written into the member's buffer, and handed back to be delivered
+                // before the outputs when none waits ahead of it. The same as its record in
+                // every way (`Member::receive_payload_direct`).
+                if real
+                    && let Ok((DataFrame::Inline(header), start)) =
+                        decode_data(&data, usize::MAX, usize::MAX)
+                    && header.seq % 2 == 0
+                    && let Some(payload) = data.get(start..)
+                {
+                    let mut buf = n.member.payload_buffer(payload.len());
+                    buf.as_mut().copy_from_slice(payload);
+                    if let Some(d) = n.member.receive_payload_direct(now, peer, header, buf) {
+                        self.on_deliver(ix, d);
+                    }
+                    return self.drain(ix);
+                }
                 let input = MemberInput::Record {
                     peer,
                     data: &data,

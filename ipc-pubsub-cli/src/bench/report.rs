@@ -40,15 +40,27 @@ pub(super) struct Ratio {
     pub(super) goal: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) goal_source: Option<&'static str>,
-    /// Whether the goal is met; `None` without a goal, or when the baseline was unsteady.
+    /// Whether the goal is met; `None` without a goal, or when an unsteady baseline's reps
+    /// disagree ([`Ratio::unsteady`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) met: Option<bool>,
-    /// A goal's baseline whose repetitions spread over twice (their lowest and highest):
-    /// no verdict (see `payload::UNSTEADY`).
+    /// A goal's baseline whose repetitions spread over twice (see `payload::UNSTEADY`):
+    /// the verdict stands only where `num`'s median meets or misses the goal against its
+    /// lowest and highest reps alike.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) unsteady: Option<[f64; 2]>,
+    pub(super) unsteady: Option<Unsteady>,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub(super) note: &'static str,
+}
+
+/// An unsteady baseline of a goal's ratio ([`Ratio::unsteady`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub(super) struct Unsteady {
+    /// The baseline's lowest and highest rep.
+    pub(super) baseline: [f64; 2],
+    /// `num`'s median over each of them, in the order of the ratio's size (over the highest,
+    /// then over the lowest).
+    pub(super) ratios: [f64; 2],
 }
 
 /// The `--json` document of `bench payload`.
@@ -256,17 +268,28 @@ pub(super) fn table(r: &Report) -> String {
         }
         for q in here {
             let pair = format!("{} / {}", q.num, q.den);
-            let goal = match (&q.goal, q.met, q.unsteady) {
-                (Some(g), Some(met), _) => format!(
-                    "goal {g} ({}): {}",
-                    q.goal_source.unwrap_or_default(),
-                    if met { "met" } else { "MISSED" }
-                ),
-                (Some(g), None, Some([lo, hi])) => format!(
-                    "goal {g} ({}): no verdict, the baseline's reps spread {}-{}",
-                    q.goal_source.unwrap_or_default(),
+            // An unsteady baseline: what the ratio is against its lowest and highest reps.
+            let across = q.unsteady.map(|u| {
+                let [lo, hi] = u.baseline;
+                let [a, b] = u.ratios;
+                format!(
+                    "{}-{}x against the baseline's reps {}-{}",
+                    num(a),
+                    num(b),
                     num(lo),
                     num(hi)
+                )
+            });
+            let goal = match (&q.goal, q.met, across) {
+                (Some(g), Some(met), across) => format!(
+                    "goal {g} ({}): {}{}",
+                    q.goal_source.unwrap_or_default(),
+                    if met { "met" } else { "MISSED" },
+                    across.map(|a| format!(" ({a})")).unwrap_or_default()
+                ),
+                (Some(g), None, Some(across)) => format!(
+                    "goal {g} ({}): no verdict, {across}",
+                    q.goal_source.unwrap_or_default(),
                 ),
                 _ => String::new(),
             };

@@ -277,6 +277,14 @@ impl DataWatch {
             "{topic}: delivered {} after {last:?}",
             d.seq
         );
+        // After every message and loss of its publisher told before it.
+        let told = self.told.entry((d.publisher, topic.clone())).or_insert(0);
+        assert!(
+            *told < d.seq,
+            "{topic}: delivered {} after {told} was told",
+            d.seq
+        );
+        *told = d.seq;
         let Some((frame, start)) = &f.decoded else {
             panic!("a delivery from an undecodable record");
         };

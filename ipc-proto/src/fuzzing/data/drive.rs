@@ -548,6 +548,15 @@ impl DataWatch {
                         l.first >= 1 && l.first <= l.last && l.count == l.last - l.first + 1,
                         "a loss that is no range: {l:?}"
                     );
+                    let told = self.told.entry((l.publisher, l.topic.to_string()));
+                    let told = told.or_insert(0);
+                    assert!(
+                        l.first > *told,
+                        "a loss of {}..={} after {told} was told",
+                        l.first,
+                        l.last
+                    );
+                    *told = l.last;
                 }
                 DataOutput::Release(seg) => self.on_release(seg),
                 DataOutput::Evt(e) => match e {

@@ -236,6 +236,7 @@ pub fn run_data(case: &DataCase, origin: Instant) -> Vec<&'static str> {
         next_received: 0,
         names: TOPICS.iter().map(|t| (*t).to_owned()).collect(),
         taken: BTreeSet::new(),
+        told: BTreeMap::new(),
         seqs: BTreeMap::new(),
         published: BTreeMap::new(),
         live: BTreeSet::new(),
@@ -461,6 +462,10 @@ struct DataWatch {
     names: BTreeSet<String>,
     /// Topics taken.
     taken: BTreeSet<String>,
+    /// Per publisher and topic, the highest sequence number the outputs told (a delivery,
+    /// or a loss's last): in the order the driver takes them (a message handed back first),
+    /// each delivery and loss must come after it.
+    told: BTreeMap<(NodeId, String), u64>,
     /// Messages published per topic: the machine's sequence numbers.
     seqs: BTreeMap<String, u64>,
     /// Every message published, by topic and sequence number.

@@ -1033,23 +1033,7 @@ mod tests {
             let q = find_ratio(&got, PUBSUB_RTT_SPIN, SHM_SPIN_PINGPONG, 64).expect("both");
             assert_eq!(q.met, verdict, "spin reps {spin:?}, ours {ours:?}");
             assert_eq!(q.unsteady.is_some(), spin == modes);
-            let report = Report {
-                machine: machine(),
-                build: "test",
-                placement: Placement::CrossCore,
-                cores: Cores {
-                    sender: 0,
-                    receiver: 1,
-                },
-                reps: 5,
-                quick: false,
-                busy_percent_before: None,
-                other_load_percent: Vec::new(),
-                seconds: 1.0,
-                ratios: got.clone(),
-                measurements: rows,
-            };
-            let table = table(&report);
+            let table = table(&report_of(rows, got.clone()));
             assert!(table.contains(text), "{text:?} missing from\n{table}");
         }
     }
@@ -1068,22 +1052,8 @@ mod tests {
             row(POOLED_RAW_4, Shape::OneWay { receivers: 4 }, MIB1, 16.1),
         ];
         rows.extend(derive_best_stream(&rows));
-        let report = Report {
-            machine: machine(),
-            build: "test",
-            placement: Placement::CrossCore,
-            cores: Cores {
-                sender: 0,
-                receiver: 1,
-            },
-            reps: 2,
-            quick: true,
-            busy_percent_before: Some(1.0),
-            other_load_percent: vec![Some(0.5), None],
-            seconds: 1.0,
-            ratios: ratios(&rows),
-            measurements: rows,
-        };
+        let ratios = ratios(&rows);
+        let report = report_of(rows, ratios);
         let t = table(&report);
         for needle in [
             "round trip, 64 B each way",

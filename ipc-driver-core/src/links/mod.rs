@@ -1141,11 +1141,6 @@ impl<A> Links<A> {
     }
 }
 
-mod listeners;
-mod returns;
-mod ring_link;
-mod ring_set;
-mod spin;
 /// The keys of `slab`'s entries that are `due`, collected only if one is: a calloop loop
 /// looks after every message it hands on, and mostly finds none (a look is a few
 /// instructions an entry, an empty collect some hundred).
@@ -1158,6 +1153,12 @@ fn keys_where<T>(slab: &Slab<T>, due: impl Fn(&T) -> bool) -> Vec<usize> {
         .map(|(k, _)| k)
         .collect()
 }
+
+mod listeners;
+mod returns;
+mod ring_link;
+mod ring_set;
+mod spin;
 
 #[cfg(test)]
 mod tests;

@@ -66,20 +66,30 @@ impl<A> Links<A> {
 
     /// Whether this node reads a ring: a link on which it subscribes has one.
     fn reads_rings(&self) -> bool {
-        debug_assert_eq!(
-            self.readers.is_empty(),
-            !self.links.iter().any(|(_, l)| l.reads_ring()),
-            "the ring readers kept are not the links' own"
-        );
+        self.check_readers();
         !self.readers.is_empty()
+    }
+
+    /// The keys of the links whose ring this node reads, found by a walk over every link.
+    fn walk_readers(&self) -> impl Iterator<Item = usize> + '_ {
+        (self.links.iter())
+            .filter(|(_, l)| l.reads_ring())
+            .map(|(key, _)| key)
     }
 
     /// A link gained or lost its ring (or closed with one): the keys of the links whose ring
     /// this node reads are found again.
     pub(super) fn update_readers(&mut self) {
-        self.readers.clear();
-        let readers = self.links.iter().filter(|(_, l)| l.reads_ring());
-        self.readers.extend(readers.map(|(key, _)| key));
+        let readers: Vec<usize> = self.walk_readers().collect();
+        self.readers = readers;
+    }
+
+    /// Every test drives this: the keys kept are those a walk finds.
+    fn check_readers(&self) {
+        debug_assert!(
+            self.readers.iter().copied().eq(self.walk_readers()),
+            "the ring readers kept are not the links' own"
+        );
     }
 
     /// A thread read the rings outside the driver's loop (a subscription resuming the link
@@ -201,15 +211,7 @@ impl<A> Links<A> {
 
     /// The keys of the links whose ring this node reads (the subscriber's side), into `out`.
     pub fn ring_receivers(&self, out: &mut Vec<usize>) {
-        // Every test drives this: the keys kept are those a walk finds.
-        debug_assert!(
-            (self.readers.iter().copied()).eq(self
-                .links
-                .iter()
-                .filter(|(_, l)| l.reads_ring())
-                .map(|(k, _)| k)),
-            "the ring readers kept are not the links' own"
-        );
+        self.check_readers();
         out.clear();
         out.extend_from_slice(&self.readers);
     }

@@ -112,17 +112,14 @@ impl Reactor {
                 dropped.push(publisher);
             }
         };
-        match queues {
-            // The usual case (a topic one subscription takes): no fan-out to walk.
-            [q] => offer(q, msg),
-            _ => {
-                // The last queue takes the message itself (`repeat_n` yields the original
-                // last): a clone costs two reference counts and the drop of the original.
-                let copies = std::iter::repeat_n(msg, queues.len());
-                for (q, m) in queues.iter().zip(copies) {
-                    offer(q, m);
-                }
+        // The last queue takes the message itself: a clone costs two reference counts and
+        // the drop of the original (and a topic one subscription takes, the usual case,
+        // walks nothing else).
+        if let Some((last, others)) = queues.split_last() {
+            for q in others {
+                offer(q, msg.clone());
             }
+            offer(last, msg);
         }
         // Counted for `status`; the queue tells its subscription.
         if let Some(topic) = key.filter(|_| !dropped.is_empty()).cloned() {

@@ -12,11 +12,11 @@ use crate::error::CmdError;
 use crate::ids::PeerId;
 use crate::wire::{DataFrame, MessageHeader, encode_data};
 
-use super::{Kind, Member, MemberCmd, MemberInput};
+use super::{Kind, Member, MemberCmd, MemberInput, MemberOutput};
 
 impl Member {
     /// [`handle`](Self::handle) of a [`DataCmd::Publish`], whose inline messages go to
-    /// `direct` where it takes them instead of as [`MemberOutput::Transmit`](crate::MemberOutput::Transmit)s of their records
+    /// `direct` where it takes them instead of as [`MemberOutput::Transmit`]s of their records
     /// (see [`DirectSend`]); what it does not take goes out as `handle` sends it. Only while
     /// this member has no output waiting to be taken (the driver polled them all since the
     /// last input), as a record ahead of a message must go first. Any other command is
@@ -115,16 +115,15 @@ impl Member {
         header: MessageHeader,
         payload: PayloadBuffer,
     ) {
-        match (&mut self.data, self.links.get(&peer)) {
-            (Some(d), Some(Kind::Data)) => d.receive_payload(now, peer, header, payload),
-            _ => return self.receive_inline(now, peer, header, payload.bytes()),
+        if let Some(d) = self.receive_payload_direct(now, peer, header, payload) {
+            // Handed back with nothing ahead of it: the first of this input's outputs (those
+            // after it are queued already).
+            self.out.push_front(MemberOutput::Deliver(d));
         }
-        self.take_data_outputs();
-        self.after_input(false, true);
     }
 
     /// [`Self::receive_payload`], its message returned rather than queued as a
-    /// [`MemberOutput::Deliver`](crate::MemberOutput::Deliver) when no output waits ahead of
+    /// [`MemberOutput::Deliver`] when no output waits ahead of
     /// it (see [`DataPlane::receive_payload_direct`](crate::data::DataPlane::receive_payload_direct)):
     /// the caller hands it on first, then polls the outputs, which may follow it. `None`: the
     /// message (if any) is among the outputs, in its place.
@@ -140,8 +139,12 @@ impl Member {
             (Some(d), Some(Kind::Data)) if self.out.is_empty() => {
                 d.receive_payload_direct(now, peer, header, payload)
             }
+            (Some(d), Some(Kind::Data)) => {
+                d.receive_payload(now, peer, header, payload);
+                None
+            }
             _ => {
-                self.receive_payload(now, peer, header, payload);
+                self.receive_inline(now, peer, header, payload.bytes());
                 return None;
             }
         };
